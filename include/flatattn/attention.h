@@ -1,0 +1,84 @@
+// flatattn: exact fused attention, forward and backward.
+//
+// Shapes (FlashAttention layout; any strides with the last dim contiguous):
+//   batched: q (B, Nq, Hq, D)   k, v (B, Nk, Hkv, D)   out (B, Nq, Hq, D)   lse (B, Hq, Nq) fp32
+//   varlen:  q (total_q, Hq, D) k, v (total_k, Hkv, D) out (total_q, Hq, D) lse (Hq, total_q) fp32
+//            with int32 cu_seqlens_q / cu_seqlens_k of shape (B + 1) on the tensors' device.
+// Hq must be a multiple of Hkv (GQA; MQA when Hkv = 1): query head h reads kv head h / (Hq / Hkv).
+// q, k, v, out (and dout, dq, dk, dv) share one dtype: f32 (CPU only), f16 or bf16.
+//
+// Semantics (identical on every backend; the fp64 oracle in src/reference defines them):
+//   S = scale * Q K^T (then softcap * tanh(S / softcap) when softcap > 0), masked by causal/window,
+//   P = softmax(S) over the visible keys, O = P V, LSE = log sum_j exp(S_ij) (natural log).
+//   A row with no visible key gives O = 0 and LSE = -inf (its gradients are 0).
+// Algorithms: Dao et al., "FlashAttention" (NeurIPS'22) Alg. 1-2 and "FlashAttention-2" (2023)
+// Sec. 3 for the flash dataflow; Kao et al., "FLAT" (ASPLOS'23) Sec. 4 for the flat dataflow.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "flatattn/error.h"
+#include "flatattn/options.h"
+#include "flatattn/tensor.h"
+
+namespace flatattn {
+
+/// Variable-length batch: sequence b spans rows [cu_seqlens_q[b], cu_seqlens_q[b+1]) of q/out and
+/// [cu_seqlens_k[b], cu_seqlens_k[b+1]) of k/v. Both are int32 (B + 1), non-decreasing, starting at 0.
+/// max_seqlen_q/k bound the per-sequence lengths; required on CUDA (grid size), computed when 0 on CPU.
+struct Varlen {
+  TensorView cu_seqlens_q;
+  TensorView cu_seqlens_k;
+  std::int64_t max_seqlen_q = 0;
+  std::int64_t max_seqlen_k = 0;
+};
+
+/// Inputs and outputs of forward(). out (and lse when requested) are written; nothing else is.
+struct ForwardArgs {
+  TensorView q, k, v;
+  TensorView out;
+  TensorView lse;  ///< absent unless Options::return_lse
+  std::optional<Varlen> varlen;
+};
+
+/// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
+/// (overwritten, not accumulated); dk/dv have the k/v shapes (summed over the query heads of a group).
+struct BackwardArgs {
+  TensorView dout, q, k, v, out, lse;
+  TensorView dq, dk, dv;
+  std::optional<Varlen> varlen;
+};
+
+/// CUDA stream (a cudaStream_t) the work is ordered on; null = the legacy default stream.
+/// Ignored for CPU tensors.
+struct Stream {
+  void* handle = nullptr;
+};
+
+/// What ran: shown by `flatattn run` and useful in logs.
+struct Report {
+  std::string backend;       ///< "cpu" or "cuda"
+  Dataflow dataflow = Dataflow::flash;
+  int block_m = 0;           ///< query rows per tile
+  int block_n = 0;           ///< keys per tile (Nk for FLAT: the whole row)
+  std::string kernel;        ///< kernel or instance name
+};
+
+/// Attention forward: out = softmax(mask(scale * q k^T)) v, and lse when requested.
+/// Runs on the device of the tensors (all on one device). Throws flatattn::Error on invalid input,
+/// before any output is written. On CUDA the call is asynchronous on `stream`.
+Report forward(const ForwardArgs& args, const Options& options = {}, Stream stream = {});
+
+/// Attention backward: dq, dk, dv from dout, q, k, v, out and the forward's lse.
+/// P is recomputed from lse; D_i = rowsum(dout * out) (FlashAttention-2, Alg. 2). Nothing N x N is stored.
+Report backward(const BackwardArgs& args, const Options& options = {}, Stream stream = {});
+
+/// FLOPs of a forward pass as counted by the FlashAttention papers: 4 * sum over rows of
+/// (visible keys) * D * Hq. For square causal this is about half of 4 * B * Hq * N^2 * D.
+/// Batched problems only (host arithmetic on shapes).
+double forward_flops(std::int64_t batch, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d,
+                     const Options& options);
+
+}  // namespace flatattn

@@ -1,0 +1,60 @@
+// flatattn: attention options (the semantics every backend shares).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace flatattn {
+
+/// Which corner the causal diagonal (and the sliding window) is aligned to when Nq != Nk.
+/// bottom_right: key j is visible to query i when j <= i + (Nk - Nq)   (FlashAttention >= 2.1)
+/// top_left:     key j is visible to query i when j <= i               (PyTorch SDPA is_causal)
+enum class CausalAlign : std::uint8_t { bottom_right, top_left };
+
+/// How the forward pass is tiled.
+/// flash: block tiling of Q and K/V with online softmax (Dao et al., FlashAttention 1/2).
+/// flat:  row tiling; a tile of R query rows computes its whole R x Nk logit block and an exact
+///        full-row softmax, output stationary (Kao et al., FLAT, ASPLOS'23, Sec. 4).
+/// automatic: the planner picks (src/model).
+enum class Dataflow : std::uint8_t { automatic, flash, flat };
+
+constexpr std::string_view name(Dataflow d) {
+  switch (d) {
+    case Dataflow::automatic: return "auto";
+    case Dataflow::flash: return "flash";
+    case Dataflow::flat: return "flat";
+  }
+  return "?";
+}
+
+/// Sliding window relative to the (aligned) diagonal: query i sees keys
+/// diag(i) - left ... diag(i) + right, where diag(i) = i + (Nk - Nq) for bottom-right alignment.
+/// -1 means unbounded on that side.
+struct Window {
+  std::int64_t left = -1;
+  std::int64_t right = -1;
+};
+
+/// Options of forward() and backward(). Defaults reproduce FlashAttention 2.
+struct Options {
+  /// Multiplies QK^T before the softmax. Default 1/sqrt(D).
+  std::optional<float> softmax_scale;
+  /// Causal mask. With a window, window.right must be -1 or 0 (causal implies 0).
+  bool causal = false;
+  CausalAlign causal_align = CausalAlign::bottom_right;
+  Window window{};
+  /// Logit soft-capping (Gemma 2): s = softcap * tanh(scale * q.k / softcap). 0 disables.
+  float softcap = 0.0f;
+  /// forward(): write the log-sum-exp of each logit row (natural log, fp32) into ForwardArgs::lse.
+  /// When true the lse view is required; when false it must be absent.
+  bool return_lse = false;
+  /// Forward dataflow (see Dataflow). Forcing one that cannot serve the problem is an error.
+  Dataflow dataflow = Dataflow::automatic;
+  /// CPU worker threads; 0 = all hardware threads. Ignored on CUDA.
+  int num_threads = 0;
+  /// backward(): bitwise-reproducible dQ/dK/dV across runs (no floating-point atomics).
+  bool deterministic = false;
+};
+
+}  // namespace flatattn

@@ -1,0 +1,21 @@
+// The interface every backend implements. Dispatch (src/core/dispatch.cc) validates, then calls one.
+#pragma once
+
+#include "flatattn/attention.h"
+#include "src/core/problem.h"
+
+namespace flatattn::cpu {
+/// Fused CPU forward (src/cpu): Flash or FLAT dataflow per p.dataflow (automatic: the CPU policy picks).
+Report forward(const Problem& p, const FwdTensors& t);
+/// Fused CPU backward (src/cpu): recomputes P from LSE, never stores N x N.
+Report backward(const Problem& p, const BwdTensors& t);
+}  // namespace flatattn::cpu
+
+namespace flatattn::cuda {
+/// True when this build has the CUDA backend (FLATATTN_WITH_CUDA).
+bool built();
+/// CUDA forward (src/cuda), asynchronous on `stream`.
+Report forward(const Problem& p, const FwdTensors& t, Stream stream);
+/// CUDA backward (src/cuda), asynchronous on `stream`.
+Report backward(const Problem& p, const BwdTensors& t, Stream stream);
+}  // namespace flatattn::cuda

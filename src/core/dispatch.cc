@@ -1,0 +1,42 @@
+// Public entry points: validate, then hand the normalized problem to the backend of the tensors' device.
+#include <algorithm>
+
+#include "flatattn/attention.h"
+#include "flatattn/version.h"
+#include "src/core/backend.h"
+#include "src/core/validate.h"
+
+namespace flatattn {
+
+Report forward(const ForwardArgs& args, const Options& options, Stream stream) {
+  const ValidatedForward v = validate_forward(args, options);
+  if (v.problem.device.kind == DeviceKind::cpu) return cpu::forward(v.problem, v.tensors);
+  return cuda::forward(v.problem, v.tensors, stream);
+}
+
+Report backward(const BackwardArgs& args, const Options& options, Stream stream) {
+  const ValidatedBackward v = validate_backward(args, options);
+  if (v.problem.device.kind == DeviceKind::cpu) return cpu::backward(v.problem, v.tensors);
+  return cuda::backward(v.problem, v.tensors, stream);
+}
+
+double forward_flops(std::int64_t batch, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d,
+                     const Options& options) {
+  MaskSpec m;
+  m.bottom_right = options.causal_align == CausalAlign::bottom_right;
+  m.left = options.window.left;
+  m.right = options.causal ? 0 : options.window.right;
+  double visible = 0;
+  if (!m.masked()) {
+    visible = static_cast<double>(nq) * static_cast<double>(nk);
+  } else {
+    for (std::int64_t i = 0; i < nq; ++i) visible += static_cast<double>(std::max<std::int64_t>(0, m.hi(i, nq, nk) - m.lo(i, nq, nk) + 1));
+  }
+  return 4.0 * static_cast<double>(batch) * static_cast<double>(hq) * static_cast<double>(d) * visible;
+}
+
+}  // namespace flatattn
+
+namespace flatattn {
+bool cuda_built() { return cuda::built(); }
+}  // namespace flatattn

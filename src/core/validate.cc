@@ -1,0 +1,341 @@
+#include "src/core/validate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <utility>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace flatattn {
+
+void require(bool cond, const std::string& argument, const std::string& value, const std::string& limit,
+             const std::string& fix) {
+  if (!cond) throw Error(Error::Kind::invalid_argument, argument, value, limit, fix);
+}
+
+namespace {
+
+std::string shape_str(const TensorView& t) {
+  std::ostringstream s;
+  s << "(";
+  for (int i = 0; i < t.rank; ++i) s << (i ? ", " : "") << t.shape[i];
+  s << ")";
+  return s.str();
+}
+
+std::string stride_str(const TensorView& t) {
+  std::ostringstream s;
+  s << "(";
+  for (int i = 0; i < t.rank; ++i) s << (i ? ", " : "") << t.stride[i];
+  s << ")";
+  return s.str();
+}
+
+std::string dev_str(const Device& d) {
+  return std::string(name(d.kind)) + (d.kind == DeviceKind::cuda ? ":" + std::to_string(d.index) : "");
+}
+
+bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16 || t == DType::f64; }
+
+/// Common checks on one view: present, expected rank, non-negative shape and strides, contiguous last dim.
+void check_view(const TensorView& t, const char* name, int rank, const char* layout) {
+  require(t.rank != -1, name, "a strided view whose stride list length differs from its shape",
+          "shape and stride must have the same number of dims", "pass one stride per dimension");
+  require(t.present(), name, "absent", std::string("required, shape ") + layout, "pass a tensor view");
+  require(t.rank == rank, name, "rank " + std::to_string(t.rank) + " " + shape_str(t),
+          "rank must be " + std::to_string(rank) + ": " + layout,
+          rank == 4 ? "pass a 4-D (B, N, H, D) view (or give cu_seqlens for varlen 3-D input)"
+                    : "pass a 3-D packed (total, H, D) view for varlen");
+  for (int i = 0; i < t.rank; ++i) {
+    require(t.shape[i] >= 0, name, "shape " + shape_str(t), "dimensions must be >= 0", "fix the shape");
+    require(t.stride[i] >= 0, name, "strides " + stride_str(t), "strides must be >= 0 (in elements)",
+            "pass a view with non-negative strides (copy a flipped tensor first)");
+  }
+  require(t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
+          "the last dim (D) must be contiguous (stride 1)", "make the head dim contiguous (e.g. .contiguous())");
+  require(t.data != nullptr || t.numel() == 0, name, "null data pointer with " + std::to_string(t.numel()) +
+          " elements", "data must point to the tensor", "pass the buffer's address");
+}
+
+void check_dtype(const TensorView& t, const char* name, DType want, Consumer c) {
+  if (c == Consumer::oracle) {
+    require(is_float(t.dtype), name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
+            "must be a float dtype (f64, f32, f16, bf16)", "pass a float tensor");
+    return;
+  }
+  require(t.dtype == want, name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
+          std::string("must match q's dtype ") + std::string(flatattn::name(want)),
+          "convert all of q, k, v and the outputs to one dtype");
+}
+
+void check_device(const TensorView& t, const char* name, const Device& want) {
+  require(t.device == want, name, "device " + dev_str(t.device),
+          "all tensors must be on q's device " + dev_str(want), "move the tensor to " + dev_str(want));
+}
+
+void check_shape(const TensorView& t, const char* name, std::initializer_list<std::int64_t> want,
+                 const char* layout) {
+  TensorView w;
+  w.rank = static_cast<int>(want.size());
+  int i = 0;
+  for (auto s : want) w.shape[i++] = s;
+  bool ok = t.rank == w.rank;
+  for (int d = 0; ok && d < w.rank; ++d) ok = t.shape[d] == w.shape[d];
+  require(ok, name, "shape " + shape_str(t), std::string("must be ") + shape_str(w) + " " + layout,
+          "allocate it with the expected shape");
+}
+
+RowStrides rows4(const TensorView& t) { return {t.stride[0], t.stride[1], t.stride[2]}; }
+RowStrides rows3(const TensorView& t) { return {0, t.stride[0], t.stride[1]}; }
+
+struct Shapes {
+  std::int64_t batch, nq, nk, hq, hkv, d, total_q, total_k;
+  bool varlen;
+  DType dtype;
+  Device device;
+};
+
+/// Checks q, k, v, cu_seqlens and the options; fills the problem.
+Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& v,
+                    const std::optional<Varlen>& varlen, Consumer c, Problem& p) {
+  const bool vl = varlen.has_value();
+  const int rank = vl ? 3 : 4;
+  const char* ql = vl ? "(total_q, Hq, D)" : "(B, Nq, Hq, D)";
+  const char* kl = vl ? "(total_k, Hkv, D)" : "(B, Nk, Hkv, D)";
+  check_view(q, "q", rank, ql);
+  check_view(k, "k", rank, kl);
+  check_view(v, "v", rank, kl);
+  if (c == Consumer::kernel) {
+    require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16, "q",
+            std::string("dtype ") + std::string(name(q.dtype)), "must be f32, f16 or bf16",
+            "convert q, k, v to f16/bf16 (or f32 on the CPU)");
+  }
+  check_dtype(k, "k", q.dtype, c);
+  check_dtype(v, "v", q.dtype, c);
+  check_device(k, "k", q.device);
+  check_device(v, "v", q.device);
+  Shapes s{};
+  s.varlen = vl;
+  s.dtype = q.dtype;
+  s.device = q.device;
+  const int o = vl ? 0 : 1;  // dim offset of (N, H, D)
+  s.hq = q.shape[o + 1];
+  s.d = q.shape[o + 2];
+  s.hkv = k.shape[o + 1];
+  require(s.d >= 1, "q", "head dim D = " + std::to_string(s.d), "D must be >= 1", "pass a non-empty head dim");
+  require(s.hq >= 1, "q", "Hq = " + std::to_string(s.hq), "Hq must be >= 1", "pass at least one head");
+  require(s.hkv >= 1, "k", "Hkv = " + std::to_string(s.hkv), "Hkv must be >= 1", "pass at least one kv head");
+  require(s.hq % s.hkv == 0, "k", "Hkv = " + std::to_string(s.hkv) + " with Hq = " + std::to_string(s.hq),
+          "Hq must be a multiple of Hkv (GQA/MQA)", "use Hkv dividing Hq, or repeat k/v heads");
+  require(k.shape[o + 2] == s.d, "k", "shape " + shape_str(k) + ", D = " + std::to_string(k.shape[o + 2]),
+          "k's head dim must equal q's D = " + std::to_string(s.d), "project q and k to the same head dim");
+  require(v.shape[o + 2] == s.d, "v", "shape " + shape_str(v) + ", Dv = " + std::to_string(v.shape[o + 2]),
+          "Dv must equal D = " + std::to_string(s.d) + " (Dv != D is not supported yet)",
+          "pad v to D or use D = Dv");
+  require(v.shape[o + 1] == s.hkv && v.shape[0] == k.shape[0] && (vl || v.shape[1] == k.shape[1]), "v",
+          "shape " + shape_str(v), "must equal k's shape " + shape_str(k), "pass v with k's shape");
+  if (!vl) {
+    s.batch = q.shape[0];
+    s.nq = q.shape[1];
+    s.nk = k.shape[1];
+    require(k.shape[0] == s.batch, "k", "batch " + std::to_string(k.shape[0]),
+            "must equal q's batch B = " + std::to_string(s.batch), "pass k with q's batch size");
+    s.total_q = s.batch * s.nq;
+    s.total_k = s.batch * s.nk;
+  } else {
+    const Varlen& w = *varlen;
+    s.total_q = q.shape[0];
+    s.total_k = k.shape[0];
+    for (auto [t, nm] : {std::pair{&w.cu_seqlens_q, "cu_seqlens_q"}, std::pair{&w.cu_seqlens_k, "cu_seqlens_k"}}) {
+      require(t->present() && t->rank == 1, nm, t->present() ? "rank " + std::to_string(t->rank) : "absent",
+              "must be a 1-D int32 tensor of B + 1 offsets", "pass cumulative sequence lengths");
+      require(t->dtype == DType::i32, nm, std::string("dtype ") + std::string(name(t->dtype)), "must be i32",
+              "convert to int32");
+      require(t->stride[0] == 1 || t->shape[0] <= 1, nm, "stride " + std::to_string(t->stride[0]),
+              "must be contiguous", "pass a contiguous tensor");
+      require(t->shape[0] >= 1, nm, "length 0", "must hold B + 1 >= 1 offsets", "start it with 0");
+      require(t->data != nullptr, nm, "null data pointer", "must point to B + 1 int32 offsets", "pass the buffer");
+      check_device(*t, nm, q.device);
+    }
+    require(w.cu_seqlens_k.shape[0] == w.cu_seqlens_q.shape[0], "cu_seqlens_k",
+            "length " + std::to_string(w.cu_seqlens_k.shape[0]),
+            "must equal len(cu_seqlens_q) = " + std::to_string(w.cu_seqlens_q.shape[0]), "pass B + 1 offsets for both");
+    s.batch = w.cu_seqlens_q.shape[0] - 1;
+    require(w.max_seqlen_q >= 0, "max_seqlen_q", std::to_string(w.max_seqlen_q), "must be >= 0", "pass the longest length");
+    require(w.max_seqlen_k >= 0, "max_seqlen_k", std::to_string(w.max_seqlen_k), "must be >= 0", "pass the longest length");
+    s.nq = w.max_seqlen_q;
+    s.nk = w.max_seqlen_k;
+    if (q.device.kind == DeviceKind::cpu) {  // contents are readable: check them, derive max lengths
+      for (auto [t, total, mx, nm] :
+           {std::tuple{&w.cu_seqlens_q, s.total_q, &s.nq, "cu_seqlens_q"},
+            std::tuple{&w.cu_seqlens_k, s.total_k, &s.nk, "cu_seqlens_k"}}) {
+        const auto* cu = static_cast<const std::int32_t*>(t->data);
+        require(cu[0] == 0, nm, "cu[0] = " + std::to_string(cu[0]), "must start at 0", "prepend 0");
+        std::int64_t longest = 0;
+        for (std::int64_t b = 0; b < s.batch; ++b) {
+          require(cu[b + 1] >= cu[b], nm,
+                  "cu[" + std::to_string(b + 1) + "] = " + std::to_string(cu[b + 1]) + " < cu[" + std::to_string(b) +
+                      "] = " + std::to_string(cu[b]),
+                  "must be non-decreasing", "pass cumulative sums of the lengths");
+          longest = std::max<std::int64_t>(longest, cu[b + 1] - cu[b]);
+        }
+        require(cu[s.batch] <= total, nm, "last offset " + std::to_string(cu[s.batch]),
+                "must be <= the packed rows " + std::to_string(total), "pass offsets into the packed tensor");
+        const std::string mname = nm == std::string("cu_seqlens_q") ? "max_seqlen_q" : "max_seqlen_k";
+        require(*mx == 0 || *mx >= longest, mname, std::to_string(*mx),
+                "must be >= the longest sequence (" + std::to_string(longest) + ")", "pass 0 to derive it");
+        *mx = longest;
+      }
+    } else {
+      require(s.batch == 0 || (s.nq >= 1 || s.total_q == 0), "max_seqlen_q", std::to_string(s.nq),
+              "required (>= 1) for CUDA varlen: it sizes the grid", "pass the longest query length");
+      require(s.batch == 0 || (s.nk >= 0), "max_seqlen_k", std::to_string(s.nk), "required for CUDA varlen",
+              "pass the longest key length");
+    }
+    p.cu_seqlens_q = static_cast<const std::int32_t*>(w.cu_seqlens_q.data);
+    p.cu_seqlens_k = static_cast<const std::int32_t*>(w.cu_seqlens_k.data);
+  }
+  p.dtype = s.dtype;
+  p.device = s.device;
+  p.batch = s.batch;
+  p.hq = s.hq;
+  p.hkv = s.hkv;
+  p.d = s.d;
+  p.nq = s.nq;
+  p.nk = s.nk;
+  p.varlen = vl;
+  return s;
+}
+
+void check_options(const Options& o, Problem& p) {
+  if (o.softmax_scale) {
+    require(std::isfinite(*o.softmax_scale), "softmax_scale", std::to_string(*o.softmax_scale), "must be finite",
+            "pass a finite scale or leave it unset for 1/sqrt(D)");
+    p.scale = *o.softmax_scale;
+  } else {
+    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.d)));
+  }
+  require(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
+          "must be >= 0 and finite (0 disables)", "pass 0 or a positive cap such as 30");
+  p.softcap = o.softcap;
+  require(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
+          "pass -1 or a non-negative size");
+  require(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",
+          "pass -1 or a non-negative size");
+  require(!o.causal || o.window.right <= 0, "window.right", std::to_string(o.window.right),
+          "must be -1 or 0 with causal (causal sees no key right of the diagonal)",
+          "drop causal, or set window.right to -1 or 0");
+  require(o.num_threads >= 0, "num_threads", std::to_string(o.num_threads), "must be >= 0 (0: all cores)",
+          "pass 0 or a positive count");
+  p.mask.bottom_right = o.causal_align == CausalAlign::bottom_right;
+  p.mask.left = o.window.left;
+  p.mask.right = o.causal ? 0 : o.window.right;
+  p.dataflow = o.dataflow;
+  p.num_threads = o.num_threads;
+  p.deterministic = o.deterministic;
+}
+
+void check_like(const TensorView& t, const char* name, const TensorView& like, const char* like_name,
+                const Shapes& s, Consumer c, const char* layout) {
+  check_view(t, name, like.rank, layout);
+  check_dtype(t, name, s.dtype, c);
+  check_device(t, name, s.device);
+  bool ok = true;
+  for (int i = 0; i < like.rank; ++i) ok = ok && t.shape[i] == like.shape[i];
+  require(ok, name, "shape " + shape_str(t), std::string("must equal ") + like_name + "'s shape " + shape_str(like),
+          std::string("allocate it like ") + like_name);
+}
+
+void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consumer c) {
+  const char* layout = s.varlen ? "(Hq, total_q) f32" : "(B, Hq, Nq) f32";
+  require(lse.rank != -1, name, "a strided view whose stride list length differs from its shape",
+          "shape and stride must have the same number of dims", "pass one stride per dimension");
+  require(lse.present(), name, "absent", std::string("required, shape ") + layout, "pass an f32 tensor");
+  require(lse.dtype == DType::f32 || (c == Consumer::oracle && lse.dtype == DType::f64), name,
+          std::string("dtype ") + std::string(flatattn::name(lse.dtype)), "must be f32", "allocate LSE as float32");
+  check_device(lse, name, s.device);
+  if (s.varlen) {
+    check_shape(lse, name, {s.hq, s.total_q}, layout);
+  } else {
+    check_shape(lse, name, {s.batch, s.hq, s.nq}, layout);
+  }
+  for (int i = 0; i < lse.rank; ++i)
+    require(lse.stride[i] >= 0, name, "strides " + stride_str(lse), "strides must be >= 0", "pass a plain view");
+  require(lse.data != nullptr || lse.numel() == 0, name, "null data pointer", "must point to the LSE buffer",
+          "pass the buffer");
+}
+
+RowStrides lse_strides(const TensorView& lse, bool varlen) {
+  return varlen ? RowStrides{0, lse.stride[1], lse.stride[0]} : RowStrides{lse.stride[0], lse.stride[2], lse.stride[1]};
+}
+
+}  // namespace
+
+ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consumer c) {
+  ValidatedForward r;
+  Problem& p = r.problem;
+  const Shapes s = check_inputs(a.q, a.k, a.v, a.varlen, c, p);
+  check_options(o, p);
+  check_like(a.out, "out", a.q, "q", s, c, s.varlen ? "(total_q, Hq, D)" : "(B, Nq, Hq, D)");
+  if (o.return_lse) {
+    check_lse(a.lse, s, "lse", c);
+  } else {
+    require(!a.lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
+            "set Options::return_lse = true, or pass no lse view");
+  }
+  FwdTensors& t = r.tensors;
+  t.q = a.q.data;
+  t.k = a.k.data;
+  t.v = a.v.data;
+  t.o = a.out.data;
+  auto rs = s.varlen ? rows3 : rows4;
+  t.sq = rs(a.q);
+  t.sk = rs(a.k);
+  t.sv = rs(a.v);
+  t.so = rs(a.out);
+  if (o.return_lse) {
+    t.lse = static_cast<float*>(a.lse.data);
+    t.slse = lse_strides(a.lse, s.varlen);
+  }
+  return r;
+}
+
+ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Consumer c) {
+  ValidatedBackward r;
+  Problem& p = r.problem;
+  const Shapes s = check_inputs(a.q, a.k, a.v, a.varlen, c, p);
+  check_options(o, p);
+  const char* ql = s.varlen ? "(total_q, Hq, D)" : "(B, Nq, Hq, D)";
+  const char* kl = s.varlen ? "(total_k, Hkv, D)" : "(B, Nk, Hkv, D)";
+  check_like(a.out, "out", a.q, "q", s, c, ql);
+  check_like(a.dout, "dout", a.q, "q", s, c, ql);
+  check_like(a.dq, "dq", a.q, "q", s, c, ql);
+  check_like(a.dk, "dk", a.k, "k", s, c, kl);
+  check_like(a.dv, "dv", a.v, "v", s, c, kl);
+  check_lse(a.lse, s, "lse", c);
+  BwdTensors& t = r.tensors;
+  auto rs = s.varlen ? rows3 : rows4;
+  t.dout = a.dout.data;
+  t.q = a.q.data;
+  t.k = a.k.data;
+  t.v = a.v.data;
+  t.o = a.out.data;
+  t.lse = static_cast<const float*>(a.lse.data);
+  t.dq = a.dq.data;
+  t.dk = a.dk.data;
+  t.dv = a.dv.data;
+  t.sdo = rs(a.dout);
+  t.sq = rs(a.q);
+  t.sk = rs(a.k);
+  t.sv = rs(a.v);
+  t.so = rs(a.out);
+  t.slse = lse_strides(a.lse, s.varlen);
+  t.sdq = rs(a.dq);
+  t.sdk = rs(a.dk);
+  t.sdv = rs(a.dv);
+  return r;
+}
+
+}  // namespace flatattn

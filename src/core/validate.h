@@ -1,0 +1,34 @@
+// Argument validation: the only place that turns public arguments into a Problem.
+// Every check throws flatattn::Error naming the argument, its value, the limit and the fix,
+// before any output is touched.
+#pragma once
+
+#include "flatattn/attention.h"
+#include "src/core/problem.h"
+
+namespace flatattn {
+
+/// Who is asking: the kernels accept one storage dtype (f32/f16/bf16) for all tensors; the fp64
+/// oracle accepts any float dtype per tensor (f64 included), so tests can ask for fp64 outputs.
+enum class Consumer { kernel, oracle };
+
+struct ValidatedForward {
+  Problem problem;
+  FwdTensors tensors;
+};
+
+struct ValidatedBackward {
+  Problem problem;
+  BwdTensors tensors;
+};
+
+ValidatedForward validate_forward(const ForwardArgs& args, const Options& options,
+                                  Consumer consumer = Consumer::kernel);
+ValidatedBackward validate_backward(const BackwardArgs& args, const Options& options,
+                                    Consumer consumer = Consumer::kernel);
+
+/// Throws Error(invalid_argument, argument, value, limit, fix) unless cond.
+void require(bool cond, const std::string& argument, const std::string& value, const std::string& limit,
+             const std::string& fix);
+
+}  // namespace flatattn

@@ -1,0 +1,190 @@
+#include "src/reference/reference.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "src/core/half.h"
+#include "src/core/validate.h"
+
+namespace flatattn::ref {
+
+namespace {
+
+struct View {  // a CPU tensor read/written in double
+  void* data;
+  DType dtype;
+  RowStrides s;
+};
+
+double rd(const View& t, std::int64_t off) { return load_double(t.data, t.dtype, off); }
+void wr(const View& t, std::int64_t off, double v) { store_double(t.data, t.dtype, off, v); }
+
+RowStrides strides_of(const TensorView& t, bool varlen) {
+  return varlen ? RowStrides{0, t.stride[0], t.stride[1]} : RowStrides{t.stride[0], t.stride[1], t.stride[2]};
+}
+
+View view(const TensorView& t, bool varlen) { return {t.data, t.dtype, strides_of(t, varlen)}; }
+
+void require_cpu(const TensorView& t, const char* name) {
+  require(t.device.kind == DeviceKind::cpu, name, "device cuda", "the reference runs on CPU tensors",
+          "copy the tensor to the host first");
+}
+
+/// S (nq x nk) of one (b, h): scaled, soft-capped logits; masked entries are -inf.
+/// Also returns the pre-cap values through `capped_tanh` (t = tanh(x / cap)) for the backward.
+void logits(const Problem& p, const View& q, const View& k, std::int64_t b, const SeqSpan& sp, std::int64_t h,
+            DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* tanh_out) {
+  const std::int64_t hk = h / p.group();
+  S.assign(sp.nq * sp.nk, -std::numeric_limits<double>::infinity());
+  if (tanh_out) tanh_out->assign(sp.nq * sp.nk, 0.0);
+  for (std::int64_t i = 0; i < sp.nq; ++i) {
+    const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
+    for (std::int64_t j = 0; j < sp.nk; ++j) {
+      if (!p.mask.visible(i, j, sp.nq, sp.nk)) continue;
+      const std::int64_t ko = row_offset(p, k.s, b, sp.k0, j, hk);
+      double acc = 0;
+      for (std::int64_t d = 0; d < p.d; ++d) acc += rd(q, qo + d) * rd(k, ko + d);
+      double x = p.scale * acc;
+      if (round) x = round_to(round_dtype, x);
+      if (p.softcap > 0) {
+        const double t = std::tanh(x / p.softcap);
+        if (tanh_out) (*tanh_out)[i * sp.nk + j] = t;
+        x = p.softcap * t;
+        if (round) x = round_to(round_dtype, x);
+      }
+      S[i * sp.nk + j] = x;
+    }
+  }
+}
+
+/// Row softmax in place (masked entries -inf become 0); returns LSE per row (-inf for empty rows).
+std::vector<double> softmax_rows(std::vector<double>& S, std::int64_t nq, std::int64_t nk) {
+  std::vector<double> lse(nq, -std::numeric_limits<double>::infinity());
+  for (std::int64_t i = 0; i < nq; ++i) {
+    double* r = S.data() + i * nk;
+    double m = -std::numeric_limits<double>::infinity();
+    for (std::int64_t j = 0; j < nk; ++j) m = std::max(m, r[j]);
+    if (m == -std::numeric_limits<double>::infinity()) {
+      for (std::int64_t j = 0; j < nk; ++j) r[j] = 0;
+      continue;
+    }
+    double sum = 0;
+    for (std::int64_t j = 0; j < nk; ++j) sum += (r[j] = std::exp(r[j] - m));
+    for (std::int64_t j = 0; j < nk; ++j) r[j] /= sum;
+    lse[i] = m + std::log(sum);
+  }
+  return lse;
+}
+
+}  // namespace
+
+void forward(const ForwardArgs& a, const Options& o, Precision precision) {
+  const ValidatedForward vf = validate_forward(a, o, Consumer::oracle);
+  const Problem& p = vf.problem;
+  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.out, "out"}})
+    require_cpu(*t, n);
+  const View q = view(a.q, p.varlen), k = view(a.k, p.varlen), v = view(a.v, p.varlen), out = view(a.out, p.varlen);
+  const bool round = precision == Precision::input;
+  std::vector<double> S;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    for (std::int64_t h = 0; h < p.hq; ++h) {
+      const std::int64_t hk = h / p.group();
+      logits(p, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
+      const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk);
+      for (std::int64_t i = 0; i < sp.nq; ++i) {
+        if (round)
+          for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
+        const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
+        for (std::int64_t d = 0; d < p.d; ++d) {
+          double acc = 0;
+          for (std::int64_t j = 0; j < sp.nk; ++j)
+            if (S[i * sp.nk + j] != 0) acc += S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d);
+          wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
+        }
+        if (a.lse.present()) {
+          const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
+                                           : b * a.lse.stride[0] + h * a.lse.stride[1] + i * a.lse.stride[2];
+          store_double(a.lse.data, a.lse.dtype, lo, lse[i]);
+        }
+      }
+    }
+  }
+}
+
+void backward(const BackwardArgs& a, const Options& o, Precision precision) {
+  const ValidatedBackward vb = validate_backward(a, o, Consumer::oracle);
+  const Problem& p = vb.problem;
+  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.dout, "dout"},
+                      std::pair{&a.dq, "dq"}, std::pair{&a.dk, "dk"}, std::pair{&a.dv, "dv"}})
+    require_cpu(*t, n);
+  const bool vl = p.varlen;
+  const View q = view(a.q, vl), k = view(a.k, vl), v = view(a.v, vl), dout = view(a.dout, vl);
+  const View dq = view(a.dq, vl), dk = view(a.dk, vl), dv = view(a.dv, vl);
+  const bool round = precision == Precision::input;
+  const DType dt = a.q.dtype;
+  auto r = [&](double x) { return round ? round_to(dt, x) : x; };
+  std::vector<double> P, T, dP;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
+    for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
+      std::vector<double> gk(sp.nk * p.d, 0.0), gv(sp.nk * p.d, 0.0);
+      for (std::int64_t h = hk * p.group(); h < (hk + 1) * p.group(); ++h) {
+        logits(p, q, k, b, sp, h, dt, round, P, &T);
+        softmax_rows(P, sp.nq, sp.nk);
+        if (round)
+          for (double& x : P) x = r(x);
+        dP.assign(sp.nq * sp.nk, 0.0);
+        for (std::int64_t i = 0; i < sp.nq; ++i) {
+          const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
+          double Di = 0;
+          for (std::int64_t j = 0; j < sp.nk; ++j) {
+            const double pij = P[i * sp.nk + j];
+            if (pij == 0) continue;
+            const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
+            double acc = 0;
+            for (std::int64_t d = 0; d < p.d; ++d) acc += rd(dout, doo + d) * rd(v, vo + d);
+            dP[i * sp.nk + j] = r(acc);
+            Di += pij * r(acc);
+            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] += pij * rd(dout, doo + d);
+          }
+          // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = 1 - tanh^2; then the scale.
+          for (std::int64_t j = 0; j < sp.nk; ++j) {
+            double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
+            if (p.softcap > 0) ds *= 1.0 - T[i * sp.nk + j] * T[i * sp.nk + j];
+            dP[i * sp.nk + j] = r(r(ds) * p.scale);
+          }
+        }
+        for (std::int64_t i = 0; i < sp.nq; ++i) {
+          const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
+          const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
+          for (std::int64_t d = 0; d < p.d; ++d) {
+            double acc = 0;
+            for (std::int64_t j = 0; j < sp.nk; ++j) {
+              const double ds = dP[i * sp.nk + j];
+              if (ds != 0) acc += ds * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d);
+            }
+            wr(dq, dqo + d, r(acc));
+          }
+          for (std::int64_t j = 0; j < sp.nk; ++j) {
+            const double ds = dP[i * sp.nk + j];
+            if (ds == 0) continue;
+            for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] += ds * rd(q, qo + d);
+          }
+        }
+      }
+      for (std::int64_t j = 0; j < sp.nk; ++j) {
+        const std::int64_t dko = row_offset(p, dk.s, b, sp.k0, j, hk);
+        const std::int64_t dvo = row_offset(p, dv.s, b, sp.k0, j, hk);
+        for (std::int64_t d = 0; d < p.d; ++d) {
+          wr(dk, dko + d, r(gk[j * p.d + d]));
+          wr(dv, dvo + d, r(gv[j * p.d + d]));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace flatattn::ref

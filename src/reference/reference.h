@@ -1,0 +1,24 @@
+// The oracle: naive attention in fp64 that materializes S and P. Small and obviously right; every
+// backend is tested against it (design.md, "Correctness rule").
+#pragma once
+
+#include "flatattn/attention.h"
+
+namespace flatattn::ref {
+
+/// Arithmetic of the naive reference.
+/// f64:   every step in double; outputs rounded once when stored. This is the oracle.
+/// input: S, P and O rounded to q's dtype after each step, as a framework computing naive
+///        attention in that dtype would do; gives the "naive_lowp" error of the correctness rule.
+enum class Precision { f64, input };
+
+/// Same arguments and semantics as flatattn::forward, CPU tensors only. Inputs and outputs may be
+/// any float dtype independently (f64 outputs keep full precision); lse may be f32 or f64.
+void forward(const ForwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
+
+/// Exact gradients in fp64 (S and P recomputed from q, k, v; args.out and args.lse are validated but
+/// not used, so the oracle does not inherit a kernel's forward error). Precision::input rounds P, dP,
+/// dS and the gradients to q's dtype after each step (autograd through naive attention in that dtype).
+void backward(const BackwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
+
+}  // namespace flatattn::ref
