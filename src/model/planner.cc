@@ -16,6 +16,7 @@ Plan plan(const Gpu& gpu, const AttnShape& shape, std::span<const KernelVariant>
   Plan p;
   for (const KernelVariant& v : variants) {
     if (only != Dataflow::automatic && v.dataflow != only) continue;
+    if (v.head_dim != 0 && v.head_dim != shape.d) continue;  // instantiated for another head dim
     p.candidates.push_back(predict(gpu, shape, v));
   }
   std::stable_sort(p.candidates.begin(), p.candidates.end(), [](const KernelPrediction& a, const KernelPrediction& b) {
@@ -29,7 +30,7 @@ Plan plan(const Gpu& gpu, const AttnShape& shape, std::span<const KernelVariant>
                 "B=" + std::to_string(shape.batch) + " Nq=" + std::to_string(shape.nq) + " Nk=" + std::to_string(shape.nk) +
                     " Hq=" + std::to_string(shape.hq) + " D=" + std::to_string(shape.d),
                 "no " + std::string(only == Dataflow::automatic ? "" : std::string(name(only)) + " ") +
-                    "kernel variant can run it (" + (why.empty() ? "none of that dataflow" : why) + ")",
+                    "kernel variant can run it (" + (why.empty() ? "none built for this dataflow and D" : why) + ")",
                 "build a variant that fits (smaller tiles; flash for long Nk)");
   }
   p.chosen = p.candidates.front();

@@ -24,9 +24,9 @@ struct Plan {
   std::vector<KernelPrediction> candidates;
 };
 
-/// Chooses the fastest feasible variant for `shape`. `only` restricts the dataflow (flash or flat;
-/// automatic = both). Throws Error when `variants` is empty or none is feasible (the message lists
-/// each variant's reason).
+/// Chooses the fastest feasible variant for `shape`. Candidates are the variants of the dataflow `only`
+/// (flash or flat; automatic = both) built for shape.d (or for any D). Throws Error when `variants` is
+/// empty or no candidate is feasible (the message lists each candidate's reason).
 Plan plan(const Gpu& gpu, const AttnShape& shape, std::span<const KernelVariant> variants,
           Dataflow only = Dataflow::automatic);
 
