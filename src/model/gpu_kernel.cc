@@ -121,6 +121,8 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
   p.ctas_per_sm = std::min({gpu.max_ctas_per_sm, by_smem, by_warps, by_regs});
   if (p.ctas_per_sm < 1) return infeasible(p, "no CTA fits on an SM (shared memory, warps or registers)");
 
+  // Operand reads from shared memory: once per warp (mma.sync) or per warpgroup (wgmma).
+  const double readers = std::ceil(double(v.warps) / cal.smem_reader_warps);
   // Per-SM rates per clock.
   const double tc_per_clk = rate / (gpu.sms * gpu.clock_hz) * cal.mma_efficiency;
   std::vector<BlockWork> work(static_cast<std::size_t>(n_mblocks));
@@ -147,14 +149,14 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
       // K then V stream through one ring; S (fp32) written, read for the row max/sum, P (16-bit) written
       // in place and read by every warp for P V (warps split D).
       // Every warp reads all Q rows (its key slice needs them) each key block.
-      smem_bytes = blocks * (4.0 * double(bn) * d * b + double(bm) * double(bn) * (4 + 4 + 2 + 2.0 * v.warps) +
-                             double(v.warps) * double(bm) * d * b);
+      smem_bytes = blocks * (4.0 * double(bn) * d * b + double(bm) * double(bn) * (4 + 4 + 2 + 2.0 * readers) +
+                             readers * double(bm) * d * b);
     } else {
       // Online softmax: per key block, rescale m, l and the O accumulator.
       exps += double(bm) * blocks;
       alu += blocks * double(bm) * (cal.rescale_ops_per_row + d);
       // Q fragments are re-read from shared memory for every key block (FA2 keeps Q in smem).
-      smem_bytes = blocks * (2.0 * double(bn) * d * b * (1.0 + v.warps) + double(bm) * d * b);
+      smem_bytes = blocks * (2.0 * double(bn) * d * b * (1.0 + readers) + double(bm) * d * b);
     }
     w.tensor = mma / tc_per_clk;
     w.softmax = exps / gpu.mufu_per_clk_per_sm + alu / gpu.fp32_per_clk_per_sm;

@@ -50,6 +50,8 @@ struct GpuPath {
   double cta_overhead_cycles = 2000;  ///< per-CTA prologue/epilogue latency (Q load, O store)
   int max_regs_per_thread = 255;    ///< register budget of one thread
   int reg_overhead = 40;            ///< registers a thread needs beyond fragments and accumulators
+  int smem_reader_warps = 1;        ///< warps sharing one shared-memory read of an operand (mma.sync: 1,
+                                    ///< wgmma: 4, a warpgroup reads its B operand once)
 };
 
 /// An NVIDIA GPU from published (or measured) rates.

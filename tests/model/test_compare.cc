@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,6 +12,7 @@
 
 #include "flatattn/error.h"
 #include "src/model/compare.h"
+#include "src/model/data_dir.h"
 #include "src/model/planner.h"
 #include "tests/common/harness.h"
 
@@ -112,4 +114,19 @@ TEST(Compare, MeasuredFileFormat) {
     EXPECT_NE(msg.find("[0].ms"), std::string::npos) << msg;
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(Compare, ShippedH100CalibrationPredictsFa2Measurements) {
+  // FlashAttention-2 forward times measured on the lent H100 (docs/peers.md) stand in for our sm80
+  // kernels: the shipped calibration must keep predicting them within the targets.
+  const std::vector<Measured> m = load_measured(data_root() / "model" / "measured" / "h100-fa2-peers.json");
+  ASSERT_EQ(m.size(), 36u);
+  const Comparison c = compare(load_hardware("h100").gpu, m);
+  std::printf("h100 vs FA2 measured: Spearman %.3f, median error %.1f %%\n", c.spearman, 100 * c.median_rel_error);
+  EXPECT_EQ(c.infeasible, 0);
+  EXPECT_GE(c.spearman, 0.9);
+  EXPECT_LE(c.median_rel_error, 0.25);
+  // The measured-ceilings file describes the same machine: same predictions within a few percent.
+  const Comparison cm = compare(load_hardware("h100-measured").gpu, m);
+  EXPECT_LE(cm.median_rel_error, 0.25);
 }
