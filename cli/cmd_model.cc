@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -134,11 +135,15 @@ void write_png(const SweepResult& r, const std::string& csv_path, const std::str
   const std::string cmd = fmt::format("python3 \"{}\" \"{}\" \"{}\"", script.string(), csv.string(), png);
   const int rc = std::system(cmd.c_str());
   if (csv_path.empty()) std::filesystem::remove(csv);
-  if (rc != 0)
-    throw Error(Error::Kind::runtime, "--png", png,
-                fmt::format("the plot script failed (exit status {}): it needs python3 with matplotlib", rc),
-                "install them (apt-get install python3; python3 -m pip install matplotlib), or write --csv and plot it "
-                "with tools/plot_model.py elsewhere");
+  if (rc != 0) {
+    const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    const std::string why = code == 127 ? "python3 was not found"
+                            : code == 3 ? "python3 has no matplotlib"
+                                        : fmt::format("{} failed (exit status {})", script.string(), code);
+    throw Error(Error::Kind::runtime, "--png", png, why + "; the plot needs python3 with matplotlib",
+                "install them (apt-get install python3; python3 -m pip install matplotlib), or write --csv and plot "
+                "it with tools/plot_model.py elsewhere");
+  }
   fmt::print("wrote {}\n", png);
 }
 
