@@ -12,7 +12,9 @@ namespace flatattn::model {
 
 namespace {
 
-constexpr std::int64_t kSimulateCtaLimit = std::int64_t(1) << 18;  ///< above: analytic makespan
+/// List scheduling is simulated up to this many CTAs (and 8 full waves); beyond, the makespan is
+/// total / SMs + the longest CTA, within a few percent there and O(1) (plan() stays well under 1 ms).
+constexpr std::int64_t kSimulateCtaLimit = std::int64_t(1) << 14;
 
 KernelPrediction infeasible(KernelPrediction p, std::string why) {
   p.feasible = false;
@@ -134,12 +136,12 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     if (hi >= lo) {
       const std::int64_t kb0 = lo / bn, kb1 = hi / bn;
       blocks = double(kb1 - kb0 + 1);
-      // A block is full when every row of the query block sees every key of it.
+      // A block is full when every row of the query block sees every key of it and it is bn wide:
+      // kb * bn >= lo(last row), (kb + 1) * bn - 1 <= hi(first row), (kb + 1) * bn <= nk.
       const std::int64_t full_lo = mask.lo(r1, s.nq, s.nk), full_hi = mask.hi(r0, s.nq, s.nk);
-      for (std::int64_t kb = kb0; kb <= kb1; ++kb) {
-        const std::int64_t j0 = kb * bn, j1 = std::min(s.nk, j0 + bn) - 1;
-        if (!(j0 >= full_lo && j1 <= full_hi) || j1 - j0 + 1 < bn) partial += 1;
-      }
+      const std::int64_t first_full = std::max(kb0, (full_lo + bn - 1) / bn);
+      const std::int64_t last_full = std::min({kb1, (full_hi + 1) / bn - 1, s.nk / bn - 1});
+      partial = blocks - double(std::max<std::int64_t>(0, last_full - first_full + 1));
     }
     const double scores = double(bm) * double(bn) * blocks, masked = double(bm) * double(bn) * partial;
     const double mma = 4.0 * scores * d;
@@ -184,7 +186,7 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     p.smem_s += w.smem * double(bh);
     p.l2_bytes += w.l2_bytes * double(bh);
   }
-  if (p.ctas <= kSimulateCtaLimit) {
+  if (p.ctas <= std::min<std::int64_t>(kSimulateCtaLimit, std::int64_t(8) * gpu.sms * p.ctas_per_sm)) {
     // CTAs in launch order (m-block fastest) go to the least-loaded SM; then each SM's time.
     using Slot = std::pair<double, int>;  // (load in cycles, SM)
     std::priority_queue<Slot, std::vector<Slot>, std::greater<>> heap;

@@ -7,6 +7,9 @@
 //   Plan p = plan(hw.gpu, AttnShape{.batch = 4, .nq = 4096, .nk = 4096, .hq = 32, .hkv = 8, .d = 128,
 //                                   .causal = true}, built);
 //   p.chosen.variant  -> launch it;  p.candidates -> every variant's predicted time (sorted).
+// plan() costs well under a millisecond (CTA scheduling is simulated for up to 8 waves, closed-form
+// beyond); still, cache the choice per (device, shape) in the dispatch. Load the Hardware once per
+// device: load_hardware()/gpu_preset_for() read JSON files from the data root (data_dir.h).
 #pragma once
 
 #include <span>
