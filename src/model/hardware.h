@@ -105,7 +105,8 @@ std::vector<std::string> hardware_presets();
 
 /// The GPU preset for a CUDA device: by compute capability (9.0: h100, or h200 when the device name
 /// says H200; 8.x: a100; 7.5: t4), with the device's own SM count and opt-in shared memory when given
-/// (> 0). Throws Error for a compute capability with no preset.
+/// (> 0). Other 8.x parts (RTX 30/40) get the A100's per-SM rates: give them their own file for
+/// absolute times. Throws Error for a compute capability with no preset.
 Hardware gpu_preset_for(int cc_major, int cc_minor, std::string_view device_name, int sms = 0,
                         int smem_per_cta = 0);
 
