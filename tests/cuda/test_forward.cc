@@ -277,3 +277,33 @@ TEST(CudaForward, CodePathIsTheExpectedOne) {
     EXPECT_NE(r.kernel.find(cuda::name(info.family)), std::string::npos) << r.kernel;
   }
 }
+
+// A small representative set for compute-sanitizer (memcheck, racecheck): both dataflows, three
+// head dims (128-byte and 64-byte swizzles), causal, ragged tiles, varlen with empty sequences,
+// strided views. Small enough that the sanitizers finish in seconds.
+TEST(CudaForward, SanitizerSet) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("SanitizerSet");
+  std::mt19937_64 rng(seed);
+  for (DType dt : {DType::f16, DType::bf16}) {
+    if (!dtype_runs(dt)) continue;
+    for (std::int64_t d : {64, 96, 128}) {
+      for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+        Case c = base(dt, 70, 75, d);
+        c.batch = 1;
+        c.options.causal = d != 96;
+        c.options.dataflow = df;
+        c.strided = d == 128;
+        CaseTensors t = make_case(c, rng);
+        check_case(t, seed, "sanitizer");
+      }
+    }
+    Case c = base(dt, 0, 0, 64);
+    c.varlen = true;
+    c.seqlens_q = {0, 9, 70};
+    c.seqlens_k = {3, 0, 65};
+    c.batch = 3;
+    CaseTensors t = make_case(c, rng);
+    check_case(t, seed, "sanitizer varlen");
+  }
+}

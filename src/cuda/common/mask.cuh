@@ -12,22 +12,22 @@ namespace flatattn::cuda {
 
 struct BandMask {
   int nk;
-  std::int64_t shift;  ///< diag(i) - i: nk - nq (bottom-right) or 0 (top-left)
-  int left, right;     ///< < 0: unbounded
+  int shift;        ///< diag(i) - i: nk - nq (bottom-right) or 0 (top-left); |nk - nq| < 2^31
+  int left, right;  ///< < 0: unbounded
 
   FLATATTN_HD BandMask(const FwdParams& p, int nq, int nk_)
-      : nk(nk_), shift(p.bottom_right ? std::int64_t{nk_} - nq : 0), left(p.left), right(p.right) {}
+      : nk(nk_), shift(p.bottom_right ? nk_ - nq : 0), left(p.left), right(p.right) {}
 
   /// First visible key of row i (may exceed hi(i): the row is fully masked).
   FLATATTN_HD int lo(int i) const {
     if (left < 0) return 0;
-    const std::int64_t l = i + shift - left;
+    const std::int64_t l = std::int64_t{i} + shift - left;
     return l < 0 ? 0 : (l > nk ? nk : static_cast<int>(l));
   }
   /// Last visible key of row i, at most nk - 1 (may be < lo(i)).
   FLATATTN_HD int hi(int i) const {
     if (right < 0) return nk - 1;
-    const std::int64_t h = i + shift + right;
+    const std::int64_t h = std::int64_t{i} + shift + right;
     return h > nk - 1 ? nk - 1 : (h < -1 ? -1 : static_cast<int>(h));
   }
 };
