@@ -24,7 +24,7 @@ SOFTCAP = (False, True)
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    family: str    # sm80: SASS for FLATATTN_CUDA_ARCHS; sm75: compute_75 PTX (Turing, JIT elsewhere)
+    family: str    # sm80: SASS 80/87/90; sm86: SASS 86/89 (99 KB smem); sm75: compute_75 PTX (Turing, JIT)
     dataflow: str  # flash | flat
     dtype: str     # f16 | bf16
     d: int         # kernel head dim
@@ -39,6 +39,7 @@ class Kernel:
         """The representative subset CI compiles (FLATATTN_CUDA_SUBSET=ci): every code path once."""
         return (self.family, self.dataflow, self.dtype, self.d, self.softcap) in {
             ("sm80", "flash", "bf16", 128, False),  # the headline kernel (128-byte swizzle, 2 m-tiles/warp)
+            ("sm86", "flash", "bf16", 128, False),  # the small-shared-memory table
             ("sm80", "flash", "f16", 96, True),     # 64-byte swizzle, softcap, the f16 mma
             ("sm80", "flat", "bf16", 64, False),    # the FLAT row kernel
             ("sm75", "flash", "f16", 64, False),    # the compute_75 PTX path (m16n8k8, no cp.async)
@@ -58,7 +59,7 @@ class Kernel:
 
 
 def kernels():
-    for family, dataflow, dtype, d, softcap in itertools.product(("sm80", "sm75"), DATAFLOWS, ("f16", "bf16"),
+    for family, dataflow, dtype, d, softcap in itertools.product(("sm80", "sm86", "sm75"), DATAFLOWS, ("f16", "bf16"),
                                                                   HEAD_DIMS, SOFTCAP):
         if family == "sm75" and dtype == "bf16":
             continue  # Turing tensor cores have no bf16: bf16 needs the sm80 family

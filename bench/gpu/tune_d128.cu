@@ -1,6 +1,6 @@
-// Tuner candidates: d128 (shapes: D, BlockM, BlockN, warps, min CTAs/SM; FLAT: D, m-tiles, warps, BlockN, cap blocks, min CTAs/SM).
+// Tuner candidates: d128 (shapes: D, BlockM, BlockN, warps, min CTAs/SM, K/V stages; FLAT: D, m-tiles, warps, BlockN, cap blocks, min CTAs/SM).
 #include "bench/gpu/tune_kernels.cuh"
 
 namespace flatattn::cuda::tune {
-std::vector<Candidate> candidates_d128() { return {flash<128, 128, 64, 4, 2>(), flash<128, 128, 128, 8, 1>(), flash<128, 64, 64, 4, 2>(), flash<128, 128, 32, 4, 2>()}; }
+std::vector<Candidate> candidates_d128() { return {flash<128, 128, 64, 4, 2, 2>(), flash<128, 128, 64, 4, 2, 1>(), flash<128, 128, 32, 4, 2, 2>(), flash<128, 64, 64, 4, 2, 2>(), flash<128, 128, 32, 4, 2, 1>()}; }
 }  // namespace flatattn::cuda::tune

@@ -1,6 +1,6 @@
-// Tuner candidates: d64 (shapes: D, BlockM, BlockN, warps, min CTAs/SM; FLAT: D, m-tiles, warps, BlockN, cap blocks, min CTAs/SM).
+// Tuner candidates: d64 (shapes: D, BlockM, BlockN, warps, min CTAs/SM, K/V stages; FLAT: D, m-tiles, warps, BlockN, cap blocks, min CTAs/SM).
 #include "bench/gpu/tune_kernels.cuh"
 
 namespace flatattn::cuda::tune {
-std::vector<Candidate> candidates_d64() { return {flash<64, 128, 64, 4, 2>(), flash<64, 128, 128, 4, 2>(), flash<64, 64, 64, 4, 2>(), flash<64, 128, 64, 8, 1>()}; }
+std::vector<Candidate> candidates_d64() { return {flash<64, 128, 128, 4, 2, 2>(), flash<64, 128, 128, 4, 2, 1>(), flash<64, 128, 64, 4, 2, 2>(), flash<64, 128, 64, 4, 2, 1>()}; }
 }  // namespace flatattn::cuda::tune

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "src/core/backend.h"
 #include "src/core/validate.h"
@@ -69,44 +70,52 @@ const Instance* find(Family f, Dataflow df, DType dt, bool softcap, std::int64_t
               "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
 }
 
-struct Probes {
-  int err80 = -1, ptx80 = 0, bin80 = 0;
-  int err75 = -1, ptx75 = 0, bin75 = 0;
+/// Whether each family's code loads on a device (a probe kernel built with the family's targets), with
+/// the PTX and SASS versions the driver picked.
+struct Probe {
+  int err = -1, ptx = 0, bin = 0;
 };
 
-const Probes& probes(int device) {
+const Probe& probe(int device, Family f) {
   static std::mutex mu;
-  static std::map<int, Probes> cache;
+  static std::map<std::pair<int, Family>, Probe> cache;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
+  auto it = cache.find({device, f});
   if (it == cache.end()) {
-    Probes p;
-    p.err80 = probe_sm80(&p.ptx80, &p.bin80);
-    p.err75 = probe_sm75(&p.ptx75, &p.bin75);
+    Probe p;
+    p.err = f == Family::sm80 ? probe_sm80(&p.ptx, &p.bin)
+            : f == Family::sm86 ? probe_sm86(&p.ptx, &p.bin)
+                                : probe_sm75(&p.ptx, &p.bin);
     cudaGetLastError();  // a failed probe must not linger as the next call's error
-    it = cache.emplace(device, p).first;
+    it = cache.emplace(std::pair{device, f}, p).first;
   }
   return it->second;
 }
 
+bool usable(const DeviceInfo& dev, Family f) { return has_family(f) && probe(dev.index, f).err == 0; }
+
+/// The family that serves `dt` on `dev`: sm86 first on sm_86/sm_89 (their 99 KB shared memory), then
+/// sm80 (its SASS also runs on sm_8x), then the compute_75 PTX (Turing; newer GPUs through the JIT).
 Family family_for(const DeviceInfo& dev, DType dt) {
-  const Probes& pr = probes(dev.index);
-  if (dev.cc >= 80 && pr.err80 == 0 && has_family(Family::sm80)) return Family::sm80;
+  const bool small_smem = dev.cc == 86 || dev.cc == 89;
+  if (dev.cc >= 80) {
+    for (Family f : small_smem ? std::array{Family::sm86, Family::sm80} : std::array{Family::sm80, Family::sm86})
+      if (usable(dev, f)) return f;
+  }
   const std::string where = "cuda:" + std::to_string(dev.index) + " (" + dev.name + ", sm_" + std::to_string(dev.cc) + ")";
-  if (dev.cc >= 75 && pr.err75 == 0 && has_family(Family::sm75)) {
+  if (dev.cc >= 75 && usable(dev, Family::sm75)) {
     if (dt == DType::bf16) {
       throw Error(Error::Kind::unsupported, "q.dtype", "bf16 on " + where,
-                  std::string("bf16 kernels are in the sm80 family (SASS for ") + FLATATTN_CUDA_ARCHS_STR +
+                  std::string("bf16 kernels are SASS only (") + FLATATTN_CUDA_FAMILIES_STR +
                       "); this device runs the compute_75 PTX family" +
-                      (dev.cc >= 80 ? " because the sm80 kernels do not load here (CUDA_FORCE_PTX_JIT set?)"
+                      (dev.cc >= 80 ? " because no SASS family loads here (CUDA_FORCE_PTX_JIT set, or an arch not built)"
                                     : " (Turing tensor cores have no bf16)"),
                   "use f16 on this device, or build FLATATTN_CUDA_ARCHS with its architecture");
     }
     return Family::sm75;
   }
   throw Error(Error::Kind::unsupported, "q.device", where,
-              std::string("no built kernel family runs on this GPU (sm80 family SASS: ") + FLATATTN_CUDA_ARCHS_STR +
-                  "; compute_75 PTX: " + (has_family(Family::sm75) ? "built" : "not built") + ")",
+              std::string("no built kernel family runs on this GPU (") + FLATATTN_CUDA_FAMILIES_STR + ")",
               "rebuild with FLATATTN_CUDA_ARCHS including this GPU (sm_80 or newer) or FLATATTN_CUDA_PTX75=ON");
 }
 
@@ -167,9 +176,9 @@ PathInfo path_info(int device, DType dtype) {
   const DeviceInfo& dev = device_info(device);
   PathInfo info;
   info.family = family_for(dev, dtype);
-  const Probes& pr = probes(device);
-  info.ptx_version = info.family == Family::sm80 ? pr.ptx80 : pr.ptx75;
-  info.binary_version = info.family == Family::sm80 ? pr.bin80 : pr.bin75;
+  const Probe& pr = probe(device, info.family);
+  info.ptx_version = pr.ptx;
+  info.binary_version = pr.bin;
   return info;
 }
 

@@ -22,7 +22,7 @@ namespace flatattn::cuda {
 
 template <Family F, int D>
 using FlashShapeOf = FlashShape<D, flash_tile(F, D).block_m, flash_tile(F, D).block_n, flash_tile(F, D).warps,
-                                flash_tile(F, D).min_blocks>;
+                                flash_tile(F, D).min_blocks, flash_tile(F, D).stages>;
 template <Family F, int D>
 using FlatShapeOf = FlatShape<D, flat_tile(F, D).m_tiles, flat_tile(F, D).warps, flat_tile(F, D).block_n,
                               flat_tile(F, D).cap_blocks, flat_tile(F, D).min_blocks>;
@@ -40,6 +40,12 @@ void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const 
     throw Error(Error::Kind::unsupported, "q", "ceil(Nq / " + std::to_string(block_m) + ") * Hq * B = " +
                 std::to_string(ctas) + " thread blocks", "at most 2^31 - 1 thread blocks per call",
                 "split the batch into several calls");
+  }
+  const DeviceInfo& dev = device_info(a.device);
+  if (smem_bytes > dev.smem_optin) {
+    throw Error(Error::Kind::unsupported, "q", "a kernel needing " + std::to_string(smem_bytes) + " bytes of shared memory",
+                "this GPU (" + dev.name + ") allows " + std::to_string(dev.smem_optin) + " bytes per block",
+                "report it: the tile table of this GPU's family must fit it (src/cuda/policy/tile_size.h)");
   }
   const std::uint64_t bit = std::uint64_t{1} << (a.device & 63);
   if (smem_bytes > 48 * 1024 && !(attr_done.load(std::memory_order_acquire) & bit)) {

@@ -32,6 +32,7 @@ LaunchInfo launch_fwd(const LaunchArgs& args);
 /// built with the same targets). Returns a cudaError_t value (0 = loadable) and the kernel's PTX and
 /// binary versions (cudaFuncAttributes::ptxVersion / binaryVersion).
 int probe_sm80(int* ptx_version, int* binary_version);
+int probe_sm86(int* ptx_version, int* binary_version);
 int probe_sm75(int* ptx_version, int* binary_version);
 
 }  // namespace flatattn::cuda

@@ -1,12 +1,13 @@
 // Host checks (no GPU needed, plain C++) of the device mask logic: BandMask equals the shared rule of
 // src/core/mask.h, and BlockRange skips only key blocks with no visible key and leaves unmasked only
-// blocks fully visible to every row of the tile.
+// blocks fully visible to every row of the tile. Also the tile policy's budgets.
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "src/core/mask.h"
 #include "src/cuda/common/mask.cuh"
+#include "src/cuda/policy/heuristics.h"
 #include "tests/common/harness.h"
 
 using namespace flatattn;
@@ -82,5 +83,25 @@ TEST(CudaMask, BlockRangeSkipsOnlyEmptyBlocks) {
     check_ranges<64>(s, bm, 128);
     check_ranges<128>(s, bm, 64);
     check_ranges<32>(s, bm, 16);
+  }
+}
+
+// The policy's capacity rule, shared-memory budgets per family and the automatic choice (host only).
+TEST(CudaPolicy, FlatCapacityAndChoice) {
+  for (Family f : {Family::sm75, Family::sm80, Family::sm86}) {
+    for (int d : kHeadDims) {
+      const FlatTileSize t = flat_tile(f, d);
+      ASSERT_GT(t.cap_n(), 0);
+      EXPECT_TRUE(flat_fits(f, d, t.cap_n()));
+      EXPECT_FALSE(flat_fits(f, d, t.cap_n() + 1));
+      Workload w;
+      w.d = d;
+      w.nq = w.nk = t.cap_n() + 1;
+      EXPECT_EQ(choose_dataflow(f, w), Dataflow::flash) << "a row FLAT cannot hold must go to Flash";
+      const FlashTileSize ft = flash_tile(f, d);
+      const int limit = f == Family::sm75 ? 64 * 1024 : f == Family::sm86 ? 99 * 1024 : 163 * 1024;
+      EXPECT_LE(ft.smem_bytes(d), limit) << name(f) << " D=" << d;
+      EXPECT_LE(t.smem_bytes(d), limit) << name(f) << " D=" << d;
+    }
   }
 }

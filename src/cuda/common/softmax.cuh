@@ -2,7 +2,9 @@
 // and two columns per 8-wide n-tile; the four threads of a quad share each row, so row reductions
 // are two xor-shuffles. Values are logits in log2 units; p = exp2(x * mul - max * mul).
 //   Flash (online, FlashAttention-2 Alg. 1): per key block, a new running max rescales the running sum
-//   and the output accumulator once (alpha), the output is divided by the sum once at the end.
+//   and the output accumulator once (alpha), the output is divided by the sum once at the end; the
+//   rescale is lazy (only when the max grows by more than 2^8, the idea of FlashAttention-4's
+//   conditional rescaling), which leaves the result exact.
 //   FLAT (exact, Kao et al. Sec. 4): the max over the whole row is known before any exp, no rescale.
 // A row whose logits are all -inf (fully masked) keeps max = -inf; it gets p = 0, sum 0, O = 0,
 // LSE = -inf.
@@ -54,26 +56,40 @@ FLATATTN_DEVICE float exp_row(float (&s)[kNT][4], int h, float mul, float ms) {
   return sum;
 }
 
-/// Flash online step: updates the running max m and (thread-partial) sum l with the block's logits s,
-/// turns s into probabilities and rescales the output accumulator o by exp2((m_old - m_new) * mul).
+/// Reference-max moves smaller than this (log2 units) are not applied: p may reach 2^8, which fp16/bf16
+/// P and fp32 sums hold with unchanged relative precision.
+constexpr float kRescaleThreshold = 8.f;
+
+/// Flash online step with lazy rescaling: the row's reference max m moves only when the block's max
+/// exceeds it by more than kRescaleThreshold; O and l always share the reference, so the result is the
+/// same softmax (the final O / l and LSE = m + log2 l do not depend on which reference was used). When
+/// no row of the warp moved, the O rescale is skipped (after the first blocks it almost never runs).
+/// Turns s into probabilities.
 template <int kMT, int kNT, int kDT>
 FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT][4], float (&m)[kMT][2],
                                     float (&l)[kMT][2], float mul) {
+  float alpha[kMT][2];
+  bool moved = false;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float mx = quad_max(row_max(s[mt], h, m[mt][h]));
-      const float ms = scaled_max(mx, mul);
-      const float alpha = ex2(m[mt][h] * mul - ms);  // 0 on the first visible block (m_old = -inf)
-      m[mt][h] = mx;
-      l[mt][h] = l[mt][h] * alpha + exp_row(s[mt], h, mul, ms);
-#pragma unroll
-      for (int dt = 0; dt < kDT; ++dt) {
-        o[mt][dt][2 * h] *= alpha;
-        o[mt][dt][2 * h + 1] *= alpha;
-      }
+      const float mx = quad_max(row_max(s[mt], h, -INFINITY));
+      const bool move = mx * mul > m[mt][h] * mul + kRescaleThreshold;  // always on the first visible block
+      const float m_new = move ? mx : m[mt][h];
+      alpha[mt][h] = move ? ex2((m[mt][h] - m_new) * mul) : 1.f;  // 0 when m was -inf
+      moved = moved || move;
+      m[mt][h] = m_new;
+      l[mt][h] = l[mt][h] * alpha[mt][h] + exp_row(s[mt], h, mul, scaled_max(m_new, mul));
     }
+  }
+  if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[mt][dt][e] *= alpha[mt][e / 2];
   }
 }
 

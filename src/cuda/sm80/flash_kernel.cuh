@@ -5,9 +5,12 @@
 // at the end. Only key blocks that can hold a visible key are visited (causal and window skip the
 // rest) and only blocks crossing the band's edges are masked per element.
 //
-// Pipeline per key block (K and V single-buffered, copies overlap the math as in FA2):
+// Pipeline per key block, Stages = 1 (K and V single-buffered, copies overlap the math as in FA2):
 //   wait K(j) | barrier | issue V(j) | S = Q K(j)^T, logits, mask | wait V(j) | barrier |
 //   issue K(j+1) | online softmax | O += P V(j)
+// Stages = 2 (K and V double-buffered: one barrier per block, the next block's copies overlap the
+// whole current block):
+//   wait K(j), V(j) | barrier | issue K(j+1), V(j+1) | S = Q K(j)^T, logits, mask | softmax | O += P V(j)
 #pragma once
 
 #include <cstdint>
@@ -25,9 +28,11 @@
 namespace flatattn::cuda {
 
 /// Compile-time shape of a Flash kernel (values come from policy/tile_size.h).
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks>
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages>
 struct FlashShape {
   static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
+  static constexpr int kStages = Stages;  ///< K/V buffers: 1 (FA2 pipeline) or 2 (double-buffered)
+  static_assert(Stages == 1 || Stages == 2, "one or two K/V stages");
   static constexpr int kThreads = 32 * Warps;
   static constexpr int kMT = BlockM / (16 * Warps);  ///< 16-row m-tiles per warp
   static constexpr int kNT = BlockN / 8;              ///< 8-key n-tiles of S
@@ -36,7 +41,7 @@ struct FlashShape {
   static_assert(BlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
   using TQ = SmemTile<BlockM, D>;
   using TKV = SmemTile<BlockN, D>;
-  static constexpr int kSmemBytes = TQ::kBytes + 2 * TKV::kBytes;  // Q, K, V
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes;  // Q | K0 V0 | K1 V1
 };
 
 /// Maps the 1-D grid to (query block, head, sequence); the heaviest query blocks (last rows, most
@@ -72,13 +77,24 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   const auto* gq = static_cast<const std::uint16_t*>(p.q) + bi.q + m0 * p.q_n;
   const auto* gk = static_cast<const std::uint16_t*>(p.k) + bi.k;
   const auto* gv = static_cast<const std::uint16_t*>(p.v) + bi.v;
-  const std::uint32_t sq = smem_u32(smem), sk = sq + TQ::kBytes, sv = sk + TKV::kBytes;
+  constexpr int kStages = Shape::kStages;
+  const std::uint32_t sq = smem_u32(smem);
+  // Buffers of key block j: K at kbuf(j), V right after it; two stages alternate on j's parity.
+  auto kbuf = [&](int j) { return sq + TQ::kBytes + (kStages == 2 ? (j & 1) * 2 * TKV::kBytes : 0); };
+  auto load_k = [&](int j) {
+    const int n0 = j * kBN;
+    load_tile<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+  };
+  auto load_v = [&](int j) {
+    const int n0 = j * kBN;
+    load_tile<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+  };
 
   load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
   copy_commit();
   if (range.begin < range.end) {
-    const int n0 = range.begin * kBN;
-    load_tile<TKV, kD, kThreads>(sk, gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+    load_k(range.begin);
+    if constexpr (kStages == 2) load_v(range.begin);
   }
   copy_commit();
 
@@ -102,27 +118,33 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   }
 
   for (int nb = range.begin; nb < range.end; ++nb) {
-    const int n0 = nb * kBN;
     copy_wait<0>();
-    __syncthreads();  // K(nb) visible to all; every warp is done with V(nb-1)
-    load_tile<TKV, kD, kThreads>(sv, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+    __syncthreads();  // K(nb) (and V(nb) with 2 stages) visible to all; every warp is done with block nb-1
+    if constexpr (kStages == 2) {
+      if (nb + 1 < range.end) {
+        load_k(nb + 1);
+        load_v(nb + 1);
+      }
+    } else {
+      load_v(nb);
+    }
     copy_commit();
 
     float s[kMT][kNT][4];
-    gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, sk, bk);
-    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, n0 + col);
+    gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
+    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
 
-    copy_wait<0>();
-    __syncthreads();  // V(nb) visible to all; every warp is done with K(nb)
-    if (nb + 1 < range.end) {
-      load_tile<TKV, kD, kThreads>(sk, gk + (n0 + kBN) * p.k_n, p.k_n, bi.nk - n0 - kBN, p.d, p.k, tid);
+    if constexpr (kStages == 1) {
+      copy_wait<0>();
+      __syncthreads();  // V(nb) visible to all; every warp is done with K(nb)
+      if (nb + 1 < range.end) load_k(nb + 1);
+      copy_commit();
     }
-    copy_commit();
 
     online_softmax(s, o, m, l, p.mul);
     std::uint32_t pa[kMT][kNT / 2][4];
     pack_p<E>(s, pa);
-    gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, sv, av);
+    gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
   }
 
   copy_wait<0>();
