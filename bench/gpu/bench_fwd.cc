@@ -1,10 +1,10 @@
 // Times flatattn's CUDA forward kernels (Flash and FLAT, each forced, plus what the automatic choice
 // picks) on the FlashAttention-paper grid: B * N = 16k tokens, Hq * D = 2048, bf16, (B, H, N, D)
-// tensors like peers_sdpa.py's, causal and not. CUDA events around each call, warm-up, median of many.
-// Each of q, k, v is 64 MB (16k tokens x 2048 x 2 B), larger than the H100's 50 MB L2, so repeated
-// calls do not run from the cache and need no input rotation.
+// tensors like peers_sdpa.py's, causal and not. Timed like triton's do_bench (timing.h): L2 flushed
+// before each call, CUDA events around the call alone, warm-up, median of many. Each of q, k, v is
+// 64 MB (16k tokens x 2048 x 2 B), larger than the H100's 50 MB L2 anyway.
 //
-//   bench_fwd --out ours.json [--d 64,128,256] [--n 128,...,16384] [--reps 30] [--commit HASH]
+//   bench_fwd --out ours.json [--d 64,128,256] [--n 128,...,16384] [--reps 50] [--commit HASH]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,16 +19,12 @@
 #include <vector>
 
 #include "flatattn/flatattn.h"
+#include "bench/gpu/timing.h"
 #include "src/core/half.h"
 
 namespace {
 
-void ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(2);
-  }
-}
+using flatattn::bench::ok;
 
 std::vector<long> parse_list(const std::string& s) {
   std::vector<long> v;
@@ -44,27 +40,14 @@ struct Timing {
 };
 
 /// Median time of `reps` calls after `warmup` calls; an Error (e.g. FLAT cannot hold the row) is returned.
-Timing time_forward(const flatattn::ForwardArgs& a, const flatattn::Options& o, int warmup, int reps) {
+Timing time_forward(flatattn::bench::Timer& timer, const flatattn::ForwardArgs& a, const flatattn::Options& o,
+                    int warmup, int reps) {
   Timing t;
   try {
-    flatattn::Report r;
-    for (int i = 0; i < warmup; ++i) r = flatattn::forward(a, o);
-    ok(cudaDeviceSynchronize(), "warm-up");
+    const flatattn::Report r = flatattn::forward(a, o);
     t.kernel = r.kernel;
     t.dataflow = std::string(flatattn::name(r.dataflow));
-    std::vector<cudaEvent_t> ev(2 * reps);
-    for (auto& e : ev) ok(cudaEventCreate(&e), "cudaEventCreate");
-    for (int i = 0; i < reps; ++i) {
-      ok(cudaEventRecord(ev[2 * i]), "record");
-      flatattn::forward(a, o);
-      ok(cudaEventRecord(ev[2 * i + 1]), "record");
-    }
-    ok(cudaDeviceSynchronize(), "timed runs");
-    std::vector<float> ms(reps);
-    for (int i = 0; i < reps; ++i) ok(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]), "elapsed");
-    for (auto& e : ev) cudaEventDestroy(e);
-    std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-    t.ms = ms[reps / 2];
+    t.ms = timer.median_ms([&] { flatattn::forward(a, o); }, warmup, reps);
   } catch (const flatattn::Error& e) {
     t.error = e.what();
   }
@@ -85,7 +68,8 @@ std::string json_str(const std::string& s) {
 int main(int argc, char** argv) {
   std::string out = "ours.json", commit = "unknown";
   std::vector<long> ds = {64, 128, 256}, ns = {128, 256, 512, 1024, 2048, 4096, 8192, 16384};
-  int reps = 30, warmup = 5;
+  int reps = 50, warmup = 5;
+  flatattn::bench::Timer timer;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
@@ -144,11 +128,11 @@ int main(int argc, char** argv) {
         opt.causal = causal;
         const double flops = 4.0 * b * h * n * n * d / (causal ? 2.0 : 1.0);
         opt.dataflow = flatattn::Dataflow::flash;
-        const Timing fl = time_forward(a, opt, warmup, reps);
+        const Timing fl = time_forward(timer, a, opt, warmup, reps);
         opt.dataflow = flatattn::Dataflow::flat;
-        const Timing ft = time_forward(a, opt, warmup, reps);
+        const Timing ft = time_forward(timer, a, opt, warmup, reps);
         opt.dataflow = flatattn::Dataflow::automatic;
-        const Timing au = time_forward(a, opt, 1, 1);
+        const Timing au = time_forward(timer, a, opt, 1, 1);
         auto tf = [&](const Timing& t) { return t.ms > 0 ? flops / (t.ms * 1e-3) / 1e12 : -1.0; };
         std::printf("%5ld %6ld %3d %4ld %3ld | %9.1f %9.1f | %s\n", d, n, causal ? 1 : 0, b, h, tf(fl), tf(ft),
                     au.dataflow.c_str());

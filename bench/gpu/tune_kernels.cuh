@@ -8,11 +8,11 @@
 
 namespace flatattn::cuda::tune {
 
-template <int D, int BM, int BN, int W, int MB, int ST>
+template <int D, int BM, int BN, int W, int MB, int ST, bool LZ>
 Candidate flash() {
-  using S = FlashShape<D, BM, BN, W, MB, ST>;
+  using S = FlashShape<D, BM, BN, W, MB, ST, LZ>;
   static std::atomic<std::uint64_t> done{0};
-  return {"flash", D, std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" + std::to_string(ST),
+  return {"flash", D, std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" + std::to_string(ST) + (LZ ? " lazy" : " eager"),
           [](const LaunchArgs& a) {
             launch_grid(flash_fwd_kernel<Family::sm80, BF16, S, Variant<false>>, S::kSmemBytes, S::kThreads, S::kBlockM,
                         a, done);

@@ -1,7 +1,8 @@
 // Tile-size candidates for the policy table (src/cuda/policy/tile_size.h), timed on the GPU in the
 // same run as the main benchmark: each candidate is the library's kernel template with another
-// compile-time shape, launched on FlashAttention-paper shapes (bf16, B*N = 16k, Hq*D = 2048), and
-// checked against the library's own output (max |diff|) so a fast-but-wrong candidate shows.
+// compile-time shape, launched on FlashAttention-paper shapes (bf16, B*N = 16k, Hq*D = 2048), timed
+// like bench_fwd (timing.h), and checked against the library's own output (max |diff|) so a
+// fast-but-wrong candidate shows.
 //
 //   tune_fwd --out tune.json [--n 1024,4096,16384] [--reps 20]
 #include <cuda_runtime.h>
@@ -18,6 +19,7 @@
 
 #include "src/core/half.h"
 #include "src/core/validate.h"
+#include "bench/gpu/timing.h"
 #include "bench/gpu/tune_candidates.h"
 #include "flatattn/flatattn.h"
 
@@ -65,9 +67,7 @@ int main(int argc, char** argv) {
   ok(cudaMemcpy(k, host.data() + 5, (elems - 5) * 2, cudaMemcpyHostToDevice), "copy");
   ok(cudaMemcpy(v, host.data() + 11, (elems - 11) * 2, cudaMemcpyHostToDevice), "copy");
   std::vector<std::uint16_t> h_out(elems), h_ref(elems);
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
+  flatattn::bench::Timer timer;
 
   std::ostringstream js;
   js << "{\"rows\": [\n";
@@ -96,18 +96,9 @@ int main(int argc, char** argv) {
         LaunchArgs la;
         la.problem = &vf.problem;
         la.tensors = &vf.tensors;
-        for (int i = 0; i < 3; ++i) c.launch(la);
-        std::vector<float> ms(reps);
-        for (int i = 0; i < reps; ++i) {
-          cudaEventRecord(e0);
-          c.launch(la);
-          cudaEventRecord(e1);
-          ok(cudaEventSynchronize(e1), "candidate run");
-          cudaEventElapsedTime(&ms[i], e0, e1);
-        }
-        std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+        const double ms = timer.median_ms([&] { c.launch(la); }, 3, reps);
         const double flops = 4.0 * b * h * n * n * d / (causal ? 2.0 : 1.0);
-        const double tf = flops / (ms[reps / 2] * 1e-3) / 1e12;
+        const double tf = flops / (ms * 1e-3) / 1e12;
         const long cnt = b * n * h * d;
         ok(cudaMemcpy(h_out.data(), o, cnt * 2, cudaMemcpyDeviceToHost), "copy back");
         ok(cudaMemcpy(h_ref.data(), ref, cnt * 2, cudaMemcpyDeviceToHost), "copy back");

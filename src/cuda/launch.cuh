@@ -22,7 +22,7 @@ namespace flatattn::cuda {
 
 template <Family F, int D>
 using FlashShapeOf = FlashShape<D, flash_tile(F, D).block_m, flash_tile(F, D).block_n, flash_tile(F, D).warps,
-                                flash_tile(F, D).min_blocks, flash_tile(F, D).stages>;
+                                flash_tile(F, D).min_blocks, flash_tile(F, D).stages, flash_tile(F, D).lazy_rescale>;
 template <Family F, int D>
 using FlatShapeOf = FlatShape<D, flat_tile(F, D).m_tiles, flat_tile(F, D).warps, flat_tile(F, D).block_n,
                               flat_tile(F, D).cap_blocks, flat_tile(F, D).min_blocks>;

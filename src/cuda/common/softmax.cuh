@@ -3,7 +3,7 @@
 // are two xor-shuffles. Values are logits in log2 units; p = exp2(x * mul - max * mul).
 //   Flash (online, FlashAttention-2 Alg. 1): per key block, a new running max rescales the running sum
 //   and the output accumulator once (alpha), the output is divided by the sum once at the end; the
-//   rescale is lazy (only when the max grows by more than 2^8, the idea of FlashAttention-4's
+//   rescale can be lazy (only when the max grows by more than 2^8, the idea of FlashAttention-4's
 //   conditional rescaling), which leaves the result exact.
 //   FLAT (exact, Kao et al. Sec. 4): the max over the whole row is known before any exp, no rescale.
 // A row whose logits are all -inf (fully masked) keeps max = -inf; it gets p = 0, sum 0, O = 0,
@@ -60,12 +60,14 @@ FLATATTN_DEVICE float exp_row(float (&s)[kNT][4], int h, float mul, float ms) {
 /// P and fp32 sums hold with unchanged relative precision.
 constexpr float kRescaleThreshold = 8.f;
 
-/// Flash online step with lazy rescaling: the row's reference max m moves only when the block's max
-/// exceeds it by more than kRescaleThreshold; O and l always share the reference, so the result is the
-/// same softmax (the final O / l and LSE = m + log2 l do not depend on which reference was used). When
-/// no row of the warp moved, the O rescale is skipped (after the first blocks it almost never runs).
-/// Turns s into probabilities.
-template <int kMT, int kNT, int kDT>
+/// Flash online step: updates the reference max m and the (thread-partial) sum l with the block's
+/// logits s, turns s into probabilities and rescales the output accumulator o by exp2((m_old - m) * mul).
+/// kLazy: the reference moves only when the block's max exceeds it by more than kRescaleThreshold
+/// (always on the first visible block), and the warp skips the O rescale when none of its rows moved;
+/// O and l always share the reference, so the result is the same softmax (O / l and LSE = m + log2 l
+/// do not depend on which reference was used). Eager: the reference is the running max and O is
+/// rescaled every block (FlashAttention-2). Which one is faster depends on the tile (policy table).
+template <bool kLazy, int kMT, int kNT, int kDT>
 FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT][4], float (&m)[kMT][2],
                                     float (&l)[kMT][2], float mul) {
   float alpha[kMT][2];
@@ -75,7 +77,7 @@ FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float mx = quad_max(row_max(s[mt], h, -INFINITY));
-      const bool move = mx * mul > m[mt][h] * mul + kRescaleThreshold;  // always on the first visible block
+      const bool move = kLazy ? mx * mul > m[mt][h] * mul + kRescaleThreshold : mx > m[mt][h];
       const float m_new = move ? mx : m[mt][h];
       alpha[mt][h] = move ? ex2((m[mt][h] - m_new) * mul) : 1.f;  // 0 when m was -inf
       moved = moved || move;
@@ -83,7 +85,7 @@ FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT
       l[mt][h] = l[mt][h] * alpha[mt][h] + exp_row(s[mt], h, mul, scaled_max(m_new, mul));
     }
   }
-  if (__any_sync(0xffffffffu, moved)) {
+  if (!kLazy || __any_sync(0xffffffffu, moved)) {
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll

@@ -34,44 +34,48 @@ inline constexpr int kHeadDims[] = {32, 64, 96, 128, 192, 256};
 struct FlashTileSize {
   int block_m, block_n, warps;
   int min_blocks;  ///< CTAs per SM promised to the register allocator (__launch_bounds__)
-  int stages;      ///< K/V buffers: 1 = FA2's single-buffered pipeline, 2 = double-buffered
+  int stages;         ///< K/V buffers: 1 = FA2's single-buffered pipeline, 2 = double-buffered
+  bool lazy_rescale;  ///< rescale O only when a row max grows by > 2^8 (common/softmax.cuh)
   [[nodiscard]] constexpr int smem_bytes(int d) const { return (block_m + 2 * stages * block_n) * d * 2; }
 };
 
 constexpr FlashTileSize flash_tile(Family f, int d) {
+  // H100 measurements (bench/results/gpu-tune-h100.md): stages 2 gained nothing over 1 at D = 64/128
+  // (1.00x, 0.96-1.00x); lazy rescaling gained 1-4% at D = 128 and lost 7-9% at D = 256 (8 warps,
+  // 16 rows each), so the wide head dims keep the eager FA2 rescale.
   switch (f) {
     case Family::sm80:
       switch (d) {
-        case 32: return {128, 128, 4, 2, 2};   // 40 KB
-        case 64: return {128, 128, 4, 2, 2};   // 80 KB; 128x128 beat 128x64 by 3-11% (H100)
-        case 96: return {128, 64, 4, 2, 2};    // 72 KB
-        case 128: return {128, 64, 4, 2, 2};   // 96 KB, 2 CTAs/SM; 128x64 beat 128x128/8w, 64x64, 128x32
-        case 192: return {128, 64, 8, 1, 1};   // 96 KB; 16 rows per warp keeps O at 96 regs
-        case 256: return {128, 64, 8, 1, 1};   // 128 KB (A100 allows 163); beat 64x64 and 128x32
-        default: return {0, 0, 0, 0, 0};
+        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
+        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB; 128x128 beat 128x64 by 3-11%
+        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
+        case 128: return {128, 64, 4, 2, 1, true};    // 64 KB, 2 CTAs/SM; beat 128x128/8w, 64x64, 128x32
+        case 192: return {128, 64, 8, 1, 1, false};   // 96 KB; 16 rows per warp keeps O at 96 regs
+        case 256: return {128, 64, 8, 1, 1, false};   // 128 KB (A100 allows 163); beat 64x64 and 128x32
+        default: return {0, 0, 0, 0, 0, false};
       }
-    case Family::sm86:  // 99 KB per block, 100 KB per SM: single-buffered
+    case Family::sm86:  // 99 KB per block, 100 KB per SM
       switch (d) {
-        case 32: return {128, 128, 4, 2, 1};   // 24 KB
-        case 64: return {128, 128, 4, 2, 1};   // 48 KB
-        case 96: return {128, 64, 4, 2, 1};    // 48 KB
-        case 128: return {128, 32, 4, 2, 1};   // 48 KB: two CTAs fit in 100 KB
-        case 192: return {64, 64, 4, 1, 1};    // 72 KB
-        case 256: return {64, 64, 4, 1, 1};    // 96 KB
-        default: return {0, 0, 0, 0, 0};
+        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
+        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB
+        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
+        case 128: return {128, 32, 4, 2, 1, true};    // 48 KB: two CTAs fit in 100 KB
+        case 192: return {64, 64, 4, 1, 1, false};    // 72 KB
+        case 256: return {64, 64, 4, 1, 1, false};    // 96 KB
+        default: return {0, 0, 0, 0, 0, false};
       }
-    case Family::sm75:  // <= 64 KB per block, no cp.async: single-buffered
+    case Family::sm75:  // <= 64 KB per block, no cp.async
       switch (d) {
-        case 32: return {128, 64, 4, 2, 1};    // 16 KB
-        case 64: return {128, 64, 4, 2, 1};    // 32 KB
-        case 96: return {64, 64, 4, 2, 1};     // 36 KB
-        case 128: return {64, 64, 4, 2, 1};    // 48 KB
-        case 192: return {64, 32, 4, 1, 1};    // 48 KB
-        case 256: return {64, 32, 4, 1, 1};    // 64 KB
-        default: return {0, 0, 0, 0, 0};
+        case 32: return {128, 64, 4, 2, 1, true};     // 16 KB
+        case 64: return {128, 64, 4, 2, 1, true};     // 32 KB
+        case 96: return {64, 64, 4, 2, 1, true};      // 36 KB
+        case 128: return {64, 64, 4, 2, 1, true};     // 48 KB
+        case 192: return {64, 32, 4, 1, 1, false};    // 48 KB
+        case 256: return {64, 32, 4, 1, 1, false};    // 64 KB
+        default: return {0, 0, 0, 0, 0, false};
       }
   }
-  return {0, 0, 0, 0, 0};
+  return {0, 0, 0, 0, 0, false};
 }
 
 struct FlatTileSize {

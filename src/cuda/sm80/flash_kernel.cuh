@@ -28,8 +28,9 @@
 namespace flatattn::cuda {
 
 /// Compile-time shape of a Flash kernel (values come from policy/tile_size.h).
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages>
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages, bool LazyRescale>
 struct FlashShape {
+  static constexpr bool kLazyRescale = LazyRescale;  ///< see online_softmax (common/softmax.cuh)
   static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
   static constexpr int kStages = Stages;  ///< K/V buffers: 1 (FA2 pipeline) or 2 (double-buffered)
   static_assert(Stages == 1 || Stages == 2, "one or two K/V stages");
@@ -141,7 +142,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
       copy_commit();
     }
 
-    online_softmax(s, o, m, l, p.mul);
+    online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
     std::uint32_t pa[kMT][kNT / 2][4];
     pack_p<E>(s, pa);
     gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
