@@ -59,7 +59,7 @@ if has test; then
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has jit; then
-  # Only compute_75 PTX can serve under CUDA_FORCE_PTX_JIT (the sm80 family is SASS only): the driver
+  # Only compute_75 PTX can serve under CUDA_FORCE_PTX_JIT (the sm80/sm86 families are SASS only): the driver
   # JIT-compiles it and the m16n8k8 / synchronous-load path runs on this GPU. bf16 must be refused.
   stage jit 240 env CUDA_FORCE_PTX_JIT=1 FLATATTN_EXPECT_PATH=sm75 $T --gtest_brief=1 \
     --gtest_filter='CudaForward.*:CudaErrors.*:-CudaForward.LongCausalAgainstOracle'

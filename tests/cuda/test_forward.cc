@@ -181,7 +181,7 @@ TEST(CudaForward, RandomSweepF16) {
 
 TEST(CudaForward, RandomSweepBF16) {
   REQUIRE_GPU();
-  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs the sm80 family (not loadable here)";
+  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs a SASS family (only the compute_75 PTX loads here)";
   sweep(DType::bf16, 40, "RandomSweepBF16");
 }
 
@@ -198,7 +198,7 @@ TEST(CudaForward, AdversarialF16) {
 
 TEST(CudaForward, AdversarialBF16) {
   REQUIRE_GPU();
-  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs the sm80 family (not loadable here)";
+  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs a SASS family (only the compute_75 PTX loads here)";
   const std::uint64_t seed = seed_for("AdversarialBF16");
   std::mt19937_64 rng(seed);
   for (const Case& c : adversarial(DType::bf16)) {

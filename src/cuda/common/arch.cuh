@@ -1,5 +1,6 @@
-// Which code path a device compilation pass takes. One source serves two families:
-//   sm80 family (SASS for sm_80/86/89/90): mma.sync m16n8k16 (f16 and bf16), cp.async loads.
+// Which code path a device compilation pass takes. One source serves every family:
+//   sm80 and sm86 families (SASS for sm_80/87/90 and sm_86/89; they differ only in tile sizes,
+//   policy/tile_size.h): mma.sync m16n8k16 (f16 and bf16), cp.async loads.
 //   sm75 family (compute_75 PTX, JIT-compiled by the driver on Turing or newer): two m16n8k8 per
 //   m16n8k16 (f16 only: Turing has no bf16 tensor cores) and synchronous 16-byte loads (no cp.async).
 #pragma once

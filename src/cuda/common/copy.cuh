@@ -1,5 +1,5 @@
-// 16-byte global -> shared copies. sm80 family: cp.async (asynchronous, L2 only, zero-fill when the
-// predicate is off) grouped with commit/wait. sm75 family: a plain 16-byte load and store, and the
+// 16-byte global -> shared copies. SASS families (sm_80+): cp.async (asynchronous, L2 only,
+// zero-fill when the predicate is off) grouped with commit/wait. sm75 family: a plain 16-byte load and store, and the
 // group operations are no-ops (the loads are complete when the copy returns).
 #pragma once
 

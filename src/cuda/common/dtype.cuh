@@ -21,7 +21,7 @@ struct F16 {
   }
 };
 
-/// bf16 storage, fp32 accumulation. sm80 family only (Turing tensor cores have no bf16).
+/// bf16 storage, fp32 accumulation. SASS families only (Turing tensor cores have no bf16).
 struct BF16 {
   using T = __nv_bfloat16;
   static constexpr bool kIsBf16 = true;
