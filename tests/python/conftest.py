@@ -31,10 +31,15 @@ def rng(seed):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU and a CUDA build of flatattn")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (torch.compile, models)")
+    config.addinivalue_line("markers", "slow: takes a minute on a small CPU; runs with FLATATTN_TEST_SLOW=1")
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("FLATATTN_TEST_SLOW") != "1":
+        skip_slow = pytest.mark.skip(reason="slow: set FLATATTN_TEST_SLOW=1")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     try:
         import torch
 
