@@ -19,7 +19,7 @@ Differences: fp32 inputs also work on the CPU; dropout (``dropout_p`` > 0), ``al
 
 from __future__ import annotations
 
-from .torch_ops import attention
+from .torch_ops import forward_opts
 from ._errors import error
 
 __all__ = [
@@ -40,14 +40,17 @@ def _unsupported(dropout_p, alibi_slopes, block_table=None):
                     "pass block_table=None with contiguous k/v", unsupported=True)
 
 
-def _window(window_size, causal):
+def _opts(softmax_scale, causal, window_size, softcap, deterministic):
+    """The op's option tuple. FlashAttention: causal implies a right window of 0 whatever window_size[1] says."""
     try:
-        left, right = (int(w) for w in window_size)
+        left, right = window_size
+        left, right = int(left), int(right)
     except (TypeError, ValueError):
         raise error("window_size", repr(window_size), "must be a pair (left, right), -1 = infinite",
                     "pass e.g. window_size=(256, 0)") from None
-    # FlashAttention: causal implies right = 0 whatever window_size[1] says.
-    return left, (-1 if causal else right)
+    causal = bool(causal)
+    return (None if softmax_scale is None else float(softmax_scale), causal, False, left, -1 if causal else right,
+            float(softcap), bool(deterministic), "auto", 0)
 
 
 def _c(t):
@@ -56,10 +59,8 @@ def _c(t):
 
 def _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs,
          cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
-    wl, wr = _window(window_size, causal)
-    out, lse = attention(_c(q), _c(k), _c(v), softmax_scale=softmax_scale, causal=causal, window_left=wl,
-                         window_right=wr, softcap=softcap, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                         cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
+    opts = _opts(softmax_scale, causal, window_size, softcap, deterministic)
+    out, lse = forward_opts(_c(q), _c(k), _c(v), opts, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     return (out, lse, None) if return_attn_probs else out
 
 

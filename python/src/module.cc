@@ -130,18 +130,19 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
   return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
 
-// bench/python_overhead.py: seconds per flatattn::forward call made from C++ (CPU tensors), the baseline
-// against which the Python and torch call paths are measured. Returns one time per repeat.
+// bench/python_overhead.py: host seconds per flatattn::forward call made from C++, the baseline against which
+// the Python and torch call paths are measured. One time per repeat. On CUDA the calls are asynchronous on
+// `stream` (the host cost of validation and launch); the caller synchronizes.
 std::vector<double> time_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                                  std::optional<float> scale, bool causal, std::string_view dataflow, int num_threads,
-                                 int repeats) {
+                                 std::uintptr_t stream, int repeats) {
   const ForwardCall c =
       forward_call(q, k, v, out, lse, {}, {}, 0, 0, scale, causal, false, -1, -1, 0.f, dataflow, num_threads);
   std::vector<double> t(static_cast<std::size_t>(repeats > 0 ? repeats : 0));
   nb::gil_scoped_release release;
   for (auto& s : t) {
     const auto t0 = std::chrono::steady_clock::now();
-    flatattn::forward(c.args, c.options);
+    flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
     s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return t;
@@ -247,8 +248,8 @@ NB_MODULE(_C, m) {
         "deterministic"_a, "num_threads"_a, "stream"_a,
         "flatattn::backward on DLPack arrays; writes dq, dk, dv. Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
-        "causal"_a, "dataflow"_a, "num_threads"_a, "repeats"_a,
-        "Benchmark aid: seconds per flatattn::forward call issued from C++ (CPU), one per repeat.");
+        "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
+        "Benchmark aid: host seconds per flatattn::forward call issued from C++, one per repeat.");
   m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
