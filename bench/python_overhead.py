@@ -91,7 +91,6 @@ def measure(device, batch, calls, rounds):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         times = cxx()
-        t1 = time.perf_counter()
         if cuda:
             torch.cuda.synchronize()
         cxx_host.append((statistics.median(times), (time.perf_counter() - t0) / calls))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import flatattn
-from cases import Case, cu_seqlens, make
+from cases import Case, make
 
 
 def _call(t, **kw):
