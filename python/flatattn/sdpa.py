@@ -2,8 +2,7 @@
 
 Same signature and (B, H, N, D) layout as ``torch.nn.functional.scaled_dot_product_attention``; the tensors
 are handed to the kernels as (B, N, H, D) stride views, never copied (unless the last dim is not contiguous).
-``is_causal`` is aligned top-left as in SDPA (key j visible to query i when j <= i); a query row that sees no
-key (Nq > Nk with is_causal) outputs 0 where SDPA's math backend returns NaN.
+``is_causal`` is aligned top-left as in SDPA (key j visible to query i when j <= i).
 """
 
 from __future__ import annotations

@@ -121,8 +121,9 @@ def _padded(q, k, v, mask, causal, opts):
 
 
 def _packed_cu_seqlens(position_ids, q, k):
-    """Several sequences packed in one row (batch 1, positions restarting): their cu_seqlens, else None."""
-    if position_ids is None or q.shape[0] != 1 or q.shape[1] <= 1 or q.shape[1] != k.shape[1]:
+    """Several sequences packed in one row (batch 1, positions restarting): their cu_seqlens, else None.
+    Not looked for under torch.compile (data-dependent), as transformers' own mask code does."""
+    if position_ids is None or torch.compiler.is_compiling() or q.shape[0] != 1 or q.shape[1] <= 1 or q.shape[1] != k.shape[1]:
         return None
     pos = position_ids.reshape(-1)
     if pos.numel() != q.shape[1]:

@@ -187,7 +187,7 @@ def test_native_api_on_tensors(device, seed):
     assert q.grad is not None and torch.isfinite(q.grad).all()
     dq, dk, dv = flatattn.backward(torch.ones_like(out), q.detach(), k, v, out.detach(), lse, causal=True,
                                    causal_align="top_left")
-    assert torch.equal(dq, q.grad)
+    torch.testing.assert_close(dq, q.grad)  # same op; a GPU backward may accumulate in another order
     # explicit buffers: written in place, same storage
     o = torch.full_like(q, float("nan")).detach()
     l = torch.full((1, 2, 12), float("nan"), device=device)

@@ -61,9 +61,11 @@ def test_compile_fullgraph_matches_eager(device, seed):
     compiled = torch.compile(_step, fullgraph=True, backend=backend)
     closs, cout = compiled(q, k, v)
     closs.backward()
-    assert torch.equal(cout, out)
+    assert torch.equal(cout, out)  # the same op on the same inputs
+    # aot_eager replays the same ops: bitwise; inductor may round the loss's gradient differently
+    tol = dict(rtol=0, atol=0) if backend == "aot_eager" else {}
     for a, t in zip(eager, (q, k, v)):
-        torch.testing.assert_close(t.grad, a, rtol=0, atol=0)
+        torch.testing.assert_close(t.grad, a, **tol)
 
 
 @pytest.mark.slow
@@ -108,14 +110,17 @@ def test_cuda_graph_capture(seed):
 
 @pytest.mark.cuda
 def test_runs_on_the_current_stream(seed):
-    """Work is queued on torch's current stream: inputs produced on a side stream are read after they exist."""
+    """Work is queued on torch's current stream: q is written on a busy side stream (torch's streams do not
+    synchronize with the legacy default stream), so a kernel on any other stream would read the zeros."""
+    q0, k, v = _inputs("cuda", seed, nq=256, nk=256)
+    q = torch.zeros_like(q0)
+    torch.cuda.synchronize()
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
-        q, k, v = _inputs("cuda", seed, nq=512, nk=512)
-        torch.cuda._sleep(10_000_000)  # keep the side stream busy so an unordered read would see garbage
-        q.mul_(1.0)
+        torch.cuda._sleep(50_000_000)  # tens of milliseconds of GPU time before q gets its values
+        q.copy_(q0)
         out = fa.flash_attn_func(q, k, v)
-    torch.cuda.current_stream().wait_stream(s)
-    ref = fa.flash_attn_func(q, k, v)
+    torch.cuda.synchronize()
+    ref = fa.flash_attn_func(q0, k, v)
     torch.cuda.synchronize()
     assert torch.equal(out, ref)
