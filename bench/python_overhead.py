@@ -104,11 +104,12 @@ def main():
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--batches", default="1,0", help="batch sizes to measure (0: the no-work problem)")
+    ap.add_argument("--note", default="", help="free text stored with the results (what engine, what load)")
     ap.add_argument("--out", default=None, help="JSON file (default: bench/results/python_overhead_<device>.json)")
     args = ap.parse_args()
     info = {"device": args.device, "torch": torch.__version__, "flatattn": flatattn.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "note": args.note}
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                         cwd=pathlib.Path(__file__).parent).stdout.strip()
