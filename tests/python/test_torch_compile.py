@@ -79,33 +79,64 @@ def test_compile_inductor_cpu(seed):
         assert torch.equal(fn(q, k, v), fa.flash_attn_func(q, k, v, causal=True) * 2)
 
 
-@pytest.mark.cuda
-def test_cuda_graph_capture(seed):
-    """Forward and backward ops captured in a CUDA graph, replayed on new inputs copied into the static ones."""
-    q, k, v = _inputs("cuda", seed)
-    dout = torch.randn_like(q)
+def _capture(fn, seed):
+    """Captures fn() in a CUDA graph after a side-stream warm-up; returns (graph, the static outputs)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):  # warm-up on a side stream, as torch.cuda.graphs requires
         for _ in range(2):
-            out, lse = torch.ops.flatattn.fwd(q, k, v, None, True, False, -1, -1, 0.0, False, "auto", 0)
-            torch.ops.flatattn.bwd(dout, q, k, v, out, lse, None, True, False, -1, -1, 0.0, False, 0)
+            fn()
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        g_out, g_lse = torch.ops.flatattn.fwd(q, k, v, None, True, False, -1, -1, 0.0, False, "auto", 0)
-        g_dq, g_dk, g_dv = torch.ops.flatattn.bwd(dout, q, k, v, g_out, g_lse, None, True, False, -1, -1, 0.0, False, 0)
+        static = fn()
+    return graph, static
+
+
+FWD = (None, True, False, -1, -1, 0.0, False, "auto", 0)
+BWD = (None, True, False, -1, -1, 0.0, False, 0)
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_forward(seed):
+    """The forward op captured in a CUDA graph, replayed on new inputs copied into the static ones."""
+    q, k, v = _inputs("cuda", seed)
+    graph, (g_out, g_lse) = _capture(lambda: torch.ops.flatattn.fwd(q, k, v, *FWD), seed)
     for i in range(3):
-        nq, nk, nv = _inputs("cuda", seed + 1 + i)
-        q.copy_(nq), k.copy_(nk), v.copy_(nv)
+        for dst, src in zip((q, k, v), _inputs("cuda", seed + 1 + i)):
+            dst.copy_(src)
         graph.replay()
-        out, lse = torch.ops.flatattn.fwd(q, k, v, None, True, False, -1, -1, 0.0, False, "auto", 0)
-        dq, dk, dv = torch.ops.flatattn.bwd(dout, q, k, v, out, lse, None, True, False, -1, -1, 0.0, False, 0)
+        out, lse = torch.ops.flatattn.fwd(q, k, v, *FWD)
         torch.cuda.synchronize()
         assert torch.equal(g_out, out) and torch.equal(g_lse, lse)
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_backward(seed):
+    """The backward op captured in a CUDA graph (no allocation or synchronization inside it)."""
+    q, k, v = _inputs("cuda", seed)
+    out, lse = torch.ops.flatattn.fwd(q, k, v, *FWD)
+    dout = torch.randn_like(q)
+    graph, (g_dq, g_dk, g_dv) = _capture(lambda: torch.ops.flatattn.bwd(dout, q, k, v, out, lse, *BWD), seed)
+    for i in range(2):
+        dout.copy_(torch.randn_like(dout))
+        graph.replay()
+        dq, dk, dv = torch.ops.flatattn.bwd(dout, q, k, v, out, lse, *BWD)
+        torch.cuda.synchronize()
         torch.testing.assert_close(g_dq, dq)  # the backward may accumulate dq in another order
         torch.testing.assert_close(g_dk, dk)
         torch.testing.assert_close(g_dv, dv)
+
+
+@pytest.mark.cuda
+def test_compiled_cuda_graphs(seed):
+    """torch.compile(mode='reduce-overhead') wraps the op in inductor's CUDA graphs."""
+    torch._dynamo.reset()
+    fn = torch.compile(lambda q, k, v: fa.flash_attn_func(q, k, v, causal=True), mode="reduce-overhead",
+                       fullgraph=True)
+    for i in range(3):
+        q, k, v = _inputs("cuda", seed + i)
+        assert torch.equal(fn(q, k, v), fa.flash_attn_func(q, k, v, causal=True))
 
 
 @pytest.mark.cuda
