@@ -5,7 +5,8 @@
 #
 #   # here, once: python examples/prepare_minilm_carry.py        (-> .xfer/minilm-fp16, 44 MB; carry it)
 #   STAGES="install test minilm llama overhead" OUT=/tmp/out bash python/gpu_session.sh
-# Environment: STAGES (default all), ARCHS (FLATATTN_CUDA_ARCHS for the build, default 90 = H100/H200 only),
+# Environment: STAGES (default all), ARCHS (FLATATTN_CUDA_ARCHS for the build, default 90 = H100/H200 only; no
+# compute_75 PTX: the wheel serves this GPU),
 # JOBS (default nproc), MODEL_DIR (default .xfer/minilm-fp16), DEADLINE (seconds, default 540).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 
 if has install; then
   # --no-build-isolation: use the machine's nanobind / scikit-build-core; --no-deps: nothing to fetch.
-  stage install 420 env FLATATTN_CUDA=ON CMAKE_ARGS="-DFLATATTN_CUDA_ARCHS=$ARCHS" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS \
+  stage install 420 env FLATATTN_CUDA=ON CMAKE_ARGS="-DFLATATTN_CUDA_ARCHS=$ARCHS -DFLATATTN_CUDA_PTX75=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS \
     python3 -m pip install . --no-build-isolation --no-deps -v
   stage import 30 python3 -c "import flatattn; assert flatattn.cuda_built(), 'built without CUDA'; print('flatattn', flatattn.__version__, 'cuda_built', flatattn.cuda_built())"
 fi
