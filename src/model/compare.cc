@@ -81,8 +81,8 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     key.append(std::to_string(i)).push_back(']');
     if (!e.is_object()) detail::bad_value(f, key, e.dump().substr(0, 40), "an object");
     const detail::Reader r(e, f, key);
-    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "B", "N", "Nk", "Hq", "Hkv", "D",
-            "causal", "dtype", "ms"});
+    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "cap_n", "B", "N", "Nk", "Hq", "Hkv",
+            "D", "causal", "dtype", "ms"});
     Measured m;
     m.variant.name = r.string("kernel");
     const std::string df = r.string("dataflow");
@@ -94,6 +94,7 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     m.variant.warps = int(r.integer("warps", 1, 32, false, 4));
     m.variant.stages = int(r.integer("stages", 1, 16, false, 2));
     m.variant.path = r.string("path", false, "");
+    m.variant.cap_n = int(r.integer("cap_n", 0, 1 << 20, false, 0));
     m.shape.batch = r.integer("B", 1, 1 << 24);
     m.shape.nq = r.integer("N", 1, 1 << 26);
     m.shape.nk = r.integer("Nk", 1, 1 << 26, false, m.shape.nq);
@@ -173,11 +174,11 @@ Gpu calibrate(const Gpu& gpu_in, const std::vector<Measured>& measured, const st
   for (int round = 0; round < 4; ++round) {
     for (const std::string& p : paths) {
       GpuPath& cal = g.paths.at(p);
-      for (double* x : {&cal.mma_efficiency, &cal.overlap, &cal.cta_overhead_cycles}) {
+      for (double* x : {&cal.mma_efficiency, &cal.overlap, &cal.flat_overlap, &cal.cta_overhead_cycles}) {
         const double x0 = *x;
         double bx = x0;
-        for (double f : {0.6, 0.75, 0.85, 0.93, 1.07, 1.15, 1.3, 1.6}) {
-          double v = x0 * f;
+        for (double f : {0.6, 0.75, 0.85, 0.93, 1.07, 1.15, 1.3, 1.6, 0.0}) {
+          double v = f == 0.0 ? (x0 > 0 ? 0.0 : 0.1) : x0 * f;  // 0 probes the bound (and leaves it)
           if (x != &cal.cta_overhead_cycles) v = std::clamp(v, 0.01, 1.0);
           *x = v;
           const double e = median_log_error(g, measured);
@@ -210,7 +211,7 @@ Gpu calibrate(const Gpu& gpu_in, const std::vector<Measured>& measured, const st
   for (const std::string& p : paths) {
     const GpuPath& cal = g.paths.at(p);
     j["paths"][p] = {{"mma_efficiency", cal.mma_efficiency}, {"overlap", cal.overlap},
-                     {"cta_overhead_cycles", cal.cta_overhead_cycles}};
+                     {"flat_overlap", cal.flat_overlap}, {"cta_overhead_cycles", cal.cta_overhead_cycles}};
   }
   report = j.dump(2) + "\n";
   return g;

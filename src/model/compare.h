@@ -4,7 +4,7 @@
 //   {"kernel": "flash_128x64_w4", "dataflow": "flash" | "flat", "block_m": 128, "block_n": 64,
 //    "B": 4, "N": 4096, "Hq": 32, "D": 128, "causal": false, "ms": 1.234,
 //    optional: "Nk" (default N), "Hkv" (default Hq), "warps" (4), "stages" (2), "path" ("" = the GPU's
-//    default), "dtype" ("bf16")}
+//    default), "dtype" ("bf16"), "cap_n" (FLAT with register-held rows: their capacity; 0 = smem)}
 // Records with the same (B, N, Nk, Hq, Hkv, D, causal, dtype) form one shape of the grid; the planner's
 // pick for a shape is the measured kernel it predicts fastest.
 #pragma once
@@ -50,7 +50,7 @@ Comparison compare(const Gpu& gpu, const std::vector<Measured>& measured);
 double spearman(const std::vector<double>& a, const std::vector<double>& b);
 
 /// Refits the calibration of the kernel paths seen in `measured` (mma_efficiency, overlap,
-/// cta_overhead_cycles per path, and launch_us) by coordinate search minimizing the median
+/// flat_overlap, cta_overhead_cycles per path, and launch_us) by coordinate search minimizing the median
 /// |log(predicted / measured)|. Returns the GPU with the new constants; `report` receives a JSON
 /// override file ({"base": ..., "paths": {...}, "launch_us": ...}) to save as a hardware file.
 Gpu calibrate(const Gpu& gpu, const std::vector<Measured>& measured, const std::string& base_name, std::string& report);

@@ -96,14 +96,19 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
   }
 
   // Shared memory and registers per CTA.
+  const bool flat_regs = flat && v.cap_n > 0;  // FLAT with the logit rows in registers
+  if (flat_regs && max_span > v.cap_n)
+    return infeasible(p, "FLAT holds key rows of Nk <= " + std::to_string(v.cap_n) + " in registers; this call needs " +
+                             std::to_string(max_span));
   const double q_smem = double(bm) * d * b;
-  double smem = flat ? q_smem + double(v.stages) * double(bn) * d * b + double(bm) * double(max_span) * 4.0
-                     : q_smem + double(v.stages) * 2.0 * double(bn) * d * b;
+  double smem = q_smem + double(v.stages) * 2.0 * double(bn) * d * b;  // Q, K and V buffers
+  if (flat && !flat_regs) smem = q_smem + double(v.stages) * double(bn) * d * b + double(bm) * double(max_span) * 4.0;
   p.smem_bytes = int(std::min(smem, 2e9));
   const double threads = 32.0 * v.warps;
-  // Accumulators in registers (Q fragments are re-read from shared memory each key block):
-  // flash splits rows across warps (S and O slices of bm / warps rows); flat splits keys for S and D for O.
-  const double frag_regs = (double(bm) * d + double(bm) * bn) / threads;
+  // Accumulators in registers (Q fragments are re-read from shared memory each key block): O and S
+  // (one key block; a register FLAT variant holds its whole row capacity).
+  const double s_cols = flat_regs ? double(v.cap_n) : double(bn);
+  const double frag_regs = (double(bm) * d + double(bm) * s_cols) / threads;
   p.regs_per_thread = int(std::ceil(frag_regs)) + cal.reg_overhead;
   if (smem > gpu.smem_per_cta) {
     if (flat)
@@ -147,7 +152,11 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     const double mma = 4.0 * scores * d;
     double exps = scores, alu = scores * cal.alu_ops_per_score + masked * cal.mask_ops_per_score + double(bm) * d;
     double smem_bytes = 0;
-    if (flat) {
+    if (flat_regs) {
+      // Like flash without the running rescale: every warp reads each K and V block and Q; one exp
+      // per logit; O scaled once at the end.
+      smem_bytes = blocks * (2.0 * double(bn) * d * b * (1.0 + readers) + double(bm) * d * b);
+    } else if (flat) {
       // K then V stream through one ring; S (fp32) written, read for the row max/sum, P (16-bit) written
       // in place and read by every warp for P V (warps split D).
       // Every warp reads all Q rows (its key slice needs them) each key block.
@@ -163,7 +172,8 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     w.tensor = mma / tc_per_clk;
     w.softmax = exps / gpu.mufu_per_clk_per_sm + alu / gpu.fp32_per_clk_per_sm;
     w.smem = smem_bytes / gpu.smem_bytes_per_clk_per_sm;
-    w.cycles = std::max(w.smem, w.tensor + w.softmax - cal.overlap * std::min(w.tensor, w.softmax));
+    const double overlap = flat ? cal.flat_overlap : cal.overlap;
+    w.cycles = std::max(w.smem, w.tensor + w.softmax - overlap * std::min(w.tensor, w.softmax));
     w.l2_bytes = 2.0 * double(bm) * d * b + blocks * 2.0 * double(bn) * d * b;
   }
 

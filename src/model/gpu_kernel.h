@@ -12,8 +12,9 @@
 // occupancy (resident warps / warps_to_saturate): this gives wave quantization and causal imbalance.
 // Memory: DRAM bytes (Q, K, V once per KV head thanks to L2, O, LSE) / HBM bandwidth and L2 -> SM
 // bytes (K/V re-read per query block) / L2 bandwidth. time = max(schedule, memory) + launch.
-// A flat variant is infeasible when its R x Nk fp32 logit block (plus Q and the K/V ring) does not fit
-// the per-CTA shared memory; any variant is infeasible when its registers exceed the thread budget.
+// A flat variant is infeasible when its R x Nk logit block does not fit on chip: the per-CTA shared
+// memory (fp32, plus Q and the K/V ring) or, for register variants, its row capacity cap_n; any variant
+// is infeasible when its registers exceed the thread budget.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +53,10 @@ struct KernelVariant {
   int stages = 2;                     ///< K/V shared-memory pipeline depth
   std::string path;                   ///< kernel family of the calibration ("sm80", "sm90"); "" = default
   int head_dim = 0;                   ///< 0: any D; otherwise only this D (instantiated per head dim)
+  /// flat only. 0: the R x Nk logit block lives in shared memory (fp32; warps split the keys for
+  /// Q K^T and D for P V). > 0: it lives in registers, each warp its own rows (src/cuda/flat), and the
+  /// kernel serves Nk <= cap_n (policy/tile_size.h: cap_blocks x block_n).
+  int cap_n = 0;
 };
 
 /// Predicted time of one variant on one shape, with the terms that produced it.

@@ -48,11 +48,12 @@ Accelerator read_accelerator(const Reader& r) {
 }
 
 GpuPath read_path(const Reader& r) {
-  r.only({"mma_efficiency", "overlap", "alu_ops_per_score", "mask_ops_per_score", "rescale_ops_per_row",
+  r.only({"mma_efficiency", "overlap", "flat_overlap", "alu_ops_per_score", "mask_ops_per_score", "rescale_ops_per_row",
           "warps_to_saturate", "cta_overhead_cycles", "max_regs_per_thread", "reg_overhead", "smem_reader_warps"});
   GpuPath p;
   p.mma_efficiency = r.number("mma_efficiency", 1e-3, 1);
   p.overlap = r.number("overlap", 0, 1);
+  p.flat_overlap = r.number("flat_overlap", 0, 1, false, p.overlap / 2);
   p.alu_ops_per_score = r.number("alu_ops_per_score", 0, 1e3);
   p.mask_ops_per_score = r.number("mask_ops_per_score", 0, 1e3, false, p.mask_ops_per_score);
   p.rescale_ops_per_row = r.number("rescale_ops_per_row", 0, 1e3, false, p.rescale_ops_per_row);

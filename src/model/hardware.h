@@ -43,6 +43,8 @@ struct Accelerator {
 struct GpuPath {
   double mma_efficiency = 0.6;      ///< reachable fraction of tensor_flops in the attention main loop
   double overlap = 0.5;             ///< 0: MMA and softmax serialize; 1: they overlap perfectly
+  double flat_overlap = 0.25;       ///< the same for FLAT kernels, whose softmax is a separate phase
+                                    ///< between the Q K^T and P V phases (only other CTAs hide it)
   double alu_ops_per_score = 6;     ///< fp32 ops per logit (scale, max, subtract, sum, convert)
   double mask_ops_per_score = 3;    ///< extra fp32 ops per logit of a partially masked block
   double rescale_ops_per_row = 2;   ///< flash: extra fp32 ops per row per key block (m, l update)

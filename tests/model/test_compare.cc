@@ -130,3 +130,16 @@ TEST(Compare, ShippedH100CalibrationPredictsFa2Measurements) {
   const Comparison cm = compare(load_hardware("h100-measured").gpu, m);
   EXPECT_LE(cm.median_rel_error, 0.25);
 }
+
+TEST(Compare, ShippedH100CalibrationMeetsTheTargetsOnOurKernels) {
+  // The acceptance on the recorded H100 grid of our kernels (bench/results/gpu-fwd-h100.json and
+  // the tuning shapes): rank correlation >= 0.9, median error <= 25 %, pick = measured fastest >= 90 %.
+  const std::vector<Measured> m = load_measured(data_root() / "model" / "measured" / "h100-ours-fwd.json");
+  const Comparison c = compare(load_hardware("h100").gpu, m);
+  std::printf("h100 vs our kernels: Spearman %.3f, median error %.1f %%, picks %d/%d\n", c.spearman,
+              100 * c.median_rel_error, c.picks_fastest, c.shapes);
+  EXPECT_EQ(c.infeasible, 0);
+  EXPECT_GE(c.spearman, 0.9);
+  EXPECT_LE(c.median_rel_error, 0.25);
+  EXPECT_GE(c.pick_accuracy(), 0.9);
+}

@@ -81,6 +81,13 @@ TEST(Planner, FlatLogitBlockMustFitSharedMemory) {
   };
   EXPECT_GT(max_nk(16), max_nk(64));
   EXPECT_GE(max_nk(16), 2048);
+  // The built kernels keep the rows in registers instead: feasible up to their row capacity.
+  KernelVariant regs = flat_variant(64);
+  regs.cap_n = 256;
+  EXPECT_TRUE(predict(gpu, shape(4, 256, 16, 128), regs).feasible);
+  const KernelPrediction long_row = predict(gpu, shape(4, 320, 16, 128), regs);
+  EXPECT_FALSE(long_row.feasible);
+  EXPECT_NE(long_row.reason.find("registers"), std::string::npos) << long_row.reason;
   // With only FLAT variants and a long sequence there is nothing to run: a clear error listing reasons.
   const std::vector<KernelVariant> only_flat{flat_variant(16), flat_variant(64)};
   try {
@@ -96,11 +103,14 @@ TEST(Planner, FlatLogitBlockMustFitSharedMemory) {
 TEST(Planner, RestrictingTheDataflow) {
   const Gpu gpu = load_hardware("a100").gpu;
   const std::vector<KernelVariant> vs = load_kernel_variants("default");
-  const Plan flash = plan(gpu, shape(8, 1024, 16, 64), vs, Dataflow::flash);
+  const Plan flash = plan(gpu, shape(8, 128, 16, 64), vs, Dataflow::flash);
   EXPECT_EQ(flash.chosen.variant.dataflow, Dataflow::flash);
   for (const KernelPrediction& c : flash.candidates) EXPECT_EQ(c.variant.dataflow, Dataflow::flash);
-  const Plan flat = plan(gpu, shape(8, 1024, 16, 64), vs, Dataflow::flat);
+  const Plan flat = plan(gpu, shape(8, 128, 16, 64), vs, Dataflow::flat);
   EXPECT_EQ(flat.chosen.variant.dataflow, Dataflow::flat);
+  // The built FLAT kernel holds rows of at most 128 keys at D = 64: nothing FLAT runs N = 1024.
+  EXPECT_THROW(plan(gpu, shape(8, 1024, 16, 64), vs, Dataflow::flat), Error);
+  EXPECT_EQ(plan(gpu, shape(8, 1024, 16, 64), vs).chosen.variant.dataflow, Dataflow::flash);
 }
 
 TEST(Planner, KernelModelMonotonicities) {
