@@ -40,6 +40,7 @@ std::vector<fs::path> candidates() {
   if (const fs::path m = module_dir(); !m.empty()) {
     c.push_back(m / ".." / "share" / "flatattn");
     c.push_back(m / ".." / ".." / "share" / "flatattn");
+    c.push_back(m / "share" / "flatattn");  // the Python package: flatattn/_C*.so + flatattn/share/flatattn
   }
   c.emplace_back(FLATATTN_DATA_SOURCE_DIR);
   c.emplace_back(FLATATTN_DATA_INSTALL_DIR);

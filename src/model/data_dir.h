@@ -4,7 +4,8 @@
 // data/ in the source tree, <prefix>/share/flatattn once installed. It is the first of:
 //   1. $FLATATTN_DATA_DIR, when set (an error if it has no model/ folder);
 //   2. <dir of the running binary or libflatattn>/../share/flatattn (and ../../share/flatattn, for
-//      multiarch lib dirs): a relocated install finds its own data;
+//      multiarch lib dirs), or <that dir>/share/flatattn (the Python package): a relocated install
+//      finds its own data;
 //   3. the source tree's data/ (compiled in: the build tree runs without installing);
 //   4. <CMAKE_INSTALL_FULL_DATADIR>/flatattn (compiled in).
 #pragma once
