@@ -15,6 +15,7 @@
 // 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead).
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -194,8 +195,16 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         load_row(dout, i, p.d, dp, 1.f, a.data());
         load_row(out, i, p.d, dp, 1.f, o.data());
+        // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
+        // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
         float acc = 0.f;
-        for (std::int64_t d = 0; d < p.d; ++d) acc += a[d] * o[d];
+        for (std::int64_t d = 0; d < p.d; ++d) {
+#ifdef __FMA__
+          acc = std::fma(a[d], o[d], acc);
+#else
+          acc += a[d] * o[d];
+#endif
+        }
         dvec[di_index(p, b, sp, h, i)] = acc;
       }
     }

@@ -2,14 +2,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <tuple>
 
 #include "src/core/validate.h"
 #include "src/cpu/naive.h"
 #include "src/reference/reference.h"
+#include "tests/cpu/naive_fp32.h"
 
 namespace flatattn::testing {
+
+bool verbose() {
+  static const bool v = std::getenv("FLATATTN_VERBOSE") != nullptr;
+  return v;
+}
 
 Seeded::Seeded() : seed(fresh_seed()), rng(seed) {
   std::cout << "[ seed     ] FLATATTN_SEED=" << seed << "\n";
@@ -60,6 +67,7 @@ double fp32_tolerance(const Case& c) { return c.dtype == DType::f32 ? 1e-5 : 0.0
 
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what) {
   const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype, fp32_tolerance(t.c));
+  if (verbose()) std::cout << what << " out: " << v.str() << "\n";
   EXPECT_TRUE(v.pass) << what << " out: " << v.str();
   if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " out: " << v.str();
   if (t.c.options.return_lse) {
@@ -78,8 +86,9 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
   }
 }
 
-BackwardOracle naive_backward(const CaseTensors& t) {
-  BackwardOracle o;
+BackwardYardstick naive_backward(const CaseTensors& t) {
+  BackwardYardstick y;
+  BackwardOracle& o = y.naive;
   o.dq = HostTensor::make(t.c.dtype, t.dq.shape);
   o.dk = HostTensor::make(t.c.dtype, t.dk.shape);
   o.dv = HostTensor::make(t.c.dtype, t.dv.shape);
@@ -99,16 +108,36 @@ BackwardOracle naive_backward(const CaseTensors& t) {
   a.dv = o.dv.view();
   a.varlen = t.varlen();
   ref::backward(a, t.c.options, ref::Precision::input);
-  return o;
+  if (t.c.dtype != DType::f32) return y;
+  // fp32: per gradient, the worst of the double-accumulating yardstick, naive fp32 autograd and the
+  // unfused fp32 FA2 formulation (naive_fp32.h says why).
+  const BackwardOracle r = oracle_backward(t);
+  for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse}) {
+    NaiveFp32Grads f = naive_fp32_backward(t, m);
+    y.noise_dq = std::max(y.noise_dq, f.dq_noise);
+    y.noise_dk = std::max(y.noise_dk, f.dk_noise);
+    for (auto [yard, fp32, ref] : {std::tuple{&o.dq, &f.dq, &r.dq}, std::tuple{&o.dk, &f.dk, &r.dk},
+                                   std::tuple{&o.dv, &f.dv, &r.dv}})
+      if (judge(*fp32, *ref, nullptr, DType::f32).max_err > judge(*yard, *ref, nullptr, DType::f32).max_err)
+        *yard = std::move(*fp32);
+  }
+  return y;
 }
 
-void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardOracle& naive,
+void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y,
                         const std::string& what) {
-  for (auto [out, r, n, name] : {std::tuple{&t.dq, &ref.dq, &naive.dq, "dq"}, std::tuple{&t.dk, &ref.dk, &naive.dk, "dk"},
-                                 std::tuple{&t.dv, &ref.dv, &naive.dv, "dv"}}) {
-    const Verdict v = judge(*out, *r, n, t.c.dtype, fp32_tolerance(t.c));
-    EXPECT_TRUE(v.pass) << what << " " << name << ": " << v.str();
-    if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " " << name << ": " << v.str();
+  for (auto [out, r, n, noise, name] :
+       {std::tuple{&t.dq, &ref.dq, &y.naive.dq, y.noise_dq, "dq"}, std::tuple{&t.dk, &ref.dk, &y.naive.dk, y.noise_dk, "dk"},
+        std::tuple{&t.dv, &ref.dv, &y.naive.dv, 0.0, "dv"}}) {
+    Verdict v = judge(*out, *r, n, t.c.dtype, fp32_tolerance(t.c));
+    v.bound += 2.0 * noise;
+    v.pass = v.nonfinite == 0 && v.max_err <= v.bound;
+    if (verbose()) std::cout << what << " " << name << ": " << v.str() << " noise=" << noise << "\n";
+    EXPECT_TRUE(v.pass) << what << " " << name << ": " << v.str() << " (bound includes 2 x dS noise " << noise << ")";
+    // Where dP - D_i cancels (peaked rows), the gradient is as small as its rounding noise and a relative
+    // error says nothing; rel_err <= 1e-5 is required wherever the error is not explained by that noise.
+    if (strict_fp32(t.c) && v.max_err > 2.0 * noise)
+      EXPECT_LE(v.rel_err, 1e-5) << what << " " << name << ": " << v.str() << " noise=" << noise;
   }
 }
 
