@@ -149,8 +149,20 @@ int main(int argc, char** argv) {
         std::printf("%7lld %6s %-9s %-34s %10.2f %9.1f %7.2f %9.1f %7.2f\n", static_cast<long long>(n),
                     causal ? "yes" : "no", "backward", r.kernel.c_str(), t.median * 1e3, g, g / sgemm, gb, gb / sgemm);
         std::fflush(stdout);
+        if (a.sweep) {
+          const ValidatedBackward vb = validate_backward(ba, opt);
+          for (const cpu::BackwardPlan& plan : {cpu::BackwardPlan{48, 128, 96}, cpu::BackwardPlan{96, 128, 96},
+                                                cpu::BackwardPlan{48, 256, 192}, cpu::BackwardPlan{96, 256, 192},
+                                                cpu::BackwardPlan{192, 256, 192}, cpu::BackwardPlan{96, 256, 288}}) {
+            const Timing ts = time_runs(a.reps, [&] { r = cpu::run_backward(vb.problem, vb.tensors, plan); });
+            const double gs = 2.5 * flops / ts.median * 1e-9;
+            std::printf("%7lld %6s %-9s %-34s %10.2f %9.1f %7.2f\n", static_cast<long long>(n), causal ? "yes" : "no",
+                        "  sweep", r.kernel.c_str(), ts.median * 1e3, gs, gs / sgemm);
+            std::fflush(stdout);
+          }
+        }
       }
-      if (!a.sweep) continue;
+      if (!a.sweep || a.backward) continue;  // --sweep with --backward sweeps backward plans only
       opt.dataflow = Dataflow::automatic;
       const ValidatedForward vf = validate_forward(fa, opt);
       std::vector<cpu::ForwardPlan> plans;

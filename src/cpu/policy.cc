@@ -72,9 +72,8 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
 }
 
 BackwardPlan plan_backward(const Problem& p) {
-  BackwardPlan b;
-  if (p.d > 128) b.block_m = 24;
-  return b;
+  if (p.d > 128) return {48, 128, 96};
+  return {};
 }
 
 }  // namespace flatattn::cpu

@@ -2,8 +2,17 @@
 // the two plan_* functions; nothing else in src/cpu picks a tile size. Tiles change speed, never results'
 // semantics (results are bitwise reproducible for a given plan, whatever the thread count).
 //
-// Measured on the development machine (Sapphire Rapids, 2 cores, 2 MiB L2 per core, AVX-512, Release,
-// f32, B = 1, Hq = 12; bench/cpu/bench_cpu_fwd): see the notes on each row.
+// Measured with bench/cpu/bench_cpu_fwd on the development machine (Sapphire Rapids under KVM, 2 cores,
+// 2 MiB L2 per core, AVX-512, Release, f32, B = 1, Hq = 12, both threads; OpenBLAS SGEMM n=2048 = ~300
+// GFLOP/s in the same runs). Median GFLOP/s, as a fraction of that SGEMM:
+//   D = 64, N = 1k:   Flash 96x256 0.70 (causal 0.62), FLAT R=96 0.74 (causal 0.66)
+//           N = 4k:   Flash 96x256 0.81 (causal 0.73), FLAT R=60 0.81 (causal 0.72)
+//           N = 16k:  Flash 96x256 0.80 (causal 0.78), FLAT R=12 0.63 causal (its K/V stream from L3)
+//   D = 128, N = 2k:  Flash 0.77 (causal 0.68), FLAT 0.78 (causal 0.68);  D = 256 (Br 48), N = 2k: 0.73-0.79.
+// Losing options at D = 64, N = 4k (fraction of SGEMM, non-causal / causal): Bc = 128 0.74 / 0.68;
+// Bc = 512 0.80 / 0.72 (no better, and more diagonal waste at small N); Br = 192 0.79 / 0.69; FLAT R = 12
+// 0.70 / 0.70, R = 24 0.76 / 0.73, R = 192 0.78 / 0.68. FLAT ties Flash while its R x Nk tile keeps
+// R >= ~48 rows in half the L2 (Nk <= ~4k) and falls behind once R shrinks to 12 (16k): hence flat_max_nk.
 #pragma once
 
 #include <cstddef>
@@ -26,10 +35,10 @@ struct ForwardPolicy {
 // clang-format off
 inline constexpr ForwardPolicy kForwardPolicy[] = {
   // max_d  Br   Bc   R cap  FLAT up to Nk
-  {     64, 96, 256,     96,          4096},
-  {    128, 96, 256,     96,          4096},
-  {    256, 48, 256,     48,          2048},
-  { 1 << 30, 24, 128,    24,          1024},  // any larger head dim (rare): small tiles keep Q/O in L2
+  {     64, 96, 256,     96,          4096},  // GPT-2, BERT: the measured rows above
+  {    128, 96, 256,     96,          4096},  // Llama: measured at N = 2k (Flash and FLAT tie)
+  {    256, 48, 256,     48,          2048},  // Gemma: half the rows keep the 48 x 256 Q/O tiles in L1/L2
+  { 1 << 30, 24, 128,    24,          1024},  // larger head dims (rare, not measured): small tiles
 };
 // clang-format on
 
@@ -40,11 +49,13 @@ inline constexpr double kFlatL2Share = 0.5;
 inline constexpr std::size_t kDefaultL2Bytes = std::size_t{1} << 20;
 
 /// Backward tiles (FA2 Alg. 2): query rows per tile, keys per block of the dQ pass, keys per block of the
-/// dK/dV pass (a multiple of kKeyAlignBwd).
+/// dK/dV pass (a multiple of kKeyAlignBwd). Measured at D = 64, N = 2k (fraction of SGEMM, FLOPs counted
+/// as 2.5x the forward's, non-causal / causal): 96/256/192 0.53 / 0.46 (chosen); 48/128/96 0.48 / 0.44;
+/// 96/256/288 0.53 / 0.46; 192/256/192 0.53 / 0.45. D > 128 uses 48/128/96 to keep the tiles in L2.
 struct BackwardPlan {
-  int block_m = 48;
-  int block_n = 128;
-  int block_n_dkdv = 96;
+  int block_m = 96;
+  int block_n = 256;
+  int block_n_dkdv = 192;
 };
 
 /// A forward plan: what runs and with which tiles. For FLAT block_m = R and block_n = 0 (the whole

@@ -76,7 +76,7 @@ TEST_P(ForwardHeadDim, MatchesOracle) {
 
 INSTANTIATE_TEST_SUITE_P(Cpu, ForwardHeadDim,
                          ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
-                                            ::testing::Values(32, 40, 64, 72, 80, 96, 128, 256)),
+                                            ::testing::Values(32, 40, 64, 72, 80, 96, 128, 256, 320)),
                          [](const auto& info) {
                            return std::string(name(std::get<0>(info.param))) + "_d" +
                                   std::to_string(std::get<1>(info.param));
