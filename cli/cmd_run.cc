@@ -53,7 +53,7 @@ void run(const RunFlags& f) {
   const Machine m = this_machine();
   const double flops = w.flops(mode);
   if (!f.json) {
-    std::printf("flatattn run: %s, %s (%.2f GFLOP per pass)\n", w.str().c_str(), std::string(name(mode)).c_str(),
+    std::printf("flatattn run: %s, %s (%.3g GFLOP per pass)\n", w.str().c_str(), std::string(name(mode)).c_str(),
                 flops / 1e9);
     std::printf("machine: %s\n", m.str().c_str());
     std::printf("inputs: N(0,1) from seed %llu (replay with --seed %llu)\n\n", static_cast<unsigned long long>(w.seed),
