@@ -55,7 +55,7 @@ std::optional<double> sgemm_gflops(int n, int threads) {
 
 std::string sgemm_library() {
 #ifdef FLATATTN_CLI_HAS_SGEMM
-  return "OpenBLAS";
+  return cpu::sgemm_library();
 #else
   return "";
 #endif
@@ -69,6 +69,26 @@ std::optional<std::size_t> workspace_bytes(const ForwardArgs& args, const Option
   (void)args;
   (void)options;
   (void)dataflow;
+  return std::nullopt;
+#endif
+}
+
+std::optional<std::size_t> backward_workspace_bytes(const BackwardArgs& args, const Options& options) {
+#ifdef FLATATTN_CLI_HAS_WORKSPACE
+  return cpu::backward_workspace_bytes(validate_backward(args, options).problem);
+#else
+  (void)args;
+  (void)options;
+  return std::nullopt;
+#endif
+}
+
+std::optional<std::size_t> naive_workspace_bytes(const ForwardArgs& args, const Options& options) {
+#ifdef FLATATTN_CLI_HAS_NAIVE
+  return cpu::naive_workspace_bytes(validate_forward(args, options).problem);
+#else
+  (void)args;
+  (void)options;
   return std::nullopt;
 #endif
 }

@@ -26,5 +26,9 @@ std::string sgemm_library();
 /// Bytes of scratch the CPU engine allocates for one forward of `args` with `dataflow`;
 /// nullopt when this build does not provide it.
 std::optional<std::size_t> workspace_bytes(const ForwardArgs& args, const Options& options, Dataflow dataflow);
+/// The same for one backward (all threads together).
+std::optional<std::size_t> backward_workspace_bytes(const BackwardArgs& args, const Options& options);
+/// The same for naive_forward (its N x N fp32 score slices: one per thread).
+std::optional<std::size_t> naive_workspace_bytes(const ForwardArgs& args, const Options& options);
 
 }  // namespace flatattn::cli::engine

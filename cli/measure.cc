@@ -179,8 +179,13 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
             {"gflops", med > 0 ? w.flops(m.mode) / (med * 1e6) : 0.0},
             {"check", check},
             {"workspace_bytes", nullptr}};
-  if (!naive && dev == DeviceKind::cpu && m.mode == Mode::fwd)
-    if (auto ws = engine::workspace_bytes(fwd_args(t, dev, false), base, rep.dataflow)) r["workspace_bytes"] = *ws;
+  if (dev == DeviceKind::cpu) {  // what the engine says it allocates, next to the measured peak
+    std::optional<std::size_t> ws;
+    if (naive) ws = engine::naive_workspace_bytes(fwd_args(t, dev, false), base);
+    else if (m.mode == Mode::fwd) ws = engine::workspace_bytes(fwd_args(t, dev, false), base, rep.dataflow);
+    else if (m.mode == Mode::bwd) ws = engine::backward_workspace_bytes(bwd_args(t, dev), base);
+    if (ws) r["workspace_bytes"] = *ws;
+  }
   if (dev == DeviceKind::cuda) r["device"] = gpu::describe();
   return r;
 }
