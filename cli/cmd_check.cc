@@ -12,6 +12,7 @@
 #include "cli/buffers.h"
 #include "cli/check_cases.h"
 #include "cli/commands.h"
+#include "cli/engine.h"
 #include "cli/flags.h"
 #include "cli/machine.h"
 #include "cli/report.h"
@@ -137,7 +138,14 @@ std::vector<Row> run_case(const CheckCase& c, DeviceKind where, std::uint64_t se
     Options on = c.options;
     on.return_lse = false;
     ref::forward({t.q.view(), t.k.view(), t.v.view(), naive.view(), {}, vl}, on, ref::Precision::input);
-    Row r{"out", judge_tensors(t.out, ref, naive), judge_lse(t.lse, ref_lse), true};
+    // fp32: the engine's naive attention (fp32 GEMMs, fp32 accumulation) is a second yardstick; with large
+    // logits its fp32 S = QK^T moves P further than the oracle's double-accumulating naive_lowp shows.
+    Tensor naive32;
+    if (c.dtype == DType::f32 && engine::has_naive()) {
+      naive32 = like(t.out, DType::f32);
+      engine::naive_forward({t.q.view(), t.k.view(), t.v.view(), naive32.view(), {}, vl}, on);
+    }
+    Row r{"out", judge_tensors(t.out, ref, naive, naive32.data() ? &naive32 : nullptr), judge_lse(t.lse, ref_lse), true};
     rows.push_back(r);
     return rows;
   }

@@ -17,12 +17,14 @@
 
 namespace flatattn::cli::engine {
 
+#ifndef FLATATTN_CLI_HAS_NAIVE
 namespace {
 [[noreturn]] void missing(const char* what) {
   throw Error(Error::Kind::unsupported, "method", what, "this build's CPU engine does not provide it",
               "build with the CPU engine (src/cpu)");
 }
 }  // namespace
+#endif
 
 bool has_naive() {
 #ifdef FLATATTN_CLI_HAS_NAIVE
