@@ -55,7 +55,7 @@ const std::vector<Feature>& features() {
     {"window (0,0): diagonal only",       1,  50,   50,  2,  2, 64, false, {0, 0}},
     {"window (20,-1) top-left, Nq < Nk",  1,  40,  120,  2,  2, 64, false, {20, -1}, 0, true},
     {"softcap 30, sd 3",                  1, 128,  128,  2,  2, 64, true,  {}, 30, false, false, 3, 0, {}, {}, true},
-    {"large logits (scale 1, sd 10)",     1,  64,   64,  2,  2, 64, false, {}, 0, false, false, 10, 1},
+    {"large logits (sd 100: |S| ~ 1e4)",  1,  64,   64,  2,  2, 64, false, {}, 0, false, false, 100},
     {"varlen incl. empty sequence",       0,   0,    0,  4,  2, 64, true,  {}, 0, false, false, 1, 0,
                                           {37, 0, 128, 5}, {37, 9, 200, 5}, true},
     {"strided (B,H,N,D) + padding",       2, 100,  100,  4,  2, 64, true,  {}, 0, false, true, 1, 0, {}, {}, true},
