@@ -27,7 +27,8 @@ using nlohmann::json;
 //   sequence. Our goal for the fused CPU forward is half the core's SGEMM rate (issue 2). Measured with
 //   OpenBLAS 2048^3 on one core: 140 GFLOP/s on the reference Sapphire Rapids core (AVX-512); a laptop
 //   core with AVX2 FMA is ~100 GFLOP/s. At half of that, 50 GFLOP/s, B = 32 is 32 * 1.61 = 51.6 GFLOP,
-//   about 1 s.
+//   about 1 s. Measured with the CPU engine on one reference core (f32, 2026-11-21): 67 GFLOP/s (flat,
+//   0.77 s) and 87 GFLOP/s (flash, 0.59 s) for B = 32.
 constexpr std::int64_t kDefaultBatch = 32;
 
 const char* const kFooter =
@@ -40,7 +41,7 @@ const char* const kFooter =
 struct RunFlags {
   WorkloadFlags w;
   std::string mode = "fwd";
-  int reps = 5, warmup = 1, check_rows = 64;
+  int reps = 3, warmup = 1, check_rows = 64;
   bool no_naive = false, json = false;
 };
 
