@@ -196,7 +196,7 @@ void bench(const BenchFlags& f) {
       std::printf("N = %-6lld %s wins (FLAT time / Flash time = %.2f)\n", static_cast<long long>(s["N"].get<std::int64_t>()),
                   s["winner"].get<std::string>().c_str(), s["flat_over_flash_time"].get<double>());
   for (const json& r : results)
-    if (!result_ok(r) || r.contains("skipped"))
+    if (!result_ok(r) || r.contains("skipped") || r.contains("error"))
       std::printf("N = %lld %s: %s\n", static_cast<long long>(r["N"].get<std::int64_t>()),
                   r["label"].get<std::string>().c_str(), check_line(r).c_str());
   std::printf("time: median of %d runs after %d warm-up; peak mem: measured peak resident memory above inputs and "

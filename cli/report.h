@@ -19,7 +19,7 @@ std::vector<std::string> result_row(const nlohmann::json& r, double sgemm_gflops
 /// "PASS max_err=... <= bound=... rel=... (64 sampled rows)" or "FAIL ..." or "skipped: why".
 std::string check_line(const nlohmann::json& r);
 
-/// True when r ran and its check (if any) passed.
+/// True when r ran and its check (if any) passed, or was skipped / declined as unsupported.
 bool result_ok(const nlohmann::json& r);
 
 /// The rule, one line, printed under every table of checks.
