@@ -41,37 +41,37 @@ bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType
 
 /// Common checks on one view: present, expected rank, non-negative shape and strides, contiguous last dim.
 void check_view(const TensorView& t, const char* name, int rank, const char* layout) {
-  require(t.rank != -1, name, "a strided view whose stride list length differs from its shape",
+  FLATATTN_REQUIRE(t.rank != -1, name, "a strided view whose stride list length differs from its shape",
           "shape and stride must have the same number of dims", "pass one stride per dimension");
-  require(t.present(), name, "absent", std::string("required, shape ") + layout, "pass a tensor view");
-  require(t.rank == rank, name, "rank " + std::to_string(t.rank) + " " + shape_str(t),
+  FLATATTN_REQUIRE(t.present(), name, "absent", std::string("required, shape ") + layout, "pass a tensor view");
+  FLATATTN_REQUIRE(t.rank == rank, name, "rank " + std::to_string(t.rank) + " " + shape_str(t),
           "rank must be " + std::to_string(rank) + ": " + layout,
           rank == 4 ? "pass a 4-D (B, N, H, D) view (or give cu_seqlens for varlen 3-D input)"
                     : "pass a 3-D packed (total, H, D) view for varlen");
   for (int i = 0; i < t.rank; ++i) {
-    require(t.shape[i] >= 0, name, "shape " + shape_str(t), "dimensions must be >= 0", "fix the shape");
-    require(t.stride[i] >= 0, name, "strides " + stride_str(t), "strides must be >= 0 (in elements)",
+    FLATATTN_REQUIRE(t.shape[i] >= 0, name, "shape " + shape_str(t), "dimensions must be >= 0", "fix the shape");
+    FLATATTN_REQUIRE(t.stride[i] >= 0, name, "strides " + stride_str(t), "strides must be >= 0 (in elements)",
             "pass a view with non-negative strides (copy a flipped tensor first)");
   }
-  require(t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
+  FLATATTN_REQUIRE(t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
           "the last dim (D) must be contiguous (stride 1)", "make the head dim contiguous (e.g. .contiguous())");
-  require(t.data != nullptr || t.numel() == 0, name, "null data pointer with " + std::to_string(t.numel()) +
+  FLATATTN_REQUIRE(t.data != nullptr || t.numel() == 0, name, "null data pointer with " + std::to_string(t.numel()) +
           " elements", "data must point to the tensor", "pass the buffer's address");
 }
 
 void check_dtype(const TensorView& t, const char* name, DType want, Consumer c) {
   if (c == Consumer::oracle) {
-    require(is_float(t.dtype), name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
+    FLATATTN_REQUIRE(is_float(t.dtype), name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
             "must be a float dtype (f64, f32, f16, bf16)", "pass a float tensor");
     return;
   }
-  require(t.dtype == want, name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
+  FLATATTN_REQUIRE(t.dtype == want, name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
           std::string("must match q's dtype ") + std::string(flatattn::name(want)),
           "convert all of q, k, v and the outputs to one dtype");
 }
 
 void check_device(const TensorView& t, const char* name, const Device& want) {
-  require(t.device == want, name, "device " + dev_str(t.device),
+  FLATATTN_REQUIRE(t.device == want, name, "device " + dev_str(t.device),
           "all tensors must be on q's device " + dev_str(want), "move the tensor to " + dev_str(want));
 }
 
@@ -83,7 +83,7 @@ void check_shape(const TensorView& t, const char* name, std::initializer_list<st
   for (auto s : want) w.shape[i++] = s;
   bool ok = t.rank == w.rank;
   for (int d = 0; ok && d < w.rank; ++d) ok = t.shape[d] == w.shape[d];
-  require(ok, name, "shape " + shape_str(t), std::string("must be ") + shape_str(w) + " " + layout,
+  FLATATTN_REQUIRE(ok, name, "shape " + shape_str(t), std::string("must be ") + shape_str(w) + " " + layout,
           "allocate it with the expected shape");
 }
 
@@ -108,7 +108,7 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
   check_view(k, "k", rank, kl);
   check_view(v, "v", rank, kl);
   if (c == Consumer::kernel) {
-    require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16, "q",
+    FLATATTN_REQUIRE(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16, "q",
             std::string("dtype ") + std::string(name(q.dtype)), "must be f32, f16 or bf16",
             "convert q, k, v to f16/bf16 (or f32 on the CPU)");
   }
@@ -124,23 +124,23 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
   s.hq = q.shape[o + 1];
   s.d = q.shape[o + 2];
   s.hkv = k.shape[o + 1];
-  require(s.d >= 1, "q", "head dim D = " + std::to_string(s.d), "D must be >= 1", "pass a non-empty head dim");
-  require(s.hq >= 1, "q", "Hq = " + std::to_string(s.hq), "Hq must be >= 1", "pass at least one head");
-  require(s.hkv >= 1, "k", "Hkv = " + std::to_string(s.hkv), "Hkv must be >= 1", "pass at least one kv head");
-  require(s.hq % s.hkv == 0, "k", "Hkv = " + std::to_string(s.hkv) + " with Hq = " + std::to_string(s.hq),
+  FLATATTN_REQUIRE(s.d >= 1, "q", "head dim D = " + std::to_string(s.d), "D must be >= 1", "pass a non-empty head dim");
+  FLATATTN_REQUIRE(s.hq >= 1, "q", "Hq = " + std::to_string(s.hq), "Hq must be >= 1", "pass at least one head");
+  FLATATTN_REQUIRE(s.hkv >= 1, "k", "Hkv = " + std::to_string(s.hkv), "Hkv must be >= 1", "pass at least one kv head");
+  FLATATTN_REQUIRE(s.hq % s.hkv == 0, "k", "Hkv = " + std::to_string(s.hkv) + " with Hq = " + std::to_string(s.hq),
           "Hq must be a multiple of Hkv (GQA/MQA)", "use Hkv dividing Hq, or repeat k/v heads");
-  require(k.shape[o + 2] == s.d, "k", "shape " + shape_str(k) + ", D = " + std::to_string(k.shape[o + 2]),
+  FLATATTN_REQUIRE(k.shape[o + 2] == s.d, "k", "shape " + shape_str(k) + ", D = " + std::to_string(k.shape[o + 2]),
           "k's head dim must equal q's D = " + std::to_string(s.d), "project q and k to the same head dim");
-  require(v.shape[o + 2] == s.d, "v", "shape " + shape_str(v) + ", Dv = " + std::to_string(v.shape[o + 2]),
+  FLATATTN_REQUIRE(v.shape[o + 2] == s.d, "v", "shape " + shape_str(v) + ", Dv = " + std::to_string(v.shape[o + 2]),
           "Dv must equal D = " + std::to_string(s.d) + " (Dv != D is not supported yet)",
           "pad v to D or use D = Dv");
-  require(v.shape[o + 1] == s.hkv && v.shape[0] == k.shape[0] && (vl || v.shape[1] == k.shape[1]), "v",
+  FLATATTN_REQUIRE(v.shape[o + 1] == s.hkv && v.shape[0] == k.shape[0] && (vl || v.shape[1] == k.shape[1]), "v",
           "shape " + shape_str(v), "must equal k's shape " + shape_str(k), "pass v with k's shape");
   if (!vl) {
     s.batch = q.shape[0];
     s.nq = q.shape[1];
     s.nk = k.shape[1];
-    require(k.shape[0] == s.batch, "k", "batch " + std::to_string(k.shape[0]),
+    FLATATTN_REQUIRE(k.shape[0] == s.batch, "k", "batch " + std::to_string(k.shape[0]),
             "must equal q's batch B = " + std::to_string(s.batch), "pass k with q's batch size");
     s.total_q = s.batch * s.nq;
     s.total_k = s.batch * s.nk;
@@ -149,22 +149,22 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
     s.total_q = q.shape[0];
     s.total_k = k.shape[0];
     for (auto [t, nm] : {std::pair{&w.cu_seqlens_q, "cu_seqlens_q"}, std::pair{&w.cu_seqlens_k, "cu_seqlens_k"}}) {
-      require(t->present() && t->rank == 1, nm, t->present() ? "rank " + std::to_string(t->rank) : "absent",
+      FLATATTN_REQUIRE(t->present() && t->rank == 1, nm, t->present() ? "rank " + std::to_string(t->rank) : "absent",
               "must be a 1-D int32 tensor of B + 1 offsets", "pass cumulative sequence lengths");
-      require(t->dtype == DType::i32, nm, std::string("dtype ") + std::string(name(t->dtype)), "must be i32",
+      FLATATTN_REQUIRE(t->dtype == DType::i32, nm, std::string("dtype ") + std::string(name(t->dtype)), "must be i32",
               "convert to int32");
-      require(t->stride[0] == 1 || t->shape[0] <= 1, nm, "stride " + std::to_string(t->stride[0]),
+      FLATATTN_REQUIRE(t->stride[0] == 1 || t->shape[0] <= 1, nm, "stride " + std::to_string(t->stride[0]),
               "must be contiguous", "pass a contiguous tensor");
-      require(t->shape[0] >= 1, nm, "length 0", "must hold B + 1 >= 1 offsets", "start it with 0");
-      require(t->data != nullptr, nm, "null data pointer", "must point to B + 1 int32 offsets", "pass the buffer");
+      FLATATTN_REQUIRE(t->shape[0] >= 1, nm, "length 0", "must hold B + 1 >= 1 offsets", "start it with 0");
+      FLATATTN_REQUIRE(t->data != nullptr, nm, "null data pointer", "must point to B + 1 int32 offsets", "pass the buffer");
       check_device(*t, nm, q.device);
     }
-    require(w.cu_seqlens_k.shape[0] == w.cu_seqlens_q.shape[0], "cu_seqlens_k",
+    FLATATTN_REQUIRE(w.cu_seqlens_k.shape[0] == w.cu_seqlens_q.shape[0], "cu_seqlens_k",
             "length " + std::to_string(w.cu_seqlens_k.shape[0]),
             "must equal len(cu_seqlens_q) = " + std::to_string(w.cu_seqlens_q.shape[0]), "pass B + 1 offsets for both");
     s.batch = w.cu_seqlens_q.shape[0] - 1;
-    require(w.max_seqlen_q >= 0, "max_seqlen_q", std::to_string(w.max_seqlen_q), "must be >= 0", "pass the longest length");
-    require(w.max_seqlen_k >= 0, "max_seqlen_k", std::to_string(w.max_seqlen_k), "must be >= 0", "pass the longest length");
+    FLATATTN_REQUIRE(w.max_seqlen_q >= 0, "max_seqlen_q", std::to_string(w.max_seqlen_q), "must be >= 0", "pass the longest length");
+    FLATATTN_REQUIRE(w.max_seqlen_k >= 0, "max_seqlen_k", std::to_string(w.max_seqlen_k), "must be >= 0", "pass the longest length");
     s.nq = w.max_seqlen_q;
     s.nk = w.max_seqlen_k;
     if (q.device.kind == DeviceKind::cpu) {  // contents are readable: check them, derive max lengths
@@ -172,26 +172,26 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
            {std::tuple{&w.cu_seqlens_q, s.total_q, &s.nq, "cu_seqlens_q"},
             std::tuple{&w.cu_seqlens_k, s.total_k, &s.nk, "cu_seqlens_k"}}) {
         const auto* cu = static_cast<const std::int32_t*>(t->data);
-        require(cu[0] == 0, nm, "cu[0] = " + std::to_string(cu[0]), "must start at 0", "prepend 0");
+        FLATATTN_REQUIRE(cu[0] == 0, nm, "cu[0] = " + std::to_string(cu[0]), "must start at 0", "prepend 0");
         std::int64_t longest = 0;
         for (std::int64_t b = 0; b < s.batch; ++b) {
-          require(cu[b + 1] >= cu[b], nm,
+          FLATATTN_REQUIRE(cu[b + 1] >= cu[b], nm,
                   "cu[" + std::to_string(b + 1) + "] = " + std::to_string(cu[b + 1]) + " < cu[" + std::to_string(b) +
                       "] = " + std::to_string(cu[b]),
                   "must be non-decreasing", "pass cumulative sums of the lengths");
           longest = std::max<std::int64_t>(longest, cu[b + 1] - cu[b]);
         }
-        require(cu[s.batch] <= total, nm, "last offset " + std::to_string(cu[s.batch]),
+        FLATATTN_REQUIRE(cu[s.batch] <= total, nm, "last offset " + std::to_string(cu[s.batch]),
                 "must be <= the packed rows " + std::to_string(total), "pass offsets into the packed tensor");
         const std::string mname = nm == std::string("cu_seqlens_q") ? "max_seqlen_q" : "max_seqlen_k";
-        require(*mx == 0 || *mx >= longest, mname, std::to_string(*mx),
+        FLATATTN_REQUIRE(*mx == 0 || *mx >= longest, mname, std::to_string(*mx),
                 "must be >= the longest sequence (" + std::to_string(longest) + ")", "pass 0 to derive it");
         *mx = longest;
       }
     } else {
-      require(s.batch == 0 || (s.nq >= 1 || s.total_q == 0), "max_seqlen_q", std::to_string(s.nq),
+      FLATATTN_REQUIRE(s.batch == 0 || (s.nq >= 1 || s.total_q == 0), "max_seqlen_q", std::to_string(s.nq),
               "required (>= 1) for CUDA varlen: it sizes the grid", "pass the longest query length");
-      require(s.batch == 0 || (s.nk >= 0), "max_seqlen_k", std::to_string(s.nk), "required for CUDA varlen",
+      FLATATTN_REQUIRE(s.batch == 0 || (s.nk >= 0), "max_seqlen_k", std::to_string(s.nk), "required for CUDA varlen",
               "pass the longest key length");
     }
     p.cu_seqlens_q = static_cast<const std::int32_t*>(w.cu_seqlens_q.data);
@@ -211,23 +211,23 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
 
 void check_options(const Options& o, Problem& p) {
   if (o.softmax_scale) {
-    require(std::isfinite(*o.softmax_scale), "softmax_scale", std::to_string(*o.softmax_scale), "must be finite",
+    FLATATTN_REQUIRE(std::isfinite(*o.softmax_scale), "softmax_scale", std::to_string(*o.softmax_scale), "must be finite",
             "pass a finite scale or leave it unset for 1/sqrt(D)");
     p.scale = *o.softmax_scale;
   } else {
     p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.d)));
   }
-  require(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
+  FLATATTN_REQUIRE(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
           "must be >= 0 and finite (0 disables)", "pass 0 or a positive cap such as 30");
   p.softcap = o.softcap;
-  require(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
+  FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
-  require(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",
+  FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
-  require(!o.causal || o.window.right <= 0, "window.right", std::to_string(o.window.right),
+  FLATATTN_REQUIRE(!o.causal || o.window.right <= 0, "window.right", std::to_string(o.window.right),
           "must be -1 or 0 with causal (causal sees no key right of the diagonal)",
           "drop causal, or set window.right to -1 or 0");
-  require(o.num_threads >= 0, "num_threads", std::to_string(o.num_threads), "must be >= 0 (0: all cores)",
+  FLATATTN_REQUIRE(o.num_threads >= 0, "num_threads", std::to_string(o.num_threads), "must be >= 0 (0: all cores)",
           "pass 0 or a positive count");
   p.mask.bottom_right = o.causal_align == CausalAlign::bottom_right;
   p.mask.left = o.window.left;
@@ -244,16 +244,16 @@ void check_like(const TensorView& t, const char* name, const TensorView& like, c
   check_device(t, name, s.device);
   bool ok = true;
   for (int i = 0; i < like.rank; ++i) ok = ok && t.shape[i] == like.shape[i];
-  require(ok, name, "shape " + shape_str(t), std::string("must equal ") + like_name + "'s shape " + shape_str(like),
+  FLATATTN_REQUIRE(ok, name, "shape " + shape_str(t), std::string("must equal ") + like_name + "'s shape " + shape_str(like),
           std::string("allocate it like ") + like_name);
 }
 
 void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consumer c) {
   const char* layout = s.varlen ? "(Hq, total_q) f32" : "(B, Hq, Nq) f32";
-  require(lse.rank != -1, name, "a strided view whose stride list length differs from its shape",
+  FLATATTN_REQUIRE(lse.rank != -1, name, "a strided view whose stride list length differs from its shape",
           "shape and stride must have the same number of dims", "pass one stride per dimension");
-  require(lse.present(), name, "absent", std::string("required, shape ") + layout, "pass an f32 tensor");
-  require(lse.dtype == DType::f32 || (c == Consumer::oracle && lse.dtype == DType::f64), name,
+  FLATATTN_REQUIRE(lse.present(), name, "absent", std::string("required, shape ") + layout, "pass an f32 tensor");
+  FLATATTN_REQUIRE(lse.dtype == DType::f32 || (c == Consumer::oracle && lse.dtype == DType::f64), name,
           std::string("dtype ") + std::string(flatattn::name(lse.dtype)), "must be f32", "allocate LSE as float32");
   check_device(lse, name, s.device);
   if (s.varlen) {
@@ -262,8 +262,8 @@ void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consume
     check_shape(lse, name, {s.batch, s.hq, s.nq}, layout);
   }
   for (int i = 0; i < lse.rank; ++i)
-    require(lse.stride[i] >= 0, name, "strides " + stride_str(lse), "strides must be >= 0", "pass a plain view");
-  require(lse.data != nullptr || lse.numel() == 0, name, "null data pointer", "must point to the LSE buffer",
+    FLATATTN_REQUIRE(lse.stride[i] >= 0, name, "strides " + stride_str(lse), "strides must be >= 0", "pass a plain view");
+  FLATATTN_REQUIRE(lse.data != nullptr || lse.numel() == 0, name, "null data pointer", "must point to the LSE buffer",
           "pass the buffer");
 }
 
@@ -282,7 +282,7 @@ ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consum
   if (o.return_lse) {
     check_lse(a.lse, s, "lse", c);
   } else {
-    require(!a.lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
+    FLATATTN_REQUIRE(!a.lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
             "set Options::return_lse = true, or pass no lse view");
   }
   FwdTensors& t = r.tensors;

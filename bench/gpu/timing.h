@@ -1,0 +1,57 @@
+// GPU timing as triton.testing.do_bench does it (the method peers_sdpa.py uses for the peers), so ours
+// and theirs are timed alike: before every call, 256 MB are zeroed (L2 flushed, as do_bench does), then
+// CUDA events bracket the call alone; warm-up calls first; the median is returned.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace flatattn::bench {
+
+inline void ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(2);
+  }
+}
+
+class Timer {
+ public:
+  Timer() {
+    ok(cudaMalloc(&flush_, kFlushBytes), "cudaMalloc(flush)");
+  }
+  ~Timer() { cudaFree(flush_); }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  /// Median milliseconds of fn() over `reps` calls after `warmup` calls.
+  template <class Fn>
+  double median_ms(Fn&& fn, int warmup, int reps) {
+    for (int i = 0; i < warmup; ++i) fn();
+    ok(cudaDeviceSynchronize(), "warm-up");
+    std::vector<cudaEvent_t> ev(2 * reps);
+    for (auto& e : ev) ok(cudaEventCreate(&e), "cudaEventCreate");
+    for (int i = 0; i < reps; ++i) {
+      ok(cudaMemsetAsync(flush_, 0, kFlushBytes), "flush L2");
+      ok(cudaEventRecord(ev[2 * i]), "record");
+      fn();
+      ok(cudaEventRecord(ev[2 * i + 1]), "record");
+    }
+    ok(cudaDeviceSynchronize(), "timed runs");
+    std::vector<float> ms(reps);
+    for (int i = 0; i < reps; ++i) ok(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]), "elapsed");
+    for (auto& e : ev) cudaEventDestroy(e);
+    std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+    return ms[reps / 2];
+  }
+
+ private:
+  static constexpr std::size_t kFlushBytes = std::size_t{256} << 20;
+  void* flush_ = nullptr;
+};
+
+}  // namespace flatattn::bench

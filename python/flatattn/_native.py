@@ -1,0 +1,115 @@
+"""The native API: flatattn.forward / flatattn.backward, mirroring the C++ entry points.
+
+Arrays from numpy (CPU), torch or CuPy (CPU or CUDA) are passed zero-copy over DLPack; outputs are allocated
+with the inputs' library, or written into the `out=` / `lse=` / `dq=` ... buffers you pass. torch tensors go
+through the registered custom ops (autograd, torch.compile) unless you pass output buffers.
+"""
+
+from __future__ import annotations
+
+from . import _C
+from . import _arrays as A
+from ._errors import error
+
+_ALIGN = {"bottom_right": False, "top_left": True}
+
+
+def _mask_args(causal_align, window):
+    if causal_align not in _ALIGN:
+        raise error("causal_align", repr(causal_align), "must be 'bottom_right' or 'top_left'",
+                    "'bottom_right' is FlashAttention's convention, 'top_left' PyTorch SDPA's")
+    try:
+        left, right = (int(w) for w in window)
+    except (TypeError, ValueError):
+        raise error("window", repr(window), "must be a pair (left, right) of ints, -1 = unbounded",
+                    "pass e.g. window=(128, 0)") from None
+    return _ALIGN[causal_align], left, right
+
+
+def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_right", window=(-1, -1),
+            softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
+            dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
+            return_report=False):
+    """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
+
+    Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
+    passed as ``x.transpose(1, 2)`` views of numpy ``x.transpose(0, 2, 1, 3)``):
+
+    - batched: q (B, Nq, Hq, D), k and v (B, Nk, Hkv, D); out like q; lse (B, Hq, Nq) float32
+    - varlen: q (total_q, Hq, D), k and v (total_k, Hkv, D), int32 ``cu_seqlens_q`` / ``cu_seqlens_k`` (B + 1);
+      lse (Hq, total_q). ``max_seqlen_q/k`` are required for CUDA tensors, derived when 0 on the CPU.
+
+    dtypes: float32 (CPU only), float16, bfloat16 (torch); q, k, v share one. Hq must be a multiple of Hkv (GQA).
+
+    Options: ``softmax_scale`` (default 1/sqrt(D)); ``causal`` with ``causal_align`` 'bottom_right'
+    (FlashAttention >= 2.1: key j visible to query i when j <= i + Nk - Nq) or 'top_left' (SDPA: j <= i);
+    ``window=(left, right)`` sliding window around that diagonal, -1 unbounded; ``softcap`` > 0 applies
+    ``softcap * tanh(s / softcap)`` to the logits (Gemma 2); ``dataflow`` 'auto' | 'flash' | 'flat';
+    ``num_threads`` for the CPU engine (0: all). A row that sees no key outputs 0 with lse = -inf.
+
+    CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
+
+    Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
+    ``return_report=True``. Raises :class:`FlatattnError` naming the argument before writing anything.
+
+    Algorithms: Dao et al., FlashAttention (NeurIPS'22) Alg. 1 and FlashAttention-2 (2023) Sec. 3;
+    Kao et al., FLAT (ASPLOS'23) Sec. 4.
+    """
+    top_left, wl, wr = _mask_args(causal_align, window)
+    lib = A.library(q)
+    varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
+    if lib == "torch" and out is None and lse is None and not return_report:
+        from . import torch_ops
+
+        o, l = torch_ops.attention(q, k, v, softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                   window_left=wl, window_right=wr, softcap=softcap, deterministic=deterministic,
+                                   cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                                   max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, dataflow=dataflow,
+                                   num_threads=num_threads)
+        return o, (l if return_lse else None)
+    if out is None:
+        out = A.empty_like(q, lib)
+    if return_lse and lse is None:
+        lse = A.empty_f32(q, A.lse_shape(q, varlen), lib)
+    if not return_lse:
+        lse = None
+    s = A.current_stream(q, lib, stream)
+    report = _C.forward(A.dlpack(q, s), A.dlpack(k, s), A.dlpack(v, s), A.dlpack(out, s),
+                        A.dlpack(lse, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
+                        int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left,
+                        wl, wr, float(softcap), dataflow, int(num_threads), s)
+    return (out, lse, report) if return_report else (out, lse)
+
+
+def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causal_align="bottom_right",
+             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
+             deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False):
+    """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
+
+    Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
+    dk, dv like k, v (summed over the query heads of a GQA group). P is recomputed from lse and
+    ``D_i = rowsum(dout * out)`` (FlashAttention-2, Alg. 2); nothing N x N is stored.
+    ``deterministic=True`` asks for bitwise-reproducible gradients (no floating-point atomics).
+
+    Returns ``(dq, dk, dv)`` (plus the :class:`Report` when ``return_report=True``).
+    """
+    top_left, wl, wr = _mask_args(causal_align, window)
+    lib = A.library(q)
+    if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
+        from . import torch_ops
+
+        return torch_ops.attention_backward(dout, q, k, v, out, lse, softmax_scale=softmax_scale, causal=causal,
+                                            top_left=top_left, window_left=wl, window_right=wr, softcap=softcap,
+                                            deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                            cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                            max_seqlen_k=max_seqlen_k, num_threads=num_threads)
+    dq = A.empty_like(q, lib) if dq is None else dq
+    dk = A.empty_like(k, lib) if dk is None else dk
+    dv = A.empty_like(v, lib) if dv is None else dv
+    s = A.current_stream(q, lib, stream)
+    report = _C.backward(A.dlpack(dout, s), A.dlpack(q, s), A.dlpack(k, s), A.dlpack(v, s),
+                         A.dlpack(out, s), A.dlpack(lse, s), A.dlpack(dq, s), A.dlpack(dk, s),
+                         A.dlpack(dv, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
+                         int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left, wl,
+                         wr, float(softcap), bool(deterministic), int(num_threads), s)
+    return (dq, dk, dv, report) if return_report else (dq, dk, dv)

@@ -1,0 +1,51 @@
+"""The fp64 oracle (src/reference) on CPU arrays: the yardstick of every test.
+
+``precision='f64'`` is the oracle: every step in double, float64 outputs. ``precision='input'`` is naive
+attention rounded to q's dtype after each step, as a framework computing it in that dtype would; its error
+against the oracle is the ``naive_lowp`` term of the correctness rule (design.md). Inputs: numpy arrays or
+CPU torch tensors (bfloat16 only through torch), same layouts and options as :func:`flatattn.forward`.
+"""
+
+from __future__ import annotations
+
+from . import _C
+from . import _arrays as A
+from ._native import _mask_args
+
+
+def _out_dtype(precision):
+    return "float64" if precision == "f64" else "same"
+
+
+def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
+            window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
+    """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64."""
+    top_left, wl, wr = _mask_args(causal_align, window)
+    lib = A.library(q)
+    varlen = cu_seqlens_q is not None
+    out = A.empty(q, tuple(q.shape), _out_dtype(precision), lib)
+    lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
+    _C.reference_forward(A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0), A.dlpack(lse, 0),
+                         A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
+                         top_left, wl, wr, float(softcap), precision)
+    return out, lse
+
+
+def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
+             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
+    """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input')."""
+    top_left, wl, wr = _mask_args(causal_align, window)
+    lib = A.library(q)
+    varlen = cu_seqlens_q is not None
+    dt = _out_dtype(precision)
+    dq = A.empty(q, tuple(q.shape), dt, lib)
+    dk = A.empty(q, tuple(k.shape), dt, lib)
+    dv = A.empty(q, tuple(v.shape), dt, lib)
+    # out and lse are validated but not read by the oracle (it recomputes P): shaped placeholders.
+    out = A.empty(q, tuple(q.shape), "float64", lib)
+    lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
+    _C.reference_backward(A.dlpack(dout, 0), A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0),
+                          A.dlpack(lse, 0), A.dlpack(dq, 0), A.dlpack(dk, 0), A.dlpack(dv, 0),
+                          A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
+                          top_left, wl, wr, float(softcap), precision)
+    return dq, dk, dv

@@ -1,0 +1,136 @@
+"""Hugging Face transformers integration: ``attn_implementation="flatattn"``.
+
+    import flatattn.transformers
+    flatattn.transformers.register()
+    model = AutoModel.from_pretrained(path, attn_implementation="flatattn")
+
+Works for the model families that dispatch attention through ``AttentionInterface`` (BERT, GPT-2, Llama,
+Mistral, Qwen2, ... in transformers >= 4.53). Padding masks are not materialized: like FlashAttention's
+integration, the mask function hands the attention the 2-D key-padding mask, and the padded batch runs as a
+varlen problem (keys unpadded; causal models also unpad queries, and padded query rows output 0; bidirectional
+models keep every query row, so their outputs match SDPA everywhere). Causal masks are aligned bottom-right,
+which is what KV-cache decoding needs. ``sliding_window`` and ``softcap`` are forwarded to the kernels.
+Training with attention dropout > 0, attention sinks (``s_aux``) and custom 4-D masks raise
+:class:`flatattn.FlatattnUnsupportedError`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._errors import error
+from .torch_ops import attention
+
+NAME = "flatattn"
+
+
+def register(name: str = NAME) -> None:
+    """Registers flatattn with transformers' AttentionInterface and AttentionMaskInterface under `name`."""
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface
+    except ImportError as e:  # pragma: no cover - depends on the installed transformers
+        raise ImportError(
+            "flatattn.transformers.register() needs transformers >= 4.53 (AttentionInterface and "
+            f"AttentionMaskInterface): {e}"
+        ) from e
+    AttentionInterface.register(name, attention_forward)
+    AttentionMaskInterface.register(name, padding_mask)
+
+
+def padding_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_function=None,
+                 attention_mask=None, **kwargs):
+    """Mask function: the boolean (B, kv_length) key-padding mask, or None when nothing is padded."""
+    if attention_mask is None:
+        return None
+    attention_mask = attention_mask[:, -kv_length:].bool()
+    if attention_mask.shape[1] == kv_length and bool(attention_mask.all()):
+        return None
+    return attention_mask
+
+
+def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                      sliding_window=None, softcap=None, s_aux=None, **kwargs):
+    """AttentionInterface function: query (B, Hq, Nq, D), key/value (B, Hkv, Nk, D) -> ((B, Nq, Hq, D), None)."""
+    if dropout:
+        raise error("dropout", repr(dropout), "attention dropout is not supported yet",
+                    "call model.eval() or set the model's attention dropout to 0", unsupported=True)
+    if s_aux is not None:
+        raise error("s_aux", "given", "attention sinks are not supported yet", "use attn_implementation='sdpa'",
+                    unsupported=True)
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise error("attention_mask", f"{attention_mask.dim()}-D tensor {tuple(attention_mask.shape)}",
+                    "custom 4-D masks are not supported (only causal/bidirectional with key padding)",
+                    "pass a 2-D padding mask, or use attn_implementation='sdpa'", unsupported=True)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = bool(causal) and query.shape[2] > 1  # one query row: it sees the whole cache either way
+    # HF's sliding window of size w keeps the last w tokens, the query's included.
+    window_left = sliding_window - 1 if sliding_window is not None and key.shape[2] > sliding_window else -1
+    window_right = window_left if not causal else -1
+    opts = dict(softmax_scale=scaling, causal=causal, window_left=window_left, window_right=window_right,
+                softcap=float(softcap or 0.0))
+
+    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # (B, N, H, D) views
+    if attention_mask is None:
+        packed = _packed_cu_seqlens(kwargs.get("position_ids"), q, k)
+        if packed is None:
+            out, _ = attention(_c(q), _c(k), _c(v), **opts)
+            return out, None
+        cu, max_len = packed
+        out, _ = attention(_c(q[0]), _c(k[0]), _c(v[0]), cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+                           max_seqlen_k=max_len, **opts)
+        return out.unsqueeze(0), None
+    return _padded(q, k, v, attention_mask, causal, opts), None
+
+
+def _c(t):
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _cu(lengths):
+    return torch.nn.functional.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
+
+
+def _padded(q, k, v, mask, causal, opts):
+    """A key-padded batch as a varlen problem. q (B, Nq, H, D), k/v (B, Nk, Hkv, D), mask (B, L) bool."""
+    B, Nq, H, D = q.shape
+    L = mask.shape[1]
+    if k.shape[1] > L:  # a static cache longer than what was seen: the tail is not part of the sequence
+        k, v = k[:, :L], v[:, :L]
+    Nk = k.shape[1]
+    lens_k = mask.sum(1, dtype=torch.int32)
+    rows_k = mask.reshape(-1).nonzero().squeeze(1)
+    k_un = _c(k).reshape(B * Nk, *k.shape[2:]).index_select(0, rows_k)
+    v_un = _c(v).reshape(B * Nk, *v.shape[2:]).index_select(0, rows_k)
+    cu_k, max_k = _cu(lens_k), int(lens_k.max())
+    if not causal:
+        # Every query row stays (as SDPA computes them); only the keys are unpadded.
+        q_flat = _c(q).reshape(B * Nq, H, D)
+        cu_q = torch.arange(0, (B + 1) * Nq, Nq, dtype=torch.int32, device=q.device)
+        out, _ = attention(q_flat, k_un, v_un, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=Nq,
+                           max_seqlen_k=max_k, **opts)
+        return out.reshape(B, Nq, H, D)
+    qmask = mask[:, -Nq:] if Nq <= L else torch.ones(B, Nq, dtype=torch.bool, device=q.device)
+    lens_q = qmask.sum(1, dtype=torch.int32)
+    rows_q = qmask.reshape(-1).nonzero().squeeze(1)
+    q_un = _c(q).reshape(B * Nq, H, D).index_select(0, rows_q)
+    out_un, _ = attention(q_un, k_un, v_un, cu_seqlens_q=_cu(lens_q), cu_seqlens_k=cu_k,
+                          max_seqlen_q=int(lens_q.max()), max_seqlen_k=max_k, **opts)
+    out = out_un.new_zeros(B * Nq, H, D).index_copy(0, rows_q, out_un)
+    return out.reshape(B, Nq, H, D)
+
+
+def _packed_cu_seqlens(position_ids, q, k):
+    """Several sequences packed in one row (batch 1, positions restarting): their cu_seqlens, else None.
+    Not looked for under torch.compile (data-dependent), as transformers' own mask code does."""
+    if position_ids is None or torch.compiler.is_compiling() or q.shape[0] != 1 or q.shape[1] <= 1 or q.shape[1] != k.shape[1]:
+        return None
+    pos = position_ids.reshape(-1)
+    if pos.numel() != q.shape[1]:
+        return None
+    restarts = (pos[1:] <= pos[:-1]).nonzero().squeeze(1) + 1
+    if restarts.numel() == 0:
+        return None
+    n = torch.tensor([q.shape[1]], device=pos.device)
+    bounds = torch.cat([torch.zeros(1, dtype=restarts.dtype, device=pos.device), restarts, n]).to(torch.int32)
+    return bounds.to(q.device), int(bounds.diff().max())

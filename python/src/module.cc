@@ -1,0 +1,271 @@
+// flatattn._C: the nanobind extension. Thin: DLPack arrays in, flatattn::forward/backward (and the fp64
+// oracle) called on views of the caller's memory, flatattn::Error out as flatattn.FlatattnError.
+// Outputs are allocated by the Python layer (numpy / torch / CuPy) and written in place; nothing is copied.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flatattn/flatattn.h"
+#include "src/reference/reference.h"
+#include "views.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace flatattn::py {
+namespace {
+
+// The Python classes of flatattn/_errors.py, one per Error::Kind (registered by flatattn/__init__.py).
+PyObject* g_error_class[3] = {nullptr, nullptr, nullptr};
+
+const char* kind_name(Error::Kind k) {
+  switch (k) {
+    case Error::Kind::invalid_argument: return "invalid_argument";
+    case Error::Kind::unsupported: return "unsupported";
+    case Error::Kind::runtime: return "runtime";
+  }
+  return "runtime";
+}
+
+void translate_error(const std::exception_ptr& p, void*) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const Error& e) {
+    PyObject* cls = g_error_class[static_cast<int>(e.kind())];
+    if (!cls) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+      return;
+    }
+    PyObject* exc = PyObject_CallFunction(cls, "ssssss", e.what(), e.argument().c_str(), e.value().c_str(),
+                                          e.limit().c_str(), e.fix().c_str(), kind_name(e.kind()));
+    if (!exc) return;  // the constructor raised: leave its error set
+    PyErr_SetObject(cls, exc);
+    Py_DECREF(exc);
+  }
+}
+
+Dataflow parse_dataflow(std::string_view s) {
+  if (s == "auto") return Dataflow::automatic;
+  if (s == "flash") return Dataflow::flash;
+  if (s == "flat") return Dataflow::flat;
+  throw Error(Error::Kind::invalid_argument, "dataflow", std::string(s), "must be 'auto', 'flash' or 'flat'",
+              "pass one of the three names");
+}
+
+Options make_options(std::optional<float> softmax_scale, bool causal, bool top_left, std::int64_t window_left,
+                     std::int64_t window_right, float softcap, std::string_view dataflow, int num_threads,
+                     bool deterministic) {
+  Options o;
+  o.softmax_scale = softmax_scale;
+  o.causal = causal;
+  o.causal_align = top_left ? CausalAlign::top_left : CausalAlign::bottom_right;
+  o.window = {window_left, window_right};
+  o.softcap = softcap;
+  o.dataflow = parse_dataflow(dataflow);
+  o.num_threads = num_threads;
+  o.deterministic = deterministic;
+  return o;
+}
+
+std::optional<Varlen> make_varlen(const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
+                                  std::int64_t max_k) {
+  if (!cu_q && !cu_k) return std::nullopt;
+  if (!cu_q || !cu_k)
+    throw Error(Error::Kind::invalid_argument, cu_q ? "cu_seqlens_k" : "cu_seqlens_q", "None",
+                "varlen needs both cu_seqlens_q and cu_seqlens_k", "pass both (the same tensor for self-attention)");
+  Varlen v;
+  v.cu_seqlens_q = view_of(*cu_q, "cu_seqlens_q");
+  v.cu_seqlens_k = view_of(*cu_k, "cu_seqlens_k");
+  v.max_seqlen_q = max_q;
+  v.max_seqlen_k = max_k;
+  return v;
+}
+
+ref::Precision parse_precision(std::string_view s) {
+  if (s == "f64") return ref::Precision::f64;
+  if (s == "input") return ref::Precision::input;
+  throw Error(Error::Kind::invalid_argument, "precision", std::string(s), "must be 'f64' or 'input'",
+              "pass 'f64' for the oracle, 'input' for naive attention in the input dtype");
+}
+
+// One signature for the kernels and the oracle: (tensors..., varlen, options..., stream or precision).
+struct ForwardCall {
+  ForwardArgs args;
+  Options options;
+};
+
+ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
+                         const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
+                         std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left, std::int64_t wl,
+                         std::int64_t wr, float softcap, std::string_view dataflow, int num_threads) {
+  ForwardCall c;
+  c.args.q = view_of(q, "q");
+  c.args.k = view_of(k, "k");
+  c.args.v = view_of(v, "v");
+  c.args.out = view_of(out, "out");
+  c.args.lse = view_of(lse, "lse");
+  c.args.varlen = make_varlen(cu_q, cu_k, max_q, max_k);
+  c.options = make_options(scale, causal, top_left, wl, wr, softcap, dataflow, num_threads, false);
+  c.options.return_lse = lse.has_value();
+  return c;
+}
+
+Report run_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
+                   const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k,
+                   std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
+                   float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream) {
+  const ForwardCall c =
+      forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap, dataflow, num_threads);
+  nb::gil_scoped_release release;
+  return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
+}
+
+// bench/python_overhead.py: host seconds per flatattn::forward call made from C++, the baseline against which
+// the Python and torch call paths are measured. One time per repeat. On CUDA the calls are asynchronous on
+// `stream` (the host cost of validation and launch); the caller synchronizes.
+std::vector<double> time_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
+                                 std::optional<float> scale, bool causal, std::string_view dataflow, int num_threads,
+                                 std::uintptr_t stream, int repeats) {
+  const ForwardCall c =
+      forward_call(q, k, v, out, lse, {}, {}, 0, 0, scale, causal, false, -1, -1, 0.f, dataflow, num_threads);
+  std::vector<double> t(static_cast<std::size_t>(repeats > 0 ? repeats : 0));
+  nb::gil_scoped_release release;
+  for (auto& s : t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
+    s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return t;
+}
+
+Report run_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse, const Out& dq,
+                const Out& dk, const Out& dv, const std::optional<In>& cu_q, const std::optional<In>& cu_k,
+                std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
+                std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
+                std::uintptr_t stream) {
+  BackwardArgs a;
+  a.dout = view_of(dout, "dout");
+  a.q = view_of(q, "q");
+  a.k = view_of(k, "k");
+  a.v = view_of(v, "v");
+  a.out = view_of(out, "out");
+  a.lse = view_of(lse, "lse");
+  a.dq = view_of(dq, "dq");
+  a.dk = view_of(dk, "dk");
+  a.dv = view_of(dv, "dv");
+  a.varlen = make_varlen(cu_q, cu_k, max_q, max_k);
+  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
+  nb::gil_scoped_release release;
+  return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
+}
+
+void reference_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
+                       const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
+                       bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
+                       std::string_view precision) {
+  ForwardArgs a;
+  a.q = view_of(q, "q");
+  a.k = view_of(k, "k");
+  a.v = view_of(v, "v");
+  a.out = view_of(out, "out");
+  a.lse = view_of(lse, "lse");
+  a.varlen = make_varlen(cu_q, cu_k, 0, 0);
+  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  o.return_lse = lse.has_value();
+  const ref::Precision p = parse_precision(precision);
+  nb::gil_scoped_release release;
+  ref::forward(a, o, p);
+}
+
+void reference_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse,
+                        const Out& dq, const Out& dk, const Out& dv, const std::optional<In>& cu_q,
+                        const std::optional<In>& cu_k, std::optional<float> scale, bool causal, bool top_left,
+                        std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision) {
+  BackwardArgs a;
+  a.dout = view_of(dout, "dout");
+  a.q = view_of(q, "q");
+  a.k = view_of(k, "k");
+  a.v = view_of(v, "v");
+  a.out = view_of(out, "out");
+  a.lse = view_of(lse, "lse");
+  a.dq = view_of(dq, "dq");
+  a.dk = view_of(dk, "dk");
+  a.dv = view_of(dv, "dv");
+  a.varlen = make_varlen(cu_q, cu_k, 0, 0);
+  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  const ref::Precision p = parse_precision(precision);
+  nb::gil_scoped_release release;
+  ref::backward(a, o, p);
+}
+
+}  // namespace
+}  // namespace flatattn::py
+
+NB_MODULE(_C, m) {
+  using namespace flatattn;
+  using namespace flatattn::py;
+  m.doc() = "flatattn native extension (DLPack). Use the flatattn package, not this module directly.";
+  nb::register_exception_translator(translate_error);
+
+  m.def("_set_error_classes", [](nb::handle invalid, nb::handle unsupported, nb::handle runtime) {
+    const nb::handle classes[3] = {invalid, unsupported, runtime};  // in Error::Kind order
+    for (int i = 0; i < 3; ++i) {
+      Py_XINCREF(classes[i].ptr());
+      Py_XDECREF(g_error_class[i]);
+      g_error_class[i] = classes[i].ptr();
+    }
+  });
+
+  nb::class_<Report>(m, "Report", "What ran: backend, dataflow, tile sizes, kernel name.")
+      .def_ro("backend", &Report::backend)
+      .def_prop_ro("dataflow", [](const Report& r) { return std::string(name(r.dataflow)); })
+      .def_ro("block_m", &Report::block_m)
+      .def_ro("block_n", &Report::block_n)
+      .def_ro("kernel", &Report::kernel)
+      .def("__repr__", [](const Report& r) {
+        return "Report(backend='" + r.backend + "', dataflow='" + std::string(name(r.dataflow)) +
+               "', block_m=" + std::to_string(r.block_m) + ", block_n=" + std::to_string(r.block_n) + ", kernel='" +
+               r.kernel + "')";
+      });
+
+  m.def("forward", &run_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "cu_seqlens_q"_a.none(),
+        "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
+        "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
+        "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
+  m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
+        "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
+        "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
+        "deterministic"_a, "num_threads"_a, "stream"_a,
+        "flatattn::backward on DLPack arrays; writes dq, dk, dv. Returns the Report.");
+  m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
+        "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
+        "Benchmark aid: host seconds per flatattn::forward call issued from C++, one per repeat.");
+  m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
+        "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
+        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
+  m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
+        "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
+        "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
+  m.def(
+      "forward_flops",
+      [](std::int64_t b, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d, bool causal, bool top_left,
+         std::int64_t wl, std::int64_t wr) {
+        return flatattn::forward_flops(b, nq, nk, hq, d, make_options({}, causal, top_left, wl, wr, 0.f, "auto", 0, false));
+      },
+      "batch"_a, "nq"_a, "nk"_a, "hq"_a, "d"_a, "causal"_a = false, "top_left"_a = false, "window_left"_a = -1,
+      "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
+  m.def("cuda_built", &cuda_built, "True when the library was built with its CUDA backend.");
+  m.attr("__version__") = FLATATTN_VERSION;
+}

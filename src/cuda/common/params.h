@@ -1,0 +1,38 @@
+// The POD handed to every forward kernel: pointers, element strides, lengths, the logit transform and
+// the mask, already validated and normalized on the host (src/cuda/launch_common.h builds it).
+#pragma once
+
+#include <cstdint>
+
+namespace flatattn::cuda {
+
+struct FwdParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;  ///< null: not requested
+  // Element strides: batch, sequence row, head (the head dim is contiguous). Varlen: batch unused.
+  std::int64_t q_b = 0, q_n = 0, q_h = 0;
+  std::int64_t k_b = 0, k_n = 0, k_h = 0;
+  std::int64_t v_b = 0, v_n = 0, v_h = 0;
+  std::int64_t o_b = 0, o_n = 0, o_h = 0;
+  std::int64_t lse_b = 0, lse_n = 0, lse_h = 0;
+  int nq = 0, nk = 0;        ///< batched lengths (varlen: from cu_seqlens)
+  int group = 1;             ///< Hq / Hkv: query head h reads kv head h / group
+  int d = 0;                 ///< the caller's head dim (<= the kernel's; the rest is zero padding)
+  const int* cu_q = nullptr;  ///< varlen offsets (B + 1), null when batched
+  const int* cu_k = nullptr;
+  // Logits in log2 units: x = (fold ? s : transform(s)), p = exp2(x * mul - max * mul).
+  // fold (scale > 0, no softcap): mul = scale * log2(e) and the scale rides on the exp2 FFMA.
+  // otherwise transform(s) = pre * s (pre = scale * log2 e), or post * tanh(pre * s) with softcap
+  // (pre = scale / softcap, post = softcap * log2 e), and mul = 1.
+  int fold = 1;
+  float mul = 1.f, pre = 1.f, post = 1.f;
+  // Band mask in sequence coordinates (src/core/mask.h): row i sees keys [lo(i), hi(i)] with
+  // diag(i) = i + (bottom_right ? nk - nq : 0); left/right < 0 mean unbounded.
+  int bottom_right = 1;
+  int left = -1, right = -1;
+};
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,242 @@
+// The CUDA backend's entry points: CUDA-specific checks, the code-path family for the device, the
+// Flash/FLAT choice, and the registry of built instances (key: family, dataflow, dtype, head dim,
+// softcap -> launcher). A request no built instance serves is an error listing what was built.
+#include "src/cuda/dispatch.h"
+
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "src/core/backend.h"
+#include "src/core/validate.h"
+#include "src/cuda/launch_api.h"
+#include "src/cuda/policy/heuristics.h"
+#include "src/cuda/runtime.h"
+
+namespace flatattn::cuda {
+
+namespace {
+
+struct Instance {
+  Family family;
+  Dataflow dataflow;
+  DType dtype;
+  int d;
+  bool softcap;
+  LaunchInfo (*launch)(const LaunchArgs&);
+};
+
+// The generated list (CMake writes it from src/cuda/inst/manifest.cmake and the build options).
+constexpr Instance kInstances[] = {
+#define FLATATTN_INSTANCE(F, DF, DT, D, SC) \
+  {Family::F, Dataflow::DF, DType::DT, D, SC, &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, SC>},
+#include "flatattn_cuda_instances.inc"
+#undef FLATATTN_INSTANCE
+    {Family::sm80, Dataflow::automatic, DType::f32, 0, false, nullptr},  // end marker
+};
+
+std::string instance_name(const Instance& in) {
+  return std::string(name(in.dataflow)) + "_" + name(in.family) + "_" + std::string(name(in.dtype)) + "_d" +
+         std::to_string(in.d) + (in.softcap ? "_softcap" : "");
+}
+
+bool has_family(Family f) {
+  for (const Instance& in : kInstances)
+    if (in.launch != nullptr && in.family == f) return true;
+  return false;
+}
+
+/// Smallest built head dim >= d for the key, or nullptr.
+const Instance* find(Family f, Dataflow df, DType dt, bool softcap, std::int64_t d) {
+  const Instance* best = nullptr;
+  for (const Instance& in : kInstances) {
+    if (in.launch == nullptr || in.family != f || in.dataflow != df || in.dtype != dt || in.softcap != softcap) continue;
+    if (in.d >= d && (best == nullptr || in.d < best->d)) best = &in;
+  }
+  return best;
+}
+
+[[noreturn]] void not_built(Family f, Dataflow df, DType dt, bool softcap, std::int64_t d) {
+  throw Error(Error::Kind::unsupported, "q",
+              std::string(name(df)) + " kernel for " + std::string(name(dt)) + ", D = " + std::to_string(d) +
+                  (softcap ? ", softcap" : "") + " on the " + name(f) + " family",
+              "no built instance serves it; built: " + built_instances(),
+              "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
+}
+
+/// Whether each family's code loads on a device (a probe kernel built with the family's targets), with
+/// the PTX and SASS versions the driver picked.
+struct Probe {
+  int err = -1, ptx = 0, bin = 0;
+};
+
+const Probe& probe(int device, Family f) {
+  static std::mutex mu;
+  static std::map<std::pair<int, Family>, Probe> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({device, f});
+  if (it == cache.end()) {
+    Probe p;
+    p.err = f == Family::sm80 ? probe_sm80(&p.ptx, &p.bin)
+            : f == Family::sm86 ? probe_sm86(&p.ptx, &p.bin)
+                                : probe_sm75(&p.ptx, &p.bin);
+    cudaGetLastError();  // a failed probe must not linger as the next call's error
+    it = cache.emplace(std::pair{device, f}, p).first;
+  }
+  return it->second;
+}
+
+bool usable(const DeviceInfo& dev, Family f) { return has_family(f) && probe(dev.index, f).err == 0; }
+
+/// The family that serves `dt` on `dev`: sm86 first on sm_86/sm_89 (their 99 KB shared memory), then
+/// sm80 (its SASS also runs on sm_8x), then the compute_75 PTX (Turing; newer GPUs through the JIT).
+Family family_for(const DeviceInfo& dev, DType dt) {
+  const bool small_smem = dev.cc == 86 || dev.cc == 89;
+  if (dev.cc >= 80) {
+    for (Family f : small_smem ? std::array{Family::sm86, Family::sm80} : std::array{Family::sm80, Family::sm86})
+      if (usable(dev, f)) return f;
+  }
+  const std::string where = "cuda:" + std::to_string(dev.index) + " (" + dev.name + ", sm_" + std::to_string(dev.cc) + ")";
+  if (dev.cc >= 75 && usable(dev, Family::sm75)) {
+    if (dt == DType::bf16) {
+      throw Error(Error::Kind::unsupported, "q.dtype", "bf16 on " + where,
+                  std::string("bf16 kernels are SASS only (") + FLATATTN_CUDA_FAMILIES_STR +
+                      "); this device runs the compute_75 PTX family" +
+                      (dev.cc >= 80 ? " because no SASS family loads here (CUDA_FORCE_PTX_JIT set, or an arch not built)"
+                                    : " (Turing tensor cores have no bf16)"),
+                  "use f16 on this device, or build FLATATTN_CUDA_ARCHS with its architecture");
+    }
+    return Family::sm75;
+  }
+  throw Error(Error::Kind::unsupported, "q.device", where,
+              std::string("no built kernel family runs on this GPU (") + FLATATTN_CUDA_FAMILIES_STR + ")",
+              "rebuild with FLATATTN_CUDA_ARCHS including this GPU (sm_80 or newer) or FLATATTN_CUDA_PTX75=ON");
+}
+
+/// Checks the kernels add to src/core/validate: 16-byte rows, int lengths, D <= 256.
+void check_cuda_args(const Problem& p, const FwdTensors& t) {
+  require(p.d % 8 == 0, "q", "head dim D = " + std::to_string(p.d),
+          "on CUDA D must be a multiple of 8 (rows move in 16-byte chunks)",
+          "zero-pad q, k and v to a multiple of 8 (the result is unchanged) and slice the output");
+  require(p.d <= 256, "q", "head dim D = " + std::to_string(p.d), "D <= 256 on CUDA (the largest kernel)",
+          "split the head dim, or run on the CPU");
+  constexpr std::int64_t kMaxLen = (std::int64_t{1} << 31) - 1;
+  require(p.nq <= kMaxLen && p.nk <= kMaxLen, "q/k", "Nq = " + std::to_string(p.nq) + ", Nk = " + std::to_string(p.nk),
+          "sequence lengths < 2^31 on CUDA", "split the sequence");
+  struct View {
+    const char* name;
+    const void* data;
+    RowStrides s;
+    std::int64_t rows, heads;
+  };
+  const View views[] = {{"q", t.q, t.sq, p.nq, p.hq}, {"k", t.k, t.sk, p.nk, p.hkv},
+                        {"v", t.v, t.sv, p.nk, p.hkv}, {"out", t.o, t.so, p.nq, p.hq}};
+  for (const View& v : views) {
+    require(reinterpret_cast<std::uintptr_t>(v.data) % 16 == 0, v.name,
+            "data pointer at byte offset " + std::to_string(reinterpret_cast<std::uintptr_t>(v.data) % 16) +
+                " mod 16",
+            "16-byte aligned on CUDA", "pass a tensor whose storage starts 16-byte aligned (e.g. .contiguous())");
+    const bool ok = (p.varlen || p.batch <= 1 || v.s.b % 8 == 0) && (v.rows <= 1 || p.varlen || v.s.n % 8 == 0) &&
+                    (!p.varlen || v.s.n % 8 == 0) && (v.heads <= 1 || v.s.h % 8 == 0);
+    require(ok, v.name,
+            "strides (batch " + std::to_string(v.s.b) + ", row " + std::to_string(v.s.n) + ", head " +
+                std::to_string(v.s.h) + ") elements",
+            "multiples of 8 elements (16 bytes) on CUDA", "pass a view whose rows start 16-byte aligned (.contiguous())");
+  }
+}
+
+}  // namespace
+
+std::string built_instances() {
+  std::map<std::string, std::string> groups;
+  for (const Instance& in : kInstances) {
+    if (in.launch == nullptr) continue;
+    std::string& g = groups[std::string(name(in.dataflow)) + " " + name(in.family) + " " + std::string(name(in.dtype)) +
+                            (in.softcap ? " softcap" : "")];
+    g += (g.empty() ? "D=" : ",") + std::to_string(in.d);
+  }
+  if (groups.empty()) return "nothing (FLATATTN_HDIMS / FLATATTN_DTYPES left no instance)";
+  std::ostringstream s;
+  bool first = true;
+  for (const auto& [k, v] : groups) {
+    s << (first ? "" : "; ") << k << " " << v;
+    first = false;
+  }
+  return s.str();
+}
+
+PathInfo path_info(int device, DType dtype) {
+  DeviceGuard guard(device);
+  const DeviceInfo& dev = device_info(device);
+  PathInfo info;
+  info.family = family_for(dev, dtype);
+  const Probe& pr = probe(device, info.family);
+  info.ptx_version = pr.ptx;
+  info.binary_version = pr.bin;
+  return info;
+}
+
+bool built() { return true; }
+
+Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
+  check_cuda_args(p, t);
+  Report r;
+  r.backend = "cuda";
+  DeviceGuard guard(p.device.index);
+  const DeviceInfo& dev = device_info(p.device.index);
+  const Family fam = family_for(dev, p.dtype);
+  const bool softcap = p.softcap > 0.f;
+
+  const Instance* flash = find(fam, Dataflow::flash, p.dtype, softcap, p.d);
+  const Instance* flat = find(fam, Dataflow::flat, p.dtype, softcap, p.d);
+  const Instance* inst = nullptr;
+  switch (p.dataflow) {
+    case Dataflow::flash:
+      if (flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      inst = flash;
+      break;
+    case Dataflow::flat:
+      if (flat == nullptr) not_built(fam, Dataflow::flat, p.dtype, softcap, p.d);
+      require(flat_fits(fam, flat->d, p.nk), "options.dataflow", "flat with Nk = " + std::to_string(p.nk),
+              "the FLAT kernel holds whole key rows of Nk <= " + std::to_string(flat_tile(fam, flat->d).cap_n()) +
+                  " (D = " + std::to_string(flat->d) + ", " + name(fam) + " family)",
+              "use Dataflow::flash (or automatic) for longer rows");
+      inst = flat;
+      break;
+    case Dataflow::automatic: {
+      if (flash == nullptr && flat == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      Workload w{p.batch, p.hq, p.nq, p.nk, flash != nullptr ? flash->d : flat->d, p.mask.masked()};
+      const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) &&
+                             (flash == nullptr || choose_dataflow(fam, w) == Dataflow::flat);
+      if (!want_flat && flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      inst = want_flat ? flat : flash;
+      break;
+    }
+  }
+  r.dataflow = inst->dataflow;
+  r.kernel = instance_name(*inst);
+  if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";
+  if (p.batch == 0 || p.nq == 0) return r;  // nothing to write
+  LaunchArgs a;
+  a.problem = &p;
+  a.tensors = &t;
+  a.stream = stream.handle;
+  a.device = p.device.index;
+  const LaunchInfo li = inst->launch(a);
+  r.block_m = li.block_m;
+  r.block_n = inst->dataflow == Dataflow::flat ? static_cast<int>(p.nk) : li.block_n;
+  return r;
+}
+
+Report backward(const Problem&, const BwdTensors&, Stream) {
+  throw Error(Error::Kind::unsupported, "backward", "cuda tensors", "backward on CUDA is not built yet",
+              "run backward on CPU tensors until the CUDA backward lands");
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,80 @@
+// The definition of launch_fwd (launch_api.h): picks the kernel and its compile-time shape from the
+// policy table, builds the parameters and launches on the caller's stream. Included only by the
+// generated instance files, so each kernel is compiled exactly once.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <climits>
+#include <string>
+#include <type_traits>
+
+#include "src/cuda/common/variant.cuh"
+#include "src/cuda/flat/flat_kernel.cuh"
+#include "src/cuda/launch_api.h"
+#include "src/cuda/params_host.h"
+#include "src/cuda/policy/tile_size.h"
+#include "src/cuda/runtime.h"
+#include "src/cuda/sm80/flash_kernel.cuh"
+
+namespace flatattn::cuda {
+
+template <Family F, int D>
+using FlashShapeOf = FlashShape<D, flash_tile(F, D).block_m, flash_tile(F, D).block_n, flash_tile(F, D).warps,
+                                flash_tile(F, D).min_blocks, flash_tile(F, D).stages, flash_tile(F, D).lazy_rescale>;
+template <Family F, int D>
+using FlatShapeOf = FlatShape<D, flat_tile(F, D).m_tiles, flat_tile(F, D).warps, flat_tile(F, D).block_n,
+                              flat_tile(F, D).cap_blocks, flat_tile(F, D).min_blocks>;
+
+/// Launches `kernel` over every (query block, head, sequence); raises the dynamic shared-memory limit
+/// once per device.
+template <class Kernel>
+void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const LaunchArgs& a,
+                 std::atomic<std::uint64_t>& attr_done) {
+  const Problem& pr = *a.problem;
+  const std::int64_t n_m = (pr.nq + block_m - 1) / block_m;
+  const std::int64_t ctas = n_m * pr.hq * pr.batch;
+  if (ctas == 0) return;
+  if (ctas > INT_MAX) {
+    throw Error(Error::Kind::unsupported, "q", "ceil(Nq / " + std::to_string(block_m) + ") * Hq * B = " +
+                std::to_string(ctas) + " thread blocks", "at most 2^31 - 1 thread blocks per call",
+                "split the batch into several calls");
+  }
+  const DeviceInfo& dev = device_info(a.device);
+  if (smem_bytes > dev.smem_optin) {
+    throw Error(Error::Kind::unsupported, "q", "a kernel needing " + std::to_string(smem_bytes) + " bytes of shared memory",
+                "this GPU (" + dev.name + ") allows " + std::to_string(dev.smem_optin) + " bytes per block",
+                "report it: the tile table of this GPU's family must fit it (src/cuda/policy/tile_size.h)");
+  }
+  const std::uint64_t bit = std::uint64_t{1} << (a.device & 63);
+  if (smem_bytes > 48 * 1024 && !(attr_done.load(std::memory_order_acquire) & bit)) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
+          "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+    attr_done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  const FwdParams p = make_params(pr, *a.tensors);
+  kernel<<<static_cast<unsigned>(ctas), threads, smem_bytes, static_cast<cudaStream_t>(a.stream)>>>(
+      p, static_cast<int>(n_m), static_cast<int>(pr.hq));
+  check(cudaGetLastError(), "kernel launch");
+}
+
+template <Family F, Dataflow DF, DType DT, int D, bool Softcap>
+LaunchInfo launch_fwd(const LaunchArgs& a) {
+  static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
+  using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
+  using V = Variant<Softcap>;
+  static std::atomic<std::uint64_t> attr_done{0};
+  if constexpr (DF == Dataflow::flash) {
+    using S = FlashShapeOf<F, D>;
+    launch_grid(flash_fwd_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
+    return {S::kBlockM, S::kBlockN};
+  } else {
+    static_assert(DF == Dataflow::flat, "an instance is Flash or FLAT");
+    using S = FlatShapeOf<F, D>;
+    launch_grid(flat_fwd_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
+    return {S::kBlockM, S::kCapN};
+  }
+}
+
+}  // namespace flatattn::cuda

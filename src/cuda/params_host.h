@@ -1,0 +1,55 @@
+// Problem + FwdTensors (validated, src/core) -> the kernels' FwdParams. Plain C++.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "src/core/problem.h"
+#include "src/cuda/common/params.h"
+
+namespace flatattn::cuda {
+
+inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
+  FwdParams p;
+  p.q = t.q;
+  p.k = t.k;
+  p.v = t.v;
+  p.o = t.o;
+  p.lse = t.lse;
+  p.q_b = t.sq.b, p.q_n = t.sq.n, p.q_h = t.sq.h;
+  p.k_b = t.sk.b, p.k_n = t.sk.n, p.k_h = t.sk.h;
+  p.v_b = t.sv.b, p.v_n = t.sv.n, p.v_h = t.sv.h;
+  p.o_b = t.so.b, p.o_n = t.so.n, p.o_h = t.so.h;
+  p.lse_b = t.slse.b, p.lse_n = t.slse.n, p.lse_h = t.slse.h;
+  p.nq = static_cast<int>(pr.nq);
+  p.nk = static_cast<int>(pr.nk);
+  p.group = static_cast<int>(pr.group());
+  p.d = static_cast<int>(pr.d);
+  if (pr.varlen) {
+    p.cu_q = pr.cu_seqlens_q;
+    p.cu_k = pr.cu_seqlens_k;
+  }
+  constexpr float kLog2e = 1.4426950408889634f;
+  if (pr.softcap > 0.f) {
+    p.fold = 0;
+    p.mul = 1.f;
+    p.pre = pr.scale / pr.softcap;
+    p.post = pr.softcap * kLog2e;
+  } else if (pr.scale > 0.f) {
+    p.fold = 1;  // max of the raw logits is the max of the scaled ones
+    p.mul = pr.scale * kLog2e;
+  } else {
+    p.fold = 0;  // a negative (or zero) scale flips the order: scale first
+    p.mul = 1.f;
+    p.pre = pr.scale * kLog2e;
+  }
+  // Window sizes beyond any sequence act as unbounded; clamp them into int range.
+  constexpr std::int64_t kBig = std::int64_t{1} << 30;
+  p.bottom_right = pr.mask.bottom_right ? 1 : 0;
+  p.left = static_cast<int>(std::min(pr.mask.left, kBig));
+  p.right = static_cast<int>(std::min(pr.mask.right, kBig));
+  return p;
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,115 @@
+// Tile sizes of every kernel, one annotated constexpr table per arch family (host and device).
+// Changing a number here changes speed, never results (every shape is tested against the oracle).
+//
+// Families (one kernel source, src/cuda/common/arch.cuh):
+//   sm80: SASS for sm_80 / sm_87 / sm_90 (A100, Orin, H100/H200): <= 163 KB (A100) .. 227 KB shared
+//         memory per block, 64 K registers per SM.
+//   sm86: SASS for sm_86 / sm_89 (RTX 30xx/40xx, A10, L4, L40): <= 99 KB shared memory per block.
+//   sm75: compute_75 PTX (Turing; any later GPU through the driver's JIT), f16: <= 64 KB per block.
+// Registers per thread (kMT = 16-row m-tiles per warp = BlockM / (16 Warps)): O = kMT * D / 2 floats,
+// S = kMT * BlockN / 2 (Flash: one key block) or kMT * CapN / 2 (FLAT: the whole row), plus fragments
+// and addresses, at most 255. Shared memory: Flash (BlockM + 2 Stages BlockN) * D * 2 bytes,
+// FLAT (R + 2 BlockN) * D * 2 bytes.
+// Measurements behind the sm80 numbers: bench/results/gpu-tune-h100.md (H100, bf16, B*N = 16k).
+#pragma once
+
+#include <cstdint>
+
+namespace flatattn::cuda {
+
+enum class Family : std::uint8_t { sm75, sm80, sm86 };
+
+constexpr const char* name(Family f) {
+  switch (f) {
+    case Family::sm75: return "sm75";
+    case Family::sm80: return "sm80";
+    case Family::sm86: return "sm86";
+  }
+  return "?";
+}
+
+/// Head dims with kernels; other D (multiples of 8 up to 256) are zero-padded up to the next one.
+inline constexpr int kHeadDims[] = {32, 64, 96, 128, 192, 256};
+
+struct FlashTileSize {
+  int block_m, block_n, warps;
+  int min_blocks;  ///< CTAs per SM promised to the register allocator (__launch_bounds__)
+  int stages;         ///< K/V buffers: 1 = FA2's single-buffered pipeline, 2 = double-buffered
+  bool lazy_rescale;  ///< rescale O only when a row max grows by > 2^8 (common/softmax.cuh)
+  [[nodiscard]] constexpr int smem_bytes(int d) const { return (block_m + 2 * stages * block_n) * d * 2; }
+};
+
+constexpr FlashTileSize flash_tile(Family f, int d) {
+  // H100 measurements (bench/results/gpu-tune-h100.md): stages 2 gained nothing over 1 at D = 64/128
+  // (1.00x, 0.96-1.00x); lazy rescaling gained 1-4% at D = 128 and lost 7-9% at D = 256 (8 warps,
+  // 16 rows each), so the wide head dims keep the eager FA2 rescale.
+  switch (f) {
+    case Family::sm80:
+      switch (d) {
+        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
+        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB; 128x128 beat 128x64 by 3-11%
+        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
+        case 128: return {128, 64, 4, 2, 1, true};    // 64 KB, 2 CTAs/SM; beat 128x128/8w, 64x64, 128x32
+        case 192: return {128, 64, 8, 1, 1, false};   // 96 KB; 16 rows per warp keeps O at 96 regs
+        case 256: return {128, 64, 8, 1, 1, false};   // 128 KB (A100 allows 163); beat 64x64 and 128x32
+        default: return {0, 0, 0, 0, 0, false};
+      }
+    case Family::sm86:  // 99 KB per block, 100 KB per SM
+      switch (d) {
+        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
+        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB
+        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
+        case 128: return {128, 32, 4, 2, 1, true};    // 48 KB: two CTAs fit in 100 KB
+        case 192: return {64, 64, 4, 1, 1, false};    // 72 KB
+        case 256: return {64, 64, 4, 1, 1, false};    // 96 KB
+        default: return {0, 0, 0, 0, 0, false};
+      }
+    case Family::sm75:  // <= 64 KB per block, no cp.async
+      switch (d) {
+        case 32: return {128, 64, 4, 2, 1, true};     // 16 KB
+        case 64: return {128, 64, 4, 2, 1, true};     // 32 KB
+        case 96: return {64, 64, 4, 2, 1, true};      // 36 KB
+        case 128: return {64, 64, 4, 2, 1, true};     // 48 KB
+        case 192: return {64, 32, 4, 1, 1, false};    // 48 KB
+        case 256: return {64, 32, 4, 1, 1, false};    // 64 KB
+        default: return {0, 0, 0, 0, 0, false};
+      }
+  }
+  return {0, 0, 0, 0, 0, false};
+}
+
+struct FlatTileSize {
+  int m_tiles;     ///< 16-row m-tiles per warp
+  int warps;
+  int block_n;     ///< keys per K/V block streamed through shared memory
+  int cap_blocks;  ///< key blocks held in registers: the row capacity is cap_blocks * block_n
+  int min_blocks;
+  [[nodiscard]] constexpr int block_m() const { return 16 * m_tiles * warps; }
+  [[nodiscard]] constexpr int cap_n() const { return cap_blocks * block_n; }
+  [[nodiscard]] constexpr int smem_bytes(int d) const { return (block_m() + 2 * block_n) * d * 2; }
+};
+
+constexpr FlatTileSize flat_tile(Family f, int d) {
+  if (f == Family::sm75) {
+    switch (d) {
+      case 32:
+      case 64:
+      case 96:
+      case 128: return {1, 4, 64, 2, 2};  // R = 64, Nk <= 128, <= 48 KB
+      case 192:
+      case 256: return {1, 4, 32, 4, 1};  // R = 64, Nk <= 128, <= 64 KB
+      default: return {0, 0, 0, 0, 0};
+    }
+  }
+  switch (d) {  // sm80 and sm86 (all <= 96 KB)
+    case 32:
+    case 64: return {2, 4, 64, 2, 2};     // R = 128, Nk <= 128: S 128 + O <= 64 regs (R64/cap256 was 25% slower)
+    case 96:
+    case 128: return {1, 4, 64, 4, 2};    // R = 64, Nk <= 256: S 128 + O <= 64 regs
+    case 192:
+    case 256: return {1, 4, 64, 2, 1};    // R = 64, Nk <= 128: S 64 + O <= 128 regs
+    default: return {0, 0, 0, 0, 0};
+  }
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,50 @@
+#include "src/cuda/runtime.h"
+
+#include <array>
+#include <memory>
+#include <mutex>
+
+namespace flatattn::cuda {
+
+void check(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return;
+  throw Error(Error::Kind::runtime, what, cudaGetErrorString(e), "the CUDA call must succeed",
+              "check the device (nvidia-smi), free GPU memory, or run under compute-sanitizer to locate it");
+}
+
+const DeviceInfo& device_info(int index) {
+  static std::mutex mu;
+  static std::array<std::unique_ptr<DeviceInfo>, 64> cache;
+  if (index < 0 || index >= static_cast<int>(cache.size())) {
+    throw Error(Error::Kind::invalid_argument, "device.index", std::to_string(index), "0 <= index < 64",
+                "pass a valid CUDA ordinal");
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (!cache[index]) {
+    auto info = std::make_unique<DeviceInfo>();
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties");
+    info->index = index;
+    info->cc = prop.major * 10 + prop.minor;
+    info->sm_count = prop.multiProcessorCount;
+    info->smem_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+    info->name = prop.name;
+    cache[index] = std::move(info);
+  }
+  return *cache[index];
+}
+
+DeviceGuard::DeviceGuard(int index) {
+  check(cudaGetDevice(&prev_), "cudaGetDevice");
+  if (prev_ != index) {
+    check(cudaSetDevice(index), "cudaSetDevice");
+  } else {
+    prev_ = -1;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (prev_ >= 0) cudaSetDevice(prev_);
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,169 @@
+// Flash-dataflow forward (FlashAttention-2, Dao 2023, Alg. 1 and Sec. 3): one CTA per (query block of
+// BlockM rows, query head, sequence); each warp owns 16 * kMT query rows (Q split across warps, so
+// warps never exchange partial results); K/V blocks of BlockN keys stream through shared memory; the
+// running max/sum rescale the output accumulator once per block, the division by the sum happens once
+// at the end. Only key blocks that can hold a visible key are visited (causal and window skip the
+// rest) and only blocks crossing the band's edges are masked per element.
+//
+// Pipeline per key block, Stages = 1 (K and V single-buffered, copies overlap the math as in FA2):
+//   wait K(j) | barrier | issue V(j) | S = Q K(j)^T, logits, mask | wait V(j) | barrier |
+//   issue K(j+1) | online softmax | O += P V(j)
+// Stages = 2 (K and V double-buffered: one barrier per block, the next block's copies overlap the
+// whole current block):
+//   wait K(j), V(j) | barrier | issue K(j+1), V(j+1) | S = Q K(j)^T, logits, mask | softmax | O += P V(j)
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/params.h"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/common/softmax.cuh"
+#include "src/cuda/policy/tile_size.h"
+#include "src/cuda/sm80/tile_io.cuh"
+#include "src/cuda/sm80/warp_gemm.cuh"
+
+namespace flatattn::cuda {
+
+/// Compile-time shape of a Flash kernel (values come from policy/tile_size.h).
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages, bool LazyRescale>
+struct FlashShape {
+  static constexpr bool kLazyRescale = LazyRescale;  ///< see online_softmax (common/softmax.cuh)
+  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
+  static constexpr int kStages = Stages;  ///< K/V buffers: 1 (FA2 pipeline) or 2 (double-buffered)
+  static_assert(Stages == 1 || Stages == 2, "one or two K/V stages");
+  static constexpr int kThreads = 32 * Warps;
+  static constexpr int kMT = BlockM / (16 * Warps);  ///< 16-row m-tiles per warp
+  static constexpr int kNT = BlockN / 8;              ///< 8-key n-tiles of S
+  static constexpr int kDT = D / 8;                   ///< 8-wide n-tiles of O
+  static_assert(kMT * 16 * Warps == BlockM, "BlockM must be 16 * Warps * (m-tiles per warp)");
+  static_assert(BlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
+  using TQ = SmemTile<BlockM, D>;
+  using TKV = SmemTile<BlockN, D>;
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes;  // Q | K0 V0 | K1 V1
+};
+
+/// Maps the 1-D grid to (query block, head, sequence); the heaviest query blocks (last rows, most
+/// keys under causal) are launched first.
+struct TileCoord {
+  int m_block, h, b;
+  FLATATTN_DEVICE TileCoord(int n_m_blocks, int hq) {
+    const int linear = blockIdx.x;
+    const int hb = linear / n_m_blocks;
+    m_block = n_m_blocks - 1 - (linear - hb * n_m_blocks);
+    h = hb % hq;
+    b = hb / hq;
+  }
+};
+
+template <Family F, class E, class Shape, class V>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
+    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+  using TQ = typename Shape::TQ;
+  using TKV = typename Shape::TKV;
+  constexpr int kD = Shape::kD, kBM = Shape::kBlockM, kBN = Shape::kBlockN, kThreads = Shape::kThreads;
+  constexpr int kMT = Shape::kMT, kNT = Shape::kNT, kDT = Shape::kDT;
+  extern __shared__ __align__(128) unsigned char smem[];
+
+  const TileCoord tc(n_m_blocks, hq);
+  const BlockInfo bi(p, tc.b, tc.h);
+  const int m0 = tc.m_block * kBM;
+  if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const BandMask bm(p, bi.nq, bi.nk);
+  const BlockRange<kBN> range(bm, m0, min(m0 + kBM, bi.nq) - 1);
+
+  const auto* gq = static_cast<const std::uint16_t*>(p.q) + bi.q + m0 * p.q_n;
+  const auto* gk = static_cast<const std::uint16_t*>(p.k) + bi.k;
+  const auto* gv = static_cast<const std::uint16_t*>(p.v) + bi.v;
+  constexpr int kStages = Shape::kStages;
+  const std::uint32_t sq = smem_u32(smem);
+  // Buffers of key block j: K at kbuf(j), V right after it; two stages alternate on j's parity.
+  auto kbuf = [&](int j) { return sq + TQ::kBytes + (kStages == 2 ? (j & 1) * 2 * TKV::kBytes : 0); };
+  auto load_k = [&](int j) {
+    const int n0 = j * kBN;
+    load_tile<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+  };
+  auto load_v = [&](int j) {
+    const int n0 = j * kBN;
+    load_tile<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+  };
+
+  load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
+  copy_commit();
+  if (range.begin < range.end) {
+    load_k(range.begin);
+    if constexpr (kStages == 2) load_v(range.begin);
+  }
+  copy_commit();
+
+  const int warp_row0 = warp * kMT * 16;
+  const std::uint32_t aq = TQ::offset(warp_row0 + a_row(lane), a_col(lane));
+  const std::uint32_t bk = TKV::offset(b_row(lane), b_col(lane));
+  const std::uint32_t av = TKV::offset(a_row(lane), a_col(lane));
+  const int row = m0 + warp_row0 + (lane >> 2);  // this thread's row of m-tile 0
+  const int col = 2 * (lane & 3);                // its first column within a key block
+
+  float o[kMT][kDT][4];
+  float m[kMT][2], l[kMT][2];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+  }
+
+  for (int nb = range.begin; nb < range.end; ++nb) {
+    copy_wait<0>();
+    __syncthreads();  // K(nb) (and V(nb) with 2 stages) visible to all; every warp is done with block nb-1
+    if constexpr (kStages == 2) {
+      if (nb + 1 < range.end) {
+        load_k(nb + 1);
+        load_v(nb + 1);
+      }
+    } else {
+      load_v(nb);
+    }
+    copy_commit();
+
+    float s[kMT][kNT][4];
+    gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
+    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
+
+    if constexpr (kStages == 1) {
+      copy_wait<0>();
+      __syncthreads();  // V(nb) visible to all; every warp is done with K(nb)
+      if (nb + 1 < range.end) load_k(nb + 1);
+      copy_commit();
+    }
+
+    online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
+    std::uint32_t pa[kMT][kNT / 2][4];
+    pack_p<E>(s, pa);
+    gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
+  }
+
+  copy_wait<0>();
+  __syncthreads();  // the Q copy has landed even when no key block was visited
+
+  float inv[kMT][2], lse[kMT][2];
+  finalize_rows(m, l, inv, lse, p.mul);
+  if (p.lse != nullptr && (lane & 3) == 0) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = row + mt * 16 + 8 * h;
+        if (i < bi.nq) p.lse[bi.lse + i * p.lse_n] = lse[mt][h];
+      }
+  }
+  auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
+  store_out<E, TQ, kMT, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);
+}
+
+}  // namespace flatattn::cuda

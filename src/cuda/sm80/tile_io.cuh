@@ -1,0 +1,83 @@
+// Moving tiles between global and shared memory (both dataflows, both families).
+//   load_tile: a Rows x D tile, rows past `rows_valid` and columns past `d_valid` zero-filled (ragged
+//              last tiles, head dims padded up to the kernel's D), 16-byte copies, coalesced per row.
+//   store_out: a warp's normalized output rows, staged through its own rows of the Q tile (which only
+//              this warp reads) so that global stores are 16-byte and row-contiguous.
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/smem_tile.cuh"
+
+namespace flatattn::cuda {
+
+template <class Tile, int D, int kThreads>
+FLATATTN_DEVICE void load_tile(std::uint32_t s_base, const std::uint16_t* g, std::int64_t row_stride,
+                               int rows_valid, int d_valid, const void* safe, int tid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRows = Tile::kBytes / (D * 2);
+  constexpr int kTotal = kRows * kChunksPerRow;
+  constexpr int kIters = (kTotal + kThreads - 1) / kThreads;
+  constexpr int kRowStep = kThreads / kChunksPerRow;  // rows between a thread's consecutive chunks
+  constexpr int kPeriod = Tile::kW == 64 ? 8 : 16;     // rows after which the swizzle repeats
+  if constexpr (kThreads % kChunksPerRow == 0 && kRowStep % kPeriod == 0 && kTotal % kThreads == 0) {
+    // Fast path: the thread's column is fixed and each step adds kRowStep rows, which keeps the
+    // swizzle: one offset and one pointer, advanced by constants.
+    const int r = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+    const std::uint32_t s0 = s_base + Tile::offset(r, c);
+    const std::uint16_t* g0 = g + r * row_stride + c;
+    const bool col_ok = c < d_valid;
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const bool pred = col_ok && r + i * kRowStep < rows_valid;
+      copy_16(s0 + i * kRowStep * Tile::kRowBytes, pred ? static_cast<const void*>(g0 + i * kRowStep * row_stride) : safe,
+              pred);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int idx = tid + i * kThreads;
+      if (kTotal % kThreads == 0 || idx < kTotal) {
+        const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+        const bool pred = r < rows_valid && c < d_valid;
+        copy_16(s_base + Tile::offset(r, c), pred ? static_cast<const void*>(g + r * row_stride + c) : safe, pred);
+      }
+    }
+  }
+}
+
+/// o (kMT m-tiles x kDT n-tiles of fp32 fragments) * inv per row -> rows [warp_row0, warp_row0 + 16 kMT)
+/// of the tile at `smem` -> global rows (g + row * row_stride), rows < rows_valid, columns < d_valid.
+template <class E, class Tile, int kMT, int kDT>
+FLATATTN_DEVICE void store_out(const float (&o)[kMT][kDT][4], const float (&inv)[kMT][2], unsigned char* smem,
+                               int warp_row0, int lane, std::uint16_t* g, std::int64_t row_stride, int rows_valid,
+                               int d_valid) {
+  const int gr = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = warp_row0 + mt * 16 + gr + 8 * h;
+        *reinterpret_cast<std::uint32_t*>(smem + Tile::offset(r, dt * 8) + 4 * t) =
+            E::pack(o[mt][dt][2 * h] * inv[mt][h], o[mt][dt][2 * h + 1] * inv[mt][h]);
+      }
+    }
+  }
+  __syncwarp();
+  constexpr int kChunksPerRow = kDT;  // 8 elements per chunk = one n-tile
+  constexpr int kTotal = kMT * 16 * kChunksPerRow;
+  static_assert(kTotal % 32 == 0, "whole warp rounds");
+#pragma unroll
+  for (int i = 0; i < kTotal / 32; ++i) {
+    const int idx = lane + 32 * i;
+    const int r = warp_row0 + idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+    if (r < rows_valid && c < d_valid) {
+      *reinterpret_cast<uint4*>(g + r * row_stride + c) = *reinterpret_cast<const uint4*>(smem + Tile::offset(r, c));
+    }
+  }
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,105 @@
+#include "tests/cuda/device_case.h"
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+
+#include "src/cuda/dispatch.h"
+
+namespace flatattn::testing {
+
+namespace {
+
+void ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+/// A device mirror of one host tensor.
+class DeviceCopy {
+ public:
+  explicit DeviceCopy(const HostTensor& h) : bytes_(h.bytes()) {
+    ok(cudaMalloc(&ptr_, bytes_ ? bytes_ : 16), "cudaMalloc");
+    if (bytes_) ok(cudaMemcpy(ptr_, h.storage.data(), bytes_, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  }
+  ~DeviceCopy() { cudaFree(ptr_); }
+  DeviceCopy(const DeviceCopy&) = delete;
+  DeviceCopy& operator=(const DeviceCopy&) = delete;
+  [[nodiscard]] TensorView view(const HostTensor& h) const {
+    TensorView v = h.view(Device::cuda(0));
+    v.data = ptr_;
+    return v;
+  }
+  void to_host(HostTensor& h) const {
+    if (bytes_) ok(cudaMemcpy(h.storage.data(), ptr_, bytes_, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_;
+};
+
+}  // namespace
+
+bool gpu_present() {
+  int n = 0;
+  const bool present = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  cudaGetLastError();
+  return present;
+}
+
+Report run_on_gpu(CaseTensors& t, bool own_stream) {
+  DeviceCopy q(t.q), k(t.k), v(t.v), out(t.out), lse(t.lse);
+  std::optional<DeviceCopy> cu_q, cu_k;
+  ForwardArgs a;
+  a.q = q.view(t.q);
+  a.k = k.view(t.k);
+  a.v = v.view(t.v);
+  a.out = out.view(t.out);
+  if (t.c.options.return_lse) a.lse = lse.view(t.lse);
+  if (t.c.varlen) {
+    cu_q.emplace(t.cu_q);
+    cu_k.emplace(t.cu_k);
+    Varlen vl;
+    vl.cu_seqlens_q = cu_q->view(t.cu_q);
+    vl.cu_seqlens_k = cu_k->view(t.cu_k);
+    vl.max_seqlen_q = t.c.nq;
+    vl.max_seqlen_k = t.c.nk;
+    a.varlen = vl;
+  }
+  cudaStream_t stream = nullptr;
+  if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  Report r = forward(a, t.c.options, Stream{stream});
+  ok(stream ? cudaStreamSynchronize(stream) : cudaDeviceSynchronize(), "synchronize after forward");
+  if (stream) cudaStreamDestroy(stream);
+  out.to_host(t.out);
+  lse.to_host(t.lse);
+  return r;
+}
+
+void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
+  const Report r = run_on_gpu(t);
+  const ForwardOracle o = oracle_forward(t);
+  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
+  const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " +
+                          std::to_string(seed) + ", replay with FLATATTN_SEED)";
+  EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the yardstick is not finite, the check could not fail";
+  EXPECT_TRUE(v.pass) << ctx << ": out " << v.str();
+  if (t.c.options.return_lse) {
+    const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
+    EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.str();
+  }
+}
+
+bool dtype_runs(DType dtype) {
+  try {
+    cuda::path_info(0, dtype);
+    return true;
+  } catch (const Error& e) {
+    if (e.kind() != Error::Kind::unsupported) throw;
+    return false;
+  }
+}
+
+}  // namespace flatattn::testing

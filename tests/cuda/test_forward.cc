@@ -1,0 +1,309 @@
+// The CUDA forward against the fp64 oracle (design.md correctness rule): fresh random shapes and
+// features every run, the adversarial list, every head dim through both kernels, poisoned outputs
+// (the harness fills out and lse with NaN before the copy to the device).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "src/cuda/dispatch.h"
+#include "tests/common/harness.h"
+#include "tests/cuda/device_case.h"
+
+using namespace flatattn;
+using namespace flatattn::testing;
+
+#define REQUIRE_GPU() \
+  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
+
+namespace {
+
+std::uint64_t seed_for(const char* test) {
+  const std::uint64_t s = fresh_seed();
+  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
+  return s;
+}
+
+/// Skips (with the reason) when the device cannot run dtype, after checking that asking for it is the
+/// clear error, not a crash or a silent fallback.
+bool skip_dtype(DType dt) {
+  if (dtype_runs(dt)) return false;
+  std::mt19937_64 rng(1);
+  Case c;
+  c.dtype = dt;
+  c.nq = c.nk = 8;
+  CaseTensors t = make_case(c, rng);
+  try {
+    run_on_gpu(t);
+    ADD_FAILURE() << name(dt) << " ran although path_info said this device cannot run it";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::unsupported) << e.what();
+  }
+  return true;
+}
+
+void sweep(DType dt, int cases, const char* test) {
+  const std::uint64_t seed = seed_for(test);
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < cases; ++i) {
+    const Case c = random_case(rng, dt, 300);
+    const int pick = static_cast<int>(rng() % 3);
+    CaseTensors t = make_case(c, rng);
+    // A third of the cases force Flash, a third FLAT where the row fits every family's capacity (128).
+    if (pick == 1) t.c.options.dataflow = Dataflow::flash;
+    if (pick == 2 && t.c.nk <= 128) t.c.options.dataflow = Dataflow::flat;
+    check_case(t, seed, ("random #" + std::to_string(i)).c_str());
+    if (::testing::Test::HasFailure()) return;  // one replayable failure is enough
+  }
+}
+
+Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64) {
+  Case c;
+  c.dtype = dt;
+  c.batch = 2;
+  c.hq = 2;
+  c.hkv = 1;
+  c.nq = nq;
+  c.nk = nk;
+  c.d = d;
+  c.options.return_lse = true;
+  return c;
+}
+
+std::vector<Case> adversarial(DType dt) {
+  std::vector<Case> v;
+  for (std::int64_t n : {1, 17, 97}) v.push_back(base(dt, n, n));
+  {
+    Case c = base(dt, 1025, 1025);
+    c.batch = 1, c.hq = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  {  // Nq != Nk, both causal alignments
+    Case c = base(dt, 100, 37);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+    c = base(dt, 37, 300);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+  }
+  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window, and Nk = 0 via varlen
+    Case c = base(dt, 200, 20);
+    c.options.causal = true;
+    v.push_back(c);
+    c = base(dt, 90, 50);
+    c.options.window = {0, 0};
+    v.push_back(c);
+    c.options.dataflow = Dataflow::flat;
+    v.push_back(c);
+  }
+  {  // large logits: scale * |q.k| ~ 1e4 (f16 inputs stay finite: |q.k| stays under 65504)
+    Case c = base(dt, 77, 128);
+    c.options.softmax_scale = 1.f;
+    c.input_sd = 35.0;
+    v.push_back(c);
+    c.options.causal = true;
+    c.options.dataflow = Dataflow::flat;
+    v.push_back(c);
+  }
+  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
+    Case c = base(dt, 64, 96);
+    c.options.softmax_scale = -0.2f;
+    v.push_back(c);
+  }
+  for (std::int64_t d : {16, 40, 80, 96, 136, 200, 248}) v.push_back(base(dt, 70, 90, d));  // padded D
+  {  // GQA and MQA, non-contiguous strides, non-default stream is covered by its own test
+    Case c = base(dt, 65, 129);
+    c.hq = 8, c.hkv = 2;
+    c.strided = true;
+    v.push_back(c);
+    c.hq = 6, c.hkv = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  {  // varlen with empty sequences on both sides
+    Case c = base(dt, 0, 0, 128);
+    c.varlen = true;
+    c.seqlens_q = {0, 5, 0, 130, 64, 1};
+    c.seqlens_k = {7, 0, 0, 130, 200, 1};
+    c.batch = 6;
+    v.push_back(c);
+    c.options.causal = true;
+    c.strided = true;
+    v.push_back(c);
+    c.options.causal = false;
+    c.options.dataflow = Dataflow::flat;
+    c.seqlens_k = {7, 0, 0, 100, 120, 1};
+    v.push_back(c);
+  }
+  {  // softcap, windows
+    Case c = base(dt, 150, 150, 128);
+    c.options.softcap = 30.f;
+    c.options.causal = true;
+    c.input_sd = 3.0;
+    v.push_back(c);
+    c.options.causal = false;
+    c.options.window = {31, 5};
+    v.push_back(c);
+    c.options.softcap = 0.f;
+    c.options.window = {0, 64};
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+  }
+  // Every kernel head dim through both dataflows, odd lengths, with and without causal.
+  for (std::int64_t d : {32, 64, 96, 128, 192, 256}) {
+    for (bool causal : {false, true}) {
+      Case c = base(dt, 97, 113, d);
+      c.options.causal = causal;
+      c.options.dataflow = Dataflow::flash;
+      v.push_back(c);
+      c.options.dataflow = Dataflow::flat;
+      c.nk = 128;
+      v.push_back(c);
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST(CudaForward, RandomSweepF16) {
+  REQUIRE_GPU();
+  if (skip_dtype(DType::f16)) GTEST_SKIP() << "f16 does not run on this device";
+  sweep(DType::f16, 40, "RandomSweepF16");
+}
+
+TEST(CudaForward, RandomSweepBF16) {
+  REQUIRE_GPU();
+  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs a SASS family (only the compute_75 PTX loads here)";
+  sweep(DType::bf16, 40, "RandomSweepBF16");
+}
+
+TEST(CudaForward, AdversarialF16) {
+  REQUIRE_GPU();
+  if (skip_dtype(DType::f16)) GTEST_SKIP() << "f16 does not run on this device";
+  const std::uint64_t seed = seed_for("AdversarialF16");
+  std::mt19937_64 rng(seed);
+  for (const Case& c : adversarial(DType::f16)) {
+    CaseTensors t = make_case(c, rng);
+    check_case(t, seed, "adversarial");
+  }
+}
+
+TEST(CudaForward, AdversarialBF16) {
+  REQUIRE_GPU();
+  if (skip_dtype(DType::bf16)) GTEST_SKIP() << "bf16 needs a SASS family (only the compute_75 PTX loads here)";
+  const std::uint64_t seed = seed_for("AdversarialBF16");
+  std::mt19937_64 rng(seed);
+  for (const Case& c : adversarial(DType::bf16)) {
+    CaseTensors t = make_case(c, rng);
+    check_case(t, seed, "adversarial");
+  }
+}
+
+TEST(CudaForward, LongCausalAgainstOracle) {
+  REQUIRE_GPU();
+  const DType dt = dtype_runs(DType::bf16) ? DType::bf16 : DType::f16;
+  const std::uint64_t seed = seed_for("LongCausalAgainstOracle");
+  std::mt19937_64 rng(seed);
+  Case c = base(dt, 2048, 2048, 128);
+  c.batch = 1;
+  c.hq = 2;
+  c.hkv = 1;
+  c.options.causal = true;
+  CaseTensors t = make_case(c, rng);
+  check_case(t, seed, "long");
+}
+
+TEST(CudaForward, NonDefaultStream) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("NonDefaultStream");
+  std::mt19937_64 rng(seed);
+  CaseTensors t = make_case(base(DType::f16, 300, 257, 64), rng);
+  run_on_gpu(t, /*own_stream=*/true);
+  const ForwardOracle o = oracle_forward(t);
+  const Verdict v = judge(t.out, o.out, &o.naive_out, DType::f16);
+  EXPECT_TRUE(v.pass) << v.str();
+}
+
+TEST(CudaForward, ReportNamesTheKernelAndDataflow) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Case c = base(DType::f16, 64, 100, 80);
+  c.options.dataflow = Dataflow::flat;
+  CaseTensors t = make_case(c, rng);
+  Report r = run_on_gpu(t);
+  EXPECT_EQ(r.backend, "cuda");
+  EXPECT_EQ(r.dataflow, Dataflow::flat);
+  EXPECT_EQ(r.block_n, 100);  // FLAT: the whole row
+  EXPECT_NE(r.kernel.find("_d96"), std::string::npos) << r.kernel;
+  EXPECT_NE(r.kernel.find("zero-padded"), std::string::npos) << r.kernel;
+  c.options.dataflow = Dataflow::flash;
+  t = make_case(c, rng);
+  r = run_on_gpu(t);
+  EXPECT_EQ(r.dataflow, Dataflow::flash);
+  EXPECT_GT(r.block_m, 0);
+  EXPECT_GT(r.block_n, 0);
+  EXPECT_LT(r.block_n, 100 + 64);
+}
+
+// The code path that ran is the one the session expects: FLATATTN_EXPECT_PATH=sm75 in the
+// CUDA_FORCE_PTX_JIT run (the driver JIT-compiled the compute_75 PTX: ptxVersion 75), sm80 otherwise.
+TEST(CudaForward, CodePathIsTheExpectedOne) {
+  REQUIRE_GPU();
+  const cuda::PathInfo info = cuda::path_info(0, DType::f16);
+  std::cout << "[path] family " << cuda::name(info.family) << " ptxVersion " << info.ptx_version
+            << " binaryVersion " << info.binary_version << "\n";
+  const char* want = std::getenv("FLATATTN_EXPECT_PATH");
+  const std::string expect = want ? want : "";
+  std::mt19937_64 rng(fresh_seed());
+  CaseTensors t = make_case(base(DType::f16, 33, 33), rng);
+  const Report r = run_on_gpu(t);
+  if (expect == "sm75") {
+    EXPECT_EQ(info.family, cuda::Family::sm75);
+    EXPECT_EQ(info.ptx_version, 75);
+    EXPECT_NE(r.kernel.find("sm75"), std::string::npos) << r.kernel;
+  } else if (expect == "sm80") {
+    EXPECT_EQ(info.family, cuda::Family::sm80);
+    EXPECT_GE(info.binary_version, 80);
+    EXPECT_NE(r.kernel.find("sm80"), std::string::npos) << r.kernel;
+  } else {
+    EXPECT_NE(r.kernel.find(cuda::name(info.family)), std::string::npos) << r.kernel;
+  }
+}
+
+// A small representative set for compute-sanitizer (memcheck, racecheck): both dataflows, three
+// head dims (128-byte and 64-byte swizzles), causal, ragged tiles, varlen with empty sequences,
+// strided views. Small enough that the sanitizers finish in seconds.
+TEST(CudaForward, SanitizerSet) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("SanitizerSet");
+  std::mt19937_64 rng(seed);
+  for (DType dt : {DType::f16, DType::bf16}) {
+    if (!dtype_runs(dt)) continue;
+    for (std::int64_t d : {64, 96, 128}) {
+      for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+        Case c = base(dt, 70, 75, d);
+        c.batch = 1;
+        c.options.causal = d != 96;
+        c.options.dataflow = df;
+        c.strided = d == 128;
+        CaseTensors t = make_case(c, rng);
+        check_case(t, seed, "sanitizer");
+      }
+    }
+    Case c = base(dt, 0, 0, 64);
+    c.varlen = true;
+    c.seqlens_q = {0, 9, 70};
+    c.seqlens_k = {3, 0, 65};
+    c.batch = 3;
+    CaseTensors t = make_case(c, rng);
+    check_case(t, seed, "sanitizer varlen");
+  }
+}
