@@ -20,17 +20,14 @@ int main(int argc, char** argv) {
   register_run(app);
   register_check(app);
   register_bench(app);
-#ifdef FLATATTN_CLI_HAS_MODEL
   register_model(app);
-#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     if (app.get_subcommands().empty())
-      std::fprintf(stderr, "flatattn: %s; allowed: run, check, bench%s (see flatattn --help)\n", e.what(),
-                   app.get_subcommands({}).size() > 3 ? ", model" : "");
+      std::fprintf(stderr, "flatattn: %s; allowed: run, check, bench, model (see flatattn --help)\n", e.what());
     else
       std::fprintf(stderr, "flatattn: %s\n", e.what());
     return 2;
