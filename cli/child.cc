@@ -19,15 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* kind_name(Error::Kind k) {
-  switch (k) {
-    case Error::Kind::invalid_argument: return "invalid_argument";
-    case Error::Kind::unsupported: return "unsupported";
-    case Error::Kind::runtime: return "runtime";
-  }
-  return "runtime";
-}
-
 void write_all(int fd, const std::string& s) {
   std::size_t off = 0;
   while (off < s.size()) {
@@ -56,7 +47,7 @@ json run_in_child(const std::function<json()>& fn) {
       r = fn();
     } catch (const Error& e) {
       r = json{{"error",
-                {{"kind", kind_name(e.kind())}, {"argument", e.argument()}, {"value", e.value()}, {"limit", e.limit()},
+                {{"kind", std::string(name(e.kind()))}, {"argument", e.argument()}, {"value", e.value()}, {"limit", e.limit()},
                  {"fix", e.fix()}, {"message", e.what()}}}};
     } catch (const UsageError& e) {
       r = json{{"error", {{"kind", "usage"}, {"message", e.what()}}}};

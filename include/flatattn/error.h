@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace flatattn {
 
@@ -28,5 +29,15 @@ class Error : public std::runtime_error {
   Kind kind_;
   std::string argument_, value_, limit_, fix_;
 };
+
+/// "invalid_argument", "unsupported" or "runtime" (as the Python bindings and `flatattn` report it).
+constexpr std::string_view name(Error::Kind k) {
+  switch (k) {
+    case Error::Kind::invalid_argument: return "invalid_argument";
+    case Error::Kind::unsupported: return "unsupported";
+    case Error::Kind::runtime: return "runtime";
+  }
+  return "runtime";
+}
 
 }  // namespace flatattn

@@ -28,15 +28,6 @@ namespace {
 // The Python classes of flatattn/_errors.py, one per Error::Kind (registered by flatattn/__init__.py).
 PyObject* g_error_class[3] = {nullptr, nullptr, nullptr};
 
-const char* kind_name(Error::Kind k) {
-  switch (k) {
-    case Error::Kind::invalid_argument: return "invalid_argument";
-    case Error::Kind::unsupported: return "unsupported";
-    case Error::Kind::runtime: return "runtime";
-  }
-  return "runtime";
-}
-
 void translate_error(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
@@ -47,7 +38,7 @@ void translate_error(const std::exception_ptr& p, void*) {
       return;
     }
     PyObject* exc = PyObject_CallFunction(cls, "ssssss", e.what(), e.argument().c_str(), e.value().c_str(),
-                                          e.limit().c_str(), e.fix().c_str(), kind_name(e.kind()));
+                                          e.limit().c_str(), e.fix().c_str(), std::string(name(e.kind())).c_str());
     if (!exc) return;  // the constructor raised: leave its error set
     PyErr_SetObject(cls, exc);
     Py_DECREF(exc);
