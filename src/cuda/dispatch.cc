@@ -287,9 +287,9 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
       break;
     case Dataflow::automatic: {
       if (flash == nullptr && flat == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
-      Workload w{p.batch, p.hq, p.nq, p.nk, flash != nullptr ? flash->d : flat->d, p.mask.masked()};
+      Workload w{p.batch, p.hq, p.hkv, p.nq, p.nk, flash != nullptr ? flash->d : flat->d, p.dtype, p.mask};
       const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) &&
-                             (flash == nullptr || choose_dataflow(fam, w) == Dataflow::flat);
+                             (flash == nullptr || choose_dataflow(dev, fam, w) == Dataflow::flat);
       if (!want_flat && flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
       inst = want_flat ? flat : flash;
       break;

@@ -71,7 +71,8 @@ struct Verdict {
 };
 
 /// Compares `out` against the fp64 oracle `ref` with naive_lowp as the low-precision yardstick.
-/// Passing an empty naive_lowp uses only `abs_floor + rel_tol * max|ref|` as the bound.
+/// Passing an empty naive_lowp uses only `abs_floor + rel_tol * max|ref|` as the bound. For f32 the
+/// bound always includes 1e-5 * max|ref| (design.md's fp32 tolerance; the yardstick sums in double).
 Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive_lowp, DType dtype,
               double rel_tol = 0.0);
 

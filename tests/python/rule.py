@@ -63,8 +63,17 @@ class Verdict:
                 f"{'PASS' if self.passed else 'FAIL'}")
 
 
+FP32_REL_TOL = 1e-5  # design.md: fp32 CPU kernels match the oracle to ~1e-5 relative
+
+
 def judge(out, ref, naive, dtype: str, rel_tol: float = 0.0) -> Verdict:
-    """Compares `out` with the oracle `ref` under the rule; `naive` may be None (bound = floor + rel_tol*max|ref|)."""
+    """Compares `out` with the oracle `ref` under the rule; `naive` may be None (bound = floor + rel_tol*max|ref|).
+
+    fp32: the oracle's low-precision yardstick accumulates its dot products in double, so it is more
+    accurate than any fp32 kernel; design.md's fp32 tolerance (1e-5 relative) is added to the bound.
+    """
+    if dtype == "float32":
+        rel_tol = max(rel_tol, FP32_REL_TOL)
     o, r = as_f64(out), as_f64(ref)
     assert o.shape == r.shape, f"shape {o.shape} != reference {r.shape}"
     v = Verdict()

@@ -1,5 +1,15 @@
 #include "src/cuda/policy/heuristics.h"
 
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "src/cuda/runtime.h"
+#include "src/model/hardware.h"
+#include "src/model/planner.h"
+
 namespace flatattn::cuda {
 
 bool flat_fits(Family f, int d, std::int64_t nk) {
@@ -9,28 +19,80 @@ bool flat_fits(Family f, int d, std::int64_t nk) {
 
 namespace {
 
-/// Measured: the longest Nk at which the FLAT kernel beat the Flash kernel, per kernel head dim and
-/// mask, on an H100 (bench/results/gpu-fwd-h100.md: FlashAttention-paper shapes B*N = 16k tokens,
-/// Hq*D = 2048, N = 128 .. 16k, bf16). 0: FLAT never won. The two H100 runs before the table agreed:
-/// FLAT won only at D = 256, N = 128, causal (1.01x and 1.04x); everywhere else Flash was faster
-/// (FLAT 0.67-0.98x at N <= 256; FLAT cannot hold N >= 512 at D = 256 or N > 256 at all).
-struct FlatWins {
-  int d;
-  std::int64_t max_nk_dense, max_nk_causal;
+/// The built flash and flat kernels of head dim d, described as the planner's data.
+std::vector<model::KernelVariant> variants(Family f, int d) {
+  std::vector<model::KernelVariant> v;
+  const FlashTileSize fl = flash_tile(f, d);
+  if (fl.block_m > 0) {
+    model::KernelVariant k;
+    k.name = "flash";
+    k.dataflow = Dataflow::flash;
+    k.block_m = fl.block_m;
+    k.block_n = fl.block_n;
+    k.warps = fl.warps;
+    k.stages = fl.stages;
+    k.head_dim = d;
+    v.push_back(k);
+  }
+  const FlatTileSize ft = flat_tile(f, d);
+  if (ft.cap_blocks > 0) {
+    model::KernelVariant k;
+    k.name = "flat";
+    k.dataflow = Dataflow::flat;
+    k.block_m = ft.block_m();
+    k.block_n = ft.block_n;
+    k.warps = ft.warps;
+    k.stages = 1;
+    k.cap_n = ft.cap_n();
+    k.head_dim = d;
+    v.push_back(k);
+  }
+  return v;
+}
+
+using Key = std::tuple<int, int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int, bool,
+                       std::int64_t, std::int64_t>;
+
+struct Cache {
+  std::mutex mu;
+  std::map<int, std::unique_ptr<model::Hardware>> hardware;  // per device index
+  std::map<Key, Dataflow> choice;
 };
-constexpr FlatWins kFlatWinsSm80[] = {
-    {32, 0, 0}, {64, 0, 0}, {96, 0, 0}, {128, 0, 0}, {192, 0, 0}, {256, 0, 128},
-};
+
+Cache& cache() {
+  static Cache c;
+  return c;
+}
 
 }  // namespace
 
-Dataflow choose_dataflow(Family f, const Workload& w) {
-  if (!flat_fits(f, w.d, w.nk)) return Dataflow::flash;
-  if (f != Family::sm80) return Dataflow::flash;  // not measured on Turing: keep the general kernel
-  for (const FlatWins& e : kFlatWinsSm80) {
-    if (e.d == w.d) return w.nk <= (w.masked ? e.max_nk_causal : e.max_nk_dense) ? Dataflow::flat : Dataflow::flash;
-  }
-  return Dataflow::flash;
+Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
+  if (!flat_fits(f, w.d, w.nk)) return Dataflow::flash;  // FLAT cannot hold the row: not a candidate
+  const Key key{dev.index, static_cast<int>(f), w.d, w.batch, w.hq, w.hkv, w.nq, w.nk, static_cast<int>(w.dtype),
+                w.mask.bottom_right, w.mask.left, w.mask.right};
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (auto it = c.choice.find(key); it != c.choice.end()) return it->second;
+  auto& hw = c.hardware[dev.index];
+  if (!hw)
+    hw = std::make_unique<model::Hardware>(
+        model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
+  model::AttnShape s;
+  s.batch = w.batch;
+  s.nq = w.nq;
+  s.nk = w.nk;
+  s.hq = w.hq;
+  s.hkv = w.hkv;
+  s.d = w.d;
+  s.dtype = w.dtype;
+  s.causal = w.mask.right == 0 && w.mask.left < 0;
+  s.bottom_right = w.mask.bottom_right;
+  s.window_left = w.mask.left;
+  s.window_right = w.mask.right;
+  const std::vector<model::KernelVariant> v = variants(f, w.d);
+  const Dataflow d = model::plan(hw->gpu, s, v).chosen.variant.dataflow;
+  c.choice.emplace(key, d);
+  return d;
 }
 
 }  // namespace flatattn::cuda

@@ -1,27 +1,35 @@
 // Host heuristics in plain C++: whether FLAT can hold a problem's rows, and the automatic choice
-// between the FLAT and Flash kernels. choose_dataflow is the ONE place that choice is made; the cost
-// model's planner (src/model/planner.h) is meant to replace its measured table.
+// between the FLAT and Flash kernels. choose_dataflow is the ONE place that choice is made: it asks
+// the cost model's planner (src/model/planner.h) with the built kernels' tiles as candidates.
 #pragma once
 
 #include <cstdint>
 
+#include "flatattn/dtype.h"
 #include "flatattn/options.h"
+#include "src/core/mask.h"
 #include "src/cuda/policy/tile_size.h"
 
 namespace flatattn::cuda {
 
+struct DeviceInfo;
+
 /// What the choice looks at.
 struct Workload {
-  std::int64_t batch = 1, hq = 1;
+  std::int64_t batch = 1, hq = 1, hkv = 1;
   std::int64_t nq = 0, nk = 0;  ///< varlen: the longest lengths
   int d = 0;                    ///< the kernel's head dim (after padding)
-  bool masked = false;          ///< causal or window
+  DType dtype = DType::bf16;
+  MaskSpec mask{};              ///< causal / window, as validated
 };
 
 /// True when the FLAT kernel of family f and head dim d holds a whole key row of nk.
 bool flat_fits(Family f, int d, std::int64_t nk);
 
-/// Flash or FLAT for Dataflow::automatic, from the measured table in heuristics.cc.
-Dataflow choose_dataflow(Family f, const Workload& w);
+/// Flash or FLAT for Dataflow::automatic: the planner's prediction for this device (its SM count,
+/// shared memory and published/measured rates, data/model/hardware) over the two built kernels of
+/// head dim w.d (tiles from tile_size.h). Cached per (device, shape); planning costs < 1 ms.
+/// Throws flatattn::Error when the model's data files cannot be found (set FLATATTN_DATA_DIR).
+Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w);
 
 }  // namespace flatattn::cuda

@@ -1,0 +1,371 @@
+// The CPU backward pass (FlashAttention-2, Alg. 2, with P recomputed from Q, K and the forward's LSE;
+// nothing N x N is stored). Three parallel loops over independent items:
+//
+//   0. D_i = rowsum(dO o O) for every (batch, head, row).
+//   1. dK, dV: one item per (batch, kv head, key block of block_n_dkdv keys). The item owns its dK/dV
+//      rows: it walks the query heads of its group and the query tiles that see the block, recomputes
+//      S = (scale Q) K^T, P = exp(S - LSE), dP = dO V^T, dS = P o (dP - D_i) (o (1 - tanh^2) with a
+//      softcap), and accumulates dV += P^T dO, dK += dS^T (scale Q) in a fixed order.
+//   2. dQ: one item per (batch, query head, query tile of block_m rows): recomputes S, P, dP, dS per key
+//      block of block_n keys and accumulates dQ += dS K, times scale at the end.
+//
+// Every output element is accumulated by one thread in an order fixed by the plan, so dQ, dK and dV are
+// bitwise identical for any thread count and across runs; Options::deterministic is honoured by
+// construction (no atomics, no per-thread partial sums). The price is recomputing S and dP in pass 2:
+// 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead).
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "src/core/backend.h"
+#include "src/core/validate.h"
+#include "src/cpu/engine.h"
+#include "src/cpu/gemm.h"
+#include "src/cpu/pack.h"
+#include "src/cpu/schedule.h"
+#include "src/cpu/simd.h"
+#include "src/cpu/tile.h"
+#include "src/cpu/workspace.h"
+
+namespace flatattn::cpu {
+
+namespace {
+
+using simd::vf;
+
+/// Tiles of one (query tile, key block) step, shared by passes 1 and 2.
+struct StepTiles {
+  float* q_il;   ///< scale * Q, interleaved [bm][dp]
+  float* do_il;  ///< dO, interleaved [bm][dp]
+  float* s;      ///< S, then P  [bm][ld]
+  float* ds;     ///< dP, then dS [bm][ld]
+  float* tc;     ///< tanh(S / softcap) [bm][ld] (softcap only)
+  float* lse;    ///< [bm]
+  float* di;     ///< [bm]
+};
+
+StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool softcap) {
+  StepTiles t{};
+  t.q_il = c.take(bm * dp);
+  t.do_il = c.take(bm * dp);
+  t.s = c.take(bm * ld);
+  t.ds = c.take(bm * ld);
+  t.tc = softcap ? c.take(bm * ld) : nullptr;
+  t.lse = c.take(bm);
+  t.di = c.take(bm);
+  return t;
+}
+
+/// Pass 1 scratch: one key block of the dK/dV pass.
+struct KvBlockScratch {
+  float *kt, *vt;  ///< K^T, V^T panels of the block [bk/kPanel][dp][kPanel]
+  float *dk, *dv;  ///< accumulators [bk][dp]
+  float *q, *dout; ///< scale * Q and dO, row-major [bm][dp] (B operands of dK, dV)
+  StepTiles step;
+};
+
+KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d));
+  const std::size_t bk = static_cast<std::size_t>(plan.block_n_dkdv), bm = static_cast<std::size_t>(plan.block_m);
+  KvBlockScratch w{};
+  w.kt = c.take(bk * dp);
+  w.vt = c.take(bk * dp);
+  w.dk = c.take(bk * dp);
+  w.dv = c.take(bk * dp);
+  w.q = c.take(bm * dp);
+  w.dout = c.take(bm * dp);
+  w.step = carve_step(c, bm, dp, bk, p.softcap > 0);
+  return w;
+}
+
+/// Pass 2 scratch: one query tile of the dQ pass, with the packed K/V of its (b, kv head).
+struct QTileScratch {
+  float *kt, *vt;  ///< K^T, V^T panels of the whole sequence [nk/kPanel][dp][kPanel]
+  float* k;        ///< K rows [nk][dp] (B operand of dQ)
+  float* dq;       ///< accumulator [bm][dp]
+  StepTiles step;
+};
+
+QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d));
+  const std::size_t nk = static_cast<std::size_t>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
+  const std::size_t bm = static_cast<std::size_t>(plan.block_m);
+  QTileScratch w{};
+  w.kt = c.take(nk * dp);
+  w.vt = c.take(nk * dp);
+  w.k = c.take(nk * dp);
+  w.dq = c.take(bm * dp);
+  w.step = carve_step(c, bm, dp, static_cast<std::size_t>(plan.block_n), p.softcap > 0);
+  return w;
+}
+
+std::size_t thread_floats(const Problem& p, const BackwardPlan& plan) {
+  Carver a, b;
+  carve_pass1(a, p, plan);
+  carve_pass2(b, p, plan);
+  return std::max(a.floats(), b.floats());
+}
+
+/// Index of row i of head h of sequence b in the D_i buffer.
+std::int64_t di_index(const Problem& p, std::int64_t b, const SeqSpan& sp, std::int64_t h, std::int64_t i) {
+  return p.varlen ? h * p.cu_seqlens_q[p.batch] + sp.q0 + i : (b * p.hq + h) * p.nq + i;
+}
+
+std::size_t di_floats(const Problem& p) {
+  return static_cast<std::size_t>(p.hq * (p.varlen ? p.cu_seqlens_q[p.batch] : p.batch * p.nq));
+}
+
+/// Loads the per-row inputs of a query tile: scale*Q and dO (interleaved), LSE and D_i; padded rows get
+/// LSE = -inf (so their P and dS rows are zero).
+void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, std::int64_t b, const SeqSpan& sp,
+                    std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w) {
+  const std::int64_t dp = padded_d(p.d);
+  pack_rows_interleaved(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q_il);
+  pack_rows_interleaved(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.do_il);
+  for (std::int64_t i = 0; i < rows_pad; ++i) {
+    w.lse[i] = i < rows ? t.lse[row_offset(p, t.slse, b, sp.q0, i0 + i, h)] : kNegInf;
+    w.di[i] = i < rows ? dvec[di_index(p, b, sp, h, i0 + i)] : 0.f;
+  }
+}
+
+/// From S (w.s) and dP (w.ds) of rows i0.. and keys k0 .. k0+ncols: P = exp(softcap(S) - LSE) with the mask
+/// (in w.s) and dS = P o (dP - D_i) o (1 - tanh^2 when soft-capped) (in w.ds). Rows with LSE = -inf (fully
+/// masked, or padding) get P = dS = 0.
+void probs_and_dscores(const Problem& p, const SeqSpan& sp, std::int64_t i0, std::int64_t rows,
+                       std::int64_t rows_pad, std::int64_t k0, std::int64_t ncols, std::int64_t ld,
+                       const StepTiles& w) {
+  if (p.softcap > 0) {
+    const float inv = 1.f / p.softcap;
+    for (std::int64_t i = 0; i < rows_pad; ++i)
+      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+        const vf tc = simd::tanh(simd::load(w.s + i * ld + j) * inv);
+        simd::store(w.tc + i * ld + j, tc);
+        simd::store(w.s + i * ld + j, tc * p.softcap);
+      }
+  }
+  mask_block(p.mask, sp, i0, rows, k0, ncols, w.s, ld);
+  for (std::int64_t i = 0; i < rows_pad; ++i) {
+    float* s = w.s + i * ld;
+    float* ds = w.ds + i * ld;
+    if (w.lse[i] == kNegInf) {
+      std::memset(s, 0, sizeof(float) * ncols);
+      std::memset(ds, 0, sizeof(float) * ncols);
+      continue;
+    }
+    const vf lse = simd::splat(w.lse[i]), di = simd::splat(w.di[i]);
+    for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+      const vf pr = simd::exp(simd::load(s + j) - lse);
+      vf g = pr * (simd::load(ds + j) - di);
+      if (p.softcap > 0) {
+        const vf tc = simd::load(w.tc + i * ld + j);
+        g = g * (1.f - tc * tc);
+      }
+      simd::store(s + j, pr);
+      simd::store(ds + j, g);
+    }
+  }
+}
+
+void check_plan(const BackwardPlan& plan) {
+  const std::string v = "block_m=" + std::to_string(plan.block_m) + " block_n=" + std::to_string(plan.block_n) +
+                        " block_n_dkdv=" + std::to_string(plan.block_n_dkdv);
+  require(plan.block_m > 0 && plan.block_m % kRowAlign == 0, "plan", v,
+          "block_m must be a positive multiple of " + std::to_string(kRowAlign), "round block_m up");
+  require(plan.block_n > 0 && plan.block_n % kPanel == 0, "plan", v,
+          "block_n must be a positive multiple of " + std::to_string(kPanel), "round block_n up");
+  require(plan.block_n_dkdv > 0 && plan.block_n_dkdv % kKeyAlignBwd == 0, "plan", v,
+          "block_n_dkdv must be a positive multiple of " + std::to_string(kKeyAlignBwd), "round block_n_dkdv up");
+}
+
+/// Pass 0: D_i = sum_d dO[i, d] * O[i, d] in fp32, for every row of every head.
+void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
+  const std::int64_t items = p.batch * p.hq, dp = padded_d(p.d);
+  const int threads = resolve_threads(p, static_cast<std::size_t>(items));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> a(dp), o(dp);
+#pragma omp for schedule(static)
+    for (std::int64_t it = 0; it < items; ++it) {
+      const std::int64_t b = it / p.hq, h = it % p.hq;
+      const SeqSpan sp = seq_span(p, b);
+      const Rows dout = rows_of(p, t.dout, t.sdo, b, sp.q0, h), out = rows_of(p, t.o, t.so, b, sp.q0, h);
+      for (std::int64_t i = 0; i < sp.nq; ++i) {
+        load_row(dout, i, p.d, dp, 1.f, a.data());
+        load_row(out, i, p.d, dp, 1.f, o.data());
+        // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
+        // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
+        float acc = 0.f;
+        for (std::int64_t d = 0; d < p.d; ++d) {
+#ifdef __FMA__
+          acc = std::fma(a[d], o[d], acc);
+#else
+          acc += a[d] * o[d];
+#endif
+        }
+        dvec[di_index(p, b, sp, h, i)] = acc;
+      }
+    }
+  }
+}
+
+struct KvBlock {
+  std::int64_t b, hk, k0, nkeys;
+  SeqSpan sp;
+  Range rows;  ///< query rows that see the block (the same for every head of the group)
+};
+
+/// Pass 1: dK and dV of one key block.
+void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec,
+                const KvBlock& blk, const KvBlockScratch& w) {
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n_dkdv;
+  const std::int64_t ncols = round_up(blk.nkeys, kKeyAlignBwd);
+  pack_panels(rows_of(p, t.k, t.sk, blk.b, blk.sp.k0, blk.hk), blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
+  pack_panels(rows_of(p, t.v, t.sv, blk.b, blk.sp.k0, blk.hk), blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
+  std::memset(w.dk, 0, sizeof(float) * ncols * dp);
+  std::memset(w.dv, 0, sizeof(float) * ncols * dp);
+  for (std::int64_t h = blk.hk * p.group(); h < (blk.hk + 1) * p.group(); ++h) {
+    for (std::int64_t i0 = blk.rows.lo; i0 <= blk.rows.hi; i0 += plan.block_m) {
+      const std::int64_t rows = std::min<std::int64_t>(plan.block_m, blk.rows.hi + 1 - i0);
+      const std::int64_t rows_pad = round_up(rows, kRowAlign);
+      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step);
+      pack_rows(rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q);
+      pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
+      gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
+      gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
+      probs_and_dscores(p, blk.sp, i0, rows, rows_pad, blk.k0, ncols, ld, w.step);
+      gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
+      gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+    }
+  }
+  store_rows(t.dk, p.dtype, row_offset(p, t.sdk, blk.b, blk.sp.k0, 0, blk.hk), t.sdk.n, blk.k0, blk.nkeys, w.dk,
+             dp, p.d, 1.f);
+  store_rows(t.dv, p.dtype, row_offset(p, t.sdv, blk.b, blk.sp.k0, 0, blk.hk), t.sdv.n, blk.k0, blk.nkeys, w.dv,
+             dp, p.d, 1.f);
+}
+
+struct QTile {
+  std::int64_t b, h, i0, rows;
+  SeqSpan sp;
+};
+
+/// Pass 2: dQ of one query tile (w.kt, w.vt, w.k hold its (b, kv head)).
+void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec, const QTile& tile,
+             const QTileScratch& w) {
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n;
+  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+  load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step);
+  std::memset(w.dq, 0, sizeof(float) * rows_pad * dp);
+  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+  if (!keys.empty()) {
+    const std::int64_t k_end = round_up(keys.hi + 1, kPanel);
+    for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += ld) {
+      const std::int64_t ncols = std::min(ld, k_end - k0);
+      gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
+      gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
+      probs_and_dscores(p, tile.sp, tile.i0, tile.rows, rows_pad, k0, ncols, ld, w.step);
+      gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
+    }
+  }
+  store_rows(t.dq, p.dtype, row_offset(p, t.sdq, tile.b, tile.sp.q0, 0, tile.h), t.sdq.n, tile.i0, tile.rows, w.dq,
+             dp, p.d, p.scale);
+}
+
+}  // namespace
+
+std::size_t backward_workspace_bytes(const Problem& p) {
+  const BackwardPlan plan = plan_backward(p);
+  std::size_t blocks = 0, qtiles = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    blocks += static_cast<std::size_t>((sp.nk + plan.block_n_dkdv - 1) / plan.block_n_dkdv * p.hkv);
+    qtiles += static_cast<std::size_t>((sp.nq + plan.block_m - 1) / plan.block_m * p.hq);
+  }
+  const auto threads = static_cast<std::size_t>(resolve_threads(p, std::max(blocks, qtiles)));
+  return (thread_floats(p, plan) * threads + di_floats(p)) * sizeof(float);
+}
+
+Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
+  check_plan(plan);
+  std::vector<float> dvec(di_floats(p));
+  compute_di(p, t, dvec.data());
+
+  // Work items of both passes, with costs (visible rows x keys) for the static split.
+  std::vector<KvBlock> blocks;
+  std::vector<double> block_cost;
+  std::vector<QTile> qtiles;
+  std::vector<double> qtile_cost;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    for (std::int64_t hk = 0; hk < p.hkv; ++hk)
+      for (std::int64_t k0 = 0; k0 < sp.nk; k0 += plan.block_n_dkdv) {
+        const std::int64_t nkeys = std::min<std::int64_t>(plan.block_n_dkdv, sp.nk - k0);
+        const Range rows = block_rows(p.mask, sp, k0, k0 + nkeys - 1);
+        blocks.push_back({b, hk, k0, nkeys, sp, rows});
+        block_cost.push_back(static_cast<double>(p.group()) * static_cast<double>(round_up(nkeys, kKeyAlignBwd)) *
+                             static_cast<double>((rows.empty() ? 0 : rows.hi - rows.lo + 1) + plan.block_m));
+      }
+    for (std::int64_t h = 0; h < p.hq; ++h)
+      for (std::int64_t i0 = 0; i0 < sp.nq; i0 += plan.block_m) {
+        const std::int64_t rows = std::min<std::int64_t>(plan.block_m, sp.nq - i0);
+        const Range keys = tile_keys(p.mask, sp, i0, rows);
+        qtiles.push_back({b, h, i0, rows, sp});
+        qtile_cost.push_back(static_cast<double>(round_up(rows, kRowAlign)) *
+                             static_cast<double>((keys.empty() ? 0 : keys.hi - keys.lo + 1) + 2 * kPanel));
+      }
+  }
+  const std::vector<double> block_prefix = prefix_sums(block_cost), qtile_prefix = prefix_sums(qtile_cost);
+  const int threads = resolve_threads(p, std::max(blocks.size(), qtiles.size()));
+  std::vector<Scratch> scratch;
+  scratch.reserve(threads);
+  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan));
+  const std::int64_t dp = padded_d(p.d);
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    {
+      Carver c(scratch[tid].data());
+      const KvBlockScratch w = carve_pass1(c, p, plan);
+      const ItemRange mine = thread_items(block_prefix, tid, nt);
+      for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w);
+    }
+    {
+      Carver c(scratch[tid].data());
+      const QTileScratch w = carve_pass2(c, p, plan);
+      const ItemRange mine = thread_items(qtile_prefix, tid, nt);
+      std::int64_t packed_b = -1, packed_hk = -1;
+      for (std::size_t i = mine.begin; i < mine.end; ++i) {
+        const QTile& tile = qtiles[i];
+        const std::int64_t hk = tile.h / p.group();
+        if (tile.b != packed_b || hk != packed_hk) {
+          const Rows k = rows_of(p, t.k, t.sk, tile.b, tile.sp.k0, hk);
+          const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
+          const std::int64_t nk_pad = round_up(tile.sp.nk, kPanel);
+          pack_panels(k, 0, tile.sp.nk, nk_pad, p.d, dp, w.kt);
+          pack_panels(v, 0, tile.sp.nk, nk_pad, p.d, dp, w.vt);
+          pack_rows(k, 0, tile.sp.nk, nk_pad, p.d, dp, 1.f, w.k);
+          packed_b = tile.b;
+          packed_hk = hk;
+        }
+        dq_tile(p, t, plan, dvec.data(), tile, w);
+      }
+    }
+  }
+
+  Report r;
+  r.backend = "cpu";
+  r.dataflow = Dataflow::flash;
+  r.block_m = plan.block_m;
+  r.block_n = plan.block_n;
+  r.kernel = "cpu_flash_bwd_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d) + "_m" +
+             std::to_string(plan.block_m) + "_n" + std::to_string(plan.block_n) + "_kv" +
+             std::to_string(plan.block_n_dkdv);
+  return r;
+}
+
+Report backward(const Problem& p, const BwdTensors& t) { return run_backward(p, t, plan_backward(p)); }
+
+}  // namespace flatattn::cpu

@@ -1,0 +1,127 @@
+// The CPU forward pass: row tiles of every (batch, query head) split over an OpenMP team, each computed
+// by the Flash or FLAT tile function (forward_flash.cc, forward_flat.cc) with per-thread scratch.
+#include <omp.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "src/core/backend.h"
+#include "src/core/validate.h"
+#include "src/cpu/engine.h"
+#include "src/cpu/forward_tile.h"
+#include "src/cpu/gemm.h"
+#include "src/cpu/pack.h"
+#include "src/cpu/schedule.h"
+#include "src/cpu/tile.h"
+
+namespace flatattn::cpu {
+
+namespace {
+
+void check_plan(const ForwardPlan& plan) {
+  const std::string v = std::string(name(plan.dataflow)) + " block_m=" + std::to_string(plan.block_m) +
+                        " block_n=" + std::to_string(plan.block_n);
+  require(plan.dataflow == Dataflow::flash || plan.dataflow == Dataflow::flat, "plan", v,
+          "dataflow must be flash or flat", "resolve automatic with plan_forward()");
+  require(plan.block_m > 0 && plan.block_m % kRowAlign == 0, "plan", v,
+          "block_m must be a positive multiple of " + std::to_string(kRowAlign), "round block_m up");
+  require(plan.dataflow == Dataflow::flat || (plan.block_n > 0 && plan.block_n % kPanel == 0), "plan", v,
+          "Flash block_n must be a positive multiple of " + std::to_string(kPanel), "round block_n up");
+}
+
+/// Row tiles in (batch, kv head, query head, rows) order, so consecutive tiles share packed K/V,
+/// with prefix sums of their costs (rows x visible key span, plus the per-tile packing).
+struct TileList {
+  std::vector<RowTile> tiles;
+  std::vector<double> prefix;
+};
+
+TileList row_tiles(const Problem& p, int block_m) {
+  TileList l;
+  std::vector<double> cost;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    for (std::int64_t h = 0; h < p.hq; ++h) {
+      for (std::int64_t i0 = 0; i0 < sp.nq; i0 += block_m) {
+        const std::int64_t rows = std::min<std::int64_t>(block_m, sp.nq - i0);
+        const Range keys = tile_keys(p.mask, sp, i0, rows);
+        l.tiles.push_back({b, h, i0, rows, sp});
+        cost.push_back(static_cast<double>(round_up(rows, kRowAlign)) *
+                       static_cast<double>((keys.empty() ? 0 : keys.hi - keys.lo + 1) + 2 * kPanel));
+      }
+    }
+  }
+  l.prefix = prefix_sums(cost);
+  return l;
+}
+
+std::string kernel_name(const Problem& p, const ForwardPlan& plan) {
+  std::string s = "cpu_" + std::string(name(plan.dataflow)) + "_fwd_" + std::string(name(p.dtype)) + "_d" +
+                  std::to_string(p.d) + "_m" + std::to_string(plan.block_m);
+  s += plan.dataflow == Dataflow::flat ? "_nall" : "_n" + std::to_string(plan.block_n);
+  return s;
+}
+
+}  // namespace
+
+void finish_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w) {
+  const std::int64_t dp = padded_d(p.d);
+  for (std::int64_t i = 0; i < tile.rows; ++i) {
+    const bool empty = w.l[i] == 0.f;  // no visible key: O = 0, LSE = -inf
+    const std::int64_t n = tile.i0 + i;
+    store_row(t.o, p.dtype, row_offset(p, t.so, tile.b, tile.sp.q0, n, tile.h), w.o + i * dp, p.d,
+              empty ? 0.f : 1.f / w.l[i]);
+    if (t.lse)
+      t.lse[row_offset(p, t.slse, tile.b, tile.sp.q0, n, tile.h)] = empty ? kNegInf : w.m[i] + std::log(w.l[i]);
+  }
+}
+
+Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& plan) {
+  check_plan(plan);
+  const TileList work = row_tiles(p, plan.block_m);
+  const int threads = resolve_threads(p, work.tiles.size());
+  Carver sizer;
+  carve_forward(sizer, p, plan);
+  std::vector<Scratch> scratch;  // allocated up front: an allocation failure throws here, not in a thread
+  scratch.reserve(threads);
+  for (int i = 0; i < threads; ++i) scratch.emplace_back(sizer.floats());
+  const std::int64_t dp = padded_d(p.d);
+
+#pragma omp parallel num_threads(threads)
+  {
+    const ItemRange mine = thread_items(work.prefix, omp_get_thread_num(), omp_get_num_threads());
+    Carver carver(scratch[omp_get_thread_num()].data());
+    const ForwardScratch w = carve_forward(carver, p, plan);
+    std::int64_t packed_b = -1, packed_hk = -1;
+    for (std::size_t i = mine.begin; i < mine.end; ++i) {
+      const RowTile& tile = work.tiles[i];
+      const std::int64_t hk = tile.h / p.group();
+      if (tile.b != packed_b || hk != packed_hk) {  // K^T panels and V rows of this (b, kv head), fp32
+        const Rows k = rows_of(p, t.k, t.sk, tile.b, tile.sp.k0, hk);
+        const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
+        pack_panels(k, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.kt);
+        pack_rows(v, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, 1.f, w.v);
+        packed_b = tile.b;
+        packed_hk = hk;
+      }
+      if (plan.dataflow == Dataflow::flat) {
+        flat_tile(p, t, tile, w);
+      } else {
+        flash_tile(p, t, plan, tile, w);
+      }
+    }
+  }
+
+  Report r;
+  r.backend = "cpu";
+  r.dataflow = plan.dataflow;
+  r.block_m = plan.block_m;
+  r.block_n = plan.dataflow == Dataflow::flat ? static_cast<int>(p.nk) : plan.block_n;
+  r.kernel = kernel_name(p, plan);
+  return r;
+}
+
+Report forward(const Problem& p, const FwdTensors& t) { return run_forward(p, t, plan_forward(p, p.dataflow)); }
+
+}  // namespace flatattn::cpu

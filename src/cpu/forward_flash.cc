@@ -1,0 +1,46 @@
+#include <cmath>
+#include <cstring>
+
+#include "src/cpu/forward_tile.h"
+#include "src/cpu/gemm.h"
+#include "src/cpu/pack.h"
+#include "src/cpu/simd.h"
+#include "src/cpu/tile.h"
+
+namespace flatattn::cpu {
+
+void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, const RowTile& tile,
+                const ForwardScratch& w) {
+  const std::int64_t dp = padded_d(p.d);
+  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+  const std::int64_t bn = plan.block_n;
+  const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
+  pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // S = (scale Q) K^T
+  std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
+  for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
+
+  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+  if (!keys.empty()) {
+    const std::int64_t k_end = round_up(keys.hi + 1, kPanel);  // packed K/V are zero beyond Nk
+    for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) {
+      const std::int64_t ncols = std::min(bn, k_end - k0);
+      gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
+      if (p.softcap > 0)
+        for (std::int64_t i = 0; i < rows_pad; ++i) simd::softcap_row(w.s + i * bn, ncols, p.softcap);
+      mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, bn);
+      for (std::int64_t i = 0; i < rows_pad; ++i) {
+        float* row = w.s + i * bn;
+        const float m_new = std::max(w.m[i], simd::row_max(row, ncols));
+        const float shift = m_new == kNegInf ? 0.f : m_new;  // all masked so far: P = e^-inf = 0
+        const float alpha = std::exp(w.m[i] - shift);        // m = -inf gives 0: nothing to rescale
+        w.l[i] = w.l[i] * alpha + simd::exp_shift_sum(row, ncols, shift);
+        w.m[i] = m_new;
+        if (alpha != 1.f) simd::scale_row(w.o + i * dp, dp, alpha);
+      }
+      gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+    }
+  }
+  finish_tile(p, t, tile, w);
+}
+
+}  // namespace flatattn::cpu

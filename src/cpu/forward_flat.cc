@@ -1,0 +1,42 @@
+#include <cstring>
+
+#include "src/cpu/forward_tile.h"
+#include "src/cpu/gemm.h"
+#include "src/cpu/pack.h"
+#include "src/cpu/simd.h"
+#include "src/cpu/tile.h"
+
+namespace flatattn::cpu {
+
+void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w) {
+  const std::int64_t dp = padded_d(p.d);
+  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+  const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
+  pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // L = (scale Q) K^T
+  std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
+  for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
+
+  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+  if (!keys.empty()) {
+    // The whole visible logit block, R x ncols, at once (only the key panels some row of the tile sees).
+    const std::int64_t k0 = keys.lo / kPanel * kPanel;
+    const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
+    gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
+    if (p.softcap > 0)
+      for (std::int64_t i = 0; i < rows_pad; ++i) simd::softcap_row(w.s + i * ncols, ncols, p.softcap);
+    mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
+    // Exact full-row softmax: max, then exp and sum in one sweep; the division by the sum is applied to
+    // the R x D output in finish_tile (same result as dividing P, Nk/D times fewer divisions).
+    for (std::int64_t i = 0; i < rows_pad; ++i) {
+      float* row = w.s + i * ncols;
+      const float m = simd::row_max(row, ncols);
+      w.m[i] = m;
+      w.l[i] = simd::exp_shift_sum(row, ncols, m == kNegInf ? 0.f : m);
+    }
+    // Attend: O = P V, output stationary (the O tile is written once).
+    gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+  }
+  finish_tile(p, t, tile, w);
+}
+
+}  // namespace flatattn::cpu

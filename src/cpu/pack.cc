@@ -1,0 +1,109 @@
+#include "src/cpu/pack.h"
+
+#include <cstring>
+
+#include "src/core/half.h"
+#include "src/cpu/gemm.h"
+
+namespace flatattn::cpu {
+
+namespace {
+
+/// dst[i * stride] = mul * row n, element i (i < d), zeros for d <= i < dp.
+template <typename Convert>
+void convert_row(const std::uint16_t* s, std::int64_t d, std::int64_t dp, float mul, float* dst, std::int64_t stride,
+                 Convert cvt) {
+  for (std::int64_t i = 0; i < d; ++i) dst[i * stride] = cvt(s[i]) * mul;
+  for (std::int64_t i = d; i < dp; ++i) dst[i * stride] = 0.f;
+}
+
+void load_row_strided(const Rows& src, std::int64_t n, std::int64_t d, std::int64_t dp, float mul, float* dst,
+                      std::int64_t stride) {
+  const std::int64_t off = src.offset(n);
+  switch (src.dtype) {
+    case DType::f32: {
+      const float* s = static_cast<const float*>(src.data) + off;
+      for (std::int64_t i = 0; i < d; ++i) dst[i * stride] = s[i] * mul;
+      for (std::int64_t i = d; i < dp; ++i) dst[i * stride] = 0.f;
+      break;
+    }
+    case DType::bf16:
+      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride, bf16_to_float);
+      break;
+    case DType::f16:
+      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride, f16_to_float);
+      break;
+    default:  // validation admits only f32/f16/bf16 for kernels
+      for (std::int64_t i = 0; i < d; ++i) dst[i * stride] = load_float(src.data, src.dtype, off + i) * mul;
+      for (std::int64_t i = d; i < dp; ++i) dst[i * stride] = 0.f;
+  }
+}
+
+void zero_strided(float* dst, std::int64_t n, std::int64_t stride) {
+  for (std::int64_t i = 0; i < n; ++i) dst[i * stride] = 0.f;
+}
+
+}  // namespace
+
+void load_row(const Rows& src, std::int64_t n, std::int64_t d, std::int64_t dp, float mul, float* dst) {
+  load_row_strided(src, n, d, dp, mul, dst, 1);
+}
+
+void pack_rows(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+               std::int64_t dp, float mul, float* dst) {
+  for (std::int64_t i = 0; i < count; ++i) load_row(src, n0 + i, d, dp, mul, dst + i * dp);
+  if (rows_pad > count) std::memset(dst + count * dp, 0, sizeof(float) * (rows_pad - count) * dp);
+}
+
+void pack_rows_interleaved(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad,
+                           std::int64_t d, std::int64_t dp, float mul, float* dst) {
+  for (std::int64_t i = 0; i < rows_pad; ++i) {
+    float* g = dst + (i / kMrA) * kMrA * dp + i % kMrA;
+    if (i < count) {
+      load_row_strided(src, n0 + i, d, dp, mul, g, kMrA);
+    } else {
+      zero_strided(g, dp, kMrA);
+    }
+  }
+}
+
+void pack_panels(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t count_pad, std::int64_t d,
+                 std::int64_t dp, float* dst) {
+  for (std::int64_t j = 0; j < count_pad; ++j) {
+    float* panel = dst + (j / kPanel) * dp * kPanel + j % kPanel;
+    if (j < count) {
+      load_row_strided(src, n0 + j, d, dp, 1.f, panel, kPanel);
+    } else {
+      zero_strided(panel, dp, kPanel);
+    }
+  }
+}
+
+void store_row(void* data, DType dtype, std::int64_t offset, const float* src, std::int64_t d, float mul) {
+  switch (dtype) {
+    case DType::f32: {
+      float* o = static_cast<float*>(data) + offset;
+      for (std::int64_t i = 0; i < d; ++i) o[i] = src[i] * mul;
+      break;
+    }
+    case DType::bf16: {
+      std::uint16_t* o = static_cast<std::uint16_t*>(data) + offset;
+      for (std::int64_t i = 0; i < d; ++i) o[i] = float_to_bf16(src[i] * mul);
+      break;
+    }
+    case DType::f16: {
+      std::uint16_t* o = static_cast<std::uint16_t*>(data) + offset;
+      for (std::int64_t i = 0; i < d; ++i) o[i] = float_to_f16(src[i] * mul);
+      break;
+    }
+    default:
+      for (std::int64_t i = 0; i < d; ++i) store_double(data, dtype, offset + i, static_cast<double>(src[i] * mul));
+  }
+}
+
+void store_rows(void* data, DType dtype, std::int64_t base, std::int64_t row_stride, std::int64_t n0,
+                std::int64_t count, const float* src, std::int64_t ld, std::int64_t d, float mul) {
+  for (std::int64_t i = 0; i < count; ++i) store_row(data, dtype, base + (n0 + i) * row_stride, src + i * ld, d, mul);
+}
+
+}  // namespace flatattn::cpu

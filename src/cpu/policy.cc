@@ -1,0 +1,79 @@
+#include "src/cpu/policy.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+
+#include "src/cpu/gemm.h"
+
+namespace flatattn::cpu {
+
+namespace {
+
+std::size_t read_l2_bytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  const long s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (s > 0) return static_cast<std::size_t>(s);
+#endif
+  std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index2/size");  // e.g. "2048K"
+  std::string text;
+  if (f >> text && !text.empty()) {
+    std::size_t mult = 1;
+    const char unit = text.back();
+    if (unit == 'K' || unit == 'k') mult = std::size_t{1} << 10;
+    if (unit == 'M' || unit == 'm') mult = std::size_t{1} << 20;
+    try {
+      const std::size_t v = std::stoull(text) * mult;
+      if (v > 0) return v;
+    } catch (...) {  // unreadable: use the default below
+    }
+  }
+  return kDefaultL2Bytes;
+}
+
+}  // namespace
+
+std::size_t l2_cache_bytes() {
+  static const std::size_t bytes = read_l2_bytes();
+  return bytes;
+}
+
+const ForwardPolicy& forward_policy(std::int64_t d) {
+  for (const ForwardPolicy& row : kForwardPolicy)
+    if (d <= row.max_d) return row;
+  return kForwardPolicy[std::size(kForwardPolicy) - 1];
+}
+
+int flat_rows(const Problem& p, std::size_t l2_bytes) {
+  const ForwardPolicy& row = forward_policy(p.d);
+  const std::int64_t dp = padded_d(p.d);
+  const std::int64_t cols = round_up(std::max<std::int64_t>(p.nk, 1), kPanel) + kPanel;  // + misaligned start
+  const double budget = kFlatL2Share * static_cast<double>(l2_bytes);
+  const double per_row = 4.0 * static_cast<double>(cols + 2 * dp);  // logits + Q + O, fp32
+  std::int64_t r = static_cast<std::int64_t>(budget / per_row) / kRowAlign * kRowAlign;
+  r = std::min<std::int64_t>(r, row.flat_max_rows);
+  r = std::min<std::int64_t>(r, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign));
+  return static_cast<int>(std::max<std::int64_t>(r, kRowAlign));
+}
+
+ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
+  const ForwardPolicy& row = forward_policy(p.d);
+  Dataflow d = requested;
+  if (d == Dataflow::automatic) {
+    const std::size_t l2 = l2_cache_bytes();
+    const double tile = 4.0 * kRowAlign * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
+    d = (p.nk <= row.flat_max_nk && tile <= kFlatL2Share * static_cast<double>(l2)) ? Dataflow::flat : Dataflow::flash;
+  }
+  if (d == Dataflow::flat) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
+  const int bm = static_cast<int>(std::min<std::int64_t>(row.flash_block_m, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));
+  return {Dataflow::flash, bm, row.flash_block_n};
+}
+
+BackwardPlan plan_backward(const Problem& p) {
+  if (p.d > 128) return {48, 128, 96};
+  return {};
+}
+
+}  // namespace flatattn::cpu

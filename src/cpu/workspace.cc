@@ -1,0 +1,43 @@
+#include "src/cpu/workspace.h"
+
+#include <algorithm>
+
+#include "src/cpu/gemm.h"
+#include "src/cpu/schedule.h"
+
+namespace flatattn::cpu {
+
+ForwardScratch carve_forward(Carver& c, const Problem& p, const ForwardPlan& plan) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d));
+  const std::size_t nk = static_cast<std::size_t>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
+  const std::size_t bm = static_cast<std::size_t>(plan.block_m);
+  const std::size_t cols = plan.dataflow == Dataflow::flat ? nk : static_cast<std::size_t>(plan.block_n);
+  ForwardScratch w{};
+  w.kt = c.take(nk * dp);
+  w.v = c.take(nk * dp);
+  w.q = c.take(bm * dp);
+  w.o = c.take(bm * dp);
+  w.s = c.take(bm * cols);
+  w.m = c.take(bm);
+  w.l = c.take(bm);
+  return w;
+}
+
+std::size_t forward_tiles(const Problem& p, int block_m) {
+  std::size_t n = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const SeqSpan sp = seq_span(p, b);
+    n += static_cast<std::size_t>((sp.nq + block_m - 1) / block_m * p.hq);
+  }
+  return n;
+}
+
+std::size_t workspace_bytes(const Problem& p, Dataflow dataflow) {
+  const ForwardPlan plan = plan_forward(p, dataflow);
+  Carver c;
+  carve_forward(c, p, plan);
+  const int threads = resolve_threads(p, forward_tiles(p, plan.block_m));
+  return c.floats() * sizeof(float) * static_cast<std::size_t>(threads);
+}
+
+}  // namespace flatattn::cpu

@@ -1,0 +1,42 @@
+// Scratch memory of the CPU engine: what each thread allocates, and its total, so the CLI can print it.
+//
+// Nothing is N x N. Forward, per thread: the packed fp32 K^T and V of one (batch, kv head) (2 Nk D, the
+// FLAT paper's "4Nd" K/V term), the Q and O tiles (block_m x D each) and the logit tile: block_m x
+// block_n for Flash, R x Nk for FLAT. Backward adds D_i = rowsum(dO o O) for every query row and head
+// (one float each) and per-thread tiles of the same kinds. All grow linearly in N.
+#pragma once
+
+#include <cstddef>
+
+#include "flatattn/options.h"
+#include "src/core/problem.h"
+#include "src/cpu/policy.h"
+#include "src/cpu/tile.h"
+
+namespace flatattn::cpu {
+
+/// One thread's forward tiles (fp32, 64-byte aligned).
+struct ForwardScratch {
+  float* kt;  ///< K^T panels of one (b, kv head): [Nk/kPanel][Dp][kPanel]
+  float* v;   ///< V rows of one (b, kv head): [Nk][Dp]
+  float* q;   ///< scaled Q tile, interleaved: [block_m][Dp]
+  float* o;   ///< output accumulator: [block_m][Dp]
+  float* s;   ///< logits / probabilities: [block_m][block_n] (Flash) or [R][Nk] (FLAT)
+  float* m;   ///< running row max [block_m]
+  float* l;   ///< running row sum [block_m]
+};
+
+/// Carves one thread's forward scratch for plan (with a counting Carver, only sizes it).
+ForwardScratch carve_forward(Carver& c, const Problem& p, const ForwardPlan& plan);
+
+/// Row tiles of a forward pass with block_m rows each (the work items the threads share).
+std::size_t forward_tiles(const Problem& p, int block_m);
+
+/// Bytes of scratch one forward of p with `dataflow` allocates, all threads together (automatic resolves
+/// through the policy exactly as forward() does).
+std::size_t workspace_bytes(const Problem& p, Dataflow dataflow);
+
+/// Bytes of scratch one backward of p allocates, all threads together.
+std::size_t backward_workspace_bytes(const Problem& p);
+
+}  // namespace flatattn::cpu

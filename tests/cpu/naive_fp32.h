@@ -1,0 +1,31 @@
+// Naive attention gradients computed entirely in fp32 (fp32 products and fp32 accumulation, S and P
+// materialized): autograd through naive attention as a framework runs it in fp32. The yardstick for
+// fp32 gradients next to the oracle's input-precision backward, which accumulates in double.
+#pragma once
+
+#include "tests/common/harness.h"
+
+namespace flatattn::testing {
+
+/// How P and D_i are formed.
+/// autograd: P = softmax(S) row by row, D_i = sum_j P_ij dP_ij (what autograd through softmax does).
+/// lse:      FlashAttention-2's formulation, unfused, on the backward's own inputs: P = exp(S - t.lse) and
+///           D_i = sum_d dO_id t.out_id, with the forward's fp32 LSE and O (run the forward first). The
+///           rounding those inputs carry is not the backward's doing: with |S| ~ 1e4 the fp32 LSE alone is
+///           off by up to half an ulp (~5e-4), which scales a whole row of P by up to 1 +- 5e-4. This is
+///           the yardstick for what tiling and fusion add.
+enum class NaiveMethod { autograd, lse };
+
+/// Gradients plus, per gradient, the largest first-order rounding noise that forming dS = P o (dP - D_i)
+/// in fp32 passes on: noise(dS_ij) = u P_ij (sum_d |dO_id V_jd| + sum_d |dO_id O_id|) (u = 2^-24; the
+/// D_i term only for NaiveMethod::lse), propagated as dq_i: scale sum_j noise_ij |K_j|, dk_j: scale
+/// sum_i noise_ij |Q_i|. Where P is one-hot dP - D_i cancels and dq, dk are nothing but this noise
+/// (large logits), so a bound on them needs it: any two fp32 implementations differ by about this much.
+struct NaiveFp32Grads : BackwardOracle {
+  double dq_noise = 0, dk_noise = 0;
+};
+
+/// dq, dk, dv (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options apply.
+NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method);
+
+}  // namespace flatattn::testing

@@ -1,0 +1,113 @@
+// The CPU engine's supporting pieces: scratch that grows linearly in N (never N x N), the automatic
+// policy, the naive yardstick (checked against the oracle like the engine) and the SGEMM probe.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "src/core/validate.h"
+#include "src/cpu/gemm.h"
+#include "src/cpu/gemm_rate.h"
+#include "src/cpu/naive.h"
+#include "src/cpu/policy.h"
+#include "src/cpu/workspace.h"
+#include "tests/cpu/cpu_check.h"
+#include "tests/cpu/features.h"
+
+using namespace flatattn;
+using namespace flatattn::testing;
+
+namespace {
+
+/// A GPT-2 shaped problem (B = 1, Hq = 12, D = 64), square N, on 2 threads.
+Problem gpt2(std::int64_t n, bool causal) {
+  Problem p;
+  p.batch = 1, p.hq = 12, p.hkv = 12, p.d = 64, p.nq = n, p.nk = n;
+  p.scale = 0.125f;
+  if (causal) p.mask.right = 0;
+  p.num_threads = 2;
+  return p;
+}
+
+// Scratch per doubling of N grows by at most 2x (linear), and at N = 16k stays far below one N x N fp32
+// matrix, for both dataflows and the backward; the naive yardstick grows 4x per doubling (N^2).
+TEST(CpuWorkspace, GrowsLinearlyInN) {
+  for (bool causal : {false, true}) {
+    for (Dataflow df : {Dataflow::flash, Dataflow::flat, Dataflow::automatic}) {
+      std::size_t prev = 0;
+      for (std::int64_t n = 1024; n <= 16384; n *= 2) {
+        const std::size_t ws = cpu::workspace_bytes(gpt2(n, causal), df);
+        EXPECT_GT(ws, 0u);
+        if (prev) {
+          EXPECT_LE(static_cast<double>(ws), 2.05 * static_cast<double>(prev)) << name(df) << " N=" << n;
+          EXPECT_GE(ws, prev) << name(df) << " N=" << n;
+        }
+        prev = ws;
+      }
+      EXPECT_LT(static_cast<double>(prev), 0.1 * 16384.0 * 16384.0 * 4.0) << name(df) << ": not linear at 16k";
+    }
+    std::size_t prev = 0;
+    for (std::int64_t n = 1024; n <= 16384; n *= 2) {
+      const std::size_t ws = cpu::backward_workspace_bytes(gpt2(n, causal));
+      if (prev) EXPECT_LE(static_cast<double>(ws), 2.05 * static_cast<double>(prev)) << "backward N=" << n;
+      prev = ws;
+    }
+    EXPECT_LT(static_cast<double>(prev), 0.1 * 16384.0 * 16384.0 * 4.0) << "backward";
+  }
+  const double naive_ratio = static_cast<double>(cpu::naive_workspace_bytes(gpt2(8192, false))) /
+                             static_cast<double>(cpu::naive_workspace_bytes(gpt2(4096, false)));
+  EXPECT_GT(naive_ratio, 3.5) << "the naive yardstick materializes N x N";
+}
+
+// FLAT's R keeps its logit tile in the L2 budget, and automatic picks FLAT only where it fits.
+TEST(CpuPolicy, FlatTileFitsL2AndAutomaticFollowsTheTable) {
+  const std::size_t l2 = cpu::l2_cache_bytes();
+  EXPECT_GT(l2, 0u);
+  for (std::int64_t n : {256, 1024, 4096, 16384, 65536}) {
+    const Problem p = gpt2(n, false);
+    const int r = cpu::flat_rows(p, l2);
+    EXPECT_EQ(r % cpu::kRowAlign, 0);
+    EXPECT_LE(r, cpu::forward_policy(64).flat_max_rows);
+    if (r > cpu::kRowAlign)
+      EXPECT_LE(4.0 * r * n, cpu::kFlatL2Share * static_cast<double>(l2)) << "N=" << n << " R=" << r;
+    const cpu::ForwardPlan plan = cpu::plan_forward(p, Dataflow::automatic);
+    const bool flat_fits = 4.0 * cpu::kRowAlign * n <= cpu::kFlatL2Share * static_cast<double>(l2);
+    EXPECT_EQ(plan.dataflow == Dataflow::flat, n <= cpu::forward_policy(64).flat_max_nk && flat_fits) << "N=" << n;
+    EXPECT_EQ(cpu::plan_forward(p, Dataflow::flash).dataflow, Dataflow::flash);
+    EXPECT_EQ(cpu::plan_forward(p, Dataflow::flat).dataflow, Dataflow::flat);
+  }
+}
+
+// The naive yardstick has forward()'s semantics: checked against the oracle on a few features.
+TEST(CpuNaive, MatchesOracle) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::f32, DType::bf16})
+    for (Feature f : {Feature::plain, Feature::causal_br_tall, Feature::window_causal_tl, Feature::softcap,
+                      Feature::gqa, Feature::varlen, Feature::strided}) {
+      const Case c = feature_case(f, dt);
+      SCOPED_TRACE(c.name());
+      CaseTensors t = make_case(c, s.rng);
+      const ForwardOracle o = oracle_forward(t);
+      t.out.poison();
+      t.lse.poison();
+      const ValidatedForward v = validate_forward(t.forward_args(), c.options);
+      cpu::naive_forward(v.problem, v.tensors);
+      const Verdict vo = judge(t.out, o.out, &o.naive_out, dt, fp32_tolerance(c));
+      EXPECT_TRUE(vo.pass) << vo.str();
+      if (dt == DType::f32) EXPECT_LE(vo.rel_err, 1e-5) << vo.str();
+      const Verdict vl = judge_lse(t.lse, o.lse, 1e-5);
+      EXPECT_TRUE(vl.pass) << vl.str();
+    }
+}
+
+TEST(CpuGemmRate, MeasuresAPlausibleRate) {
+  const double g = cpu::sgemm_gflops(256, 1);
+  EXPECT_TRUE(std::isfinite(g));
+  EXPECT_GT(g, 0.5) << "one core should do more than 0.5 GFLOP/s of SGEMM";
+  EXPECT_LT(g, 1e5);
+  EXPECT_FALSE(cpu::sgemm_library().empty());
+  EXPECT_THROW(cpu::sgemm_gflops(0, 1), Error);
+  EXPECT_THROW(cpu::sgemm_gflops(64, -1), Error);
+}
+
+}  // namespace
