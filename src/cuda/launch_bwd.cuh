@@ -27,12 +27,11 @@ using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, b
                             bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
                             bwd_tile(F, D).min_blocks>;
 
-template <Family F, DType DT, int D, bool Softcap>
-LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
-  static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
-  using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
-  using V = Variant<Softcap>;
-  using S = BwdShapeOf<F, D>;
+/// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
+/// tuner, bench/gpu/tune_bwd.cu, passes candidates).
+template <Family F, class E, class S, class V>
+LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
+  constexpr int D = S::kD;
   using R = RowPassShape<D>;
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
@@ -62,6 +61,13 @@ LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
     check(cudaGetLastError(), "backward dQ conversion launch");
   }
   return {S::kBlockM, S::kBlockN};
+}
+
+template <Family F, DType DT, int D, bool Softcap>
+LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
+  static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
+  using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
+  return launch_bwd_shape<F, E, BwdShapeOf<F, D>, Variant<Softcap>>(a);
 }
 
 }  // namespace flatattn::cuda
