@@ -61,6 +61,8 @@ log "build took $(( $(date +%s) - start )) s"
 if [[ $mode == run ]]; then
   exec "$BUILD_DIR/cli/flatattn" run "$@"
 fi
+log "generated CUDA instances match tools/gen_instances.py"
+python3 tools/gen_instances.py --check
 log "ctest"
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 900
 if [[ -f pyproject.toml ]]; then

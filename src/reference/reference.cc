@@ -26,6 +26,12 @@ RowStrides strides_of(const TensorView& t, bool varlen) {
 
 View view(const TensorView& t, bool varlen) { return {t.data, t.dtype, strides_of(t, varlen)}; }
 
+/// acc + x, in double for the oracle, or rounded to float after each add for Precision::input: a
+/// framework's naive attention accumulates its matrix products in fp32 whatever the storage dtype.
+double accum(double acc, double x, bool fp32) {
+  return fp32 ? static_cast<double>(static_cast<float>(acc + x)) : acc + x;
+}
+
 void require_cpu(const TensorView& t, const char* name) {
   require(t.device.kind == DeviceKind::cpu, name, "device cuda", "the reference runs on CPU tensors",
           "copy the tensor to the host first");
@@ -44,7 +50,7 @@ void logits(const Problem& p, const View& q, const View& k, std::int64_t b, cons
       if (!p.mask.visible(i, j, sp.nq, sp.nk)) continue;
       const std::int64_t ko = row_offset(p, k.s, b, sp.k0, j, hk);
       double acc = 0;
-      for (std::int64_t d = 0; d < p.d; ++d) acc += rd(q, qo + d) * rd(k, ko + d);
+      for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(q, qo + d) * rd(k, ko + d), round);
       double x = p.scale * acc;
       if (round) x = round_to(round_dtype, x);
       if (p.softcap > 0) {
@@ -100,7 +106,7 @@ void forward(const ForwardArgs& a, const Options& o, Precision precision) {
         for (std::int64_t d = 0; d < p.d; ++d) {
           double acc = 0;
           for (std::int64_t j = 0; j < sp.nk; ++j)
-            if (S[i * sp.nk + j] != 0) acc += S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d);
+            if (S[i * sp.nk + j] != 0) acc = accum(acc, S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
           wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
         }
         if (a.lse.present()) {
@@ -145,10 +151,10 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             if (pij == 0) continue;
             const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
             double acc = 0;
-            for (std::int64_t d = 0; d < p.d; ++d) acc += rd(dout, doo + d) * rd(v, vo + d);
+            for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(dout, doo + d) * rd(v, vo + d), round);
             dP[i * sp.nk + j] = r(acc);
             Di += pij * r(acc);
-            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] += pij * rd(dout, doo + d);
+            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pij * rd(dout, doo + d), round);
           }
           // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = 1 - tanh^2; then the scale.
           for (std::int64_t j = 0; j < sp.nk; ++j) {
@@ -164,14 +170,14 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             double acc = 0;
             for (std::int64_t j = 0; j < sp.nk; ++j) {
               const double ds = dP[i * sp.nk + j];
-              if (ds != 0) acc += ds * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d);
+              if (ds != 0) acc = accum(acc, ds * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d), round);
             }
             wr(dq, dqo + d, r(acc));
           }
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             const double ds = dP[i * sp.nk + j];
             if (ds == 0) continue;
-            for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] += ds * rd(q, qo + d);
+            for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] = accum(gk[j * p.d + d], ds * rd(q, qo + d), round);
           }
         }
       }

@@ -8,8 +8,9 @@ namespace flatattn::ref {
 
 /// Arithmetic of the naive reference.
 /// f64:   every step in double; outputs rounded once when stored. This is the oracle.
-/// input: S, P and O rounded to q's dtype after each step, as a framework computing naive
-///        attention in that dtype would do; gives the "naive_lowp" error of the correctness rule.
+/// input: products accumulated in fp32 and S, P and O rounded to q's dtype after each step, as a
+///        framework computing naive attention in that dtype does; gives the "naive_lowp" error of
+///        the correctness rule.
 enum class Precision { f64, input };
 
 /// Same arguments and semantics as flatattn::forward, CPU tensors only. Inputs and outputs may be

@@ -54,8 +54,9 @@ double fp32_tolerance(const Case& c);
 /// rel_err <= 1e-5 for strict fp32 cases. `what` names the run in failure messages.
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what);
 
-/// The yardstick of a backward check: naive low-precision gradients, and for f32 an absolute allowance
-/// per gradient for the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
+/// The yardstick of a backward check: per gradient the worse of naive input-precision gradients and the
+/// unfused FA2 formulation on the stored O and LSE, and for f32 an absolute allowance per gradient for
+/// the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
 struct BackwardYardstick {
   BackwardOracle naive;
   double noise_dq = 0, noise_dk = 0;

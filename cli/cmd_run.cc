@@ -1,0 +1,136 @@
+// `flatattn run`: the main job. One workload on the best backend present, checked against the oracle,
+// with time, GFLOP/s and peak memory, next to naive materialized attention on the same inputs.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/child.h"
+#include "cli/commands.h"
+#include "cli/engine.h"
+#include "cli/flags.h"
+#include "cli/machine.h"
+#include "cli/measure.h"
+#include "cli/report.h"
+#include "cli/table.h"
+
+namespace flatattn::cli {
+
+namespace {
+
+using nlohmann::json;
+
+// Default batch B = 32: about one second of single-core work.
+//   GPT-2 small attention (N = 1024, Hq = 12, D = 64, causal) is 4 * Hq * D * N(N+1)/2 = 1.61 GFLOP per
+//   sequence. Our goal for the fused CPU forward is half the core's SGEMM rate (issue 2). Measured with
+//   OpenBLAS 2048^3 on one core: 140 GFLOP/s on the reference Sapphire Rapids core (AVX-512); a laptop
+//   core with AVX2 FMA is ~100 GFLOP/s. At half of that, 50 GFLOP/s, B = 32 is 32 * 1.61 = 51.6 GFLOP,
+//   about 1 s. Measured with the CPU engine on one reference core (f32, 2026-11-21): 67 GFLOP/s (flat,
+//   0.77 s) and 87 GFLOP/s (flash, 0.59 s) for B = 32.
+constexpr std::int64_t kDefaultBatch = 32;
+
+const char* const kFooter =
+    "Default workload: GPT-2 small attention, N = 1024, Hq = 12, D = 64, causal, B = 32 (f32 on cpu, bf16 on cuda):\n"
+    "a forward is 4*Hq*D*N(N+1)/2 = 1.61 GFLOP per sequence, so B = 32 is 51.6 GFLOP, about one second on one\n"
+    "laptop core at 50 GFLOP/s (half of the ~100 GFLOP/s SGEMM rate of an AVX2 core). All cores are used unless\n"
+    "--threads is given.\n"
+    "Every result is checked on sampled rows against the fp64 oracle; exit 1 when a check fails, 2 on bad flags.";
+
+struct RunFlags {
+  WorkloadFlags w;
+  std::string mode = "fwd";
+  int reps = 3, warmup = 1, check_rows = 64;
+  bool no_naive = false, json = false;
+};
+
+void run(const RunFlags& f) {
+  WorkloadFlags wf = f.w;
+  if (wf.batch == 0) wf.batch = kDefaultBatch;
+  const Workload w = resolve(wf);
+  const Mode mode = parse_mode(f.mode);
+  const double avail = available_memory_bytes();
+  if (avail > 0 && w.tensor_bytes(mode) > 0.8 * avail)
+    throw UsageError("--batch", fmt::format("the tensors of {} need {} with {} available", w.str(),
+                                            fmt_bytes(w.tensor_bytes(mode)), fmt_bytes(avail)),
+                     "a smaller --batch, --n, --hq or --d");
+  const Machine m = this_machine();
+  const double flops = w.flops(mode);
+  if (!f.json) {
+    std::printf("flatattn run: %s, %s (%.3g GFLOP per pass)\n", w.str().c_str(), std::string(name(mode)).c_str(),
+                flops / 1e9);
+    std::printf("machine: %s\n", m.str().c_str());
+    std::printf("inputs: N(0,1) from seed %llu (replay with --seed %llu)\n\n", static_cast<unsigned long long>(w.seed),
+                static_cast<unsigned long long>(w.seed));
+    std::fflush(stdout);
+  }
+  MeasureOptions mo;
+  mo.mode = mode;
+  mo.reps = f.reps;
+  mo.warmup = f.warmup;
+  mo.check_rows = f.check_rows;
+  const double base = w.device == DeviceKind::cpu ? baseline_rss(w, mode) : 0.0;
+  json fused = measure_method(w, "fused", mo);
+  rethrow_child_error(fused);  // the main job must run: its errors are the user's (exit 2) or ours (exit 1)
+  add_peak(fused, base, w.device);
+  json naive;
+  const std::string skip = f.no_naive ? "--no-naive" : naive_skip_reason(w, mode);
+  if (skip.empty()) {
+    naive = measure_method(w, "naive", mo);
+    add_peak(naive, base, w.device);
+  } else {
+    naive = {{"method", "naive"}, {"skipped", skip}};
+  }
+
+  if (f.json) {
+    json out = {{"command", "run"}, {"workload", w.to_json()}, {"mode", name(mode)},     {"flops", flops},
+                {"machine", m.to_json()}, {"results", {fused, naive}}, {"rule", kRuleLine}};
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    Table t(result_header(false), {false, false, false, false, true, true, true, true, false});
+    t.add(result_row(fused, 0));
+    t.add(result_row(naive, 0));
+    std::printf("%s", t.str().c_str());
+    std::printf("\ntime: median of %d runs after %d warm-up; peak mem: measured peak resident memory above the inputs "
+                "and outputs (ru_maxrss of the run's process minus a process that only allocates them)\n",
+                f.reps, f.warmup);
+    std::printf("check vs the fp64 oracle (%s)\n", kRuleLine);
+    std::printf("  fused: %s\n  naive: %s\n", check_line(fused).c_str(), check_line(naive).c_str());
+    if (!naive.contains("skipped") && !naive.contains("error")) {
+      const double speed = naive["median_ms"].get<double>() / fused["median_ms"].get<double>();
+      std::string mem;
+      if (fused["peak_bytes"].is_number() && naive["peak_bytes"].is_number())
+        mem = fmt::format("; peak memory {} vs {}", fmt_bytes(fused["peak_bytes"].get<double>()),
+                          fmt_bytes(naive["peak_bytes"].get<double>()));
+      std::printf("fused vs naive: %.2fx the speed%s\n", speed, mem.c_str());
+    }
+  }
+  if (!result_ok(fused) || !result_ok(naive)) throw CommandFailed{1};
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto f = std::make_shared<RunFlags>();
+  CLI::App* sub = app.add_subcommand(
+      "run", "The main job: one attention workload (default: GPT-2 small) on the best backend present, checked "
+             "against the oracle, with time, GFLOP/s and peak memory, next to naive materialized attention.");
+  sub->footer(kFooter);
+  add_workload_flags(*sub, f->w);
+  sub->add_option("--mode", f->mode, "what to time: fwd, bwd (given the forward's out and LSE), fwdbwd")
+      ->check(one_of({"fwd", "bwd", "fwdbwd"}))
+      ->capture_default_str();
+  sub->add_option("--reps", f->reps, "timed runs (the median is reported)")->check(int_in(1, 10000))->capture_default_str();
+  sub->add_option("--warmup", f->warmup, "untimed runs before timing (the first is checked)")
+      ->check(int_in(1, 1000))
+      ->capture_default_str();
+  sub->add_option("--check-rows", f->check_rows, "output rows checked against the fp64 oracle (0: no check)")
+      ->check(int_in(0, 1000000))
+      ->capture_default_str();
+  sub->add_flag("--no-naive", f->no_naive, "skip naive attention");
+  sub->add_flag("--json", f->json, "print the results as JSON instead of text");
+  sub->callback([f] { run(*f); });
+}
+
+}  // namespace flatattn::cli

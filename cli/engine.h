@@ -1,0 +1,34 @@
+// What the CLI uses from the CPU engine beyond the public API (src/cpu internals), in one place:
+// the naive materialized attention (the memory/time yardstick), the SGEMM rate of the machine (the
+// compute ceiling) and the engine's workspace size. Each reports whether this build provides it.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "flatattn/attention.h"
+
+namespace flatattn::cli::engine {
+
+/// True when this build has the CPU engine's naive attention (src/cpu/naive.h).
+bool has_naive();
+/// Naive attention as a framework computes it: S = scale QK^T and P = softmax(S) materialized in
+/// fp32 (N x N per head slice), then O = PV. CPU tensors; validates like forward().
+void naive_forward(const ForwardArgs& args, const Options& options);
+
+/// Single-precision GEMM rate (GFLOP/s) of this machine, n x n x n, measured now with `threads`
+/// threads (0 = all); nullopt when this build does not provide it.
+std::optional<double> sgemm_gflops(int n, int threads);
+/// Which library measured the SGEMM rate ("OpenBLAS", "Eigen"), "" when unavailable.
+std::string sgemm_library();
+
+/// Bytes of scratch the CPU engine allocates for one forward of `args` with `dataflow`;
+/// nullopt when this build does not provide it.
+std::optional<std::size_t> workspace_bytes(const ForwardArgs& args, const Options& options, Dataflow dataflow);
+/// The same for one backward (all threads together).
+std::optional<std::size_t> backward_workspace_bytes(const BackwardArgs& args, const Options& options);
+/// The same for naive_forward (its N x N fp32 score slices: one per thread).
+std::optional<std::size_t> naive_workspace_bytes(const ForwardArgs& args, const Options& options);
+
+}  // namespace flatattn::cli::engine

@@ -1,0 +1,247 @@
+#include "cli/measure.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <vector>
+
+#include "cli/buffers.h"
+#include "cli/child.h"
+#include "cli/device.h"
+#include "cli/engine.h"
+#include "cli/sample_check.h"
+#include "cli/table.h"
+
+namespace flatattn::cli {
+
+namespace {
+
+using nlohmann::json;
+
+/// The tensors of one measurement, built identically in every process from the workload's seed.
+struct Tensors {
+  Tensor q, k, v, out, lse, dout, dq, dk, dv;
+};
+
+Tensors make_tensors(const Workload& w, Mode mode) {
+  Tensors t;
+  t.q = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
+  t.k = Tensor::make(w.dtype, {w.batch, w.nk, w.hkv, w.d});
+  t.v = Tensor::make(w.dtype, {w.batch, w.nk, w.hkv, w.d});
+  t.out = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
+  t.q.fill_normal(w.seed ^ 0x51);
+  t.k.fill_normal(w.seed ^ 0x4b);
+  t.v.fill_normal(w.seed ^ 0x56);
+  t.out.poison();
+  if (mode != Mode::fwd) {
+    t.lse = Tensor::make(DType::f32, {w.batch, w.hq, w.nq});
+    t.dout = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
+    t.dq = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
+    t.dk = Tensor::make(w.dtype, {w.batch, w.nk, w.hkv, w.d});
+    t.dv = Tensor::make(w.dtype, {w.batch, w.nk, w.hkv, w.d});
+    t.lse.poison();
+    t.dout.fill_normal(w.seed ^ 0x64);
+    t.dq.poison();
+    t.dk.poison();
+    t.dv.poison();
+  }
+  return t;
+}
+
+std::vector<Tensor*> all(Tensors& t, Mode mode) {
+  if (mode == Mode::fwd) return {&t.q, &t.k, &t.v, &t.out};
+  return {&t.q, &t.k, &t.v, &t.out, &t.lse, &t.dout, &t.dq, &t.dk, &t.dv};
+}
+
+ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
+  ForwardArgs a;
+  a.q = t.q.view(where);
+  a.k = t.k.view(where);
+  a.v = t.v.view(where);
+  a.out = t.out.view(where);
+  if (with_lse) a.lse = t.lse.view(where);
+  return a;
+}
+
+BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
+  BackwardArgs a;
+  a.dout = t.dout.view(where);
+  a.q = t.q.view(where);
+  a.k = t.k.view(where);
+  a.v = t.v.view(where);
+  a.out = t.out.view(where);
+  a.lse = t.lse.view(where);
+  a.dq = t.dq.view(where);
+  a.dk = t.dk.view(where);
+  a.dv = t.dv.view(where);
+  return a;
+}
+
+json report_json(const Report& r) {
+  return {{"backend", r.backend}, {"dataflow", std::string(name(r.dataflow))}, {"block_m", r.block_m},
+          {"block_n", r.block_n}, {"kernel", r.kernel}};
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+/// Times fn() (which enqueues work on the workload's device) in milliseconds.
+double time_ms(DeviceKind where, const std::function<void()>& fn) {
+  if (where == DeviceKind::cuda) {
+    gpu::EventTimer ev;
+    ev.start();
+    fn();
+    return ev.stop_ms();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+json measure_in_child(const Workload& w, const std::string& method, const MeasureOptions& m) {
+  const DeviceKind dev = w.device;
+  const bool naive = method == "naive";
+  if (naive && m.mode != Mode::fwd)
+    throw Error(Error::Kind::unsupported, "method", "naive " + std::string(name(m.mode)),
+                "naive attention is measured for the forward only", "use --mode fwd to compare with naive");
+  if (naive && dev != DeviceKind::cpu)
+    throw Error(Error::Kind::unsupported, "method", "naive on cuda", "naive attention runs on the CPU",
+                "use --device cpu to compare with naive");
+  Tensors t = make_tensors(w, m.mode);
+  if (dev == DeviceKind::cuda)
+    for (Tensor* x : all(t, m.mode)) x->upload();
+  const Options base = w.options();
+  Report rep;
+  rep.backend = "cpu";
+  rep.kernel = "naive";
+
+  // The pass being measured.
+  std::function<void()> pass;
+  Options fopt = base;
+  if (naive) {
+    pass = [&] { engine::naive_forward(fwd_args(t, dev, false), base); };
+  } else if (m.mode == Mode::fwd) {
+    pass = [&] { rep = forward(fwd_args(t, dev, false), base); };
+  } else {
+    fopt.return_lse = true;
+    if (m.mode == Mode::bwd) {  // the forward that backward needs runs once, untimed
+      forward(fwd_args(t, dev, true), fopt);
+      pass = [&] { rep = backward(bwd_args(t, dev), base); };
+    } else {
+      pass = [&] {
+        forward(fwd_args(t, dev, true), fopt);
+        rep = backward(bwd_args(t, dev), base);
+      };
+    }
+  }
+
+  // Warm-up, then the check of the (poisoned-before) outputs.
+  for (int i = 0; i < std::max(1, m.warmup); ++i) pass();
+  if (dev == DeviceKind::cuda) {
+    gpu::synchronize();
+    for (Tensor* x : all(t, m.mode)) x->download();
+  }
+  json check;
+  if (m.check_rows > 0) {
+    const std::vector<RowId> rows = sample_rows(fwd_args(t, DeviceKind::cpu, false), base, m.check_rows, w.seed ^ 0x5a);
+    Verdict v;
+    if (m.mode == Mode::fwd) {
+      v = check_forward_rows(fwd_args(t, DeviceKind::cpu, false), base, rows);
+      v.unwritten = t.out.count_nonfinite();
+    } else {
+      v = check_dq_rows(bwd_args(t, DeviceKind::cpu), base, rows);
+      v.unwritten = t.dq.count_nonfinite() + t.dk.count_nonfinite() + t.dv.count_nonfinite();
+    }
+    v.pass = v.pass && v.unwritten == 0;
+    check = v.to_json();
+    check["what"] = m.mode == Mode::fwd ? "out" : "dq (dk, dv: written)";
+  }
+
+  std::vector<double> times;
+  for (int i = 0; i < m.reps; ++i) times.push_back(time_ms(dev, pass));
+  const double med = median(times);
+  json r = {{"method", method},
+            {"report", naive ? json{{"backend", "cpu"}, {"dataflow", "naive"}, {"block_m", 0}, {"block_n", 0},
+                                    {"kernel", "naive fp32, S and P materialized"}}
+                             : report_json(rep)},
+            {"threads", dev == DeviceKind::cpu ? (w.threads > 0 ? w.threads : omp_get_max_threads()) : 0},
+            {"times_ms", times},
+            {"median_ms", med},
+            {"min_ms", times.empty() ? 0.0 : *std::min_element(times.begin(), times.end())},
+            {"gflops", med > 0 ? w.flops(m.mode) / (med * 1e6) : 0.0},
+            {"check", check},
+            {"workspace_bytes", nullptr}};
+  if (dev == DeviceKind::cpu) {  // what the engine says it allocates, next to the measured peak
+    std::optional<std::size_t> ws;
+    if (naive) ws = engine::naive_workspace_bytes(fwd_args(t, dev, false), base);
+    else if (m.mode == Mode::fwd) ws = engine::workspace_bytes(fwd_args(t, dev, false), base, rep.dataflow);
+    else if (m.mode == Mode::bwd) ws = engine::backward_workspace_bytes(bwd_args(t, dev), base);
+    if (ws) r["workspace_bytes"] = *ws;
+  }
+  if (dev == DeviceKind::cuda) r["device"] = gpu::describe();
+  return r;
+}
+
+}  // namespace
+
+json measure_method(const Workload& w, const std::string& method, const MeasureOptions& m) {
+  json r = run_in_child([&] { return measure_in_child(w, method, m); });
+  r["method"] = method;
+  return r;
+}
+
+double baseline_rss(const Workload& w, Mode mode) {
+  const json r = run_in_child([&] {
+    Tensors t = make_tensors(w, mode);
+    return json::object();
+  });
+  rethrow_child_error(r);
+  return r.at("maxrss_bytes").get<double>();
+}
+
+void add_peak(json& r, double baseline, DeviceKind device) {
+  if (device == DeviceKind::cpu && r.contains("maxrss_bytes") && !r.contains("error"))
+    r["peak_bytes"] = std::max(0.0, r["maxrss_bytes"].get<double>() - baseline);
+  else
+    r["peak_bytes"] = nullptr;
+}
+
+/// Why naive attention is not run for this workload, or "" when it is.
+std::string naive_skip_reason(const Workload& w, Mode mode) {
+  if (mode != Mode::fwd) return "naive attention is measured for --mode fwd only";
+  if (w.device != DeviceKind::cpu) return "naive attention runs on the CPU (--device cpu)";
+  if (!engine::has_naive()) return "this build's CPU engine has no naive attention";
+  const int threads = w.threads > 0 ? w.threads : static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  const double need = naive_slice_bytes(w) * threads + w.tensor_bytes(mode);
+  const double avail = available_memory_bytes();
+  if (avail > 0 && need > 0.8 * avail)
+    return fmt::format("it would materialize {} of scores ({} per head slice x {} threads) with {} available",
+                       fmt_bytes(naive_slice_bytes(w) * threads), fmt_bytes(naive_slice_bytes(w)), threads,
+                       fmt_bytes(avail));
+  return "";
+}
+
+double naive_slice_bytes(const Workload& w) { return 4.0 * static_cast<double>(w.nq) * static_cast<double>(w.nk); }
+
+double available_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream s(line);
+    std::string key;
+    double kb = 0;
+    s >> key >> kb;
+    if (key == "MemAvailable:") return kb * 1024.0;
+  }
+  return 0.0;
+}
+
+}  // namespace flatattn::cli

@@ -1,0 +1,208 @@
+#include "cli/workload.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/child.h"
+#include "cli/device.h"
+#include "cli/flags.h"
+#include "flatattn/version.h"
+
+namespace flatattn::cli {
+
+std::string_view name(Mode m) {
+  switch (m) {
+    case Mode::fwd: return "fwd";
+    case Mode::bwd: return "bwd";
+    case Mode::fwdbwd: return "fwdbwd";
+  }
+  return "?";
+}
+
+Options Workload::options() const {
+  Options o;
+  o.softmax_scale = scale;
+  o.causal = causal;
+  o.causal_align = align;
+  o.window = window;
+  o.softcap = softcap;
+  o.dataflow = dataflow;
+  o.num_threads = threads;
+  return o;
+}
+
+double Workload::flops(Mode mode) const {
+  const double f = forward_flops(batch, nq, nk, hq, d, options());
+  switch (mode) {
+    case Mode::fwd: return f;
+    case Mode::bwd: return 2.5 * f;
+    case Mode::fwdbwd: return 3.5 * f;
+  }
+  return f;
+}
+
+double Workload::tensor_bytes(Mode mode) const {
+  const double es = static_cast<double>(element_size(dtype));
+  const double qo = static_cast<double>(batch * nq * hq * d) * es, kv = static_cast<double>(batch * nk * hkv * d) * es;
+  const double fwd = 2 * qo + 2 * kv;
+  return mode == Mode::fwd ? fwd : fwd + 2 * qo + 2 * kv + static_cast<double>(batch * hq * nq) * 4;
+}
+
+std::string Workload::str() const {
+  std::string s = fmt::format("B={} ", batch);
+  s += nq == nk ? fmt::format("Nq=Nk={}", nq) : fmt::format("Nq={} Nk={}", nq, nk);
+  return s + " " + features_str();
+}
+
+std::string Workload::features_str() const {
+  std::string s = fmt::format("Hq={} Hkv={} D={} {}", hq, hkv, d, flatattn::name(dtype));
+  if (causal) s += align == CausalAlign::bottom_right ? " causal" : " causal(top-left)";
+  if (window.left >= 0 || window.right >= 0) s += fmt::format(" window=({},{})", window.left, window.right);
+  if (softcap > 0) s += fmt::format(" softcap={}", softcap);
+  if (scale) s += fmt::format(" scale={}", *scale);
+  return s;
+}
+
+nlohmann::json Workload::to_json() const {
+  nlohmann::json j = {{"B", batch},
+                      {"Nq", nq},
+                      {"Nk", nk},
+                      {"Hq", hq},
+                      {"Hkv", hkv},
+                      {"D", d},
+                      {"dtype", flatattn::name(dtype)},
+                      {"causal", causal},
+                      {"causal_align", align == CausalAlign::bottom_right ? "bottom-right" : "top-left"},
+                      {"window", {window.left, window.right}},
+                      {"softcap", softcap},
+                      {"dataflow", flatattn::name(dataflow)},
+                      {"threads", threads},
+                      {"device", flatattn::name(device)},
+                      {"seed", seed}};
+  if (scale) j["scale"] = *scale;
+  return j;
+}
+
+void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_dataflow) {
+  app.add_option("-b,--batch", f.batch, "B: sequences in the batch")->check(int_at_least(1));
+  if (with_n) {
+    app.add_option("-n,--n", f.n, "N: sequence length (Nq, and Nk unless --nk)")->check(int_at_least(1))->capture_default_str();
+    app.add_option("--nk", f.nk, "Nk: key/value length when it differs from N (causal aligns bottom-right)")
+        ->check(int_at_least(1));
+  }
+  app.add_option("--hq,--heads", f.hq, "Hq: query heads")->check(int_at_least(1))->capture_default_str();
+  app.add_option("--hkv", f.hkv, "Hkv: key/value heads, a divisor of Hq (GQA; 1 = MQA) [default: Hq]")
+      ->check(int_at_least(1));
+  app.add_option("-d,--d", f.d, "D: head dim")->check(int_at_least(1))->capture_default_str();
+  app.add_option("--dtype", f.dtype, "element type: f32 (CPU only), f16, bf16; auto = f32 on cpu, bf16 on cuda")
+      ->check(one_of({"auto", "f32", "f16", "bf16"}))
+      ->capture_default_str();
+  app.add_flag("--causal,!--no-causal", f.causal, "causal mask (default on); --no-causal for full attention");
+  app.add_option("--causal-align", f.align, "corner the diagonal is aligned to when Nq != Nk")
+      ->check(one_of({"bottom-right", "top-left"}))
+      ->capture_default_str();
+  app.add_option("--window", f.window,
+                 "sliding window LEFT[,RIGHT] relative to the diagonal; -1 = unbounded (RIGHT: -1 or 0 with causal)")
+      ->delimiter(',')
+      ->expected(1, 2)
+      ->check(int_at_least(-1));
+  app.add_option("--softcap", f.softcap, "logit soft-cap c: s = c*tanh(s/c) (Gemma 2); 0 = off")->check(float_at_least(0));
+  app.add_option("--scale", f.scale, "softmax scale [default: 1/sqrt(D)]")->check(float_at_least(0, false));
+  if (with_dataflow)
+    app.add_option("--dataflow", f.dataflow, "forward tiling: flash (online softmax), flat (row tiles), auto (planner)")
+        ->check(one_of({"auto", "flash", "flat"}))
+        ->capture_default_str();
+  app.add_option("-t,--threads", f.threads, "CPU threads; 0 = all cores")->check(int_in(0, 4096))->capture_default_str();
+  app.add_option("--device", f.device, "auto = cuda when this build has CUDA and a GPU is present, else cpu")
+      ->check(one_of({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--seed", f.seed, "seed of the random inputs; 0 = fresh each run (printed, to replay)");
+}
+
+DType parse_dtype(const std::string& s) {
+  if (s == "f32") return DType::f32;
+  if (s == "f16") return DType::f16;
+  if (s == "bf16") return DType::bf16;
+  throw UsageError("--dtype", fmt::format("'{}' is not allowed", s), "f32, f16, bf16");
+}
+
+Dataflow parse_dataflow(const std::string& s) {
+  if (s == "auto") return Dataflow::automatic;
+  if (s == "flash") return Dataflow::flash;
+  if (s == "flat") return Dataflow::flat;
+  throw UsageError("--dataflow", fmt::format("'{}' is not allowed", s), "auto, flash, flat");
+}
+
+Mode parse_mode(const std::string& s) {
+  if (s == "fwd") return Mode::fwd;
+  if (s == "bwd") return Mode::bwd;
+  if (s == "fwdbwd") return Mode::fwdbwd;
+  throw UsageError("--mode", fmt::format("'{}' is not allowed", s), "fwd, bwd, fwdbwd");
+}
+
+DeviceKind resolve_device(const std::string& v) {
+  if (v == "cpu") return DeviceKind::cpu;
+  if (v != "auto" && v != "cuda") throw UsageError("--device", fmt::format("'{}' is not allowed", v), "auto, cpu, cuda");
+  if (!cuda_built()) {
+    if (v == "cuda")
+      throw UsageError("--device", "cuda: this flatattn build has no CUDA backend",
+                       "cpu (rebuild with -DFLATATTN_CUDA=ON for cuda)");
+    return DeviceKind::cpu;
+  }
+  // Counting devices initializes CUDA: ask from a child so this process stays fork-safe.
+  const nlohmann::json r = run_in_child([] { return nlohmann::json{{"count", gpu::device_count()}}; });
+  const int count = r.value("count", 0);
+  if (count > 0) return DeviceKind::cuda;
+  if (v == "cuda") throw UsageError("--device", "cuda: no CUDA device is visible", "cpu");
+  return DeviceKind::cpu;
+}
+
+Workload resolve(const WorkloadFlags& f) {
+  Workload w;
+  w.batch = f.batch > 0 ? f.batch : 1;
+  w.nq = f.n;
+  w.nk = f.nk > 0 ? f.nk : f.n;
+  w.hq = f.hq;
+  w.hkv = f.hkv > 0 ? f.hkv : f.hq;
+  w.d = f.d;
+  if (w.hq % w.hkv != 0) {
+    std::string divisors;
+    for (std::int64_t x = 1; x <= w.hq; ++x)
+      if (w.hq % x == 0) divisors += (divisors.empty() ? "" : ", ") + std::to_string(x);
+    throw UsageError("--hkv", fmt::format("{} does not divide --hq = {}", w.hkv, w.hq),
+                     fmt::format("a divisor of --hq ({})", divisors));
+  }
+  w.causal = f.causal;
+  w.align = f.align == "top-left" ? CausalAlign::top_left : CausalAlign::bottom_right;
+  if (!f.window.empty()) {
+    w.window.left = f.window[0];
+    w.window.right = f.window.size() > 1 ? f.window[1] : -1;
+  }
+  if (w.causal && w.window.right > 0)
+    throw UsageError("--window", fmt::format("RIGHT = {} with --causal", w.window.right),
+                     "RIGHT -1 or 0 with --causal (or pass --no-causal)");
+  w.softcap = f.softcap;
+  if (f.scale > 0) w.scale = f.scale;
+  w.dataflow = parse_dataflow(f.dataflow);
+  w.threads = f.threads;
+  w.device = resolve_device(f.device);
+  if (f.dtype == "auto") {
+    w.dtype = w.device == DeviceKind::cuda ? DType::bf16 : DType::f32;
+  } else {
+    w.dtype = parse_dtype(f.dtype);
+    if (w.dtype == DType::f32 && w.device == DeviceKind::cuda)
+      throw UsageError("--dtype", "f32 with --device cuda", "f16, bf16 on cuda (f32 runs on the cpu)");
+  }
+  w.seed = f.seed;
+  if (w.seed == 0)
+    w.seed = (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+              std::random_device{}()) | 1;
+  return w;
+}
+
+}  // namespace flatattn::cli
