@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # One GPU-machine session for the CUDA backward: build (sm_90 SASS only), the backward and error tests,
 # bench_bwd (ours: fwd, bwd, fwd+bwd, deterministic bwd) and peers_sdpa_bwd.py (SDPA flash = FA2 and
-# cuDNN) in the same run, then compute-sanitizer on the backward's small set while time is left.
-# Everything lands under $OUT; a summary prints last.
+# cuDNN) in the same run, `flatattn check --device cuda` (forward and backward cases), the backward
+# tile tuner, then compute-sanitizer on the backward's small set while time is left. Everything is
+# packed into $OUT/session.tgz (plus $OUT/summary.txt); the summary prints last.
 #
 #   OUT=/tmp/out FLATATTN_COMMIT=abc DEADLINE=400 bash scripts/gpu_bwd_session.sh
-# Environment: STAGES (default "build test bench peers memcheck racecheck"), JOBS (default nproc),
+# Environment: STAGES (default "build test bench peers check tune memcheck racecheck"), JOBS (default nproc),
 # TEST_FILTER (gtest filter of the test stage), DEADLINE (seconds: stages are cut to end before it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
-STAGES=${STAGES:-"build test bench peers memcheck racecheck"}
+STAGES=${STAGES:-"build test bench peers check tune memcheck racecheck"}
 JOBS=${JOBS:-$(nproc)}
 COMMIT=${FLATATTN_COMMIT:-unknown}
 DEADLINE=${DEADLINE:-400}
@@ -43,9 +44,12 @@ stage() {  # stage NAME TIMEOUT_S CMD...: runs with a timeout, logs to $OUT/NAME
 } > "$OUT/env.txt" 2>&1
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  commit $COMMIT"
 if has build; then
-  stage configure 60 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON \
-    -DFLATATTN_CUDA_ARCHS=90 -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON
-  stage build 240 ninja -C $B -j "$JOBS" test_cuda bench_bwd
+  cfg=(cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS=90
+       -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON)
+  # The CLI needs CLI11, fmt and nlohmann-json; without them on this machine, build without it.
+  stage configure 60 "${cfg[@]}" -DFLATATTN_BUILD_CLI=ON || { rm -rf $B; stage configure_nocli 60 "${cfg[@]}" -DFLATATTN_BUILD_CLI=OFF; }
+  targets="test_cuda bench_bwd $(has tune && echo tune_bwd) $(grep -q flatattn_cli $B/build.ninja 2>/dev/null && echo flatattn_cli)"
+  stage build 240 ninja -C $B -j "$JOBS" $targets
   grep -A2 "Function properties for .*flash_bwd_kernel" "$OUT/build.log" | grep -E "spill|Used" | sort | uniq -c > "$OUT/bwd_regs.txt"
 fi
 T=$B/tests/cuda/test_cuda
@@ -59,6 +63,12 @@ fi
 if has peers; then
   stage peers 120 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
 fi
+if has check && [[ -x $B/cli/flatattn ]]; then
+  stage check 60 $B/cli/flatattn check --device cuda
+fi
+if has tune; then
+  stage tune 90 $B/bench/gpu/tune_bwd
+fi
 if has memcheck; then
   stage memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 $T --gtest_filter='CudaBackward.SanitizerSet'
   grep -E "ERROR SUMMARY" "$OUT/memcheck.log" >> "$SUMMARY"
@@ -68,4 +78,5 @@ if has racecheck; then
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck.log" >> "$SUMMARY"
 fi
 note "total $(( $(date +%s) - START ))s"
+(cd "$OUT" && tar czf session.tgz --exclude=session.tgz --exclude=summary.txt . && find . -type f ! -name session.tgz ! -name summary.txt -delete)
 cat "$SUMMARY"
