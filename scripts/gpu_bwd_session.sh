@@ -78,5 +78,8 @@ if has racecheck; then
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck.log" >> "$SUMMARY"
 fi
 note "total $(( $(date +%s) - START ))s"
-(cd "$OUT" && tar czf session.tgz --exclude=session.tgz --exclude=summary.txt . && find . -type f ! -name session.tgz ! -name summary.txt -delete)
+# Packed outside $OUT first: tar must not read the directory it is writing into (the device returns
+# only a few files, so the archive must exist before the loose files go).
+tar czf /tmp/flatattn_session.tgz -C "$OUT" --exclude=summary.txt . && mv /tmp/flatattn_session.tgz "$OUT/session.tgz" &&
+  find "$OUT" -type f ! -name session.tgz ! -name summary.txt -delete
 cat "$SUMMARY"

@@ -134,7 +134,9 @@ struct BwdTileSize {
 
 constexpr BwdTileSize bwd_tile(Family f, int d) {
   // sm80: FlashAttention-2's H100/A100 choices as the starting point (64 x 128 tiles, 8 warps at
-  // D = 128; 128 x 128 at D <= 64), every table entry <= 163 KB (A100's opt-in limit).
+  // D = 128; 128 x 128 at D <= 64), every table entry <= 163 KB (A100's opt-in limit). H100
+  // (bench/results/gpu-bwd-h100.md): 0.75-0.97x SDPA flash's backward at D = 64/128; 128 x 64 at
+  // D = 128 was 33% slower than 64 x 128 (tune_bwd, N = 8k causal); other candidates unmeasured.
   switch (f) {
     case Family::sm80:
       switch (d) {
