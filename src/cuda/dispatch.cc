@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <cstddef>
+#include <initializer_list>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -32,13 +34,33 @@ struct Instance {
   LaunchInfo (*launch)(const LaunchArgs&);
 };
 
-// The generated list (CMake writes it from src/cuda/inst/manifest.cmake and the build options).
+// The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options).
 constexpr Instance kInstances[] = {
 #define FLATATTN_INSTANCE(F, DF, DT, D, SC) \
   {Family::F, Dataflow::DF, DType::DT, D, SC, &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, SC>},
+#define FLATATTN_BWD_INSTANCE(F, DT, D, SC)
 #include "flatattn_cuda_instances.inc"
+#undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
     {Family::sm80, Dataflow::automatic, DType::f32, 0, false, nullptr},  // end marker
+};
+
+struct BwdInstance {
+  Family family;
+  DType dtype;
+  int d;
+  bool softcap;
+  LaunchInfo (*launch)(const BwdLaunchArgs&);
+};
+
+constexpr BwdInstance kBwdInstances[] = {
+#define FLATATTN_INSTANCE(F, DF, DT, D, SC)
+#define FLATATTN_BWD_INSTANCE(F, DT, D, SC) \
+  {Family::F, DType::DT, D, SC, &launch_bwd<Family::F, DType::DT, D, SC>},
+#include "flatattn_cuda_instances.inc"
+#undef FLATATTN_BWD_INSTANCE
+#undef FLATATTN_INSTANCE
+    {Family::sm80, DType::f32, 0, false, nullptr},  // end marker
 };
 
 std::string instance_name(const Instance& in) {
@@ -49,6 +71,8 @@ std::string instance_name(const Instance& in) {
 bool has_family(Family f) {
   for (const Instance& in : kInstances)
     if (in.launch != nullptr && in.family == f) return true;
+  for (const BwdInstance& in : kBwdInstances)
+    if (in.launch != nullptr && in.family == f) return true;
   return false;
 }
 
@@ -57,6 +81,16 @@ const Instance* find(Family f, Dataflow df, DType dt, bool softcap, std::int64_t
   const Instance* best = nullptr;
   for (const Instance& in : kInstances) {
     if (in.launch == nullptr || in.family != f || in.dataflow != df || in.dtype != dt || in.softcap != softcap) continue;
+    if (in.d >= d && (best == nullptr || in.d < best->d)) best = &in;
+  }
+  return best;
+}
+
+/// Smallest built backward head dim >= d for the key, or nullptr.
+const BwdInstance* find_bwd(Family f, DType dt, bool softcap, std::int64_t d) {
+  const BwdInstance* best = nullptr;
+  for (const BwdInstance& in : kBwdInstances) {
+    if (in.launch == nullptr || in.family != f || in.dtype != dt || in.softcap != softcap) continue;
     if (in.d >= d && (best == nullptr || in.d < best->d)) best = &in;
   }
   return best;
@@ -119,8 +153,16 @@ Family family_for(const DeviceInfo& dev, DType dt) {
               "rebuild with FLATATTN_CUDA_ARCHS including this GPU (sm_80 or newer) or FLATATTN_CUDA_PTX75=ON");
 }
 
+/// A tensor the kernels address in 16-byte chunks of rows.
+struct View {
+  const char* name;
+  const void* data;
+  RowStrides s;
+  std::int64_t rows, heads;
+};
+
 /// Checks the kernels add to src/core/validate: 16-byte rows, int lengths, D <= 256.
-void check_cuda_args(const Problem& p, const FwdTensors& t) {
+void check_cuda_args(const Problem& p, std::initializer_list<View> views) {
   require(p.d % 8 == 0, "q", "head dim D = " + std::to_string(p.d),
           "on CUDA D must be a multiple of 8 (rows move in 16-byte chunks)",
           "zero-pad q, k and v to a multiple of 8 (the result is unchanged) and slice the output");
@@ -129,14 +171,6 @@ void check_cuda_args(const Problem& p, const FwdTensors& t) {
   constexpr std::int64_t kMaxLen = (std::int64_t{1} << 31) - 1;
   require(p.nq <= kMaxLen && p.nk <= kMaxLen, "q/k", "Nq = " + std::to_string(p.nq) + ", Nk = " + std::to_string(p.nk),
           "sequence lengths < 2^31 on CUDA", "split the sequence");
-  struct View {
-    const char* name;
-    const void* data;
-    RowStrides s;
-    std::int64_t rows, heads;
-  };
-  const View views[] = {{"q", t.q, t.sq, p.nq, p.hq}, {"k", t.k, t.sk, p.nk, p.hkv},
-                        {"v", t.v, t.sv, p.nk, p.hkv}, {"out", t.o, t.so, p.nq, p.hq}};
   for (const View& v : views) {
     require(reinterpret_cast<std::uintptr_t>(v.data) % 16 == 0, v.name,
             "data pointer at byte offset " + std::to_string(reinterpret_cast<std::uintptr_t>(v.data) % 16) +
@@ -151,6 +185,42 @@ void check_cuda_args(const Problem& p, const FwdTensors& t) {
   }
 }
 
+void check_cuda_args(const Problem& p, const FwdTensors& t) {
+  check_cuda_args(p, {{"q", t.q, t.sq, p.nq, p.hq}, {"k", t.k, t.sk, p.nk, p.hkv},
+                      {"v", t.v, t.sv, p.nk, p.hkv}, {"out", t.o, t.so, p.nq, p.hq}});
+}
+
+void check_cuda_args(const Problem& p, const BwdTensors& t) {
+  check_cuda_args(p, {{"dout", t.dout, t.sdo, p.nq, p.hq}, {"q", t.q, t.sq, p.nq, p.hq},
+                      {"k", t.k, t.sk, p.nk, p.hkv}, {"v", t.v, t.sv, p.nk, p.hkv},
+                      {"out", t.o, t.so, p.nq, p.hq}, {"dq", t.dq, t.sdq, p.nq, p.hq},
+                      {"dk", t.dk, t.sdk, p.nk, p.hkv}, {"dv", t.dv, t.sdv, p.nk, p.hkv}});
+}
+
+/// Stream-ordered device memory for one call (cudaMallocAsync / cudaFreeAsync on the caller's
+/// stream: no device-wide synchronization, and capturable in a CUDA graph). Freed when the call ends,
+/// also when it throws; the memory is reused by later work on the stream once the kernels are done.
+class StreamBuffer {
+ public:
+  StreamBuffer(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
+    const cudaError_t e = cudaMallocAsync(&ptr_, bytes, stream);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(Error::Kind::runtime, "backward workspace", std::to_string(bytes) + " bytes: " + cudaGetErrorString(e),
+                  "cudaMallocAsync on the call's stream must succeed (fp32 dQ accumulator: 4 * Hq * B * Nq * D bytes)",
+                  "free GPU memory, or split the batch into several calls");
+    }
+  }
+  ~StreamBuffer() { cudaFreeAsync(ptr_, stream_); }
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+  [[nodiscard]] unsigned char* data() const { return static_cast<unsigned char*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
 }  // namespace
 
 std::string built_instances() {
@@ -158,6 +228,12 @@ std::string built_instances() {
   for (const Instance& in : kInstances) {
     if (in.launch == nullptr) continue;
     std::string& g = groups[std::string(name(in.dataflow)) + " " + name(in.family) + " " + std::string(name(in.dtype)) +
+                            (in.softcap ? " softcap" : "")];
+    g += (g.empty() ? "D=" : ",") + std::to_string(in.d);
+  }
+  for (const BwdInstance& in : kBwdInstances) {
+    if (in.launch == nullptr) continue;
+    std::string& g = groups[std::string("bwd ") + name(in.family) + " " + std::string(name(in.dtype)) +
                             (in.softcap ? " softcap" : "")];
     g += (g.empty() ? "D=" : ",") + std::to_string(in.d);
   }
@@ -234,9 +310,60 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   return r;
 }
 
-Report backward(const Problem&, const BwdTensors&, Stream) {
-  throw Error(Error::Kind::unsupported, "backward", "cuda tensors", "backward on CUDA is not built yet",
-              "run backward on CPU tensors until the CUDA backward lands");
+Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
+  check_cuda_args(p, t);
+  Report r;
+  r.backend = "cuda";
+  r.dataflow = Dataflow::flash;
+  DeviceGuard guard(p.device.index);
+  const DeviceInfo& dev = device_info(p.device.index);
+  const Family fam = family_for(dev, p.dtype);
+  const bool softcap = p.softcap > 0.f;
+  const BwdInstance* inst = find_bwd(fam, p.dtype, softcap, p.d);
+  if (inst == nullptr) {
+    throw Error(Error::Kind::unsupported, "q",
+                "backward kernel for " + std::string(name(p.dtype)) + ", D = " + std::to_string(p.d) +
+                    (softcap ? ", softcap" : "") + " on the " + name(fam) + " family",
+                "no built backward instance serves it; built: " + built_instances(),
+                "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
+  }
+  const BwdTileSize tile = bwd_tile(fam, inst->d);
+  r.kernel = std::string("bwd_") + name(fam) + "_" + std::string(name(p.dtype)) + "_d" + std::to_string(inst->d) +
+             (softcap ? "_softcap" : "") + (p.deterministic ? " (deterministic)" : "");
+  if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";
+  r.block_m = tile.block_m;
+  r.block_n = tile.block_n;
+  if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
+
+  // Workspace: fp32 dQ accumulator (Hq, B, Nq, D), D_i (Hq, B, Nq), and for the deterministic order
+  // the tile ticket (16 bytes) and one counter per (B, Hq, query block). 256-byte aligned parts.
+  auto align = [](std::size_t n) { return (n + 255) / 256 * 256; };
+  const std::size_t rows = static_cast<std::size_t>(p.hq) * static_cast<std::size_t>(p.batch) *
+                           static_cast<std::size_t>(p.nq);
+  const std::size_t accum_bytes = align(rows * static_cast<std::size_t>(inst->d) * sizeof(float));
+  const std::size_t dsum_bytes = align(rows * sizeof(float));
+  const std::size_t n_m_blocks = static_cast<std::size_t>((p.nq + tile.block_m - 1) / tile.block_m);
+  const std::size_t sem_bytes =
+      p.deterministic ? align(static_cast<std::size_t>(p.batch) * static_cast<std::size_t>(p.hq) * n_m_blocks *
+                                  sizeof(int) + 16)
+                      : 0;
+  const auto st = static_cast<cudaStream_t>(stream.handle);
+  StreamBuffer ws(accum_bytes + dsum_bytes + sem_bytes + 256, st);
+  BwdLaunchArgs a;
+  a.problem = &p;
+  a.tensors = &t;
+  a.stream = stream.handle;
+  a.device = p.device.index;
+  a.ws.dq_accum = reinterpret_cast<float*>(ws.data());
+  a.ws.dsum = reinterpret_cast<float*>(ws.data() + accum_bytes);
+  if (p.deterministic) {
+    unsigned char* sem = ws.data() + accum_bytes + dsum_bytes;
+    check(cudaMemsetAsync(sem, 0, sem_bytes, st), "cudaMemsetAsync(backward counters)");
+    a.ws.ticket = reinterpret_cast<unsigned*>(sem);
+    a.ws.sem = reinterpret_cast<int*>(sem + 16);
+  }
+  inst->launch(a);
+  return r;
 }
 
 }  // namespace flatattn::cuda

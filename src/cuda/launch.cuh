@@ -6,13 +6,13 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <climits>
 #include <string>
 #include <type_traits>
 
 #include "src/cuda/common/variant.cuh"
 #include "src/cuda/flat/flat_kernel.cuh"
 #include "src/cuda/launch_api.h"
+#include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
@@ -36,23 +36,8 @@ void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const 
   const std::int64_t n_m = (pr.nq + block_m - 1) / block_m;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
   if (ctas == 0) return;
-  if (ctas > INT_MAX) {
-    throw Error(Error::Kind::unsupported, "q", "ceil(Nq / " + std::to_string(block_m) + ") * Hq * B = " +
-                std::to_string(ctas) + " thread blocks", "at most 2^31 - 1 thread blocks per call",
-                "split the batch into several calls");
-  }
-  const DeviceInfo& dev = device_info(a.device);
-  if (smem_bytes > dev.smem_optin) {
-    throw Error(Error::Kind::unsupported, "q", "a kernel needing " + std::to_string(smem_bytes) + " bytes of shared memory",
-                "this GPU (" + dev.name + ") allows " + std::to_string(dev.smem_optin) + " bytes per block",
-                "report it: the tile table of this GPU's family must fit it (src/cuda/policy/tile_size.h)");
-  }
-  const std::uint64_t bit = std::uint64_t{1} << (a.device & 63);
-  if (smem_bytes > 48 * 1024 && !(attr_done.load(std::memory_order_acquire) & bit)) {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes),
-          "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-    attr_done.fetch_or(bit, std::memory_order_acq_rel);
-  }
+  check_grid(ctas, "ceil(Nq / " + std::to_string(block_m) + ") * Hq * B");
+  prepare_smem(kernel, smem_bytes, a.device, attr_done);
   const FwdParams p = make_params(pr, *a.tensors);
   kernel<<<static_cast<unsigned>(ctas), threads, smem_bytes, static_cast<cudaStream_t>(a.stream)>>>(
       p, static_cast<int>(n_m), static_cast<int>(pr.hq));

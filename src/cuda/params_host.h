@@ -1,4 +1,4 @@
-// Problem + FwdTensors (validated, src/core) -> the kernels' FwdParams. Plain C++.
+// Problem + FwdTensors / BwdTensors (validated, src/core) -> the kernels' FwdParams / BwdParams. Plain C++.
 #pragma once
 
 #include <algorithm>
@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "src/core/problem.h"
+#include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/params.h"
 
 namespace flatattn::cuda {
@@ -49,6 +50,41 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
   p.bottom_right = pr.mask.bottom_right ? 1 : 0;
   p.left = static_cast<int>(std::min(pr.mask.left, kBig));
   p.right = static_cast<int>(std::min(pr.mask.right, kBig));
+  return p;
+}
+
+/// The backward's parameters: the forward's (q, k, v, the forward output, lse) plus gradients and the
+/// workspace. block_m, block_n: the instance's tiles (they size the deterministic counters).
+inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, float* dq_accum, float* dsum, int* sem,
+                                 unsigned* ticket, int block_m, int block_n) {
+  FwdTensors ft;
+  ft.q = t.q;
+  ft.k = t.k;
+  ft.v = t.v;
+  ft.o = const_cast<void*>(t.o);  // read only: the forward's output
+  ft.lse = const_cast<float*>(t.lse);
+  ft.sq = t.sq, ft.sk = t.sk, ft.sv = t.sv, ft.so = t.so, ft.slse = t.slse;
+  BwdParams p;
+  p.f = make_params(pr, ft);
+  p.dout = t.dout;
+  p.dq = t.dq;
+  p.dk = t.dk;
+  p.dv = t.dv;
+  p.do_b = t.sdo.b, p.do_n = t.sdo.n, p.do_h = t.sdo.h;
+  p.dq_b = t.sdq.b, p.dq_n = t.sdq.n, p.dq_h = t.sdq.h;
+  p.dk_b = t.sdk.b, p.dk_n = t.sdk.n, p.dk_h = t.sdk.h;
+  p.dv_b = t.sdv.b, p.dv_n = t.sdv.n, p.dv_h = t.sdv.h;
+  p.dq_accum = dq_accum;
+  p.dsum = dsum;
+  p.sem = sem;
+  p.ticket = ticket;
+  p.batch = static_cast<int>(pr.batch);
+  p.hq = static_cast<int>(pr.hq);
+  p.hkv = static_cast<int>(pr.hkv);
+  p.n_m_blocks = static_cast<int>((pr.nq + block_m - 1) / block_m);
+  p.n_n_blocks = static_cast<int>((pr.nk + block_n - 1) / block_n);
+  p.ds_scale = pr.scale;
+  p.deterministic = pr.deterministic ? 1 : 0;
   return p;
 }
 

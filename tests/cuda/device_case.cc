@@ -4,9 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "src/cuda/dispatch.h"
+#include "src/reference/reference.h"
 
 namespace flatattn::testing {
 
@@ -76,6 +82,108 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   out.to_host(t.out);
   lse.to_host(t.lse);
   return r;
+}
+
+Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<void(BackwardArgs&)>& edit) {
+  DeviceCopy dout(t.dout), q(t.q), k(t.k), v(t.v), out(t.out), lse(t.lse), dq(t.dq), dk(t.dk), dv(t.dv);
+  std::optional<DeviceCopy> cu_q, cu_k;
+  BackwardArgs a;
+  a.dout = dout.view(t.dout);
+  a.q = q.view(t.q);
+  a.k = k.view(t.k);
+  a.v = v.view(t.v);
+  a.out = out.view(t.out);
+  a.lse = lse.view(t.lse);
+  a.dq = dq.view(t.dq);
+  a.dk = dk.view(t.dk);
+  a.dv = dv.view(t.dv);
+  if (t.c.varlen) {
+    cu_q.emplace(t.cu_q);
+    cu_k.emplace(t.cu_k);
+    Varlen vl;
+    vl.cu_seqlens_q = cu_q->view(t.cu_q);
+    vl.cu_seqlens_k = cu_k->view(t.cu_k);
+    vl.max_seqlen_q = t.c.nq;
+    vl.max_seqlen_k = t.c.nk;
+    a.varlen = vl;
+  }
+  if (edit) edit(a);
+  cudaStream_t stream = nullptr;
+  if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  auto finish = [&] {
+    ok(stream ? cudaStreamSynchronize(stream) : cudaDeviceSynchronize(), "synchronize after backward");
+    if (stream) cudaStreamDestroy(stream);
+    dq.to_host(t.dq);
+    dk.to_host(t.dk);
+    dv.to_host(t.dv);
+  };
+  Report r;
+  try {
+    r = backward(a, t.c.options, Stream{stream});
+  } catch (...) {
+    finish();  // the caller checks that nothing was written
+    throw;
+  }
+  finish();
+  return r;
+}
+
+namespace {
+
+/// Autograd through naive attention in the input dtype (P, dP, dS and the gradients rounded after each
+/// step): the yardstick of the design.md rule for gradients.
+BackwardOracle naive_backward(const CaseTensors& t) {
+  BackwardOracle o;
+  o.dq = HostTensor::make(t.c.dtype, t.dq.shape);
+  o.dk = HostTensor::make(t.c.dtype, t.dk.shape);
+  o.dv = HostTensor::make(t.c.dtype, t.dv.shape);
+  o.dq.poison();
+  o.dk.poison();
+  o.dv.poison();
+  // out and lse are validated but unused by the oracle: f64 placeholders of the right shapes.
+  const HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
+  BackwardArgs a;
+  a.dout = t.dout.view();
+  a.q = t.q.view();
+  a.k = t.k.view();
+  a.v = t.v.view();
+  a.out = out.view();
+  a.lse = lse.view();
+  a.dq = o.dq.view();
+  a.dk = o.dk.view();
+  a.dv = o.dv.view();
+  a.varlen = t.varlen();
+  ref::backward(a, t.c.options, ref::Precision::input);
+  return o;
+}
+
+}  // namespace
+
+void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSource src) {
+  t.c.options.return_lse = true;
+  std::string fwd = "oracle";
+  if (src == FwdSource::gpu) {
+    const Dataflow keep = t.c.options.dataflow;
+    if (keep == Dataflow::automatic) t.c.options.dataflow = Dataflow::flash;  // the training path
+    fwd = run_on_gpu(t).kernel;
+    t.c.options.dataflow = keep;
+  } else {
+    const ForwardOracle o = oracle_forward(t);
+    for (std::int64_t i = 0; i < t.out.numel(); ++i) t.out.set(i, o.out.at(i));
+    for (std::int64_t i = 0; i < t.lse.numel(); ++i) t.lse.set(i, o.lse.at(i));
+  }
+  const Report r = run_backward_on_gpu(t);
+  const BackwardOracle ref = oracle_backward(t);
+  const BackwardOracle naive = naive_backward(t);
+  const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " after " + fwd +
+                          " (seed " + std::to_string(seed) + ", replay with FLATATTN_SEED)";
+  for (auto [out, rf, nv, name] : {std::tuple{&t.dq, &ref.dq, &naive.dq, "dq"}, std::tuple{&t.dk, &ref.dk, &naive.dk, "dk"},
+                                   std::tuple{&t.dv, &ref.dv, &naive.dv, "dv"}}) {
+    const Verdict v = judge(*out, *rf, nv, t.c.dtype);
+    if (std::getenv("FLATATTN_VERBOSE") != nullptr) std::cout << ctx << " " << name << ": " << v.str() << "\n";
+    EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the " << name << " yardstick is not finite";
+    EXPECT_TRUE(v.pass) << ctx << ": " << name << " " << v.str();
+  }
 }
 
 void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {

@@ -1,8 +1,10 @@
 // Runs a harness case (tests/common/harness.h) on the GPU: the host tensors are copied to the device
-// byte for byte (so their strides and padding, and the poison in out/lse, travel too), forward() runs
-// on the device views, and out/lse come back into the case for judge() against the oracle.
+// byte for byte (so their strides and padding, and the poison in out/lse/dq/dk/dv, travel too),
+// forward() or backward() runs on the device views, and the outputs come back into the case for
+// judge() against the oracle.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "flatattn/attention.h"
@@ -20,6 +22,23 @@ Report run_on_gpu(CaseTensors& t, bool own_stream = false);
 /// Runs the case on the GPU and judges out (and LSE when requested) against the fp64 oracle with the
 /// design.md rule; adds failures naming the case, the kernel and the seed.
 void check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
+
+/// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
+/// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole
+/// storage included, so padding the kernels must not touch comes back too. `edit` may change the
+/// device arguments before the call (error tests); when backward() throws, dq/dk/dv still come back
+/// (so a test can check that nothing was written) and the error is rethrown.
+Report run_backward_on_gpu(CaseTensors& t, bool own_stream = false,
+                           const std::function<void(BackwardArgs&)>& edit = {});
+
+/// Where the backward's out and lse come from: our CUDA forward (Flash dataflow, the training path) or
+/// the fp64 oracle rounded to the dtype (isolates the backward from the forward's error).
+enum class FwdSource { gpu, oracle };
+
+/// Forward (from `src`) then backward on the GPU; dq, dk, dv judged against the fp64 oracle gradients
+/// with the design.md rule (yardstick: autograd through naive attention in the input dtype, P, dP, dS
+/// rounded after each step). Adds failures naming the gradient, the case, the kernel and the seed.
+void check_backward(CaseTensors& t, std::uint64_t seed, const char* what = "", FwdSource src = FwdSource::gpu);
 
 /// Whether device 0 runs `dtype` (false for bf16 when only the compute_75 PTX family loads).
 bool dtype_runs(DType dtype);

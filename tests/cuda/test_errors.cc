@@ -3,10 +3,13 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 
 #include "flatattn/version.h"
+#include "src/core/half.h"
 #include "src/core/backend.h"
 #include "src/cuda/dispatch.h"
 #include "tests/common/harness.h"
@@ -104,17 +107,77 @@ TEST(CudaErrors, MisalignedView) {
   cudaFree(qk);
 }
 
-TEST(CudaErrors, BackwardIsNotBuiltYet) {
-  std::mt19937_64 rng(1);
-  Case c = small(64);
-  CaseTensors t = make_case(c, rng, /*with_backward=*/true);
-  Problem p;
-  p.device = Device::cuda(0);
+namespace {
+
+/// Every element of a gradient's storage still holds the NaN poison (nothing was written).
+bool untouched(const HostTensor& g) {
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(g.bytes() / element_size(g.dtype)); ++e)
+    if (!std::isnan(load_double(g.storage.data(), g.dtype, e))) return false;
+  return true;
+}
+
+/// Runs the backward of t (after editing its device arguments) expecting an Error of `kind` naming
+/// `argument` (with a limit and a fix) and dq, dk, dv untouched.
+Error expect_backward_error(CaseTensors& t, Error::Kind kind, const std::string& argument,
+                            const std::function<void(BackwardArgs&)>& edit = {}) {
   try {
-    cuda::backward(p, BwdTensors{}, Stream{});
-    ADD_FAILURE() << "cuda::backward returned";
+    run_backward_on_gpu(t, false, edit);
   } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), Error::Kind::unsupported);
-    EXPECT_NE(std::string(e.what()).find("not built yet"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    EXPECT_EQ(e.argument(), argument) << e.what();
+    EXPECT_FALSE(e.limit().empty());
+    EXPECT_FALSE(e.fix().empty());
+    EXPECT_TRUE(untouched(t.dq) && untouched(t.dk) && untouched(t.dv)) << "gradients written before the error";
+    return e;
   }
+  ADD_FAILURE() << "no backward error for " << t.c.name();
+  return Error(kind, "", "", "", "");
+}
+
+CaseTensors backward_case(std::int64_t d, std::mt19937_64& rng) {
+  Case c = small(d);
+  c.options.return_lse = true;
+  CaseTensors t = make_case(c, rng, /*with_backward=*/true);
+  t.out.fill_normal(rng);  // any finite forward results: these calls must fail before reading them
+  t.lse.fill_normal(rng);
+  return t;
+}
+
+}  // namespace
+
+TEST(CudaErrors, BackwardHeadDimNotMultipleOf8) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  CaseTensors t = backward_case(60, rng);
+  Error e = expect_backward_error(t, Error::Kind::invalid_argument, "q");
+  EXPECT_NE(e.value().find("60"), std::string::npos) << e.what();
+  EXPECT_NE(e.limit().find("multiple of 8"), std::string::npos) << e.what();
+}
+
+TEST(CudaErrors, BackwardHeadDimTooLarge) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  CaseTensors t = backward_case(264, rng);
+  Error e = expect_backward_error(t, Error::Kind::invalid_argument, "q");
+  EXPECT_NE(e.value().find("264"), std::string::npos) << e.what();
+}
+
+TEST(CudaErrors, BackwardMisalignedGradient) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  CaseTensors t = backward_case(64, rng);
+  // dq starts 2 bytes into its buffer (a view of the same shape, 16-byte rows no longer aligned); the
+  // real dq buffer must stay untouched.
+  void* shifted = nullptr;
+  ASSERT_EQ(cudaMalloc(&shifted, t.dq.bytes() + 16), cudaSuccess);
+  expect_backward_error(t, Error::Kind::invalid_argument, "dq",
+                        [&](BackwardArgs& a) { a.dq.data = static_cast<char*>(shifted) + 2; });
+  cudaFree(shifted);
+}
+
+TEST(CudaErrors, BackwardWithoutLse) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  CaseTensors t = backward_case(64, rng);
+  expect_backward_error(t, Error::Kind::invalid_argument, "lse", [](BackwardArgs& a) { a.lse = {}; });
 }

@@ -1,4 +1,4 @@
-// 16-byte global -> shared copies. SASS families (sm_80+): cp.async (asynchronous, L2 only,
+// 16-byte (and 4-byte) global -> shared copies. SASS families (sm_80+): cp.async (asynchronous, L2 only,
 // zero-fill when the predicate is off) grouped with commit/wait. sm75 family: a plain 16-byte load and store, and the
 // group operations are no-ops (the loads are complete when the copy returns).
 #pragma once
@@ -19,6 +19,18 @@ FLATATTN_DEVICE void copy_16(std::uint32_t smem_addr, const void* gmem, bool pre
 #else
   const int src_bytes = pred ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes));
+#endif
+}
+
+/// Copies 4 bytes from `gmem` to the shared address `smem_addr`, or writes 0 when !pred (the same
+/// grouping as copy_16; cp.async.ca on the SASS families).
+FLATATTN_DEVICE void copy_4(std::uint32_t smem_addr, const void* gmem, bool pred) {
+#if FLATATTN_SM75_PATH
+  const std::uint32_t v = pred ? __ldg(reinterpret_cast<const unsigned*>(gmem)) : 0u;
+  asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(smem_addr), "r"(v));
+#else
+  const int src_bytes = pred ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes));
 #endif
 }
 

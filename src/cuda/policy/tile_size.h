@@ -112,4 +112,64 @@ constexpr FlatTileSize flat_tile(Family f, int d) {
   }
 }
 
+/// Backward (FlashAttention-2 Alg. 2, one CTA per key block): tiles and how the warps split each of
+/// its three products. S = Q K^T and dP = dO V^T (BlockM x BlockN) on sdp_wm x sdp_wn warps; dV += P^T dO
+/// and dK += dS^T Q (BlockN x D) on dkv_wn x dkv_wd warps; dQ = dS K (BlockM x D) on dq_wm x dq_wd
+/// warps. A product may use fewer warps than the CTA has (the rest skip it). Each warp's column
+/// extent must be a power of two below the swizzle width or a multiple of it (sm80/bwd_kernel.cuh).
+/// Registers per thread: dK + dV accumulators BlockN * D * 2 / (32 * warps used) floats, S and dP
+/// BlockM * BlockN / (32 * sdp warps) floats each. Shared memory: Q and dO (stages buffers each),
+/// K, V, P and dS tiles: (2 stages BlockM + 2 BlockN) * D * 2 + 2 * BlockM * BlockN * 2 bytes.
+struct BwdTileSize {
+  int block_m, block_n, warps;
+  int sdp_wm, sdp_wn;  ///< S/dP warps: rows x keys
+  int dkv_wn, dkv_wd;  ///< dK/dV warps: keys x head dim
+  int dq_wm, dq_wd;    ///< dQ warps: rows x head dim
+  int stages;          ///< Q/dO buffers: 2 = the next block's loads overlap the whole step
+  int min_blocks;
+  [[nodiscard]] constexpr int smem_bytes(int d) const {
+    return (2 * stages * block_m + 2 * block_n) * d * 2 + 2 * block_m * block_n * 2;
+  }
+};
+
+constexpr BwdTileSize bwd_tile(Family f, int d) {
+  // sm80: FlashAttention-2's H100/A100 choices as the starting point (64 x 128 tiles, 8 warps at
+  // D = 128; 128 x 128 at D <= 64), every table entry <= 163 KB (A100's opt-in limit). H100
+  // (bench/results/gpu-bwd-h100.md): 0.75-0.97x SDPA flash's backward at D = 64/128; 128 x 64 at
+  // D = 128 was 33% slower than 64 x 128 (tune_bwd, N = 8k causal); other candidates unmeasured.
+  switch (f) {
+    case Family::sm80:
+      switch (d) {
+        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1};  // 112 KB
+        case 64: return {128, 128, 8, 4, 2, 4, 2, 4, 2, 2, 1};  // 160 KB
+        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1};   // 128 KB
+        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1};  // 160 KB
+        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1};   // 160 KB; 6 warps: 64-wide d splits
+        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1};   // 144 KB (2 stages: 208 KB > A100)
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      }
+    case Family::sm86:  // <= 99 KB per block
+      switch (d) {
+        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1};   // 64 KB
+        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};   // 96 KB
+        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1};    // 88 KB
+        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1};   // 80 KB
+        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1};   // 80 KB
+        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1};   // 68 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      }
+    case Family::sm75:  // <= 64 KB per block, f16
+      switch (d) {
+        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1};    // 32 KB
+        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};    // 48 KB
+        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1};    // 44 KB
+        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};   // 56 KB
+        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1};   // 38 KB
+        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1};   // 50 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      }
+  }
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+}
+
 }  // namespace flatattn::cuda

@@ -1,0 +1,41 @@
+// The POD handed to every backward kernel (pre-pass, main kernel, dQ conversion): the forward's
+// parameters (q, k, v, the forward output o, lse, lengths, logits, mask) plus the gradients, their
+// strides and the workspace. Built on the host by make_bwd_params (src/cuda/params_host.h).
+#pragma once
+
+#include <cstdint>
+
+#include "src/core/mask.h"  // FLATATTN_HD
+#include "src/cuda/common/params.h"
+
+namespace flatattn::cuda {
+
+struct BwdParams {
+  FwdParams f;  ///< f.o is the forward's output (read here), f.lse its log-sum-exp (required)
+  const void* dout = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  // Element strides: batch, sequence row, head (the head dim is contiguous). Varlen: batch unused.
+  std::int64_t do_b = 0, do_n = 0, do_h = 0;
+  std::int64_t dq_b = 0, dq_n = 0, dq_h = 0;
+  std::int64_t dk_b = 0, dk_n = 0, dk_h = 0;
+  std::int64_t dv_b = 0, dv_n = 0, dv_h = 0;
+  // Workspace, indexed by (head, batch, row) with rows padded to f.nq (the longest sequence), so
+  // varlen offsets never reach past it: ws_row(h, b) + i.
+  float* dq_accum = nullptr;   ///< (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks
+  float* dsum = nullptr;       ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
+  int* sem = nullptr;          ///< deterministic: (B, Hq, n_m_blocks) counts of key blocks added
+  unsigned* ticket = nullptr;  ///< deterministic: the next tile to claim
+  int batch = 0, hq = 0, hkv = 0;
+  int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
+  float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside softcap: the softmax scale
+  int deterministic = 0;
+
+  /// Workspace row of (query head h, sequence b, row 0).
+  [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {
+    return (static_cast<std::int64_t>(h) * batch + b) * f.nq;
+  }
+};
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,43 @@
+// Ordered accumulation across CTAs for the deterministic backward: the CTAs that add into one dQ
+// block do so one after another in a fixed order, so the fp32 sums are the same on every run. A
+// counter per block counts the CTAs that are done; a CTA waits until the count equals its place in
+// the order (acquire), adds, then increments the count (release) -- the semaphore of FlashAttention-3's
+// deterministic backward. Tiles are claimed from a counter (`claim_tile`), so every CTA that another
+// waits for has already started: a CTA only waits for tiles claimed before its own, which cannot
+// deadlock however many CTAs are resident.
+#pragma once
+
+#include "src/cuda/common/arch.cuh"
+
+namespace flatattn::cuda {
+
+/// Tile index for this CTA, in the order CTAs start (all threads get it; one barrier).
+FLATATTN_DEVICE int claim_tile(unsigned* ticket) {
+  __shared__ int tile;
+  if (threadIdx.x == 0) tile = static_cast<int>(atomicAdd(ticket, 1u));
+  __syncthreads();
+  return tile;
+}
+
+/// Blocks the CTA until *count == place (thread 0 polls with acquire loads; one barrier).
+FLATATTN_DEVICE void wait_turn(const int* count, int place) {
+  if (threadIdx.x == 0) {
+    int seen;
+    while (true) {
+      asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
+      if (seen == place) break;
+      __nanosleep(64);
+    }
+  }
+  __syncthreads();
+}
+
+/// Publishes this CTA's additions and passes the turn on: every thread fences its own writes, the
+/// barrier gathers them, thread 0 increments the count with release semantics.
+FLATATTN_DEVICE void pass_turn(int* count) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(count) : "memory");
+}
+
+}  // namespace flatattn::cuda

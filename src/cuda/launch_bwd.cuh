@@ -1,0 +1,73 @@
+// The definition of launch_bwd (launch_api.h): the backward's three launches on the caller's stream,
+// in order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh), the main kernel over
+// key blocks (sm80/bwd_kernel.cuh), the dQ conversion. The shape comes from the policy table
+// (bwd_tile). Included only by the generated bwd_* instance files.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <string>
+#include <type_traits>
+
+#include "src/cuda/common/variant.cuh"
+#include "src/cuda/launch_api.h"
+#include "src/cuda/launch_common.cuh"
+#include "src/cuda/params_host.h"
+#include "src/cuda/policy/tile_size.h"
+#include "src/cuda/runtime.h"
+#include "src/cuda/sm80/bwd_kernel.cuh"
+#include "src/cuda/sm80/bwd_rows.cuh"
+
+namespace flatattn::cuda {
+
+template <Family F, int D>
+using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, bwd_tile(F, D).warps,
+                            bwd_tile(F, D).sdp_wm, bwd_tile(F, D).sdp_wn, bwd_tile(F, D).dkv_wn, bwd_tile(F, D).dkv_wd,
+                            bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
+                            bwd_tile(F, D).min_blocks>;
+
+/// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
+/// tuner, bench/gpu/tune_bwd.cu, passes candidates).
+template <Family F, class E, class S, class V>
+LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
+  constexpr int D = S::kD;
+  using R = RowPassShape<D>;
+  static std::atomic<std::uint64_t> attr_done{0};
+  const Problem& pr = *a.problem;
+  const auto stream = static_cast<cudaStream_t>(a.stream);
+  const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws.dq_accum, a.ws.dsum, a.ws.sem, a.ws.ticket, S::kBlockM,
+                                      S::kBlockN);
+
+  const std::int64_t n_row_blocks = (pr.nq + R::kRows - 1) / R::kRows;
+  const std::int64_t row_ctas = n_row_blocks * pr.hq * pr.batch;
+  check_grid(row_ctas, "ceil(Nq / " + std::to_string(R::kRows) + ") * Hq * B");
+  const std::int64_t ctas = std::int64_t{p.n_n_blocks} * pr.hkv * pr.batch;
+  check_grid(ctas, "ceil(Nk / " + std::to_string(S::kBlockN) + ") * Hkv * B");
+
+  if (row_ctas > 0) {
+    bwd_dot_kernel<E, D><<<static_cast<unsigned>(row_ctas), R::kThreads, 0, stream>>>(p, static_cast<int>(n_row_blocks));
+    check(cudaGetLastError(), "backward pre-pass launch");
+  }
+  if (ctas > 0) {
+    const auto kernel = flash_bwd_kernel<F, E, S, V>;
+    prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
+    kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, stream>>>(p);
+    check(cudaGetLastError(), "backward kernel launch");
+  }
+  if (row_ctas > 0) {
+    bwd_convert_kernel<E, D><<<static_cast<unsigned>(row_ctas), R::kThreads, 0, stream>>>(
+        p, static_cast<int>(n_row_blocks));
+    check(cudaGetLastError(), "backward dQ conversion launch");
+  }
+  return {S::kBlockM, S::kBlockN};
+}
+
+template <Family F, DType DT, int D, bool Softcap>
+LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
+  static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
+  using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
+  return launch_bwd_shape<F, E, BwdShapeOf<F, D>, Variant<Softcap>>(a);
+}
+
+}  // namespace flatattn::cuda

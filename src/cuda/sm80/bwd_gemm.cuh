@@ -1,0 +1,117 @@
+// The warp-level pieces the backward adds to sm80/warp_gemm.cuh (FlashAttention-2, Alg. 2):
+//   gemm_smem_a: c += A B with A read from shared memory, either as stored ([row][k], ldmatrix) or
+//                transposed ([k][row], ldmatrix.trans: P^T and dS^T from the P/dS tiles), and B read
+//                transposed from a [k][n] tile (ldmatrix.trans, as V in gemm_pv): dV += P^T dO,
+//                dK += dS^T Q, dQ = dS K.
+//   store_frags: fp32 accumulator fragments -> a 16-bit shared-memory tile (dS; dK/dV staging), at
+//                FragStore addresses.
+//   store_tile:  a shared-memory tile -> global rows, 16-byte stores (the mirror of load_tile).
+//
+// Lane bases (tile-relative, built with the tile's offset()):
+//   A as stored:     offset(row0 + a_row(lane), a_col(lane))       fragments at (row0 + 16 mt, 16 kk)
+//   A transposed:    offset(b_row(lane), row0 + b_col(lane))       fragments at (16 kk, row0 + 16 mt)
+//   B transposed:    offset(a_row(lane), col0 + a_col(lane))       fragments at (16 kk, col0 + 16 np)
+// frag_at() moves a base by constant multiples of 16 with one XOR on the swizzled chunk bits, which
+// is exact when the warp's first column (row0 or col0 above) is a multiple of a power of two at
+// least as wide as the warp's extent and the extent stays within one swizzle block, or when the
+// extent is a whole number of swizzle blocks: col_split_ok() says which.
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/ldmatrix.cuh"
+#include "src/cuda/common/mma.cuh"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/sm80/warp_gemm.cuh"
+
+namespace flatattn::cuda {
+
+/// Whether warps may start every `extent` columns of Tile and address their fragments with frag_at
+/// (loads move in 16 columns, stores in 8).
+template <class Tile>
+constexpr bool col_split_ok(int extent) {
+  const bool pow2 = extent > 0 && (extent & (extent - 1)) == 0;
+  return extent % 16 == 0 && (extent % Tile::kW == 0 || (pow2 && extent < Tile::kW));
+}
+
+/// c[kMT][kNT] += A (16 kMT x kK) * B (kK x 8 kNT), A from the tile at `sa` (transposed when kATrans),
+/// B from the [k][n] tile at `sb`. a_base, b_base: lane bases as in the header comment.
+template <class E, class TA, class TB, bool kATrans, int kMT, int kNT, int kK>
+FLATATTN_DEVICE void gemm_smem_a(float (&c)[kMT][kNT][4], std::uint32_t sa, std::uint32_t a_base, std::uint32_t sb,
+                                 std::uint32_t b_base) {
+  static_assert(kNT % 2 == 0 && kK % 16 == 0, "B fragments come in pairs of n-tiles, k in steps of 16");
+#pragma unroll
+  for (int kk = 0; kk < kK / 16; ++kk) {
+    std::uint32_t a[kMT][4];
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      if constexpr (kATrans) {
+        ldmatrix_x4_trans(a[mt], TA::frag_at(sa, a_base, kk * 16, mt * 16));
+      } else {
+        ldmatrix_x4(a[mt], TA::frag_at(sa, a_base, mt * 16, kk * 16));
+      }
+    }
+#pragma unroll
+    for (int np = 0; np < kNT / 2; ++np) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, TB::frag_at(sb, b_base, kk * 16, np * 16));
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
+        mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+/// Where a warp's accumulator fragments go in a 16-bit tile: rows row0 + 16 mt + lane / 4 (+ 8 for the
+/// second half), columns col0 + 8 nt + 2 (lane % 4). Two lane bases (one per row half: the swizzle of
+/// 64-byte rows changes every 8 rows) plus frag_at's constant offsets, so the addresses cost no
+/// registers per fragment; exact under the col_split_ok rule for the warp's column extent.
+template <class Tile>
+struct FragStore {
+  std::uint32_t base[2];
+  FLATATTN_DEVICE FragStore(int row0, int col0, int lane) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) base[h] = Tile::offset(row0 + (lane >> 2) + 8 * h, col0) + 4 * (lane & 3);
+  }
+  /// Byte offset (tile-relative) of the pair (m-tile mt, row half h, n-tile nt).
+  [[nodiscard]] FLATATTN_DEVICE std::uint32_t at(int mt, int h, int nt) const {
+    return Tile::frag_at(0, base[h], mt * 16, nt * 8);
+  }
+};
+
+/// x * mul (kMT m-tiles x kNT n-tiles of accumulators) -> 16-bit pairs of the tile at `tile`. One
+/// 4-byte store per pair; the 8 rows of a store land in 8 different 16-byte chunks (the swizzle), so no
+/// bank conflicts.
+template <class E, class Tile, int kMT, int kNT>
+FLATATTN_DEVICE void store_frags(const float (&x)[kMT][kNT][4], float mul, unsigned char* tile, const FragStore<Tile>& fs) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<std::uint32_t*>(tile + fs.at(mt, h, nt)) =
+            E::pack(x[mt][nt][2 * h] * mul, x[mt][nt][2 * h + 1] * mul);
+}
+
+/// The Rows x D tile at `tile` -> global rows g + r * row_stride for r < rows_valid, columns < d_valid
+/// (a multiple of 8). 16-byte loads and stores; consecutive threads write consecutive chunks of a row.
+template <class Tile, int D, int kThreads>
+FLATATTN_DEVICE void store_tile(const unsigned char* tile, std::uint16_t* g, std::int64_t row_stride, int rows_valid,
+                                int d_valid, int tid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRows = Tile::kBytes / (D * 2);
+  constexpr int kTotal = kRows * kChunksPerRow;
+#pragma unroll
+  for (int i = 0; i < (kTotal + kThreads - 1) / kThreads; ++i) {
+    const int idx = tid + i * kThreads;
+    const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+    if ((kTotal % kThreads == 0 || idx < kTotal) && r < rows_valid && c < d_valid) {
+      *reinterpret_cast<uint4*>(g + r * row_stride + c) = *reinterpret_cast<const uint4*>(tile + Tile::offset(r, c));
+    }
+  }
+}
+
+}  // namespace flatattn::cuda

@@ -1,0 +1,325 @@
+// Flash-dataflow backward main kernel (FlashAttention-2, Dao 2023, Alg. 2 and Sec. 3.2): one CTA per
+// (key block of BlockN keys, kv head, sequence). K and V of the block stay in shared memory, dK and dV
+// accumulate in registers over every query block that sees the keys and over the query heads of the
+// kv head's group (GQA/MQA: summed on chip, no reduction pass). Per query block of BlockM rows:
+//   S = Q K^T, P = exp(S - LSE) (recomputed; masked and out-of-range entries 0), dP = dO V^T,
+//   dS = P o (dP - D_i) (o softcap's tanh', D_i from the pre-pass), then
+//   dV += P^T dO,  dQ_i += dS K (fp32 atomics into the workspace),  dK += dS^T Q.
+// P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
+// the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
+// of the block are visited, and only the blocks crossing the band's edges are masked per element.
+//
+// Deterministic mode: dQ_i receives the key blocks' contributions in descending key-block order
+// (common/ordered_add.cuh). Tiles are claimed head by head, the last key block of a head first, so the
+// block a CTA waits for started earlier, and the CTAs resident at once share a head's Q, dO and dQ
+// accumulator in L2 as in the default order. (Interleaving all heads instead cost 35% over the default
+// mode at N = 8k, D = 128 in the first H100 run; our reading: the resident CTAs then touch 32 heads'
+// accumulators, which do not fit in L2.) A CTA adds
+// its dQ as soon as its turn comes but passes the turn on only after the dK product, so the fence that
+// publishes its additions overlaps that product instead of stalling every step.
+//
+// Pipeline per query block, Stages = 2 (Q and dO double-buffered):
+//   wait Q, dO | barrier | issue the next block's Q, dO | S, P -> smem | dP, dS -> smem | barrier |
+//   dV += P^T dO | dQ = dS K, add dQ | dK += dS^T Q (| deterministic: pass the dQ turn on)
+// Stages = 1: the next block's loads are issued after a barrier at the end of the step.
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/bwd_params.h"
+#include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/ordered_add.cuh"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/common/softmax.cuh"
+#include "src/cuda/policy/tile_size.h"
+#include "src/cuda/sm80/bwd_gemm.cuh"
+#include "src/cuda/sm80/bwd_rows.cuh"
+#include "src/cuda/sm80/tile_io.cuh"
+#include "src/cuda/sm80/warp_gemm.cuh"
+
+namespace flatattn::cuda {
+
+/// Compile-time shape of the backward kernel (values from policy/tile_size.h, bwd_tile).
+template <int D, int BlockM, int BlockN, int Warps, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int Stages,
+          int MinBlocks>
+struct BwdShape {
+  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kStages = Stages;
+  static constexpr int kThreads = 32 * Warps, kMinBlocks = MinBlocks;
+  // S, dP (BlockM x BlockN): warp (w % SWM, w / SWM) owns 16 kSMT rows x 8 kSNT keys.
+  static constexpr int kSWM = SWM, kSWarps = SWM * SWN, kSMT = BlockM / (16 * SWM), kSNT = BlockN / (8 * SWN);
+  // dK, dV (BlockN x D): warp (w % KWN, w / KWN) owns 16 kKMT keys x 8 kKDT columns.
+  static constexpr int kKWN = KWN, kKWarps = KWN * KWD, kKMT = BlockN / (16 * KWN), kKDT = D / (8 * KWD);
+  // dQ (BlockM x D): warp (w % QWM, w / QWM) owns 16 kQMT rows x 8 kQDT columns.
+  static constexpr int kQWM = QWM, kQWarps = QWM * QWD, kQMT = BlockM / (16 * QWM), kQDT = D / (8 * QWD);
+  using TQ = SmemTile<BlockM, D>;       // Q and dO
+  using TKV = SmemTile<BlockN, D>;      // K and V (dK and dV staged here at the end)
+  using TP = SmemTile<BlockM, BlockN>;  // P and dS, [query][key]
+  static constexpr int kRowBytes = 2 * BlockM * 4;  ///< LSE and D_i of one query block (fp32)
+  static constexpr int kSmemBytes = 2 * Stages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + Stages * kRowBytes;
+
+  static_assert(Stages == 1 || Stages == 2, "one or two Q/dO stages");
+  static_assert(kSWarps <= Warps && kKWarps <= Warps && kQWarps <= Warps, "a product uses at most every warp");
+  static_assert(kSMT * 16 * SWM == BlockM && kSNT * 8 * SWN == BlockN && kSNT % 2 == 0, "S/dP warps tile BlockM x BlockN");
+  static_assert(kKMT * 16 * KWN == BlockN && kKDT * 8 * KWD == D && kKDT % 2 == 0, "dK/dV warps tile BlockN x D");
+  static_assert(kQMT * 16 * QWM == BlockM && kQDT * 8 * QWD == D && kQDT % 2 == 0, "dQ warps tile BlockM x D");
+  static_assert(col_split_ok<TP>(16 * kKMT), "dK/dV warps: key split of the P/dS tiles (read transposed)");
+  static_assert(col_split_ok<TQ>(8 * kKDT), "dK/dV warps: head-dim split of the Q/dO tiles");
+  static_assert(col_split_ok<TKV>(8 * kQDT), "dQ warps: head-dim split of the K tile");
+  static_assert(col_split_ok<TP>(8 * kSNT), "S/dP warps: key split of the P/dS tiles (stores)");
+};
+
+/// Which key block, kv head and sequence a CTA owns. Default: key blocks of one head together (they
+/// share Q and dO in L2), first block first (the longest under causal masks). Deterministic: the
+/// claimed tile, heads in order, the last key block of a head first (see the file comment).
+struct BwdTile {
+  int n_block, hk, b;
+  FLATATTN_DEVICE BwdTile(const BwdParams& p) {
+    const int t = p.deterministic ? claim_tile(p.ticket) : static_cast<int>(blockIdx.x);
+    const int head = t / p.n_n_blocks;  // (sequence, kv head)
+    n_block = p.deterministic ? p.n_n_blocks - 1 - t % p.n_n_blocks : t % p.n_n_blocks;
+    hk = head % p.hkv;
+    b = head / p.hkv;
+  }
+};
+
+template <Family F, class E, class Shape, class V>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_kernel(const __grid_constant__ BwdParams p) {
+  using TQ = typename Shape::TQ;
+  using TKV = typename Shape::TKV;
+  using TP = typename Shape::TP;
+  constexpr int kD = Shape::kD, kBM = Shape::kBlockM, kBN = Shape::kBlockN, kThreads = Shape::kThreads;
+  constexpr int kStages = Shape::kStages;
+  constexpr int kSMT = Shape::kSMT, kSNT = Shape::kSNT, kKMT = Shape::kKMT, kKDT = Shape::kKDT;
+  constexpr int kQMT = Shape::kQMT, kQDT = Shape::kQDT;
+  extern __shared__ __align__(128) unsigned char smem[];
+
+  const BwdTile tile(p);
+  const int group = p.f.group;
+  const BlockInfo kv(p.f, tile.b, tile.hk * group);  // lengths; k/v offsets of the kv head
+  const int n0 = tile.n_block * kBN;
+  if (n0 >= kv.nk) return;  // varlen: this sequence has fewer keys than the longest
+  const int nq = kv.nq, nk = kv.nk;
+  const int nq_rows = min(nq, p.f.nq);  // rows past max_seqlen_q have no workspace
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t4 = lane & 3;
+  const BandMask bm(p.f, nq, nk);
+
+  // Query blocks that see a key of this block: a contiguous range (lo/hi are monotone in the row),
+  // bounded from the band's edges, then trimmed with the same BlockRange test every CTA uses (the
+  // deterministic order counts visitors with it).
+  auto range_of = [&](int i) { return BlockRange<kBN>(bm, i * kBM, min(i * kBM + kBM, nq) - 1); };
+  auto visits = [&](int i) {
+    const BlockRange<kBN> r = range_of(i);
+    return r.begin <= tile.n_block && tile.n_block < r.end;
+  };
+  int first = 0, last = -1;
+  if (nq_rows > 0) {
+    const std::int64_t shift = bm.shift;
+    const std::int64_t r_lo = bm.right < 0 ? 0 : std::int64_t{n0} - shift - bm.right;
+    const std::int64_t r_hi = bm.left < 0 ? nq_rows - 1 : std::int64_t{n0} + kBN - 1 - shift + bm.left;
+    if (r_hi < 0 || r_lo > nq_rows - 1) {
+      last = first - 1;
+    } else {
+      first = static_cast<int>((r_lo > 0 ? r_lo : 0) / kBM);
+      last = static_cast<int>((r_hi < nq_rows - 1 ? r_hi : nq_rows - 1) / kBM);
+    }
+    while (first <= last && !visits(first)) ++first;
+    while (last >= first && !visits(last)) --last;
+  }
+  const int len = last - first + 1;
+  const int steps = len > 0 ? len * group : 0;
+
+  // Shared memory: Q (stages) | dO (stages) | K | V | P | dS | LSE, D_i (stages).
+  const std::uint32_t s_base = smem_u32(smem);
+  auto sq = [&](int s) { return s_base + (kStages == 2 ? (s & 1) * TQ::kBytes : 0); };
+  auto sdo = [&](int s) { return s_base + kStages * TQ::kBytes + (kStages == 2 ? (s & 1) * TQ::kBytes : 0); };
+  const std::uint32_t sk = s_base + 2 * kStages * TQ::kBytes, sv = sk + TKV::kBytes;
+  const std::uint32_t sp = sv + TKV::kBytes, sds = sp + TP::kBytes;
+  unsigned char* const p_tile = smem + (sp - s_base);
+  unsigned char* const ds_tile = smem + (sds - s_base);
+  auto s_rows = [&](int s) {  // fp32 [LSE x BlockM | D_i x BlockM] of step s
+    return reinterpret_cast<const float*>(ds_tile + TP::kBytes + (kStages == 2 ? (s & 1) * Shape::kRowBytes : 0));
+  };
+
+  // Step s: query head hk * group + s / len, query block first + s % len.
+  auto load_step = [&](int s) {
+    const int h = tile.hk * group + s / len, m0 = (first + s % len) * kBM;
+    const BlockInfo bi(p.f, tile.b, h);
+    const BwdRowInfo ri(p, tile.b, h);
+    const auto* gq = static_cast<const std::uint16_t*>(p.f.q) + bi.q + m0 * p.f.q_n;
+    const auto* gdo = static_cast<const std::uint16_t*>(p.dout) + ri.dout + m0 * p.do_n;
+    load_tile<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
+    load_tile<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
+    const std::uint32_t rows = smem_u32(s_rows(s));
+    for (int j = tid; j < 2 * kBM; j += kThreads) {
+      const int r = m0 + (j < kBM ? j : j - kBM);
+      const bool ok = r < nq_rows;
+      const float* src = j < kBM ? p.f.lse + bi.lse + std::int64_t{r} * p.f.lse_n : p.dsum + p.ws_row(h, tile.b) + r;
+      copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
+    }
+  };
+  {
+    const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
+    const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
+    load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
+    load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
+    if (steps > 0) load_step(0);
+    copy_commit();
+  }
+
+  // Lane bases of the three products (see sm80/bwd_gemm.cuh).
+  const int s_row0 = (warp % Shape::kSWM) * kSMT * 16, s_col0 = (warp / Shape::kSWM) * kSNT * 8;
+  const std::uint32_t a_q = TQ::offset(s_row0 + a_row(lane), a_col(lane));     // Q, dO rows
+  const std::uint32_t b_k = TKV::offset(s_col0 + b_row(lane), b_col(lane));    // K, V rows
+  const int k_row0 = (warp % Shape::kKWN) * kKMT * 16, k_col0 = (warp / Shape::kKWN) * kKDT * 8;
+  const std::uint32_t a_pt = TP::offset(b_row(lane), k_row0 + b_col(lane));    // P^T, dS^T
+  const std::uint32_t b_qt = TQ::offset(a_row(lane), k_col0 + a_col(lane));    // dO, Q (k = query)
+  const int q_row0 = (warp % Shape::kQWM) * kQMT * 16, q_col0 = (warp / Shape::kQWM) * kQDT * 8;
+  const std::uint32_t a_ds = TP::offset(q_row0 + a_row(lane), a_col(lane));    // dS
+  const std::uint32_t b_kt = TKV::offset(a_row(lane), q_col0 + a_col(lane));   // K (k = key)
+  const FragStore<TP> st_p(s_row0, s_col0, lane);                              // P, dS
+
+  float dk[kKMT][kKDT][4], dv[kKMT][kKDT][4];
+#pragma unroll
+  for (int mt = 0; mt < kKMT; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < kKDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dk[mt][dt][e] = dv[mt][dt][e] = 0.f;
+
+  constexpr float kLog2e = 1.4426950408889634f;
+#pragma unroll 1
+  for (int s = 0; s < steps; ++s) {
+    const int h = tile.hk * group + s / len, i_block = first + s % len, m0 = i_block * kBM;
+    copy_wait<0>();
+    __syncthreads();  // Q(s), dO(s) visible to all; every warp is done with step s - 1
+    if constexpr (kStages == 2) {
+      if (s + 1 < steps) load_step(s + 1);
+      copy_commit();
+    }
+    const BlockRange<kBN> range = range_of(i_block);
+    const std::int64_t ws = p.ws_row(h, tile.b);
+
+    if (warp < Shape::kSWarps) {
+      const float* const rows = s_rows(s);
+      float sc[kSMT][kSNT][4];
+      gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
+      apply_logits<V>(sc, p.f, range.needs_mask(tile.n_block), bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
+      // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
+      // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
+      // P, times softcap's tanh' = 1 - (logit / post)^2 (0 where masked); the scale joins at the end.
+      const float inv_post = V::kSoftcap ? 1.f / p.f.post : 0.f;
+#pragma unroll
+      for (int mt = 0; mt < kSMT; ++mt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = s_row0 + mt * 16 + g + 8 * hh;
+          const float l = rows[r];
+          const float lse2 = m0 + r >= nq_rows || l == -INFINITY ? INFINITY : l * kLog2e;
+#pragma unroll
+          for (int nt = 0; nt < kSNT; ++nt) {
+            float pr[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float x = sc[mt][nt][2 * hh + e];
+              pr[e] = ex2(fmaf(x, p.f.mul, -lse2));
+              if constexpr (V::kSoftcap) {
+                const float th = x * inv_post;
+                sc[mt][nt][2 * hh + e] = pr[e] * fmaxf(1.f - th * th, 0.f);
+              } else {
+                sc[mt][nt][2 * hh + e] = pr[e];
+              }
+            }
+            *reinterpret_cast<std::uint32_t*>(p_tile + st_p.at(mt, hh, nt)) = E::pack(pr[0], pr[1]);
+          }
+        }
+
+      float dp[kSMT][kSNT][4];
+      gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
+#pragma unroll
+      for (int mt = 0; mt < kSMT; ++mt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
+#pragma unroll
+          for (int nt = 0; nt < kSNT; ++nt)
+#pragma unroll
+            for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
+        }
+      store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
+    }
+    __syncthreads();  // P and dS visible to all
+
+    if (warp < Shape::kKWarps) gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(dv, sp, a_pt, sdo(s), b_qt);
+    float dq[kQMT][kQDT][4];
+#pragma unroll
+    for (int mt = 0; mt < kQMT; ++mt)
+#pragma unroll
+      for (int dt = 0; dt < kQDT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dq[mt][dt][e] = 0.f;
+    if (warp < Shape::kQWarps) gemm_smem_a<E, TP, TKV, false, kQMT, kQDT, kBN>(dq, sds, a_ds, sk, b_kt);
+
+    // dQ_i += dS K: fp32 atomics into the workspace (pairs of columns as one 8-byte atomic on sm_90).
+    int* const count = p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h) * p.n_m_blocks + i_block;
+    if (p.deterministic) wait_turn(count, min(range.end, p.n_n_blocks) - 1 - tile.n_block);
+    if (warp < Shape::kQWarps) {
+      float* const acc = p.dq_accum + (ws + m0) * kD;
+#pragma unroll
+      for (int mt = 0; mt < kQMT; ++mt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = q_row0 + mt * 16 + g + 8 * hh;
+          if (m0 + r < nq_rows) {
+#pragma unroll
+            for (int dt = 0; dt < kQDT; ++dt) {
+              const int c = q_col0 + dt * 8 + 2 * t4;
+              if (c < p.f.d) {
+                float* const a = acc + r * kD + c;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+                atomicAdd(reinterpret_cast<float2*>(a), make_float2(dq[mt][dt][2 * hh], dq[mt][dt][2 * hh + 1]));
+#else
+                atomicAdd(a, dq[mt][dt][2 * hh]);
+                atomicAdd(a + 1, dq[mt][dt][2 * hh + 1]);
+#endif
+              }
+            }
+          }
+        }
+    }
+    if (warp < Shape::kKWarps) gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(dk, sds, a_pt, sq(s), b_qt);
+    if (p.deterministic) pass_turn(count);  // after dK: the fence overlaps the product
+
+    if constexpr (kStages == 1) {
+      if (s + 1 < steps) {
+        __syncthreads();  // every warp is done with Q(s), dO(s)
+        load_step(s + 1);
+      }
+      copy_commit();
+    }
+  }
+
+  // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
+  copy_wait<0>();
+  __syncthreads();  // every warp is done with K and V (and the loads have landed when steps == 0)
+  if (warp < Shape::kKWarps) {
+    const FragStore<TKV> st_kv(k_row0, k_col0, lane);
+    store_frags<E, TKV>(dk, p.ds_scale, smem + (sk - s_base), st_kv);
+    store_frags<E, TKV>(dv, 1.f, smem + (sv - s_base), st_kv);
+  }
+  __syncthreads();
+  std::int64_t k0 = 0;
+  int b = tile.b;
+  if (p.f.cu_k != nullptr) {
+    k0 = p.f.cu_k[b];
+    b = 0;
+  }
+  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
+  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
+  store_tile<TKV, kD, kThreads>(smem + (sk - s_base), gdk, p.dk_n, nk - n0, p.f.d, tid);
+  store_tile<TKV, kD, kThreads>(smem + (sv - s_base), gdv, p.dv_n, nk - n0, p.f.d, tid);
+}
+
+}  // namespace flatattn::cuda
