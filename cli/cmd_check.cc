@@ -246,7 +246,7 @@ void check(const CheckFlags& f) {
                             .dump(2)
                             .c_str());
   } else {
-    std::printf("%s\n%d passed, %d failed, %d skipped (unsupported by this build)\n", table.str().c_str(), passed,
+    std::printf("%s\n%d passed, %d failed, %d skipped (unsupported by this build or for the shape)\n", table.str().c_str(), passed,
                 failed, skipped);
   }
   if (failed > 0 || passed == 0) throw CommandFailed{1};

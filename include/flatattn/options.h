@@ -15,8 +15,10 @@ enum class CausalAlign : std::uint8_t { bottom_right, top_left };
 /// How the forward pass is tiled.
 /// flash: block tiling of Q and K/V with online softmax (Dao et al., FlashAttention 1/2).
 /// flat:  row tiling; a tile of R query rows computes its whole R x Nk logit block and an exact
-///        full-row softmax, output stationary (Kao et al., FLAT, ASPLOS'23, Sec. 4).
-/// automatic: the planner picks (src/model).
+///        full-row softmax, output stationary (Kao et al., FLAT, ASPLOS'23, Sec. 4). On CUDA the
+///        whole key row lives on chip: Nk <= 128..256 by head dim (policy/tile_size.h); longer rows
+///        throw Error of Kind::unsupported naming the limit.
+/// automatic: the planner picks (src/model); never a dataflow that cannot serve the shape.
 enum class Dataflow : std::uint8_t { automatic, flash, flat };
 
 constexpr std::string_view name(Dataflow d) {

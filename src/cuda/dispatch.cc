@@ -279,10 +279,13 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
       break;
     case Dataflow::flat:
       if (flat == nullptr) not_built(fam, Dataflow::flat, p.dtype, softcap, p.d);
-      require(flat_fits(fam, flat->d, p.nk), "options.dataflow", "flat with Nk = " + std::to_string(p.nk),
-              "the FLAT kernel holds whole key rows of Nk <= " + std::to_string(flat_tile(fam, flat->d).cap_n()) +
-                  " (D = " + std::to_string(flat->d) + ", " + name(fam) + " family)",
-              "use Dataflow::flash (or automatic) for longer rows");
+      // A shape this dataflow does not serve (not a malformed argument): Kind::unsupported, as for an
+      // instance that is not built, so callers can tell "pick another dataflow" from "fix the input".
+      if (!flat_fits(fam, flat->d, p.nk))
+        throw Error(Error::Kind::unsupported, "options.dataflow", "flat with Nk = " + std::to_string(p.nk),
+                    "the FLAT kernel holds whole key rows of Nk <= " + std::to_string(flat_tile(fam, flat->d).cap_n()) +
+                        " (D = " + std::to_string(flat->d) + ", " + name(fam) + " family)",
+                    "use Dataflow::flash (or automatic) for longer rows");
       inst = flat;
       break;
     case Dataflow::automatic: {

@@ -73,7 +73,7 @@ TEST(CudaErrors, FlatRowTooLong) {
   c.nk = 4096;
   c.options.dataflow = Dataflow::flat;
   CaseTensors t = make_case(c, rng);
-  const Error e = expect_error(t, Error::Kind::invalid_argument, "options.dataflow");
+  const Error e = expect_error(t, Error::Kind::unsupported, "options.dataflow");
   EXPECT_NE(e.limit().find("Nk <="), std::string::npos) << e.what();
 }
 
