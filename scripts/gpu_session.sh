@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# One whole GPU-machine session for the CUDA backend: build, GPU tests, the compute_75 PTX path through
-# the driver's JIT, compute-sanitizer, the benchmark against PyTorch SDPA's backends (same run), tile
-# candidates, and the merged result table. Everything lands under $OUT (at most 8 files); a short
-# summary prints last.
+# The one GPU-machine session script: build, GPU tests (forward and backward), the compute_75 PTX path
+# through the driver's JIT, compute-sanitizer, the `flatattn` command on the GPU, the forward and backward
+# benchmarks against PyTorch SDPA's backends (same run), tile candidates, the merged result tables, and the
+# Python package's GPU session (python/gpu_session.sh). Everything lands under $OUT; a summary prints last.
 #
-#   STAGES="build test jit san bench peers tune" OUT=/tmp/out FLATATTN_COMMIT=abc bash scripts/gpu_session.sh
-# Environment: STAGES (default: all), ARCHS (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build,
-# timed), JOBS (default nproc), BENCH_N (bench_fwd --n list), FLATATTN_COMMIT (recorded with results).
+#   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune python" OUT=/tmp/out FLATATTN_COMMIT=abc \
+#     bash scripts/gpu_session.sh
+# Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
+# (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
+# (bench_fwd --n list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
+# The `python` stage needs .xfer/minilm-fp16 carried (examples/prepare_minilm_carry.py) and its own call:
+# it builds the wheel separately.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
-STAGES=${STAGES:-"build test jit san bench peers tune"}
+STAGES=${STAGES:-"build test jit san cli bench peers bwdbench bwdpeers"}
 ARCHS=${ARCHS:-"80;86;89;90"}
 JOBS=${JOBS:-$(nproc)}
 COMMIT=${FLATATTN_COMMIT:-unknown}
@@ -46,12 +50,15 @@ stage() {  # stage NAME TIMEOUT_S CMD...: runs with a timeout, logs, records sta
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  commit $COMMIT"
 
 if has build; then
-  stage configure 120 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON \
-    -DFLATATTN_CUDA_ARCHS="$ARCHS" -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON
+  # The CLI needs CLI11, fmt and nlohmann-json; where the machine lacks them, configure without it.
+  cfg=(cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS"
+       -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON)
+  stage configure 120 "${cfg[@]}" -DFLATATTN_BUILD_CLI=ON || { rm -rf $B; stage configure_nocli 120 "${cfg[@]}" -DFLATATTN_BUILD_CLI=OFF; }
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd $(has tune && echo tune_fwd)
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) \
+    $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
 T=$B/tests/cuda/test_cuda
 if has test; then
@@ -66,10 +73,18 @@ if has jit; then
   grep -E "^\[path\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/jit.log" | head -12 >> "$SUMMARY"
 fi
 if has san; then
-  stage memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $T --gtest_filter='CudaForward.SanitizerSet'
+  stage memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $T --gtest_filter='Cuda*.SanitizerSet'
   grep -E "ERROR SUMMARY" "$LOG/memcheck.log" >> "$SUMMARY"
-  stage racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 9 $T --gtest_filter='CudaForward.SanitizerSet'
+  stage racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 9 $T --gtest_filter='Cuda*.SanitizerSet'
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/racecheck.log" >> "$SUMMARY"
+fi
+if has cli && [[ -x $B/cli/flatattn ]]; then
+  export FLATATTN_DATA_DIR=$PWD/data
+  stage cli_run 120 $B/cli/flatattn run --device cuda
+  grep -E "^(fused|naive|flatattn run)" "$LOG/cli_run.log" >> "$SUMMARY"
+  stage cli_check 150 $B/cli/flatattn check --device cuda
+  tail -n 1 "$LOG/cli_check.log" >> "$SUMMARY"
+  stage cli_bench 120 $B/cli/flatattn bench --device cuda --dtype bf16 --n 1024,4096 --hq 16 --d 128 --methods flash,flat --json "$OUT/cli_bench_cuda.json"
 fi
 if has bench; then
   stage bench 180 $B/bench/gpu/bench_fwd --out "$OUT/ours.json" --commit "$COMMIT" ${BENCH_N:+--n $BENCH_N}
@@ -79,14 +94,31 @@ if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \
     python3 bench/gpu/peers_sdpa.py fwd
 fi
+if has bwdbench; then
+  stage bwdbench 120 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd.json" --commit "$COMMIT"
+fi
+if has bwdpeers; then
+  stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
+fi
 if has tune; then
   stage tune 150 $B/bench/gpu/tune_fwd --out "$OUT/tune.json"
+  stage tune_bwd 90 $B/bench/gpu/tune_bwd
 fi
 if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
   stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-h100"
   tail -n 3 "$OUT/gpu-fwd-h100.md" >> "$SUMMARY"
 fi
-tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$LOG"
-rm -f "$OUT/ours_table.txt"
+if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then
+  stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-h100"
+fi
+if has python; then
+  stage python $(( DEADLINE - ($(date +%s) - START) - 20 )) env OUT="$OUT/py" DEADLINE=$(( DEADLINE - ($(date +%s) - START) - 30 )) \
+    bash python/gpu_session.sh
+  cat "$OUT/py/summary.txt" >> "$SUMMARY" 2>/dev/null
+fi
+# Everything but the summary goes into one archive (the device returns at most 8 files), packed outside
+# $OUT first: tar must not read the directory it is writing into.
+tar -C "$OUT" -czf /tmp/flatattn_session.tgz --exclude=summary.txt . && mv /tmp/flatattn_session.tgz "$OUT/session.tgz" &&
+  find "$OUT" -mindepth 1 ! -name session.tgz ! -name summary.txt -delete
 echo "================ summary ================"
 cat "$SUMMARY"
