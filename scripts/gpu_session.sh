@@ -62,14 +62,14 @@ if has build; then
 fi
 T=$B/tests/cuda/test_cuda
 if has test; then
-  stage test 240 env FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1
+  stage test 300 env FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has jit; then
   # Only compute_75 PTX can serve under CUDA_FORCE_PTX_JIT (the sm80/sm86 families are SASS only): the driver
   # JIT-compiles it and the m16n8k8 / synchronous-load path runs on this GPU. bf16 must be refused.
   stage jit 240 env CUDA_FORCE_PTX_JIT=1 FLATATTN_EXPECT_PATH=sm75 $T --gtest_brief=1 \
-    --gtest_filter='CudaForward.*:CudaErrors.*:-CudaForward.LongCausalAgainstOracle'
+    --gtest_filter='CudaForward.*:CudaErrors.*:CudaBackward.HeadDimsF16:CudaBackward.AdversarialF16:-CudaForward.LongCausalAgainstOracle'
   grep -E "^\[path\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/jit.log" | head -12 >> "$SUMMARY"
 fi
 if has san; then
