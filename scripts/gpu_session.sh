@@ -112,7 +112,7 @@ if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then
   stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-h100"
 fi
 if has python; then
-  stage python $(( DEADLINE - ($(date +%s) - START) - 20 )) env OUT="$OUT/py" DEADLINE=$(( DEADLINE - ($(date +%s) - START) - 30 )) \
+  stage python $(( DEADLINE - ($(date +%s) - START) - 20 )) env STAGES="${PY_STAGES:-install test minilm llama overhead}" OUT="$OUT/py" DEADLINE=$(( DEADLINE - ($(date +%s) - START) - 30 )) \
     bash python/gpu_session.sh
   cat "$OUT/py/summary.txt" >> "$SUMMARY" 2>/dev/null
 fi
