@@ -291,8 +291,11 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
     case Dataflow::automatic: {
       if (flash == nullptr && flat == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
       Workload w{p.batch, p.hq, p.hkv, p.nq, p.nk, flash != nullptr ? flash->d : flat->d, p.dtype, p.mask};
+      // An empty call (B = 0, Nq = 0 or Nk = 0) launches nothing: no plan to ask for (the planner refuses
+      // empty shapes), the report names the flash kernel.
+      const bool empty = p.batch == 0 || p.nq == 0 || p.nk == 0;
       const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) &&
-                             (flash == nullptr || choose_dataflow(dev, fam, w) == Dataflow::flat);
+                             (flash == nullptr || (!empty && choose_dataflow(dev, fam, w) == Dataflow::flat));
       if (!want_flat && flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
       inst = want_flat ? flat : flash;
       break;

@@ -253,6 +253,22 @@ TEST(CudaForward, ReportNamesTheKernelAndDataflow) {
   EXPECT_LT(r.block_n, 100 + 64);
 }
 
+// Empty calls are accepted and write nothing on every dataflow, as on the CPU: Dataflow::automatic must not
+// ask the planner (which refuses B = 0) for a shape with no work.
+TEST(CudaForward, EmptyBatchOnEveryDataflow) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  for (Dataflow df : {Dataflow::automatic, Dataflow::flash, Dataflow::flat}) {
+    Case c = base(DType::f16, 64, 64);
+    c.batch = 0;
+    c.options.dataflow = df;
+    CaseTensors t = make_case(c, rng);
+    Report r;
+    EXPECT_NO_THROW(r = run_on_gpu(t)) << name(df);
+    EXPECT_EQ(r.backend, "cuda") << name(df);
+  }
+}
+
 // The code path that ran is the one the session expects: FLATATTN_EXPECT_PATH=sm75 in the
 // CUDA_FORCE_PTX_JIT run (the driver JIT-compiled the compute_75 PTX: ptxVersion 75), sm80 otherwise.
 TEST(CudaForward, CodePathIsTheExpectedOne) {
