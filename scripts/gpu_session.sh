@@ -48,6 +48,9 @@ stage() {  # stage NAME TIMEOUT_S CMD...: runs with a timeout, logs, records sta
   nproc
 } > "$LOG/env.log" 2>&1
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  commit $COMMIT"
+# Result files are named after the GPU (h100, h200, ...), from its name: "NVIDIA H200" -> h200.
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | awk '{print tolower($2)}')
+GPU=${GPU:-gpu}
 
 if has build; then
   # The CLI needs CLI11, fmt and nlohmann-json; where the machine lacks them, configure without it.
@@ -105,11 +108,11 @@ if has tune; then
   stage tune_bwd 90 $B/bench/gpu/tune_bwd
 fi
 if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
-  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-h100"
-  tail -n 3 "$OUT/gpu-fwd-h100.md" >> "$SUMMARY"
+  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU"
+  tail -n 3 "$OUT/gpu-fwd-$GPU.md" >> "$SUMMARY"
 fi
 if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then
-  stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-h100"
+  stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-$GPU"
 fi
 if has python; then
   stage python $(( DEADLINE - ($(date +%s) - START) - 20 )) env STAGES="${PY_STAGES:-install test minilm llama overhead}" OUT="$OUT/py" DEADLINE=$(( DEADLINE - ($(date +%s) - START) - 30 )) \
