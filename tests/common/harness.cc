@@ -218,12 +218,17 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   return o;
 }
 
-BackwardOracle oracle_backward(const CaseTensors& t) {
+namespace {
+/// ref::backward of case t at `precision` into dq/dk/dv of dtype `dtype` (poisoned first).
+BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision, DType dtype) {
   BackwardOracle o;
-  o.dq = HostTensor::make(DType::f64, t.dq.shape);
-  o.dk = HostTensor::make(DType::f64, t.dk.shape);
-  o.dv = HostTensor::make(DType::f64, t.dv.shape);
-  // out and lse are validated but unused by the oracle; pass f64 placeholders of the right shapes.
+  o.dq = HostTensor::make(dtype, t.dq.shape);
+  o.dk = HostTensor::make(dtype, t.dk.shape);
+  o.dv = HostTensor::make(dtype, t.dv.shape);
+  o.dq.poison();
+  o.dk.poison();
+  o.dv.poison();
+  // out and lse are validated but unused by the reference; pass f64 placeholders of the right shapes.
   HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
   BackwardArgs a;
   a.dout = t.dout.view();
@@ -236,8 +241,15 @@ BackwardOracle oracle_backward(const CaseTensors& t) {
   a.dk = o.dk.view();
   a.dv = o.dv.view();
   a.varlen = t.varlen();
-  ref::backward(a, t.c.options, ref::Precision::f64);
+  ref::backward(a, t.c.options, precision);
   return o;
+}
+}  // namespace
+
+BackwardOracle oracle_backward(const CaseTensors& t) { return reference_backward(t, ref::Precision::f64, DType::f64); }
+
+BackwardOracle naive_lowp_backward(const CaseTensors& t) {
+  return reference_backward(t, ref::Precision::input, t.c.dtype);
 }
 
 Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive, DType dtype, double rel_tol) {

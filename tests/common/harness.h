@@ -88,6 +88,9 @@ struct BackwardOracle {
   HostTensor dq, dk, dv;
 };
 BackwardOracle oracle_backward(const CaseTensors& t);
+/// The naive reference's gradients of case t in the input dtype (ref::Precision::input: the design.md
+/// rule's low-precision yardstick), written over poisoned tensors of the case's dtype.
+BackwardOracle naive_lowp_backward(const CaseTensors& t);
 
 /// Judges an LSE buffer (f32) against the oracle's: exact -inf where the row is empty, otherwise
 /// |lse - ref| <= tol * max(1, |ref|).

@@ -8,7 +8,6 @@
 
 #include "src/core/validate.h"
 #include "src/cpu/naive.h"
-#include "src/reference/reference.h"
 #include "tests/cpu/naive_fp32.h"
 
 namespace flatattn::testing {
@@ -89,25 +88,7 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
 BackwardYardstick naive_backward(const CaseTensors& t) {
   BackwardYardstick y;
   BackwardOracle& o = y.naive;
-  o.dq = HostTensor::make(t.c.dtype, t.dq.shape);
-  o.dk = HostTensor::make(t.c.dtype, t.dk.shape);
-  o.dv = HostTensor::make(t.c.dtype, t.dv.shape);
-  o.dq.poison();
-  o.dk.poison();
-  o.dv.poison();
-  HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
-  BackwardArgs a;
-  a.dout = t.dout.view();
-  a.q = t.q.view();
-  a.k = t.k.view();
-  a.v = t.v.view();
-  a.out = out.view();
-  a.lse = lse.view();
-  a.dq = o.dq.view();
-  a.dk = o.dk.view();
-  a.dv = o.dv.view();
-  a.varlen = t.varlen();
-  ref::backward(a, t.c.options, ref::Precision::input);
+  o = naive_lowp_backward(t);
   // Per gradient, the worst of the input-precision yardstick and the unfused FA2 formulation on the
   // backward's own inputs (D_i from the stored O: in fp16/bf16 O's rounding moves D_i by up to
   // u * sum_d |dO_id O_id|, which no implementation of backward(dO, Q, K, V, O, LSE) can undo and which

@@ -12,7 +12,6 @@
 #include <tuple>
 
 #include "src/cuda/dispatch.h"
-#include "src/reference/reference.h"
 
 namespace flatattn::testing {
 
@@ -128,37 +127,6 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
   return r;
 }
 
-namespace {
-
-/// Autograd through naive attention in the input dtype (P, dP, dS and the gradients rounded after each
-/// step): the yardstick of the design.md rule for gradients.
-BackwardOracle naive_backward(const CaseTensors& t) {
-  BackwardOracle o;
-  o.dq = HostTensor::make(t.c.dtype, t.dq.shape);
-  o.dk = HostTensor::make(t.c.dtype, t.dk.shape);
-  o.dv = HostTensor::make(t.c.dtype, t.dv.shape);
-  o.dq.poison();
-  o.dk.poison();
-  o.dv.poison();
-  // out and lse are validated but unused by the oracle: f64 placeholders of the right shapes.
-  const HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
-  BackwardArgs a;
-  a.dout = t.dout.view();
-  a.q = t.q.view();
-  a.k = t.k.view();
-  a.v = t.v.view();
-  a.out = out.view();
-  a.lse = lse.view();
-  a.dq = o.dq.view();
-  a.dk = o.dk.view();
-  a.dv = o.dv.view();
-  a.varlen = t.varlen();
-  ref::backward(a, t.c.options, ref::Precision::input);
-  return o;
-}
-
-}  // namespace
-
 void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSource src) {
   t.c.options.return_lse = true;
   std::string fwd = "oracle";
@@ -174,7 +142,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
   }
   const Report r = run_backward_on_gpu(t);
   const BackwardOracle ref = oracle_backward(t);
-  const BackwardOracle naive = naive_backward(t);
+  const BackwardOracle naive = naive_lowp_backward(t);
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " after " + fwd +
                           " (seed " + std::to_string(seed) + ", replay with FLATATTN_SEED)";
   for (auto [out, rf, nv, name] : {std::tuple{&t.dq, &ref.dq, &naive.dq, "dq"}, std::tuple{&t.dk, &ref.dk, &naive.dk, "dk"},
