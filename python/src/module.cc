@@ -139,11 +139,9 @@ std::vector<double> time_forward(const In& q, const In& k, const In& v, const Ou
   return t;
 }
 
-Report run_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse, const Out& dq,
-                const Out& dk, const Out& dv, const std::optional<In>& cu_q, const std::optional<In>& cu_k,
-                std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
-                std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
-                std::uintptr_t stream) {
+BackwardArgs backward_args(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse,
+                           const Out& dq, const Out& dk, const Out& dv, const std::optional<In>& cu_q,
+                           const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k) {
   BackwardArgs a;
   a.dout = view_of(dout, "dout");
   a.q = view_of(q, "q");
@@ -155,6 +153,15 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
   a.dk = view_of(dk, "dk");
   a.dv = view_of(dv, "dv");
   a.varlen = make_varlen(cu_q, cu_k, max_q, max_k);
+  return a;
+}
+
+Report run_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse, const Out& dq,
+                const Out& dk, const Out& dv, const std::optional<In>& cu_q, const std::optional<In>& cu_k,
+                std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
+                std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
+                std::uintptr_t stream) {
+  const BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
@@ -164,35 +171,18 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
                        const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
                        std::string_view precision) {
-  ForwardArgs a;
-  a.q = view_of(q, "q");
-  a.k = view_of(k, "k");
-  a.v = view_of(v, "v");
-  a.out = view_of(out, "out");
-  a.lse = view_of(lse, "lse");
-  a.varlen = make_varlen(cu_q, cu_k, 0, 0);
-  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
-  o.return_lse = lse.has_value();
+  const ForwardCall c =
+      forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto", 0);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
-  ref::forward(a, o, p);
+  ref::forward(c.args, c.options, p);
 }
 
 void reference_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse,
                         const Out& dq, const Out& dk, const Out& dv, const std::optional<In>& cu_q,
                         const std::optional<In>& cu_k, std::optional<float> scale, bool causal, bool top_left,
                         std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision) {
-  BackwardArgs a;
-  a.dout = view_of(dout, "dout");
-  a.q = view_of(q, "q");
-  a.k = view_of(k, "k");
-  a.v = view_of(v, "v");
-  a.out = view_of(out, "out");
-  a.lse = view_of(lse, "lse");
-  a.dq = view_of(dq, "dq");
-  a.dk = view_of(dk, "dk");
-  a.dv = view_of(dv, "dv");
-  a.varlen = make_varlen(cu_q, cu_k, 0, 0);
+  const BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
