@@ -6,9 +6,11 @@
 #
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
+# Optional stages on Hopper with the sm90 family built: test80 (the forward tests with FLATATTN_CUDA_SM90=0, i.e.
+# on the sm80 family) and bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
-# (bench_fwd --n list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
+# (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
 # The `python` stage needs .xfer/minilm-fp16 carried (examples/prepare_minilm_carry.py) and its own call:
 # it builds the wheel separately.
 set -uo pipefail
@@ -64,9 +66,18 @@ if has build; then
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
 T=$B/tests/cuda/test_cuda
+# The Flash forward runs the sm90 (wgmma) family on Hopper when it is built (ARCHS with 90); the sm80 family
+# otherwise. FLATATTN_CUDA_SM90=0 sends Hopper back to the sm80 family (the `test80` stage).
+CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
+EXPECT=sm80
+[[ $CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test 300 env FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1
+  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
+fi
+if has test80 && [[ $EXPECT == sm90 ]]; then
+  stage test80 200 env FLATATTN_CUDA_SM90=0 FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1 --gtest_filter='CudaForward.*'
+  grep -E "FAILED|Failure|PASSED|SKIPPED" "$LOG/test80.log" | head -8 >> "$SUMMARY"
 fi
 if has jit; then
   # Only compute_75 PTX can serve under CUDA_FORCE_PTX_JIT (the sm80/sm86 families are SASS only): the driver
@@ -90,8 +101,13 @@ if has cli && [[ -x $B/cli/flatattn ]]; then
   stage cli_bench 120 $B/cli/flatattn bench --device cuda --dtype bf16 --n 1024,4096 --hq 16 --d 128 --methods flash,flat --json "$OUT/cli_bench_cuda.json"
 fi
 if has bench; then
-  stage bench 180 $B/bench/gpu/bench_fwd --out "$OUT/ours.json" --commit "$COMMIT" ${BENCH_N:+--n $BENCH_N}
+  stage bench 180 $B/bench/gpu/bench_fwd --out "$OUT/ours.json" --commit "$COMMIT" ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
   cp "$LOG/bench.log" "$OUT/ours_table.txt" 2>/dev/null
+fi
+if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU, for the comparison
+  stage bench80 180 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_fwd --out "$OUT/ours_sm80.json" --commit "$COMMIT" \
+    ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
+  cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \
