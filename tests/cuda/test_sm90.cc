@@ -72,9 +72,10 @@ Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
 std::vector<Case> feature_cases(DType dt) {
   std::vector<Case> v;
   for (std::int64_t d : {64, 128}) {
-    for (std::int64_t n : {1, 17, 97, 128, 129, 300, 1025}) v.push_back(base(dt, n, n, d));
+    for (std::int64_t n : {1, 17, 129, 1025}) v.push_back(base(dt, n, n, d));
     for (bool causal : {false, true}) {
       for (auto [nq, nk] : {std::pair{100, 37}, {37, 300}, {200, 20}, {513, 700}, {700, 513}}) {
+        if (!causal && nq > 300) continue;
         Case c = base(dt, nq, nk, d);
         c.options.causal = causal;
         v.push_back(c);
@@ -208,7 +209,9 @@ TEST(CudaSm90, FeaturesAgainstOracle) {
   const std::uint64_t seed = seed_for("Sm90FeaturesAgainstOracle");
   std::mt19937_64 rng(seed);
   for (DType dt : {DType::bf16, DType::f16}) {
+    int i = 0;
     for (const Case& c : feature_cases(dt)) {
+      if (dt == DType::f16 && i++ % 3 != 0) continue;  // f16: every third case (the runtime of the oracle)
       CaseTensors t = make_case(c, rng);
       check_sm90(t, seed, "features");
     }
@@ -220,9 +223,10 @@ TEST(CudaSm90, RandomSweep) {
   const std::uint64_t seed = seed_for("Sm90RandomSweep");
   std::mt19937_64 rng(seed);
   int ran = 0;
-  for (int i = 0; i < 60; ++i) {
+  constexpr int kCases = 30;
+  for (int i = 0; i < kCases; ++i) {
     const DType dt = i % 2 ? DType::bf16 : DType::f16;
-    Case c = random_case(rng, dt, 600);
+    Case c = random_case(rng, dt, 400);
     c.options.dataflow = Dataflow::flash;
     CaseTensors t = make_case(c, rng);
     const Report r = run_on_gpu(t);
@@ -234,7 +238,7 @@ TEST(CudaSm90, RandomSweep) {
                         << "): " << v.str();
     if (::testing::Test::HasFailure()) return;
   }
-  std::cout << "[sm90] " << ran << " of 60 random cases ran the sm90 family\n";
+  std::cout << "[sm90] " << ran << " of " << kCases << " random cases ran the sm90 family\n";
   EXPECT_GT(ran, 0) << "no random case reached the sm90 family";
 }
 

@@ -72,8 +72,8 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
       }
     case Family::sm90:  // wgmma; S = BlockN / 2 and O = D / 2 fp32 registers per thread
       switch (d) {
-        case 64: return {192, 128, 12, 1, 2, true};   // 88 KB; 3 warpgroups (FA3's D = 64 tile)
-        case 128: return {128, 128, 8, 1, 2, true};   // 160 KB; 2 warpgroups
+        case 64: return {192, 128, 12, 1, 4, true};   // 152 KB; 3 warpgroups (FA3's D = 64 tile)
+        case 128: return {128, 128, 8, 1, 3, true};   // 224 KB; 2 warpgroups
         default: return {0, 0, 0, 0, 0, false};       // other D: the sm80 family
       }
     case Family::sm75:  // <= 64 KB per block, no cp.async

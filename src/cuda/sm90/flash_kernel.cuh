@@ -10,10 +10,12 @@
 // masked per element (common/mask.cuh); the logit hooks, normalization and the output store are the
 // sm80 family's (sm80/warp_gemm.cuh, sm80/tile_io.cuh).
 //
-// Pipeline per key block j (buffers b = j mod Stages; the copies of block j + Stages - 1 fly during
-// the math of blocks j .. j + Stages - 2):
-//   wait K/V(j) | proxy fence + barrier | issue K/V(j + Stages - 1) | S = Q K(j)^T | wait S |
-//   logits, mask, online softmax, pack P | O += P V(j) | wait O
+// Pipeline (FA3 Sec. 3.2, intra-warpgroup overlap): the softmax of block j runs while the tensor cores
+// do P(j-1) V(j-1); buffers b = j mod Stages, the copies of block j + Stages - 2 fly during blocks
+// j .. j + Stages - 3 (block j - 2's buffers are free: its P V was waited in iteration j - 1):
+//   wait K/V(j) | proxy fence + barrier | issue K/V(j + Stages - 2) | issue S(j) = Q K(j)^T, then
+//   O += P(j-1) V(j-1) | wait S(j) | logits, mask, row max/exp/sum | wait O | rescale O, pack P(j)
+// and after the last block O += P V once more.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +46,7 @@ struct Shape {
   static constexpr int kDT = D / 8;       ///< 8-wide chunks of O per warp
   static_assert(Warps % 4 == 0 && BlockM == 16 * Warps, "one warpgroup per 64 query rows");
   static_assert(D % 64 == 0 && BlockN % 64 == 0, "128-byte swizzle: D and BlockN multiples of 64");
-  static_assert(Stages >= 2, "at least double-buffered K/V");
+  static_assert(Stages >= 3, "K(j), V(j-1) and the copies in flight need three K/V buffers");
   using TQ = SmemTile<BlockM, D>;
   using TKV = SmemTile<BlockN, D>;
   /// Q | (K V) x Stages, plus 1024 bytes to align the base to the swizzle atom.
@@ -84,7 +86,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
   copy_commit();
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kStages - 2; ++s) {
     if (range.begin + s < range.end) load_kv(range.begin + s);
     copy_commit();  // one group per stage, empty or not, so the wait count below is uniform
   }
@@ -100,26 +102,38 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   for (int dt = 0; dt < kDT; ++dt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
+  float s[1][kNT][4];
+  std::uint32_t pa[1][kNT / 2][4];  // P of the previous block, the A operand of its P V
 
   for (int nb = range.begin; nb < range.end; ++nb) {
-    copy_wait<kStages - 2>();  // Q and K/V(nb) have landed (this thread's copies)
+    copy_wait<kStages - 3>();  // Q and K/V(nb) have landed (this thread's copies)
     fence_proxy_async();       // ... and are visible to wgmma's operand reads once published
-    __syncthreads();           // every thread's copies of K/V(nb); every warp is done with block nb - 1
-    if (nb + kStages - 1 < range.end) load_kv(nb + kStages - 1);  // into block nb - 1's buffers
+    __syncthreads();           // every thread's copies of K/V(nb); P V(nb - 2) is done in every warp
+    if (nb + kStages - 2 < range.end) load_kv(nb + kStages - 2);  // into block nb - 2's buffers
     copy_commit();
 
-    float s[1][kNT][4];
-    wgmma_fence();
-    gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, kbuf(nb));
-    wgmma_wait<0>();
-    fence_regs(s[0]);
-    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
-    online_softmax<S::kLazyRescale>(s, o, m, l, p.mul);
-    std::uint32_t pa[1][kNT / 2][4];
-    pack_p<E>(s, pa);
     fence_regs(o[0]);
     wgmma_fence();
-    gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(nb) + TKV::kBytes);
+    gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, kbuf(nb));
+    if (nb > range.begin) {
+      gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(nb - 1) + TKV::kBytes);
+      wgmma_wait<1>();  // S(nb) is done; P V(nb - 1) may still run
+    } else {
+      wgmma_wait<0>();
+    }
+    fence_regs(s[0]);
+    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
+    float alpha[1][2];
+    const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
+    wgmma_wait<0>();  // P V(nb - 1) is done: O and pa are free
+    fence_regs(o[0]);
+    rescale_o<S::kLazyRescale>(o, alpha, moved);
+    pack_p<E>(s, pa);
+  }
+  if (range.begin < range.end) {
+    fence_regs(o[0]);
+    wgmma_fence();
+    gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(range.end - 1) + TKV::kBytes);
     wgmma_wait<0>();
     fence_regs(o[0]);
   }
