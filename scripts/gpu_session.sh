@@ -124,7 +124,8 @@ if has tune; then
   stage tune_bwd 90 $B/bench/gpu/tune_bwd
 fi
 if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
-  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU"
+  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU" \
+    $([[ -f $OUT/ours_sm80.json ]] && echo --base "$OUT/ours_sm80.json")
   tail -n 3 "$OUT/gpu-fwd-$GPU.md" >> "$SUMMARY"
 fi
 if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then
