@@ -7,7 +7,8 @@
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
 # Optional stages on Hopper with the sm90 family built: test80 (the forward tests with FLATATTN_CUDA_SM90=0, i.e.
-# on the sm80 family) and bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison).
+# on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
+# tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
@@ -63,6 +64,7 @@ if has build; then
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
   stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) \
+    $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
 T=$B/tests/cuda/test_cuda
@@ -118,6 +120,10 @@ if has bwdbench; then
 fi
 if has bwdpeers; then
   stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
+fi
+if has tune90; then  # the sm90 family's tile candidates only (bench/gpu/tune_sm90.cu)
+  stage tune90 150 $B/bench/gpu/tune_fwd --out "$OUT/tune_sm90.json" --only sm90 ${TUNE_N:+--n $TUNE_N}
+  cp "$LOG/tune90.log" "$OUT/tune_sm90.txt" 2>/dev/null
 fi
 if has tune; then
   stage tune 150 $B/bench/gpu/tune_fwd --out "$OUT/tune.json"
