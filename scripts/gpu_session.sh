@@ -70,9 +70,9 @@ fi
 T=$B/tests/cuda/test_cuda
 # The Flash forward runs the sm90 (wgmma) family on Hopper when it is built (ARCHS with 90); the sm80 family
 # otherwise. FLATATTN_CUDA_SM90=0 sends Hopper back to the sm80 family (the `test80` stage).
-CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
+GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
 EXPECT=sm80
-[[ $CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
+[[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
   stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"

@@ -125,9 +125,21 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
     float alpha[1][2];
     const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
-    wgmma_wait<0>();  // P V(nb - 1) is done: O and pa are free
-    fence_regs(o[0]);
-    rescale_o<S::kLazyRescale>(o, alpha, moved);
+    // Keep the softmax before the wait below (nothing it computes feeds the wait).
+    fence_regs(s[0]);
+    fence_vals(alpha[0][0], alpha[0][1], l[0][0], l[0][1]);
+    // The wait sits at the start of its own basic block: ptxas hoists a wait_group to the start of its
+    // block (it has no register operands), which would stall the softmax above on P V(nb - 1). The
+    // branch is the lazy rescale's skip (and, eager, skips only a multiplication by 1).
+    if (__any_sync(0xffffffffu, moved)) {
+      wgmma_wait<0>();  // P V(nb - 1) is done: O and pa are free
+      fence_regs(o[0]);
+      rescale_o<false>(o, alpha, moved);
+    } else {
+      wgmma_wait<0>();
+      fence_regs(o[0]);
+    }
+    fence_regs(pa[0]);  // pa stays live until here: its registers are not reused while the wgmma reads them
     pack_p<E>(s, pa);
   }
   if (range.begin < range.end) {

@@ -53,6 +53,20 @@ FLATATTN_DEVICE void fence_regs(float (&d)[kN][4]) {
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
 
+/// fence_regs for register A fragments: keeps them live (and their registers untouched) until here.
+template <int kN>
+FLATATTN_DEVICE void fence_regs(std::uint32_t (&a)[kN][4]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
+}
+
+/// fence_regs for four single values (row statistics).
+FLATATTN_DEVICE void fence_vals(float& a, float& b, float& c, float& d) {
+  asm volatile("" : "+f"(a), "+f"(b), "+f"(c), "+f"(d)::"memory");
+}
+
 /// s = Q_wg K^T for one warpgroup: sq_wg = shared address of the warpgroup's first Q row (1024-byte
 /// aligned), sk = the K tile; TQ / TK the tiles' SmemTile types (for the panel sizes). Issues D / 16
 /// wgmmas and commits them as one group (not waited).
