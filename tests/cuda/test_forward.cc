@@ -271,7 +271,7 @@ TEST(CudaForward, EmptyBatchOnEveryDataflow) {
 
 // The code path that ran is the one the session expects: FLATATTN_EXPECT_PATH=sm75 in the
 // CUDA_FORCE_PTX_JIT run (the driver JIT-compiled the compute_75 PTX: ptxVersion 75), sm90 on Hopper
-// with the sm90 family built (the Flash forward of D = 64 runs wgmma; the base family is sm80), sm80
+// with the sm90 family built (the Flash forward of D = 128 runs wgmma; the base family is sm80), sm80
 // otherwise.
 TEST(CudaForward, CodePathIsTheExpectedOne) {
   REQUIRE_GPU();
@@ -295,7 +295,7 @@ TEST(CudaForward, CodePathIsTheExpectedOne) {
   } else if (expect == "sm90") {
     EXPECT_EQ(info.family, cuda::Family::sm80);
     EXPECT_TRUE(info.sm90_flash);
-    Case c = base(DType::f16, 33, 33);
+    Case c = base(DType::f16, 33, 33, 128);  // D = 128: sm90 at every length (policy/tile_size.h)
     c.options.dataflow = Dataflow::flash;
     CaseTensors tf = make_case(c, rng);
     const Report rf = run_on_gpu(tf);

@@ -12,10 +12,12 @@
 #include <iostream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "src/core/half.h"
 #include "src/cuda/dispatch.h"
+#include "src/cuda/policy/tile_size.h"
 #include "tests/common/harness.h"
 #include "tests/cuda/device_case.h"
 #include "tests/cuda/wgmma_unit.h"
@@ -32,6 +34,22 @@ bool sm90_runs() {
 
 #define REQUIRE_SM90()                                                                                        \
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
+
+/// Sets FLATATTN_CUDA_SM90 for one scope (dispatch reads it at every call), restoring the old value.
+class ScopedSm90 {
+ public:
+  explicit ScopedSm90(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90", value, 1) : unsetenv("FLATATTN_CUDA_SM90");
+  }
+  ~ScopedSm90() { had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90"); }
+  ScopedSm90(const ScopedSm90&) = delete;
+  ScopedSm90& operator=(const ScopedSm90&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
 
 std::uint64_t seed_for(const char* test) {
   const std::uint64_t s = fresh_seed();
@@ -204,8 +222,10 @@ TEST(CudaSm90, WgmmaUnitGemm) {
 #endif
 }
 
+// The kernel on short and odd shapes too: FLATATTN_CUDA_SM90=1 lifts the policy's minimum length.
 TEST(CudaSm90, FeaturesAgainstOracle) {
   REQUIRE_SM90();
+  const ScopedSm90 force("1");
   const std::uint64_t seed = seed_for("Sm90FeaturesAgainstOracle");
   std::mt19937_64 rng(seed);
   for (DType dt : {DType::bf16, DType::f16}) {
@@ -220,6 +240,7 @@ TEST(CudaSm90, FeaturesAgainstOracle) {
 
 TEST(CudaSm90, RandomSweep) {
   REQUIRE_SM90();
+  const ScopedSm90 force("1");
   const std::uint64_t seed = seed_for("Sm90RandomSweep");
   std::mt19937_64 rng(seed);
   int ran = 0;
@@ -246,16 +267,18 @@ TEST(CudaSm90, RandomSweep) {
 // head dims without an sm90 instance never run the sm90 family.
 TEST(CudaSm90, SwitchAndFallbacks) {
   REQUIRE_SM90();
+  const ScopedSm90 force("1");
   const std::uint64_t seed = seed_for("Sm90SwitchAndFallbacks");
   std::mt19937_64 rng(seed);
   Case c = base(DType::bf16, 190, 230, 128);
   c.options.causal = true;
   CaseTensors t = make_case(c, rng);
   check_sm90(t, seed, "sm90");
-  setenv("FLATATTN_CUDA_SM90", "0", 1);
-  t = make_case(c, rng);
-  check_sm90(t, seed, "forced sm80", false);
-  unsetenv("FLATATTN_CUDA_SM90");
+  {
+    const ScopedSm90 off("0");
+    t = make_case(c, rng);
+    check_sm90(t, seed, "forced sm80", false);
+  }
   for (std::int64_t d : {32, 96, 256}) {
     t = make_case(base(DType::bf16, 70, 90, d), rng);
     check_sm90(t, seed, "no sm90 instance", false);
@@ -264,4 +287,21 @@ TEST(CudaSm90, SwitchAndFallbacks) {
   c.options.dataflow = Dataflow::flat;
   t = make_case(c, rng);
   check_sm90(t, seed, "flat", false);
+}
+
+// The default policy (policy/tile_size.h sm90_min_n): D = 128 always on sm90, D = 64 only from
+// min(Nq, Nk) >= sm90_min_n(64); the kernel names tell (the numbers are checked by the tests above).
+TEST(CudaSm90, DefaultPolicyRoutes) {
+  REQUIRE_SM90();
+  const ScopedSm90 policy(nullptr);
+  std::mt19937_64 rng(fresh_seed());
+  const std::int64_t long_n = cuda::sm90_min_n(64);
+  for (auto [d, n, want] : {std::tuple{128, 200, true}, {64, 200, false}, {64, long_n, true}}) {
+    Case c = base(DType::bf16, n, n, d);
+    c.batch = 1;
+    c.hq = 1;
+    CaseTensors t = make_case(c, rng);
+    const Report r = run_on_gpu(t);
+    EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, want) << "D " << d << " N " << n << ": " << r.kernel;
+  }
 }

@@ -70,10 +70,14 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
         case 256: return {64, 64, 4, 1, 1, false};    // 96 KB
         default: return {0, 0, 0, 0, 0, false};
       }
-    case Family::sm90:  // wgmma; S = BlockN / 2 and O = D / 2 fp32 registers per thread
+    case Family::sm90:  // wgmma; S = BlockN / 2, P = BlockN / 4 and O = D / 2 registers per thread
+      // H100 (bench/results/gpu-fwd-sm90-h100.md, tune_fwd --only sm90, bf16, TFLOP/s at N = 1k/4k/16k,
+      // non-causal | causal): D = 64: 192x128 s3 274/337/366 | 174/284/344 beat s4 (-1..-4%) and
+      // 128x128 s4 at N >= 4k (280/308/319 | 209/283/321); D = 128: 128x64 s4 390/444/447 | 292/396/465
+      // beat 128x128 s3 (371/425/439 | 283/381/444), 192x64 s3/s4 and the eager rescale.
       switch (d) {
-        case 64: return {192, 128, 12, 1, 4, true};   // 152 KB; 3 warpgroups (FA3's D = 64 tile)
-        case 128: return {128, 128, 8, 1, 3, true};   // 224 KB; 2 warpgroups
+        case 64: return {192, 128, 12, 1, 3, true};   // 120 KB; 3 warpgroups (FA3's D = 64 tile)
+        case 128: return {128, 64, 8, 1, 4, true};    // 160 KB; 2 warpgroups
         default: return {0, 0, 0, 0, 0, false};       // other D: the sm80 family
       }
     case Family::sm75:  // <= 64 KB per block, no cp.async
@@ -89,6 +93,14 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   }
   return {0, 0, 0, 0, 0, false};
 }
+
+/// Shortest sequence (min of Nq and the longest Nk) for which Hopper runs the sm90 family's Flash forward
+/// of kernel head dim d rather than the sm80 family's (dispatch.cc upgrade_flash). One CTA per SM (the
+/// K/V ring fills the shared memory) leaves the load latency of each CTA's first blocks exposed, and the
+/// 192-row tile of D = 64 wastes rows when N is not a multiple of 192, so short D = 64 sequences stay on
+/// the sm80 kernel (H100, bf16: sm90/sm80 0.91 | 0.80 at N = 1k, 1.03 | 0.96 at 2k, 1.07 | 1.01 at 4k;
+/// D = 128: 1.11 | 1.11 at 1k and more above).
+constexpr std::int64_t sm90_min_n(int d) { return d == 64 ? 4096 : 0; }
 
 struct FlatTileSize {
   int m_tiles;     ///< 16-row m-tiles per warp
