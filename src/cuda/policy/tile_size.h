@@ -98,8 +98,8 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
 /// of kernel head dim d rather than the sm80 family's (dispatch.cc upgrade_flash). One CTA per SM (the
 /// K/V ring fills the shared memory) leaves the load latency of each CTA's first blocks exposed, and the
 /// 192-row tile of D = 64 wastes rows when N is not a multiple of 192, so short D = 64 sequences stay on
-/// the sm80 kernel (H100, bf16: sm90/sm80 0.91 | 0.80 at N = 1k, 1.03 | 0.96 at 2k, 1.07 | 1.01 at 4k;
-/// D = 128: 1.11 | 1.11 at 1k and more above).
+/// the sm80 kernel (H100, bf16, non-causal | causal, sm90 192x128 / sm80: 0.91 | 0.80 at N = 1k, 1.02 | 0.96
+/// at 2k, 1.07 | 1.01 at 4k; D = 128: 1.16 | 1.06 at 1k and more above: bench/results/gpu-fwd-sm90-h100.md).
 constexpr std::int64_t sm90_min_n(int d) { return d == 64 ? 4096 : 0; }
 
 struct FlatTileSize {
