@@ -3,7 +3,7 @@
 # (FlashAttention-2, through torch: bench/gpu/profile_sdpa_bwd.py), bf16, N = 8k, B = 2, H = 16,
 # non-causal, D = 64 and 128; our deterministic mode at D = 128. Clocks as the GPU runs them
 # (--clock-control none). Reports and text pages land in $1 (default ./prof).
-#   bash bench/gpu/profile_bwd.sh OUTDIR BUILD_DIR
+#   [PROF_PEERS=0] bash bench/gpu/profile_bwd.sh OUTDIR BUILD_DIR   (PROF_PEERS=0: ours only)
 set -uo pipefail
 P=${1:-prof}
 B=${2:-build-gpu}
@@ -29,14 +29,14 @@ prof() {
 for d in 64 128; do
   # bench_bwd --reps 1: per mode 7 launches (1 + 5 warm-up + 1); the third non-causal default one.
   prof ours_d$d flash_bwd_kernel 2 "$B/bench/gpu/bench_bwd" --d $d --n 8192 --reps 1 --out /tmp/prof_$d.json
-  prof fa2_d$d flash_bwd_dq_dk_dv 1 env PROF_D=$d PROF_N=8192 python3 bench/gpu/profile_sdpa_bwd.py
+  [[ ${PROF_PEERS:-1} == 1 ]] && prof fa2_d$d flash_bwd_dq_dk_dv 1 env PROF_D=$d PROF_N=8192 python3 bench/gpu/profile_sdpa_bwd.py
 done
 # Deterministic, D = 128: launches 14..20 of the non-causal shape.
 prof ours_det_d128 flash_bwd_kernel 16 "$B/bench/gpu/bench_bwd" --d 128 --n 8192 --reps 1 --out /tmp/prof_det.json
 # Every kernel of one backward (durations only): ours (pre-pass, main, conversion) and FA2's.
 timeout 60 "$NCU" --clock-control none -k "regex:bwd|dot_do_o|convert_dq" --launch-skip 6 --launch-count 3 \
   --section SpeedOfLight "$B/bench/gpu/bench_bwd" --d 128 --n 8192 --reps 1 --out /tmp/prof_all.json > "$P/ours_all_d128.txt" 2>&1
-timeout 60 "$NCU" --clock-control none -k "regex:flash_bwd|dot_do_o|convert_dq" --launch-skip 3 --launch-count 3 \
+[[ ${PROF_PEERS:-1} == 1 ]] && timeout 60 "$NCU" --clock-control none -k "regex:flash_bwd|dot_do_o|convert_dq" --launch-skip 3 --launch-count 3 \
   --section SpeedOfLight env PROF_D=128 PROF_N=8192 python3 bench/gpu/profile_sdpa_bwd.py > "$P/fa2_all_d128.txt" 2>&1
 ls -la "$P"
 rm -f "$P"/*.ncu-rep  # the text pages above hold what is read; the reports are too large to bring back

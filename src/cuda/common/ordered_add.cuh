@@ -32,10 +32,11 @@ FLATATTN_DEVICE void wait_turn(const int* count, int place) {
   __syncthreads();
 }
 
-/// Publishes this CTA's additions and passes the turn on: every thread fences its own writes, the
-/// barrier gathers them, thread 0 increments the count with release semantics.
+/// Publishes this CTA's additions and passes the turn on: the barrier orders every thread's additions
+/// before thread 0's gpu-scope release (the PTX memory model's causality order is transitive through
+/// bar.sync; CUTLASS's generic barrier releases the same way), so only thread 0 waits for the fence.
+/// (A fence in every thread instead cost 0.66 of 8.9 cycles per instruction at N = 8k, D = 128.)
 FLATATTN_DEVICE void pass_turn(int* count) {
-  __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(count) : "memory");
 }

@@ -172,4 +172,11 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 }
 
+/// Deterministic backward: fp32 dQ accumulator copies. Key block n adds into copy n % copies, each
+/// copy in descending key-block order (src/cuda/common/ordered_add.cuh), and the dQ conversion sums
+/// the copies in index order: the chain of CTAs that wait for each other is `copies` times shorter
+/// (its fill is the mode's main cost), for one more accumulator of (Hq, B, Nq, D) fp32 per copy to
+/// zero and read. H100, N = 8k, D = 128: bench/results/gpu-bwd-h100.md.
+constexpr int bwd_det_dq_copies() { return 2; }
+
 }  // namespace flatattn::cuda
