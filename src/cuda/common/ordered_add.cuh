@@ -2,7 +2,8 @@
 // block do so one after another in a fixed order, so the fp32 sums are the same on every run. A
 // counter per block counts the CTAs that are done; a CTA waits until the count equals its place in
 // the order (acquire), adds, then increments the count (release) -- the semaphore of FlashAttention-3's
-// deterministic backward. Tiles are claimed from a counter (`claim_tile`), so every CTA that another
+// deterministic backward (with several accumulator copies, one chain per copy: the backward kernel).
+// Tiles are claimed from a counter (`claim_tile`), so every CTA that another
 // waits for has already started: a CTA only waits for tiles claimed before its own, which cannot
 // deadlock however many CTAs are resident.
 #pragma once

@@ -4,13 +4,14 @@
 // kv head's group (GQA/MQA: summed on chip, no reduction pass). Per query block of BlockM rows:
 //   S = Q K^T, P = exp(S - LSE) (recomputed; masked and out-of-range entries 0), dP = dO V^T,
 //   dS = P o (dP - D_i) (o softcap's tanh', D_i from the pre-pass), then
-//   dV += P^T dO,  dQ_i += dS K (fp32 atomics into the workspace),  dK += dS^T Q.
+//   dV += P^T dO,  dQ_i += dS K (fp32 reductions into the workspace),  dK += dS^T Q.
 // P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
 //
 // Deterministic mode: dQ_i receives the key blocks' contributions in descending key-block order
-// (common/ordered_add.cuh). Tiles are claimed head by head, the last key block of a head first, so the
+// (common/ordered_add.cuh), in bwd_det_dq_copies() accumulator copies (key block n adds into copy
+// n % copies; the conversion sums the copies in order), which shortens the chain of waiting CTAs. Tiles are claimed head by head, the last key block of a head first, so the
 // block a CTA waits for started earlier, and the CTAs resident at once share a head's Q, dO and dQ
 // accumulator in L2 as in the default order. (Interleaving all heads instead cost 35% over the default
 // mode at N = 8k, D = 128 in the first H100 run; our reading: the resident CTAs then touch 32 heads'
