@@ -4,10 +4,7 @@
 // |difference| / max |reference| per gradient). Timing as bench_bwd (timing.h). Data for the bwd_tile
 // table of src/cuda/policy/tile_size.h; sm80 family only (the machine's GPU must run sm_80 SASS or newer).
 //
-// --copies times the deterministic mode with other numbers of dQ accumulator copies too (the table's,
-// bwd_det_dq_copies(), is the "det ms" column; the others print after the differences).
-//
-//   tune_bwd [--n 2048,8192] [--reps 20] [--copies 1,4]
+//   tune_bwd [--n 2048,8192] [--reps 20]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -52,7 +49,6 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& ref) {
 int main(int argc, char** argv) {
   std::vector<long> ns = {2048, 8192};
   int reps = 20;
-  std::vector<int> extra_copies;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--n") {
@@ -62,10 +58,6 @@ int main(int argc, char** argv) {
       while (std::getline(ss, x, ',')) ns.push_back(std::stol(x));
     } else if (k == "--reps") {
       reps = std::stoi(v);
-    } else if (k == "--copies") {
-      std::stringstream ss(v);
-      std::string x;
-      while (std::getline(ss, x, ',')) extra_copies.push_back(std::stoi(x));
     }
   }
   flatattn::bench::Timer timer;
@@ -77,12 +69,8 @@ int main(int argc, char** argv) {
   void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *rq, *rk, *rv, *lse, *ws;
   for (void** p : {&q, &k, &v, &o, &dout, &dq, &dk, &dv, &rq, &rk, &rv}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
   ok(cudaMalloc(&lse, kTokens * h * 4), "cudaMalloc(lse)");
-  // Workspace for any candidate: fp32 dQ accumulator (deterministic: its copies), D_i, ticket and
-  // counters (BlockM >= 16).
-  const std::size_t copies = flatattn::cuda::bwd_det_dq_copies();
-  std::size_t max_copies = copies;
-  for (int x : extra_copies) max_copies = std::max<std::size_t>(max_copies, x);
-  const std::size_t acc = elems * 4 * max_copies, dsum = kTokens * h * 4, sem = kTokens * h / 16 * 4 * max_copies + 256;
+  // Workspace for any candidate: fp32 dQ accumulator, D_i, ticket and counters (BlockM >= 16).
+  const std::size_t acc = elems * 4, dsum = kTokens * h * 4, sem = kTokens * h / 16 * 4 + 256;
   ok(cudaMalloc(&ws, acc + dsum + sem), "cudaMalloc(workspace)");
   int shift = 0;
   for (void* p : {q, k, v, dout}) {
@@ -130,7 +118,6 @@ int main(int argc, char** argv) {
           det_problem.deterministic = true;
           std::string err;
           double ms = -1, det_ms = -1, e[3] = {-1, -1, -1};
-          std::string more;
           try {
             c.launch(a);
             ok(cudaDeviceSynchronize(), "candidate");
@@ -140,31 +127,18 @@ int main(int argc, char** argv) {
             ms = timer.median_ms([&] { c.launch(a); }, 3, reps);
             flatattn::cuda::BwdLaunchArgs ad = a;
             ad.problem = &det_problem;
-            ad.ws.dq_copies = static_cast<int>(copies);
             det_ms = timer.median_ms(
                 [&] {
                   ok(cudaMemsetAsync(ad.ws.ticket, 0, sem), "counters");
                   c.launch(ad);
                 },
                 3, reps);
-            for (int cp : extra_copies) {
-              ad.ws.dq_copies = cp;
-              const double t = timer.median_ms(
-                  [&] {
-                    ok(cudaMemsetAsync(ad.ws.ticket, 0, sem), "counters");
-                    c.launch(ad);
-                  },
-                  3, reps);
-              char buf[64];
-              std::snprintf(buf, sizeof buf, " det(copies %d) %.3f", cp, t);
-              more += buf;
-            }
           } catch (const flatattn::Error& x) {
             err = x.what();
           }
-          std::printf("%4d %5ld %2d | %-52s | %8.3f %8.3f %6.1f | %9.2e %9.2e %9.2e%s %s\n", d, n, causal ? 1 : 0,
+          std::printf("%4d %5ld %2d | %-52s | %8.3f %8.3f %6.1f | %9.2e %9.2e %9.2e %s\n", d, n, causal ? 1 : 0,
                       c.name.c_str(), ms, det_ms, ms > 0 ? flops / (ms * 1e-3) / 1e12 : -1.0, e[0], e[1], e[2],
-                      more.c_str(), err.c_str());
+                      err.c_str());
           std::fflush(stdout);
         }
       }

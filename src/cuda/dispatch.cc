@@ -341,19 +341,17 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   r.block_n = tile.block_n;
   if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
 
-  // Workspace: fp32 dQ accumulator (Hq, B, Nq, D; deterministic: bwd_det_dq_copies() of them), D_i
-  // (Hq, B, Nq), and for the deterministic order the tile ticket (16 bytes) and one counter per (B, Hq,
-  // query block, copy). 256-byte aligned parts.
+  // Workspace: fp32 dQ accumulator (Hq, B, Nq, D), D_i (Hq, B, Nq), and for the deterministic order
+  // the tile ticket (16 bytes) and one counter per (B, Hq, query block). 256-byte aligned parts.
   auto align = [](std::size_t n) { return (n + 255) / 256 * 256; };
   const std::size_t rows = static_cast<std::size_t>(p.hq) * static_cast<std::size_t>(p.batch) *
                            static_cast<std::size_t>(p.nq);
-  const std::size_t copies = p.deterministic ? static_cast<std::size_t>(bwd_det_dq_copies()) : 1;
-  const std::size_t accum_bytes = align(copies * rows * static_cast<std::size_t>(inst->d) * sizeof(float));
+  const std::size_t accum_bytes = align(rows * static_cast<std::size_t>(inst->d) * sizeof(float));
   const std::size_t dsum_bytes = align(rows * sizeof(float));
   const std::size_t n_m_blocks = static_cast<std::size_t>((p.nq + tile.block_m - 1) / tile.block_m);
   const std::size_t sem_bytes =
       p.deterministic ? align(static_cast<std::size_t>(p.batch) * static_cast<std::size_t>(p.hq) * n_m_blocks *
-                                  copies * sizeof(int) + 16)
+                                  sizeof(int) + 16)
                       : 0;
   const auto st = static_cast<cudaStream_t>(stream.handle);
   StreamBuffer ws(accum_bytes + dsum_bytes + sem_bytes + 256, st);
@@ -369,7 +367,6 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
     check(cudaMemsetAsync(sem, 0, sem_bytes, st), "cudaMemsetAsync(backward counters)");
     a.ws.ticket = reinterpret_cast<unsigned*>(sem);
     a.ws.sem = reinterpret_cast<int*>(sem + 16);
-    a.ws.dq_copies = static_cast<int>(copies);
   }
   inst->launch(a);
   return r;

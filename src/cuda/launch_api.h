@@ -25,11 +25,10 @@ struct LaunchInfo {
 
 /// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams.
 struct BwdWorkspace {
-  float* dq_accum = nullptr;   ///< dq_copies x (Hq, B, Nq, kernel D) fp32, zeroed by the pre-pass
+  float* dq_accum = nullptr;   ///< (Hq, B, Nq, kernel D) fp32, zeroed by the pre-pass
   float* dsum = nullptr;       ///< (Hq, B, Nq) fp32
-  int* sem = nullptr;          ///< deterministic: (B, Hq, ceil(Nq / BlockM), dq_copies), zeroed by dispatch
+  int* sem = nullptr;          ///< deterministic: (B, Hq, ceil(Nq / BlockM)), zeroed by dispatch
   unsigned* ticket = nullptr;  ///< deterministic: zeroed by dispatch
-  int dq_copies = 1;           ///< accumulator copies (deterministic: bwd_det_dq_copies())
 };
 
 struct BwdLaunchArgs {

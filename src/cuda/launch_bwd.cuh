@@ -37,7 +37,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   const Problem& pr = *a.problem;
   const auto stream = static_cast<cudaStream_t>(a.stream);
   const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws.dq_accum, a.ws.dsum, a.ws.sem, a.ws.ticket, S::kBlockM,
-                                      S::kBlockN, a.ws.dq_copies);
+                                      S::kBlockN);
 
   const std::int64_t n_row_blocks = (pr.nq + R::kRows - 1) / R::kRows;
   const std::int64_t row_ctas = n_row_blocks * pr.hq * pr.batch;

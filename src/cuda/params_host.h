@@ -56,7 +56,7 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
 /// The backward's parameters: the forward's (q, k, v, the forward output, lse) plus gradients and the
 /// workspace. block_m, block_n: the instance's tiles (they size the deterministic counters).
 inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, float* dq_accum, float* dsum, int* sem,
-                                 unsigned* ticket, int block_m, int block_n, int dq_copies = 1) {
+                                 unsigned* ticket, int block_m, int block_n) {
   FwdTensors ft;
   ft.q = t.q;
   ft.k = t.k;
@@ -85,7 +85,6 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, float* 
   p.n_n_blocks = static_cast<int>((pr.nk + block_n - 1) / block_n);
   p.ds_scale = pr.scale;
   p.deterministic = pr.deterministic ? 1 : 0;
-  p.dq_copies = pr.deterministic ? dq_copies : 1;
   return p;
 }
 

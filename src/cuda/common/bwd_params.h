@@ -23,20 +23,14 @@ struct BwdParams {
   std::int64_t dv_b = 0, dv_n = 0, dv_h = 0;
   // Workspace, indexed by (head, batch, row) with rows padded to f.nq (the longest sequence), so
   // varlen offsets never reach past it: ws_row(h, b) + i.
-  float* dq_accum = nullptr;   ///< dq_copies x (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks
+  float* dq_accum = nullptr;   ///< (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks
   float* dsum = nullptr;       ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
-  int* sem = nullptr;          ///< deterministic: (B, Hq, n_m_blocks, dq_copies) counts of key blocks added
+  int* sem = nullptr;          ///< deterministic: (B, Hq, n_m_blocks) counts of key blocks added
   unsigned* ticket = nullptr;  ///< deterministic: the next tile to claim
   int batch = 0, hq = 0, hkv = 0;
   int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
   float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside softcap: the softmax scale
   int deterministic = 0;
-  int dq_copies = 1;  ///< accumulator copies: 1, or bwd_det_dq_copies() when deterministic
-
-  /// Elements of one accumulator copy.
-  [[nodiscard]] FLATATTN_HD std::int64_t dq_copy_elems(int d) const {
-    return static_cast<std::int64_t>(hq) * batch * f.nq * d;
-  }
 
   /// Workspace row of (query head h, sequence b, row 0).
   [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {

@@ -2,8 +2,7 @@
 // block do so one after another in a fixed order, so the fp32 sums are the same on every run. A
 // counter per block counts the CTAs that are done; a CTA waits until the count equals its place in
 // the order (acquire), adds, then increments the count (release) -- the semaphore of FlashAttention-3's
-// deterministic backward (with several accumulator copies, one chain per copy: the backward kernel).
-// Tiles are claimed from a counter (`claim_tile`), so every CTA that another
+// deterministic backward. Tiles are claimed from a counter (`claim_tile`), so every CTA that another
 // waits for has already started: a CTA only waits for tiles claimed before its own, which cannot
 // deadlock however many CTAs are resident.
 #pragma once
@@ -20,15 +19,26 @@ FLATATTN_DEVICE int claim_tile(unsigned* ticket) {
   return tile;
 }
 
-/// Blocks the CTA until *count == place (thread 0 polls with acquire loads; one barrier).
-FLATATTN_DEVICE void wait_turn(const int* count, int place) {
+/// The count as thread 0 reads it now (relaxed; other threads get 0). Issued early, its answer is
+/// only waited for where wait_turn uses it.
+FLATATTN_DEVICE int peek_turn(const int* count) {
+  int seen = 0;
+  if (threadIdx.x == 0) asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
+  return seen;
+}
+
+/// Blocks the CTA until *count == place: thread 0 starts from `seen` (peek_turn's answer), polls while
+/// it is short, then makes its last read an acquire with a fence (a strong read followed by
+/// fence.acq_rel is an acquire pattern in the PTX memory model); one barrier. An acquire load issued
+/// here instead, whose round trip the whole CTA waited for, cost ~10% of the step at N = 8k, D = 128
+/// (H100: Barrier stall 1.38 vs 0.38 cycles per instruction in the default mode).
+FLATATTN_DEVICE void wait_turn(const int* count, int place, int seen) {
   if (threadIdx.x == 0) {
-    int seen;
-    while (true) {
-      asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
-      if (seen == place) break;
+    while (seen != place) {
       __nanosleep(64);
+      asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
     }
+    asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
   }
   __syncthreads();
 }

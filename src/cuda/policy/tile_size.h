@@ -141,7 +141,7 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
     case Family::sm80:
       switch (d) {
         case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1};  // 112 KB
-        case 64: return {128, 128, 8, 4, 2, 4, 2, 4, 2, 2, 1};  // 160 KB
+        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};  // 160 KB
         case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1};   // 128 KB
         case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1};  // 160 KB
         case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1};   // 160 KB; 6 warps: 64-wide d splits
@@ -171,12 +171,5 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   }
   return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 }
-
-/// Deterministic backward: fp32 dQ accumulator copies. Key block n adds into copy n % copies, each
-/// copy in descending key-block order (src/cuda/common/ordered_add.cuh), and the dQ conversion sums
-/// the copies in index order: the chain of CTAs that wait for each other is `copies` times shorter
-/// (its fill is the mode's main cost), for one more accumulator of (Hq, B, Nq, D) fp32 per copy to
-/// zero and read. H100, N = 8k, D = 128: bench/results/gpu-bwd-h100.md.
-constexpr int bwd_det_dq_copies() { return 2; }
 
 }  // namespace flatattn::cuda

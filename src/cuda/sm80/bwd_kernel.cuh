@@ -10,8 +10,7 @@
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
 //
 // Deterministic mode: dQ_i receives the key blocks' contributions in descending key-block order
-// (common/ordered_add.cuh), in bwd_det_dq_copies() accumulator copies (key block n adds into copy
-// n % copies; the conversion sums the copies in order), which shortens the chain of waiting CTAs. Tiles are claimed head by head, the last key block of a head first, so the
+// (common/ordered_add.cuh). Tiles are claimed head by head, the last key block of a head first, so the
 // block a CTA waits for started earlier, and the CTAs resident at once share a head's Q, dO and dQ
 // accumulator in L2 as in the default order. (Interleaving all heads instead cost 35% over the default
 // mode at N = 8k, D = 128 in the first H100 run; our reading: the resident CTAs then touch 32 heads'
@@ -216,8 +215,6 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   constexpr float kLog2e = 1.4426950408889634f;
   // dQ reductions: this lane's element (row q_row0 + g, column q_col0 + 2 t4) of the first head's row
   // 0; steps add the query block's offset, the fragments constants.
-  // Deterministic: key block n adds into accumulator copy n % dq_copies after the visitors of the
-  // query block with larger key blocks of the same copy (counter per query block and copy).
   const int acc_lane = (q_row0 + g) * kD + q_col0 + 2 * t4;
   const bool full_d = p.f.d == kD;
   int hh = 0, i_block = first;  // step s: head h0 + hh, query block i_block
@@ -232,6 +229,10 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       copy_commit();
     }
     const bool needs_mask = i_block < plain_lo || i_block > plain_hi;
+    // Deterministic: this query block's counter, read now (relaxed, thread 0) and checked before the dQ
+    // reductions, so the read's round trip overlaps the step's products instead of stalling the CTA.
+    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
+    const int seen = p.deterministic ? peek_turn(count()) : 0;
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
@@ -296,14 +297,9 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
     // sm_90). A whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base
     // address and constant offsets.
-    const int copy = tile.n_block % p.dq_copies;
-    int* const count =
-        p.sem + ((static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block) * p.dq_copies + copy;
-    if (p.deterministic) {
-      wait_turn(count, (min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block) / p.dq_copies);
-    }
+    if (p.deterministic) wait_turn(count(), min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block, seen);
     if (warp < Shape::kQWarps) {
-      float* const acc = p.dq_accum + copy * p.dq_copy_elems(kD) + (ws0 + hh * ws_h + m0) * kD + acc_lane;
+      float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
       if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
         for (int mt = 0; mt < kQMT; ++mt)
@@ -329,7 +325,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       }
     }
     if (warp < Shape::kKWarps) gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(dk, sds, a_pt, sq(s), b_qt);
-    if (p.deterministic) pass_turn(count);  // after dK: the fence overlaps the product
+    if (p.deterministic) pass_turn(count());  // after dK: the fence overlaps the product
 
     if constexpr (kStages == 1) {
       if (s + 1 < steps) {

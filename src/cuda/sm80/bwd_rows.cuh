@@ -1,9 +1,7 @@
 // The two row-wise passes around the backward's main kernel (FlashAttention-2, Alg. 2 lines 4 and 19):
 //   bwd_dot_kernel:     D_i = rowsum(dO_i o O_i) in fp32 into the workspace, and the row's fp32 dQ
-//                       accumulator (each copy of it, deterministic mode) set to zero (the main kernel
-//                       only adds to it).
-//   bwd_convert_kernel: dQ = scale * accumulator (the copies summed in index order), rounded to the
-//                       storage dtype, into the caller's dq.
+//                       accumulator set to zero (the main kernel only adds to it).
+//   bwd_convert_kernel: dQ = scale * accumulator, rounded to the storage dtype, into the caller's dq.
 // One CTA per (block of kRows query rows, query head, sequence), like the forward's grid. A row is
 // split into 16-byte chunks; kLanes (a power of two >= the chunks) consecutive lanes share a row and
 // reduce with xor-shuffles, so every load is 16 bytes and a warp reads whole rows.
@@ -95,11 +93,9 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
     if (i < nq) {
       if (lane_in_row == 0) p.dsum[ws + i] = acc;
       if (lane_in_row < S::kChunks) {
-        for (int copy = 0; copy < p.dq_copies; ++copy) {
-          float4* a = reinterpret_cast<float4*>(p.dq_accum + copy * p.dq_copy_elems(D) + (ws + i) * D + c);
-          a[0] = make_float4(0.f, 0.f, 0.f, 0.f);
-          a[1] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
+        float4* a = reinterpret_cast<float4*>(p.dq_accum + (ws + i) * D + c);
+        a[0] = make_float4(0.f, 0.f, 0.f, 0.f);
+        a[1] = make_float4(0.f, 0.f, 0.f, 0.f);
       }
     }
   }
@@ -122,13 +118,7 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
     const int c = lane_in_row * 8;
     if (i < nq && lane_in_row < S::kChunks && c < p.f.d) {
       const float4* a = reinterpret_cast<const float4*>(p.dq_accum + (ws + i) * D + c);
-      float4 x = a[0], y = a[1];
-      for (int copy = 1; copy < p.dq_copies; ++copy) {  // the deterministic copies, in index order
-        const float4* b = reinterpret_cast<const float4*>(p.dq_accum + copy * p.dq_copy_elems(D) + (ws + i) * D + c);
-        const float4 u = b[0], v = b[1];
-        x = make_float4(x.x + u.x, x.y + u.y, x.z + u.z, x.w + u.w);
-        y = make_float4(y.x + v.x, y.y + v.y, y.z + v.z, y.w + v.w);
-      }
+      const float4 x = a[0], y = a[1];
       const float s = p.ds_scale;
       uint4 out;
       out.x = E::pack(x.x * s, x.y * s);
