@@ -11,6 +11,7 @@
 
 #include "src/cpu/engine.h"
 #include "tests/common/harness.h"
+#include "tests/common/yardstick.h"
 
 namespace flatattn::testing {
 
@@ -53,18 +54,6 @@ double fp32_tolerance(const Case& c);
 /// Forward outputs of t (after run_forward) against the oracle o: out by judge(), lse by judge_lse(),
 /// rel_err <= 1e-5 for strict fp32 cases. `what` names the run in failure messages.
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what);
-
-/// The yardstick of a backward check: per gradient the worse of naive input-precision gradients and the
-/// unfused FA2 formulation on the stored O and LSE, and for f32 an absolute allowance per gradient for
-/// the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
-struct BackwardYardstick {
-  BackwardOracle naive;
-  double noise_dq = 0, noise_dk = 0;
-};
-
-/// ref::backward with Precision::input; for f32, per gradient the worst of that, naive fp32 autograd and
-/// the unfused fp32 FA2 formulation on the same out/lse (run the forward first), with their dS noise.
-BackwardYardstick naive_backward(const CaseTensors& t);
 
 /// dq, dk, dv of t (after run_backward) against the oracle and the yardstick: judge(), plus for f32
 /// 2 x the dS rounding noise on dq and dk, and rel_err <= 1e-5 for strict fp32 cases whose error exceeds

@@ -153,15 +153,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
   float inv[kMT][2], lse[kMT][2];
   finalize_rows(m, l, inv, lse, p.mul);
-  if (p.lse != nullptr && (lane & 3) == 0) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int i = row + mt * 16 + 8 * h;
-        if (i < bi.nq) p.lse[bi.lse + i * p.lse_n] = lse[mt][h];
-      }
-  }
+  store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, kMT, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);
 }

@@ -3,11 +3,14 @@
 //              last tiles, head dims padded up to the kernel's D), 16-byte copies, coalesced per row.
 //   store_out: a warp's normalized output rows, staged through its own rows of the Q tile (which only
 //              this warp reads) so that global stores are 16-byte and row-contiguous.
+//   store_lse: the LSE of a warp's rows (one lane per row writes it; rows past Nq are skipped).
 #pragma once
 
 #include <cstdint>
 
+#include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/params.h"
 #include "src/cuda/common/smem_tile.cuh"
 
 namespace flatattn::cuda {
@@ -108,6 +111,21 @@ FLATATTN_DEVICE void store_out(const float (&o)[kMT][kDT][4], const float (&inv)
       *reinterpret_cast<uint4*>(g + r * row_stride + c) = *reinterpret_cast<const uint4*>(smem + Tile::offset(r, c));
     }
   }
+}
+
+/// lse (natural log, per m-tile and row half, as finalize_rows leaves it) -> p.lse at this thread's rows
+/// (row: its row of m-tile 0, i.e. lane / 4 of the warp's first row); nothing when p.lse is null.
+template <int kMT>
+FLATATTN_DEVICE void store_lse(const float (&lse)[kMT][2], const FwdParams& p, const BlockInfo& bi, int row,
+                               int lane) {
+  if (p.lse == nullptr || (lane & 3) != 0) return;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int i = row + mt * 16 + 8 * h;
+      if (i < bi.nq) p.lse[bi.lse + i * p.lse_n] = lse[mt][h];
+    }
 }
 
 }  // namespace flatattn::cuda

@@ -1,4 +1,4 @@
-#include "tests/cpu/naive_fp32.h"
+#include "tests/common/naive_fp32.h"
 
 #include <algorithm>
 #include <cmath>
