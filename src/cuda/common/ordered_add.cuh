@@ -19,26 +19,19 @@ FLATATTN_DEVICE int claim_tile(unsigned* ticket) {
   return tile;
 }
 
-/// The count as thread 0 reads it now (relaxed; other threads get 0). Issued early, its answer is
-/// only waited for where wait_turn uses it.
-FLATATTN_DEVICE int peek_turn(const int* count) {
-  int seen = 0;
-  if (threadIdx.x == 0) asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
-  return seen;
-}
-
-/// Blocks the CTA until *count == place: thread 0 starts from `seen` (peek_turn's answer), polls while
-/// it is short, then makes its last read an acquire with a fence (a strong read followed by
-/// fence.acq_rel is an acquire pattern in the PTX memory model); one barrier. An acquire load issued
-/// here instead, whose round trip the whole CTA waited for, cost ~10% of the step at N = 8k, D = 128
-/// (H100: Barrier stall 1.38 vs 0.38 cycles per instruction in the default mode).
-FLATATTN_DEVICE void wait_turn(const int* count, int place, int seen) {
+/// Blocks the CTA until *count == place (thread 0 polls with acquire loads; one barrier). Reading the
+/// count early instead (a relaxed read at the step's start, a fence.acq_rel here) gave 5-11% less
+/// throughput on dense shapes and up to 11% more on causal ones, 5% and 2% less at N = 8k, D = 128 (H100,
+/// bench/results/gpu-bwd-h100.md); our reading, not profiled: the early read is stale whenever the CTAs
+/// run in step, and the fence also waits for thread 0's in-flight copies.
+FLATATTN_DEVICE void wait_turn(const int* count, int place) {
   if (threadIdx.x == 0) {
-    while (seen != place) {
+    int seen;
+    while (true) {
+      asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
+      if (seen == place) break;
       __nanosleep(64);
-      asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(count) : "memory");
     }
-    asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
   }
   __syncthreads();
 }

@@ -229,10 +229,6 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       copy_commit();
     }
     const bool needs_mask = i_block < plain_lo || i_block > plain_hi;
-    // Deterministic: this query block's counter, read now (relaxed, thread 0) and checked before the dQ
-    // reductions, so the read's round trip overlaps the step's products instead of stalling the CTA.
-    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
-    const int seen = p.deterministic ? peek_turn(count()) : 0;
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
@@ -297,7 +293,8 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
     // sm_90). A whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base
     // address and constant offsets.
-    if (p.deterministic) wait_turn(count(), min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block, seen);
+    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
+    if (p.deterministic) wait_turn(count(), min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block);
     if (warp < Shape::kQWarps) {
       float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
       if (full_d && m0 + kBM <= nq_rows) {
