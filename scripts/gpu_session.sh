@@ -4,7 +4,7 @@
 # benchmarks against PyTorch SDPA's backends (same run), tile candidates, the merged result tables, and the
 # Python package's GPU session (python/gpu_session.sh). Everything lands under $OUT; a summary prints last.
 #
-#   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune python" OUT=/tmp/out FLATATTN_COMMIT=abc \
+#   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
 # Optional stages on Hopper with the sm90 family built: test80 (the forward tests with FLATATTN_CUDA_SM90=0, i.e.
 # on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
@@ -58,12 +58,12 @@ GPU=${GPU:-gpu}
 if has build; then
   # The CLI needs CLI11, fmt and nlohmann-json; where the machine lacks them, configure without it.
   cfg=(cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS"
-       -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON)
+       -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CMAKE_EXTRA:-})
   stage configure 120 "${cfg[@]}" -DFLATATTN_BUILD_CLI=ON || { rm -rf $B; stage configure_nocli 120 "${cfg[@]}" -DFLATATTN_BUILD_CLI=OFF; }
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -74,7 +74,7 @@ GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | 
 EXPECT=sm80
 [[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1
+  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has test80 && [[ $EXPECT == sm90 ]]; then
@@ -128,6 +128,12 @@ fi
 if has tune; then
   stage tune 150 $B/bench/gpu/tune_fwd --out "$OUT/tune.json"
   stage tune_bwd 90 $B/bench/gpu/tune_bwd
+fi
+if has tunebwd; then  # the backward tuner alone (TUNE_BWD_ARGS, e.g. --n 8192)
+  stage tune_bwd 150 $B/bench/gpu/tune_bwd ${TUNE_BWD_ARGS:-}
+fi
+if has profile; then
+  stage profile 240 bash bench/gpu/profile_bwd.sh "$OUT/prof" "$B"
 fi
 if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
   stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU" \

@@ -158,14 +158,20 @@ struct BwdTileSize {
 
 constexpr BwdTileSize bwd_tile(Family f, int d) {
   // sm80: FlashAttention-2's H100/A100 choices as the starting point (64 x 128 tiles, 8 warps at
-  // D = 128; 128 x 128 at D <= 64), every table entry <= 163 KB (A100's opt-in limit). H100
-  // (bench/results/gpu-bwd-h100.md): 0.75-0.97x SDPA flash's backward at D = 64/128; 128 x 64 at
-  // D = 128 was 33% slower than 64 x 128 (tune_bwd, N = 8k causal); other candidates unmeasured.
+  // D = 128; 128 x 128 at D <= 64), every table entry <= 163 KB (A100's opt-in limit). H100, N = 8k,
+  // bf16, tune_bwd (bench/results/gpu-bwd-h100.md, after the kernel's bookkeeping fix), ms dense /
+  // causal:
+  //   D = 128, 64 x 128: sdp 2x4 dkv 4x2 dq 2x4 s2 (the entry) 9.93 / 5.31; 1 stage 10.79 / 5.67;
+  //     sdp 4x2 dq 4x2 11.36 / 6.10; dkv 8x1 10.54 / 5.63; 128 x 64 (194 KB) 13.61 / 6.89.
+  //   D = 64, 128 x 128: sdp 2x4 (the entry) 5.71 / 3.05; sdp 4x2 5.83 / 3.09 (and 52 bytes of spills
+  //     in the loop instead of 8); 1 stage 6.11 / 3.16; dq 2x4 5.85 / 3.13; 64 x 128 with 2 CTAs/SM
+  //     (97 KB, registers capped at 128) 7.39 / 4.10.
+  // Other head dims: FA2's shapes, unmeasured.
   switch (f) {
     case Family::sm80:
       switch (d) {
         case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1};  // 112 KB
-        case 64: return {128, 128, 8, 4, 2, 4, 2, 4, 2, 2, 1};  // 160 KB
+        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};  // 160 KB
         case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1};   // 128 KB
         case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1};  // 160 KB
         case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1};   // 160 KB; 6 warps: 64-wide d splits

@@ -4,7 +4,7 @@
 // kv head's group (GQA/MQA: summed on chip, no reduction pass). Per query block of BlockM rows:
 //   S = Q K^T, P = exp(S - LSE) (recomputed; masked and out-of-range entries 0), dP = dO V^T,
 //   dS = P o (dP - D_i) (o softcap's tanh', D_i from the pre-pass), then
-//   dV += P^T dO,  dQ_i += dS K (fp32 atomics into the workspace),  dK += dS^T Q.
+//   dV += P^T dO,  dQ_i += dS K (fp32 reductions into the workspace),  dK += dS^T Q.
 // P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
@@ -31,6 +31,7 @@
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/ordered_add.cuh"
+#include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/policy/tile_size.h"
@@ -130,6 +131,12 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   }
   const int len = last - first + 1;
   const int steps = len > 0 ? len * group : 0;
+  // Query blocks whose logits need the per-element mask: lo(r) and hi(r) are monotone in the row, so
+  // they are a prefix and a suffix of [first, last] (BlockRange::needs_mask); found once here instead
+  // of building a BlockRange (64-bit band arithmetic, ~60 instructions) every step.
+  int plain_lo = first, plain_hi = last;  // blocks in [plain_lo, plain_hi] need no mask
+  while (plain_lo <= last && range_of(plain_lo).needs_mask(tile.n_block)) ++plain_lo;
+  while (plain_hi >= plain_lo && range_of(plain_hi).needs_mask(tile.n_block)) --plain_hi;
 
   // Shared memory: Q (stages) | dO (stages) | K | V | P | dS | LSE, D_i (stages).
   const std::uint32_t s_base = smem_u32(smem);
@@ -143,21 +150,37 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     return reinterpret_cast<const float*>(ds_tile + TP::kBytes + (kStages == 2 ? (s & 1) * Shape::kRowBytes : 0));
   };
 
-  // Step s: query head hk * group + s / len, query block first + s % len.
-  auto load_step = [&](int s) {
-    const int h = tile.hk * group + s / len, m0 = (first + s % len) * kBM;
-    const BlockInfo bi(p.f, tile.b, h);
-    const BwdRowInfo ri(p, tile.b, h);
-    const auto* gq = static_cast<const std::uint16_t*>(p.f.q) + bi.q + m0 * p.f.q_n;
-    const auto* gdo = static_cast<const std::uint16_t*>(p.dout) + ri.dout + m0 * p.do_n;
-    load_tile<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
-    load_tile<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
+  // Step s visits query head h0 + hh, query block i (hh = s / len, i = first + s % len), kept as two
+  // counters advanced per step. Every per-head offset is the first head's plus hh times a head stride
+  // (Q, dO, LSE strides; workspace rows: batch * f.nq), so no step recomputes a sequence's offsets
+  // (varlen: cu_seqlens loads) or divides: the bookkeeping once cost ~40% more instructions than FA2's
+  // loop (bench/results/gpu-bwd-profile-h100.md).
+  const int h0 = tile.hk * group;
+  const BlockInfo bi0(p.f, tile.b, h0);
+  const BwdRowInfo ri0(p, tile.b, h0);
+  const std::int64_t ws0 = p.ws_row(h0, tile.b), ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
+  const auto* const gq0 = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
+  const auto* const gdo0 = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
+  const float* const lse0 = p.f.lse + bi0.lse;
+
+  auto load_step = [&](int s, int hh, int i) {
+    const int m0 = i * kBM;
+    const auto* gq = gq0 + hh * p.f.q_h + m0 * p.f.q_n;
+    const auto* gdo = gdo0 + hh * p.do_h + m0 * p.do_n;
+    load_tile_stepped<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
+    load_tile_stepped<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
     const std::uint32_t rows = smem_u32(s_rows(s));
-    for (int j = tid; j < 2 * kBM; j += kThreads) {
-      const int r = m0 + (j < kBM ? j : j - kBM);
-      const bool ok = r < nq_rows;
-      const float* src = j < kBM ? p.f.lse + bi.lse + std::int64_t{r} * p.f.lse_n : p.dsum + p.ws_row(h, tile.b) + r;
-      copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
+    const float* const lse = lse0 + hh * p.f.lse_h;
+    const float* const dsum = p.dsum + ws0 + hh * ws_h;
+#pragma unroll
+    for (int j0 = 0; j0 < 2 * kBM; j0 += kThreads) {
+      const int j = j0 + tid;
+      if (2 * kBM % kThreads == 0 || j < 2 * kBM) {
+        const int r = m0 + (j < kBM ? j : j - kBM);
+        const bool ok = r < nq_rows;
+        const float* src = j < kBM ? lse + std::int64_t{r} * p.f.lse_n : dsum + r;
+        copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
+      }
     }
   };
   {
@@ -165,7 +188,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
     load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
     load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
-    if (steps > 0) load_step(0);
+    if (steps > 0) load_step(0, 0, first);
     copy_commit();
   }
 
@@ -190,23 +213,28 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       for (int e = 0; e < 4; ++e) dk[mt][dt][e] = dv[mt][dt][e] = 0.f;
 
   constexpr float kLog2e = 1.4426950408889634f;
+  // dQ reductions: this lane's element (row q_row0 + g, column q_col0 + 2 t4) of the first head's row
+  // 0; steps add the query block's offset, the fragments constants.
+  const int acc_lane = (q_row0 + g) * kD + q_col0 + 2 * t4;
+  const bool full_d = p.f.d == kD;
+  int hh = 0, i_block = first;  // step s: head h0 + hh, query block i_block
 #pragma unroll 1
   for (int s = 0; s < steps; ++s) {
-    const int h = tile.hk * group + s / len, i_block = first + s % len, m0 = i_block * kBM;
+    const int m0 = i_block * kBM;
+    const int i_next = i_block < last ? i_block + 1 : first, hh_next = i_block < last ? hh : hh + 1;
     copy_wait<0>();
     __syncthreads();  // Q(s), dO(s) visible to all; every warp is done with step s - 1
     if constexpr (kStages == 2) {
-      if (s + 1 < steps) load_step(s + 1);
+      if (s + 1 < steps) load_step(s + 1, hh_next, i_next);
       copy_commit();
     }
-    const BlockRange<kBN> range = range_of(i_block);
-    const std::int64_t ws = p.ws_row(h, tile.b);
+    const bool needs_mask = i_block < plain_lo || i_block > plain_hi;
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
       float sc[kSMT][kSNT][4];
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
-      apply_logits<V>(sc, p.f, range.needs_mask(tile.n_block), bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
+      apply_logits<V>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
       // P, times softcap's tanh' = 1 - (logit / post)^2 (0 where masked); the scale joins at the end.
@@ -262,43 +290,49 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
         for (int e = 0; e < 4; ++e) dq[mt][dt][e] = 0.f;
     if (warp < Shape::kQWarps) gemm_smem_a<E, TP, TKV, false, kQMT, kQDT, kBN>(dq, sds, a_ds, sk, b_kt);
 
-    // dQ_i += dS K: fp32 atomics into the workspace (pairs of columns as one 8-byte atomic on sm_90).
-    int* const count = p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h) * p.n_m_blocks + i_block;
-    if (p.deterministic) wait_turn(count, min(range.end, p.n_n_blocks) - 1 - tile.n_block);
+    // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
+    // sm_90). A whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base
+    // address and constant offsets.
+    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
+    if (p.deterministic) wait_turn(count(), min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block);
     if (warp < Shape::kQWarps) {
-      float* const acc = p.dq_accum + (ws + m0) * kD;
+      float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
+      if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
-      for (int mt = 0; mt < kQMT; ++mt)
+        for (int mt = 0; mt < kQMT; ++mt)
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int r = q_row0 + mt * 16 + g + 8 * hh;
-          if (m0 + r < nq_rows) {
+          for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
-            for (int dt = 0; dt < kQDT; ++dt) {
-              const int c = q_col0 + dt * 8 + 2 * t4;
-              if (c < p.f.d) {
-                float* const a = acc + r * kD + c;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                atomicAdd(reinterpret_cast<float2*>(a), make_float2(dq[mt][dt][2 * hh], dq[mt][dt][2 * hh + 1]));
-#else
-                atomicAdd(a, dq[mt][dt][2 * hh]);
-                atomicAdd(a + 1, dq[mt][dt][2 * hh + 1]);
-#endif
+            for (int dt = 0; dt < kQDT; ++dt)
+              red_add2(acc + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+      } else {
+#pragma unroll
+        for (int mt = 0; mt < kQMT; ++mt)
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr) {
+            if (m0 + q_row0 + mt * 16 + g + 8 * hr < nq_rows) {
+#pragma unroll
+              for (int dt = 0; dt < kQDT; ++dt) {
+                if (q_col0 + dt * 8 + 2 * t4 < p.f.d) {
+                  red_add2(acc + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+                }
               }
             }
           }
-        }
+      }
     }
     if (warp < Shape::kKWarps) gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(dk, sds, a_pt, sq(s), b_qt);
-    if (p.deterministic) pass_turn(count);  // after dK: the fence overlaps the product
+    if (p.deterministic) pass_turn(count());  // after dK: the fence overlaps the product
 
     if constexpr (kStages == 1) {
       if (s + 1 < steps) {
         __syncthreads();  // every warp is done with Q(s), dO(s)
-        load_step(s + 1);
+        load_step(s + 1, hh_next, i_next);
       }
       copy_commit();
     }
+    i_block = i_next;
+    hh = hh_next;
   }
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.

@@ -50,6 +50,36 @@ FLATATTN_DEVICE void load_tile(std::uint32_t s_base, const std::uint16_t* g, std
   }
 }
 
+/// load_tile for loops that load a tile per step (the backward's Q and dO): the same copies, with
+/// the thread's global address advanced by one 64-bit add per chunk and the out-of-range substitute
+/// chosen by a select, so no chunk recomputes row * row_stride (the backward's step once spent ~150
+/// instructions per warp on the two tiles' addresses). Falls back to load_tile off the fast shape.
+template <class Tile, int D, int kThreads>
+FLATATTN_DEVICE void load_tile_stepped(std::uint32_t s_base, const std::uint16_t* g, std::int64_t row_stride,
+                                       int rows_valid, int d_valid, const void* safe, int tid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRows = Tile::kBytes / (D * 2);
+  constexpr int kTotal = kRows * kChunksPerRow;
+  constexpr int kIters = (kTotal + kThreads - 1) / kThreads;
+  constexpr int kRowStep = kThreads / kChunksPerRow;
+  constexpr int kPeriod = Tile::kW == 64 ? 8 : 16;
+  if constexpr (kThreads % kChunksPerRow == 0 && kRowStep % kPeriod == 0 && kTotal % kThreads == 0) {
+    const int r = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+    const std::uint32_t s0 = s_base + Tile::offset(r, c);
+    const std::uint16_t* a = g + r * row_stride + c;
+    const std::int64_t step = kRowStep * row_stride;
+    const int rows_left = c < d_valid ? rows_valid - r : 0;  // chunk i is in range when i * kRowStep < rows_left
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const bool pred = i * kRowStep < rows_left;
+      copy_16(s0 + i * kRowStep * Tile::kRowBytes, pred ? static_cast<const void*>(a) : safe, pred);
+      a += step;
+    }
+  } else {
+    load_tile<Tile, D, kThreads>(s_base, g, row_stride, rows_valid, d_valid, safe, tid);
+  }
+}
+
 /// o (kMT m-tiles x kDT n-tiles of fp32 fragments) * inv per row -> rows [warp_row0, warp_row0 + 16 kMT)
 /// of the tile at `smem` -> global rows (g + row * row_stride), rows < rows_valid, columns < d_valid.
 template <class E, class Tile, int kMT, int kDT>
