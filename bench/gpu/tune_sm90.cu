@@ -26,7 +26,11 @@ std::vector<Candidate> candidates_sm90() {
           sm90c<64, 128, 128, 8, 1, 4, true>(),   sm90c<64, 128, 128, 8, 1, 3, true>(),
           sm90c<128, 128, 128, 8, 1, 3, true>(),  sm90c<128, 128, 128, 8, 1, 3, false>(),
           sm90c<128, 192, 64, 12, 1, 4, true>(),  sm90c<128, 192, 64, 12, 1, 3, true>(),
-          sm90c<128, 128, 64, 8, 1, 4, true>()};
+          sm90c<128, 128, 64, 8, 1, 4, true>(),
+          // D = 64 at short N: two or more CTAs per SM (one CTA's softmax and loads overlap another's wgmmas)
+          sm90c<64, 128, 64, 8, 2, 3, true>(),    sm90c<64, 128, 64, 8, 2, 4, true>(),
+          sm90c<64, 128, 128, 8, 2, 3, true>(),   sm90c<64, 64, 128, 4, 2, 3, true>(),
+          sm90c<64, 64, 64, 4, 3, 4, true>()};
 }
 
 }  // namespace flatattn::cuda::tune
