@@ -145,7 +145,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
   const BackwardOracle ref = oracle_backward(t);
   // The yardstick takes the stored-O formulation too: in bf16 the rounding of O moves D_i by more than
   // the softmax-form yardstick allows for in rows where dP - D_i cancels (tests/common/yardstick.h).
-  const BackwardOracle naive = naive_backward(t).naive;
+  const BackwardOracle naive = naive_backward(t, ref).naive;
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " after " + fwd +
                           " (seed " + std::to_string(seed) + ", replay with FLATATTN_SEED)";
   for (auto [out, rf, nv, name] : {std::tuple{&t.dq, &ref.dq, &naive.dq, "dq"}, std::tuple{&t.dk, &ref.dk, &naive.dk, "dk"},

@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "src/core/half.h"
@@ -289,14 +290,14 @@ TEST(CudaSm90, SwitchAndFallbacks) {
   check_sm90(t, seed, "flat", false);
 }
 
-// The default policy (policy/tile_size.h sm90_min_n): D = 128 always on sm90, D = 64 only from
-// min(Nq, Nk) >= sm90_min_n(64); the kernel names tell (the numbers are checked by the tests above).
+// The default policy (policy/tile_size.h sm90_min_n): the sm90 family serves D = 64/128 from
+// min(Nq, Nk) >= sm90_min_n(d); the kernel names tell (the numbers are checked by the tests above).
 TEST(CudaSm90, DefaultPolicyRoutes) {
   REQUIRE_SM90();
   const ScopedSm90 policy(nullptr);
   std::mt19937_64 rng(fresh_seed());
-  const std::int64_t long_n = cuda::sm90_min_n(64);
-  for (auto [d, n, want] : {std::tuple{128, 200, true}, {64, 200, false}, {64, long_n, true}}) {
+  for (auto [d, n] : {std::pair{128, 200}, {64, 200}, {64, 4096}, {128, 1}}) {
+    const bool want = n >= cuda::sm90_min_n(d);
     Case c = base(DType::bf16, n, n, d);
     c.batch = 1;
     c.hq = 1;
