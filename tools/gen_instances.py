@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 INST = ROOT / "src" / "cuda" / "inst"
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)  # other D (multiples of 8) run the next one, zero-padded
-SM90_HEAD_DIMS = (64, 128)  # the wgmma Flash forward (Hopper); other D run the sm80 family there
+SM90_HEAD_DIMS = (64, 128)  # the wgmma Flash forward and backward (Hopper); other D: the sm80 family
 DATAFLOWS = ("flash", "flat")
 SOFTCAP = (False, True)
 
@@ -64,7 +64,7 @@ class Kernel:
 
 @dataclasses.dataclass(frozen=True)
 class BwdKernel:
-    family: str    # as Kernel.family
+    family: str    # as Kernel.family (sm90: the wgmma backward, SM90_HEAD_DIMS)
     dtype: str     # f16 | bf16
     d: int         # kernel head dim
     softcap: bool
@@ -79,6 +79,7 @@ class BwdKernel:
         return (self.family, self.dtype, self.d, self.softcap) in {
             ("sm80", "bf16", 128, False),  # the headline kernel (64 x 128 tiles, 8 warps, 2 stages)
             ("sm75", "f16", 64, False),    # m16n8k8, synchronous loads, scalar dQ atomics, 1 stage
+            ("sm90", "bf16", 128, False),  # wgmma (sm_90a SASS), dQ through the MN-major dS^T tile
         }
 
     def source(self):
@@ -99,6 +100,8 @@ def bwd_kernels():
         if family == "sm75" and dtype == "bf16":
             continue  # Turing tensor cores have no bf16
         yield BwdKernel(family, dtype, d, softcap)
+    for dtype, d, softcap in itertools.product(("f16", "bf16"), SM90_HEAD_DIMS, SOFTCAP):
+        yield BwdKernel("sm90", dtype, d, softcap)
 
 
 def kernels():

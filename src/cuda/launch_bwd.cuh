@@ -1,6 +1,6 @@
 // The definition of launch_bwd (launch_api.h): the backward's three launches on the caller's stream,
 // in order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh), the main kernel over
-// key blocks (sm80/bwd_kernel.cuh), the dQ conversion. The shape comes from the policy table
+// key blocks (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion. The shape comes from the policy table
 // (bwd_tile). Included only by the generated bwd_* instance files.
 #pragma once
 
@@ -18,6 +18,7 @@
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/bwd_kernel.cuh"
 #include "src/cuda/sm80/bwd_rows.cuh"
+#include "src/cuda/sm90/bwd_kernel.cuh"
 
 namespace flatattn::cuda {
 
@@ -26,6 +27,11 @@ using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, b
                             bwd_tile(F, D).sdp_wm, bwd_tile(F, D).sdp_wn, bwd_tile(F, D).dkv_wn, bwd_tile(F, D).dkv_wd,
                             bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
                             bwd_tile(F, D).min_blocks>;
+
+/// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps and min_blocks only).
+template <int D>
+using Sm90BwdShapeOf = sm90::BwdShape<D, bwd_tile(Family::sm90, D).block_m, bwd_tile(Family::sm90, D).block_n,
+                                      bwd_tile(Family::sm90, D).warps, bwd_tile(Family::sm90, D).min_blocks>;
 
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).
@@ -50,7 +56,13 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
     check(cudaGetLastError(), "backward pre-pass launch");
   }
   if (ctas > 0) {
-    const auto kernel = flash_bwd_kernel<F, E, S, V>;
+    const auto kernel = [] {
+      if constexpr (F == Family::sm90) {
+        return sm90::flash_bwd_kernel<E, S, V>;
+      } else {
+        return flash_bwd_kernel<F, E, S, V>;
+      }
+    }();
     prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
     kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, stream>>>(p);
     check(cudaGetLastError(), "backward kernel launch");
@@ -67,7 +79,11 @@ template <Family F, DType DT, int D, bool Softcap>
 LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
   static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
-  return launch_bwd_shape<F, E, BwdShapeOf<F, D>, Variant<Softcap>>(a);
+  if constexpr (F == Family::sm90) {
+    return launch_bwd_shape<F, E, Sm90BwdShapeOf<D>, Variant<Softcap>>(a);
+  } else {
+    return launch_bwd_shape<F, E, BwdShapeOf<F, D>, Variant<Softcap>>(a);
+  }
 }
 
 }  // namespace flatattn::cuda

@@ -6,9 +6,10 @@
 //         memory per block, 64 K registers per SM.
 //   sm86: SASS for sm_86 / sm_89 (RTX 30xx/40xx, A10, L4, L40): <= 99 KB shared memory per block.
 //   sm75: compute_75 PTX (Turing; any later GPU through the driver's JIT), f16: <= 64 KB per block.
-//   sm90: SASS for sm_90a only (H100/H200): the Flash forward on warpgroup MMA (src/cuda/sm90/); one
-//         warpgroup per 64 query rows (warps = 4 * BlockM / 64), <= 227 KB shared memory per block.
-//         Backward and FLAT stay on the sm80 family on these GPUs.
+//   sm90: SASS for sm_90a only (H100/H200): the Flash forward and backward on warpgroup MMA
+//         (src/cuda/sm90/); forward: one warpgroup per 64 query rows (warps = 4 * BlockM / 64);
+//         backward: one warpgroup per 64 keys. <= 227 KB shared memory per block. FLAT and the other
+//         head dims stay on the sm80 family on these GPUs.
 // Registers per thread (kMT = 16-row m-tiles per warp = BlockM / (16 Warps)): O = kMT * D / 2 floats,
 // S = kMT * BlockN / 2 (Flash: one key block) or kMT * CapN / 2 (FLAT: the whole row), plus fragments
 // and addresses, at most 255. Shared memory: Flash (BlockM + 2 Stages BlockN) * D * 2 bytes,
@@ -190,8 +191,14 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
         case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1};   // 68 KB
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
-    case Family::sm90:  // no sm90 backward: Hopper runs the sm80 family's
-      return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    case Family::sm90:  // wgmma (sm90/bwd_kernel.cuh): 2 warpgroups x 64 keys, 64-row steps, Q/dO x 2;
+      // the warp splits are fixed by the kernel (S^T, dP^T, dK, dV per warpgroup; dQ by head-dim halves)
+      // and listed only for the record. Unmeasured: the first GPU run compares it with the sm80 rows.
+      switch (d) {
+        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};   // 73 KB; dK + dV 64 regs/thread
+        case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};  // 145 KB; dK + dV 128 regs/thread
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};     // other D: the sm80 family
+      }
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
         case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1};    // 32 KB

@@ -1,0 +1,342 @@
+// Flash-dataflow backward main kernel on Hopper warpgroup MMA (sm_90a; FlashAttention-3, Shah et al.
+// 2024, Sec. 3 and its backward, without the TMA producer warp): one CTA per (key block of 128 keys,
+// kv head, sequence), two consumer warpgroups of 64 keys each. K and V stay in shared memory; dK and dV
+// accumulate in registers over every query block that sees the keys and over the query heads of the
+// kv head's group. The pre-pass (D_i, zeroed dQ accumulator), the dQ conversion, the band mask, the
+// visited query blocks (common/bwd_steps.cuh) and the deterministic order (common/ordered_add.cuh) are
+// the sm80 family's (sm80/bwd_kernel.cuh, whose file comment explains the order).
+//
+// Dataflow per query block of 64 rows, per warpgroup w (keys 64w .. 64w + 63 of the block):
+//   S^T  = K_w Q^T           wgmma m64n64k16 ss, A = K rows, B = Q rows, both K-major (D contiguous)
+//   P^T  = exp2(S^T - LSE)   registers: each thread's accumulator rows are keys, columns queries;
+//                            masked / out-of-range entries 0 (LSE = +inf for rows past Nq)
+//   dP^T = V_w dO^T          wgmma m64n64k16 ss, as S^T
+//   dS^T = P^T o (dP^T - D_i)  (o softcap's tanh'), packed to 16-bit A fragments
+//   dV  += P^T dO            wgmma m64n{D}k16 rs, A = P^T registers, B = dO MN-major (as the forward's P V)
+//   dK  += dS^T Q            wgmma m64n{D}k16 rs, A = dS^T registers, B = Q MN-major
+//   dQ   = dS K              dS^T of both warpgroups -> shared memory ([key][query], 128-byte swizzle,
+//                            ordinary stores + fence.proxy.async), then wgmma m64n{D/2}k16 ss_mn:
+//                            A = dS MN-major (the stored dS^T), B = K MN-major; warpgroup w computes
+//                            the columns [w D/2, (w + 1) D/2) over all 128 keys, then adds them to the
+//                            fp32 accumulator (red.global.add.v2; deterministic: in the CTAs' order).
+// dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
+//
+// Pipeline per step (Q, dO, LSE, D_i double-buffered with cp.async from every thread):
+//   wait Q/dO(s) | proxy fence + barrier | issue the loads of step s + 1 | issue S^T, dP^T |
+//   wait S^T: mask, exp, pack P^T | wait dP^T: dS^T, pack, store dS^T, proxy fence | issue dV |
+//   barrier (dS^T of both warpgroups) | issue dQ, dK | wait dQ: add dQ | wait dK, dV
+// so the dQ additions overlap the dK product and the dV product overlaps the barrier.
+//
+// Registers per thread (D = 128): dK + dV 64 + 64 fp32, S^T / dP^T 32 + 32, P^T and dS^T fragments
+// 16 + 16, dQ 32 (live from the barrier to the additions, when S^T and dP^T are dead): ~200 plus
+// addresses under the 255 of one CTA per SM. Shared memory (D = 128): Q, dO 2 x 2 x 16 KB, K, V 2 x 32
+// KB, dS^T 16 KB, LSE/D_i 1 KB: 145 KB (+1 KB alignment); D = 64: 73 KB.
+//
+// Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
+// consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
+// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
+#pragma once
+
+#include <climits>
+#include <cstdint>
+
+#include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/bwd_params.h"
+#include "src/cuda/common/bwd_steps.cuh"
+#include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/ordered_add.cuh"
+#include "src/cuda/common/red_add.cuh"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/common/softmax.cuh"
+#include "src/cuda/sm80/bwd_gemm.cuh"    // FragStore, store_frags, store_tile
+#include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile
+#include "src/cuda/sm80/bwd_rows.cuh"    // BwdRowInfo
+#include "src/cuda/sm80/tile_io.cuh"
+#include "src/cuda/sm90/wgmma.cuh"
+
+namespace flatattn::cuda::sm90 {
+
+/// Compile-time shape of the sm90 backward (policy/tile_size.h, bwd_tile(Family::sm90, D)): BlockM = 64
+/// query rows per step, BlockN = 64 * WGs keys per CTA, Q/dO double-buffered.
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks>
+struct BwdShape {
+  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
+  static constexpr int kWGs = Warps / 4, kThreads = 32 * Warps, kStages = 2;
+  static constexpr int kDQ = D / kWGs;  ///< dQ columns per warpgroup
+  static_assert(BlockM == 64 && BlockN == 64 * kWGs && Warps % 4 == 0, "one warpgroup per 64 keys, 64-row steps");
+  static_assert(kWGs == 2, "dQ splits the head dim between two warpgroups");
+  static_assert(D % 64 == 0 && (kDQ % 64 == 0 || 64 % kDQ == 0) && kDQ >= 32, "128-byte swizzle, wgmma N");
+  using TQ = SmemTile<BlockM, D>;        // Q and dO, [query][D]
+  using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
+  using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
+  static constexpr int kRowBytes = 2 * BlockM * 4;  ///< LSE and D_i of one query block (fp32)
+  /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
+  /// the swizzle atom (every tile is a multiple of 1024 bytes).
+  static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;
+};
+
+/// Queries [qlo, qhi] that see key j (the band rule of common/mask.cuh solved for the row): empty when
+/// j >= nk. Bounds clamped to int; a row i is visible iff qlo <= i <= qhi.
+FLATATTN_DEVICE void key_queries(const BandMask& bm, int j, int& qlo, int& qhi) {
+  auto clamp = [](std::int64_t x) { return static_cast<int>(x < -1 ? -1 : (x > INT_MAX ? INT_MAX : x)); };
+  qlo = bm.right < 0 ? 0 : clamp(std::int64_t{j} - bm.shift - bm.right);
+  qhi = j >= bm.nk ? -1 : (bm.left < 0 ? INT_MAX : clamp(std::int64_t{j} - bm.shift + bm.left));
+}
+
+/// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the
+/// accumulator chunks 2kk and 2kk + 1) as they are produced: word (i, h) = the pair of row half h of
+/// chunk i.
+FLATATTN_DEVICE int frag_word(int i, int h) { return (i % 2) * 2 + h; }
+
+template <class E, class S, class V>
+__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
+    flash_bwd_kernel(const __grid_constant__ BwdParams p) {
+  using TQ = typename S::TQ;
+  using TKV = typename S::TKV;
+  using TDS = typename S::TDS;
+  constexpr int kD = S::kD, kBM = S::kBlockM, kBN = S::kBlockN, kThreads = S::kThreads, kDQ = S::kDQ;
+  constexpr int kDT = kD / 8;  // 8-column chunks of dK / dV
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+
+  const BwdTile tile(p);
+  const int group = p.f.group;
+  const BlockInfo kv(p.f, tile.b, tile.hk * group);  // lengths; k/v offsets of the kv head
+  const int n0 = tile.n_block * kBN;
+  if (n0 >= kv.nk) return;  // varlen: this sequence has fewer keys than the longest
+  const int nq = kv.nq, nk = kv.nk;
+  const int nq_rows = min(nq, p.f.nq);  // rows past max_seqlen_q have no workspace
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, wl = warp & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  const BandMask bm(p.f, nq, nk);
+  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, nq_rows, tile.n_block);
+  const int len = qb.count();
+  const int steps = len * group;
+
+  const std::uint32_t raw = smem_u32(smem_raw);
+  const std::uint32_t base = (raw + 1023u) & ~1023u;  // swizzle atoms start 1024-byte aligned
+  unsigned char* const smem = smem_raw + (base - raw);
+  auto sq = [&](int st) { return base + st * TQ::kBytes; };
+  auto sdo = [&](int st) { return base + (2 + st) * TQ::kBytes; };
+  const std::uint32_t sk = base + 4 * TQ::kBytes, sv = sk + TKV::kBytes, sds = sv + TKV::kBytes;
+  const std::uint32_t srows = sds + TDS::kBytes;
+  auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM] of stage st
+    return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
+  };
+
+  // Step s visits query head h0 + hh, query block i (hh = s / len, i = first + s % len), two counters
+  // advanced per step; per-head offsets are the first head's plus hh times a head stride.
+  const int h0 = tile.hk * group;
+  const BlockInfo bi0(p.f, tile.b, h0);
+  const BwdRowInfo ri0(p, tile.b, h0);
+  const std::int64_t ws0 = p.ws_row(h0, tile.b), ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
+  const auto* const gq0 = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
+  const auto* const gdo0 = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
+  const float* const lse0 = p.f.lse + bi0.lse;
+
+  auto load_step = [&](int st, int hh, int i) {
+    const int m0 = i * kBM;
+    const auto* gq = gq0 + hh * p.f.q_h + m0 * p.f.q_n;
+    const auto* gdo = gdo0 + hh * p.do_h + m0 * p.do_n;
+    load_tile_stepped<TQ, kD, kThreads>(sq(st), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
+    load_tile_stepped<TQ, kD, kThreads>(sdo(st), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
+    const std::uint32_t rows = srows + st * S::kRowBytes;
+    const float* const lse = lse0 + hh * p.f.lse_h;
+    const float* const dsum = p.dsum + ws0 + hh * ws_h;
+    if (tid < 2 * kBM) {
+      const int r = m0 + (tid < kBM ? tid : tid - kBM);
+      const bool ok = r < nq_rows;
+      const float* src = tid < kBM ? lse + std::int64_t{r} * p.f.lse_n : dsum + r;
+      copy_4(rows + 4 * tid, ok ? static_cast<const void*>(src) : p.dsum, ok);  // 0 when out of range
+    }
+  };
+  static_assert(2 * kBM <= kThreads, "one LSE / D_i value per thread");
+  {
+    const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
+    const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
+    load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
+    load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
+    if (steps > 0) load_step(0, 0, qb.first);
+    copy_commit();
+  }
+
+  // This thread's accumulator rows (keys) key_r0 and key_r0 + 8 of the CTA's block; its columns
+  // (queries) 8i + 2 t4 (+1) of the step's block.
+  const int key_r0 = wg * 64 + wl * 16 + g;
+  const std::uint32_t sk_wg = sk + wg * 64 * TKV::kRowBytes, sv_wg = sv + wg * 64 * TKV::kRowBytes;
+  const FragStore<TDS> st_ds(wg * 64 + wl * 16, 0, lane);
+  unsigned char* const ds_tile = smem + (sds - base);
+  // dQ: this warpgroup's columns [c0, c0 + kDQ) of K (MN-major B operand; c0 % 64 is 0 or 32).
+  const int c0 = wg * kDQ;
+  const std::uint32_t sk_dq = sk + (c0 / 64) * TKV::kBlockBytes + (c0 % 64) * 2;
+  // dQ reductions: this lane's element (row 16 wl + g, column c0 + 2 t4) of the first head's row 0.
+  const int acc_lane = (wl * 16 + g) * kD + c0 + 2 * t4;
+  const bool full_d = p.f.d == kD;
+
+  float dk[1][kDT][4], dv[1][kDT][4];
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[0][dt][e] = dv[0][dt][e] = 0.f;
+
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float inv_post = V::kSoftcap ? 1.f / p.f.post : 0.f;
+  int hh = 0, i_block = qb.first;  // step s: head h0 + hh, query block i_block
+#pragma unroll 1
+  for (int s = 0; s < steps; ++s) {
+    const int st = s & 1;
+    const int m0 = i_block * kBM;
+    const int i_next = i_block < qb.last ? i_block + 1 : qb.first, hh_next = i_block < qb.last ? hh : hh + 1;
+    copy_wait<0>();       // Q, dO, LSE, D_i of step s have landed (this thread's copies)
+    fence_proxy_async();  // ... and are visible to wgmma's operand reads once published
+    __syncthreads();      // every thread's copies; every warpgroup is done with step s - 1
+    if (s + 1 < steps) load_step(st ^ 1, hh_next, i_next);
+    copy_commit();
+
+    float sc[1][8][4], dp[1][8][4];
+    wgmma_fence();
+    gemm_qk_issue<E, TKV, TQ, kBM, kD>(sc[0], sk_wg, sq(st));   // S^T = K_w Q^T
+    gemm_qk_issue<E, TKV, TQ, kBM, kD>(dp[0], sv_wg, sdo(st));  // dP^T = V_w dO^T
+    wgmma_wait<1>();
+    fence_regs(sc[0]);
+
+    // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): P^T, times
+    // softcap's tanh' = 1 - (logit / post)^2 (0 where masked); the scale joins at the end.
+    if (V::kSoftcap || !p.f.fold) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[0][i][e] = V::logits(sc[0][i][e], p.f);
+    }
+    const float* const rows = s_rows(st);
+    if (qb.needs_mask(i_block)) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int qlo, qhi;
+        key_queries(bm, n0 + key_r0 + 8 * h, qlo, qhi);
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int q = m0 + 8 * i + 2 * t4 + e;
+            if (q < qlo || q > qhi) sc[0][i][2 * h + e] = -INFINITY;
+          }
+      }
+    }
+    std::uint32_t pa[4][4], da[4][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int c = 8 * i + 2 * t4;
+      const float2 l = *reinterpret_cast<const float2*>(rows + c);
+      const float lse2[2] = {m0 + c >= nq_rows || l.x == -INFINITY ? INFINITY : l.x * kLog2e,
+                             m0 + c + 1 >= nq_rows || l.y == -INFINITY ? INFINITY : l.y * kLog2e};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float pr[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = sc[0][i][2 * h + e];
+          pr[e] = ex2(fmaf(x, p.f.mul, -lse2[e]));
+          if constexpr (V::kSoftcap) {
+            const float th = x * inv_post;
+            sc[0][i][2 * h + e] = pr[e] * fmaxf(1.f - th * th, 0.f);
+          } else {
+            sc[0][i][2 * h + e] = pr[e];
+          }
+        }
+        pa[i / 2][frag_word(i, h)] = E::pack(pr[0], pr[1]);
+      }
+    }
+
+    wgmma_wait<0>();
+    fence_regs(dp[0]);
+    // dS^T = P^T o (dP^T - D_i) -> A fragments da and the dS^T tile (4-byte stores; the 8 rows of a
+    // store land in 8 different 16-byte chunks through the swizzle).
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const float2 ds = *reinterpret_cast<const float2*>(rows + kBM + 8 * i + 2 * t4);  // 0 past Nq
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const std::uint32_t w = E::pack(sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x),
+                                        sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y));
+        da[i / 2][frag_word(i, h)] = w;
+        *reinterpret_cast<std::uint32_t*>(ds_tile + st_ds.at(0, h, i)) = w;
+      }
+    }
+    fence_proxy_async();  // the dS^T stores, for the dQ product's operand reads after the barrier
+
+    fence_regs(dv[0]);
+    fence_regs(pa);
+    wgmma_fence();
+    gemm_pv_issue<E, TQ, kBM, kD>(dv[0], pa, sdo(st));  // dV += P^T dO
+    __syncthreads();  // dS^T of both warpgroups is in shared memory
+
+    float dq[kDQ / 8][4];
+    fence_regs(dk[0]);
+    fence_regs(da);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {  // dQ_w = dS K[:, c0 : c0 + kDQ]
+      const std::uint64_t a = desc_sw128(sds + kk * 16 * TDS::kRowBytes, TDS::kBlockBytes, 1024);
+      const std::uint64_t b = desc_sw128(sk_dq + kk * 16 * TKV::kRowBytes, TKV::kBlockBytes, 1024);
+      Wgmma<E, kDQ>::ss_mn(dq, a, b, kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+    gemm_pv_issue<E, TQ, kBM, kD>(dk[0], da, sq(st));  // dK += dS^T Q
+    wgmma_wait<1>();  // dV and dQ are done; dK may still run
+    fence_regs(dq);
+    fence_regs(pa);
+
+    // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction).
+    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
+    if (p.deterministic) {
+      wait_turn(count(), min(BwdQueryBlocks<kBM, kBN>::range_of(bm, nq, i_block).end, p.n_n_blocks) - 1 - tile.n_block);
+    }
+    float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
+    if (full_d && m0 + kBM <= nq_rows) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+#pragma unroll
+        for (int dt = 0; dt < kDQ / 8; ++dt) red_add2(acc + 8 * hr * kD + dt * 8, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+    } else {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        if (m0 + wl * 16 + g + 8 * hr < nq_rows) {
+#pragma unroll
+          for (int dt = 0; dt < kDQ / 8; ++dt) {
+            if (c0 + dt * 8 + 2 * t4 < p.f.d) red_add2(acc + 8 * hr * kD + dt * 8, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+          }
+        }
+      }
+    }
+    if (p.deterministic) pass_turn(count());
+    wgmma_wait<0>();  // dK is done: da and the Q buffer are free
+    fence_regs(dk[0]);
+    fence_regs(dv[0]);
+    fence_regs(da);
+    i_block = i_next;
+    hh = hh_next;
+  }
+
+  // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
+  copy_wait<0>();
+  __syncthreads();  // every warpgroup is done with K and V (and the loads have landed when steps == 0)
+  {
+    const FragStore<TKV> st_kv(wg * 64 + wl * 16, 0, lane);
+    store_frags<E, TKV>(dk, p.ds_scale, smem + (sk - base), st_kv);
+    store_frags<E, TKV>(dv, 1.f, smem + (sv - base), st_kv);
+  }
+  __syncthreads();
+  std::int64_t k0 = 0;
+  int b = tile.b;
+  if (p.f.cu_k != nullptr) {
+    k0 = p.f.cu_k[b];
+    b = 0;
+  }
+  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
+  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
+  store_tile<TKV, kD, kThreads>(smem + (sk - base), gdk, p.dk_n, nk - n0, p.f.d, tid);
+  store_tile<TKV, kD, kThreads>(smem + (sv - base), gdv, p.dv_n, nk - n0, p.f.d, tid);
+}
+
+}  // namespace flatattn::cuda::sm90
