@@ -158,8 +158,9 @@ Family family_for(const DeviceInfo& dev, DType dt) {
 }
 
 /// FLATATTN_CUDA_SM90 (read at every call, for comparisons on one GPU and for tests): "0" keeps Hopper on
-/// the sm80 family, "1" sends every Flash forward with an sm90 instance to it (ignoring sm90_min_n),
-/// unset or anything else: the policy (tile_size.h).
+/// the sm80 family (Flash forward and backward), "1" sends every Flash forward with an sm90 instance to
+/// it (ignoring sm90_min_n), unset or anything else: the policy (tile_size.h). The backward runs the
+/// sm90 family wherever it has an instance of the same kernel head dim, unless "0".
 enum class Sm90Mode { never, always, policy };
 Sm90Mode sm90_mode() {
   const char* env = std::getenv("FLATATTN_CUDA_SM90");
@@ -183,6 +184,14 @@ const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash, cons
   if (h == nullptr || h->d != flash->d) return flash;
   const std::int64_t n = std::min(p.nq, p.nk);  // varlen: the longest lengths
   return sm90_mode() == Sm90Mode::always || n >= sm90_min_n(h->d) ? h : flash;
+}
+
+/// The backward instance that serves `base` (the base family's) on `dev`: the sm90 family's (wgmma,
+/// sm90/bwd_kernel.cuh) when it is enabled and has the same kernel head dim, else `base` itself.
+const BwdInstance* upgrade_bwd(const DeviceInfo& dev, const BwdInstance* base) {
+  if (base == nullptr || !sm90_enabled(dev)) return base;
+  const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->softcap, base->d);
+  return h != nullptr && h->d == base->d ? h : base;
 }
 
 /// A tensor the kernels address in 16-byte chunks of rows.
@@ -359,7 +368,7 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   const DeviceInfo& dev = device_info(p.device.index);
   const Family fam = family_for(dev, p.dtype);
   const bool softcap = p.softcap > 0.f;
-  const BwdInstance* inst = find_bwd(fam, p.dtype, softcap, p.d);
+  const BwdInstance* inst = upgrade_bwd(dev, find_bwd(fam, p.dtype, softcap, p.d));
   if (inst == nullptr) {
     throw Error(Error::Kind::unsupported, "q",
                 "backward kernel for " + std::string(name(p.dtype)) + ", D = " + std::to_string(p.d) +
@@ -367,8 +376,8 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
                 "no built backward instance serves it; built: " + built_instances(),
                 "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
   }
-  const BwdTileSize tile = bwd_tile(fam, inst->d);
-  r.kernel = std::string("bwd_") + name(fam) + "_" + std::string(name(p.dtype)) + "_d" + std::to_string(inst->d) +
+  const BwdTileSize tile = bwd_tile(inst->family, inst->d);
+  r.kernel = std::string("bwd_") + name(inst->family) + "_" + std::string(name(p.dtype)) + "_d" + std::to_string(inst->d) +
              (softcap ? "_softcap" : "") + (p.deterministic ? " (deterministic)" : "");
   if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";
   r.block_m = tile.block_m;

@@ -4,6 +4,7 @@
 // judge() against the oracle.
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -39,6 +40,23 @@ enum class FwdSource { gpu, oracle };
 /// with the design.md rule (yardstick: autograd through naive attention in the input dtype, P, dP, dS
 /// rounded after each step). Adds failures naming the gradient, the case, the kernel and the seed.
 void check_backward(CaseTensors& t, std::uint64_t seed, const char* what = "", FwdSource src = FwdSource::gpu);
+
+/// Sets FLATATTN_CUDA_SM90 for one scope (dispatch reads it at every call; nullptr unsets it), restoring
+/// the old value.
+class ScopedSm90 {
+ public:
+  explicit ScopedSm90(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90", value, 1) : unsetenv("FLATATTN_CUDA_SM90");
+  }
+  ~ScopedSm90() { had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90"); }
+  ScopedSm90(const ScopedSm90&) = delete;
+  ScopedSm90& operator=(const ScopedSm90&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
 
 /// Whether device 0 runs `dtype` (false for bf16 when only the compute_75 PTX family loads).
 bool dtype_runs(DType dtype);

@@ -36,22 +36,6 @@ bool sm90_runs() {
 #define REQUIRE_SM90()                                                                                        \
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
 
-/// Sets FLATATTN_CUDA_SM90 for one scope (dispatch reads it at every call), restoring the old value.
-class ScopedSm90 {
- public:
-  explicit ScopedSm90(const char* value) {
-    if (const char* old = std::getenv("FLATATTN_CUDA_SM90")) old_ = old, had_ = true;
-    value ? setenv("FLATATTN_CUDA_SM90", value, 1) : unsetenv("FLATATTN_CUDA_SM90");
-  }
-  ~ScopedSm90() { had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90"); }
-  ScopedSm90(const ScopedSm90&) = delete;
-  ScopedSm90& operator=(const ScopedSm90&) = delete;
-
- private:
-  std::string old_;
-  bool had_ = false;
-};
-
 std::uint64_t seed_for(const char* test) {
   const std::uint64_t s = fresh_seed();
   std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
