@@ -6,9 +6,11 @@
 #
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
-# Optional stages on Hopper with the sm90 family built: test80 (the forward tests with FLATATTN_CUDA_SM90=0, i.e.
-# on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
-# tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list).
+# Optional stages on Hopper with the sm90 family built: test80 (the forward and backward tests with
+# FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
+# tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
+# backward with FLATATTN_CUDA_SM90=0 (the sm80 family's kernel; ours_bwd_sm80.json), and merge_bwd adds the
+# sm90 / sm80 columns.
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
@@ -78,7 +80,7 @@ if has test; then
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has test80 && [[ $EXPECT == sm90 ]]; then
-  stage test80 200 env FLATATTN_CUDA_SM90=0 FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1 --gtest_filter='CudaForward.*'
+  stage test80 240 env FLATATTN_CUDA_SM90=0 FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1 --gtest_filter='CudaForward.*:CudaBackward.*'
   grep -E "FAILED|Failure|PASSED|SKIPPED" "$LOG/test80.log" | head -8 >> "$SUMMARY"
 fi
 if has jit; then
@@ -117,6 +119,11 @@ if has peers; then
 fi
 if has bwdbench; then
   stage bwdbench 120 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd.json" --commit "$COMMIT"
+  cp "$LOG/bwdbench.log" "$OUT/ours_bwd_table.txt" 2>/dev/null
+  if [[ $EXPECT == sm90 ]]; then  # the sm80 family's backward on the same GPU, for the comparison
+    stage bwdbench80 120 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd_sm80.json" --commit "$COMMIT"
+    cp "$LOG/bwdbench80.log" "$OUT/ours_bwd_sm80_table.txt" 2>/dev/null
+  fi
 fi
 if has bwdpeers; then
   stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
@@ -141,7 +148,9 @@ if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
   tail -n 3 "$OUT/gpu-fwd-$GPU.md" >> "$SUMMARY"
 fi
 if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then
-  stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-$GPU"
+  stage merge_bwd 60 python3 bench/gpu/merge_bwd.py "$OUT/ours_bwd.json" "$OUT/peers_bwd.json" --prefix "$OUT/gpu-bwd-$GPU" \
+    $([[ -f $OUT/ours_bwd_sm80.json ]] && echo --base "$OUT/ours_bwd_sm80.json")
+  head -n 3 "$LOG/merge_bwd.log" | tail -n 1 >> "$SUMMARY"
 fi
 if has python; then
   stage python $(( DEADLINE - ($(date +%s) - START) - 20 )) env STAGES="${PY_STAGES:-install test minilm llama overhead}" OUT="$OUT/py" DEADLINE=$(( DEADLINE - ($(date +%s) - START) - 30 )) \
