@@ -28,6 +28,7 @@
 
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/bwd_params.h"
+#include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/ordered_add.cuh"
@@ -107,36 +108,12 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   const int g = lane >> 2, t4 = lane & 3;
   const BandMask bm(p.f, nq, nk);
 
-  // Query blocks that see a key of this block: a contiguous range (lo/hi are monotone in the row),
-  // bounded from the band's edges, then trimmed with the same BlockRange test every CTA uses (the
-  // deterministic order counts visitors with it).
-  auto range_of = [&](int i) { return BlockRange<kBN>(bm, i * kBM, min(i * kBM + kBM, nq) - 1); };
-  auto visits = [&](int i) {
-    const BlockRange<kBN> r = range_of(i);
-    return r.begin <= tile.n_block && tile.n_block < r.end;
-  };
-  int first = 0, last = -1;
-  if (nq_rows > 0) {
-    const std::int64_t shift = bm.shift;
-    const std::int64_t r_lo = bm.right < 0 ? 0 : std::int64_t{n0} - shift - bm.right;
-    const std::int64_t r_hi = bm.left < 0 ? nq_rows - 1 : std::int64_t{n0} + kBN - 1 - shift + bm.left;
-    if (r_hi < 0 || r_lo > nq_rows - 1) {
-      last = first - 1;
-    } else {
-      first = static_cast<int>((r_lo > 0 ? r_lo : 0) / kBM);
-      last = static_cast<int>((r_hi < nq_rows - 1 ? r_hi : nq_rows - 1) / kBM);
-    }
-    while (first <= last && !visits(first)) ++first;
-    while (last >= first && !visits(last)) --last;
-  }
-  const int len = last - first + 1;
-  const int steps = len > 0 ? len * group : 0;
-  // Query blocks whose logits need the per-element mask: lo(r) and hi(r) are monotone in the row, so
-  // they are a prefix and a suffix of [first, last] (BlockRange::needs_mask); found once here instead
-  // of building a BlockRange (64-bit band arithmetic, ~60 instructions) every step.
-  int plain_lo = first, plain_hi = last;  // blocks in [plain_lo, plain_hi] need no mask
-  while (plain_lo <= last && range_of(plain_lo).needs_mask(tile.n_block)) ++plain_lo;
-  while (plain_hi >= plain_lo && range_of(plain_hi).needs_mask(tile.n_block)) --plain_hi;
+  // Query blocks that see a key of this block, and those that need the per-element mask.
+  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, nq_rows, tile.n_block);
+  auto range_of = [&](int i) { return BwdQueryBlocks<kBM, kBN>::range_of(bm, nq, i); };
+  const int first = qb.first, last = qb.last;
+  const int len = qb.count();
+  const int steps = len * group;
 
   // Shared memory: Q (stages) | dO (stages) | K | V | P | dS | LSE, D_i (stages).
   const std::uint32_t s_base = smem_u32(smem);
@@ -228,7 +205,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       if (s + 1 < steps) load_step(s + 1, hh_next, i_next);
       copy_commit();
     }
-    const bool needs_mask = i_block < plain_lo || i_block > plain_hi;
+    const bool needs_mask = qb.needs_mask(i_block);
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
