@@ -1,7 +1,7 @@
 // The definition of launch_bwd (launch_api.h): the backward's three launches on the caller's stream,
 // in order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh), the main kernel over
-// key blocks (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion. The shape comes from the policy table
-// (bwd_tile). Included only by the generated bwd_* instance files.
+// key blocks (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion.
+// The shape comes from the policy table (bwd_tile). Included only by the generated bwd_* instance files.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -28,10 +28,12 @@ using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, b
                             bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
                             bwd_tile(F, D).min_blocks>;
 
-/// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps and min_blocks only).
+/// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps, min_blocks and dq_wd, the
+/// warpgroups of the dQ product).
 template <int D>
 using Sm90BwdShapeOf = sm90::BwdShape<D, bwd_tile(Family::sm90, D).block_m, bwd_tile(Family::sm90, D).block_n,
-                                      bwd_tile(Family::sm90, D).warps, bwd_tile(Family::sm90, D).min_blocks>;
+                                      bwd_tile(Family::sm90, D).warps, bwd_tile(Family::sm90, D).min_blocks,
+                                      bwd_tile(Family::sm90, D).dq_wd>;
 
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).

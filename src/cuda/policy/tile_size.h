@@ -192,10 +192,13 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm90:  // wgmma (sm90/bwd_kernel.cuh): 2 warpgroups x 64 keys, 64-row steps, Q/dO x 2;
-      // the warp splits are fixed by the kernel (S^T, dP^T, dK, dV per warpgroup; dQ by head-dim halves)
-      // and listed only for the record. Unmeasured: the first GPU run compares it with the sm80 rows.
+      // S^T, dP^T, dK, dV per warpgroup (sdp/dkv fields for the record); dq_wd = warpgroups that own dQ
+      // columns (2: head-dim halves; 1: both compute all columns, warpgroup 0 adds them). D = 64 takes 1:
+      // halves would be 32 columns, an MN-major operand starting 64 bytes into a 128-byte swizzle row, a
+      // form that has not run (2 is the faster candidate once a GPU run shows it correct). Unmeasured:
+      // the first GPU run compares these rows with the sm80 ones (bench/results/gpu-bwd-sm90-plan.md).
       switch (d) {
-        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};   // 73 KB; dK + dV 64 regs/thread
+        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 1, 2, 1};   // 73 KB; dK + dV 64 regs/thread
         case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};  // 145 KB; dK + dV 128 regs/thread
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};     // other D: the sm80 family
       }

@@ -15,10 +15,13 @@
 //   dV  += P^T dO            wgmma m64n{D}k16 rs, A = P^T registers, B = dO MN-major (as the forward's P V)
 //   dK  += dS^T Q            wgmma m64n{D}k16 rs, A = dS^T registers, B = Q MN-major
 //   dQ   = dS K              dS^T of both warpgroups -> shared memory ([key][query], 128-byte swizzle,
-//                            ordinary stores + fence.proxy.async), then wgmma m64n{D/2}k16 ss_mn:
-//                            A = dS MN-major (the stored dS^T), B = K MN-major; warpgroup w computes
-//                            the columns [w D/2, (w + 1) D/2) over all 128 keys, then adds them to the
-//                            fp32 accumulator (red.global.add.v2; deterministic: in the CTAs' order).
+//                            ordinary stores + fence.proxy.async), then wgmma m64n{D/DqWGs}k16 ss_mn:
+//                            A = dS MN-major (the stored dS^T), B = K MN-major, over all 128 keys;
+//                            DqWGs = 2: warpgroup w computes the columns [w D/2, (w + 1) D/2); DqWGs = 1:
+//                            both compute all D columns and warpgroup 0 adds them (policy: D = 64, so
+//                            that no operand starts inside a 128-byte swizzle row along MN). Then the
+//                            fp32 additions to the accumulator (red.global.add.v2; deterministic: in
+//                            the CTAs' order).
 // dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
 //
 // Pipeline per step (Q, dO, LSE, D_i double-buffered with cp.async from every thread):
@@ -27,14 +30,17 @@
 //   barrier (dS^T of both warpgroups) | issue dQ, dK | wait dQ: add dQ | wait dK, dV
 // so the dQ additions overlap the dK product and the dV product overlaps the barrier.
 //
-// Registers per thread (D = 128): dK + dV 64 + 64 fp32, S^T / dP^T 32 + 32, P^T and dS^T fragments
-// 16 + 16, dQ 32 (live from the barrier to the additions, when S^T and dP^T are dead): ~200 plus
-// addresses under the 255 of one CTA per SM. Shared memory (D = 128): Q, dO 2 x 2 x 16 KB, K, V 2 x 32
+// Registers per thread (D = 128, DqWGs = 2): dK + dV 64 + 64 fp32, S^T / dP^T 32 + 32, P^T and dS^T
+// fragments 16 + 16, dQ 32 (live from the barrier to the additions, when S^T and dP^T are dead): ~200
+// plus addresses under the 255 of one CTA per SM. Shared memory (D = 128): Q, dO 2 x 2 x 16 KB, K, V 2 x 32
 // KB, dS^T 16 KB, LSE/D_i 1 KB: 145 KB (+1 KB alignment); D = 64: 73 KB.
 //
 // Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
 // consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
-// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
+// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products; at D = 64 the dQ
+// product runs twice (DqWGs = 1: both warpgroups, one result used; a wgmma on a warpgroup-dependent
+// branch serializes all of them). Better: DqWGs = 2 once its 32-column operand is shown correct, or
+// each warpgroup over its own 64 keys (N = 64) with the two partials exchanged in shared memory.
 #pragma once
 
 #include <climits>
@@ -58,15 +64,17 @@
 namespace flatattn::cuda::sm90 {
 
 /// Compile-time shape of the sm90 backward (policy/tile_size.h, bwd_tile(Family::sm90, D)): BlockM = 64
-/// query rows per step, BlockN = 64 * WGs keys per CTA, Q/dO double-buffered.
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks>
+/// query rows per step, BlockN = 64 * WGs keys per CTA, Q/dO double-buffered, the dQ product on DqWGs
+/// warpgroups (each D / DqWGs columns).
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int DqWGs>
 struct BwdShape {
   static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
-  static constexpr int kWGs = Warps / 4, kThreads = 32 * Warps, kStages = 2;
-  static constexpr int kDQ = D / kWGs;  ///< dQ columns per warpgroup
+  static constexpr int kWGs = Warps / 4, kThreads = 32 * Warps, kStages = 2, kDqWGs = DqWGs;
+  static constexpr int kDQ = D / DqWGs;  ///< dQ columns per dQ warpgroup
   static_assert(BlockM == 64 && BlockN == 64 * kWGs && Warps % 4 == 0, "one warpgroup per 64 keys, 64-row steps");
-  static_assert(kWGs == 2, "dQ splits the head dim between two warpgroups");
-  static_assert(D % 64 == 0 && (kDQ % 64 == 0 || 64 % kDQ == 0) && kDQ >= 32, "128-byte swizzle, wgmma N");
+  static_assert(kWGs == 2 && (DqWGs == 1 || DqWGs == 2), "two warpgroups; dQ on one or both");
+  static_assert(D % 64 == 0 && (kDQ % 64 == 0 || 64 % kDQ == 0) && kDQ >= 32 && kDQ <= 256,
+                "128-byte swizzle, wgmma N");
   using TQ = SmemTile<BlockM, D>;        // Q and dO, [query][D]
   using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
   using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
@@ -166,8 +174,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   const std::uint32_t sk_wg = sk + wg * 64 * TKV::kRowBytes, sv_wg = sv + wg * 64 * TKV::kRowBytes;
   const FragStore<TDS> st_ds(wg * 64 + wl * 16, 0, lane);
   unsigned char* const ds_tile = smem + (sds - base);
-  // dQ: this warpgroup's columns [c0, c0 + kDQ) of K (MN-major B operand; c0 % 64 is 0 or 32).
-  const int c0 = wg * kDQ;
+  // dQ: this warpgroup's columns [c0, c0 + kDQ) of K (MN-major B operand; c0 % 64 is 0 or 32); it adds
+  // them when it is one of the kDqWGs that own dQ columns.
+  const bool dq_wg = S::kDqWGs == S::kWGs || wg < S::kDqWGs;
+  const int c0 = dq_wg ? wg * kDQ : 0;
   const std::uint32_t sk_dq = sk + (c0 / 64) * TKV::kBlockBytes + (c0 % 64) * 2;
   // dQ reductions: this lane's element (row 16 wl + g, column c0 + 2 t4) of the first head's row 0.
   const int acc_lane = (wl * 16 + g) * kD + c0 + 2 * t4;
@@ -275,6 +285,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(dk[0]);
     fence_regs(da);
     wgmma_fence();
+    // Issued by every warpgroup, also the one that discards it (DqWGs = 1): a wgmma on a warpgroup-
+    // dependent branch makes ptxas serialize every wgmma of the kernel (C7520).
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {  // dQ_w = dS K[:, c0 : c0 + kDQ]
       const std::uint64_t a = desc_sw128(sds + kk * 16 * TDS::kRowBytes, TDS::kBlockBytes, 1024);
@@ -293,7 +305,9 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       wait_turn(count(), min(BwdQueryBlocks<kBM, kBN>::range_of(bm, nq, i_block).end, p.n_n_blocks) - 1 - tile.n_block);
     }
     float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
-    if (full_d && m0 + kBM <= nq_rows) {
+    if (!dq_wg) {
+      // the other warpgroup adds this block's dQ
+    } else if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
