@@ -157,7 +157,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
   }
 }
 
-void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
+Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   const Report r = run_on_gpu(t);
   const ForwardOracle o = oracle_forward(t);
   const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
@@ -169,6 +169,26 @@ void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
     const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
     EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.str();
   }
+  return r;
+}
+
+std::uint64_t seed_for(const char* test) {
+  const std::uint64_t s = fresh_seed();
+  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
+  return s;
+}
+
+Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
+  Case c;
+  c.dtype = dt;
+  c.batch = 2;
+  c.hq = 2;
+  c.hkv = 1;
+  c.nq = nq;
+  c.nk = nk;
+  c.d = d;
+  c.options.return_lse = true;
+  return c;
 }
 
 bool dtype_runs(DType dtype) {

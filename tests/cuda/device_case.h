@@ -4,6 +4,7 @@
 // judge() against the oracle.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -15,13 +16,22 @@ namespace flatattn::testing {
 /// True when a CUDA device is present (tests GTEST_SKIP otherwise).
 bool gpu_present();
 
+#define REQUIRE_GPU() \
+  if (!::flatattn::testing::gpu_present()) GTEST_SKIP() << "no CUDA device"
+
+/// A fresh seed for one test, printed as "[seed] <test> FLATATTN_SEED=<seed>" so a failure replays.
+std::uint64_t seed_for(const char* test);
+
+/// The GPU suites' small base case: B = 2, Hq = 2, Hkv = 1 (GQA), (B, N, H, D) storage, LSE requested.
+Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64);
+
 /// forward() of the case on device 0 (optionally on a fresh non-default stream); out and lse of `t`
 /// are overwritten with the device results.
 Report run_on_gpu(CaseTensors& t, bool own_stream = false);
 
 /// Runs the case on the GPU and judges out (and LSE when requested) against the fp64 oracle with the
-/// design.md rule; adds failures naming the case, the kernel and the seed.
-void check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
+/// design.md rule; adds failures naming the case, the kernel and the seed. Returns the call's report.
+Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
 /// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole

@@ -52,38 +52,16 @@ class ScopedSm90 {
   bool had_ = false;
 };
 
-std::uint64_t seed_for(const char* test) {
-  const std::uint64_t s = fresh_seed();
-  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
-  return s;
-}
-
-/// Runs a case on the GPU, judges out and LSE against the oracle, and checks which family ran.
+/// check_case (the oracle, the design.md rule) and which family ran.
 void check_sm90(CaseTensors& t, std::uint64_t seed, const std::string& what, bool expect_sm90 = true) {
-  const Report r = run_on_gpu(t);
-  const ForwardOracle o = oracle_forward(t);
-  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
-  const std::string ctx = what + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " + std::to_string(seed) +
-                          ", replay with FLATATTN_SEED)";
-  EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, expect_sm90) << ctx;
-  EXPECT_TRUE(std::isfinite(v.bound)) << ctx;
-  EXPECT_TRUE(v.pass) << ctx << ": out " << v.str();
-  if (t.c.options.return_lse) {
-    const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
-    EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.str();
-  }
+  const Report r = check_case(t, seed, what.c_str());
+  EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, expect_sm90)
+      << what << " [" << t.c.name() << "] kernel " << r.kernel << " (seed " << seed << ", replay with FLATATTN_SEED)";
 }
 
+/// small_case on the Flash dataflow (the only one with an sm90 kernel).
 Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
-  Case c;
-  c.dtype = dt;
-  c.batch = 2;
-  c.hq = 2;
-  c.hkv = 1;
-  c.nq = nq;
-  c.nk = nk;
-  c.d = d;
-  c.options.return_lse = true;
+  Case c = small_case(dt, nq, nk, d);
   c.options.dataflow = Dataflow::flash;
   return c;
 }
