@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "src/cuda/dispatch.h"
 #include "tests/common/yardstick.h"
@@ -189,6 +190,52 @@ Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
   c.d = d;
   c.options.return_lse = true;
   return c;
+}
+
+std::vector<Case> edge_cases(DType dt) {
+  std::vector<Case> v;
+  for (std::int64_t n : {1, 17, 97}) v.push_back(small_case(dt, n, n));
+  {  // a long causal row block, one head
+    Case c = small_case(dt, 1025, 1025);
+    c.batch = 1, c.hq = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  {  // Nq != Nk, both causal alignments
+    Case c = small_case(dt, 100, 37);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+    c = small_case(dt, 37, 300);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+  }
+  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window with Nq > Nk
+    Case c = small_case(dt, 200, 20);
+    c.options.causal = true;
+    v.push_back(c);
+    c = small_case(dt, 90, 50);
+    c.options.window = {0, 0};
+    v.push_back(c);
+  }
+  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
+    Case c = small_case(dt, 64, 96);
+    c.options.softmax_scale = -0.2f;
+    v.push_back(c);
+  }
+  {  // GQA and MQA, strided views
+    Case c = small_case(dt, 65, 129);
+    c.hq = 8, c.hkv = 2;
+    c.strided = true;
+    v.push_back(c);
+    c.hq = 6, c.hkv = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  return v;
 }
 
 bool dtype_runs(DType dtype) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "flatattn/attention.h"
 #include "tests/common/harness.h"
@@ -24,6 +25,11 @@ std::uint64_t seed_for(const char* test);
 
 /// The GPU suites' small base case: B = 2, Hq = 2, Hkv = 1 (GQA), (B, N, H, D) storage, LSE requested.
 Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64);
+
+/// The adversarial shapes the forward and backward suites share: lengths 1/17/97, a long causal block,
+/// Nq != Nk in both causal alignments, fully masked rows (Nq > Nk causal, a (0, 0) window), a negative
+/// scale, GQA and MQA with strided views. Each suite appends its own.
+std::vector<Case> edge_cases(DType dt);
 
 /// forward() of the case on device 0 (optionally on a fresh non-default stream); out and lse of `t`
 /// are overwritten with the device results.

@@ -50,37 +50,13 @@ std::vector<Case> head_dims(DType dt) {
   return v;
 }
 
+/// edge_cases (device_case.h) plus the backward's own: Nk < Nq long block, sliding windows, large
+/// logits, wider GQA, varlen with length-1 sequences, softcap.
 std::vector<Case> adversarial(DType dt) {
-  std::vector<Case> v;
-  for (std::int64_t n : {1, 17, 97}) v.push_back(small_case(dt, n, n));
-  {
-    Case c = small_case(dt, 1025, 1025);
-    c.batch = 1, c.hq = 1;
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal = false;
-    c.hq = 2;
-    c.nk = 300;
-    v.push_back(c);
-  }
-  {  // Nq != Nk, both causal alignments
-    Case c = small_case(dt, 100, 37);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-    c = small_case(dt, 37, 300);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-  }
-  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window with Nq > Nk
-    Case c = small_case(dt, 200, 20);
-    c.options.causal = true;
-    v.push_back(c);
-    c = small_case(dt, 90, 50);
-    c.options.window = {0, 0};
+  std::vector<Case> v = edge_cases(dt);
+  {  // a long non-causal row block against fewer keys
+    Case c = small_case(dt, 1025, 300);
+    c.batch = 1;
     v.push_back(c);
   }
   {  // sliding windows, both alignments
@@ -105,20 +81,8 @@ std::vector<Case> adversarial(DType dt) {
     c.options.causal = true;
     v.push_back(c);
   }
-  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
-    Case c = small_case(dt, 64, 96);
-    c.options.softmax_scale = -0.2f;
-    v.push_back(c);
-  }
-  {  // GQA and MQA (dK, dV summed over the query heads of a group), with strided views
-    Case c = small_case(dt, 65, 129);
-    c.hq = 8, c.hkv = 2;
-    c.strided = true;
-    v.push_back(c);
-    c.hq = 6, c.hkv = 1;
-    c.options.causal = true;
-    v.push_back(c);
-    c = small_case(dt, 250, 250, 128);
+  {  // wider GQA (dK, dV summed over the query heads of a group)
+    Case c = small_case(dt, 250, 250, 128);
     c.hq = 4, c.hkv = 1;
     c.options.causal = true;
     v.push_back(c);
