@@ -47,6 +47,19 @@ class DeviceCopy {
   std::size_t bytes_;
 };
 
+/// The case's cu_seqlens copied to the device (into cu_q, cu_k, which must outlive the call) as the
+/// call's Varlen; max_seqlen from the case.
+Varlen device_varlen(const CaseTensors& t, std::optional<DeviceCopy>& cu_q, std::optional<DeviceCopy>& cu_k) {
+  cu_q.emplace(t.cu_q);
+  cu_k.emplace(t.cu_k);
+  Varlen vl;
+  vl.cu_seqlens_q = cu_q->view(t.cu_q);
+  vl.cu_seqlens_k = cu_k->view(t.cu_k);
+  vl.max_seqlen_q = t.c.nq;
+  vl.max_seqlen_k = t.c.nk;
+  return vl;
+}
+
 }  // namespace
 
 bool gpu_present() {
@@ -65,16 +78,7 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   a.v = v.view(t.v);
   a.out = out.view(t.out);
   if (t.c.options.return_lse) a.lse = lse.view(t.lse);
-  if (t.c.varlen) {
-    cu_q.emplace(t.cu_q);
-    cu_k.emplace(t.cu_k);
-    Varlen vl;
-    vl.cu_seqlens_q = cu_q->view(t.cu_q);
-    vl.cu_seqlens_k = cu_k->view(t.cu_k);
-    vl.max_seqlen_q = t.c.nq;
-    vl.max_seqlen_k = t.c.nk;
-    a.varlen = vl;
-  }
+  if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   Report r = forward(a, t.c.options, Stream{stream});
@@ -98,16 +102,7 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
   a.dq = dq.view(t.dq);
   a.dk = dk.view(t.dk);
   a.dv = dv.view(t.dv);
-  if (t.c.varlen) {
-    cu_q.emplace(t.cu_q);
-    cu_k.emplace(t.cu_k);
-    Varlen vl;
-    vl.cu_seqlens_q = cu_q->view(t.cu_q);
-    vl.cu_seqlens_k = cu_k->view(t.cu_k);
-    vl.max_seqlen_q = t.c.nq;
-    vl.max_seqlen_k = t.c.nk;
-    a.varlen = vl;
-  }
+  if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
   if (edit) edit(a);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
