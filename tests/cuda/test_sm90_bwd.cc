@@ -28,25 +28,6 @@ bool sm90_runs() {
 #define REQUIRE_SM90()                                                                                        \
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU or the sm90 family is not built"
 
-std::uint64_t seed_for(const char* test) {
-  const std::uint64_t s = fresh_seed();
-  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
-  return s;
-}
-
-Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
-  Case c;
-  c.dtype = dt;
-  c.batch = 2;
-  c.hq = 2;
-  c.hkv = 1;
-  c.nq = nq;
-  c.nk = nk;
-  c.d = d;
-  c.options.return_lse = true;
-  return c;
-}
-
 /// The backward's features on the sm90 head dims (and zero-padded ones that map to them): ragged and
 /// odd lengths (one query block, one key block, several), Nq != Nk, causal in both alignments, windows
 /// with fully masked rows, softcap, large logits, negative scale, GQA/MQA on strided views, varlen
@@ -54,16 +35,16 @@ Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
 std::vector<Case> feature_cases(DType dt) {
   std::vector<Case> v;
   for (std::int64_t d : {64, 128}) {
-    for (std::int64_t n : {1, 17, 129, 300}) v.push_back(base(dt, n, n, d));
+    for (std::int64_t n : {1, 17, 129, 300}) v.push_back(small_case(dt, n, n, d));
     for (auto [nq, nk] : {std::pair{100, 37}, {37, 300}, {200, 20}, {260, 390}}) {
-      Case c = base(dt, nq, nk, d);
+      Case c = small_case(dt, nq, nk, d);
       c.options.causal = true;
       v.push_back(c);
       c.options.causal_align = CausalAlign::top_left;
       v.push_back(c);
     }
     {  // windows (fully masked rows for (0, 0) and Nq > Nk), softcap with and without a window
-      Case c = base(dt, 300, 250, d);
+      Case c = small_case(dt, 300, 250, d);
       c.options.window = {31, 5};
       v.push_back(c);
       c.options.window = {0, 0};
@@ -77,16 +58,16 @@ std::vector<Case> feature_cases(DType dt) {
       v.push_back(c);
     }
     {  // large logits, negative scale
-      Case c = base(dt, 77, 260, d);
+      Case c = small_case(dt, 77, 260, d);
       c.options.softmax_scale = 1.f;
       c.input_sd = dt == DType::f16 ? 20.0 : 35.0;
       v.push_back(c);
-      c = base(dt, 64, 196, d);
+      c = small_case(dt, 64, 196, d);
       c.options.softmax_scale = -0.2f;
       v.push_back(c);
     }
     {  // GQA / MQA on strided (B, H, N, D) views
-      Case c = base(dt, 65, 257, d);
+      Case c = small_case(dt, 65, 257, d);
       c.hq = 8, c.hkv = 2;
       c.strided = true;
       v.push_back(c);
@@ -95,7 +76,7 @@ std::vector<Case> feature_cases(DType dt) {
       v.push_back(c);
     }
     {  // varlen with empty sequences on both sides, then deterministic
-      Case c = base(dt, 0, 0, d);
+      Case c = small_case(dt, 0, 0, d);
       c.varlen = true;
       c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
       c.seqlens_k = {7, 0, 0, 130, 200, 1, 300};
@@ -107,7 +88,7 @@ std::vector<Case> feature_cases(DType dt) {
     }
   }
   for (std::int64_t d : {40, 120}) {  // zero-padded to the d64 / d128 kernels
-    Case c = base(dt, 150, 140, d);
+    Case c = small_case(dt, 150, 140, d);
     c.options.causal = true;
     v.push_back(c);
   }
@@ -133,7 +114,7 @@ TEST(CudaSm90Backward, Routes) {
   for (DType dt : {DType::f16, DType::bf16}) {
     for (std::int64_t d : {64, 128, 40, 96}) {
       for (bool softcap : {false, true}) {
-        Case c = base(dt, 70, 90, d);
+        Case c = small_case(dt, 70, 90, d);
         if (softcap) c.options.softcap = 20.f;
         c.options.deterministic = d == 128;
         const std::string k = kernel_for(c, nullptr, rng);
@@ -186,7 +167,7 @@ TEST(CudaSm90Backward, RandomSweep) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> len(1, 700), coin(0, 1), win(-1, 200);
   for (int i = 0; i < 24; ++i) {
-    Case c = base(coin(rng) ? DType::bf16 : DType::f16, len(rng), len(rng), coin(rng) ? 128 : 64);
+    Case c = small_case(coin(rng) ? DType::bf16 : DType::f16, len(rng), len(rng), coin(rng) ? 128 : 64);
     c.batch = 1 + coin(rng);
     c.hkv = 1 + coin(rng);
     c.hq = c.hkv * (1 + 2 * coin(rng));

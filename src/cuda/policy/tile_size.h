@@ -98,13 +98,6 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   return {0, 0, 0, 0, 0, false};
 }
 
-/// Shortest sequence (min of Nq and the longest Nk) for which Hopper runs the sm90 family's Flash forward
-/// of kernel head dim d rather than the sm80 family's (dispatch.cc upgrade_flash). Today 0 for every D:
-/// with one CTA per SM (192x128) D = 64 lost to the sm80 kernel below N = 4k (0.91 | 0.80 at N = 1k,
-/// bench/results/gpu-fwd-sm90-h100.md) and was kept there by a 4096 threshold; the two-CTA 128x64 tile
-/// beats the sm80 kernel from N = 1k (1.22 | 1.24 at 1k, tune run above), so the threshold went to 0.
-constexpr std::int64_t sm90_min_n(int /*d*/) { return 0; }
-
 struct FlatTileSize {
   int m_tiles;     ///< 16-row m-tiles per warp
   int warps;
