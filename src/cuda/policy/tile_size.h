@@ -127,6 +127,9 @@ struct BwdTileSize {
   int dq_wm, dq_wd;    ///< dQ warps: rows x head dim
   int stages;          ///< Q/dO buffers: 2 = the next block's loads overlap the whole step
   int min_blocks;
+  int pipe;   ///< 1: the products load the next k-slice's fragments before the current MMAs (sm80/bwd_gemm.cuh)
+  int loads;  ///< 0: the next block's Q, dO, LSE, D_i issued at the step's start; 1: dO after the P/dS
+              ///< barrier; 2: dO there and Q after the dV product (sm80/bwd_kernel.cuh, BwdShape::kLoads)
   [[nodiscard]] constexpr int smem_bytes(int d) const {
     return (2 * stages * block_m + 2 * block_n) * d * 2 + 2 * block_m * block_n * 2;
   }
@@ -146,36 +149,36 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   switch (f) {
     case Family::sm80:
       switch (d) {
-        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1};  // 112 KB
-        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};  // 160 KB
-        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1};   // 128 KB
-        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1};  // 160 KB
-        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1};   // 160 KB; 6 warps: 64-wide d splits
-        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1};   // 144 KB (2 stages: 208 KB > A100)
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1, 0, 0};  // 112 KB
+        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 1, 2};  // 160 KB
+        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1, 0, 0};   // 128 KB
+        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1, 1, 2};  // 160 KB
+        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1, 0, 0};   // 160 KB; 6 warps: 64-wide d splits
+        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1, 0, 0};   // 144 KB (2 stages: 208 KB > A100)
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm86:  // <= 99 KB per block
       switch (d) {
-        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1};   // 64 KB
-        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};   // 96 KB
-        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1};    // 88 KB
-        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1};   // 80 KB
-        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1};   // 80 KB
-        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1};   // 68 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1, 0, 0};   // 64 KB
+        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0};   // 96 KB
+        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1, 0, 0};    // 88 KB
+        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1, 0, 0};   // 80 KB
+        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1, 0, 0};   // 80 KB
+        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1, 0, 0};   // 68 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
-        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1};    // 32 KB
-        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};    // 48 KB
-        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1};    // 44 KB
-        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};   // 56 KB
-        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1};   // 38 KB
-        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1};   // 50 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1, 0, 0};    // 32 KB
+        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0};    // 48 KB
+        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1, 0, 0};    // 44 KB
+        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0};   // 56 KB
+        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1, 0, 0};   // 38 KB
+        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1, 0, 0};   // 50 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
   }
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 }
 
 }  // namespace flatattn::cuda
