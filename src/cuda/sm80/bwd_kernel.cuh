@@ -45,14 +45,17 @@ namespace flatattn::cuda {
 
 /// Compile-time shape of the backward kernel (values from policy/tile_size.h, bwd_tile).
 template <int D, int BlockM, int BlockN, int Warps, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int Stages,
-          int MinBlocks, int Pipe = 0, int Loads = 0>
+          int MinBlocks, int Pipe = 0, int Loads = 0, int DpSplit = 0>
 struct BwdShape {
   static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kStages = Stages;
   /// Pipe: the products load the next step's fragments before the current MMAs (bwd_gemm.cuh, gemm_pipe).
   /// Loads: 0 = the next block's Q, dO, LSE and D_i issued together at the step's start; 1 = Q, LSE
   /// and D_i there, dO after the P/dS barrier (half the burst of copies meets the S product's reads);
   /// 2 = LSE and D_i there, dO after the P/dS barrier, Q after the dV product (FA2's spread).
-  static constexpr bool kPipe = Pipe != 0;
+  /// DpSplit: dP = dO V^T and dS computed one 16-row m-tile at a time (fewer live accumulators while
+  /// the product runs: at D = 128 the whole-tile dP product had its ldmatrix issued 1-5 instructions
+  /// before the MMA that reads it, for want of registers, per the SASS).
+  static constexpr bool kPipe = Pipe != 0, kDpSplit = DpSplit != 0;
   static constexpr int kLoads = Loads;
   static constexpr int kThreads = 32 * Warps, kMinBlocks = MinBlocks;
   // S, dP (BlockM x BlockN): warp (w % SWM, w / SWM) owns 16 kSMT rows x 8 kSNT keys.
@@ -286,23 +289,48 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
           }
         }
 
-      float dp[kSMT][kSNT][4];
-      if constexpr (Shape::kPipe) {
-        gemm_pipe<E, TQ, TKV, false, false, true, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
-      } else {
-        gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
-      }
+      if constexpr (Shape::kDpSplit) {
+        // dP one m-tile at a time: 4 kSNT accumulators live next to sc instead of 4 kSMT kSNT (the B
+        // fragments of V are loaded kSMT times), and each m-tile's sc dies with its dS.
 #pragma unroll
-      for (int mt = 0; mt < kSMT; ++mt)
+        for (int mt = 0; mt < kSMT; ++mt) {
+          float dp[1][kSNT][4];
+          const std::uint32_t sdo_mt = sdo(s) + mt * 16 * TQ::kRowBytes;  // rows move without the swizzle
+          if constexpr (Shape::kPipe) {
+            gemm_pipe<E, TQ, TKV, false, false, true, 1, kSNT, kD>(dp, sdo_mt, a_q, sv, b_k);
+          } else {
+            gemm_qk<E, TQ, TKV, 1, kSNT, kD>(dp, sdo_mt, a_q, sv, b_k);
+          }
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
+          for (int hh = 0; hh < 2; ++hh) {
+            const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
 #pragma unroll
-          for (int nt = 0; nt < kSNT; ++nt)
-#pragma unroll
-            for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
+            for (int nt = 0; nt < kSNT; ++nt) {
+              const float d0 = sc[mt][nt][2 * hh] * (dp[0][nt][2 * hh] - dsum);
+              const float d1 = sc[mt][nt][2 * hh + 1] * (dp[0][nt][2 * hh + 1] - dsum);
+              *reinterpret_cast<std::uint32_t*>(ds_tile + st_p.at(mt, hh, nt)) = E::pack(d0, d1);
+            }
+          }
         }
-      store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
+      } else {
+        float dp[kSMT][kSNT][4];
+        if constexpr (Shape::kPipe) {
+          gemm_pipe<E, TQ, TKV, false, false, true, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
+        } else {
+          gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
+        }
+#pragma unroll
+        for (int mt = 0; mt < kSMT; ++mt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
+#pragma unroll
+            for (int nt = 0; nt < kSNT; ++nt)
+#pragma unroll
+              for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
+          }
+        store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
+      }
     }
     __syncthreads();  // P and dS visible to all
     if constexpr (Shape::kLoads != 0) {
