@@ -6,9 +6,12 @@
 #
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
+# Optional stages on Hopper with the sm90 family built: test80 (the forward tests with FLATATTN_CUDA_SM90=0, i.e.
+# on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
+# tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
-# (bench_fwd --n list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
+# (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
 # The `python` stage needs .xfer/minilm-fp16 carried (examples/prepare_minilm_carry.py) and its own call:
 # it builds the wheel separately.
 set -uo pipefail
@@ -61,12 +64,22 @@ if has build; then
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
   stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+    $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
 T=$B/tests/cuda/test_cuda
+# The Flash forward runs the sm90 (wgmma) family on Hopper when it is built (ARCHS with 90); the sm80 family
+# otherwise. FLATATTN_CUDA_SM90=0 sends Hopper back to the sm80 family (the `test80` stage).
+GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
+EXPECT=sm80
+[[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test 300 env FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
+  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
+fi
+if has test80 && [[ $EXPECT == sm90 ]]; then
+  stage test80 200 env FLATATTN_CUDA_SM90=0 FLATATTN_EXPECT_PATH=sm80 $T --gtest_brief=1 --gtest_filter='CudaForward.*'
+  grep -E "FAILED|Failure|PASSED|SKIPPED" "$LOG/test80.log" | head -8 >> "$SUMMARY"
 fi
 if has jit; then
   # Only compute_75 PTX can serve under CUDA_FORCE_PTX_JIT (the sm80/sm86 families are SASS only): the driver
@@ -90,8 +103,13 @@ if has cli && [[ -x $B/cli/flatattn ]]; then
   stage cli_bench 120 $B/cli/flatattn bench --device cuda --dtype bf16 --n 1024,4096 --hq 16 --d 128 --methods flash,flat --json "$OUT/cli_bench_cuda.json"
 fi
 if has bench; then
-  stage bench 180 $B/bench/gpu/bench_fwd --out "$OUT/ours.json" --commit "$COMMIT" ${BENCH_N:+--n $BENCH_N}
+  stage bench 180 $B/bench/gpu/bench_fwd --out "$OUT/ours.json" --commit "$COMMIT" ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
   cp "$LOG/bench.log" "$OUT/ours_table.txt" 2>/dev/null
+fi
+if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU, for the comparison
+  stage bench80 180 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_fwd --out "$OUT/ours_sm80.json" --commit "$COMMIT" \
+    ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
+  cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \
@@ -102,6 +120,10 @@ if has bwdbench; then
 fi
 if has bwdpeers; then
   stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
+fi
+if has tune90; then  # the sm90 family's tile candidates only (bench/gpu/tune_sm90.cu)
+  stage tune90 150 $B/bench/gpu/tune_fwd --out "$OUT/tune_sm90.json" --only sm90 ${TUNE_N:+--n $TUNE_N}
+  cp "$LOG/tune90.log" "$OUT/tune_sm90.txt" 2>/dev/null
 fi
 if has tune; then
   stage tune 150 $B/bench/gpu/tune_fwd --out "$OUT/tune.json"
@@ -114,7 +136,8 @@ if has profile; then
   stage profile 240 bash bench/gpu/profile_bwd.sh "$OUT/prof" "$B"
 fi
 if [[ -f $OUT/ours.json && -f $OUT/peers_sdpa.json ]]; then
-  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU"
+  stage merge 60 python3 bench/gpu/merge.py "$OUT/ours.json" "$OUT/peers_sdpa.json" --prefix "$OUT/gpu-fwd-$GPU" \
+    $([[ -f $OUT/ours_sm80.json ]] && echo --base "$OUT/ours_sm80.json")
   tail -n 3 "$OUT/gpu-fwd-$GPU.md" >> "$SUMMARY"
 fi
 if [[ -f $OUT/ours_bwd.json && -f $OUT/peers_bwd.json ]]; then

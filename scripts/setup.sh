@@ -61,8 +61,9 @@ log "build took $(( $(date +%s) - start )) s"
 if [[ $mode == run ]]; then
   exec "$BUILD_DIR/cli/flatattn" run "$@"
 fi
-log "generated CUDA instances match tools/gen_instances.py"
+log "generated CUDA instances and wgmma wrappers match tools/gen_instances.py, tools/gen_wgmma.py"
 python3 tools/gen_instances.py --check
+python3 tools/gen_wgmma.py --check
 log "ctest"
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 900
 if [[ -f pyproject.toml ]]; then

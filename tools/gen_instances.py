@@ -19,13 +19,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 INST = ROOT / "src" / "cuda" / "inst"
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)  # other D (multiples of 8) run the next one, zero-padded
+SM90_HEAD_DIMS = (64, 128)  # the wgmma Flash forward (Hopper); other D run the sm80 family there
 DATAFLOWS = ("flash", "flat")
 SOFTCAP = (False, True)
 
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    family: str    # sm80: SASS 80/87/90; sm86: SASS 86/89 (99 KB smem); sm75: compute_75 PTX (Turing, JIT)
+    family: str    # sm80: SASS 80/87/90; sm86: SASS 86/89 (99 KB smem); sm75: compute_75 PTX (Turing, JIT);
+                   # sm90: SASS 90a (wgmma, Flash forward only)
     dataflow: str  # flash | flat
     dtype: str     # f16 | bf16
     d: int         # kernel head dim
@@ -45,6 +47,7 @@ class Kernel:
             ("sm80", "flat", "bf16", 64, False),    # the FLAT row kernel
             ("sm75", "flash", "f16", 64, False),    # the compute_75 PTX path (m16n8k8, no cp.async)
             ("sm75", "flat", "f16", 128, False),
+            ("sm90", "flash", "bf16", 128, False),  # wgmma (sm_90a SASS)
         }
 
     def source(self):
@@ -104,6 +107,8 @@ def kernels():
         if family == "sm75" and dtype == "bf16":
             continue  # Turing tensor cores have no bf16: bf16 needs the sm80 family
         yield Kernel(family, dataflow, dtype, d, softcap)
+    for dtype, d, softcap in itertools.product(("f16", "bf16"), SM90_HEAD_DIMS, SOFTCAP):
+        yield Kernel("sm90", "flash", dtype, d, softcap)
 
 
 def render():

@@ -3,7 +3,10 @@
 (peers_sdpa.py JSON: SDPA flash = FlashAttention-2, cuDNN, memory-efficient, cuBLAS ceiling), all
 from the same run. Writes <prefix>.md (table of TFLOP/s and ratios), <prefix>.json, <prefix>.png.
 
-    merge.py ours.json peers_sdpa.json --prefix OUT/gpu-fwd-h100 [--build-log build_time.txt]
+    merge.py ours.json peers_sdpa.json --prefix OUT/gpu-fwd-h100 [--base ours_sm80.json]
+
+--base: a second bench_fwd run of the same build on the same GPU (e.g. FLATATTN_CUDA_SM90=0: the sm80 family on
+Hopper); adds its Flash TFLOP/s and flash/base columns.
 """
 import argparse
 import json
@@ -28,9 +31,12 @@ def main():
     ap.add_argument("peers")
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--note", default="")
+    ap.add_argument("--base", default=None)
+    ap.add_argument("--base-name", default="sm80")
     a = ap.parse_args()
     ours, peers = load(a.ours), load(a.peers)
     pk = {key(r): r for r in peers["rows"]}
+    bk = {key(r): r for r in load(a.base)["rows"]} if a.base else {}
     rows = []
     for r in ours["rows"]:
         p = pk.get(key(r), {})
@@ -40,7 +46,9 @@ def main():
         picked = r["auto_dataflow"]
         picked_tf = ft if picked == "flat" else fl
         fa2, cud, eff = p.get("fa2_fwd"), p.get("cudnn_fwd"), p.get("eff_fwd")
+        base = bk.get(key(r), {}).get("flash_tflops")
         rows.append(dict(r, fa2=fa2, cudnn=cud, eff=eff, faster=faster, best=best, picked_tflops=picked_tf,
+                         base_flash=base, flash_vs_base=(fl / base) if base and base > 0 and fl > 0 else None,
                          planner_ok=(picked == faster) if ft is not None and ft > 0 else (picked == "flash"),
                          flash_vs_fa2=(fl / fa2) if fa2 and fl > 0 else None,
                          flash_vs_cudnn=(fl / cud) if cud and fl > 0 else None,
@@ -73,13 +81,16 @@ def main():
              "(ours: CUDA events, 30 calls; peers: triton do_bench).\n")
     if a.note:
         L.append(a.note + "\n")
-    L.append("| D | N | causal | flash | flat | fa2 | cudnn | eff | flash/fa2 | flash/cudnn | flat/flash | auto |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    bn = a.base_name
+    L.append("| D | N | causal | flash | flat | fa2 | cudnn | eff | flash/fa2 | flash/cudnn | flat/flash | auto |" +
+             (f" {bn} | flash/{bn} |" if bk else ""))
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if bk else ""))
     for r in rows:
         L.append(f"| {r['D']} | {r['N']} | {'y' if r['causal'] else 'n'} | {fmt(r['flash_tflops'])} | "
                  f"{fmt(r['flat_tflops'])} | {fmt(r['fa2'])} | {fmt(r['cudnn'])} | {fmt(r['eff'])} | "
                  f"{fmt(r['flash_vs_fa2'], 2)} | {fmt(r['flash_vs_cudnn'], 2)} | {fmt(r['flat_vs_flash'], 2)} | "
-                 f"{r['auto_dataflow']}{'' if r['planner_ok'] else ' (slower)'} |")
+                 f"{r['auto_dataflow']}{'' if r['planner_ok'] else ' (slower)'} |" +
+                 (f" {fmt(r['base_flash'])} | {fmt(r['flash_vs_base'], 2)} |" if bk else ""))
     L.append("")
     L.append(f"Planner picked the faster kernel on {summary['planner_picks_faster']} grid points. "
              f"Gate (N >= 1k, D = 64/128): {summary['gate_rows_at_or_above_1']}/{summary['gate_rows']} points at "

@@ -2,7 +2,8 @@
 # measured side by side in one run. Prints a table; writes JSON to $OUT if set.
 # Copied from ../shared/bench/peers_sdpa.py (which does not travel to the GPU machine); additions:
 # PEERS_N (comma list of N, default 512..16384; scripts/gpu_session.sh adds 128 and 256 for the FLAT
-# region) and PEERS_MATH=0 to skip the slow materializing backend.
+# region), PEERS_D (comma list of D, default 64,128,256) and PEERS_MATH=0 to skip the slow materializing
+# backend.
 import json, os, sys, torch, triton
 from torch.nn.attention import sdpa_kernel, SDPBackend
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ del a, b, x, y
 backends = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "eff": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 modes = sys.argv[1].split(",") if len(sys.argv) > 1 else ["fwd", "fwdbwd"]
-for D in (64, 128, 256):
+for D in [int(x) for x in os.environ.get("PEERS_D", "64,128,256").split(",")]:
     H = 2048 // D
     for N in [int(x) for x in os.environ.get("PEERS_N", "512,1024,2048,4096,8192,16384").split(",")]:
         B = max(1, 16384 // N)

@@ -24,5 +24,6 @@ std::vector<Candidate> candidates_d64();
 std::vector<Candidate> candidates_d128();
 std::vector<Candidate> candidates_d256();
 std::vector<Candidate> candidates_flat();
+std::vector<Candidate> candidates_sm90();  ///< bench/gpu/tune_sm90.cu (sm_90a), when FLATATTN_TUNE_SM90
 
 }  // namespace flatattn::cuda::tune

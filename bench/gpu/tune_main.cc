@@ -4,7 +4,7 @@
 // like bench_fwd (timing.h), and checked against the library's own output (max |diff|) so a
 // fast-but-wrong candidate shows.
 //
-//   tune_fwd --out tune.json [--n 1024,4096,16384] [--reps 20]
+//   tune_fwd --out tune.json [--n 1024,4096,16384] [--reps 20] [--only flash|flat|sm90]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -50,11 +50,13 @@ int main(int argc, char** argv) {
   std::string out = "tune.json";
   std::vector<long> ns = {1024, 4096, 16384};
   int reps = 20;
+  std::string only;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
     else if (k == "--n") ns = parse_list(v);
     else if (k == "--reps") reps = std::stoi(v);
+    else if (k == "--only") only = v;
   }
   const long kTokens = 16384, kWidth = 2048, elems = kTokens * kWidth;
   std::vector<std::uint16_t> host(elems);
@@ -74,8 +76,13 @@ int main(int argc, char** argv) {
   bool first = true;
   std::vector<long> extra = {128, 256};
   std::vector<Candidate> all;
-  for (auto* group : {candidates_d64, candidates_d128, candidates_d256, candidates_flat})
-    for (Candidate& c : group()) all.push_back(std::move(c));
+  for (auto* group : {candidates_d64, candidates_d128, candidates_d256, candidates_flat
+#ifdef FLATATTN_TUNE_SM90
+                      , candidates_sm90
+#endif
+       })
+    for (Candidate& c : group())
+      if (only.empty() || c.dataflow == only) all.push_back(std::move(c));
   for (const Candidate& c : all) {
     const long d = c.d, h = kWidth / d;
     std::vector<long> grid = c.dataflow == "flat" ? extra : ns;

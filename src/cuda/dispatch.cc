@@ -5,10 +5,12 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
-#include <initializer_list>
 #include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -117,8 +119,9 @@ const Probe& probe(int device, Family f) {
   auto it = cache.find({device, f});
   if (it == cache.end()) {
     Probe p;
-    p.err = f == Family::sm80 ? probe_sm80(&p.ptx, &p.bin)
+    p.err = f == Family::sm80   ? probe_sm80(&p.ptx, &p.bin)
             : f == Family::sm86 ? probe_sm86(&p.ptx, &p.bin)
+            : f == Family::sm90 ? probe_sm90(&p.ptx, &p.bin)
                                 : probe_sm75(&p.ptx, &p.bin);
     cudaGetLastError();  // a failed probe must not linger as the next call's error
     it = cache.emplace(std::pair{device, f}, p).first;
@@ -128,7 +131,8 @@ const Probe& probe(int device, Family f) {
 
 bool usable(const DeviceInfo& dev, Family f) { return has_family(f) && probe(dev.index, f).err == 0; }
 
-/// The family that serves `dt` on `dev`: sm86 first on sm_86/sm_89 (their 99 KB shared memory), then
+/// The base family that serves `dt` on `dev` (the sm90 family, where enabled, then takes over the Flash
+/// forward of its head dims: upgrade_flash): sm86 first on sm_86/sm_89 (their 99 KB shared memory), then
 /// sm80 (its SASS also runs on sm_8x), then the compute_75 PTX (Turing; newer GPUs through the JIT).
 Family family_for(const DeviceInfo& dev, DType dt) {
   const bool small_smem = dev.cc == 86 || dev.cc == 89;
@@ -151,6 +155,34 @@ Family family_for(const DeviceInfo& dev, DType dt) {
   throw Error(Error::Kind::unsupported, "q.device", where,
               std::string("no built kernel family runs on this GPU (") + FLATATTN_CUDA_FAMILIES_STR + ")",
               "rebuild with FLATATTN_CUDA_ARCHS including this GPU (sm_80 or newer) or FLATATTN_CUDA_PTX75=ON");
+}
+
+/// FLATATTN_CUDA_SM90 (read at every call, for comparisons on one GPU and for tests): "0" keeps Hopper on
+/// the sm80 family, "1" sends every Flash forward with an sm90 instance to it (ignoring sm90_min_n),
+/// unset or anything else: the policy (tile_size.h).
+enum class Sm90Mode { never, always, policy };
+Sm90Mode sm90_mode() {
+  const char* env = std::getenv("FLATATTN_CUDA_SM90");
+  const std::string v = env != nullptr ? env : "";
+  return v == "0" ? Sm90Mode::never : v == "1" ? Sm90Mode::always : Sm90Mode::policy;
+}
+
+/// Whether the sm90 family (wgmma Flash forward, sm_90a SASS) runs on `dev`: an sm_90 GPU, the family
+/// built and loadable, and not switched off with FLATATTN_CUDA_SM90=0.
+bool sm90_enabled(const DeviceInfo& dev) {
+  if (dev.cc != 90 || sm90_mode() == Sm90Mode::never) return false;
+  return usable(dev, Family::sm90);
+}
+
+/// The Flash forward instance that serves problem `p` whose base-family instance is `flash`: the sm90
+/// family's when it is enabled on `dev`, has an instance of the same kernel head dim (so padding never
+/// grows) and the sequences are long enough for it (sm90_min_n), else `flash` itself.
+const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash, const Problem& p) {
+  if (flash == nullptr || !sm90_enabled(dev)) return flash;
+  const Instance* h = find(Family::sm90, Dataflow::flash, flash->dtype, flash->softcap, flash->d);
+  if (h == nullptr || h->d != flash->d) return flash;
+  const std::int64_t n = std::min(p.nq, p.nk);  // varlen: the longest lengths
+  return sm90_mode() == Sm90Mode::always || n >= sm90_min_n(h->d) ? h : flash;
 }
 
 /// A tensor the kernels address in 16-byte chunks of rows.
@@ -255,6 +287,7 @@ PathInfo path_info(int device, DType dtype) {
   const Probe& pr = probe(device, info.family);
   info.ptx_version = pr.ptx;
   info.binary_version = pr.bin;
+  info.sm90_flash = sm90_enabled(dev);
   return info;
 }
 
@@ -301,6 +334,7 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
       break;
     }
   }
+  if (inst == flash) inst = upgrade_flash(dev, flash, p);  // FLAT stays on the base family
   r.dataflow = inst->dataflow;
   r.kernel = instance_name(*inst);
   if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";

@@ -17,12 +17,17 @@
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/flash_kernel.cuh"
+#include "src/cuda/sm90/flash_kernel.cuh"
 
 namespace flatattn::cuda {
 
 template <Family F, int D>
 using FlashShapeOf = FlashShape<D, flash_tile(F, D).block_m, flash_tile(F, D).block_n, flash_tile(F, D).warps,
                                 flash_tile(F, D).min_blocks, flash_tile(F, D).stages, flash_tile(F, D).lazy_rescale>;
+template <int D>
+using Sm90ShapeOf = sm90::Shape<D, flash_tile(Family::sm90, D).block_m, flash_tile(Family::sm90, D).block_n,
+                                flash_tile(Family::sm90, D).warps, flash_tile(Family::sm90, D).min_blocks,
+                                flash_tile(Family::sm90, D).stages, flash_tile(Family::sm90, D).lazy_rescale>;
 template <Family F, int D>
 using FlatShapeOf = FlatShape<D, flat_tile(F, D).m_tiles, flat_tile(F, D).warps, flat_tile(F, D).block_n,
                               flat_tile(F, D).cap_blocks, flat_tile(F, D).min_blocks>;
@@ -50,7 +55,12 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
   using V = Variant<Softcap>;
   static std::atomic<std::uint64_t> attr_done{0};
-  if constexpr (DF == Dataflow::flash) {
+  if constexpr (F == Family::sm90) {
+    static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
+    using S = Sm90ShapeOf<D>;
+    launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
+    return {S::kBlockM, S::kBlockN};
+  } else if constexpr (DF == Dataflow::flash) {
     using S = FlashShapeOf<F, D>;
     launch_grid(flash_fwd_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};

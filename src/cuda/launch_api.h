@@ -55,5 +55,6 @@ LaunchInfo launch_bwd(const BwdLaunchArgs& args);
 int probe_sm80(int* ptx_version, int* binary_version);
 int probe_sm86(int* ptx_version, int* binary_version);
 int probe_sm75(int* ptx_version, int* binary_version);
+int probe_sm90(int* ptx_version, int* binary_version);
 
 }  // namespace flatattn::cuda

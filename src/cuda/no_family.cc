@@ -1,5 +1,5 @@
 // Probes of the families this build left out (FLATATTN_CUDA_ARCHS without any sm_80/87/90 or
-// sm_86/89, or FLATATTN_CUDA_PTX75=OFF): they never load.
+// sm_86/89, no 90 for the sm_90a family, or FLATATTN_CUDA_PTX75=OFF): they never load.
 #include <cuda_runtime.h>
 
 #include "src/cuda/launch_api.h"
@@ -14,6 +14,12 @@ int probe_sm80(int* ptx_version, int* binary_version) {
 #endif
 #ifndef FLATATTN_HAVE_SM86
 int probe_sm86(int* ptx_version, int* binary_version) {
+  *ptx_version = *binary_version = 0;
+  return static_cast<int>(cudaErrorNoKernelImageForDevice);
+}
+#endif
+#ifndef FLATATTN_HAVE_SM90
+int probe_sm90(int* ptx_version, int* binary_version) {
   *ptx_version = *binary_version = 0;
   return static_cast<int>(cudaErrorNoKernelImageForDevice);
 }

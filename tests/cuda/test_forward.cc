@@ -270,7 +270,9 @@ TEST(CudaForward, EmptyBatchOnEveryDataflow) {
 }
 
 // The code path that ran is the one the session expects: FLATATTN_EXPECT_PATH=sm75 in the
-// CUDA_FORCE_PTX_JIT run (the driver JIT-compiled the compute_75 PTX: ptxVersion 75), sm80 otherwise.
+// CUDA_FORCE_PTX_JIT run (the driver JIT-compiled the compute_75 PTX: ptxVersion 75), sm90 on Hopper
+// with the sm90 family built (the Flash forward of D = 128 runs wgmma; the base family is sm80), sm80
+// otherwise.
 TEST(CudaForward, CodePathIsTheExpectedOne) {
   REQUIRE_GPU();
   const cuda::PathInfo info = cuda::path_info(0, DType::f16);
@@ -288,7 +290,16 @@ TEST(CudaForward, CodePathIsTheExpectedOne) {
   } else if (expect == "sm80") {
     EXPECT_EQ(info.family, cuda::Family::sm80);
     EXPECT_GE(info.binary_version, 80);
+    EXPECT_FALSE(info.sm90_flash);
     EXPECT_NE(r.kernel.find("sm80"), std::string::npos) << r.kernel;
+  } else if (expect == "sm90") {
+    EXPECT_EQ(info.family, cuda::Family::sm80);
+    EXPECT_TRUE(info.sm90_flash);
+    Case c = base(DType::f16, 33, 33, 128);  // D = 128: sm90 at every length (policy/tile_size.h)
+    c.options.dataflow = Dataflow::flash;
+    CaseTensors tf = make_case(c, rng);
+    const Report rf = run_on_gpu(tf);
+    EXPECT_NE(rf.kernel.find("flash_sm90"), std::string::npos) << rf.kernel;
   } else {
     EXPECT_NE(r.kernel.find(cuda::name(info.family)), std::string::npos) << r.kernel;
   }

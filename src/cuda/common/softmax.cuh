@@ -60,17 +60,17 @@ FLATATTN_DEVICE float exp_row(float (&s)[kNT][4], int h, float mul, float ms) {
 /// P and fp32 sums hold with unchanged relative precision.
 constexpr float kRescaleThreshold = 8.f;
 
-/// Flash online step: updates the reference max m and the (thread-partial) sum l with the block's
-/// logits s, turns s into probabilities and rescales the output accumulator o by exp2((m_old - m) * mul).
+/// Flash online step, row part: updates the reference max m and the (thread-partial) sum l with the
+/// block's logits s, turns s into probabilities and returns in alpha the factor exp2((m_old - m) * mul)
+/// by which the output accumulator must be rescaled (rescale_o) before this block's P V is added.
 /// kLazy: the reference moves only when the block's max exceeds it by more than kRescaleThreshold
-/// (always on the first visible block), and the warp skips the O rescale when none of its rows moved;
-/// O and l always share the reference, so the result is the same softmax (O / l and LSE = m + log2 l
-/// do not depend on which reference was used). Eager: the reference is the running max and O is
-/// rescaled every block (FlashAttention-2). Which one is faster depends on the tile (policy table).
-template <bool kLazy, int kMT, int kNT, int kDT>
-FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT][4], float (&m)[kMT][2],
-                                    float (&l)[kMT][2], float mul) {
-  float alpha[kMT][2];
+/// (always on the first visible block); O and l always share the reference, so the result is the same
+/// softmax (O / l and LSE = m + log2 l do not depend on which reference was used). Eager: the reference
+/// is the running max and O is rescaled every block (FlashAttention-2). Which one is faster depends on
+/// the tile (policy table). Returns whether any of this thread's rows moved.
+template <bool kLazy, int kMT, int kNT>
+FLATATTN_DEVICE bool online_softmax_rows(float (&s)[kMT][kNT][4], float (&m)[kMT][2], float (&l)[kMT][2],
+                                         float (&alpha)[kMT][2], float mul) {
   bool moved = false;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
@@ -85,6 +85,13 @@ FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT
       l[mt][h] = l[mt][h] * alpha[mt][h] + exp_row(s[mt], h, mul, scaled_max(m_new, mul));
     }
   }
+  return moved;
+}
+
+/// Flash online step, output part: o *= alpha per row; lazy: the warp skips it when none of its rows
+/// moved (`moved` from online_softmax_rows; warp-uniform branch).
+template <bool kLazy, int kMT, int kDT>
+FLATATTN_DEVICE void rescale_o(float (&o)[kMT][kDT][4], const float (&alpha)[kMT][2], bool moved) {
   if (!kLazy || __any_sync(0xffffffffu, moved)) {
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
@@ -93,6 +100,15 @@ FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[mt][dt][e] *= alpha[mt][e / 2];
   }
+}
+
+/// Flash online step (online_softmax_rows, then rescale_o): the block's probabilities in s, O rescaled.
+template <bool kLazy, int kMT, int kNT, int kDT>
+FLATATTN_DEVICE void online_softmax(float (&s)[kMT][kNT][4], float (&o)[kMT][kDT][4], float (&m)[kMT][2],
+                                    float (&l)[kMT][2], float mul) {
+  float alpha[kMT][2];
+  const bool moved = online_softmax_rows<kLazy>(s, m, l, alpha, mul);
+  rescale_o<kLazy>(o, alpha, moved);
 }
 
 /// End of both dataflows: the full row sums, the output normalization factor (0 for an empty row)

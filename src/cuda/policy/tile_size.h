@@ -6,6 +6,9 @@
 //         memory per block, 64 K registers per SM.
 //   sm86: SASS for sm_86 / sm_89 (RTX 30xx/40xx, A10, L4, L40): <= 99 KB shared memory per block.
 //   sm75: compute_75 PTX (Turing; any later GPU through the driver's JIT), f16: <= 64 KB per block.
+//   sm90: SASS for sm_90a only (H100/H200): the Flash forward on warpgroup MMA (src/cuda/sm90/); one
+//         warpgroup per 64 query rows (warps = 4 * BlockM / 64), <= 227 KB shared memory per block.
+//         Backward and FLAT stay on the sm80 family on these GPUs.
 // Registers per thread (kMT = 16-row m-tiles per warp = BlockM / (16 Warps)): O = kMT * D / 2 floats,
 // S = kMT * BlockN / 2 (Flash: one key block) or kMT * CapN / 2 (FLAT: the whole row), plus fragments
 // and addresses, at most 255. Shared memory: Flash (BlockM + 2 Stages BlockN) * D * 2 bytes,
@@ -17,13 +20,14 @@
 
 namespace flatattn::cuda {
 
-enum class Family : std::uint8_t { sm75, sm80, sm86 };
+enum class Family : std::uint8_t { sm75, sm80, sm86, sm90 };
 
 constexpr const char* name(Family f) {
   switch (f) {
     case Family::sm75: return "sm75";
     case Family::sm80: return "sm80";
     case Family::sm86: return "sm86";
+    case Family::sm90: return "sm90";
   }
   return "?";
 }
@@ -38,6 +42,8 @@ struct FlashTileSize {
   bool lazy_rescale;  ///< rescale O only when a row max grows by > 2^8 (common/softmax.cuh)
   [[nodiscard]] constexpr int smem_bytes(int d) const { return (block_m + 2 * stages * block_n) * d * 2; }
 };
+// sm90 rows: block_m = 64 * warpgroups, warps = 4 * warpgroups, stages = K/V ring depth (>= 2); the
+// kernel adds 1 KB to smem_bytes to align its tiles to the 1024-byte swizzle atom.
 
 constexpr FlashTileSize flash_tile(Family f, int d) {
   // H100 measurements (bench/results/gpu-tune-h100.md): stages 2 gained nothing over 1 at D = 64/128
@@ -64,6 +70,16 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
         case 256: return {64, 64, 4, 1, 1, false};    // 96 KB
         default: return {0, 0, 0, 0, 0, false};
       }
+    case Family::sm90:  // wgmma; S = BlockN / 2, P = BlockN / 4 and O = D / 2 registers per thread
+      // H100 (bench/results/gpu-fwd-sm90-h100.md, tune_fwd --only sm90, bf16, TFLOP/s at N = 1k/4k/16k,
+      // non-causal | causal): D = 64: 192x128 s3 274/337/366 | 174/284/344 beat s4 (-1..-4%) and
+      // 128x128 s4 at N >= 4k (280/308/319 | 209/283/321); D = 128: 128x64 s4 390/444/447 | 292/396/465
+      // beat 128x128 s3 (371/425/439 | 283/381/444), 192x64 s3/s4 and the eager rescale.
+      switch (d) {
+        case 64: return {192, 128, 12, 1, 3, true};   // 120 KB; 3 warpgroups (FA3's D = 64 tile)
+        case 128: return {128, 64, 8, 1, 4, true};    // 160 KB; 2 warpgroups
+        default: return {0, 0, 0, 0, 0, false};       // other D: the sm80 family
+      }
     case Family::sm75:  // <= 64 KB per block, no cp.async
       switch (d) {
         case 32: return {128, 64, 4, 2, 1, true};     // 16 KB
@@ -77,6 +93,14 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   }
   return {0, 0, 0, 0, 0, false};
 }
+
+/// Shortest sequence (min of Nq and the longest Nk) for which Hopper runs the sm90 family's Flash forward
+/// of kernel head dim d rather than the sm80 family's (dispatch.cc upgrade_flash). One CTA per SM (the
+/// K/V ring fills the shared memory) leaves the load latency of each CTA's first blocks exposed, and the
+/// 192-row tile of D = 64 wastes rows when N is not a multiple of 192, so short D = 64 sequences stay on
+/// the sm80 kernel (H100, bf16, non-causal | causal, sm90 192x128 / sm80: 0.91 | 0.80 at N = 1k, 1.02 | 0.96
+/// at 2k, 1.07 | 1.01 at 4k; D = 128: 1.16 | 1.06 at 1k and more above: bench/results/gpu-fwd-sm90-h100.md).
+constexpr std::int64_t sm90_min_n(int d) { return d == 64 ? 4096 : 0; }
 
 struct FlatTileSize {
   int m_tiles;     ///< 16-row m-tiles per warp
@@ -174,6 +198,8 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
         case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1, 0, 0, 0};   // 68 KB
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
+    case Family::sm90:  // no sm90 backward: Hopper runs the sm80 family's
+      return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
         case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1, 0, 0, 0};    // 32 KB

@@ -1,0 +1,163 @@
+// Flash-dataflow forward on Hopper warpgroup MMA (sm_90a; FlashAttention-3, Shah et al. 2024, Sec. 3,
+// without its TMA producer warp): one CTA per (query block of 64 * WGs rows, query head, sequence);
+// each consumer warpgroup (4 warps, 128 threads) owns 64 query rows; K/V blocks of BlockN keys stream
+// through a ring of `Stages` shared-memory buffers filled by cp.async from every thread.
+//   S = Q K^T : wgmma m64n{BlockN}k16, A and B from shared memory
+//   softmax   : online, on the fp32 accumulators in registers (common/softmax.cuh with one m-tile: the
+//               accumulator layout of each warp is the m16n8 C layout)
+//   O += P V  : wgmma m64n{D}k16, A = P from registers, B = V from shared memory (transposed)
+// Only key blocks that can hold a visible key are visited and only blocks that cross the band are
+// masked per element (common/mask.cuh); the logit hooks, normalization and the output store are the
+// sm80 family's (sm80/warp_gemm.cuh, sm80/tile_io.cuh).
+//
+// Pipeline (FA3 Sec. 3.2, intra-warpgroup overlap): the softmax of block j runs while the tensor cores
+// do P(j-1) V(j-1); buffers b = j mod Stages, the copies of block j + Stages - 2 fly during blocks
+// j .. j + Stages - 3 (block j - 2's buffers are free: its P V was waited in iteration j - 1):
+//   wait K/V(j) | proxy fence + barrier | issue K/V(j + Stages - 2) | issue S(j) = Q K(j)^T, then
+//   O += P(j-1) V(j-1) | wait S(j) | logits, mask, row max/exp/sum | wait O | rescale O, pack P(j)
+// and after the last block O += P V once more.
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/params.h"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/common/softmax.cuh"
+#include "src/cuda/sm80/flash_kernel.cuh"  // TileCoord
+#include "src/cuda/sm80/tile_io.cuh"
+#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/sm90/wgmma.cuh"
+
+namespace flatattn::cuda::sm90 {
+
+/// Compile-time shape of an sm90 Flash kernel (values from policy/tile_size.h, Family::sm90):
+/// BlockM = 64 * WGs query rows, Warps = 4 * WGs.
+template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages, bool LazyRescale>
+struct Shape {
+  static constexpr bool kLazyRescale = LazyRescale;
+  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
+  static constexpr int kStages = Stages;
+  static constexpr int kWGs = Warps / 4;
+  static constexpr int kThreads = 32 * Warps;
+  static constexpr int kNT = BlockN / 8;  ///< 8-key chunks of S per warp
+  static constexpr int kDT = D / 8;       ///< 8-wide chunks of O per warp
+  static_assert(Warps % 4 == 0 && BlockM == 16 * Warps, "one warpgroup per 64 query rows");
+  static_assert(D % 64 == 0 && BlockN % 64 == 0, "128-byte swizzle: D and BlockN multiples of 64");
+  static_assert(Stages >= 3, "K(j), V(j-1) and the copies in flight need three K/V buffers");
+  using TQ = SmemTile<BlockM, D>;
+  using TKV = SmemTile<BlockN, D>;
+  /// Q | (K V) x Stages, plus 1024 bytes to align the base to the swizzle atom.
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes + 1024;
+};
+
+template <class E, class S, class V>
+__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
+    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+  using TQ = typename S::TQ;
+  using TKV = typename S::TKV;
+  constexpr int kD = S::kD, kBM = S::kBlockM, kBN = S::kBlockN, kThreads = S::kThreads;
+  constexpr int kNT = S::kNT, kDT = S::kDT, kStages = S::kStages;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+
+  const TileCoord tc(n_m_blocks, hq);
+  const BlockInfo bi(p, tc.b, tc.h);
+  const int m0 = tc.m_block * kBM;
+  if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+  const BandMask bm(p, bi.nq, bi.nk);
+  const BlockRange<kBN> range(bm, m0, min(m0 + kBM, bi.nq) - 1);
+
+  const std::uint32_t raw = smem_u32(smem_raw);
+  const std::uint32_t sq = (raw + 1023u) & ~1023u;  // swizzle atoms start 1024-byte aligned
+  unsigned char* smem = smem_raw + (sq - raw);
+  const auto* gq = static_cast<const std::uint16_t*>(p.q) + bi.q + m0 * p.q_n;
+  const auto* gk = static_cast<const std::uint16_t*>(p.k) + bi.k;
+  const auto* gv = static_cast<const std::uint16_t*>(p.v) + bi.v;
+  auto kbuf = [&](int j) { return sq + TQ::kBytes + (j % kStages) * 2 * TKV::kBytes; };
+  auto load_kv = [&](int j) {
+    const int n0 = j * kBN;
+    load_tile<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+    load_tile<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+  };
+
+  load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
+  copy_commit();
+#pragma unroll
+  for (int s = 0; s < kStages - 2; ++s) {
+    if (range.begin + s < range.end) load_kv(range.begin + s);
+    copy_commit();  // one group per stage, empty or not, so the wait count below is uniform
+  }
+
+  const int warp_row0 = warp * 16;               // this warp's 16 rows of the CTA's tile
+  const std::uint32_t sq_wg = sq + wg * 64 * TQ::kRowBytes;  // the warpgroup's 64 rows (8 atoms)
+  const int row = m0 + warp_row0 + (lane >> 2);  // this thread's first row (the other is row + 8)
+  const int col = 2 * (lane & 3);                // its first column within a key block
+
+  float o[1][kDT][4];
+  float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.f, 0.f}};
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
+  float s[1][kNT][4];
+  std::uint32_t pa[1][kNT / 2][4];  // P of the previous block, the A operand of its P V
+
+  for (int nb = range.begin; nb < range.end; ++nb) {
+    copy_wait<kStages - 3>();  // Q and K/V(nb) have landed (this thread's copies)
+    fence_proxy_async();       // ... and are visible to wgmma's operand reads once published
+    __syncthreads();           // every thread's copies of K/V(nb); P V(nb - 2) is done in every warp
+    if (nb + kStages - 2 < range.end) load_kv(nb + kStages - 2);  // into block nb - 2's buffers
+    copy_commit();
+
+    fence_regs(o[0]);
+    wgmma_fence();
+    gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, kbuf(nb));
+    if (nb > range.begin) {
+      gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(nb - 1) + TKV::kBytes);
+      wgmma_wait<1>();  // S(nb) is done; P V(nb - 1) may still run
+    } else {
+      wgmma_wait<0>();
+    }
+    fence_regs(s[0]);
+    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
+    float alpha[1][2];
+    const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
+    // Keep the softmax before the wait below (nothing it computes feeds the wait).
+    fence_regs(s[0]);
+    fence_vals(alpha[0][0], alpha[0][1], l[0][0], l[0][1]);
+    // The wait sits at the start of its own basic block: ptxas hoists a wait_group to the start of its
+    // block (it has no register operands), which would stall the softmax above on P V(nb - 1). The
+    // branch is the lazy rescale's skip (and, eager, skips only a multiplication by 1).
+    if (__any_sync(0xffffffffu, moved)) {
+      wgmma_wait<0>();  // P V(nb - 1) is done: O and pa are free
+      fence_regs(o[0]);
+      rescale_o<false>(o, alpha, moved);
+    } else {
+      wgmma_wait<0>();
+      fence_regs(o[0]);
+    }
+    fence_regs(pa[0]);  // pa stays live until here: its registers are not reused while the wgmma reads them
+    pack_p<E>(s, pa);
+  }
+  if (range.begin < range.end) {
+    fence_regs(o[0]);
+    wgmma_fence();
+    gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(range.end - 1) + TKV::kBytes);
+    wgmma_wait<0>();
+    fence_regs(o[0]);
+  }
+
+  copy_wait<0>();
+  __syncthreads();  // the Q copy has landed even when no key block was visited; no wgmma reads Q now
+
+  float inv[1][2], lse[1][2];
+  finalize_rows(m, l, inv, lse, p.mul);
+  store_lse(lse, p, bi, row, lane);
+  auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
+  store_out<E, TQ, 1, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);
+}
+
+}  // namespace flatattn::cuda::sm90

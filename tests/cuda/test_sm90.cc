@@ -1,0 +1,307 @@
+// The sm90 family (wgmma Flash forward, sm_90a): its warpgroup products against a host product, then
+// the whole kernel against the fp64 oracle on the features the forward has (causal in both alignments,
+// windows, softcap, GQA/MQA, varlen, strides, Nq != Nk, ragged and odd lengths, padded head dims,
+// large logits, fully masked rows, LSE), checking that the sm90 kernel is the one that ran. Skipped
+// where the family is not built or the GPU is not an sm_90 (the other tests cover the sm80 family).
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "src/core/half.h"
+#include "src/cuda/dispatch.h"
+#include "src/cuda/policy/tile_size.h"
+#include "tests/common/harness.h"
+#include "tests/cuda/device_case.h"
+#include "tests/cuda/wgmma_unit.h"
+
+using namespace flatattn;
+using namespace flatattn::testing;
+
+namespace {
+
+bool sm90_runs() {
+  if (!gpu_present()) return false;
+  return cuda::path_info(0, DType::bf16).sm90_flash;
+}
+
+#define REQUIRE_SM90()                                                                                        \
+  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
+
+/// Sets FLATATTN_CUDA_SM90 for one scope (dispatch reads it at every call), restoring the old value.
+class ScopedSm90 {
+ public:
+  explicit ScopedSm90(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90", value, 1) : unsetenv("FLATATTN_CUDA_SM90");
+  }
+  ~ScopedSm90() { had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90"); }
+  ScopedSm90(const ScopedSm90&) = delete;
+  ScopedSm90& operator=(const ScopedSm90&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
+std::uint64_t seed_for(const char* test) {
+  const std::uint64_t s = fresh_seed();
+  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
+  return s;
+}
+
+/// Runs a case on the GPU, judges out and LSE against the oracle, and checks which family ran.
+void check_sm90(CaseTensors& t, std::uint64_t seed, const std::string& what, bool expect_sm90 = true) {
+  const Report r = run_on_gpu(t);
+  const ForwardOracle o = oracle_forward(t);
+  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
+  const std::string ctx = what + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " + std::to_string(seed) +
+                          ", replay with FLATATTN_SEED)";
+  EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, expect_sm90) << ctx;
+  EXPECT_TRUE(std::isfinite(v.bound)) << ctx;
+  EXPECT_TRUE(v.pass) << ctx << ": out " << v.str();
+  if (t.c.options.return_lse) {
+    const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
+    EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.str();
+  }
+}
+
+Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
+  Case c;
+  c.dtype = dt;
+  c.batch = 2;
+  c.hq = 2;
+  c.hkv = 1;
+  c.nq = nq;
+  c.nk = nk;
+  c.d = d;
+  c.options.return_lse = true;
+  c.options.dataflow = Dataflow::flash;
+  return c;
+}
+
+std::vector<Case> feature_cases(DType dt) {
+  std::vector<Case> v;
+  for (std::int64_t d : {64, 128}) {
+    for (std::int64_t n : {1, 17, 129, 1025}) v.push_back(base(dt, n, n, d));
+    for (bool causal : {false, true}) {
+      for (auto [nq, nk] : {std::pair{100, 37}, {37, 300}, {200, 20}, {513, 700}, {700, 513}}) {
+        if (!causal && nq > 300) continue;
+        Case c = base(dt, nq, nk, d);
+        c.options.causal = causal;
+        v.push_back(c);
+        if (causal) {
+          c.options.causal_align = CausalAlign::top_left;
+          v.push_back(c);
+        }
+      }
+    }
+    {  // windows (with fully masked rows for (0, 0) and Nq > Nk), softcap
+      Case c = base(dt, 400, 350, d);
+      c.options.window = {31, 5};
+      v.push_back(c);
+      c.options.window = {0, 0};
+      v.push_back(c);
+      c.options.window = {130, -1};
+      c.options.softcap = 30.f;
+      c.input_sd = 3.0;
+      v.push_back(c);
+      c.options.window = {-1, -1};
+      c.options.causal = true;
+      v.push_back(c);
+    }
+    {  // large logits, negative scale
+      Case c = base(dt, 77, 260, d);
+      c.options.softmax_scale = 1.f;
+      c.input_sd = dt == DType::f16 ? 20.0 : 35.0;
+      v.push_back(c);
+      c = base(dt, 64, 196, d);
+      c.options.softmax_scale = -0.2f;
+      v.push_back(c);
+    }
+    {  // GQA / MQA with strided (B, H, N, D) views
+      Case c = base(dt, 65, 257, d);
+      c.hq = 8, c.hkv = 2;
+      c.strided = true;
+      v.push_back(c);
+      c.hq = 6, c.hkv = 1;
+      c.options.causal = true;
+      v.push_back(c);
+    }
+    {  // varlen with empty sequences on both sides
+      Case c = base(dt, 0, 0, d);
+      c.varlen = true;
+      c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
+      c.seqlens_k = {7, 0, 0, 130, 200, 1, 300};
+      c.batch = 7;
+      v.push_back(c);
+      c.options.causal = true;
+      c.strided = true;
+      v.push_back(c);
+    }
+  }
+  for (std::int64_t d : {40, 56, 104, 120}) v.push_back(base(dt, 150, 170, d));  // padded up to 64 / 128
+  return v;
+}
+
+}  // namespace
+
+TEST(CudaSm90, WgmmaUnitGemm) {
+#ifndef FLATATTN_TEST_SM90
+  GTEST_SKIP() << "the sm90 family is not built (FLATATTN_CUDA_ARCHS without 90)";
+#else
+  {
+    const ScopedSm90 policy(nullptr);  // whether the sm_90a code loads here, whatever FLATATTN_CUDA_SM90 says
+    if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, or its sm_90a code does not load (CUDA_FORCE_PTX_JIT)";
+  }
+  const std::uint64_t seed = seed_for("WgmmaUnitGemm");
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto [d, n] : {std::pair{64, 128}, {128, 128}, {128, 64}, {256, 64}}) {
+    std::vector<std::uint16_t> a(64 * d), b(n * d), v(n * d);
+    std::vector<float> p(64 * n);
+    for (auto& x : a) x = float_to_bf16(nd(rng));
+    for (auto& x : b) x = float_to_bf16(nd(rng));
+    for (auto& x : v) x = float_to_bf16(nd(rng));
+    for (auto& x : p) x = bf16_to_float(float_to_bf16(std::abs(nd(rng))));
+    void *da, *db, *dv, *dp, *ds, *dout;
+    ASSERT_EQ(cudaMalloc(&da, a.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&db, b.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dv, v.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dp, p.size() * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&ds, 64 * n * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dout, 64 * d * 4), cudaSuccess);
+    cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dp, p.data(), p.size() * 4, cudaMemcpyHostToDevice);
+    cudaMemset(ds, 0xff, 64 * n * 4);  // NaN poison
+    cudaMemset(dout, 0xff, 64 * d * 4);
+    const WgmmaUnitBuffers buf{static_cast<const std::uint16_t*>(da), static_cast<const std::uint16_t*>(db),
+                               static_cast<const std::uint16_t*>(dv), static_cast<const float*>(dp),
+                               static_cast<float*>(ds), static_cast<float*>(dout)};
+    const std::string err = run_wgmma_unit(d, n, buf);
+    EXPECT_EQ(err, "") << "d " << d << " n " << n;
+    std::vector<float> s(64 * n), o(64 * d);
+    cudaMemcpy(s.data(), ds, s.size() * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(o.data(), dout, o.size() * 4, cudaMemcpyDeviceToHost);
+    for (void* x : {da, db, dv, dp, ds, dout}) cudaFree(x);
+    // fp32 accumulation of exact bf16 products: error <= ~k * 2^-24 * sum |a b|.
+    int bad = 0;
+    for (int i = 0; i < 64; ++i) {
+      for (int j = 0; j < n; ++j) {
+        double ref = 0, mag = 0;
+        for (int k = 0; k < d; ++k) {
+          const double t = double(bf16_to_float(a[i * d + k])) * bf16_to_float(b[j * d + k]);
+          ref += t;
+          mag += std::abs(t);
+        }
+        if (!(std::abs(s[i * n + j] - ref) <= 1e-5 * mag + 1e-6) && bad++ < 5)
+          ADD_FAILURE() << "S d " << d << " n " << n << " (" << i << ", " << j << "): " << s[i * n + j] << " vs " << ref;
+      }
+      for (int j = 0; j < d; ++j) {
+        double ref = 0, mag = 0;
+        for (int k = 0; k < n; ++k) {
+          const double t = double(p[i * n + k]) * bf16_to_float(v[k * d + j]);
+          ref += t;
+          mag += std::abs(t);
+        }
+        if (!(std::abs(o[i * d + j] - ref) <= 1e-5 * mag + 1e-6) && bad++ < 5)
+          ADD_FAILURE() << "O d " << d << " n " << n << " (" << i << ", " << j << "): " << o[i * d + j] << " vs " << ref;
+      }
+    }
+    EXPECT_EQ(bad, 0) << "d " << d << " n " << n << " (seed " << seed << ")";
+  }
+#endif
+}
+
+// The kernel on short and odd shapes too: FLATATTN_CUDA_SM90=1 lifts the policy's minimum length.
+TEST(CudaSm90, FeaturesAgainstOracle) {
+  REQUIRE_SM90();
+  const ScopedSm90 force("1");
+  const std::uint64_t seed = seed_for("Sm90FeaturesAgainstOracle");
+  std::mt19937_64 rng(seed);
+  for (DType dt : {DType::bf16, DType::f16}) {
+    int i = 0;
+    for (const Case& c : feature_cases(dt)) {
+      if (dt == DType::f16 && i++ % 3 != 0) continue;  // f16: every third case (the runtime of the oracle)
+      CaseTensors t = make_case(c, rng);
+      check_sm90(t, seed, "features");
+    }
+  }
+}
+
+TEST(CudaSm90, RandomSweep) {
+  REQUIRE_SM90();
+  const ScopedSm90 force("1");
+  const std::uint64_t seed = seed_for("Sm90RandomSweep");
+  std::mt19937_64 rng(seed);
+  int ran = 0;
+  constexpr int kCases = 30;
+  for (int i = 0; i < kCases; ++i) {
+    const DType dt = i % 2 ? DType::bf16 : DType::f16;
+    Case c = random_case(rng, dt, 400);
+    c.options.dataflow = Dataflow::flash;
+    CaseTensors t = make_case(c, rng);
+    const Report r = run_on_gpu(t);
+    const bool sm90 = r.kernel.find("sm90") != std::string::npos;
+    ran += sm90;
+    const ForwardOracle o = oracle_forward(t);
+    const Verdict v = judge(t.out, o.out, &o.naive_out, dt);
+    EXPECT_TRUE(v.pass) << "random #" << i << " [" << c.name() << "] kernel " << r.kernel << " (seed " << seed
+                        << "): " << v.str();
+    if (::testing::Test::HasFailure()) return;
+  }
+  std::cout << "[sm90] " << ran << " of " << kCases << " random cases ran the sm90 family\n";
+  EXPECT_GT(ran, 0) << "no random case reached the sm90 family";
+}
+
+// FLATATTN_CUDA_SM90=0 sends the same request to the sm80 family (comparisons on one GPU); FLAT and the
+// head dims without an sm90 instance never run the sm90 family.
+TEST(CudaSm90, SwitchAndFallbacks) {
+  REQUIRE_SM90();
+  const ScopedSm90 force("1");
+  const std::uint64_t seed = seed_for("Sm90SwitchAndFallbacks");
+  std::mt19937_64 rng(seed);
+  Case c = base(DType::bf16, 190, 230, 128);
+  c.options.causal = true;
+  CaseTensors t = make_case(c, rng);
+  check_sm90(t, seed, "sm90");
+  {
+    const ScopedSm90 off("0");
+    t = make_case(c, rng);
+    check_sm90(t, seed, "forced sm80", false);
+  }
+  for (std::int64_t d : {32, 96, 256}) {
+    t = make_case(base(DType::bf16, 70, 90, d), rng);
+    check_sm90(t, seed, "no sm90 instance", false);
+  }
+  c = base(DType::bf16, 64, 100, 64);
+  c.options.dataflow = Dataflow::flat;
+  t = make_case(c, rng);
+  check_sm90(t, seed, "flat", false);
+}
+
+// The default policy (policy/tile_size.h sm90_min_n): D = 128 always on sm90, D = 64 only from
+// min(Nq, Nk) >= sm90_min_n(64); the kernel names tell (the numbers are checked by the tests above).
+TEST(CudaSm90, DefaultPolicyRoutes) {
+  REQUIRE_SM90();
+  const ScopedSm90 policy(nullptr);
+  std::mt19937_64 rng(fresh_seed());
+  const std::int64_t long_n = cuda::sm90_min_n(64);
+  for (auto [d, n, want] : {std::tuple{128, 200, true}, {64, 200, false}, {64, long_n, true}}) {
+    Case c = base(DType::bf16, n, n, d);
+    c.batch = 1;
+    c.hq = 1;
+    CaseTensors t = make_case(c, rng);
+    const Report r = run_on_gpu(t);
+    EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, want) << "D " << d << " N " << n << ": " << r.kernel;
+  }
+}
