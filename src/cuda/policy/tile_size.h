@@ -175,8 +175,9 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   // measured above); candidates in bench/gpu/tune_bwd_d*.cu. SASS (sm_90) of D = 128: the dP product
   // issues 48 of its 64 MMAs within 8 instructions of the ldmatrix they read (ptxas has no registers
   // left to load earlier); dp_split brings that to 23 and the spills to 0 for 16 more ldmatrix per
-  // warp and step (160 vs 144); pipe leaves the SASS schedule as it was (ptxas reorders the loads
-  // itself) but removes D = 64's 4-byte spill. tools/sass_mma_distance.py measures this.
+  // warp and step (160 vs 144); pipe leaves D = 128's SASS schedule as it was (ptxas reorders the
+  // loads itself) and at D = 64 removes the 4-byte spill and brings dP's count from 21 to 14 of 64.
+  // tools/sass_mma_distance.py measures this (bench/results/bwd-sass-sm90.md).
   switch (f) {
     case Family::sm80:
       switch (d) {
@@ -199,7 +200,7 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm90:  // no sm90 backward: Hopper runs the sm80 family's
-      return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
         case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1, 0, 0, 0};    // 32 KB
