@@ -74,7 +74,7 @@ GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | 
 EXPECT=sm80
 [[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
+  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT stdbuf -oL $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has test80 && [[ $EXPECT == sm90 ]]; then

@@ -17,30 +17,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu/bench_util.h"
 #include "bench/gpu/timing.h"
 #include "flatattn/flatattn.h"
 #include "src/core/half.h"
 
 namespace {
 
+using flatattn::bench::json_str;
 using flatattn::bench::ok;
-
-std::vector<long> parse_list(const std::string& s) {
-  std::vector<long> v;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) v.push_back(std::stol(x));
-  return v;
-}
-
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += (c == '\n' ? ' ' : c);
-  }
-  return o + "\"";
-}
+using flatattn::bench::parse_list;
 
 /// Median ms of fn, or -1 with the error text when the call throws.
 template <class Fn>
@@ -112,16 +98,13 @@ int main(int argc, char** argv) {
       for (bool causal : {false, true}) {
         using flatattn::DType;
         using flatattn::TensorView;
-        const auto dev = flatattn::Device::cuda(0);
-        auto view = [&](void* p) {
-          return TensorView::strided(p, DType::bf16, {b, n, h, d}, {h * n * d, d, n * d, 1}, dev);
-        };
+        auto view = [&](void* p) { return flatattn::bench::bhnd_view(p, b, n, h, d); };
         flatattn::ForwardArgs fa;
         fa.q = view(q);
         fa.k = view(k);
         fa.v = view(v);
         fa.out = view(o);
-        fa.lse = TensorView::strided(lse, DType::f32, {b, h, n}, {h * n, n, 1}, dev);
+        fa.lse = TensorView::strided(lse, DType::f32, {b, h, n}, {h * n, n, 1}, flatattn::Device::cuda(0));
         flatattn::BackwardArgs ba;
         ba.dout = view(dout);
         ba.q = fa.q;

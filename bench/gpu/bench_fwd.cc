@@ -19,20 +19,15 @@
 #include <vector>
 
 #include "flatattn/flatattn.h"
+#include "bench/gpu/bench_util.h"
 #include "bench/gpu/timing.h"
 #include "src/core/half.h"
 
 namespace {
 
+using flatattn::bench::json_str;
 using flatattn::bench::ok;
-
-std::vector<long> parse_list(const std::string& s) {
-  std::vector<long> v;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) v.push_back(std::stol(x));
-  return v;
-}
+using flatattn::bench::parse_list;
 
 struct Timing {
   double ms = -1;
@@ -52,15 +47,6 @@ Timing time_forward(flatattn::bench::Timer& timer, const flatattn::ForwardArgs& 
     t.error = e.what();
   }
   return t;
-}
-
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += (c == '\n' ? ' ' : c);
-  }
-  return o + "\"";
 }
 
 }  // namespace
@@ -114,11 +100,7 @@ int main(int argc, char** argv) {
       for (bool causal : {false, true}) {
         using flatattn::TensorView;
         using flatattn::DType;
-        const auto dev = flatattn::Device::cuda(0);
-        // (B, H, N, D) storage passed as (B, N, H, D) views.
-        auto view = [&](void* p) {
-          return TensorView::strided(p, DType::bf16, {b, n, h, d}, {h * n * d, d, n * d, 1}, dev);
-        };
+        auto view = [&](void* p) { return flatattn::bench::bhnd_view(p, b, n, h, d); };
         flatattn::ForwardArgs a;
         a.q = view(q);
         a.k = view(k);

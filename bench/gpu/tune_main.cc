@@ -19,6 +19,7 @@
 
 #include "src/core/half.h"
 #include "src/core/validate.h"
+#include "bench/gpu/bench_util.h"
 #include "bench/gpu/timing.h"
 #include "bench/gpu/tune_candidates.h"
 #include "flatattn/flatattn.h"
@@ -27,24 +28,8 @@ using namespace flatattn;
 using namespace flatattn::cuda;
 using namespace flatattn::cuda::tune;
 
-namespace {
-
-void ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(2);
-  }
-}
-
-std::vector<long> parse_list(const std::string& s) {
-  std::vector<long> v;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ',')) v.push_back(std::stol(x));
-  return v;
-}
-
-}  // namespace
+using flatattn::bench::ok;
+using flatattn::bench::parse_list;
 
 int main(int argc, char** argv) {
   std::string out = "tune.json";

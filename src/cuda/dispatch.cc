@@ -157,32 +157,22 @@ Family family_for(const DeviceInfo& dev, DType dt) {
               "rebuild with FLATATTN_CUDA_ARCHS including this GPU (sm_80 or newer) or FLATATTN_CUDA_PTX75=ON");
 }
 
-/// FLATATTN_CUDA_SM90 (read at every call, for comparisons on one GPU and for tests): "0" keeps Hopper on
-/// the sm80 family, "1" sends every Flash forward with an sm90 instance to it (ignoring sm90_min_n),
-/// unset or anything else: the policy (tile_size.h).
-enum class Sm90Mode { never, always, policy };
-Sm90Mode sm90_mode() {
-  const char* env = std::getenv("FLATATTN_CUDA_SM90");
-  const std::string v = env != nullptr ? env : "";
-  return v == "0" ? Sm90Mode::never : v == "1" ? Sm90Mode::always : Sm90Mode::policy;
-}
-
 /// Whether the sm90 family (wgmma Flash forward, sm_90a SASS) runs on `dev`: an sm_90 GPU, the family
-/// built and loadable, and not switched off with FLATATTN_CUDA_SM90=0.
+/// built and loadable, and not switched off with FLATATTN_CUDA_SM90=0 (read at every call, for
+/// comparisons with the sm80 family on one GPU and for tests; any other value or unset: on).
 bool sm90_enabled(const DeviceInfo& dev) {
-  if (dev.cc != 90 || sm90_mode() == Sm90Mode::never) return false;
+  if (dev.cc != 90) return false;
+  const char* env = std::getenv("FLATATTN_CUDA_SM90");
+  if (env != nullptr && std::string(env) == "0") return false;
   return usable(dev, Family::sm90);
 }
 
-/// The Flash forward instance that serves problem `p` whose base-family instance is `flash`: the sm90
-/// family's when it is enabled on `dev`, has an instance of the same kernel head dim (so padding never
-/// grows) and the sequences are long enough for it (sm90_min_n), else `flash` itself.
-const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash, const Problem& p) {
+/// The Flash forward instance whose base-family instance is `flash`: the sm90 family's when it is enabled
+/// on `dev` and has an instance of the same kernel head dim (so padding never grows), else `flash` itself.
+const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash) {
   if (flash == nullptr || !sm90_enabled(dev)) return flash;
   const Instance* h = find(Family::sm90, Dataflow::flash, flash->dtype, flash->softcap, flash->d);
-  if (h == nullptr || h->d != flash->d) return flash;
-  const std::int64_t n = std::min(p.nq, p.nk);  // varlen: the longest lengths
-  return sm90_mode() == Sm90Mode::always || n >= sm90_min_n(h->d) ? h : flash;
+  return h != nullptr && h->d == flash->d ? h : flash;
 }
 
 /// A tensor the kernels address in 16-byte chunks of rows.
@@ -334,7 +324,7 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
       break;
     }
   }
-  if (inst == flash) inst = upgrade_flash(dev, flash, p);  // FLAT stays on the base family
+  if (inst == flash) inst = upgrade_flash(dev, flash);  // FLAT stays on the base family
   r.dataflow = inst->dataflow;
   r.kernel = instance_name(*inst);
   if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";

@@ -15,8 +15,7 @@ struct PathInfo {
   int ptx_version = 0;     ///< of the family's probe kernel: 75 when the compute_75 PTX was JIT-compiled
   int binary_version = 0;  ///< the SASS that runs (e.g. 90 on an H100)
   /// The Flash forward of the head dims the sm90 family (wgmma, sm_90a) was built for runs that family
-  /// instead of `family` (an sm_90 GPU, the family built, FLATATTN_CUDA_SM90 not 0), for sequences of
-  /// at least sm90_min_n (policy/tile_size.h) or any length with FLATATTN_CUDA_SM90=1.
+  /// instead of `family` (an sm_90 GPU, the family built, FLATATTN_CUDA_SM90 not 0), at every length.
   bool sm90_flash = false;
 };
 

@@ -25,7 +25,9 @@ struct NaiveFp32Grads : BackwardOracle {
   double dq_noise = 0, dk_noise = 0;
 };
 
-/// dq, dk, dv (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options apply.
+/// dq, dk, dv (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options apply. The
+/// noise fields are computed for f32 cases only (the only ones whose yardstick uses them); rows run in
+/// parallel (OpenMP), each element's sums in index order, so the result does not depend on the thread count.
 NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method);
 
 }  // namespace flatattn::testing

@@ -8,7 +8,7 @@
 
 namespace flatattn::testing {
 
-BackwardYardstick naive_backward(const CaseTensors& t) {
+BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) {
   BackwardYardstick y;
   BackwardOracle& o = y.naive;
   o = naive_lowp_backward(t);
@@ -17,7 +17,6 @@ BackwardYardstick naive_backward(const CaseTensors& t) {
   // u * sum_d |dO_id O_id|, which no implementation of backward(dO, Q, K, V, O, LSE) can undo and which
   // the softmax-form yardstick does not see; naive_fp32.h says more). fp32 also takes naive fp32 autograd
   // and the dS rounding noise.
-  const BackwardOracle r = oracle_backward(t);
   const bool fp32 = t.c.dtype == DType::f32;
   for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse}) {
     if (!fp32 && m != NaiveMethod::lse) continue;

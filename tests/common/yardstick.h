@@ -17,7 +17,7 @@ struct BackwardYardstick {
 
 /// Per gradient the worst of ref::backward with Precision::input (naive_lowp_backward) and the unfused fp32
 /// FA2 formulation on the case's stored out/lse (run the forward first: t.out and t.lse are read); for f32
-/// also naive fp32 autograd, with their dS rounding noise.
-BackwardYardstick naive_backward(const CaseTensors& t);
+/// also naive fp32 autograd, with their dS rounding noise. ref: oracle_backward(t), which picks the worse.
+BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& ref);
 
 }  // namespace flatattn::testing

@@ -23,7 +23,7 @@ void check_backward(CaseTensors& t) {
   opt.return_lse = true;
   run_forward(t, opt);
   const BackwardOracle ref = oracle_backward(t);
-  const BackwardYardstick naive = naive_backward(t);
+  const BackwardYardstick naive = naive_backward(t, ref);
   const Report r = run_backward(t, opt);
   EXPECT_EQ(r.backend, "cpu");
   expect_backward_ok(t, ref, naive, r.kernel);

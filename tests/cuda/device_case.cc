@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "src/cuda/dispatch.h"
 #include "tests/common/yardstick.h"
@@ -46,6 +47,19 @@ class DeviceCopy {
   std::size_t bytes_;
 };
 
+/// The case's cu_seqlens copied to the device (into cu_q, cu_k, which must outlive the call) as the
+/// call's Varlen; max_seqlen from the case.
+Varlen device_varlen(const CaseTensors& t, std::optional<DeviceCopy>& cu_q, std::optional<DeviceCopy>& cu_k) {
+  cu_q.emplace(t.cu_q);
+  cu_k.emplace(t.cu_k);
+  Varlen vl;
+  vl.cu_seqlens_q = cu_q->view(t.cu_q);
+  vl.cu_seqlens_k = cu_k->view(t.cu_k);
+  vl.max_seqlen_q = t.c.nq;
+  vl.max_seqlen_k = t.c.nk;
+  return vl;
+}
+
 }  // namespace
 
 bool gpu_present() {
@@ -64,16 +78,7 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   a.v = v.view(t.v);
   a.out = out.view(t.out);
   if (t.c.options.return_lse) a.lse = lse.view(t.lse);
-  if (t.c.varlen) {
-    cu_q.emplace(t.cu_q);
-    cu_k.emplace(t.cu_k);
-    Varlen vl;
-    vl.cu_seqlens_q = cu_q->view(t.cu_q);
-    vl.cu_seqlens_k = cu_k->view(t.cu_k);
-    vl.max_seqlen_q = t.c.nq;
-    vl.max_seqlen_k = t.c.nk;
-    a.varlen = vl;
-  }
+  if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   Report r = forward(a, t.c.options, Stream{stream});
@@ -97,16 +102,7 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
   a.dq = dq.view(t.dq);
   a.dk = dk.view(t.dk);
   a.dv = dv.view(t.dv);
-  if (t.c.varlen) {
-    cu_q.emplace(t.cu_q);
-    cu_k.emplace(t.cu_k);
-    Varlen vl;
-    vl.cu_seqlens_q = cu_q->view(t.cu_q);
-    vl.cu_seqlens_k = cu_k->view(t.cu_k);
-    vl.max_seqlen_q = t.c.nq;
-    vl.max_seqlen_k = t.c.nk;
-    a.varlen = vl;
-  }
+  if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
   if (edit) edit(a);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -145,7 +141,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
   const BackwardOracle ref = oracle_backward(t);
   // The yardstick takes the stored-O formulation too: in bf16 the rounding of O moves D_i by more than
   // the softmax-form yardstick allows for in rows where dP - D_i cancels (tests/common/yardstick.h).
-  const BackwardOracle naive = naive_backward(t).naive;
+  const BackwardOracle naive = naive_backward(t, ref).naive;
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " after " + fwd +
                           " (seed " + std::to_string(seed) + ", replay with FLATATTN_SEED)";
   for (auto [out, rf, nv, name] : {std::tuple{&t.dq, &ref.dq, &naive.dq, "dq"}, std::tuple{&t.dk, &ref.dk, &naive.dk, "dk"},
@@ -157,7 +153,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
   }
 }
 
-void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
+Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   const Report r = run_on_gpu(t);
   const ForwardOracle o = oracle_forward(t);
   const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
@@ -169,6 +165,72 @@ void check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
     const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
     EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.str();
   }
+  return r;
+}
+
+std::uint64_t seed_for(const char* test) {
+  const std::uint64_t s = fresh_seed();
+  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
+  return s;
+}
+
+Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
+  Case c;
+  c.dtype = dt;
+  c.batch = 2;
+  c.hq = 2;
+  c.hkv = 1;
+  c.nq = nq;
+  c.nk = nk;
+  c.d = d;
+  c.options.return_lse = true;
+  return c;
+}
+
+std::vector<Case> edge_cases(DType dt) {
+  std::vector<Case> v;
+  for (std::int64_t n : {1, 17, 97}) v.push_back(small_case(dt, n, n));
+  {  // a long causal row block, one head
+    Case c = small_case(dt, 1025, 1025);
+    c.batch = 1, c.hq = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  {  // Nq != Nk, both causal alignments
+    Case c = small_case(dt, 100, 37);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+    c = small_case(dt, 37, 300);
+    c.options.causal = true;
+    v.push_back(c);
+    c.options.causal_align = CausalAlign::top_left;
+    v.push_back(c);
+  }
+  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window with Nq > Nk
+    Case c = small_case(dt, 200, 20);
+    c.options.causal = true;
+    v.push_back(c);
+    c = small_case(dt, 90, 50);
+    c.options.window = {0, 0};
+    v.push_back(c);
+  }
+  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
+    Case c = small_case(dt, 64, 96);
+    c.options.softmax_scale = -0.2f;
+    v.push_back(c);
+  }
+  {  // GQA and MQA, strided views
+    Case c = small_case(dt, 65, 129);
+    c.hq = 8, c.hkv = 2;
+    c.strided = true;
+    v.push_back(c);
+    c.hq = 6, c.hkv = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  return v;
 }
 
 bool dtype_runs(DType dtype) {

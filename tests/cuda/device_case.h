@@ -4,8 +4,10 @@
 // judge() against the oracle.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "flatattn/attention.h"
 #include "tests/common/harness.h"
@@ -15,13 +17,27 @@ namespace flatattn::testing {
 /// True when a CUDA device is present (tests GTEST_SKIP otherwise).
 bool gpu_present();
 
+#define REQUIRE_GPU() \
+  if (!::flatattn::testing::gpu_present()) GTEST_SKIP() << "no CUDA device"
+
+/// A fresh seed for one test, printed as "[seed] <test> FLATATTN_SEED=<seed>" so a failure replays.
+std::uint64_t seed_for(const char* test);
+
+/// The GPU suites' small base case: B = 2, Hq = 2, Hkv = 1 (GQA), (B, N, H, D) storage, LSE requested.
+Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64);
+
+/// The adversarial shapes the forward and backward suites share: lengths 1/17/97, a long causal block,
+/// Nq != Nk in both causal alignments, fully masked rows (Nq > Nk causal, a (0, 0) window), a negative
+/// scale, GQA and MQA with strided views. Each suite appends its own.
+std::vector<Case> edge_cases(DType dt);
+
 /// forward() of the case on device 0 (optionally on a fresh non-default stream); out and lse of `t`
 /// are overwritten with the device results.
 Report run_on_gpu(CaseTensors& t, bool own_stream = false);
 
 /// Runs the case on the GPU and judges out (and LSE when requested) against the fp64 oracle with the
-/// design.md rule; adds failures naming the case, the kernel and the seed.
-void check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
+/// design.md rule; adds failures naming the case, the kernel and the seed. Returns the call's report.
+Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
 /// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole

@@ -21,31 +21,10 @@
 using namespace flatattn;
 using namespace flatattn::testing;
 
-#define REQUIRE_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
 #define REQUIRE_DTYPE(dt) \
   if (!dtype_runs(dt)) GTEST_SKIP() << name(dt) << " does not run on this device (bf16 needs a SASS family)"
 
 namespace {
-
-std::uint64_t seed_for(const char* test) {
-  const std::uint64_t s = fresh_seed();
-  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
-  return s;
-}
-
-Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64) {
-  Case c;
-  c.dtype = dt;
-  c.batch = 2;
-  c.hq = 2;
-  c.hkv = 1;
-  c.nq = nq;
-  c.nk = nk;
-  c.d = d;
-  c.options.return_lse = true;
-  return c;
-}
 
 /// Runs every case (a fresh tensor set each) through check_backward; stops at the first failing case.
 void run_cases(const std::vector<Case>& cases, const char* test, FwdSource src = FwdSource::gpu) {
@@ -63,7 +42,7 @@ std::vector<Case> head_dims(DType dt) {
   std::vector<Case> v;
   for (std::int64_t d : {32, 64, 96, 128, 192, 256, 80, 40}) {
     for (bool causal : {false, true}) {
-      Case c = base(dt, 97, 113, d);
+      Case c = small_case(dt, 97, 113, d);
       c.options.causal = causal;
       v.push_back(c);
     }
@@ -71,41 +50,17 @@ std::vector<Case> head_dims(DType dt) {
   return v;
 }
 
+/// edge_cases (device_case.h) plus the backward's own: Nk < Nq long block, sliding windows, large
+/// logits, wider GQA, varlen with length-1 sequences, softcap.
 std::vector<Case> adversarial(DType dt) {
-  std::vector<Case> v;
-  for (std::int64_t n : {1, 17, 97}) v.push_back(base(dt, n, n));
-  {
-    Case c = base(dt, 1025, 1025);
-    c.batch = 1, c.hq = 1;
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal = false;
-    c.hq = 2;
-    c.nk = 300;
-    v.push_back(c);
-  }
-  {  // Nq != Nk, both causal alignments
-    Case c = base(dt, 100, 37);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-    c = base(dt, 37, 300);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-  }
-  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window with Nq > Nk
-    Case c = base(dt, 200, 20);
-    c.options.causal = true;
-    v.push_back(c);
-    c = base(dt, 90, 50);
-    c.options.window = {0, 0};
+  std::vector<Case> v = edge_cases(dt);
+  {  // a long non-causal row block against fewer keys
+    Case c = small_case(dt, 1025, 300);
+    c.batch = 1;
     v.push_back(c);
   }
   {  // sliding windows, both alignments
-    Case c = base(dt, 300, 260, 128);
+    Case c = small_case(dt, 300, 260, 128);
     c.options.window = {31, 5};
     v.push_back(c);
     c.options.window = {64, 0};
@@ -119,33 +74,21 @@ std::vector<Case> adversarial(DType dt) {
     v.push_back(c);
   }
   {  // large logits: scale * |q.k| ~ 1e3..1e4 (f16 inputs stay finite)
-    Case c = base(dt, 77, 128);
+    Case c = small_case(dt, 77, 128);
     c.options.softmax_scale = 1.f;
     c.input_sd = 20.0;
     v.push_back(c);
     c.options.causal = true;
     v.push_back(c);
   }
-  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
-    Case c = base(dt, 64, 96);
-    c.options.softmax_scale = -0.2f;
-    v.push_back(c);
-  }
-  {  // GQA and MQA (dK, dV summed over the query heads of a group), with strided views
-    Case c = base(dt, 65, 129);
-    c.hq = 8, c.hkv = 2;
-    c.strided = true;
-    v.push_back(c);
-    c.hq = 6, c.hkv = 1;
-    c.options.causal = true;
-    v.push_back(c);
-    c = base(dt, 250, 250, 128);
+  {  // wider GQA (dK, dV summed over the query heads of a group)
+    Case c = small_case(dt, 250, 250, 128);
     c.hq = 4, c.hkv = 1;
     c.options.causal = true;
     v.push_back(c);
   }
   {  // varlen with empty and length-1 sequences on both sides
-    Case c = base(dt, 0, 0, 128);
+    Case c = small_case(dt, 0, 0, 128);
     c.varlen = true;
     c.seqlens_q = {0, 5, 0, 130, 64, 1, 1};
     c.seqlens_k = {7, 0, 0, 130, 200, 1, 33};
@@ -161,7 +104,7 @@ std::vector<Case> adversarial(DType dt) {
     v.push_back(c);
   }
   {  // softcap (Gemma 2), with causal and a window
-    Case c = base(dt, 150, 150, 128);
+    Case c = small_case(dt, 150, 150, 128);
     c.options.softcap = 30.f;
     c.options.causal = true;
     c.input_sd = 3.0;
@@ -170,7 +113,7 @@ std::vector<Case> adversarial(DType dt) {
     c.options.softcap = 5.f;
     c.options.window = {31, 5};
     v.push_back(c);
-    c = base(dt, 97, 70, 64);
+    c = small_case(dt, 97, 70, 64);
     c.options.softcap = 10.f;
     c.strided = true;
     v.push_back(c);
@@ -220,12 +163,12 @@ TEST(CudaBackward, OracleForwardInputs) {
   for (DType dt : {DType::f16, DType::bf16}) {
     if (!dtype_runs(dt)) continue;
     std::vector<Case> v;
-    Case c = base(dt, 131, 200, 128);
+    Case c = small_case(dt, 131, 200, 128);
     v.push_back(c);
     c.options.causal = true;
     c.hq = 4, c.hkv = 2;
     v.push_back(c);
-    c = base(dt, 90, 50, 64);
+    c = small_case(dt, 90, 50, 64);
     c.options.causal = true;  // rows 0..39 fully masked (LSE = -inf)
     v.push_back(c);
     run_cases(v, dt == DType::f16 ? "OracleForwardInputsF16" : "OracleForwardInputsBF16", FwdSource::oracle);
@@ -250,7 +193,7 @@ TEST(CudaBackward, AfterFlatForward) {
   REQUIRE_GPU();
   std::vector<Case> v;
   for (std::int64_t d : {64, 128}) {
-    Case c = base(DType::f16, 100, 128, d);
+    Case c = small_case(DType::f16, 100, 128, d);
     c.options.dataflow = Dataflow::flat;
     c.options.causal = d == 128;
     v.push_back(c);
@@ -261,7 +204,7 @@ TEST(CudaBackward, AfterFlatForward) {
 TEST(CudaBackward, LongCausal) {
   REQUIRE_GPU();
   const DType dt = dtype_runs(DType::bf16) ? DType::bf16 : DType::f16;
-  Case c = base(dt, 2048, 2048, 128);
+  Case c = small_case(dt, 2048, 2048, 128);
   c.batch = 1;
   c.hq = 2;
   c.hkv = 1;
@@ -277,12 +220,12 @@ TEST(CudaBackward, FullyMaskedRowsGiveZeroGradients) {
   std::mt19937_64 rng(seed);
   for (DType dt : {DType::f16, DType::bf16}) {
     if (!dtype_runs(dt)) continue;
-    Case c = base(dt, 150, 40, 64);  // bottom-right causal: rows 0..109 see no key
+    Case c = small_case(dt, 150, 40, 64);  // bottom-right causal: rows 0..109 see no key
     c.options.causal = true;
     CaseTensors t = make_case(c, rng, true);
     check_backward(t, seed, "fully masked rows");
     for (std::int64_t b = 0; b < c.batch; ++b) EXPECT_TRUE(rows_are_zero(t.dq, b, 0, 110)) << "dq of masked rows";
-    Case w = base(dt, 64, 200, 64);  // top-left causal: keys 64..199 are seen by no row
+    Case w = small_case(dt, 64, 200, 64);  // top-left causal: keys 64..199 are seen by no row
     w.options.causal = true;
     w.options.causal_align = CausalAlign::top_left;
     t = make_case(w, rng, true);
@@ -299,7 +242,7 @@ TEST(CudaBackward, StridedWritesOnlyTheView) {
   REQUIRE_GPU();
   const std::uint64_t seed = seed_for("StridedWritesOnlyTheView");
   std::mt19937_64 rng(seed);
-  Case c = base(DType::f16, 70, 90, 96);
+  Case c = small_case(DType::f16, 70, 90, 96);
   c.strided = true;
   c.hq = 4;
   c.hkv = 2;
@@ -325,13 +268,13 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
   std::vector<Case> cases;
   for (DType dt : {DType::f16, DType::bf16}) {
     if (!dtype_runs(dt)) continue;
-    Case c = base(dt, 700, 800, 128);
+    Case c = small_case(dt, 700, 800, 128);
     c.hq = 4, c.hkv = 2;
     cases.push_back(c);
     c.options.causal = true;
     c.d = 64;
     cases.push_back(c);
-    Case v = base(dt, 0, 0, 64);
+    Case v = small_case(dt, 0, 0, 64);
     v.varlen = true;
     v.seqlens_q = {300, 0, 700, 1};
     v.seqlens_k = {900, 4, 650, 1};
@@ -360,7 +303,7 @@ TEST(CudaBackward, NonDefaultStream) {
   REQUIRE_GPU();
   const std::uint64_t seed = seed_for("NonDefaultStream");
   std::mt19937_64 rng(seed);
-  Case c = base(DType::f16, 300, 257, 64);
+  Case c = small_case(DType::f16, 300, 257, 64);
   c.options.causal = true;
   CaseTensors t = make_case(c, rng, true);
   run_on_gpu(t, /*own_stream=*/true);
@@ -377,7 +320,7 @@ TEST(CudaBackward, NonDefaultStream) {
 TEST(CudaBackward, ReportNamesTheKernel) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
-  Case c = base(DType::f16, 64, 100, 80);
+  Case c = small_case(DType::f16, 64, 100, 80);
   CaseTensors t = make_case(c, rng, true);
   run_on_gpu(t);
   const Report r = run_backward_on_gpu(t);
@@ -398,7 +341,7 @@ TEST(CudaBackward, SanitizerSet) {
   for (DType dt : {DType::f16, DType::bf16}) {
     if (!dtype_runs(dt)) continue;
     for (std::int64_t d : {64, 96, 128}) {
-      Case c = base(dt, 70, 150, d);
+      Case c = small_case(dt, 70, 150, d);
       c.batch = 1;
       c.hq = 2;
       c.options.causal = d != 96;
@@ -406,7 +349,7 @@ TEST(CudaBackward, SanitizerSet) {
       c.strided = d == 128;
       v.push_back(c);
     }
-    Case c = base(dt, 0, 0, 64);
+    Case c = small_case(dt, 0, 0, 64);
     c.varlen = true;
     c.seqlens_q = {0, 9, 70};
     c.seqlens_k = {3, 0, 165};

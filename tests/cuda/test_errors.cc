@@ -18,8 +18,6 @@
 using namespace flatattn;
 using namespace flatattn::testing;
 
-#define REQUIRE_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
 
 namespace {
 

@@ -15,16 +15,8 @@
 using namespace flatattn;
 using namespace flatattn::testing;
 
-#define REQUIRE_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
 
 namespace {
-
-std::uint64_t seed_for(const char* test) {
-  const std::uint64_t s = fresh_seed();
-  std::cout << "[seed] " << test << " FLATATTN_SEED=" << s << "\n";
-  return s;
-}
 
 /// Skips (with the reason) when the device cannot run dtype, after checking that asking for it is the
 /// clear error, not a crash or a silent fallback.
@@ -59,52 +51,18 @@ void sweep(DType dt, int cases, const char* test) {
   }
 }
 
-Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64) {
-  Case c;
-  c.dtype = dt;
-  c.batch = 2;
-  c.hq = 2;
-  c.hkv = 1;
-  c.nq = nq;
-  c.nk = nk;
-  c.d = d;
-  c.options.return_lse = true;
-  return c;
-}
-
+/// edge_cases (device_case.h) plus the forward's own: FLAT on masked rows and large logits, padded D,
+/// varlen with empty sequences, softcap and windows, every head dim through both dataflows.
 std::vector<Case> adversarial(DType dt) {
-  std::vector<Case> v;
-  for (std::int64_t n : {1, 17, 97}) v.push_back(base(dt, n, n));
-  {
-    Case c = base(dt, 1025, 1025);
-    c.batch = 1, c.hq = 1;
-    c.options.causal = true;
-    v.push_back(c);
-  }
-  {  // Nq != Nk, both causal alignments
-    Case c = base(dt, 100, 37);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-    c = base(dt, 37, 300);
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-  }
-  {  // fully masked rows: bottom-right causal with Nq > Nk, a (0, 0) window, and Nk = 0 via varlen
-    Case c = base(dt, 200, 20);
-    c.options.causal = true;
-    v.push_back(c);
-    c = base(dt, 90, 50);
+  std::vector<Case> v = edge_cases(dt);
+  {  // the (0, 0) window's fully masked rows through FLAT too
+    Case c = small_case(dt, 90, 50);
     c.options.window = {0, 0};
-    v.push_back(c);
     c.options.dataflow = Dataflow::flat;
     v.push_back(c);
   }
   {  // large logits: scale * |q.k| ~ 1e4 (f16 inputs stay finite: |q.k| stays under 65504)
-    Case c = base(dt, 77, 128);
+    Case c = small_case(dt, 77, 128);
     c.options.softmax_scale = 1.f;
     c.input_sd = 35.0;
     v.push_back(c);
@@ -112,23 +70,9 @@ std::vector<Case> adversarial(DType dt) {
     c.options.dataflow = Dataflow::flat;
     v.push_back(c);
   }
-  {  // negative scale (the max of the raw logits is not the max of the scaled ones)
-    Case c = base(dt, 64, 96);
-    c.options.softmax_scale = -0.2f;
-    v.push_back(c);
-  }
-  for (std::int64_t d : {16, 40, 80, 96, 136, 200, 248}) v.push_back(base(dt, 70, 90, d));  // padded D
-  {  // GQA and MQA, non-contiguous strides, non-default stream is covered by its own test
-    Case c = base(dt, 65, 129);
-    c.hq = 8, c.hkv = 2;
-    c.strided = true;
-    v.push_back(c);
-    c.hq = 6, c.hkv = 1;
-    c.options.causal = true;
-    v.push_back(c);
-  }
+  for (std::int64_t d : {16, 40, 80, 96, 136, 200, 248}) v.push_back(small_case(dt, 70, 90, d));  // padded D
   {  // varlen with empty sequences on both sides
-    Case c = base(dt, 0, 0, 128);
+    Case c = small_case(dt, 0, 0, 128);
     c.varlen = true;
     c.seqlens_q = {0, 5, 0, 130, 64, 1};
     c.seqlens_k = {7, 0, 0, 130, 200, 1};
@@ -143,7 +87,7 @@ std::vector<Case> adversarial(DType dt) {
     v.push_back(c);
   }
   {  // softcap, windows
-    Case c = base(dt, 150, 150, 128);
+    Case c = small_case(dt, 150, 150, 128);
     c.options.softcap = 30.f;
     c.options.causal = true;
     c.input_sd = 3.0;
@@ -159,7 +103,7 @@ std::vector<Case> adversarial(DType dt) {
   // Every kernel head dim through both dataflows, odd lengths, with and without causal.
   for (std::int64_t d : {32, 64, 96, 128, 192, 256}) {
     for (bool causal : {false, true}) {
-      Case c = base(dt, 97, 113, d);
+      Case c = small_case(dt, 97, 113, d);
       c.options.causal = causal;
       c.options.dataflow = Dataflow::flash;
       v.push_back(c);
@@ -212,7 +156,7 @@ TEST(CudaForward, LongCausalAgainstOracle) {
   const DType dt = dtype_runs(DType::bf16) ? DType::bf16 : DType::f16;
   const std::uint64_t seed = seed_for("LongCausalAgainstOracle");
   std::mt19937_64 rng(seed);
-  Case c = base(dt, 2048, 2048, 128);
+  Case c = small_case(dt, 2048, 2048, 128);
   c.batch = 1;
   c.hq = 2;
   c.hkv = 1;
@@ -225,7 +169,7 @@ TEST(CudaForward, NonDefaultStream) {
   REQUIRE_GPU();
   const std::uint64_t seed = seed_for("NonDefaultStream");
   std::mt19937_64 rng(seed);
-  CaseTensors t = make_case(base(DType::f16, 300, 257, 64), rng);
+  CaseTensors t = make_case(small_case(DType::f16, 300, 257, 64), rng);
   run_on_gpu(t, /*own_stream=*/true);
   const ForwardOracle o = oracle_forward(t);
   const Verdict v = judge(t.out, o.out, &o.naive_out, DType::f16);
@@ -235,7 +179,7 @@ TEST(CudaForward, NonDefaultStream) {
 TEST(CudaForward, ReportNamesTheKernelAndDataflow) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
-  Case c = base(DType::f16, 64, 100, 80);
+  Case c = small_case(DType::f16, 64, 100, 80);
   c.options.dataflow = Dataflow::flat;
   CaseTensors t = make_case(c, rng);
   Report r = run_on_gpu(t);
@@ -259,7 +203,7 @@ TEST(CudaForward, EmptyBatchOnEveryDataflow) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
   for (Dataflow df : {Dataflow::automatic, Dataflow::flash, Dataflow::flat}) {
-    Case c = base(DType::f16, 64, 64);
+    Case c = small_case(DType::f16, 64, 64);
     c.batch = 0;
     c.options.dataflow = df;
     CaseTensors t = make_case(c, rng);
@@ -281,7 +225,7 @@ TEST(CudaForward, CodePathIsTheExpectedOne) {
   const char* want = std::getenv("FLATATTN_EXPECT_PATH");
   const std::string expect = want ? want : "";
   std::mt19937_64 rng(fresh_seed());
-  CaseTensors t = make_case(base(DType::f16, 33, 33), rng);
+  CaseTensors t = make_case(small_case(DType::f16, 33, 33), rng);
   const Report r = run_on_gpu(t);
   if (expect == "sm75") {
     EXPECT_EQ(info.family, cuda::Family::sm75);
@@ -295,7 +239,7 @@ TEST(CudaForward, CodePathIsTheExpectedOne) {
   } else if (expect == "sm90") {
     EXPECT_EQ(info.family, cuda::Family::sm80);
     EXPECT_TRUE(info.sm90_flash);
-    Case c = base(DType::f16, 33, 33, 128);  // D = 128: sm90 at every length (policy/tile_size.h)
+    Case c = small_case(DType::f16, 33, 33, 128);  // D = 128: sm90 at every length (policy/tile_size.h)
     c.options.dataflow = Dataflow::flash;
     CaseTensors tf = make_case(c, rng);
     const Report rf = run_on_gpu(tf);
@@ -316,7 +260,7 @@ TEST(CudaForward, SanitizerSet) {
     if (!dtype_runs(dt)) continue;
     for (std::int64_t d : {64, 96, 128}) {
       for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
-        Case c = base(dt, 70, 75, d);
+        Case c = small_case(dt, 70, 75, d);
         c.batch = 1;
         c.options.causal = d != 96;
         c.options.dataflow = df;
@@ -325,7 +269,7 @@ TEST(CudaForward, SanitizerSet) {
         check_case(t, seed, "sanitizer");
       }
     }
-    Case c = base(dt, 0, 0, 64);
+    Case c = small_case(dt, 0, 0, 64);
     c.varlen = true;
     c.seqlens_q = {0, 9, 70};
     c.seqlens_k = {3, 0, 65};

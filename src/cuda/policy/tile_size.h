@@ -75,8 +75,11 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
       // non-causal | causal): D = 64: 192x128 s3 274/337/366 | 174/284/344 beat s4 (-1..-4%) and
       // 128x128 s4 at N >= 4k (280/308/319 | 209/283/321); D = 128: 128x64 s4 390/444/447 | 292/396/465
       // beat 128x128 s3 (371/425/439 | 283/381/444), 192x64 s3/s4 and the eager rescale.
+      // D = 64, second run (commit 22f16ed, H100, N = 1k/2k/4k): 128x64 with two CTAs per SM (118 regs, no
+      // spills) 351/374/388 | 259/311/348 beat 192x128 s3 (269/320/337 | 174/247/285), 64x64 mb3 s4
+      // (310/330/337 | 251/292/317), 64x128 mb2 and 128x128 (mb2 spills); s4 ties s3.
       switch (d) {
-        case 64: return {192, 128, 12, 1, 3, true};   // 120 KB; 3 warpgroups (FA3's D = 64 tile)
+        case 64: return {128, 64, 8, 2, 3, true};     // 64 KB; 2 warpgroups, 2 CTAs/SM
         case 128: return {128, 64, 8, 1, 4, true};    // 160 KB; 2 warpgroups
         default: return {0, 0, 0, 0, 0, false};       // other D: the sm80 family
       }
@@ -93,14 +96,6 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   }
   return {0, 0, 0, 0, 0, false};
 }
-
-/// Shortest sequence (min of Nq and the longest Nk) for which Hopper runs the sm90 family's Flash forward
-/// of kernel head dim d rather than the sm80 family's (dispatch.cc upgrade_flash). One CTA per SM (the
-/// K/V ring fills the shared memory) leaves the load latency of each CTA's first blocks exposed, and the
-/// 192-row tile of D = 64 wastes rows when N is not a multiple of 192, so short D = 64 sequences stay on
-/// the sm80 kernel (H100, bf16, non-causal | causal, sm90 192x128 / sm80: 0.91 | 0.80 at N = 1k, 1.02 | 0.96
-/// at 2k, 1.07 | 1.01 at 4k; D = 128: 1.16 | 1.06 at 1k and more above: bench/results/gpu-fwd-sm90-h100.md).
-constexpr std::int64_t sm90_min_n(int d) { return d == 64 ? 4096 : 0; }
 
 struct FlatTileSize {
   int m_tiles;     ///< 16-row m-tiles per warp
