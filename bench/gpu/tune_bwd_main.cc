@@ -66,12 +66,15 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(7);
   std::normal_distribution<float> nd;
   for (auto& x : host) x = flatattn::float_to_bf16(nd(rng));
-  void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *rq, *rk, *rv, *lse, *ws;
+  void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *rq, *rk, *rv, *lse, *ws, *ws_det;
   for (void** p : {&q, &k, &v, &o, &dout, &dq, &dk, &dv, &rq, &rk, &rv}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
   ok(cudaMalloc(&lse, kTokens * h * 4), "cudaMalloc(lse)");
-  // Workspace for any candidate: fp32 dQ accumulator, D_i, ticket and counters (BlockM >= 16).
-  const std::size_t acc = elems * 4, dsum = kTokens * h * 4, sem = kTokens * h / 16 * 4 + 256;
-  ok(cudaMalloc(&ws, acc + dsum + sem), "cudaMalloc(workspace)");
+  // Workspaces for any candidate (the largest shape: kTokens * h rows at D = dmax), default and
+  // deterministic.
+  using flatattn::cuda::BwdWorkspace;
+  const std::size_t rows = static_cast<std::size_t>(kTokens * h);
+  ok(cudaMalloc(&ws, BwdWorkspace::bytes(rows, dmax, false)), "cudaMalloc(workspace)");
+  ok(cudaMalloc(&ws_det, BwdWorkspace::bytes(rows, dmax, true)), "cudaMalloc(deterministic workspace)");
   int shift = 0;
   for (void* p : {q, k, v, dout}) {
     ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
@@ -110,10 +113,9 @@ int main(int argc, char** argv) {
           flatattn::cuda::BwdLaunchArgs a;
           a.problem = &vb.problem;
           a.tensors = &vb.tensors;
-          a.ws.dq_accum = static_cast<float*>(ws);
-          a.ws.dsum = reinterpret_cast<float*>(static_cast<char*>(ws) + acc);
-          a.ws.ticket = reinterpret_cast<unsigned*>(static_cast<char*>(ws) + acc + dsum);
-          a.ws.sem = reinterpret_cast<int*>(static_cast<char*>(ws) + acc + dsum + 16);
+          // Carved for this shape (b * h * n rows of the kernel D = d) inside the largest one.
+          const std::size_t call_rows = static_cast<std::size_t>(b * h * n);
+          a.ws = BwdWorkspace::carve(static_cast<unsigned char*>(ws), call_rows, d, false);
           flatattn::Problem det_problem = vb.problem;
           det_problem.deterministic = true;
           std::string err;
@@ -127,12 +129,8 @@ int main(int argc, char** argv) {
             ms = timer.median_ms([&] { c.launch(a); }, 3, reps);
             flatattn::cuda::BwdLaunchArgs ad = a;
             ad.problem = &det_problem;
-            det_ms = timer.median_ms(
-                [&] {
-                  ok(cudaMemsetAsync(ad.ws.ticket, 0, sem), "counters");
-                  c.launch(ad);
-                },
-                3, reps);
+            ad.ws = BwdWorkspace::carve(static_cast<unsigned char*>(ws_det), call_rows, d, true);
+            det_ms = timer.median_ms([&] { c.launch(ad); }, 3, reps);
           } catch (const flatattn::Error& x) {
             err = x.what();
           }
@@ -144,6 +142,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  for (void* p : {q, k, v, o, dout, dq, dk, dv, rq, rk, rv, lse, ws}) cudaFree(p);
+  for (void* p : {q, k, v, o, dout, dq, dk, dv, rq, rk, rv, lse, ws, ws_det}) cudaFree(p);
   return 0;
 }

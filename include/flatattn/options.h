@@ -55,7 +55,12 @@ struct Options {
   Dataflow dataflow = Dataflow::automatic;
   /// CPU worker threads; 0 = all hardware threads. Ignored on CUDA.
   int num_threads = 0;
-  /// backward(): bitwise-reproducible dQ/dK/dV across runs (no floating-point atomics).
+  /// backward(): bitwise-reproducible dQ/dK/dV across runs, streams and launches. CPU: always so.
+  /// CUDA: dQ is summed over key blocks in 64-bit fixed point (integer reductions, exact in any order)
+  /// scaled from a bound of |dQ| computed from the inputs; its rounding is finer than fp32 accumulation
+  /// for every element within 2^36 of that bound. Costs 8 bytes instead of 4 per element of the dQ
+  /// workspace (Hq * B * Nq * D) and one pass over K and V. A NaN or Inf in the inputs, or an LSE that
+  /// does not belong to Q and K, makes all of dQ NaN (src/cuda/common/fixed_dq.cuh).
   bool deterministic = false;
 };
 

@@ -237,7 +237,7 @@ class StreamBuffer {
     if (e != cudaSuccess) {
       cudaGetLastError();
       throw Error(Error::Kind::runtime, "backward workspace", std::to_string(bytes) + " bytes: " + cudaGetErrorString(e),
-                  "cudaMallocAsync on the call's stream must succeed (fp32 dQ accumulator: 4 * Hq * B * Nq * D bytes)",
+                  "cudaMallocAsync on the call's stream must succeed (dQ accumulator: 4 * Hq * B * Nq * D bytes, 8 * Hq * B * Nq * D when deterministic)",
                   "free GPU memory, or split the batch into several calls");
     }
   }
@@ -373,33 +373,18 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   r.block_n = tile.block_n;
   if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
 
-  // Workspace: fp32 dQ accumulator (Hq, B, Nq, D), D_i (Hq, B, Nq), and for the deterministic order
-  // the tile ticket (16 bytes) and one counter per (B, Hq, query block). 256-byte aligned parts.
-  auto align = [](std::size_t n) { return (n + 255) / 256 * 256; };
+  // Workspace (BwdWorkspace): the dQ accumulator (Hq, B, Nq, D) -- fp32, or 64-bit fixed point when
+  // deterministic -- and D_i (Hq, B, Nq).
   const std::size_t rows = static_cast<std::size_t>(p.hq) * static_cast<std::size_t>(p.batch) *
                            static_cast<std::size_t>(p.nq);
-  const std::size_t accum_bytes = align(rows * static_cast<std::size_t>(inst->d) * sizeof(float));
-  const std::size_t dsum_bytes = align(rows * sizeof(float));
-  const std::size_t n_m_blocks = static_cast<std::size_t>((p.nq + tile.block_m - 1) / tile.block_m);
-  const std::size_t sem_bytes =
-      p.deterministic ? align(static_cast<std::size_t>(p.batch) * static_cast<std::size_t>(p.hq) * n_m_blocks *
-                                  sizeof(int) + 16)
-                      : 0;
   const auto st = static_cast<cudaStream_t>(stream.handle);
-  StreamBuffer ws(accum_bytes + dsum_bytes + sem_bytes + 256, st);
+  StreamBuffer ws(BwdWorkspace::bytes(rows, inst->d, p.deterministic), st);
   BwdLaunchArgs a;
   a.problem = &p;
   a.tensors = &t;
   a.stream = stream.handle;
   a.device = p.device.index;
-  a.ws.dq_accum = reinterpret_cast<float*>(ws.data());
-  a.ws.dsum = reinterpret_cast<float*>(ws.data() + accum_bytes);
-  if (p.deterministic) {
-    unsigned char* sem = ws.data() + accum_bytes + dsum_bytes;
-    check(cudaMemsetAsync(sem, 0, sem_bytes, st), "cudaMemsetAsync(backward counters)");
-    a.ws.ticket = reinterpret_cast<unsigned*>(sem);
-    a.ws.sem = reinterpret_cast<int*>(sem + 16);
-  }
+  a.ws = BwdWorkspace::carve(ws.data(), rows, inst->d, p.deterministic);
   inst->launch(a);
   return r;
 }

@@ -3,10 +3,12 @@
 // arguments it takes. No CUDA types here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "flatattn/attention.h"
 #include "src/core/problem.h"
+#include "src/cuda/common/bwd_params.h"
 #include "src/cuda/policy/tile_size.h"
 
 namespace flatattn::cuda {
@@ -23,12 +25,37 @@ struct LaunchInfo {
   int block_m = 0, block_n = 0;
 };
 
-/// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams.
+/// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams. One allocation
+/// of `bytes` carved by `carve` into 256-byte aligned parts: the dQ accumulator (fp32; deterministic:
+/// 64-bit fixed point) and D_i, both zeroed/written by the pre-pass, and the deterministic mode's bound
+/// (zeroed by the launcher).
 struct BwdWorkspace {
-  float* dq_accum = nullptr;   ///< (Hq, B, Nq, kernel D) fp32, zeroed by the pre-pass
-  float* dsum = nullptr;       ///< (Hq, B, Nq) fp32
-  int* sem = nullptr;          ///< deterministic: (B, Hq, ceil(Nq / BlockM)), zeroed by dispatch
-  unsigned* ticket = nullptr;  ///< deterministic: zeroed by dispatch
+  float* dq_accum = nullptr;               ///< (Hq, B, Nq, kernel D) fp32 (default mode)
+  unsigned long long* dq_fixed = nullptr;  ///< (Hq, B, Nq, kernel D) 64-bit fixed point (deterministic)
+  DqBound* dq_bound = nullptr;             ///< deterministic
+  float* dsum = nullptr;                   ///< (Hq, B, Nq) fp32
+
+  /// rows = Hq * B * Nq; d = the kernel's head dim.
+  static std::size_t bytes(std::size_t rows, int d, bool deterministic) {
+    return align(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)) + align(rows * 4) +
+           align(sizeof(DqBound)) + 256;
+  }
+  /// `base`: an allocation of bytes(rows, d, deterministic), 256-byte aligned.
+  static BwdWorkspace carve(unsigned char* base, std::size_t rows, int d, bool deterministic) {
+    BwdWorkspace w;
+    const std::size_t accum = align(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4));
+    if (deterministic) {
+      w.dq_fixed = reinterpret_cast<unsigned long long*>(base);
+      w.dq_bound = reinterpret_cast<DqBound*>(base + accum + align(rows * 4));
+    } else {
+      w.dq_accum = reinterpret_cast<float*>(base);
+    }
+    w.dsum = reinterpret_cast<float*>(base + accum);
+    return w;
+  }
+
+ private:
+  static std::size_t align(std::size_t n) { return (n + 255) / 256 * 256; }
 };
 
 struct BwdLaunchArgs {

@@ -1,6 +1,7 @@
-// The definition of launch_bwd (launch_api.h): the backward's three launches on the caller's stream,
-// in order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh), the main kernel over
-// key blocks (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion.
+// The definition of launch_bwd (launch_api.h): the backward's launches on the caller's stream, in
+// order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh; deterministic: after
+// zeroing the fixed-point bound and, bwd_bound_kernel, its K/V maxima), the main kernel over key blocks
+// (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion.
 // The shape comes from the policy table (bwd_tile). Included only by the generated bwd_* instance files.
 #pragma once
 
@@ -45,8 +46,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
   const auto stream = static_cast<cudaStream_t>(a.stream);
-  const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws.dq_accum, a.ws.dsum, a.ws.sem, a.ws.ticket, S::kBlockM,
-                                      S::kBlockN);
+  const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws, S::kBlockM, S::kBlockN);
 
   const std::int64_t n_row_blocks = (pr.nq + R::kRows - 1) / R::kRows;
   const std::int64_t row_ctas = n_row_blocks * pr.hq * pr.batch;
@@ -54,6 +54,16 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   const std::int64_t ctas = std::int64_t{p.n_n_blocks} * pr.hkv * pr.batch;
   check_grid(ctas, "ceil(Nk / " + std::to_string(S::kBlockN) + ") * Hkv * B");
 
+  if (p.deterministic) {  // the fixed-point range: maxima over K, V (here) and dO, D_i (the pre-pass)
+    check(cudaMemsetAsync(p.dq_bound, 0, sizeof(DqBound), stream), "cudaMemsetAsync(backward dQ bound)");
+    const std::int64_t key_blocks = (pr.nk + R::kRows - 1) / R::kRows;
+    const std::int64_t key_ctas = key_blocks * pr.hkv * pr.batch;
+    check_grid(key_ctas, "ceil(Nk / " + std::to_string(R::kRows) + ") * Hkv * B");
+    if (key_ctas > 0) {
+      bwd_bound_kernel<E, D><<<static_cast<unsigned>(key_ctas), R::kThreads, 0, stream>>>(p, static_cast<int>(key_blocks));
+      check(cudaGetLastError(), "backward bound launch");
+    }
+  }
   if (row_ctas > 0) {
     bwd_dot_kernel<E, D><<<static_cast<unsigned>(row_ctas), R::kThreads, 0, stream>>>(p, static_cast<int>(n_row_blocks));
     check(cudaGetLastError(), "backward pre-pass launch");

@@ -8,6 +8,7 @@
 #include "src/core/problem.h"
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/params.h"
+#include "src/cuda/launch_api.h"
 
 namespace flatattn::cuda {
 
@@ -54,9 +55,9 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
 }
 
 /// The backward's parameters: the forward's (q, k, v, the forward output, lse) plus gradients and the
-/// workspace. block_m, block_n: the instance's tiles (they size the deterministic counters).
-inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, float* dq_accum, float* dsum, int* sem,
-                                 unsigned* ticket, int block_m, int block_n) {
+/// workspace. block_m, block_n: the instance's tiles.
+inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const BwdWorkspace& ws, int block_m,
+                                 int block_n) {
   FwdTensors ft;
   ft.q = t.q;
   ft.k = t.k;
@@ -74,10 +75,10 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, float* 
   p.dq_b = t.sdq.b, p.dq_n = t.sdq.n, p.dq_h = t.sdq.h;
   p.dk_b = t.sdk.b, p.dk_n = t.sdk.n, p.dk_h = t.sdk.h;
   p.dv_b = t.sdv.b, p.dv_n = t.sdv.n, p.dv_h = t.sdv.h;
-  p.dq_accum = dq_accum;
-  p.dsum = dsum;
-  p.sem = sem;
-  p.ticket = ticket;
+  p.dq_accum = ws.dq_accum;
+  p.dq_fixed = ws.dq_fixed;
+  p.dq_bound = ws.dq_bound;
+  p.dsum = ws.dsum;
   p.batch = static_cast<int>(pr.batch);
   p.hq = static_cast<int>(pr.hq);
   p.hkv = static_cast<int>(pr.hkv);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -282,9 +283,24 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
     v.options.window = {200, 50};
     cases.push_back(v);
   }
-  for (Case c : cases) {
+  // The fixed-point range follows the inputs (common/fixed_dq.cuh): gradients of 1e-30 and 1e+20 keep
+  // their precision (bf16: fp32's exponent range), with large logits.
+  std::vector<double> dout_scale(cases.size(), 1.0);
+  if (dtype_runs(DType::bf16)) {
+    for (double scale : {1e-30, 1e20}) {
+      Case big = small_case(DType::bf16, 200, 333, 64);
+      big.input_sd = 4.0;
+      cases.push_back(big);
+      dout_scale.push_back(scale);
+    }
+  }
+  for (std::size_t ci = 0; ci < cases.size(); ++ci) {
+    Case c = cases[ci];
     c.options.deterministic = true;
     CaseTensors t = make_case(c, rng, true);
+    if (dout_scale[ci] != 1.0) {
+      for (std::int64_t e = 0; e < t.dout.numel(); ++e) t.dout.set(e, t.dout.at(e) * dout_scale[ci]);
+    }
     check_backward(t, seed, "deterministic");  // run 1 (default stream), judged against the oracle
     CaseTensors u = t;
     u.dq.poison();
@@ -297,6 +313,24 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
           << g << " differs between two deterministic runs [" << c.name() << "] seed " << seed;
     if (::testing::Test::HasFailure()) return;
   }
+}
+
+// Deterministic mode with a NaN in dO: the fixed-point range is not finite, so all of dQ is NaN (not a
+// wrapped or saturated sum); dK and dV are the kernels' as in the default mode.
+TEST(CudaBackward, DeterministicNonFiniteInputGivesNanDq) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("DeterministicNonFiniteInputGivesNanDq");
+  std::mt19937_64 rng(seed);
+  Case c = small_case(DType::bf16, 130, 200, 64);
+  if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+  c.options.deterministic = true;
+  CaseTensors t = make_case(c, rng, true);
+  t.dout.set(5 * c.d + 3, std::numeric_limits<double>::quiet_NaN());
+  run_on_gpu(t);
+  run_backward_on_gpu(t);
+  std::int64_t nan_count = 0;
+  for (std::int64_t e = 0; e < t.dq.numel(); ++e) nan_count += std::isnan(t.dq.at(e)) ? 1 : 0;
+  EXPECT_EQ(nan_count, t.dq.numel()) << "seed " << seed;
 }
 
 TEST(CudaBackward, NonDefaultStream) {

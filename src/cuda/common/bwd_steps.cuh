@@ -1,7 +1,6 @@
 // The query blocks a backward CTA visits (one key block of BlockN keys): the contiguous range of
 // blocks of BlockM rows that can see one of its keys, and the blocks of that range that need the
-// per-element mask. Shared by the sm80 and sm90 backward kernels, so both visit (and, deterministic,
-// count) the same blocks.
+// per-element mask. Shared by the sm80 and sm90 backward kernels, so both visit the same blocks.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +27,7 @@ struct BwdQueryBlocks {
       return r.begin <= n_block && n_block < r.end;
     };
     // A contiguous range (lo/hi are monotone in the row), bounded from the band's edges, then trimmed
-    // with the BlockRange test (the deterministic order counts visitors with it).
+    // with the BlockRange test (the one the forward visits key blocks by).
     if (nq_rows > 0) {
       const int n0 = n_block * BlockN;
       const std::int64_t shift = bm.shift;

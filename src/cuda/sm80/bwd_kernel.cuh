@@ -9,18 +9,14 @@
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
 //
-// Deterministic mode: dQ_i receives the key blocks' contributions in descending key-block order
-// (common/ordered_add.cuh). Tiles are claimed head by head, the last key block of a head first, so the
-// block a CTA waits for started earlier, and the CTAs resident at once share a head's Q, dO and dQ
-// accumulator in L2 as in the default order. (Interleaving all heads instead cost 35% over the default
-// mode at N = 8k, D = 128 in the first H100 run; our reading: the resident CTAs then touch 32 heads'
-// accumulators, which do not fit in L2.) A CTA adds
-// its dQ as soon as its turn comes but passes the turn on only after the dK product, so the fence that
-// publishes its additions overlaps that product instead of stalling every step.
+// Deterministic mode: the dQ additions are 64-bit fixed-point integer reductions (common/fixed_dq.cuh):
+// integer addition is associative, so the sum is the same bits whatever order the CTAs add in. It
+// replaced an ordered scheme (a semaphore per query block, FlashAttention-3's), whose wait and
+// publishing fence cost +21-33% over the default mode on the H100 (bench/results/gpu-bwd-h100.md).
 //
 // Pipeline per query block, Stages = 2 (Q and dO double-buffered):
 //   wait Q, dO | barrier | issue the next block's Q, dO | S, P -> smem | dP, dS -> smem | barrier |
-//   dV += P^T dO | dQ = dS K, add dQ | dK += dS^T Q (| deterministic: pass the dQ turn on)
+//   dV += P^T dO | dQ = dS K, add dQ | dK += dS^T Q
 // (Shape::kLoads = 1: the next dO is issued after the second barrier instead; 2: also Q after dV.)
 // Stages = 1: the next block's loads are issued after a barrier at the end of the step.
 #pragma once
@@ -32,7 +28,7 @@
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
-#include "src/cuda/common/ordered_add.cuh"
+#include "src/cuda/common/fixed_dq.cuh"
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
@@ -83,15 +79,14 @@ struct BwdShape {
   static_assert(col_split_ok<TP>(8 * kSNT), "S/dP warps: key split of the P/dS tiles (stores)");
 };
 
-/// Which key block, kv head and sequence a CTA owns. Default: key blocks of one head together (they
-/// share Q and dO in L2), first block first (the longest under causal masks). Deterministic: the
-/// claimed tile, heads in order, the last key block of a head first (see the file comment).
+/// Which key block, kv head and sequence a CTA owns: key blocks of one head together (they share Q and
+/// dO in L2), first block first (the longest under causal masks).
 struct BwdTile {
   int n_block, hk, b;
-  FLATATTN_DEVICE BwdTile(const BwdParams& p) {
-    const int t = p.deterministic ? claim_tile(p.ticket) : static_cast<int>(blockIdx.x);
+  FLATATTN_DEVICE explicit BwdTile(const BwdParams& p) {
+    const int t = static_cast<int>(blockIdx.x);
     const int head = t / p.n_n_blocks;  // (sequence, kv head)
-    n_block = p.deterministic ? p.n_n_blocks - 1 - t % p.n_n_blocks : t % p.n_n_blocks;
+    n_block = t % p.n_n_blocks;
     hk = head % p.hkv;
     b = head / p.hkv;
   }
@@ -121,7 +116,6 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
 
   // Query blocks that see a key of this block, and those that need the per-element mask.
   const BwdQueryBlocks<kBM, kBN> qb(bm, nq, nq_rows, tile.n_block);
-  auto range_of = [&](int i) { return BwdQueryBlocks<kBM, kBN>::range_of(bm, nq, i); };
   const int first = qb.first, last = qb.last;
   const int len = qb.count();
   const int steps = len * group;
@@ -344,38 +338,46 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     }
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
-    // sm_90). A whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base
-    // address and constant offsets.
-    auto count = [&] { return p.sem + (static_cast<std::int64_t>(tile.b) * p.hq + h0 + hh) * p.n_m_blocks + i_block; };
-    if (p.deterministic) wait_turn(count(), min(range_of(i_block).end, p.n_n_blocks) - 1 - tile.n_block);
+    // sm_90); deterministic: 64-bit fixed-point reductions (common/fixed_dq.cuh), the same loops. A
+    // whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base address
+    // and constant offsets.
     if (warp < Shape::kQWarps) {
-      float* const acc = p.dq_accum + (ws0 + hh * ws_h + m0) * kD + acc_lane;
-      if (full_d && m0 + kBM <= nq_rows) {
+      const std::int64_t acc0 = (ws0 + hh * ws_h + m0) * kD + acc_lane;
+      auto add_dq = [&](auto&& add2) {
+        if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
-        for (int mt = 0; mt < kQMT; ++mt)
+          for (int mt = 0; mt < kQMT; ++mt)
 #pragma unroll
-          for (int hr = 0; hr < 2; ++hr)
+            for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
-            for (int dt = 0; dt < kQDT; ++dt)
-              red_add2(acc + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
-      } else {
+              for (int dt = 0; dt < kQDT; ++dt)
+                add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+        } else {
 #pragma unroll
-        for (int mt = 0; mt < kQMT; ++mt)
+          for (int mt = 0; mt < kQMT; ++mt)
 #pragma unroll
-          for (int hr = 0; hr < 2; ++hr) {
-            if (m0 + q_row0 + mt * 16 + g + 8 * hr < nq_rows) {
+            for (int hr = 0; hr < 2; ++hr) {
+              if (m0 + q_row0 + mt * 16 + g + 8 * hr < nq_rows) {
 #pragma unroll
-              for (int dt = 0; dt < kQDT; ++dt) {
-                if (q_col0 + dt * 8 + 2 * t4 < p.f.d) {
-                  red_add2(acc + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+                for (int dt = 0; dt < kQDT; ++dt) {
+                  if (q_col0 + dt * 8 + 2 * t4 < p.f.d) {
+                    add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+                  }
                 }
               }
             }
-          }
+        }
+      };
+      if (p.deterministic) {  // the scale is re-read per step: no register held across the loop
+        const float to_fixed = FixedScale(*p.dq_bound).to_fixed;
+        bool bad = false;
+        add_dq([&](std::int64_t o, float x, float y) { fixed_add2(p.dq_fixed + o, x, y, to_fixed, bad); });
+        if (bad) atomicOr(&p.dq_bound->bad, 1);
+      } else {
+        add_dq([&](std::int64_t o, float x, float y) { red_add2(p.dq_accum + o, x, y); });
       }
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
-    if (p.deterministic) pass_turn(count());  // after dK: the fence overlaps the product
 
     if constexpr (kStages == 1) {
       if (s + 1 < steps) {
