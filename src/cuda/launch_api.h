@@ -27,30 +27,34 @@ struct LaunchInfo {
 
 /// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams. One allocation
 /// of `bytes` carved by `carve` into 256-byte aligned parts: the dQ accumulator (fp32; deterministic:
-/// 64-bit fixed point) and D_i, both zeroed/written by the pre-pass, and the deterministic mode's bound
-/// (zeroed by the launcher).
+/// a (hi, lo) pair per element) and D_i, both written by the pre-pass; deterministic also each row's
+/// grid (pre-pass) and the K/V maxima (zeroed by the launcher).
 struct BwdWorkspace {
-  float* dq_accum = nullptr;               ///< (Hq, B, Nq, kernel D) fp32 (default mode)
-  unsigned long long* dq_fixed = nullptr;  ///< (Hq, B, Nq, kernel D) 64-bit fixed point (deterministic)
-  DqBound* dq_bound = nullptr;             ///< deterministic
-  float* dsum = nullptr;                   ///< (Hq, B, Nq) fp32
+  float* dq_accum = nullptr;    ///< (Hq, B, Nq, kernel D) fp32; deterministic (Hq, B, Nq, kernel D, 2)
+  float* dq_unit = nullptr;     ///< deterministic: (Hq, B, Nq)
+  DqBound* dq_bound = nullptr;  ///< deterministic
+  float* dsum = nullptr;        ///< (Hq, B, Nq) fp32
 
   /// rows = Hq * B * Nq; d = the kernel's head dim.
   static std::size_t bytes(std::size_t rows, int d, bool deterministic) {
     return align(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)) + align(rows * 4) +
-           align(sizeof(DqBound)) + 256;
+           (deterministic ? align(rows * 4) + align(sizeof(DqBound)) : 0) + 256;
   }
   /// `base`: an allocation of bytes(rows, d, deterministic), 256-byte aligned.
   static BwdWorkspace carve(unsigned char* base, std::size_t rows, int d, bool deterministic) {
     BwdWorkspace w;
-    const std::size_t accum = align(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4));
+    std::size_t at = 0;
+    auto take = [&](std::size_t n) {
+      unsigned char* p = base + at;
+      at += align(n);
+      return p;
+    };
+    w.dq_accum = reinterpret_cast<float*>(take(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)));
+    w.dsum = reinterpret_cast<float*>(take(rows * 4));
     if (deterministic) {
-      w.dq_fixed = reinterpret_cast<unsigned long long*>(base);
-      w.dq_bound = reinterpret_cast<DqBound*>(base + accum + align(rows * 4));
-    } else {
-      w.dq_accum = reinterpret_cast<float*>(base);
+      w.dq_unit = reinterpret_cast<float*>(take(rows * 4));
+      w.dq_bound = reinterpret_cast<DqBound*>(take(sizeof(DqBound)));
     }
-    w.dsum = reinterpret_cast<float*>(base + accum);
     return w;
   }
 

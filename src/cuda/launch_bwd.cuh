@@ -1,6 +1,6 @@
 // The definition of launch_bwd (launch_api.h): the backward's launches on the caller's stream, in
 // order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh; deterministic: after
-// zeroing the fixed-point bound and, bwd_bound_kernel, its K/V maxima), the main kernel over key blocks
+// the K/V maxima of the dQ bound, bwd_bound_kernel, and with each row's grid), the main kernel over key blocks
 // (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion.
 // The shape comes from the policy table (bwd_tile). Included only by the generated bwd_* instance files.
 #pragma once
@@ -54,7 +54,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   const std::int64_t ctas = std::int64_t{p.n_n_blocks} * pr.hkv * pr.batch;
   check_grid(ctas, "ceil(Nk / " + std::to_string(S::kBlockN) + ") * Hkv * B");
 
-  if (p.deterministic) {  // the fixed-point range: maxima over K, V (here) and dO, D_i (the pre-pass)
+  if (p.deterministic) {  // the maxima over K and V that bound dQ (common/repro_dq.cuh)
     check(cudaMemsetAsync(p.dq_bound, 0, sizeof(DqBound), stream), "cudaMemsetAsync(backward dQ bound)");
     const std::int64_t key_blocks = (pr.nk + R::kRows - 1) / R::kRows;
     const std::int64_t key_ctas = key_blocks * pr.hkv * pr.batch;

@@ -76,7 +76,7 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   p.dk_b = t.sdk.b, p.dk_n = t.sdk.n, p.dk_h = t.sdk.h;
   p.dv_b = t.sdv.b, p.dv_n = t.sdv.n, p.dv_h = t.sdv.h;
   p.dq_accum = ws.dq_accum;
-  p.dq_fixed = ws.dq_fixed;
+  p.dq_unit = ws.dq_unit;
   p.dq_bound = ws.dq_bound;
   p.dsum = ws.dsum;
   p.batch = static_cast<int>(pr.batch);

@@ -10,14 +10,11 @@
 
 namespace flatattn::cuda {
 
-/// The range of the deterministic mode's fixed-point dQ (common/fixed_dq.cuh): maxima over the call, kept
-/// as the bits of non-negative floats (atomicMax on int orders them); zeroed by the launcher.
+/// The deterministic mode's bound inputs over the keys (common/repro_dq.cuh): maxima over the call,
+/// kept as the bits of non-negative floats (atomicMax on int orders them); zeroed by the launcher.
 struct DqBound {
-  float k_abs = 0.f;     ///< max |K| over every element
-  float v_norm = 0.f;    ///< max over key rows of |V_j| (2-norm)
-  float do_norm = 0.f;   ///< max over query rows of |dO_i| (2-norm)
-  float dsum_abs = 0.f;  ///< max over query rows of |D_i|
-  int bad = 0;           ///< set when a contribution was not finite or out of range
+  float k_abs = 0.f;   ///< max |K| over every element
+  float v_norm = 0.f;  ///< max over key rows of |V_j| (2-norm)
 };
 
 struct BwdParams {
@@ -33,10 +30,12 @@ struct BwdParams {
   std::int64_t dv_b = 0, dv_n = 0, dv_h = 0;
   // Workspace, indexed by (head, batch, row) with rows padded to f.nq (the longest sequence), so
   // varlen offsets never reach past it: ws_row(h, b) + i.
-  float* dq_accum = nullptr;               ///< (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks
-  unsigned long long* dq_fixed = nullptr;  ///< deterministic, instead of dq_accum: the same in 64-bit fixed point
-  DqBound* dq_bound = nullptr;             ///< deterministic: the fixed point's range (common/fixed_dq.cuh)
-  float* dsum = nullptr;                   ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
+  /// (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks; deterministic: (Hq, B, f.nq,
+  /// kernel D, 2), the pre-rounded hi and lo sums of each element (common/repro_dq.cuh).
+  float* dq_accum = nullptr;
+  float* dq_unit = nullptr;     ///< deterministic: (Hq, B, f.nq) each row's grid u_hi (NaN: the row is NaN)
+  DqBound* dq_bound = nullptr;  ///< deterministic: maxima over K and V
+  float* dsum = nullptr;        ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
   int batch = 0, hq = 0, hkv = 0;
   int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
   float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside softcap: the softmax scale

@@ -9,10 +9,11 @@
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
 //
-// Deterministic mode: the dQ additions are 64-bit fixed-point integer reductions (common/fixed_dq.cuh):
-// integer addition is associative, so the sum is the same bits whatever order the CTAs add in. It
-// replaced an ordered scheme (a semaphore per query block, FlashAttention-3's), whose wait and
-// publishing fence cost +21-33% over the default mode on the H100 (bench/results/gpu-bwd-h100.md).
+// Deterministic mode: each dQ contribution is split into two parts pre-rounded to fixed grids, whose
+// fp32 sums are exact and so the same in any order (common/repro_dq.cuh). It replaced an ordered
+// scheme (a semaphore per query block, FlashAttention-3's), whose wait and publishing fence cost
+// +21-33% over the default mode on the H100, and a 64-bit integer version (+100%: twice the
+// reductions); bench/results/gpu-bwd-h100.md.
 //
 // Pipeline per query block, Stages = 2 (Q and dO double-buffered):
 //   wait Q, dO | barrier | issue the next block's Q, dO | S, P -> smem | dP, dS -> smem | barrier |
@@ -28,7 +29,7 @@
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
-#include "src/cuda/common/fixed_dq.cuh"
+#include "src/cuda/common/repro_dq.cuh"
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
@@ -338,11 +339,11 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     }
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
-    // sm_90); deterministic: 64-bit fixed-point reductions (common/fixed_dq.cuh), the same loops. A
-    // whole block (every row below nq, D = the kernel's D) takes the unchecked path: one base address
-    // and constant offsets.
+    // sm_90); deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
+    // (common/repro_dq.cuh), the same loops. A whole block (every row below nq, D = the kernel's D)
+    // takes the unchecked path: one base address and constant offsets. add2(offset, row slot, x, y).
     if (warp < Shape::kQWarps) {
-      const std::int64_t acc0 = (ws0 + hh * ws_h + m0) * kD + acc_lane;
+      const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
       auto add_dq = [&](auto&& add2) {
         if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
@@ -351,7 +352,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
             for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
               for (int dt = 0; dt < kQDT; ++dt)
-                add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+                add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, mt * 2 + hr, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
         } else {
 #pragma unroll
           for (int mt = 0; mt < kQMT; ++mt)
@@ -361,20 +362,25 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
 #pragma unroll
                 for (int dt = 0; dt < kQDT; ++dt) {
                   if (q_col0 + dt * 8 + 2 * t4 < p.f.d) {
-                    add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, dq[mt][dt][2 * hr], dq[mt][dt][2 * hr + 1]);
+                    add2(acc0 + (mt * 16 + 8 * hr) * kD + dt * 8, mt * 2 + hr, dq[mt][dt][2 * hr],
+                         dq[mt][dt][2 * hr + 1]);
                   }
                 }
               }
             }
         }
       };
-      if (p.deterministic) {  // the scale is re-read per step: no register held across the loop
-        const float to_fixed = FixedScale(*p.dq_bound).to_fixed;
-        bool bad = false;
-        add_dq([&](std::int64_t o, float x, float y) { fixed_add2(p.dq_fixed + o, x, y, to_fixed, bad); });
-        if (bad) atomicOr(&p.dq_bound->bad, 1);
+      if (p.deterministic) {  // this thread's rows' grids (read per step: no registers across the loop)
+        const int k = repro_k(p.n_n_blocks);
+        ReproRow rr[kQMT * 2];
+#pragma unroll
+        for (int slot = 0; slot < kQMT * 2; ++slot) {
+          const int r = m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2);
+          rr[slot] = ReproRow(r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f, k);
+        }
+        add_dq([&](std::int64_t o, int slot, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[slot], x, y); });
       } else {
-        add_dq([&](std::int64_t o, float x, float y) { red_add2(p.dq_accum + o, x, y); });
+        add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
       }
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);

@@ -1,8 +1,8 @@
 // The row-wise passes around the backward's main kernel (FlashAttention-2, Alg. 2 lines 4 and 19):
+//   bwd_bound_kernel:   deterministic only, first: max |K| and max |V_j| over the key rows.
 //   bwd_dot_kernel:     D_i = rowsum(dO_i o O_i) in fp32 into the workspace, and the row's dQ
 //                       accumulator set to zero (the main kernel only adds to it); deterministic: also
-//                       the maxima of |dO_i| and |D_i| for the fixed-point range (common/fixed_dq.cuh).
-//   bwd_bound_kernel:   deterministic only: max |K| and max |V_j| over the key rows (the same range).
+//                       the row's grid from its bound (common/repro_dq.cuh).
 //   bwd_convert_kernel: dQ = scale * accumulator, rounded to the storage dtype, into the caller's dq.
 // One CTA per (block of kRows query rows, query head, sequence), like the forward's grid. A row is
 // split into 16-byte chunks; kLanes (a power of two >= the chunks) consecutive lanes share a row and
@@ -14,7 +14,7 @@
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/dtype.cuh"
-#include "src/cuda/common/fixed_dq.cuh"
+#include "src/cuda/common/repro_dq.cuh"
 
 namespace flatattn::cuda {
 
@@ -64,16 +64,52 @@ struct RowCoord {
   }
 };
 
-/// Row maxima of one CTA -> the call's maxima: a warp reduction, then one atomicMax per warp and value.
-FLATATTN_DEVICE void warp_max_to(float* a, float v) {
-  if (v != v) v = __int_as_float(0x7f800000);  // NaN -> +inf before fmaxf, which would drop it
+/// max over the kLanes lanes of a row (xor-shuffles), NaN kept (fmaxf would drop it).
+template <int Lanes>
+FLATATTN_DEVICE float row_max(float v) {
 #pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  if (threadIdx.x % 32 == 0) atomic_max_nonneg(a, v);
+  for (int off = Lanes / 2; off > 0; off /= 2) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = (v != v || o != o) ? __int_as_float(0x7fffffff) : fmaxf(v, o);
+  }
+  return v;
 }
 
-/// |x| with NaN kept as NaN (fmaxf would drop it; atomic_max_nonneg turns it into +inf).
-FLATATTN_DEVICE float nan_max(float m, float x) { return (x != x || m != m) ? __int_as_float(0x7fffffff) : fmaxf(m, x); }
+template <int Lanes>
+FLATATTN_DEVICE float row_sum(float v) {
+#pragma unroll
+  for (int off = Lanes / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+/// The 2-norm of a row spread over Lanes lanes (8 values each), without overflow or underflow of the
+/// squares: max |x| times the norm of x / max |x|.
+template <int Lanes>
+FLATATTN_DEVICE float row_norm(const float (&x)[8]) {
+  float m = 0.f;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) m = (x[e] != x[e]) ? x[e] : fmaxf(m, fabsf(x[e]));
+  m = row_max<Lanes>(m);
+  const bool scaled = m > 0.f && m <= 3.0e38f;  // else 0, NaN or Inf: the norm is m (every lane shuffles)
+  const float inv = scaled ? 1.f / m : 0.f;
+  float sq = 0.f;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) sq = fmaf(x[e] * inv, x[e] * inv, sq);
+  sq = row_sum<Lanes>(sq);
+  return scaled ? m * sqrtf(sq) : m;
+}
+
+/// A 16-byte chunk of 16-bit values -> 8 floats.
+template <class E>
+FLATATTN_DEVICE void unpack8(const uint4& w, float (&x)[8]) {
+  const std::uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = unpack2<E>(ws[e]);
+    x[2 * e] = f.x;
+    x[2 * e + 1] = f.y;
+  }
+}
 
 template <class E, int D>
 __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
@@ -87,57 +123,39 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
   const auto* go = static_cast<const std::uint16_t*>(p.f.o) + bi.o;
   const auto* gdo = static_cast<const std::uint16_t*>(p.dout) + ri.dout;
   const std::int64_t ws = p.ws_row(rc.h, rc.b);
-  float do_max = 0.f, dsum_max = 0.f;  // deterministic: this thread's rows' |dO_i| and |D_i|
+  const bool det = p.dq_unit != nullptr;
 #pragma unroll 1
   for (int pass = 0; pass < S::kRows / S::kRowsPerPass; ++pass) {
     const int i = rc.m_block * S::kRows + pass * S::kRowsPerPass + static_cast<int>(threadIdx.x) / S::kLanes;
-    float acc = 0.f, sq = 0.f;
+    float o[8] = {}, d[8] = {};
     const int c = lane_in_row * 8;
     if (i < nq && lane_in_row < S::kChunks && c < p.f.d) {
-      const uint4 o = *reinterpret_cast<const uint4*>(go + i * p.f.o_n + c);
-      const uint4 d = *reinterpret_cast<const uint4*>(gdo + i * p.do_n + c);
-      const std::uint32_t ow[4] = {o.x, o.y, o.z, o.w}, dw[4] = {d.x, d.y, d.z, d.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 a = unpack2<E>(ow[e]), bb = unpack2<E>(dw[e]);
-        acc = fmaf(a.x, bb.x, fmaf(a.y, bb.y, acc));
-        sq = fmaf(bb.x, bb.x, fmaf(bb.y, bb.y, sq));
-      }
+      unpack8<E>(*reinterpret_cast<const uint4*>(go + i * p.f.o_n + c), o);
+      unpack8<E>(*reinterpret_cast<const uint4*>(gdo + i * p.do_n + c), d);
     }
+    float acc = 0.f;
 #pragma unroll
-    for (int off = S::kLanes / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    for (int e = 0; e < 8; ++e) acc = fmaf(o[e], d[e], acc);
+    acc = row_sum<S::kLanes>(acc);
+    // Deterministic: row i's grid from B_i = max|K| (|dO_i| max|V_j| + |D_i|) (common/repro_dq.cuh).
+    const float do_norm = det ? row_norm<S::kLanes>(d) : 0.f;
     if (i < nq) {
-      if (lane_in_row == 0) p.dsum[ws + i] = acc;
+      if (lane_in_row == 0) {
+        p.dsum[ws + i] = acc;
+        if (det) p.dq_unit[ws + i] = repro_unit(p.dq_bound->k_abs * fmaf(do_norm, p.dq_bound->v_norm, fabsf(acc)));
+      }
       if (lane_in_row < S::kChunks) {
-        if (p.dq_fixed != nullptr) {
-          ulonglong2* a = reinterpret_cast<ulonglong2*>(p.dq_fixed + (ws + i) * D + c);
+        float4* a = reinterpret_cast<float4*>(p.dq_accum + ((ws + i) * D + c) * (det ? 2 : 1));
 #pragma unroll
-          for (int q = 0; q < 4; ++q) a[q] = make_ulonglong2(0ull, 0ull);
-        } else {
-          float4* a = reinterpret_cast<float4*>(p.dq_accum + (ws + i) * D + c);
-          a[0] = make_float4(0.f, 0.f, 0.f, 0.f);
-          a[1] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
+        for (int q = 0; q < (det ? 4 : 2); ++q) a[q] = make_float4(0.f, 0.f, 0.f, 0.f);
       }
     }
-    if (p.dq_bound != nullptr) {
-#pragma unroll
-      for (int off = S::kLanes / 2; off > 0; off /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, off);
-      if (i < nq) {
-        do_max = nan_max(do_max, sqrtf(sq));
-        dsum_max = nan_max(dsum_max, fabsf(acc));
-      }
-    }
-  }
-  if (p.dq_bound != nullptr) {
-    warp_max_to(&p.dq_bound->do_norm, do_max);
-    warp_max_to(&p.dq_bound->dsum_abs, dsum_max);
   }
 }
 
-/// Deterministic mode: max |K| (every element) and max |V_j| (row 2-norms) over the key rows of one
-/// (block of kRows keys, kv head, sequence), into the call's bound. Grid as the row passes, over key
-/// rows and kv heads.
+/// Deterministic mode, before the pre-pass: max |K| (every element) and max |V_j| (row 2-norms) over
+/// the key rows of one (block of kRows keys, kv head, sequence), into the call's DqBound. Grid as the
+/// row passes, over key rows and kv heads; one atomicMax per warp and value.
 template <class E, int D>
 __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
     bwd_bound_kernel(const __grid_constant__ BwdParams p, int n_row_blocks) {
@@ -151,25 +169,23 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
 #pragma unroll 1
   for (int pass = 0; pass < S::kRows / S::kRowsPerPass; ++pass) {
     const int j = rc.m_block * S::kRows + pass * S::kRowsPerPass + static_cast<int>(threadIdx.x) / S::kLanes;
-    float sq = 0.f;
+    float k[8] = {}, v[8] = {};
     const int c = lane_in_row * 8;
     if (j < bi.nk && lane_in_row < S::kChunks && c < p.f.d) {
-      const uint4 k = *reinterpret_cast<const uint4*>(gk + j * p.f.k_n + c);
-      const uint4 v = *reinterpret_cast<const uint4*>(gv + j * p.f.v_n + c);
-      const std::uint32_t kw[4] = {k.x, k.y, k.z, k.w}, vw[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 a = unpack2<E>(kw[e]), bb = unpack2<E>(vw[e]);
-        k_max = nan_max(nan_max(k_max, fabsf(a.x)), fabsf(a.y));
-        sq = fmaf(bb.x, bb.x, fmaf(bb.y, bb.y, sq));
-      }
+      unpack8<E>(*reinterpret_cast<const uint4*>(gk + j * p.f.k_n + c), k);
+      unpack8<E>(*reinterpret_cast<const uint4*>(gv + j * p.f.v_n + c), v);
     }
 #pragma unroll
-    for (int off = S::kLanes / 2; off > 0; off /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, off);
-    if (j < bi.nk) v_max = nan_max(v_max, sqrtf(sq));
+    for (int e = 0; e < 8; ++e) k_max = (k[e] != k[e] || k_max != k_max) ? __int_as_float(0x7fffffff) : fmaxf(k_max, fabsf(k[e]));
+    const float vn = row_norm<S::kLanes>(v);
+    v_max = (vn != vn || v_max != v_max) ? __int_as_float(0x7fffffff) : fmaxf(v_max, vn);
   }
-  warp_max_to(&p.dq_bound->k_abs, k_max);
-  warp_max_to(&p.dq_bound->v_norm, v_max);
+  k_max = row_max<32>(k_max);
+  v_max = row_max<32>(v_max);
+  if (threadIdx.x % 32 == 0) {
+    atomic_max_nonneg(&p.dq_bound->k_abs, k_max);
+    atomic_max_nonneg(&p.dq_bound->v_norm, v_max);
+  }
 }
 
 template <class E, int D>
@@ -183,30 +199,24 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
   const int lane_in_row = threadIdx.x % S::kLanes;
   auto* gdq = static_cast<std::uint16_t*>(p.dq) + ri.dq;
   const std::int64_t ws = p.ws_row(rc.h, rc.b);
-  // Deterministic: 2^-e times the scale, or NaN for all of dQ when the range was exceeded.
-  float fixed_s = 0.f;
-  if (p.dq_fixed != nullptr) {
-    const FixedScale fs(*p.dq_bound);
-    fixed_s = fs.finite && p.dq_bound->bad == 0 ? fs.from_fixed * p.ds_scale : __int_as_float(0x7fffffff);
-  }
 #pragma unroll 1
   for (int pass = 0; pass < S::kRows / S::kRowsPerPass; ++pass) {
     const int i = rc.m_block * S::kRows + pass * S::kRowsPerPass + static_cast<int>(threadIdx.x) / S::kLanes;
     const int c = lane_in_row * 8;
     if (i < nq && lane_in_row < S::kChunks && c < p.f.d) {
       float x[8];
-      if (p.dq_fixed != nullptr) {  // deterministic: fixed point -> float
-        const ulonglong2* a = reinterpret_cast<const ulonglong2*>(p.dq_fixed + (ws + i) * D + c);
+      const float s = p.ds_scale;
+      if (p.dq_unit != nullptr) {  // deterministic: the exact hi and lo sums, rounded once
+        const float4* a = reinterpret_cast<const float4*>(p.dq_accum + ((ws + i) * D + c) * 2);
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
-          const ulonglong2 w = a[q];
-          x[2 * q] = __ll2float_rn(static_cast<long long>(w.x)) * fixed_s;
-          x[2 * q + 1] = __ll2float_rn(static_cast<long long>(w.y)) * fixed_s;
+          const float4 w = a[q];
+          x[2 * q] = (w.x + w.y) * s;
+          x[2 * q + 1] = (w.z + w.w) * s;
         }
       } else {
         const float4* a = reinterpret_cast<const float4*>(p.dq_accum + (ws + i) * D + c);
         const float4 u = a[0], v = a[1];
-        const float s = p.ds_scale;
         x[0] = u.x * s, x[1] = u.y * s, x[2] = u.z * s, x[3] = u.w * s;
         x[4] = v.x * s, x[5] = v.y * s, x[6] = v.z * s, x[7] = v.w * s;
       }

@@ -3,8 +3,8 @@
 // kv head, sequence), two consumer warpgroups of 64 keys each. K and V stay in shared memory; dK and dV
 // accumulate in registers over every query block that sees the keys and over the query heads of the
 // kv head's group. The pre-pass (D_i, zeroed dQ accumulator), the dQ conversion, the band mask, the
-// visited query blocks (common/bwd_steps.cuh) and the deterministic mode's fixed-point dQ
-// (common/fixed_dq.cuh) are the sm80 family's.
+// visited query blocks (common/bwd_steps.cuh) and the deterministic mode's pre-rounded dQ
+// (common/repro_dq.cuh) are the sm80 family's.
 //
 // Dataflow per query block of 64 rows, per warpgroup w (keys 64w .. 64w + 63 of the block):
 //   S^T  = K_w Q^T           wgmma m64n64k16 ss, A = K rows, B = Q rows, both K-major (D contiguous)
@@ -21,7 +21,7 @@
 //                            both compute all D columns and warpgroup 0 adds them (policy: D = 64, so
 //                            that no operand starts inside a 128-byte swizzle row along MN). Then the
 //                            fp32 additions to the accumulator (red.global.add.v2; deterministic:
-//                            64-bit fixed-point reductions).
+//                            pre-rounded (hi, lo) parts, red.global.add.v4).
 // dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
 //
 // Pipeline per step (Q, dO, LSE, D_i double-buffered with cp.async from every thread):
@@ -51,7 +51,7 @@
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
-#include "src/cuda/common/fixed_dq.cuh"
+#include "src/cuda/common/repro_dq.cuh"
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
@@ -300,8 +300,9 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(pa);
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction);
-    // deterministic: 64-bit fixed-point reductions (common/fixed_dq.cuh), the same loops.
-    const std::int64_t acc0 = (ws0 + hh * ws_h + m0) * kD + acc_lane;
+    // deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
+    // (common/repro_dq.cuh), the same loops. add2(element offset, row half, x, y).
+    const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
     auto add_dq = [&](auto&& add2) {
       if (!dq_wg) {
         // the other warpgroup adds this block's dQ
@@ -309,26 +310,29 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
-          for (int dt = 0; dt < kDQ / 8; ++dt) add2(acc0 + 8 * hr * kD + dt * 8, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+          for (int dt = 0; dt < kDQ / 8; ++dt) add2(acc0 + 8 * hr * kD + dt * 8, hr, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
       } else {
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
           if (m0 + wl * 16 + g + 8 * hr < nq_rows) {
 #pragma unroll
             for (int dt = 0; dt < kDQ / 8; ++dt) {
-              if (c0 + dt * 8 + 2 * t4 < p.f.d) add2(acc0 + 8 * hr * kD + dt * 8, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+              if (c0 + dt * 8 + 2 * t4 < p.f.d) add2(acc0 + 8 * hr * kD + dt * 8, hr, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
             }
           }
         }
       }
     };
-    if (p.deterministic) {  // the scale is re-read per step: no register held across the loop
-      const float to_fixed = FixedScale(*p.dq_bound).to_fixed;
-      bool bad = false;
-      add_dq([&](std::int64_t o, float x, float y) { fixed_add2(p.dq_fixed + o, x, y, to_fixed, bad); });
-      if (bad) atomicOr(&p.dq_bound->bad, 1);
+    if (p.deterministic) {  // this thread's two rows' grids (read per step: no registers across the loop)
+      const int k = repro_k(p.n_n_blocks);
+      auto unit = [&](int hr) {
+        const int r = m0 + wl * 16 + g + 8 * hr;
+        return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
+      };
+      const ReproRow rr[2] = {ReproRow(unit(0), k), ReproRow(unit(1), k)};
+      add_dq([&](std::int64_t o, int hr, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[hr], x, y); });
     } else {
-      add_dq([&](std::int64_t o, float x, float y) { red_add2(p.dq_accum + o, x, y); });
+      add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
     }
     wgmma_wait<0>();  // dK is done: da and the Q buffer are free
     fence_regs(dk[0]);
