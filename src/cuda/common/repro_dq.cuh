@@ -65,12 +65,6 @@ struct ReproRow {
   }
 };
 
-/// The grids of a thread's N rows (a plain aggregate: std::array's operator[] is host-only).
-template <int N>
-struct ReproRows {
-  ReproRow row[N];
-};
-
 /// a[0..3] += the split parts of columns c and c + 1 (a 16-byte aligned (hi, lo, hi, lo) group).
 FLATATTN_DEVICE void repro_add2(float* a, const ReproRow& r, float x, float y) {
   const float2 px = r.split(x), py = r.split(y);

@@ -59,7 +59,6 @@
 #include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile
 #include "src/cuda/sm80/bwd_rows.cuh"    // BwdRowInfo
 #include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm90/bulk_reduce.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
@@ -80,13 +79,9 @@ struct BwdShape {
   using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
   using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
   static constexpr int kRowBytes = 2 * BlockM * 4;  ///< LSE and D_i of one query block (fp32)
-  /// dQ staging rows for the bulk reductions: D fp32 (deterministic: D (hi, lo) pairs), plus 16 bytes so
-  /// that the 8 rows a warp's fragment stores touch start on different banks.
-  static constexpr int kDqStride = 2 * D * 4 + 16;
-  /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages) | dQ staging, plus 1024 bytes to align
-  /// the base to the swizzle atom (the swizzled tiles are multiples of 1024 bytes).
-  static constexpr int kSmemBytes =
-      4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + BlockM * kDqStride + 1024;
+  /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
+  /// the swizzle atom (every tile is a multiple of 1024 bytes).
+  static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;
 };
 
 /// Queries [qlo, qhi] that see key j (the band rule of common/mask.cuh solved for the row): empty when
@@ -132,7 +127,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   auto sq = [&](int st) { return base + st * TQ::kBytes; };
   auto sdo = [&](int st) { return base + (2 + st) * TQ::kBytes; };
   const std::uint32_t sk = base + 4 * TQ::kBytes, sv = sk + TKV::kBytes, sds = sv + TKV::kBytes;
-  const std::uint32_t srows = sds + TDS::kBytes, sdq = srows + 2 * S::kRowBytes;
+  const std::uint32_t srows = sds + TDS::kBytes;
   auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM] of stage st
     return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
   };
@@ -284,8 +279,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(pa);
     wgmma_fence();
     gemm_pv_issue<E, TQ, kBM, kD>(dv[0], pa, sdo(st));  // dV += P^T dO
-    if (warp == 0) bulk_wait_read();  // the previous step's dQ reductions have read the staging tile
-    __syncthreads();  // dS^T of both warpgroups is in shared memory (and the dQ staging tile is free)
+    __syncthreads();  // dS^T of both warpgroups is in shared memory
 
     float dq[kDQ / 8][4];
     fence_regs(dk[0]);
@@ -305,68 +299,38 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(dq);
     fence_regs(pa);
 
-    // dQ_i += dS K. A whole block goes through the staging tile and bulk reductions (below); a partial
-    // one (rows past nq, D < the kernel's D) as fp32 reductions per pair of columns (8 bytes; determin-
-    // istic: the pre-rounded (hi, lo) parts of the pair, 16 bytes; common/repro_dq.cuh).
-    // add2(element offset, row half, x, y).
+    // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction);
+    // deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
+    // (common/repro_dq.cuh), the same loops. add2(element offset, row half, x, y).
     const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
     auto add_dq = [&](auto&& add2) {
-      if (!dq_wg) return;  // the other warpgroup adds this block's dQ
+      if (!dq_wg) {
+        // the other warpgroup adds this block's dQ
+      } else if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        if (m0 + wl * 16 + g + 8 * hr < nq_rows) {
+        for (int hr = 0; hr < 2; ++hr)
 #pragma unroll
-          for (int dt = 0; dt < kDQ / 8; ++dt) {
-            if (c0 + dt * 8 + 2 * t4 < p.f.d) add2(acc0 + 8 * hr * kD + dt * 8, hr, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+          for (int dt = 0; dt < kDQ / 8; ++dt) add2(acc0 + 8 * hr * kD + dt * 8, hr, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+      } else {
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+          if (m0 + wl * 16 + g + 8 * hr < nq_rows) {
+#pragma unroll
+            for (int dt = 0; dt < kDQ / 8; ++dt) {
+              if (c0 + dt * 8 + 2 * t4 < p.f.d) add2(acc0 + 8 * hr * kD + dt * 8, hr, dq[dt][2 * hr], dq[dt][2 * hr + 1]);
+            }
           }
         }
       }
     };
-    const bool det = p.deterministic != 0;
-    auto grids = [&] {  // deterministic: this thread's two rows' grids (per step: no registers across the loop)
+    if (p.deterministic) {  // this thread's two rows' grids (read per step: no registers across the loop)
       const int k = repro_k(p.n_n_blocks);
       auto unit = [&](int hr) {
         const int r = m0 + wl * 16 + g + 8 * hr;
         return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
       };
-      return ReproRows<2>{{ReproRow(unit(0), k), ReproRow(unit(1), k)}};
-    };
-    if (full_d && m0 + kBM <= nq_rows) {
-      // A whole block: stage the rows in shared memory, then warp 0 adds each row with one bulk reduction.
-      if (dq_wg) {
-        unsigned char* const tile = smem + (sdq - base) + (wl * 16 + g) * S::kDqStride;
-        if (det) {
-          const ReproRows<2> rr = grids();
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr)
-#pragma unroll
-            for (int dt = 0; dt < kDQ / 8; ++dt) {
-              const float2 a = rr.row[hr].split(dq[dt][2 * hr]), b = rr.row[hr].split(dq[dt][2 * hr + 1]);
-              *reinterpret_cast<float4*>(tile + 8 * hr * S::kDqStride + (c0 + dt * 8 + 2 * t4) * 8) =
-                  make_float4(a.x, a.y, b.x, b.y);
-            }
-        } else {
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr)
-#pragma unroll
-            for (int dt = 0; dt < kDQ / 8; ++dt)
-              *reinterpret_cast<float2*>(tile + 8 * hr * S::kDqStride + (c0 + dt * 8 + 2 * t4) * 4) =
-                  make_float2(dq[dt][2 * hr], dq[dt][2 * hr + 1]);
-        }
-        fence_proxy_async();  // the staging stores, for the bulk reductions' reads after the barrier
-      }
-      __syncthreads();
-      if (warp == 0) {
-        const int per = det ? 2 : 1;
-#pragma unroll
-        for (int r = lane; r < kBM; r += 32) {
-          bulk_reduce_add_f32(p.dq_accum + (row0 + r) * kD * per, sdq + r * S::kDqStride, kD * 4 * per);
-        }
-        bulk_commit();
-      }
-    } else if (det) {
-      const ReproRows<2> rr = grids();
-      add_dq([&](std::int64_t o, int hr, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr.row[hr], x, y); });
+      const ReproRow rr[2] = {ReproRow(unit(0), k), ReproRow(unit(1), k)};
+      add_dq([&](std::int64_t o, int hr, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[hr], x, y); });
     } else {
       add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
     }
@@ -377,8 +341,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     i_block = i_next;
     hh = hh_next;
   }
-
-  if (warp == 0) bulk_wait_all();  // the dQ reductions are done before the CTA's shared memory goes
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
   copy_wait<0>();
