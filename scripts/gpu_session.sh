@@ -13,7 +13,8 @@
 # sm90 / sm80 columns.
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
-# (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540).
+# (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
+# TEST_FILTER (gtest filter of the test stage), TEST_LIMIT (its seconds, default 300).
 # The `python` stage needs .xfer/minilm-fp16 carried (examples/prepare_minilm_carry.py) and its own call:
 # it builds the wheel separately.
 set -uo pipefail
@@ -76,7 +77,7 @@ GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | 
 EXPECT=sm80
 [[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test 300 env FLATATTN_EXPECT_PATH=$EXPECT stdbuf -oL $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
+  stage test ${TEST_LIMIT:-300} env FLATATTN_EXPECT_PATH=$EXPECT stdbuf -oL $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has test80 && [[ $EXPECT == sm90 ]]; then

@@ -78,7 +78,8 @@ struct BwdShape {
   using TQ = SmemTile<BlockM, D>;        // Q and dO, [query][D]
   using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
   using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
-  static constexpr int kRowBytes = 2 * BlockM * 4;  ///< LSE and D_i of one query block (fp32)
+  /// LSE, D_i and (deterministic) the dQ rows' grids u_hi of one query block (fp32)
+  static constexpr int kRowBytes = 3 * BlockM * 4;
   /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
   /// the swizzle atom (every tile is a multiple of 1024 bytes).
   static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;
@@ -128,7 +129,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   auto sdo = [&](int st) { return base + (2 + st) * TQ::kBytes; };
   const std::uint32_t sk = base + 4 * TQ::kBytes, sv = sk + TKV::kBytes, sds = sv + TKV::kBytes;
   const std::uint32_t srows = sds + TDS::kBytes;
-  auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM] of stage st
+  auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM | u_hi x BlockM] of stage st
     return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
   };
 
@@ -151,14 +152,15 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     const std::uint32_t rows = srows + st * S::kRowBytes;
     const float* const lse = lse0 + hh * p.f.lse_h;
     const float* const dsum = p.dsum + ws0 + hh * ws_h;
-    if (tid < 2 * kBM) {
-      const int r = m0 + (tid < kBM ? tid : tid - kBM);
-      const bool ok = r < nq_rows;
-      const float* src = tid < kBM ? lse + std::int64_t{r} * p.f.lse_n : dsum + r;
+    if (tid < 3 * kBM) {
+      const int part = tid / kBM, r = m0 + tid % kBM;
+      const bool ok = r < nq_rows && (part < 2 || p.dq_unit != nullptr);
+      const float* src = part == 0 ? lse + std::int64_t{r} * p.f.lse_n
+                                   : (part == 1 ? dsum : p.dq_unit + ws0 + hh * ws_h) + r;
       copy_4(rows + 4 * tid, ok ? static_cast<const void*>(src) : p.dsum, ok);  // 0 when out of range
     }
   };
-  static_assert(2 * kBM <= kThreads, "one LSE / D_i value per thread");
+  static_assert(3 * kBM <= kThreads, "one LSE / D_i / u_hi value per thread");
   {
     const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
@@ -323,13 +325,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         }
       }
     };
-    if (p.deterministic) {  // this thread's two rows' grids (read per step: no registers across the loop)
+    if (p.deterministic) {  // this thread's two rows' grids, loaded with the step's LSE (0 past nq)
       const int k = repro_k(p.n_n_blocks);
-      auto unit = [&](int hr) {
-        const int r = m0 + wl * 16 + g + 8 * hr;
-        return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
-      };
-      const ReproRow rr[2] = {ReproRow(unit(0), k), ReproRow(unit(1), k)};
+      const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
+      const ReproRow rr[2] = {ReproRow(units[0], k), ReproRow(units[8], k)};
       add_dq([&](std::int64_t o, int hr, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[hr], x, y); });
     } else {
       add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
