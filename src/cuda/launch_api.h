@@ -37,16 +37,23 @@ struct BwdWorkspace {
 
   /// rows = Hq * B * Nq; d = the kernel's head dim.
   static std::size_t bytes(std::size_t rows, int d, bool deterministic) {
-    return align(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)) + align(rows * 4) +
-           (deterministic ? align(rows * 4) + align(sizeof(DqBound)) : 0) + 256;
+    std::size_t total = 0;
+    layout(nullptr, rows, d, deterministic, &total);
+    return total;
   }
   /// `base`: an allocation of bytes(rows, d, deterministic), 256-byte aligned.
   static BwdWorkspace carve(unsigned char* base, std::size_t rows, int d, bool deterministic) {
+    return layout(base, rows, d, deterministic, nullptr);
+  }
+
+ private:
+  /// The parts in order, each 256-byte aligned; *total (if given) = the bytes they take.
+  static BwdWorkspace layout(unsigned char* base, std::size_t rows, int d, bool deterministic, std::size_t* total) {
     BwdWorkspace w;
     std::size_t at = 0;
     auto take = [&](std::size_t n) {
-      unsigned char* p = base + at;
-      at += align(n);
+      unsigned char* p = base == nullptr ? nullptr : base + at;
+      at += (n + 255) / 256 * 256;
       return p;
     };
     w.dq_accum = reinterpret_cast<float*>(take(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)));
@@ -55,11 +62,9 @@ struct BwdWorkspace {
       w.dq_unit = reinterpret_cast<float*>(take(rows * 4));
       w.dq_bound = reinterpret_cast<DqBound*>(take(sizeof(DqBound)));
     }
+    if (total != nullptr) *total = at;
     return w;
   }
-
- private:
-  static std::size_t align(std::size_t n) { return (n + 255) / 256 * 256; }
 };
 
 struct BwdLaunchArgs {

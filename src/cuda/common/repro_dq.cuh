@@ -28,6 +28,7 @@
 
 #include "src/cuda/common/arch.cuh"
 #include "src/cuda/common/bwd_params.h"
+#include "src/cuda/common/red_add.cuh"
 
 namespace flatattn::cuda {
 
@@ -78,6 +79,23 @@ FLATATTN_DEVICE void repro_add2(float* a, const ReproRow& r, float x, float y) {
   atomicAdd(a + 2, py.x);
   atomicAdd(a + 3, py.y);
 #endif
+}
+
+/// The backward kernels' dQ additions in either mode: for_each_pair(add2) calls add2(element offset,
+/// row slot, x, y) for each of a thread's column pairs; add2 is the fp32 reduction (default) or the
+/// pre-rounded one with the grid of that row slot, unit(slot) = its u_hi (deterministic). The grids are
+/// built per call, so no register holds them across the kernel's loop.
+template <int Slots, class ForEachPair, class Unit>
+FLATATTN_DEVICE void add_dq_pairs(const BwdParams& p, ForEachPair&& for_each_pair, Unit&& unit) {
+  if (p.deterministic) {
+    const int k = repro_k(p.n_n_blocks);
+    ReproRow rr[Slots];
+#pragma unroll
+    for (int slot = 0; slot < Slots; ++slot) rr[slot] = ReproRow(unit(slot), k);
+    for_each_pair([&](std::int64_t o, int slot, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[slot], x, y); });
+  } else {
+    for_each_pair([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
+  }
 }
 
 }  // namespace flatattn::cuda

@@ -93,6 +93,23 @@ struct BwdTile {
   }
 };
 
+/// The CTA's dK and dV, staged in the K and V tiles of shared memory (sk, sv), -> the global rows of
+/// its key block (keys n0 .. nk - 1 of the sequence, kv head tile.hk).
+template <class TKV, int D, int Threads>
+FLATATTN_DEVICE void store_dk_dv(const BwdParams& p, const BwdTile& tile, int n0, int nk, const unsigned char* sk,
+                                 const unsigned char* sv, int tid) {
+  std::int64_t k0 = 0;
+  int b = tile.b;
+  if (p.f.cu_k != nullptr) {
+    k0 = p.f.cu_k[b];
+    b = 0;
+  }
+  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
+  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
+  store_tile<TKV, D, Threads>(sk, gdk, p.dk_n, nk - n0, p.f.d, tid);
+  store_tile<TKV, D, Threads>(sv, gdv, p.dv_n, nk - n0, p.f.d, tid);
+}
+
 template <Family F, class E, class Shape, class V>
 __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_kernel(const __grid_constant__ BwdParams p) {
   using TQ = typename Shape::TQ;
@@ -344,7 +361,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     // takes the unchecked path: one base address and constant offsets. add2(offset, row slot, x, y).
     if (warp < Shape::kQWarps) {
       const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
-      auto add_dq = [&](auto&& add2) {
+      auto each_pair = [&](auto&& add2) {
         if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll
           for (int mt = 0; mt < kQMT; ++mt)
@@ -370,18 +387,10 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
             }
         }
       };
-      if (p.deterministic) {  // this thread's rows' grids (read per step: no registers across the loop)
-        const int k = repro_k(p.n_n_blocks);
-        ReproRow rr[kQMT * 2];
-#pragma unroll
-        for (int slot = 0; slot < kQMT * 2; ++slot) {
-          const int r = m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2);
-          rr[slot] = ReproRow(r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f, k);
-        }
-        add_dq([&](std::int64_t o, int slot, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[slot], x, y); });
-      } else {
-        add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
-      }
+      add_dq_pairs<kQMT * 2>(p, each_pair, [&](int slot) {  // deterministic: the row slot's grid
+        const int r = m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2);
+        return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
+      });
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
 
@@ -405,16 +414,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     store_frags<E, TKV>(dv, 1.f, smem + (sv - s_base), st_kv);
   }
   __syncthreads();
-  std::int64_t k0 = 0;
-  int b = tile.b;
-  if (p.f.cu_k != nullptr) {
-    k0 = p.f.cu_k[b];
-    b = 0;
-  }
-  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
-  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
-  store_tile<TKV, kD, kThreads>(smem + (sk - s_base), gdk, p.dk_n, nk - n0, p.f.d, tid);
-  store_tile<TKV, kD, kThreads>(smem + (sv - s_base), gdv, p.dv_n, nk - n0, p.f.d, tid);
+  store_dk_dv<TKV, kD, kThreads>(p, tile, n0, nk, smem + (sk - s_base), smem + (sv - s_base), tid);
 }
 
 }  // namespace flatattn::cuda

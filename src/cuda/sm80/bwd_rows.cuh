@@ -64,13 +64,16 @@ struct RowCoord {
   }
 };
 
-/// max over the kLanes lanes of a row (xor-shuffles), NaN kept (fmaxf would drop it).
+/// max(a, b) that keeps a NaN of either (fmaxf would drop it).
+FLATATTN_DEVICE float nan_fmax(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fffffff) : fmaxf(a, b); }
+
+/// max over the kLanes lanes of a row (xor-shuffles), NaN kept.
 template <int Lanes>
 FLATATTN_DEVICE float row_max(float v) {
 #pragma unroll
   for (int off = Lanes / 2; off > 0; off /= 2) {
     const float o = __shfl_xor_sync(0xffffffffu, v, off);
-    v = (v != v || o != o) ? __int_as_float(0x7fffffff) : fmaxf(v, o);
+    v = nan_fmax(v, o);
   }
   return v;
 }
@@ -88,7 +91,7 @@ template <int Lanes>
 FLATATTN_DEVICE float row_norm(const float (&x)[8]) {
   float m = 0.f;
 #pragma unroll
-  for (int e = 0; e < 8; ++e) m = (x[e] != x[e]) ? x[e] : fmaxf(m, fabsf(x[e]));
+  for (int e = 0; e < 8; ++e) m = nan_fmax(m, fabsf(x[e]));
   m = row_max<Lanes>(m);
   const bool scaled = m > 0.f && m <= 3.0e38f;  // else 0, NaN or Inf: the norm is m (every lane shuffles)
   const float inv = scaled ? 1.f / m : 0.f;
@@ -176,9 +179,8 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
       unpack8<E>(*reinterpret_cast<const uint4*>(gv + j * p.f.v_n + c), v);
     }
 #pragma unroll
-    for (int e = 0; e < 8; ++e) k_max = (k[e] != k[e] || k_max != k_max) ? __int_as_float(0x7fffffff) : fmaxf(k_max, fabsf(k[e]));
-    const float vn = row_norm<S::kLanes>(v);
-    v_max = (vn != vn || v_max != v_max) ? __int_as_float(0x7fffffff) : fmaxf(v_max, vn);
+    for (int e = 0; e < 8; ++e) k_max = nan_fmax(k_max, fabsf(k[e]));
+    v_max = nan_fmax(v_max, row_norm<S::kLanes>(v));
   }
   k_max = row_max<32>(k_max);
   v_max = row_max<32>(v_max);

@@ -56,7 +56,7 @@
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/sm80/bwd_gemm.cuh"    // FragStore, store_frags, store_tile
-#include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile
+#include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile, store_dk_dv
 #include "src/cuda/sm80/bwd_rows.cuh"    // BwdRowInfo
 #include "src/cuda/sm80/tile_io.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
@@ -305,7 +305,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
     // (common/repro_dq.cuh), the same loops. add2(element offset, row half, x, y).
     const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
-    auto add_dq = [&](auto&& add2) {
+    auto each_pair = [&](auto&& add2) {
       if (!dq_wg) {
         // the other warpgroup adds this block's dQ
       } else if (full_d && m0 + kBM <= nq_rows) {
@@ -325,14 +325,9 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         }
       }
     };
-    if (p.deterministic) {  // this thread's two rows' grids, loaded with the step's LSE (0 past nq)
-      const int k = repro_k(p.n_n_blocks);
-      const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
-      const ReproRow rr[2] = {ReproRow(units[0], k), ReproRow(units[8], k)};
-      add_dq([&](std::int64_t o, int hr, float x, float y) { repro_add2(p.dq_accum + 2 * o, rr[hr], x, y); });
-    } else {
-      add_dq([&](std::int64_t o, int, float x, float y) { red_add2(p.dq_accum + o, x, y); });
-    }
+    // deterministic: the two rows' grids, loaded with the step's LSE (0 past nq)
+    const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
+    add_dq_pairs<2>(p, each_pair, [&](int hr) { return units[8 * hr]; });
     wgmma_wait<0>();  // dK is done: da and the Q buffer are free
     fence_regs(dk[0]);
     fence_regs(dv[0]);
@@ -350,16 +345,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     store_frags<E, TKV>(dv, 1.f, smem + (sv - base), st_kv);
   }
   __syncthreads();
-  std::int64_t k0 = 0;
-  int b = tile.b;
-  if (p.f.cu_k != nullptr) {
-    k0 = p.f.cu_k[b];
-    b = 0;
-  }
-  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
-  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
-  store_tile<TKV, kD, kThreads>(smem + (sk - base), gdk, p.dk_n, nk - n0, p.f.d, tid);
-  store_tile<TKV, kD, kThreads>(smem + (sv - base), gdv, p.dv_n, nk - n0, p.f.d, tid);
+  store_dk_dv<TKV, kD, kThreads>(p, tile, n0, nk, smem + (sk - base), smem + (sv - base), tid);
 }
 
 }  // namespace flatattn::cuda::sm90
