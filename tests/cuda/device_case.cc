@@ -187,6 +187,49 @@ Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
   return c;
 }
 
+std::vector<Case> feature_mix(DType dt, std::int64_t d, std::int64_t window_nq, std::int64_t window_nk) {
+  std::vector<Case> v;
+  {  // windows, softcap
+    Case c = small_case(dt, window_nq, window_nk, d);
+    c.options.window = {31, 5};
+    v.push_back(c);
+    c.options.window = {0, 0};
+    v.push_back(c);
+    c.options.window = {130, -1};
+    c.options.softcap = 30.f;
+    c.input_sd = 3.0;
+    v.push_back(c);
+    c.options.window = {-1, -1};
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  {  // large logits, negative scale
+    Case c = small_case(dt, 77, 260, d);
+    c.options.softmax_scale = 1.f;
+    c.input_sd = dt == DType::f16 ? 20.0 : 35.0;
+    v.push_back(c);
+    c = small_case(dt, 64, 196, d);
+    c.options.softmax_scale = -0.2f;
+    v.push_back(c);
+  }
+  {  // GQA / MQA on strided (B, H, N, D) views
+    Case c = small_case(dt, 65, 257, d);
+    c.hq = 8, c.hkv = 2;
+    c.strided = true;
+    v.push_back(c);
+    c.hq = 6, c.hkv = 1;
+    c.options.causal = true;
+    v.push_back(c);
+  }
+  Case c = small_case(dt, 0, 0, d);  // varlen with empty sequences on both sides
+  c.varlen = true;
+  c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
+  c.seqlens_k = {7, 0, 0, 130, 200, 1, 300};
+  c.batch = 7;
+  v.push_back(c);
+  return v;
+}
+
 std::vector<Case> edge_cases(DType dt) {
   std::vector<Case> v;
   for (std::int64_t n : {1, 17, 97}) v.push_back(small_case(dt, n, n));

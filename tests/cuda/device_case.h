@@ -32,6 +32,12 @@ Case small_case(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d = 64)
 /// scale, GQA and MQA with strided views. Each suite appends its own.
 std::vector<Case> edge_cases(DType dt);
 
+/// The feature mix the sm90 suites run at head dim d: windows (fully masked rows for (0, 0) with Nq > Nk),
+/// softcap with and without a window (window_nq x window_nk), large logits, a negative scale, GQA and MQA
+/// on strided views, and last a varlen batch with empty sequences on both sides (each suite appends its
+/// own variant of it).
+std::vector<Case> feature_mix(DType dt, std::int64_t d, std::int64_t window_nq, std::int64_t window_nk);
+
 /// forward() of the case on device 0 (optionally on a fresh non-default stream); out and lse of `t`
 /// are overwritten with the device results.
 Report run_on_gpu(CaseTensors& t, bool own_stream = false);

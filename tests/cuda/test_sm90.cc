@@ -66,49 +66,14 @@ std::vector<Case> feature_cases(DType dt) {
         }
       }
     }
-    {  // windows (with fully masked rows for (0, 0) and Nq > Nk), softcap
-      Case c = base(dt, 400, 350, d);
-      c.options.window = {31, 5};
-      v.push_back(c);
-      c.options.window = {0, 0};
-      v.push_back(c);
-      c.options.window = {130, -1};
-      c.options.softcap = 30.f;
-      c.input_sd = 3.0;
-      v.push_back(c);
-      c.options.window = {-1, -1};
-      c.options.causal = true;
+    for (Case c : feature_mix(dt, d, 400, 350)) {
+      c.options.dataflow = Dataflow::flash;
       v.push_back(c);
     }
-    {  // large logits, negative scale
-      Case c = base(dt, 77, 260, d);
-      c.options.softmax_scale = 1.f;
-      c.input_sd = dt == DType::f16 ? 20.0 : 35.0;
-      v.push_back(c);
-      c = base(dt, 64, 196, d);
-      c.options.softmax_scale = -0.2f;
-      v.push_back(c);
-    }
-    {  // GQA / MQA with strided (B, H, N, D) views
-      Case c = base(dt, 65, 257, d);
-      c.hq = 8, c.hkv = 2;
-      c.strided = true;
-      v.push_back(c);
-      c.hq = 6, c.hkv = 1;
-      c.options.causal = true;
-      v.push_back(c);
-    }
-    {  // varlen with empty sequences on both sides
-      Case c = base(dt, 0, 0, d);
-      c.varlen = true;
-      c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
-      c.seqlens_k = {7, 0, 0, 130, 200, 1, 300};
-      c.batch = 7;
-      v.push_back(c);
-      c.options.causal = true;
-      c.strided = true;
-      v.push_back(c);
-    }
+    Case c = v.back();  // the varlen batch, causal on strided views
+    c.options.causal = true;
+    c.strided = true;
+    v.push_back(c);
   }
   for (std::int64_t d : {40, 56, 104, 120}) v.push_back(base(dt, 150, 170, d));  // padded up to 64 / 128
   return v;

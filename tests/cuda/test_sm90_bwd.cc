@@ -43,49 +43,11 @@ std::vector<Case> feature_cases(DType dt) {
       c.options.causal_align = CausalAlign::top_left;
       v.push_back(c);
     }
-    {  // windows (fully masked rows for (0, 0) and Nq > Nk), softcap with and without a window
-      Case c = small_case(dt, 300, 250, d);
-      c.options.window = {31, 5};
-      v.push_back(c);
-      c.options.window = {0, 0};
-      v.push_back(c);
-      c.options.window = {130, -1};
-      c.options.softcap = 30.f;
-      c.input_sd = 3.0;
-      v.push_back(c);
-      c.options.window = {-1, -1};
-      c.options.causal = true;
-      v.push_back(c);
-    }
-    {  // large logits, negative scale
-      Case c = small_case(dt, 77, 260, d);
-      c.options.softmax_scale = 1.f;
-      c.input_sd = dt == DType::f16 ? 20.0 : 35.0;
-      v.push_back(c);
-      c = small_case(dt, 64, 196, d);
-      c.options.softmax_scale = -0.2f;
-      v.push_back(c);
-    }
-    {  // GQA / MQA on strided (B, H, N, D) views
-      Case c = small_case(dt, 65, 257, d);
-      c.hq = 8, c.hkv = 2;
-      c.strided = true;
-      v.push_back(c);
-      c.hq = 6, c.hkv = 1;
-      c.options.causal = true;
-      v.push_back(c);
-    }
-    {  // varlen with empty sequences on both sides, then deterministic
-      Case c = small_case(dt, 0, 0, d);
-      c.varlen = true;
-      c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
-      c.seqlens_k = {7, 0, 0, 130, 200, 1, 300};
-      c.batch = 7;
-      v.push_back(c);
-      c.options.causal = true;
-      c.options.deterministic = true;
-      v.push_back(c);
-    }
+    for (const Case& c : feature_mix(dt, d, 300, 250)) v.push_back(c);
+    Case c = v.back();  // the varlen batch, causal and deterministic
+    c.options.causal = true;
+    c.options.deterministic = true;
+    v.push_back(c);
   }
   for (std::int64_t d : {40, 120}) {  // zero-padded to the d64 / d128 kernels
     Case c = small_case(dt, 150, 140, d);
