@@ -22,6 +22,14 @@
 // A contribution with |x| >= 2^E (an LSE that does not belong to Q and K) or a row whose bound is not
 // finite (NaN/Inf inputs) or beyond 2^125 is made NaN, so that row of dQ is NaN rather than wrong.
 // Global fp32 reductions flush subnormals; the grids are clamped so that every nonzero part is normal.
+//
+// Why this form (H100, N = 8k, D = 128; bench/results/gpu-bwd-det-experiments-h100.md): the main
+// kernel's dQ reductions are its limit (6.7 ms with them, 4.9 ms without; the split arithmetic here
+// costs < 1%); the 16-byte reductions touch twice the default's L2 sectors (+20% main kernel). Tried
+// and dropped: int32 fixed point with sector-dense 4-byte reductions (default's sectors and bytes,
+// twice its instructions: +36-40% -- worse; commit 89b34d6, branch detint32) and 2-CTA clusters adding their dQ tiles
+// in distributed shared memory first (half the reductions, but coupling the two CTAs every step made
+// the default mode 10-24% and this one 4-17% slower; commit b82eeb3, branch pairdq).
 #pragma once
 
 #include <cstdint>
