@@ -93,6 +93,26 @@ struct BwdTile {
   }
 };
 
+/// The first query head h0 of a CTA's kv-head group and its bases, so that a step visiting head
+/// h0 + hh adds hh times a head stride instead of recomputing a sequence's offsets (varlen: cu_seqlens
+/// loads): the Q, dO and LSE rows of h0 and its workspace row ws0 (workspace head stride ws_h).
+struct BwdHeadBases {
+  std::int64_t ws0, ws_h;
+  const std::uint16_t* q;
+  const std::uint16_t* dout;
+  const float* lse;
+  FLATATTN_DEVICE BwdHeadBases(const BwdParams& p, const BwdTile& tile) {
+    const int h0 = tile.hk * p.f.group;
+    const BlockInfo bi0(p.f, tile.b, h0);
+    const BwdRowInfo ri0(p, tile.b, h0);
+    ws0 = p.ws_row(h0, tile.b);
+    ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
+    q = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
+    dout = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
+    lse = p.f.lse + bi0.lse;
+  }
+};
+
 /// The CTA's dK and dV, staged in the K and V tiles of shared memory (sk, sv), -> the global rows of
 /// its key block (keys n0 .. nk - 1 of the sequence, kv head tile.hk).
 template <class TKV, int D, int Threads>
@@ -155,30 +175,24 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   // (Q, dO, LSE strides; workspace rows: batch * f.nq), so no step recomputes a sequence's offsets
   // (varlen: cu_seqlens loads) or divides: the bookkeeping once cost ~40% more instructions than FA2's
   // loop (bench/results/gpu-bwd-profile-h100.md).
-  const int h0 = tile.hk * group;
-  const BlockInfo bi0(p.f, tile.b, h0);
-  const BwdRowInfo ri0(p, tile.b, h0);
-  const std::int64_t ws0 = p.ws_row(h0, tile.b), ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
-  const auto* const gq0 = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
-  const auto* const gdo0 = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
-  const float* const lse0 = p.f.lse + bi0.lse;
+  const BwdHeadBases hb(p, tile);
 
   // part: which of the step's loads to issue, a mask of kLoadQ, kLoadDo, kLoadRows (Shape::kLoads).
   constexpr int kLoadQ = 1, kLoadDo = 2, kLoadRows = 4, kLoadAll = 7;
   auto load_step = [&](int s, int hh, int i, int part) {
     const int m0 = i * kBM;
     if (part & kLoadQ) {
-      const auto* gq = gq0 + hh * p.f.q_h + m0 * p.f.q_n;
+      const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
       load_tile_stepped<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
     }
     if (part & kLoadDo) {
-      const auto* gdo = gdo0 + hh * p.do_h + m0 * p.do_n;
+      const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
       load_tile_stepped<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
     }
     if (!(part & kLoadRows)) return;
     const std::uint32_t rows = smem_u32(s_rows(s));
-    const float* const lse = lse0 + hh * p.f.lse_h;
-    const float* const dsum = p.dsum + ws0 + hh * ws_h;
+    const float* const lse = hb.lse + hh * p.f.lse_h;
+    const float* const dsum = p.dsum + hb.ws0 + hh * hb.ws_h;
 #pragma unroll
     for (int j0 = 0; j0 < 2 * kBM; j0 += kThreads) {
       const int j = j0 + tid;
@@ -360,7 +374,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     // (common/repro_dq.cuh), the same loops. A whole block (every row below nq, D = the kernel's D)
     // takes the unchecked path: one base address and constant offsets. add2(offset, row slot, x, y).
     if (warp < Shape::kQWarps) {
-      const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
+      const std::int64_t row0 = hb.ws0 + hh * hb.ws_h + m0, acc0 = row0 * kD + acc_lane;
       auto each_pair = [&](auto&& add2) {
         if (full_d && m0 + kBM <= nq_rows) {
 #pragma unroll

@@ -135,28 +135,22 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 
   // Step s visits query head h0 + hh, query block i (hh = s / len, i = first + s % len), two counters
   // advanced per step; per-head offsets are the first head's plus hh times a head stride.
-  const int h0 = tile.hk * group;
-  const BlockInfo bi0(p.f, tile.b, h0);
-  const BwdRowInfo ri0(p, tile.b, h0);
-  const std::int64_t ws0 = p.ws_row(h0, tile.b), ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
-  const auto* const gq0 = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
-  const auto* const gdo0 = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
-  const float* const lse0 = p.f.lse + bi0.lse;
+  const BwdHeadBases hb(p, tile);
 
   auto load_step = [&](int st, int hh, int i) {
     const int m0 = i * kBM;
-    const auto* gq = gq0 + hh * p.f.q_h + m0 * p.f.q_n;
-    const auto* gdo = gdo0 + hh * p.do_h + m0 * p.do_n;
+    const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
+    const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
     load_tile_stepped<TQ, kD, kThreads>(sq(st), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
     load_tile_stepped<TQ, kD, kThreads>(sdo(st), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
     const std::uint32_t rows = srows + st * S::kRowBytes;
-    const float* const lse = lse0 + hh * p.f.lse_h;
-    const float* const dsum = p.dsum + ws0 + hh * ws_h;
+    const float* const lse = hb.lse + hh * p.f.lse_h;
+    const float* const dsum = p.dsum + hb.ws0 + hh * hb.ws_h;
     if (tid < 3 * kBM) {
       const int part = tid / kBM, r = m0 + tid % kBM;
       const bool ok = r < nq_rows && (part < 2 || p.dq_unit != nullptr);
       const float* src = part == 0 ? lse + std::int64_t{r} * p.f.lse_n
-                                   : (part == 1 ? dsum : p.dq_unit + ws0 + hh * ws_h) + r;
+                                   : (part == 1 ? dsum : p.dq_unit + hb.ws0 + hh * hb.ws_h) + r;
       copy_4(rows + 4 * tid, ok ? static_cast<const void*>(src) : p.dsum, ok);  // 0 when out of range
     }
   };
@@ -304,7 +298,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction);
     // deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
     // (common/repro_dq.cuh), the same loops. add2(element offset, row half, x, y).
-    const std::int64_t row0 = ws0 + hh * ws_h + m0, acc0 = row0 * kD + acc_lane;
+    const std::int64_t row0 = hb.ws0 + hh * hb.ws_h + m0, acc0 = row0 * kD + acc_lane;
     auto each_pair = [&](auto&& add2) {
       if (!dq_wg) {
         // the other warpgroup adds this block's dQ
