@@ -27,10 +27,10 @@ struct LaunchInfo {
 
 /// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams. One allocation
 /// of `bytes` carved by `carve` into 256-byte aligned parts: the dQ accumulator (fp32; deterministic:
-/// a (hi, lo) pair per element) and D_i, both written by the pre-pass; deterministic also each row's
-/// grid (pre-pass) and the K/V maxima (zeroed by the launcher).
+/// int32 fixed point, column pairs as 64-bit sums) and D_i, both written by the pre-pass;
+/// deterministic also each row's unit (pre-pass) and the K/V maxima (zeroed by the launcher).
 struct BwdWorkspace {
-  float* dq_accum = nullptr;    ///< (Hq, B, Nq, kernel D) fp32; deterministic (Hq, B, Nq, kernel D, 2)
+  float* dq_accum = nullptr;    ///< (Hq, B, Nq, kernel D) fp32; deterministic: int32 (column pairs as u64)
   float* dq_unit = nullptr;     ///< deterministic: (Hq, B, Nq)
   DqBound* dq_bound = nullptr;  ///< deterministic
   float* dsum = nullptr;        ///< (Hq, B, Nq) fp32
@@ -56,7 +56,7 @@ struct BwdWorkspace {
       at += (n + 255) / 256 * 256;
       return p;
     };
-    w.dq_accum = reinterpret_cast<float*>(take(rows * static_cast<std::size_t>(d) * (deterministic ? 8 : 4)));
+    w.dq_accum = reinterpret_cast<float*>(take(rows * static_cast<std::size_t>(d) * 4));
     w.dsum = reinterpret_cast<float*>(take(rows * 4));
     if (deterministic) {
       w.dq_unit = reinterpret_cast<float*>(take(rows * 4));

@@ -33,7 +33,7 @@ struct BwdParams {
   /// (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks; deterministic: (Hq, B, f.nq,
   /// kernel D, 2), the pre-rounded hi and lo sums of each element (common/repro_dq.cuh).
   float* dq_accum = nullptr;
-  float* dq_unit = nullptr;     ///< deterministic: (Hq, B, f.nq) each row's grid u_hi (NaN: the row is NaN)
+  float* dq_unit = nullptr;     ///< deterministic: (Hq, B, f.nq) each row's unit u_i (NaN: the row is NaN)
   DqBound* dq_bound = nullptr;  ///< deterministic: maxima over K and V
   float* dsum = nullptr;        ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
   int batch = 0, hq = 0, hkv = 0;

@@ -370,7 +370,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     }
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
-    // sm_90); deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
+    // sm_90); deterministic: a pair's two terms in fixed point as one 64-bit integer reduction
     // (common/repro_dq.cuh), the same loops. A whole block (every row below nq, D = the kernel's D)
     // takes the unchecked path: one base address and constant offsets. add2(offset, row slot, x, y).
     if (warp < Shape::kQWarps) {
@@ -401,10 +401,14 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
             }
         }
       };
-      add_dq_pairs<kQMT * 2>(p, each_pair, [&](int slot) {  // deterministic: the row slot's grid
-        const int r = m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2);
-        return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
-      });
+      auto slot_row = [&](int slot) { return m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2); };
+      add_dq_pairs<kQMT * 2>(
+          p, each_pair,
+          [&](int slot) {  // deterministic: the row slot's unit and workspace row
+            const int r = slot_row(slot);
+            return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
+          },
+          [&](int slot) { return row0 - m0 + slot_row(slot); });
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
 

@@ -148,9 +148,8 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
         if (det) p.dq_unit[ws + i] = repro_unit(p.dq_bound->k_abs * fmaf(do_norm, p.dq_bound->v_norm, fabsf(acc)));
       }
       if (lane_in_row < S::kChunks) {
-        float4* a = reinterpret_cast<float4*>(p.dq_accum + ((ws + i) * D + c) * (det ? 2 : 1));
-#pragma unroll
-        for (int q = 0; q < (det ? 4 : 2); ++q) a[q] = make_float4(0.f, 0.f, 0.f, 0.f);
+        float4* a = reinterpret_cast<float4*>(p.dq_accum + (ws + i) * D + c);  // 0.f and integer 0 alike
+        a[0] = a[1] = make_float4(0.f, 0.f, 0.f, 0.f);
       }
     }
   }
@@ -208,13 +207,15 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
     if (i < nq && lane_in_row < S::kChunks && c < p.f.d) {
       float x[8];
       const float s = p.ds_scale;
-      if (p.dq_unit != nullptr) {  // deterministic: the exact hi and lo sums, rounded once
-        const float4* a = reinterpret_cast<const float4*>(p.dq_accum + ((ws + i) * D + c) * 2);
+      if (p.dq_unit != nullptr) {  // deterministic: the exact integer sums in units u_i, rounded once
+        const ulonglong2* a = reinterpret_cast<const ulonglong2*>(p.dq_accum + (ws + i) * D + c);
+        const float us = p.dq_unit[ws + i] * s;  // NaN: a NaN row
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float4 w = a[q];
-          x[2 * q] = (w.x + w.y) * s;
-          x[2 * q + 1] = (w.z + w.w) * s;
+        for (int q = 0; q < 2; ++q) {
+          const ulonglong2 w = a[q];
+          const int2 u = repro_unpack(w.x), v = repro_unpack(w.y);
+          x[4 * q] = static_cast<float>(u.x) * us, x[4 * q + 1] = static_cast<float>(u.y) * us;
+          x[4 * q + 2] = static_cast<float>(v.x) * us, x[4 * q + 3] = static_cast<float>(v.y) * us;
         }
       } else {
         const float4* a = reinterpret_cast<const float4*>(p.dq_accum + (ws + i) * D + c);

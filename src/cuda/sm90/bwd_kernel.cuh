@@ -296,7 +296,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(pa);
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction);
-    // deterministic: the pre-rounded (hi, lo) parts of a pair as one 16-byte reduction
+    // deterministic: a pair's two terms in fixed point as one 64-bit integer reduction
     // (common/repro_dq.cuh), the same loops. add2(element offset, row half, x, y).
     const std::int64_t row0 = hb.ws0 + hh * hb.ws_h + m0, acc0 = row0 * kD + acc_lane;
     auto each_pair = [&](auto&& add2) {
@@ -319,9 +319,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         }
       }
     };
-    // deterministic: the two rows' grids, loaded with the step's LSE (0 past nq)
+    // deterministic: the two rows' units, loaded with the step's LSE (0 past nq), and workspace rows
     const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
-    add_dq_pairs<2>(p, each_pair, [&](int hr) { return units[8 * hr]; });
+    add_dq_pairs<2>(
+        p, each_pair, [&](int hr) { return units[8 * hr]; }, [&](int hr) { return row0 + wl * 16 + g + 8 * hr; });
     wgmma_wait<0>();  // dK is done: da and the Q buffer are free
     fence_regs(dk[0]);
     fence_regs(dv[0]);
