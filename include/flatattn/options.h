@@ -56,13 +56,15 @@ struct Options {
   /// CPU worker threads; 0 = all hardware threads. Ignored on CUDA.
   int num_threads = 0;
   /// backward(): bitwise-reproducible dQ/dK/dV across runs, streams and launches. CPU: always so.
-  /// CUDA: every dQ term is split into two fp32 parts pre-rounded to per-row grids scaled from a bound
-  /// B_i of the row computed from the inputs, so their sums are exact in any order (Demmel and Nguyen
-  /// 2013; src/cuda/common/repro_dq.cuh); the result is within 2^(2k - 45) B_i of the exact sum for
-  /// 2^k key blocks (about 2^-33 of the bound at N = 8k: finer than fp32 accumulation for elements above
-  /// ~2^-10 of it). Costs 8 bytes instead of 4 per element of the dQ workspace (Hq * B * Nq * D), a
-  /// float per row and one pass over K and V. A row whose bound or terms are not finite (NaN/Inf inputs,
-  /// an LSE that does not belong to Q and K) comes out NaN, as in the default mode.
+  /// CUDA: each dQ row is summed over key blocks in 32-bit fixed point (integer reductions, exact in
+  /// any order; two columns per 64-bit reduction, as many reductions as the default mode) with a unit
+  /// scaled from a bound B_i of the row computed from the inputs (Demmel and Nguyen 2013;
+  /// src/cuda/common/repro_dq.cuh). The result is within 2^(k - 29) B_i of the exact sum for 2^k key
+  /// blocks (2^-23 B_i at N = 8k with 128-key blocks): below the bf16/fp16 rounding of every element
+  /// above 2^(k - 20) B_i; smaller elements of a row keep that absolute error. Same dQ workspace as the
+  /// default mode (Hq * B * Nq * D * 4 bytes) plus a float per row, and one pass over K and V. A row
+  /// whose bound or terms are not finite (NaN/Inf inputs, an LSE that does not belong to Q and K) comes
+  /// out NaN, as in the default mode.
   bool deterministic = false;
 };
 

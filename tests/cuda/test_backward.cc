@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <random>
@@ -283,24 +284,35 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
     v.options.window = {200, 50};
     cases.push_back(v);
   }
-  // The fixed-point range follows the inputs (common/fixed_dq.cuh): gradients of 1e-30 and 1e+20 keep
-  // their precision (bf16: fp32's exponent range), with large logits.
-  std::vector<double> dout_scale(cases.size(), 1.0);
+  // Inputs shaped against the fixed-point unit (common/repro_dq.cuh), which follows a bound of each row:
+  // gradients of 1e-30 and 1e+20 keep their precision (bf16: fp32's exponent range), with large logits;
+  // an outlier channel of K (x100) and an outlier row of V (x30) loosen the bound by those factors.
+  using Adjust = std::function<void(CaseTensors&)>;
+  std::vector<Adjust> adjust(cases.size(), [](CaseTensors&) {});
+  auto scale_where = [](HostTensor& x, double f, auto&& pick) {
+    for (std::int64_t e = 0; e < x.numel(); ++e)
+      if (pick(e)) x.set(e, x.at(e) * f);
+  };
   if (dtype_runs(DType::bf16)) {
     for (double scale : {1e-30, 1e20}) {
       Case big = small_case(DType::bf16, 200, 333, 64);
       big.input_sd = 4.0;
       cases.push_back(big);
-      dout_scale.push_back(scale);
+      adjust.push_back([=](CaseTensors& t) { scale_where(t.dout, scale, [](std::int64_t) { return true; }); });
     }
+    Case outlier = small_case(DType::bf16, 300, 2000, 128);
+    cases.push_back(outlier);
+    adjust.push_back([=](CaseTensors& t) {
+      const std::int64_t d = outlier.d;
+      scale_where(t.k, 100.0, [&](std::int64_t e) { return e % d == 5; });  // channel 5 of every key
+      scale_where(t.v, 30.0, [&](std::int64_t e) { return e < d; });       // the first key's value row
+    });
   }
   for (std::size_t ci = 0; ci < cases.size(); ++ci) {
     Case c = cases[ci];
     c.options.deterministic = true;
     CaseTensors t = make_case(c, rng, true);
-    if (dout_scale[ci] != 1.0) {
-      for (std::int64_t e = 0; e < t.dout.numel(); ++e) t.dout.set(e, t.dout.at(e) * dout_scale[ci]);
-    }
+    adjust[ci](t);
     check_backward(t, seed, "deterministic");  // run 1 (default stream), judged against the oracle
     CaseTensors u = t;
     u.dq.poison();

@@ -62,6 +62,8 @@ FLATATTN_DEVICE float repro_unit(float bound) {
 struct ReproRow {
   float inv = 0.f;  ///< 1 / u_i (NaN for a NaN row)
   ReproRow() = default;
+  /// unit: a normal power of two (repro_unit; exact inverse), 0 for a row past nq (never added), or NaN.
+  /// (The exponent-flip inverse spilled more registers in the sm80 kernel at D = 128 than the division.)
   FLATATTN_DEVICE explicit ReproRow(float unit) : inv(1.f / unit) {}
   /// The term as an integer; `bad` set when it is out of range or not finite (or the row is NaN).
   FLATATTN_DEVICE int to_int(float x, bool& bad) const {

@@ -9,11 +9,11 @@
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
 //
-// Deterministic mode: each dQ contribution is split into two parts pre-rounded to fixed grids, whose
-// fp32 sums are exact and so the same in any order (common/repro_dq.cuh). It replaced an ordered
-// scheme (a semaphore per query block, FlashAttention-3's), whose wait and publishing fence cost
-// +21-33% over the default mode on the H100, and a 64-bit integer version (+100%: twice the
-// reductions); bench/results/gpu-bwd-h100.md.
+// Deterministic mode: each dQ contribution is rounded to a per-row unit and summed as an integer, two
+// columns per 64-bit reduction, so the sum is the same in any order (common/repro_dq.cuh). It replaced
+// an ordered scheme (a semaphore per query block, FlashAttention-3's: +21-33% over the default mode on
+// the H100), a 64-bit integer per element (+100%: twice the reductions) and fp32 (hi, lo) parts
+// pre-rounded to two grids (+15-17%: twice the L2 sectors); bench/results/gpu-bwd-h100.md.
 //
 // Pipeline per query block, Stages = 2 (Q and dO double-buffered):
 //   wait Q, dO | barrier | issue the next block's Q, dO | S, P -> smem | dP, dS -> smem | barrier |

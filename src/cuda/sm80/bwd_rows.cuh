@@ -2,8 +2,9 @@
 //   bwd_bound_kernel:   deterministic only, first: max |K| and max |V_j| over the key rows.
 //   bwd_dot_kernel:     D_i = rowsum(dO_i o O_i) in fp32 into the workspace, and the row's dQ
 //                       accumulator set to zero (the main kernel only adds to it); deterministic: also
-//                       the row's grid from its bound (common/repro_dq.cuh).
-//   bwd_convert_kernel: dQ = scale * accumulator, rounded to the storage dtype, into the caller's dq.
+//                       the row's fixed-point unit from its bound (common/repro_dq.cuh).
+//   bwd_convert_kernel: dQ = scale * accumulator (deterministic: the decoded integer sums times the
+//                       row's unit), rounded to the storage dtype, into the caller's dq.
 // One CTA per (block of kRows query rows, query head, sequence), like the forward's grid. A row is
 // split into 16-byte chunks; kLanes (a power of two >= the chunks) consecutive lanes share a row and
 // reduce with xor-shuffles, so every load is 16 bytes and a warp reads whole rows.
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc = fmaf(o[e], d[e], acc);
     acc = row_sum<S::kLanes>(acc);
-    // Deterministic: row i's grid from B_i = max|K| (|dO_i| max|V_j| + |D_i|) (common/repro_dq.cuh).
+    // Deterministic: row i's unit from B_i = max|K| (|dO_i| max|V_j| + |D_i|) (common/repro_dq.cuh).
     const float do_norm = det ? row_norm<S::kLanes>(d) : 0.f;
     if (i < nq) {
       if (lane_in_row == 0) {

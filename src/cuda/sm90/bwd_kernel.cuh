@@ -3,7 +3,7 @@
 // kv head, sequence), two consumer warpgroups of 64 keys each. K and V stay in shared memory; dK and dV
 // accumulate in registers over every query block that sees the keys and over the query heads of the
 // kv head's group. The pre-pass (D_i, zeroed dQ accumulator), the dQ conversion, the band mask, the
-// visited query blocks (common/bwd_steps.cuh) and the deterministic mode's pre-rounded dQ
+// visited query blocks (common/bwd_steps.cuh) and the deterministic mode's fixed-point dQ
 // (common/repro_dq.cuh) are the sm80 family's.
 //
 // Dataflow per query block of 64 rows, per warpgroup w (keys 64w .. 64w + 63 of the block):
@@ -21,7 +21,7 @@
 //                            both compute all D columns and warpgroup 0 adds them (policy: D = 64, so
 //                            that no operand starts inside a 128-byte swizzle row along MN). Then the
 //                            fp32 additions to the accumulator (red.global.add.v2; deterministic:
-//                            pre-rounded (hi, lo) parts, red.global.add.v4).
+//                            int32 fixed point, a column pair per red.global.add.u64).
 // dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
 //
 // Pipeline per step (Q, dO, LSE, D_i double-buffered with cp.async from every thread):
@@ -78,7 +78,7 @@ struct BwdShape {
   using TQ = SmemTile<BlockM, D>;        // Q and dO, [query][D]
   using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
   using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
-  /// LSE, D_i and (deterministic) the dQ rows' grids u_hi of one query block (fp32)
+  /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
   static constexpr int kRowBytes = 3 * BlockM * 4;
   /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
   /// the swizzle atom (every tile is a multiple of 1024 bytes).
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   auto sdo = [&](int st) { return base + (2 + st) * TQ::kBytes; };
   const std::uint32_t sk = base + 4 * TQ::kBytes, sv = sk + TKV::kBytes, sds = sv + TKV::kBytes;
   const std::uint32_t srows = sds + TDS::kBytes;
-  auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM | u_hi x BlockM] of stage st
+  auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] of stage st
     return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
   };
 
@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       copy_4(rows + 4 * tid, ok ? static_cast<const void*>(src) : p.dsum, ok);  // 0 when out of range
     }
   };
-  static_assert(3 * kBM <= kThreads, "one LSE / D_i / u_hi value per thread");
+  static_assert(3 * kBM <= kThreads, "one LSE / D_i / u_i value per thread");
   {
     const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
