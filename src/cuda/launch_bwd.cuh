@@ -76,6 +76,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
         return flash_bwd_kernel<F, E, S, V>;
       }
     }();
+    static_assert(S::kSmemBytes <= smem_optin_bytes(F), "bwd_tile entry over its family's shared memory");
     prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
     kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, stream>>>(p);
     check(cudaGetLastError(), "backward kernel launch");

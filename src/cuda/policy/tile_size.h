@@ -33,6 +33,19 @@ constexpr const char* name(Family f) {
   return "?";
 }
 
+/// The least opt-in shared memory per block of a family's GPUs (bytes; CUDA C Programming Guide,
+/// "Technical Specifications per Compute Capability"): the tables below must fit it. sm75: T4/RTX 20;
+/// sm80: A100 (163 KB); sm86: RTX 30/A10/L4 (sm_86/89: 99 KB); sm90: H100/H200 (227 KB).
+constexpr int smem_optin_bytes(Family f) {
+  switch (f) {
+    case Family::sm75: return 64 * 1024;
+    case Family::sm80: return 163 * 1024;
+    case Family::sm86: return 99 * 1024;
+    case Family::sm90: return 227 * 1024;
+  }
+  return 0;
+}
+
 /// Head dims with kernels; other D (multiples of 8 up to 256) are zero-padded up to the next one.
 inline constexpr int kHeadDims[] = {32, 64, 96, 128, 192, 256};
 

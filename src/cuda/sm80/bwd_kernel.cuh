@@ -65,7 +65,8 @@ struct BwdShape {
   using TQ = SmemTile<BlockM, D>;       // Q and dO
   using TKV = SmemTile<BlockN, D>;      // K and V (dK and dV staged here at the end)
   using TP = SmemTile<BlockM, BlockN>;  // P and dS, [query][key]
-  static constexpr int kRowBytes = 2 * BlockM * 4;  ///< LSE and D_i of one query block (fp32)
+  /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
+  static constexpr int kRowBytes = 3 * BlockM * 4;
   static constexpr int kSmemBytes = 2 * Stages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + Stages * kRowBytes;
 
   static_assert(Stages == 1 || Stages == 2, "one or two Q/dO stages");
@@ -166,7 +167,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   const std::uint32_t sp = sv + TKV::kBytes, sds = sp + TP::kBytes;
   unsigned char* const p_tile = smem + (sp - s_base);
   unsigned char* const ds_tile = smem + (sds - s_base);
-  auto s_rows = [&](int s) {  // fp32 [LSE x BlockM | D_i x BlockM] of step s
+  auto s_rows = [&](int s) {  // fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] of step s
     return reinterpret_cast<const float*>(ds_tile + TP::kBytes + (kStages == 2 ? (s & 1) * Shape::kRowBytes : 0));
   };
 
@@ -193,13 +194,15 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     const std::uint32_t rows = smem_u32(s_rows(s));
     const float* const lse = hb.lse + hh * p.f.lse_h;
     const float* const dsum = p.dsum + hb.ws0 + hh * hb.ws_h;
+    const float* const unit = p.dq_unit + hb.ws0 + hh * hb.ws_h;  // deterministic only
+    const int n_rows = (p.deterministic ? 3 : 2) * kBM;
 #pragma unroll
-    for (int j0 = 0; j0 < 2 * kBM; j0 += kThreads) {
+    for (int j0 = 0; j0 < 3 * kBM; j0 += kThreads) {
       const int j = j0 + tid;
-      if (2 * kBM % kThreads == 0 || j < 2 * kBM) {
-        const int r = m0 + (j < kBM ? j : j - kBM);
-        const bool ok = r < nq_rows;
-        const float* src = j < kBM ? lse + std::int64_t{r} * p.f.lse_n : dsum + r;
+      if (j < n_rows) {
+        const int part = j / kBM, r = m0 + j - part * kBM;
+        const bool ok = r < nq_rows;  // else 0
+        const float* src = part == 0 ? lse + std::int64_t{r} * p.f.lse_n : (part == 1 ? dsum : unit) + r;
         copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
       }
     }
@@ -402,12 +405,10 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
         }
       };
       auto slot_row = [&](int slot) { return m0 + q_row0 + (slot / 2) * 16 + g + 8 * (slot % 2); };
+      // deterministic: the row slot's unit, loaded with the step's LSE (0 past nq), and workspace row
+      const float* const units = s_rows(s) + 2 * kBM - m0;
       add_dq_pairs<kQMT * 2>(
-          p, each_pair,
-          [&](int slot) {  // deterministic: the row slot's unit and workspace row
-            const int r = slot_row(slot);
-            return r < nq_rows ? p.dq_unit[row0 - m0 + r] : 0.f;
-          },
+          p, each_pair, [&](int slot) { return units[slot_row(slot)]; },
           [&](int slot) { return row0 - m0 + slot_row(slot); });
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
