@@ -216,7 +216,7 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
       // bf16 (bench/results/gpu-bwd-h100.md, 39db209): 1.13-1.15x the sm80 rows at D = 64, 1.37-1.42x at
       // D = 128; other shapes of these rows not tuned.
       switch (d) {
-        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 1, 2, 1, 0, 0, 0};   // 73 KB; dK + dV 64 regs/thread
+        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};   // 73 KB; dK + dV 64 regs/thread
         case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};  // 145 KB; dK + dV 128 regs/thread
         default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // other D: the sm80 family
       }
