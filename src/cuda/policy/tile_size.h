@@ -210,11 +210,11 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
       }
     case Family::sm90:  // wgmma (sm90/bwd_kernel.cuh): 2 warpgroups x 64 keys, 64-row steps, Q/dO x 2;
       // S^T, dP^T, dK, dV per warpgroup (sdp/dkv fields for the record); dq_wd = warpgroups that own dQ
-      // columns (2: head-dim halves; 1: both compute all columns, warpgroup 0 adds them). D = 64 takes 1:
-      // halves would be 32 columns, an MN-major operand starting 64 bytes into a 128-byte swizzle row, a
-      // form that has not run (2 is the faster candidate once a GPU run shows it correct). H100, N = 8k,
-      // bf16 (bench/results/gpu-bwd-h100.md, 39db209): 1.13-1.15x the sm80 rows at D = 64, 1.37-1.42x at
-      // D = 128; other shapes of these rows not tuned.
+      // columns (2: head-dim halves; 1: both compute all columns, warpgroup 0 adds them). D = 64 takes 2
+      // since 97fa569: 32-column halves, the second an MN-major operand starting 64 bytes into a 128-byte
+      // swizzle row; the 18 backward GPU tests pass on it and the backward is 3.5-6% faster than with 1
+      // (H100, bench/results/gpu-bwd-h100.md). H100, N = 8k, bf16 (39db209): 1.13-1.15x the sm80 rows at
+      // D = 64, 1.37-1.42x at D = 128; other shapes of these rows not tuned.
       switch (d) {
         case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};   // 73 KB; dK + dV 64 regs/thread
         case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};  // 145 KB; dK + dV 128 regs/thread

@@ -18,8 +18,8 @@
 //                            ordinary stores + fence.proxy.async), then wgmma m64n{D/DqWGs}k16 ss_mn:
 //                            A = dS MN-major (the stored dS^T), B = K MN-major, over all 128 keys;
 //                            DqWGs = 2: warpgroup w computes the columns [w D/2, (w + 1) D/2); DqWGs = 1:
-//                            both compute all D columns and warpgroup 0 adds them (policy: D = 64, so
-//                            that no operand starts inside a 128-byte swizzle row along MN). Then the
+//                            both compute all D columns and warpgroup 0 adds them (a policy choice;
+//                            the table takes 2 at D = 64 and 128). Then the
 //                            fp32 additions to the accumulator (red.global.add.v2; deterministic:
 //                            int32 fixed point, a column pair per red.global.add.u64).
 // dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
@@ -37,10 +37,7 @@
 //
 // Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
 // consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
-// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products; at D = 64 the dQ
-// product runs twice (DqWGs = 1: both warpgroups, one result used; a wgmma on a warpgroup-dependent
-// branch serializes all of them). Better: DqWGs = 2 once its 32-column operand is shown correct, or
-// each warpgroup over its own 64 keys (N = 64) with the two partials exchanged in shared memory.
+// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
 #pragma once
 
 #include <climits>
