@@ -60,6 +60,16 @@ Varlen device_varlen(const CaseTensors& t, std::optional<DeviceCopy>& cu_q, std:
   return vl;
 }
 
+/// GQA (Hq 8, Hkv 2) and causal MQA (Hq 6, Hkv 1) on strided (B, H, N, D) views of c's shape.
+void push_gqa_mqa_strided(std::vector<Case>& v, Case c) {
+  c.hq = 8, c.hkv = 2;
+  c.strided = true;
+  v.push_back(c);
+  c.hq = 6, c.hkv = 1;
+  c.options.causal = true;
+  v.push_back(c);
+}
+
 }  // namespace
 
 bool gpu_present() {
@@ -212,15 +222,7 @@ std::vector<Case> feature_mix(DType dt, std::int64_t d, std::int64_t window_nq, 
     c.options.softmax_scale = -0.2f;
     v.push_back(c);
   }
-  {  // GQA / MQA on strided (B, H, N, D) views
-    Case c = small_case(dt, 65, 257, d);
-    c.hq = 8, c.hkv = 2;
-    c.strided = true;
-    v.push_back(c);
-    c.hq = 6, c.hkv = 1;
-    c.options.causal = true;
-    v.push_back(c);
-  }
+  push_gqa_mqa_strided(v, small_case(dt, 65, 257, d));
   Case c = small_case(dt, 0, 0, d);  // varlen with empty sequences on both sides
   c.varlen = true;
   c.seqlens_q = {0, 5, 0, 130, 64, 1, 257};
@@ -264,15 +266,7 @@ std::vector<Case> edge_cases(DType dt) {
     c.options.softmax_scale = -0.2f;
     v.push_back(c);
   }
-  {  // GQA and MQA, strided views
-    Case c = small_case(dt, 65, 129);
-    c.hq = 8, c.hkv = 2;
-    c.strided = true;
-    v.push_back(c);
-    c.hq = 6, c.hkv = 1;
-    c.options.causal = true;
-    v.push_back(c);
-  }
+  push_gqa_mqa_strided(v, small_case(dt, 65, 129));
   return v;
 }
 

@@ -104,7 +104,7 @@ TEST(CudaPolicy, FlatCapacityAndChoice) {
       const Dataflow pick = choose_dataflow(h100, f, w);
       EXPECT_TRUE(pick == Dataflow::flash || pick == Dataflow::flat);
       const FlashTileSize ft = flash_tile(f, d);
-      const int limit = f == Family::sm75 ? 64 * 1024 : f == Family::sm86 ? 99 * 1024 : 163 * 1024;
+      const int limit = smem_optin_bytes(f);
       EXPECT_LE(ft.smem_bytes(d), limit) << name(f) << " D=" << d;
       EXPECT_LE(t.smem_bytes(d), limit) << name(f) << " D=" << d;
     }

@@ -30,8 +30,8 @@ struct BwdParams {
   std::int64_t dv_b = 0, dv_n = 0, dv_h = 0;
   // Workspace, indexed by (head, batch, row) with rows padded to f.nq (the longest sequence), so
   // varlen offsets never reach past it: ws_row(h, b) + i.
-  /// (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks; deterministic: (Hq, B, f.nq,
-  /// kernel D, 2), the pre-rounded hi and lo sums of each element (common/repro_dq.cuh).
+  /// (Hq, B, f.nq, kernel D) fp32: dQ / scale, summed over key blocks; deterministic: the same size,
+  /// int32 sums in units of the row's dq_unit, column pairs as 64-bit words (common/repro_dq.cuh).
   float* dq_accum = nullptr;
   float* dq_unit = nullptr;     ///< deterministic: (Hq, B, f.nq) each row's unit u_i (NaN: the row is NaN)
   DqBound* dq_bound = nullptr;  ///< deterministic: maxima over K and V

@@ -152,7 +152,8 @@ constexpr FlatTileSize flat_tile(Family f, int d) {
 /// extent must be a power of two below the swizzle width or a multiple of it (sm80/bwd_kernel.cuh).
 /// Registers per thread: dK + dV accumulators BlockN * D * 2 / (32 * warps used) floats, S and dP
 /// BlockM * BlockN / (32 * sdp warps) floats each. Shared memory: Q and dO (stages buffers each),
-/// K, V, P and dS tiles: (2 stages BlockM + 2 BlockN) * D * 2 + 2 * BlockM * BlockN * 2 bytes.
+/// K, V, P and dS tiles and the per-row values (BwdShape::kSmemBytes, checked against
+/// smem_optin_bytes when an entry is instantiated).
 struct BwdTileSize {
   int block_m, block_n, warps;
   int sdp_wm, sdp_wn;  ///< S/dP warps: rows x keys
@@ -164,9 +165,6 @@ struct BwdTileSize {
   int loads;  ///< 0: the next block's Q, dO, LSE, D_i issued at the step's start; 1: dO after the P/dS
               ///< barrier; 2: dO there and Q after the dV product (sm80/bwd_kernel.cuh, BwdShape::kLoads)
   int dp_split;  ///< 1: dP and dS one 16-row m-tile at a time (fewer live registers during the dP product)
-  [[nodiscard]] constexpr int smem_bytes(int d) const {
-    return (2 * stages * block_m + 2 * block_n) * d * 2 + 2 * block_m * block_n * 2;
-  }
 };
 
 constexpr BwdTileSize bwd_tile(Family f, int d) {

@@ -7,7 +7,6 @@
 //                dK += dS^T Q, dQ = dS K.
 //   store_frags: fp32 accumulator fragments -> a 16-bit shared-memory tile (dS; dK/dV staging), at
 //                FragStore addresses.
-//   store_tile:  a shared-memory tile -> global rows, 16-byte stores (the mirror of load_tile).
 //
 // Lane bases (tile-relative, built with the tile's offset()):
 //   A as stored:     offset(row0 + a_row(lane), a_col(lane))       fragments at (row0 + 16 mt, 16 kk)
@@ -36,6 +35,20 @@ constexpr bool col_split_ok(int extent) {
   return extent % 16 == 0 && (extent % Tile::kW == 0 || (pow2 && extent < Tile::kW));
 }
 
+/// The A fragments of k-slice kk for kMT m-tiles from the tile at `sa`: as stored (ldmatrix, fragments
+/// at (16 mt, 16 kk)) or transposed (kATrans: ldmatrix.trans, fragments at (16 kk, 16 mt)).
+template <class TA, bool kATrans, int kMT>
+FLATATTN_DEVICE void load_a_frags(std::uint32_t (&a)[kMT][4], std::uint32_t sa, std::uint32_t a_base, int kk) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+    if constexpr (kATrans) {
+      ldmatrix_x4_trans(a[mt], TA::frag_at(sa, a_base, kk * 16, mt * 16));
+    } else {
+      ldmatrix_x4(a[mt], TA::frag_at(sa, a_base, mt * 16, kk * 16));
+    }
+  }
+}
+
 /// c[kMT][kNT] += A (16 kMT x kK) * B (kK x 8 kNT), A from the tile at `sa` (transposed when kATrans),
 /// B from the [k][n] tile at `sb`. a_base, b_base: lane bases as in the header comment.
 template <class E, class TA, class TB, bool kATrans, int kMT, int kNT, int kK>
@@ -45,14 +58,7 @@ FLATATTN_DEVICE void gemm_smem_a(float (&c)[kMT][kNT][4], std::uint32_t sa, std:
 #pragma unroll
   for (int kk = 0; kk < kK / 16; ++kk) {
     std::uint32_t a[kMT][4];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      if constexpr (kATrans) {
-        ldmatrix_x4_trans(a[mt], TA::frag_at(sa, a_base, kk * 16, mt * 16));
-      } else {
-        ldmatrix_x4(a[mt], TA::frag_at(sa, a_base, mt * 16, kk * 16));
-      }
-    }
+    load_a_frags<TA, kATrans, kMT>(a, sa, a_base, kk);
 #pragma unroll
     for (int np = 0; np < kNT / 2; ++np) {
       std::uint32_t b[4];
@@ -88,16 +94,7 @@ FLATATTN_DEVICE void gemm_pipe(float (&c)[kMT][kNT][4], std::uint32_t sa, std::u
 #pragma unroll
         for (int e = 0; e < 4; ++e) c[mt][nt][e] = 0.f;
   }
-  auto load_a = [&](std::uint32_t (&a)[kMT][4], int kk) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      if constexpr (kATrans) {
-        ldmatrix_x4_trans(a[mt], TA::frag_at(sa, a_base, kk * 16, mt * 16));
-      } else {
-        ldmatrix_x4(a[mt], TA::frag_at(sa, a_base, mt * 16, kk * 16));
-      }
-    }
-  };
+  auto load_a = [&](std::uint32_t (&a)[kMT][4], int kk) { load_a_frags<TA, kATrans, kMT>(a, sa, a_base, kk); };
   auto load_b = [&](std::uint32_t (&b)[4], int kk, int np) {
     if constexpr (kBTrans) {
       ldmatrix_x4_trans(b, TB::frag_at(sb, b_base, kk * 16, np * 16));
@@ -154,24 +151,6 @@ FLATATTN_DEVICE void store_frags(const float (&x)[kMT][kNT][4], float mul, unsig
       for (int h = 0; h < 2; ++h)
         *reinterpret_cast<std::uint32_t*>(tile + fs.at(mt, h, nt)) =
             E::pack(x[mt][nt][2 * h] * mul, x[mt][nt][2 * h + 1] * mul);
-}
-
-/// The Rows x D tile at `tile` -> global rows g + r * row_stride for r < rows_valid, columns < d_valid
-/// (a multiple of 8). 16-byte loads and stores; consecutive threads write consecutive chunks of a row.
-template <class Tile, int D, int kThreads>
-FLATATTN_DEVICE void store_tile(const unsigned char* tile, std::uint16_t* g, std::int64_t row_stride, int rows_valid,
-                                int d_valid, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRows = Tile::kBytes / (D * 2);
-  constexpr int kTotal = kRows * kChunksPerRow;
-#pragma unroll
-  for (int i = 0; i < (kTotal + kThreads - 1) / kThreads; ++i) {
-    const int idx = tid + i * kThreads;
-    const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
-    if ((kTotal % kThreads == 0 || idx < kTotal) && r < rows_valid && c < d_valid) {
-      *reinterpret_cast<uint4*>(g + r * row_stride + c) = *reinterpret_cast<const uint4*>(tile + Tile::offset(r, c));
-    }
-  }
 }
 
 }  // namespace flatattn::cuda

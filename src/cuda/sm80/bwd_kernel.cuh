@@ -112,6 +112,26 @@ struct BwdHeadBases {
     dout = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
     lse = p.f.lse + bi0.lse;
   }
+
+  /// A step's per-row values for query head h0 + hh, rows m0 .. m0 + BlockM - 1, into shared memory at
+  /// `rows` as fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] (u_i, the deterministic dQ unit: that
+  /// mode only), 0 past nq_rows; one 4-byte cp.async per value.
+  template <int BlockM, int Threads>
+  FLATATTN_DEVICE void load_rows(const BwdParams& p, std::uint32_t rows, int hh, int m0, int nq_rows, int tid) const {
+    const float* const lse_h = lse + hh * p.f.lse_h;
+    const std::int64_t ws = ws0 + hh * ws_h;
+    const int n = (p.deterministic ? 3 : 2) * BlockM;
+#pragma unroll
+    for (int j0 = 0; j0 < 3 * BlockM; j0 += Threads) {
+      const int j = j0 + tid;
+      if (j < n) {
+        const int part = j / BlockM, r = m0 + j - part * BlockM;
+        const bool ok = r < nq_rows;
+        const float* src = part == 0 ? lse_h + std::int64_t{r} * p.f.lse_n : (part == 1 ? p.dsum : p.dq_unit) + ws + r;
+        copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
+      }
+    }
+  }
 };
 
 /// The CTA's dK and dV, staged in the K and V tiles of shared memory (sk, sv), -> the global rows of
@@ -190,22 +210,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
       load_tile_stepped<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
     }
-    if (!(part & kLoadRows)) return;
-    const std::uint32_t rows = smem_u32(s_rows(s));
-    const float* const lse = hb.lse + hh * p.f.lse_h;
-    const float* const dsum = p.dsum + hb.ws0 + hh * hb.ws_h;
-    const float* const unit = p.dq_unit + hb.ws0 + hh * hb.ws_h;  // deterministic only
-    const int n_rows = (p.deterministic ? 3 : 2) * kBM;
-#pragma unroll
-    for (int j0 = 0; j0 < 3 * kBM; j0 += kThreads) {
-      const int j = j0 + tid;
-      if (j < n_rows) {
-        const int part = j / kBM, r = m0 + j - part * kBM;
-        const bool ok = r < nq_rows;  // else 0
-        const float* src = part == 0 ? lse + std::int64_t{r} * p.f.lse_n : (part == 1 ? dsum : unit) + r;
-        copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
-      }
-    }
+    if (part & kLoadRows) hb.load_rows<kBM, kThreads>(p, smem_u32(s_rows(s)), hh, m0, nq_rows, tid);
   };
   {
     const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;

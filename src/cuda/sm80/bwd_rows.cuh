@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
   const auto* go = static_cast<const std::uint16_t*>(p.f.o) + bi.o;
   const auto* gdo = static_cast<const std::uint16_t*>(p.dout) + ri.dout;
   const std::int64_t ws = p.ws_row(rc.h, rc.b);
-  const bool det = p.dq_unit != nullptr;
+  const bool det = p.deterministic;
 #pragma unroll 1
   for (int pass = 0; pass < S::kRows / S::kRowsPerPass; ++pass) {
     const int i = rc.m_block * S::kRows + pass * S::kRowsPerPass + static_cast<int>(threadIdx.x) / S::kLanes;
@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
     if (i < nq && lane_in_row < S::kChunks && c < p.f.d) {
       float x[8];
       const float s = p.ds_scale;
-      if (p.dq_unit != nullptr) {  // deterministic: the exact integer sums in units u_i, rounded once
+      if (p.deterministic) {  // the exact integer sums in units u_i, rounded once
         const ulonglong2* a = reinterpret_cast<const ulonglong2*>(p.dq_accum + (ws + i) * D + c);
         const float us = p.dq_unit[ws + i] * s;  // NaN: a NaN row
 #pragma unroll

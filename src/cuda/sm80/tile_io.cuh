@@ -1,6 +1,8 @@
 // Moving tiles between global and shared memory (both dataflows, both families).
 //   load_tile: a Rows x D tile, rows past `rows_valid` and columns past `d_valid` zero-filled (ragged
-//              last tiles, head dims padded up to the kernel's D), 16-byte copies, coalesced per row.
+//              last tiles, head dims padded up to the kernel's D), 16-byte copies, coalesced per row;
+//              load_tile_stepped: the same for loops that load a tile per step.
+//   store_tile: a Rows x D tile -> its global rows (the backward's dK, dV).
 //   store_out: a warp's normalized output rows, staged through its own rows of the Q tile (which only
 //              this warp reads) so that global stores are 16-byte and row-contiguous.
 //   store_lse: the LSE of a warp's rows (one lane per row writes it; rows past Nq are skipped).
@@ -15,16 +17,26 @@
 
 namespace flatattn::cuda {
 
+/// How Threads threads share the 16-byte chunks of a Rows x D tile: thread t takes chunks t,
+/// t + Threads, ... (kIters of them). kFixedColumn: each thread keeps one column and steps kRowStep
+/// rows, a multiple of the swizzle period, so its shared offset advances by a constant.
+template <class Tile, int D, int Threads>
+struct TileChunks {
+  static constexpr int kChunksPerRow = D / 8;
+  static constexpr int kRows = Tile::kBytes / (D * 2);
+  static constexpr int kTotal = kRows * kChunksPerRow;
+  static constexpr int kIters = (kTotal + Threads - 1) / Threads;
+  static constexpr int kRowStep = Threads / kChunksPerRow;  ///< rows between a thread's consecutive chunks
+  static constexpr int kPeriod = Tile::kW == 64 ? 8 : 16;  ///< rows after which the swizzle repeats
+  static constexpr bool kFixedColumn = Threads % kChunksPerRow == 0 && kRowStep % kPeriod == 0 && kTotal % Threads == 0;
+};
+
 template <class Tile, int D, int kThreads>
 FLATATTN_DEVICE void load_tile(std::uint32_t s_base, const std::uint16_t* g, std::int64_t row_stride,
                                int rows_valid, int d_valid, const void* safe, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRows = Tile::kBytes / (D * 2);
-  constexpr int kTotal = kRows * kChunksPerRow;
-  constexpr int kIters = (kTotal + kThreads - 1) / kThreads;
-  constexpr int kRowStep = kThreads / kChunksPerRow;  // rows between a thread's consecutive chunks
-  constexpr int kPeriod = Tile::kW == 64 ? 8 : 16;     // rows after which the swizzle repeats
-  if constexpr (kThreads % kChunksPerRow == 0 && kRowStep % kPeriod == 0 && kTotal % kThreads == 0) {
+  using C = TileChunks<Tile, D, kThreads>;
+  constexpr int kChunksPerRow = C::kChunksPerRow, kTotal = C::kTotal, kIters = C::kIters, kRowStep = C::kRowStep;
+  if constexpr (C::kFixedColumn) {
     // Fast path: the thread's column is fixed and each step adds kRowStep rows, which keeps the
     // swizzle: one offset and one pointer, advanced by constants.
     const int r = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
@@ -57,13 +69,9 @@ FLATATTN_DEVICE void load_tile(std::uint32_t s_base, const std::uint16_t* g, std
 template <class Tile, int D, int kThreads>
 FLATATTN_DEVICE void load_tile_stepped(std::uint32_t s_base, const std::uint16_t* g, std::int64_t row_stride,
                                        int rows_valid, int d_valid, const void* safe, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRows = Tile::kBytes / (D * 2);
-  constexpr int kTotal = kRows * kChunksPerRow;
-  constexpr int kIters = (kTotal + kThreads - 1) / kThreads;
-  constexpr int kRowStep = kThreads / kChunksPerRow;
-  constexpr int kPeriod = Tile::kW == 64 ? 8 : 16;
-  if constexpr (kThreads % kChunksPerRow == 0 && kRowStep % kPeriod == 0 && kTotal % kThreads == 0) {
+  using C = TileChunks<Tile, D, kThreads>;
+  constexpr int kChunksPerRow = C::kChunksPerRow, kIters = C::kIters, kRowStep = C::kRowStep;
+  if constexpr (C::kFixedColumn) {
     const int r = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
     const std::uint32_t s0 = s_base + Tile::offset(r, c);
     const std::uint16_t* a = g + r * row_stride + c;
@@ -77,6 +85,23 @@ FLATATTN_DEVICE void load_tile_stepped(std::uint32_t s_base, const std::uint16_t
     }
   } else {
     load_tile<Tile, D, kThreads>(s_base, g, row_stride, rows_valid, d_valid, safe, tid);
+  }
+}
+
+/// The Rows x D tile at `tile` -> global rows g + r * row_stride for r < rows_valid, columns < d_valid
+/// (a multiple of 8). 16-byte loads and stores; consecutive threads write consecutive chunks of a row.
+template <class Tile, int D, int kThreads>
+FLATATTN_DEVICE void store_tile(const unsigned char* tile, std::uint16_t* g, std::int64_t row_stride, int rows_valid,
+                                int d_valid, int tid) {
+  using C = TileChunks<Tile, D, kThreads>;
+  constexpr int kChunksPerRow = C::kChunksPerRow, kTotal = C::kTotal;
+#pragma unroll
+  for (int i = 0; i < C::kIters; ++i) {
+    const int idx = tid + i * kThreads;
+    const int r = idx / kChunksPerRow, c = (idx % kChunksPerRow) * 8;
+    if ((kTotal % kThreads == 0 || idx < kTotal) && r < rows_valid && c < d_valid) {
+      *reinterpret_cast<uint4*>(g + r * row_stride + c) = *reinterpret_cast<const uint4*>(tile + Tile::offset(r, c));
+    }
   }
 }
 

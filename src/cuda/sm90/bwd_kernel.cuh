@@ -52,7 +52,7 @@
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
-#include "src/cuda/sm80/bwd_gemm.cuh"    // FragStore, store_frags, store_tile
+#include "src/cuda/sm80/bwd_gemm.cuh"    // FragStore, store_frags
 #include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile, store_dk_dv
 #include "src/cuda/sm80/bwd_rows.cuh"    // BwdRowInfo
 #include "src/cuda/sm80/tile_io.cuh"
@@ -140,18 +140,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
     load_tile_stepped<TQ, kD, kThreads>(sq(st), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
     load_tile_stepped<TQ, kD, kThreads>(sdo(st), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
-    const std::uint32_t rows = srows + st * S::kRowBytes;
-    const float* const lse = hb.lse + hh * p.f.lse_h;
-    const float* const dsum = p.dsum + hb.ws0 + hh * hb.ws_h;
-    if (tid < 3 * kBM) {
-      const int part = tid / kBM, r = m0 + tid % kBM;
-      const bool ok = r < nq_rows && (part < 2 || p.dq_unit != nullptr);
-      const float* src = part == 0 ? lse + std::int64_t{r} * p.f.lse_n
-                                   : (part == 1 ? dsum : p.dq_unit + hb.ws0 + hh * hb.ws_h) + r;
-      copy_4(rows + 4 * tid, ok ? static_cast<const void*>(src) : p.dsum, ok);  // 0 when out of range
-    }
+    hb.load_rows<kBM, kThreads>(p, srows + st * S::kRowBytes, hh, m0, nq_rows, tid);
   };
-  static_assert(3 * kBM <= kThreads, "one LSE / D_i / u_i value per thread");
   {
     const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
