@@ -112,7 +112,7 @@ OneRow one_row(const Problem& p, const TensorView& q, const TensorView& k, const
   o.k = row_view(k, p, strides(k, p.varlen), r.b, sp.k0, 0, nk1, hk);
   o.v = row_view(v, p, strides(v, p.varlen), r.b, sp.k0, 0, nk1, hk);
   o.opt.softmax_scale = p.scale;
-  o.opt.softcap = p.softcap;
+  o.opt.softcap = p.variant.softcap;
   o.opt.causal = false;
   o.opt.causal_align = CausalAlign::bottom_right;  // diag(0) = nk1 - 1 = hi
   if (nk1 > 0) o.opt.window = Window{lo > 0 ? hi - lo : -1, 0};

@@ -3,7 +3,7 @@
 
 Models src/cuda/common/smem_tile.cuh (16-byte chunk index XOR bits 7-9 of the offset, column blocks of
 64 or 32 elements) and the lane addressing of sm80/bwd_kernel.cuh, sm80/bwd_gemm.cuh and
-sm80/tile_io.cuh, then counts, per CTA and query-block step, each access pattern's instructions and
+common/tile_io.cuh, then counts, per CTA and query-block step, each access pattern's instructions and
 the extra shared-memory wavefronts its addresses cost beyond the minimum (what Nsight Compute's
 l1tex__data_bank_conflicts_pipe_lsu_mem_shared_* counters report for that instruction alone):
   ldmatrix .x4 (S/dP, dV/dK, dQ operands): four phases of 8 lanes x 16 bytes;

@@ -1,5 +1,5 @@
 // Backward tile candidates of the tuner (bench/gpu/tune_bwd_main.cc): a name and a launcher of the
-// library's backward (launch_bwd_shape) with one compile-time shape, bf16, no softcap, sm80 family.
+// library's backward (launch_bwd_shape) with one compile-time shape, bf16, the plain variant, sm80 family.
 #pragma once
 
 #include <string>

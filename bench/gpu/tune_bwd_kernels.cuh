@@ -15,7 +15,7 @@ BwdCandidate bwd() {
   return {n(BM) + "x" + n(BN) + " w" + n(W) + " sdp" + n(SWM) + "x" + n(SWN) + " dkv" + n(KWN) + "x" + n(KWD) + " dq" +
               n(QWM) + "x" + n(QWD) + " s" + n(ST) + " mb" + n(MB) + (PIPE ? " pipe" : "") + (LOADS ? " split" + n(LOADS) : "") + (DPS ? " dpsplit" : "") + " " +
               n(S::kSmemBytes / 1024) + "KB",
-          D, BM, &launch_bwd_shape<Family::sm80, BF16, S, Variant<false>>};
+          D, BM, &launch_bwd_shape<Family::sm80, BF16, S, VariantOf<VariantId::plain>>};
 }
 
 }  // namespace flatattn::cuda::tune

@@ -14,7 +14,7 @@ Candidate flash() {
   static std::atomic<std::uint64_t> done{0};
   return {"flash", D, std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" + std::to_string(ST) + (LZ ? " lazy" : " eager"),
           [](const LaunchArgs& a) {
-            launch_grid(flash_fwd_kernel<Family::sm80, BF16, S, Variant<false>>, S::kSmemBytes, S::kThreads, S::kBlockM,
+            launch_grid(flash_fwd_kernel<Family::sm80, BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM,
                         a, done);
           }};
 }
@@ -25,7 +25,7 @@ Candidate flat() {
   static std::atomic<std::uint64_t> done{0};
   return {"flat", D, "R" + std::to_string(S::kBlockM) + " cap" + std::to_string(S::kCapN) + " w" + std::to_string(W),
           [](const LaunchArgs& a) {
-            launch_grid(flat_fwd_kernel<Family::sm80, BF16, S, Variant<false>>, S::kSmemBytes, S::kThreads, S::kBlockM,
+            launch_grid(flat_fwd_kernel<Family::sm80, BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM,
                         a, done);
           },
           S::kCapN};

@@ -16,7 +16,7 @@ Candidate sm90c() {
           std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" +
               std::to_string(ST) + (LZ ? " lazy" : " eager"),
           [](const LaunchArgs& a) {
-            launch_grid(sm90::flash_fwd_kernel<BF16, S, Variant<false>>, S::kSmemBytes, S::kThreads, S::kBlockM, a,
+            launch_grid(sm90::flash_fwd_kernel<BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM, a,
                         done);
           }};
 }

@@ -5,6 +5,7 @@
 
 #include "flatattn/attention.h"
 #include "src/core/mask.h"
+#include "src/core/variant.h"
 
 namespace flatattn {
 
@@ -25,7 +26,7 @@ struct Problem {
   const std::int32_t* cu_seqlens_q = nullptr;  ///< varlen only; on `device`
   const std::int32_t* cu_seqlens_k = nullptr;
   float scale = 1.f;
-  float softcap = 0.f;  ///< 0: off
+  VariantArgs variant{};  ///< the feature arguments of the variant hooks (src/core/variant.h)
   MaskSpec mask{};
   Dataflow dataflow = Dataflow::automatic;
   int num_threads = 0;

@@ -219,7 +219,7 @@ void check_options(const Options& o, Problem& p) {
   }
   FLATATTN_REQUIRE(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
           "must be >= 0 and finite (0 disables)", "pass 0 or a positive cap such as 30");
-  p.softcap = o.softcap;
+  p.variant.softcap = o.softcap;
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
   FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",

@@ -4,8 +4,8 @@
 //   0. D_i = rowsum(dO o O) for every (batch, head, row).
 //   1. dK, dV: one item per (batch, kv head, key block of block_n_dkdv keys). The item owns its dK/dV
 //      rows: it walks the query heads of its group and the query tiles that see the block, recomputes
-//      S = (scale Q) K^T, P = exp(S - LSE), dP = dO V^T, dS = P o (dP - D_i) (o (1 - tanh^2) with a
-//      softcap), and accumulates dV += P^T dO, dK += dS^T (scale Q) in a fixed order.
+//      S = (scale Q) K^T, x = score(S) (the variant's hook), P = exp(x - LSE), dP = dO V^T,
+//      dS = P o (dP - D_i) o dscore(x), and accumulates dV += P^T dO, dK += dS^T (scale Q) in a fixed order.
 //   2. dQ: one item per (batch, query head, query tile of block_m rows): recomputes S, P, dP, dS per key
 //      block of block_n keys and accumulates dQ += dS K, times scale at the end.
 //
@@ -26,6 +26,7 @@
 #include "src/cpu/gemm.h"
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
+#include "src/cpu/score.h"
 #include "src/cpu/simd.h"
 #include "src/cpu/tile.h"
 #include "src/cpu/workspace.h"
@@ -42,18 +43,18 @@ struct StepTiles {
   float* do_il;  ///< dO, interleaved [bm][dp]
   float* s;      ///< S, then P  [bm][ld]
   float* ds;     ///< dP, then dS [bm][ld]
-  float* tc;     ///< tanh(S / softcap) [bm][ld] (softcap only)
+  float* x;      ///< score(S) before the mask [bm][ld] (variants with a score transform only)
   float* lse;    ///< [bm]
   float* di;     ///< [bm]
 };
 
-StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool softcap) {
+StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool keep_scores) {
   StepTiles t{};
   t.q_il = c.take(bm * dp);
   t.do_il = c.take(bm * dp);
   t.s = c.take(bm * ld);
   t.ds = c.take(bm * ld);
-  t.tc = softcap ? c.take(bm * ld) : nullptr;
+  t.x = keep_scores ? c.take(bm * ld) : nullptr;
   t.lse = c.take(bm);
   t.di = c.take(bm);
   return t;
@@ -77,7 +78,7 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
   w.dv = c.take(bk * dp);
   w.q = c.take(bm * dp);
   w.dout = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, bk, p.softcap > 0);
+  w.step = carve_step(c, bm, dp, bk, transforms_scores(p));
   return w;
 }
 
@@ -98,7 +99,7 @@ QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan) 
   w.vt = c.take(nk * dp);
   w.k = c.take(nk * dp);
   w.dq = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, static_cast<std::size_t>(plan.block_n), p.softcap > 0);
+  w.step = carve_step(c, bm, dp, static_cast<std::size_t>(plan.block_n), transforms_scores(p));
   return w;
 }
 
@@ -131,21 +132,15 @@ void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, st
   }
 }
 
-/// From S (w.s) and dP (w.ds) of rows i0.. and keys k0 .. k0+ncols: P = exp(softcap(S) - LSE) with the mask
-/// (in w.s) and dS = P o (dP - D_i) o (1 - tanh^2 when soft-capped) (in w.ds). Rows with LSE = -inf (fully
-/// masked, or padding) get P = dS = 0.
-void probs_and_dscores(const Problem& p, const SeqSpan& sp, std::int64_t i0, std::int64_t rows,
-                       std::int64_t rows_pad, std::int64_t k0, std::int64_t ncols, std::int64_t ld,
-                       const StepTiles& w) {
-  if (p.softcap > 0) {
-    const float inv = 1.f / p.softcap;
-    for (std::int64_t i = 0; i < rows_pad; ++i)
-      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-        const vf tc = simd::tanh(simd::load(w.s + i * ld + j) * inv);
-        simd::store(w.tc + i * ld + j, tc);
-        simd::store(w.s + i * ld + j, tc * p.softcap);
-      }
-  }
+/// From S (w.s) and dP (w.ds) of rows i0.. and keys k0 .. k0+ncols: P = exp(score(S) - LSE) with the mask
+/// (in w.s) and dS = P o (dP - D_i) o dscore(score(S)) (in w.ds). Rows with LSE = -inf (fully masked, or
+/// padding) get P = dS = 0. at: the score coordinates of row i0, key k0.
+template <class V>
+void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::int64_t rows, std::int64_t rows_pad,
+                         std::int64_t ncols, std::int64_t ld, const StepTiles& w) {
+  const std::int64_t i0 = at.i, k0 = at.j;
+  apply_score(p, at, w.s, rows_pad, ncols, ld, w.x);
+  const VariantData vd = cpu_variant_data(p);
   mask_block(p.mask, sp, i0, rows, k0, ncols, w.s, ld);
   for (std::int64_t i = 0; i < rows_pad; ++i) {
     float* s = w.s + i * ld;
@@ -159,14 +154,17 @@ void probs_and_dscores(const Problem& p, const SeqSpan& sp, std::int64_t i0, std
     for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
       const vf pr = simd::exp(simd::load(s + j) - lse);
       vf g = pr * (simd::load(ds + j) - di);
-      if (p.softcap > 0) {
-        const vf tc = simd::load(w.tc + i * ld + j);
-        g = g * (1.f - tc * tc);
-      }
+      if constexpr (V::Score::kActive) g = g * V::Score::template dscore<VecMath>(simd::load(w.x + i * ld + j), vd);
       simd::store(s + j, pr);
       simd::store(ds + j, g);
     }
   }
+}
+
+void probs_and_dscores(const Problem& p, const SeqSpan& sp, ScoreAt at, std::int64_t rows, std::int64_t rows_pad,
+                       std::int64_t ncols, std::int64_t ld, const StepTiles& w) {
+  visit_variant(variant_of(p.variant),
+                [&]<class V>() { probs_and_dscores_v<V>(p, sp, at, rows, rows_pad, ncols, ld, w); });
 }
 
 void check_plan(const BackwardPlan& plan) {
@@ -235,7 +233,9 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
-      probs_and_dscores(p, blk.sp, i0, rows, rows_pad, blk.k0, ncols, ld, w.step);
+      const ScoreAt at{static_cast<int>(blk.b), static_cast<int>(h), static_cast<int>(blk.hk), static_cast<int>(i0),
+                       static_cast<int>(blk.k0)};
+      probs_and_dscores(p, blk.sp, at, rows, rows_pad, ncols, ld, w.step);
       gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
       gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
     }
@@ -265,7 +265,9 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       const std::int64_t ncols = std::min(ld, k_end - k0);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
-      probs_and_dscores(p, tile.sp, tile.i0, tile.rows, rows_pad, k0, ncols, ld, w.step);
+      const ScoreAt at{static_cast<int>(tile.b), static_cast<int>(tile.h), static_cast<int>(tile.h / p.group()),
+                       static_cast<int>(tile.i0), static_cast<int>(k0)};
+      probs_and_dscores(p, tile.sp, at, tile.rows, rows_pad, ncols, ld, w.step);
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
   }

@@ -3,6 +3,7 @@
 #include "src/cpu/forward_tile.h"
 #include "src/cpu/gemm.h"
 #include "src/cpu/pack.h"
+#include "src/cpu/score.h"
 #include "src/cpu/simd.h"
 #include "src/cpu/tile.h"
 
@@ -22,8 +23,7 @@ void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
     gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
-    if (p.softcap > 0)
-      for (std::int64_t i = 0; i < rows_pad; ++i) simd::softcap_row(w.s + i * ncols, ncols, p.softcap);
+    apply_score(p, score_at(p, tile, k0), w.s, rows_pad, ncols, ncols, nullptr);
     mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
     // Exact full-row softmax: max, then exp and sum in one sweep; the division by the sum is applied to
     // the R x D output in finish_tile (same result as dividing P, Nk/D times fewer divisions).

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "src/core/variant.h"
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
 
@@ -34,6 +35,14 @@ std::size_t naive_workspace_bytes(const Problem& p) {
 void naive_forward(const Problem& p, const FwdTensors& t) {
   const std::int64_t items = p.batch * p.hq;
   const int threads = resolve_threads(p, static_cast<std::size_t>(std::max<std::int64_t>(items, 1)));
+  // The variant's score hook on one scaled logit (scalar: this path is the materialized baseline).
+  const VariantData vd = make_variant_data(p.variant, 1.f, 1.f);
+  const auto score = [&vd, id = variant_of(p.variant)](float s, ScoreAt at) {
+    return visit_variant(id, [&]<class V>() {
+      if constexpr (V::Score::kActive) return V::Score::template score<FloatMath>(s, vd, at);
+      return s;
+    });
+  };
 #pragma omp parallel num_threads(threads)
   {
     Matrix q, k, v, s, o;
@@ -51,8 +60,8 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
         const std::int64_t lo = p.mask.lo(i, sp.nq, sp.nk), hi = std::min(p.mask.hi(i, sp.nq, sp.nk), sp.nk - 1);
         float m = -kInf;
         for (std::int64_t j = 0; j < sp.nk; ++j) {
-          float x = row[j];
-          if (p.softcap > 0) x = p.softcap * std::tanh(x / p.softcap);
+          const float x = score(row[j], ScoreAt{static_cast<int>(b), static_cast<int>(h), static_cast<int>(hk),
+                                                static_cast<int>(i), static_cast<int>(j)});
           row[j] = (j < lo || j > hi) ? -kInf : x;
           m = std::max(m, row[j]);
         }

@@ -94,10 +94,4 @@ FLATATTN_INLINE void scale_row(float* p, std::int64_t n, float a) {
   for (std::int64_t j = 0; j < n; j += kWidth) store(p + j, load(p + j) * a);
 }
 
-/// p[j] = cap * tanh(p[j] / cap) (logit soft-capping; n a multiple of kWidth).
-FLATATTN_INLINE void softcap_row(float* p, std::int64_t n, float cap) {
-  const float inv = 1.0f / cap;
-  for (std::int64_t j = 0; j < n; j += kWidth) store(p + j, tanh(load(p + j) * inv) * cap);
-}
-
 }  // namespace flatattn::cpu::simd

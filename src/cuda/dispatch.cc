@@ -1,6 +1,6 @@
 // The CUDA backend's entry points: CUDA-specific checks, the code-path family for the device, the
 // Flash/FLAT choice, and the registry of built instances (key: family, dataflow, dtype, head dim,
-// softcap -> launcher). A request no built instance serves is an error listing what was built.
+// variant -> launcher). A request no built instance serves is an error listing what was built.
 #include "src/cuda/dispatch.h"
 
 #include <cuda_runtime.h>
@@ -32,42 +32,45 @@ struct Instance {
   Dataflow dataflow;
   DType dtype;
   int d;
-  bool softcap;
+  VariantId variant;
   LaunchInfo (*launch)(const LaunchArgs&);
 };
 
 // The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options).
 constexpr Instance kInstances[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, SC) \
-  {Family::F, Dataflow::DF, DType::DT, D, SC, &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, SC>},
-#define FLATATTN_BWD_INSTANCE(F, DT, D, SC)
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR) \
+  {Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR, &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR>},
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR)
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
-    {Family::sm80, Dataflow::automatic, DType::f32, 0, false, nullptr},  // end marker
+    {Family::sm80, Dataflow::automatic, DType::f32, 0, VariantId::plain, nullptr},  // end marker
 };
 
 struct BwdInstance {
   Family family;
   DType dtype;
   int d;
-  bool softcap;
+  VariantId variant;
   LaunchInfo (*launch)(const BwdLaunchArgs&);
 };
 
 constexpr BwdInstance kBwdInstances[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, SC)
-#define FLATATTN_BWD_INSTANCE(F, DT, D, SC) \
-  {Family::F, DType::DT, D, SC, &launch_bwd<Family::F, DType::DT, D, SC>},
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR)
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR) \
+  {Family::F, DType::DT, D, VariantId::VAR, &launch_bwd<Family::F, DType::DT, D, VariantId::VAR>},
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
-    {Family::sm80, DType::f32, 0, false, nullptr},  // end marker
+    {Family::sm80, DType::f32, 0, VariantId::plain, nullptr},  // end marker
 };
+
+/// The instance-name suffix of a variant ("" for plain, else "_" and its name), as tools/gen_instances.py names files.
+std::string variant_suffix(VariantId v) { return v == VariantId::plain ? "" : std::string("_") + variant_name(v); }
 
 std::string instance_name(const Instance& in) {
   return std::string(name(in.dataflow)) + "_" + name(in.family) + "_" + std::string(name(in.dtype)) + "_d" +
-         std::to_string(in.d) + (in.softcap ? "_softcap" : "");
+         std::to_string(in.d) + variant_suffix(in.variant);
 }
 
 bool has_family(Family f) {
@@ -79,29 +82,29 @@ bool has_family(Family f) {
 }
 
 /// Smallest built head dim >= d for the key, or nullptr.
-const Instance* find(Family f, Dataflow df, DType dt, bool softcap, std::int64_t d) {
+const Instance* find(Family f, Dataflow df, DType dt, VariantId variant, std::int64_t d) {
   const Instance* best = nullptr;
   for (const Instance& in : kInstances) {
-    if (in.launch == nullptr || in.family != f || in.dataflow != df || in.dtype != dt || in.softcap != softcap) continue;
+    if (in.launch == nullptr || in.family != f || in.dataflow != df || in.dtype != dt || in.variant != variant) continue;
     if (in.d >= d && (best == nullptr || in.d < best->d)) best = &in;
   }
   return best;
 }
 
 /// Smallest built backward head dim >= d for the key, or nullptr.
-const BwdInstance* find_bwd(Family f, DType dt, bool softcap, std::int64_t d) {
+const BwdInstance* find_bwd(Family f, DType dt, VariantId variant, std::int64_t d) {
   const BwdInstance* best = nullptr;
   for (const BwdInstance& in : kBwdInstances) {
-    if (in.launch == nullptr || in.family != f || in.dtype != dt || in.softcap != softcap) continue;
+    if (in.launch == nullptr || in.family != f || in.dtype != dt || in.variant != variant) continue;
     if (in.d >= d && (best == nullptr || in.d < best->d)) best = &in;
   }
   return best;
 }
 
-[[noreturn]] void not_built(Family f, Dataflow df, DType dt, bool softcap, std::int64_t d) {
+[[noreturn]] void not_built(Family f, Dataflow df, DType dt, VariantId variant, std::int64_t d) {
   throw Error(Error::Kind::unsupported, "q",
               std::string(name(df)) + " kernel for " + std::string(name(dt)) + ", D = " + std::to_string(d) +
-                  (softcap ? ", softcap" : "") + " on the " + name(f) + " family",
+                  (variant == VariantId::plain ? "" : std::string(", ") + variant_name(variant)) + " on the " + name(f) + " family",
               "no built instance serves it; built: " + built_instances(),
               "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
 }
@@ -171,7 +174,7 @@ bool sm90_enabled(const DeviceInfo& dev) {
 /// on `dev` and has an instance of the same kernel head dim (so padding never grows), else `flash` itself.
 const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash) {
   if (flash == nullptr || !sm90_enabled(dev)) return flash;
-  const Instance* h = find(Family::sm90, Dataflow::flash, flash->dtype, flash->softcap, flash->d);
+  const Instance* h = find(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
   return h != nullptr && h->d == flash->d ? h : flash;
 }
 
@@ -179,7 +182,7 @@ const Instance* upgrade_flash(const DeviceInfo& dev, const Instance* flash) {
 /// sm90/bwd_kernel.cuh) when it is enabled and has the same kernel head dim, else `base` itself.
 const BwdInstance* upgrade_bwd(const DeviceInfo& dev, const BwdInstance* base) {
   if (base == nullptr || !sm90_enabled(dev)) return base;
-  const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->softcap, base->d);
+  const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->variant, base->d);
   return h != nullptr && h->d == base->d ? h : base;
 }
 
@@ -258,13 +261,13 @@ std::string built_instances() {
   for (const Instance& in : kInstances) {
     if (in.launch == nullptr) continue;
     std::string& g = groups[std::string(name(in.dataflow)) + " " + name(in.family) + " " + std::string(name(in.dtype)) +
-                            (in.softcap ? " softcap" : "")];
+                            (in.variant == VariantId::plain ? "" : std::string(" ") + variant_name(in.variant))];
     g += (g.empty() ? "D=" : ",") + std::to_string(in.d);
   }
   for (const BwdInstance& in : kBwdInstances) {
     if (in.launch == nullptr) continue;
     std::string& g = groups[std::string("bwd ") + name(in.family) + " " + std::string(name(in.dtype)) +
-                            (in.softcap ? " softcap" : "")];
+                            (in.variant == VariantId::plain ? "" : std::string(" ") + variant_name(in.variant))];
     g += (g.empty() ? "D=" : ",") + std::to_string(in.d);
   }
   if (groups.empty()) return "nothing (FLATATTN_HDIMS / FLATATTN_DTYPES left no instance)";
@@ -298,18 +301,18 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   DeviceGuard guard(p.device.index);
   const DeviceInfo& dev = device_info(p.device.index);
   const Family fam = family_for(dev, p.dtype);
-  const bool softcap = p.softcap > 0.f;
+  const VariantId variant = variant_of(p.variant);
 
-  const Instance* flash = find(fam, Dataflow::flash, p.dtype, softcap, p.d);
-  const Instance* flat = find(fam, Dataflow::flat, p.dtype, softcap, p.d);
+  const Instance* flash = find(fam, Dataflow::flash, p.dtype, variant, p.d);
+  const Instance* flat = find(fam, Dataflow::flat, p.dtype, variant, p.d);
   const Instance* inst = nullptr;
   switch (p.dataflow) {
     case Dataflow::flash:
-      if (flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      if (flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, variant, p.d);
       inst = flash;
       break;
     case Dataflow::flat:
-      if (flat == nullptr) not_built(fam, Dataflow::flat, p.dtype, softcap, p.d);
+      if (flat == nullptr) not_built(fam, Dataflow::flat, p.dtype, variant, p.d);
       // A shape this dataflow does not serve (not a malformed argument): Kind::unsupported, as for an
       // instance that is not built, so callers can tell "pick another dataflow" from "fix the input".
       if (!flat_fits(fam, flat->d, p.nk))
@@ -320,14 +323,14 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
       inst = flat;
       break;
     case Dataflow::automatic: {
-      if (flash == nullptr && flat == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      if (flash == nullptr && flat == nullptr) not_built(fam, Dataflow::flash, p.dtype, variant, p.d);
       Workload w{p.batch, p.hq, p.hkv, p.nq, p.nk, flash != nullptr ? flash->d : flat->d, p.dtype, p.mask};
       // An empty call (B = 0, Nq = 0 or Nk = 0) launches nothing: no plan to ask for (the planner refuses
       // empty shapes), the report names the flash kernel.
       const bool empty = p.batch == 0 || p.nq == 0 || p.nk == 0;
       const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) &&
                              (flash == nullptr || (!empty && choose_dataflow(dev, fam, w) == Dataflow::flat));
-      if (!want_flat && flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, softcap, p.d);
+      if (!want_flat && flash == nullptr) not_built(fam, Dataflow::flash, p.dtype, variant, p.d);
       inst = want_flat ? flat : flash;
       break;
     }
@@ -356,18 +359,18 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   DeviceGuard guard(p.device.index);
   const DeviceInfo& dev = device_info(p.device.index);
   const Family fam = family_for(dev, p.dtype);
-  const bool softcap = p.softcap > 0.f;
-  const BwdInstance* inst = upgrade_bwd(dev, find_bwd(fam, p.dtype, softcap, p.d));
+  const VariantId variant = variant_of(p.variant);
+  const BwdInstance* inst = upgrade_bwd(dev, find_bwd(fam, p.dtype, variant, p.d));
   if (inst == nullptr) {
     throw Error(Error::Kind::unsupported, "q",
                 "backward kernel for " + std::string(name(p.dtype)) + ", D = " + std::to_string(p.d) +
-                    (softcap ? ", softcap" : "") + " on the " + name(fam) + " family",
+                    (variant == VariantId::plain ? "" : std::string(", ") + variant_name(variant)) + " on the " + name(fam) + " family",
                 "no built backward instance serves it; built: " + built_instances(),
                 "rebuild with FLATATTN_HDIMS / FLATATTN_DTYPES covering it (and without FLATATTN_CUDA_SUBSET)");
   }
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
   r.kernel = std::string("bwd_") + name(inst->family) + "_" + std::string(name(p.dtype)) + "_d" + std::to_string(inst->d) +
-             (softcap ? "_softcap" : "") + (p.deterministic ? " (deterministic)" : "");
+             variant_suffix(variant) + (p.deterministic ? " (deterministic)" : "");
   if (inst->d != p.d) r.kernel += " (D=" + std::to_string(p.d) + " zero-padded)";
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;

@@ -9,7 +9,7 @@
 #include <string>
 #include <type_traits>
 
-#include "src/cuda/common/variant.cuh"
+#include "src/core/variant.h"
 #include "src/cuda/flat/flat_kernel.cuh"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
@@ -49,11 +49,11 @@ void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const 
   check(cudaGetLastError(), "kernel launch");
 }
 
-template <Family F, Dataflow DF, DType DT, int D, bool Softcap>
+template <Family F, Dataflow DF, DType DT, int D, VariantId Var>
 LaunchInfo launch_fwd(const LaunchArgs& a) {
   static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
-  using V = Variant<Softcap>;
+  using V = VariantOf<Var>;
   static std::atomic<std::uint64_t> attr_done{0};
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");

@@ -8,6 +8,7 @@
 
 #include "flatattn/attention.h"
 #include "src/core/problem.h"
+#include "src/core/variant.h"
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/policy/tile_size.h"
 
@@ -75,14 +76,15 @@ struct BwdLaunchArgs {
   int device = 0;
 };
 
-/// Launches one instance: family F, dataflow DF, storage dtype DT, kernel head dim D, softcap variant.
+/// Launches one instance: family F, dataflow DF, storage dtype DT, kernel head dim D, variant Var
+/// (src/core/variant.h).
 /// Defined in src/cuda/launch.cuh; one explicit instantiation per file of src/cuda/inst/.
-template <Family F, Dataflow DF, DType DT, int D, bool Softcap>
+template <Family F, Dataflow DF, DType DT, int D, VariantId Var>
 LaunchInfo launch_fwd(const LaunchArgs& args);
 
 /// Launches one backward instance (pre-pass, main kernel, dQ conversion) on args.stream. Defined in
 /// src/cuda/launch_bwd.cuh; one explicit instantiation per bwd_* file of src/cuda/inst/.
-template <Family F, DType DT, int D, bool Softcap>
+template <Family F, DType DT, int D, VariantId Var>
 LaunchInfo launch_bwd(const BwdLaunchArgs& args);
 
 /// Probes whether a family's code can run on the current device (its object files carry a tiny kernel

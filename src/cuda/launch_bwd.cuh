@@ -1,5 +1,5 @@
 // The definition of launch_bwd (launch_api.h): the backward's launches on the caller's stream, in
-// order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (sm80/bwd_rows.cuh; deterministic: after
+// order: D_i = rowsum(dO o O) and a zeroed dQ accumulator (common/bwd_rows.cuh; deterministic: after
 // the K/V maxima of the dQ bound, bwd_bound_kernel, and with each row's grid), the main kernel over key blocks
 // (sm80/bwd_kernel.cuh; the sm90 family: sm90/bwd_kernel.cuh, wgmma), the dQ conversion.
 // The shape comes from the policy table (bwd_tile). Included only by the generated bwd_* instance files.
@@ -11,14 +11,14 @@
 #include <string>
 #include <type_traits>
 
-#include "src/cuda/common/variant.cuh"
+#include "src/core/variant.h"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/bwd_kernel.cuh"
-#include "src/cuda/sm80/bwd_rows.cuh"
+#include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/sm90/bwd_kernel.cuh"
 
 namespace flatattn::cuda {
@@ -89,14 +89,14 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   return {S::kBlockM, S::kBlockN};
 }
 
-template <Family F, DType DT, int D, bool Softcap>
+template <Family F, DType DT, int D, VariantId Var>
 LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
   static_assert(DT == DType::f16 || DT == DType::bf16, "kernels store f16 or bf16");
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
   if constexpr (F == Family::sm90) {
-    return launch_bwd_shape<F, E, Sm90BwdShapeOf<D>, Variant<Softcap>>(a);
+    return launch_bwd_shape<F, E, Sm90BwdShapeOf<D>, VariantOf<Var>>(a);
   } else {
-    return launch_bwd_shape<F, E, BwdShapeOf<F, D>, Variant<Softcap>>(a);
+    return launch_bwd_shape<F, E, BwdShapeOf<F, D>, VariantOf<Var>>(a);
   }
 }
 

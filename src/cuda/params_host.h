@@ -33,18 +33,14 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
     p.cu_k = pr.cu_seqlens_k;
   }
   constexpr float kLog2e = 1.4426950408889634f;
-  if (pr.softcap > 0.f) {
-    p.fold = 0;
-    p.mul = 1.f;
-    p.pre = pr.scale / pr.softcap;
-    p.post = pr.softcap * kLog2e;
-  } else if (pr.scale > 0.f) {
+  p.var = make_variant_data(pr.variant, pr.scale, kLog2e);
+  const bool folds = visit_variant(variant_of(pr.variant), []<class V>() { return V::kFoldsScale; });
+  if (folds && pr.scale > 0.f) {
     p.fold = 1;  // max of the raw logits is the max of the scaled ones
     p.mul = pr.scale * kLog2e;
   } else {
-    p.fold = 0;  // a negative (or zero) scale flips the order: scale first
+    p.fold = 0;  // a score transform, or a negative (or zero) scale that flips the order: score first
     p.mul = 1.f;
-    p.pre = pr.scale * kLog2e;
   }
   // Window sizes beyond any sequence act as unbounded; clamp them into int range.
   constexpr std::int64_t kBig = std::int64_t{1} << 30;

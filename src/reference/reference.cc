@@ -53,10 +53,10 @@ void logits(const Problem& p, const View& q, const View& k, std::int64_t b, cons
       for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(q, qo + d) * rd(k, ko + d), round);
       double x = p.scale * acc;
       if (round) x = round_to(round_dtype, x);
-      if (p.softcap > 0) {
-        const double t = std::tanh(x / p.softcap);
+      if (p.variant.softcap > 0) {
+        const double t = std::tanh(x / p.variant.softcap);
         if (tanh_out) (*tanh_out)[i * sp.nk + j] = t;
-        x = p.softcap * t;
+        x = p.variant.softcap * t;
         if (round) x = round_to(round_dtype, x);
       }
       S[i * sp.nk + j] = x;
@@ -159,7 +159,7 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
           // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = 1 - tanh^2; then the scale.
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
-            if (p.softcap > 0) ds *= 1.0 - T[i * sp.nk + j] * T[i * sp.nk + j];
+            if (p.variant.softcap > 0) ds *= 1.0 - T[i * sp.nk + j] * T[i * sp.nk + j];
             dP[i * sp.nk + j] = r(r(ds) * p.scale);
           }
         }

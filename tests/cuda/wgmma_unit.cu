@@ -9,8 +9,8 @@
 #include <string>
 
 #include "src/cuda/common/dtype.cuh"
-#include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 #include "tests/cuda/wgmma_unit.h"
 

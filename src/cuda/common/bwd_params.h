@@ -38,7 +38,7 @@ struct BwdParams {
   float* dsum = nullptr;        ///< (Hq, B, f.nq) fp32: D_i = rowsum(dO o O)
   int batch = 0, hq = 0, hkv = 0;
   int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
-  float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside softcap: the softmax scale
+  float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside the score hook: the softmax scale
   int deterministic = 0;
 
   /// Workspace row of (query head h, sequence b, row 0).

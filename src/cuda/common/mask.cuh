@@ -3,6 +3,7 @@
 // masking (only blocks that cross the band's edges or the end of the keys do).
 #pragma once
 
+#include <climits>
 #include <cstdint>
 
 #include "src/core/mask.h"  // FLATATTN_HD: host+device under nvcc, plain inline otherwise (host tests)
@@ -29,6 +30,13 @@ struct BandMask {
     if (right < 0) return nk - 1;
     const std::int64_t h = std::int64_t{i} + shift + right;
     return h > nk - 1 ? nk - 1 : (h < -1 ? -1 : static_cast<int>(h));
+  }
+  /// Queries [qlo, qhi] that see key j (the rule solved for the row): empty when j >= nk. Bounds clamped to
+  /// int; row i sees key j iff qlo <= i <= qhi. Host and device (device: the key-major score tiles).
+  FLATATTN_HD void queries(int j, int& qlo, int& qhi) const {
+    auto clamp = [](std::int64_t x) { return static_cast<int>(x < -1 ? -1 : (x > INT_MAX ? INT_MAX : x)); };
+    qlo = right < 0 ? 0 : clamp(std::int64_t{j} - shift - right);
+    qhi = j >= nk ? -1 : (left < 0 ? INT_MAX : clamp(std::int64_t{j} - shift + left));
   }
 };
 

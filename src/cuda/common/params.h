@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "src/core/variant.h"
+
 namespace flatattn::cuda {
 
 struct FwdParams {
@@ -23,16 +25,19 @@ struct FwdParams {
   int d = 0;                 ///< the caller's head dim (<= the kernel's; the rest is zero padding)
   const int* cu_q = nullptr;  ///< varlen offsets (B + 1), null when batched
   const int* cu_k = nullptr;
-  // Logits in log2 units: x = (fold ? s : transform(s)), p = exp2(x * mul - max * mul).
-  // fold (scale > 0, no softcap): mul = scale * log2(e) and the scale rides on the exp2 FFMA.
-  // otherwise transform(s) = pre * s (pre = scale * log2 e), or post * tanh(pre * s) with softcap
-  // (pre = scale / softcap, post = softcap * log2 e), and mul = 1.
+  // Logits in log2 units: x = (fold ? s : score(s)), p = exp2(x * mul - max * mul), score = the variant's
+  // hook (src/core/variant.h) with var = make_variant_data(args, scale, log2 e).
+  // fold (scale > 0 and a variant without a score transform): mul = scale * log2(e) and the scale rides
+  // on the exp2 FFMA. Otherwise mul = 1 and the score applies the scale (plain: x = scale log2(e) s).
   int fold = 1;
-  float mul = 1.f, pre = 1.f, post = 1.f;
+  float mul = 1.f;
   // Band mask in sequence coordinates (src/core/mask.h): row i sees keys [lo(i), hi(i)] with
   // diag(i) = i + (bottom_right ? nk - nq : 0); left/right < 0 mean unbounded.
   int bottom_right = 1;
   int left = -1, right = -1;
+  // Last: the struct keeps its size (the variant data fills what was tail padding), so the backward's
+  // parameters after it keep their offsets.
+  VariantData var{};  ///< the variant hooks' per-call data
 };
 
 }  // namespace flatattn::cuda

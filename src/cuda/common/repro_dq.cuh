@@ -12,8 +12,8 @@
 // mode issues the default mode's reductions: one 8-byte reduction per column pair, the same bytes and
 // L2 sectors, 4 bytes of workspace per element.
 //
-// The unit comes from a bound on row i (the pre-pass, sm80/bwd_rows.cuh): the accumulator holds
-// sum_j dS_ij K_j with dS_ij = P_ij (dP_ij - D_i) (times softcap's tanh' <= 1), sum_j P_ij = 1 and
+// The unit comes from a bound on row i (the pre-pass, common/bwd_rows.cuh): the accumulator holds
+// sum_j dS_ij K_j with dS_ij = P_ij (dP_ij - D_i) (times the score's derivative, <= 1 for every built score), sum_j P_ij = 1 and
 // |dP_ij| <= |dO_i| |V_j| (Cauchy-Schwarz), so the absolute values of all of row i's terms sum to at most
 //   B_i = max|K| (|dO_i| max_j |V_j| + |D_i|),
 // doubled for the 16-bit rounding of dS and the exp2 approximation of P. With 2^E > 2 B_i, u_i = 2^(E - 30):

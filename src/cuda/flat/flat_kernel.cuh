@@ -17,12 +17,13 @@
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/policy/tile_size.h"
-#include "src/cuda/sm80/flash_kernel.cuh"  // TileCoord
-#include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/tile_coord.cuh"
+#include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 
 namespace flatattn::cuda {
 
@@ -51,6 +52,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   extern __shared__ __align__(128) unsigned char smem[];
 
   const TileCoord tc(n_m_blocks, hq);
+  const ScoreAt at{tc.b, tc.h, tc.h / p.group, 0, 0};  // the hooks' coordinates (unused ones cost nothing)
   const BlockInfo bi(p, tc.b, tc.h);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;
@@ -96,7 +98,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
       }
       copy_commit();
       gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s[i], sq, aq, buffer(i), bk);
-      apply_logits<V>(s[i], p, range.needs_mask(range.begin + i), bm, row, n0 + col);
+      apply_score<V, Layout::query_major>(s[i], p, range.needs_mask(range.begin + i), bm, row, n0 + col, at);
     }
   }
 
@@ -139,6 +141,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
       }
       copy_commit();
       std::uint32_t pa[kMT][kNT / 2][4];
+      apply_prob<V>(s[i], p, row, (range.begin + i) * kBN + col, at);
       pack_p<E>(s[i], pa);
       gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, buffer(n_blocks + i), av);
     }

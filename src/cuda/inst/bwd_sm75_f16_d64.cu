@@ -2,5 +2,5 @@
 #include "src/cuda/launch_bwd.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_bwd<Family::sm75, DType::f16, 64, false>(const BwdLaunchArgs&);
+template LaunchInfo launch_bwd<Family::sm75, DType::f16, 64, VariantId::plain>(const BwdLaunchArgs&);
 }  // namespace flatattn::cuda

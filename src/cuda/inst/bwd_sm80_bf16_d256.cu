@@ -2,5 +2,5 @@
 #include "src/cuda/launch_bwd.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_bwd<Family::sm80, DType::bf16, 256, false>(const BwdLaunchArgs&);
+template LaunchInfo launch_bwd<Family::sm80, DType::bf16, 256, VariantId::plain>(const BwdLaunchArgs&);
 }  // namespace flatattn::cuda

@@ -2,5 +2,5 @@
 #include "src/cuda/launch_bwd.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_bwd<Family::sm80, DType::bf16, 32, true>(const BwdLaunchArgs&);
+template LaunchInfo launch_bwd<Family::sm80, DType::bf16, 32, VariantId::softcap>(const BwdLaunchArgs&);
 }  // namespace flatattn::cuda

@@ -2,5 +2,5 @@
 #include "src/cuda/launch_bwd.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_bwd<Family::sm80, DType::f16, 96, true>(const BwdLaunchArgs&);
+template LaunchInfo launch_bwd<Family::sm80, DType::f16, 96, VariantId::softcap>(const BwdLaunchArgs&);
 }  // namespace flatattn::cuda

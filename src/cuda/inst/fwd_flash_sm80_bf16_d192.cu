@@ -2,5 +2,5 @@
 #include "src/cuda/launch.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_fwd<Family::sm80, Dataflow::flash, DType::bf16, 192, false>(const LaunchArgs&);
+template LaunchInfo launch_fwd<Family::sm80, Dataflow::flash, DType::bf16, 192, VariantId::plain>(const LaunchArgs&);
 }  // namespace flatattn::cuda

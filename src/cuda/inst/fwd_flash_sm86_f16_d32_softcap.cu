@@ -2,5 +2,5 @@
 #include "src/cuda/launch.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_fwd<Family::sm86, Dataflow::flash, DType::f16, 32, true>(const LaunchArgs&);
+template LaunchInfo launch_fwd<Family::sm86, Dataflow::flash, DType::f16, 32, VariantId::softcap>(const LaunchArgs&);
 }  // namespace flatattn::cuda

@@ -2,5 +2,5 @@
 #include "src/cuda/launch.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_fwd<Family::sm90, Dataflow::flash, DType::f16, 128, false>(const LaunchArgs&);
+template LaunchInfo launch_fwd<Family::sm90, Dataflow::flash, DType::f16, 128, VariantId::plain>(const LaunchArgs&);
 }  // namespace flatattn::cuda

@@ -2,5 +2,5 @@
 #include "src/cuda/launch.cuh"
 
 namespace flatattn::cuda {
-template LaunchInfo launch_fwd<Family::sm80, Dataflow::flat, DType::bf16, 64, false>(const LaunchArgs&);
+template LaunchInfo launch_fwd<Family::sm80, Dataflow::flat, DType::bf16, 64, VariantId::plain>(const LaunchArgs&);
 }  // namespace flatattn::cuda

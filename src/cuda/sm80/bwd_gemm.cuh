@@ -1,12 +1,11 @@
-// The warp-level pieces the backward adds to sm80/warp_gemm.cuh (FlashAttention-2, Alg. 2):
+// The warp-level pieces the backward adds to common/warp_gemm.cuh (FlashAttention-2, Alg. 2):
 //   gemm_pipe:   the same products (and gemm_qk's S = Q K^T), with the next step's fragments loaded
 //                before the current step's MMAs (the bwd_tile policy's `pipe`).
 //   gemm_smem_a: c += A B with A read from shared memory, either as stored ([row][k], ldmatrix) or
 //                transposed ([k][row], ldmatrix.trans: P^T and dS^T from the P/dS tiles), and B read
 //                transposed from a [k][n] tile (ldmatrix.trans, as V in gemm_pv): dV += P^T dO,
 //                dK += dS^T Q, dQ = dS K.
-//   store_frags: fp32 accumulator fragments -> a 16-bit shared-memory tile (dS; dK/dV staging), at
-//                FragStore addresses.
+// (store_frags and FragStore, which put accumulators into 16-bit tiles, are in common/frag_store.cuh.)
 //
 // Lane bases (tile-relative, built with the tile's offset()):
 //   A as stored:     offset(row0 + a_row(lane), a_col(lane))       fragments at (row0 + 16 mt, 16 kk)
@@ -22,8 +21,9 @@
 
 #include "src/cuda/common/ldmatrix.cuh"
 #include "src/cuda/common/mma.cuh"
+#include "src/cuda/common/frag_store.cuh"
 #include "src/cuda/common/smem_tile.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 
 namespace flatattn::cuda {
 
@@ -119,38 +119,6 @@ FLATATTN_DEVICE void gemm_pipe(float (&c)[kMT][kNT][4], std::uint32_t sa, std::u
       mma_16816<E>(c[mt][2 * np + 1], a[kk & 1][mt], b[j & 1][2], b[j & 1][3]);
     }
   }
-}
-
-/// Where a warp's accumulator fragments go in a 16-bit tile: rows row0 + 16 mt + lane / 4 (+ 8 for the
-/// second half), columns col0 + 8 nt + 2 (lane % 4). Two lane bases (one per row half: the swizzle of
-/// 64-byte rows changes every 8 rows) plus frag_at's constant offsets, so the addresses cost no
-/// registers per fragment; exact under the col_split_ok rule for the warp's column extent.
-template <class Tile>
-struct FragStore {
-  std::uint32_t base[2];
-  FLATATTN_DEVICE FragStore(int row0, int col0, int lane) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) base[h] = Tile::offset(row0 + (lane >> 2) + 8 * h, col0) + 4 * (lane & 3);
-  }
-  /// Byte offset (tile-relative) of the pair (m-tile mt, row half h, n-tile nt).
-  [[nodiscard]] FLATATTN_DEVICE std::uint32_t at(int mt, int h, int nt) const {
-    return Tile::frag_at(0, base[h], mt * 16, nt * 8);
-  }
-};
-
-/// x * mul (kMT m-tiles x kNT n-tiles of accumulators) -> 16-bit pairs of the tile at `tile`. One
-/// 4-byte store per pair; the 8 rows of a store land in 8 different 16-byte chunks (the swizzle), so no
-/// bank conflicts.
-template <class E, class Tile, int kMT, int kNT>
-FLATATTN_DEVICE void store_frags(const float (&x)[kMT][kNT][4], float mul, unsigned char* tile, const FragStore<Tile>& fs) {
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        *reinterpret_cast<std::uint32_t*>(tile + fs.at(mt, h, nt)) =
-            E::pack(x[mt][nt][2 * h] * mul, x[mt][nt][2 * h + 1] * mul);
 }
 
 }  // namespace flatattn::cuda

@@ -3,7 +3,7 @@
 // accumulate in registers over every query block that sees the keys and over the query heads of the
 // kv head's group (GQA/MQA: summed on chip, no reduction pass). Per query block of BlockM rows:
 //   S = Q K^T, P = exp(S - LSE) (recomputed; masked and out-of-range entries 0), dP = dO V^T,
-//   dS = P o (dP - D_i) (o softcap's tanh', D_i from the pre-pass), then
+//   dS = P o (dP - D_i) (o the score's derivative, common/score.cuh; D_i from the pre-pass), then
 //   dV += P^T dO,  dQ_i += dS K (fp32 reductions into the workspace),  dK += dS^T Q.
 // P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
@@ -25,19 +25,21 @@
 #include <cstdint>
 
 #include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/bwd_cta.cuh"
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/repro_dq.cuh"
+#include "src/cuda/common/score.cuh"
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/sm80/bwd_gemm.cuh"
-#include "src/cuda/sm80/bwd_rows.cuh"
-#include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/bwd_rows.cuh"
+#include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 
 namespace flatattn::cuda {
 
@@ -81,76 +83,6 @@ struct BwdShape {
   static_assert(col_split_ok<TP>(8 * kSNT), "S/dP warps: key split of the P/dS tiles (stores)");
 };
 
-/// Which key block, kv head and sequence a CTA owns: key blocks of one head together (they share Q and
-/// dO in L2), first block first (the longest under causal masks).
-struct BwdTile {
-  int n_block, hk, b;
-  FLATATTN_DEVICE explicit BwdTile(const BwdParams& p) {
-    const int t = static_cast<int>(blockIdx.x);
-    const int head = t / p.n_n_blocks;  // (sequence, kv head)
-    n_block = t % p.n_n_blocks;
-    hk = head % p.hkv;
-    b = head / p.hkv;
-  }
-};
-
-/// The first query head h0 of a CTA's kv-head group and its bases, so that a step visiting head
-/// h0 + hh adds hh times a head stride instead of recomputing a sequence's offsets (varlen: cu_seqlens
-/// loads): the Q, dO and LSE rows of h0 and its workspace row ws0 (workspace head stride ws_h).
-struct BwdHeadBases {
-  std::int64_t ws0, ws_h;
-  const std::uint16_t* q;
-  const std::uint16_t* dout;
-  const float* lse;
-  FLATATTN_DEVICE BwdHeadBases(const BwdParams& p, const BwdTile& tile) {
-    const int h0 = tile.hk * p.f.group;
-    const BlockInfo bi0(p.f, tile.b, h0);
-    const BwdRowInfo ri0(p, tile.b, h0);
-    ws0 = p.ws_row(h0, tile.b);
-    ws_h = static_cast<std::int64_t>(p.batch) * p.f.nq;
-    q = static_cast<const std::uint16_t*>(p.f.q) + bi0.q;
-    dout = static_cast<const std::uint16_t*>(p.dout) + ri0.dout;
-    lse = p.f.lse + bi0.lse;
-  }
-
-  /// A step's per-row values for query head h0 + hh, rows m0 .. m0 + BlockM - 1, into shared memory at
-  /// `rows` as fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] (u_i, the deterministic dQ unit: that
-  /// mode only), 0 past nq_rows; one 4-byte cp.async per value.
-  template <int BlockM, int Threads>
-  FLATATTN_DEVICE void load_rows(const BwdParams& p, std::uint32_t rows, int hh, int m0, int nq_rows, int tid) const {
-    const float* const lse_h = lse + hh * p.f.lse_h;
-    const std::int64_t ws = ws0 + hh * ws_h;
-    const int n = (p.deterministic ? 3 : 2) * BlockM;
-#pragma unroll
-    for (int j0 = 0; j0 < 3 * BlockM; j0 += Threads) {
-      const int j = j0 + tid;
-      if (j < n) {
-        const int part = j / BlockM, r = m0 + j - part * BlockM;
-        const bool ok = r < nq_rows;
-        const float* src = part == 0 ? lse_h + std::int64_t{r} * p.f.lse_n : (part == 1 ? p.dsum : p.dq_unit) + ws + r;
-        copy_4(rows + 4 * j, ok ? static_cast<const void*>(src) : p.dsum, ok);
-      }
-    }
-  }
-};
-
-/// The CTA's dK and dV, staged in the K and V tiles of shared memory (sk, sv), -> the global rows of
-/// its key block (keys n0 .. nk - 1 of the sequence, kv head tile.hk).
-template <class TKV, int D, int Threads>
-FLATATTN_DEVICE void store_dk_dv(const BwdParams& p, const BwdTile& tile, int n0, int nk, const unsigned char* sk,
-                                 const unsigned char* sv, int tid) {
-  std::int64_t k0 = 0;
-  int b = tile.b;
-  if (p.f.cu_k != nullptr) {
-    k0 = p.f.cu_k[b];
-    b = 0;
-  }
-  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
-  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
-  store_tile<TKV, D, Threads>(sk, gdk, p.dk_n, nk - n0, p.f.d, tid);
-  store_tile<TKV, D, Threads>(sv, gdv, p.dv_n, nk - n0, p.f.d, tid);
-}
-
 template <Family F, class E, class Shape, class V>
 __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_kernel(const __grid_constant__ BwdParams p) {
   using TQ = typename Shape::TQ;
@@ -160,6 +92,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   constexpr int kStages = Shape::kStages;
   constexpr int kSMT = Shape::kSMT, kSNT = Shape::kSNT, kKMT = Shape::kKMT, kKDT = Shape::kKDT;
   constexpr int kQMT = Shape::kQMT, kQDT = Shape::kQDT;
+  static_assert(kBackwardServes<V>, "this variant's probability hook has no backward rule yet");
   extern __shared__ __align__(128) unsigned char smem[];
 
   const BwdTile tile(p);
@@ -270,11 +203,11 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       } else {
         gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       }
-      apply_logits<V>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
+      const ScoreAt at{tile.b, tile.hk * group + hh, tile.hk, 0, 0};  // the hooks' coordinates
+      apply_score<V, Layout::query_major>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
-      // P, times softcap's tanh' = 1 - (logit / post)^2 (0 where masked); the scale joins at the end.
-      const float inv_post = V::kSoftcap ? 1.f / p.f.post : 0.f;
+      // ds_factor: P times the score's derivative (common/score.cuh); the scale joins at the end.
 #pragma unroll
       for (int mt = 0; mt < kSMT; ++mt)
 #pragma unroll
@@ -289,12 +222,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
             for (int e = 0; e < 2; ++e) {
               const float x = sc[mt][nt][2 * hh + e];
               pr[e] = ex2(fmaf(x, p.f.mul, -lse2));
-              if constexpr (V::kSoftcap) {
-                const float th = x * inv_post;
-                sc[mt][nt][2 * hh + e] = pr[e] * fmaxf(1.f - th * th, 0.f);
-              } else {
-                sc[mt][nt][2 * hh + e] = pr[e];
-              }
+              sc[mt][nt][2 * hh + e] = ds_factor<V>(pr[e], x, p.f);
             }
             *reinterpret_cast<std::uint32_t*>(p_tile + st_p.at(mt, hh, nt)) = E::pack(pr[0], pr[1]);
           }

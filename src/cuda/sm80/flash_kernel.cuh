@@ -19,11 +19,13 @@
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/tile_coord.cuh"
 #include "src/cuda/policy/tile_size.h"
-#include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 
 namespace flatattn::cuda {
 
@@ -45,19 +47,6 @@ struct FlashShape {
   static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes;  // Q | K0 V0 | K1 V1
 };
 
-/// Maps the 1-D grid to (query block, head, sequence); the heaviest query blocks (last rows, most
-/// keys under causal) are launched first.
-struct TileCoord {
-  int m_block, h, b;
-  FLATATTN_DEVICE TileCoord(int n_m_blocks, int hq) {
-    const int linear = blockIdx.x;
-    const int hb = linear / n_m_blocks;
-    m_block = n_m_blocks - 1 - (linear - hb * n_m_blocks);
-    h = hb % hq;
-    b = hb / hq;
-  }
-};
-
 template <Family F, class E, class Shape, class V>
 __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
@@ -68,6 +57,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   extern __shared__ __align__(128) unsigned char smem[];
 
   const TileCoord tc(n_m_blocks, hq);
+  const ScoreAt at{tc.b, tc.h, tc.h / p.group, 0, 0};  // the hooks' coordinates (unused ones cost nothing)
   const BlockInfo bi(p, tc.b, tc.h);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
@@ -133,7 +123,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
     float s[kMT][kNT][4];
     gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
-    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
+    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
 
     if constexpr (kStages == 1) {
       copy_wait<0>();
@@ -143,6 +133,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     }
 
     online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
+    apply_prob<V>(s, p, row, nb * kBN + col, at);
     std::uint32_t pa[kMT][kNT / 2][4];
     pack_p<E>(s, pa);
     gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);

@@ -11,7 +11,7 @@
 //   P^T  = exp2(S^T - LSE)   registers: each thread's accumulator rows are keys, columns queries;
 //                            masked / out-of-range entries 0 (LSE = +inf for rows past Nq)
 //   dP^T = V_w dO^T          wgmma m64n64k16 ss, as S^T
-//   dS^T = P^T o (dP^T - D_i)  (o softcap's tanh'), packed to 16-bit A fragments
+//   dS^T = P^T o (dP^T - D_i)  (o the score's derivative), packed to 16-bit A fragments
 //   dV  += P^T dO            wgmma m64n{D}k16 rs, A = P^T registers, B = dO MN-major (as the forward's P V)
 //   dK  += dS^T Q            wgmma m64n{D}k16 rs, A = dS^T registers, B = Q MN-major
 //   dQ   = dS K              dS^T of both warpgroups -> shared memory ([key][query], 128-byte swizzle,
@@ -49,13 +49,14 @@
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/repro_dq.cuh"
+#include "src/cuda/common/score.cuh"
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
-#include "src/cuda/sm80/bwd_gemm.cuh"    // FragStore, store_frags
-#include "src/cuda/sm80/bwd_kernel.cuh"  // BwdTile, store_dk_dv
-#include "src/cuda/sm80/bwd_rows.cuh"    // BwdRowInfo
-#include "src/cuda/sm80/tile_io.cuh"
+#include "src/cuda/common/bwd_cta.cuh"
+#include "src/cuda/common/bwd_rows.cuh"
+#include "src/cuda/common/frag_store.cuh"
+#include "src/cuda/common/tile_io.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
@@ -82,14 +83,6 @@ struct BwdShape {
   static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;
 };
 
-/// Queries [qlo, qhi] that see key j (the band rule of common/mask.cuh solved for the row): empty when
-/// j >= nk. Bounds clamped to int; a row i is visible iff qlo <= i <= qhi.
-FLATATTN_DEVICE void key_queries(const BandMask& bm, int j, int& qlo, int& qhi) {
-  auto clamp = [](std::int64_t x) { return static_cast<int>(x < -1 ? -1 : (x > INT_MAX ? INT_MAX : x)); };
-  qlo = bm.right < 0 ? 0 : clamp(std::int64_t{j} - bm.shift - bm.right);
-  qhi = j >= bm.nk ? -1 : (bm.left < 0 ? INT_MAX : clamp(std::int64_t{j} - bm.shift + bm.left));
-}
-
 /// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the
 /// accumulator chunks 2kk and 2kk + 1) as they are produced: word (i, h) = the pair of row half h of
 /// chunk i.
@@ -103,6 +96,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   using TDS = typename S::TDS;
   constexpr int kD = S::kD, kBM = S::kBlockM, kBN = S::kBlockN, kThreads = S::kThreads, kDQ = S::kDQ;
   constexpr int kDT = kD / 8;  // 8-column chunks of dK / dV
+  static_assert(kBackwardServes<V>, "this variant's probability hook has no backward rule yet");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
 
   const BwdTile tile(p);
@@ -173,7 +167,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     for (int e = 0; e < 4; ++e) dk[0][dt][e] = dv[0][dt][e] = 0.f;
 
   constexpr float kLog2e = 1.4426950408889634f;
-  const float inv_post = V::kSoftcap ? 1.f / p.f.post : 0.f;
   int hh = 0, i_block = qb.first;  // step s: head h0 + hh, query block i_block
 #pragma unroll 1
   for (int s = 0; s < steps; ++s) {
@@ -193,29 +186,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     wgmma_wait<1>();
     fence_regs(sc[0]);
 
-    // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): P^T, times
-    // softcap's tanh' = 1 - (logit / post)^2 (0 where masked); the scale joins at the end.
-    if (V::kSoftcap || !p.f.fold) {
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) sc[0][i][e] = V::logits(sc[0][i][e], p.f);
-    }
+    // Score and mask on the key-major S^T (rows: keys n0 + key_r0 (+ 8), columns: queries m0 + 2 t4 ...).
+    // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): ds_factor, P^T
+    // times the score's derivative (common/score.cuh); the scale joins at the end.
     const float* const rows = s_rows(st);
-    if (qb.needs_mask(i_block)) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        int qlo, qhi;
-        key_queries(bm, n0 + key_r0 + 8 * h, qlo, qhi);
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int q = m0 + 8 * i + 2 * t4 + e;
-            if (q < qlo || q > qhi) sc[0][i][2 * h + e] = -INFINITY;
-          }
-      }
-    }
+    const ScoreAt at{tile.b, tile.hk * group + hh, tile.hk, 0, 0};  // the hooks' coordinates
+    apply_score<V, Layout::key_major>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -230,12 +206,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         for (int e = 0; e < 2; ++e) {
           const float x = sc[0][i][2 * h + e];
           pr[e] = ex2(fmaf(x, p.f.mul, -lse2[e]));
-          if constexpr (V::kSoftcap) {
-            const float th = x * inv_post;
-            sc[0][i][2 * h + e] = pr[e] * fmaxf(1.f - th * th, 0.f);
-          } else {
-            sc[0][i][2 * h + e] = pr[e];
-          }
+          sc[0][i][2 * h + e] = ds_factor<V>(pr[e], x, p.f);
         }
         pa[i / 2][frag_word(i, h)] = E::pack(pr[0], pr[1]);
       }

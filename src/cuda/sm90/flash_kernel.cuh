@@ -8,7 +8,7 @@
 //   O += P V  : wgmma m64n{D}k16, A = P from registers, B = V from shared memory (transposed)
 // Only key blocks that can hold a visible key are visited and only blocks that cross the band are
 // masked per element (common/mask.cuh); the logit hooks, normalization and the output store are the
-// sm80 family's (sm80/warp_gemm.cuh, sm80/tile_io.cuh).
+// sm80 family's (common/warp_gemm.cuh, common/tile_io.cuh).
 //
 // Pipeline (FA3 Sec. 3.2, intra-warpgroup overlap): the softmax of block j runs while the tensor cores
 // do P(j-1) V(j-1); buffers b = j mod Stages, the copies of block j + Stages - 2 fly during blocks
@@ -24,11 +24,12 @@
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
-#include "src/cuda/sm80/flash_kernel.cuh"  // TileCoord
-#include "src/cuda/sm80/tile_io.cuh"
-#include "src/cuda/sm80/warp_gemm.cuh"
+#include "src/cuda/common/tile_coord.cuh"
+#include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
@@ -63,6 +64,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
 
   const TileCoord tc(n_m_blocks, hq);
+  const ScoreAt at{tc.b, tc.h, tc.h / p.group, 0, 0};  // the hooks' coordinates (unused ones cost nothing)
   const BlockInfo bi(p, tc.b, tc.h);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       wgmma_wait<0>();
     }
     fence_regs(s[0]);
-    apply_logits<V>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col);
+    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
     float alpha[1][2];
     const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
     // Keep the softmax before the wait below (nothing it computes feeds the wait).
@@ -140,6 +142,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       fence_regs(o[0]);
     }
     fence_regs(pa[0]);  // pa stays live until here: its registers are not reused while the wgmma reads them
+    apply_prob<V>(s, p, row, nb * kBN + col, at);
     pack_p<E>(s, pa);
   }
   if (range.begin < range.end) {

@@ -2,7 +2,7 @@
 // instructions, and the two products of attention for one warpgroup (64 query rows):
 //   S = Q K^T : A = the warpgroup's 64 Q rows, B = the key block, both from shared memory, K-major
 //   O += P V  : A = P from registers (the packed S accumulators: the accumulator layout of each warp is
-//               the m16n8 C layout, so pack_p of sm80/warp_gemm.cuh gives the register A fragment),
+//               the m16n8 C layout, so pack_p of common/warp_gemm.cuh gives the register A fragment),
 //               B = V from shared memory, MN-major (V is [keys][D], D contiguous: transposed operand)
 //
 // SmemTile<Rows, D> with W = 64 (D a multiple of 64) is the canonical 128-byte-swizzle layout when the

@@ -2,7 +2,7 @@
 //   S = Q K^T : A = the warp's Q rows (ldmatrix), B = the key block (ldmatrix: K rows are B's columns)
 //   O += P V  : A = P straight from the S accumulators (the C layout of S is the A layout of P, so P
 //               never leaves registers: FlashAttention-2 Sec. 3.3), B = V rows (ldmatrix.trans)
-// and the logit hooks between them (transform, band mask).
+// (the score hooks between them: common/score.cuh).
 //
 // Lane address patterns (r_lane, c_lane) of the x4 loads:
 //   A and V.trans: (lane % 16, 8 * (lane / 16))          tiles: rows 0-7|8-15 x cols 0-7, then cols 8-15
@@ -13,7 +13,6 @@
 #include <cstdint>
 
 #include "src/cuda/common/ldmatrix.cuh"
-#include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/mma.cuh"
 #include "src/cuda/common/params.h"
 
@@ -84,38 +83,6 @@ FLATATTN_DEVICE void gemm_pv(float (&o)[kMT][kDT][4], const std::uint32_t (&p)[k
         mma_16816<E>(o[mt][2 * dp + 1], p[mt][kk], b[2], b[3]);
       }
     }
-  }
-}
-
-/// Logit hooks on one key block: the transform (when the scale is not folded, or softcap), then the
-/// band mask (-inf outside [lo(i), hi(i)]) when the block crosses the band. row: this thread's row of
-/// m-tile 0 (g); col: its first column (key index of n-tile 0, 2t).
-template <class Variant, int kMT, int kNT>
-FLATATTN_DEVICE void apply_logits(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
-                                  int row, int col) {
-  if (Variant::kSoftcap || !p.fold) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mt][nt][e] = Variant::logits(s[mt][nt][e], p);
-  }
-  if (need_mask) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int i = row + mt * 16 + 8 * h;
-        const int lo = bm.lo(i), hi = bm.hi(i);
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = col + nt * 8 + e;
-            if (j < lo || j > hi) s[mt][nt][2 * h + e] = -INFINITY;
-          }
-      }
   }
 }
 

@@ -1,0 +1,167 @@
+// The attention-variant seam: every feature that acts on a logit, a probability or the set of visible
+// keys is a hook of one variant type, and every backend (the CPU engine and each CUDA family, forward and
+// backward) calls the same hooks. Host+device: included by src/cpu and by the CUDA kernels.
+//
+// A variant is Variant<Score, Prob>:
+//   Score  the score transform x = score(s) of each raw logit s (s = q.k as the backend computes it, see
+//          VariantData) with its derivative dscore(x) = dx / d(scale q.k) for the backward, and the
+//          element's coordinates (ScoreAt: batch, query head, kv head, query row, key column);
+//   Prob   the hook on each probability between the softmax and P V, applied again after the recompute
+//          of P in the backward (identity today; dropout is its first user);
+//   mask   the visible-key rule and the block iteration: the band of src/core/mask.h (causal in both
+//          alignments, window, ragged ends) with contiguous block ranges, for every variant today; its
+//          device form and iterators are src/cuda/common/mask.cuh, its CPU form src/cpu/tile.h.
+// A hook that is off (kActive = false) compiles to nothing: the kernels test it with `if constexpr`.
+//
+// The curated list of variants (VariantId) is the registry key's last field: the kernel generator
+// (tools/gen_instances.py) builds an instance per (family, dataflow, dtype, D, variant) for the variants
+// it lists, each named after the workload that needs it; FLATATTN_VARIANTS narrows the build.
+// docs/variants.md walks a feature from Options to a kernel and lists what a new variant touches.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "src/core/mask.h"  // FLATATTN_HD
+
+namespace flatattn {
+
+/// The built variants, in registry order. The names are the instance-name suffixes (plain: none).
+enum class VariantId : std::uint8_t {
+  plain = 0,    ///< dense softmax attention: every model
+  softcap = 1,  ///< logit soft-capping x = c tanh(s / c): Gemma 2, Grok-1
+};
+inline constexpr int kVariantCount = 2;
+
+constexpr const char* variant_name(VariantId id) {
+  switch (id) {
+    case VariantId::plain: return "plain";
+    case VariantId::softcap: return "softcap";
+  }
+  return "?";
+}
+
+/// The feature arguments of one call, validated (src/core/validate.cc fills Problem::variant).
+struct VariantArgs {
+  float softcap = 0.f;  ///< c of x = c tanh(s / c), in logit units; 0: off
+};
+
+/// Which variant serves a call.
+inline VariantId variant_of(const VariantArgs& a) { return a.softcap > 0.f ? VariantId::softcap : VariantId::plain; }
+
+/// Per-call data of the hooks: one plain struct that each backend carries in its parameters.
+struct VariantData {
+  float pre = 1.f;       ///< the score's input factor (plain: the whole scale, when the backend does not fold it)
+  float post = 1.f;      ///< the score's output factor
+  float inv_post = 0.f;  ///< 1 / post (the derivative's)
+};
+
+/// The data for a backend whose raw logit is s = raw_scale * q.k (CUDA: raw_scale = 1 and the softmax
+/// scale goes into `scale`; the CPU engine folds the scale into Q: scale = 1 after packing) and whose
+/// softmax exponent is in `unit`s (CUDA: log2 e, exp2; CPU: 1, exp). The score then gives
+/// plain x = unit scale s and softcap x = unit c tanh(scale s / c), both in the backend's exponent units.
+inline VariantData make_variant_data(const VariantArgs& a, float scale, float unit) {
+  VariantData v;
+  if (variant_of(a) == VariantId::softcap) {
+    v.pre = scale / a.softcap;
+    v.post = a.softcap * unit;
+  } else {
+    v.pre = scale * unit;
+    v.post = 1.f;
+  }
+  v.inv_post = 1.f / v.post;
+  return v;
+}
+
+/// Coordinates of one score element: sequence b, query head h, kv head hk, query row i and key column j
+/// within the sequence. Backends that apply a hook to a vector of consecutive keys pass the first key's j.
+struct ScoreAt {
+  int b = 0, h = 0, hk = 0, i = 0, j = 0;
+};
+
+/// The scalar math of the hooks on one float, host and device (the CUDA kernels, the CPU's scalar paths).
+struct FloatMath {
+  FLATATTN_HD static float tanh(float x) { return tanhf(x); }
+  FLATATTN_HD static float max(float a, float b) { return fmaxf(a, b); }
+};
+
+// ---- score hooks -------------------------------------------------------------------------------
+// score<M>(s, v, at) and dscore<M>(x, v): M is the backend's math (M::tanh, M::max on its value type T:
+// float on the GPU, a SIMD vector on the CPU).
+
+/// No transform beyond the scale, which a backend applies only when it does not fold it into the softmax
+/// (CUDA with a positive scale folds it into the exp2 FFMA; kActive = false means exactly that).
+struct PlainScore {
+  static constexpr bool kActive = false;
+  template <class M, class T>
+  FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt&) {
+    return v.pre * s;
+  }
+  template <class M, class T>
+  FLATATTN_HD static T dscore(T, const VariantData&) {
+    return T{} + 1.f;
+  }
+};
+
+/// Logit soft-capping (Gemma 2, Team Gemma 2024 §2): x = c tanh(s / c) (in the backend's units: post tanh(pre s)),
+/// dx/ds = 1 - tanh^2 = 1 - (x / post)^2, clamped at 0 against rounding.
+struct SoftcapScore {
+  static constexpr bool kActive = true;
+  template <class M, class T>
+  FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt&) {
+    return v.post * M::tanh(v.pre * s);
+  }
+  template <class M, class T>
+  FLATATTN_HD static T dscore(T x, const VariantData& v) {
+    const T t = x * v.inv_post;
+    return M::max(1.f - t * t, T{});
+  }
+};
+
+// ---- probability hooks -------------------------------------------------------------------------
+
+/// P unchanged.
+struct NoProb {
+  static constexpr bool kActive = false;
+  template <class M, class T>
+  FLATATTN_HD static T prob(T p, const VariantData&, const ScoreAt&) {
+    return p;
+  }
+};
+
+// ---- the variant type and the curated list ------------------------------------------------------
+
+template <VariantId Id, class ScoreT, class ProbT = NoProb>
+struct Variant {
+  static constexpr VariantId kId = Id;
+  using Score = ScoreT;
+  using Prob = ProbT;
+  /// Whether a backend may fold the softmax scale into its exponent (no score transform to apply first).
+  static constexpr bool kFoldsScale = !Score::kActive;
+};
+
+template <VariantId Id>
+struct VariantOfT;
+template <>
+struct VariantOfT<VariantId::plain> {
+  using type = Variant<VariantId::plain, PlainScore>;
+};
+template <>
+struct VariantOfT<VariantId::softcap> {
+  using type = Variant<VariantId::softcap, SoftcapScore>;
+};
+/// The hooks of a variant id.
+template <VariantId Id>
+using VariantOf = typename VariantOfT<Id>::type;
+
+/// Calls f.template operator()<VariantOf<id>>() (host code: the CPU engine picks its variant per call).
+template <class F>
+decltype(auto) visit_variant(VariantId id, F&& f) {
+  switch (id) {
+    case VariantId::softcap: return f.template operator()<VariantOf<VariantId::softcap>>();
+    case VariantId::plain: break;
+  }
+  return f.template operator()<VariantOf<VariantId::plain>>();
+}
+
+}  // namespace flatattn

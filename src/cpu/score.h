@@ -1,0 +1,49 @@
+// The variant seam on the CPU engine (src/core/variant.h): the score hook on a block of logit rows, 16 keys
+// at a time, and the hooks' math on the engine's vector type (the backward applies dscore with it). Every
+// dataflow (Flash, FLAT) and both backward passes call these: a new score type needs no change here.
+#pragma once
+
+#include <cstdint>
+
+#include "src/core/problem.h"
+#include "src/core/variant.h"
+#include "src/cpu/simd.h"
+
+namespace flatattn::cpu {
+
+/// The hooks' math on the engine's vector type.
+struct VecMath {
+  FLATATTN_INLINE static simd::vf tanh(simd::vf x) { return simd::tanh(x); }
+  FLATATTN_INLINE static simd::vf max(simd::vf a, simd::vf b) { return simd::vmax(a, b); }
+};
+
+/// The engine's hook data: its logits are S = (scale Q) K^T (the scale is packed into Q) and its softmax
+/// takes e^x, so make_variant_data(args, 1, 1).
+inline VariantData cpu_variant_data(const Problem& p) { return make_variant_data(p.variant, 1.f, 1.f); }
+
+/// Whether the call's variant transforms the logits (plain: the scale is already in S).
+inline bool transforms_scores(const Problem& p) {
+  return visit_variant(variant_of(p.variant), []<class V>() { return V::Score::kActive; });
+}
+
+/// x = score(S) in place on rows [0, rows) of s (leading dimension ld) over ncols keys (a multiple of
+/// simd::kWidth), and a copy of x in `keep` (same layout; null: none) for the backward's derivative.
+/// `at` names row 0 and key column 0 of the block. Nothing happens for a variant without a score transform.
+inline void apply_score(const Problem& p, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols,
+                        std::int64_t ld, float* keep) {
+  visit_variant(variant_of(p.variant), [&]<class V>() {
+    if constexpr (V::Score::kActive) {
+      const VariantData vd = cpu_variant_data(p);
+      for (std::int64_t i = 0; i < rows; ++i) {
+        for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+          const ScoreAt e{at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)};
+          const simd::vf x = V::Score::template score<VecMath>(simd::load(s + i * ld + j), vd, e);
+          simd::store(s + i * ld + j, x);
+          if (keep != nullptr) simd::store(keep + i * ld + j, x);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace flatattn::cpu

@@ -1,0 +1,99 @@
+// The variant seam on the CUDA kernels (src/core/variant.h): the score hook and the mask on a warp's
+// accumulator fragments, and the score's derivative on dS, for both tile layouts. Every forward kernel
+// (sm80/sm86/sm75 Flash, sm90 Flash, FLAT) and both backward kernels call these, so a new score type
+// changes no kernel.
+#pragma once
+
+#include <cmath>
+
+#include "src/core/variant.h"
+#include "src/cuda/common/arch.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/params.h"
+
+namespace flatattn::cuda {
+
+/// What the rows of a score tile are: query-major S (rows = queries, columns = keys: every forward and
+/// the sm80 backward) or key-major S^T (rows = keys, columns = queries: the sm90 backward, whose products
+/// take K as the row operand, FlashAttention-3's SwapAB).
+enum class Layout { query_major, key_major };
+
+/// The score hook, then the mask, on one block of accumulator fragments in the m16n8 C layout: element e of
+/// fragment (mt, nt) sits at tile row row0 + 16 mt + 8 (e / 2), column col0 + 8 nt + (e % 2), in sequence
+/// coordinates (row0: this thread's row of m-tile 0; col0: its first column). The score applies when the
+/// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
+/// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
+template <class V, Layout L, int kMT, int kNT>
+FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
+                                 int row0, int col0, ScoreAt at) {
+  if (V::Score::kActive || !p.fold) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = row0 + mt * 16 + 8 * (e >> 1), c = col0 + nt * 8 + (e & 1);
+          at.i = L == Layout::query_major ? r : c;
+          at.j = L == Layout::query_major ? c : r;
+          s[mt][nt][e] = V::Score::template score<FloatMath>(s[mt][nt][e], p.var, at);
+        }
+  }
+  if (need_mask) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = row0 + mt * 16 + 8 * h;
+        int lo, hi;  // the row's visible columns: keys of query r, or queries of key r
+        if constexpr (L == Layout::query_major) {
+          lo = bm.lo(r), hi = bm.hi(r);
+        } else {
+          bm.queries(r, lo, hi);
+        }
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = col0 + nt * 8 + e;
+            if (c < lo || c > hi) s[mt][nt][2 * h + e] = -INFINITY;
+          }
+      }
+  }
+}
+
+/// The probability hook on a query-major block of probabilities (after the softmax, before P V), in the
+/// layout of apply_score. Nothing for a variant without one.
+template <class V, int kMT, int kNT>
+FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int row0, int col0, ScoreAt at) {
+  if constexpr (V::Prob::kActive) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          at.i = row0 + mt * 16 + 8 * (e >> 1);
+          at.j = col0 + nt * 8 + (e & 1);
+          s[mt][nt][e] = V::Prob::template prob<FloatMath>(s[mt][nt][e], p.var, at);
+        }
+  }
+}
+
+/// The factor of (dP - D_i) in dS for one element: P times the score's derivative at its score x (the
+/// scale, common to every variant, joins at the end of the backward).
+template <class V>
+FLATATTN_DEVICE float ds_factor(float pr, float x, const FwdParams& p) {
+  if constexpr (V::Score::kActive) {
+    return pr * V::Score::template dscore<FloatMath>(x, p.var);
+  } else {
+    return pr;
+  }
+}
+
+/// Backward kernels recompute P and apply ds_factor; a probability hook (dropout) also needs its rule for
+/// dS and dV, which no kernel has yet: refuse such a variant at compile time.
+template <class V>
+inline constexpr bool kBackwardServes = !V::Prob::kActive;
+
+}  // namespace flatattn::cuda
