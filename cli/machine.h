@@ -1,4 +1,4 @@
-// Facts recorded with every measurement: machine, commit, date, load (design.md: absolute numbers
+// Facts recorded with every measurement: machine, commit, date, load (docs/design.md, "Performance method": absolute numbers
 // hold only for the machine they were taken on).
 #pragma once
 

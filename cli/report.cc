@@ -10,7 +10,7 @@ using nlohmann::json;
 
 const char* const kRuleLine =
     "rule: max|out - ref| <= 2*max|naive_lowp - ref| + floor; ref = fp64 oracle, naive_lowp = naive attention in the "
-    "input dtype, floor = rounding of the output dtype (design.md); f32 adds 1e-5*max|ref| (design.md: fp32 kernels "
+    "input dtype, floor = rounding of the output dtype (docs/design.md); f32 adds 1e-5*max|ref| (docs/design.md: fp32 kernels "
     "match the oracle to ~1e-5 relative)";
 
 std::vector<std::string> result_header(bool with_sgemm) {

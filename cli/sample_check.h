@@ -1,11 +1,11 @@
-// Checking a kernel's output against the fp64 oracle (src/reference) under the design.md rule
+// Checking a kernel's output against the fp64 oracle (src/reference) under the correctness rule of docs/design.md
 //   max|out - ref| <= 2 * max|naive_lowp - ref| + floor
 // ref: the oracle in fp64; naive_lowp: the oracle's Precision::input (naive attention computed in the
 // input dtype); floor = 2 * max |round(round(ref + 0.3) - 0.3) - ref| in the output dtype (FA3's rule).
 // Non-finite outputs fail unless they equal an infinite reference. rel = ||out - ref|| / ||ref||.
 // fp32 outputs add 1e-5 * max|ref| to the bound (rel_tol): the oracle's fp32 naive_lowp rounds each step
 // to fp32 but accumulates in double, so it is a few ulps better than any kernel (or framework) that
-// accumulates in fp32; design.md holds fp32 CPU kernels to "~1e-5 relative" instead, as the CPU engine's
+// accumulates in fp32; docs/design.md holds fp32 CPU kernels to "~1e-5 relative" instead, as the CPU engine's
 // own tests do (tests/cpu/cpu_check.h).
 //
 // Large problems are checked on sampled rows: output row i of head h of sequence b depends only on

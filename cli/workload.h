@@ -39,7 +39,7 @@ struct Workload {
   std::uint64_t seed = 0;    ///< of the random inputs
 
   [[nodiscard]] Options options() const;
-  /// FLOPs of one pass in `mode` (forward_flops; backward counted as 2.5x the forward, design.md).
+  /// FLOPs of one pass in `mode` (forward_flops; backward counted as 2.5x the forward, docs/design.md, "FLOPs").
   [[nodiscard]] double flops(Mode mode) const;
   /// Bytes of q, k, v and out (plus dout, dq, dk, dv for backward modes) in the dtype.
   [[nodiscard]] double tensor_bytes(Mode mode) const;

@@ -4,7 +4,7 @@ greedily with flatattn and with PyTorch SDPA; the logits must agree within the d
     python examples/llama_generate.py --device all          # CPU float32, then CUDA float16 when present
 
 The generation runs prefill on a left-padded batch (flatattn's varlen path) and then one-token decode steps
-against the KV cache (Nq = 1, bottom-right causal). Tolerance is design.md's rule at model level: with the
+against the KV cache (Nq = 1, bottom-right causal). Tolerance is docs/design.md's correctness rule at model level: with the
 same model in float64 (SDPA) as the reference, flatattn's logits must satisfy
     max|flatattn - ref| <= 2 * max|sdpa - ref| + floor      (floor: the dtype's rounding of the logits)
 on every real (non-padding) position of the generated sequences, teacher-forced. Exit status 1 on failure.

@@ -4,7 +4,7 @@ What it does: for random attention rows (M query rows against N keys, head dim D
 computes the exact dQ in fp64, then dQ as the kernel sums it in deterministic mode -- each key block's
 term rounded to the row's unit u_i = 2^(E - 30) with 2^E > 2 B_i, B_i = max|K| (|dO_i| max_j |V_j| + |D_i|)
 (the pre-pass's bound), summed as integers -- and as an fp32 accumulation for comparison. It prints the
-largest error against the bf16 rounding of the largest element (design.md's floor) and the median
+largest error against the bf16 rounding of the largest element (docs/design.md's floor) and the median
 elementwise relative error, for plain random inputs and for inputs that loosen the bound (an outlier
 channel of K, an outlier row of V).
 

@@ -2,7 +2,7 @@
 
 ``precision='f64'`` is the oracle: every step in double, float64 outputs. ``precision='input'`` is naive
 attention rounded to q's dtype after each step, as a framework computing it in that dtype would; its error
-against the oracle is the ``naive_lowp`` term of the correctness rule (design.md). Inputs: numpy arrays or
+against the oracle is the ``naive_lowp`` term of the correctness rule (docs/design.md). Inputs: numpy arrays or
 CPU torch tensors (bfloat16 only through torch), same layouts and options as :func:`flatattn.forward`.
 """
 

@@ -1,5 +1,5 @@
 // The oracle: naive attention in fp64 that materializes S and P. Small and obviously right; every
-// backend is tested against it (design.md, "Correctness rule").
+// backend is tested against it (docs/design.md, "The correctness rule").
 #pragma once
 
 #include "flatattn/attention.h"

@@ -254,7 +254,7 @@ BackwardOracle naive_lowp_backward(const CaseTensors& t) {
 
 Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive, DType dtype, double rel_tol) {
   // fp32: the oracle's low-precision yardstick sums in double, so it beats any fp32 kernel; add
-  // design.md's fp32 tolerance (1e-5 relative to max|ref|).
+  // docs/design.md's fp32 tolerance (1e-5 relative to max|ref|).
   if (dtype == DType::f32) rel_tol = std::max(rel_tol, 1e-5);
   Verdict v;
   double num = 0, den = 0, maxref = 0;

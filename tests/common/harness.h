@@ -1,5 +1,5 @@
 // Test harness shared by every backend's tests: host tensors with free strides, fresh random cases,
-// poisoning, and the design.md correctness rule against the fp64 oracle.
+// poisoning, and the correctness rule of docs/design.md against the fp64 oracle.
 #pragma once
 
 #include <cstdint>
@@ -72,7 +72,7 @@ struct Verdict {
 
 /// Compares `out` against the fp64 oracle `ref` with naive_lowp as the low-precision yardstick.
 /// Passing an empty naive_lowp uses only `abs_floor + rel_tol * max|ref|` as the bound. For f32 the
-/// bound always includes 1e-5 * max|ref| (design.md's fp32 tolerance; the yardstick sums in double).
+/// bound always includes 1e-5 * max|ref| (docs/design.md's fp32 tolerance; the yardstick sums in double).
 Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive_lowp, DType dtype,
               double rel_tol = 0.0);
 
@@ -88,7 +88,7 @@ struct BackwardOracle {
   HostTensor dq, dk, dv;
 };
 BackwardOracle oracle_backward(const CaseTensors& t);
-/// The naive reference's gradients of case t in the input dtype (ref::Precision::input: the design.md
+/// The naive reference's gradients of case t in the input dtype (ref::Precision::input: the docs/design.md
 /// rule's low-precision yardstick), written over poisoned tensors of the case's dtype.
 BackwardOracle naive_lowp_backward(const CaseTensors& t);
 

@@ -1,4 +1,4 @@
-// The low-precision yardstick of a backward check, shared by the CPU and CUDA suites (design.md's rule
+// The low-precision yardstick of a backward check, shared by the CPU and CUDA suites (docs/design.md's rule
 // compares a kernel's error with the error of naive attention in the input precision; for gradients the
 // naive computation is taken in two forms and the worse one, per gradient, is the yardstick).
 #pragma once

@@ -1,5 +1,5 @@
 // Helpers of the CPU engine tests: run the engine on a case (public API or an explicit plan) and judge
-// the result against the fp64 oracle with the design.md rule.
+// the result against the fp64 oracle with the correctness rule of docs/design.md.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -47,7 +47,7 @@ ForwardOracle cpu_oracle_forward(const CaseTensors& t);
 /// The rel_tol passed to judge(): 1e-5 for fp32, 0 otherwise. The oracle's naive fp32 yardstick rounds
 /// each step to fp32 but accumulates in double, so it is a few ulps better than any kernel that
 /// accumulates in fp32 (measured: 2 x naive ~ 1e-7 against ~4e-7 here); fp32 results are held to
-/// design.md's "match the oracle to ~1e-5 relative" instead: max error <= 2 naive + floor + 1e-5 max|ref|,
+/// docs/design.md's "match the oracle to ~1e-5 relative" instead: max error <= 2 naive + floor + 1e-5 max|ref|,
 /// and rel_err <= 1e-5 (strict_fp32). f16/bf16 use the rule unchanged.
 double fp32_tolerance(const Case& c);
 

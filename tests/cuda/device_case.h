@@ -43,7 +43,7 @@ std::vector<Case> feature_mix(DType dt, std::int64_t d, std::int64_t window_nq, 
 Report run_on_gpu(CaseTensors& t, bool own_stream = false);
 
 /// Runs the case on the GPU and judges out (and LSE when requested) against the fp64 oracle with the
-/// design.md rule; adds failures naming the case, the kernel and the seed. Returns the call's report.
+/// docs/design.md rule; adds failures naming the case, the kernel and the seed. Returns the call's report.
 Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
@@ -59,7 +59,7 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream = false,
 enum class FwdSource { gpu, oracle };
 
 /// Forward (from `src`) then backward on the GPU; dq, dk, dv judged against the fp64 oracle gradients
-/// with the design.md rule (yardstick: autograd through naive attention in the input dtype, P, dP, dS
+/// with the docs/design.md rule (yardstick: autograd through naive attention in the input dtype, P, dP, dS
 /// rounded after each step). Adds failures naming the gradient, the case, the kernel and the seed.
 void check_backward(CaseTensors& t, std::uint64_t seed, const char* what = "", FwdSource src = FwdSource::gpu);
 

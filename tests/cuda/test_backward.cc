@@ -1,4 +1,4 @@
-// The CUDA backward (dQ, dK, dV) against the fp64 oracle's gradients with the design.md rule: fresh
+// The CUDA backward (dQ, dK, dV) against the fp64 oracle's gradients with the docs/design.md rule: fresh
 // random inputs every run (seed printed; replay with FLATATTN_SEED), dq/dk/dv poisoned with NaN before
 // each run (so an unwritten element fails), every kernel head dim, the adversarial list (odd N, Nq != Nk,
 // both causal alignments, windows, fully masked rows, GQA/MQA, varlen with empty and length-1

@@ -36,7 +36,7 @@ bool sm90_runs() {
 #define REQUIRE_SM90()                                                                                        \
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
 
-/// check_case (the oracle, the design.md rule) and which family ran.
+/// check_case (the oracle, the correctness rule of docs/design.md) and which family ran.
 void check_sm90(CaseTensors& t, std::uint64_t seed, const std::string& what, bool expect_sm90 = true) {
   const Report r = check_case(t, seed, what.c_str());
   EXPECT_EQ(r.kernel.find("sm90") != std::string::npos, expect_sm90)

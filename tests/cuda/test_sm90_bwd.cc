@@ -1,7 +1,7 @@
 // The sm90 family's backward (wgmma, src/cuda/sm90/bwd_kernel.cuh) on Hopper: routing (the Report names
 // the kernel that ran: sm90 for its head dims unless FLATATTN_CUDA_SM90=0, sm80 otherwise), and both
 // families on the same inputs (out and LSE from the fp64 oracle, so the forward's family plays no part),
-// each judged against the oracle's gradients with the design.md rule. Skipped where the sm90 family is
+// each judged against the oracle's gradients with the docs/design.md rule. Skipped where the sm90 family is
 // not built or the GPU is not an sm_90; the CudaBackward tests run whichever family dispatch picks.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-"""The design.md correctness rule, ported from judge() in tests/common/harness.cc:
+"""The correctness rule of docs/design.md, ported from judge() in tests/common/harness.cc:
 
     max|out - ref| <= 2 * max|naive_lowp - ref| + floor
 
@@ -63,14 +63,14 @@ class Verdict:
                 f"{'PASS' if self.passed else 'FAIL'}")
 
 
-FP32_REL_TOL = 1e-5  # design.md: fp32 CPU kernels match the oracle to ~1e-5 relative
+FP32_REL_TOL = 1e-5  # docs/design.md: fp32 CPU kernels match the oracle to ~1e-5 relative
 
 
 def judge(out, ref, naive, dtype: str, rel_tol: float = 0.0) -> Verdict:
     """Compares `out` with the oracle `ref` under the rule; `naive` may be None (bound = floor + rel_tol*max|ref|).
 
     fp32: the oracle's low-precision yardstick accumulates its dot products in double, so it is more
-    accurate than any fp32 kernel; design.md's fp32 tolerance (1e-5 relative) is added to the bound.
+    accurate than any fp32 kernel; docs/design.md's fp32 tolerance (1e-5 relative) is added to the bound.
     """
     if dtype == "float32":
         rel_tol = max(rel_tol, FP32_REL_TOL)

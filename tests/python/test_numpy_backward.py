@@ -1,4 +1,4 @@
-"""flatattn.backward on numpy arrays vs the oracle's exact gradients (design.md rule)."""
+"""flatattn.backward on numpy arrays vs the oracle's exact gradients (the correctness rule, docs/design.md)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""flatattn.forward on numpy arrays vs the fp64 oracle (design.md rule), across dtypes, layouts and masks."""
+"""flatattn.forward on numpy arrays vs the fp64 oracle (docs/design.md rule), across dtypes, layouts and masks."""
 
 import numpy as np
 import pytest

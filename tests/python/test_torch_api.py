@@ -1,5 +1,5 @@
 """The torch APIs (FlashAttention-2 compatible, SDPA compatible, native on tensors) vs a float64 math
-reference, with gradients vs autograd through that reference (design.md rule). CPU always; CUDA when present."""
+reference, with gradients vs autograd through that reference (docs/design.md rule). CPU always; CUDA when present."""
 
 import pytest
 

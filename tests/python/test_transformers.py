@@ -1,6 +1,6 @@
 """attn_implementation="flatattn" in Hugging Face transformers (BERT, GPT-2, Llama) vs the same model with
 SDPA, both judged against the model in float64 (SDPA's math path: eager's additive float64 mask overflows to
--inf and turns padded rows into NaN) -- the design.md rule at model level."""
+-inf and turns padded rows into NaN) -- the correctness rule of docs/design.md at model level."""
 
 import copy
 
