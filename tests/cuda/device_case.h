@@ -11,9 +11,13 @@
 #include <vector>
 
 #include "flatattn/attention.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 
 namespace flatattn::testing {
+
+using namespace ::flatattn::check;  // HostTensor, Case, judge(): the checks shared with the CLI (src/check)
 
 /// True when a CUDA device is present (tests GTEST_SKIP otherwise).
 bool gpu_present();
