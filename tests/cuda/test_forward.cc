@@ -1,6 +1,6 @@
 // The CUDA forward against the fp64 oracle (design.md correctness rule): fresh random shapes and
 // features every run, the adversarial list, every head dim through both kernels, poisoned outputs
-// (the harness fills out and lse with NaN before the copy to the device).
+// (make_case, src/check/case.h, fills out and lse with NaN before the copy to the device).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
