@@ -1,58 +1,50 @@
-// Owning tensors of the CLI: host storage with free strides (and padding), deterministic random fill,
-// NaN poisoning, and a device mirror for --device cuda.
+// Owning tensors of the CLI: host tensors of the checks (src/check/host_tensor.h: free strides and
+// padding, deterministic random fill, NaN poisoning) and their device copies for --device cuda.
 #pragma once
 
-#include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "flatattn/tensor.h"
+#include "src/check/host_tensor.h"
 
 namespace flatattn::cli {
 
-class Tensor {
+/// A device copy of a host tensor's whole storage (its strides, padding and poison travel with it).
+class DeviceMirror {
  public:
-  Tensor() = default;
-  /// Logical dims `shape`, stored in the order `perm` (outermost first, default row-major) with `pad`
-  /// extra elements after each run of the innermost dim (non-contiguous views for `check`).
-  static Tensor make(DType dtype, std::vector<std::int64_t> shape, std::vector<int> perm = {}, std::int64_t pad = 0);
-
-  [[nodiscard]] DType dtype() const { return dtype_; }
-  [[nodiscard]] const std::vector<std::int64_t>& shape() const { return shape_; }
-  [[nodiscard]] const std::vector<std::int64_t>& stride() const { return stride_; }
-  [[nodiscard]] std::int64_t numel() const;
-  [[nodiscard]] std::size_t bytes() const { return bytes_; }
-  [[nodiscard]] void* data() const { return host_.get(); }
-  /// Storage offset (elements) of a logical row-major index.
-  [[nodiscard]] std::int64_t offset(std::int64_t logical) const;
-  [[nodiscard]] double at(std::int64_t logical) const;
-  void set(std::int64_t logical, double v);
-
-  /// N(0, sd^2) values rounded to the dtype, from a counter-based generator: the same seed gives the
-  /// same tensor in every process (each measurement process rebuilds its inputs).
-  void fill_normal(std::uint64_t seed, double sd = 1.0);
-  /// NaN in every element (padding included), so unwritten outputs are caught.
-  void poison();
-  /// Number of logical elements that are NaN or infinite.
-  [[nodiscard]] std::int64_t count_nonfinite() const;
-
-  /// View of the host storage, or of the device mirror for DeviceKind::cuda (upload() first).
-  [[nodiscard]] TensorView view(DeviceKind where = DeviceKind::cpu) const;
-  void upload();    ///< host -> device mirror (allocated on first use)
-  void download();  ///< device mirror -> host
+  void upload(const check::HostTensor& h);  ///< host -> device (allocated on first use)
+  void download(check::HostTensor& h) const;  ///< device -> host
+  /// h's view over the device copy.
+  [[nodiscard]] TensorView view(const check::HostTensor& h) const;
 
  private:
-  struct HostFree {
-    void operator()(unsigned char* p) const;
-  };
-  struct DeviceFree {
+  struct Free {
     void operator()(void* p) const;
   };
-  DType dtype_ = DType::f32;
-  std::vector<std::int64_t> shape_, stride_;
-  std::size_t bytes_ = 0;
-  std::unique_ptr<unsigned char, HostFree> host_;
-  std::unique_ptr<void, DeviceFree> device_;
+  std::unique_ptr<void, Free> ptr_;
+};
+
+/// A host tensor with its own device mirror.
+class Tensor : public check::HostTensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(check::HostTensor host) : check::HostTensor(std::move(host)) {}
+  /// check::HostTensor::make: logical dims `shape`, stored in the order `perm` with `pad` elements after
+  /// each run of the innermost dim.
+  static Tensor make(DType dtype, std::vector<std::int64_t> shape, std::vector<int> perm = {}, std::int64_t pad = 0) {
+    return Tensor(check::HostTensor::make(dtype, std::move(shape), std::move(perm), pad));
+  }
+
+  /// View of the host storage, or of the device mirror for DeviceKind::cuda (upload() first).
+  [[nodiscard]] TensorView view(DeviceKind where = DeviceKind::cpu) const {
+    return where == DeviceKind::cuda ? device_.view(*this) : HostTensor::view(Device::cpu());
+  }
+  void upload() { device_.upload(*this); }
+  void download() { device_.download(*this); }
+
+ private:
+  DeviceMirror device_;
 };
 
 }  // namespace flatattn::cli

@@ -1,30 +1,26 @@
-// The sweep of `flatattn check`: shapes x dtypes x features (GQA, windows, softcap, Nq != Nk, odd N,
-// varlen, non-contiguous strides, fully masked rows, large logits), forward with each dataflow and
-// backward. One generator, one table: a new feature is one line in check_cases.cc.
+// The sweep of `flatattn check`: every feature of the checks' feature table (src/check/features.h) x
+// dtype, forward with each dataflow and backward, plus the CLI's own lengths and head dims. A new feature
+// is one entry in src/check/features.cc.
 #pragma once
 
-#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "flatattn/attention.h"
+#include "src/check/case.h"
 
 namespace flatattn::cli {
 
 struct CheckCase {
-  std::string feature;  ///< what the case exercises ("GQA 8:2", "window (32,0)", ...)
-  std::int64_t batch = 1, nq = 1, nk = 1, hq = 1, hkv = 1, d = 64;
-  DType dtype = DType::f32;
-  Options options{};
-  std::vector<std::int32_t> seqlens_q, seqlens_k;  ///< non-empty: varlen (batch = their size)
-  bool strided = false;  ///< q/k/v/out/grads stored (B, H, N, D) with padding
-  double sd = 1.0;       ///< of q and k (large values: large logits)
+  std::string feature;  ///< what the case exercises: the feature's label ("GQA 6:2, D = 80, causal", ...)
+  check::Case c;        ///< shape, dtype, options (the dataflow set for forward cases), layout
   bool backward = false;
-  [[nodiscard]] bool varlen() const { return !seqlens_q.empty(); }
-  [[nodiscard]] std::string shape() const;  ///< "B2 Nq128 Nk128 Hq4/4 D64"
 };
 
-/// The sweep for `dtypes`. quick: a subset that runs in about a second.
+/// "B2 Nq128 Nk128 Hq4/4 D64", or "varlen[37/37,0/9] Hq4/2 D64".
+std::string shape_str(const check::Case& c);
+
+/// The sweep for `dtypes`. quick: the features marked quick (about a second).
 std::vector<CheckCase> check_sweep(const std::vector<DType>& dtypes, bool quick);
 
 }  // namespace flatattn::cli

@@ -3,7 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <numeric>
+#include <map>
+#include <optional>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -19,7 +20,10 @@
 #include "cli/sample_check.h"
 #include "cli/table.h"
 #include "cli/workload.h"
-#include "src/reference/reference.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
+#include "src/check/yardstick.h"
 
 namespace flatattn::cli {
 
@@ -34,73 +38,6 @@ struct CheckFlags {
   std::vector<std::string> dtypes;
 };
 
-/// Host tensors of one case: inputs random, outputs poisoned.
-struct CaseTensors {
-  Tensor q, k, v, out, lse, dout, dq, dk, dv, cu_q, cu_k;
-  std::optional<Varlen> varlen(DeviceKind where) const {
-    if (!cu_q.data() || cu_q.numel() == 0) return std::nullopt;
-    Varlen v;
-    v.cu_seqlens_q = cu_q.view(where);
-    v.cu_seqlens_k = cu_k.view(where);
-    const auto* cq = static_cast<const std::int32_t*>(cu_q.data());
-    const auto* ck = static_cast<const std::int32_t*>(cu_k.data());
-    for (std::int64_t b = 0; b + 1 < cu_q.numel(); ++b) {
-      v.max_seqlen_q = std::max<std::int64_t>(v.max_seqlen_q, cq[b + 1] - cq[b]);
-      v.max_seqlen_k = std::max<std::int64_t>(v.max_seqlen_k, ck[b + 1] - ck[b]);
-    }
-    return v;
-  }
-};
-
-Tensor rows_tensor(const CheckCase& c, DType dt, std::int64_t n, std::int64_t h) {
-  if (c.varlen()) return c.strided ? Tensor::make(dt, {n, h, c.d}, {1, 0, 2}, 8) : Tensor::make(dt, {n, h, c.d});
-  return c.strided ? Tensor::make(dt, {c.batch, n, h, c.d}, {0, 2, 1, 3}, 8) : Tensor::make(dt, {c.batch, n, h, c.d});
-}
-
-CaseTensors make_case(const CheckCase& c, std::uint64_t seed) {
-  CaseTensors t;
-  const auto sum = [](const std::vector<std::int32_t>& v) { return std::accumulate(v.begin(), v.end(), std::int64_t{0}); };
-  const std::int64_t nq = c.varlen() ? sum(c.seqlens_q) : c.nq, nk = c.varlen() ? sum(c.seqlens_k) : c.nk;
-  t.q = rows_tensor(c, c.dtype, nq, c.hq);
-  t.k = rows_tensor(c, c.dtype, nk, c.hkv);
-  t.v = rows_tensor(c, c.dtype, nk, c.hkv);
-  t.out = rows_tensor(c, c.dtype, nq, c.hq);
-  t.q.fill_normal(seed ^ 1, c.sd);
-  t.k.fill_normal(seed ^ 2, c.sd);
-  t.v.fill_normal(seed ^ 3);
-  t.out.poison();
-  t.lse = c.varlen() ? Tensor::make(DType::f32, {c.hq, nq}) : Tensor::make(DType::f32, {c.batch, c.hq, nq});
-  t.lse.poison();
-  if (c.varlen()) {
-    t.cu_q = Tensor::make(DType::i32, {c.batch + 1});
-    t.cu_k = Tensor::make(DType::i32, {c.batch + 1});
-    auto* cq = static_cast<std::int32_t*>(t.cu_q.data());
-    auto* ck = static_cast<std::int32_t*>(t.cu_k.data());
-    cq[0] = ck[0] = 0;
-    for (std::int64_t b = 0; b < c.batch; ++b) {
-      cq[b + 1] = cq[b] + c.seqlens_q[b];
-      ck[b + 1] = ck[b] + c.seqlens_k[b];
-    }
-  }
-  if (c.backward) {
-    t.dout = rows_tensor(c, c.dtype, nq, c.hq);
-    t.dq = rows_tensor(c, c.dtype, nq, c.hq);
-    t.dk = rows_tensor(c, c.dtype, nk, c.hkv);
-    t.dv = rows_tensor(c, c.dtype, nk, c.hkv);
-    t.dout.fill_normal(seed ^ 4);
-    t.dq.poison();
-    t.dk.poison();
-    t.dv.poison();
-  }
-  return t;
-}
-
-Tensor like(const Tensor& t, DType dt) {
-  Tensor r = Tensor::make(dt, t.shape());
-  r.poison();
-  return r;
-}
-
 struct Row {
   std::string what;  // "out", "dq", ...
   Verdict v;
@@ -108,59 +45,38 @@ struct Row {
   bool has_lse = false;
 };
 
-/// Runs one case on `where` and judges every output against the oracle. Returns its rows and the
-/// Report of the (last) kernel call.
-std::vector<Row> run_case(const CheckCase& c, DeviceKind where, std::uint64_t seed, Report& rep) {
-  CaseTensors t = make_case(c, seed);
-  std::vector<Tensor*> tensors = {&t.q, &t.k, &t.v, &t.out, &t.lse};
-  if (c.backward) tensors.insert(tensors.end(), {&t.dout, &t.dq, &t.dk, &t.dv});
-  if (c.varlen()) tensors.insert(tensors.end(), {&t.cu_q, &t.cu_k});
+/// Runs one case on `where` and judges every output against the oracle with the checks' yardsticks and
+/// rule (src/check, as the tests do). Returns its rows and the Report of the (last) kernel call.
+std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t seed, Report& rep) {
+  check::CaseTensors t = check::make_case(cc.c, seed, cc.backward);
+  const check::Case& c = t.c;
+  std::vector<check::HostTensor*> tensors = {&t.q, &t.k, &t.v, &t.out, &t.lse};
+  if (cc.backward) tensors.insert(tensors.end(), {&t.dout, &t.dq, &t.dk, &t.dv});
+  if (c.varlen) tensors.insert(tensors.end(), {&t.cu_q, &t.cu_k});
+  std::map<const check::HostTensor*, DeviceMirror> mirror;
   if (where == DeviceKind::cuda)
-    for (Tensor* x : tensors) x->upload();
+    for (check::HostTensor* x : tensors) mirror[x].upload(*x);
+  const auto on = [&](const check::HostTensor& x) { return where == DeviceKind::cuda ? mirror.at(&x).view(x) : x.view(); };
+  std::optional<Varlen> vl = t.varlen();
+  if (vl) vl->cu_seqlens_q = on(t.cu_q), vl->cu_seqlens_k = on(t.cu_k);
   Options o = c.options;
   o.return_lse = true;
-  ForwardArgs fa{t.q.view(where), t.k.view(where), t.v.view(where), t.out.view(where), t.lse.view(where), t.varlen(where)};
-  rep = forward(fa, o);
-  if (c.backward) {
-    BackwardArgs ba{t.dout.view(where), t.q.view(where), t.k.view(where), t.v.view(where), t.out.view(where),
-                    t.lse.view(where), t.dq.view(where), t.dk.view(where), t.dv.view(where), t.varlen(where)};
-    rep = backward(ba, c.options);
-  }
+  rep = forward({on(t.q), on(t.k), on(t.v), on(t.out), on(t.lse), vl}, o);
+  if (cc.backward)
+    rep = backward({on(t.dout), on(t.q), on(t.k), on(t.v), on(t.out), on(t.lse), on(t.dq), on(t.dk), on(t.dv), vl},
+                   c.options);
   if (where == DeviceKind::cuda)
-    for (Tensor* x : tensors) x->download();
+    for (check::HostTensor* x : tensors) mirror.at(x).download(*x);
 
-  // The oracle on the host copies: f64 and the input dtype (naive_lowp).
-  const std::optional<Varlen> vl = t.varlen(DeviceKind::cpu);
+  // The oracle on the host copies.
   std::vector<Row> rows;
-  if (!c.backward) {
-    Tensor ref = like(t.out, DType::f64), ref_lse = like(t.lse, DType::f64), naive = like(t.out, c.dtype);
-    ref::forward({t.q.view(), t.k.view(), t.v.view(), ref.view(), ref_lse.view(), vl}, o, ref::Precision::f64);
-    Options on = c.options;
-    on.return_lse = false;
-    ref::forward({t.q.view(), t.k.view(), t.v.view(), naive.view(), {}, vl}, on, ref::Precision::input);
-    // fp32: the engine's naive attention (fp32 GEMMs, fp32 accumulation) is a second yardstick; with large
-    // logits its fp32 S = QK^T moves P further than the oracle's double-accumulating naive_lowp shows.
-    Tensor naive32;
-    if (c.dtype == DType::f32 && engine::has_naive()) {
-      naive32 = like(t.out, DType::f32);
-      engine::naive_forward({t.q.view(), t.k.view(), t.v.view(), naive32.view(), {}, vl}, on);
-    }
-    Row r{"out", judge_tensors(t.out, ref, naive, naive32.data() ? &naive32 : nullptr), judge_lse(t.lse, ref_lse), true};
-    rows.push_back(r);
+  if (!cc.backward) {
+    const check::ForwardOracle ref = check::forward_yardstick(t);
+    rows.push_back({"out", check::judge(t.out, ref.out, &ref.naive_out, c.dtype), check::judge_lse(t.lse, ref.lse), true});
     return rows;
   }
-  Tensor rdq = like(t.dq, DType::f64), rdk = like(t.dk, DType::f64), rdv = like(t.dv, DType::f64);
-  Tensor ndq = like(t.dq, c.dtype), ndk = like(t.dk, c.dtype), ndv = like(t.dv, c.dtype);
-  Tensor out64 = like(t.out, DType::f64), lse64 = like(t.lse, DType::f64);  // validated, unused by the oracle
-  ref::backward({t.dout.view(), t.q.view(), t.k.view(), t.v.view(), out64.view(), lse64.view(), rdq.view(), rdk.view(),
-                 rdv.view(), vl},
-                c.options, ref::Precision::f64);
-  ref::backward({t.dout.view(), t.q.view(), t.k.view(), t.v.view(), out64.view(), lse64.view(), ndq.view(), ndk.view(),
-                 ndv.view(), vl},
-                c.options, ref::Precision::input);
-  rows.push_back({"dq", judge_tensors(t.dq, rdq, ndq), {}, false});
-  rows.push_back({"dk", judge_tensors(t.dk, rdk, ndk), {}, false});
-  rows.push_back({"dv", judge_tensors(t.dv, rdv, ndv), {}, false});
+  const check::BackwardOracle ref = check::oracle_backward(t);
+  for (const auto& g : check::judge_backward(t, ref, check::naive_backward(t, ref))) rows.push_back({g.name, g.v, {}, false});
   return rows;
 }
 
@@ -200,28 +116,29 @@ void check(const CheckFlags& f) {
               {true, false, false, false, false, false, false, true, true, true, true, false});
   json jrows = json::array();
   int passed = 0, failed = 0, skipped = 0, idx = 0;
-  for (const CheckCase& c : cases) {
+  for (const CheckCase& cc : cases) {
+    const check::Case& c = cc.c;
     ++idx;
-    const std::string fwd_or_bwd = c.backward ? "bwd" : name(c.options.dataflow).data();
-    const std::string label = fmt::format("{} [{}]", c.feature, c.backward ? "bwd" : "fwd");
+    const std::string fwd_or_bwd = cc.backward ? "bwd" : name(c.options.dataflow).data();
+    const std::string label = fmt::format("{} [{}]", cc.feature, cc.backward ? "bwd" : "fwd");
     Report rep;
     std::vector<Row> rows;
     std::string error;
     bool skip = false;
     try {
-      rows = run_case(c, dev, seed + static_cast<std::uint64_t>(idx), rep);
+      rows = run_case(cc, dev, seed + static_cast<std::uint64_t>(idx), rep);
     } catch (const Error& e) {
       skip = e.kind() == Error::Kind::unsupported;
       error = e.what();
     }
-    const std::string ran = c.backward || rep.block_m == 0
+    const std::string ran = cc.backward || rep.block_m == 0
                                 ? fwd_or_bwd
                                 : fmt::format("{} {}x{}", name(rep.dataflow), rep.block_m, rep.block_n);
     if (!error.empty()) {
       (skip ? skipped : failed) += 1;
-      table.add({std::to_string(idx), label, c.shape(), std::string(name(c.dtype)), options_str(c.options),
+      table.add({std::to_string(idx), label, shape_str(c), std::string(name(c.dtype)), options_str(c.options),
                  fwd_or_bwd, "-", "-", "-", "-", "-", skip ? "SKIP" : "FAIL"});
-      jrows.push_back({{"case", label}, {"shape", c.shape()}, {"dtype", name(c.dtype)}, {"dataflow", fwd_or_bwd},
+      jrows.push_back({{"case", label}, {"shape", shape_str(c)}, {"dtype", name(c.dtype)}, {"dataflow", fwd_or_bwd},
                        {"result", skip ? "SKIP" : "FAIL"}, {"error", error}});
       if (!f.json) std::fprintf(stderr, "  #%d %s: %s\n", idx, skip ? "skipped" : "error", error.c_str());
       continue;
@@ -229,13 +146,13 @@ void check(const CheckFlags& f) {
     for (const Row& r : rows) {
       const bool ok = r.v.pass && (!r.has_lse || r.lse.pass);
       (ok ? passed : failed) += 1;
-      table.add({std::to_string(idx), label, c.shape(), std::string(name(c.dtype)), options_str(c.options), ran, r.what,
+      table.add({std::to_string(idx), label, shape_str(c), std::string(name(c.dtype)), options_str(c.options), ran, r.what,
                  fmt::format("{:.2e}", r.v.max_err), fmt::format("{:.2e}", r.v.bound), fmt::format("{:.2e}", r.v.rel_err),
                  r.has_lse ? fmt::format("{:.1e}", r.lse.max_err) : "-",
                  ok ? "PASS" : (r.v.nonfinite || r.lse.nonfinite ? "FAIL (non-finite)" : "FAIL")});
-      json jr = {{"case", label}, {"shape", c.shape()}, {"dtype", name(c.dtype)}, {"options", options_str(c.options)},
-                 {"ran", ran}, {"output", r.what}, {"check", r.v.to_json()}, {"result", ok ? "PASS" : "FAIL"}};
-      if (r.has_lse) jr["lse"] = r.lse.to_json();
+      json jr = {{"case", label}, {"shape", shape_str(c)}, {"dtype", name(c.dtype)}, {"options", options_str(c.options)},
+                 {"ran", ran}, {"output", r.what}, {"check", to_json(r.v)}, {"result", ok ? "PASS" : "FAIL"}};
+      if (r.has_lse) jr["lse"] = to_json(r.lse);
       jrows.push_back(jr);
     }
   }

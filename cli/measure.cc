@@ -161,7 +161,7 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
       v.unwritten = t.dq.count_nonfinite() + t.dk.count_nonfinite() + t.dv.count_nonfinite();
     }
     v.pass = v.pass && v.unwritten == 0;
-    check = v.to_json();
+    check = to_json(v);
     check["what"] = m.mode == Mode::fwd ? "out" : "dq (dk, dv: written)";
   }
 

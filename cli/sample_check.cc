@@ -6,59 +6,16 @@
 #include <set>
 #include <tuple>
 
-#include <fmt/format.h>
-
 #include "src/core/half.h"
 #include "src/core/validate.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::cli {
 
-// ---- the rule ------------------------------------------------------------------------------------
-
-double rel_tol_for(DType dtype) { return dtype == DType::f32 ? 1e-5 : 0.0; }
-
-void Judge::add(double o, double r, double naive) {
-  ++compared_;
-  if (!std::isfinite(o) || !std::isfinite(r)) {
-    if (!(std::isinf(o) && o == r)) ++nonfinite_;
-    return;
-  }
-  const double e = std::abs(o - r);
-  max_err_ = std::max(max_err_, e);
-  num_ += e * e;
-  den_ += r * r;
-  max_ref_ = std::max(max_ref_, std::abs(r));
-  if (std::isfinite(naive)) naive_err_ = std::max(naive_err_, std::abs(naive - r));
-  floor_ = std::max(floor_, 2.0 * std::abs(round_to(dtype_, round_to(dtype_, r + 0.3) - 0.3) - r));
-}
-
-Verdict Judge::finish(double rel_tol) const {
-  Verdict v;
-  v.max_err = max_err_;
-  v.naive_err = naive_err_;
-  v.floor = floor_;
-  v.rel_err = den_ > 0 ? std::sqrt(num_ / den_) : std::sqrt(num_);
-  v.bound = 2.0 * naive_err_ + floor_ + rel_tol * max_ref_;
-  v.compared = compared_;
-  v.nonfinite = nonfinite_;
-  v.pass = nonfinite_ == 0 && max_err_ <= v.bound;
-  return v;
-}
-
-std::string Verdict::str() const {
-  std::string s = fmt::format("{} max_err={:.2e} {} bound={:.2e} rel={:.2e}", pass ? "PASS" : "FAIL", max_err,
-                              max_err <= bound ? "<=" : ">", bound, rel_err);
-  if (nonfinite) s += fmt::format(" nonfinite={}", nonfinite);
-  if (rows) s += fmt::format(" ({} sampled rows)", rows);
-  if (unwritten > 0) s += fmt::format(" unwritten/non-finite outputs={}", unwritten);
-  return s;
-}
-
-nlohmann::json Verdict::to_json() const {
-  return {{"pass", pass},         {"max_err", max_err},     {"bound", bound},         {"naive_err", naive_err},
-          {"floor", floor},       {"rel_err", rel_err},     {"compared", compared},   {"nonfinite", nonfinite},
-          {"unwritten", unwritten}, {"sampled_rows", rows}};
+nlohmann::json to_json(const Verdict& v) {
+  return {{"pass", v.pass},         {"max_err", v.max_err},   {"bound", v.bound},       {"naive_err", v.naive_err},
+          {"floor", v.floor},       {"rel_err", v.rel_err},   {"compared", v.compared}, {"nonfinite", v.nonfinite},
+          {"unwritten", v.unwritten}, {"sampled_rows", v.rows}};
 }
 
 // ---- one-row problems ----------------------------------------------------------------------------
@@ -192,7 +149,7 @@ Verdict check_forward_rows(const ForwardArgs& args, const Options& options, cons
     const std::int64_t q0 = seq_span(p, r.b).q0;
     for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.out, p, r, q0, d), ref[d], naive[d]);
   }
-  Verdict v = j.finish(rel_tol_for(args.out.dtype));
+  Verdict v = j.finish();
   v.rows = static_cast<std::int64_t>(rows.size());
   return v;
 }
@@ -208,37 +165,8 @@ Verdict check_dq_rows(const BackwardArgs& args, const Options& options, const st
     const std::vector<double> naive = ref_dq_row(o, dout, ref::Precision::input);
     for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.dq, p, r, sp.q0, d), ref[d], naive[d]);
   }
-  Verdict v = j.finish(rel_tol_for(args.dq.dtype));
+  Verdict v = j.finish();
   v.rows = static_cast<std::int64_t>(rows.size());
-  return v;
-}
-
-Verdict judge_tensors(const Tensor& out, const Tensor& ref, const Tensor& naive, const Tensor* naive2) {
-  Judge j(out.dtype());
-  const std::int64_t n = ref.numel();
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double r = ref.at(i);
-    double yard = naive.at(i);
-    if (naive2 && std::abs(naive2->at(i) - r) > std::abs(yard - r)) yard = naive2->at(i);
-    j.add(out.at(i), r, yard);
-  }
-  return j.finish(rel_tol_for(out.dtype()));
-}
-
-Verdict judge_lse(const Tensor& lse, const Tensor& ref, double tol) {
-  Verdict v;
-  const std::int64_t n = ref.numel();
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double r = ref.at(i), o = lse.at(i);
-    ++v.compared;
-    if (std::isinf(r) || std::isinf(o) || std::isnan(o)) {
-      if (!(std::isinf(r) && r == o)) ++v.nonfinite;
-      continue;
-    }
-    v.max_err = std::max(v.max_err, std::abs(o - r) / std::max(1.0, std::abs(r)));
-  }
-  v.bound = tol;
-  v.pass = v.nonfinite == 0 && v.max_err <= tol;
   return v;
 }
 

@@ -10,7 +10,9 @@
 #include "cli/buffers.h"
 #include "cli/sample_check.h"
 #include "src/reference/reference.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 
 namespace flatattn::cli {
 namespace {
@@ -74,9 +76,9 @@ Built build(const Shape& s, std::uint64_t seed) {
     b.k = Tensor::make(DType::f32, {batch, s.nk, s.hkv, s.d});
     b.v = Tensor::make(DType::f32, {batch, s.nk, s.hkv, s.d}, {0, 2, 1, 3});
   }
-  b.out = Tensor::make(DType::f32, b.q.shape());
-  b.dout = Tensor::make(DType::f32, b.q.shape());
-  b.dq = Tensor::make(DType::f32, b.q.shape());
+  b.out = Tensor::make(DType::f32, b.q.shape);
+  b.dout = Tensor::make(DType::f32, b.q.shape);
+  b.dq = Tensor::make(DType::f32, b.q.shape);
   b.q.fill_normal(seed ^ 1, 1.5);
   b.k.fill_normal(seed ^ 2, 1.5);
   b.v.fill_normal(seed ^ 3);
@@ -92,7 +94,7 @@ Built build(const Shape& s, std::uint64_t seed) {
   b.fwd = ForwardArgs{b.q.view(), b.k.view(), b.v.view(), b.out.view(), {}, varlen};
   ref::forward(b.fwd, b.opt);
   Tensor lse = Tensor::make(DType::f64, vl ? std::vector<std::int64_t>{s.hq, tq} : std::vector<std::int64_t>{batch, s.hq, s.nq});
-  Tensor dk = Tensor::make(DType::f64, b.k.shape()), dv = Tensor::make(DType::f64, b.k.shape());
+  Tensor dk = Tensor::make(DType::f64, b.k.shape), dv = Tensor::make(DType::f64, b.k.shape);
   b.bwd = BackwardArgs{b.dout.view(), b.q.view(), b.k.view(), b.v.view(), b.out.view(), lse.view(),
                        b.dq.view(),   dk.view(),  dv.view(),  varlen};
   ref::backward(b.bwd, b.opt);
@@ -113,19 +115,19 @@ std::vector<RowId> all_rows(const Shape& s) {
 }
 
 Verdict full_forward(const Built& b) {
-  Tensor ref = Tensor::make(DType::f64, b.out.shape()), naive = Tensor::make(DType::f32, b.out.shape());
+  Tensor ref = Tensor::make(DType::f64, b.out.shape), naive = Tensor::make(DType::f32, b.out.shape);
   ForwardArgs a = b.fwd;
   a.out = ref.view();
   ref::forward(a, b.opt, ref::Precision::f64);
   a.out = naive.view();
   ref::forward(a, b.opt, ref::Precision::input);
-  return judge_tensors(b.out, ref, naive);
+  return check::judge(b.out, ref, &naive, b.out.dtype);
 }
 
 class SampleCheck : public ::testing::TestWithParam<Shape> {
  protected:
   void SetUp() override {
-    seed_ = testing::fresh_seed();
+    seed_ = check::fresh_seed();
     std::printf("FLATATTN_SEED=%llu\n", static_cast<unsigned long long>(seed_));
   }
   std::uint64_t seed_ = 0;

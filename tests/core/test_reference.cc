@@ -6,10 +6,12 @@
 #include <limits>
 
 #include "src/reference/reference.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 
 using namespace flatattn;
-using namespace flatattn::testing;
+using namespace flatattn::check;
 
 namespace {
 HostTensor f64(std::vector<std::int64_t> shape, std::vector<double> values = {}) {
@@ -162,7 +164,7 @@ TEST(Reference, LowPrecisionNaiveIsCloseButNotExact) {
   CaseTensors t = make_case(c, rng);
   ForwardOracle o = oracle_forward(t);
   Verdict v = judge(o.naive_out, o.out, nullptr, DType::bf16, 0.05);
-  EXPECT_TRUE(v.pass) << v.str();
+  EXPECT_TRUE(v.pass) << v.detail();
   EXPECT_GT(v.max_err, 0.0) << "bf16 rounding must show in the naive low-precision output";
   EXPECT_LT(v.rel_err, 2e-2);
 }

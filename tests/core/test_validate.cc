@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "flatattn/flatattn.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn;
-using namespace flatattn::testing;
+using namespace flatattn::check;
 
 namespace {
 

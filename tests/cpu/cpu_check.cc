@@ -7,7 +7,6 @@
 #include <tuple>
 
 #include "src/core/validate.h"
-#include "src/cpu/naive.h"
 
 namespace flatattn::testing {
 
@@ -18,25 +17,6 @@ bool verbose() {
 
 Seeded::Seeded() : seed(fresh_seed()), rng(seed) {
   std::cout << "[ seed     ] FLATATTN_SEED=" << seed << "\n";
-}
-
-ForwardOracle cpu_oracle_forward(const CaseTensors& t) {
-  ForwardOracle o = oracle_forward(t);
-  if (t.c.dtype != DType::f32) return o;
-  HostTensor naive = HostTensor::make(DType::f32, t.out.shape);
-  naive.poison();
-  ForwardArgs a = t.forward_args();
-  a.out = naive.view();
-  a.lse = {};
-  Options opt = t.c.options;
-  opt.return_lse = false;
-  const ValidatedForward v = validate_forward(a, opt);
-  cpu::naive_forward(v.problem, v.tensors);
-  const double oracle_naive = judge(o.naive_out, o.out, nullptr, DType::f32).max_err;
-  const Verdict fp32 = judge(naive, o.out, nullptr, DType::f32);
-  EXPECT_EQ(fp32.nonfinite, 0) << "cpu::naive_forward: " << fp32.str();
-  if (fp32.max_err > oracle_naive) o.naive_out = std::move(naive);
-  return o;
 }
 
 Report run_forward(CaseTensors& t, const Options& o, const std::optional<cpu::ForwardPlan>& plan) {
@@ -61,13 +41,12 @@ Report run_backward(CaseTensors& t, const Options& o, const std::optional<cpu::B
 
 bool strict_fp32(const Case& c) { return c.dtype == DType::f32 && c.input_sd <= 4.0; }
 
-double fp32_tolerance(const Case& c) { return c.dtype == DType::f32 ? 1e-5 : 0.0; }
-
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what) {
-  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype, fp32_tolerance(t.c));
-  if (verbose()) std::cout << what << " out: " << v.str() << "\n";
-  EXPECT_TRUE(v.pass) << what << " out: " << v.str();
-  if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " out: " << v.str();
+  EXPECT_EQ(o.naive_fp32_nonfinite, 0) << what << ": cpu::naive_forward, the fp32 yardstick, is not finite";
+  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
+  if (verbose()) std::cout << what << " out: " << v.detail() << "\n";
+  EXPECT_TRUE(v.pass) << what << " out: " << v.detail();
+  if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " out: " << v.detail();
   if (t.c.options.return_lse) {
     // Per row |lse - ref| <= 1e-5 max(1, |ref|). With large logits the fp32 rounding of S (absolute, about
     // eps * D * max|S|) dominates rows whose LSE happens to be small, so the bound becomes normwise there:
@@ -80,24 +59,19 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
       tol *= mx;
     }
     const Verdict l = judge_lse(t.lse, o.lse, tol);
-    EXPECT_TRUE(l.pass) << what << " lse: " << l.str();
+    EXPECT_TRUE(l.pass) << what << " lse: " << l.detail();
   }
 }
 
 void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y,
                         const std::string& what) {
-  for (auto [out, r, n, noise, name] :
-       {std::tuple{&t.dq, &ref.dq, &y.naive.dq, y.noise_dq, "dq"}, std::tuple{&t.dk, &ref.dk, &y.naive.dk, y.noise_dk, "dk"},
-        std::tuple{&t.dv, &ref.dv, &y.naive.dv, 0.0, "dv"}}) {
-    Verdict v = judge(*out, *r, n, t.c.dtype, fp32_tolerance(t.c));
-    v.bound += 2.0 * noise;
-    v.pass = v.nonfinite == 0 && v.max_err <= v.bound;
-    if (verbose()) std::cout << what << " " << name << ": " << v.str() << " noise=" << noise << "\n";
-    EXPECT_TRUE(v.pass) << what << " " << name << ": " << v.str() << " (bound includes 2 x dS noise " << noise << ")";
+  for (const auto& [name, v, noise] : judge_backward(t, ref, y)) {
+    if (verbose()) std::cout << what << " " << name << ": " << v.detail() << " noise=" << noise << "\n";
+    EXPECT_TRUE(v.pass) << what << " " << name << ": " << v.detail() << " (bound includes 2 x dS noise " << noise << ")";
     // Where dP - D_i cancels (peaked rows), the gradient is as small as its rounding noise and a relative
     // error says nothing; rel_err <= 1e-5 is required wherever the error is not explained by that noise.
     if (strict_fp32(t.c) && v.max_err > 2.0 * noise)
-      EXPECT_LE(v.rel_err, 1e-5) << what << " " << name << ": " << v.str() << " noise=" << noise;
+      EXPECT_LE(v.rel_err, 1e-5) << what << " " << name << ": " << v.detail() << " noise=" << noise;
   }
 }
 

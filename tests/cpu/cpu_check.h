@@ -10,10 +10,14 @@
 #include <string>
 
 #include "src/cpu/engine.h"
-#include "tests/common/harness.h"
-#include "tests/common/yardstick.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
+#include "src/check/yardstick.h"
 
 namespace flatattn::testing {
+
+using namespace ::flatattn::check;  // HostTensor, Case, judge(): the checks shared with the CLI (src/check)
 
 /// True when FLATATTN_VERBOSE is set: every verdict is printed, passing or not.
 bool verbose();
@@ -38,26 +42,14 @@ Report run_backward(CaseTensors& t, const Options& o, const std::optional<cpu::B
 /// yardstick of judge() covers them).
 bool strict_fp32(const Case& c);
 
-/// oracle_forward(t), except that for f32 the naive yardstick is the worse of the oracle's naive_out (fp32
-/// rounding of each step, double accumulation) and cpu::naive_forward (fp32 GEMMs, fp32 accumulation: naive
-/// attention as a framework computes it in fp32). With large logits the fp32 accumulation of S = QK^T
-/// alone moves P by ~1e-3, which the double-accumulating yardstick does not show.
-ForwardOracle cpu_oracle_forward(const CaseTensors& t);
-
-/// The rel_tol passed to judge(): 1e-5 for fp32, 0 otherwise. The oracle's naive fp32 yardstick rounds
-/// each step to fp32 but accumulates in double, so it is a few ulps better than any kernel that
-/// accumulates in fp32 (measured: 2 x naive ~ 1e-7 against ~4e-7 here); fp32 results are held to
-/// docs/design.md's "match the oracle to ~1e-5 relative" instead: max error <= 2 naive + floor + 1e-5 max|ref|,
-/// and rel_err <= 1e-5 (strict_fp32). f16/bf16 use the rule unchanged.
-double fp32_tolerance(const Case& c);
-
-/// Forward outputs of t (after run_forward) against the oracle o: out by judge(), lse by judge_lse(),
-/// rel_err <= 1e-5 for strict fp32 cases. `what` names the run in failure messages.
+/// Forward outputs of t (after run_forward) against the oracle o (forward_yardstick: src/check/yardstick.h):
+/// out by judge(), lse by judge_lse(), rel_err <= 1e-5 for strict fp32 cases, and no non-finite value in the
+/// engine's naive fp32 yardstick. `what` names the run in failure messages.
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what);
 
-/// dq, dk, dv of t (after run_backward) against the oracle and the yardstick: judge(), plus for f32
-/// 2 x the dS rounding noise on dq and dk, and rel_err <= 1e-5 for strict fp32 cases whose error exceeds
-/// that noise.
+/// dq, dk, dv of t (after run_backward) against the oracle and the yardstick: judge_backward() (the rule
+/// plus, for f32, 2 x the dS rounding noise on dq and dk), and rel_err <= 1e-5 for strict fp32 cases whose
+/// error exceeds that noise.
 void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y,
                         const std::string& what);
 

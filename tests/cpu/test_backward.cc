@@ -7,9 +7,10 @@
 #include <vector>
 
 #include "tests/cpu/cpu_check.h"
-#include "tests/cpu/features.h"
+#include "src/check/features.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 namespace {
@@ -47,10 +48,10 @@ TEST_P(BackwardFeature, MatchesOracle) {
 
 INSTANTIATE_TEST_SUITE_P(Cpu, BackwardFeature,
                          ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
-                                            ::testing::ValuesIn(kAllFeatures)),
+                                            ::testing::ValuesIn(features())),
                          [](const auto& info) {
                            return std::string(name(std::get<0>(info.param))) + "_" +
-                                  feature_name(std::get<1>(info.param));
+                                  std::get<1>(info.param).name;
                          });
 
 class BackwardHeadDim : public ::testing::TestWithParam<std::tuple<DType, int>> {};
@@ -119,7 +120,7 @@ TEST(CpuBackward, BitwiseReproducibleAcrossThreads) {
       opt.num_threads = threads;
       opt.deterministic = det;
       run_backward(t, opt);
-      std::vector<unsigned char> g = t.dq.storage;
+      std::vector<unsigned char> g(t.dq.storage.begin(), t.dq.storage.end());
       g.insert(g.end(), t.dk.storage.begin(), t.dk.storage.end());
       g.insert(g.end(), t.dv.storage.begin(), t.dv.storage.end());
       grads.push_back(std::move(g));

@@ -11,9 +11,10 @@
 #include "src/cpu/gemm.h"
 #include "src/cpu/policy.h"
 #include "tests/cpu/cpu_check.h"
-#include "tests/cpu/features.h"
+#include "src/check/features.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 namespace {
@@ -47,16 +48,16 @@ TEST_P(ForwardFeature, MatchesOracle) {
   const Case c = feature_case(f, dt);
   SCOPED_TRACE(c.name());
   CaseTensors t = make_case(c, s.rng);
-  const ForwardOracle o = cpu_oracle_forward(t);
+  const ForwardOracle o = forward_yardstick(t);
   check_all_dataflows(t, o);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Cpu, ForwardFeature,
     ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
-                       ::testing::ValuesIn(kAllFeatures)),
+                       ::testing::ValuesIn(features())),
     [](const auto& info) {
-      return std::string(name(std::get<0>(info.param))) + "_" + feature_name(std::get<1>(info.param));
+      return std::string(name(std::get<0>(info.param))) + "_" + std::get<1>(info.param).name;
     });
 
 class ForwardHeadDim : public ::testing::TestWithParam<std::tuple<DType, int>> {};
@@ -71,7 +72,7 @@ TEST_P(ForwardHeadDim, MatchesOracle) {
   c.options.return_lse = true;
   SCOPED_TRACE(c.name());
   CaseTensors t = make_case(c, s.rng);
-  check_all_dataflows(t, cpu_oracle_forward(t));
+  check_all_dataflows(t, forward_yardstick(t));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, ForwardHeadDim,
@@ -95,7 +96,7 @@ TEST(CpuForward, OddLengths) {
         c.options.return_lse = true;
         SCOPED_TRACE(c.name());
         CaseTensors t = make_case(c, s.rng);
-        check_all_dataflows(t, cpu_oracle_forward(t));
+        check_all_dataflows(t, forward_yardstick(t));
       }
 }
 
@@ -110,7 +111,7 @@ TEST(CpuForward, LongOddLength) {
     c.options.return_lse = true;
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng);
-    const ForwardOracle o = cpu_oracle_forward(t);
+    const ForwardOracle o = forward_yardstick(t);
     for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
       Options opt = c.options;
       opt.dataflow = df;
@@ -155,7 +156,7 @@ TEST(CpuForward, RandomSweep) {
       const Case c = random_case(s.rng, dt, 160);
       SCOPED_TRACE(c.name());
       CaseTensors t = make_case(c, s.rng);
-      check_all_dataflows(t, cpu_oracle_forward(t));
+      check_all_dataflows(t, forward_yardstick(t));
     }
 }
 
@@ -175,7 +176,7 @@ TEST(CpuForward, BitwiseReproducibleAcrossThreads) {
       opt.dataflow = df;
       opt.num_threads = threads;
       run_forward(t, opt);
-      outs.push_back(t.out.storage);
+      outs.emplace_back(t.out.storage.begin(), t.out.storage.end());
       outs.back().insert(outs.back().end(), t.lse.storage.begin(), t.lse.storage.end());
     }
     for (std::size_t i = 1; i < outs.size(); ++i) EXPECT_TRUE(outs[i] == outs[0]) << name(df) << " run " << i;

@@ -1,4 +1,4 @@
-// Runs a harness case (tests/common/harness.h) on the GPU: the host tensors are copied to the device
+// Runs a check case (src/check/case.h) on the GPU: the host tensors are copied to the device
 // byte for byte (so their strides and padding, and the poison in out/lse/dq/dk/dv, travel too),
 // forward() or backward() runs on the device views, and the outputs come back into the case for
 // judge() against the oracle.
@@ -11,9 +11,13 @@
 #include <vector>
 
 #include "flatattn/attention.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 
 namespace flatattn::testing {
+
+using namespace ::flatattn::check;  // HostTensor, Case, judge(): the checks shared with the CLI (src/check)
 
 /// True when a CUDA device is present (tests GTEST_SKIP otherwise).
 bool gpu_present();

@@ -17,10 +17,13 @@
 
 #include "src/core/half.h"
 #include "src/cuda/dispatch.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 #define REQUIRE_DTYPE(dt) \
@@ -365,7 +368,7 @@ TEST(CudaBackward, NonDefaultStream) {
                             std::tuple{&t.dv, &ref.dv, "dv"}}) {
     // No naive yardstick here: a loose bound (1e-2 relative) that still catches unordered work.
     const Verdict v = judge(*out, *rf, nullptr, DType::f16, 1e-2);
-    EXPECT_TRUE(v.pass) << g << " " << v.str() << " seed " << seed;
+    EXPECT_TRUE(v.pass) << g << " " << v.detail() << " seed " << seed;
   }
 }
 

@@ -12,10 +12,11 @@
 #include "src/core/half.h"
 #include "src/core/backend.h"
 #include "src/cuda/dispatch.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 
@@ -136,8 +137,8 @@ CaseTensors backward_case(std::int64_t d, std::mt19937_64& rng) {
   Case c = small(d);
   c.options.return_lse = true;
   CaseTensors t = make_case(c, rng, /*with_backward=*/true);
-  t.out.fill_normal(rng);  // any finite forward results: these calls must fail before reading them
-  t.lse.fill_normal(rng);
+  t.out.fill_normal(rng());  // any finite forward results: these calls must fail before reading them
+  t.lse.fill_normal(rng());
   return t;
 }
 

@@ -1,6 +1,6 @@
 // The CUDA forward against the fp64 oracle (docs/design.md, "The correctness rule"): fresh random shapes and
 // features every run, the adversarial list, every head dim through both kernels, poisoned outputs
-// (the harness fills out and lse with NaN before the copy to the device).
+// (make_case, src/check/case.h, fills out and lse with NaN before the copy to the device).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,10 +9,13 @@
 #include <string>
 
 #include "src/cuda/dispatch.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 
@@ -173,7 +176,7 @@ TEST(CudaForward, NonDefaultStream) {
   run_on_gpu(t, /*own_stream=*/true);
   const ForwardOracle o = oracle_forward(t);
   const Verdict v = judge(t.out, o.out, &o.naive_out, DType::f16);
-  EXPECT_TRUE(v.pass) << v.str();
+  EXPECT_TRUE(v.pass) << v.detail();
 }
 
 TEST(CudaForward, ReportNamesTheKernelAndDataflow) {

@@ -9,7 +9,7 @@
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/runtime.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn;
 using namespace flatattn::cuda;
@@ -62,7 +62,7 @@ void check_ranges(const MaskSetup& s, const BandMask& bm, int block_m) {
 }  // namespace
 
 TEST(CudaMask, BandMaskEqualsSharedRule) {
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   std::mt19937_64 rng(seed);
   for (int it = 0; it < 300; ++it) {
     const MaskSetup s = random_setup(rng);
@@ -75,7 +75,7 @@ TEST(CudaMask, BandMaskEqualsSharedRule) {
 }
 
 TEST(CudaMask, BlockRangeSkipsOnlyEmptyBlocks) {
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   std::mt19937_64 rng(seed);
   for (int it = 0; it < 200; ++it) {
     const MaskSetup s = random_setup(rng);

@@ -19,11 +19,14 @@
 #include "src/core/half.h"
 #include "src/cuda/dispatch.h"
 #include "src/cuda/policy/tile_size.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 #include "tests/cuda/device_case.h"
 #include "tests/cuda/wgmma_unit.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 namespace {
@@ -182,7 +185,7 @@ TEST(CudaSm90, RandomSweep) {
     const ForwardOracle o = oracle_forward(t);
     const Verdict v = judge(t.out, o.out, &o.naive_out, dt);
     EXPECT_TRUE(v.pass) << "random #" << i << " [" << c.name() << "] kernel " << r.kernel << " (seed " << seed
-                        << "): " << v.str();
+                        << "): " << v.detail();
     if (::testing::Test::HasFailure()) return;
   }
   std::cout << "[sm90] " << ran << " of " << kCases << " random cases ran the sm90 family\n";

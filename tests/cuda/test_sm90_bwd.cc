@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "src/cuda/dispatch.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
+using namespace flatattn::check;
 using namespace flatattn::testing;
 
 namespace {

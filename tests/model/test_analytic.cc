@@ -8,7 +8,7 @@
 
 #include "src/model/analytic.h"
 #include "src/model/search.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn::model;
 
@@ -46,7 +46,7 @@ TEST(Analytic, Table1BufferValuesOfTheRunningExample) {
 }
 
 TEST(Analytic, Table1RowsAreTheGeneralFormula) {
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   SCOPED_TRACE("FLATATTN_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 50; ++i) {

@@ -14,7 +14,7 @@
 #include "src/model/compare.h"
 #include "src/model/data_dir.h"
 #include "src/model/planner.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn;
 using namespace flatattn::model;
@@ -69,7 +69,7 @@ TEST(Compare, StatisticsOfAKnownPerturbation) {
 
 TEST(Compare, CalibrationRecoversPerturbedConstants) {
   const Gpu truth = load_hardware("h100").gpu;
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   SCOPED_TRACE("FLATATTN_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   const std::vector<Measured> m = synthetic(truth, 1.0, &rng, /*flash_only=*/true);

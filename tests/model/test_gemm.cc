@@ -9,7 +9,7 @@
 #include <set>
 
 #include "src/model/gemm.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn::model;
 
@@ -56,7 +56,7 @@ GemmTraffic brute_force(const GemmShape& g, const GemmTiling& t) {
 }  // namespace
 
 TEST(Gemm, ReuseAnalysisMatchesTheLoopNest) {
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   SCOPED_TRACE("FLATATTN_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   std::array<LoopDim, 3> order{LoopDim::m, LoopDim::n, LoopDim::k};

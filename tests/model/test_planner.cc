@@ -7,7 +7,7 @@
 
 #include "flatattn/error.h"
 #include "src/model/planner.h"
-#include "tests/common/harness.h"
+#include "src/check/case.h"
 
 using namespace flatattn;
 using namespace flatattn::model;
@@ -117,7 +117,7 @@ TEST(Planner, KernelModelMonotonicities) {
   const Gpu gpu = load_hardware("h100").gpu;
   KernelVariant v;
   v.name = "flash_128x64";
-  const std::uint64_t seed = flatattn::testing::fresh_seed();
+  const std::uint64_t seed = flatattn::check::fresh_seed();
   SCOPED_TRACE("FLATATTN_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 20; ++i) {

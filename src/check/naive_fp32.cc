@@ -1,4 +1,4 @@
-#include "tests/common/naive_fp32.h"
+#include "src/check/naive_fp32.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "src/core/mask.h"
 
-namespace flatattn::testing {
+namespace flatattn::check {
 
 namespace {
 constexpr double kEps32 = 5.9604644775390625e-08;  // 2^-24, unit roundoff of fp32
@@ -164,4 +164,4 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   return g;
 }
 
-}  // namespace flatattn::testing
+}  // namespace flatattn::check

@@ -3,9 +3,10 @@
 // fp32 gradients next to the oracle's input-precision backward, which accumulates in double.
 #pragma once
 
-#include "tests/common/harness.h"
+#include "src/check/case.h"
+#include "src/check/oracle.h"
 
-namespace flatattn::testing {
+namespace flatattn::check {
 
 /// How P and D_i are formed.
 /// autograd: P = softmax(S) row by row, D_i = sum_j P_ij dP_ij (what autograd through softmax does).
@@ -30,4 +31,4 @@ struct NaiveFp32Grads : BackwardOracle {
 /// parallel (OpenMP), each element's sums in index order, so the result does not depend on the thread count.
 NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method);
 
-}  // namespace flatattn::testing
+}  // namespace flatattn::check

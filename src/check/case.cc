@@ -1,0 +1,172 @@
+#include "src/check/case.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <numeric>
+#include <sstream>
+
+namespace flatattn::check {
+
+std::string Case::name() const {
+  std::ostringstream s;
+  s << flatattn::name(dtype) << " B" << batch << " Nq" << nq << " Nk" << nk << " Hq" << hq << " Hkv" << hkv << " D"
+    << d;
+  if (options.causal) s << (options.causal_align == CausalAlign::bottom_right ? " causal-br" : " causal-tl");
+  if (options.window.left >= 0 || options.window.right >= 0)
+    s << " win(" << options.window.left << "," << options.window.right << ")"
+      << (options.causal_align == CausalAlign::top_left ? "-tl" : "");
+  if (options.softcap > 0) s << " softcap" << options.softcap;
+  if (options.softmax_scale) s << " scale" << *options.softmax_scale;
+  if (varlen) {
+    s << " varlen[";
+    for (std::size_t i = 0; i < seqlens_q.size(); ++i) s << (i ? "," : "") << seqlens_q[i] << "/" << seqlens_k[i];
+    s << "]";
+  }
+  if (strided) s << " strided";
+  if (input_sd != 1.0) s << " sd" << input_sd;
+  if (options.dataflow != Dataflow::automatic) s << " " << flatattn::name(options.dataflow);
+  return s.str();
+}
+
+namespace {
+
+HostTensor make_rows(const Case& c, DType dt, std::int64_t rows_or_n, std::int64_t h, bool strided) {
+  if (c.varlen)
+    return strided ? HostTensor::make(dt, {rows_or_n, h, c.d}, {1, 0, 2}, 8) : HostTensor::make(dt, {rows_or_n, h, c.d});
+  return strided ? HostTensor::make(dt, {c.batch, rows_or_n, h, c.d}, {0, 2, 1, 3}, 8)
+                 : HostTensor::make(dt, {c.batch, rows_or_n, h, c.d});
+}
+
+std::int64_t total(const std::vector<std::int32_t>& v) { return std::accumulate(v.begin(), v.end(), std::int64_t{0}); }
+
+}  // namespace
+
+CaseTensors make_case(const Case& c0, std::uint64_t seed, bool with_backward) {
+  CaseTensors t;
+  t.c = c0;
+  Case& c = t.c;
+  if (c.varlen) {
+    if (c.seqlens_q.empty()) c.seqlens_q.assign(c.batch, static_cast<std::int32_t>(c.nq));
+    if (c.seqlens_k.empty()) c.seqlens_k.assign(c.batch, static_cast<std::int32_t>(c.nk));
+    c.batch = static_cast<std::int64_t>(c.seqlens_q.size());
+  }
+  const std::int64_t nq = c.varlen ? total(c.seqlens_q) : c.nq;
+  const std::int64_t nk = c.varlen ? total(c.seqlens_k) : c.nk;
+  t.q = make_rows(c, c.dtype, nq, c.hq, c.strided);
+  t.k = make_rows(c, c.dtype, nk, c.hkv, c.strided);
+  t.v = make_rows(c, c.dtype, nk, c.hkv, c.strided);
+  t.out = make_rows(c, c.dtype, nq, c.hq, c.strided);
+  t.q.fill_normal(seed ^ 1, c.input_sd);
+  t.k.fill_normal(seed ^ 2, c.input_sd);
+  t.v.fill_normal(seed ^ 3);
+  t.out.poison();
+  t.lse = c.varlen ? HostTensor::make(DType::f32, {c.hq, nq}) : HostTensor::make(DType::f32, {c.batch, c.hq, c.nq});
+  t.lse.poison();
+  if (c.varlen) {
+    t.cu_q = HostTensor::make(DType::i32, {c.batch + 1});
+    t.cu_k = HostTensor::make(DType::i32, {c.batch + 1});
+    auto* cq = static_cast<std::int32_t*>(t.cu_q.data());
+    auto* ck = static_cast<std::int32_t*>(t.cu_k.data());
+    cq[0] = ck[0] = 0;
+    for (std::int64_t b = 0; b < c.batch; ++b) {
+      cq[b + 1] = cq[b] + c.seqlens_q[b];
+      ck[b + 1] = ck[b] + c.seqlens_k[b];
+    }
+    c.nq = *std::max_element(c.seqlens_q.begin(), c.seqlens_q.end());
+    c.nk = *std::max_element(c.seqlens_k.begin(), c.seqlens_k.end());
+  }
+  if (with_backward) {
+    t.dout = make_rows(c, c.dtype, nq, c.hq, c.strided);
+    t.dout.fill_normal(seed ^ 4);
+    t.dq = make_rows(c, c.dtype, nq, c.hq, c.strided);
+    t.dk = make_rows(c, c.dtype, nk, c.hkv, c.strided);
+    t.dv = make_rows(c, c.dtype, nk, c.hkv, c.strided);
+    t.dq.poison();
+    t.dk.poison();
+    t.dv.poison();
+  }
+  return t;
+}
+
+std::optional<Varlen> CaseTensors::varlen(Device device) const {
+  if (!c.varlen) return std::nullopt;
+  Varlen v;
+  v.cu_seqlens_q = cu_q.view(device);
+  v.cu_seqlens_k = cu_k.view(device);
+  v.max_seqlen_q = c.nq;
+  v.max_seqlen_k = c.nk;
+  return v;
+}
+
+ForwardArgs CaseTensors::forward_args(Device device) const {
+  ForwardArgs a;
+  a.q = q.view(device);
+  a.k = k.view(device);
+  a.v = v.view(device);
+  a.out = out.view(device);
+  if (c.options.return_lse) a.lse = lse.view(device);
+  a.varlen = varlen(device);
+  return a;
+}
+
+BackwardArgs CaseTensors::backward_args(Device device) const {
+  BackwardArgs a;
+  a.dout = dout.view(device);
+  a.q = q.view(device);
+  a.k = k.view(device);
+  a.v = v.view(device);
+  a.out = out.view(device);
+  a.lse = lse.view(device);
+  a.dq = dq.view(device);
+  a.dk = dk.view(device);
+  a.dv = dv.view(device);
+  a.varlen = varlen(device);
+  return a;
+}
+
+CaseTensors make_case(const Case& c, std::mt19937_64& rng, bool with_backward) {
+  return make_case(c, static_cast<std::uint64_t>(rng()), with_backward);
+}
+
+Case random_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
+  auto pick = [&](auto... xs) {
+    const std::int64_t v[] = {static_cast<std::int64_t>(xs)...};
+    return v[std::uniform_int_distribution<std::size_t>(0, sizeof...(xs) - 1)(rng)];
+  };
+  auto uni = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
+  Case c;
+  c.dtype = dtype;
+  c.d = pick(16, 32, 40, 64, 80, 96, 128);
+  c.hkv = pick(1, 1, 2, 3);
+  c.hq = c.hkv * pick(1, 1, 2, 4);
+  c.batch = uni(1, 3);
+  c.nq = uni(1, max_n);
+  c.nk = std::uniform_int_distribution<int>(0, 2)(rng) == 0 ? c.nq : uni(1, max_n);
+  c.options.causal = uni(0, 2) == 0;
+  c.options.causal_align = uni(0, 3) == 0 ? CausalAlign::top_left : CausalAlign::bottom_right;
+  if (uni(0, 3) == 0) {
+    c.options.window.left = pick(-1, 0, 5, 31, 64);
+    c.options.window.right = c.options.causal ? pick(-1, 0) : pick(-1, 0, 3, 40);
+  }
+  if (uni(0, 4) == 0) c.options.softcap = static_cast<float>(pick(5, 30));
+  c.options.return_lse = uni(0, 3) != 0;
+  c.varlen = uni(0, 3) == 0;
+  if (c.varlen) {
+    for (std::int64_t b = 0; b < c.batch + 1; ++b) {
+      c.seqlens_q.push_back(static_cast<std::int32_t>(uni(0, max_n)));
+      c.seqlens_k.push_back(static_cast<std::int32_t>(uni(0, 3) == 0 ? c.seqlens_q.back() : uni(0, max_n)));
+    }
+  }
+  c.strided = uni(0, 2) == 0;
+  c.input_sd = uni(0, 4) == 0 ? 3.0 : 1.0;
+  return c;
+}
+
+std::uint64_t fresh_seed() {
+  if (const char* s = std::getenv("FLATATTN_SEED")) return std::strtoull(s, nullptr, 10);
+  return static_cast<std::uint64_t>(std::chrono::high_resolution_clock::now().time_since_epoch().count()) ^
+         std::random_device{}();
+}
+
+}  // namespace flatattn::check

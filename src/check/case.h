@@ -1,0 +1,52 @@
+// One attention case of the checks: shapes, dtype, options and layout (Case), and its host tensors
+// (CaseTensors: inputs random, outputs poisoned), shared by the tests and `flatattn check`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "flatattn/attention.h"
+#include "src/check/host_tensor.h"
+
+namespace flatattn::check {
+
+/// One attention case. q/k/v/out are (B, N, H, D) (varlen: (total N, H, D)) in `dtype`.
+struct Case {
+  std::int64_t batch = 1, nq = 1, nk = 1, hq = 1, hkv = 1, d = 64;  ///< B, Nq, Nk, Hq, Hkv, D
+  DType dtype = DType::f32;
+  Options options{};
+  bool varlen = false;
+  std::vector<std::int32_t> seqlens_q, seqlens_k;  ///< varlen: per-sequence lengths (size = batch)
+  bool strided = false;     ///< q/k/v/out (and gradients) stored as (B, H, N, D) with 8 elements of padding
+  double input_sd = 1.0;    ///< standard deviation of q and k (large values give large logits); v and dout: 1
+  /// "f16 B2 Nq97 Nk97 Hq2 Hkv2 D64 causal-br ..." (every field that differs from the defaults).
+  [[nodiscard]] std::string name() const;
+};
+
+/// Tensors of a case: inputs filled, outputs poisoned. lse is f32 (B, Hq, Nq) (varlen: (Hq, total Nq));
+/// cu_q, cu_k are i32 (B + 1) cumulative lengths (varlen only).
+struct CaseTensors {
+  Case c;  ///< for varlen: batch = number of sequences, nq/nk = the longest sequence
+  HostTensor q, k, v, out, lse, dout, dq, dk, dv, cu_q, cu_k;
+  [[nodiscard]] ForwardArgs forward_args(Device device = Device::cpu()) const;
+  [[nodiscard]] BackwardArgs backward_args(Device device = Device::cpu()) const;
+  [[nodiscard]] std::optional<Varlen> varlen(Device device = Device::cpu()) const;
+};
+
+/// Builds the tensors of a case: q, k ~ N(0, input_sd^2), v ~ N(0, 1) from `seed` (HostTensor::fill_normal
+/// with seed ^ 1, ^ 2, ^ 3); out and lse poisoned. with_backward also allocates dout ~ N(0, 1) (seed ^ 4) and
+/// poisoned dq/dk/dv. The same seed gives the same tensors in every process.
+CaseTensors make_case(const Case& c, std::uint64_t seed, bool with_backward = false);
+/// The same with a seed drawn from rng (the tests' per-run generators).
+CaseTensors make_case(const Case& c, std::mt19937_64& rng, bool with_backward = false);
+
+/// Random case generator: fresh shapes and features for sweeps (dims up to max_n).
+Case random_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n = 300);
+
+/// A seed that differs per run, or FLATATTN_SEED when set (tests report it so a failure can be replayed).
+std::uint64_t fresh_seed();
+
+}  // namespace flatattn::check

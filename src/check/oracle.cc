@@ -1,0 +1,66 @@
+#include "src/check/oracle.h"
+
+#include "src/reference/reference.h"
+
+namespace flatattn::check {
+
+ForwardOracle oracle_forward(const CaseTensors& t) {
+  ForwardOracle o;
+  o.out = HostTensor::make(DType::f64, t.out.shape);
+  o.lse = HostTensor::make(DType::f64, t.lse.shape);
+  o.naive_out = HostTensor::make(t.c.dtype, t.out.shape);
+  o.out.poison();
+  o.lse.poison();
+  o.naive_out.poison();
+  Options opt = t.c.options;
+  opt.return_lse = true;
+  ForwardArgs a;
+  a.q = t.q.view();
+  a.k = t.k.view();
+  a.v = t.v.view();
+  a.varlen = t.varlen();
+  a.out = o.out.view();
+  a.lse = o.lse.view();
+  ref::forward(a, opt, ref::Precision::f64);
+  a.out = o.naive_out.view();
+  a.lse = {};
+  opt.return_lse = false;
+  ref::forward(a, opt, ref::Precision::input);
+  return o;
+}
+
+namespace {
+/// ref::backward of case t at `precision` into dq/dk/dv of dtype `dtype` (poisoned first).
+BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision, DType dtype) {
+  BackwardOracle o;
+  o.dq = HostTensor::make(dtype, t.dq.shape);
+  o.dk = HostTensor::make(dtype, t.dk.shape);
+  o.dv = HostTensor::make(dtype, t.dv.shape);
+  o.dq.poison();
+  o.dk.poison();
+  o.dv.poison();
+  // out and lse are validated but unused by the reference; pass f64 placeholders of the right shapes.
+  HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
+  BackwardArgs a;
+  a.dout = t.dout.view();
+  a.q = t.q.view();
+  a.k = t.k.view();
+  a.v = t.v.view();
+  a.out = out.view();
+  a.lse = lse.view();
+  a.dq = o.dq.view();
+  a.dk = o.dk.view();
+  a.dv = o.dv.view();
+  a.varlen = t.varlen();
+  ref::backward(a, t.c.options, precision);
+  return o;
+}
+}  // namespace
+
+BackwardOracle oracle_backward(const CaseTensors& t) { return reference_backward(t, ref::Precision::f64, DType::f64); }
+
+BackwardOracle naive_lowp_backward(const CaseTensors& t) {
+  return reference_backward(t, ref::Precision::input, t.c.dtype);
+}
+
+}  // namespace flatattn::check

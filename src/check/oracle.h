@@ -1,0 +1,29 @@
+// The fp64 oracle (src/reference) and its input-precision run (the rule's naive_lowp yardstick) on the
+// tensors of a case.
+#pragma once
+
+#include "src/check/case.h"
+#include "src/check/host_tensor.h"
+
+namespace flatattn::check {
+
+/// Oracle outputs of a case's forward: out (f64, out's shape), lse (f64, lse's shape), and naive_out: naive
+/// attention in the input dtype (ref::Precision::input), the rule's yardstick. naive_fp32_nonfinite:
+/// filled by forward_yardstick (yardstick.h) when it ran the engine's fp32 naive attention.
+struct ForwardOracle {
+  HostTensor out, lse, naive_out;
+  std::int64_t naive_fp32_nonfinite = 0;
+};
+ForwardOracle oracle_forward(const CaseTensors& t);
+
+/// Gradients of a backward: dq, dk, dv shaped like the case's.
+struct BackwardOracle {
+  HostTensor dq, dk, dv;
+};
+/// Oracle gradients (f64) of case t (dout, q, k, v; the case's options).
+BackwardOracle oracle_backward(const CaseTensors& t);
+/// The naive reference's gradients of case t in the input dtype (ref::Precision::input: inputs rounded,
+/// each step rounded to the dtype; the rule's low-precision yardstick), in the case's dtype.
+BackwardOracle naive_lowp_backward(const CaseTensors& t);
+
+}  // namespace flatattn::check

@@ -1,0 +1,88 @@
+#include "src/check/rule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "src/core/half.h"
+
+namespace flatattn::check {
+
+void Judge::add(double o, double r, double naive) {
+  ++compared_;
+  if (!std::isfinite(o) || !std::isfinite(r)) {
+    if (!(std::isinf(o) && o == r)) ++nonfinite_;
+    return;
+  }
+  const double e = std::abs(o - r);
+  max_err_ = std::max(max_err_, e);
+  num_ += e * e;
+  den_ += r * r;
+  max_ref_ = std::max(max_ref_, std::abs(r));
+  naive_err_ = std::max(naive_err_, std::abs(naive - r));  // a NaN yardstick is skipped, an infinite one counts
+  floor_ = std::max(floor_, 2.0 * std::abs(round_to(dtype_, round_to(dtype_, r + 0.3) - 0.3) - r));
+}
+
+Verdict Judge::finish(double rel_tol) const {
+  if (dtype_ == DType::f32) rel_tol = std::max(rel_tol, 1e-5);
+  Verdict v;
+  v.max_err = max_err_;
+  v.naive_err = naive_err_;
+  v.floor = floor_;
+  v.rel_err = den_ > 0 ? std::sqrt(num_ / den_) : std::sqrt(num_);
+  v.bound = 2.0 * naive_err_ + floor_ + rel_tol * max_ref_;
+  v.compared = compared_;
+  v.nonfinite = nonfinite_;
+  v.pass = nonfinite_ == 0 && max_err_ <= v.bound;
+  return v;
+}
+
+Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive, DType dtype, double rel_tol) {
+  Judge j(dtype);
+  constexpr double none = std::numeric_limits<double>::quiet_NaN();
+  for (std::int64_t i = 0; i < ref.numel(); ++i) j.add(out.at(i), ref.at(i), naive ? naive->at(i) : none);
+  return j.finish(rel_tol);
+}
+
+Verdict judge_lse(const HostTensor& lse, const HostTensor& ref, double tol) {
+  Verdict v;
+  for (std::int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = ref.at(i), o = lse.at(i);
+    ++v.compared;
+    if (std::isinf(r) || std::isinf(o) || std::isnan(o)) {
+      if (!(std::isinf(r) && r == o)) ++v.nonfinite;
+      continue;
+    }
+    v.max_err = std::max(v.max_err, std::abs(o - r) / std::max(1.0, std::abs(r)));
+  }
+  v.bound = tol;
+  v.pass = v.nonfinite == 0 && v.max_err <= tol;
+  return v;
+}
+
+void keep_worse_yardstick(HostTensor& yard, HostTensor&& other, const HostTensor& ref) {
+  if (judge(other, ref, nullptr, DType::f32).max_err > judge(yard, ref, nullptr, DType::f32).max_err)
+    yard = std::move(other);
+}
+
+std::string Verdict::str() const {
+  std::string s = fmt::format("{} max_err={:.2e} {} bound={:.2e} rel={:.2e}", pass ? "PASS" : "FAIL", max_err,
+                              max_err <= bound ? "<=" : ">", bound, rel_err);
+  if (nonfinite) s += fmt::format(" nonfinite={}", nonfinite);
+  if (rows) s += fmt::format(" ({} sampled rows)", rows);
+  if (unwritten > 0) s += fmt::format(" unwritten/non-finite outputs={}", unwritten);
+  return s;
+}
+
+std::string Verdict::detail() const {
+  std::ostringstream s;
+  s << "max_err=" << max_err << " bound=" << bound << " (2*naive=" << 2 * naive_err << " + floor=" << floor
+    << ") rel=" << rel_err << " nonfinite=" << nonfinite << (pass ? " PASS" : " FAIL");
+  return s.str();
+}
+
+}  // namespace flatattn::check

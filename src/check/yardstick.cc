@@ -1,0 +1,68 @@
+#include "src/check/yardstick.h"
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include "src/check/naive_fp32.h"
+#include "src/core/validate.h"
+#include "src/cpu/naive.h"
+
+namespace flatattn::check {
+
+ForwardOracle forward_yardstick(const CaseTensors& t) {
+  ForwardOracle o = oracle_forward(t);
+  if (t.c.dtype != DType::f32) return o;
+  HostTensor naive = HostTensor::poisoned_like(t.out, DType::f32);
+  ForwardArgs a = t.forward_args();
+  a.out = naive.view();
+  a.lse = {};
+  Options opt = t.c.options;
+  opt.return_lse = false;
+  const ValidatedForward v = validate_forward(a, opt);
+  cpu::naive_forward(v.problem, v.tensors);
+  o.naive_fp32_nonfinite = judge(naive, o.out, nullptr, DType::f32).nonfinite;
+  keep_worse_yardstick(o.naive_out, std::move(naive), o.out);
+  return o;
+}
+
+BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) {
+  BackwardYardstick y;
+  BackwardOracle& o = y.naive;
+  o = naive_lowp_backward(t);
+  // Per gradient, the worst of the input-precision yardstick and the unfused FA2 formulation on the
+  // backward's own inputs (D_i from the stored O: in fp16/bf16 O's rounding moves D_i by up to
+  // u * sum_d |dO_id O_id|, which no implementation of backward(dO, Q, K, V, O, LSE) can undo and which
+  // the softmax-form yardstick does not see; naive_fp32.h says more). fp32 also takes naive fp32 autograd
+  // and the dS rounding noise.
+  const bool fp32 = t.c.dtype == DType::f32;
+  for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse}) {
+    if (!fp32 && m != NaiveMethod::lse) continue;
+    NaiveFp32Grads f = naive_fp32_backward(t, m);
+    if (fp32) {
+      y.noise_dq = std::max(y.noise_dq, f.dq_noise);
+      y.noise_dk = std::max(y.noise_dk, f.dk_noise);
+    }
+    keep_worse_yardstick(o.dq, std::move(f.dq), r.dq);
+    keep_worse_yardstick(o.dk, std::move(f.dk), r.dk);
+    keep_worse_yardstick(o.dv, std::move(f.dv), r.dv);
+  }
+  return y;
+}
+
+std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const BackwardOracle& ref,
+                                              const BackwardYardstick& y) {
+  std::array<GradientVerdict, 3> out;
+  int i = 0;
+  for (auto [got, r, n, noise, name] :
+       {std::tuple{&t.dq, &ref.dq, &y.naive.dq, y.noise_dq, "dq"}, std::tuple{&t.dk, &ref.dk, &y.naive.dk, y.noise_dk, "dk"},
+        std::tuple{&t.dv, &ref.dv, &y.naive.dv, 0.0, "dv"}}) {
+    Verdict v = judge(*got, *r, n, t.c.dtype);
+    v.bound += 2.0 * noise;
+    v.pass = v.nonfinite == 0 && v.max_err <= v.bound;
+    out[i++] = {name, v, noise};
+  }
+  return out;
+}
+
+}  // namespace flatattn::check

@@ -1,0 +1,48 @@
+// The low-precision yardsticks of the checks beyond the oracle's naive_lowp (oracle.h): for fp32 forwards
+// the engine's naive fp32 attention, for backwards the unfused FA2 formulation and (fp32) naive autograd
+// with their dS rounding noise. docs/design.md's rule compares a kernel's error with the error of naive
+// attention in the input precision; where naive attention can be computed in several honest ways, the
+// worse one is the yardstick. Shared by the CPU and CUDA tests and `flatattn check`.
+#pragma once
+
+#include <array>
+
+#include "src/check/case.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
+
+namespace flatattn::check {
+
+/// oracle_forward(t), except that for f32 the naive yardstick is the worse of the oracle's naive_out (fp32
+/// rounding of each step, double accumulation) and cpu::naive_forward (fp32 GEMMs, fp32 accumulation: naive
+/// attention as a framework computes it in fp32; its non-finite count goes to naive_fp32_nonfinite). With
+/// large logits the fp32 accumulation of S = QK^T alone moves P by ~1e-3, which the double-accumulating
+/// yardstick does not show.
+ForwardOracle forward_yardstick(const CaseTensors& t);
+
+/// The yardstick of a backward check: per gradient the worse of naive input-precision gradients and the
+/// unfused FA2 formulation on the stored O and LSE, and for f32 an absolute allowance per gradient for
+/// the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
+struct BackwardYardstick {
+  BackwardOracle naive;
+  double noise_dq = 0, noise_dk = 0;
+};
+
+/// Per gradient the worst of ref::backward with Precision::input (naive_lowp_backward) and the unfused fp32
+/// FA2 formulation on the case's stored out/lse (run the forward first: t.out and t.lse are read); for f32
+/// also naive fp32 autograd, with their dS rounding noise. ref: oracle_backward(t), which picks the worse.
+BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& ref);
+
+/// The verdict of one gradient.
+struct GradientVerdict {
+  const char* name;  ///< "dq", "dk", "dv"
+  Verdict v;
+  double noise;      ///< the dS rounding noise allowed for (2 x noise is in v.bound; 0 but for f32 dq, dk)
+};
+
+/// dq, dk, dv of t (after the backward) against ref with the yardstick y under the rule (output dtype
+/// t.c.dtype), each bound raised by 2 x its dS noise.
+std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const BackwardOracle& ref,
+                                              const BackwardYardstick& y);
+
+}  // namespace flatattn::check

@@ -1,0 +1,91 @@
+// Every feature of the checks' feature table (src/check/features.h) on the GPU, per kernel family: sm80
+// (FLATATTN_CUDA_SM90=0) and the default policy, which takes the sm90 kernels where they load
+// (FLATATTN_CUDA_SM90 unset; skipped where no sm_90a code loads). Forward on each dataflow whose row fits
+// (FLAT: Nk <= 128, every family's capacity), backward after the GPU forward; f16, and bf16 where the
+// device runs it. A new entry in the table is a new pair of tests here. The suites' adversarial shapes
+// (edge_cases, feature_mix, test_forward.cc, test_backward.cc) stay beside these.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <ostream>
+#include <random>
+#include <string>
+#include <tuple>
+
+#include "src/check/features.h"
+#include "src/cuda/dispatch.h"
+#include "tests/cuda/device_case.h"
+
+namespace flatattn::check {
+void PrintTo(const Feature& f, std::ostream* os) { *os << f.name; }
+}  // namespace flatattn::check
+
+using namespace flatattn;
+using namespace flatattn::check;
+using namespace flatattn::testing;
+
+namespace {
+
+enum class Family { sm80, sm90 };
+
+const char* family_name(Family f) { return f == Family::sm80 ? "sm80" : "sm90"; }
+
+/// The FLATATTN_CUDA_SM90 value that selects the family (nullptr: unset, the default policy).
+const char* sm90_switch(Family f) { return f == Family::sm80 ? "0" : nullptr; }
+
+/// Whether the sm_90a kernels load on device 0, whatever FLATATTN_CUDA_SM90 says.
+bool sm90_loads() {
+  const ScopedSm90 policy(nullptr);
+  return cuda::path_info(0, DType::f16).sm90_flash;
+}
+
+class CudaFeature : public ::testing::TestWithParam<std::tuple<Feature, Family>> {
+ protected:
+  void SetUp() override {
+    REQUIRE_GPU();
+    if (std::get<1>(GetParam()) == Family::sm90 && !sm90_loads())
+      GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or its sm_90a code does not load";
+  }
+  [[nodiscard]] std::string what(const char* more = "") const {
+    const auto& [f, family] = GetParam();
+    return std::string(f.name) + " on " + family_name(family) + more;
+  }
+  /// Runs body(feature, dtype, rng, seed) for f16 and (where the device runs it) bf16 with the family's
+  /// FLATATTN_CUDA_SM90 set, from one printed seed.
+  void for_each_dtype(const std::function<void(const Feature&, DType, std::mt19937_64&, std::uint64_t)>& body) const {
+    const auto& [f, family] = GetParam();
+    const ScopedSm90 policy(sm90_switch(family));
+    const std::uint64_t seed = seed_for(what().c_str());
+    std::mt19937_64 rng(seed);
+    for (DType dt : {DType::f16, DType::bf16})
+      if (dtype_runs(dt)) body(f, dt, rng, seed);
+  }
+};
+
+TEST_P(CudaFeature, ForwardAgainstOracle) {
+  for_each_dtype([&](const Feature& f, DType dt, std::mt19937_64& rng, std::uint64_t seed) {
+    for (Dataflow df : {Dataflow::automatic, Dataflow::flash, Dataflow::flat}) {
+      CaseTensors t = make_case(feature_case(f, dt), rng);
+      if (df == Dataflow::flat && t.c.nk > 128) continue;
+      t.c.options.dataflow = df;
+      check_case(t, seed, what((std::string(", ") + std::string(name(df))).c_str()).c_str());
+    }
+  });
+}
+
+TEST_P(CudaFeature, BackwardAgainstOracle) {
+  for_each_dtype([&](const Feature& f, DType dt, std::mt19937_64& rng, std::uint64_t seed) {
+    CaseTensors t = make_case(feature_case(f, dt), rng, /*with_backward=*/true);
+    check_backward(t, seed, what().c_str());
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CudaFeature,
+                         ::testing::Combine(::testing::ValuesIn(features()),
+                                            ::testing::Values(Family::sm80, Family::sm90)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  family_name(std::get<1>(info.param));
+                         });
+
+}  // namespace
