@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A/B timing of two source trees on one GPU in one lease: a baseline tree (BASE, e.g. `git archive` of the
+# commit before a change, carried under .xfer/) and this checkout. Both are built with the same options,
+# then bench_fwd, bench_bwd and host_overhead run alternately (base, new, base, new, ...) so that drift of
+# the card shows up as the spread of each side. Everything lands under $OUT; a summary prints last.
+#
+#   BASE=.xfer/base OUT=/tmp/out ROUNDS=2 bash scripts/ab_session.sh
+# Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
+# the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
+# DEADLINE (seconds, default 540; rounds stop before it), JOBS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT}
+BASE=${BASE:?set BASE to the baseline source tree}
+ROUNDS=${ROUNDS:-2}
+ARCHS=${ARCHS:-90}
+HDIMS=${HDIMS:-"64;128;256"}
+JOBS=${JOBS:-$(nproc)}
+DEADLINE=${DEADLINE:-540}
+START=$(date +%s)
+mkdir -p "$OUT"
+SUMMARY=$OUT/ab_summary.txt
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+
+note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
+# host_overhead only uses the public API: the baseline builds the same source.
+if [[ ! -f $BASE/bench/gpu/host_overhead.cc ]]; then
+  cp bench/gpu/host_overhead.cc "$BASE/bench/gpu/"
+  printf '\nadd_executable(host_overhead host_overhead.cc)\ntarget_link_libraries(host_overhead PRIVATE flatattn_core)\n' \
+    >> "$BASE/bench/gpu/CMakeLists.txt"
+fi
+build() {  # build SRC DIR LOG
+  local t0=$(date +%s)
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS" \
+    -DFLATATTN_HDIMS="$HDIMS" -DFLATATTN_DTYPES=bf16 -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=OFF \
+    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON > "$3" 2>&1 &&
+    ninja -C "$2" -j "$JOBS" bench_fwd bench_bwd host_overhead >> "$3" 2>&1
+  local rc=$?
+  note "build $1: rc=$rc $(( $(date +%s) - t0 )) s"
+  return $rc
+}
+build "$BASE" build-ab-base "$OUT/build_base.log" & pb=$!
+build . build-ab-new "$OUT/build_new.log"; rn=$?
+wait $pb; rb=$?
+(( rn == 0 && rb == 0 )) || { note "build failed"; tail -30 "$OUT/build_new.log" "$OUT/build_base.log"; exit 1; }
+
+run() {  # run SIDE ROUND: one pass of the three benches
+  local side=$1 r=$2 b=build-ab-$1
+  timeout 200 $b/bench/gpu/bench_fwd --out "$OUT/fwd_${side}_$r.json" ${BENCH_D:+--d $BENCH_D} ${BENCH_N:+--n $BENCH_N} \
+    > "$OUT/fwd_${side}_$r.txt" 2>&1
+  timeout 200 $b/bench/gpu/bench_bwd --out "$OUT/bwd_${side}_$r.json" ${BWD_D:+--d $BWD_D} ${BWD_N:+--n $BWD_N} \
+    > "$OUT/bwd_${side}_$r.txt" 2>&1
+  timeout 60 $b/bench/gpu/host_overhead --out "$OUT/host_${side}_$r.json" > "$OUT/host_${side}_$r.txt" 2>&1
+  note "round $r $side done ($(left) s left)"
+}
+for ((r = 1; r <= ROUNDS; ++r)); do
+  for side in base new; do
+    (( $(left) < 150 )) && { note "stopping: $(left) s left"; break 2; }
+    run $side $r
+  done
+done
+python3 bench/gpu/ab_compare.py "$OUT" | tee -a "$SUMMARY"
+# The results come back as one archive plus the summary (the device returns at most 8 files).
+tar -C "$OUT" -czf /tmp/ab.tgz --exclude=ab_summary.txt . && mv /tmp/ab.tgz "$OUT/ab.tgz" &&
+  find "$OUT" -mindepth 1 ! -name ab.tgz ! -name ab_summary.txt -delete
