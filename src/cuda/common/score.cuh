@@ -18,26 +18,31 @@ namespace flatattn::cuda {
 /// take K as the row operand, FlashAttention-3's SwapAB).
 enum class Layout { query_major, key_major };
 
-/// The score hook, then the mask, on one block of accumulator fragments in the m16n8 C layout: element e of
-/// fragment (mt, nt) sits at tile row row0 + 16 mt + 8 (e / 2), column col0 + 8 nt + (e % 2), in sequence
-/// coordinates (row0: this thread's row of m-tile 0; col0: its first column). The score applies when the
+/// f(x, r, c) for every element x of a block of accumulator fragments in the m16n8 C layout: element e of
+/// fragment (mt, nt) sits at row row0 + 16 mt + 8 (e / 2), column col0 + 8 nt + (e % 2).
+template <int kMT, int kNT, class F>
+FLATATTN_DEVICE void for_each_element(float (&s)[kMT][kNT][4], int row0, int col0, F&& f) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) f(s[mt][nt][e], row0 + mt * 16 + 8 * (e >> 1), col0 + nt * 8 + (e & 1));
+}
+
+/// The score hook, then the mask, on one block of accumulator fragments (for_each_element's layout, in
+/// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
 /// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
 /// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
 template <class V, Layout L, int kMT, int kNT>
 FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
                                  int row0, int col0, ScoreAt at) {
   if (V::Score::kActive || !p.fold) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = row0 + mt * 16 + 8 * (e >> 1), c = col0 + nt * 8 + (e & 1);
-          at.i = L == Layout::query_major ? r : c;
-          at.j = L == Layout::query_major ? c : r;
-          s[mt][nt][e] = V::Score::template score<FloatMath>(s[mt][nt][e], p.var, at);
-        }
+    for_each_element(s, row0, col0, [&](float& x, int r, int c) {
+      at.i = L == Layout::query_major ? r : c;
+      at.j = L == Layout::query_major ? c : r;
+      x = V::Score::template score<FloatMath>(x, p.var, at);
+    });
   }
   if (need_mask) {
 #pragma unroll
@@ -67,16 +72,11 @@ FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bo
 template <class V, int kMT, int kNT>
 FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int row0, int col0, ScoreAt at) {
   if constexpr (V::Prob::kActive) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          at.i = row0 + mt * 16 + 8 * (e >> 1);
-          at.j = col0 + nt * 8 + (e & 1);
-          s[mt][nt][e] = V::Prob::template prob<FloatMath>(s[mt][nt][e], p.var, at);
-        }
+    for_each_element(s, row0, col0, [&](float& x, int r, int c) {
+      at.i = r;
+      at.j = c;
+      x = V::Prob::template prob<FloatMath>(x, p.var, at);
+    });
   }
 }
 
