@@ -96,6 +96,11 @@ constexpr std::size_t slot(Family f, Dataflow df, DType dt, VariantId v) {
           static_cast<std::size_t>(dt)) * kVariantCount + static_cast<std::size_t>(v);
 }
 
+constexpr std::size_t bwd_slot(Family f, DType dt, VariantId v) {
+  return (static_cast<std::size_t>(f) * kDTypes + static_cast<std::size_t>(dt)) * kVariantCount +
+         static_cast<std::size_t>(v);
+}
+
 /// Per key, the instances in ascending head dim (built on first use; read-only afterwards, so lookups
 /// take no lock), and which families have any instance.
 struct Index {
@@ -104,14 +109,12 @@ struct Index {
   std::array<bool, kFamilies> family{};
 
   Index() {
-    for (const FwdInstance& in : kFwd) {
-      if (in.launch == nullptr) continue;
+    for (const FwdInstance& in : fwd_instances()) {
       add(fwd[slot(in.family, in.dataflow, in.dtype, in.variant)], &in);
       family[static_cast<std::size_t>(in.family)] = true;
     }
-    for (const BwdInstance& in : kBwd) {
-      if (in.launch == nullptr) continue;
-      add(bwd[slot(in.family, Dataflow::automatic, in.dtype, in.variant)], &in);
+    for (const BwdInstance& in : bwd_instances()) {
+      add(bwd[bwd_slot(in.family, in.dtype, in.variant)], &in);
       family[static_cast<std::size_t>(in.family)] = true;
     }
   }
@@ -142,6 +145,10 @@ bool valid(Family f, DType dt, VariantId v) {
 
 }  // namespace
 
+// The tables end with a marker entry (launch == nullptr), so that an empty build still compiles.
+std::span<const FwdInstance> fwd_instances() { return {kFwd, std::size(kFwd) - 1}; }
+std::span<const BwdInstance> bwd_instances() { return {kBwd, std::size(kBwd) - 1}; }
+
 const FwdInstance* find_fwd(Family f, Dataflow df, DType dt, VariantId variant, std::int64_t d) {
   if (!valid(f, dt, variant) || static_cast<int>(df) >= kDataflows) return nullptr;
   return smallest_at_least(index().fwd[slot(f, df, dt, variant)], d);
@@ -149,7 +156,7 @@ const FwdInstance* find_fwd(Family f, Dataflow df, DType dt, VariantId variant, 
 
 const BwdInstance* find_bwd(Family f, DType dt, VariantId variant, std::int64_t d) {
   if (!valid(f, dt, variant)) return nullptr;
-  return smallest_at_least(index().bwd[slot(f, Dataflow::automatic, dt, variant)], d);
+  return smallest_at_least(index().bwd[bwd_slot(f, dt, variant)], d);
 }
 
 bool has_family(Family f) {
@@ -182,11 +189,9 @@ std::string built_instances() {
     std::string& g = groups[key + (v == VariantId::plain ? "" : std::string(" ") + variant_name(v))];
     g += (g.empty() ? "D=" : ",") + std::to_string(d);
   };
-  for (const FwdInstance& in : kFwd)
-    if (in.launch != nullptr)
-      add(std::string(name(in.dataflow)) + " " + name(in.family) + " " + std::string(name(in.dtype)), in.variant, in.d);
-  for (const BwdInstance& in : kBwd)
-    if (in.launch != nullptr) add(std::string("bwd ") + name(in.family) + " " + std::string(name(in.dtype)), in.variant, in.d);
+  for (const FwdInstance& in : fwd_instances())
+    add(std::string(name(in.dataflow)) + " " + name(in.family) + " " + std::string(name(in.dtype)), in.variant, in.d);
+  for (const BwdInstance& in : bwd_instances()) add(std::string("bwd ") + name(in.family) + " " + std::string(name(in.dtype)), in.variant, in.d);
   if (groups.empty()) return "nothing (FLATATTN_HDIMS / FLATATTN_DTYPES left no instance)";
   std::ostringstream s;
   bool first = true;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -40,6 +41,10 @@ struct BwdInstance {
   const char* name_det;
   LaunchInfo (*launch)(const BwdLaunchArgs&);
 };
+
+/// Every instance of this build (for listings and tests; dispatch uses the lookups below).
+std::span<const FwdInstance> fwd_instances();
+std::span<const BwdInstance> bwd_instances();
 
 /// The forward instance of the smallest built head dim >= d for the key, or nullptr. O(head dims built).
 const FwdInstance* find_fwd(Family f, Dataflow df, DType dt, VariantId variant, std::int64_t d);
