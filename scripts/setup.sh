@@ -64,6 +64,21 @@ fi
 log "generated CUDA instances and wgmma wrappers match tools/gen_instances.py, tools/gen_wgmma.py"
 python3 tools/gen_instances.py --check
 python3 tools/gen_wgmma.py --check
+# `cmake -S . -B build` with CMake's default generator (Unix Makefiles) must keep working next to the
+# Ninja build above: the CUDA C++20 dialect once failed only there (issue 14). Configure only (~3 s),
+# in a temporary directory, where nvcc is present and the CUDA backend is not switched off.
+if [[ ${FLATATTN_CUDA:-AUTO} != OFF ]] && { command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; }; then
+  log "default-generator configure (Unix Makefiles, CUDA on)"
+  gen_dir=$(mktemp -d)
+  if ! env -u CMAKE_GENERATOR cmake -S . -B "$gen_dir" -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_SUBSET=ci \
+       -DFLATATTN_BUILD_TESTS=OFF -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_INSTALL=OFF >"$gen_dir.log" 2>&1; then
+    cat "$gen_dir.log" >&2
+    rm -rf "$gen_dir" "$gen_dir.log"
+    log "the default-generator configure failed"
+    exit 1
+  fi
+  rm -rf "$gen_dir" "$gen_dir.log"
+fi
 log "ctest"
 ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 900
 if [[ -f pyproject.toml ]]; then
