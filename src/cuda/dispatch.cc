@@ -22,10 +22,13 @@ namespace flatattn::cuda {
 
 namespace {
 
-/// The forward instance for p (its dataflow asked for, or chosen for Dataflow::automatic) on the base
-/// family `fam`; a Flash instance then moves to the sm90 family where that is enabled and has the same
-/// kernel head dim (so padding never grows). FLAT stays on the base family.
-const FwdInstance* forward_instance(const DeviceInfo& dev, Family fam, const Problem& p, VariantId variant) {
+/// The forward instance for p (its dataflow asked for, or chosen for Dataflow::automatic) on the device's
+/// base family; a Flash instance then moves to the sm90 family where that is enabled and has the same
+/// kernel head dim (so padding never grows). FLAT stays on the base family. p's device must be current.
+const FwdInstance* forward_instance(const Problem& p) {
+  const DeviceInfo& dev = device_info(p.device.index);
+  const Family fam = family_for(dev, p.dtype);
+  const VariantId variant = variant_of(p.variant);
   const FwdInstance* flash = find_fwd(fam, Dataflow::flash, p.dtype, variant, p.d);
   const FwdInstance* flat = find_fwd(fam, Dataflow::flat, p.dtype, variant, p.d);
   const FwdInstance* inst = nullptr;
@@ -66,8 +69,11 @@ const FwdInstance* forward_instance(const DeviceInfo& dev, Family fam, const Pro
 }
 
 /// The backward instance for p: the base family's, or the sm90 family's (wgmma, sm90/bwd_kernel.cuh)
-/// when that is enabled and has the same kernel head dim.
-const BwdInstance* backward_instance(const DeviceInfo& dev, Family fam, const Problem& p, VariantId variant) {
+/// when that is enabled and has the same kernel head dim. p's device must be current.
+const BwdInstance* backward_instance(const Problem& p) {
+  const DeviceInfo& dev = device_info(p.device.index);
+  const Family fam = family_for(dev, p.dtype);
+  const VariantId variant = variant_of(p.variant);
   const BwdInstance* base = find_bwd(fam, p.dtype, variant, p.d);
   if (base == nullptr) not_built("backward", fam, p.dtype, variant, p.d);
   if (!sm90_enabled(dev)) return base;
@@ -75,13 +81,18 @@ const BwdInstance* backward_instance(const DeviceInfo& dev, Family fam, const Pr
   return h != nullptr && h->d == base->d ? h : base;
 }
 
-/// Report::kernel: the instance's stored name, with the zero-padding note when p.d is smaller.
-void set_kernel(Report& r, const char* name, int kernel_d, const Problem& p) {
+/// The Report of a call that runs the instance `name` of head dim kernel_d: its stored name, with the
+/// zero-padding note when p.d is smaller (also stored: padded_name). Block sizes are the caller's.
+Report report_for(Dataflow df, const char* name, int kernel_d, const Problem& p) {
+  Report r;
+  r.backend = "cuda";
+  r.dataflow = df;
   if (kernel_d == p.d) {
     r.kernel = name;
   } else {
     r.kernel = padded_name(name, p.d);
   }
+  return r;
 }
 
 }  // namespace
@@ -91,13 +102,8 @@ bool built() { return true; }
 Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   check_cuda_args(p, t);
   DeviceGuard guard(p.device.index);
-  const DeviceInfo& dev = device_info(p.device.index);
-  const Family fam = family_for(dev, p.dtype);
-  const FwdInstance* inst = forward_instance(dev, fam, p, variant_of(p.variant));
-  Report r;
-  r.backend = "cuda";
-  r.dataflow = inst->dataflow;
-  set_kernel(r, inst->name, inst->d, p);
+  const FwdInstance* inst = forward_instance(p);
+  Report r = report_for(inst->dataflow, inst->name, inst->d, p);
   if (p.batch == 0 || p.nq == 0) return r;  // nothing to write
   LaunchArgs a;
   a.problem = &p;
@@ -113,14 +119,9 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
 Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   check_cuda_args(p, t);
   DeviceGuard guard(p.device.index);
-  const DeviceInfo& dev = device_info(p.device.index);
-  const Family fam = family_for(dev, p.dtype);
-  const BwdInstance* inst = backward_instance(dev, fam, p, variant_of(p.variant));
+  const BwdInstance* inst = backward_instance(p);
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
-  Report r;
-  r.backend = "cuda";
-  r.dataflow = Dataflow::flash;
-  set_kernel(r, p.deterministic ? inst->name_det : inst->name, inst->d, p);
+  Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, p);
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;
   if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
