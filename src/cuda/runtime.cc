@@ -47,4 +47,14 @@ DeviceGuard::~DeviceGuard() {
   if (prev_ >= 0) cudaSetDevice(prev_);
 }
 
+StreamBuffer::StreamBuffer(std::size_t bytes, cudaStream_t stream, const char* what, const char* limit,
+                           const char* fix)
+    : stream_(stream) {
+  const cudaError_t e = cudaMallocAsync(&ptr_, bytes, stream);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(Error::Kind::runtime, what, std::to_string(bytes) + " bytes: " + cudaGetErrorString(e), limit, fix);
+  }
+}
+
 }  // namespace flatattn::cuda

@@ -14,6 +14,7 @@
 #include "src/check/case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
+#include "src/cuda/dispatch.h"
 
 namespace flatattn::testing {
 
@@ -67,15 +68,20 @@ enum class FwdSource { gpu, oracle };
 /// rounded after each step). Adds failures naming the gradient, the case, the kernel and the seed.
 void check_backward(CaseTensors& t, std::uint64_t seed, const char* what = "", FwdSource src = FwdSource::gpu);
 
-/// Sets FLATATTN_CUDA_SM90 for one scope (dispatch reads it at every call; nullptr unsets it), restoring
-/// the old value.
+/// Sets FLATATTN_CUDA_SM90 for one scope (nullptr unsets it), restoring the old value. Dispatch caches
+/// the variable per device, so each change is followed by cuda::sm90_override_changed(): the next call
+/// reads it again.
 class ScopedSm90 {
  public:
   explicit ScopedSm90(const char* value) {
     if (const char* old = std::getenv("FLATATTN_CUDA_SM90")) old_ = old, had_ = true;
     value ? setenv("FLATATTN_CUDA_SM90", value, 1) : unsetenv("FLATATTN_CUDA_SM90");
+    cuda::sm90_override_changed();
   }
-  ~ScopedSm90() { had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90"); }
+  ~ScopedSm90() {
+    had_ ? setenv("FLATATTN_CUDA_SM90", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90");
+    cuda::sm90_override_changed();
+  }
   ScopedSm90(const ScopedSm90&) = delete;
   ScopedSm90& operator=(const ScopedSm90&) = delete;
 

@@ -1,5 +1,6 @@
 #include "src/cuda/policy/heuristics.h"
 
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,10 +54,16 @@ std::vector<model::KernelVariant> variants(Family f, int d) {
 using Key = std::tuple<int, int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int, bool,
                        std::int64_t, std::int64_t>;
 
+/// The planner's answers. `choice` holds at most kMaxChoices shapes and is cleared when full: a workload
+/// with ever new shapes (varlen batches: their longest lengths are part of the key) must not grow the
+/// process without bound, and a clear costs each shape still in use one re-plan (< 1 ms). A fixed
+/// bound with a clear keeps the hit path a plain map lookup (no LRU bookkeeping per call).
+constexpr std::size_t kMaxChoices = 4096;
+
 struct Cache {
   std::mutex mu;
-  std::map<int, std::unique_ptr<model::Hardware>> hardware;  // per device index
-  std::map<Key, Dataflow> choice;
+  std::map<int, std::unique_ptr<model::Hardware>> hardware;  // per device index (bounded by the devices)
+  std::map<Key, Dataflow> choice;                            // at most kMaxChoices entries
 };
 
 Cache& cache() {
@@ -91,6 +98,7 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
   s.window_right = w.mask.right;
   const std::vector<model::KernelVariant> v = variants(f, w.d);
   const Dataflow d = model::plan(hw->gpu, s, v).chosen.variant.dataflow;
+  if (c.choice.size() >= kMaxChoices) c.choice.clear();
   c.choice.emplace(key, d);
   return d;
 }

@@ -28,7 +28,8 @@ bool flat_fits(Family f, int d, std::int64_t nk);
 
 /// Flash or FLAT for Dataflow::automatic: the planner's prediction for this device (its SM count,
 /// shared memory and published/measured rates, data/model/hardware) over the two built kernels of
-/// head dim w.d (tiles from tile_size.h). Cached per (device, shape); planning costs < 1 ms.
+/// head dim w.d (tiles from tile_size.h). Cached per (device, shape), at most 4096 shapes (the cache is
+/// cleared when full); planning costs < 1 ms.
 /// Throws flatattn::Error when the model's data files cannot be found (set FLATATTN_DATA_DIR).
 Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w);
 

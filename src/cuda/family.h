@@ -1,0 +1,34 @@
+// Which code-path family serves a device: the per-family probes (does the family's code load here, and
+// which PTX/SASS did the driver pick), the base family for a dtype, and whether the sm90 family takes
+// over on an sm_90 GPU (FLATATTN_CUDA_SM90). Every answer is cached, so a call costs a few atomic loads.
+#pragma once
+
+#include "flatattn/dtype.h"
+#include "src/cuda/policy/tile_size.h"
+
+namespace flatattn::cuda {
+
+struct DeviceInfo;
+
+/// Whether a family's code loads on a device (a probe kernel built with the family's targets), with
+/// the PTX and SASS versions the driver picked.
+struct Probe {
+  int err = -1, ptx = 0, bin = 0;
+};
+
+/// The probe of family f on device `device` (which must be current), run once per (device, family).
+const Probe& probe(int device, Family f);
+
+/// The base family that serves `dt` on `dev` (the sm90 family, where enabled, then takes over the Flash
+/// forward and the backward of its head dims): sm86 first on sm_86/sm_89 (their 99 KB shared memory),
+/// then sm80 (its SASS also runs on sm_8x), then the compute_75 PTX (Turing; newer GPUs through the JIT).
+/// Cached per (device, dtype); throws flatattn::Error (not cached) when no built family serves it.
+Family family_for(const DeviceInfo& dev, DType dt);
+
+/// Whether the sm90 family (wgmma Flash forward and backward, sm_90a SASS) runs on `dev`: an sm_90 GPU,
+/// the family built and loadable, and not switched off with FLATATTN_CUDA_SM90=0 (any other value or
+/// unset: on). The variable is read once per device and cached; sm90_override_changed()
+/// (src/cuda/dispatch.h) makes the next call read it again.
+bool sm90_enabled(const DeviceInfo& dev);
+
+}  // namespace flatattn::cuda
