@@ -7,13 +7,12 @@
 
 namespace flatattn::cuda::tune {
 
-template <int D, int BM, int BN, int W, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int ST, int MB,
-          int PIPE = 0, int LOADS = 0, int DPS = 0>
+template <int D, int BM, int BN, int W, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int ST, int MB>
 BwdCandidate bwd() {
-  using S = BwdShape<D, BM, BN, W, SWM, SWN, KWN, KWD, QWM, QWD, ST, MB, PIPE, LOADS, DPS>;
+  using S = BwdShape<D, BM, BN, W, SWM, SWN, KWN, KWD, QWM, QWD, ST, MB>;
   auto n = [](int x) { return std::to_string(x); };
   return {n(BM) + "x" + n(BN) + " w" + n(W) + " sdp" + n(SWM) + "x" + n(SWN) + " dkv" + n(KWN) + "x" + n(KWD) + " dq" +
-              n(QWM) + "x" + n(QWD) + " s" + n(ST) + " mb" + n(MB) + (PIPE ? " pipe" : "") + (LOADS ? " split" + n(LOADS) : "") + (DPS ? " dpsplit" : "") + " " +
+              n(QWM) + "x" + n(QWD) + " s" + n(ST) + " mb" + n(MB) + " " +
               n(S::kSmemBytes / 1024) + "KB",
           D, BM, &launch_bwd_shape<Family::sm80, BF16, S, VariantOf<VariantId::plain>>};
 }

@@ -27,8 +27,7 @@ template <Family F, int D>
 using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, bwd_tile(F, D).warps,
                             bwd_tile(F, D).sdp_wm, bwd_tile(F, D).sdp_wn, bwd_tile(F, D).dkv_wn, bwd_tile(F, D).dkv_wd,
                             bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
-                            bwd_tile(F, D).min_blocks, bwd_tile(F, D).pipe, bwd_tile(F, D).loads,
-                            bwd_tile(F, D).dp_split>;
+                            bwd_tile(F, D).min_blocks>;
 
 /// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps, min_blocks and dq_wd, the
 /// warpgroups of the dQ product).

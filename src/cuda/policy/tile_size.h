@@ -161,10 +161,6 @@ struct BwdTileSize {
   int dq_wm, dq_wd;    ///< dQ warps: rows x head dim
   int stages;          ///< Q/dO buffers: 2 = the next block's loads overlap the whole step
   int min_blocks;
-  int pipe;   ///< 1: the products load the next k-slice's fragments before the current MMAs (sm80/bwd_gemm.cuh)
-  int loads;  ///< 0: the next block's Q, dO, LSE, D_i issued at the step's start; 1: dO after the P/dS
-              ///< barrier; 2: dO there and Q after the dV product (sm80/bwd_kernel.cuh, BwdShape::kLoads)
-  int dp_split;  ///< 1: dP and dS one 16-row m-tile at a time (fewer live registers during the dP product)
 };
 
 constexpr BwdTileSize bwd_tile(Family f, int d) {
@@ -178,33 +174,31 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   //     in the loop instead of 8); 1 stage 6.11 / 3.16; dq 2x4 5.85 / 3.13; 64 x 128 with 2 CTAs/SM
   //     (97 KB, registers capped at 128) 7.39 / 4.10.
   // Other head dims: FA2's shapes, unmeasured.
-  // pipe / loads / dp_split (sm80/bwd_kernel.cuh, BwdShape): not yet measured, all 0 (the kernel as
-  // measured above); candidates in bench/gpu/tune_bwd_d*.cu. SASS (sm_90) of D = 128: the dP product
-  // issues 48 of its 64 MMAs within 8 instructions of the ldmatrix they read (ptxas has no registers
-  // left to load earlier); dp_split brings that to 23 and the spills to 0 for 16 more ldmatrix per
-  // warp and step (160 vs 144); pipe leaves D = 128's SASS schedule as it was (ptxas reorders the
-  // loads itself) and at D = 64 removes the 4-byte spill and brings dP's count from 21 to 14 of 64.
-  // tools/sass_mma_distance.py measures this (bench/results/bwd-sass-sm90.md).
+  // SASS (sm_90) of D = 128: the dP product issues 48 of its 64 MMAs within 8 instructions of the
+  // ldmatrix they read (ptxas has no registers left to load earlier); tools/sass_mma_distance.py
+  // measures this (bench/results/bwd-sass-sm90.md). Options built against it (bd60f5e: the fragment
+  // pipeline `pipe`, split Q/dO `loads`, one-m-tile `dp_split`) were 0 in every row and never timed
+  // on a GPU, so they were removed; the SASS notes there still say what each changed.
   switch (f) {
     case Family::sm80:
       switch (d) {
-        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1, 0, 0, 0};  // 112 KB
-        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0, 0};  // 160 KB
-        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1, 0, 0, 0};   // 128 KB
-        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1, 0, 0, 0};  // 160 KB
-        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1, 0, 0, 0};   // 160 KB; 6 warps: 64-wide d splits
-        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1, 0, 0, 0};   // 144 KB (2 stages: 208 KB > A100)
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1};  // 112 KB
+        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};  // 160 KB
+        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1};   // 128 KB
+        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1};  // 160 KB
+        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1};   // 160 KB; 6 warps: 64-wide d splits
+        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1};   // 144 KB (2 stages: 208 KB > A100)
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm86:  // <= 99 KB per block
       switch (d) {
-        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1, 0, 0, 0};   // 64 KB
-        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0, 0};   // 96 KB
-        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1, 0, 0, 0};    // 88 KB
-        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1, 0, 0, 0};   // 80 KB
-        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1, 0, 0, 0};   // 80 KB
-        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1, 0, 0, 0};   // 68 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1};   // 64 KB
+        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1};   // 96 KB
+        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1};    // 88 KB
+        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1};   // 80 KB
+        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1};   // 80 KB
+        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1};   // 68 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
     case Family::sm90:  // wgmma (sm90/bwd_kernel.cuh): 2 warpgroups x 64 keys, 64-row steps, Q/dO x 2;
       // S^T, dP^T, dK, dV per warpgroup (sdp/dkv fields for the record); dq_wd = warpgroups that own dQ
@@ -214,22 +208,22 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
       // (H100, bench/results/gpu-bwd-h100.md). H100, N = 8k, bf16 (39db209): 1.13-1.15x the sm80 rows at
       // D = 64, 1.37-1.42x at D = 128; other shapes of these rows not tuned.
       switch (d) {
-        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};   // 73 KB; dK + dV 64 regs/thread
-        case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};  // 145 KB; dK + dV 128 regs/thread
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // other D: the sm80 family
+        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};   // 73 KB; dK + dV 64 regs/thread
+        case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1};  // 145 KB; dK + dV 128 regs/thread
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // other D: the sm80 family
       }
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
-        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1, 0, 0, 0};    // 32 KB
-        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0, 0};    // 48 KB
-        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1, 0, 0, 0};    // 44 KB
-        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0, 0};   // 56 KB
-        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1, 0, 0, 0};   // 38 KB
-        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1, 0, 0, 0};   // 50 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1};    // 32 KB
+        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};    // 48 KB
+        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1};    // 44 KB
+        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1};   // 56 KB
+        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1};   // 38 KB
+        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1};   // 50 KB
+        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       }
   }
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 }
 
 }  // namespace flatattn::cuda
