@@ -75,7 +75,9 @@ def main(paths):
         for name, ins in kernels(path).items():
             if "flash_bwd_kernel" not in name:
                 continue
-            shape = re.findall(r"Li(\d+)E", re.search(r"BwdShapeI((?:Li\d+E)+)E", name).group(1))
+            # BwdShape<D, BwdTileSize{...}>: D, then the tile's fields (older builds: plain int arguments)
+            args = re.search(r"BwdShapeI((?:Li\d+E|Xtl\w*?BwdTileSizeE)+)", name).group(1)
+            shape = re.findall(r"Li(\d+)E", args)
             n, counts, dist, ldg = analyze(ins)
             per = len(dist) // len(PRODUCTS)
             parts = []

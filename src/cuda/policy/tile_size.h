@@ -16,7 +16,9 @@
 // FLAT (R + 2 BlockN) * D * 2 bytes.
 // Measurements behind the sm80 numbers: bench/results/gpu-tune-h100.md (H100, bf16, B*N = 16k).
 // Every row names every field (C++20 designated initializers, in declaration order); `{}` (all zero)
-// is "no kernel for this head dim".
+// is "no kernel for this head dim". The kernels take a row itself as one template argument
+// (FlashShape<D, flash_tile(F, D)>, src/cuda/launch.cuh), so the structs must stay structural types:
+// every member public, not mutable, of a structural type (int, bool); member functions are fine.
 #pragma once
 
 #include <cstdint>

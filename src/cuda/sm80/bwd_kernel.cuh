@@ -42,30 +42,34 @@
 
 namespace flatattn::cuda {
 
-/// Compile-time shape of the backward kernel (values from policy/tile_size.h, bwd_tile).
-template <int D, int BlockM, int BlockN, int Warps, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int Stages,
-          int MinBlocks>
+/// Compile-time shape of the backward kernel: head dim D and a row T of the policy table
+/// (policy/tile_size.h, bwd_tile) or a tuner's candidate.
+template <int D, BwdTileSize T>
 struct BwdShape {
-  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kStages = Stages;
-  static constexpr int kThreads = 32 * Warps, kMinBlocks = MinBlocks;
-  // S, dP (BlockM x BlockN): warp (w % SWM, w / SWM) owns 16 kSMT rows x 8 kSNT keys.
-  static constexpr int kSWM = SWM, kSWarps = SWM * SWN, kSMT = BlockM / (16 * SWM), kSNT = BlockN / (8 * SWN);
-  // dK, dV (BlockN x D): warp (w % KWN, w / KWN) owns 16 kKMT keys x 8 kKDT columns.
-  static constexpr int kKWN = KWN, kKWarps = KWN * KWD, kKMT = BlockN / (16 * KWN), kKDT = D / (8 * KWD);
-  // dQ (BlockM x D): warp (w % QWM, w / QWM) owns 16 kQMT rows x 8 kQDT columns.
-  static constexpr int kQWM = QWM, kQWarps = QWM * QWD, kQMT = BlockM / (16 * QWM), kQDT = D / (8 * QWD);
-  using TQ = SmemTile<BlockM, D>;       // Q and dO
-  using TKV = SmemTile<BlockN, D>;      // K and V (dK and dV staged here at the end)
-  using TP = SmemTile<BlockM, BlockN>;  // P and dS, [query][key]
+  static constexpr int kD = D, kBlockM = T.block_m, kBlockN = T.block_n, kWarps = T.warps, kStages = T.stages;
+  static constexpr int kThreads = 32 * kWarps, kMinBlocks = T.min_blocks;
+  // S, dP (BlockM x BlockN): warp (w % sdp_wm, w / sdp_wm) owns 16 kSMT rows x 8 kSNT keys.
+  static constexpr int kSWM = T.sdp_wm, kSWarps = T.sdp_wm * T.sdp_wn;
+  static constexpr int kSMT = kBlockM / (16 * T.sdp_wm), kSNT = kBlockN / (8 * T.sdp_wn);
+  // dK, dV (BlockN x D): warp (w % dkv_wn, w / dkv_wn) owns 16 kKMT keys x 8 kKDT columns.
+  static constexpr int kKWN = T.dkv_wn, kKWarps = T.dkv_wn * T.dkv_wd;
+  static constexpr int kKMT = kBlockN / (16 * T.dkv_wn), kKDT = D / (8 * T.dkv_wd);
+  // dQ (BlockM x D): warp (w % dq_wm, w / dq_wm) owns 16 kQMT rows x 8 kQDT columns.
+  static constexpr int kQWM = T.dq_wm, kQWarps = T.dq_wm * T.dq_wd;
+  static constexpr int kQMT = kBlockM / (16 * T.dq_wm), kQDT = D / (8 * T.dq_wd);
+  using TQ = SmemTile<kBlockM, D>;         // Q and dO
+  using TKV = SmemTile<kBlockN, D>;        // K and V (dK and dV staged here at the end)
+  using TP = SmemTile<kBlockM, kBlockN>;  // P and dS, [query][key]
   /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
-  static constexpr int kRowBytes = 3 * BlockM * 4;
-  static constexpr int kSmemBytes = 2 * Stages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + Stages * kRowBytes;
+  static constexpr int kRowBytes = 3 * kBlockM * 4;
+  static constexpr int kSmemBytes = 2 * kStages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + kStages * kRowBytes;
 
-  static_assert(Stages == 1 || Stages == 2, "one or two Q/dO stages");
-  static_assert(kSWarps <= Warps && kKWarps <= Warps && kQWarps <= Warps, "a product uses at most every warp");
-  static_assert(kSMT * 16 * SWM == BlockM && kSNT * 8 * SWN == BlockN && kSNT % 2 == 0, "S/dP warps tile BlockM x BlockN");
-  static_assert(kKMT * 16 * KWN == BlockN && kKDT * 8 * KWD == D && kKDT % 2 == 0, "dK/dV warps tile BlockN x D");
-  static_assert(kQMT * 16 * QWM == BlockM && kQDT * 8 * QWD == D && kQDT % 2 == 0, "dQ warps tile BlockM x D");
+  static_assert(kStages == 1 || kStages == 2, "one or two Q/dO stages");
+  static_assert(kSWarps <= kWarps && kKWarps <= kWarps && kQWarps <= kWarps, "a product uses at most every warp");
+  static_assert(kSMT * 16 * T.sdp_wm == kBlockM && kSNT * 8 * T.sdp_wn == kBlockN && kSNT % 2 == 0,
+                "S/dP warps tile BlockM x BlockN");
+  static_assert(kKMT * 16 * T.dkv_wn == kBlockN && kKDT * 8 * T.dkv_wd == D && kKDT % 2 == 0, "dK/dV warps tile BlockN x D");
+  static_assert(kQMT * 16 * T.dq_wm == kBlockM && kQDT * 8 * T.dq_wd == D && kQDT % 2 == 0, "dQ warps tile BlockM x D");
   static_assert(col_split_ok<TP>(16 * kKMT), "dK/dV warps: key split of the P/dS tiles (read transposed)");
   static_assert(col_split_ok<TQ>(8 * kKDT), "dK/dV warps: head-dim split of the Q/dO tiles");
   static_assert(col_split_ok<TKV>(8 * kQDT), "dQ warps: head-dim split of the K tile");
