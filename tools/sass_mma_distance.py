@@ -9,7 +9,7 @@ per warp, so the HMMAs are split into five equal groups in that order. Also coun
 (spill loads) and where the cp.async copies (LDGSTS) sit between the products.
 
 Input: nvdisasm -c / cuobjdump -sass text of an object holding flash_bwd_kernel instances (one line per
-kernel printed, with its BwdShape arguments after the min-blocks one: pipe, loads, dp_split).
+kernel printed, with its BwdShape arguments).
 
     nvcc -std=c++20 -O3 -I. -Iinclude -arch=sm_90 -cubin bench/gpu/tune_bwd_d128.cu -o t.cubin
     nvdisasm -c t.cubin > t.sass   # nvdisasm: the CUDA toolkit, or pip's nvidia-cuda-nvdisasm wheel
@@ -75,7 +75,9 @@ def main(paths):
         for name, ins in kernels(path).items():
             if "flash_bwd_kernel" not in name:
                 continue
-            shape = re.findall(r"Li(\d+)E", re.search(r"BwdShapeI((?:Li\d+E)+)E", name).group(1))
+            # BwdShape<D, BwdTileSize{...}>: D, then the tile's fields (older builds: plain int arguments)
+            args = re.search(r"BwdShapeI((?:Li\d+E|Xtl\w*?BwdTileSizeE)+)", name).group(1)
+            shape = re.findall(r"Li(\d+)E", args)
             n, counts, dist, ldg = analyze(ins)
             per = len(dist) // len(PRODUCTS)
             parts = []

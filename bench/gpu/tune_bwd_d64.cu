@@ -1,15 +1,12 @@
-// Backward tuner candidates, D = 64 (BwdShape: D, BlockM, BlockN, warps, S/dP warps MxN, dK/dV warps
-// NxD, dQ warps MxD, Q/dO stages, min CTAs/SM, fragment pipeline, split loads, dP split). The first is
-// the policy table's; then pipe (no spills here), split1, pipe + split1, pipe + split2, dp_split, and the
-// table's again (the run's noise); see tune_bwd_d128.cu. Earlier rounds (sdp 4x2, 1 stage, dq 2x4,
-// 64 x 128 with 2 CTAs/SM) are in bench/results/gpu-bwd-h100.md.
+// Backward tuner candidates, D = 64: the policy table's row, twice (the run's noise). Earlier rounds
+// (sdp 4x2, 1 stage, dq 2x4, 64 x 128 with 2 CTAs/SM) are in bench/results/gpu-bwd-h100.md; the
+// pipe/loads/dp_split candidates went with those options. A candidate is
+// bwd<D, BwdTileSize{.block_m = ..., ...}>() (fields as in bwd_tile).
 #include "bench/gpu/tune_bwd_kernels.cuh"
 
 namespace flatattn::cuda::tune {
 std::vector<BwdCandidate> bwd_candidates_d64() {
-  return {bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1>(), bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 1, 0>(),
-          bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 1>(), bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 1, 1>(),
-          bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 1, 2>(),
-          bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0, 1>(), bwd<64, 128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1>()};
+  constexpr BwdTileSize table = bwd_tile(Family::sm80, 64);
+  return {bwd<64, table>(), bwd<64, table>()};
 }
 }  // namespace flatattn::cuda::tune

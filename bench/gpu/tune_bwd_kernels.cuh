@@ -1,5 +1,5 @@
 // Builds backward tuner candidates from the library's kernel template with other compile-time shapes
-// (the arguments of BwdShape, as in the bwd_tile table of src/cuda/policy/tile_size.h).
+// (a BwdTileSize, as a row of the bwd_tile table of src/cuda/policy/tile_size.h).
 #pragma once
 
 #include "bench/gpu/tune_bwd_candidates.h"
@@ -7,15 +7,14 @@
 
 namespace flatattn::cuda::tune {
 
-template <int D, int BM, int BN, int W, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int ST, int MB,
-          int PIPE = 0, int LOADS = 0, int DPS = 0>
+template <int D, BwdTileSize T>
 BwdCandidate bwd() {
-  using S = BwdShape<D, BM, BN, W, SWM, SWN, KWN, KWD, QWM, QWD, ST, MB, PIPE, LOADS, DPS>;
+  using S = BwdShape<D, T>;
   auto n = [](int x) { return std::to_string(x); };
-  return {n(BM) + "x" + n(BN) + " w" + n(W) + " sdp" + n(SWM) + "x" + n(SWN) + " dkv" + n(KWN) + "x" + n(KWD) + " dq" +
-              n(QWM) + "x" + n(QWD) + " s" + n(ST) + " mb" + n(MB) + (PIPE ? " pipe" : "") + (LOADS ? " split" + n(LOADS) : "") + (DPS ? " dpsplit" : "") + " " +
-              n(S::kSmemBytes / 1024) + "KB",
-          D, BM, &launch_bwd_shape<Family::sm80, BF16, S, VariantOf<VariantId::plain>>};
+  return {n(T.block_m) + "x" + n(T.block_n) + " w" + n(T.warps) + " sdp" + n(T.sdp_wm) + "x" + n(T.sdp_wn) + " dkv" +
+              n(T.dkv_wn) + "x" + n(T.dkv_wd) + " dq" + n(T.dq_wm) + "x" + n(T.dq_wd) + " s" + n(T.stages) + " mb" +
+              n(T.min_blocks) + " " + n(S::kSmemBytes / 1024) + "KB",
+          D, T.block_m, &launch_bwd_shape<Family::sm80, BF16, S, VariantOf<VariantId::plain>>};
 }
 
 }  // namespace flatattn::cuda::tune

@@ -8,22 +8,26 @@
 
 namespace flatattn::cuda::tune {
 
-template <int D, int BM, int BN, int W, int MB, int ST, bool LZ>
+/// A Flash candidate: head dim D, tile T (a FlashTileSize, as a row of flash_tile).
+template <int D, FlashTileSize T>
 Candidate flash() {
-  using S = FlashShape<D, BM, BN, W, MB, ST, LZ>;
+  using S = FlashShape<D, T>;
   static std::atomic<std::uint64_t> done{0};
-  return {"flash", D, std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" + std::to_string(ST) + (LZ ? " lazy" : " eager"),
+  return {"flash", D,
+          std::to_string(T.block_m) + "x" + std::to_string(T.block_n) + " w" + std::to_string(T.warps) + " mb" +
+              std::to_string(T.min_blocks) + " s" + std::to_string(T.stages) + (T.lazy_rescale ? " lazy" : " eager"),
           [](const LaunchArgs& a) {
             launch_grid(flash_fwd_kernel<Family::sm80, BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM,
                         a, done);
           }};
 }
 
-template <int D, int MT, int W, int BN, int CAP, int MB>
+/// A FLAT candidate: head dim D, tile T (a FlatTileSize, as a row of flat_tile).
+template <int D, FlatTileSize T>
 Candidate flat() {
-  using S = FlatShape<D, MT, W, BN, CAP, MB>;
+  using S = FlatShape<D, T>;
   static std::atomic<std::uint64_t> done{0};
-  return {"flat", D, "R" + std::to_string(S::kBlockM) + " cap" + std::to_string(S::kCapN) + " w" + std::to_string(W),
+  return {"flat", D, "R" + std::to_string(S::kBlockM) + " cap" + std::to_string(S::kCapN) + " w" + std::to_string(T.warps),
           [](const LaunchArgs& a) {
             launch_grid(flat_fwd_kernel<Family::sm80, BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM,
                         a, done);

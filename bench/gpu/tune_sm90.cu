@@ -1,5 +1,5 @@
-// Tuner candidates of the sm90 family (wgmma Flash forward, sm_90a; src/cuda/sm90/): shapes D, BlockM,
-// BlockN, warps (4 per 64 rows), min CTAs/SM, K/V stages, lazy rescale. Compiled for sm_90a only.
+// Tuner candidates of the sm90 family (wgmma Flash forward, sm_90a; src/cuda/sm90/): shapes: D and a
+// FlashTileSize (block_m = 64 per warpgroup, warps = 4 per warpgroup, K/V stages >= 3). Compiled for sm_90a only.
 #include <atomic>
 #include <string>
 
@@ -8,13 +8,13 @@
 
 namespace flatattn::cuda::tune {
 
-template <int D, int BM, int BN, int W, int MB, int ST, bool LZ>
+template <int D, FlashTileSize T>
 Candidate sm90c() {
-  using S = sm90::Shape<D, BM, BN, W, MB, ST, LZ>;
+  using S = sm90::Shape<D, T>;
   static std::atomic<std::uint64_t> done{0};
   return {"sm90", D,
-          std::to_string(BM) + "x" + std::to_string(BN) + " w" + std::to_string(W) + " mb" + std::to_string(MB) + " s" +
-              std::to_string(ST) + (LZ ? " lazy" : " eager"),
+          std::to_string(T.block_m) + "x" + std::to_string(T.block_n) + " w" + std::to_string(T.warps) + " mb" +
+              std::to_string(T.min_blocks) + " s" + std::to_string(T.stages) + (T.lazy_rescale ? " lazy" : " eager"),
           [](const LaunchArgs& a) {
             launch_grid(sm90::flash_fwd_kernel<BF16, S, VariantOf<VariantId::plain>>, S::kSmemBytes, S::kThreads, S::kBlockM, a,
                         done);
@@ -22,15 +22,21 @@ Candidate sm90c() {
 }
 
 std::vector<Candidate> candidates_sm90() {
-  return {sm90c<64, 192, 128, 12, 1, 4, true>(),  sm90c<64, 192, 128, 12, 1, 3, true>(),
-          sm90c<64, 128, 128, 8, 1, 4, true>(),   sm90c<64, 128, 128, 8, 1, 3, true>(),
-          sm90c<128, 128, 128, 8, 1, 3, true>(),  sm90c<128, 128, 128, 8, 1, 3, false>(),
-          sm90c<128, 192, 64, 12, 1, 4, true>(),  sm90c<128, 192, 64, 12, 1, 3, true>(),
-          sm90c<128, 128, 64, 8, 1, 4, true>(),
+  return {sm90c<64, FlashTileSize{.block_m = 192, .block_n = 128, .warps = 12, .min_blocks = 1, .stages = 4, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 192, .block_n = 128, .warps = 12, .min_blocks = 1, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 128, .block_n = 128, .warps = 8, .min_blocks = 1, .stages = 4, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 128, .block_n = 128, .warps = 8, .min_blocks = 1, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<128, FlashTileSize{.block_m = 128, .block_n = 128, .warps = 8, .min_blocks = 1, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<128, FlashTileSize{.block_m = 128, .block_n = 128, .warps = 8, .min_blocks = 1, .stages = 3, .lazy_rescale = false}>(),
+          sm90c<128, FlashTileSize{.block_m = 192, .block_n = 64, .warps = 12, .min_blocks = 1, .stages = 4, .lazy_rescale = true}>(),
+          sm90c<128, FlashTileSize{.block_m = 192, .block_n = 64, .warps = 12, .min_blocks = 1, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<128, FlashTileSize{.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 1, .stages = 4, .lazy_rescale = true}>(),
           // D = 64 at short N: two or more CTAs per SM (one CTA's softmax and loads overlap another's wgmmas)
-          sm90c<64, 128, 64, 8, 2, 3, true>(),    sm90c<64, 128, 64, 8, 2, 4, true>(),
-          sm90c<64, 128, 128, 8, 2, 3, true>(),   sm90c<64, 64, 128, 4, 2, 3, true>(),
-          sm90c<64, 64, 64, 4, 3, 4, true>()};
+          sm90c<64, FlashTileSize{.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 2, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 2, .stages = 4, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 128, .block_n = 128, .warps = 8, .min_blocks = 2, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 64, .block_n = 128, .warps = 4, .min_blocks = 2, .stages = 3, .lazy_rescale = true}>(),
+          sm90c<64, FlashTileSize{.block_m = 64, .block_n = 64, .warps = 4, .min_blocks = 3, .stages = 4, .lazy_rescale = true}>()};
 }
 
 }  // namespace flatattn::cuda::tune

@@ -22,15 +22,11 @@
 namespace flatattn::cuda {
 
 template <Family F, int D>
-using FlashShapeOf = FlashShape<D, flash_tile(F, D).block_m, flash_tile(F, D).block_n, flash_tile(F, D).warps,
-                                flash_tile(F, D).min_blocks, flash_tile(F, D).stages, flash_tile(F, D).lazy_rescale>;
+using FlashShapeOf = FlashShape<D, flash_tile(F, D)>;
 template <int D>
-using Sm90ShapeOf = sm90::Shape<D, flash_tile(Family::sm90, D).block_m, flash_tile(Family::sm90, D).block_n,
-                                flash_tile(Family::sm90, D).warps, flash_tile(Family::sm90, D).min_blocks,
-                                flash_tile(Family::sm90, D).stages, flash_tile(Family::sm90, D).lazy_rescale>;
+using Sm90ShapeOf = sm90::Shape<D, flash_tile(Family::sm90, D)>;
 template <Family F, int D>
-using FlatShapeOf = FlatShape<D, flat_tile(F, D).m_tiles, flat_tile(F, D).warps, flat_tile(F, D).block_n,
-                              flat_tile(F, D).cap_blocks, flat_tile(F, D).min_blocks>;
+using FlatShapeOf = FlatShape<D, flat_tile(F, D)>;
 
 /// Launches `kernel` over every (query block, head, sequence); raises the dynamic shared-memory limit
 /// once per device.

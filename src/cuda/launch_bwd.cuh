@@ -24,18 +24,12 @@
 namespace flatattn::cuda {
 
 template <Family F, int D>
-using BwdShapeOf = BwdShape<D, bwd_tile(F, D).block_m, bwd_tile(F, D).block_n, bwd_tile(F, D).warps,
-                            bwd_tile(F, D).sdp_wm, bwd_tile(F, D).sdp_wn, bwd_tile(F, D).dkv_wn, bwd_tile(F, D).dkv_wd,
-                            bwd_tile(F, D).dq_wm, bwd_tile(F, D).dq_wd, bwd_tile(F, D).stages,
-                            bwd_tile(F, D).min_blocks, bwd_tile(F, D).pipe, bwd_tile(F, D).loads,
-                            bwd_tile(F, D).dp_split>;
+using BwdShapeOf = BwdShape<D, bwd_tile(F, D)>;
 
 /// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps, min_blocks and dq_wd, the
 /// warpgroups of the dQ product).
 template <int D>
-using Sm90BwdShapeOf = sm90::BwdShape<D, bwd_tile(Family::sm90, D).block_m, bwd_tile(Family::sm90, D).block_n,
-                                      bwd_tile(Family::sm90, D).warps, bwd_tile(Family::sm90, D).min_blocks,
-                                      bwd_tile(Family::sm90, D).dq_wd>;
+using Sm90BwdShapeOf = sm90::BwdShape<D, bwd_tile(Family::sm90, D)>;
 
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).

@@ -27,18 +27,20 @@
 
 namespace flatattn::cuda {
 
-/// Compile-time shape of a FLAT kernel (values come from policy/tile_size.h).
-template <int D, int MTiles, int Warps, int BlockN, int CapBlocks, int MinBlocks>
+/// Compile-time shape of a FLAT kernel: head dim D and a row T of the policy table (policy/tile_size.h,
+/// flat_tile) or a tuner's candidate.
+template <int D, FlatTileSize T>
 struct FlatShape {
-  static constexpr int kD = D, kWarps = Warps, kBlockN = BlockN, kCapBlocks = CapBlocks, kMinBlocks = MinBlocks;
-  static constexpr int kMT = MTiles;
-  static constexpr int kBlockM = 16 * MTiles * Warps;  ///< R, query rows per CTA
-  static constexpr int kCapN = CapBlocks * BlockN;     ///< longest key row held on chip
-  static constexpr int kThreads = 32 * Warps;
-  static constexpr int kNT = BlockN / 8, kDT = D / 8;
-  static_assert(BlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
+  static constexpr int kD = D, kWarps = T.warps, kBlockN = T.block_n, kCapBlocks = T.cap_blocks;
+  static constexpr int kMinBlocks = T.min_blocks;
+  static constexpr int kMT = T.m_tiles;
+  static constexpr int kBlockM = T.block_m();  ///< R, query rows per CTA: 16 m-tiles x warps
+  static constexpr int kCapN = T.cap_n();      ///< longest key row held on chip: cap_blocks x BlockN
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kNT = kBlockN / 8, kDT = D / 8;
+  static_assert(kBlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
   using TQ = SmemTile<kBlockM, D>;
-  using TKV = SmemTile<BlockN, D>;
+  using TKV = SmemTile<kBlockN, D>;
   static constexpr int kSmemBytes = TQ::kBytes + 2 * TKV::kBytes;  // Q, two K/V buffers
 };
 

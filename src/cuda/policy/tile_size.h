@@ -15,6 +15,10 @@
 // and addresses, at most 255. Shared memory: Flash (BlockM + 2 Stages BlockN) * D * 2 bytes,
 // FLAT (R + 2 BlockN) * D * 2 bytes.
 // Measurements behind the sm80 numbers: bench/results/gpu-tune-h100.md (H100, bf16, B*N = 16k).
+// Every row names every field (C++20 designated initializers, in declaration order); `{}` (all zero)
+// is "no kernel for this head dim". The kernels take a row itself as one template argument
+// (FlashShape<D, flash_tile(F, D)>, src/cuda/launch.cuh), so the structs must stay structural types:
+// every member public, not mutable, of a structural type (int, bool); member functions are fine.
 #pragma once
 
 #include <cstdint>
@@ -66,23 +70,35 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   switch (f) {
     case Family::sm80:
       switch (d) {
-        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
-        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB; 128x128 beat 128x64 by 3-11%
-        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
-        case 128: return {128, 64, 4, 2, 1, true};    // 64 KB, 2 CTAs/SM; beat 128x128/8w, 64x64, 128x32
-        case 192: return {128, 64, 8, 1, 1, false};   // 96 KB; 16 rows per warp keeps O at 96 regs
-        case 256: return {128, 64, 8, 1, 1, false};   // 128 KB (A100 allows 163); beat 64x64 and 128x32
-        default: return {0, 0, 0, 0, 0, false};
+        case 32:  // 24 KB
+          return {.block_m = 128, .block_n = 128, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 64:  // 48 KB; 128x128 beat 128x64 by 3-11%
+          return {.block_m = 128, .block_n = 128, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 96:  // 48 KB
+          return {.block_m = 128, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 128:  // 64 KB, 2 CTAs/SM; beat 128x128/8w, 64x64, 128x32
+          return {.block_m = 128, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 192:  // 96 KB; 16 rows per warp keeps O at 96 regs
+          return {.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        case 256:  // 128 KB (A100 allows 163); beat 64x64 and 128x32
+          return {.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        default: return {};
       }
     case Family::sm86:  // 99 KB per block, 100 KB per SM
       switch (d) {
-        case 32: return {128, 128, 4, 2, 1, true};    // 24 KB
-        case 64: return {128, 128, 4, 2, 1, true};    // 48 KB
-        case 96: return {128, 64, 4, 2, 1, true};     // 48 KB
-        case 128: return {128, 32, 4, 2, 1, true};    // 48 KB: two CTAs fit in 100 KB
-        case 192: return {64, 64, 4, 1, 1, false};    // 72 KB
-        case 256: return {64, 64, 4, 1, 1, false};    // 96 KB
-        default: return {0, 0, 0, 0, 0, false};
+        case 32:  // 24 KB
+          return {.block_m = 128, .block_n = 128, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 64:  // 48 KB
+          return {.block_m = 128, .block_n = 128, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 96:  // 48 KB
+          return {.block_m = 128, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 128:  // 48 KB: two CTAs fit in 100 KB
+          return {.block_m = 128, .block_n = 32, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 192:  // 72 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        case 256:  // 96 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        default: return {};
       }
     case Family::sm90:  // wgmma; S = BlockN / 2, P = BlockN / 4 and O = D / 2 registers per thread
       // H100 (bench/results/gpu-fwd-sm90-h100.md, tune_fwd --only sm90, bf16, TFLOP/s at N = 1k/4k/16k,
@@ -93,22 +109,30 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
       // spills) 351/374/388 | 259/311/348 beat 192x128 s3 (269/320/337 | 174/247/285), 64x64 mb3 s4
       // (310/330/337 | 251/292/317), 64x128 mb2 and 128x128 (mb2 spills); s4 ties s3.
       switch (d) {
-        case 64: return {128, 64, 8, 2, 3, true};     // 64 KB; 2 warpgroups, 2 CTAs/SM
-        case 128: return {128, 64, 8, 1, 4, true};    // 160 KB; 2 warpgroups
-        default: return {0, 0, 0, 0, 0, false};       // other D: the sm80 family
+        case 64:  // 64 KB; 2 warpgroups, 2 CTAs/SM
+          return {.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 2, .stages = 3, .lazy_rescale = true};
+        case 128:  // 160 KB; 2 warpgroups
+          return {.block_m = 128, .block_n = 64, .warps = 8, .min_blocks = 1, .stages = 4, .lazy_rescale = true};
+        default: return {};  // other D: the sm80 family
       }
     case Family::sm75:  // <= 64 KB per block, no cp.async
       switch (d) {
-        case 32: return {128, 64, 4, 2, 1, true};     // 16 KB
-        case 64: return {128, 64, 4, 2, 1, true};     // 32 KB
-        case 96: return {64, 64, 4, 2, 1, true};      // 36 KB
-        case 128: return {64, 64, 4, 2, 1, true};     // 48 KB
-        case 192: return {64, 32, 4, 1, 1, false};    // 48 KB
-        case 256: return {64, 32, 4, 1, 1, false};    // 64 KB
-        default: return {0, 0, 0, 0, 0, false};
+        case 32:  // 16 KB
+          return {.block_m = 128, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 64:  // 32 KB
+          return {.block_m = 128, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 96:  // 36 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 128:  // 48 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .min_blocks = 2, .stages = 1, .lazy_rescale = true};
+        case 192:  // 48 KB
+          return {.block_m = 64, .block_n = 32, .warps = 4, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        case 256:  // 64 KB
+          return {.block_m = 64, .block_n = 32, .warps = 4, .min_blocks = 1, .stages = 1, .lazy_rescale = false};
+        default: return {};
       }
   }
-  return {0, 0, 0, 0, 0, false};
+  return {};
 }
 
 struct FlatTileSize {
@@ -128,20 +152,25 @@ constexpr FlatTileSize flat_tile(Family f, int d) {
       case 32:
       case 64:
       case 96:
-      case 128: return {1, 4, 64, 2, 2};  // R = 64, Nk <= 128, <= 48 KB
+      case 128:  // R = 64, Nk <= 128, <= 48 KB
+        return {.m_tiles = 1, .warps = 4, .block_n = 64, .cap_blocks = 2, .min_blocks = 2};
       case 192:
-      case 256: return {1, 4, 32, 4, 1};  // R = 64, Nk <= 128, <= 64 KB
-      default: return {0, 0, 0, 0, 0};
+      case 256:  // R = 64, Nk <= 128, <= 64 KB
+        return {.m_tiles = 1, .warps = 4, .block_n = 32, .cap_blocks = 4, .min_blocks = 1};
+      default: return {};
     }
   }
   switch (d) {  // sm80 and sm86 (all <= 96 KB)
     case 32:
-    case 64: return {2, 4, 64, 2, 2};     // R = 128, Nk <= 128: S 128 + O <= 64 regs (R64/cap256 was 25% slower)
+    case 64:  // R = 128, Nk <= 128: S 128 + O <= 64 regs (R64/cap256 was 25% slower)
+      return {.m_tiles = 2, .warps = 4, .block_n = 64, .cap_blocks = 2, .min_blocks = 2};
     case 96:
-    case 128: return {1, 4, 64, 4, 2};    // R = 64, Nk <= 256: S 128 + O <= 64 regs
+    case 128:  // R = 64, Nk <= 256: S 128 + O <= 64 regs
+      return {.m_tiles = 1, .warps = 4, .block_n = 64, .cap_blocks = 4, .min_blocks = 2};
     case 192:
-    case 256: return {1, 4, 64, 2, 1};    // R = 64, Nk <= 128: S 64 + O <= 128 regs
-    default: return {0, 0, 0, 0, 0};
+    case 256:  // R = 64, Nk <= 128: S 64 + O <= 128 regs
+      return {.m_tiles = 1, .warps = 4, .block_n = 64, .cap_blocks = 2, .min_blocks = 1};
+    default: return {};
   }
 }
 
@@ -161,10 +190,6 @@ struct BwdTileSize {
   int dq_wm, dq_wd;    ///< dQ warps: rows x head dim
   int stages;          ///< Q/dO buffers: 2 = the next block's loads overlap the whole step
   int min_blocks;
-  int pipe;   ///< 1: the products load the next k-slice's fragments before the current MMAs (sm80/bwd_gemm.cuh)
-  int loads;  ///< 0: the next block's Q, dO, LSE, D_i issued at the step's start; 1: dO after the P/dS
-              ///< barrier; 2: dO there and Q after the dV product (sm80/bwd_kernel.cuh, BwdShape::kLoads)
-  int dp_split;  ///< 1: dP and dS one 16-row m-tile at a time (fewer live registers during the dP product)
 };
 
 constexpr BwdTileSize bwd_tile(Family f, int d) {
@@ -178,33 +203,55 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
   //     in the loop instead of 8); 1 stage 6.11 / 3.16; dq 2x4 5.85 / 3.13; 64 x 128 with 2 CTAs/SM
   //     (97 KB, registers capped at 128) 7.39 / 4.10.
   // Other head dims: FA2's shapes, unmeasured.
-  // pipe / loads / dp_split (sm80/bwd_kernel.cuh, BwdShape): not yet measured, all 0 (the kernel as
-  // measured above); candidates in bench/gpu/tune_bwd_d*.cu. SASS (sm_90) of D = 128: the dP product
-  // issues 48 of its 64 MMAs within 8 instructions of the ldmatrix they read (ptxas has no registers
-  // left to load earlier); dp_split brings that to 23 and the spills to 0 for 16 more ldmatrix per
-  // warp and step (160 vs 144); pipe leaves D = 128's SASS schedule as it was (ptxas reorders the
-  // loads itself) and at D = 64 removes the 4-byte spill and brings dP's count from 21 to 14 of 64.
-  // tools/sass_mma_distance.py measures this (bench/results/bwd-sass-sm90.md).
+  // SASS (sm_90) of D = 128: the dP product issues 48 of its 64 MMAs within 8 instructions of the
+  // ldmatrix they read (ptxas has no registers left to load earlier); tools/sass_mma_distance.py
+  // measures this (bench/results/bwd-sass-sm90.md). Options built against it (bd60f5e: the fragment
+  // pipeline `pipe`, split Q/dO `loads`, one-m-tile `dp_split`) were 0 in every row and never timed
+  // on a GPU, so they were removed; the SASS notes there still say what each changed.
   switch (f) {
     case Family::sm80:
       switch (d) {
-        case 32: return {128, 128, 8, 4, 2, 8, 1, 4, 2, 2, 1, 0, 0, 0};  // 112 KB
-        case 64: return {128, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0, 0};  // 160 KB
-        case 96: return {64, 128, 8, 2, 4, 8, 1, 2, 3, 2, 1, 0, 0, 0};   // 128 KB
-        case 128: return {64, 128, 8, 2, 4, 4, 2, 2, 4, 2, 1, 0, 0, 0};  // 160 KB
-        case 192: return {64, 64, 6, 2, 2, 2, 3, 2, 3, 2, 1, 0, 0, 0};   // 160 KB; 6 warps: 64-wide d splits
-        case 256: return {64, 64, 8, 2, 4, 2, 4, 2, 4, 1, 1, 0, 0, 0};   // 144 KB (2 stages: 208 KB > A100)
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32:  // 112 KB
+          return {.block_m = 128, .block_n = 128, .warps = 8, .sdp_wm = 4, .sdp_wn = 2, .dkv_wn = 8, .dkv_wd = 1,
+                  .dq_wm = 4, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        case 64:  // 160 KB
+          return {.block_m = 128, .block_n = 128, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 4, .dkv_wd = 2,
+                  .dq_wm = 4, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        case 96:  // 128 KB
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 8, .dkv_wd = 1,
+                  .dq_wm = 2, .dq_wd = 3, .stages = 2, .min_blocks = 1};
+        case 128:  // 160 KB
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 4, .dkv_wd = 2,
+                  .dq_wm = 2, .dq_wd = 4, .stages = 2, .min_blocks = 1};
+        case 192:  // 160 KB; 6 warps: 64-wide d splits
+          return {.block_m = 64, .block_n = 64, .warps = 6, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 3,
+                  .dq_wm = 2, .dq_wd = 3, .stages = 2, .min_blocks = 1};
+        case 256:  // 144 KB (2 stages: 208 KB > A100)
+          return {.block_m = 64, .block_n = 64, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 2, .dkv_wd = 4,
+                  .dq_wm = 2, .dq_wd = 4, .stages = 1, .min_blocks = 1};
+        default: return {};
       }
     case Family::sm86:  // <= 99 KB per block
       switch (d) {
-        case 32: return {64, 128, 8, 2, 4, 8, 1, 4, 2, 2, 1, 0, 0, 0};   // 64 KB
-        case 64: return {64, 128, 8, 2, 4, 4, 2, 4, 2, 2, 1, 0, 0, 0};   // 96 KB
-        case 96: return {64, 64, 8, 2, 4, 4, 1, 2, 3, 2, 1, 0, 0, 0};    // 88 KB
-        case 128: return {64, 64, 8, 2, 4, 4, 2, 2, 4, 1, 1, 0, 0, 0};   // 80 KB
-        case 192: return {32, 64, 6, 2, 2, 2, 3, 2, 3, 1, 1, 0, 0, 0};   // 80 KB
-        case 256: return {32, 32, 8, 2, 2, 2, 4, 2, 4, 1, 1, 0, 0, 0};   // 68 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32:  // 64 KB
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 8, .dkv_wd = 1,
+                  .dq_wm = 4, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        case 64:  // 96 KB
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 4, .dkv_wd = 2,
+                  .dq_wm = 4, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        case 96:  // 88 KB
+          return {.block_m = 64, .block_n = 64, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 4, .dkv_wd = 1,
+                  .dq_wm = 2, .dq_wd = 3, .stages = 2, .min_blocks = 1};
+        case 128:  // 80 KB
+          return {.block_m = 64, .block_n = 64, .warps = 8, .sdp_wm = 2, .sdp_wn = 4, .dkv_wn = 4, .dkv_wd = 2,
+                  .dq_wm = 2, .dq_wd = 4, .stages = 1, .min_blocks = 1};
+        case 192:  // 80 KB
+          return {.block_m = 32, .block_n = 64, .warps = 6, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 3,
+                  .dq_wm = 2, .dq_wd = 3, .stages = 1, .min_blocks = 1};
+        case 256:  // 68 KB
+          return {.block_m = 32, .block_n = 32, .warps = 8, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 4,
+                  .dq_wm = 2, .dq_wd = 4, .stages = 1, .min_blocks = 1};
+        default: return {};
       }
     case Family::sm90:  // wgmma (sm90/bwd_kernel.cuh): 2 warpgroups x 64 keys, 64-row steps, Q/dO x 2;
       // S^T, dP^T, dK, dV per warpgroup (sdp/dkv fields for the record); dq_wd = warpgroups that own dQ
@@ -214,22 +261,38 @@ constexpr BwdTileSize bwd_tile(Family f, int d) {
       // (H100, bench/results/gpu-bwd-h100.md). H100, N = 8k, bf16 (39db209): 1.13-1.15x the sm80 rows at
       // D = 64, 1.37-1.42x at D = 128; other shapes of these rows not tuned.
       switch (d) {
-        case 64: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};   // 73 KB; dK + dV 64 regs/thread
-        case 128: return {64, 128, 8, 1, 2, 2, 1, 1, 2, 2, 1, 0, 0, 0};  // 145 KB; dK + dV 128 regs/thread
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};  // other D: the sm80 family
+        case 64:  // 73 KB; dK + dV 64 regs/thread
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 1, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 1,
+                  .dq_wm = 1, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        case 128:  // 145 KB; dK + dV 128 regs/thread
+          return {.block_m = 64, .block_n = 128, .warps = 8, .sdp_wm = 1, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 1,
+                  .dq_wm = 1, .dq_wd = 2, .stages = 2, .min_blocks = 1};
+        default: return {};  // other D: the sm80 family
       }
     case Family::sm75:  // <= 64 KB per block, f16
       switch (d) {
-        case 32: return {64, 64, 4, 2, 2, 4, 1, 2, 2, 1, 1, 0, 0, 0};    // 32 KB
-        case 64: return {64, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0, 0};    // 48 KB
-        case 96: return {32, 64, 4, 2, 2, 4, 1, 1, 3, 1, 1, 0, 0, 0};    // 44 KB
-        case 128: return {32, 64, 4, 2, 2, 2, 2, 2, 2, 1, 1, 0, 0, 0};   // 56 KB
-        case 192: return {16, 32, 4, 1, 2, 1, 3, 1, 3, 1, 1, 0, 0, 0};   // 38 KB
-        case 256: return {16, 32, 4, 1, 2, 2, 2, 1, 4, 1, 1, 0, 0, 0};   // 50 KB
-        default: return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        case 32:  // 32 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 4, .dkv_wd = 1,
+                  .dq_wm = 2, .dq_wd = 2, .stages = 1, .min_blocks = 1};
+        case 64:  // 48 KB
+          return {.block_m = 64, .block_n = 64, .warps = 4, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 2,
+                  .dq_wm = 2, .dq_wd = 2, .stages = 1, .min_blocks = 1};
+        case 96:  // 44 KB
+          return {.block_m = 32, .block_n = 64, .warps = 4, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 4, .dkv_wd = 1,
+                  .dq_wm = 1, .dq_wd = 3, .stages = 1, .min_blocks = 1};
+        case 128:  // 56 KB
+          return {.block_m = 32, .block_n = 64, .warps = 4, .sdp_wm = 2, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 2,
+                  .dq_wm = 2, .dq_wd = 2, .stages = 1, .min_blocks = 1};
+        case 192:  // 38 KB
+          return {.block_m = 16, .block_n = 32, .warps = 4, .sdp_wm = 1, .sdp_wn = 2, .dkv_wn = 1, .dkv_wd = 3,
+                  .dq_wm = 1, .dq_wd = 3, .stages = 1, .min_blocks = 1};
+        case 256:  // 50 KB
+          return {.block_m = 16, .block_n = 32, .warps = 4, .sdp_wm = 1, .sdp_wn = 2, .dkv_wn = 2, .dkv_wd = 2,
+                  .dq_wm = 1, .dq_wd = 4, .stages = 1, .min_blocks = 1};
+        default: return {};
       }
   }
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  return {};
 }
 
 }  // namespace flatattn::cuda

@@ -1,6 +1,4 @@
 // The warp-level pieces the backward adds to common/warp_gemm.cuh (FlashAttention-2, Alg. 2):
-//   gemm_pipe:   the same products (and gemm_qk's S = Q K^T), with the next step's fragments loaded
-//                before the current step's MMAs (the bwd_tile policy's `pipe`).
 //   gemm_smem_a: c += A B with A read from shared memory, either as stored ([row][k], ldmatrix) or
 //                transposed ([k][row], ldmatrix.trans: P^T and dS^T from the P/dS tiles), and B read
 //                transposed from a [k][n] tile (ldmatrix.trans, as V in gemm_pv): dV += P^T dO,
@@ -68,55 +66,6 @@ FLATATTN_DEVICE void gemm_smem_a(float (&c)[kMT][kNT][4], std::uint32_t sa, std:
         mma_16816<E>(c[mt][2 * np], a[mt], b[0], b[1]);
         mma_16816<E>(c[mt][2 * np + 1], a[mt], b[2], b[3]);
       }
-    }
-  }
-}
-
-/// c[kMT][kNT] += A (16 kMT x kK) * B (kK x 8 kNT) with the fragment loads software-pipelined: the
-/// (k-slice, n-pair) steps run as one sequence, and each step first issues the ldmatrix of the next
-/// step (its B pair, and at a k-slice's last pair the next slice's A fragments) and only then the
-/// current step's MMAs, so a load's latency hides behind the MMAs issued before its first use (as
-/// CuTe's gemm in FlashAttention-2 orders it). Costs one extra set of A fragments (4 kMT registers)
-/// and one B pair (4). A: as in gemm_smem_a (kATrans: read transposed, fragments at (16 kk, 16 mt)).
-/// B: kBTrans = a [k][n] tile read with ldmatrix.trans, fragments at (16 kk, 16 np) (gemm_smem_a's B);
-/// otherwise an [n][k] tile read as stored, fragments at (16 np, 16 kk) (gemm_qk's K and V).
-/// kZero: c is set to 0 first (S and dP).
-template <class E, class TA, class TB, bool kATrans, bool kBTrans, bool kZero, int kMT, int kNT, int kK>
-FLATATTN_DEVICE void gemm_pipe(float (&c)[kMT][kNT][4], std::uint32_t sa, std::uint32_t a_base, std::uint32_t sb,
-                               std::uint32_t b_base) {
-  static_assert(kNT % 2 == 0 && kK % 16 == 0, "B fragments come in pairs of n-tiles, k in steps of 16");
-  constexpr int kNP = kNT / 2, kSteps = kK / 16 * kNP;
-  if constexpr (kZero) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) c[mt][nt][e] = 0.f;
-  }
-  auto load_a = [&](std::uint32_t (&a)[kMT][4], int kk) { load_a_frags<TA, kATrans, kMT>(a, sa, a_base, kk); };
-  auto load_b = [&](std::uint32_t (&b)[4], int kk, int np) {
-    if constexpr (kBTrans) {
-      ldmatrix_x4_trans(b, TB::frag_at(sb, b_base, kk * 16, np * 16));
-    } else {
-      ldmatrix_x4(b, TB::frag_at(sb, b_base, np * 16, kk * 16));
-    }
-  };
-  std::uint32_t a[2][kMT][4], b[2][4];
-  load_a(a[0], 0);
-  load_b(b[0], 0, 0);
-#pragma unroll
-  for (int j = 0; j < kSteps; ++j) {
-    const int kk = j / kNP, np = j % kNP;
-    if (j + 1 < kSteps) {
-      const int kk1 = (j + 1) / kNP, np1 = (j + 1) % kNP;
-      if (np1 == 0) load_a(a[kk1 & 1], kk1);
-      load_b(b[(j + 1) & 1], kk1, np1);
-    }
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      mma_16816<E>(c[mt][2 * np], a[kk & 1][mt], b[j & 1][0], b[j & 1][1]);
-      mma_16816<E>(c[mt][2 * np + 1], a[kk & 1][mt], b[j & 1][2], b[j & 1][3]);
     }
   }
 }

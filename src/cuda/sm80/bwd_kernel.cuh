@@ -18,7 +18,6 @@
 // Pipeline per query block, Stages = 2 (Q and dO double-buffered):
 //   wait Q, dO | barrier | issue the next block's Q, dO | S, P -> smem | dP, dS -> smem | barrier |
 //   dV += P^T dO | dQ = dS K, add dQ | dK += dS^T Q
-// (Shape::kLoads = 1: the next dO is issued after the second barrier instead; 2: also Q after dV.)
 // Stages = 1: the next block's loads are issued after a barrier at the end of the step.
 #pragma once
 
@@ -43,40 +42,34 @@
 
 namespace flatattn::cuda {
 
-/// Compile-time shape of the backward kernel (values from policy/tile_size.h, bwd_tile).
-template <int D, int BlockM, int BlockN, int Warps, int SWM, int SWN, int KWN, int KWD, int QWM, int QWD, int Stages,
-          int MinBlocks, int Pipe = 0, int Loads = 0, int DpSplit = 0>
+/// Compile-time shape of the backward kernel: head dim D and a row T of the policy table
+/// (policy/tile_size.h, bwd_tile) or a tuner's candidate.
+template <int D, BwdTileSize T>
 struct BwdShape {
-  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kStages = Stages;
-  /// Pipe: the products load the next step's fragments before the current MMAs (bwd_gemm.cuh, gemm_pipe).
-  /// Loads: 0 = the next block's Q, dO, LSE and D_i issued together at the step's start; 1 = Q, LSE
-  /// and D_i there, dO after the P/dS barrier (half the burst of copies meets the S product's reads);
-  /// 2 = LSE and D_i there, dO after the P/dS barrier, Q after the dV product (FA2's spread).
-  /// DpSplit: dP = dO V^T and dS computed one 16-row m-tile at a time (fewer live accumulators while
-  /// the product runs: at D = 128 the whole-tile dP product had its ldmatrix issued 1-5 instructions
-  /// before the MMA that reads it, for want of registers, per the SASS).
-  static constexpr bool kPipe = Pipe != 0, kDpSplit = DpSplit != 0;
-  static constexpr int kLoads = Loads;
-  static constexpr int kThreads = 32 * Warps, kMinBlocks = MinBlocks;
-  // S, dP (BlockM x BlockN): warp (w % SWM, w / SWM) owns 16 kSMT rows x 8 kSNT keys.
-  static constexpr int kSWM = SWM, kSWarps = SWM * SWN, kSMT = BlockM / (16 * SWM), kSNT = BlockN / (8 * SWN);
-  // dK, dV (BlockN x D): warp (w % KWN, w / KWN) owns 16 kKMT keys x 8 kKDT columns.
-  static constexpr int kKWN = KWN, kKWarps = KWN * KWD, kKMT = BlockN / (16 * KWN), kKDT = D / (8 * KWD);
-  // dQ (BlockM x D): warp (w % QWM, w / QWM) owns 16 kQMT rows x 8 kQDT columns.
-  static constexpr int kQWM = QWM, kQWarps = QWM * QWD, kQMT = BlockM / (16 * QWM), kQDT = D / (8 * QWD);
-  using TQ = SmemTile<BlockM, D>;       // Q and dO
-  using TKV = SmemTile<BlockN, D>;      // K and V (dK and dV staged here at the end)
-  using TP = SmemTile<BlockM, BlockN>;  // P and dS, [query][key]
+  static constexpr int kD = D, kBlockM = T.block_m, kBlockN = T.block_n, kWarps = T.warps, kStages = T.stages;
+  static constexpr int kThreads = 32 * kWarps, kMinBlocks = T.min_blocks;
+  // S, dP (BlockM x BlockN): warp (w % sdp_wm, w / sdp_wm) owns 16 kSMT rows x 8 kSNT keys.
+  static constexpr int kSWM = T.sdp_wm, kSWarps = T.sdp_wm * T.sdp_wn;
+  static constexpr int kSMT = kBlockM / (16 * T.sdp_wm), kSNT = kBlockN / (8 * T.sdp_wn);
+  // dK, dV (BlockN x D): warp (w % dkv_wn, w / dkv_wn) owns 16 kKMT keys x 8 kKDT columns.
+  static constexpr int kKWN = T.dkv_wn, kKWarps = T.dkv_wn * T.dkv_wd;
+  static constexpr int kKMT = kBlockN / (16 * T.dkv_wn), kKDT = D / (8 * T.dkv_wd);
+  // dQ (BlockM x D): warp (w % dq_wm, w / dq_wm) owns 16 kQMT rows x 8 kQDT columns.
+  static constexpr int kQWM = T.dq_wm, kQWarps = T.dq_wm * T.dq_wd;
+  static constexpr int kQMT = kBlockM / (16 * T.dq_wm), kQDT = D / (8 * T.dq_wd);
+  using TQ = SmemTile<kBlockM, D>;         // Q and dO
+  using TKV = SmemTile<kBlockN, D>;        // K and V (dK and dV staged here at the end)
+  using TP = SmemTile<kBlockM, kBlockN>;  // P and dS, [query][key]
   /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
-  static constexpr int kRowBytes = 3 * BlockM * 4;
-  static constexpr int kSmemBytes = 2 * Stages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + Stages * kRowBytes;
+  static constexpr int kRowBytes = 3 * kBlockM * 4;
+  static constexpr int kSmemBytes = 2 * kStages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + kStages * kRowBytes;
 
-  static_assert(Stages == 1 || Stages == 2, "one or two Q/dO stages");
-  static_assert(Loads == 0 || ((Loads == 1 || Loads == 2) && Stages == 2), "split loads need the second Q/dO stage");
-  static_assert(kSWarps <= Warps && kKWarps <= Warps && kQWarps <= Warps, "a product uses at most every warp");
-  static_assert(kSMT * 16 * SWM == BlockM && kSNT * 8 * SWN == BlockN && kSNT % 2 == 0, "S/dP warps tile BlockM x BlockN");
-  static_assert(kKMT * 16 * KWN == BlockN && kKDT * 8 * KWD == D && kKDT % 2 == 0, "dK/dV warps tile BlockN x D");
-  static_assert(kQMT * 16 * QWM == BlockM && kQDT * 8 * QWD == D && kQDT % 2 == 0, "dQ warps tile BlockM x D");
+  static_assert(kStages == 1 || kStages == 2, "one or two Q/dO stages");
+  static_assert(kSWarps <= kWarps && kKWarps <= kWarps && kQWarps <= kWarps, "a product uses at most every warp");
+  static_assert(kSMT * 16 * T.sdp_wm == kBlockM && kSNT * 8 * T.sdp_wn == kBlockN && kSNT % 2 == 0,
+                "S/dP warps tile BlockM x BlockN");
+  static_assert(kKMT * 16 * T.dkv_wn == kBlockN && kKDT * 8 * T.dkv_wd == D && kKDT % 2 == 0, "dK/dV warps tile BlockN x D");
+  static_assert(kQMT * 16 * T.dq_wm == kBlockM && kQDT * 8 * T.dq_wd == D && kQDT % 2 == 0, "dQ warps tile BlockM x D");
   static_assert(col_split_ok<TP>(16 * kKMT), "dK/dV warps: key split of the P/dS tiles (read transposed)");
   static_assert(col_split_ok<TQ>(8 * kKDT), "dK/dV warps: head-dim split of the Q/dO tiles");
   static_assert(col_split_ok<TKV>(8 * kQDT), "dQ warps: head-dim split of the K tile");
@@ -131,26 +124,21 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   // loop (bench/results/gpu-bwd-profile-h100.md).
   const BwdHeadBases hb(p, tile);
 
-  // part: which of the step's loads to issue, a mask of kLoadQ, kLoadDo, kLoadRows (Shape::kLoads).
-  constexpr int kLoadQ = 1, kLoadDo = 2, kLoadRows = 4, kLoadAll = 7;
-  auto load_step = [&](int s, int hh, int i, int part) {
+  // Step s's loads: Q, dO, LSE and D_i of query head h0 + hh, query block i.
+  auto load_step = [&](int s, int hh, int i) {
     const int m0 = i * kBM;
-    if (part & kLoadQ) {
-      const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
-      load_tile_stepped<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
-    }
-    if (part & kLoadDo) {
-      const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
-      load_tile_stepped<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
-    }
-    if (part & kLoadRows) hb.load_rows<kBM, kThreads>(p, smem_u32(s_rows(s)), hh, m0, nq_rows, tid);
+    const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
+    load_tile_stepped<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
+    const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
+    load_tile_stepped<TQ, kD, kThreads>(sdo(s), gdo, p.do_n, nq_rows - m0, p.f.d, p.dout, tid);
+    hb.load_rows<kBM, kThreads>(p, smem_u32(s_rows(s)), hh, m0, nq_rows, tid);
   };
   {
     const auto* gk = static_cast<const std::uint16_t*>(p.f.k) + kv.k + n0 * p.f.k_n;
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
     load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
     load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
-    if (steps > 0) load_step(0, 0, first, kLoadAll);
+    if (steps > 0) load_step(0, 0, first);
     copy_commit();
   }
 
@@ -187,10 +175,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     copy_wait<0>();
     __syncthreads();  // Q(s), dO(s) visible to all; every warp is done with step s - 1
     if constexpr (kStages == 2) {
-      if (s + 1 < steps) load_step(s + 1, hh_next, i_next,
-                                   Shape::kLoads == 0   ? kLoadAll
-                                   : Shape::kLoads == 1 ? kLoadQ | kLoadRows
-                                                        : kLoadRows);
+      if (s + 1 < steps) load_step(s + 1, hh_next, i_next);
       copy_commit();
     }
     const bool needs_mask = qb.needs_mask(i_block);
@@ -198,11 +183,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
       float sc[kSMT][kSNT][4];
-      if constexpr (Shape::kPipe) {
-        gemm_pipe<E, TQ, TKV, false, false, true, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
-      } else {
-        gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
-      }
+      gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       const ScoreAt at{tile.b, tile.hk * group + hh, tile.hk, 0, 0};  // the hooks' coordinates
       apply_score<V, Layout::query_major>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
@@ -228,68 +209,27 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
           }
         }
 
-      if constexpr (Shape::kDpSplit) {
-        // dP one m-tile at a time: 4 kSNT accumulators live next to sc instead of 4 kSMT kSNT (the B
-        // fragments of V are loaded kSMT times), and each m-tile's sc dies with its dS.
+      float dp[kSMT][kSNT][4];
+      gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
 #pragma unroll
-        for (int mt = 0; mt < kSMT; ++mt) {
-          float dp[1][kSNT][4];
-          const std::uint32_t sdo_mt = sdo(s) + mt * 16 * TQ::kRowBytes;  // rows move without the swizzle
-          if constexpr (Shape::kPipe) {
-            gemm_pipe<E, TQ, TKV, false, false, true, 1, kSNT, kD>(dp, sdo_mt, a_q, sv, b_k);
-          } else {
-            gemm_qk<E, TQ, TKV, 1, kSNT, kD>(dp, sdo_mt, a_q, sv, b_k);
-          }
+      for (int mt = 0; mt < kSMT; ++mt)
 #pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
+        for (int hh = 0; hh < 2; ++hh) {
+          const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
 #pragma unroll
-            for (int nt = 0; nt < kSNT; ++nt) {
-              const float d0 = sc[mt][nt][2 * hh] * (dp[0][nt][2 * hh] - dsum);
-              const float d1 = sc[mt][nt][2 * hh + 1] * (dp[0][nt][2 * hh + 1] - dsum);
-              *reinterpret_cast<std::uint32_t*>(ds_tile + st_p.at(mt, hh, nt)) = E::pack(d0, d1);
-            }
-          }
+          for (int nt = 0; nt < kSNT; ++nt)
+#pragma unroll
+            for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
         }
-      } else {
-        float dp[kSMT][kSNT][4];
-        if constexpr (Shape::kPipe) {
-          gemm_pipe<E, TQ, TKV, false, false, true, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
-        } else {
-          gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(dp, sdo(s), a_q, sv, b_k);
-        }
-#pragma unroll
-        for (int mt = 0; mt < kSMT; ++mt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const float dsum = rows[kBM + s_row0 + mt * 16 + g + 8 * hh];  // 0 for rows out of range
-#pragma unroll
-            for (int nt = 0; nt < kSNT; ++nt)
-#pragma unroll
-              for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
-          }
-        store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
-      }
+      store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
     }
     __syncthreads();  // P and dS visible to all
-    if constexpr (Shape::kLoads != 0) {
-      if (s + 1 < steps) load_step(s + 1, hh_next, i_next, kLoadDo);
-      copy_commit();
-    }
 
-    // The three products into P/dS: dV += P^T dO, dQ = dS K, dK += dS^T Q (pipelined or not).
+    // The three products into P/dS: dV += P^T dO, dQ = dS K, dK += dS^T Q.
     auto gemm_t = [&](auto& c, std::uint32_t sa, std::uint32_t a_base, std::uint32_t sb, std::uint32_t b_base) {
-      if constexpr (Shape::kPipe) {
-        gemm_pipe<E, TP, TQ, true, true, false, kKMT, kKDT, kBM>(c, sa, a_base, sb, b_base);
-      } else {
-        gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(c, sa, a_base, sb, b_base);
-      }
+      gemm_smem_a<E, TP, TQ, true, kKMT, kKDT, kBM>(c, sa, a_base, sb, b_base);
     };
     if (warp < Shape::kKWarps) gemm_t(dv, sp, a_pt, sdo(s), b_qt);
-    if constexpr (Shape::kLoads == 2) {
-      if (s + 1 < steps) load_step(s + 1, hh_next, i_next, kLoadQ);
-      copy_commit();
-    }
     float dq[kQMT][kQDT][4];
 #pragma unroll
     for (int mt = 0; mt < kQMT; ++mt)
@@ -297,13 +237,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       for (int dt = 0; dt < kQDT; ++dt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) dq[mt][dt][e] = 0.f;
-    if (warp < Shape::kQWarps) {
-      if constexpr (Shape::kPipe) {
-        gemm_pipe<E, TP, TKV, false, true, false, kQMT, kQDT, kBN>(dq, sds, a_ds, sk, b_kt);
-      } else {
-        gemm_smem_a<E, TP, TKV, false, kQMT, kQDT, kBN>(dq, sds, a_ds, sk, b_kt);
-      }
-    }
+    if (warp < Shape::kQWarps) gemm_smem_a<E, TP, TKV, false, kQMT, kQDT, kBN>(dq, sds, a_ds, sk, b_kt);
 
     // dQ_i += dS K: fp32 reductions into the workspace (pairs of columns as one 8-byte reduction on
     // sm_90); deterministic: a pair's two terms in fixed point as one 64-bit integer reduction
@@ -349,7 +283,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     if constexpr (kStages == 1) {
       if (s + 1 < steps) {
         __syncthreads();  // every warp is done with Q(s), dO(s)
-        load_step(s + 1, hh_next, i_next, kLoadAll);
+        load_step(s + 1, hh_next, i_next);
       }
       copy_commit();
     }

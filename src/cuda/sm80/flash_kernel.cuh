@@ -29,22 +29,23 @@
 
 namespace flatattn::cuda {
 
-/// Compile-time shape of a Flash kernel (values come from policy/tile_size.h).
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages, bool LazyRescale>
+/// Compile-time shape of a Flash kernel: head dim D and a row T of the policy table (policy/tile_size.h,
+/// flash_tile) or a tuner's candidate.
+template <int D, FlashTileSize T>
 struct FlashShape {
-  static constexpr bool kLazyRescale = LazyRescale;  ///< see online_softmax (common/softmax.cuh)
-  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
-  static constexpr int kStages = Stages;  ///< K/V buffers: 1 (FA2 pipeline) or 2 (double-buffered)
-  static_assert(Stages == 1 || Stages == 2, "one or two K/V stages");
-  static constexpr int kThreads = 32 * Warps;
-  static constexpr int kMT = BlockM / (16 * Warps);  ///< 16-row m-tiles per warp
-  static constexpr int kNT = BlockN / 8;              ///< 8-key n-tiles of S
-  static constexpr int kDT = D / 8;                   ///< 8-wide n-tiles of O
-  static_assert(kMT * 16 * Warps == BlockM, "BlockM must be 16 * Warps * (m-tiles per warp)");
-  static_assert(BlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
-  using TQ = SmemTile<BlockM, D>;
-  using TKV = SmemTile<BlockN, D>;
-  static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes;  // Q | K0 V0 | K1 V1
+  static constexpr bool kLazyRescale = T.lazy_rescale;  ///< see online_softmax (common/softmax.cuh)
+  static constexpr int kD = D, kBlockM = T.block_m, kBlockN = T.block_n, kWarps = T.warps, kMinBlocks = T.min_blocks;
+  static constexpr int kStages = T.stages;  ///< K/V buffers: 1 (FA2 pipeline) or 2 (double-buffered)
+  static_assert(kStages == 1 || kStages == 2, "one or two K/V stages");
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kMT = kBlockM / (16 * kWarps);  ///< 16-row m-tiles per warp
+  static constexpr int kNT = kBlockN / 8;               ///< 8-key n-tiles of S
+  static constexpr int kDT = D / 8;                     ///< 8-wide n-tiles of O
+  static_assert(kMT * 16 * kWarps == kBlockM, "BlockM must be 16 * Warps * (m-tiles per warp)");
+  static_assert(kBlockN % 16 == 0 && D % 32 == 0, "BlockN multiple of 16, D multiple of 32");
+  using TQ = SmemTile<kBlockM, D>;
+  using TKV = SmemTile<kBlockN, D>;
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes;  // Q | K0 V0 | K1 V1
 };
 
 template <Family F, class E, class Shape, class V>

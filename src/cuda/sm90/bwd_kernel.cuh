@@ -57,27 +57,29 @@
 #include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/common/frag_store.cuh"
 #include "src/cuda/common/tile_io.cuh"
+#include "src/cuda/policy/tile_size.h"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
 
-/// Compile-time shape of the sm90 backward (policy/tile_size.h, bwd_tile(Family::sm90, D)): BlockM = 64
-/// query rows per step, BlockN = 64 * WGs keys per CTA, Q/dO double-buffered, the dQ product on DqWGs
-/// warpgroups (each D / DqWGs columns).
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int DqWGs>
+/// Compile-time shape of the sm90 backward: head dim D and a row T of the policy table
+/// (policy/tile_size.h, bwd_tile(Family::sm90, D)), of which it reads block_m, block_n, warps,
+/// min_blocks and dq_wd. BlockM = 64 query rows per step, BlockN = 64 * WGs keys per CTA, Q/dO
+/// double-buffered, the dQ product on dq_wd warpgroups (each D / dq_wd columns).
+template <int D, BwdTileSize T>
 struct BwdShape {
-  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
-  static constexpr int kWGs = Warps / 4, kThreads = 32 * Warps, kStages = 2, kDqWGs = DqWGs;
-  static constexpr int kDQ = D / DqWGs;  ///< dQ columns per dQ warpgroup
-  static_assert(BlockM == 64 && BlockN == 64 * kWGs && Warps % 4 == 0, "one warpgroup per 64 keys, 64-row steps");
-  static_assert(kWGs == 2 && (DqWGs == 1 || DqWGs == 2), "two warpgroups; dQ on one or both");
+  static constexpr int kD = D, kBlockM = T.block_m, kBlockN = T.block_n, kWarps = T.warps, kMinBlocks = T.min_blocks;
+  static constexpr int kWGs = kWarps / 4, kThreads = 32 * kWarps, kStages = 2, kDqWGs = T.dq_wd;
+  static constexpr int kDQ = D / kDqWGs;  ///< dQ columns per dQ warpgroup
+  static_assert(kBlockM == 64 && kBlockN == 64 * kWGs && kWarps % 4 == 0, "one warpgroup per 64 keys, 64-row steps");
+  static_assert(kWGs == 2 && (kDqWGs == 1 || kDqWGs == 2), "two warpgroups; dQ on one or both");
   static_assert(D % 64 == 0 && (kDQ % 64 == 0 || 64 % kDQ == 0) && kDQ >= 32 && kDQ <= 256,
                 "128-byte swizzle, wgmma N");
-  using TQ = SmemTile<BlockM, D>;        // Q and dO, [query][D]
-  using TKV = SmemTile<BlockN, D>;       // K and V, [key][D] (dK and dV staged here at the end)
-  using TDS = SmemTile<BlockN, BlockM>;  // dS^T, [key][query]
+  using TQ = SmemTile<kBlockM, D>;         // Q and dO, [query][D]
+  using TKV = SmemTile<kBlockN, D>;        // K and V, [key][D] (dK and dV staged here at the end)
+  using TDS = SmemTile<kBlockN, kBlockM>;  // dS^T, [key][query]
   /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
-  static constexpr int kRowBytes = 3 * BlockM * 4;
+  static constexpr int kRowBytes = 3 * kBlockM * 4;
   /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
   /// the swizzle atom (every tile is a multiple of 1024 bytes).
   static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;

@@ -30,28 +30,30 @@
 #include "src/cuda/common/tile_coord.cuh"
 #include "src/cuda/common/tile_io.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
+#include "src/cuda/policy/tile_size.h"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
 
-/// Compile-time shape of an sm90 Flash kernel (values from policy/tile_size.h, Family::sm90):
-/// BlockM = 64 * WGs query rows, Warps = 4 * WGs.
-template <int D, int BlockM, int BlockN, int Warps, int MinBlocks, int Stages, bool LazyRescale>
+/// Compile-time shape of an sm90 Flash kernel: head dim D and a row T of the policy table
+/// (policy/tile_size.h, flash_tile(Family::sm90, D)) or a tuner's candidate: BlockM = 64 * WGs query
+/// rows, Warps = 4 * WGs.
+template <int D, FlashTileSize T>
 struct Shape {
-  static constexpr bool kLazyRescale = LazyRescale;
-  static constexpr int kD = D, kBlockM = BlockM, kBlockN = BlockN, kWarps = Warps, kMinBlocks = MinBlocks;
-  static constexpr int kStages = Stages;
-  static constexpr int kWGs = Warps / 4;
-  static constexpr int kThreads = 32 * Warps;
-  static constexpr int kNT = BlockN / 8;  ///< 8-key chunks of S per warp
-  static constexpr int kDT = D / 8;       ///< 8-wide chunks of O per warp
-  static_assert(Warps % 4 == 0 && BlockM == 16 * Warps, "one warpgroup per 64 query rows");
-  static_assert(D % 64 == 0 && BlockN % 64 == 0, "128-byte swizzle: D and BlockN multiples of 64");
-  static_assert(Stages >= 3, "K(j), V(j-1) and the copies in flight need three K/V buffers");
-  using TQ = SmemTile<BlockM, D>;
-  using TKV = SmemTile<BlockN, D>;
+  static constexpr bool kLazyRescale = T.lazy_rescale;
+  static constexpr int kD = D, kBlockM = T.block_m, kBlockN = T.block_n, kWarps = T.warps, kMinBlocks = T.min_blocks;
+  static constexpr int kStages = T.stages;
+  static constexpr int kWGs = kWarps / 4;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kNT = kBlockN / 8;  ///< 8-key chunks of S per warp
+  static constexpr int kDT = D / 8;        ///< 8-wide chunks of O per warp
+  static_assert(kWarps % 4 == 0 && kBlockM == 16 * kWarps, "one warpgroup per 64 query rows");
+  static_assert(D % 64 == 0 && kBlockN % 64 == 0, "128-byte swizzle: D and BlockN multiples of 64");
+  static_assert(kStages >= 3, "K(j), V(j-1) and the copies in flight need three K/V buffers");
+  using TQ = SmemTile<kBlockM, D>;
+  using TKV = SmemTile<kBlockN, D>;
   /// Q | (K V) x Stages, plus 1024 bytes to align the base to the swizzle atom.
-  static constexpr int kSmemBytes = TQ::kBytes + 2 * Stages * TKV::kBytes + 1024;
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes + 1024;
 };
 
 template <class E, class S, class V>
