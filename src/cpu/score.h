@@ -23,7 +23,7 @@ inline VariantData cpu_variant_data(const Problem& p) { return make_variant_data
 
 /// Whether the call's variant transforms the logits (plain: the scale is already in S).
 inline bool transforms_scores(const Problem& p) {
-  return visit_variant(variant_of(p.variant), []<class V>() { return V::Score::kActive; });
+  return visit_variant(variant_of(p.variant), [&]<class V>() { return V::Score::kActive; });
 }
 
 /// x = score(S) in place on rows [0, rows) of s (leading dimension ld) over ncols keys (a multiple of

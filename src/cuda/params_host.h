@@ -34,7 +34,7 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
   }
   constexpr float kLog2e = 1.4426950408889634f;
   p.var = make_variant_data(pr.variant, pr.scale, kLog2e);
-  const bool folds = visit_variant(variant_of(pr.variant), []<class V>() { return V::kFoldsScale; });
+  const bool folds = visit_variant(variant_of(pr.variant), [&]<class V>() { return V::kFoldsScale; });
   if (folds && pr.scale > 0.f) {
     p.fold = 1;  // max of the raw logits is the max of the scaled ones
     p.mul = pr.scale * kLog2e;
