@@ -67,20 +67,27 @@ def table(out, kind, fields):
 
 
 def host(out):
-    print("\n### host overhead (us per call, median of each run)\n")
+    """host_overhead's rows: median us per call of each run, then the median over runs, per side."""
+    print("\n### host overhead: us per call from the C++ entry to the launch (median of each run)\n")
+    print("| call | base | new | new - base |")
+    print("|---|---|---|---|")
+    vals = {}
     for side in ("base", "new"):
-        vals = {}
         for path in sorted(glob.glob(os.path.join(out, f"host_{side}_*.json"))):
             try:
                 with open(path) as f:
                     d = json.load(f)
             except (OSError, ValueError):
                 continue
-            for k, v in d.items():
-                if isinstance(v, (int, float)) and k.endswith("_us"):
-                    vals.setdefault(k, []).append(v)
-        print(f"{side}: " + ", ".join(f"{k} {statistics.median(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})"
-                                      for k, v in sorted(vals.items())))
+            for r in d.get("rows", []):
+                if isinstance(r.get("median_us"), (int, float)) and not r.get("error"):
+                    vals.setdefault(r["call"], {}).setdefault(side, []).append(r["median_us"])
+    for call, sides in vals.items():
+        b, n = sides.get("base", []), sides.get("new", [])
+        mb = statistics.median(b) if b else float("nan")
+        mn = statistics.median(n) if n else float("nan")
+        print(f"| {call} | {mb:.2f} ({', '.join(f'{x:.2f}' for x in b)}) | {mn:.2f} ({', '.join(f'{x:.2f}' for x in n)})"
+              f" | {mn - mb:+.2f} |")
 
 
 def main():
