@@ -1,4 +1,4 @@
-"""The correctness rule of docs/design.md, ported from judge() in tests/common/harness.cc:
+"""The correctness rule of docs/design.md, ported from judge() in src/check/rule.cc:
 
     max|out - ref| <= 2 * max|naive_lowp - ref| + floor
 
