@@ -27,8 +27,8 @@ left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
 # host_overhead only uses the public API: the baseline builds the same source.
 if [[ ! -f $BASE/bench/gpu/host_overhead.cc ]]; then
-  cp bench/gpu/host_overhead.cc "$BASE/bench/gpu/"
-  printf '\nadd_executable(host_overhead host_overhead.cc)\ntarget_link_libraries(host_overhead PRIVATE flatattn_core)\n' \
+  cp bench/gpu/host_overhead.cc bench/gpu/empty_launch.cu "$BASE/bench/gpu/"
+  printf '\nadd_executable(host_overhead host_overhead.cc empty_launch.cu)\nset_target_properties(host_overhead PROPERTIES CUDA_ARCHITECTURES "75-virtual;90-real")\ntarget_link_libraries(host_overhead PRIVATE flatattn_core)\n' \
     >> "$BASE/bench/gpu/CMakeLists.txt"
 fi
 build() {  # build SRC DIR LOG

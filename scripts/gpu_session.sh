@@ -6,7 +6,8 @@
 #
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
-# Optional stages on Hopper with the sm90 family built: test80 (the forward and backward tests with
+# Optional stage `host`: bench/gpu/host_overhead (host time of one call). Optional stages on Hopper with the sm90
+# family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
 # backward with FLATATTN_CUDA_SM90=0 (the sm80 family's kernel; ours_bwd_sm80.json), and merge_bwd adds the
@@ -66,7 +67,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -113,6 +114,10 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
   stage bench80 180 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_fwd --out "$OUT/ours_sm80.json" --commit "$COMMIT" \
     ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
   cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
+fi
+if has host; then  # host time per call from the C++ entry to the launch, next to a bare launch
+  stage host 90 $B/bench/gpu/host_overhead --out "$OUT/host_overhead.json" --commit "$COMMIT"
+  cp "$LOG/host.log" "$OUT/host_overhead.txt" 2>/dev/null
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \

@@ -3,8 +3,9 @@
 // small (B = 1, N = 128, H = 1, D = 64, bf16) that the GPU never holds the host up. Calls go to a
 // non-blocking stream and are not waited for; the stream is synchronized every --sync-every calls
 // (outside the timed calls) so the launch queue stays short. Reports the median (and p10/p90/mean) over
-// --calls calls after a warm-up, next to a baseline of one cudaMemsetAsync (the runtime's own cost of
-// one asynchronous call). Uses the public API only, so it builds against any version of the library.
+// --calls calls after a warm-up, next to two baselines: one cudaMemsetAsync (the runtime's own cost of
+// one asynchronous call) and one launch of an empty kernel with FwdParams-sized arguments
+// (bench/gpu/empty_launch.cu: the floor of any launch). Uses the public API only, so it builds against any version of the library.
 //
 //   host_overhead [--out host_overhead.json] [--calls 20000] [--sync-every 1000] [--n 128] [--d 64]
 //                 [--commit HASH]
@@ -24,6 +25,8 @@
 #include "flatattn/flatattn.h"
 #include "bench/gpu/bench_util.h"
 #include "bench/gpu/timing.h"
+
+int launch_empty_kernel(cudaStream_t stream);  // bench/gpu/empty_launch.cu
 
 namespace {
 
@@ -142,6 +145,10 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   rows.push_back(time_calls("cudaMemsetAsync (baseline)", [&] {
     ok(cudaMemsetAsync(o, 0, 16, stream), "cudaMemsetAsync");
+    return std::string();
+  }, stream, calls, sync_every));
+  rows.push_back(time_calls("empty kernel launch (baseline)", [&] {
+    ok(static_cast<cudaError_t>(launch_empty_kernel(stream)), "empty kernel launch");
     return std::string();
   }, stream, calls, sync_every));
   auto fwd = [&](const flatattn::ForwardArgs& a, const flatattn::Options& opt) {
