@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <span>
 #include <string_view>
 
@@ -21,6 +22,9 @@ struct Feature {
   void (*apply)(Case&);  ///< sets the feature on a case; leaves everything else as it is
   bool quick;            ///< part of `flatattn check --quick`
 };
+
+/// The feature's name (test runners print parameters with it).
+inline std::ostream& operator<<(std::ostream& os, const Feature& f) { return os << f.name; }
 
 /// Every feature, in table order.
 std::span<const Feature> features();
