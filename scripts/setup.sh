@@ -64,6 +64,8 @@ fi
 log "generated CUDA instances and wgmma wrappers match tools/gen_instances.py, tools/gen_wgmma.py"
 python3 tools/gen_instances.py --check
 python3 tools/gen_wgmma.py --check
+log "kernel folders keep the include rule of docs/layout.md"
+python3 tools/check_layout.py
 # `cmake -S . -B build` with CMake's default generator (Unix Makefiles) must keep working next to the
 # Ninja build above: the CUDA C++20 dialect once failed only there (issue 14). Configure only (~3 s),
 # in a temporary directory, where nvcc is present and the CUDA backend is not switched off.
