@@ -17,19 +17,13 @@ namespace flatattn::cuda {
 
 namespace {
 
-// The instance-name suffix of each variant ("" for plain, else "_" and its name), as
-// tools/gen_instances.py names files. A new VariantId needs its line here (the build fails without it).
-#define FLATATTN_VARIANT_SUFFIX_plain ""
-#define FLATATTN_VARIANT_SUFFIX_softcap "_softcap"
-#define FLATATTN_VARIANT_SUFFIX(VAR) FLATATTN_VARIANT_SUFFIX_##VAR
-
-// The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options).
+// The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options); SUF is the
+// variant's instance-name suffix ("" for plain, else "_" and its name), as tools/gen_instances.py names files.
 constexpr FwdInstance kFwd[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, VAR)                                                     \
-  {Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR,                                        \
-   #DF "_" #F "_" #DT "_d" #D FLATATTN_VARIANT_SUFFIX(VAR),                                      \
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, SUF)                                                \
+  {Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR, #DF "_" #F "_" #DT "_d" #D SUF,         \
    &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR>},
-#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR)
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, SUF)
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
@@ -37,11 +31,10 @@ constexpr FwdInstance kFwd[] = {
 };
 
 constexpr BwdInstance kBwd[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, VAR)
-#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR)                                                     \
-  {Family::F, DType::DT, D, VariantId::VAR, "bwd_" #F "_" #DT "_d" #D FLATATTN_VARIANT_SUFFIX(VAR), \
-   "bwd_" #F "_" #DT "_d" #D FLATATTN_VARIANT_SUFFIX(VAR) " (deterministic)",                      \
-   &launch_bwd<Family::F, DType::DT, D, VariantId::VAR>},
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, SUF)
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, SUF)                                                \
+  {Family::F, DType::DT, D, VariantId::VAR, "bwd_" #F "_" #DT "_d" #D SUF,                        \
+   "bwd_" #F "_" #DT "_d" #D SUF " (deterministic)", &launch_bwd<Family::F, DType::DT, D, VariantId::VAR>},
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
@@ -86,7 +79,7 @@ constexpr bool names_match_keys() {
   }
   return true;
 }
-static_assert(names_match_keys(), "an instance name does not spell its key (FLATATTN_VARIANT_SUFFIX_*?)");
+static_assert(names_match_keys(), "an instance name does not spell its key");
 
 // ---- lookup index ----------------------------------------------------------------------------------
 constexpr int kFamilies = 4, kDataflows = 3, kDTypes = 5;
