@@ -20,7 +20,7 @@ struct CheckCase {
 /// "B2 Nq128 Nk128 Hq4/4 D64", or "varlen[37/37,0/9] Hq4/2 D64".
 std::string shape_str(const check::Case& c);
 
-/// The sweep for `dtypes`. quick: the features marked quick (about a second).
+/// The sweep for `dtypes`. quick: the features marked quick (~10 s on 2 cores in Release).
 std::vector<CheckCase> check_sweep(const std::vector<DType>& dtypes, bool quick);
 
 }  // namespace flatattn::cli
