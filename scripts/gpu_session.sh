@@ -6,7 +6,8 @@
 #
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
-# Optional stage `host`: bench/gpu/host_overhead (host time of one call). Optional stages on Hopper with the sm90
+# Optional stages `host`: bench/gpu/host_overhead (host time of one call); `fuzz`: `flatattn check --fuzz` on the
+# GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420). Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -114,6 +115,10 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
   stage bench80 180 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_fwd --out "$OUT/ours_sm80.json" --commit "$COMMIT" \
     ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
   cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
+fi
+if has fuzz && [[ -x $B/cli/flatattn ]]; then  # the differential fuzz on the GPU: >= 10,000 cases when time allows
+  stage fuzz ${FUZZ_LIMIT:-420} $B/cli/flatattn check --device cuda --fuzz ${FUZZ_CASES:-10000} --seconds $(( ${FUZZ_LIMIT:-420} - 20 ))
+  tail -n 3 "$LOG/fuzz.log" >> "$SUMMARY"
 fi
 if has host; then  # host time per call from the C++ entry to the launch, next to a bare launch
   stage host 90 $B/bench/gpu/host_overhead --out "$OUT/host_overhead.json" --commit "$COMMIT"

@@ -172,7 +172,7 @@ Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the yardstick is not finite, the check could not fail";
   EXPECT_TRUE(v.pass) << ctx << ": out " << v.detail();
   if (t.c.options.return_lse) {
-    const Verdict lv = judge_lse(t.lse, o.lse, 2e-4);
+    const Verdict lv = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, true));
     EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.detail();
   }
   return r;

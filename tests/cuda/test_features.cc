@@ -30,6 +30,9 @@ enum class Family { sm80, sm90 };
 
 const char* family_name(Family f) { return f == Family::sm80 ? "sm80" : "sm90"; }
 
+/// gtest prints the parameter by its name (it printed the enum's bytes).
+void PrintTo(Family f, std::ostream* os) { *os << family_name(f); }
+
 /// The FLATATTN_CUDA_SM90 value that selects the family (nullptr: unset, the default policy).
 const char* sm90_switch(Family f) { return f == Family::sm80 ? "0" : nullptr; }
 
