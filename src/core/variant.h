@@ -75,6 +75,8 @@ inline VariantData make_variant_data(const VariantArgs& a, float scale, float un
 
 /// Coordinates of one score element: sequence b, query head h, kv head hk, query row i and key column j
 /// within the sequence. Backends that apply a hook to a vector of consecutive keys pass the first key's j.
+/// (A score that needs the sequence's lengths, e.g. ALiBi's bottom-right distance i + nk - nq - j, adds them
+/// here and where each kernel builds its ScoreAt: measured, doing so moves the sm80 backward's SASS.)
 struct ScoreAt {
   int b = 0, h = 0, hk = 0, i = 0, j = 0;
 };
@@ -83,11 +85,13 @@ struct ScoreAt {
 struct FloatMath {
   FLATATTN_HD static float tanh(float x) { return tanhf(x); }
   FLATATTN_HD static float max(float a, float b) { return fmaxf(a, b); }
+  /// The key index of each lane of a value that starts at key j (one lane here).
+  FLATATTN_HD static float keys(int j) { return static_cast<float>(j); }
 };
 
 // ---- score hooks -------------------------------------------------------------------------------
 // score<M>(s, v, at) and dscore<M>(x, v): M is the backend's math (M::tanh, M::max on its value type T:
-// float on the GPU, a SIMD vector on the CPU).
+// float on the GPU, a SIMD vector on the CPU; M::keys(at.j) gives each lane's key index).
 
 /// No transform beyond the scale, which a backend applies only when it does not fold it into the softmax
 /// (CUDA with a positive scale folds it into the exp2 FFMA; kActive = false means exactly that).

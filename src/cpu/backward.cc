@@ -233,9 +233,7 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
-      const ScoreAt at{static_cast<int>(blk.b), static_cast<int>(h), static_cast<int>(blk.hk), static_cast<int>(i0),
-                       static_cast<int>(blk.k0)};
-      probs_and_dscores(p, blk.sp, at, rows, rows_pad, ncols, ld, w.step);
+      probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0), rows, rows_pad, ncols, ld, w.step);
       gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
       gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
     }
@@ -265,9 +263,8 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       const std::int64_t ncols = std::min(ld, k_end - k0);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
-      const ScoreAt at{static_cast<int>(tile.b), static_cast<int>(tile.h), static_cast<int>(tile.h / p.group()),
-                       static_cast<int>(tile.i0), static_cast<int>(k0)};
-      probs_and_dscores(p, tile.sp, at, tile.rows, rows_pad, ncols, ld, w.step);
+      probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), tile.rows,
+                        rows_pad, ncols, ld, w.step);
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
   }

@@ -15,11 +15,6 @@ struct RowTile {
   SeqSpan sp;
 };
 
-/// The score coordinates of the tile's first row and key column k0 (src/core/variant.h).
-inline ScoreAt score_at(const Problem& p, const RowTile& tile, std::int64_t k0) {
-  return {static_cast<int>(tile.b), static_cast<int>(tile.h), static_cast<int>(tile.h / p.group()),
-          static_cast<int>(tile.i0), static_cast<int>(k0)};
-}
 
 /// Flash dataflow (FlashAttention-2, Sec. 3.1): the Q tile meets the visible keys block_n at a time;
 /// online softmax keeps a running max m and sum l per row and rescales the partial O when m grows;

@@ -12,6 +12,7 @@
 #include "src/core/variant.h"
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
+#include "src/cpu/score.h"
 
 namespace flatattn::cpu {
 
@@ -60,8 +61,7 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
         const std::int64_t lo = p.mask.lo(i, sp.nq, sp.nk), hi = std::min(p.mask.hi(i, sp.nq, sp.nk), sp.nk - 1);
         float m = -kInf;
         for (std::int64_t j = 0; j < sp.nk; ++j) {
-          const float x = score(row[j], ScoreAt{static_cast<int>(b), static_cast<int>(h), static_cast<int>(hk),
-                                                static_cast<int>(i), static_cast<int>(j)});
+          const float x = score(row[j], score_at(b, h, hk, i, j));
           row[j] = (j < lo || j > hi) ? -kInf : x;
           m = std::max(m, row[j]);
         }

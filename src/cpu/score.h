@@ -15,7 +15,18 @@ namespace flatattn::cpu {
 struct VecMath {
   FLATATTN_INLINE static simd::vf tanh(simd::vf x) { return simd::tanh(x); }
   FLATATTN_INLINE static simd::vf max(simd::vf a, simd::vf b) { return simd::vmax(a, b); }
+  /// Lane l holds key j + l.
+  FLATATTN_INLINE static simd::vf keys(int j) {
+    simd::vf k;
+    for (int l = 0; l < simd::kWidth; ++l) k[l] = static_cast<float>(j + l);
+    return k;
+  }
 };
+
+/// The score coordinates of row i, key j of sequence b, query head h, kv head hk.
+inline ScoreAt score_at(std::int64_t b, std::int64_t h, std::int64_t hk, std::int64_t i, std::int64_t j) {
+  return {static_cast<int>(b), static_cast<int>(h), static_cast<int>(hk), static_cast<int>(i), static_cast<int>(j)};
+}
 
 /// The engine's hook data: its logits are S = (scale Q) K^T (the scale is packed into Q) and its softmax
 /// takes e^x, so make_variant_data(args, 1, 1).

@@ -50,5 +50,9 @@ TEST(Variant, ScoresMatchClosedForms) {
   }
 }
 
+TEST(Variant, KeysOfALane) {
+  for (int j : {0, 7, 1000}) EXPECT_EQ(FloatMath::keys(j), static_cast<float>(j));
+}
+
 }  // namespace
 }  // namespace flatattn

@@ -9,6 +9,7 @@
 #include "src/cpu/gemm_rate.h"
 #include "src/cpu/naive.h"
 #include "src/cpu/policy.h"
+#include "src/cpu/score.h"
 #include "src/cpu/workspace.h"
 #include "tests/cpu/cpu_check.h"
 #include "src/check/features.h"
@@ -108,6 +109,20 @@ TEST(CpuGemmRate, MeasuresAPlausibleRate) {
   EXPECT_FALSE(cpu::sgemm_library().empty());
   EXPECT_THROW(cpu::sgemm_gflops(0, 1), Error);
   EXPECT_THROW(cpu::sgemm_gflops(64, -1), Error);
+}
+
+// The CPU's vector math of the variant hooks: lane l of keys(j) is key j + l, and tanh/max agree with the
+// scalar math the GPU uses, lane by lane.
+TEST(CpuScore, VecMathMatchesFloatMath) {
+  const cpu::simd::vf k = cpu::VecMath::keys(37);
+  for (int l = 0; l < cpu::simd::kWidth; ++l) EXPECT_EQ(k[l], 37.f + l);
+  cpu::simd::vf x;
+  for (int l = 0; l < cpu::simd::kWidth; ++l) x[l] = -8.f + 1.1f * l;
+  const cpu::simd::vf t = cpu::VecMath::tanh(x), m = cpu::VecMath::max(x, cpu::simd::splat(0.5f));
+  for (int l = 0; l < cpu::simd::kWidth; ++l) {
+    EXPECT_NEAR(t[l], FloatMath::tanh(x[l]), 2e-7) << "lane " << l;
+    EXPECT_EQ(m[l], FloatMath::max(x[l], 0.5f)) << "lane " << l;
+  }
 }
 
 }  // namespace
