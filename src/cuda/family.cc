@@ -23,7 +23,6 @@ namespace flatattn::cuda {
 namespace {
 
 constexpr int kMaxDevices = 64;  // device_info() refuses larger ordinals
-constexpr int kDTypes = 5;       // DType values (f32 .. i32)
 
 bool usable(const DeviceInfo& dev, Family f) { return has_family(f) && probe(dev.index, f).err == 0; }
 
@@ -54,7 +53,7 @@ Family select_family(const DeviceInfo& dev, DType dt) {
 }
 
 /// family_for's answers: 1 + the Family's value, or 0 before the first successful call.
-std::array<std::atomic<int>, kMaxDevices * kDTypes> g_family{};
+std::array<std::atomic<int>, kMaxDevices * kDTypeCount> g_family{};
 
 /// The FLATATTN_CUDA_SM90 cache: sm90_override_changed() bumps the generation; each device keeps
 /// (generation << 1 | enabled) of its last reading, 0 before the first (generations start at 1).
@@ -81,7 +80,7 @@ const Probe& probe(int device, Family f) {
 }
 
 Family family_for(const DeviceInfo& dev, DType dt) {
-  std::atomic<int>& cached = g_family[static_cast<std::size_t>(dev.index) * kDTypes + static_cast<std::size_t>(dt)];
+  std::atomic<int>& cached = g_family[static_cast<std::size_t>(dev.index) * kDTypeCount + static_cast<std::size_t>(dt)];
   const int known = cached.load(std::memory_order_acquire);
   if (known > 0) return static_cast<Family>(known - 1);
   const Family f = select_family(dev, dt);  // throws (and caches nothing) when no family serves it

@@ -12,13 +12,13 @@
 #include <type_traits>
 
 #include "src/core/variant.h"
+#include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/bwd_kernel.cuh"
-#include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/sm90/bwd_kernel.cuh"
 
 namespace flatattn::cuda {

@@ -17,13 +17,12 @@ namespace flatattn::cuda {
 
 namespace {
 
-// The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options); SUF is the
-// variant's instance-name suffix ("" for plain, else "_" and its name), as tools/gen_instances.py names files.
+// The generated lists (CMake writes them from src/cuda/inst/manifest.cmake and the build options); NAME is the
+// instance name tools/gen_instances.py gave the file (forward: without its "fwd_"), checked against the key below.
 constexpr FwdInstance kFwd[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, SUF)                                                \
-  {Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR, #DF "_" #F "_" #DT "_d" #D SUF,         \
-   &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR>},
-#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, SUF)
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, NAME) \
+  {Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR, NAME, &launch_fwd<Family::F, Dataflow::DF, DType::DT, D, VariantId::VAR>},
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, NAME)
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
@@ -31,10 +30,9 @@ constexpr FwdInstance kFwd[] = {
 };
 
 constexpr BwdInstance kBwd[] = {
-#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, SUF)
-#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, SUF)                                                \
-  {Family::F, DType::DT, D, VariantId::VAR, "bwd_" #F "_" #DT "_d" #D SUF,                        \
-   "bwd_" #F "_" #DT "_d" #D SUF " (deterministic)", &launch_bwd<Family::F, DType::DT, D, VariantId::VAR>},
+#define FLATATTN_INSTANCE(F, DF, DT, D, VAR, NAME)
+#define FLATATTN_BWD_INSTANCE(F, DT, D, VAR, NAME) \
+  {Family::F, DType::DT, D, VariantId::VAR, NAME, NAME " (deterministic)", &launch_bwd<Family::F, DType::DT, D, VariantId::VAR>},
 #include "flatattn_cuda_instances.inc"
 #undef FLATATTN_BWD_INSTANCE
 #undef FLATATTN_INSTANCE
@@ -82,23 +80,23 @@ constexpr bool names_match_keys() {
 static_assert(names_match_keys(), "an instance name does not spell its key");
 
 // ---- lookup index ----------------------------------------------------------------------------------
-constexpr int kFamilies = 4, kDataflows = 3, kDTypes = 5;
+constexpr int kFamilies = kFamilyCount, kDataflows = 3;
 
 constexpr std::size_t slot(Family f, Dataflow df, DType dt, VariantId v) {
-  return ((static_cast<std::size_t>(f) * kDataflows + static_cast<std::size_t>(df)) * kDTypes +
+  return ((static_cast<std::size_t>(f) * kDataflows + static_cast<std::size_t>(df)) * kDTypeCount +
           static_cast<std::size_t>(dt)) * kVariantCount + static_cast<std::size_t>(v);
 }
 
 constexpr std::size_t bwd_slot(Family f, DType dt, VariantId v) {
-  return (static_cast<std::size_t>(f) * kDTypes + static_cast<std::size_t>(dt)) * kVariantCount +
+  return (static_cast<std::size_t>(f) * kDTypeCount + static_cast<std::size_t>(dt)) * kVariantCount +
          static_cast<std::size_t>(v);
 }
 
 /// Per key, the instances in ascending head dim (built on first use; read-only afterwards, so lookups
 /// take no lock), and which families have any instance.
 struct Index {
-  std::array<std::vector<const FwdInstance*>, kFamilies * kDataflows * kDTypes * kVariantCount> fwd;
-  std::array<std::vector<const BwdInstance*>, kFamilies * kDTypes * kVariantCount> bwd;
+  std::array<std::vector<const FwdInstance*>, kFamilies * kDataflows * kDTypeCount * kVariantCount> fwd;
+  std::array<std::vector<const BwdInstance*>, kFamilies * kDTypeCount * kVariantCount> bwd;
   std::array<bool, kFamilies> family{};
 
   Index() {
@@ -133,7 +131,7 @@ const T* smallest_at_least(const std::vector<const T*>& list, std::int64_t d) {
 }
 
 bool valid(Family f, DType dt, VariantId v) {
-  return static_cast<int>(f) < kFamilies && static_cast<int>(dt) < kDTypes && static_cast<int>(v) < kVariantCount;
+  return static_cast<int>(f) < kFamilies && static_cast<int>(dt) < kDTypeCount && static_cast<int>(v) < kVariantCount;
 }
 
 }  // namespace

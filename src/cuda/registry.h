@@ -18,6 +18,9 @@
 
 namespace flatattn::cuda {
 
+/// The number of DType values (the registry's and the family cache's tables have a slot per dtype).
+inline constexpr int kDTypeCount = static_cast<int>(DType::i32) + 1;
+
 /// One forward instance. `name` is "<dataflow>_<family>_<dtype>_d<D>[_<variant>]", as
 /// tools/gen_instances.py names its file (checked at compile time against the key).
 struct FwdInstance {

@@ -26,6 +26,7 @@
 namespace flatattn::cuda {
 
 enum class Family : std::uint8_t { sm75, sm80, sm86, sm90 };
+inline constexpr int kFamilyCount = 4;
 
 constexpr const char* name(Family f) {
   switch (f) {
