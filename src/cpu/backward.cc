@@ -139,8 +139,8 @@ template <class V>
 void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::int64_t rows, std::int64_t rows_pad,
                          std::int64_t ncols, std::int64_t ld, const StepTiles& w) {
   const std::int64_t i0 = at.i, k0 = at.j;
-  apply_score(p, at, w.s, rows_pad, ncols, ld, w.x);
   const VariantData vd = cpu_variant_data(p);
+  apply_score<V>(vd, at, w.s, rows_pad, ncols, ld, w.x);
   mask_block(p.mask, sp, i0, rows, k0, ncols, w.s, ld);
   for (std::int64_t i = 0; i < rows_pad; ++i) {
     float* s = w.s + i * ld;

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <limits>
 
-#include "src/core/variant.h"
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
 #include "src/cpu/score.h"
@@ -36,14 +35,7 @@ std::size_t naive_workspace_bytes(const Problem& p) {
 void naive_forward(const Problem& p, const FwdTensors& t) {
   const std::int64_t items = p.batch * p.hq;
   const int threads = resolve_threads(p, static_cast<std::size_t>(std::max<std::int64_t>(items, 1)));
-  // The variant's score hook on one scaled logit (scalar: this path is the materialized baseline).
-  const VariantData vd = make_variant_data(p.variant, 1.f, 1.f);
-  const auto score = [&vd, id = variant_of(p.variant)](float s, ScoreAt at) {
-    return visit_variant(id, [&]<class V>() {
-      if constexpr (V::Score::kActive) return V::Score::template score<FloatMath>(s, vd, at);
-      return s;
-    });
-  };
+  const VariantData vd = cpu_variant_data(p);
 #pragma omp parallel num_threads(threads)
   {
     Matrix q, k, v, s, o;
@@ -56,13 +48,19 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
       load(p, rows_of(p, t.k, t.sk, b, sp.k0, hk), sp.nk, k);
       load(p, rows_of(p, t.v, t.sv, b, sp.k0, hk), sp.nk, v);
       s.noalias() = p.scale * (q * k.transpose());  // Nq x Nk, materialized
+      // The variant's score hook on each scaled logit (scalar: this path is the materialized baseline).
+      visit_variant(variant_of(p.variant), [&]<class V>() {
+        if constexpr (V::Score::kActive)
+          for (std::int64_t i = 0; i < sp.nq; ++i)
+            for (std::int64_t j = 0; j < sp.nk; ++j)
+              s(i, j) = V::Score::template score<FloatMath>(s(i, j), vd, score_at(b, h, hk, i, j));
+      });
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         float* row = s.row(i).data();
         const std::int64_t lo = p.mask.lo(i, sp.nq, sp.nk), hi = std::min(p.mask.hi(i, sp.nq, sp.nk), sp.nk - 1);
         float m = -kInf;
         for (std::int64_t j = 0; j < sp.nk; ++j) {
-          const float x = score(row[j], score_at(b, h, hk, i, j));
-          row[j] = (j < lo || j > hi) ? -kInf : x;
+          row[j] = (j < lo || j > hi) ? -kInf : row[j];
           m = std::max(m, row[j]);
         }
         float sum = 0.f;

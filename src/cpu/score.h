@@ -37,24 +37,29 @@ inline bool transforms_scores(const Problem& p) {
   return visit_variant(variant_of(p.variant), [&]<class V>() { return V::Score::kActive; });
 }
 
-/// x = score(S) in place on rows [0, rows) of s (leading dimension ld) over ncols keys (a multiple of
-/// simd::kWidth), and a copy of x in `keep` (same layout; null: none) for the backward's derivative.
-/// `at` names row 0 and key column 0 of the block. Nothing happens for a variant without a score transform.
-inline void apply_score(const Problem& p, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols,
-                        std::int64_t ld, float* keep) {
-  visit_variant(variant_of(p.variant), [&]<class V>() {
-    if constexpr (V::Score::kActive) {
-      const VariantData vd = cpu_variant_data(p);
-      for (std::int64_t i = 0; i < rows; ++i) {
-        for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-          const ScoreAt e{at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)};
-          const simd::vf x = V::Score::template score<VecMath>(simd::load(s + i * ld + j), vd, e);
-          simd::store(s + i * ld + j, x);
-          if (keep != nullptr) simd::store(keep + i * ld + j, x);
-        }
+/// x = score(S) of variant V in place on rows [0, rows) of s (leading dimension ld) over ncols keys (a
+/// multiple of simd::kWidth), and a copy of x in `keep` (same layout; null: none) for the backward's
+/// derivative. `at` names row 0 and key column 0 of the block. Nothing happens without a score transform.
+template <class V>
+void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld,
+                 float* keep) {
+  if constexpr (V::Score::kActive) {
+    for (std::int64_t i = 0; i < rows; ++i) {
+      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+        const ScoreAt e{at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)};
+        const simd::vf x = V::Score::template score<VecMath>(simd::load(s + i * ld + j), vd, e);
+        simd::store(s + i * ld + j, x);
+        if (keep != nullptr) simd::store(keep + i * ld + j, x);
       }
     }
-  });
+  }
+}
+
+/// The same for the call's variant (the forward tiles: one dispatch per key block).
+inline void apply_score(const Problem& p, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols,
+                        std::int64_t ld, float* keep) {
+  visit_variant(variant_of(p.variant),
+                [&]<class V>() { apply_score<V>(cpu_variant_data(p), at, s, rows, ncols, ld, keep); });
 }
 
 }  // namespace flatattn::cpu
