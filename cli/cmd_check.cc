@@ -60,6 +60,9 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   std::vector<check::HostTensor*> tensors = {&t.q, &t.k, &t.v, &t.out, &t.lse};
   if (cc.backward) tensors.insert(tensors.end(), {&t.dout, &t.dq, &t.dk, &t.dv});
   if (c.varlen) tensors.insert(tensors.end(), {&t.cu_q, &t.cu_k});
+  if (c.alibi) tensors.push_back(&t.alibi);
+  if (c.sinks) tensors.push_back(&t.sinks);
+  if (c.sinks && cc.backward) tensors.push_back(&t.dsinks);
   std::map<const check::HostTensor*, DeviceMirror> mirror;
   if (where == DeviceKind::cuda)
     for (check::HostTensor* x : tensors) mirror[x].upload(*x);
@@ -68,10 +71,20 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   if (vl) vl->cu_seqlens_q = on(t.cu_q), vl->cu_seqlens_k = on(t.cu_k);
   Options o = c.options;
   o.return_lse = true;
-  rep = forward({on(t.q), on(t.k), on(t.v), on(t.out), on(t.lse), vl}, o);
-  if (cc.backward)
-    rep = backward({on(t.dout), on(t.q), on(t.k), on(t.v), on(t.out), on(t.lse), on(t.dq), on(t.dk), on(t.dv), vl},
-                   c.options);
+  ForwardArgs fa;
+  fa.q = on(t.q), fa.k = on(t.k), fa.v = on(t.v), fa.out = on(t.out), fa.lse = on(t.lse), fa.varlen = vl;
+  if (c.alibi) fa.alibi_slopes = on(t.alibi);
+  if (c.sinks) fa.sinks = on(t.sinks);
+  rep = forward(fa, o);
+  if (cc.backward) {
+    BackwardArgs ba;
+    ba.dout = on(t.dout), ba.q = fa.q, ba.k = fa.k, ba.v = fa.v, ba.out = fa.out, ba.lse = fa.lse;
+    ba.dq = on(t.dq), ba.dk = on(t.dk), ba.dv = on(t.dv), ba.varlen = vl;
+    ba.alibi_slopes = fa.alibi_slopes;
+    ba.sinks = fa.sinks;
+    if (c.sinks) ba.dsinks = on(t.dsinks);
+    rep = backward(ba, c.options);
+  }
   if (where == DeviceKind::cuda)
     for (check::HostTensor* x : tensors) mirror.at(x).download(*x);
 
@@ -85,7 +98,9 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
     return rows;
   }
   const check::BackwardOracle ref = check::oracle_backward(t);
-  for (const auto& g : check::judge_backward(t, ref, check::naive_backward(t, ref))) rows.push_back({g.name, g.v, {}, false});
+  const check::BackwardYardstick y = check::naive_backward(t, ref);
+  for (const auto& g : check::judge_backward(t, ref, y)) rows.push_back({g.name, g.v, {}, false});
+  if (c.sinks) rows.push_back({"dsinks", check::judge_dsinks(t, ref, y), {}, false});
   return rows;
 }
 

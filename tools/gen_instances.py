@@ -27,6 +27,7 @@ DATAFLOWS = ("flash", "flat")
 VARIANTS = {
     "plain": "dense softmax attention: every model",
     "softcap": "logit soft-capping: Gemma 2, Grok-1",
+    "alibi": "ALiBi linear distance bias: BLOOM, MPT, Baichuan",
 }
 
 

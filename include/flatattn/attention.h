@@ -11,6 +11,14 @@
 //   S = scale * Q K^T (then softcap * tanh(S / softcap) when softcap > 0), masked by causal/window,
 //   P = softmax(S) over the visible keys, O = P V, LSE = log sum_j exp(S_ij) (natural log).
 //   A row with no visible key gives O = 0 and LSE = -inf (its gradients are 0).
+//   ALiBi (ForwardArgs::alibi_slopes; Press et al., ICLR 2022): S_ij = scale * q_i.k_j - slope_{b,h} *
+//   |i + Nk - Nq - j| before the mask, with the sequence's own Nq, Nk (varlen: each sequence's), for causal and
+//   non-causal alike and also with top-left causal alignment (the distance is always to the bottom-right
+//   diagonal, as FlashAttention-2, which has no top-left). FlashAttention-2's causal kernels add + slope * j
+//   instead: the same P, O and gradients, but their LSE is ours + slope * (i + Nk - Nq).
+//   Attention sinks (ForwardArgs::sinks; gpt-oss, Xiao et al. 2023): a per-head logit sink_h joins every
+//   row's denominator without a value: O_i = sum_j e^S_ij v_j / (sum_j e^S_ij + e^sink_h),
+//   LSE_i = log(sum_j e^S_ij + e^sink_h); a row with no visible key gives O = 0 and LSE = sink_h.
 // Algorithms: Dao et al., "FlashAttention" (NeurIPS'22) Alg. 1-2 and "FlashAttention-2" (2023)
 // Sec. 3 for the flash dataflow; Kao et al., "FLAT" (ASPLOS'23) Sec. 4 for the flat dataflow.
 #pragma once
@@ -41,6 +49,13 @@ struct ForwardArgs {
   TensorView out;
   TensorView lse;  ///< absent unless Options::return_lse
   std::optional<Varlen> varlen;
+  /// ALiBi slopes, fp32 (Hq) or (B, Hq) (varlen: B sequences), on q's device, last dim contiguous;
+  /// natural-log logit units per key of distance (BLOOM: 2^(-8 (h + 1) / Hq)). Absent: off.
+  /// Not with Options::softcap > 0 (Error naming alibi_slopes).
+  TensorView alibi_slopes;
+  /// Attention sinks, fp32 (Hq) contiguous on q's device: one logit per query head in the units of
+  /// the scaled logits (natural log). Absent: off. Composes with every other feature.
+  TensorView sinks;
 };
 
 /// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
@@ -49,6 +64,12 @@ struct BackwardArgs {
   TensorView dout, q, k, v, out, lse;
   TensorView dq, dk, dv;
   std::optional<Varlen> varlen;
+  TensorView alibi_slopes;  ///< the forward's (ForwardArgs::alibi_slopes); absent: off
+  TensorView sinks;         ///< the forward's (ForwardArgs::sinks); lse must be the forward's with them
+  /// Optional output, fp32 (Hq) contiguous, needs sinks: dsinks_h = -sum over (b, i) of
+  /// e^(sink_h - LSE_i) * D_i with D_i = rowsum(dout_i * out_i), summed in a fixed order (deterministic).
+  /// Written (overwritten) when present; dq, dk, dv do not change with sinks beyond the LSE.
+  TensorView dsinks;
 };
 
 /// CUDA stream (a cudaStream_t) the work is ordered on; null = the legacy default stream.

@@ -27,6 +27,8 @@ std::string Case::name() const {
   if (strided) s << " strided";
   if (input_sd != 1.0) s << " sd" << input_sd;
   if (options.dataflow != Dataflow::automatic) s << " " << flatattn::name(options.dataflow);
+  if (alibi) s << (alibi == 1 ? " alibi(Hq)" : " alibi(B,Hq)") << (alibi_scale != 1.0 ? "x" + std::to_string(alibi_scale) : "");
+  if (sinks) s << " sinks" << (sink_mean != 0.0 ? "+" + std::to_string(sink_mean) : "");
   return s.str();
 }
 
@@ -77,7 +79,25 @@ CaseTensors make_case(const Case& c0, std::uint64_t seed, bool with_backward) {
     c.nq = *std::max_element(c.seqlens_q.begin(), c.seqlens_q.end());
     c.nk = *std::max_element(c.seqlens_k.begin(), c.seqlens_k.end());
   }
+  if (c.alibi) {  // BLOOM's slopes (Press et al. 2022, Sec. 3) times a random factor in [0.5, 1.5)
+    t.alibi = c.alibi == 1 ? HostTensor::make(DType::f32, {c.hq}) : HostTensor::make(DType::f32, {c.batch, c.hq});
+    std::mt19937_64 g(seed ^ 5);
+    std::uniform_real_distribution<double> u(0.5, 1.5);
+    for (std::int64_t e = 0; e < t.alibi.numel(); ++e) {
+      const std::int64_t h = e % c.hq;
+      t.alibi.set(e, c.alibi_scale * std::exp2(-8.0 * double(h + 1) / double(c.hq)) * u(g));
+    }
+  }
+  if (c.sinks) {
+    t.sinks = HostTensor::make(DType::f32, {c.hq});
+    t.sinks.fill_normal(seed ^ 6);
+    for (std::int64_t h = 0; h < c.hq; ++h) t.sinks.set(h, t.sinks.at(h) + c.sink_mean);
+  }
   if (with_backward) {
+    if (c.sinks) {
+      t.dsinks = HostTensor::make(DType::f32, {c.hq});
+      t.dsinks.poison();
+    }
     t.dout = make_rows(c, c.dtype, nq, c.hq, c.strided);
     t.dout.fill_normal(seed ^ 4);
     t.dq = make_rows(c, c.dtype, nq, c.hq, c.strided);
@@ -108,6 +128,8 @@ ForwardArgs CaseTensors::forward_args(Device device) const {
   a.out = out.view(device);
   if (c.options.return_lse) a.lse = lse.view(device);
   a.varlen = varlen(device);
+  if (c.alibi) a.alibi_slopes = alibi.view(device);
+  if (c.sinks) a.sinks = sinks.view(device);
   return a;
 }
 
@@ -123,6 +145,9 @@ BackwardArgs CaseTensors::backward_args(Device device) const {
   a.dk = dk.view(device);
   a.dv = dv.view(device);
   a.varlen = varlen(device);
+  if (c.alibi) a.alibi_slopes = alibi.view(device);
+  if (c.sinks) a.sinks = sinks.view(device);
+  if (c.sinks && dsinks.numel() > 0) a.dsinks = dsinks.view(device);
   return a;
 }
 

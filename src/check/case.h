@@ -22,6 +22,13 @@ struct Case {
   std::vector<std::int32_t> seqlens_q, seqlens_k;  ///< varlen: per-sequence lengths (size = batch)
   bool strided = false;     ///< q/k/v/out (and gradients) stored as (B, H, N, D) with 8 elements of padding
   double input_sd = 1.0;    ///< standard deviation of q and k (large values give large logits); v and dout: 1
+  /// ALiBi slopes: 0 off, 1 shape (Hq), 2 shape (B, Hq). Values: BLOOM's 2^(-8 (h + 1) / Hq) times a
+  /// random factor in [0.5, 1.5) per slope (alibi_scale scales them all).
+  int alibi = 0;
+  double alibi_scale = 1.0;
+  /// Attention sinks (Hq): sink_h ~ sink_mean + N(0, 1) (a large mean: the sink takes most of each row).
+  bool sinks = false;
+  double sink_mean = 0.0;
   /// "f16 B2 Nq97 Nk97 Hq2 Hkv2 D64 causal-br ..." (every field that differs from the defaults).
   [[nodiscard]] std::string name() const;
 };
@@ -31,6 +38,8 @@ struct Case {
 struct CaseTensors {
   Case c;  ///< for varlen: batch = number of sequences, nq/nk = the longest sequence
   HostTensor q, k, v, out, lse, dout, dq, dk, dv, cu_q, cu_k;
+  HostTensor alibi, sinks;  ///< f32 ALiBi slopes ((Hq) or (B, Hq)) and sinks (Hq), when the case has them
+  HostTensor dsinks;        ///< f32 (Hq), poisoned: the backward's sinks gradient (with_backward and sinks)
   [[nodiscard]] ForwardArgs forward_args(Device device = Device::cpu()) const;
   [[nodiscard]] BackwardArgs backward_args(Device device = Device::cpu()) const;
   [[nodiscard]] std::optional<Varlen> varlen(Device device = Device::cpu()) const;
@@ -38,7 +47,8 @@ struct CaseTensors {
 
 /// Builds the tensors of a case: q, k ~ N(0, input_sd^2), v ~ N(0, 1) from `seed` (HostTensor::fill_normal
 /// with seed ^ 1, ^ 2, ^ 3); out and lse poisoned. with_backward also allocates dout ~ N(0, 1) (seed ^ 4) and
-/// poisoned dq/dk/dv. The same seed gives the same tensors in every process.
+/// poisoned dq/dk/dv (and dsinks with sinks). ALiBi slopes and sinks come from seed ^ 5 and seed ^ 6. The
+/// same seed gives the same tensors in every process.
 CaseTensors make_case(const Case& c, std::uint64_t seed, bool with_backward = false);
 /// The same with a seed drawn from rng (the tests' per-run generators).
 CaseTensors make_case(const Case& c, std::mt19937_64& rng, bool with_backward = false);

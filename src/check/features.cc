@@ -61,6 +61,37 @@ constexpr Feature kFeatures[] = {
    [](Case& c) { causal(c), c.options.window = {3, 0}; }, false},
   {"negative_scale",   "negative scale -0.2",                     2,  64,  96, 2, 2, 64,
    [](Case& c) { c.options.softmax_scale = -0.2f; }, false},
+  {"alibi",            "ALiBi slopes (Hq), Nq < Nk",              2,  70, 150, 4, 2, 64,
+   [](Case& c) { c.alibi = 1; }, true},
+  {"alibi_causal_varlen", "ALiBi slopes (B, Hq), causal, varlen incl. empty sequences",
+                                                                  0,   0,   0, 4, 2, 64,
+   [](Case& c) {
+     c.alibi = 2, causal(c);
+     c.varlen = true;
+     c.seqlens_q = {0, 1, 37, 90, 120};
+     c.seqlens_k = {5, 1, 0, 120, 60};
+     c.batch = 5;
+   }, true},
+  {"alibi_causal_tl",  "ALiBi, causal top-left, Nq > Nk (bias to the bottom-right diagonal)",
+                                                                  2, 150,  70, 2, 2, 64,
+   [](Case& c) { c.alibi = 1, causal(c), top_left(c); }, false},
+  {"alibi_window_neg", "ALiBi x4, window (20,5), negative scale -0.2", 1, 120, 140, 2, 2, 64,
+   [](Case& c) { c.alibi = 2, c.alibi_scale = 4.0, c.options.window = {20, 5}, c.options.softmax_scale = -0.2f; }, false},
+  {"sinks",            "attention sinks, causal, GQA 4:2",        2,  97,  97, 4, 2, 64,
+   [](Case& c) { c.sinks = true, causal(c); }, true},
+  {"sinks_window",     "sinks, softcap 30, sd 3, window (31,5)",  1, 120, 140, 2, 2, 64,
+   [](Case& c) { c.sinks = true, c.options.softcap = 30.f, c.input_sd = 3.0, c.options.window = {31, 5}; }, false},
+  {"sinks_fully_masked", "sinks (mean 4), causal window (3,0), Nq > Nk: rows 0..39 see only the sink",
+                                                                  2,  60,  20, 2, 2, 64,
+   [](Case& c) { c.sinks = true, c.sink_mean = 4.0, causal(c), c.options.window = {3, 0}; }, true},
+  {"sinks_alibi_varlen", "sinks and ALiBi (Hq), varlen, window (16,-1)", 0, 0, 0, 4, 1, 64,
+   [](Case& c) {
+     c.sinks = true, c.alibi = 1, c.options.window = {16, -1};
+     c.varlen = true;
+     c.seqlens_q = {33, 0, 80};
+     c.seqlens_k = {50, 7, 64};
+     c.batch = 3;
+   }, false},
 };
 // clang-format on
 

@@ -56,6 +56,9 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
       std::vector<float> gk(nk * d, 0.f), gv(nk * d, 0.f);
       std::vector<double> dk_noise(with_noise ? nk * d : 0, 0.0);
       for (std::int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        // ALiBi's slope of (b, h) and the head's sink (0 / none when the case has none).
+        const float slope = c.alibi ? float(t.alibi.at(c.alibi == 2 ? b * c.hq + h : h)) : 0.f;
+        const float sink = c.sinks ? float(t.sinks.at(h)) : 0.f;
         const std::vector<float> Qh = head(Q, q0, c.nq, nq, h, c.hq), dOh = head(dO, q0, c.nq, nq, h, c.hq),
                                  Oh = head(O, q0, c.nq, nq, h, c.hq);
         std::vector<float> P(nq * nk, 0.f), dS(nq * nk, 0.f);
@@ -75,12 +78,14 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
               T[j] = std::tanh(x / o.softcap);
               x = o.softcap * T[j];
             }
+            if (c.alibi) x -= slope * float(std::abs(i + nk - nq - j));
             S[j] = mask.visible(i, j, nq, nk) ? x : -std::numeric_limits<float>::infinity();
             m = std::max(m, S[j]);
           }
           if (m == -std::numeric_limits<float>::infinity()) continue;  // fully masked: P = 0
+          if (c.sinks) m = std::max(m, sink);
           float* pr = &P[i * nk];
-          float sum = 0.f;
+          float sum = c.sinks ? std::exp(sink - m) : 0.f;  // a sink joins the denominator
           for (std::int64_t j = 0; j < nk; ++j) sum += (pr[j] = std::exp(S[j] - m));
           const std::int64_t lse_at = c.varlen ? h * t.lse.shape[1] + q0 + i : (b * c.hq + h) * c.nq + i;
           const float lse = float(t.lse.at(lse_at));

@@ -21,6 +21,8 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   a.varlen = t.varlen();
   a.out = o.out.view();
   a.lse = o.lse.view();
+  if (t.c.alibi) a.alibi_slopes = t.alibi.view();
+  if (t.c.sinks) a.sinks = t.sinks.view();
   ref::forward(a, opt, ref::Precision::f64);
   a.out = o.naive_out.view();
   a.lse = {};
@@ -39,6 +41,10 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
   o.dq.poison();
   o.dk.poison();
   o.dv.poison();
+  if (t.c.sinks) {
+    o.dsinks = HostTensor::make(dtype == DType::f64 ? DType::f64 : DType::f32, {t.c.hq});
+    o.dsinks.poison();
+  }
   // out and lse are validated but unused by the reference; pass f64 placeholders of the right shapes.
   HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
   BackwardArgs a;
@@ -52,6 +58,11 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
   a.dk = o.dk.view();
   a.dv = o.dv.view();
   a.varlen = t.varlen();
+  if (t.c.alibi) a.alibi_slopes = t.alibi.view();
+  if (t.c.sinks) {
+    a.sinks = t.sinks.view();
+    a.dsinks = o.dsinks.view();
+  }
   ref::backward(a, t.c.options, precision);
   return o;
 }

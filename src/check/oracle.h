@@ -19,6 +19,7 @@ ForwardOracle oracle_forward(const CaseTensors& t);
 /// Gradients of a backward: dq, dk, dv shaped like the case's.
 struct BackwardOracle {
   HostTensor dq, dk, dv;
+  HostTensor dsinks;  ///< (Hq) the sinks' gradient, for a case with sinks (else empty)
 };
 /// Oracle gradients (f64) of case t (dout, q, k, v; the case's options).
 BackwardOracle oracle_backward(const CaseTensors& t);

@@ -44,6 +44,7 @@ struct FwdTensors {
   float* lse = nullptr;
   RowStrides sq, sk, sv, so;
   RowStrides slse;  ///< n = stride along rows of the sequence, h = per head, b = per batch
+  const float* sinks = nullptr;  ///< attention sinks (Hq) fp32, contiguous; null: off
 };
 
 /// Tensors of a backward call. lse (fp32) is required.
@@ -58,6 +59,8 @@ struct BwdTensors {
   void* dk = nullptr;
   void* dv = nullptr;
   RowStrides sdo, sq, sk, sv, so, slse, sdq, sdk, sdv;
+  const float* sinks = nullptr;  ///< attention sinks (Hq) fp32, contiguous; null: off
+  float* dsinks = nullptr;       ///< their gradient (Hq) fp32, written when non-null (needs sinks)
 };
 
 /// Row offsets and lengths of sequence b (host-side cu_seqlens for varlen).

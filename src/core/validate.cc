@@ -267,6 +267,47 @@ void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consume
           "pass the buffer");
 }
 
+/// A small fp32 per-head tensor of the features (ALiBi slopes, sinks, dsinks): dtype, device, data.
+void check_head_vector(const TensorView& t, const char* name, const Shapes& s, const char* layout, Consumer c) {
+  FLATATTN_REQUIRE(t.rank != -1, name, "a strided view whose stride list length differs from its shape",
+          "shape and stride must have the same number of dims", "pass one stride per dimension");
+  FLATATTN_REQUIRE(t.dtype == DType::f32 || (c == Consumer::oracle && t.dtype == DType::f64), name, std::string("dtype ") + std::string(flatattn::name(t.dtype)),
+          std::string("must be f32 ") + layout, "convert it to float32");
+  check_device(t, name, s.device);
+  FLATATTN_REQUIRE(t.data != nullptr || t.numel() == 0, name, "null data pointer", std::string("must point to ") + layout,
+          "pass the buffer");
+  FLATATTN_REQUIRE(t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
+          "the head dim must be contiguous (stride 1)", "pass a contiguous tensor (.contiguous())");
+}
+
+/// ALiBi slopes (Hq) or (B, Hq) into p.variant; refused with softcap.
+void check_alibi(const TensorView& t, const Shapes& s, Consumer c, Problem& p) {
+  if (!t.present() && t.rank != -1) return;
+  const char* layout = "(Hq) or (B, Hq)";
+  const bool ok = (t.rank == 1 && t.shape[0] == s.hq) || (t.rank == 2 && t.shape[0] == s.batch && t.shape[1] == s.hq);
+  FLATATTN_REQUIRE(t.rank == -1 || ok, "alibi_slopes", "shape " + shape_str(t),
+          "must be (Hq) = (" + std::to_string(s.hq) + ") or (B, Hq) = (" + std::to_string(s.batch) + ", " +
+              std::to_string(s.hq) + ") fp32",
+          "pass one slope per query head (and per sequence for (B, Hq))");
+  check_head_vector(t, "alibi_slopes", s, layout, c);
+  FLATATTN_REQUIRE(t.rank == 1 || t.stride[0] >= 0, "alibi_slopes", "strides " + stride_str(t), "strides must be >= 0",
+          "pass a plain view");
+  if (p.variant.softcap > 0.f)
+    throw Error(Error::Kind::unsupported, "alibi_slopes", "given with softcap " + std::to_string(p.variant.softcap),
+                "ALiBi and softcap together are not supported (no model uses both; no kernel is built for it)",
+                "drop softcap or the ALiBi slopes");
+  p.variant.alibi_slopes = static_cast<const float*>(t.data);
+  p.variant.alibi_stride_b = t.rank == 2 ? t.stride[0] : 0;
+}
+
+/// Attention sinks (Hq) (or their gradient, same shape).
+void check_sinks(const TensorView& t, const char* name, const Shapes& s, Consumer c) {
+  const char* layout = "(Hq)";
+  FLATATTN_REQUIRE(t.rank == -1 || (t.rank == 1 && t.shape[0] == s.hq), name, "shape " + shape_str(t),
+          "must be (Hq) = (" + std::to_string(s.hq) + ") fp32", "pass one sink logit per query head");
+  check_head_vector(t, name, s, layout, c);
+}
+
 RowStrides lse_strides(const TensorView& lse, bool varlen) {
   return varlen ? RowStrides{0, lse.stride[1], lse.stride[0]} : RowStrides{lse.stride[0], lse.stride[2], lse.stride[1]};
 }
@@ -285,7 +326,10 @@ ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consum
     FLATATTN_REQUIRE(!a.lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
             "set Options::return_lse = true, or pass no lse view");
   }
+  check_alibi(a.alibi_slopes, s, c, p);
+  if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
   FwdTensors& t = r.tensors;
+  t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.q = a.q.data;
   t.k = a.k.data;
   t.v = a.v.data;
@@ -315,7 +359,16 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   check_like(a.dk, "dk", a.k, "k", s, c, kl);
   check_like(a.dv, "dv", a.v, "v", s, c, kl);
   check_lse(a.lse, s, "lse", c);
+  check_alibi(a.alibi_slopes, s, c, p);
+  if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
+  if (a.dsinks.present() || a.dsinks.rank == -1) {
+    check_sinks(a.dsinks, "dsinks", s, c);
+    FLATATTN_REQUIRE(a.sinks.present(), "dsinks", "given without sinks", "the sinks' gradient needs the sinks",
+            "pass the forward's sinks too, or no dsinks");
+  }
   BwdTensors& t = r.tensors;
+  t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
+  t.dsinks = a.dsinks.present() ? static_cast<float*>(a.dsinks.data) : nullptr;
   auto rs = s.varlen ? rows3 : rows4;
   t.dout = a.dout.data;
   t.q = a.q.data;

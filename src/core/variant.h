@@ -30,13 +30,15 @@ namespace flatattn {
 enum class VariantId : std::uint8_t {
   plain = 0,    ///< dense softmax attention: every model
   softcap = 1,  ///< logit soft-capping x = c tanh(s / c): Gemma 2, Grok-1
+  alibi = 2,    ///< ALiBi linear distance bias x = scale s - slope |i + Nk - Nq - j|: BLOOM, MPT, Baichuan
 };
-inline constexpr int kVariantCount = 2;
+inline constexpr int kVariantCount = 3;
 
 constexpr const char* variant_name(VariantId id) {
   switch (id) {
     case VariantId::plain: return "plain";
     case VariantId::softcap: return "softcap";
+    case VariantId::alibi: return "alibi";
   }
   return "?";
 }
@@ -44,16 +46,25 @@ constexpr const char* variant_name(VariantId id) {
 /// The feature arguments of one call, validated (src/core/validate.cc fills Problem::variant).
 struct VariantArgs {
   float softcap = 0.f;  ///< c of x = c tanh(s / c), in logit units; 0: off
+  /// ALiBi slopes (fp32, natural-log logit units per key of distance) on the call's device: slope of
+  /// (sequence b, query head h) at alibi_slopes[b * alibi_stride_b + h]; null: off. Not with softcap.
+  const float* alibi_slopes = nullptr;
+  std::int64_t alibi_stride_b = 0;  ///< 0 for slopes of shape (Hq)
 };
 
-/// Which variant serves a call.
-inline VariantId variant_of(const VariantArgs& a) { return a.softcap > 0.f ? VariantId::softcap : VariantId::plain; }
+/// Which variant serves a call (validation refuses ALiBi with softcap, so at most one is on).
+inline VariantId variant_of(const VariantArgs& a) {
+  if (a.alibi_slopes != nullptr) return VariantId::alibi;
+  return a.softcap > 0.f ? VariantId::softcap : VariantId::plain;
+}
 
 /// Per-call data of the hooks: one plain struct that each backend carries in its parameters.
 struct VariantData {
   float pre = 1.f;       ///< the score's input factor (plain: the whole scale, when the backend does not fold it)
   float post = 1.f;      ///< the score's output factor
   float inv_post = 0.f;  ///< 1 / post (the derivative's)
+  int alibi_stride_b = 0;              ///< ALiBi: the slopes' batch stride (0: one slope per head)
+  const float* alibi_slopes = nullptr;  ///< ALiBi: the slopes on the backend's device (natural units)
 };
 
 /// The data for a backend whose raw logit is s = raw_scale * q.k (CUDA: raw_scale = 1 and the softmax
@@ -65,6 +76,11 @@ inline VariantData make_variant_data(const VariantArgs& a, float scale, float un
   if (variant_of(a) == VariantId::softcap) {
     v.pre = scale / a.softcap;
     v.post = a.softcap * unit;
+  } else if (variant_of(a) == VariantId::alibi) {
+    v.pre = scale * unit;  // x = unit (scale s - slope |distance|)
+    v.post = unit;
+    v.alibi_stride_b = static_cast<int>(a.alibi_stride_b);
+    v.alibi_slopes = a.alibi_slopes;
   } else {
     v.pre = scale * unit;
     v.post = 1.f;
@@ -75,11 +91,24 @@ inline VariantData make_variant_data(const VariantArgs& a, float scale, float un
 
 /// Coordinates of one score element: sequence b, query head h, kv head hk, query row i and key column j
 /// within the sequence. Backends that apply a hook to a vector of consecutive keys pass the first key's j.
-/// (A score that needs the sequence's lengths, e.g. ALiBi's bottom-right distance i + nk - nq - j, adds them
-/// here and where each kernel builds its ScoreAt: measured, doing so moves the sm80 backward's SASS.)
+/// diag = Nk - Nq of the sequence (the bottom-right diagonal's offset, whatever the mask's alignment); the
+/// kernels fill it only for a score that reads it (needs_lengths<Score>: ALiBi), so the other variants'
+/// code does not change (filling it for every variant moved the sm80 backward's SASS, docs/variants.md).
 struct ScoreAt {
   int b = 0, h = 0, hk = 0, i = 0, j = 0;
+  int diag = 0;
 };
+
+/// Whether a score hook reads ScoreAt::diag (a score type opts in with `kNeedsLengths = true`).
+template <class Score>
+inline constexpr bool needs_lengths = requires { Score::kNeedsLengths; } && Score::kNeedsLengths;
+
+/// at with diag = nk - nq when the score reads it (else unchanged: the field stays a dead 0).
+template <class Score>
+FLATATTN_HD ScoreAt with_lengths(ScoreAt at, int nq, int nk) {
+  if constexpr (needs_lengths<Score>) at.diag = nk - nq;
+  return at;
+}
 
 /// The scalar math of the hooks on one float, host and device (the CUDA kernels, the CPU's scalar paths).
 struct FloatMath {
@@ -122,6 +151,27 @@ struct SoftcapScore {
   }
 };
 
+/// ALiBi (Press et al., "Train Short, Test Long", ICLR 2022, Sec. 3): a linear bias on the scaled logit,
+/// x = scale s - slope_{b,h} |i + Nk - Nq - j| (in the backend's units: pre s - post slope |i + diag - j|),
+/// with the distance to the bottom-right diagonal for causal and non-causal alike and whatever the causal
+/// alignment (FlashAttention-2's formula; it has no top-left alignment). dx/d(scale s) = 1. FlashAttention-2's
+/// causal kernels add + slope j instead: the same softmax, so the same O and gradients, but an LSE larger
+/// by slope (i + Nk - Nq) than ours (docs/variants.md).
+struct AlibiScore {
+  static constexpr bool kActive = true;
+  static constexpr bool kNeedsLengths = true;
+  template <class M, class T>
+  FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt& at) {
+    const float slope = v.post * v.alibi_slopes[at.b * v.alibi_stride_b + at.h];
+    const T dist = static_cast<float>(at.i + at.diag) - M::keys(at.j);
+    return v.pre * s - slope * M::max(dist, -dist);
+  }
+  template <class M, class T>
+  FLATATTN_HD static T dscore(T, const VariantData&) {
+    return T{} + 1.f;
+  }
+};
+
 // ---- probability hooks -------------------------------------------------------------------------
 
 /// P unchanged.
@@ -154,6 +204,10 @@ template <>
 struct VariantOfT<VariantId::softcap> {
   using type = Variant<VariantId::softcap, SoftcapScore>;
 };
+template <>
+struct VariantOfT<VariantId::alibi> {
+  using type = Variant<VariantId::alibi, AlibiScore>;
+};
 /// The hooks of a variant id.
 template <VariantId Id>
 using VariantOf = typename VariantOfT<Id>::type;
@@ -163,6 +217,7 @@ template <class F>
 decltype(auto) visit_variant(VariantId id, F&& f) {
   switch (id) {
     case VariantId::softcap: return f.template operator()<VariantOf<VariantId::softcap>>();
+    case VariantId::alibi: return f.template operator()<VariantOf<VariantId::alibi>>();
     case VariantId::plain: break;
   }
   return f.template operator()<VariantOf<VariantId::plain>>();

@@ -209,6 +209,23 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
   }
 }
 
+/// Attention sinks' gradient: dsink_h = -sum over (b, i) of e^(sink_h - LSE_i) D_i (the sink's probability
+/// in row i times D_i; the LSE includes the sink), in double, sequences and rows in order; rows with
+/// LSE = -inf add 0. The CUDA backward does the same (bwd_sinks_kernel, src/cuda/common/bwd_rows.cuh).
+void sinks_gradient(const Problem& p, const BwdTensors& t, const float* dvec) {
+  for (std::int64_t h = 0; h < p.hq; ++h) {
+    double acc = 0;
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      const SeqSpan sp = seq_span(p, b);
+      for (std::int64_t i = 0; i < sp.nq; ++i) {
+        const float lse = t.lse[row_offset(p, t.slse, b, sp.q0, i, h)];
+        if (lse != kNegInf) acc += std::exp(double(t.sinks[h]) - lse) * dvec[di_index(p, b, sp, h, i)];
+      }
+    }
+    t.dsinks[h] = static_cast<float>(-acc);
+  }
+}
+
 struct KvBlock {
   std::int64_t b, hk, k0, nkeys;
   SeqSpan sp;
@@ -233,7 +250,8 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
-      probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0), rows, rows_pad, ncols, ld, w.step);
+      probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
+                        w.step);
       gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
       gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
     }
@@ -263,7 +281,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       const std::int64_t ncols = std::min(ld, k_end - k0);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
-      probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), tile.rows,
+      probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
                         rows_pad, ncols, ld, w.step);
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
@@ -290,6 +308,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   check_plan(plan);
   std::vector<float> dvec(di_floats(p));
   compute_di(p, t, dvec.data());
+  if (t.dsinks != nullptr) sinks_gradient(p, t, dvec.data());
 
   // Work items of both passes, with costs (visible rows x keys) for the static split.
   std::vector<KvBlock> blocks;

@@ -70,10 +70,11 @@ void finish_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, con
   for (std::int64_t i = 0; i < tile.rows; ++i) {
     const bool empty = w.l[i] == 0.f;  // no visible key: O = 0, LSE = -inf
     const std::int64_t n = tile.i0 + i;
-    store_row(t.o, p.dtype, row_offset(p, t.so, tile.b, tile.sp.q0, n, tile.h), w.o + i * dp, p.d,
-              empty ? 0.f : 1.f / w.l[i]);
-    if (t.lse)
-      t.lse[row_offset(p, t.slse, tile.b, tile.sp.q0, n, tile.h)] = empty ? kNegInf : w.m[i] + std::log(w.l[i]);
+    float inv = empty ? 0.f : 1.f / w.l[i];
+    float lse = empty ? kNegInf : w.m[i] + std::log(w.l[i]);
+    if (t.sinks != nullptr) add_sink(t.sinks[tile.h], inv, lse);
+    store_row(t.o, p.dtype, row_offset(p, t.so, tile.b, tile.sp.q0, n, tile.h), w.o + i * dp, p.d, inv);
+    if (t.lse) t.lse[row_offset(p, t.slse, tile.b, tile.sp.q0, n, tile.h)] = lse;
   }
 }
 

@@ -26,7 +26,7 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) {
       const std::int64_t ncols = std::min(bn, k_end - k0);
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
-      apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), w.s, rows_pad, ncols, bn, nullptr);
+      apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, bn, nullptr);
       mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, bn);
       for (std::int64_t i = 0; i < rows_pad; ++i) {
         float* row = w.s + i * bn;

@@ -23,7 +23,7 @@ void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
     gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
-    apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), w.s, rows_pad, ncols, ncols, nullptr);
+    apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, ncols, nullptr);
     mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
     // Exact full-row softmax: max, then exp and sum in one sweep; the division by the sum is applied to
     // the R x D output in finish_tile (same result as dividing P, Nk/D times fewer divisions).

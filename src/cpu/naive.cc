@@ -12,6 +12,7 @@
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
 #include "src/cpu/score.h"
+#include "src/cpu/tile.h"
 
 namespace flatattn::cpu {
 
@@ -53,7 +54,7 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
         if constexpr (V::Score::kActive)
           for (std::int64_t i = 0; i < sp.nq; ++i)
             for (std::int64_t j = 0; j < sp.nk; ++j)
-              s(i, j) = V::Score::template score<FloatMath>(s(i, j), vd, score_at(b, h, hk, i, j));
+              s(i, j) = V::Score::template score<FloatMath>(s(i, j), vd, score_at(b, h, hk, i, j, sp));
       });
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         float* row = s.row(i).data();
@@ -65,9 +66,11 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
         }
         float sum = 0.f;
         for (std::int64_t j = 0; j < sp.nk; ++j) sum += (row[j] = m == -kInf ? 0.f : std::exp(row[j] - m));
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        float inv = sum > 0.f ? 1.f / sum : 0.f;
+        float lse = sum > 0.f ? m + std::log(sum) : -kInf;
+        if (t.sinks != nullptr) add_sink(t.sinks[h], inv, lse);
         for (std::int64_t j = 0; j < sp.nk; ++j) row[j] *= inv;
-        if (t.lse) t.lse[row_offset(p, t.slse, b, sp.q0, i, h)] = sum > 0.f ? m + std::log(sum) : -kInf;
+        if (t.lse) t.lse[row_offset(p, t.slse, b, sp.q0, i, h)] = lse;
       }
       o.noalias() = s * v;
       for (std::int64_t i = 0; i < sp.nq; ++i)

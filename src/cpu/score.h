@@ -23,9 +23,11 @@ struct VecMath {
   }
 };
 
-/// The score coordinates of row i, key j of sequence b, query head h, kv head hk.
-inline ScoreAt score_at(std::int64_t b, std::int64_t h, std::int64_t hk, std::int64_t i, std::int64_t j) {
-  return {static_cast<int>(b), static_cast<int>(h), static_cast<int>(hk), static_cast<int>(i), static_cast<int>(j)};
+/// The score coordinates of row i, key j of sequence b (sp: its lengths), query head h, kv head hk.
+inline ScoreAt score_at(std::int64_t b, std::int64_t h, std::int64_t hk, std::int64_t i, std::int64_t j,
+                        const SeqSpan& sp) {
+  return {static_cast<int>(b), static_cast<int>(h), static_cast<int>(hk), static_cast<int>(i), static_cast<int>(j),
+          static_cast<int>(sp.nk - sp.nq)};
 }
 
 /// The engine's hook data: its logits are S = (scale Q) K^T (the scale is packed into Q) and its softmax
@@ -46,7 +48,9 @@ void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows,
   if constexpr (V::Score::kActive) {
     for (std::int64_t i = 0; i < rows; ++i) {
       for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-        const ScoreAt e{at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)};
+        ScoreAt e = at;
+        e.i += static_cast<int>(i);
+        e.j += static_cast<int>(j);
         const simd::vf x = V::Score::template score<VecMath>(simd::load(s + i * ld + j), vd, e);
         simd::store(s + i * ld + j, x);
         if (keep != nullptr) simd::store(keep + i * ld + j, x);

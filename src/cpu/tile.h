@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
@@ -67,6 +68,18 @@ inline void mask_block(const MaskSpec& m, const SeqSpan& sp, std::int64_t i0, st
     std::fill(row, row + a, kNegInf);
     std::fill(row + b, row + ncols, kNegInf);
   }
+}
+
+/// Attention sinks (gpt-oss; Xiao et al. 2023) on one finished row: the row's natural-log LSE and output
+/// factor inv without the sink become L = log(e^lse + e^sink) = max + log1p(e^-|lse - sink|) and
+/// inv e^(lse - L) (<= inv: no overflow for a sink far above the logits); an empty row (lse = -inf) gets
+/// O = 0 and LSE = sink. The CUDA kernels do the same (add_sinks, src/cuda/common/softmax.cuh).
+inline void add_sink(float sink, float& inv, float& lse) {
+  const float mx = std::max(lse, sink);
+  if (mx == kNegInf) return;
+  const float l = mx + std::log1p(std::exp(-std::abs(lse - sink)));
+  inv *= std::exp(lse - l);
+  lse = l;
 }
 
 /// 64-byte aligned float scratch (one allocation per thread, carved into tiles).

@@ -62,6 +62,14 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
     bwd_dot_kernel<E, D><<<static_cast<unsigned>(row_ctas), R::kThreads, 0, stream>>>(p, static_cast<int>(n_row_blocks));
     check(cudaGetLastError(), "backward pre-pass launch");
   }
+  if (p.dsinks != nullptr && pr.hq > 0) {  // after the pre-pass: reads its D_i
+    if (row_ctas > 0) {
+      bwd_sinks_kernel<kSinkThreads><<<static_cast<unsigned>(pr.hq), kSinkThreads, 0, stream>>>(p);
+      check(cudaGetLastError(), "backward dsinks launch");
+    } else {
+      check(cudaMemsetAsync(p.dsinks, 0, sizeof(float) * pr.hq, stream), "cudaMemsetAsync(dsinks)");
+    }
+  }
   if (ctas > 0) {
     const auto kernel = [] {
       if constexpr (F == Family::sm90) {

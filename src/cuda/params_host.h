@@ -19,6 +19,7 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
   p.v = t.v;
   p.o = t.o;
   p.lse = t.lse;
+  p.sinks = t.sinks;
   p.q_b = t.sq.b, p.q_n = t.sq.n, p.q_h = t.sq.h;
   p.k_b = t.sk.b, p.k_n = t.sk.n, p.k_h = t.sk.h;
   p.v_b = t.sv.b, p.v_n = t.sv.n, p.v_h = t.sv.h;
@@ -60,6 +61,7 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   ft.v = t.v;
   ft.o = const_cast<void*>(t.o);  // read only: the forward's output
   ft.lse = const_cast<float*>(t.lse);
+  ft.sinks = t.sinks;
   ft.sq = t.sq, ft.sk = t.sk, ft.sv = t.sv, ft.so = t.so, ft.slse = t.slse;
   BwdParams p;
   p.f = make_params(pr, ft);
@@ -82,6 +84,7 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   p.n_n_blocks = static_cast<int>((pr.nk + block_n - 1) / block_n);
   p.ds_scale = pr.scale;
   p.deterministic = pr.deterministic ? 1 : 0;
+  p.dsinks = t.dsinks;
   return p;
 }
 

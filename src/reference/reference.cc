@@ -37,10 +37,24 @@ void require_cpu(const TensorView& t, const char* name) {
           "copy the tensor to the host first");
 }
 
-/// S (nq x nk) of one (b, h): scaled, soft-capped logits; masked entries are -inf.
-/// Also returns the pre-cap values through `capped_tanh` (t = tanh(x / cap)) for the backward.
-void logits(const Problem& p, const View& q, const View& k, std::int64_t b, const SeqSpan& sp, std::int64_t h,
-            DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* tanh_out) {
+/// The features outside the options, read from the call's own tensors in double: ALiBi's slope of (b, h)
+/// and the sink of head h (absent: 0 slope / no sink).
+struct Extras {
+  TensorView alibi, sinks;
+  [[nodiscard]] double slope(std::int64_t b, std::int64_t h) const {
+    if (!alibi.present()) return 0;
+    return load_double(alibi.data, alibi.dtype, alibi.rank == 2 ? b * alibi.stride[0] + h : h * alibi.stride[0]);
+  }
+  [[nodiscard]] bool has_sink() const { return sinks.present(); }
+  [[nodiscard]] double sink(std::int64_t h) const { return load_double(sinks.data, sinks.dtype, h * sinks.stride[0]); }
+};
+
+/// S (nq x nk) of one (b, h): scaled, soft-capped logits with the ALiBi bias -slope |i + nk - nq - j|
+/// (Press et al. 2022; the distance to the bottom-right diagonal whatever the mask's alignment); masked
+/// entries are -inf. Also returns the pre-cap values through `capped_tanh` (t = tanh(x / cap)) for the backward.
+void logits(const Problem& p, const Extras& ex, const View& q, const View& k, std::int64_t b, const SeqSpan& sp,
+            std::int64_t h, DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* tanh_out) {
+  const double slope = ex.slope(b, h);
   const std::int64_t hk = h / p.group();
   S.assign(sp.nq * sp.nk, -std::numeric_limits<double>::infinity());
   if (tanh_out) tanh_out->assign(sp.nq * sp.nk, 0.0);
@@ -59,23 +73,30 @@ void logits(const Problem& p, const View& q, const View& k, std::int64_t b, cons
         x = p.variant.softcap * t;
         if (round) x = round_to(round_dtype, x);
       }
+      if (slope != 0) {
+        x -= slope * static_cast<double>(std::abs(i + sp.nk - sp.nq - j));
+        if (round) x = round_to(round_dtype, x);
+      }
       S[i * sp.nk + j] = x;
     }
   }
 }
 
-/// Row softmax in place (masked entries -inf become 0); returns LSE per row (-inf for empty rows).
-std::vector<double> softmax_rows(std::vector<double>& S, std::int64_t nq, std::int64_t nk) {
+/// Row softmax in place (masked entries -inf become 0); returns LSE per row (-inf for empty rows). With a
+/// sink (`sink` not null): the extra logit *sink joins each row's denominator and has no value, so the
+/// row's P sums to 1 - e^(sink - LSE) and an empty row keeps P = 0 with LSE = sink.
+std::vector<double> softmax_rows(std::vector<double>& S, std::int64_t nq, std::int64_t nk,
+                                 const double* sink = nullptr) {
   std::vector<double> lse(nq, -std::numeric_limits<double>::infinity());
   for (std::int64_t i = 0; i < nq; ++i) {
     double* r = S.data() + i * nk;
-    double m = -std::numeric_limits<double>::infinity();
+    double m = sink ? *sink : -std::numeric_limits<double>::infinity();
     for (std::int64_t j = 0; j < nk; ++j) m = std::max(m, r[j]);
     if (m == -std::numeric_limits<double>::infinity()) {
       for (std::int64_t j = 0; j < nk; ++j) r[j] = 0;
       continue;
     }
-    double sum = 0;
+    double sum = sink ? std::exp(*sink - m) : 0.0;
     for (std::int64_t j = 0; j < nk; ++j) sum += (r[j] = std::exp(r[j] - m));
     for (std::int64_t j = 0; j < nk; ++j) r[j] /= sum;
     lse[i] = m + std::log(sum);
@@ -92,13 +113,17 @@ void forward(const ForwardArgs& a, const Options& o, Precision precision) {
     require_cpu(*t, n);
   const View q = view(a.q, p.varlen), k = view(a.k, p.varlen), v = view(a.v, p.varlen), out = view(a.out, p.varlen);
   const bool round = precision == Precision::input;
+  const Extras ex{a.alibi_slopes, a.sinks};
+  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}})
+    if (t->present()) require_cpu(*t, n);
   std::vector<double> S;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
     for (std::int64_t h = 0; h < p.hq; ++h) {
       const std::int64_t hk = h / p.group();
-      logits(p, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
-      const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk);
+      logits(p, ex, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
+      const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
+      const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         if (round)
           for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
@@ -131,6 +156,12 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   const bool round = precision == Precision::input;
   const DType dt = a.q.dtype;
   auto r = [&](double x) { return round ? round_to(dt, x) : x; };
+  const Extras ex{a.alibi_slopes, a.sinks};
+  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"},
+                      std::pair{&a.dsinks, "dsinks"}})
+    if (t->present()) require_cpu(*t, n);
+  // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
+  std::vector<double> dsinks(p.hq, 0.0);
   std::vector<double> P, T, dP;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -138,8 +169,9 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
     for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
       std::vector<double> gk(sp.nk * p.d, 0.0), gv(sp.nk * p.d, 0.0);
       for (std::int64_t h = hk * p.group(); h < (hk + 1) * p.group(); ++h) {
-        logits(p, q, k, b, sp, h, dt, round, P, &T);
-        softmax_rows(P, sp.nq, sp.nk);
+        logits(p, ex, q, k, b, sp, h, dt, round, P, &T);
+        const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
+        const std::vector<double> lse = softmax_rows(P, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
         if (round)
           for (double& x : P) x = r(x);
         dP.assign(sp.nq * sp.nk, 0.0);
@@ -156,6 +188,9 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             Di += pij * r(acc);
             for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pij * rd(dout, doo + d), round);
           }
+          // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it.
+          if (ex.has_sink() && lse[i] != -std::numeric_limits<double>::infinity())
+            dsinks[h] -= std::exp(sink - lse[i]) * Di;
           // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = 1 - tanh^2; then the scale.
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
@@ -191,6 +226,8 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
       }
     }
   }
+  if (a.dsinks.present())
+    for (std::int64_t h = 0; h < p.hq; ++h) store_double(a.dsinks.data, a.dsinks.dtype, h * a.dsinks.stride[0], r(dsinks[h]));
 }
 
 }  // namespace flatattn::ref

@@ -20,6 +20,8 @@ void forward(const ForwardArgs& args, const Options& options = {}, Precision pre
 /// Exact gradients in fp64 (S and P recomputed from q, k, v; args.out and args.lse are validated but
 /// not used, so the oracle does not inherit a kernel's forward error). Precision::input rounds P, dP,
 /// dS and the gradients to q's dtype after each step (autograd through naive attention in that dtype).
+/// ALiBi slopes and sinks are read from args (f32 or f64); args.dsinks (f32 or f64), when present, gets
+/// the sinks' gradient -sum_{b,i} e^(sink_h - LSE_i) D_i.
 void backward(const BackwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
 
 }  // namespace flatattn::ref

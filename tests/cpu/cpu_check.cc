@@ -33,6 +33,7 @@ Report run_backward(CaseTensors& t, const Options& o, const std::optional<cpu::B
   t.dq.poison();
   t.dk.poison();
   t.dv.poison();
+  if (t.c.sinks) t.dsinks.poison();
   const BackwardArgs a = t.backward_args();
   if (!plan) return flatattn::backward(a, o);
   const ValidatedBackward v = validate_backward(a, o);
@@ -55,6 +56,12 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
 
 void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y,
                         const std::string& what) {
+  if (t.c.sinks) {
+    const Verdict v = judge_dsinks(t, ref, y);
+    if (verbose()) std::cout << what << " dsinks: " << v.detail() << "\n";
+    EXPECT_TRUE(std::isfinite(v.bound)) << what << " dsinks: the yardstick is not finite";
+    EXPECT_TRUE(v.pass) << what << " dsinks: " << v.detail();
+  }
   for (const auto& [name, v, noise] : judge_backward(t, ref, y)) {
     if (verbose()) std::cout << what << " " << name << ": " << v.detail() << " noise=" << noise << "\n";
     EXPECT_TRUE(v.pass) << what << " " << name << ": " << v.detail() << " (bound includes 2 x dS noise " << noise << ")";

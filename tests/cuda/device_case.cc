@@ -90,6 +90,9 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   a.out = out.view(t.out);
   if (t.c.options.return_lse) a.lse = lse.view(t.lse);
   if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
+  std::optional<DeviceCopy> alibi, sinks;  // the features' per-head tensors
+  if (t.c.alibi) a.alibi_slopes = alibi.emplace(t.alibi).view(t.alibi);
+  if (t.c.sinks) a.sinks = sinks.emplace(t.sinks).view(t.sinks);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   Report r = forward(a, t.c.options, Stream{stream});
@@ -114,6 +117,12 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
   a.dk = dk.view(t.dk);
   a.dv = dv.view(t.dv);
   if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
+  std::optional<DeviceCopy> alibi, sinks, dsinks;  // the features' per-head tensors
+  if (t.c.alibi) a.alibi_slopes = alibi.emplace(t.alibi).view(t.alibi);
+  if (t.c.sinks) {
+    a.sinks = sinks.emplace(t.sinks).view(t.sinks);
+    if (t.dsinks.numel() > 0) a.dsinks = dsinks.emplace(t.dsinks).view(t.dsinks);
+  }
   if (edit) edit(a);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -123,6 +132,7 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
     dq.to_host(t.dq);
     dk.to_host(t.dk);
     dv.to_host(t.dv);
+    if (dsinks) dsinks->to_host(t.dsinks);
   };
   Report r;
   try {
@@ -160,6 +170,11 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
     if (std::getenv("FLATATTN_VERBOSE") != nullptr) std::cout << ctx << " " << name << ": " << v.detail() << "\n";
     EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the " << name << " yardstick is not finite";
     EXPECT_TRUE(v.pass) << ctx << ": " << name << " " << v.detail();
+  }
+  if (t.c.sinks && t.dsinks.numel() > 0) {
+    const Verdict v = judge_dsinks(t, ref, y);
+    EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the dsinks yardstick is not finite";
+    EXPECT_TRUE(v.pass) << ctx << ": dsinks " << v.detail();
   }
 }
 

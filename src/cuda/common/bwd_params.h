@@ -40,6 +40,7 @@ struct BwdParams {
   int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
   float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside the score hook: the softmax scale
   int deterministic = 0;
+  float* dsinks = nullptr;  ///< (Hq) fp32: d loss / d sink_h (bwd_sinks_kernel); null: not requested
 
   /// Workspace row of (query head h, sequence b, row 0).
   [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {

@@ -3,6 +3,8 @@
 //   bwd_dot_kernel:     D_i = rowsum(dO_i o O_i) in fp32 into the workspace, and the row's dQ
 //                       accumulator set to zero (the main kernel only adds to it); deterministic: also
 //                       the row's fixed-point unit from its bound (common/repro_dq.cuh).
+//   bwd_sinks_kernel:   with attention sinks and dsinks requested, after the pre-pass: dsink_h =
+//                       -sum_{b,i} e^(sink_h - LSE_i) D_i, one CTA per head in a fixed order.
 //   bwd_convert_kernel: dQ = scale * accumulator (deterministic: the decoded integer sums times the
 //                       row's unit), rounded to the storage dtype, into the caller's dq.
 // One CTA per (block of kRows query rows, query head, sequence), like the forward's grid. A row is
@@ -232,6 +234,38 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
       *reinterpret_cast<uint4*>(gdq + i * p.dq_n + c) = out;
     }
   }
+}
+
+/// Attention sinks' gradient (softmax/add_sinks): with P_ij = e^(x_ij - LSE_i) and the sink's probability
+/// e^(sink - LSE_i) in the same row, d loss / d sink = -sum_i e^(sink - LSE_i) rowsum(dO_i o O_i) over every
+/// (sequence, row) of head h; D_i is the pre-pass's (p.dsum), LSE the forward's (which includes the sink).
+/// One CTA per query head; each thread sums rows tid, tid + kThreads, ... sequence by sequence, then a
+/// fixed shared-memory tree: the same bits on every run. Rows with LSE = -inf add 0.
+constexpr int kSinkThreads = 256;
+
+template <int kThreads = kSinkThreads>  // a template: instance files include this header many times
+__global__ void __launch_bounds__(kThreads) bwd_sinks_kernel(const __grid_constant__ BwdParams p) {
+  __shared__ float part[kThreads];
+  const int h = blockIdx.x;
+  const float sink = p.f.sinks[h];
+  float acc = 0.f;
+  for (int b = 0; b < p.batch; ++b) {
+    const BlockInfo bi(p.f, b, h);
+    const int nq = min(bi.nq, p.f.nq);  // rows past max_seqlen_q have no workspace
+    const std::int64_t ws = p.ws_row(h, b);
+    for (int i = static_cast<int>(threadIdx.x); i < nq; i += kThreads) {
+      const float lse = p.f.lse[bi.lse + i * p.f.lse_n];
+      if (lse != -INFINITY) acc = fmaf(expf(sink - lse), p.dsum[ws + i], acc);
+    }
+  }
+  part[threadIdx.x] = acc;
+  __syncthreads();
+#pragma unroll 1
+  for (int w = kThreads / 2; w > 0; w /= 2) {
+    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) p.dsinks[h] = -part[0];
 }
 
 }  // namespace flatattn::cuda

@@ -35,9 +35,12 @@ struct FwdParams {
   // diag(i) = i + (bottom_right ? nk - nq : 0); left/right < 0 mean unbounded.
   int bottom_right = 1;
   int left = -1, right = -1;
-  // Last: the struct keeps its size (the variant data fills what was tail padding), so the backward's
-  // parameters after it keep their offsets.
+  // Last, so the fields above keep their offsets whatever the variant data holds (ALiBi's slopes pointer
+  // made it 8-byte aligned: 224 -> 248 bytes with the sinks pointer).
   VariantData var{};  ///< the variant hooks' per-call data
+  /// Attention sinks (Hq) fp32, natural-log units, applied in the forward's finalization (add_sinks,
+  /// common/softmax.cuh); null: off. Not a variant: every instance serves it at one branch per CTA.
+  const float* sinks = nullptr;
 };
 
 }  // namespace flatattn::cuda

@@ -7,7 +7,7 @@
 //   conditional rescaling), which leaves the result exact.
 //   FLAT (exact, Kao et al. Sec. 4): the max over the whole row is known before any exp, no rescale.
 // A row whose logits are all -inf (fully masked) keeps max = -inf; it gets p = 0, sum 0, O = 0,
-// LSE = -inf.
+// LSE = -inf (with a sink: O = 0, LSE = sink, add_sinks).
 #pragma once
 
 #include <cmath>
@@ -124,6 +124,31 @@ FLATATTN_DEVICE void finalize_rows(const float (&m)[kMT][2], float (&l)[kMT][2],
       const bool empty = !(sum > 0.f) || m[mt][h] == -INFINITY;
       inv[mt][h] = empty ? 0.f : 1.f / sum;
       lse[mt][h] = empty ? -INFINITY : (m[mt][h] * mul + log2f(sum)) * 0.6931471805599453f;
+    }
+  }
+}
+
+/// Attention sinks (gpt-oss; Xiao et al., "Efficient Streaming Language Models with Attention Sinks", 2023):
+/// a per-head logit `sink` (natural-log units, like the scaled logits) joins each row's softmax denominator
+/// and has no value. Applied once per row after finalize_rows (every forward kernel), on the finished
+/// natural-log LSE L0 and output factor inv: L = log(e^L0 + e^sink) = max + log1p(e^-|L0 - sink|) and
+/// inv *= e^(L0 - L) <= 1, so a sink far above the logits cannot overflow. A fully masked row (L0 = -inf)
+/// gets O = 0 and LSE = sink. sinks: (Hq) fp32 on the device, null: off (one uniform branch per CTA, after
+/// the main loop).
+template <int kMT>
+FLATATTN_DEVICE void add_sinks(float (&inv)[kMT][2], float (&lse)[kMT][2], const float* sinks, int h) {
+  if (sinks == nullptr) return;
+  const float sink = sinks[h];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const float l0 = lse[mt][hh];
+      const float mx = fmaxf(l0, sink);
+      if (mx == -INFINITY) continue;  // no key and a sink of -inf: the row stays empty
+      const float l = mx + log1pf(expf(-fabsf(l0 - sink)));
+      inv[mt][hh] *= expf(l0 - l);  // 0 for an empty row (l0 = -inf)
+      lse[mt][hh] = l;
     }
   }
 }

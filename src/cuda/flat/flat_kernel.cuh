@@ -54,8 +54,9 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   extern __shared__ __align__(128) unsigned char smem[];
 
   const TileCoord tc(n_m_blocks, hq);
-  const ScoreAt at{tc.b, tc.h, tc.h / p.group, 0, 0};  // the hooks' coordinates (unused ones cost nothing)
   const BlockInfo bi(p, tc.b, tc.h);
+  // the hooks' coordinates (unused ones cost nothing; the lengths only for a score that reads them)
+  const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -154,6 +155,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
   float inv[kMT][2], lse[kMT][2];
   finalize_rows(m, l, inv, lse, p.mul);
+  add_sinks(inv, lse, p.sinks, tc.h);
   if (n_blocks > kCap) {  // max_seqlen_k understated a varlen length: poison rather than truncate
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) inv[mt][0] = inv[mt][1] = lse[mt][0] = lse[mt][1] = NAN;

@@ -58,8 +58,9 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   extern __shared__ __align__(128) unsigned char smem[];
 
   const TileCoord tc(n_m_blocks, hq);
-  const ScoreAt at{tc.b, tc.h, tc.h / p.group, 0, 0};  // the hooks' coordinates (unused ones cost nothing)
   const BlockInfo bi(p, tc.b, tc.h);
+  // the hooks' coordinates (unused ones cost nothing; the lengths only for a score that reads them)
+  const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -145,6 +146,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
   float inv[kMT][2], lse[kMT][2];
   finalize_rows(m, l, inv, lse, p.mul);
+  add_sinks(inv, lse, p.sinks, tc.h);
   store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, kMT, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);

@@ -192,7 +192,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): ds_factor, P^T
     // times the score's derivative (common/score.cuh); the scale joins at the end.
     const float* const rows = s_rows(st);
-    const ScoreAt at{tile.b, tile.hk * group + hh, tile.hk, 0, 0};  // the hooks' coordinates
+    const ScoreAt at =  // the hooks' coordinates (the lengths only for a score that reads them)
+        with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk);
     apply_score<V, Layout::key_major>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll
