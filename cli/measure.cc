@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -26,6 +27,7 @@ using nlohmann::json;
 /// The tensors of one measurement, built identically in every process from the workload's seed.
 struct Tensors {
   Tensor q, k, v, out, lse, dout, dq, dk, dv;
+  Tensor alibi, sinks, dsinks;  ///< fp32 (Hq) each, when the workload has them
 };
 
 Tensors make_tensors(const Workload& w, Mode mode) {
@@ -38,6 +40,18 @@ Tensors make_tensors(const Workload& w, Mode mode) {
   t.k.fill_normal(w.seed ^ 0x4b);
   t.v.fill_normal(w.seed ^ 0x56);
   t.out.poison();
+  if (w.alibi) {  // BLOOM's slopes (Press et al. 2022, Sec. 3)
+    t.alibi = Tensor::make(DType::f32, {w.hq});
+    for (std::int64_t h = 0; h < w.hq; ++h) t.alibi.set(h, std::exp2(-8.0 * double(h + 1) / double(w.hq)));
+  }
+  if (w.sinks) {
+    t.sinks = Tensor::make(DType::f32, {w.hq});
+    t.sinks.fill_normal(w.seed ^ 0x73);
+    if (mode != Mode::fwd) {
+      t.dsinks = Tensor::make(DType::f32, {w.hq});
+      t.dsinks.poison();
+    }
+  }
   if (mode != Mode::fwd) {
     t.lse = Tensor::make(DType::f32, {w.batch, w.hq, w.nq});
     t.dout = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
@@ -54,8 +68,11 @@ Tensors make_tensors(const Workload& w, Mode mode) {
 }
 
 std::vector<Tensor*> all(Tensors& t, Mode mode) {
-  if (mode == Mode::fwd) return {&t.q, &t.k, &t.v, &t.out};
-  return {&t.q, &t.k, &t.v, &t.out, &t.lse, &t.dout, &t.dq, &t.dk, &t.dv};
+  std::vector<Tensor*> v = {&t.q, &t.k, &t.v, &t.out};
+  if (mode != Mode::fwd) v.insert(v.end(), {&t.lse, &t.dout, &t.dq, &t.dk, &t.dv});
+  for (Tensor* x : {&t.alibi, &t.sinks, &t.dsinks})
+    if (x->numel() > 0) v.push_back(x);
+  return v;
 }
 
 ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
@@ -65,6 +82,8 @@ ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
   a.v = t.v.view(where);
   a.out = t.out.view(where);
   if (with_lse) a.lse = t.lse.view(where);
+  if (t.alibi.numel() > 0) a.alibi_slopes = t.alibi.view(where);
+  if (t.sinks.numel() > 0) a.sinks = t.sinks.view(where);
   return a;
 }
 
@@ -79,6 +98,9 @@ BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
   a.dq = t.dq.view(where);
   a.dk = t.dk.view(where);
   a.dv = t.dv.view(where);
+  if (t.alibi.numel() > 0) a.alibi_slopes = t.alibi.view(where);
+  if (t.sinks.numel() > 0) a.sinks = t.sinks.view(where);
+  if (t.dsinks.numel() > 0) a.dsinks = t.dsinks.view(where);
   return a;
 }
 
@@ -150,7 +172,7 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
     for (Tensor* x : all(t, m.mode)) x->download();
   }
   json check;
-  if (m.check_rows > 0) {
+  if (m.check_rows > 0 && !w.alibi) {  // the sampled-row checker does not model ALiBi (flatattn check does)
     const std::vector<RowId> rows = sample_rows(fwd_args(t, DeviceKind::cpu, false), base, m.check_rows, w.seed ^ 0x5a);
     Verdict v;
     if (m.mode == Mode::fwd) {

@@ -56,10 +56,12 @@ RowStrides strides(const TensorView& t, bool varlen) {
 /// The one-row problem of row r: q row, keys 0..hi(i), options reproducing lo(i)..hi(i).
 struct OneRow {
   TensorView q, k, v;
+  TensorView sink;  ///< the row's head's sink, a (1) view (absent without sinks)
   Options opt;
 };
 
-OneRow one_row(const Problem& p, const TensorView& q, const TensorView& k, const TensorView& v, const RowId& r) {
+OneRow one_row(const Problem& p, const TensorView& q, const TensorView& k, const TensorView& v, const RowId& r,
+               const TensorView& sinks) {
   const SeqSpan sp = seq_span(p, r.b);
   const std::int64_t lo = p.mask.lo(r.i, sp.nq, sp.nk), hi = p.mask.hi(r.i, sp.nq, sp.nk);
   const std::int64_t nk1 = hi >= lo ? hi + 1 : 0;
@@ -68,6 +70,11 @@ OneRow one_row(const Problem& p, const TensorView& q, const TensorView& k, const
   o.q = row_view(q, p, strides(q, p.varlen), r.b, sp.q0, r.i, 1, r.h);
   o.k = row_view(k, p, strides(k, p.varlen), r.b, sp.k0, 0, nk1, hk);
   o.v = row_view(v, p, strides(v, p.varlen), r.b, sp.k0, 0, nk1, hk);
+  if (sinks.present()) {
+    o.sink = sinks;
+    o.sink.data = static_cast<char*>(sinks.data) + element_size(sinks.dtype) * r.h * sinks.stride[0];
+    o.sink.shape[0] = 1;
+  }
   o.opt.softmax_scale = p.scale;
   o.opt.softcap = p.variant.softcap;
   o.opt.causal = false;
@@ -83,6 +90,7 @@ std::vector<double> ref_row(const OneRow& o, ref::Precision prec) {
   a.k = o.k;
   a.v = o.v;
   a.out = TensorView::contiguous(out.data(), DType::f64, {1, 1, 1, o.q.shape[3]});
+  a.sinks = o.sink;
   ref::forward(a, o.opt, prec);
   return out;
 }
@@ -100,6 +108,7 @@ std::vector<double> ref_dq_row(const OneRow& o, const TensorView& dout_row, ref:
   a.dq = TensorView::contiguous(dq.data(), DType::f64, {1, 1, 1, d});
   a.dk = TensorView::contiguous(dk.data(), DType::f64, {1, nk1, 1, d});
   a.dv = TensorView::contiguous(dv.data(), DType::f64, {1, nk1, 1, d});
+  a.sinks = o.sink;
   ref::backward(a, o.opt, prec);
   return dq;
 }
@@ -143,7 +152,7 @@ Verdict check_forward_rows(const ForwardArgs& args, const Options& options, cons
   const Problem p = problem_of(args.q, args.k, args.v, args.varlen, options);
   Judge j(args.out.dtype);
   for (const RowId& r : rows) {
-    const OneRow o = one_row(p, args.q, args.k, args.v, r);
+    const OneRow o = one_row(p, args.q, args.k, args.v, r, args.sinks);
     const std::vector<double> ref = ref_row(o, ref::Precision::f64);
     const std::vector<double> naive = ref_row(o, ref::Precision::input);
     const std::int64_t q0 = seq_span(p, r.b).q0;
@@ -158,7 +167,7 @@ Verdict check_dq_rows(const BackwardArgs& args, const Options& options, const st
   const Problem p = problem_of(args.q, args.k, args.v, args.varlen, options);
   Judge j(args.dq.dtype);
   for (const RowId& r : rows) {
-    const OneRow o = one_row(p, args.q, args.k, args.v, r);
+    const OneRow o = one_row(p, args.q, args.k, args.v, r, args.sinks);
     const SeqSpan sp = seq_span(p, r.b);
     const TensorView dout = row_view(args.dout, p, strides(args.dout, p.varlen), r.b, sp.q0, r.i, 1, r.h);
     const std::vector<double> ref = ref_dq_row(o, dout, ref::Precision::f64);

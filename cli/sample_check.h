@@ -4,7 +4,8 @@
 // Large problems are checked on sampled rows: output row i of head h of sequence b depends only on
 // q[b, i, h], the keys lo(i)..hi(i) that row sees and their values, so the oracle runs on a one-row
 // problem made of views into the same buffers (keys 0..hi(i), bottom-right window (hi-lo, 0)), which is
-// exact for causal, windows of either alignment, softcap, GQA and varlen. dQ rows likewise depend only
+// exact for causal, windows of either alignment, softcap, sinks (the head's sink as a (1) tensor), GQA and
+// varlen; not for ALiBi (its distance depends on the row's place: run/bench skip the check). dQ rows likewise depend only
 // on their own row (dS_i = P_i * (dP_i - rowsum(dO_i * O_i))); dK/dV need every row and are checked
 // on whole small problems by `flatattn check`.
 #pragma once

@@ -64,6 +64,8 @@ std::string Workload::features_str() const {
   if (causal) s += align == CausalAlign::bottom_right ? " causal" : " causal(top-left)";
   if (window.left >= 0 || window.right >= 0) s += fmt::format(" window=({},{})", window.left, window.right);
   if (softcap > 0) s += fmt::format(" softcap={}", softcap);
+  if (alibi) s += " alibi";
+  if (sinks) s += " sinks";
   if (scale) s += fmt::format(" scale={}", *scale);
   return s;
 }
@@ -80,6 +82,8 @@ nlohmann::json Workload::to_json() const {
                       {"causal_align", align == CausalAlign::bottom_right ? "bottom-right" : "top-left"},
                       {"window", {window.left, window.right}},
                       {"softcap", softcap},
+                      {"alibi", alibi},
+                      {"sinks", sinks},
                       {"dataflow", flatattn::name(dataflow)},
                       {"threads", threads},
                       {"device", flatattn::name(device)},
@@ -112,6 +116,11 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
       ->expected(1, 2)
       ->check(int_at_least(-1));
   app.add_option("--softcap", f.softcap, "logit soft-cap c: s = c*tanh(s/c) (Gemma 2); 0 = off")->check(float_at_least(0));
+  app.add_flag("--alibi", f.alibi,
+               "ALiBi (Press et al. 2022) with BLOOM's slopes 2^(-8(h+1)/Hq), bias -slope*|i + Nk - Nq - j|; "
+               "not with --softcap; the sampled-row check does not model it (flatattn check does)");
+  app.add_flag("--sinks", f.sinks, "attention sinks (gpt-oss): one N(0,1) logit per head in every row's denominator; "
+               "backward modes also compute dsinks");
   app.add_option("--scale", f.scale, "softmax scale [default: 1/sqrt(D)]")->check(float_at_least(0, false));
   if (with_dataflow)
     app.add_option("--dataflow", f.dataflow, "forward tiling: flash (online softmax), flat (row tiles), auto (planner)")
@@ -187,6 +196,10 @@ Workload resolve(const WorkloadFlags& f) {
     throw UsageError("--window", fmt::format("RIGHT = {} with --causal", w.window.right),
                      "RIGHT -1 or 0 with --causal (or pass --no-causal)");
   w.softcap = f.softcap;
+  w.alibi = f.alibi;
+  w.sinks = f.sinks;
+  if (w.alibi && w.softcap > 0)
+    throw UsageError("--alibi", "with --softcap", "ALiBi and softcap together are not supported: drop one");
   if (f.scale > 0) w.scale = f.scale;
   w.dataflow = parse_dataflow(f.dataflow);
   w.threads = f.threads;

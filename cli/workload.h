@@ -32,6 +32,8 @@ struct Workload {
   CausalAlign align = CausalAlign::bottom_right;
   Window window{};
   float softcap = 0.f;
+  bool alibi = false;  ///< ALiBi with BLOOM's slopes 2^(-8 (h + 1) / Hq)
+  bool sinks = false;  ///< attention sinks, N(0, 1) per head (from the seed)
   std::optional<float> scale;
   Dataflow dataflow = Dataflow::automatic;
   int threads = 0;           ///< CPU threads, 0 = all
@@ -59,6 +61,7 @@ struct WorkloadFlags {
   std::string align = "bottom-right";
   std::vector<std::int64_t> window;
   float softcap = 0.f;
+  bool alibi = false, sinks = false;
   float scale = 0.f;  ///< 0: 1/sqrt(D)
   std::string dataflow = "auto";
   int threads = 0;
@@ -67,7 +70,7 @@ struct WorkloadFlags {
 };
 
 /// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
-/// --window, --softcap, --scale, --dataflow, --threads, --device, --seed to `app`.
+/// --window, --softcap, --alibi, --sinks, --scale, --dataflow, --threads, --device, --seed to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).
 void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true, bool with_dataflow = true);
 

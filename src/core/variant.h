@@ -101,7 +101,15 @@ struct ScoreAt {
 
 /// Whether a score hook reads ScoreAt::diag (a score type opts in with `kNeedsLengths = true`).
 template <class Score>
-inline constexpr bool needs_lengths = requires { Score::kNeedsLengths; } && Score::kNeedsLengths;
+constexpr bool needs_lengths_of() {
+  if constexpr (requires { Score::kNeedsLengths; }) {
+    return Score::kNeedsLengths;
+  } else {
+    return false;
+  }
+}
+template <class Score>
+inline constexpr bool needs_lengths = needs_lengths_of<Score>();
 
 /// at with diag = nk - nq when the score reads it (else unchanged: the field stays a dead 0).
 template <class Score>

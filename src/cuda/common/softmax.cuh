@@ -22,6 +22,12 @@ FLATATTN_DEVICE float ex2(float x) {
   return y;
 }
 
+FLATATTN_DEVICE float lg2(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 FLATATTN_DEVICE float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -130,25 +136,26 @@ FLATATTN_DEVICE void finalize_rows(const float (&m)[kMT][2], float (&l)[kMT][2],
 
 /// Attention sinks (gpt-oss; Xiao et al., "Efficient Streaming Language Models with Attention Sinks", 2023):
 /// a per-head logit `sink` (natural-log units, like the scaled logits) joins each row's softmax denominator
-/// and has no value. Applied once per row after finalize_rows (every forward kernel), on the finished
-/// natural-log LSE L0 and output factor inv: L = log(e^L0 + e^sink) = max + log1p(e^-|L0 - sink|) and
-/// inv *= e^(L0 - L) <= 1, so a sink far above the logits cannot overflow. A fully masked row (L0 = -inf)
-/// gets O = 0 and LSE = sink. sinks: (Hq) fp32 on the device, null: off (one uniform branch per CTA, after
-/// the main loop).
+/// and has no value. Applied once per row after finalize_rows (every forward kernel), on the finished LSE
+/// L0 and output factor inv, in log2 units with the hardware exp2/log2 like the rest of the softmax:
+/// L = log(e^L0 + e^sink) = max + log1p(e^-|L0 - sink|) and inv *= e^(L0 - L) <= 1, so a sink far above
+/// the logits cannot overflow. A fully masked row (L0 = -inf) gets O = 0 and LSE = sink. sinks: (Hq) fp32
+/// on the device, null: off (one uniform branch per CTA after the main loop; the plain path's cost).
 template <int kMT>
 FLATATTN_DEVICE void add_sinks(float (&inv)[kMT][2], float (&lse)[kMT][2], const float* sinks, int h) {
   if (sinks == nullptr) return;
-  const float sink = sinks[h];
+  constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+  const float sk = sinks[h] * kLog2e;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const float l0 = lse[mt][hh];
-      const float mx = fmaxf(l0, sink);
+      const float a = lse[mt][hh] * kLog2e;
+      const float mx = fmaxf(a, sk);
       if (mx == -INFINITY) continue;  // no key and a sink of -inf: the row stays empty
-      const float l = mx + log1pf(expf(-fabsf(l0 - sink)));
-      inv[mt][hh] *= expf(l0 - l);  // 0 for an empty row (l0 = -inf)
-      lse[mt][hh] = l;
+      const float l = mx + lg2(1.f + ex2(-fabsf(a - sk)));
+      inv[mt][hh] *= ex2(a - l);  // 0 for an empty row (a = -inf)
+      lse[mt][hh] = l * kLn2;
     }
   }
 }
