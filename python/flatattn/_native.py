@@ -29,7 +29,7 @@ def _mask_args(causal_align, window):
 def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_right", window=(-1, -1),
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
-            return_report=False):
+            return_report=False, alibi_slopes=None, sinks=None):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -47,6 +47,14 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     ``softcap * tanh(s / softcap)`` to the logits (Gemma 2); ``dataflow`` 'auto' | 'flash' | 'flat';
     ``num_threads`` for the CPU engine (0: all). A row that sees no key outputs 0 with lse = -inf.
 
+    ALiBi (Press et al., ICLR 2022): ``alibi_slopes`` float32 (Hq) or (B, Hq) on q's device adds
+    ``-slope * |i + Nk - Nq - j|`` to each scaled logit (the sequence's own lengths; the distance to the
+    bottom-right diagonal for causal, non-causal and top-left alike). FlashAttention-2's causal kernels add
+    ``+slope * j`` instead: the same out and gradients, an lse larger by ``slope * (i + Nk - Nq)``. Not with softcap.
+    Attention sinks (gpt-oss; Xiao et al. 2023): ``sinks`` (Hq) float32 (torch: other float dtypes converted), one
+    logit per head in every row's denominator with no value: ``lse = log(sum_j e^s_ij + e^sink)``; a row that
+    sees no key outputs 0 with lse = sink. With torch tensors that require grad, the sinks get their gradient.
+
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
     Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
@@ -58,6 +66,16 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
+    if lib == "torch" and out is None and lse is None and not return_report and (
+            alibi_slopes is not None or sinks is not None):
+        from . import torch_ops
+
+        o, l = torch_ops.attention_ext(q, k, v, alibi_slopes=alibi_slopes, sinks=sinks, softmax_scale=softmax_scale,
+                                       causal=causal, top_left=top_left, window_left=wl, window_right=wr,
+                                       softcap=softcap, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                       cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                       max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads)
+        return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
 
@@ -77,13 +95,15 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     report = _C.forward(A.dlpack(q, s), A.dlpack(k, s), A.dlpack(v, s), A.dlpack(out, s),
                         A.dlpack(lse, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
                         int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left,
-                        wl, wr, float(softcap), dataflow, int(num_threads), s)
+                        wl, wr, float(softcap), dataflow, int(num_threads), s,
+                        alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s))
     return (out, lse, report) if return_report else (out, lse)
 
 
 def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
-             deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False):
+             deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
+             alibi_slopes=None, sinks=None, dsinks=None):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
@@ -91,10 +111,26 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     ``D_i = rowsum(dout * out)`` (FlashAttention-2, Alg. 2); nothing N x N is stored.
     ``deterministic=True`` asks for bitwise-reproducible gradients (no floating-point atomics).
 
-    Returns ``(dq, dk, dv)`` (plus the :class:`Report` when ``return_report=True``).
+    With ``sinks`` (the forward's; ``lse`` must be the forward's with them) the sinks' gradient
+    ``dsinks = -sum_{b,i} e^(sink - lse_i) rowsum(dout_i * out_i)`` (Hq) float32 is returned after dv (written into
+    ``dsinks`` when given); ``alibi_slopes`` are the forward's.
+
+    Returns ``(dq, dk, dv)`` or ``(dq, dk, dv, dsinks)`` with sinks (plus the :class:`Report` when
+    ``return_report=True``).
     """
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
+    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and not return_report and (
+            alibi_slopes is not None or sinks is not None):
+        from . import torch_ops
+
+        g = torch_ops.attention_backward_ext(dout, q, k, v, out, lse, alibi_slopes=alibi_slopes, sinks=sinks,
+                                             softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                             window_left=wl, window_right=wr, softcap=softcap,
+                                             deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                             cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                             max_seqlen_k=max_seqlen_k, num_threads=num_threads)
+        return g if sinks is not None else g[:3]
     if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
 
@@ -106,10 +142,14 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     dq = A.empty_like(q, lib) if dq is None else dq
     dk = A.empty_like(k, lib) if dk is None else dk
     dv = A.empty_like(v, lib) if dv is None else dv
+    if sinks is not None and dsinks is None:
+        dsinks = A.empty_like(sinks, lib)
     s = A.current_stream(q, lib, stream)
     report = _C.backward(A.dlpack(dout, s), A.dlpack(q, s), A.dlpack(k, s), A.dlpack(v, s),
                          A.dlpack(out, s), A.dlpack(lse, s), A.dlpack(dq, s), A.dlpack(dk, s),
                          A.dlpack(dv, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
                          int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left, wl,
-                         wr, float(softcap), bool(deterministic), int(num_threads), s)
-    return (dq, dk, dv, report) if return_report else (dq, dk, dv)
+                         wr, float(softcap), bool(deterministic), int(num_threads), s,
+                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s))
+    grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
+    return (*grads, report) if return_report else grads

@@ -12,14 +12,18 @@ Returns ``out`` (like q), or ``(out, softmax_lse, None)`` with ``return_attn_pro
 float32 (B, H, Sq) or (H, total_q) for varlen (natural log). The third element, FlashAttention's dropout
 test matrix, is always None.
 
-Differences: fp32 inputs also work on the CPU; dropout (``dropout_p`` > 0), ``alibi_slopes`` and the paged
-``block_table`` are not supported yet and raise :class:`flatattn.FlatattnUnsupportedError` (a
-``NotImplementedError``) naming the argument. The lse output carries no gradient.
+``alibi_slopes`` float32 (H) or (B, H) adds ``-slope * |i + Sk - Sq - j|`` to the scaled logits as FlashAttention-2
+(Press et al., ICLR 2022); FlashAttention-2's causal kernels add ``+slope * j`` instead, which gives the same out and
+gradients but a softmax_lse larger by ``slope * (i + Sk - Sq)`` than ours. Not with softcap.
+
+Differences: fp32 inputs also work on the CPU; dropout (``dropout_p`` > 0) and the paged ``block_table`` are not
+supported yet and raise :class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the
+argument. The lse output carries no gradient.
 """
 
 from __future__ import annotations
 
-from .torch_ops import forward_opts
+from .torch_ops import attention_ext, forward_opts
 from ._errors import error
 
 __all__ = [
@@ -32,9 +36,6 @@ def _unsupported(dropout_p, alibi_slopes, block_table=None):
     if dropout_p:
         raise error("dropout_p", repr(dropout_p), "attention dropout is not supported yet",
                     "pass dropout_p=0.0 (model.eval() for Hugging Face models)", unsupported=True)
-    if alibi_slopes is not None:
-        raise error("alibi_slopes", f"tensor {tuple(alibi_slopes.shape)}", "ALiBi biases are not supported yet",
-                    "pass alibi_slopes=None", unsupported=True)
     if block_table is not None:
         raise error("block_table", f"tensor {tuple(block_table.shape)}", "a paged KV cache is not supported yet",
                     "pass block_table=None with contiguous k/v", unsupported=True)
@@ -58,8 +59,16 @@ def _c(t):
 
 
 def _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs,
-         cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
+         cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, alibi_slopes=None):
     opts = _opts(softmax_scale, causal, window_size, softcap, deterministic)
+    if alibi_slopes is not None:  # the ext op (torch_ops.attention_ext): ALiBi inside the kernel
+        scale, causal, top_left, left, right, cap, det, dataflow, threads = opts
+        out, lse = attention_ext(_c(q), _c(k), _c(v), alibi_slopes=alibi_slopes, softmax_scale=scale, causal=causal,
+                                 top_left=top_left, window_left=left, window_right=right, softcap=cap,
+                                 deterministic=det, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                                 max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, dataflow=dataflow,
+                                 num_threads=threads)
+        return (out, lse, None) if return_attn_probs else out
     out, lse = forward_opts(_c(q), _c(k), _c(v), opts, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     return (out, lse, None) if return_attn_probs else out
 
@@ -68,7 +77,8 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
                     alibi_slopes=None, deterministic=False, return_attn_probs=False):
     """Attention over q (B, Sq, H, D), k and v (B, Sk, Hk, D) -> out (B, Sq, H, D). See the module docstring."""
     _unsupported(dropout_p, alibi_slopes)
-    return _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs)
+    return _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs,
+                alibi_slopes=alibi_slopes)
 
 
 def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
@@ -77,7 +87,7 @@ def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=Fal
     _unsupported(dropout_p, alibi_slopes)
     _check_packed(qkv, "qkv", 5, 2, 3)
     return _run(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], softmax_scale, causal, window_size, softcap,
-                deterministic, return_attn_probs)
+                deterministic, return_attn_probs, alibi_slopes=alibi_slopes)
 
 
 def flash_attn_kvpacked_func(q, kv, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
@@ -86,7 +96,7 @@ def flash_attn_kvpacked_func(q, kv, dropout_p=0.0, softmax_scale=None, causal=Fa
     _unsupported(dropout_p, alibi_slopes)
     _check_packed(kv, "kv", 5, 2, 2)
     return _run(q, kv[:, :, 0], kv[:, :, 1], softmax_scale, causal, window_size, softcap, deterministic,
-                return_attn_probs)
+                return_attn_probs, alibi_slopes=alibi_slopes)
 
 
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
@@ -96,7 +106,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     max_seqlen_q/k the longest lengths -> out (total_q, H, D); softmax_lse (H, total_q)."""
     _unsupported(dropout_p, alibi_slopes, block_table)
     return _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs,
-                cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+                cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes=alibi_slopes)
 
 
 def flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, dropout_p=0.0, softmax_scale=None, causal=False,
@@ -106,7 +116,7 @@ def flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, dropout_p=0.0,
     _unsupported(dropout_p, alibi_slopes)
     _check_packed(qkv, "qkv", 4, 1, 3)
     return _run(qkv[:, 0], qkv[:, 1], qkv[:, 2], softmax_scale, causal, window_size, softcap, deterministic,
-                return_attn_probs, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+                return_attn_probs, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, alibi_slopes=alibi_slopes)
 
 
 def flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
@@ -116,7 +126,7 @@ def flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqle
     _unsupported(dropout_p, alibi_slopes)
     _check_packed(kv, "kv", 4, 1, 2)
     return _run(q, kv[:, 0], kv[:, 1], softmax_scale, causal, window_size, softcap, deterministic,
-                return_attn_probs, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+                return_attn_probs, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes=alibi_slopes)
 
 
 def _check_packed(t, name, rank, dim, count):

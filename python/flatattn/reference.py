@@ -18,8 +18,9 @@ def _out_dtype(precision):
 
 
 def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
-            window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
-    """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64."""
+            window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None):
+    """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64. ``alibi_slopes``
+    (Hq) or (B, Hq) and ``sinks`` (Hq), float32 or float64, as :func:`flatattn.forward`."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -27,13 +28,15 @@ def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causa
     lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
     _C.reference_forward(A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0), A.dlpack(lse, 0),
                          A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
-                         top_left, wl, wr, float(softcap), precision)
+                         top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
+                         sinks=A.dlpack(sinks, 0))
     return out, lse
 
 
 def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
-             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
-    """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input')."""
+             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None):
+    """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input'), and with
+    ``sinks`` also ``dsinks`` (Hq) float64."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -44,8 +47,10 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
     # out and lse are validated but not read by the oracle (it recomputes P): shaped placeholders.
     out = A.empty(q, tuple(q.shape), "float64", lib)
     lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
+    dsinks = None if sinks is None else A.empty(q, tuple(sinks.shape), "float64", lib)
     _C.reference_backward(A.dlpack(dout, 0), A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0),
                           A.dlpack(lse, 0), A.dlpack(dq, 0), A.dlpack(dk, 0), A.dlpack(dv, 0),
                           A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
-                          top_left, wl, wr, float(softcap), precision)
-    return dq, dk, dv
+                          top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
+                          sinks=A.dlpack(sinks, 0), dsinks=A.dlpack(dsinks, 0))
+    return (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)

@@ -19,7 +19,7 @@ from torch import Tensor
 from . import _C
 from ._arrays import lse_shape
 
-__all__ = ["attention", "attention_backward"]
+__all__ = ["attention", "attention_backward", "attention_ext", "attention_backward_ext"]
 
 try:
     _capsule = torch._C._to_dlpack  # C-level DLPack export: ~0.4 us vs ~4 us for Tensor.__dlpack__
@@ -30,16 +30,16 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 _get_num_threads = torch.get_num_threads
 
 
-def _call(fn, q, num_threads, *args):
+def _call(fn, q, num_threads, *args, **kw):
     """Calls the extension with the stream / thread count of q's device (on q's GPU when it is not current)."""
     if q.device.type != "cuda":
-        return fn(*args, num_threads or _get_num_threads(), 0)
+        return fn(*args, num_threads or _get_num_threads(), 0, **kw)
     index = q.device.index
     if index != torch.cuda.current_device():
         with torch.cuda.device(index):
-            return _call(fn, q, num_threads, *args)
+            return _call(fn, q, num_threads, *args, **kw)
     stream = _raw_stream(index) if _raw_stream is not None else torch.cuda.current_stream().cuda_stream
-    return fn(*args, num_threads, stream)
+    return fn(*args, num_threads, stream, **kw)
 
 
 def _cap(t):
@@ -307,3 +307,120 @@ def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=Fa
     if cu_seqlens_q is None and cu_seqlens_k is None:
         return _bwd_op(dout, q, k, v, out, lse, *opts)
     return _varlen_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *opts)
+
+
+# ---- ALiBi and attention sinks: their own ops (the plain ops above keep their schemas and fast paths) -------
+# ext_fwd / ext_bwd take optional cu_seqlens (batched when absent), the ALiBi slopes (Hq) or (B, Hq) and the
+# sinks (Hq), both float32 on q's device. ext_bwd also returns dsinks (empty when there are no sinks); the
+# autograd Function hands it to the sinks (gpt-oss's learnable sinks), whose dtype conversion autograd undoes.
+
+_EXT_SCHEMAS = {
+    "ext_fwd": ("ext_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt max_seqlen_q, "
+                f"SymInt max_seqlen_k, Tensor? alibi_slopes, Tensor? sinks, {_OPTS}, str dataflow, int num_threads) "
+                "-> (Tensor out, Tensor lse)"),
+    "ext_bwd": ("ext_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
+                "Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor? alibi_slopes, Tensor? sinks, "
+                f"{_OPTS}, int num_threads) -> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks)"),
+}
+for _schema in _EXT_SCHEMAS.values():
+    _lib.define(_schema)
+
+
+def _ext_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal, top_left,
+                    window_left, window_right, softcap, deterministic, dataflow, num_threads):
+    out = torch.empty_like(q)
+    lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
+          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
+          dataflow, alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks))
+    return out, lse
+
+
+def _ext_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal,
+                    top_left, window_left, window_right, softcap, deterministic, num_threads):
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
+          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
+          alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks))
+    return dq, dk, dv, dsinks
+
+
+for _name, _kernel in (("ext_fwd", _ext_fwd_kernel), ("ext_bwd", _ext_bwd_kernel)):
+    _lib.impl(_name, _kernel, "CPU")
+    _lib.impl(_name, _kernel, "CUDA")
+
+
+@torch.library.register_fake("flatattn::ext_fwd", lib=_lib)
+def _(q, k, v, cu_q, *args):
+    return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+
+
+@torch.library.register_fake("flatattn::ext_bwd", lib=_lib)
+def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *args):
+    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dsinks
+
+
+_ext_fwd_op = torch.ops.flatattn.ext_fwd.default
+_ext_bwd_op = torch.ops.flatattn.ext_bwd.default
+
+
+class _ExtFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):  # opts: 7 options, dataflow,
+        with _below_autograd():  # num_threads
+            out, lse = _ext_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks)
+        ctx.max = (max_q, max_k)
+        ctx.opts = opts[:7] + opts[8:]
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks = ctx.saved_tensors
+        dq, dk, dv, dsinks = _ext_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max,
+                                         alibi_slopes, sinks, *ctx.opts)
+        return (dq, dk, dv, None, None, None, None, None,
+                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * 9
+
+
+def _ext_fwd_autograd(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):
+    grads = (q, k, v) if sinks is None else (q, k, v, sinks)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
+        return _ExtFwd.apply(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
+    with _below_autograd():
+        return _ext_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
+
+
+_lib.impl("ext_fwd", _ext_fwd_autograd, "Autograd")
+_lib.impl("ext_bwd", _no_double_backward("ext_bwd"), "Autograd")
+
+
+def _f32(t):
+    """The features' per-head tensors as the kernels take them: float32 (a differentiable conversion)."""
+    return t if t is None or t.dtype == torch.float32 else t.float()
+
+
+def attention_ext(q, k, v, *, alibi_slopes=None, sinks=None, softmax_scale=None, causal=False, top_left=False,
+                  window_left=-1, window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None,
+                  cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0):
+    """(out, lse) with ALiBi slopes and/or attention sinks (flatattn.forward's semantics) through the ext ops;
+    autograd reaches q, k, v and the sinks (dsinks: -sum_i e^(sink - LSE_i) rowsum(dout_i * out_i))."""
+    alibi_slopes, sinks = _f32(alibi_slopes), _f32(sinks)
+    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
+            int(window_right), float(softcap), bool(deterministic), dataflow, int(num_threads))
+    return _ext_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks, *opts)
+
+
+def attention_backward_ext(dout, q, k, v, out, lse, *, alibi_slopes=None, sinks=None, softmax_scale=None,
+                           causal=False, top_left=False, window_left=-1, window_right=-1, softcap=0.0,
+                           deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
+                           num_threads=0):
+    """(dq, dk, dv, dsinks) through the ext op (dsinks empty without sinks)."""
+    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
+            int(window_right), float(softcap), bool(deterministic), int(num_threads))
+    return _ext_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                       _f32(alibi_slopes), _f32(sinks), *opts)

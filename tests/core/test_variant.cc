@@ -50,6 +50,35 @@ TEST(Variant, ScoresMatchClosedForms) {
   }
 }
 
+/// ALiBi (Press et al. 2022): x = unit (scale s - slope |i + Nk - Nq - j|) with the slope of (b, h), in both
+/// backends' units; the lengths reach the hook only through with_lengths for a score that needs them.
+TEST(Variant, AlibiMatchesClosedForm) {
+  EXPECT_EQ(variant_of(VariantArgs{.alibi_slopes = reinterpret_cast<const float*>(16)}), VariantId::alibi);
+  EXPECT_STREQ(variant_name(VariantId::alibi), "alibi");
+  EXPECT_EQ(visit_variant(VariantId::alibi, [&]<class V>() { return V::kId; }), VariantId::alibi);
+  EXPECT_FALSE(VariantOf<VariantId::alibi>::kFoldsScale);
+  EXPECT_TRUE(needs_lengths<AlibiScore>);
+  EXPECT_FALSE(needs_lengths<PlainScore>);
+  EXPECT_FALSE(needs_lengths<SoftcapScore>);
+  EXPECT_EQ(with_lengths<PlainScore>(ScoreAt{}, 5, 9).diag, 0);
+  EXPECT_EQ(with_lengths<AlibiScore>(ScoreAt{}, 5, 9).diag, 4);
+  std::mt19937_64 rng(check::fresh_seed());
+  std::normal_distribution<float> logit(0.f, 40.f);
+  const float slopes[2][3] = {{0.5f, 0.25f, 0.125f}, {0.75f, 0.0625f, 1.f / 256}};
+  for (float unit : {1.f, kLog2e}) {
+    const float scale = 0.125f;
+    const VariantData v = make_variant_data(VariantArgs{.alibi_slopes = &slopes[0][0], .alibi_stride_b = 3}, scale, unit);
+    for (int n = 0; n < 1000; ++n) {
+      const int b = n % 2, h = n % 3, nq = 1 + n % 17, nk = 1 + n % 29, i = n % nq, j = n % nk;
+      const float s = logit(rng);
+      const ScoreAt at = with_lengths<AlibiScore>(ScoreAt{b, h, h, i, j}, nq, nk);
+      const double want = unit * (double(scale) * s - double(slopes[b][h]) * std::abs(i + nk - nq - j));
+      EXPECT_NEAR(AlibiScore::score<FloatMath>(s, v, at), want, 2e-6 * (std::abs(want) + 1)) << "n=" << n;
+    }
+    EXPECT_EQ(AlibiScore::dscore<FloatMath>(3.f, v), 1.f);
+  }
+}
+
 TEST(Variant, KeysOfALane) {
   for (int j : {0, 7, 1000}) EXPECT_EQ(FloatMath::keys(j), static_cast<float>(j));
 }

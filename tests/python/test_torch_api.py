@@ -219,7 +219,7 @@ def test_unsupported_arguments_are_named():
     q = torch.randn(1, 8, 2, 16)
     cases = [
         ("dropout_p", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1)),
-        ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, alibi_slopes=torch.ones(2))),
+        ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, softcap=5.0, alibi_slopes=torch.ones(2))),
         ("dropout_p", lambda: fa.flash_attn_qkvpacked_func(torch.randn(1, 8, 3, 2, 16), dropout_p=0.5)),
         ("block_table", lambda: fa.flash_attn_varlen_func(q[0], q[0], q[0], torch.tensor([0, 8], dtype=torch.int32),
                                                           torch.tensor([0, 8], dtype=torch.int32), 8, 8,

@@ -1,0 +1,156 @@
+// The cost of ALiBi and attention sinks over the same call without them, in one run on the same buffers
+// (issue 15's targets: ALiBi <= 3 %, sinks <= 2 %, forward and forward + backward). For each (D, N, causal)
+// of the FlashAttention-paper grid (B * N = 16k tokens, Hq * D = 2048 by default, bf16, (B, H, N, D)
+// tensors) it times forward (automatic dataflow) and forward + backward (Flash, the training path; dsinks
+// requested with sinks) for: none, alibi (BLOOM slopes, shape (Hq)), sinks, alibi + sinks. The variants are
+// interleaved per grid point (none first), timed like bench_fwd (timing.h: L2 flushed before each call,
+// events around the call, median of reps), and each row prints feature time / none time.
+//
+//   bench_features --out features.json [--d 64,128] [--n 1024,2048,4096,8192] [--reps 30] [--commit HASH]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "flatattn/flatattn.h"
+#include "bench/gpu/bench_util.h"
+#include "bench/gpu/timing.h"
+#include "src/core/half.h"
+
+namespace {
+
+using flatattn::bench::json_str;
+using flatattn::bench::ok;
+using flatattn::bench::parse_list;
+
+struct Feature {
+  const char* name;
+  bool alibi, sinks;
+};
+constexpr Feature kFeatures[] = {{"none", false, false}, {"alibi", true, false}, {"sinks", false, true},
+                                 {"alibi_sinks", true, true}};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "features.json", commit = "unknown";
+  std::vector<long> ds = {64, 128}, ns = {1024, 2048, 4096, 8192};
+  int reps = 30, warmup = 5;
+  long width = 2048;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--out") out = v;
+    else if (k == "--d") ds = parse_list(v);
+    else if (k == "--n") ns = parse_list(v);
+    else if (k == "--reps") reps = std::stoi(v);
+    else if (k == "--width") width = std::stol(v);
+    else if (k == "--commit") commit = v;
+    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
+  }
+  flatattn::bench::Timer timer;
+  cudaDeviceProp prop{};
+  ok(cudaGetDeviceProperties(&prop, 0), "properties");
+
+  const long kTokens = 16384, elems = kTokens * width;
+  const long hmax = width / *std::min_element(ds.begin(), ds.end());
+  std::vector<std::uint16_t> host(elems + 64);
+  std::mt19937_64 rng(12345);
+  std::normal_distribution<float> nd;
+  for (auto& x : host) x = flatattn::float_to_bf16(nd(rng));
+  void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse, *slopes, *sinks, *dsinks;
+  for (void** p : {&q, &k, &v, &o, &dout, &dq, &dk, &dv}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
+  ok(cudaMalloc(&lse, kTokens * hmax * 4), "cudaMalloc(lse)");
+  for (void** p : {&slopes, &sinks, &dsinks}) ok(cudaMalloc(p, hmax * 4), "cudaMalloc(per head)");
+  int shift = 0;
+  for (void* p : {q, k, v, dout}) {
+    ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
+    shift += 7;
+  }
+
+  std::ostringstream js;
+  const std::time_t now = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  js << "{\"device\": " << json_str(prop.name) << ", \"commit\": " << json_str(commit) << ", \"date\": "
+     << json_str(date) << ", \"rows\": [\n";
+  bool first = true;
+  std::printf("%4s %5s %2s %3s %3s %-12s | %8s %8s | %7s %7s\n", "D", "N", "c", "B", "H", "feature", "fwd ms",
+              "f+b ms", "fwd x", "f+b x");
+  for (long d : ds) {
+    const long h = width / d;
+    std::vector<float> sl(h), sk(h);
+    for (long i = 0; i < h; ++i) {
+      sl[i] = std::exp2(-8.f * float(i + 1) / float(h));  // BLOOM's slopes (Press et al. 2022, Sec. 3)
+      sk[i] = nd(rng);
+    }
+    ok(cudaMemcpy(slopes, sl.data(), h * 4, cudaMemcpyHostToDevice), "copy slopes");
+    ok(cudaMemcpy(sinks, sk.data(), h * 4, cudaMemcpyHostToDevice), "copy sinks");
+    for (long n : ns) {
+      const long b = std::max(1L, kTokens / n);
+      for (bool causal : {false, true}) {
+        using flatattn::DType;
+        using flatattn::TensorView;
+        auto view = [&](void* p) { return flatattn::bench::bhnd_view(p, b, n, h, d); };
+        const TensorView per_head_slopes = TensorView::contiguous(slopes, DType::f32, {h}, flatattn::Device::cuda(0));
+        const TensorView per_head_sinks = TensorView::contiguous(sinks, DType::f32, {h}, flatattn::Device::cuda(0));
+        const TensorView per_head_dsinks = TensorView::contiguous(dsinks, DType::f32, {h}, flatattn::Device::cuda(0));
+        double base_f = 0, base_fb = 0;
+        for (const Feature& f : kFeatures) {
+          flatattn::ForwardArgs fa;
+          fa.q = view(q), fa.k = view(k), fa.v = view(v), fa.out = view(o);
+          fa.lse = TensorView::strided(lse, DType::f32, {b, h, n}, {h * n, n, 1}, flatattn::Device::cuda(0));
+          if (f.alibi) fa.alibi_slopes = per_head_slopes;
+          if (f.sinks) fa.sinks = per_head_sinks;
+          flatattn::BackwardArgs ba;
+          ba.dout = view(dout), ba.q = fa.q, ba.k = fa.k, ba.v = fa.v, ba.out = fa.out, ba.lse = fa.lse;
+          ba.dq = view(dq), ba.dk = view(dk), ba.dv = view(dv);
+          ba.alibi_slopes = fa.alibi_slopes, ba.sinks = fa.sinks;
+          if (f.sinks) ba.dsinks = per_head_dsinks;
+          flatattn::Options fopt;  // forward alone: the automatic dataflow, no LSE
+          fopt.causal = causal;
+          flatattn::ForwardArgs fa_nolse = fa;
+          fa_nolse.lse = {};
+          flatattn::Options opt;  // forward + backward: Flash, LSE
+          opt.causal = causal;
+          opt.return_lse = true;
+          opt.dataflow = flatattn::Dataflow::flash;
+          std::string err;
+          double f_ms = -1, fb_ms = -1;
+          try {
+            f_ms = timer.median_ms([&] { flatattn::forward(fa_nolse, fopt); }, warmup, reps);
+            fb_ms = timer.median_ms(
+                [&] {
+                  flatattn::forward(fa, opt);
+                  flatattn::backward(ba, opt);
+                },
+                warmup, reps);
+          } catch (const flatattn::Error& e) {
+            err = e.what();
+          }
+          if (!f.alibi && !f.sinks) base_f = f_ms, base_fb = fb_ms;
+          const double rf = base_f > 0 && f_ms > 0 ? f_ms / base_f : -1, rfb = base_fb > 0 && fb_ms > 0 ? fb_ms / base_fb : -1;
+          std::printf("%4ld %5ld %2d %3ld %3ld %-12s | %8.3f %8.3f | %7.3f %7.3f %s\n", d, n, causal ? 1 : 0, b, h,
+                      f.name, f_ms, fb_ms, rf, rfb, err.c_str());
+          std::fflush(stdout);
+          js << (first ? "" : ",\n") << "  {\"D\": " << d << ", \"N\": " << n << ", \"B\": " << b << ", \"H\": " << h
+             << ", \"causal\": " << (causal ? "true" : "false") << ", \"feature\": " << json_str(f.name)
+             << ", \"fwd_ms\": " << f_ms << ", \"fwdbwd_ms\": " << fb_ms << ", \"fwd_ratio\": " << rf
+             << ", \"fwdbwd_ratio\": " << rfb << ", \"error\": " << json_str(err) << "}";
+          first = false;
+        }
+      }
+    }
+  }
+  js << "\n]}\n";
+  std::ofstream(out) << js.str();
+  for (void* p : {q, k, v, o, dout, dq, dk, dv, lse, slopes, sinks, dsinks}) cudaFree(p);
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
