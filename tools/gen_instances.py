@@ -55,6 +55,7 @@ class Kernel:
             ("sm80", "flash", "bf16", 128, "plain"),  # the headline kernel (128-byte swizzle, 2 m-tiles/warp)
             ("sm86", "flash", "bf16", 128, "plain"),  # the small-shared-memory table
             ("sm80", "flash", "f16", 96, "softcap"),  # 64-byte swizzle, a score hook, the f16 mma
+            ("sm80", "flash", "bf16", 64, "alibi"),   # a score hook that reads the sequence's lengths
             ("sm80", "flat", "bf16", 64, "plain"),    # the FLAT row kernel
             ("sm75", "flash", "f16", 64, "plain"),    # the compute_75 PTX path (m16n8k8, no cp.async)
             ("sm75", "flat", "f16", 128, "plain"),
@@ -88,6 +89,7 @@ class BwdKernel:
         """The backward's share of the CI subset: the headline kernel and the compute_75 PTX path."""
         return (self.family, self.dtype, self.d, self.variant) in {
             ("sm80", "bf16", 128, "plain"),  # the headline kernel (64 x 128 tiles, 8 warps, 2 stages)
+            ("sm80", "bf16", 64, "alibi"),   # a backward score hook with the sequence's lengths
             ("sm75", "f16", 64, "plain"),    # m16n8k8, synchronous loads, scalar dQ atomics, 1 stage
             ("sm90", "bf16", 128, "plain"),  # wgmma (sm_90a SASS), dQ through the MN-major dS^T tile
         }

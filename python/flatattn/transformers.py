@@ -9,9 +9,10 @@ Mistral, Qwen2, ... in transformers >= 4.53). Padding masks are not materialized
 integration, the mask function hands the attention the 2-D key-padding mask, and the padded batch runs as a
 varlen problem (keys unpadded; causal models also unpad queries, and padded query rows output 0; bidirectional
 models keep every query row, so their outputs match SDPA everywhere). Causal masks are aligned bottom-right,
-which is what KV-cache decoding needs. ``sliding_window`` and ``softcap`` are forwarded to the kernels.
-Training with attention dropout > 0, attention sinks (``s_aux``) and custom 4-D masks raise
-:class:`flatattn.FlatattnUnsupportedError`.
+which is what KV-cache decoding needs. ``sliding_window``, ``softcap`` and attention sinks (``s_aux``, gpt-oss:
+one logit per head in every row's denominator, learnable: its gradient flows) are forwarded to the kernels.
+Training with attention dropout > 0 and custom 4-D masks raise :class:`flatattn.FlatattnUnsupportedError`.
+ALiBi models (BLOOM, MPT) build their bias outside AttentionInterface and do not reach this function.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ._errors import error
-from .torch_ops import attention
+from .torch_ops import attention, attention_ext
 
 NAME = "flatattn"
 
@@ -55,9 +56,6 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     if dropout:
         raise error("dropout", repr(dropout), "attention dropout is not supported yet",
                     "call model.eval() or set the model's attention dropout to 0", unsupported=True)
-    if s_aux is not None:
-        raise error("s_aux", "given", "attention sinks are not supported yet", "use attn_implementation='sdpa'",
-                    unsupported=True)
     if attention_mask is not None and attention_mask.dim() != 2:
         raise error("attention_mask", f"{attention_mask.dim()}-D tensor {tuple(attention_mask.shape)}",
                     "custom 4-D masks are not supported (only causal/bidirectional with key padding)",
@@ -69,18 +67,21 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     window_right = window_left if not causal else -1
     opts = dict(softmax_scale=scaling, causal=causal, window_left=window_left, window_right=window_right,
                 softcap=float(softcap or 0.0))
+    run = attention
+    if s_aux is not None:  # attention sinks (Hq): the ext op, which also returns their gradient
+        run, opts["sinks"] = attention_ext, s_aux
 
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # (B, N, H, D) views
     if attention_mask is None:
         packed = _packed_cu_seqlens(kwargs.get("position_ids"), q, k)
         if packed is None:
-            out, _ = attention(_c(q), _c(k), _c(v), **opts)
+            out, _ = run(_c(q), _c(k), _c(v), **opts)
             return out, None
         cu, max_len = packed
-        out, _ = attention(_c(q[0]), _c(k[0]), _c(v[0]), cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
+        out, _ = run(_c(q[0]), _c(k[0]), _c(v[0]), cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=max_len,
                            max_seqlen_k=max_len, **opts)
         return out.unsqueeze(0), None
-    return _padded(q, k, v, attention_mask, causal, opts), None
+    return _padded(q, k, v, attention_mask, causal, opts, run), None
 
 
 def _c(t):
@@ -91,7 +92,7 @@ def _cu(lengths):
     return torch.nn.functional.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
 
 
-def _padded(q, k, v, mask, causal, opts):
+def _padded(q, k, v, mask, causal, opts, run=attention):
     """A key-padded batch as a varlen problem. q (B, Nq, H, D), k/v (B, Nk, Hkv, D), mask (B, L) bool."""
     B, Nq, H, D = q.shape
     L = mask.shape[1]
@@ -107,14 +108,14 @@ def _padded(q, k, v, mask, causal, opts):
         # Every query row stays (as SDPA computes them); only the keys are unpadded.
         q_flat = _c(q).reshape(B * Nq, H, D)
         cu_q = torch.arange(0, (B + 1) * Nq, Nq, dtype=torch.int32, device=q.device)
-        out, _ = attention(q_flat, k_un, v_un, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=Nq,
+        out, _ = run(q_flat, k_un, v_un, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=Nq,
                            max_seqlen_k=max_k, **opts)
         return out.reshape(B, Nq, H, D)
     qmask = mask[:, -Nq:] if Nq <= L else torch.ones(B, Nq, dtype=torch.bool, device=q.device)
     lens_q = qmask.sum(1, dtype=torch.int32)
     rows_q = qmask.reshape(-1).nonzero().squeeze(1)
     q_un = _c(q).reshape(B * Nq, H, D).index_select(0, rows_q)
-    out_un, _ = attention(q_un, k_un, v_un, cu_seqlens_q=_cu(lens_q), cu_seqlens_k=cu_k,
+    out_un, _ = run(q_un, k_un, v_un, cu_seqlens_q=_cu(lens_q), cu_seqlens_k=cu_k,
                           max_seqlen_q=int(lens_q.max()), max_seqlen_k=max_k, **opts)
     out = out_un.new_zeros(B * Nq, H, D).index_copy(0, rows_q, out_un)
     return out.reshape(B, Nq, H, D)
