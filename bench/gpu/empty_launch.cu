@@ -1,22 +1,22 @@
 // The floor of host_overhead's table: one launch of a kernel that does nothing, with a parameter block of
-// the size of FwdParams (224 bytes), through the same <<<>>> path the library's launchers take. What a
-// forward() call costs above this row is ours (validation, dispatch, parameter setup); this row is the
-// CUDA runtime's.
+// the size of FwdParams (248 bytes since the ALiBi slopes and sinks pointers, 224 before; params_host.h
+// checks it), through the same <<<>>> path the library's launchers take. What a forward() call costs above
+// this row is ours (validation, dispatch, parameter setup); this row is the CUDA runtime's.
 #include <cuda_runtime.h>
 
 namespace {
 
-struct Params224 {
-  unsigned char bytes[224];
+struct ParamsOfFwd {
+  unsigned char bytes[248];
 };
 
-__global__ void empty_kernel(const __grid_constant__ Params224 p) { (void)p; }
+__global__ void empty_kernel(const __grid_constant__ ParamsOfFwd p) { (void)p; }
 
 }  // namespace
 
 /// Launches the empty kernel on `stream` (one block of 32 threads); returns the launch's error code.
 int launch_empty_kernel(cudaStream_t stream) {
-  const Params224 p{};
+  const ParamsOfFwd p{};
   empty_kernel<<<1, 32, 0, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

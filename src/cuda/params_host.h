@@ -12,6 +12,9 @@
 
 namespace flatattn::cuda {
 
+// bench/gpu/empty_launch.cu launches an empty kernel with a parameter block of this size (host_overhead's floor).
+static_assert(sizeof(FwdParams) == 248, "FwdParams changed size: update bench/gpu/empty_launch.cu");
+
 inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
   FwdParams p;
   p.q = t.q;
