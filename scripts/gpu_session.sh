@@ -7,7 +7,8 @@
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
 # Optional stages `host`: bench/gpu/host_overhead (host time of one call); `fuzz`: `flatattn check --fuzz` on the
-# GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420). Optional stages on Hopper with the sm90
+# GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `features`: bench/gpu/bench_features (ALiBi and
+# sinks against the same calls without them, one run; FEATURES_D, FEATURES_N lists). Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -68,7 +69,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead $(has features && echo bench_features) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -135,6 +136,11 @@ if has bwdbench; then
     stage bwdbench80 120 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd_sm80.json" --commit "$COMMIT"
     cp "$LOG/bwdbench80.log" "$OUT/ours_bwd_sm80_table.txt" 2>/dev/null
   fi
+fi
+if has features; then
+  stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \
+    ${FEATURES_D:+--d $FEATURES_D} ${FEATURES_N:+--n $FEATURES_N}
+  cp "$LOG/features.log" "$OUT/features_table.txt" 2>/dev/null
 fi
 if has bwdpeers; then
   stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py
