@@ -1,6 +1,8 @@
 #include "src/check/yardstick.h"
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 #include <tuple>
 #include <utility>
 
@@ -26,6 +28,36 @@ ForwardOracle forward_yardstick(const CaseTensors& t) {
   return o;
 }
 
+namespace {
+
+/// The sinks' gradient as the unfused FA2 formulation computes it from the backward's own inputs, in fp32:
+/// D_i = rowsum(dO_i o O_i) with the stored O (in f16/bf16 its rounding moves D_i by up to u sum_d |dO_id O_id|,
+/// which no backward(dO, Q, K, V, O, LSE) can undo and the softmax-form yardstick does not see), then
+/// dsink_h = -sum_i e^(sink_h - LSE_i) D_i over the stored LSE.
+HostTensor dsinks_from_stored(const CaseTensors& t) {
+  const Case& c = t.c;
+  HostTensor g = HostTensor::make(DType::f32, {c.hq});
+  std::int64_t q0 = 0;
+  std::vector<float> acc(c.hq, 0.f);
+  for (std::int64_t b = 0; b < c.batch; ++b) {
+    const std::int64_t nq = c.varlen ? c.seqlens_q[b] : c.nq;
+    for (std::int64_t h = 0; h < c.hq; ++h)
+      for (std::int64_t i = 0; i < nq; ++i) {
+        const std::int64_t row = c.varlen ? (q0 + i) * c.hq + h : (b * c.nq + i) * c.hq + h;
+        float di = 0.f;
+        for (std::int64_t d = 0; d < c.d; ++d) di += float(t.dout.at(row * c.d + d)) * float(t.out.at(row * c.d + d));
+        const float lse = float(t.lse.at(c.varlen ? h * t.lse.shape[1] + q0 + i : (b * c.hq + h) * c.nq + i));
+        if (std::isinf(lse) && lse < 0) continue;
+        acc[h] -= std::exp(float(t.sinks.at(h)) - lse) * di;
+      }
+    if (c.varlen) q0 += nq;
+  }
+  for (std::int64_t h = 0; h < c.hq; ++h) g.set(h, acc[h]);
+  return g;
+}
+
+}  // namespace
+
 BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) {
   BackwardYardstick y;
   BackwardOracle& o = y.naive;
@@ -47,6 +79,7 @@ BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) 
     keep_worse_yardstick(o.dk, std::move(f.dk), r.dk);
     keep_worse_yardstick(o.dv, std::move(f.dv), r.dv);
   }
+  if (t.c.sinks) keep_worse_yardstick(o.dsinks, dsinks_from_stored(t), r.dsinks);
   return y;
 }
 

@@ -45,8 +45,9 @@ struct GradientVerdict {
 std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const BackwardOracle& ref,
                                               const BackwardYardstick& y);
 
-/// The sinks' gradient of t (after a backward with sinks) against ref.dsinks, with the input-precision
-/// reference's dsinks (y.naive.dsinks) as the yardstick, under the rule for the input dtype (D_i comes from
+/// The sinks' gradient of t (after a backward with sinks) against ref.dsinks, with the worse of the
+/// input-precision reference's dsinks and the fp32 formulation on the stored O and LSE (y.naive.dsinks) as the
+/// yardstick, under the rule for the input dtype (D_i comes from
 /// O and dO in that dtype).
 Verdict judge_dsinks(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y);
 
