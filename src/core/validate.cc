@@ -290,8 +290,8 @@ void check_alibi(const TensorView& t, const Shapes& s, Consumer c, Problem& p) {
               std::to_string(s.hq) + ") fp32",
           "pass one slope per query head (and per sequence for (B, Hq))");
   check_head_vector(t, "alibi_slopes", s, layout, c);
-  FLATATTN_REQUIRE(t.rank == 1 || t.stride[0] >= 0, "alibi_slopes", "strides " + stride_str(t), "strides must be >= 0",
-          "pass a plain view");
+  FLATATTN_REQUIRE(t.rank == 1 || (t.stride[0] >= 0 && t.stride[0] <= 0x7fffffff), "alibi_slopes",
+          "strides " + stride_str(t), "the batch stride must be in [0, 2^31)", "pass a contiguous (B, Hq) tensor");
   if (p.variant.softcap > 0.f)
     throw Error(Error::Kind::unsupported, "alibi_slopes", "given with softcap " + std::to_string(p.variant.softcap),
                 "ALiBi and softcap together are not supported (no model uses both; no kernel is built for it)",
