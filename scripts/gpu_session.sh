@@ -8,7 +8,7 @@
 #     bash scripts/gpu_session.sh
 # Optional stages `host`: bench/gpu/host_overhead (host time of one call); `fuzz`: `flatattn check --fuzz` on the
 # GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `anydbench`: bench_bwd at odd head dims
-# (ANYD_D, default 59,64,111,112,128,200,208; ANYD_N, default 1024,4096) for the cost of staging. Optional stages on Hopper with the sm90
+# (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging. Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -138,7 +138,7 @@ if has bwdbench; then
   fi
 fi
 if has anydbench; then  # odd head dims (staged, docs/design.md) next to the multiple of 8 their kernel runs, same H
-  stage anydbench 120 $B/bench/gpu/bench_bwd --out "$OUT/anyd_bwd.json" --d ${ANYD_D:-59,64,111,112,128,200,208} \
+  stage anydbench 120 $B/bench/gpu/bench_bwd --out "$OUT/anyd_bwd.json" --d ${ANYD_D:-59,64,111,112,128,199,200} \
     --n ${ANYD_N:-1024,4096} --commit "$COMMIT"
   cp "$LOG/anydbench.log" "$OUT/anyd_bwd_table.txt" 2>/dev/null
 fi
