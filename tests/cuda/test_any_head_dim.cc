@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "src/check/case.h"
+#include "src/core/problem.h"
+#include "src/cuda/check_args.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
@@ -244,4 +246,31 @@ TEST(CudaAnyHeadDim, VarlenRowsPastTheSequencesUntouched) {
   EXPECT_TRUE(rows_poisoned(t.dv, ck[4], row_k)) << "dv rows past cu_seqlens_k[B] written";
   EXPECT_TRUE(rows_finite(t.dq, cq[4], row_q) && rows_finite(t.dk, ck[4], row_k) && rows_finite(t.dv, ck[4], row_k))
       << "gradient rows of the sequences not written";
+}
+
+// Which views the kernels address directly (no GPU needed): D a multiple of 8 and every stride that
+// moves between rows a multiple of 8 elements with 16-byte aligned data; extents of 1 take any stride.
+TEST(CudaAnyHeadDim, WhichViewsAreStaged) {
+  Problem p;
+  p.batch = 2, p.nq = 5, p.nk = 7, p.hq = 4, p.hkv = 2, p.d = 64;
+  alignas(16) static std::uint16_t buf[64];
+  const void* aligned = buf;
+  const void* shifted = buf + 1;
+  const RowStrides dense{5 * 4 * 64, 4 * 64, 64};
+  EXPECT_TRUE(cuda::kernel_addressable(p, aligned, dense, p.nq, p.hq));
+  EXPECT_FALSE(cuda::kernel_addressable(p, shifted, dense, p.nq, p.hq));
+  EXPECT_FALSE(cuda::kernel_addressable(p, aligned, {5 * 4 * 68 + 4, 4 * 68, 68}, p.nq, p.hq));  // rows of 68
+  EXPECT_TRUE(cuda::kernel_addressable(p, aligned, {5 * 4 * 72, 4 * 72, 72}, p.nq, p.hq));
+  EXPECT_FALSE(cuda::kernel_addressable(p, aligned, {5 * 4 * 64 + 2, 4 * 64, 64}, p.nq, p.hq));  // batch stride
+  EXPECT_TRUE(cuda::kernel_addressable(p, aligned, {5 * 4 * 64, 4 * 64, 3}, p.nq, 1));  // one head: any head stride
+  EXPECT_TRUE(cuda::kernel_addressable(p, aligned, {5 * 4 * 64, 3, 64}, 1, p.hq));  // one row: any row stride
+  p.batch = 1;
+  EXPECT_TRUE(cuda::kernel_addressable(p, aligned, {3, 4 * 64, 64}, p.nq, p.hq));  // one batch: any batch stride
+  p.varlen = true;  // the packed rows' stride counts whatever max_seqlen says
+  EXPECT_FALSE(cuda::kernel_addressable(p, aligned, {0, 4 * 64 + 4, 64}, 1, p.hq));
+  p.varlen = false;
+  for (std::int64_t d : {1, 3, 59, 111, 199, 255}) {
+    p.d = d;
+    EXPECT_FALSE(cuda::kernel_addressable(p, aligned, {5 * 4 * 256, 4 * 256, 256}, p.nq, p.hq)) << "D = " << d;
+  }
 }
