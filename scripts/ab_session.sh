@@ -7,7 +7,9 @@
 #   BASE=.xfer/base OUT=/tmp/out ROUNDS=2 bash scripts/ab_session.sh
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
-# DEADLINE (seconds, default 540; rounds stop before it), JOBS.
+# DEADLINE (seconds, default 540; rounds stop before it), JOBS, BENCHES (default "fwd bwd host": which benches
+# each round runs), CUPTI (a CUPTI with include/ and lib/ for host_overhead's split; default: the toolkit's
+# extras/CUPTI, else .xfer/cupti when carried).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT}
@@ -24,18 +26,35 @@ SUMMARY=$OUT/ab_summary.txt
 note() { echo "$*" | tee -a "$SUMMARY"; }
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 
-note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
-# host_overhead only uses the public API: the baseline builds the same source.
-if [[ ! -f $BASE/bench/gpu/host_overhead.cc ]]; then
-  cp bench/gpu/host_overhead.cc bench/gpu/empty_launch.cu "$BASE/bench/gpu/"
-  printf '\nadd_executable(host_overhead host_overhead.cc empty_launch.cu)\nset_target_properties(host_overhead PROPERTIES CUDA_ARCHITECTURES "75-virtual;90-real")\ntarget_link_libraries(host_overhead PRIVATE flatattn_core)\n' \
-    >> "$BASE/bench/gpu/CMakeLists.txt"
+BENCHES=${BENCHES:-"fwd bwd host"}
+if [[ -z ${CUPTI:-} ]]; then
+  for c in /usr/local/cuda/extras/CUPTI "$PWD/.xfer/cupti"; do [[ -f $c/include/cupti.h ]] && { CUPTI=$c; break; }; done
 fi
+note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
+# host_overhead only uses the public API: the baseline builds the same source (this tree's, copied over).
+cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu "$BASE/bench/gpu/"
+if ! grep -q cupti_probe "$BASE/bench/gpu/CMakeLists.txt"; then
+  sed -i '/host_overhead/d' "$BASE/bench/gpu/CMakeLists.txt"
+  cat >> "$BASE/bench/gpu/CMakeLists.txt" <<'CMAKE'
+
+add_executable(host_overhead host_overhead.cc cupti_probe.cc empty_launch.cu)
+set_target_properties(host_overhead PROPERTIES CUDA_ARCHITECTURES "75-virtual;90-real")
+target_link_libraries(host_overhead PRIVATE flatattn_core)
+if(FLATATTN_BENCH_CUPTI_ROOT)
+  find_library(FLATATTN_CUPTI_LIB NAMES cupti libcupti.so.13 libcupti.so.12 PATHS "${FLATATTN_BENCH_CUPTI_ROOT}/lib"
+               "${FLATATTN_BENCH_CUPTI_ROOT}/lib64" NO_DEFAULT_PATH)
+  target_include_directories(host_overhead PRIVATE "${FLATATTN_BENCH_CUPTI_ROOT}/include")
+  target_link_libraries(host_overhead PRIVATE "${FLATATTN_CUPTI_LIB}")
+  target_compile_definitions(host_overhead PRIVATE FLATATTN_BENCH_CUPTI)
+endif()
+CMAKE
+fi
+note "cupti: ${CUPTI:-none}"
 build() {  # build SRC DIR LOG
   local t0=$(date +%s)
   cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS" \
     -DFLATATTN_HDIMS="$HDIMS" -DFLATATTN_DTYPES=bf16 -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=OFF \
-    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON > "$3" 2>&1 &&
+    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CUPTI:+-DFLATATTN_BENCH_CUPTI_ROOT=$CUPTI} > "$3" 2>&1 &&
     ninja -C "$2" -j "$JOBS" bench_fwd bench_bwd host_overhead >> "$3" 2>&1
   local rc=$?
   note "build $1: rc=$rc $(( $(date +%s) - t0 )) s"
@@ -48,11 +67,14 @@ wait $pb; rb=$?
 
 run() {  # run SIDE ROUND: one pass of the three benches
   local side=$1 r=$2 b=build-ab-$1
-  timeout 200 $b/bench/gpu/bench_fwd --out "$OUT/fwd_${side}_$r.json" ${BENCH_D:+--d $BENCH_D} ${BENCH_N:+--n $BENCH_N} \
-    > "$OUT/fwd_${side}_$r.txt" 2>&1
-  timeout 200 $b/bench/gpu/bench_bwd --out "$OUT/bwd_${side}_$r.json" ${BWD_D:+--d $BWD_D} ${BWD_N:+--n $BWD_N} \
-    > "$OUT/bwd_${side}_$r.txt" 2>&1
-  timeout 60 $b/bench/gpu/host_overhead --out "$OUT/host_${side}_$r.json" > "$OUT/host_${side}_$r.txt" 2>&1
+  [[ " $BENCHES " == *" fwd "* ]] &&
+    timeout 200 $b/bench/gpu/bench_fwd --out "$OUT/fwd_${side}_$r.json" ${BENCH_D:+--d $BENCH_D} ${BENCH_N:+--n $BENCH_N} \
+      > "$OUT/fwd_${side}_$r.txt" 2>&1
+  [[ " $BENCHES " == *" bwd "* ]] &&
+    timeout 200 $b/bench/gpu/bench_bwd --out "$OUT/bwd_${side}_$r.json" ${BWD_D:+--d $BWD_D} ${BWD_N:+--n $BWD_N} \
+      > "$OUT/bwd_${side}_$r.txt" 2>&1
+  [[ " $BENCHES " == *" host "* ]] &&
+    timeout 90 $b/bench/gpu/host_overhead --out "$OUT/host_${side}_$r.json" > "$OUT/host_${side}_$r.txt" 2>&1
   note "round $r $side done ($(left) s left)"
 }
 for ((r = 1; r <= ROUNDS; ++r)); do

@@ -7,8 +7,10 @@
 #   STAGES="build test jit san cli bench peers bwdbench bwdpeers tune profile python" OUT=/tmp/out FLATATTN_COMMIT=abc \
 #     bash scripts/gpu_session.sh
 # Optional stages `host`: bench/gpu/host_overhead (host time of one call); `fuzz`: `flatattn check --fuzz` on the
-# GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `features`: bench/gpu/bench_features (ALiBi and
-# sinks against the same calls without them, one run; FEATURES_D, FEATURES_N lists). Optional stages on Hopper with the sm90
+# GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `anydbench`: bench_bwd at odd head dims
+# (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
+# bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
+# lists). Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -141,6 +143,11 @@ if has features; then
   stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \
     ${FEATURES_D:+--d $FEATURES_D} ${FEATURES_N:+--n $FEATURES_N}
   cp "$LOG/features.log" "$OUT/features_table.txt" 2>/dev/null
+fi
+if has anydbench; then  # odd head dims (staged, docs/design.md) next to the multiple of 8 their kernel runs, same H
+  stage anydbench 120 $B/bench/gpu/bench_bwd --out "$OUT/anyd_bwd.json" --d ${ANYD_D:-59,64,111,112,128,199,200} \
+    --n ${ANYD_N:-1024,4096} --commit "$COMMIT"
+  cp "$LOG/anydbench.log" "$OUT/anyd_bwd_table.txt" 2>/dev/null
 fi
 if has bwdpeers; then
   stage bwdpeers 150 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_sdpa_bwd.py

@@ -67,10 +67,14 @@ def table(out, kind, fields):
 
 
 def host(out):
-    """host_overhead's rows: median us per call of each run, then the median over runs, per side."""
-    print("\n### host overhead: us per call from the C++ entry to the launch (median of each run)\n")
-    print("| call | base | new | new - base |")
-    print("|---|---|---|---|")
+    """host_overhead's rows: per side, the median over runs of each run's median us per call -- the whole call,
+    and where CUPTI split it (host_overhead's second pass): entry to the first launch, time inside CUDA runtime
+    calls, and the call's own time outside them."""
+    fields = [("median_us", "call"), ("to_launch_us", "entry to launch"), ("in_runtime_us", "in runtime"),
+              ("own_us", "own")]
+    print("\n### host overhead: us per call (median over runs of each run's median)\n")
+    print("| call | " + " | ".join(f"{label} base | {label} new" for _, label in fields) + " |")
+    print("|---|" + "---|---|" * len(fields))
     vals = {}
     for side in ("base", "new"):
         for path in sorted(glob.glob(os.path.join(out, f"host_{side}_*.json"))):
@@ -80,14 +84,19 @@ def host(out):
             except (OSError, ValueError):
                 continue
             for r in d.get("rows", []):
-                if isinstance(r.get("median_us"), (int, float)) and not r.get("error"):
-                    vals.setdefault(r["call"], {}).setdefault(side, []).append(r["median_us"])
+                if r.get("error"):
+                    continue
+                for f, _ in fields:
+                    v = r.get(f)
+                    if isinstance(v, (int, float)) and v >= 0:
+                        vals.setdefault(r["call"], {}).setdefault((side, f), []).append(v)
     for call, sides in vals.items():
-        b, n = sides.get("base", []), sides.get("new", [])
-        mb = statistics.median(b) if b else float("nan")
-        mn = statistics.median(n) if n else float("nan")
-        print(f"| {call} | {mb:.2f} ({', '.join(f'{x:.2f}' for x in b)}) | {mn:.2f} ({', '.join(f'{x:.2f}' for x in n)})"
-              f" | {mn - mb:+.2f} |")
+        cells = []
+        for f, _ in fields:
+            for side in ("base", "new"):
+                v = sides.get((side, f), [])
+                cells.append(f"{statistics.median(v):.2f}" if v else "-")
+        print(f"| {call} | " + " | ".join(cells) + " |")
 
 
 def main():

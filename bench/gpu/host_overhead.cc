@@ -6,6 +6,10 @@
 // --calls calls after a warm-up, next to two baselines: one cudaMemsetAsync (the runtime's own cost of
 // one asynchronous call) and one launch of an empty kernel with FwdParams-sized arguments
 // (bench/gpu/empty_launch.cu: the floor of any launch). Uses the public API only, so it builds against any version of the library.
+// Where CUPTI is built in (bench/gpu/cupti_probe.h), a second pass over the same calls with CUPTI's
+// runtime-API callbacks on splits each call: the time from the C++ entry to the entry of its first kernel
+// launch ("to launch"), the time inside CUDA runtime calls, and the rest ("own": the library's code
+// outside the runtime). The first pass runs without callbacks, so its totals compare with earlier runs.
 //
 //   host_overhead [--out host_overhead.json] [--calls 20000] [--sync-every 1000] [--n 128] [--d 64]
 //                 [--commit HASH]
@@ -24,6 +28,7 @@
 
 #include "flatattn/flatattn.h"
 #include "bench/gpu/bench_util.h"
+#include "bench/gpu/cupti_probe.h"
 #include "bench/gpu/timing.h"
 
 int launch_empty_kernel(cudaStream_t stream);  // bench/gpu/empty_launch.cu
@@ -36,7 +41,53 @@ using flatattn::bench::ok;
 struct Row {
   std::string name, kernel, error;
   double median_us = -1, p10_us = -1, p90_us = -1, mean_us = -1;
+  // The CUPTI pass (-1 without it): medians of the entry-to-first-launch time, of the time inside CUDA
+  // runtime calls and of the call's time outside them; the runtime calls and launches of one call.
+  double to_launch_us = -1, in_runtime_us = -1, own_us = -1;
+  int api_calls = -1, launches = -1;
 };
+
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  auto it = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
+  std::nth_element(v.begin(), it, v.end());
+  return *it;
+}
+
+/// The CUPTI pass over `call` (same warm-up and synchronization as time_calls), filling r's split.
+void split_calls(Row& r, const std::function<std::string()>& call, cudaStream_t stream, int calls, int sync_every) {
+  if (!r.error.empty()) return;
+  for (int i = 0; i < std::max(1, calls / 10); ++i) {
+    call();
+    if ((i + 1) % sync_every == 0) ok(cudaStreamSynchronize(stream), "synchronize");
+  }
+  ok(cudaStreamSynchronize(stream), "synchronize");
+  std::vector<double> to_launch, inside, own;
+  flatattn::bench::ProbeReading last;
+  for (int i = 0; i < calls; ++i) {
+    flatattn::bench::probe_reset();
+    const auto t0 = flatattn::bench::Clock::now();
+    call();
+    const auto t1 = flatattn::bench::Clock::now();
+    last = flatattn::bench::probe_read();
+    const double total = std::chrono::duration<double, std::micro>(t1 - t0).count();
+    if (last.launches > 0)
+      to_launch.push_back(std::chrono::duration<double, std::micro>(last.first_launch - t0).count());
+    inside.push_back(last.inside_us);
+    own.push_back(total - last.inside_us);
+    if ((i + 1) % sync_every == 0) {
+      flatattn::bench::probe_reset();
+      ok(cudaStreamSynchronize(stream), "synchronize");
+    }
+  }
+  flatattn::bench::probe_reset();
+  ok(cudaStreamSynchronize(stream), "synchronize");
+  r.to_launch_us = median(to_launch);
+  r.in_runtime_us = median(inside);
+  r.own_us = median(own);
+  r.api_calls = last.api_calls;
+  r.launches = last.launches;
+}
 
 /// Times `call` `calls` times (after `calls / 10` untimed warm-up calls), synchronizing `stream` every
 /// `sync_every` calls outside the timed region. `call` returns the kernel name it reports ("" if none).
@@ -143,35 +194,47 @@ int main(int argc, char** argv) {
   deterministic.deterministic = true;
 
   std::vector<Row> rows;
-  rows.push_back(time_calls("cudaMemsetAsync (baseline)", [&] {
+  std::vector<std::function<std::string()>> bodies;
+  auto add = [&](const std::string& name, std::function<std::string()> call) {
+    rows.push_back(time_calls(name, call, stream, calls, sync_every));
+    bodies.push_back(std::move(call));
+  };
+  add("cudaMemsetAsync (baseline)", [&] {
     ok(cudaMemsetAsync(o, 0, 16, stream), "cudaMemsetAsync");
     return std::string();
-  }, stream, calls, sync_every));
-  rows.push_back(time_calls("empty kernel launch (baseline)", [&] {
+  });
+  add("empty kernel launch (baseline)", [&] {
     ok(static_cast<cudaError_t>(launch_empty_kernel(stream)), "empty kernel launch");
     return std::string();
-  }, stream, calls, sync_every));
+  });
   auto fwd = [&](const flatattn::ForwardArgs& a, const flatattn::Options& opt) {
     return [&a, &opt, &st] { return flatattn::forward(a, opt, st).kernel; };
   };
   auto bwd = [&](const flatattn::Options& opt) {
     return [&ba, &opt, &st] { return flatattn::backward(ba, opt, st).kernel; };
   };
-  rows.push_back(time_calls("forward flash", fwd(fa, flash), stream, calls, sync_every));
-  rows.push_back(time_calls("forward auto", fwd(fa, automatic), stream, calls, sync_every));
-  rows.push_back(time_calls("forward auto + lse", fwd(fa_lse, with_lse), stream, calls, sync_every));
-  rows.push_back(time_calls("backward", bwd(automatic), stream, calls, sync_every));
-  rows.push_back(time_calls("backward deterministic", bwd(deterministic), stream, calls, sync_every));
+  add("forward flash", fwd(fa, flash));
+  add("forward auto", fwd(fa, automatic));
+  add("forward auto + lse", fwd(fa_lse, with_lse));
+  add("backward", bwd(automatic));
+  add("backward deterministic", bwd(deterministic));
+
+  const bool split = flatattn::bench::probe_start();
+  if (split) {
+    for (std::size_t i = 0; i < rows.size(); ++i) split_calls(rows[i], bodies[i], stream, calls, sync_every);
+    flatattn::bench::probe_stop();
+  }
 
   std::printf("host time per call, B=1 N=%ld H=1 D=%ld bf16, %d calls (%s)\n", n, d, calls, prop.name);
-  std::printf("%-28s %9s %9s %9s %9s  %s\n", "call", "median us", "p10 us", "p90 us", "mean us", "kernel");
+  std::printf("%-28s %9s %9s %9s %9s %10s %10s %9s %5s  %s\n", "call", "median us", "p10 us", "p90 us", "mean us",
+              "to launch", "in runtime", "own us", "calls", "kernel");
   for (const Row& r : rows) {
     if (!r.error.empty()) {
       std::printf("%-28s error: %s\n", r.name.c_str(), r.error.c_str());
       continue;
     }
-    std::printf("%-28s %9.2f %9.2f %9.2f %9.2f  %s\n", r.name.c_str(), r.median_us, r.p10_us, r.p90_us, r.mean_us,
-                r.kernel.c_str());
+    std::printf("%-28s %9.2f %9.2f %9.2f %9.2f %10.2f %10.2f %9.2f %5d  %s\n", r.name.c_str(), r.median_us, r.p10_us,
+                r.p90_us, r.mean_us, r.to_launch_us, r.in_runtime_us, r.own_us, r.api_calls, r.kernel.c_str());
   }
 
   std::ostringstream js;
@@ -180,12 +243,15 @@ int main(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   js << "{\"device\": " << json_str(prop.name) << ", \"commit\": " << json_str(commit) << ", \"date\": "
      << json_str(date) << ", \"B\": " << b << ", \"N\": " << n << ", \"H\": " << h << ", \"D\": " << d
-     << ", \"dtype\": \"bf16\", \"calls\": " << calls << ", \"sync_every\": " << sync_every << ", \"rows\": [\n";
+     << ", \"dtype\": \"bf16\", \"cupti_split\": " << (split ? "true" : "false") << ", \"calls\": " << calls << ", \"sync_every\": " << sync_every << ", \"rows\": [\n";
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     js << (i ? ",\n" : "") << "  {\"call\": " << json_str(r.name) << ", \"kernel\": " << json_str(r.kernel)
        << ", \"median_us\": " << r.median_us << ", \"p10_us\": " << r.p10_us << ", \"p90_us\": " << r.p90_us
-       << ", \"mean_us\": " << r.mean_us << ", \"error\": " << json_str(r.error) << "}";
+       << ", \"mean_us\": " << r.mean_us << ", \"to_launch_us\": " << r.to_launch_us
+       << ", \"in_runtime_us\": " << r.in_runtime_us << ", \"own_us\": " << r.own_us
+       << ", \"runtime_calls\": " << r.api_calls << ", \"launches\": " << r.launches
+       << ", \"error\": " << json_str(r.error) << "}";
   }
   js << "\n]}\n";
   std::ofstream(out) << js.str();

@@ -6,6 +6,8 @@
 //            with int32 cu_seqlens_q / cu_seqlens_k of shape (B + 1) on the tensors' device.
 // Hq must be a multiple of Hkv (GQA; MQA when Hkv = 1): query head h reads kv head h / (Hq / Hkv).
 // q, k, v, out (and dout, dq, dk, dv) share one dtype: f32 (CPU only), f16 or bf16.
+// Head dim D: any on the CPU, 1..256 on CUDA; there a D that is not a multiple of 8, or a view whose rows
+// are not 16-byte aligned, costs one extra copy of that tensor (zero-padded inside the library).
 //
 // Semantics (identical on every backend; the fp64 oracle in src/reference defines them):
 //   S = scale * Q K^T (then softcap * tanh(S / softcap) when softcap > 0), masked by causal/window,

@@ -18,7 +18,7 @@ first use, or at import when torch is already imported.
 import sys as _sys
 
 from . import _C
-from ._errors import FlatattnError, FlatattnRuntimeError, FlatattnUnsupportedError
+from ._errors import FlatattnDropInError, FlatattnError, FlatattnRuntimeError, FlatattnUnsupportedError
 from ._native import backward, forward
 
 _C._set_error_classes(FlatattnError, FlatattnUnsupportedError, FlatattnRuntimeError)
@@ -72,6 +72,7 @@ if "torch" in _sys.modules:  # torch users: register the ops now (torch.compile 
     _load_torch_apis()
 
 __all__ = [
-    "forward", "backward", "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError", "Report",
+    "forward", "backward", "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError", "FlatattnDropInError",
+    "Report",
     "cuda_built", "forward_flops", "reference", *_TORCH_NAMES,
 ]

@@ -52,3 +52,42 @@ class FlatattnRuntimeError(FlatattnError, RuntimeError):
 
     def __init__(self, message, argument="", value="", limit="", fix="", kind="runtime"):
         super().__init__(message, argument, value, limit, fix, kind)
+
+
+class FlatattnDropInError(FlatattnError, RuntimeError):
+    """A :class:`FlatattnError` raised by a FlashAttention-2 or SDPA drop-in function
+    (``flatattn.flash_attn_func`` ..., ``flatattn.scaled_dot_product_attention``): also a ``RuntimeError``, the
+    type FlashAttention-2 raises for a refused call, so code written for it catches ours."""
+
+
+def as_drop_in_error(e):
+    """``e`` as the drop-ins raise it: unchanged when it is already a ``RuntimeError``
+    (:class:`FlatattnRuntimeError`, :class:`FlatattnUnsupportedError` through ``NotImplementedError``), else a
+    :class:`FlatattnDropInError` with the same message and parts."""
+    if isinstance(e, RuntimeError):
+        return e
+    return FlatattnDropInError(str(e), e.argument, e.value, e.limit, e.fix, e.kind)
+
+
+def drop_in(fn, compiling=lambda: False):
+    """Decorates a drop-in function: a :class:`FlatattnError` it raises leaves it as :func:`as_drop_in_error` says
+    (catchable as ``RuntimeError`` as in FlashAttention-2, and still as the class it was), traceback kept.
+
+    ``compiling``: returns True while torch.compile traces (``torch.compiler.is_compiling``); the call then goes
+    straight to ``fn``, so the traced graph holds no try block (``fullgraph=True`` stays break-free) and an error
+    raised while tracing keeps its own class."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if compiling():
+            return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except FlatattnError as e:
+            t = as_drop_in_error(e)
+            if t is e:
+                raise
+            raise t.with_traceback(e.__traceback__) from None
+
+    return wrapper

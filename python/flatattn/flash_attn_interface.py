@@ -19,12 +19,24 @@ gradients but a softmax_lse larger by ``slope * (i + Sk - Sq)`` than ours. Not w
 Differences: fp32 inputs also work on the CPU; dropout (``dropout_p`` > 0) and the paged ``block_table`` are not
 supported yet and raise :class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the
 argument. The lse output carries no gradient.
+
+Errors: every refused call raises a ``RuntimeError``, as FlashAttention-2 does, that is also a
+:class:`flatattn.FlatattnError` naming the argument: bad input as :class:`flatattn.FlatattnDropInError`
+(also a ``ValueError``), unsupported features as :class:`flatattn.FlatattnUnsupportedError`.
+Any head dim D <= 256 runs on CUDA too (D not a multiple of 8 is zero-padded inside the library).
 """
 
 from __future__ import annotations
 
+import functools
+
+import torch
+
 from .torch_ops import attention_ext, forward_opts
-from ._errors import error
+from ._errors import drop_in, error
+
+# Refused calls raise RuntimeError as the originals do (see _errors.drop_in).
+_drop_in = functools.partial(drop_in, compiling=torch.compiler.is_compiling)
 
 __all__ = [
     "flash_attn_func", "flash_attn_qkvpacked_func", "flash_attn_kvpacked_func", "flash_attn_varlen_func",
@@ -73,6 +85,7 @@ def _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, re
     return (out, lse, None) if return_attn_probs else out
 
 
+@_drop_in
 def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                     alibi_slopes=None, deterministic=False, return_attn_probs=False):
     """Attention over q (B, Sq, H, D), k and v (B, Sk, Hk, D) -> out (B, Sq, H, D). See the module docstring."""
@@ -81,6 +94,7 @@ def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, wi
                 alibi_slopes=alibi_slopes)
 
 
+@_drop_in
 def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
                               softcap=0.0, alibi_slopes=None, deterministic=False, return_attn_probs=False):
     """Self-attention over packed qkv (B, S, 3, H, D) -> out (B, S, H, D). q, k, v are strided views."""
@@ -90,6 +104,7 @@ def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=Fal
                 deterministic, return_attn_probs, alibi_slopes=alibi_slopes)
 
 
+@_drop_in
 def flash_attn_kvpacked_func(q, kv, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
                              softcap=0.0, alibi_slopes=None, deterministic=False, return_attn_probs=False):
     """Attention over q (B, Sq, H, D) and packed kv (B, Sk, 2, Hk, D) -> out (B, Sq, H, D)."""
@@ -99,6 +114,7 @@ def flash_attn_kvpacked_func(q, kv, dropout_p=0.0, softmax_scale=None, causal=Fa
                 return_attn_probs, alibi_slopes=alibi_slopes)
 
 
+@_drop_in
 def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
                            deterministic=False, return_attn_probs=False, block_table=None):
@@ -109,6 +125,7 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
                 cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes=alibi_slopes)
 
 
+@_drop_in
 def flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, dropout_p=0.0, softmax_scale=None, causal=False,
                                      window_size=(-1, -1), softcap=0.0, alibi_slopes=None, deterministic=False,
                                      return_attn_probs=False):
@@ -119,6 +136,7 @@ def flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, dropout_p=0.0,
                 return_attn_probs, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, alibi_slopes=alibi_slopes)
 
 
+@_drop_in
 def flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
                                     softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
                                     alibi_slopes=None, deterministic=False, return_attn_probs=False):

@@ -7,12 +7,20 @@ are handed to the kernels as (B, N, H, D) stride views, never copied (unless the
 
 from __future__ import annotations
 
+import functools
+
+import torch
+
 from .torch_ops import attention
-from ._errors import error
+from ._errors import drop_in, error
+
+# Refused calls raise RuntimeError as the originals do (see _errors.drop_in).
+_drop_in = functools.partial(drop_in, compiling=torch.compiler.is_compiling)
 
 __all__ = ["scaled_dot_product_attention"]
 
 
+@_drop_in
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
     """Attention over query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, E) -> (..., Hq, L, E).
@@ -21,6 +29,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     ``enable_gqa=True`` lets Hq be a multiple of Hkv. ``attn_mask`` and ``dropout_p`` > 0 are not supported
     yet and raise :class:`flatattn.FlatattnUnsupportedError` naming the argument (use ``is_causal`` for
     causal masks and ``flatattn.flash_attn_varlen_func`` for padding). Differentiable in query, key, value.
+    A refused call raises a ``RuntimeError`` (as torch does) that is also a :class:`flatattn.FlatattnError`
+    (:class:`flatattn.FlatattnDropInError` or :class:`flatattn.FlatattnUnsupportedError`).
     """
     if attn_mask is not None:
         raise error("attn_mask", f"tensor {tuple(attn_mask.shape)}", "arbitrary attention masks are not supported yet",

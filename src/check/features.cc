@@ -61,6 +61,28 @@ constexpr Feature kFeatures[] = {
    [](Case& c) { causal(c), c.options.window = {3, 0}; }, false},
   {"negative_scale",   "negative scale -0.2",                     2,  64,  96, 2, 2, 64,
    [](Case& c) { c.options.softmax_scale = -0.2f; }, false},
+  // Head dims that are not multiples of 8: CUDA stages them through a zero-padded workspace
+  // (src/cuda/staging.h), strided ones with rows that are not 16-byte aligned too.
+  {"d59",              "D = 59, causal",                          2,  97,  97, 2, 2, 59, causal, true},
+  {"d111_gqa",         "D = 111, GQA 6:2",                        2,  80,  97, 6, 2, 111,
+   [](Case& c) { c.hq = 6, c.hkv = 2; }, false},
+  {"d199_causal",      "D = 199 (staged to 200, kernel 256), causal bottom-right, Nq < Nk",
+                                                                  1,  70, 150, 2, 2, 199, causal, false},
+  {"d1",               "D = 1",                                   2,  33,  70, 2, 1, 1, [](Case&) {}, false},
+  {"d3_varlen",        "D = 3, varlen incl. empty sequences, window (20,5)",
+                                                                  0,   0,   0, 4, 2, 3,
+   [](Case& c) {
+     c.options.window = {20, 5};
+     c.varlen = true;
+     c.seqlens_q = {0, 1, 37, 90};
+     c.seqlens_k = {5, 1, 0, 110};
+     c.batch = 4;
+   }, false},
+  {"d59_strided",      "D = 59, strided (B,H,N,D) + padding: rows not 16-byte aligned",
+                                                                  2,  97,  97, 4, 2, 59,
+   [](Case& c) { c.strided = true; }, false},
+  {"d111_det",         "D = 111, deterministic backward, causal", 2,  97,  97, 2, 1, 111,
+   [](Case& c) { causal(c), c.options.deterministic = true; }, false},
   {"alibi",            "ALiBi slopes (Hq), Nq < Nk",              2,  70, 150, 4, 2, 64,
    [](Case& c) { c.alibi = 1; }, true},
   {"alibi_causal_varlen", "ALiBi slopes (B, Hq), causal, varlen incl. empty sequences",
@@ -92,6 +114,8 @@ constexpr Feature kFeatures[] = {
      c.seqlens_k = {50, 7, 64};
      c.batch = 3;
    }, false},
+  {"sinks_alibi_d59",  "sinks and ALiBi (B, Hq), D = 59 (staged on CUDA), causal", 2, 97, 97, 2, 1, 59,
+   [](Case& c) { c.sinks = true, c.alibi = 2, causal(c); }, false},
 };
 // clang-format on
 

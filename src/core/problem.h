@@ -31,6 +31,7 @@ struct Problem {
   Dataflow dataflow = Dataflow::automatic;
   int num_threads = 0;
   bool deterministic = false;
+  std::int64_t total_q = 0, total_k = 0;  ///< rows of q/out and k/v: B * Nq and B * Nk, varlen: the packed rows
 
   [[nodiscard]] std::int64_t group() const { return hq / hkv; }  ///< query heads per kv head
 };

@@ -206,6 +206,8 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
   p.nq = s.nq;
   p.nk = s.nk;
   p.varlen = vl;
+  p.total_q = s.total_q;
+  p.total_k = s.total_k;
   return s;
 }
 

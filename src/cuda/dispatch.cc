@@ -1,4 +1,5 @@
 // The CUDA backend's entry points, orchestration only: the CUDA argument checks (check_args.h), the
+// staging of views the kernels cannot address (staging.h: D not a multiple of 8, unaligned rows), the
 // device's family (family.h), the instance for the request (registry.h; Flash or FLAT by
 // policy/heuristics.h for Dataflow::automatic), the backward's workspace, the launch, and the Report.
 // The success path builds no string: checks format their messages only when they fail, and the
@@ -8,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "src/core/backend.h"
@@ -17,6 +19,7 @@
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
+#include "src/cuda/staging.h"
 
 namespace flatattn::cuda {
 
@@ -81,29 +84,26 @@ const BwdInstance* backward_instance(const Problem& p) {
   return h != nullptr && h->d == base->d ? h : base;
 }
 
-/// The Report of a call that runs the instance `name` of head dim kernel_d: its stored name, with the
-/// zero-padding note when p.d is smaller (also stored: padded_name). Block sizes are the caller's.
-Report report_for(Dataflow df, const char* name, int kernel_d, const Problem& p) {
+/// The Report of a call that runs the instance `name` of head dim kernel_d for the caller's head dim d:
+/// its stored name, with the zero-padding note when d is smaller (also stored: padded_name). Block sizes
+/// are the caller's.
+Report report_for(Dataflow df, const char* name, int kernel_d, std::int64_t d) {
   Report r;
   r.backend = "cuda";
   r.dataflow = df;
-  if (kernel_d == p.d) {
+  if (kernel_d == d) {
     r.kernel = name;
   } else {
-    r.kernel = padded_name(name, p.d);
+    r.kernel = padded_name(name, d);
   }
   return r;
 }
 
-}  // namespace
-
-bool built() { return true; }
-
-Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
-  check_cuda_args(p, t);
-  DeviceGuard guard(p.device.index);
+/// forward() on views the kernels address directly (check_args.h); user_d: the caller's head dim (the
+/// Report's), p.d when nothing was staged. p's device must be current.
+Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std::int64_t user_d) {
   const FwdInstance* inst = forward_instance(p);
-  Report r = report_for(inst->dataflow, inst->name, inst->d, p);
+  Report r = report_for(inst->dataflow, inst->name, inst->d, user_d);
   if (p.batch == 0 || p.nq == 0) return r;  // nothing to write
   LaunchArgs a;
   a.problem = &p;
@@ -116,12 +116,11 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   return r;
 }
 
-Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
-  check_cuda_args(p, t);
-  DeviceGuard guard(p.device.index);
+/// backward() on views the kernels address directly; as forward_direct.
+Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d) {
   const BwdInstance* inst = backward_instance(p);
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
-  Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, p);
+  Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, user_d);
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;
   if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
@@ -141,6 +140,30 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   a.device = p.device.index;
   a.ws = BwdWorkspace::carve(ws.data(), rows, inst->d, p.deterministic);
   inst->launch(a);
+  return r;
+}
+
+}  // namespace
+
+bool built() { return true; }
+
+Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
+  const bool direct = check_cuda_args(p, t);
+  DeviceGuard guard(p.device.index);
+  if (direct) return forward_direct(p, t, stream, p.d);
+  Staging staged(p, t, stream.handle);
+  Report r = forward_direct(staged.problem(), staged.forward_tensors(), stream, p.d);
+  staged.finish();
+  return r;
+}
+
+Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
+  const bool direct = check_cuda_args(p, t);
+  DeviceGuard guard(p.device.index);
+  if (direct) return backward_direct(p, t, stream, p.d);
+  Staging staged(p, t, stream.handle);
+  Report r = backward_direct(staged.problem(), staged.backward_tensors(), stream, p.d);
+  staged.finish();
   return r;
 }
 

@@ -410,6 +410,14 @@ TEST(CudaBackward, SanitizerSet) {
     c.seqlens_k = {3, 0, 165};
     c.batch = 3;
     v.push_back(c);
+    // Staged (src/cuda/staging.h): D % 8 != 0, varlen and strided with unaligned rows.
+    c.d = 59;
+    v.push_back(c);
+    Case s = small_case(dt, 70, 150, 59);
+    s.batch = 1;
+    s.strided = true;
+    s.options.deterministic = true;
+    v.push_back(s);
   }
   run_cases(v, "SanitizerSet");
 }

@@ -279,5 +279,15 @@ TEST(CudaForward, SanitizerSet) {
     c.batch = 3;
     CaseTensors t = make_case(c, rng);
     check_case(t, seed, "sanitizer varlen");
+    // Staged (src/cuda/staging.h): D % 8 != 0 with unaligned strided rows, and varlen.
+    c.d = 59;
+    t = make_case(c, rng);
+    check_case(t, seed, "sanitizer varlen staged");
+    Case s = small_case(dt, 70, 75, 59);
+    s.batch = 1;
+    s.options.causal = true;
+    s.strided = true;
+    t = make_case(s, rng);
+    check_case(t, seed, "sanitizer staged");
   }
 }
