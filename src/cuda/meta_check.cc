@@ -89,7 +89,9 @@ MetaCheck::MetaCheck(const Problem& p, cudaStream_t stream) : p_(p), stream_(str
   DeviceWord* pending = g_words[static_cast<std::size_t>(dev)].load(std::memory_order_acquire);
   if (pending != nullptr) {
     // The mirror is written by copies queued after earlier varlen launches: one thread claims a set word.
-    const unsigned bits = std::atomic_ref<unsigned>(*pending->host).exchange(0, std::memory_order_acq_rel);
+    // A plain load first: the common (clean) case writes nothing, so concurrent calls share the line.
+    std::atomic_ref<unsigned> mirror(*pending->host);
+    const unsigned bits = mirror.load(std::memory_order_relaxed) != 0 ? mirror.exchange(0, std::memory_order_acq_rel) : 0u;
     if (bits != 0) {
       check(cudaMemsetAsync(pending->dev, 0, sizeof(unsigned), stream), "cudaMemsetAsync(metadata error word)");
       raise(bits, p, true);
