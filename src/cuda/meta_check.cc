@@ -9,6 +9,7 @@
 #include <string>
 
 #include "flatattn/error.h"
+#include "src/cuda/common/seq_rows.h"
 #include "src/cuda/runtime.h"
 
 namespace flatattn::cuda {
@@ -47,9 +48,10 @@ DeviceWord& device_word(int device) {
   return *made;
 }
 
-/// The Error for the bits of a word (common/block_info.cuh MetaError: bit i names names[i]): the first invalid argument by name, the others listed.
+/// The Error for the bits of a word (common/seq_rows.h MetaError: bit i names names[i]): the first invalid argument by name, the others listed.
 [[noreturn]] void raise(unsigned bits, const Problem& p, bool earlier) {
   const char* names[] = {"cu_seqlens_q", "cu_seqlens_k", "max_seqlen_q", "max_seqlen_k"};
+  static_assert(kMetaCuQ == 1u && kMetaCuK == 2u && kMetaMaxQ == 4u && kMetaMaxK == 8u, "bit i names names[i]");
   int first = 0;
   while (!(bits & (1u << first))) ++first;
   std::string also;

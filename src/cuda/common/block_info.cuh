@@ -1,40 +1,16 @@
 // Where one CTA's sequence lives: batched (fixed lengths) or varlen (cu_seqlens), and the element
 // offsets of its q/k/v/out/lse rows for one query head. Varlen metadata lives on the GPU and is never
-// trusted: seq_rows bounds every sequence by the packed rows the host knows from the tensor shapes, and
-// BlockInfo records a violation in the call's metadata error word (src/cuda/meta_check.h).
+// trusted: seq_rows (common/seq_rows.h) bounds every sequence by the packed rows the host knows from the
+// tensor shapes, and BlockInfo records a violation in the call's metadata error word (src/cuda/meta_check.h).
 #pragma once
 
 #include <cstdint>
 
 #include "src/cuda/common/arch.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/seq_rows.h"
 
 namespace flatattn::cuda {
-
-/// Bits of the metadata error word: which argument a kernel found invalid (named on the host by
-/// src/cuda/meta_check.cc).
-enum MetaError : unsigned {
-  kMetaCuQ = 1u,   ///< cu_seqlens_q: cu[0] != 0, decreasing, negative, or past total_q
-  kMetaCuK = 2u,   ///< cu_seqlens_k: the same against total_k
-  kMetaMaxQ = 4u,  ///< max_seqlen_q smaller than a query length
-  kMetaMaxK = 8u,  ///< max_seqlen_k smaller than a key length
-};
-
-/// The packed rows [start, start + len) of sequence b, with 0 <= start <= start + len <= total whatever
-/// cu holds. A pair that is out of order or range (or a first offset other than 0) gives len 0 and
-/// bad = bad_cu; a length above max_len (max_seqlen: the grid covers that many rows) gives len 0 and
-/// bad = bad_max. Reads cu[b] and cu[b + 1] only.
-struct SeqRows {
-  int start, len;
-  unsigned bad;
-};
-
-FLATATTN_DEVICE SeqRows seq_rows(const int* cu, int b, int total, int max_len, unsigned bad_cu, unsigned bad_max) {
-  const int a = cu[b], e = cu[b + 1];
-  if (a < 0 || e < a || e > total || (b == 0 && a != 0)) return {min(max(a, 0), total), 0, bad_cu};
-  if (e - a > max_len) return {a, 0, bad_max};
-  return {a, e - a, 0u};
-}
 
 struct BlockInfo {
   int nq, nk;                               ///< this sequence's lengths
