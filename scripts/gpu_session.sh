@@ -71,7 +71,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead $(has features && echo bench_features) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -101,6 +101,10 @@ if has san; then
   grep -E "ERROR SUMMARY" "$LOG/memcheck.log" >> "$SUMMARY"
   stage racecheck 240 compute-sanitizer --tool racecheck --error-exitcode 9 $T --gtest_filter='Cuda*.SanitizerSet'
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/racecheck.log" >> "$SUMMARY"
+  # Adversarial varlen metadata (issue 20): 0 errors means no kernel read or wrote outside the tensors.
+  stage memcheck_meta 300 compute-sanitizer --tool memcheck --error-exitcode 9 $T \
+    --gtest_filter='Metadata.CheckingModeDirect:Metadata.CheckingModeStaged:Metadata.OffendingSequenceSkipped:Metadata.AsynchronousReport:CudaCornerCases.*'
+  grep -E "ERROR SUMMARY" "$LOG/memcheck_meta.log" >> "$SUMMARY"
 fi
 if has cli && [[ -x $B/cli/flatattn ]]; then
   export FLATATTN_DATA_DIR=$PWD/data
@@ -126,6 +130,9 @@ fi
 if has host; then  # host time per call from the C++ entry to the launch, next to a bare launch
   stage host 90 $B/bench/gpu/host_overhead --out "$OUT/host_overhead.json" --commit "$COMMIT"
   cp "$LOG/host.log" "$OUT/host_overhead.txt" 2>/dev/null
+  if [[ -x $B/bench/gpu/host_threads ]]; then  # the same per call from 1 and 8 host threads (own streams, shapes)
+    stage host_threads 120 $B/bench/gpu/host_threads --threads 8 --out "$OUT/host_threads.json" --commit "$COMMIT"
+  fi
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \

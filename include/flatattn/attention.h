@@ -38,6 +38,23 @@ namespace flatattn {
 /// Variable-length batch: sequence b spans rows [cu_seqlens_q[b], cu_seqlens_q[b+1]) of q/out and
 /// [cu_seqlens_k[b], cu_seqlens_k[b+1]) of k/v. Both are int32 (B + 1), non-decreasing, starting at 0.
 /// max_seqlen_q/k bound the per-sequence lengths; required on CUDA (grid size), computed when 0 on CPU.
+///
+/// Checking: CPU offsets are checked before anything runs (Error naming the argument). CUDA offsets live
+/// on the device and are checked by the kernels as they read them: sequence b is invalid when
+/// cu[b] < 0, cu[b+1] < cu[b], cu[b+1] > total (the packed rows of the tensors), cu[0] != 0, or a length
+/// exceeds max_seqlen_q / max_seqlen_k. Whatever the offsets hold, no kernel reads or writes outside the
+/// tensors. An invalid sequence is skipped: its rows of out and lse (of dq, and its key rows of dk, dv)
+/// are not written (left as they were; where the call stages a view -- odd D or unaligned rows, see
+/// above -- they hold unspecified values); the other sequences are computed as given. The violation is
+/// raised as an Error of Kind::invalid_argument naming cu_seqlens_q, cu_seqlens_k, max_seqlen_q or
+/// max_seqlen_k (in that order when several are bad):
+///   - with the environment variable FLATATTN_CHECK_METADATA=1 (read at every varlen CUDA call; tests
+///     and debugging), synchronously: the call waits for its stream and throws after the kernels ran;
+///   - otherwise asynchronously (no synchronization): the violation is recorded in a per-device word
+///     and the next forward()/backward() on that device throws it, doing nothing else; the word is then
+///     cleared. With calls in flight on several streams the report may come one call later (or twice).
+///     The first varlen call on a device allocates the word with a synchronous copy (do it before a
+///     CUDA-graph capture).
 struct Varlen {
   TensorView cu_seqlens_q;
   TensorView cu_seqlens_k;
@@ -91,7 +108,8 @@ struct Report {
 
 /// Attention forward: out = softmax(mask(scale * q k^T)) v, and lse when requested.
 /// Runs on the device of the tensors (all on one device). Throws flatattn::Error on invalid input,
-/// before any output is written. On CUDA the call is asynchronous on `stream`.
+/// before any output is written (except CUDA varlen offsets, checked by the kernels: see Varlen).
+/// On CUDA the call is asynchronous on `stream`.
 Report forward(const ForwardArgs& args, const Options& options = {}, Stream stream = {});
 
 /// Attention backward: dq, dk, dv from dout, q, k, v, out and the forward's lse.

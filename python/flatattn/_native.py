@@ -45,7 +45,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     (FlashAttention >= 2.1: key j visible to query i when j <= i + Nk - Nq) or 'top_left' (SDPA: j <= i);
     ``window=(left, right)`` sliding window around that diagonal, -1 unbounded; ``softcap`` > 0 applies
     ``softcap * tanh(s / softcap)`` to the logits (Gemma 2); ``dataflow`` 'auto' | 'flash' | 'flat';
-    ``num_threads`` for the CPU engine (0: all). A row that sees no key outputs 0 with lse = -inf.
+    ``num_threads`` for the CPU engine (0: all hardware threads, on every path). A row that sees no key outputs 0 with lse = -inf.
 
     ALiBi (Press et al., ICLR 2022): ``alibi_slopes`` float32 (Hq) or (B, Hq) on q's device adds
     ``-slope * |i + Nk - Nq - j|`` to each scaled logit (the sequence's own lengths; the distance to the
@@ -79,11 +79,12 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     if lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
 
-        o, l = torch_ops.attention(q, k, v, softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                   window_left=wl, window_right=wr, softcap=softcap, deterministic=deterministic,
-                                   cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
-                                   max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, dataflow=dataflow,
-                                   num_threads=num_threads)
+        with torch_ops.stream_scope(q, stream):  # `stream` honoured on the op path too
+            o, l = torch_ops.attention(q, k, v, softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                       window_left=wl, window_right=wr, softcap=softcap, deterministic=deterministic,
+                                       cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                                       max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, dataflow=dataflow,
+                                       num_threads=num_threads)
         return o, (l if return_lse else None)
     if out is None:
         out = A.empty_like(q, lib)
@@ -134,11 +135,12 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
 
-        return torch_ops.attention_backward(dout, q, k, v, out, lse, softmax_scale=softmax_scale, causal=causal,
-                                            top_left=top_left, window_left=wl, window_right=wr, softcap=softcap,
-                                            deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                            cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                            max_seqlen_k=max_seqlen_k, num_threads=num_threads)
+        with torch_ops.stream_scope(q, stream):
+            return torch_ops.attention_backward(dout, q, k, v, out, lse, softmax_scale=softmax_scale, causal=causal,
+                                                top_left=top_left, window_left=wl, window_right=wr, softcap=softcap,
+                                                deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                                cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                                max_seqlen_k=max_seqlen_k, num_threads=num_threads)
     dq = A.empty_like(q, lib) if dq is None else dq
     dk = A.empty_like(k, lib) if dk is None else dk
     dv = A.empty_like(v, lib) if dv is None else dv

@@ -27,13 +27,14 @@ except AttributeError:  # pragma: no cover
     from torch.utils.dlpack import to_dlpack as _capsule
 
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-_get_num_threads = torch.get_num_threads
 
 
 def _call(fn, q, num_threads, *args, **kw):
-    """Calls the extension with the stream / thread count of q's device (on q's GPU when it is not current)."""
+    """Calls the extension with the stream of q's device (on q's GPU when it is not current). num_threads is
+    passed through: 0 means all hardware threads on every path (as flatattn.Options.num_threads), not torch's
+    thread count."""
     if q.device.type != "cuda":
-        return fn(*args, num_threads or _get_num_threads(), 0, **kw)
+        return fn(*args, num_threads, 0, **kw)
     index = q.device.index
     if index != torch.cuda.current_device():
         with torch.cuda.device(index):
@@ -424,3 +425,17 @@ def attention_backward_ext(dout, q, k, v, out, lse, *, alibi_slopes=None, sinks=
             int(window_right), float(softcap), bool(deterministic), int(num_threads))
     return _ext_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                        _f32(alibi_slopes), _f32(sinks), *opts)
+
+
+def stream_scope(q, stream):
+    """A context that makes `stream` (a torch.cuda.Stream, an object with .cuda_stream or .ptr, or a raw
+    cudaStream_t int) torch's current stream on q's device, so the ops queue their work on it; a null
+    context when stream is None or q is not a CUDA tensor."""
+    import contextlib
+
+    if stream is None or q.device.type != "cuda":
+        return contextlib.nullcontext()
+    if not isinstance(stream, torch.cuda.Stream):
+        stream = torch.cuda.ExternalStream(int(getattr(stream, "cuda_stream", getattr(stream, "ptr", stream))),
+                                           device=q.device)
+    return torch.cuda.stream(stream)

@@ -48,12 +48,15 @@ void check_view(const TensorView& t, const char* name, int rank, const char* lay
           "rank must be " + std::to_string(rank) + ": " + layout,
           rank == 4 ? "pass a 4-D (B, N, H, D) view (or give cu_seqlens for varlen 3-D input)"
                     : "pass a 3-D packed (total, H, D) view for varlen");
-  for (int i = 0; i < t.rank; ++i) {
+  for (int i = 0; i < t.rank; ++i)
     FLATATTN_REQUIRE(t.shape[i] >= 0, name, "shape " + shape_str(t), "dimensions must be >= 0", "fix the shape");
-    FLATATTN_REQUIRE(t.stride[i] >= 0, name, "strides " + stride_str(t), "strides must be >= 0 (in elements)",
-            "pass a view with non-negative strides (copy a flipped tensor first)");
-  }
-  FLATATTN_REQUIRE(t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
+  // The stride of a dim of extent <= 1 is never multiplied by a nonzero index, and an empty tensor has no
+  // element to address: exporters (DLPack) report anything there, so only the strides that matter are checked.
+  const bool empty = t.numel() == 0;
+  for (int i = 0; i < t.rank; ++i)
+    FLATATTN_REQUIRE(empty || t.shape[i] <= 1 || t.stride[i] >= 0, name, "strides " + stride_str(t),
+            "strides must be >= 0 (in elements)", "pass a view with non-negative strides (copy a flipped tensor first)");
+  FLATATTN_REQUIRE(empty || t.stride[t.rank - 1] == 1 || t.shape[t.rank - 1] <= 1, name, "strides " + stride_str(t),
           "the last dim (D) must be contiguous (stride 1)", "make the head dim contiguous (e.g. .contiguous())");
   FLATATTN_REQUIRE(t.data != nullptr || t.numel() == 0, name, "null data pointer with " + std::to_string(t.numel()) +
           " elements", "data must point to the tensor", "pass the buffer's address");
@@ -87,8 +90,11 @@ void check_shape(const TensorView& t, const char* name, std::initializer_list<st
           "allocate it with the expected shape");
 }
 
-RowStrides rows4(const TensorView& t) { return {t.stride[0], t.stride[1], t.stride[2]}; }
-RowStrides rows3(const TensorView& t) { return {0, t.stride[0], t.stride[1]}; }
+/// Stride i of t, 0 where dim i has extent <= 1 (its stride is never used: see check_view), so a size-1 dim's
+/// arbitrary exporter stride cannot make a view look misaligned (CUDA's kernel_addressable) or negative.
+std::int64_t used_stride(const TensorView& t, int i) { return t.shape[i] <= 1 ? 0 : t.stride[i]; }
+RowStrides rows4(const TensorView& t) { return {used_stride(t, 0), used_stride(t, 1), used_stride(t, 2)}; }
+RowStrides rows3(const TensorView& t) { return {0, used_stride(t, 0), used_stride(t, 1)}; }
 
 struct Shapes {
   std::int64_t batch, nq, nk, hq, hkv, d, total_q, total_k;
@@ -264,7 +270,8 @@ void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consume
     check_shape(lse, name, {s.batch, s.hq, s.nq}, layout);
   }
   for (int i = 0; i < lse.rank; ++i)
-    FLATATTN_REQUIRE(lse.stride[i] >= 0, name, "strides " + stride_str(lse), "strides must be >= 0", "pass a plain view");
+    FLATATTN_REQUIRE(lse.numel() == 0 || lse.shape[i] <= 1 || lse.stride[i] >= 0, name, "strides " + stride_str(lse),
+            "strides must be >= 0", "pass a plain view");
   FLATATTN_REQUIRE(lse.data != nullptr || lse.numel() == 0, name, "null data pointer", "must point to the LSE buffer",
           "pass the buffer");
 }
@@ -311,7 +318,8 @@ void check_sinks(const TensorView& t, const char* name, const Shapes& s, Consume
 }
 
 RowStrides lse_strides(const TensorView& lse, bool varlen) {
-  return varlen ? RowStrides{0, lse.stride[1], lse.stride[0]} : RowStrides{lse.stride[0], lse.stride[2], lse.stride[1]};
+  return varlen ? RowStrides{0, used_stride(lse, 1), used_stride(lse, 0)}
+                : RowStrides{used_stride(lse, 0), used_stride(lse, 2), used_stride(lse, 1)};
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "src/cuda/check_args.h"
 #include "src/cuda/family.h"
 #include "src/cuda/launch_api.h"
+#include "src/cuda/meta_check.h"
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
@@ -101,7 +102,7 @@ Report report_for(Dataflow df, const char* name, int kernel_d, std::int64_t d) {
 
 /// forward() on views the kernels address directly (check_args.h); user_d: the caller's head dim (the
 /// Report's), p.d when nothing was staged. p's device must be current.
-Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std::int64_t user_d) {
+Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
   const FwdInstance* inst = forward_instance(p);
   Report r = report_for(inst->dataflow, inst->name, inst->d, user_d);
   if (p.batch == 0 || p.nq == 0) return r;  // nothing to write
@@ -110,6 +111,7 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
   a.tensors = &t;
   a.stream = stream.handle;
   a.device = p.device.index;
+  a.meta_err = meta_err;
   const LaunchInfo li = inst->launch(a);
   r.block_m = li.block_m;
   r.block_n = inst->dataflow == Dataflow::flat ? static_cast<int>(p.nk) : li.block_n;
@@ -117,7 +119,7 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
 }
 
 /// backward() on views the kernels address directly; as forward_direct.
-Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d) {
+Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
   const BwdInstance* inst = backward_instance(p);
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
   Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, user_d);
@@ -139,6 +141,7 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   a.stream = stream.handle;
   a.device = p.device.index;
   a.ws = BwdWorkspace::carve(ws.data(), rows, inst->d, p.deterministic);
+  a.meta_err = meta_err;
   inst->launch(a);
   return r;
 }
@@ -147,23 +150,38 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
 
 bool built() { return true; }
 
+// Both entry points: a violation an earlier varlen call left pending is raised first (MetaCheck's
+// constructor); this call's varlen metadata is checked by its kernels and reported by meta.finish(),
+// after the staged outputs were copied back (meta_check.h).
 Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   const bool direct = check_cuda_args(p, t);
   DeviceGuard guard(p.device.index);
-  if (direct) return forward_direct(p, t, stream, p.d);
+  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
+  if (direct) {
+    Report r = forward_direct(p, t, stream, p.d, meta.word());
+    meta.finish();
+    return r;
+  }
   Staging staged(p, t, stream.handle);
-  Report r = forward_direct(staged.problem(), staged.forward_tensors(), stream, p.d);
+  Report r = forward_direct(staged.problem(), staged.forward_tensors(), stream, p.d, meta.word());
   staged.finish();
+  meta.finish();
   return r;
 }
 
 Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   const bool direct = check_cuda_args(p, t);
   DeviceGuard guard(p.device.index);
-  if (direct) return backward_direct(p, t, stream, p.d);
+  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
+  if (direct) {
+    Report r = backward_direct(p, t, stream, p.d, meta.word());
+    meta.finish();
+    return r;
+  }
   Staging staged(p, t, stream.handle);
-  Report r = backward_direct(staged.problem(), staged.backward_tensors(), stream, p.d);
+  Report r = backward_direct(staged.problem(), staged.backward_tensors(), stream, p.d, meta.word());
   staged.finish();
+  meta.finish();
   return r;
 }
 

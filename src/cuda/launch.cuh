@@ -39,7 +39,7 @@ void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const 
   if (ctas == 0) return;
   check_grid(ctas, "ceil(Nq / " + std::to_string(block_m) + ") * Hq * B");
   prepare_smem(kernel, smem_bytes, a.device, attr_done);
-  const FwdParams p = make_params(pr, *a.tensors);
+  const FwdParams p = make_params(pr, *a.tensors, a.meta_err);
   kernel<<<static_cast<unsigned>(ctas), threads, smem_bytes, static_cast<cudaStream_t>(a.stream)>>>(
       p, static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch");

@@ -19,6 +19,7 @@ struct LaunchArgs {
   const FwdTensors* tensors = nullptr;
   void* stream = nullptr;  ///< cudaStream_t
   int device = 0;
+  unsigned* meta_err = nullptr;  ///< varlen: the metadata error word (src/cuda/meta_check.h)
 };
 
 /// What a launcher reports about itself (for Report and error messages).
@@ -74,6 +75,7 @@ struct BwdLaunchArgs {
   BwdWorkspace ws;
   void* stream = nullptr;  ///< cudaStream_t
   int device = 0;
+  unsigned* meta_err = nullptr;  ///< varlen: the metadata error word (src/cuda/meta_check.h)
 };
 
 /// Launches one instance: family F, dataflow DF, storage dtype DT, kernel head dim D, variant Var

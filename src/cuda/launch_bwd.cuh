@@ -40,7 +40,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
   const auto stream = static_cast<cudaStream_t>(a.stream);
-  const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws, S::kBlockM, S::kBlockN);
+  const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws, S::kBlockM, S::kBlockN, a.meta_err);
 
   const std::int64_t n_row_blocks = (pr.nq + R::kRows - 1) / R::kRows;
   const std::int64_t row_ctas = n_row_blocks * pr.hq * pr.batch;

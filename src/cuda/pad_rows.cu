@@ -55,7 +55,8 @@ __global__ void pad_kernel(const std::uint16_t* __restrict__ src, RowStrides s, 
 template <class I>
 __global__ void unpad_kernel(const uint4* __restrict__ src, std::uint16_t* __restrict__ dst, RowStrides s, PadShape sh,
                              I chunks, const std::int32_t* row_end) {
-  const std::int64_t end = row_end != nullptr ? *row_end : sh.n;
+  // row_end (varlen's cu_seqlens[B]) is device metadata: bounded by the tensor's rows whatever it holds.
+  const std::int64_t end = row_end != nullptr ? min(max(std::int64_t{*row_end}, std::int64_t{0}), std::int64_t{sh.n}) : sh.n;
   for (I i = blockIdx.x * I{kThreads} + threadIdx.x; i < chunks; i += I{gridDim.x} * kThreads) {
     int c0;
     std::int64_t n;

@@ -13,9 +13,10 @@
 namespace flatattn::cuda {
 
 // bench/gpu/empty_launch.cu launches an empty kernel with a parameter block of this size (host_overhead's floor).
-static_assert(sizeof(FwdParams) == 248, "FwdParams changed size: update bench/gpu/empty_launch.cu");
+static_assert(sizeof(FwdParams) == 264, "FwdParams changed size: update bench/gpu/empty_launch.cu");
 
-inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
+/// meta_err: the call's metadata error word (varlen; src/cuda/meta_check.h), may be null.
+inline FwdParams make_params(const Problem& pr, const FwdTensors& t, unsigned* meta_err = nullptr) {
   FwdParams p;
   p.q = t.q;
   p.k = t.k;
@@ -35,6 +36,11 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
   if (pr.varlen) {
     p.cu_q = pr.cu_seqlens_q;
     p.cu_k = pr.cu_seqlens_k;
+    p.meta_err = meta_err;
+    // cu_seqlens are int32: a packed tensor longer than INT_MAX rows is only reachable up to there.
+    constexpr std::int64_t kIntMax = 0x7fffffff;
+    p.total_q = static_cast<int>(std::min(pr.total_q, kIntMax));
+    p.total_k = static_cast<int>(std::min(pr.total_k, kIntMax));
   }
   constexpr float kLog2e = 1.4426950408889634f;
   p.var = make_variant_data(pr.variant, pr.scale, kLog2e);
@@ -57,7 +63,7 @@ inline FwdParams make_params(const Problem& pr, const FwdTensors& t) {
 /// The backward's parameters: the forward's (q, k, v, the forward output, lse) plus gradients and the
 /// workspace. block_m, block_n: the instance's tiles.
 inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const BwdWorkspace& ws, int block_m,
-                                 int block_n) {
+                                 int block_n, unsigned* meta_err = nullptr) {
   FwdTensors ft;
   ft.q = t.q;
   ft.k = t.k;
@@ -67,7 +73,7 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   ft.sinks = t.sinks;
   ft.sq = t.sq, ft.sk = t.sk, ft.sv = t.sv, ft.so = t.so, ft.slse = t.slse;
   BwdParams p;
-  p.f = make_params(pr, ft);
+  p.f = make_params(pr, ft, meta_err);
   p.dout = t.dout;
   p.dq = t.dq;
   p.dk = t.dk;

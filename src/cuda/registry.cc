@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -155,9 +156,15 @@ bool has_family(Family f) {
 }
 
 const std::string& padded_name(const char* name, std::int64_t d) {
-  static std::mutex mu;
+  // Bounded by (instances x head dims <= 256). Every zero-padded call asks: hits share a reader lock, a
+  // new name is made under the writer lock (std::map keeps references to its entries valid).
+  static std::shared_mutex mu;
   static std::map<std::pair<const char*, std::int64_t>, std::string> names;
-  std::lock_guard<std::mutex> lock(mu);
+  {
+    std::shared_lock<std::shared_mutex> read(mu);
+    if (auto it = names.find({name, d}); it != names.end()) return it->second;
+  }
+  std::unique_lock<std::shared_mutex> write(mu);
   auto [it, fresh] = names.try_emplace({name, d});
   if (fresh) it->second = std::string(name) + " (D=" + std::to_string(d) + " zero-padded)";
   return it->second;

@@ -1,6 +1,7 @@
 #include "src/cuda/runtime.h"
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -13,25 +14,29 @@ void check(cudaError_t e, const char* what) {
 }
 
 const DeviceInfo& device_info(int index) {
+  // Read on every call from any number of host threads: the hit path is one acquire load (no lock);
+  // the first call per device fills its entry under the mutex. Entries live until the process ends.
   static std::mutex mu;
-  static std::array<std::unique_ptr<DeviceInfo>, 64> cache;
+  static std::array<std::atomic<const DeviceInfo*>, 64> cache{};
   if (index < 0 || index >= static_cast<int>(cache.size())) {
     throw Error(Error::Kind::invalid_argument, "device.index", std::to_string(index), "0 <= index < 64",
                 "pass a valid CUDA ordinal");
   }
+  std::atomic<const DeviceInfo*>& slot = cache[static_cast<std::size_t>(index)];
+  if (const DeviceInfo* known = slot.load(std::memory_order_acquire)) return *known;
   std::lock_guard<std::mutex> lock(mu);
-  if (!cache[index]) {
-    auto info = std::make_unique<DeviceInfo>();
-    cudaDeviceProp prop{};
-    check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties");
-    info->index = index;
-    info->cc = prop.major * 10 + prop.minor;
-    info->sm_count = prop.multiProcessorCount;
-    info->smem_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
-    info->name = prop.name;
-    cache[index] = std::move(info);
-  }
-  return *cache[index];
+  if (const DeviceInfo* known = slot.load(std::memory_order_acquire)) return *known;
+  auto info = std::make_unique<DeviceInfo>();
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties");
+  info->index = index;
+  info->cc = prop.major * 10 + prop.minor;
+  info->sm_count = prop.multiProcessorCount;
+  info->smem_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+  info->name = prop.name;
+  const DeviceInfo* made = info.release();
+  slot.store(made, std::memory_order_release);
+  return *made;
 }
 
 DeviceGuard::DeviceGuard(int index) {

@@ -1,11 +1,14 @@
 // Where one CTA's sequence lives: batched (fixed lengths) or varlen (cu_seqlens), and the element
-// offsets of its q/k/v/out/lse rows for one query head.
+// offsets of its q/k/v/out/lse rows for one query head. Varlen metadata lives on the GPU and is never
+// trusted: seq_rows (common/seq_rows.h) bounds every sequence by the packed rows the host knows from the
+// tensor shapes, and BlockInfo records a violation in the call's metadata error word (src/cuda/meta_check.h).
 #pragma once
 
 #include <cstdint>
 
 #include "src/cuda/common/arch.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/seq_rows.h"
 
 namespace flatattn::cuda {
 
@@ -17,10 +20,16 @@ struct BlockInfo {
     const int hk = h / p.group;
     std::int64_t q0 = 0, k0 = 0;
     if (p.cu_q != nullptr) {
-      q0 = p.cu_q[b];
-      k0 = p.cu_k[b];
-      nq = p.cu_q[b + 1] - p.cu_q[b];
-      nk = p.cu_k[b + 1] - p.cu_k[b];
+      // A sequence whose q or k rows are invalid is skipped (both lengths 0: nothing of it is read or
+      // written, see include/flatattn/attention.h) and flagged, one atomic per warp.
+      const SeqRows rq = seq_rows(p.cu_q, b, p.total_q, p.nq, kMetaCuQ, kMetaMaxQ);
+      const SeqRows rk = seq_rows(p.cu_k, b, p.total_k, p.nk, kMetaCuK, kMetaMaxK);
+      const unsigned bad = rq.bad | rk.bad;
+      q0 = rq.start;
+      k0 = rk.start;
+      nq = bad != 0 ? 0 : rq.len;
+      nk = bad != 0 ? 0 : rk.len;
+      if (bad != 0 && p.meta_err != nullptr && (threadIdx.x & 31) == 0) atomicOr(p.meta_err, bad);
       b = 0;  // varlen rows are packed: no batch stride
     } else {
       nq = p.nq;

@@ -73,8 +73,8 @@ FLATATTN_DEVICE void store_dk_dv(const BwdParams& p, const BwdTile& tile, int n0
                                  const unsigned char* sv, int tid) {
   std::int64_t k0 = 0;
   int b = tile.b;
-  if (p.f.cu_k != nullptr) {
-    k0 = p.f.cu_k[b];
+  if (p.f.cu_k != nullptr) {  // bounded as BlockInfo's (a bad sequence has nk = 0 and never stores)
+    k0 = seq_rows(p.f.cu_k, b, p.f.total_k, p.f.nk, kMetaCuK, kMetaMaxK).start;
     b = 0;
   }
   auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;

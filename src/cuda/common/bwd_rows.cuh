@@ -46,8 +46,8 @@ struct BwdRowInfo {
   std::int64_t dout, dq;
   FLATATTN_DEVICE BwdRowInfo(const BwdParams& p, int b, int h) {
     std::int64_t q0 = 0;
-    if (p.f.cu_q != nullptr) {
-      q0 = p.f.cu_q[b];
+    if (p.f.cu_q != nullptr) {  // bounded as BlockInfo's (which skips and flags a bad sequence)
+      q0 = seq_rows(p.f.cu_q, b, p.f.total_q, p.f.nq, kMetaCuQ, kMetaMaxQ).start;
       b = 0;
     }
     dout = b * p.do_b + q0 * p.do_n + h * p.do_h;

@@ -25,6 +25,8 @@ struct FwdParams {
   int d = 0;                 ///< the caller's head dim (<= the kernel's; the rest is zero padding)
   const int* cu_q = nullptr;  ///< varlen offsets (B + 1), null when batched
   const int* cu_k = nullptr;
+  unsigned* meta_err = nullptr;  ///< varlen: where kernels flag bad metadata (common/block_info.cuh MetaError)
+  int total_q = 0, total_k = 0;  ///< varlen: packed rows of q/out/lse and k/v; no row at or past them is touched
   // Logits in log2 units: x = (fold ? s : score(s)), p = exp2(x * mul - max * mul), score = the variant's
   // hook (src/core/variant.h) with var = make_variant_data(args, scale, log2 e).
   // fold (scale > 0 and a variant without a score transform): mul = scale * log2(e) and the scale rides
@@ -36,7 +38,7 @@ struct FwdParams {
   int bottom_right = 1;
   int left = -1, right = -1;
   // Last, so the fields above keep their offsets whatever the variant data holds (ALiBi's slopes pointer
-  // made it 8-byte aligned: 224 -> 248 bytes with the sinks pointer).
+  // made it 8-byte aligned: 224 -> 264 bytes with the sinks pointer and the varlen metadata fields).
   VariantData var{};  ///< the variant hooks' per-call data
   /// Attention sinks (Hq) fp32, natural-log units, applied in the forward's finalization (add_sinks,
   /// common/softmax.cuh); null: off. Not a variant: every instance serves it at one branch per CTA.

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <tuple>
 #include <vector>
 
@@ -60,8 +61,11 @@ using Key = std::tuple<int, int, int, std::int64_t, std::int64_t, std::int64_t, 
 /// bound with a clear keeps the hit path a plain map lookup (no LRU bookkeeping per call).
 constexpr std::size_t kMaxChoices = 4096;
 
+/// Shared by every host thread: lookups take the reader lock only (concurrent calls of known shapes do not
+/// serialize); a new shape is planned outside any lock (the planner is pure) and inserted under the writer
+/// lock. Two threads planning one new shape both insert the same answer.
 struct Cache {
-  std::mutex mu;
+  std::shared_mutex mu;
   std::map<int, std::unique_ptr<model::Hardware>> hardware;  // per device index (bounded by the devices)
   std::map<Key, Dataflow> choice;                            // at most kMaxChoices entries
 };
@@ -78,12 +82,19 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
   const Key key{dev.index, static_cast<int>(f), w.d, w.batch, w.hq, w.hkv, w.nq, w.nk, static_cast<int>(w.dtype),
                 w.mask.bottom_right, w.mask.left, w.mask.right};
   Cache& c = cache();
-  std::lock_guard<std::mutex> lock(c.mu);
-  if (auto it = c.choice.find(key); it != c.choice.end()) return it->second;
-  auto& hw = c.hardware[dev.index];
-  if (!hw)
-    hw = std::make_unique<model::Hardware>(
-        model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
+  {
+    std::shared_lock<std::shared_mutex> read(c.mu);
+    if (auto it = c.choice.find(key); it != c.choice.end()) return it->second;
+  }
+  const model::Hardware* hw = nullptr;
+  {
+    std::unique_lock<std::shared_mutex> write(c.mu);
+    auto& slot = c.hardware[dev.index];
+    if (!slot)
+      slot = std::make_unique<model::Hardware>(
+          model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
+    hw = slot.get();  // never replaced or freed: readable without the lock
+  }
   model::AttnShape s;
   s.batch = w.batch;
   s.nq = w.nq;
@@ -98,6 +109,7 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
   s.window_right = w.mask.right;
   const std::vector<model::KernelVariant> v = variants(f, w.d);
   const Dataflow d = model::plan(hw->gpu, s, v).chosen.variant.dataflow;
+  std::unique_lock<std::shared_mutex> write(c.mu);
   if (c.choice.size() >= kMaxChoices) c.choice.clear();
   c.choice.emplace(key, d);
   return d;
