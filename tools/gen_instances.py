@@ -27,6 +27,8 @@ DATAFLOWS = ("flash", "flat")
 VARIANTS = {
     "plain": "dense softmax attention: every model",
     "softcap": "logit soft-capping: Gemma 2, Grok-1",
+    "dropout": "dropout on P in training: BERT, ViT, T5-style models",
+    "dropout_softcap": "dropout with soft-capping: Gemma 2 training",
 }
 
 

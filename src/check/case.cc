@@ -19,6 +19,8 @@ std::string Case::name() const {
       << (options.causal_align == CausalAlign::top_left ? "-tl" : "");
   if (options.softcap > 0) s << " softcap" << options.softcap;
   if (options.softmax_scale) s << " scale" << *options.softmax_scale;
+  if (options.dropout_p > 0)
+    s << " dropout" << options.dropout_p << "(seed " << options.dropout_seed << ", offset " << options.dropout_offset << ")";
   if (varlen) {
     s << " varlen[";
     for (std::size_t i = 0; i < seqlens_q.size(); ++i) s << (i ? "," : "") << seqlens_q[i] << "/" << seqlens_k[i];
@@ -179,6 +181,12 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
   c.options.deterministic = uni(0, 2) == 0;
   const Dataflow flows[] = {Dataflow::automatic, Dataflow::flash, Dataflow::flat};
   c.options.dataflow = flows[uni(0, 2)];
+  if (uni(0, 4) == 0) {  // dropout, with fresh (seed, offset)
+    const float ps[] = {0.1f, 0.17f, 0.5f, 0.9f};
+    c.options.dropout_p = ps[uni(0, 3)];
+    c.options.dropout_seed = rng();
+    c.options.dropout_offset = rng();
+  }
   return c;
 }
 

@@ -220,6 +220,12 @@ void check_options(const Options& o, Problem& p) {
   FLATATTN_REQUIRE(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
           "must be >= 0 and finite (0 disables)", "pass 0 or a positive cap such as 30");
   p.variant.softcap = o.softcap;
+  FLATATTN_REQUIRE(std::isfinite(o.dropout_p) && o.dropout_p >= 0.f && o.dropout_p < 1.f, "dropout_p",
+          std::to_string(o.dropout_p), "must be in [0, 1) (0 disables dropout)", "pass a probability such as 0.1, or 0");
+  p.variant.dropout_p = o.dropout_p;
+  p.variant.dropout_seed = o.dropout_seed;
+  p.variant.dropout_offset = o.dropout_offset;
+  p.variant.dropout_hq = p.hq;
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
   FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",
