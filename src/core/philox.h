@@ -12,7 +12,8 @@
 //   key     = (seed_lo32, seed_hi32 ^ offset_hi32)
 //   counter = ((j >> 5) * 4 + ((j >> 1) & 3), i, b * Hq + h, offset_lo32)
 // The 128 output bits are 8 16-bit words, word w = (out[w >> 1] >> (16 (w & 1))) & 0xffff; element (i, j)
-// reads word w = ((j >> 3) & 3) * 2 + (j & 1), and is kept iff word >= t, t = round(p * 65536).
+// reads word w = ((j >> 3) & 3) * 2 + (j & 1), and is kept iff word >= t, t = p * 65536 rounded to nearest (ties
+// to even).
 // Why this mapping: in the m16n8 accumulator layout of the CUDA kernels a thread holds, for one row, the
 // columns 8 nt + 2 (lane & 3) + {0, 1}; four consecutive n-tiles (32 keys) then read all 8 words of one
 // Philox call, so a query-major kernel needs one call per 8 elements and nothing is computed twice.

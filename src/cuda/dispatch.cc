@@ -116,6 +116,17 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
   return r;
 }
 
+void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
+                  std::int64_t nk, const DropoutStream& s, Stream stream) {
+  DeviceGuard guard(device);
+  const Family fam = family_for(device_info(device), DType::f16);  // any loadable family's kernel: same function
+  auto* launch = fam == Family::sm80   ? dropout_mask_sm80
+                 : fam == Family::sm86 ? dropout_mask_sm86
+                 : fam == Family::sm90 ? dropout_mask_sm90
+                                       : dropout_mask_sm75;
+  check(static_cast<cudaError_t>(launch(mask, batch, hq, nq, nk, s, stream.handle)), "dropout_mask kernel launch");
+}
+
 Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   check_cuda_args(p, t);
   DeviceGuard guard(p.device.index);

@@ -201,6 +201,18 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       const float2 l = *reinterpret_cast<const float2*>(rows + c);
       const float lse2[2] = {m0 + c >= nq_rows || l.x == -INFINITY ? INFINITY : l.x * kLog2e,
                              m0 + c + 1 >= nq_rows || l.y == -INFINITY ? INFINITY : l.y * kLog2e};
+      // Dropout (FlashAttention Alg. 4) on the key-major tile: element (key n0 + key_r0 + 8 h, query c + e).
+      // The two keys of a query share one Philox call (key_r0 % 16 < 8: same 32-key group and (j >> 1) & 3);
+      // queries do not (each is a counter row): one call per 2 elements, 4x the query-major kernels' count.
+      bool keep[2][2];
+      if constexpr (V::Prob::kDropout) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const Philox4 blk = V::Prob::block(p.f.var, at.b, at.h, m0 + c + e, n0 + key_r0);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) keep[h][e] = V::Prob::keep(blk, n0 + key_r0 + 8 * h, p.f.var);
+        }
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float pr[2];
@@ -209,6 +221,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
           const float x = sc[0][i][2 * h + e];
           pr[e] = ex2(fmaf(x, p.f.mul, -lse2[e]));
           sc[0][i][2 * h + e] = ds_factor<V>(pr[e], x, p.f);
+          if constexpr (V::Prob::kDropout) {  // P^T Z / (1 - p) for dV; the sign bit of sc marks a dropped one
+            pr[e] = keep[h][e] ? pr[e] * p.f.var.drop_scale : 0.f;
+            if (!keep[h][e]) sc[0][i][2 * h + e] = -sc[0][i][2 * h + e];
+          }
         }
         pa[i / 2][frag_word(i, h)] = E::pack(pr[0], pr[1]);
       }
@@ -223,6 +239,14 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       const float2 ds = *reinterpret_cast<const float2*>(rows + kBM + 8 * i + 2 * t4);  // 0 past Nq
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
+        if constexpr (V::Prob::kDropout) {  // dP^T = (V dO^T) Z / (1 - p): sc's sign bit marks a dropped element
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float f = sc[0][i][2 * h + e];
+            dp[0][i][2 * h + e] = signbit(f) ? 0.f : dp[0][i][2 * h + e] * p.f.var.drop_scale;
+            sc[0][i][2 * h + e] = fabsf(f);
+          }
+        }
         const std::uint32_t w = E::pack(sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x),
                                         sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y));
         da[i / 2][frag_word(i, h)] = w;
