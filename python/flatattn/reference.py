@@ -18,8 +18,10 @@ def _out_dtype(precision):
 
 
 def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
-            window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
-    """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64."""
+            window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, dropout_p=0.0, dropout_seed=0,
+            dropout_offset=0):
+    """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64. Dropout as in
+    :func:`flatattn.forward` (the oracle evaluates the keep function itself)."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -27,12 +29,14 @@ def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causa
     lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
     _C.reference_forward(A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0), A.dlpack(lse, 0),
                          A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
-                         top_left, wl, wr, float(softcap), precision)
+                         top_left, wl, wr, float(softcap), precision, dropout_p=float(dropout_p),
+                         seed=int(dropout_seed), offset=int(dropout_offset))
     return out, lse
 
 
 def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
-             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None):
+             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, dropout_p=0.0, dropout_seed=0,
+             dropout_offset=0):
     """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input')."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
@@ -47,5 +51,6 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
     _C.reference_backward(A.dlpack(dout, 0), A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0),
                           A.dlpack(lse, 0), A.dlpack(dq, 0), A.dlpack(dk, 0), A.dlpack(dv, 0),
                           A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
-                          top_left, wl, wr, float(softcap), precision)
+                          top_left, wl, wr, float(softcap), precision, dropout_p=float(dropout_p),
+                          seed=int(dropout_seed), offset=int(dropout_offset))
     return dq, dk, dv

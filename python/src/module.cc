@@ -68,6 +68,13 @@ Options make_options(std::optional<float> softmax_scale, bool causal, bool top_l
   return o;
 }
 
+/// Dropout's three options (Options::dropout_p, dropout_seed, dropout_offset; validated by the library).
+void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+  o.dropout_p = dropout_p;
+  o.dropout_seed = seed;
+  o.dropout_offset = offset;
+}
+
 std::optional<Varlen> make_varlen(const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
                                   std::int64_t max_k) {
   if (!cu_q && !cu_k) return std::nullopt;
@@ -98,7 +105,8 @@ struct ForwardCall {
 ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                          const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
                          std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left, std::int64_t wl,
-                         std::int64_t wr, float softcap, std::string_view dataflow, int num_threads) {
+                         std::int64_t wr, float softcap, std::string_view dataflow, int num_threads,
+                         float dropout_p = 0.f, std::uint64_t seed = 0, std::uint64_t offset = 0) {
   ForwardCall c;
   c.args.q = view_of(q, "q");
   c.args.k = view_of(k, "k");
@@ -108,15 +116,17 @@ ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, 
   c.args.varlen = make_varlen(cu_q, cu_k, max_q, max_k);
   c.options = make_options(scale, causal, top_left, wl, wr, softcap, dataflow, num_threads, false);
   c.options.return_lse = lse.has_value();
+  set_dropout(c.options, dropout_p, seed, offset);
   return c;
 }
 
 Report run_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                    const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k,
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
-                   float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream) {
-  const ForwardCall c =
-      forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap, dataflow, num_threads);
+                   float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream, float dropout_p,
+                   std::uint64_t seed, std::uint64_t offset) {
+  const ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr,
+                                     softcap, dataflow, num_threads, dropout_p, seed, offset);
   nb::gil_scoped_release release;
   return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -160,9 +170,10 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 const Out& dk, const Out& dv, const std::optional<In>& cu_q, const std::optional<In>& cu_k,
                 std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
                 std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
-                std::uintptr_t stream) {
+                std::uintptr_t stream, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
   const BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
-  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
+  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
+  set_dropout(o, dropout_p, seed, offset);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -170,9 +181,9 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
 void reference_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                        const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
-                       std::string_view precision) {
-  const ForwardCall c =
-      forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto", 0);
+                       std::string_view precision, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+  const ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap,
+                                     "auto", 0, dropout_p, seed, offset);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::forward(c.args, c.options, p);
@@ -181,12 +192,28 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
 void reference_backward(const In& dout, const In& q, const In& k, const In& v, const In& out, const In& lse,
                         const Out& dq, const Out& dk, const Out& dv, const std::optional<In>& cu_q,
                         const std::optional<In>& cu_k, std::optional<float> scale, bool causal, bool top_left,
-                        std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision) {
+                        std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision,
+                        float dropout_p, std::uint64_t seed, std::uint64_t offset) {
   const BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
-  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  set_dropout(o, dropout_p, seed, offset);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::backward(a, o, p);
+}
+
+/// flatattn::dropout_mask into a contiguous uint8 array of shape (B, Hq, Nq, Nk) on the CPU or a CUDA device.
+void run_dropout_mask(nb::ndarray<std::uint8_t, nb::c_contig> mask, float dropout_p, std::uint64_t seed,
+                      std::uint64_t offset, std::uintptr_t stream) {
+  if (mask.ndim() != 4)
+    throw Error(Error::Kind::invalid_argument, "mask", "rank " + std::to_string(mask.ndim()),
+                "must be a contiguous uint8 array (B, Hq, Nq, Nk)", "allocate it with that shape");
+  Options o;
+  set_dropout(o, dropout_p, seed, offset);
+  const Device d = device_of(mask.device_type(), mask.device_id(), "mask");
+  const auto n = [&](int i) { return static_cast<std::int64_t>(mask.shape(i)); };
+  nb::gil_scoped_release release;
+  dropout_mask(mask.data(), d, n(0), n(1), n(2), n(3), o, Stream{reinterpret_cast<void*>(stream)});
 }
 
 }  // namespace
@@ -222,22 +249,23 @@ NB_MODULE(_C, m) {
   m.def("forward", &run_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "cu_seqlens_q"_a.none(),
         "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
+        "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
         "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
-        "deterministic"_a, "num_threads"_a, "stream"_a,
+        "deterministic"_a, "num_threads"_a, "stream"_a, "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
         "flatattn::backward on DLPack arrays; writes dq, dk, dv. Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
         "Benchmark aid: host seconds per flatattn::forward call issued from C++, one per repeat.");
   m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
-        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
         "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
-        "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
         "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",
@@ -247,6 +275,8 @@ NB_MODULE(_C, m) {
       },
       "batch"_a, "nq"_a, "nk"_a, "hq"_a, "d"_a, "causal"_a = false, "top_left"_a = false, "window_left"_a = -1,
       "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
+  m.def("dropout_mask", &run_dropout_mask, "mask"_a, "dropout_p"_a, "seed"_a, "offset"_a, "stream"_a,
+        "flatattn::dropout_mask: the keep mask (1 kept, 0 dropped) into a contiguous uint8 (B, Hq, Nq, Nk) array.");
   m.def("cuda_built", &cuda_built, "True when the library was built with its CUDA backend.");
   m.attr("__version__") = FLATATTN_VERSION;
 }
