@@ -35,8 +35,8 @@ struct FwdParams {
   // diag(i) = i + (bottom_right ? nk - nq : 0); left/right < 0 mean unbounded.
   int bottom_right = 1;
   int left = -1, right = -1;
-  // Last: the struct keeps its size (the variant data fills what was tail padding), so the backward's
-  // parameters after it keep their offsets.
+  // Last. Dropout's stream (24 bytes) grew the struct: the backward's parameters after it moved by that much
+  // (constant-bank offsets only; registers, spills and opcode sequences of the other variants are unchanged).
   VariantData var{};  ///< the variant hooks' per-call data
 };
 
