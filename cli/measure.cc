@@ -14,6 +14,7 @@
 #include "cli/child.h"
 #include "cli/device.h"
 #include "cli/engine.h"
+#include "cli/flags.h"
 #include "cli/sample_check.h"
 #include "cli/table.h"
 
@@ -150,6 +151,10 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
     for (Tensor* x : all(t, m.mode)) x->download();
   }
   json check;
+  if (m.check_rows > 0 && w.dropout > 0.f)
+    throw UsageError("--check-rows", fmt::format("{} with --dropout {}", m.check_rows, w.dropout),
+                     "0 with --dropout: a sampled row cannot regenerate its dropout mask (`flatattn check` judges "
+                     "dropout on whole problems against the oracle)");
   if (m.check_rows > 0) {
     const std::vector<RowId> rows = sample_rows(fwd_args(t, DeviceKind::cpu, false), base, m.check_rows, w.seed ^ 0x5a);
     Verdict v;

@@ -31,6 +31,8 @@ Options Workload::options() const {
   o.causal_align = align;
   o.window = window;
   o.softcap = softcap;
+  o.dropout_p = dropout;
+  o.dropout_seed = seed;
   o.dataflow = dataflow;
   o.num_threads = threads;
   return o;
@@ -64,6 +66,7 @@ std::string Workload::features_str() const {
   if (causal) s += align == CausalAlign::bottom_right ? " causal" : " causal(top-left)";
   if (window.left >= 0 || window.right >= 0) s += fmt::format(" window=({},{})", window.left, window.right);
   if (softcap > 0) s += fmt::format(" softcap={}", softcap);
+  if (dropout > 0) s += fmt::format(" dropout={}", dropout);
   if (scale) s += fmt::format(" scale={}", *scale);
   return s;
 }
@@ -80,6 +83,7 @@ nlohmann::json Workload::to_json() const {
                       {"causal_align", align == CausalAlign::bottom_right ? "bottom-right" : "top-left"},
                       {"window", {window.left, window.right}},
                       {"softcap", softcap},
+                      {"dropout", dropout},
                       {"dataflow", flatattn::name(dataflow)},
                       {"threads", threads},
                       {"device", flatattn::name(device)},
@@ -112,6 +116,10 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
       ->expected(1, 2)
       ->check(int_at_least(-1));
   app.add_option("--softcap", f.softcap, "logit soft-cap c: s = c*tanh(s/c) (Gemma 2); 0 = off")->check(float_at_least(0));
+  app.add_option("--dropout", f.dropout,
+                 "attention dropout probability p in [0, 1) (Philox mask from --seed; needs --check-rows 0: a "
+                 "sampled row cannot regenerate its mask, `flatattn check` judges dropout)")
+      ->check(CLI::Range(0.0, 0.999999));
   app.add_option("--scale", f.scale, "softmax scale [default: 1/sqrt(D)]")->check(float_at_least(0, false));
   if (with_dataflow)
     app.add_option("--dataflow", f.dataflow, "forward tiling: flash (online softmax), flat (row tiles), auto (planner)")
@@ -187,6 +195,7 @@ Workload resolve(const WorkloadFlags& f) {
     throw UsageError("--window", fmt::format("RIGHT = {} with --causal", w.window.right),
                      "RIGHT -1 or 0 with --causal (or pass --no-causal)");
   w.softcap = f.softcap;
+  w.dropout = f.dropout;
   if (f.scale > 0) w.scale = f.scale;
   w.dataflow = parse_dataflow(f.dataflow);
   w.threads = f.threads;

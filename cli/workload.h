@@ -32,6 +32,7 @@ struct Workload {
   CausalAlign align = CausalAlign::bottom_right;
   Window window{};
   float softcap = 0.f;
+  float dropout = 0.f;       ///< attention dropout p (the mask's seed is `seed`, its offset 0)
   std::optional<float> scale;
   Dataflow dataflow = Dataflow::automatic;
   int threads = 0;           ///< CPU threads, 0 = all
@@ -59,6 +60,7 @@ struct WorkloadFlags {
   std::string align = "bottom-right";
   std::vector<std::int64_t> window;
   float softcap = 0.f;
+  float dropout = 0.f;
   float scale = 0.f;  ///< 0: 1/sqrt(D)
   std::string dataflow = "auto";
   int threads = 0;
@@ -67,7 +69,7 @@ struct WorkloadFlags {
 };
 
 /// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
-/// --window, --softcap, --scale, --dataflow, --threads, --device, --seed to `app`.
+/// --window, --softcap, --dropout, --scale, --dataflow, --threads, --device, --seed to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).
 void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true, bool with_dataflow = true);
 
