@@ -79,9 +79,11 @@ FLATATTN_HD Philox4 dropout_block(std::uint32_t k0, std::uint32_t k1, std::uint3
   return philox4x32<10>(ctr, k0, k1);
 }
 
-/// Element j's 16-bit word of its group's Philox output.
+/// Element j's 16-bit word of its group's Philox output. The 32-bit word is selected, not indexed: a
+/// runtime index into o would put it in local memory on the GPU.
 FLATATTN_HD std::uint32_t dropout_word(const Philox4& o, int j) {
-  const std::uint32_t w = o.x[(j >> 3) & 3];
+  const int k = (j >> 3) & 3;
+  const std::uint32_t w = (k & 2) ? ((k & 1) ? o.x[3] : o.x[2]) : ((k & 1) ? o.x[1] : o.x[0]);
   return (j & 1) ? (w >> 16) : (w & 0xffffu);
 }
 
