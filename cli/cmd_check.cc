@@ -123,6 +123,7 @@ std::string options_str(const Options& o) {
   if (o.window.left >= 0 || o.window.right >= 0)
     s += fmt::format("win({},{}){} ", o.window.left, o.window.right, o.causal_align == CausalAlign::top_left ? "-tl" : "");
   if (o.softcap > 0) s += fmt::format("cap{} ", o.softcap);
+  if (o.dropout_p > 0) s += fmt::format("drop{} ", o.dropout_p);
   if (o.softmax_scale && *o.softmax_scale < 0) s += fmt::format("scale{:.3g} ", *o.softmax_scale);
   if (o.deterministic) s += "det ";
   return s.empty() ? "-" : s.substr(0, s.size() - 1);

@@ -75,6 +75,7 @@ std::string usage_line(const Error& e) {
   else if (a == "k" && v.find("Hkv") != std::string::npos) flag = "--hkv";
   else if (a == "window.left" || a == "window.right" || a == "window") flag = "--window";
   else if (a == "softcap") flag = "--softcap";
+  else if (a == "dropout_p") flag = "--dropout";
   else if (a == "softmax_scale") flag = "--scale";
   else if (a == "num_threads") flag = "--threads";
   else if (a == "q.device" || a == "device") flag = "--device";

@@ -15,6 +15,7 @@
 #include "cli/child.h"
 #include "cli/device.h"
 #include "cli/engine.h"
+#include "cli/flags.h"
 #include "cli/sample_check.h"
 #include "cli/table.h"
 
@@ -174,6 +175,9 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
   json check;
   if (m.check_rows > 0 && w.alibi) {
     check = {{"not_checked", "the sampled-row checker does not model ALiBi (`flatattn check` runs it against the oracle)"}};
+  } else if (m.check_rows > 0 && w.dropout > 0.f) {
+    check = {{"not_checked", "a sampled row cannot regenerate its dropout mask (`flatattn check` judges dropout on "
+                             "whole problems against the oracle)"}};
   } else if (m.check_rows > 0) {
     const std::vector<RowId> rows = sample_rows(fwd_args(t, DeviceKind::cpu, false), base, m.check_rows, w.seed ^ 0x5a);
     Verdict v;

@@ -31,6 +31,8 @@ Options Workload::options() const {
   o.causal_align = align;
   o.window = window;
   o.softcap = softcap;
+  o.dropout_p = dropout;
+  o.dropout_seed = seed;
   o.dataflow = dataflow;
   o.num_threads = threads;
   return o;
@@ -66,6 +68,7 @@ std::string Workload::features_str() const {
   if (softcap > 0) s += fmt::format(" softcap={}", softcap);
   if (alibi) s += " alibi";
   if (sinks) s += " sinks";
+  if (dropout > 0) s += fmt::format(" dropout={}", dropout);
   if (scale) s += fmt::format(" scale={}", *scale);
   return s;
 }
@@ -84,6 +87,7 @@ nlohmann::json Workload::to_json() const {
                       {"softcap", softcap},
                       {"alibi", alibi},
                       {"sinks", sinks},
+                      {"dropout", dropout},
                       {"dataflow", flatattn::name(dataflow)},
                       {"threads", threads},
                       {"device", flatattn::name(device)},
@@ -121,6 +125,10 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
                "not with --softcap; the sampled-row check does not model it (flatattn check does)");
   app.add_flag("--sinks", f.sinks, "attention sinks (gpt-oss): one N(0,1) logit per head in every row's denominator; "
                "backward modes also compute dsinks");
+  app.add_option("--dropout", f.dropout,
+                 "attention dropout probability p in [0, 1) (Philox mask from --seed; the sampled-row check is skipped: a "
+                 "sampled row cannot regenerate its mask, `flatattn check` judges dropout)")
+      ->check(CLI::Range(0.0, 0.999999));
   app.add_option("--scale", f.scale, "softmax scale [default: 1/sqrt(D)]")->check(float_at_least(0, false));
   if (with_dataflow)
     app.add_option("--dataflow", f.dataflow, "forward tiling: flash (online softmax), flat (row tiles), auto (planner)")
@@ -200,6 +208,9 @@ Workload resolve(const WorkloadFlags& f) {
   w.sinks = f.sinks;
   if (w.alibi && w.softcap > 0)
     throw UsageError("--alibi", "with --softcap", "ALiBi and softcap together are not supported: drop one");
+  w.dropout = f.dropout;
+  if (w.alibi && w.dropout > 0)
+    throw UsageError("--alibi", "with --dropout", "ALiBi and dropout together are not supported: drop one");
   if (f.scale > 0) w.scale = f.scale;
   w.dataflow = parse_dataflow(f.dataflow);
   w.threads = f.threads;

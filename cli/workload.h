@@ -34,6 +34,7 @@ struct Workload {
   float softcap = 0.f;
   bool alibi = false;  ///< ALiBi with BLOOM's slopes 2^(-8 (h + 1) / Hq)
   bool sinks = false;  ///< attention sinks, N(0, 1) per head (from the seed)
+  float dropout = 0.f;       ///< attention dropout p (the mask's seed is `seed`, its offset 0)
   std::optional<float> scale;
   Dataflow dataflow = Dataflow::automatic;
   int threads = 0;           ///< CPU threads, 0 = all
@@ -62,6 +63,7 @@ struct WorkloadFlags {
   std::vector<std::int64_t> window;
   float softcap = 0.f;
   bool alibi = false, sinks = false;
+  float dropout = 0.f;
   float scale = 0.f;  ///< 0: 1/sqrt(D)
   std::string dataflow = "auto";
   int threads = 0;
@@ -70,7 +72,7 @@ struct WorkloadFlags {
 };
 
 /// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
-/// --window, --softcap, --alibi, --sinks, --scale, --dataflow, --threads, --device, --seed to `app`.
+/// --window, --softcap, --alibi, --sinks, --dropout, --scale, --dataflow, --threads, --device, --seed to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).
 void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true, bool with_dataflow = true);
 

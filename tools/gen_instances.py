@@ -28,6 +28,8 @@ VARIANTS = {
     "plain": "dense softmax attention: every model",
     "softcap": "logit soft-capping: Gemma 2, Grok-1",
     "alibi": "ALiBi linear distance bias: BLOOM, MPT, Baichuan",
+    "dropout": "dropout on P in training: BERT, ViT, T5-style models",
+    "dropout_softcap": "dropout with soft-capping: Gemma 2 training",
 }
 
 

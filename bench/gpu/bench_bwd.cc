@@ -6,6 +6,10 @@
 // 2.5x the forward (five N x N x D products instead of two), forward + backward 3.5x.
 //
 //   bench_bwd --out ours_bwd.json [--d 64,128] [--n 1024,2048,4096,8192] [--h 16] [--reps 30] [--commit HASH]
+//             [--dropout P]
+// --dropout P (0 < P < 1): each row also times forward, backward and forward + backward with dropout P (fixed
+// seed and offset) in the same run, and reports the forward + backward overhead over the same call without it
+// (issue 15's target: <= 15 % at D = 128, <= 25 % at D = 64, p = 0.1).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
   std::vector<long> ds = {64, 128}, ns = {1024, 2048, 4096, 8192};
   long h = 16;
   int reps = 30, warmup = 5;
+  float dropout = 0.f;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
@@ -55,6 +60,7 @@ int main(int argc, char** argv) {
     else if (k == "--h") h = std::stol(v);
     else if (k == "--reps") reps = std::stoi(v);
     else if (k == "--commit") commit = v;
+    else if (k == "--dropout") dropout = std::stof(v);
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
   }
   flatattn::bench::Timer timer;
@@ -133,8 +139,27 @@ int main(int argc, char** argv) {
         flatattn::Options det = opt;
         det.deterministic = true;
         const double d_ms = time_or_error(timer, [&] { flatattn::backward(ba, det); }, warmup, reps, err);
+        double fd_ms = -1, bd_ms = -1, fbd_ms = -1;
+        if (dropout > 0.f) {  // the same calls with dropout, same run
+          flatattn::Options drop = opt;
+          drop.dropout_p = dropout;
+          drop.dropout_seed = 0x243f6a8885a308d3ull;
+          drop.dropout_offset = 0;
+          fd_ms = time_or_error(timer, [&] { flatattn::forward(fa, drop); }, warmup, reps, err);
+          bd_ms = time_or_error(timer, [&] { flatattn::backward(ba, drop); }, warmup, reps, err);
+          fbd_ms = time_or_error(
+              timer,
+              [&] {
+                flatattn::forward(fa, drop);
+                flatattn::backward(ba, drop);
+              },
+              warmup, reps, err);
+        }
         const double fwd = 4.0 * b * h * n * n * d / (causal ? 2.0 : 1.0);
         auto tf = [](double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : -1.0; };
+        if (dropout > 0.f)
+          std::printf("     dropout %.2f: fwd %8.3f ms  bwd %8.3f ms  f+b %8.3f ms  f+b overhead %+6.1f %%\n", dropout,
+                      fd_ms, bd_ms, fbd_ms, fb_ms > 0 && fbd_ms > 0 ? 100.0 * (fbd_ms / fb_ms - 1.0) : 0.0);
         std::printf("%4ld %5ld %2d %3ld %3ld | %8.3f %8.3f %8.3f %8.3f | %6.1f %6.1f %6.1f %6.1f %s\n", d, n,
                     causal ? 1 : 0, b, h, f_ms, b_ms, fb_ms, d_ms, tf(fwd, f_ms), tf(2.5 * fwd, b_ms),
                     tf(3.5 * fwd, fb_ms), tf(2.5 * fwd, d_ms), err.c_str());
@@ -144,7 +169,9 @@ int main(int argc, char** argv) {
            << ", \"fwd_ms\": " << f_ms << ", \"bwd_ms\": " << b_ms << ", \"fwdbwd_ms\": " << fb_ms
            << ", \"bwd_det_ms\": " << d_ms << ", \"fwd_tflops\": " << tf(fwd, f_ms)
            << ", \"bwd_tflops\": " << tf(2.5 * fwd, b_ms) << ", \"fwdbwd_tflops\": " << tf(3.5 * fwd, fb_ms)
-           << ", \"bwd_det_tflops\": " << tf(2.5 * fwd, d_ms) << ", \"bwd_kernel\": " << json_str(bwd_kernel)
+           << ", \"bwd_det_tflops\": " << tf(2.5 * fwd, d_ms) << ", \"dropout_p\": " << dropout
+           << ", \"fwd_dropout_ms\": " << fd_ms << ", \"bwd_dropout_ms\": " << bd_ms
+           << ", \"fwdbwd_dropout_ms\": " << fbd_ms << ", \"bwd_kernel\": " << json_str(bwd_kernel)
            << ", \"error\": " << json_str(err) << "}";
         first = false;
       }

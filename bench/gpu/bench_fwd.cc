@@ -4,7 +4,8 @@
 // before each call, CUDA events around the call alone, warm-up, median of many. Each of q, k, v is
 // 64 MB (16k tokens x 2048 x 2 B), larger than the H100's 50 MB L2 anyway.
 //
-//   bench_fwd --out ours.json [--d 64,128,256] [--n 128,...,16384] [--reps 50] [--commit HASH]
+//   bench_fwd --out ours.json [--d 64,128,256] [--n 128,...,16384] [--reps 50] [--commit HASH] [--dropout P]
+// --dropout P (0 < P < 1): each row also times the Flash forward with dropout P in the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   std::string out = "ours.json", commit = "unknown";
   std::vector<long> ds = {64, 128, 256}, ns = {128, 256, 512, 1024, 2048, 4096, 8192, 16384};
   int reps = 50, warmup = 5;
+  float dropout = 0.f;
   flatattn::bench::Timer timer;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
     else if (k == "--n") ns = parse_list(v);
     else if (k == "--reps") reps = std::stoi(v);
     else if (k == "--commit") commit = v;
+    else if (k == "--dropout") dropout = std::stof(v);
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
   }
   cudaDeviceProp prop{};
@@ -113,17 +116,29 @@ int main(int argc, char** argv) {
         const Timing fl = time_forward(timer, a, opt, warmup, reps);
         opt.dataflow = flatattn::Dataflow::flat;
         const Timing ft = time_forward(timer, a, opt, warmup, reps);
+        Timing fd;
+        if (dropout > 0.f) {  // the Flash forward with dropout, same run
+          flatattn::Options drop = opt;
+          drop.dataflow = flatattn::Dataflow::flash;
+          drop.dropout_p = dropout;
+          drop.dropout_seed = 0x243f6a8885a308d3ull;
+          fd = time_forward(timer, a, drop, warmup, reps);
+        }
         opt.dataflow = flatattn::Dataflow::automatic;
         const Timing au = time_forward(timer, a, opt, 1, 1);
         auto tf = [&](const Timing& t) { return t.ms > 0 ? flops / (t.ms * 1e-3) / 1e12 : -1.0; };
         std::printf("%5ld %6ld %3d %4ld %3ld | %9.1f %9.1f | %s\n", d, n, causal ? 1 : 0, b, h, tf(fl), tf(ft),
                     au.dataflow.c_str());
+        if (dropout > 0.f)
+          std::printf("      flash with dropout %.2f: %9.1f TF (%+.1f %% time)\n", dropout, tf(fd),
+                      fl.ms > 0 && fd.ms > 0 ? 100.0 * (fd.ms / fl.ms - 1.0) : 0.0);
         std::fflush(stdout);
         js << (first ? "" : ",\n") << "  {\"D\": " << d << ", \"N\": " << n << ", \"B\": " << b << ", \"H\": " << h
            << ", \"causal\": " << (causal ? "true" : "false") << ", \"flops\": " << flops
            << ", \"flash_ms\": " << fl.ms << ", \"flash_tflops\": " << tf(fl) << ", \"flash_kernel\": "
            << json_str(fl.kernel.empty() ? fl.error : fl.kernel) << ", \"flat_ms\": " << ft.ms
            << ", \"flat_tflops\": " << tf(ft) << ", \"flat_kernel\": " << json_str(ft.kernel.empty() ? ft.error : ft.kernel)
+           << ", \"dropout_p\": " << dropout << ", \"flash_dropout_ms\": " << (dropout > 0.f ? fd.ms : -1.0)
            << ", \"auto_dataflow\": " << json_str(au.dataflow.empty() ? au.error : au.dataflow) << "}";
         first = false;
       }

@@ -5,6 +5,7 @@
 # FLOPs: forward 4 B H N^2 D (halved for causal), backward 2.5x, forward + backward 3.5x.
 # Prints one line per shape; writes $OUT/peers_bwd.json when OUT is set.
 #   PEERS_D=64,128 PEERS_N=1024,2048,4096,8192 PEERS_H=16 python3 bench/gpu/peers_sdpa_bwd.py
+# PEERS_DROPOUT=0.1: every SDPA call with dropout_p = 0.1 (compare with bench_bwd --dropout 0.1).
 import json
 import os
 
@@ -36,6 +37,8 @@ except ImportError:  # same method without triton: 256 MB zeroed before each tim
 dev = torch.cuda.get_device_properties(0)
 res = {"device": dev.name, "sms": dev.multi_processor_count, "torch": torch.__version__,
        "cudnn": torch.backends.cudnn.version(), "rows": []}
+P = float(os.environ.get("PEERS_DROPOUT", "0"))
+res["dropout_p"] = P
 print(res, flush=True)
 backends = {"fa2": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
 H = int(os.environ.get("PEERS_H", "16"))
@@ -52,14 +55,14 @@ for D in [int(x) for x in os.environ.get("PEERS_D", "64,128").split(",")]:
                 try:
                     with sdpa_kernel(be):
                         with torch.no_grad():
-                            row[f"{name}_fwd_ms"] = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-                        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                            row[f"{name}_fwd_ms"] = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=P))
+                        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=P)
                         row[f"{name}_bwd_ms"] = bench(
                             lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True))
                         del o
 
                         def step():
-                            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=P)
                             torch.autograd.grad(out, (q, k, v), do)
                         row[f"{name}_fwdbwd_ms"] = bench(step)
                 except Exception as e:  # a backend that cannot serve the shape: recorded, not fatal

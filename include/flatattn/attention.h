@@ -12,6 +12,7 @@
 // Semantics (identical on every backend; the fp64 oracle in src/reference defines them):
 //   S = scale * Q K^T (then softcap * tanh(S / softcap) when softcap > 0), masked by causal/window,
 //   P = softmax(S) over the visible keys, O = P V, LSE = log sum_j exp(S_ij) (natural log).
+//   With dropout_p > 0, O = (P o Z / (1 - dropout_p)) V with the keep mask Z of dropout_mask(); LSE unchanged.
 //   A row with no visible key gives O = 0 and LSE = -inf (its gradients are 0).
 //   ALiBi (ForwardArgs::alibi_slopes; Press et al., ICLR 2022): S_ij = scale * q_i.k_j - slope_{b,h} *
 //   |i + Nk - Nq - j| before the mask, with the sequence's own Nq, Nk (varlen: each sequence's), for causal and
@@ -115,6 +116,16 @@ Report forward(const ForwardArgs& args, const Options& options = {}, Stream stre
 /// Attention backward: dq, dk, dv from dout, q, k, v, out and the forward's lse.
 /// P is recomputed from lse; D_i = rowsum(dout * out) (FlashAttention-2, Alg. 2). Nothing N x N is stored.
 Report backward(const BackwardArgs& args, const Options& options = {}, Stream stream = {});
+
+/// The dropout keep mask of a call with `options` (dropout_p, dropout_seed, dropout_offset) over B sequences of
+/// Hq query heads: mask[((b * Hq + h) * Nq + i) * Nk + j] = 1 where P_ij of sequence b, query head h is kept,
+/// 0 where it is dropped, i and j counted within the sequence (varlen: Nq, Nk the longest lengths; Hq must be
+/// the call's). Bitwise the mask forward() and backward() apply on every backend (Philox-4x32-10, src/core/
+/// philox.h; dropout_p = 0 gives all ones). `mask`: B * Hq * Nq * Nk contiguous bytes on `device`. Throws
+/// Error naming the argument for a dropout_p outside [0, 1), negative sizes or a null mask, writing nothing.
+/// On CUDA the call is asynchronous on `stream`.
+void dropout_mask(std::uint8_t* mask, Device device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
+                  std::int64_t nk, const Options& options = {}, Stream stream = {});
 
 /// FLOPs of a forward pass as counted by the FlashAttention papers: 4 * sum over rows of
 /// (visible keys) * D * Hq. For square causal this is about half of 4 * B * Hq * N^2 * D.

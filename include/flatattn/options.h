@@ -48,6 +48,17 @@ struct Options {
   Window window{};
   /// Logit soft-capping (Gemma 2): s = softcap * tanh(scale * q.k / softcap). 0 disables.
   float softcap = 0.0f;
+  /// Attention dropout (Srivastava et al. 2014, fused as in FlashAttention, Dao et al. 2022 Sec. 3.1): each
+  /// normalized probability P_ij is kept with probability 1 - dropout_p and scaled by 1 / (1 - dropout_p), or
+  /// set to 0, before P V; the LSE is that of the undropped P. In [0, 1) (else Error naming dropout_p); 0 disables.
+  /// The keep decision is a pure function of (dropout_seed, dropout_offset, sequence b, query head h, row i, key
+  /// column j within the sequence), Philox-4x32-10 (src/core/philox.h), bitwise the same on the CPU and every CUDA
+  /// kernel; dropout_p is quantized to 1/65536 for the decision. backward() must get the forward's three values:
+  /// it regenerates the same mask. dropout_mask() materializes it. There is no hidden generator state: the caller
+  /// chooses (seed, offset) (the Python API draws them from torch's generator, as FlashAttention-2 does).
+  float dropout_p = 0.0f;
+  std::uint64_t dropout_seed = 0;    ///< the Philox key
+  std::uint64_t dropout_offset = 0;  ///< added to the counter: advance it between calls that reuse a seed
   /// forward(): write the log-sum-exp of each logit row (natural log, fp32) into ForwardArgs::lse.
   /// When true the lse view is required; when false it must be absent.
   bool return_lse = false;

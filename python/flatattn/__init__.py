@@ -19,7 +19,7 @@ import sys as _sys
 
 from . import _C
 from ._errors import FlatattnDropInError, FlatattnError, FlatattnRuntimeError, FlatattnUnsupportedError
-from ._native import backward, forward
+from ._native import backward, dropout_mask, forward
 
 _C._set_error_classes(FlatattnError, FlatattnUnsupportedError, FlatattnRuntimeError)
 
@@ -72,7 +72,7 @@ if "torch" in _sys.modules:  # torch users: register the ops now (torch.compile 
     _load_torch_apis()
 
 __all__ = [
-    "forward", "backward", "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError", "FlatattnDropInError",
-    "Report",
+    "forward", "backward", "dropout_mask", "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError",
+    "FlatattnDropInError", "Report",
     "cuda_built", "forward_flops", "reference", *_TORCH_NAMES,
 ]

@@ -29,7 +29,7 @@ def _mask_args(causal_align, window):
 def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_right", window=(-1, -1),
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
-            return_report=False, alibi_slopes=None, sinks=None):
+            return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -55,6 +55,13 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     logit per head in every row's denominator with no value: ``lse = log(sum_j e^s_ij + e^sink)``; a row that
     sees no key outputs 0 with lse = sink. With torch tensors that require grad, the sinks get their gradient.
 
+    Dropout: ``dropout_p`` in [0, 1) drops each softmax probability with that probability and scales the kept
+    ones by 1 / (1 - dropout_p) before P V (lse stays that of the undropped softmax). The keep decision is a
+    pure function of (``dropout_seed``, ``dropout_offset``, sequence, query head, row, column): Philox-4x32-10,
+    the same bits on the CPU and every GPU kernel (:func:`dropout_mask` materializes it; docs/variants.md,
+    "Dropout"). Pass the same three values to :func:`backward`. Seeds and offsets are ints in [0, 2^64)
+    ([0, 2^63) through torch's ops).
+
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
     Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
@@ -70,11 +77,15 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
             alibi_slopes is not None or sinks is not None):
         from . import torch_ops
 
-        o, l = torch_ops.attention_ext(q, k, v, alibi_slopes=alibi_slopes, sinks=sinks, softmax_scale=softmax_scale,
-                                       causal=causal, top_left=top_left, window_left=wl, window_right=wr,
-                                       softcap=softcap, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                       cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                       max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads)
+        with torch_ops.stream_scope(q, stream):
+            o, l = torch_ops.attention_ext(q, k, v, alibi_slopes=alibi_slopes, sinks=sinks,
+                                           softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                           window_left=wl, window_right=wr, softcap=softcap,
+                                           deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                           cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                           max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads,
+                                           dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                           dropout_offset=dropout_offset)
         return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
@@ -84,7 +95,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                                        window_left=wl, window_right=wr, softcap=softcap, deterministic=deterministic,
                                        cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
                                        max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, dataflow=dataflow,
-                                       num_threads=num_threads)
+                                       num_threads=num_threads, dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                       dropout_offset=dropout_offset)
         return o, (l if return_lse else None)
     if out is None:
         out = A.empty_like(q, lib)
@@ -97,20 +109,23 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         A.dlpack(lse, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
                         int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left,
                         wl, wr, float(softcap), dataflow, int(num_threads), s,
-                        alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s))
+                        alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
+                        seed=int(dropout_seed), offset=int(dropout_offset))
     return (out, lse, report) if return_report else (out, lse)
 
 
 def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
-             alibi_slopes=None, sinks=None, dsinks=None):
+             alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
     dk, dv like k, v (summed over the query heads of a GQA group). P is recomputed from lse and
     ``D_i = rowsum(dout * out)`` (FlashAttention-2, Alg. 2); nothing N x N is stored.
-    ``deterministic=True`` asks for bitwise-reproducible gradients (no floating-point atomics).
+    ``deterministic=True`` asks for bitwise-reproducible gradients (no floating-point atomics). With dropout,
+    pass the forward's ``dropout_p``, ``dropout_seed`` and ``dropout_offset``: the same mask is regenerated
+    (FlashAttention Alg. 4).
 
     With ``sinks`` (the forward's; ``lse`` must be the forward's with them) the sinks' gradient
     ``dsinks = -sum_{b,i} e^(sink - lse_i) rowsum(dout_i * out_i)`` (Hq) float32 is returned after dv (written into
@@ -125,12 +140,15 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
             alibi_slopes is not None or sinks is not None):
         from . import torch_ops
 
-        g = torch_ops.attention_backward_ext(dout, q, k, v, out, lse, alibi_slopes=alibi_slopes, sinks=sinks,
-                                             softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                             window_left=wl, window_right=wr, softcap=softcap,
-                                             deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                             cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                             max_seqlen_k=max_seqlen_k, num_threads=num_threads)
+        with torch_ops.stream_scope(q, stream):
+            g = torch_ops.attention_backward_ext(dout, q, k, v, out, lse, alibi_slopes=alibi_slopes, sinks=sinks,
+                                                 softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                                 window_left=wl, window_right=wr, softcap=softcap,
+                                                 deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                                 cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                                 max_seqlen_k=max_seqlen_k, num_threads=num_threads,
+                                                 dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                                 dropout_offset=dropout_offset)
         return g if sinks is not None else g[:3]
     if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
@@ -140,7 +158,9 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                                                 top_left=top_left, window_left=wl, window_right=wr, softcap=softcap,
                                                 deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
                                                 cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                                max_seqlen_k=max_seqlen_k, num_threads=num_threads)
+                                                max_seqlen_k=max_seqlen_k, num_threads=num_threads,
+                                                dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                                dropout_offset=dropout_offset)
     dq = A.empty_like(q, lib) if dq is None else dq
     dk = A.empty_like(k, lib) if dk is None else dk
     dv = A.empty_like(v, lib) if dv is None else dv
@@ -152,6 +172,29 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          A.dlpack(dv, s), A.dlpack(cu_seqlens_q, s), A.dlpack(cu_seqlens_k, s),
                          int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left, wl,
                          wr, float(softcap), bool(deterministic), int(num_threads), s,
-                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s))
+                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s),
+                         dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     return (*grads, report) if return_report else grads
+
+
+def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, out=None, stream=None):
+    """The dropout keep mask of a call with these options: uint8 (B, Hq, Nq, Nk), 1 where the probability of
+    sequence b, query head h, row i, key column j (within the sequence; varlen: Nq, Nk the longest lengths) is
+    kept, 0 where it is dropped; bitwise what :func:`forward` and :func:`backward` apply on every backend.
+
+    ``out``: a contiguous uint8 array of that shape to write (numpy, torch or CuPy; CPU or CUDA, asynchronous on
+    ``stream`` there); None: a new numpy array. Returns it. Raises :class:`FlatattnError` naming ``dropout_p``
+    outside [0, 1).
+    """
+    if out is None:
+        import numpy as np
+
+        out = np.empty((int(batch), int(hq), int(nq), int(nk)), dtype=np.uint8)
+    if tuple(out.shape) != (int(batch), int(hq), int(nq), int(nk)):
+        raise error("out", f"shape {tuple(out.shape)}", f"must be (B, Hq, Nq, Nk) = {(batch, hq, nq, nk)}",
+                    "allocate it with that shape")
+    lib = A.library(out)
+    s = A.current_stream(out, lib, stream)
+    _C.dropout_mask(A.dlpack(out, s), float(dropout_p), int(dropout_seed), int(dropout_offset), s)
+    return out

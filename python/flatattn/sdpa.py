@@ -26,9 +26,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     """Attention over query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, E) -> (..., Hq, L, E).
 
     Leading dims are batch dims (a 3-D input is (B, L, E), one head). ``scale`` defaults to 1/sqrt(E);
-    ``enable_gqa=True`` lets Hq be a multiple of Hkv. ``attn_mask`` and ``dropout_p`` > 0 are not supported
-    yet and raise :class:`flatattn.FlatattnUnsupportedError` naming the argument (use ``is_causal`` for
-    causal masks and ``flatattn.flash_attn_varlen_func`` for padding). Differentiable in query, key, value.
+    ``enable_gqa=True`` lets Hq be a multiple of Hkv. ``dropout_p`` in [0, 1) drops attention probabilities
+    (flatattn's Philox stream, with ``(seed, offset)`` drawn from torch's generator of the device as
+    ``flash_attn_func`` does; the backward regenerates the same mask). ``attn_mask`` is not supported yet and
+    raises :class:`flatattn.FlatattnUnsupportedError` naming the argument (use ``is_causal`` for causal masks
+    and ``flatattn.flash_attn_varlen_func`` for padding). Differentiable in query, key, value.
     A refused call raises a ``RuntimeError`` (as torch does) that is also a :class:`flatattn.FlatattnError`
     (:class:`flatattn.FlatattnDropInError` or :class:`flatattn.FlatattnUnsupportedError`).
     """
@@ -36,9 +38,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise error("attn_mask", f"tensor {tuple(attn_mask.shape)}", "arbitrary attention masks are not supported yet",
                     "use is_causal=True for causal masks, flash_attn_varlen_func for padded batches",
                     unsupported=True)
-    if dropout_p:
-        raise error("dropout_p", repr(dropout_p), "attention dropout is not supported yet", "pass dropout_p=0.0",
-                    unsupported=True)
+    try:
+        dropout_p = float(dropout_p)
+    except (TypeError, ValueError):
+        raise error("dropout_p", repr(dropout_p), "must be a float in [0, 1)", "pass e.g. dropout_p=0.1") from None
+    if not 0.0 <= dropout_p < 1.0:  # also NaN
+        raise error("dropout_p", repr(dropout_p), "must be in [0, 1) (0 disables dropout)",
+                    "pass a probability such as 0.1, or 0.0")
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.dim() < 3:
             raise error(name, f"shape {tuple(t.shape)}", "must have at least 3 dims (..., L, E)",
@@ -49,8 +55,14 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise error("key", f"{k.shape[1]} heads with {q.shape[1]} query heads",
                     "query and key must have the same number of heads unless enable_gqa=True",
                     "pass enable_gqa=True (Hq a multiple of Hkv) or repeat the key/value heads")
+    drop = {}
+    if dropout_p:
+        from .flash_attn_interface import draw_rng_state
+
+        seed, offset = draw_rng_state(q.device)
+        drop = {"dropout_p": dropout_p, "dropout_seed": seed, "dropout_offset": offset}
     out, _ = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
-                       causal=bool(is_causal), top_left=True)
+                       causal=bool(is_causal), top_left=True, **drop)
     out = out.transpose(1, 2)  # (B, Hq, L, E), contiguous when query was
     if rank == 3:
         return out.squeeze(1)

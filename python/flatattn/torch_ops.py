@@ -54,7 +54,8 @@ def _cap(t):
 # Autograd kernel that wraps an autograd.Function (below), so torch.compile and opcheck see an ordinary op.
 
 _OPTS = ("float? softmax_scale, bool causal, bool top_left, int window_left, int window_right, float softcap, "
-         "bool deterministic")
+         "bool deterministic, float dropout_p, int dropout_seed, int dropout_offset")
+_NOPTS = 10  # the options of _OPTS; dataflow and num_threads follow them in the forward schemas
 _SCHEMAS = {
     "fwd": f"fwd(Tensor q, Tensor k, Tensor v, {_OPTS}, str dataflow, int num_threads) -> (Tensor out, Tensor lse)",
     "varlen_fwd": ("varlen_fwd(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
@@ -74,48 +75,60 @@ for _schema in _SCHEMAS.values():
 # ---- kernels (CPU and CUDA) ------------------------------------------------------------------------------
 
 
+def _call_dropout(fn, q, num_threads, dropout, *args):
+    """_call with dropout's (p, seed, offset) as the extension's trailing keyword arguments."""
+    p, seed, offset = dropout
+    if not p:
+        return _call(fn, q, num_threads, *args)
+    return _call(lambda *a: fn(*a[:-2], a[-2], a[-1], dropout_p=p, seed=seed, offset=offset), q, num_threads,
+                 *args)
+
+
 def _fwd_impl(q, k, v, cu_q, cu_k, max_q, max_k, softmax_scale, causal, top_left, window_left, window_right,
-              softcap, dataflow, num_threads):
+              softcap, dropout, dataflow, num_threads):
     out = torch.empty_like(q)
     lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
-    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
-          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
-          dataflow)
+    _call_dropout(_C.forward, q, num_threads, dropout, _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+                  _capsule(lse), _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left,
+                  window_right, softcap, dataflow)
     return out, lse
 
 
 def _fwd_kernel(q, k, v, softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-                dataflow, num_threads):
+                dropout_p, dropout_seed, dropout_offset, dataflow, num_threads):
     return _fwd_impl(q, k, v, None, None, 0, 0, softmax_scale, causal, top_left, window_left, window_right, softcap,
-                     dataflow, num_threads)
+                     (dropout_p, dropout_seed, dropout_offset), dataflow, num_threads)
 
 
 def _varlen_fwd_kernel(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal,
-                       top_left, window_left, window_right, softcap, deterministic, dataflow, num_threads):
+                       top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
+                       dropout_offset, dataflow, num_threads):
     return _fwd_impl(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale, causal,
-                     top_left, window_left, window_right, softcap, dataflow, num_threads)
+                     top_left, window_left, window_right, softcap, (dropout_p, dropout_seed, dropout_offset), dataflow,
+                     num_threads)
 
 
 def _bwd_impl(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, softmax_scale, causal, top_left, window_left,
-              window_right, softcap, deterministic, num_threads):
+              window_right, softcap, deterministic, dropout, num_threads):
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
-          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
-          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic)
+    _call_dropout(_C.backward, q, num_threads, dropout, _capsule(dout), _capsule(q), _capsule(k), _capsule(v),
+                  _capsule(out), _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k),
+                  max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic)
     return dq, dk, dv
 
 
 def _bwd_kernel(dout, q, k, v, out, lse, softmax_scale, causal, top_left, window_left, window_right, softcap,
-                deterministic, num_threads):
+                deterministic, dropout_p, dropout_seed, dropout_offset, num_threads):
     return _bwd_impl(dout, q, k, v, out, lse, None, None, 0, 0, softmax_scale, causal, top_left, window_left,
-                     window_right, softcap, deterministic, num_threads)
+                     window_right, softcap, deterministic, (dropout_p, dropout_seed, dropout_offset), num_threads)
 
 
 def _varlen_bwd_kernel(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                       softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-                       num_threads):
+                       softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
+                       dropout_seed, dropout_offset, num_threads):
     return _bwd_impl(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                     softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, num_threads)
+                     softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
+                     (dropout_p, dropout_seed, dropout_offset), num_threads)
 
 
 for _name, _kernel in (("fwd", _fwd_kernel), ("varlen_fwd", _varlen_fwd_kernel), ("bwd", _bwd_kernel),
@@ -200,10 +213,10 @@ def _run_varlen_fwd(args):
 
 class _Fwd(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, *opts):  # softmax_scale .. deterministic (7), dataflow, num_threads
+    def forward(ctx, q, k, v, *opts):  # softmax_scale .. dropout_offset (_NOPTS), dataflow, num_threads
         out, lse = _run_fwd(q, k, v, opts)
         ctx.save_for_backward(q, k, v, out, lse)
-        ctx.opts = opts[:7] + opts[8:]
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -212,7 +225,7 @@ class _Fwd(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         args = (_last_dim_contiguous(dout), q, k, v, out, lse, *ctx.opts)
         dq, dk, dv = _bwd_kernel(*args) if _plain(*args[:6]) and not torch.is_grad_enabled() else _bwd_op(*args)
-        return (dq, dk, dv) + (None,) * 9
+        return (dq, dk, dv) + (None,) * (_NOPTS + 2)
 
 
 class _VarlenFwd(torch.autograd.Function):
@@ -221,7 +234,7 @@ class _VarlenFwd(torch.autograd.Function):
         out, lse = _run_varlen_fwd((q, k, v, cu_q, cu_k, max_q, max_k, *opts))
         ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k)
         ctx.max = (max_q, max_k)
-        ctx.opts = opts[:7] + opts[8:]
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -231,7 +244,7 @@ class _VarlenFwd(torch.autograd.Function):
         args = (_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max, *ctx.opts)
         plain = _plain(*args[:8]) and not torch.is_grad_enabled()
         dq, dk, dv = _varlen_bwd_kernel(*args) if plain else _varlen_bwd_op(*args)
-        return (dq, dk, dv) + (None,) * 13
+        return (dq, dk, dv) + (None,) * (4 + _NOPTS + 2)
 
 
 def _needs_grad(q, k, v):
@@ -273,7 +286,8 @@ _lib.impl("varlen_bwd", _no_double_backward("varlen_bwd"), "Autograd")
 
 def forward_opts(q, k, v, opts, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
     """(out, lse); opts = (softmax_scale: float|None, causal, top_left, window_left, window_right, softcap: float,
-    deterministic, dataflow: str, num_threads), already of the schema's types."""
+    deterministic, dropout_p: float, dropout_seed: int, dropout_offset: int, dataflow: str, num_threads), already of
+    the schema's types."""
     if cu_seqlens_q is None and cu_seqlens_k is None:
         if _is_compiling():
             return _fwd_op(q, k, v, *opts)
@@ -290,21 +304,24 @@ def forward_opts(q, k, v, opts, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen
 
 def attention(q, k, v, *, softmax_scale=None, causal=False, top_left=False, window_left=-1, window_right=-1,
               softcap=0.0, deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0,
-              max_seqlen_k=0, dataflow="auto", num_threads=0):
-    """(out, lse) through the ops (autograd-capable). Batched unless cu_seqlens are given."""
+              max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+    """(out, lse) through the ops (autograd-capable). Batched unless cu_seqlens are given. Dropout: the
+    backward regenerates the forward's mask from (dropout_p, dropout_seed, dropout_offset), ints in [0, 2^63)."""
     opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), dataflow, int(num_threads))
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), dataflow, int(num_threads))
     return forward_opts(q, k, v, opts, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
 
 
 def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, top_left=False,
                        window_left=-1, window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None,
-                       cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, num_threads=0):
+                       cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, num_threads=0, dropout_p=0.0,
+                       dropout_seed=0, dropout_offset=0):
     """(dq, dk, dv) through the ops."""
     if softmax_scale is not None:
         softmax_scale = float(softmax_scale)
     opts = (softmax_scale, bool(causal), bool(top_left), int(window_left), int(window_right), float(softcap),
-            bool(deterministic), int(num_threads))
+            bool(deterministic), float(dropout_p), int(dropout_seed), int(dropout_offset), int(num_threads))
     if cu_seqlens_q is None and cu_seqlens_k is None:
         return _bwd_op(dout, q, k, v, out, lse, *opts)
     return _varlen_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *opts)
@@ -328,23 +345,27 @@ for _schema in _EXT_SCHEMAS.values():
 
 
 def _ext_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal, top_left,
-                    window_left, window_right, softcap, deterministic, dataflow, num_threads):
+                    window_left, window_right, softcap, deterministic, dropout_p, dropout_seed, dropout_offset,
+                    dataflow, num_threads):
     out = torch.empty_like(q)
     lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
     _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
           _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
-          dataflow, alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks))
+          dataflow, alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dropout_p=float(dropout_p),
+          seed=int(dropout_seed), offset=int(dropout_offset))
     return out, lse
 
 
 def _ext_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal,
-                    top_left, window_left, window_right, softcap, deterministic, num_threads):
+                    top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
+                    dropout_offset, num_threads):
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
     _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
           _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
           softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-          alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks))
+          alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks),
+          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
     return dq, dk, dv, dsinks
 
 
@@ -370,12 +391,12 @@ _ext_bwd_op = torch.ops.flatattn.ext_bwd.default
 
 class _ExtFwd(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):  # opts: 7 options, dataflow,
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):  # opts: _NOPTS options, dataflow,
         with _below_autograd():  # num_threads
             out, lse = _ext_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
         ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks)
         ctx.max = (max_q, max_k)
-        ctx.opts = opts[:7] + opts[8:]
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -385,7 +406,7 @@ class _ExtFwd(torch.autograd.Function):
         dq, dk, dv, dsinks = _ext_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max,
                                          alibi_slopes, sinks, *ctx.opts)
         return (dq, dk, dv, None, None, None, None, None,
-                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * 9
+                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * (_NOPTS + 2)
 
 
 def _ext_fwd_autograd(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):
@@ -407,22 +428,25 @@ def _f32(t):
 
 def attention_ext(q, k, v, *, alibi_slopes=None, sinks=None, softmax_scale=None, causal=False, top_left=False,
                   window_left=-1, window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None,
-                  cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0):
+                  cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0,
+                  dropout_seed=0, dropout_offset=0):
     """(out, lse) with ALiBi slopes and/or attention sinks (flatattn.forward's semantics) through the ext ops;
     autograd reaches q, k, v and the sinks (dsinks: -sum_i e^(sink - LSE_i) rowsum(dout_i * out_i))."""
     alibi_slopes, sinks = _f32(alibi_slopes), _f32(sinks)
     opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), dataflow, int(num_threads))
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), dataflow, int(num_threads))
     return _ext_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks, *opts)
 
 
 def attention_backward_ext(dout, q, k, v, out, lse, *, alibi_slopes=None, sinks=None, softmax_scale=None,
                            causal=False, top_left=False, window_left=-1, window_right=-1, softcap=0.0,
                            deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
-                           num_threads=0):
+                           num_threads=0, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
     """(dq, dk, dv, dsinks) through the ext op (dsinks empty without sinks)."""
     opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), int(num_threads))
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), int(num_threads))
     return _ext_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                        _f32(alibi_slopes), _f32(sinks), *opts)
 

@@ -11,7 +11,9 @@ varlen problem (keys unpadded; causal models also unpad queries, and padded quer
 models keep every query row, so their outputs match SDPA everywhere). Causal masks are aligned bottom-right,
 which is what KV-cache decoding needs. ``sliding_window``, ``softcap`` and attention sinks (``s_aux``, gpt-oss:
 one logit per head in every row's denominator, learnable: its gradient flows) are forwarded to the kernels.
-Training with attention dropout > 0 and custom 4-D masks raise :class:`flatattn.FlatattnUnsupportedError`.
+Training with attention dropout > 0 runs fused (flatattn's Philox stream, ``(seed, offset)`` drawn from torch's
+generator of the device per call, as ``flash_attn_func`` does), sinks included.
+Custom 4-D masks raise :class:`flatattn.FlatattnUnsupportedError`.
 ALiBi models (BLOOM, MPT) build their bias outside AttentionInterface and do not reach this function.
 """
 
@@ -53,9 +55,10 @@ def padding_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, mask_
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
                       sliding_window=None, softcap=None, s_aux=None, **kwargs):
     """AttentionInterface function: query (B, Hq, Nq, D), key/value (B, Hkv, Nk, D) -> ((B, Nq, Hq, D), None)."""
-    if dropout:
-        raise error("dropout", repr(dropout), "attention dropout is not supported yet",
-                    "call model.eval() or set the model's attention dropout to 0", unsupported=True)
+    dropout = float(dropout or 0.0)
+    if not 0.0 <= dropout < 1.0:  # also NaN
+        raise error("dropout", repr(dropout), "must be in [0, 1) (0 disables dropout)",
+                    "set the model's attention dropout to a probability such as 0.1")
     if attention_mask is not None and attention_mask.dim() != 2:
         raise error("attention_mask", f"{attention_mask.dim()}-D tensor {tuple(attention_mask.shape)}",
                     "custom 4-D masks are not supported (only causal/bidirectional with key padding)",
@@ -70,6 +73,11 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     run = attention
     if s_aux is not None:  # attention sinks (Hq): the ext op, which also returns their gradient
         run, opts["sinks"] = attention_ext, s_aux
+    if dropout:
+        from .flash_attn_interface import draw_rng_state
+
+        seed, offset = draw_rng_state(query.device)
+        opts.update(dropout_p=dropout, dropout_seed=seed, dropout_offset=offset)
 
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # (B, N, H, D) views
     if attention_mask is None:

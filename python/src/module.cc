@@ -68,6 +68,13 @@ Options make_options(std::optional<float> softmax_scale, bool causal, bool top_l
   return o;
 }
 
+/// Dropout's three options (Options::dropout_p, dropout_seed, dropout_offset; validated by the library).
+void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+  o.dropout_p = dropout_p;
+  o.dropout_seed = seed;
+  o.dropout_offset = offset;
+}
+
 std::optional<Varlen> make_varlen(const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
                                   std::int64_t max_k) {
   if (!cu_q && !cu_k) return std::nullopt;
@@ -98,7 +105,8 @@ struct ForwardCall {
 ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                          const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
                          std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left, std::int64_t wl,
-                         std::int64_t wr, float softcap, std::string_view dataflow, int num_threads) {
+                         std::int64_t wr, float softcap, std::string_view dataflow, int num_threads,
+                         float dropout_p = 0.f, std::uint64_t seed = 0, std::uint64_t offset = 0) {
   ForwardCall c;
   c.args.q = view_of(q, "q");
   c.args.k = view_of(k, "k");
@@ -108,6 +116,7 @@ ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, 
   c.args.varlen = make_varlen(cu_q, cu_k, max_q, max_k);
   c.options = make_options(scale, causal, top_left, wl, wr, softcap, dataflow, num_threads, false);
   c.options.return_lse = lse.has_value();
+  set_dropout(c.options, dropout_p, seed, offset);
   return c;
 }
 
@@ -118,9 +127,10 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
                    const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k,
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
-                   const OptIn& alibi_slopes, const OptIn& sinks) {
-  ForwardCall c =
-      forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap, dataflow, num_threads);
+                   const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
+                   std::uint64_t offset) {
+  ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
+                               dataflow, num_threads, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   nb::gil_scoped_release release;
@@ -167,12 +177,13 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
                 std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
-                const std::optional<Out>& dsinks) {
+                const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
-  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
+  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
+  set_dropout(o, dropout_p, seed, offset);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -180,9 +191,10 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
 void reference_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                        const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
-                       std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks) {
-  ForwardCall c =
-      forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto", 0);
+                       std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p,
+                       std::uint64_t seed, std::uint64_t offset) {
+  ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto",
+                               0, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   const ref::Precision p = parse_precision(precision);
@@ -194,15 +206,31 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
                         const Out& dq, const Out& dk, const Out& dv, const std::optional<In>& cu_q,
                         const std::optional<In>& cu_k, std::optional<float> scale, bool causal, bool top_left,
                         std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision,
-                        const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks) {
+                        const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks,
+                        float dropout_p, std::uint64_t seed, std::uint64_t offset) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
-  const Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
+  set_dropout(o, dropout_p, seed, offset);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::backward(a, o, p);
+}
+
+/// flatattn::dropout_mask into a contiguous uint8 array of shape (B, Hq, Nq, Nk) on the CPU or a CUDA device.
+void run_dropout_mask(nb::ndarray<std::uint8_t, nb::c_contig> mask, float dropout_p, std::uint64_t seed,
+                      std::uint64_t offset, std::uintptr_t stream) {
+  if (mask.ndim() != 4)
+    throw Error(Error::Kind::invalid_argument, "mask", "rank " + std::to_string(mask.ndim()),
+                "must be a contiguous uint8 array (B, Hq, Nq, Nk)", "allocate it with that shape");
+  Options o;
+  set_dropout(o, dropout_p, seed, offset);
+  const Device d = device_of(mask.device_type(), mask.device_id(), "mask");
+  const auto n = [&](int i) { return static_cast<std::int64_t>(mask.shape(i)); };
+  nb::gil_scoped_release release;
+  dropout_mask(mask.data(), d, n(0), n(1), n(2), n(3), o, Stream{reinterpret_cast<void*>(stream)});
 }
 
 }  // namespace
@@ -238,13 +266,15 @@ NB_MODULE(_C, m) {
   m.def("forward", &run_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "cu_seqlens_q"_a.none(),
         "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
-        "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(),
+        "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
+        "offset"_a = 0,
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
         "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
         "deterministic"_a, "num_threads"_a, "stream"_a, "alibi_slopes"_a.none() = nb::none(),
-        "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
+        "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
+        "offset"_a = 0,
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
@@ -252,11 +282,12 @@ NB_MODULE(_C, m) {
   m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "alibi_slopes"_a.none() = nb::none(),
-        "sinks"_a.none() = nb::none(), "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
+        "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
+        "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
         "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",
@@ -266,6 +297,8 @@ NB_MODULE(_C, m) {
       },
       "batch"_a, "nq"_a, "nk"_a, "hq"_a, "d"_a, "causal"_a = false, "top_left"_a = false, "window_left"_a = -1,
       "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
+  m.def("dropout_mask", &run_dropout_mask, "mask"_a, "dropout_p"_a, "seed"_a, "offset"_a, "stream"_a,
+        "flatattn::dropout_mask: the keep mask (1 kept, 0 dropped) into a contiguous uint8 (B, Hq, Nq, Nk) array.");
   m.def("cuda_built", &cuda_built, "True when the library was built with its CUDA backend.");
   m.attr("__version__") = FLATATTN_VERSION;
 }

@@ -19,6 +19,8 @@ std::string Case::name() const {
       << (options.causal_align == CausalAlign::top_left ? "-tl" : "");
   if (options.softcap > 0) s << " softcap" << options.softcap;
   if (options.softmax_scale) s << " scale" << *options.softmax_scale;
+  if (options.dropout_p > 0)
+    s << " dropout" << options.dropout_p << "(seed " << options.dropout_seed << ", offset " << options.dropout_offset << ")";
   if (varlen) {
     s << " varlen[";
     for (std::size_t i = 0; i < seqlens_q.size(); ++i) s << (i ? "," : "") << seqlens_q[i] << "/" << seqlens_k[i];
@@ -214,6 +216,12 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
   // (after the draws above, which a seed keeps).
   if (c.options.softcap == 0.f && uni(0, 7) == 0) c.alibi = uni(1, 2), c.alibi_scale = uni(0, 3) == 0 ? 8.0 : 1.0;
   if (uni(0, 7) == 0) c.sinks = true, c.sink_mean = uni(0, 3) == 0 ? 6.0 : 0.0;
+  if (c.alibi == 0 && uni(0, 4) == 0) {  // dropout (not with ALiBi: refused), with fresh (seed, offset)
+    const float ps[] = {0.1f, 0.17f, 0.5f, 0.9f};
+    c.options.dropout_p = ps[uni(0, 3)];
+    c.options.dropout_seed = rng();
+    c.options.dropout_offset = rng();
+  }
   return c;
 }
 

@@ -58,8 +58,8 @@ Case random_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n = 300);
 
 /// The differential fuzz's generator (`flatattn check --fuzz`): random_case plus the features the test sweeps
 /// leave to their own cases -- ALiBi slopes and attention sinks, a negative softmax scale, large logits (q, k ~ N(0, 100^2); f16/bf16 without softcap
-/// for now, see case.cc), the deterministic backward, a forced dataflow (auto, Flash or FLAT) and head dims that are not
-/// multiples of 8 (drawn last: a seed's other draws are unchanged). A new feature joins here
+/// for now, see case.cc), the deterministic backward, a forced dataflow (auto, Flash or FLAT), head dims that are not
+/// multiples of 8 and dropout (drawn last: a seed's other draws are unchanged). A new feature joins here
 /// and in features.cc.
 Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n = 300);
 

@@ -9,6 +9,11 @@ namespace {
 
 void causal(Case& c) { c.options.causal = true; }
 void top_left(Case& c) { c.options.causal_align = CausalAlign::top_left; }
+void dropout(Case& c, float p) {
+  c.options.dropout_p = p;
+  c.options.dropout_seed = 0x9e3779b97f4a7c15ull;
+  c.options.dropout_offset = 0x0000000300000040ull;
+}
 
 // clang-format off
 constexpr Feature kFeatures[] = {
@@ -116,6 +121,23 @@ constexpr Feature kFeatures[] = {
    }, false},
   {"sinks_alibi_d59",  "sinks and ALiBi (B, Hq), D = 59 (staged on CUDA), causal", 2, 97, 97, 2, 1, 59,
    [](Case& c) { c.sinks = true, c.alibi = 2, causal(c); }, false},
+  // Dropout: (seed, offset) with high words set, so both halves of the Philox key and counter are exercised.
+  {"dropout",          "dropout 0.17",                            2,  97, 110, 2, 2, 64,
+   [](Case& c) { dropout(c, 0.17f); }, true},
+  {"dropout_causal",   "dropout 0.1, causal bottom-right, Nq < Nk", 2, 70, 150, 2, 2, 64,
+   [](Case& c) { causal(c), dropout(c, 0.1f); }, true},
+  {"dropout_softcap",  "dropout 0.5, softcap 5, sd 2, causal",    2,  97,  97, 2, 2, 64,
+   [](Case& c) { causal(c), c.options.softcap = 5.f, c.input_sd = 2.0, dropout(c, 0.5f); }, true},
+  {"dropout_window_gqa", "dropout 0.9, window (20,5), GQA 6:2, D = 80", 1, 120, 140, 6, 2, 80,
+   [](Case& c) { c.hq = 6, c.hkv = 2, c.options.window = {20, 5}, dropout(c, 0.9f); }, false},
+  {"dropout_varlen",   "dropout 0.2, varlen incl. empty sequences, causal top-left", 0, 0, 0, 4, 2, 64,
+   [](Case& c) {
+     causal(c), top_left(c), dropout(c, 0.2f);
+     c.varlen = true;
+     c.seqlens_q = {0, 1, 37, 90, 70};
+     c.seqlens_k = {5, 1, 0, 120, 70};
+     c.batch = 5;
+   }, false},
 };
 // clang-format on
 

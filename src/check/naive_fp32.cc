@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "src/core/mask.h"
+#include "src/core/philox.h"
 
 namespace flatattn::check {
 
@@ -35,6 +36,10 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   const std::vector<float> Q = floats(t.q), K = floats(t.k), V = floats(t.v), dO = floats(t.dout), O = floats(t.out);
   // The dS noise is the f32 yardstick's allowance only (yardstick.cc): skipping it elsewhere halves the work.
   const bool with_noise = c.dtype == DType::f32;
+  // Dropout: Z / (1 - p) per element (src/core/philox.h defines Z), applied to dP and to the P of dV.
+  const bool drop = o.dropout_p > 0.f;
+  const DropoutStream stream = dropout_stream(o.dropout_seed, o.dropout_offset, o.dropout_p, c.hq);
+  const float drop_scale = drop ? static_cast<float>(1.0 / (1.0 - double(o.dropout_p))) : 1.f;
   std::int64_t q0 = 0, k0 = 0;
   for (std::int64_t b = 0; b < c.batch; ++b) {
     const std::int64_t nq = c.varlen ? c.seqlens_q[b] : c.nq, nk = c.varlen ? c.seqlens_k[b] : c.nk;
@@ -66,7 +71,10 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
         // Rows are independent: S, P, dP and dS of row i (fp32 products, sums in index order).
 #pragma omp parallel for schedule(dynamic, 8)
         for (std::int64_t i = 0; i < nq; ++i) {
-          std::vector<float> S(nk), T(nk, 0.f), dP(nk);
+          std::vector<float> S(nk), T(nk, 0.f), dP(nk), Z(nk, 1.f);
+          if (drop)
+            for (std::int64_t j = 0; j < nk; ++j)
+              Z[j] = dropout_keep(stream, int(b), int(h), int(i), int(j)) ? drop_scale : 0.f;
           const float* q = &Qh[i * d];
           const float* go = &dOh[i * d];
           float m = -std::numeric_limits<float>::infinity();
@@ -94,6 +102,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
           for (std::int64_t j = 0; j < nk; ++j) {
             float acc = 0.f;
             for (std::int64_t k = 0; k < d; ++k) acc += go[k] * Vh[j * d + k];
+            if (drop) acc *= Z[j];
             dP[j] = acc;
             Di += pr[j] * acc;
           }
@@ -112,11 +121,13 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             if (with_noise) {
               double abs_dp = 0;  // sum_d |dO_id V_jd|: the scale of dP_ij's rounding
               for (std::int64_t k = 0; k < d; ++k) abs_dp += std::abs(go[k] * Vh[j * d + k]);
-              double noise = kEps32 * pr[j] * (abs_dp + abs_di);
+              double noise = kEps32 * pr[j] * (abs_dp * Z[j] + abs_di);
               if (o.softcap > 0) noise *= 1.0 - double(T[j]) * T[j];
               dS_noise[i * nk + j] = noise;
             }
           }
+          if (drop)  // P holds the P of dV += P^T dO from here on: P Z / (1 - p)
+            for (std::int64_t j = 0; j < nk; ++j) pr[j] *= Z[j];
         }
         // dq_i = scale sum_j dS_ij K_j (j ascending per element).
         double dq_noise = 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "flatattn/attention.h"
+#include "src/core/philox.h"
 #include "src/core/problem.h"
 
 namespace flatattn::cpu {
@@ -18,4 +19,7 @@ bool built();
 Report forward(const Problem& p, const FwdTensors& t, Stream stream);
 /// CUDA backward (src/cuda), asynchronous on `stream`.
 Report backward(const Problem& p, const BwdTensors& t, Stream stream);
+/// The dropout keep mask (flatattn::dropout_mask, validated) on CUDA device `device`, asynchronous on `stream`.
+void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
+                  std::int64_t nk, const DropoutStream& s, Stream stream);
 }  // namespace flatattn::cuda

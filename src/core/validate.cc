@@ -228,6 +228,12 @@ void check_options(const Options& o, Problem& p) {
   FLATATTN_REQUIRE(std::isfinite(o.softcap) && o.softcap >= 0.f, "softcap", std::to_string(o.softcap),
           "must be >= 0 and finite (0 disables)", "pass 0 or a positive cap such as 30");
   p.variant.softcap = o.softcap;
+  FLATATTN_REQUIRE(std::isfinite(o.dropout_p) && o.dropout_p >= 0.f && o.dropout_p < 1.f, "dropout_p",
+          std::to_string(o.dropout_p), "must be in [0, 1) (0 disables dropout)", "pass a probability such as 0.1, or 0");
+  p.variant.dropout_p = o.dropout_p;
+  p.variant.dropout_seed = o.dropout_seed;
+  p.variant.dropout_offset = o.dropout_offset;
+  p.variant.dropout_hq = p.hq;
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
   FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",
@@ -289,7 +295,7 @@ void check_head_vector(const TensorView& t, const char* name, const Shapes& s, c
           "the head dim must be contiguous (stride 1)", "pass a contiguous tensor (.contiguous())");
 }
 
-/// ALiBi slopes (Hq) or (B, Hq) into p.variant; refused with softcap.
+/// ALiBi slopes (Hq) or (B, Hq) into p.variant; refused with softcap or dropout (check_options ran first).
 void check_alibi(const TensorView& t, const Shapes& s, Consumer c, Problem& p) {
   if (!t.present() && t.rank != -1) return;
   const char* layout = "(Hq) or (B, Hq)";
@@ -305,6 +311,10 @@ void check_alibi(const TensorView& t, const Shapes& s, Consumer c, Problem& p) {
     throw Error(Error::Kind::unsupported, "alibi_slopes", "given with softcap " + std::to_string(p.variant.softcap),
                 "ALiBi and softcap together are not supported (no model uses both; no kernel is built for it)",
                 "drop softcap or the ALiBi slopes");
+  if (p.variant.dropout_p > 0.f)
+    throw Error(Error::Kind::unsupported, "alibi_slopes", "given with dropout_p " + std::to_string(p.variant.dropout_p),
+                "ALiBi and dropout together are not supported yet (no kernel is built for the combination)",
+                "train without attention dropout, or drop the ALiBi slopes");
   p.variant.alibi_slopes = static_cast<const float*>(t.data);
   p.variant.alibi_stride_b = t.rank == 2 ? t.stride[0] : 0;
 }

@@ -7,7 +7,7 @@
 //          VariantData) with its derivative dscore(x) = dx / d(scale q.k) for the backward, and the
 //          element's coordinates (ScoreAt: batch, query head, kv head, query row, key column);
 //   Prob   the hook on each probability between the softmax and P V, applied again after the recompute
-//          of P in the backward (identity today; dropout is its first user);
+//          of P in the backward (NoProb, or DropoutProb);
 //   mask   the visible-key rule and the block iteration: the band of src/core/mask.h (causal in both
 //          alignments, window, ragged ends) with contiguous block ranges, for every variant today; its
 //          device form and iterators are src/cuda/common/mask.cuh, its CPU form src/cpu/tile.h.
@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "src/core/mask.h"  // FLATATTN_HD
+#include "src/core/philox.h"
 
 namespace flatattn {
 
@@ -31,14 +32,18 @@ enum class VariantId : std::uint8_t {
   plain = 0,    ///< dense softmax attention: every model
   softcap = 1,  ///< logit soft-capping x = c tanh(s / c): Gemma 2, Grok-1
   alibi = 2,    ///< ALiBi linear distance bias x = scale s - slope |i + Nk - Nq - j|: BLOOM, MPT, Baichuan
+  dropout = 3,  ///< dropout on P (training BERT/ViT/T5-style models)
+  dropout_softcap = 4,  ///< dropout and softcap together: Gemma 2 training
 };
-inline constexpr int kVariantCount = 3;
+inline constexpr int kVariantCount = 5;
 
 constexpr const char* variant_name(VariantId id) {
   switch (id) {
     case VariantId::plain: return "plain";
     case VariantId::softcap: return "softcap";
     case VariantId::alibi: return "alibi";
+    case VariantId::dropout: return "dropout";
+    case VariantId::dropout_softcap: return "dropout_softcap";
   }
   return "?";
 }
@@ -47,14 +52,18 @@ constexpr const char* variant_name(VariantId id) {
 struct VariantArgs {
   float softcap = 0.f;  ///< c of x = c tanh(s / c), in logit units; 0: off
   /// ALiBi slopes (fp32, natural-log logit units per key of distance) on the call's device: slope of
-  /// (sequence b, query head h) at alibi_slopes[b * alibi_stride_b + h]; null: off. Not with softcap.
+  /// (sequence b, query head h) at alibi_slopes[b * alibi_stride_b + h]; null: off. Not with softcap or dropout.
   const float* alibi_slopes = nullptr;
   std::int64_t alibi_stride_b = 0;  ///< 0 for slopes of shape (Hq)
+  float dropout_p = 0.f;  ///< dropout probability on P, in [0, 1); 0: off (src/core/philox.h: the keep rule)
+  std::uint64_t dropout_seed = 0, dropout_offset = 0;  ///< the Philox key and counter offset of the call
+  std::int64_t dropout_hq = 1;  ///< Hq of the call: the dropout counter's third word is b * Hq + h
 };
 
-/// Which variant serves a call (validation refuses ALiBi with softcap, so at most one is on).
+/// Which variant serves a call (validation refuses ALiBi with softcap or dropout, so ALiBi comes alone).
 inline VariantId variant_of(const VariantArgs& a) {
   if (a.alibi_slopes != nullptr) return VariantId::alibi;
+  if (a.dropout_p > 0.f) return a.softcap > 0.f ? VariantId::dropout_softcap : VariantId::dropout;
   return a.softcap > 0.f ? VariantId::softcap : VariantId::plain;
 }
 
@@ -65,6 +74,10 @@ struct VariantData {
   float inv_post = 0.f;  ///< 1 / post (the derivative's)
   int alibi_stride_b = 0;              ///< ALiBi: the slopes' batch stride (0: one slope per head)
   const float* alibi_slopes = nullptr;  ///< ALiBi: the slopes on the backend's device (natural units)
+  // Dropout (DropoutProb; zero otherwise): the Philox stream of src/core/philox.h and the kept entries' scale.
+  std::uint32_t drop_k0 = 0, drop_k1 = 0, drop_c3 = 0, drop_threshold = 0;
+  std::int32_t drop_hq = 1;
+  float drop_scale = 1.f;  ///< 1 / (1 - p)
 };
 
 /// The data for a backend whose raw logit is s = raw_scale * q.k (CUDA: raw_scale = 1 and the softmax
@@ -73,7 +86,7 @@ struct VariantData {
 /// plain x = unit scale s and softcap x = unit c tanh(scale s / c), both in the backend's exponent units.
 inline VariantData make_variant_data(const VariantArgs& a, float scale, float unit) {
   VariantData v;
-  if (variant_of(a) == VariantId::softcap) {
+  if (a.softcap > 0.f) {
     v.pre = scale / a.softcap;
     v.post = a.softcap * unit;
   } else if (variant_of(a) == VariantId::alibi) {
@@ -86,6 +99,11 @@ inline VariantData make_variant_data(const VariantArgs& a, float scale, float un
     v.post = 1.f;
   }
   v.inv_post = 1.f / v.post;
+  if (a.dropout_p > 0.f) {
+    const DropoutStream ds = dropout_stream(a.dropout_seed, a.dropout_offset, a.dropout_p, a.dropout_hq);
+    v.drop_k0 = ds.k0, v.drop_k1 = ds.k1, v.drop_c3 = ds.c3, v.drop_threshold = ds.threshold, v.drop_hq = ds.hq;
+    v.drop_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(a.dropout_p)));
+  }
   return v;
 }
 
@@ -124,6 +142,11 @@ struct FloatMath {
   FLATATTN_HD static float max(float a, float b) { return fmaxf(a, b); }
   /// The key index of each lane of a value that starts at key j (one lane here).
   FLATATTN_HD static float keys(int j) { return static_cast<float>(j); }
+  /// f(key) for each lane's key of a value that starts at key j (one lane here).
+  template <class F>
+  FLATATTN_HD static float per_key(int j, F&& f) {
+    return f(j);
+  }
 };
 
 // ---- score hooks -------------------------------------------------------------------------------
@@ -185,9 +208,35 @@ struct AlibiScore {
 /// P unchanged.
 struct NoProb {
   static constexpr bool kActive = false;
+  static constexpr bool kDropout = false;
   template <class M, class T>
   FLATATTN_HD static T prob(T p, const VariantData&, const ScoreAt&) {
     return p;
+  }
+};
+
+/// Dropout on the normalized probabilities before P V (Srivastava et al. 2014; fused as in FlashAttention,
+/// Dao et al. 2022, Sec. 3.1 and Alg. 2): P_ij * Z_ij / (1 - p), Z_ij = dropout_keep(...) of src/core/philox.h,
+/// a pure function of (seed, offset, b, h, i, j). The row sum l and the LSE are those of the undropped P.
+/// The backward (FlashAttention Alg. 4) regenerates Z: dV = Pd^T dO with Pd = P Z / (1 - p), dP = (dO V^T) Z / (1 - p),
+/// D_i = rowsum(dO o O) = sum_j P_ij dP_ij, dS = P (dP - D_i) (times the score's derivative).
+/// factor(): the element's multiplier, 0 (dropped) or 1 / (1 - p). The CUDA kernels call block() once per 8
+/// elements of a row (src/cuda/common/score.cuh); prob<M> is the per-element form of the seam.
+struct DropoutProb {
+  static constexpr bool kActive = true;
+  static constexpr bool kDropout = true;
+  FLATATTN_HD static Philox4 block(const VariantData& v, int b, int h, int i, int j) {
+    return dropout_block(v.drop_k0, v.drop_k1, v.drop_c3, v.drop_hq, b, h, i, j);
+  }
+  FLATATTN_HD static bool keep(const Philox4& o, int j, const VariantData& v) {
+    return dropout_word(o, j) >= v.drop_threshold;
+  }
+  FLATATTN_HD static float factor(const VariantData& v, int b, int h, int i, int j) {
+    return keep(block(v, b, h, i, j), j, v) ? v.drop_scale : 0.f;
+  }
+  template <class M, class T>
+  FLATATTN_HD static T prob(T p, const VariantData& v, const ScoreAt& at) {
+    return p * M::per_key(at.j, [&](int j) { return factor(v, at.b, at.h, at.i, j); });
   }
 };
 
@@ -216,6 +265,14 @@ template <>
 struct VariantOfT<VariantId::alibi> {
   using type = Variant<VariantId::alibi, AlibiScore>;
 };
+template <>
+struct VariantOfT<VariantId::dropout> {
+  using type = Variant<VariantId::dropout, PlainScore, DropoutProb>;
+};
+template <>
+struct VariantOfT<VariantId::dropout_softcap> {
+  using type = Variant<VariantId::dropout_softcap, SoftcapScore, DropoutProb>;
+};
 /// The hooks of a variant id.
 template <VariantId Id>
 using VariantOf = typename VariantOfT<Id>::type;
@@ -226,6 +283,8 @@ decltype(auto) visit_variant(VariantId id, F&& f) {
   switch (id) {
     case VariantId::softcap: return f.template operator()<VariantOf<VariantId::softcap>>();
     case VariantId::alibi: return f.template operator()<VariantOf<VariantId::alibi>>();
+    case VariantId::dropout: return f.template operator()<VariantOf<VariantId::dropout>>();
+    case VariantId::dropout_softcap: return f.template operator()<VariantOf<VariantId::dropout_softcap>>();
     case VariantId::plain: break;
   }
   return f.template operator()<VariantOf<VariantId::plain>>();

@@ -6,6 +6,8 @@
 //      rows: it walks the query heads of its group and the query tiles that see the block, recomputes
 //      S = (scale Q) K^T, x = score(S) (the variant's hook), P = exp(x - LSE), dP = dO V^T,
 //      dS = P o (dP - D_i) o dscore(x), and accumulates dV += P^T dO, dK += dS^T (scale Q) in a fixed order.
+//      With dropout (FlashAttention Alg. 4), dP is dO V^T o Z / (1 - p) and dV takes P o Z / (1 - p), Z the
+//      keep mask regenerated from (seed, offset, b, h, i, j); D_i = rowsum(dO o O) already includes it.
 //   2. dQ: one item per (batch, query head, query tile of block_m rows): recomputes S, P, dP, dS per key
 //      block of block_n keys and accumulates dQ += dS K, times scale at the end.
 //
@@ -153,9 +155,20 @@ void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::i
     const vf lse = simd::splat(w.lse[i]), di = simd::splat(w.di[i]);
     for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
       const vf pr = simd::exp(simd::load(s + j) - lse);
-      vf g = pr * (simd::load(ds + j) - di);
+      vf dp = simd::load(ds + j);
+      vf pv = pr;  // the P of dV += P^T dO
+      if constexpr (V::Prob::kDropout) {  // FlashAttention Alg. 4: dV from P Z / (1 - p), dP = (dO V^T) Z / (1 - p)
+        alignas(64) float f[simd::kWidth];
+        dropout_factors<V>(vd, {at.b, at.h, at.hk, static_cast<int>(i0 + i), static_cast<int>(k0 + j)}, simd::kWidth, f);
+        const vf z = simd::load(f);
+        dp = dp * z;
+        pv = pr * z;
+      } else {
+        static_assert(!V::Prob::kActive, "a probability hook needs its backward rule here");
+      }
+      vf g = pr * (dp - di);
       if constexpr (V::Score::kActive) g = g * V::Score::template dscore<VecMath>(simd::load(w.x + i * ld + j), vd);
-      simd::store(s + j, pr);
+      simd::store(s + j, pv);
       simd::store(ds + j, g);
     }
   }

@@ -21,6 +21,7 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
   const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+  const bool probs = transforms_probs(p);
   if (!keys.empty()) {
     const std::int64_t k_end = round_up(keys.hi + 1, kPanel);  // packed K/V are zero beyond Nk
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) {
@@ -37,6 +38,8 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
         w.m[i] = m_new;
         if (alpha != 1.f) simd::scale_row(w.o + i * dp, dp, alpha);
       }
+      // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
+      if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), w.s, tile.rows, ncols, bn);
       gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }
   }

@@ -70,6 +70,10 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
         float lse = sum > 0.f ? m + std::log(sum) : -kInf;
         if (t.sinks != nullptr) add_sink(t.sinks[h], inv, lse);
         for (std::int64_t j = 0; j < sp.nk; ++j) row[j] *= inv;
+        if (p.variant.dropout_p > 0.f)  // dropout on the normalized P (the LSE above is the undropped one)
+          for (std::int64_t j = 0; j < sp.nk; ++j)
+            row[j] *= DropoutProb::factor(vd, static_cast<int>(b), static_cast<int>(h), static_cast<int>(i),
+                                          static_cast<int>(j));
         if (t.lse) t.lse[row_offset(p, t.slse, b, sp.q0, i, h)] = lse;
       }
       o.noalias() = s * v;

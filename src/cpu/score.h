@@ -21,6 +21,13 @@ struct VecMath {
     for (int l = 0; l < simd::kWidth; ++l) k[l] = static_cast<float>(j + l);
     return k;
   }
+  /// Lane l holds f(j + l).
+  template <class F>
+  FLATATTN_INLINE static simd::vf per_key(int j, F&& f) {
+    simd::vf k;
+    for (int l = 0; l < simd::kWidth; ++l) k[l] = f(j + l);
+    return k;
+  }
 };
 
 /// The score coordinates of row i, key j of sequence b (sp: its lengths), query head h, kv head hk.
@@ -57,6 +64,52 @@ void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows,
       }
     }
   }
+}
+
+/// Dropout's factors (0 or 1 / (1 - p)) of row at.i, keys at.j .. at.j + n - 1, into f. Each Philox group
+/// (keys sharing (k >> 5, (k >> 1) & 3)) is evaluated once per call.
+template <class V>
+void dropout_factors(const VariantData& vd, const ScoreAt& at, int n, float* f) {
+  Philox4 blk[8];
+  int have[8];
+  for (int& g : have) g = -1;
+  for (int l = 0; l < n; ++l) {
+    const int k = at.j + l;
+    const int slot = ((k >> 5) & 1) * 4 + ((k >> 1) & 3);  // distinct for the groups of any 32 consecutive keys
+    if (have[slot] != (k >> 5)) blk[slot] = V::Prob::block(vd, at.b, at.h, at.i, k), have[slot] = k >> 5;
+    f[l] = V::Prob::keep(blk[slot], k, vd) ? vd.drop_scale : 0.f;
+  }
+}
+
+/// The probability hook of variant V (dropout) in place on rows [0, rows) of probabilities p (leading dimension
+/// ld) over ncols keys (a multiple of simd::kWidth); `at` names row 0 and key column 0. Nothing without one.
+template <class V>
+void apply_prob(const VariantData& vd, ScoreAt at, float* p, std::int64_t rows, std::int64_t ncols, std::int64_t ld) {
+  if constexpr (V::Prob::kDropout) {
+    alignas(64) float f[simd::kWidth];
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+        dropout_factors<V>(vd, {at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)},
+                           simd::kWidth, f);
+        simd::store(p + i * ld + j, simd::load(p + i * ld + j) * simd::load(f));
+      }
+  } else if constexpr (V::Prob::kActive) {
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
+        const ScoreAt e{at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)};
+        simd::store(p + i * ld + j, V::Prob::template prob<VecMath>(simd::load(p + i * ld + j), vd, e));
+      }
+  }
+}
+
+/// The same for the call's variant.
+inline void apply_prob(const Problem& p, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld) {
+  visit_variant(variant_of(p.variant), [&]<class V>() { apply_prob<V>(cpu_variant_data(p), at, s, rows, ncols, ld); });
+}
+
+/// Whether the call's variant has a probability hook.
+inline bool transforms_probs(const Problem& p) {
+  return visit_variant(variant_of(p.variant), [&]<class V>() { return V::Prob::kActive; });
 }
 
 /// The same for the call's variant (the forward tiles: one dispatch per key block).

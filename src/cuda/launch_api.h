@@ -97,4 +97,15 @@ int probe_sm86(int* ptx_version, int* binary_version);
 int probe_sm75(int* ptx_version, int* binary_version);
 int probe_sm90(int* ptx_version, int* binary_version);
 
+/// Writes the dropout keep mask (flatattn::dropout_mask, validated) with the family's kernel on the current
+/// device, asynchronously on `stream` (a cudaStream_t). Returns the launch's cudaError_t value.
+int dropout_mask_sm80(std::uint8_t* mask, std::int64_t batch, std::int64_t hq, std::int64_t nq, std::int64_t nk,
+                      const DropoutStream& s, void* stream);
+int dropout_mask_sm86(std::uint8_t* mask, std::int64_t batch, std::int64_t hq, std::int64_t nq, std::int64_t nk,
+                      const DropoutStream& s, void* stream);
+int dropout_mask_sm75(std::uint8_t* mask, std::int64_t batch, std::int64_t hq, std::int64_t nq, std::int64_t nk,
+                      const DropoutStream& s, void* stream);
+int dropout_mask_sm90(std::uint8_t* mask, std::int64_t batch, std::int64_t hq, std::int64_t nq, std::int64_t nk,
+                      const DropoutStream& s, void* stream);
+
 }  // namespace flatattn::cuda

@@ -11,10 +11,18 @@ int probe_sm80(int* ptx_version, int* binary_version) {
   *ptx_version = *binary_version = 0;
   return static_cast<int>(cudaErrorNoKernelImageForDevice);
 }
+int dropout_mask_sm80(std::uint8_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, const DropoutStream&,
+                      void*) {
+  return static_cast<int>(cudaErrorNoKernelImageForDevice);
+}
 #endif
 #ifndef FLATATTN_HAVE_SM86
 int probe_sm86(int* ptx_version, int* binary_version) {
   *ptx_version = *binary_version = 0;
+  return static_cast<int>(cudaErrorNoKernelImageForDevice);
+}
+int dropout_mask_sm86(std::uint8_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, const DropoutStream&,
+                      void*) {
   return static_cast<int>(cudaErrorNoKernelImageForDevice);
 }
 #endif
@@ -23,10 +31,18 @@ int probe_sm90(int* ptx_version, int* binary_version) {
   *ptx_version = *binary_version = 0;
   return static_cast<int>(cudaErrorNoKernelImageForDevice);
 }
+int dropout_mask_sm90(std::uint8_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, const DropoutStream&,
+                      void*) {
+  return static_cast<int>(cudaErrorNoKernelImageForDevice);
+}
 #endif
 #ifndef FLATATTN_HAVE_SM75
 int probe_sm75(int* ptx_version, int* binary_version) {
   *ptx_version = *binary_version = 0;
+  return static_cast<int>(cudaErrorNoKernelImageForDevice);
+}
+int dropout_mask_sm75(std::uint8_t*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, const DropoutStream&,
+                      void*) {
   return static_cast<int>(cudaErrorNoKernelImageForDevice);
 }
 #endif

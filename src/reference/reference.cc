@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "src/core/half.h"
+#include "src/core/philox.h"
 #include "src/core/validate.h"
 
 namespace flatattn::ref {
@@ -104,6 +105,25 @@ std::vector<double> softmax_rows(std::vector<double>& S, std::int64_t nq, std::i
   return lse;
 }
 
+/// Dropout's multiplier of P_ij in sequence b, query head h: 0 (dropped) or 1 / (1 - p) in fp64; 1 without
+/// dropout. The keep decision is dropout_keep() of src/core/philox.h, the definition every backend follows.
+struct DropoutRule {
+  bool on = false;
+  double scale = 1.0;
+  DropoutStream stream{};
+  explicit DropoutRule(const Problem& p) : on(p.variant.dropout_p > 0.f) {
+    if (!on) return;
+    scale = 1.0 / (1.0 - static_cast<double>(p.variant.dropout_p));
+    stream = dropout_stream(p.variant.dropout_seed, p.variant.dropout_offset, p.variant.dropout_p, p.hq);
+  }
+  [[nodiscard]] double factor(std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) const {
+    if (!on) return 1.0;
+    return dropout_keep(stream, static_cast<int>(b), static_cast<int>(h), static_cast<int>(i), static_cast<int>(j))
+               ? scale
+               : 0.0;
+  }
+};
+
 }  // namespace
 
 void forward(const ForwardArgs& a, const Options& o, Precision precision) {
@@ -116,6 +136,7 @@ void forward(const ForwardArgs& a, const Options& o, Precision precision) {
   const Extras ex{a.alibi_slopes, a.sinks};
   for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}})
     if (t->present()) require_cpu(*t, n);
+  const DropoutRule drop(p);
   std::vector<double> S;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -127,6 +148,11 @@ void forward(const ForwardArgs& a, const Options& o, Precision precision) {
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         if (round)
           for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
+        if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
+          for (std::int64_t j = 0; j < sp.nk; ++j) {
+            const double x = S[i * sp.nk + j] * drop.factor(b, h, i, j);
+            S[i * sp.nk + j] = round ? round_to(a.q.dtype, x) : x;
+          }
         const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
         for (std::int64_t d = 0; d < p.d; ++d) {
           double acc = 0;
@@ -162,6 +188,7 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
     if (t->present()) require_cpu(*t, n);
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
+  const DropoutRule drop(p);
   std::vector<double> P, T, dP;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -184,9 +211,13 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
             double acc = 0;
             for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(dout, doo + d) * rd(v, vo + d), round);
-            dP[i * sp.nk + j] = r(acc);
-            Di += pij * r(acc);
-            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pij * rd(dout, doo + d), round);
+            // Dropout (FlashAttention Alg. 4): dP = (dO V^T) Z / (1 - p), dV from P Z / (1 - p); D_i = sum_j P_ij dP_ij.
+            const double z = drop.factor(b, h, i, j);
+            const double dpij = drop.on ? r(r(acc) * z) : r(acc);
+            const double pd = drop.on ? r(pij * z) : pij;
+            dP[i * sp.nk + j] = dpij;
+            Di += pij * dpij;
+            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pd * rd(dout, doo + d), round);
           }
           // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it.
           if (ex.has_sink() && lse[i] != -std::numeric_limits<double>::infinity())

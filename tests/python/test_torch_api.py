@@ -211,21 +211,19 @@ def test_strided_inputs_are_not_copied(device, seed):
     out2 = fa.flash_attn_func(qt, k, v)
     assert torch.equal(out2, fa.flash_attn_func(qt.contiguous(), k, v))
     with pytest.raises(flatattn.FlatattnError) as e:
-        torch.ops.flatattn.fwd(qt, k, v, None, False, False, -1, -1, 0.0, False, "auto", 0)
+        torch.ops.flatattn.fwd(qt, k, v, None, False, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
     assert e.value.argument == "q"
 
 
 def test_unsupported_arguments_are_named():
     q = torch.randn(1, 8, 2, 16)
     cases = [
-        ("dropout_p", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1)),
         ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, softcap=5.0, alibi_slopes=torch.ones(2))),
-        ("dropout_p", lambda: fa.flash_attn_qkvpacked_func(torch.randn(1, 8, 3, 2, 16), dropout_p=0.5)),
+        ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1, alibi_slopes=torch.ones(2))),
         ("block_table", lambda: fa.flash_attn_varlen_func(q[0], q[0], q[0], torch.tensor([0, 8], dtype=torch.int32),
                                                           torch.tensor([0, 8], dtype=torch.int32), 8, 8,
                                                           block_table=torch.zeros(1, 1, dtype=torch.int32))),
         ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(8, 8, dtype=bool))),
-        ("dropout_p", lambda: flatattn.scaled_dot_product_attention(q, q, q, dropout_p=0.1)),
     ]
     for argument, call in cases:
         with pytest.raises(NotImplementedError) as e:
@@ -278,3 +276,67 @@ def test_any_head_dim(device, dtype, d, causal, hkv, sliced, seed):
     dout = r(*out.shape, dtype=dtype)
     out.backward(dout)
     _check_grads(q, k, v, dout, seed, **kw)
+
+
+@pytest.mark.parametrize("causal, hkv, nq, nk, p", [(False, 4, 33, 70, 0.17), (True, 2, 40, 40, 0.5),
+                                                    (True, 1, 20, 90, 0.1)])
+def test_flash_attn_func_dropout(device, dtype, causal, hkv, nq, nk, p, seed):
+    """Dropout with an explicit rng_state against the math reference given the same mask (flatattn.dropout_mask),
+    forward and gradients; S_dmask's sign is the mask; the drawn rng_state replays under torch.manual_seed."""
+    r = _gen(seed, device)
+    q = r(2, nq, 4, 32, dtype=dtype).requires_grad_()
+    k, v = (r(2, nk, hkv, 32, dtype=dtype).requires_grad_() for _ in range(2))
+    state = (seed * 7919 % 2**62, seed * 104729 % 2**62)
+    keep = flatattn.dropout_mask(2, 4, nq, nk, dropout_p=p, dropout_seed=state[0], dropout_offset=state[1],
+                                 out=torch.empty(2, 4, nq, nk, dtype=torch.uint8, device=device)).bool()
+    out, lse, s_dmask = fa.flash_attn_func(q, k, v, dropout_p=p, causal=causal, return_attn_probs=True,
+                                           rng_state=state)
+    ref, ref_lse = attention_ref(q, k, v, causal=causal, dropout=(keep, p))
+    naive, _ = attention_ref(q, k, v, causal=causal, dropout=(keep, p), dtype=dtype)
+    _check("dropout out", out, ref, naive, dtype, seed)
+    assert judge_lse(lse, ref_lse, LSE_TOL[device]).passed
+    assert s_dmask.shape == (2, 4, nq, nk)
+    positive = s_dmask > 0
+    assert torch.equal(positive, keep & (s_dmask.abs() > 0)), "S_dmask's sign must be the keep mask"
+    dout = r(*out.shape, dtype=dtype)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
+    kw = dict(causal=causal, dropout=(keep, p))
+    ref_g = grads_ref(q, k, v, dout, **kw)
+    naive_g = grads_ref(q, k, v, dout, dtype=q.dtype, **kw)
+    for name, got, rg, ng in zip(("dq", "dk", "dv"), (dq, dk, dv), ref_g, naive_g):
+        _check(f"dropout {name}", got, rg, ng, dtype, seed)
+    torch.manual_seed(seed)
+    a = fa.flash_attn_func(q, k, v, dropout_p=p, causal=causal)
+    torch.manual_seed(seed)
+    b = fa.flash_attn_func(q, k, v, dropout_p=p, causal=causal)
+    c = fa.flash_attn_func(q, k, v, dropout_p=p, causal=causal)
+    assert torch.equal(a, b), "the same torch seed must draw the same (seed, offset)"
+    assert not torch.equal(a, c), "a second call must draw a new (seed, offset)"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sdpa_dropout(device, seed):
+    """SDPA with dropout_p: replays under torch.manual_seed, differs from p = 0, and its gradients are those of
+    the same forward (finite, nonzero)."""
+    dt = DTYPES[device][0]
+    r = _gen(seed, device)
+    q, k, v = (r(2, 4, 37, 32, dtype=dt).requires_grad_() for _ in range(3))
+    torch.manual_seed(seed)
+    a = flatattn.scaled_dot_product_attention(q, k, v, dropout_p=0.2, is_causal=True)
+    torch.manual_seed(seed)
+    b = flatattn.scaled_dot_product_attention(q, k, v, dropout_p=0.2, is_causal=True)
+    plain = flatattn.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(a, b) and not torch.equal(a, plain)
+    a.float().square().sum().backward()
+    assert all(torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+
+def test_dropout_p_out_of_range_is_named():
+    q = torch.randn(1, 8, 2, 16)
+    for bad in (-0.1, 1.0, float("nan")):
+        for call in (lambda: fa.flash_attn_func(q, q, q, dropout_p=bad),
+                     lambda: flatattn.scaled_dot_product_attention(q, q, q, dropout_p=bad),
+                     lambda: flatattn.forward(q, q, q, dropout_p=bad)):
+            with pytest.raises(flatattn.FlatattnError) as e:
+                call()
+            assert e.value.argument == "dropout_p", str(e.value)

@@ -22,22 +22,30 @@ def _inputs(device, seed, b=2, nq=24, nk=40, hq=4, hkv=2, d=32, grad=False):
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck(device, seed):
     q, k, v = _inputs(device, seed)
-    opts = (None, True, False, -1, -1, 0.0, False, "auto", 0)
+    opts = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
     torch.library.opcheck(torch.ops.flatattn.fwd.default, (q, k, v, *opts))
     qg, kg, vg = _inputs(device, seed, grad=True)
     torch.library.opcheck(torch.ops.flatattn.fwd.default, (qg, kg, vg, *opts))
     out, lse = torch.ops.flatattn.fwd(q, k, v, *opts)
     torch.library.opcheck(torch.ops.flatattn.bwd.default,
-                          (torch.randn_like(out), q, k, v, out, lse, None, True, False, -1, -1, 0.0, False, 0))
+                          (torch.randn_like(out), q, k, v, out, lse, None, True, False, -1, -1, 0.0, False, 0.0, 0, 0,
+                           0))
+    # dropout: (p, seed, offset) ride in the schema; the backward regenerates the forward's mask
+    dopts = (None, True, False, -1, -1, 0.0, False, 0.25, 12345, 678, "auto", 0)
+    torch.library.opcheck(torch.ops.flatattn.fwd.default, (qg, kg, vg, *dopts))
+    out, lse = torch.ops.flatattn.fwd(q, k, v, *dopts)
+    torch.library.opcheck(torch.ops.flatattn.bwd.default,
+                          (torch.randn_like(out), q, k, v, out, lse, None, True, False, -1, -1, 0.0, False, 0.25,
+                           12345, 678, 0))
     cu_q = torch.tensor([0, 10, 24], dtype=torch.int32, device=device)
     cu_k = torch.tensor([0, 30, 40], dtype=torch.int32, device=device)
     qv, kv_, vv = q.reshape(-1, 4, 32)[:24], k.reshape(-1, 2, 32)[:40], v.reshape(-1, 2, 32)[:40]
-    vopts = (None, False, False, -1, -1, 0.0, False, "auto", 0)
+    vopts = (None, False, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
     torch.library.opcheck(torch.ops.flatattn.varlen_fwd.default, (qv, kv_, vv, cu_q, cu_k, 14, 30, *vopts))
     out, lse = torch.ops.flatattn.varlen_fwd(qv, kv_, vv, cu_q, cu_k, 14, 30, *vopts)
     torch.library.opcheck(torch.ops.flatattn.varlen_bwd.default,
                           (torch.randn_like(out), qv, kv_, vv, out, lse, cu_q, cu_k, 14, 30,
-                           None, False, False, -1, -1, 0.0, False, 0))
+                           None, False, False, -1, -1, 0.0, False, 0.0, 0, 0, 0))
 
 
 def _step(q, k, v):
@@ -93,8 +101,8 @@ def _capture(fn, seed):
     return graph, static
 
 
-FWD = (None, True, False, -1, -1, 0.0, False, "auto", 0)
-BWD = (None, True, False, -1, -1, 0.0, False, 0)
+FWD = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
+BWD = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0, 0)
 
 
 @pytest.mark.cuda

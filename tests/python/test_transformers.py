@@ -132,13 +132,28 @@ def test_llama_packed_sequences(seed):
     torch.testing.assert_close(out, torch.cat([ra, rb], 1), rtol=1e-4, atol=1e-4)
 
 
-def test_training_dropout_is_refused(seed):
-    model = _llama(seed, attention_dropout=0.1)
+def test_training_dropout_runs_fused(seed):
+    """attention_dropout > 0 in train mode: the dropout is applied (the output differs from eval), the same
+    torch seed replays the same output and gradients, and gradients reach every parameter."""
+    model = _llama(seed, attention_dropout=0.3)
     model.set_attn_implementation("flatattn")
+    ids = torch.randint(3, 128, (2, 11), generator=torch.Generator().manual_seed(seed))
+    model.eval()
+    with torch.no_grad():
+        eval_logits = model(input_ids=ids).logits
     model.train()
-    with pytest.raises(NotImplementedError) as e:
-        model(input_ids=torch.randint(3, 128, (1, 6)))
-    assert e.value.argument == "dropout"
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(seed + 1)
+        model.zero_grad()
+        logits = model(input_ids=ids).logits
+        logits.float().square().mean().backward()
+        runs.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert not torch.allclose(runs[0][0], eval_logits), "dropout had no effect in train mode"
+    assert torch.equal(runs[0][0], runs[1][0]), "the same torch seed must replay the same dropout"
+    for a, b in zip(runs[0][1], runs[1][1]):
+        assert torch.equal(a, b)
+    assert all(g.abs().sum() > 0 for g in runs[0][1] if g.dim() > 1)
 
 
 def test_training_backward_through_padding(seed):

@@ -26,7 +26,7 @@ def visible(nq, nk, causal=False, top_left=False, window=(-1, -1), device=None):
     return m
 
 
-def _batched(q, k, v, scale, softcap, mask, dtype):
+def _batched(q, k, v, scale, softcap, mask, dtype, dropout=None):
     b, nq, hq, d = q.shape
     hkv = k.shape[2]
     qf, kf, vf = q.to(dtype), k.to(dtype), v.to(dtype)
@@ -39,17 +39,21 @@ def _batched(q, k, v, scale, softcap, mask, dtype):
     lse = torch.logsumexp(s_masked.to(torch.float64), dim=-1)
     any_key = mask.any(-1, keepdim=True)
     p = torch.softmax(torch.where(any_key, s_masked, torch.zeros_like(s)), dim=-1) * mask
+    if dropout is not None:  # (keep mask (B, Hq, Nq, Nk), p): P Z / (1 - p), the lse unchanged
+        keep, prob = dropout
+        p = p * keep.to(p.dtype) / (1.0 - prob)
     out = torch.einsum("bhij,bjhd->bihd", p.to(dtype), vf)
     return out, lse
 
 
 def attention_ref(q, k, v, *, softmax_scale=None, causal=False, top_left=False, window=(-1, -1), softcap=0.0,
-                  cu_seqlens_q=None, cu_seqlens_k=None, dtype=torch.float64):
-    """(out (like q, in `dtype`), lse (B, Hq, Nq) or (Hq, total_q) float64). q (B, Nq, Hq, D) or varlen."""
+                  cu_seqlens_q=None, cu_seqlens_k=None, dtype=torch.float64, dropout=None):
+    """(out (like q, in `dtype`), lse (B, Hq, Nq) or (Hq, total_q) float64). q (B, Nq, Hq, D) or varlen.
+    dropout: None or (keep mask (B, Hq, Nq, Nk) of flatattn.dropout_mask, p), batched only."""
     scale = softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
     if cu_seqlens_q is None:
         mask = visible(q.shape[1], k.shape[1], causal, top_left, window, q.device)
-        return _batched(q, k, v, scale, softcap, mask, dtype)
+        return _batched(q, k, v, scale, softcap, mask, dtype, dropout)
     outs, lses = [], []
     cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
     for b in range(len(cq) - 1):

@@ -143,12 +143,15 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc = fmaf(o[e], d[e], acc);
     acc = row_sum<S::kLanes>(acc);
-    // Deterministic: row i's unit from B_i = max|K| (|dO_i| max|V_j| + |D_i|) (common/repro_dq.cuh).
+    // Deterministic: row i's unit from B_i = max|K| (|dO_i| max|V_j| / (1 - p) + |D_i|) (common/repro_dq.cuh;
+    // drop_scale = 1 / (1 - p) with dropout, 1 without).
     const float do_norm = det ? row_norm<S::kLanes>(d) : 0.f;
     if (i < nq) {
       if (lane_in_row == 0) {
         p.dsum[ws + i] = acc;
-        if (det) p.dq_unit[ws + i] = repro_unit(p.dq_bound->k_abs * fmaf(do_norm, p.dq_bound->v_norm, fabsf(acc)));
+        if (det)
+          p.dq_unit[ws + i] = repro_unit(p.dq_bound->k_abs *
+                                         fmaf(do_norm * p.f.var.drop_scale, p.dq_bound->v_norm, fabsf(acc)));
       }
       if (lane_in_row < S::kChunks) {
         float4* a = reinterpret_cast<float4*>(p.dq_accum + (ws + i) * D + c);  // 0.f and integer 0 alike

@@ -14,8 +14,9 @@
 //
 // The unit comes from a bound on row i (the pre-pass, common/bwd_rows.cuh): the accumulator holds
 // sum_j dS_ij K_j with dS_ij = P_ij (dP_ij - D_i) (times the score's derivative, <= 1 for every built score), sum_j P_ij = 1 and
-// |dP_ij| <= |dO_i| |V_j| (Cauchy-Schwarz), so the absolute values of all of row i's terms sum to at most
-//   B_i = max|K| (|dO_i| max_j |V_j| + |D_i|),
+// |dP_ij| <= |dO_i| |V_j| (Cauchy-Schwarz; with dropout dP_ij = Z_ij (dO V^T)_ij / (1 - p), one more factor
+// 1 / (1 - p)), so the absolute values of all of row i's terms sum to at most
+//   B_i = max|K| (|dO_i| max_j |V_j| / (1 - p) + |D_i|)   (p = 0 without dropout),
 // doubled for the 16-bit rounding of dS and the exp2 approximation of P. With 2^E > 2 B_i, u_i = 2^(E - 30):
 // every term and every partial sum of a column is below 2^E = 2^30 u_i, inside int32. Each term is off
 // by at most u_i / 2, so with at most 2^k terms (the key blocks) the result is within

@@ -67,11 +67,39 @@ FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bo
   }
 }
 
+/// Dropout on one row of a query-major fragment block: f(nt, e, keep) for this thread's elements (n-tile nt,
+/// element e of the row half) of row r, whose columns are col0 + 8 nt + e (col0 = block column + 2 (lane & 3)).
+/// One Philox call per four n-tiles (src/core/philox.h: the 8 words of a call are the columns
+/// 32 a + 2 (lane & 3) + 8 q + e). Precondition: n-tile 0 starts a 32-key group or lies inside one with the
+/// other n-tiles, i.e. the n-tiles 4 g .. 4 g + 3 share (column >> 5): every kernel's key blocks and warp
+/// column offsets are multiples of 32, or of 8 kNT when kNT < 4.
+template <class V, int kNT, class F>
+FLATATTN_DEVICE void for_each_keep(const VariantData& v, int b, int h, int r, int col0, F&& f) {
+  static_assert(kNT % 4 == 0 || 4 % kNT == 0, "n-tiles must split evenly into 32-key Philox groups");
+  Philox4 blk{};
+#pragma unroll
+  for (int nt = 0; nt < kNT; ++nt) {
+    const int c = col0 + nt * 8;
+    if (nt % 4 == 0) blk = V::Prob::block(v, b, h, r, c);
+#pragma unroll
+    for (int e = 0; e < 2; ++e) f(nt, e, V::Prob::keep(blk, c + e, v));
+  }
+}
+
 /// The probability hook on a query-major block of probabilities (after the softmax, before P V), in the
-/// layout of apply_score. Nothing for a variant without one.
+/// layout of apply_score. Nothing for a variant without one. Dropout: one Philox call per 8 elements.
 template <class V, int kMT, int kNT>
 FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int row0, int col0, ScoreAt at) {
-  if constexpr (V::Prob::kActive) {
+  if constexpr (V::Prob::kDropout) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        for_each_keep<V, kNT>(p.var, at.b, at.h, row0 + mt * 16 + 8 * hr, col0, [&](int nt, int e, bool keep) {
+          float& x = s[mt][nt][2 * hr + e];
+          x = keep ? x * p.var.drop_scale : 0.f;
+        });
+  } else if constexpr (V::Prob::kActive) {
     for_each_element(s, row0, col0, [&](float& x, int r, int c) {
       at.i = r;
       at.j = c;
@@ -91,9 +119,10 @@ FLATATTN_DEVICE float ds_factor(float pr, float x, const FwdParams& p) {
   }
 }
 
-/// Backward kernels recompute P and apply ds_factor; a probability hook (dropout) also needs its rule for
-/// dS and dV, which no kernel has yet: refuse such a variant at compile time.
+/// Backward kernels recompute P and apply ds_factor; a probability hook also needs its rule for dS and dV.
+/// Both backward kernels implement dropout's (FlashAttention Alg. 4); any other active hook is refused at
+/// compile time instead of computing a wrong gradient.
 template <class V>
-inline constexpr bool kBackwardServes = !V::Prob::kActive;
+inline constexpr bool kBackwardServes = !V::Prob::kActive || V::Prob::kDropout;
 
 }  // namespace flatattn::cuda

@@ -197,6 +197,13 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
           const int r = s_row0 + mt * 16 + g + 8 * hh;
           const float l = rows[r];
           const float lse2 = m0 + r >= nq_rows || l == -INFINITY ? INFINITY : l * kLog2e;
+          // Dropout (FlashAttention Alg. 4): the P tile (dV += P^T dO) holds P Z / (1 - p); sc keeps
+          // ds_factor with the sign bit set where the element is dropped (ds_factor >= 0), for dP below.
+          bool keep[kSNT][2];
+          if constexpr (V::Prob::kDropout) {
+            for_each_keep<V, kSNT>(p.f.var, at.b, at.h, m0 + r, n0 + s_col0 + 2 * t4,
+                                   [&](int nt, int e, bool k) { keep[nt][e] = k; });
+          }
 #pragma unroll
           for (int nt = 0; nt < kSNT; ++nt) {
             float pr[2];
@@ -205,6 +212,10 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
               const float x = sc[mt][nt][2 * hh + e];
               pr[e] = ex2(fmaf(x, p.f.mul, -lse2));
               sc[mt][nt][2 * hh + e] = ds_factor<V>(pr[e], x, p.f);
+              if constexpr (V::Prob::kDropout) {
+                pr[e] = keep[nt][e] ? pr[e] * p.f.var.drop_scale : 0.f;
+                if (!keep[nt][e]) sc[mt][nt][2 * hh + e] = -sc[mt][nt][2 * hh + e];
+              }
             }
             *reinterpret_cast<std::uint32_t*>(p_tile + st_p.at(mt, hh, nt)) = E::pack(pr[0], pr[1]);
           }
@@ -220,7 +231,15 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
 #pragma unroll
           for (int nt = 0; nt < kSNT; ++nt)
 #pragma unroll
-            for (int e = 2 * hh; e < 2 * hh + 2; ++e) dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
+            for (int e = 2 * hh; e < 2 * hh + 2; ++e) {
+              if constexpr (V::Prob::kDropout) {  // dP = (dO V^T) Z / (1 - p); dS = P (dP - D_i) dscore
+                const float f = sc[mt][nt][e];
+                const float dpz = signbit(f) ? 0.f : dp[mt][nt][e] * p.f.var.drop_scale;
+                dp[mt][nt][e] = fabsf(f) * (dpz - dsum);
+              } else {
+                dp[mt][nt][e] = sc[mt][nt][e] * (dp[mt][nt][e] - dsum);
+              }
+            }
         }
       store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
     }

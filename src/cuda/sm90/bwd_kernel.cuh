@@ -202,6 +202,30 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       const float2 l = *reinterpret_cast<const float2*>(rows + c);
       const float lse2[2] = {m0 + c >= nq_rows || l.x == -INFINITY ? INFINITY : l.x * kLog2e,
                              m0 + c + 1 >= nq_rows || l.y == -INFINITY ? INFINITY : l.y * kLog2e};
+      // Dropout (FlashAttention Alg. 4) on the key-major tile: element (key j = n0 + key_r0 + 8 h, query
+      // m0 + c + e). One Philox call (query, 32-key group, (j >> 1) & 3) holds the words of this thread's two
+      // keys (words 2 a + par, 2 a + 2 + par: a = (j >> 3) & 3 in {0, 2}, par = j & 1 = g & 1) and of lane ^ 4's
+      // two keys (same query, other parity). So the lane pair (g even, g odd) splits the two queries: lane
+      // parity par evaluates query c + par, keeps its parity's words and passes the other parity's to its
+      // partner (one shuffle). One call per 4 elements, twice the query-major kernels' count.
+      bool keep[2][2];
+      if constexpr (V::Prob::kDropout) {
+        const int par = g & 1;
+        const Philox4 blk = V::Prob::block(p.f.var, at.b, at.h, m0 + c + par, n0 + key_r0);
+        // a = ((n0 + key_r0) >> 3) & 3 is 0 or 2 (key_r0 % 16 < 8): keys j and j + 8 read x[a], x[a + 1]
+        // (selected, not indexed: a runtime index would put blk in local memory)
+        const bool a2 = ((n0 + key_r0) >> 3) & 2;
+        const std::uint32_t xa = a2 ? blk.x[2] : blk.x[0], xb = a2 ? blk.x[3] : blk.x[1];
+        const std::uint32_t lo = (xa & 0xffffu) | (xb << 16);          // even keys' words
+        const std::uint32_t hi = (xa >> 16) | (xb & 0xffff0000u);      // odd keys' words
+        const std::uint32_t mine = par ? hi : lo;
+        const std::uint32_t other = __shfl_xor_sync(0xffffffffu, par ? lo : hi, 4);  // partner's call, my parity
+        const std::uint32_t w[2] = {par ? other : mine, par ? mine : other};  // query c + 0, c + 1
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) keep[h][e] = ((w[e] >> (16 * h)) & 0xffffu) >= p.f.var.drop_threshold;
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float pr[2];
@@ -210,6 +234,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
           const float x = sc[0][i][2 * h + e];
           pr[e] = ex2(fmaf(x, p.f.mul, -lse2[e]));
           sc[0][i][2 * h + e] = ds_factor<V>(pr[e], x, p.f);
+          if constexpr (V::Prob::kDropout) {  // P^T Z / (1 - p) for dV; the sign bit of sc marks a dropped one
+            pr[e] = keep[h][e] ? pr[e] * p.f.var.drop_scale : 0.f;
+            if (!keep[h][e]) sc[0][i][2 * h + e] = -sc[0][i][2 * h + e];
+          }
         }
         pa[i / 2][frag_word(i, h)] = E::pack(pr[0], pr[1]);
       }
@@ -224,6 +252,14 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       const float2 ds = *reinterpret_cast<const float2*>(rows + kBM + 8 * i + 2 * t4);  // 0 past Nq
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
+        if constexpr (V::Prob::kDropout) {  // dP^T = (V dO^T) Z / (1 - p): sc's sign bit marks a dropped element
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float f = sc[0][i][2 * h + e];
+            dp[0][i][2 * h + e] = signbit(f) ? 0.f : dp[0][i][2 * h + e] * p.f.var.drop_scale;
+            sc[0][i][2 * h + e] = fabsf(f);
+          }
+        }
         const std::uint32_t w = E::pack(sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x),
                                         sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y));
         da[i / 2][frag_word(i, h)] = w;

@@ -1,0 +1,170 @@
+// The dropout keep function (src/core/philox.h) and flatattn::dropout_mask on the CPU: Philox-4x32 against
+// Random123's known answers, the documented (key, counter, word) mapping recomputed from its definition, the kept
+// fraction within binomial bounds, independence of neighbours, determinism and sensitivity to every input of
+// the stream, and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "flatattn/attention.h"
+#include "src/check/case.h"
+#include "src/core/philox.h"
+
+namespace flatattn {
+namespace {
+
+// Known-answer vectors of Random123 (D. E. Shaw Research), file tests/kat_vectors, the "philox4x32 7" and
+// "philox4x32 10" lines (github.com/DEShawResearch/random123 at 9545ff6413f258be2f04c1d319d99aaef7521150):
+// counter (4 words), key (2 words), expected output (4 words).
+struct Kat {
+  int rounds;
+  Philox4 ctr;
+  std::uint32_t k0, k1;
+  Philox4 want;
+};
+const Kat kKats[] = {
+    {7, {{0, 0, 0, 0}}, 0, 0, {{0x5f6fb709, 0x0d893f64, 0x4f121f81, 0x4f730a48}}},
+    {7, {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}}, 0xffffffff, 0xffffffff,
+     {{0x5207ddc2, 0x45165e59, 0x4d8ee751, 0x8c52f662}}},
+    {7, {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}}, 0xa4093822, 0x299f31d0,
+     {{0x4dfccaba, 0x190a87f0, 0xc47362ba, 0xb6b5242a}}},
+    {10, {{0, 0, 0, 0}}, 0, 0, {{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}}},
+    {10, {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}}, 0xffffffff, 0xffffffff,
+     {{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}}},
+    {10, {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}}, 0xa4093822, 0x299f31d0,
+     {{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}}},
+};
+
+TEST(Philox, Random123KnownAnswers) {
+  for (const Kat& k : kKats) {
+    const Philox4 got = k.rounds == 7 ? philox4x32<7>(k.ctr, k.k0, k.k1) : philox4x32<10>(k.ctr, k.k0, k.k1);
+    for (int w = 0; w < 4; ++w)
+      EXPECT_EQ(got.x[w], k.want.x[w]) << "philox4x32-" << k.rounds << " ctr " << std::hex << k.ctr.x[0] << " word " << w;
+  }
+}
+
+/// The documented mapping, recomputed from its text (not through dropout_block / dropout_word).
+bool keep_by_definition(std::uint64_t seed, std::uint64_t offset, double p, int hq, int b, int h, int i, int j) {
+  const auto k0 = static_cast<std::uint32_t>(seed & 0xffffffffu);
+  const auto k1 = static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(offset >> 32);
+  const Philox4 ctr{{static_cast<std::uint32_t>((j / 32) * 4 + (j / 2) % 4), static_cast<std::uint32_t>(i),
+                     static_cast<std::uint32_t>(b * hq + h), static_cast<std::uint32_t>(offset & 0xffffffffu)}};
+  const Philox4 out = philox4x32<10>(ctr, k0, k1);
+  const int w = ((j / 8) % 4) * 2 + j % 2;
+  const std::uint32_t word = (out.x[w / 2] >> (16 * (w % 2))) & 0xffffu;
+  return word >= static_cast<std::uint32_t>(std::nearbyint(p * 65536.0));  // round to nearest, ties to even
+}
+
+std::vector<std::uint8_t> mask_of(std::int64_t b, std::int64_t hq, std::int64_t nq, std::int64_t nk, const Options& o) {
+  std::vector<std::uint8_t> m(b * hq * nq * nk, 0xAB);
+  dropout_mask(m.data(), Device::cpu(), b, hq, nq, nk, o);
+  return m;
+}
+
+Options drop(float p, std::uint64_t seed, std::uint64_t offset) {
+  Options o;
+  o.dropout_p = p;
+  o.dropout_seed = seed;
+  o.dropout_offset = offset;
+  return o;
+}
+
+TEST(Dropout, MaskFollowsTheDocumentedMapping) {
+  std::mt19937_64 rng(check::fresh_seed());
+  for (int rep = 0; rep < 4; ++rep) {
+    const float p = std::uniform_real_distribution<float>(0.01f, 0.95f)(rng);
+    const std::uint64_t seed = rng(), offset = rng();
+    const int B = 2, H = 3, NQ = 37, NK = 75;
+    const std::vector<std::uint8_t> m = mask_of(B, H, NQ, NK, drop(p, seed, offset));
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h)
+        for (int i = 0; i < NQ; ++i)
+          for (int j = 0; j < NK; ++j) {
+            const std::uint8_t got = m[((b * H + h) * NQ + i) * NK + j];
+            ASSERT_EQ(got, keep_by_definition(seed, offset, p, H, b, h, i, j) ? 1 : 0)
+                << "p=" << p << " seed=" << seed << " offset=" << offset << " (b,h,i,j)=(" << b << "," << h << ","
+                << i << "," << j << ")";
+          }
+  }
+}
+
+TEST(Dropout, KeptFractionWithinBinomialBounds) {
+  std::mt19937_64 rng(check::fresh_seed());
+  for (float p : {0.1f, 0.17f, 0.5f, 0.9f}) {
+    const std::uint64_t seed = rng(), offset = rng();
+    const std::int64_t B = 2, H = 3, NQ = 200, NK = 301;
+    const std::vector<std::uint8_t> m = mask_of(B, H, NQ, NK, drop(p, seed, offset));
+    const double n = static_cast<double>(m.size());
+    const double q = 1.0 - std::nearbyint(p * 65536.0) / 65536.0;  // the quantized keep probability
+    EXPECT_NEAR(q, 1.0 - p, 1.0 / 131072.0);
+    double kept = 0, pairs = 0, npairs = 0;
+    for (std::int64_t r = 0; r < B * H * NQ; ++r)
+      for (std::int64_t j = 0; j < NK; ++j) {
+        ASSERT_LE(m[r * NK + j], 1);
+        kept += m[r * NK + j];
+        if (j + 1 < NK) pairs += m[r * NK + j] & m[r * NK + j + 1], npairs += 1;  // neighbours: independent
+      }
+    const double sd = std::sqrt(n * q * (1 - q));
+    EXPECT_LE(std::abs(kept - n * q), 5 * sd) << "p=" << p << " kept " << kept << " of " << n << " seed " << seed;
+    const double q2 = q * q, sd2 = std::sqrt(npairs * q2 * (1 - q2));
+    EXPECT_LE(std::abs(pairs - npairs * q2), 5 * sd2) << "p=" << p << " neighbour pairs kept " << pairs;
+  }
+}
+
+TEST(Dropout, DeterministicAndSensitiveToEveryInput) {
+  std::mt19937_64 rng(check::fresh_seed());
+  const float p = 0.5f;
+  const std::uint64_t seed = rng(), offset = rng();
+  const std::int64_t B = 2, H = 2, NQ = 40, NK = 70;
+  const std::vector<std::uint8_t> a = mask_of(B, H, NQ, NK, drop(p, seed, offset));
+  EXPECT_EQ(a, mask_of(B, H, NQ, NK, drop(p, seed, offset))) << "same (seed, offset) must give the same mask";
+  // A changed input changes about half of the bits (p = 0.5: P(differ) = 1/2 per element).
+  auto differ = [&](const std::vector<std::uint8_t>& b) {
+    double d = 0;
+    for (std::size_t x = 0; x < a.size(); ++x) d += a[x] != b[x];
+    return d / static_cast<double>(a.size());
+  };
+  for (auto [what, o] : {std::pair{"offset + 1", drop(p, seed, offset + 1)},
+                         std::pair{"offset high word", drop(p, seed, offset ^ (std::uint64_t{1} << 40))},
+                         std::pair{"seed low word", drop(p, seed ^ 1, offset)},
+                         std::pair{"seed high word", drop(p, seed ^ (std::uint64_t{1} << 50), offset)}}) {
+    const double f = differ(mask_of(B, H, NQ, NK, o));
+    EXPECT_GT(f, 0.45) << what;
+    EXPECT_LT(f, 0.55) << what;
+  }
+  // Heads, sequences, rows and columns draw different bits: (b, h) slices and neighbouring rows differ.
+  const std::int64_t slice = NQ * NK;
+  for (std::int64_t s = 1; s < B * H; ++s) {
+    double d = 0;
+    for (std::int64_t x = 0; x < slice; ++x) d += a[x] != a[s * slice + x];
+    EXPECT_GT(d / slice, 0.4) << "slice " << s << " repeats slice 0";
+  }
+  double d = 0;
+  for (std::int64_t x = 0; x < slice - NK; ++x) d += a[x] != a[x + NK];
+  EXPECT_GT(d / (slice - NK), 0.4) << "row i + 1 repeats row i";
+  // p = 0: everything kept.
+  for (std::uint8_t x : mask_of(1, 2, 5, 9, drop(0.f, seed, offset))) EXPECT_EQ(x, 1);
+}
+
+TEST(Dropout, BadProbabilityIsRefusedAndNothingWritten) {
+  for (float p : {-0.1f, 1.0f, 1.5f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<std::uint8_t> m(2 * 3 * 4, 0xAB);
+    try {
+      dropout_mask(m.data(), Device::cpu(), 1, 2, 3, 4, drop(p, 1, 2));
+      ADD_FAILURE() << "dropout_p = " << p << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "dropout_p") << e.what();
+    }
+    for (std::uint8_t x : m) EXPECT_EQ(x, 0xAB) << "written despite the error";
+  }
+  std::vector<std::uint8_t> m(4);
+  EXPECT_THROW(dropout_mask(m.data(), Device::cpu(), -1, 2, 1, 2, drop(0.1f, 1, 2)), Error);
+  EXPECT_THROW(dropout_mask(nullptr, Device::cpu(), 1, 1, 2, 2, drop(0.1f, 1, 2)), Error);
+}
+
+}  // namespace
+}  // namespace flatattn
