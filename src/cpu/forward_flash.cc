@@ -39,7 +39,7 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
         if (alpha != 1.f) simd::scale_row(w.o + i * dp, dp, alpha);
       }
       // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
-      if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), w.s, tile.rows, ncols, bn);
+      if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
       gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }
   }

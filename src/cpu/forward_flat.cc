@@ -34,7 +34,7 @@ void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const
       w.l[i] = simd::exp_shift_sum(row, ncols, m == kNegInf ? 0.f : m);
     }
     // The probability hook (dropout) after the sums: l and the LSE are those of the undropped P.
-    apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0), w.s, tile.rows, ncols, ncols);
+    apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, ncols);
     // Attend: O = P V, output stationary (the O tile is written once).
     gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
   }

@@ -118,17 +118,6 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
   return r;
 }
 
-void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
-                  std::int64_t nk, const DropoutStream& s, Stream stream) {
-  DeviceGuard guard(device);
-  const Family fam = family_for(device_info(device), DType::f16);  // any loadable family's kernel: same function
-  auto* launch = fam == Family::sm80   ? dropout_mask_sm80
-                 : fam == Family::sm86 ? dropout_mask_sm86
-                 : fam == Family::sm90 ? dropout_mask_sm90
-                                       : dropout_mask_sm75;
-  check(static_cast<cudaError_t>(launch(mask, batch, hq, nq, nk, s, stream.handle)), "dropout_mask kernel launch");
-}
-
 /// backward() on views the kernels address directly; as forward_direct.
 Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
   const BwdInstance* inst = backward_instance(p);
@@ -194,6 +183,17 @@ Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
   staged.finish();
   meta.finish();
   return r;
+}
+
+void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
+                  std::int64_t nk, const DropoutStream& s, Stream stream) {
+  DeviceGuard guard(device);
+  const Family fam = family_for(device_info(device), DType::f16);  // any loadable family's kernel: same function
+  auto* launch = fam == Family::sm80   ? dropout_mask_sm80
+                 : fam == Family::sm86 ? dropout_mask_sm86
+                 : fam == Family::sm90 ? dropout_mask_sm90
+                                       : dropout_mask_sm75;
+  check(static_cast<cudaError_t>(launch(mask, batch, hq, nq, nk, s, stream.handle)), "dropout_mask kernel launch");
 }
 
 }  // namespace flatattn::cuda
