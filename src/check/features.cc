@@ -138,6 +138,10 @@ constexpr Feature kFeatures[] = {
      c.seqlens_k = {5, 1, 0, 120, 70};
      c.batch = 5;
    }, false},
+  {"dropout_sinks",    "dropout 0.1 with sinks (mean 2), causal window (24,0), GQA 4:2, D = 59 (staged on CUDA)",
+                                                                  2,  90,  90, 4, 2, 59,
+   [](Case& c) { c.hq = 4, c.hkv = 2, causal(c), c.options.window = {24, 0}, dropout(c, 0.1f);
+                 c.sinks = true, c.sink_mean = 2.0; }, false},
 };
 // clang-format on
 
