@@ -8,6 +8,7 @@
 
 #include "src/core/backend.h"
 #include "src/core/validate.h"
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/engine.h"
 #include "src/cpu/forward_tile.h"
 #include "src/cpu/gemm.h"
@@ -56,10 +57,11 @@ TileList row_tiles(const Problem& p, int block_m) {
   return l;
 }
 
-std::string kernel_name(const Problem& p, const ForwardPlan& plan) {
+std::string kernel_name(const Problem& p, const ForwardPlan& plan, bool amx) {
   std::string s = "cpu_" + std::string(name(plan.dataflow)) + "_fwd_" + std::string(name(p.dtype)) + "_d" +
                   std::to_string(p.d) + "_m" + std::to_string(plan.block_m);
   s += plan.dataflow == Dataflow::flat ? "_nall" : "_n" + std::to_string(plan.block_n);
+  if (amx) s += "_amx";  // the products ran on the AMX tiles (src/cpu/amx/amx.h)
   return s;
 }
 
@@ -88,12 +90,14 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
   scratch.reserve(threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(sizer.floats());
   const std::int64_t dp = padded_d(p.d);
+  const bool amx = forward_matmul(p.dtype) == MatmulPath::amx;  // carve_forward decides the same
 
 #pragma omp parallel num_threads(threads)
   {
     const ItemRange mine = thread_items(work.prefix, omp_get_thread_num(), omp_get_num_threads());
     Carver carver(scratch[omp_get_thread_num()].data());
     const ForwardScratch w = carve_forward(carver, p, plan);
+    if (amx) amx_begin();  // this thread's tile configuration
     std::int64_t packed_b = -1, packed_hk = -1;
     for (std::size_t i = mine.begin; i < mine.end; ++i) {
       const RowTile& tile = work.tiles[i];
@@ -101,8 +105,13 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
       if (tile.b != packed_b || hk != packed_hk) {  // K^T panels and V rows of this (b, kv head), fp32
         const Rows k = rows_of(p, t.k, t.sk, tile.b, tile.sp.k0, hk);
         const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
-        pack_panels(k, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.kt);
-        pack_rows(v, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, 1.f, w.v);
+        if (amx) {
+          pack_k_vnni(k, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, amx_kd(p.d), w.kb);
+          pack_v_vnni(v, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.vb);
+        } else {
+          pack_panels(k, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.kt);
+          pack_rows(v, 0, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, 1.f, w.v);
+        }
         packed_b = tile.b;
         packed_hk = hk;
       }
@@ -112,6 +121,7 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
         flash_tile(p, t, plan, tile, w);
       }
     }
+    if (amx) amx_end();
   }
 
   Report r;
@@ -119,7 +129,7 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
   r.dataflow = plan.dataflow;
   r.block_m = plan.block_m;
   r.block_n = plan.dataflow == Dataflow::flat ? static_cast<int>(p.nk) : plan.block_n;
-  r.kernel = kernel_name(p, plan);
+  r.kernel = kernel_name(p, plan, amx);
   return r;
 }
 

@@ -1,6 +1,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
 #include "src/cpu/gemm.h"
 #include "src/cpu/pack.h"
@@ -10,13 +11,21 @@
 
 namespace flatattn::cpu {
 
-void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, const RowTile& tile,
+namespace {
+
+/// kAmx: the products on AMX tiles (src/cpu/amx/amx.h), else the fp32 micro-kernels (src/cpu/gemm.h).
+template <bool kAmx>
+void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, const RowTile& tile,
                 const ForwardScratch& w) {
   const std::int64_t dp = padded_d(p.d);
-  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+  const std::int64_t rows_pad = round_up(tile.rows, kAmx ? kAmxRows : kRowAlign);
   const std::int64_t bn = plan.block_n;
   const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
-  pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // S = (scale Q) K^T
+  if constexpr (kAmx) {
+    pack_q_bf16(q, tile.i0, tile.rows, rows_pad, p.d, amx_kd(p.d), w.qb);  // S = scale (Q K^T)
+  } else {
+    pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // S = (scale Q) K^T
+  }
   std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
@@ -26,7 +35,11 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
     const std::int64_t k_end = round_up(keys.hi + 1, kPanel);  // packed K/V are zero beyond Nk
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) {
       const std::int64_t ncols = std::min(bn, k_end - k0);
-      gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
+      if constexpr (kAmx) {
+        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
+      } else {
+        gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
+      }
       apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, bn, nullptr);
       mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, bn);
       for (std::int64_t i = 0; i < rows_pad; ++i) {
@@ -40,10 +53,26 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
       }
       // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
       if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
-      gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+      if constexpr (kAmx) {
+        amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);  // P in bf16, as the GPU kernels' MMA operand
+        amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      } else {
+        gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+      }
     }
   }
   finish_tile(p, t, tile, w);
+}
+
+}  // namespace
+
+void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, const RowTile& tile,
+                const ForwardScratch& w) {
+  if (w.amx) {
+    flash_rows<true>(p, t, plan, tile, w);
+  } else {
+    flash_rows<false>(p, t, plan, tile, w);
+  }
 }
 
 }  // namespace flatattn::cpu

@@ -1,5 +1,6 @@
 #include <cstring>
 
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
 #include "src/cpu/gemm.h"
 #include "src/cpu/pack.h"
@@ -9,11 +10,19 @@
 
 namespace flatattn::cpu {
 
-void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w) {
+namespace {
+
+/// kAmx: the products on AMX tiles (src/cpu/amx/amx.h), else the fp32 micro-kernels (src/cpu/gemm.h).
+template <bool kAmx>
+void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w) {
   const std::int64_t dp = padded_d(p.d);
-  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+  const std::int64_t rows_pad = round_up(tile.rows, kAmx ? kAmxRows : kRowAlign);
   const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
-  pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // L = (scale Q) K^T
+  if constexpr (kAmx) {
+    pack_q_bf16(q, tile.i0, tile.rows, rows_pad, p.d, amx_kd(p.d), w.qb);  // L = scale (Q K^T)
+  } else {
+    pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // L = (scale Q) K^T
+  }
   std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
@@ -22,7 +31,11 @@ void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     // The whole visible logit block, R x ncols, at once (only the key panels some row of the tile sees).
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
-    gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
+    if constexpr (kAmx) {
+      amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
+    } else {
+      gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
+    }
     apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, ncols, nullptr);
     mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
     // Exact full-row softmax: max, then exp and sum in one sweep; the division by the sum is applied to
@@ -36,9 +49,24 @@ void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     // The probability hook (dropout) after the sums: l and the LSE are those of the undropped P.
     apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, ncols);
     // Attend: O = P V, output stationary (the O tile is written once).
-    gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+    if constexpr (kAmx) {
+      amx_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);  // P in bf16, as the GPU kernels' MMA operand
+      amx_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+    } else {
+      gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+    }
   }
   finish_tile(p, t, tile, w);
+}
+
+}  // namespace
+
+void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w) {
+  if (w.amx) {
+    flat_rows<true>(p, t, tile, w);
+  } else {
+    flat_rows<false>(p, t, tile, w);
+  }
 }
 
 }  // namespace flatattn::cpu

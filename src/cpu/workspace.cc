@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/gemm.h"
 #include "src/cpu/schedule.h"
 
@@ -13,6 +14,21 @@ ForwardScratch carve_forward(Carver& c, const Problem& p, const ForwardPlan& pla
   const std::size_t bm = static_cast<std::size_t>(plan.block_m);
   const std::size_t cols = plan.dataflow == Dataflow::flat ? nk : static_cast<std::size_t>(plan.block_n);
   ForwardScratch w{};
+  if (forward_matmul(p.dtype) == MatmulPath::amx) {  // bf16 operands: two per float of the carver
+    const std::size_t kd = static_cast<std::size_t>(amx_kd(p.d));
+    const std::size_t rows = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));
+    const auto half = [&](std::size_t n) { return reinterpret_cast<std::uint16_t*>(c.take((n + 1) / 2)); };
+    w.amx = true;
+    w.kb = half(nk * kd);
+    w.vb = half(nk * dp);
+    w.qb = half(rows * kd);
+    w.pb = half(rows * cols);
+    w.o = c.take(rows * dp);
+    w.s = c.take(rows * cols);
+    w.m = c.take(rows);
+    w.l = c.take(rows);
+    return w;
+  }
   w.kt = c.take(nk * dp);
   w.v = c.take(nk * dp);
   w.q = c.take(bm * dp);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "flatattn/options.h"
 #include "src/core/problem.h"
@@ -24,6 +25,13 @@ struct ForwardScratch {
   float* s;   ///< logits / probabilities: [block_m][block_n] (Flash) or [R][Nk] (FLAT)
   float* m;   ///< running row max [block_m]
   float* l;   ///< running row sum [block_m]
+  // The AMX path (src/cpu/amx/amx.h; kt, v and q are then unused and empty, tiles have
+  // round_up(block_m, kAmxRows) rows): bf16 operands in the AMX layouts.
+  bool amx = false;
+  std::uint16_t* kb = nullptr;  ///< K panels (VNNI) of one (b, kv head): [Nk][Kd]
+  std::uint16_t* vb = nullptr;  ///< V key pairs (VNNI) of one (b, kv head): [Nk][Dp]
+  std::uint16_t* qb = nullptr;  ///< Q tile: [rows][Kd]
+  std::uint16_t* pb = nullptr;  ///< P tile in bf16, same shape and leading dim as s
 };
 
 /// Carves one thread's forward scratch for plan (with a counting Carver, only sizes it).

@@ -1,0 +1,85 @@
+// The CPU engine's bf16 forward products on the AMX matrix units (Intel AMX-BF16: TMUL tiles, fp32
+// accumulation; Intel Architecture Instruction Set Extensions Programming Reference, ch. 3).
+//
+// Path selection (forward_matmul): bf16 inputs run S = Q K^T and O += P V on AMX when the CPU has
+// AMX-TILE + AMX-BF16, the OS enables the tile state (XCR0 bits 17/18) and grants this process the tile
+// data permission (Linux arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18), asked once per
+// process); otherwise today's fp32 path runs. The environment variable FLATATTN_CPU_MATMUL overrides:
+//   unset, "" or "auto": AMX for bf16 where available, fp32 elsewhere;
+//   "amx":  AMX for bf16; an Error if the CPU/OS cannot (never a silent fallback);
+//   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
+// f32 and f16 inputs and the whole backward always take the fp32 path. The forward Report's kernel name
+// ends in "_amx" when the AMX path ran.
+//
+// Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
+// in fp32; the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the fp32
+// path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
+// GPU kernel of flatattn has (P is a bf16 MMA operand there too).
+//
+// Layouts (bf16 stored as uint16):
+//   Q tile:  row-major [rows][kd], kd = round_up(D, 32) (zero lanes beyond D), unscaled;
+//   K:       VNNI panels of 16 keys: key j, dim i at (j / 16) * kd * 16 + (i / 2) * 32 + (j % 16) * 2 + i % 2;
+//   V:       VNNI key pairs: key j, dim i at (j / 2) * 2 * dp + i * 2 + j % 2 (dp = padded_d(D));
+//   P tile:  row-major [rows][ldp] bf16 (from the fp32 logit tile).
+// Row counts are multiples of kAmxRows (16), key counts multiples of 32; padding is zero-filled.
+#pragma once
+
+#include <cstdint>
+
+#include "src/core/problem.h"
+#include "src/cpu/pack.h"
+
+namespace flatattn::cpu {
+
+inline constexpr int kAmxRows = 16;  ///< rows of one AMX tile: AMX row tiles are padded to this
+inline constexpr int kAmxK = 32;     ///< bf16 inner-dim elements per tile step (64 bytes)
+
+/// The product path of a forward.
+enum class MatmulPath { fp32, amx };
+
+/// True when this CPU and OS can run AMX-BF16 tiles in this process (CPUID leaf 7 EDX bits 22/24,
+/// OSXSAVE, XCR0 bits 17/18, and the Linux tile-data permission, requested on the first call).
+bool amx_available();
+
+/// The path a forward of dtype dt takes (reads FLATATTN_CPU_MATMUL each call; see above). Throws Error
+/// for an unknown value, or for "amx" where amx_available() is false.
+MatmulPath forward_matmul(DType dt);
+
+/// Head dim padded for the AMX Q/K tiles (a multiple of kAmxK).
+constexpr std::int64_t amx_kd(std::int64_t d) { return (d + kAmxK - 1) / kAmxK * kAmxK; }
+
+// --- kernels (src/cpu/amx/kernels.cc, compiled with -mamx-tile -mamx-bf16 -mavx512bf16; call only
+// after forward_matmul returned amx) ---
+
+/// Loads this thread's tile configuration (8 tiles of 16 rows x 64 bytes). Call once per thread before
+/// the kernels below, amx_end() after them.
+void amx_begin();
+/// Releases the tile state of this thread (TILERELEASE).
+void amx_end();
+
+/// s[i * lds + j] = scale * sum_i q(i, :) k(j, :) for rows i < rows, keys j < ncols (kb: K panels from
+/// the tile's first key). rows a multiple of 16, ncols of 32.
+void amx_qk(const std::uint16_t* q, std::int64_t rows, std::int64_t kd, const std::uint16_t* kb, std::int64_t ncols,
+            float scale, float* s, std::int64_t lds);
+
+/// pb[i * ld + j] = bf16(s[i * ld + j]) for i < rows, j < ncols (ncols a multiple of 32).
+void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, std::uint16_t* pb);
+
+/// o[i * ldo + n] += sum_j p(i, j) v(j, n) for i < rows, n < dp, j < ncols (vb: V pairs from the tile's
+/// first key). rows a multiple of 16, ncols of 32, dp of 16.
+void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols, const std::uint16_t* vb,
+            std::int64_t dp, float* o, std::int64_t ldo);
+
+// --- packers from bf16 inputs (src/cpu/amx/pack.cc) ---
+
+/// Q tile rows n0 .. n0+count, row-major [rows_pad][kd], zero padding.
+void pack_q_bf16(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+                 std::int64_t kd, std::uint16_t* dst);
+/// All keys 0 .. count of one head as K panels (layout above), keys count .. count_pad zero.
+void pack_k_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
+                 std::uint16_t* dst);
+/// All keys 0 .. count of one head as V pairs (layout above), keys count .. count_pad zero.
+void pack_v_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+                 std::uint16_t* dst);
+
+}  // namespace flatattn::cpu

@@ -1,0 +1,62 @@
+// Run-time detection of AMX-BF16 and the forward's product path (see amx.h). Compiled with the
+// engine's ordinary flags: it runs on any x86-64.
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "src/core/validate.h"
+#include "src/cpu/amx/amx.h"
+
+namespace flatattn::cpu {
+
+namespace {
+
+constexpr long kArchReqXcompPerm = 0x1023;  // Linux arch/x86/include/uapi/asm/prctl.h
+constexpr long kXfeatureXtiledata = 18;     // XCR0 bit of the tile data state
+
+bool cpu_and_os_have_amx() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid(1, a, b, c, d);
+  if (!(c & (1u << 27))) return false;  // OSXSAVE: XGETBV usable
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  if (!amx_bf16 || !amx_tile) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & (3u << 17)) == (3u << 17);  // XTILECFG and XTILEDATA enabled by the OS
+}
+
+bool request_permission() {
+#if defined(__linux__)
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool amx_available() {
+  static const bool ok = cpu_and_os_have_amx() && request_permission();  // once per process
+  return ok;
+}
+
+MatmulPath forward_matmul(DType dt) {
+  const char* env = std::getenv("FLATATTN_CPU_MATMUL");
+  const std::string v = env ? env : "";
+  require(v.empty() || v == "auto" || v == "amx" || v == "fp32", "FLATATTN_CPU_MATMUL", v,
+          "one of auto, amx, fp32", "unset it or set auto, amx or fp32");
+  if (dt != DType::bf16 || v == "fp32") return MatmulPath::fp32;
+  if (v == "amx") {
+    require(amx_available(), "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
+            "unset it or set fp32 (this CPU or OS has no AMX-BF16, or the tile permission was refused)");
+    return MatmulPath::amx;
+  }
+  return amx_available() ? MatmulPath::amx : MatmulPath::fp32;
+}
+
+}  // namespace flatattn::cpu

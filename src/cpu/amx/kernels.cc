@@ -1,0 +1,153 @@
+// AMX-BF16 tile kernels of the bf16 forward (layouts in amx.h). This file alone is compiled with
+// -mamx-tile -mamx-bf16 -mavx512f -mavx512bf16 and includes no engine header with inline code, so no
+// AMX/AVX-512 instruction reaches a function that runs before forward_matmul() chose this path.
+//
+// All 8 tiles are configured as 16 rows x 64 bytes (16 fp32 or 32 bf16 per row). amx_qk computes
+// 32 x 32 logit blocks (4 accumulators, 2 Q tiles, 2 K tiles) where 32 rows remain, else 16 x 32;
+// amx_pv keeps 16 x 64 of O in 4 accumulators and streams P (A) and V (B) tiles over the keys.
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace flatattn::cpu {
+
+namespace {
+
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+void scale_rows(float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale) {
+  const __m512 f = _mm512_set1_ps(scale);
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < ncols; j += 16)
+      _mm512_storeu_ps(s + i * lds + j, _mm512_mul_ps(_mm512_loadu_ps(s + i * lds + j), f));
+}
+
+template <int NC>  // accumulator tiles 0 .. NC-1 hold O columns n0 .. n0 + 16 NC
+void pv_block(const std::uint16_t* p, std::int64_t ldp, std::int64_t ncols, const std::uint16_t* vb, std::int64_t dp,
+              float* o, std::int64_t ldo) {
+  const std::int64_t so = ldo * 4, sv = dp * 4, sp = ldp * 2;
+  _tile_loadd(0, o, so);
+  if constexpr (NC > 1) _tile_loadd(1, o + 16, so);
+  if constexpr (NC > 2) _tile_loadd(2, o + 32, so);
+  if constexpr (NC > 3) _tile_loadd(3, o + 48, so);
+  for (std::int64_t k0 = 0; k0 < ncols; k0 += 32) {
+    const std::uint16_t* v = vb + k0 * dp;  // pair row k0 / 2
+    _tile_loadd(4, p + k0, sp);
+    _tile_loadd(5, v, sv);
+    _tile_dpbf16ps(0, 4, 5);
+    if constexpr (NC > 1) {
+      _tile_loadd(6, v + 32, sv);
+      _tile_dpbf16ps(1, 4, 6);
+    }
+    if constexpr (NC > 2) {
+      _tile_loadd(7, v + 64, sv);
+      _tile_dpbf16ps(2, 4, 7);
+    }
+    if constexpr (NC > 3) {
+      _tile_loadd(5, v + 96, sv);
+      _tile_dpbf16ps(3, 4, 5);
+    }
+  }
+  _tile_stored(0, o, so);
+  if constexpr (NC > 1) _tile_stored(1, o + 16, so);
+  if constexpr (NC > 2) _tile_stored(2, o + 32, so);
+  if constexpr (NC > 3) _tile_stored(3, o + 48, so);
+}
+
+// A constant in memory: GCC 12 drops stores to a local config before LDTILECFG (it does not see the
+// instruction read them), which leaves an invalid configuration (#GP).
+constexpr TileConfig make_config() {
+  TileConfig c;
+  for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+  return c;
+}
+constinit const TileConfig kConfig = make_config();
+
+}  // namespace
+
+void amx_begin() { _tile_loadconfig(&kConfig); }
+
+void amx_end() { _tile_release(); }
+
+void amx_qk(const std::uint16_t* q, std::int64_t rows, std::int64_t kd, const std::uint16_t* kb, std::int64_t ncols,
+            float scale, float* s, std::int64_t lds) {
+  const std::int64_t sq = kd * 2, ss = lds * 4;
+  std::int64_t i0 = 0;
+  for (; i0 + 32 <= rows; i0 += 32) {
+    const std::uint16_t* q0 = q + i0 * kd;
+    const std::uint16_t* q1 = q0 + 16 * kd;
+    for (std::int64_t j0 = 0; j0 < ncols; j0 += 32) {
+      const std::uint16_t* b0 = kb + j0 * kd;
+      const std::uint16_t* b1 = b0 + 16 * kd;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (std::int64_t k = 0; k < kd; k += 32) {
+        _tile_loadd(4, q0 + k, sq);
+        _tile_loadd(5, q1 + k, sq);
+        _tile_loadd(6, b0 + k * 16, 64);
+        _tile_loadd(7, b1 + k * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      float* c = s + i0 * lds + j0;
+      _tile_stored(0, c, ss);
+      _tile_stored(1, c + 16, ss);
+      _tile_stored(2, c + 16 * lds, ss);
+      _tile_stored(3, c + 16 * lds + 16, ss);
+    }
+    scale_rows(s + i0 * lds, 32, ncols, lds, scale);
+  }
+  for (; i0 < rows; i0 += 16) {
+    const std::uint16_t* q0 = q + i0 * kd;
+    for (std::int64_t j0 = 0; j0 < ncols; j0 += 32) {
+      const std::uint16_t* b0 = kb + j0 * kd;
+      const std::uint16_t* b1 = b0 + 16 * kd;
+      _tile_zero(0);
+      _tile_zero(1);
+      for (std::int64_t k = 0; k < kd; k += 32) {
+        _tile_loadd(4, q0 + k, sq);
+        _tile_loadd(6, b0 + k * 16, 64);
+        _tile_loadd(7, b1 + k * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+      }
+      float* c = s + i0 * lds + j0;
+      _tile_stored(0, c, ss);
+      _tile_stored(1, c + 16, ss);
+    }
+    scale_rows(s + i0 * lds, 16, ncols, lds, scale);
+  }
+}
+
+void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, std::uint16_t* pb) {
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < ncols; j += 32) {
+      const float* r = s + i * ld + j;
+      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(r + 16), _mm512_loadu_ps(r));
+      _mm512_storeu_si512(pb + i * ld + j, (__m512i)v);
+    }
+}
+
+void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols, const std::uint16_t* vb,
+            std::int64_t dp, float* o, std::int64_t ldo) {
+  for (std::int64_t i0 = 0; i0 < rows; i0 += 16) {
+    const std::uint16_t* pi = p + i0 * ldp;
+    float* oi = o + i0 * ldo;
+    std::int64_t n0 = 0;
+    for (; n0 + 64 <= dp; n0 += 64) pv_block<4>(pi, ldp, ncols, vb + n0 * 2, dp, oi + n0, ldo);
+    for (; n0 + 32 <= dp; n0 += 32) pv_block<2>(pi, ldp, ncols, vb + n0 * 2, dp, oi + n0, ldo);
+    for (; n0 < dp; n0 += 16) pv_block<1>(pi, ldp, ncols, vb + n0 * 2, dp, oi + n0, ldo);
+  }
+}
+
+}  // namespace flatattn::cpu
