@@ -92,6 +92,8 @@ void run(const RunFlags& f) {
     t.add(result_row(fused, 0));
     t.add(result_row(naive, 0));
     std::printf("%s", t.str().c_str());
+    if (fused.contains("report") && fused["report"].contains("kernel"))  // e.g. the CPU's _amx path
+      std::printf("fused kernel: %s\n", fused["report"]["kernel"].get<std::string>().c_str());
     std::printf("\ntime: median of %d runs after %d warm-up; peak mem: measured peak resident memory above the inputs "
                 "and outputs (ru_maxrss of the run's process minus a process that only allocates them)\n",
                 f.reps, f.warmup);

@@ -1,0 +1,139 @@
+// The bf16 forward's product path (src/cpu/amx/amx.h): FLATATTN_CPU_MATMUL selects AMX or fp32, the
+// Report's kernel name says which ran, and both paths meet the oracle's rule on bf16 cases (head dims
+// that pad to the AMX tiles, odd lengths, masks, GQA, features). The whole forward suite also runs under
+// each forced path as its own ctest entry (tests/cpu/CMakeLists.txt: cpu_forward_matmul_*).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flatattn/error.h"
+#include "src/check/features.h"
+#include "src/cpu/amx/amx.h"
+#include "tests/cpu/cpu_check.h"
+
+using namespace flatattn;
+using namespace flatattn::check;
+using namespace flatattn::testing;
+
+namespace {
+
+/// Sets FLATATTN_CPU_MATMUL for the scope, restores the previous value after.
+class ScopedMatmul {
+ public:
+  explicit ScopedMatmul(const char* value) {
+    if (const char* old = std::getenv(kVar)) old_ = old;
+    setenv(kVar, value, 1);
+  }
+  ~ScopedMatmul() {
+    if (old_) {
+      setenv(kVar, old_->c_str(), 1);
+    } else {
+      unsetenv(kVar);
+    }
+  }
+
+ private:
+  static constexpr const char* kVar = "FLATATTN_CPU_MATMUL";
+  std::optional<std::string> old_;
+};
+
+bool ends_with_amx(const std::string& k) { return k.size() >= 4 && k.compare(k.size() - 4, 4, "_amx") == 0; }
+
+/// When the ctest entry forces AMX on a machine without it, every test here would only see the Error.
+class ForcedAmxNeedsAmx : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* v = std::getenv("FLATATTN_CPU_MATMUL");
+    if (v != nullptr && std::string(v) == "amx" && !cpu::amx_available())
+      GTEST_SKIP() << "FLATATTN_CPU_MATMUL=amx but AMX unavailable: skipping";
+  }
+};
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ForcedAmxNeedsAmx);
+
+std::vector<const char*> paths() {
+  std::vector<const char*> v = {"fp32"};
+  if (cpu::amx_available()) v.push_back("amx");
+  return v;
+}
+
+TEST(CpuMatmul, BothPathsMatchTheOracleOnBf16) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  struct Shape {
+    std::int64_t b, nq, nk, hq, hkv, d;
+    bool causal;
+  };
+  const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 16, false},   {2, 37, 53, 4, 2, 59, true},
+                                     {1, 130, 300, 2, 1, 128, true}, {2, 200, 200, 3, 3, 64, false},
+                                     {1, 17, 250, 2, 2, 48, true},   {1, 64, 33, 2, 2, 256, false}};
+  for (const Shape& sh : shapes) {
+    Case c;
+    c.dtype = DType::bf16;
+    c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
+    c.options.causal = sh.causal;
+    c.options.return_lse = true;
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng);
+    const ForwardOracle o = forward_yardstick(t);
+    for (const char* path : paths()) {
+      ScopedMatmul m(path);
+      for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+        Options opt = c.options;
+        opt.dataflow = df;
+        const Report r = run_forward(t, opt);
+        EXPECT_EQ(ends_with_amx(r.kernel), std::string(path) == "amx") << r.kernel;
+        expect_forward_ok(t, o, r.kernel);
+      }
+      for (const cpu::ForwardPlan& plan : {cpu::ForwardPlan{Dataflow::flash, 12, 32}, cpu::ForwardPlan{Dataflow::flat, 36, 0}}) {
+        const Report r = run_forward(t, c.options, plan);
+        expect_forward_ok(t, o, r.kernel);
+      }
+    }
+  }
+}
+
+// Every feature row of the table (masks, softcap, ALiBi, sinks, dropout, varlen ...) on the AMX path.
+TEST(CpuMatmul, FeatureTableOnAmx) {
+  if (!cpu::amx_available()) GTEST_SKIP() << "no AMX-BF16 here";
+  ScopedMatmul m("amx");
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const Feature& f : features()) {
+    const Case c = feature_case(f, DType::bf16);
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng);
+    const ForwardOracle o = forward_yardstick(t);
+    const Report r = run_forward(t, c.options);
+    EXPECT_TRUE(ends_with_amx(r.kernel)) << r.kernel;
+    expect_forward_ok(t, o, r.kernel);
+  }
+}
+
+TEST(CpuMatmul, OnlyBf16TakesAmx) {
+  ScopedMatmul m("auto");
+  EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
+  EXPECT_EQ(cpu::forward_matmul(DType::f16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32);
+  ScopedMatmul f("fp32");
+  EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::fp32);
+}
+
+TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
+  ScopedMatmul m("tiles");
+  try {
+    (void)cpu::forward_matmul(DType::bf16);
+    FAIL() << "no Error for FLATATTN_CPU_MATMUL=tiles";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("FLATATTN_CPU_MATMUL"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tiles"), std::string::npos) << e.what();
+  }
+  if (!cpu::amx_available()) {  // forcing AMX where it cannot run is refused, never a silent fallback
+    ScopedMatmul a("amx");
+    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+  }
+}
+
+}  // namespace
