@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "src/core/backend.h"
 #include "src/cuda/check_args.h"
@@ -146,44 +147,39 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   return r;
 }
 
+// Both entry points: a violation an earlier varlen call left pending is raised first (MetaCheck's
+// constructor); this call's varlen metadata is checked by its kernels and reported by meta.finish(),
+// after the staged outputs were copied back (meta_check.h). `direct` runs the kernels on (problem,
+// tensors); views the kernels cannot address go through a Staging copy first (staging.h).
+template <class Tensors, class Direct>
+Report serve(const Problem& p, const Tensors& t, Stream stream, Direct direct) {
+  const bool addressable = check_cuda_args(p, t);
+  DeviceGuard guard(p.device.index);
+  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
+  if (addressable) {
+    Report r = direct(p, t, stream, p.d, meta.word());
+    meta.finish();
+    return r;
+  }
+  Staging staged(p, t, stream.handle);
+  Report r;
+  if constexpr (std::is_same_v<Tensors, FwdTensors>) {
+    r = direct(staged.problem(), staged.forward_tensors(), stream, p.d, meta.word());
+  } else {
+    r = direct(staged.problem(), staged.backward_tensors(), stream, p.d, meta.word());
+  }
+  staged.finish();
+  meta.finish();
+  return r;
+}
+
 }  // namespace
 
 bool built() { return true; }
 
-// Both entry points: a violation an earlier varlen call left pending is raised first (MetaCheck's
-// constructor); this call's varlen metadata is checked by its kernels and reported by meta.finish(),
-// after the staged outputs were copied back (meta_check.h).
-Report forward(const Problem& p, const FwdTensors& t, Stream stream) {
-  const bool direct = check_cuda_args(p, t);
-  DeviceGuard guard(p.device.index);
-  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
-  if (direct) {
-    Report r = forward_direct(p, t, stream, p.d, meta.word());
-    meta.finish();
-    return r;
-  }
-  Staging staged(p, t, stream.handle);
-  Report r = forward_direct(staged.problem(), staged.forward_tensors(), stream, p.d, meta.word());
-  staged.finish();
-  meta.finish();
-  return r;
-}
+Report forward(const Problem& p, const FwdTensors& t, Stream stream) { return serve(p, t, stream, forward_direct); }
 
-Report backward(const Problem& p, const BwdTensors& t, Stream stream) {
-  const bool direct = check_cuda_args(p, t);
-  DeviceGuard guard(p.device.index);
-  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
-  if (direct) {
-    Report r = backward_direct(p, t, stream, p.d, meta.word());
-    meta.finish();
-    return r;
-  }
-  Staging staged(p, t, stream.handle);
-  Report r = backward_direct(staged.problem(), staged.backward_tensors(), stream, p.d, meta.word());
-  staged.finish();
-  meta.finish();
-  return r;
-}
+Report backward(const Problem& p, const BwdTensors& t, Stream stream) { return serve(p, t, stream, backward_direct); }
 
 void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
                   std::int64_t nk, const DropoutStream& s, Stream stream) {
