@@ -3,7 +3,6 @@
 // and its backward is bitwise reproducible by construction (src/cpu/backward.cc).
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -47,12 +46,7 @@ std::vector<Case> cases() {
         c.seqlens_q.push_back(static_cast<std::int32_t>((b * 37 + i) % 60));
         c.seqlens_k.push_back(static_cast<std::int32_t>((b * 23 + 5) % 50));
       }
-      (i == 2 ? c.seqlens_q.front() : c.seqlens_k.back()) = 0;
-      c.nq = c.nk = 0;
-      for (std::int64_t b = 0; b < c.batch; ++b) {
-        c.nq = std::max<std::int64_t>(c.nq, c.seqlens_q[static_cast<std::size_t>(b)]);
-        c.nk = std::max<std::int64_t>(c.nk, c.seqlens_k[static_cast<std::size_t>(b)]);
-      }
+      (i == 2 ? c.seqlens_q.front() : c.seqlens_k.back()) = 0;  // make_case sets nq/nk to the longest
     }
     v.push_back(c);
   }
