@@ -4,10 +4,10 @@
 // with nothing written.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <limits>
 #include <vector>
 
+#include "src/check/dropout_probe.h"
 #include "src/core/validate.h"
 #include "tests/cpu/cpu_check.h"
 
@@ -28,36 +28,11 @@ Options dropout_options(Seeded& s, float p) {
   return o;
 }
 
-/// q = k = 0 (S = 0: P = 1 / Nk exactly), v = identity (D = Nk), dout = identity (Nq = D): then
-/// O[b, i, h, j] = Z_ij / ((1 - p) Nk) and dV[b, j, h, i] = Z_ij / ((1 - p) Nk), so both show the mask.
-CaseTensors probe_case(const Options& o) {
-  Case c;
-  c.dtype = DType::f32, c.batch = kB, c.nq = kN, c.nk = kN, c.hq = kH, c.hkv = kH, c.d = kN;
-  c.options = o;
-  CaseTensors t = make_case(c, 1, true);
-  for (std::int64_t x = 0; x < t.q.numel(); ++x) t.q.set(x, 0.0), t.k.set(x, 0.0);
-  for (std::int64_t x = 0; x < t.v.numel(); ++x) {
-    const std::int64_t d = x % kN, n = (x / (kN * kH)) % kN;
-    t.v.set(x, n == d ? 1.0 : 0.0);
-    t.dout.set(x, n == d ? 1.0 : 0.0);
-  }
-  return t;
-}
+/// The probe case (src/check/dropout_probe.h) in f32, and its mask read back exactly.
+CaseTensors probe_case(const Options& o) { return dropout_probe_case(DType::f32, kB, kH, kN, o); }
 
-/// The mask as read from a tensor (B, N, H, N) of values Z / ((1 - p) N): element (b, row, h, col) -> mask
-/// index (b, h, i, j) with (i, j) = (row, col) for O and (col, row) for dV. Anything but 0 or the kept value fails.
 std::vector<std::uint8_t> read_mask(const HostTensor& x, float p, bool transposed) {
-  std::vector<std::uint8_t> m(kB * kH * kN * kN, 2);
-  const double kept = 1.0 / ((1.0 - p) * kN);
-  for (std::int64_t b = 0; b < kB; ++b)
-    for (std::int64_t r = 0; r < kN; ++r)
-      for (std::int64_t h = 0; h < kH; ++h)
-        for (std::int64_t c = 0; c < kN; ++c) {
-          const double v = x.at(((b * kN + r) * kH + h) * kN + c);
-          const std::int64_t i = transposed ? c : r, j = transposed ? r : c;
-          m[((b * kH + h) * kN + i) * kN + j] = v == 0.0 ? 0 : std::abs(v - kept) <= 1e-6 * kept ? 1 : 3;
-        }
-  return m;
+  return read_dropout_mask(x, kB, kH, kN, p, transposed, 1e-6);
 }
 
 TEST(CpuDropout, OutputsCarryTheMaskOfDropoutMask) {

@@ -5,11 +5,11 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "src/check/dropout_probe.h"
 #include "src/cuda/dispatch.h"
 #include "tests/cuda/device_case.h"
 
@@ -56,36 +56,12 @@ TEST(CudaDropout, MaskEqualsCpuBitwise) {
 
 constexpr std::int64_t kB = 2, kH = 2;
 
-/// q = k = 0 (P = 1 / N), v = identity (D = N), dout = identity: O[b, i, h, j] and dV[b, j, h, i] are
-/// Z_ij / ((1 - p) N), so both show the mask (N = Nq = Nk = D).
-CaseTensors probe_case(DType dt, std::int64_t n, const Options& o) {
-  Case c;
-  c.dtype = dt, c.batch = kB, c.nq = n, c.nk = n, c.hq = kH, c.hkv = kH, c.d = n;
-  c.options = o;
-  CaseTensors t = make_case(c, 1, true);
-  for (std::int64_t x = 0; x < t.q.numel(); ++x) t.q.set(x, 0.0), t.k.set(x, 0.0);
-  for (std::int64_t x = 0; x < t.v.numel(); ++x) {
-    const std::int64_t d = x % n, r = (x / (n * kH)) % n;
-    t.v.set(x, r == d ? 1.0 : 0.0);
-    t.dout.set(x, r == d ? 1.0 : 0.0);
-  }
-  return t;
-}
+/// The probe case (src/check/dropout_probe.h), and its mask read back within 2 % (the dtype's rounding of P and
+/// of 1 / (1 - p)).
+CaseTensors probe_case(DType dt, std::int64_t n, const Options& o) { return dropout_probe_case(dt, kB, kH, n, o); }
 
-/// The mask read from (B, N, H, N) values Z / ((1 - p) N) (2 % for the dtype's rounding of P and 1 / (1 - p));
-/// 3 marks a value that is neither 0 nor the kept one.
 std::vector<std::uint8_t> read_mask(const HostTensor& x, std::int64_t n, float p, bool transposed) {
-  std::vector<std::uint8_t> m(kB * kH * n * n, 2);
-  const double kept = 1.0 / ((1.0 - p) * n);
-  for (std::int64_t b = 0; b < kB; ++b)
-    for (std::int64_t r = 0; r < n; ++r)
-      for (std::int64_t h = 0; h < kH; ++h)
-        for (std::int64_t c = 0; c < n; ++c) {
-          const double v = x.at(((b * n + r) * kH + h) * n + c);
-          const std::int64_t i = transposed ? c : r, j = transposed ? r : c;
-          m[((b * kH + h) * n + i) * n + j] = v == 0.0 ? 0 : std::abs(v - kept) <= 0.02 * kept ? 1 : 3;
-        }
-  return m;
+  return read_dropout_mask(x, kB, kH, n, p, transposed, 0.02);
 }
 
 TEST(CudaDropout, EveryFamilyAppliesTheMaskOfDropoutMask) {
