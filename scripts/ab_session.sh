@@ -32,7 +32,7 @@ if [[ -z ${CUPTI:-} ]]; then
 fi
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
 # host_overhead only uses the public API: the baseline builds the same source (this tree's, copied over).
-cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu "$BASE/bench/gpu/"
+cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu bench/gpu/bench_util.h "$BASE/bench/gpu/"
 if ! grep -q cupti_probe "$BASE/bench/gpu/CMakeLists.txt"; then
   sed -i '/host_overhead/d' "$BASE/bench/gpu/CMakeLists.txt"
   cat >> "$BASE/bench/gpu/CMakeLists.txt" <<'CMAKE'

@@ -52,17 +52,16 @@ int main(int argc, char** argv) {
   long h = 16;
   int reps = 30, warmup = 5;
   float dropout = 0.f;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--out") out = v;
-    else if (k == "--d") ds = parse_list(v);
-    else if (k == "--n") ns = parse_list(v);
-    else if (k == "--h") h = std::stol(v);
-    else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--commit") commit = v;
-    else if (k == "--dropout") dropout = std::stof(v);
-    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
-  }
+  if (!flatattn::bench::parse_options(argc, argv, {
+      {"--out", [&](const std::string& v) { out = v; }},
+      {"--d", [&](const std::string& v) { ds = parse_list(v); }},
+      {"--n", [&](const std::string& v) { ns = parse_list(v); }},
+      {"--h", [&](const std::string& v) { h = std::stol(v); }},
+      {"--reps", [&](const std::string& v) { reps = std::stoi(v); }},
+      {"--commit", [&](const std::string& v) { commit = v; }},
+      {"--dropout", [&](const std::string& v) { dropout = std::stof(v); }},
+      }))
+    return 2;
   flatattn::bench::Timer timer;
   cudaDeviceProp prop{};
   ok(cudaGetDeviceProperties(&prop, 0), "properties");

@@ -44,16 +44,15 @@ int main(int argc, char** argv) {
   std::vector<long> ds = {64, 128}, ns = {1024, 2048, 4096, 8192};
   int reps = 30, warmup = 5;
   long width = 2048;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--out") out = v;
-    else if (k == "--d") ds = parse_list(v);
-    else if (k == "--n") ns = parse_list(v);
-    else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--width") width = std::stol(v);
-    else if (k == "--commit") commit = v;
-    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
-  }
+  if (!flatattn::bench::parse_options(argc, argv, {
+      {"--out", [&](const std::string& v) { out = v; }},
+      {"--d", [&](const std::string& v) { ds = parse_list(v); }},
+      {"--n", [&](const std::string& v) { ns = parse_list(v); }},
+      {"--reps", [&](const std::string& v) { reps = std::stoi(v); }},
+      {"--width", [&](const std::string& v) { width = std::stol(v); }},
+      {"--commit", [&](const std::string& v) { commit = v; }},
+      }))
+    return 2;
   flatattn::bench::Timer timer;
   cudaDeviceProp prop{};
   ok(cudaGetDeviceProperties(&prop, 0), "properties");

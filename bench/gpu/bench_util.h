@@ -1,7 +1,11 @@
-// Small pieces the GPU benchmark and tuner programs share: comma lists on the command line, JSON string
-// literals for their result files, and the (B, H, N, D) storage they pass as (B, N, H, D) views.
+// Small pieces the GPU benchmark and tuner programs share: `--name value` options and comma lists on the
+// command line, JSON string literals for their result files, and the (B, H, N, D) storage they pass as
+// (B, N, H, D) views.
 #pragma once
 
+#include <cstdio>
+#include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -9,6 +13,25 @@
 #include "flatattn/flatattn.h"
 
 namespace flatattn::bench {
+
+/// Option name -> what to do with its value.
+using OptionTable = std::map<std::string, std::function<void(const std::string&)>>;
+
+/// Applies the `--name value` pairs of argv through `options`. An unknown name or a missing value prints
+/// one line naming it and the known options, and returns false (the caller exits with code 2).
+inline bool parse_options(int argc, char** argv, const OptionTable& options) {
+  for (int i = 1; i < argc; i += 2) {
+    const auto opt = options.find(argv[i]);
+    if (opt == options.end() || i + 1 == argc) {
+      std::string names;
+      for (const auto& [name, set] : options) names += (names.empty() ? "" : " ") + name;
+      std::fprintf(stderr, "%s: unknown option or no value (options: %s)\n", argv[i], names.c_str());
+      return false;
+    }
+    opt->second(argv[i + 1]);
+  }
+  return true;
+}
 
 /// "64,128" -> {64, 128}.
 inline std::vector<long> parse_list(const std::string& s) {

@@ -133,23 +133,15 @@ int main(int argc, char** argv) {
   std::string out = "host_overhead.json", commit = "unknown";
   int calls = 20000, sync_every = 1000;
   long n = 128, d = 64;
-  const std::map<std::string, std::function<void(const std::string&)>> options = {
+  if (!flatattn::bench::parse_options(argc, argv, {
       {"--out", [&](const std::string& v) { out = v; }},
       {"--commit", [&](const std::string& v) { commit = v; }},
       {"--calls", [&](const std::string& v) { calls = std::max(1, std::stoi(v)); }},
       {"--sync-every", [&](const std::string& v) { sync_every = std::max(1, std::stoi(v)); }},
       {"--n", [&](const std::string& v) { n = std::stol(v); }},
       {"--d", [&](const std::string& v) { d = std::stol(v); }},
-  };
-  for (int i = 1; i < argc; i += 2) {
-    const auto opt = options.find(argv[i]);
-    if (opt == options.end() || i + 1 == argc) {
-      std::fprintf(stderr, "%s: unknown option or no value (options: --out --commit --calls --sync-every --n --d)\n",
-                   argv[i]);
-      return 2;
-    }
-    opt->second(argv[i + 1]);
-  }
+      }))
+    return 2;
   cudaDeviceProp prop{};
   ok(cudaGetDeviceProperties(&prop, 0), "properties");
   ok(cudaSetDevice(0), "cudaSetDevice");

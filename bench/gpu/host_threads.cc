@@ -138,22 +138,14 @@ Row run(const std::string& name, int threads, int calls, int sync_every, std::ve
 int main(int argc, char** argv) {
   std::string out = "host_threads.json", commit = "unknown";
   int threads = 8, calls = 5000, sync_every = 250;
-  const std::map<std::string, std::function<void(const std::string&)>> options = {
+  if (!flatattn::bench::parse_options(argc, argv, {
       {"--out", [&](const std::string& v) { out = v; }},
       {"--commit", [&](const std::string& v) { commit = v; }},
       {"--threads", [&](const std::string& v) { threads = std::max(1, std::stoi(v)); }},
       {"--calls", [&](const std::string& v) { calls = std::max(1, std::stoi(v)); }},
       {"--sync-every", [&](const std::string& v) { sync_every = std::max(1, std::stoi(v)); }},
-  };
-  for (int i = 1; i < argc; i += 2) {
-    const auto opt = options.find(argv[i]);
-    if (opt == options.end() || i + 1 == argc) {
-      std::fprintf(stderr, "%s: unknown option or no value (options: --out --commit --threads --calls --sync-every)\n",
-                   argv[i]);
-      return 2;
-    }
-    opt->second(argv[i + 1]);
-  }
+      }))
+    return 2;
   cudaDeviceProp prop{};
   ok(cudaGetDeviceProperties(&prop, 0), "properties");
   ok(cudaSetDevice(0), "cudaSetDevice");
