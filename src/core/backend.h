@@ -2,6 +2,7 @@
 #pragma once
 
 #include "flatattn/attention.h"
+#include "src/core/kv_problem.h"
 #include "src/core/philox.h"
 #include "src/core/problem.h"
 
@@ -10,6 +11,8 @@ namespace flatattn::cpu {
 Report forward(const Problem& p, const FwdTensors& t);
 /// Fused CPU backward (src/cpu): recomputes P from LSE, never stores N x N.
 Report backward(const Problem& p, const BwdTensors& t);
+/// Attention over a KV cache (src/cpu): append (+ rotary), then the queries against the cache.
+Report forward_kvcache(const KvProblem& p, const KvTensors& t);
 }  // namespace flatattn::cpu
 
 namespace flatattn::cuda {
@@ -19,6 +22,8 @@ bool built();
 Report forward(const Problem& p, const FwdTensors& t, Stream stream);
 /// CUDA backward (src/cuda), asynchronous on `stream`.
 Report backward(const Problem& p, const BwdTensors& t, Stream stream);
+/// Attention over a KV cache (src/cuda/decode), asynchronous on `stream`.
+Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream);
 /// The dropout keep mask (flatattn::dropout_mask, validated) on CUDA device `device`, asynchronous on `stream`.
 void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
                   std::int64_t nk, const DropoutStream& s, Stream stream);
