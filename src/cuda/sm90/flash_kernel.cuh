@@ -84,8 +84,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   auto kbuf = [&](int j) { return sq + TQ::kBytes + (j % kStages) * 2 * TKV::kBytes; };
   auto load_kv = [&](int j) {
     const int n0 = j * kBN;
-    load_tile<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
-    load_tile<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+    load_tile_stepped<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+    load_tile_stepped<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
   };
 
   load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
