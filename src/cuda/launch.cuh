@@ -18,6 +18,7 @@
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/flash_kernel.cuh"
 #include "src/cuda/sm90/flash_kernel.cuh"
+#include "src/cuda/sm90/ws_launch.cuh"
 
 namespace flatattn::cuda {
 
@@ -53,6 +54,15 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   static std::atomic<std::uint64_t> attr_done{0};
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
+    if constexpr (D == 64 || D == 128) {
+      if (sm90_ws_requested()) {  // FLATATTN_CUDA_SM90_WS=1 (family.h): the warp-specialized TMA forward
+        if constexpr (Var == VariantId::plain) {
+          return sm90::launch_ws<E, D, V>(a);
+        } else {
+          sm90::ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
+        }
+      }
+    }
     using S = Sm90ShapeOf<D>;
     launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};
