@@ -102,15 +102,15 @@ bool sm90_enabled(const DeviceInfo& dev) {
   return on;
 }
 
-bool sm90_ws_requested() {
-  static std::atomic<std::uint64_t> cached{0};  // generation << 1 | on, 0 before the first reading
+int sm90_ws_requested() {
+  static std::atomic<std::uint64_t> cached{0};  // generation << 2 | mode, 0 before the first reading
   const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
   const std::uint64_t known = cached.load(std::memory_order_acquire);
-  if (known >> 1 == gen) return (known & 1) != 0;
+  if (known >> 2 == gen) return static_cast<int>(known & 3);
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS");
-  const bool on = env != nullptr && env[0] == '1' && env[1] == '\0';
-  cached.store(gen << 1 | static_cast<std::uint64_t>(on), std::memory_order_release);
-  return on;
+  const int mode = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == '\0' ? env[0] - '0' : 0;
+  cached.store(gen << 2 | static_cast<std::uint64_t>(mode), std::memory_order_release);
+  return mode;
 }
 
 namespace {

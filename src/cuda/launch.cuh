@@ -55,9 +55,11 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
     if constexpr (D == 64 || D == 128) {
-      if (sm90_ws_requested()) {  // FLATATTN_CUDA_SM90_WS=1 (family.h): the warp-specialized TMA forward
+      if (const int ws = sm90_ws_requested()) {  // FLATATTN_CUDA_SM90_WS (family.h): the warp-specialized TMA forward
         if constexpr (Var == VariantId::plain) {
-          return sm90::launch_ws<E, D, V>(a);
+          return ws == 1   ? sm90::launch_ws<E, D, V, 1>(a)
+                 : ws == 2 ? sm90::launch_ws<E, D, V, 2>(a)
+                           : sm90::launch_ws<E, D, V, 3>(a);
         } else {
           sm90::ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
         }

@@ -10,8 +10,8 @@
 // (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
 // Batched problems only (the tensor maps are (D, N, H, B)); the launcher (sm90/ws_launch.cuh) refuses the rest.
 // Selected by FLATATTN_CUDA_SM90_WS=1 (src/cuda/family.h) until it measures faster than sm90/flash_kernel.cuh.
-// Compile-time switches: FLATATTN_SM90_WS_OVERLAP (1: the intra-warpgroup overlap of ws_fwd_mainloop.cuh,
-// 0: every product waited at once), FLATATTN_SM90_WS_WATCHDOG_NS (tma.cuh).
+// kSched: the consumers' schedule (ws_fwd_mainloop.cuh; FLATATTN_CUDA_SM90_WS's value). Compile-time switches:
+// FLATATTN_SM90_WS_WATCHDOG_NS and FLATATTN_SM90_WS_DEBUG (tma.cuh).
 #pragma once
 
 #include <cuda.h>
@@ -29,10 +29,6 @@
 #include "src/cuda/sm90/warp_roles.cuh"
 #include "src/cuda/sm90/ws_fwd_epilogue.cuh"
 #include "src/cuda/sm90/ws_fwd_mainloop.cuh"
-
-#ifndef FLATATTN_SM90_WS_OVERLAP
-#define FLATATTN_SM90_WS_OVERLAP 1
-#endif
 
 namespace flatattn::cuda::sm90 {
 
@@ -90,7 +86,7 @@ FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& rin
   }
 }
 
-template <class E, class S, class V>
+template <class E, class S, class V, int kSched>
 __global__ void __launch_bounds__(S::kThreads, 1)
     ws_fwd_kernel(const __grid_constant__ WsParams wp, int n_m_blocks, int hq) {
   using TQ = typename S::TQ;
@@ -128,8 +124,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
     mbar_wait(ring.q_bar(), 0, 999);
     WsAcc<S::kDT> acc;
-    ws_consumer_mainloop<E, S, V, Ring, FLATATTN_SM90_WS_OVERLAP != 0>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range,
-                                                                       row, col, at);
+    ws_consumer_mainloop<E, S, V, Ring, kSched>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col, at, c);
     ws_consumer_epilogue<E, S>(acc, p, bi, tc.h, smem, m0, warp_row0, row, lane);
   }
 }

@@ -8,8 +8,14 @@
 // with P(j-1) V(j-1), so the tensor cores do the P V while this warpgroup runs the softmax of block j:
 //   wait K(j) [and V(j-1)] | issue S(j) [and P(j-1) V(j-1)] | wait S(j), release K(j) | softmax(j) |
 //   wait P V(j-1), release V(j-1), rescale O | pack P(j)          ... and after the last block one more P V.
-// Without kOverlap every product is waited right away (the simplest correct order; the fallback when the
-// overlap is suspect).
+// Schedules (kSched, FLATATTN_CUDA_SM90_WS's value): 1 the overlap above; 2 the overlap and ping-pong between the
+// two consumer warpgroups (FA3 Sec. 3.1, "pingpong scheduling"): each issues its products only in its turn
+// (named barrier 1 + c, warp_roles.cuh) and hands the turn to the other right after, so the tensor cores take
+// one warpgroup's products while the other runs its softmax; 3 no overlap, every product waited right away
+// (the simplest order: the fallback when the others are suspect).
+// Ping-pong bookkeeping: turns of a warpgroup = its issue points (blocks + the final P V); consumer 1 hands
+// consumer 0 one turn before its loop (consumer 0 starts) and consumer 0 takes one more after its loop, so
+// each barrier sees as many arrivals as waits.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
+#include "src/cuda/sm90/warp_roles.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 
 namespace flatattn::cuda::sm90 {
@@ -33,10 +40,24 @@ struct WsAcc {
 
 /// Runs the key blocks [range.begin, range.end) for the warpgroup whose Q rows start at shared address sq_wg.
 /// row: this thread's first query row (sequence coordinates), col: its first column within a key block.
-template <class E, class S, class V, class Ring, bool kOverlap>
+/// c: the consumer's index (0, 1), for the ping-pong turns.
+template <class E, class S, class V, class Ring, int kSched>
 FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
                                           const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
-                                          ScoreAt at) {
+                                          ScoreAt at, int c) {
+  static_assert(kSched >= 1 && kSched <= 3, "schedules 1 (overlap), 2 (overlap + ping-pong), 3 (none)");
+  constexpr bool kOverlap = kSched != 3, kPingPong = kSched == 2;
+  static_assert(!kPingPong || S::kConsumerWGs == 2, "ping-pong takes two consumer warpgroups");
+  constexpr int kTurnThreads = 2 * 128;
+  auto take_turn = [&] {
+    if constexpr (kPingPong) named_sync(1 + c, kTurnThreads);
+  };
+  auto pass_turn = [&] {
+    if constexpr (kPingPong) named_arrive(2 - c, kTurnThreads);
+  };
+  if constexpr (kPingPong) {
+    if (c == 1) named_arrive(1, kTurnThreads);  // consumer 0 goes first
+  }
   using TQ = typename S::TQ;
   using TKV = typename S::TKV;
   constexpr int kD = S::kD, kBN = S::kBlockN, kNT = S::kNT, kDT = S::kDT;
@@ -52,13 +73,16 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
     ring.wait_k(it);
     if constexpr (kOverlap) {
       if (it > 0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
+      take_turn();
       fence_regs(acc.o[0]);
       wgmma_fence();
       gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, ring.k(Ring::slot(it)));
       if (it > 0) {
         gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(it - 1)));
+        pass_turn();
         wgmma_wait<1>();  // S(nb) is done; P V(nb - 1) may still run
       } else {
+        pass_turn();
         wgmma_wait<0>();
       }
     } else {
@@ -107,15 +131,20 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
     if (range.begin < range.end) {
       const int last = range.end - 1 - range.begin;
       ring.wait_v(last);
+      take_turn();
       fence_regs(acc.o[0]);
       fence_regs(pa[0]);
       wgmma_fence();
       gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(last)));
+      pass_turn();
       wgmma_wait<0>();
       fence_regs(acc.o[0]);
       fence_regs(pa[0]);
       ring.release_v(last);
     }
+  }
+  if constexpr (kPingPong) {
+    if (c == 0) named_sync(1, kTurnThreads);  // consumer 1's last hand-over
   }
 }
 

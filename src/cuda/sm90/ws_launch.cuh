@@ -28,7 +28,8 @@ inline void ws_refuse(const std::string& value, const std::string& fix) {
               fix + ", or unset FLATATTN_CUDA_SM90_WS");
 }
 
-template <class E, int D, class V>
+/// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
+template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
   using S = WsShape<D>;
   static std::atomic<std::uint64_t> attr_done{0};
@@ -61,7 +62,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   wp.tk = map(t.k, pr.nk, pr.hkv, t.sk, "k");
   wp.tv = map(t.v, pr.nk, pr.hkv, t.sv, "v");
 
-  auto kernel = ws_fwd_kernel<E, S, V>;
+  auto kernel = ws_fwd_kernel<E, S, V, kSched>;
   prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
   kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
