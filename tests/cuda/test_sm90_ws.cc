@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -67,6 +68,12 @@ Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
   Case c = small_case(dt, nq, nk, d);  // B = 2, Hq = 2, Hkv = 1 (GQA), LSE
   c.options.dataflow = Dataflow::flash;
   return c;
+}
+
+/// The schedule the suites run (FLATATTN_CUDA_SM90_WS's value): FLATATTN_TEST_WS_SCHEDULE (1, 2 or 3), default 1.
+const char* schedule() {
+  const char* s = std::getenv("FLATATTN_TEST_WS_SCHEDULE");
+  return s != nullptr && (std::string(s) == "2" || std::string(s) == "3") ? s : "1";
 }
 
 /// Whether the warp-specialized kernel serves the case (else it must refuse it).
@@ -132,7 +139,8 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what) {
 
 TEST(CudaSm90Ws, AgainstOracle) {
   REQUIRE_SM90_WS();
-  const ScopedWs ws("1");
+  const ScopedWs ws(schedule());
+  std::cout << "[sm90 ws] schedule " << schedule() << "\n";
   const std::uint64_t seed = seed_for("Sm90WsAgainstOracle");
   std::mt19937_64 rng(seed);
   int ran = 0, total = 0;
@@ -152,7 +160,7 @@ TEST(CudaSm90Ws, AgainstOracle) {
 
 TEST(CudaSm90Ws, RandomSweep) {
   REQUIRE_SM90_WS();
-  const ScopedWs ws("1");
+  const ScopedWs ws(schedule());
   const std::uint64_t seed = seed_for("Sm90WsRandomSweep");
   std::mt19937_64 rng(seed);
   int ran = 0;
@@ -172,6 +180,47 @@ TEST(CudaSm90Ws, RandomSweep) {
   }
   std::cout << "[sm90 ws] " << ran << " of 40 random cases ran the warp-specialized kernel\n";
   EXPECT_GT(ran, 0) << "no random case reached the warp-specialized kernel";
+}
+
+// Every schedule on a few cases that wrap the ring, cross the tails and mask (the suites above run one).
+TEST(CudaSm90Ws, AllSchedules) {
+  REQUIRE_SM90_WS();
+  const std::uint64_t seed = seed_for("Sm90WsAllSchedules");
+  std::mt19937_64 rng(seed);
+  for (const char* sched : {"1", "2", "3"}) {
+    const ScopedWs ws(sched);
+    for (std::int64_t d : {64, 128}) {
+      std::vector<Case> cases = {base(DType::bf16, 1, 1, d), base(DType::bf16, 129, 1300, d), base(DType::f16, 700, 513, d)};
+      cases[2].options.causal = true;
+      Case tl = base(DType::bf16, 300, 900, d);
+      tl.options.causal = true;
+      tl.options.causal_align = CausalAlign::top_left;
+      cases.push_back(tl);
+      for (const Case& c : cases) {
+        CaseTensors t = make_case(c, rng);
+        check_ws(t, seed, (std::string("ws schedule ") + sched).c_str());
+        if (::testing::Test::HasFailure()) return;
+      }
+    }
+  }
+}
+
+// Nk = 0: O = 0 and LSE = -inf (attention.h), the tensor maps built without the (empty) key tensors.
+TEST(CudaSm90Ws, NoKeys) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  const std::uint64_t seed = seed_for("Sm90WsNoKeys");
+  std::mt19937_64 rng(seed);
+  for (std::int64_t d : {64, 128}) {
+    CaseTensors t = make_case(base(DType::bf16, 50, 0, d), rng);
+    const unsigned long long before = cuda::sm90_ws_launches();
+    const Report r = run_on_gpu(t);
+    EXPECT_EQ(cuda::sm90_ws_launches(), before + (r.kernel.find("sm90") != std::string::npos ? 1 : 0)) << r.kernel;
+    int bad = 0;
+    for (std::int64_t i = 0; i < t.out.numel(); ++i) bad += t.out.at(i) != 0.0;
+    for (std::int64_t i = 0; i < t.lse.numel(); ++i) bad += t.lse.at(i) != -std::numeric_limits<double>::infinity();
+    EXPECT_EQ(bad, 0) << "D " << d << ": outputs not O = 0, LSE = -inf (kernel " << r.kernel << ")";
+  }
 }
 
 // Unset or 0: the other sm90 kernel runs (the launch counter does not move).

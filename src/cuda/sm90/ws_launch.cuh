@@ -59,8 +59,12 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     return make_tile_map(s, kBf16);
   };
   wp.tq = map(t.q, pr.nq, pr.hq, t.sq, "q");
-  wp.tk = map(t.k, pr.nk, pr.hkv, t.sk, "k");
-  wp.tv = map(t.v, pr.nk, pr.hkv, t.sv, "v");
+  if (pr.nk > 0) {
+    wp.tk = map(t.k, pr.nk, pr.hkv, t.sk, "k");
+    wp.tv = map(t.v, pr.nk, pr.hkv, t.sv, "v");
+  } else {  // Nk = 0: no key block is visited (O = 0, LSE = -inf); the maps only need a valid shape
+    wp.tk = wp.tv = wp.tq;
+  }
 
   auto kernel = ws_fwd_kernel<E, S, V, kSched>;
   prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
