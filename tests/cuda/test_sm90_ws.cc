@@ -129,6 +129,7 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what) {
   const unsigned long long before = cuda::sm90_ws_launches();
   const Report r = check_case(t, seed, what);
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
+  EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))
       << what << " [" << t.c.name() << "] kernel " << r.kernel << ": the warp-specialized kernel did not run (seed "
       << seed << ")";

@@ -38,7 +38,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   if (pr.varlen) ws_refuse("a varlen call (cu_seqlens)", "call without cu_seqlens");
   const std::int64_t n_m = (pr.nq + S::kBlockM - 1) / S::kBlockM;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
-  if (ctas == 0) return {S::kBlockM, S::kBlockN};
+  if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
   WsParams wp;
@@ -72,7 +72,10 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch (sm90 warp-specialized forward)");
   sm90_ws_count_launch();
-  return {S::kBlockM, S::kBlockN};
+  // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1".
+  static const std::string name = std::string("flash_sm90_") + std::string(kBf16 ? "bf16" : "f16") + "_d" +
+                                  std::to_string(D) + "_ws" + std::to_string(kSched);
+  return {S::kBlockM, S::kBlockN, name.c_str()};
 }
 
 }  // namespace flatattn::cuda::sm90
