@@ -28,6 +28,9 @@
 #include "src/cuda/dispatch.h"
 #include "src/cuda/family.h"
 #include "tests/cuda/device_case.h"
+#ifdef FLATATTN_TEST_SM90
+#include "tests/cuda/tma_checks.h"
+#endif
 
 using namespace flatattn;
 using namespace flatattn::check;
@@ -183,12 +186,16 @@ TEST(CudaSm90Ws, RandomSweep) {
   EXPECT_GT(ran, 0) << "no random case reached the warp-specialized kernel";
 }
 
-// Every schedule on a few cases that wrap the ring, cross the tails and mask (the suites above run one).
+// Schedules 1 and 3 (and 2 when FLATATTN_TEST_WS_SCHEDULE=2) on a few cases that wrap the ring, cross the tails
+// and mask (the suites above run one).
 TEST(CudaSm90Ws, AllSchedules) {
   REQUIRE_SM90_WS();
   const std::uint64_t seed = seed_for("Sm90WsAllSchedules");
   std::mt19937_64 rng(seed);
-  for (const char* sched : {"1", "2", "3"}) {
+  for (const char* sched : {"1", "3", "2"}) {
+    // Ping-pong (2) only where the run is for it: a named-barrier mismatch hangs outside the watchdog's reach,
+    // so the runs of schedules 1 and 3 must not depend on it.
+    if (std::string(sched) == "2" && std::string(schedule()) != "2") continue;
     const ScopedWs ws(sched);
     for (std::int64_t d : {64, 128}) {
       std::vector<Case> cases = {base(DType::bf16, 1, 1, d), base(DType::bf16, 129, 1300, d), base(DType::f16, 700, 513, d)};
@@ -273,4 +280,33 @@ TEST(CudaSm90Ws, Refusals) {
     }
     EXPECT_EQ(cuda::sm90_ws_launches(), before) << c.name();
   }
+}
+
+// The tensor maps' own checks (no GPU needed: they run before the driver is asked): what the copy engine
+// cannot address is refused with an Error naming the operand, the value and the limit.
+TEST(CudaSm90Ws, TileMapChecks) {
+#ifndef FLATATTN_TEST_SM90
+  GTEST_SKIP() << "the sm90 family is not built";
+#else
+  alignas(256) static unsigned char buf[4096];
+  struct Bad {
+    const void* base;
+    std::int64_t s_row, s_head;
+    int box_rows;
+    const char* expect;
+  } bad[] = {
+      {buf + 8, 128, 64, 128, "16-byte"},    // misaligned base
+      {buf, 100, 64, 128, "stride 100"},     // row stride not a multiple of 8 elements
+      {buf, 128, 36, 128, "stride 36"},      // head stride likewise
+      {buf, 128, 64, 300, "300 rows"},       // box taller than 256
+  };
+  for (const Bad& b : bad) {
+    const std::string err = tile_map_error(b.base, 64, 10, 2, 1, b.s_row, b.s_head, 10 * 128, b.box_rows);
+    EXPECT_NE(err.find(b.expect), std::string::npos) << "expected \"" << b.expect << "\" in: " << err;
+    EXPECT_NE(err.find("k"), std::string::npos) << err;
+  }
+  // a size-1 batch dimension with a stride the copy engine would refuse is never stepped: not refused for it
+  const std::string err = tile_map_error(buf, 64, 10, 2, 1, 128, 64, 3, 128);
+  EXPECT_EQ(err.find("batch stride"), std::string::npos) << err;
+#endif
 }
