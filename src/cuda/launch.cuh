@@ -13,12 +13,12 @@
 #include "src/cuda/flat/flat_kernel.cuh"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
+#include "src/cuda/launch_ws.cuh"
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
 #include "src/cuda/sm80/flash_kernel.cuh"
 #include "src/cuda/sm90/flash_kernel.cuh"
-#include "src/cuda/sm90/ws_launch.cuh"
 
 namespace flatattn::cuda {
 
@@ -57,11 +57,11 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
     if constexpr (D == 64 || D == 128) {
       if (const int ws = sm90_ws_requested()) {  // FLATATTN_CUDA_SM90_WS (family.h): the warp-specialized TMA forward
         if constexpr (Var == VariantId::plain) {
-          return ws == 1   ? sm90::launch_ws<E, D, V, 1>(a)
-                 : ws == 2 ? sm90::launch_ws<E, D, V, 2>(a)
-                           : sm90::launch_ws<E, D, V, 3>(a);
+          return ws == 1   ? launch_ws<E, D, V, 1>(a)
+                 : ws == 2 ? launch_ws<E, D, V, 2>(a)
+                           : launch_ws<E, D, V, 3>(a);
         } else {
-          sm90::ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
         }
       }
     }

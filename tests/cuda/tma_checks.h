@@ -1,4 +1,4 @@
-// Host-side checks of the warp-specialized forward's tensor maps (src/cuda/sm90/tma.cuh make_tile_map), built in
+// Host-side checks of the warp-specialized forward's tensor maps (src/cuda/tma_map.h make_tile_map), built in
 // the sm_90a test object (tests/cuda/tma_checks.cu), called by tests/cuda/test_sm90_ws.cc.
 #pragma once
 

@@ -1,6 +1,7 @@
 // Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, its tensor maps and its
 // launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances when
-// FLATATTN_CUDA_SM90_WS=1 (src/cuda/family.h sm90_ws_requested); included only by generated instance files.
+// FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h sm90_ws_requested); included only by generated instance files
+// (through launch.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,10 +17,10 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
-#include "src/cuda/sm90/tma.cuh"
+#include "src/cuda/tma_map.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
 
-namespace flatattn::cuda::sm90 {
+namespace flatattn::cuda {
 
 /// Refuses what the warp-specialized forward does not serve yet (variants other than plain, varlen).
 inline void ws_refuse(const std::string& value, const std::string& fix) {
@@ -31,7 +32,7 @@ inline void ws_refuse(const std::string& value, const std::string& fix) {
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
-  using S = WsShape<D>;
+  using S = sm90::WsShape<D>;
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
   const FwdTensors& t = *a.tensors;
@@ -41,7 +42,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
-  WsParams wp;
+  sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
   auto map = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what) {
@@ -66,7 +67,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     wp.tk = wp.tv = wp.tq;
   }
 
-  auto kernel = ws_fwd_kernel<E, S, V, kSched>;
+  auto kernel = sm90::ws_fwd_kernel<E, S, V, kSched>;
   prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
   kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
@@ -78,4 +79,4 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   return {S::kBlockM, S::kBlockN, name.c_str()};
 }
 
-}  // namespace flatattn::cuda::sm90
+}  // namespace flatattn::cuda
