@@ -15,7 +15,9 @@
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
 # backward with FLATATTN_CUDA_SM90=0 (the sm80 family's kernel; ours_bwd_sm80.json), and merge_bwd adds the
-# sm90 / sm80 columns.
+# sm90 / sm80 columns. `testws` and `benchws` (Hopper, sm90 built): the warp-specialized sm90 forward
+# (docs/sm90_ws.md): its suite under each schedule (FLATATTN_TEST_WS_SCHEDULE 1, 2, 3) and bench_fwd under
+# FLATATTN_CUDA_SM90_WS=1 and 2 (ours_ws1.json, ours_ws2.json; run `bench` in the same session for the baseline).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
@@ -122,6 +124,19 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
   stage bench80 180 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_fwd --out "$OUT/ours_sm80.json" --commit "$COMMIT" \
     ${BENCH_N:+--n $BENCH_N} ${BENCH_D:+--d $BENCH_D}
   cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
+fi
+if has testws && [[ $EXPECT == sm90 ]]; then  # the warp-specialized forward: a hang is cut by the stage's timeout
+  for s in 1 3 2; do  # ping-pong (2) last: a named-barrier hang there is cut only by the stage's timeout
+    stage testws$s 150 env FLATATTN_TEST_WS_SCHEDULE=$s $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
+    grep -E "FAILED|Failure|PASSED|SKIPPED|ran the warp" "$LOG/testws$s.log" | head -8 >> "$SUMMARY"
+  done
+fi
+if has benchws && [[ $EXPECT == sm90 ]]; then
+  for s in 1 2; do
+    stage benchws$s 180 env FLATATTN_CUDA_SM90_WS=$s $B/bench/gpu/bench_fwd --out "$OUT/ours_ws$s.json" --commit "$COMMIT" \
+      --d ${BENCH_D:-64,128} ${BENCH_N:+--n $BENCH_N}
+    cp "$LOG/benchws$s.log" "$OUT/ours_ws${s}_table.txt" 2>/dev/null
+  done
 fi
 if has fuzz && [[ -x $B/cli/flatattn ]]; then  # the differential fuzz on the GPU: >= 10,000 cases when time allows
   stage fuzz ${FUZZ_LIMIT:-420} $B/cli/flatattn check --device cuda --fuzz ${FUZZ_CASES:-10000} --seconds $(( ${FUZZ_LIMIT:-420} - 20 ))

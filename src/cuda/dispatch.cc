@@ -114,6 +114,7 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
   a.device = p.device.index;
   a.meta_err = meta_err;
   const LaunchInfo li = inst->launch(a);
+  if (li.kernel != nullptr) r.kernel = inst->d == user_d ? std::string(li.kernel) : padded_name(li.kernel, user_d);
   r.block_m = li.block_m;
   r.block_n = inst->dataflow == Dataflow::flat ? static_cast<int>(p.nk) : li.block_n;
   return r;

@@ -102,6 +102,24 @@ bool sm90_enabled(const DeviceInfo& dev) {
   return on;
 }
 
+int sm90_ws_requested() {
+  static std::atomic<std::uint64_t> cached{0};  // generation << 2 | mode, 0 before the first reading
+  const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
+  const std::uint64_t known = cached.load(std::memory_order_acquire);
+  if (known >> 2 == gen) return static_cast<int>(known & 3);
+  const char* env = std::getenv("FLATATTN_CUDA_SM90_WS");
+  const int mode = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == '\0' ? env[0] - '0' : 0;
+  cached.store(gen << 2 | static_cast<std::uint64_t>(mode), std::memory_order_release);
+  return mode;
+}
+
+namespace {
+std::atomic<unsigned long long> g_ws_launches{0};
+}  // namespace
+
+unsigned long long sm90_ws_launches() { return g_ws_launches.load(std::memory_order_relaxed); }
+void sm90_ws_count_launch() { g_ws_launches.fetch_add(1, std::memory_order_relaxed); }
+
 void sm90_override_changed() { g_sm90_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 PathInfo path_info(int device, DType dtype) {

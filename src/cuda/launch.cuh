@@ -13,6 +13,7 @@
 #include "src/cuda/flat/flat_kernel.cuh"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
+#include "src/cuda/launch_ws.cuh"
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
@@ -53,6 +54,17 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   static std::atomic<std::uint64_t> attr_done{0};
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
+    if constexpr (D == 64 || D == 128) {
+      if (const int ws = sm90_ws_requested()) {  // FLATATTN_CUDA_SM90_WS (family.h): the warp-specialized TMA forward
+        if constexpr (Var == VariantId::plain) {
+          return ws == 1   ? launch_ws<E, D, V, 1>(a)
+                 : ws == 2 ? launch_ws<E, D, V, 2>(a)
+                           : launch_ws<E, D, V, 3>(a);
+        } else {
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
+        }
+      }
+    }
     using S = Sm90ShapeOf<D>;
     launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};

@@ -25,6 +25,8 @@ struct LaunchArgs {
 /// What a launcher reports about itself (for Report and error messages).
 struct LaunchInfo {
   int block_m = 0, block_n = 0;
+  /// The kernel that ran when it is not the instance's own (FLATATTN_CUDA_SM90_WS: "..._ws1"); null otherwise.
+  const char* kernel = nullptr;
 };
 
 /// Workspace of one backward call (stream-ordered allocation by dispatch): see BwdParams. One allocation

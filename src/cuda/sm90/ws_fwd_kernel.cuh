@@ -1,0 +1,132 @@
+// Warp-specialized Flash forward on Hopper (sm_90a; FlashAttention-3, Shah et al. 2024, Sec. 3.1): one CTA per
+// (128 query rows, query head, sequence) with three warpgroups:
+//   warpgroup 0, producer: gives its registers away (setmaxnreg.dec to kProducerRegs); one thread loads the
+//     CTA's Q tile once and then K(j), V(j) of every key block into the K/V ring (pipeline.cuh) with the
+//     bulk tensor copy engine (tma.cuh), waiting for each slot to be released first;
+//   warpgroups 1 and 2, consumers (setmaxnreg.inc to kConsumerRegs): 64 query rows each, S = Q K^T and
+//     O += P V with wgmma and the online softmax in registers (ws_fwd_mainloop.cuh), then the epilogue
+//     (ws_fwd_epilogue.cuh).
+// The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
+// (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
+// Batched problems only (the tensor maps are (D, N, H, B)); the launcher (src/cuda/launch_ws.cuh) refuses the rest.
+// Selected by FLATATTN_CUDA_SM90_WS=1 (src/cuda/family.h) until it measures faster than sm90/flash_kernel.cuh.
+// kSched: the consumers' schedule (ws_fwd_mainloop.cuh; FLATATTN_CUDA_SM90_WS's value). Compile-time switches:
+// FLATATTN_SM90_WS_WATCHDOG_NS and FLATATTN_SM90_WS_DEBUG (tma.cuh).
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "src/cuda/common/block_info.cuh"
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/params.h"
+#include "src/cuda/common/score.cuh"
+#include "src/cuda/common/smem_tile.cuh"
+#include "src/cuda/common/tile_coord.cuh"
+#include "src/cuda/sm90/pipeline.cuh"
+#include "src/cuda/sm90/tma.cuh"
+#include "src/cuda/sm90/warp_roles.cuh"
+#include "src/cuda/sm90/ws_fwd_epilogue.cuh"
+#include "src/cuda/sm90/ws_fwd_mainloop.cuh"
+
+namespace flatattn::cuda::sm90 {
+
+/// Compile-time shape of the warp-specialized forward at head dim D: 128 query rows (two consumer warpgroups),
+/// 128-key blocks, a ring of kStages K/V slots (D = 128: 2 slots, 32 + 4 x 32 KB; D = 64: 3 slots).
+template <int D>
+struct WsShape {
+  static constexpr int kD = D, kBlockM = 128, kBlockN = 128;
+  static constexpr int kStages = D == 128 ? 2 : 3;
+  static constexpr bool kLazyRescale = true;
+  static constexpr int kConsumerWGs = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumerWGs);
+  static constexpr int kConsumerThreads = 128 * kConsumerWGs;
+  // 24 x 128 + 240 x 256 = 64512 <= 65536 registers (FlashAttention-3's split for two consumer warpgroups).
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static constexpr int kNT = kBlockN / 8, kDT = D / 8;
+  static_assert(D == 64 || D == 128, "the warp-specialized forward has D = 64 and 128");
+  using TQ = SmemTile<kBlockM, D>;
+  using TKV = SmemTile<kBlockN, D>;
+  static_assert(TQ::kW == 64 && TKV::kW == 64, "one TMA box = one 64-column panel (128-byte swizzle)");
+  using Ring = KvRing<kStages, TKV::kBytes, kConsumerThreads>;
+  /// Q | (K V) x Stages | barriers, plus 1024 bytes to align the base to the swizzle atom.
+  static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes + Ring::kBarrierBytes + 1024;
+};
+
+/// The kernel's parameters: the common FwdParams and the three tensor maps (built by the launcher).
+struct WsParams {
+  FwdParams p;
+  CUtensorMap tq, tk, tv;
+};
+
+template <class E, class S>
+FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& ring, std::uint32_t sq,
+                                 const BlockRange<S::kBlockN>& range, int m0, int h, int b) {
+  using TQ = typename S::TQ;
+  using TKV = typename S::TKV;
+  constexpr int kPanels = S::kD / 64;
+  const int hk = h / wp.p.group;
+  tma_prefetch(&wp.tq);
+  tma_prefetch(&wp.tk);
+  tma_prefetch(&wp.tv);
+  mbar_arrive_expect_tx(ring.q_bar(), TQ::kBytes);
+#pragma unroll
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, m0, h, b);
+  for (int nb = range.begin; nb < range.end; ++nb) {
+    const int it = nb - range.begin, s = S::Ring::slot(it), n0 = nb * S::kBlockN;
+    ring.acquire_k(it);
+    mbar_arrive_expect_tx(ring.bar(s, 0), TKV::kBytes);
+#pragma unroll
+    for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.k(s) + c * TKV::kBlockBytes, &wp.tk, ring.bar(s, 0), 64 * c, n0, hk, b);
+    ring.acquire_v(it);
+    mbar_arrive_expect_tx(ring.bar(s, 1), TKV::kBytes);
+#pragma unroll
+    for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.v(s) + c * TKV::kBlockBytes, &wp.tv, ring.bar(s, 1), 64 * c, n0, hk, b);
+  }
+}
+
+template <class E, class S, class V, int kSched>
+__global__ void __launch_bounds__(S::kThreads, 1)
+    ws_fwd_kernel(const __grid_constant__ WsParams wp, int n_m_blocks, int hq) {
+  using TQ = typename S::TQ;
+  using Ring = typename S::Ring;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const FwdParams& p = wp.p;
+
+  const TileCoord tc(n_m_blocks, hq);
+  const BlockInfo bi(p, tc.b, tc.h);
+  const int m0 = tc.m_block * S::kBlockM;
+  if (m0 >= bi.nq) return;  // uniform over the CTA, before any barrier
+  const BandMask bm(p, bi.nq, bi.nk);
+  const BlockRange<S::kBlockN> range(bm, m0, min(m0 + S::kBlockM, bi.nq) - 1);
+
+  const std::uint32_t raw = smem_u32(smem_raw);
+  const std::uint32_t sq = (raw + 1023u) & ~1023u;  // swizzle atoms start 1024-byte aligned
+  unsigned char* smem = smem_raw + (sq - raw);
+  Ring ring;
+  ring.tiles = sq + TQ::kBytes;
+  ring.bars = ring.tiles + 2 * S::kStages * S::TKV::kBytes;
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  // The role index through a shuffle: ptxas sees it is warp-uniform (the register reallocation needs it).
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
+  if (tid == 0) ring.init();
+  __syncthreads();
+
+  if (wg == 0) {
+    regs_dec<S::kProducerRegs>();
+    if (tid == 0) ws_producer<E, S>(wp, ring, sq, range, m0, tc.h, tc.b);
+  } else {
+    regs_inc<S::kConsumerRegs>();
+    const int c = wg - 1, warp_row0 = c * 64 + (warp & 3) * 16;
+    const int row = m0 + warp_row0 + (lane >> 2), col = 2 * (lane & 3);
+    const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
+    mbar_wait(ring.q_bar(), 0, 999);
+    WsAcc<S::kDT> acc;
+    ws_consumer_mainloop<E, S, V, Ring, kSched>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col, at, c);
+    ws_consumer_epilogue<E, S>(acc, p, bi, tc.h, smem, m0, warp_row0, row, lane);
+  }
+}
+
+}  // namespace flatattn::cuda::sm90

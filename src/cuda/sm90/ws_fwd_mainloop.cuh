@@ -1,0 +1,151 @@
+// The consumer warpgroups' main loop of the warp-specialized forward (ws_fwd_kernel.cuh): one warpgroup, 64
+// query rows, every key block of the CTA's range from the K/V ring (pipeline.cuh). Per block j:
+//   S(j) = Q K(j)^T   wgmma m64n{BlockN}k16, A and B from shared memory (wgmma.cuh)
+//   softmax           the variant's score hook and the band mask (common/score.cuh), the online softmax
+//                     (common/softmax.cuh), the probability hook, P packed to the register A fragment
+//   O += P(j) V(j)    wgmma m64n{D}k16, A = P from registers, B = V (MN-major) from shared memory
+// kOverlap (FlashAttention-3, Shah et al. 2024, Sec. 3.2, intra-warpgroup overlap): S(j) is issued together
+// with P(j-1) V(j-1), so the tensor cores do the P V while this warpgroup runs the softmax of block j:
+//   wait K(j) [and V(j-1)] | issue S(j) [and P(j-1) V(j-1)] | wait S(j), release K(j) | softmax(j) |
+//   wait P V(j-1), release V(j-1), rescale O | pack P(j)          ... and after the last block one more P V.
+// Schedules (kSched, FLATATTN_CUDA_SM90_WS's value): 1 the overlap above; 2 the overlap and ping-pong between the
+// two consumer warpgroups (FA3 Sec. 3.1, "pingpong scheduling"): each issues its products only in its turn
+// (named barrier 1 + c, warp_roles.cuh) and hands the turn to the other right after, so the tensor cores take
+// one warpgroup's products while the other runs its softmax; 3 no overlap, every product waited right away
+// (the simplest order: the fallback when the others are suspect).
+// Ping-pong bookkeeping: turns of a warpgroup = its issue points (blocks + the final P V); consumer 1 hands
+// consumer 0 one turn before its loop (consumer 0 starts) and consumer 0 takes one more after its loop, so
+// each barrier sees as many arrivals as waits.
+#pragma once
+
+#include <cstdint>
+
+#include "src/cuda/common/mask.cuh"
+#include "src/cuda/common/params.h"
+#include "src/cuda/common/score.cuh"
+#include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/warp_gemm.cuh"
+#include "src/cuda/sm90/warp_roles.cuh"
+#include "src/cuda/sm90/wgmma.cuh"
+
+namespace flatattn::cuda::sm90 {
+
+/// The warpgroup's running state: O accumulators, row max and (thread-partial) row sums.
+template <int kDT>
+struct WsAcc {
+  float o[1][kDT][4];
+  float m[1][2] = {{-INFINITY, -INFINITY}};
+  float l[1][2] = {{0.f, 0.f}};
+};
+
+/// Runs the key blocks [range.begin, range.end) for the warpgroup whose Q rows start at shared address sq_wg.
+/// row: this thread's first query row (sequence coordinates), col: its first column within a key block.
+/// c: the consumer's index (0, 1), for the ping-pong turns.
+template <class E, class S, class V, class Ring, int kSched>
+FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
+                                          const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
+                                          ScoreAt at, int c) {
+  static_assert(kSched >= 1 && kSched <= 3, "schedules 1 (overlap), 2 (overlap + ping-pong), 3 (none)");
+  constexpr bool kOverlap = kSched != 3, kPingPong = kSched == 2;
+  static_assert(!kPingPong || S::kConsumerWGs == 2, "ping-pong takes two consumer warpgroups");
+  constexpr int kTurnThreads = 2 * 128;
+  auto take_turn = [&] {
+    if constexpr (kPingPong) named_sync(1 + c, kTurnThreads);
+  };
+  auto pass_turn = [&] {
+    if constexpr (kPingPong) named_arrive(2 - c, kTurnThreads);
+  };
+  if constexpr (kPingPong) {
+    if (c == 1) named_arrive(1, kTurnThreads);  // consumer 0 goes first
+  }
+  using TQ = typename S::TQ;
+  using TKV = typename S::TKV;
+  constexpr int kD = S::kD, kBN = S::kBlockN, kNT = S::kNT, kDT = S::kDT;
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc.o[0][dt][e] = 0.f;
+  float s[1][kNT][4];
+  std::uint32_t pa[1][kNT / 2][4];  // P of the block whose P V is next
+
+  for (int nb = range.begin; nb < range.end; ++nb) {
+    const int it = nb - range.begin;
+    ring.wait_k(it);
+    if constexpr (kOverlap) {
+      if (it > 0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
+      take_turn();
+      fence_regs(acc.o[0]);
+      wgmma_fence();
+      gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, ring.k(Ring::slot(it)));
+      if (it > 0) {
+        gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(it - 1)));
+        pass_turn();
+        wgmma_wait<1>();  // S(nb) is done; P V(nb - 1) may still run
+      } else {
+        pass_turn();
+        wgmma_wait<0>();
+      }
+    } else {
+      wgmma_fence();
+      gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, ring.k(Ring::slot(it)));
+      wgmma_wait<0>();
+    }
+    fence_regs(s[0]);
+    ring.release_k(it);  // this thread's S(nb) has retired: K(nb) is no longer read
+    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
+    float alpha[1][2];
+    const bool moved = online_softmax_rows<S::kLazyRescale>(s, acc.m, acc.l, alpha, p.mul);
+    fence_regs(s[0]);
+    fence_vals(alpha[0][0], alpha[0][1], acc.l[0][0], acc.l[0][1]);
+    if constexpr (kOverlap) {
+      // The wait starts its own basic block (ptxas hoists a wait_group to the start of its block, which would
+      // stall the softmax above on P V(nb - 1)); see sm90/flash_kernel.cuh.
+      if (__any_sync(0xffffffffu, moved)) {
+        wgmma_wait<0>();
+        fence_regs(acc.o[0]);
+        rescale_o<false>(acc.o, alpha, moved);
+      } else {
+        wgmma_wait<0>();
+        fence_regs(acc.o[0]);
+      }
+      fence_regs(pa[0]);  // pa stays live until its P V has retired
+      if (it > 0) ring.release_v(it - 1);
+    } else {
+      rescale_o<S::kLazyRescale>(acc.o, alpha, moved);
+    }
+    apply_prob<V>(s, p, row, nb * kBN + col, at);
+    pack_p<E>(s, pa);
+    if constexpr (!kOverlap) {
+      ring.wait_v(it);
+      fence_regs(acc.o[0]);
+      fence_regs(pa[0]);
+      wgmma_fence();
+      gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(it)));
+      wgmma_wait<0>();
+      fence_regs(acc.o[0]);
+      fence_regs(pa[0]);
+      ring.release_v(it);
+    }
+  }
+  if constexpr (kOverlap) {
+    if (range.begin < range.end) {
+      const int last = range.end - 1 - range.begin;
+      ring.wait_v(last);
+      take_turn();
+      fence_regs(acc.o[0]);
+      fence_regs(pa[0]);
+      wgmma_fence();
+      gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(last)));
+      pass_turn();
+      wgmma_wait<0>();
+      fence_regs(acc.o[0]);
+      fence_regs(pa[0]);
+      ring.release_v(last);
+    }
+  }
+  if constexpr (kPingPong) {
+    if (c == 0) named_sync(1, kTurnThreads);  // consumer 1's last hand-over
+  }
+}
+
+}  // namespace flatattn::cuda::sm90

@@ -1,0 +1,312 @@
+// The warp-specialized TMA forward of the sm90 family (src/cuda/sm90/ws_fwd_kernel.cuh), selected with
+// FLATATTN_CUDA_SM90_WS=1 (set inside each test): the kernel against the fp64 oracle (the docs/design.md rule)
+// through the public forward(), on the shapes that stress its pipeline and its tails -- lengths around the
+// 128-row tile and the 128-key block, long key ranges that wrap the K/V ring many times, Nq != Nk in both
+// causal alignments, windows and fully masked rows, GQA/MQA on strided views, padded head dims, a negative
+// scale, large logits, sinks, LSE -- checking on every case that the warp-specialized kernel is the one that
+// ran (its launch counter moved). Then what it refuses: variants other than plain and varlen, each with an
+// Error naming FLATATTN_CUDA_SM90_WS. Skipped where no sm_90 GPU runs the sm90 family.
+//
+// A pipeline bug hangs rather than fails: each barrier wait of the kernel gives up after
+// FLATATTN_SM90_WS_WATCHDOG_NS (4 s; src/cuda/sm90/tma.cuh), so such a case fails with wrong results; run
+// the binary under `timeout` anyway (see docs/sm90_ws.md).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "flatattn/error.h"
+#include "src/check/case.h"
+#include "src/check/features.h"
+#include "src/check/oracle.h"
+#include "src/check/rule.h"
+#include "src/cuda/dispatch.h"
+#include "src/cuda/family.h"
+#include "tests/cuda/device_case.h"
+#ifdef FLATATTN_TEST_SM90
+#include "tests/cuda/tma_checks.h"
+#endif
+
+using namespace flatattn;
+using namespace flatattn::check;
+using namespace flatattn::testing;
+
+namespace {
+
+bool sm90_runs() {
+  if (!gpu_present()) return false;
+  return cuda::path_info(0, DType::bf16).sm90_flash;
+}
+
+#define REQUIRE_SM90_WS()                                                                                     \
+  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
+
+/// Sets FLATATTN_CUDA_SM90_WS for one scope (restoring the old value), with sm90_override_changed() so that
+/// the next call reads it.
+class ScopedWs {
+ public:
+  explicit ScopedWs(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90_WS")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90_WS", value, 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    cuda::sm90_override_changed();
+  }
+  ~ScopedWs() {
+    had_ ? setenv("FLATATTN_CUDA_SM90_WS", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    cuda::sm90_override_changed();
+  }
+  ScopedWs(const ScopedWs&) = delete;
+  ScopedWs& operator=(const ScopedWs&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
+Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
+  Case c = small_case(dt, nq, nk, d);  // B = 2, Hq = 2, Hkv = 1 (GQA), LSE
+  c.options.dataflow = Dataflow::flash;
+  return c;
+}
+
+/// The schedule the suites run (FLATATTN_CUDA_SM90_WS's value): FLATATTN_TEST_WS_SCHEDULE (1, 2 or 3), default 1.
+const char* schedule() {
+  const char* s = std::getenv("FLATATTN_TEST_WS_SCHEDULE");
+  return s != nullptr && (std::string(s) == "2" || std::string(s) == "3") ? s : "1";
+}
+
+/// Whether the warp-specialized kernel serves the case (else it must refuse it).
+bool ws_serves(const Case& c) { return !c.varlen && c.options.softcap == 0.f && c.alibi == 0 && c.options.dropout_p == 0.f; }
+
+std::vector<Case> ws_cases(DType dt) {
+  std::vector<Case> v;
+  for (std::int64_t d : {64, 128}) {
+    // around the 128-row tile and the 128-key block; 1025 and 2100 keys wrap the ring (2-3 slots) many times
+    for (std::int64_t n : {1, 17, 64, 127, 128, 129, 255, 256, 257, 1025}) v.push_back(base(dt, n, n, d));
+    for (auto [nq, nk] : {std::pair{300, 2100}, {2100, 300}}) v.push_back(base(dt, nq, nk, d));
+    for (bool causal : {false, true}) {
+      for (auto [nq, nk] : {std::pair{100, 37}, {37, 300}, {200, 20}, {513, 700}, {700, 513}, {129, 1100}}) {
+        Case c = base(dt, nq, nk, d);
+        c.options.causal = causal;
+        v.push_back(c);
+        if (causal) {
+          c.options.causal_align = CausalAlign::top_left;
+          v.push_back(c);
+        }
+      }
+    }
+    for (Case c : feature_mix(dt, d, 400, 350)) {  // windows, large logits, negative scale, GQA/MQA strided
+      if (!ws_serves(c)) continue;
+      c.options.dataflow = Dataflow::flash;
+      v.push_back(c);
+    }
+    {  // sinks, one of them far above the logits
+      Case c = base(dt, 150, 333, d);
+      c.sinks = true;
+      c.sink_mean = 4.0;
+      v.push_back(c);
+      c.options.causal = true;
+      v.push_back(c);
+    }
+    {  // no LSE requested, one sequence, many heads
+      Case c = base(dt, 260, 260, d);
+      c.options.return_lse = false;
+      c.batch = 1, c.hq = 8, c.hkv = 8;
+      v.push_back(c);
+    }
+  }
+  // zero-padded head dims (the tensor map's column bound fills the rest with zeros)
+  for (std::int64_t d : {40, 56, 104, 120}) v.push_back(base(dt, 150, 170, d));
+  for (const Case& c : edge_cases(dt))
+    if (ws_serves(c)) v.push_back(c);
+  return v;
+}
+
+/// check_case, and that the warp-specialized kernel ran it whenever the sm90 family did (a build without the
+/// sm90 instance of a dtype / head dim runs the sm80 family: judged, not counted). Returns whether it ran.
+bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what) {
+  const unsigned long long before = cuda::sm90_ws_launches();
+  const Report r = check_case(t, seed, what);
+  const bool sm90 = r.kernel.find("sm90") != std::string::npos;
+  EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
+  EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))
+      << what << " [" << t.c.name() << "] kernel " << r.kernel << ": the warp-specialized kernel did not run (seed "
+      << seed << ")";
+  return sm90;
+}
+
+}  // namespace
+
+TEST(CudaSm90Ws, AgainstOracle) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  std::cout << "[sm90 ws] schedule " << schedule() << "\n";
+  const std::uint64_t seed = seed_for("Sm90WsAgainstOracle");
+  std::mt19937_64 rng(seed);
+  int ran = 0, total = 0;
+  for (DType dt : {DType::bf16, DType::f16}) {
+    int i = 0;
+    for (const Case& c : ws_cases(dt)) {
+      if (dt == DType::f16 && i++ % 2 != 0) continue;  // f16: every other case (the oracle's runtime)
+      CaseTensors t = make_case(c, rng);
+      ran += check_ws(t, seed, "ws");
+      ++total;
+      if (::testing::Test::HasFailure()) return;  // one broken pipeline fails every case: stop at the first
+    }
+  }
+  std::cout << "[sm90 ws] " << ran << " of " << total << " cases ran the warp-specialized kernel\n";
+  EXPECT_GT(ran, 0) << "no case reached the warp-specialized kernel";
+}
+
+TEST(CudaSm90Ws, RandomSweep) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  const std::uint64_t seed = seed_for("Sm90WsRandomSweep");
+  std::mt19937_64 rng(seed);
+  int ran = 0;
+  for (int i = 0; i < 40; ++i) {
+    const DType dt = i % 2 ? DType::bf16 : DType::f16;
+    Case c = random_case(rng, dt, 700);
+    c.options.dataflow = Dataflow::flash;
+    c.varlen = false;
+    c.seqlens_q.clear();
+    c.seqlens_k.clear();
+    c.options.softcap = 0.f;
+    const std::int64_t dims[] = {40, 64, 104, 128};
+    c.d = dims[i % 4];
+    CaseTensors t = make_case(c, rng);
+    ran += check_ws(t, seed, "ws random");
+    if (::testing::Test::HasFailure()) return;
+  }
+  std::cout << "[sm90 ws] " << ran << " of 40 random cases ran the warp-specialized kernel\n";
+  EXPECT_GT(ran, 0) << "no random case reached the warp-specialized kernel";
+}
+
+// Schedules 1 and 3 (and 2 when FLATATTN_TEST_WS_SCHEDULE=2) on a few cases that wrap the ring, cross the tails
+// and mask (the suites above run one).
+TEST(CudaSm90Ws, AllSchedules) {
+  REQUIRE_SM90_WS();
+  const std::uint64_t seed = seed_for("Sm90WsAllSchedules");
+  std::mt19937_64 rng(seed);
+  for (const char* sched : {"1", "3", "2"}) {
+    // Ping-pong (2) only where the run is for it: a named-barrier mismatch hangs outside the watchdog's reach,
+    // so the runs of schedules 1 and 3 must not depend on it.
+    if (std::string(sched) == "2" && std::string(schedule()) != "2") continue;
+    const ScopedWs ws(sched);
+    for (std::int64_t d : {64, 128}) {
+      std::vector<Case> cases = {base(DType::bf16, 1, 1, d), base(DType::bf16, 129, 1300, d), base(DType::f16, 700, 513, d)};
+      cases[2].options.causal = true;
+      Case tl = base(DType::bf16, 300, 900, d);
+      tl.options.causal = true;
+      tl.options.causal_align = CausalAlign::top_left;
+      cases.push_back(tl);
+      for (const Case& c : cases) {
+        CaseTensors t = make_case(c, rng);
+        check_ws(t, seed, (std::string("ws schedule ") + sched).c_str());
+        if (::testing::Test::HasFailure()) return;
+      }
+    }
+  }
+}
+
+// Nk = 0: O = 0 and LSE = -inf (attention.h), the tensor maps built without the (empty) key tensors.
+TEST(CudaSm90Ws, NoKeys) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  const std::uint64_t seed = seed_for("Sm90WsNoKeys");
+  std::mt19937_64 rng(seed);
+  for (std::int64_t d : {64, 128}) {
+    CaseTensors t = make_case(base(DType::bf16, 50, 0, d), rng);
+    const unsigned long long before = cuda::sm90_ws_launches();
+    const Report r = run_on_gpu(t);
+    EXPECT_EQ(cuda::sm90_ws_launches(), before + (r.kernel.find("sm90") != std::string::npos ? 1 : 0)) << r.kernel;
+    int bad = 0;
+    for (std::int64_t i = 0; i < t.out.numel(); ++i) bad += t.out.at(i) != 0.0;
+    for (std::int64_t i = 0; i < t.lse.numel(); ++i) bad += t.lse.at(i) != -std::numeric_limits<double>::infinity();
+    EXPECT_EQ(bad, 0) << "D " << d << ": outputs not O = 0, LSE = -inf (kernel " << r.kernel << ")";
+  }
+}
+
+// Unset or 0: the other sm90 kernel runs (the launch counter does not move).
+TEST(CudaSm90Ws, OffByDefault) {
+  REQUIRE_SM90_WS();
+  const std::uint64_t seed = seed_for("Sm90WsOffByDefault");
+  std::mt19937_64 rng(seed);
+  for (const char* value : {static_cast<const char*>(nullptr), "0"}) {
+    const ScopedWs ws(value);
+    CaseTensors t = make_case(base(DType::bf16, 200, 300, 128), rng);
+    const unsigned long long before = cuda::sm90_ws_launches();
+    check_case(t, seed, "ws off");
+    EXPECT_EQ(cuda::sm90_ws_launches(), before) << "FLATATTN_CUDA_SM90_WS=" << (value ? value : "(unset)");
+  }
+}
+
+// What it does not serve yet is refused with an Error naming the switch, and nothing runs (where an sm90
+// instance would have served it).
+TEST(CudaSm90Ws, Refusals) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws("1");
+  const std::uint64_t seed = seed_for("Sm90WsRefusals");
+  std::mt19937_64 rng(seed);
+  std::vector<Case> refused;
+  {
+    Case c = base(DType::bf16, 100, 120, 128);
+    c.options.softcap = 30.f;
+    refused.push_back(c);
+  }
+  {
+    Case c = base(DType::bf16, 0, 0, 64);
+    c.varlen = true;
+    c.batch = 3;
+    c.seqlens_q = {5, 130, 64};
+    c.seqlens_k = {7, 130, 200};
+    refused.push_back(c);
+  }
+  for (const Case& c : refused) {
+    CaseTensors t = make_case(c, rng);
+    const unsigned long long before = cuda::sm90_ws_launches();
+    try {
+      // A build without the sm90 instance of the case runs the sm80 family: no refusal due.
+      const Report r = run_on_gpu(t);
+      EXPECT_EQ(r.kernel.find("sm90"), std::string::npos)
+          << "[" << c.name() << "] ran " << r.kernel << "; expected a refusal naming FLATATTN_CUDA_SM90_WS";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), Error::Kind::unsupported) << e.what();
+      EXPECT_NE(std::string(e.what()).find("FLATATTN_CUDA_SM90_WS"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(cuda::sm90_ws_launches(), before) << c.name();
+  }
+}
+
+// The tensor maps' own checks (no GPU needed: they run before the driver is asked): what the copy engine
+// cannot address is refused with an Error naming the operand, the value and the limit.
+TEST(CudaSm90Ws, TileMapChecks) {
+#ifndef FLATATTN_TEST_SM90
+  GTEST_SKIP() << "the sm90 family is not built";
+#else
+  alignas(256) static unsigned char buf[4096];
+  struct Bad {
+    const void* base;
+    std::int64_t s_row, s_head;
+    int box_rows;
+    const char* expect;
+  } bad[] = {
+      {buf + 8, 128, 64, 128, "16-byte"},    // misaligned base
+      {buf, 100, 64, 128, "stride 100"},     // row stride not a multiple of 8 elements
+      {buf, 128, 36, 128, "stride 36"},      // head stride likewise
+      {buf, 128, 64, 300, "300 rows"},       // box taller than 256
+  };
+  for (const Bad& b : bad) {
+    const std::string err = tile_map_error(b.base, 64, 10, 2, 1, b.s_row, b.s_head, 10 * 128, b.box_rows);
+    EXPECT_NE(err.find(b.expect), std::string::npos) << "expected \"" << b.expect << "\" in: " << err;
+    EXPECT_NE(err.find("k"), std::string::npos) << err;
+  }
+  // a size-1 batch dimension with a stride the copy engine would refuse is never stepped: not refused for it
+  const std::string err = tile_map_error(buf, 64, 10, 2, 1, 128, 64, 3, 128);
+  EXPECT_EQ(err.find("batch stride"), std::string::npos) << err;
+#endif
+}
