@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include "src/core/kv_problem.h"
 #include "src/core/problem.h"
 
 namespace flatattn::cuda {
@@ -22,6 +23,9 @@ namespace flatattn::cuda {
 class MetaCheck {
  public:
   MetaCheck(const Problem& p, cudaStream_t stream);
+  /// forward_kvcache (src/cuda/decode): the cache metadata (block_table, cache_seqlens, cache_batch_idx,
+  /// cache_leftpad) is always device data, so every call with B > 0 gets a word.
+  MetaCheck(const KvProblem& p, cudaStream_t stream);
   ~MetaCheck();
   MetaCheck(const MetaCheck&) = delete;
   MetaCheck& operator=(const MetaCheck&) = delete;
@@ -33,7 +37,10 @@ class MetaCheck {
   void finish();
 
  private:
-  const Problem& p_;
+  void start(int device, bool active);
+  const Problem* p_ = nullptr;      ///< varlen calls
+  const KvProblem* kv_ = nullptr;  ///< forward_kvcache calls
+  int device_ = 0;
   cudaStream_t stream_;
   unsigned* word_ = nullptr;
   unsigned* mirror_ = nullptr;
