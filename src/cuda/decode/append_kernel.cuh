@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "src/core/rotary.h"
 #include "src/cuda/common/dtype.cuh"
 #include "src/cuda/decode/kv_meta.cuh"
 
@@ -31,28 +32,26 @@ FLATATTN_DEVICE typename E::T from_float(float x) {
   }
 }
 
-/// Element e of row x (D contiguous elements) after the rotary embedding at position pos (RoFormer, Su et al.
-/// 2021, Sec. 3.4): channels e < rotary_dim form pairs (2c, 2c+1) (interleaved, GPT-J) or (c, c + rotary_dim/2)
-/// (GPT-NeoX); the pair (x0, x1) becomes (x0 cos - x1 sin, x0 sin + x1 cos) with cos/sin[pos, c], in fp32.
+/// Row dst (D elements) = row src rotated at position pos (src/core/rotary.h: the pairs of rotary_dim, fp32
+/// math, one rounding to the storage dtype) or copied when rotary is off; the CTA's threads share the work.
 template <class E>
-FLATATTN_DEVICE float rotated(const typename E::T* x, int e, int pos, const AppendParams& a) {
-  const float xe = to_float<E>(x[e]);
-  const int rd = a.kv.rotary_dim;
-  if (a.rotary_cos == nullptr || e >= rd) return xe;
-  const int half = rd / 2;
-  int c, partner;
-  bool first;
-  if (a.interleaved) {
-    c = e >> 1, first = (e & 1) == 0, partner = e ^ 1;
-  } else {
-    first = e < half, c = first ? e : e - half, partner = first ? e + half : e - half;
-  }
+FLATATTN_DEVICE void rotate_copy(typename E::T* dst, const typename E::T* src, std::int64_t pos, const AppendParams& a) {
   using T = typename E::T;
-  const std::int64_t at = static_cast<std::int64_t>(pos) * a.rot_stride + c;
-  const float cs = to_float<E>(static_cast<const T*>(a.rotary_cos)[at]);
-  const float sn = to_float<E>(static_cast<const T*>(a.rotary_sin)[at]);
-  const float xp = to_float<E>(x[partner]);
-  return first ? xe * cs - xp * sn : xp * sn + xe * cs;
+  const int rd = a.rotary_cos != nullptr ? a.kv.rotary_dim : 0, half = rd / 2;
+  const T* cs = rd > 0 ? static_cast<const T*>(a.rotary_cos) + pos * a.rot_stride : nullptr;
+  const T* sn = rd > 0 ? static_cast<const T*>(a.rotary_sin) + pos * a.rot_stride : nullptr;
+  for (int idx = threadIdx.x; idx < half + (a.kv.d - rd); idx += blockDim.x) {
+    if (idx < half) {
+      const RotaryPair pr = rotary_pair(idx, rd, a.interleaved != 0);
+      const Rotated<float> r = rotate_pair<float>(to_float<E>(src[pr.a]), to_float<E>(src[pr.b]), to_float<E>(cs[idx]),
+                                                  to_float<E>(sn[idx]));
+      dst[pr.a] = from_float<E>(r.a);
+      dst[pr.b] = from_float<E>(r.b);
+    } else {
+      const int e = rd + (idx - half);
+      dst[e] = src[e];
+    }
+  }
 }
 
 template <class E>
@@ -73,22 +72,20 @@ __global__ void __launch_bounds__(128) kv_append_kernel(const AppendParams a) {
       T* vd = static_cast<T*>(const_cast<void*>(p.v_cache)) + pg * p.vc_page + row * p.vc_row + hk * p.vc_h;
       const T* ks = static_cast<const T*>(a.k_new) + b * a.kn_b + t * a.kn_n + hk * a.kn_h;
       const T* vs = static_cast<const T*>(a.v_new) + b * a.vn_b + t * a.vn_n + hk * a.vn_h;
-      for (int e = threadIdx.x; e < p.d; e += blockDim.x) {
-        kd[e] = from_float<E>(rotated<E>(ks, e, pos, a));
-        vd[e] = vs[e];
-      }
+      rotate_copy<E>(kd, ks, rotary_key_position(s.seqlen, t), a);
+      for (int e = threadIdx.x; e < p.d; e += blockDim.x) vd[e] = vs[e];
     }
   }
   if (a.q_rot != nullptr) {
     const T* q = static_cast<const T*>(p.q);
     T* qr = static_cast<T*>(a.q_rot);
     for (int i = 0; i < p.nq; ++i) {
-      const int pos = s.seqlen + (p.rotary_q_per_row ? i : 0);
+      const std::int64_t pos = rotary_query_position(s.seqlen, i, p.rotary_q_per_row != 0);
       for (int g = 0; g < p.group; ++g) {
         const int h = hk * p.group + g;
         const T* src = q + b * p.q_b + i * p.q_n + h * p.q_h;
         T* dst = qr + ((static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h) * p.d;
-        for (int e = threadIdx.x; e < p.d; e += blockDim.x) dst[e] = from_float<E>(rotated<E>(src, e, pos, a));
+        rotate_copy<E>(dst, src, pos, a);
       }
     }
   }
