@@ -421,3 +421,31 @@ TEST(KvCacheCudaMeta, SanitizerSet) {
   c.num_splits = 3;
   expect_pass(c, s.rng);
 }
+
+// ---- the planner (host only: runs without a GPU) ----------------------------------------------------------
+
+#include "src/cuda/policy/decode_plan.h"
+
+TEST(KvDecodePlan, FillsTheGpuWithoutASecondWave) {
+  using flatattn::cuda::DecodeWork;
+  using flatattn::cuda::plan_decode_splits;
+  DecodeWork w;
+  w.sm_count = 132;  // H100 SXM
+  w.ctas_per_sm = 2;
+  // B = 1, Hkv = 8, context 128k: 8 (sequence, kv head) pairs must be split to fill 264 slots, within one wave.
+  w.batch = 1, w.hkv = 8, w.row_blocks = 1, w.keys = 131072;
+  int s = plan_decode_splits(w);
+  EXPECT_GE(s * 8, 264 * 9 / 10) << s;
+  EXPECT_LE(s * 8, 264) << s;
+  // Enough CTAs already: no split (no combine, no partials).
+  w.batch = 64, w.hkv = 8;
+  EXPECT_EQ(plan_decode_splits(w), 1);
+  // A short context keeps >= kMinTilesPerSplit key tiles per split.
+  w.batch = 1, w.keys = 1024;
+  s = plan_decode_splits(w);
+  EXPECT_LE(s, 1024 / 64 / flatattn::cuda::kMinTilesPerSplit) << s;
+  EXPECT_GE(s, 1);
+  // MHA, B = 1, 8k: 32 pairs -> 8 splits (256 CTAs), not 9 (a second wave of 24).
+  w.batch = 1, w.hkv = 32, w.keys = 8192;
+  EXPECT_EQ(plan_decode_splits(w), 8);
+}
