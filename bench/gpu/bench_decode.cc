@@ -3,12 +3,14 @@
 // bandwidth of the same bytes measured in the same run ((read + written) / time of cudaMemcpyAsync; capped
 // at 4 GiB per copy). Paged bf16 caches (a shuffled page table), cache_seqlens = context, q_len new queries
 // (no append), the planner's split count and forced ones; plus, for q_len 1 at page 16, the cost of the
-// append with RoPE (one new token rotated and written, the same total context) next to the plain step.
+// append with RoPE (one new token rotated and written, the same total context) next to the plain step. On
+// sm_90 also cluster-FLAT decoding with clusters of 2, 4 and 8 CTAs (FLATATTN_DECODE_CLUSTER; --no-cluster 1
+// skips), mode "cluster" in the JSON (mode "planner": the planner's split-KV, "forced": num_splits given).
 // Timing: bench/gpu/timing.h (L2 flushed before every call, median of --reps).
 //
 //   bench_decode [--out decode.json] [--commit abc] [--batch 1,8,32,64] [--ctx 8192,16384,32768]
 //                [--heads 32/32,32/8,64/8] [--qlen 1,4] [--page 16,256] [--force 1] [--long 1] [--reps 10]
-//                [--max-gib 12]
+//                [--max-gib 12] [--no-cluster 0]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -53,7 +55,7 @@ int main(int argc, char** argv) {
   std::string out = "decode.json", commit = "unknown";
   std::vector<long> batches{1, 8, 32, 64}, ctxs{8192, 16384, 32768}, qlens{1, 4}, pages{16, 256}, force{1};
   std::vector<std::pair<long, long>> heads{{32, 32}, {32, 8}, {64, 8}};
-  long reps = 10, want_long = 1, max_gib = 12;
+  long reps = 10, want_long = 1, max_gib = 12, no_cluster = 0;
   const long d = 128;
   const OptionTable opts{
       {"--out", [&](const std::string& v) { out = v; }},
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
       {"--long", [&](const std::string& v) { want_long = std::stol(v); }},
       {"--reps", [&](const std::string& v) { reps = std::stol(v); }},
       {"--max-gib", [&](const std::string& v) { max_gib = std::stol(v); }},
+      {"--no-cluster", [&](const std::string& v) { no_cluster = std::stol(v); }},
       {"--heads",
        [&](const std::string& v) {
          heads.clear();
@@ -154,19 +157,26 @@ int main(int argc, char** argv) {
       for (long f : {16, 32, 64, 128}) runs.push_back(f);
     const int planner = splits_of(forward_kvcache(a, opt).kernel);
     ok(cudaDeviceSynchronize(), "planner call");
+    // Cluster-FLAT runs (sm_90): FLATATTN_DECODE_CLUSTER=n with num_splits 0, encoded as -n in `runs`.
+    if (prop.major >= 9 && !no_cluster)
+      for (long n : {2, 4, 8}) runs.push_back(-n);
     for (long f : runs) {
-      a.num_splits = static_cast<int>(f);
+      const bool cluster = f < 0;
+      if (cluster) setenv("FLATATTN_DECODE_CLUSTER", std::to_string(-f).c_str(), 1);
+      a.num_splits = cluster ? 0 : static_cast<int>(f);
       Report rep;
       const double ms = timer.median_ms([&] { rep = forward_kvcache(a, opt); }, 3, static_cast<int>(reps));
+      if (cluster) unsetenv("FLATATTN_DECODE_CLUSTER");
       const double gbs = kv_bytes / (ms * 1e6);
       std::printf("%-6ld %-7ld %3ld/%-2ld %-5ld %-5ld %-7d %-8s %10.4f %10.1f %10.1f %7.3f\n", s.batch, s.ctx, s.hq, s.hkv,
-                  s.qlen, s.page, splits_of(rep.kernel), f == 0 ? "yes" : "forced", ms, gbs, copy_gbs, gbs / copy_gbs);
+                  s.qlen, s.page, cluster ? static_cast<int>(-f) : splits_of(rep.kernel), f == 0 ? "yes" : cluster ? "cluster" : "forced", ms, gbs, copy_gbs, gbs / copy_gbs);
       std::fprintf(js,
                    "%s  {\"batch\": %ld, \"ctx\": %ld, \"hq\": %ld, \"hkv\": %ld, \"qlen\": %ld, \"page\": %ld, "
-                   "\"splits\": %d, \"planner_splits\": %d, \"forced\": %s, \"kernel\": %s, \"ms\": %.5f, "
+                   "\"splits\": %d, \"planner_splits\": %d, \"mode\": \"%s\", \"kernel\": %s, \"ms\": %.5f, "
                    "\"kv_bytes\": %zu, \"gbs\": %.2f, \"copy_gbs\": %.2f, \"ratio\": %.4f}",
-                   first ? "" : ",\n", s.batch, s.ctx, s.hq, s.hkv, s.qlen, s.page, splits_of(rep.kernel), planner,
-                   f == 0 ? "false" : "true", json_str(rep.kernel).c_str(), ms, kv_bytes, gbs, copy_gbs, gbs / copy_gbs);
+                   first ? "" : ",\n", s.batch, s.ctx, s.hq, s.hkv, s.qlen, s.page,
+                   cluster ? static_cast<int>(-f) : splits_of(rep.kernel), planner,
+                   f == 0 ? "planner" : cluster ? "cluster" : "forced", json_str(rep.kernel).c_str(), ms, kv_bytes, gbs, copy_gbs, gbs / copy_gbs);
       first = false;
     }
     a.num_splits = 0;

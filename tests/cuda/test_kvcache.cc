@@ -294,7 +294,7 @@ TEST(KvCacheCuda, Variants) {
       expect_pass(c, s.rng);
     }
   KvCase c = base();  // a negative scale is applied before the softmax (no folding)
-  c.options.scale = -0.05f;
+  c.options.softmax_scale = -0.05f;
   expect_pass(c, s.rng);
 }
 
@@ -317,6 +317,56 @@ TEST(KvCacheCuda, UnsupportedHeadDimIsRefused) {
   EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << "the cache was written";
 }
 
+namespace {
+
+/// Sets FLATATTN_DECODE_CLUSTER for one scope (nullptr unsets it).
+class ScopedCluster {
+ public:
+  explicit ScopedCluster(const char* v) { v ? setenv("FLATATTN_DECODE_CLUSTER", v, 1) : unsetenv("FLATATTN_DECODE_CLUSTER"); }
+  ~ScopedCluster() { unsetenv("FLATATTN_DECODE_CLUSTER"); }
+};
+
+bool sm90_present() {
+  int major = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
+}
+
+}  // namespace
+
+// Cluster-FLAT decoding (FLATATTN_DECODE_CLUSTER=n, sm_90): the same cases as split-KV, against the oracle.
+TEST(KvCacheCuda, ClusterFlat) {
+  REQUIRE_GPU();
+  if (!sm90_present()) GTEST_SKIP() << "cluster-FLAT decoding needs an sm_90 GPU";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const char* n : {"2", "4", "8"}) {
+    ScopedCluster on(n);
+    for (std::int64_t ps : {1, 16, 256}) {
+      KvCase c = base();
+      c.page_size = ps;
+      c.seqlens = {1500, 0, 333};
+      c.sinks = ps == 16;
+      const KvVerdict v = check_kvcache(c, s.rng, run_cuda, true);
+      EXPECT_TRUE(v.pass()) << "cluster " << n << " " << c.name() << ": " << v.detail();
+      EXPECT_NE(v.kernel.find("_cluster"), std::string::npos) << v.kernel;
+    }
+    KvCase c = base();
+    c.nq = 16;
+    c.nnew = 16;
+    c.hq = 32;
+    c.hkv = 8;
+    c.options.causal = true;
+    c.rotary_dim = 128;
+    c.leftpad = true;
+    expect_pass(c, s.rng);
+  }
+  ScopedCluster alibi("4");
+  KvCase c = base();
+  c.alibi = 1;
+  KvCaseTensors t = make_kv_case(c, s.rng);
+  EXPECT_THROW(run_cuda(t), Error) << "cluster-FLAT serves the plain variant only: ALiBi must be refused";
+}
+
 // ---- adversarial metadata (issue 20's contract) ---------------------------------------------------------
 
 namespace {
@@ -327,16 +377,16 @@ struct BadMeta {
                          ///< 4 batch_idx out of range, 5 leftpad > seqlens
 };
 
-/// Sequence 1 of a B = 3 case gets the bad value; returns whether its outputs and cache stayed untouched and
-/// the others are right (the caller runs the check mode).
-void run_bad(const BadMeta& bad, bool checking, std::mt19937_64& rng) {
+/// Sequence 1 of a B = 3 case gets the bad value: the named Error (checking mode: this call; otherwise the
+/// next call), sequence 1's out and lse untouched (poisoned), the others written.
+void run_bad(const BadMeta& bad, bool checking, std::mt19937_64& rng, int splits = 2) {
   KvCase c = base();
   c.paged = bad.kind != 4;
   c.batch_idx = bad.kind == 4;
   c.leftpad = bad.kind == 5;
   c.seqlens = {100, 90, 40};
   c.page_size = 16;
-  c.num_splits = 2;
+  c.num_splits = splits;
   KvCaseTensors t = make_kv_case(c, rng);
   const KvCaseTensors before = t;
   KvDevice dev(t);
@@ -411,6 +461,11 @@ TEST(KvCacheCudaMeta, SanitizerSet) {
                       BadMeta{"cache.cache_seqlens", 3}, BadMeta{"cache.cache_batch_idx", 4},
                       BadMeta{"cache.cache_leftpad", 5}})
       run_bad(b, true, s.rng);
+  }
+  if (sm90_present()) {
+    ScopedCheckMetadata on("1");
+    ScopedCluster cl("4");
+    run_bad(BadMeta{"cache.block_table", 0}, true, s.rng, 0);  // 0: the cluster, not forced splits
   }
   KvCase c = base();
   c.page_size = 1;

@@ -25,6 +25,7 @@
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
+#include "src/cuda/decode/cluster_merge.cuh"
 #include "src/cuda/decode/decode_tile.h"
 #include "src/cuda/decode/kv_meta.cuh"
 #include "src/cuda/decode/row_finish.cuh"
@@ -95,7 +96,9 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
   }
 }
 
-template <class E, int D, class V>
+/// kCluster: cluster-FLAT decoding (sm_90): the num_splits CTAs of grid dimension y are one thread-block cluster
+/// and merge through distributed shared memory (cluster_merge.cuh) instead of partials and a combine kernel.
+template <class E, int D, class V, bool kCluster = false>
 __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const DecodeParams p) {
   using C = DecodeTile<D>;
   using TK = SmemTile<C::kBN, D>;
@@ -112,7 +115,9 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
 
   const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
-  if (s.bad != 0) {
+  // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
+  // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
+  if (!kCluster && s.bad != 0) {
     if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
       int i, h;
       row_coords(p, hk, r_base + tid, i, h);
@@ -289,6 +294,13 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       acc[0] += a.x, acc[1] += a.y, acc[2] += a.z, acc[3] += a.w;
       acc[4] += bq.x, acc[5] += bq.y, acc[6] += bq.z, acc[7] += bq.w;
     }
+    if constexpr (kCluster) {  // the CTA's rows for its peers: O unnormalized (in place: this thread's chunk)
+      float4* dst = reinterpret_cast<float4*>(red_o + r * D + c);
+      dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+      if (c == 0) red_o[C::kRedBytes / 4 + r] = mx, red_o[C::kRedBytes / 4 + C::kRows + r] = sum;
+      continue;
+    }
     int i, h;
     row_coords(p, hk, r_base + r, i, h);
     float inv, lse;
@@ -309,6 +321,10 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + i * p.o_n + h * p.o_h + c) = v;
       if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + i * p.lse_n] = lse;
     }
+  }
+  if constexpr (kCluster) {
+    static_assert(C::kRedBytes + 2 * C::kRows * 4 <= C::kSmem, "the rows' max and sum follow the outputs");
+    cluster_merge<E, D>(p, b, hk, r_base, red_o, red_o + C::kRedBytes / 4, red_o + C::kRedBytes / 4 + C::kRows, &word);
   }
 }
 

@@ -37,6 +37,29 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
   }
 }
 
+template <DType Dt, int D>
+void launch_decode_cluster(const DecodeParams& p, int device, void* stream) {
+  using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
+  using C = DecodeTile<D>;
+  static std::atomic<std::uint64_t> attr_done{0};
+  auto* kernel = decode_kernel<E, D, VariantOf<VariantId::plain>, true>;
+  prepare_smem(kernel, C::kSmem, device, attr_done);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.num_splits),
+                     static_cast<unsigned>(p.batch * p.hkv));
+  cfg.blockDim = dim3(C::kThreads);
+  cfg.dynamicSmemBytes = C::kSmem;
+  cfg.stream = static_cast<cudaStream_t>(stream);
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(p.num_splits);
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, p), "decode cluster kernel launch");
+}
+
 template <DType Dt>
 void launch_kv_append(const AppendParams& a, void* stream) {
   using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
