@@ -128,10 +128,10 @@ struct Partial {
 /// Scratch of one thread: the Q tile (kernel A's interleaved layout), a key block as K^T panels, the value
 /// block row-major, the logits.
 struct Scratch {
-  std::vector<float> qt, kp, vb, s;
+  std::vector<float> qt, kp, vb, s, row;
   explicit Scratch(const TileDims& t)
       : qt(static_cast<std::size_t>(t.Rp * t.Dp)), kp(static_cast<std::size_t>(kBlockN * t.Dp)), vb(kp.size()),
-        s(static_cast<std::size_t>(t.Rp * kBlockN)) {}
+        s(static_cast<std::size_t>(t.Rp * kBlockN)), row(static_cast<std::size_t>(t.D)) {}
 };
 
 /// Step 2 for one work item: the tile of rows (g, i) of kv head hk of sequence b over keys [k0, k1).
@@ -158,7 +158,7 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
   // hooks then see S = (scale q) . k, the engine's convention: cpu_variant_data), stored interleaved by
   // kMrA rows (gemm_panels' A), zero in the padding.
   std::fill(w.qt.begin(), w.qt.end(), 0.f);
-  std::vector<float> row(static_cast<std::size_t>(D));
+  std::vector<float>& row = w.row;
   for (std::int64_t r = 0; r < R; ++r) {
     const std::int64_t g = r / p.nq, i = r % p.nq;
     to_float(t.q, p.dtype, b * t.sq.b + i * t.sq.n + (hk * G + g) * t.sq.h, D, row.data());
