@@ -5,10 +5,12 @@
 // sinks, split counts 1..many and the LSE. Unread cache rows hold NaN (kv_case.h): a stray read fails.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
 
 #include "flatattn/flatattn.h"
 #include "src/check/case.h"
+#include "src/check/kv_cases.h"
 #include "src/check/kv_check.h"
 
 using namespace flatattn;
@@ -190,34 +192,22 @@ TEST(KvCacheCpu, WithoutLseAndStridedThreads) {
   }
 }
 
+TEST(KvCacheCpu, FeatureTable) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (const KvFeature& f : kv_features(dt)) {
+      SCOPED_TRACE(f.name);
+      expect_pass(f.c, s.rng);
+    }
+}
+
 TEST(KvCacheCpu, RandomSweep) {
   Seeded s;
   SCOPED_TRACE(s.trace());
-  auto uni = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(s.rng); };
   for (int n = 0; n < 40; ++n) {
-    KvCase c;
-    c.dtype = std::array{DType::f32, DType::f16, DType::bf16}[uni(0, 2)];
-    c.batch = uni(1, 4);
-    c.hkv = uni(1, 3);
-    c.hq = c.hkv * uni(1, 4);
-    c.d = std::array<std::int64_t, 4>{8, 24, 64, 80}[uni(0, 3)];
-    c.nq = uni(0, 3) == 0 ? uni(17, 40) : uni(1, 16);
-    c.nnew = uni(0, 2) == 0 ? 0 : (uni(0, 1) ? c.nq : uni(1, 4));
-    c.paged = uni(0, 3) != 0;
-    c.page_size = std::array<std::int64_t, 5>{1, 3, 16, 64, 256}[uni(0, 4)];
-    c.max_context = uni(0, 400);
-    c.share_pages = uni(0, 3) == 0;
-    c.leftpad = uni(0, 4) == 0;
-    c.batch_idx = !c.paged && uni(0, 1);
-    if (c.nnew > 0 && uni(0, 1)) c.rotary_dim = 2 * uni(1, c.d / 2), c.rotary_interleaved = uni(0, 1);
-    c.options.causal = uni(0, 1);
-    if (uni(0, 3) == 0) c.options.window = {uni(0, 50), c.options.causal ? 0 : uni(-1, 5)};
-    if (uni(0, 4) == 0) c.options.softcap = 10.f;
-    else if (uni(0, 4) == 0) c.alibi = static_cast<int>(uni(1, 2));
-    c.sinks = uni(0, 4) == 0;
-    c.num_splits = uni(0, 1) ? 0 : static_cast<int>(uni(1, 9));
-    c.options.return_lse = uni(0, 3) != 0;
-    expect_pass(c, s.rng);
+    const DType dt = std::array{DType::f32, DType::f16, DType::bf16}[n % 3];
+    expect_pass(kv_random_case(s.rng, dt), s.rng);
   }
 }
 
