@@ -5,7 +5,8 @@
 // stray read or an unwritten output fails. Covers page sizes 1/16/64/256, shuffled and shared pages,
 // contiguous caches with cache_batch_idx, cache lengths 0/1/ragged, leftpad, the append with both rotary
 // layouts, Nq 1/4/16 and chunked prefill (Nq 100), causal and windows, GQA 32/8 and 64/8, MHA and MQA,
-// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE. Adversarial metadata
+// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the shared feature table and
+// random sweep (src/check/kv_cases.h); cluster-FLAT decoding on sm_90. Adversarial metadata
 // (KvCacheCudaMeta) under FLATATTN_CHECK_METADATA=1 and asynchronously: the named Error, the offending
 // sequence's outputs and cache rows untouched, the others correct. Skips without a GPU.
 #include <cuda_runtime.h>
@@ -20,7 +21,9 @@
 
 #include "flatattn/flatattn.h"
 #include "src/check/case.h"
+#include "src/check/kv_cases.h"
 #include "src/check/kv_check.h"
+#include "src/cuda/policy/decode_plan.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
@@ -367,6 +370,58 @@ TEST(KvCacheCuda, ClusterFlat) {
   EXPECT_THROW(run_cuda(t), Error) << "cluster-FLAT serves the plain variant only: ALiBi must be refused";
 }
 
+// ---- the shared KV-cache feature table and random sweep (src/check/kv_cases.h) --------------------------
+
+
+namespace {
+
+/// Head dims with CUDA decode kernels; others are refused with an unsupported Error (the cache cannot be
+/// padded in place), which the table's cases at such dims must show, with nothing written.
+bool cuda_head_dim(std::int64_t d) { return d == 64 || d == 128 || d == 256; }
+
+void expect_refused(const KvCase& c, std::mt19937_64& rng) {
+  KvCaseTensors t = make_kv_case(c, rng);
+  const KvCaseTensors before = t;
+  try {
+    run_cuda(t);
+    ADD_FAILURE() << c.name() << ": D = " << c.d << " must be refused on CUDA";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::unsupported) << e.what();
+  }
+  EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << c.name() << ": cache written";
+}
+
+}  // namespace
+
+TEST(KvCacheCuda, FeatureTable) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::bf16, DType::f16})
+    for (const KvFeature& f : kv_features(dt)) {
+      SCOPED_TRACE(f.name);
+      if (cuda_head_dim(f.c.d)) {
+        expect_pass(f.c, s.rng);
+      } else {
+        expect_refused(f.c, s.rng);
+      }
+    }
+}
+
+TEST(KvCacheCuda, RandomSweep) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  int ran = 0;
+  for (int i = 0; i < 200 && ran < 60; ++i) {
+    const KvCase c = kv_random_case(s.rng, i % 2 ? DType::bf16 : DType::f16);
+    if (!cuda_head_dim(c.d)) continue;
+    ++ran;
+    expect_pass(c, s.rng);
+  }
+  EXPECT_GE(ran, 20) << "the generator gave too few CUDA head dims";
+}
+
 // ---- adversarial metadata (issue 20's contract) ---------------------------------------------------------
 
 namespace {
@@ -479,7 +534,6 @@ TEST(KvCacheCudaMeta, SanitizerSet) {
 
 // ---- the planner (host only: runs without a GPU) ----------------------------------------------------------
 
-#include "src/cuda/policy/decode_plan.h"
 
 TEST(KvDecodePlan, FillsTheGpuWithoutASecondWave) {
   using flatattn::cuda::DecodeWork;
