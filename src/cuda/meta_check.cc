@@ -18,10 +18,14 @@ namespace {
 
 constexpr int kMaxDevices = 64;  // device_info() refuses larger ordinals
 
-/// A device's asynchronous error word (device memory) and its pinned host mirror, allocated once.
+/// A device's asynchronous error word (device memory) and its pinned host mirror, allocated once; and the
+/// KV-cache calls' word, host memory mapped into the device (the kernels OR their bits straight into it, so
+/// a decode step queues no copy: a 4-byte copy after every step would cost it microseconds).
 struct DeviceWord {
   unsigned* dev = nullptr;
   unsigned* host = nullptr;
+  unsigned* mapped = nullptr;      ///< host address of the KV-cache word
+  unsigned* mapped_dev = nullptr;  ///< its device address
 };
 
 std::array<std::atomic<DeviceWord*>, kMaxDevices> g_words{};
@@ -44,6 +48,11 @@ DeviceWord& device_word(int device) {
   check(cudaHostAlloc(reinterpret_cast<void**>(&made->host), sizeof(unsigned), cudaHostAllocDefault),
         "cudaHostAlloc(metadata error mirror)");
   *made->host = 0;
+  check(cudaHostAlloc(reinterpret_cast<void**>(&made->mapped), sizeof(unsigned), cudaHostAllocMapped),
+        "cudaHostAlloc(KV-cache metadata error word)");
+  *made->mapped = 0;
+  check(cudaHostGetDevicePointer(reinterpret_cast<void**>(&made->mapped_dev), made->mapped, 0),
+        "cudaHostGetDevicePointer(KV-cache metadata error word)");
   g_words[static_cast<std::size_t>(device)].store(made, std::memory_order_release);
   return *made;
 }
@@ -131,6 +140,10 @@ void MetaCheck::start(int dev, bool active) {
       check(cudaMemsetAsync(pending->dev, 0, sizeof(unsigned), stream_), "cudaMemsetAsync(metadata error word)");
       raise(bits, dev, p_, kv_, true);
     }
+    // The KV-cache word: written by the kernels themselves (mapped host memory), cleared here.
+    std::atomic_ref<unsigned> mapped(*pending->mapped);
+    const unsigned kv_bits = mapped.load(std::memory_order_relaxed) != 0 ? mapped.exchange(0, std::memory_order_acq_rel) : 0u;
+    if (kv_bits != 0) raise(kv_bits, dev, p_, kv_, true);
   }
   if (!active) return;
   checking_ = metadata_checking();
@@ -139,8 +152,8 @@ void MetaCheck::start(int dev, bool active) {
     check(cudaMemsetAsync(word_, 0, sizeof(unsigned), stream_), "cudaMemsetAsync(metadata check)");
   } else {
     DeviceWord& w = device_word(dev);
-    word_ = w.dev;
-    mirror_ = w.host;
+    word_ = kv_ != nullptr ? w.mapped_dev : w.dev;
+    mirror_ = kv_ != nullptr ? nullptr : w.host;  // the KV-cache word needs no copy (mapped)
   }
 }
 
@@ -151,6 +164,7 @@ MetaCheck::~MetaCheck() {
 void MetaCheck::finish() {
   if (word_ == nullptr) return;
   if (!checking_) {
+    if (mirror_ == nullptr) return;  // KV-cache calls: the kernels wrote the mapped word directly
     check(cudaMemcpyAsync(mirror_, word_, sizeof(unsigned), cudaMemcpyDeviceToHost, stream_),
           "cudaMemcpyAsync(metadata error word)");
     return;

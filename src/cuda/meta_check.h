@@ -7,7 +7,8 @@
 //    synchronizes its stream after the launches and throws the violation it found.
 //  - Otherwise each device has one word (allocated once) and a pinned host mirror; every varlen call
 //    queues a copy of the word to the mirror after its launches, and the next CUDA forward/backward on
-//    that device that finds the mirror set clears both and throws (doing nothing else). Concurrent calls
+//    that device that finds the mirror set clears both and throws (doing nothing else). forward_kvcache
+//    calls use a second word in mapped host memory that their kernels set directly (no copy per call). Concurrent calls
 //    on several streams may report one violation in the call after the one that caused it, or twice.
 #pragma once
 
