@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "flatattn/dtype.h"
@@ -265,17 +266,20 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
   const std::size_t o_bytes = partials ? round(static_cast<std::size_t>(splits) * rows * static_cast<std::size_t>(p.d) * 4) : 0;
   const std::size_t l_bytes = partials ? round(static_cast<std::size_t>(splits) * rows * 4) : 0;
   const std::size_t total = q_bytes + o_bytes + l_bytes;
-  StreamBuffer ws(std::max<std::size_t>(total, 256), s, "forward_kvcache workspace",
-                  "cudaMallocAsync on the call's stream must succeed (rotated q: 2 * B * Nq * Hq * D bytes; "
-                  "split partials: 4 * splits * B * Nq * Hq * (D + 1) bytes)",
-                  "free GPU memory, pass fewer num_splits, or split the batch");
+  std::optional<StreamBuffer> ws;  // none for a plain decode step without splits: no allocation at all
+  if (total > 0) {
+    ws.emplace(total, s, "forward_kvcache workspace",
+               "cudaMallocAsync on the call's stream must succeed (rotated q: 2 * B * Nq * Hq * D bytes; "
+               "split partials: 4 * splits * B * Nq * Hq * (D + 1) bytes)",
+               "free GPU memory, pass fewer num_splits, or split the batch");
+  }
   if (rotary) {
-    d.q = ws.data();
+    d.q = ws->data();
     d.q_b = p.nq * p.hq * p.d, d.q_n = p.hq * p.d, d.q_h = p.d;
   }
   if (partials) {
-    d.o_part = reinterpret_cast<float*>(ws.data() + q_bytes);
-    d.lse_part = reinterpret_cast<float*>(ws.data() + q_bytes + o_bytes);
+    d.o_part = reinterpret_cast<float*>(ws->data() + q_bytes);
+    d.lse_part = reinterpret_cast<float*>(ws->data() + q_bytes + o_bytes);
   }
   if (append || rotary) {
     AppendParams a;
@@ -292,7 +296,7 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
       a.rotary_cos = t.rotary_cos, a.rotary_sin = t.rotary_sin;
       a.rot_stride = t.rotary_stride;
       a.interleaved = p.rotary_interleaved ? 1 : 0;
-      a.q_rot = ws.data();
+      a.q_rot = ws->data();
     }
     AppendFn fn = nullptr;
     for (const AppendEntry& e : kAppend)
