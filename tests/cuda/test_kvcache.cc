@@ -382,13 +382,18 @@ bool cuda_head_dim(std::int64_t d) { return d == 64 || d == 128 || d == 256; }
 void expect_refused(const KvCase& c, std::mt19937_64& rng) {
   KvCaseTensors t = make_kv_case(c, rng);
   const KvCaseTensors before = t;
+  KvDevice dev(t);
   try {
-    run_cuda(t);
+    forward_kvcache(dev.args(), c.options);
     ADD_FAILURE() << c.name() << ": D = " << c.d << " must be refused on CUDA";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), Error::Kind::unsupported) << e.what();
   }
-  EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << c.name() << ": cache written";
+  ok(cudaDeviceSynchronize(), "sync");
+  dev.to_host(t);  // the device's cache and outputs, as the refused call left them
+  EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << c.name() << ": k_cache written";
+  EXPECT_EQ(std::memcmp(t.v_cache.data(), before.v_cache.data(), t.v_cache.bytes()), 0) << c.name() << ": v_cache written";
+  EXPECT_EQ(t.out.count_nonfinite(), t.out.numel()) << c.name() << ": out written";
 }
 
 }  // namespace
