@@ -106,6 +106,10 @@ if has san; then
   stage memcheck_meta 300 compute-sanitizer --tool memcheck --error-exitcode 9 $T \
     --gtest_filter='Metadata.CheckingModeDirect:Metadata.CheckingModeStaged:Metadata.OffendingSequenceSkipped:Metadata.AsynchronousReport:CudaCornerCases.*:KvCacheCudaMeta.SanitizerSet'
   grep -E "ERROR SUMMARY" "$LOG/memcheck_meta.log" >> "$SUMMARY"
+  # The decode kernels' shared memory (Q staged in the pipeline's stages, the warps' merge, cluster-FLAT's
+  # distributed shared memory): racecheck on the KV-cache sanitizer set.
+  stage racecheck_kv 240 compute-sanitizer --tool racecheck --error-exitcode 9 $T --gtest_filter='KvCacheCudaMeta.SanitizerSet'
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/racecheck_kv.log" >> "$SUMMARY"
 fi
 if has cli && [[ -x $B/cli/flatattn ]]; then
   export FLATATTN_DATA_DIR=$PWD/data
