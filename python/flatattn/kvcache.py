@@ -131,14 +131,26 @@ def _with_kvcache(q, k_cache, v_cache, k, v, rotary_cos, rotary_sin, cache_seqle
                   num_splits, return_softmax_lse):
     if (k is None) != (v is None):
         raise error("v" if k is not None else "k", "None", "k and v come together", "pass both new k and v, or neither")
-    lib = A.library(q)
+    import sys
 
-    def c(t):  # FlashAttention makes a non-contiguous last dim contiguous (not the caches: they are written)
-        return t if t is None or lib != "torch" or t.stride(-1) == 1 else t.contiguous()
-
+    torch = sys.modules.get("torch")
     left, right = _window(window_size, causal)
-    out, lse = forward_kvcache(c(q), k_cache, v_cache, cache_seqlens, k=c(k), v=c(v), rotary_cos=c(rotary_cos),
-                               rotary_sin=c(rotary_sin), rotary_interleaved=rotary_interleaved,
+    if torch is not None and isinstance(q, torch.Tensor):  # straight to the op: traceable by torch.compile
+        from . import torch_ops
+
+        def c(t):  # FlashAttention makes a non-contiguous last dim contiguous (not the caches: they are written)
+            return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+        out, lse = torch_ops.attention_kvcache(
+            c(q), k_cache, v_cache, _seqlens(cache_seqlens, q, k_cache, block_table, "torch"),
+            block_table=block_table, cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad, k=c(k), v=c(v),
+            rotary_cos=c(rotary_cos), rotary_sin=c(rotary_sin), rotary_interleaved=rotary_interleaved,
+            alibi_slopes=alibi_slopes, softmax_scale=softmax_scale, causal=causal, window_left=left,
+            window_right=right, softcap=softcap, num_splits=num_splits, return_lse=return_softmax_lse)
+        return (out, lse) if return_softmax_lse else out
+
+    out, lse = forward_kvcache(q, k_cache, v_cache, cache_seqlens, k=k, v=v, rotary_cos=rotary_cos,
+                               rotary_sin=rotary_sin, rotary_interleaved=rotary_interleaved,
                                cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad, block_table=block_table,
                                softmax_scale=softmax_scale, causal=causal, window=(left, right), softcap=softcap,
                                alibi_slopes=alibi_slopes, num_splits=num_splits, return_lse=return_softmax_lse)
