@@ -14,6 +14,7 @@
 #include "cli/machine.h"
 #include "cli/measure.h"
 #include "cli/report.h"
+#include "cli/run_decode.h"
 #include "cli/table.h"
 
 namespace flatattn::cli {
@@ -43,7 +44,32 @@ struct RunFlags {
   std::string mode = "fwd";
   int reps = 3, warmup = 1, check_rows = 64;
   bool no_naive = false, json = false;
+  bool decode = false;  ///< --decode: one forward_kvcache decode step (cli/run_decode.h)
+  DecodeFlags dec;
 };
+
+// Default decode shape (--decode without shape flags): a Llama-3-8B-like layer, GQA Hq = 32 over Hkv = 8,
+// D = 128, 8 sequences of 4096 tokens in 16-token pages, one query token each: 2 * 8 * 4096 * 8 * 128 * 2 B
+// = 134 MB of bf16 KV per step (268 MB in f32 on the CPU).
+constexpr std::int64_t kDecodeBatch = 8, kDecodeContext = 4096, kDecodeHq = 32, kDecodeHkv = 8, kDecodeD = 128;
+
+void run_decode_cmd(const RunFlags& f, const CLI::App& sub) {
+  WorkloadFlags wf = f.w;
+  auto given = [&](const char* name) { return sub.get_option(name)->count() > 0; };
+  if (wf.batch == 0) wf.batch = kDecodeBatch;
+  if (!given("--n")) wf.n = kDecodeContext;
+  if (!given("--hq")) wf.hq = kDecodeHq;
+  if (!given("--hkv")) wf.hkv = given("--hq") ? 0 : kDecodeHkv;
+  if (!given("--d")) wf.d = kDecodeD;
+  Workload w = resolve(wf);
+  w.nk = wf.nk > 0 ? wf.nk : wf.n;  // the context
+  DecodeFlags d = f.dec;
+  d.reps = f.reps;
+  d.warmup = f.warmup;
+  d.check = f.check_rows > 0;
+  d.json = f.json;
+  run_decode(w, d);
+}
 
 void run(const RunFlags& f) {
   WorkloadFlags wf = f.w;
@@ -132,7 +158,23 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--no-naive", f->no_naive, "skip naive attention");
   sub->add_flag("--json", f->json, "print the results as JSON instead of text");
-  sub->callback([f] { run(*f); });
+  sub->add_flag("--decode", f->decode,
+                "a decode step instead: forward_kvcache of --nq query tokens per sequence against a paged KV cache "
+                "of --n tokens (default B=8, n=4096, Hq=32, Hkv=8, D=128), printing time and KV bandwidth");
+  sub->add_option("--page-size", f->dec.page_size, "--decode: tokens per KV page")->check(int_in(1, 1 << 20))
+      ->capture_default_str();
+  sub->add_option("--nq", f->dec.nq, "--decode: query tokens per sequence")->check(int_in(1, 1 << 16))
+      ->capture_default_str();
+  sub->add_option("--splits", f->dec.num_splits, "--decode: split-KV count (0: the library's choice)")
+      ->check(int_in(0, 1 << 16))
+      ->capture_default_str();
+  sub->callback([f, sub] {
+    if (f->decode) {
+      run_decode_cmd(*f, *sub);
+    } else {
+      run(*f);
+    }
+  });
 }
 
 }  // namespace flatattn::cli

@@ -10,7 +10,8 @@
 # GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `anydbench`: bench_bwd at odd head dims
 # (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
-# lists). Optional stages on Hopper with the sm90
+# lists); `decode`: forward_kvcache's decode bandwidth (bench/gpu/bench_decode, against the copy bandwidth of
+# the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py). Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -73,7 +74,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -105,8 +106,12 @@ if has san; then
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/racecheck.log" >> "$SUMMARY"
   # Adversarial varlen metadata (issue 20): 0 errors means no kernel read or wrote outside the tensors.
   stage memcheck_meta 300 compute-sanitizer --tool memcheck --error-exitcode 9 $T \
-    --gtest_filter='Metadata.CheckingModeDirect:Metadata.CheckingModeStaged:Metadata.OffendingSequenceSkipped:Metadata.AsynchronousReport:CudaCornerCases.*'
+    --gtest_filter='Metadata.CheckingModeDirect:Metadata.CheckingModeStaged:Metadata.OffendingSequenceSkipped:Metadata.AsynchronousReport:CudaCornerCases.*:KvCacheCudaMeta.SanitizerSet'
   grep -E "ERROR SUMMARY" "$LOG/memcheck_meta.log" >> "$SUMMARY"
+  # The decode kernels' shared memory (Q staged in the pipeline's stages, the warps' merge, cluster-FLAT's
+  # distributed shared memory): racecheck on the KV-cache sanitizer set.
+  stage racecheck_kv 240 compute-sanitizer --tool racecheck --error-exitcode 9 $T --gtest_filter='KvCacheCudaMeta.SanitizerSet'
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/racecheck_kv.log" >> "$SUMMARY"
 fi
 if has cli && [[ -x $B/cli/flatattn ]]; then
   export FLATATTN_DATA_DIR=$PWD/data
@@ -148,6 +153,11 @@ if has host; then  # host time per call from the C++ entry to the launch, next t
   if [[ -x $B/bench/gpu/host_threads ]]; then  # the same per call from 1 and 8 host threads (own streams, shapes)
     stage host_threads 120 $B/bench/gpu/host_threads --threads 8 --out "$OUT/host_threads.json" --commit "$COMMIT"
   fi
+fi
+if has decode; then  # issue 18: decode bandwidth vs copy bandwidth, then SDPA's backends on the same shapes
+  stage decode 300 $B/bench/gpu/bench_decode --out "$OUT/decode_$GPU.json" --commit "$COMMIT" ${DECODE_ARGS:-}
+  cp "$LOG/decode.log" "$OUT/decode_${GPU}_table.txt" 2>/dev/null
+  stage decode_peers 240 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_decode.py
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \

@@ -4,6 +4,7 @@
 #include "flatattn/attention.h"
 #include "flatattn/dtype.h"
 #include "flatattn/error.h"
+#include "flatattn/kvcache.h"
 #include "flatattn/options.h"
 #include "flatattn/tensor.h"
 #include "flatattn/version.h"  // generated into the build tree

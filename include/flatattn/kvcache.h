@@ -14,7 +14,8 @@
 //                                                     (int32 (B); absent: row b)
 //   cache_seqlens int32 (B): tokens of sequence b already in the cache, before this call.
 //   k_new, v_new  (B, Nnew, Hkv, D)                   optional: appended in place at cache_seqlens[b]
-//   rotary_cos, rotary_sin (max_position, rotary_dim / 2), q's dtype, optional.
+//   rotary_cos, rotary_sin (max_position, rotary_dim / 2), q's dtype, optional; only with k_new/v_new
+//                (cached keys are stored rotated; FlashAttention-2 has the same rule).
 //
 // Semantics of one call, sequence b (identical on every backend; the fp64 oracle defines them):
 //   1. Append: when k_new/v_new are given, token t of k_new[b]/v_new[b] (rotated, see 3) is written to
@@ -24,6 +25,9 @@
 //      (cache_leftpad absent: 0). Queries: Nq rows, aligned to the end of the keys: with causal, query i
 //      sees keys j <= i + n_k - Nq (bottom-right alignment, as FlashAttention-2); windows likewise.
 //      Options (scale, causal, window, softcap) and ForwardArgs-style ALiBi slopes / sinks as in forward().
+//      Options::dropout_p > 0, CausalAlign::top_left and a forced Options::dataflow are refused (unsupported).
+//      The rows appended by one call must be distinct (pages may be shared between sequences where they are
+//      only read); a row appended by one sequence and read as cached by another in the same call is undefined.
 //   3. Rotary (Su et al., RoFormer 2021, Sec. 3.4), when rotary_cos/sin are given: the first rotary_dim
 //      channels of q and of the new keys are rotated; pairs (2c, 2c+1) when rotary_interleaved (GPT-J),
 //      else (c, c + rotary_dim/2) (GPT-NeoX). New key t sits at position cache_seqlens[b] + t; query i at
@@ -34,9 +38,11 @@
 //
 // Errors (Error naming the argument, before anything is written, the cache included): a dtype, shape,
 // device or stride mismatch; page_size < 1; Nq < 1; rotary_dim odd or > D; on the CPU also every
-// metadata value (a block_table entry outside [0, num_pages), cache_seqlens[b] + Nnew beyond the
+// metadata value (a block_table entry the call reads or writes -- pages of positions [leftpad,
+// cache_seqlens[b] + Nnew); later entries are never read -- outside [0, num_pages), cache_seqlens[b] + Nnew beyond the
 // capacity max_pages * page_size (contiguous: capacity), cache_batch_idx outside [0, B_cache), a
-// leftpad outside [0, cache_seqlens[b]]). CUDA metadata lives on the device: as for varlen offsets
+// leftpad outside [0, cache_seqlens[b]], a rotated position without a rotary_cos row, two sequences
+// appending to one cache row). docs/kvcache.md summarizes the contract. CUDA metadata lives on the device: as for varlen offsets
 // (attention.h, Varlen) no value can make a kernel touch memory outside the tensors; a bad sequence is
 // skipped and reported by the same error word (FLATATTN_CHECK_METADATA=1: synchronously).
 #pragma once

@@ -7,6 +7,8 @@ APIs (all zero-copy over DLPack; CUDA work is queued on the caller's current str
 - FlashAttention-2 compatible (torch): ``flash_attn_func``, ``flash_attn_qkvpacked_func``,
   ``flash_attn_kvpacked_func``, ``flash_attn_varlen_func``, ``flash_attn_varlen_qkvpacked_func``,
   ``flash_attn_varlen_kvpacked_func`` (also in ``flatattn.flash_attn_interface``);
+- inference over a paged or contiguous KV cache: ``flash_attn_with_kvcache`` (FlashAttention-2's signature;
+  numpy or torch) and the native :func:`forward_kvcache`;
 - PyTorch SDPA compatible: :func:`scaled_dot_product_attention` ((B, H, N, D), top-left causal);
 - Hugging Face transformers: ``flatattn.transformers.register()`` enables ``attn_implementation="flatattn"``;
 - the fp64 oracle for tests: ``flatattn.reference.forward / backward``.
@@ -20,6 +22,7 @@ import sys as _sys
 from . import _C
 from ._errors import FlatattnDropInError, FlatattnError, FlatattnRuntimeError, FlatattnUnsupportedError
 from ._native import backward, dropout_mask, forward
+from .kvcache import flash_attn_with_kvcache, forward_kvcache
 
 _C._set_error_classes(FlatattnError, FlatattnUnsupportedError, FlatattnRuntimeError)
 
@@ -72,7 +75,8 @@ if "torch" in _sys.modules:  # torch users: register the ops now (torch.compile 
     _load_torch_apis()
 
 __all__ = [
-    "forward", "backward", "dropout_mask", "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError",
+    "forward", "backward", "dropout_mask", "forward_kvcache", "flash_attn_with_kvcache",
+    "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError",
     "FlatattnDropInError", "Report",
     "cuda_built", "forward_flops", "reference", *_TORCH_NAMES,
 ]

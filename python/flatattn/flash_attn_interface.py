@@ -42,13 +42,14 @@ import torch
 
 from .torch_ops import attention_ext, forward_opts
 from ._errors import drop_in, error
+from .kvcache import flash_attn_with_kvcache  # noqa: F401 (numpy or torch; defined without importing torch)
 
 # Refused calls raise RuntimeError as the originals do (see _errors.drop_in).
 _drop_in = functools.partial(drop_in, compiling=torch.compiler.is_compiling)
 
 __all__ = [
     "draw_rng_state", "flash_attn_func", "flash_attn_qkvpacked_func", "flash_attn_kvpacked_func", "flash_attn_varlen_func",
-    "flash_attn_varlen_qkvpacked_func", "flash_attn_varlen_kvpacked_func",
+    "flash_attn_varlen_qkvpacked_func", "flash_attn_varlen_kvpacked_func", "flash_attn_with_kvcache",
 ]
 
 

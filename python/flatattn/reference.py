@@ -59,3 +59,24 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
                           sinks=A.dlpack(sinks, 0), dsinks=A.dlpack(dsinks, 0), dropout_p=float(dropout_p),
                           seed=int(dropout_seed), offset=int(dropout_offset))
     return (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
+
+
+def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, precision="f64", k=None, v=None, rotary_cos=None,
+                    rotary_sin=None, rotary_interleaved=False, cache_batch_idx=None, cache_leftpad=None,
+                    block_table=None, softmax_scale=None, causal=False, window=(-1, -1), softcap=0.0,
+                    alibi_slopes=None, sinks=None):
+    """The oracle of :func:`flatattn.forward_kvcache` (src/reference/reference_kvcache.h): appends k, v (rotated
+    in fp64, stored once in the cache dtype) into ``k_cache`` / ``v_cache`` IN PLACE (pass copies), then returns
+    ``(out, lse)``: out float64 ('f64') or q's dtype ('input'), lse (B, H, Sq) float64. Same arguments as
+    :func:`flatattn.forward_kvcache` (cache_seqlens an int32 (B) array)."""
+    lib = A.library(q)
+    left, right = window
+    out = A.empty(q, tuple(q.shape), _out_dtype(precision), lib)
+    lse = A.empty(q, A.lse_shape(q, False), "float64", lib)
+    d = A.dlpack
+    _C.reference_forward_kvcache(d(q, 0), d(k_cache, 0), d(v_cache, 0), d(out, 0), d(lse, 0), d(cache_seqlens, 0),
+                                 d(block_table, 0), d(cache_batch_idx, 0), d(cache_leftpad, 0), d(k, 0), d(v, 0),
+                                 d(rotary_cos, 0), d(rotary_sin, 0), bool(rotary_interleaved), d(alibi_slopes, 0),
+                                 d(sinks, 0), softmax_scale, bool(causal), int(left), int(right), float(softcap),
+                                 precision)
+    return out, lse

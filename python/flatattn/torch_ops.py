@@ -19,7 +19,7 @@ from torch import Tensor
 from . import _C
 from ._arrays import lse_shape
 
-__all__ = ["attention", "attention_backward", "attention_ext", "attention_backward_ext"]
+__all__ = ["attention", "attention_backward", "attention_ext", "attention_backward_ext", "attention_kvcache"]
 
 try:
     _capsule = torch._C._to_dlpack  # C-level DLPack export: ~0.4 us vs ~4 us for Tensor.__dlpack__
@@ -463,3 +463,54 @@ def stream_scope(q, stream):
         stream = torch.cuda.ExternalStream(int(getattr(stream, "cuda_stream", getattr(stream, "ptr", stream))),
                                            device=q.device)
     return torch.cuda.stream(stream)
+
+
+# ---- forward_kvcache (flatattn::fwd_kvcache) -------------------------------------------------------------
+# Inference over a KV cache (include/flatattn/kvcache.h): k_cache and v_cache are mutated in place (the append),
+# which the schema declares (Tensor(a!)), so torch.compile and functionalization order it correctly. No
+# autograd (inference). The call allocates only out (and lse when asked; else an empty tensor) and never
+# synchronizes: CUDA-graph capturable when cache_seqlens is a tensor.
+
+_lib.define(
+    "fwd_kvcache(Tensor q, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor cache_seqlens, Tensor? block_table, "
+    "Tensor? cache_batch_idx, Tensor? cache_leftpad, Tensor? k, Tensor? v, Tensor? rotary_cos, Tensor? rotary_sin, "
+    "bool rotary_interleaved, Tensor? alibi_slopes, Tensor? sinks, float? softmax_scale, bool causal, "
+    "int window_left, int window_right, float softcap, int num_splits, bool return_lse, int num_threads) "
+    "-> (Tensor out, Tensor lse)")
+
+
+def _fwd_kvcache_kernel(q, k_cache, v_cache, cache_seqlens, block_table, cache_batch_idx, cache_leftpad, k, v,
+                        rotary_cos, rotary_sin, rotary_interleaved, alibi_slopes, sinks, softmax_scale, causal,
+                        window_left, window_right, softcap, num_splits, return_lse, num_threads):
+    out = torch.empty_like(q)
+    lse = q.new_empty(lse_shape(q, False) if return_lse else (0,), dtype=torch.float32)
+    _call(_C.forward_kvcache, q, num_threads, _capsule(q), _capsule(k_cache), _capsule(v_cache), _capsule(out),
+          _capsule(lse) if return_lse else None, _capsule(cache_seqlens), _cap(block_table), _cap(cache_batch_idx),
+          _cap(cache_leftpad), _cap(k), _cap(v), _cap(rotary_cos), _cap(rotary_sin), rotary_interleaved,
+          _cap(alibi_slopes), _cap(sinks), softmax_scale, causal, window_left, window_right, softcap, num_splits)
+    return out, lse
+
+
+_lib.impl("fwd_kvcache", _fwd_kvcache_kernel, "CPU")
+_lib.impl("fwd_kvcache", _fwd_kvcache_kernel, "CUDA")
+
+
+@torch.library.register_fake("flatattn::fwd_kvcache", lib=_lib)
+def _(q, k_cache, v_cache, cache_seqlens, block_table, cache_batch_idx, cache_leftpad, k, v, rotary_cos, rotary_sin,
+      rotary_interleaved, alibi_slopes, sinks, softmax_scale, causal, window_left, window_right, softcap, num_splits,
+      return_lse, num_threads):
+    return torch.empty_like(q), q.new_empty(lse_shape(q, False) if return_lse else (0,), dtype=torch.float32)
+
+
+_fwd_kvcache_op = torch.ops.flatattn.fwd_kvcache.default
+
+
+def attention_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, cache_batch_idx=None,
+                      cache_leftpad=None, k=None, v=None, rotary_cos=None, rotary_sin=None, rotary_interleaved=False,
+                      alibi_slopes=None, sinks=None, softmax_scale=None, causal=False, window_left=-1,
+                      window_right=-1, softcap=0.0, num_splits=0, return_lse=False, num_threads=0):
+    """forward_kvcache through the custom op: returns (out, lse); lse is an empty tensor unless return_lse."""
+    return _fwd_kvcache_op(q, k_cache, v_cache, cache_seqlens, block_table, cache_batch_idx, cache_leftpad, k, v,
+                           rotary_cos, rotary_sin, bool(rotary_interleaved), alibi_slopes, sinks,
+                           None if softmax_scale is None else float(softmax_scale), bool(causal), int(window_left),
+                           int(window_right), float(softcap), int(num_splits), bool(return_lse), int(num_threads))

@@ -17,6 +17,7 @@
 
 #include "flatattn/flatattn.h"
 #include "src/reference/reference.h"
+#include "src/reference/reference_kvcache.h"
 #include "views.h"
 
 namespace nb = nanobind;
@@ -219,6 +220,71 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
   ref::backward(a, o, p);
 }
 
+/// The arguments of a forward_kvcache call (the kernels and the oracle share them).
+struct KvCall {
+  KvCacheArgs args;
+  Options options;
+};
+
+KvCall kvcache_call(const In& q, const Out& k_cache, const Out& v_cache, const Out& out, const std::optional<Out>& lse,
+                    const In& cache_seqlens, const OptIn& block_table, const OptIn& cache_batch_idx,
+                    const OptIn& cache_leftpad, const OptIn& k_new, const OptIn& v_new, const OptIn& rotary_cos,
+                    const OptIn& rotary_sin, bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
+                    std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr, float softcap,
+                    int num_splits, int num_threads) {
+  KvCall c;
+  KvCacheArgs& a = c.args;
+  a.q = view_of(q, "q");
+  a.cache.k_cache = view_of(k_cache, "k_cache");
+  a.cache.v_cache = view_of(v_cache, "v_cache");
+  a.cache.cache_seqlens = view_of(cache_seqlens, "cache_seqlens");
+  a.cache.block_table = view_of(block_table, "block_table");
+  a.cache.cache_batch_idx = view_of(cache_batch_idx, "cache_batch_idx");
+  a.cache.cache_leftpad = view_of(cache_leftpad, "cache_leftpad");
+  a.k_new = view_of(k_new, "k");
+  a.v_new = view_of(v_new, "v");
+  a.rotary_cos = view_of(rotary_cos, "rotary_cos");
+  a.rotary_sin = view_of(rotary_sin, "rotary_sin");
+  a.rotary_interleaved = rotary_interleaved;
+  a.out = view_of(out, "out");
+  a.lse = view_of(lse, "lse");
+  a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
+  a.sinks = view_of(sinks, "sinks");
+  a.num_splits = num_splits;
+  c.options = make_options(scale, causal, false, wl, wr, softcap, "auto", num_threads, false);
+  c.options.return_lse = lse.has_value();
+  return c;
+}
+
+Report run_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cache, const Out& out,
+                           const std::optional<Out>& lse, const In& cache_seqlens, const OptIn& block_table,
+                           const OptIn& cache_batch_idx, const OptIn& cache_leftpad, const OptIn& k_new,
+                           const OptIn& v_new, const OptIn& rotary_cos, const OptIn& rotary_sin,
+                           bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
+                           std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr, float softcap,
+                           int num_splits, int num_threads, std::uintptr_t stream) {
+  const KvCall c = kvcache_call(q, k_cache, v_cache, out, lse, cache_seqlens, block_table, cache_batch_idx,
+                                cache_leftpad, k_new, v_new, rotary_cos, rotary_sin, rotary_interleaved, alibi_slopes,
+                                sinks, scale, causal, wl, wr, softcap, num_splits, num_threads);
+  nb::gil_scoped_release release;
+  return flatattn::forward_kvcache(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
+}
+
+void reference_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cache, const Out& out,
+                               const std::optional<Out>& lse, const In& cache_seqlens, const OptIn& block_table,
+                               const OptIn& cache_batch_idx, const OptIn& cache_leftpad, const OptIn& k_new,
+                               const OptIn& v_new, const OptIn& rotary_cos, const OptIn& rotary_sin,
+                               bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
+                               std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr,
+                               float softcap, std::string_view precision) {
+  const KvCall c = kvcache_call(q, k_cache, v_cache, out, lse, cache_seqlens, block_table, cache_batch_idx,
+                                cache_leftpad, k_new, v_new, rotary_cos, rotary_sin, rotary_interleaved, alibi_slopes,
+                                sinks, scale, causal, wl, wr, softcap, 0, 0);
+  const ref::Precision p = parse_precision(precision);
+  nb::gil_scoped_release release;
+  ref::forward_kvcache(c.args, c.options, p);
+}
+
 /// flatattn::dropout_mask into a contiguous uint8 array of shape (B, Hq, Nq, Nk) on the CPU or a CUDA device.
 void run_dropout_mask(nb::ndarray<std::uint8_t, nb::c_contig> mask, float dropout_p, std::uint64_t seed,
                       std::uint64_t offset, std::uintptr_t stream) {
@@ -299,6 +365,18 @@ NB_MODULE(_C, m) {
       "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
   m.def("dropout_mask", &run_dropout_mask, "mask"_a, "dropout_p"_a, "seed"_a, "offset"_a, "stream"_a,
         "flatattn::dropout_mask: the keep mask (1 kept, 0 dropped) into a contiguous uint8 (B, Hq, Nq, Nk) array.");
+  m.def("forward_kvcache", &run_forward_kvcache, "q"_a, "k_cache"_a, "v_cache"_a, "out"_a, "lse"_a.none(),
+        "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(), "cache_leftpad"_a.none(), "k"_a.none(),
+        "v"_a.none(), "rotary_cos"_a.none(), "rotary_sin"_a.none(), "rotary_interleaved"_a, "alibi_slopes"_a.none(),
+        "sinks"_a.none(), "softmax_scale"_a.none(), "causal"_a, "window_left"_a, "window_right"_a, "softcap"_a,
+        "num_splits"_a, "num_threads"_a, "stream"_a,
+        "flatattn::forward_kvcache on DLPack arrays: appends k/v into the caches, writes out (and lse when given).");
+  m.def("reference_forward_kvcache", &reference_forward_kvcache, "q"_a, "k_cache"_a, "v_cache"_a, "out"_a,
+        "lse"_a.none(), "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(),
+        "cache_leftpad"_a.none(), "k"_a.none(), "v"_a.none(), "rotary_cos"_a.none(), "rotary_sin"_a.none(),
+        "rotary_interleaved"_a, "alibi_slopes"_a.none(), "sinks"_a.none(), "softmax_scale"_a.none(), "causal"_a,
+        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "The fp64 oracle of forward_kvcache on CPU arrays (appends into the caches); outputs may be float64.");
   m.def("cuda_built", &cuda_built, "True when the library was built with its CUDA backend.");
   m.attr("__version__") = FLATATTN_VERSION;
 }

@@ -411,4 +411,42 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   return r;
 }
 
+namespace vcheck {
+
+std::string shape_str(const TensorView& t) { return flatattn::shape_str(t); }
+std::string dev_str(const Device& d) { return flatattn::dev_str(d); }
+void view(const TensorView& t, const char* name, int rank, const char* layout) { check_view(t, name, rank, layout); }
+void dtype(const TensorView& t, const char* name, DType want) { check_dtype(t, name, want, Consumer::kernel); }
+void device(const TensorView& t, const char* name, const Device& want) { check_device(t, name, want); }
+std::int64_t used_stride(const TensorView& t, int i) { return flatattn::used_stride(t, i); }
+
+void options(const Options& o, std::int64_t hq, std::int64_t d, Problem& p) {
+  p.hq = hq;
+  p.d = d;
+  check_options(o, p);
+}
+
+void outputs_and_extras(const TensorView& q, const TensorView& out, const TensorView& lse, bool return_lse,
+                        const TensorView& alibi, const TensorView& sinks, Problem& p) {
+  Shapes s{};
+  s.batch = q.shape[0];
+  s.nq = q.shape[1];
+  s.hq = q.shape[2];
+  s.d = q.shape[3];
+  s.varlen = false;
+  s.dtype = q.dtype;
+  s.device = q.device;
+  check_like(out, "out", q, "q", s, Consumer::kernel, "(B, Nq, Hq, D)");
+  if (return_lse) {
+    check_lse(lse, s, "lse", Consumer::kernel);
+  } else {
+    FLATATTN_REQUIRE(!lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
+            "set Options::return_lse = true, or pass no lse view");
+  }
+  check_alibi(alibi, s, Consumer::kernel, p);
+  if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
+}
+
+}  // namespace vcheck
+
 }  // namespace flatattn

@@ -38,4 +38,23 @@ void require(bool cond, const std::string& argument, const std::string& value, c
     if (!(cond)) throw ::flatattn::Error(::flatattn::Error::Kind::invalid_argument, argument, value, limit, fix); \
   } while (0)
 
+/// The per-view checks of validate.cc, shared with the KV-cache validation (src/core/validate_kvcache.cc).
+namespace vcheck {
+std::string shape_str(const TensorView& t);
+std::string dev_str(const Device& d);
+/// Present, rank, non-negative shape/strides, contiguous last dim, data pointer (layout names the shape).
+void view(const TensorView& t, const char* name, int rank, const char* layout);
+/// t's dtype is `want` (kernel consumer).
+void dtype(const TensorView& t, const char* name, DType want);
+void device(const TensorView& t, const char* name, const Device& want);
+/// The stride of dim i, 0 where the dim has extent <= 1 (never used).
+std::int64_t used_stride(const TensorView& t, int i);
+/// Options (scale, softcap, dropout, window, causal, threads) for a problem of hq heads of dim d into `p`.
+void options(const Options& o, std::int64_t hq, std::int64_t d, Problem& p);
+/// out like q, lse (B, Hq, Nq) fp32 iff return_lse, ALiBi slopes and sinks (check_alibi/check_sinks) for a
+/// batched problem with q (B, Nq, Hq, D); p.variant gets the slopes.
+void outputs_and_extras(const TensorView& q, const TensorView& out, const TensorView& lse, bool return_lse,
+                        const TensorView& alibi, const TensorView& sinks, Problem& p);
+}  // namespace vcheck
+
 }  // namespace flatattn

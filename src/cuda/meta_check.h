@@ -7,12 +7,14 @@
 //    synchronizes its stream after the launches and throws the violation it found.
 //  - Otherwise each device has one word (allocated once) and a pinned host mirror; every varlen call
 //    queues a copy of the word to the mirror after its launches, and the next CUDA forward/backward on
-//    that device that finds the mirror set clears both and throws (doing nothing else). Concurrent calls
+//    that device that finds the mirror set clears both and throws (doing nothing else). forward_kvcache
+//    calls use a second word in mapped host memory that their kernels set directly (no copy per call). Concurrent calls
 //    on several streams may report one violation in the call after the one that caused it, or twice.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include "src/core/kv_problem.h"
 #include "src/core/problem.h"
 
 namespace flatattn::cuda {
@@ -22,6 +24,9 @@ namespace flatattn::cuda {
 class MetaCheck {
  public:
   MetaCheck(const Problem& p, cudaStream_t stream);
+  /// forward_kvcache (src/cuda/decode): the cache metadata (block_table, cache_seqlens, cache_batch_idx,
+  /// cache_leftpad) is always device data, so every call with B > 0 gets a word.
+  MetaCheck(const KvProblem& p, cudaStream_t stream);
   ~MetaCheck();
   MetaCheck(const MetaCheck&) = delete;
   MetaCheck& operator=(const MetaCheck&) = delete;
@@ -33,7 +38,10 @@ class MetaCheck {
   void finish();
 
  private:
-  const Problem& p_;
+  void start(int device, bool active);
+  const Problem* p_ = nullptr;      ///< varlen calls
+  const KvProblem* kv_ = nullptr;  ///< forward_kvcache calls
+  int device_ = 0;
   cudaStream_t stream_;
   unsigned* word_ = nullptr;
   unsigned* mirror_ = nullptr;

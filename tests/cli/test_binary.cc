@@ -154,6 +154,20 @@ TEST(Cli, RunJsonHasTheMeasurements) {
   for (const char* k : {"cpu", "commit", "date", "logical_cpus"}) EXPECT_TRUE(j["machine"].contains(k)) << k;
 }
 
+TEST(Cli, RunDecodePrintsTimeAndBandwidthAndPasses) {
+  const Result r = run("run --decode -b 3 -n 300 --hq 8 --hkv 2 -d 64 --page-size 16 --nq 2 --reps 2 --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"run --decode", "kernel: cpu_kvcache", "time: median", "bandwidth:", "GB/s", "PASS"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
+  EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+  const Result j = run("run --decode -b 2 -n 100 --hq 4 --hkv 1 -d 32 --splits 3 --reps 1 --device cpu --json");
+  ASSERT_EQ(j.code, 0) << j.out << j.err;
+  const auto js = nlohmann::json::parse(j.out);
+  EXPECT_GT(js["bandwidth_gbs"].get<double>(), 0);
+  EXPECT_EQ(js["kernel"], "cpu_kvcache_gqa_paged_splits3");
+  EXPECT_EQ(js["cache_check"], "PASS");
+}
+
 TEST(Cli, CheckQuickPasses) {
   const Result r = run("check --quick");
   ASSERT_EQ(r.code, 0) << r.out << r.err;

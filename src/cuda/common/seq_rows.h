@@ -8,12 +8,18 @@
 namespace flatattn::cuda {
 
 /// Bits of the metadata error word: which argument a kernel found invalid (bit i names the i-th of
-/// cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k; src/cuda/meta_check.cc).
+/// cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, block_table, cache_seqlens, cache_batch_idx,
+/// cache_leftpad; src/cuda/meta_check.cc).
 enum MetaError : unsigned {
   kMetaCuQ = 1u,   ///< cu_seqlens_q: cu[0] != 0, decreasing, negative, or past total_q
   kMetaCuK = 2u,   ///< cu_seqlens_k: the same against total_k
   kMetaMaxQ = 4u,  ///< max_seqlen_q smaller than a query length
   kMetaMaxK = 8u,  ///< max_seqlen_k smaller than a key length
+  // forward_kvcache (src/cuda/decode/kv_meta.cuh): the cache metadata of a sequence.
+  kMetaBlockTable = 16u,     ///< block_table: an entry of the sequence's key range outside [0, num_pages)
+  kMetaCacheSeqlens = 32u,   ///< cache_seqlens: negative, + Nnew beyond the capacity, or past the rotary table
+  kMetaCacheBatchIdx = 64u,  ///< cache_batch_idx: outside [0, B_cache)
+  kMetaCacheLeftpad = 128u,  ///< cache_leftpad: outside [0, cache_seqlens[b]]
 };
 
 /// The packed rows [start, start + len) of one sequence, and why it was refused (0: valid).
