@@ -14,6 +14,17 @@ namespace {
 constexpr double kEps32 = 5.9604644775390625e-08;  // 2^-24, unit roundoff of fp32
 }  // namespace
 
+float stored_di(const float* dout, const float* out, std::int64_t d, double* abs_sum) {
+  float di = 0.f;
+  double a = 0;
+  for (std::int64_t k = 0; k < d; ++k) {
+    di += dout[k] * out[k];
+    a += std::abs(double(dout[k]) * out[k]);
+  }
+  if (abs_sum) *abs_sum = a;
+  return di;
+}
+
 NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   const Case& c = t.c;
   const Options& o = c.options;
@@ -110,13 +121,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             Di += pr[j] * acc;
           }
           double abs_di = 0;  // sum_d |dO_id O_id|: the scale of D_i's rounding
-          if (method == NaiveMethod::lse) {  // D_i = rowsum(dO o O) with the forward's O
-            Di = 0.f;
-            for (std::int64_t k = 0; k < d; ++k) {
-              Di += go[k] * Oh[i * d + k];
-              abs_di += std::abs(double(go[k]) * Oh[i * d + k]);
-            }
-          }
+          if (method == NaiveMethod::lse) Di = stored_di(go, &Oh[i * d], d, &abs_di);  // with the forward's O
           for (std::int64_t j = 0; j < nk; ++j) {
             float ds = pr[j] * (dP[j] - Di);
             if (o.softcap > 0) ds *= Dcap[j];

@@ -94,7 +94,7 @@ TEST(CpuNaive, MatchesOracle) {
       t.lse.poison();
       const ValidatedForward v = validate_forward(t.forward_args(), c.options);
       cpu::naive_forward(v.problem, v.tensors);
-      const Verdict vo = judge(t.out, o.out, &o.naive_out, dt);
+      const Verdict vo = judge_forward(t.out, o, dt);
       EXPECT_TRUE(vo.pass) << vo.detail();
       if (dt == DType::f32) EXPECT_LE(vo.rel_err, 1e-5) << vo.detail();
       const Verdict vl = judge_lse(t.lse, o.lse, 1e-5);
