@@ -5,11 +5,17 @@
 
 #include <cstring>
 #include <random>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "src/check/bad_inputs.h"
 #include "src/check/case.h"
+
+namespace flatattn::check {
+/// gtest prints a row by its name (not its bytes).
+inline void PrintTo(const BadInput& r, std::ostream* os) { *os << r.name; }
+}  // namespace flatattn::check
 
 using namespace flatattn;
 using namespace flatattn::check;

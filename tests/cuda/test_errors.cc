@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,11 @@
 #include "src/check/bad_inputs.h"
 #include "src/check/case.h"
 #include "tests/cuda/device_case.h"
+
+namespace flatattn::check {
+/// gtest prints a row by its name (not its bytes).
+inline void PrintTo(const BadInput& r, std::ostream* os) { *os << r.name; }
+}  // namespace flatattn::check
 
 using namespace flatattn;
 using namespace flatattn::check;
