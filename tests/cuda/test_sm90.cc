@@ -22,6 +22,7 @@
 #include "src/check/case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
+#include "src/check/yardstick.h"
 #include "tests/cuda/device_case.h"
 #include "tests/cuda/wgmma_unit.h"
 
