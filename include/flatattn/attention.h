@@ -56,6 +56,9 @@ namespace flatattn {
 ///     cleared. With calls in flight on several streams the report may come one call later (or twice).
 ///     The first varlen call on a device allocates the word with a synchronous copy (do it before a
 ///     CUDA-graph capture).
+///   - check_errors(device, stream) raises a pending violation now, without another attention call:
+///     it waits for `stream` (null: every stream of the device) and throws what the calls ordered before
+///     it found (clearing it), or returns.
 struct Varlen {
   TensorView cu_seqlens_q;
   TensorView cu_seqlens_k;
@@ -126,6 +129,16 @@ Report backward(const BackwardArgs& args, const Options& options = {}, Stream st
 /// On CUDA the call is asynchronous on `stream`.
 void dropout_mask(std::uint8_t* mask, Device device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
                   std::int64_t nk, const Options& options = {}, Stream stream = {});
+
+/// Synchronizes and raises a pending device metadata violation (see Varlen: the asynchronous mode) now:
+/// waits for `stream` on `device` (a null stream: cudaDeviceSynchronize, every stream of the device), then
+/// throws the Error of Kind::invalid_argument naming cu_seqlens_q/k or max_seqlen_q/k that an earlier varlen
+/// forward()/backward() on the device recorded, clearing it; returns when there is none. The same check
+/// every CUDA forward()/backward() makes on entry, for a caller that wants the report at a point of its
+/// choosing (before reading the outputs, at the end of a step). CPU devices: returns (CPU metadata is checked
+/// before a call runs). Errors: a negative CUDA device index (Error naming device), a build without CUDA
+/// (Kind::unsupported), a CUDA runtime error while synchronizing.
+void check_errors(Device device, Stream stream = {});
 
 /// FLOPs of a forward pass as counted by the FlashAttention papers: 4 * sum over rows of
 /// (visible keys) * D * Hq. For square causal this is about half of 4 * B * Hq * N^2 * D.

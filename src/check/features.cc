@@ -142,6 +142,10 @@ constexpr Feature kFeatures[] = {
                                                                   2,  90,  90, 4, 2, 59,
    [](Case& c) { c.hq = 4, c.hkv = 2, causal(c), c.options.window = {24, 0}, dropout(c, 0.1f);
                  c.sinks = true, c.sink_mean = 2.0; }, false},
+  // Softcap where tanh saturates (|scale s| ~ 600 against c = 30, the few keys with |s| < 9 c carry the
+  // gradient): its derivative sech^2 must not come from 1 - tanh^2 (issue 20, item 6).
+  {"softcap_large_logits", "softcap 30, sd 24 (|scale s| ~ 600: tanh saturated), causal", 2, 97, 97, 2, 2, 64,
+   [](Case& c) { causal(c), c.options.softcap = 30.f, c.input_sd = 24.0; }, false},
 };
 // clang-format on
 

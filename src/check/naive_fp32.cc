@@ -14,6 +14,17 @@ namespace {
 constexpr double kEps32 = 5.9604644775390625e-08;  // 2^-24, unit roundoff of fp32
 }  // namespace
 
+float stored_di(const float* dout, const float* out, std::int64_t d, double* abs_sum) {
+  float di = 0.f;
+  double a = 0;
+  for (std::int64_t k = 0; k < d; ++k) {
+    di += dout[k] * out[k];
+    a += std::abs(double(dout[k]) * out[k]);
+  }
+  if (abs_sum) *abs_sum = a;
+  return di;
+}
+
 NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   const Case& c = t.c;
   const Options& o = c.options;
@@ -71,7 +82,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
         // Rows are independent: S, P, dP and dS of row i (fp32 products, sums in index order).
 #pragma omp parallel for schedule(dynamic, 8)
         for (std::int64_t i = 0; i < nq; ++i) {
-          std::vector<float> S(nk), T(nk, 0.f), dP(nk), Z(nk, 1.f);
+          std::vector<float> S(nk), Dcap(nk, 1.f), dP(nk), Z(nk, 1.f);
           if (drop)
             for (std::int64_t j = 0; j < nk; ++j)
               Z[j] = dropout_keep(stream, int(b), int(h), int(i), int(j)) ? drop_scale : 0.f;
@@ -83,8 +94,11 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             for (std::int64_t k = 0; k < d; ++k) acc += q[k] * Kh[j * d + k];
             float x = scale * acc;
             if (o.softcap > 0) {
-              T[j] = std::tanh(x / o.softcap);
-              x = o.softcap * T[j];
+              // d(c tanh(x / c))/dx = sech^2(x / c) from the pre-cap value (1 - tanh^2 cancels for |x| >> c,
+              // which is a formula's defect, not the rounding this yardstick stands for: issue 20, item 6).
+              const float u = x / o.softcap, cu = std::cosh(u);
+              Dcap[j] = 1.f / (cu * cu);
+              x = o.softcap * std::tanh(u);
             }
             if (c.alibi) x -= slope * float(std::abs(i + nk - nq - j));
             S[j] = mask.visible(i, j, nq, nk) ? x : -std::numeric_limits<float>::infinity();
@@ -107,22 +121,16 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             Di += pr[j] * acc;
           }
           double abs_di = 0;  // sum_d |dO_id O_id|: the scale of D_i's rounding
-          if (method == NaiveMethod::lse) {  // D_i = rowsum(dO o O) with the forward's O
-            Di = 0.f;
-            for (std::int64_t k = 0; k < d; ++k) {
-              Di += go[k] * Oh[i * d + k];
-              abs_di += std::abs(double(go[k]) * Oh[i * d + k]);
-            }
-          }
+          if (method == NaiveMethod::lse) Di = stored_di(go, &Oh[i * d], d, &abs_di);  // with the forward's O
           for (std::int64_t j = 0; j < nk; ++j) {
             float ds = pr[j] * (dP[j] - Di);
-            if (o.softcap > 0) ds *= 1.f - T[j] * T[j];
+            if (o.softcap > 0) ds *= Dcap[j];
             dS[i * nk + j] = ds;
             if (with_noise) {
               double abs_dp = 0;  // sum_d |dO_id V_jd|: the scale of dP_ij's rounding
               for (std::int64_t k = 0; k < d; ++k) abs_dp += std::abs(go[k] * Vh[j * d + k]);
               double noise = kEps32 * pr[j] * (abs_dp * Z[j] + abs_di);
-              if (o.softcap > 0) noise *= 1.0 - double(T[j]) * T[j];
+              if (o.softcap > 0) noise *= Dcap[j];
               dS_noise[i * nk + j] = noise;
             }
           }

@@ -26,6 +26,14 @@ struct NaiveFp32Grads : BackwardOracle {
   double dq_noise = 0, dk_noise = 0;
 };
 
+/// D_i = rowsum(dO_i o O_i) as every backward(dO, Q, K, V, O, LSE) forms it (FlashAttention-2's preprocessing
+/// step) from the stored O, i.e. O rounded to the storage dtype: fp32 products summed in index order. The one
+/// definition of the checks' stored-O D_i (the `lse` yardstick here, the dsinks yardstick of yardstick.cc).
+/// Its error against the exact sum_j P_ij dP_ij is up to u sum_d |dO_id O_id| (u: the storage dtype's unit
+/// roundoff, from O's rounding; docs/design.md) plus O's own error; abs_sum (if not null) receives
+/// sum_d |dO_id O_id| in fp64.
+float stored_di(const float* dout, const float* out, std::int64_t d, double* abs_sum = nullptr);
+
 /// dq, dk, dv (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options apply. The
 /// noise fields are computed for f32 cases only (the only ones whose yardstick uses them); rows run in
 /// parallel (OpenMP), each element's sums in index order, so the result does not depend on the thread count.

@@ -1,5 +1,7 @@
 #include "src/check/oracle.h"
 
+#include <cmath>
+
 #include "src/reference/reference.h"
 
 namespace flatattn::check {
@@ -28,6 +30,14 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   a.lse = {};
   opt.return_lse = false;
   ref::forward(a, opt, ref::Precision::input);
+  // sum_j P_ij |V_jd|: the oracle's own P on |V| (exact in any dtype), dropout's and the sinks' P included.
+  HostTensor v_abs = t.v;
+  for (std::int64_t i = 0; i < v_abs.numel(); ++i) v_abs.set(i, std::abs(v_abs.at(i)));
+  o.pv_abs = HostTensor::make(DType::f64, t.out.shape);
+  o.pv_abs.poison();
+  a.v = v_abs.view();
+  a.out = o.pv_abs.view();
+  ref::forward(a, opt, ref::Precision::f64);
   return o;
 }
 

@@ -9,9 +9,11 @@ namespace flatattn::check {
 
 /// Oracle outputs of a case's forward: out (f64, out's shape), lse (f64, lse's shape), and naive_out: naive
 /// attention in the input dtype (ref::Precision::input), the rule's yardstick. naive_fp32_nonfinite:
-/// filled by forward_yardstick (yardstick.h) when it ran the engine's fp32 naive attention.
+/// filled by forward_yardstick (yardstick.h) when it ran the engine's fp32 naive attention. pv_abs (f64, out's
+/// shape): sum_j P_ij |V_jd| in fp64 (the oracle on |V|), the scale of the P-rounding term of the rule's floor
+/// (judge_forward, docs/design.md).
 struct ForwardOracle {
-  HostTensor out, lse, naive_out;
+  HostTensor out, lse, naive_out, pv_abs;
   std::int64_t naive_fp32_nonfinite = 0;
 };
 ForwardOracle oracle_forward(const CaseTensors& t);

@@ -12,7 +12,16 @@
 
 namespace flatattn::check {
 
-void Judge::add(double o, double r, double naive) {
+double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::f16: return std::ldexp(1.0, -11);
+    case DType::bf16: return std::ldexp(1.0, -8);
+    case DType::f32: return std::ldexp(1.0, -24);
+    default: return std::ldexp(1.0, -53);
+  }
+}
+
+void Judge::add(double o, double r, double naive, double allow) {
   ++compared_;
   if (!std::isfinite(o) || !std::isfinite(r)) {
     if (!(std::isinf(o) && o == r)) ++nonfinite_;
@@ -25,6 +34,7 @@ void Judge::add(double o, double r, double naive) {
   max_ref_ = std::max(max_ref_, std::abs(r));
   naive_err_ = std::max(naive_err_, std::abs(naive - r));  // a NaN yardstick is skipped, an infinite one counts
   floor_ = std::max(floor_, 2.0 * std::abs(round_to(dtype_, round_to(dtype_, r + 0.3) - 0.3) - r));
+  if (allow >= 0) floor_ = std::max(floor_, 2.0 * unit_roundoff(dtype_) * (std::abs(r) + allow));
 }
 
 Verdict Judge::finish(double rel_tol) const {
@@ -41,10 +51,12 @@ Verdict Judge::finish(double rel_tol) const {
   return v;
 }
 
-Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive, DType dtype, double rel_tol) {
+Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive, DType dtype, double rel_tol,
+              const HostTensor* allow) {
   Judge j(dtype);
   constexpr double none = std::numeric_limits<double>::quiet_NaN();
-  for (std::int64_t i = 0; i < ref.numel(); ++i) j.add(out.at(i), ref.at(i), naive ? naive->at(i) : none);
+  for (std::int64_t i = 0; i < ref.numel(); ++i)
+    j.add(out.at(i), ref.at(i), naive ? naive->at(i) : none, allow ? allow->at(i) : -1.0);
   return j.finish(rel_tol);
 }
 

@@ -3,7 +3,9 @@
 //   max|out - ref| <= 2 * max|naive_lowp - ref| + floor (+ rel_tol * max|ref|)
 // ref: the fp64 oracle (src/reference); naive_lowp: a low-precision yardstick, naive attention in the input
 // dtype (the oracle's Precision::input, or the worse of several: yardstick.h); floor = 2 * max
-// |round(round(ref + 0.3) - 0.3) - ref| in the output dtype (FlashAttention 3's rule). fp32 outputs always
+// |round(round(ref + 0.3) - 0.3) - ref| in the output dtype (FlashAttention 3's rule), and for forward
+// outputs at least 2 u max(|ref| + sum_j P_ij |V_jd|) (u: the dtype's unit roundoff; the rounding of O and
+// of P to the storage dtype, which no fused kernel avoids: docs/design.md, judge_forward). fp32 outputs always
 // add 1e-5 * max|ref| (rel_tol is raised to 1e-5): the oracle's fp32 naive_lowp rounds each step to fp32
 // but accumulates in double, so it is a few ulps better than any kernel (or framework) that accumulates
 // in fp32; docs/design.md holds fp32 kernels to "~1e-5 relative" instead.
@@ -38,7 +40,9 @@ struct Verdict {
 class Judge {
  public:
   explicit Judge(DType out_dtype) : dtype_(out_dtype) {}
-  void add(double out, double ref, double naive);
+  /// allow >= 0 (forward outputs): the element's sum_j P_ij |V_jd|; the floor is then at least
+  /// 2 u (|ref| + allow), u = unit_roundoff(dtype). allow < 0: no such term (gradients).
+  void add(double out, double ref, double naive, double allow = -1.0);
   /// rel_tol adds rel_tol * max|ref| to the bound (at least 1e-5 for f32).
   [[nodiscard]] Verdict finish(double rel_tol = 0.0) const;
 
@@ -49,9 +53,12 @@ class Judge {
 };
 
 /// Compares `out` against the oracle `ref` (same logical shape, any dtypes) with naive_lowp (nullptr: no
-/// yardstick) under the rule for output dtype `dtype`.
+/// yardstick) under the rule for output dtype `dtype`; `allow` (same shape; forward outputs): Judge::add's.
 Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* naive_lowp, DType dtype,
-              double rel_tol = 0.0);
+              double rel_tol = 0.0, const HostTensor* allow = nullptr);
+
+/// The unit roundoff u of a dtype (half an ulp of 1): f16 2^-11, bf16 2^-8, f32 2^-24, f64 2^-53.
+double unit_roundoff(DType dtype);
 
 /// Judges an LSE buffer (f32, natural log) against the oracle's: exact -inf where the row is empty,
 /// otherwise |lse - ref| <= tol * max(1, |ref|) (tol 1e-5: LSE is fp32 whatever the input dtype).

@@ -28,6 +28,10 @@ ForwardOracle forward_yardstick(const CaseTensors& t) {
   return o;
 }
 
+Verdict judge_forward(const HostTensor& out, const ForwardOracle& o, DType dtype, double rel_tol) {
+  return judge(out, o.out, &o.naive_out, dtype, rel_tol, &o.pv_abs);
+}
+
 namespace {
 
 /// The sinks' gradient as the unfused FA2 formulation computes it from the backward's own inputs, in fp32:
@@ -44,8 +48,9 @@ HostTensor dsinks_from_stored(const CaseTensors& t) {
     for (std::int64_t h = 0; h < c.hq; ++h)
       for (std::int64_t i = 0; i < nq; ++i) {
         const std::int64_t row = c.varlen ? (q0 + i) * c.hq + h : (b * c.nq + i) * c.hq + h;
-        float di = 0.f;
-        for (std::int64_t d = 0; d < c.d; ++d) di += float(t.dout.at(row * c.d + d)) * float(t.out.at(row * c.d + d));
+        std::vector<float> go(c.d), o(c.d);
+        for (std::int64_t d = 0; d < c.d; ++d) go[d] = float(t.dout.at(row * c.d + d)), o[d] = float(t.out.at(row * c.d + d));
+        const float di = stored_di(go.data(), o.data(), c.d);
         const float lse = float(t.lse.at(c.varlen ? h * t.lse.shape[1] + q0 + i : (b * c.hq + h) * c.nq + i));
         if (std::isinf(lse) && lse < 0) continue;
         acc[h] -= std::exp(float(t.sinks.at(h)) - lse) * di;

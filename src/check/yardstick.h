@@ -20,6 +20,12 @@ namespace flatattn::check {
 /// yardstick does not show.
 ForwardOracle forward_yardstick(const CaseTensors& t);
 
+/// A forward output under the rule: judge(out, o.out, &o.naive_out, dtype, rel_tol) with the floor raised to
+/// 2 u max(|ref| + sum_j P_ij |V_jd|) (o.pv_abs; docs/design.md): every fused kernel rounds P to the storage
+/// dtype before P V (and O at the end), which moves O by up to u sum_j P_ij |V_jd| (+ u |O|) whatever the
+/// naive yardstick's own error is -- near one-hot rows make that error 0 and 2x it no bound at all.
+Verdict judge_forward(const HostTensor& out, const ForwardOracle& o, DType dtype, double rel_tol = 0.0);
+
 /// The yardstick of a backward check: per gradient the worse of naive input-precision gradients and the
 /// unfused FA2 formulation on the stored O and LSE, and for f32 an absolute allowance per gradient for
 /// the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).

@@ -24,6 +24,9 @@ Report forward(const Problem& p, const FwdTensors& t, Stream stream);
 Report backward(const Problem& p, const BwdTensors& t, Stream stream);
 /// Attention over a KV cache (src/cuda/decode), asynchronous on `stream`.
 Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream);
+/// flatattn::check_errors on CUDA device `device`: waits for `stream` (null: the device) and throws a pending
+/// metadata violation (src/cuda/meta_check.h).
+void check_errors(int device, Stream stream);
 /// The dropout keep mask (flatattn::dropout_mask, validated) on CUDA device `device`, asynchronous on `stream`.
 void dropout_mask(std::uint8_t* mask, int device, std::int64_t batch, std::int64_t hq, std::int64_t nq,
                   std::int64_t nk, const DropoutStream& s, Stream stream);

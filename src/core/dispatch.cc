@@ -1,5 +1,6 @@
 // Public entry points: validate, then hand the normalized problem to the backend of the tensors' device.
 #include <algorithm>
+#include <string>
 
 #include "flatattn/attention.h"
 #include "flatattn/version.h"
@@ -18,6 +19,13 @@ Report backward(const BackwardArgs& args, const Options& options, Stream stream)
   const ValidatedBackward v = validate_backward(args, options);
   if (v.problem.device.kind == DeviceKind::cpu) return cpu::backward(v.problem, v.tensors);
   return cuda::backward(v.problem, v.tensors, stream);
+}
+
+void check_errors(Device device, Stream stream) {
+  if (device.kind == DeviceKind::cpu) return;
+  require(device.index >= 0, "device", "cuda:" + std::to_string(device.index), "must be a CUDA device index >= 0",
+          "pass the device of the tensors of the calls to check");
+  cuda::check_errors(device.index, stream);
 }
 
 double forward_flops(std::int64_t batch, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d,

@@ -14,6 +14,7 @@ bool built() { return false; }
 Report forward(const Problem&, const FwdTensors&, Stream) { no_cuda(); }
 Report backward(const Problem&, const BwdTensors&, Stream) { no_cuda(); }
 Report forward_kvcache(const KvProblem&, const KvTensors&, Stream) { no_cuda(); }
+void check_errors(int, Stream) { no_cuda(); }
 void dropout_mask(std::uint8_t*, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, const DropoutStream&,
                   Stream) {
   no_cuda();

@@ -4,7 +4,8 @@
 //
 // A variant is Variant<Score, Prob>:
 //   Score  the score transform x = score(s) of each raw logit s (s = q.k as the backend computes it, see
-//          VariantData) with its derivative dscore(x) = dx / d(scale q.k) for the backward, and the
+//          VariantData) with its derivative dscore = dx / d(scale q.k) for the backward (of x, or of the
+//          value the backward keeps instead: kCarries, softcap), and the
 //          element's coordinates (ScoreAt: batch, query head, kv head, query row, key column);
 //   Prob   the hook on each probability between the softmax and P V, applied again after the recompute
 //          of P in the backward (NoProb, or DropoutProb);
@@ -140,6 +141,25 @@ FLATATTN_HD ScoreAt with_lengths(ScoreAt at, int nq, int nk) {
 struct FloatMath {
   FLATATTN_HD static float tanh(float x) { return tanhf(x); }
   FLATATTN_HD static float max(float a, float b) { return fmaxf(a, b); }
+  FLATATTN_HD static float abs(float x) { return fabsf(x); }
+  /// |a| with the sign of b.
+  FLATATTN_HD static float copysign(float a, float b) { return copysignf(a, b); }
+  /// e^x (device: the hardware exp2, a few ulp; x = -inf gives 0).
+  FLATATTN_HD static float exp(float x) {
+#ifdef __CUDA_ARCH__
+    return __expf(x);
+#else
+    return expf(x);
+#endif
+  }
+  /// a / b for b in [1, 2] (device: the approximate division, 2 ulp there).
+  FLATATTN_HD static float div(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fdividef(a, b);
+#else
+    return a / b;
+#endif
+  }
   /// The key index of each lane of a value that starts at key j (one lane here).
   FLATATTN_HD static float keys(int j) { return static_cast<float>(j); }
   /// f(key) for each lane's key of a value that starts at key j (one lane here).
@@ -150,8 +170,15 @@ struct FloatMath {
 };
 
 // ---- score hooks -------------------------------------------------------------------------------
-// score<M>(s, v, at) and dscore<M>(x, v): M is the backend's math (M::tanh, M::max on its value type T:
-// float on the GPU, a SIMD vector on the CPU; M::keys(at.j) gives each lane's key index).
+// score<M>(s, v, at) and dscore<M>(x, v): M is the backend's math (M::tanh, M::max, M::abs, M::copysign,
+// M::exp, M::div on its value type T: float on the GPU, a SIMD vector on the CPU; M::keys(at.j) gives each
+// lane's key index).
+//
+// The backward keeps one value per element between the recompute of P and dS: x itself, unless the score
+// sets kCarries. Then it keeps c = carry(s) instead, from which x = from_carry(c) and dscore(c) follow
+// (a derivative that x alone determines only with cancellation: softcap). The mask writes -inf into the
+// kept value, so from_carry(-inf) must be -inf and dscore(-inf) finite. carry_score / score_of_carry below
+// give every backend one call for both kinds of score.
 
 /// No transform beyond the scale, which a backend applies only when it does not fold it into the softmax
 /// (CUDA with a positive scale folds it into the exp2 FFMA; kActive = false means exactly that).
@@ -167,18 +194,39 @@ struct PlainScore {
   }
 };
 
-/// Logit soft-capping (Gemma 2, Team Gemma 2024 §2): x = c tanh(s / c) (in the backend's units: post tanh(pre s)),
-/// dx/ds = 1 - tanh^2 = 1 - (x / post)^2, clamped at 0 against rounding.
+/// Logit soft-capping (Gemma 2, Team Gemma 2024 §2): x = c tanh(s / c) (in the backend's units: post tanh(u),
+/// u = pre s), dx/du = 1 - tanh^2 u = sech^2 u. Formed as 1 - (x / post)^2 that derivative cancels where
+/// |u| >> 1: tanh u rounds to +-1 in fp32 for |u| > 9 (and loses all but a few bits of 1 - |tanh u| from
+/// |u| ~ 5), while sech^2 u ~ 4 e^-2|u| still weighs the element's dS (issue 20, item 6). So the backward
+/// keeps k = sign(u) (1 - |tanh u|) = sign(u) 2 e / (1 + e), e = e^-2|u| (one exp, one division in (1, 2]):
+///   x = post sign(k) (1 - |k|),   dx/du = (1 - |t|)(1 + |t|) = |k| (2 - |k|) = 4 e / (1 + e)^2,
+/// both without cancellation (relative error of the derivative: a few ulp for every u; x: a few ulp of post,
+/// absolute, as tanh's own rounding near +-1). A masked element's k = -inf gives x = -inf and dx/du = 0.
+/// The forward keeps score() (tanh): the backward's recomputed x may differ from it by a few ulp of post.
 struct SoftcapScore {
   static constexpr bool kActive = true;
+  static constexpr bool kCarries = true;
   template <class M, class T>
   FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt&) {
     return v.post * M::tanh(v.pre * s);
   }
+  /// k = sign(u) (1 - |tanh u|), u = pre s.
   template <class M, class T>
-  FLATATTN_HD static T dscore(T x, const VariantData& v) {
-    const T t = x * v.inv_post;
-    return M::max(1.f - t * t, T{});
+  FLATATTN_HD static T carry(T s, const VariantData& v, const ScoreAt&) {
+    const T u = v.pre * s;
+    const T e = M::exp(-2.f * M::abs(u));
+    return M::copysign(M::div(e + e, 1.f + e), u);
+  }
+  /// x = post sign(k) (1 - |k|) (k = -inf: -inf).
+  template <class M, class T>
+  FLATATTN_HD static T from_carry(T k, const VariantData& v) {
+    return v.post * M::copysign(1.f - M::abs(k), k);
+  }
+  /// dx/du = |k| (2 - |k|) of the kept k (k = -inf: 0).
+  template <class M, class T>
+  FLATATTN_HD static T dscore(T k, const VariantData&) {
+    const T a = M::abs(k);
+    return M::max(a * (2.f - a), T{});
   }
 };
 
@@ -202,6 +250,38 @@ struct AlibiScore {
     return T{} + 1.f;
   }
 };
+
+/// Whether a score keeps carry(s) instead of x in the backward (a score type opts in with `kCarries = true`).
+template <class Score>
+constexpr bool carries_of() {
+  if constexpr (requires { Score::kCarries; }) {
+    return Score::kCarries;
+  } else {
+    return false;
+  }
+}
+template <class Score>
+inline constexpr bool carries = carries_of<Score>();
+
+/// The backward's kept value of raw logit s: carry(s), or x = score(s) for a score that keeps x.
+template <class Score, class M, class T>
+FLATATTN_HD T carry_score(T s, const VariantData& v, const ScoreAt& at) {
+  if constexpr (carries<Score>) {
+    return Score::template carry<M>(s, v, at);
+  } else {
+    return Score::template score<M>(s, v, at);
+  }
+}
+
+/// x from the backward's kept value (itself for a score that keeps x).
+template <class Score, class M, class T>
+FLATATTN_HD T score_of_carry(T c, const VariantData& v) {
+  if constexpr (carries<Score>) {
+    return Score::template from_carry<M>(c, v);
+  } else {
+    return c;
+  }
+}
 
 // ---- probability hooks -------------------------------------------------------------------------
 

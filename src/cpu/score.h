@@ -15,6 +15,14 @@ namespace flatattn::cpu {
 struct VecMath {
   FLATATTN_INLINE static simd::vf tanh(simd::vf x) { return simd::tanh(x); }
   FLATATTN_INLINE static simd::vf max(simd::vf a, simd::vf b) { return simd::vmax(a, b); }
+  FLATATTN_INLINE static simd::vf abs(simd::vf x) { return simd::vmax(x, -x); }
+  /// |a| with the sign of b (sign bit copied: -0 and -inf count as negative).
+  FLATATTN_INLINE static simd::vf copysign(simd::vf a, simd::vf b) {
+    const simd::vi sign_bit = simd::vi{} + static_cast<std::int32_t>(0x80000000u);
+    return (simd::vf)(((simd::vi)a & ~sign_bit) | ((simd::vi)b & sign_bit));
+  }
+  FLATATTN_INLINE static simd::vf exp(simd::vf x) { return simd::exp(x); }
+  FLATATTN_INLINE static simd::vf div(simd::vf a, simd::vf b) { return a / b; }
   /// Lane l holds key j + l.
   FLATATTN_INLINE static simd::vf keys(int j) {
     simd::vf k;
@@ -47,8 +55,9 @@ inline bool transforms_scores(const Problem& p) {
 }
 
 /// x = score(S) of variant V in place on rows [0, rows) of s (leading dimension ld) over ncols keys (a
-/// multiple of simd::kWidth), and a copy of x in `keep` (same layout; null: none) for the backward's
-/// derivative. `at` names row 0 and key column 0 of the block. Nothing happens without a score transform.
+/// multiple of simd::kWidth), and the backward's kept value in `keep` (same layout; null: none) for the
+/// derivative: a copy of x, or the score's carry (then x = score_of_carry(carry), src/core/variant.h).
+/// `at` names row 0 and key column 0 of the block. Nothing happens without a score transform.
 template <class V>
 void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld,
                  float* keep) {
@@ -58,7 +67,14 @@ void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows,
         ScoreAt e = at;
         e.i += static_cast<int>(i);
         e.j += static_cast<int>(j);
-        const simd::vf x = V::Score::template score<VecMath>(simd::load(s + i * ld + j), vd, e);
+        const simd::vf raw = simd::load(s + i * ld + j);
+        if (keep != nullptr && carries<typename V::Score>) {
+          const simd::vf c = carry_score<typename V::Score, VecMath>(raw, vd, e);
+          simd::store(keep + i * ld + j, c);
+          simd::store(s + i * ld + j, score_of_carry<typename V::Score, VecMath>(c, vd));
+          continue;
+        }
+        const simd::vf x = V::Score::template score<VecMath>(raw, vd, e);
         simd::store(s + i * ld + j, x);
         if (keep != nullptr) simd::store(keep + i * ld + j, x);
       }

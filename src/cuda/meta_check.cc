@@ -9,6 +9,7 @@
 #include <string>
 
 #include "flatattn/error.h"
+#include "src/core/backend.h"
 #include "src/cuda/common/seq_rows.h"
 #include "src/cuda/runtime.h"
 
@@ -115,6 +116,26 @@ DeviceWord& device_word(int device) {
 }
 
 }  // namespace
+
+void check_errors(int device, Stream stream) {
+  DeviceGuard guard(device);
+  if (stream.handle == nullptr) {
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize(check_errors)");
+  } else {
+    check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream.handle)), "cudaStreamSynchronize(check_errors)");
+  }
+  if (device >= kMaxDevices) return;  // device_info() refuses these: no call ever ran there
+  DeviceWord* pending = g_words[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
+  if (pending == nullptr) return;  // no varlen call on this device yet
+  std::atomic_ref<unsigned> mirror(*pending->host);
+  const unsigned bits = mirror.load(std::memory_order_relaxed) != 0 ? mirror.exchange(0, std::memory_order_acq_rel) : 0u;
+  if (bits == 0) return;
+  check(cudaMemsetAsync(pending->dev, 0, sizeof(unsigned), static_cast<cudaStream_t>(stream.handle)),
+        "cudaMemsetAsync(metadata error word)");
+  Problem p;
+  p.device = Device{DeviceKind::cuda, device};
+  raise(bits, p, true);
+}
 
 bool metadata_checking() {
   const char* env = std::getenv("FLATATTN_CHECK_METADATA");

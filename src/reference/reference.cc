@@ -52,13 +52,15 @@ struct Extras {
 
 /// S (nq x nk) of one (b, h): scaled, soft-capped logits with the ALiBi bias -slope |i + nk - nq - j|
 /// (Press et al. 2022; the distance to the bottom-right diagonal whatever the mask's alignment); masked
-/// entries are -inf. Also returns the pre-cap values through `capped_tanh` (t = tanh(x / cap)) for the backward.
+/// entries are -inf. Also returns the softcap's derivative through `dcap_out` for the backward:
+/// d(cap tanh(x / cap))/dx = sech^2(x / cap) = 1 / cosh^2(x / cap) from the pre-cap value, exact in fp64 for
+/// every x (1 - tanh^2 cancels where |x| >> cap: issue 20, item 6); 1 where there is no cap.
 void logits(const Problem& p, const Extras& ex, const View& q, const View& k, std::int64_t b, const SeqSpan& sp,
-            std::int64_t h, DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* tanh_out) {
+            std::int64_t h, DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* dcap_out) {
   const double slope = ex.slope(b, h);
   const std::int64_t hk = h / p.group();
   S.assign(sp.nq * sp.nk, -std::numeric_limits<double>::infinity());
-  if (tanh_out) tanh_out->assign(sp.nq * sp.nk, 0.0);
+  if (dcap_out) dcap_out->assign(sp.nq * sp.nk, 1.0);
   for (std::int64_t i = 0; i < sp.nq; ++i) {
     const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
     for (std::int64_t j = 0; j < sp.nk; ++j) {
@@ -69,9 +71,9 @@ void logits(const Problem& p, const Extras& ex, const View& q, const View& k, st
       double x = p.scale * acc;
       if (round) x = round_to(round_dtype, x);
       if (p.variant.softcap > 0) {
-        const double t = std::tanh(x / p.variant.softcap);
-        if (tanh_out) (*tanh_out)[i * sp.nk + j] = t;
-        x = p.variant.softcap * t;
+        const double u = x / p.variant.softcap, cu = std::cosh(u);
+        if (dcap_out) (*dcap_out)[i * sp.nk + j] = 1.0 / (cu * cu);
+        x = p.variant.softcap * std::tanh(u);
         if (round) x = round_to(round_dtype, x);
       }
       if (slope != 0) {
@@ -189,14 +191,14 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
   const DropoutRule drop(p);
-  std::vector<double> P, T, dP;
+  std::vector<double> P, Dcap, dP;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
     // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
     for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
       std::vector<double> gk(sp.nk * p.d, 0.0), gv(sp.nk * p.d, 0.0);
       for (std::int64_t h = hk * p.group(); h < (hk + 1) * p.group(); ++h) {
-        logits(p, ex, q, k, b, sp, h, dt, round, P, &T);
+        logits(p, ex, q, k, b, sp, h, dt, round, P, &Dcap);
         const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
         const std::vector<double> lse = softmax_rows(P, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
         if (round)
@@ -222,10 +224,10 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
           // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it.
           if (ex.has_sink() && lse[i] != -std::numeric_limits<double>::infinity())
             dsinks[h] -= std::exp(sink - lse[i]) * Di;
-          // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = 1 - tanh^2; then the scale.
+          // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = sech^2(x/c); then the scale.
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
-            if (p.variant.softcap > 0) ds *= 1.0 - T[i * sp.nk + j] * T[i * sp.nk + j];
+            if (p.variant.softcap > 0) ds *= Dcap[i * sp.nk + j];
             dP[i * sp.nk + j] = r(r(ds) * p.scale);
           }
         }

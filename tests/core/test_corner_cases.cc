@@ -10,6 +10,7 @@
 
 #include "flatattn/flatattn.h"
 #include "src/check/case.h"
+#include "src/core/backend.h"
 
 using namespace flatattn;
 using namespace flatattn::check;
@@ -92,4 +93,25 @@ TEST(CornerCases, NoKeysGiveZeroOutputAndMinusInfLse) {
   ASSERT_NO_THROW(forward(t.forward_args(), c.options));
   for (std::int64_t i = 0; i < t.out.numel(); ++i) EXPECT_EQ(t.out.at(i), 0.0) << i;
   for (std::int64_t i = 0; i < t.lse.numel(); ++i) EXPECT_EQ(t.lse.at(i), -std::numeric_limits<double>::infinity()) << i;
+}
+
+// check_errors (the explicit metadata report, include/flatattn/attention.h Varlen): a no-op on the CPU, whose
+// metadata is checked before a call runs; a negative CUDA index is refused by name; a build without CUDA
+// refuses CUDA devices as every CUDA call does. The CUDA behaviour: tests/cuda Metadata.CheckErrorsRaisesPending.
+TEST(CornerCases, CheckErrorsHost) {
+  EXPECT_NO_THROW(flatattn::check_errors(flatattn::Device::cpu()));
+  try {
+    flatattn::check_errors(flatattn::Device::cuda(-1));
+    ADD_FAILURE() << "no Error for device -1";
+  } catch (const flatattn::Error& e) {
+    EXPECT_EQ(e.argument(), "device") << e.what();
+  }
+  if (!flatattn::cuda::built()) {
+    try {
+      flatattn::check_errors(flatattn::Device::cuda(0));
+      ADD_FAILURE() << "no Error without a CUDA backend";
+    } catch (const flatattn::Error& e) {
+      EXPECT_EQ(e.kind(), flatattn::Error::Kind::unsupported) << e.what();
+    }
+  }
 }

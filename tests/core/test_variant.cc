@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "src/check/case.h"
@@ -41,13 +42,47 @@ TEST(Variant, ScoresMatchClosedForms) {
         const double t = std::tanh(static_cast<double>(scale) * s / cap);
         const float x = SoftcapScore::score<FloatMath>(s, soft, {});
         EXPECT_NEAR(x, unit * cap * t, 4e-6 * unit * cap) << "s=" << s << " scale=" << scale << " unit=" << unit;
-        EXPECT_NEAR(SoftcapScore::dscore<FloatMath>(x, soft), 1.0 - t * t, 2e-6) << "s=" << s;
-        EXPECT_GE(SoftcapScore::dscore<FloatMath>(x, soft), 0.f);
+        // The backward's kept value: x and the derivative from it.
+        const float k = carry_score<SoftcapScore, FloatMath>(s, soft, {});
+        EXPECT_NEAR((score_of_carry<SoftcapScore, FloatMath>(k, soft)), unit * cap * t, 4e-6 * unit * cap) << "s=" << s;
+        EXPECT_NEAR(SoftcapScore::dscore<FloatMath>(k, soft), 1.0 - t * t, 2e-6) << "s=" << s;
+        EXPECT_GE(SoftcapScore::dscore<FloatMath>(k, soft), 0.f);
         EXPECT_NEAR(PlainScore::score<FloatMath>(s, plain, {}), unit * scale * s, 1e-6 * std::abs(unit * scale * s) + 1e-30);
         EXPECT_EQ(PlainScore::dscore<FloatMath>(x, plain), 1.f);
+        EXPECT_EQ((carry_score<PlainScore, FloatMath>(s, plain, {})), PlainScore::score<FloatMath>(s, plain, {}));
+        EXPECT_EQ((score_of_carry<PlainScore, FloatMath>(x, plain)), x);
       }
     }
   }
+}
+
+/// Softcap's derivative where tanh saturates (issue 20, item 6): sech^2 u = 1 - tanh^2 u from the backward's
+/// kept value agrees with the fp64 closed form to a few ulp relative for every |u| up to the fp32 range of
+/// e^-2|u|, where 1 - (x / c)^2 from the rounded x is 0 or off by orders of magnitude (|u| > ~5). Both
+/// backends' math (FloatMath: the CUDA kernels' scalar form on the host; VecMath is in tests/cpu).
+TEST(Variant, SoftcapDerivativeWithoutCancellation) {
+  std::mt19937_64 rng(check::fresh_seed());
+  std::uniform_real_distribution<float> uni(-45.f, 45.f);
+  const float cap = 5.f, scale = 0.125f;
+  const VariantData v = make_variant_data(VariantArgs{.softcap = cap}, scale, 1.f);
+  int cancelled = 0;
+  for (int n = 0; n < 20000; ++n) {
+    const float s = uni(rng) * cap / scale;  // u = scale s / cap uniform in [-45, 45]
+    const float uf = v.pre * s;  // the kernels' u (its own fp32 rounding is the input's, not the hook's)
+    const double u = uf, cu = std::cosh(u), want = 1.0 / (cu * cu);
+    const float k = carry_score<SoftcapScore, FloatMath>(s, v, {});
+    const float got = SoftcapScore::dscore<FloatMath>(k, v);
+    EXPECT_NEAR(got, want, 8e-7 * want + 1e-37) << "u=" << u;
+    EXPECT_NEAR((score_of_carry<SoftcapScore, FloatMath>(k, v)), cap * std::tanh(u), 4e-7 * cap) << "u=" << u;
+    // The old formula, for contrast: its error is what the kept value removes.
+    const float t = SoftcapScore::score<FloatMath>(s, v, {}) / cap;
+    if (std::abs((1.f - t * t) - want) > 1e-2 * want) ++cancelled;
+  }
+  EXPECT_GT(cancelled, 1000) << "the draws must reach the saturated range where 1 - t^2 cancels";
+  // A masked element's kept value (-inf) gives x = -inf and a zero, finite derivative.
+  const float ninf = -std::numeric_limits<float>::infinity();
+  EXPECT_EQ((score_of_carry<SoftcapScore, FloatMath>(ninf, v)), ninf);
+  EXPECT_EQ(SoftcapScore::dscore<FloatMath>(ninf, v), 0.f);
 }
 
 /// ALiBi (Press et al. 2022): x = unit (scale s - slope |i + Nk - Nq - j|) with the slope of (b, h), in both

@@ -44,7 +44,7 @@ bool strict_fp32(const Case& c) { return c.dtype == DType::f32 && c.input_sd <= 
 
 void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::string& what) {
   EXPECT_EQ(o.naive_fp32_nonfinite, 0) << what << ": cpu::naive_forward, the fp32 yardstick, is not finite";
-  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
+  const Verdict v = judge_forward(t.out, o, t.c.dtype);
   if (verbose()) std::cout << what << " out: " << v.detail() << "\n";
   EXPECT_TRUE(v.pass) << what << " out: " << v.detail();
   if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " out: " << v.detail();

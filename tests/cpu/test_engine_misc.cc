@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "src/core/validate.h"
 #include "src/cpu/gemm.h"
@@ -93,7 +94,7 @@ TEST(CpuNaive, MatchesOracle) {
       t.lse.poison();
       const ValidatedForward v = validate_forward(t.forward_args(), c.options);
       cpu::naive_forward(v.problem, v.tensors);
-      const Verdict vo = judge(t.out, o.out, &o.naive_out, dt);
+      const Verdict vo = judge_forward(t.out, o, dt);
       EXPECT_TRUE(vo.pass) << vo.detail();
       if (dt == DType::f32) EXPECT_LE(vo.rel_err, 1e-5) << vo.detail();
       const Verdict vl = judge_lse(t.lse, o.lse, 1e-5);
@@ -122,6 +123,27 @@ TEST(CpuScore, VecMathMatchesFloatMath) {
   for (int l = 0; l < cpu::simd::kWidth; ++l) {
     EXPECT_NEAR(t[l], FloatMath::tanh(x[l]), 2e-7) << "lane " << l;
     EXPECT_EQ(m[l], FloatMath::max(x[l], 0.5f)) << "lane " << l;
+  }
+  // abs, copysign (the sign bit, -0 and -inf included), exp, div, and softcap's kept value built from them.
+  x[0] = -0.f, x[1] = -std::numeric_limits<float>::infinity(), x[2] = 0.f;
+  const cpu::simd::vf one = cpu::simd::splat(1.f);
+  const cpu::simd::vf a = cpu::VecMath::abs(x), cs = cpu::VecMath::copysign(one, x), e = cpu::VecMath::exp(-a),
+                      d = cpu::VecMath::div(x, one + a);
+  const VariantData v = make_variant_data(VariantArgs{.softcap = 3.f}, 0.5f, 1.f);
+  const cpu::simd::vf kept = carry_score<SoftcapScore, cpu::VecMath>(x, v, {});
+  const cpu::simd::vf xs = score_of_carry<SoftcapScore, cpu::VecMath>(kept, v), ds = SoftcapScore::dscore<cpu::VecMath>(kept, v);
+  for (int l = 0; l < cpu::simd::kWidth; ++l) {
+    EXPECT_EQ(a[l], FloatMath::abs(x[l])) << "lane " << l;
+    EXPECT_EQ(std::signbit(cs[l]), std::signbit(FloatMath::copysign(1.f, x[l]))) << "lane " << l;
+    EXPECT_EQ(cs[l], FloatMath::copysign(1.f, x[l])) << "lane " << l;
+    EXPECT_NEAR(e[l], FloatMath::exp(-a[l]), 3e-7 * FloatMath::exp(-a[l])) << "lane " << l;
+    if (l != 1) EXPECT_NEAR(d[l], FloatMath::div(x[l], 1.f + a[l]), 1e-7) << "lane " << l;
+    const float kf = carry_score<SoftcapScore, FloatMath>(x[l], v, {});
+    EXPECT_NEAR(kept[l], kf, 3e-7 * std::abs(kf)) << "lane " << l;
+    EXPECT_EQ(std::signbit(kept[l]), std::signbit(kf)) << "lane " << l;
+    EXPECT_NEAR(xs[l], (score_of_carry<SoftcapScore, FloatMath>(kf, v)), 1e-6) << "lane " << l;
+    EXPECT_NEAR(ds[l], SoftcapScore::dscore<FloatMath>(kf, v), 1e-6 * SoftcapScore::dscore<FloatMath>(kf, v))
+        << "lane " << l;
   }
 }
 

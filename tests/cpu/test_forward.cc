@@ -3,7 +3,9 @@
 // multi-block online softmax, partial tiles and mask edges inside blocks are exercised on small N.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <tuple>
 #include <vector>
 
@@ -223,3 +225,53 @@ TEST(CpuForward, BadPlanIsAnErrorNamingThePlan) {
 }
 
 }  // namespace
+
+/// The rule's floor where the naive yardstick is exact (issue 20, item 6). Table/CudaFeature.ForwardAgainstOracle/
+/// large_logits_sm90 failed on seed 1796538506069205168 (f16, the automatic dataflow's case): every row of that
+/// case is one-hot (|S| ~ 1e4), so naive f16 attention returns V_j exactly, 2x its error is 0 and the bound was
+/// the FA3 floor alone (1.95e-3), under one ulp of the largest |O|. The sm90 kernel's O = V_j round(p_j) / l
+/// (p_j = 2^(fp32 rounding of the max's FFMA) ~ 1 + 7e-5, rounded to f16 for P V; l unrounded) is off by that
+/// much plus O's rounding. The floor now covers the rounding of P and O in the storage dtype:
+/// 2 u max(|ref| + sum_j P |V|). This replays the case on the CPU, shows the collapse, a kernel-like output
+/// (every O scaled by 1 - 1.9 u, then rounded: the P and O roundings both nearly a full u the same way, the
+/// most a fused kernel may lose there) failing the old rule and passing the new one, and errors a few ulps
+/// beyond the new bound still failing.
+TEST(Rule, ForwardFloorCoversPRounding) {
+  std::mt19937_64 rng(1796538506069205168ull);
+  CaseTensors t = make_case(feature_case(feature("large_logits"), DType::f16), rng);  // ForwardAgainstOracle's 1st
+  const ForwardOracle o = oracle_forward(t);
+  const Verdict old_rule = judge(o.naive_out, o.out, &o.naive_out, DType::f16);
+  EXPECT_EQ(old_rule.naive_err, 0.0) << "the replayed case must be the collapsed one (naive f16 exact)";
+  // The CPU engine on it, under the new rule.
+  Options opt = t.c.options;
+  opt.return_lse = true;
+  run_forward(t, opt);
+  expect_forward_ok(t, o, "cpu on the collapsed case");
+  // A kernel-like output: O (1 - 1.9 u) rounded to f16.
+  const double u = unit_roundoff(DType::f16);
+  HostTensor sim = HostTensor::make(DType::f16, t.out.shape);
+  double max_ref = 0, max_allow = 0;
+  std::int64_t arg = 0;
+  for (std::int64_t i = 0; i < sim.numel(); ++i) {
+    sim.set(i, o.out.at(i) * (1.0 - 1.9 * u));
+    if (std::abs(o.out.at(i)) > max_ref) max_ref = std::abs(o.out.at(i)), arg = i;
+    max_allow = std::max(max_allow, std::abs(o.out.at(i)) + o.pv_abs.at(i));
+  }
+  const Verdict before = judge(sim, o.out, &o.naive_out, DType::f16);
+  const Verdict after = judge_forward(sim, o, DType::f16);
+  EXPECT_FALSE(before.pass) << "old rule: " << before.detail();
+  EXPECT_TRUE(after.pass) << "new rule: " << after.detail();
+  // Still strict: the bound is 2 u (|O| + sum P |V|) = 4 u |O| on one-hot rows, about 2 ulps of the largest O.
+  EXPECT_LE(after.bound, 2.0 * u * max_allow * (1 + 1e-12));
+  EXPECT_LE(after.bound, 4.0 * u * max_ref * (1 + 1e-12));
+  // An error a few ulps beyond the bound fails (at the largest element, whose ulp the bound is made of).
+  const double ulp = std::ldexp(1.0, std::ilogb(max_ref) - 10);
+  HostTensor bad = sim;
+  bad.set(arg, o.out.at(arg) + std::copysign(after.bound + 3 * ulp, o.out.at(arg)));
+  const Verdict planted = judge_forward(bad, o, DType::f16);
+  EXPECT_FALSE(planted.pass) << planted.detail();
+  // And an error of 3 ulps at every element of the largest row's scale fails too.
+  HostTensor off = sim;
+  for (std::int64_t i = 0; i < off.numel(); ++i) off.set(i, o.out.at(i) + 3 * ulp);
+  EXPECT_FALSE(judge_forward(off, o, DType::f16).pass);
+}

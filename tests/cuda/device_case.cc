@@ -181,7 +181,7 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
 Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   const Report r = run_on_gpu(t);
   const ForwardOracle o = oracle_forward(t);
-  const Verdict v = judge(t.out, o.out, &o.naive_out, t.c.dtype);
+  const Verdict v = judge_forward(t.out, o, t.c.dtype);
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " +
                           std::to_string(seed) + ", replay with FLATATTN_SEED)";
   EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the yardstick is not finite, the check could not fail";

@@ -4,16 +4,26 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
+#include <ostream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "flatattn/version.h"
 #include "src/core/half.h"
 #include "src/core/backend.h"
 #include "src/cuda/dispatch.h"
+#include "src/check/bad_inputs.h"
 #include "src/check/case.h"
 #include "tests/cuda/device_case.h"
+
+namespace flatattn::check {
+/// gtest prints a row by its name (not its bytes).
+inline void PrintTo(const BadInput& r, std::ostream* os) { *os << r.name; }
+}  // namespace flatattn::check
 
 using namespace flatattn;
 using namespace flatattn::check;
@@ -169,3 +179,91 @@ TEST(CudaErrors, BackwardWithoutLse) {
   CaseTensors t = backward_case(64, rng);
   expect_backward_error(t, Error::Kind::invalid_argument, "lse", [](BackwardArgs& a) { a.lse = {}; });
 }
+
+// The bad-input table (src/check/bad_inputs.h) on CUDA: the same rows as the CPU's tests/cpu/test_bad_inputs.cc
+// (but those on the contents of cu_seqlens / max_seqlen, which the kernels check: test_metadata.cc), each
+// naming its argument with every device output (out, lse, dq, dk, dv, dsinks) unchanged byte for byte.
+namespace {
+
+/// Device copies of a case's tensors and the valid calls over them (f16, D = 64, ALiBi and sinks made and
+/// left for the rows to attach).
+struct DeviceValid {
+  CaseTensors t;
+  BadInputCall call;
+  std::vector<std::pair<const HostTensor*, void*>> dev;
+  explicit DeviceValid(bool varlen) {
+    std::mt19937_64 rng(fresh_seed());
+    Case c;
+    c.dtype = DType::f16, c.batch = 2, c.nq = 5, c.nk = 7, c.hq = 4, c.hkv = 2, c.d = 64;
+    c.options.return_lse = true;
+    c.alibi = 1, c.sinks = true;
+    if (varlen) c.varlen = true, c.seqlens_q = {3, 5}, c.seqlens_k = {7, 2};
+    t = make_case(c, rng, /*with_backward=*/true);
+    auto on = [&](const HostTensor& x) {
+      void* p = nullptr;
+      EXPECT_EQ(cudaMalloc(&p, x.bytes()), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(p, x.data(), x.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+      dev.emplace_back(&x, p);
+      TensorView v = x.view(Device::cuda(0));
+      v.data = static_cast<char*>(p) + (static_cast<const char*>(x.view().data) - static_cast<const char*>(x.data()));
+      return v;
+    };
+    ForwardArgs& f = call.fwd;
+    f.q = on(t.q), f.k = on(t.k), f.v = on(t.v), f.out = on(t.out), f.lse = on(t.lse);
+    if (varlen) {
+      Varlen w = *t.varlen();
+      w.cu_seqlens_q = on(t.cu_q), w.cu_seqlens_k = on(t.cu_k);
+      f.varlen = w;
+    }
+    BackwardArgs& b = call.bwd;
+    b.dout = on(t.dout), b.q = f.q, b.k = f.k, b.v = f.v, b.out = f.out, b.lse = f.lse, b.varlen = f.varlen;
+    b.dq = on(t.dq), b.dk = on(t.dk), b.dv = on(t.dv);
+    call.alibi = on(t.alibi), call.sinks = on(t.sinks), call.dsinks = on(t.dsinks);
+    call.options = t.c.options;
+  }
+  ~DeviceValid() {
+    for (auto& [x, p] : dev) cudaFree(p);
+  }
+  DeviceValid(const DeviceValid&) = delete;
+  DeviceValid& operator=(const DeviceValid&) = delete;
+  /// Whether every output's device bytes still equal the host tensor they were copied from.
+  [[nodiscard]] std::string written() const {
+    std::string w;
+    for (const HostTensor* x : {&t.out, &t.lse, &t.dq, &t.dk, &t.dv, &t.dsinks})
+      for (const auto& [h, p] : dev)
+        if (h == x) {
+          std::vector<unsigned char> back(x->bytes());
+          EXPECT_EQ(cudaMemcpy(back.data(), p, back.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+          if (std::memcmp(back.data(), x->data(), back.size()) != 0) w += " tensor@" + std::to_string(x->bytes());
+        }
+    return w;
+  }
+};
+
+class BadInputs : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(BadInputs, ErrorNamesTheArgumentAndOutputsUntouched) {
+  REQUIRE_GPU();
+  const BadInput& r = GetParam();
+  if (r.host_metadata) GTEST_SKIP() << "cu_seqlens / max_seqlen contents are checked by the kernels on CUDA";
+  DeviceValid v(r.varlen);
+  std::string what;
+  EXPECT_EQ(run_bad_input(r, v.call, {}, what), r.argument) << r.name << ": " << what;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(v.written(), "") << r.name << ": outputs written";
+}
+
+TEST(BadInputsBase, ValidCallsRunOnCuda) {
+  REQUIRE_GPU();
+  for (bool varlen : {false, true}) {
+    DeviceValid v(varlen);
+    EXPECT_NO_THROW(forward(v.call.fwd, v.call.options)) << "varlen " << varlen;
+    EXPECT_NO_THROW(backward(v.call.bwd, v.call.options)) << "varlen " << varlen;
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, BadInputs, ::testing::ValuesIn(bad_inputs().begin(), bad_inputs().end()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace

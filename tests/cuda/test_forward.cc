@@ -12,6 +12,7 @@
 #include "src/check/case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
+#include "src/check/yardstick.h"
 #include "tests/cuda/device_case.h"
 
 using namespace flatattn;
@@ -175,7 +176,7 @@ TEST(CudaForward, NonDefaultStream) {
   CaseTensors t = make_case(small_case(DType::f16, 300, 257, 64), rng);
   run_on_gpu(t, /*own_stream=*/true);
   const ForwardOracle o = oracle_forward(t);
-  const Verdict v = judge(t.out, o.out, &o.naive_out, DType::f16);
+  const Verdict v = judge_forward(t.out, o, DType::f16);
   EXPECT_TRUE(v.pass) << v.detail();
 }
 

@@ -320,6 +320,34 @@ TEST(Metadata, AsynchronousReport) {
   EXPECT_EQ(s.damage() + good.damage(), 0);
 }
 
+// check_errors raises the asynchronous violation at once, on the call's stream and device-wide, clears it,
+// and returns quietly when nothing is pending (issue 20, item 5 of the follow-up: FA users' explicit check).
+TEST(Metadata, CheckErrorsRaisesPending) {
+  REQUIRE_GPU();
+  ScopedCheck off(nullptr);
+  std::mt19937_64 rng(seed_for("Metadata.CheckErrorsRaisesPending"));
+  VarlenSet s(64, 3, rng);
+  Options opt;
+  opt.return_lse = true;
+  if (!served(s, opt)) GTEST_SKIP() << "no f16 varlen D = 64 instance";
+  EXPECT_NO_THROW(check_errors(Device::cuda(0)));  // nothing pending (an earlier test's report was consumed)
+  cudaStream_t st = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+  s.set_cu({0, 20, 40, 64}, {0, 30, 60, 80});
+  EXPECT_NO_THROW(forward(s.fwd(s.varlen(3, 24, 10)), opt, Stream{st}));  // max_seqlen_k = 10 < 30
+  expect_meta_error([&] { check_errors(Device::cuda(0), Stream{st}); }, "max_seqlen_k", "check_errors on the stream");
+  EXPECT_NO_THROW(check_errors(Device::cuda(0), Stream{st}));  // cleared
+  s.set_cu({0, 40, 20, 64}, {0, 30, 60, 80});
+  EXPECT_NO_THROW(backward(s.bwd(s.varlen(3, 64, 80)), opt, Stream{st}));  // non-monotone cu_seqlens_q
+  expect_meta_error([&] { check_errors(Device::cuda(0)); }, "cu_seqlens_q", "check_errors device-wide");
+  EXPECT_NO_THROW(check_errors(Device::cuda(0)));
+  s.set_cu({0, 20, 40, 64}, {0, 30, 60, 80});
+  EXPECT_NO_THROW(forward(s.fwd(s.varlen(3, 24, 30)), opt, Stream{st}));  // valid: nothing to report
+  EXPECT_NO_THROW(check_errors(Device::cuda(0), Stream{st}));
+  EXPECT_EQ(cudaStreamDestroy(st), cudaSuccess);
+  EXPECT_EQ(s.damage(), 0);
+}
+
 // Valid metadata with empty sequences and max_seqlen above the longest: no Error in checking mode.
 TEST(Metadata, ValidEmptySequencesPass) {
   REQUIRE_GPU();

@@ -22,6 +22,7 @@
 #include "src/check/case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
+#include "src/check/yardstick.h"
 #include "tests/cuda/device_case.h"
 #include "tests/cuda/wgmma_unit.h"
 
@@ -183,7 +184,7 @@ TEST(CudaSm90, RandomSweep) {
     const bool sm90 = r.kernel.find("sm90") != std::string::npos;
     ran += sm90;
     const ForwardOracle o = oracle_forward(t);
-    const Verdict v = judge(t.out, o.out, &o.naive_out, dt);
+    const Verdict v = judge_forward(t.out, o, dt);
     EXPECT_TRUE(v.pass) << "random #" << i << " [" << c.name() << "] kernel " << r.kernel << " (seed " << seed
                         << "): " << v.detail();
     if (::testing::Test::HasFailure()) return;

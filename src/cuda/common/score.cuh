@@ -34,14 +34,20 @@ FLATATTN_DEVICE void for_each_element(float (&s)[kMT][kNT][4], int row0, int col
 /// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
 /// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
 /// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
-template <class V, Layout L, int kMT, int kNT>
+/// kBackward: the backward's kept value instead of x (carry_score of src/core/variant.h; x for most scores),
+/// read back with score_of_carry and ds_factor.
+template <class V, Layout L, bool kBackward = false, int kMT, int kNT>
 FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
                                  int row0, int col0, ScoreAt at) {
   if (V::Score::kActive || !p.fold) {
     for_each_element(s, row0, col0, [&](float& x, int r, int c) {
       at.i = L == Layout::query_major ? r : c;
       at.j = L == Layout::query_major ? c : r;
-      x = V::Score::template score<FloatMath>(x, p.var, at);
+      if constexpr (kBackward) {
+        x = carry_score<typename V::Score, FloatMath>(x, p.var, at);
+      } else {
+        x = V::Score::template score<FloatMath>(x, p.var, at);
+      }
     });
   }
   if (need_mask) {
@@ -108,12 +114,19 @@ FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int
   }
 }
 
-/// The factor of (dP - D_i) in dS for one element: P times the score's derivative at its score x (the
-/// scale, common to every variant, joins at the end of the backward).
+/// x of an element from the backward's kept value c (apply_score<V, L, true>; c itself for most scores).
 template <class V>
-FLATATTN_DEVICE float ds_factor(float pr, float x, const FwdParams& p) {
+FLATATTN_DEVICE float score_of_kept(float c, const FwdParams& p) {
+  return score_of_carry<typename V::Score, FloatMath>(c, p.var);
+}
+
+/// The factor of (dP - D_i) in dS for one element: P times the score's derivative at the element's kept value
+/// c (apply_score<V, L, true>: x, or the score's carry) (the scale, common to every variant, joins at the end
+/// of the backward).
+template <class V>
+FLATATTN_DEVICE float ds_factor(float pr, float c, const FwdParams& p) {
   if constexpr (V::Score::kActive) {
-    return pr * V::Score::template dscore<FloatMath>(x, p.var);
+    return pr * V::Score::template dscore<FloatMath>(c, p.var);
   } else {
     return pr;
   }

@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       const ScoreAt at =  // the hooks' coordinates (the lengths only for a score that reads them)
         with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk);
-      apply_score<V, Layout::query_major>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
+      apply_score<V, Layout::query_major, true>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
       // ds_factor: P times the score's derivative (common/score.cuh); the scale joins at the end.
@@ -209,9 +209,9 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
             float pr[2];
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              const float x = sc[mt][nt][2 * hh + e];
-              pr[e] = ex2(fmaf(x, p.f.mul, -lse2));
-              sc[mt][nt][2 * hh + e] = ds_factor<V>(pr[e], x, p.f);
+              const float c = sc[mt][nt][2 * hh + e];  // the kept value: x, or the score's carry
+              pr[e] = ex2(fmaf(score_of_kept<V>(c, p.f), p.f.mul, -lse2));
+              sc[mt][nt][2 * hh + e] = ds_factor<V>(pr[e], c, p.f);
               if constexpr (V::Prob::kDropout) {
                 pr[e] = keep[nt][e] ? pr[e] * p.f.var.drop_scale : 0.f;
                 if (!keep[nt][e]) sc[mt][nt][2 * hh + e] = -sc[mt][nt][2 * hh + e];

@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     const float* const rows = s_rows(st);
     const ScoreAt at =  // the hooks' coordinates (the lengths only for a score that reads them)
         with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk);
-    apply_score<V, Layout::key_major>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
+    apply_score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -231,9 +231,9 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         float pr[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float x = sc[0][i][2 * h + e];
-          pr[e] = ex2(fmaf(x, p.f.mul, -lse2[e]));
-          sc[0][i][2 * h + e] = ds_factor<V>(pr[e], x, p.f);
+          const float c = sc[0][i][2 * h + e];  // the kept value: x, or the score's carry
+          pr[e] = ex2(fmaf(score_of_kept<V>(c, p.f), p.f.mul, -lse2[e]));
+          sc[0][i][2 * h + e] = ds_factor<V>(pr[e], c, p.f);
           if constexpr (V::Prob::kDropout) {  // P^T Z / (1 - p) for dV; the sign bit of sc marks a dropped one
             pr[e] = keep[h][e] ? pr[e] * p.f.var.drop_scale : 0.f;
             if (!keep[h][e]) sc[0][i][2 * h + e] = -sc[0][i][2 * h + e];
