@@ -103,16 +103,16 @@ struct VariantData {
 /// plain x = unit scale s and softcap x = unit c tanh(scale s / c), both in the backend's exponent units.
 inline VariantData make_variant_data(const VariantArgs& a, float scale, float unit) {
   VariantData v;
-  if (a.softcap > 0.f) {
-    v.pre = scale / a.softcap;
-    v.post = a.softcap * unit;
-  } else if (variant_of(a) == VariantId::bias) {
+  if (variant_of(a) == VariantId::bias) {  // first, as variant_of decides (validation refuses it with softcap)
     v.pre = scale * unit;  // x = unit (scale s + bias)
     v.post = unit;
     v.bias = a.bias;
     v.bias_sb = a.bias_sb, v.bias_sh = a.bias_sh, v.bias_si = a.bias_si;
     v.bias_nq = static_cast<int>(a.bias_nq), v.bias_nk = static_cast<int>(a.bias_nk);
     v.bias_dtype = static_cast<int>(a.bias_dtype);
+  } else if (a.softcap > 0.f) {
+    v.pre = scale / a.softcap;
+    v.post = a.softcap * unit;
   } else if (variant_of(a) == VariantId::alibi) {
     v.pre = scale * unit;  // x = unit (scale s - slope |distance|)
     v.post = unit;
@@ -246,7 +246,14 @@ FLATATTN_HD float load_bias(const void* base, int dtype, std::int64_t off) {
 FLATATTN_HD float bias_at(const VariantData& v, int b, int h, int i, int j) {
   i = i < v.bias_nq - 1 ? i : v.bias_nq - 1;
   j = j < v.bias_nk - 1 ? j : v.bias_nk - 1;
+#ifdef __CUDA_ARCH__
+  // The offset within the (b, h) slice in 32 bits (src/cuda/check_args.cc bounds it below 2^32): 64-bit products
+  // per element made the bias instances spill (sm80 D = 128 forward: 188 -> 48 bytes of spill stores).
+  const unsigned in_slice = static_cast<unsigned>(i) * static_cast<unsigned>(v.bias_si) + static_cast<unsigned>(j);
+  return load_bias(v.bias, v.bias_dtype, (b * v.bias_sb + h * v.bias_sh) + in_slice);
+#else
   return load_bias(v.bias, v.bias_dtype, b * v.bias_sb + h * v.bias_sh + i * v.bias_si + j);
+#endif
 }
 
 /// Additive bias with gradient (T5's relative position bias, Raffel et al. 2020 Sec. 2.1; AlphaFold's pair bias;

@@ -20,7 +20,9 @@ namespace flatattn::cuda {
 /// (nq, nk) or the bias's extents.
 FLATATTN_DEVICE void store_dbias(const BwdParams& p, int b, int h, int i, int j, int nq, int nk, float x) {
   if (i >= nq || j >= nk || i >= p.f.var.bias_nq || j >= p.f.var.bias_nk) return;
-  const std::int64_t off = b * p.dbias_b + h * p.dbias_h + i * p.dbias_i + j;
+  // The offset within the (b, h) slice in 32 bits, as bias_at (src/cuda/check_args.cc bounds it below 2^32).
+  const unsigned in_slice = static_cast<unsigned>(i) * static_cast<unsigned>(p.dbias_i) + static_cast<unsigned>(j);
+  const std::int64_t off = (b * p.dbias_b + h * p.dbias_h) + in_slice;
   if (p.dbias_atomic) {
     atomicAdd(static_cast<float*>(p.dbias) + off, x);
   } else if (p.dbias_dtype == 0) {
