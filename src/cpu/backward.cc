@@ -282,11 +282,13 @@ struct QTile {
   SeqSpan sp;
 };
 
-/// The bias's gradient before its reduction: dS of every (b, h, i, j) in fp32, (B, Hq, Nq, Nk) contiguous
-/// (Nq, Nk: the longest sequence for varlen), zero where no visible element reaches. Pass 2 visits every
-/// visible (b, h, i, j) exactly once, so plain stores fill it; reduce_dbias sums it in a fixed order.
+/// Where pass 2 puts dS for the bias's gradient. Pass 2 visits every visible (b, h, i, j) exactly once, so plain
+/// stores fill either target (zeroed first: the invisible elements stay 0): a bias of full (B, Hq, Nq) gets them in
+/// dbias itself (`direct`, in its dtype); a broadcast one in `data`, fp32 (B, Hq, Nq, Nk) contiguous (Nq, Nk: the
+/// longest sequence for varlen; 4 B Hq Nq Nk bytes), which reduce_dbias then sums in a fixed order.
 struct DsBuffer {
   float* data = nullptr;
+  const BiasGrad* direct = nullptr;
   [[nodiscard]] std::int64_t at(const Problem& p, std::int64_t b, std::int64_t h, std::int64_t i) const {
     return ((b * p.hq + h) * p.nq + i) * p.nk;
   }
@@ -328,10 +330,16 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
       probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
                         rows_pad, ncols, ld, w.step);
-      if (dsb.data != nullptr) {  // dbias = dS (the logit's gradient, before the scale)
-        const std::int64_t n = std::min(ncols, tile.sp.nk - k0);
+      const std::int64_t n = std::min(ncols, tile.sp.nk - k0);  // dbias = dS (the logit's gradient, before the scale)
+      if (dsb.data != nullptr) {
         for (std::int64_t i = 0; i < tile.rows && n > 0; ++i)
           std::memcpy(dsb.data + dsb.at(p, tile.b, tile.h, tile.i0 + i) + k0, w.step.ds + i * ld, sizeof(float) * n);
+      } else if (dsb.direct != nullptr) {
+        const BiasGrad& g = *dsb.direct;
+        for (std::int64_t i = 0; i < tile.rows; ++i) {
+          const std::int64_t row = tile.b * g.sb + tile.h * g.sh + (tile.i0 + i) * g.si + k0;
+          for (std::int64_t j = 0; j < n; ++j) store_double(g.data, g.dtype, row + j, w.step.ds[i * ld + j]);
+        }
       }
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
@@ -390,12 +398,21 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   scratch.reserve(threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan));
   const std::int64_t dp = padded_d(p.d);
-  // dbias: dS of every (b, h, i, j) in fp32 (4 B Hq Nq Nk bytes), then a fixed-order reduction (reduce_dbias).
+  // dbias (DsBuffer): straight into a full dbias, else dS in fp32 (4 B Hq Nq Nk bytes) and a fixed-order reduction.
   std::vector<float> ds_store;
   DsBuffer dsb;
-  if (t.dbias.data != nullptr && p.variant.bias != nullptr) {
-    ds_store.assign(static_cast<std::size_t>(p.batch * p.hq * p.nq * p.nk), 0.f);
-    dsb.data = ds_store.data();
+  const BiasGrad& g = t.dbias;
+  if (g.data != nullptr && p.variant.bias != nullptr) {
+    if (g.nb == p.batch && g.nh == p.hq && g.nq == p.nq) {
+      for (std::int64_t b = 0; b < g.nb; ++b)
+        for (std::int64_t h = 0; h < g.nh; ++h)
+          for (std::int64_t i = 0; i < g.nq; ++i)
+            for (std::int64_t j = 0; j < g.nk; ++j) store_double(g.data, g.dtype, b * g.sb + h * g.sh + i * g.si + j, 0.0);
+      dsb.direct = &g;
+    } else {
+      ds_store.assign(static_cast<std::size_t>(p.batch * p.hq * p.nq * p.nk), 0.f);
+      dsb.data = ds_store.data();
+    }
   }
 
 #pragma omp parallel num_threads(threads)
