@@ -147,3 +147,26 @@ def test_transformers_4d_float_mask(rng, seed):
     s = (q.double() @ kr.double().transpose(-1, -2)) * 0.25 + mask[..., :12].double()
     ref = (torch.softmax(s, -1) @ vr.double()).transpose(1, 2)
     assert torch.allclose(out.double(), ref, atol=2e-5, rtol=1e-4), f"seed={seed}"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_bias_ops_opcheck(device, seed):
+    torch = pytest.importorskip("torch")
+    from flatattn import torch_ops  # noqa: F401  (registers torch.ops.flatattn.*)
+
+    dt = torch.float32 if device == "cpu" else torch.bfloat16
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, 24, 4, 32, generator=g).to(device, dt)
+    k, v = (torch.randn(2, 40, 2, 32, generator=g).to(device, dt) for _ in range(2))
+    bias = torch.randn(1, 4, 24, 40, generator=g).to(device, dt)
+    opts = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0)
+    fwd_args = (q, k, v, None, None, 0, 0, bias, None, *opts, "auto", 0)
+    torch.library.opcheck(torch.ops.flatattn.bias_fwd.default, fwd_args)
+    grad_args = (q.requires_grad_(True), k, v, None, None, 0, 0, bias.clone().requires_grad_(True), None, *opts,
+                 "auto", 0)
+    torch.library.opcheck(torch.ops.flatattn.bias_fwd.default, grad_args)
+    out, lse = torch.ops.flatattn.bias_fwd(q.detach(), k, v, None, None, 0, 0, bias, None, *opts, "auto", 0)
+    for want in (True, False):
+        torch.library.opcheck(torch.ops.flatattn.bias_bwd.default,
+                              (torch.randn_like(out), q.detach(), k, v, out, lse, None, None, 0, 0, bias, None, want,
+                               *opts, 0))
