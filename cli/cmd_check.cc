@@ -63,6 +63,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   if (c.alibi) tensors.push_back(&t.alibi);
   if (c.sinks) tensors.push_back(&t.sinks);
   if (c.sinks && cc.backward) tensors.push_back(&t.dsinks);
+  if (c.has_bias()) tensors.push_back(&t.bias);
+  if (c.has_bias() && cc.backward) tensors.push_back(&t.dbias);
   std::map<const check::HostTensor*, DeviceMirror> mirror;
   if (where == DeviceKind::cuda)
     for (check::HostTensor* x : tensors) mirror[x].upload(*x);
@@ -75,6 +77,7 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   fa.q = on(t.q), fa.k = on(t.k), fa.v = on(t.v), fa.out = on(t.out), fa.lse = on(t.lse), fa.varlen = vl;
   if (c.alibi) fa.alibi_slopes = on(t.alibi);
   if (c.sinks) fa.sinks = on(t.sinks);
+  if (c.has_bias()) fa.bias = on(t.bias);
   rep = forward(fa, o);
   if (cc.backward) {
     BackwardArgs ba;
@@ -83,6 +86,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
     ba.alibi_slopes = fa.alibi_slopes;
     ba.sinks = fa.sinks;
     if (c.sinks) ba.dsinks = on(t.dsinks);
+    ba.bias = fa.bias;
+    if (c.has_bias()) ba.dbias = on(t.dbias);
     rep = backward(ba, c.options);
   }
   if (where == DeviceKind::cuda)
@@ -101,6 +106,7 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   const check::BackwardYardstick y = check::naive_backward(t, ref);
   for (const auto& g : check::judge_backward(t, ref, y)) rows.push_back({g.name, g.v, {}, false});
   if (c.sinks) rows.push_back({"dsinks", check::judge_dsinks(t, ref, y), {}, false});
+  if (c.has_bias()) rows.push_back({"dbias", check::judge_dbias(t, ref, y), {}, false});
   return rows;
 }
 

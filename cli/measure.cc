@@ -29,6 +29,7 @@ using nlohmann::json;
 struct Tensors {
   Tensor q, k, v, out, lse, dout, dq, dk, dv;
   Tensor alibi, sinks, dsinks;  ///< fp32 (Hq) each, when the workload has them
+  Tensor bias, dbias;           ///< the additive bias and its gradient (--bias), in the workload's dtype
 };
 
 Tensors make_tensors(const Workload& w, Mode mode) {
@@ -53,6 +54,16 @@ Tensors make_tensors(const Workload& w, Mode mode) {
       t.dsinks.poison();
     }
   }
+  if (!w.bias.empty()) {
+    const auto has = [&](char c) { return w.bias.find(c) != std::string::npos; };
+    const std::vector<std::int64_t> shape = {has('b') ? w.batch : 1, has('h') ? w.hq : 1, has('q') ? w.nq : 1, w.nk};
+    t.bias = Tensor::make(w.dtype, shape);
+    t.bias.fill_normal(w.seed ^ 0x62);
+    if (mode != Mode::fwd) {
+      t.dbias = Tensor::make(w.dtype, shape);
+      t.dbias.poison();
+    }
+  }
   if (mode != Mode::fwd) {
     t.lse = Tensor::make(DType::f32, {w.batch, w.hq, w.nq});
     t.dout = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
@@ -71,7 +82,7 @@ Tensors make_tensors(const Workload& w, Mode mode) {
 std::vector<Tensor*> all(Tensors& t, Mode mode) {
   std::vector<Tensor*> v = {&t.q, &t.k, &t.v, &t.out};
   if (mode != Mode::fwd) v.insert(v.end(), {&t.lse, &t.dout, &t.dq, &t.dk, &t.dv});
-  for (Tensor* x : {&t.alibi, &t.sinks, &t.dsinks})
+  for (Tensor* x : {&t.alibi, &t.sinks, &t.dsinks, &t.bias, &t.dbias})
     if (x->numel() > 0) v.push_back(x);
   return v;
 }
@@ -85,6 +96,7 @@ ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
   if (with_lse) a.lse = t.lse.view(where);
   if (t.alibi.numel() > 0) a.alibi_slopes = t.alibi.view(where);
   if (t.sinks.numel() > 0) a.sinks = t.sinks.view(where);
+  if (t.bias.numel() > 0) a.bias = t.bias.view(where);
   return a;
 }
 
@@ -102,6 +114,8 @@ BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
   if (t.alibi.numel() > 0) a.alibi_slopes = t.alibi.view(where);
   if (t.sinks.numel() > 0) a.sinks = t.sinks.view(where);
   if (t.dsinks.numel() > 0) a.dsinks = t.dsinks.view(where);
+  if (t.bias.numel() > 0) a.bias = t.bias.view(where);
+  if (t.dbias.numel() > 0) a.dbias = t.dbias.view(where);
   return a;
 }
 
@@ -175,6 +189,8 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
   json check;
   if (m.check_rows > 0 && w.alibi) {
     check = {{"not_checked", "the sampled-row checker does not model ALiBi (`flatattn check` runs it against the oracle)"}};
+  } else if (m.check_rows > 0 && !w.bias.empty()) {
+    check = {{"not_checked", "the sampled-row checker does not model the bias (`flatattn check` runs it against the oracle)"}};
   } else if (m.check_rows > 0 && w.dropout > 0.f) {
     check = {{"not_checked", "a sampled row cannot regenerate its dropout mask (`flatattn check` judges dropout on "
                              "whole problems against the oracle)"}};

@@ -69,6 +69,7 @@ std::string Workload::features_str() const {
   if (alibi) s += " alibi";
   if (sinks) s += " sinks";
   if (dropout > 0) s += fmt::format(" dropout={}", dropout);
+  if (!bias.empty()) s += fmt::format(" bias={}", bias);
   if (scale) s += fmt::format(" scale={}", *scale);
   return s;
 }
@@ -88,6 +89,7 @@ nlohmann::json Workload::to_json() const {
                       {"alibi", alibi},
                       {"sinks", sinks},
                       {"dropout", dropout},
+                      {"bias", bias},
                       {"dataflow", flatattn::name(dataflow)},
                       {"threads", threads},
                       {"device", flatattn::name(device)},
@@ -125,6 +127,11 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
                "not with --softcap; the sampled-row check does not model it (flatattn check does)");
   app.add_flag("--sinks", f.sinks, "attention sinks (gpt-oss): one N(0,1) logit per head in every row's denominator; "
                "backward modes also compute dsinks");
+  app.add_option("--bias", f.bias,
+                 "additive bias with gradient, N(0,1) in the dtype: DIMS = the dims of (B, Hq, Nq) it has in full "
+                 "(bhq: dense (B, Hq, Nq, Nk); hq, bq, q, bh, b, h; 1: one (Nk) row); backward modes also compute dbias; "
+                 "not with --softcap, --alibi or --dropout; the sampled-row check does not model it (flatattn check does)")
+      ->check(one_of({"bhq", "hq", "bq", "q", "bh", "b", "h", "1"}));
   app.add_option("--dropout", f.dropout,
                  "attention dropout probability p in [0, 1) (Philox mask from --seed; the sampled-row check is skipped: a "
                  "sampled row cannot regenerate its mask, `flatattn check` judges dropout)")
@@ -211,6 +218,9 @@ Workload resolve(const WorkloadFlags& f) {
   w.dropout = f.dropout;
   if (w.alibi && w.dropout > 0)
     throw UsageError("--alibi", "with --dropout", "ALiBi and dropout together are not supported: drop one");
+  w.bias = f.bias;
+  if (!w.bias.empty() && (w.softcap > 0 || w.alibi || w.dropout > 0))
+    throw UsageError("--bias", "with --softcap, --alibi or --dropout", "the bias comes alone among those: drop one");
   if (f.scale > 0) w.scale = f.scale;
   w.dataflow = parse_dataflow(f.dataflow);
   w.threads = f.threads;

@@ -35,6 +35,9 @@ struct Workload {
   bool alibi = false;  ///< ALiBi with BLOOM's slopes 2^(-8 (h + 1) / Hq)
   bool sinks = false;  ///< attention sinks, N(0, 1) per head (from the seed)
   float dropout = 0.f;       ///< attention dropout p (the mask's seed is `seed`, its offset 0)
+  /// Additive bias: empty off, else the dims of (B, Hq, Nq) it has in full ("bhq" dense, "hq", "b", "1" for
+  /// (1, 1, 1, Nk), ...), in the workload's dtype, N(0, 1) from the seed; backward modes compute dbias.
+  std::string bias;
   std::optional<float> scale;
   Dataflow dataflow = Dataflow::automatic;
   int threads = 0;           ///< CPU threads, 0 = all
@@ -64,6 +67,7 @@ struct WorkloadFlags {
   float softcap = 0.f;
   bool alibi = false, sinks = false;
   float dropout = 0.f;
+  std::string bias;  ///< --bias DIMS
   float scale = 0.f;  ///< 0: 1/sqrt(D)
   std::string dataflow = "auto";
   int threads = 0;

@@ -11,7 +11,10 @@
 # (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
 # lists); `decode`: forward_kvcache's decode bandwidth (bench/gpu/bench_decode, against the copy bandwidth of
-# the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py). Optional stages on Hopper with the sm90
+# the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py).
+# lists); `biasbench`: bench/gpu/bench_bias (the additive bias, dense and broadcast with dbias, against none and
+# the copy-bandwidth budget, one run; BIAS_D, BIAS_N lists) and peers_sdpa_bias.py (SDPA efficient / cuDNN with the
+# same float mask). Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -74,7 +77,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has biasbench && echo bench_bias) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -175,6 +178,13 @@ if has features; then
   stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \
     ${FEATURES_D:+--d $FEATURES_D} ${FEATURES_N:+--n $FEATURES_N}
   cp "$LOG/features.log" "$OUT/features_table.txt" 2>/dev/null
+fi
+if has biasbench; then  # the additive bias: ours vs none and the copy-bandwidth budget, then SDPA's peers
+  stage biasbench 300 $B/bench/gpu/bench_bias --out "$OUT/bias.json" --commit "$COMMIT" \
+    ${BIAS_D:+--d $BIAS_D} ${BIAS_N:+--n $BIAS_N}
+  cp "$LOG/biasbench.log" "$OUT/bias_table.txt" 2>/dev/null
+  stage biaspeers 300 env PYTHONUNBUFFERED=1 OUT="$OUT" ${BIAS_D:+PEERS_D=$BIAS_D} ${BIAS_N:+PEERS_N=$BIAS_N} \
+    python3 bench/gpu/peers_sdpa_bias.py
 fi
 if has anydbench; then  # odd head dims (staged, docs/design.md) next to the multiple of 8 their kernel runs, same H
   stage anydbench 120 $B/bench/gpu/bench_bwd --out "$OUT/anyd_bwd.json" --d ${ANYD_D:-59,64,111,112,128,199,200} \

@@ -30,6 +30,7 @@ VARIANTS = {
     "alibi": "ALiBi linear distance bias: BLOOM, MPT, Baichuan",
     "dropout": "dropout on P in training: BERT, ViT, T5-style models",
     "dropout_softcap": "dropout with soft-capping: Gemma 2 training",
+    "bias": "additive bias tensor with gradient: T5 relative positions, AlphaFold pair bias, Swin, SDPA attn_mask",
 }
 
 
@@ -92,6 +93,7 @@ class BwdKernel:
         return (self.family, self.dtype, self.d, self.variant) in {
             ("sm80", "bf16", 128, "plain"),  # the headline kernel (64 x 128 tiles, 8 warps, 2 stages)
             ("sm80", "bf16", 64, "alibi"),   # a backward score hook with the sequence's lengths
+            ("sm80", "bf16", 64, "bias"),    # a score hook that reads a tensor, and the dbias stores
             ("sm75", "f16", 64, "plain"),    # m16n8k8, synchronous loads, scalar dQ atomics, 1 stage
             ("sm90", "bf16", 128, "plain"),  # wgmma (sm_90a SASS), dQ through the MN-major dS^T tile
         }

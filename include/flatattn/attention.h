@@ -22,6 +22,9 @@
 //   Attention sinks (ForwardArgs::sinks; gpt-oss, Xiao et al. 2023): a per-head logit sink_h joins every
 //   row's denominator without a value: O_i = sum_j e^S_ij v_j / (sum_j e^S_ij + e^sink_h),
 //   LSE_i = log(sum_j e^S_ij + e^sink_h); a row with no visible key gives O = 0 and LSE = sink_h.
+//   Additive bias (ForwardArgs::bias; T5 relative positions, AlphaFold pair bias, Swin, SDPA's float attn_mask):
+//   S_ij = scale * q_i.k_j + bias[b, h, i, j] before the mask (as SDPA adds a float mask to scale Q K^T); the
+//   backward returns dbias = dS = dL/dS (summed over the bias's broadcast dims) when BackwardArgs::dbias is given.
 // Algorithms: Dao et al., "FlashAttention" (NeurIPS'22) Alg. 1-2 and "FlashAttention-2" (2023)
 // Sec. 3 for the flash dataflow; Kao et al., "FLAT" (ASPLOS'23) Sec. 4 for the flat dataflow.
 #pragma once
@@ -79,6 +82,15 @@ struct ForwardArgs {
   /// Attention sinks, fp32 (Hq) contiguous on q's device: one logit per query head in the units of
   /// the scaled logits (natural log). Absent: off. Composes with every other feature.
   TensorView sinks;
+  /// Additive bias, rank 4 (Bb, Hb, Mq, Nk) broadcastable to (B, Hq, Nq, Nk): Bb in {1, B}, Hb in {1, Hq},
+  /// Mq in {1, Nq} (1: one bias row for every query, e.g. a key padding mask); the last dim is Nk, contiguous
+  /// (stride 1); other strides free (>= 0; a size-1 dim's stride is ignored). f32, f16 or bf16 (need not be
+  /// q's dtype), on q's device, in the units of the scaled logits (natural log; -inf hides a key). Varlen: B
+  /// sequences, Nq = max_seqlen_q, Nk = max_seqlen_k; sequence b's element (i, j), counted within the
+  /// sequence, is bias[b, h, i, j] (rows and columns past its lengths are not read). Added after the scale,
+  /// before the causal/window mask: S_ij = scale q_i.k_j + bias_bhij. Not with softcap, alibi_slopes or
+  /// dropout_p > 0 (Error naming bias). Absent: off.
+  TensorView bias;
 };
 
 /// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
@@ -93,6 +105,15 @@ struct BackwardArgs {
   /// e^(sink_h - LSE_i) * D_i with D_i = rowsum(dout_i * out_i), summed in a fixed order (deterministic).
   /// Written (overwritten) when present; dq, dk, dv do not change with sinks beyond the LSE.
   TensorView dsinks;
+  TensorView bias;   ///< the forward's (ForwardArgs::bias); absent: off
+  /// Optional output, needs bias: dL/dbias, the bias's shape and dtype (strides free, last dim contiguous),
+  /// = dS_bhij = P_ij (dP_ij - D_i) summed over the dims where the bias is broadcast (size 1), accumulated
+  /// in fp32; elements no visible (i, j) reaches (masked, past a varlen sequence) get 0. Written
+  /// (overwritten). Default mode: a bias of full (B, Hq) is written by plain stores; a broadcast one is summed
+  /// with fp32 atomics in a (bias-shaped) fp32 workspace on CUDA (run-to-run order-dependent in the last
+  /// bits). Options::deterministic: bitwise reproducible (CUDA: a (B, Hq, Mq, Nk) fp32 workspace summed in
+  /// a fixed order: 4 B Hq Mq Nk bytes). The CPU always sums in a fixed order.
+  TensorView dbias;
 };
 
 /// CUDA stream (a cudaStream_t) the work is ordered on; null = the legacy default stream.

@@ -29,7 +29,8 @@ def _mask_args(causal_align, window):
 def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_right", window=(-1, -1),
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
-            return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+            return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0,
+            bias=None):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -55,6 +56,14 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     logit per head in every row's denominator with no value: ``lse = log(sum_j e^s_ij + e^sink)``; a row that
     sees no key outputs 0 with lse = sink. With torch tensors that require grad, the sinks get their gradient.
 
+    Additive bias (T5 relative positions, AlphaFold pair bias, Swin; SDPA's float ``attn_mask``): ``bias`` of shape
+    (Bb, Hb, Mq, Nk) broadcastable to (B, Hq, Nq, Nk) (Bb in {1, B}, Hb in {1, Hq}, Mq in {1, Nq}; torch: any
+    broadcastable shape, e.g. (Nq, Nk) or stride-0 expanded dims, is brought to that form), float32, float16 or
+    bfloat16 (need not be q's dtype), last dim contiguous, is added to each scaled logit before the mask:
+    ``s_ij = scale q_i.k_j + bias[b, h, i, j]`` (-inf hides a key). Varlen: B sequences, Nq = max_seqlen_q,
+    Nk = max_seqlen_k, indexed within each sequence. Not with softcap, ALiBi or dropout. With torch tensors that
+    require grad, the bias gets its gradient (dS, summed over its broadcast dims).
+
     Dropout: ``dropout_p`` in [0, 1) drops each softmax probability with that probability and scales the kept
     ones by 1 / (1 - dropout_p) before P V (lse stays that of the undropped softmax). The keep decision is a
     pure function of (``dropout_seed``, ``dropout_offset``, sequence, query head, row, column): Philox-4x32-10,
@@ -73,6 +82,23 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
+    if lib == "torch" and out is None and lse is None and not return_report and bias is not None and \
+            alibi_slopes is None:
+        from . import torch_ops
+
+        nq = max_seqlen_q if varlen else q.shape[1]
+        nk = max_seqlen_k if varlen else k.shape[1]
+        batch = (cu_seqlens_q.shape[0] - 1) if varlen else q.shape[0]
+        with torch_ops.stream_scope(q, stream):
+            o, l = torch_ops.attention_bias(q, k, v, torch_ops.as_bias(bias, batch, q.shape[-2], nq, nk), sinks=sinks,
+                                            softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                            window_left=wl, window_right=wr, softcap=softcap,
+                                            deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                            cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                            max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads,
+                                            dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                            dropout_offset=dropout_offset)
+        return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report and (
             alibi_slopes is not None or sinks is not None):
         from . import torch_ops
@@ -110,14 +136,15 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left,
                         wl, wr, float(softcap), dataflow, int(num_threads), s,
                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
-                        seed=int(dropout_seed), offset=int(dropout_offset))
+                        seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s))
     return (out, lse, report) if return_report else (out, lse)
 
 
 def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
-             alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+             alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None,
+             dbias=None):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
@@ -131,11 +158,29 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     ``dsinks = -sum_{b,i} e^(sink - lse_i) rowsum(dout_i * out_i)`` (Hq) float32 is returned after dv (written into
     ``dsinks`` when given); ``alibi_slopes`` are the forward's.
 
-    Returns ``(dq, dk, dv)`` or ``(dq, dk, dv, dsinks)`` with sinks (plus the :class:`Report` when
-    ``return_report=True``).
+    With ``bias`` (the forward's; for the arrays path in the library's (Bb, Hb, Mq, Nk) form) its gradient
+    ``dbias`` (the bias's shape and dtype: dS summed over the bias's size-1 dims, fp32 accumulation; written into
+    ``dbias`` when given) is returned last.
+
+    Returns ``(dq, dk, dv)``, ``(dq, dk, dv, dsinks)`` with sinks, and ``dbias`` after those with a bias (plus the
+    :class:`Report` when ``return_report=True``).
     """
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
+    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
+            not return_report and bias is not None and alibi_slopes is None:
+        from . import torch_ops
+
+        with torch_ops.stream_scope(q, stream):
+            g = torch_ops.attention_backward_bias(dout, q, k, v, out, lse, bias, sinks=sinks,
+                                                  softmax_scale=softmax_scale, causal=causal, top_left=top_left,
+                                                  window_left=wl, window_right=wr, softcap=softcap,
+                                                  deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
+                                                  cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                                  max_seqlen_k=max_seqlen_k, num_threads=num_threads,
+                                                  dropout_p=dropout_p, dropout_seed=dropout_seed,
+                                                  dropout_offset=dropout_offset)
+        return g if sinks is not None else (*g[:3], g[4])
     if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and not return_report and (
             alibi_slopes is not None or sinks is not None):
         from . import torch_ops
@@ -166,6 +211,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     dv = A.empty_like(v, lib) if dv is None else dv
     if sinks is not None and dsinks is None:
         dsinks = A.empty_like(sinks, lib)
+    if bias is not None and dbias is None:
+        dbias = A.empty_like(bias, lib)
     s = A.current_stream(q, lib, stream)
     report = _C.backward(A.dlpack(dout, s), A.dlpack(q, s), A.dlpack(k, s), A.dlpack(v, s),
                          A.dlpack(out, s), A.dlpack(lse, s), A.dlpack(dq, s), A.dlpack(dk, s),
@@ -173,8 +220,11 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left, wl,
                          wr, float(softcap), bool(deterministic), int(num_threads), s,
                          alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s),
-                         dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
+                         dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
+                         bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
+    if bias is not None:
+        grads = (*grads, dbias)
     return (*grads, report) if return_report else grads
 
 

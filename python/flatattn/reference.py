@@ -19,10 +19,11 @@ def _out_dtype(precision):
 
 def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
-            dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+            dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None):
     """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64. ``alibi_slopes``
     (Hq) or (B, Hq) and ``sinks`` (Hq), float32 or float64, as :func:`flatattn.forward`. Dropout as in
-    :func:`flatattn.forward` (the oracle evaluates the keep function itself)."""
+    :func:`flatattn.forward` (the oracle evaluates the keep function itself). ``bias`` (Bb, Hb, Mq, Nk), any float
+    dtype, as :func:`flatattn.forward`."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -32,15 +33,16 @@ def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causa
                          A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
                          top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
                          sinks=A.dlpack(sinks, 0), dropout_p=float(dropout_p), seed=int(dropout_seed),
-                         offset=int(dropout_offset))
+                         offset=int(dropout_offset), bias=A.dlpack(bias, 0))
     return out, lse
 
 
 def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
-             dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+             dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None):
     """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input'), and with
-    ``sinks`` also ``dsinks`` (Hq) float64. Dropout as in :func:`flatattn.backward`."""
+    ``sinks`` also ``dsinks`` (Hq) float64, and with ``bias`` last ``dbias`` (the bias's shape; float64 for 'f64',
+    else q's dtype). Dropout as in :func:`flatattn.backward`."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -52,13 +54,16 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
     out = A.empty(q, tuple(q.shape), "float64", lib)
     lse = A.empty(q, A.lse_shape(q, varlen), "float64", lib)
     dsinks = None if sinks is None else A.empty(q, tuple(sinks.shape), "float64", lib)
+    dbias = None if bias is None else A.empty(q, tuple(bias.shape), dt, lib)
     _C.reference_backward(A.dlpack(dout, 0), A.dlpack(q, 0), A.dlpack(k, 0), A.dlpack(v, 0), A.dlpack(out, 0),
                           A.dlpack(lse, 0), A.dlpack(dq, 0), A.dlpack(dk, 0), A.dlpack(dv, 0),
                           A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
                           top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
                           sinks=A.dlpack(sinks, 0), dsinks=A.dlpack(dsinks, 0), dropout_p=float(dropout_p),
-                          seed=int(dropout_seed), offset=int(dropout_offset))
-    return (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
+                          seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, 0),
+                          dbias=A.dlpack(dbias, 0))
+    grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
+    return grads if bias is None else (*grads, dbias)
 
 
 def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, precision="f64", k=None, v=None, rotary_cos=None,

@@ -11,7 +11,7 @@ import functools
 
 import torch
 
-from .torch_ops import attention
+from .torch_ops import as_bias, attention, attention_bias
 from ._errors import drop_in, error
 
 # Refused calls raise RuntimeError as the originals do (see _errors.drop_in).
@@ -28,16 +28,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     Leading dims are batch dims (a 3-D input is (B, L, E), one head). ``scale`` defaults to 1/sqrt(E);
     ``enable_gqa=True`` lets Hq be a multiple of Hkv. ``dropout_p`` in [0, 1) drops attention probabilities
     (flatattn's Philox stream, with ``(seed, offset)`` drawn from torch's generator of the device as
-    ``flash_attn_func`` does; the backward regenerates the same mask). ``attn_mask`` is not supported yet and
-    raises :class:`flatattn.FlatattnUnsupportedError` naming the argument (use ``is_causal`` for causal masks
-    and ``flatattn.flash_attn_varlen_func`` for padding). Differentiable in query, key, value.
+    ``flash_attn_func`` does; the backward regenerates the same mask). ``attn_mask`` broadcastable to
+    (..., Hq, L, S) as in SDPA: a float mask (float32, float16 or bfloat16) is added to the scaled logits
+    (flatattn's additive bias; it gets its gradient when it requires grad, summed over its broadcast dims), a
+    boolean mask keeps the keys where it is True (a bias of 0 / -inf, no gradient); a query row that sees no key
+    outputs 0 (SDPA: NaN). ``attn_mask`` with ``dropout_p > 0`` is refused (no kernel for the combination).
+    Differentiable in query, key, value (and a float attn_mask).
     A refused call raises a ``RuntimeError`` (as torch does) that is also a :class:`flatattn.FlatattnError`
     (:class:`flatattn.FlatattnDropInError` or :class:`flatattn.FlatattnUnsupportedError`).
     """
-    if attn_mask is not None:
-        raise error("attn_mask", f"tensor {tuple(attn_mask.shape)}", "arbitrary attention masks are not supported yet",
-                    "use is_causal=True for causal masks, flash_attn_varlen_func for padded batches",
-                    unsupported=True)
     try:
         dropout_p = float(dropout_p)
     except (TypeError, ValueError):
@@ -55,6 +54,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise error("key", f"{k.shape[1]} heads with {q.shape[1]} query heads",
                     "query and key must have the same number of heads unless enable_gqa=True",
                     "pass enable_gqa=True (Hq a multiple of Hkv) or repeat the key/value heads")
+    if attn_mask is not None:
+        if dropout_p:
+            raise error("attn_mask", f"tensor {tuple(attn_mask.shape)} with dropout_p {dropout_p}",
+                        "an attention mask with dropout is not supported yet (no kernel for the combination)",
+                        "drop dropout_p, or the mask", unsupported=True)
+        bias = _mask_as_bias(attn_mask, query, q, k.shape[2])
+        out, _ = attention_bias(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bias, softmax_scale=scale,
+                                causal=bool(is_causal), top_left=True)
+        return _restore(out.transpose(1, 2), query, rank)
     drop = {}
     if dropout_p:
         from .flash_attn_interface import draw_rng_state
@@ -64,12 +72,38 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     out, _ = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), softmax_scale=scale,
                        causal=bool(is_causal), top_left=True, **drop)
     out = out.transpose(1, 2)  # (B, Hq, L, E), contiguous when query was
+    return _restore(out, query, rank)
+
+
+def _restore(out, query, rank):
+    """(B, Hq, L, E) -> query's leading dims."""
     if rank == 3:
         return out.squeeze(1)
     if rank > 4:
         return out.reshape(*query.shape[:-3], *out.shape[1:])
     return out
 
+
+def _mask_as_bias(attn_mask, query, q, s_len):
+    """SDPA's attn_mask -> flatattn's bias (Bb, Hb, Mq, S) broadcastable to (B, Hq, L, S): a boolean mask becomes
+    0 (True: attend) / -inf in q's dtype; a float mask is used as it is (differentiable views only)."""
+    if attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=attn_mask.device).masked_fill(
+            ~attn_mask, float("-inf"))
+    elif attn_mask.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise error("attn_mask", f"dtype {attn_mask.dtype}", "must be bool, float32, float16 or bfloat16",
+                    "pass a boolean mask or an additive float mask")
+    lead = tuple(query.shape[:-2])
+    try:
+        m = attn_mask.expand(*lead, q.shape[2], s_len)  # a view: broadcast dims get stride 0
+    except RuntimeError:
+        raise error("attn_mask", f"shape {tuple(attn_mask.shape)}",
+                    f"must be broadcastable to {(*lead, q.shape[2], s_len)}", "pass a (B, H, L, S)-broadcastable mask") from None
+    if m.dim() == 3:
+        m = m.unsqueeze(1)
+    elif m.dim() > 4:
+        m = m.reshape(-1, *m.shape[-3:])
+    return as_bias(m, q.shape[0], q.shape[1], q.shape[2], s_len)
 
 def _as_bhle(t):
     """(..., H, L, E) -> (B, H, L, E) (a view whenever the leading dims can be merged); last dim contiguous."""

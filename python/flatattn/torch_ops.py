@@ -514,3 +514,151 @@ def attention_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, c
                            rotary_cos, rotary_sin, bool(rotary_interleaved), alibi_slopes, sinks,
                            None if softmax_scale is None else float(softmax_scale), bool(causal), int(window_left),
                            int(window_right), float(softcap), int(num_splits), bool(return_lse), int(num_threads))
+
+
+# ---- additive bias with gradient: its own ops (the ops above keep their schemas) ----------------------------
+# bias_fwd / bias_bwd take the bias (Bb, Hb, Mq, Nk) broadcastable to (B, Hq, Nq, Nk) (flatattn.forward's rule:
+# Bb in {1, B}, Hb in {1, Hq}, Mq in {1, Nq}, last dim contiguous; f32/f16/bf16) and optional sinks. bias_bwd
+# returns dbias (the bias's shape and dtype, summed over its size-1 dims) when want_dbias, else an empty tensor.
+
+_BIAS_SCHEMAS = {
+    "bias_fwd": ("bias_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
+                 f"SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor bias, Tensor? sinks, {_OPTS}, str dataflow, "
+                 "int num_threads) -> (Tensor out, Tensor lse)"),
+    "bias_bwd": ("bias_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
+                 "Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor bias, Tensor? sinks, "
+                 f"bool want_dbias, {_OPTS}, int num_threads) "
+                 "-> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks, Tensor dbias)"),
+}
+for _schema in _BIAS_SCHEMAS.values():
+    _lib.define(_schema)
+
+
+def _bias_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, softmax_scale, causal, top_left, window_left,
+                     window_right, softcap, deterministic, dropout_p, dropout_seed, dropout_offset, dataflow,
+                     num_threads):
+    out = torch.empty_like(q)
+    lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
+          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
+          dataflow, sinks=_cap(sinks), dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
+          bias=_capsule(bias))
+    return out, lse
+
+
+def _dbias_like(bias, want):
+    return torch.empty(bias.shape, dtype=bias.dtype, device=bias.device) if want else bias.new_empty((0,))
+
+
+def _bias_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, bias, sinks, want_dbias, softmax_scale,
+                     causal, top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
+                     dropout_offset, num_threads):
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+    dbias = _dbias_like(bias, want_dbias)
+    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
+          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
+          sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks), dropout_p=float(dropout_p),
+          seed=int(dropout_seed), offset=int(dropout_offset), bias=_capsule(bias),
+          dbias=_capsule(dbias) if want_dbias else None)
+    return dq, dk, dv, dsinks, dbias
+
+
+for _name, _kernel in (("bias_fwd", _bias_fwd_kernel), ("bias_bwd", _bias_bwd_kernel)):
+    _lib.impl(_name, _kernel, "CPU")
+    _lib.impl(_name, _kernel, "CUDA")
+
+
+@torch.library.register_fake("flatattn::bias_fwd", lib=_lib)
+def _(q, k, v, cu_q, *args):
+    return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+
+
+@torch.library.register_fake("flatattn::bias_bwd", lib=_lib)
+def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, bias, sinks, want_dbias, *args):
+    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dsinks, _dbias_like(bias, want_dbias)
+
+
+_bias_fwd_op = torch.ops.flatattn.bias_fwd.default
+_bias_bwd_op = torch.ops.flatattn.bias_bwd.default
+
+
+class _BiasFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts):  # opts: _NOPTS options, dataflow,
+        with _below_autograd():  # num_threads
+            out, lse = _bias_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, bias, sinks)
+        ctx.max = (max_q, max_k)
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, cu_q, cu_k, bias, sinks = ctx.saved_tensors
+        want = bool(ctx.needs_input_grad[7])
+        dq, dk, dv, dsinks, dbias = _bias_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max,
+                                                 bias, sinks, want, *ctx.opts)
+        return (dq, dk, dv, None, None, None, None, dbias if want else None,
+                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * (_NOPTS + 2)
+
+
+def _bias_fwd_autograd(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts):
+    grads = (q, k, v, bias) if sinks is None else (q, k, v, bias, sinks)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
+        return _BiasFwd.apply(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
+    with _below_autograd():
+        return _bias_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
+
+
+_lib.impl("bias_fwd", _bias_fwd_autograd, "Autograd")
+_lib.impl("bias_bwd", _no_double_backward("bias_bwd"), "Autograd")
+
+
+def as_bias(bias, batch, hq, nq, nk):
+    """A bias broadcastable to (B, Hq, Nq, Nk) in the form the kernels take (differentiable view ops only, so
+    autograd reduces the gradient back to the caller's shape): leading dims added as size 1 up to rank 4;
+    batch, head and query dims that are broadcast by stride 0 narrowed to size 1 (the library then sums their
+    gradient instead of writing it B Hq times); a key dim of size 1 expanded and a non-contiguous last dim
+    copied (the kernels read rows of Nk contiguous elements). Integer or complex dtypes are left for the
+    library to refuse by name."""
+    if bias.dim() > 4:
+        return bias  # refused by name in the library (rank 4)
+    while bias.dim() < 4:
+        bias = bias.unsqueeze(0)
+    for d, n in ((0, batch), (1, hq), (2, nq)):
+        if bias.shape[d] > 1 and bias.stride(d) == 0:
+            bias = bias.narrow(d, 0, 1)
+    if bias.shape[3] == 1 and nk != 1:
+        bias = bias.expand(*bias.shape[:3], nk)
+    if bias.shape[3] > 1 and bias.stride(3) != 1:
+        bias = bias.contiguous()
+    return bias
+
+
+def attention_bias(q, k, v, bias, *, sinks=None, softmax_scale=None, causal=False, top_left=False, window_left=-1,
+                   window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None,
+                   max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0, dropout_seed=0,
+                   dropout_offset=0):
+    """(out, lse) with an additive bias (flatattn.forward's semantics: S = scale q.k + bias before the mask)
+    through the bias ops; autograd reaches q, k, v, the bias (dbias = dS summed over its broadcast dims) and the
+    sinks."""
+    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), dataflow, int(num_threads))
+    return _bias_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias, _f32(sinks), *opts)
+
+
+def attention_backward_bias(dout, q, k, v, out, lse, bias, *, sinks=None, softmax_scale=None, causal=False,
+                            top_left=False, window_left=-1, window_right=-1, softcap=0.0, deterministic=False,
+                            cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, num_threads=0,
+                            dropout_p=0.0, dropout_seed=0, dropout_offset=0):
+    """(dq, dk, dv, dsinks, dbias) through the bias op (dsinks empty without sinks)."""
+    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), int(num_threads))
+    return _bias_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias,
+                        _f32(sinks), True, *opts)

@@ -13,7 +13,10 @@ which is what KV-cache decoding needs. ``sliding_window``, ``softcap`` and atten
 one logit per head in every row's denominator, learnable: its gradient flows) are forwarded to the kernels.
 Training with attention dropout > 0 runs fused (flatattn's Philox stream, ``(seed, offset)`` drawn from torch's
 generator of the device per call, as ``flash_attn_func`` does), sinks included.
-Custom 4-D masks raise :class:`flatattn.FlatattnUnsupportedError`.
+A 4-D mask a model builds itself (a float mask or relative position bias, T5/Swin-style, or a boolean mask;
+(B or 1, H or 1, Nq, Nk)) is passed to the kernels as flatattn's additive bias (a boolean one as 0 / -inf), as
+SDPA adds it, without causal (the mask carries it, as in transformers' SDPA path); a float bias that requires
+grad gets its gradient.
 ALiBi models (BLOOM, MPT) build their bias outside AttentionInterface and do not reach this function.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from ._errors import error
-from .torch_ops import attention, attention_ext
+from .torch_ops import as_bias, attention, attention_bias, attention_ext
 
 NAME = "flatattn"
 
@@ -59,9 +62,11 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     if not 0.0 <= dropout < 1.0:  # also NaN
         raise error("dropout", repr(dropout), "must be in [0, 1) (0 disables dropout)",
                     "set the model's attention dropout to a probability such as 0.1")
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return _biased(module, query, key, value, attention_mask, dropout, scaling, sliding_window, softcap, s_aux), None
     if attention_mask is not None and attention_mask.dim() != 2:
         raise error("attention_mask", f"{attention_mask.dim()}-D tensor {tuple(attention_mask.shape)}",
-                    "custom 4-D masks are not supported (only causal/bidirectional with key padding)",
+                    "must be a 2-D padding mask or a 4-D (B, H, Nq, Nk) mask/bias",
                     "pass a 2-D padding mask, or use attn_implementation='sdpa'", unsupported=True)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = bool(causal) and query.shape[2] > 1  # one query row: it sees the whole cache either way
@@ -94,6 +99,25 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
 
 def _c(t):
     return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _biased(module, query, key, value, mask, dropout, scaling, sliding_window, softcap, s_aux):  # noqa: ARG001
+    """A model's own 4-D mask or relative bias (B or 1, H or 1, Nq, >= Nk) as flatattn's additive bias, not causal
+    (the mask carries causality, as in transformers' SDPA path). -> (B, Nq, Hq, D)."""
+    if dropout:
+        raise error("attention_mask", f"4-D tensor {tuple(mask.shape)} with dropout {dropout}",
+                    "a 4-D mask or bias with attention dropout is not supported yet (no kernel for the combination)",
+                    "evaluate without dropout, or use attn_implementation='sdpa'", unsupported=True)
+    nk = key.shape[2]
+    mask = mask[:, :, :, :nk]  # a static cache's mask may be longer than the keys (transformers' SDPA slices too)
+    if mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+    bias = as_bias(mask, q.shape[0], q.shape[2], q.shape[1], nk)
+    # No window either: the mask carries the sliding window too (transformers' SDPA path passes none).
+    out, _ = attention_bias(_c(q), _c(k), _c(v), bias, sinks=s_aux, softmax_scale=scaling, causal=False,
+                            softcap=float(softcap or 0.0))
+    return out
 
 
 def _cu(lengths):

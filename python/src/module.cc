@@ -129,11 +129,12 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
-                   std::uint64_t offset) {
+                   std::uint64_t offset, const OptIn& bias) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
+  c.args.bias = view_of(bias, "bias");
   nb::gil_scoped_release release;
   return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -178,11 +179,14 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::int64_t max_q, std::int64_t max_k, std::optional<float> scale, bool causal, bool top_left,
                 std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
-                const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+                const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
+                const OptIn& bias, const std::optional<Out>& dbias) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
+  a.bias = view_of(bias, "bias");
+  a.dbias = view_of(dbias, "dbias");
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   set_dropout(o, dropout_p, seed, offset);
   nb::gil_scoped_release release;
@@ -193,11 +197,12 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
                        const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
                        std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p,
-                       std::uint64_t seed, std::uint64_t offset) {
+                       std::uint64_t seed, std::uint64_t offset, const OptIn& bias) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto",
                                0, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
+  c.args.bias = view_of(bias, "bias");
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::forward(c.args, c.options, p);
@@ -208,11 +213,14 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
                         const std::optional<In>& cu_k, std::optional<float> scale, bool causal, bool top_left,
                         std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision,
                         const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks,
-                        float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+                        float dropout_p, std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
+                        const std::optional<Out>& dbias) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
+  a.bias = view_of(bias, "bias");
+  a.dbias = view_of(dbias, "dbias");
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
   set_dropout(o, dropout_p, seed, offset);
   const ref::Precision p = parse_precision(precision);
@@ -333,27 +341,27 @@ NB_MODULE(_C, m) {
         "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
-        "offset"_a = 0,
+        "offset"_a = 0, "bias"_a.none() = nb::none(),
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
         "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
         "deterministic"_a, "num_threads"_a, "stream"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
-        "offset"_a = 0,
-        "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks when given). Returns the Report.");
+        "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
+        "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
         "Benchmark aid: host seconds per flatattn::forward call issued from C++, one per repeat.");
   m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "alibi_slopes"_a.none() = nb::none(),
-        "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
+        "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
-        "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0,
+        "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
         "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",

@@ -31,6 +31,10 @@ std::string Case::name() const {
   if (options.dataflow != Dataflow::automatic) s << " " << flatattn::name(options.dataflow);
   if (alibi) s << (alibi == 1 ? " alibi(Hq)" : " alibi(B,Hq)") << (alibi_scale != 1.0 ? "x" + std::to_string(alibi_scale) : "");
   if (sinks) s << " sinks" << (sink_mean != 0.0 ? "+" + std::to_string(sink_mean) : "");
+  if (has_bias())
+    s << " bias(" << bias_dims << (bias_dtype != DType::f64 ? std::string(",") + std::string(flatattn::name(bias_dtype)) : "")
+      << (bias_strided ? ",strided" : "") << (bias_sd != 1.0 ? ",sd" + std::to_string(bias_sd) : "")
+      << (bias_masked > 0 ? ",masked" + std::to_string(bias_masked) : "") << ")";
   return s.str();
 }
 
@@ -95,6 +99,26 @@ CaseTensors make_case(const Case& c0, std::uint64_t seed, bool with_backward) {
     t.sinks.fill_normal(seed ^ 6);
     for (std::int64_t h = 0; h < c.hq; ++h) t.sinks.set(h, t.sinks.at(h) + c.sink_mean);
   }
+  if (c.has_bias()) {
+    const auto has = [&](char d) { return c.bias_dims.find(d) != std::string::npos; };
+    const std::int64_t bb = has('b') ? c.batch : 1, bh = has('h') ? c.hq : 1, bq = has('q') ? c.nq : 1;
+    const DType bdt = c.bias_dtype == DType::f64 ? c.dtype : c.bias_dtype;
+    auto make_bias = [&] {
+      return c.bias_strided ? HostTensor::make(bdt, {bb, bh, bq, c.nk}, {0, 2, 1, 3}, 8) : HostTensor::make(bdt, {bb, bh, bq, c.nk});
+    };
+    t.bias = make_bias();
+    t.bias.fill_normal(seed ^ 7, c.bias_sd);
+    if (c.bias_masked > 0) {
+      std::mt19937_64 g(seed ^ 8);
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (std::int64_t e = 0; e < t.bias.numel(); ++e)
+        if (u(g) < c.bias_masked) t.bias.set(e, -INFINITY);
+    }
+    if (with_backward) {
+      t.dbias = make_bias();
+      t.dbias.poison();
+    }
+  }
   if (with_backward) {
     if (c.sinks) {
       t.dsinks = HostTensor::make(DType::f32, {c.hq});
@@ -132,6 +156,7 @@ ForwardArgs CaseTensors::forward_args(Device device) const {
   a.varlen = varlen(device);
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
+  if (c.has_bias()) a.bias = bias.view(device);
   return a;
 }
 
@@ -150,6 +175,8 @@ BackwardArgs CaseTensors::backward_args(Device device) const {
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
   if (c.sinks && dsinks.numel() > 0) a.dsinks = dsinks.view(device);
+  if (c.has_bias()) a.bias = bias.view(device);
+  if (c.has_bias() && !dbias.shape.empty()) a.dbias = dbias.view(device);
   return a;
 }
 
@@ -219,6 +246,17 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
     c.options.dropout_p = ps[uni(0, 3)];
     c.options.dropout_seed = rng();
     c.options.dropout_offset = rng();
+  }
+  // Additive bias (not with softcap, ALiBi or dropout: refused), any broadcast shape and dtype, sometimes with
+  // -inf entries or strided (drawn last: a seed's earlier draws stay).
+  if (c.options.softcap == 0.f && c.alibi == 0 && c.options.dropout_p == 0.f && uni(0, 5) == 0) {
+    const char* dims[] = {"bhq", "hq", "q", "b", "bq", "h", "bh", "-"};
+    c.bias_dims = dims[uni(0, 7)];
+    const DType dts[] = {DType::f64, DType::f32, DType::f16, DType::bf16};
+    c.bias_dtype = dts[uni(0, 3)];
+    c.bias_strided = uni(0, 2) == 0;
+    c.bias_masked = uni(0, 3) == 0 ? 0.1 : 0.0;
+    c.bias_sd = uni(0, 3) == 0 ? 4.0 : 1.0;
   }
   return c;
 }

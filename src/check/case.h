@@ -29,6 +29,16 @@ struct Case {
   /// Attention sinks (Hq): sink_h ~ sink_mean + N(0, 1) (a large mean: the sink takes most of each row).
   bool sinks = false;
   double sink_mean = 0.0;
+  /// Additive bias (ForwardArgs::bias): off when bias_dims is empty, else which of (B, Hq, Nq) the bias has in
+  /// full ("bhq": (B, Hq, Nq, Nk); "q": (1, 1, Nq, Nk); "bh": (B, Hq, 1, Nk); "": off; "-": (1, 1, 1, Nk)).
+  /// Values ~ N(0, bias_sd^2), bias_masked of them -inf (keys hidden by the bias); dtype bias_dtype
+  /// (f64: the case's dtype); bias_strided stores it (Bb, Mq, Hb, Nk)-major with padding.
+  std::string bias_dims;
+  DType bias_dtype = DType::f64;
+  bool bias_strided = false;
+  double bias_sd = 1.0;
+  double bias_masked = 0.0;
+  [[nodiscard]] bool has_bias() const { return !bias_dims.empty(); }
   /// "f16 B2 Nq97 Nk97 Hq2 Hkv2 D64 causal-br ..." (every field that differs from the defaults).
   [[nodiscard]] std::string name() const;
 };
@@ -40,6 +50,7 @@ struct CaseTensors {
   HostTensor q, k, v, out, lse, dout, dq, dk, dv, cu_q, cu_k;
   HostTensor alibi, sinks;  ///< f32 ALiBi slopes ((Hq) or (B, Hq)) and sinks (Hq), when the case has them
   HostTensor dsinks;        ///< f32 (Hq), poisoned: the backward's sinks gradient (with_backward and sinks)
+  HostTensor bias, dbias;   ///< the additive bias (Bb, Hb, Mq, Nk) and its gradient (poisoned, with_backward)
   [[nodiscard]] ForwardArgs forward_args(Device device = Device::cpu()) const;
   [[nodiscard]] BackwardArgs backward_args(Device device = Device::cpu()) const;
   [[nodiscard]] std::optional<Varlen> varlen(Device device = Device::cpu()) const;

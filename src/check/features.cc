@@ -146,6 +146,32 @@ constexpr Feature kFeatures[] = {
   // gradient): its derivative sech^2 must not come from 1 - tanh^2 (issue 20, item 6).
   {"softcap_large_logits", "softcap 30, sd 24 (|scale s| ~ 600: tanh saturated), causal", 2, 97, 97, 2, 2, 64,
    [](Case& c) { causal(c), c.options.softcap = 30.f, c.input_sd = 24.0; }, false},
+  // Additive bias with gradient (dbias): the full (B, Hq, Nq, Nk) bias and broadcast shapes, whose gradient is a
+  // reduction (atomics on CUDA by default, a fixed-order sum in deterministic mode), in every bias dtype.
+  {"bias",             "bias (B, Hq, Nq, Nk), Nq < Nk",           2,  70, 150, 2, 2, 64,
+   [](Case& c) { c.bias_dims = "bhq"; }, true},
+  {"bias_heads_causal_gqa", "bias (1, Hq, Nq, Nk) f32, causal, GQA 4:2", 2, 97, 97, 4, 2, 64,
+   [](Case& c) { c.bias_dims = "hq", c.bias_dtype = DType::f32, causal(c), c.hq = 4, c.hkv = 2; }, true},
+  {"bias_shared_window", "bias (1, 1, Nq, Nk) bf16 strided, 10 % -inf, window (20,5)", 2, 120, 140, 2, 2, 64,
+   [](Case& c) {
+     c.bias_dims = "q", c.bias_dtype = DType::bf16, c.bias_strided = true, c.bias_masked = 0.1;
+     c.options.window = {20, 5};
+   }, false},
+  {"bias_keypad_varlen", "bias (B, 1, 1, Nk) key padding (-inf), varlen incl. empty sequences, causal",
+                                                                  0,   0,   0, 4, 2, 64,
+   [](Case& c) {
+     c.bias_dims = "b", c.bias_masked = 0.2, causal(c);
+     c.varlen = true;
+     c.seqlens_q = {0, 1, 37, 90, 60};
+     c.seqlens_k = {5, 1, 0, 120, 60};
+     c.batch = 5;
+   }, false},
+  {"bias_det_sinks",   "bias (B, 1, Nq, Nk) f16 sd 3, deterministic, sinks, causal top-left, D = 59",
+                                                                  2,  90,  80, 4, 2, 59,
+   [](Case& c) {
+     c.bias_dims = "bq", c.bias_dtype = DType::f16, c.bias_sd = 3.0, c.options.deterministic = true;
+     c.sinks = true, causal(c), top_left(c);
+   }, false},
 };
 // clang-format on
 

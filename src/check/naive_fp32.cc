@@ -101,6 +101,11 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
               x = o.softcap * std::tanh(u);
             }
             if (c.alibi) x -= slope * float(std::abs(i + nk - nq - j));
+            if (c.has_bias()) {  // the additive bias (Bb, Hb, Mq, Nk), broadcast over its size-1 dims
+              const auto& bs = t.bias.shape;
+              x += float(t.bias.at((((bs[0] == 1 ? 0 : b) * bs[1] + (bs[1] == 1 ? 0 : h)) * bs[2] + (bs[2] == 1 ? 0 : i)) *
+                                       bs[3] + j));
+            }
             S[j] = mask.visible(i, j, nq, nk) ? x : -std::numeric_limits<float>::infinity();
             m = std::max(m, S[j]);
           }

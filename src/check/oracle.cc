@@ -25,6 +25,7 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   a.lse = o.lse.view();
   if (t.c.alibi) a.alibi_slopes = t.alibi.view();
   if (t.c.sinks) a.sinks = t.sinks.view();
+  if (t.c.has_bias()) a.bias = t.bias.view();
   ref::forward(a, opt, ref::Precision::f64);
   a.out = o.naive_out.view();
   a.lse = {};
@@ -55,6 +56,10 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
     o.dsinks = HostTensor::make(dtype == DType::f64 ? DType::f64 : DType::f32, {t.c.hq});
     o.dsinks.poison();
   }
+  if (t.c.has_bias()) {  // f64 for the oracle, else the bias's dtype (the input-precision yardstick)
+    o.dbias = HostTensor::make(dtype == DType::f64 ? DType::f64 : t.bias.dtype, t.bias.shape);
+    o.dbias.poison();
+  }
   // out and lse are validated but unused by the reference; pass f64 placeholders of the right shapes.
   HostTensor out = HostTensor::make(DType::f64, t.out.shape), lse = HostTensor::make(DType::f64, t.lse.shape);
   BackwardArgs a;
@@ -72,6 +77,10 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
   if (t.c.sinks) {
     a.sinks = t.sinks.view();
     a.dsinks = o.dsinks.view();
+  }
+  if (t.c.has_bias()) {
+    a.bias = t.bias.view();
+    a.dbias = o.dbias.view();
   }
   ref::backward(a, t.c.options, precision);
   return o;

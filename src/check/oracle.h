@@ -22,6 +22,7 @@ ForwardOracle oracle_forward(const CaseTensors& t);
 struct BackwardOracle {
   HostTensor dq, dk, dv;
   HostTensor dsinks;  ///< (Hq) the sinks' gradient, for a case with sinks (else empty)
+  HostTensor dbias;   ///< the bias's gradient (the bias's shape), for a case with a bias (else empty)
 };
 /// Oracle gradients (f64) of case t (dout, q, k, v; the case's options).
 BackwardOracle oracle_backward(const CaseTensors& t);

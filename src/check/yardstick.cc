@@ -103,6 +103,10 @@ std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const Backwa
   return out;
 }
 
+Verdict judge_dbias(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y) {
+  return judge(t.dbias, ref.dbias, &y.naive.dbias, t.dbias.dtype);
+}
+
 Verdict judge_dsinks(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y) {
   return judge(t.dsinks, ref.dsinks, &y.naive.dsinks, t.c.dtype);
 }

@@ -58,3 +58,11 @@ std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const Backwa
 Verdict judge_dsinks(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y);
 
 }  // namespace flatattn::check
+
+namespace flatattn::check {
+
+/// The bias's gradient of t (after a backward with a bias and dbias) against ref.dbias, with the input-precision
+/// reference's dbias (y.naive.dbias) as the yardstick, under the rule for the bias's dtype (dS is rounded to it).
+Verdict judge_dbias(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y);
+
+}  // namespace flatattn::check

@@ -48,6 +48,19 @@ struct FwdTensors {
   const float* sinks = nullptr;  ///< attention sinks (Hq) fp32, contiguous; null: off
 };
 
+/// The additive bias's gradient (BackwardArgs::dbias): shape (nb, nh, nq, nk) with nb in {1, B}, nh in {1, Hq},
+/// nq in {1, Nq} (size 1: summed over that dim), element strides sb, sh, si (0 for a size-1 dim), last dim
+/// contiguous, in `dtype` (the bias's).
+struct BiasGrad {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  std::int64_t nb = 0, nh = 0, nq = 0, nk = 0;
+  std::int64_t sb = 0, sh = 0, si = 0;
+  /// Set by the CUDA dispatch only, for its fp32 workspace of a broadcast bias: the kernels add into data
+  /// with fp32 atomics instead of storing.
+  bool accumulate = false;
+};
+
 /// Tensors of a backward call. lse (fp32) is required.
 struct BwdTensors {
   const void* dout = nullptr;
@@ -62,6 +75,7 @@ struct BwdTensors {
   RowStrides sdo, sq, sk, sv, so, slse, sdq, sdk, sdv;
   const float* sinks = nullptr;  ///< attention sinks (Hq) fp32, contiguous; null: off
   float* dsinks = nullptr;       ///< their gradient (Hq) fp32, written when non-null (needs sinks)
+  BiasGrad dbias{};              ///< the bias's gradient, written when dbias.data is non-null (needs a bias)
 };
 
 /// Row offsets and lengths of sequence b (host-side cu_seqlens for varlen).

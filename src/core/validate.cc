@@ -327,6 +327,63 @@ void check_sinks(const TensorView& t, const char* name, const Shapes& s, Consume
   check_head_vector(t, name, s, layout, c);
 }
 
+/// The additive bias (name "bias") or its gradient ("dbias"): rank 4 (Bb, Hb, Mq, Nk) broadcastable to
+/// (B, Hq, Nq, Nk), f32/f16/bf16 (the oracle also f64), on q's device, last dim contiguous, strides >= 0.
+/// Returns the used strides (0 for size-1 dims).
+BiasGrad check_bias_view(const TensorView& t, const char* name, const Shapes& s, Consumer c) {
+  const std::string want = "(Bb, Hb, Mq, Nk) with Bb in {1, " + std::to_string(s.batch) + "}, Hb in {1, " +
+                           std::to_string(s.hq) + "}, Mq in {1, " + std::to_string(s.nq) + "}, Nk = " +
+                           std::to_string(s.nk) + (s.varlen ? " (varlen: B sequences, max_seqlen_q, max_seqlen_k)" : "");
+  FLATATTN_REQUIRE(t.rank != -1, name, "a strided view whose stride list length differs from its shape",
+          "shape and stride must have the same number of dims", "pass one stride per dimension");
+  const bool ok = t.rank == 4 && (t.shape[0] == 1 || t.shape[0] == s.batch) && (t.shape[1] == 1 || t.shape[1] == s.hq) &&
+                  (t.shape[2] == 1 || t.shape[2] == s.nq) && t.shape[3] == s.nk;
+  FLATATTN_REQUIRE(ok, name, "shape " + shape_str(t), "must be broadcastable to (B, Hq, Nq, Nk): " + want,
+          "pass a 4-D bias; expand a missing dim as size 1 (the key dim must be full)");
+  FLATATTN_REQUIRE(t.dtype == DType::f32 || t.dtype == DType::f16 || t.dtype == DType::bf16 ||
+                       (c == Consumer::oracle && t.dtype == DType::f64),
+          name, std::string("dtype ") + std::string(flatattn::name(t.dtype)), "must be f32, f16 or bf16",
+          "convert the bias to one of them");
+  check_device(t, name, s.device);
+  const bool empty = t.numel() == 0;
+  for (int i = 0; i < 4; ++i)
+    FLATATTN_REQUIRE(empty || t.shape[i] <= 1 || t.stride[i] >= 0, name, "strides " + stride_str(t),
+            "strides must be >= 0 (in elements)", "pass a plain view");
+  FLATATTN_REQUIRE(empty || t.shape[3] <= 1 || t.stride[3] == 1, name, "strides " + stride_str(t),
+          "the key dim (last) must be contiguous (stride 1)", "make it contiguous (e.g. .contiguous())");
+  FLATATTN_REQUIRE(t.data != nullptr || empty, name, "null data pointer", "must point to the bias", "pass the buffer");
+  BiasGrad g;
+  g.data = t.data;
+  g.dtype = t.dtype;
+  g.nb = t.shape[0], g.nh = t.shape[1], g.nq = t.shape[2], g.nk = t.shape[3];
+  g.sb = used_stride(t, 0), g.sh = used_stride(t, 1), g.si = used_stride(t, 2);
+  return g;
+}
+
+/// The additive bias into p.variant; refused with softcap, ALiBi or dropout (check_options and check_alibi ran).
+void check_bias(const TensorView& t, const Shapes& s, Consumer c, Problem& p) {
+  if (!t.present() && t.rank != -1) return;
+  const BiasGrad g = check_bias_view(t, "bias", s, c);
+  if (p.variant.softcap > 0.f)
+    throw Error(Error::Kind::unsupported, "bias", "given with softcap " + std::to_string(p.variant.softcap),
+                "a bias with softcap is not supported (HF Gemma 2 adds its mask after the cap, SDPA before: no one "
+                "definition, and no kernel is built for it)",
+                "drop softcap, or add the bias outside the kernel");
+  if (p.variant.alibi_slopes != nullptr)
+    throw Error(Error::Kind::unsupported, "bias", "given with alibi_slopes",
+                "a bias with ALiBi is not supported (one score hook per call)",
+                "fold the ALiBi term -slope |i + Nk - Nq - j| into the bias, or drop one");
+  if (p.variant.dropout_p > 0.f)
+    throw Error(Error::Kind::unsupported, "bias", "given with dropout_p " + std::to_string(p.variant.dropout_p),
+                "a bias with dropout is not supported yet (no kernel is built for the combination)",
+                "train without attention dropout, or drop the bias");
+  if (t.numel() == 0) return;  // nothing to add (an empty problem)
+  p.variant.bias = g.data;
+  p.variant.bias_dtype = g.dtype;
+  p.variant.bias_sb = g.sb, p.variant.bias_sh = g.sh, p.variant.bias_si = g.si;
+  p.variant.bias_nq = s.nq, p.variant.bias_nk = s.nk;
+}
+
 RowStrides lse_strides(const TensorView& lse, bool varlen) {
   return varlen ? RowStrides{0, used_stride(lse, 1), used_stride(lse, 0)}
                 : RowStrides{used_stride(lse, 0), used_stride(lse, 2), used_stride(lse, 1)};
@@ -348,6 +405,7 @@ ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consum
   }
   check_alibi(a.alibi_slopes, s, c, p);
   if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
+  check_bias(a.bias, s, c, p);
   FwdTensors& t = r.tensors;
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.q = a.q.data;
@@ -386,7 +444,24 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
     FLATATTN_REQUIRE(a.sinks.present(), "dsinks", "given without sinks", "the sinks' gradient needs the sinks",
             "pass the forward's sinks too, or no dsinks");
   }
+  check_bias(a.bias, s, c, p);
   BwdTensors& t = r.tensors;
+  if (a.dbias.present() || a.dbias.rank == -1) {
+    FLATATTN_REQUIRE(a.bias.present(), "dbias", "given without bias", "the bias's gradient needs the bias",
+            "pass the forward's bias too, or no dbias");
+    const BiasGrad g = check_bias_view(a.dbias, "dbias", s, c);
+    const bool same = g.nb == a.bias.shape[0] && g.nh == a.bias.shape[1] && g.nq == a.bias.shape[2] &&
+                      g.nk == a.bias.shape[3];
+    FLATATTN_REQUIRE(same, "dbias", "shape " + shape_str(a.dbias), "must equal bias's shape " + shape_str(a.bias),
+            "allocate dbias like the bias");
+    FLATATTN_REQUIRE(g.dtype == a.bias.dtype || c == Consumer::oracle, "dbias",
+            std::string("dtype ") + std::string(flatattn::name(g.dtype)),
+            std::string("must be the bias's dtype ") + std::string(flatattn::name(a.bias.dtype)), "allocate dbias like the bias");
+    FLATATTN_REQUIRE(g.data != a.bias.data || a.dbias.numel() == 0, "dbias", "the bias's own memory",
+            "dbias must not alias the bias (the backward reads the bias while it writes dbias)",
+            "pass a separate buffer");
+    t.dbias = g;
+  }
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.dsinks = a.dsinks.present() ? static_cast<float*>(a.dsinks.data) : nullptr;
   auto rs = s.varlen ? rows3 : rows4;

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "src/core/half.h"
 #include "src/core/mask.h"  // FLATATTN_HD
 #include "src/core/philox.h"
 
@@ -35,8 +36,9 @@ enum class VariantId : std::uint8_t {
   alibi = 2,    ///< ALiBi linear distance bias x = scale s - slope |i + Nk - Nq - j|: BLOOM, MPT, Baichuan
   dropout = 3,  ///< dropout on P (training BERT/ViT/T5-style models)
   dropout_softcap = 4,  ///< dropout and softcap together: Gemma 2 training
+  bias = 5,     ///< additive bias tensor with gradient x = scale s + bias_bhij: T5 relative positions, AlphaFold, Swin, SDPA attn_mask
 };
-inline constexpr int kVariantCount = 5;
+inline constexpr int kVariantCount = 6;
 
 constexpr const char* variant_name(VariantId id) {
   switch (id) {
@@ -45,6 +47,7 @@ constexpr const char* variant_name(VariantId id) {
     case VariantId::alibi: return "alibi";
     case VariantId::dropout: return "dropout";
     case VariantId::dropout_softcap: return "dropout_softcap";
+    case VariantId::bias: return "bias";
   }
   return "?";
 }
@@ -59,10 +62,19 @@ struct VariantArgs {
   float dropout_p = 0.f;  ///< dropout probability on P, in [0, 1); 0: off (src/core/philox.h: the keep rule)
   std::uint64_t dropout_seed = 0, dropout_offset = 0;  ///< the Philox key and counter offset of the call
   std::int64_t dropout_hq = 1;  ///< Hq of the call: the dropout counter's third word is b * Hq + h
+  /// Additive bias (f32/f16/bf16, bias_dtype) on the call's device: the logit of (sequence b, query head h,
+  /// row i, key j) gains bias[b * bias_sb + h * bias_sh + i * bias_si + j] (stride 0: a broadcast dim); null: off.
+  /// bias_nq, bias_nk: the extents the kernels clamp i and j to (padded tile rows and keys read in bounds).
+  /// Not with softcap, ALiBi or dropout (validation refuses them).
+  const void* bias = nullptr;
+  DType bias_dtype = DType::f32;
+  std::int64_t bias_sb = 0, bias_sh = 0, bias_si = 0;
+  std::int64_t bias_nq = 0, bias_nk = 0;
 };
 
 /// Which variant serves a call (validation refuses ALiBi with softcap or dropout, so ALiBi comes alone).
 inline VariantId variant_of(const VariantArgs& a) {
+  if (a.bias != nullptr) return VariantId::bias;
   if (a.alibi_slopes != nullptr) return VariantId::alibi;
   if (a.dropout_p > 0.f) return a.softcap > 0.f ? VariantId::dropout_softcap : VariantId::dropout;
   return a.softcap > 0.f ? VariantId::softcap : VariantId::plain;
@@ -79,6 +91,11 @@ struct VariantData {
   std::uint32_t drop_k0 = 0, drop_k1 = 0, drop_c3 = 0, drop_threshold = 0;
   std::int32_t drop_hq = 1;
   float drop_scale = 1.f;  ///< 1 / (1 - p)
+  // Additive bias (BiasScore; zero otherwise): VariantArgs' bias fields.
+  const void* bias = nullptr;
+  std::int64_t bias_sb = 0, bias_sh = 0, bias_si = 0;
+  int bias_nq = 0, bias_nk = 0;  ///< clamp extents: i < bias_nq, j < bias_nk
+  int bias_dtype = 0;            ///< DType as an int: 0 f32, 1 f16, 2 bf16
 };
 
 /// The data for a backend whose raw logit is s = raw_scale * q.k (CUDA: raw_scale = 1 and the softmax
@@ -87,7 +104,14 @@ struct VariantData {
 /// plain x = unit scale s and softcap x = unit c tanh(scale s / c), both in the backend's exponent units.
 inline VariantData make_variant_data(const VariantArgs& a, float scale, float unit) {
   VariantData v;
-  if (a.softcap > 0.f) {
+  if (variant_of(a) == VariantId::bias) {  // first, as variant_of decides (validation refuses it with softcap)
+    v.pre = scale * unit;  // x = unit (scale s + bias)
+    v.post = unit;
+    v.bias = a.bias;
+    v.bias_sb = a.bias_sb, v.bias_sh = a.bias_sh, v.bias_si = a.bias_si;
+    v.bias_nq = static_cast<int>(a.bias_nq), v.bias_nk = static_cast<int>(a.bias_nk);
+    v.bias_dtype = static_cast<int>(a.bias_dtype);
+  } else if (a.softcap > 0.f) {
     v.pre = scale / a.softcap;
     v.post = a.softcap * unit;
   } else if (variant_of(a) == VariantId::alibi) {
@@ -283,6 +307,64 @@ FLATATTN_HD T score_of_carry(T c, const VariantData& v) {
   }
 }
 
+/// One bias element as float, host and device: f32, f16 or bf16 storage (dtype as in VariantData::bias_dtype).
+FLATATTN_HD float load_bias(const void* base, int dtype, std::int64_t off) {
+  if (dtype == 0) return static_cast<const float*>(base)[off];
+  const std::uint16_t h = static_cast<const std::uint16_t*>(base)[off];
+#ifdef __CUDA_ARCH__
+  if (dtype == 2) return __uint_as_float(static_cast<unsigned>(h) << 16);
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+#else
+  return dtype == 2 ? bf16_to_float(h) : f16_to_float(h);
+#endif
+}
+
+/// The bias of (sequence b, query head h, row i, key j), in natural-log logit units; i and j are clamped to the
+/// bias's extents, so the padded rows and keys of a tile (masked or discarded later) read in bounds.
+FLATATTN_HD float bias_at(const VariantData& v, int b, int h, int i, int j) {
+  i = i < v.bias_nq - 1 ? i : v.bias_nq - 1;
+  j = j < v.bias_nk - 1 ? j : v.bias_nk - 1;
+#ifdef __CUDA_ARCH__
+  // The offset within the (b, h) slice in 32 bits (src/cuda/check_args.cc bounds it below 2^32): 64-bit products
+  // per element made the bias instances spill (sm80 D = 128 forward: 188 -> 48 bytes of spill stores).
+  const unsigned in_slice = static_cast<unsigned>(i) * static_cast<unsigned>(v.bias_si) + static_cast<unsigned>(j);
+  return load_bias(v.bias, v.bias_dtype, (b * v.bias_sb + h * v.bias_sh) + in_slice);
+#else
+  return load_bias(v.bias, v.bias_dtype, b * v.bias_sb + h * v.bias_sh + i * v.bias_si + j);
+#endif
+}
+
+/// Additive bias with gradient (T5's relative position bias, Raffel et al. 2020 Sec. 2.1; AlphaFold's pair bias;
+/// Swin's relative bias; PyTorch SDPA's float attn_mask): x = scale s + bias_{b,h,i,j}, after the scale and
+/// before the mask (in the backend's units: pre s + post bias). dx/d(scale s) = 1, and dx/d(bias) = 1, so the
+/// bias's gradient is the logit's, dS (the backward kernels write it: dbias).
+struct BiasScore {
+  static constexpr bool kActive = true;
+  static constexpr bool kBias = true;
+  template <class M, class T>
+  FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt& at) {
+    return v.pre * s + v.post * M::per_key(at.j, [&](int j) { return bias_at(v, at.b, at.h, at.i, j); });
+  }
+  template <class M, class T>
+  FLATATTN_HD static T dscore(T, const VariantData&) {
+    return T{} + 1.f;
+  }
+};
+
+/// Whether a score hook reads a bias tensor whose gradient the backward writes (`kBias = true`).
+template <class Score>
+constexpr bool has_bias_of() {
+  if constexpr (requires { Score::kBias; }) {
+    return Score::kBias;
+  } else {
+    return false;
+  }
+}
+template <class Score>
+inline constexpr bool has_bias = has_bias_of<Score>();
+
 // ---- probability hooks -------------------------------------------------------------------------
 
 /// P unchanged.
@@ -353,6 +435,10 @@ template <>
 struct VariantOfT<VariantId::dropout_softcap> {
   using type = Variant<VariantId::dropout_softcap, SoftcapScore, DropoutProb>;
 };
+template <>
+struct VariantOfT<VariantId::bias> {
+  using type = Variant<VariantId::bias, BiasScore>;
+};
 /// The hooks of a variant id.
 template <VariantId Id>
 using VariantOf = typename VariantOfT<Id>::type;
@@ -365,6 +451,7 @@ decltype(auto) visit_variant(VariantId id, F&& f) {
     case VariantId::alibi: return f.template operator()<VariantOf<VariantId::alibi>>();
     case VariantId::dropout: return f.template operator()<VariantOf<VariantId::dropout>>();
     case VariantId::dropout_softcap: return f.template operator()<VariantOf<VariantId::dropout_softcap>>();
+    case VariantId::bias: return f.template operator()<VariantOf<VariantId::bias>>();
     case VariantId::plain: break;
   }
   return f.template operator()<VariantOf<VariantId::plain>>();

@@ -17,12 +17,14 @@
 // 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead).
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "src/core/backend.h"
+#include "src/core/half.h"
 #include "src/core/validate.h"
 #include "src/cpu/engine.h"
 #include "src/cpu/gemm.h"
@@ -280,9 +282,41 @@ struct QTile {
   SeqSpan sp;
 };
 
-/// Pass 2: dQ of one query tile (w.kt, w.vt, w.k hold its (b, kv head)).
+/// Where pass 2 puts dS for the bias's gradient. Pass 2 visits every visible (b, h, i, j) exactly once, so plain
+/// stores fill either target (zeroed first: the invisible elements stay 0): a bias of full (B, Hq, Nq) gets them in
+/// dbias itself (`direct`, in its dtype); a broadcast one in `data`, fp32 (B, Hq, Nq, Nk) contiguous (Nq, Nk: the
+/// longest sequence for varlen; 4 B Hq Nq Nk bytes), which reduce_dbias then sums in a fixed order.
+struct DsBuffer {
+  float* data = nullptr;
+  const BiasGrad* direct = nullptr;
+  [[nodiscard]] std::int64_t at(const Problem& p, std::int64_t b, std::int64_t h, std::int64_t i) const {
+    return ((b * p.hq + h) * p.nq + i) * p.nk;
+  }
+};
+
+/// dbias from the dS buffer: each element sums the (b, h, i) it stands for (every b where the bias's batch
+/// dim is 1, likewise h and i) in increasing order, in double, stored in dbias's dtype. Deterministic.
+void reduce_dbias(const Problem& p, const BiasGrad& g, const DsBuffer& ds) {
+  const std::int64_t nb = g.nb == 1 ? p.batch : 1, nh = g.nh == 1 ? p.hq : 1, ni = g.nq == 1 ? p.nq : 1;
+  const std::int64_t items = g.nb * g.nh * g.nq;
+  const int threads = resolve_threads(p, static_cast<std::size_t>(items));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t it = 0; it < items; ++it) {
+    const std::int64_t ob = it / (g.nh * g.nq), oh = it / g.nq % g.nh, oi = it % g.nq;
+    for (std::int64_t j = 0; j < p.nk; ++j) {
+      double acc = 0;
+      for (std::int64_t b = 0; b < nb; ++b)
+        for (std::int64_t h = 0; h < nh; ++h)
+          for (std::int64_t i = 0; i < ni; ++i)
+            acc += ds.data[ds.at(p, g.nb == 1 ? b : ob, g.nh == 1 ? h : oh, g.nq == 1 ? i : oi) + j];
+      store_double(g.data, g.dtype, ob * g.sb + oh * g.sh + oi * g.si + j, acc);
+    }
+  }
+}
+
+/// Pass 2: dQ of one query tile (w.kt, w.vt, w.k hold its (b, kv head)); with ds.data, its dS into the buffer.
 void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec, const QTile& tile,
-             const QTileScratch& w) {
+             const QTileScratch& w, const DsBuffer& dsb) {
   const std::int64_t dp = padded_d(p.d), ld = plan.block_n;
   const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
   load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step);
@@ -296,6 +330,17 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
       probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
                         rows_pad, ncols, ld, w.step);
+      const std::int64_t n = std::min(ncols, tile.sp.nk - k0);  // dbias = dS (the logit's gradient, before the scale)
+      if (dsb.data != nullptr) {
+        for (std::int64_t i = 0; i < tile.rows && n > 0; ++i)
+          std::memcpy(dsb.data + dsb.at(p, tile.b, tile.h, tile.i0 + i) + k0, w.step.ds + i * ld, sizeof(float) * n);
+      } else if (dsb.direct != nullptr) {
+        const BiasGrad& g = *dsb.direct;
+        for (std::int64_t i = 0; i < tile.rows; ++i) {
+          const std::int64_t row = tile.b * g.sb + tile.h * g.sh + (tile.i0 + i) * g.si + k0;
+          for (std::int64_t j = 0; j < n; ++j) store_double(g.data, g.dtype, row + j, w.step.ds[i * ld + j]);
+        }
+      }
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
   }
@@ -353,6 +398,22 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   scratch.reserve(threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan));
   const std::int64_t dp = padded_d(p.d);
+  // dbias (DsBuffer): straight into a full dbias, else dS in fp32 (4 B Hq Nq Nk bytes) and a fixed-order reduction.
+  std::vector<float> ds_store;
+  DsBuffer dsb;
+  const BiasGrad& g = t.dbias;
+  if (g.data != nullptr && p.variant.bias != nullptr) {
+    if (g.nb == p.batch && g.nh == p.hq && g.nq == p.nq) {
+      for (std::int64_t b = 0; b < g.nb; ++b)
+        for (std::int64_t h = 0; h < g.nh; ++h)
+          for (std::int64_t i = 0; i < g.nq; ++i)
+            for (std::int64_t j = 0; j < g.nk; ++j) store_double(g.data, g.dtype, b * g.sb + h * g.sh + i * g.si + j, 0.0);
+      dsb.direct = &g;
+    } else {
+      ds_store.assign(static_cast<std::size_t>(p.batch * p.hq * p.nq * p.nk), 0.f);
+      dsb.data = ds_store.data();
+    }
+  }
 
 #pragma omp parallel num_threads(threads)
   {
@@ -381,10 +442,12 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
           packed_b = tile.b;
           packed_hk = hk;
         }
-        dq_tile(p, t, plan, dvec.data(), tile, w);
+        dq_tile(p, t, plan, dvec.data(), tile, w, dsb);
       }
     }
   }
+
+  if (dsb.data != nullptr) reduce_dbias(p, t.dbias, dsb);  // (a bias without elements has no gradient to write)
 
   Report r;
   r.backend = "cpu";

@@ -46,12 +46,25 @@ bool kernel_addressable(const Problem& p, const void* data, const RowStrides& s,
          (!p.varlen || s.n % 8 == 0) && (heads <= 1 || s.h % 8 == 0);
 }
 
+/// The kernels address a bias (and dbias, and its workspaces: row stride Nk) within a (b, h) slice in 32 bits.
+void check_bias_slice(const Problem& p, std::int64_t row_stride, const char* name) {
+  if (p.variant.bias == nullptr) return;
+  const std::int64_t span = row_stride * (p.nq > 0 ? p.nq - 1 : 0) + p.nk;
+  FLATATTN_REQUIRE(span < (std::int64_t{1} << 32) && p.nk < (std::int64_t{1} << 32) && p.nq * p.nk < (std::int64_t{1} << 32),
+                   name, "a (b, h) slice spanning " + std::to_string(span) + " elements (row stride " +
+                   std::to_string(row_stride) + ", Nq = " + std::to_string(p.nq) + ", Nk = " + std::to_string(p.nk) + ")",
+                   "below 2^32 elements per (batch, head) slice on CUDA", "split the sequence, or run on the CPU");
+}
+
 bool check_cuda_args(const Problem& p, const FwdTensors& t) {
+  check_bias_slice(p, p.variant.bias_si, "bias");
   return check_views(p, {{"q", t.q, t.sq, p.nq, p.hq}, {"k", t.k, t.sk, p.nk, p.hkv},
                          {"v", t.v, t.sv, p.nk, p.hkv}, {"out", t.o, t.so, p.nq, p.hq}});
 }
 
 bool check_cuda_args(const Problem& p, const BwdTensors& t) {
+  check_bias_slice(p, p.variant.bias_si, "bias");
+  if (t.dbias.data != nullptr) check_bias_slice(p, t.dbias.si, "dbias");
   return check_views(p, {{"dout", t.dout, t.sdo, p.nq, p.hq}, {"q", t.q, t.sq, p.nq, p.hq},
                          {"k", t.k, t.sk, p.nk, p.hkv}, {"v", t.v, t.sv, p.nk, p.hkv},
                          {"out", t.o, t.so, p.nq, p.hq}, {"dq", t.dq, t.sdq, p.nq, p.hq},

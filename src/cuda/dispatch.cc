@@ -10,11 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 
 #include "src/core/backend.h"
 #include "src/cuda/check_args.h"
+#include "src/cuda/dbias.h"
 #include "src/cuda/family.h"
 #include "src/cuda/launch_api.h"
 #include "src/cuda/meta_check.h"
@@ -127,7 +129,42 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, user_d);
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;
-  if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) return r;  // nothing to write
+  if (p.batch == 0 || (p.nq == 0 && p.nk == 0)) {  // nothing to write (a broadcast dbias of B = 0 is all 0)
+    if (t.dbias.data != nullptr) dbias_zero(t.dbias, stream.handle);
+    return r;
+  }
+
+  // dbias (common/dbias.cuh): a bias of full (B, Hq, Nq) gets plain stores (zeroed first unless every element is
+  // visible); a broadcast one is summed in an fp32 workspace -- with atomics in the bias's shape (4 x its elements
+  // bytes), or in deterministic mode stored per (b, h) in (B, Hq, Nq, Nk) (4 B Hq Nq Nk bytes) and summed in a
+  // fixed order -- then converted into dbias (dbias_finish).
+  BwdTensors tb = t;
+  std::optional<StreamBuffer> dws;
+  std::int64_t wb = 0, wh = 0, wq = 0;
+  const BiasGrad& g = t.dbias;
+  if (g.data != nullptr && p.variant.bias != nullptr) {
+    const bool full = g.nb == p.batch && g.nh == p.hq && g.nq == p.nq;
+    const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0;
+    if (full) {
+      if (!all_visible) dbias_zero(g, stream.handle);
+    } else {
+      const bool det = p.deterministic;
+      wb = det ? p.batch : g.nb, wh = det ? p.hq : g.nh, wq = det ? p.nq : g.nq;
+      const std::size_t bytes = static_cast<std::size_t>(wb * wh * wq * p.nk) * sizeof(float);
+      dws.emplace(bytes, static_cast<cudaStream_t>(stream.handle), "dbias workspace",
+                  "cudaMallocAsync on the call's stream must succeed (fp32: 4 x the bias's elements, deterministic: 4 * B * Hq * Nq * Nk bytes)",
+                  "free GPU memory, pass no dbias, or run without deterministic");
+      if (!det || !all_visible)
+        check(cudaMemsetAsync(dws->data(), 0, bytes, static_cast<cudaStream_t>(stream.handle)), "cudaMemsetAsync(dbias workspace)");
+      BiasGrad w;
+      w.data = dws->data();
+      w.dtype = DType::f32;
+      w.nb = wb, w.nh = wh, w.nq = wq, w.nk = p.nk;
+      w.sb = wb == 1 ? 0 : wh * wq * p.nk, w.sh = wh == 1 ? 0 : wq * p.nk, w.si = wq == 1 ? 0 : p.nk;
+      w.accumulate = !det;
+      tb.dbias = w;
+    }
+  }
 
   // Workspace (BwdWorkspace): the dQ accumulator (Hq, B, Nq, D) -- fp32, or 64-bit fixed point when
   // deterministic -- and D_i (Hq, B, Nq).
@@ -139,12 +176,13 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
                   "free GPU memory, or split the batch into several calls");
   BwdLaunchArgs a;
   a.problem = &p;
-  a.tensors = &t;
+  a.tensors = &tb;
   a.stream = stream.handle;
   a.device = p.device.index;
   a.ws = BwdWorkspace::carve(ws.data(), rows, inst->d, p.deterministic);
   a.meta_err = meta_err;
   inst->launch(a);
+  if (dws) dbias_finish(reinterpret_cast<const float*>(dws->data()), wb, wh, wq, g, stream.handle);
   return r;
 }
 

@@ -13,7 +13,7 @@
 namespace flatattn::cuda {
 
 // bench/gpu/empty_launch.cu launches an empty kernel with a parameter block of this size (host_overhead's floor).
-static_assert(sizeof(FwdParams) == 288, "FwdParams changed size: update bench/gpu/empty_launch.cu");
+static_assert(sizeof(FwdParams) == 336, "FwdParams changed size: update bench/gpu/empty_launch.cu");
 
 /// meta_err: the call's metadata error word (varlen; src/cuda/meta_check.h), may be null.
 inline FwdParams make_params(const Problem& pr, const FwdTensors& t, unsigned* meta_err = nullptr) {
@@ -94,6 +94,10 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   p.ds_scale = pr.scale;
   p.deterministic = pr.deterministic ? 1 : 0;
   p.dsinks = t.dsinks;
+  p.dbias = t.dbias.data;
+  p.dbias_b = t.dbias.sb, p.dbias_h = t.dbias.sh, p.dbias_i = t.dbias.si;
+  p.dbias_dtype = static_cast<int>(t.dbias.dtype);
+  p.dbias_atomic = t.dbias.accumulate ? 1 : 0;
   return p;
 }
 

@@ -42,6 +42,14 @@ void require_cpu(const TensorView& t, const char* name) {
 /// and the sink of head h (absent: 0 slope / no sink).
 struct Extras {
   TensorView alibi, sinks;
+  TensorView bias;  ///< additive bias (Bb, Hb, Mq, Nk), broadcast over its size-1 dims; absent: none
+  [[nodiscard]] std::int64_t bias_offset(std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) const {
+    return (bias.shape[0] == 1 ? 0 : b * bias.stride[0]) + (bias.shape[1] == 1 ? 0 : h * bias.stride[1]) +
+           (bias.shape[2] == 1 ? 0 : i * bias.stride[2]) + j * bias.stride[3];
+  }
+  [[nodiscard]] double bias_at(std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) const {
+    return bias.present() ? load_double(bias.data, bias.dtype, bias_offset(b, h, i, j)) : 0.0;
+  }
   [[nodiscard]] double slope(std::int64_t b, std::int64_t h) const {
     if (!alibi.present()) return 0;
     return load_double(alibi.data, alibi.dtype, alibi.rank == 2 ? b * alibi.stride[0] + h : h * alibi.stride[0]);
@@ -78,6 +86,10 @@ void logits(const Problem& p, const Extras& ex, const View& q, const View& k, st
       }
       if (slope != 0) {
         x -= slope * static_cast<double>(std::abs(i + sp.nk - sp.nq - j));
+        if (round) x = round_to(round_dtype, x);
+      }
+      if (ex.bias.present()) {  // S = scale QK^T + bias, before the mask (as SDPA's float attn_mask)
+        x += ex.bias_at(b, h, i, j);
         if (round) x = round_to(round_dtype, x);
       }
       S[i * sp.nk + j] = x;
@@ -135,8 +147,8 @@ void forward(const ForwardArgs& a, const Options& o, Precision precision) {
     require_cpu(*t, n);
   const View q = view(a.q, p.varlen), k = view(a.k, p.varlen), v = view(a.v, p.varlen), out = view(a.out, p.varlen);
   const bool round = precision == Precision::input;
-  const Extras ex{a.alibi_slopes, a.sinks};
-  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}})
+  const Extras ex{a.alibi_slopes, a.sinks, a.bias};
+  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}, std::pair{&a.bias, "bias"}})
     if (t->present()) require_cpu(*t, n);
   const DropoutRule drop(p);
   std::vector<double> S;
@@ -184,10 +196,18 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   const bool round = precision == Precision::input;
   const DType dt = a.q.dtype;
   auto r = [&](double x) { return round ? round_to(dt, x) : x; };
-  const Extras ex{a.alibi_slopes, a.sinks};
+  const Extras ex{a.alibi_slopes, a.sinks, a.bias};
   for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"},
-                      std::pair{&a.dsinks, "dsinks"}})
+                      std::pair{&a.dsinks, "dsinks"}, std::pair{&a.bias, "bias"}, std::pair{&a.dbias, "dbias"}})
     if (t->present()) require_cpu(*t, n);
+  // The bias's gradient dS (before the scale), summed over the bias's broadcast dims; elements no visible
+  // (i, j) reaches stay 0. Indexed like the bias (Bb, Hb, Mq, Nk), contiguous, in double.
+  std::vector<double> dbias;
+  if (a.dbias.present()) dbias.assign(static_cast<std::size_t>(a.dbias.numel()), 0.0);
+  auto dbias_index = [&](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) {
+    const auto& sh = a.dbias.shape;
+    return ((((sh[0] == 1 ? 0 : b) * sh[1] + (sh[1] == 1 ? 0 : h)) * sh[2] + (sh[2] == 1 ? 0 : i)) * sh[3]) + j;
+  };
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
   const DropoutRule drop(p);
@@ -228,6 +248,7 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
             if (p.variant.softcap > 0) ds *= Dcap[i * sp.nk + j];
+            if (!dbias.empty()) dbias[dbias_index(b, h, i, j)] += r(ds);  // dL/dbias = dL/dS
             dP[i * sp.nk + j] = r(r(ds) * p.scale);
           }
         }
@@ -261,6 +282,17 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   }
   if (a.dsinks.present())
     for (std::int64_t h = 0; h < p.hq; ++h) store_double(a.dsinks.data, a.dsinks.dtype, h * a.dsinks.stride[0], r(dsinks[h]));
+  if (a.dbias.present()) {
+    const auto& sh = a.dbias.shape;
+    for (std::int64_t b = 0; b < sh[0]; ++b)
+      for (std::int64_t h = 0; h < sh[1]; ++h)
+        for (std::int64_t i = 0; i < sh[2]; ++i)
+          for (std::int64_t j = 0; j < sh[3]; ++j) {
+            const std::int64_t off = (sh[0] == 1 ? 0 : b * a.dbias.stride[0]) + (sh[1] == 1 ? 0 : h * a.dbias.stride[1]) +
+                                     (sh[2] == 1 ? 0 : i * a.dbias.stride[2]) + j * a.dbias.stride[3];
+            store_double(a.dbias.data, a.dbias.dtype, off, r(dbias[((b * sh[1] + h) * sh[2] + i) * sh[3] + j]));
+          }
+  }
 }
 
 }  // namespace flatattn::ref

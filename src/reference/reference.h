@@ -21,7 +21,8 @@ void forward(const ForwardArgs& args, const Options& options = {}, Precision pre
 /// not used, so the oracle does not inherit a kernel's forward error). Precision::input rounds P, dP,
 /// dS and the gradients to q's dtype after each step (autograd through naive attention in that dtype).
 /// ALiBi slopes and sinks are read from args (f32 or f64); args.dsinks (f32 or f64), when present, gets
-/// the sinks' gradient -sum_{b,i} e^(sink_h - LSE_i) D_i.
+/// the sinks' gradient -sum_{b,i} e^(sink_h - LSE_i) D_i. args.bias (any float dtype) is added to the scaled
+/// logits; args.dbias (f32 or f64, the bias's shape), when present, gets dS summed over the bias's size-1 dims.
 void backward(const BackwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
 
 }  // namespace flatattn::ref

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "src/check/case.h"
+#include "src/core/half.h"
 #include "src/core/variant.h"
 
 namespace flatattn {
@@ -119,4 +122,42 @@ TEST(Variant, KeysOfALane) {
 }
 
 }  // namespace
+TEST(Variant, BiasMatchesClosedFormAndClampsToItsExtents) {
+  std::mt19937_64 rng(check::fresh_seed());
+  std::normal_distribution<float> nd;
+  const int nb = 2, nh = 3, nq = 5, nk = 7;
+  std::vector<float> f32(nb * nh * nq * nk);
+  std::vector<std::uint16_t> b16(f32.size()), h16(f32.size());
+  for (std::size_t e = 0; e < f32.size(); ++e) {
+    b16[e] = float_to_bf16(nd(rng));
+    f32[e] = bf16_to_float(b16[e]);  // exact in every dtype below
+    h16[e] = float_to_f16(f32[e]);
+  }
+  for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+    VariantArgs a;
+    a.bias = dt == DType::f32 ? static_cast<const void*>(f32.data())
+             : dt == DType::f16 ? static_cast<const void*>(h16.data()) : static_cast<const void*>(b16.data());
+    a.bias_dtype = dt;
+    a.bias_sb = nh * nq * nk, a.bias_sh = nq * nk, a.bias_si = nk, a.bias_nq = nq, a.bias_nk = nk;
+    EXPECT_EQ(variant_of(a), VariantId::bias);
+    const float scale = 0.37f;
+    const VariantData v = make_variant_data(a, scale, kLog2e);  // the CUDA units
+    for (int b = 0; b < nb; ++b)
+      for (int h = 0; h < nh; ++h)
+        for (int i = 0; i < nq + 3; ++i)  // rows and keys past the extents read the last ones
+          for (int j = 0; j < nk + 4; ++j) {
+            const float s = nd(rng);
+            const int ic = std::min(i, nq - 1), jc = std::min(j, nk - 1);
+            const float want = kLog2e * (scale * s + f32[((b * nh + h) * nq + ic) * nk + jc]);
+            const float got = BiasScore::score<FloatMath>(s, v, ScoreAt{b, h, 0, i, j});
+            ASSERT_NEAR(got, want, 1e-5f * (1.f + std::abs(want))) << name(dt) << " " << b << h << i << j;
+          }
+    EXPECT_EQ(BiasScore::dscore<FloatMath>(3.f, v), 1.f);
+  }
+  VariantArgs with_softcap;
+  with_softcap.softcap = 30.f;
+  with_softcap.bias = f32.data();
+  EXPECT_EQ(variant_of(with_softcap), VariantId::bias);  // validation refuses the pair; the bias wins here
+}
+
 }  // namespace flatattn

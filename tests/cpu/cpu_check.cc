@@ -34,6 +34,7 @@ Report run_backward(CaseTensors& t, const Options& o, const std::optional<cpu::B
   t.dk.poison();
   t.dv.poison();
   if (t.c.sinks) t.dsinks.poison();
+  if (!t.dbias.shape.empty()) t.dbias.poison();
   const BackwardArgs a = t.backward_args();
   if (!plan) return flatattn::backward(a, o);
   const ValidatedBackward v = validate_backward(a, o);
@@ -61,6 +62,12 @@ void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const B
     if (verbose()) std::cout << what << " dsinks: " << v.detail() << "\n";
     EXPECT_TRUE(std::isfinite(v.bound)) << what << " dsinks: the yardstick is not finite";
     EXPECT_TRUE(v.pass) << what << " dsinks: " << v.detail();
+  }
+  if (t.c.has_bias() && !t.dbias.shape.empty()) {
+    const Verdict v = judge_dbias(t, ref, y);
+    if (verbose()) std::cout << what << " dbias: " << v.detail() << "\n";
+    EXPECT_TRUE(std::isfinite(v.bound)) << what << " dbias: the yardstick is not finite";
+    EXPECT_TRUE(v.pass) << what << " dbias: " << v.detail();
   }
   for (const auto& [name, v, noise] : judge_backward(t, ref, y)) {
     if (verbose()) std::cout << what << " " << name << ": " << v.detail() << " noise=" << noise << "\n";

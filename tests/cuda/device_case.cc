@@ -90,9 +90,10 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   a.out = out.view(t.out);
   if (t.c.options.return_lse) a.lse = lse.view(t.lse);
   if (t.c.varlen) a.varlen = device_varlen(t, cu_q, cu_k);
-  std::optional<DeviceCopy> alibi, sinks;  // the features' per-head tensors
+  std::optional<DeviceCopy> alibi, sinks, bias;  // the features' tensors
   if (t.c.alibi) a.alibi_slopes = alibi.emplace(t.alibi).view(t.alibi);
   if (t.c.sinks) a.sinks = sinks.emplace(t.sinks).view(t.sinks);
+  if (t.c.has_bias()) a.bias = bias.emplace(t.bias).view(t.bias);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   Report r = forward(a, t.c.options, Stream{stream});
@@ -123,6 +124,11 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
     a.sinks = sinks.emplace(t.sinks).view(t.sinks);
     if (t.dsinks.numel() > 0) a.dsinks = dsinks.emplace(t.dsinks).view(t.dsinks);
   }
+  std::optional<DeviceCopy> bias, dbias;
+  if (t.c.has_bias()) {
+    a.bias = bias.emplace(t.bias).view(t.bias);
+    if (!t.dbias.shape.empty()) a.dbias = dbias.emplace(t.dbias).view(t.dbias);
+  }
   if (edit) edit(a);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -133,6 +139,7 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
     dk.to_host(t.dk);
     dv.to_host(t.dv);
     if (dsinks) dsinks->to_host(t.dsinks);
+    if (dbias) dbias->to_host(t.dbias);
   };
   Report r;
   try {
@@ -175,6 +182,11 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
     const Verdict v = judge_dsinks(t, ref, y);
     EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the dsinks yardstick is not finite";
     EXPECT_TRUE(v.pass) << ctx << ": dsinks " << v.detail();
+  }
+  if (t.c.has_bias() && !t.dbias.shape.empty()) {
+    const Verdict v = judge_dbias(t, ref, y);
+    EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the dbias yardstick is not finite";
+    EXPECT_TRUE(v.pass) << ctx << ": dbias " << v.detail();
   }
 }
 

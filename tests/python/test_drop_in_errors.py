@@ -74,7 +74,8 @@ def test_drop_ins_raise_runtime_errors():
         ("dropout_p", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1)),
         ("key", lambda: flatattn.scaled_dot_product_attention(torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16),
                                                               torch.randn(1, 2, 8, 16))),
-        ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(8, 8, dtype=bool))),
+        ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(4, 4, dtype=bool),
+                                                                    dropout_p=0.1)),
     ]
     for argument, call in calls:
         with pytest.raises(RuntimeError) as e:

@@ -223,7 +223,8 @@ def test_unsupported_arguments_are_named():
         ("block_table", lambda: fa.flash_attn_varlen_func(q[0], q[0], q[0], torch.tensor([0, 8], dtype=torch.int32),
                                                           torch.tensor([0, 8], dtype=torch.int32), 8, 8,
                                                           block_table=torch.zeros(1, 1, dtype=torch.int32))),
-        ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(8, 8, dtype=bool))),
+        ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(4, 4, dtype=bool),
+                                                                    dropout_p=0.1)),
     ]
     for argument, call in cases:
         with pytest.raises(NotImplementedError) as e:

@@ -41,6 +41,12 @@ struct BwdParams {
   float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside the score hook: the softmax scale
   int deterministic = 0;
   float* dsinks = nullptr;  ///< (Hq) fp32: d loss / d sink_h (bwd_sinks_kernel); null: not requested
+  // The additive bias's gradient (common/dbias.cuh): dS of (b, h, i, j) goes to dbias[b * dbias_b + h * dbias_h +
+  // i * dbias_i + j] in dbias_dtype (0 f32, 1 f16, 2 bf16), or is added with fp32 atomics (dbias_atomic: the
+  // dispatch's workspace of a broadcast bias); null: not requested.
+  void* dbias = nullptr;
+  std::int64_t dbias_b = 0, dbias_h = 0, dbias_i = 0;
+  int dbias_dtype = 0, dbias_atomic = 0;
 
   /// Workspace row of (query head h, sequence b, row 0).
   [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {

@@ -28,6 +28,7 @@
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/dbias.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/repro_dq.cuh"
 #include "src/cuda/common/score.cuh"
@@ -241,6 +242,9 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
               }
             }
         }
+      if constexpr (has_bias<typename V::Score>) {  // dbias = dS (common/dbias.cuh)
+        store_dbias_frags<true>(p, dp, at.b, at.h, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, nq_rows, nk);
+      }
       store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
     }
     __syncthreads();  // P and dS visible to all

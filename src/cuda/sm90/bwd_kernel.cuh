@@ -47,6 +47,7 @@
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/bwd_steps.cuh"
 #include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/dbias.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/repro_dq.cuh"
 #include "src/cuda/common/score.cuh"
@@ -260,8 +261,16 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
             sc[0][i][2 * h + e] = fabsf(f);
           }
         }
-        const std::uint32_t w = E::pack(sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x),
-                                        sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y));
+        const float d0 = sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x);
+        const float d1 = sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y);
+        if constexpr (has_bias<typename V::Score>) {  // dbias = dS: key n0 + key_r0 + 8 h, queries c, c + 1
+          const int c = m0 + 8 * i + 2 * t4, j = n0 + key_r0 + 8 * h;
+          if (p.dbias != nullptr) {
+            store_dbias(p, at.b, at.h, c, j, nq_rows, nk, d0);
+            store_dbias(p, at.b, at.h, c + 1, j, nq_rows, nk, d1);
+          }
+        }
+        const std::uint32_t w = E::pack(d0, d1);
         da[i / 2][frag_word(i, h)] = w;
         *reinterpret_cast<std::uint32_t*>(ds_tile + st_ds.at(0, h, i)) = w;
       }

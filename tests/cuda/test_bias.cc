@@ -1,0 +1,108 @@
+// The additive bias on the GPU beyond the feature table (Table/CudaFeature runs every bias_* row on both
+// families, forward and backward, dbias included): every broadcast shape and bias dtype on both families,
+// the dbias modes (plain stores with and without the zeroing pass, fp32 atomics, the deterministic workspace)
+// against the oracle, the deterministic dbias bitwise reproducible, and a bias or dbias on the wrong device
+// refused with nothing written.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "tests/cuda/device_case.h"
+
+using namespace flatattn;
+using namespace flatattn::check;
+using namespace flatattn::testing;
+
+namespace {
+
+const char* const kDims[] = {"bhq", "hq", "bq", "q", "bh", "b", "h", "-"};
+
+TEST(CudaBias, EveryShapeAndDtypeBothFamilies) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaBias.EveryShapeAndDtypeBothFamilies");
+  std::mt19937_64 rng(seed);
+  const DType dts[] = {DType::f32, DType::f16, DType::bf16};
+  int k = 0;
+  for (const char* sm90 : {"0", static_cast<const char*>(nullptr)}) {
+    const ScopedSm90 policy(sm90);
+    for (const char* dims : kDims)
+      for (bool det : {false, true}) {
+        Case c = small_case(DType::bf16, 150, 170);
+        if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+        c.hq = 4, c.hkv = 2;
+        c.bias_dims = dims;
+        c.bias_dtype = dts[k++ % 3];
+        c.bias_strided = k % 2 == 0;
+        c.options.causal = k % 4 == 1;  // causal: the zeroing pass of a full dbias; else every element is visible
+        c.options.deterministic = det;
+        CaseTensors t = make_case(c, rng, true);
+        check_case(t, seed, "bias forward");
+        check_backward(t, seed, (std::string("bias backward, FLATATTN_CUDA_SM90=") + (sm90 ? sm90 : "default")).c_str());
+      }
+  }
+}
+
+TEST(CudaBias, DeterministicGradientIsBitwiseReproducible) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaBias.DeterministicGradientIsBitwiseReproducible");
+  for (const char* dims : {"hq", "-", "bhq"}) {
+    Case c = small_case(DType::bf16, 300, 300);
+    if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+    c.hq = 8, c.hkv = 2;
+    c.options.causal = true;
+    c.options.deterministic = true;
+    c.bias_dims = dims;
+    CaseTensors t = make_case(c, seed, true);
+    check_backward(t, seed, "deterministic dbias");
+    const HostTensor first = t.dbias;
+    for (int run = 0; run < 3; ++run) {
+      t.dbias.poison();
+      run_backward_on_gpu(t);
+      EXPECT_EQ(first.storage, t.dbias.storage) << dims << ": dbias changed between deterministic runs";
+    }
+  }
+}
+
+TEST(CudaBias, VarlenIndexesWithinEachSequence) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaBias.VarlenIndexesWithinEachSequence");
+  std::mt19937_64 rng(seed);
+  for (const char* dims : {"bhq", "q"})
+    for (bool det : {false, true}) {
+      Case c = small_case(DType::f16, 0, 0);
+      c.varlen = true;
+      c.seqlens_q = {0, 130, 7, 64};
+      c.seqlens_k = {9, 140, 0, 200};
+      c.batch = 4;
+      c.options.window = {40, 10};
+      c.options.deterministic = det;
+      c.bias_dims = dims;
+      CaseTensors t = make_case(c, rng, true);
+      check_case(t, seed, "varlen bias forward");
+      check_backward(t, seed, "varlen bias backward");
+    }
+}
+
+TEST(CudaBias, HostTensorsAreRefused) {
+  REQUIRE_GPU();
+  Case c = small_case(DType::f16, 20, 20);
+  c.bias_dims = "bhq";
+  CaseTensors t = make_case(c, 5, true);
+  for (const char* arg : {"bias", "dbias"}) {
+    const auto before = t.dq.storage;
+    try {
+      run_backward_on_gpu(t, false, [&](BackwardArgs& a) {
+        if (std::string(arg) == "bias") a.bias = t.bias.view();
+        if (std::string(arg) == "dbias") a.dbias = t.dbias.view();
+      });
+      ADD_FAILURE() << "a host " << arg << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), arg) << e.what();
+    }
+    EXPECT_EQ(before, t.dq.storage) << "dq was written before the error on " << arg;
+  }
+}
+
+}  // namespace
