@@ -129,12 +129,15 @@ void check_errors(int device, Stream stream) {
   if (pending == nullptr) return;  // no varlen call on this device yet
   std::atomic_ref<unsigned> mirror(*pending->host);
   const unsigned bits = mirror.load(std::memory_order_relaxed) != 0 ? mirror.exchange(0, std::memory_order_acq_rel) : 0u;
-  if (bits == 0) return;
-  check(cudaMemsetAsync(pending->dev, 0, sizeof(unsigned), static_cast<cudaStream_t>(stream.handle)),
-        "cudaMemsetAsync(metadata error word)");
-  Problem p;
-  p.device = Device{DeviceKind::cuda, device};
-  raise(bits, p, true);
+  if (bits != 0) {
+    check(cudaMemsetAsync(pending->dev, 0, sizeof(unsigned), static_cast<cudaStream_t>(stream.handle)),
+          "cudaMemsetAsync(metadata error word)");
+    raise(bits, device, nullptr, nullptr, true);
+  }
+  // The KV-cache calls' word (mapped host memory, written by the kernels themselves).
+  std::atomic_ref<unsigned> mapped(*pending->mapped);
+  const unsigned kv_bits = mapped.load(std::memory_order_relaxed) != 0 ? mapped.exchange(0, std::memory_order_acq_rel) : 0u;
+  if (kv_bits != 0) raise(kv_bits, device, nullptr, nullptr, true);
 }
 
 bool metadata_checking() {
