@@ -25,6 +25,7 @@
 #include "cli/table.h"
 #include "cli/workload.h"
 #include "src/check/case.h"
+#include "src/check/sparse_case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
 #include "src/check/yardstick.h"
@@ -63,6 +64,7 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   if (c.alibi) tensors.push_back(&t.alibi);
   if (c.sinks) tensors.push_back(&t.sinks);
   if (c.sinks && cc.backward) tensors.push_back(&t.dsinks);
+  for (check::HostTensor* x : check::sparse_tensors(t)) tensors.push_back(x);  // block-sparse lists, bits, globals
   std::map<const check::HostTensor*, DeviceMirror> mirror;
   if (where == DeviceKind::cuda)
     for (check::HostTensor* x : tensors) mirror[x].upload(*x);
@@ -75,6 +77,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   fa.q = on(t.q), fa.k = on(t.k), fa.v = on(t.v), fa.out = on(t.out), fa.lse = on(t.lse), fa.varlen = vl;
   if (c.alibi) fa.alibi_slopes = on(t.alibi);
   if (c.sinks) fa.sinks = on(t.sinks);
+  fa.block_sparse = check::sparse_args(t, on);
+  fa.local_global = check::local_global_args(t, on);
   rep = forward(fa, o);
   if (cc.backward) {
     BackwardArgs ba;
@@ -82,6 +86,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
     ba.dq = on(t.dq), ba.dk = on(t.dk), ba.dv = on(t.dv), ba.varlen = vl;
     ba.alibi_slopes = fa.alibi_slopes;
     ba.sinks = fa.sinks;
+    ba.block_sparse = fa.block_sparse;
+    ba.local_global = fa.local_global;
     if (c.sinks) ba.dsinks = on(t.dsinks);
     rep = backward(ba, c.options);
   }

@@ -32,6 +32,7 @@
 
 #include "flatattn/error.h"
 #include "flatattn/options.h"
+#include "flatattn/sparse.h"
 #include "flatattn/tensor.h"
 
 namespace flatattn {
@@ -76,6 +77,10 @@ struct ForwardArgs {
   /// Attention sinks, fp32 (Hq) contiguous on q's device: one logit per query head in the units of
   /// the scaled logits (natural log). Absent: off. Composes with every other feature.
   TensorView sinks;
+  /// Block-sparse attention (include/flatattn/sparse.h): the key blocks each query block visits. Absent: dense.
+  std::optional<BlockSparse> block_sparse;
+  /// Local + global attention (Longformer, BigBird; include/flatattn/sparse.h). Absent: off.
+  std::optional<LocalGlobal> local_global;
 };
 
 /// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
@@ -90,6 +95,8 @@ struct BackwardArgs {
   /// e^(sink_h - LSE_i) * D_i with D_i = rowsum(dout_i * out_i), summed in a fixed order (deterministic).
   /// Written (overwritten) when present; dq, dk, dv do not change with sinks beyond the LSE.
   TensorView dsinks;
+  std::optional<BlockSparse> block_sparse;  ///< the forward's (ForwardArgs::block_sparse)
+  std::optional<LocalGlobal> local_global;  ///< the forward's (ForwardArgs::local_global)
 };
 
 /// CUDA stream (a cudaStream_t) the work is ordered on; null = the legacy default stream.

@@ -7,6 +7,8 @@
 #include <numeric>
 #include <sstream>
 
+#include "src/check/sparse_case.h"
+
 namespace flatattn::check {
 
 std::string Case::name() const {
@@ -31,6 +33,7 @@ std::string Case::name() const {
   if (options.dataflow != Dataflow::automatic) s << " " << flatattn::name(options.dataflow);
   if (alibi) s << (alibi == 1 ? " alibi(Hq)" : " alibi(B,Hq)") << (alibi_scale != 1.0 ? "x" + std::to_string(alibi_scale) : "");
   if (sinks) s << " sinks" << (sink_mean != 0.0 ? "+" + std::to_string(sink_mean) : "");
+  if (sparse.on()) s << " " << sparse_name(sparse);
   return s.str();
 }
 
@@ -95,6 +98,7 @@ CaseTensors make_case(const Case& c0, std::uint64_t seed, bool with_backward) {
     t.sinks.fill_normal(seed ^ 6);
     for (std::int64_t h = 0; h < c.hq; ++h) t.sinks.set(h, t.sinks.at(h) + c.sink_mean);
   }
+  if (c.sparse.on()) make_sparse(t, seed ^ 7);
   if (with_backward) {
     if (c.sinks) {
       t.dsinks = HostTensor::make(DType::f32, {c.hq});
@@ -132,6 +136,8 @@ ForwardArgs CaseTensors::forward_args(Device device) const {
   a.varlen = varlen(device);
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
+  a.block_sparse = sparse_args(*this, device);
+  a.local_global = local_global_args(*this, device);
   return a;
 }
 
@@ -150,6 +156,8 @@ BackwardArgs CaseTensors::backward_args(Device device) const {
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
   if (c.sinks && dsinks.numel() > 0) a.dsinks = dsinks.view(device);
+  a.block_sparse = sparse_args(*this, device);
+  a.local_global = local_global_args(*this, device);
   return a;
 }
 
@@ -221,6 +229,26 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
     c.options.dropout_p = ps[uni(0, 3)];
     c.options.dropout_seed = rng();
     c.options.dropout_offset = rng();
+  }
+  // Block-sparse lists (issue 16) at a random density and block size, with the band or random bits in the
+  // partial blocks; or local + global with derived lists (drawn last: a seed's earlier draws are unchanged).
+  if (uni(0, 7) == 0) {
+    const int sizes[] = {16, 24, 32, 64, 128};
+    const double densities[] = {1.0, 0.5, 0.25, 0.1, 0.0};
+    c.sparse.block_q = sizes[uni(0, 4)], c.sparse.block_kv = sizes[uni(0, 4)];
+    c.sparse.density = densities[uni(0, 4)], c.sparse.full_share = uni(0, 2) / 2.0;
+    c.sparse.rule = uni(0, 1) ? SparseCase::Rule::bits : SparseCase::Rule::band;
+    c.sparse.per_head = uni(0, 2) != 0, c.sparse.give_q = uni(0, 1) == 0;
+  } else if (uni(0, 11) == 0) {
+    c.sparse.rule = SparseCase::Rule::local_global, c.sparse.derive = true;
+    std::int64_t n = std::max(c.nq, c.nk);  // positions below the longest sequence (varlen: its lengths)
+    if (c.varlen) {
+      n = 0;
+      for (std::size_t b = 0; b < c.seqlens_q.size(); ++b) n = std::max<std::int64_t>({n, c.seqlens_q[b], c.seqlens_k[b]});
+    }
+    for (int g = 0, count = n > 0 ? uni(0, 4) : 0; g < count; ++g) c.sparse.globals.push_back(static_cast<std::int32_t>(uni(0, int(n) - 1)));
+    std::sort(c.sparse.globals.begin(), c.sparse.globals.end());
+    c.sparse.globals.erase(std::unique(c.sparse.globals.begin(), c.sparse.globals.end()), c.sparse.globals.end());
   }
   return c;
 }

@@ -1,5 +1,6 @@
 #include "src/check/oracle.h"
 
+#include "src/check/sparse_case.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::check {
@@ -23,6 +24,8 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   a.lse = o.lse.view();
   if (t.c.alibi) a.alibi_slopes = t.alibi.view();
   if (t.c.sinks) a.sinks = t.sinks.view();
+  a.block_sparse = sparse_args(t);
+  a.local_global = local_global_args(t);
   ref::forward(a, opt, ref::Precision::f64);
   a.out = o.naive_out.view();
   a.lse = {};
@@ -63,6 +66,8 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
     a.sinks = t.sinks.view();
     a.dsinks = o.dsinks.view();
   }
+  a.block_sparse = sparse_args(t);
+  a.local_global = local_global_args(t);
   ref::backward(a, t.c.options, precision);
   return o;
 }

@@ -348,6 +348,7 @@ ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consum
   }
   check_alibi(a.alibi_slopes, s, c, p);
   if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
+  check_sparse(a.block_sparse, a.local_global, o, false, p);
   FwdTensors& t = r.tensors;
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.q = a.q.data;
@@ -386,6 +387,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
     FLATATTN_REQUIRE(a.sinks.present(), "dsinks", "given without sinks", "the sinks' gradient needs the sinks",
             "pass the forward's sinks too, or no dsinks");
   }
+  check_sparse(a.block_sparse, a.local_global, o, true, p);
   BwdTensors& t = r.tensors;
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.dsinks = a.dsinks.present() ? static_cast<float*>(a.dsinks.data) : nullptr;

@@ -2,7 +2,11 @@
 // backend is tested against it (docs/design.md, "The correctness rule").
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "flatattn/attention.h"
+#include "src/core/problem.h"
 
 namespace flatattn::ref {
 
@@ -23,5 +27,9 @@ void forward(const ForwardArgs& args, const Options& options = {}, Precision pre
 /// ALiBi slopes and sinks are read from args (f32 or f64); args.dsinks (f32 or f64), when present, gets
 /// the sinks' gradient -sum_{b,i} e^(sink_h - LSE_i) D_i.
 void backward(const BackwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
+
+/// The explicit element mask of a block-sparse / local + global call (p.sparse on) for sequence b, query head
+/// h: nq x nk row-major, 1 = visible (include/flatattn/sparse.h defines it; the oracle applies it).
+std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp);
 
 }  // namespace flatattn::ref

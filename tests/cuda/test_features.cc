@@ -46,6 +46,8 @@ class CudaFeature : public ::testing::TestWithParam<std::tuple<Feature, Family>>
  protected:
   void SetUp() override {
     REQUIRE_GPU();
+    if (feature_case(std::get<0>(GetParam()), DType::f16).sparse.on())  // issue 16: CUDA kernels not done yet
+      GTEST_SKIP() << "block-sparse / local + global runs on the CPU engine only in this build";
     if (std::get<1>(GetParam()) == Family::sm90 && !sm90_loads())
       GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or its sm_90a code does not load";
   }
