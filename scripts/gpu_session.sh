@@ -10,7 +10,8 @@
 # GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `anydbench`: bench_bwd at odd head dims
 # (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
-# lists). Optional stages on Hopper with the sm90
+# lists); `sparse`: bench/gpu/peers_flex.py (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list).
+# Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -145,6 +146,10 @@ if has bwdbench; then
     stage bwdbench80 120 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd_sm80.json" --commit "$COMMIT"
     cp "$LOG/bwdbench80.log" "$OUT/ours_bwd_sm80_table.txt" 2>/dev/null
   fi
+fi
+if has sparse; then  # issue 16: FlexAttention (torch.compile) and SDPA with the boolean mask on the issue's masks
+  # (our CUDA block-sparse kernels are not built yet: bench/gpu/peers_flex.py times flatattn.flex_attention once it exists)
+  stage sparse 300 env PYTHONUNBUFFERED=1 OUT="$OUT" FLEX_N=${FLEX_N:-4096,8192,16384,32768} python3 bench/gpu/peers_flex.py
 fi
 if has features; then
   stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \
