@@ -10,7 +10,8 @@
 # GPU (FUZZ_CASES, default 10000; FUZZ_LIMIT seconds, default 420); `anydbench`: bench_bwd at odd head dims
 # (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
-# lists); `sparse`: bench/gpu/peers_flex.py (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list).
+# lists); `sparse`: bench/gpu/bench_sparse (our block-sparse forward vs our dense) and bench/gpu/peers_flex.py
+# (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list).
 # Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
@@ -72,7 +73,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has sparse && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -148,7 +149,8 @@ if has bwdbench; then
   fi
 fi
 if has sparse; then  # issue 16: FlexAttention (torch.compile) and SDPA with the boolean mask on the issue's masks
-  # (our CUDA block-sparse kernels are not built yet: bench/gpu/peers_flex.py times flatattn.flex_attention once it exists)
+  # and our block-sparse forward against our dense one (bench_sparse; the CUDA sparse backward is not written yet)
+  stage sparse_ours 120 $B/bench/gpu/bench_sparse --out "$OUT/sparse.json" --commit "$COMMIT"
   stage sparse 300 env PYTHONUNBUFFERED=1 OUT="$OUT" FLEX_N=${FLEX_N:-4096,8192,16384,32768} python3 bench/gpu/peers_flex.py
 fi
 if has features; then

@@ -13,6 +13,9 @@
 // Element (i, j) of sequence b, query head h is visible iff j < Nk and i < Nq of the sequence, the block
 // (i / block_q, j / block_kv) is listed for (b, h), and either it is listed as full or the rule holds.
 // A row with no visible key gives O = 0 and LSE = -inf (zero gradients), as every masked row.
+// Backends: CPU forward and backward, every rule. CUDA: the forward with the caller's lists (sm80-family
+// Flash kernels, also on Hopper); the CUDA backward and lists the library derives (local + global without
+// BlockSparse) are refused with Error(unsupported) so far. CUDA list contents are not checked on the device.
 #pragma once
 
 #include <cstdint>

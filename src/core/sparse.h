@@ -54,6 +54,7 @@ struct SparseSpec {
   const std::int32_t* bits = nullptr;
   IntView bit_offsets;
   int words = 0;  ///< ceil(block_kv / 32)
+  std::int64_t bit_blocks = 0;  ///< P: bit-blocks in `bits`
   // local_global: sorted positions of sequence b: globals(b, 0, 0, g) for g < count(b).
   IntView globals, global_counts;
   bool causal = false;  ///< Options::causal: global rows and keys stay left of the diagonal

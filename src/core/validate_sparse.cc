@@ -260,6 +260,7 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
       s.bit_offsets = int_view(bs->mask_block_offsets, "block_sparse.mask_block_offsets", p, {-2, -2, s.nqb},
                                {p.batch, p.hq}, ol.c_str());
       s.bits = static_cast<const std::int32_t*>(mb.data);
+      s.bit_blocks = mb.shape[0];
       s.rule = SparseRule::bits;
       if (host)
         for (std::int64_t b = 0; b < nb; ++b)

@@ -21,7 +21,8 @@ struct SparseStep {
 };
 
 /// The listed key blocks of query block r of (sequence b, query head h): the full blocks, then the partial
-/// ones, each split into kernel blocks of BlockN keys; blocks at or past the sequence's nk are skipped.
+/// ones, each split into kernel blocks of BlockN keys; blocks at or past the sequence's nk (or negative
+/// indices) are skipped.
 /// A null spec (the dense kernel) gives an empty list.
 template <int BlockN>
 struct SparseKeyBlocks {
@@ -33,8 +34,13 @@ struct SparseKeyBlocks {
       : s(s_), b(b_), h(h_), r(r_), nk(nk_) {
     if (s == nullptr) return;
     per = s->block_kv / BlockN;
-    nfull = s->kv.full_count(b, h, r);
-    total = (nfull + s->kv.partial_count(b, h, r)) * per;
+    // Device lists are not validated (docs/sparse.md): counts are clamped to the index rows' width and
+    // indices outside the sequence's blocks are skipped (next()), so no read leaves the tensors.
+    nfull = clamp(s->kv.full_count(b, h, r), s->kv.full_idx.width);
+    total = (nfull + clamp(s->kv.partial_count(b, h, r), s->kv.idx.width)) * per;
+  }
+  FLATATTN_DEVICE static int clamp(int count, std::int64_t width) {
+    return count < 0 ? 0 : (count > width ? static_cast<int>(width) : count);
   }
   /// Step `it` (0 <= it < total).
   FLATATTN_DEVICE SparseStep at(int it) const {
@@ -48,7 +54,11 @@ struct SparseKeyBlocks {
   }
   /// The first step at or after `it` whose kernel block holds a key of the sequence (total: none).
   FLATATTN_DEVICE int next(int it) const {
-    while (it < total && at(it).nb * BlockN >= nk) ++it;
+    const int seq_blocks = (nk + s->block_kv - 1) / s->block_kv;  // c below it: no overflow in nb * BlockN
+    for (; it < total; ++it) {
+      const SparseStep st = at(it);
+      if (st.c >= 0 && st.c < seq_blocks && st.nb * BlockN < nk) break;
+    }
     return it;
   }
 };
@@ -61,9 +71,10 @@ FLATATTN_DEVICE void apply_sparse_rule(float (&s)[kMT][kNT][4], const SparseSpec
                                        const SparseStep& st, int b, int h, int r, int nq, int nk, int row0, int col0) {
   if (sp.rule == SparseRule::bits) {
     const std::int64_t blk = sp.bit_offsets.at(b, h, r) + st.slot;
+    const bool inside = blk >= 0 && blk < sp.bit_blocks;  // unvalidated device offsets: outside = all hidden
     const int i0 = r * sp.block_q, j0 = st.c * sp.block_kv;
     for_each_element(s, row0, col0, [&](float& x, int i, int j) {
-      if (i < nq && j < nk && !sp.bit(blk, i - i0, j - j0)) x = -INFINITY;
+      if (i < nq && j < nk && (!inside || !sp.bit(blk, i - i0, j - j0))) x = -INFINITY;
     });
   } else if (sp.rule == SparseRule::local_global) {
     MaskSpec m;
