@@ -27,6 +27,15 @@ Case sparse_case(DType dt, std::int64_t n, double density, SparseCase::Rule rule
   return c;
 }
 
+const char* rule_name(SparseCase::Rule r) {
+  switch (r) {
+    case SparseCase::Rule::band: return "band";
+    case SparseCase::Rule::bits: return "bits";
+    case SparseCase::Rule::local_global: return "local_global";
+  }
+  return "?";
+}
+
 class CudaSparse : public ::testing::TestWithParam<std::tuple<double, SparseCase::Rule>> {
  protected:
   void SetUp() override { REQUIRE_GPU(); }
@@ -52,9 +61,8 @@ INSTANTIATE_TEST_SUITE_P(Density, CudaSparse,
                                             ::testing::Values(SparseCase::Rule::band, SparseCase::Rule::bits,
                                                               SparseCase::Rule::local_global)),
                          [](const auto& info) {
-                           static const char* const rules[] = {"band", "bits", "local_global"};
                            return "d" + std::to_string(static_cast<int>(std::get<0>(info.param) * 100)) + "_" +
-                                  rules[static_cast<int>(std::get<1>(info.param))];
+                                  rule_name(std::get<1>(info.param));
                          });
 
 TEST(CudaSparseErrors, BlockSizeNotAMultipleOfTheTile) {
