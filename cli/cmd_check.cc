@@ -25,6 +25,7 @@
 #include "cli/table.h"
 #include "cli/workload.h"
 #include "src/check/case.h"
+#include "src/check/sparse_case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
 #include "src/check/yardstick.h"
@@ -65,6 +66,7 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   if (c.sinks && cc.backward) tensors.push_back(&t.dsinks);
   if (c.has_bias()) tensors.push_back(&t.bias);
   if (c.has_bias() && cc.backward) tensors.push_back(&t.dbias);
+  for (check::HostTensor* x : check::sparse_tensors(t)) tensors.push_back(x);  // block-sparse lists, bits, globals
   std::map<const check::HostTensor*, DeviceMirror> mirror;
   if (where == DeviceKind::cuda)
     for (check::HostTensor* x : tensors) mirror[x].upload(*x);
@@ -78,6 +80,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   if (c.alibi) fa.alibi_slopes = on(t.alibi);
   if (c.sinks) fa.sinks = on(t.sinks);
   if (c.has_bias()) fa.bias = on(t.bias);
+  fa.block_sparse = check::sparse_args(t, on);
+  fa.local_global = check::local_global_args(t, on);
   rep = forward(fa, o);
   if (cc.backward) {
     BackwardArgs ba;
@@ -85,6 +89,8 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
     ba.dq = on(t.dq), ba.dk = on(t.dk), ba.dv = on(t.dv), ba.varlen = vl;
     ba.alibi_slopes = fa.alibi_slopes;
     ba.sinks = fa.sinks;
+    ba.block_sparse = fa.block_sparse;
+    ba.local_global = fa.local_global;
     if (c.sinks) ba.dsinks = on(t.dsinks);
     ba.bias = fa.bias;
     if (c.has_bias()) ba.dbias = on(t.dbias);

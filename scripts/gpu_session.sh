@@ -14,7 +14,10 @@
 # the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py).
 # lists); `biasbench`: bench/gpu/bench_bias (the additive bias, dense and broadcast with dbias, against none and
 # the copy-bandwidth budget, one run; BIAS_D, BIAS_N lists) and peers_sdpa_bias.py (SDPA efficient / cuDNN with the
-# same float mask). Optional stages on Hopper with the sm90
+# same float mask).
+# lists); `sparse`: bench/gpu/bench_sparse (our block-sparse forward vs our dense) and bench/gpu/peers_flex.py
+# (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list).
+# Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
 # tile candidates of bench/gpu/tune_sm90.cu; TUNE_N = its --n list). There, bwdbench also times the
@@ -77,7 +80,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has biasbench && echo bench_bias) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has biasbench && echo bench_bias) $(has sparse && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -173,6 +176,11 @@ if has bwdbench; then
     stage bwdbench80 120 env FLATATTN_CUDA_SM90=0 $B/bench/gpu/bench_bwd --out "$OUT/ours_bwd_sm80.json" --commit "$COMMIT"
     cp "$LOG/bwdbench80.log" "$OUT/ours_bwd_sm80_table.txt" 2>/dev/null
   fi
+fi
+if has sparse; then  # issue 16: FlexAttention (torch.compile) and SDPA with the boolean mask on the issue's masks
+  # and our block-sparse forward against our dense one (bench_sparse; the CUDA sparse backward is not written yet)
+  stage sparse_ours 120 $B/bench/gpu/bench_sparse --out "$OUT/sparse.json" --commit "$COMMIT"
+  stage sparse 300 env PYTHONUNBUFFERED=1 OUT="$OUT" FLEX_N=${FLEX_N:-4096,8192,16384,32768} python3 bench/gpu/peers_flex.py
 fi
 if has features; then
   stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \

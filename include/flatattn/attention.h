@@ -35,6 +35,7 @@
 
 #include "flatattn/error.h"
 #include "flatattn/options.h"
+#include "flatattn/sparse.h"
 #include "flatattn/tensor.h"
 
 namespace flatattn {
@@ -91,6 +92,10 @@ struct ForwardArgs {
   /// before the causal/window mask: S_ij = scale q_i.k_j + bias_bhij. Not with softcap, alibi_slopes or
   /// dropout_p > 0 (Error naming bias). Absent: off.
   TensorView bias;
+  /// Block-sparse attention (include/flatattn/sparse.h): the key blocks each query block visits. Absent: dense.
+  std::optional<BlockSparse> block_sparse;
+  /// Local + global attention (Longformer, BigBird; include/flatattn/sparse.h). Absent: off.
+  std::optional<LocalGlobal> local_global;
 };
 
 /// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
@@ -114,6 +119,8 @@ struct BackwardArgs {
   /// bits). Options::deterministic: bitwise reproducible (CUDA: a (B, Hq, Mq, Nk) fp32 workspace summed in
   /// a fixed order: 4 B Hq Mq Nk bytes). The CPU always sums in a fixed order.
   TensorView dbias;
+  std::optional<BlockSparse> block_sparse;  ///< the forward's (ForwardArgs::block_sparse)
+  std::optional<LocalGlobal> local_global;  ///< the forward's (ForwardArgs::local_global)
 };
 
 /// CUDA stream (a cudaStream_t) the work is ordered on; null = the legacy default stream.

@@ -7,6 +7,8 @@
 #include <numeric>
 #include <sstream>
 
+#include "src/check/sparse_case.h"
+
 namespace flatattn::check {
 
 std::string Case::name() const {
@@ -35,6 +37,7 @@ std::string Case::name() const {
     s << " bias(" << bias_dims << (bias_dtype != DType::f64 ? std::string(",") + std::string(flatattn::name(bias_dtype)) : "")
       << (bias_strided ? ",strided" : "") << (bias_sd != 1.0 ? ",sd" + std::to_string(bias_sd) : "")
       << (bias_masked > 0 ? ",masked" + std::to_string(bias_masked) : "") << ")";
+  if (sparse.on()) s << " " << sparse_name(sparse);
   return s.str();
 }
 
@@ -119,6 +122,7 @@ CaseTensors make_case(const Case& c0, std::uint64_t seed, bool with_backward) {
       t.dbias.poison();
     }
   }
+  if (c.sparse.on()) make_sparse(t, seed ^ 7);
   if (with_backward) {
     if (c.sinks) {
       t.dsinks = HostTensor::make(DType::f32, {c.hq});
@@ -157,6 +161,8 @@ ForwardArgs CaseTensors::forward_args(Device device) const {
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
   if (c.has_bias()) a.bias = bias.view(device);
+  a.block_sparse = sparse_args(*this, device);
+  a.local_global = local_global_args(*this, device);
   return a;
 }
 
@@ -177,6 +183,8 @@ BackwardArgs CaseTensors::backward_args(Device device) const {
   if (c.sinks && dsinks.numel() > 0) a.dsinks = dsinks.view(device);
   if (c.has_bias()) a.bias = bias.view(device);
   if (c.has_bias() && !dbias.shape.empty()) a.dbias = dbias.view(device);
+  a.block_sparse = sparse_args(*this, device);
+  a.local_global = local_global_args(*this, device);
   return a;
 }
 
@@ -257,6 +265,28 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
     c.bias_strided = uni(0, 2) == 0;
     c.bias_masked = uni(0, 3) == 0 ? 0.1 : 0.0;
     c.bias_sd = uni(0, 3) == 0 ? 4.0 : 1.0;
+  }
+  // Block-sparse lists (issue 16) at a random density and block size, with the band or random bits in the
+  // partial blocks; or local + global with derived lists (drawn last: a seed's earlier draws are unchanged).
+  // Not drawn with a bias: that combination is not in the sparse kernels' tests yet.
+  const bool sparse_ok = !c.has_bias();
+  if (sparse_ok && uni(0, 7) == 0) {
+    const int sizes[] = {16, 24, 32, 64, 128};
+    const double densities[] = {1.0, 0.5, 0.25, 0.1, 0.0};
+    c.sparse.block_q = sizes[uni(0, 4)], c.sparse.block_kv = sizes[uni(0, 4)];
+    c.sparse.density = densities[uni(0, 4)], c.sparse.full_share = uni(0, 2) / 2.0;
+    c.sparse.rule = uni(0, 1) ? SparseCase::Rule::bits : SparseCase::Rule::band;
+    c.sparse.per_head = uni(0, 2) != 0, c.sparse.give_q = uni(0, 1) == 0;
+  } else if (sparse_ok && uni(0, 11) == 0) {
+    c.sparse.rule = SparseCase::Rule::local_global, c.sparse.derive = true;
+    std::int64_t n = std::max(c.nq, c.nk);  // positions below the longest sequence (varlen: its lengths)
+    if (c.varlen) {
+      n = 0;
+      for (std::size_t b = 0; b < c.seqlens_q.size(); ++b) n = std::max<std::int64_t>({n, c.seqlens_q[b], c.seqlens_k[b]});
+    }
+    for (int g = 0, count = n > 0 ? uni(0, 4) : 0; g < count; ++g) c.sparse.globals.push_back(static_cast<std::int32_t>(uni(0, int(n) - 1)));
+    std::sort(c.sparse.globals.begin(), c.sparse.globals.end());
+    c.sparse.globals.erase(std::unique(c.sparse.globals.begin(), c.sparse.globals.end()), c.sparse.globals.end());
   }
   return c;
 }

@@ -13,6 +13,34 @@
 
 namespace flatattn::check {
 
+/// A case's sparse mask (include/flatattn/sparse.h; built by src/check/sparse_case.cc). Off when block_q = 0.
+struct SparseCase {
+  enum class Pattern : std::uint8_t {
+    random,     ///< each block listed with probability `density`, full with probability `full_share`
+    causal,     ///< FlexAttention's examples as a mask_mod (element predicate, top-left): j <= i
+    sliding,    ///< causal with i - j <= window
+    prefix_lm,  ///< j <= i or j < window (the prefix)
+    document,   ///< 3 documents of unequal length: doc(i) == doc(j)
+  };
+  enum class Rule : std::uint8_t {
+    band,          ///< partial blocks take the Options band (random pattern only)
+    bits,          ///< partial blocks carry bits: the pattern's predicate, or random bits (`bit_density`)
+    local_global,  ///< partial blocks take local + global (Options window, `globals`)
+  };
+  int block_q = 0, block_kv = 0;  ///< 0: no sparse mask
+  Pattern pattern = Pattern::random;
+  Rule rule = Rule::band;
+  double density = 0.5;     ///< random: share of listed blocks (0: every row of blocks empty)
+  double full_share = 0.5;  ///< random: share of listed blocks that are full (0: partial only, 1: full only)
+  double bit_density = 0.6; ///< random bits: share of visible elements in a partial block
+  int window = 16;          ///< sliding: window; prefix_lm: prefix length
+  bool per_head = true;     ///< lists (B, Hq, ...) per sequence and head; false: (1, 1, ...) broadcast
+  bool give_q = false;      ///< pass the transposed q lists too (else the library derives them)
+  bool derive = false;      ///< local_global without block lists: the library derives them
+  std::vector<std::int32_t> globals;  ///< local_global: global positions (the same for every sequence)
+  [[nodiscard]] bool on() const { return block_q > 0 || derive; }
+};
+
 /// One attention case. q/k/v/out are (B, N, H, D) (varlen: (total N, H, D)) in `dtype`.
 struct Case {
   std::int64_t batch = 1, nq = 1, nk = 1, hq = 1, hkv = 1, d = 64;  ///< B, Nq, Nk, Hq, Hkv, D
@@ -39,6 +67,7 @@ struct Case {
   double bias_sd = 1.0;
   double bias_masked = 0.0;
   [[nodiscard]] bool has_bias() const { return !bias_dims.empty(); }
+  SparseCase sparse;  ///< block-sparse lists / local + global (off by default)
   /// "f16 B2 Nq97 Nk97 Hq2 Hkv2 D64 causal-br ..." (every field that differs from the defaults).
   [[nodiscard]] std::string name() const;
 };
@@ -51,6 +80,8 @@ struct CaseTensors {
   HostTensor alibi, sinks;  ///< f32 ALiBi slopes ((Hq) or (B, Hq)) and sinks (Hq), when the case has them
   HostTensor dsinks;        ///< f32 (Hq), poisoned: the backward's sinks gradient (with_backward and sinks)
   HostTensor bias, dbias;   ///< the additive bias (Bb, Hb, Mq, Nk) and its gradient (poisoned, with_backward)
+  /// Sparse mask tensors (c.sparse): i32 kv / q lists (partial, full), bits and their offsets, globals.
+  HostTensor kv_num, kv_idx, fkv_num, fkv_idx, q_num, q_idx, fq_num, fq_idx, mask_bits, bit_offsets, globals;
   [[nodiscard]] ForwardArgs forward_args(Device device = Device::cpu()) const;
   [[nodiscard]] BackwardArgs backward_args(Device device = Device::cpu()) const;
   [[nodiscard]] std::optional<Varlen> varlen(Device device = Device::cpu()) const;

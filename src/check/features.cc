@@ -9,6 +9,15 @@ namespace {
 
 void causal(Case& c) { c.options.causal = true; }
 void top_left(Case& c) { c.options.causal_align = CausalAlign::top_left; }
+/// Block-sparse lists of block_q x block_kv (src/check/sparse_case.h).
+void sparse(Case& c, int bq, int bkv, SparseCase::Pattern pattern, SparseCase::Rule rule, double density = 0.5,
+            double full_share = 0.5) {
+  c.sparse.block_q = bq, c.sparse.block_kv = bkv;
+  c.sparse.pattern = pattern, c.sparse.rule = rule, c.sparse.density = density, c.sparse.full_share = full_share;
+}
+using SP = SparseCase::Pattern;
+using SR = SparseCase::Rule;
+
 void dropout(Case& c, float p) {
   c.options.dropout_p = p;
   c.options.dropout_seed = 0x9e3779b97f4a7c15ull;
@@ -171,6 +180,54 @@ constexpr Feature kFeatures[] = {
    [](Case& c) {
      c.bias_dims = "bq", c.bias_dtype = DType::f16, c.bias_sd = 3.0, c.options.deterministic = true;
      c.sinks = true, causal(c), top_left(c);
+   }, false},
+  // Block-sparse (issue 16, include/flatattn/sparse.h): 128 x 128 blocks (a multiple of every CUDA tile), so
+  // N ~ 300 gives 3 x 3 blocks; the lists differ per (b, h) unless broadcast.
+  {"sparse_random",    "block-sparse 128x128 random 50 %, partial + full, causal band in partial blocks",
+                                                                  2, 300, 330, 2, 2, 64,
+   [](Case& c) { causal(c), sparse(c, 128, 128, SP::random, SR::band); }, true},
+  {"sparse_bits_gqa",  "block-sparse random 50 %, random bits in partial blocks, GQA 4:2, q lists given",
+                                                                  2, 300, 300, 4, 2, 64,
+   [](Case& c) { c.hq = 4, c.hkv = 2, sparse(c, 128, 128, SP::random, SR::bits), c.sparse.give_q = true; }, true},
+  {"sparse_empty_rows", "block-sparse 10 %: empty rows of blocks (O = 0, LSE = -inf), bits",
+                                                                  2, 384, 384, 2, 1, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::random, SR::bits, 0.1); }, true},
+  {"sparse_full_only", "block-sparse 25 %, full blocks only, broadcast lists (1, 1, NQB)",
+                                                                  2, 300, 300, 2, 2, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::random, SR::band, 0.25, 1.0), c.sparse.per_head = false; }, false},
+  {"sparse_partial_only", "block-sparse 100 %, partial blocks only, random bits",
+                                                                  1, 260, 290, 2, 2, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::random, SR::bits, 1.0, 0.0); }, false},
+  {"sparse_document",  "FlexAttention document mask (3 documents) as block lists + bits",
+                                                                  1, 384, 384, 2, 2, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::document, SR::bits); }, true},
+  {"sparse_prefix_lm", "FlexAttention prefix-LM mask (prefix 150) as block lists + bits, softcap 30",
+                                                                  1, 300, 300, 2, 2, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::prefix_lm, SR::bits), c.sparse.window = 150, c.options.softcap = 30.f; }, false},
+  {"sparse_sliding",   "FlexAttention sliding window 100 (causal) as block lists + bits, dropout 0.1",
+                                                                  1, 300, 300, 2, 2, 64,
+   [](Case& c) { sparse(c, 128, 128, SP::sliding, SR::bits), c.sparse.window = 100, dropout(c, 0.1f); }, false},
+  {"longformer",       "local + global (Longformer): window (40,40), globals at 0, 150, 299, lists derived",
+                                                                  1, 300, 300, 2, 2, 64,
+   [](Case& c) {
+     c.options.window = {40, 40};
+     c.sparse.derive = true, c.sparse.rule = SR::local_global, c.sparse.globals = {0, 150, 299};
+   }, true},
+  {"longformer_causal_varlen", "local + global, causal window (32,0), globals 0, 5, 200, varlen, GQA 4:2",
+                                                                  0,   0,   0, 4, 2, 64,
+   [](Case& c) {
+     causal(c), c.options.window = {32, 0};
+     c.sparse.derive = true, c.sparse.rule = SR::local_global, c.sparse.globals = {0, 5, 200};
+     c.varlen = true;
+     c.seqlens_q = {300, 0, 170};
+     c.seqlens_k = {300, 9, 170};
+     c.batch = 3;
+   }, false},
+  {"bigbird",          "BigBird: random blocks 30 % + window (20,20) + globals 3, 130 in partial blocks, sinks",
+                                                                  2, 300, 300, 2, 2, 64,
+   [](Case& c) {
+     c.options.window = {20, 20}, c.sinks = true;
+     sparse(c, 128, 128, SP::random, SR::local_global, 0.3, 0.3), c.sparse.globals = {3, 130};
    }, false},
 };
 // clang-format on

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "src/core/mask.h"
+#include "src/check/sparse_case.h"
 #include "src/core/philox.h"
 
 namespace flatattn::check {
@@ -33,6 +34,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   mask.bottom_right = o.causal_align == CausalAlign::bottom_right;
   mask.left = o.window.left;
   mask.right = o.causal ? 0 : o.window.right;
+  const std::vector<std::vector<char>> sparse = sparse_element_masks(t);  // block-sparse: the oracle's mask
   NaiveFp32Grads g;
   g.dq = HostTensor::make(DType::f32, t.dq.shape);
   g.dk = HostTensor::make(DType::f32, t.dk.shape);
@@ -106,7 +108,8 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
               x += float(t.bias.at((((bs[0] == 1 ? 0 : b) * bs[1] + (bs[1] == 1 ? 0 : h)) * bs[2] + (bs[2] == 1 ? 0 : i)) *
                                        bs[3] + j));
             }
-            S[j] = mask.visible(i, j, nq, nk) ? x : -std::numeric_limits<float>::infinity();
+            const bool vis = sparse.empty() ? mask.visible(i, j, nq, nk) : sparse[b * c.hq + h][i * nk + j] != 0;
+            S[j] = vis ? x : -std::numeric_limits<float>::infinity();
             m = std::max(m, S[j]);
           }
           if (m == -std::numeric_limits<float>::infinity()) continue;  // fully masked: P = 0

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "src/check/sparse_case.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::check {
@@ -26,6 +27,8 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   if (t.c.alibi) a.alibi_slopes = t.alibi.view();
   if (t.c.sinks) a.sinks = t.sinks.view();
   if (t.c.has_bias()) a.bias = t.bias.view();
+  a.block_sparse = sparse_args(t);
+  a.local_global = local_global_args(t);
   ref::forward(a, opt, ref::Precision::f64);
   a.out = o.naive_out.view();
   a.lse = {};
@@ -82,6 +85,8 @@ BackwardOracle reference_backward(const CaseTensors& t, ref::Precision precision
     a.bias = t.bias.view();
     a.dbias = o.dbias.view();
   }
+  a.block_sparse = sparse_args(t);
+  a.local_global = local_global_args(t);
   ref::backward(a, t.c.options, precision);
   return o;
 }

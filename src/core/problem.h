@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "flatattn/attention.h"
 #include "src/core/mask.h"
+#include "src/core/sparse.h"
 #include "src/core/variant.h"
 
 namespace flatattn {
@@ -34,6 +36,8 @@ struct Problem {
   std::int64_t total_q = 0, total_k = 0;  ///< rows of q/out and k/v: B * Nq and B * Nk, varlen: the packed rows
 
   [[nodiscard]] std::int64_t group() const { return hq / hkv; }  ///< query heads per kv head
+  SparseSpec sparse{};  ///< block-sparse lists and element rule (src/core/sparse.h); off: dense
+  std::shared_ptr<const void> sparse_storage;  ///< host lists the library derived (keeps sparse's pointers alive)
 };
 
 /// Tensors of a forward call. lse (fp32) may be null. LSE strides: (b, h, n); varlen: (h, n) with b = 0.

@@ -406,6 +406,7 @@ ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consum
   check_alibi(a.alibi_slopes, s, c, p);
   if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
   check_bias(a.bias, s, c, p);
+  check_sparse(a.block_sparse, a.local_global, o, false, p);
   FwdTensors& t = r.tensors;
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
   t.q = a.q.data;
@@ -445,6 +446,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
             "pass the forward's sinks too, or no dsinks");
   }
   check_bias(a.bias, s, c, p);
+  check_sparse(a.block_sparse, a.local_global, o, true, p);
   BwdTensors& t = r.tensors;
   if (a.dbias.present() || a.dbias.rank == -1) {
     FLATATTN_REQUIRE(a.bias.present(), "dbias", "given without bias", "the bias's gradient needs the bias",

@@ -27,6 +27,12 @@ ValidatedForward validate_forward(const ForwardArgs& args, const Options& option
 ValidatedBackward validate_backward(const BackwardArgs& args, const Options& options,
                                     Consumer consumer = Consumer::kernel);
 
+/// The block-sparse lists and local + global positions of a call (src/core/validate_sparse.cc) into
+/// p.sparse; p's shapes, device and mask must be filled (check_inputs, check_options). backward: the call
+/// needs the transposed q lists (given, or derived on the host).
+void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<LocalGlobal>& lg, const Options& o,
+                  bool backward, Problem& p);
+
 /// Throws Error(invalid_argument, argument, value, limit, fix) unless cond.
 void require(bool cond, const std::string& argument, const std::string& value, const std::string& limit,
              const std::string& fix);

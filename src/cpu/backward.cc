@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "src/cpu/schedule.h"
 #include "src/cpu/score.h"
 #include "src/cpu/simd.h"
+#include "src/cpu/sparse_tile.h"
 #include "src/cpu/tile.h"
 #include "src/cpu/workspace.h"
 
@@ -141,11 +143,16 @@ void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, st
 /// padding) get P = dS = 0. at: the score coordinates of row i0, key k0.
 template <class V>
 void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::int64_t rows, std::int64_t rows_pad,
-                         std::int64_t ncols, std::int64_t ld, const StepTiles& w) {
+                         std::int64_t ncols, std::int64_t ld, const StepTiles& w, const SparseRows* sparse,
+                         const Range& keys) {
   const std::int64_t i0 = at.i, k0 = at.j;
   const VariantData vd = cpu_variant_data(p);
   apply_score<V>(vd, at, w.s, rows_pad, ncols, ld, w.x);
-  mask_block(p.mask, sp, i0, rows, k0, ncols, w.s, ld);
+  if (sparse != nullptr) {  // block-sparse: the listed blocks' element mask, keys outside `keys` masked
+    sparse->mask(rows, k0, ncols, w.s, ld, keys);
+  } else {
+    mask_block(p.mask, sp, i0, rows, k0, ncols, w.s, ld);
+  }
   for (std::int64_t i = 0; i < rows_pad; ++i) {
     float* s = w.s + i * ld;
     float* ds = w.ds + i * ld;
@@ -177,9 +184,10 @@ void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::i
 }
 
 void probs_and_dscores(const Problem& p, const SeqSpan& sp, ScoreAt at, std::int64_t rows, std::int64_t rows_pad,
-                       std::int64_t ncols, std::int64_t ld, const StepTiles& w) {
+                       std::int64_t ncols, std::int64_t ld, const StepTiles& w, const SparseRows* sparse = nullptr,
+                       const Range& keys = {}) {
   visit_variant(variant_of(p.variant),
-                [&]<class V>() { probs_and_dscores_v<V>(p, sp, at, rows, rows_pad, ncols, ld, w); });
+                [&]<class V>() { probs_and_dscores_v<V>(p, sp, at, rows, rows_pad, ncols, ld, w, sparse, keys); });
 }
 
 void check_plan(const BackwardPlan& plan) {
@@ -256,17 +264,24 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
   pack_panels(rows_of(p, t.v, t.sv, blk.b, blk.sp.k0, blk.hk), blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
   std::memset(w.dk, 0, sizeof(float) * ncols * dp);
   std::memset(w.dv, 0, sizeof(float) * ncols * dp);
+  const Range keys{blk.k0, blk.k0 + blk.nkeys - 1};
   for (std::int64_t h = blk.hk * p.group(); h < (blk.hk + 1) * p.group(); ++h) {
-    for (std::int64_t i0 = blk.rows.lo; i0 <= blk.rows.hi; i0 += plan.block_m) {
-      const std::int64_t rows = std::min<std::int64_t>(plan.block_m, blk.rows.hi + 1 - i0);
+    // Block-sparse: the query rows that list this key block (per head), else the band's rows.
+    const std::vector<Range> row_ranges = p.sparse.on ? sparse_rows_of_block(p, blk.b, h, blk.sp, blk.k0 / p.sparse.block_kv)
+                                                      : std::vector<Range>{blk.rows};
+    for (const Range& rr : row_ranges)
+    for (std::int64_t i0 = rr.lo; i0 <= rr.hi; i0 += plan.block_m) {
+      const std::int64_t rows = std::min<std::int64_t>(plan.block_m, rr.hi + 1 - i0);
       const std::int64_t rows_pad = round_up(rows, kRowAlign);
+      const std::optional<SparseRows> sparse =
+          p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
       load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step);
       pack_rows(rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q);
       pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
       probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
-                        w.step);
+                        w.step, sparse ? &*sparse : nullptr, keys);
       gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
       gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
     }
@@ -321,15 +336,17 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
   const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
   load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step);
   std::memset(w.dq, 0, sizeof(float) * rows_pad * dp);
-  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
-  if (!keys.empty()) {
+  // Block-sparse (src/cpu/sparse_tile.h): the listed key blocks' intervals only, masked element-wise.
+  const std::optional<SparseRows> sparse =
+      p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
+  auto visit_keys = [&](const Range& keys) {
     const std::int64_t k_end = round_up(keys.hi + 1, kPanel);
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += ld) {
       const std::int64_t ncols = std::min(ld, k_end - k0);
       gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
       gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
       probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
-                        rows_pad, ncols, ld, w.step);
+                        rows_pad, ncols, ld, w.step, sparse ? &*sparse : nullptr, keys);
       const std::int64_t n = std::min(ncols, tile.sp.nk - k0);  // dbias = dS (the logit's gradient, before the scale)
       if (dsb.data != nullptr) {
         for (std::int64_t i = 0; i < tile.rows && n > 0; ++i)
@@ -343,6 +360,12 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
       }
       gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
     }
+  };
+  if (sparse) {
+    for (const Range& keys : sparse->intervals()) visit_keys(keys);
+  } else {
+    const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+    if (!keys.empty()) visit_keys(keys);
   }
   store_rows(t.dq, p.dtype, row_offset(p, t.sdq, tile.b, tile.sp.q0, 0, tile.h), t.sdq.n, tile.i0, tile.rows, w.dq,
              dp, p.d, p.scale);
@@ -375,17 +398,22 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   std::vector<double> qtile_cost;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
+    // Block-sparse: chunks never straddle a key block (each item walks one block's query lists).
+    const std::int64_t kseg = p.sparse.on ? p.sparse.block_kv : std::max<std::int64_t>(sp.nk, 1);
+    const std::int64_t qseg = p.sparse.on ? p.sparse.block_q : std::max<std::int64_t>(sp.nq, 1);
     for (std::int64_t hk = 0; hk < p.hkv; ++hk)
-      for (std::int64_t k0 = 0; k0 < sp.nk; k0 += plan.block_n_dkdv) {
-        const std::int64_t nkeys = std::min<std::int64_t>(plan.block_n_dkdv, sp.nk - k0);
+      for (std::int64_t s0 = 0; s0 < sp.nk; s0 += kseg)
+      for (std::int64_t k0 = s0; k0 < std::min(sp.nk, s0 + kseg); k0 += plan.block_n_dkdv) {
+        const std::int64_t nkeys = std::min<std::int64_t>(plan.block_n_dkdv, std::min(sp.nk, s0 + kseg) - k0);
         const Range rows = block_rows(p.mask, sp, k0, k0 + nkeys - 1);
         blocks.push_back({b, hk, k0, nkeys, sp, rows});
         block_cost.push_back(static_cast<double>(p.group()) * static_cast<double>(round_up(nkeys, kKeyAlignBwd)) *
                              static_cast<double>((rows.empty() ? 0 : rows.hi - rows.lo + 1) + plan.block_m));
       }
     for (std::int64_t h = 0; h < p.hq; ++h)
-      for (std::int64_t i0 = 0; i0 < sp.nq; i0 += plan.block_m) {
-        const std::int64_t rows = std::min<std::int64_t>(plan.block_m, sp.nq - i0);
+      for (std::int64_t s0 = 0; s0 < sp.nq; s0 += qseg)
+      for (std::int64_t i0 = s0; i0 < std::min(sp.nq, s0 + qseg); i0 += plan.block_m) {
+        const std::int64_t rows = std::min<std::int64_t>(plan.block_m, std::min(sp.nq, s0 + qseg) - i0);
         const Range keys = tile_keys(p.mask, sp, i0, rows);
         qtiles.push_back({b, h, i0, rows, sp});
         qtile_cost.push_back(static_cast<double>(round_up(rows, kRowAlign)) *

@@ -38,18 +38,29 @@ struct TileList {
   std::vector<double> prefix;
 };
 
+/// Keys a block-sparse tile of query block r visits (its listed blocks), for the cost split.
+double sparse_keys(const Problem& p, std::int64_t b, std::int64_t h, std::int64_t r) {
+  const SparseSpec& s = p.sparse;
+  return static_cast<double>(s.kv.partial_count(b, h, r) + s.kv.full_count(b, h, r)) * s.block_kv;
+}
+
 TileList row_tiles(const Problem& p, int block_m) {
   TileList l;
   std::vector<double> cost;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
     for (std::int64_t h = 0; h < p.hq; ++h) {
-      for (std::int64_t i0 = 0; i0 < sp.nq; i0 += block_m) {
-        const std::int64_t rows = std::min<std::int64_t>(block_m, sp.nq - i0);
-        const Range keys = tile_keys(p.mask, sp, i0, rows);
-        l.tiles.push_back({b, h, i0, rows, sp});
-        cost.push_back(static_cast<double>(round_up(rows, kRowAlign)) *
-                       static_cast<double>((keys.empty() ? 0 : keys.hi - keys.lo + 1) + 2 * kPanel));
+      // Block-sparse: tiles never straddle a query block (each visits one block row's list).
+      const std::int64_t seg = p.sparse.on ? p.sparse.block_q : std::max<std::int64_t>(sp.nq, 1);
+      for (std::int64_t s0 = 0; s0 < sp.nq; s0 += seg) {
+        const std::int64_t s1 = std::min(sp.nq, s0 + seg);
+        for (std::int64_t i0 = s0; i0 < s1; i0 += block_m) {
+          const std::int64_t rows = std::min<std::int64_t>(block_m, s1 - i0);
+          const Range keys = tile_keys(p.mask, sp, i0, rows);
+          const double span = p.sparse.on ? sparse_keys(p, b, h, s0 / seg) : (keys.empty() ? 0 : keys.hi - keys.lo + 1);
+          l.tiles.push_back({b, h, i0, rows, sp});
+          cost.push_back(static_cast<double>(round_up(rows, kRowAlign)) * (span + 2 * kPanel));
+        }
       }
     }
   }

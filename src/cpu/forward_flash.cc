@@ -1,5 +1,6 @@
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
@@ -7,6 +8,7 @@
 #include "src/cpu/pack.h"
 #include "src/cpu/score.h"
 #include "src/cpu/simd.h"
+#include "src/cpu/sparse_tile.h"
 #include "src/cpu/tile.h"
 
 namespace flatattn::cpu {
@@ -29,37 +31,50 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
   std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
-  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
   const bool probs = transforms_probs(p);
-  if (!keys.empty()) {
-    const std::int64_t k_end = round_up(keys.hi + 1, kPanel);  // packed K/V are zero beyond Nk
-    for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) {
-      const std::int64_t ncols = std::min(bn, k_end - k0);
-      if constexpr (kAmx) {
-        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
-      } else {
-        gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
-      }
-      apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, bn, nullptr);
-      mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, bn);
-      for (std::int64_t i = 0; i < rows_pad; ++i) {
-        float* row = w.s + i * bn;
-        const float m_new = std::max(w.m[i], simd::row_max(row, ncols));
-        const float shift = m_new == kNegInf ? 0.f : m_new;  // all masked so far: P = e^-inf = 0
-        const float alpha = std::exp(w.m[i] - shift);        // m = -inf gives 0: nothing to rescale
-        w.l[i] = w.l[i] * alpha + simd::exp_shift_sum(row, ncols, shift);
-        w.m[i] = m_new;
-        if (alpha != 1.f) simd::scale_row(w.o + i * dp, dp, alpha);
-      }
-      // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
-      if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
-      if constexpr (kAmx) {
-        amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);  // P in bf16, as the GPU kernels' MMA operand
-        amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
-      } else {
-        gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
-      }
+  // Block-sparse (src/cpu/sparse_tile.h): only the listed key blocks' intervals, masked element-wise.
+  const std::optional<SparseRows> sparse =
+      p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
+  auto visit = [&](std::int64_t k0, std::int64_t ncols, const Range& keys) {
+    if constexpr (kAmx) {
+      amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
+    } else {
+      gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
     }
+    apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, bn, nullptr);
+    if (sparse) {
+      sparse->mask(tile.rows, k0, ncols, w.s, bn, keys);
+    } else {
+      mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, bn);
+    }
+    for (std::int64_t i = 0; i < rows_pad; ++i) {
+      float* row = w.s + i * bn;
+      const float m_new = std::max(w.m[i], simd::row_max(row, ncols));
+      const float shift = m_new == kNegInf ? 0.f : m_new;  // all masked so far: P = e^-inf = 0
+      const float alpha = std::exp(w.m[i] - shift);        // m = -inf gives 0: nothing to rescale
+      w.l[i] = w.l[i] * alpha + simd::exp_shift_sum(row, ncols, shift);
+      w.m[i] = m_new;
+      if (alpha != 1.f) simd::scale_row(w.o + i * dp, dp, alpha);
+    }
+    // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
+    if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
+    if constexpr (kAmx) {
+      amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);  // P in bf16, as the GPU kernels' MMA operand
+      amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+    } else {
+      gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+    }
+  };
+  // Visits the keys [lo, hi] in steps of block_n from a panel boundary (packed K/V are zero beyond Nk).
+  auto visit_keys = [&](const Range& keys) {
+    const std::int64_t k_end = round_up(keys.hi + 1, kPanel);
+    for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += bn) visit(k0, std::min(bn, k_end - k0), keys);
+  };
+  if (sparse) {
+    for (const Range& keys : sparse->intervals()) visit_keys(keys);
+  } else {
+    const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+    if (!keys.empty()) visit_keys(keys);
   }
   finish_tile(p, t, tile, w);
 }

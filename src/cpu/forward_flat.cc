@@ -1,4 +1,5 @@
 #include <cstring>
+#include <optional>
 
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
@@ -6,6 +7,7 @@
 #include "src/cpu/pack.h"
 #include "src/cpu/score.h"
 #include "src/cpu/simd.h"
+#include "src/cpu/sparse_tile.h"
 #include "src/cpu/tile.h"
 
 namespace flatattn::cpu {
@@ -26,7 +28,11 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
   std::memset(w.o, 0, sizeof(float) * rows_pad * dp);
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
-  const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
+  // Block-sparse (src/cpu/sparse_tile.h): the span of the listed key blocks, the holes masked element-wise
+  // (FLAT computes the whole span; the Flash tile skips the holes).
+  const std::optional<SparseRows> sparse =
+      p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
+  const Range keys = sparse ? sparse->span() : tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
   if (!keys.empty()) {
     // The whole visible logit block, R x ncols, at once (only the key panels some row of the tile sees).
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
@@ -37,7 +43,11 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
     }
     apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, ncols, nullptr);
-    mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
+    if (sparse) {
+      sparse->mask(tile.rows, k0, ncols, w.s, ncols, keys);
+    } else {
+      mask_block(p.mask, tile.sp, tile.i0, tile.rows, k0, ncols, w.s, ncols);
+    }
     // Exact full-row softmax: max, then exp and sum in one sweep; the division by the sum is applied to
     // the R x D output in finish_tile (same result as dividing P, Nk/D times fewer divisions).
     for (std::int64_t i = 0; i < rows_pad; ++i) {

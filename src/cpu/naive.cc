@@ -2,6 +2,8 @@
 #define EIGEN_DONT_PARALLELIZE  // parallel over (batch, head) slices instead; each GEMM runs on one thread
 #include "src/cpu/naive.h"
 
+#include "src/cpu/sparse_tile.h"
+
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -11,6 +13,7 @@
 
 #include "src/cpu/pack.h"
 #include "src/cpu/schedule.h"
+#include "src/cpu/sparse_tile.h"
 #include "src/cpu/score.h"
 #include "src/cpu/tile.h"
 
@@ -59,9 +62,10 @@ void naive_forward(const Problem& p, const FwdTensors& t) {
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         float* row = s.row(i).data();
         const std::int64_t lo = p.mask.lo(i, sp.nq, sp.nk), hi = std::min(p.mask.hi(i, sp.nq, sp.nk), sp.nk - 1);
+        if (p.sparse.on) SparseRows(p, b, h, sp, i, 1).mask(1, 0, sp.nk, row, sp.nk, {0, sp.nk - 1});
         float m = -kInf;
         for (std::int64_t j = 0; j < sp.nk; ++j) {
-          row[j] = (j < lo || j > hi) ? -kInf : row[j];
+          row[j] = (!p.sparse.on && (j < lo || j > hi)) ? -kInf : row[j];
           m = std::max(m, row[j]);
         }
         float sum = 0.f;

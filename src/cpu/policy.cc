@@ -61,6 +61,13 @@ int flat_rows(const Problem& p, std::size_t l2_bytes) {
 ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
   const ForwardPolicy& row = forward_policy(p.d);
   Dataflow d = requested;
+  if (d == Dataflow::automatic && p.sparse.on) d = Dataflow::flash;  // Flash skips the unlisted blocks
+  if (d == Dataflow::flat && p.sparse.on) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
+  if (p.sparse.on) {  // block-sparse: one tile per query block, one step per key block (src/cpu/sparse_tile.h)
+    const std::int64_t bm = round_up(std::min<std::int64_t>(p.sparse.block_q, 264), kRowAlign);
+    const std::int64_t bn = round_up(std::min<std::int64_t>(p.sparse.block_kv, 512), kPanel);
+    return {Dataflow::flash, static_cast<int>(bm), static_cast<int>(bn)};
+  }
   if (d == Dataflow::automatic) {
     const std::size_t l2 = l2_cache_bytes();
     const double tile = 4.0 * kRowAlign * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
@@ -72,6 +79,12 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
 }
 
 BackwardPlan plan_backward(const Problem& p) {
+  if (p.sparse.on) {  // block-sparse: tiles inside one query block, steps inside one key block
+    const int bm = static_cast<int>(round_up(std::min<std::int64_t>(p.sparse.block_q, p.d > 128 ? 48 : 132), kRowAlign));
+    const int bn = static_cast<int>(round_up(std::min<std::int64_t>(p.sparse.block_kv, p.d > 128 ? 128 : 256), kPanel));
+    const int bkv = static_cast<int>(round_up(std::min<std::int64_t>(p.sparse.block_kv, p.d > 128 ? 96 : 192), kKeyAlignBwd));
+    return {bm, bn, bkv};
+  }
   if (p.d > 128) return {48, 128, 96};
   return {};
 }

@@ -61,14 +61,14 @@ const FwdInstance* forward_instance(const Problem& p) {
       // An empty call (B = 0, Nq = 0 or Nk = 0) launches nothing: no plan to ask for (the planner refuses
       // empty shapes), the report names the flash kernel.
       const bool empty = p.batch == 0 || p.nq == 0 || p.nk == 0;
-      const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) &&
+      const bool want_flat = flat != nullptr && flat_fits(fam, flat->d, p.nk) && !p.sparse.on &&
                              (flash == nullptr || (!empty && choose_dataflow(dev, fam, w) == Dataflow::flat));
       if (!want_flat && flash == nullptr) not_built("flash", fam, p.dtype, variant, p.d);
       inst = want_flat ? flat : flash;
       break;
     }
   }
-  if (inst == flash && sm90_enabled(dev)) {
+  if (inst == flash && sm90_enabled(dev) && !p.sparse.on) {  // block-sparse: the sm80-style kernel only so far
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
     if (h != nullptr && h->d == flash->d) inst = h;
   }

@@ -17,6 +17,7 @@
 #include "src/cuda/params_host.h"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/runtime.h"
+#include "src/cuda/sparse_host.h"
 #include "src/cuda/sm80/flash_kernel.cuh"
 #include "src/cuda/sm90/flash_kernel.cuh"
 
@@ -31,9 +32,9 @@ using FlatShapeOf = FlatShape<D, flat_tile(F, D)>;
 
 /// Launches `kernel` over every (query block, head, sequence); raises the dynamic shared-memory limit
 /// once per device.
-template <class Kernel>
+template <class Kernel, class... Extra>
 void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const LaunchArgs& a,
-                 std::atomic<std::uint64_t>& attr_done) {
+                 std::atomic<std::uint64_t>& attr_done, const Extra&... extra) {
   const Problem& pr = *a.problem;
   const std::int64_t n_m = (pr.nq + block_m - 1) / block_m;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
@@ -42,7 +43,7 @@ void launch_grid(Kernel kernel, int smem_bytes, int threads, int block_m, const 
   prepare_smem(kernel, smem_bytes, a.device, attr_done);
   const FwdParams p = make_params(pr, *a.tensors, a.meta_err);
   kernel<<<static_cast<unsigned>(ctas), threads, smem_bytes, static_cast<cudaStream_t>(a.stream)>>>(
-      p, static_cast<int>(n_m), static_cast<int>(pr.hq));
+      p, extra..., static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch");
 }
 
@@ -52,6 +53,11 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
   using V = VariantOf<Var>;
   static std::atomic<std::uint64_t> attr_done{0};
+  // Block-sparse (issue 16): the sm80-style Flash kernel only so far (dispatch keeps sparse calls there).
+  if (a.problem->sparse.on && (F == Family::sm90 || DF != Dataflow::flash))
+    throw Error(Error::Kind::unsupported, "block_sparse", std::string("with the ") + name(F) + " " + std::string(name(DF)) + " forward",
+                "block-sparse attention runs on the sm80-family Flash forward kernels only so far (issue 16)",
+                "use Dataflow::flash or automatic (FLATATTN_CUDA_SM90=0 is not needed: dispatch picks them)");
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
     if constexpr (D == 64 || D == 128) {
@@ -70,6 +76,13 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
     return {S::kBlockM, S::kBlockN};
   } else if constexpr (DF == Dataflow::flash) {
     using S = FlashShapeOf<F, D>;
+    if (a.problem->sparse.on) {  // the block lists' kernel (a separate function: the dense kernel is unchanged)
+      check_sparse_tile(a.problem->sparse, S::kBlockM, S::kBlockN);
+      static std::atomic<std::uint64_t> sparse_attr_done{0};
+      launch_grid(flash_fwd_sparse_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, sparse_attr_done,
+                  a.problem->sparse);
+      return {S::kBlockM, S::kBlockN};
+    }
     launch_grid(flash_fwd_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};
   } else {

@@ -1,5 +1,6 @@
 #include "src/reference/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -9,6 +10,50 @@
 #include "src/core/validate.h"
 
 namespace flatattn::ref {
+
+/// The explicit element mask of sequence b, query head h under the call's sparse lists (nq x nk, row-major;
+/// 1 = visible): a listed full block is visible everywhere, a listed partial block where the element rule
+/// holds (the band of MaskSpec, the block's bits, or local + global), anything else is masked. Written from
+/// the definition in include/flatattn/sparse.h, element by element.
+std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp) {
+  const SparseSpec& s = p.sparse;
+  std::vector<char> vis(static_cast<std::size_t>(sp.nq * sp.nk), 0);
+  auto globals_has = [&](std::int64_t x) {
+    const std::int64_t n = s.global_counts.present() ? s.global_counts.at(b, 0, 0) : s.globals.width;
+    for (std::int64_t g = 0; g < n; ++g)
+      if (s.globals.at(b, 0, 0, g) == x) return true;
+    return false;
+  };
+  for (std::int64_t r = 0; r * s.block_q < sp.nq; ++r) {
+    for (int full = 0; full < 2; ++full) {
+      const IntView& num = full ? s.kv.full_num : s.kv.num;
+      const IntView& idx = full ? s.kv.full_idx : s.kv.idx;
+      if (!num.present()) continue;
+      for (std::int64_t slot = 0; slot < num.at(b, h, r); ++slot) {
+        const std::int64_t c = idx.at(b, h, r, slot);
+        for (std::int64_t i = r * s.block_q; i < std::min(sp.nq, (r + 1) * s.block_q); ++i)
+          for (std::int64_t j = c * s.block_kv; j < std::min(sp.nk, (c + 1) * s.block_kv); ++j) {
+            bool v = true;
+            if (!full) {
+              if (s.rule == SparseRule::band) {
+                v = p.mask.visible(i, j, sp.nq, sp.nk);
+              } else if (s.rule == SparseRule::bits) {
+                const std::int64_t blk = s.bit_offsets.at(b, h, r) + slot;
+                const std::int64_t t = i - r * s.block_q, k = j - c * s.block_kv;
+                const std::uint32_t word = static_cast<std::uint32_t>(s.bits[(blk * s.block_q + t) * s.words + k / 32]);
+                v = (word >> (k % 32)) & 1u;
+              } else {  // local + global: the band, or a global row or key, never right of the diagonal with causal
+                const bool left_of_diag = !s.causal || j <= p.mask.diag(i, sp.nq, sp.nk);
+                v = p.mask.visible(i, j, sp.nq, sp.nk) || (left_of_diag && (globals_has(i) || globals_has(j)));
+              }
+            }
+            if (v) vis[i * sp.nk + j] = 1;
+          }
+      }
+    }
+  }
+  return vis;
+}
 
 namespace {
 
@@ -69,10 +114,11 @@ void logits(const Problem& p, const Extras& ex, const View& q, const View& k, st
   const std::int64_t hk = h / p.group();
   S.assign(sp.nq * sp.nk, -std::numeric_limits<double>::infinity());
   if (dcap_out) dcap_out->assign(sp.nq * sp.nk, 1.0);
+  const std::vector<char> sparse = p.sparse.on ? sparse_element_mask(p, b, h, sp) : std::vector<char>{};
   for (std::int64_t i = 0; i < sp.nq; ++i) {
     const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
     for (std::int64_t j = 0; j < sp.nk; ++j) {
-      if (!p.mask.visible(i, j, sp.nq, sp.nk)) continue;
+      if (p.sparse.on ? !sparse[i * sp.nk + j] : !p.mask.visible(i, j, sp.nq, sp.nk)) continue;
       const std::int64_t ko = row_offset(p, k.s, b, sp.k0, j, hk);
       double acc = 0;
       for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(q, qo + d) * rd(k, ko + d), round);

@@ -2,7 +2,11 @@
 // backend is tested against it (docs/design.md, "The correctness rule").
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "flatattn/attention.h"
+#include "src/core/problem.h"
 
 namespace flatattn::ref {
 
@@ -24,5 +28,9 @@ void forward(const ForwardArgs& args, const Options& options = {}, Precision pre
 /// the sinks' gradient -sum_{b,i} e^(sink_h - LSE_i) D_i. args.bias (any float dtype) is added to the scaled
 /// logits; args.dbias (f32 or f64, the bias's shape), when present, gets dS summed over the bias's size-1 dims.
 void backward(const BackwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
+
+/// The explicit element mask of a block-sparse / local + global call (p.sparse on) for sequence b, query head
+/// h: nq x nk row-major, 1 = visible (include/flatattn/sparse.h defines it; the oracle applies it).
+std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp);
 
 }  // namespace flatattn::ref

@@ -7,12 +7,15 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "src/check/features.h"
+#include "src/check/sparse_case.h"
 #include "src/cuda/dispatch.h"
 #include "src/check/yardstick.h"
 
@@ -94,6 +97,12 @@ Report run_on_gpu(CaseTensors& t, bool own_stream) {
   if (t.c.alibi) a.alibi_slopes = alibi.emplace(t.alibi).view(t.alibi);
   if (t.c.sinks) a.sinks = sinks.emplace(t.sinks).view(t.sinks);
   if (t.c.has_bias()) a.bias = bias.emplace(t.bias).view(t.bias);
+  // Block-sparse lists, bits and global positions (issue 16), mirrored onto the device.
+  std::map<const HostTensor*, std::unique_ptr<DeviceCopy>> sparse;
+  for (HostTensor* x : sparse_tensors(t)) sparse[x] = std::make_unique<DeviceCopy>(*x);
+  const ViewOf on = [&](const HostTensor& x) { return sparse.at(&x)->view(x); };
+  a.block_sparse = sparse_args(t, on);
+  a.local_global = local_global_args(t, on);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   Report r = forward(a, t.c.options, Stream{stream});
@@ -129,6 +138,11 @@ Report run_backward_on_gpu(CaseTensors& t, bool own_stream, const std::function<
     a.bias = bias.emplace(t.bias).view(t.bias);
     if (!t.dbias.shape.empty()) a.dbias = dbias.emplace(t.dbias).view(t.dbias);
   }
+  std::map<const HostTensor*, std::unique_ptr<DeviceCopy>> sparse;  // block-sparse lists (issue 16)
+  for (HostTensor* x : sparse_tensors(t)) sparse[x] = std::make_unique<DeviceCopy>(*x);
+  const ViewOf on = [&](const HostTensor& x) { return sparse.at(&x)->view(x); };
+  a.block_sparse = sparse_args(t, on);
+  a.local_global = local_global_args(t, on);
   if (edit) edit(a);
   cudaStream_t stream = nullptr;
   if (own_stream) ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");

@@ -22,6 +22,7 @@
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/sparse.cuh"
 #include "src/cuda/common/tile_coord.cuh"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/common/tile_io.cuh"
@@ -48,9 +49,10 @@ struct FlashShape {
   static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes;  // Q | K0 V0 | K1 V1
 };
 
-template <Family F, class E, class Shape, class V>
-__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
-    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+/// The kernel's body. kSparse (issue 16, docs/sparse.md): the key blocks are the CTA's block lists in *sp
+/// (common/sparse.cuh) instead of the band's contiguous range; false compiles to the dense kernel.
+template <Family F, class E, class Shape, class V, bool kSparse>
+FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, int n_m_blocks, int hq) {
   using TQ = typename Shape::TQ;
   using TKV = typename Shape::TKV;
   constexpr int kD = Shape::kD, kBM = Shape::kBlockM, kBN = Shape::kBlockN, kThreads = Shape::kThreads;
@@ -83,11 +85,19 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     load_tile<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
   };
 
+  // Block-sparse: this CTA's list (its rows lie in one query block of the lists).
+  int sparse_r = 0;
+  if constexpr (kSparse) sparse_r = m0 / sp->block_q;
+  const SparseKeyBlocks<kBN> list(kSparse ? sp : nullptr, tc.b, tc.h, sparse_r, bi.nk);
+  const int first = kSparse ? list.next(0) : range.begin;
+  const bool any = kSparse ? first < list.total : range.begin < range.end;
+  const int first_nb = kSparse ? (any ? list.at(first).nb : 0) : range.begin;
+
   load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
   copy_commit();
-  if (range.begin < range.end) {
-    load_k(range.begin);
-    if constexpr (kStages == 2) load_v(range.begin);
+  if (any) {
+    load_k(first_nb);
+    if constexpr (kStages == 2) load_v(first_nb);
   }
   copy_commit();
 
@@ -110,6 +120,54 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     l[mt][0] = l[mt][1] = 0.f;
   }
 
+  if constexpr (kSparse) {
+    // The CTA's block list (common/sparse.cuh), the same pipeline as the dense loop below (kept verbatim
+    // there so the dense kernel's code does not move: issue 16 rule). Full blocks see every key inside the
+    // sequence: only the ragged end is masked (a band-free BandMask); partial blocks take the rule: the band
+    // itself, or the bits / local + global on top of the ragged end.
+    BandMask ends = bm;
+    ends.left = -1, ends.right = -1;
+    for (int it = first; it < list.total;) {
+      const SparseStep st = list.at(it);
+      const int nb = st.nb;
+      const int nxt = list.next(it + 1);
+      const bool has_next = nxt < list.total;
+      const int next = has_next ? list.at(nxt).nb : 0;
+      copy_wait<0>();
+      __syncthreads();  // K(nb) (and V(nb) with 2 stages) visible to all; every warp is done with the last block
+      if constexpr (kStages == 2) {
+        if (has_next) {
+          load_k(next);
+          load_v(next);
+        }
+      } else {
+        load_v(nb);
+      }
+      copy_commit();
+
+      float s[kMT][kNT][4];
+      gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
+      const bool band = st.partial && sp->rule == SparseRule::band;
+      const bool ragged = (nb + 1) * kBN > bi.nk;
+      apply_score<V, Layout::query_major>(s, p, ragged || band, band ? bm : ends, row, nb * kBN + col, at);
+      if (st.partial && sp->rule != SparseRule::band)
+        apply_sparse_rule(s, *sp, p, st, tc.b, tc.h, sparse_r, bi.nq, bi.nk, row, nb * kBN + col);
+
+      if constexpr (kStages == 1) {
+        copy_wait<0>();
+        __syncthreads();  // V(nb) visible to all; every warp is done with K(nb)
+        if (has_next) load_k(next);
+        copy_commit();
+      }
+
+      online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
+      apply_prob<V>(s, p, row, nb * kBN + col, at);
+      std::uint32_t pa[kMT][kNT / 2][4];
+      pack_p<E>(s, pa);
+      gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
+      it = nxt;
+    }
+  } else {
   for (int nb = range.begin; nb < range.end; ++nb) {
     copy_wait<0>();
     __syncthreads();  // K(nb) (and V(nb) with 2 stages) visible to all; every warp is done with block nb-1
@@ -140,6 +198,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     pack_p<E>(s, pa);
     gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
   }
+  }  // kSparse
 
   copy_wait<0>();
   __syncthreads();  // the Q copy has landed even when no key block was visited
@@ -150,6 +209,20 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, kMT, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);
+}
+
+template <Family F, class E, class Shape, class V>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
+    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+  flash_fwd_body<F, E, Shape, V, false>(p, nullptr, n_m_blocks, hq);
+}
+
+/// The block-sparse forward (issue 16): the same body over the CTA's block lists.
+template <Family F, class E, class Shape, class V>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
+    flash_fwd_sparse_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ SparseSpec sp,
+                            int n_m_blocks, int hq) {
+  flash_fwd_body<F, E, Shape, V, true>(p, &sp, n_m_blocks, hq);
 }
 
 }  // namespace flatattn::cuda
