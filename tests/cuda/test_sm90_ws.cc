@@ -236,8 +236,10 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
 /// sampled query rows of every head: the oracle runs on a case of those rows against all the keys (exact for a
 /// non-causal call: a row's output depends on its own query only). Runs the default sm90 kernel on the same
 /// tensors too, judged the same way, so a failure of the warp-specialized kernel is not the harness's.
-void check_bench_shape(DType dt, std::int64_t n, std::int64_t h, std::int64_t d, int rows, std::uint64_t seed) {
+void check_bench_shape(DType dt, std::int64_t n, std::int64_t h, std::int64_t d, int rows, std::uint64_t seed,
+                       bool strided) {
   Case c;
+  c.strided = strided;  // (B, H, N, D) storage like bench_fwd's (rows padded by 8 elements)
   c.dtype = dt;
   c.batch = 1, c.nq = n, c.nk = n, c.hq = h, c.hkv = h, c.d = d;
   c.options.return_lse = true;
@@ -312,9 +314,9 @@ TEST(CudaSm90Ws, Tiny) {
 TEST(CudaSm90Ws, BenchShape) {
   REQUIRE_SM90_WS();
   const std::uint64_t seed = seed_for("Sm90WsBenchShape");
-  check_bench_shape(DType::bf16, 16384, 16, 128, 16, seed);
+  check_bench_shape(DType::bf16, 16384, 16, 128, 16, seed, false);
   if (::testing::Test::HasFailure()) return;
-  check_bench_shape(DType::bf16, 16384, 32, 64, 8, seed ^ 1);
+  check_bench_shape(DType::bf16, 16384, 32, 64, 8, seed ^ 1, true);
 }
 
 TEST(CudaSm90Ws, AgainstOracle) {
