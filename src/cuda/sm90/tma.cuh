@@ -84,10 +84,14 @@ static __device__ WsTimeout g_ws_timeout = {0u, 0u, 0u, 0u, 0u};  // one per ins
 FLATATTN_DEVICE void mbar_wait(std::uint32_t bar, std::uint32_t parity, int tag) {
   if (mbar_try_wait(bar, parity)) return;
 #if FLATATTN_SM90_WS_WATCHDOG_NS > 0
+  // Two clocks: %globaltimer (ns) and the SM's cycle counter (at most ~2 GHz: 2 cycles per ns is >= the
+  // limit), so the watchdog fires even where one of them does not advance.
   const std::uint64_t t0 = global_ns();
+  const long long c0 = clock64();
   while (!mbar_try_wait(bar, parity)) {
     if (*static_cast<volatile unsigned*>(&g_ws_timeout.fired) != 0) return;
-    if (global_ns() - t0 > FLATATTN_SM90_WS_WATCHDOG_NS) {
+    if (global_ns() - t0 > FLATATTN_SM90_WS_WATCHDOG_NS ||
+        static_cast<std::uint64_t>(clock64() - c0) > 2ull * FLATATTN_SM90_WS_WATCHDOG_NS) {
       if (atomicCAS(&g_ws_timeout.fired, 0u, 1u) == 0u) {  // the first one names itself
         volatile WsTimeout* w = &g_ws_timeout;
         w->tag = static_cast<unsigned>(tag);
