@@ -27,7 +27,7 @@ finish() {
   for f in "$OUT"/build.log "$OUT"/test_s*.log "$OUT"/bench_check.log; do
     [[ -f $f ]] || continue
     echo "==== $(basename "$f") (last 30 lines)"
-    tail -n 30 "$f"
+    tail -n 30 "$f" | cut -c1-220
   done
   echo "==== summary"
   cat "$SUM"
@@ -70,9 +70,10 @@ for i in "${!runs[@]}"; do
     > "$OUT/test_s$s.log" 2>&1
   rc=$?
   note "schedule $s: rc=$rc $(( $(date +%s) - t0 ))s (limit ${limit}s; 124/137 = killed by the timeout, 124 also = HUNG guard)"
-  grep -E "^\[  (PASSED|FAILED) |^\[  FAILED  \]|\[ws\] (HUNG|SLOW|FAIL|BAD)|timed out|^\[ws\] ok   out|ran the warp" "$OUT/test_s$s.log" \
-    | head -12 | sed 's/^/    /' >> "$SUM"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test|^\[  FAILED  \] Cuda|\[ws\] (HUNG|SLOW|FAIL|BAD)|timed out|^\[ws\] ok   out|ran the warp" "$OUT/test_s$s.log" \
+    | head -12 | cut -c1-220 | sed 's/^/    /' >> "$SUM"
   [[ -s $OUT/test_s$s.log ]] || note "    (empty log)"
+  note "    cases: $(grep -c '^\[ws\] ok ' "$OUT/test_s$s.log") ok, $(grep -c '^\[ws\] BAD ' "$OUT/test_s$s.log") bad, $(grep -c '^\[ws\] run ' "$OUT/test_s$s.log") started"
   note "    last line: $(tail -n 1 "$OUT/test_s$s.log" | cut -c1-200)"
 done
 
