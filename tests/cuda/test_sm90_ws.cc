@@ -292,6 +292,49 @@ void check_bench_shape(DType dt, std::int64_t n, std::int64_t h, std::int64_t d,
   }
 }
 
+/// The bench's causal shape (B 1, N 16384, Hq = Hkv = 16, D 128): the warp-specialized kernel against the default
+/// sm90 kernel on the same tensors (not the oracle: sampled rows change a causal problem). Prints the largest
+/// difference, fails on non-finite outputs or a difference far beyond bf16 rounding of O (|O| <= max |V| ~ 5).
+void compare_causal_bench_shape(std::uint64_t seed) {
+  Case c;
+  c.dtype = DType::bf16;
+  c.batch = 1, c.nq = 16384, c.nk = 16384, c.hq = 16, c.hkv = 16, c.d = 128;
+  c.options.causal = true;
+  c.options.return_lse = true;
+  c.options.dataflow = Dataflow::flash;
+  CaseTensors t = make_case(c, seed);
+  std::vector<double> ref;
+  for (const char* ws : {static_cast<const char*>(nullptr), schedule()}) {
+    const ScopedWs scoped(ws);
+    const std::string what = std::string("causal bench shape, FLATATTN_CUDA_SM90_WS=") + (ws ? ws : "(unset)");
+    t.out.poison();
+    Report rep;
+    if (!timed_run(t, rep, what, 10.0)) return;
+    if (ws == nullptr) {
+      ref.resize(static_cast<std::size_t>(t.out.numel()));
+      for (std::int64_t i = 0; i < t.out.numel(); ++i) ref[static_cast<std::size_t>(i)] = t.out.at(i);
+      continue;
+    }
+    double worst = 0;
+    std::int64_t at = 0, nonfinite = 0;
+    for (std::int64_t i = 0; i < t.out.numel(); ++i) {
+      const double x = t.out.at(i);
+      if (!std::isfinite(x)) {
+        ++nonfinite;
+        continue;
+      }
+      const double e = std::abs(x - ref[static_cast<std::size_t>(i)]);
+      if (e > worst) worst = e, at = i;
+    }
+    const std::int64_t row = at / (c.hq * c.d);
+    say(std::string(nonfinite == 0 && worst < 0.05 ? "ok   " : "BAD  ") + "vs the default sm90 kernel: max |diff| " +
+        std::to_string(worst) + " at query row " + std::to_string(row) + ", " + std::to_string(nonfinite) + " non-finite");
+    EXPECT_EQ(nonfinite, 0) << what << " (seed " << seed << ")";
+    EXPECT_LT(worst, 0.05) << what << ": largest difference from the default sm90 kernel at query row " << row
+                           << " (seed " << seed << ")";
+  }
+}
+
 }  // namespace
 
 // First of all: the smallest whole tile (one CTA, one key block), D = 128 then 64.
@@ -317,6 +360,8 @@ TEST(CudaSm90Ws, BenchShape) {
   check_bench_shape(DType::bf16, 16384, 16, 128, 16, seed, false);
   if (::testing::Test::HasFailure()) return;
   check_bench_shape(DType::bf16, 16384, 32, 64, 8, seed ^ 1, true);
+  if (::testing::Test::HasFailure()) return;
+  compare_causal_bench_shape(seed ^ 2);
 }
 
 TEST(CudaSm90Ws, AgainstOracle) {
