@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -27,6 +28,35 @@ inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
               "the warp-specialized sm90 forward serves the plain variant on batched problems (D = 64, 128) so far",
               fix + ", or unset FLATATTN_CUDA_SM90_WS");
+}
+
+/// FLATATTN_SM90_WS_CHECK=1 (tests, probes; read at every launch): each launch is followed by a synchronize and
+/// a look at the kernel's watchdog record (sm90/tma.cuh WsTimeout).
+inline bool ws_check_requested() {
+  const char* env = std::getenv("FLATATTN_SM90_WS_CHECK");
+  return env != nullptr && env[0] == '1' && env[1] == '\0';
+}
+
+/// Waits for the launch on `stream`, then throws when one of its barrier waits timed out (clearing the record,
+/// so the next launch runs a working pipeline again): the call's outputs are wrong, and the message names the
+/// barrier, parity, block and thread of the first timeout. Debugging aid, not a silent fallback: it only
+/// reports. Static in the instance file: reads that file's own record.
+static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
+  check(cudaStreamSynchronize(stream), "synchronize (FLATATTN_SM90_WS_CHECK, sm90 warp-specialized forward)");
+  sm90::WsTimeout w{};
+  check(cudaMemcpyFromSymbol(&w, sm90::g_ws_timeout, sizeof(w)), "read the watchdog record (FLATATTN_SM90_WS_CHECK)");
+  if (w.fired == 0) return;
+  const sm90::WsTimeout zero{};
+  check(cudaMemcpyToSymbol(sm90::g_ws_timeout, &zero, sizeof(zero)), "clear the watchdog record (FLATATTN_SM90_WS_CHECK)");
+  const unsigned slot = w.tag == 999 ? 0 : w.tag / 100, which = w.tag == 999 ? 4 : w.tag % 100;
+  static const char* const kNames[] = {"full_k", "full_v", "empty_k", "empty_v", "q"};
+  throw Error(Error::Kind::runtime, "FLATATTN_CUDA_SM90_WS",
+              "schedule " + std::to_string(sched) + " D " + std::to_string(d) + ": a barrier wait timed out (" +
+                  (which <= 4 ? kNames[which] : "?") + " slot " + std::to_string(slot) + " tag " + std::to_string(w.tag) +
+                  " parity " + std::to_string(w.parity) + ", block " + std::to_string(w.block) + " thread " +
+                  std::to_string(w.thread) + ")",
+              "every barrier wait completes within FLATATTN_SM90_WS_WATCHDOG_NS (the pipeline is broken: the outputs are wrong)",
+              "report it with the shape; unset FLATATTN_CUDA_SM90_WS");
 }
 
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
@@ -73,6 +103,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch (sm90 warp-specialized forward)");
   sm90_ws_count_launch();
+  if (ws_check_requested()) ws_check_watchdog(static_cast<cudaStream_t>(a.stream), D, kSched);
   // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1".
   static const std::string name = std::string("flash_sm90_") + std::string(kBf16 ? "bf16" : "f16") + "_d" +
                                   std::to_string(D) + "_ws" + std::to_string(kSched);

@@ -206,6 +206,11 @@ void check_backward(CaseTensors& t, std::uint64_t seed, const char* what, FwdSou
 
 Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   const Report r = run_on_gpu(t);
+  judge_forward(t, r, seed, what);
+  return r;
+}
+
+std::string judge_forward(const CaseTensors& t, const Report& r, std::uint64_t seed, const char* what) {
   const ForwardOracle o = oracle_forward(t);
   const Verdict v = judge_forward(t.out, o, t.c.dtype);
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " +
@@ -216,7 +221,7 @@ Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
     const Verdict lv = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, true));
     EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.detail();
   }
-  return r;
+  return v.detail();
 }
 
 std::uint64_t seed_for(const char* test) {

@@ -51,6 +51,10 @@ Report run_on_gpu(CaseTensors& t, bool own_stream = false);
 /// docs/design.md rule; adds failures naming the case, the kernel and the seed. Returns the call's report.
 Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 
+/// check_case's judgement alone, for outputs already in `t` from the call that returned `r`; returns the out
+/// verdict's detail (for progress logs).
+std::string judge_forward(const CaseTensors& t, const Report& r, std::uint64_t seed, const char* what = "");
+
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
 /// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole
 /// storage included, so padding the kernels must not touch comes back too. `edit` may change the

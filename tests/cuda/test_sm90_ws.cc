@@ -8,12 +8,24 @@
 // Error naming FLATATTN_CUDA_SM90_WS. Skipped where no sm_90 GPU runs the sm90 family.
 //
 // A pipeline bug hangs rather than fails: each barrier wait of the kernel gives up after
-// FLATATTN_SM90_WS_WATCHDOG_NS (4 s; src/cuda/sm90/tma.cuh), so such a case fails with wrong results; run
-// the binary under `timeout` anyway (see docs/sm90_ws.md).
+// FLATATTN_SM90_WS_WATCHDOG_NS (4 s; src/cuda/sm90/tma.cuh), and the suite sets FLATATTN_SM90_WS_CHECK=1 so that
+// such a call throws, naming the barrier. Every case prints its shape before it runs and its time and error
+// after (flushed: the GPU logs are files), a GPU call slower than 2 s fails and stops the suite (every later
+// test fails at once), and a call that has not returned after 20 s (a hang out of the watchdog's reach, e.g. a
+// named barrier) prints the case and ends the process. The first tests are the smallest shape and the
+// bench's shape (B 1, N 16384, Hq 16, D 128, sampled rows against the oracle). scripts/ws_probe.sh runs it all.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
+#include <mutex>
+#include <thread>
 #include <limits>
 #include <random>
 #include <string>
@@ -43,8 +55,82 @@ bool sm90_runs() {
   return cuda::path_info(0, DType::bf16).sm90_flash;
 }
 
+/// Set by the first case that was too slow or whose pipeline timed out: every later test of the suite fails at
+/// once (a broken pipeline would cost each of them its timeouts).
+std::string g_stopped;
+
 #define REQUIRE_SM90_WS()                                                                                     \
-  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
+  if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"; \
+  if (!g_stopped.empty()) FAIL() << "not run: the suite stopped after " << g_stopped
+
+/// One progress line, flushed at once (the GPU logs are files: a killed run keeps every line printed so far).
+void say(const std::string& line) {
+  std::cout << "[ws] " << line << std::endl;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Ends the process (exit code 124, the `timeout` convention) when a GPU call has not returned after kHangS:
+/// a hang the kernel's watchdog cannot cut (named barriers, a wait outside it) then names its case in the log
+/// instead of running into the caller's timeout silently.
+class HangGuard {
+ public:
+  static constexpr int kHangS = 20;
+  explicit HangGuard(std::string what) : what_(std::move(what)), thread_([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(kHangS), [this] { return done_; })) {
+      std::cout << "[ws] HUNG: no return after " << kHangS << " s in " << what_ << "; ending the process" << std::endl;
+      std::fflush(stdout);
+      std::_Exit(124);
+    }
+  }) {}
+  ~HangGuard() {
+    {
+      const std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  HangGuard(const HangGuard&) = delete;
+  HangGuard& operator=(const HangGuard&) = delete;
+
+ private:
+  std::string what_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+/// run_on_gpu under the HangGuard and the time limit, with progress lines. Returns false (after a failure that
+/// stops the suite) when the call threw or took longer than limit_s.
+bool timed_run(CaseTensors& t, Report& r, const std::string& what, double limit_s) {
+  const std::string shape = what + " [" + t.c.name() + "]";
+  say("run  " + shape);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    const HangGuard guard(shape);
+    r = run_on_gpu(t);
+  } catch (const std::exception& e) {
+    g_stopped = shape + ": threw";
+    ADD_FAILURE() << shape << " threw: " << e.what();
+    say("FAIL " + shape + " threw: " + e.what());
+    return false;
+  }
+  const double dt = seconds_since(t0);
+  if (dt > limit_s) {
+    g_stopped = shape + ": " + std::to_string(dt) + " s";
+    ADD_FAILURE() << shape << " kernel " << r.kernel << ": the GPU call took " << dt << " s (limit " << limit_s
+                  << " s): a pipeline that waits out its watchdog; stopping the suite";
+    say("SLOW " + shape + " " + std::to_string(dt) + " s (limit " + std::to_string(limit_s) + " s): stopping");
+    return false;
+  }
+  say("ran  " + std::to_string(dt) + " s kernel " + r.kernel);
+  return true;
+}
 
 /// Sets FLATATTN_CUDA_SM90_WS for one scope (restoring the old value), with sm90_override_changed() so that
 /// the next call reads it.
@@ -53,6 +139,7 @@ class ScopedWs {
   explicit ScopedWs(const char* value) {
     if (const char* old = std::getenv("FLATATTN_CUDA_SM90_WS")) old_ = old, had_ = true;
     value ? setenv("FLATATTN_CUDA_SM90_WS", value, 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    setenv("FLATATTN_SM90_WS_CHECK", "1", 1);  // a watchdog timeout throws, naming its barrier (launch_ws.cuh)
     cuda::sm90_override_changed();
   }
   ~ScopedWs() {
@@ -128,9 +215,15 @@ std::vector<Case> ws_cases(DType dt) {
 
 /// check_case, and that the warp-specialized kernel ran it whenever the sm90 family did (a build without the
 /// sm90 instance of a dtype / head dim runs the sm80 family: judged, not counted). Returns whether it ran.
-bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what) {
+bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit_s = 2.0) {
   const unsigned long long before = cuda::sm90_ws_launches();
-  const Report r = check_case(t, seed, what);
+  Report r;
+  if (!timed_run(t, r, what, limit_s)) return false;
+  const bool failed_before = ::testing::Test::HasFailure();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string detail = judge_forward(t, r, seed, what);
+  say((::testing::Test::HasFailure() && !failed_before ? "BAD  " : "ok   ") + detail + " (oracle " +
+      std::to_string(seconds_since(t0)) + " s)");
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))
@@ -139,12 +232,142 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what) {
   return sm90;
 }
 
+/// The bench's shape (B 1, N = Nq = Nk, Hq = Hkv = h, head dim d, non-causal) on the GPU, judged on `rows`
+/// sampled query rows of every head: the oracle runs on a case of those rows against all the keys (exact for a
+/// non-causal call: a row's output depends on its own query only). Runs the default sm90 kernel on the same
+/// tensors too, judged the same way, so a failure of the warp-specialized kernel is not the harness's.
+void check_bench_shape(DType dt, std::int64_t n, std::int64_t h, std::int64_t d, int rows, std::uint64_t seed,
+                       bool strided) {
+  Case c;
+  c.strided = strided;  // (B, H, N, D) storage like bench_fwd's (rows padded by 8 elements)
+  c.dtype = dt;
+  c.batch = 1, c.nq = n, c.nk = n, c.hq = h, c.hkv = h, c.d = d;
+  c.options.return_lse = true;
+  c.options.dataflow = Dataflow::flash;
+  CaseTensors t = make_case(c, seed);
+
+  // rows: the first and last, the tile boundaries around 128 and the middle, and random ones
+  std::mt19937_64 rng(seed ^ 7);
+  std::vector<std::int64_t> pick = {0, 127, 128, n / 2, n - 1};
+  while (static_cast<int>(pick.size()) < rows) pick.push_back(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(n)));
+  std::sort(pick.begin(), pick.end());
+  pick.erase(std::unique(pick.begin(), pick.end()), pick.end());
+  const auto r = static_cast<std::int64_t>(pick.size());
+  Case cs = c;
+  cs.nq = r;
+  CaseTensors sub = make_case(cs, seed ^ 9);
+  sub.k = t.k;
+  sub.v = t.v;
+  for (std::int64_t i = 0; i < r; ++i)
+    for (std::int64_t e = 0; e < h * d; ++e) sub.q.set(i * h * d + e, t.q.at(pick[static_cast<std::size_t>(i)] * h * d + e));
+  const auto t_oracle = std::chrono::steady_clock::now();
+  const ForwardOracle o = oracle_forward(sub);
+  say("oracle on " + std::to_string(r) + " rows x " + std::to_string(h) + " heads: " + std::to_string(seconds_since(t_oracle)) + " s");
+
+  for (const char* ws : {schedule(), static_cast<const char*>(nullptr)}) {
+    const ScopedWs scoped(ws);
+    const std::string what = std::string("bench shape, FLATATTN_CUDA_SM90_WS=") + (ws ? ws : "(unset)");
+    t.out.poison();
+    t.lse.poison();
+    const unsigned long long before = cuda::sm90_ws_launches();
+    Report rep;
+    if (!timed_run(t, rep, what, 10.0)) return;
+    if (ws != nullptr) {
+      EXPECT_EQ(cuda::sm90_ws_launches(), before + 1) << what << ": kernel " << rep.kernel;
+    }
+    HostTensor out = HostTensor::make(dt, {1, r, h, d});
+    HostTensor lse = HostTensor::make(DType::f32, {1, h, r});
+    for (std::int64_t i = 0; i < r; ++i) {
+      const std::int64_t row = pick[static_cast<std::size_t>(i)];
+      for (std::int64_t e = 0; e < h * d; ++e) out.set(i * h * d + e, t.out.at(row * h * d + e));
+      for (std::int64_t hh = 0; hh < h; ++hh) lse.set(hh * r + i, t.lse.at(hh * n + row));
+    }
+    const Verdict v = judge(out, o.out, &o.naive_out, dt);
+    const Verdict lv = judge_lse(lse, o.lse, lse_tolerance(c.input_sd, o.lse, true));
+    EXPECT_TRUE(std::isfinite(v.bound)) << what << ": the yardstick is not finite";
+    EXPECT_TRUE(v.pass) << what << " [" << c.name() << "] kernel " << rep.kernel << " (seed " << seed << "): out "
+                        << v.detail();
+    EXPECT_TRUE(lv.pass) << what << " [" << c.name() << "] kernel " << rep.kernel << ": lse " << lv.detail();
+    say(std::string(v.pass && lv.pass ? "ok   " : "BAD  ") + "out " + v.detail() + "; lse " + lv.detail());
+  }
+}
+
+/// The bench's causal shape (B 1, N 16384, Hq = Hkv = 16, D 128): the warp-specialized kernel against the default
+/// sm90 kernel on the same tensors (not the oracle: sampled rows change a causal problem). Prints the largest
+/// difference, fails on non-finite outputs or a difference far beyond bf16 rounding of O (|O| <= max |V| ~ 5).
+void compare_causal_bench_shape(std::uint64_t seed) {
+  Case c;
+  c.dtype = DType::bf16;
+  c.batch = 1, c.nq = 16384, c.nk = 16384, c.hq = 16, c.hkv = 16, c.d = 128;
+  c.options.causal = true;
+  c.options.return_lse = true;
+  c.options.dataflow = Dataflow::flash;
+  CaseTensors t = make_case(c, seed);
+  std::vector<double> ref;
+  for (const char* ws : {static_cast<const char*>(nullptr), schedule()}) {
+    const ScopedWs scoped(ws);
+    const std::string what = std::string("causal bench shape, FLATATTN_CUDA_SM90_WS=") + (ws ? ws : "(unset)");
+    t.out.poison();
+    Report rep;
+    if (!timed_run(t, rep, what, 10.0)) return;
+    if (ws == nullptr) {
+      ref.resize(static_cast<std::size_t>(t.out.numel()));
+      for (std::int64_t i = 0; i < t.out.numel(); ++i) ref[static_cast<std::size_t>(i)] = t.out.at(i);
+      continue;
+    }
+    double worst = 0;
+    std::int64_t at = 0, nonfinite = 0;
+    for (std::int64_t i = 0; i < t.out.numel(); ++i) {
+      const double x = t.out.at(i);
+      if (!std::isfinite(x)) {
+        ++nonfinite;
+        continue;
+      }
+      const double e = std::abs(x - ref[static_cast<std::size_t>(i)]);
+      if (e > worst) worst = e, at = i;
+    }
+    const std::int64_t row = at / (c.hq * c.d);
+    say(std::string(nonfinite == 0 && worst < 0.05 ? "ok   " : "BAD  ") + "vs the default sm90 kernel: max |diff| " +
+        std::to_string(worst) + " at query row " + std::to_string(row) + ", " + std::to_string(nonfinite) + " non-finite");
+    EXPECT_EQ(nonfinite, 0) << what << " (seed " << seed << ")";
+    EXPECT_LT(worst, 0.05) << what << ": largest difference from the default sm90 kernel at query row " << row
+                           << " (seed " << seed << ")";
+  }
+}
+
 }  // namespace
+
+// First of all: the smallest whole tile (one CTA, one key block), D = 128 then 64.
+TEST(CudaSm90Ws, Tiny) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  say(std::string("schedule ") + schedule());
+  const std::uint64_t seed = seed_for("Sm90WsTiny");
+  std::mt19937_64 rng(seed);
+  for (std::int64_t d : {128, 64}) {
+    Case c = base(DType::bf16, 128, 128, d);
+    c.batch = 1, c.hq = 1, c.hkv = 1;
+    CaseTensors t = make_case(c, rng);
+    check_ws(t, seed, "ws tiny");
+    if (::testing::Test::HasFailure()) return;
+  }
+}
+
+// The bench's shapes (bench_fwd, B N = 16k, Hq D = 2048, bf16, non-causal, N = 16384): are the fast results right?
+TEST(CudaSm90Ws, BenchShape) {
+  REQUIRE_SM90_WS();
+  const std::uint64_t seed = seed_for("Sm90WsBenchShape");
+  check_bench_shape(DType::bf16, 16384, 16, 128, 16, seed, false);
+  if (::testing::Test::HasFailure()) return;
+  check_bench_shape(DType::bf16, 16384, 32, 64, 8, seed ^ 1, true);
+  if (::testing::Test::HasFailure()) return;
+  compare_causal_bench_shape(seed ^ 2);
+}
 
 TEST(CudaSm90Ws, AgainstOracle) {
   REQUIRE_SM90_WS();
   const ScopedWs ws(schedule());
-  std::cout << "[sm90 ws] schedule " << schedule() << "\n";
+  say(std::string("schedule ") + schedule());
   const std::uint64_t seed = seed_for("Sm90WsAgainstOracle");
   std::mt19937_64 rng(seed);
   int ran = 0, total = 0;
@@ -158,7 +381,7 @@ TEST(CudaSm90Ws, AgainstOracle) {
       if (::testing::Test::HasFailure()) return;  // one broken pipeline fails every case: stop at the first
     }
   }
-  std::cout << "[sm90 ws] " << ran << " of " << total << " cases ran the warp-specialized kernel\n";
+  say(std::to_string(ran) + " of " + std::to_string(total) + " cases ran the warp-specialized kernel");
   EXPECT_GT(ran, 0) << "no case reached the warp-specialized kernel";
 }
 
@@ -182,7 +405,7 @@ TEST(CudaSm90Ws, RandomSweep) {
     ran += check_ws(t, seed, "ws random");
     if (::testing::Test::HasFailure()) return;
   }
-  std::cout << "[sm90 ws] " << ran << " of 40 random cases ran the warp-specialized kernel\n";
+  say(std::to_string(ran) + " of 40 random cases ran the warp-specialized kernel");
   EXPECT_GT(ran, 0) << "no random case reached the warp-specialized kernel";
 }
 
@@ -222,7 +445,8 @@ TEST(CudaSm90Ws, NoKeys) {
   for (std::int64_t d : {64, 128}) {
     CaseTensors t = make_case(base(DType::bf16, 50, 0, d), rng);
     const unsigned long long before = cuda::sm90_ws_launches();
-    const Report r = run_on_gpu(t);
+    Report r;
+    if (!timed_run(t, r, "ws no keys", 2.0)) return;
     EXPECT_EQ(cuda::sm90_ws_launches(), before + (r.kernel.find("sm90") != std::string::npos ? 1 : 0)) << r.kernel;
     int bad = 0;
     for (std::int64_t i = 0; i < t.out.numel(); ++i) bad += t.out.at(i) != 0.0;
@@ -276,7 +500,11 @@ TEST(CudaSm90Ws, Refusals) {
           << "[" << c.name() << "] ran " << r.kernel << "; expected a refusal naming FLATATTN_CUDA_SM90_WS";
     } catch (const Error& e) {
       EXPECT_EQ(e.kind(), Error::Kind::unsupported) << e.what();
-      EXPECT_NE(std::string(e.what()).find("FLATATTN_CUDA_SM90_WS"), std::string::npos) << e.what();
+      // A build without the variant's instances at all (FLATATTN_VARIANTS=plain, scripts/ws_probe.sh) refuses it
+      // before any family is chosen: no refusal of the switch due either.
+      if (std::string(e.what()).find("no built instance") == std::string::npos) {
+        EXPECT_NE(std::string(e.what()).find("FLATATTN_CUDA_SM90_WS"), std::string::npos) << e.what();
+      }
     }
     EXPECT_EQ(cuda::sm90_ws_launches(), before) << c.name();
   }

@@ -64,10 +64,16 @@ FLATATTN_DEVICE std::uint64_t global_ns() {
   return t;
 }
 
-/// Set by the first wait that timed out (FLATATTN_SM90_WS_WATCHDOG_NS); from then on every wait of every
-/// warp-specialized launch in this process gives up at once, so a broken pipeline costs one timeout, not one
-/// per barrier. Never reset: a process that saw it has wrong results and must be restarted.
-static __device__ unsigned g_ws_timed_out = 0;  // one per instance file (whole-program compilation)
+/// What the first wait that timed out (FLATATTN_SM90_WS_WATCHDOG_NS) records: fired != 0, its barrier tag
+/// (pipeline.cuh: 100 * slot + {0 full_k, 1 full_v, 2 empty_k, 3 empty_v}, 999 Q), parity, block and thread.
+/// While `fired` is set every wait of every warp-specialized launch of this instance file gives up at once, so a
+/// broken pipeline costs one timeout, not one per barrier. The host reads and clears it after a launch when
+/// FLATATTN_SM90_WS_CHECK=1 (src/cuda/launch_ws.cuh: the call then throws, naming the barrier); otherwise it is
+/// never cleared and the process has wrong results. Plain stores, no printf or trap (see mbar_wait).
+struct WsTimeout {
+  unsigned fired, tag, parity, block, thread;
+};
+static __device__ WsTimeout g_ws_timeout = {0u, 0u, 0u, 0u, 0u};  // one per instance file (whole-program compilation)
 
 /// Waits until the phase of parity `parity` has completed (a fresh barrier counts its phase "before 0",
 /// parity 1, as completed: the producer's first pass over the empty barriers does not wait). `tag` names the
@@ -78,11 +84,21 @@ static __device__ unsigned g_ws_timed_out = 0;  // one per instance file (whole-
 FLATATTN_DEVICE void mbar_wait(std::uint32_t bar, std::uint32_t parity, int tag) {
   if (mbar_try_wait(bar, parity)) return;
 #if FLATATTN_SM90_WS_WATCHDOG_NS > 0
+  // Two clocks: %globaltimer (ns) and the SM's cycle counter (at most ~2 GHz: 2 cycles per ns is >= the
+  // limit), so the watchdog fires even where one of them does not advance.
   const std::uint64_t t0 = global_ns();
+  const long long c0 = clock64();
   while (!mbar_try_wait(bar, parity)) {
-    if (*static_cast<volatile unsigned*>(&g_ws_timed_out) != 0) return;
-    if (global_ns() - t0 > FLATATTN_SM90_WS_WATCHDOG_NS) {
-      atomicExch(&g_ws_timed_out, 1u);
+    if (*static_cast<volatile unsigned*>(&g_ws_timeout.fired) != 0) return;
+    if (global_ns() - t0 > FLATATTN_SM90_WS_WATCHDOG_NS ||
+        static_cast<std::uint64_t>(clock64() - c0) > 2ull * FLATATTN_SM90_WS_WATCHDOG_NS) {
+      if (atomicCAS(&g_ws_timeout.fired, 0u, 1u) == 0u) {  // the first one names itself
+        volatile WsTimeout* w = &g_ws_timeout;
+        w->tag = static_cast<unsigned>(tag);
+        w->parity = parity;
+        w->block = blockIdx.x;
+        w->thread = threadIdx.x;
+      }
 #if FLATATTN_SM90_WS_DEBUG
       printf("flatattn sm90 ws: mbarrier wait timed out: block %d thread %d barrier tag %d parity %u\n",
              static_cast<int>(blockIdx.x), static_cast<int>(threadIdx.x), tag, parity);
