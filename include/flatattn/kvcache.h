@@ -32,7 +32,9 @@
 //      channels of q and of the new keys are rotated; pairs (2c, 2c+1) when rotary_interleaved (GPT-J),
 //      else (c, c + rotary_dim/2) (GPT-NeoX). New key t sits at position cache_seqlens[b] + t; query i at
 //      cache_seqlens[b] + i when causal or a window is set, else every query at cache_seqlens[b]
-//      (FlashAttention-2's rule). Cached keys are never rotated again.
+//      (FlashAttention-2's rule). Cached keys are never rotated again. Rotated keys are stored in the
+//      cache's dtype and rotated queries are rounded to q's dtype before the product (as FlashAttention-2,
+//      which rotates q into a tensor of its dtype).
 //   4. Split-KV: num_splits = 0 lets the planner choose how the key range is split across CTAs (CUDA)
 //      or threads (CPU); n > 0 forces n (results equal within the rule for every n).
 //

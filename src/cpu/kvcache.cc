@@ -163,6 +163,8 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
     const std::int64_t g = r / p.nq, i = r % p.nq;
     to_float(t.q, p.dtype, b * t.sq.b + i * t.sq.n + (hk * G + g) * t.sq.h, D, row.data());
     rotate(p, t, row.data(), rotary_query_position(cached, i, per_query));
+    // The rotated channels in q's dtype, as the CUDA kernels store them (FlashAttention-2's semantics).
+    for (std::int64_t e = 0; e < p.rotary_dim; ++e) row[e] = static_cast<float>(round_to(p.dtype, row[e]));
     float* dst = w.qt.data() + (r / kMrA) * kMrA * Dp + r % kMrA;
     for (std::int64_t e = 0; e < D; ++e) dst[e * kMrA] = row[e] * p.scale;
   }

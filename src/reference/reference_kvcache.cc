@@ -112,7 +112,9 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
           for (std::int64_t c = 0; c < p.rotary_dim / 2; ++c) {
             const RotaryPair pr = rotary_pair(c, p.rotary_dim, p.rotary_interleaved);
             const Rotated<double> r = rotate_pair(row[pr.a], row[pr.b], table(t.rotary_cos, pos, c), table(t.rotary_sin, pos, c));
-            row[pr.a] = r.a, row[pr.b] = r.b;
+            // The rotated query is stored in q's dtype before the product (FlashAttention-2 rotates q into a
+            // tensor of q's dtype; the CUDA kernels and the CPU engine do likewise).
+            row[pr.a] = round_to(dt, r.a), row[pr.b] = round_to(dt, r.b);
           }
         }
         for (std::int64_t e = 0; e < p.d; ++e) store_double(q.view.data, qdt, (i * p.hq + h) * p.d + e, row[e]);
