@@ -30,7 +30,7 @@ def test_drop_in_makes_input_errors_runtime_errors():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: _errors.error("dropout_p", "0.1", "not supported yet", "pass 0.0", unsupported=True),
+    lambda: _errors.error("block_table", "tensor (2, 4)", "not supported yet", "pass None", unsupported=True),
     lambda: _errors.FlatattnRuntimeError("flatattn: launch failed", "kernel", "x", "y", "z"),
 ])
 def test_drop_in_keeps_runtime_errors_as_they_are(make):
