@@ -88,7 +88,7 @@ def test_sdpa_float_mask_gradient_matches_torch(rng, seed, mshape):
     out = flatattn.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     dout = torch.randn_like(out)
     out.backward(dout)
-    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v, mask)]
+    leaves = [t.detach().double().requires_grad_(True) for t in (q, k, v, mask)]  # fp64 grads
     ref = _torch_ref(torch, *leaves)
     ref.backward(dout.double())
     assert torch.allclose(out.double(), ref, atol=2e-5, rtol=1e-4), f"seed={seed}"

@@ -30,7 +30,7 @@ def test_drop_in_makes_input_errors_runtime_errors():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: _errors.error("dropout_p", "0.1", "not supported yet", "pass 0.0", unsupported=True),
+    lambda: _errors.error("block_table", "tensor (2, 4)", "not supported yet", "pass None", unsupported=True),
     lambda: _errors.FlatattnRuntimeError("flatattn: launch failed", "kernel", "x", "y", "z"),
 ])
 def test_drop_in_keeps_runtime_errors_as_they_are(make):
@@ -71,7 +71,9 @@ def test_drop_ins_raise_runtime_errors():
         ("k", lambda: fa.flash_attn_func(q, k3, k3)),  # the C++ library's check, through the op
         ("q", lambda: fa.flash_attn_func(q.double(), q.double(), q.double())),
         ("qkv", lambda: fa.flash_attn_qkvpacked_func(torch.randn(1, 8, 2, 2, 16))),
-        ("dropout_p", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1)),
+        ("dropout_p", lambda: fa.flash_attn_func(q, q, q, dropout_p=1.0)),  # dropout works; p = 1 is out of range
+        ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1,  # still unsupported: ALiBi + dropout
+                                                    alibi_slopes=torch.ones(4))),
         ("key", lambda: flatattn.scaled_dot_product_attention(torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16),
                                                               torch.randn(1, 2, 8, 16))),
         ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(4, 4, dtype=bool),

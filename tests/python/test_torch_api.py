@@ -279,6 +279,7 @@ def test_any_head_dim(device, dtype, d, causal, hkv, sliced, seed):
     _check_grads(q, k, v, dout, seed, **kw)
 
 
+@pytest.mark.parametrize("device, dtype", list(device_dtypes()))
 @pytest.mark.parametrize("causal, hkv, nq, nk, p", [(False, 4, 33, 70, 0.17), (True, 2, 40, 40, 0.5),
                                                     (True, 1, 20, 90, 0.1)])
 def test_flash_attn_func_dropout(device, dtype, causal, hkv, nq, nk, p, seed):

@@ -48,6 +48,53 @@ def test_opcheck(device, seed):
                            None, False, False, -1, -1, 0.0, False, 0.0, 0, 0, 0))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_ext_ops(device, seed):
+    """ext_fwd / ext_bwd (ALiBi slopes, sinks; batched and varlen) under opcheck: schema, fake kernel, autograd
+    registration, AOT dispatch."""
+    q, k, v = _inputs(device, seed, grad=True)
+    g = torch.Generator().manual_seed(seed + 1)
+    slopes = (torch.rand(4, generator=g) * 0.5).to(device)
+    sinks = torch.randn(4, generator=g).to(device).requires_grad_()
+    opts = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
+    for al, sk in ((slopes, None), (None, sinks), (slopes, sinks)):
+        torch.library.opcheck(torch.ops.flatattn.ext_fwd.default, (q, k, v, None, None, 24, 40, al, sk, *opts))
+        with torch.no_grad():
+            out, lse = torch.ops.flatattn.ext_fwd(q, k, v, None, None, 24, 40, al, sk, *opts)
+        torch.library.opcheck(torch.ops.flatattn.ext_bwd.default,
+                              (torch.randn_like(out), q.detach(), k.detach(), v.detach(), out, lse, None, None, 24,
+                               40, al, None if sk is None else sk.detach(), *opts[:-2], 0))
+    cu_q = torch.tensor([0, 10, 24], dtype=torch.int32, device=device)
+    cu_k = torch.tensor([0, 30, 40], dtype=torch.int32, device=device)
+    qv, kv_, vv = (t.detach().reshape(-1, t.shape[2], 32)[:n] for t, n in ((q, 24), (k, 40), (v, 40)))
+    torch.library.opcheck(torch.ops.flatattn.ext_fwd.default,
+                          (qv, kv_, vv, cu_q, cu_k, 14, 30, slopes, sinks.detach(), *opts))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("paged", [False, True])
+def test_opcheck_fwd_kvcache(device, paged, seed):
+    """fwd_kvcache under opcheck: the caches it appends k/v to are declared mutated (Tensor(a!)), the fake kernel
+    matches (with and without lse), and AOT dispatch replays the in-place append."""
+    g = torch.Generator().manual_seed(seed)
+    dt = DTYPE[device]
+    b, hq, hkv, d, nnew, page = 2, 4, 2, 32, 2, 16
+    seqlens = torch.tensor([5, 19], dtype=torch.int32)
+    if paged:
+        block_table = torch.tensor([[3, 0], [1, 2]], dtype=torch.int32, device=device)
+        shape = (4, page, hkv, d)
+    else:
+        block_table = None
+        shape = (b, 24, hkv, d)
+    k_cache, v_cache = (torch.randn(*shape, generator=g).to(device, dt) for _ in range(2))
+    q = torch.randn(b, nnew, hq, d, generator=g).to(device, dt)
+    k_new, v_new = (torch.randn(b, nnew, hkv, d, generator=g).to(device, dt) for _ in range(2))
+    for return_lse in (False, True):
+        args = (q, k_cache, v_cache, seqlens.to(device), block_table, None, None, k_new, v_new, None, None, False,
+                None, None, None, True, -1, -1, 0.0, 0, return_lse, 0)
+        torch.library.opcheck(torch.ops.flatattn.fwd_kvcache.default, args)
+
+
 def _step(q, k, v):
     out = fa.flash_attn_func(q, k, v, causal=True)
     sd = flatattn.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),

@@ -55,7 +55,9 @@ def test_gpt_oss_sinks_logits(dev, seed):
     cfg = transformers.GptOssConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                     num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
                                     vocab_size=128, max_position_embeddings=128, sliding_window=8,
-                                    layer_types=["sliding_attention", "full_attention"])
+                                    layer_types=["sliding_attention", "full_attention"],
+                                    # the float64 reference model: the default grouped_mm experts take 16/32-bit only
+                                    experts_implementation="eager")
     model = transformers.GptOssForCausalLM(cfg)
     with torch.no_grad():  # sinks away from 0 so that they matter
         for layer in model.model.layers:
