@@ -12,6 +12,7 @@ from rule import judge, judge_lse
 
 torch = pytest.importorskip("torch")
 fa = pytest.importorskip("torch.nn.attention.flex_attention")
+from flatattn import torch_ops  # noqa: E402,F401  (registers torch.ops.flatattn.*)
 
 
 # ---- the dense reference: the boolean mask applied element by element ----------------------------------------
@@ -286,3 +287,46 @@ def test_native_block_sparse_bad_lists_are_named(rng):
     with pytest.raises(flatattn.FlatattnError) as e:
         flatattn.forward(q, q, q, block_sparse={"kv_num_blocks": num, "kv_indices": idx})
     assert e.value.argument == "block_sparse"
+
+
+# ---- the sparse ops under opcheck and torch.compile(fullgraph=True) -----------------------------------------
+
+def _sparse_case(seed):
+    q, k, v, dout = _qkv(seed, 2, 4, 2, 40, 56, 16)
+    mask_mod = _masks(seed, 2, 40, 56)["document_causal"]
+    bm = fa.create_block_mask(mask_mod, None, None, 40, 56, device="cpu", BLOCK_SIZE=16)
+    from flatattn.flex import block_sparse_from_block_mask
+
+    return q, k, v, dout, block_sparse_from_block_mask(bm, 40, 56)
+
+
+def test_sparse_ops_opcheck(seed):
+    q, k, v, dout, bs = _sparse_case(seed)
+    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+    opts = (None, False, True, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
+    args = (qt, kt, vt, None, None, 0, 0, bs.block_q, bs.block_kv, bs.tensors(), *opts)
+    torch.library.opcheck(torch.ops.flatattn.sparse_fwd.default, args)
+    out, lse = torch.ops.flatattn.sparse_fwd(*args)
+    bargs = (dout.transpose(1, 2).detach(), qt.detach(), kt.detach(), vt.detach(), out.detach(), lse, None, None,
+             0, 0, bs.block_q, bs.block_kv, bs.tensors(), *opts[:-2], 0)
+    torch.library.opcheck(torch.ops.flatattn.sparse_bwd.default, bargs)
+
+
+def test_sparse_ops_compile_fullgraph_matches_eager(seed):
+    from flatattn import torch_ops
+
+    torch._dynamo.reset()
+    q, k, v, dout, bs = _sparse_case(seed)
+    opts = (None, False, True, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
+
+    def step(q, k, v, tensors):
+        bs2 = flatattn.BlockSparse(bs.block_q, bs.block_kv, *tensors)
+        out, _ = torch_ops.attention_sparse_opts(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bs2, opts)
+        return out
+
+    out = step(q, k, v, bs.tensors())
+    eager = torch.autograd.grad(out, (q, k, v), dout.transpose(1, 2))
+    cout = torch.compile(step, fullgraph=True, backend="aot_eager")(q, k, v, bs.tensors())
+    assert torch.equal(cout, out)
+    for a, b in zip(torch.autograd.grad(cout, (q, k, v), dout.transpose(1, 2)), eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
