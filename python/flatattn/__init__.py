@@ -23,6 +23,7 @@ from . import _C
 from ._errors import FlatattnDropInError, FlatattnError, FlatattnRuntimeError, FlatattnUnsupportedError
 from ._native import backward, dropout_mask, forward
 from .kvcache import flash_attn_with_kvcache, forward_kvcache
+from .sparse import BlockSparse, block_sparse_from_mask
 
 _C._set_error_classes(FlatattnError, FlatattnUnsupportedError, FlatattnRuntimeError)
 
@@ -49,6 +50,7 @@ _TORCH_NAMES = {
     "flash_attn_varlen_qkvpacked_func": "flash_attn_interface",
     "flash_attn_varlen_kvpacked_func": "flash_attn_interface",
     "scaled_dot_product_attention": "sdpa",
+    "flex_attention": "flex",
 }
 
 
@@ -78,5 +80,5 @@ __all__ = [
     "forward", "backward", "dropout_mask", "forward_kvcache", "flash_attn_with_kvcache",
     "FlatattnError", "FlatattnUnsupportedError", "FlatattnRuntimeError",
     "FlatattnDropInError", "Report",
-    "cuda_built", "forward_flops", "reference", *_TORCH_NAMES,
+    "cuda_built", "forward_flops", "reference", "BlockSparse", "block_sparse_from_mask", *_TORCH_NAMES,
 ]

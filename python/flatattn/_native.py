@@ -11,7 +11,21 @@ from . import _C
 from . import _arrays as A
 from ._errors import error
 
+from .sparse import _check_block_sparse
+
 _ALIGN = {"bottom_right": False, "top_left": True}
+
+
+def _sparse_native(block_sparse, s):
+    return None if block_sparse is None else block_sparse._native(lambda t: A.dlpack(t, s))
+
+
+def _sparse_op_only(alibi_slopes, sinks, bias):
+    for name, t in (("alibi_slopes", alibi_slopes), ("sinks", sinks), ("bias", bias)):
+        if t is not None:
+            raise error(name, "a tensor", "not with block_sparse on the torch op path",
+                        "pass out=/lse= (dq=/dk=/dv=) buffers to call the library directly, or drop one of the two",
+                        unsupported=True)
 
 
 def _mask_args(causal_align, window):
@@ -30,7 +44,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
             return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0,
-            bias=None):
+            bias=None, block_sparse=None):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -71,6 +85,13 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     "Dropout"). Pass the same three values to :func:`backward`. Seeds and offsets are ints in [0, 2^64)
     ([0, 2^63) through torch's ops).
 
+    Block-sparse attention (docs/sparse.md; FlexAttention's BlockMask layout): ``block_sparse`` a
+    :class:`flatattn.BlockSparse` of int32 arrays on q's device (the key blocks each query block visits, partial and
+    full, and the bit-packed element mask of the partial blocks; see its docstring and include/flatattn/sparse.h).
+    Skipped blocks cost nothing; a row with no visible key outputs 0 with lse = -inf. CPU forward and backward;
+    CUDA forward on the sm80-family kernels (block sizes multiples of the tile, e.g. 128). torch tensors go through
+    the ``flatattn::sparse_fwd`` op (autograd reaches q, k, v). Not with ALiBi, sinks or bias on the torch op path.
+
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
     Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
@@ -82,6 +103,19 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
+    if block_sparse is not None:
+        _check_block_sparse(block_sparse)
+    if lib == "torch" and out is None and lse is None and not return_report and block_sparse is not None:
+        from . import torch_ops
+
+        _sparse_op_only(alibi_slopes, sinks, bias)
+        opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
+                float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed), int(dropout_offset),
+                dataflow, int(num_threads))
+        with torch_ops.stream_scope(q, stream):
+            o, l = torch_ops.attention_sparse_opts(q, k, v, block_sparse, opts, cu_seqlens_q, cu_seqlens_k,
+                                                   max_seqlen_q, max_seqlen_k)
+        return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report and bias is not None and \
             alibi_slopes is None:
         from . import torch_ops
@@ -136,7 +170,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         int(max_seqlen_q or 0), int(max_seqlen_k or 0), softmax_scale, bool(causal), top_left,
                         wl, wr, float(softcap), dataflow, int(num_threads), s,
                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
-                        seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s))
+                        seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s),
+                        block_sparse=_sparse_native(block_sparse, s))
     return (out, lse, report) if return_report else (out, lse)
 
 
@@ -144,7 +179,7 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
              alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None,
-             dbias=None):
+             dbias=None, block_sparse=None):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
@@ -162,11 +197,27 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     ``dbias`` (the bias's shape and dtype: dS summed over the bias's size-1 dims, fp32 accumulation; written into
     ``dbias`` when given) is returned last.
 
+    With ``block_sparse`` (the forward's :class:`flatattn.BlockSparse`) only the listed blocks are revisited;
+    CPU only so far (the CUDA backward raises FlatattnUnsupportedError).
+
     Returns ``(dq, dk, dv)``, ``(dq, dk, dv, dsinks)`` with sinks, and ``dbias`` after those with a bias (plus the
     :class:`Report` when ``return_report=True``).
     """
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
+    if block_sparse is not None:
+        _check_block_sparse(block_sparse)
+    if lib == "torch" and dq is None and dk is None and dv is None and not return_report and \
+            block_sparse is not None:
+        from . import torch_ops
+
+        _sparse_op_only(alibi_slopes, sinks, bias)
+        opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
+                float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed), int(dropout_offset),
+                int(num_threads))
+        with torch_ops.stream_scope(q, stream):
+            return torch_ops.attention_backward_sparse(dout, q, k, v, out, lse, block_sparse, opts, cu_seqlens_q,
+                                                       cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
             not return_report and bias is not None and alibi_slopes is None:
         from . import torch_ops
@@ -221,7 +272,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          wr, float(softcap), bool(deterministic), int(num_threads), s,
                          alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s),
                          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
-                         bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s))
+                         bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s),
+                         block_sparse=_sparse_native(block_sparse, s))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     if bias is not None:
         grads = (*grads, dbias)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import _C
 from . import _arrays as A
-from ._native import _mask_args
+from ._native import _mask_args, _sparse_native
 
 
 def _out_dtype(precision):
@@ -19,11 +19,12 @@ def _out_dtype(precision):
 
 def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
-            dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None):
+            dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None, block_sparse=None):
     """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64. ``alibi_slopes``
     (Hq) or (B, Hq) and ``sinks`` (Hq), float32 or float64, as :func:`flatattn.forward`. Dropout as in
     :func:`flatattn.forward` (the oracle evaluates the keep function itself). ``bias`` (Bb, Hb, Mq, Nk), any float
-    dtype, as :func:`flatattn.forward`."""
+    dtype, as :func:`flatattn.forward`. ``block_sparse`` a :class:`flatattn.BlockSparse` of CPU arrays (the
+    oracle applies its element rule element by element)."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -33,13 +34,14 @@ def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causa
                          A.dlpack(cu_seqlens_q, 0), A.dlpack(cu_seqlens_k, 0), softmax_scale, bool(causal),
                          top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
                          sinks=A.dlpack(sinks, 0), dropout_p=float(dropout_p), seed=int(dropout_seed),
-                         offset=int(dropout_offset), bias=A.dlpack(bias, 0))
+                         offset=int(dropout_offset), bias=A.dlpack(bias, 0),
+                         block_sparse=_sparse_native(block_sparse, 0))
     return out, lse
 
 
 def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
-             dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None):
+             dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None, block_sparse=None):
     """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input'), and with
     ``sinks`` also ``dsinks`` (Hq) float64, and with ``bias`` last ``dbias`` (the bias's shape; float64 for 'f64',
     else q's dtype). Dropout as in :func:`flatattn.backward`."""
@@ -61,7 +63,7 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
                           top_left, wl, wr, float(softcap), precision, alibi_slopes=A.dlpack(alibi_slopes, 0),
                           sinks=A.dlpack(sinks, 0), dsinks=A.dlpack(dsinks, 0), dropout_p=float(dropout_p),
                           seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, 0),
-                          dbias=A.dlpack(dbias, 0))
+                          dbias=A.dlpack(dbias, 0), block_sparse=_sparse_native(block_sparse, 0))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     return grads if bias is None else (*grads, dbias)
 

@@ -17,7 +17,30 @@ from ._errors import drop_in, error
 # Refused calls raise RuntimeError as the originals do (see _errors.drop_in).
 _drop_in = functools.partial(drop_in, compiling=torch.compiler.is_compiling)
 
-__all__ = ["scaled_dot_product_attention"]
+__all__ = ["scaled_dot_product_attention", "set_bool_mask_path"]
+
+# How a boolean attn_mask runs (set_bool_mask_path): "bias" (a 0 / -inf additive bias, O(mask) reads per
+# call), "sparse" (block lists + bits of the partial blocks, docs/sparse.md: blocks the mask hides are skipped),
+# "auto" (sparse when the mask has at least _SPARSE_MIN_ELEMENTS elements, the tensors are 4-d and no gradient
+# is needed on CUDA, whose block-sparse backward does not exist yet; else bias).
+_bool_mask_path = "auto"
+_SPARSE_MIN_ELEMENTS = 1 << 22  # 2048 x 2048: below it the conversion costs about what the skipped blocks save
+_SPARSE_BLOCK = 128  # a multiple of every CUDA family's tile
+
+
+def set_bool_mask_path(path="auto", min_elements=None):
+    """Chooses how :func:`scaled_dot_product_attention` runs a boolean ``attn_mask``: 'bias' (always the 0 / -inf
+    additive bias), 'sparse' (always block-sparse lists: 128 x 128 blocks, fully hidden blocks skipped, partial
+    blocks with their bits; 4-d inputs only), or 'auto' (default: sparse when the broadcast mask has at least
+    ``min_elements`` elements, default 2^22, and no CUDA gradient is needed). Both paths give the same
+    result up to rounding (the same keys are visible; a row with none outputs 0). Returns the previous path."""
+    global _bool_mask_path, _SPARSE_MIN_ELEMENTS
+    if path not in ("auto", "bias", "sparse"):
+        raise error("path", repr(path), "must be 'auto', 'bias' or 'sparse'", "pass one of the three")
+    prev, _bool_mask_path = _bool_mask_path, path
+    if min_elements is not None:
+        _SPARSE_MIN_ELEMENTS = int(min_elements)
+    return prev
 
 
 @_drop_in
@@ -33,6 +56,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     (flatattn's additive bias; it gets its gradient when it requires grad, summed over its broadcast dims), a
     boolean mask keeps the keys where it is True (a bias of 0 / -inf, no gradient); a query row that sees no key
     outputs 0 (SDPA: NaN). ``attn_mask`` with ``dropout_p > 0`` is refused (no kernel for the combination).
+    A large boolean mask runs as block-sparse lists instead of a bias (:func:`set_bool_mask_path` says when;
+    the same result).
     Differentiable in query, key, value (and a float attn_mask).
     A refused call raises a ``RuntimeError`` (as torch does) that is also a :class:`flatattn.FlatattnError`
     (:class:`flatattn.FlatattnDropInError` or :class:`flatattn.FlatattnUnsupportedError`).
@@ -59,6 +84,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             raise error("attn_mask", f"tensor {tuple(attn_mask.shape)} with dropout_p {dropout_p}",
                         "an attention mask with dropout is not supported yet (no kernel for the combination)",
                         "drop dropout_p, or the mask", unsupported=True)
+        if attn_mask.dtype == torch.bool and _use_sparse(attn_mask, query, q, k, v):
+            return _restore(_sparse_bool_mask(attn_mask, q, k, v, scale, bool(is_causal)), query, rank)
         bias = _mask_as_bias(attn_mask, query, q, k.shape[2])
         out, _ = attention_bias(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bias, softmax_scale=scale,
                                 causal=bool(is_causal), top_left=True)
@@ -104,6 +131,43 @@ def _mask_as_bias(attn_mask, query, q, s_len):
     elif m.dim() > 4:
         m = m.reshape(-1, *m.shape[-3:])
     return as_bias(m, q.shape[0], q.shape[1], q.shape[2], s_len)
+
+def _use_sparse(attn_mask, query, q, k, v):
+    if _bool_mask_path == "bias" or query.dim() != 4 or attn_mask.dim() > 4:
+        return False
+    if _bool_mask_path == "sparse":
+        return True
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if q.device.type == "cuda" and grad:
+        return False
+    nel = 1
+    for d in attn_mask.shape:
+        nel *= d
+    return max(nel, q.shape[2] * k.shape[2]) >= _SPARSE_MIN_ELEMENTS
+
+
+def _sparse_bool_mask(attn_mask, q, k, v, scale, is_causal):
+    """The boolean mask as block lists + bits (flatattn.block_sparse_from_mask), causal folded into the mask
+    (a full block is visible everywhere, so the band cannot be left to the kernel)."""
+    from .sparse import block_sparse_from_mask
+    from .torch_ops import attention_sparse_opts
+
+    b, hq, nq, _ = q.shape
+    nk = k.shape[2]
+    m = attn_mask.reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape))
+    try:
+        m = m.expand(m.shape[0], m.shape[1], nq, nk)
+        torch.broadcast_shapes(m.shape, (b, hq, nq, nk))
+    except RuntimeError:
+        raise error("attn_mask", f"shape {tuple(attn_mask.shape)}", f"must be broadcastable to {(b, hq, nq, nk)}",
+                    "pass a (B, H, L, S)-broadcastable mask") from None
+    if is_causal:
+        m = m & torch.ones(nq, nk, dtype=torch.bool, device=m.device).tril()
+    bs = block_sparse_from_mask(m.to(q.device), _SPARSE_BLOCK, _SPARSE_BLOCK)
+    opts = (None if scale is None else float(scale), False, True, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
+    out, _ = attention_sparse_opts(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bs, opts)
+    return out.transpose(1, 2)
+
 
 def _as_bhle(t):
     """(..., H, L, E) -> (B, H, L, E) (a view whenever the leading dims can be merged); last dim contiguous."""

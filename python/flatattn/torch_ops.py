@@ -662,3 +662,113 @@ def attention_backward_bias(dout, q, k, v, out, lse, bias, *, sinks=None, softma
             int(dropout_offset), int(num_threads))
     return _bias_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias,
                         _f32(sinks), True, *opts)
+
+
+# ---- block-sparse attention (include/flatattn/sparse.h): its own ops ----------------------------------------
+# sparse_fwd / sparse_bwd take the block sizes and flatattn::BlockSparse's ten tensors as one list
+# (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks, q_indices, full_q_num_blocks,
+# full_q_indices, mask_bits, mask_block_offsets; None where absent), all int32 on q's device. No gradient for them.
+
+_SPARSE_SCHEMAS = {
+    "sparse_fwd": ("sparse_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
+                   "SymInt max_seqlen_q, SymInt max_seqlen_k, int block_q, int block_kv, Tensor?[] block_sparse, "
+                   f"{_OPTS}, str dataflow, int num_threads) -> (Tensor out, Tensor lse)"),
+    "sparse_bwd": ("sparse_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
+                   "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, "
+                   f"int block_q, int block_kv, Tensor?[] block_sparse, {_OPTS}, int num_threads) "
+                   "-> (Tensor dq, Tensor dk, Tensor dv)"),
+}
+for _schema in _SPARSE_SCHEMAS.values():
+    _lib.define(_schema)
+
+
+def _sparse_native(block_q, block_kv, tensors):
+    return (int(block_q), int(block_kv), *(_cap(t) for t in tensors))
+
+
+def _sparse_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, softmax_scale, causal,
+                       top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
+                       dropout_offset, dataflow, num_threads):
+    out = torch.empty_like(q)
+    lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
+          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
+          dataflow, dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
+          block_sparse=_sparse_native(block_q, block_kv, block_sparse))
+    return out, lse
+
+
+def _sparse_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse,
+                       softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
+                       dropout_seed, dropout_offset, num_threads):
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
+          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
+          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
+          block_sparse=_sparse_native(block_q, block_kv, block_sparse))
+    return dq, dk, dv
+
+
+for _name, _kernel in (("sparse_fwd", _sparse_fwd_kernel), ("sparse_bwd", _sparse_bwd_kernel)):
+    _lib.impl(_name, _kernel, "CPU")
+    _lib.impl(_name, _kernel, "CUDA")
+
+
+@torch.library.register_fake("flatattn::sparse_fwd", lib=_lib)
+def _(q, k, v, cu_q, *args):
+    return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
+
+
+@torch.library.register_fake("flatattn::sparse_bwd", lib=_lib)
+def _(dout, q, k, v, *args):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+_sparse_fwd_op = torch.ops.flatattn.sparse_fwd.default
+_sparse_bwd_op = torch.ops.flatattn.sparse_bwd.default
+
+
+class _SparseFwd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, *opts):
+        with _below_autograd():  # opts: _NOPTS options, dataflow, num_threads
+            out, lse = _sparse_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, *opts)
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, *block_sparse)
+        ctx.shape = (max_q, max_k, block_q, block_kv)
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse, cu_q, cu_k, *block_sparse = ctx.saved_tensors
+        max_q, max_k, block_q, block_kv = ctx.shape
+        dq, dk, dv = _sparse_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, max_q, max_k, block_q,
+                                    block_kv, block_sparse, *ctx.opts)
+        return (dq, dk, dv) + (None,) * (7 + _NOPTS + 2)
+
+
+def _sparse_fwd_autograd(q, k, v, *args):
+    if _needs_grad(q, k, v):
+        return _SparseFwd.apply(q, k, v, *args)
+    with _below_autograd():
+        return _sparse_fwd_op(q, k, v, *args)
+
+
+_lib.impl("sparse_fwd", _sparse_fwd_autograd, "Autograd")
+_lib.impl("sparse_bwd", _no_double_backward("sparse_bwd"), "Autograd")
+
+
+def attention_sparse_opts(q, k, v, bs, opts, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
+    """(out, lse) on the block-sparse path; bs a flatattn.BlockSparse of int32 torch tensors on q's device; opts
+    as forward_opts's. Autograd reaches q, k, v (the CUDA backward is refused by the library so far)."""
+    return _sparse_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, int(bs.block_q),
+                          int(bs.block_kv), bs.tensors(), *opts)
+
+
+def attention_backward_sparse(dout, q, k, v, out, lse, bs, opts, cu_seqlens_q=None, cu_seqlens_k=None,
+                              max_seqlen_q=0, max_seqlen_k=0):
+    """(dq, dk, dv) through sparse_bwd; opts as the bwd schema's (_NOPTS options, num_threads)."""
+    return _sparse_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                          int(bs.block_q), int(bs.block_kv), bs.tensors(), *opts)

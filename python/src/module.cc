@@ -124,17 +124,48 @@ ForwardCall forward_call(const In& q, const In& k, const In& v, const Out& out, 
 /// ALiBi slopes and attention sinks (optional trailing arguments of forward/backward and the oracle).
 using OptIn = std::optional<In>;
 
+/// Block-sparse lists (include/flatattn/sparse.h) from the Python layer's tuple
+/// (block_q, block_kv, kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks, q_indices,
+///  full_q_num_blocks, full_q_indices, mask_bits, mask_block_offsets); tensors are DLPack arrays or None.
+/// `keep` holds the imported arrays for the duration of the call.
+std::optional<BlockSparse> block_sparse_of(const nb::object& t, std::vector<In>& keep) {
+  if (t.is_none()) return std::nullopt;
+  static const char* names[10] = {"kv_num_blocks", "kv_indices",        "full_kv_num_blocks", "full_kv_indices",
+                                  "q_num_blocks",  "q_indices",         "full_q_num_blocks",  "full_q_indices",
+                                  "mask_bits",     "mask_block_offsets"};
+  const nb::tuple tup = nb::cast<nb::tuple>(t);
+  if (tup.size() != 12)
+    throw Error(Error::Kind::invalid_argument, "block_sparse", "a tuple of " + std::to_string(tup.size()),
+                "must be (block_q, block_kv, 10 tensors or None)", "build it with flatattn.BlockSparse");
+  BlockSparse bs;
+  bs.block_q = nb::cast<std::int64_t>(tup[0]);
+  bs.block_kv = nb::cast<std::int64_t>(tup[1]);
+  TensorView* views[10] = {&bs.kv_num_blocks,     &bs.kv_indices,     &bs.full_kv_num_blocks, &bs.full_kv_indices,
+                           &bs.q_num_blocks,      &bs.q_indices,      &bs.full_q_num_blocks,  &bs.full_q_indices,
+                           &bs.mask_bits,         &bs.mask_block_offsets};
+  keep.reserve(10);
+  for (int i = 0; i < 10; ++i) {
+    nb::handle h = tup[static_cast<std::size_t>(i + 2)];
+    if (h.is_none()) continue;
+    keep.push_back(nb::cast<In>(h));
+    *views[i] = view_of(keep.back(), names[i]);
+  }
+  return bs;
+}
+
 Report run_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                    const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k,
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
-                   std::uint64_t offset, const OptIn& bias) {
+                   std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   c.args.bias = view_of(bias, "bias");
+  std::vector<In> keep;
+  c.args.block_sparse = block_sparse_of(block_sparse, keep);
   nb::gil_scoped_release release;
   return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -180,13 +211,15 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
                 const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
-                const OptIn& bias, const std::optional<Out>& dbias) {
+                const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
   a.bias = view_of(bias, "bias");
   a.dbias = view_of(dbias, "dbias");
+  std::vector<In> keep;
+  a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   set_dropout(o, dropout_p, seed, offset);
   nb::gil_scoped_release release;
@@ -197,12 +230,15 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
                        const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::optional<float> scale,
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
                        std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p,
-                       std::uint64_t seed, std::uint64_t offset, const OptIn& bias) {
+                       std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
+                       const nb::object& block_sparse) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto",
                                0, dropout_p, seed, offset);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   c.args.bias = view_of(bias, "bias");
+  std::vector<In> keep;
+  c.args.block_sparse = block_sparse_of(block_sparse, keep);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::forward(c.args, c.options, p);
@@ -214,13 +250,15 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
                         std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision,
                         const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks,
                         float dropout_p, std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
-                        const std::optional<Out>& dbias) {
+                        const std::optional<Out>& dbias, const nb::object& block_sparse) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.dsinks = view_of(dsinks, "dsinks");
   a.bias = view_of(bias, "bias");
   a.dbias = view_of(dbias, "dbias");
+  std::vector<In> keep;
+  a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
   set_dropout(o, dropout_p, seed, offset);
   const ref::Precision p = parse_precision(precision);
@@ -341,7 +379,7 @@ NB_MODULE(_C, m) {
         "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
-        "offset"_a = 0, "bias"_a.none() = nb::none(),
+        "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(),
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
@@ -349,6 +387,7 @@ NB_MODULE(_C, m) {
         "deterministic"_a, "num_threads"_a, "stream"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
+        "block_sparse"_a.none() = nb::none(),
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
@@ -356,13 +395,14 @@ NB_MODULE(_C, m) {
   m.def("reference_forward", &reference_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(),
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "alibi_slopes"_a.none() = nb::none(),
-        "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
+        "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(),
+        "block_sparse"_a.none() = nb::none(), "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
         "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
-        "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
+        "block_sparse"_a.none() = nb::none(), "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",
       [](std::int64_t b, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d, bool causal, bool top_left,
