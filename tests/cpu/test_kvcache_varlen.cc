@@ -142,7 +142,7 @@ TEST(KvCacheVarlenCpu, RandomSweep) {
     c.hq = c.hkv * uni(1, 4);
     c.d = std::array{16, 32, 64}[uni(0, 2)];
     c.options.causal = uni(0, 1) == 1;
-    if (uni(0, 3) == 0) c.options.window = {uni(0, 40), uni(0, 1) ? -1 : uni(0, 8)};
+    if (uni(0, 3) == 0) c.options.window = {uni(0, 40), c.options.causal ? uni(-1, 0) : uni(-1, 8)};
     c.leftpad = uni(0, 3) == 0;
     c.num_splits = uni(0, 1) ? 0 : uni(1, 6);
     expect_pass(c, s.rng);
