@@ -24,9 +24,10 @@ FlashAttention-2 does (the CUDA generator's offset advances by 4 per call), unle
 is passed (a flatattn extension, to replay a call); the backward reuses the forward's pair. Drawing reads
 the generator on the host: not capturable in a CUDA graph (pass ``rng_state`` there).
 
-Differences: fp32 inputs also work on the CPU; the paged ``block_table`` is not supported yet and raises
-:class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the argument. The lse output
-carries no gradient.
+Differences: fp32 inputs also work on the CPU; ``flash_attn_varlen_func(..., block_table=...)`` (paged
+prefill) is forward-only, eager (not through the torch custom op: no autograd, not torch.compile-traceable) and
+refuses dropout with :class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the
+argument. The lse output carries no gradient.
 
 Errors: every refused call raises a ``RuntimeError``, as FlashAttention-2 does, that is also a
 :class:`flatattn.FlatattnError` naming the argument: bad input as :class:`flatattn.FlatattnDropInError`

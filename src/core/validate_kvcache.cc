@@ -72,13 +72,15 @@ void check_cu_seqlens_q(const KvProblem& p) {
             "cu_seqlens_q[" + to_string(b + 1) + "] = " + to_string(cu[b + 1]) + " < cu_seqlens_q[" + to_string(b) +
                 "] = " + to_string(cu[b]),
             "must be non-decreasing", "pass the cumulative sums of the query lengths");
-    FLATATTN_REQUIRE(cu[b + 1] - cu[b] <= p.nq, "max_seqlen_q",
-            to_string(p.nq) + " with Nq_" + to_string(b) + " = " + to_string(cu[b + 1] - cu[b]),
-            "must be >= every query length cu_seqlens_q[b+1] - cu_seqlens_q[b]", "pass the longest query length, or 0");
   }
   FLATATTN_REQUIRE(cu[p.batch] <= p.total_q, "cu_seqlens_q",
           "cu_seqlens_q[" + to_string(p.batch) + "] = " + to_string(cu[p.batch]),
           "must be <= the packed query rows total_q = " + to_string(p.total_q), "pass offsets into q's first dim");
+  // With the offsets in range every length is <= total_q: only a max_seqlen_q below a length fails here.
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    FLATATTN_REQUIRE(cu[b + 1] - cu[b] <= p.nq, "max_seqlen_q",
+            to_string(p.nq) + " with Nq_" + to_string(b) + " = " + to_string(cu[b + 1] - cu[b]),
+            "must be >= every query length cu_seqlens_q[b+1] - cu_seqlens_q[b]", "pass the longest query length, or 0");
 }
 
 /// The CPU checks of the metadata values (CUDA reads them on the device: kvcache.h). No write before.
