@@ -47,6 +47,19 @@
 // appending to one cache row). docs/kvcache.md summarizes the contract. CUDA metadata lives on the device: as for varlen offsets
 // (attention.h, Varlen) no value can make a kernel touch memory outside the tensors; a bad sequence is
 // skipped and reported by the same error word (FLATATTN_CHECK_METADATA=1: synchronously).
+//
+// Varlen queries (paged / chunked prefill; FlashAttention-2's flash_attn_varlen_func with block_table),
+// when KvCacheArgs::cu_seqlens_q is given:
+//   q, out       (total_q, Hq, D): sequence b owns rows [cu_seqlens_q[b], cu_seqlens_q[b + 1]), Nq_b of them
+//                (any Nq_b >= 0; B = cu_seqlens_q.shape[0] - 1)
+//   lse          (Hq, total_q) fp32 (FlashAttention-2's varlen layout)
+//   cu_seqlens_q int32 (B + 1): 0 = cu[0] <= cu[1] <= ... <= cu[B] = total_q
+//   max_seqlen_q >= every Nq_b (0: total_q). CUDA sizes its grid by it; a longer sequence is refused.
+//   cache_seqlens[b] is the sequence's key count (seqused_k): its keys are [cache_leftpad[b], cache_seqlens[b]),
+//   and query i of b sees key j <= i + cache_seqlens[b] - Nq_b with causal (bottom-right per sequence).
+//   No append (k_new/v_new and rotary are refused: append first with a batched call). On the CPU the
+//   offsets are checked with the other metadata; on CUDA a sequence with bad offsets (or Nq_b >
+//   max_seqlen_q) is skipped and reported through the error word (cu_seqlens_q / max_seqlen_q).
 #pragma once
 
 #include <cstdint>
@@ -77,6 +90,9 @@ struct KvCacheArgs {
   TensorView alibi_slopes;            ///< as ForwardArgs::alibi_slopes, (Hq) or (B, Hq)
   TensorView sinks;                   ///< as ForwardArgs::sinks, (Hq)
   int num_splits = 0;                 ///< split-KV count; 0: the planner's choice
+  /// Varlen queries (see the file comment): int32 (B + 1) on q's device; absent: q is (B, Nq, Hq, D).
+  TensorView cu_seqlens_q;
+  std::int64_t max_seqlen_q = 0;      ///< varlen: the longest Nq_b (0: total_q); ignored otherwise
 };
 
 /// Attention of new queries against a KV cache (see the file comment for the full contract).

@@ -24,9 +24,10 @@ FlashAttention-2 does (the CUDA generator's offset advances by 4 per call), unle
 is passed (a flatattn extension, to replay a call); the backward reuses the forward's pair. Drawing reads
 the generator on the host: not capturable in a CUDA graph (pass ``rng_state`` there).
 
-Differences: fp32 inputs also work on the CPU; the paged ``block_table`` is not supported yet and raises
-:class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the argument. The lse output
-carries no gradient.
+Differences: fp32 inputs also work on the CPU; ``flash_attn_varlen_func(..., block_table=...)`` (paged
+prefill) is forward-only, eager (not through the torch custom op: no autograd, not torch.compile-traceable) and
+refuses dropout with :class:`flatattn.FlatattnUnsupportedError` (a ``NotImplementedError``) naming the
+argument. The lse output carries no gradient.
 
 Errors: every refused call raises a ``RuntimeError``, as FlashAttention-2 does, that is also a
 :class:`flatattn.FlatattnError` naming the argument: bad input as :class:`flatattn.FlatattnDropInError`
@@ -215,7 +216,15 @@ def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
                            softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, alibi_slopes=None,
                            deterministic=False, return_attn_probs=False, block_table=None, rng_state=None):
     """Variable-length attention: q (total_q, H, D), k/v (total_k, Hk, D), int32 cu_seqlens_q/k (B + 1),
-    max_seqlen_q/k the longest lengths -> out (total_q, H, D); softmax_lse (H, total_q)."""
+    max_seqlen_q/k the longest lengths -> out (total_q, H, D); softmax_lse (H, total_q).
+
+    With ``block_table`` int32 (B, max_blocks) (paged prefill, FlashAttention-2's semantics): k and v ARE the
+    paged caches (num_blocks, page_block_size, Hk, D), sequence b's keys are its first cu_seqlens_k[b+1] -
+    cu_seqlens_k[b] cache positions, and causal aligns its queries to the end of its keys
+    (flatattn.kvcache.forward_kvcache with cu_seqlens_q; no dropout)."""
+    if block_table is not None:
+        return _paged_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, dropout_p, softmax_scale, causal,
+                             window_size, softcap, alibi_slopes, return_attn_probs, block_table)
     _unsupported(dropout_p, alibi_slopes, block_table)
     return _run(q, k, v, softmax_scale, causal, window_size, softcap, deterministic, return_attn_probs,
                 cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes=alibi_slopes, dropout_p=dropout_p,
@@ -244,6 +253,24 @@ def flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqle
     return _run(q, kv[:, 0], kv[:, 1], softmax_scale, causal, window_size, softcap, deterministic,
                 return_attn_probs, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes=alibi_slopes, dropout_p=dropout_p,
                 rng_state=rng_state)
+
+
+def _paged_varlen(q, k_cache, v_cache, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, dropout_p, softmax_scale, causal,
+                  window_size, softcap, alibi_slopes, return_attn_probs, block_table):
+    """flash_attn_varlen_func with a block_table: varlen queries over a paged cache (kvcache.forward_kvcache)."""
+    from .kvcache import _window, forward_kvcache
+    if float(dropout_p) != 0.0:
+        raise error("dropout_p", repr(dropout_p), "a paged KV cache (block_table) is inference: no dropout",
+                    "pass dropout_p=0.0", unsupported=True)
+    seqlens_k = cu_seqlens_k[1:] - cu_seqlens_k[:-1]  # int32 (B): each sequence's key count, no host sync
+    if hasattr(seqlens_k, "contiguous"):
+        seqlens_k = seqlens_k.contiguous()
+    left, right = _window(window_size, causal)
+    out, lse = forward_kvcache(_c(q), k_cache, v_cache, seqlens_k, block_table=block_table, cu_seqlens_q=cu_seqlens_q,
+                               max_seqlen_q=int(max_seqlen_q), softmax_scale=softmax_scale, causal=causal,
+                               window=(left, right), softcap=softcap, alibi_slopes=alibi_slopes,
+                               return_lse=bool(return_attn_probs))
+    return (out, lse, None) if return_attn_probs else out
 
 
 def _check_packed(t, name, rank, dim, count):

@@ -33,6 +33,11 @@ included); from :func:`flash_attn_with_kvcache` also a ``RuntimeError`` as Flash
 check every metadata value (page indices, lengths against the capacity, cache_batch_idx, leftpad). CUDA calls
 read them on the device (include/flatattn/kvcache.h).
 
+Paged prefill (varlen queries, include/flatattn/kvcache.h): :func:`forward_kvcache` with ``cu_seqlens_q``
+int32 (B + 1) takes q (total_q, H, D) packed, sequence b's queries rows cu_seqlens_q[b] .. cu_seqlens_q[b+1],
+against keys [cache_leftpad[b], cache_seqlens[b]) of the cache (no k/v append, no rotary); causal is aligned
+to each sequence's cache end; lse (H, total_q). ``max_seqlen_q`` bounds every query length (0: total_q;
+CUDA sizes its grid by it). ``flash_attn_varlen_func(..., block_table=...)`` routes here.
 CUDA graphs: with tensor ``cache_seqlens`` the torch call allocates only its outputs and never synchronizes
 (an int cache_seqlens or None allocates an int32 tensor, as FlashAttention-2 does).
 """
@@ -81,17 +86,20 @@ def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, k=None, v=None, rotar
                     rotary_interleaved=False, cache_batch_idx=None, cache_leftpad=None, block_table=None,
                     softmax_scale=None, causal=False, window=(-1, -1), softcap=0.0, alibi_slopes=None, sinks=None,
                     num_splits=0, return_lse=False, num_threads=0, out=None, lse=None, stream=None,
-                    return_report=False):
+                    return_report=False, cu_seqlens_q=None, max_seqlen_q=0):
     """The native forward_kvcache (include/flatattn/kvcache.h) on numpy, torch or CuPy arrays: appends k/v into
     the caches in place, then attention of q against them. Arguments as :func:`flash_attn_with_kvcache` (module
     docstring) except ``rotary_interleaved`` defaults to False here (the C++ default), ``window=(left, right)``
     as in :func:`flatattn.forward`, ``sinks`` (H) float32 (attention sinks, as flatattn.forward), and output
     buffers ``out`` / ``lse`` may be given. Returns ``(out, lse)`` (lse None unless return_lse), plus the
-    :class:`Report` with ``return_report=True``."""
+    :class:`Report` with ``return_report=True``. With ``cu_seqlens_q``: varlen q (total_q, H, D) over the
+    cache as it is (paged prefill; module docstring), lse (H, total_q); not through the torch custom op
+    (eager calls only)."""
     lib = A.library(q)
     left, right = window
     cache_seqlens = _seqlens(cache_seqlens, q, k_cache, block_table, lib)
-    if lib == "torch" and out is None and lse is None and not return_report:
+    varlen = cu_seqlens_q is not None
+    if lib == "torch" and out is None and lse is None and not return_report and not varlen:
         from . import torch_ops
 
         with torch_ops.stream_scope(q, stream):
@@ -105,7 +113,7 @@ def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, k=None, v=None, rotar
     if out is None:
         out = A.empty_like(q, lib)
     if return_lse and lse is None:
-        lse = A.empty_f32(q, A.lse_shape(q, False), lib)
+        lse = A.empty_f32(q, A.lse_shape(q, varlen), lib)
     if not return_lse:
         lse = None
     s = A.current_stream(q, lib, stream)
@@ -114,7 +122,8 @@ def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, k=None, v=None, rotar
                                 d(block_table, s), d(cache_batch_idx, s), d(cache_leftpad, s), d(k, s), d(v, s),
                                 d(rotary_cos, s), d(rotary_sin, s), bool(rotary_interleaved), d(alibi_slopes, s),
                                 d(sinks, s), None if softmax_scale is None else float(softmax_scale), bool(causal),
-                                int(left), int(right), float(softcap), int(num_splits), int(num_threads), s)
+                                int(left), int(right), float(softcap), int(num_splits), int(num_threads), s,
+                                d(cu_seqlens_q, s), int(max_seqlen_q))
     return (out, lse, report) if return_report else (out, lse)
 
 

@@ -71,19 +71,20 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
 def forward_kvcache(q, k_cache, v_cache, cache_seqlens, *, precision="f64", k=None, v=None, rotary_cos=None,
                     rotary_sin=None, rotary_interleaved=False, cache_batch_idx=None, cache_leftpad=None,
                     block_table=None, softmax_scale=None, causal=False, window=(-1, -1), softcap=0.0,
-                    alibi_slopes=None, sinks=None):
+                    alibi_slopes=None, sinks=None, cu_seqlens_q=None, max_seqlen_q=0):
     """The oracle of :func:`flatattn.forward_kvcache` (src/reference/reference_kvcache.h): appends k, v (rotated
     in fp64, stored once in the cache dtype) into ``k_cache`` / ``v_cache`` IN PLACE (pass copies), then returns
     ``(out, lse)``: out float64 ('f64') or q's dtype ('input'), lse (B, H, Sq) float64. Same arguments as
-    :func:`flatattn.forward_kvcache` (cache_seqlens an int32 (B) array)."""
+    :func:`flatattn.forward_kvcache` (cache_seqlens an int32 (B) array); with ``cu_seqlens_q`` (varlen q
+    (total_q, H, D), no append) lse is (H, total_q)."""
     lib = A.library(q)
     left, right = window
     out = A.empty(q, tuple(q.shape), _out_dtype(precision), lib)
-    lse = A.empty(q, A.lse_shape(q, False), "float64", lib)
+    lse = A.empty(q, A.lse_shape(q, cu_seqlens_q is not None), "float64", lib)
     d = A.dlpack
     _C.reference_forward_kvcache(d(q, 0), d(k_cache, 0), d(v_cache, 0), d(out, 0), d(lse, 0), d(cache_seqlens, 0),
                                  d(block_table, 0), d(cache_batch_idx, 0), d(cache_leftpad, 0), d(k, 0), d(v, 0),
                                  d(rotary_cos, 0), d(rotary_sin, 0), bool(rotary_interleaved), d(alibi_slopes, 0),
                                  d(sinks, 0), softmax_scale, bool(causal), int(left), int(right), float(softcap),
-                                 precision)
+                                 precision, d(cu_seqlens_q, 0), int(max_seqlen_q))
     return out, lse

@@ -277,7 +277,7 @@ KvCall kvcache_call(const In& q, const Out& k_cache, const Out& v_cache, const O
                     const OptIn& cache_leftpad, const OptIn& k_new, const OptIn& v_new, const OptIn& rotary_cos,
                     const OptIn& rotary_sin, bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
                     std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr, float softcap,
-                    int num_splits, int num_threads) {
+                    int num_splits, int num_threads, const OptIn& cu_seqlens_q, std::int64_t max_seqlen_q) {
   KvCall c;
   KvCacheArgs& a = c.args;
   a.q = view_of(q, "q");
@@ -297,6 +297,8 @@ KvCall kvcache_call(const In& q, const Out& k_cache, const Out& v_cache, const O
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
   a.num_splits = num_splits;
+  a.cu_seqlens_q = view_of(cu_seqlens_q, "cu_seqlens_q");
+  a.max_seqlen_q = max_seqlen_q;
   c.options = make_options(scale, causal, false, wl, wr, softcap, "auto", num_threads, false);
   c.options.return_lse = lse.has_value();
   return c;
@@ -308,10 +310,12 @@ Report run_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cache, 
                            const OptIn& v_new, const OptIn& rotary_cos, const OptIn& rotary_sin,
                            bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
                            std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr, float softcap,
-                           int num_splits, int num_threads, std::uintptr_t stream) {
+                           int num_splits, int num_threads, std::uintptr_t stream, const OptIn& cu_seqlens_q,
+                           std::int64_t max_seqlen_q) {
   const KvCall c = kvcache_call(q, k_cache, v_cache, out, lse, cache_seqlens, block_table, cache_batch_idx,
                                 cache_leftpad, k_new, v_new, rotary_cos, rotary_sin, rotary_interleaved, alibi_slopes,
-                                sinks, scale, causal, wl, wr, softcap, num_splits, num_threads);
+                                sinks, scale, causal, wl, wr, softcap, num_splits, num_threads, cu_seqlens_q,
+                                max_seqlen_q);
   nb::gil_scoped_release release;
   return flatattn::forward_kvcache(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -322,10 +326,11 @@ void reference_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cac
                                const OptIn& v_new, const OptIn& rotary_cos, const OptIn& rotary_sin,
                                bool rotary_interleaved, const OptIn& alibi_slopes, const OptIn& sinks,
                                std::optional<float> scale, bool causal, std::int64_t wl, std::int64_t wr,
-                               float softcap, std::string_view precision) {
+                               float softcap, std::string_view precision, const OptIn& cu_seqlens_q,
+                               std::int64_t max_seqlen_q) {
   const KvCall c = kvcache_call(q, k_cache, v_cache, out, lse, cache_seqlens, block_table, cache_batch_idx,
                                 cache_leftpad, k_new, v_new, rotary_cos, rotary_sin, rotary_interleaved, alibi_slopes,
-                                sinks, scale, causal, wl, wr, softcap, 0, 0);
+                                sinks, scale, causal, wl, wr, softcap, 0, 0, cu_seqlens_q, max_seqlen_q);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::forward_kvcache(c.args, c.options, p);
@@ -417,13 +422,15 @@ NB_MODULE(_C, m) {
         "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(), "cache_leftpad"_a.none(), "k"_a.none(),
         "v"_a.none(), "rotary_cos"_a.none(), "rotary_sin"_a.none(), "rotary_interleaved"_a, "alibi_slopes"_a.none(),
         "sinks"_a.none(), "softmax_scale"_a.none(), "causal"_a, "window_left"_a, "window_right"_a, "softcap"_a,
-        "num_splits"_a, "num_threads"_a, "stream"_a,
-        "flatattn::forward_kvcache on DLPack arrays: appends k/v into the caches, writes out (and lse when given).");
+        "num_splits"_a, "num_threads"_a, "stream"_a, "cu_seqlens_q"_a.none() = nb::none(), "max_seqlen_q"_a = 0,
+        "flatattn::forward_kvcache on DLPack arrays: appends k/v into the caches, writes out (and lse when given); "
+        "with cu_seqlens_q, varlen queries (total_q, Hq, D) over the cache (paged prefill, no append).");
   m.def("reference_forward_kvcache", &reference_forward_kvcache, "q"_a, "k_cache"_a, "v_cache"_a, "out"_a,
         "lse"_a.none(), "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(),
         "cache_leftpad"_a.none(), "k"_a.none(), "v"_a.none(), "rotary_cos"_a.none(), "rotary_sin"_a.none(),
         "rotary_interleaved"_a, "alibi_slopes"_a.none(), "sinks"_a.none(), "softmax_scale"_a.none(), "causal"_a,
-        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
+        "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "cu_seqlens_q"_a.none() = nb::none(),
+        "max_seqlen_q"_a = 0,
         "The fp64 oracle of forward_kvcache on CPU arrays (appends into the caches); outputs may be float64.");
   m.def("cuda_built", &cuda_built, "True when the library was built with its CUDA backend.");
   m.attr("__version__") = FLATATTN_VERSION;

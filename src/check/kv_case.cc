@@ -20,6 +20,12 @@ std::string KvCase::name() const {
   } else {
     s << " ctx<=" << max_context;
   }
+  if (!q_lens.empty()) {
+    s << " varlen_q[";
+    for (std::size_t i = 0; i < q_lens.size() && i < 8; ++i) s << (i ? "," : "") << q_lens[i];
+    s << (q_lens.size() > 8 ? ",..]" : "]");
+    if (max_seqlen_q >= 0) s << " max_seqlen_q" << max_seqlen_q;
+  }
   if (paged && shuffle_pages) s << " shuffled";
   if (share_pages) s << " shared";
   if (leftpad) s << " leftpad";
@@ -122,7 +128,18 @@ KvCaseTensors make_kv_case(const KvCase& c0, std::mt19937_64& rng) {
         std::memcpy(static_cast<char*>(t.v_cache.data()) + r * w * es, static_cast<const char*>(vr.data()) + r * w * es, w * es);
       }
   }
-  t.q = HostTensor::make(c.dtype, {c.batch, c.nq, c.hq, c.d});
+  std::int64_t total_q = 0;
+  if (c.varlen()) {
+    t.cu_seqlens_q = HostTensor::make(DType::i32, {c.batch + 1});
+    i32(t.cu_seqlens_q)[0] = 0;
+    for (std::int64_t b = 0; b < c.batch; ++b) {
+      total_q += c.q_lens[static_cast<std::size_t>(b)];
+      i32(t.cu_seqlens_q)[b + 1] = static_cast<std::int32_t>(total_q);
+    }
+    t.q = HostTensor::make(c.dtype, {total_q, c.hq, c.d});
+  } else {
+    t.q = HostTensor::make(c.dtype, {c.batch, c.nq, c.hq, c.d});
+  }
   t.q.fill_normal(seed ^ 1);
   if (c.nnew > 0) {
     t.k_new = HostTensor::make(c.dtype, {c.batch, c.nnew, c.hkv, c.d});
@@ -142,10 +159,10 @@ KvCaseTensors make_kv_case(const KvCase& c0, std::mt19937_64& rng) {
         t.rotary_sin.set(p * half + i, std::sin(a));
       }
   }
-  t.out = HostTensor::make(c.dtype, {c.batch, c.nq, c.hq, c.d});
+  t.out = c.varlen() ? HostTensor::make(c.dtype, {total_q, c.hq, c.d}) : HostTensor::make(c.dtype, {c.batch, c.nq, c.hq, c.d});
   t.out.poison();
   if (c.options.return_lse) {
-    t.lse = HostTensor::make(DType::f32, {c.batch, c.hq, c.nq});
+    t.lse = c.varlen() ? HostTensor::make(DType::f32, {c.hq, total_q}) : HostTensor::make(DType::f32, {c.batch, c.hq, c.nq});
     t.lse.poison();
   }
   if (c.alibi) {  // BLOOM's slopes (Press et al. 2022, Sec. 3) times a random factor in [0.5, 1.5)
@@ -184,6 +201,12 @@ KvCacheArgs KvCaseTensors::args(Device device) const {
   if (c.alibi) a.alibi_slopes = alibi.view(device);
   if (c.sinks) a.sinks = sinks.view(device);
   a.num_splits = c.num_splits;
+  if (c.varlen()) {
+    a.cu_seqlens_q = cu_seqlens_q.view(device);
+    std::int64_t longest = 0;
+    for (auto n : c.q_lens) longest = std::max<std::int64_t>(longest, n);
+    a.max_seqlen_q = c.max_seqlen_q >= 0 ? c.max_seqlen_q : longest;
+  }
   return a;
 }
 

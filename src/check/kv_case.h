@@ -30,6 +30,11 @@ struct KvCase {
   int alibi = 0;                              ///< 0 off, 1 (Hq), 2 (B, Hq) (BLOOM slopes)
   bool sinks = false;
   int num_splits = 0;
+  /// Varlen queries (paged prefill, kvcache.h): Nq_b of each sequence (size B, any >= 0); empty: batched
+  /// (B, Nq). Needs nnew = 0 and no rotary. q/out become (total_q, Hq, D), lse (Hq, total_q).
+  std::vector<std::int32_t> q_lens;
+  std::int64_t max_seqlen_q = -1;  ///< varlen: the value passed (-1: the longest Nq_b)
+  [[nodiscard]] bool varlen() const { return !q_lens.empty(); }
   /// "bf16 B3 Nq1 Nnew1 Hq8 Hkv2 D64 paged16 ..." (the fields a failure needs to be read).
   [[nodiscard]] std::string name() const;
 };
@@ -40,6 +45,7 @@ struct KvCaseTensors {
   KvCase c;
   HostTensor q, k_new, v_new, k_cache, v_cache, rotary_cos, rotary_sin, out, lse, alibi, sinks;
   HostTensor block_table, cache_seqlens, cache_batch_idx, cache_leftpad;  ///< i32
+  HostTensor cu_seqlens_q;  ///< i32 (B + 1), varlen cases only
   /// The views of a call (metadata on `device` as well: the CUDA tests copy the buffers first).
   [[nodiscard]] KvCacheArgs args(Device device = Device::cpu()) const;
   /// Physical row (page * page_size + row) of key position t of sequence b (the addressing of kv_problem.h).

@@ -60,6 +60,9 @@ std::vector<KvFeature> kv_features(DType dt) {
   add("no_lse", [](KvCase& c) { c.options.return_lse = false; });
   add("head_dim_80", [](KvCase& c) { c.d = 80, c.rotary_dim = 80; });
   add("head_dim_128", [](KvCase& c) { c.d = 128, c.hq = 32, c.hkv = 8, c.batch = 2; });
+  // Paged prefill: varlen queries (cu_seqlens_q) over the cache, causal per sequence, no append.
+  add("varlen_prefill", [](KvCase& c) { c.batch = 3, c.nnew = 0, c.q_lens = {12, 0, 1}, c.seqlens = {30, 4, 90}, c.options.causal = true; });
+  add("varlen_prefill_window_gqa", [](KvCase& c) { c.batch = 3, c.nnew = 0, c.hq = 8, c.hkv = 2, c.q_lens = {1, 40, 7}, c.seqlens = {1, 300, 7}, c.options.window = {24, 0}, c.num_splits = 3; });
   return f;
 }
 
@@ -90,6 +93,8 @@ KvCase kv_random_case(std::mt19937_64& rng, DType dt, std::int64_t max_context) 
   c.sinks = uni(0, 4) == 0;
   c.num_splits = uni(0, 1) ? 0 : static_cast<int>(uni(1, 9));
   c.options.return_lse = uni(0, 3) != 0;
+  if (c.nnew == 0 && c.rotary_dim == 0 && uni(0, 2) == 0)  // paged prefill: ragged Nq_b in [0, nq]
+    for (std::int64_t b = 0; b < c.batch; ++b) c.q_lens.push_back(static_cast<std::int32_t>(uni(0, c.nq)));
   return c;
 }
 

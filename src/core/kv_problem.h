@@ -23,7 +23,7 @@ struct KvProblem {
   DType dtype = DType::f16;
   Device device{};
   std::int64_t batch = 0;  ///< B
-  std::int64_t nq = 0;     ///< new query tokens per sequence (>= 1)
+  std::int64_t nq = 0;     ///< new query tokens per sequence (>= 1); varlen: the bound on every Nq_b
   std::int64_t nnew = 0;   ///< new K/V tokens per sequence (0: no append)
   std::int64_t hq = 0, hkv = 0, d = 0;
   // Cache geometry (contiguous caches: see the file comment).
@@ -39,6 +39,10 @@ struct KvProblem {
   const std::int32_t* cache_seqlens = nullptr;
   const std::int32_t* cache_batch_idx = nullptr;
   const std::int32_t* cache_leftpad = nullptr;
+  // Varlen queries (kvcache.h): q/out rows of sequence b are [cu_seqlens_q[b], cu_seqlens_q[b + 1]) of
+  // total_q; null: batched (B, Nq). The row strides' batch term (sq.b, so.b, slse.b) is 0 then.
+  const std::int32_t* cu_seqlens_q = nullptr;
+  std::int64_t total_q = 0;
   // Rotary embedding (0: off).
   std::int64_t rotary_dim = 0;
   bool rotary_interleaved = false;
@@ -51,6 +55,13 @@ struct KvProblem {
   int num_threads = 0;    ///< CPU workers; 0: all
 
   [[nodiscard]] std::int64_t group() const { return hq / hkv; }
+  [[nodiscard]] bool varlen() const { return cu_seqlens_q != nullptr; }
+  /// Host metadata only (CPU): the first q/out row of sequence b (batched: 0, with the batch stride) and
+  /// its query count.
+  [[nodiscard]] std::int64_t q_start(std::int64_t b) const { return varlen() ? cu_seqlens_q[b] : 0; }
+  [[nodiscard]] std::int64_t nq_of(std::int64_t b) const {
+    return varlen() ? std::int64_t{cu_seqlens_q[b + 1]} - cu_seqlens_q[b] : nq;
+  }
 };
 
 struct KvTensors {

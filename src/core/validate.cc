@@ -524,6 +524,27 @@ void outputs_and_extras(const TensorView& q, const TensorView& out, const Tensor
   if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
 }
 
+void outputs_and_extras_varlen(const TensorView& q, std::int64_t batch, const TensorView& out, const TensorView& lse,
+                               bool return_lse, const TensorView& alibi, const TensorView& sinks, Problem& p) {
+  Shapes s{};
+  s.batch = batch;
+  s.total_q = q.shape[0];
+  s.hq = q.shape[1];
+  s.d = q.shape[2];
+  s.varlen = true;
+  s.dtype = q.dtype;
+  s.device = q.device;
+  check_like(out, "out", q, "q", s, Consumer::kernel, "(total_q, Hq, D)");
+  if (return_lse) {
+    check_lse(lse, s, "lse", Consumer::kernel);
+  } else {
+    FLATATTN_REQUIRE(!lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
+            "set Options::return_lse = true, or pass no lse view");
+  }
+  check_alibi(alibi, s, Consumer::kernel, p);
+  if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
+}
+
 }  // namespace vcheck
 
 }  // namespace flatattn

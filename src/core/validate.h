@@ -61,6 +61,9 @@ void options(const Options& o, std::int64_t hq, std::int64_t d, Problem& p);
 /// batched problem with q (B, Nq, Hq, D); p.variant gets the slopes.
 void outputs_and_extras(const TensorView& q, const TensorView& out, const TensorView& lse, bool return_lse,
                         const TensorView& alibi, const TensorView& sinks, Problem& p);
+/// The same for varlen queries q (total_q, Hq, D) of `batch` sequences: out like q, lse (Hq, total_q).
+void outputs_and_extras_varlen(const TensorView& q, std::int64_t batch, const TensorView& out, const TensorView& lse,
+                               bool return_lse, const TensorView& alibi, const TensorView& sinks, Problem& p);
 }  // namespace vcheck
 
 }  // namespace flatattn

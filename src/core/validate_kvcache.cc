@@ -62,8 +62,30 @@ void check_kv_options(const Options& o) {
                 "leave Options::dataflow automatic");
 }
 
+/// Varlen: 0 = cu[0] <= cu[1] <= ... <= cu[B] <= total_q, every Nq_b <= the bound p.nq (max_seqlen_q).
+void check_cu_seqlens_q(const KvProblem& p) {
+  const std::int32_t* cu = p.cu_seqlens_q;
+  FLATATTN_REQUIRE(cu[0] == 0, "cu_seqlens_q", "cu_seqlens_q[0] = " + to_string(cu[0]), "must start at 0",
+          "pass the cumulative query lengths, starting with 0");
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    FLATATTN_REQUIRE(cu[b + 1] >= cu[b], "cu_seqlens_q",
+            "cu_seqlens_q[" + to_string(b + 1) + "] = " + to_string(cu[b + 1]) + " < cu_seqlens_q[" + to_string(b) +
+                "] = " + to_string(cu[b]),
+            "must be non-decreasing", "pass the cumulative sums of the query lengths");
+  }
+  FLATATTN_REQUIRE(cu[p.batch] <= p.total_q, "cu_seqlens_q",
+          "cu_seqlens_q[" + to_string(p.batch) + "] = " + to_string(cu[p.batch]),
+          "must be <= the packed query rows total_q = " + to_string(p.total_q), "pass offsets into q's first dim");
+  // With the offsets in range every length is <= total_q: only a max_seqlen_q below a length fails here.
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    FLATATTN_REQUIRE(cu[b + 1] - cu[b] <= p.nq, "max_seqlen_q",
+            to_string(p.nq) + " with Nq_" + to_string(b) + " = " + to_string(cu[b + 1] - cu[b]),
+            "must be >= every query length cu_seqlens_q[b+1] - cu_seqlens_q[b]", "pass the longest query length, or 0");
+}
+
 /// The CPU checks of the metadata values (CUDA reads them on the device: kvcache.h). No write before.
 void check_metadata_values(const KvProblem& p) {
+  if (p.varlen()) check_cu_seqlens_q(p);
   const std::int64_t cap = p.capacity();
   std::vector<std::int64_t> targets;  // physical rows (page * page_size + row) the append writes
   if (p.nnew > 0) targets.reserve(static_cast<std::size_t>(p.batch * p.nnew));
@@ -130,8 +152,13 @@ ValidatedKvCache validate_kvcache(const KvCacheArgs& a, const Options& o) {
   KvTensors& t = r.tensors;
   const KvCache& c = a.cache;
 
-  // q: (B, Nq, Hq, D).
-  vcheck::view(a.q, "q", 4, "(B, Nq, Hq, D)");
+  // q: (B, Nq, Hq, D), or varlen (total_q, Hq, D) with cu_seqlens_q (B + 1).
+  const bool vl = a.cu_seqlens_q.present() || a.cu_seqlens_q.rank == -1;
+  if (vl) {
+    vcheck::view(a.q, "q", 3, "(total_q, Hq, D) (varlen: cu_seqlens_q is given)");
+  } else {
+    vcheck::view(a.q, "q", 4, "(B, Nq, Hq, D)");
+  }
   const bool cuda = a.q.device.kind == DeviceKind::cuda;
   FLATATTN_REQUIRE(is_storage_float(a.q.dtype) && !(cuda && a.q.dtype == DType::f32), "q",
           std::string("dtype ") + std::string(name(a.q.dtype)),
@@ -139,12 +166,35 @@ ValidatedKvCache validate_kvcache(const KvCacheArgs& a, const Options& o) {
           cuda ? "convert q, the cache and the new k/v to f16/bf16" : "convert q, the cache and the new k/v");
   p.dtype = a.q.dtype;
   p.device = a.q.device;
-  p.batch = a.q.shape[0];
-  p.nq = a.q.shape[1];
-  p.hq = a.q.shape[2];
-  p.d = a.q.shape[3];
-  FLATATTN_REQUIRE(p.nq >= 1, "q", "Nq = " + to_string(p.nq), "Nq must be >= 1 (one or more new query tokens)",
-          "pass at least one query token per sequence");
+  if (vl) {
+    const TensorView& cu = a.cu_seqlens_q;
+    FLATATTN_REQUIRE(cu.rank == 1, "cu_seqlens_q", cu.rank == -1 ? "a view whose stride list differs from its shape" : "rank " + to_string(cu.rank),
+            "must be a 1-D int32 tensor of B + 1 offsets", "pass the cumulative query lengths");
+    FLATATTN_REQUIRE(cu.dtype == DType::i32, "cu_seqlens_q", std::string("dtype ") + std::string(name(cu.dtype)),
+            "must be i32", "convert it to int32");
+    FLATATTN_REQUIRE(cu.shape[0] >= 1, "cu_seqlens_q", "length 0", "must hold B + 1 >= 1 offsets", "start it with 0");
+    FLATATTN_REQUIRE(cu.stride[0] == 1 || cu.shape[0] <= 1, "cu_seqlens_q", "stride " + to_string(cu.stride[0]),
+            "must be contiguous", "pass a contiguous tensor (.contiguous())");
+    FLATATTN_REQUIRE(cu.data != nullptr, "cu_seqlens_q", "null data pointer", "must point to B + 1 int32 offsets",
+            "pass the buffer");
+    vcheck::device(cu, "cu_seqlens_q", p.device);
+    FLATATTN_REQUIRE(a.max_seqlen_q >= 0, "max_seqlen_q", to_string(a.max_seqlen_q), "must be >= 0 (0: total_q)",
+            "pass the longest query length, or 0");
+    p.batch = cu.shape[0] - 1;
+    p.total_q = a.q.shape[0];
+    p.hq = a.q.shape[1];
+    p.d = a.q.shape[2];
+    // The bound on every Nq_b: no sequence can hold more than total_q rows.
+    p.nq = a.max_seqlen_q > 0 ? std::min<std::int64_t>(a.max_seqlen_q, p.total_q) : p.total_q;
+    p.cu_seqlens_q = static_cast<const std::int32_t*>(cu.data);
+  } else {
+    p.batch = a.q.shape[0];
+    p.nq = a.q.shape[1];
+    p.hq = a.q.shape[2];
+    p.d = a.q.shape[3];
+    FLATATTN_REQUIRE(p.nq >= 1, "q", "Nq = " + to_string(p.nq), "Nq must be >= 1 (one or more new query tokens)",
+            "pass at least one query token per sequence");
+  }
   FLATATTN_REQUIRE(p.hq >= 1, "q", "Hq = " + to_string(p.hq), "Hq must be >= 1", "pass at least one head");
   FLATATTN_REQUIRE(p.d >= 1, "q", "head dim D = " + to_string(p.d), "D must be >= 1", "pass a non-empty head dim");
 
@@ -220,6 +270,13 @@ ValidatedKvCache validate_kvcache(const KvCacheArgs& a, const Options& o) {
 
   // New keys and values.
   const bool kn = a.k_new.present() || a.k_new.rank == -1, vn = a.v_new.present() || a.v_new.rank == -1;
+  if (vl) {
+    const bool rot = a.rotary_cos.present() || a.rotary_cos.rank == -1 || a.rotary_sin.present() || a.rotary_sin.rank == -1;
+    if (kn || vn || rot)
+      throw Error(Error::Kind::unsupported, kn || vn ? (kn ? "k_new" : "v_new") : "rotary_cos", "given with cu_seqlens_q",
+                  "varlen queries attend to the cache as it is (no append or rotary in the varlen form)",
+                  "append (and rotate) with a batched forward_kvcache call first, or drop cu_seqlens_q");
+  }
   FLATATTN_REQUIRE(kn == vn, kn ? "v_new" : "k_new", "absent", "k_new and v_new come together",
           "pass both new keys and new values, or neither");
   if (kn) {
@@ -271,7 +328,11 @@ ValidatedKvCache validate_kvcache(const KvCacheArgs& a, const Options& o) {
   Problem fp;
   fp.batch = p.batch;
   vcheck::options(o, p.hq, p.d, fp);
-  vcheck::outputs_and_extras(a.q, a.out, a.lse, o.return_lse, a.alibi_slopes, a.sinks, fp);
+  if (vl) {
+    vcheck::outputs_and_extras_varlen(a.q, p.batch, a.out, a.lse, o.return_lse, a.alibi_slopes, a.sinks, fp);
+  } else {
+    vcheck::outputs_and_extras(a.q, a.out, a.lse, o.return_lse, a.alibi_slopes, a.sinks, fp);
+  }
   p.scale = fp.scale;
   p.variant = fp.variant;
   p.mask = fp.mask;
@@ -283,11 +344,17 @@ ValidatedKvCache validate_kvcache(const KvCacheArgs& a, const Options& o) {
 
   t.q = a.q.data;
   t.o = a.out.data;
-  t.sq = {vcheck::used_stride(a.q, 0), vcheck::used_stride(a.q, 1), vcheck::used_stride(a.q, 2)};
-  t.so = {vcheck::used_stride(a.out, 0), vcheck::used_stride(a.out, 1), vcheck::used_stride(a.out, 2)};
+  if (vl) {  // rows of the packed dim; no batch term (kv_problem.h)
+    t.sq = {0, vcheck::used_stride(a.q, 0), vcheck::used_stride(a.q, 1)};
+    t.so = {0, vcheck::used_stride(a.out, 0), vcheck::used_stride(a.out, 1)};
+  } else {
+    t.sq = {vcheck::used_stride(a.q, 0), vcheck::used_stride(a.q, 1), vcheck::used_stride(a.q, 2)};
+    t.so = {vcheck::used_stride(a.out, 0), vcheck::used_stride(a.out, 1), vcheck::used_stride(a.out, 2)};
+  }
   if (o.return_lse) {
     t.lse = static_cast<float*>(a.lse.data);
-    t.slse = {vcheck::used_stride(a.lse, 0), vcheck::used_stride(a.lse, 2), vcheck::used_stride(a.lse, 1)};
+    t.slse = vl ? RowStrides{0, vcheck::used_stride(a.lse, 1), vcheck::used_stride(a.lse, 0)}
+                : RowStrides{vcheck::used_stride(a.lse, 0), vcheck::used_stride(a.lse, 2), vcheck::used_stride(a.lse, 1)};
   }
   t.sinks = a.sinks.present() ? static_cast<const float*>(a.sinks.data) : nullptr;
 

@@ -138,7 +138,9 @@ struct Scratch {
 template <class V>
 void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const TileDims& td, std::int64_t b,
             std::int64_t hk, std::int64_t k0, std::int64_t k1, Partial out, Scratch& w) {
-  const std::int64_t G = p.group(), R = td.R, Rp = td.Rp, D = td.D, Dp = td.Dp;
+  // Varlen: this sequence's Nq_b rows of the tile (td.R covers the longest); r = g * nqb + i.
+  const std::int64_t nqb = p.nq_of(b), q0 = p.q_start(b);
+  const std::int64_t G = p.group(), R = G * nqb, Rp = td.Rp, D = td.D, Dp = td.Dp;
   const std::int64_t cached = p.cache_seqlens[b], nk = cached + p.nnew;
   const std::int64_t lp = p.cache_leftpad ? p.cache_leftpad[b] : 0;
   const bool per_query = p.mask.masked();
@@ -147,9 +149,9 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
   std::fill_n(out.acc, Rp * Dp, 0.f);
   // The tile's visible key range (union over rows), clipped to the item's keys.
   std::int64_t lo = nk, hi = -1;
-  for (std::int64_t i = 0; i < p.nq; ++i) {
-    lo = std::min(lo, std::max(lp, p.mask.lo(i, p.nq, nk)));
-    hi = std::max(hi, p.mask.hi(i, p.nq, nk));
+  for (std::int64_t i = 0; i < nqb; ++i) {
+    lo = std::min(lo, std::max(lp, p.mask.lo(i, nqb, nk)));
+    hi = std::max(hi, p.mask.hi(i, nqb, nk));
   }
   k0 = std::max(k0, lo);
   k1 = std::min(k1, hi + 1);
@@ -160,8 +162,8 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
   std::fill(w.qt.begin(), w.qt.end(), 0.f);
   std::vector<float>& row = w.row;
   for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t g = r / p.nq, i = r % p.nq;
-    to_float(t.q, p.dtype, b * t.sq.b + i * t.sq.n + (hk * G + g) * t.sq.h, D, row.data());
+    const std::int64_t g = r / nqb, i = r % nqb;
+    to_float(t.q, p.dtype, b * t.sq.b + (q0 + i) * t.sq.n + (hk * G + g) * t.sq.h, D, row.data());
     rotate(p, t, row.data(), rotary_query_position(cached, i, per_query));
     // The rotated channels in q's dtype, as the CUDA kernels store them (FlashAttention-2's semantics).
     for (std::int64_t e = 0; e < p.rotary_dim; ++e) row[e] = static_cast<float>(round_to(p.dtype, row[e]));
@@ -186,8 +188,8 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
     gemm_panels(w.qt.data(), Rp, Dp, w.kp.data(), kBlockN / kPanel, w.s.data(), kBlockN);
     for (std::int64_t g = 0; g < G; ++g) {
       ScoreAt at{static_cast<int>(b), static_cast<int>(hk * G + g), static_cast<int>(hk), 0, static_cast<int>(j0),
-                 static_cast<int>(nk - p.nq)};
-      apply_score<V>(vd, at, w.s.data() + g * p.nq * kBlockN, p.nq, kBlockN, kBlockN, nullptr);
+                 static_cast<int>(nk - nqb)};
+      apply_score<V>(vd, at, w.s.data() + g * nqb * kBlockN, nqb, kBlockN, kBlockN, nullptr);
     }
     // Mask, then the online softmax: S becomes P (rows without a visible key: zeros), the accumulator is
     // rescaled, and O += P V in one product over the tile.
@@ -197,8 +199,8 @@ void attend(const KvProblem& p, const KvTensors& t, const VariantData& vd, const
         std::fill(sr, sr + kBlockN, 0.f);
         continue;
       }
-      const std::int64_t i = r % p.nq;
-      const std::int64_t vlo = std::max(lp, p.mask.lo(i, p.nq, nk)), vhi = p.mask.hi(i, p.nq, nk);
+      const std::int64_t i = r % nqb;
+      const std::int64_t vlo = std::max(lp, p.mask.lo(i, nqb, nk)), vhi = p.mask.hi(i, nqb, nk);
       float mx = kNegInf;
       for (std::int64_t j = 0; j < kBlockN; ++j) {
         const std::int64_t key = j0 + j;
@@ -226,7 +228,13 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t) {
   const int threads = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
   append(p, t, threads);  // step 1: before any query reads the cache
 
-  const std::int64_t G = p.group(), R = G * p.nq, D = p.d;
+  // The tile holds the longest sequence's rows (varlen: max Nq_b, checked by validate_kvcache).
+  std::int64_t nq_tile = p.nq;
+  if (p.varlen()) {
+    nq_tile = 0;
+    for (std::int64_t b = 0; b < p.batch; ++b) nq_tile = std::max(nq_tile, p.nq_of(b));
+  }
+  const std::int64_t G = p.group(), R = G * nq_tile, D = p.d;
   const TileDims td{R, round_up(R, kRowAlign), D, padded_d(D)};
   const std::int64_t Rp = td.Rp, Dp = td.Dp;
   std::int64_t longest = 0;
@@ -258,8 +266,9 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t) {
     std::vector<float> o(static_cast<std::size_t>(D));
 #pragma omp for schedule(static)
     for (std::int64_t x = 0; x < rows; ++x) {
-      const std::int64_t r = x % R, bh = x / R, b = bh / p.hkv, hk = bh % p.hkv;
-      const std::int64_t g = r / p.nq, i = r % p.nq, h = hk * G + g;
+      const std::int64_t r = x % R, bh = x / R, b = bh / p.hkv, hk = bh % p.hkv, nqb = p.nq_of(b);
+      if (r >= G * nqb) continue;  // varlen: past this sequence's rows
+      const std::int64_t g = r / nqb, i = r % nqb, h = hk * G + g, row_i = p.q_start(b) + i;
       float mx = kNegInf;
       for (int sp = 0; sp < splits; ++sp) mx = std::max(mx, m[(bh * splits + sp) * Rp + r]);
       const bool sink = t.sinks != nullptr;
@@ -278,8 +287,8 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t) {
         }
       const float inv = mx == kNegInf ? 0.f : 1.f / sum;  // no visible key: O = 0
       for (std::int64_t e = 0; e < D; ++e) o[e] *= inv;
-      from_float(o.data(), D, t.o, p.dtype, b * t.so.b + i * t.so.n + h * t.so.h);
-      if (t.lse != nullptr) t.lse[b * t.slse.b + h * t.slse.h + i * t.slse.n] = top == kNegInf ? kNegInf : top + std::log(sum);
+      from_float(o.data(), D, t.o, p.dtype, b * t.so.b + row_i * t.so.n + h * t.so.h);
+      if (t.lse != nullptr) t.lse[b * t.slse.b + h * t.slse.h + row_i * t.slse.n] = top == kNegInf ? kNegInf : top + std::log(sum);
     }
   }
   Report rep;
@@ -287,7 +296,8 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t) {
   rep.dataflow = Dataflow::flash;
   rep.block_m = static_cast<int>(R);
   rep.block_n = static_cast<int>(kBlockN);
-  rep.kernel = "cpu_kvcache_gqa" + std::string(p.paged ? "_paged" : "_contiguous") + "_splits" + std::to_string(splits);
+  rep.kernel = "cpu_kvcache_gqa" + std::string(p.paged ? "_paged" : "_contiguous") + (p.varlen() ? "_varlen" : "") +
+               "_splits" + std::to_string(splits);
   return rep;
 }
 

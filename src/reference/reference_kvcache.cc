@@ -36,6 +36,26 @@ std::int64_t cache_offset(const KvProblem& p, const PageStrides& s, std::int64_t
   return page * s.page + (pos % p.page_size) * s.row + h * s.h;
 }
 
+/// Varlen: rows [q0, q0 + n) of a packed (total_q, Hq, D) tensor as a (1, n, Hq, D) view.
+TensorView rows4(const TensorView& t, std::int64_t q0, std::int64_t n) {
+  TensorView s = t;
+  s.data = static_cast<char*>(t.data) + q0 * t.stride[0] * static_cast<std::int64_t>(element_size(t.dtype));
+  s.rank = 4;
+  s.shape[0] = 1, s.shape[1] = n, s.shape[2] = t.shape[1], s.shape[3] = t.shape[2];
+  s.stride[0] = n * t.stride[0], s.stride[1] = t.stride[0], s.stride[2] = t.stride[1], s.stride[3] = t.stride[2];
+  return s;
+}
+
+/// Varlen: columns [q0, q0 + n) of a (Hq, total_q) LSE as a (1, Hq, n) view.
+TensorView lse_cols(const TensorView& t, std::int64_t q0, std::int64_t n) {
+  TensorView s = t;
+  s.data = static_cast<char*>(t.data) + q0 * t.stride[1] * static_cast<std::int64_t>(element_size(t.dtype));
+  s.rank = 3;
+  s.shape[0] = 1, s.shape[1] = t.shape[0], s.shape[2] = n;
+  s.stride[0] = t.shape[0] * t.stride[0], s.stride[1] = t.stride[0], s.stride[2] = t.stride[1];
+  return s;
+}
+
 }  // namespace
 
 void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision) {
@@ -47,16 +67,19 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
   KvCacheArgs va = a;
   va.out = a.q;
   std::vector<float> lse_stub;
+  const bool vl = a.cu_seqlens_q.present();
   if (o.return_lse) {
-    require(a.lse.rank == 3, "lse", "rank " + std::to_string(a.lse.rank), "must be (B, Hq, Nq)", "pass a 3-D view");
+    require(a.lse.rank == (vl ? 2 : 3), "lse", "rank " + std::to_string(a.lse.rank),
+            vl ? "must be (Hq, total_q)" : "must be (B, Hq, Nq)", vl ? "pass a 2-D view" : "pass a 3-D view");
     lse_stub.resize(static_cast<std::size_t>(a.lse.numel()) + 1);
-    va.lse = TensorView::contiguous(lse_stub.data(), DType::f32, {a.lse.shape[0], a.lse.shape[1], a.lse.shape[2]});
+    va.lse = vl ? TensorView::contiguous(lse_stub.data(), DType::f32, {a.lse.shape[0], a.lse.shape[1]})
+                : TensorView::contiguous(lse_stub.data(), DType::f32, {a.lse.shape[0], a.lse.shape[1], a.lse.shape[2]});
   }
   const ValidatedKvCache v = validate_kvcache(va, o);
   const KvProblem& p = v.problem;
   const KvTensors& t = v.tensors;
-  for (int i = 0; i < 4; ++i)
-    require(a.out.rank == 4 && a.out.shape[i] == a.q.shape[i], "out", "shape", "must equal q's shape",
+  for (int i = 0; i < a.q.rank; ++i)
+    require(a.out.rank == a.q.rank && a.out.shape[i] == a.q.shape[i], "out", "shape", "must equal q's shape",
             "allocate out like q");
 
   // 1. The append: new key t of sequence b, rotated at position cache_seqlens[b] + t in fp64, stored once
@@ -91,6 +114,8 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
   // 2. Attention per sequence: gather keys [leftpad, cached + Nnew) and the rotated queries, then the oracle.
   const bool per_query = p.mask.masked();
   for (std::int64_t b = 0; b < p.batch; ++b) {
+    const std::int64_t nqb = p.nq_of(b), q0 = p.q_start(b);  // varlen: rows [q0, q0 + nqb) of q and out
+    if (nqb == 0) continue;
     const std::int64_t cached = p.cache_seqlens[b], lp = p.cache_leftpad ? p.cache_leftpad[b] : 0;
     const std::int64_t nk = cached + p.nnew - lp;
     Buffer k(dt, 1, nk, p.hkv, p.d), vv(dt, 1, nk, p.hkv, p.d);
@@ -103,10 +128,11 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
         }
       }
     const DType qdt = precision == Precision::f64 ? DType::f64 : dt;
-    Buffer q(qdt, 1, p.nq, p.hq, p.d);
-    for (std::int64_t i = 0; i < p.nq; ++i)
+    Buffer q(qdt, 1, nqb, p.hq, p.d);
+    for (std::int64_t i = 0; i < nqb; ++i)
       for (std::int64_t h = 0; h < p.hq; ++h) {
-        for (std::int64_t e = 0; e < p.d; ++e) row[e] = load_double(t.q, dt, b * t.sq.b + i * t.sq.n + h * t.sq.h + e);
+        for (std::int64_t e = 0; e < p.d; ++e)
+          row[e] = load_double(t.q, dt, b * t.sq.b + (q0 + i) * t.sq.n + h * t.sq.h + e);
         if (p.rotary_dim > 0) {
           const std::int64_t pos = rotary_query_position(cached, i, per_query);
           for (std::int64_t c = 0; c < p.rotary_dim / 2; ++c) {
@@ -123,8 +149,8 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
     fa.q = q.view;
     fa.k = k.view;
     fa.v = vv.view;
-    fa.out = slice0(a.out, b);
-    if (o.return_lse) fa.lse = slice0(a.lse, b);
+    fa.out = vl ? rows4(a.out, q0, nqb) : slice0(a.out, b);
+    if (o.return_lse) fa.lse = vl ? lse_cols(a.lse, q0, nqb) : slice0(a.lse, b);
     if (a.alibi_slopes.present()) {
       fa.alibi_slopes = a.alibi_slopes;
       if (a.alibi_slopes.rank == 2) {  // row b as (Hq)

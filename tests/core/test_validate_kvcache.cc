@@ -212,3 +212,63 @@ TEST(ValidateKvCache, CudaTensorsWithoutCudaKernelsAreRefused) {
     EXPECT_EQ(e.argument(), "q.device") << e.what();
   }
 }
+
+namespace {
+
+/// A varlen (paged prefill) call: Nq_b = {3, 0, 2}, no append, no rotary, causal, LSE.
+struct FxVarlen : Fx {
+  FxVarlen() {
+    KvCase c = t.c;
+    c.nnew = 0;
+    c.rotary_dim = 0;
+    c.q_lens = {3, 0, 2};
+    t = make_kv_case(c, rng);
+  }
+};
+
+}  // namespace
+
+TEST(ValidateKvCache, VarlenShapesAndOffsets) {
+  FxVarlen fx;
+  {  // the call itself is valid
+    KvCaseTensors t = fx.t;
+    EXPECT_NO_THROW(forward_kvcache(t.args(), t.c.options));
+  }
+  HostTensor extra = HostTensor::make(DType::bf16, {2, 3, 2, 4});
+  expect_error(fx, "q", "rank 4", [&](KvCacheArgs& a, Options&) { a.q = fx.t.k_cache.view(); });
+  expect_error(fx, "cu_seqlens_q", "dtype f32", [](KvCacheArgs& a, Options&) { a.cu_seqlens_q.dtype = DType::f32; });
+  expect_error(fx, "cu_seqlens_q", "rank 2", [](KvCacheArgs& a, Options&) { a.cu_seqlens_q.rank = 2; });
+  expect_error(fx, "cu_seqlens_q", "length 0", [](KvCacheArgs& a, Options&) { a.cu_seqlens_q.shape[0] = 0; });
+  expect_error(fx, "cache_seqlens", "shape (3)", [](KvCacheArgs& a, Options&) { a.cu_seqlens_q.shape[0] = 3; });
+  expect_error(fx, "max_seqlen_q", "-1", [](KvCacheArgs& a, Options&) { a.max_seqlen_q = -1; });
+  expect_error(fx, "max_seqlen_q", "2 with Nq_0 = 3", [](KvCacheArgs& a, Options&) { a.max_seqlen_q = 2; });
+  expect_error(fx, "out", "shape", [](KvCacheArgs& a, Options&) { a.out.shape[0] = 4; });
+  expect_error(fx, "lse", "shape", [](KvCacheArgs& a, Options&) { a.lse.shape[1] = 4; });
+  expect_error(fx, "lse", "shape", [](KvCacheArgs& a, Options&) {  // the batched (B, Hq, Nq) layout
+    a.lse.rank = 3;
+    a.lse.shape[2] = 1;
+    a.lse.stride[2] = 1;
+  });
+  expect_error(fx, "k_new", "given with cu_seqlens_q", [&](KvCacheArgs& a, Options&) {
+    a.k_new = extra.view();
+    a.v_new = extra.view();
+  }, Error::Kind::unsupported);
+  HostTensor tab = HostTensor::make(DType::f32, {64, 4});
+  expect_error(fx, "rotary_cos", "given with cu_seqlens_q", [&](KvCacheArgs& a, Options&) {
+    a.rotary_cos = tab.view();
+    a.rotary_sin = tab.view();
+  }, Error::Kind::unsupported);
+  // Offsets: a first entry other than 0, decreasing, past total_q (= 5).
+  HostTensor cu = HostTensor::make(DType::i32, {4});
+  auto with = [&](std::vector<std::int32_t> v) {
+    std::copy(v.begin(), v.end(), i32(cu));
+    return [&](KvCacheArgs& a, Options&) { a.cu_seqlens_q = cu.view(); a.max_seqlen_q = 0; };
+  };
+  expect_error(fx, "cu_seqlens_q", "cu_seqlens_q[0] = 1", with({1, 3, 3, 5}));
+  expect_error(fx, "cu_seqlens_q", "cu_seqlens_q[2] = 2 < cu_seqlens_q[1] = 3", with({0, 3, 2, 5}));
+  expect_error(fx, "cu_seqlens_q", "cu_seqlens_q[3] = 6", with({0, 3, 3, 6}));
+  // Metadata of the cache is still checked (no append: the key count is cache_seqlens[b]).
+  const std::int64_t cap = fx.t.block_table.shape[1] * fx.t.page_size();
+  i32(fx.t.cache_seqlens)[1] = static_cast<std::int32_t>(cap + 1);
+  expect_error(fx, "cache_seqlens", "cache_seqlens[1] = " + std::to_string(cap + 1), [](KvCacheArgs&, Options&) {});
+}

@@ -8,7 +8,9 @@
 // softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the shared feature table and
 // random sweep (src/check/kv_cases.h); cluster-FLAT decoding on sm_90. Adversarial metadata
 // (KvCacheCudaMeta) under FLATATTN_CHECK_METADATA=1 and asynchronously: the named Error, the offending
-// sequence's outputs and cache rows untouched, the others correct. Skips without a GPU.
+// sequence's outputs and cache rows untouched, the others correct. Paged prefill (KvCacheCudaVarlen):
+// varlen queries (cu_seqlens_q) with ragged Nq_b incl. 0 and 1 over paged caches, causal per sequence,
+// windows, GQA, splits, cluster-FLAT, and bad offsets refused. Skips without a GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -59,7 +61,7 @@ class KvDevice {
     KvCacheArgs a = t_.args(Device::cuda(0));
     TensorView* views[] = {&a.q, &a.cache.k_cache, &a.cache.v_cache, &a.cache.block_table, &a.cache.cache_seqlens,
                            &a.cache.cache_batch_idx, &a.cache.cache_leftpad, &a.k_new, &a.v_new, &a.rotary_cos,
-                           &a.rotary_sin, &a.out, &a.lse, &a.alibi_slopes, &a.sinks};
+                           &a.rotary_sin, &a.out, &a.lse, &a.alibi_slopes, &a.sinks, &a.cu_seqlens_q};
     const std::vector<const HostTensor*> hs = host();
     for (TensorView* v : views) {
       if (v->data == nullptr) continue;
@@ -87,7 +89,8 @@ class KvDevice {
   [[nodiscard]] std::vector<const HostTensor*> host() const {
     return {&t_.q,         &t_.k_cache,     &t_.v_cache,    &t_.block_table, &t_.cache_seqlens,
             &t_.cache_batch_idx, &t_.cache_leftpad, &t_.k_new, &t_.v_new,   &t_.rotary_cos,
-            &t_.rotary_sin, &t_.out,         &t_.lse,        &t_.alibi,       &t_.sinks};
+            &t_.rotary_sin, &t_.out,         &t_.lse,        &t_.alibi,       &t_.sinks,
+            &t_.cu_seqlens_q};
   }
   const KvCaseTensors& t_;
   std::vector<void*> ptrs_;
@@ -562,4 +565,136 @@ TEST(KvDecodePlan, FillsTheGpuWithoutASecondWave) {
   // MHA, B = 1, 8k: 32 pairs -> 8 splits (256 CTAs), not 9 (a second wave of 24).
   w.batch = 1, w.hkv = 32, w.keys = 8192;
   EXPECT_EQ(plan_decode_splits(w), 8);
+}
+
+// ---- paged prefill: varlen queries over the cache (cu_seqlens_q) -------------------------------------------
+
+namespace {
+
+/// Chunked prefill of a GQA model: Nq_b = {37, 0, 1, 100, 16} over caches of {60, 7, 0, 100, 700} keys.
+KvCase varlen_base(DType dt = DType::bf16) {
+  KvCase c = base(dt);
+  c.batch = 5;
+  c.nnew = 0;
+  c.q_lens = {37, 0, 1, 100, 16};
+  c.seqlens = {60, 7, 0, 100, 700};
+  c.options.causal = true;
+  return c;
+}
+
+void expect_varlen_pass(const KvCase& c, std::mt19937_64& rng) {
+  const KvVerdict v = check_kvcache(c, rng, run_cuda, /*cuda=*/true);
+  EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
+  EXPECT_NE(v.kernel.find("_varlen"), std::string::npos) << v.kernel;
+}
+
+}  // namespace
+
+TEST(KvCacheCudaVarlen, PageSizesMasksHeadDims) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::bf16, DType::f16})
+    for (std::int64_t ps : {1, 16, 256})
+      for (int mask = 0; mask < 3; ++mask)
+        for (std::int64_t d : {64, 128}) {
+          KvCase c = varlen_base(dt);
+          c.page_size = ps;
+          c.d = d;
+          c.options.causal = mask == 0;
+          if (mask == 2) c.options.window = {32, 0};
+          expect_varlen_pass(c, s.rng);
+        }
+}
+
+TEST(KvCacheCudaVarlen, GqaSplitsFeaturesLayouts) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (auto [hq, hkv] : {std::pair{32, 8}, std::pair{8, 8}, std::pair{8, 1}})
+    for (int splits : {0, 1, 3, 16}) {
+      KvCase c = varlen_base();
+      c.hq = hq;
+      c.hkv = hkv;
+      c.num_splits = splits;
+      expect_varlen_pass(c, s.rng);
+    }
+  for (int feat = 0; feat < 6; ++feat) {
+    KvCase c = varlen_base(DType::f16);
+    c.options.softcap = feat == 0 ? 30.f : 0.f;
+    c.alibi = feat == 1 ? 2 : 0;
+    c.sinks = feat == 2;
+    c.leftpad = feat == 3;
+    c.paged = feat != 4;
+    c.batch_idx = feat == 4;
+    if (feat == 5) c.max_seqlen_q = 0;  // the bound is total_q
+    c.num_splits = feat % 2 ? 4 : 0;
+    expect_varlen_pass(c, s.rng);
+  }
+  for (const std::vector<std::int32_t>& ql : {std::vector<std::int32_t>{0, 0, 0}, std::vector<std::int32_t>{1, 1, 1},
+                                              std::vector<std::int32_t>{0, 200, 1}}) {
+    KvCase c = varlen_base();
+    c.batch = 3;
+    c.q_lens = ql;
+    c.seqlens = {300, 250, 5};
+    expect_varlen_pass(c, s.rng);
+  }
+}
+
+TEST(KvCacheCudaVarlen, ClusterFlat) {
+  REQUIRE_GPU();
+  if (!sm90_present()) GTEST_SKIP() << "cluster-FLAT decoding needs an sm_90 GPU";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const char* n : {"2", "4"}) {
+    ScopedCluster on(n);
+    KvCase c = varlen_base();
+    const KvVerdict v = check_kvcache(c, s.rng, run_cuda, /*cuda=*/true);
+    EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
+    EXPECT_NE(v.kernel.find("_cluster"), std::string::npos) << v.kernel;
+  }
+}
+
+// Bad offsets on the device: checking mode names cu_seqlens_q / max_seqlen_q; the refused sequence's rows
+// stay poisoned, every other sequence is computed.
+TEST(KvCacheCudaVarlen, BadOffsetsAreRefused) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  ScopedCheckMetadata on("1");
+  struct Bad {
+    std::vector<std::int32_t> cu;
+    const char* argument;
+    std::int64_t max_seqlen_q;
+  };
+  // Valid offsets are {0, 4, 9, 12} (Nq_b = 4, 5, 3, total_q 12).
+  for (const Bad& bad : {Bad{{0, 4, 99, 12}, "cu_seqlens_q", 5}, Bad{{0, 4, 3, 12}, "cu_seqlens_q", 5},
+                         Bad{{0, 4, 9, 12}, "max_seqlen_q", 4}})
+    for (int splits : {1, 3}) {
+      KvCase c = varlen_base();
+      c.batch = 3;
+      c.q_lens = {4, 5, 3};
+      c.seqlens = {50, 60, 70};
+      c.num_splits = splits;
+      c.max_seqlen_q = bad.max_seqlen_q;
+      KvCaseTensors t = make_kv_case(c, s.rng);
+      KvDevice dev(t);
+      dev.set_i32(t.cu_seqlens_q, bad.cu);
+      bool threw = false;
+      try {
+        forward_kvcache(dev.args(), c.options);
+      } catch (const Error& e) {
+        threw = true;
+        EXPECT_EQ(e.argument(), bad.argument) << e.what();
+      }
+      EXPECT_TRUE(threw) << "bad " << bad.argument << " was not reported";
+      ok(cudaDeviceSynchronize(), "sync");
+      dev.to_host(t);
+      const std::int64_t row = c.hq * c.d;
+      // Sequence 0 (rows 0..3) is valid in every case; rows 4..8 belong to the refused sequence 1 (bad
+      // offsets or a length above max_seqlen_q) and stay poisoned.
+      for (std::int64_t e = 0; e < 4 * row; ++e) ASSERT_TRUE(std::isfinite(t.out.at(e))) << "sequence 0";
+      for (std::int64_t e = 4 * row; e < 9 * row; ++e)
+        ASSERT_TRUE(std::isnan(t.out.at(e))) << "rows of the refused sequence were written (" << bad.argument << ")";
+    }
 }

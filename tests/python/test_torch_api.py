@@ -220,9 +220,9 @@ def test_unsupported_arguments_are_named():
     cases = [
         ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, softcap=5.0, alibi_slopes=torch.ones(2))),
         ("alibi_slopes", lambda: fa.flash_attn_func(q, q, q, dropout_p=0.1, alibi_slopes=torch.ones(2))),
-        ("block_table", lambda: fa.flash_attn_varlen_func(q[0], q[0], q[0], torch.tensor([0, 8], dtype=torch.int32),
-                                                          torch.tensor([0, 8], dtype=torch.int32), 8, 8,
-                                                          block_table=torch.zeros(1, 1, dtype=torch.int32))),
+        ("dropout_p", lambda: fa.flash_attn_varlen_func(q[0], q, q, torch.tensor([0, 8], dtype=torch.int32),
+                                                        torch.tensor([0, 8], dtype=torch.int32), 8, 8, dropout_p=0.1,
+                                                        block_table=torch.zeros(1, 1, dtype=torch.int32))),
         ("attn_mask", lambda: flatattn.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(4, 4, dtype=bool),
                                                                     dropout_p=0.1)),
     ]

@@ -20,10 +20,11 @@
 namespace flatattn::cuda {
 
 /// cta_o: (16, D) fp32 rows relative to cta_m (log2 units, -inf: no key), cta_l their sums, bad: the CTA's
-/// metadata bits; rows r_base .. of kv head hk of sequence b. Every thread of every CTA of the cluster calls it.
+/// metadata bits; rows r_base .. of kv head hk of sequence b (rows of it, its queries from q/out row q0).
+/// Every thread of every CTA of the cluster calls it.
 template <class E, int D>
-FLATATTN_DEVICE void cluster_merge(const DecodeParams& p, int b, int hk, int r_base, float* cta_o, float* cta_m,
-                                   float* cta_l, unsigned* bad) {
+FLATATTN_DEVICE void cluster_merge(const DecodeParams& p, int b, int hk, int r_base, int rows, int q0, float* cta_o,
+                                   float* cta_m, float* cta_l, unsigned* bad) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   using T = typename E::T;
@@ -36,7 +37,7 @@ FLATATTN_DEVICE void cluster_merge(const DecodeParams& p, int b, int hk, int r_b
   if (any_bad == 0) {
     for (int idx = rank + n * static_cast<int>(threadIdx.x); idx < kRows * kDT; idx += n * static_cast<int>(blockDim.x)) {
       const int r = idx / kDT, c = (idx - r * kDT) * 8;
-      if (r_base + r >= p.rows) continue;
+      if (r_base + r >= rows) continue;
       float mx = -INFINITY;
       for (int q = 0; q < n; ++q) mx = fmaxf(mx, cl.map_shared_rank(cta_m, q)[r]);
       float sum = 0.f, acc[8];
@@ -59,8 +60,8 @@ FLATATTN_DEVICE void cluster_merge(const DecodeParams& p, int b, int hk, int r_b
       v.y = E::pack(acc[2] * inv, acc[3] * inv);
       v.z = E::pack(acc[4] * inv, acc[5] * inv);
       v.w = E::pack(acc[6] * inv, acc[7] * inv);
-      *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + i * p.o_n + h * p.o_h + c) = v;
-      if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + i * p.lse_n] = lse;
+      *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + (q0 + i) * p.o_n + h * p.o_h + c) = v;
+      if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + (q0 + i) * p.lse_n] = lse;
     }
   }
   cl.sync();

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "src/cuda/common/dtype.cuh"
+#include "src/cuda/common/seq_rows.h"
 #include "src/cuda/decode/decode_params.h"
 #include "src/cuda/decode/row_finish.cuh"
 
@@ -24,6 +25,18 @@ __global__ void __launch_bounds__(128) decode_combine_kernel(const DecodeParams 
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * 4 + (threadIdx.x >> 5);
   if (row >= rows_total) return;
   const int lane = threadIdx.x & 31;
+  // Rows are (b * Nq + i) * Hq + h (varlen: Nq is the bound, sequence b's rows i < Nq_b).
+  const int h = static_cast<int>(row % p.hq);
+  const std::int64_t bi = row / p.hq;
+  const int i = static_cast<int>(bi % p.nq), b = static_cast<int>(bi / p.nq);
+  int q0 = 0;
+  if (p.cu_seqlens_q != nullptr) {
+    // The same offsets the decode kernel read: a row past Nq_b was never written (nor its partials), and
+    // refused offsets give no rows.
+    const SeqRows sr = seq_rows(p.cu_seqlens_q, b, p.total_q, p.nq, kMetaCuQ, kMetaMaxQ);
+    if (i >= sr.len) return;
+    q0 = sr.start;
+  }
   float mx = -INFINITY;
   for (int sp = 0; sp < p.num_splits; ++sp) {
     const float v = p.lse_part[sp * rows_total + row];
@@ -49,16 +62,12 @@ __global__ void __launch_bounds__(128) decode_combine_kernel(const DecodeParams 
       }
     }
   }
-  // Rows are (b * Nq + i) * Hq + h.
-  const int h = static_cast<int>(row % p.hq);
-  const std::int64_t bi = row / p.hq;
-  const int i = static_cast<int>(bi % p.nq), b = static_cast<int>(bi / p.nq);
   float inv, lse;
   finish_row(m2, sum, p.sinks, h, inv, lse);
-  T* out = static_cast<T*>(p.o) + b * p.o_b + i * p.o_n + h * p.o_h + lane * kPer;
+  T* out = static_cast<T*>(p.o) + b * p.o_b + (q0 + i) * p.o_n + h * p.o_h + lane * kPer;
 #pragma unroll
   for (int e = 0; e < kPer; e += 2) *reinterpret_cast<std::uint32_t*>(out + e) = E::pack(acc[e] * inv, acc[e + 1] * inv);
-  if (lane == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + i * p.lse_n] = lse;
+  if (lane == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + (q0 + i) * p.lse_n] = lse;
 }
 
 }  // namespace flatattn::cuda

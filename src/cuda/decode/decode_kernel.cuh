@@ -38,10 +38,10 @@ FLATATTN_DEVICE void row_coords(const DecodeParams& p, int hk, int r, int& i, in
   h = hk * p.group + (r - i * p.group);
 }
 
-/// The visible keys [lo, hi] of query i of a sequence with n_k keys from lp (the band of src/core/mask.h,
-/// bottom-right aligned, intersected with [lp, n_k)).
-FLATATTN_DEVICE void visible_keys(const DecodeParams& p, int i, int n_k, int lp, int& lo, int& hi) {
-  const long long diag = static_cast<long long>(i) + n_k - p.nq;
+/// The visible keys [lo, hi] of query i of nq of a sequence with n_k keys from lp (the band of
+/// src/core/mask.h, bottom-right aligned, intersected with [lp, n_k)).
+FLATATTN_DEVICE void visible_keys(const DecodeParams& p, int i, int nq, int n_k, int lp, int& lo, int& hi) {
+  const long long diag = static_cast<long long>(i) + n_k - nq;
   long long l = p.left < 0 ? 0 : diag - p.left;
   long long h = p.right < 0 ? n_k - 1 : diag + p.right;
   if (l < lp) l = lp;
@@ -126,15 +126,20 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
     return;
   }
+  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
+  // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
+  // the row block and the sequence, and s.nq does not depend on the split's block-table part).
+  const int rows = p.group * s.nq;
+  if (r_base >= rows) return;
 
   // This thread's two rows (g and g + 8 of the m-tile): their visible keys.
   int lo_r[2], hi_r[2], i_r[2], h_r[2];
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
     const int r = r_base + (lane >> 2) + 8 * hh;
-    if (r < p.rows) {
+    if (r < rows) {
       row_coords(p, hk, r, i_r[hh], h_r[hh]);
-      visible_keys(p, i_r[hh], s.n_k, s.lp, lo_r[hh], hi_r[hh]);
+      visible_keys(p, i_r[hh], s.nq, s.n_k, s.lp, lo_r[hh], hi_r[hh]);
     } else {
       i_r[hh] = 0, h_r[hh] = hk * p.group, lo_r[hh] = 1, hi_r[hh] = 0;
     }
@@ -142,12 +147,12 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   // The CTA's key range: the union of its rows' bands (lo and hi grow with i), split into 64-key tiles.
   int k_lo, k_hi, unused_i, unused_h;
   {
-    const int r_last = min(r_base + C::kRows, p.rows) - 1;
+    const int r_last = min(r_base + C::kRows, rows) - 1;
     int lo_a, hi_a, lo_b, hi_b;
     row_coords(p, hk, r_base, unused_i, unused_h);
-    visible_keys(p, unused_i, s.n_k, s.lp, lo_a, hi_a);
+    visible_keys(p, unused_i, s.nq, s.n_k, s.lp, lo_a, hi_a);
     row_coords(p, hk, r_last, unused_i, unused_h);
-    visible_keys(p, unused_i, s.n_k, s.lp, lo_b, hi_b);
+    visible_keys(p, unused_i, s.nq, s.n_k, s.lp, lo_b, hi_b);
     k_lo = lo_a;
     k_hi = hi_b + 1;
   }
@@ -166,10 +171,10 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     for (int idx = tid; idx < C::kRows * kDT; idx += C::kThreads) {
       const int r = idx / kDT, c = (idx - r * kDT) * 8;
       uint4 v = make_uint4(0, 0, 0, 0);
-      if (r_base + r < p.rows) {
+      if (r_base + r < rows) {
         int i, h;
         row_coords(p, hk, r_base + r, i, h);
-        v = *reinterpret_cast<const uint4*>(q + b * p.q_b + i * p.q_n + h * p.q_h + c);
+        v = *reinterpret_cast<const uint4*>(q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h + c);
       }
       *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
     }
@@ -202,7 +207,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   ScoreAt at{};
   at.b = b;
   at.hk = hk;
-  at = with_lengths<typename V::Score>(at, p.nq, s.n_k);
+  at = with_lengths<typename V::Score>(at, s.nq, s.n_k);
 
   for (int t = t_begin; t < t_end; ++t) {
     copy_wait<C::kStages - 2>();
@@ -278,7 +283,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   __syncthreads();
   for (int idx = tid; idx < C::kRows * kDT; idx += C::kThreads) {
     const int r = idx / kDT, c = (idx - r * kDT) * 8;
-    if (r_base + r >= p.rows) continue;
+    if (r_base + r >= rows) continue;
     float mx = -INFINITY, sum = 0.f;
 #pragma unroll
     for (int w = 0; w < C::kWarps; ++w) mx = fmaxf(mx, red_m[w][r]);
@@ -318,13 +323,13 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       v.y = E::pack(acc[2] * inv, acc[3] * inv);
       v.z = E::pack(acc[4] * inv, acc[5] * inv);
       v.w = E::pack(acc[6] * inv, acc[7] * inv);
-      *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + i * p.o_n + h * p.o_h + c) = v;
-      if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + i * p.lse_n] = lse;
+      *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + (s.q0 + i) * p.o_n + h * p.o_h + c) = v;
+      if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + (s.q0 + i) * p.lse_n] = lse;
     }
   }
   if constexpr (kCluster) {
     static_assert(C::kRedBytes + 2 * C::kRows * 4 <= C::kSmem, "the rows' max and sum follow the outputs");
-    cluster_merge<E, D>(p, b, hk, r_base, red_o, red_o + C::kRedBytes / 4, red_o + C::kRedBytes / 4 + C::kRows, &word);
+    cluster_merge<E, D>(p, b, hk, r_base, rows, s.q0, red_o, red_o + C::kRedBytes / 4, red_o + C::kRedBytes / 4 + C::kRows, &word);
   }
 }
 

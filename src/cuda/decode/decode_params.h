@@ -35,9 +35,14 @@ struct DecodeParams {
   const int* cache_seqlens = nullptr;    ///< (B), required
   const int* cache_batch_idx = nullptr;  ///< contiguous only; null: b
   const int* cache_leftpad = nullptr;    ///< null: 0
+  /// Varlen queries (kvcache.h): (B + 1) offsets into the packed rows [0, total_q) of q/out (q_b = o_b =
+  /// lse_b = 0 then); null: batched. nq is then the bound on every Nq_b (max_seqlen_q) that sizes the grid.
+  const int* cu_seqlens_q = nullptr;
+  int total_q = 0;
   // Shapes.
   int batch = 0, nq = 0, nnew = 0, hq = 0, hkv = 0, group = 1, d = 0;
   int rows = 0;        ///< group * nq: the rows of one (sequence, kv head), packed as r = i * group + g
+                       ///< (varlen: the bound; sequence b has group * Nq_b of them, kv_meta.cuh KvSeq::nq)
   int row_blocks = 0;  ///< ceil(rows / 16)
   // Rotary (checked here only for the table's bounds; the append kernel applies it).
   int rotary_dim = 0, rotary_max_position = 0;

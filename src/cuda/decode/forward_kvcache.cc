@@ -131,6 +131,8 @@ DecodeParams make_decode_params(const KvProblem& p, const KvTensors& t) {
   d.cache_seqlens = p.cache_seqlens;
   d.cache_batch_idx = p.paged ? nullptr : p.cache_batch_idx;
   d.cache_leftpad = p.cache_leftpad;
+  d.cu_seqlens_q = p.cu_seqlens_q;
+  d.total_q = static_cast<int>(p.total_q);
   d.batch = static_cast<int>(p.batch);
   d.nq = static_cast<int>(p.nq);
   d.nnew = static_cast<int>(p.nnew);
@@ -161,11 +163,12 @@ int smem_of(int d) {
   }
 }
 
-/// The Report's kernel name: decode_<dtype>_d<D>[_<variant>]_splits<N> (the planner's or the forced count).
+/// The Report's kernel name: decode_<dtype>_d<D>[_<variant>][_varlen]_splits<N> (the planner's or the forced count).
 std::string kernel_name(const KvProblem& p, int splits) {
   std::string n = "decode_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d);
   const VariantId v = variant_of(p.variant);
   if (v != VariantId::plain) n += std::string("_") + variant_name(v);
+  if (p.varlen()) n += "_varlen";
   return n + "_splits" + std::to_string(splits);
 }
 
@@ -232,17 +235,20 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
     throw Error(Error::Kind::invalid_argument, "num_splits", std::to_string(p.num_splits), "at most 65535",
                 "pass 0 (the planner's choice) or a smaller count");
   }
-  if (p.capacity() > INT_MAX / 2 || p.num_pages > INT_MAX || p.group() * p.nq > INT_MAX / 2) {
+  if (p.capacity() > INT_MAX / 2 || p.num_pages > INT_MAX || p.group() * p.nq > INT_MAX / 2 || p.total_q > INT_MAX / 2) {
     throw Error(Error::Kind::unsupported, "cache.k_cache", "capacity " + std::to_string(p.capacity()) + ", pages " +
-                std::to_string(p.num_pages) + ", Nq * Hq/Hkv " + std::to_string(p.group() * p.nq),
+                std::to_string(p.num_pages) + ", Nq * Hq/Hkv " + std::to_string(p.group() * p.nq) + ", total_q " +
+                std::to_string(p.total_q),
                 "below 2^30 each (32-bit positions in the decode kernels)", "split the call");
   }
   DeviceGuard guard(p.device.index);
   const auto s = static_cast<cudaStream_t>(stream.handle);
   MetaCheck meta(p, s);
   int cluster = 0;
-  const DecodeFn cluster_launch = p.batch == 0 ? nullptr : cluster_for(p, cluster);
-  const int splits = p.batch == 0 ? 1 : cluster > 0 ? cluster : decode_splits(p);
+  // Nothing to compute: no sequence, or varlen with total_q = 0 (p.nq is the bound on every Nq_b).
+  const bool empty = p.batch == 0 || p.nq == 0;
+  const DecodeFn cluster_launch = empty ? nullptr : cluster_for(p, cluster);
+  const int splits = empty ? 1 : cluster > 0 ? cluster : decode_splits(p);
   Report r;
   r.backend = "cuda";
   r.dataflow = Dataflow::flash;
@@ -250,7 +256,7 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
   r.block_n = DecodeTile<64>::kBN;
   r.kernel = cluster > 0 ? kernel_name(p, 0).substr(0, kernel_name(p, 0).rfind("_splits")) + "_cluster" + std::to_string(cluster)
                         : kernel_name(p, splits);
-  if (p.batch == 0) return r;
+  if (empty) return r;
 
   DecodeParams d = make_decode_params(p, t);
   d.num_splits = splits;

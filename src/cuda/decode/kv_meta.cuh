@@ -13,6 +13,10 @@
 #include "src/cuda/common/seq_rows.h"
 #include "src/cuda/decode/decode_params.h"
 
+// Varlen queries (DecodeParams::cu_seqlens_q): the sequence's rows [q0, q0 + nq) of the packed q/out come
+// from common/seq_rows.h (bounded by total_q and the grid's nq whatever the offsets hold); bad offsets
+// refuse the sequence like the cache metadata (kMetaCuQ, kMetaMaxQ).
+
 namespace flatattn::cuda {
 
 /// Sequence b after the scalar checks: its cache length before the call, its key count n_k = seqlen + Nnew,
@@ -20,10 +24,17 @@ namespace flatattn::cuda {
 struct KvSeq {
   int seqlen, n_k, lp, page;
   unsigned bad;
+  int q0, nq;  ///< the sequence's first q/out row (batched: 0, with the batch stride) and its query count
 };
 
 FLATATTN_DEVICE KvSeq kv_seq(const DecodeParams& p, int b) {
-  KvSeq s{p.cache_seqlens[b], 0, 0, 0, 0u};
+  KvSeq s{p.cache_seqlens[b], 0, 0, 0, 0u, 0, p.nq};
+  if (p.cu_seqlens_q != nullptr) {
+    const SeqRows r = seq_rows(p.cu_seqlens_q, b, p.total_q, p.nq, kMetaCuQ, kMetaMaxQ);
+    s.q0 = r.start;
+    s.nq = r.len;
+    s.bad |= r.bad;
+  }
   const long long len = s.seqlen;
   if (len < 0 || len + p.nnew > p.capacity) s.bad |= kMetaCacheSeqlens;
   if (p.rotary_dim > 0) {
