@@ -17,6 +17,7 @@
 # MODES (fwd,fwdbwd), REPS (3), WARMUP (1), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn).
 # FLOPs as `flatattn run` counts them: fwd 4 B Hq Nq Nk D (causal: half), fwd+bwd 3.5x that.
 # Run: LD_LIBRARY_PATH=/tmp/kvstubs /tmp/cpuvenv/bin/python bench/cpu/peers_torch_cpu.py
+# Table: python bench/cpu/peers_torch_cpu.py --md peers_torch_cpu.json
 import json, os, platform, statistics, subprocess, time
 
 import torch
@@ -155,5 +156,23 @@ def main():
     print("wrote", path)
 
 
+def markdown(path):
+    """The rows of a result JSON as a markdown table (for bench/results/cpu-vs-torch-<date>.md)."""
+    res = json.load(open(path))
+    print("| shape | dtype | thr | load before | fwd torch ms | fwd flatattn ms | fwd x | fwd GF/s flatattn (torch)"
+          " | fwd+bwd torch ms | fwd+bwd flatattn ms | fwd+bwd x | agree | flatattn fwd kernel |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in res["rows"]:
+        print("| %s | %s | %d | %.1f | %s | %s | %s | %s (%s) | %s | %s | %s | %s/%s | %s |" % (
+            r["shape"], r["dtype"], r["threads"], r["loadavg_before"][0], r.get("fwd_torch_ms"),
+            r.get("fwd_flatattn_ms"), r.get("fwd_speedup"), r.get("fwd_flatattn_gflops"), r.get("fwd_torch_gflops"),
+            r.get("fwdbwd_torch_ms"), r.get("fwdbwd_flatattn_ms"), r.get("fwdbwd_speedup"), r.get("fwd_agree"),
+            r.get("fwdbwd_agree"), r.get("fwd_kernel")))
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--md":
+        markdown(sys.argv[2])
+    else:
+        main()
