@@ -16,6 +16,7 @@
 #include "cli/report.h"
 #include "cli/run_decode.h"
 #include "cli/table.h"
+#include "src/cpu/amx/amx.h"
 
 namespace flatattn::cli {
 
@@ -120,6 +121,12 @@ void run(const RunFlags& f) {
     std::printf("%s", t.str().c_str());
     if (fused.contains("report") && fused["report"].contains("kernel"))  // e.g. the CPU's _amx path
       std::printf("fused kernel: %s\n", fused["report"]["kernel"].get<std::string>().c_str());
+    if (w.device == DeviceKind::cpu)  // which bf16 product paths this binary and machine offer (src/cpu/amx/amx.h)
+      std::printf("cpu bf16 products: amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
+                  cpu::amx_available() ? "available" : "unavailable",
+                  !cpu::avx512bf16_built()      ? "not built (the compiler refused -mavx512bf16)"
+                  : cpu::avx512bf16_available() ? "available"
+                                                : "unavailable on this CPU");
     std::printf("\ntime: median of %d runs after %d warm-up; peak mem: measured peak resident memory above the inputs "
                 "and outputs (ru_maxrss of the run's process minus a process that only allocates them)\n",
                 f.reps, f.warmup);

@@ -68,11 +68,11 @@ TileList row_tiles(const Problem& p, int block_m) {
   return l;
 }
 
-std::string kernel_name(const Problem& p, const ForwardPlan& plan, bool amx) {
+std::string kernel_name(const Problem& p, const ForwardPlan& plan, MatmulPath path) {
   std::string s = "cpu_" + std::string(name(plan.dataflow)) + "_fwd_" + std::string(name(p.dtype)) + "_d" +
                   std::to_string(p.d) + "_m" + std::to_string(plan.block_m);
   s += plan.dataflow == Dataflow::flat ? "_nall" : "_n" + std::to_string(plan.block_n);
-  if (amx) s += "_amx";  // the products ran on the AMX tiles (src/cpu/amx/amx.h)
+  s += matmul_suffix(path);  // the products ran on AMX tiles or AVX512-BF16 (src/cpu/amx/amx.h)
   return s;
 }
 
@@ -101,14 +101,15 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
   scratch.reserve(threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(sizer.floats());
   const std::int64_t dp = padded_d(p.d);
-  const bool amx = forward_matmul(p.dtype) == MatmulPath::amx;  // carve_forward decides the same
+  const MatmulPath path = forward_matmul(p.dtype);  // carve_forward decides the same
+  const bool amx = path != MatmulPath::fp32;          // bf16 operand layouts (AMX or AVX512-BF16)
 
 #pragma omp parallel num_threads(threads)
   {
     const ItemRange mine = thread_items(work.prefix, omp_get_thread_num(), omp_get_num_threads());
     Carver carver(scratch[omp_get_thread_num()].data());
     const ForwardScratch w = carve_forward(carver, p, plan);
-    if (amx) amx_begin();  // this thread's tile configuration
+    if (path == MatmulPath::amx) amx_begin();  // this thread's tile configuration
     std::int64_t packed_b = -1, packed_hk = -1;
     for (std::size_t i = mine.begin; i < mine.end; ++i) {
       const RowTile& tile = work.tiles[i];
@@ -132,7 +133,7 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
         flash_tile(p, t, plan, tile, w);
       }
     }
-    if (amx) amx_end();
+    if (path == MatmulPath::amx) amx_end();
   }
 
   Report r;
@@ -140,7 +141,7 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
   r.dataflow = plan.dataflow;
   r.block_m = plan.block_m;
   r.block_n = plan.dataflow == Dataflow::flat ? static_cast<int>(p.nk) : plan.block_n;
-  r.kernel = kernel_name(p, plan, amx);
+  r.kernel = kernel_name(p, plan, path);
   return r;
 }
 

@@ -37,7 +37,11 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
       p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
   auto visit = [&](std::int64_t k0, std::int64_t ncols, const Range& keys) {
     if constexpr (kAmx) {
-      amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
+      if (w.dpbf16) {
+        dpbf16_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
+      } else {
+        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
+      }
     } else {
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
     }
@@ -59,8 +63,13 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
     // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
     if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
     if constexpr (kAmx) {
-      amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);  // P in bf16, as the GPU kernels' MMA operand
-      amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
+        dpbf16_to_bf16(w.s, rows_pad, ncols, bn, w.pb);
+        dpbf16_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      } else {
+        amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);
+        amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      }
     } else {
       gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }

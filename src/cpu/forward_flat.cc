@@ -38,7 +38,11 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
     if constexpr (kAmx) {
-      amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
+      if (w.dpbf16) {
+        dpbf16_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
+      } else {
+        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
+      }
     } else {
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
     }
@@ -60,8 +64,13 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, ncols);
     // Attend: O = P V, output stationary (the O tile is written once).
     if constexpr (kAmx) {
-      amx_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);  // P in bf16, as the GPU kernels' MMA operand
-      amx_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
+        dpbf16_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);
+        dpbf16_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      } else {
+        amx_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);
+        amx_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
+      }
     } else {
       gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }

@@ -14,11 +14,13 @@ ForwardScratch carve_forward(Carver& c, const Problem& p, const ForwardPlan& pla
   const std::size_t bm = static_cast<std::size_t>(plan.block_m);
   const std::size_t cols = plan.dataflow == Dataflow::flat ? nk : static_cast<std::size_t>(plan.block_n);
   ForwardScratch w{};
-  if (forward_matmul(p.dtype) == MatmulPath::amx) {  // bf16 operands: two per float of the carver
+  const MatmulPath path = forward_matmul(p.dtype);
+  if (path != MatmulPath::fp32) {  // bf16 operands (AMX or AVX512-BF16): two per float of the carver
     const std::size_t kd = static_cast<std::size_t>(amx_kd(p.d));
     const std::size_t rows = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));
     const auto half = [&](std::size_t n) { return reinterpret_cast<std::uint16_t*>(c.take((n + 1) / 2)); };
     w.amx = true;
+    w.dpbf16 = path == MatmulPath::avx512bf16;
     w.kb = half(nk * kd);
     w.vb = half(nk * dp);
     w.qb = half(rows * kd);

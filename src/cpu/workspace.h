@@ -27,7 +27,9 @@ struct ForwardScratch {
   float* l;   ///< running row sum [block_m]
   // The AMX path (src/cpu/amx/amx.h; kt, v and q are then unused and empty, tiles have
   // round_up(block_m, kAmxRows) rows): bf16 operands in the AMX layouts.
+  // The AVX512-BF16 path (dpbf16 true) uses the same layouts and sizes.
   bool amx = false;
+  bool dpbf16 = false;  ///< bf16 operands multiplied with AVX512-BF16 (src/cpu/amx/dpbf16.cc), not AMX tiles
   std::uint16_t* kb = nullptr;  ///< K panels (VNNI) of one (b, kv head): [Nk][Kd]
   std::uint16_t* vb = nullptr;  ///< V key pairs (VNNI) of one (b, kv head): [Nk][Dp]
   std::uint16_t* qb = nullptr;  ///< Q tile: [rows][Kd]

@@ -1,5 +1,5 @@
-// The bf16 forward's product path (src/cpu/amx/amx.h): FLATATTN_CPU_MATMUL selects AMX or fp32, the
-// Report's kernel name says which ran, and both paths meet the oracle's rule on bf16 cases (head dims
+// The bf16 forward's product path (src/cpu/amx/amx.h): FLATATTN_CPU_MATMUL selects AMX, AVX512-BF16 or
+// fp32, the Report's kernel name says which ran, and every path meets the oracle's rule on bf16 cases (head dims
 // that pad to the AMX tiles, odd lengths, masks, GQA, features). The whole forward suite also runs under
 // each forced path as its own ctest entry (tests/cpu/CMakeLists.txt: cpu_forward_matmul_*).
 #include <gtest/gtest.h>
@@ -40,7 +40,13 @@ class ScopedMatmul {
   std::optional<std::string> old_;
 };
 
-bool ends_with_amx(const std::string& k) { return k.size() >= 4 && k.compare(k.size() - 4, 4, "_amx") == 0; }
+bool ends_with(const std::string& k, const std::string& suffix) {
+  return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+bool ends_with_amx(const std::string& k) { return ends_with(k, "_amx"); }
+
+/// The Report suffix a forced path must produce ("" for fp32).
+std::string suffix_of(const std::string& path) { return path == "fp32" ? "" : "_" + path; }
 
 /// When the ctest entry forces AMX on a machine without it, every test here would only see the Error.
 class ForcedAmxNeedsAmx : public ::testing::Environment {
@@ -49,6 +55,8 @@ class ForcedAmxNeedsAmx : public ::testing::Environment {
     const char* v = std::getenv("FLATATTN_CPU_MATMUL");
     if (v != nullptr && std::string(v) == "amx" && !cpu::amx_available())
       GTEST_SKIP() << "FLATATTN_CPU_MATMUL=amx but AMX unavailable: skipping";
+    if (v != nullptr && std::string(v) == "avx512bf16" && !cpu::avx512bf16_available())
+      GTEST_SKIP() << "FLATATTN_CPU_MATMUL=avx512bf16 but AVX512-BF16 unavailable: skipping";
   }
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ForcedAmxNeedsAmx);
@@ -56,6 +64,7 @@ const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ForcedAmxNeedsA
 std::vector<const char*> paths() {
   std::vector<const char*> v = {"fp32"};
   if (cpu::amx_available()) v.push_back("amx");
+  if (cpu::avx512bf16_available()) v.push_back("avx512bf16");
   return v;
 }
 
@@ -84,7 +93,9 @@ TEST(CpuMatmul, BothPathsMatchTheOracleOnBf16) {
         Options opt = c.options;
         opt.dataflow = df;
         const Report r = run_forward(t, opt);
+        const std::string want = suffix_of(path);
         EXPECT_EQ(ends_with_amx(r.kernel), std::string(path) == "amx") << r.kernel;
+        if (!want.empty()) EXPECT_TRUE(ends_with(r.kernel, want)) << r.kernel << " under " << path;
         expect_forward_ok(t, o, r.kernel);
       }
       for (const cpu::ForwardPlan& plan : {cpu::ForwardPlan{Dataflow::flash, 12, 32}, cpu::ForwardPlan{Dataflow::flat, 36, 0}}) {
@@ -112,13 +123,38 @@ TEST(CpuMatmul, FeatureTableOnAmx) {
   }
 }
 
+// Every feature row of the table on the AVX512-BF16 path (the path for CPUs without AMX).
+TEST(CpuMatmul, FeatureTableOnAvx512Bf16) {
+  if (!cpu::avx512bf16_available()) GTEST_SKIP() << "no AVX512-BF16 here (or not built)";
+  ScopedMatmul m("avx512bf16");
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const Feature& f : features()) {
+    const Case c = feature_case(f, DType::bf16);
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng);
+    const ForwardOracle o = forward_yardstick(t);
+    const Report r = run_forward(t, c.options);
+    EXPECT_TRUE(ends_with(r.kernel, "_avx512bf16")) << r.kernel;
+    expect_forward_ok(t, o, r.kernel);
+  }
+}
+
 TEST(CpuMatmul, OnlyBf16TakesAmx) {
   ScopedMatmul m("auto");
   EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
   EXPECT_EQ(cpu::forward_matmul(DType::f16), cpu::MatmulPath::fp32);
-  EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32);
+  const cpu::MatmulPath best = cpu::amx_available()          ? cpu::MatmulPath::amx
+                               : cpu::avx512bf16_available() ? cpu::MatmulPath::avx512bf16
+                                                             : cpu::MatmulPath::fp32;
+  EXPECT_EQ(cpu::forward_matmul(DType::bf16), best);  // auto: amx > avx512bf16 > fp32
   ScopedMatmul f("fp32");
   EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::fp32);
+  if (cpu::avx512bf16_available()) {
+    ScopedMatmul a("avx512bf16");
+    EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::avx512bf16);
+    EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
+  }
 }
 
 TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
@@ -132,6 +168,10 @@ TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
   }
   if (!cpu::amx_available()) {  // forcing AMX where it cannot run is refused, never a silent fallback
     ScopedMatmul a("amx");
+    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+  }
+  if (!cpu::avx512bf16_available()) {  // likewise AVX512-BF16 (absent, or not built)
+    ScopedMatmul a("avx512bf16");
     EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
   }
 }

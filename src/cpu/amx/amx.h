@@ -7,9 +7,13 @@
 // process); otherwise today's fp32 path runs. The environment variable FLATATTN_CPU_MATMUL overrides:
 //   unset, "" or "auto": AMX for bf16 where available, fp32 elsewhere;
 //   "amx":  AMX for bf16; an Error if the CPU/OS cannot (never a silent fallback);
+//   "avx512bf16": the same bf16 operand layouts multiplied with AVX512-BF16 (VDPBF16PS, dpbf16.cc); an
+//           Error if the CPU/OS cannot or this build lacks the kernels (FLATATTN_HAVE_AVX512BF16: the
+//           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
+// "auto" picks amx > avx512bf16 > fp32.
 // f32 and f16 inputs and the whole backward always take the fp32 path. The forward Report's kernel name
-// ends in "_amx" when the AMX path ran.
+// ends in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
 // in fp32; the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the fp32
@@ -35,11 +39,21 @@ inline constexpr int kAmxRows = 16;  ///< rows of one AMX tile: AMX row tiles ar
 inline constexpr int kAmxK = 32;     ///< bf16 inner-dim elements per tile step (64 bytes)
 
 /// The product path of a forward.
-enum class MatmulPath { fp32, amx };
+enum class MatmulPath { fp32, amx, avx512bf16 };
+
+/// The Report suffix of a path ("", "_amx", "_avx512bf16").
+const char* matmul_suffix(MatmulPath path);
 
 /// True when this CPU and OS can run AMX-BF16 tiles in this process (CPUID leaf 7 EDX bits 22/24,
 /// OSXSAVE, XCR0 bits 17/18, and the Linux tile-data permission, requested on the first call).
 bool amx_available();
+
+/// True when this build has the AVX512-BF16 kernels (the compiler accepted -mavx512bf16), the CPU has
+/// AVX512F, AVX512BW and AVX512-BF16 (CPUID leaf 7 sub-leaf 0 EBX 16/30, sub-leaf 1 EAX 5) and the OS
+/// saves the ZMM state (XCR0 bits 1, 2, 5, 6, 7).
+bool avx512bf16_available();
+/// True when this build has the AVX512-BF16 kernels (FLATATTN_HAVE_AVX512BF16).
+bool avx512bf16_built();
 
 /// The path a forward of dtype dt takes (reads FLATATTN_CPU_MATMUL each call; see above). Throws Error
 /// for an unknown value, or for "amx" where amx_available() is false.
@@ -69,6 +83,16 @@ void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int
 /// first key). rows a multiple of 16, ncols of 32, dp of 16.
 void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols, const std::uint16_t* vb,
             std::int64_t dp, float* o, std::int64_t ldo);
+
+// --- AVX512-BF16 kernels (src/cpu/amx/dpbf16.cc, compiled with -mavx512bf16 when the compiler accepts
+// it; call only after forward_matmul returned avx512bf16): the same contracts and layouts as amx_qk and
+// amx_pv and amx_to_bf16, no tile state (this TU does not need the compiler's AMX flags). ---
+
+void dpbf16_qk(const std::uint16_t* q, std::int64_t rows, std::int64_t kd, const std::uint16_t* kb,
+               std::int64_t ncols, float scale, float* s, std::int64_t lds);
+void dpbf16_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, std::uint16_t* pb);
+void dpbf16_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols,
+               const std::uint16_t* vb, std::int64_t dp, float* o, std::int64_t ldo);
 
 // --- packers from bf16 inputs (src/cpu/amx/pack.cc) ---
 

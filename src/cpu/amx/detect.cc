@@ -30,6 +30,21 @@ bool cpu_and_os_have_amx() {
   return (lo & (3u << 17)) == (3u << 17);  // XTILECFG and XTILEDATA enabled by the OS
 }
 
+bool cpu_and_os_have_avx512bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid(1, a, b, c, d);
+  if (!(c & (1u << 27))) return false;  // OSXSAVE: XGETBV usable
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool f = b & (1u << 16), bw = b & (1u << 30);
+  if (!f || !bw || a < 1) return false;  // sub-leaf 1 exists when leaf 7.0 EAX >= 1
+  __cpuid_count(7, 1, a, b, c, d);
+  if (!(a & (1u << 5))) return false;  // AVX512_BF16
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0xE6u) == 0xE6u;  // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM state enabled by the OS
+}
+
 bool request_permission() {
 #if defined(__linux__)
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -45,18 +60,52 @@ bool amx_available() {
   return ok;
 }
 
+bool avx512bf16_built() {
+#if defined(FLATATTN_HAVE_AVX512BF16)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool avx512bf16_available() {
+  static const bool ok = avx512bf16_built() && cpu_and_os_have_avx512bf16();
+  return ok;
+}
+
+const char* matmul_suffix(MatmulPath path) {
+  switch (path) {
+    case MatmulPath::amx:
+      return "_amx";
+    case MatmulPath::avx512bf16:
+      return "_avx512bf16";
+    case MatmulPath::fp32:
+      break;
+  }
+  return "";
+}
+
 MatmulPath forward_matmul(DType dt) {
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   const std::string v = env ? env : "";
-  require(v.empty() || v == "auto" || v == "amx" || v == "fp32", "FLATATTN_CPU_MATMUL", v,
-          "one of auto, amx, fp32", "unset it or set auto, amx or fp32");
+  require(v.empty() || v == "auto" || v == "amx" || v == "avx512bf16" || v == "fp32", "FLATATTN_CPU_MATMUL", v,
+          "one of auto, amx, avx512bf16, fp32", "unset it or set auto, amx, avx512bf16 or fp32");
   if (dt != DType::bf16 || v == "fp32") return MatmulPath::fp32;
   if (v == "amx") {
     require(amx_available(), "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
             "unset it or set fp32 (this CPU or OS has no AMX-BF16, or the tile permission was refused)");
     return MatmulPath::amx;
   }
-  return amx_available() ? MatmulPath::amx : MatmulPath::fp32;
+  if (v == "avx512bf16") {
+    require(avx512bf16_built(), "FLATATTN_CPU_MATMUL", v, "a build with the AVX512-BF16 kernels",
+            "unset it or set fp32 (the compiler of this build refused -mavx512bf16; rebuild with GCC >= 10 or "
+            "Clang >= 9)");
+    require(avx512bf16_available(), "FLATATTN_CPU_MATMUL", v, "AVX512F, AVX512BW and AVX512-BF16 usable",
+            "unset it or set fp32 (this CPU or OS has no AVX512-BF16)");
+    return MatmulPath::avx512bf16;
+  }
+  if (amx_available()) return MatmulPath::amx;
+  return avx512bf16_available() ? MatmulPath::avx512bf16 : MatmulPath::fp32;
 }
 
 }  // namespace flatattn::cpu
