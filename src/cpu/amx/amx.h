@@ -11,7 +11,7 @@
 //           Error if the CPU/OS cannot or this build lacks the kernels (FLATATTN_HAVE_AVX512BF16: the
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
-// "auto" picks amx > avx512bf16 > fp32.
+// "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
 // f32 and f16 inputs and the whole backward always take the fp32 path. The forward Report's kernel name
 // ends in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //

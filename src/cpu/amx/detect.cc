@@ -104,8 +104,10 @@ MatmulPath forward_matmul(DType dt) {
             "unset it or set fp32 (this CPU or OS has no AVX512-BF16)");
     return MatmulPath::avx512bf16;
   }
-  if (amx_available()) return MatmulPath::amx;
-  return avx512bf16_available() ? MatmulPath::avx512bf16 : MatmulPath::fp32;
+  // auto: AMX where usable, else fp32. The AVX512-BF16 path is only taken when forced: on the one CPU it was
+  // measured on it ran at 0.62x (D = 64) and 0.92x (D = 128) the fp32 path (bench/results/
+  // cpu-vs-torch-2026-12-06.md), and picking a slower path by default would be a silent loss.
+  return amx_available() ? MatmulPath::amx : MatmulPath::fp32;
 }
 
 }  // namespace flatattn::cpu
