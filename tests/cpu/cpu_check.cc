@@ -6,6 +6,8 @@
 #include <iostream>
 #include <tuple>
 
+#include "flatattn/kvcache.h"
+#include "src/check/kv_check.h"
 #include "src/core/validate.h"
 
 namespace flatattn::testing {
@@ -77,6 +79,13 @@ void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const B
     if (strict_fp32(t.c) && v.max_err > 2.0 * noise)
       EXPECT_LE(v.rel_err, 1e-5) << what << " " << name << ": " << v.detail() << " noise=" << noise;
   }
+}
+
+void expect_kv_pass(const KvCase& c, std::mt19937_64& rng, const char* kernel) {
+  const KvVerdict v =
+      check_kvcache(c, rng, [](KvCaseTensors& t) { return forward_kvcache(t.args(), t.c.options); });
+  EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
+  EXPECT_NE(v.kernel.find(kernel), std::string::npos) << v.kernel;
 }
 
 }  // namespace flatattn::testing

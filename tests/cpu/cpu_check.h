@@ -11,6 +11,7 @@
 
 #include "src/cpu/engine.h"
 #include "src/check/case.h"
+#include "src/check/kv_case.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
 #include "src/check/yardstick.h"
@@ -52,5 +53,9 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
 /// error exceeds that noise.
 void expect_backward_ok(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y,
                         const std::string& what);
+
+/// forward_kvcache of KV case c on the CPU, judged against the fp64 oracle by check_kvcache (src/check/kv_check.h);
+/// adds a failure naming the case unless it passes, and unless the Report's kernel name contains `kernel`.
+void expect_kv_pass(const KvCase& c, std::mt19937_64& rng, const char* kernel);
 
 }  // namespace flatattn::testing

@@ -12,25 +12,15 @@
 #include "src/check/case.h"
 #include "src/check/kv_cases.h"
 #include "src/check/kv_check.h"
+#include "tests/cpu/cpu_check.h"
 
 using namespace flatattn;
 using namespace flatattn::check;
+using namespace flatattn::testing;
 
 namespace {
 
-struct Seeded {
-  std::uint64_t seed = fresh_seed();
-  std::mt19937_64 rng{seed};
-  [[nodiscard]] std::string trace() const { return "FLATATTN_SEED=" + std::to_string(seed); }
-};
-
-Report run_cpu(KvCaseTensors& t) { return forward_kvcache(t.args(), t.c.options); }
-
-void expect_pass(const KvCase& c, std::mt19937_64& rng) {
-  const KvVerdict v = check_kvcache(c, rng, run_cpu);
-  EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
-  EXPECT_NE(v.kernel.find("cpu_kvcache"), std::string::npos) << v.kernel;
-}
+void expect_pass(const KvCase& c, std::mt19937_64& rng) { expect_kv_pass(c, rng, "cpu_kvcache"); }
 
 KvCase base(DType dt = DType::f32) {
   KvCase c;
