@@ -122,27 +122,9 @@ int main(int argc, char** argv) {
           ba.dout = view(dout), ba.q = fa.q, ba.k = fa.k, ba.v = fa.v, ba.out = fa.out, ba.lse = fa.lse;
           ba.dq = view(dq), ba.dk = view(dk), ba.dv = view(dv);
           if (var.bias) ba.bias = bv, ba.dbias = dbv;
-          flatattn::Options fopt;  // forward alone: the automatic dataflow, no LSE
-          fopt.causal = causal;
-          flatattn::ForwardArgs fa_nolse = fa;
-          fa_nolse.lse = {};
-          flatattn::Options opt;  // forward + backward: Flash, LSE
-          opt.causal = causal;
-          opt.return_lse = true;
-          opt.dataflow = flatattn::Dataflow::flash;
-          std::string err;
-          double f_ms = -1, fb_ms = -1;
-          try {
-            f_ms = timer.median_ms([&] { flatattn::forward(fa_nolse, fopt); }, warmup, reps);
-            fb_ms = timer.median_ms(
-                [&] {
-                  flatattn::forward(fa, opt);
-                  flatattn::backward(ba, opt);
-                },
-                warmup, reps);
-          } catch (const flatattn::Error& e) {
-            err = e.what();
-          }
+          const flatattn::bench::FwdBwdTimes tm = flatattn::bench::time_fwd_fwdbwd(timer, fa, ba, causal, warmup, reps);
+          const double f_ms = tm.fwd_ms, fb_ms = tm.fwdbwd_ms;
+          const std::string& err = tm.err;
           if (!var.bias) base_f = f_ms, base_fb = fb_ms;
           const double bytes = var.bias ? 2.0 * double(bb) * double(h) * double(n) * double(n) : 0.0;
           const double bud_f = base_f + 1.2 * bytes / bw * 1e3, bud_fb = base_fb + 1.2 * 3.0 * bytes / bw * 1e3;

@@ -112,27 +112,9 @@ int main(int argc, char** argv) {
           ba.dq = view(dq), ba.dk = view(dk), ba.dv = view(dv);
           ba.alibi_slopes = fa.alibi_slopes, ba.sinks = fa.sinks;
           if (f.sinks) ba.dsinks = per_head_dsinks;
-          flatattn::Options fopt;  // forward alone: the automatic dataflow, no LSE
-          fopt.causal = causal;
-          flatattn::ForwardArgs fa_nolse = fa;
-          fa_nolse.lse = {};
-          flatattn::Options opt;  // forward + backward: Flash, LSE
-          opt.causal = causal;
-          opt.return_lse = true;
-          opt.dataflow = flatattn::Dataflow::flash;
-          std::string err;
-          double f_ms = -1, fb_ms = -1;
-          try {
-            f_ms = timer.median_ms([&] { flatattn::forward(fa_nolse, fopt); }, warmup, reps);
-            fb_ms = timer.median_ms(
-                [&] {
-                  flatattn::forward(fa, opt);
-                  flatattn::backward(ba, opt);
-                },
-                warmup, reps);
-          } catch (const flatattn::Error& e) {
-            err = e.what();
-          }
+          const flatattn::bench::FwdBwdTimes tm = flatattn::bench::time_fwd_fwdbwd(timer, fa, ba, causal, warmup, reps);
+          const double f_ms = tm.fwd_ms, fb_ms = tm.fwdbwd_ms;
+          const std::string& err = tm.err;
           if (!f.alibi && !f.sinks) base_f = f_ms, base_fb = fb_ms;
           const double rf = base_f > 0 && f_ms > 0 ? f_ms / base_f : -1, rfb = base_fb > 0 && fb_ms > 0 ? fb_ms / base_fb : -1;
           std::printf("%4ld %5ld %2d %3ld %3ld %-12s | %8.3f %8.3f | %7.3f %7.3f %s\n", d, n, causal ? 1 : 0, b, h,

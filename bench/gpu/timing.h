@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
+
+#include "flatattn/flatattn.h"
 
 namespace flatattn::bench {
 
@@ -53,5 +56,38 @@ class Timer {
   static constexpr std::size_t kFlushBytes = std::size_t{256} << 20;
   void* flush_ = nullptr;
 };
+
+/// Median times of one call's forward alone (fa without its LSE, the automatic dataflow) and of forward +
+/// backward (Flash, LSE), as bench_features and bench_bias compare them; the features stay whatever fa/ba carry.
+/// err holds a refused call's message (the times stay -1).
+struct FwdBwdTimes {
+  double fwd_ms = -1, fwdbwd_ms = -1;
+  std::string err;
+};
+
+inline FwdBwdTimes time_fwd_fwdbwd(Timer& timer, const ForwardArgs& fa, const BackwardArgs& ba, bool causal, int warmup,
+                                   int reps) {
+  Options fopt;  // forward alone: the automatic dataflow, no LSE
+  fopt.causal = causal;
+  ForwardArgs fa_nolse = fa;
+  fa_nolse.lse = {};
+  Options opt;  // forward + backward: Flash, LSE
+  opt.causal = causal;
+  opt.return_lse = true;
+  opt.dataflow = Dataflow::flash;
+  FwdBwdTimes t;
+  try {
+    t.fwd_ms = timer.median_ms([&] { forward(fa_nolse, fopt); }, warmup, reps);
+    t.fwdbwd_ms = timer.median_ms(
+        [&] {
+          forward(fa, opt);
+          backward(ba, opt);
+        },
+        warmup, reps);
+  } catch (const Error& e) {
+    t.err = e.what();
+  }
+  return t;
+}
 
 }  // namespace flatattn::bench
