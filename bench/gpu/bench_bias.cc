@@ -66,20 +66,12 @@ int main(int argc, char** argv) {
   const long hmax = width / *std::min_element(ds.begin(), ds.end());
   const long nmax = *std::max_element(ns.begin(), ns.end());
   const std::size_t bias_max = static_cast<std::size_t>(kTokens) * hmax * nmax;  // B H N N elements, B = 16k / N
-  std::vector<std::uint16_t> host(elems + 64);
-  std::mt19937_64 rng(12345);
-  std::normal_distribution<float> nd;
-  for (auto& x : host) x = flatattn::float_to_bf16(nd(rng));
   void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse, *bias, *dbias;
   for (void** p : {&q, &k, &v, &o, &dout, &dq, &dk, &dv}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
   ok(cudaMalloc(&lse, kTokens * hmax * 4), "cudaMalloc(lse)");
   ok(cudaMalloc(&bias, bias_max * 2), "cudaMalloc(bias)");
   ok(cudaMalloc(&dbias, bias_max * 2), "cudaMalloc(dbias)");
-  int shift = 0;
-  for (void* p : {q, k, v, dout}) {
-    ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
-    shift += 7;
-  }
+  const std::vector<std::uint16_t> host = flatattn::bench::fill_random_bf16({q, k, v, dout}, elems);
   for (std::size_t at = 0; at < bias_max; at += static_cast<std::size_t>(elems)) {  // N(0, 1) bias values
     const std::size_t n = std::min<std::size_t>(elems, bias_max - at);
     ok(cudaMemcpy(static_cast<std::uint16_t*>(bias) + at, host.data() + (at % 13), n * 2, cudaMemcpyHostToDevice),

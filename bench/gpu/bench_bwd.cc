@@ -74,18 +74,10 @@ int main(int argc, char** argv) {
   const long kTokens = 16384;
   const long width = h * *std::max_element(ds.begin(), ds.end());
   const long elems = kTokens * width;
-  std::vector<std::uint16_t> host(elems + 64);
-  std::mt19937_64 rng(12345);
-  std::normal_distribution<float> nd;
-  for (auto& x : host) x = flatattn::float_to_bf16(nd(rng));
   void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *lse;
   for (void** p : {&q, &k, &v, &o, &dout, &dq, &dk, &dv}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
   ok(cudaMalloc(&lse, kTokens * h * 4), "cudaMalloc(lse)");
-  int shift = 0;
-  for (void* p : {q, k, v, dout}) {
-    ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
-    shift += 7;
-  }
+  flatattn::bench::fill_random_bf16({q, k, v, dout}, elems);
 
   std::ostringstream js;
   const std::time_t now = std::time(nullptr);

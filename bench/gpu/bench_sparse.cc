@@ -50,17 +50,9 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   ok(cudaGetDeviceProperties(&prop, 0), "properties");
   const long kTokens = 16384, elems = kTokens * width;
-  std::vector<std::uint16_t> host(elems + 64);
-  std::mt19937_64 rng(12345);
-  std::normal_distribution<float> nd;
-  for (auto& x : host) x = flatattn::float_to_bf16(nd(rng));
   void *q, *k, *v, *o;
   for (void** p : {&q, &k, &v, &o}) ok(cudaMalloc(p, elems * 2), "cudaMalloc");
-  int shift = 0;
-  for (void* p : {q, k, v}) {
-    ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
-    shift += 7;
-  }
+  flatattn::bench::fill_random_bf16({q, k, v}, elems);
 
   std::ostringstream js;
   const std::time_t now = std::time(nullptr);

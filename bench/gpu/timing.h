@@ -7,11 +7,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "flatattn/flatattn.h"
+#include "src/core/half.h"
 
 namespace flatattn::bench {
 
@@ -88,6 +92,22 @@ inline FwdBwdTimes time_fwd_fwdbwd(Timer& timer, const ForwardArgs& fa, const Ba
     t.err = e.what();
   }
   return t;
+}
+
+/// The benches' inputs: `elems` bf16 values N(0, 1) drawn once on the host (seed 12345) and copied into each
+/// device buffer from a window 7 elements further along than the previous one's, so q, k, v, dO differ. Returns
+/// the host draw (elems + 64 values) for callers that fill more from it.
+inline std::vector<std::uint16_t> fill_random_bf16(std::initializer_list<void*> buffers, long elems) {
+  std::vector<std::uint16_t> host(elems + 64);
+  std::mt19937_64 rng(12345);
+  std::normal_distribution<float> nd;
+  for (auto& x : host) x = float_to_bf16(nd(rng));
+  int shift = 0;
+  for (void* p : buffers) {
+    ok(cudaMemcpy(p, host.data() + shift, elems * 2, cudaMemcpyHostToDevice), "copy");
+    shift += 7;
+  }
+  return host;
 }
 
 }  // namespace flatattn::bench
