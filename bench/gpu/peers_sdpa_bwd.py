@@ -13,26 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-try:
-    import triton
-
-    def bench(fn):
-        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")  # ms
-except ImportError:  # same method without triton: 256 MB zeroed before each timed call
-    _flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
-
-    def bench(fn, reps=30):
-        for _ in range(5):
-            fn()
-        ts = []
-        for _ in range(reps):
-            _flush.zero_()
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record(); fn(); b.record()
-            ts.append((a, b))
-        torch.cuda.synchronize()
-        ms = sorted(a.elapsed_time(b) for a, b in ts)
-        return ms[len(ms) // 2]
+from peer_timing import bench  # noqa: E402 (bench/gpu/peer_timing.py)
 
 dev = torch.cuda.get_device_properties(0)
 res = {"device": dev.name, "sms": dev.multi_processor_count, "torch": torch.__version__,
