@@ -503,6 +503,23 @@ void options(const Options& o, std::int64_t hq, std::int64_t d, Problem& p) {
   check_options(o, p);
 }
 
+namespace {
+/// out like q (shape text `layout`), lse iff return_lse, ALiBi slopes and sinks, for the shapes in s.
+void outputs_and_extras_of(const Shapes& s, const TensorView& q, const TensorView& out, const TensorView& lse,
+                           bool return_lse, const TensorView& alibi, const TensorView& sinks, const char* layout,
+                           Problem& p) {
+  check_like(out, "out", q, "q", s, Consumer::kernel, layout);
+  if (return_lse) {
+    check_lse(lse, s, "lse", Consumer::kernel);
+  } else {
+    FLATATTN_REQUIRE(!lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
+            "set Options::return_lse = true, or pass no lse view");
+  }
+  check_alibi(alibi, s, Consumer::kernel, p);
+  if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
+}
+}  // namespace
+
 void outputs_and_extras(const TensorView& q, const TensorView& out, const TensorView& lse, bool return_lse,
                         const TensorView& alibi, const TensorView& sinks, Problem& p) {
   Shapes s{};
@@ -513,15 +530,7 @@ void outputs_and_extras(const TensorView& q, const TensorView& out, const Tensor
   s.varlen = false;
   s.dtype = q.dtype;
   s.device = q.device;
-  check_like(out, "out", q, "q", s, Consumer::kernel, "(B, Nq, Hq, D)");
-  if (return_lse) {
-    check_lse(lse, s, "lse", Consumer::kernel);
-  } else {
-    FLATATTN_REQUIRE(!lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
-            "set Options::return_lse = true, or pass no lse view");
-  }
-  check_alibi(alibi, s, Consumer::kernel, p);
-  if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
+  outputs_and_extras_of(s, q, out, lse, return_lse, alibi, sinks, "(B, Nq, Hq, D)", p);
 }
 
 void outputs_and_extras_varlen(const TensorView& q, std::int64_t batch, const TensorView& out, const TensorView& lse,
@@ -534,15 +543,7 @@ void outputs_and_extras_varlen(const TensorView& q, std::int64_t batch, const Te
   s.varlen = true;
   s.dtype = q.dtype;
   s.device = q.device;
-  check_like(out, "out", q, "q", s, Consumer::kernel, "(total_q, Hq, D)");
-  if (return_lse) {
-    check_lse(lse, s, "lse", Consumer::kernel);
-  } else {
-    FLATATTN_REQUIRE(!lse.present(), "lse", "given", "return_lse is false, so lse would not be written",
-            "set Options::return_lse = true, or pass no lse view");
-  }
-  check_alibi(alibi, s, Consumer::kernel, p);
-  if (sinks.present() || sinks.rank == -1) check_sinks(sinks, "sinks", s, Consumer::kernel);
+  outputs_and_extras_of(s, q, out, lse, return_lse, alibi, sinks, "(total_q, Hq, D)", p);
 }
 
 }  // namespace vcheck
