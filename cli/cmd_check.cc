@@ -4,12 +4,16 @@
 // forward with a forced or automatic dataflow, or forward + backward), each a function of (seed, index) alone
 // so that one failing case replays by itself, optionally time-boxed (--seconds); only non-passing rows are
 // listed.
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <map>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -44,6 +48,7 @@ struct CheckFlags {
   std::int64_t fuzz = 0;        ///< > 0: that many random cases instead of the sweep
   std::int64_t fuzz_first = 1;  ///< index of the first fuzz case (replay one case: --fuzz 1 --fuzz-first I)
   double seconds = 0;           ///< > 0: stop drawing fuzz cases after this long
+  int jobs = 1;                 ///< host threads running cases at once (the oracle is the host's work)
 };
 
 struct Row {
@@ -116,6 +121,25 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
   return rows;
 }
 
+/// One case's result: its rows, or the Error that stopped it (skip: unsupported by this build or shape).
+struct Outcome {
+  Report rep;
+  std::vector<Row> rows;
+  std::string error;
+  bool skip = false;
+};
+
+Outcome run_outcome(const CheckCase& cc, DeviceKind where, std::uint64_t seed) {
+  Outcome o;
+  try {
+    o.rows = run_case(cc, where, seed, o.rep);
+  } catch (const Error& e) {
+    o.skip = e.kind() == Error::Kind::unsupported;
+    o.error = e.what();
+  }
+  return o;
+}
+
 /// Fuzz case `idx` of the run with `seed`: a function of (seed, idx) alone. Half are forward cases (the
 /// dataflow fuzz_case drew), half forward + backward (the forward on the automatic dataflow, unjudged).
 CheckCase fuzz_check_case(std::uint64_t seed, std::int64_t idx, const std::vector<DType>& dtypes) {
@@ -178,26 +202,46 @@ void check(const CheckFlags& f) {
   int passed = 0, failed = 0, skipped = 0, idx = 0;
   std::int64_t ran_cases = 0;
   const auto start = std::chrono::steady_clock::now();
-  for (std::int64_t i = 0; i < total; ++i) {
-    if (fuzz && f.seconds > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > f.seconds)
-      break;
-    const CheckCase cc = fuzz ? fuzz_check_case(seed, f.fuzz_first + i, dtypes) : cases[static_cast<std::size_t>(i)];
+  auto case_at = [&](std::int64_t i) {
+    return fuzz ? fuzz_check_case(seed, f.fuzz_first + i, dtypes) : cases[static_cast<std::size_t>(i)];
+  };
+  auto index_of = [&](std::int64_t i) { return static_cast<int>(fuzz ? f.fuzz_first + i : i + 1); };
+  // Run the cases (--jobs host threads take the next index in turn; each case is a function of its index, so
+  // the rows below are the same whatever the thread count), then list them in index order.
+  std::map<std::int64_t, Outcome> done;  // by case index; only the cases run (a time-boxed fuzz stops early)
+  std::mutex done_mu;
+  std::atomic<std::int64_t> next{0};
+  auto worker = [&] {
+    for (;;) {
+      if (fuzz && f.seconds > 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > f.seconds)
+        return;
+      const std::int64_t i = next.fetch_add(1);
+      if (i >= total) return;
+      Outcome o = run_outcome(case_at(i), dev, seed + static_cast<std::uint64_t>(index_of(i)));
+      const std::lock_guard<std::mutex> lock(done_mu);
+      done.emplace(i, std::move(o));
+    }
+  };
+  const int jobs = fuzz ? std::max(1, f.jobs) : 1;
+  if (jobs == 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    for (int j = 0; j < jobs; ++j) pool.emplace_back(worker);
+    for (std::thread& t : pool) t.join();
+  }
+  for (const auto& [i, out] : done) {
+    const CheckCase cc = case_at(i);
     const check::Case& c = cc.c;
-    idx = static_cast<int>(fuzz ? f.fuzz_first + i : i + 1);
+    idx = index_of(i);
     ++ran_cases;
     const std::string fwd_or_bwd = cc.backward ? "bwd" : name(c.options.dataflow).data();
     const std::string label = fmt::format("{} [{}]", cc.feature, cc.backward ? "bwd" : "fwd");
-    Report rep;
-    std::vector<Row> rows;
-    std::string error;
-    bool skip = false;
-    try {
-      rows = run_case(cc, dev, seed + static_cast<std::uint64_t>(idx), rep);
-    } catch (const Error& e) {
-      skip = e.kind() == Error::Kind::unsupported;
-      error = e.what();
-    }
+    const Report& rep = out.rep;
+    const std::vector<Row>& rows = out.rows;
+    const std::string& error = out.error;
+    const bool skip = out.skip;
     const std::string ran = cc.backward || rep.block_m == 0
                                 ? fwd_or_bwd
                                 : fmt::format("{} {}x{}", name(rep.dataflow), rep.block_m, rep.block_n);
@@ -273,6 +317,10 @@ void register_check(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--seconds", f->seconds, "with --fuzz: stop drawing cases after this many seconds (0 = no limit)")
       ->check(CLI::Range(0.0, 1e7));
+  sub->add_option("--jobs", f->jobs, "with --fuzz: host threads running cases at once (the fp64 oracle is the host's "
+                                     "work; the rows do not depend on it)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   sub->callback([f] { check(*f); });
 }
 

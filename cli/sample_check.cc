@@ -113,6 +113,30 @@ std::vector<double> ref_dq_row(const OneRow& o, const TensorView& dout_row, ref:
   return dq;
 }
 
+/// The forward rule's allowance of the row (Judge::add): sum_j P_ij |V_jd|, the oracle run on f64 copies of
+/// the row's q, k and |v| (exact: the oracle reads every dtype as double).
+std::vector<double> allow_row(const OneRow& o) {
+  const std::int64_t d = o.q.shape[3], nk1 = o.k.shape[1];
+  auto copy = [&](const TensorView& t, std::int64_t rows, bool abs) {
+    std::vector<double> x(static_cast<std::size_t>(std::max<std::int64_t>(rows, 1) * d), 0.0);
+    for (std::int64_t n = 0; n < rows; ++n)
+      for (std::int64_t c = 0; c < d; ++c) {
+        const double e = load_double(t.data, t.dtype, n * t.stride[1] + c);
+        x[static_cast<std::size_t>(n * d + c)] = abs ? std::abs(e) : e;
+      }
+    return x;
+  };
+  std::vector<double> q = copy(o.q, 1, false), k = copy(o.k, nk1, false), v = copy(o.v, nk1, true), out(d);
+  ForwardArgs a;
+  a.q = TensorView::contiguous(q.data(), DType::f64, {1, 1, 1, d});
+  a.k = TensorView::contiguous(k.data(), DType::f64, {1, nk1, 1, d});
+  a.v = TensorView::contiguous(v.data(), DType::f64, {1, nk1, 1, d});
+  a.out = TensorView::contiguous(out.data(), DType::f64, {1, 1, 1, d});
+  a.sinks = o.sink;
+  ref::forward(a, o.opt, ref::Precision::f64);
+  return out;
+}
+
 double load_row(const TensorView& t, const Problem& p, const RowId& r, std::int64_t row0, std::int64_t d) {
   return load_double(t.data, t.dtype, row_offset(p, strides(t, p.varlen), r.b, row0, r.i, r.h) + d);
 }
@@ -155,8 +179,9 @@ Verdict check_forward_rows(const ForwardArgs& args, const Options& options, cons
     const OneRow o = one_row(p, args.q, args.k, args.v, r, args.sinks);
     const std::vector<double> ref = ref_row(o, ref::Precision::f64);
     const std::vector<double> naive = ref_row(o, ref::Precision::input);
+    const std::vector<double> allow = allow_row(o);
     const std::int64_t q0 = seq_span(p, r.b).q0;
-    for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.out, p, r, q0, d), ref[d], naive[d]);
+    for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.out, p, r, q0, d), ref[d], naive[d], allow[d]);
   }
   Verdict v = j.finish();
   v.rows = static_cast<std::int64_t>(rows.size());

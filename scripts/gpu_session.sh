@@ -150,7 +150,7 @@ if has benchws && [[ $EXPECT == sm90 ]]; then
   done
 fi
 if has fuzz && [[ -x $B/cli/flatattn ]]; then  # the differential fuzz on the GPU: >= 10,000 cases when time allows
-  stage fuzz ${FUZZ_LIMIT:-420} $B/cli/flatattn check --device cuda --fuzz ${FUZZ_CASES:-10000} --seconds $(( ${FUZZ_LIMIT:-420} - 20 ))
+  stage fuzz ${FUZZ_LIMIT:-420} $B/cli/flatattn check --device cuda --jobs ${FUZZ_JOBS:-$(nproc)} --fuzz ${FUZZ_CASES:-10000} --seconds $(( ${FUZZ_LIMIT:-420} - 20 ))
   tail -n 3 "$LOG/fuzz.log" >> "$SUMMARY"
 fi
 if has host; then  # host time per call from the C++ entry to the launch, next to a bare launch

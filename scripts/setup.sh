@@ -86,7 +86,7 @@ ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 900
 # The differential fuzz on the CPU, time-boxed (issue 20): random shapes, dtypes and features, forward and
 # backward, against the fp64 oracle; a failure prints the seed and index that replay it.
 log "differential fuzz on the cpu (${FUZZ_SECONDS:-90} s)"
-"$BUILD_DIR/cli/flatattn" check --device cpu --fuzz 1000000 --seconds "${FUZZ_SECONDS:-90}" | tail -n 2
+"$BUILD_DIR/cli/flatattn" check --device cpu --jobs "$(nproc)" --fuzz 1000000 --seconds "${FUZZ_SECONDS:-90}" | tail -n 2
 if [[ -f pyproject.toml ]]; then
   log "pip install . and pytest"
   python3 -m pip install -q . && python3 -m pytest -q tests/python

@@ -4,7 +4,9 @@
 
 ref is the fp64 oracle, naive_lowp naive attention computed in the input dtype (the oracle's
 Precision::input), floor = 2 * the rounding of the output dtype at the reference's values
-(|round(round(r + 0.3) - 0.3) - r|, FlashAttention 3's rule). Non-finite outputs fail unless they equal an
+(|round(round(r + 0.3) - 0.3) - r|, FlashAttention 3's rule), and for forward outputs at least
+2 u (|r| + sum_j P_ij |V_jd|) when `allow` (that sum, see p_abs_v) is given: the rounding of P before P V and
+of O, which a naive yardstick that happens to be exact cannot stand for (src/check/rule.cc Judge::add). Non-finite outputs fail unless they equal an
 infinite reference (LSE = -inf of an empty row). Arrays may be numpy or torch (any device, any dtype).
 """
 
@@ -63,11 +65,24 @@ class Verdict:
                 f"{'PASS' if self.passed else 'FAIL'}")
 
 
+UNIT_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
+
+
+def p_abs_v(p, v) -> np.ndarray:
+    """sum_j P_ij |V_jd| of a forward output, judge()'s `allow`: p (B, H, Nq, Nk) the oracle's probabilities,
+    v (B, Nk, H, D) (or Hkv heads: GQA groups repeat them). Returns (B, Nq, H, D) in float64."""
+    pp, vv = as_f64(p), np.abs(as_f64(v))
+    h, hkv = pp.shape[1], vv.shape[2]
+    vv = np.repeat(vv, h // hkv, axis=2)
+    return np.einsum("bhij,bjhd->bihd", pp, vv)
+
+
 FP32_REL_TOL = 1e-5  # docs/design.md: fp32 CPU kernels match the oracle to ~1e-5 relative
 
 
-def judge(out, ref, naive, dtype: str, rel_tol: float = 0.0) -> Verdict:
+def judge(out, ref, naive, dtype: str, rel_tol: float = 0.0, allow=None) -> Verdict:
     """Compares `out` with the oracle `ref` under the rule; `naive` may be None (bound = floor + rel_tol*max|ref|).
+    `allow` (forward outputs, same shape, p_abs_v): the floor is then at least 2 u (|ref| + allow).
 
     fp32: the oracle's low-precision yardstick accumulates its dot products in double, so it is more
     accurate than any fp32 kernel; docs/design.md's fp32 tolerance (1e-5 relative) is added to the bound.
@@ -89,6 +104,9 @@ def judge(out, ref, naive, dtype: str, rel_tol: float = 0.0) -> Verdict:
             nd = np.abs(as_f64(naive)[finite] - rf)
             v.naive_err = float(np.nanmax(nd)) if np.any(~np.isnan(nd)) else 0.0
         v.floor = float(2.0 * np.max(np.abs(round_to(round_to(rf + 0.3, dtype) - 0.3, dtype) - rf)))
+        if allow is not None:
+            a = np.broadcast_to(as_f64(allow), o.shape)[finite]
+            v.floor = max(v.floor, float(2.0 * UNIT_ROUNDOFF[dtype] * np.max(np.abs(rf) + a)))
         maxref = float(np.max(np.abs(rf)))
     else:
         maxref = 0.0

@@ -41,3 +41,31 @@ def test_bf16_rounding_matches_torch(rng):
     mine = round_to(x, "bfloat16")
     theirs = torch.from_numpy(x).to(torch.float32).to(torch.bfloat16).to(torch.float64).numpy()
     assert np.array_equal(mine, theirs)
+
+
+def test_forward_floor_covers_p_rounding(rng):
+    """Large logits (nearly one-hot rows) in f16: a naive yardstick can be exact there, so the bound would be
+    the output's rounding alone; a kernel rounds P before P V as well. With `allow` = sum_j P|V| the floor is
+    2 u (|O| + allow), about 2 ulps: a kernel-like output passes, an error a few ulps beyond fails."""
+    from rule import UNIT_ROUNDOFF, p_abs_v
+
+    b, n, h, d = 1, 24, 2, 16
+    q = rng.standard_normal((b, n, h, d)) * 10
+    k = rng.standard_normal((b, n, h, d)) * 10
+    v = round_to(rng.standard_normal((b, n, h, d)), "float16")
+    s = np.einsum("bihd,bjhd->bhij", q, k) / np.sqrt(d)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ref = np.einsum("bhij,bjhd->bihd", p, v)
+    u = UNIT_ROUNDOFF["float16"]
+    sim = round_to(ref * (1 - 1.9 * u), "float16")  # P rounded down by ~2u, then O rounded
+    allow = p_abs_v(p, v)
+    after = judge(sim, ref, ref, "float16", allow=allow)
+    assert after.passed, str(after)
+    assert after.bound <= 2 * u * np.max(np.abs(ref) + allow) * (1 + 1e-12)
+    assert after.bound <= 4 * u * np.max(np.abs(ref)) * (1 + 1e-12)  # one-hot rows: allow ~ |O|
+    arg = np.unravel_index(np.argmax(np.abs(ref)), ref.shape)
+    ulp = 2.0 ** (np.floor(np.log2(np.abs(ref[arg]))) - 10)
+    bad = sim.copy()
+    bad[arg] = ref[arg] + np.copysign(after.bound + 3 * ulp, ref[arg])
+    assert not judge(bad, ref, ref, "float16", allow=allow).passed
