@@ -47,8 +47,18 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
     return f;
   };
   const std::vector<float> Q = floats(t.q), K = floats(t.k), V = floats(t.v), dO = floats(t.dout), O = floats(t.out);
-  // The dS noise is the f32 yardstick's allowance only (yardstick.cc): skipping it elsewhere halves the work.
-  const bool with_noise = c.dtype == DType::f32;
+  // dbias: dS summed over the bias's broadcast dims (and its noise likewise), in index order.
+  const bool bias = c.has_bias();
+  std::vector<float> dbias_acc;
+  std::vector<double> dbias_noise;
+  auto bias_index = [&](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) {
+    const auto& bs = t.bias.shape;
+    return (((bs[0] == 1 ? 0 : b) * bs[1] + (bs[1] == 1 ? 0 : h)) * bs[2] + (bs[2] == 1 ? 0 : i)) * bs[3] + j;
+  };
+  if (bias) {
+    dbias_acc.assign(static_cast<std::size_t>(t.bias.numel()), 0.f);
+    dbias_noise.assign(dbias_acc.size(), 0.0);
+  }
   // Dropout: Z / (1 - p) per element (src/core/philox.h defines Z), applied to dP and to the P of dV.
   const bool drop = o.dropout_p > 0.f;
   const DropoutStream stream = dropout_stream(o.dropout_seed, o.dropout_offset, o.dropout_p, c.hq);
@@ -72,7 +82,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
     for (std::int64_t hk = 0; hk < c.hkv; ++hk) {
       const std::vector<float> Kh = head(K, k0, c.nk, nk, hk, c.hkv), Vh = head(V, k0, c.nk, nk, hk, c.hkv);
       std::vector<float> gk(nk * d, 0.f), gv(nk * d, 0.f);
-      std::vector<double> dk_noise(with_noise ? nk * d : 0, 0.0);
+      std::vector<double> dk_noise(nk * d, 0.0);
       for (std::int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         // ALiBi's slope of (b, h) and the head's sink (0 / none when the case has none).
         const float slope = c.alibi ? float(t.alibi.at(c.alibi == 2 ? b * c.hq + h : h)) : 0.f;
@@ -80,7 +90,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
         const std::vector<float> Qh = head(Q, q0, c.nq, nq, h, c.hq), dOh = head(dO, q0, c.nq, nq, h, c.hq),
                                  Oh = head(O, q0, c.nq, nq, h, c.hq);
         std::vector<float> P(nq * nk, 0.f), dS(nq * nk, 0.f);
-        std::vector<double> dS_noise(with_noise ? nq * nk : 0, 0.0);
+        std::vector<double> dS_noise(nq * nk, 0.0);
         // Rows are independent: S, P, dP and dS of row i (fp32 products, sums in index order).
 #pragma omp parallel for schedule(dynamic, 8)
         for (std::int64_t i = 0; i < nq; ++i) {
@@ -104,9 +114,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             }
             if (c.alibi) x -= slope * float(std::abs(i + nk - nq - j));
             if (c.has_bias()) {  // the additive bias (Bb, Hb, Mq, Nk), broadcast over its size-1 dims
-              const auto& bs = t.bias.shape;
-              x += float(t.bias.at((((bs[0] == 1 ? 0 : b) * bs[1] + (bs[1] == 1 ? 0 : h)) * bs[2] + (bs[2] == 1 ? 0 : i)) *
-                                       bs[3] + j));
+              x += float(t.bias.at(bias_index(b, h, i, j)));
             }
             const bool vis = sparse.empty() ? mask.visible(i, j, nq, nk) : sparse[b * c.hq + h][i * nk + j] != 0;
             S[j] = vis ? x : -std::numeric_limits<float>::infinity();
@@ -134,32 +142,36 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
             float ds = pr[j] * (dP[j] - Di);
             if (o.softcap > 0) ds *= Dcap[j];
             dS[i * nk + j] = ds;
-            if (with_noise) {
-              double abs_dp = 0;  // sum_d |dO_id V_jd|: the scale of dP_ij's rounding
-              for (std::int64_t k = 0; k < d; ++k) abs_dp += std::abs(go[k] * Vh[j * d + k]);
-              double noise = kEps32 * pr[j] * (abs_dp * Z[j] + abs_di);
-              if (o.softcap > 0) noise *= Dcap[j];
-              dS_noise[i * nk + j] = noise;
-            }
+            double abs_dp = 0;  // sum_d |dO_id V_jd|: the scale of dP_ij's rounding
+            for (std::int64_t k = 0; k < d; ++k) abs_dp += std::abs(go[k] * Vh[j * d + k]);
+            double noise = kEps32 * pr[j] * (abs_dp * Z[j] + abs_di);
+            if (o.softcap > 0) noise *= Dcap[j];
+            dS_noise[i * nk + j] = noise;
           }
           if (drop)  // P holds the P of dV += P^T dO from here on: P Z / (1 - p)
             for (std::int64_t j = 0; j < nk; ++j) pr[j] *= Z[j];
         }
+        if (bias)  // after the parallel rows: one order (b, h, i, j) whatever the thread count
+          for (std::int64_t i = 0; i < nq; ++i)
+            for (std::int64_t j = 0; j < nk; ++j) {
+              const std::int64_t e = bias_index(b, h, i, j);
+              dbias_acc[e] += dS[i * nk + j];
+              dbias_noise[e] += dS_noise[i * nk + j];
+            }
         // dq_i = scale sum_j dS_ij K_j (j ascending per element).
         double dq_noise = 0;
 #pragma omp parallel for schedule(dynamic, 8) reduction(max : dq_noise)
         for (std::int64_t i = 0; i < nq; ++i) {
           std::vector<float> acc(d, 0.f);
-          std::vector<double> noise(with_noise ? d : 0, 0.0);
+          std::vector<double> noise(d, 0.0);
           for (std::int64_t j = 0; j < nk; ++j) {
             const float s = dS[i * nk + j];
             for (std::int64_t k = 0; k < d; ++k) acc[k] += s * Kh[j * d + k];
-            if (with_noise)
-              for (std::int64_t k = 0; k < d; ++k) noise[k] += dS_noise[i * nk + j] * std::abs(Kh[j * d + k]);
+            for (std::int64_t k = 0; k < d; ++k) noise[k] += dS_noise[i * nk + j] * std::abs(Kh[j * d + k]);
           }
           for (std::int64_t k = 0; k < d; ++k) {
             g.dq.set(at(q0, c.nq, i, h, c.hq, k), scale * acc[k]);
-            if (with_noise) dq_noise = std::max(dq_noise, scale * noise[k]);
+            dq_noise = std::max(dq_noise, std::abs(scale) * noise[k]);
           }
         }
         g.dq_noise = std::max(g.dq_noise, dq_noise);
@@ -167,31 +179,37 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
 #pragma omp parallel for schedule(dynamic, 8)
         for (std::int64_t j = 0; j < nk; ++j) {
           std::vector<float> ak(d, 0.f), av(d, 0.f);
-          std::vector<double> noise(with_noise ? d : 0, 0.0);
+          std::vector<double> noise(d, 0.0);
           for (std::int64_t i = 0; i < nq; ++i) {
             const float s = dS[i * nk + j], pij = P[i * nk + j];
             for (std::int64_t k = 0; k < d; ++k) {
               ak[k] += s * Qh[i * d + k];
               av[k] += pij * dOh[i * d + k];
             }
-            if (with_noise)
-              for (std::int64_t k = 0; k < d; ++k) noise[k] += dS_noise[i * nk + j] * std::abs(Qh[i * d + k]);
+            for (std::int64_t k = 0; k < d; ++k) noise[k] += dS_noise[i * nk + j] * std::abs(Qh[i * d + k]);
           }
           for (std::int64_t k = 0; k < d; ++k) {
             gk[j * d + k] += scale * ak[k];
             gv[j * d + k] += av[k];
-            if (with_noise) dk_noise[j * d + k] += scale * noise[k];
+            dk_noise[j * d + k] += std::abs(scale) * noise[k];
           }
         }
       }
       for (std::int64_t j = 0; j < nk; ++j)
         for (std::int64_t k = 0; k < d; ++k) {
           g.dk.set(at(k0, c.nk, j, hk, c.hkv, k), gk[j * d + k]);
-          if (with_noise) g.dk_noise = std::max(g.dk_noise, dk_noise[j * d + k]);
+          g.dk_noise = std::max(g.dk_noise, dk_noise[j * d + k]);
           g.dv.set(at(k0, c.nk, j, hk, c.hkv, k), gv[j * d + k]);
         }
     }
     if (c.varlen) q0 += nq, k0 += nk;
+  }
+  if (bias) {
+    g.dbias = HostTensor::make(DType::f32, t.bias.shape);
+    for (std::size_t e = 0; e < dbias_acc.size(); ++e) {
+      g.dbias.set(static_cast<std::int64_t>(e), dbias_acc[e]);
+      g.dbias_noise = std::max(g.dbias_noise, dbias_noise[e]);
+    }
   }
   return g;
 }

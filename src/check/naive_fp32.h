@@ -22,8 +22,10 @@ enum class NaiveMethod { autograd, lse };
 /// D_i term only for NaiveMethod::lse), propagated as dq_i: scale sum_j noise_ij |K_j|, dk_j: scale
 /// sum_i noise_ij |Q_i|. Where P is one-hot dP - D_i cancels and dq, dk are nothing but this noise
 /// (large logits), so a bound on them needs it: any two fp32 implementations differ by about this much.
+/// With a bias, dbias (f32, the bias's shape) is dS summed over the bias's broadcast dims in index order, and
+/// dbias_noise the largest such sum of the dS noise.
 struct NaiveFp32Grads : BackwardOracle {
-  double dq_noise = 0, dk_noise = 0;
+  double dq_noise = 0, dk_noise = 0, dbias_noise = 0;
 };
 
 /// D_i = rowsum(dO_i o O_i) as every backward(dO, Q, K, V, O, LSE) forms it (FlashAttention-2's preprocessing
@@ -34,9 +36,10 @@ struct NaiveFp32Grads : BackwardOracle {
 /// sum_d |dO_id O_id| in fp64.
 float stored_di(const float* dout, const float* out, std::int64_t d, double* abs_sum = nullptr);
 
-/// dq, dk, dv (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options apply. The
-/// noise fields are computed for f32 cases only (the only ones whose yardstick uses them); rows run in
-/// parallel (OpenMP), each element's sums in index order, so the result does not depend on the thread count.
+/// dq, dk, dv (and dbias) (f32 tensors shaped like t's) of case t, from t.q/k/v/dout; the case's options
+/// apply. The noise fields are computed for every input dtype: whatever the storage, a kernel forms dS in
+/// fp32, and with large logits (one-hot rows) dq, dk and dbias are that noise alone. Rows run in parallel
+/// (OpenMP), each element's sums in index order, so the result does not depend on the thread count.
 NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method);
 
 }  // namespace flatattn::check

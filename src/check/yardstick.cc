@@ -76,13 +76,15 @@ BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) 
   for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse}) {
     if (!fp32 && m != NaiveMethod::lse) continue;
     NaiveFp32Grads f = naive_fp32_backward(t, m);
-    if (fp32) {
-      y.noise_dq = std::max(y.noise_dq, f.dq_noise);
-      y.noise_dk = std::max(y.noise_dk, f.dk_noise);
-    }
+    // Every dtype: a kernel forms dS in fp32 whatever the storage, and where rows are one-hot (large logits)
+    // or hold one key, dq, dk and dbias are that noise alone.
+    y.noise_dq = std::max(y.noise_dq, f.dq_noise);
+    y.noise_dk = std::max(y.noise_dk, f.dk_noise);
+    y.noise_dbias = std::max(y.noise_dbias, f.dbias_noise);
     keep_worse_yardstick(o.dq, std::move(f.dq), r.dq);
     keep_worse_yardstick(o.dk, std::move(f.dk), r.dk);
     keep_worse_yardstick(o.dv, std::move(f.dv), r.dv);
+    if (t.c.has_bias()) keep_worse_yardstick(o.dbias, std::move(f.dbias), r.dbias);
   }
   if (t.c.sinks) keep_worse_yardstick(o.dsinks, dsinks_from_stored(t), r.dsinks);
   return y;
@@ -104,7 +106,10 @@ std::array<GradientVerdict, 3> judge_backward(const CaseTensors& t, const Backwa
 }
 
 Verdict judge_dbias(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y) {
-  return judge(t.dbias, ref.dbias, &y.naive.dbias, t.dbias.dtype);
+  Verdict v = judge(t.dbias, ref.dbias, &y.naive.dbias, t.dbias.dtype);
+  v.bound += 2.0 * y.noise_dbias;
+  v.pass = v.nonfinite == 0 && v.max_err <= v.bound;
+  return v;
 }
 
 Verdict judge_dsinks(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y) {

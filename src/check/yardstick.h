@@ -27,11 +27,11 @@ ForwardOracle forward_yardstick(const CaseTensors& t);
 Verdict judge_forward(const HostTensor& out, const ForwardOracle& o, DType dtype, double rel_tol = 0.0);
 
 /// The yardstick of a backward check: per gradient the worse of naive input-precision gradients and the
-/// unfused FA2 formulation on the stored O and LSE, and for f32 an absolute allowance per gradient for
-/// the rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
+/// unfused FA2 formulation on the stored O and LSE, and an absolute allowance per gradient for the fp32
+/// rounding noise of dS (naive_fp32.h: NaiveFp32Grads).
 struct BackwardYardstick {
   BackwardOracle naive;
-  double noise_dq = 0, noise_dk = 0;
+  double noise_dq = 0, noise_dk = 0, noise_dbias = 0;
 };
 
 /// Per gradient the worst of ref::backward with Precision::input (naive_lowp_backward) and the unfused fp32
@@ -43,7 +43,7 @@ BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& ref
 struct GradientVerdict {
   const char* name;  ///< "dq", "dk", "dv"
   Verdict v;
-  double noise;      ///< the dS rounding noise allowed for (2 x noise is in v.bound; 0 but for f32 dq, dk)
+  double noise;      ///< the dS rounding noise allowed for (2 x noise is in v.bound; 0 for dv)
 };
 
 /// dq, dk, dv of t (after the backward) against ref with the yardstick y under the rule (output dtype
@@ -61,8 +61,9 @@ Verdict judge_dsinks(const CaseTensors& t, const BackwardOracle& ref, const Back
 
 namespace flatattn::check {
 
-/// The bias's gradient of t (after a backward with a bias and dbias) against ref.dbias, with the input-precision
-/// reference's dbias (y.naive.dbias) as the yardstick, under the rule for the bias's dtype (dS is rounded to it).
+/// The bias's gradient of t (after a backward with a bias and dbias) against ref.dbias, with the worse of the
+/// input-precision reference's dbias and the fp32 formulation's (y.naive.dbias) as the yardstick, under the
+/// rule for the bias's dtype (dS is rounded to it), the bound raised by 2 x the summed dS noise (y.noise_dbias).
 Verdict judge_dbias(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y);
 
 }  // namespace flatattn::check

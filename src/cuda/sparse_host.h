@@ -9,16 +9,17 @@
 
 namespace flatattn::cuda {
 
-/// Throws Error(invalid_argument) naming block_sparse.block_q / block_kv unless they are multiples of the
-/// kernel's (block_m, block_n) tile.
+/// Throws Error(unsupported) naming block_sparse.block_q / block_kv unless they are multiples of the
+/// kernel's (block_m, block_n) tile: the lists are valid (the CPU engine takes any block size), the CUDA
+/// kernels cannot serve them.
 inline void check_sparse_tile(const SparseSpec& s, int block_m, int block_n) {
   const std::string tile = std::to_string(block_m) + " x " + std::to_string(block_n);
   if (s.block_q % block_m != 0)
-    throw Error(Error::Kind::invalid_argument, "block_sparse.block_q", std::to_string(s.block_q),
+    throw Error(Error::Kind::unsupported, "block_sparse.block_q", std::to_string(s.block_q),
                 "must be a multiple of the kernel tile's " + std::to_string(block_m) + " query rows (tile " + tile + ")",
                 "use block sizes that are multiples of 128 (every CUDA tile divides 128 x 128)");
   if (s.block_kv % block_n != 0)
-    throw Error(Error::Kind::invalid_argument, "block_sparse.block_kv", std::to_string(s.block_kv),
+    throw Error(Error::Kind::unsupported, "block_sparse.block_kv", std::to_string(s.block_kv),
                 "must be a multiple of the kernel tile's " + std::to_string(block_n) + " keys (tile " + tile + ")",
                 "use block sizes that are multiples of 128 (every CUDA tile divides 128 x 128)");
 }

@@ -242,3 +242,31 @@ TEST(Bias, BadArgumentsAreRefusedByNameAndNothingIsWritten) {
   expect_refused("dbias", [&](BackwardArgs& a, Options&) { a.dbias = f16.view(); }, true);
   expect_refused("dbias", [&](BackwardArgs& a, Options&) { a.dbias = a.bias; }, true);
 }
+
+// Rows that see one key (causal with window (0, -1)): the exact dS is 0, so a kernel's dbias is nothing but
+// the fp32 noise of dP_ij - D_i (D_i from the stored O). The yardstick allows for that noise (the dbias of the
+// fp32 formulation and 2 x the summed dS noise) -- and no more: an error a few times the bound still fails.
+TEST(Bias, SingleKeyRowsDbiasIsJudgedByItsNoise) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::bf16, DType::f16}) {
+    Case c = small_case(dt, "h");
+    c.nq = 65, c.nk = 85, c.d = 96;
+    c.bias_dtype = DType::f32;
+    c.options.window = {0, -1};
+    CaseTensors t = make_case(c, s.rng, true);
+    Options o = t.c.options;
+    run_forward(t, o);
+    run_backward(t, o);
+    const BackwardOracle ref = oracle_backward(t);
+    const BackwardYardstick y = naive_backward(t, ref);
+    EXPECT_GT(y.noise_dbias, 0.0) << t.c.name();
+    EXPECT_EQ(max_abs(ref.dbias), 0.0) << "single-key rows: the exact dbias is 0";
+    const Verdict v = judge_dbias(t, ref, y);
+    EXPECT_TRUE(v.pass) << t.c.name() << ": " << v.detail();
+    HostTensor bad = t.dbias;
+    bad.set(0, bad.at(0) + 4 * v.bound);
+    std::swap(t.dbias, bad);
+    EXPECT_FALSE(judge_dbias(t, ref, y).pass) << "a planted error of 4x the bound passed";
+  }
+}

@@ -440,6 +440,8 @@ struct BadMeta {
                          ///< 4 batch_idx out of range, 5 leftpad > seqlens
 };
 
+std::int32_t i32_at(const HostTensor& t, std::int64_t i) { return static_cast<std::int32_t>(t.at(i)); }
+
 /// Sequence 1 of a B = 3 case gets the bad value: the named Error (checking mode: this call; otherwise the
 /// next call), sequence 1's out and lse untouched (poisoned), the others written.
 void run_bad(const BadMeta& bad, bool checking, std::mt19937_64& rng, int splits = 2) {
@@ -464,8 +466,10 @@ void run_bad(const BadMeta& bad, bool checking, std::mt19937_64& rng, int splits
     }
     case 2: dev.set_i32(t.cache_seqlens, {100, 1 << 29, 40}); break;
     case 3: dev.set_i32(t.cache_seqlens, {100, -7, 40}); break;
-    case 4: dev.set_i32(t.cache_batch_idx, {0, 1 << 20, 2}); break;
-    case 5: dev.set_i32(t.cache_leftpad, {0, 91, 0}); break;
+    // Sequences 0 and 2 keep the cache rows and left pads make_kv_case drew: the rows they would read
+    // otherwise are poisoned.
+    case 4: dev.set_i32(t.cache_batch_idx, {i32_at(t.cache_batch_idx, 0), 1 << 20, i32_at(t.cache_batch_idx, 2)}); break;
+    case 5: dev.set_i32(t.cache_leftpad, {i32_at(t.cache_leftpad, 0), 91, i32_at(t.cache_leftpad, 2)}); break;
     default: break;
   }
   bool threw = false;
