@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "flatattn/error.h"
@@ -103,13 +104,19 @@ bool sm90_enabled(const DeviceInfo& dev) {
 }
 
 int sm90_ws_requested() {
-  static std::atomic<std::uint64_t> cached{0};  // generation << 2 | mode, 0 before the first reading
+  // generation << 3 | (mode + 1), 0 before the first reading
+  static std::atomic<std::uint64_t> cached{0};
   const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
   const std::uint64_t known = cached.load(std::memory_order_acquire);
-  if (known >> 2 == gen) return static_cast<int>(known & 3);
+  if (known != 0 && known >> 3 == gen) return static_cast<int>(known & 7) - 1;
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS");
-  const int mode = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == '\0' ? env[0] - '0' : 0;
-  cached.store(gen << 2 | static_cast<std::uint64_t>(mode), std::memory_order_release);
+  int mode = 0;  // stored as mode + 1: 0 auto, 1 off, 2..4 schedules 1..3
+  if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
+    mode = kWsModeAuto;
+  } else if (env[0] >= '1' && env[0] <= '3' && env[1] == '\0') {
+    mode = env[0] - '0';
+  }
+  cached.store(gen << 3 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
   return mode;
 }
 

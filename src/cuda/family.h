@@ -31,13 +31,16 @@ Family family_for(const DeviceInfo& dev, DType dt);
 /// (src/cuda/dispatch.h) makes the next call read it again.
 bool sm90_enabled(const DeviceInfo& dev);
 
-/// FLATATTN_CUDA_SM90_WS=1, 2 or 3: the sm90 family's Flash forward at D = 64 and 128 runs the warp-specialized
-/// TMA kernel (src/cuda/sm90/ws_fwd_kernel.cuh) instead of sm90/flash_kernel.cuh, with the consumer schedule
+/// FLATATTN_CUDA_SM90_WS: which of the sm90 family's Flash forwards runs at D = 64 and 128. Unset (or "auto"):
+/// the planner's table (policy/ws_policy.h) picks the warp-specialized TMA kernel (src/cuda/sm90/ws_fwd_kernel.cuh)
+/// where it measured faster, for the calls it serves (the plain variant on batched problems: causal, windows,
+/// GQA, LSE, sinks, any Nq/Nk, with operands the copy engine can map), and sm90/flash_kernel.cuh otherwise.
+/// "1", "2" or "3": the warp-specialized kernel for every call at those head dims, with the consumer schedule
 /// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups, 3: no overlap (every
-/// product waited at once; the debugging fallback). It serves the plain variant on batched problems (causal,
-/// windows, GQA, LSE, sinks, any Nq/Nk) and refuses the rest with an Error while it is being measured. Returns
-/// the schedule, 0 when off (any other value or unset). Read at the first call and cached like
+/// product waited at once; the debugging fallback); a call it does not serve is refused with an Error. Any
+/// other value ("0"): never. Returns the schedule, kWsModeAuto or 0. Read at the first call and cached like
 /// FLATATTN_CUDA_SM90 (sm90_override_changed() makes the next call read it again).
+inline constexpr int kWsModeAuto = -1;
 int sm90_ws_requested();
 
 /// How many forward launches went to the warp-specialized kernel in this process (for the tests).

@@ -1,11 +1,12 @@
-// Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, its tensor maps and its
-// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances when
-// FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h sm90_ws_requested); included only by generated instance files
-// (through launch.cuh).
+// Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, whether this call runs it
+// (the planner's table policy/ws_policy.h, or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
+// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances; included only
+// by generated instance files (through launch.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -18,6 +19,7 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
+#include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/tma_map.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
 
@@ -27,7 +29,7 @@ namespace flatattn::cuda {
 inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
               "the warp-specialized sm90 forward serves the plain variant on batched problems (D = 64, 128) so far",
-              fix + ", or unset FLATATTN_CUDA_SM90_WS");
+              fix + ", or unset FLATATTN_CUDA_SM90_WS (the planner then picks a kernel that serves it)");
 }
 
 /// FLATATTN_SM90_WS_CHECK=1 (tests, probes; read at every launch): each launch is followed by a synchronize and
@@ -59,6 +61,46 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
               "report it with the shape; unset FLATATTN_CUDA_SM90_WS");
 }
 
+/// The operands of problem pr as the copy engine maps them: q, then k and v (absent when Nk = 0: no key block
+/// is visited, the kernel gets q's map in their place).
+template <int D>
+std::array<TileMapShape, 3> ws_map_shapes(const Problem& pr, const FwdTensors& t) {
+  using S = sm90::WsShape<D>;
+  auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
+    TileMapShape s;
+    s.base = base;
+    s.cols = pr.d;
+    s.rows = rows;
+    s.heads = heads;
+    s.batch = pr.batch;
+    s.s_row = st.n;
+    s.s_head = st.h;
+    s.s_batch = st.b;
+    s.box_rows = box;
+    s.what = what;
+    return s;
+  };
+  const TileMapShape q = shape(t.q, pr.nq, pr.hq, t.sq, "q", S::kBlockM);
+  if (pr.nk == 0) return {q, q, q};
+  return {q, shape(t.k, pr.nk, pr.hkv, t.sk, "k", S::kBlockN), shape(t.v, pr.nk, pr.hkv, t.sv, "v", S::kBlockN)};
+}
+
+/// The schedule of the warp-specialized forward for this call, 0 for the other sm90 kernel: the forced one
+/// (FLATATTN_CUDA_SM90_WS=1|2|3; launch_ws refuses what it cannot serve), none (=0), or the planner's
+/// (policy/ws_policy.h) for a call it serves: plain variant, batched, not block-sparse, operands the copy
+/// engine maps.
+template <int D>
+int ws_schedule_for(const Problem& pr, const FwdTensors& t, bool plain) {
+  const int mode = sm90_ws_requested();
+  if (mode != kWsModeAuto) return mode;
+  if (!plain || pr.varlen || pr.sparse.on) return 0;
+  const int sched = ws_auto_schedule(D, pr.nk);
+  if (sched == 0) return 0;
+  for (const TileMapShape& s : ws_map_shapes<D>(pr, t))
+    if (tile_map_issue(s)) return 0;
+  return sched;
+}
+
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
@@ -75,27 +117,10 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
-  auto map = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what) {
-    TileMapShape s;
-    s.base = base;
-    s.cols = pr.d;
-    s.rows = rows;
-    s.heads = heads;
-    s.batch = pr.batch;
-    s.s_row = st.n;
-    s.s_head = st.h;
-    s.s_batch = st.b;
-    s.box_rows = what[0] == 'q' ? S::kBlockM : S::kBlockN;
-    s.what = what;
-    return make_tile_map(s, kBf16);
-  };
-  wp.tq = map(t.q, pr.nq, pr.hq, t.sq, "q");
-  if (pr.nk > 0) {
-    wp.tk = map(t.k, pr.nk, pr.hkv, t.sk, "k");
-    wp.tv = map(t.v, pr.nk, pr.hkv, t.sv, "v");
-  } else {  // Nk = 0: no key block is visited (O = 0, LSE = -inf); the maps only need a valid shape
-    wp.tk = wp.tv = wp.tq;
-  }
+  const std::array<TileMapShape, 3> shapes = ws_map_shapes<D>(pr, t);
+  wp.tq = make_tile_map(shapes[0], kBf16);
+  wp.tk = make_tile_map(shapes[1], kBf16);
+  wp.tv = make_tile_map(shapes[2], kBf16);
 
   auto kernel = sm90::ws_fwd_kernel<E, S, V, kSched>;
   prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "flatattn/error.h"
@@ -26,35 +27,51 @@ struct TileMapShape {
   const char* what = "q";                            ///< the argument named by errors
 };
 
-/// The tensor map of `s` (bf16 when `bf16`, else f16), checked against the copy engine's rules first
-/// (CUDA Driver API, cuTensorMapEncodeTiled: 16-byte aligned base, strides multiples of 16 bytes below 2^40,
-/// dims in [1, 2^32], box dims in [1, 256], inner box bytes <= 128 for the 128-byte swizzle). A violation
-/// throws an Error naming the argument; an encode failure throws with the driver's code.
-inline CUtensorMap make_tile_map(const TileMapShape& s, bool bf16) {
-  auto refuse = [&](const std::string& value, const std::string& limit, const std::string& fix) {
-    throw Error(Error::Kind::unsupported, s.what, value, limit + " (FLATATTN_CUDA_SM90_WS=1, the TMA forward)", fix);
-  };
+/// Stride i (0 rows, 1 heads, 2 batch) of `s` in bytes; a dimension of size 1 is never stepped, so any legal
+/// stride serves (its packed one, rounded up to 16 bytes).
+inline std::int64_t tile_map_stride(const TileMapShape& s, int i) {
+  const std::int64_t st[3] = {s.s_row * 2, s.s_head * 2, s.s_batch * 2};
+  const std::int64_t dim[3] = {s.rows, s.heads, s.batch};
+  const std::int64_t packed[3] = {s.cols * 2, s.cols * 2 * s.rows, s.cols * 2 * s.rows * s.heads};
+  return dim[i] == 1 ? (packed[i] + 15) / 16 * 16 : st[i];
+}
+
+/// Why the copy engine cannot map `s` (CUDA Driver API, cuTensorMapEncodeTiled: 16-byte aligned base, strides
+/// multiples of 16 bytes below 2^40, dims in [1, 2^32], box dims in [1, 256]): the value, the limit and the fix of
+/// the Error make_tile_map throws; nullopt when it can.
+struct TileMapIssue {
+  std::string value, limit, fix;
+};
+inline std::optional<TileMapIssue> tile_map_issue(const TileMapShape& s) {
   const auto addr = reinterpret_cast<std::uintptr_t>(s.base);
   if (addr % 16 != 0)
-    refuse("data pointer " + std::to_string(addr) + " (" + std::to_string(addr % 16) + " bytes past 16-byte alignment)",
-           "the copy engine needs a 16-byte aligned base", "pass 16-byte aligned tensors or unset FLATATTN_CUDA_SM90_WS");
+    return TileMapIssue{"data pointer " + std::to_string(addr) + " (" + std::to_string(addr % 16) + " bytes past 16-byte alignment)",
+                        "the copy engine needs a 16-byte aligned base", "pass 16-byte aligned tensors or set FLATATTN_CUDA_SM90_WS=0"};
   const std::int64_t dims[4] = {s.cols, s.rows, s.heads, s.batch};
   for (int i = 0; i < 4; ++i)
     if (dims[i] < 1 || dims[i] > (std::int64_t{1} << 32))
-      refuse("dimension " + std::to_string(i) + " = " + std::to_string(dims[i]), "each dimension in [1, 2^32]",
-             "call with non-empty tensors");
-  // Strides in bytes; a dimension of size 1 is never stepped, so any legal stride serves (its packed one).
-  std::int64_t st[3] = {s.s_row * 2, s.s_head * 2, s.s_batch * 2};
-  const std::int64_t packed[3] = {s.cols * 2, s.cols * 2 * s.rows, s.cols * 2 * s.rows * s.heads};
+      return TileMapIssue{"dimension " + std::to_string(i) + " = " + std::to_string(dims[i]), "each dimension in [1, 2^32]",
+                          "call with non-empty tensors"};
   const char* names[3] = {"sequence", "head", "batch"};
   for (int i = 0; i < 3; ++i) {
-    if (dims[i + 1] == 1) st[i] = (packed[i] + 15) / 16 * 16;
-    if (st[i] <= 0 || st[i] % 16 != 0 || st[i] >= (std::int64_t{1} << 40))
-      refuse(std::string(names[i]) + " stride " + std::to_string(st[i] / 2) + " elements",
-             "the copy engine needs strides that are positive multiples of 8 elements (16 bytes) below 2^39",
-             "make the tensor contiguous (or pad its rows to a multiple of 8 elements), or unset FLATATTN_CUDA_SM90_WS");
+    const std::int64_t st = tile_map_stride(s, i);
+    if (st <= 0 || st % 16 != 0 || st >= (std::int64_t{1} << 40))
+      return TileMapIssue{std::string(names[i]) + " stride " + std::to_string(st / 2) + " elements",
+                          "the copy engine needs strides that are positive multiples of 8 elements (16 bytes) below 2^39",
+                          "make the tensor contiguous (or pad its rows to a multiple of 8 elements), or set FLATATTN_CUDA_SM90_WS=0"};
   }
-  if (s.box_rows < 1 || s.box_rows > 256) refuse("box of " + std::to_string(s.box_rows) + " rows", "at most 256", "report it");
+  if (s.box_rows < 1 || s.box_rows > 256) return TileMapIssue{"box of " + std::to_string(s.box_rows) + " rows", "at most 256", "report it"};
+  return std::nullopt;
+}
+
+/// The tensor map of `s` (bf16 when `bf16`, else f16), checked against the copy engine's rules first
+/// (tile_map_issue). A violation throws an Error naming the argument; an encode failure throws with the
+/// driver's code.
+inline CUtensorMap make_tile_map(const TileMapShape& s, bool bf16) {
+  if (const std::optional<TileMapIssue> i = tile_map_issue(s))
+    throw Error(Error::Kind::unsupported, s.what, i->value, i->limit + " (the sm90 warp-specialized TMA forward)", i->fix);
+  const std::int64_t dims[4] = {s.cols, s.rows, s.heads, s.batch};
+  const std::int64_t st[3] = {tile_map_stride(s, 0), tile_map_stride(s, 1), tile_map_stride(s, 2)};
 
   using Encode = decltype(&cuTensorMapEncodeTiled);
   static Encode encode = [] {
@@ -66,7 +83,7 @@ inline CUtensorMap make_tile_map(const TileMapShape& s, bool bf16) {
   }();
   if (encode == nullptr)
     throw Error(Error::Kind::unsupported, "q.device", "a driver without cuTensorMapEncodeTiled",
-                "the TMA forward needs a CUDA 12.0+ driver", "update the driver or unset FLATATTN_CUDA_SM90_WS");
+                "the TMA forward needs a CUDA 12.0+ driver", "update the driver or set FLATATTN_CUDA_SM90_WS=0");
 
   CUtensorMap map{};
   const cuuint64_t gdim[4] = {static_cast<cuuint64_t>(dims[0]), static_cast<cuuint64_t>(dims[1]),
@@ -80,7 +97,7 @@ inline CUtensorMap make_tile_map(const TileMapShape& s, bool bf16) {
                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     throw Error(Error::Kind::unsupported, s.what, "a tensor map (cuTensorMapEncodeTiled returned " + std::to_string(static_cast<int>(r)) + ")",
-                "the copy engine rejected the operand's shape or strides", "report it, or unset FLATATTN_CUDA_SM90_WS");
+                "the copy engine rejected the operand's shape or strides", "report it, or set FLATATTN_CUDA_SM90_WS=0");
   return map;
 }
 

@@ -39,6 +39,7 @@
 #include "src/check/rule.h"
 #include "src/cuda/dispatch.h"
 #include "src/cuda/family.h"
+#include "src/cuda/policy/ws_policy.h"
 #include "tests/cuda/device_case.h"
 #ifdef FLATATTN_TEST_SM90
 #include "tests/cuda/tma_checks.h"
@@ -264,17 +265,15 @@ void check_bench_shape(DType dt, std::int64_t n, std::int64_t h, std::int64_t d,
   const ForwardOracle o = oracle_forward(sub);
   say("oracle on " + std::to_string(r) + " rows x " + std::to_string(h) + " heads: " + std::to_string(seconds_since(t_oracle)) + " s");
 
-  for (const char* ws : {schedule(), static_cast<const char*>(nullptr)}) {
+  for (const char* ws : {schedule(), "0"}) {
     const ScopedWs scoped(ws);
-    const std::string what = std::string("bench shape, FLATATTN_CUDA_SM90_WS=") + (ws ? ws : "(unset)");
+    const std::string what = std::string("bench shape, FLATATTN_CUDA_SM90_WS=") + ws;
     t.out.poison();
     t.lse.poison();
     const unsigned long long before = cuda::sm90_ws_launches();
     Report rep;
     if (!timed_run(t, rep, what, 10.0)) return;
-    if (ws != nullptr) {
-      EXPECT_EQ(cuda::sm90_ws_launches(), before + 1) << what << ": kernel " << rep.kernel;
-    }
+    EXPECT_EQ(cuda::sm90_ws_launches(), before + (std::string(ws) == "0" ? 0 : 1)) << what << ": kernel " << rep.kernel;
     HostTensor out = HostTensor::make(dt, {1, r, h, d});
     HostTensor lse = HostTensor::make(DType::f32, {1, h, r});
     for (std::int64_t i = 0; i < r; ++i) {
@@ -304,13 +303,13 @@ void compare_causal_bench_shape(std::uint64_t seed) {
   c.options.dataflow = Dataflow::flash;
   CaseTensors t = make_case(c, seed);
   std::vector<double> ref;
-  for (const char* ws : {static_cast<const char*>(nullptr), schedule()}) {
+  for (const char* ws : {"0", schedule()}) {
     const ScopedWs scoped(ws);
-    const std::string what = std::string("causal bench shape, FLATATTN_CUDA_SM90_WS=") + (ws ? ws : "(unset)");
+    const std::string what = std::string("causal bench shape, FLATATTN_CUDA_SM90_WS=") + ws;
     t.out.poison();
     Report rep;
     if (!timed_run(t, rep, what, 10.0)) return;
-    if (ws == nullptr) {
+    if (std::string(ws) == "0") {
       ref.resize(static_cast<std::size_t>(t.out.numel()));
       for (std::int64_t i = 0; i < t.out.numel(); ++i) ref[static_cast<std::size_t>(i)] = t.out.at(i);
       continue;
@@ -455,17 +454,37 @@ TEST(CudaSm90Ws, NoKeys) {
   }
 }
 
-// Unset or 0: the other sm90 kernel runs (the launch counter does not move).
-TEST(CudaSm90Ws, OffByDefault) {
+// "0": the other sm90 kernel always. Unset: the planner's table (policy/ws_policy.h): the warp-specialized
+// kernel from its Nk on, for the plain variant; never for a variant it does not serve (no Error either).
+TEST(CudaSm90Ws, PlannerPicksByTheTable) {
   REQUIRE_SM90_WS();
-  const std::uint64_t seed = seed_for("Sm90WsOffByDefault");
+  const std::uint64_t seed = seed_for("Sm90WsPlanner");
   std::mt19937_64 rng(seed);
-  for (const char* value : {static_cast<const char*>(nullptr), "0"}) {
-    const ScopedWs ws(value);
-    CaseTensors t = make_case(base(DType::bf16, 200, 300, 128), rng);
+  struct Row {
+    const char* value;
+    std::int64_t nk, d;
+    bool softcap, ws;
+  };
+  auto min_nk = [](int d) {
+    for (const cuda::WsAutoRule& w : cuda::kWsAuto)
+      if (w.d == d) return w.min_nk;
+    ADD_FAILURE() << "no planner row for D = " << d;
+    return std::int64_t{0};
+  };
+  const std::int64_t min128 = min_nk(128), min64 = min_nk(64);
+  for (const Row& r : {Row{"0", 300, 128, false, false}, Row{"0", min128, 128, false, false},
+                       Row{nullptr, min128 - 1, 128, false, false}, Row{nullptr, min128, 128, false, true},
+                       Row{nullptr, min128, 128, true, false}, Row{nullptr, min64 - 1, 64, false, false},
+                       Row{nullptr, min64, 64, false, true}}) {
+    const ScopedWs ws(r.value);
+    Case c = base(DType::bf16, 200, r.nk, r.d);
+    if (r.softcap) c.options.softcap = 30.f;
+    CaseTensors t = make_case(c, rng);
     const unsigned long long before = cuda::sm90_ws_launches();
-    check_case(t, seed, "ws off");
-    EXPECT_EQ(cuda::sm90_ws_launches(), before) << "FLATATTN_CUDA_SM90_WS=" << (value ? value : "(unset)");
+    check_case(t, seed, "ws planner");
+    EXPECT_EQ(cuda::sm90_ws_launches(), before + (r.ws ? 1 : 0))
+        << "FLATATTN_CUDA_SM90_WS=" << (r.value ? r.value : "(unset)") << ", Nk " << r.nk << ", D " << r.d
+        << (r.softcap ? ", softcap" : "");
   }
 }
 
