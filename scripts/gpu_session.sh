@@ -24,7 +24,8 @@
 # backward with FLATATTN_CUDA_SM90=0 (the sm80 family's kernel; ours_bwd_sm80.json), and merge_bwd adds the
 # sm90 / sm80 columns. `testws` and `benchws` (Hopper, sm90 built): the warp-specialized sm90 forward
 # (docs/sm90_ws.md): its suite under each schedule (FLATATTN_TEST_WS_SCHEDULE 1, 2, 3) and bench_fwd under
-# FLATATTN_CUDA_SM90_WS=1 and 2 (ours_ws1.json, ours_ws2.json; run `bench` in the same session for the baseline).
+# FLATATTN_CUDA_SM90_WS=1 and 2 (ours_ws1.json, ours_ws2.json; run `bench` in the same session for the baseline);
+# WS_SCHEDULES (default "1 3 2") and WS_BENCH (default "1 2"; 0 = the other sm90 kernel) choose the schedules.
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
@@ -137,13 +138,13 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
   cp "$LOG/bench80.log" "$OUT/ours_sm80_table.txt" 2>/dev/null
 fi
 if has testws && [[ $EXPECT == sm90 ]]; then  # the warp-specialized forward: a hang is cut by the stage's timeout
-  for s in 1 3 2; do  # ping-pong (2) last: a named-barrier hang there is cut only by the stage's timeout
+  for s in ${WS_SCHEDULES:-1 3 2}; do  # ping-pong (2) last: a named-barrier hang there is cut only by the stage timeout
     stage testws$s 150 env FLATATTN_TEST_WS_SCHEDULE=$s stdbuf -oL $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
     grep -E "FAILED|Failure|PASSED|SKIPPED|ran the warp|\[ws\] (HUNG|SLOW|FAIL|BAD)" "$LOG/testws$s.log" | head -8 >> "$SUMMARY"
   done
 fi
 if has benchws && [[ $EXPECT == sm90 ]]; then
-  for s in 1 2; do
+  for s in ${WS_BENCH:-1 2}; do
     stage benchws$s 180 env FLATATTN_CUDA_SM90_WS=$s $B/bench/gpu/bench_fwd --out "$OUT/ours_ws$s.json" --commit "$COMMIT" \
       --d ${BENCH_D:-64,128} ${BENCH_N:+--n $BENCH_N}
     cp "$LOG/benchws$s.log" "$OUT/ours_ws${s}_table.txt" 2>/dev/null
