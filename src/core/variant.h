@@ -22,6 +22,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "src/core/half.h"
 #include "src/core/mask.h"  // FLATATTN_HD
@@ -142,6 +143,14 @@ struct ScoreAt {
   int diag = 0;
 };
 
+/// The coordinates of a score with a split form (has_split below) on the CUDA kernels: ScoreAt plus head, the
+/// score's per-(b, h) constant (ALiBi: the slope in the backend's units), filled once per head outside the main
+/// loops by with_lengths(at, nq, nk, v). A separate type, so that ScoreAt and the other variants' code stay as they
+/// were (a field in ScoreAt itself moved the plain sm80 backward's SASS by 8 instructions).
+struct SplitAt : ScoreAt {
+  float head = 0.f;
+};
+
 /// Whether a score hook reads ScoreAt::diag (a score type opts in with `kNeedsLengths = true`).
 template <class Score>
 constexpr bool needs_lengths_of() {
@@ -159,6 +168,45 @@ template <class Score>
 FLATATTN_HD ScoreAt with_lengths(ScoreAt at, int nq, int nk) {
   if constexpr (needs_lengths<Score>) at.diag = nk - nq;
   return at;
+}
+
+/// Whether a score has the split form that the CUDA kernels use on their accumulator tiles (a score type opts in
+/// with `kSplit = true`): the same x as score<M>, computed from three parts (AlibiScore shows the shape):
+///   head(v, b, h)             the per-(b, h) constant (SplitAt::head), once per head before the main loop;
+///   row_term(at)              one float per thread and tile, for its first element (at.i, at.j);
+///   split<kFlip>(s, v, at, rt, di, dj)
+///                             x of the thread's element (at.i + di, at.j + dj) from that term rt, with di, dj
+///                             compile-time constants once the kernels' loops are unrolled (src/cuda/common/score.cuh);
+///   flip(at)                  which of the two forms serves the head (ALiBi: a negative slope), tested once per tile.
+/// So the per-element work is what depends on both the row and the column, the rest is hoisted (issue 15: ALiBi
+/// cost 1.19-1.34x the plain forward when every element loaded the slope and converted its indices).
+template <class Score>
+constexpr bool has_split_of() {
+  if constexpr (requires { Score::kSplit; }) {
+    return Score::kSplit;
+  } else {
+    return false;
+  }
+}
+template <class Score>
+inline constexpr bool has_split = has_split_of<Score>();
+
+/// The kernels' coordinates type for a score: SplitAt for a score with a split form, else ScoreAt.
+template <class Score>
+using ScoreAtOf = std::conditional_t<has_split<Score>, SplitAt, ScoreAt>;
+
+/// with_lengths, plus SplitAt::head for a score with a split form (one load per call, outside the loops); the
+/// ScoreAt of with_lengths for the others.
+template <class Score>
+FLATATTN_HD ScoreAtOf<Score> with_lengths(ScoreAt at, int nq, int nk, const VariantData& v) {
+  if constexpr (has_split<Score>) {
+    SplitAt r;
+    static_cast<ScoreAt&>(r) = with_lengths<Score>(at, nq, nk);
+    r.head = Score::head(v, at.b, at.h);
+    return r;
+  } else {
+    return with_lengths<Score>(at, nq, nk);
+  }
 }
 
 /// The scalar math of the hooks on one float, host and device (the CUDA kernels, the CPU's scalar paths).
@@ -263,6 +311,7 @@ struct SoftcapScore {
 struct AlibiScore {
   static constexpr bool kActive = true;
   static constexpr bool kNeedsLengths = true;
+  static constexpr bool kSplit = true;
   template <class M, class T>
   FLATATTN_HD static T score(T s, const VariantData& v, const ScoreAt& at) {
     const float slope = v.post * v.alibi_slopes[at.b * v.alibi_stride_b + at.h];
@@ -272,6 +321,23 @@ struct AlibiScore {
   template <class M, class T>
   FLATATTN_HD static T dscore(T, const VariantData&) {
     return T{} + 1.f;
+  }
+  // The split form (has_split): head = post slope; the row term is the signed scaled distance
+  // r = head (i + diag - j) of the thread's first element of the tile (the integer distance is exact, one rounding
+  // of the product); an element di, dj further is pre s - |r + head (di - dj)|: two FFMAs (the immediate di - dj and
+  // |.| as operand modifiers), the first shared by the elements of equal di - dj (a thread's row + 8 at column + 8).
+  // A negative slope (not BLOOM's, but allowed) takes + |.| instead (kFlip, flip()). It differs from score() by the
+  // rounding of the scaled distance: |error| <= 2^-23 |head| (|dist| + |di - dj|), a few ulp of the bias for offsets
+  // of a tile's size.
+  FLATATTN_HD static float head(const VariantData& v, int b, int h) {
+    return v.post * v.alibi_slopes[b * v.alibi_stride_b + h];
+  }
+  FLATATTN_HD static float row_term(const SplitAt& at) { return at.head * static_cast<float>(at.i + at.diag - at.j); }
+  FLATATTN_HD static bool flip(const SplitAt& at) { return at.head < 0.f; }
+  template <bool kFlip>
+  FLATATTN_HD static float split(float s, const VariantData& v, const SplitAt& at, float rt, int di, int dj) {
+    const float d = fabsf(fmaf(at.head, static_cast<float>(di - dj), rt));  // |head| |dist|
+    return fmaf(v.pre, s, kFlip ? d : -d);
   }
 };
 

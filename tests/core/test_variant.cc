@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "src/check/case.h"
@@ -114,6 +115,50 @@ TEST(Variant, AlibiMatchesClosedForm) {
       EXPECT_NEAR(AlibiScore::score<FloatMath>(s, v, at), want, 2e-6 * (std::abs(want) + 1)) << "n=" << n;
     }
     EXPECT_EQ(AlibiScore::dscore<FloatMath>(3.f, v), 1.f);
+  }
+}
+
+/// The split form the CUDA kernels use (a row term per thread and tile, then each element from its offsets): the
+/// same x as score() up to the rounding of the scaled distance (variant.h: |error| <= 2^-23 |head| (|dist| +
+/// |di - dj|)), for both signs of the slope, with the head constant filled only through with_lengths(at, nq, nk, v)
+/// and only for a score that has the form.
+TEST(Variant, AlibiSplitFormMatchesScore) {
+  EXPECT_TRUE(has_split<AlibiScore>);
+  EXPECT_FALSE(has_split<PlainScore>);
+  EXPECT_FALSE(has_split<SoftcapScore>);
+  EXPECT_FALSE(has_split<BiasScore>);
+  // a negative slope (allowed, not BLOOM's) takes the other form (flip)
+  const float slopes[2][3] = {{0.5f, 0.25f, -0.125f}, {0.75f, 0.0625f, 1.f / 256}};
+  const VariantData v =
+      make_variant_data(VariantArgs{.alibi_slopes = &slopes[0][0], .alibi_stride_b = 3}, 0.125f, kLog2e);
+  EXPECT_TRUE(AlibiScore::flip(with_lengths<AlibiScore>(ScoreAt{0, 2, 2, 0, 0}, 5, 9, v)));
+  EXPECT_FALSE(AlibiScore::flip(with_lengths<AlibiScore>(ScoreAt{0, 1, 1, 0, 0}, 5, 9, v)));
+  // the other scores keep ScoreAt (their kernels' code does not change); a split score gets SplitAt and its head
+  static_assert(std::is_same_v<decltype(with_lengths<PlainScore>(ScoreAt{}, 5, 9, v)), ScoreAt>);
+  static_assert(std::is_same_v<decltype(with_lengths<AlibiScore>(ScoreAt{}, 5, 9, v)), SplitAt>);
+  EXPECT_EQ((with_lengths<AlibiScore>(ScoreAt{1, 2, 2, 0, 0}, 5, 9, v).head), kLog2e * slopes[1][2]);
+  EXPECT_EQ((with_lengths<AlibiScore>(ScoreAt{1, 2, 2, 0, 0}, 5, 9, v).diag), 4);
+  std::mt19937_64 rng(check::fresh_seed());
+  std::normal_distribution<float> logit(0.f, 40.f);
+  std::uniform_int_distribution<int> pos(0, 40000), off(0, 255);
+  for (int n = 0; n < 20000; ++n) {
+    const int b = n % 2, h = n % 3, nq = 1 + pos(rng), nk = 1 + pos(rng);
+    // the element (i, j) and the row term's coordinates (i - di, j - dj), the offsets of a tile's size
+    const int i = pos(rng) % nq, j = pos(rng) % nk;
+    const int di = std::min(off(rng), i), dj = std::min(off(rng), j);
+    const float s = logit(rng);
+    const SplitAt at = with_lengths<AlibiScore>(ScoreAt{b, h, h, i, j}, nq, nk, v);
+    SplitAt row = at;
+    row.i -= di, row.j -= dj;
+    const float rt = AlibiScore::row_term(row);
+    const float got = AlibiScore::flip(row) ? AlibiScore::split<true>(s, v, row, rt, di, dj)
+                                            : AlibiScore::split<false>(s, v, row, rt, di, dj);
+    const float want = AlibiScore::score<FloatMath>(s, v, at);
+    const double dist = std::abs(i + nk - nq - j);
+    // the split's rounding of the bias, plus both forms' roundings of pre s, the bias and the sum (a few ulp)
+    const double tol =
+        0x1p-23 * std::abs(at.head) * (dist + di + dj) + 0x1p-22 * (std::abs(want) + std::abs(v.pre * s) + 1);
+    EXPECT_NEAR(got, want, tol) << "n=" << n << " i=" << i << " j=" << j << " di=" << di << " dj=" << dj;
   }
 }
 

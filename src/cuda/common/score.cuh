@@ -33,13 +33,42 @@ FLATATTN_DEVICE void for_each_element(float (&s)[kMT][kNT][4], int row0, int col
 /// The score hook, then the mask, on one block of accumulator fragments (for_each_element's layout, in
 /// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
 /// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
-/// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
+/// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk (and the
+/// lengths and head constant of a split score: ScoreAtOf, with_lengths of src/core/variant.h).
 /// kBackward: the backward's kept value instead of x (carry_score of src/core/variant.h; x for most scores),
 /// read back with score_of_carry and ds_factor.
-template <class V, Layout L, bool kBackward = false, int kMT, int kNT>
+template <class V, Layout L, bool kBackward = false, int kMT, int kNT, class At>
 FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
-                                 int row0, int col0, ScoreAt at) {
-  if (V::Score::kActive || !p.fold) {
+                                 int row0, int col0, At at) {
+  using Score = typename V::Score;
+  if constexpr (has_split<Score>) {
+    // The split form (src/core/variant.h): one row term per block, at this thread's first element (row0, col0);
+    // every element from its compile-time offsets. Elements with equal offset differences share their distance
+    // term (ALiBi: row + 8 at column + 8), which the compiler computes once. at.head was loaded before the loop.
+    static_assert(!carries<Score>, "the split form gives x, which the backward keeps as is");
+    SplitAt a = at;
+    a.i = L == Layout::query_major ? row0 : col0;
+    a.j = L == Layout::query_major ? col0 : row0;
+    const float rt = Score::row_term(a);
+    auto block = [&]<bool kFlip>() {
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int dr = mt * 16 + 8 * (e >> 1), dc = nt * 8 + (e & 1);  // offsets of the row and the column
+            float& x = s[mt][nt][e];
+            x = Score::template split<kFlip>(x, p.var, a, rt, L == Layout::query_major ? dr : dc,
+                                             L == Layout::query_major ? dc : dr);
+          }
+    };
+    if (Score::flip(a)) {  // uniform: one head per call
+      block.template operator()<true>();
+    } else {
+      block.template operator()<false>();
+    }
+  } else if (V::Score::kActive || !p.fold) {
     for_each_element(s, row0, col0, [&](float& x, int r, int c) {
       at.i = L == Layout::query_major ? r : c;
       at.j = L == Layout::query_major ? c : r;

@@ -185,8 +185,8 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       const float* const rows = s_rows(s);
       float sc[kSMT][kSNT][4];
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
-      const ScoreAt at =  // the hooks' coordinates (the lengths only for a score that reads them)
-        with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk);
+      const auto at =  // the hooks' coordinates (the lengths only for a score that reads them)
+        with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk, p.f.var);
       apply_score<V, Layout::query_major, true>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):

@@ -62,7 +62,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
   const TileCoord tc(n_m_blocks, hq);
   const BlockInfo bi(p, tc.b, tc.h);
   // the hooks' coordinates (unused ones cost nothing; the lengths only for a score that reads them)
-  const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
+  const auto at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk, p.var);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

@@ -182,6 +182,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     if (s + 1 < steps) load_step(st ^ 1, hh_next, i_next);
     copy_commit();
 
+    // the hooks' coordinates (the lengths only for a score that reads them; a split score's per-head constant,
+    // loaded before the products so that its latency hides behind them)
+    const auto at =
+        with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk, p.f.var);
     float sc[1][8][4], dp[1][8][4];
     wgmma_fence();
     gemm_qk_issue<E, TKV, TQ, kBM, kD>(sc[0], sk_wg, sq(st));   // S^T = K_w Q^T
@@ -193,8 +197,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): ds_factor, P^T
     // times the score's derivative (common/score.cuh); the scale joins at the end.
     const float* const rows = s_rows(st);
-    const ScoreAt at =  // the hooks' coordinates (the lengths only for a score that reads them)
-        with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk);
     apply_score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll

@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   const TileCoord tc(n_m_blocks, hq);
   const BlockInfo bi(p, tc.b, tc.h);
   // the hooks' coordinates (unused ones cost nothing; the lengths only for a score that reads them)
-  const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
+  const auto at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk, p.var);
   const int m0 = tc.m_block * kBM;
   if (m0 >= bi.nq) return;  // varlen: this sequence is shorter than the longest
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;

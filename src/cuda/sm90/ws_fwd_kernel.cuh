@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     regs_inc<S::kConsumerRegs>();
     const int c = wg - 1, warp_row0 = c * 64 + (warp & 3) * 16;
     const int row = m0 + warp_row0 + (lane >> 2), col = 2 * (lane & 3);
-    const ScoreAt at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk);
+    const auto at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk, p.var);
     mbar_wait(ring.q_bar(), 0, 999);
     WsAcc<S::kDT> acc;
     ws_consumer_mainloop<E, S, V, Ring, kSched>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col, at, c);

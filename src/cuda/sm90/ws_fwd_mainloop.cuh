@@ -44,7 +44,7 @@ struct WsAcc {
 template <class E, class S, class V, class Ring, int kSched>
 FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
                                           const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
-                                          ScoreAt at, int c) {
+                                          ScoreAtOf<typename V::Score> at, int c) {
   static_assert(kSched >= 1 && kSched <= 3, "schedules 1 (overlap), 2 (overlap + ping-pong), 3 (none)");
   constexpr bool kOverlap = kSched != 3, kPingPong = kSched == 2;
   static_assert(!kPingPong || S::kConsumerWGs == 2, "ping-pong takes two consumer warpgroups");
