@@ -30,26 +30,10 @@ FLATATTN_DEVICE void for_each_element(float (&s)[kMT][kNT][4], int row0, int col
       for (int e = 0; e < 4; ++e) f(s[mt][nt][e], row0 + mt * 16 + 8 * (e >> 1), col0 + nt * 8 + (e & 1));
 }
 
-/// The score hook, then the mask, on one block of accumulator fragments (for_each_element's layout, in
-/// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
-/// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
-/// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
-/// kBackward: the backward's kept value instead of x (carry_score of src/core/variant.h; x for most scores),
-/// read back with score_of_carry and ds_factor.
-template <class V, Layout L, bool kBackward = false, int kMT, int kNT>
-FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
-                                 int row0, int col0, ScoreAt at) {
-  if (V::Score::kActive || !p.fold) {
-    for_each_element(s, row0, col0, [&](float& x, int r, int c) {
-      at.i = L == Layout::query_major ? r : c;
-      at.j = L == Layout::query_major ? c : r;
-      if constexpr (kBackward) {
-        x = carry_score<typename V::Score, FloatMath>(x, p.var, at);
-      } else {
-        x = V::Score::template score<FloatMath>(x, p.var, at);
-      }
-    });
-  }
+/// The mask alone (apply_score's second half; the staged bias of common/bias_tile.cuh calls it after its own
+/// score): -inf outside the visible keys of each query (query-major) or queries of each key, when need_mask.
+template <Layout L, int kMT, int kNT>
+FLATATTN_DEVICE void apply_mask(float (&s)[kMT][kNT][4], bool need_mask, const BandMask& bm, int row0, int col0) {
   if (need_mask) {
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
@@ -71,6 +55,29 @@ FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bo
           }
       }
   }
+}
+
+/// The score hook, then the mask, on one block of accumulator fragments (for_each_element's layout, in
+/// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
+/// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
+/// visible keys of each query) only when the block crosses the band (need_mask). `at` gives b, h, hk.
+/// kBackward: the backward's kept value instead of x (carry_score of src/core/variant.h; x for most scores),
+/// read back with score_of_carry and ds_factor.
+template <class V, Layout L, bool kBackward = false, int kMT, int kNT>
+FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bool need_mask, const BandMask& bm,
+                                 int row0, int col0, ScoreAt at) {
+  if (V::Score::kActive || !p.fold) {
+    for_each_element(s, row0, col0, [&](float& x, int r, int c) {
+      at.i = L == Layout::query_major ? r : c;
+      at.j = L == Layout::query_major ? c : r;
+      if constexpr (kBackward) {
+        x = carry_score<typename V::Score, FloatMath>(x, p.var, at);
+      } else {
+        x = V::Score::template score<FloatMath>(x, p.var, at);
+      }
+    });
+  }
+  apply_mask<L>(s, need_mask, bm, row0, col0);
 }
 
 /// Dropout on one row of a query-major fragment block: f(nt, e, keep) for this thread's elements (n-tile nt,
