@@ -6,16 +6,15 @@
 // H100 forward 4.4-4.8x the no-bias one, bench/results/bias-h100-498d7dd.md).
 //
 // Copies: 16-byte cp.async chunks when the (b, h) slice's base and the row stride are 16-byte aligned, else
-// 4-byte cp.async (f32, or pairs of 16-bit elements when 4-byte aligned), else 2-byte loads and shared stores
-// (a 16-bit bias with an odd row stride): a valid bias is never refused. Mq = 1 (bias_si = 0) copies one row.
-// Rows past the bias's Nq read its last row (bias_at's clamp); keys past its Nk are zero (those logits are
-// masked: keys past the sequence's length always are).
+// 4-byte cp.async (f32) or 2-byte loads and shared stores (f16/bf16): a valid bias is never refused. Mq = 1
+// (bias_si = 0) copies one row. Rows past the bias's Nq and keys past its Nk are zero (the rows are padding,
+// discarded in the forward and of P = 0 in the backward; the keys are masked).
 // Layout of a slot: row t (query m0 + t) at t (BlockN esize + 16) bytes: the 16-byte pad puts the 8 rows of an
 // m16n8 fragment on distinct banks (4-byte reads of bf16/f16 pairs; 8-byte f32 reads: 2-way), and every
 // fragment element of a thread is one base register plus an immediate offset (a swizzle cost a register per
 // read and spilled the sm80 D = 128 forward).
 // Slots are sized for the dtype at hand (launch: smem_bytes(dtype)); the instance stages the bias only when
-// its worst case (f32) fits the family's shared memory (fits()), else it keeps the global reads of bias_at.
+// its worst case (f32) fits the family's shared memory (bias_tile_fits), else it keeps the global reads of bias_at.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -73,6 +72,8 @@ FLATATTN_DEVICE void copy_part(std::uint32_t dst, const unsigned char* src, int 
 #endif
 }
 
+__host__ __device__ constexpr int log2_of(int x) { return x <= 1 ? 0 : 1 + log2_of(x / 2); }
+
 }  // namespace bias_detail
 
 /// One CTA's view of its bias (the (b, h) slice) and of the shared slots that stage it. kOn = false: nothing
@@ -80,7 +81,7 @@ FLATATTN_DEVICE void copy_part(std::uint32_t dst, const unsigned char* src, int 
 template <bool kOn, int kBM, int kBN, int kThreads, int kSlots>
 struct BiasTile {
   FLATATTN_DEVICE BiasTile(const VariantData&, int, int, std::uint32_t) {}
-  FLATATTN_DEVICE void load(int, int, int, int) const {}
+  FLATATTN_DEVICE void load(int, int, int, int, int = 0) const {}
   /// The score hook and the mask on a block of fragments (apply_score's arguments; slot j's tile of rows
   /// from m0, keys from n0).
   template <class V, Layout L, bool kBackward = false, int kMT, int kNT>
@@ -96,6 +97,7 @@ struct BiasTile {
 template <int kBM, int kBN, int kThreads, int kSlots>
 struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
   static_assert(kBN % 16 == 0 && (kBN & (kBN - 1)) == 0, "power-of-two BlockN of at least 16 keys");
+  static_assert(kThreads >= kBN, "a pass of the copies covers at least one row (BlockN 2- or 4-byte chunks)");
   static constexpr int kMaxBytes = kSlots * bias_slot_bytes(kBM, kBN, 2);
   static constexpr int smem_bytes(DType dt) { return kSlots * bias_slot_bytes(kBM, kBN, dt == DType::f32 ? 2 : 1); }
   /// Bytes from one tile row to the next at element size 2^kLg.
@@ -117,50 +119,51 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
     return base + static_cast<std::uint32_t>(j % kSlots) * (kBM * ((kBN << esize_log2()) + 16));
   }
 
-  /// Issues the copies of the tile of rows m0.., keys n0.. into slot j (joins the caller's copy group).
-  FLATATTN_DEVICE void load(int j, int m0, int n0, int tid) const {
+  /// Issues the copies of the tile of rows m0.., keys n0.. of query head h + dh into slot j (joins the caller's
+  /// copy group; dh: the backward's step through the query heads of a kv head).
+  FLATATTN_DEVICE void load(int j, int m0, int n0, int tid, int dh = 0) const {
     const int lg = esize_log2();
-    const auto* src = static_cast<const unsigned char*>(v.bias) + ((b * v.bias_sb + h * v.bias_sh) << lg);
+    const auto* src = static_cast<const unsigned char*>(v.bias) + ((b * v.bias_sb + (h + dh) * v.bias_sh) << lg);
     const std::uint32_t row_bytes = static_cast<std::uint32_t>(v.bias_si) << lg;
     const unsigned a = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(src)) | row_bytes;
-    const std::uint32_t dst = slot(j);
-    if (lg == 2) {
-      if (a % 16 == 0) {
-        copy_rows<16, 2>(dst, src, row_bytes, m0, n0, tid);
-      } else {
-        copy_rows<4, 2>(dst, src, row_bytes, m0, n0, tid);
-      }
-    } else if (a % 16 == 0) {
-      copy_rows<16, 1>(dst, src, row_bytes, m0, n0, tid);
-    } else if (a % 4 == 0) {
-      copy_rows<4, 1>(dst, src, row_bytes, m0, n0, tid);
+    if (a % 16 == 0) {
+      copy_rows<16>(slot(j), src, row_bytes, lg, m0, n0, tid);
+    } else if (lg == 2) {
+      copy_rows<4>(slot(j), src, row_bytes, 2, m0, n0, tid);
     } else {
-      copy_rows<2, 1>(dst, src, row_bytes, m0, n0, tid);
+      copy_rows<2>(slot(j), src, row_bytes, 1, m0, n0, tid);
     }
   }
 
-  /// The copies of load() in chunks of W bytes (kLg: log2 of the element size).
-  template <int W, int kLg>
-  FLATATTN_DEVICE void copy_rows(std::uint32_t dst, const unsigned char* src, std::uint32_t row_bytes, int m0, int n0,
-                                 int tid) const {
-    constexpr int kRowBytes = kBN << kLg, kPerRow = kRowBytes / W;
-    const int rows = row_bytes == 0 ? 1 : kBM;
-    const int nq = v.bias_nq;
-    const int valid_bytes = (v.bias_nk - n0) << kLg;  // of the row, from key n0 (> 0: n0 is a visited key)
-    const unsigned char* const col0 = src + (static_cast<std::int64_t>(n0) << kLg);
-    for (int idx = tid; idx < rows * kPerRow; idx += kThreads) {
-      const int t = idx / kPerRow, byte = (idx % kPerRow) * W;
-      const int i = min(m0 + t, nq - 1);
-      const unsigned char* g = col0 + static_cast<unsigned>(i) * row_bytes + byte;
-      const int left = valid_bytes - byte;
-      const int n = left >= W ? W : left > 0 ? left : 0;
-      const std::uint32_t d = dst + t * kRowStride<kLg> + byte;
+  /// The copies of load() in chunks of W bytes (lg: log2 of the element size). Each thread keeps one chunk
+  /// column and steps over the rows (its column's valid bytes are the same in every row); rows past the bias's
+  /// Nq and keys past its Nk are zero (rows past the sequence are discarded, keys past it masked).
+  template <int W>
+  FLATATTN_DEVICE void copy_rows(std::uint32_t dst, const unsigned char* src, std::uint32_t row_bytes, int lg, int m0,
+                                 int n0, int tid) const {
+    const int chunks_log2 = bias_detail::log2_of(kBN) + lg - bias_detail::log2_of(W);  // per row
+    const int rows = row_bytes == 0 ? 1 : min(kBM, v.bias_nq - m0);
+    const int step = kThreads >> chunks_log2;  // rows per pass (kThreads >= chunks per row: static_assert)
+    int t = tid >> chunks_log2;
+    const int cb = (tid & ((1 << chunks_log2) - 1)) * W;  // the thread's byte within a row
+    const int left = ((v.bias_nk - n0) << lg) - cb;       // valid bytes from it (the key block starts inside)
+    const int n = left >= W ? W : left > 0 ? left : 0;
+    const unsigned char* g = src + (static_cast<std::int64_t>(n0) << lg) + cb +
+                             static_cast<std::int64_t>(static_cast<unsigned>(m0 + t) * row_bytes);
+    const std::int64_t g_step = static_cast<std::int64_t>(step) * row_bytes;
+    const std::uint32_t rs = (kBN << lg) + 16;
+    std::uint32_t d = dst + t * rs + cb;
+#pragma unroll 1
+    for (; t < kBM; t += step) {
+      const int nn = t < rows ? n : 0;
       if constexpr (W == 2) {
-        const unsigned short h = n > 0 ? __ldg(reinterpret_cast<const unsigned short*>(g)) : 0;
-        asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(d), "h"(h));
+        const unsigned short x = nn > 0 ? __ldg(reinterpret_cast<const unsigned short*>(g)) : 0;
+        asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(d), "h"(x));
       } else {
-        bias_detail::copy_part<W>(d, n > 0 ? g : src, n);
+        bias_detail::copy_part<W>(d, nn > 0 ? g : src, nn);
       }
+      g += g_step;
+      d += step * rs;
     }
   }
 
