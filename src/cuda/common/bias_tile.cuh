@@ -124,14 +124,14 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
   FLATATTN_DEVICE void load(int j, int m0, int n0, int tid, int dh = 0) const {
     const int lg = esize_log2();
     const auto* src = static_cast<const unsigned char*>(v.bias) + ((b * v.bias_sb + (h + dh) * v.bias_sh) << lg);
-    const std::uint32_t row_bytes = static_cast<std::uint32_t>(v.bias_si) << lg;
-    const unsigned a = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(src)) | row_bytes;
+    const unsigned si = static_cast<unsigned>(v.bias_si);  // < 2^32 (src/cuda/check_args.cc check_bias_slice)
+    const unsigned a = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(src)) | (si << lg);
     if (a % 16 == 0) {
-      copy_rows<16>(slot(j), src, row_bytes, lg, m0, n0, tid);
+      copy_rows<16>(slot(j), src, si, lg, m0, n0, tid);
     } else if (lg == 2) {
-      copy_rows<4>(slot(j), src, row_bytes, 2, m0, n0, tid);
+      copy_rows<4>(slot(j), src, si, 2, m0, n0, tid);
     } else {
-      copy_rows<2>(slot(j), src, row_bytes, 1, m0, n0, tid);
+      copy_rows<2>(slot(j), src, si, 1, m0, n0, tid);
     }
   }
 
@@ -139,22 +139,23 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
   /// column and steps over the rows (its column's valid bytes are the same in every row); rows past the bias's
   /// Nq and keys past its Nk are zero (rows past the sequence are discarded, keys past it masked).
   template <int W>
-  FLATATTN_DEVICE void copy_rows(std::uint32_t dst, const unsigned char* src, std::uint32_t row_bytes, int lg, int m0,
-                                 int n0, int tid) const {
+  FLATATTN_DEVICE void copy_rows(std::uint32_t dst, const unsigned char* src, unsigned si, int lg, int m0, int n0,
+                                 int tid) const {
     const int chunks_log2 = bias_detail::log2_of(kBN) + lg - bias_detail::log2_of(W);  // per row
-    const int rows = row_bytes == 0 ? 1 : min(kBM, v.bias_nq - m0);
+    const int rows = si == 0 ? 1 : min(kBM, v.bias_nq - m0);  // rows to read; the rest zero
+    const int t_end = si == 0 ? 1 : kBM;                          // Mq = 1: only row 0 is read
     const int step = kThreads >> chunks_log2;  // rows per pass (kThreads >= chunks per row: static_assert)
     int t = tid >> chunks_log2;
     const int cb = (tid & ((1 << chunks_log2) - 1)) * W;  // the thread's byte within a row
     const int left = ((v.bias_nk - n0) << lg) - cb;       // valid bytes from it (the key block starts inside)
     const int n = left >= W ? W : left > 0 ? left : 0;
-    const unsigned char* g = src + (static_cast<std::int64_t>(n0) << lg) + cb +
-                             static_cast<std::int64_t>(static_cast<unsigned>(m0 + t) * row_bytes);
-    const std::int64_t g_step = static_cast<std::int64_t>(step) * row_bytes;
+    // Element offsets in 32 bits (the slice's span is below 2^32 elements), bytes in 64 (f32: up to 2^34).
+    const unsigned char* g = src + (static_cast<std::uint64_t>(static_cast<unsigned>(m0 + t) * si + n0) << lg) + cb;
+    const std::uint64_t g_step = static_cast<std::uint64_t>(static_cast<unsigned>(step) * si) << lg;
     const std::uint32_t rs = (kBN << lg) + 16;
     std::uint32_t d = dst + t * rs + cb;
 #pragma unroll 1
-    for (; t < kBM; t += step) {
+    for (; t < t_end; t += step) {
       const int nn = t < rows ? n : 0;
       if constexpr (W == 2) {
         const unsigned short x = nn > 0 ? __ldg(reinterpret_cast<const unsigned short*>(g)) : 0;
