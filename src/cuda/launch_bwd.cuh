@@ -28,15 +28,24 @@ using BwdShapeOf = BwdShape<D, bwd_tile(F, D)>;
 
 /// The sm80-family backward tile of variant V: bwd_tile, except that a bias whose staged slots (an f32 tile per
 /// Q/dO stage, common/bias_tile.cuh) do not fit next to two stages runs one stage when that makes them fit
-/// (A100's 163 KB: D = 32, 96, 128, 192; one stage cost D = 128 ~8%, bench/results/gpu-bwd-h100.md, the
-/// bias's global reads 4-7x).
+/// (A100's 163 KB: D = 32, 96, 128, 192 of the sm80 family, D = 32, 96 of the sm86; one stage cost D = 128 ~8%,
+/// bench/results/gpu-bwd-h100.md, the bias's global reads 4-7x).
+constexpr BwdTileSize one_stage(BwdTileSize t) {
+  t.stages = 1;
+  return t;
+}
+
 template <Family F, int D, class V>
 constexpr BwdTileSize bwd_tile_of() {
   constexpr BwdTileSize t = bwd_tile(F, D);
-  if constexpr (has_bias<typename V::Score> && t.stages == 2 && BwdShape<D, t>::template Bias<F, V>::kMaxBytes == 0) {
-    BwdTileSize one = t;
-    one.stages = 1;
-    return one;
+  if constexpr (has_bias<typename V::Score> && t.stages == 2) {
+    constexpr BwdTileSize one = one_stage(t);
+    if constexpr (BwdShape<D, t>::template Bias<F, V>::kMaxBytes == 0 &&
+                  BwdShape<D, one>::template Bias<F, V>::kMaxBytes > 0) {
+      return one;
+    } else {
+      return t;
+    }
   } else {
     return t;
   }

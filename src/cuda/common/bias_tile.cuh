@@ -14,7 +14,8 @@
 // fragment element of a thread is one base register plus an immediate offset (a swizzle cost a register per
 // read and spilled the sm80 D = 128 forward).
 // Slots are sized for the dtype at hand (launch: smem_bytes(dtype)); the instance stages the bias only when
-// its worst case (f32) fits the family's shared memory (bias_tile_fits), else it keeps the global reads of bias_at.
+// its worst case (f32) fits the family's shared memory (bias_tile_pad; without the pad when only that fits), else
+// it keeps the global reads of bias_at.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -29,16 +30,22 @@
 
 namespace flatattn::cuda {
 
-/// Bytes of one staged tile of BlockM x BlockN elements of 2^esize_log2 bytes (padded rows, see above).
-constexpr int bias_slot_bytes(int block_m, int block_n, int esize_log2) {
-  return block_m * ((block_n << esize_log2) + 16);
+/// Bytes of one staged tile of BlockM x BlockN elements of 2^esize_log2 bytes, rows padded by `pad` bytes.
+constexpr int bias_slot_bytes(int block_m, int block_n, int esize_log2, int pad) {
+  return block_m * ((block_n << esize_log2) + pad);
 }
 
-/// Whether an instance stages its bias: the variant has one, and `slots` tiles of BlockM x BlockN f32 fit next
-/// to the kernel's other `base_bytes` of shared memory on every GPU of family F.
+/// How an instance stages its bias: -1 not at all (no bias, or no room), else the row pad in bytes: 16 when
+/// `slots` padded tiles of BlockM x BlockN f32 fit next to the kernel's other `base_bytes` of shared memory on
+/// every GPU of family F, 0 when only unpadded ones do (their fragment reads conflict on banks: still far
+/// cheaper than the global reads; the sm80-family D = 32 backward, sm75 D = 128 forward).
 template <class V>
-constexpr bool bias_tile_fits(Family f, int block_m, int block_n, int slots, int base_bytes) {
-  return has_bias<typename V::Score> && base_bytes + slots * bias_slot_bytes(block_m, block_n, 2) <= smem_optin_bytes(f);
+constexpr int bias_tile_pad(Family f, int block_m, int block_n, int slots, int base_bytes) {
+  if (!has_bias<typename V::Score>) return -1;
+  const int room = smem_optin_bytes(f) - base_bytes;
+  return slots * bias_slot_bytes(block_m, block_n, 2, 16) <= room ? 16
+         : slots * bias_slot_bytes(block_m, block_n, 2, 0) <= room ? 0
+                                                                   : -1;
 }
 
 namespace bias_detail {
@@ -78,7 +85,7 @@ __host__ __device__ constexpr int log2_of(int x) { return x <= 1 ? 0 : 1 + log2_
 
 /// One CTA's view of its bias (the (b, h) slice) and of the shared slots that stage it. kOn = false: nothing
 /// (no member is read, every call is the unstaged path), so instances without a staged bias do not change.
-template <bool kOn, int kBM, int kBN, int kThreads, int kSlots>
+template <bool kOn, int kBM, int kBN, int kThreads, int kSlots, int kPad>
 struct BiasTile {
   FLATATTN_DEVICE BiasTile(const VariantData&, int, int, std::uint32_t) {}
   FLATATTN_DEVICE void load(int, int, int, int, int = 0) const {}
@@ -94,15 +101,15 @@ struct BiasTile {
   static constexpr int kMaxBytes = 0;
 };
 
-template <int kBM, int kBN, int kThreads, int kSlots>
-struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
+template <int kBM, int kBN, int kThreads, int kSlots, int kPad>
+struct BiasTile<true, kBM, kBN, kThreads, kSlots, kPad> {
   static_assert(kBN % 16 == 0 && (kBN & (kBN - 1)) == 0, "power-of-two BlockN of at least 16 keys");
   static_assert(kThreads >= kBN, "a pass of the copies covers at least one row (BlockN 2- or 4-byte chunks)");
-  static constexpr int kMaxBytes = kSlots * bias_slot_bytes(kBM, kBN, 2);
-  static constexpr int smem_bytes(DType dt) { return kSlots * bias_slot_bytes(kBM, kBN, dt == DType::f32 ? 2 : 1); }
+  static constexpr int kMaxBytes = kSlots * bias_slot_bytes(kBM, kBN, 2, kPad);
+  static constexpr int smem_bytes(DType dt) { return kSlots * bias_slot_bytes(kBM, kBN, dt == DType::f32 ? 2 : 1, kPad); }
   /// Bytes from one tile row to the next at element size 2^kLg.
   template <int kLg>
-  static constexpr int kRowStride = (kBN << kLg) + 16;
+  static constexpr int kRowStride = (kBN << kLg) + kPad;
 
   // Only the slice's coordinates and the slots' address live in registers; the bias's fields are read from
   // the kernel parameters (constant memory) where they are used: the hot loop's registers are tight.
@@ -116,7 +123,7 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
   FLATATTN_DEVICE int esize_log2() const { return v.bias_dtype == 0 ? 2 : 1; }
 
   FLATATTN_DEVICE std::uint32_t slot(int j) const {
-    return base + static_cast<std::uint32_t>(j % kSlots) * (kBM * ((kBN << esize_log2()) + 16));
+    return base + static_cast<std::uint32_t>(j % kSlots) * (kBM * ((kBN << esize_log2()) + kPad));
   }
 
   /// Issues the copies of the tile of rows m0.., keys n0.. of query head h + dh into slot j (joins the caller's
@@ -152,7 +159,7 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
     // Element offsets in 32 bits (the slice's span is below 2^32 elements), bytes in 64 (f32: up to 2^34).
     const unsigned char* g = src + (static_cast<std::uint64_t>(static_cast<unsigned>(m0 + t) * si + n0) << lg) + cb;
     const std::uint64_t g_step = static_cast<std::uint64_t>(static_cast<unsigned>(step) * si) << lg;
-    const std::uint32_t rs = (kBN << lg) + 16;
+    const std::uint32_t rs = (kBN << lg) + kPad;
     std::uint32_t d = dst + t * rs + cb;
 #pragma unroll 1
     for (; t < t_end; t += step) {
@@ -285,5 +292,11 @@ struct BiasTile<true, kBM, kBN, kThreads, kSlots> {
     }
   }
 };
+
+/// The BiasTile of variant V in a kernel of family F with `slots` slots after its other kBaseBytes of shared
+/// memory (bias_tile_pad decides whether and how).
+template <class V, Family F, int kBM, int kBN, int kThreads, int kSlots, int kBaseBytes>
+using BiasTileFor = BiasTile<bias_tile_pad<V>(F, kBM, kBN, kSlots, kBaseBytes) >= 0, kBM, kBN, kThreads, kSlots,
+                             bias_tile_pad<V>(F, kBM, kBN, kSlots, kBaseBytes) == 16 ? 16 : 0>;
 
 }  // namespace flatattn::cuda

@@ -68,7 +68,7 @@ struct BwdShape {
   /// The staged bias of variant V on family F (common/bias_tile.cuh): a slot per Q/dO stage after the rows,
   /// filled with Q(s); off (the global reads of bias_at) when its f32 worst case does not fit.
   template <Family F, class V>
-  using Bias = BiasTile<bias_tile_fits<V>(F, kBlockM, kBlockN, kStages, kSmemBytes), kBlockM, kBlockN, kThreads, kStages>;
+  using Bias = BiasTileFor<V, F, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 
   static_assert(kStages == 1 || kStages == 2, "one or two Q/dO stages");
   static_assert(kSWarps <= kWarps && kKWarps <= kWarps && kQWarps <= kWarps, "a product uses at most every warp");

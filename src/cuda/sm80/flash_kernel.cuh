@@ -52,7 +52,7 @@ struct FlashShape {
   /// The staged bias of variant V on family F (common/bias_tile.cuh): a slot per K/V stage after the K/V
   /// buffers, filled with K(j); off (the global reads of bias_at) when its f32 worst case does not fit.
   template <Family F, class V>
-  using Bias = BiasTile<bias_tile_fits<V>(F, kBlockM, kBlockN, kStages, kSmemBytes), kBlockM, kBlockN, kThreads, kStages>;
+  using Bias = BiasTileFor<V, F, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 };
 
 /// The kernel's body. kSparse (issue 16, docs/sparse.md): the key blocks are the CTA's block lists in *sp

@@ -88,8 +88,7 @@ struct BwdShape {
   /// The staged bias of variant V (common/bias_tile.cuh): a slot per Q/dO stage after the rows, filled with
   /// Q(s); off (the global reads of bias_at) when its f32 worst case does not fit.
   template <class V>
-  using Bias = BiasTile<bias_tile_fits<V>(Family::sm90, kBlockM, kBlockN, kStages, kSmemBytes), kBlockM, kBlockN,
-                        kThreads, kStages>;
+  using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 };
 
 /// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the

@@ -59,8 +59,7 @@ struct Shape {
   /// The staged bias of variant V (common/bias_tile.cuh): Stages - 1 slots after the K/V ring (blocks j ..
   /// j + Stages - 2 are in flight or read while block j's logits are formed), filled with K/V(j).
   template <class V>
-  using Bias = BiasTile<bias_tile_fits<V>(Family::sm90, kBlockM, kBlockN, kStages - 1, kSmemBytes), kBlockM, kBlockN,
-                        kThreads, kStages - 1>;
+  using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages - 1, kSmemBytes>;
 };
 
 template <class E, class S, class V>
