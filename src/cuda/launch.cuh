@@ -23,10 +23,10 @@
 
 namespace flatattn::cuda {
 
-template <Family F, int D>
-using FlashShapeOf = FlashShape<D, flash_tile(F, D)>;
-template <int D>
-using Sm90ShapeOf = sm90::Shape<D, flash_tile(Family::sm90, D)>;
+template <Family F, int D, bool kBias = false>
+using FlashShapeOf = FlashShape<D, flash_tile_for(F, D, kBias)>;
+template <int D, bool kBias = false>
+using Sm90ShapeOf = sm90::Shape<D, flash_tile_for(Family::sm90, D, kBias)>;
 template <Family F, int D>
 using FlatShapeOf = FlatShape<D, flat_tile(F, D)>;
 
@@ -72,19 +72,29 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
         }
       }
     }
-    using S = Sm90ShapeOf<D>;
-    launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
+    using S = Sm90ShapeOf<D, Var == VariantId::bias>;
+    using B = typename S::template Bias<V>;  // a staged bias: its slots after the K/V ring (bias_tile.cuh)
+    if constexpr (B::kMaxBytes > 0) prepare_smem(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
+    launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype),
+                S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};
   } else if constexpr (DF == Dataflow::flash) {
-    using S = FlashShapeOf<F, D>;
+    using S = FlashShapeOf<F, D, Var == VariantId::bias>;
+    // A staged bias (bias_tile.cuh): its slots after the K/V buffers, sized for the call's bias dtype; the
+    // kernel's attribute is raised once for the largest (f32).
+    using B = typename S::template Bias<F, V>;
+    const int smem = S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype);
     if (a.problem->sparse.on) {  // the block lists' kernel (a separate function: the dense kernel is unchanged)
       check_sparse_tile(a.problem->sparse, S::kBlockM, S::kBlockN);
       static std::atomic<std::uint64_t> sparse_attr_done{0};
-      launch_grid(flash_fwd_sparse_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, sparse_attr_done,
+      if constexpr (B::kMaxBytes > 0)
+        prepare_smem(flash_fwd_sparse_kernel<F, E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, sparse_attr_done);
+      launch_grid(flash_fwd_sparse_kernel<F, E, S, V>, smem, S::kThreads, S::kBlockM, a, sparse_attr_done,
                   a.problem->sparse);
       return {S::kBlockM, S::kBlockN};
     }
-    launch_grid(flash_fwd_kernel<F, E, S, V>, S::kSmemBytes, S::kThreads, S::kBlockM, a, attr_done);
+    if constexpr (B::kMaxBytes > 0) prepare_smem(flash_fwd_kernel<F, E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
+    launch_grid(flash_fwd_kernel<F, E, S, V>, smem, S::kThreads, S::kBlockM, a, attr_done);
     return {S::kBlockM, S::kBlockN};
   } else {
     static_assert(DF == Dataflow::flat, "an instance is Flash or FLAT");

@@ -26,10 +26,45 @@ namespace flatattn::cuda {
 template <Family F, int D>
 using BwdShapeOf = BwdShape<D, bwd_tile(F, D)>;
 
+/// The sm80-family backward tile of variant V: bwd_tile, except that a bias whose staged slots (an f32 tile per
+/// Q/dO stage, common/bias_tile.cuh) do not fit next to two stages runs one stage when that makes them fit
+/// (A100's 163 KB: D = 32, 96, 128, 192 of the sm80 family, D = 32, 96 of the sm86; one stage cost D = 128 ~8%,
+/// bench/results/gpu-bwd-h100.md, the bias's global reads 4-7x).
+constexpr BwdTileSize one_stage(BwdTileSize t) {
+  t.stages = 1;
+  return t;
+}
+
+template <Family F, int D, class V>
+constexpr BwdTileSize bwd_tile_of() {
+  constexpr BwdTileSize t = bwd_tile(F, D);
+  if constexpr (has_bias<typename V::Score> && t.stages == 2) {
+    constexpr BwdTileSize one = one_stage(t);
+    if constexpr (BwdShape<D, t>::template Bias<F, V>::kMaxBytes == 0 &&
+                  BwdShape<D, one>::template Bias<F, V>::kMaxBytes > 0) {
+      return one;
+    } else {
+      return t;
+    }
+  } else {
+    return t;
+  }
+}
+
 /// The sm90 family's shape (its rows of bwd_tile use block_m, block_n, warps, min_blocks and dq_wd, the
 /// warpgroups of the dQ product).
 template <int D>
 using Sm90BwdShapeOf = sm90::BwdShape<D, bwd_tile(Family::sm90, D)>;
+
+/// The staged bias of a backward shape S (sm80/bwd_kernel.cuh BwdShape::Bias, sm90/bwd_kernel.cuh BwdShape::Bias).
+template <Family F, class S, class V>
+struct BwdBiasOf {
+  using type = typename S::template Bias<F, V>;
+};
+template <class S, class V>
+struct BwdBiasOf<Family::sm90, S, V> {
+  using type = typename S::template Bias<V>;
+};
 
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).
@@ -79,8 +114,13 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
       }
     }();
     static_assert(S::kSmemBytes <= smem_optin_bytes(F), "bwd_tile entry over its family's shared memory");
-    prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
-    kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, stream>>>(p);
+    // A staged bias (common/bias_tile.cuh): its slots after the rows, sized for the call's bias dtype; the
+    // kernel's attribute is raised once for the largest (f32).
+    using B = typename BwdBiasOf<F, S, V>::type;
+    if constexpr (B::kMaxBytes > 0) prepare_smem(kernel, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
+    const int smem = S::kSmemBytes + B::smem_bytes(pr.variant.bias_dtype);
+    prepare_smem(kernel, smem, a.device, attr_done);
+    kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p);
     check(cudaGetLastError(), "backward kernel launch");
   }
   if (row_ctas > 0) {
@@ -98,7 +138,8 @@ LaunchInfo launch_bwd(const BwdLaunchArgs& a) {
   if constexpr (F == Family::sm90) {
     return launch_bwd_shape<F, E, Sm90BwdShapeOf<D>, VariantOf<Var>>(a);
   } else {
-    return launch_bwd_shape<F, E, BwdShapeOf<F, D>, VariantOf<Var>>(a);
+    using V = VariantOf<Var>;
+    return launch_bwd_shape<F, E, BwdShape<D, bwd_tile_of<F, D, V>()>, V>(a);
   }
 }
 

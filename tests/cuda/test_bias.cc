@@ -1,8 +1,8 @@
 // The additive bias on the GPU beyond the feature table (Table/CudaFeature runs every bias_* row on both
 // families, forward and backward, dbias included): every broadcast shape and bias dtype on both families,
 // the dbias modes (plain stores with and without the zeroing pass, fp32 atomics, the deterministic workspace)
-// against the oracle, the deterministic dbias bitwise reproducible, and a bias or dbias on the wrong device
-// refused with nothing written.
+// against the oracle, the deterministic dbias bitwise reproducible, the staged bias tile's copy widths and
+// tails, and a bias or dbias on the wrong device refused with nothing written.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -69,7 +69,7 @@ TEST(CudaBias, VarlenIndexesWithinEachSequence) {
   REQUIRE_GPU();
   const std::uint64_t seed = seed_for("CudaBias.VarlenIndexesWithinEachSequence");
   std::mt19937_64 rng(seed);
-  for (const char* dims : {"bhq", "q"})
+  for (const char* dims : {"bhq", "q", "bh"})  // "bh": Mq = 1, one staged row per tile
     for (bool det : {false, true}) {
       Case c = small_case(DType::f16, 0, 0);
       c.varlen = true;
@@ -83,6 +83,47 @@ TEST(CudaBias, VarlenIndexesWithinEachSequence) {
       check_case(t, seed, "varlen bias forward");
       check_backward(t, seed, "varlen bias backward");
     }
+}
+
+// The staged bias tile (src/cuda/common/bias_tile.cuh) on both families, forward and backward, D = 64 and 128
+// (the sm80 backward stages at D = 128, one Q/dO stage): each copy width -- 16-byte (row stride a multiple of
+// 16 bytes), 16-byte with a partial last chunk (Nk not a multiple of the chunk, padded row stride), 4-byte (f32)
+// and 2-byte (f16/bf16) for an odd row stride -- with Nq and Nk not multiples of any tile, full (Mq = Nq) and
+// row-broadcast (Mq = 1) biases, causal and not.
+TEST(CudaBias, StagedTileCopyWidthsAndTails) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaBias.StagedTileCopyWidthsAndTails");
+  std::mt19937_64 rng(seed);
+  struct Row {
+    std::int64_t nk, pad;  // row stride Nk + pad elements
+  };
+  const Row rows[] = {{256, 0}, {250, 6}, {257, 0}};
+  int k = 0;
+  for (const char* sm90 : {"0", static_cast<const char*>(nullptr)}) {
+    const ScopedSm90 policy(sm90);
+    for (std::int64_t d : {64, 128})
+      for (DType bdt : {DType::bf16, DType::f32})
+        for (const Row& row : rows)
+          for (const char* dims : {"bhq", "bh"}) {
+            Case c = small_case(DType::bf16, 200, row.nk, d);
+            if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+            c.hq = 4, c.hkv = 2;
+            c.bias_dims = dims;
+            c.bias_dtype = bdt == DType::bf16 ? c.dtype : bdt;
+            c.options.causal = k++ % 2 == 1;
+            CaseTensors t = make_case(c, rng, true);
+            // The same shape with the chosen row stride (contiguous otherwise), fresh values.
+            t.bias = HostTensor::make(t.bias.dtype, t.bias.shape, {}, row.pad);
+            t.bias.fill_normal(rng());
+            t.dbias = HostTensor::make(t.dbias.dtype, t.dbias.shape, {}, row.pad);
+            t.dbias.poison();
+            const std::string what = std::string("staged bias ") + dims + " " + std::string(name(t.bias.dtype)) +
+                                     " Nk=" + std::to_string(row.nk) + " stride=" + std::to_string(row.nk + row.pad) +
+                                     " D=" + std::to_string(d) + " FLATATTN_CUDA_SM90=" + (sm90 ? sm90 : "default");
+            check_case(t, seed, (what + " forward").c_str());
+            check_backward(t, seed, (what + " backward").c_str());
+          }
+  }
 }
 
 TEST(CudaBias, HostTensorsAreRefused) {

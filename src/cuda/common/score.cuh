@@ -30,6 +30,33 @@ FLATATTN_DEVICE void for_each_element(float (&s)[kMT][kNT][4], int row0, int col
       for (int e = 0; e < 4; ++e) f(s[mt][nt][e], row0 + mt * 16 + 8 * (e >> 1), col0 + nt * 8 + (e & 1));
 }
 
+/// The mask alone (apply_score's second half; the staged bias of common/bias_tile.cuh calls it after its own
+/// score): -inf outside the visible keys of each query (query-major) or queries of each key, when need_mask.
+template <Layout L, int kMT, int kNT>
+FLATATTN_DEVICE void apply_mask(float (&s)[kMT][kNT][4], bool need_mask, const BandMask& bm, int row0, int col0) {
+  if (need_mask) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = row0 + mt * 16 + 8 * h;
+        int lo, hi;  // the row's visible columns: keys of query r, or queries of key r
+        if constexpr (L == Layout::query_major) {
+          lo = bm.lo(r), hi = bm.hi(r);
+        } else {
+          bm.queries(r, lo, hi);
+        }
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = col0 + nt * 8 + e;
+            if (c < lo || c > hi) s[mt][nt][2 * h + e] = -INFINITY;
+          }
+      }
+  }
+}
+
 /// The score hook, then the mask, on one block of accumulator fragments (for_each_element's layout, in
 /// sequence coordinates; row0: this thread's row of m-tile 0, col0: its first column). The score applies when the
 /// variant has one or the scale is not folded into the softmax (p.fold = 0); the mask (-inf outside the
@@ -79,27 +106,7 @@ FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bo
       }
     });
   }
-  if (need_mask) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = row0 + mt * 16 + 8 * h;
-        int lo, hi;  // the row's visible columns: keys of query r, or queries of key r
-        if constexpr (L == Layout::query_major) {
-          lo = bm.lo(r), hi = bm.hi(r);
-        } else {
-          bm.queries(r, lo, hi);
-        }
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int c = col0 + nt * 8 + e;
-            if (c < lo || c > hi) s[mt][nt][2 * h + e] = -INFINITY;
-          }
-      }
-  }
+  apply_mask<L>(s, need_mask, bm, row0, col0);
 }
 
 /// Dropout on one row of a query-major fragment block: f(nt, e, keep) for this thread's elements (n-tile nt,

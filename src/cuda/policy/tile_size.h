@@ -136,6 +136,15 @@ constexpr FlashTileSize flash_tile(Family f, int d) {
   return {};
 }
 
+/// The Flash forward tile of an instance: flash_tile, except that the bias variant's sm90 D = 128 ring has 3
+/// stages instead of 4, so that its staged bias (Stages - 1 slots of 128 x 64 f32, src/cuda/common/bias_tile.cuh)
+/// fits 227 KB: 32 + 3 * 32 + 1 + 2 * 32 = 193 KB.
+constexpr FlashTileSize flash_tile_for(Family f, int d, bool bias) {
+  FlashTileSize t = flash_tile(f, d);
+  if (bias && f == Family::sm90 && d == 128) t.stages = 3;
+  return t;
+}
+
 struct FlatTileSize {
   int m_tiles;     ///< 16-row m-tiles per warp
   int warps;

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "src/cuda/common/bias_tile.cuh"
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/bwd_cta.cuh"
 #include "src/cuda/common/bwd_params.h"
@@ -64,6 +65,10 @@ struct BwdShape {
   /// LSE, D_i and (deterministic) the dQ rows' units u_i of one query block (fp32)
   static constexpr int kRowBytes = 3 * kBlockM * 4;
   static constexpr int kSmemBytes = 2 * kStages * TQ::kBytes + 2 * TKV::kBytes + 2 * TP::kBytes + kStages * kRowBytes;
+  /// The staged bias of variant V on family F (common/bias_tile.cuh): a slot per Q/dO stage after the rows,
+  /// filled with Q(s); off (the global reads of bias_at) when its f32 worst case does not fit.
+  template <Family F, class V>
+  using Bias = BiasTileFor<V, F, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 
   static_assert(kStages == 1 || kStages == 2, "one or two Q/dO stages");
   static_assert(kSWarps <= kWarps && kKWarps <= kWarps && kQWarps <= kWarps, "a product uses at most every warp");
@@ -124,10 +129,13 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   // (varlen: cu_seqlens loads) or divides: the bookkeeping once cost ~40% more instructions than FA2's
   // loop (bench/results/gpu-bwd-profile-h100.md).
   const BwdHeadBases hb(p, tile);
+  // The bias tile of step s travels with Q(s) (nothing when the instance does not stage one).
+  const typename Shape::template Bias<F, V> bias(p.f.var, tile.b, tile.hk * group, s_base + Shape::kSmemBytes);
 
-  // Step s's loads: Q, dO, LSE and D_i of query head h0 + hh, query block i.
+  // Step s's loads: Q, dO, LSE and D_i of query head h0 + hh, query block i (and its bias tile).
   auto load_step = [&](int s, int hh, int i) {
     const int m0 = i * kBM;
+    if constexpr (has_bias<typename V::Score>) bias.load(s, m0, n0, tid, hh);
     const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
     load_tile_stepped<TQ, kD, kThreads>(sq(s), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
     const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
@@ -187,7 +195,8 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       const auto at =  // the hooks' coordinates (the lengths only for a score that reads them)
         with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk, p.f.var);
-      apply_score<V, Layout::query_major, true>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at);
+      bias.template score<V, Layout::query_major, true>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4,
+                                                        at, s, m0, n0);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
       // ds_factor: P times the score's derivative (common/score.cuh); the scale joins at the end.

@@ -11,10 +11,12 @@
 // Stages = 2 (K and V double-buffered: one barrier per block, the next block's copies overlap the
 // whole current block):
 //   wait K(j), V(j) | barrier | issue K(j+1), V(j+1) | S = Q K(j)^T, logits, mask | softmax | O += P V(j)
+// A staged bias (common/bias_tile.cuh) is copied with K(j) into its stage's slot and read by the score hook.
 #pragma once
 
 #include <cstdint>
 
+#include "src/cuda/common/bias_tile.cuh"
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
@@ -47,6 +49,10 @@ struct FlashShape {
   using TQ = SmemTile<kBlockM, D>;
   using TKV = SmemTile<kBlockN, D>;
   static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes;  // Q | K0 V0 | K1 V1
+  /// The staged bias of variant V on family F (common/bias_tile.cuh): a slot per K/V stage after the K/V
+  /// buffers, filled with K(j); off (the global reads of bias_at) when its f32 worst case does not fit.
+  template <Family F, class V>
+  using Bias = BiasTileFor<V, F, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 };
 
 /// The kernel's body. kSparse (issue 16, docs/sparse.md): the key blocks are the CTA's block lists in *sp
@@ -76,9 +82,12 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
   const std::uint32_t sq = smem_u32(smem);
   // Buffers of key block j: K at kbuf(j), V right after it; two stages alternate on j's parity.
   auto kbuf = [&](int j) { return sq + TQ::kBytes + (kStages == 2 ? (j & 1) * 2 * TKV::kBytes : 0); };
+  // The bias tile of key block j travels with K(j) (nothing when the instance does not stage one).
+  const typename Shape::template Bias<F, V> bias(p.var, tc.b, tc.h, sq + Shape::kSmemBytes);
   auto load_k = [&](int j) {
     const int n0 = j * kBN;
     load_tile<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+    bias.load(j, m0, n0, tid);
   };
   auto load_v = [&](int j) {
     const int n0 = j * kBN;
@@ -149,7 +158,8 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
       const bool band = st.partial && sp->rule == SparseRule::band;
       const bool ragged = (nb + 1) * kBN > bi.nk;
-      apply_score<V, Layout::query_major>(s, p, ragged || band, band ? bm : ends, row, nb * kBN + col, at);
+      bias.template score<V, Layout::query_major>(s, p, ragged || band, band ? bm : ends, row, nb * kBN + col, at, nb,
+                                                  m0, nb * kBN);
       if (st.partial && sp->rule != SparseRule::band)
         apply_sparse_rule(s, *sp, p, st, tc.b, tc.h, sparse_r, bi.nq, bi.nk, row, nb * kBN + col);
 
@@ -183,7 +193,8 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
 
     float s[kMT][kNT][4];
     gemm_qk<E, TQ, TKV, kMT, kNT, kD>(s, sq, aq, kbuf(nb), bk);
-    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
+    bias.template score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at, nb, m0,
+                                                nb * kBN);
 
     if constexpr (kStages == 1) {
       copy_wait<0>();

@@ -43,6 +43,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "src/cuda/common/bias_tile.cuh"
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/bwd_steps.cuh"
@@ -84,6 +85,10 @@ struct BwdShape {
   /// Q, dO (2 stages each) | K | V | dS^T | LSE, D_i (2 stages), plus 1024 bytes to align the base to
   /// the swizzle atom (every tile is a multiple of 1024 bytes).
   static constexpr int kSmemBytes = 4 * TQ::kBytes + 2 * TKV::kBytes + TDS::kBytes + 2 * kRowBytes + 1024;
+  /// The staged bias of variant V (common/bias_tile.cuh): a slot per Q/dO stage after the rows, filled with
+  /// Q(s); off (the global reads of bias_at) when its f32 worst case does not fit.
+  template <class V>
+  using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
 };
 
 /// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the
@@ -130,9 +135,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   // Step s visits query head h0 + hh, query block i (hh = s / len, i = first + s % len), two counters
   // advanced per step; per-head offsets are the first head's plus hh times a head stride.
   const BwdHeadBases hb(p, tile);
+  // The bias tile of a step travels with its Q (nothing when the instance does not stage one).
+  const typename S::template Bias<V> bias(p.f.var, tile.b, tile.hk * group, srows + 2 * S::kRowBytes);
 
   auto load_step = [&](int st, int hh, int i) {
     const int m0 = i * kBM;
+    bias.load(st, m0, n0, tid, hh);
     const auto* gq = hb.q + hh * p.f.q_h + m0 * p.f.q_n;
     const auto* gdo = hb.dout + hh * p.do_h + m0 * p.do_n;
     load_tile_stepped<TQ, kD, kThreads>(sq(st), gq, p.f.q_n, nq_rows - m0, p.f.d, p.f.q, tid);
@@ -197,7 +205,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): ds_factor, P^T
     // times the score's derivative (common/score.cuh); the scale joins at the end.
     const float* const rows = s_rows(st);
-    apply_score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at);
+    bias.template score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at,
+                                                    st, m0, n0);
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {

@@ -15,11 +15,13 @@
 // j .. j + Stages - 3 (block j - 2's buffers are free: its P V was waited in iteration j - 1):
 //   wait K/V(j) | proxy fence + barrier | issue K/V(j + Stages - 2) | issue S(j) = Q K(j)^T, then
 //   O += P(j-1) V(j-1) | wait S(j) | logits, mask, row max/exp/sum | wait O | rescale O, pack P(j)
-// and after the last block O += P V once more.
+// and after the last block O += P V once more. A staged bias (common/bias_tile.cuh) is copied with K/V(j)
+// into slot j mod (Stages - 1) and read by the score hook.
 #pragma once
 
 #include <cstdint>
 
+#include "src/cuda/common/bias_tile.cuh"
 #include "src/cuda/common/block_info.cuh"
 #include "src/cuda/common/copy.cuh"
 #include "src/cuda/common/mask.cuh"
@@ -54,6 +56,10 @@ struct Shape {
   using TKV = SmemTile<kBlockN, D>;
   /// Q | (K V) x Stages, plus 1024 bytes to align the base to the swizzle atom.
   static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes + 1024;
+  /// The staged bias of variant V (common/bias_tile.cuh): Stages - 1 slots after the K/V ring (blocks j ..
+  /// j + Stages - 2 are in flight or read while block j's logits are formed), filled with K/V(j).
+  template <class V>
+  using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages - 1, kSmemBytes>;
 };
 
 template <class E, class S, class V>
@@ -82,8 +88,11 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   const auto* gk = static_cast<const std::uint16_t*>(p.k) + bi.k;
   const auto* gv = static_cast<const std::uint16_t*>(p.v) + bi.v;
   auto kbuf = [&](int j) { return sq + TQ::kBytes + (j % kStages) * 2 * TKV::kBytes; };
+  // The bias tile of key block j travels with K/V(j) (nothing when the instance does not stage one).
+  const typename S::template Bias<V> bias(p.var, tc.b, tc.h, sq + TQ::kBytes + 2 * kStages * TKV::kBytes);
   auto load_kv = [&](int j) {
     const int n0 = j * kBN;
+    bias.load(j, m0, n0, tid);
     load_tile_stepped<TKV, kD, kThreads>(kbuf(j), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
     load_tile_stepped<TKV, kD, kThreads>(kbuf(j) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
   };
@@ -127,7 +136,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       wgmma_wait<0>();
     }
     fence_regs(s[0]);
-    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
+    bias.template score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at, nb, m0,
+                                                nb * kBN);
     float alpha[1][2];
     const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
     // Keep the softmax before the wait below (nothing it computes feeds the wait).
