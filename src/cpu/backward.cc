@@ -311,6 +311,8 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
         load_row(out, i, p.d, dp, 1.f, o.data());
         // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
         // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
+        // The bf16 paths' dP sums pairs on the matrix units in their own order: there the residue is an
+        // fp32 rounding of dO V^T, far below the bf16 rounding of dS that follows.
         float acc = 0.f;
         for (std::int64_t d = 0; d < p.d; ++d) {
 #ifdef __FMA__
