@@ -120,9 +120,12 @@ void run(const RunFlags& f) {
     t.add(result_row(naive, 0));
     std::printf("%s", t.str().c_str());
     if (fused.contains("report") && fused["report"].contains("kernel"))  // e.g. the CPU's _amx path
-      std::printf("fused kernel: %s\n", fused["report"]["kernel"].get<std::string>().c_str());
+      std::printf("fused kernel: %s%s\n", fused["report"]["kernel"].get<std::string>().c_str(),
+                  fused.contains("forward_report")  // fwdbwd: the backward's, then the forward's
+                      ? (" (backward); " + fused["forward_report"]["kernel"].get<std::string>() + " (forward)").c_str()
+                      : "");
     if (w.device == DeviceKind::cpu)  // which bf16 product paths this binary and machine offer (src/cpu/amx/amx.h)
-      std::printf("cpu bf16 products: amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
+      std::printf("cpu bf16 products (forward and backward): amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
                   cpu::amx_available() ? "available" : "unavailable",
                   !cpu::avx512bf16_built()      ? "not built (the compiler refused -mavx512bf16)"
                   : cpu::avx512bf16_available() ? "available"

@@ -160,7 +160,8 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
   rep.backend = "cpu";
   rep.kernel = "naive";
 
-  // The pass being measured.
+  // The pass being measured (fwdbwd: frep is its forward's Report, rep the backward's).
+  Report frep;
   std::function<void()> pass;
   Options fopt = base;
   if (naive) {
@@ -174,7 +175,7 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
       pass = [&] { rep = backward(bwd_args(t, dev), base); };
     } else {
       pass = [&] {
-        forward(fwd_args(t, dev, true), fopt);
+        frep = forward(fwd_args(t, dev, true), fopt);
         rep = backward(bwd_args(t, dev), base);
       };
     }
@@ -223,6 +224,7 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
             {"gflops", med > 0 ? w.flops(m.mode) / (med * 1e6) : 0.0},
             {"check", check},
             {"workspace_bytes", nullptr}};
+  if (!naive && m.mode == Mode::fwdbwd) r["forward_report"] = report_json(frep);
   if (dev == DeviceKind::cpu) {  // what the engine says it allocates, next to the measured peak
     std::optional<std::size_t> ws;
     if (naive) ws = engine::naive_workspace_bytes(fwd_args(t, dev, false), base);

@@ -15,6 +15,14 @@
 // bitwise identical for any thread count and across runs; Options::deterministic is honoured by
 // construction (no atomics, no per-thread partial sums). The price is recomputing S and dP in pass 2:
 // 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead).
+//
+// Products: bf16 inputs take the forward's path (forward_matmul, src/cpu/amx/amx.h: AMX tiles, AVX512-BF16
+// or fp32, FLATATTN_CPU_MATMUL). On the two bf16 paths every product reads bf16 operands in the AMX
+// layouts -- S = scale (Q K^T) and dP = dO V^T with Q / dO tiles and K / V panels, dV += P^T dO and
+// dK += dS^T Q with P^T / dS^T (transposed from the fp32 tiles, rounded to bf16) and dO / Q key pairs,
+// dQ += dS K with dS in bf16 and K pairs -- and accumulates in fp32; P and dS are rounded to bf16 only as
+// operands, as on the GPU. Their query tiles are padded to 32 rows in pass 1 (the inner dim of dV and dK)
+// and to 16 in pass 2. The fp32 path (f32, f16, or forced) widens everything to the fp32 tiles of gemm.h.
 #include <omp.h>
 
 #include <algorithm>
@@ -27,6 +35,7 @@
 #include "src/core/backend.h"
 #include "src/core/half.h"
 #include "src/core/validate.h"
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/engine.h"
 #include "src/cpu/gemm.h"
 #include "src/cpu/pack.h"
@@ -43,21 +52,71 @@ namespace {
 
 using simd::vf;
 
+/// Query rows of a pass-1 tile on the bf16 paths are padded to this: the inner dim of dV += P^T dO and
+/// dK += dS^T Q (a multiple of kAmxK, and of bf16_transpose's 32-row blocks).
+constexpr std::int64_t kBf16RowsDkdv = 32;
+
+/// The bf16 products of a backward (src/cpu/amx/amx.h): AMX tiles or AVX512-BF16, the same layouts and
+/// contracts (the forward's kernels).
+struct Bf16Products {
+  bool tiles = true;  ///< AMX (else AVX512-BF16)
+  void qk(const std::uint16_t* a, std::int64_t rows, std::int64_t kd, const std::uint16_t* panels, std::int64_t ncols,
+          float scale, float* c, std::int64_t ldc) const {
+    if (tiles) {
+      amx_qk(a, rows, kd, panels, ncols, scale, c, ldc);
+    } else {
+      dpbf16_qk(a, rows, kd, panels, ncols, scale, c, ldc);
+    }
+  }
+  void to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, std::uint16_t* b) const {
+    if (tiles) {
+      amx_to_bf16(s, rows, ncols, ld, b);
+    } else {
+      dpbf16_to_bf16(s, rows, ncols, ld, b);
+    }
+  }
+  void pv(const std::uint16_t* a, std::int64_t lda, std::int64_t rows, std::int64_t kdim, const std::uint16_t* pairs,
+          std::int64_t dp, float* c, std::int64_t ldc) const {
+    if (tiles) {
+      amx_pv(a, lda, rows, kdim, pairs, dp, c, ldc);
+    } else {
+      dpbf16_pv(a, lda, rows, kdim, pairs, dp, c, ldc);
+    }
+  }
+};
+
+/// bf16 scratch out of a float Carver (two per float).
+std::uint16_t* take_bf16(Carver& c, std::size_t n) { return reinterpret_cast<std::uint16_t*>(c.take((n + 1) / 2)); }
+
+/// The rows of src from row n0 on (row n0 becomes row 0), for the packers that start at row 0.
+Rows from_row(Rows r, std::int64_t n0) {
+  r.base += n0 * r.row_stride;
+  return r;
+}
+
 /// Tiles of one (query tile, key block) step, shared by passes 1 and 2.
 struct StepTiles {
-  float* q_il;   ///< scale * Q, interleaved [bm][dp]
-  float* do_il;  ///< dO, interleaved [bm][dp]
+  float* q_il;   ///< scale * Q, interleaved [bm][dp] (fp32 path)
+  float* do_il;  ///< dO, interleaved [bm][dp] (fp32 path)
   float* s;      ///< S, then P  [bm][ld]
   float* ds;     ///< dP, then dS [bm][ld]
   float* x;      ///< score(S) before the mask [bm][ld] (variants with a score transform only)
   float* lse;    ///< [bm]
   float* di;     ///< [bm]
+  std::uint16_t* qb = nullptr;   ///< Q, bf16 row-major [bm][kd] (bf16 paths: unscaled)
+  std::uint16_t* dob = nullptr;  ///< dO, bf16 row-major [bm][kd] (bf16 paths)
 };
 
-StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool keep_scores) {
+StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool keep_scores, bool bf16,
+                     std::size_t kd) {
   StepTiles t{};
-  t.q_il = c.take(bm * dp);
-  t.do_il = c.take(bm * dp);
+  if (bf16) {
+    t.qb = take_bf16(c, bm * kd);
+    t.dob = take_bf16(c, bm * kd);
+  } else {
+    t.q_il = c.take(bm * dp);
+    t.do_il = c.take(bm * dp);
+  }
   t.s = c.take(bm * ld);
   t.ds = c.take(bm * ld);
   t.x = keep_scores ? c.take(bm * ld) : nullptr;
@@ -68,51 +127,80 @@ StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, 
 
 /// Pass 1 scratch: one key block of the dK/dV pass.
 struct KvBlockScratch {
-  float *kt, *vt;  ///< K^T, V^T panels of the block [bk/kPanel][dp][kPanel]
+  float *kt, *vt;  ///< K^T, V^T panels of the block [bk/kPanel][dp][kPanel] (fp32 path)
   float *dk, *dv;  ///< accumulators [bk][dp]
-  float *q, *dout; ///< scale * Q and dO, row-major [bm][dp] (B operands of dK, dV)
+  float *q, *dout; ///< scale * Q and dO, row-major [bm][dp] (B operands of dK, dV; fp32 path)
   StepTiles step;
+  // bf16 paths (bm padded to kBf16RowsDkdv):
+  std::uint16_t *kb = nullptr, *vb = nullptr;    ///< K and V of the block as K panels [bk][kd]
+  std::uint16_t *qp = nullptr, *dop = nullptr;   ///< Q and dO of the tile as key pairs [bm][dp]
+  std::uint16_t *pt = nullptr, *dst = nullptr;   ///< P^T and dS^T in bf16 [bk][bm]
 };
 
-KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d));
+KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(amx_kd(p.d));
   const std::size_t bk = static_cast<std::size_t>(plan.block_n_dkdv), bm = static_cast<std::size_t>(plan.block_m);
   KvBlockScratch w{};
-  w.kt = c.take(bk * dp);
-  w.vt = c.take(bk * dp);
   w.dk = c.take(bk * dp);
   w.dv = c.take(bk * dp);
+  if (path != MatmulPath::fp32) {
+    const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kBf16RowsDkdv));
+    w.kb = take_bf16(c, bk * kd);
+    w.vb = take_bf16(c, bk * kd);
+    w.qp = take_bf16(c, bm2 * dp);
+    w.dop = take_bf16(c, bm2 * dp);
+    w.pt = take_bf16(c, bk * bm2);
+    w.dst = take_bf16(c, bk * bm2);
+    w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kd);
+    return w;
+  }
+  w.kt = c.take(bk * dp);
+  w.vt = c.take(bk * dp);
   w.q = c.take(bm * dp);
   w.dout = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, bk, transforms_scores(p));
+  w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kd);
   return w;
 }
 
 /// Pass 2 scratch: one query tile of the dQ pass, with the packed K/V of its (b, kv head).
 struct QTileScratch {
-  float *kt, *vt;  ///< K^T, V^T panels of the whole sequence [nk/kPanel][dp][kPanel]
-  float* k;        ///< K rows [nk][dp] (B operand of dQ)
+  float *kt, *vt;  ///< K^T, V^T panels of the whole sequence [nk/kPanel][dp][kPanel] (fp32 path)
+  float* k;        ///< K rows [nk][dp] (B operand of dQ; fp32 path)
   float* dq;       ///< accumulator [bm][dp]
   StepTiles step;
+  // bf16 paths (bm padded to kAmxRows):
+  std::uint16_t *kb = nullptr, *vb = nullptr;  ///< K and V of the sequence as K panels [nk][kd]
+  std::uint16_t* kp = nullptr;                 ///< K as key pairs [nk][dp] (B operand of dQ)
+  std::uint16_t* dsb = nullptr;                ///< dS in bf16 [bm][ld]
 };
 
-QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d));
+QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(amx_kd(p.d));
   const std::size_t nk = static_cast<std::size_t>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
-  const std::size_t bm = static_cast<std::size_t>(plan.block_m);
+  const std::size_t bm = static_cast<std::size_t>(plan.block_m), ld = static_cast<std::size_t>(plan.block_n);
   QTileScratch w{};
+  if (path != MatmulPath::fp32) {
+    const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));
+    w.kb = take_bf16(c, nk * kd);
+    w.vb = take_bf16(c, nk * kd);
+    w.kp = take_bf16(c, nk * dp);
+    w.dsb = take_bf16(c, bm2 * ld);
+    w.dq = c.take(bm2 * dp);
+    w.step = carve_step(c, bm2, dp, ld, transforms_scores(p), true, kd);
+    return w;
+  }
   w.kt = c.take(nk * dp);
   w.vt = c.take(nk * dp);
   w.k = c.take(nk * dp);
   w.dq = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, static_cast<std::size_t>(plan.block_n), transforms_scores(p));
+  w.step = carve_step(c, bm, dp, ld, transforms_scores(p), false, kd);
   return w;
 }
 
-std::size_t thread_floats(const Problem& p, const BackwardPlan& plan) {
+std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path) {
   Carver a, b;
-  carve_pass1(a, p, plan);
-  carve_pass2(b, p, plan);
+  carve_pass1(a, p, plan, path);
+  carve_pass2(b, p, plan, path);
   return std::max(a.floats(), b.floats());
 }
 
@@ -125,13 +213,18 @@ std::size_t di_floats(const Problem& p) {
   return static_cast<std::size_t>(p.hq * (p.varlen ? p.cu_seqlens_q[p.batch] : p.batch * p.nq));
 }
 
-/// Loads the per-row inputs of a query tile: scale*Q and dO (interleaved), LSE and D_i; padded rows get
-/// LSE = -inf (so their P and dS rows are zero).
+/// Loads the per-row inputs of a query tile: scale*Q and dO (interleaved; on the bf16 paths Q and dO as
+/// bf16 row-major tiles), LSE and D_i; padded rows get LSE = -inf (so their P and dS rows are zero).
 void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, std::int64_t b, const SeqSpan& sp,
                     std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w) {
   const std::int64_t dp = padded_d(p.d);
-  pack_rows_interleaved(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q_il);
-  pack_rows_interleaved(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.do_il);
+  if (w.qb != nullptr) {
+    pack_q_bf16(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, amx_kd(p.d), w.qb);
+    pack_q_bf16(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, amx_kd(p.d), w.dob);
+  } else {
+    pack_rows_interleaved(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q_il);
+    pack_rows_interleaved(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.do_il);
+  }
   for (std::int64_t i = 0; i < rows_pad; ++i) {
     w.lse[i] = i < rows ? t.lse[row_offset(p, t.slse, b, sp.q0, i0 + i, h)] : kNegInf;
     w.di[i] = i < rows ? dvec[di_index(p, b, sp, h, i0 + i)] : 0.f;
@@ -218,6 +311,8 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
         load_row(out, i, p.d, dp, 1.f, o.data());
         // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
         // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
+        // The bf16 paths' dP sums pairs on the matrix units in their own order: there the residue is an
+        // fp32 rounding of dO V^T, far below the bf16 rounding of dS that follows.
         float acc = 0.f;
         for (std::int64_t d = 0; d < p.d; ++d) {
 #ifdef __FMA__
@@ -255,13 +350,19 @@ struct KvBlock {
   Range rows;  ///< query rows that see the block (the same for every head of the group)
 };
 
-/// Pass 1: dK and dV of one key block.
+/// Pass 1: dK and dV of one key block; mm: the bf16 products (null: the fp32 path).
 void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec,
-                const KvBlock& blk, const KvBlockScratch& w) {
-  const std::int64_t dp = padded_d(p.d), ld = plan.block_n_dkdv;
+                const KvBlock& blk, const KvBlockScratch& w, const Bf16Products* mm) {
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n_dkdv, kd = amx_kd(p.d);
   const std::int64_t ncols = round_up(blk.nkeys, kKeyAlignBwd);
-  pack_panels(rows_of(p, t.k, t.sk, blk.b, blk.sp.k0, blk.hk), blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
-  pack_panels(rows_of(p, t.v, t.sv, blk.b, blk.sp.k0, blk.hk), blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
+  const Rows k = rows_of(p, t.k, t.sk, blk.b, blk.sp.k0, blk.hk), v = rows_of(p, t.v, t.sv, blk.b, blk.sp.k0, blk.hk);
+  if (mm != nullptr) {
+    pack_k_vnni(from_row(k, blk.k0), blk.nkeys, ncols, p.d, kd, w.kb);
+    pack_k_vnni(from_row(v, blk.k0), blk.nkeys, ncols, p.d, kd, w.vb);
+  } else {
+    pack_panels(k, blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
+    pack_panels(v, blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
+  }
   std::memset(w.dk, 0, sizeof(float) * ncols * dp);
   std::memset(w.dv, 0, sizeof(float) * ncols * dp);
   const Range keys{blk.k0, blk.k0 + blk.nkeys - 1};
@@ -272,22 +373,37 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
     for (const Range& rr : row_ranges)
     for (std::int64_t i0 = rr.lo; i0 <= rr.hi; i0 += plan.block_m) {
       const std::int64_t rows = std::min<std::int64_t>(plan.block_m, rr.hi + 1 - i0);
-      const std::int64_t rows_pad = round_up(rows, kRowAlign);
+      const std::int64_t rows_pad = round_up(rows, mm != nullptr ? kBf16RowsDkdv : kRowAlign);
       const std::optional<SparseRows> sparse =
           p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
       load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step);
-      pack_rows(rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q);
-      pack_rows(rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
-      gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
-      gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
+      const Rows q = rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), dout = rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h);
+      if (mm != nullptr) {
+        pack_v_vnni(from_row(q, i0), rows, rows_pad, p.d, dp, w.qp);
+        pack_v_vnni(from_row(dout, i0), rows, rows_pad, p.d, dp, w.dop);
+        mm->qk(w.step.qb, rows_pad, kd, w.kb, ncols, p.scale, w.step.s, ld);  // S = scale (Q K^T)
+        mm->qk(w.step.dob, rows_pad, kd, w.vb, ncols, 1.f, w.step.ds, ld);    // dP = dO V^T
+      } else {
+        pack_rows(q, i0, rows, rows_pad, p.d, dp, p.scale, w.q);
+        pack_rows(dout, i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
+        gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
+        gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
+      }
       probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
                         w.step, sparse ? &*sparse : nullptr, keys);
-      gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
-      gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+      if (mm != nullptr) {  // P^T and dS^T in bf16 (keys x rows), the A operands
+        bf16_transpose(w.step.s, rows_pad, ncols, ld, w.pt, rows_pad);
+        bf16_transpose(w.step.ds, rows_pad, ncols, ld, w.dst, rows_pad);
+        mm->pv(w.pt, rows_pad, ncols, rows_pad, w.dop, dp, w.dv, dp);   // dV += P^T dO
+        mm->pv(w.dst, rows_pad, ncols, rows_pad, w.qp, dp, w.dk, dp);   // dK += dS^T Q (scale at the store)
+      } else {
+        gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
+        gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+      }
     }
   }
   store_rows(t.dk, p.dtype, row_offset(p, t.sdk, blk.b, blk.sp.k0, 0, blk.hk), t.sdk.n, blk.k0, blk.nkeys, w.dk,
-             dp, p.d, 1.f);
+             dp, p.d, mm != nullptr ? p.scale : 1.f);
   store_rows(t.dv, p.dtype, row_offset(p, t.sdv, blk.b, blk.sp.k0, 0, blk.hk), t.sdv.n, blk.k0, blk.nkeys, w.dv,
              dp, p.d, 1.f);
 }
@@ -329,11 +445,12 @@ void reduce_dbias(const Problem& p, const BiasGrad& g, const DsBuffer& ds) {
   }
 }
 
-/// Pass 2: dQ of one query tile (w.kt, w.vt, w.k hold its (b, kv head)); with ds.data, its dS into the buffer.
+/// Pass 2: dQ of one query tile (w.kt, w.vt, w.k, or on the bf16 paths w.kb, w.vb, w.kp, hold its (b, kv head));
+/// with ds.data, its dS into the buffer; mm: the bf16 products (null: the fp32 path).
 void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec, const QTile& tile,
-             const QTileScratch& w, const DsBuffer& dsb) {
-  const std::int64_t dp = padded_d(p.d), ld = plan.block_n;
-  const std::int64_t rows_pad = round_up(tile.rows, kRowAlign);
+             const QTileScratch& w, const DsBuffer& dsb, const Bf16Products* mm) {
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n, kd = amx_kd(p.d);
+  const std::int64_t rows_pad = round_up(tile.rows, mm != nullptr ? kAmxRows : kRowAlign);
   load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step);
   std::memset(w.dq, 0, sizeof(float) * rows_pad * dp);
   // Block-sparse (src/cpu/sparse_tile.h): the listed key blocks' intervals only, masked element-wise.
@@ -343,8 +460,13 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
     const std::int64_t k_end = round_up(keys.hi + 1, kPanel);
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += ld) {
       const std::int64_t ncols = std::min(ld, k_end - k0);
-      gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
-      gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
+      if (mm != nullptr) {
+        mm->qk(w.step.qb, rows_pad, kd, w.kb + k0 * kd, ncols, p.scale, w.step.s, ld);
+        mm->qk(w.step.dob, rows_pad, kd, w.vb + k0 * kd, ncols, 1.f, w.step.ds, ld);
+      } else {
+        gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
+        gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
+      }
       probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
                         rows_pad, ncols, ld, w.step, sparse ? &*sparse : nullptr, keys);
       const std::int64_t n = std::min(ncols, tile.sp.nk - k0);  // dbias = dS (the logit's gradient, before the scale)
@@ -358,7 +480,12 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
           for (std::int64_t j = 0; j < n; ++j) store_double(g.data, g.dtype, row + j, w.step.ds[i * ld + j]);
         }
       }
-      gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
+      if (mm != nullptr) {  // dQ += dS K, dS in bf16
+        mm->to_bf16(w.step.ds, rows_pad, ncols, ld, w.dsb);
+        mm->pv(w.dsb, ld, rows_pad, ncols, w.kp + k0 * dp, dp, w.dq, dp);
+      } else {
+        gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
+      }
     }
   };
   if (sparse) {
@@ -375,6 +502,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
 
 std::size_t backward_workspace_bytes(const Problem& p) {
   const BackwardPlan plan = plan_backward(p);
+  const MatmulPath path = forward_matmul(p.dtype);
   std::size_t blocks = 0, qtiles = 0;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -382,11 +510,14 @@ std::size_t backward_workspace_bytes(const Problem& p) {
     qtiles += static_cast<std::size_t>((sp.nq + plan.block_m - 1) / plan.block_m * p.hq);
   }
   const auto threads = static_cast<std::size_t>(resolve_threads(p, std::max(blocks, qtiles)));
-  return (thread_floats(p, plan) * threads + di_floats(p)) * sizeof(float);
+  return (thread_floats(p, plan, path) * threads + di_floats(p)) * sizeof(float);
 }
 
 Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
   check_plan(plan);
+  const MatmulPath path = forward_matmul(p.dtype);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
+  const Bf16Products bf16{path == MatmulPath::amx};
+  const Bf16Products* mm = path != MatmulPath::fp32 ? &bf16 : nullptr;
   std::vector<float> dvec(di_floats(p));
   compute_di(p, t, dvec.data());
   if (t.dsinks != nullptr) sinks_gradient(p, t, dvec.data());
@@ -424,7 +555,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   const int threads = resolve_threads(p, std::max(blocks.size(), qtiles.size()));
   std::vector<Scratch> scratch;
   scratch.reserve(threads);
-  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan));
+  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path));
   const std::int64_t dp = padded_d(p.d);
   // dbias (DsBuffer): straight into a full dbias, else dS in fp32 (4 B Hq Nq Nk bytes) and a fixed-order reduction.
   std::vector<float> ds_store;
@@ -446,15 +577,16 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (path == MatmulPath::amx) amx_begin();  // this thread's tile configuration
     {
       Carver c(scratch[tid].data());
-      const KvBlockScratch w = carve_pass1(c, p, plan);
+      const KvBlockScratch w = carve_pass1(c, p, plan, path);
       const ItemRange mine = thread_items(block_prefix, tid, nt);
-      for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w);
+      for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
     }
     {
       Carver c(scratch[tid].data());
-      const QTileScratch w = carve_pass2(c, p, plan);
+      const QTileScratch w = carve_pass2(c, p, plan, path);
       const ItemRange mine = thread_items(qtile_prefix, tid, nt);
       std::int64_t packed_b = -1, packed_hk = -1;
       for (std::size_t i = mine.begin; i < mine.end; ++i) {
@@ -464,15 +596,22 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
           const Rows k = rows_of(p, t.k, t.sk, tile.b, tile.sp.k0, hk);
           const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
           const std::int64_t nk_pad = round_up(tile.sp.nk, kPanel);
-          pack_panels(k, 0, tile.sp.nk, nk_pad, p.d, dp, w.kt);
-          pack_panels(v, 0, tile.sp.nk, nk_pad, p.d, dp, w.vt);
-          pack_rows(k, 0, tile.sp.nk, nk_pad, p.d, dp, 1.f, w.k);
+          if (mm != nullptr) {
+            pack_k_vnni(k, tile.sp.nk, nk_pad, p.d, amx_kd(p.d), w.kb);
+            pack_k_vnni(v, tile.sp.nk, nk_pad, p.d, amx_kd(p.d), w.vb);
+            pack_v_vnni(k, tile.sp.nk, nk_pad, p.d, dp, w.kp);
+          } else {
+            pack_panels(k, 0, tile.sp.nk, nk_pad, p.d, dp, w.kt);
+            pack_panels(v, 0, tile.sp.nk, nk_pad, p.d, dp, w.vt);
+            pack_rows(k, 0, tile.sp.nk, nk_pad, p.d, dp, 1.f, w.k);
+          }
           packed_b = tile.b;
           packed_hk = hk;
         }
-        dq_tile(p, t, plan, dvec.data(), tile, w, dsb);
+        dq_tile(p, t, plan, dvec.data(), tile, w, dsb, mm);
       }
     }
+    if (path == MatmulPath::amx) amx_end();
   }
 
   if (dsb.data != nullptr) reduce_dbias(p, t.dbias, dsb);  // (a bias without elements has no gradient to write)
@@ -484,7 +623,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   r.block_n = plan.block_n;
   r.kernel = "cpu_flash_bwd_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d) + "_m" +
              std::to_string(plan.block_m) + "_n" + std::to_string(plan.block_n) + "_kv" +
-             std::to_string(plan.block_n_dkdv);
+             std::to_string(plan.block_n_dkdv) + matmul_suffix(path);  // the products' path (src/cpu/amx/amx.h)
   return r;
 }
 

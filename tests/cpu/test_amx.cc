@@ -1,11 +1,14 @@
-// The bf16 forward's product path (src/cpu/amx/amx.h): FLATATTN_CPU_MATMUL selects AMX, AVX512-BF16 or
-// fp32, the Report's kernel name says which ran, and every path meets the oracle's rule on bf16 cases (head dims
-// that pad to the AMX tiles, odd lengths, masks, GQA, features). The whole forward suite also runs under
-// each forced path as its own ctest entry (tests/cpu/CMakeLists.txt: cpu_forward_matmul_*).
+// The bf16 product path of the forward and the backward (src/cpu/amx/amx.h): FLATATTN_CPU_MATMUL selects AMX,
+// AVX512-BF16 or fp32, the Report's kernel name says which ran, and every path meets the oracle's rule on bf16
+// cases (head dims that pad to the AMX tiles, odd lengths, masks, GQA, features). The whole forward and backward
+// suites also run under each forced path as their own ctest entries (tests/cpu/CMakeLists.txt:
+// cpu_forward_matmul_*, cpu_backward_matmul_*).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -137,6 +140,134 @@ TEST(CpuMatmul, FeatureTableOnAvx512Bf16) {
     const Report r = run_forward(t, c.options);
     EXPECT_TRUE(ends_with(r.kernel, "_avx512bf16")) << r.kernel;
     expect_forward_ok(t, o, r.kernel);
+  }
+}
+
+// bf16_transpose (the P^T / dS^T operands of the bf16 backward): every element lands transposed and rounded to
+// nearest even, whatever the leading dims; ties, halfway cases and the sign of zero included.
+TEST(CpuMatmul, Bf16TransposeIsExact) {
+  if (!cpu::avx512bf16_available()) GTEST_SKIP() << "no AVX512-BF16 here (or not built)";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  std::normal_distribution<float> nd(0.f, 3.f);
+  const std::int64_t rows = 64, ncols = 48, lds = 53, ldt = 70;
+  std::vector<float> src(rows * lds);
+  for (float& x : src) x = nd(s.rng);
+  src[0] = 1.f + 1.f / 256;  // halfway between two bf16: rounds to the even one (1.0)
+  src[1] = 1.f + 3.f / 256;  // halfway: rounds up to the even one
+  src[2] = -0.f;
+  std::vector<std::uint16_t> out(ncols * ldt, 0xdead);
+  cpu::bf16_transpose(src.data(), rows, ncols, lds, out.data(), ldt);
+  auto bf16_rne = [](float x) {
+    std::uint32_t u;
+    std::memcpy(&u, &x, 4);
+    return static_cast<std::uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+  };
+  EXPECT_EQ(out[0], 0x3f80);
+  EXPECT_EQ(out[ldt], 0x3f82);
+  EXPECT_EQ(out[2 * ldt], 0x8000);
+  int bad = 0;
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < ncols; ++j)
+      if (out[j * ldt + i] != bf16_rne(src[i * lds + j]) && ++bad <= 5)
+        ADD_FAILURE() << "row " << i << " col " << j << ": " << out[j * ldt + i] << " vs " << bf16_rne(src[i * lds + j]);
+  for (std::int64_t j = 0; j < ncols; ++j)  // nothing written beyond the rows
+    for (std::int64_t i = rows; i < ldt; ++i) EXPECT_EQ(out[j * ldt + i], 0xdead);
+}
+
+/// Forward, then the backward (policy plan and small plans) under the current path; checks the backward Report's
+/// suffix (want) and every gradient against the oracle.
+void check_backward_on_path(CaseTensors& t, const std::string& want) {
+  Options opt = t.c.options;
+  opt.return_lse = true;
+  run_forward(t, opt);
+  const BackwardOracle ref = oracle_backward(t);
+  const BackwardYardstick naive = naive_backward(t, ref);
+  for (const std::optional<cpu::BackwardPlan>& plan :
+       {std::optional<cpu::BackwardPlan>{}, std::optional<cpu::BackwardPlan>{cpu::BackwardPlan{12, 32, 96}},
+        std::optional<cpu::BackwardPlan>{cpu::BackwardPlan{48, 64, 192}}}) {
+    const Report r = run_backward(t, opt, plan);
+    EXPECT_EQ(ends_with(r.kernel, "_amx"), want == "_amx") << r.kernel;
+    if (!want.empty()) EXPECT_TRUE(ends_with(r.kernel, want)) << r.kernel;
+    expect_backward_ok(t, ref, naive, r.kernel);
+  }
+}
+
+// The backward's five products on every path the machine has: head dims that pad (D = 16, 59, 80, 200), odd
+// lengths, GQA, causal and not, Nq != Nk. f16 stays on the fp32 path under every setting.
+TEST(CpuMatmul, BackwardOnEveryPathMatchesTheOracle) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  struct Shape {
+    std::int64_t b, nq, nk, hq, hkv, d;
+    bool causal;
+  };
+  const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 16, false},  {2, 37, 53, 4, 2, 59, true},
+                                     {1, 130, 300, 2, 1, 128, true}, {2, 200, 200, 3, 3, 64, false},
+                                     {1, 17, 250, 2, 2, 80, true},   {1, 70, 33, 2, 1, 200, false}};
+  for (const Shape& sh : shapes)
+    for (DType dt : {DType::bf16, DType::f16}) {
+      Case c;
+      c.dtype = dt;
+      c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
+      c.options.causal = sh.causal;
+      SCOPED_TRACE(c.name());
+      CaseTensors t = make_case(c, s.rng, /*with_backward=*/true);
+      for (const char* path : paths()) {
+        SCOPED_TRACE(path);
+        ScopedMatmul m(path);
+        check_backward_on_path(t, dt == DType::bf16 ? suffix_of(path) : "");
+      }
+    }
+}
+
+// Every feature row of the table (masks, softcap, ALiBi, sinks, dropout, bias, varlen, block-sparse ...) through
+// the backward on each bf16 path the machine has.
+TEST(CpuMatmul, BackwardFeatureTableOnBf16Paths) {
+  for (const char* path : paths()) {
+    if (std::string(path) == "fp32") continue;  // the fp32 path: Cpu/BackwardFeature.* (cpu_backward_matmul_fp32)
+    SCOPED_TRACE(path);
+    ScopedMatmul m(path);
+    Seeded s;
+    SCOPED_TRACE(s.trace());
+    for (const Feature& f : features()) {
+      const Case c = feature_case(f, DType::bf16);
+      SCOPED_TRACE(c.name());
+      CaseTensors t = make_case(c, s.rng, /*with_backward=*/true);
+      check_backward_on_path(t, suffix_of(path));
+    }
+  }
+}
+
+// dQ, dK, dV are bitwise identical across runs and for 1, 2 and 3 threads on each bf16 path (Options::deterministic
+// holds by construction there too: one thread owns each output element, AMX and VDPBF16PS are deterministic).
+TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  Case c;
+  c.dtype = DType::bf16, c.batch = 2, c.nq = 150, c.nk = 230, c.hq = 4, c.hkv = 2, c.d = 64;
+  c.options.causal = true;
+  c.options.return_lse = true;
+  CaseTensors t = make_case(c, s.rng, true);
+  run_forward(t, c.options);
+  for (const char* path : paths()) {
+    if (std::string(path) == "fp32") continue;
+    SCOPED_TRACE(path);
+    ScopedMatmul m(path);
+    std::vector<std::vector<unsigned char>> grads;
+    for (int threads : {1, 2, 2, 3})
+      for (bool det : {false, true}) {
+        Options opt = c.options;
+        opt.num_threads = threads;
+        opt.deterministic = det;
+        const Report r = run_backward(t, opt);
+        EXPECT_TRUE(ends_with(r.kernel, suffix_of(path))) << r.kernel;
+        std::vector<unsigned char> g(t.dq.storage.begin(), t.dq.storage.end());
+        g.insert(g.end(), t.dk.storage.begin(), t.dk.storage.end());
+        g.insert(g.end(), t.dv.storage.begin(), t.dv.storage.end());
+        grads.push_back(std::move(g));
+      }
+    for (std::size_t i = 1; i < grads.size(); ++i) EXPECT_TRUE(grads[i] == grads[0]) << "run " << i;
   }
 }
 

@@ -12,13 +12,19 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
-// f32 and f16 inputs and the whole backward always take the fp32 path. The forward Report's kernel name
-// ends in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
+// The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
+// S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
+// as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
+// f32 and f16 inputs always take the fp32 path. The forward and backward Reports' kernel names end in
+// "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
 // in fp32; the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the fp32
 // path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
 // GPU kernel of flatattn has (P is a bf16 MMA operand there too).
+// The backward likewise: dO is bf16 as given, S and dP are accumulated in fp32, P and dS are formed in fp32
+// and rounded to bf16 (nearest even) only as operands of dV, dK and dQ, which accumulate in fp32 (the
+// scale is applied to dK and dQ in fp32 when they are stored).
 //
 // Layouts (bf16 stored as uint16):
 //   Q tile:  row-major [rows][kd], kd = round_up(D, 32) (zero lanes beyond D), unscaled;
@@ -55,8 +61,8 @@ bool avx512bf16_available();
 /// True when this build has the AVX512-BF16 kernels (FLATATTN_HAVE_AVX512BF16).
 bool avx512bf16_built();
 
-/// The path a forward of dtype dt takes (reads FLATATTN_CPU_MATMUL each call; see above). Throws Error
-/// for an unknown value, or for "amx" where amx_available() is false.
+/// The path a forward or backward of dtype dt takes (reads FLATATTN_CPU_MATMUL each call; see above).
+/// Throws Error for an unknown value, or for "amx" where amx_available() is false.
 MatmulPath forward_matmul(DType dt);
 
 /// Head dim padded for the AMX Q/K tiles (a multiple of kAmxK).
@@ -83,6 +89,12 @@ void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int
 /// first key). rows a multiple of 16, ncols of 32, dp of 16.
 void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols, const std::uint16_t* vb,
             std::int64_t dp, float* o, std::int64_t ldo);
+
+/// t[j * ldt + i] = bf16(s[i * lds + j]) for i < rows, j < ncols (rows a multiple of 32, ncols of 16): the
+/// transposed bf16 operand (P^T, dS^T) of the backward's dV and dK products. AVX-512 and AVX512-BF16
+/// only (no tile state): both bf16 paths call it.
+void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, std::uint16_t* t,
+                    std::int64_t ldt);
 
 // --- AVX512-BF16 kernels (src/cpu/amx/dpbf16.cc, compiled with -mavx512bf16 when the compiler accepts
 // it; call only after forward_matmul returned avx512bf16): the same contracts and layouts as amx_qk and

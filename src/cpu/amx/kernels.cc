@@ -1,4 +1,5 @@
-// AMX-BF16 tile kernels of the bf16 forward (layouts in amx.h). This file alone is compiled with
+// AMX-BF16 tile kernels of the bf16 forward and backward (layouts in amx.h), and bf16_transpose, which
+// both bf16 paths use (AVX-512 only, no tile state). This file alone is compiled with
 // -mamx-tile -mamx-bf16 -mavx512f -mavx512bf16 and includes no engine header with inline code, so no
 // AMX/AVX-512 instruction reaches a function that runs before forward_matmul() chose this path.
 //
@@ -22,6 +23,7 @@ struct alignas(64) TileConfig {
 };
 
 void scale_rows(float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale) {
+  if (scale == 1.f) return;  // dP = dO V^T of the backward
   const __m512 f = _mm512_set1_ps(scale);
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < ncols; j += 16)
@@ -58,6 +60,34 @@ void pv_block(const std::uint16_t* p, std::int64_t ldp, std::int64_t ncols, cons
   if constexpr (NC > 1) _tile_stored(1, o + 16, so);
   if constexpr (NC > 2) _tile_stored(2, o + 32, so);
   if constexpr (NC > 3) _tile_stored(3, o + 48, so);
+}
+
+// r[c] = column c of the 16 x 16 block whose row r was r[r] (in place). Unpack pairs of rows, shuffle
+// quadruples within the 128-bit lanes, then a 4 x 4 transpose of the lanes of r[c], r[4+c], r[8+c], r[12+c].
+void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int k = 0; k < 8; ++k) {
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);      // per lane: a0 b0 a1 b1
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);  // per lane: a2 b2 a3 b3
+  }
+  for (int k = 0; k < 4; ++k) {  // r[4k + c], lane L: column 4L + c of rows 4k .. 4k+3
+    r[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+    r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+    r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+    r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+  }
+  __m512 out[16];
+  for (int c = 0; c < 4; ++c) {
+    const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);       // A0 A1 B0 B1
+    const __m512 u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);       // A2 A3 B2 B3
+    const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);  // C0 C1 D0 D1
+    const __m512 u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);  // C2 C3 D2 D3
+    out[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);       // A0 B0 C0 D0: column c
+    out[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);   // column 4 + c
+    out[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);   // column 8 + c
+    out[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);  // column 12 + c
+  }
+  for (int c = 0; c < 16; ++c) r[c] = out[c];
 }
 
 // A constant in memory: GCC 12 drops stores to a local config before LDTILECFG (it does not see the
@@ -135,6 +165,22 @@ void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int
       const float* r = s + i * ld + j;
       const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(r + 16), _mm512_loadu_ps(r));
       _mm512_storeu_si512(pb + i * ld + j, (__m512i)v);
+    }
+}
+
+void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, std::uint16_t* t,
+                    std::int64_t ldt) {
+  for (std::int64_t i0 = 0; i0 < rows; i0 += 32)
+    for (std::int64_t j0 = 0; j0 < ncols; j0 += 16) {
+      __m512 a[16], b[16];  // rows i0 .. i0+15 and i0+16 .. i0+31, keys j0 .. j0+15
+      for (int r = 0; r < 16; ++r) {
+        a[r] = _mm512_loadu_ps(s + (i0 + r) * lds + j0);
+        b[r] = _mm512_loadu_ps(s + (i0 + 16 + r) * lds + j0);
+      }
+      transpose16(a);
+      transpose16(b);
+      for (int c = 0; c < 16; ++c)
+        _mm512_storeu_si512(t + (j0 + c) * ldt + i0, (__m512i)_mm512_cvtne2ps_pbh(b[c], a[c]));
     }
 }
 
