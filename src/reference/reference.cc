@@ -8,6 +8,7 @@
 #include "src/core/half.h"
 #include "src/core/philox.h"
 #include "src/core/validate.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::ref {
 
@@ -186,48 +187,80 @@ struct DropoutRule {
 
 }  // namespace
 
-void forward(const ForwardArgs& a, const Options& o, Precision precision) {
-  const ValidatedForward vf = validate_forward(a, o, Consumer::oracle);
-  const Problem& p = vf.problem;
-  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.out, "out"}})
-    require_cpu(*t, n);
-  const View q = view(a.q, p.varlen), k = view(a.k, p.varlen), v = view(a.v, p.varlen), out = view(a.out, p.varlen);
-  const bool round = precision == Precision::input;
-  const Extras ex{a.alibi_slopes, a.sinks, a.bias};
-  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}, std::pair{&a.bias, "bias"}})
-    if (t->present()) require_cpu(*t, n);
-  const DropoutRule drop(p);
+namespace {
+
+/// One validated forward call with its views: the loop over all calls' (b, h) pairs reads them.
+struct ForwardCall {
+  const ForwardArgs* a;
+  ValidatedForward vf;
+  View q, k, v, out;
+  Extras ex;
+  DropoutRule drop;
+  ForwardCall(const ForwardArgs& args, const Options& o)
+      : a(&args), vf(validate_forward(args, o, Consumer::oracle)), q(view(args.q, vf.problem.varlen)),
+        k(view(args.k, vf.problem.varlen)), v(view(args.v, vf.problem.varlen)), out(view(args.out, vf.problem.varlen)),
+        ex{args.alibi_slopes, args.sinks, args.bias}, drop(vf.problem) {
+    for (auto [t, n] : {std::pair{&args.q, "q"}, std::pair{&args.k, "k"}, std::pair{&args.v, "v"}, std::pair{&args.out, "out"}})
+      require_cpu(*t, n);
+    for (auto [t, n] : {std::pair{&args.alibi_slopes, "alibi_slopes"}, std::pair{&args.sinks, "sinks"}, std::pair{&args.bias, "bias"}})
+      if (t->present()) require_cpu(*t, n);
+  }
+};
+
+/// out and lse of sequence b, query head h of call c: touches only that (b, h)'s rows.
+void forward_head(const ForwardCall& c, std::int64_t b, std::int64_t h, bool round) {
+  const ForwardArgs& a = *c.a;
+  const Problem& p = c.vf.problem;
+  const View &q = c.q, &k = c.k, &v = c.v, &out = c.out;
+  const Extras& ex = c.ex;
+  const DropoutRule& drop = c.drop;
+  const SeqSpan sp = seq_span(p, b);
+  const std::int64_t hk = h / p.group();
   std::vector<double> S;
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    const SeqSpan sp = seq_span(p, b);
-    for (std::int64_t h = 0; h < p.hq; ++h) {
-      const std::int64_t hk = h / p.group();
-      logits(p, ex, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
-      const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
-      const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
-      for (std::int64_t i = 0; i < sp.nq; ++i) {
-        if (round)
-          for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
-        if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
-          for (std::int64_t j = 0; j < sp.nk; ++j) {
-            const double x = S[i * sp.nk + j] * drop.factor(b, h, i, j);
-            S[i * sp.nk + j] = round ? round_to(a.q.dtype, x) : x;
-          }
-        const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
-        for (std::int64_t d = 0; d < p.d; ++d) {
-          double acc = 0;
-          for (std::int64_t j = 0; j < sp.nk; ++j)
-            if (S[i * sp.nk + j] != 0) acc = accum(acc, S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
-          wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
-        }
-        if (a.lse.present()) {
-          const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
-                                           : b * a.lse.stride[0] + h * a.lse.stride[1] + i * a.lse.stride[2];
-          store_double(a.lse.data, a.lse.dtype, lo, lse[i]);
-        }
+  logits(p, ex, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
+  const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
+  const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
+  for (std::int64_t i = 0; i < sp.nq; ++i) {
+    if (round)
+      for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
+    if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
+      for (std::int64_t j = 0; j < sp.nk; ++j) {
+        const double x = S[i * sp.nk + j] * drop.factor(b, h, i, j);
+        S[i * sp.nk + j] = round ? round_to(a.q.dtype, x) : x;
       }
+    const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
+    for (std::int64_t d = 0; d < p.d; ++d) {
+      double acc = 0;
+      for (std::int64_t j = 0; j < sp.nk; ++j)
+        if (S[i * sp.nk + j] != 0) acc = accum(acc, S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
+      wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
+    }
+    if (a.lse.present()) {
+      const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
+                                       : b * a.lse.stride[0] + h * a.lse.stride[1] + i * a.lse.stride[2];
+      store_double(a.lse.data, a.lse.dtype, lo, lse[i]);
     }
   }
+}
+
+}  // namespace
+
+void forward(const ForwardArgs& a, const Options& o, Precision precision) { forward_each({&a, 1}, o, precision); }
+
+void forward_each(std::span<const ForwardArgs> calls, const Options& o, Precision precision) {
+  std::vector<ForwardCall> c;  // every call validated before any output is written
+  c.reserve(calls.size());
+  std::vector<std::int64_t> first{0};  // task index of each call's (b 0, h 0); tasks are (call, b, h) in order
+  for (const ForwardArgs& a : calls) {
+    c.emplace_back(a, o);
+    first.push_back(first.back() + c.back().vf.problem.batch * c.back().vf.problem.hq);
+  }
+  const bool round = precision == Precision::input;
+  parallel_tasks(first.back(), [&](std::int64_t t) {
+    const std::size_t i = static_cast<std::size_t>(std::upper_bound(first.begin(), first.end(), t) - first.begin()) - 1;
+    const std::int64_t r = t - first[i], hq = c[i].vf.problem.hq;
+    forward_head(c[i], r / hq, r % hq, round);
+  });
 }
 
 void backward(const BackwardArgs& a, const Options& o, Precision precision) {
@@ -257,13 +290,26 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
   const DropoutRule drop(p);
-  std::vector<double> P, Dcap, dP;
-  for (std::int64_t b = 0; b < p.batch; ++b) {
+  // Tasks (b, kv head) in parallel: each writes the dq rows of its query heads and the dk, dv rows of its kv
+  // head. What they add into dsinks and dbias is kept per task and added by commit in task order, the
+  // single-threaded loop's order (b, kv head, query head, i, j): the sums are bitwise the same for any threads.
+  struct Shared {
+    std::vector<double> lse, di;  ///< (group, nq): LSE_i and D_i of each query head of the group (sinks)
+    std::vector<double> ds;       ///< (group, nq, nk): dS rounded as dbias adds it (bias)
+  };
+  const std::int64_t group = p.group();
+  auto work = [&](std::int64_t task) {
+    const std::int64_t b = task / p.hkv, hk = task % p.hkv;
     const SeqSpan sp = seq_span(p, b);
+    Shared sh;
+    if (ex.has_sink()) sh.lse.assign(group * sp.nq, 0.0), sh.di.assign(group * sp.nq, 0.0);
+    if (!dbias.empty()) sh.ds.assign(group * sp.nq * sp.nk, 0.0);
+    std::vector<double> P, Dcap, dP;
     // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
-    for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
+    {
       std::vector<double> gk(sp.nk * p.d, 0.0), gv(sp.nk * p.d, 0.0);
-      for (std::int64_t h = hk * p.group(); h < (hk + 1) * p.group(); ++h) {
+      for (std::int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        const std::int64_t g = h - hk * group;
         logits(p, ex, q, k, b, sp, h, dt, round, P, &Dcap);
         const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
         const std::vector<double> lse = softmax_rows(P, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
@@ -287,14 +333,13 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             Di += pij * dpij;
             for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pd * rd(dout, doo + d), round);
           }
-          // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it.
-          if (ex.has_sink() && lse[i] != -std::numeric_limits<double>::infinity())
-            dsinks[h] -= std::exp(sink - lse[i]) * Di;
+          // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it (commit).
+          if (ex.has_sink()) sh.lse[g * sp.nq + i] = lse[i], sh.di[g * sp.nq + i] = Di;
           // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = sech^2(x/c); then the scale.
           for (std::int64_t j = 0; j < sp.nk; ++j) {
             double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
             if (p.variant.softcap > 0) ds *= Dcap[i * sp.nk + j];
-            if (!dbias.empty()) dbias[dbias_index(b, h, i, j)] += r(ds);  // dL/dbias = dL/dS
+            if (!dbias.empty()) sh.ds[(g * sp.nq + i) * sp.nk + j] = r(ds);  // dL/dbias = dL/dS (commit)
             dP[i * sp.nk + j] = r(r(ds) * p.scale);
           }
         }
@@ -325,6 +370,26 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
         }
       }
     }
+    return sh;
+  };
+  auto commit = [&](std::int64_t task, const Shared& sh) {
+    const std::int64_t b = task / p.hkv, hk = task % p.hkv;
+    const SeqSpan sp = seq_span(p, b);
+    for (std::int64_t g = 0; g < group; ++g) {
+      const std::int64_t h = hk * group + g;
+      for (std::int64_t i = 0; i < sp.nq; ++i) {
+        const double lse = ex.has_sink() ? sh.lse[g * sp.nq + i] : 0.0;
+        if (ex.has_sink() && lse != -std::numeric_limits<double>::infinity())
+          dsinks[h] -= std::exp(ex.sink(h) - lse) * sh.di[g * sp.nq + i];
+        if (!dbias.empty())
+          for (std::int64_t j = 0; j < sp.nk; ++j) dbias[dbias_index(b, h, i, j)] += sh.ds[(g * sp.nq + i) * sp.nk + j];
+      }
+    }
+  };
+  if (ex.has_sink() || !dbias.empty()) {
+    ordered_tasks(p.batch * p.hkv, work, commit);
+  } else {
+    parallel_tasks(p.batch * p.hkv, work);
   }
   if (a.dsinks.present())
     for (std::int64_t h = 0; h < p.hq; ++h) store_double(a.dsinks.data, a.dsinks.dtype, h * a.dsinks.stride[0], r(dsinks[h]));
