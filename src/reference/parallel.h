@@ -1,7 +1,7 @@
-// The oracle's and the checks' task loops on OpenMP threads: independent tasks (a (b, h) of the forward, a
-// (b, kv head) of the backward, ...) run in parallel, and whatever they add into shared accumulators is added
-// by commit(i) in ascending task order, one task at a time, so every result is bitwise the same as the
-// single-threaded loop's, whatever the thread count.
+// The oracle's and the checks' loops on OpenMP threads: independent tasks (blocks of rows of a (b, h), blocks
+// of keys, ranges of elements) run in parallel; a task computes each value it writes exactly as the
+// single-threaded loop does (same operands, same order of its sums), and sums across tasks stay on the calling
+// thread, so every result is bitwise the same whatever the thread count.
 #pragma once
 
 #include <omp.h>
@@ -20,54 +20,18 @@ inline int task_threads(std::int64_t n) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(omp_get_max_threads(), n)));
 }
 
-/// Runs work(i) for i in [0, n) on task_threads(n) threads, then commit(i, state) in ascending i, one at a
-/// time (an OpenMP ordered region), with the state work(i) returned: work must touch only what task i owns,
-/// commit may add into shared accumulators. At most one state per thread is alive at a time. The first
-/// exception thrown by work or commit is rethrown after the loop (once one has been thrown, no commit runs).
-template <class Work, class Commit>
-void ordered_tasks(std::int64_t n, Work&& work, Commit&& commit) {
-  std::exception_ptr error;
-  std::mutex error_lock;
-  auto keep = [&](std::exception_ptr e) {
-    const std::lock_guard<std::mutex> lock(error_lock);
-    if (!error) error = e;
-  };
-#pragma omp parallel for ordered schedule(dynamic, 1) num_threads(task_threads(n))
-  for (std::int64_t i = 0; i < n; ++i) {
-    bool done = false;
-    decltype(work(i)) state{};
-    try {
-      state = work(i);
-      done = true;
-    } catch (...) {
-      keep(std::current_exception());
-    }
-#pragma omp ordered
-    {
-      bool failed;
-      {
-        const std::lock_guard<std::mutex> lock(error_lock);
-        failed = error != nullptr;
-      }
-      if (done && !failed) {
-        try {
-          commit(i, state);
-        } catch (...) {
-          keep(std::current_exception());
-        }
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
-}
-
 /// Runs work(i) for i in [0, n) on task_threads(n) threads (tasks independent: each writes only what it
 /// owns); the first exception thrown is rethrown after the loop.
 template <class Work>
 void parallel_tasks(std::int64_t n, Work&& work) {
+  const int threads = task_threads(n);
+  if (threads == 1) {  // no team to start (one thread, or a caller already parallel)
+    for (std::int64_t i = 0; i < n; ++i) work(i);
+    return;
+  }
   std::exception_ptr error;
   std::mutex error_lock;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(task_threads(n))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::int64_t i = 0; i < n; ++i) {
     try {
       work(i);
@@ -77,6 +41,13 @@ void parallel_tasks(std::int64_t n, Work&& work) {
     }
   }
   if (error) std::rethrow_exception(error);
+}
+
+/// Rows (or keys) per task when `rows` of them, all told, are cut into tasks: about 8 tasks per thread of
+/// task_threads, 1 to 32 rows each (small: balance; large: less overhead per task). Where a result must not
+/// depend on the thread count, each row's value must not depend on the cut.
+inline std::int64_t block_rows(std::int64_t rows) {
+  return std::clamp<std::int64_t>(rows / (8 * std::int64_t{task_threads(rows)}), 1, 32);
 }
 
 /// Runs work(lo, hi) over [0, n) cut into ranges of `grain` (the last one shorter), as parallel_tasks: for

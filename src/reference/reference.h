@@ -1,6 +1,6 @@
 // The oracle: naive attention in fp64 that materializes S and P. Small and obviously right; every
-// backend is tested against it (docs/design.md, "The correctness rule"). Independent (b, h) and (b, kv head)
-// work runs on OpenMP threads (parallel.h); every result is bitwise that of one thread.
+// backend is tested against it (docs/design.md, "The correctness rule"). Blocks of rows (and, in the backward,
+// of keys) run on OpenMP threads (parallel.h); every result is bitwise that of one thread.
 #pragma once
 
 #include <cstdint>

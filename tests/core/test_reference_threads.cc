@@ -1,6 +1,6 @@
-// The oracle runs its independent (b, h) / (b, kv head) work on OpenMP threads (src/reference/parallel.h) and
-// adds the shared sums (dsinks over b and i, dbias over its broadcast dims) in the single-threaded order: its
-// outputs must be bitwise the same whatever the thread count. Forward (both precisions, with |V|), backward
+// The oracle runs blocks of rows (and, in the backward, of keys) on OpenMP threads (src/reference/parallel.h)
+// and keeps the sums across them (dK, dV over rows and heads, dsinks over b and i, dbias over its broadcast
+// dims) in the single-threaded order: its outputs must be bitwise the same whatever the thread count. Forward (both precisions, with |V|), backward
 // (both precisions) and the KV-cache oracle, each with 1 and with several threads, compared byte for byte.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -21,7 +21,7 @@ using namespace flatattn::check;
 
 namespace {
 
-constexpr int kThreads = 5;  // not a divisor of the task counts below: uneven shares, late commits
+constexpr int kThreads = 5;  // not a divisor of the task counts below: uneven shares
 constexpr int kRepeats = 3;  // runs on kThreads threads per case (the tasks' finishing order varies per run)
 
 /// fn() with omp_set_num_threads(n), the previous count restored after.
