@@ -15,6 +15,8 @@
 #include <random>
 #include <thread>
 
+#include <omp.h>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -227,8 +229,14 @@ void check(const CheckFlags& f) {
   if (jobs == 1) {
     worker();
   } else {
+    // Each worker's oracle and checks (OpenMP loops, src/reference/parallel.h) get its share of the threads,
+    // not all of them: jobs x OMP_NUM_THREADS threads would oversubscribe the host (results do not change).
+    const int share = std::max(1, omp_get_max_threads() / jobs);
     std::vector<std::thread> pool;
-    for (int j = 0; j < jobs; ++j) pool.emplace_back(worker);
+    for (int j = 0; j < jobs; ++j) pool.emplace_back([&] {
+      omp_set_num_threads(share);
+      worker();
+    });
     for (std::thread& t : pool) t.join();
   }
   for (const auto& [i, out] : done) {

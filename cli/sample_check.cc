@@ -8,6 +8,7 @@
 
 #include "src/core/half.h"
 #include "src/core/validate.h"
+#include "src/reference/parallel.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::cli {
@@ -175,13 +176,18 @@ std::vector<RowId> sample_rows(const ForwardArgs& args, const Options& options, 
 Verdict check_forward_rows(const ForwardArgs& args, const Options& options, const std::vector<RowId>& rows) {
   const Problem p = problem_of(args.q, args.k, args.v, args.varlen, options);
   Judge j(args.out.dtype);
-  for (const RowId& r : rows) {
-    const OneRow o = one_row(p, args.q, args.k, args.v, r, args.sinks);
-    const std::vector<double> ref = ref_row(o, ref::Precision::f64);
-    const std::vector<double> naive = ref_row(o, ref::Precision::input);
-    const std::vector<double> allow = allow_row(o);
-    const std::int64_t q0 = seq_span(p, r.b).q0;
-    for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.out, p, r, q0, d), ref[d], naive[d], allow[d]);
+  // The rows' oracles on all threads (each row is its own one-row problem), added in row order here.
+  std::vector<std::vector<double>> oracle(rows.size()), naive(rows.size()), allow(rows.size());
+  ref::parallel_tasks(static_cast<std::int64_t>(rows.size()), [&](std::int64_t x) {
+    const OneRow o = one_row(p, args.q, args.k, args.v, rows[x], args.sinks);
+    oracle[x] = ref_row(o, ref::Precision::f64);
+    naive[x] = ref_row(o, ref::Precision::input);
+    allow[x] = allow_row(o);
+  });
+  for (std::size_t x = 0; x < rows.size(); ++x) {
+    const std::int64_t q0 = seq_span(p, rows[x].b).q0;
+    for (std::int64_t d = 0; d < p.d; ++d)
+      j.add(load_row(args.out, p, rows[x], q0, d), oracle[x][d], naive[x][d], allow[x][d]);
   }
   Verdict v = j.finish();
   v.rows = static_cast<std::int64_t>(rows.size());
@@ -191,13 +197,18 @@ Verdict check_forward_rows(const ForwardArgs& args, const Options& options, cons
 Verdict check_dq_rows(const BackwardArgs& args, const Options& options, const std::vector<RowId>& rows) {
   const Problem p = problem_of(args.q, args.k, args.v, args.varlen, options);
   Judge j(args.dq.dtype);
-  for (const RowId& r : rows) {
+  std::vector<std::vector<double>> oracle(rows.size()), naive(rows.size());  // as check_forward_rows
+  ref::parallel_tasks(static_cast<std::int64_t>(rows.size()), [&](std::int64_t x) {
+    const RowId& r = rows[x];
     const OneRow o = one_row(p, args.q, args.k, args.v, r, args.sinks);
     const SeqSpan sp = seq_span(p, r.b);
     const TensorView dout = row_view(args.dout, p, strides(args.dout, p.varlen), r.b, sp.q0, r.i, 1, r.h);
-    const std::vector<double> ref = ref_dq_row(o, dout, ref::Precision::f64);
-    const std::vector<double> naive = ref_dq_row(o, dout, ref::Precision::input);
-    for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.dq, p, r, sp.q0, d), ref[d], naive[d]);
+    oracle[x] = ref_dq_row(o, dout, ref::Precision::f64);
+    naive[x] = ref_dq_row(o, dout, ref::Precision::input);
+  });
+  for (std::size_t x = 0; x < rows.size(); ++x) {
+    const std::int64_t q0 = seq_span(p, rows[x].b).q0;
+    for (std::int64_t d = 0; d < p.d; ++d) j.add(load_row(args.dq, p, rows[x], q0, d), oracle[x][d], naive[x][d]);
   }
   Verdict v = j.finish();
   v.rows = static_cast<std::int64_t>(rows.size());

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "src/core/half.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::check {
 
@@ -81,13 +82,16 @@ void HostTensor::fill_normal(std::uint64_t seed, double sd) {
   const std::int64_t n = numel();
   const std::uint64_t base = splitmix64(seed);
   constexpr double two_pi = 6.283185307179586;
-  for (std::int64_t i = 0; i < n; i += 2) {  // Box-Muller: two normals per pair of uniforms
-    const double u1 = unit(splitmix64(base + 2 * static_cast<std::uint64_t>(i)));
-    const double u2 = unit(splitmix64(base + 2 * static_cast<std::uint64_t>(i) + 1));
-    const double r = sd * std::sqrt(-2.0 * std::log(u1));
-    set(i, r * std::cos(two_pi * u2));
-    if (i + 1 < n) set(i + 1, r * std::sin(two_pi * u2));
-  }
+  // Pairs in parallel: each is a function of its index alone (the same tensor for any thread count).
+  ref::parallel_ranges((n + 1) / 2, 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t i = 2 * lo; i < std::min(n, 2 * hi); i += 2) {  // Box-Muller: two normals per pair of uniforms
+      const double u1 = unit(splitmix64(base + 2 * static_cast<std::uint64_t>(i)));
+      const double u2 = unit(splitmix64(base + 2 * static_cast<std::uint64_t>(i) + 1));
+      const double r = sd * std::sqrt(-2.0 * std::log(u1));
+      set(i, r * std::cos(two_pi * u2));
+      if (i + 1 < n) set(i + 1, r * std::sin(two_pi * u2));
+    }
+  });
 }
 
 void HostTensor::poison() {

@@ -8,6 +8,7 @@
 #include "src/core/mask.h"
 #include "src/check/sparse_case.h"
 #include "src/core/philox.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::check {
 
@@ -43,7 +44,9 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   // The inputs as fp32 in logical (row-major) order: HostTensor::at per access would dominate the run time.
   auto floats = [](const HostTensor& x) {
     std::vector<float> f(x.numel());
-    for (std::int64_t i = 0; i < x.numel(); ++i) f[i] = float(x.at(i));
+    ref::parallel_ranges(x.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) f[i] = float(x.at(i));
+    });
     return f;
   };
   const std::vector<float> Q = floats(t.q), K = floats(t.k), V = floats(t.v), dO = floats(t.dout), O = floats(t.out);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "src/check/sparse_case.h"
+#include "src/reference/parallel.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::check {
@@ -36,7 +37,9 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   ref::forward(a, opt, ref::Precision::input);
   // sum_j P_ij |V_jd|: the oracle's own P on |V| (exact in any dtype), dropout's and the sinks' P included.
   HostTensor v_abs = t.v;
-  for (std::int64_t i = 0; i < v_abs.numel(); ++i) v_abs.set(i, std::abs(v_abs.at(i)));
+  ref::parallel_ranges(v_abs.numel(), 1 << 15, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t i = lo; i < hi; ++i) v_abs.set(i, std::abs(v_abs.at(i)));
+  });
   o.pv_abs = HostTensor::make(DType::f64, t.out.shape);
   o.pv_abs.poison();
   a.v = v_abs.view();

@@ -5,10 +5,12 @@
 #include <limits>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "src/core/half.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::check {
 
@@ -21,21 +23,37 @@ double unit_roundoff(DType dtype) {
   }
 }
 
-void Judge::add(double o, double r, double naive, double allow) {
+/// One element's part in a Judge: what add() folds into the running maxima and sums (a function of the
+/// element alone, so the terms of many elements can be computed on many threads).
+struct Judge::Term {
+  enum : std::uint8_t { finite, nonfinite_ok, nonfinite_bad } kind;
+  double e, r, naive_err, floor;
+};
+
+Judge::Term Judge::term(double o, double r, double naive, double allow) const {
+  if (!std::isfinite(o) || !std::isfinite(r))
+    return {std::isinf(o) && o == r ? Term::nonfinite_ok : Term::nonfinite_bad, 0, 0, 0, 0};
+  double floor = 2.0 * std::abs(round_to(dtype_, round_to(dtype_, r + 0.3) - 0.3) - r);
+  if (allow >= 0) floor = std::max(floor, 2.0 * unit_roundoff(dtype_) * (std::abs(r) + allow));
+  // a NaN yardstick is skipped (std::max keeps the running value), an infinite one counts
+  return {Term::finite, std::abs(o - r), r, std::abs(naive - r), floor};
+}
+
+void Judge::apply(const Term& t) {
   ++compared_;
-  if (!std::isfinite(o) || !std::isfinite(r)) {
-    if (!(std::isinf(o) && o == r)) ++nonfinite_;
+  if (t.kind != Term::finite) {
+    if (t.kind == Term::nonfinite_bad) ++nonfinite_;
     return;
   }
-  const double e = std::abs(o - r);
-  max_err_ = std::max(max_err_, e);
-  num_ += e * e;
-  den_ += r * r;
-  max_ref_ = std::max(max_ref_, std::abs(r));
-  naive_err_ = std::max(naive_err_, std::abs(naive - r));  // a NaN yardstick is skipped, an infinite one counts
-  floor_ = std::max(floor_, 2.0 * std::abs(round_to(dtype_, round_to(dtype_, r + 0.3) - 0.3) - r));
-  if (allow >= 0) floor_ = std::max(floor_, 2.0 * unit_roundoff(dtype_) * (std::abs(r) + allow));
+  max_err_ = std::max(max_err_, t.e);
+  num_ += t.e * t.e;
+  den_ += t.r * t.r;
+  max_ref_ = std::max(max_ref_, std::abs(t.r));
+  naive_err_ = std::max(naive_err_, t.naive_err);
+  floor_ = std::max(floor_, t.floor);
 }
+
+void Judge::add(double o, double r, double naive, double allow) { apply(term(o, r, naive, allow)); }
 
 Verdict Judge::finish(double rel_tol) const {
   if (dtype_ == DType::f32) rel_tol = std::max(rel_tol, 1e-5);
@@ -55,8 +73,20 @@ Verdict judge(const HostTensor& out, const HostTensor& ref, const HostTensor* na
               const HostTensor* allow) {
   Judge j(dtype);
   constexpr double none = std::numeric_limits<double>::quiet_NaN();
-  for (std::int64_t i = 0; i < ref.numel(); ++i)
-    j.add(out.at(i), ref.at(i), naive ? naive->at(i) : none, allow ? allow->at(i) : -1.0);
+  // The elements are read and turned into terms on all threads a block at a time (HostTensor::at and the
+  // floor's roundings are most of the cost), then folded in index order on this one: the verdict is bitwise
+  // that of add() in a loop.
+  constexpr std::int64_t block = std::int64_t{1} << 18;
+  const std::int64_t n = ref.numel();
+  std::vector<Judge::Term> terms;
+  for (std::int64_t b0 = 0; b0 < n; b0 += block) {
+    terms.resize(static_cast<std::size_t>(std::min(block, n - b0)));
+    flatattn::ref::parallel_ranges(static_cast<std::int64_t>(terms.size()), 1 << 13, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i)
+        terms[i] = j.term(out.at(b0 + i), ref.at(b0 + i), naive ? naive->at(b0 + i) : none, allow ? allow->at(b0 + i) : -1.0);
+    });
+    for (const Judge::Term& t : terms) j.apply(t);
+  }
   return j.finish(rel_tol);
 }
 

@@ -47,6 +47,10 @@ class Judge {
   [[nodiscard]] Verdict finish(double rel_tol = 0.0) const;
 
  private:
+  friend Verdict judge(const HostTensor&, const HostTensor&, const HostTensor*, DType, double, const HostTensor*);
+  struct Term;  // add() = apply(term()): judge() computes the terms on many threads, applies them in order
+  [[nodiscard]] Term term(double out, double ref, double naive, double allow) const;
+  void apply(const Term& t);
   DType dtype_;
   double max_err_ = 0, naive_err_ = 0, floor_ = 0, num_ = 0, den_ = 0, max_ref_ = 0;
   std::int64_t compared_ = 0, nonfinite_ = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "src/core/validate.h"
+#include "src/reference/parallel.h"
 #include "src/reference/reference.h"
 
 namespace flatattn::check {
@@ -174,9 +175,11 @@ std::vector<std::vector<char>> sparse_element_masks(const CaseTensors& t) {
   ForwardArgs a = t.forward_args();
   a.lse = {};
   const ValidatedForward v = validate_forward(a, o, Consumer::oracle);
-  for (std::int64_t b = 0; b < v.problem.batch; ++b)
-    for (std::int64_t h = 0; h < v.problem.hq; ++h)
-      out.push_back(ref::sparse_element_mask(v.problem, b, h, seq_span(v.problem, b)));
+  const std::int64_t hq = v.problem.hq;
+  out.resize(static_cast<std::size_t>(v.problem.batch * hq));
+  ref::parallel_tasks(v.problem.batch * hq, [&](std::int64_t i) {
+    out[static_cast<std::size_t>(i)] = ref::sparse_element_mask(v.problem, i / hq, i % hq, seq_span(v.problem, i / hq));
+  });
   return out;
 }
 

@@ -8,30 +8,31 @@
 #include "src/core/half.h"
 #include "src/core/philox.h"
 #include "src/core/validate.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::ref {
 
-/// The explicit element mask of sequence b, query head h under the call's sparse lists (nq x nk, row-major;
-/// 1 = visible): a listed full block is visible everywhere, a listed partial block where the element rule
-/// holds (the band of MaskSpec, the block's bits, or local + global), anything else is masked. Written from
-/// the definition in include/flatattn/sparse.h, element by element.
-std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp) {
+namespace {
+
+/// Rows [i0, i1) of sparse_element_mask(p, b, h, sp): (i1 - i0) x nk, row-major.
+std::vector<char> sparse_mask_rows(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp,
+                                   std::int64_t i0, std::int64_t i1) {
   const SparseSpec& s = p.sparse;
-  std::vector<char> vis(static_cast<std::size_t>(sp.nq * sp.nk), 0);
+  std::vector<char> vis(static_cast<std::size_t>((i1 - i0) * sp.nk), 0);
   auto globals_has = [&](std::int64_t x) {
     const std::int64_t n = s.global_counts.present() ? s.global_counts.at(b, 0, 0) : s.globals.width;
     for (std::int64_t g = 0; g < n; ++g)
       if (s.globals.at(b, 0, 0, g) == x) return true;
     return false;
   };
-  for (std::int64_t r = 0; r * s.block_q < sp.nq; ++r) {
+  for (std::int64_t r = i0 / s.block_q; r * s.block_q < i1; ++r) {
     for (int full = 0; full < 2; ++full) {
       const IntView& num = full ? s.kv.full_num : s.kv.num;
       const IntView& idx = full ? s.kv.full_idx : s.kv.idx;
       if (!num.present()) continue;
       for (std::int64_t slot = 0; slot < num.at(b, h, r); ++slot) {
         const std::int64_t c = idx.at(b, h, r, slot);
-        for (std::int64_t i = r * s.block_q; i < std::min(sp.nq, (r + 1) * s.block_q); ++i)
+        for (std::int64_t i = std::max(i0, r * s.block_q); i < std::min(i1, (r + 1) * s.block_q); ++i)
           for (std::int64_t j = c * s.block_kv; j < std::min(sp.nk, (c + 1) * s.block_kv); ++j) {
             bool v = true;
             if (!full) {
@@ -47,12 +48,22 @@ std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int
                 v = p.mask.visible(i, j, sp.nq, sp.nk) || (left_of_diag && (globals_has(i) || globals_has(j)));
               }
             }
-            if (v) vis[i * sp.nk + j] = 1;
+            if (v) vis[(i - i0) * sp.nk + j] = 1;
           }
       }
     }
   }
   return vis;
+}
+
+}  // namespace
+
+/// The explicit element mask of sequence b, query head h under the call's sparse lists (nq x nk, row-major;
+/// 1 = visible): a listed full block is visible everywhere, a listed partial block where the element rule
+/// holds (the band of MaskSpec, the block's bits, or local + global), anything else is masked. Written from
+/// the definition in include/flatattn/sparse.h, element by element.
+std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int64_t h, const SeqSpan& sp) {
+  return sparse_mask_rows(p, b, h, sp, 0, sp.nq);
 }
 
 namespace {
@@ -103,22 +114,25 @@ struct Extras {
   [[nodiscard]] double sink(std::int64_t h) const { return load_double(sinks.data, sinks.dtype, h * sinks.stride[0]); }
 };
 
-/// S (nq x nk) of one (b, h): scaled, soft-capped logits with the ALiBi bias -slope |i + nk - nq - j|
-/// (Press et al. 2022; the distance to the bottom-right diagonal whatever the mask's alignment); masked
-/// entries are -inf. Also returns the softcap's derivative through `dcap_out` for the backward:
-/// d(cap tanh(x / cap))/dx = sech^2(x / cap) = 1 / cosh^2(x / cap) from the pre-cap value, exact in fp64 for
-/// every x (1 - tanh^2 cancels where |x| >> cap: issue 20, item 6); 1 where there is no cap.
+/// Rows [i0, i1) of S (nq x nk) of one (b, h), as (i1 - i0) x nk: scaled, soft-capped logits with the ALiBi
+/// bias -slope |i + nk - nq - j| (Press et al. 2022; the distance to the bottom-right diagonal whatever the
+/// mask's alignment); masked entries are -inf. Also returns the softcap's derivative through `dcap_out` for the
+/// backward: d(cap tanh(x / cap))/dx = sech^2(x / cap) = 1 / cosh^2(x / cap) from the pre-cap value, exact in
+/// fp64 for every x (1 - tanh^2 cancels where |x| >> cap: issue 20, item 6); 1 where there is no cap. Each row
+/// is a function of its own index alone: any cut of the rows gives the same values.
 void logits(const Problem& p, const Extras& ex, const View& q, const View& k, std::int64_t b, const SeqSpan& sp,
-            std::int64_t h, DType round_dtype, bool round, std::vector<double>& S, std::vector<double>* dcap_out) {
+            std::int64_t h, std::int64_t i0, std::int64_t i1, DType round_dtype, bool round, std::vector<double>& S,
+            std::vector<double>* dcap_out) {
   const double slope = ex.slope(b, h);
   const std::int64_t hk = h / p.group();
-  S.assign(sp.nq * sp.nk, -std::numeric_limits<double>::infinity());
-  if (dcap_out) dcap_out->assign(sp.nq * sp.nk, 1.0);
-  const std::vector<char> sparse = p.sparse.on ? sparse_element_mask(p, b, h, sp) : std::vector<char>{};
-  for (std::int64_t i = 0; i < sp.nq; ++i) {
+  S.assign((i1 - i0) * sp.nk, -std::numeric_limits<double>::infinity());
+  if (dcap_out) dcap_out->assign((i1 - i0) * sp.nk, 1.0);
+  const std::vector<char> sparse = p.sparse.on ? sparse_mask_rows(p, b, h, sp, i0, i1) : std::vector<char>{};
+  for (std::int64_t i = i0; i < i1; ++i) {
     const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
+    const std::int64_t row = (i - i0) * sp.nk;
     for (std::int64_t j = 0; j < sp.nk; ++j) {
-      if (p.sparse.on ? !sparse[i * sp.nk + j] : !p.mask.visible(i, j, sp.nq, sp.nk)) continue;
+      if (p.sparse.on ? !sparse[row + j] : !p.mask.visible(i, j, sp.nq, sp.nk)) continue;
       const std::int64_t ko = row_offset(p, k.s, b, sp.k0, j, hk);
       double acc = 0;
       for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(q, qo + d) * rd(k, ko + d), round);
@@ -126,7 +140,7 @@ void logits(const Problem& p, const Extras& ex, const View& q, const View& k, st
       if (round) x = round_to(round_dtype, x);
       if (p.variant.softcap > 0) {
         const double u = x / p.variant.softcap, cu = std::cosh(u);
-        if (dcap_out) (*dcap_out)[i * sp.nk + j] = 1.0 / (cu * cu);
+        if (dcap_out) (*dcap_out)[row + j] = 1.0 / (cu * cu);
         x = p.variant.softcap * std::tanh(u);
         if (round) x = round_to(round_dtype, x);
       }
@@ -138,7 +152,7 @@ void logits(const Problem& p, const Extras& ex, const View& q, const View& k, st
         x += ex.bias_at(b, h, i, j);
         if (round) x = round_to(round_dtype, x);
       }
-      S[i * sp.nk + j] = x;
+      S[row + j] = x;
     }
   }
 }
@@ -186,48 +200,94 @@ struct DropoutRule {
 
 }  // namespace
 
-void forward(const ForwardArgs& a, const Options& o, Precision precision) {
-  const ValidatedForward vf = validate_forward(a, o, Consumer::oracle);
-  const Problem& p = vf.problem;
-  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.out, "out"}})
-    require_cpu(*t, n);
-  const View q = view(a.q, p.varlen), k = view(a.k, p.varlen), v = view(a.v, p.varlen), out = view(a.out, p.varlen);
-  const bool round = precision == Precision::input;
-  const Extras ex{a.alibi_slopes, a.sinks, a.bias};
-  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"}, std::pair{&a.bias, "bias"}})
-    if (t->present()) require_cpu(*t, n);
-  const DropoutRule drop(p);
+namespace {
+
+/// One validated forward call with its views: the loop over all calls' (b, h) pairs reads them.
+struct ForwardCall {
+  const ForwardArgs* a;
+  ValidatedForward vf;
+  View q, k, v, out;
+  Extras ex;
+  DropoutRule drop;
+  ForwardCall(const ForwardArgs& args, const Options& o)
+      : a(&args), vf(validate_forward(args, o, Consumer::oracle)), q(view(args.q, vf.problem.varlen)),
+        k(view(args.k, vf.problem.varlen)), v(view(args.v, vf.problem.varlen)), out(view(args.out, vf.problem.varlen)),
+        ex{args.alibi_slopes, args.sinks, args.bias}, drop(vf.problem) {
+    for (auto [t, n] : {std::pair{&args.q, "q"}, std::pair{&args.k, "k"}, std::pair{&args.v, "v"}, std::pair{&args.out, "out"}})
+      require_cpu(*t, n);
+    for (auto [t, n] : {std::pair{&args.alibi_slopes, "alibi_slopes"}, std::pair{&args.sinks, "sinks"}, std::pair{&args.bias, "bias"}})
+      if (t->present()) require_cpu(*t, n);
+  }
+};
+
+/// out and lse of rows [i0, i1) of sequence b, query head h of call c: touches only those rows.
+void forward_rows(const ForwardCall& c, std::int64_t b, std::int64_t h, std::int64_t i0, std::int64_t i1, bool round) {
+  const ForwardArgs& a = *c.a;
+  const Problem& p = c.vf.problem;
+  const View &q = c.q, &k = c.k, &v = c.v, &out = c.out;
+  const Extras& ex = c.ex;
+  const DropoutRule& drop = c.drop;
+  const SeqSpan sp = seq_span(p, b);
+  const std::int64_t hk = h / p.group();
   std::vector<double> S;
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    const SeqSpan sp = seq_span(p, b);
-    for (std::int64_t h = 0; h < p.hq; ++h) {
-      const std::int64_t hk = h / p.group();
-      logits(p, ex, q, k, b, sp, h, a.q.dtype, round, S, nullptr);
-      const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
-      const std::vector<double> lse = softmax_rows(S, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
-      for (std::int64_t i = 0; i < sp.nq; ++i) {
-        if (round)
-          for (std::int64_t j = 0; j < sp.nk; ++j) S[i * sp.nk + j] = round_to(a.q.dtype, S[i * sp.nk + j]);
-        if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
-          for (std::int64_t j = 0; j < sp.nk; ++j) {
-            const double x = S[i * sp.nk + j] * drop.factor(b, h, i, j);
-            S[i * sp.nk + j] = round ? round_to(a.q.dtype, x) : x;
-          }
-        const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
-        for (std::int64_t d = 0; d < p.d; ++d) {
-          double acc = 0;
-          for (std::int64_t j = 0; j < sp.nk; ++j)
-            if (S[i * sp.nk + j] != 0) acc = accum(acc, S[i * sp.nk + j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
-          wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
-        }
-        if (a.lse.present()) {
-          const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
-                                           : b * a.lse.stride[0] + h * a.lse.stride[1] + i * a.lse.stride[2];
-          store_double(a.lse.data, a.lse.dtype, lo, lse[i]);
-        }
+  logits(p, ex, q, k, b, sp, h, i0, i1, a.q.dtype, round, S, nullptr);
+  const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
+  const std::vector<double> lse = softmax_rows(S, i1 - i0, sp.nk, ex.has_sink() ? &sink : nullptr);
+  for (std::int64_t i = i0; i < i1; ++i) {
+    double* Si = S.data() + (i - i0) * sp.nk;
+    if (round)
+      for (std::int64_t j = 0; j < sp.nk; ++j) Si[j] = round_to(a.q.dtype, Si[j]);
+    if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
+      for (std::int64_t j = 0; j < sp.nk; ++j) {
+        const double x = Si[j] * drop.factor(b, h, i, j);
+        Si[j] = round ? round_to(a.q.dtype, x) : x;
       }
+    const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
+    for (std::int64_t d = 0; d < p.d; ++d) {
+      double acc = 0;
+      for (std::int64_t j = 0; j < sp.nk; ++j)
+        if (Si[j] != 0) acc = accum(acc, Si[j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
+      wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
+    }
+    if (a.lse.present()) {
+      const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
+                                       : b * a.lse.stride[0] + h * a.lse.stride[1] + i * a.lse.stride[2];
+      store_double(a.lse.data, a.lse.dtype, lo, lse[i - i0]);
     }
   }
+}
+
+}  // namespace
+
+void forward(const ForwardArgs& a, const Options& o, Precision precision) { forward_each({&a, 1}, o, precision); }
+
+void forward_each(std::span<const ForwardArgs> calls, const Options& o, Precision precision) {
+  std::vector<ForwardCall> c;  // every call validated before any output is written
+  c.reserve(calls.size());
+  std::int64_t rows = 0;
+  for (const ForwardArgs& a : calls) {
+    c.emplace_back(a, o);
+    const Problem& p = c.back().vf.problem;
+    for (std::int64_t b = 0; b < p.batch; ++b) rows += seq_span(p, b).nq * p.hq;
+  }
+  // Tasks: blocks of rows of one (call, b, h); rows are independent, so the cut changes no value.
+  struct Task {
+    std::size_t call;
+    std::int64_t b, h, i0, i1;
+  };
+  std::vector<Task> tasks;
+  const std::int64_t per = block_rows(rows);
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    const Problem& p = c[i].vf.problem;
+    for (std::int64_t b = 0; b < p.batch; ++b)
+      for (std::int64_t h = 0; h < p.hq; ++h)
+        for (std::int64_t i0 = 0, nq = seq_span(p, b).nq; i0 < nq; i0 += per) tasks.push_back({i, b, h, i0, std::min(nq, i0 + per)});
+  }
+  const bool round = precision == Precision::input;
+  parallel_tasks(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t t) {
+    const Task& k = tasks[static_cast<std::size_t>(t)];
+    forward_rows(c[k.call], k.b, k.h, k.i0, k.i1, round);
+  });
 }
 
 void backward(const BackwardArgs& a, const Options& o, Precision precision) {
@@ -257,73 +317,99 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
   const DropoutRule drop(p);
-  std::vector<double> P, Dcap, dP;
+  const std::int64_t group = p.group();
+  // Per sequence, kv head and query head of its group, in this order (that of the single-threaded loop):
+  //   1. rows in parallel: P, dP, D_i and dS of row i and its dq row (a row's values depend on that row alone);
+  //   2. on this thread, in (i, j) order: the row terms of dsinks and dbias (sums across rows, heads, sequences);
+  //   3. keys in parallel: dK_j, dV_j += the rows' terms in ascending i (each key's sums in the loop's order).
+  // Every value is thus bitwise the single-threaded loop's, whatever the thread count.
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
-    // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
+    const std::int64_t nq = sp.nq, nk = sp.nk;
+    // (nq, nk) of the current head: P (rounded), dP then dS (scaled, rounded), dropout's factor, dS for dbias.
+    std::vector<double> P(nq * nk), dP(nq * nk), Z(drop.on ? nq * nk : 0), DB(dbias.empty() ? 0 : nq * nk);
+    std::vector<double> lse(nq), D(nq);
+    const std::int64_t rows_per = block_rows(nq), keys_per = block_rows(nk);
     for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
-      std::vector<double> gk(sp.nk * p.d, 0.0), gv(sp.nk * p.d, 0.0);
-      for (std::int64_t h = hk * p.group(); h < (hk + 1) * p.group(); ++h) {
-        logits(p, ex, q, k, b, sp, h, dt, round, P, &Dcap);
+      // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
+      std::vector<double> gk(nk * p.d, 0.0), gv(nk * p.d, 0.0);
+      for (std::int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
-        const std::vector<double> lse = softmax_rows(P, sp.nq, sp.nk, ex.has_sink() ? &sink : nullptr);
-        if (round)
-          for (double& x : P) x = r(x);
-        dP.assign(sp.nq * sp.nk, 0.0);
-        for (std::int64_t i = 0; i < sp.nq; ++i) {
-          const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
-          double Di = 0;
-          for (std::int64_t j = 0; j < sp.nk; ++j) {
-            const double pij = P[i * sp.nk + j];
-            if (pij == 0) continue;
-            const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
-            double acc = 0;
-            for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(dout, doo + d) * rd(v, vo + d), round);
-            // Dropout (FlashAttention Alg. 4): dP = (dO V^T) Z / (1 - p), dV from P Z / (1 - p); D_i = sum_j P_ij dP_ij.
-            const double z = drop.factor(b, h, i, j);
-            const double dpij = drop.on ? r(r(acc) * z) : r(acc);
-            const double pd = drop.on ? r(pij * z) : pij;
-            dP[i * sp.nk + j] = dpij;
-            Di += pij * dpij;
-            for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pd * rd(dout, doo + d), round);
+        parallel_tasks((nq + rows_per - 1) / rows_per, [&](std::int64_t t) {  // 1.
+          const std::int64_t i0 = t * rows_per, i1 = std::min(nq, i0 + rows_per);
+          std::vector<double> S, Dcap;
+          logits(p, ex, q, k, b, sp, h, i0, i1, dt, round, S, &Dcap);
+          const std::vector<double> l = softmax_rows(S, i1 - i0, nk, ex.has_sink() ? &sink : nullptr);
+          for (std::int64_t i = i0; i < i1; ++i) {
+            double* Pi = P.data() + i * nk;
+            double* dPi = dP.data() + i * nk;
+            for (std::int64_t j = 0; j < nk; ++j) Pi[j] = r(S[(i - i0) * nk + j]), dPi[j] = 0.0;
+            lse[i] = l[i - i0];
+            const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
+            double Di = 0;
+            for (std::int64_t j = 0; j < nk; ++j) {
+              const double pij = Pi[j];
+              if (pij == 0) continue;
+              const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
+              double acc = 0;
+              for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(dout, doo + d) * rd(v, vo + d), round);
+              // Dropout (FlashAttention Alg. 4): dP = (dO V^T) Z / (1 - p), dV from P Z / (1 - p); D_i = sum_j P_ij dP_ij.
+              const double z = drop.factor(b, h, i, j);
+              if (drop.on) Z[i * nk + j] = z;
+              const double dpij = drop.on ? r(r(acc) * z) : r(acc);
+              dPi[j] = dpij;
+              Di += pij * dpij;
+            }
+            D[i] = Di;
+            // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = sech^2(x/c); then the scale.
+            for (std::int64_t j = 0; j < nk; ++j) {
+              double ds = Pi[j] * (dPi[j] - Di);
+              if (p.variant.softcap > 0) ds *= Dcap[(i - i0) * nk + j];
+              if (!dbias.empty()) DB[i * nk + j] = r(ds);  // dL/dbias = dL/dS
+              dPi[j] = r(r(ds) * p.scale);
+            }
+            const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
+            for (std::int64_t d = 0; d < p.d; ++d) {
+              double acc = 0;
+              for (std::int64_t j = 0; j < nk; ++j)
+                if (dPi[j] != 0) acc = accum(acc, dPi[j] * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d), round);
+              wr(dq, dqo + d, r(acc));
+            }
           }
+        });
+        for (std::int64_t i = 0; i < nq; ++i) {  // 2.
           // D_i = sum_j P_ij dP_ij = dO_i . O_i; the sink's probability e^(sink - LSE_i) takes -D_i of it.
           if (ex.has_sink() && lse[i] != -std::numeric_limits<double>::infinity())
-            dsinks[h] -= std::exp(sink - lse[i]) * Di;
-          // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = sech^2(x/c); then the scale.
-          for (std::int64_t j = 0; j < sp.nk; ++j) {
-            double ds = P[i * sp.nk + j] * (dP[i * sp.nk + j] - Di);
-            if (p.variant.softcap > 0) ds *= Dcap[i * sp.nk + j];
-            if (!dbias.empty()) dbias[dbias_index(b, h, i, j)] += r(ds);  // dL/dbias = dL/dS
-            dP[i * sp.nk + j] = r(r(ds) * p.scale);
-          }
+            dsinks[h] -= std::exp(sink - lse[i]) * D[i];
+          if (!dbias.empty())
+            for (std::int64_t j = 0; j < nk; ++j) dbias[dbias_index(b, h, i, j)] += DB[i * nk + j];
         }
-        for (std::int64_t i = 0; i < sp.nq; ++i) {
-          const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
-          const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
-          for (std::int64_t d = 0; d < p.d; ++d) {
-            double acc = 0;
-            for (std::int64_t j = 0; j < sp.nk; ++j) {
-              const double ds = dP[i * sp.nk + j];
-              if (ds != 0) acc = accum(acc, ds * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d), round);
+        parallel_tasks((nk + keys_per - 1) / keys_per, [&](std::int64_t t) {  // 3.
+          for (std::int64_t j = t * keys_per; j < std::min(nk, (t + 1) * keys_per); ++j)
+            for (std::int64_t i = 0; i < nq; ++i) {
+              const double pij = P[i * nk + j], ds = dP[i * nk + j];
+              if (pij != 0) {
+                const double pd = drop.on ? r(pij * Z[i * nk + j]) : pij;
+                const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
+                for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pd * rd(dout, doo + d), round);
+              }
+              if (ds != 0) {
+                const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
+                for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] = accum(gk[j * p.d + d], ds * rd(q, qo + d), round);
+              }
             }
-            wr(dq, dqo + d, r(acc));
-          }
-          for (std::int64_t j = 0; j < sp.nk; ++j) {
-            const double ds = dP[i * sp.nk + j];
-            if (ds == 0) continue;
-            for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] = accum(gk[j * p.d + d], ds * rd(q, qo + d), round);
+        });
+      }
+      parallel_ranges(nk, keys_per, [&](std::int64_t j0, std::int64_t j1) {
+        for (std::int64_t j = j0; j < j1; ++j) {
+          const std::int64_t dko = row_offset(p, dk.s, b, sp.k0, j, hk);
+          const std::int64_t dvo = row_offset(p, dv.s, b, sp.k0, j, hk);
+          for (std::int64_t d = 0; d < p.d; ++d) {
+            wr(dk, dko + d, r(gk[j * p.d + d]));
+            wr(dv, dvo + d, r(gv[j * p.d + d]));
           }
         }
-      }
-      for (std::int64_t j = 0; j < sp.nk; ++j) {
-        const std::int64_t dko = row_offset(p, dk.s, b, sp.k0, j, hk);
-        const std::int64_t dvo = row_offset(p, dv.s, b, sp.k0, j, hk);
-        for (std::int64_t d = 0; d < p.d; ++d) {
-          wr(dk, dko + d, r(gk[j * p.d + d]));
-          wr(dv, dvo + d, r(gv[j * p.d + d]));
-        }
-      }
+      });
     }
   }
   if (a.dsinks.present())

@@ -1,8 +1,10 @@
 // The oracle: naive attention in fp64 that materializes S and P. Small and obviously right; every
-// backend is tested against it (docs/design.md, "The correctness rule").
+// backend is tested against it (docs/design.md, "The correctness rule"). Blocks of rows (and, in the backward,
+// of keys) run on OpenMP threads (parallel.h); every result is bitwise that of one thread.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "flatattn/attention.h"
@@ -20,6 +22,11 @@ enum class Precision { f64, input };
 /// Same arguments and semantics as flatattn::forward, CPU tensors only. Inputs and outputs may be
 /// any float dtype independently (f64 outputs keep full precision); lse may be f32 or f64.
 void forward(const ForwardArgs& args, const Options& options = {}, Precision precision = Precision::f64);
+
+/// forward(calls[c], options, precision) for every c, all validated before any output is written, then run as
+/// one parallel loop over every call's (b, h) (the KV-cache oracle's per-sequence calls). The calls' outputs
+/// must not overlap.
+void forward_each(std::span<const ForwardArgs> calls, const Options& options = {}, Precision precision = Precision::f64);
 
 /// Exact gradients in fp64 (S and P recomputed from q, k, v; args.out and args.lse are validated but
 /// not used, so the oracle does not inherit a kernel's forward error). Precision::input rounds P, dP,

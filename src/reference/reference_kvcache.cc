@@ -1,11 +1,13 @@
 #include "src/reference/reference_kvcache.h"
 
+#include <memory>
 #include <vector>
 
 #include "src/core/half.h"
 #include "src/core/kv_problem.h"
 #include "src/core/rotary.h"
 #include "src/core/validate.h"
+#include "src/reference/parallel.h"
 
 namespace flatattn::ref {
 
@@ -13,10 +15,10 @@ namespace {
 
 /// A contiguous host buffer of doubles or of a storage dtype, with its tensor view.
 struct Buffer {
-  std::vector<double> storage;  // enough bytes for any dtype (8 per element)
+  std::vector<double> storage;  // the elements' bytes, in doubles (8-byte aligned)
   TensorView view;
   Buffer(DType dtype, std::int64_t a, std::int64_t b, std::int64_t c, std::int64_t d)
-      : storage(static_cast<std::size_t>(a * b * c * d) + 1) {
+      : storage(static_cast<std::size_t>((a * b * c * d * static_cast<std::int64_t>(element_size(dtype)) + 7) / 8) + 1) {
     view = TensorView::contiguous(storage.data(), dtype, {a, b, c, d});
   }
 };
@@ -111,14 +113,23 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
       }
   }
 
-  // 2. Attention per sequence: gather keys [leftpad, cached + Nnew) and the rotated queries, then the oracle.
+  // 2. Attention per sequence: gather keys [leftpad, cached + Nnew) and the rotated queries (sequences in
+  //    parallel: each fills its own buffers), then the oracle on every sequence's (b, h) at once.
   const bool per_query = p.mask.masked();
-  for (std::int64_t b = 0; b < p.batch; ++b) {
+  struct Sequence {
+    Buffer k, v, q;
+    ForwardArgs fa;
+  };
+  std::vector<std::unique_ptr<Sequence>> seqs(static_cast<std::size_t>(p.batch));
+  parallel_tasks(p.batch, [&](std::int64_t b) {
     const std::int64_t nqb = p.nq_of(b), q0 = p.q_start(b);  // varlen: rows [q0, q0 + nqb) of q and out
-    if (nqb == 0) continue;
+    if (nqb == 0) return;
     const std::int64_t cached = p.cache_seqlens[b], lp = p.cache_leftpad ? p.cache_leftpad[b] : 0;
     const std::int64_t nk = cached + p.nnew - lp;
-    Buffer k(dt, 1, nk, p.hkv, p.d), vv(dt, 1, nk, p.hkv, p.d);
+    const DType qdt = precision == Precision::f64 ? DType::f64 : dt;
+    auto& s = seqs[static_cast<std::size_t>(b)];
+    s.reset(new Sequence{Buffer(dt, 1, nk, p.hkv, p.d), Buffer(dt, 1, nk, p.hkv, p.d), Buffer(qdt, 1, nqb, p.hq, p.d), {}});
+    Buffer &k = s->k, &vv = s->v, &q = s->q;
     for (std::int64_t j = 0; j < nk; ++j)
       for (std::int64_t h = 0; h < p.hkv; ++h) {
         const std::int64_t ko = cache_offset(p, t.skc, b, lp + j, h), vo = cache_offset(p, t.svc, b, lp + j, h);
@@ -127,25 +138,24 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
           store_double(vv.view.data, dt, (j * p.hkv + h) * p.d + e, load_double(t.v_cache, dt, vo + e));
         }
       }
-    const DType qdt = precision == Precision::f64 ? DType::f64 : dt;
-    Buffer q(qdt, 1, nqb, p.hq, p.d);
+    std::vector<double> qrow(static_cast<std::size_t>(p.d));
     for (std::int64_t i = 0; i < nqb; ++i)
       for (std::int64_t h = 0; h < p.hq; ++h) {
         for (std::int64_t e = 0; e < p.d; ++e)
-          row[e] = load_double(t.q, dt, b * t.sq.b + (q0 + i) * t.sq.n + h * t.sq.h + e);
+          qrow[e] = load_double(t.q, dt, b * t.sq.b + (q0 + i) * t.sq.n + h * t.sq.h + e);
         if (p.rotary_dim > 0) {
           const std::int64_t pos = rotary_query_position(cached, i, per_query);
           for (std::int64_t c = 0; c < p.rotary_dim / 2; ++c) {
             const RotaryPair pr = rotary_pair(c, p.rotary_dim, p.rotary_interleaved);
-            const Rotated<double> r = rotate_pair(row[pr.a], row[pr.b], table(t.rotary_cos, pos, c), table(t.rotary_sin, pos, c));
+            const Rotated<double> r = rotate_pair(qrow[pr.a], qrow[pr.b], table(t.rotary_cos, pos, c), table(t.rotary_sin, pos, c));
             // The rotated query is stored in q's dtype before the product (FlashAttention-2 rotates q into a
             // tensor of q's dtype; the CUDA kernels and the CPU engine do likewise).
-            row[pr.a] = round_to(dt, r.a), row[pr.b] = round_to(dt, r.b);
+            qrow[pr.a] = round_to(dt, r.a), qrow[pr.b] = round_to(dt, r.b);
           }
         }
-        for (std::int64_t e = 0; e < p.d; ++e) store_double(q.view.data, qdt, (i * p.hq + h) * p.d + e, row[e]);
+        for (std::int64_t e = 0; e < p.d; ++e) store_double(q.view.data, qdt, (i * p.hq + h) * p.d + e, qrow[e]);
       }
-    ForwardArgs fa;
+    ForwardArgs& fa = s->fa;
     fa.q = q.view;
     fa.k = k.view;
     fa.v = vv.view;
@@ -161,8 +171,11 @@ void forward_kvcache(const KvCacheArgs& a, const Options& o, Precision precision
       }
     }
     fa.sinks = a.sinks;
-    forward(fa, o, precision);
-  }
+  });
+  std::vector<ForwardArgs> calls;
+  for (const auto& s : seqs)
+    if (s) calls.push_back(s->fa);
+  forward_each(calls, o, precision);
 }
 
 }  // namespace flatattn::ref
