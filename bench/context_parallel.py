@@ -1,13 +1,14 @@
-"""Context-parallel ring attention on several GPUs (NCCL) vs single-GPU flatattn on the same local work
+r"""Context-parallel ring attention on several GPUs (NCCL) vs single-GPU flatattn on the same local work
 (issue 19's "Done when"). Written for the multi-GPU machine; run with torchrun, one process per GPU:
 
-    torchrun --standalone --nproc_per_node=W bench/context_parallel.py throughput [--tokens-per-gpu 8192,32768] [--json F]
+    torchrun --standalone --nproc_per_node=W bench/context_parallel.py throughput \
+        [--tokens-per-gpu 8192,32768] [--json F]
     torchrun --standalone --nproc_per_node=8 bench/context_parallel.py million
 
 throughput: causal (zigzag) and non-causal (contiguous) ring_attention fwd+bwd, bf16, B=1, Hq=32, Hkv=8 (GQA),
-D=128 (--heads/--kv-heads/--head-dim), n tokens per GPU. Per-GPU throughput = the FLOPs of this rank's share of the full-sequence
-attention (visible pairs × 4·D·Hq × 3.5, docs/design.md) / the slowest rank's median time (CUDA events, after
-warm-up, a barrier before each timed call). The single-GPU baseline runs flatattn fwd+bwd on ONE GPU on a problem
+D=128 (--heads/--kv-heads/--head-dim), n tokens per GPU. Per-GPU throughput = the FLOPs of this rank's share
+of the full-sequence attention (visible pairs × 4·D·Hq × 3.5, docs/design.md) / the slowest rank's median time
+(CUDA events, after warm-up, a barrier before each timed call). The single-GPU baseline runs flatattn fwd+bwd on ONE GPU on a problem
 with the same FLOPs and mask kind: non-causal, n queries against W·n keys (exactly one rank's pairs); causal, a
 causal square sequence of L = n·√W tokens (rounded to 128; L²/2 = W·n²/2 pairs). Ratio = ring / baseline
 TFLOP/s; the targets are >= 0.92 causal and >= 0.95 non-causal. Rank 0 prints one line per case and writes --json.
@@ -133,7 +134,8 @@ def throughput(args, rank, world):
             dist.broadcast(base, 0)
             ring_tf = flops / (ring_ms * 1e-3) / 1e12
             row = dict(world=world, n_local=n, causal=causal, hq=args.heads, hkv=args.kv_heads, d=args.head_dim,
-                       ring_ms=ring_ms, ring_tflops_per_gpu=ring_tf, single_tflops=float(base), ratio=ring_tf / float(base),
+                       ring_ms=ring_ms, ring_tflops_per_gpu=ring_tf, single_tflops=float(base),
+                       ratio=ring_tf / float(base),
                        target=0.92 if causal else 0.95,
                        device=torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke run)")
             rows.append(row)

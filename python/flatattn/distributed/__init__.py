@@ -4,7 +4,7 @@
   zigzag load balancing for causal, GQA, sliding windows (hops outside the window skipped), softcap.
 - :func:`ulysses_attention`: all-to-all from sequence to head sharding, local attention, all-to-all back.
 - :mod:`flatattn.distributed.layout`: ``shard`` / ``unshard`` a full sequence into the zigzag or contiguous
-  layout. :mod:`flatattn.distributed.model`: the ring's predicted efficiency (compute per hop vs link time).
+  layout. The ring's predicted efficiency (compute per hop vs link time): ``flatattn model cp`` (C++ CLI).
 
 See docs/context_parallel.md. Importing this module needs torch.
 """
