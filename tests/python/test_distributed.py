@@ -30,6 +30,7 @@ CASES = [
     ("ring_gqa_causal", "ring", "zigzag", True, (-1, -1), 0.0, 4, 1, torch.bfloat16),
     ("ring_window_causal", "ring", "zigzag", True, (5, 0), 0.0, 2, 2, torch.bfloat16),
     ("ring_window_both", "ring", "contiguous", False, (3, 6), 0.0, 4, 2, torch.float32),
+    ("ring_window_cut", "ring", "contiguous", True, (5, 0), 0.0, 2, 1, torch.bfloat16),  # ring cut after 2 steps
     # fp32: in bf16 this case (a key's dK split over up to 4 blocks, each rounded to bf16 by the backward kernel)
     # exceeded the rule in 1 of ~250 seeds (docs/context_parallel.md, "Precision")
     ("ring_window_zigzag_full", "ring", "zigzag", False, (2, 9), 0.0, 2, 2, torch.float32),
@@ -186,3 +187,13 @@ def test_plan_hop_matches_mask():
                             got[b.q0:b.q1, b.k0:b.k1] += m.int()
                         assert torch.equal(got, want.int()), (world, n, lay, causal, window, r, s)
 
+
+def test_window_cuts_the_ring():
+    """A causal window on contiguous shards needs only the nearest shards: the ring stops after the last step
+    at which any rank has work (the dK/dV accumulators then go straight home)."""
+    from flatattn.distributed import ring
+
+    assert {len(r) for r in ring._plan("contiguous", 4, 8, True, (5, 0))} == {2}
+    assert {len(r) for r in ring._plan("contiguous", 8, 8, True, (16, 0))} == {3}
+    assert {len(r) for r in ring._plan("contiguous", 4, 8, False, (3, 6))} == {4}  # right side: the last step
+    assert {len(r) for r in ring._plan("zigzag", 4, 8, True, (-1, -1))} == {4}

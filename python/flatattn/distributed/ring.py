@@ -13,6 +13,7 @@ with Blockwise Transformers for Near-Infinite Context", arXiv:2310.01889, §3; b
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from .._errors import error
 from . import _blocks, _group, layout as _layout
@@ -79,12 +80,12 @@ def _check_local(q, k, v, causal, window, softcap, layout):
     return None
 
 
-def _exchange(send, recv, cfg, tag):
-    """Posts send → rank+1 and recv ← rank−1 (async); returns the requests."""
+def _exchange(send, recv, cfg, tag, to=1, frm=-1):
+    """Posts send → rank+to and recv ← rank+frm (async, ranks mod W); returns the requests."""
     import torch.distributed as dist
 
-    nxt = _group.global_rank(cfg.group, (cfg.rank + 1) % cfg.world)
-    prv = _group.global_rank(cfg.group, (cfg.rank - 1) % cfg.world)
+    nxt = _group.global_rank(cfg.group, (cfg.rank + to) % cfg.world)
+    prv = _group.global_rank(cfg.group, (cfg.rank + frm) % cfg.world)
     ops = [dist.P2POp(dist.isend, send, nxt, cfg.group, tag), dist.P2POp(dist.irecv, recv, prv, cfg.group, tag)]
     return dist.batch_isend_irecv(ops)
 
@@ -94,14 +95,21 @@ def _wait(reqs):
         r.wait()
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(layout, world, n, causal, window):
+    """Every rank's Blocks per ring step (at step t rank r holds the K/V shard of rank (r − t) mod W), cut after
+    the last step at which any rank has work: under a sliding window on contiguous shards the far shards are
+    never needed, so neither their transfers nor their steps happen."""
+    segs = [_layout.segments(layout, r, world, n) for r in range(world)]
+    steps = [[_blocks.plan_hop(segs[r], segs[(r - t) % world], causal, window) for t in range(world)]
+             for r in range(world)]
+    last = max((t for r in range(world) for t in range(world) if steps[r][t]), default=0)
+    return tuple(tuple(row[:last + 1]) for row in steps)
+
+
 def _hops(cfg, n):
-    """[(step, Blocks)] of every ring step: at step t this rank holds the K/V shard of rank (rank − t) mod W."""
-    qs = _layout.segments(cfg.layout, cfg.rank, cfg.world, n)
-    out = []
-    for t in range(cfg.world):
-        src = (cfg.rank - t) % cfg.world
-        out.append(_blocks.plan_hop(qs, _layout.segments(cfg.layout, src, cfg.world, n), cfg.causal, cfg.window))
-    return out
+    """This rank's Blocks per ring step (the step count is the same on every rank)."""
+    return _plan(cfg.layout, cfg.world, n, cfg.causal, cfg.window)[cfg.rank]
 
 
 def _kw(cfg, blk):
@@ -117,9 +125,10 @@ def _forward(q, k, v, cfg):
     acc_out = torch.zeros(b, n, hq, d, dtype=torch.float32, device=q.device)
     acc_lse = torch.full((b, hq, n), float("-inf"), dtype=torch.float32, device=q.device)
     kv, spare = torch.stack([k, v]), None
-    for t, blocks in enumerate(_hops(cfg, n)):
+    hops = _hops(cfg, n)
+    for t, blocks in enumerate(hops):
         reqs = []
-        if t + 1 < cfg.world:  # post the next shard's transfer first: it overlaps this hop's compute
+        if t + 1 < len(hops):  # post the next shard's transfer first: it overlaps this hop's compute
             spare = torch.empty_like(kv) if spare is None else spare
             reqs = _exchange(kv, spare, cfg, _TAG_KV)
         for blk in blocks:
@@ -141,9 +150,10 @@ def _backward(dout, q, k, v, out, lse, cfg):
     kv, spare = torch.stack([k, v]), None
     incoming = torch.empty((2, *k.shape), dtype=torch.float32, device=q.device)  # the dK/dV accumulator in flight
     dkv_reqs, keep = [], None
-    for t, blocks in enumerate(_hops(cfg, n)):
+    hops = _hops(cfg, n)
+    for t, blocks in enumerate(hops):
         reqs = []
-        if t + 1 < cfg.world:
+        if t + 1 < len(hops):
             spare = torch.empty_like(kv) if spare is None else spare
             reqs = _exchange(kv, spare, cfg, _TAG_KV)
         dkv = torch.zeros((2, *k.shape), dtype=torch.float32, device=q.device)
@@ -159,12 +169,15 @@ def _backward(dout, q, k, v, out, lse, cfg):
         if t > 0:
             dkv += incoming
         keep = dkv  # the send buffer lives until its request is waited on
-        dkv_reqs = _exchange(keep, incoming, cfg, _TAG_DKV) if cfg.world > 1 else []
+        if t + 1 < len(hops):
+            dkv_reqs = _exchange(keep, incoming, cfg, _TAG_DKV)
+        elif t > 0:  # the last step: the accumulator goes home to its owner (rank+1 when every step ran)
+            dkv_reqs = _exchange(keep, incoming, cfg, _TAG_DKV, to=-t, frm=t)
         _wait(reqs)
         if reqs:
             kv, spare = spare, kv
     _wait(dkv_reqs)
-    mine = incoming if cfg.world > 1 else keep  # after W hops our own shard's accumulator is home
+    mine = incoming if len(hops) > 1 else keep  # our own shard's accumulator, complete
     return dq.to(q.dtype), mine[0].to(k.dtype), mine[1].to(v.dtype)
 
 
