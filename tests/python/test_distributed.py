@@ -30,7 +30,8 @@ CASES = [
     ("ring_gqa_causal", "ring", "zigzag", True, (-1, -1), 0.0, 4, 1, torch.bfloat16),
     ("ring_window_causal", "ring", "zigzag", True, (5, 0), 0.0, 2, 2, torch.bfloat16),
     ("ring_window_both", "ring", "contiguous", False, (3, 6), 0.0, 4, 2, torch.float32),
-    ("ring_window_cut", "ring", "contiguous", True, (5, 0), 0.0, 2, 1, torch.bfloat16),  # ring cut after 2 steps
+    # cut after 2 steps; fp32 for the same reason as ring_window_zigzag_full below (bf16: 1 of 80 seeds failed)
+    ("ring_window_cut", "ring", "contiguous", True, (5, 0), 0.0, 2, 1, torch.float32),
     # fp32: in bf16 this case (a key's dK split over up to 4 blocks, each rounded to bf16 by the backward kernel)
     # exceeded the rule in 1 of ~250 seeds (docs/context_parallel.md, "Precision")
     ("ring_window_zigzag_full", "ring", "zigzag", False, (2, 9), 0.0, 2, 2, torch.float32),
