@@ -6,6 +6,7 @@ The same cases run on NCCL with one GPU per rank (world sizes 2, 4, 8) where the
 cuda); the multi-GPU throughput runs are bench/context_parallel.py (docs/context_parallel.md)."""
 
 import socket
+import zlib
 import tempfile
 
 import pytest
@@ -198,3 +199,77 @@ def test_window_cuts_the_ring():
     assert {len(r) for r in ring._plan("contiguous", 8, 8, True, (16, 0))} == {3}
     assert {len(r) for r in ring._plan("contiguous", 4, 8, False, (3, 6))} == {4}  # right side: the last step
     assert {len(r) for r in ring._plan("zigzag", 4, 8, True, (-1, -1))} == {4}
+
+
+# ---- the ring's math in one process: one thread per rank, queues for P2P (runs flatattn's CUDA kernels on ONE
+# GPU with every block shape, window cut and merge of the multi-GPU run; the transport is not NCCL's)
+
+
+class _Peer:
+    """One rank of an in-process ring: exchange() as ring._exchange's contract (FIFO per (src, dst, tag))."""
+
+    def __init__(self, rank, world, queues):
+        self.rank, self.world, self.queues = rank, world, queues
+
+    def exchange(self, send, recv, to, frm, tag):
+        self.queues[self.rank, (self.rank + to) % self.world, tag].put(send.clone())
+        src = (self.rank + frm) % self.world
+        queues, me = self.queues, self.rank
+
+        class Req:
+            def wait(self):
+                recv.copy_(queues[src, me, tag].get(timeout=120))
+
+        return [Req()]
+
+
+def _threaded_ring(world, q, k, v, dout, layout, causal, window, softcap):
+    import math
+    import queue
+    import threading
+
+    from flatattn.distributed import ring
+
+    # every queue made up front: a defaultdict would race (two threads making the same queue, a message lost)
+    queues = {(a, b, tag): queue.Queue() for a in range(world) for b in range(world)
+              for tag in (ring._TAG_KV, ring._TAG_DKV)}
+    results, errors = [None] * world, []
+
+    def body(r):
+        try:
+            cfg = ring._Cfg(_Peer(r, world, queues), r, world, layout, causal, tuple(window), float(softcap),
+                            1.0 / math.sqrt(q.shape[-1]), False)
+            qs, ks, vs, ds = (cp.shard(t, r, world, layout) for t in (q, k, v, dout))
+            out, lse = ring._forward(qs, ks, vs, cfg)
+            results[r] = (out, *ring._backward(ds, qs, ks, vs, out, lse, cfg))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[0]
+    return [cp.unshard([res[i] for res in results], layout) for i in range(4)]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("world", [2, 4, 8])
+@pytest.mark.parametrize("case", [c[0] for c in CASES if c[1] == "ring"])
+def test_ring_math_in_one_process(case, world, device, run_seed):
+    name, _, layout, causal, window, softcap, hq, hkv, dtype = next(c for c in CASES if c[0] == case)
+    if device == "cuda" and dtype == torch.float32:
+        pytest.skip("float32 case: the CUDA kernels take 16-bit inputs")
+    g = torch.Generator().manual_seed((run_seed ^ zlib.crc32(f"{case}-{world}".encode())) & 0x7FFFFFFF)
+    n = N_LOCAL[world] * world
+    q, k, v, dout = ((torch.randn(1, n, h, D, generator=g) * 1.5).to(dtype) for h in (hq, hkv, hkv, hq))
+    got = _threaded_ring(world, *(t.to(device) for t in (q, k, v, dout)), layout, causal, window, softcap)
+    kw = dict(causal=causal, window=window, softcap=softcap)
+    ref, _ = attention_ref(q, k, v, **kw)
+    naive, _ = attention_ref(q, k, v, dtype=q.dtype, **kw)
+    _judged(f"{case} W={world} {device} out", got[0], ref, naive, dtype, run_seed)
+    gref = grads_ref(q, k, v, dout, **kw)
+    gnaive = grads_ref(q, k, v, dout, dtype=q.dtype, **kw)
+    for i, key in enumerate(("dq", "dk", "dv")):
+        _judged(f"{case} W={world} {device} {key}", got[i + 1], gref[i], gnaive[i], dtype, run_seed)

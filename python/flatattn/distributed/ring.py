@@ -81,7 +81,11 @@ def _check_local(q, k, v, causal, window, softcap, layout):
 
 
 def _exchange(send, recv, cfg, tag, to=1, frm=-1):
-    """Posts send → rank+to and recv ← rank+frm (async, ranks mod W); returns the requests."""
+    """Posts send → rank+to and recv ← rank+frm (async, ranks mod W); returns the requests (objects with wait()).
+    A group with its own ``exchange(send, recv, to, frm, tag)`` is used as it is: the tests' in-process ring of
+    threads on one device (tests/python/test_distributed.py), which runs the ring's math on one GPU."""
+    if hasattr(cfg.group, "exchange"):
+        return cfg.group.exchange(send, recv, to, frm, tag)
     import torch.distributed as dist
 
     nxt = _group.global_rank(cfg.group, (cfg.rank + to) % cfg.world)
