@@ -5,6 +5,7 @@
 //   flatattn model plan --hw h100 -B 4 -N 4096 --hq 32 --hkv 8 -D 128 --causal
 //   flatattn model measured times.json --hw h100 [--fit calibrated.json] [--check]
 //   flatattn model list                 presets (hardware, workloads, kernel lists) and the data root
+//   flatattn model cp                   ring attention's efficiency on several GPUs (cli/cmd_model_cp.cc)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -335,6 +336,8 @@ void register_model(CLI::App& app) {
   meas->add_option("--fit", ma->fit, "refit the calibration constants and write them as a hardware file");
   meas->add_flag("--check", ma->check, "exit non-zero when a target is missed");
   meas->add_flag("--verbose,-v", ma->verbose, "print every record");
+
+  register_model_cp(*cmd);
 
   paper->callback([] { run_paper(); });
   list->callback([] { run_list(); });

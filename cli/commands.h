@@ -12,5 +12,6 @@ void register_run(CLI::App& app);    // cli/cmd_run.cc:   the main job (default 
 void register_check(CLI::App& app);  // cli/cmd_check.cc: sweep against the oracle
 void register_bench(CLI::App& app);  // cli/cmd_bench.cc: Flash vs FLAT vs naive over N
 void register_model(CLI::App& app);  // cli/cmd_model.cc: the FLAT dataflow cost model (src/model)
+void register_model_cp(CLI::App& model);  // cli/cmd_model_cp.cc: `model cp`, context parallelism
 
 }  // namespace flatattn::cli

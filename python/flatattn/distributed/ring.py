@@ -1,0 +1,265 @@
+"""Ring attention: exact attention over a sequence sharded across the ranks of a torch.distributed group.
+
+Each rank holds a shard of q, k, v (B, n, H, D) (layout.py says which positions). K/V shards travel around the
+ring (rank r sends to r+1, receives from r−1) while every rank attends its queries to the shard it holds; the
+transfer of the next shard is posted before the current block's compute, so the two overlap (NCCL runs P2P on
+its own streams). Partial outputs are merged in fp32 by their LSEs (_blocks.merge_). The backward sends the
+K/V shards around again with an fp32 dK/dV accumulator that collects every rank's contribution and arrives back
+at its owner after W hops; dQ is accumulated locally in fp32. Algorithm: Liu, Zaharia, Abbeel, "Ring Attention
+with Blockwise Transformers for Near-Infinite Context", arXiv:2310.01889, §3; block math: FlashAttention-2
+(Dao, arXiv:2307.08691, Alg. 1-2) through flatattn's forward/backward with LSE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from .._errors import error
+from . import _blocks, _group, layout as _layout
+
+__all__ = ["ring_attention"]
+
+_TAG_KV, _TAG_DKV = 11, 12
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    group: object
+    rank: int
+    world: int
+    layout: str
+    causal: bool
+    window: tuple
+    softcap: float
+    scale: float
+    deterministic: bool
+
+
+def _check_local(q, k, v, causal, window, softcap, layout):
+    """The first problem with this rank's arguments as a FlatattnError (not raised: every rank must reach the
+    agreement collective first), or None."""
+    import torch
+
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            return error(name, type(t).__name__, "must be a torch.Tensor", "pass torch tensors (B, n, H, D)")
+        if t.dim() != 4:
+            return error(name, f"shape {tuple(t.shape)}", "must be rank 4 (B, n_local, H, D)",
+                         "pass this rank's shard as (batch, tokens, heads, head dim)")
+        if _group.dtype_code(t) < 0:
+            return error(name, f"dtype {t.dtype}", "must be float16, bfloat16 or float32", "cast the input")
+        if t.dtype != q.dtype or t.device != q.device:
+            return error(name, f"{t.dtype} on {t.device}", f"must match q ({q.dtype} on {q.device})",
+                         "pass q, k and v with one dtype on one device")
+    if k.shape != v.shape:
+        return error("v", f"shape {tuple(v.shape)}", f"must equal k's shape {tuple(k.shape)}", "pass matching k, v")
+    b, n, hq, d = q.shape
+    if (k.shape[0], k.shape[1], k.shape[3]) != (b, n, d):
+        return error("k", f"shape {tuple(k.shape)}", f"must be (B, n_local, Hkv, D) = ({b}, {n}, Hkv, {d}) like q "
+                     "(context parallelism shards one sequence: q and k/v shards hold the same positions)",
+                     "shard q, k and v with the same layout")
+    if hq % k.shape[2]:
+        return error("k.shape[2]", str(k.shape[2]), f"Hkv must divide Hq = {hq} (GQA)", "pass whole head groups")
+    if layout not in _layout.LAYOUTS:
+        return error("layout", repr(layout), "unknown sequence layout", "use 'zigzag' (causal) or 'contiguous'")
+    if layout == "zigzag" and n % 2:
+        return error("q.shape[1]", str(n), "a zigzag shard holds two equal chunks, so n_local must be even",
+                     "shard a sequence of a multiple of 2 x world tokens with layout.shard(..., 'zigzag')")
+    if n == 0:
+        return error("q.shape[1]", "0", "every rank needs at least one token", "use fewer ranks")
+    wl, wr = window
+    if wl < -1 or wr < -1:
+        return error("window", str(tuple(window)), "each side must be >= -1 (-1: unbounded)", "pass (-1, -1) "
+                     "for no window")
+    if causal and wr > 0:
+        return error("window", str(tuple(window)), "causal forces window right = 0",
+                     "drop causal, or set the right side to -1 or 0")
+    if softcap < 0:
+        return error("softcap", repr(softcap), "must be >= 0 (0: off)", "pass a positive cap or 0")
+    return None
+
+
+def _exchange(send, recv, cfg, tag, to=1, frm=-1):
+    """Posts send → rank+to and recv ← rank+frm (async, ranks mod W); returns the requests (objects with wait()).
+    A group with its own ``exchange(send, recv, to, frm, tag)`` is used as it is: the tests' in-process ring of
+    threads on one device (tests/python/test_distributed.py), which runs the ring's math on one GPU."""
+    if hasattr(cfg.group, "exchange"):
+        return cfg.group.exchange(send, recv, to, frm, tag)
+    import torch.distributed as dist
+
+    nxt = _group.global_rank(cfg.group, (cfg.rank + to) % cfg.world)
+    prv = _group.global_rank(cfg.group, (cfg.rank + frm) % cfg.world)
+    ops = [dist.P2POp(dist.isend, send, nxt, cfg.group, tag), dist.P2POp(dist.irecv, recv, prv, cfg.group, tag)]
+    return dist.batch_isend_irecv(ops)
+
+
+def _wait(reqs):
+    for r in reqs:
+        r.wait()
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(layout, world, n, causal, window):
+    """Every rank's Blocks per ring step (at step t rank r holds the K/V shard of rank (r − t) mod W), cut after
+    the last step at which any rank has work: under a sliding window on contiguous shards the far shards are
+    never needed, so neither their transfers nor their steps happen."""
+    segs = [_layout.segments(layout, r, world, n) for r in range(world)]
+    steps = [[_blocks.plan_hop(segs[r], segs[(r - t) % world], causal, window) for t in range(world)]
+             for r in range(world)]
+    last = max((t for r in range(world) for t in range(world) if steps[r][t]), default=0)
+    return tuple(tuple(row[:last + 1]) for row in steps)
+
+
+def _hops(cfg, n):
+    """This rank's Blocks per ring step (the step count is the same on every rank)."""
+    return _plan(cfg.layout, cfg.world, n, cfg.causal, cfg.window)[cfg.rank]
+
+
+def _kw(cfg, blk):
+    return dict(softmax_scale=cfg.scale, causal=blk.causal, top_left=True, window_left=blk.window_left,
+                window_right=blk.window_right, softcap=cfg.softcap, deterministic=cfg.deterministic)
+
+
+def _forward(q, k, v, cfg):
+    import torch
+    from .. import torch_ops
+
+    b, n, hq, d = q.shape
+    acc_out = torch.zeros(b, n, hq, d, dtype=torch.float32, device=q.device)
+    acc_lse = torch.full((b, hq, n), float("-inf"), dtype=torch.float32, device=q.device)
+    kv, spare = torch.stack([k, v]), None
+    hops = _hops(cfg, n)
+    for t, blocks in enumerate(hops):
+        reqs = []
+        if t + 1 < len(hops):  # post the next shard's transfer first: it overlaps this hop's compute
+            spare = torch.empty_like(kv) if spare is None else spare
+            reqs = _exchange(kv, spare, cfg, _TAG_KV)
+        for blk in blocks:
+            o, lse = torch_ops.attention(q[:, blk.q0:blk.q1], kv[0, :, blk.k0:blk.k1], kv[1, :, blk.k0:blk.k1],
+                                         **_kw(cfg, blk))
+            _blocks.merge_(acc_out[:, blk.q0:blk.q1], acc_lse[:, :, blk.q0:blk.q1], o, lse)
+        _wait(reqs)
+        if reqs:
+            kv, spare = spare, kv
+    return acc_out.to(q.dtype), acc_lse
+
+
+def _backward(dout, q, k, v, out, lse, cfg):
+    import torch
+    from .. import torch_ops
+
+    n = q.shape[1]
+    dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    kv, spare = torch.stack([k, v]), None
+    incoming = torch.empty((2, *k.shape), dtype=torch.float32, device=q.device)  # the dK/dV accumulator in flight
+    dkv_reqs, keep = [], None
+    hops = _hops(cfg, n)
+    for t, blocks in enumerate(hops):
+        reqs = []
+        if t + 1 < len(hops):
+            spare = torch.empty_like(kv) if spare is None else spare
+            reqs = _exchange(kv, spare, cfg, _TAG_KV)
+        dkv = torch.zeros((2, *k.shape), dtype=torch.float32, device=q.device)
+        for blk in blocks:
+            rows = slice(blk.q0, blk.q1)
+            keys = slice(blk.k0, blk.k1)
+            g = torch_ops.attention_backward(dout[:, rows], q[:, rows], kv[0, :, keys], kv[1, :, keys], out[:, rows],
+                                             lse[:, :, rows].contiguous(), **_kw(cfg, blk))
+            dq[:, rows] += g[0]
+            dkv[0, :, keys] += g[1]
+            dkv[1, :, keys] += g[2]
+        _wait(dkv_reqs)  # the accumulator of this shard, from rank−1 (and our previous send is done)
+        if t > 0:
+            dkv += incoming
+        keep = dkv  # the send buffer lives until its request is waited on
+        if t + 1 < len(hops):
+            dkv_reqs = _exchange(keep, incoming, cfg, _TAG_DKV)
+        elif t > 0:  # the last step: the accumulator goes home to its owner (rank+1 when every step ran)
+            dkv_reqs = _exchange(keep, incoming, cfg, _TAG_DKV, to=-t, frm=t)
+        _wait(reqs)
+        if reqs:
+            kv, spare = spare, kv
+    _wait(dkv_reqs)
+    mine = incoming if len(hops) > 1 else keep  # our own shard's accumulator, complete
+    return dq.to(q.dtype), mine[0].to(k.dtype), mine[1].to(v.dtype)
+
+
+def _autograd_function():
+    import torch
+
+    class RingAttention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, cfg):
+            out, lse = _forward(q, k, v, cfg)
+            ctx.save_for_backward(q, k, v, out, lse)
+            ctx.cfg = cfg
+            ctx.mark_non_differentiable(lse)
+            return out, lse
+
+        @staticmethod
+        def backward(ctx, dout, dlse):
+            q, k, v, out, lse = ctx.saved_tensors
+            dq, dk, dv = _backward(dout.contiguous(), q, k, v, out, lse, ctx.cfg)
+            return dq, dk, dv, None
+
+    return RingAttention
+
+
+_FN = None
+
+
+def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0,
+                   layout=None, deterministic=False, return_lse=False):
+    """Exact attention of this rank's query shard over the whole sequence, sharded across `group`.
+
+    Args:
+        q: (B, n, Hq, D) this rank's queries; k, v: (B, n, Hkv, D) its keys/values (GQA: Hkv divides Hq; only the
+            Hkv heads travel). float16, bfloat16 or float32, one device (CUDA with NCCL, CPU with gloo). Every rank
+            passes the same shapes: the sequence of N = W·n tokens is split evenly (layout.shard).
+        group: a torch.distributed process group (None: the default group); every member calls this together.
+        causal: causal mask on the global positions (both alignments coincide on the full square sequence).
+        softmax_scale: default 1/sqrt(D). window: (left, right) global sliding window, -1 unbounded; hops whose
+            shards lie entirely outside it are not computed. softcap: score soft cap (0: off).
+        layout: which positions each rank holds: 'zigzag' (default when causal: balanced causal work) or
+            'contiguous' (default otherwise); see flatattn.distributed.layout.
+        deterministic: passed to flatattn's backward. return_lse: also return the LSE (B, Hq, n) fp32.
+
+    Returns:
+        out (B, n, Hq, D) in q's dtype (merged in fp32, rounded once), and lse when return_lse. Differentiable in
+        q, k, v (torch.autograd); the backward runs the ring again (dQ local fp32, dK/dV fp32 around the ring).
+
+    Errors (FlatattnError on every rank of the group; nothing is communicated besides one small all_gather when
+    input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
+    devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
+    n under 'zigzag'. Not supported: varlen / document masks, dropout, ALiBi, sinks (use flatattn's
+    single-device APIs).
+    """
+    import math
+
+    import torch
+
+    global _FN
+    group, rank, world = _group.resolve(group)
+    if layout is None:
+        layout = "zigzag" if causal else "contiguous"
+    window = tuple(int(w) for w in window)
+    err = _check_local(q, k, v, bool(causal), window, float(softcap), layout)
+    scale = float(softmax_scale) if softmax_scale is not None else (
+        1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
+    shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
+    fields = [("q.shape[0] (B)", shape[0]), ("q.shape[1] (n_local)", shape[1]), ("q.shape[2] (Hq)", shape[2]),
+              ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
+              ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),
+              ("window.left", window[0]), ("window.right", window[1]), ("softcap", float(softcap)),
+              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1)]
+    dev = q.device if isinstance(q, torch.Tensor) else torch.device("cpu")
+    _group.agree(group, world, dev, err, fields)
+    cfg = _Cfg(group, rank, world, layout, bool(causal), window, float(softcap), scale, bool(deterministic))
+    if _FN is None:
+        _FN = _autograd_function()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        out, lse = _FN.apply(q, k, v, cfg)
+    else:
+        out, lse = _forward(q, k, v, cfg)
+    return (out, lse) if return_lse else out
