@@ -1,9 +1,11 @@
 // When the sm90 family's Flash forward runs the warp-specialized TMA kernel (src/cuda/sm90/ws_fwd_kernel.cuh)
 // instead of sm90/flash_kernel.cuh: one row per head dim with the shortest key length from which it is faster,
 // and the consumers' schedule it runs (2: intra-warpgroup overlap and ping-pong of the two consumer warpgroups).
-// Measured on an H100, bf16, B*N = 16k, Hq*D = 2048, same run (bench/results/sm90-ws-h100-f2e2b19.md):
-//   D = 128: schedule 2 faster from N = 512 (409 vs 339 TFLOP/s) to 16k (663 vs 472); slower below.
-//   D = 64:  schedule 2 faster from N = 2048 (402 vs 395) to 16k (457 vs 408); slower at 1024 (348 vs 367).
+// Measured on an H100, bf16, B*N = 16k, Hq*D = 2048, each pair in one run (bench/results/sm90-ws-h100-f2e2b19.md,
+// bench/results/sm90-ws-default-h100-ecd78b0.md):
+//   D = 128: schedule 2 faster from N = 512 (385 vs 317 TFLOP/s) to 16k (633 vs 470), causal too; slower below.
+//   D = 64:  schedule 2 faster from N = 4096 (407 vs 397) to 16k (434 vs 405); at 2048 slower (385 vs 395,
+//            causal 308 vs 312), at 1024 and below no faster.
 // Changing a number here changes speed, never results (both kernels are tested against the oracle).
 // FLATATTN_CUDA_SM90_WS (src/cuda/family.h) overrides the table: 0 never, 1-3 always with that schedule.
 #pragma once
@@ -19,7 +21,7 @@ struct WsAutoRule {
 };
 
 inline constexpr WsAutoRule kWsAuto[] = {
-    {.d = 64, .min_nk = 2048, .schedule = 2},
+    {.d = 64, .min_nk = 4096, .schedule = 2},
     {.d = 128, .min_nk = 512, .schedule = 2},
 };
 
