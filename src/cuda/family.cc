@@ -104,11 +104,11 @@ bool sm90_enabled(const DeviceInfo& dev) {
 }
 
 int sm90_ws_requested() {
-  // generation << 3 | (mode + 1), 0 before the first reading
+  // generation << 3 | (mode + 1); 0 before the first reading
   static std::atomic<std::uint64_t> cached{0};
   const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
   const std::uint64_t known = cached.load(std::memory_order_acquire);
-  if (known != 0 && known >> 3 == gen) return static_cast<int>(known & 7) - 1;
+  if (known >> 3 == gen) return static_cast<int>(known & 7) - 1;  // generations start at 1: 0 is never current
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS");
   int mode = 0;  // stored as mode + 1: 0 auto, 1 off, 2..4 schedules 1..3
   if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
