@@ -4,9 +4,7 @@
 
 namespace flatattn::check {
 
-namespace {
-
-KvCase base(DType dt) {
+KvCase kv_base(DType dt, std::int64_t d, std::int64_t max_context) {
   KvCase c;
   c.dtype = dt;
   c.batch = 3;
@@ -14,11 +12,15 @@ KvCase base(DType dt) {
   c.nnew = 1;
   c.hq = 8;
   c.hkv = 2;
-  c.d = 64;
-  c.max_context = 300;
+  c.d = d;
+  c.max_context = max_context;
   c.options.return_lse = true;
   return c;
 }
+
+namespace {
+
+KvCase base(DType dt) { return kv_base(dt, 64, 300); }
 
 }  // namespace
 

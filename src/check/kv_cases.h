@@ -6,6 +6,7 @@
 // the device through check_kvcache (src/check/kv_check.h).
 #pragma once
 
+#include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +19,10 @@ struct KvFeature {
   std::string name;  ///< identifier for test names: "page1", "rope_neox_causal", ...
   KvCase c;          ///< the case (its dtype is set by kv_features)
 };
+
+/// The small GQA decode case the tables and tests start from: B = 3, one query and one new token per
+/// sequence, Hq 8 / Hkv 2, head dim d, caches up to max_context keys, LSE returned.
+KvCase kv_base(DType dt, std::int64_t d, std::int64_t max_context);
 
 /// Every KV-cache feature case in dtype dt (f16/bf16 for CUDA; f32 as well on the CPU).
 std::vector<KvFeature> kv_features(DType dt);

@@ -22,19 +22,7 @@ namespace {
 
 void expect_pass(const KvCase& c, std::mt19937_64& rng) { expect_kv_pass(c, rng, "cpu_kvcache"); }
 
-KvCase base(DType dt = DType::f32) {
-  KvCase c;
-  c.dtype = dt;
-  c.batch = 3;
-  c.nq = 1;
-  c.nnew = 1;
-  c.hq = 8;
-  c.hkv = 2;
-  c.d = 32;
-  c.max_context = 150;
-  c.options.return_lse = true;
-  return c;
-}
+KvCase base(DType dt = DType::f32) { return kv_base(dt, 32, 150); }
 
 }  // namespace
 

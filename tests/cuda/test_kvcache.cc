@@ -117,19 +117,7 @@ void expect_pass(const KvCase& c, std::mt19937_64& rng) {
 }
 
 /// Decoding of a GQA model: B = 3, Hq = 8, Hkv = 2, D = 128, one new token appended and queried.
-KvCase base(DType dt = DType::bf16) {
-  KvCase c;
-  c.dtype = dt;
-  c.batch = 3;
-  c.nq = 1;
-  c.nnew = 1;
-  c.hq = 8;
-  c.hkv = 2;
-  c.d = 128;
-  c.max_context = 300;
-  c.options.return_lse = true;
-  return c;
-}
+KvCase base(DType dt = DType::bf16) { return kv_base(dt, 128, 300); }
 
 class ScopedCheckMetadata {
  public:
