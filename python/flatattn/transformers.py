@@ -17,7 +17,8 @@ A 4-D mask a model builds itself (a float mask or relative position bias, T5/Swi
 (B or 1, H or 1, Nq, Nk)) is passed to the kernels as flatattn's additive bias (a boolean one as 0 / -inf), as
 SDPA adds it, without causal (the mask carries it, as in transformers' SDPA path); a float bias that requires
 grad gets its gradient.
-ALiBi models (BLOOM, MPT) build their bias outside AttentionInterface and do not reach this function.
+ALiBi models (BLOOM, MPT) build their bias outside AttentionInterface and do not reach this function:
+``patch_bloom_alibi(model)`` swaps BLOOM's attention core for flatattn with ``alibi_slopes`` (no N x N bias).
 """
 
 from __future__ import annotations
@@ -167,3 +168,70 @@ def _packed_cu_seqlens(position_ids, q, k):
     n = torch.tensor([q.shape[1]], device=pos.device)
     bounds = torch.cat([torch.zeros(1, dtype=restarts.dtype, device=pos.device), restarts, n]).to(torch.int32)
     return bounds.to(q.device), int(bounds.diff().max())
+
+
+def patch_bloom_alibi(model) -> int:
+    """Routes every ``BloomAttention`` of a Hugging Face BLOOM model through flatattn with ALiBi applied inside the
+    kernel (``alibi_slopes``, FlashAttention-2's formula; ALiBi: Press et al. 2022, Sec. 3) instead of BLOOM's
+    materialized (B*H, Nq, Nk) bias. BLOOM adds ``slope * key_position`` (positions counted over the unpadded keys),
+    which differs from the kernel's ``-slope * |i + Nk - Nq - j|`` by a constant per query row, so the softmax is
+    the same. Left or right padding runs as varlen (padded query rows output 0), a KV cache as bottom-right causal.
+    Patches the modules in place (the instance's ``forward``); returns how many were patched.
+    Errors: ``output_attentions=True`` (the probabilities are never formed) is refused."""
+    import types
+
+    count = 0
+    for mod in model.modules():
+        if type(mod).__name__ == "BloomAttention":
+            mod.forward = types.MethodType(_bloom_forward, mod)
+            count += 1
+    if count == 0:
+        raise error("model", type(model).__name__, "has no BloomAttention module",
+                    "pass a BLOOM model (BloomModel, BloomForCausalLM, ...)")
+    return count
+
+
+def _bloom_slopes(num_heads, device):
+    """BLOOM's ALiBi slopes (Press et al. 2022, Sec. 3: the geometric sequence 2^(-8/n), and for head counts that
+    are not a power of 2 the odd powers of the next sequence); fp32 (Hq)."""
+    import math
+
+    p2 = 2 ** math.floor(math.log2(num_heads))
+    slopes = [2.0 ** (-8.0 * (i + 1) / p2) for i in range(p2)]
+    slopes += [2.0 ** (-4.0 * (2 * i + 1) / p2) for i in range(min(p2, num_heads - p2))]
+    return torch.tensor(slopes, dtype=torch.float32, device=device)
+
+
+def _bloom_forward(self, hidden_states, residual, alibi, attention_mask, layer_past=None, use_cache=False,  # noqa: ARG001
+                   output_attentions=False, **kwargs):
+    """BloomAttention.forward with flatattn's fused ALiBi: -> (output, None)."""
+    if output_attentions:
+        raise error("output_attentions", "True", "flatattn never forms the attention probabilities",
+                    "call the model with output_attentions=False, or undo patch_bloom_alibi", unsupported=True)
+    B, Nq, _ = hidden_states.shape
+    q, k, v = self._reshape(self.query_key_value(hidden_states))  # (B, H, N, D) views
+    if layer_past is not None:
+        k, v = layer_past.update(k, v, self.layer_idx)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, N, H, D)
+    causal = Nq > 1
+    opts = dict(softmax_scale=self.inv_norm_factor, causal=causal,
+                alibi_slopes=_bloom_slopes(self.num_heads, q.device))
+    dropout = float(self.attention_dropout.p) if self.training else 0.0
+    if dropout:
+        from .flash_attn_interface import draw_rng_state
+
+        seed, offset = draw_rng_state(q.device)
+        opts.update(dropout_p=dropout, dropout_seed=seed, dropout_offset=offset)
+    keep = None
+    if attention_mask is not None:  # BLOOM's 4-D mask: the keys the last query row sees are the unpadded ones
+        m = attention_mask[:, 0, -1, : k.shape[1]]
+        keep = m if m.dtype == torch.bool else m == 0
+        if bool(keep.all()):
+            keep = None
+    if keep is None:
+        ctx, _ = attention_ext(_c(q), _c(k), _c(v), **opts)
+    else:
+        ctx = _padded(q, k, v, keep, causal, opts, attention_ext)
+    out = self.dense(ctx.reshape(B, Nq, self.num_heads * self.head_dim))
+    out = torch.nn.functional.dropout(out, p=self.hidden_dropout, training=self.training) + residual
+    return out, None

@@ -86,3 +86,42 @@ def test_bloom_alibi_logits(dev, seed):
     with torch.no_grad():
         out, naive, r = (m(input_ids=ids, attention_mask=mask).logits for m in (flat, base, ref))
     _judge("bloom logits", out, naive, r, dtype, seed, where=mask.bool())
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_bloom_alibi_patched_logits(dev, seed):
+    """BLOOM through flatattn.transformers.patch_bloom_alibi (ALiBi inside the kernel) = stock BLOOM: a left-padded
+    prompt, then one decoding step against the KV cache (Nq = 1, keys unpadded by the mask)."""
+    if not hasattr(transformers, "BloomConfig"):
+        pytest.skip("this transformers has no BLOOM")
+    device, dtype = dev
+    torch.manual_seed(seed)
+    cfg = transformers.BloomConfig(hidden_size=96, n_layer=2, n_head=6, vocab_size=128)  # 6 heads: not a power of 2
+    model = transformers.BloomForCausalLM(cfg).eval()
+    ref = copy.deepcopy(model).to(device=device, dtype=torch.float64)
+    base = copy.deepcopy(model).to(device=device, dtype=dtype)
+    flat = model.to(device=device, dtype=dtype)
+    assert flatattn.transformers.patch_bloom_alibi(flat) == 2
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 128, (3, 21), generator=g).to(device)
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # left padding
+    mask[2, :1] = 0
+    prompt, last, pmask = ids[:, :20], ids[:, 20:], mask[:, :20]
+    with torch.no_grad():
+        runs = [m(input_ids=prompt, attention_mask=pmask, use_cache=True) for m in (flat, base)]
+        step = [m(input_ids=last, attention_mask=mask, past_key_values=r.past_key_values).logits
+                for m, r in zip((flat, base), runs)]
+        # The float64 reference runs each sequence unpadded: stock BLOOM in float64 turns its fully masked (padded)
+        # rows into NaN, which then reach every row through V. Left padding: the same positions either way.
+        ref_prompt, ref_step = torch.zeros_like(runs[0].logits, dtype=torch.float64), []
+        for b in range(ids.shape[0]):
+            keep = pmask[b].bool()
+            r = ref(input_ids=prompt[b, keep][None], use_cache=True)
+            ref_prompt[b, keep] = r.logits[0]
+            ref_step.append(ref(input_ids=last[b][None], past_key_values=r.past_key_values).logits[0])
+    _judge("bloom prompt logits", runs[0].logits, runs[1].logits, ref_prompt, dtype, seed, where=pmask.bool())
+    _judge("bloom decode-step logits", step[0], step[1], torch.stack(ref_step), dtype, seed)
+    with pytest.raises(flatattn.FlatattnError, match="output_attentions"):
+        with torch.no_grad():
+            flat(input_ids=prompt, output_attentions=True)
