@@ -32,8 +32,8 @@ Family family_for(const DeviceInfo& dev, DType dt);
 bool sm90_enabled(const DeviceInfo& dev);
 
 /// FLATATTN_CUDA_SM90_WS: which of the sm90 family's Flash forwards runs at D = 64 and 128. Unset (or "auto"):
-/// the planner's table (policy/ws_policy.h) picks the warp-specialized TMA kernel (src/cuda/sm90/ws_fwd_kernel.cuh)
-/// where it measured faster, for the calls it serves (the plain variant on batched problems: causal, windows,
+/// the cost model (policy/heuristics.h choose_sm90_ws) picks the warp-specialized TMA kernel
+/// (src/cuda/sm90/ws_fwd_kernel.cuh) where it predicts it faster, for the calls it serves (the plain variant on batched problems: causal, windows,
 /// GQA, LSE, sinks, any Nq/Nk, with operands the copy engine can map), and sm90/flash_kernel.cuh otherwise.
 /// "1", "2" or "3": the warp-specialized kernel for every call at those head dims, with the consumer schedule
 /// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups, 3: no overlap (every

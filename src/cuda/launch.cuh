@@ -61,8 +61,9 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
     if constexpr (D == 64 || D == 128) {
-      // The warp-specialized TMA forward where the planner (policy/ws_policy.h) or FLATATTN_CUDA_SM90_WS picks it.
-      if (const int ws = ws_schedule_for<D>(*a.problem, *a.tensors, Var == VariantId::plain)) {
+      // The warp-specialized TMA forward where the cost model (policy/heuristics.h choose_sm90_ws) or
+      // FLATATTN_CUDA_SM90_WS picks it.
+      if (const int ws = ws_schedule_for<D>(*a.problem, *a.tensors, Var == VariantId::plain, a.device)) {
         if constexpr (Var == VariantId::plain) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)

@@ -1,5 +1,5 @@
 // Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, whether this call runs it
-// (the planner's table policy/ws_policy.h, or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
+// (the cost model's pick, policy/heuristics.h choose_sm90_ws, or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
 // launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances; included only
 // by generated instance files (through launch.cuh).
 #pragma once
@@ -19,7 +19,9 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
+#include "src/cuda/policy/heuristics.h"
 #include "src/cuda/policy/ws_policy.h"
+#include "src/cuda/runtime.h"
 #include "src/cuda/tma_map.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
 
@@ -86,25 +88,34 @@ std::array<TileMapShape, 3> ws_map_shapes(const Problem& pr, const FwdTensors& t
 }
 
 /// The schedule of the warp-specialized forward for this call, 0 for the other sm90 kernel: the forced one
-/// (FLATATTN_CUDA_SM90_WS=1|2|3; launch_ws refuses what it cannot serve), none (=0), or the planner's
-/// (policy/ws_policy.h) for a call it serves: plain variant, batched, not block-sparse, operands the copy
-/// engine maps.
+/// (FLATATTN_CUDA_SM90_WS=1|2|3; launch_ws refuses what it cannot serve), none (=0), or, for a call it serves
+/// (plain variant, batched, not block-sparse, operands the copy engine maps), the planner's: the cost model's
+/// pick between the two sm90 kernels (policy/heuristics.h choose_sm90_ws) and the row's schedule
+/// (policy/ws_policy.h).
 template <int D>
-int ws_schedule_for(const Problem& pr, const FwdTensors& t, bool plain) {
+int ws_schedule_for(const Problem& pr, const FwdTensors& t, bool plain, int device) {
   const int mode = sm90_ws_requested();
   if (mode != kWsModeAuto) return mode;
-  if (!plain || pr.varlen || pr.sparse.on) return 0;
-  const int sched = ws_auto_schedule(D, pr.nk);
-  if (sched == 0) return 0;
+  const WsKernelRow* row = ws_kernel_row(D);
+  if (row == nullptr || !plain || pr.varlen || pr.sparse.on) return 0;
+  const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, D, pr.dtype, pr.mask};
+  if (!choose_sm90_ws(device_info(device), w)) return 0;
   for (const TileMapShape& s : ws_map_shapes<D>(pr, t))
     if (tile_map_issue(s)) return 0;
-  return sched;
+  return row->schedule;
 }
 
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
   using S = sm90::WsShape<D>;
+  constexpr const WsKernelRow* kRow = ws_kernel_row(D);
+  static_assert(kRow != nullptr && kRow->block_m == S::kBlockM && kRow->block_n == S::kBlockN &&
+                    kRow->stages == S::kStages && kRow->consumer_warps * 32 == S::kConsumerThreads &&
+                    kRow->producer_warps * 32 == S::kThreads - S::kConsumerThreads &&
+                    kRow->cta_regs == S::kProducerRegs * (S::kThreads - S::kConsumerThreads) +
+                                          S::kConsumerRegs * S::kConsumerThreads,
+                "policy/ws_policy.h describes this kernel to the cost model: its row must match sm90::WsShape<D>");
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
   const FwdTensors& t = *a.tensors;

@@ -81,7 +81,7 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     key.append(std::to_string(i)).push_back(']');
     if (!e.is_object()) detail::bad_value(f, key, e.dump().substr(0, 40), "an object");
     const detail::Reader r(e, f, key);
-    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "cap_n", "B", "N", "Nk", "Hq", "Hkv",
+    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "cap_n", "producer_warps", "cta_regs", "B", "N", "Nk", "Hq", "Hkv",
             "D", "causal", "dtype", "ms"});
     Measured m;
     m.variant.name = r.string("kernel");
@@ -95,6 +95,8 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     m.variant.stages = int(r.integer("stages", 1, 16, false, 2));
     m.variant.path = r.string("path", false, "");
     m.variant.cap_n = int(r.integer("cap_n", 0, 1 << 20, false, 0));
+    m.variant.producer_warps = int(r.integer("producer_warps", 0, 31, false, 0));
+    m.variant.cta_regs = int(r.integer("cta_regs", 0, 1 << 20, false, 0));
     m.shape.batch = r.integer("B", 1, 1 << 24);
     m.shape.nq = r.integer("N", 1, 1 << 26);
     m.shape.nk = r.integer("Nk", 1, 1 << 26, false, m.shape.nq);

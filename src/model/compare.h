@@ -4,7 +4,8 @@
 //   {"kernel": "flash_128x64_w4", "dataflow": "flash" | "flat", "block_m": 128, "block_n": 64,
 //    "B": 4, "N": 4096, "Hq": 32, "D": 128, "causal": false, "ms": 1.234,
 //    optional: "Nk" (default N), "Hkv" (default Hq), "warps" (4), "stages" (2), "path" ("" = the GPU's
-//    default), "dtype" ("bf16"), "cap_n" (FLAT with register-held rows: their capacity; 0 = smem)}
+//    default), "dtype" ("bf16"), "cap_n" (FLAT with register-held rows: their capacity; 0 = smem),
+//    "producer_warps" (0), "cta_regs" (0: estimated) (gpu_kernel.h KernelVariant)}
 // Records with the same (B, N, Nk, Hq, Hkv, D, causal, dtype) form one shape of the grid; the planner's
 // pick for a shape is the measured kernel it predicts fastest.
 #pragma once

@@ -78,8 +78,9 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
   const double b = double(element_size(s.dtype)), d = double(s.d);
   const bool flat = v.dataflow == Dataflow::flat;
   if (v.dataflow == Dataflow::automatic) return infeasible(p, "a variant must be flash or flat, not auto");
-  if (v.block_m < 1 || v.block_n < 1 || v.warps < 1 || v.warps > 32 || v.stages < 1)
-    return infeasible(p, "block_m, block_n, stages must be >= 1 and warps in [1, 32]");
+  if (v.block_m < 1 || v.block_n < 1 || v.warps < 1 || v.producer_warps < 0 || v.warps + v.producer_warps > 32 ||
+      v.stages < 1 || v.cta_regs < 0)
+    return infeasible(p, "block_m, block_n, stages must be >= 1, warps + producer_warps in [1, 32], cta_regs >= 0");
   if (v.head_dim != 0 && v.head_dim != s.d)
     return infeasible(p, "built for D = " + std::to_string(v.head_dim) + " only");
 
@@ -123,8 +124,9 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
                              std::to_string(cal.max_regs_per_thread));
   // Occupancy: CTAs per SM by shared memory (1 KiB reserved per CTA), warps, registers.
   const int by_smem = int(gpu.smem_per_sm / (smem + 1024));
-  const int by_warps = gpu.max_warps_per_sm / v.warps;
-  const int by_regs = int(gpu.regs_per_sm / (double(p.regs_per_thread) * threads));
+  const int by_warps = gpu.max_warps_per_sm / (v.warps + v.producer_warps);
+  const double cta_regs = v.cta_regs > 0 ? double(v.cta_regs) : double(p.regs_per_thread) * threads;
+  const int by_regs = int(gpu.regs_per_sm / cta_regs);
   p.ctas_per_sm = std::min({gpu.max_ctas_per_sm, by_smem, by_warps, by_regs});
   if (p.ctas_per_sm < 1) return infeasible(p, "no CTA fits on an SM (shared memory, warps or registers)");
 

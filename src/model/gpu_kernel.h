@@ -57,6 +57,12 @@ struct KernelVariant {
   /// Q K^T and D for P V). > 0: it lives in registers, each warp its own rows (src/cuda/flat), and the
   /// kernel serves Nk <= cap_n (policy/tile_size.h: cap_blocks x block_n).
   int cap_n = 0;
+  /// Warps that only load (a warp-specialized kernel's producer warpgroup: 4); `warps` counts the computing
+  /// ones. They take warp slots and registers, no MMA or softmax work.
+  int producer_warps = 0;
+  /// Registers the CTA holds (its launch allocation: threads x launch-bound registers, which setmaxnreg only
+  /// redistributes); 0: the estimate (fragments + the path's overhead) x threads.
+  int cta_regs = 0;
 };
 
 /// Predicted time of one variant on one shape, with the terms that produced it.

@@ -145,6 +145,35 @@ TEST(Planner, KernelModelMonotonicities) {
   EXPECT_GT(one_more.schedule_s, (1.0 + 0.9 / per_sm) * full_wave.schedule_s);
 }
 
+// A warp-specialized kernel's producer warps and launch registers decide its occupancy: the sm90_ws kernel
+// (policy/ws_policy.h: 8 computing + 4 producer warps, 64,512 registers) fits one CTA per SM where the same
+// tiles described without them would fit two; bad values are infeasible, not silently ignored.
+TEST(Planner, ProducerWarpsAndCtaRegistersBoundOccupancy) {
+  const Gpu gpu = load_hardware("h100").gpu;
+  KernelVariant v;
+  v.name = "ws_128x128";
+  v.block_m = 128;
+  v.block_n = 128;
+  v.warps = 8;
+  v.stages = 3;
+  v.path = "sm90_ws";
+  const AttnShape s = shape(4, 4096, 32, 64);
+  const KernelPrediction free = predict(gpu, s, v);
+  ASSERT_TRUE(free.feasible) << free.reason;
+  EXPECT_EQ(free.ctas_per_sm, 2);
+  v.producer_warps = 4;
+  v.cta_regs = 24 * 128 + 240 * 256;
+  const KernelPrediction held = predict(gpu, s, v);
+  ASSERT_TRUE(held.feasible) << held.reason;
+  EXPECT_EQ(held.ctas_per_sm, 1);
+  EXPECT_GT(held.time_s, free.time_s);
+  v.producer_warps = 25;  // 33 warps
+  EXPECT_FALSE(predict(gpu, s, v).feasible);
+  v.producer_warps = 4;
+  v.cta_regs = 65537;  // more than an SM has
+  EXPECT_FALSE(predict(gpu, s, v).feasible);
+}
+
 TEST(Planner, GqaSharesKeyValueTraffic) {
   const Gpu gpu = load_hardware("h100").gpu;
   KernelVariant v;

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/runtime.h"
 #include "src/model/hardware.h"
 #include "src/model/planner.h"
@@ -52,13 +53,16 @@ std::vector<model::KernelVariant> variants(Family f, int d) {
   return v;
 }
 
-using Key = std::tuple<int, int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int, bool,
-                       std::int64_t, std::int64_t>;
+/// The question asked of the planner: flash vs FLAT, or the two sm90 Flash forwards.
+enum class Question : int { dataflow = 0, sm90_ws = 1 };
 
-/// The planner's answers. `choice` holds at most kMaxChoices shapes and is cleared when full: a workload
-/// with ever new shapes (varlen batches: their longest lengths are part of the key) must not grow the
-/// process without bound, and a clear costs each shape still in use one re-plan (< 1 ms). A fixed
-/// bound with a clear keeps the hit path a plain map lookup (no LRU bookkeeping per call).
+using Key = std::tuple<int, int, int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int,
+                       bool, std::int64_t, std::int64_t>;
+
+/// The planner's answers (the index of the chosen candidate). `choice` holds at most kMaxChoices shapes and is
+/// cleared when full: a workload with ever new shapes (varlen batches: their longest lengths are part of the key)
+/// must not grow the process without bound, and a clear costs each shape still in use one re-plan (< 1 ms). A
+/// fixed bound with a clear keeps the hit path a plain map lookup (no LRU bookkeeping per call).
 constexpr std::size_t kMaxChoices = 4096;
 
 /// Shared by every host thread: lookups take the reader lock only (concurrent calls of known shapes do not
@@ -67,7 +71,7 @@ constexpr std::size_t kMaxChoices = 4096;
 struct Cache {
   std::shared_mutex mu;
   std::map<int, std::unique_ptr<model::Hardware>> hardware;  // per device index (bounded by the devices)
-  std::map<Key, Dataflow> choice;                            // at most kMaxChoices entries
+  std::map<Key, int> choice;                                 // at most kMaxChoices entries
 };
 
 Cache& cache() {
@@ -75,12 +79,27 @@ Cache& cache() {
   return c;
 }
 
-}  // namespace
+model::AttnShape shape_of(const Workload& w) {
+  model::AttnShape s;
+  s.batch = w.batch;
+  s.nq = w.nq;
+  s.nk = w.nk;
+  s.hq = w.hq;
+  s.hkv = w.hkv;
+  s.d = w.d;
+  s.dtype = w.dtype;
+  s.causal = w.mask.right == 0 && w.mask.left < 0;
+  s.bottom_right = w.mask.bottom_right;
+  s.window_left = w.mask.left;
+  s.window_right = w.mask.right;
+  return s;
+}
 
-Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
-  if (!flat_fits(f, w.d, w.nk)) return Dataflow::flash;  // FLAT cannot hold the row: not a candidate
-  const Key key{dev.index, static_cast<int>(f), w.d, w.batch, w.hq, w.hkv, w.nq, w.nk, static_cast<int>(w.dtype),
-                w.mask.bottom_right, w.mask.left, w.mask.right};
+/// The index in `candidates` of the planner's pick for (dev, f, w, q), from the cache or planned now.
+template <class Candidates>
+int planned(const DeviceInfo& dev, Family f, const Workload& w, Question q, Candidates&& candidates) {
+  const Key key{static_cast<int>(q), dev.index, static_cast<int>(f), w.d, w.batch, w.hq, w.hkv, w.nq, w.nk,
+                static_cast<int>(w.dtype), w.mask.bottom_right, w.mask.left, w.mask.right};
   Cache& c = cache();
   {
     std::shared_lock<std::shared_mutex> read(c.mu);
@@ -95,24 +114,53 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
           model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
     hw = slot.get();  // never replaced or freed: readable without the lock
   }
-  model::AttnShape s;
-  s.batch = w.batch;
-  s.nq = w.nq;
-  s.nk = w.nk;
-  s.hq = w.hq;
-  s.hkv = w.hkv;
-  s.d = w.d;
-  s.dtype = w.dtype;
-  s.causal = w.mask.right == 0 && w.mask.left < 0;
-  s.bottom_right = w.mask.bottom_right;
-  s.window_left = w.mask.left;
-  s.window_right = w.mask.right;
-  const std::vector<model::KernelVariant> v = variants(f, w.d);
-  const Dataflow d = model::plan(hw->gpu, s, v).chosen.variant.dataflow;
+  const std::vector<model::KernelVariant> v = candidates();
+  const model::Plan plan = model::plan(hw->gpu, shape_of(w), v);
+  int pick = 0;
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (v[i].name == plan.chosen.variant.name) pick = static_cast<int>(i);
   std::unique_lock<std::shared_mutex> write(c.mu);
   if (c.choice.size() >= kMaxChoices) c.choice.clear();
-  c.choice.emplace(key, d);
-  return d;
+  c.choice.emplace(key, pick);
+  return pick;
+}
+
+}  // namespace
+
+Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
+  if (!flat_fits(f, w.d, w.nk)) return Dataflow::flash;  // FLAT cannot hold the row: not a candidate
+  const std::vector<model::KernelVariant> v = variants(f, w.d);
+  return v[planned(dev, f, w, Question::dataflow, [&] { return v; })].dataflow;
+}
+
+bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w) {
+  const WsKernelRow* ws = ws_kernel_row(w.d);
+  const FlashTileSize old = flash_tile(Family::sm90, w.d);
+  if (ws == nullptr || old.block_m == 0 || w.batch == 0 || w.nq == 0 || w.nk == 0) return false;
+  auto candidates = [&] {
+    model::KernelVariant a;
+    a.name = "sm90";
+    a.dataflow = Dataflow::flash;
+    a.block_m = old.block_m;
+    a.block_n = old.block_n;
+    a.warps = old.warps;
+    a.stages = old.stages;
+    a.path = "sm90";
+    a.head_dim = w.d;
+    model::KernelVariant b;
+    b.name = "sm90_ws";
+    b.dataflow = Dataflow::flash;
+    b.block_m = ws->block_m;
+    b.block_n = ws->block_n;
+    b.warps = ws->consumer_warps;
+    b.producer_warps = ws->producer_warps;
+    b.cta_regs = ws->cta_regs;
+    b.stages = ws->stages;
+    b.path = "sm90_ws";
+    b.head_dim = w.d;
+    return std::vector<model::KernelVariant>{a, b};
+  };
+  return planned(dev, Family::sm90, w, Question::sm90_ws, candidates) == 1;
 }
 
 }  // namespace flatattn::cuda

@@ -1,6 +1,7 @@
 // Host heuristics in plain C++: whether FLAT can hold a problem's rows, and the automatic choice
-// between the FLAT and Flash kernels. choose_dataflow is the ONE place that choice is made: it asks
-// the cost model's planner (src/model/planner.h) with the built kernels' tiles as candidates.
+// between the FLAT and Flash kernels, and between the two sm90 Flash forwards. choose_dataflow and
+// choose_sm90_ws are the ONE place those choices are made: they ask the cost model's planner
+// (src/model/planner.h) with the built kernels' tiles as candidates.
 #pragma once
 
 #include <cstdint>
@@ -32,5 +33,10 @@ bool flat_fits(Family f, int d, std::int64_t nk);
 /// cleared when full); planning costs < 1 ms.
 /// Throws flatattn::Error when the model's data files cannot be found (set FLATATTN_DATA_DIR).
 Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w);
+
+/// Whether the warp-specialized sm90 forward (policy/ws_policy.h) is predicted faster than the older sm90 Flash
+/// kernel (policy/tile_size.h) for w on dev: the cost model's two calibrated paths, "sm90_ws" and "sm90".
+/// False when head dim w.d has no warp-specialized row or the shape is empty. Cached like choose_dataflow.
+bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w);
 
 }  // namespace flatattn::cuda

@@ -9,7 +9,8 @@
 // The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
 // (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
 // Batched problems only (the tensor maps are (D, N, H, B)); the launcher (src/cuda/launch_ws.cuh) refuses the rest.
-// Picked by the planner (src/cuda/policy/ws_policy.h) where it measured faster than sm90/flash_kernel.cuh, or
+// Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws, its description policy/ws_policy.h) where
+// it predicts it faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).
 // kSched: the consumers' schedule (ws_fwd_mainloop.cuh; FLATATTN_CUDA_SM90_WS's value). Compile-time switches:
 // FLATATTN_SM90_WS_WATCHDOG_NS and FLATATTN_SM90_WS_DEBUG (tma.cuh).
