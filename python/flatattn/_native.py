@@ -20,14 +20,6 @@ def _sparse_native(block_sparse, s):
     return None if block_sparse is None else block_sparse._native(lambda t: A.dlpack(t, s))
 
 
-def _sparse_op_only(alibi_slopes, sinks, bias):
-    for name, t in (("alibi_slopes", alibi_slopes), ("sinks", sinks), ("bias", bias)):
-        if t is not None:
-            raise error(name, "a tensor", "not with block_sparse on the torch op path",
-                        "pass out=/lse= (dq=/dk=/dv=) buffers to call the library directly, or drop one of the two",
-                        unsupported=True)
-
-
 def _mask_args(causal_align, window):
     if causal_align not in _ALIGN:
         raise error("causal_align", repr(causal_align), "must be 'bottom_right' or 'top_left'",
@@ -90,7 +82,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     full, and the bit-packed element mask of the partial blocks; see its docstring and include/flatattn/sparse.h).
     Skipped blocks cost nothing; a row with no visible key outputs 0 with lse = -inf. CPU forward and backward;
     CUDA forward on the sm80-family kernels (block sizes multiples of the tile, e.g. 128). torch tensors go through
-    the ``flatattn::sparse_fwd`` op (autograd reaches q, k, v). Not with ALiBi, sinks or bias on the torch op path.
+    the ``flatattn::variant_fwd`` op (autograd reaches q, k, v), as do ALiBi, sinks and a bias.
 
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
@@ -105,47 +97,23 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
-    if lib == "torch" and out is None and lse is None and not return_report and block_sparse is not None:
+    if lib == "torch" and out is None and lse is None and not return_report and (
+            block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None):
         from . import torch_ops
 
-        _sparse_op_only(alibi_slopes, sinks, bias)
+        if bias is not None:
+            nq = max_seqlen_q if varlen else q.shape[1]
+            nk = max_seqlen_k if varlen else k.shape[1]
+            batch = (cu_seqlens_q.shape[0] - 1) if varlen else q.shape[0]
+            bias = torch_ops.as_bias(bias, batch, q.shape[-2], nq, nk)
         opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
                 float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed), int(dropout_offset),
                 dataflow, int(num_threads))
         with torch_ops.stream_scope(q, stream):
-            o, l = torch_ops.attention_sparse_opts(q, k, v, block_sparse, opts, cu_seqlens_q, cu_seqlens_k,
-                                                   max_seqlen_q, max_seqlen_k)
-        return o, (l if return_lse else None)
-    if lib == "torch" and out is None and lse is None and not return_report and bias is not None and \
-            alibi_slopes is None:
-        from . import torch_ops
-
-        nq = max_seqlen_q if varlen else q.shape[1]
-        nk = max_seqlen_k if varlen else k.shape[1]
-        batch = (cu_seqlens_q.shape[0] - 1) if varlen else q.shape[0]
-        with torch_ops.stream_scope(q, stream):
-            o, l = torch_ops.attention_bias(q, k, v, torch_ops.as_bias(bias, batch, q.shape[-2], nq, nk), sinks=sinks,
-                                            softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                            window_left=wl, window_right=wr, softcap=softcap,
-                                            deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                            cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                            max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads,
-                                            dropout_p=dropout_p, dropout_seed=dropout_seed,
-                                            dropout_offset=dropout_offset)
-        return o, (l if return_lse else None)
-    if lib == "torch" and out is None and lse is None and not return_report and (
-            alibi_slopes is not None or sinks is not None):
-        from . import torch_ops
-
-        with torch_ops.stream_scope(q, stream):
-            o, l = torch_ops.attention_ext(q, k, v, alibi_slopes=alibi_slopes, sinks=sinks,
-                                           softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                           window_left=wl, window_right=wr, softcap=softcap,
-                                           deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                           cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                           max_seqlen_k=max_seqlen_k, dataflow=dataflow, num_threads=num_threads,
-                                           dropout_p=dropout_p, dropout_seed=dropout_seed,
-                                           dropout_offset=dropout_offset)
+            o, l = torch_ops.variant_forward(q, k, v, opts, alibi_slopes=alibi_slopes, sinks=sinks, bias=bias,
+                                             block_sparse=block_sparse, cu_seqlens_q=cu_seqlens_q,
+                                             cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+                                             max_seqlen_k=max_seqlen_k)
         return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
@@ -207,45 +175,20 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     lib = A.library(q)
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
-    if lib == "torch" and dq is None and dk is None and dv is None and not return_report and \
-            block_sparse is not None:
+    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
+            not return_report and (block_sparse is not None or bias is not None or alibi_slopes is not None or
+                                   sinks is not None):
         from . import torch_ops
 
-        _sparse_op_only(alibi_slopes, sinks, bias)
         opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
                 float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed), int(dropout_offset),
                 int(num_threads))
         with torch_ops.stream_scope(q, stream):
-            return torch_ops.attention_backward_sparse(dout, q, k, v, out, lse, block_sparse, opts, cu_seqlens_q,
-                                                       cu_seqlens_k, max_seqlen_q, max_seqlen_k)
-    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
-            not return_report and bias is not None and alibi_slopes is None:
-        from . import torch_ops
-
-        with torch_ops.stream_scope(q, stream):
-            g = torch_ops.attention_backward_bias(dout, q, k, v, out, lse, bias, sinks=sinks,
-                                                  softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                                  window_left=wl, window_right=wr, softcap=softcap,
-                                                  deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                                  cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                                  max_seqlen_k=max_seqlen_k, num_threads=num_threads,
-                                                  dropout_p=dropout_p, dropout_seed=dropout_seed,
-                                                  dropout_offset=dropout_offset)
-        return g if sinks is not None else (*g[:3], g[4])
-    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and not return_report and (
-            alibi_slopes is not None or sinks is not None):
-        from . import torch_ops
-
-        with torch_ops.stream_scope(q, stream):
-            g = torch_ops.attention_backward_ext(dout, q, k, v, out, lse, alibi_slopes=alibi_slopes, sinks=sinks,
-                                                 softmax_scale=softmax_scale, causal=causal, top_left=top_left,
-                                                 window_left=wl, window_right=wr, softcap=softcap,
-                                                 deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                                                 cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                                 max_seqlen_k=max_seqlen_k, num_threads=num_threads,
-                                                 dropout_p=dropout_p, dropout_seed=dropout_seed,
-                                                 dropout_offset=dropout_offset)
-        return g if sinks is not None else g[:3]
+            g = torch_ops.variant_backward(dout, q, k, v, out, lse, opts, alibi_slopes=alibi_slopes, sinks=sinks,
+                                           bias=bias, want_dbias=bias is not None, block_sparse=block_sparse,
+                                           cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                                           max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
+        return (*g[:3], *((g[3],) if sinks is not None else ()), *((g[4],) if bias is not None else ()))
     if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
 

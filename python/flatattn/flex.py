@@ -109,6 +109,6 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
         out, lse = torch_ops.forward_opts(q, k, v, opts)
     else:
         bs = block_sparse_from_block_mask(block_mask, nq, nk, device=query.device)
-        out, lse = torch_ops.attention_sparse_opts(q, k, v, bs, opts)
+        out, lse = torch_ops.variant_forward(q, k, v, opts, block_sparse=bs)
     out = out.transpose(1, 2)
     return (out, lse) if return_lse else out

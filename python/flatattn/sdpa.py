@@ -150,7 +150,7 @@ def _sparse_bool_mask(attn_mask, q, k, v, scale, is_causal):
     """The boolean mask as block lists + bits (flatattn.block_sparse_from_mask), causal folded into the mask
     (a full block is visible everywhere, so the band cannot be left to the kernel)."""
     from .sparse import block_sparse_from_mask
-    from .torch_ops import attention_sparse_opts
+    from .torch_ops import variant_forward
 
     b, hq, nq, _ = q.shape
     nk = k.shape[2]
@@ -165,7 +165,7 @@ def _sparse_bool_mask(attn_mask, q, k, v, scale, is_causal):
         m = m & torch.ones(nq, nk, dtype=torch.bool, device=m.device).tril()
     bs = block_sparse_from_mask(m.to(q.device), _SPARSE_BLOCK, _SPARSE_BLOCK)
     opts = (None if scale is None else float(scale), False, True, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
-    out, _ = attention_sparse_opts(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bs, opts)
+    out, _ = variant_forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), opts, block_sparse=bs)
     return out.transpose(1, 2)
 
 

@@ -1,4 +1,6 @@
-"""PyTorch custom ops: flatattn::fwd, flatattn::bwd, flatattn::varlen_fwd, flatattn::varlen_bwd.
+"""PyTorch custom ops: flatattn::fwd, flatattn::bwd, flatattn::varlen_fwd, flatattn::varlen_bwd (the plain
+options), flatattn::variant_fwd / variant_bwd (ALiBi, sinks, an additive bias, block-sparse lists, with or without
+cu_seqlens) and flatattn::fwd_kvcache.
 
 Registered with torch.library (torch >= 2.4) with fake kernels and autograd, so they work under
 ``torch.compile(fullgraph=True)`` without graph breaks and inside CUDA-graph capture. The extension does not
@@ -19,7 +21,8 @@ from torch import Tensor
 from . import _C
 from ._arrays import lse_shape
 
-__all__ = ["attention", "attention_backward", "attention_ext", "attention_backward_ext", "attention_kvcache"]
+__all__ = ["attention", "attention_backward", "attention_ext", "attention_bias", "variant_forward", "variant_backward",
+           "attention_kvcache"]
 
 try:
     _capsule = torch._C._to_dlpack  # C-level DLPack export: ~0.4 us vs ~4 us for Tensor.__dlpack__
@@ -327,98 +330,150 @@ def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=Fa
     return _varlen_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *opts)
 
 
-# ---- ALiBi and attention sinks: their own ops (the plain ops above keep their schemas and fast paths) -------
-# ext_fwd / ext_bwd take optional cu_seqlens (batched when absent), the ALiBi slopes (Hq) or (B, Hq) and the
-# sinks (Hq), both float32 on q's device. ext_bwd also returns dsinks (empty when there are no sinks); the
-# autograd Function hands it to the sinks (gpt-oss's learnable sinks), whose dtype conversion autograd undoes.
+# ---- the variant ops: ALiBi, attention sinks, an additive bias with gradient, block-sparse lists -------------
+# One op pair serves every feature beyond the plain ops' options (those keep their own schemas and eager fast
+# paths above, which the drop-ins call most). variant_fwd / variant_bwd take optional cu_seqlens (batched when
+# absent), the ALiBi slopes (Hq) or (B, Hq) and the sinks (Hq), both float32, the bias (broadcastable to
+# (B, Hq, Nq, Nk), as_bias's form), and the block sizes with flatattn::BlockSparse's ten int32 tensors as one list
+# (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks, q_indices, full_q_num_blocks,
+# full_q_indices, mask_bits, mask_block_offsets; None where absent; an empty list: not block-sparse), all on q's
+# device. variant_bwd also returns dsinks and dbias (empty when absent or not wanted); the autograd Function hands
+# them to the sinks and the bias (autograd reduces dbias to the caller's broadcast shape). No gradient for the
+# slopes or the block lists.
 
-_EXT_SCHEMAS = {
-    "ext_fwd": ("ext_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt max_seqlen_q, "
-                f"SymInt max_seqlen_k, Tensor? alibi_slopes, Tensor? sinks, {_OPTS}, str dataflow, int num_threads) "
-                "-> (Tensor out, Tensor lse)"),
-    "ext_bwd": ("ext_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
-                "Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor? alibi_slopes, Tensor? sinks, "
-                f"{_OPTS}, int num_threads) -> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks)"),
+_VAR_ARGS = "Tensor? alibi_slopes, Tensor? sinks, Tensor? bias, int block_q, int block_kv, Tensor?[] block_sparse"
+_VAR_SCHEMAS = {
+    "variant_fwd": ("variant_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
+                    f"SymInt max_seqlen_q, SymInt max_seqlen_k, {_VAR_ARGS}, {_OPTS}, str dataflow, int num_threads) "
+                    "-> (Tensor out, Tensor lse)"),
+    "variant_bwd": ("variant_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
+                    "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, "
+                    f"{_VAR_ARGS}, bool want_dbias, {_OPTS}, int num_threads) "
+                    "-> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks, Tensor dbias)"),
 }
-for _schema in _EXT_SCHEMAS.values():
+for _schema in _VAR_SCHEMAS.values():
     _lib.define(_schema)
 
 
-def _ext_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal, top_left,
-                    window_left, window_right, softcap, deterministic, dropout_p, dropout_seed, dropout_offset,
-                    dataflow, num_threads):
+def _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed, dropout_offset):
+    """The extension's keyword arguments for the features that are present."""
+    kw = dict(dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
+    if alibi_slopes is not None:
+        kw["alibi_slopes"] = _capsule(alibi_slopes)
+    if sinks is not None:
+        kw["sinks"] = _capsule(sinks)
+    if bias is not None:
+        kw["bias"] = _capsule(bias)
+    if len(block_sparse):
+        kw["block_sparse"] = (int(block_q), int(block_kv), *(_cap(t) for t in block_sparse))
+    return kw
+
+
+def _dsinks_like(q, sinks):
+    return torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+
+
+def _dbias_like(bias, want):
+    return torch.empty(bias.shape, dtype=bias.dtype, device=bias.device) if want else bias.new_empty((0,))
+
+
+def _variant_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv,
+                        block_sparse, softmax_scale, causal, top_left, window_left, window_right, softcap,
+                        deterministic, dropout_p, dropout_seed, dropout_offset, dataflow, num_threads):
     out = torch.empty_like(q)
     lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
     _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
           _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
-          dataflow, alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dropout_p=float(dropout_p),
-          seed=int(dropout_seed), offset=int(dropout_offset))
+          dataflow, **_variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed,
+                                  dropout_offset))
     return out, lse
 
 
-def _ext_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, softmax_scale, causal,
-                    top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
-                    dropout_offset, num_threads):
+def _variant_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q,
+                        block_kv, block_sparse, want_dbias, softmax_scale, causal, top_left, window_left, window_right,
+                        softcap, deterministic, dropout_p, dropout_seed, dropout_offset, num_threads):
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
+    dsinks = _dsinks_like(q, sinks)
+    want_dbias = bool(want_dbias) and bias is not None
+    dbias = _dbias_like(bias, want_dbias) if bias is not None else q.new_empty((0,))
+    kw = _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed,
+                     dropout_offset)
+    if sinks is not None:
+        kw["dsinks"] = _capsule(dsinks)
+    if want_dbias:
+        kw["dbias"] = _capsule(dbias)
     _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
           _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
-          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-          alibi_slopes=_cap(alibi_slopes), sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks),
-          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
-    return dq, dk, dv, dsinks
+          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, **kw)
+    return dq, dk, dv, dsinks, dbias
 
 
-for _name, _kernel in (("ext_fwd", _ext_fwd_kernel), ("ext_bwd", _ext_bwd_kernel)):
+for _name, _kernel in (("variant_fwd", _variant_fwd_kernel), ("variant_bwd", _variant_bwd_kernel)):
     _lib.impl(_name, _kernel, "CPU")
     _lib.impl(_name, _kernel, "CUDA")
 
 
-@torch.library.register_fake("flatattn::ext_fwd", lib=_lib)
+@torch.library.register_fake("flatattn::variant_fwd", lib=_lib)
 def _(q, k, v, cu_q, *args):
     return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
 
 
-@torch.library.register_fake("flatattn::ext_bwd", lib=_lib)
-def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *args):
-    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dsinks
+@torch.library.register_fake("flatattn::variant_bwd", lib=_lib)
+def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv, block_sparse,
+      want_dbias, *args):
+    want = bool(want_dbias) and bias is not None
+    dbias = _dbias_like(bias, want) if bias is not None else q.new_empty((0,))
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), _dsinks_like(q, sinks), dbias
 
 
-_ext_fwd_op = torch.ops.flatattn.ext_fwd.default
-_ext_bwd_op = torch.ops.flatattn.ext_bwd.default
+_variant_fwd_op = torch.ops.flatattn.variant_fwd.default
+_variant_bwd_op = torch.ops.flatattn.variant_bwd.default
+
+# variant_fwd's arguments: q, k, v (0-2), cu_q, cu_k, max_q, max_k (3-6), alibi_slopes, sinks, bias (7-9),
+# block_q, block_kv, block_sparse (10-12), then the _NOPTS options, dataflow and num_threads.
+_SINKS, _BIAS, _NFIXED = 8, 9, 13
 
 
-class _ExtFwd(torch.autograd.Function):
+class _VariantFwd(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):  # opts: _NOPTS options, dataflow,
-        with _below_autograd():  # num_threads
-            out, lse = _ext_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
-        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks)
-        ctx.max = (max_q, max_k)
-        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
+    def forward(ctx, *args):
+        with _below_autograd():
+            out, lse = _variant_fwd_op(*args)
+        q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv, block_sparse = args[:_NFIXED]
+        opts = args[_NFIXED:]
+        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks, bias, *block_sparse)
+        ctx.shape = (max_q, max_k, block_q, block_kv)
+        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]  # without dataflow
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, dlse):
-        q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks = ctx.saved_tensors
-        dq, dk, dv, dsinks = _ext_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max,
-                                         alibi_slopes, sinks, *ctx.opts)
-        return (dq, dk, dv, None, None, None, None, None,
-                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * (_NOPTS + 2)
+        q, k, v, out, lse, cu_q, cu_k, alibi_slopes, sinks, bias, *block_sparse = ctx.saved_tensors
+        max_q, max_k, block_q, block_kv = ctx.shape
+        want_sinks = sinks is not None and ctx.needs_input_grad[_SINKS]
+        want_dbias = bias is not None and ctx.needs_input_grad[_BIAS]
+        dq, dk, dv, dsinks, dbias = _variant_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, max_q,
+                                                    max_k, alibi_slopes, sinks, bias, block_q, block_kv, block_sparse,
+                                                    want_dbias, *ctx.opts)
+        grads = [dq, dk, dv] + [None] * (_NFIXED - 3 + _NOPTS + 2)
+        grads[_SINKS] = dsinks if want_sinks else None
+        grads[_BIAS] = dbias if want_dbias else None
+        return tuple(grads)
 
 
-def _ext_fwd_autograd(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts):
-    grads = (q, k, v) if sinks is None else (q, k, v, sinks)
+def _variant_fwd_autograd(*args):
+    q, k, v = args[:3]
+    sinks, bias = args[_SINKS], args[_BIAS]
+    grads = [t for t in (q, k, v, sinks, bias) if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
-        return _ExtFwd.apply(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
+        return _VariantFwd.apply(*args)
     with _below_autograd():
-        return _ext_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, *opts)
+        return _variant_fwd_op(*args)
 
 
-_lib.impl("ext_fwd", _ext_fwd_autograd, "Autograd")
-_lib.impl("ext_bwd", _no_double_backward("ext_bwd"), "Autograd")
+_lib.impl("variant_fwd", _variant_fwd_autograd, "Autograd")
+_lib.impl("variant_bwd", _no_double_backward("variant_bwd"), "Autograd")
 
 
 def _f32(t):
@@ -426,29 +481,77 @@ def _f32(t):
     return t if t is None or t.dtype == torch.float32 else t.float()
 
 
+def as_bias(bias, batch, hq, nq, nk):
+    """A bias broadcastable to (B, Hq, Nq, Nk) in the form the kernels take (differentiable view ops only, so
+    autograd reduces the gradient back to the caller's shape): leading dims added as size 1 up to rank 4;
+    batch, head and query dims that are broadcast by stride 0 narrowed to size 1 (the library then sums their
+    gradient instead of writing it B Hq times); a key dim of size 1 expanded and a non-contiguous last dim
+    copied (the kernels read rows of Nk contiguous elements). Integer or complex dtypes are left for the
+    library to refuse by name."""
+    if bias.dim() > 4:
+        return bias  # refused by name in the library (rank 4)
+    while bias.dim() < 4:
+        bias = bias.unsqueeze(0)
+    for d, n in ((0, batch), (1, hq), (2, nq)):
+        if bias.shape[d] > 1 and bias.stride(d) == 0:
+            bias = bias.narrow(d, 0, 1)
+    if bias.shape[3] == 1 and nk != 1:
+        bias = bias.expand(*bias.shape[:3], nk)
+    if bias.shape[3] > 1 and bias.stride(3) != 1:
+        bias = bias.contiguous()
+    return bias
+
+
+def _opts_fwd(softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
+              dropout_seed, dropout_offset, dataflow, num_threads):
+    return (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
+            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
+            int(dropout_offset), dataflow, int(num_threads))
+
+
+def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, block_sparse=None, cu_seqlens_q=None,
+                    cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
+    """(out, lse) through variant_fwd; opts as forward_opts's (the _NOPTS options, dataflow, num_threads);
+    block_sparse a flatattn.BlockSparse of int32 tensors on q's device, or None. Autograd reaches q, k, v, the
+    sinks and the bias."""
+    bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
+                                                               block_sparse.tensors())
+    return _variant_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, _f32(alibi_slopes),
+                           _f32(sinks), bias, bq, bkv, lists, *opts)
+
+
+def variant_backward(dout, q, k, v, out, lse, opts, *, alibi_slopes=None, sinks=None, bias=None, want_dbias=False,
+                     block_sparse=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
+    """(dq, dk, dv, dsinks, dbias) through variant_bwd (dsinks and dbias empty when absent or not wanted); opts as
+    the bwd schema's (_NOPTS options, num_threads)."""
+    bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
+                                                               block_sparse.tensors())
+    return _variant_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                           _f32(alibi_slopes), _f32(sinks), bias, bq, bkv, lists, bool(want_dbias), *opts)
+
+
 def attention_ext(q, k, v, *, alibi_slopes=None, sinks=None, softmax_scale=None, causal=False, top_left=False,
                   window_left=-1, window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None,
                   cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0,
                   dropout_seed=0, dropout_offset=0):
-    """(out, lse) with ALiBi slopes and/or attention sinks (flatattn.forward's semantics) through the ext ops;
-    autograd reaches q, k, v and the sinks (dsinks: -sum_i e^(sink - LSE_i) rowsum(dout_i * out_i))."""
-    alibi_slopes, sinks = _f32(alibi_slopes), _f32(sinks)
-    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
-            int(dropout_offset), dataflow, int(num_threads))
-    return _ext_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks, *opts)
+    """(out, lse) with ALiBi slopes and/or attention sinks (flatattn.forward's semantics); autograd reaches q, k, v
+    and the sinks (dsinks: -sum_i e^(sink - LSE_i) rowsum(dout_i * out_i))."""
+    opts = _opts_fwd(softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
+                     dropout_seed, dropout_offset, dataflow, num_threads)
+    return variant_forward(q, k, v, opts, alibi_slopes=alibi_slopes, sinks=sinks, cu_seqlens_q=cu_seqlens_q,
+                           cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
 
 
-def attention_backward_ext(dout, q, k, v, out, lse, *, alibi_slopes=None, sinks=None, softmax_scale=None,
-                           causal=False, top_left=False, window_left=-1, window_right=-1, softcap=0.0,
-                           deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
-                           num_threads=0, dropout_p=0.0, dropout_seed=0, dropout_offset=0):
-    """(dq, dk, dv, dsinks) through the ext op (dsinks empty without sinks)."""
-    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
-            int(dropout_offset), int(num_threads))
-    return _ext_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                       _f32(alibi_slopes), _f32(sinks), *opts)
+def attention_bias(q, k, v, bias, *, sinks=None, softmax_scale=None, causal=False, top_left=False, window_left=-1,
+                   window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None,
+                   max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0, dropout_seed=0,
+                   dropout_offset=0):
+    """(out, lse) with an additive bias (flatattn.forward's semantics: S = scale q.k + bias before the mask);
+    autograd reaches q, k, v, the bias (dbias = dS summed over its broadcast dims) and the sinks."""
+    opts = _opts_fwd(softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
+                     dropout_seed, dropout_offset, dataflow, num_threads)
+    return variant_forward(q, k, v, opts, sinks=sinks, bias=bias, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                           max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
 
 
 def stream_scope(q, stream):
@@ -516,259 +619,3 @@ def attention_kvcache(q, k_cache, v_cache, cache_seqlens, *, block_table=None, c
                            int(window_right), float(softcap), int(num_splits), bool(return_lse), int(num_threads))
 
 
-# ---- additive bias with gradient: its own ops (the ops above keep their schemas) ----------------------------
-# bias_fwd / bias_bwd take the bias (Bb, Hb, Mq, Nk) broadcastable to (B, Hq, Nq, Nk) (flatattn.forward's rule:
-# Bb in {1, B}, Hb in {1, Hq}, Mq in {1, Nq}, last dim contiguous; f32/f16/bf16) and optional sinks. bias_bwd
-# returns dbias (the bias's shape and dtype, summed over its size-1 dims) when want_dbias, else an empty tensor.
-
-_BIAS_SCHEMAS = {
-    "bias_fwd": ("bias_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
-                 f"SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor bias, Tensor? sinks, {_OPTS}, str dataflow, "
-                 "int num_threads) -> (Tensor out, Tensor lse)"),
-    "bias_bwd": ("bias_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? cu_seqlens_q, "
-                 "Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, Tensor bias, Tensor? sinks, "
-                 f"bool want_dbias, {_OPTS}, int num_threads) "
-                 "-> (Tensor dq, Tensor dk, Tensor dv, Tensor dsinks, Tensor dbias)"),
-}
-for _schema in _BIAS_SCHEMAS.values():
-    _lib.define(_schema)
-
-
-def _bias_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, softmax_scale, causal, top_left, window_left,
-                     window_right, softcap, deterministic, dropout_p, dropout_seed, dropout_offset, dataflow,
-                     num_threads):
-    out = torch.empty_like(q)
-    lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
-    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
-          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
-          dataflow, sinks=_cap(sinks), dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
-          bias=_capsule(bias))
-    return out, lse
-
-
-def _dbias_like(bias, want):
-    return torch.empty(bias.shape, dtype=bias.dtype, device=bias.device) if want else bias.new_empty((0,))
-
-
-def _bias_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, bias, sinks, want_dbias, softmax_scale,
-                     causal, top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
-                     dropout_offset, num_threads):
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
-    dbias = _dbias_like(bias, want_dbias)
-    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
-          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
-          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-          sinks=_cap(sinks), dsinks=None if sinks is None else _capsule(dsinks), dropout_p=float(dropout_p),
-          seed=int(dropout_seed), offset=int(dropout_offset), bias=_capsule(bias),
-          dbias=_capsule(dbias) if want_dbias else None)
-    return dq, dk, dv, dsinks, dbias
-
-
-for _name, _kernel in (("bias_fwd", _bias_fwd_kernel), ("bias_bwd", _bias_bwd_kernel)):
-    _lib.impl(_name, _kernel, "CPU")
-    _lib.impl(_name, _kernel, "CUDA")
-
-
-@torch.library.register_fake("flatattn::bias_fwd", lib=_lib)
-def _(q, k, v, cu_q, *args):
-    return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
-
-
-@torch.library.register_fake("flatattn::bias_bwd", lib=_lib)
-def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, bias, sinks, want_dbias, *args):
-    dsinks = torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dsinks, _dbias_like(bias, want_dbias)
-
-
-_bias_fwd_op = torch.ops.flatattn.bias_fwd.default
-_bias_bwd_op = torch.ops.flatattn.bias_bwd.default
-
-
-class _BiasFwd(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts):  # opts: _NOPTS options, dataflow,
-        with _below_autograd():  # num_threads
-            out, lse = _bias_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
-        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, bias, sinks)
-        ctx.max = (max_q, max_k)
-        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
-        ctx.mark_non_differentiable(lse)
-        return out, lse
-
-    @staticmethod
-    def backward(ctx, dout, dlse):
-        q, k, v, out, lse, cu_q, cu_k, bias, sinks = ctx.saved_tensors
-        want = bool(ctx.needs_input_grad[7])
-        dq, dk, dv, dsinks, dbias = _bias_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, *ctx.max,
-                                                 bias, sinks, want, *ctx.opts)
-        return (dq, dk, dv, None, None, None, None, dbias if want else None,
-                dsinks if sinks is not None and ctx.needs_input_grad[8] else None) + (None,) * (_NOPTS + 2)
-
-
-def _bias_fwd_autograd(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts):
-    grads = (q, k, v, bias) if sinks is None else (q, k, v, bias, sinks)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
-        return _BiasFwd.apply(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
-    with _below_autograd():
-        return _bias_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, bias, sinks, *opts)
-
-
-_lib.impl("bias_fwd", _bias_fwd_autograd, "Autograd")
-_lib.impl("bias_bwd", _no_double_backward("bias_bwd"), "Autograd")
-
-
-def as_bias(bias, batch, hq, nq, nk):
-    """A bias broadcastable to (B, Hq, Nq, Nk) in the form the kernels take (differentiable view ops only, so
-    autograd reduces the gradient back to the caller's shape): leading dims added as size 1 up to rank 4;
-    batch, head and query dims that are broadcast by stride 0 narrowed to size 1 (the library then sums their
-    gradient instead of writing it B Hq times); a key dim of size 1 expanded and a non-contiguous last dim
-    copied (the kernels read rows of Nk contiguous elements). Integer or complex dtypes are left for the
-    library to refuse by name."""
-    if bias.dim() > 4:
-        return bias  # refused by name in the library (rank 4)
-    while bias.dim() < 4:
-        bias = bias.unsqueeze(0)
-    for d, n in ((0, batch), (1, hq), (2, nq)):
-        if bias.shape[d] > 1 and bias.stride(d) == 0:
-            bias = bias.narrow(d, 0, 1)
-    if bias.shape[3] == 1 and nk != 1:
-        bias = bias.expand(*bias.shape[:3], nk)
-    if bias.shape[3] > 1 and bias.stride(3) != 1:
-        bias = bias.contiguous()
-    return bias
-
-
-def attention_bias(q, k, v, bias, *, sinks=None, softmax_scale=None, causal=False, top_left=False, window_left=-1,
-                   window_right=-1, softcap=0.0, deterministic=False, cu_seqlens_q=None, cu_seqlens_k=None,
-                   max_seqlen_q=0, max_seqlen_k=0, dataflow="auto", num_threads=0, dropout_p=0.0, dropout_seed=0,
-                   dropout_offset=0):
-    """(out, lse) with an additive bias (flatattn.forward's semantics: S = scale q.k + bias before the mask)
-    through the bias ops; autograd reaches q, k, v, the bias (dbias = dS summed over its broadcast dims) and the
-    sinks."""
-    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
-            int(dropout_offset), dataflow, int(num_threads))
-    return _bias_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias, _f32(sinks), *opts)
-
-
-def attention_backward_bias(dout, q, k, v, out, lse, bias, *, sinks=None, softmax_scale=None, causal=False,
-                            top_left=False, window_left=-1, window_right=-1, softcap=0.0, deterministic=False,
-                            cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, num_threads=0,
-                            dropout_p=0.0, dropout_seed=0, dropout_offset=0):
-    """(dq, dk, dv, dsinks, dbias) through the bias op (dsinks empty without sinks)."""
-    opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), bool(top_left), int(window_left),
-            int(window_right), float(softcap), bool(deterministic), float(dropout_p), int(dropout_seed),
-            int(dropout_offset), int(num_threads))
-    return _bias_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, bias,
-                        _f32(sinks), True, *opts)
-
-
-# ---- block-sparse attention (include/flatattn/sparse.h): its own ops ----------------------------------------
-# sparse_fwd / sparse_bwd take the block sizes and flatattn::BlockSparse's ten tensors as one list
-# (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks, q_indices, full_q_num_blocks,
-# full_q_indices, mask_bits, mask_block_offsets; None where absent), all int32 on q's device. No gradient for them.
-
-_SPARSE_SCHEMAS = {
-    "sparse_fwd": ("sparse_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
-                   "SymInt max_seqlen_q, SymInt max_seqlen_k, int block_q, int block_kv, Tensor?[] block_sparse, "
-                   f"{_OPTS}, str dataflow, int num_threads) -> (Tensor out, Tensor lse)"),
-    "sparse_bwd": ("sparse_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
-                   "Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, SymInt max_seqlen_q, SymInt max_seqlen_k, "
-                   f"int block_q, int block_kv, Tensor?[] block_sparse, {_OPTS}, int num_threads) "
-                   "-> (Tensor dq, Tensor dk, Tensor dv)"),
-}
-for _schema in _SPARSE_SCHEMAS.values():
-    _lib.define(_schema)
-
-
-def _sparse_native(block_q, block_kv, tensors):
-    return (int(block_q), int(block_kv), *(_cap(t) for t in tensors))
-
-
-def _sparse_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, softmax_scale, causal,
-                       top_left, window_left, window_right, softcap, deterministic, dropout_p, dropout_seed,
-                       dropout_offset, dataflow, num_threads):
-    out = torch.empty_like(q)
-    lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
-    _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
-          _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
-          dataflow, dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
-          block_sparse=_sparse_native(block_q, block_kv, block_sparse))
-    return out, lse
-
-
-def _sparse_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse,
-                       softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic, dropout_p,
-                       dropout_seed, dropout_offset, num_threads):
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
-          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), _cap(cu_q), _cap(cu_k), max_q, max_k,
-          softmax_scale, causal, top_left, window_left, window_right, softcap, deterministic,
-          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
-          block_sparse=_sparse_native(block_q, block_kv, block_sparse))
-    return dq, dk, dv
-
-
-for _name, _kernel in (("sparse_fwd", _sparse_fwd_kernel), ("sparse_bwd", _sparse_bwd_kernel)):
-    _lib.impl(_name, _kernel, "CPU")
-    _lib.impl(_name, _kernel, "CUDA")
-
-
-@torch.library.register_fake("flatattn::sparse_fwd", lib=_lib)
-def _(q, k, v, cu_q, *args):
-    return torch.empty_like(q), q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
-
-
-@torch.library.register_fake("flatattn::sparse_bwd", lib=_lib)
-def _(dout, q, k, v, *args):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-
-
-_sparse_fwd_op = torch.ops.flatattn.sparse_fwd.default
-_sparse_bwd_op = torch.ops.flatattn.sparse_bwd.default
-
-
-class _SparseFwd(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, *opts):
-        with _below_autograd():  # opts: _NOPTS options, dataflow, num_threads
-            out, lse = _sparse_fwd_op(q, k, v, cu_q, cu_k, max_q, max_k, block_q, block_kv, block_sparse, *opts)
-        ctx.save_for_backward(q, k, v, out, lse, cu_q, cu_k, *block_sparse)
-        ctx.shape = (max_q, max_k, block_q, block_kv)
-        ctx.opts = opts[:_NOPTS] + opts[_NOPTS + 1:]
-        ctx.mark_non_differentiable(lse)
-        return out, lse
-
-    @staticmethod
-    def backward(ctx, dout, dlse):
-        q, k, v, out, lse, cu_q, cu_k, *block_sparse = ctx.saved_tensors
-        max_q, max_k, block_q, block_kv = ctx.shape
-        dq, dk, dv = _sparse_bwd_op(_last_dim_contiguous(dout), q, k, v, out, lse, cu_q, cu_k, max_q, max_k, block_q,
-                                    block_kv, block_sparse, *ctx.opts)
-        return (dq, dk, dv) + (None,) * (7 + _NOPTS + 2)
-
-
-def _sparse_fwd_autograd(q, k, v, *args):
-    if _needs_grad(q, k, v):
-        return _SparseFwd.apply(q, k, v, *args)
-    with _below_autograd():
-        return _sparse_fwd_op(q, k, v, *args)
-
-
-_lib.impl("sparse_fwd", _sparse_fwd_autograd, "Autograd")
-_lib.impl("sparse_bwd", _no_double_backward("sparse_bwd"), "Autograd")
-
-
-def attention_sparse_opts(q, k, v, bs, opts, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
-    """(out, lse) on the block-sparse path; bs a flatattn.BlockSparse of int32 torch tensors on q's device; opts
-    as forward_opts's. Autograd reaches q, k, v (the CUDA backward is refused by the library so far)."""
-    return _sparse_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, int(bs.block_q),
-                          int(bs.block_kv), bs.tensors(), *opts)
-
-
-def attention_backward_sparse(dout, q, k, v, out, lse, bs, opts, cu_seqlens_q=None, cu_seqlens_k=None,
-                              max_seqlen_q=0, max_seqlen_k=0):
-    """(dq, dk, dv) through sparse_bwd; opts as the bwd schema's (_NOPTS options, num_threads)."""
-    return _sparse_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                          int(bs.block_q), int(bs.block_kv), bs.tensors(), *opts)

@@ -160,13 +160,14 @@ def test_bias_ops_opcheck(device, seed):
     k, v = (torch.randn(2, 40, 2, 32, generator=g).to(device, dt) for _ in range(2))
     bias = torch.randn(1, 4, 24, 40, generator=g).to(device, dt)
     opts = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0)
-    fwd_args = (q, k, v, None, None, 0, 0, bias, None, *opts, "auto", 0)
-    torch.library.opcheck(torch.ops.flatattn.bias_fwd.default, fwd_args)
-    grad_args = (q.requires_grad_(True), k, v, None, None, 0, 0, bias.clone().requires_grad_(True), None, *opts,
-                 "auto", 0)
-    torch.library.opcheck(torch.ops.flatattn.bias_fwd.default, grad_args)
-    out, lse = torch.ops.flatattn.bias_fwd(q.detach(), k, v, None, None, 0, 0, bias, None, *opts, "auto", 0)
+    fwd_args = (q, k, v, None, None, 0, 0, None, None, bias, 0, 0, [], *opts, "auto", 0)
+    torch.library.opcheck(torch.ops.flatattn.variant_fwd.default, fwd_args)
+    grad_args = (q.requires_grad_(True), k, v, None, None, 0, 0, None, None, bias.clone().requires_grad_(True), 0, 0,
+                 [], *opts, "auto", 0)
+    torch.library.opcheck(torch.ops.flatattn.variant_fwd.default, grad_args)
+    out, lse = torch.ops.flatattn.variant_fwd(q.detach(), k, v, None, None, 0, 0, None, None, bias, 0, 0, [], *opts,
+                                              "auto", 0)
     for want in (True, False):
-        torch.library.opcheck(torch.ops.flatattn.bias_bwd.default,
-                              (torch.randn_like(out), q.detach(), k, v, out, lse, None, None, 0, 0, bias, None, want,
-                               *opts, 0))
+        torch.library.opcheck(torch.ops.flatattn.variant_bwd.default,
+                              (torch.randn_like(out), q.detach(), k, v, out, lse, None, None, 0, 0, None, None, bias,
+                               0, 0, [], want, *opts, 0))

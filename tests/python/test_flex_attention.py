@@ -304,12 +304,12 @@ def test_sparse_ops_opcheck(seed):
     q, k, v, dout, bs = _sparse_case(seed)
     qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
     opts = (None, False, True, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
-    args = (qt, kt, vt, None, None, 0, 0, bs.block_q, bs.block_kv, bs.tensors(), *opts)
-    torch.library.opcheck(torch.ops.flatattn.sparse_fwd.default, args)
-    out, lse = torch.ops.flatattn.sparse_fwd(*args)
+    args = (qt, kt, vt, None, None, 0, 0, None, None, None, bs.block_q, bs.block_kv, bs.tensors(), *opts)
+    torch.library.opcheck(torch.ops.flatattn.variant_fwd.default, args)
+    out, lse = torch.ops.flatattn.variant_fwd(*args)
     bargs = (dout.transpose(1, 2).detach(), qt.detach(), kt.detach(), vt.detach(), out.detach(), lse, None, None,
-             0, 0, bs.block_q, bs.block_kv, bs.tensors(), *opts[:-2], 0)
-    torch.library.opcheck(torch.ops.flatattn.sparse_bwd.default, bargs)
+             0, 0, None, None, None, bs.block_q, bs.block_kv, bs.tensors(), False, *opts[:-2], 0)
+    torch.library.opcheck(torch.ops.flatattn.variant_bwd.default, bargs)
 
 
 def test_sparse_ops_compile_fullgraph_matches_eager(seed):
@@ -321,7 +321,8 @@ def test_sparse_ops_compile_fullgraph_matches_eager(seed):
 
     def step(q, k, v, tensors):
         bs2 = flatattn.BlockSparse(bs.block_q, bs.block_kv, *tensors)
-        out, _ = torch_ops.attention_sparse_opts(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), bs2, opts)
+        out, _ = torch_ops.variant_forward(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), opts,
+                                           block_sparse=bs2)
         return out
 
     out = step(q, k, v, bs.tensors())

@@ -50,7 +50,7 @@ def test_opcheck(device, seed):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck_ext_ops(device, seed):
-    """ext_fwd / ext_bwd (ALiBi slopes, sinks; batched and varlen) under opcheck: schema, fake kernel, autograd
+    """variant_fwd / variant_bwd with ALiBi slopes and sinks (batched and varlen) under opcheck: schema, fake kernel, autograd
     registration, AOT dispatch."""
     q, k, v = _inputs(device, seed, grad=True)
     g = torch.Generator().manual_seed(seed + 1)
@@ -58,17 +58,18 @@ def test_opcheck_ext_ops(device, seed):
     sinks = torch.randn(4, generator=g).to(device).requires_grad_()
     opts = (None, True, False, -1, -1, 0.0, False, 0.0, 0, 0, "auto", 0)
     for al, sk in ((slopes, None), (None, sinks), (slopes, sinks)):
-        torch.library.opcheck(torch.ops.flatattn.ext_fwd.default, (q, k, v, None, None, 24, 40, al, sk, *opts))
+        torch.library.opcheck(torch.ops.flatattn.variant_fwd.default,
+                              (q, k, v, None, None, 24, 40, al, sk, None, 0, 0, [], *opts))
         with torch.no_grad():
-            out, lse = torch.ops.flatattn.ext_fwd(q, k, v, None, None, 24, 40, al, sk, *opts)
-        torch.library.opcheck(torch.ops.flatattn.ext_bwd.default,
+            out, lse = torch.ops.flatattn.variant_fwd(q, k, v, None, None, 24, 40, al, sk, None, 0, 0, [], *opts)
+        torch.library.opcheck(torch.ops.flatattn.variant_bwd.default,
                               (torch.randn_like(out), q.detach(), k.detach(), v.detach(), out, lse, None, None, 24,
-                               40, al, None if sk is None else sk.detach(), *opts[:-2], 0))
+                               40, al, None if sk is None else sk.detach(), None, 0, 0, [], False, *opts[:-2], 0))
     cu_q = torch.tensor([0, 10, 24], dtype=torch.int32, device=device)
     cu_k = torch.tensor([0, 30, 40], dtype=torch.int32, device=device)
     qv, kv_, vv = (t.detach().reshape(-1, t.shape[2], 32)[:n] for t, n in ((q, 24), (k, 40), (v, 40)))
-    torch.library.opcheck(torch.ops.flatattn.ext_fwd.default,
-                          (qv, kv_, vv, cu_q, cu_k, 14, 30, slopes, sinks.detach(), *opts))
+    torch.library.opcheck(torch.ops.flatattn.variant_fwd.default,
+                          (qv, kv_, vv, cu_q, cu_k, 14, 30, slopes, sinks.detach(), None, 0, 0, [], *opts))
 
 
 @pytest.mark.parametrize("device", DEVICES)
