@@ -1,6 +1,7 @@
 // The decode kernel: new queries (Nq = 1..16 for decoding, any Nq for chunked prefill) against a paged KV
 // cache, Flash dataflow (FlashAttention-2 Alg. 1, online softmax in fp32) with the key range optionally split
-// across CTAs (split-KV, "Flash-Decoding": Dao et al. 2023; the partials are merged by combine_kernel.cuh).
+// across CTAs (split-KV, "Flash-Decoding": Dao et al. 2023; the last CTA of a row block to finish merges the
+// splits' partials in the same launch: split_combine.cuh).
 //
 // One CTA per (row block, split, sequence b x kv head). The Hq/Hkv query heads of the GQA group times the Nq
 // rows form the M dimension of one m16n8k16 tile (row r = i * group + g: query i, head hk * group + g), so a
@@ -11,7 +12,8 @@
 // multiple of 64 or the cache is contiguous) in a kStages-deep pipeline.
 //
 // Metadata (kv_meta.cuh): the CTA checks its sequence before it reads any cache row or writes anything; a
-// refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows).
+// refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows; the
+// CTA still arrives on its row block's counter so the last arriver's combine sees every split).
 #pragma once
 
 #include <cmath>
@@ -29,6 +31,7 @@
 #include "src/cuda/decode/decode_tile.h"
 #include "src/cuda/decode/kv_meta.cuh"
 #include "src/cuda/decode/row_finish.cuh"
+#include "src/cuda/decode/split_combine.cuh"
 
 namespace flatattn::cuda {
 
@@ -117,19 +120,23 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
   // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
   // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
+  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
+  // p.rows). A row block past them has nothing to do; the test is uniform over the splits of a row block
+  // (and a cluster): s.nq does not depend on the split's block-table part.
+  const int rows = p.group * s.nq;
   if (!kCluster && s.bad != 0) {
-    if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
-      int i, h;
-      row_coords(p, hk, r_base + tid, i, h);
-      p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
-          __uint_as_float(kSkippedLseBits);
+    if (p.num_splits > 1 && r_base < rows) {
+      if (tid < C::kRows && r_base + tid < rows) {
+        int i, h;
+        row_coords(p, hk, r_base + tid, i, h);
+        p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
+            __uint_as_float(kSkippedLseBits);
+      }
+      if (split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
+        combine_rows<E, D>(p, b, hk, r_base, rows, s.q0);
     }
     return;
   }
-  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
-  // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
-  // the row block and the sequence, and s.nq does not depend on the split's block-table part).
-  const int rows = p.group * s.nq;
   if (r_base >= rows) return;
 
   // This thread's two rows (g and g + 8 of the m-tile): their visible keys.
@@ -326,6 +333,11 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + (s.q0 + i) * p.o_n + h * p.o_h + c) = v;
       if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + (s.q0 + i) * p.lse_n] = lse;
     }
+  }
+  if constexpr (!kCluster) {
+    // Split-KV: the last CTA of the row block to arrive merges the splits (one launch per step).
+    if (p.num_splits > 1 && split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
+      combine_rows<E, D>(p, b, hk, r_base, rows, s.q0);
   }
   if constexpr (kCluster) {
     static_assert(C::kRedBytes + 2 * C::kRows * 4 <= C::kSmem, "the rows' max and sum follow the outputs");

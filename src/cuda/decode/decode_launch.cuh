@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "src/cuda/decode/append_kernel.cuh"
-#include "src/cuda/decode/combine_kernel.cuh"
 #include "src/cuda/decode/decode_kernel.cuh"
 #include "src/cuda/decode/decode_launch.h"
 #include "src/cuda/launch_common.cuh"
@@ -30,11 +29,6 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
                   static_cast<unsigned>(p.batch * p.hkv));
   kernel<<<grid, C::kThreads, C::kSmem, s>>>(p);
   check(cudaGetLastError(), "decode kernel launch");
-  if (p.num_splits > 1) {
-    const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
-    decode_combine_kernel<E, D><<<static_cast<unsigned>((rows + 3) / 4), 128, 0, s>>>(p);
-    check(cudaGetLastError(), "decode combine kernel launch");
-  }
 }
 
 template <DType Dt, int D>

@@ -9,8 +9,9 @@
 
 namespace flatattn::cuda {
 
-/// The decode kernel over grid (row_blocks, num_splits, B * Hkv) on `stream` (a cudaStream_t), then the
-/// combine kernel when num_splits > 1. Throws Error when the device cannot run it.
+/// The decode kernel over grid (row_blocks, num_splits, B * Hkv) on `stream` (a cudaStream_t); with
+/// num_splits > 1 its CTAs merge the splits themselves (split_combine.cuh: p.o_part, p.lse_part and the
+/// zeroed p.split_count counters required). One launch. Throws Error when the device cannot run it.
 template <DType Dt, int D, VariantId Vid>
 void launch_decode(const DecodeParams& p, int device, void* stream);
 

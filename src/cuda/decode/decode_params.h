@@ -54,10 +54,15 @@ struct DecodeParams {
   VariantData var{};
   const float* sinks = nullptr;  ///< (Hq) fp32; null: off
   // Split-KV: num_splits > 1 writes fp32 partials (o_part: (splits, rows_total, D), lse_part: (splits,
-  // rows_total), rows_total = B * Nq * Hq, row index (b * Nq + i) * Hq + h) that the combine kernel merges.
+  // rows_total), rows_total = B * Nq * Hq, row index (b * Nq + i) * Hq + h) that the last CTA of each row
+  // block to arrive on its counter merges (split_combine.cuh).
   int num_splits = 1;
   float* o_part = nullptr;
   float* lse_part = nullptr;
+  /// (B * Hkv, row_blocks) arrival counters, index (b * Hkv + hk) * row_blocks + rb: 0 before the launch,
+  /// 0 again after it (the last arriver resets its counter). Part of the call's own workspace, so
+  /// concurrent calls on different streams never share one.
+  unsigned* split_count = nullptr;
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
 };
 

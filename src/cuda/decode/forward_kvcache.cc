@@ -1,9 +1,12 @@
 // cuda::forward_kvcache (src/core/backend.h): the CUDA half of forward_kvcache (include/flatattn/kvcache.h).
 // Orchestration only: the CUDA-specific argument checks (dtype, head dim, 16-byte rows), the metadata error
 // word (meta_check.h), the planner's split count (policy/decode_plan.h), one stream-ordered workspace (the
-// rotated queries, the split partials), then up to three launches on the caller's stream: append (+ rotary),
-// decode, combine. No host synchronization and no cudaMalloc (cudaMallocAsync is stream-ordered): capturable
-// in a CUDA graph, except in checking mode (FLATATTN_CHECK_METADATA=1, which synchronizes by definition).
+// rotated queries, the split partials and their arrival counters), then on the caller's stream: append (+
+// rotary) when asked, and the decode kernel, which merges its splits itself (split_combine.cuh); with splits,
+// a cudaMemsetAsync zeroes the counters of the freshly allocated workspace (a few bytes per (sequence, kv
+// head, row block)). No host synchronization and no cudaMalloc (cudaMallocAsync is stream-ordered):
+// capturable in a CUDA graph, except in checking mode (FLATATTN_CHECK_METADATA=1, which synchronizes by
+// definition).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -264,19 +267,22 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
   const bool rotary = t.rotary_cos != nullptr && p.rotary_dim > 0;
   const bool append = t.k_new != nullptr && p.nnew > 0;
   // Workspace, 256-byte aligned parts: the rotated queries (B, Nq, Hq, D) in q's dtype, the partial outputs
-  // (splits, B * Nq * Hq, D) fp32 and their LSEs (splits, B * Nq * Hq) fp32.
+  // (splits, B * Nq * Hq, D) fp32, their LSEs (splits, B * Nq * Hq) fp32 and the split-arrival counters
+  // (B * Hkv, row_blocks) u32. The workspace is the call's own (concurrent calls on other streams have
+  // theirs), so the counters are zeroed once here, at its allocation; the kernel leaves them at 0.
   const std::size_t rows = static_cast<std::size_t>(p.batch * p.nq * p.hq);
   auto round = [](std::size_t n) { return (n + 255) / 256 * 256; };
   const std::size_t q_bytes = rotary ? round(rows * static_cast<std::size_t>(p.d) * 2) : 0;
   const bool partials = splits > 1 && cluster == 0;
   const std::size_t o_bytes = partials ? round(static_cast<std::size_t>(splits) * rows * static_cast<std::size_t>(p.d) * 4) : 0;
   const std::size_t l_bytes = partials ? round(static_cast<std::size_t>(splits) * rows * 4) : 0;
-  const std::size_t total = q_bytes + o_bytes + l_bytes;
+  const std::size_t c_bytes = partials ? round(static_cast<std::size_t>(p.batch * p.hkv) * d.row_blocks * 4) : 0;
+  const std::size_t total = q_bytes + o_bytes + l_bytes + c_bytes;
   std::optional<StreamBuffer> ws;  // none for a plain decode step without splits: no allocation at all
   if (total > 0) {
     ws.emplace(total, s, "forward_kvcache workspace",
                "cudaMallocAsync on the call's stream must succeed (rotated q: 2 * B * Nq * Hq * D bytes; "
-               "split partials: 4 * splits * B * Nq * Hq * (D + 1) bytes)",
+               "split partials: 4 * splits * B * Nq * Hq * (D + 1) bytes, counters: 4 * B * Hkv * ceil(Nq * Hq / Hkv / 16) bytes)",
                "free GPU memory, pass fewer num_splits, or split the batch");
   }
   if (rotary) {
@@ -286,6 +292,8 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
   if (partials) {
     d.o_part = reinterpret_cast<float*>(ws->data() + q_bytes);
     d.lse_part = reinterpret_cast<float*>(ws->data() + q_bytes + o_bytes);
+    d.split_count = reinterpret_cast<unsigned*>(ws->data() + q_bytes + o_bytes + l_bytes);
+    check(cudaMemsetAsync(d.split_count, 0, c_bytes, s), "cudaMemsetAsync(decode split counters)");
   }
   if (append || rotary) {
     AppendParams a;
