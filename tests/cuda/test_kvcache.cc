@@ -5,7 +5,8 @@
 // stray read or an unwritten output fails. Covers page sizes 1/16/64/256, shuffled and shared pages,
 // contiguous caches with cache_batch_idx, cache lengths 0/1/ragged, leftpad, the append with both rotary
 // layouts, Nq 1/4/16 and chunked prefill (Nq 100), causal and windows, GQA 32/8 and 64/8, MHA and MQA,
-// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the shared feature table and
+// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the fused split combine
+// (split counts x page sizes x Nq, repeated calls bitwise identical, two streams at once); the shared feature table and
 // random sweep (src/check/kv_cases.h); cluster-FLAT decoding on sm_90. Adversarial metadata
 // (KvCacheCudaMeta) under FLATATTN_CHECK_METADATA=1 and asynchronously: the named Error, the offending
 // sequence's outputs and cache rows untouched, the others correct. Paged prefill (KvCacheCudaVarlen):
@@ -227,6 +228,109 @@ TEST(KvCacheCuda, SplitCounts) {
     c.sinks = true;
     expect_pass(c, s.rng);
   }
+}
+
+// ---- the fused split-KV combine (split_combine.cuh): the last CTA of a row block merges its splits ----------
+
+// Forced split counts 1..64 against every page size, Nq 1..16 (1 to 4 row blocks of the GQA group 4), with
+// the append and rotary on some: every split count's last arriver combines in split order.
+TEST(KvCacheCuda, FusedCombineSplitsPagesQueries) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  int n = 0;
+  for (int splits : {1, 2, 5, 16, 33, 64})
+    for (std::int64_t ps : {1, 16, 64, 256})
+      for (std::int64_t nq : {1, 3, 16}) {
+        KvCase c = base();
+        c.num_splits = splits;
+        c.page_size = ps;
+        c.nq = nq;
+        c.nnew = nq;
+        c.seqlens = {2100, 0, 513};
+        c.options.causal = nq > 1;
+        if (++n % 3 == 0) c.rotary_dim = 64, c.rotary_interleaved = (n % 2) == 0;
+        expect_pass(c, s.rng);
+      }
+}
+
+// Repeated calls on the same tensors: each call's workspace counters start at 0 (and the kernel leaves them at
+// 0), and the combine order is fixed, so every call gives the same bytes (out and LSE) and passes the oracle.
+TEST(KvCacheCuda, FusedCombineRepeatedCallsAreIdentical) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (int splits : {3, 64}) {
+    KvCase c = base();
+    c.num_splits = splits;
+    c.nq = 4;
+    c.nnew = 4;  // the append rewrites the same rows at the same positions each call
+    c.seqlens = {3000, 17, 800};
+    c.options.causal = true;
+    int mismatches = -1;
+    const KvVerdict v = check_kvcache(c, s.rng, [&](KvCaseTensors& t) {
+      KvDevice dev(t);
+      Report r = forward_kvcache(dev.args(), t.c.options);
+      ok(cudaDeviceSynchronize(), "sync");
+      dev.to_host(t);
+      const HostTensor out0 = t.out, lse0 = t.lse;
+      mismatches = 0;
+      for (int k = 0; k < 4; ++k) {
+        r = forward_kvcache(dev.args(), t.c.options);
+        ok(cudaDeviceSynchronize(), "sync");
+        dev.to_host(t);
+        mismatches += std::memcmp(out0.data(), t.out.data(), out0.bytes()) != 0 ? 1 : 0;
+        if (lse0.bytes() > 0) mismatches += std::memcmp(lse0.data(), t.lse.data(), lse0.bytes()) != 0 ? 1 : 0;
+      }
+      return r;
+    }, /*cuda=*/true);
+    EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
+    EXPECT_EQ(mismatches, 0) << "repeated calls with " << splits << " splits differ";
+  }
+}
+
+// Two calls in flight at once on two streams, each with its own workspace (counters): both pass the oracle.
+TEST(KvCacheCuda, FusedCombineTwoStreams) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  cudaStream_t s1 = nullptr, s2 = nullptr;
+  ok(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking), "stream");
+  ok(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking), "stream");
+  KvCase a = base();
+  a.num_splits = 16;
+  a.seqlens = {4000, 2500, 3100};
+  KvCase b = base();
+  b.num_splits = 7;
+  b.nq = 4;
+  b.nnew = 4;
+  b.hq = 32;
+  b.hkv = 2;  // group 16 x Nq 4 = 64 rows per kv head: 4 row blocks
+  b.seqlens = {1500, 3900, 10};
+  b.options.causal = true;
+  KvVerdict inner;
+  const KvVerdict outer = check_kvcache(a, s.rng, [&](KvCaseTensors& ta) {
+    KvDevice da(ta);
+    Report ra;
+    inner = check_kvcache(b, s.rng, [&](KvCaseTensors& tb) {
+      KvDevice db(tb);
+      Report rb;
+      for (int k = 0; k < 8; ++k) {  // interleaved: both streams' kernels overlap on the GPU
+        ra = forward_kvcache(da.args(), ta.c.options, Stream{s1});
+        rb = forward_kvcache(db.args(), tb.c.options, Stream{s2});
+      }
+      ok(cudaStreamSynchronize(s2), "sync s2");
+      db.to_host(tb);
+      return rb;
+    }, /*cuda=*/true);
+    ok(cudaStreamSynchronize(s1), "sync s1");
+    da.to_host(ta);
+    return ra;
+  }, /*cuda=*/true);
+  EXPECT_TRUE(outer.pass()) << a.name() << ": " << outer.detail();
+  EXPECT_TRUE(inner.pass()) << b.name() << ": " << inner.detail();
+  cudaStreamDestroy(s1);
+  cudaStreamDestroy(s2);
 }
 
 TEST(KvCacheCuda, QueryLengthsAndMasks) {
@@ -541,6 +645,14 @@ TEST(KvCacheCudaMeta, SanitizerSet) {
   c.options.causal = true;
   c.num_splits = 3;
   expect_pass(c, s.rng);
+  // The fused combine with many splits and several row blocks (GQA 16/2, Nq 4: 2 row blocks per kv head).
+  KvCase f = base();
+  f.hq = 16;
+  f.nq = 4;
+  f.nnew = 1;
+  f.seqlens = {900, 5, 300};
+  f.num_splits = 16;
+  expect_pass(f, s.rng);
 }
 
 // ---- the planner (host only: runs without a GPU) ----------------------------------------------------------
