@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
             __uint_as_float(kSkippedLseBits);
       }
       if (split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
-        combine_rows<E, D>(p, b, hk, r_base, rows, s.q0);
+        combine_rows<E, D>(p, b, hk, r_base, rows, s.q0, reinterpret_cast<float*>(smem));
     }
     return;
   }
@@ -336,8 +336,10 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   }
   if constexpr (!kCluster) {
     // Split-KV: the last CTA of the row block to arrive merges the splits (one launch per step).
+    // split_arrive's barrier ends the reads of the warps' outputs in `smem`: the combine reuses it.
+    static_assert(16 * 1024 * 4 <= C::kSmem, "the combine's weights fit the pipeline's memory");
     if (p.num_splits > 1 && split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
-      combine_rows<E, D>(p, b, hk, r_base, rows, s.q0);
+      combine_rows<E, D>(p, b, hk, r_base, rows, s.q0, reinterpret_cast<float*>(smem));
   }
   if constexpr (kCluster) {
     static_assert(C::kRedBytes + 2 * C::kRows * 4 <= C::kSmem, "the rows' max and sum follow the outputs");

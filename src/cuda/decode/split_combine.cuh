@@ -43,38 +43,72 @@ FLATATTN_DEVICE bool split_arrive(unsigned* counter, int num_splits, unsigned* w
 }
 
 /// The combine of the rows r_base .. min(r_base + 16, rows) - 1 of kv head hk of sequence b (row r: query
-/// i = r / group, head hk * group + r % group; q/out rows from q0) from the num_splits partials; the CTA's
-/// threads share (row, 8-column chunk) items. Every value as the former separate combine kernel computed it.
+/// i = r / group, head hk * group + r % group; q/out rows from q0) from the num_splits partials, by the CTA
+/// that arrived last (split_arrive). Latency matters here (it is the step's tail), so no loop waits on one
+/// L2 round trip per split: (1) one warp per row, its lanes over the splits: the row's max LSE and whether a
+/// split refused it (exact, order-free), then the splits' weights e^{LSE_s - LSE_max} into shared memory
+/// `smem` (the first kWeightCap splits; later ones are recomputed from the LSE, the same value); (2) the
+/// CTA's threads over (row, 8-column chunk) items, each summing the splits in split order, the partials'
+/// loads unrolled. Every value as the former separate combine kernel computed it. `smem`: >= 64 KB.
 template <class E, int D>
-FLATATTN_DEVICE void combine_rows(const DecodeParams& p, int b, int hk, int r_base, int rows, int q0) {
+FLATATTN_DEVICE void combine_rows(const DecodeParams& p, int b, int hk, int r_base, int rows, int q0, float* smem) {
   using T = typename E::T;
-  constexpr int kRows = 16, kDT = D / 8;
+  constexpr int kRows = 16, kDT = D / 8, kWeightCap = 1024;
   constexpr float kLog2e = 1.4426950408889634f;
+  __shared__ float row_m2[kRows];
+  __shared__ unsigned row_skip[kRows];
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
-  for (int idx = threadIdx.x; idx < kRows * kDT; idx += blockDim.x) {
-    const int r = idx / kDT, c = (idx - r * kDT) * 8;
-    if (r_base + r >= rows) break;  // rows are in order: the rest are past the sequence's rows too
-    const int i = (r_base + r) / p.group, h = hk * p.group + (r_base + r - i * p.group);
-    const std::int64_t row = (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h;
+  const int n = p.num_splits, here = min(kRows, rows - r_base);
+  const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  const int warps = static_cast<int>(blockDim.x) >> 5;
+  auto row_of = [&](int r, int& i, int& h) {
+    i = (r_base + r) / p.group;
+    h = hk * p.group + (r_base + r - i * p.group);
+    return (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h;
+  };
+  for (int r = warp; r < here; r += warps) {
+    int i, h;
+    const std::int64_t row = row_of(r, i, h);
     float mx = -INFINITY;
     bool skipped = false;
-#pragma unroll 8
-    for (int sp = 0; sp < p.num_splits; ++sp) {
+    for (int sp = lane; sp < n; sp += 32) {
       const float v = __ldcg(p.lse_part + sp * rows_total + row);
       skipped = skipped || __float_as_uint(v) == kSkippedLseBits;
       mx = fmaxf(mx, v);
     }
-    if (skipped) continue;  // the sequence was refused by a split: nothing written
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    skipped = __any_sync(0xffffffffu, skipped);
+    const float m2 = mx * kLog2e;
+    if (mx != -INFINITY && !skipped) {
+      for (int sp = lane; sp < n && sp < kWeightCap; sp += 32) {
+        const float v = __ldcg(p.lse_part + sp * rows_total + row);
+        smem[r * kWeightCap + sp] = v == -INFINITY ? 0.f : ex2(v * kLog2e - m2);
+      }
+    }
+    if (lane == 0) row_m2[r] = m2, row_skip[r] = skipped ? 1u : 0u;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < here * kDT; idx += blockDim.x) {
+    const int r = idx / kDT, c = (idx - r * kDT) * 8;
+    if (row_skip[r] != 0u) continue;  // the sequence was refused by a split: nothing written
+    int i, h;
+    const std::int64_t row = row_of(r, i, h);
+    const float m2 = row_m2[r];
     float acc[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] = 0.f;
     float sum = 0.f;
-    const float m2 = mx * kLog2e;
-    if (mx != -INFINITY) {
-#pragma unroll 4
-      for (int sp = 0; sp < p.num_splits; ++sp) {
-        const float v = __ldcg(p.lse_part + sp * rows_total + row);
-        const float w = v == -INFINITY ? 0.f : ex2(v * kLog2e - m2);
+    if (m2 != -INFINITY) {
+#pragma unroll 8
+      for (int sp = 0; sp < n; ++sp) {
+        float w;
+        if (sp < kWeightCap) {
+          w = smem[r * kWeightCap + sp];
+        } else {
+          const float v = __ldcg(p.lse_part + sp * rows_total + row);
+          w = v == -INFINITY ? 0.f : ex2(v * kLog2e - m2);
+        }
         sum += w;
         const float4* src = reinterpret_cast<const float4*>(p.o_part + (sp * rows_total + row) * D + c);
         const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
