@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -680,6 +681,44 @@ TEST(KvDecodePlan, FillsTheGpuWithoutASecondWave) {
   // MHA, B = 1, 8k: 32 pairs -> 8 splits (256 CTAs), not 9 (a second wave of 24).
   w.batch = 1, w.hkv = 32, w.keys = 8192;
   EXPECT_EQ(plan_decode_splits(w), 8);
+}
+
+// The planner's model (decode_plan.h): its table of predictions for the bench shapes (printed, to be checked
+// against bench_decode's measurement), and its invariants: one wave when split, the terms adding up, no
+// prediction above the HBM bandwidth, and no candidate predicted better than the plan beyond the tie margin.
+TEST(KvDecodePlan, PredictionsTable) {
+  using namespace flatattn::cuda;
+  struct S {
+    int b;
+    std::int64_t ctx;
+    int hq, hkv, ql;
+  };
+  const S shapes[] = {{1, 8192, 32, 32, 1},  {1, 32768, 32, 32, 1}, {8, 8192, 32, 32, 1}, {8, 32768, 32, 32, 1},
+                      {64, 8192, 32, 32, 1}, {1, 8192, 32, 8, 1},   {1, 32768, 32, 8, 1}, {8, 8192, 32, 8, 1},
+                      {8, 32768, 32, 8, 1},  {64, 8192, 32, 8, 1},  {64, 32768, 32, 8, 1}, {1, 8192, 64, 8, 1},
+                      {8, 8192, 64, 8, 1},   {64, 8192, 64, 8, 1},  {1, 131072, 64, 8, 1}, {1, 8192, 32, 8, 4},
+                      {1, 131072, 64, 8, 4}, {64, 8192, 64, 8, 4}};
+  std::printf("   B     ctx Hq/Hkv q splits  ctas waves kv_bytes_per_cta cta_gbs stream_us fixed_us combine_us predicted_us   GB/s\n");
+  for (const S& sh : shapes) {
+    DecodeWork w;
+    w.sm_count = 132;
+    w.ctas_per_sm = 2;
+    w.batch = sh.b, w.hkv = sh.hkv, w.keys = sh.ctx, w.d = 128;
+    const int rows = sh.hq / sh.hkv * sh.ql;
+    w.row_blocks = (rows + 15) / 16;
+    w.rows_per_block = rows < 16 ? rows : 16;
+    const DecodePlan p = plan_decode(w);
+    std::printf("  %2d %7lld %3d/%-2d %d %6d %5lld %5lld %16lld %7.1f %9.1f %8.1f %10.1f %12.1f %6.0f\n", sh.b,
+                static_cast<long long>(sh.ctx), sh.hq, sh.hkv, sh.ql, p.splits, static_cast<long long>(p.ctas),
+                static_cast<long long>(p.waves), static_cast<long long>(p.kv_bytes_per_cta), p.cta_gbs, p.stream_us,
+                p.fixed_us, p.combine_us, p.predicted_us, p.predicted_gbs());
+    EXPECT_EQ(p.splits, plan_decode_splits(w));
+    if (p.splits > 1) EXPECT_EQ(p.waves, 1) << sh.b << " " << sh.ctx;
+    EXPECT_NEAR(p.predicted_us, p.fixed_us + p.stream_us + p.combine_us, 1e-9);
+    EXPECT_LE(p.predicted_gbs(), w.hbm_gbs * 1.0001) << sh.b << " " << sh.ctx;
+    for (int s = 1; s <= p.splits; ++s)
+      EXPECT_GE(model_decode(w, s).predicted_us * (1.0 + kTieFraction), p.predicted_us) << "splits " << s << " beats the plan";
+  }
 }
 
 // ---- paged prefill: varlen queries over the cache (cu_seqlens_q) -------------------------------------------

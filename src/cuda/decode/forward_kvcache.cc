@@ -212,6 +212,8 @@ int decode_splits(const KvProblem& p) {
   w.keys = p.capacity();
   if (p.mask.left >= 0) w.keys = std::min<std::int64_t>(w.keys, p.mask.left + p.nq + 1);
   w.sm_count = dev.sm_count;
+  w.d = static_cast<int>(p.d);
+  w.rows_per_block = static_cast<int>(std::min<std::int64_t>(DecodeTile<64>::kRows, p.group() * p.nq));
   // Resident CTAs per SM: shared memory (the opt-in limit is within 1 KB of the SM's) and registers (<= 168
   // x 128 threads: 3 per SM).
   w.ctas_per_sm = std::clamp(dev.smem_optin / std::max(1, smem_of(static_cast<int>(p.d))), 1, 3);
