@@ -6,7 +6,8 @@
 // contiguous caches with cache_batch_idx, cache lengths 0/1/ragged, leftpad, the append with both rotary
 // layouts, Nq 1/4/16 and chunked prefill (Nq 100), causal and windows, GQA 32/8 and 64/8, MHA and MQA,
 // softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the fused split combine
-// (split counts x page sizes x Nq, repeated calls bitwise identical, two streams at once); the shared feature table and
+// (split counts x page sizes x Nq, repeated calls bitwise identical, two streams at once) and the fused append
+// (new rows across tiles and splits, rows no query reads, misaligned k_new refused); the shared feature table and
 // random sweep (src/check/kv_cases.h); cluster-FLAT decoding on sm_90. Adversarial metadata
 // (KvCacheCudaMeta) under FLATATTN_CHECK_METADATA=1 and asynchronously: the named Error, the offending
 // sequence's outputs and cache rows untouched, the others correct. Paged prefill (KvCacheCudaVarlen):
@@ -412,6 +413,58 @@ TEST(KvCacheCuda, UnsupportedHeadDimIsRefused) {
     EXPECT_EQ(e.kind(), Error::Kind::unsupported);
     EXPECT_NE(std::string(e.what()).find("64, 128 and 256"), std::string::npos) << e.what();
   }
+  dev.to_host(t);
+  EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << "the cache was written";
+}
+
+// The fused append (fresh_rows.cuh): new rows that straddle a key tile and a split boundary (cache lengths
+// 60 and 250 with 16 new tokens: both splits read new rows), rotary off / interleaved / half-split (a
+// rotary_dim that is not a multiple of 16 too), page sizes 1/16/256; and new rows no CTA reads (Nq 1 with a
+// left window of 2 over 5 new keys): the writer CTA still appends them (the oracle checks every appended row).
+TEST(KvCacheCuda, FusedAppendAcrossTilesAndSplits) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (int splits : {1, 2, 5})
+    for (std::int64_t ps : {1, 16, 256})
+      for (int rot = 0; rot < 4; ++rot) {
+        KvCase c = base();
+        c.num_splits = splits;
+        c.page_size = ps;
+        c.seqlens = {60, 0, 250};
+        c.nq = 16;
+        c.nnew = 16;
+        c.options.causal = true;
+        c.rotary_dim = rot == 0 ? 0 : rot == 3 ? 40 : 64 * rot;
+        c.rotary_interleaved = rot == 1;
+        expect_pass(c, s.rng);
+        KvCase w = c;  // keys appended that no query sees
+        w.nq = 1;
+        w.nnew = 5;
+        w.options.causal = false;
+        w.options.window = {2, 0};
+        expect_pass(w, s.rng);
+      }
+}
+
+// k_new with rows that are not 16-byte aligned: refused (named), nothing written.
+TEST(KvCacheCuda, MisalignedNewRowsAreRefused) {
+  REQUIRE_GPU();
+  Seeded s;
+  KvCase c = base();
+  c.nnew = 2;
+  KvCaseTensors t = make_kv_case(c, s.rng);
+  const KvCaseTensors before = t;
+  KvDevice dev(t);
+  KvCacheArgs a = dev.args();
+  a.k_new.data = static_cast<char*>(a.k_new.data) + 2;  // one element in: rows no longer 16-byte aligned
+  try {
+    forward_kvcache(a, c.options);
+    FAIL() << "a misaligned k_new must be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "k_new") << e.what();
+  }
+  ok(cudaDeviceSynchronize(), "sync");
   dev.to_host(t);
   EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << "the cache was written";
 }
