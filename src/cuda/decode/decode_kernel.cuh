@@ -129,7 +129,7 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
 }
 
 /// kCluster: cluster-FLAT decoding (sm_90): the num_splits CTAs of grid dimension y are one thread-block cluster
-/// and merge through distributed shared memory (cluster_merge.cuh) instead of partials and a combine kernel.
+/// and merge through distributed shared memory (cluster_merge.cuh) instead of partials in HBM.
 template <class E, int D, class V, bool kCluster = false>
 __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const DecodeParams p) {
   using C = DecodeTile<D>;
@@ -216,8 +216,8 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
         row_coords(p, hk, r_base + r, i, h);
         const T* row = q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h;
         // Rotary: the query at its position (fresh_rows.cuh), rounded to T as the cache's keys are.
-        v = p.rotary_dim > 0 ? fresh_chunk<E>(p, row, c, rotary_query_position(s.seqlen, i, p.rotary_q_per_row != 0), true)
-                             : *reinterpret_cast<const uint4*>(row + c);
+        const std::int64_t qpos = rotary_query_position(s.seqlen, i, p.rotary_q_per_row != 0);
+        v = p.rotary_dim > 0 ? fresh_chunk<E>(p, row, c, qpos, true) : *reinterpret_cast<const uint4*>(row + c);
       }
       *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
     }

@@ -17,7 +17,7 @@ template <DType Dt, int D, VariantId Vid>
 void launch_decode(const DecodeParams& p, int device, void* stream);
 
 /// Cluster-FLAT decoding (sm_90 only): the decode kernel over grid (row_blocks, num_splits, B * Hkv) with
-/// clusters of (1, num_splits, 1), num_splits in [2, 8]; no combine kernel, no partials.
+/// clusters of (1, num_splits, 1), num_splits in [2, 8]; no partials in HBM, no counters.
 template <DType Dt, int D>
 void launch_decode_cluster(const DecodeParams& p, int device, void* stream);
 

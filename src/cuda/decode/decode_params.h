@@ -76,7 +76,7 @@ struct DecodeParams {
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
 };
 
-/// The LSE a split writes for rows of a sequence its metadata check refused: the combine kernel skips
+/// The LSE a split writes for rows of a sequence its metadata check refused: the combine (split_combine.cuh) skips
 /// such rows (a NaN whose payload no arithmetic produces).
 constexpr unsigned kSkippedLseBits = 0x7fbadbadu;
 
