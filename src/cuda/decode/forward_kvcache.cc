@@ -204,8 +204,9 @@ int decode_splits(const KvProblem& p) {
   w.sm_count = dev.sm_count;
   w.d = static_cast<int>(p.d);
   w.rows_per_block = static_cast<int>(std::min<std::int64_t>(DecodeTile<64>::kRows, p.group() * p.nq));
-  // Resident CTAs per SM: shared memory (the opt-in limit is within 1 KB of the SM's) and registers (<= 168
-  // x 128 threads: 3 per SM).
+  // Resident CTAs per SM: shared memory (the opt-in limit is within 1 KB of the SM's) and registers (at most
+  // 3 per SM: 168 x 128 threads; sm_90 ptxas: D = 64 uses 127, so 3 fit; D = 128 ~200, where shared memory
+  // allows 2 anyway).
   w.ctas_per_sm = std::clamp(dev.smem_optin / std::max(1, smem_of(static_cast<int>(p.d))), 1, 3);
   return plan_decode_splits(w);
 }
