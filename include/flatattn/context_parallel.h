@@ -90,6 +90,12 @@ struct RingForwardArgs {
   TensorView q, k, v;
   TensorView out;
   TensorView lse;
+  /// Optional document mask: int32 (S + 1) host memory (also for CUDA tensors), the boundaries of S documents
+  /// packed into the whole sequence of N = W n tokens (0 = cu_seqlens[0] <= ... <= cu_seqlens[S] = N, the same
+  /// on every rank, in global positions, whatever the layout). A query sees only keys of its own document
+  /// (causal and window then apply within it, as varlen forward() with Nq = Nk per document). Absent: one
+  /// document. The ring's hops cut every block at document starts (more, smaller calls).
+  TensorView cu_seqlens;
 };
 
 /// This rank's shards of ring_backward(): the forward's q, k, v, out and lse (required), dout; dq, dk, dv
@@ -97,6 +103,7 @@ struct RingForwardArgs {
 struct RingBackwardArgs {
   TensorView dout, q, k, v, out, lse;
   TensorView dq, dk, dv;
+  TensorView cu_seqlens;  ///< the forward's (RingForwardArgs::cu_seqlens); absent: one document
 };
 
 /// Ring attention forward of this rank's query shard over the whole sequence. Every rank of the ring calls it
@@ -105,7 +112,8 @@ struct RingBackwardArgs {
 /// The shapes and options of every rank are compared first (W - 1 hops of a small descriptor around the ring),
 /// so a bad argument on one rank raises an Error on every rank rather than a hang.
 /// Errors (flatattn::Error, nothing written): shapes/dtypes/devices as forward() (q and k/v shards must hold
-/// the same n positions); an odd n under zigzag; n = 0; dropout_p > 0 (not supported yet); shapes or options
+/// the same n positions); cu_seqlens not int32 rank 1 on the host, not from 0 to W n, decreasing, or different
+/// between ranks; an odd n under zigzag; n = 0; dropout_p > 0 (not supported yet); shapes or options
 /// that differ between ranks (uneven shards), naming the field and both ranks; transport rank/world out of
 /// range. The call is synchronous for the host (it waits for its exchanges) and asynchronous on `stream` for CUDA.
 Report ring_forward(const RingForwardArgs& args, RingTransport& transport, SeqLayout layout,

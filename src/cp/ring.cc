@@ -49,7 +49,7 @@ std::vector<std::vector<Block>> prepare(const RingBackwardArgs& a, bool backward
   const int w = tr.world(), r = tr.rank();
   if (local && (w < 1 || r < 0 || r >= w)) throw *local;  // no ring to agree on
   cp::agree(tr, layout, o, s, backward, local, stream);
-  return cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right)[r];
+  return cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right, s.cu_seqlens)[r];
 }
 
 // The K/V shard in flight: (2, B, n, Hkv, D) contiguous in the input dtype.
@@ -75,7 +75,7 @@ std::string kernel_name(SeqLayout layout, int world, std::size_t steps, const Re
 
 Report ring_forward(const RingForwardArgs& args, RingTransport& tr, SeqLayout layout, const Options& o, Stream stream) {
   RingBackwardArgs a;
-  a.q = args.q, a.k = args.k, a.v = args.v, a.out = args.out, a.lse = args.lse;
+  a.q = args.q, a.k = args.k, a.v = args.v, a.out = args.out, a.lse = args.lse, a.cu_seqlens = args.cu_seqlens;
   RingShape s;
   const auto hops = prepare(a, false, tr, layout, o, stream, s);
   const Device dev = s.device;

@@ -52,8 +52,16 @@ constexpr const char* kFields[] = {"error flag",   "direction",  "q.shape[0] (B)
                                    "q.shape[2] (Hq)", "k.shape[2] (Hkv)", "q.shape[3] (D)", "q.dtype",
                                    "q.device",     "causal",     "window.left",      "window.right",
                                    "softcap",      "softmax_scale", "layout",        "return_lse",
-                                   "deterministic", "world"};
+                                   "deterministic", "world",     "cu_seqlens (documents)",
+                                   "cu_seqlens (values)"};
 constexpr int kNumFields = sizeof(kFields) / sizeof(kFields[0]);
+
+// FNV-1a of the document boundaries: ranks with different boundaries disagree on it.
+std::int64_t digest(const std::vector<std::int64_t>& v) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::int64_t x : v) h = (h ^ static_cast<std::uint64_t>(x)) * 1099511628211ull;
+  return static_cast<std::int64_t>(h >> 1);
+}
 
 std::int64_t bits(float f) {
   std::int32_t b;
@@ -107,6 +115,27 @@ std::optional<Error> check_local(const RingBackwardArgs& a, bool backward, const
                "drop causal, or set the right side to -1 or 0");
   const std::array<std::int64_t, 4> qshape{s.batch, s.n, s.hq, s.d};
   const std::array<std::int64_t, 4> lshape{s.batch, s.hq, s.n, 0};
+  if (a.cu_seqlens.present()) {
+    const TensorView& cu = a.cu_seqlens;
+    if (cu.rank != 1 || cu.dtype != DType::i32 || cu.device.kind != DeviceKind::cpu || cu.data == nullptr ||
+        cu.shape[0] < 2)
+      return bad("cu_seqlens", shape_str(cu) + " " + std::string(name(cu.dtype)),
+                 "must be int32 (S + 1), S >= 1, in host memory (the ring plans its hops on the host)",
+                 "pass the document boundaries of the whole sequence as a host int32 vector");
+    const auto* p = static_cast<const std::int32_t*>(cu.data);
+    const std::int64_t total = s.n * w;
+    for (std::int64_t i = 0; i < cu.shape[0]; ++i) {
+      const std::int64_t x = p[i * cu.stride[0]];
+      const std::int64_t prev = i ? s.cu_seqlens.back() : 0;
+      if ((i == 0 && x != 0) || x < prev || x > total || (i + 1 == cu.shape[0] && x != total)) {
+        s.cu_seqlens.clear();
+        return bad("cu_seqlens", "cu_seqlens[" + std::to_string(i) + "] = " + std::to_string(x),
+                   "must rise from 0 to N = world x n_local = " + std::to_string(total) + " (non-decreasing)",
+                   "pass the boundaries of the documents packed into the whole sequence, in global positions");
+      }
+      s.cu_seqlens.push_back(x);
+    }
+  }
   if (!backward) {
     if (auto e = check_view("out", a.out, qshape, 4, qs, s.dtype, s.device)) return e;
     if (o.return_lse) {
@@ -133,7 +162,7 @@ void agree(RingTransport& transport, SeqLayout layout, const Options& o, const R
       local ? 1 : 0, backward, s.batch, s.n, s.hq, s.hkv, s.d, static_cast<std::int64_t>(s.dtype),
       static_cast<std::int64_t>(s.device.kind), o.causal, o.window.left, o.window.right, bits(o.softcap),
       o.softmax_scale ? bits(*o.softmax_scale) : -1, static_cast<std::int64_t>(layout), o.return_lse && !backward,
-      o.deterministic, w};
+      o.deterministic, w, static_cast<std::int64_t>(s.cu_seqlens.size()), digest(s.cu_seqlens)};
   constexpr std::size_t kBytes = sizeof(mine);
   std::vector<std::array<std::int64_t, kNumFields>> all(w);
   all[r] = mine;

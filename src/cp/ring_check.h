@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "flatattn/context_parallel.h"
 
@@ -15,6 +16,7 @@ struct RingShape {
   std::int64_t batch = 0, n = 0, hq = 0, hkv = 0, d = 0;
   DType dtype = DType::f32;
   Device device{};
+  std::vector<std::int64_t> cu_seqlens;  ///< document boundaries (empty: one document)
 };
 
 /// The first problem with this rank's forward (backward = false) or backward arguments, or nullopt; `shape` is

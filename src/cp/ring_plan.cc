@@ -16,6 +16,7 @@ bool unbounded(std::int64_t x) { return x >= kInf / 2 || x <= -kInf / 2; }
 
 // None (skip) or the Block of one (query run, key run) pair; left/right: global window sides, kInf unbounded.
 std::optional<Block> pair_block(const Segment& q, const Segment& k, std::int64_t left, std::int64_t right) {
+  if (q.doc != k.doc) return std::nullopt;
   const std::int64_t n = q.length, m = k.length;
   const std::int64_t lo = q.global - k.global - left, hi = q.global - k.global + right;
   if (hi < -(n - 1) || lo > m - 1) return std::nullopt;
@@ -37,10 +38,29 @@ std::optional<Block> pair_block(const Segment& q, const Segment& k, std::int64_t
 
 }  // namespace
 
-std::vector<Segment> segments(SeqLayout layout, int rank, int world, std::int64_t n_local) {
-  if (layout == SeqLayout::contiguous) return {Segment{rank * n_local, 0, n_local}};
-  const std::int64_t c = n_local / 2;
-  return {Segment{rank * c, 0, c}, Segment{(2 * std::int64_t{world} - 1 - rank) * c, c, c}};
+std::vector<Segment> segments(SeqLayout layout, int rank, int world, std::int64_t n_local,
+                              const std::vector<std::int64_t>& cu_seqlens) {
+  std::vector<Segment> runs;
+  if (layout == SeqLayout::contiguous) {
+    runs = {Segment{rank * n_local, 0, n_local}};
+  } else {
+    const std::int64_t c = n_local / 2;
+    runs = {Segment{rank * c, 0, c}, Segment{(2 * std::int64_t{world} - 1 - rank) * c, c, c}};
+  }
+  if (cu_seqlens.size() < 2) return runs;
+  std::vector<Segment> out;
+  for (const Segment& r : runs) {
+    std::int64_t g = r.global;
+    const std::int64_t end = r.global + r.length;
+    while (g < end) {  // the document holding position g: the last start <= g (empty documents skipped)
+      const auto it = std::upper_bound(cu_seqlens.begin(), cu_seqlens.end(), g);
+      const std::int64_t doc = (it - cu_seqlens.begin()) - 1;
+      const std::int64_t stop = std::min(end, it == cu_seqlens.end() ? end : *it);
+      out.push_back(Segment{g, r.local + (g - r.global), stop - g, doc});
+      g = stop;
+    }
+  }
+  return out;
 }
 
 std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vector<Segment>& k_segs, bool causal,
@@ -52,7 +72,8 @@ std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vecto
     for (int b = 0; b < static_cast<int>(k_segs.size()); ++b)
       if (auto blk = pair_block(q_segs[a], k_segs[b], left, right)) live.emplace(std::make_pair(a, b), *blk);
   if (live.empty()) return {};
-  if (q_segs == k_segs && left == kInf && right == 0) {
+  const bool one_doc = std::all_of(q_segs.begin(), q_segs.end(), [&](const Segment& x) { return x.doc == q_segs[0].doc; });
+  if (q_segs == k_segs && one_doc && left == kInf && right == 0) {
     std::int64_t n = 0;
     for (const auto& s : q_segs) n += s.length;
     Block b{0, n, 0, n};
@@ -83,9 +104,9 @@ std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vecto
 }
 
 RingPlan plan_ring(SeqLayout layout, int world, std::int64_t n_local, bool causal, std::int64_t window_left,
-                   std::int64_t window_right) {
+                   std::int64_t window_right, const std::vector<std::int64_t>& cu_seqlens) {
   std::vector<std::vector<Segment>> segs;
-  for (int r = 0; r < world; ++r) segs.push_back(segments(layout, r, world, n_local));
+  for (int r = 0; r < world; ++r) segs.push_back(segments(layout, r, world, n_local, cu_seqlens));
   RingPlan plan(world);
   int last = 0;
   for (int r = 0; r < world; ++r) {

@@ -46,6 +46,18 @@ HostTensor shard_axis(const HostTensor& full, SeqLayout layout, int rank, int wo
   return part;
 }
 
+// A view with a leading dim of 1 (a varlen case's (total, H, D) and (H, total) as (1, N, H, D) and (1, H, N)).
+TensorView lead1(TensorView v) {
+  for (int i = v.rank; i > 0; --i) {
+    v.shape[i] = v.shape[i - 1];
+    v.stride[i] = v.stride[i - 1];
+  }
+  v.shape[0] = 1;
+  v.stride[0] = v.shape[1] * v.stride[1];
+  ++v.rank;
+  return v;
+}
+
 class CpuMemory final : public RingMemory {
  public:
   TensorView put(HostTensor& h) override { return h.view(); }
@@ -75,17 +87,22 @@ RingRun run_ring(check::CaseTensors& t, int world, SeqLayout layout, const Optio
   struct Rank {
     HostTensor q, k, v, out, lse, dout, dq, dk, dv;
   };
+  // A varlen case is one packed sequence of documents: (total, H, D) rows on axis 0, its LSE (Hq, total).
+  const int ax = t.c.varlen ? 0 : 1, lax = t.c.varlen ? 1 : 2;
+  auto rows = [&](const HostTensor& h, int r) { return shard_axis(h, layout, r, world, ax); };
+  auto wrap = [&](TensorView v) { return t.c.varlen ? lead1(v) : v; };
+  const TensorView cu = t.c.varlen ? t.cu_q.view() : TensorView{};
   std::vector<Rank> ranks(world);
   for (int r = 0; r < world; ++r) {
     Rank& x = ranks[r];
-    x.q = shard_rows(t.q, layout, r, world);
-    x.k = shard_rows(t.k, layout, r, world);
-    x.v = shard_rows(t.v, layout, r, world);
+    x.q = rows(t.q, r);
+    x.k = rows(t.k, r);
+    x.v = rows(t.v, r);
     x.out = HostTensor::poisoned_like(x.q, t.c.dtype);
-    x.lse = shard_lse(t.lse, layout, r, world);
+    x.lse = shard_axis(t.lse, layout, r, world, lax);
     x.lse.poison();
     if (backward) {
-      x.dout = shard_rows(t.dout, layout, r, world);
+      x.dout = rows(t.dout, r);
       x.dq = HostTensor::poisoned_like(x.q, t.c.dtype);
       x.dk = HostTensor::poisoned_like(x.k, t.c.dtype);
       x.dv = HostTensor::poisoned_like(x.v, t.c.dtype);
@@ -101,12 +118,13 @@ RingRun run_ring(check::CaseTensors& t, int world, SeqLayout layout, const Optio
       try {
         auto mem = memory(r);
         auto tr = transport ? transport(r) : ring.member(r);
-        RingForwardArgs f{mem->put(x.q), mem->put(x.k), mem->put(x.v), mem->put(x.out), mem->put(x.lse)};
+        RingForwardArgs f{wrap(mem->put(x.q)), wrap(mem->put(x.k)), wrap(mem->put(x.v)), wrap(mem->put(x.out)),
+                          wrap(mem->put(x.lse)), cu};
         Report rep = ring_forward(f, *tr, layout, options, mem->stream());
         if (r == 0) run.report = rep;
         if (backward) {
-          RingBackwardArgs b{mem->put(x.dout), f.q, f.k, f.v, f.out, f.lse, mem->put(x.dq), mem->put(x.dk),
-                             mem->put(x.dv)};
+          RingBackwardArgs b{wrap(mem->put(x.dout)), f.q, f.k, f.v, f.out, f.lse, wrap(mem->put(x.dq)),
+                             wrap(mem->put(x.dk)), wrap(mem->put(x.dv)), cu};
           Options bo = options;
           bo.return_lse = false;
           ring_backward(b, *tr, layout, bo, mem->stream());
@@ -124,12 +142,12 @@ RingRun run_ring(check::CaseTensors& t, int world, SeqLayout layout, const Optio
     });
   for (auto& th : threads) th.join();
   for (int r = 0; r < world; ++r) {
-    unshard_rows(t.out, ranks[r].out, layout, r, world);
-    unshard_lse(t.lse, ranks[r].lse, layout, r, world);
+    move_rows(t.out, ranks[r].out, layout, r, world, ax, false);
+    move_rows(t.lse, ranks[r].lse, layout, r, world, lax, false);
     if (backward) {
-      unshard_rows(t.dq, ranks[r].dq, layout, r, world);
-      unshard_rows(t.dk, ranks[r].dk, layout, r, world);
-      unshard_rows(t.dv, ranks[r].dv, layout, r, world);
+      move_rows(t.dq, ranks[r].dq, layout, r, world, ax, false);
+      move_rows(t.dk, ranks[r].dk, layout, r, world, ax, false);
+      move_rows(t.dv, ranks[r].dv, layout, r, world, ax, false);
     }
   }
   return run;

@@ -36,7 +36,8 @@ struct RingRun {
   Report report;                    ///< rank 0's forward report
 };
 
-/// Runs the ring forward (and backward) of case t (the whole sequence, batched, Nq = Nk) on `world` threads,
+/// Runs the ring forward (and backward) of case t (the whole sequence, batched, Nq = Nk; or a varlen case with
+/// seqlens_q = seqlens_k: one packed sequence of documents, passed as cu_seqlens) on `world` threads,
 /// writing t.out, t.lse (and t.dq, t.dk, t.dv). options: the ring's (t.c.options with return_lse). memory(r)
 /// gives rank r's memory; transport(r) its transport (null: one LocalRing of `world` on `device`).
 RingRun run_ring(check::CaseTensors& t, int world, SeqLayout layout, const Options& options, bool backward,

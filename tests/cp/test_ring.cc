@@ -5,6 +5,7 @@
 // shards, world/rank out of range) raised on every rank with nothing written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <thread>
@@ -79,6 +80,51 @@ INSTANTIATE_TEST_SUITE_P(World, CpRing,
                                   std::to_string(std::get<0>(info.param));
                          });
 
+// Document masks (cu_seqlens): one packed sequence of documents (a varlen case with seqlens_q = seqlens_k, the
+// oracle's varlen semantics), documents that cross shard and chunk boundaries, an empty one and a one-token one.
+class CpRingDocuments : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(CpRingDocuments, ForwardAndBackwardMatchTheOracle) {
+  const auto [world, which] = GetParam();
+  struct D {
+    const char* name;
+    SeqLayout layout;
+    bool causal;
+    std::int64_t wl, wr;
+    DType dtype;
+  };
+  const D ds[] = {{"causal_zigzag", SeqLayout::zigzag, true, -1, -1, DType::f32},
+                  {"noncausal_contiguous", SeqLayout::contiguous, false, -1, -1, DType::f32},
+                  {"window_zigzag", SeqLayout::zigzag, false, 9, 4, DType::f32},
+                  {"causal_zigzag_bf16", SeqLayout::zigzag, true, -1, -1, DType::bf16}};
+  const D& d = ds[which];
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  Case c;
+  c.varlen = true;
+  c.seqlens_q = {30, 1, 0, 41, 24};  // 96 tokens: boundaries inside chunks of every world size 2-8
+  c.seqlens_k = c.seqlens_q;
+  c.hq = 4;
+  c.hkv = 2;
+  c.d = 32;
+  c.dtype = d.dtype;
+  c.options.causal = d.causal;
+  c.options.window = {d.wl, d.wr};
+  c.options.return_lse = true;
+  CaseTensors t = make_case(c, s.rng, true);
+  Options o = c.options;
+  o.num_threads = 1;
+  const RingRun run = run_ring(t, world, d.layout, o, true, cpu_memory);
+  for (int r = 0; r < world; ++r) ASSERT_EQ(run.errors[r], "") << "rank " << r;
+  const std::string what = std::string("documents ") + d.name + " W=" + std::to_string(world) + " " + t.c.name();
+  expect_forward_ok(t, forward_yardstick(t), what);
+  const BackwardOracle ref = oracle_backward(t);
+  expect_backward_ok(t, ref, naive_backward(t, ref), what);
+}
+
+INSTANTIATE_TEST_SUITE_P(World, CpRingDocuments,
+                         ::testing::Combine(::testing::Values(2, 4, 8), ::testing::Range(0, 4)));
+
 // W = 1: the ring is forward()/backward() on the whole sequence; still judged.
 TEST(CpRingSingle, WorldOneMatchesTheOracle) {
   Seeded s;
@@ -98,7 +144,8 @@ TEST(CpRingSingle, WorldOneMatchesTheOracle) {
 }
 
 // Every visible (query, key) pair of the whole sequence is computed exactly once over all ranks and steps, and
-// no invisible one: the blocks' own (top-left causal / window) masks mapped back to global positions.
+// no invisible one: the blocks' own (top-left causal / window) masks mapped back to global positions; with and
+// without document boundaries.
 TEST(CpPlan, CoversEveryVisiblePairExactlyOnce) {
   struct P {
     SeqLayout layout;
@@ -112,9 +159,20 @@ TEST(CpPlan, CoversEveryVisiblePairExactlyOnce) {
                       {SeqLayout::zigzag, false, -1, 2}};
   for (const P& p : params)
     for (int world : {1, 2, 3, 4, 8})
-      for (std::int64_t n : {2, 6, 10}) {
+      for (std::int64_t n : {2, 6, 10})
+        for (int docs : {0, 1, 2}) {  // none; boundaries at 1/3 and 1/3 + 1 (a one-token document); every 5
         const std::int64_t N = n * world;
-        const auto plan = cp::plan_ring(p.layout, world, n, p.causal, p.wl, p.wr);
+        std::vector<std::int64_t> cu;
+        if (docs == 1) cu = {0, N / 3, N / 3 + 1, N};
+        if (docs == 2)
+          for (std::int64_t x = 0;; x = std::min(N, x + 5)) {
+            cu.push_back(x);
+            if (x == N) break;
+          }
+        auto doc_of = [&](std::int64_t pos) {
+          return cu.empty() ? 0 : std::upper_bound(cu.begin(), cu.end(), pos) - cu.begin();
+        };
+        const auto plan = cp::plan_ring(p.layout, world, n, p.causal, p.wl, p.wr, cu);
         std::vector<int> hits(N * N, 0);
         for (int r = 0; r < world; ++r) {
           ASSERT_EQ(plan[r].size(), plan[0].size());
@@ -141,10 +199,11 @@ TEST(CpPlan, CoversEveryVisiblePairExactlyOnce) {
         const std::int64_t right = p.causal ? 0 : p.wr;
         for (std::int64_t qp = 0; qp < N; ++qp)
           for (std::int64_t kp = 0; kp < N; ++kp) {
-            const bool vis = (p.wl < 0 || kp - qp >= -p.wl) && (right < 0 || kp - qp <= right);
+            const bool vis = (p.wl < 0 || kp - qp >= -p.wl) && (right < 0 || kp - qp <= right) &&
+                             doc_of(qp) == doc_of(kp);
             ASSERT_EQ(hits[qp * N + kp], vis ? 1 : 0)
                 << name(p.layout) << " causal=" << p.causal << " window=(" << p.wl << ", " << p.wr << ") W=" << world
-                << " n=" << n << " q=" << qp << " k=" << kp;
+                << " n=" << n << " docs=" << docs << " q=" << qp << " k=" << kp;
           }
       }
 }
@@ -256,6 +315,28 @@ TEST(CpErrors, OptionsThatDifferBetweenRanksRaise) {
   EXPECT_EQ(errors[0], "softcap");
   EXPECT_EQ(errors[1], "softcap");
   EXPECT_EQ(out[0].count_nonfinite(), out[0].numel());
+}
+
+TEST(CpErrors, BadDocumentBoundaries) {
+  // 2 ranks x 8 tokens: N = 16. Boundaries that stop short of N, on every rank.
+  std::vector<std::int32_t> short_cu = {0, 5, 12}, good = {0, 5, 16}, other = {0, 6, 16};
+  auto errors = run_bad(2, SeqLayout::contiguous, [&](int, RingForwardArgs& a) {
+    a.cu_seqlens = TensorView::contiguous(short_cu.data(), DType::i32, {3});
+  });
+  EXPECT_EQ(errors[0], "cu_seqlens");
+  EXPECT_EQ(errors[1], "cu_seqlens");
+  // Valid on each rank, but different: the agreement names them on every rank.
+  errors = run_bad(2, SeqLayout::contiguous, [&](int r, RingForwardArgs& a) {
+    a.cu_seqlens = TensorView::contiguous(r == 0 ? good.data() : other.data(), DType::i32, {3});
+  });
+  EXPECT_EQ(errors[0], "cu_seqlens (values)");
+  EXPECT_EQ(errors[1], "cu_seqlens (values)");
+  // Not int32.
+  std::vector<float> f = {0, 5, 16};
+  errors = run_bad(2, SeqLayout::contiguous, [&](int, RingForwardArgs& a) {
+    a.cu_seqlens = TensorView::contiguous(f.data(), DType::f32, {3});
+  });
+  EXPECT_EQ(errors[0], "cu_seqlens");
 }
 
 TEST(CpErrors, OddZigzagShard) {
