@@ -1,6 +1,6 @@
 // Ring attention on CUDA (include/flatattn/context_parallel.h). One GPU is enough for what runs here: the
 // in-process LocalRing with W = 2 (and 4) ranks as threads on one device, each on its own stream, judged against
-// the fp64 oracle; and, in a build with -DFLATATTN_NCCL=ON, the NCCL transport at W = 1 (a one-rank communicator:
+// the fp64 oracle (causal zigzag, a window, softcap, document masks); and, in a build with -DFLATATTN_NCCL=ON, the NCCL transport at W = 1 (a one-rank communicator:
 // a send/recv to itself through post()/wait(), the ring over it, and its rank/world checks). W >= 2 over NCCL
 // needs one GPU per rank (docs/context_parallel.md).
 #include <cuda_runtime.h>
@@ -91,8 +91,12 @@ TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
     SeqLayout layout;
     int world;
   };
+  Case docs = ring_case(DType::bf16, true, {}, 0.0f);  // document masks: one packed sequence of 256 tokens
+  docs.varlen = true;
+  docs.seqlens_q = docs.seqlens_k = {100, 1, 0, 131, 24};
   const R runs[] = {
       {"causal zigzag bf16", ring_case(DType::bf16, true, {}, 0.0f), SeqLayout::zigzag, 2},
+      {"documents causal zigzag bf16", docs, SeqLayout::zigzag, 2},
       {"causal zigzag f16 W=4", ring_case(DType::f16, true, {}, 0.0f), SeqLayout::zigzag, 4},
       {"window contiguous bf16", ring_case(DType::bf16, false, {40, 9}, 0.0f), SeqLayout::contiguous, 2},
       {"softcap non-causal f16", ring_case(DType::f16, false, {}, 10.0f), SeqLayout::contiguous, 2},
