@@ -42,6 +42,8 @@ class RingTransport {
   /// This member's rank in [0, world) and the ring's size.
   [[nodiscard]] virtual int rank() const = 0;
   [[nodiscard]] virtual int world() const = 0;
+  /// The device whose memory the transport moves: the tensors' device (NCCL: the communicator's GPU).
+  [[nodiscard]] virtual Device device() const = 0;
   /// Posts, without waiting: send `bytes` bytes at `send` to rank (rank + to) mod W, and receive `bytes` bytes
   /// into `recv` from rank (rank + from) mod W. The buffers are device memory of the tensors' device (host memory
   /// for CPU tensors) and must stay valid until wait(). The transfer is ordered after the work already on

@@ -32,6 +32,7 @@ class LocalMember final : public RingTransport {
   LocalMember(LocalRing::Hub* hub, int rank) : hub_(hub), rank_(rank) {}
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int world() const override { return hub_->world; }
+  [[nodiscard]] Device device() const override { return hub_->device; }
 
   int post(const void* send, void* recv, std::size_t bytes, int to, int from, Stream stream) override {
     cp::synchronize(hub_->device, stream);  // the send buffer's contents are final

@@ -43,6 +43,7 @@ class NcclTransport final : public RingTransport {
   }
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int world() const override { return world_; }
+  [[nodiscard]] Device device() const override { return Device::cuda(device_); }
 
   int post(const void* send, void* recv, std::size_t bytes, int to, int from, Stream stream) override {
     const auto compute = static_cast<cudaStream_t>(stream.handle);

@@ -87,6 +87,13 @@ std::optional<Error> check_local(const RingBackwardArgs& a, bool backward, const
     return bad("q.dtype", std::string(name(q.dtype)), "must be f32, f16 or bf16", "cast the input");
   s = RingShape{q.shape[0], q.shape[1], q.shape[2], a.k.present() && a.k.rank == 4 ? a.k.shape[2] : 0, q.shape[3],
                 q.dtype, q.device};
+  const Device td = transport.device();
+  if (!(q.device == td))
+    return bad("q.device", q.device.kind == DeviceKind::cuda ? "cuda:" + std::to_string(q.device.index) : "cpu",
+               "must be the transport's device (" +
+                   (td.kind == DeviceKind::cuda ? "cuda:" + std::to_string(td.index) : std::string("cpu")) + ")",
+               "pass this rank's tensors on the device its transport moves (LocalRing(world, device); NCCL: the "
+               "communicator's GPU)");
   const char* qs = "(B, n_local, Hq, D)";
   const char* ks = "(B, n_local, Hkv, D)";
   if (auto e = check_view("q", q, {s.batch, s.n, s.hq, s.d}, 4, qs, s.dtype, s.device)) return e;
@@ -168,14 +175,15 @@ void agree(RingTransport& transport, SeqLayout layout, const Options& o, const R
   all[r] = mine;
   if (w > 1) {
     // Every rank forwards what it received last hop: after W - 1 hops each has seen every descriptor.
-    Buffer send(s.device, kBytes), recv(s.device, kBytes);
-    copy_bytes(send.data(), mine.data(), kBytes, s.device, stream);
+    const Device dev = transport.device();  // valid whatever this rank's tensors are
+    Buffer send(dev, kBytes), recv(dev, kBytes);
+    copy_bytes(send.data(), mine.data(), kBytes, dev, stream);
     for (int hop = 1; hop < w; ++hop) {
       const int ticket = transport.post(send.data(), recv.data(), kBytes, 1, -1, stream);
       transport.wait(ticket, stream);
       auto& got = all[((r - hop) % w + w) % w];
-      copy_bytes(got.data(), recv.data(), kBytes, s.device, stream);
-      copy_bytes(send.data(), got.data(), kBytes, s.device, stream);
+      copy_bytes(got.data(), recv.data(), kBytes, dev, stream);
+      copy_bytes(send.data(), got.data(), kBytes, dev, stream);
     }
   }
   if (local) throw *local;

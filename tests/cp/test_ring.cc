@@ -289,6 +289,14 @@ TEST(CpErrors, BadTensorOnOneRankRaisesOnEveryRank) {
   for (int r = 0; r < 4; ++r) EXPECT_EQ(errors[r], r == 2 ? "k" : "rank 2") << "rank " << r;
 }
 
+TEST(CpErrors, TensorsOffTheTransportsDeviceRaise) {
+  const auto errors = run_bad(2, SeqLayout::contiguous, [](int r, RingForwardArgs& a) {
+    if (r == 0) a.q.device = a.k.device = a.v.device = a.out.device = Device::cuda(0);  // a CPU ring
+  });
+  EXPECT_EQ(errors[0], "q.device");
+  EXPECT_EQ(errors[1], "rank 0");
+}
+
 TEST(CpErrors, OptionsThatDifferBetweenRanksRaise) {
   // softcap differs: rank-local checks pass, the agreement names the option on every rank.
   std::vector<check::HostTensor> q(2), out(2);
@@ -361,6 +369,7 @@ class FakeTransport final : public RingTransport {
   FakeTransport(int rank, int world) : rank_(rank), world_(world) {}
   int rank() const override { return rank_; }
   int world() const override { return world_; }
+  Device device() const override { return Device::cpu(); }
   int post(const void*, void*, std::size_t, int, int, Stream) override {
     ADD_FAILURE() << "posted on a transport whose rank is out of range";
     return 0;
