@@ -86,7 +86,7 @@ std::optional<Error> check_local(const RingBackwardArgs& a, bool backward, const
   if (q.dtype != DType::f32 && q.dtype != DType::f16 && q.dtype != DType::bf16)
     return bad("q.dtype", std::string(name(q.dtype)), "must be f32, f16 or bf16", "cast the input");
   s = RingShape{q.shape[0], q.shape[1], q.shape[2], a.k.present() && a.k.rank == 4 ? a.k.shape[2] : 0, q.shape[3],
-                q.dtype, q.device};
+                q.dtype, q.device, {}};
   const Device td = transport.device();
   if (!(q.device == td))
     return bad("q.device", q.device.kind == DeviceKind::cuda ? "cuda:" + std::to_string(q.device.index) : "cpu",
