@@ -2,6 +2,7 @@
 #pragma once
 
 #include "flatattn/attention.h"
+#include "flatattn/context_parallel.h"
 #include "flatattn/dtype.h"
 #include "flatattn/error.h"
 #include "flatattn/kvcache.h"

@@ -1,0 +1,190 @@
+// ring_forward / ring_backward (include/flatattn/context_parallel.h): the ring's schedule over a RingTransport,
+// the per-hop Blocks of ring_plan.h through flatattn::forward/backward with LSE, and the fp32 accumulators of
+// ring_ops.h. The same steps as python/flatattn/distributed/ring.py (_forward, _backward).
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "flatattn/context_parallel.h"
+#include "src/cp/ring_check.h"
+#include "src/cp/ring_ops.h"
+#include "src/cp/ring_plan.h"
+
+namespace flatattn {
+
+namespace {
+
+using cp::Block;
+using cp::Buffer;
+using cp::RingShape;
+
+// Rows [r0, r1) of dim `dim` of a view.
+TensorView slice(TensorView t, int dim, std::int64_t r0, std::int64_t r1) {
+  t.data = static_cast<unsigned char*>(t.data) + r0 * t.stride[dim] * static_cast<std::int64_t>(element_size(t.dtype));
+  t.shape[dim] = r1 - r0;
+  return t;
+}
+
+// A contiguous view over `data`.
+TensorView view(void* data, DType dtype, Device device, std::int64_t a, std::int64_t b, std::int64_t c,
+                std::int64_t d = -1) {
+  return d < 0 ? TensorView::contiguous(data, dtype, {a, b, c}, device)
+               : TensorView::contiguous(data, dtype, {a, b, c, d}, device);
+}
+
+// The options of one block's call: the user's scale, softcap, dataflow, threads; the block's mask, top-left.
+Options block_options(const Options& o, const Block& blk, bool lse) {
+  Options b = o;
+  b.causal = blk.causal;
+  b.causal_align = CausalAlign::top_left;
+  b.window = Window{blk.window_left, blk.window_right};
+  b.return_lse = lse;
+  return b;
+}
+
+// Validates, agrees across ranks, and returns this rank's plan.
+std::vector<std::vector<Block>> prepare(const RingBackwardArgs& a, bool backward, RingTransport& tr, SeqLayout layout,
+                                        const Options& o, Stream stream, RingShape& s) {
+  std::optional<Error> local = cp::check_local(a, backward, tr, layout, o, s);
+  const int w = tr.world(), r = tr.rank();
+  if (local && (w < 1 || r < 0 || r >= w)) throw *local;  // no ring to agree on
+  cp::agree(tr, layout, o, s, backward, local, stream);
+  return cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right, s.cu_seqlens)[r];
+}
+
+// The K/V shard in flight: (2, B, n, Hkv, D) contiguous in the input dtype.
+struct KvBuffer {
+  Buffer buf;
+  std::size_t bytes = 0;
+  TensorView k, v;
+  KvBuffer(const RingShape& s) {
+    const std::int64_t half = s.batch * s.n * s.hkv * s.d;
+    bytes = 2 * static_cast<std::size_t>(half) * element_size(s.dtype);
+    buf = Buffer(s.device, bytes);
+    k = view(buf.data(), s.dtype, s.device, s.batch, s.n, s.hkv, s.d);
+    v = view(static_cast<unsigned char*>(buf.data()) + bytes / 2, s.dtype, s.device, s.batch, s.n, s.hkv, s.d);
+  }
+};
+
+std::string kernel_name(SeqLayout layout, int world, std::size_t steps, const Report& inner) {
+  return "ring_" + std::string(name(layout)) + "_w" + std::to_string(world) + "_steps" + std::to_string(steps) +
+         (inner.kernel.empty() ? "" : " (" + inner.kernel + ")");
+}
+
+}  // namespace
+
+Report ring_forward(const RingForwardArgs& args, RingTransport& tr, SeqLayout layout, const Options& o, Stream stream) {
+  RingBackwardArgs a;
+  a.q = args.q, a.k = args.k, a.v = args.v, a.out = args.out, a.lse = args.lse, a.cu_seqlens = args.cu_seqlens;
+  RingShape s;
+  const auto hops = prepare(a, false, tr, layout, o, stream, s);
+  const Device dev = s.device;
+  Buffer acc_out_buf(dev, s.batch * s.n * s.hq * s.d * 4), acc_lse_buf(dev, s.batch * s.hq * s.n * 4);
+  Buffer part_buf(dev, s.batch * s.n * s.hq * s.d * element_size(s.dtype)), part_lse_buf(dev, s.batch * s.hq * s.n * 4);
+  const TensorView acc_out = view(acc_out_buf.data(), DType::f32, dev, s.batch, s.n, s.hq, s.d);
+  const TensorView acc_lse = view(acc_lse_buf.data(), DType::f32, dev, s.batch, s.hq, s.n);
+  const TensorView part = view(part_buf.data(), s.dtype, dev, s.batch, s.n, s.hq, s.d);
+  const TensorView part_lse = view(part_lse_buf.data(), DType::f32, dev, s.batch, s.hq, s.n);
+  cp::fill(acc_out, 0.0f, stream);
+  cp::fill(acc_lse, -std::numeric_limits<float>::infinity(), stream);
+  KvBuffer cur(s), next(s);
+  cp::copy(cur.k, args.k, stream);
+  cp::copy(cur.v, args.v, stream);
+  Report inner;
+  for (std::size_t t = 0; t < hops.size(); ++t) {
+    int ticket = -1;
+    if (t + 1 < hops.size())  // the next shard's transfer first: it overlaps this hop's compute
+      ticket = tr.post(cur.buf.data(), next.buf.data(), cur.bytes, 1, -1, stream);
+    for (const Block& blk : hops[t]) {
+      ForwardArgs f;
+      f.q = slice(args.q, 1, blk.q0, blk.q1);
+      f.k = slice(cur.k, 1, blk.k0, blk.k1);
+      f.v = slice(cur.v, 1, blk.k0, blk.k1);
+      f.out = slice(part, 1, blk.q0, blk.q1);
+      f.lse = slice(part_lse, 2, blk.q0, blk.q1);
+      inner = forward(f, block_options(o, blk, true), stream);
+      cp::merge(slice(acc_out, 1, blk.q0, blk.q1), slice(acc_lse, 2, blk.q0, blk.q1), f.out, f.lse, stream);
+    }
+    if (ticket >= 0) {
+      tr.wait(ticket, stream);
+      std::swap(cur, next);
+    }
+  }
+  cp::copy(args.out, acc_out, stream);
+  if (o.return_lse) cp::copy(args.lse, acc_lse, stream);
+  Report rep = inner;
+  rep.kernel = kernel_name(layout, tr.world(), hops.size(), inner);
+  return rep;
+}
+
+Report ring_backward(const RingBackwardArgs& a, RingTransport& tr, SeqLayout layout, const Options& o, Stream stream) {
+  RingShape s;
+  const auto hops = prepare(a, true, tr, layout, o, stream, s);
+  const Device dev = s.device;
+  const std::size_t esz = element_size(s.dtype);
+  const std::int64_t nq = s.batch * s.n * s.hq * s.d, nk = s.batch * s.n * s.hkv * s.d;
+  Buffer dq_buf(dev, nq * 4), gq_buf(dev, nq * esz), gkv_buf(dev, 2 * nk * esz);
+  Buffer dkv_buf[2] = {Buffer(dev, 2 * nk * 4), Buffer(dev, 2 * nk * 4)}, incoming_buf(dev, 2 * nk * 4);
+  const TensorView dq_acc = view(dq_buf.data(), DType::f32, dev, s.batch, s.n, s.hq, s.d);
+  const TensorView gq = view(gq_buf.data(), s.dtype, dev, s.batch, s.n, s.hq, s.d);
+  const TensorView gk = view(gkv_buf.data(), s.dtype, dev, s.batch, s.n, s.hkv, s.d);
+  const TensorView gv = view(static_cast<unsigned char*>(gkv_buf.data()) + nk * esz, s.dtype, dev, s.batch, s.n,
+                             s.hkv, s.d);
+  // (2, B, n, Hkv, D) fp32 as a (2 B, n, Hkv, D) view; halves: dK, dV.
+  auto kv32 = [&](void* p) { return view(p, DType::f32, dev, 2 * s.batch, s.n, s.hkv, s.d); };
+  auto half = [&](const TensorView& t, int i) { return slice(t, 0, i * s.batch, (i + 1) * s.batch); };
+  const TensorView incoming = kv32(incoming_buf.data());
+  cp::fill(dq_acc, 0.0f, stream);
+  KvBuffer cur(s), next(s);
+  cp::copy(cur.k, a.k, stream);
+  cp::copy(cur.v, a.v, stream);
+  const std::size_t dkv_bytes = 2 * static_cast<std::size_t>(nk) * 4;
+  int dkv_ticket = -1;
+  const int steps = static_cast<int>(hops.size());
+  TensorView dkv;
+  Report inner;
+  for (int t = 0; t < steps; ++t) {
+    int ticket = -1;
+    if (t + 1 < steps) ticket = tr.post(cur.buf.data(), next.buf.data(), cur.bytes, 1, -1, stream);
+    dkv = kv32(dkv_buf[t % 2].data());  // the other one may still be in flight (waited below)
+    cp::fill(dkv, 0.0f, stream);
+    for (const Block& blk : hops[t]) {
+      BackwardArgs b;
+      b.dout = slice(a.dout, 1, blk.q0, blk.q1);
+      b.q = slice(a.q, 1, blk.q0, blk.q1);
+      b.k = slice(cur.k, 1, blk.k0, blk.k1);
+      b.v = slice(cur.v, 1, blk.k0, blk.k1);
+      b.out = slice(a.out, 1, blk.q0, blk.q1);
+      b.lse = slice(a.lse, 2, blk.q0, blk.q1);
+      b.dq = slice(gq, 1, blk.q0, blk.q1);
+      b.dk = slice(gk, 1, blk.k0, blk.k1);
+      b.dv = slice(gv, 1, blk.k0, blk.k1);
+      inner = backward(b, block_options(o, blk, false), stream);
+      cp::add(slice(dq_acc, 1, blk.q0, blk.q1), b.dq, stream);
+      cp::add(slice(half(dkv, 0), 1, blk.k0, blk.k1), b.dk, stream);
+      cp::add(slice(half(dkv, 1), 1, blk.k0, blk.k1), b.dv, stream);
+    }
+    if (dkv_ticket >= 0) tr.wait(dkv_ticket, stream);  // this shard's accumulator from rank - 1; our last send done
+    dkv_ticket = -1;
+    if (t > 0) cp::add(dkv, incoming, stream);
+    if (t + 1 < steps) {
+      dkv_ticket = tr.post(dkv.data, incoming.data, dkv_bytes, 1, -1, stream);
+    } else if (t > 0) {  // the last step: the accumulator goes home to its owner (rank + 1 when every step ran)
+      dkv_ticket = tr.post(dkv.data, incoming.data, dkv_bytes, -t, t, stream);
+    }
+    if (ticket >= 0) {
+      tr.wait(ticket, stream);
+      std::swap(cur, next);
+    }
+  }
+  if (dkv_ticket >= 0) tr.wait(dkv_ticket, stream);
+  const TensorView mine = steps > 1 ? incoming : dkv;  // our own shard's accumulator, complete
+  cp::copy(a.dq, dq_acc, stream);
+  cp::copy(a.dk, half(mine, 0), stream);
+  cp::copy(a.dv, half(mine, 1), stream);
+  Report rep = inner;
+  rep.kernel = kernel_name(layout, tr.world(), hops.size(), inner);
+  return rep;
+}
+
+}  // namespace flatattn

@@ -1,0 +1,171 @@
+// Ring attention on CUDA (include/flatattn/context_parallel.h). One GPU is enough for what runs here: the
+// in-process LocalRing with W = 2 (and 4) ranks as threads on one device, each on its own stream, judged against
+// the fp64 oracle (causal zigzag, a window, softcap, document masks); and, in a build with -DFLATATTN_NCCL=ON, the NCCL transport at W = 1 (a one-rank communicator:
+// a send/recv to itself through post()/wait(), the ring over it, and its rank/world checks). W >= 2 over NCCL
+// needs one GPU per rank (docs/context_parallel.md).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#ifdef FLATATTN_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "src/check/yardstick.h"
+#include "tests/cp/ring_driver.h"
+#include "tests/cuda/device_case.h"
+
+namespace flatattn::testing {
+namespace {
+
+// One rank's device copies of its shards, on its own non-blocking stream.
+class CudaMemory final : public RingMemory {
+ public:
+  CudaMemory() { cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking); }
+  ~CudaMemory() override {
+    cudaStreamSynchronize(stream_);
+    for (auto& [h, p] : dev_) cudaFree(p);
+    cudaStreamDestroy(stream_);
+  }
+  TensorView put(HostTensor& h) override {
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, h.bytes()), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(p, h.data(), h.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    dev_[&h] = p;
+    TensorView v = h.view(Device::cuda(0));
+    v.data = p;
+    return v;
+  }
+  void get(HostTensor& h) override {
+    cudaStreamSynchronize(stream_);
+    EXPECT_EQ(cudaMemcpy(h.data(), dev_.at(&h), h.bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
+  }
+  Stream stream() override { return Stream{stream_}; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  std::map<HostTensor*, void*> dev_;
+};
+
+std::unique_ptr<RingMemory> cuda_memory(int) { return std::make_unique<CudaMemory>(); }
+
+// The whole-sequence judgement (forward: out, LSE; backward: dq, dk, dv) with the CUDA LSE tolerance.
+void judge_ring(const CaseTensors& t, const std::string& what) {
+  const ForwardOracle o = oracle_forward(t);
+  const Verdict v = check::judge_forward(t.out, o, t.c.dtype);
+  EXPECT_TRUE(std::isfinite(v.bound)) << what << ": the yardstick is not finite";
+  EXPECT_TRUE(v.pass) << what << " out: " << v.detail();
+  const Verdict lv = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, true));
+  EXPECT_TRUE(lv.pass) << what << " lse: " << lv.detail();
+  const BackwardOracle ref = oracle_backward(t);
+  const BackwardYardstick y = naive_backward(t, ref);
+  for (const auto& [name, gv, noise] : judge_backward(t, ref, y))
+    EXPECT_TRUE(gv.pass) << what << " " << name << ": " << gv.detail() << " noise=" << noise;
+}
+
+Case ring_case(DType dt, bool causal, Window w, float softcap) {
+  Case c;
+  c.batch = 2;
+  c.nq = c.nk = 256;
+  c.hq = 4;
+  c.hkv = 2;
+  c.d = 64;
+  c.dtype = dt;
+  c.options.causal = causal;
+  c.options.window = w;
+  c.options.softcap = softcap;
+  c.options.return_lse = true;
+  return c;
+}
+
+TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaRing.LocalRingRanksOnOneGpuMatchTheOracle");
+  std::mt19937_64 rng(seed);
+  struct R {
+    const char* name;
+    Case c;
+    SeqLayout layout;
+    int world;
+  };
+  Case docs = ring_case(DType::bf16, true, {}, 0.0f);  // document masks: one packed sequence of 256 tokens
+  docs.varlen = true;
+  docs.seqlens_q = docs.seqlens_k = {100, 1, 0, 131, 24};
+  const R runs[] = {
+      {"causal zigzag bf16", ring_case(DType::bf16, true, {}, 0.0f), SeqLayout::zigzag, 2},
+      {"documents causal zigzag bf16", docs, SeqLayout::zigzag, 2},
+      {"causal zigzag f16 W=4", ring_case(DType::f16, true, {}, 0.0f), SeqLayout::zigzag, 4},
+      {"window contiguous bf16", ring_case(DType::bf16, false, {40, 9}, 0.0f), SeqLayout::contiguous, 2},
+      {"softcap non-causal f16", ring_case(DType::f16, false, {}, 10.0f), SeqLayout::contiguous, 2},
+  };
+  for (const R& r : runs) {
+    CaseTensors t = make_case(r.c, rng, true);
+    const RingRun run = run_ring(t, r.world, r.layout, r.c.options, true, cuda_memory, Device::cuda(0));
+    for (int k = 0; k < r.world; ++k) ASSERT_EQ(run.errors[k], "") << r.name << " rank " << k;
+    judge_ring(t, std::string(r.name) + " [" + r.c.name() + "] " + run.report.kernel + " seed " + std::to_string(seed));
+  }
+}
+
+#ifdef FLATATTN_HAVE_NCCL
+struct OneRankComm {
+  ncclComm_t comm = nullptr;
+  OneRankComm() {
+    ncclUniqueId id;
+    EXPECT_EQ(ncclGetUniqueId(&id), ncclSuccess);
+    cudaSetDevice(0);
+    EXPECT_EQ(ncclCommInitRank(&comm, 1, id, 0), ncclSuccess);
+  }
+  ~OneRankComm() {
+    if (comm) ncclCommDestroy(comm);
+  }
+};
+#endif
+
+TEST(CudaRing, NcclTransportAtWorldOne) {
+  REQUIRE_GPU();
+#ifndef FLATATTN_HAVE_NCCL
+  GTEST_SKIP() << "built without -DFLATATTN_NCCL=ON";
+#else
+  OneRankComm c;
+  ASSERT_NE(c.comm, nullptr);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  auto tr = nccl_transport(c.comm, 0, 1, Stream{s});
+  // A send to itself: post() then wait(), ordered on s.
+  const std::size_t n = 1 << 16;
+  std::vector<std::uint32_t> host(n), back(n, 0);
+  for (std::size_t i = 0; i < n; ++i) host[i] = static_cast<std::uint32_t>(i * 2654435761u);
+  void *send = nullptr, *recv = nullptr;
+  ASSERT_EQ(cudaMalloc(&send, n * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&recv, n * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(send, host.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemset(recv, 0, n * 4), cudaSuccess);
+  for (int round = 0; round < 3; ++round) {
+    const int ticket = tr->post(send, recv, n * 4, 1, -1, Stream{s});
+    tr->wait(ticket, Stream{s});
+  }
+  ASSERT_EQ(cudaMemcpyAsync(back.data(), recv, n * 4, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(back, host);
+  cudaFree(send);
+  cudaFree(recv);
+  EXPECT_THROW((void)nccl_transport(c.comm, 0, 2, Stream{s}), Error);  // world != the communicator's
+  EXPECT_THROW((void)nccl_transport(c.comm, 1, 1, Stream{s}), Error);  // rank out of range
+  cudaStreamDestroy(s);
+  // The ring over NCCL at W = 1 (one step: no transfer), judged.
+  const std::uint64_t seed = seed_for("CudaRing.NcclTransportAtWorldOne");
+  std::mt19937_64 rng(seed);
+  const Case rc = ring_case(DType::bf16, true, {}, 0.0f);
+  CaseTensors t = make_case(rc, rng, true);
+  const RingRun run = run_ring(t, 1, SeqLayout::zigzag, rc.options, true, cuda_memory, Device::cuda(0),
+                               [&](int r) { return nccl_transport(c.comm, r, 1, {}); });
+  ASSERT_EQ(run.errors[0], "");
+  judge_ring(t, "nccl W=1 seed " + std::to_string(seed));
+#endif
+}
+
+}  // namespace
+}  // namespace flatattn::testing
