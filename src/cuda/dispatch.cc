@@ -83,7 +83,7 @@ const BwdInstance* backward_instance(const Problem& p) {
   const VariantId variant = variant_of(p.variant);
   const BwdInstance* base = find_bwd(fam, p.dtype, variant, p.d);
   if (base == nullptr) not_built("backward", fam, p.dtype, variant, p.d);
-  if (!sm90_enabled(dev)) return base;
+  if (!sm90_enabled(dev) || p.sparse.on) return base;  // block-sparse: the sm80-style kernel only so far
   const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->variant, base->d);
   return h != nullptr && h->d == base->d ? h : base;
 }
@@ -144,7 +144,7 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   const BiasGrad& g = t.dbias;
   if (g.data != nullptr && p.variant.bias != nullptr) {
     const bool full = g.nb == p.batch && g.nh == p.hq && g.nq == p.nq;
-    const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0;
+    const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0 && !p.sparse.on;
     if (full) {
       if (!all_visible) dbias_zero(g, stream.handle);
     } else {
