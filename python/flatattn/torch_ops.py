@@ -762,7 +762,7 @@ _lib.impl("sparse_bwd", _no_double_backward("sparse_bwd"), "Autograd")
 
 def attention_sparse_opts(q, k, v, bs, opts, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0):
     """(out, lse) on the block-sparse path; bs a flatattn.BlockSparse of int32 torch tensors on q's device; opts
-    as forward_opts's. Autograd reaches q, k, v (the CUDA backward is refused by the library so far)."""
+    as forward_opts's. Autograd reaches q, k, v (the CUDA backward needs bs's q lists)."""
     return _sparse_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, int(bs.block_q),
                           int(bs.block_kv), bs.tensors(), *opts)
 

@@ -8,6 +8,8 @@
 // P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
+// Block-sparse (kSparse, issue 16): the visited query blocks are the ones the key block's transposed lists
+// name (common/sparse_bwd.cuh), per query head of the group; the rest of the pipeline is the same.
 //
 // Deterministic mode: each dQ contribution is rounded to a per-row unit and summed as an integer, two
 // columns per 64-bit reduction, so the sum is the same in any order (common/repro_dq.cuh). It replaced
