@@ -6,6 +6,7 @@
 // each listed query block of block_q rows as block_q / BlockM kernel query blocks.
 #pragma once
 
+#include <cstdint>
 #include <type_traits>
 
 #include "src/core/sparse.h"
@@ -117,6 +118,39 @@ FLATATTN_DEVICE void apply_sparse_rule_bwd(float (&sc)[kMT][kNT][4], const Spars
     }
   }
   apply_sparse_rule(sc, sp, p, st, b, h, r, nq, nk, row0, col0);
+}
+
+/// apply_sparse_rule_bwd's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible),
+/// so the kernel evaluates the rule before the score fragments are live (the rule's search and loads next to
+/// the live S tile spilled; sm80/bwd_kernel.cuh) and masks them with apply_visible afterwards.
+template <int kMT, int kNT>
+FLATATTN_DEVICE std::uint64_t sparse_rule_visible(const SparseSpec& sp, const FwdParams& p, int c, int b, int h, int r,
+                                                  int nq, int nk, int row0, int col0) {
+  static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
+  float x[kMT][kNT][4];
+  for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
+  apply_sparse_rule_bwd(x, sp, p, c, b, h, r, nq, nk, row0, col0);
+  std::uint64_t bits = 0;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
+  return bits;
+}
+
+/// -inf where sparse_rule_visible's bit is clear.
+template <int kMT, int kNT>
+FLATATTN_DEVICE void apply_visible(float (&s)[kMT][kNT][4], std::uint64_t visible) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (!((visible >> ((mt * kNT + nt) * 4 + e)) & 1)) s[mt][nt][e] = -INFINITY;
 }
 
 }  // namespace flatattn::cuda

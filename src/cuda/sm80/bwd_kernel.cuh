@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 #pragma unroll 1
   for (int s = 0; kSparse ? cur.hh < group : s < steps; ++s) {
     const int m0 = i_block * kBM;
-    SparseBwdStep st_next;
+    SparseBwdStep st_next;  // sparse: the next step, for the prefetch (walked again at the end: fewer live registers)
     SparseBwdCursor cur_next;
     if constexpr (kSparse) cur_next = ql.next({cur.hh, cur.it + 1}, st_next);
     const bool has_next = kSparse ? cur_next.hh < group : s + 1 < steps;
@@ -218,16 +218,20 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
+      // Sparse partial blocks with bits or local + global: the rule's verdict first, while S is not live yet.
+      std::uint64_t visible = ~std::uint64_t{0};
+      if constexpr (kSparse) {
+        if (st.partial && spec->rule != SparseRule::band)
+          visible = sparse_rule_visible<kSMT, kSNT>(*spec, p.f, ql.c, tile.b, tile.hk * group + hh, st.r, nq, nk,
+                                                    m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
+      }
       float sc[kSMT][kSNT][4];
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       const auto at =  // the hooks' coordinates (the lengths only for a score that reads them)
         with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk, p.f.var);
       bias.template score<V, Layout::query_major, true>(sc, p.f, needs_mask, kSparse && !band ? ends : bm,
                                                         m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at, s, m0, n0);
-      if constexpr (kSparse) {
-        if (st.partial && spec->rule != SparseRule::band)
-          apply_sparse_rule_bwd(sc, *spec, p.f, ql.c, at.b, at.h, st.r, nq, nk, m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
-      }
+      if constexpr (kSparse) apply_visible(sc, visible);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
       // ds_factor: P times the score's derivative (common/score.cuh); the scale joins at the end.
@@ -353,7 +357,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     }
     i_block = i_next;
     hh = hh_next;
-    if constexpr (kSparse) cur = cur_next, st = st_next;
+    if constexpr (kSparse) cur = ql.next({cur.hh, cur.it + 1}, st);
   }
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
