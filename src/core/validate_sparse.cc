@@ -245,7 +245,8 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
     } else if (host) {
       storage->q = transpose_lists(s.kv, nb, nh, s.nqb, s.nkb);
     } else if (backward) {
-      throw Error(Error::Kind::invalid_argument, "block_sparse.q_num_blocks", "absent for a CUDA backward",
+      // unsupported, not invalid: the lists are valid (the CPU derives the transpose), CUDA cannot do it yet.
+      throw Error(Error::Kind::unsupported, "block_sparse.q_num_blocks", "absent for a CUDA backward",
                   "the CUDA backward walks, per key block, the query blocks that list it: required on the device "
                   "(the library transposes the kv lists on the host only)",
                   "pass q_num_blocks and q_indices (and full_q_num_blocks / full_q_indices with the full kv lists): "

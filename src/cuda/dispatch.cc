@@ -23,6 +23,7 @@
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
+#include "src/cuda/sparse_host.h"
 #include "src/cuda/staging.h"
 
 namespace flatattn::cuda {
@@ -126,6 +127,8 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
 Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
   const BwdInstance* inst = backward_instance(p);
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
+  // Block-sparse: lists of whole backward tiles (also checked at launch), before dbias or anything is written.
+  if (p.sparse.on) check_sparse_tile(p.sparse, tile.block_m, tile.block_n);
   Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, user_d);
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;
