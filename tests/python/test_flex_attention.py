@@ -241,6 +241,9 @@ def test_block_sparse_from_mask_lists(seed):
     assert bs.full_kv_indices[0, 0, 0, 0].item() == 0
     assert bs.kv_num_blocks.tolist() == [[[0, 1, 0]]]
     assert bs.kv_indices[0, 0, 1, 0].item() == 0
+    # the transpose (the CUDA backward walks it): key block 0 is full for query block 0, partial for 1
+    assert bs.full_q_num_blocks.tolist() == [[[1, 0, 0]]] and bs.full_q_indices[0, 0, 0, 0].item() == 0
+    assert bs.q_num_blocks.tolist() == [[[1, 0, 0]]] and bs.q_indices[0, 0, 0, 0].item() == 1
     assert bs.mask_bits.shape == (1, 16, 1) and bs.mask_block_offsets.tolist() == [[[0, 0, 1]]]
     word = bs.mask_bits[0, 0, 0].item() & 0xFFFFFFFF
     assert [(word >> j) & 1 for j in range(16)] == m[0, 0, 16, :16].int().tolist()
