@@ -204,13 +204,12 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     SparseBwdStep st_next;  // sparse: the next step, for the prefetch (walked again at the end: fewer live registers)
     SparseBwdCursor cur_next;
     if constexpr (kSparse) cur_next = ql.next({cur.hh, cur.it + 1}, st_next);
-    const bool has_next = kSparse ? cur_next.hh < group : s + 1 < steps;
     const int i_next = kSparse ? st_next.i : (i_block < last ? i_block + 1 : first);
     const int hh_next = kSparse ? cur_next.hh : (i_block < last ? hh : hh + 1);
     copy_wait<0>();
     __syncthreads();  // Q(s), dO(s) visible to all; every warp is done with step s - 1
     if constexpr (kStages == 2) {
-      if (has_next) load_step(s + 1, hh_next, i_next);
+      if (kSparse ? cur_next.hh < group : s + 1 < steps) load_step(s + 1, hh_next, i_next);
       copy_commit();
     }
     const bool band = kSparse && st.partial && spec->rule == SparseRule::band;  // sparse: the band is the rule
@@ -349,7 +348,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
 
     if constexpr (kStages == 1) {
-      if (has_next) {
+      if (kSparse ? cur_next.hh < group : s + 1 < steps) {  // (a shared bool moved the dense D = 64 SASS)
         __syncthreads();  // every warp is done with Q(s), dO(s)
         load_step(s + 1, hh_next, i_next);
       }
