@@ -13,9 +13,10 @@
 // Element (i, j) of sequence b, query head h is visible iff j < Nk and i < Nq of the sequence, the block
 // (i / block_q, j / block_kv) is listed for (b, h), and either it is listed as full or the rule holds.
 // A row with no visible key gives O = 0 and LSE = -inf (zero gradients), as every masked row.
-// Backends: CPU forward and backward, every rule. CUDA: the forward with the caller's lists (sm80-family
-// Flash kernels, also on Hopper); the CUDA backward and lists the library derives (local + global without
-// BlockSparse) are refused with Error(unsupported) so far. CUDA list contents are not checked on the device.
+// Backends: CPU forward and backward, every rule. CUDA: the forward and the backward with the caller's lists
+// (sm80-family Flash kernels, also on Hopper; the backward needs the q lists too); lists the library derives
+// (local + global without BlockSparse) are refused with Error(unsupported) so far. CUDA list contents are not
+// checked on the device.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +42,8 @@ namespace flatattn {
 ///   full_kv_indices    (B', H', NQB, W')    optional: their indices (disjoint from the partial ones)
 ///   q_num_blocks, q_indices, full_q_num_blocks, full_q_indices: the transposed lists (per key block c,
 ///     the query blocks that list c), (B', H', NKB) and (B', H', NKB, W''), for the backward. Optional:
-///     the CPU derives them from the kv lists; given, they must be their exact transpose (checked on CPU).
+///     the CPU derives them from the kv lists; required for a CUDA backward (Error naming q_num_blocks when
+///     absent); given, they must be their exact transpose (checked on CPU).
 ///   mask_bits          (P, block_q, ceil(block_kv / 32)) optional: the element rule of partial blocks as
 ///                      bits: word w of row t of bit-block p holds keys 32 w .. 32 w + 31 of the block, bit
 ///                      (key % 32) set = visible. The partial block in slot s of row (b, h, r) of kv_indices

@@ -78,7 +78,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     float16/bfloat16, sm80-family forward only so far); ``block_mask`` a torch BlockMask (None: dense);
     ``scale`` default 1/sqrt(D); ``enable_gqa`` lets Hq be a multiple of Hkv. Returns out (B, Hq, Nq, D) like
     query, and with ``return_lse=True`` also lse (B, Hq, Nq) float32 (natural log; -inf for a row with no
-    visible key, whose output is 0). Autograd reaches query, key, value (CPU; the CUDA backward is refused).
+    visible key, whose output is 0). Autograd reaches query, key, value (CPU, and CUDA through the BlockMask's q lists).
 
     Refused (FlatattnDropInError, a RuntimeError and FlatattnError): ``score_mod`` other than None (flatattn
     runs mask_mod only), ``kernel_options``, Hq != Hkv without enable_gqa, a BlockMask built for other lengths.

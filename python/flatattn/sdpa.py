@@ -22,7 +22,7 @@ __all__ = ["scaled_dot_product_attention", "set_bool_mask_path"]
 # How a boolean attn_mask runs (set_bool_mask_path): "bias" (a 0 / -inf additive bias, O(mask) reads per
 # call), "sparse" (block lists + bits of the partial blocks, docs/sparse.md: blocks the mask hides are skipped),
 # "auto" (sparse when the mask has at least _SPARSE_MIN_ELEMENTS elements, the tensors are 4-d and no gradient
-# is needed on CUDA, whose block-sparse backward does not exist yet; else bias).
+# is needed on CUDA, where the block-sparse backward is new and not yet measured against the bias path; else bias).
 _bool_mask_path = "auto"
 _SPARSE_MIN_ELEMENTS = 1 << 22  # 2048 x 2048: below it the conversion costs about what the skipped blocks save
 _SPARSE_BLOCK = 128  # a multiple of every CUDA family's tile

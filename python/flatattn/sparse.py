@@ -156,10 +156,10 @@ def block_sparse_from_mask(mask, block_q=128, block_kv=128):
     partial = anyv & ~allv
     full = allv & anyv
 
-    def lists(dense):
+    def lists(dense, n=nkb):
         num = dense.sum(-1, dtype=torch.int32)
         idx = torch.argsort(dense.to(torch.int8), dim=-1, descending=True, stable=True)
-        return _sorted_lists(num, idx, nkb)
+        return _sorted_lists(num, idx, n)
 
     kv_num, kv_idx = lists(partial)
     fkv_num, fkv_idx = lists(full)
@@ -168,5 +168,8 @@ def block_sparse_from_mask(mask, block_q=128, block_kv=128):
     if bl is not None and bl[0].numel():
         b, h, r, c = bl
         bits = _pack_bits(blocks[b, h, r, :, c, :])
-    return BlockSparse(block_q, block_kv, kv_num, kv_idx, fkv_num, fkv_idx, mask_bits=bits,
-                       mask_block_offsets=offsets if bits is not None else None)
+    # the transposed lists (per key block, the query blocks listing it): the CUDA backward walks them
+    q_num, q_idx = lists(partial.transpose(-1, -2).contiguous(), nqb)
+    fq_num, fq_idx = lists(full.transpose(-1, -2).contiguous(), nqb)
+    return BlockSparse(block_q, block_kv, kv_num, kv_idx, fkv_num, fkv_idx, q_num, q_idx, fq_num, fq_idx,
+                       mask_bits=bits, mask_block_offsets=offsets if bits is not None else None)

@@ -167,13 +167,10 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
   if (!bs && !lg) return;
   SparseSpec& s = p.sparse;
   const bool host = p.device.kind == DeviceKind::cpu;
-  // CUDA (issue 16, step 3 in progress): the forward on the sm80-style Flash kernels with the user's lists;
-  // the library derives lists (local + global alone, the q lists) on the host only, and the backward is not
-  // written yet. The lists' contents live on the device and are not checked there (docs/sparse.md).
-  if (!host && backward)
-    throw Error(Error::Kind::unsupported, bs ? "block_sparse" : "local_global", "given to a CUDA backward",
-                "the block-sparse backward runs on the CPU engine only so far (issue 16)",
-                "run the backward on CPU tensors, or use a dense mask");
+  // CUDA (issue 16): the forward and the backward on the sm80-style Flash kernels with the user's lists (the
+  // backward walks the transposed q lists, which the caller passes: FlexAttention's BlockMask carries them);
+  // the library derives lists (local + global alone, the q lists) on the host only. The lists' contents live
+  // on the device and are not checked there (docs/sparse.md).
   if (!host && !bs)
     throw Error(Error::Kind::unsupported, "local_global", "without block_sparse for CUDA tensors",
                 "the library derives local + global block lists on the host only so far",
@@ -247,6 +244,13 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
       }
     } else if (host) {
       storage->q = transpose_lists(s.kv, nb, nh, s.nqb, s.nkb);
+    } else if (backward) {
+      // unsupported, not invalid: the lists are valid (the CPU derives the transpose), CUDA cannot do it yet.
+      throw Error(Error::Kind::unsupported, "block_sparse.q_num_blocks", "absent for a CUDA backward",
+                  "the CUDA backward walks, per key block, the query blocks that list it: required on the device "
+                  "(the library transposes the kv lists on the host only)",
+                  "pass q_num_blocks and q_indices (and full_q_num_blocks / full_q_indices with the full kv lists): "
+                  "FlexAttention's BlockMask carries them; flatattn.block_sparse_from_mask builds them");
     }
     if (bs->mask_bits.present() || bs->mask_block_offsets.present()) {
       const TensorView& mb = bs->mask_bits;

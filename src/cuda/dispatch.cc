@@ -23,6 +23,7 @@
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
+#include "src/cuda/sparse_host.h"
 #include "src/cuda/staging.h"
 
 namespace flatattn::cuda {
@@ -83,7 +84,7 @@ const BwdInstance* backward_instance(const Problem& p) {
   const VariantId variant = variant_of(p.variant);
   const BwdInstance* base = find_bwd(fam, p.dtype, variant, p.d);
   if (base == nullptr) not_built("backward", fam, p.dtype, variant, p.d);
-  if (!sm90_enabled(dev)) return base;
+  if (!sm90_enabled(dev) || p.sparse.on) return base;  // block-sparse: the sm80-style kernel only so far
   const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->variant, base->d);
   return h != nullptr && h->d == base->d ? h : base;
 }
@@ -126,6 +127,8 @@ Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std:
 Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
   const BwdInstance* inst = backward_instance(p);
   const BwdTileSize tile = bwd_tile(inst->family, inst->d);
+  // Block-sparse: lists of whole backward tiles (also checked at launch), before dbias or anything is written.
+  if (p.sparse.on) check_sparse_tile(p.sparse, tile.block_m, tile.block_n);
   Report r = report_for(Dataflow::flash, p.deterministic ? inst->name_det : inst->name, inst->d, user_d);
   r.block_m = tile.block_m;
   r.block_n = tile.block_n;
@@ -144,7 +147,7 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   const BiasGrad& g = t.dbias;
   if (g.data != nullptr && p.variant.bias != nullptr) {
     const bool full = g.nb == p.batch && g.nh == p.hq && g.nq == p.nq;
-    const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0;
+    const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0 && !p.sparse.on;
     if (full) {
       if (!all_visible) dbias_zero(g, stream.handle);
     } else {

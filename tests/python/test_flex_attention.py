@@ -241,6 +241,9 @@ def test_block_sparse_from_mask_lists(seed):
     assert bs.full_kv_indices[0, 0, 0, 0].item() == 0
     assert bs.kv_num_blocks.tolist() == [[[0, 1, 0]]]
     assert bs.kv_indices[0, 0, 1, 0].item() == 0
+    # the transpose (the CUDA backward walks it): key block 0 is full for query block 0, partial for 1
+    assert bs.full_q_num_blocks.tolist() == [[[1, 0, 0]]] and bs.full_q_indices[0, 0, 0, 0].item() == 0
+    assert bs.q_num_blocks.tolist() == [[[1, 0, 0]]] and bs.q_indices[0, 0, 0, 0].item() == 1
     assert bs.mask_bits.shape == (1, 16, 1) and bs.mask_block_offsets.tolist() == [[[0, 0, 1]]]
     word = bs.mask_bits[0, 0, 0].item() & 0xFFFFFFFF
     assert [(word >> j) & 1 for j in range(16)] == m[0, 0, 16, :16].int().tolist()
@@ -356,8 +359,8 @@ def test_native_block_sparse_torch_autograd_matches_flex(seed):
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["causal", "sliding_window", "document_causal"])
 def test_flex_cuda_forward(seed, name):
-    """CUDA forward (sm80-family kernels) with 128 x 128 blocks, bf16, against the fp64 dense reference; the
-    mask_mod is evaluated on the GPU. The CUDA backward is refused so far (FlatattnUnsupportedError)."""
+    """CUDA forward and backward (sm80-family kernels) with 128 x 128 blocks, bf16, against the fp64 dense
+    reference; the mask_mod is evaluated on the GPU, the backward walks the BlockMask's q lists."""
     b, h, n, d = 2, 4, 600, 64
     q, k, v, _ = _qkv(seed, b, h, h, n, n, d, grad=False)
     qc, kc, vc = (t.cuda().bfloat16() for t in (q, k, v))
@@ -373,6 +376,15 @@ def test_flex_cuda_forward(seed, name):
     naive, _ = dense_ref(qc.float().cpu(), kc.float().cpu(), vc.float().cpu(), dense, dtype=torch.bfloat16)
     verdict = judge(out.float().cpu().numpy(), ref.numpy(), naive.float().numpy(), "bfloat16")
     assert verdict.passed, f"seed={seed}: {name} {verdict}"
-    qg = qc.clone().requires_grad_()
-    with pytest.raises(NotImplementedError):
-        flatattn.flex_attention(qg, kc, vc, block_mask=bm).sum().backward()
+    # the backward: dq, dk, dv against autograd through the fp64 reference (naive: autograd in bf16)
+    dout = torch.randn(b, h, n, d, generator=torch.Generator().manual_seed(seed + 1))
+    qg, kg, vg = (t.clone().requires_grad_() for t in (qc, kc, vc))
+    got = torch.autograd.grad(flatattn.flex_attention(qg, kg, vg, block_mask=bm), (qg, kg, vg), dout.cuda().bfloat16())
+    qd, kd, vd = (t.bfloat16().double().requires_grad_() for t in (q, k, v))
+    ref_g = torch.autograd.grad(dense_ref(qd, kd, vd, dense)[0], (qd, kd, vd), dout.bfloat16().double())
+    qn, kn, vn = (t.float().cpu().requires_grad_() for t in (qc, kc, vc))
+    naive, _ = dense_ref(qn, kn, vn, dense, dtype=torch.bfloat16)
+    naive_g = torch.autograd.grad(naive, (qn, kn, vn), dout.bfloat16())
+    for gn, g_, r, nv in zip(("dq", "dk", "dv"), got, ref_g, naive_g):
+        verdict = judge(g_.float().cpu().numpy(), r.numpy(), nv.float().numpy(), "bfloat16")
+        assert verdict.passed, f"seed={seed}: {name} {gn} {verdict}"

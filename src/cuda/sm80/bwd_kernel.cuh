@@ -8,6 +8,8 @@
 // P and dS go through shared memory because the dV/dK products read them transposed. dK is scaled by
 // the softmax scale once at the end (dQ in the conversion pass). Only query blocks that can see a key
 // of the block are visited, and only the blocks crossing the band's edges are masked per element.
+// Block-sparse (kSparse, issue 16): the visited query blocks are the ones the key block's transposed lists
+// name (common/sparse_bwd.cuh), per query head of the group; the rest of the pipeline is the same.
 //
 // Deterministic mode: each dQ contribution is rounded to a per-row unit and summed as an integer, two
 // columns per 64-bit reduction, so the sum is the same in any order (common/repro_dq.cuh). It replaced
@@ -36,6 +38,7 @@
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/sparse_bwd.cuh"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/sm80/bwd_gemm.cuh"
 #include "src/cuda/common/bwd_rows.cuh"
@@ -82,8 +85,15 @@ struct BwdShape {
   static_assert(col_split_ok<TP>(8 * kSNT), "S/dP warps: key split of the P/dS tiles (stores)");
 };
 
-template <Family F, class E, class Shape, class V>
-__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_kernel(const __grid_constant__ BwdParams p) {
+/// kSparse (issue 16, docs/sparse.md): the query blocks are the listed ones of the CTA's key block (the
+/// transposed lists of `sparse_arg`, a SparseSpec; common/sparse_bwd.cuh) instead of the band's contiguous
+/// range. false compiles to the dense kernel: its argument is empty (NoSparseArg) and every sparse branch is
+/// `if constexpr` or a constant condition. (A __device__ body taking `const BwdParams&` from two kernels moved
+/// the dense SASS by 8 instructions; a second, empty kernel argument leaves it instruction-for-instruction equal.)
+template <Family F, class E, class Shape, class V, bool kSparse = false>
+__global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
+    flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ BwdSparseArg<kSparse> sparse_arg) {
+  const SparseSpec* const spec = sparse_spec_of(sparse_arg);
   using TQ = typename Shape::TQ;
   using TKV = typename Shape::TKV;
   using TP = typename Shape::TP;
@@ -106,10 +116,21 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   const BandMask bm(p.f, nq, nk);
 
   // Query blocks that see a key of this block, and those that need the per-element mask.
-  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, nq_rows, tile.n_block);
+  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, kSparse ? 0 : nq_rows, tile.n_block);
   const int first = qb.first, last = qb.last;
   const int len = qb.count();
   const int steps = len * group;
+  // Block-sparse: the listed query blocks of the key block per head of the group; cur is step s's position,
+  // st its block (cur.hh == group: no step). Full blocks are masked only at the keys' ragged end (a band-free
+  // BandMask), partial ones by the rule: the band itself, or the bits / local + global on top of the end.
+  // (NoSparseArg in the dense kernel: a SparseQueryBlocks there, even unused, moved its SASS by 8 instructions.)
+  using Walk = std::conditional_t<kSparse, SparseQueryBlocks<kBM, kBN>, NoSparseArg>;
+  const Walk ql = make_sparse_walk<Walk>(spec, tile.b, tile.hk * group, group, tile.n_block, nq_rows);
+  SparseBwdCursor cur;
+  SparseBwdStep st;
+  if constexpr (kSparse) cur = ql.next(cur, st);
+  BandMask ends = bm;
+  ends.left = -1, ends.right = -1;
 
   // Shared memory: Q (stages) | dO (stages) | K | V | P | dS | LSE, D_i (stages).
   const std::uint32_t s_base = smem_u32(smem);
@@ -147,7 +168,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
     load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
     load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
-    if (steps > 0) load_step(0, 0, first);
+    if (kSparse ? cur.hh < group : steps > 0) load_step(0, kSparse ? cur.hh : 0, kSparse ? st.i : first);
     copy_commit();
   }
 
@@ -176,27 +197,40 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
   // 0; steps add the query block's offset, the fragments constants.
   const int acc_lane = (q_row0 + g) * kD + q_col0 + 2 * t4;
   const bool full_d = p.f.d == kD;
-  int hh = 0, i_block = first;  // step s: head h0 + hh, query block i_block
+  int hh = kSparse ? cur.hh : 0, i_block = kSparse ? st.i : first;  // step s: head h0 + hh, query block i_block
 #pragma unroll 1
-  for (int s = 0; s < steps; ++s) {
+  for (int s = 0; kSparse ? cur.hh < group : s < steps; ++s) {
     const int m0 = i_block * kBM;
-    const int i_next = i_block < last ? i_block + 1 : first, hh_next = i_block < last ? hh : hh + 1;
+    SparseBwdStep st_next;  // sparse: the next step, for the prefetch (walked again at the end: fewer live registers)
+    SparseBwdCursor cur_next;
+    if constexpr (kSparse) cur_next = ql.next({cur.hh, cur.it + 1}, st_next);
+    const int i_next = kSparse ? st_next.i : (i_block < last ? i_block + 1 : first);
+    const int hh_next = kSparse ? cur_next.hh : (i_block < last ? hh : hh + 1);
     copy_wait<0>();
     __syncthreads();  // Q(s), dO(s) visible to all; every warp is done with step s - 1
     if constexpr (kStages == 2) {
-      if (s + 1 < steps) load_step(s + 1, hh_next, i_next);
+      if (kSparse ? cur_next.hh < group : s + 1 < steps) load_step(s + 1, hh_next, i_next);
       copy_commit();
     }
-    const bool needs_mask = qb.needs_mask(i_block);
+    const bool band = kSparse && st.partial && spec->rule == SparseRule::band;  // sparse: the band is the rule
+    const bool needs_mask = kSparse ? band || n0 + kBN > nk : qb.needs_mask(i_block);
 
     if (warp < Shape::kSWarps) {
       const float* const rows = s_rows(s);
+      // Sparse partial blocks with bits or local + global: the rule's verdict first, while S is not live yet.
+      std::uint64_t visible = ~std::uint64_t{0};
+      if constexpr (kSparse) {
+        if (st.partial && spec->rule != SparseRule::band)
+          visible = sparse_rule_visible<kSMT, kSNT>(*spec, p.f, ql.c, tile.b, tile.hk * group + hh, st.r, nq, nk,
+                                                    m0 + s_row0 + g, n0 + s_col0 + 2 * t4);
+      }
       float sc[kSMT][kSNT][4];
       gemm_qk<E, TQ, TKV, kSMT, kSNT, kD>(sc, sq(s), a_q, sk, b_k);
       const auto at =  // the hooks' coordinates (the lengths only for a score that reads them)
         with_lengths<typename V::Score>(ScoreAt{tile.b, tile.hk * group + hh, tile.hk, 0, 0}, nq, nk, p.f.var);
-      bias.template score<V, Layout::query_major, true>(sc, p.f, needs_mask, bm, m0 + s_row0 + g, n0 + s_col0 + 2 * t4,
-                                                        at, s, m0, n0);
+      bias.template score<V, Layout::query_major, true>(sc, p.f, needs_mask, kSparse && !band ? ends : bm,
+                                                        m0 + s_row0 + g, n0 + s_col0 + 2 * t4, at, s, m0, n0);
+      if constexpr (kSparse) apply_visible(sc, visible);
       // P = exp2(logit - LSE log2 e) -> the P tile; LSE = +inf for rows out of range or fully masked
       // (LSE = -inf), so their P is 0 (and their logits are all masked). sc keeps dS / (dP - D_i):
       // ds_factor: P times the score's derivative (common/score.cuh); the scale joins at the end.
@@ -314,7 +348,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
 
     if constexpr (kStages == 1) {
-      if (s + 1 < steps) {
+      if (kSparse ? cur_next.hh < group : s + 1 < steps) {  // (a shared bool moved the dense D = 64 SASS)
         __syncthreads();  // every warp is done with Q(s), dO(s)
         load_step(s + 1, hh_next, i_next);
       }
@@ -322,6 +356,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     }
     i_block = i_next;
     hh = hh_next;
+    if constexpr (kSparse) cur = ql.next({cur.hh, cur.it + 1}, st);
   }
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
