@@ -2,7 +2,6 @@
 // score hooks and the mask, the fused softmax step (src/cpu/amx/softmax.cc) and O += P V, for at most
 // kAmxSlab rows, so the slab's fp32 logits and bf16 P stay in L1 between the four steps.
 #include <algorithm>
-#include <cstdlib>
 
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
@@ -13,7 +12,7 @@
 
 namespace flatattn::cpu {
 
-bool bf16_slabs(const Problem& p) { static const bool off = std::getenv("FLATATTN_DEV_NOSLAB") != nullptr; return !off && !transforms_probs(p) && !p.sparse.on; }  // TEMP A/B
+bool bf16_slabs(const Problem& p) { return !transforms_probs(p) && !p.sparse.on; }
 
 void bf16_slab(const Problem& p, const RowTile& tile, const ForwardScratch& w, std::int64_t r0, std::int64_t rs,
                std::int64_t k0, std::int64_t ncols) {

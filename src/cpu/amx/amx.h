@@ -19,8 +19,9 @@
 // "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
-// in fp32; the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the fp32
-// path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
+// in fp32 (plain logits: inside the exponent, e^(scale s - m) = 2^(s (scale log2 e) - m log2 e) by one FMA,
+// bf16_softmax_step); the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the
+// fp32 path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
 // GPU kernel of flatattn has (P is a bf16 MMA operand there too).
 // The backward likewise: dO is bf16 as given, S and dP are accumulated in fp32, P and dS are formed in fp32
 // and rounded to bf16 (nearest even) only as operands of dV, dK and dQ, which accumulate in fp32 (the
