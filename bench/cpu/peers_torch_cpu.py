@@ -4,7 +4,8 @@
 # Issue 21's comparison. Writes JSON to $OUT/peers_torch_cpu.json (or ./peers_torch_cpu.json) and prints
 # one line per cell.
 #
-# Each cell: median of REPS timed calls after WARMUP untimed ones, flatattn and torch on the same tensors
+# Each cell: median of REPS timed calls after WARMUP untimed ones, torch's and flatattn's calls alternating
+# (interleaved in the same process, so both see the same load), flatattn and torch on the same tensors
 # ((B, H, N, D) contiguous; flatattn reads them as strided (B, N, H, D) views, no copy), 1 and 2 threads
 # by default (THREADS=1,2: torch.set_num_threads and flatattn's num_threads), bf16 and fp32 (DTYPES),
 # forward and fwd+bwd. fwd+bwd is torch autograd (sdpa, out.backward(dout)) against flatattn.forward then
@@ -53,6 +54,21 @@ def median_ms(fn):
     return statistics.median(ts), ts
 
 
+def median_pair_ms(fa, fb):
+    """median_ms of fa and of fb, their timed calls alternating (a, b, a, b, ...): on a shared machine both
+    see the same load (the calls are interleaved in the same process)."""
+    for _ in range(WARMUP):
+        fa()
+        fb()
+    ta, tb = [], []
+    for _ in range(REPS):
+        for fn, ts in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return (statistics.median(ta), ta), (statistics.median(tb), tb)
+
+
 def rel_diff(a, b):
     a, b = a.float(), b.float()
     return float((a - b).abs().max() / max(float(b.abs().max()), 1.0))
@@ -92,8 +108,7 @@ def cell(shape, dt, threads, modes):
         return flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads)
 
     if "fwd" in modes:
-        t_ms, t_all = median_ms(torch_fwd)
-        f_ms, f_all = median_ms(fla_fwd)
+        (t_ms, t_all), (f_ms, f_all) = median_pair_ms(torch_fwd, fla_fwd)
         o_t = torch_fwd()
         o_f, lse, rep = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads, return_report=True)
         row.update(fwd_torch_ms=round(t_ms, 2), fwd_flatattn_ms=round(f_ms, 2), fwd_torch_all=t_all,
@@ -115,8 +130,7 @@ def cell(shape, dt, threads, modes):
             o, lse = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads)
             return flatattn.backward(fdo, fq, fk, fv, o, lse, causal=causal, num_threads=threads, return_report=True)
 
-        t_ms, t_all = median_ms(torch_step)
-        f_ms, f_all = median_ms(fla_step)
+        (t_ms, t_all), (f_ms, f_all) = median_pair_ms(torch_step, fla_step)
         dq, dk, dv, rep = fla_step()
         diffs = [rel_diff(a.transpose(1, 2), b.grad) for a, b in ((dq, qa), (dk, ka), (dv, va))]
         row.update(fwdbwd_torch_ms=round(t_ms, 2), fwdbwd_flatattn_ms=round(f_ms, 2), fwdbwd_torch_all=t_all,

@@ -86,7 +86,12 @@ void finish_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, con
     float inv = empty ? 0.f : 1.f / w.l[i];
     float lse = empty ? kNegInf : w.m[i] + std::log(w.l[i]);
     if (t.sinks != nullptr) add_sink(t.sinks[tile.h], inv, lse);
-    store_row(t.o, p.dtype, row_offset(p, t.so, tile.b, tile.sp.q0, n, tile.h), w.o + i * dp, p.d, inv);
+    const std::int64_t off = row_offset(p, t.so, tile.b, tile.sp.q0, n, tile.h);
+    if (w.amx && p.dtype == DType::bf16) {  // the bf16 paths run on AVX-512 CPUs: the vector store
+      bf16_store_row(w.o + i * dp, p.d, inv, static_cast<std::uint16_t*>(t.o) + off);
+    } else {
+      store_row(t.o, p.dtype, off, w.o + i * dp, p.d, inv);
+    }
     if (t.lse) t.lse[row_offset(p, t.slse, tile.b, tile.sp.q0, n, tile.h)] = lse;
   }
 }

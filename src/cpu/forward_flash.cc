@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -32,10 +33,21 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
   for (std::int64_t i = 0; i < rows_pad; ++i) w.m[i] = kNegInf, w.l[i] = 0.f;
 
   const bool probs = transforms_probs(p);
+  const bool slabs = kAmx && bf16_slabs(p);
   // Block-sparse (src/cpu/sparse_tile.h): only the listed key blocks' intervals, masked element-wise.
   const std::optional<SparseRows> sparse =
       p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
   auto visit = [&](std::int64_t k0, std::int64_t ncols, const Range& keys) {
+    if constexpr (kAmx) {
+      if (slabs) {  // row slabs (forward_bf16.cc); a slab that sees none of these keys is skipped
+        for (std::int64_t r0 = 0; r0 < rows_pad; r0 += kAmxSlab) {
+          const std::int64_t rs = std::min<std::int64_t>(kAmxSlab, rows_pad - r0);
+          const Range sk = bf16_slab_keys(p, tile, r0, rs, k0, k0 + ncols);
+          if (!sk.empty()) bf16_slab(p, tile, w, r0, rs, sk.lo, sk.hi + 1 - sk.lo);
+        }
+        return;
+      }
+    }
     if constexpr (kAmx) {
       if (w.dpbf16) {
         dpbf16_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -33,7 +34,15 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
   const std::optional<SparseRows> sparse =
       p.sparse.on ? std::optional<SparseRows>(std::in_place, p, tile.b, tile.h, tile.sp, tile.i0, tile.rows) : std::nullopt;
   const Range keys = sparse ? sparse->span() : tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
-  if (!keys.empty()) {
+  if (kAmx && bf16_slabs(p)) {
+    // Row slabs (forward_bf16.cc), each over its own visible keys (causal: fewer for the earlier slabs); one
+    // softmax step per row over all its keys is FLAT's exact softmax (no rescale: m and l start at -inf, 0).
+    for (std::int64_t r0 = 0; r0 < rows_pad; r0 += kAmxSlab) {
+      const std::int64_t rs = std::min<std::int64_t>(kAmxSlab, rows_pad - r0);
+      const Range sk = bf16_slab_keys(p, tile, r0, rs, 0, round_up(tile.sp.nk, kPanel));
+      if (!sk.empty()) bf16_slab(p, tile, w, r0, rs, sk.lo, sk.hi + 1 - sk.lo);
+    }
+  } else if (!keys.empty()) {
     // The whole visible logit block, R x ncols, at once (only the key panels some row of the tile sees).
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;

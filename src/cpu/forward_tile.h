@@ -5,6 +5,7 @@
 
 #include "src/core/problem.h"
 #include "src/cpu/policy.h"
+#include "src/cpu/tile.h"
 #include "src/cpu/workspace.h"
 
 namespace flatattn::cpu {
@@ -27,6 +28,22 @@ void flash_tile(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
 /// computed whole, soft-maxed exactly per row (max, exp and sum, one division), then multiplied by V;
 /// output stationary, no rescaling. Expects w.kt / w.v to hold the tile's (b, kv head).
 void flat_tile(const Problem& p, const FwdTensors& t, const RowTile& tile, const ForwardScratch& w);
+
+/// The bf16 tiles (AMX or AVX512-BF16) run in row slabs of at most kAmxSlab rows (src/cpu/forward_bf16.cc)
+/// when the call has no probability hook (dropout needs the fp32 P) and is not block-sparse: true then.
+bool bf16_slabs(const Problem& p);
+
+/// Rows [r0, r0 + rs) of the tile (rs a multiple of kAmxRows) against the keys [k0, k0 + ncols) (k0 and ncols
+/// multiples of kPanel): S into w.s, hooks and mask, the online-softmax step on w.m, w.l and the O rows
+/// (bf16_softmax_step), P into w.pb, O += P V. Both use ld = ncols. FLAT calls it once per slab with the
+/// slab's visible keys (m = -inf, l = 0 before), Flash once per slab and key block.
+void bf16_slab(const Problem& p, const RowTile& tile, const ForwardScratch& w, std::int64_t r0, std::int64_t rs,
+               std::int64_t k0, std::int64_t ncols);
+
+/// The keys of [k0, k1) that the real rows among [r0, r0 + rs) of the tile see, widened to panel bounds
+/// (kPanel); empty when they see none there (the slab is skipped: its P would be all 0).
+Range bf16_slab_keys(const Problem& p, const RowTile& tile, std::int64_t r0, std::int64_t rs, std::int64_t k0,
+                     std::int64_t k1);
 
 /// Shared epilogue: O = acc / l (0 for a row with no visible key) and LSE = m + log l (-inf for such a
 /// row), stored for the real rows of the tile.

@@ -19,8 +19,9 @@
 // "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
-// in fp32; the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the fp32
-// path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
+// in fp32 (plain logits: inside the exponent, e^(scale s - m) = 2^(s (scale log2 e) - m log2 e) by one FMA,
+// bf16_softmax_step); the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the
+// fp32 path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
 // GPU kernel of flatattn has (P is a bf16 MMA operand there too).
 // The backward likewise: dO is bf16 as given, S and dP are accumulated in fp32, P and dS are formed in fp32
 // and rounded to bf16 (nearest even) only as operands of dV, dK and dQ, which accumulate in fp32 (the
@@ -43,6 +44,7 @@ namespace flatattn::cpu {
 
 inline constexpr int kAmxRows = 16;  ///< rows of one AMX tile: AMX row tiles are padded to this
 inline constexpr int kAmxK = 32;     ///< bf16 inner-dim elements per tile step (64 bytes)
+inline constexpr int kAmxSlab = 32;  ///< rows of one slab of the bf16 forward tiles (forward_bf16.cc)
 
 /// The product path of a forward.
 enum class MatmulPath { fp32, amx, avx512bf16 };
@@ -95,6 +97,20 @@ void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::in
 /// only (no tile state): both bf16 paths call it.
 void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, std::uint16_t* t,
                     std::int64_t ldt);
+
+/// The bf16 forward's online-softmax step (src/cpu/amx/softmax.cc; AVX-512 and AVX512-BF16, no tile state:
+/// both bf16 paths call it) on the logit rows i < rows of s (ncols a multiple of 32), in the natural-log
+/// units of scale * s (scale > 0; 1 when s is already scaled): m_new = max(m[i], scale max_j s_ij),
+/// p_ij = bf16(e^(scale s_ij - m_new)) (nearest even), l[i] = e^(m[i] - m_new) l[i] + sum_j e^(scale s_ij -
+/// m_new) (the fp32 values, before rounding), and the O row o[i * ldo + 0 .. dp) times e^(m[i] - m_new)
+/// unless the max held or l[i] was 0 (O still 0); m[i] = m_new. Start a row with m = -inf, l = 0 (FLAT: one
+/// call per row over all its keys). Masked logits (-inf) give p = 0; a row all -inf so far keeps m = -inf.
+void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
+                       float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp);
+
+/// dst[i] = bf16(src[i] * mul) for i < d, rounded as float_to_bf16 (src/core/half.h: nearest even, NaN kept
+/// quiet), bit for bit (src/cpu/amx/softmax.cc; AVX-512 only: both bf16 paths' epilogue).
+void bf16_store_row(const float* src, std::int64_t d, float mul, std::uint16_t* dst);
 
 // --- AVX512-BF16 kernels (src/cpu/amx/dpbf16.cc, compiled with -mavx512bf16 when the compiler accepts
 // it; call only after forward_matmul returned avx512bf16): the same contracts and layouts as amx_qk and

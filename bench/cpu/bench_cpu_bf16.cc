@@ -1,0 +1,162 @@
+// Micro-bench of the bf16 CPU forward (issue 21) at the issue's shapes: median ms and GFLOP/s per shape,
+// the automatic plan and, with --plans, alternative Flash / FLAT tiles. The product path is the one
+// FLATATTN_CPU_MATMUL selects (auto: AMX). Not a test; torch comparisons: bench/cpu/peers_torch_cpu.py.
+//
+//   bench_cpu_bf16 [--shapes gpt2,gpt2_causal,llama4k,n16k,n16k_full] [--threads 1] [--reps 5]
+//                  [--plans flash:96x256,flat:64,...] [--backward]
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "flatattn/attention.h"
+#include "src/core/validate.h"
+#include "src/cpu/engine.h"
+#include "src/cpu/policy.h"
+
+using namespace flatattn;
+
+namespace {
+
+struct Shape {
+  const char* name;
+  std::int64_t b, n, hq, hkv, d;
+  bool causal;
+};
+
+constexpr Shape kShapes[] = {
+    {"gpt2", 8, 1024, 12, 12, 64, false},   {"gpt2_causal", 8, 1024, 12, 12, 64, true},
+    {"llama4k", 1, 4096, 32, 8, 128, true}, {"llama4k_full", 1, 4096, 32, 8, 128, false},
+    {"n16k", 1, 16384, 8, 8, 64, true},     {"n16k_full", 1, 16384, 8, 8, 64, false},
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
+}
+
+std::uint16_t to_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+double cpu_seconds() {  // this process's CPU time: on a shared machine, unlike wall time, it leaves out the
+  timespec ts;          // time other processes held our cores (with --cpu-time)
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+bool g_cpu_time = false;
+
+template <typename F>
+double median_s(int reps, F f) {
+  f();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    if (g_cpu_time) {
+      const double c0 = cpu_seconds();
+      f();
+      t.push_back(cpu_seconds() - c0);
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> shapes = {"gpt2", "gpt2_causal", "llama4k", "n16k"}, plans;
+  int threads = 1, reps = 5;
+  bool backward = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--shapes" && i + 1 < argc) shapes = split(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (a == "--plans" && i + 1 < argc) plans = split(argv[++i]);
+    else if (a == "--backward") backward = true;
+    else if (a == "--cpu-time") g_cpu_time = true;  // process CPU time instead of wall time (for --threads 1)
+    else {
+      std::fprintf(stderr, "usage: %s [--shapes a,b] [--threads 1] [--reps 5] [--plans flash:96x256,flat:64] [--backward]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const std::string& sname : shapes) {
+    const Shape* sh = nullptr;
+    for (const Shape& s : kShapes)
+      if (sname == s.name) sh = &s;
+    if (!sh) {
+      std::fprintf(stderr, "unknown shape %s\n", sname.c_str());
+      return 2;
+    }
+    const std::size_t nq = sh->b * sh->n * sh->hq * sh->d, nkv = sh->b * sh->n * sh->hkv * sh->d;
+    std::vector<std::uint16_t> q(nq), k(nkv), v(nkv), o(nq), dout(nq), dq(nq), dk(nkv), dv(nkv);
+    for (auto* x : {&q, &k, &v, &dout})
+      for (auto& e : *x) e = to_bf16(nd(rng));
+    std::vector<float> lse(sh->b * sh->hq * sh->n);
+    ForwardArgs fa;
+    fa.q = TensorView::contiguous(q.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+    fa.k = TensorView::contiguous(k.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
+    fa.v = TensorView::contiguous(v.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
+    fa.out = TensorView::contiguous(o.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+    fa.lse = TensorView::contiguous(lse.data(), DType::f32, {sh->b, sh->hq, sh->n});
+    Options opt;
+    opt.causal = sh->causal;
+    opt.num_threads = threads;
+    opt.return_lse = true;
+    const double flops = forward_flops(sh->b, sh->n, sh->n, sh->hq, sh->d, opt);
+    Report r;
+    const double t = median_s(reps, [&] { r = forward(fa, opt); });
+    std::printf("%-12s t%d %-40s %9.2f ms %7.1f GFLOP/s\n", sh->name, threads, r.kernel.c_str(), t * 1e3,
+                flops / t * 1e-9);
+    std::fflush(stdout);
+    if (!plans.empty()) {
+      const ValidatedForward vf = validate_forward(fa, opt);
+      for (const std::string& ps : plans) {
+        cpu::ForwardPlan plan;
+        const auto colon = ps.find(':');
+        const std::string df = ps.substr(0, colon), dims = ps.substr(colon + 1);
+        if (df == "flat") {
+          plan = {Dataflow::flat, std::atoi(dims.c_str()), 0};
+        } else {
+          const auto x = dims.find('x');
+          plan = {Dataflow::flash, std::atoi(dims.substr(0, x).c_str()), std::atoi(dims.substr(x + 1).c_str())};
+        }
+        const double tp = median_s(reps, [&] { r = cpu::run_forward(vf.problem, vf.tensors, plan); });
+        std::printf("%-12s t%d %-40s %9.2f ms %7.1f GFLOP/s\n", "  plan", threads, r.kernel.c_str(), tp * 1e3,
+                    flops / tp * 1e-9);
+        std::fflush(stdout);
+      }
+    }
+    if (backward) {
+      BackwardArgs ba;
+      ba.dout = TensorView::contiguous(dout.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+      ba.q = fa.q, ba.k = fa.k, ba.v = fa.v, ba.out = fa.out, ba.lse = fa.lse;
+      ba.dq = TensorView::contiguous(dq.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+      ba.dk = TensorView::contiguous(dk.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
+      ba.dv = TensorView::contiguous(dv.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
+      forward(fa, opt);
+      const double tb = median_s(reps, [&] { r = flatattn::backward(ba, opt); });
+      std::printf("%-12s t%d %-40s %9.2f ms %7.1f GFLOP/s (2.5x)\n", "  bwd", threads, r.kernel.c_str(), tb * 1e3,
+                  2.5 * flops / tb * 1e-9);
+    }
+  }
+  return 0;
+}
