@@ -47,6 +47,7 @@ struct BwdParams {
   void* dbias = nullptr;
   std::int64_t dbias_b = 0, dbias_h = 0, dbias_i = 0;
   int dbias_dtype = 0, dbias_atomic = 0;
+  int dbias_zero_rest = 0;  ///< the kernel writes the zeros of the rows no step visits (no zeroing pass first)
 
   /// Workspace row of (query head h, sequence b, row 0).
   [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {

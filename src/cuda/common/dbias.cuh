@@ -11,7 +11,9 @@
 //     (a warp's 32 consecutive floats: 4 sectors per instruction, against 8 half-used sectors per instruction
 //     when a fragment's lanes spread over 8 rows);
 //   - a row stride of 0 (Mq = 1: the bias has one query row): the tile's rows are summed per key in shared
-//     memory first, then one reduction (or one store) per key: BlockM times fewer reductions.
+//     memory first, then one reduction (or one store) per key: BlockM times fewer reductions;
+//   - a full bias outside varlen: the CTA also writes the zeros of the rows its key block never visits (causal,
+//     window), so the dispatch needs no zeroing pass over all of dbias before the kernel (zero_unvisited_dbias).
 // The values are dS rounded to E, those the dQ and dK products use (the fp64 oracle's rounded mode rounds dS
 // to the input dtype the same way: src/reference/reference.cc), converted to the bias's dtype.
 #pragma once
@@ -171,6 +173,49 @@ FLATATTN_DEVICE void store_dbias_tile(const BwdParams& p, const unsigned char* t
       const int r = u / kChunks, kc = u % kChunks;
       if (r >= rows) break;  // u grows with r
       put(r, kc, *reinterpret_cast<const uint4*>(tile + Tile::offset(r, 8 * kc)));
+    }
+  }
+}
+
+/// Zeros into dbias for (sequence b, query head h), queries [r0, r1), keys n0 + [0, BN): the rows of a key block
+/// that no step of its CTA visits (their dS is 0), when the dispatch leaves them to the kernel (dbias_zero_rest:
+/// a full bias outside varlen) instead of zeroing all of dbias first. Plain stores in dbias_dtype, 16 bytes each
+/// where aligned; every thread of the CTA calls it.
+template <int BN, int Threads>
+FLATATTN_DEVICE void zero_dbias_rows(const BwdParams& p, int b, int h, int r0, int r1, int n0, int nk, int tid) {
+  r1 = min(r1, p.f.var.bias_nq);
+  const int keys = min(min(nk, p.f.var.bias_nk) - n0, BN);
+  if (r1 <= r0 || keys <= 0) return;
+  const std::int64_t slice = b * p.dbias_b + h * p.dbias_h;
+  const int es = p.dbias_dtype == 0 ? 4 : 2;
+  const bool vec = ((reinterpret_cast<std::uintptr_t>(p.dbias) + slice * es) % 16 == 0) && (p.dbias_i * es) % 16 == 0;
+  constexpr int kChunks = BN / 8;  // 8 keys: one 16-byte store (16-bit) or two (f32)
+  for (int u = tid; u < (r1 - r0) * kChunks; u += Threads) {
+    const int r = r0 + u / kChunks, j0 = 8 * (u % kChunks);
+    if (j0 >= keys) continue;
+    const std::int64_t off =
+        slice + (static_cast<unsigned>(r) * static_cast<unsigned>(p.dbias_i) + static_cast<unsigned>(n0 + j0));
+    if (vec && j0 + 8 <= keys) {
+      uint4* a = reinterpret_cast<uint4*>(static_cast<unsigned char*>(p.dbias) + off * es);
+      a[0] = make_uint4(0u, 0u, 0u, 0u);
+      if (es == 4) a[1] = make_uint4(0u, 0u, 0u, 0u);
+    } else {
+      for (int k = 0; k < 8 && j0 + k < keys; ++k) dbias_put(p, off + k, 0.f);
+    }
+  }
+}
+
+/// zero_dbias_rows for every query head of the CTA's group (first query head h0) over the rows outside the visited
+/// query blocks [first, last] of BlockM rows (all rows when none is visited), up to nq_rows.
+template <int BM, int BN, int Threads>
+FLATATTN_DEVICE void zero_unvisited_dbias(const BwdParams& p, int b, int h0, int group, int first, int last, int n0,
+                                          int nq_rows, int nk, int tid) {
+  for (int hh = 0; hh < group; ++hh) {
+    if (last < first) {
+      zero_dbias_rows<BN, Threads>(p, b, h0 + hh, 0, nq_rows, n0, nk, tid);
+    } else {
+      zero_dbias_rows<BN, Threads>(p, b, h0 + hh, 0, first * BM, n0, nk, tid);
+      zero_dbias_rows<BN, Threads>(p, b, h0 + hh, (last + 1) * BM, nq_rows, n0, nk, tid);
     }
   }
 }

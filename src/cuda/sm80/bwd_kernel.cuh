@@ -326,6 +326,11 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks) flash_bwd_
     hh = hh_next;
   }
 
+  if constexpr (has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
+    if (p.dbias != nullptr && p.dbias_zero_rest)
+      zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, first, last, n0, nq_rows, nk, tid);
+  }
+
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
   copy_wait<0>();
   __syncthreads();  // every warp is done with K and V (and the loads have landed when steps == 0)
