@@ -135,9 +135,10 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
   }
 
   // dbias (common/dbias.cuh): a bias of full (B, Hq, Nq) gets plain stores (varlen: zeroed first unless every
-  // element is visible; otherwise the kernels also store the zeros of the blocks they skip); a broadcast one is summed in an fp32 workspace -- with atomics in the bias's shape (4 x its elements
-  // bytes), or in deterministic mode stored per (b, h) in (B, Hq, Nq, Nk) (4 B Hq Nq Nk bytes) and summed in a
-  // fixed order -- then converted into dbias (dbias_finish).
+  // element is visible; otherwise the kernels also store the zeros of the blocks they skip); a broadcast one is
+  // summed in an fp32 workspace -- with atomics in the bias's shape (4 x its elements bytes), or in deterministic
+  // mode stored per (b, h) in (B, Hq, Nq, Nk) (4 B Hq Nq Nk bytes) and summed in a fixed order -- then converted
+  // into dbias (dbias_finish).
   BwdTensors tb = t;
   std::optional<StreamBuffer> dws;
   std::int64_t wb = 0, wh = 0, wq = 0;
