@@ -11,7 +11,8 @@
 //     (a warp's 32 consecutive floats: 4 sectors per instruction, against 8 half-used sectors per instruction
 //     when a fragment's lanes spread over 8 rows);
 //   - a row stride of 0 (Mq = 1: the bias has one query row): the tile's rows are summed per key in shared
-//     memory first, then one reduction (or one store) per key: BlockM times fewer reductions;
+//     memory first (Threads / BlockN threads per key), then one reduction per key and thread: BlockM / 2 times
+//     fewer reductions;
 //   - a full bias outside varlen: the CTA also writes the zeros of the rows its key block never visits (causal,
 //     window), so the dispatch needs no zeroing pass over all of dbias before the kernel (zero_unvisited_dbias).
 // The values are dS rounded to E, those the dQ and dK products use (the fp64 oracle's rounded mode rounds dS
@@ -83,21 +84,33 @@ FLATATTN_DEVICE void store_dbias_tile(const BwdParams& p, const unsigned char* t
   auto elem = [&](int r, int j) { return dbias_elem<E>(*reinterpret_cast<const std::uint16_t*>(tile + at(r, j))); };
 
   if (p.dbias_i == 0) {
-    // One query row in dbias (Mq = 1): the tile's rows summed per key, then one reduction or store per key.
-    for (int j = tid; j < keys; j += Threads) {
-      float acc = 0.f;
+    // One query row in dbias (Mq = 1; or Nq = 1, where rows <= 1): the tile's rows summed per key, kG threads per
+    // key (each a strided subset of rows, four independent sums), then one reduction or store per thread and key.
+    // A plain store (rows <= 1) comes only from the thread that holds the row.
+    constexpr int kG = Threads >= BN ? Threads / BN : 1;
+    for (int u = tid; u < BN * kG; u += Threads) {
+      const int j = u % BN, g = u / BN;
+      if (j >= keys) continue;
+      float a[4] = {0.f, 0.f, 0.f, 0.f};
       if constexpr (KeyMajor) {  // 16-byte reads of 8 queries: 8 lanes cover every bank (the swizzle)
-        for (int r0 = 0; r0 < rows; r0 += 8) {
+        for (int r0 = 8 * g; r0 < rows; r0 += 8 * kG) {
           const uint4 v = *reinterpret_cast<const uint4*>(tile + Tile::offset(j, r0));
           const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
           for (int k = 0; k < 8; ++k)
-            if (r0 + k < rows) acc += dbias_elem<E>(k & 1 ? w[k / 2] >> 16 : w[k / 2] & 0xffffu);
+            if (r0 + k < rows) a[k % 4] += dbias_elem<E>(k & 1 ? w[k / 2] >> 16 : w[k / 2] & 0xffffu);
         }
+        if (8 * g >= rows) continue;
       } else {  // lanes read consecutive keys of one row
-        for (int r = 0; r < rows; ++r) acc += elem(r, j);
+        int r = g;
+        for (; r + 3 * kG < rows; r += 4 * kG) {
+#pragma unroll
+          for (int k = 0; k < 4; ++k) a[k] += elem(r + k * kG, j);
+        }
+        for (; r < rows; r += kG) a[0] += elem(r, j);
+        if (g >= rows) continue;
       }
-      dbias_put(p, slice + (n0 + j), acc);
+      dbias_put(p, slice + (n0 + j), (a[0] + a[1]) + (a[2] + a[3]));
     }
     return;
   }
