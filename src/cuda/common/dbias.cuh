@@ -165,11 +165,14 @@ FLATATTN_DEVICE void store_dbias_tile(const BwdParams& p, const unsigned char* t
 
   if constexpr (KeyMajor) {
     // dS^T: a lane reads one 4-byte word (queries 2 qp, 2 qp + 1) of each of the 8 key rows of chunk kc and
-    // transposes them into the two queries' 8-key chunks. A warp's lanes read one row's 32 words per load
-    // (no bank conflicts); its 64 stores of 16 bytes then cover 8 keys of 64 query rows.
+    // transposes them into the two queries' 8-key chunks. Lanes 2l and 2l + 1 take chunks 2c and 2c + 1 of the same
+    // query pair, so each query row gets 32 contiguous bytes per lane pair: whole 32-byte sectors per store or
+    // reduction (half as many L2 requests as one chunk per lane), for 2-way bank conflicts on the word loads (the
+    // two chunks' rows share their swizzle phase).
+    static_assert((BN / 8) % 2 == 0, "chunk pairs");
     constexpr int kPairs = BM / 2, kUnits = kPairs * (BN / 8);
     for (int u = tid; u < kUnits; u += Threads) {
-      const int qp = u % kPairs, kc = u / kPairs, r = 2 * qp;
+      const int kc = 2 * (u / (2 * kPairs)) + (u & 1), qp = (u >> 1) % kPairs, r = 2 * qp;
       if (r >= rows) continue;
       std::uint32_t w[8];
 #pragma unroll
