@@ -184,6 +184,10 @@ constexpr Feature kFeatures[] = {
      c.bias_dims = "bq", c.bias_dtype = DType::f16, c.bias_sd = 3.0, c.options.deterministic = true;
      c.sinks = true, causal(c), top_left(c);
    }, false},
+  // dbias by rows from the staged dS tile (src/cuda/common/dbias.cuh): (1, Hq, 1, Nk) sums the tile's rows per key
+  // before one reduction per key; Nk a multiple of 8 but not of the key block (a partial block of whole chunks).
+  {"bias_rows_h",      "bias (1, Hq, 1, Nk) f16 (its rows summed per key), GQA 4:2, Nk = 200", 2, 77, 200, 4, 2, 64,
+   [](Case& c) { c.bias_dims = "h", c.bias_dtype = DType::f16, c.hq = 4, c.hkv = 2; }, false},
   // Block-sparse (issue 16, include/flatattn/sparse.h): 128 x 128 blocks (a multiple of every CUDA tile), so
   // N ~ 300 gives 3 x 3 blocks; the lists differ per (b, h) unless broadcast.
   {"sparse_random",    "block-sparse 128x128 random 50 %, partial + full, causal band in partial blocks",

@@ -63,6 +63,8 @@ struct BiasGrad {
   /// Set by the CUDA dispatch only, for its fp32 workspace of a broadcast bias: the kernels add into data
   /// with fp32 atomics instead of storing.
   bool accumulate = false;
+  /// Set by the CUDA dispatch only: the kernels also write the zeros of the (b, h, i, j) no step visits.
+  bool kernel_zeros = false;
 };
 
 /// Tensors of a backward call. lse (fp32) is required.

@@ -137,10 +137,11 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
     return r;
   }
 
-  // dbias (common/dbias.cuh): a bias of full (B, Hq, Nq) gets plain stores (zeroed first unless every element is
-  // visible); a broadcast one is summed in an fp32 workspace -- with atomics in the bias's shape (4 x its elements
-  // bytes), or in deterministic mode stored per (b, h) in (B, Hq, Nq, Nk) (4 B Hq Nq Nk bytes) and summed in a
-  // fixed order -- then converted into dbias (dbias_finish).
+  // dbias (common/dbias.cuh): a bias of full (B, Hq, Nq) gets plain stores (varlen: zeroed first unless every
+  // element is visible; otherwise the kernels also store the zeros of the blocks they skip); a broadcast one is
+  // summed in an fp32 workspace -- with atomics in the bias's shape (4 x its elements bytes), or in deterministic
+  // mode stored per (b, h) in (B, Hq, Nq, Nk) (4 B Hq Nq Nk bytes) and summed in a fixed order -- then converted
+  // into dbias (dbias_finish).
   BwdTensors tb = t;
   std::optional<StreamBuffer> dws;
   std::int64_t wb = 0, wh = 0, wq = 0;
@@ -149,7 +150,9 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
     const bool full = g.nb == p.batch && g.nh == p.hq && g.nq == p.nq;
     const bool all_visible = !p.varlen && p.mask.left < 0 && p.mask.right < 0 && !p.sparse.on;
     if (full) {
-      if (!all_visible) dbias_zero(g, stream.handle);
+      // Outside varlen every row and key is some CTA's: the kernels write the zeros of the blocks they skip.
+      if (!all_visible && p.varlen) dbias_zero(g, stream.handle);
+      tb.dbias.kernel_zeros = !all_visible && !p.varlen;
     } else {
       const bool det = p.deterministic;
       wb = det ? p.batch : g.nb, wh = det ? p.hq : g.nh, wq = det ? p.nq : g.nq;
@@ -157,7 +160,7 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
       dws.emplace(bytes, static_cast<cudaStream_t>(stream.handle), "dbias workspace",
                   "cudaMallocAsync on the call's stream must succeed (fp32: 4 x the bias's elements, deterministic: 4 * B * Hq * Nq * Nk bytes)",
                   "free GPU memory, pass no dbias, or run without deterministic");
-      if (!det || !all_visible)
+      if (!det || (!all_visible && p.varlen))
         check(cudaMemsetAsync(dws->data(), 0, bytes, static_cast<cudaStream_t>(stream.handle)), "cudaMemsetAsync(dbias workspace)");
       BiasGrad w;
       w.data = dws->data();
@@ -165,6 +168,7 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
       w.nb = wb, w.nh = wh, w.nq = wq, w.nk = p.nk;
       w.sb = wb == 1 ? 0 : wh * wq * p.nk, w.sh = wh == 1 ? 0 : wq * p.nk, w.si = wq == 1 ? 0 : p.nk;
       w.accumulate = !det;
+      w.kernel_zeros = det && !all_visible && !p.varlen;  // the deterministic workspace: plain stores, as a full bias
       tb.dbias = w;
     }
   }

@@ -2,7 +2,8 @@
 // families, forward and backward, dbias included): every broadcast shape and bias dtype on both families,
 // the dbias modes (plain stores with and without the zeroing pass, fp32 atomics, the deterministic workspace)
 // against the oracle, the deterministic dbias bitwise reproducible, the staged bias tile's copy widths and
-// tails, and a bias or dbias on the wrong device refused with nothing written.
+// tails, dbias's row copies from the staged dS tile (16-byte stores and reductions, their scalar fallbacks, the
+// per-key row sum of Mq = 1) in every mode, and a bias or dbias on the wrong device refused with nothing written.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -47,7 +48,7 @@ TEST(CudaBias, EveryShapeAndDtypeBothFamilies) {
 TEST(CudaBias, DeterministicGradientIsBitwiseReproducible) {
   REQUIRE_GPU();
   const std::uint64_t seed = seed_for("CudaBias.DeterministicGradientIsBitwiseReproducible");
-  for (const char* dims : {"hq", "-", "bhq"}) {
+  for (const char* dims : {"hq", "-", "bhq", "bh"}) {
     Case c = small_case(DType::bf16, 300, 300);
     if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
     c.hq = 8, c.hkv = 2;
@@ -123,6 +124,49 @@ TEST(CudaBias, StagedTileCopyWidthsAndTails) {
             check_case(t, seed, (what + " forward").c_str());
             check_backward(t, seed, (what + " backward").c_str());
           }
+  }
+}
+
+// dbias by rows from the staged dS tile (src/cuda/common/dbias.cuh) on both families, D = 64 and 128: every bias
+// dtype (f16 / f32 from bf16 inputs: converted from the tile), a full bias (16-byte stores), broadcast ones (sm90:
+// 16-byte vector reductions; sm80: scalar ones) and Mq = 1 (rows summed per key, then one reduction), each also
+// deterministic. Nk = 200: whole chunks in a partial key block; Nk = 204: 16-bit rows of 408 bytes (the scalar
+// fallback) and a partial last chunk. Then Nq = 1, where even a full bias has row stride 0 (one plain store per key).
+TEST(CudaBias, DbiasRowCopiesEveryModeBothFamilies) {
+  REQUIRE_GPU();
+  const std::uint64_t seed = seed_for("CudaBias.DbiasRowCopiesEveryModeBothFamilies");
+  std::mt19937_64 rng(seed);
+  const DType dts[] = {DType::bf16, DType::f16, DType::f32};
+  int k = 0;
+  for (const char* sm90 : {"0", static_cast<const char*>(nullptr)}) {
+    const ScopedSm90 policy(sm90);
+    for (std::int64_t d : {64, 128})
+      for (const char* dims : {"bhq", "hq", "b", "bh"})
+        for (DType bdt : dts)
+          for (bool det : {false, true}) {
+            const std::int64_t nk = k % 2 == 0 ? 200 : 204;
+            Case c = small_case(DType::bf16, 130, nk, d);
+            if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+            c.hq = 4, c.hkv = 2;
+            c.bias_dims = dims;
+            c.bias_dtype = bdt == DType::bf16 ? c.dtype : bdt;
+            c.options.causal = k++ % 3 == 1;
+            c.options.deterministic = det;
+            CaseTensors t = make_case(c, rng, true);
+            const std::string what = std::string("dbias rows ") + dims + " " + std::string(name(c.bias_dtype)) +
+                                     " Nk=" + std::to_string(nk) + " D=" + std::to_string(d) +
+                                     (det ? " deterministic" : "") + " FLATATTN_CUDA_SM90=" + (sm90 ? sm90 : "default");
+            check_backward(t, seed, what.c_str());
+          }
+    for (const char* dims : {"bhq", "bh", "-"})
+      for (bool det : {false, true}) {
+        Case c = small_case(DType::bf16, 1, 77, 64);
+        if (!dtype_runs(c.dtype)) c.dtype = DType::f16;
+        c.bias_dims = dims;
+        c.options.deterministic = det;
+        CaseTensors t = make_case(c, rng, true);
+        check_backward(t, seed, (std::string("dbias rows Nq=1 ") + dims + (det ? " deterministic" : "")).c_str());
+      }
   }
 }
 

@@ -40,6 +40,9 @@ struct BwdParams {
   int n_m_blocks = 0, n_n_blocks = 0;  ///< ceil(f.nq / BlockM), ceil(f.nk / BlockN)
   float ds_scale = 1.f;  ///< d(logit)/d(q.k) outside the score hook: the softmax scale
   int deterministic = 0;
+  /// dbias (below): the kernel also writes the zeros of the rows no step visits (no zeroing pass first). Here, in
+  /// the padding before dsinks, so that no field moves and the kernels' sizes and offsets stay as they were.
+  int dbias_zero_rest = 0;
   float* dsinks = nullptr;  ///< (Hq) fp32: d loss / d sink_h (bwd_sinks_kernel); null: not requested
   // The additive bias's gradient (common/dbias.cuh): dS of (b, h, i, j) goes to dbias[b * dbias_b + h * dbias_h +
   // i * dbias_i + j] in dbias_dtype (0 f32, 1 f16, 2 bf16), or is added with fp32 atomics (dbias_atomic: the

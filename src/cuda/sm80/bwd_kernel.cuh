@@ -285,9 +285,6 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
               }
             }
         }
-      if constexpr (has_bias<typename V::Score>) {  // dbias = dS (common/dbias.cuh)
-        store_dbias_frags<true>(p, dp, at.b, at.h, m0 + s_row0 + g, n0 + s_col0 + 2 * t4, nq_rows, nk);
-      }
       store_frags<E, TP>(dp, 1.f, ds_tile, st_p);
     }
     __syncthreads();  // P and dS visible to all
@@ -346,6 +343,11 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
           [&](int slot) { return row0 - m0 + slot_row(slot); });
     }
     if (warp < Shape::kKWarps) gemm_t(dk, sds, a_pt, sq(s), b_qt);
+    if constexpr (has_bias<typename V::Score>) {  // dbias = dS, by rows from the dS tile (common/dbias.cuh)
+      if (p.dbias != nullptr)
+        store_dbias_tile<false, TP, E, kBM, kBN, kThreads>(p, ds_tile, tile.b, tile.hk * group + hh, m0, n0, nq_rows,
+                                                            nk, tid);
+    }
 
     if constexpr (kStages == 1) {
       if (kSparse ? cur_next.hh < group : s + 1 < steps) {  // (a shared bool moved the dense D = 64 SASS)
@@ -357,6 +359,11 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     i_block = i_next;
     hh = hh_next;
     if constexpr (kSparse) cur = ql.next({cur.hh, cur.it + 1}, st);
+  }
+
+  if constexpr (has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
+    if (p.dbias != nullptr && p.dbias_zero_rest)
+      zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, first, last, n0, nq_rows, nk, tid);
   }
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.

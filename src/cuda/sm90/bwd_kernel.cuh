@@ -274,13 +274,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         }
         const float d0 = sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x);
         const float d1 = sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y);
-        if constexpr (has_bias<typename V::Score>) {  // dbias = dS: key n0 + key_r0 + 8 h, queries c, c + 1
-          const int c = m0 + 8 * i + 2 * t4, j = n0 + key_r0 + 8 * h;
-          if (p.dbias != nullptr) {
-            store_dbias(p, at.b, at.h, c, j, nq_rows, nk, d0);
-            store_dbias(p, at.b, at.h, c + 1, j, nq_rows, nk, d1);
-          }
-        }
         const std::uint32_t w = E::pack(d0, d1);
         da[i / 2][frag_word(i, h)] = w;
         *reinterpret_cast<std::uint32_t*>(ds_tile + st_ds.at(0, h, i)) = w;
@@ -344,8 +337,19 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(dk[0]);
     fence_regs(dv[0]);
     fence_regs(da);
+    if constexpr (has_bias<typename V::Score>) {  // dbias = dS, by rows from the dS^T tile (common/dbias.cuh)
+      if (p.dbias != nullptr)
+        store_dbias_tile<true, TDS, E, kBM, kBN, kThreads>(p, ds_tile, tile.b, tile.hk * group + hh, m0, n0, nq_rows,
+                                                           nk, tid);
+    }
     i_block = i_next;
     hh = hh_next;
+  }
+
+  if constexpr (has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
+    if (p.dbias != nullptr && p.dbias_zero_rest)
+      zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, qb.first, qb.last, n0, nq_rows, nk,
+                                               tid);
   }
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
