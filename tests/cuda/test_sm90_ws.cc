@@ -464,12 +464,13 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
   const std::uint64_t seed = seed_for("Sm90WsPlanner");
   std::mt19937_64 rng(seed);
   const cuda::DeviceInfo& dev = cuda::device_info(0);
-  auto model_picks = [&](std::int64_t nk, int d) {
-    const cuda::Workload w{1, 2, 2, 200, nk, d, DType::bf16, MaskSpec{}};
+  // The measured grid's shapes (B*N = 16k, Hq*D = 2048: data/model/measured/h100-ours-sm90.json).
+  auto model_picks = [&](std::int64_t n, int d) {
+    const cuda::Workload w{16384 / n, 2048 / d, 2048 / d, n, n, d, DType::bf16, MaskSpec{}};
     return cuda::choose_sm90_ws(dev, w);
   };
-  EXPECT_TRUE(model_picks(16384, 128)) << "D 128, Nk 16k: measured 1.41x faster on the warp-specialized kernel";
-  EXPECT_FALSE(model_picks(256, 64)) << "D 64, Nk 256: measured 0.83x on the warp-specialized kernel";
+  EXPECT_TRUE(model_picks(16384, 128)) << "D 128, N 16k: measured 1.41x faster on the warp-specialized kernel";
+  EXPECT_FALSE(model_picks(256, 64)) << "D 64, N 256: measured 0.83x on the warp-specialized kernel";
   EXPECT_FALSE(model_picks(4096, 96)) << "D 96 has no warp-specialized kernel";
   struct Row {
     const char* value;
