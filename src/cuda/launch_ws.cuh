@@ -1,7 +1,7 @@
 // Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, whether this call runs it
 // (the planner's table policy/ws_policy.h, or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
-// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances; included only
-// by generated instance files (through launch.cuh).
+// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 / 256 instances (the
+// decision itself: ws_route.h); included only by generated instance files (through launch.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,8 +19,8 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
-#include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/tma_map.h"
+#include "src/cuda/ws_route.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
 
 namespace flatattn::cuda {
@@ -28,7 +28,7 @@ namespace flatattn::cuda {
 /// Refuses what the warp-specialized forward does not serve yet (variants other than plain, varlen).
 inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
-              "the warp-specialized sm90 forward serves the plain variant on batched problems (D = 64, 128) so far",
+              "the warp-specialized sm90 forward serves the plain variant on batched problems (D = 64, 128, 256) so far",
               fix + ", or unset FLATATTN_CUDA_SM90_WS (the planner then picks a kernel that serves it)");
 }
 
@@ -61,46 +61,6 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
               "report it with the shape; unset FLATATTN_CUDA_SM90_WS");
 }
 
-/// The operands of problem pr as the copy engine maps them: q, then k and v (absent when Nk = 0: no key block
-/// is visited, the kernel gets q's map in their place).
-template <int D>
-std::array<TileMapShape, 3> ws_map_shapes(const Problem& pr, const FwdTensors& t) {
-  using S = sm90::WsShape<D>;
-  auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
-    TileMapShape s;
-    s.base = base;
-    s.cols = pr.d;
-    s.rows = rows;
-    s.heads = heads;
-    s.batch = pr.batch;
-    s.s_row = st.n;
-    s.s_head = st.h;
-    s.s_batch = st.b;
-    s.box_rows = box;
-    s.what = what;
-    return s;
-  };
-  const TileMapShape q = shape(t.q, pr.nq, pr.hq, t.sq, "q", S::kBlockM);
-  if (pr.nk == 0) return {q, q, q};
-  return {q, shape(t.k, pr.nk, pr.hkv, t.sk, "k", S::kBlockN), shape(t.v, pr.nk, pr.hkv, t.sv, "v", S::kBlockN)};
-}
-
-/// The schedule of the warp-specialized forward for this call, 0 for the other sm90 kernel: the forced one
-/// (FLATATTN_CUDA_SM90_WS=1|2|3; launch_ws refuses what it cannot serve), none (=0), or the planner's
-/// (policy/ws_policy.h) for a call it serves: plain variant, batched, not block-sparse, operands the copy
-/// engine maps.
-template <int D>
-int ws_schedule_for(const Problem& pr, const FwdTensors& t, bool plain) {
-  const int mode = sm90_ws_requested();
-  if (mode != kWsModeAuto) return mode;
-  if (!plain || pr.varlen || pr.sparse.on) return 0;
-  const int sched = ws_auto_schedule(D, pr.nk);
-  if (sched == 0) return 0;
-  for (const TileMapShape& s : ws_map_shapes<D>(pr, t))
-    if (tile_map_issue(s)) return 0;
-  return sched;
-}
-
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
@@ -117,7 +77,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
-  const std::array<TileMapShape, 3> shapes = ws_map_shapes<D>(pr, t);
+  const std::array<TileMapShape, 3> shapes = ws_map_shapes(D, pr, t);
   wp.tq = make_tile_map(shapes[0], kBf16);
   wp.tk = make_tile_map(shapes[1], kBf16);
   wp.tv = make_tile_map(shapes[2], kBf16);

@@ -385,6 +385,8 @@ flatattn_cuda_instance(fwd_flash_sm90_bf16_d128_alibi sm90 flash bf16 128 alibi 
 flatattn_cuda_instance(fwd_flash_sm90_bf16_d128_dropout sm90 flash bf16 128 dropout 0)
 flatattn_cuda_instance(fwd_flash_sm90_bf16_d128_dropout_softcap sm90 flash bf16 128 dropout_softcap 0)
 flatattn_cuda_instance(fwd_flash_sm90_bf16_d128_bias sm90 flash bf16 128 bias 0)
+flatattn_cuda_instance(fwd_flash_sm90_f16_d256 sm90 flash f16 256 plain 0)
+flatattn_cuda_instance(fwd_flash_sm90_bf16_d256 sm90 flash bf16 256 plain 0)
 flatattn_cuda_bwd_instance(bwd_sm80_f16_d32 sm80 f16 32 plain 0)
 flatattn_cuda_bwd_instance(bwd_sm80_f16_d32_softcap sm80 f16 32 softcap 0)
 flatattn_cuda_bwd_instance(bwd_sm80_f16_d32_alibi sm80 f16 32 alibi 0)

@@ -25,6 +25,7 @@
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/tile_coord.cuh"
+#include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/sm90/pipeline.cuh"
 #include "src/cuda/sm90/tma.cuh"
 #include "src/cuda/sm90/warp_roles.cuh"
@@ -34,11 +35,14 @@
 namespace flatattn::cuda::sm90 {
 
 /// Compile-time shape of the warp-specialized forward at head dim D: 128 query rows (two consumer warpgroups),
-/// 128-key blocks, a ring of kStages K/V slots (D = 128: 2 slots, 32 + 4 x 32 KB; D = 64: 3 slots).
+/// the key block and the ring depth of D's row in policy/ws_tile.h (D = 64: 128 keys, 3 slots; D = 128: 128 keys,
+/// 2 slots; D = 256: 64 keys, 2 slots).
 template <int D>
 struct WsShape {
-  static constexpr int kD = D, kBlockM = 128, kBlockN = 128;
-  static constexpr int kStages = D == 128 ? 2 : 3;
+  static constexpr WsTile kTile = ws_tile(D);
+  static_assert(kTile.block_n > 0, "no warp-specialized forward at this head dim (policy/ws_tile.h)");
+  static constexpr int kD = D, kBlockM = kWsBlockM, kBlockN = kTile.block_n;
+  static constexpr int kStages = kTile.stages;
   static constexpr bool kLazyRescale = true;
   static constexpr int kConsumerWGs = 2;
   static constexpr int kThreads = 128 * (1 + kConsumerWGs);
@@ -46,13 +50,13 @@ struct WsShape {
   // 24 x 128 + 240 x 256 = 64512 <= 65536 registers (FlashAttention-3's split for two consumer warpgroups).
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kNT = kBlockN / 8, kDT = D / 8;
-  static_assert(D == 64 || D == 128, "the warp-specialized forward has D = 64 and 128");
   using TQ = SmemTile<kBlockM, D>;
   using TKV = SmemTile<kBlockN, D>;
   static_assert(TQ::kW == 64 && TKV::kW == 64, "one TMA box = one 64-column panel (128-byte swizzle)");
   using Ring = KvRing<kStages, TKV::kBytes, kConsumerThreads>;
   /// Q | (K V) x Stages | barriers, plus 1024 bytes to align the base to the swizzle atom.
   static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes + Ring::kBarrierBytes + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "the tile's shared memory exceeds Hopper's 227 KB per block");
 };
 
 /// The kernel's parameters: the common FwdParams and the three tensor maps (built by the launcher).

@@ -1,0 +1,57 @@
+// Whether a forward call runs the warp-specialized sm90 kernel (src/cuda/sm90/ws_fwd_kernel.cuh), and the
+// operands its tensor maps describe: one decision for dispatch (src/cuda/dispatch.cc, which moves a head dim
+// that has only this kernel on the sm90 family -- D = 256 -- to that family exactly when it runs) and for the
+// launcher (launch_ws.cuh). Plain C++ over the host-visible tables (policy/ws_tile.h, policy/ws_policy.h).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "src/core/problem.h"
+#include "src/cuda/family.h"
+#include "src/cuda/policy/ws_policy.h"
+#include "src/cuda/policy/ws_tile.h"
+#include "src/cuda/tma_map.h"
+
+namespace flatattn::cuda {
+
+/// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when
+/// Nk = 0: no key block is visited, the kernel gets q's map in their place).
+inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const FwdTensors& t) {
+  auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
+    TileMapShape s;
+    s.base = base;
+    s.cols = pr.d;
+    s.rows = rows;
+    s.heads = heads;
+    s.batch = pr.batch;
+    s.s_row = st.n;
+    s.s_head = st.h;
+    s.s_batch = st.b;
+    s.box_rows = box;
+    s.what = what;
+    return s;
+  };
+  const int block_n = ws_tile(d).block_n;
+  const TileMapShape q = shape(t.q, pr.nq, pr.hq, t.sq, "q", kWsBlockM);
+  if (pr.nk == 0) return {q, q, q};
+  return {q, shape(t.k, pr.nk, pr.hkv, t.sk, "k", block_n), shape(t.v, pr.nk, pr.hkv, t.sv, "v", block_n)};
+}
+
+/// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none
+/// where d has no warp-specialized kernel (policy/ws_tile.h); the forced one (FLATATTN_CUDA_SM90_WS=1|2|3;
+/// launch_ws refuses what it cannot serve), none (=0), or the planner's (policy/ws_policy.h) for a call it
+/// serves: plain variant, batched, not block-sparse, operands the copy engine maps.
+inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, bool plain) {
+  if (ws_tile(d).block_n == 0) return 0;
+  const int mode = sm90_ws_requested();
+  if (mode != kWsModeAuto) return mode;
+  if (!plain || pr.varlen || pr.sparse.on) return 0;
+  const int sched = ws_auto_schedule(d, pr.nk);
+  if (sched == 0) return 0;
+  for (const TileMapShape& s : ws_map_shapes(d, pr, t))
+    if (tile_map_issue(s)) return 0;
+  return sched;
+}
+
+}  // namespace flatattn::cuda
