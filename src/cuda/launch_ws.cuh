@@ -65,10 +65,13 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
   using S = sm90::WsShape<D>;
-  static std::atomic<std::uint64_t> attr_done{0};
+  static std::atomic<std::uint64_t> attr_done{0}, attr_done_varlen{0};  // one per kernel
   const Problem& pr = *a.problem;
   const FwdTensors& t = *a.tensors;
-  if (pr.varlen) ws_refuse("a varlen call (cu_seqlens)", "call without cu_seqlens");
+  // Varlen with no query row at all: no tensor map over zero rows (nothing to write either; a violation in
+  // its cu_seqlens would go unflagged, so it is refused rather than skipped).
+  if (pr.varlen && pr.total_q == 0 && pr.nq > 0 && pr.batch > 0)
+    ws_refuse("a varlen call with no query rows (total_q = 0)", "call the other kernel for it");
   const std::int64_t n_m = (pr.nq + S::kBlockM - 1) / S::kBlockM;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
   if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
@@ -82,8 +85,8 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   wp.tk = make_tile_map(shapes[1], kBf16);
   wp.tv = make_tile_map(shapes[2], kBf16);
 
-  auto kernel = sm90::ws_fwd_kernel<E, S, V, kSched>;
-  prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
+  auto kernel = pr.varlen ? sm90::ws_fwd_kernel<E, S, V, kSched, true> : sm90::ws_fwd_kernel<E, S, V, kSched, false>;
+  prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? attr_done_varlen : attr_done);
   kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch (sm90 warp-specialized forward)");

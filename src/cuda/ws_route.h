@@ -16,7 +16,8 @@
 namespace flatattn::cuda {
 
 /// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when
-/// Nk = 0: no key block is visited, the kernel gets q's map in their place).
+/// there is no key row: no key block is visited, the kernel gets q's map in their place). Batched: (D, N, H, B);
+/// varlen: (D, total rows, H, 1) over the packed rows (the kernel offsets the row by the sequence's start).
 inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const FwdTensors& t) {
   auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
     TileMapShape s;
@@ -24,7 +25,7 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
     s.cols = pr.d;
     s.rows = rows;
     s.heads = heads;
-    s.batch = pr.batch;
+    s.batch = pr.varlen ? 1 : pr.batch;
     s.s_row = st.n;
     s.s_head = st.h;
     s.s_batch = st.b;
@@ -33,9 +34,10 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
     return s;
   };
   const int block_n = ws_tile(d).block_n;
-  const TileMapShape q = shape(t.q, pr.nq, pr.hq, t.sq, "q", kWsBlockM);
-  if (pr.nk == 0) return {q, q, q};
-  return {q, shape(t.k, pr.nk, pr.hkv, t.sk, "k", block_n), shape(t.v, pr.nk, pr.hkv, t.sv, "v", block_n)};
+  const std::int64_t q_rows = pr.varlen ? pr.total_q : pr.nq, k_rows = pr.varlen ? pr.total_k : pr.nk;
+  const TileMapShape q = shape(t.q, q_rows, pr.hq, t.sq, "q", kWsBlockM);
+  if (pr.nk == 0 || k_rows == 0) return {q, q, q};
+  return {q, shape(t.k, k_rows, pr.hkv, t.sk, "k", block_n), shape(t.v, k_rows, pr.hkv, t.sv, "v", block_n)};
 }
 
 /// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none

@@ -8,7 +8,7 @@
 //     (ws_fwd_epilogue.cuh).
 // The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
 // (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
-// Batched problems only (the tensor maps are (D, N, H, B)); the launcher (src/cuda/launch_ws.cuh) refuses the rest.
+// Batched problems (tensor maps (D, N, H, B)) and varlen ones (kVarlen: maps over the packed rows, (D, total, H, 1)).
 // Picked by the planner (src/cuda/policy/ws_policy.h) where it measured faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).
 // kSched: the consumers' schedule (ws_fwd_mainloop.cuh; FLATATTN_CUDA_SM90_WS's value). Compile-time switches:
@@ -65,9 +65,11 @@ struct WsParams {
   CUtensorMap tq, tk, tv;
 };
 
+/// q_row: the tile's first q row in the map's rows (batched: m0; varlen: the sequence's first packed row + m0),
+/// k_row0: the sequence's first k/v row (batched 0), b: the map's batch index (varlen 0: one packed batch).
 template <class E, class S>
 FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& ring, std::uint32_t sq,
-                                 const BlockRange<S::kBlockN>& range, int m0, int h, int b) {
+                                 const BlockRange<S::kBlockN>& range, int q_row, int k_row0, int h, int b) {
   using TQ = typename S::TQ;
   using TKV = typename S::TKV;
   constexpr int kPanels = S::kD / 64;
@@ -77,9 +79,9 @@ FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& rin
   tma_prefetch(&wp.tv);
   mbar_arrive_expect_tx(ring.q_bar(), TQ::kBytes);
 #pragma unroll
-  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, m0, h, b);
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, q_row, h, b);
   for (int nb = range.begin; nb < range.end; ++nb) {
-    const int it = nb - range.begin, s = S::Ring::slot(it), n0 = nb * S::kBlockN;
+    const int it = nb - range.begin, s = S::Ring::slot(it), n0 = k_row0 + nb * S::kBlockN;
     ring.acquire_k(it);
     mbar_arrive_expect_tx(ring.bar(s, 0), TKV::kBytes);
 #pragma unroll
@@ -91,7 +93,11 @@ FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& rin
   }
 }
 
-template <class E, class S, class V, int kSched>
+/// kVarlen: the maps are (D, total rows, H, 1) over the packed rows (cu_seqlens); a tile's rows start at its
+/// sequence's first row, rows of the next sequence in its boxes are loaded but masked (keys: BandMask's Nk) or
+/// never stored (queries: the epilogue's bound). Batched calls run the kVarlen = false kernel, whose code is
+/// that of before varlen.
+template <class E, class S, class V, int kSched, bool kVarlen>
 __global__ void __launch_bounds__(S::kThreads, 1)
     ws_fwd_kernel(const __grid_constant__ WsParams wp, int n_m_blocks, int hq) {
   using TQ = typename S::TQ;
@@ -121,7 +127,13 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
   if (wg == 0) {
     regs_dec<S::kProducerRegs>();
-    if (tid == 0) ws_producer<E, S>(wp, ring, sq, range, m0, tc.h, tc.b);
+    if (tid == 0) {
+      if constexpr (kVarlen) {
+        ws_producer<E, S>(wp, ring, sq, range, bi.q_row0 + m0, bi.k_row0, tc.h, 0);
+      } else {
+        ws_producer<E, S>(wp, ring, sq, range, m0, 0, tc.h, tc.b);
+      }
+    }
   } else {
     regs_inc<S::kConsumerRegs>();
     const int c = wg - 1, warp_row0 = c * 64 + (warp & 3) * 16;
