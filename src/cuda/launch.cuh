@@ -64,12 +64,12 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
       // The warp-specialized TMA forward where the planner (policy/ws_policy.h) or FLATATTN_CUDA_SM90_WS picks it
       // (ws_route.h: the same decision dispatch made).
       if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var == VariantId::plain)) {
-        if constexpr (Var == VariantId::plain) {
+        if constexpr (ws_serves_variant(Var)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)
                            : launch_ws<E, D, V, 3>(a);
         } else {
-          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain, softcap or alibi variant");
         }
       }
     }

@@ -8,12 +8,21 @@
 #include <cstdint>
 
 #include "src/core/problem.h"
+#include "src/core/variant.h"
 #include "src/cuda/family.h"
 #include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/tma_map.h"
 
 namespace flatattn::cuda {
+
+/// The variants the warp-specialized forward serves: those whose hooks are only the score transform of the
+/// variant seam (common/score.cuh: softcap, ALiBi). Dropout (the probability hook with its RNG stream) and the
+/// additive bias tensor (a staged tile) are not wired into its pipeline: refused when forced. The planner runs
+/// it for the plain variant only (policy/ws_policy.h measured that).
+constexpr bool ws_serves_variant(VariantId v) {
+  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi;
+}
 
 /// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when
 /// there is no key row: no key block is visited, the kernel gets q's map in their place). Batched: (D, N, H, B);
