@@ -8,6 +8,9 @@
 //            causal 308 vs 312), at 1024 and below no faster.
 // Changing a number here changes speed, never results (both kernels are tested against the oracle).
 // FLATATTN_CUDA_SM90_WS (src/cuda/family.h) overrides the table: 0 never, 1-3 always with that schedule.
+// D = 256 (policy/ws_tile.h: 64-key blocks) has no row until it is measured; a row {.d = 256, ...} is all it takes
+// for the planner to run it there (dispatch then moves those calls from the sm80 family: src/cuda/ws_route.h).
+// The rows apply to the plain variant on batched problems only (softcap, ALiBi and varlen run it when forced).
 #pragma once
 
 #include <cstdint>
