@@ -4,11 +4,11 @@
 // kernel's WsShape<D> reads its row. A head dim without a row has no warp-specialized kernel.
 //   D = 64:  128-key blocks, 3 slots: Q 16 KB + 3 x (K + V) 2 x 16 KB = 112 KB.
 //   D = 128: 128-key blocks, 2 slots: Q 32 KB + 2 x 2 x 32 KB = 160 KB.
-//   D = 256: 64-key blocks, 2 slots: Q 64 KB + 2 x 2 x 32 KB = 192 KB (of 227). The consumers hold O (64 rows x
-//            256 fp32 per warpgroup = 128 registers per thread) besides S and P; 128-key blocks would add 64 S + 32
-//            P registers, past the 240 of setmaxnreg. FlashAttention-3 (Shah et al. 2024; hopper/tile_size.h) runs
-//            128 x 80 with 2 stages at D = 256; 80 needs the m64n80k16 wgmma, which wgmma_ops.cuh does not
-//            generate yet (tools/gen_wgmma.py): 64 until that is measured.
+//   D = 256: 64-key blocks, 2 slots: Q 64 KB + 2 x 2 x 32 KB = 192 KB (of 227). A consumer thread holds O (64 rows
+//            x 256 fp32 per warpgroup = 128 registers), S (32) and P (16); 128-key blocks would make that 224 of the
+//            240 of setmaxnreg before addresses and row statistics. FlashAttention-3 (Shah et al. 2024;
+//            hopper/tile_size.h) runs 128 x 80 at D = 256 (128 x 64 with a sliding window); 80 needs the
+//            m64n80k16 wgmma, which wgmma_ops.cuh does not generate yet (tools/gen_wgmma.py): 64 until measured.
 #pragma once
 
 namespace flatattn::cuda {
