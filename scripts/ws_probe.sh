@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One short GPU call that settles the state of the warp-specialized sm90 forward (issue 17, docs/sm90_ws.md):
-# builds only what it needs (sm_90, D = 64 and 128, the plain variant; targets test_cuda and bench_fwd; an
+# builds only what it needs (sm_90, D = 64, 128 and 256, the plain variant; targets test_cuda and bench_fwd; an
 # existing build dir is reused), runs the CudaSm90Ws suite under each schedule (1, 3, then 2: ping-pong last,
 # its named barriers are out of the kernel watchdog's reach) line-buffered and under a timeout, then, when time
 # is left, bench_fwd on the warp-specialized kernel with FLATATTN_SM90_WS_CHECK=1 (every call synchronized and
@@ -43,10 +43,10 @@ finish() {
 } > "$OUT/env.log" 2>&1
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)  commit $(git log -1 --format=%h 2>/dev/null)"
 
-# ---- build: sm_90 only, D 64 and 128, plain, no compute_75 PTX, no CLI ------------------------------------
+# ---- build: sm_90 only, D 64, 128 and 256, plain, no compute_75 PTX, no CLI ------------------------------------
 t0=$(date +%s)
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS=90 \
-  -DFLATATTN_HDIMS="64;128" -DFLATATTN_VARIANTS=plain -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_CUDA_SUBSET= \
+  -DFLATATTN_HDIMS="64;128;256" -DFLATATTN_VARIANTS=plain -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_CUDA_SUBSET= \
   -DFLATATTN_BUILD_TESTS=ON -DFLATATTN_BUILD_CLI=OFF > "$OUT/build.log" 2>&1 || { note "configure FAILED"; finish; }
 blimit=$(( $(left) - 70 ))  # keep at least 70 s for the tests
 (( blimit < 30 )) && blimit=30

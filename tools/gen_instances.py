@@ -20,6 +20,10 @@ INST = ROOT / "src" / "cuda" / "inst"
 
 HEAD_DIMS = (32, 64, 96, 128, 192, 256)  # other D (multiples of 8) run the next one, zero-padded
 SM90_HEAD_DIMS = (64, 128)  # the wgmma Flash forward and backward (Hopper); other D: the sm80 family
+# Head dims whose sm90 forward instance holds only the warp-specialized TMA kernel (src/cuda/policy/ws_tile.h),
+# for the variants it serves; dispatch sends a call there only when that kernel runs it (src/cuda/ws_route.h),
+# the rest (and the backward) stays on the sm80 family.
+SM90_WS_HEAD_DIMS = {256: ("plain", "softcap", "alibi")}
 DATAFLOWS = ("flash", "flat")
 # The curated variants (src/core/variant.h, VariantId): each entry names the workload that needs it. An
 # instance is built per (family, dataflow, dtype, D, variant); a variant is a combination of hooks that
@@ -127,6 +131,9 @@ def kernels():
         yield Kernel(family, dataflow, dtype, d, variant)
     for dtype, d, variant in itertools.product(("f16", "bf16"), SM90_HEAD_DIMS, VARIANTS):
         yield Kernel("sm90", "flash", dtype, d, variant)
+    for d, variants in SM90_WS_HEAD_DIMS.items():
+        for dtype, variant in itertools.product(("f16", "bf16"), variants):
+            yield Kernel("sm90", "flash", dtype, d, variant)
 
 
 def render():

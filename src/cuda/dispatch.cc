@@ -25,6 +25,7 @@
 #include "src/cuda/runtime.h"
 #include "src/cuda/sparse_host.h"
 #include "src/cuda/staging.h"
+#include "src/cuda/ws_route.h"
 
 namespace flatattn::cuda {
 
@@ -32,8 +33,10 @@ namespace {
 
 /// The forward instance for p (its dataflow asked for, or chosen for Dataflow::automatic) on the device's
 /// base family; a Flash instance then moves to the sm90 family where that is enabled and has the same
-/// kernel head dim (so padding never grows). FLAT stays on the base family. p's device must be current.
-const FwdInstance* forward_instance(const Problem& p) {
+/// kernel head dim (so padding never grows); at a head dim where that family has only the warp-specialized
+/// kernel (D = 256, policy/ws_tile.h), only for a call that kernel runs (ws_route.h). FLAT stays on the base
+/// family. p's device must be current.
+const FwdInstance* forward_instance(const Problem& p, const FwdTensors& t) {
   const DeviceInfo& dev = device_info(p.device.index);
   const Family fam = family_for(dev, p.dtype);
   const VariantId variant = variant_of(p.variant);
@@ -71,7 +74,10 @@ const FwdInstance* forward_instance(const Problem& p) {
   }
   if (inst == flash && sm90_enabled(dev) && !p.sparse.on) {  // block-sparse: the sm80-style kernel only so far
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
-    if (h != nullptr && h->d == flash->d) inst = h;
+    const bool sm90_flash = flash_tile(Family::sm90, static_cast<int>(flash->d)).block_m > 0;
+    if (h != nullptr && h->d == flash->d &&
+        (sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant == VariantId::plain) != 0))
+      inst = h;
   }
   return inst;
 }
@@ -107,7 +113,7 @@ Report report_for(Dataflow df, const char* name, int kernel_d, std::int64_t d) {
 /// forward() on views the kernels address directly (check_args.h); user_d: the caller's head dim (the
 /// Report's), p.d when nothing was staged. p's device must be current.
 Report forward_direct(const Problem& p, const FwdTensors& t, Stream stream, std::int64_t user_d, unsigned* meta_err) {
-  const FwdInstance* inst = forward_instance(p);
+  const FwdInstance* inst = forward_instance(p, t);
   Report r = report_for(inst->dataflow, inst->name, inst->d, user_d);
   if (p.batch == 0 || p.nq == 0) return r;  // nothing to write
   LaunchArgs a;

@@ -31,11 +31,13 @@ Family family_for(const DeviceInfo& dev, DType dt);
 /// (src/cuda/dispatch.h) makes the next call read it again.
 bool sm90_enabled(const DeviceInfo& dev);
 
-/// FLATATTN_CUDA_SM90_WS: which of the sm90 family's Flash forwards runs at D = 64 and 128. Unset (or "auto"):
-/// the cost model (policy/heuristics.h choose_sm90_ws) picks the warp-specialized TMA kernel
+/// FLATATTN_CUDA_SM90_WS: which of the sm90 family's Flash forwards runs at D = 64 and 128, and whether D = 256
+/// runs the warp-specialized kernel (its only sm90 forward) or the sm80 family (src/cuda/ws_route.h). Unset (or "auto"):
+/// the cost model (policy/heuristics.h choose_sm90_ws, policy/ws_policy.h) picks the warp-specialized TMA kernel
 /// (src/cuda/sm90/ws_fwd_kernel.cuh) where it predicts it faster, for the calls it serves (the plain variant on batched problems: causal, windows,
 /// GQA, LSE, sinks, any Nq/Nk, with operands the copy engine can map), and sm90/flash_kernel.cuh otherwise.
-/// "1", "2" or "3": the warp-specialized kernel for every call at those head dims, with the consumer schedule
+/// "1", "2" or "3": the warp-specialized kernel for every call at those head dims (the plain, softcap and alibi
+/// variants, batched or varlen), with the consumer schedule
 /// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups, 3: no overlap (every
 /// product waited at once; the debugging fallback); a call it does not serve is refused with an Error. Any
 /// other value ("0"): never. Returns the schedule, kWsModeAuto or 0. Read at the first call and cached like

@@ -60,25 +60,33 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
                 "use Dataflow::flash or automatic (FLATATTN_CUDA_SM90=0 is not needed: dispatch picks them)");
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
-    if constexpr (D == 64 || D == 128) {
-      // The warp-specialized TMA forward where the cost model (policy/heuristics.h choose_sm90_ws) or
-      // FLATATTN_CUDA_SM90_WS picks it.
-      if (const int ws = ws_schedule_for<D>(*a.problem, *a.tensors, Var == VariantId::plain, a.device)) {
-        if constexpr (Var == VariantId::plain) {
+    if constexpr (ws_tile(D).block_n > 0) {
+      // The warp-specialized TMA forward where the cost model (ws_route.h, policy/heuristics.h) or FLATATTN_CUDA_SM90_WS picks it
+      // (ws_route.h: the same decision dispatch made).
+      if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var == VariantId::plain)) {
+        if constexpr (ws_serves_variant(Var)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)
                            : launch_ws<E, D, V, 3>(a);
         } else {
-          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain variant");
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain, softcap or alibi variant");
         }
       }
     }
-    using S = Sm90ShapeOf<D, Var == VariantId::bias>;
-    using B = typename S::template Bias<V>;  // a staged bias: its slots after the K/V ring (bias_tile.cuh)
-    if constexpr (B::kMaxBytes > 0) prepare_smem(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
-    launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype),
-                S::kThreads, S::kBlockM, a, attr_done);
-    return {S::kBlockM, S::kBlockN};
+    if constexpr (flash_tile(Family::sm90, D).block_m == 0) {
+      // A head dim with only the warp-specialized kernel on this family (D = 256): dispatch sends a call here only
+      // when ws_schedule_for picks that kernel (src/cuda/dispatch.cc), so this is never reached.
+      throw Error(Error::Kind::runtime, "q", "D = " + std::to_string(D) + " on the sm90 family without the warp-specialized kernel",
+                  "the sm90 family's only forward at this head dim is the warp-specialized one (dispatch routes the rest to the sm80 family)",
+                  "report it (an internal routing error)");
+    } else {
+      using S = Sm90ShapeOf<D, Var == VariantId::bias>;
+      using B = typename S::template Bias<V>;  // a staged bias: its slots after the K/V ring (bias_tile.cuh)
+      if constexpr (B::kMaxBytes > 0) prepare_smem(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
+      launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype),
+                  S::kThreads, S::kBlockM, a, attr_done);
+      return {S::kBlockM, S::kBlockN};
+    }
   } else if constexpr (DF == Dataflow::flash) {
     using S = FlashShapeOf<F, D, Var == VariantId::bias>;
     // A staged bias (bias_tile.cuh): its slots after the K/V buffers, sized for the call's bias dtype; the

@@ -1,7 +1,7 @@
 // Host side of the warp-specialized forward (ws_fwd_kernel.cuh): what it serves, whether this call runs it
-// (the cost model's pick, policy/heuristics.h choose_sm90_ws, or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
-// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 instances; included only
-// by generated instance files (through launch.cuh).
+// (the cost model's pick: ws_route.h, policy/heuristics.h; or FLATATTN_CUDA_SM90_WS: src/cuda/family.h), its tensor maps and its
+// launch. Called by launch_fwd (src/cuda/launch.cuh) for the sm90 family's D = 64 / 128 / 256 instances (the
+// decision itself: ws_route.h); included only by generated instance files (through launch.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,18 +19,17 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
-#include "src/cuda/policy/heuristics.h"
-#include "src/cuda/policy/ws_policy.h"
-#include "src/cuda/runtime.h"
 #include "src/cuda/tma_map.h"
+#include "src/cuda/ws_route.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
 
 namespace flatattn::cuda {
 
-/// Refuses what the warp-specialized forward does not serve yet (variants other than plain, varlen).
+/// Refuses what the warp-specialized forward does not serve yet (dropout and the additive bias; a varlen call
+/// without query rows).
 inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
-              "the warp-specialized sm90 forward serves the plain variant on batched problems (D = 64, 128) so far",
+              "the warp-specialized sm90 forward serves the plain, softcap and alibi variants, batched and varlen, at D = 64, 128, 256 so far",
               fix + ", or unset FLATATTN_CUDA_SM90_WS (the planner then picks a kernel that serves it)");
 }
 
@@ -63,63 +62,20 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
               "report it with the shape; unset FLATATTN_CUDA_SM90_WS");
 }
 
-/// The operands of problem pr as the copy engine maps them: q, then k and v (absent when Nk = 0: no key block
-/// is visited, the kernel gets q's map in their place).
-template <int D>
-std::array<TileMapShape, 3> ws_map_shapes(const Problem& pr, const FwdTensors& t) {
-  using S = sm90::WsShape<D>;
-  auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
-    TileMapShape s;
-    s.base = base;
-    s.cols = pr.d;
-    s.rows = rows;
-    s.heads = heads;
-    s.batch = pr.batch;
-    s.s_row = st.n;
-    s.s_head = st.h;
-    s.s_batch = st.b;
-    s.box_rows = box;
-    s.what = what;
-    return s;
-  };
-  const TileMapShape q = shape(t.q, pr.nq, pr.hq, t.sq, "q", S::kBlockM);
-  if (pr.nk == 0) return {q, q, q};
-  return {q, shape(t.k, pr.nk, pr.hkv, t.sk, "k", S::kBlockN), shape(t.v, pr.nk, pr.hkv, t.sv, "v", S::kBlockN)};
-}
-
-/// The schedule of the warp-specialized forward for this call, 0 for the other sm90 kernel: the forced one
-/// (FLATATTN_CUDA_SM90_WS=1|2|3; launch_ws refuses what it cannot serve), none (=0), or, for a call it serves
-/// (plain variant, batched, not block-sparse, operands the copy engine maps), the planner's: the cost model's
-/// pick between the two sm90 kernels (policy/heuristics.h choose_sm90_ws) and the row's schedule
-/// (policy/ws_policy.h).
-template <int D>
-int ws_schedule_for(const Problem& pr, const FwdTensors& t, bool plain, int device) {
-  const int mode = sm90_ws_requested();
-  if (mode != kWsModeAuto) return mode;
-  const WsKernelRow* row = ws_kernel_row(D);
-  if (row == nullptr || !plain || pr.varlen || pr.sparse.on) return 0;
-  const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, D, pr.dtype, pr.mask};
-  if (!choose_sm90_ws(device_info(device), w)) return 0;
-  for (const TileMapShape& s : ws_map_shapes<D>(pr, t))
-    if (tile_map_issue(s)) return 0;
-  return row->schedule;
-}
-
 /// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
 template <class E, int D, class V, int kSched>
 LaunchInfo launch_ws(const LaunchArgs& a) {
   using S = sm90::WsShape<D>;
-  constexpr const WsKernelRow* kRow = ws_kernel_row(D);
-  static_assert(kRow != nullptr && kRow->block_m == S::kBlockM && kRow->block_n == S::kBlockN &&
-                    kRow->stages == S::kStages && kRow->consumer_warps * 32 == S::kConsumerThreads &&
-                    kRow->producer_warps * 32 == S::kThreads - S::kConsumerThreads &&
-                    kRow->cta_regs == S::kProducerRegs * (S::kThreads - S::kConsumerThreads) +
-                                          S::kConsumerRegs * S::kConsumerThreads,
-                "policy/ws_policy.h describes this kernel to the cost model: its row must match sm90::WsShape<D>");
-  static std::atomic<std::uint64_t> attr_done{0};
+  static_assert(kWsConsumerWarps * 32 == S::kConsumerThreads && kWsProducerWarps * 32 == S::kThreads - S::kConsumerThreads &&
+                    kWsCtaRegs == S::kProducerRegs * (S::kThreads - S::kConsumerThreads) + S::kConsumerRegs * S::kConsumerThreads,
+                "policy/ws_policy.h describes this kernel's warps and registers to the cost model: they must match");
+  static std::atomic<std::uint64_t> attr_done{0}, attr_done_varlen{0};  // one per kernel
   const Problem& pr = *a.problem;
   const FwdTensors& t = *a.tensors;
-  if (pr.varlen) ws_refuse("a varlen call (cu_seqlens)", "call without cu_seqlens");
+  // Varlen with no query row at all: no tensor map over zero rows (nothing to write either; a violation in
+  // its cu_seqlens would go unflagged, so it is refused rather than skipped).
+  if (pr.varlen && pr.total_q == 0 && pr.nq > 0 && pr.batch > 0)
+    ws_refuse("a varlen call with no query rows (total_q = 0)", "call the other kernel for it");
   const std::int64_t n_m = (pr.nq + S::kBlockM - 1) / S::kBlockM;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
   if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
@@ -128,13 +84,13 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
-  const std::array<TileMapShape, 3> shapes = ws_map_shapes<D>(pr, t);
+  const std::array<TileMapShape, 3> shapes = ws_map_shapes(D, pr, t);
   wp.tq = make_tile_map(shapes[0], kBf16);
   wp.tk = make_tile_map(shapes[1], kBf16);
   wp.tv = make_tile_map(shapes[2], kBf16);
 
-  auto kernel = sm90::ws_fwd_kernel<E, S, V, kSched>;
-  prepare_smem(kernel, S::kSmemBytes, a.device, attr_done);
+  auto kernel = pr.varlen ? sm90::ws_fwd_kernel<E, S, V, kSched, true> : sm90::ws_fwd_kernel<E, S, V, kSched, false>;
+  prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? attr_done_varlen : attr_done);
   kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
       wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
   check(cudaGetLastError(), "kernel launch (sm90 warp-specialized forward)");

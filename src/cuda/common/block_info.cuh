@@ -15,6 +15,7 @@ namespace flatattn::cuda {
 struct BlockInfo {
   int nq, nk;                               ///< this sequence's lengths
   std::int64_t q, k, v, o, lse;             ///< element offset of row 0 of this (sequence, head)
+  int q_row0 = 0, k_row0 = 0;               ///< varlen: the sequence's first packed q and k row (batched: 0)
 
   FLATATTN_DEVICE BlockInfo(const FwdParams& p, int b, int h) {
     const int hk = h / p.group;
@@ -27,6 +28,8 @@ struct BlockInfo {
       const unsigned bad = rq.bad | rk.bad;
       q0 = rq.start;
       k0 = rk.start;
+      q_row0 = rq.start;
+      k_row0 = rk.start;
       nq = bad != 0 ? 0 : rq.len;
       nk = bad != 0 ? 0 : rk.len;
       if (bad != 0 && p.meta_err != nullptr && (threadIdx.x & 31) == 0) atomicOr(p.meta_err, bad);

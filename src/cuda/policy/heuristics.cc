@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "src/cuda/policy/ws_policy.h"
+#include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/runtime.h"
 #include "src/model/hardware.h"
 #include "src/model/planner.h"
@@ -134,28 +135,30 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w) {
 }
 
 bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w) {
-  const WsKernelRow* ws = ws_kernel_row(w.d);
-  const FlashTileSize old = flash_tile(Family::sm90, w.d);
-  if (ws == nullptr || old.block_m == 0 || w.batch == 0 || w.nq == 0 || w.nk == 0) return false;
+  const WsTile ws = ws_tile(w.d);
+  // The kernel the call runs otherwise: the older sm90 one, or at a head dim it lacks (D = 256) the sm80 family's.
+  const bool has_old = flash_tile(Family::sm90, w.d).block_m > 0;
+  const FlashTileSize old = flash_tile(has_old ? Family::sm90 : Family::sm80, w.d);
+  if (ws.block_n == 0 || old.block_m == 0 || w.batch == 0 || w.nq == 0 || w.nk == 0) return false;
   auto candidates = [&] {
     model::KernelVariant a;
-    a.name = "sm90";
+    a.name = has_old ? "sm90" : "sm80";
     a.dataflow = Dataflow::flash;
     a.block_m = old.block_m;
     a.block_n = old.block_n;
     a.warps = old.warps;
     a.stages = old.stages;
-    a.path = "sm90";
+    a.path = has_old ? "sm90" : "sm80";
     a.head_dim = w.d;
     model::KernelVariant b;
     b.name = "sm90_ws";
     b.dataflow = Dataflow::flash;
-    b.block_m = ws->block_m;
-    b.block_n = ws->block_n;
-    b.warps = ws->consumer_warps;
-    b.producer_warps = ws->producer_warps;
-    b.cta_regs = ws->cta_regs;
-    b.stages = ws->stages;
+    b.block_m = kWsBlockM;
+    b.block_n = ws.block_n;
+    b.warps = kWsConsumerWarps;
+    b.producer_warps = kWsProducerWarps;
+    b.cta_regs = kWsCtaRegs;
+    b.stages = ws.stages;
     b.path = "sm90_ws";
     b.head_dim = w.d;
     return std::vector<model::KernelVariant>{a, b};

@@ -34,9 +34,10 @@ bool flat_fits(Family f, int d, std::int64_t nk);
 /// Throws flatattn::Error when the model's data files cannot be found (set FLATATTN_DATA_DIR).
 Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w);
 
-/// Whether the warp-specialized sm90 forward (policy/ws_policy.h) is predicted faster than the older sm90 Flash
-/// kernel (policy/tile_size.h) for w on dev: the cost model's two calibrated paths, "sm90_ws" and "sm90".
-/// False when head dim w.d has no warp-specialized row or the shape is empty. Cached like choose_dataflow.
+/// Whether the warp-specialized sm90 forward (policy/ws_tile.h, ws_policy.h) is predicted faster than the kernel
+/// the call runs otherwise for w on dev: the older sm90 Flash kernel (policy/tile_size.h; path "sm90"), or at a head
+/// dim it lacks (D = 256) the sm80 family's (path "sm80"), against the "sm90_ws" path. False when w.d has no
+/// warp-specialized kernel or the shape is empty. Cached like choose_dataflow.
 bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w);
 
 }  // namespace flatattn::cuda

@@ -8,9 +8,9 @@
 //     (ws_fwd_epilogue.cuh).
 // The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
 // (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
-// Batched problems only (the tensor maps are (D, N, H, B)); the launcher (src/cuda/launch_ws.cuh) refuses the rest.
-// Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws, its description policy/ws_policy.h) where
-// it predicts it faster than sm90/flash_kernel.cuh, or
+// Batched problems (tensor maps (D, N, H, B)) and varlen ones (kVarlen: maps over the packed rows, (D, total, H, 1)).
+// Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws; src/cuda/policy/ws_policy.h) where it
+// predicts it faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).
 // kSched: the consumers' schedule (ws_fwd_mainloop.cuh; FLATATTN_CUDA_SM90_WS's value). Compile-time switches:
 // FLATATTN_SM90_WS_WATCHDOG_NS and FLATATTN_SM90_WS_DEBUG (tma.cuh).
@@ -26,6 +26,7 @@
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/tile_coord.cuh"
+#include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/sm90/pipeline.cuh"
 #include "src/cuda/sm90/tma.cuh"
 #include "src/cuda/sm90/warp_roles.cuh"
@@ -35,11 +36,14 @@
 namespace flatattn::cuda::sm90 {
 
 /// Compile-time shape of the warp-specialized forward at head dim D: 128 query rows (two consumer warpgroups),
-/// 128-key blocks, a ring of kStages K/V slots (D = 128: 2 slots, 32 + 4 x 32 KB; D = 64: 3 slots).
+/// the key block and the ring depth of D's row in policy/ws_tile.h (D = 64: 128 keys, 3 slots; D = 128: 128 keys,
+/// 2 slots; D = 256: 64 keys, 2 slots).
 template <int D>
 struct WsShape {
-  static constexpr int kD = D, kBlockM = 128, kBlockN = 128;
-  static constexpr int kStages = D == 128 ? 2 : 3;
+  static constexpr WsTile kTile = ws_tile(D);
+  static_assert(kTile.block_n > 0, "no warp-specialized forward at this head dim (policy/ws_tile.h)");
+  static constexpr int kD = D, kBlockM = kWsBlockM, kBlockN = kTile.block_n;
+  static constexpr int kStages = kTile.stages;
   static constexpr bool kLazyRescale = true;
   static constexpr int kConsumerWGs = 2;
   static constexpr int kThreads = 128 * (1 + kConsumerWGs);
@@ -47,13 +51,13 @@ struct WsShape {
   // 24 x 128 + 240 x 256 = 64512 <= 65536 registers (FlashAttention-3's split for two consumer warpgroups).
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
   static constexpr int kNT = kBlockN / 8, kDT = D / 8;
-  static_assert(D == 64 || D == 128, "the warp-specialized forward has D = 64 and 128");
   using TQ = SmemTile<kBlockM, D>;
   using TKV = SmemTile<kBlockN, D>;
   static_assert(TQ::kW == 64 && TKV::kW == 64, "one TMA box = one 64-column panel (128-byte swizzle)");
   using Ring = KvRing<kStages, TKV::kBytes, kConsumerThreads>;
   /// Q | (K V) x Stages | barriers, plus 1024 bytes to align the base to the swizzle atom.
   static constexpr int kSmemBytes = TQ::kBytes + 2 * kStages * TKV::kBytes + Ring::kBarrierBytes + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "the tile's shared memory exceeds Hopper's 227 KB per block");
 };
 
 /// The kernel's parameters: the common FwdParams and the three tensor maps (built by the launcher).
@@ -62,9 +66,11 @@ struct WsParams {
   CUtensorMap tq, tk, tv;
 };
 
+/// q_row: the tile's first q row in the map's rows (batched: m0; varlen: the sequence's first packed row + m0),
+/// k_row0: the sequence's first k/v row (batched 0), b: the map's batch index (varlen 0: one packed batch).
 template <class E, class S>
 FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& ring, std::uint32_t sq,
-                                 const BlockRange<S::kBlockN>& range, int m0, int h, int b) {
+                                 const BlockRange<S::kBlockN>& range, int q_row, int k_row0, int h, int b) {
   using TQ = typename S::TQ;
   using TKV = typename S::TKV;
   constexpr int kPanels = S::kD / 64;
@@ -74,9 +80,9 @@ FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& rin
   tma_prefetch(&wp.tv);
   mbar_arrive_expect_tx(ring.q_bar(), TQ::kBytes);
 #pragma unroll
-  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, m0, h, b);
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, q_row, h, b);
   for (int nb = range.begin; nb < range.end; ++nb) {
-    const int it = nb - range.begin, s = S::Ring::slot(it), n0 = nb * S::kBlockN;
+    const int it = nb - range.begin, s = S::Ring::slot(it), n0 = k_row0 + nb * S::kBlockN;
     ring.acquire_k(it);
     mbar_arrive_expect_tx(ring.bar(s, 0), TKV::kBytes);
 #pragma unroll
@@ -88,7 +94,11 @@ FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& rin
   }
 }
 
-template <class E, class S, class V, int kSched>
+/// kVarlen: the maps are (D, total rows, H, 1) over the packed rows (cu_seqlens); a tile's rows start at its
+/// sequence's first row, rows of the next sequence in its boxes are loaded but masked (keys: BandMask's Nk) or
+/// never stored (queries: the epilogue's bound). Batched calls run the kVarlen = false kernel, whose code is
+/// that of before varlen.
+template <class E, class S, class V, int kSched, bool kVarlen>
 __global__ void __launch_bounds__(S::kThreads, 1)
     ws_fwd_kernel(const __grid_constant__ WsParams wp, int n_m_blocks, int hq) {
   using TQ = typename S::TQ;
@@ -118,7 +128,13 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
   if (wg == 0) {
     regs_dec<S::kProducerRegs>();
-    if (tid == 0) ws_producer<E, S>(wp, ring, sq, range, m0, tc.h, tc.b);
+    if (tid == 0) {
+      if constexpr (kVarlen) {
+        ws_producer<E, S>(wp, ring, sq, range, bi.q_row0 + m0, bi.k_row0, tc.h, 0);
+      } else {
+        ws_producer<E, S>(wp, ring, sq, range, m0, 0, tc.h, tc.b);
+      }
+    }
   } else {
     regs_inc<S::kConsumerRegs>();
     const int c = wg - 1, warp_row0 = c * 64 + (warp & 3) * 16;

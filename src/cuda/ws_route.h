@@ -1,0 +1,72 @@
+// Whether a forward call runs the warp-specialized sm90 kernel (src/cuda/sm90/ws_fwd_kernel.cuh), and the
+// operands its tensor maps describe: one decision for dispatch (src/cuda/dispatch.cc, which moves a head dim
+// that has only this kernel on the sm90 family -- D = 256 -- to that family exactly when it runs) and for the
+// launcher (launch_ws.cuh). Plain C++ over the host-visible tables (policy/ws_tile.h, policy/ws_policy.h).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "src/core/problem.h"
+#include "src/core/variant.h"
+#include "src/cuda/family.h"
+#include "src/cuda/policy/heuristics.h"
+#include "src/cuda/policy/ws_policy.h"
+#include "src/cuda/policy/ws_tile.h"
+#include "src/cuda/runtime.h"
+#include "src/cuda/tma_map.h"
+
+namespace flatattn::cuda {
+
+/// The variants the warp-specialized forward serves: those whose hooks are only the score transform of the
+/// variant seam (common/score.cuh: softcap, ALiBi). Dropout (the probability hook with its RNG stream) and the
+/// additive bias tensor (a staged tile) are not wired into its pipeline: refused when forced. The planner runs
+/// it for the plain variant only (what policy/ws_policy.h's calibration measured).
+constexpr bool ws_serves_variant(VariantId v) {
+  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi;
+}
+
+/// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when
+/// there is no key row: no key block is visited, the kernel gets q's map in their place). Batched: (D, N, H, B);
+/// varlen: (D, total rows, H, 1) over the packed rows (the kernel offsets the row by the sequence's start).
+inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const FwdTensors& t) {
+  auto shape = [&](const void* base, std::int64_t rows, std::int64_t heads, const auto& st, const char* what, int box) {
+    TileMapShape s;
+    s.base = base;
+    s.cols = pr.d;
+    s.rows = rows;
+    s.heads = heads;
+    s.batch = pr.varlen ? 1 : pr.batch;
+    s.s_row = st.n;
+    s.s_head = st.h;
+    s.s_batch = st.b;
+    s.box_rows = box;
+    s.what = what;
+    return s;
+  };
+  const int block_n = ws_tile(d).block_n;
+  const std::int64_t q_rows = pr.varlen ? pr.total_q : pr.nq, k_rows = pr.varlen ? pr.total_k : pr.nk;
+  const TileMapShape q = shape(t.q, q_rows, pr.hq, t.sq, "q", kWsBlockM);
+  if (pr.nk == 0 || k_rows == 0) return {q, q, q};
+  return {q, shape(t.k, k_rows, pr.hkv, t.sk, "k", block_n), shape(t.v, k_rows, pr.hkv, t.sv, "v", block_n)};
+}
+
+/// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none
+/// where d has no warp-specialized kernel (policy/ws_tile.h); the forced one (FLATATTN_CUDA_SM90_WS=1|2|3;
+/// launch_ws refuses what it cannot serve), none (=0), or, for a call it serves (plain variant, batched, not
+/// block-sparse, operands the copy engine maps) at a head dim the planner knows (policy/ws_policy.h), the cost
+/// model's pick (policy/heuristics.h choose_sm90_ws) with the row's schedule.
+inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, bool plain) {
+  if (ws_tile(d).block_n == 0) return 0;
+  const int mode = sm90_ws_requested();
+  if (mode != kWsModeAuto) return mode;
+  const WsPlannerRow* row = ws_planner_row(d);
+  if (row == nullptr || !plain || pr.varlen || pr.sparse.on) return 0;
+  const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
+  if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
+  for (const TileMapShape& s : ws_map_shapes(d, pr, t))
+    if (tile_map_issue(s)) return 0;
+  return row->schedule;
+}
+
+}  // namespace flatattn::cuda
