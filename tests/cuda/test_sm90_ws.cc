@@ -624,8 +624,8 @@ TEST(CudaSm90Ws, NoKeys) {
 
 // "0": the other sm90 kernel always. Unset: the cost model's pick (policy/heuristics.h choose_sm90_ws) for the
 // plain variant at a head dim policy/ws_policy.h lists; never for a variant it does not serve (no Error either).
-// The model's picks at the ends of the measured range are the measured ones (docs/sm90_ws.md). D = 256 has no
-// planner row until it is measured: unset, the sm80 family runs it; forced, the warp-specialized kernel always.
+// The model's picks at the ends of the measured range are the measured ones (docs/sm90_ws.md). At D = 256 the
+// alternative is the sm80 family's kernel; forced, the warp-specialized kernel always runs.
 TEST(CudaSm90Ws, PlannerPicksByTheModel) {
   REQUIRE_SM90_WS();
   const std::uint64_t seed = seed_for("Sm90WsPlanner");
@@ -639,7 +639,7 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
   EXPECT_TRUE(model_picks(16384, 128)) << "D 128, N 16k: measured 1.41x faster on the warp-specialized kernel";
   EXPECT_FALSE(model_picks(256, 64)) << "D 64, N 256: measured 0.83x on the warp-specialized kernel";
   EXPECT_FALSE(model_picks(4096, 96)) << "D 96 has no warp-specialized kernel";
-  struct Row {
+  EXPECT_TRUE(model_picks(2048, 256)) << "D 256, N 2k: measured 2.4x the sm80 family's kernel";
     const char* value;
     std::int64_t nk, d;
     bool softcap;

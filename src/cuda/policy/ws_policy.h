@@ -6,9 +6,11 @@
 // same-lease H100 times of both kernels (data/model/measured/h100-ours-sm90.json, from
 // bench/results/sm90-ws-default-h100-f2e2b19.json + sm90-ws2-h100-f2e2b19.json): median error 2 %, the faster
 // kernel picked for 31 of 32 shapes (the miss within 5 %); fitted on half the N values it picks 16/16 of the
-// other half; on a second lease (ecd78b0) 23/24 (docs/sm90_ws.md).
-// A head dim is a candidate only with a row in kWsPlanner: D = 256 (64-key blocks, and no older sm90 kernel to
-// compare with: its alternative is the sm80 family) gets one once it is measured and fitted.
+// other half; on a second lease (ecd78b0) 23/24 (docs/sm90_ws.md). With the D = 256 pairs: 37 of 38.
+// A head dim is a candidate only with a row in kWsPlanner. At D = 256 (64-key blocks) there is no older sm90 kernel:
+// the alternative is the sm80 family's. The calibration, unchanged, predicts the 6 measured D = 256 shapes within
+// 0.3-5 % (the sm80 kernel within 8-15 %) and picks 6/6 (the kernel is 2.3-2.4x the sm80 one there, 1.01-1.11x
+// cuDNN: bench/results/sm90-ws-d256-h100-a19cd47.md).
 // The planner runs it for the plain variant on batched problems (softcap, ALiBi and varlen run it when forced).
 // FLATATTN_CUDA_SM90_WS (src/cuda/family.h) overrides the choice: 0 never, 1-3 always with that schedule.
 #pragma once
@@ -25,6 +27,7 @@ struct WsPlannerRow {
 inline constexpr WsPlannerRow kWsPlanner[] = {
     {.d = 64, .schedule = 2},
     {.d = 128, .schedule = 2},
+    {.d = 256, .schedule = 2},
 };
 
 /// The row of head dim d, or null when the planner never picks the warp-specialized forward there.
