@@ -79,7 +79,7 @@ def test_opcheck_fwd_kvcache(device, paged, seed):
     matches (with and without lse), and AOT dispatch replays the in-place append."""
     g = torch.Generator().manual_seed(seed)
     dt = DTYPE[device]
-    b, hq, hkv, d, nnew, page = 2, 4, 2, 32, 2, 16
+    b, hq, hkv, d, nnew, page = 2, 4, 2, 64, 2, 16  # D = 64: the CUDA decode kernels serve 64, 128 and 256
     seqlens = torch.tensor([5, 19], dtype=torch.int32)
     if paged:
         block_table = torch.tensor([[3, 0], [1, 2]], dtype=torch.int32, device=device)
