@@ -5,9 +5,7 @@
 // stray read or an unwritten output fails. Covers page sizes 1/16/64/256, shuffled and shared pages,
 // contiguous caches with cache_batch_idx, cache lengths 0/1/ragged, leftpad, the append with both rotary
 // layouts, Nq 1/4/16 and chunked prefill (Nq 100), causal and windows, GQA 32/8 and 64/8, MHA and MQA,
-// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the fused split combine
-// (split counts x page sizes x Nq, repeated calls bitwise identical, two streams at once) and the fused append
-// (new rows across tiles and splits, rows no query reads, misaligned k_new refused); the shared feature table and
+// softcap, ALiBi, sinks, forced split counts 1..many and the planner's, and the LSE; the shared feature table and
 // random sweep (src/check/kv_cases.h); cluster-FLAT decoding on sm_90. Adversarial metadata
 // (KvCacheCudaMeta) under FLATATTN_CHECK_METADATA=1 and asynchronously: the named Error, the offending
 // sequence's outputs and cache rows untouched, the others correct. Paged prefill (KvCacheCudaVarlen):
@@ -16,7 +14,6 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -232,109 +229,6 @@ TEST(KvCacheCuda, SplitCounts) {
   }
 }
 
-// ---- the fused split-KV combine (split_combine.cuh): the last CTA of a row block merges its splits ----------
-
-// Forced split counts 1..64 against every page size, Nq 1..16 (1 to 4 row blocks of the GQA group 4), with
-// the append and rotary on some: every split count's last arriver combines in split order.
-TEST(KvCacheCuda, FusedCombineSplitsPagesQueries) {
-  REQUIRE_GPU();
-  Seeded s;
-  SCOPED_TRACE(s.trace());
-  int n = 0;
-  for (int splits : {1, 2, 5, 16, 33, 64})
-    for (std::int64_t ps : {1, 16, 64, 256})
-      for (std::int64_t nq : {1, 3, 16}) {
-        KvCase c = base();
-        c.num_splits = splits;
-        c.page_size = ps;
-        c.nq = nq;
-        c.nnew = nq;
-        c.seqlens = {2100, 0, 513};
-        c.options.causal = nq > 1;
-        if (++n % 3 == 0) c.rotary_dim = 64, c.rotary_interleaved = (n % 2) == 0;
-        expect_pass(c, s.rng);
-      }
-}
-
-// Repeated calls on the same tensors: each call's workspace counters start at 0 (and the kernel leaves them at
-// 0), and the combine order is fixed, so every call gives the same bytes (out and LSE) and passes the oracle.
-TEST(KvCacheCuda, FusedCombineRepeatedCallsAreIdentical) {
-  REQUIRE_GPU();
-  Seeded s;
-  SCOPED_TRACE(s.trace());
-  for (int splits : {3, 64}) {
-    KvCase c = base();
-    c.num_splits = splits;
-    c.nq = 4;
-    c.nnew = 4;  // the append rewrites the same rows at the same positions each call
-    c.seqlens = {3000, 17, 800};
-    c.options.causal = true;
-    int mismatches = -1;
-    const KvVerdict v = check_kvcache(c, s.rng, [&](KvCaseTensors& t) {
-      KvDevice dev(t);
-      Report r = forward_kvcache(dev.args(), t.c.options);
-      ok(cudaDeviceSynchronize(), "sync");
-      dev.to_host(t);
-      const HostTensor out0 = t.out, lse0 = t.lse;
-      mismatches = 0;
-      for (int k = 0; k < 4; ++k) {
-        r = forward_kvcache(dev.args(), t.c.options);
-        ok(cudaDeviceSynchronize(), "sync");
-        dev.to_host(t);
-        mismatches += std::memcmp(out0.data(), t.out.data(), out0.bytes()) != 0 ? 1 : 0;
-        if (lse0.bytes() > 0) mismatches += std::memcmp(lse0.data(), t.lse.data(), lse0.bytes()) != 0 ? 1 : 0;
-      }
-      return r;
-    }, /*cuda=*/true);
-    EXPECT_TRUE(v.pass()) << c.name() << ": " << v.detail();
-    EXPECT_EQ(mismatches, 0) << "repeated calls with " << splits << " splits differ";
-  }
-}
-
-// Two calls in flight at once on two streams, each with its own workspace (counters): both pass the oracle.
-TEST(KvCacheCuda, FusedCombineTwoStreams) {
-  REQUIRE_GPU();
-  Seeded s;
-  SCOPED_TRACE(s.trace());
-  cudaStream_t s1 = nullptr, s2 = nullptr;
-  ok(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking), "stream");
-  ok(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking), "stream");
-  KvCase a = base();
-  a.num_splits = 16;
-  a.seqlens = {4000, 2500, 3100};
-  KvCase b = base();
-  b.num_splits = 7;
-  b.nq = 4;
-  b.nnew = 4;
-  b.hq = 32;
-  b.hkv = 2;  // group 16 x Nq 4 = 64 rows per kv head: 4 row blocks
-  b.seqlens = {1500, 3900, 10};
-  b.options.causal = true;
-  KvVerdict inner;
-  const KvVerdict outer = check_kvcache(a, s.rng, [&](KvCaseTensors& ta) {
-    KvDevice da(ta);
-    Report ra;
-    inner = check_kvcache(b, s.rng, [&](KvCaseTensors& tb) {
-      KvDevice db(tb);
-      Report rb;
-      for (int k = 0; k < 8; ++k) {  // interleaved: both streams' kernels overlap on the GPU
-        ra = forward_kvcache(da.args(), ta.c.options, Stream{s1});
-        rb = forward_kvcache(db.args(), tb.c.options, Stream{s2});
-      }
-      ok(cudaStreamSynchronize(s2), "sync s2");
-      db.to_host(tb);
-      return rb;
-    }, /*cuda=*/true);
-    ok(cudaStreamSynchronize(s1), "sync s1");
-    da.to_host(ta);
-    return ra;
-  }, /*cuda=*/true);
-  EXPECT_TRUE(outer.pass()) << a.name() << ": " << outer.detail();
-  EXPECT_TRUE(inner.pass()) << b.name() << ": " << inner.detail();
-  cudaStreamDestroy(s1);
-  cudaStreamDestroy(s2);
-}
-
 TEST(KvCacheCuda, QueryLengthsAndMasks) {
   REQUIRE_GPU();
   Seeded s;
@@ -413,58 +307,6 @@ TEST(KvCacheCuda, UnsupportedHeadDimIsRefused) {
     EXPECT_EQ(e.kind(), Error::Kind::unsupported);
     EXPECT_NE(std::string(e.what()).find("64, 128 and 256"), std::string::npos) << e.what();
   }
-  dev.to_host(t);
-  EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << "the cache was written";
-}
-
-// The fused append (fresh_rows.cuh): new rows that straddle a key tile and a split boundary (cache lengths
-// 60 and 250 with 16 new tokens: both splits read new rows), rotary off / interleaved / half-split (a
-// rotary_dim that is not a multiple of 16 too), page sizes 1/16/256; and new rows no CTA reads (Nq 1 with a
-// left window of 2 over 5 new keys): the writer CTA still appends them (the oracle checks every appended row).
-TEST(KvCacheCuda, FusedAppendAcrossTilesAndSplits) {
-  REQUIRE_GPU();
-  Seeded s;
-  SCOPED_TRACE(s.trace());
-  for (int splits : {1, 2, 5})
-    for (std::int64_t ps : {1, 16, 256})
-      for (int rot = 0; rot < 4; ++rot) {
-        KvCase c = base();
-        c.num_splits = splits;
-        c.page_size = ps;
-        c.seqlens = {60, 0, 250};
-        c.nq = 16;
-        c.nnew = 16;
-        c.options.causal = true;
-        c.rotary_dim = rot == 0 ? 0 : rot == 3 ? 40 : 64 * rot;
-        c.rotary_interleaved = rot == 1;
-        expect_pass(c, s.rng);
-        KvCase w = c;  // keys appended that no query sees
-        w.nq = 1;
-        w.nnew = 5;
-        w.options.causal = false;
-        w.options.window = {2, 0};
-        expect_pass(w, s.rng);
-      }
-}
-
-// k_new with rows that are not 16-byte aligned: refused (named), nothing written.
-TEST(KvCacheCuda, MisalignedNewRowsAreRefused) {
-  REQUIRE_GPU();
-  Seeded s;
-  KvCase c = base();
-  c.nnew = 2;
-  KvCaseTensors t = make_kv_case(c, s.rng);
-  const KvCaseTensors before = t;
-  KvDevice dev(t);
-  KvCacheArgs a = dev.args();
-  a.k_new.data = static_cast<char*>(a.k_new.data) + 2;  // one element in: rows no longer 16-byte aligned
-  try {
-    forward_kvcache(a, c.options);
-    FAIL() << "a misaligned k_new must be refused";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.argument(), "k_new") << e.what();
-  }
-  ok(cudaDeviceSynchronize(), "sync");
   dev.to_host(t);
   EXPECT_EQ(std::memcmp(t.k_cache.data(), before.k_cache.data(), t.k_cache.bytes()), 0) << "the cache was written";
 }
@@ -699,14 +541,6 @@ TEST(KvCacheCudaMeta, SanitizerSet) {
   c.options.causal = true;
   c.num_splits = 3;
   expect_pass(c, s.rng);
-  // The fused combine with many splits and several row blocks (GQA 16/2, Nq 4: 2 row blocks per kv head).
-  KvCase f = base();
-  f.hq = 16;
-  f.nq = 4;
-  f.nnew = 1;
-  f.seqlens = {900, 5, 300};
-  f.num_splits = 16;
-  expect_pass(f, s.rng);
 }
 
 // ---- the planner (host only: runs without a GPU) ----------------------------------------------------------
@@ -734,44 +568,6 @@ TEST(KvDecodePlan, FillsTheGpuWithoutASecondWave) {
   // MHA, B = 1, 8k: 32 pairs -> 8 splits (256 CTAs), not 9 (a second wave of 24).
   w.batch = 1, w.hkv = 32, w.keys = 8192;
   EXPECT_EQ(plan_decode_splits(w), 8);
-}
-
-// The planner's model (decode_plan.h): its table of predictions for the bench shapes (printed, to be checked
-// against bench_decode's measurement), and its invariants: one wave when split, the terms adding up, no
-// prediction above the HBM bandwidth, and no candidate predicted better than the plan beyond the tie margin.
-TEST(KvDecodePlan, PredictionsTable) {
-  using namespace flatattn::cuda;
-  struct S {
-    int b;
-    std::int64_t ctx;
-    int hq, hkv, ql;
-  };
-  const S shapes[] = {{1, 8192, 32, 32, 1},  {1, 32768, 32, 32, 1}, {8, 8192, 32, 32, 1}, {8, 32768, 32, 32, 1},
-                      {64, 8192, 32, 32, 1}, {1, 8192, 32, 8, 1},   {1, 32768, 32, 8, 1}, {8, 8192, 32, 8, 1},
-                      {8, 32768, 32, 8, 1},  {64, 8192, 32, 8, 1},  {64, 32768, 32, 8, 1}, {1, 8192, 64, 8, 1},
-                      {8, 8192, 64, 8, 1},   {64, 8192, 64, 8, 1},  {1, 131072, 64, 8, 1}, {1, 8192, 32, 8, 4},
-                      {1, 131072, 64, 8, 4}, {64, 8192, 64, 8, 4}};
-  std::printf("   B     ctx Hq/Hkv q splits  ctas waves kv_bytes_per_cta cta_gbs stream_us fixed_us combine_us predicted_us   GB/s\n");
-  for (const S& sh : shapes) {
-    DecodeWork w;
-    w.sm_count = 132;
-    w.ctas_per_sm = 2;
-    w.batch = sh.b, w.hkv = sh.hkv, w.keys = sh.ctx, w.d = 128;
-    const int rows = sh.hq / sh.hkv * sh.ql;
-    w.row_blocks = (rows + 15) / 16;
-    w.rows_per_block = rows < 16 ? rows : 16;
-    const DecodePlan p = plan_decode(w);
-    std::printf("  %2d %7lld %3d/%-2d %d %6d %5lld %5lld %16lld %7.1f %9.1f %8.1f %10.1f %12.1f %6.0f\n", sh.b,
-                static_cast<long long>(sh.ctx), sh.hq, sh.hkv, sh.ql, p.splits, static_cast<long long>(p.ctas),
-                static_cast<long long>(p.waves), static_cast<long long>(p.kv_bytes_per_cta), p.cta_gbs, p.stream_us,
-                p.fixed_us, p.combine_us, p.predicted_us, p.predicted_gbs());
-    EXPECT_EQ(p.splits, plan_decode_splits(w));
-    if (p.splits > 1) EXPECT_EQ(p.waves, 1) << sh.b << " " << sh.ctx;
-    EXPECT_NEAR(p.predicted_us, p.fixed_us + p.stream_us + p.combine_us, 1e-9);
-    EXPECT_LE(p.predicted_gbs(), w.hbm_gbs * 1.0001) << sh.b << " " << sh.ctx;
-    for (int s = 1; s <= p.splits; ++s)
-      EXPECT_GE(model_decode(w, s).predicted_us * (1.0 + kTieFraction), p.predicted_us) << "splits " << s << " beats the plan";
-  }
 }
 
 // ---- paged prefill: varlen queries over the cache (cu_seqlens_q) -------------------------------------------

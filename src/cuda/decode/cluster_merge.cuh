@@ -4,7 +4,7 @@
 // memory (cooperative_groups' map_shared_rank: mapa + ld.shared::cluster) and merges a 1/cluster share of the
 // output columns: the row's softmax over the whole key range, exact (the max of all CTAs is known before any
 // partial is rescaled, FLAT's full-row rule, Kao et al. Sec. 4, at cluster scale), then the sink and the
-// output. No partials in HBM and no arrival counters. A second barrier keeps each CTA's shared memory alive
+// output. No partials in HBM and no combine kernel. A second barrier keeps each CTA's shared memory alive
 // until its peers have read it. A sequence refused by any CTA's metadata check is not written.
 #pragma once
 

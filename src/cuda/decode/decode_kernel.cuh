@@ -1,7 +1,6 @@
 // The decode kernel: new queries (Nq = 1..16 for decoding, any Nq for chunked prefill) against a paged KV
 // cache, Flash dataflow (FlashAttention-2 Alg. 1, online softmax in fp32) with the key range optionally split
-// across CTAs (split-KV, "Flash-Decoding": Dao et al. 2023; the last CTA of a row block to finish merges the
-// splits' partials in the same launch: split_combine.cuh).
+// across CTAs (split-KV, "Flash-Decoding": Dao et al. 2023; the partials are merged by combine_kernel.cuh).
 //
 // One CTA per (row block, split, sequence b x kv head). The Hq/Hkv query heads of the GQA group times the Nq
 // rows form the M dimension of one m16n8k16 tile (row r = i * group + g: query i, head hk * group + g), so a
@@ -12,11 +11,9 @@
 // multiple of 64 or the cache is contiguous) in a kStages-deep pipeline.
 //
 // Metadata (kv_meta.cuh): the CTA checks its sequence before it reads any cache row or writes anything; a
-// refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows; the
-// CTA still arrives on its row block's counter so the last arriver's combine sees every split).
+// refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows).
 #pragma once
 
-#include <climits>
 #include <cmath>
 #include <cstdint>
 
@@ -30,10 +27,8 @@
 #include "src/cuda/common/warp_gemm.cuh"
 #include "src/cuda/decode/cluster_merge.cuh"
 #include "src/cuda/decode/decode_tile.h"
-#include "src/cuda/decode/fresh_rows.cuh"
 #include "src/cuda/decode/kv_meta.cuh"
 #include "src/cuda/decode/row_finish.cuh"
-#include "src/cuda/decode/split_combine.cuh"
 
 namespace flatattn::cuda {
 
@@ -56,10 +51,8 @@ FLATATTN_DEVICE void visible_keys(const DecodeParams& p, int i, int nq, int n_k,
 }
 
 /// Issues the cp.async copies of key tile `tile` (positions 64 tile ..) of the CTA's (sequence, kv head) into
-/// shared K/V tiles sk/sv; rows outside [k_lo, k_hi) are zero-filled and not read. The rows this call appends
-/// (positions cache_seqlens[b] ..) come from k_new/v_new instead (keys rotated, fresh_rows.cuh): their cache
-/// rows are written by one CTA of the (sequence, kv head) and read by none.
-template <class E, int D>
+/// shared K/V tiles sk/sv; rows outside [k_lo, k_hi) are zero-filled and not read.
+template <int D>
 FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, int hk, int tile, int k_lo,
                                   int k_hi, std::uint32_t sk, std::uint32_t sv, int tid) {
   using C = DecodeTile<D>;
@@ -67,8 +60,6 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
   constexpr int kChunks = D / 8, kRowStep = C::kThreads / kChunks, kIters = C::kBN / kRowStep;
   static_assert(C::kThreads % kChunks == 0 && C::kBN % kRowStep == 0, "whole rows per pass");
   const int c = (tid % kChunks) * 8, r0 = tid / kChunks, t0 = tile * C::kBN;
-  // The rows this call appends start at fresh_lo (none without k_new): read from k_new/v_new, not the cache.
-  const int fresh_lo = p.k_new != nullptr ? s.seqlen : INT_MAX;
   const std::uint16_t* kc = static_cast<const std::uint16_t*>(p.k_cache) + hk * p.kc_h + c;
   const std::uint16_t* vc = static_cast<const std::uint16_t*>(p.v_cache) + hk * p.vc_h + c;
   // One page for the whole tile: a contiguous cache, or pages of a multiple of 64 tokens.
@@ -86,7 +77,6 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
   for (int it = 0; it < kIters; ++it) {
     const int r = r0 + it * kRowStep, pos = t0 + r;
     bool pred = pos >= k_lo && pos < k_hi;
-    const bool fresh = pred && pos >= fresh_lo;  // a new row: token pos - seqlen < Nnew (pos < k_hi <= n_k)
     std::int64_t ko = 0, vo = 0;
     if (one_page) {
       pred = pred && page0 >= 0;
@@ -101,35 +91,13 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
       vo = pg * p.vc_page + static_cast<std::int64_t>(row) * p.vc_row;
     }
     const std::uint32_t so = Tile::offset(r, c);
-    const void* ks = pred ? static_cast<const void*>(kc + ko) : p.k_cache;
-    const void* vs = pred ? static_cast<const void*>(vc + vo) : p.v_cache;
-    if (fresh) {
-      const int tok = pos - s.seqlen;
-      ks = static_cast<const std::uint16_t*>(p.k_new) + b * p.kn_b + tok * p.kn_n + hk * p.kn_h + c;
-      vs = static_cast<const std::uint16_t*>(p.v_new) + b * p.vn_b + tok * p.vn_n + hk * p.vn_h + c;
-      pred = true;
-    }
-    if (!(fresh && p.rotary_dim > 0)) copy_16(sk + so, ks, pred);  // rotated keys: below
-    copy_16(sv + so, vs, pred);
-  }
-  // Rotated new keys, element by element (cold: only the tile that holds the new rows, with rotary on).
-  if (fresh_lo < k_hi && t0 + C::kBN > fresh_lo && p.rotary_dim > 0) {
-    using T = typename E::T;
-#pragma unroll 1
-    for (int it = 0; it < kIters; ++it) {
-      const int r = r0 + it * kRowStep, pos = t0 + r;
-      if (pos < k_lo || pos >= k_hi || pos < fresh_lo) continue;
-      const int tok = pos - s.seqlen;
-      const T* src = static_cast<const T*>(p.k_new) + b * p.kn_b + tok * p.kn_n + hk * p.kn_h;
-      const std::int64_t rpos = rotary_key_position(s.seqlen, tok);
-#pragma unroll 1
-      for (int e = 0; e < 8; ++e) stage_rotated_element<E>(p, src, c + e, rpos, sk + Tile::offset(r, c) + 2 * e);
-    }
+    copy_16(sk + so, pred ? static_cast<const void*>(kc + ko) : p.k_cache, pred);
+    copy_16(sv + so, pred ? static_cast<const void*>(vc + vo) : p.v_cache, pred);
   }
 }
 
 /// kCluster: cluster-FLAT decoding (sm_90): the num_splits CTAs of grid dimension y are one thread-block cluster
-/// and merge through distributed shared memory (cluster_merge.cuh) instead of partials in HBM.
+/// and merge through distributed shared memory (cluster_merge.cuh) instead of partials and a combine kernel.
 template <class E, int D, class V, bool kCluster = false>
 __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const DecodeParams p) {
   using C = DecodeTile<D>;
@@ -146,30 +114,22 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const int r_base = rb * C::kRows;
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
 
-  // The fused append's writer (fresh_rows.cuh): row block 0, split 0 checks the whole block-table row, so
-  // it writes the new cache rows only for a sequence no CTA refuses.
-  const bool writer = rb == 0 && split == 0 && p.k_new != nullptr && p.nnew > 0;
-  const KvSeq s = check_seq(p, b, writer ? 0 : split, writer ? 1 : p.num_splits, &word);
+  const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
   // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
   // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
-  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
-  // p.rows). A row block past them has nothing to do; the test is uniform over the splits of a row block
-  // (and a cluster): s.nq does not depend on the split's block-table part.
-  const int rows = p.group * s.nq;
   if (!kCluster && s.bad != 0) {
-    if (p.num_splits > 1 && r_base < rows) {
-      if (tid < C::kRows && r_base + tid < rows) {
-        int i, h;
-        row_coords(p, hk, r_base + tid, i, h);
-        p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
-            __uint_as_float(kSkippedLseBits);
-      }
-      if (split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
-        combine_rows<E, D>(p, b, hk, r_base, rows, s.q0, reinterpret_cast<float*>(smem));
+    if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
+      int i, h;
+      row_coords(p, hk, r_base + tid, i, h);
+      p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
+          __uint_as_float(kSkippedLseBits);
     }
     return;
   }
-  if (writer && s.bad == 0) write_fresh_rows<E, D>(p, s, b, hk);
+  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
+  // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
+  // the row block and the sequence, and s.nq does not depend on the split's block-table part).
+  const int rows = p.group * s.nq;
   if (r_base >= rows) return;
 
   // This thread's two rows (g and g + 8 of the m-tile): their visible keys.
@@ -214,10 +174,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       if (r_base + r < rows) {
         int i, h;
         row_coords(p, hk, r_base + r, i, h);
-        const T* row = q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h;
-        // Rotary: the query at its position (fresh_rows.cuh), rounded to T as the cache's keys are.
-        const std::int64_t qpos = rotary_query_position(s.seqlen, i, p.rotary_q_per_row != 0);
-        v = p.rotary_dim > 0 ? fresh_chunk<E>(p, row, c, qpos, true) : *reinterpret_cast<const uint4*>(row + c);
+        v = *reinterpret_cast<const uint4*>(q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h + c);
       }
       *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
     }
@@ -242,7 +199,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
 #pragma unroll
   for (int st = 0; st < C::kStages - 1; ++st) {
     if (t_begin + st < t_end)
-      load_kv_tile<E, D>(p, s, b, hk, t_begin + st, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
     copy_commit();
   }
   const std::uint32_t bk = TK::offset(b_row(lane), b_col(lane)) + warp * 16 * TK::kRowBytes;
@@ -257,7 +214,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     __syncthreads();
     {
       const int tn = t + C::kStages - 1, st = (tn - t_begin) % C::kStages;
-      if (tn < t_end) load_kv_tile<E, D>(p, s, b, hk, tn, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
       copy_commit();
     }
     const int st = (t - t_begin) % C::kStages;
@@ -369,13 +326,6 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
       *reinterpret_cast<uint4*>(static_cast<T*>(p.o) + b * p.o_b + (s.q0 + i) * p.o_n + h * p.o_h + c) = v;
       if (c == 0 && p.lse != nullptr) p.lse[b * p.lse_b + h * p.lse_h + (s.q0 + i) * p.lse_n] = lse;
     }
-  }
-  if constexpr (!kCluster) {
-    // Split-KV: the last CTA of the row block to arrive merges the splits (one launch per step).
-    // split_arrive's barrier ends the reads of the warps' outputs in `smem`: the combine reuses it.
-    static_assert(16 * 1024 * 4 <= C::kSmem, "the combine's weights fit the pipeline's memory");
-    if (p.num_splits > 1 && split_arrive(p.split_count + blockIdx.z * p.row_blocks + rb, p.num_splits, &word))
-      combine_rows<E, D>(p, b, hk, r_base, rows, s.q0, reinterpret_cast<float*>(smem));
   }
   if constexpr (kCluster) {
     static_assert(C::kRedBytes + 2 * C::kRows * 4 <= C::kSmem, "the rows' max and sum follow the outputs");

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "src/cuda/decode/append_kernel.cuh"
+#include "src/cuda/decode/combine_kernel.cuh"
 #include "src/cuda/decode/decode_kernel.cuh"
 #include "src/cuda/decode/decode_launch.h"
 #include "src/cuda/launch_common.cuh"
@@ -28,6 +30,11 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
                   static_cast<unsigned>(p.batch * p.hkv));
   kernel<<<grid, C::kThreads, C::kSmem, s>>>(p);
   check(cudaGetLastError(), "decode kernel launch");
+  if (p.num_splits > 1) {
+    const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
+    decode_combine_kernel<E, D><<<static_cast<unsigned>((rows + 3) / 4), 128, 0, s>>>(p);
+    check(cudaGetLastError(), "decode combine kernel launch");
+  }
 }
 
 template <DType Dt, int D>
@@ -51,6 +58,14 @@ void launch_decode_cluster(const DecodeParams& p, int device, void* stream) {
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   check(cudaLaunchKernelEx(&cfg, kernel, p), "decode cluster kernel launch");
+}
+
+template <DType Dt>
+void launch_kv_append(const AppendParams& a, void* stream) {
+  using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
+  const dim3 grid(static_cast<unsigned>(a.kv.hkv), static_cast<unsigned>(a.kv.batch));
+  kv_append_kernel<E><<<grid, 128, 0, static_cast<cudaStream_t>(stream)>>>(a);
+  check(cudaGetLastError(), "kv append kernel launch");
 }
 
 }  // namespace flatattn::cuda

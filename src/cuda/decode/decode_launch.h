@@ -9,16 +9,18 @@
 
 namespace flatattn::cuda {
 
-/// The decode kernel over grid (row_blocks, num_splits, B * Hkv) on `stream` (a cudaStream_t), the append
-/// and rotary included (fresh_rows.cuh); with
-/// num_splits > 1 its CTAs merge the splits themselves (split_combine.cuh: p.o_part, p.lse_part and the
-/// zeroed p.split_count counters required). One launch. Throws Error when the device cannot run it.
+/// The decode kernel over grid (row_blocks, num_splits, B * Hkv) on `stream` (a cudaStream_t), then the
+/// combine kernel when num_splits > 1. Throws Error when the device cannot run it.
 template <DType Dt, int D, VariantId Vid>
 void launch_decode(const DecodeParams& p, int device, void* stream);
 
 /// Cluster-FLAT decoding (sm_90 only): the decode kernel over grid (row_blocks, num_splits, B * Hkv) with
-/// clusters of (1, num_splits, 1), num_splits in [2, 8]; no partials in HBM, no counters.
+/// clusters of (1, num_splits, 1), num_splits in [2, 8]; no combine kernel, no partials.
 template <DType Dt, int D>
 void launch_decode_cluster(const DecodeParams& p, int device, void* stream);
+
+/// The append (+ rotary) kernel over grid (Hkv, B).
+template <DType Dt>
+void launch_kv_append(const AppendParams& a, void* stream);
 
 }  // namespace flatattn::cuda

@@ -14,7 +14,7 @@ namespace flatattn::cuda {
 
 struct DecodeParams {
   // Queries and outputs (B, Nq, Hq, D): element strides batch, row, head.
-  const void* q = nullptr;  ///< the caller's q (rotated by the decode kernel when rotary is on)
+  const void* q = nullptr;  ///< the caller's q, or the rotated copy in the workspace (contiguous)
   std::int64_t q_b = 0, q_n = 0, q_h = 0;
   void* o = nullptr;
   std::int64_t o_b = 0, o_n = 0, o_h = 0;
@@ -44,19 +44,9 @@ struct DecodeParams {
   int rows = 0;        ///< group * nq: the rows of one (sequence, kv head), packed as r = i * group + g
                        ///< (varlen: the bound; sequence b has group * Nq_b of them, kv_meta.cuh KvSeq::nq)
   int row_blocks = 0;  ///< ceil(rows / 16)
-  // The append, fused (fresh_rows.cuh): new token t of sequence b is key position cache_seqlens[b] + t, read
-  // from k_new/v_new (B, Nnew, Hkv, D) (element strides batch, row, head); null: no append (nnew = 0).
-  const void* k_new = nullptr;
-  const void* v_new = nullptr;
-  std::int64_t kn_b = 0, kn_n = 0, kn_h = 0;
-  std::int64_t vn_b = 0, vn_n = 0, vn_h = 0;
-  // Rotary of q and the new keys (fresh_rows.cuh); rotary_dim = 0: off.
+  // Rotary (checked here only for the table's bounds; the append kernel applies it).
   int rotary_dim = 0, rotary_max_position = 0;
   int rotary_q_per_row = 0;  ///< 1: query i at cache_seqlens[b] + i (causal or window), 0: at cache_seqlens[b]
-  const void* rotary_cos = nullptr;  ///< (max_position, rotary_dim / 2), row stride rot_stride
-  const void* rotary_sin = nullptr;
-  std::int64_t rot_stride = 0;
-  int interleaved = 0;
   // Logits in log2 units, as FwdParams: fold: x = s and p = exp2(x mul - m mul); else x = score(s), mul = 1.
   int fold = 1;
   float mul = 1.f;
@@ -64,19 +54,28 @@ struct DecodeParams {
   VariantData var{};
   const float* sinks = nullptr;  ///< (Hq) fp32; null: off
   // Split-KV: num_splits > 1 writes fp32 partials (o_part: (splits, rows_total, D), lse_part: (splits,
-  // rows_total), rows_total = B * Nq * Hq, row index (b * Nq + i) * Hq + h) that the last CTA of each row
-  // block to arrive on its counter merges (split_combine.cuh).
+  // rows_total), rows_total = B * Nq * Hq, row index (b * Nq + i) * Hq + h) that the combine kernel merges.
   int num_splits = 1;
   float* o_part = nullptr;
   float* lse_part = nullptr;
-  /// (B * Hkv, row_blocks) arrival counters, index (b * Hkv + hk) * row_blocks + rb: 0 before the launch,
-  /// 0 again after it (the last arriver resets its counter). Part of the call's own workspace, so
-  /// concurrent calls on different streams never share one.
-  unsigned* split_count = nullptr;
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
 };
 
-/// The LSE a split writes for rows of a sequence its metadata check refused: the combine (split_combine.cuh) skips
+/// The append step's parameters (append_kernel.cuh).
+struct AppendParams {
+  DecodeParams kv;  ///< the cache, its metadata and the shapes (kv.q: the caller's q)
+  const void* k_new = nullptr;  ///< (B, Nnew, Hkv, D); null: no append
+  const void* v_new = nullptr;
+  std::int64_t kn_b = 0, kn_n = 0, kn_h = 0;
+  std::int64_t vn_b = 0, vn_n = 0, vn_h = 0;
+  const void* rotary_cos = nullptr;  ///< (max_position, rotary_dim / 2), row stride rot_stride; null: off
+  const void* rotary_sin = nullptr;
+  std::int64_t rot_stride = 0;
+  int interleaved = 0;
+  void* q_rot = nullptr;  ///< (B, Nq, Hq, D) contiguous; null: queries not rotated
+};
+
+/// The LSE a split writes for rows of a sequence its metadata check refused: the combine kernel skips
 /// such rows (a NaN whose payload no arithmetic produces).
 constexpr unsigned kSkippedLseBits = 0x7fbadbadu;
 
