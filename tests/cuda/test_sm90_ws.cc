@@ -640,6 +640,7 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
   EXPECT_FALSE(model_picks(256, 64)) << "D 64, N 256: measured 0.83x on the warp-specialized kernel";
   EXPECT_FALSE(model_picks(4096, 96)) << "D 96 has no warp-specialized kernel";
   EXPECT_TRUE(model_picks(2048, 256)) << "D 256, N 2k: measured 2.4x the sm80 family's kernel";
+  struct Row {
     const char* value;
     std::int64_t nk, d;
     bool softcap;
