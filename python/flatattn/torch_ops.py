@@ -373,8 +373,11 @@ def _dsinks_like(q, sinks):
     return torch.empty_like(sinks) if sinks is not None else q.new_empty((0,), dtype=torch.float32)
 
 
-def _dbias_like(bias, want):
-    return torch.empty(bias.shape, dtype=bias.dtype, device=bias.device) if want else bias.new_empty((0,))
+def _dbias_like(q, bias, want):
+    """dbias for variant_bwd: the bias's shape and dtype when wanted (and a bias given), else an empty tensor."""
+    if bias is None or not want:
+        return q.new_empty((0,))
+    return torch.empty(bias.shape, dtype=bias.dtype, device=bias.device)
 
 
 def _variant_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv,
@@ -395,7 +398,7 @@ def _variant_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dsinks = _dsinks_like(q, sinks)
     want_dbias = bool(want_dbias) and bias is not None
-    dbias = _dbias_like(bias, want_dbias) if bias is not None else q.new_empty((0,))
+    dbias = _dbias_like(q, bias, want_dbias)
     kw = _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed,
                      dropout_offset)
     if sinks is not None:
@@ -421,9 +424,8 @@ def _(q, k, v, cu_q, *args):
 @torch.library.register_fake("flatattn::variant_bwd", lib=_lib)
 def _(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv, block_sparse,
       want_dbias, *args):
-    want = bool(want_dbias) and bias is not None
-    dbias = _dbias_like(bias, want) if bias is not None else q.new_empty((0,))
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), _dsinks_like(q, sinks), dbias
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), _dsinks_like(q, sinks),
+            _dbias_like(q, bias, bool(want_dbias)))
 
 
 _variant_fwd_op = torch.ops.flatattn.variant_fwd.default

@@ -79,11 +79,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     run = attention
     if s_aux is not None:  # attention sinks (Hq): the ext op, which also returns their gradient
         run, opts["sinks"] = attention_ext, s_aux
-    if dropout:
-        from .flash_attn_interface import draw_rng_state
-
-        seed, offset = draw_rng_state(query.device)
-        opts.update(dropout_p=dropout, dropout_seed=seed, dropout_offset=offset)
+    _add_dropout(opts, dropout, query.device)
 
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)  # (B, N, H, D) views
     if attention_mask is None:
@@ -100,6 +96,16 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
 
 def _c(t):
     return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _add_dropout(opts, p, device):
+    """Fused dropout p (0: off) into the ops' options: (seed, offset) drawn from torch's generator of the device,
+    as flash_attn_func does."""
+    if p:
+        from .flash_attn_interface import draw_rng_state
+
+        seed, offset = draw_rng_state(device)
+        opts.update(dropout_p=p, dropout_seed=seed, dropout_offset=offset)
 
 
 def _biased(module, query, key, value, mask, dropout, scaling, sliding_window, softcap, s_aux):  # noqa: ARG001
@@ -216,12 +222,7 @@ def _bloom_forward(self, hidden_states, residual, alibi, attention_mask, layer_p
     causal = Nq > 1
     opts = dict(softmax_scale=self.inv_norm_factor, causal=causal,
                 alibi_slopes=_bloom_slopes(self.num_heads, q.device))
-    dropout = float(self.attention_dropout.p) if self.training else 0.0
-    if dropout:
-        from .flash_attn_interface import draw_rng_state
-
-        seed, offset = draw_rng_state(q.device)
-        opts.update(dropout_p=dropout, dropout_seed=seed, dropout_offset=offset)
+    _add_dropout(opts, float(self.attention_dropout.p) if self.training else 0.0, q.device)
     keep = None
     if attention_mask is not None:  # BLOOM's 4-D mask: the keys the last query row sees are the unpadded ones
         m = attention_mask[:, 0, -1, : k.shape[1]]
