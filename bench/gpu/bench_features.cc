@@ -6,7 +6,12 @@
 // interleaved per grid point (none first), timed like bench_fwd (timing.h: L2 flushed before each call,
 // events around the call, median of reps), and each row prints feature time / none time.
 //
+// softcap (Gemma 2's cap of 50) is timed too. --fwd-only 1 skips forward + backward (its column prints -1): the
+// question of which forward kernel serves ALiBi and softcap fastest (FLATATTN_CUDA_SM90_WS=2 forces the
+// warp-specialized one on Hopper; run once with and once without, docs/sm90_ws.md).
+//
 //   bench_features --out features.json [--d 64,128] [--n 1024,2048,4096,8192] [--reps 30] [--commit HASH]
+//                  [--fwd-only 0]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,16 +38,18 @@ using flatattn::bench::parse_list;
 struct Feature {
   const char* name;
   bool alibi, sinks;
+  float softcap;  ///< 0: off; Gemma 2's 50 otherwise
 };
-constexpr Feature kFeatures[] = {{"none", false, false}, {"alibi", true, false}, {"sinks", false, true},
-                                 {"alibi_sinks", true, true}};
+constexpr Feature kFeatures[] = {{"none", false, false, 0.f},       {"alibi", true, false, 0.f},
+                                 {"sinks", false, true, 0.f},       {"alibi_sinks", true, true, 0.f},
+                                 {"softcap", false, false, 50.f}};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out = "features.json", commit = "unknown";
   std::vector<long> ds = {64, 128}, ns = {1024, 2048, 4096, 8192};
-  int reps = 30, warmup = 5;
+  int reps = 30, warmup = 5, fwd_only = 0;
   long width = 2048;
   if (!flatattn::bench::parse_options(argc, argv, {
       {"--out", [&](const std::string& v) { out = v; }},
@@ -51,6 +58,7 @@ int main(int argc, char** argv) {
       {"--reps", [&](const std::string& v) { reps = std::stoi(v); }},
       {"--width", [&](const std::string& v) { width = std::stol(v); }},
       {"--commit", [&](const std::string& v) { commit = v; }},
+      {"--fwd-only", [&](const std::string& v) { fwd_only = std::stoi(v); }},
       }))
     return 2;
   flatattn::bench::Timer timer;
@@ -106,10 +114,11 @@ int main(int argc, char** argv) {
           ba.dq = view(dq), ba.dk = view(dk), ba.dv = view(dv);
           ba.alibi_slopes = fa.alibi_slopes, ba.sinks = fa.sinks;
           if (f.sinks) ba.dsinks = per_head_dsinks;
-          const flatattn::bench::FwdBwdTimes tm = flatattn::bench::time_fwd_fwdbwd(timer, fa, ba, causal, warmup, reps);
+          const flatattn::bench::FwdBwdTimes tm = flatattn::bench::time_fwd_fwdbwd(timer, fa, ba, causal, warmup, reps,
+                                                                                    f.softcap, fwd_only != 0);
           const double f_ms = tm.fwd_ms, fb_ms = tm.fwdbwd_ms;
           const std::string& err = tm.err;
-          if (!f.alibi && !f.sinks) base_f = f_ms, base_fb = fb_ms;
+          if (!f.alibi && !f.sinks && f.softcap == 0.f) base_f = f_ms, base_fb = fb_ms;
           const double rf = base_f > 0 && f_ms > 0 ? f_ms / base_f : -1, rfb = base_fb > 0 && fb_ms > 0 ? fb_ms / base_fb : -1;
           std::printf("%4ld %5ld %2d %3ld %3ld %-12s | %8.3f %8.3f | %7.3f %7.3f %s\n", d, n, causal ? 1 : 0, b, h,
                       f.name, f_ms, fb_ms, rf, rfb, err.c_str());

@@ -70,18 +70,19 @@ struct FwdBwdTimes {
 };
 
 inline FwdBwdTimes time_fwd_fwdbwd(Timer& timer, const ForwardArgs& fa, const BackwardArgs& ba, bool causal, int warmup,
-                                   int reps) {
+                                   int reps, float softcap = 0.f, bool fwd_only = false) {
   Options fopt;  // forward alone: the automatic dataflow, no LSE
   fopt.causal = causal;
+  fopt.softcap = softcap;
   ForwardArgs fa_nolse = fa;
   fa_nolse.lse = {};
-  Options opt;  // forward + backward: Flash, LSE
-  opt.causal = causal;
+  Options opt = fopt;  // forward + backward: Flash, LSE
   opt.return_lse = true;
   opt.dataflow = Dataflow::flash;
   FwdBwdTimes t;
   try {
     t.fwd_ms = timer.median_ms([&] { forward(fa_nolse, fopt); }, warmup, reps);
+    if (fwd_only) return t;
     t.fwdbwd_ms = timer.median_ms(
         [&] {
           forward(fa, opt);
