@@ -76,7 +76,7 @@ const FwdInstance* forward_instance(const Problem& p, const FwdTensors& t) {
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
     const bool sm90_flash = flash_tile(Family::sm90, static_cast<int>(flash->d)).block_m > 0;
     if (h != nullptr && h->d == flash->d &&
-        (sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant == VariantId::plain) != 0))
+        (sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant) != 0))
       inst = h;
   }
   return inst;

@@ -63,7 +63,7 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
     if constexpr (ws_tile(D).block_n > 0) {
       // The warp-specialized TMA forward where the cost model (ws_route.h, policy/heuristics.h) or FLATATTN_CUDA_SM90_WS picks it
       // (ws_route.h: the same decision dispatch made).
-      if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var == VariantId::plain)) {
+      if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
         if constexpr (ws_serves_variant(Var)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)

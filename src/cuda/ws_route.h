@@ -20,8 +20,11 @@ namespace flatattn::cuda {
 
 /// The variants the warp-specialized forward serves: those whose hooks are only the score transform of the
 /// variant seam (common/score.cuh: softcap, ALiBi). Dropout (the probability hook with its RNG stream) and the
-/// additive bias tensor (a staged tile) are not wired into its pipeline: refused when forced. The planner runs
-/// it for the plain variant only (what policy/ws_policy.h's calibration measured).
+/// additive bias tensor (a staged tile) are not wired into its pipeline: refused when forced. The planner asks
+/// the plain call's question for all three: the hooks add about the same per-element work to both sm90 kernels,
+/// and on the H100 the warp-specialized kernel was as fast or faster with ALiBi and softcap wherever it is for
+/// the plain call (bench/results/ws-features-h100-067de8d.md: up to 2x at D = 256, where the other kernel is
+/// the sm80 family's).
 constexpr bool ws_serves_variant(VariantId v) {
   return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi;
 }
@@ -53,15 +56,16 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
 
 /// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none
 /// where d has no warp-specialized kernel (policy/ws_tile.h); the forced one (FLATATTN_CUDA_SM90_WS=1|2|3;
-/// launch_ws refuses what it cannot serve), none (=0), or, for a call it serves (plain variant, batched, not
+/// launch_ws refuses what it cannot serve), none (=0), or, for a call it serves (ws_serves_variant, batched, not
 /// block-sparse, operands the copy engine maps) at a head dim the planner knows (policy/ws_policy.h), the cost
-/// model's pick (policy/heuristics.h choose_sm90_ws) with the row's schedule.
-inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, bool plain) {
+/// model's pick for the plain call of that shape (policy/heuristics.h choose_sm90_ws) with the row's schedule.
+/// Varlen calls are not routed there by the planner (not measured yet).
+inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, VariantId variant) {
   if (ws_tile(d).block_n == 0) return 0;
   const int mode = sm90_ws_requested();
   if (mode != kWsModeAuto) return mode;
   const WsPlannerRow* row = ws_planner_row(d);
-  if (row == nullptr || !plain || pr.varlen || pr.sparse.on) return 0;
+  if (row == nullptr || !ws_serves_variant(variant) || pr.varlen || pr.sparse.on) return 0;
   const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
   if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
   for (const TileMapShape& s : ws_map_shapes(d, pr, t))

@@ -623,7 +623,8 @@ TEST(CudaSm90Ws, NoKeys) {
 }
 
 // "0": the other sm90 kernel always. Unset: the cost model's pick (policy/heuristics.h choose_sm90_ws) for the
-// plain variant at a head dim policy/ws_policy.h lists; never for a variant it does not serve (no Error either).
+// plain call's shape, for the plain, softcap and ALiBi variants at a head dim policy/ws_policy.h lists; never for
+// a variant it does not serve (dropout, the additive bias: no Error either).
 // The model's picks at the ends of the measured range are the measured ones (docs/sm90_ws.md). At D = 256 the
 // alternative is the sm80 family's kernel; forced, the warp-specialized kernel always runs.
 TEST(CudaSm90Ws, PlannerPicksByTheModel) {
@@ -644,19 +645,25 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
     const char* value;
     std::int64_t nk, d;
     bool softcap;
+    int alibi = 0;     ///< Case::alibi: 0 off, 1 slopes (Hq), 2 slopes (B, Hq)
+    bool dropout = false;  ///< a variant it does not serve: never the warp-specialized kernel unless forced
   };
   for (const Row& r : {Row{"0", 300, 128, false}, Row{"0", 4096, 128, false}, Row{nullptr, 300, 128, false},
                        Row{nullptr, 4096, 128, false}, Row{nullptr, 4096, 128, true}, Row{nullptr, 256, 64, false},
-                       Row{nullptr, 8192, 64, false}, Row{nullptr, 2048, 256, false}, Row{nullptr, 2048, 256, true},
+                       Row{nullptr, 256, 64, true}, Row{nullptr, 4096, 128, false, 1}, Row{nullptr, 256, 64, false, 2},
+                       Row{nullptr, 4096, 128, false, 0, true}, Row{nullptr, 8192, 64, false},
+                       Row{nullptr, 2048, 256, false}, Row{nullptr, 2048, 256, true}, Row{nullptr, 2048, 256, false, 1},
                        Row{"0", 2048, 256, false}, Row{schedule(), 300, 256, false}, Row{schedule(), 300, 256, true}}) {
     const ScopedWs ws(r.value);
     Case c = base(DType::bf16, 200, r.nk, r.d);
     if (r.softcap) c.options.softcap = 30.f;
+    c.alibi = r.alibi;
+    if (r.dropout) c.options.dropout_p = 0.1f;
     if (!built_for(c)) continue;
     CaseTensors t = make_case(c, rng);
     const cuda::Workload w{c.batch, c.hq, c.hkv, 200, r.nk, static_cast<int>(r.d), DType::bf16, MaskSpec{}};
     const bool forced = r.value != nullptr && std::string(r.value) != "0";
-    const bool ws_expected = forced || (r.value == nullptr && !r.softcap && cuda::ws_planner_row(static_cast<int>(r.d)) &&
+    const bool ws_expected = forced || (r.value == nullptr && !r.dropout && cuda::ws_planner_row(static_cast<int>(r.d)) &&
                                         cuda::choose_sm90_ws(dev, w));
     const unsigned long long before = cuda::sm90_ws_launches();
     const Report rep = check_case(t, seed, "ws planner");
@@ -664,7 +671,8 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
     if (rep.kernel.find("sm90") == std::string::npos && r.d == 256 && ws_expected) continue;
     EXPECT_EQ(cuda::sm90_ws_launches(), before + (ws_expected ? 1 : 0))
         << "FLATATTN_CUDA_SM90_WS=" << (r.value ? r.value : "(unset)") << ", Nk " << r.nk << ", D " << r.d
-        << (r.softcap ? ", softcap" : "") << " (ran " << rep.kernel << ")";
+        << (r.softcap ? ", softcap" : "") << (r.alibi ? ", ALiBi" : "") << (r.dropout ? ", dropout" : "") << " (ran "
+        << rep.kernel << ")";
   }
 }
 
