@@ -32,7 +32,7 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
   check(cudaGetLastError(), "decode kernel launch");
   if (p.num_splits > 1) {
     const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
-    decode_combine_kernel<E, D><<<static_cast<unsigned>((rows + 3) / 4), 128, 0, s>>>(p);
+    decode_combine_kernel<E, D><<<static_cast<unsigned>(rows), kCombineThreads, 0, s>>>(p);
     check(cudaGetLastError(), "decode combine kernel launch");
   }
 }
