@@ -72,11 +72,17 @@ const FwdInstance* forward_instance(const Problem& p, const FwdTensors& t) {
       break;
     }
   }
-  if (inst == flash && sm90_enabled(dev) && !p.sparse.on) {  // block-sparse: the sm80-style kernel only so far
+  if (inst == flash && sm90_enabled(dev)) {
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
-    const bool sm90_flash = flash_tile(Family::sm90, static_cast<int>(flash->d)).block_m > 0;
+    const FlashTileSize t90 = flash_tile(Family::sm90, static_cast<int>(flash->d));
+    const bool sm90_flash = t90.block_m > 0;
+    // Block-sparse (issue 16): the sm90 wgmma Flash kernel when the lists' blocks are whole tiles of it
+    // (check_sparse_tile), else the sm80-style kernel (which may take smaller blocks, or refuses them).
+    const bool sparse_fits =
+        sm90_flash && p.sparse.block_q % t90.block_m == 0 && p.sparse.block_kv % t90.block_n == 0;
     if (h != nullptr && h->d == flash->d &&
-        (sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant == VariantId::plain) != 0))
+        (p.sparse.on ? sparse_fits
+                     : sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant == VariantId::plain) != 0))
       inst = h;
   }
   return inst;

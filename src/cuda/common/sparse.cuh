@@ -61,28 +61,79 @@ struct SparseKeyBlocks {
     }
     return it;
   }
+  /// next() and at() in one pass: the step of the first kernel block at or after `it` that holds a key of the
+  /// sequence (nb = -1: none), `it` moved past it (the sm90 forward's look-ahead, sm90/flash_kernel.cuh).
+  FLATATTN_DEVICE SparseStep take(int& it) const {
+    const int seq_blocks = (nk + s->block_kv - 1) / s->block_kv;
+    for (; it < total; ++it) {
+      const SparseStep st = at(it);
+      if (st.c >= 0 && st.c < seq_blocks && st.nb * BlockN < nk) {
+        ++it;
+        return st;
+      }
+    }
+    SparseStep none;
+    none.nb = -1;
+    return none;
+  }
 };
 
-/// The element rule of a partial block on a query-major fragment block (rows row0 + ..., columns col0 + ...
-/// in sequence coordinates, for_each_element's layout): -inf where the bits or the local + global rule hide
-/// the element. The band rule needs nothing here (apply_score's band mask is the rule).
-template <int kMT, int kNT>
+/// The element rule of a partial block on a fragment block (rows row0 + ..., columns col0 + ... in sequence
+/// coordinates, for_each_element's layout; L: rows are queries, or keys as in the sm90 backward's S^T): -inf
+/// where the bits or the local + global rule hide the element. The band rule needs nothing here
+/// (apply_score's band mask is the rule).
+template <Layout L = Layout::query_major, int kMT, int kNT>
 FLATATTN_DEVICE void apply_sparse_rule(float (&s)[kMT][kNT][4], const SparseSpec& sp, const FwdParams& p,
                                        const SparseStep& st, int b, int h, int r, int nq, int nk, int row0, int col0) {
+  constexpr bool kQ = L == Layout::query_major;
   if (sp.rule == SparseRule::bits) {
     const std::int64_t blk = sp.bit_offsets.at(b, h, r) + st.slot;
     const bool inside = blk >= 0 && blk < sp.bit_blocks;  // unvalidated device offsets: outside = all hidden
     const int i0 = r * sp.block_q, j0 = st.c * sp.block_kv;
-    for_each_element(s, row0, col0, [&](float& x, int i, int j) {
+    for_each_element(s, row0, col0, [&](float& x, int u, int v) {
+      const int i = kQ ? u : v, j = kQ ? v : u;
       if (i < nq && j < nk && (!inside || !sp.bit(blk, i - i0, j - j0))) x = -INFINITY;
     });
   } else if (sp.rule == SparseRule::local_global) {
     MaskSpec m;
     m.bottom_right = p.bottom_right != 0, m.left = p.left, m.right = p.right;
-    for_each_element(s, row0, col0, [&](float& x, int i, int j) {
-      if (!local_global_visible(sp, m, b, i, j, nq, nk)) x = -INFINITY;
+    for_each_element(s, row0, col0, [&](float& x, int u, int v) {
+      if (!local_global_visible(sp, m, b, kQ ? u : v, kQ ? v : u, nq, nk)) x = -INFINITY;
     });
   }
+}
+
+/// apply_sparse_rule's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible), so a
+/// kernel evaluates the rule before its score fragments are live (the rule's loads and searches next to the live
+/// S tile spill) and masks them with apply_visible afterwards.
+template <int kMT, int kNT, Layout L = Layout::query_major>
+FLATATTN_DEVICE std::uint64_t sparse_rule_bits(const SparseSpec& sp, const FwdParams& p, const SparseStep& st, int b,
+                                               int h, int r, int nq, int nk, int row0, int col0) {
+  static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
+  float x[kMT][kNT][4];
+  for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
+  apply_sparse_rule<L>(x, sp, p, st, b, h, r, nq, nk, row0, col0);
+  std::uint64_t bits = 0;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
+  return bits;
+}
+
+/// -inf where sparse_rule_bits' (or sparse_rule_visible's) bit is clear.
+template <int kMT, int kNT>
+FLATATTN_DEVICE void apply_visible(float (&s)[kMT][kNT][4], std::uint64_t visible) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (!((visible >> ((mt * kNT + nt) * 4 + e)) & 1)) s[mt][nt][e] = -INFINITY;
 }
 
 }  // namespace flatattn::cuda
