@@ -67,6 +67,16 @@ struct BwdBiasOf<Family::sm90, S, V> {
   using type = typename S::template Bias<V>;
 };
 
+/// The backward main kernel of family F (kSparse: the block lists' one, issue 16).
+template <Family F, class E, class S, class V, bool kSparse>
+constexpr auto bwd_kernel_of() {
+  if constexpr (F == Family::sm90) {
+    return sm90::flash_bwd_kernel<E, S, V, kSparse>;
+  } else {
+    return flash_bwd_kernel<F, E, S, V, kSparse>;
+  }
+}
+
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).
 template <Family F, class E, class S, class V>
@@ -109,15 +119,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
     }
   }
   if (ctas > 0) {
-    // kSparse: the transposed lists' kernel (a separate function: the dense kernel is unchanged).
-    const auto kernel_of = []<bool kSparse>() {
-      if constexpr (F == Family::sm90) {
-        return sm90::flash_bwd_kernel<E, S, V, kSparse>;
-      } else {
-        return flash_bwd_kernel<F, E, S, V, kSparse>;
-      }
-    };
-    const auto kernel = kernel_of.template operator()<false>();
+    const auto kernel = bwd_kernel_of<F, E, S, V, false>();
     static_assert(S::kSmemBytes <= smem_optin_bytes(F), "bwd_tile entry over its family's shared memory");
     // A staged bias (common/bias_tile.cuh): its slots after the rows, sized for the call's bias dtype; the
     // kernel's attribute is raised once for the largest (f32).
@@ -126,7 +128,7 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
     const int smem = S::kSmemBytes + B::smem_bytes(pr.variant.bias_dtype);
     if (pr.sparse.on) {
       static std::atomic<std::uint64_t> sparse_attr_done{0};
-      const auto sparse_kernel = kernel_of.template operator()<true>();
+      const auto sparse_kernel = bwd_kernel_of<F, E, S, V, true>();  // a separate function: the dense one is unchanged
       if constexpr (B::kMaxBytes > 0) prepare_smem(sparse_kernel, S::kSmemBytes + B::kMaxBytes, a.device, sparse_attr_done);
       prepare_smem(sparse_kernel, smem, a.device, sparse_attr_done);
       sparse_kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p, pr.sparse);
