@@ -22,10 +22,11 @@
 // (common/sparse.cuh SparseKeyBlocks: the full blocks, then the partial ones) instead of the band's range;
 // unlisted blocks cost no copy and no product. The pipeline is the same with the walk's iteration i in place
 // of the block index for the buffers and bias slots (i mod Stages, i mod (Stages - 1)); the steps of
-// iterations i .. i + Stages - 2 are held in registers (`ahead`), the list entry of the next one is read while
-// P V(i - 1) runs. Full blocks are masked only at the keys' ragged end, partial ones by the rule (the band
-// through the score hook's mask, bits or local + global through apply_sparse_rule on the fragments: the
-// accumulator layout of each warp is the m16n8 C layout, as for the sm80 family).
+// iterations i .. i + Stages - 2 are held in registers (ahead_nb, ahead_slot), the list entry of the next one
+// is read while P V(i - 1) runs (one CTA per SM) or at the iteration's end (two). Full blocks are masked only
+// at the keys' ragged end, partial ones by the rule: the band through the score hook's mask, bits or local +
+// global as a verdict computed before S is live (sparse_rule_bits: the accumulator layout of each warp is the
+// m16n8 C layout, as for the sm80 family), applied after the score hook.
 #pragma once
 
 #include <cstdint>
@@ -147,13 +148,17 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
     // The steps of iterations i .. i + kAhead: kernel key block (-1: past the list) and partial slot (-1: a
     // full block); two registers a step (a whole SparseStep spilled D = 64's 128 registers).
     int ahead_nb[kAhead + 1], ahead_slot[kAhead + 1];
-    auto take = [&](int k) {
+    auto take = [&](int& nb, int& slot) {
       const SparseStep st = list.take(it);
-      ahead_nb[k] = st.nb;
-      ahead_slot[k] = st.partial ? st.slot : -1;
+      nb = st.nb;
+      slot = st.partial ? st.slot : -1;
     };
+    // One CTA per SM (D = 128): the next list entry is read while P V(i - 1) runs, off the critical path; with
+    // two (D = 64, 128 registers) at the end of the iteration, where fewer registers are live (the other CTA
+    // hides its latency).
+    constexpr bool kEarlyTake = S::kMinBlocks == 1;
 #pragma unroll
-    for (int k = 0; k <= kAhead; ++k) take(k);
+    for (int k = 0; k <= kAhead; ++k) take(ahead_nb[k], ahead_slot[k]);
 #pragma unroll
     for (int k = 0; k < kAhead; ++k) {
       if (ahead_nb[k] >= 0) load_step(k, ahead_nb[k]);
@@ -201,6 +206,8 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
       fence_regs(s[0]);
       fence_vals(alpha[0][0], alpha[0][1], l[0][0], l[0][1]);
+      int fresh_nb = -1, fresh_slot = -1;  // the step of iteration i + kAhead + 1 (copies issued next iteration)
+      if constexpr (kEarlyTake) take(fresh_nb, fresh_slot);
       if (__any_sync(0xffffffffu, moved)) {
         wgmma_wait<0>();  // P V(i - 1) is done: O and pa are free
         fence_regs(o[0]);
@@ -214,7 +221,11 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       pack_p<E>(s, pa);
 #pragma unroll
       for (int k = 0; k < kAhead; ++k) ahead_nb[k] = ahead_nb[k + 1], ahead_slot[k] = ahead_slot[k + 1];
-      take(kAhead);  // the step of iteration i + kAhead + 1 (its copies are issued next iteration)
+      if constexpr (kEarlyTake) {
+        ahead_nb[kAhead] = fresh_nb, ahead_slot[kAhead] = fresh_slot;
+      } else {
+        take(ahead_nb[kAhead], ahead_slot[kAhead]);
+      }
     }
     if (i > 0) {
       fence_regs(o[0]);
