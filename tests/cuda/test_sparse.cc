@@ -245,7 +245,7 @@ TEST(CudaSparseBwdCases, BiasGradient) {
 
 // The sm90 family (issue 16; sm90/flash_kernel.cuh, sm90/bwd_kernel.cuh kSparse) on Hopper: 128 x 128 lists at
 // D = 64 and 128 run the wgmma forward and backward (the Report names sm90), judged against the oracle with each
-// rule at 50 and 10 %, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
+// rule at 50 % and bits at 10 % too, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
 // (no atomics there) and names sm90 too. FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists
 // the sm90 tile does not divide (block_kv = 64 for the backward's 128 keys) stay there. Skipped elsewhere.
 bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_flash; }
@@ -258,6 +258,7 @@ TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
     for (std::int64_t d : {64, 128}) {
       for (SparseCase::Rule rule : {SparseCase::Rule::band, SparseCase::Rule::bits, SparseCase::Rule::local_global}) {
         for (double density : {0.5, 0.1}) {
+          if (density != 0.5 && rule != SparseCase::Rule::bits) continue;  // 10 %: empty block rows, with bits
           Case c = sparse_case(dt, 520, density, rule);
           c.d = d, c.sparse.give_q = true;
           CaseTensors t = make_case(c, rng, /*with_backward=*/true);
