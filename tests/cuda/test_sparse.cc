@@ -243,11 +243,11 @@ TEST(CudaSparseBwdCases, BiasGradient) {
   }
 }
 
-// The sm90 family (issue 16; sm90/flash_kernel.cuh, sm90/bwd_kernel.cuh kSparse) on Hopper: 128 x 128 lists at
-// D = 64 and 128 run the wgmma forward and backward (the Report names sm90), judged against the oracle with each
-// rule at 50 % and bits at 10 % too, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
-// (no atomics there) and names sm90 too. FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists
-// the sm90 tile does not divide (block_kv = 64 for the backward's 128 keys) stay there. Skipped elsewhere.
+// The sm90 family (issue 16; sm90/flash_kernel.cuh, sm90/bwd_kernel.cuh kSparse) on Hopper: 128 x 128 lists at D = 64
+// and 128 run the wgmma forward and backward (the Report names sm90), judged against the oracle with each rule at
+// 50 % and bits at 10 % too, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
+// (no atomics there) and names sm90 too. FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists the
+// sm90 tile does not divide (block_kv = 64 for the backward's 128 keys) stay there. Skipped elsewhere.
 bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_flash; }
 
 TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
