@@ -29,6 +29,7 @@ struct SparseKeyBlocks {
   const SparseSpec* s;
   int b, h, r, nk;
   int nfull = 0, total = 0, per = 1;
+  int entries = 0;  ///< listed blocks (full + partial): total / per
 
   FLATATTN_DEVICE SparseKeyBlocks(const SparseSpec* s_, int b_, int h_, int r_, int nk_)
       : s(s_), b(b_), h(h_), r(r_), nk(nk_) {
@@ -37,7 +38,8 @@ struct SparseKeyBlocks {
     // Device lists are not validated (docs/sparse.md): counts are clamped to the index rows' width and
     // indices outside the sequence's blocks are skipped (next()), so no read leaves the tensors.
     nfull = clamp(s->kv.full_count(b, h, r), s->kv.full_idx.width);
-    total = (nfull + clamp(s->kv.partial_count(b, h, r), s->kv.idx.width)) * per;
+    entries = nfull + clamp(s->kv.partial_count(b, h, r), s->kv.idx.width);
+    total = entries * per;
   }
   FLATATTN_DEVICE static int clamp(int count, std::int64_t width) {
     return count < 0 ? 0 : (count > width ? static_cast<int>(width) : count);
@@ -61,20 +63,35 @@ struct SparseKeyBlocks {
     }
     return it;
   }
-  /// next() and at() in one pass: the step of the first kernel block at or after `it` that holds a key of the
-  /// sequence (nb = -1: none), `it` moved past it (the sm90 forward's look-ahead, sm90/flash_kernel.cuh).
-  FLATATTN_DEVICE SparseStep take(int& it) const {
-    const int seq_blocks = (nk + s->block_kv - 1) / s->block_kv;
-    for (; it < total; ++it) {
-      const SparseStep st = at(it);
-      if (st.c >= 0 && st.c < seq_blocks && st.nb * BlockN < nk) {
-        ++it;
-        return st;
+  /// A position of take(): list entry l (the full blocks first), kernel block sub of it, its list block c.
+  struct Cursor {
+    int l = 0, sub = 0, c = 0;
+  };
+  /// The steps of next() / at() in order, incrementally (the sm90 forward's look-ahead): the step at cursor w
+  /// (nb = -1: none left), w moved past it. An entry's index is read once for its per kernel blocks, with no
+  /// division per step; seq_blocks = ceil(nk / block_kv) (entries at or past it are skipped, as in next()).
+  FLATATTN_DEVICE SparseStep take(Cursor& w, int seq_blocks) const {
+    SparseStep st;
+    st.nb = -1;
+    while (w.l < entries) {
+      const bool partial = w.l >= nfull;
+      if (w.sub == 0) {
+        w.c = partial ? s->kv.idx.at(b, h, r, w.l - nfull) : s->kv.full_idx.at(b, h, r, w.l);
+        if (w.c < 0 || w.c >= seq_blocks) {
+          ++w.l;
+          continue;
+        }
       }
+      const int nb = w.c * per + w.sub;
+      if (nb * BlockN >= nk) {  // this and the entry's later kernel blocks are past the sequence's keys
+        w.sub = 0, ++w.l;
+        continue;
+      }
+      st.nb = nb, st.partial = partial, st.slot = partial ? w.l - nfull : 0, st.c = w.c;
+      if (++w.sub == per) w.sub = 0, ++w.l;
+      return st;
     }
-    SparseStep none;
-    none.nb = -1;
-    return none;
+    return st;
   }
 };
 

@@ -137,6 +137,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
     constexpr int kAhead = kStages - 2;  // the copies of iteration i + kAhead fly during iteration i
     const int sparse_r = m0 / sp->block_q;  // the CTA's rows lie in one query block of the lists
     const SparseKeyBlocks<kBN> list(sp, tc.b, tc.h, sparse_r, bi.nk);
+    const int seq_blocks = (bi.nk + sp->block_kv - 1) / sp->block_kv;  // list blocks holding a key of the sequence
     // K/V (and the bias tile) of kernel key block nb into the buffers of iteration i.
     auto load_step = [&](int i, int nb) {
       const int n0 = nb * kBN;
@@ -144,12 +145,12 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       load_tile_stepped<TKV, kD, kThreads>(kbuf(i), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
       load_tile_stepped<TKV, kD, kThreads>(kbuf(i) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
     };
-    int it = 0;  // the list position after the last step taken
+    typename SparseKeyBlocks<kBN>::Cursor walk;  // the list position after the last step taken
     // The steps of iterations i .. i + kAhead: kernel key block (-1: past the list) and partial slot (-1: a
     // full block); two registers a step (a whole SparseStep spilled D = 64's 128 registers).
     int ahead_nb[kAhead + 1], ahead_slot[kAhead + 1];
     auto take = [&](int& nb, int& slot) {
-      const SparseStep st = list.take(it);
+      const SparseStep st = list.take(walk, seq_blocks);
       nb = st.nb;
       slot = st.partial ? st.slot : -1;
     };
@@ -180,7 +181,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       std::uint64_t visible = ~std::uint64_t{0};
       if (rule) {
         SparseStep st;
-        st.nb = nb, st.partial = true, st.slot = ahead_slot[0], st.c = nb / list.per;
+        st.nb = nb, st.partial = true, st.slot = ahead_slot[0], st.c = nb / list.per;  // (rare: a division)
         visible = sparse_rule_bits<1, kNT>(*sp, p, st, tc.b, tc.h, sparse_r, bi.nq, bi.nk, row, nb * kBN + col);
       }
 
