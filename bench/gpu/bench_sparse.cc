@@ -5,7 +5,8 @@
 // median). FLOPs of the sparse call: 4 * D * (listed blocks * 128 * 128) * B * H (visited blocks); of the dense
 // call 4 * D * N^2 * B * H. With --bwd 1 also the backward (the q lists, their transpose, passed too) and
 // forward + backward, sparse against dense, same run; FLOPs 2.5x (backward) and 3.5x (both) the forward's, as
-// bench_bwd counts them; the forward then returns LSE (the training path, Dataflow::flash).
+// bench_bwd counts them; the forward then returns LSE (the training path, Dataflow::flash). Each row ends with
+// the kernels that ran (the Reports of one more untimed call each: dense / sparse forward, then the backwards).
 //
 //   bench_sparse --out sparse.json [--d 128] [--n 16384] [--density 100,50,25,10] [--reps 20] [--bwd 0|1]
 //                [--commit HASH]
@@ -95,11 +96,13 @@ int main(int argc, char** argv) {
         dense_b.dq = view(dq), dense_b.dk = view(dk), dense_b.dv = view(dv);
       }
       double dense_ms = -1, dense_b_ms = -1, dense_fb_ms = -1;
-      std::string derr;
+      std::string derr, dense_k, dense_bk;  // the kernels that ran
       try {
         dense_ms = timer.median_ms([&] { flatattn::forward(dense, opt); }, warmup, reps);
+        dense_k = flatattn::forward(dense, opt).kernel;
         if (bwd) {
           dense_b_ms = timer.median_ms([&] { flatattn::backward(dense_b, opt); }, warmup, reps);
+          dense_bk = flatattn::backward(dense_b, opt).kernel;
           dense_fb_ms = timer.median_ms(
               [&] {
                 flatattn::forward(dense, opt);
@@ -152,11 +155,13 @@ int main(int argc, char** argv) {
         flatattn::BackwardArgs sb = dense_b;
         sb.block_sparse = bs;
         double sparse_ms = -1, sparse_b_ms = -1, sparse_fb_ms = -1;
-        std::string err = derr;
+        std::string err = derr, sparse_k, sparse_bk;
         try {
           sparse_ms = timer.median_ms([&] { flatattn::forward(sa, opt); }, warmup, reps);
+          sparse_k = flatattn::forward(sa, opt).kernel;
           if (bwd) {
             sparse_b_ms = timer.median_ms([&] { flatattn::backward(sb, opt); }, warmup, reps);
+            sparse_bk = flatattn::backward(sb, opt).kernel;
             sparse_fb_ms = timer.median_ms(
                 [&] {
                   flatattn::forward(sa, opt);
@@ -181,6 +186,8 @@ int main(int argc, char** argv) {
           std::printf(" | %9.3f %9.3f %8.2f %9.1f | %9.3f %9.3f %8.2f %9.1f", dense_b_ms, sparse_b_ms,
                       ratio(dense_b_ms, sparse_b_ms), tf(2.5 * sparse_flops, sparse_b_ms), dense_fb_ms, sparse_fb_ms,
                       ratio(dense_fb_ms, sparse_fb_ms), tf(3.5 * sparse_flops, sparse_fb_ms));
+        std::printf(" | %s / %s", dense_k.c_str(), sparse_k.c_str());
+        if (bwd) std::printf(" | %s / %s", dense_bk.c_str(), sparse_bk.c_str());
         std::printf(" %s\n", err.c_str());
         std::fflush(stdout);
         js << (first ? "" : ",\n") << "  {\"D\": " << d << ", \"N\": " << n << ", \"B\": " << b << ", \"H\": " << h
@@ -195,6 +202,8 @@ int main(int argc, char** argv) {
              << ", \"sparse_fwdbwd_ms\": " << sparse_fb_ms << ", \"fwdbwd_speedup\": "
              << ratio(dense_fb_ms, sparse_fb_ms) << ", \"sparse_fwdbwd_tflops_visited\": "
              << tf(3.5 * sparse_flops, sparse_fb_ms);
+        js << ", \"dense_kernel\": " << json_str(dense_k) << ", \"sparse_kernel\": " << json_str(sparse_k);
+        if (bwd) js << ", \"dense_bwd_kernel\": " << json_str(dense_bk) << ", \"sparse_bwd_kernel\": " << json_str(sparse_bk);
         js << ", \"error\": " << json_str(err) << "}";
         first = false;
         for (void* p : {dnum, didx, dzero, dqnum, dqidx}) cudaFree(p);

@@ -81,8 +81,9 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     :class:`flatattn.BlockSparse` of int32 arrays on q's device (the key blocks each query block visits, partial and
     full, and the bit-packed element mask of the partial blocks; see its docstring and include/flatattn/sparse.h).
     Skipped blocks cost nothing; a row with no visible key outputs 0 with lse = -inf. CPU forward and backward;
-    CUDA forward on the sm80-family kernels (block sizes multiples of the tile, e.g. 128). torch tensors go through
-    the ``flatattn::variant_fwd`` op (autograd reaches q, k, v), as do ALiBi, sinks and a bias.
+    CUDA forward and backward (sm80-family kernels; on Hopper the sm90 ones at D = 64 and 128; block sizes multiples of
+    the tile, e.g. 128). torch tensors go through the ``flatattn::variant_fwd`` op (autograd reaches q, k, v), as do
+    ALiBi, sinks and a bias.
 
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 

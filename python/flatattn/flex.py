@@ -75,7 +75,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     """``torch.nn.attention.flex_attention.flex_attention`` on flatattn's block-sparse kernels.
 
     query (B, Hq, Nq, D), key and value (B, Hkv, Nk, D) torch tensors (CPU: float32/float16/bfloat16; CUDA:
-    float16/bfloat16, sm80-family forward only so far); ``block_mask`` a torch BlockMask (None: dense);
+    float16/bfloat16: the sm80-family kernels, on Hopper the sm90 ones at D = 64 and 128); ``block_mask`` a torch BlockMask (None: dense);
     ``scale`` default 1/sqrt(D); ``enable_gqa`` lets Hq be a multiple of Hkv. Returns out (B, Hq, Nq, D) like
     query, and with ``return_lse=True`` also lse (B, Hq, Nq) float32 (natural log; -inf for a row with no
     visible key, whose output is 0). Autograd reaches query, key, value (CPU, and CUDA through the BlockMask's q lists).

@@ -72,27 +72,39 @@ const FwdInstance* forward_instance(const Problem& p, const FwdTensors& t) {
       break;
     }
   }
-  if (inst == flash && sm90_enabled(dev) && !p.sparse.on) {  // block-sparse: the sm80-style kernel only so far
+  if (inst == flash && sm90_enabled(dev)) {
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
-    const bool sm90_flash = flash_tile(Family::sm90, static_cast<int>(flash->d)).block_m > 0;
+    const FlashTileSize t90 = flash_tile(Family::sm90, static_cast<int>(flash->d));
+    const bool sm90_flash = t90.block_m > 0;
+    // Block-sparse (issue 16): the sm90 wgmma Flash kernel when the lists' blocks are whole tiles of it
+    // (check_sparse_tile), else the sm80-style kernel (which may take smaller blocks, or refuses them).
+    const bool sparse_fits =
+        sm90_flash && p.sparse.block_q % t90.block_m == 0 && p.sparse.block_kv % t90.block_n == 0;
     if (h != nullptr && h->d == flash->d &&
-        (sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant) != 0))
+        (p.sparse.on ? sparse_fits
+                     : sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant) != 0))
       inst = h;
   }
   return inst;
 }
 
 /// The backward instance for p: the base family's, or the sm90 family's (wgmma, sm90/bwd_kernel.cuh)
-/// when that is enabled and has the same kernel head dim. p's device must be current.
+/// when that is enabled and has the same kernel head dim (block-sparse: and its tile divides the blocks).
+/// p's device must be current.
 const BwdInstance* backward_instance(const Problem& p) {
   const DeviceInfo& dev = device_info(p.device.index);
   const Family fam = family_for(dev, p.dtype);
   const VariantId variant = variant_of(p.variant);
   const BwdInstance* base = find_bwd(fam, p.dtype, variant, p.d);
   if (base == nullptr) not_built("backward", fam, p.dtype, variant, p.d);
-  if (!sm90_enabled(dev) || p.sparse.on) return base;  // block-sparse: the sm80-style kernel only so far
+  if (!sm90_enabled(dev)) return base;
   const BwdInstance* h = find_bwd(Family::sm90, base->dtype, base->variant, base->d);
-  return h != nullptr && h->d == base->d ? h : base;
+  if (h == nullptr || h->d != base->d) return base;
+  // Block-sparse (issue 16): the sm90 kernel when the lists' blocks are whole tiles of it (check_sparse_tile),
+  // else the sm80-style kernel (which may take smaller blocks, or refuses them).
+  const BwdTileSize t90 = bwd_tile(Family::sm90, static_cast<int>(h->d));
+  if (p.sparse.on && (p.sparse.block_q % t90.block_m != 0 || p.sparse.block_kv % t90.block_n != 0)) return base;
+  return h;
 }
 
 /// The Report of a call that runs the instance `name` of head dim kernel_d for the caller's head dim d:

@@ -53,17 +53,18 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
   using V = VariantOf<Var>;
   static std::atomic<std::uint64_t> attr_done{0};
-  // Block-sparse (issue 16): the sm80-style Flash kernel only so far (dispatch keeps sparse calls there).
-  if (a.problem->sparse.on && (F == Family::sm90 || DF != Dataflow::flash))
+  // Block-sparse (issue 16): the Flash kernels with block lists (sm80 family; sm90 where it has the wgmma
+  // Flash kernel at this head dim; dispatch picks them), never FLAT or the warp-specialized kernel.
+  if (a.problem->sparse.on && (DF != Dataflow::flash || (F == Family::sm90 && flash_tile(Family::sm90, D).block_m == 0)))
     throw Error(Error::Kind::unsupported, "block_sparse", std::string("with the ") + name(F) + " " + std::string(name(DF)) + " forward",
-                "block-sparse attention runs on the sm80-family Flash forward kernels only so far (issue 16)",
-                "use Dataflow::flash or automatic (FLATATTN_CUDA_SM90=0 is not needed: dispatch picks them)");
+                "block-sparse attention runs on the Flash forward kernels only (sm80 family; sm90 at D = 64 and 128; issue 16)",
+                "use Dataflow::flash or automatic (dispatch picks them)");
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
     if constexpr (ws_tile(D).block_n > 0) {
       // The warp-specialized TMA forward where the cost model (ws_route.h, policy/heuristics.h) or FLATATTN_CUDA_SM90_WS picks it
       // (ws_route.h: the same decision dispatch made).
-      if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
+      if (const int ws = a.problem->sparse.on ? 0 : ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
         if constexpr (ws_serves_variant(Var)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)
@@ -82,6 +83,15 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
     } else {
       using S = Sm90ShapeOf<D, Var == VariantId::bias>;
       using B = typename S::template Bias<V>;  // a staged bias: its slots after the K/V ring (bias_tile.cuh)
+      if (a.problem->sparse.on) {  // the block lists' kernel (a separate function: the dense kernel is unchanged)
+        check_sparse_tile(a.problem->sparse, S::kBlockM, S::kBlockN);
+        static std::atomic<std::uint64_t> sparse_attr_done{0};
+        if constexpr (B::kMaxBytes > 0)
+          prepare_smem(sm90::flash_fwd_sparse_kernel<E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, sparse_attr_done);
+        launch_grid(sm90::flash_fwd_sparse_kernel<E, S, V>, S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype),
+                    S::kThreads, S::kBlockM, a, sparse_attr_done, a.problem->sparse);
+        return {S::kBlockM, S::kBlockN};
+      }
       if constexpr (B::kMaxBytes > 0) prepare_smem(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
       launch_grid(sm90::flash_fwd_kernel<E, S, V>, S::kSmemBytes + B::smem_bytes(a.problem->variant.bias_dtype),
                   S::kThreads, S::kBlockM, a, attr_done);

@@ -67,6 +67,16 @@ struct BwdBiasOf<Family::sm90, S, V> {
   using type = typename S::template Bias<V>;
 };
 
+/// The backward main kernel of family F (kSparse: the block lists' one, issue 16).
+template <Family F, class E, class S, class V, bool kSparse>
+constexpr auto bwd_kernel_of() {
+  if constexpr (F == Family::sm90) {
+    return sm90::flash_bwd_kernel<E, S, V, kSparse>;
+  } else {
+    return flash_bwd_kernel<F, E, S, V, kSparse>;
+  }
+}
+
 /// The three launches with an explicit kernel shape S (launch_bwd passes the policy table's; the tile
 /// tuner, bench/gpu/tune_bwd.cu, passes candidates).
 template <Family F, class E, class S, class V>
@@ -76,17 +86,8 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   static std::atomic<std::uint64_t> attr_done{0};
   const Problem& pr = *a.problem;
   const auto stream = static_cast<cudaStream_t>(a.stream);
-  // Block-sparse (issue 16): the sm80-family kernel only (dispatch keeps sparse calls off the sm90 family), with
-  // block sizes that are whole kernel tiles; checked before anything is launched.
-  if (pr.sparse.on) {
-    if constexpr (F == Family::sm90) {
-      throw Error(Error::Kind::unsupported, "block_sparse", "with the sm90 backward",
-                  "the block-sparse backward runs on the sm80-family Flash backward kernels only so far (issue 16)",
-                  "let dispatch pick the kernel (it keeps sparse calls on the sm80 family)");
-    } else {
-      check_sparse_tile(pr.sparse, S::kBlockM, S::kBlockN);
-    }
-  }
+  // Block-sparse (issue 16): block sizes that are whole kernel tiles; checked before anything is launched.
+  if (pr.sparse.on) check_sparse_tile(pr.sparse, S::kBlockM, S::kBlockN);
   const BwdParams p = make_bwd_params(pr, *a.tensors, a.ws, S::kBlockM, S::kBlockN, a.meta_err);
 
   const std::int64_t n_row_blocks = (pr.nq + R::kRows - 1) / R::kRows;
@@ -118,37 +119,22 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
     }
   }
   if (ctas > 0) {
-    const auto kernel = [] {
-      if constexpr (F == Family::sm90) {
-        return sm90::flash_bwd_kernel<E, S, V>;
-      } else {
-        return flash_bwd_kernel<F, E, S, V, false>;
-      }
-    }();
+    const auto kernel = bwd_kernel_of<F, E, S, V, false>();
     static_assert(S::kSmemBytes <= smem_optin_bytes(F), "bwd_tile entry over its family's shared memory");
     // A staged bias (common/bias_tile.cuh): its slots after the rows, sized for the call's bias dtype; the
     // kernel's attribute is raised once for the largest (f32).
     using B = typename BwdBiasOf<F, S, V>::type;
     if constexpr (B::kMaxBytes > 0) prepare_smem(kernel, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
     const int smem = S::kSmemBytes + B::smem_bytes(pr.variant.bias_dtype);
-    bool sparse_done = false;
-    if constexpr (F != Family::sm90) {
-      if (pr.sparse.on) {  // the transposed lists' kernel (a separate function: the dense kernel is unchanged)
-        static std::atomic<std::uint64_t> sparse_attr_done{0};
-        const auto sparse_kernel = flash_bwd_kernel<F, E, S, V, true>;
-        if constexpr (B::kMaxBytes > 0) prepare_smem(sparse_kernel, S::kSmemBytes + B::kMaxBytes, a.device, sparse_attr_done);
-        prepare_smem(sparse_kernel, smem, a.device, sparse_attr_done);
-        sparse_kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p, pr.sparse);
-        sparse_done = true;
-      }
-    }
-    if (!sparse_done) {
+    if (pr.sparse.on) {
+      static std::atomic<std::uint64_t> sparse_attr_done{0};
+      const auto sparse_kernel = bwd_kernel_of<F, E, S, V, true>();  // a separate function: the dense one is unchanged
+      if constexpr (B::kMaxBytes > 0) prepare_smem(sparse_kernel, S::kSmemBytes + B::kMaxBytes, a.device, sparse_attr_done);
+      prepare_smem(sparse_kernel, smem, a.device, sparse_attr_done);
+      sparse_kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p, pr.sparse);
+    } else {
       prepare_smem(kernel, smem, a.device, attr_done);
-      if constexpr (F == Family::sm90) {
-        kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p);
-      } else {
-        kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p, NoSparseArg{});
-      }
+      kernel<<<static_cast<unsigned>(ctas), S::kThreads, smem, stream>>>(p, NoSparseArg{});
     }
     check(cudaGetLastError(), "backward kernel launch");
   }

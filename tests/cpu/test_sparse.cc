@@ -165,6 +165,21 @@ TEST(Sparse, EmptyMaskGivesZeros) {
     for (std::int64_t e = 0; e < g->numel(); ++e) ASSERT_EQ(g->at(e), 0.0) << e;
 }
 
+// Block lists with an additive bias and its gradient (full and broadcast): dbias is dS in the visited blocks and 0
+// elsewhere (the CUDA kernels are judged on the same cases, tests/cuda/test_sparse.cc BiasGradient).
+TEST(Sparse, BiasGradient) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const char* dims : {"bhq", "q"}) {
+    Case c = base_case(DType::bf16, 150, 170);
+    c.bias_dims = dims;
+    c.sparse.block_q = 32, c.sparse.block_kv = 32, c.sparse.density = 0.5, c.sparse.rule = SparseCase::Rule::bits;
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng, /*with_backward=*/true);
+    check_sparse_case(t);
+  }
+}
+
 // FlexAttention's example masks built as block lists + bits from their element predicate.
 class SparsePattern : public ::testing::TestWithParam<SparseCase::Pattern> {};
 

@@ -29,6 +29,7 @@ struct SparseKeyBlocks {
   const SparseSpec* s;
   int b, h, r, nk;
   int nfull = 0, total = 0, per = 1;
+  int entries = 0;  ///< listed blocks (full + partial): total / per
 
   FLATATTN_DEVICE SparseKeyBlocks(const SparseSpec* s_, int b_, int h_, int r_, int nk_)
       : s(s_), b(b_), h(h_), r(r_), nk(nk_) {
@@ -37,7 +38,8 @@ struct SparseKeyBlocks {
     // Device lists are not validated (docs/sparse.md): counts are clamped to the index rows' width and
     // indices outside the sequence's blocks are skipped (next()), so no read leaves the tensors.
     nfull = clamp(s->kv.full_count(b, h, r), s->kv.full_idx.width);
-    total = (nfull + clamp(s->kv.partial_count(b, h, r), s->kv.idx.width)) * per;
+    entries = nfull + clamp(s->kv.partial_count(b, h, r), s->kv.idx.width);
+    total = entries * per;
   }
   FLATATTN_DEVICE static int clamp(int count, std::int64_t width) {
     return count < 0 ? 0 : (count > width ? static_cast<int>(width) : count);
@@ -61,28 +63,94 @@ struct SparseKeyBlocks {
     }
     return it;
   }
+  /// A position of take(): list entry l (the full blocks first), kernel block sub of it, its list block c.
+  struct Cursor {
+    int l = 0, sub = 0, c = 0;
+  };
+  /// The steps of next() / at() in order, incrementally (the sm90 forward's look-ahead): the step at cursor w
+  /// (nb = -1: none left), w moved past it. An entry's index is read once for its per kernel blocks, with no
+  /// division per step; seq_blocks = ceil(nk / block_kv) (entries at or past it are skipped, as in next()).
+  FLATATTN_DEVICE SparseStep take(Cursor& w, int seq_blocks) const {
+    SparseStep st;
+    st.nb = -1;
+    while (w.l < entries) {
+      const bool partial = w.l >= nfull;
+      if (w.sub == 0) {
+        w.c = partial ? s->kv.idx.at(b, h, r, w.l - nfull) : s->kv.full_idx.at(b, h, r, w.l);
+        if (w.c < 0 || w.c >= seq_blocks) {
+          ++w.l;
+          continue;
+        }
+      }
+      const int nb = w.c * per + w.sub;
+      if (nb * BlockN >= nk) {  // this and the entry's later kernel blocks are past the sequence's keys
+        w.sub = 0, ++w.l;
+        continue;
+      }
+      st.nb = nb, st.partial = partial, st.slot = partial ? w.l - nfull : 0, st.c = w.c;
+      if (++w.sub == per) w.sub = 0, ++w.l;
+      return st;
+    }
+    return st;
+  }
 };
 
-/// The element rule of a partial block on a query-major fragment block (rows row0 + ..., columns col0 + ...
-/// in sequence coordinates, for_each_element's layout): -inf where the bits or the local + global rule hide
-/// the element. The band rule needs nothing here (apply_score's band mask is the rule).
-template <int kMT, int kNT>
+/// The element rule of a partial block on a fragment block (rows row0 + ..., columns col0 + ... in sequence
+/// coordinates, for_each_element's layout; L: rows are queries, or keys as in the sm90 backward's S^T): -inf
+/// where the bits or the local + global rule hide the element. The band rule needs nothing here
+/// (apply_score's band mask is the rule).
+template <Layout L = Layout::query_major, int kMT, int kNT>
 FLATATTN_DEVICE void apply_sparse_rule(float (&s)[kMT][kNT][4], const SparseSpec& sp, const FwdParams& p,
                                        const SparseStep& st, int b, int h, int r, int nq, int nk, int row0, int col0) {
+  constexpr bool kQ = L == Layout::query_major;
   if (sp.rule == SparseRule::bits) {
     const std::int64_t blk = sp.bit_offsets.at(b, h, r) + st.slot;
     const bool inside = blk >= 0 && blk < sp.bit_blocks;  // unvalidated device offsets: outside = all hidden
     const int i0 = r * sp.block_q, j0 = st.c * sp.block_kv;
-    for_each_element(s, row0, col0, [&](float& x, int i, int j) {
+    for_each_element(s, row0, col0, [&](float& x, int u, int v) {
+      const int i = kQ ? u : v, j = kQ ? v : u;
       if (i < nq && j < nk && (!inside || !sp.bit(blk, i - i0, j - j0))) x = -INFINITY;
     });
   } else if (sp.rule == SparseRule::local_global) {
     MaskSpec m;
     m.bottom_right = p.bottom_right != 0, m.left = p.left, m.right = p.right;
-    for_each_element(s, row0, col0, [&](float& x, int i, int j) {
-      if (!local_global_visible(sp, m, b, i, j, nq, nk)) x = -INFINITY;
+    for_each_element(s, row0, col0, [&](float& x, int u, int v) {
+      if (!local_global_visible(sp, m, b, kQ ? u : v, kQ ? v : u, nq, nk)) x = -INFINITY;
     });
   }
+}
+
+/// apply_sparse_rule's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible), so a
+/// kernel evaluates the rule before its score fragments are live (the rule's loads and searches next to the live
+/// S tile spill) and masks them with apply_visible afterwards.
+template <int kMT, int kNT, Layout L = Layout::query_major>
+FLATATTN_DEVICE std::uint64_t sparse_rule_bits(const SparseSpec& sp, const FwdParams& p, const SparseStep& st, int b,
+                                               int h, int r, int nq, int nk, int row0, int col0) {
+  static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
+  float x[kMT][kNT][4];
+  for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
+  apply_sparse_rule<L>(x, sp, p, st, b, h, r, nq, nk, row0, col0);
+  std::uint64_t bits = 0;
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
+  return bits;
+}
+
+/// -inf where sparse_rule_bits' (or sparse_rule_visible's) bit is clear.
+template <int kMT, int kNT>
+FLATATTN_DEVICE void apply_visible(float (&s)[kMT][kNT][4], std::uint64_t visible) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (!((visible >> ((mt * kNT + nt) * 4 + e)) & 1)) s[mt][nt][e] = -INFINITY;
 }
 
 }  // namespace flatattn::cuda

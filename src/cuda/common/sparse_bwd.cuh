@@ -89,12 +89,13 @@ FLATATTN_DEVICE W make_sparse_walk(const SparseSpec* s, int b, int h0, int group
   }
 }
 
-/// The element rule of a partial block (query list row r, key list block c) on the backward's query-major
-/// fragments (rows row0 + ..., keys col0 + ... in sequence coordinates): apply_sparse_rule with the block's
+/// The element rule of a partial block (query list row r, key list block c) on the backward's fragments
+/// (L: query-major, rows row0 + ... and keys col0 + ...; key-major, the sm90 kernel's S^T, keys row0 + ... and
+/// queries col0 + ..., in sequence coordinates): apply_sparse_rule with the block's
 /// partial slot in kv row r, found by a binary search of the sorted kv_indices row (the bits' block is
 /// mask_block_offsets + slot). A block the kv row does not list as partial (lists that are not each other's
 /// transpose) is hidden entirely, as the forward never visited it.
-template <int kMT, int kNT>
+template <Layout L = Layout::query_major, int kMT, int kNT>
 FLATATTN_DEVICE void apply_sparse_rule_bwd(float (&sc)[kMT][kNT][4], const SparseSpec& sp, const FwdParams& p, int c,
                                            int b, int h, int r, int nq, int nk, int row0, int col0) {
   SparseStep st;
@@ -117,19 +118,19 @@ FLATATTN_DEVICE void apply_sparse_rule_bwd(float (&sc)[kMT][kNT][4], const Spars
       return;
     }
   }
-  apply_sparse_rule(sc, sp, p, st, b, h, r, nq, nk, row0, col0);
+  apply_sparse_rule<L>(sc, sp, p, st, b, h, r, nq, nk, row0, col0);
 }
 
 /// apply_sparse_rule_bwd's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible),
 /// so the kernel evaluates the rule before the score fragments are live (the rule's search and loads next to
 /// the live S tile spilled; sm80/bwd_kernel.cuh) and masks them with apply_visible afterwards.
-template <int kMT, int kNT>
+template <int kMT, int kNT, Layout L = Layout::query_major>
 FLATATTN_DEVICE std::uint64_t sparse_rule_visible(const SparseSpec& sp, const FwdParams& p, int c, int b, int h, int r,
                                                   int nq, int nk, int row0, int col0) {
   static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
   float x[kMT][kNT][4];
   for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
-  apply_sparse_rule_bwd(x, sp, p, c, b, h, r, nq, nk, row0, col0);
+  apply_sparse_rule_bwd<L>(x, sp, p, c, b, h, r, nq, nk, row0, col0);
   std::uint64_t bits = 0;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
@@ -139,18 +140,6 @@ FLATATTN_DEVICE std::uint64_t sparse_rule_visible(const SparseSpec& sp, const Fw
       for (int e = 0; e < 4; ++e)
         if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
   return bits;
-}
-
-/// -inf where sparse_rule_visible's bit is clear.
-template <int kMT, int kNT>
-FLATATTN_DEVICE void apply_visible(float (&s)[kMT][kNT][4], std::uint64_t visible) {
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (!((visible >> ((mt * kNT + nt) * 4 + e)) & 1)) s[mt][nt][e] = -INFINITY;
 }
 
 }  // namespace flatattn::cuda

@@ -192,6 +192,13 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 #pragma unroll
       for (int e = 0; e < 4; ++e) dk[mt][dt][e] = dv[mt][dt][e] = 0.f;
 
+  if constexpr (kSparse && has_bias<typename V::Score>) {
+    // A full dbias: the zeros of every row of the key block first (the walk's first barrier orders them before
+    // the visited blocks' stores; after the walk they overwrote them: its empty qb has no visited range).
+    if (p.dbias != nullptr && p.dbias_zero_rest)
+      zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, 0, -1, n0, nq_rows, nk, tid);
+  }
+
   constexpr float kLog2e = 1.4426950408889634f;
   // dQ reductions: this lane's element (row q_row0 + g, column q_col0 + 2 t4) of the first head's row
   // 0; steps add the query block's offset, the fragments constants.
@@ -361,7 +368,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
     if constexpr (kSparse) cur = ql.next({cur.hh, cur.it + 1}, st);
   }
 
-  if constexpr (has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
+  if constexpr (!kSparse && has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
     if (p.dbias != nullptr && p.dbias_zero_rest)
       zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, first, last, n0, nq_rows, nk, tid);
   }

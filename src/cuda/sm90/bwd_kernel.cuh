@@ -35,6 +35,14 @@
 // plus addresses under the 255 of one CTA per SM. Shared memory (D = 128): Q, dO 2 x 2 x 16 KB, K, V 2 x 32
 // KB, dS^T 16 KB, LSE/D_i 1 KB: 145 KB (+1 KB alignment); D = 64: 73 KB.
 //
+// Block-sparse (kSparse, issue 16, docs/sparse.md): the steps are the listed query blocks of the CTA's key
+// block, per query head of the group (common/sparse_bwd.cuh SparseQueryBlocks: the transposed q lists, full
+// blocks then partial ones, each block_q / 64 steps); unlisted blocks cost no load and no product. Full blocks
+// are masked only at the keys' ragged end, partial ones by the rule: the band through the score hook's mask,
+// bits or local + global as a verdict computed before S^T is live (sparse_rule_visible on the key-major
+// fragments). dQ is added as in the dense kernel (the deterministic sums are order-independent). A full dbias's
+// zeros are written before the walk (every row of the key block), the visited blocks' values after them.
+//
 // Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
 // consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
 // shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
@@ -55,6 +63,7 @@
 #include "src/cuda/common/red_add.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/sparse_bwd.cuh"
 #include "src/cuda/common/bwd_cta.cuh"
 #include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/common/frag_store.cuh"
@@ -96,9 +105,13 @@ struct BwdShape {
 /// chunk i.
 FLATATTN_DEVICE int frag_word(int i, int h) { return (i % 2) * 2 + h; }
 
-template <class E, class S, class V>
+/// kSparse (issue 16): the steps are the listed query blocks of the CTA's key block (the transposed lists of
+/// `sparse_arg`, a SparseSpec) instead of the band's range; false compiles to the dense kernel (an empty
+/// argument, NoSparseArg, and every sparse branch `if constexpr` or a constant condition).
+template <class E, class S, class V, bool kSparse = false>
 __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
-    flash_bwd_kernel(const __grid_constant__ BwdParams p) {
+    flash_bwd_kernel(const __grid_constant__ BwdParams p, const __grid_constant__ BwdSparseArg<kSparse> sparse_arg) {
+  const SparseSpec* const spec = sparse_spec_of(sparse_arg);
   using TQ = typename S::TQ;
   using TKV = typename S::TKV;
   using TDS = typename S::TDS;
@@ -117,9 +130,16 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, wl = warp & 3;
   const int g = lane >> 2, t4 = lane & 3;
   const BandMask bm(p.f, nq, nk);
-  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, nq_rows, tile.n_block);
+  const BwdQueryBlocks<kBM, kBN> qb(bm, nq, kSparse ? 0 : nq_rows, tile.n_block);
   const int len = qb.count();
   const int steps = len * group;
+  // Block-sparse: the listed query blocks of the key block per head of the group; cur is step s's position, st
+  // its block (cur.hh == group: no step).
+  using Walk = std::conditional_t<kSparse, SparseQueryBlocks<kBM, kBN>, NoSparseArg>;
+  const Walk ql = make_sparse_walk<Walk>(spec, tile.b, tile.hk * group, group, tile.n_block, nq_rows);
+  SparseBwdCursor cur;
+  SparseBwdStep sst;
+  if constexpr (kSparse) cur = ql.next(cur, sst);
 
   const std::uint32_t raw = smem_u32(smem_raw);
   const std::uint32_t base = (raw + 1023u) & ~1023u;  // swizzle atoms start 1024-byte aligned
@@ -152,7 +172,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     const auto* gv = static_cast<const std::uint16_t*>(p.f.v) + kv.v + n0 * p.f.v_n;
     load_tile<TKV, kD, kThreads>(sk, gk, p.f.k_n, nk - n0, p.f.d, p.f.k, tid);
     load_tile<TKV, kD, kThreads>(sv, gv, p.f.v_n, nk - n0, p.f.d, p.f.v, tid);
-    if (steps > 0) load_step(0, 0, qb.first);
+    if (kSparse ? cur.hh < group : steps > 0) load_step(0, kSparse ? cur.hh : 0, kSparse ? sst.i : qb.first);
     copy_commit();
   }
 
@@ -177,18 +197,38 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[0][dt][e] = dv[0][dt][e] = 0.f;
 
+  if constexpr (kSparse && has_bias<typename V::Score>) {
+    // A full dbias: the zeros of every row of the key block first (the walk's first barrier orders them before
+    // the visited blocks' stores); the dense kernel writes the zeros of the rows it skips after its loop.
+    if (p.dbias != nullptr && p.dbias_zero_rest)
+      zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, 0, -1, n0, nq_rows, nk, tid);
+  }
+
   constexpr float kLog2e = 1.4426950408889634f;
-  int hh = 0, i_block = qb.first;  // step s: head h0 + hh, query block i_block
+  int hh = kSparse ? cur.hh : 0, i_block = kSparse ? sst.i : qb.first;  // step s: head h0 + hh, query block i_block
 #pragma unroll 1
-  for (int s = 0; s < steps; ++s) {
+  for (int s = 0; kSparse ? cur.hh < group : s < steps; ++s) {
     const int st = s & 1;
     const int m0 = i_block * kBM;
-    const int i_next = i_block < qb.last ? i_block + 1 : qb.first, hh_next = i_block < qb.last ? hh : hh + 1;
+    SparseBwdStep sst_next;  // sparse: the next step, for the prefetch (walked again at the end: fewer live registers)
+    SparseBwdCursor cur_next;
+    if constexpr (kSparse) cur_next = ql.next({cur.hh, cur.it + 1}, sst_next);
+    const int i_next = kSparse ? sst_next.i : (i_block < qb.last ? i_block + 1 : qb.first);
+    const int hh_next = kSparse ? cur_next.hh : (i_block < qb.last ? hh : hh + 1);
     copy_wait<0>();       // Q, dO, LSE, D_i of step s have landed (this thread's copies)
     fence_proxy_async();  // ... and are visible to wgmma's operand reads once published
     __syncthreads();      // every thread's copies; every warpgroup is done with step s - 1
-    if (s + 1 < steps) load_step(st ^ 1, hh_next, i_next);
+    if (kSparse ? cur_next.hh < group : s + 1 < steps) load_step(st ^ 1, hh_next, i_next);
     copy_commit();
+    // Sparse partial blocks with bits or local + global: the rule's verdict first, while S^T is not live (on the
+    // key-major fragments: keys n0 + key_r0 (+ 8), queries m0 + 2 t4 + ...).
+    const bool band = kSparse && sst.partial && spec->rule == SparseRule::band;  // sparse: the band is the rule
+    std::uint64_t visible = ~std::uint64_t{0};
+    if constexpr (kSparse) {
+      if (sst.partial && spec->rule != SparseRule::band)
+        visible = sparse_rule_visible<1, 8, Layout::key_major>(*spec, p.f, ql.c, tile.b, tile.hk * group + hh, sst.r,
+                                                               nq, nk, n0 + key_r0, m0 + 2 * t4);
+    }
 
     // the hooks' coordinates (the lengths only for a score that reads them; a split score's per-head constant,
     // loaded before the products so that its latency hides behind them)
@@ -205,8 +245,18 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     // P^T = exp2(logit - LSE log2 e) -> A fragments pa; sc keeps dS^T / (dP^T - D_i): ds_factor, P^T
     // times the score's derivative (common/score.cuh); the scale joins at the end.
     const float* const rows = s_rows(st);
-    bias.template score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4, at,
-                                                    st, m0, n0);
+    if constexpr (kSparse) {
+      // Full blocks (and partial ones of another rule): only the keys' ragged end, by a band-free BandMask
+      // (built in place: selecting one of two masks goes through the stack).
+      BandMask mk = bm;
+      if (!band) mk.left = -1, mk.right = -1;
+      bias.template score<V, Layout::key_major, true>(sc, p.f, band || n0 + kBN > nk, mk, n0 + key_r0, m0 + 2 * t4,
+                                                      at, st, m0, n0);
+      apply_visible(sc, visible);
+    } else {
+      bias.template score<V, Layout::key_major, true>(sc, p.f, qb.needs_mask(i_block), bm, n0 + key_r0, m0 + 2 * t4,
+                                                      at, st, m0, n0);
+    }
     std::uint32_t pa[4][4], da[4][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -344,9 +394,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     }
     i_block = i_next;
     hh = hh_next;
+    if constexpr (kSparse) cur = ql.next({cur.hh, cur.it + 1}, sst);
   }
 
-  if constexpr (has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
+  if constexpr (!kSparse && has_bias<typename V::Score>) {  // the zeros of the rows no step visited (common/dbias.cuh)
     if (p.dbias != nullptr && p.dbias_zero_rest)
       zero_unvisited_dbias<kBM, kBN, kThreads>(p, tile.b, tile.hk * group, group, qb.first, qb.last, n0, nq_rows, nk,
                                                tid);

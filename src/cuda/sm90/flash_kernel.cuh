@@ -17,6 +17,16 @@
 //   O += P(j-1) V(j-1) | wait S(j) | logits, mask, row max/exp/sum | wait O | rescale O, pack P(j)
 // and after the last block O += P V once more. A staged bias (common/bias_tile.cuh) is copied with K/V(j)
 // into slot j mod (Stages - 1) and read by the score hook.
+//
+// Block-sparse (kSparse, issue 16, docs/sparse.md): the key blocks are the CTA's block lists
+// (common/sparse.cuh SparseKeyBlocks: the full blocks, then the partial ones) instead of the band's range;
+// unlisted blocks cost no copy and no product. The pipeline is the same with the walk's iteration i in place
+// of the block index for the buffers and bias slots (i mod Stages, i mod (Stages - 1)); the steps of
+// iterations i .. i + Stages - 2 are held in registers (ahead_nb, ahead_slot), the list entry of the next one
+// is read while P V(i - 1) runs (one CTA per SM) or at the iteration's end (two). Full blocks are masked only
+// at the keys' ragged end, partial ones by the rule: the band through the score hook's mask, bits or local +
+// global as a verdict computed before S is live (sparse_rule_bits: the accumulator layout of each warp is the
+// m16n8 C layout, as for the sm80 family), applied after the score hook.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +39,7 @@
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/sparse.cuh"
 #include "src/cuda/common/tile_coord.cuh"
 #include "src/cuda/common/tile_io.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
@@ -62,9 +73,10 @@ struct Shape {
   using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages - 1, kSmemBytes>;
 };
 
-template <class E, class S, class V>
-__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
-    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+/// The kernel's body. kSparse (issue 16): the key blocks are the CTA's block lists in *sp; false compiles
+/// to the dense kernel (its loop, prologue and last product are kept verbatim in the else branches).
+template <class E, class S, class V, bool kSparse>
+FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, int n_m_blocks, int hq) {
   using TQ = typename S::TQ;
   using TKV = typename S::TKV;
   constexpr int kD = S::kD, kBM = S::kBlockM, kBN = S::kBlockN, kThreads = S::kThreads;
@@ -99,10 +111,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 
   load_tile<TQ, kD, kThreads>(sq, gq, p.q_n, bi.nq - m0, p.d, p.q, tid);
   copy_commit();
+  if constexpr (!kSparse) {
 #pragma unroll
   for (int s = 0; s < kStages - 2; ++s) {
     if (range.begin + s < range.end) load_kv(range.begin + s);
     copy_commit();  // one group per stage, empty or not, so the wait count below is uniform
+  }
   }
 
   const int warp_row0 = warp * 16;               // this warp's 16 rows of the CTA's tile
@@ -118,6 +132,110 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
   float s[1][kNT][4];
   std::uint32_t pa[1][kNT / 2][4];  // P of the previous block, the A operand of its P V
+
+  if constexpr (kSparse) {
+    constexpr int kAhead = kStages - 2;  // the copies of iteration i + kAhead fly during iteration i
+    const int sparse_r = m0 / sp->block_q;  // the CTA's rows lie in one query block of the lists
+    const SparseKeyBlocks<kBN> list(sp, tc.b, tc.h, sparse_r, bi.nk);
+    const int seq_blocks = (bi.nk + sp->block_kv - 1) / sp->block_kv;  // list blocks holding a key of the sequence
+    // K/V (and the bias tile) of kernel key block nb into the buffers of iteration i.
+    auto load_step = [&](int i, int nb) {
+      const int n0 = nb * kBN;
+      bias.load(i, m0, n0, tid);
+      load_tile_stepped<TKV, kD, kThreads>(kbuf(i), gk + n0 * p.k_n, p.k_n, bi.nk - n0, p.d, p.k, tid);
+      load_tile_stepped<TKV, kD, kThreads>(kbuf(i) + TKV::kBytes, gv + n0 * p.v_n, p.v_n, bi.nk - n0, p.d, p.v, tid);
+    };
+    typename SparseKeyBlocks<kBN>::Cursor walk;  // the list position after the last step taken
+    // The steps of iterations i .. i + kAhead: kernel key block (-1: past the list) and partial slot (-1: a
+    // full block); two registers a step (a whole SparseStep spilled D = 64's 128 registers).
+    int ahead_nb[kAhead + 1], ahead_slot[kAhead + 1];
+    auto take = [&](int& nb, int& slot) {
+      const SparseStep st = list.take(walk, seq_blocks);
+      nb = st.nb;
+      slot = st.partial ? st.slot : -1;
+    };
+    // One CTA per SM (D = 128): the next list entry is read while P V(i - 1) runs, off the critical path; with
+    // two (D = 64, 128 registers) at the end of the iteration, where fewer registers are live (the other CTA
+    // hides its latency).
+    constexpr bool kEarlyTake = S::kMinBlocks == 1;
+#pragma unroll
+    for (int k = 0; k <= kAhead; ++k) take(ahead_nb[k], ahead_slot[k]);
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      if (ahead_nb[k] >= 0) load_step(k, ahead_nb[k]);
+      copy_commit();  // one group per stage, empty or not, as in the dense prologue
+    }
+    int i = 0;
+    for (; ahead_nb[0] >= 0; ++i) {
+      const int nb = ahead_nb[0];
+      const bool partial = ahead_slot[0] >= 0;
+      copy_wait<kStages - 3>();  // Q and K/V(i) have landed (this thread's copies)
+      fence_proxy_async();
+      __syncthreads();           // every thread's copies of K/V(i); P V(i - 2) is done in every warp
+      if (ahead_nb[kAhead] >= 0) load_step(i + kAhead, ahead_nb[kAhead]);  // into iteration i - 2's buffers
+      copy_commit();
+
+      // Partial blocks with bits or local + global: the rule's verdict first, while S is not live (next to
+      // the live S tile the rule's loads and searches spilled D = 64's 128 registers).
+      const bool rule = partial && sp->rule != SparseRule::band;
+      std::uint64_t visible = ~std::uint64_t{0};
+      if (rule) {
+        SparseStep st;
+        st.nb = nb, st.partial = true, st.slot = ahead_slot[0], st.c = nb / list.per;  // (rare: a division)
+        visible = sparse_rule_bits<1, kNT>(*sp, p, st, tc.b, tc.h, sparse_r, bi.nq, bi.nk, row, nb * kBN + col);
+      }
+
+      fence_regs(o[0]);
+      wgmma_fence();
+      gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, kbuf(i));
+      if (i > 0) {
+        gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(i - 1) + TKV::kBytes);
+        wgmma_wait<1>();
+      } else {
+        wgmma_wait<0>();
+      }
+      fence_regs(s[0]);
+      const bool band = partial && sp->rule == SparseRule::band;  // the band is the partial blocks' rule
+      const bool ragged = (nb + 1) * kBN > bi.nk;
+      // Full blocks (and partial ones of another rule) see every key inside the sequence: only the ragged end
+      // is masked, by a band-free BandMask (built in place: selecting one of two masks went through the stack).
+      BandMask mk = bm;
+      if (!band) mk.left = -1, mk.right = -1;
+      bias.template score<V, Layout::query_major>(s, p, ragged || band, mk, row, nb * kBN + col, at, i, m0, nb * kBN);
+      if (rule) apply_visible(s, visible);
+      float alpha[1][2];
+      const bool moved = online_softmax_rows<S::kLazyRescale>(s, m, l, alpha, p.mul);
+      fence_regs(s[0]);
+      fence_vals(alpha[0][0], alpha[0][1], l[0][0], l[0][1]);
+      int fresh_nb = -1, fresh_slot = -1;  // the step of iteration i + kAhead + 1 (copies issued next iteration)
+      if constexpr (kEarlyTake) take(fresh_nb, fresh_slot);
+      if (__any_sync(0xffffffffu, moved)) {
+        wgmma_wait<0>();  // P V(i - 1) is done: O and pa are free
+        fence_regs(o[0]);
+        rescale_o<false>(o, alpha, moved);
+      } else {
+        wgmma_wait<0>();
+        fence_regs(o[0]);
+      }
+      fence_regs(pa[0]);
+      apply_prob<V>(s, p, row, nb * kBN + col, at);
+      pack_p<E>(s, pa);
+#pragma unroll
+      for (int k = 0; k < kAhead; ++k) ahead_nb[k] = ahead_nb[k + 1], ahead_slot[k] = ahead_slot[k + 1];
+      if constexpr (kEarlyTake) {
+        ahead_nb[kAhead] = fresh_nb, ahead_slot[kAhead] = fresh_slot;
+      } else {
+        take(ahead_nb[kAhead], ahead_slot[kAhead]);
+      }
+    }
+    if (i > 0) {
+      fence_regs(o[0]);
+      wgmma_fence();
+      gemm_pv_issue<E, TKV, kBN, kD>(o[0], pa[0], kbuf(i - 1) + TKV::kBytes);
+      wgmma_wait<0>();
+      fence_regs(o[0]);
+    }
+  } else {
 
   for (int nb = range.begin; nb < range.end; ++nb) {
     copy_wait<kStages - 3>();  // Q and K/V(nb) have landed (this thread's copies)
@@ -165,6 +283,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     wgmma_wait<0>();
     fence_regs(o[0]);
   }
+  }  // kSparse
 
   copy_wait<0>();
   __syncthreads();  // the Q copy has landed even when no key block was visited; no wgmma reads Q now
@@ -175,6 +294,21 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, 1, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);
+}
+
+template <class E, class S, class V>
+__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
+    flash_fwd_kernel(const __grid_constant__ FwdParams p, int n_m_blocks, int hq) {
+  flash_fwd_body<E, S, V, false>(p, nullptr, n_m_blocks, hq);
+}
+
+/// The block-sparse forward (issue 16): the same body over the CTA's block lists (a separate function, so
+/// the dense kernel keeps its 288-byte parameters and its code).
+template <class E, class S, class V>
+__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
+    flash_fwd_sparse_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ SparseSpec sp, int n_m_blocks,
+                            int hq) {
+  flash_fwd_body<E, S, V, true>(p, &sp, n_m_blocks, hq);
 }
 
 }  // namespace flatattn::cuda::sm90
