@@ -59,6 +59,13 @@ struct Options {
   float dropout_p = 0.0f;
   std::uint64_t dropout_seed = 0;    ///< the Philox key
   std::uint64_t dropout_offset = 0;  ///< added to the counter: advance it between calls that reuse a seed
+  /// For context parallelism: the mask of a sub-block equals the mask of the whole sequence at those positions.
+  /// The keep decision of the call's row i, key column j is that of row i + dropout_row0, column j + dropout_col0
+  /// (of every sequence of the batch; varlen: within each sequence). Both in [0, 2^31) with row0 + Nq and
+  /// col0 + Nk <= 2^31; dropout_col0 a multiple of 32 (the stream draws 32 keys per Philox call, philox.h).
+  /// Else Error naming the field. Default 0: the call's own sequence. backward() must get the forward's values.
+  std::int64_t dropout_row0 = 0;
+  std::int64_t dropout_col0 = 0;
   /// forward(): write the log-sum-exp of each logit row (natural log, fp32) into ForwardArgs::lse.
   /// When true the lse view is required; when false it must be absent.
   bool return_lse = false;

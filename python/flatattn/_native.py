@@ -36,7 +36,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
             return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0,
-            bias=None, block_sparse=None):
+            bias=None, block_sparse=None, dropout_row0=0, dropout_col0=0):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -75,7 +75,9 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     pure function of (``dropout_seed``, ``dropout_offset``, sequence, query head, row, column): Philox-4x32-10,
     the same bits on the CPU and every GPU kernel (:func:`dropout_mask` materializes it; docs/variants.md,
     "Dropout"). Pass the same three values to :func:`backward`. Seeds and offsets are ints in [0, 2^64)
-    ([0, 2^63) through torch's ops).
+    ([0, 2^63) through torch's ops). For context parallelism, ``dropout_row0`` and ``dropout_col0`` (ints >= 0,
+    col0 a multiple of 32, else FlatattnError naming it) place the call at that row and key column of a longer
+    sequence: the mask of the call is the whole sequence's mask at those positions (pass them to backward too).
 
     Block-sparse attention (docs/sparse.md; FlexAttention's BlockMask layout): ``block_sparse`` a
     :class:`flatattn.BlockSparse` of int32 arrays on q's device (the key blocks each query block visits, partial and
@@ -99,7 +101,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
     if lib == "torch" and out is None and lse is None and not return_report and (
-            block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None):
+            block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None or
+            dropout_row0 or dropout_col0):
         from . import torch_ops
 
         if bias is not None:
@@ -114,7 +117,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
             o, l = torch_ops.variant_forward(q, k, v, opts, alibi_slopes=alibi_slopes, sinks=sinks, bias=bias,
                                              block_sparse=block_sparse, cu_seqlens_q=cu_seqlens_q,
                                              cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
-                                             max_seqlen_k=max_seqlen_k)
+                                             max_seqlen_k=max_seqlen_k, dropout_row0=dropout_row0,
+                                             dropout_col0=dropout_col0)
         return o, (l if return_lse else None)
     if lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
@@ -140,7 +144,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         wl, wr, float(softcap), dataflow, int(num_threads), s,
                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
                         seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s),
-                        block_sparse=_sparse_native(block_sparse, s))
+                        block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
+                        dropout_col0=int(dropout_col0))
     return (out, lse, report) if return_report else (out, lse)
 
 
@@ -148,15 +153,15 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
              alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None,
-             dbias=None, block_sparse=None):
+             dbias=None, block_sparse=None, dropout_row0=0, dropout_col0=0):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
     dk, dv like k, v (summed over the query heads of a GQA group). P is recomputed from lse and
     ``D_i = rowsum(dout * out)`` (FlashAttention-2, Alg. 2); nothing N x N is stored.
     ``deterministic=True`` asks for bitwise-reproducible gradients (no floating-point atomics). With dropout,
-    pass the forward's ``dropout_p``, ``dropout_seed`` and ``dropout_offset``: the same mask is regenerated
-    (FlashAttention Alg. 4).
+    pass the forward's ``dropout_p``, ``dropout_seed`` and ``dropout_offset`` (and ``dropout_row0/col0``): the same
+    mask is regenerated (FlashAttention Alg. 4).
 
     With ``sinks`` (the forward's; ``lse`` must be the forward's with them) the sinks' gradient
     ``dsinks = -sum_{b,i} e^(sink - lse_i) rowsum(dout_i * out_i)`` (Hq) float32 is returned after dv (written into
@@ -178,7 +183,7 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
         _check_block_sparse(block_sparse)
     if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
             not return_report and (block_sparse is not None or bias is not None or alibi_slopes is not None or
-                                   sinks is not None):
+                                   sinks is not None or dropout_row0 or dropout_col0):
         from . import torch_ops
 
         opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
@@ -188,7 +193,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
             g = torch_ops.variant_backward(dout, q, k, v, out, lse, opts, alibi_slopes=alibi_slopes, sinks=sinks,
                                            bias=bias, want_dbias=bias is not None, block_sparse=block_sparse,
                                            cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
-                                           max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k)
+                                           max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
+                                           dropout_row0=dropout_row0, dropout_col0=dropout_col0)
         return (*g[:3], *((g[3],) if sinks is not None else ()), *((g[4],) if bias is not None else ()))
     if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
@@ -217,17 +223,22 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dsinks=A.dlpack(dsinks, s),
                          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
                          bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s),
-                         block_sparse=_sparse_native(block_sparse, s))
+                         block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
+                         dropout_col0=int(dropout_col0))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     if bias is not None:
         grads = (*grads, dbias)
     return (*grads, report) if return_report else grads
 
 
-def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, out=None, stream=None):
+def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, out=None, stream=None, dropout_row0=0,
+                 dropout_col0=0):
     """The dropout keep mask of a call with these options: uint8 (B, Hq, Nq, Nk), 1 where the probability of
     sequence b, query head h, row i, key column j (within the sequence; varlen: Nq, Nk the longest lengths) is
     kept, 0 where it is dropped; bitwise what :func:`forward` and :func:`backward` apply on every backend.
+
+    ``dropout_row0``, ``dropout_col0``: the mask of a block at that row and key column of a longer sequence
+    (col0 a multiple of 32), as :func:`forward` takes them.
 
     ``out``: a contiguous uint8 array of that shape to write (numpy, torch or CuPy; CPU or CUDA, asynchronous on
     ``stream`` there); None: a new numpy array. Returns it. Raises :class:`FlatattnError` naming ``dropout_p``
@@ -242,5 +253,6 @@ def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, 
                     "allocate it with that shape")
     lib = A.library(out)
     s = A.current_stream(out, lib, stream)
-    _C.dropout_mask(A.dlpack(out, s), float(dropout_p), int(dropout_seed), int(dropout_offset), s)
+    _C.dropout_mask(A.dlpack(out, s), float(dropout_p), int(dropout_seed), int(dropout_offset), s,
+                    dropout_row0=int(dropout_row0), dropout_col0=int(dropout_col0))
     return out

@@ -69,11 +69,14 @@ Options make_options(std::optional<float> softmax_scale, bool causal, bool top_l
   return o;
 }
 
-/// Dropout's three options (Options::dropout_p, dropout_seed, dropout_offset; validated by the library).
-void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t offset) {
+/// Dropout's options (Options::dropout_p, dropout_seed, dropout_offset, dropout_row0/col0; validated by the library).
+void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t offset, std::int64_t row0 = 0,
+                 std::int64_t col0 = 0) {
   o.dropout_p = dropout_p;
   o.dropout_seed = seed;
   o.dropout_offset = offset;
+  o.dropout_row0 = row0;
+  o.dropout_col0 = col0;
 }
 
 std::optional<Varlen> make_varlen(const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
@@ -158,9 +161,11 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
-                   std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse) {
+                   std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse, std::int64_t row0,
+                   std::int64_t col0) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
+  c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   c.args.bias = view_of(bias, "bias");
@@ -211,7 +216,8 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::int64_t wl, std::int64_t wr, float softcap, bool deterministic, int num_threads,
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
                 const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
-                const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse) {
+                const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse,
+                std::int64_t row0, std::int64_t col0) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -221,7 +227,7 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
   std::vector<In> keep;
   a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
-  set_dropout(o, dropout_p, seed, offset);
+  set_dropout(o, dropout_p, seed, offset, row0, col0);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -231,9 +237,10 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
                        std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p,
                        std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
-                       const nb::object& block_sparse) {
+                       const nb::object& block_sparse, std::int64_t row0, std::int64_t col0) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto",
                                0, dropout_p, seed, offset);
+  c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   c.args.bias = view_of(bias, "bias");
@@ -250,7 +257,8 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
                         std::int64_t wl, std::int64_t wr, float softcap, std::string_view precision,
                         const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks,
                         float dropout_p, std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
-                        const std::optional<Out>& dbias, const nb::object& block_sparse) {
+                        const std::optional<Out>& dbias, const nb::object& block_sparse, std::int64_t row0,
+                        std::int64_t col0) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -260,7 +268,7 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
   std::vector<In> keep;
   a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
-  set_dropout(o, dropout_p, seed, offset);
+  set_dropout(o, dropout_p, seed, offset, row0, col0);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::backward(a, o, p);
@@ -338,12 +346,12 @@ void reference_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cac
 
 /// flatattn::dropout_mask into a contiguous uint8 array of shape (B, Hq, Nq, Nk) on the CPU or a CUDA device.
 void run_dropout_mask(nb::ndarray<std::uint8_t, nb::c_contig> mask, float dropout_p, std::uint64_t seed,
-                      std::uint64_t offset, std::uintptr_t stream) {
+                      std::uint64_t offset, std::uintptr_t stream, std::int64_t row0, std::int64_t col0) {
   if (mask.ndim() != 4)
     throw Error(Error::Kind::invalid_argument, "mask", "rank " + std::to_string(mask.ndim()),
                 "must be a contiguous uint8 array (B, Hq, Nq, Nk)", "allocate it with that shape");
   Options o;
-  set_dropout(o, dropout_p, seed, offset);
+  set_dropout(o, dropout_p, seed, offset, row0, col0);
   const Device d = device_of(mask.device_type(), mask.device_id(), "mask");
   const auto n = [&](int i) { return static_cast<std::int64_t>(mask.shape(i)); };
   nb::gil_scoped_release release;
@@ -384,15 +392,15 @@ NB_MODULE(_C, m) {
         "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a, "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
-        "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(),
-        "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
+        "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0,
+        "dropout_col0"_a = 0, "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
         "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
         "deterministic"_a, "num_threads"_a, "stream"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
-        "block_sparse"_a.none() = nb::none(),
+        "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
@@ -401,13 +409,15 @@ NB_MODULE(_C, m) {
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a, "top_left"_a,
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(),
-        "block_sparse"_a.none() = nb::none(), "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
+        "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
         "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
-        "block_sparse"_a.none() = nb::none(), "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
+        "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",
       [](std::int64_t b, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d, bool causal, bool top_left,
@@ -417,6 +427,7 @@ NB_MODULE(_C, m) {
       "batch"_a, "nq"_a, "nk"_a, "hq"_a, "d"_a, "causal"_a = false, "top_left"_a = false, "window_left"_a = -1,
       "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
   m.def("dropout_mask", &run_dropout_mask, "mask"_a, "dropout_p"_a, "seed"_a, "offset"_a, "stream"_a,
+        "dropout_row0"_a = 0, "dropout_col0"_a = 0,
         "flatattn::dropout_mask: the keep mask (1 kept, 0 dropped) into a contiguous uint8 (B, Hq, Nq, Nk) array.");
   m.def("forward_kvcache", &run_forward_kvcache, "q"_a, "k_cache"_a, "v_cache"_a, "out"_a, "lse"_a.none(),
         "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(), "cache_leftpad"_a.none(), "k"_a.none(),

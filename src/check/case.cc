@@ -22,7 +22,10 @@ std::string Case::name() const {
   if (options.softcap > 0) s << " softcap" << options.softcap;
   if (options.softmax_scale) s << " scale" << *options.softmax_scale;
   if (options.dropout_p > 0)
-    s << " dropout" << options.dropout_p << "(seed " << options.dropout_seed << ", offset " << options.dropout_offset << ")";
+    s << " dropout" << options.dropout_p << "(seed " << options.dropout_seed << ", offset " << options.dropout_offset
+      << (options.dropout_row0 || options.dropout_col0
+              ? ", at row " + std::to_string(options.dropout_row0) + " col " + std::to_string(options.dropout_col0)
+              : std::string()) << ")";
   if (varlen) {
     s << " varlen[";
     for (std::size_t i = 0; i < seqlens_q.size(); ++i) s << (i ? "," : "") << seqlens_q[i] << "/" << seqlens_k[i];
@@ -287,6 +290,11 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
     for (int g = 0, count = n > 0 ? uni(0, 4) : 0; g < count; ++g) c.sparse.globals.push_back(static_cast<std::int32_t>(uni(0, int(n) - 1)));
     std::sort(c.sparse.globals.begin(), c.sparse.globals.end());
     c.sparse.globals.erase(std::unique(c.sparse.globals.begin(), c.sparse.globals.end()), c.sparse.globals.end());
+  }
+  // Dropout at a position in a longer sequence (a context-parallel block; drawn last: a seed's earlier draws stay).
+  if (c.options.dropout_p > 0.f && uni(0, 2) == 0) {
+    c.options.dropout_row0 = uni(0, 1 << 20);
+    c.options.dropout_col0 = std::int64_t{32} * uni(0, 1 << 15);
   }
   return c;
 }

@@ -150,6 +150,10 @@ constexpr Feature kFeatures[] = {
      c.seqlens_k = {5, 1, 0, 120, 70};
      c.batch = 5;
    }, false},
+  // A context-parallel ring block: the call's rows and keys sit at (row0, col0) of a longer sequence.
+  {"dropout_position", "dropout 0.3 at (dropout_row0 1037, dropout_col0 4096), causal top-left, GQA 4:2", 2, 90, 100, 4, 2, 64,
+   [](Case& c) { c.hq = 4, c.hkv = 2, causal(c), top_left(c), dropout(c, 0.3f);
+                 c.options.dropout_row0 = 1037, c.options.dropout_col0 = 4096; }, true},
   {"dropout_sinks",    "dropout 0.1 with sinks (mean 2), causal window (24,0), GQA 4:2, D = 59 (staged on CUDA)",
                                                                   2,  90,  90, 4, 2, 59,
    [](Case& c) { c.hq = 4, c.hkv = 2, causal(c), c.options.window = {24, 0}, dropout(c, 0.1f);

@@ -21,10 +21,21 @@ void dropout_mask(std::uint8_t* mask, Device device, std::int64_t batch, std::in
     require(v >= 0 && v < kMax, n, std::to_string(v), "must be in [0, 2^31)", "pass the call's size");
   require(batch * hq < kMax, "hq", std::to_string(hq) + " with batch " + std::to_string(batch),
           "B * Hq must be < 2^31 (the counter's third word)", "split the batch");
+  // The sub-block's position in the whole sequence (Options::dropout_row0/col0, the rule of validate.cc).
+  require(options.dropout_row0 >= 0 && options.dropout_row0 <= kMax - nq, "dropout_row0",
+          std::to_string(options.dropout_row0), "must be in [0, 2^31 - nq] (nq = " + std::to_string(nq) + ")",
+          "pass the global row of the first query row (0 for a whole sequence)");
+  require(options.dropout_col0 >= 0 && options.dropout_col0 <= kMax - nk, "dropout_col0",
+          std::to_string(options.dropout_col0), "must be in [0, 2^31 - nk] (nk = " + std::to_string(nk) + ")",
+          "pass the global column of the first key (0 for a whole sequence)");
+  require(options.dropout_col0 % 32 == 0, "dropout_col0", std::to_string(options.dropout_col0),
+          "must be a multiple of 32 (the dropout stream draws 32 keys per Philox call, src/core/philox.h)",
+          "start the key block at a multiple of 32 of the whole sequence");
   const std::int64_t n = batch * hq * nq * nk;
   require(mask != nullptr || n == 0, "mask", "null", "must point to B * Hq * Nq * Nk bytes", "pass the buffer");
   if (n == 0) return;
-  const DropoutStream s = dropout_stream(options.dropout_seed, options.dropout_offset, p, hq);
+  const DropoutStream s =
+      dropout_stream(options.dropout_seed, options.dropout_offset, p, hq, options.dropout_row0, options.dropout_col0);
   if (device.kind == DeviceKind::cuda) {
     cuda::dropout_mask(mask, device.index, batch, hq, nq, nk, s, stream);
     return;

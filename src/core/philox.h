@@ -59,15 +59,21 @@ inline std::uint32_t dropout_threshold(double p) {
   return t <= 0 ? 0u : t >= 65536.0 ? 65536u : static_cast<std::uint32_t>(t);
 }
 
-/// The stream's per-call constants: Philox key, the counter's last word, the threshold and Hq.
+/// The stream's per-call constants: Philox key, the counter's last word, the threshold and Hq; row0, col0: the
+/// position of the call's first query row and key column in the sequence whose mask it reproduces (context
+/// parallelism, Options::dropout_row0/col0; 0 otherwise): element (i, j) of the call is element (i + row0, j + col0)
+/// of the stream. col0 % 32 == 0 (validated), so the word an element reads, (j >> 3) & 3 and j & 1, is unchanged.
 struct DropoutStream {
   std::uint32_t k0 = 0, k1 = 0, c3 = 0, threshold = 0;
   std::int32_t hq = 1;
+  std::int32_t row0 = 0, col0 = 0;
 };
 
-inline DropoutStream dropout_stream(std::uint64_t seed, std::uint64_t offset, double p, std::int64_t hq) {
+inline DropoutStream dropout_stream(std::uint64_t seed, std::uint64_t offset, double p, std::int64_t hq,
+                                    std::int64_t row0 = 0, std::int64_t col0 = 0) {
   return {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(offset >> 32),
-          static_cast<std::uint32_t>(offset), dropout_threshold(p), static_cast<std::int32_t>(hq)};
+          static_cast<std::uint32_t>(offset), dropout_threshold(p), static_cast<std::int32_t>(hq),
+          static_cast<std::int32_t>(row0), static_cast<std::int32_t>(col0)};
 }
 
 /// The Philox output that serves element (i, j) of (b, h), and the 7 other elements of its group
@@ -87,9 +93,9 @@ FLATATTN_HD std::uint32_t dropout_word(const Philox4& o, int j) {
   return (j & 1) ? (w >> 16) : (w & 0xffffu);
 }
 
-/// THE definition: whether element (b, h, i, j) of stream s is kept.
+/// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0).
 FLATATTN_HD bool dropout_keep(const DropoutStream& s, int b, int h, int i, int j) {
-  return dropout_word(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i, j), j) >= s.threshold;
+  return dropout_word(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j + s.col0), j) >= s.threshold;
 }
 
 }  // namespace flatattn

@@ -217,6 +217,22 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
   return s;
 }
 
+/// Options::dropout_row0/col0 into p.variant: in [0, 2^31) with row0 + Nq, col0 + Nk <= 2^31; col0 % 32 == 0.
+void check_dropout_position(const Options& o, Problem& p) {
+  constexpr std::int64_t kMax = std::int64_t{1} << 31;
+  FLATATTN_REQUIRE(o.dropout_row0 >= 0 && o.dropout_row0 <= kMax - p.nq, "dropout_row0", std::to_string(o.dropout_row0),
+          "must be in [0, 2^31 - Nq] (Nq = " + std::to_string(p.nq) + "): the global row of the call's first query",
+          "pass the position of the first query row in the whole sequence (0 for a whole-sequence call)");
+  FLATATTN_REQUIRE(o.dropout_col0 >= 0 && o.dropout_col0 <= kMax - p.nk, "dropout_col0", std::to_string(o.dropout_col0),
+          "must be in [0, 2^31 - Nk] (Nk = " + std::to_string(p.nk) + "): the global column of the call's first key",
+          "pass the position of the first key column in the whole sequence (0 for a whole-sequence call)");
+  FLATATTN_REQUIRE(o.dropout_col0 % 32 == 0, "dropout_col0", std::to_string(o.dropout_col0),
+          "must be a multiple of 32 (the dropout stream draws 32 keys per Philox call, src/core/philox.h)",
+          "start the call's key block at a multiple of 32 of the whole sequence (shard keys in multiples of 32)");
+  p.variant.dropout_row0 = o.dropout_row0;
+  p.variant.dropout_col0 = o.dropout_col0;
+}
+
 void check_options(const Options& o, Problem& p) {
   if (o.softmax_scale) {
     FLATATTN_REQUIRE(std::isfinite(*o.softmax_scale), "softmax_scale", std::to_string(*o.softmax_scale), "must be finite",
@@ -234,6 +250,7 @@ void check_options(const Options& o, Problem& p) {
   p.variant.dropout_seed = o.dropout_seed;
   p.variant.dropout_offset = o.dropout_offset;
   p.variant.dropout_hq = p.hq;
+  check_dropout_position(o, p);
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
   FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",

@@ -39,7 +39,29 @@ Options block_options(const Options& o, const Block& blk, bool lse) {
   b.causal_align = CausalAlign::top_left;
   b.window = Window{blk.window_left, blk.window_right};
   b.return_lse = lse;
+  if (o.dropout_p > 0.f) b.dropout_row0 = blk.row0, b.dropout_col0 = blk.col0;  // the whole sequence's mask there
   return b;
+}
+
+// Dropout: every block call's first key must sit on the stream's 32-key grid (src/core/philox.h), so that its
+// mask is the whole sequence's (Options::dropout_col0). The plan is every rank's, so every rank throws alike.
+void check_dropout_plan(const cp::RingPlan& plan, SeqLayout layout, std::int64_t n, const Options& o) {
+  if (o.dropout_p <= 0.f) return;
+  const std::int64_t chunk = layout == SeqLayout::zigzag ? n / 2 : n;
+  if (chunk % 32)
+    throw Error(Error::Kind::invalid_argument, "q", "n_local = " + std::to_string(n),
+                std::string("with dropout_p > 0 every ") + (layout == SeqLayout::zigzag ? "zigzag chunk (n_local / 2)" :
+                "shard") + " must start at a multiple of 32 of the whole sequence (the dropout stream draws 32 keys "
+                "per Philox call): n_local a multiple of " + (layout == SeqLayout::zigzag ? "64" : "32"),
+                "pad the sequence to that multiple of world tokens, or train without dropout here");
+  for (const auto& row : plan)
+    for (const auto& hop : row)
+      for (const Block& b : hop)
+        if (b.col0 < 0 || b.col0 % 32)
+          throw Error(Error::Kind::invalid_argument, "window.left", std::to_string(o.window.left),
+                      "with dropout_p > 0 the window cuts a key block at global column " + std::to_string(b.col0) +
+                          ", not a multiple of 32 (the dropout stream draws 32 keys per Philox call)",
+                      "use a left window side that is a multiple of 32, or train without dropout here");
 }
 
 // Validates, agrees across ranks, and returns this rank's plan.
@@ -49,7 +71,10 @@ std::vector<std::vector<Block>> prepare(const RingBackwardArgs& a, bool backward
   const int w = tr.world(), r = tr.rank();
   if (local && (w < 1 || r < 0 || r >= w)) throw *local;  // no ring to agree on
   cp::agree(tr, layout, o, s, backward, local, stream);
-  return cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right, s.cu_seqlens)[r];
+  const bool fuse = o.dropout_p <= 0.f;  // dropout: one call per pair of runs, each at its global position
+  const cp::RingPlan plan = cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right, s.cu_seqlens, fuse);
+  check_dropout_plan(plan, layout, s.n, o);
+  return plan[r];
 }
 
 // The K/V shard in flight: (2, B, n, Hkv, D) contiguous in the input dtype.

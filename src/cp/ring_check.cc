@@ -53,7 +53,7 @@ constexpr const char* kFields[] = {"error flag",   "direction",  "q.shape[0] (B)
                                    "q.device",     "causal",     "window.left",      "window.right",
                                    "softcap",      "softmax_scale", "layout",        "return_lse",
                                    "deterministic", "world",     "cu_seqlens (documents)",
-                                   "cu_seqlens (values)"};
+                                   "cu_seqlens (values)", "dropout_p", "dropout_seed", "dropout_offset"};
 constexpr int kNumFields = sizeof(kFields) / sizeof(kFields[0]);
 
 // FNV-1a of the document boundaries: ranks with different boundaries disagree on it.
@@ -109,9 +109,18 @@ std::optional<Error> check_local(const RingBackwardArgs& a, bool backward, const
   if (layout == SeqLayout::zigzag && s.n % 2)
     return bad("q", "n_local = " + std::to_string(s.n), "a zigzag shard holds two equal chunks, so n_local must be even",
                "shard a sequence of a multiple of 2 x world tokens, or use SeqLayout::contiguous");
-  if (o.dropout_p != 0.0f)
+  if (!(o.dropout_p >= 0.0f && o.dropout_p < 1.0f))
+    return bad("dropout_p", std::to_string(o.dropout_p), "must be in [0, 1) (0 disables dropout)",
+               "pass a probability such as 0.1, or 0");
+  if (o.dropout_p > 0.0f && a.cu_seqlens.present())
     return Error(Error::Kind::unsupported, "dropout_p", std::to_string(o.dropout_p),
-                 "dropout is not supported yet by ring attention", "pass dropout_p = 0, or attend on one device");
+                 "dropout with document masks (cu_seqlens) is not supported by ring attention: varlen numbers the "
+                 "dropout stream per document, which a ring block call cannot reproduce",
+                 "train without attention dropout, or without cu_seqlens");
+  if (o.dropout_row0 != 0 || o.dropout_col0 != 0)
+    return bad(o.dropout_row0 != 0 ? "dropout_row0" : "dropout_col0",
+               std::to_string(o.dropout_row0 != 0 ? o.dropout_row0 : o.dropout_col0),
+               "must be 0: the ring places each block call itself", "leave dropout_row0/col0 at 0");
   if (o.softcap < 0 || !(o.softcap == o.softcap))
     return bad("softcap", std::to_string(o.softcap), "must be >= 0 (0: off)", "pass a positive cap or 0");
   if (o.window.left < -1 || o.window.right < -1)
@@ -169,7 +178,8 @@ void agree(RingTransport& transport, SeqLayout layout, const Options& o, const R
       local ? 1 : 0, backward, s.batch, s.n, s.hq, s.hkv, s.d, static_cast<std::int64_t>(s.dtype),
       static_cast<std::int64_t>(s.device.kind), o.causal, o.window.left, o.window.right, bits(o.softcap),
       o.softmax_scale ? bits(*o.softmax_scale) : -1, static_cast<std::int64_t>(layout), o.return_lse && !backward,
-      o.deterministic, w, static_cast<std::int64_t>(s.cu_seqlens.size()), digest(s.cu_seqlens)};
+      o.deterministic, w, static_cast<std::int64_t>(s.cu_seqlens.size()), digest(s.cu_seqlens), bits(o.dropout_p),
+      static_cast<std::int64_t>(o.dropout_seed), static_cast<std::int64_t>(o.dropout_offset)};
   constexpr std::size_t kBytes = sizeof(mine);
   std::vector<std::array<std::int64_t, kNumFields>> all(w);
   all[r] = mine;

@@ -20,13 +20,18 @@ std::optional<Block> pair_block(const Segment& q, const Segment& k, std::int64_t
   const std::int64_t n = q.length, m = k.length;
   const std::int64_t lo = q.global - k.global - left, hi = q.global - k.global + right;
   if (hi < -(n - 1) || lo > m - 1) return std::nullopt;
-  if (lo <= -(n - 1) && hi >= m - 1) return Block{q.local, q.local + n, k.local, k.local + m};
+  if (lo <= -(n - 1) && hi >= m - 1) {
+    Block b{q.local, q.local + n, k.local, k.local + m};
+    b.row0 = q.global, b.col0 = k.global;
+    return b;
+  }
   const std::int64_t t = std::max<std::int64_t>(0, -hi);  // leading query rows with no visible key
   const std::int64_t s = std::max<std::int64_t>(0, lo);   // leading keys no query sees
   std::int64_t wl = s - t - lo, wr = hi - s + t;           // the band relative to the cut block's diagonal
   if (unbounded(wl)) wl = -1;
   if (unbounded(wr)) wr = -1;
   Block b{q.local + t, q.local + n, k.local + s, k.local + m};
+  b.row0 = q.global + t, b.col0 = k.global + s;
   if (wl == -1 && wr == 0 && n - t == m - s) {
     b.causal = true;
   } else {
@@ -64,7 +69,7 @@ std::vector<Segment> segments(SeqLayout layout, int rank, int world, std::int64_
 }
 
 std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vector<Segment>& k_segs, bool causal,
-                            std::int64_t window_left, std::int64_t window_right) {
+                            std::int64_t window_left, std::int64_t window_right, bool fuse) {
   const std::int64_t left = window_left < 0 ? kInf : window_left;
   const std::int64_t right = causal ? 0 : (window_right < 0 ? kInf : window_right);
   std::map<std::pair<int, int>, Block> live;  // ordered by (query run, key run), as the Python plan
@@ -72,6 +77,11 @@ std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vecto
     for (int b = 0; b < static_cast<int>(k_segs.size()); ++b)
       if (auto blk = pair_block(q_segs[a], k_segs[b], left, right)) live.emplace(std::make_pair(a, b), *blk);
   if (live.empty()) return {};
+  if (!fuse) {
+    std::vector<Block> out;
+    for (const auto& [ab, blk] : live) out.push_back(blk);
+    return out;
+  }
   const bool one_doc = std::all_of(q_segs.begin(), q_segs.end(), [&](const Segment& x) { return x.doc == q_segs[0].doc; });
   if (q_segs == k_segs && one_doc && left == kInf && right == 0) {
     std::int64_t n = 0;
@@ -104,7 +114,7 @@ std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vecto
 }
 
 RingPlan plan_ring(SeqLayout layout, int world, std::int64_t n_local, bool causal, std::int64_t window_left,
-                   std::int64_t window_right, const std::vector<std::int64_t>& cu_seqlens) {
+                   std::int64_t window_right, const std::vector<std::int64_t>& cu_seqlens, bool fuse) {
   std::vector<std::vector<Segment>> segs;
   for (int r = 0; r < world; ++r) segs.push_back(segments(layout, r, world, n_local, cu_seqlens));
   RingPlan plan(world);
@@ -112,7 +122,7 @@ RingPlan plan_ring(SeqLayout layout, int world, std::int64_t n_local, bool causa
   for (int r = 0; r < world; ++r) {
     for (int t = 0; t < world; ++t) {
       plan[r].push_back(plan_hop(segs[r], segs[((r - t) % world + world) % world], causal, window_left,
-                                 window_right));
+                                 window_right, fuse));
       if (!plan[r].back().empty()) last = std::max(last, t);
     }
   }

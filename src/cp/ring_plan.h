@@ -32,6 +32,9 @@ struct Block {
   std::int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0;
   bool causal = false;
   std::int64_t window_left = -1, window_right = -1;
+  /// Global positions of rows q0 and keys k0 (dropout: Options::dropout_row0/col0); -1 for a fused call over runs
+  /// that are not adjacent in the global sequence (plan_hop with fuse = false never makes one).
+  std::int64_t row0 = -1, col0 = -1;
   bool operator==(const Block&) const = default;
 };
 
@@ -44,9 +47,10 @@ std::vector<Segment> segments(SeqLayout layout, int rank, int world, std::int64_
 /// The Blocks of one hop: local query runs against visiting key runs under the global mask (causal; window
 /// sides -1 unbounded; runs of different documents see nothing of each other). Fused into one call where that
 /// gives the same mask: every visible pair unmasked and forming one rectangle of adjacent runs, or a shard of
-/// one document against itself under a plain causal mask.
+/// one document against itself under a plain causal mask. fuse = false (dropout): one call per visible pair of
+/// runs, each with its global position.
 std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vector<Segment>& k_segs, bool causal,
-                            std::int64_t window_left, std::int64_t window_right);
+                            std::int64_t window_left, std::int64_t window_right, bool fuse = true);
 
 /// Every rank's Blocks per ring step (at step t rank r holds the K/V shard of rank (r - t) mod W), cut after the
 /// last step at which any rank has work (a window on contiguous shards never needs the far shards, so neither
@@ -54,6 +58,6 @@ std::vector<Block> plan_hop(const std::vector<Segment>& q_segs, const std::vecto
 /// cu_seqlens: document boundaries as in segments() (document masks; empty: none).
 using RingPlan = std::vector<std::vector<std::vector<Block>>>;
 RingPlan plan_ring(SeqLayout layout, int world, std::int64_t n_local, bool causal, std::int64_t window_left,
-                   std::int64_t window_right, const std::vector<std::int64_t>& cu_seqlens = {});
+                   std::int64_t window_right, const std::vector<std::int64_t>& cu_seqlens = {}, bool fuse = true);
 
 }  // namespace flatattn::cp

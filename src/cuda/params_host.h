@@ -13,7 +13,7 @@
 namespace flatattn::cuda {
 
 // bench/gpu/empty_launch.cu launches an empty kernel with a parameter block of this size (host_overhead's floor).
-static_assert(sizeof(FwdParams) == 336, "FwdParams changed size: update bench/gpu/empty_launch.cu");
+static_assert(sizeof(FwdParams) == 344, "FwdParams changed size: update bench/gpu/empty_launch.cu");
 
 /// meta_err: the call's metadata error word (varlen; src/cuda/meta_check.h), may be null.
 inline FwdParams make_params(const Problem& pr, const FwdTensors& t, unsigned* meta_err = nullptr) {

@@ -150,6 +150,62 @@ TEST(Dropout, DeterministicAndSensitiveToEveryInput) {
   for (std::uint8_t x : mask_of(1, 2, 5, 9, drop(0.f, seed, offset))) EXPECT_EQ(x, 1);
 }
 
+// Context parallelism: the mask of a sub-block at (dropout_row0, dropout_col0) is the whole sequence's mask there.
+TEST(Dropout, SubBlockMaskIsTheSliceOfTheWholeSequenceMask) {
+  std::mt19937_64 rng(check::fresh_seed());
+  const std::int64_t B = 2, H = 3, NQ = 150, NK = 230;
+  for (int rep = 0; rep < 3; ++rep) {
+    const float p = std::uniform_real_distribution<float>(0.05f, 0.9f)(rng);
+    const Options whole = drop(p, rng(), rng());
+    const std::vector<std::uint8_t> all = mask_of(B, H, NQ, NK, whole);
+    for (auto [r0, c0, nq, nk] : {std::tuple{0, 0, 10, 20}, std::tuple{37, 64, 50, 101}, std::tuple{149, 224, 1, 6},
+                                  std::tuple{1, 32, 149, 198}, std::tuple{100, 0, 50, 230}}) {
+      Options o = whole;
+      o.dropout_row0 = r0, o.dropout_col0 = c0;
+      const std::vector<std::uint8_t> sub = mask_of(B, H, nq, nk, o);
+      for (std::int64_t bh = 0; bh < B * H; ++bh)
+        for (std::int64_t i = 0; i < nq; ++i)
+          for (std::int64_t j = 0; j < nk; ++j)
+            ASSERT_EQ(sub[(bh * nq + i) * nk + j], all[(bh * NQ + r0 + i) * NK + c0 + j])
+                << "p=" << p << " block at (" << r0 << ", " << c0 << ") (b*H+h, i, j) = (" << bh << ", " << i << ", " << j
+                << ")";
+    }
+    // Recomputed from the documented mapping at the shifted position, far out in the sequence too.
+    Options o = whole;
+    o.dropout_row0 = 1000003, o.dropout_col0 = 32 * 40001;
+    const std::vector<std::uint8_t> far = mask_of(1, 2, 7, 70, o);
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 7; ++i)
+        for (int j = 0; j < 70; ++j)
+          ASSERT_EQ(far[(h * 7 + i) * 70 + j], keep_by_definition(whole.dropout_seed, whole.dropout_offset, p, 2, 0, h,
+                                                                  1000003 + i, 32 * 40001 + j) ? 1 : 0)
+              << "(h, i, j) = (" << h << ", " << i << ", " << j << ")";
+  }
+}
+
+TEST(Dropout, BadPositionIsRefusedAndNothingWritten) {
+  for (auto [r0, c0, field] : {std::tuple{std::int64_t{0}, std::int64_t{16}, "dropout_col0"},
+                               std::tuple{std::int64_t{0}, std::int64_t{33}, "dropout_col0"},
+                               std::tuple{std::int64_t{0}, std::int64_t{-32}, "dropout_col0"},
+                               std::tuple{std::int64_t{-1}, std::int64_t{0}, "dropout_row0"},
+                               std::tuple{(std::int64_t{1} << 31) - 2, std::int64_t{0}, "dropout_row0"},
+                               std::tuple{std::int64_t{0}, std::int64_t{1} << 31, "dropout_col0"}}) {
+    Options o = drop(0.3f, 1, 2);
+    o.dropout_row0 = r0, o.dropout_col0 = c0;
+    std::vector<std::uint8_t> m(2 * 3 * 4, 0xAB);
+    try {
+      dropout_mask(m.data(), Device::cpu(), 1, 2, 3, 4, o);
+      ADD_FAILURE() << "row0 " << r0 << " col0 " << c0 << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), field) << e.what();
+      const std::int64_t value = std::string(field) == "dropout_row0" ? r0 : c0;
+      EXPECT_NE(std::string(e.what()).find(std::to_string(value)), std::string::npos)
+          << "the message names the value: " << e.what();
+    }
+    for (std::uint8_t x : m) EXPECT_EQ(x, 0xAB) << "written despite the error";
+  }
+}
+
 TEST(Dropout, BadProbabilityIsRefusedAndNothingWritten) {
   for (float p : {-0.1f, 1.0f, 1.5f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     std::vector<std::uint8_t> m(2 * 3 * 4, 0xAB);

@@ -356,12 +356,134 @@ TEST(CpErrors, OddZigzagShard) {
   EXPECT_EQ(errors[1], "q");
 }
 
-TEST(CpErrors, DropoutIsRefused) {
+TEST(CpErrors, DropoutOffTheKeyGridOrWithDocumentsIsRefused) {
   Options o;
   o.dropout_p = 0.1f;
-  const auto errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 8, o);
+  // n_local = 8: shards start at global keys 8 r, off the stream's 32-key grid.
+  auto errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 8, o);
+  EXPECT_EQ(errors[0], "q");
+  EXPECT_EQ(errors[1], "q");
+  // On the grid (n_local = 32), but a causal window (5, 0) cuts key blocks at 32 r - 5.
+  o.causal = true;
+  o.window = {5, 0};
+  errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 32, o);
+  EXPECT_EQ(errors[0], "window.left");
+  EXPECT_EQ(errors[1], "window.left");
+  // With documents: refused (varlen numbers the stream per document).
+  o.window = {-1, -1};
+  std::vector<std::int32_t> cu = {0, 40, 64};
+  errors = run_bad(2, SeqLayout::contiguous, [&](int, RingForwardArgs& a) {
+    a.cu_seqlens = TensorView::contiguous(cu.data(), DType::i32, {3});
+  }, 32, o);
   EXPECT_EQ(errors[0], "dropout_p");
   EXPECT_EQ(errors[1], "dropout_p");
+  // A seed that differs between ranks: named by the agreement.
+  o.causal = false;
+  std::vector<std::string> seen(2);
+  Options o1 = o;
+  o1.dropout_seed = 99;
+  {
+    std::vector<check::HostTensor> t(2);
+    LocalRing ring(2);
+    std::vector<std::thread> threads;
+    std::vector<check::HostTensor> q(2), out(2);
+    for (int r = 0; r < 2; ++r) {
+      q[r] = check::HostTensor::make(DType::f32, {1, 32, 2, 8});
+      out[r] = check::HostTensor::make(DType::f32, {1, 32, 2, 8});
+    }
+    for (int r = 0; r < 2; ++r)
+      threads.emplace_back([&, r] {
+        try {
+          RingForwardArgs a{q[r].view(), q[r].view(), q[r].view(), out[r].view(), {}};
+          auto m = ring.member(r);
+          ring_forward(a, *m, SeqLayout::contiguous, r == 1 ? o1 : o);
+        } catch (const Error& e) {
+          seen[r] = e.argument();
+        }
+      });
+    for (auto& th : threads) th.join();
+  }
+  EXPECT_EQ(seen[0], "dropout_seed");
+  EXPECT_EQ(seen[1], "dropout_seed");
+}
+
+// Dropout: each rank's mask is the single-device mask of the whole sequence (every block call at its global
+// position, Options::dropout_row0/col0), judged against the fp64 oracle of the whole sequence with the same
+// (dropout_p, seed, offset): a wrong mask misses whole P_ij / (1 - p) terms and fails the rule by far.
+class CpRingDropout : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(CpRingDropout, ForwardAndBackwardMatchTheOracle) {
+  const auto [world, which] = GetParam();
+  struct D {
+    const char* name;
+    SeqLayout layout;
+    bool causal;
+    std::int64_t wl;
+    DType dtype;
+    float p;
+  };
+  const D ds[] = {{"causal_zigzag", SeqLayout::zigzag, true, -1, DType::f32, 0.2f},
+                  {"noncausal_contiguous_bf16", SeqLayout::contiguous, false, -1, DType::bf16, 0.5f},
+                  {"causal_window32_contiguous", SeqLayout::contiguous, true, 32, DType::f32, 0.1f}};
+  const D& d = ds[which];
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  Case c;
+  c.batch = 2;
+  c.nq = c.nk = 256;  // zigzag chunks of 64 (W = 2) and 32 (W = 4); contiguous shards of 128 and 64
+  c.hq = 4;
+  c.hkv = 2;
+  c.d = 32;
+  c.dtype = d.dtype;
+  c.options.causal = d.causal;
+  c.options.window = {d.wl, d.causal && d.wl >= 0 ? 0 : -1};
+  c.options.return_lse = true;
+  c.options.dropout_p = d.p;
+  c.options.dropout_seed = s.rng();
+  c.options.dropout_offset = s.rng();
+  CaseTensors t = make_case(c, s.rng, true);
+  Options o = c.options;
+  o.num_threads = 1;
+  const RingRun run = run_ring(t, world, d.layout, o, true, cpu_memory);
+  for (int r = 0; r < world; ++r) ASSERT_EQ(run.errors[r], "") << "rank " << r;
+  const std::string what = std::string("dropout ") + d.name + " W=" + std::to_string(world) + " " + t.c.name();
+  expect_forward_ok(t, forward_yardstick(t), what);
+  const BackwardOracle ref = oracle_backward(t);
+  expect_backward_ok(t, ref, naive_backward(t, ref), what);
+}
+
+INSTANTIATE_TEST_SUITE_P(World, CpRingDropout, ::testing::Combine(::testing::Values(2, 4), ::testing::Range(0, 3)));
+
+TEST(CpPlan, UnfusedBlocksCarryTheirGlobalPositions) {
+  for (int world : {2, 4}) {
+    const std::int64_t n = 8;
+    for (SeqLayout layout : {SeqLayout::zigzag, SeqLayout::contiguous}) {
+      std::vector<std::vector<std::int64_t>> pos(world);
+      for (int r = 0; r < world; ++r)
+        for (const cp::Segment& sg : cp::segments(layout, r, world, n))
+          for (std::int64_t i = 0; i < sg.length; ++i) pos[r].push_back(sg.global + i);
+      for (bool causal : {true, false}) {
+        const cp::RingPlan fused = cp::plan_ring(layout, world, n, causal, -1, -1);
+        const cp::RingPlan plan = cp::plan_ring(layout, world, n, causal, -1, -1, {}, false);
+        ASSERT_EQ(plan.size(), fused.size());
+        for (int r = 0; r < world; ++r)
+          for (std::size_t t = 0; t < plan[r].size(); ++t) {
+            const int src = ((r - static_cast<int>(t)) % world + world) % world;
+            std::vector<int> cover(n * n, 0);
+            for (const cp::Block& b : plan[r][t]) {
+              EXPECT_EQ(b.row0, pos[r][b.q0]);
+              EXPECT_EQ(b.col0, pos[src][b.k0]);
+              EXPECT_EQ(pos[r][b.q1 - 1] - b.row0, b.q1 - 1 - b.q0) << "rows of one call: one global run";
+              EXPECT_EQ(pos[src][b.k1 - 1] - b.col0, b.k1 - 1 - b.k0) << "keys of one call: one global run";
+              for (std::int64_t i = b.q0; i < b.q1; ++i)
+                for (std::int64_t j = b.k0; j < b.k1; ++j) ++cover[i * n + j];
+            }
+            EXPECT_LE(*std::max_element(cover.begin(), cover.end()), 1) << "a pair in two calls";
+            EXPECT_GE(plan[r][t].size(), fused[r][t].size());
+          }
+      }
+    }
+  }
 }
 
 class FakeTransport final : public RingTransport {

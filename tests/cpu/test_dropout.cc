@@ -65,6 +65,72 @@ TEST(CpuDropout, OutputsCarryTheMaskOfDropoutMask) {
   }
 }
 
+/// The (B, Hq, nq, nk) block at (r0, c0) of a whole mask of (B, Hq, NQ, NK).
+std::vector<std::uint8_t> slice(const std::vector<std::uint8_t>& all, std::int64_t NQ, std::int64_t NK, std::int64_t r0,
+                                std::int64_t c0, std::int64_t nq, std::int64_t nk) {
+  std::vector<std::uint8_t> s;
+  for (std::int64_t bh = 0; bh < kB * kH; ++bh)
+    for (std::int64_t i = 0; i < nq; ++i)
+      for (std::int64_t j = 0; j < nk; ++j) s.push_back(all[(bh * NQ + r0 + i) * NK + c0 + j]);
+  return s;
+}
+
+// Context parallelism (Options::dropout_row0/col0): a call on a block of a longer sequence applies that sequence's
+// mask at the block's position, in the forward (both dataflows, small tile plans) and the backward (dV).
+TEST(CpuDropout, SubBlockCallsApplyTheWholeSequenceMask) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (auto [r0, c0] : {std::pair{std::int64_t{13}, std::int64_t{32}}, std::pair{std::int64_t{96}, std::int64_t{0}},
+                        std::pair{std::int64_t{1001}, std::int64_t{32 * 41}}}) {
+    const Options o = [&] { Options x = dropout_options(s, 0.3f); x.dropout_row0 = r0, x.dropout_col0 = c0; return x; }();
+    Options whole = o;
+    whole.dropout_row0 = whole.dropout_col0 = 0;
+    const std::int64_t NQ = r0 + kN, NK = c0 + kN;
+    std::vector<std::uint8_t> all(kB * kH * NQ * NK);
+    dropout_mask(all.data(), Device::cpu(), kB, kH, NQ, NK, whole);
+    const std::vector<std::uint8_t> want = slice(all, NQ, NK, r0, c0, kN, kN);
+    CaseTensors t = probe_case(o);
+    for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+      Options od = o;
+      od.dataflow = df;
+      run_forward(t, od);
+      EXPECT_EQ(read_mask(t.out, 0.3f, false), want) << name(df) << " at (" << r0 << ", " << c0 << ")";
+    }
+    const Report r = run_forward(t, o, cpu::ForwardPlan{Dataflow::flash, 12, 32});
+    EXPECT_EQ(read_mask(t.out, 0.3f, false), want) << r.kernel << " at (" << r0 << ", " << c0 << ")";
+    run_forward(t, o);
+    run_backward(t, o);
+    EXPECT_EQ(read_mask(t.dv, 0.3f, true), want) << "backward dV at (" << r0 << ", " << c0 << ")";
+    run_backward(t, o, cpu::BackwardPlan{12, 32, 96});
+    EXPECT_EQ(read_mask(t.dv, 0.3f, true), want) << "backward dV, small plan, at (" << r0 << ", " << c0 << ")";
+  }
+}
+
+TEST(CpuDropout, PositionNotOnA32KeyGroupIsRefusedAndNothingWritten) {
+  Seeded s;
+  Case c;
+  c.dtype = DType::f32, c.nq = 20, c.nk = 20, c.hq = 2, c.hkv = 2, c.d = 32;
+  CaseTensors t = make_case(c, s.rng, true);
+  for (auto [r0, c0, field] : {std::tuple{std::int64_t{0}, std::int64_t{48}, "dropout_col0"},
+                               std::tuple{std::int64_t{5}, std::int64_t{-32}, "dropout_col0"},
+                               std::tuple{std::int64_t{-3}, std::int64_t{0}, "dropout_row0"}}) {
+    Options o;
+    o.dropout_p = 0.2f;
+    o.dropout_row0 = r0, o.dropout_col0 = c0;
+    t.out.poison();
+    try {
+      flatattn::forward(t.forward_args(), o);
+      ADD_FAILURE() << "forward accepted dropout_row0 " << r0 << ", dropout_col0 " << c0;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), field) << e.what();
+    }
+    EXPECT_EQ(t.out.count_nonfinite(), t.out.numel()) << "out written despite the error";
+    t.dq.poison();
+    EXPECT_THROW(flatattn::backward(t.backward_args(), o), Error);
+    EXPECT_EQ(t.dq.count_nonfinite(), t.dq.numel()) << "dq written despite the error";
+  }
+}
+
 TEST(CpuDropout, DeterministicAndOffsetSensitive) {
   Seeded s;
   SCOPED_TRACE(s.trace());

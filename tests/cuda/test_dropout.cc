@@ -54,6 +54,27 @@ TEST(CudaDropout, MaskEqualsCpuBitwise) {
   }
 }
 
+// Context parallelism: the CUDA mask of a block at (dropout_row0, dropout_col0) equals the CPU's, and the CPU's
+// is the whole sequence's there (tests/core/test_dropout.cc).
+TEST(CudaDropout, SubBlockMaskEqualsCpuBitwise) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(seed_for("CudaDropout.SubBlockMaskEqualsCpuBitwise"));
+  for (auto [r0, c0, nq, nk] : {std::tuple{1, 32, 97, 130}, std::tuple{4096, 8192, 64, 33},
+                                std::tuple{1000003, 32 * 40001, 5, 1025}}) {
+    Options o = dropout_options(rng, 0.3f);
+    o.dropout_row0 = r0, o.dropout_col0 = c0;
+    const std::vector<std::uint8_t> want = cpu_mask(2, 3, nq, nk, o);
+    std::uint8_t* d = nullptr;
+    ASSERT_EQ(cudaMalloc(&d, want.size()), cudaSuccess);
+    ASSERT_EQ(cudaMemset(d, 0xAB, want.size()), cudaSuccess);
+    dropout_mask(d, Device::cuda(0), 2, 3, nq, nk, o);
+    std::vector<std::uint8_t> got(want.size());
+    ASSERT_EQ(cudaMemcpy(got.data(), d, got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(d);
+    EXPECT_EQ(got, want) << "block at (" << r0 << ", " << c0 << ") Nq" << nq << " Nk" << nk;
+  }
+}
+
 constexpr std::int64_t kB = 2, kH = 2;
 
 /// The probe case (src/check/dropout_probe.h), and its mask read back within 2 % (the dtype's rounding of P and
@@ -93,6 +114,37 @@ TEST(CudaDropout, EveryFamilyAppliesTheMaskOfDropoutMask) {
           }
           t.c.options.deterministic = false;
         }
+      }
+    }
+  }
+}
+
+// The kernels of every family apply the whole sequence's mask at the block's position (dropout_row0/col0).
+TEST(CudaDropout, EveryFamilyAppliesTheSubBlockMask) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(seed_for("CudaDropout.EveryFamilyAppliesTheSubBlockMask"));
+  for (const char* sm90 : {"0", static_cast<const char*>(nullptr)}) {
+    const ScopedSm90 policy(sm90);
+    for (DType dt : {DType::f16, DType::bf16}) {
+      if (!dtype_runs(dt)) continue;
+      const std::int64_t n = 128;
+      Options o = dropout_options(rng, 0.3f);
+      o.dropout_row0 = 777, o.dropout_col0 = 4096 + 64;
+      const std::vector<std::uint8_t> want = cpu_mask(kB, kH, n, n, o);
+      CaseTensors t = probe_case(dt, n, o);
+      const std::string what = std::string(name(dt)) + (sm90 ? " FLATATTN_CUDA_SM90=0" : " default policy");
+      for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+        t.c.options.dataflow = df;
+        t.out.poison();
+        const Report r = run_on_gpu(t);
+        EXPECT_EQ(read_mask(t.out, n, 0.3f, false), want) << what << " forward " << r.kernel;
+      }
+      t.c.options.dataflow = Dataflow::flash;
+      run_on_gpu(t);
+      for (bool det : {false, true}) {
+        t.c.options.deterministic = det;
+        const Report r = run_backward_on_gpu(t);
+        EXPECT_EQ(read_mask(t.dv, n, 0.3f, true), want) << what << " backward dV " << r.kernel;
       }
     }
   }

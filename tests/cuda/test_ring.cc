@@ -94,7 +94,14 @@ TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
   Case docs = ring_case(DType::bf16, true, {}, 0.0f);  // document masks: one packed sequence of 256 tokens
   docs.varlen = true;
   docs.seqlens_q = docs.seqlens_k = {100, 1, 0, 131, 24};
+  // dropout: each rank's mask is the single-device mask (block calls at their global positions, issue 19)
+  Case drop = ring_case(DType::bf16, true, {}, 0.0f);
+  drop.options.dropout_p = 0.2f, drop.options.dropout_seed = rng(), drop.options.dropout_offset = rng();
+  Case drop_full = ring_case(DType::f16, false, {}, 0.0f);
+  drop_full.options.dropout_p = 0.5f, drop_full.options.dropout_seed = rng(), drop_full.options.dropout_offset = rng();
   const R runs[] = {
+      {"dropout 0.2 causal zigzag bf16 W=4", drop, SeqLayout::zigzag, 4},
+      {"dropout 0.5 non-causal contiguous f16", drop_full, SeqLayout::contiguous, 2},
       {"causal zigzag bf16", ring_case(DType::bf16, true, {}, 0.0f), SeqLayout::zigzag, 2},
       {"documents causal zigzag bf16", docs, SeqLayout::zigzag, 2},
       {"causal zigzag f16 W=4", ring_case(DType::f16, true, {}, 0.0f), SeqLayout::zigzag, 4},

@@ -53,6 +53,28 @@ def bad_input(rank, world, device):
     else:
         res["not_member"] = _error(lambda: cp.ring_attention(qs, qs, qs, group=solo))
     res["shard_uneven"] = _error(lambda: cp.shard(torch.zeros(1, 4 * world + 2, 1, 1), rank, world))
+    # dropout and document masks (issue 19)
+    q = t(8)
+    whole = torch.tensor([0, 8 * world], dtype=torch.int32)
+    res["dropout_docs"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=0.1, cu_seqlens=whole))
+    res["dropout_unaligned"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=0.1, rng_state=(1, 2)))
+    res["dropout_bad_p"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=1.0))
+    res["docs_bad"] = _error(lambda: cp.ring_attention(q, q, q, cu_seqlens=torch.tensor([0, 5], dtype=torch.int32)))
+    differ = torch.tensor([0, 3 if rank == 1 else 4, 8 * world], dtype=torch.int32)
+    res["docs_differ"] = _error(lambda: cp.ring_attention(q, q, q, cu_seqlens=differ))
+    q32 = t(32)
+    res["rng_differ"] = _error(lambda: cp.ring_attention(q32, q32, q32, dropout_p=0.1, rng_state=(1, rank)))
+    # rng_state=None: every rank draws from its own generator (seeded differently here), rank 0's pair is used
+    from flatattn.flash_attn_interface import draw_rng_state
+
+    torch.manual_seed(100 + rank)
+    state = torch.get_rng_state()
+    pair = torch.tensor(draw_rng_state(q32.device), dtype=torch.int64)
+    torch.set_rng_state(state)
+    dist.broadcast(pair, src=0)
+    drawn = cp.ring_attention(q32, q32, q32, dropout_p=0.3)
+    given = cp.ring_attention(q32, q32, q32, dropout_p=0.3, rng_state=tuple(int(x) for x in pair))
+    res["drawn_rng_equal"] = bool(torch.equal(drawn, given))
     return res
 
 
@@ -78,6 +100,10 @@ def run(rank, world, port, path, backend="gloo"):
         q, k, v, dout = (cp.shard(c[x], rank, world, layout).to(device).requires_grad_(x != "dout")
                          for x in ("q", "k", "v", "dout"))
         kw = dict(causal=c["causal"], window=c["window"], softcap=c["softcap"])
+        if c.get("dropout"):
+            kw.update(dropout_p=c["dropout"][0], rng_state=c["dropout"][1:])
+        if c.get("cu_seqlens") is not None:
+            kw.update(cu_seqlens=torch.tensor(c["cu_seqlens"], dtype=torch.int32))
         if c["kind"] == "ring":
             out = cp.ring_attention(q, k, v, layout=layout, **kw)
         else:

@@ -59,7 +59,24 @@ def _inputs(world, seed):
         r = lambda h: (torch.randn(1, n, h, D, generator=g) * 1.5).to(dtype)  # noqa: E731
         cases.append(dict(name=name, kind=kind, layout=layout, causal=causal, window=window, softcap=softcap,
                           q=r(hq), k=r(hkv), v=r(hkv), dout=r(hq)))
+    for name, layout, causal, window, hq, hkv, dtype, n_local, docs in GLOO_EXTRAS:
+        m = (n_local or N_LOCAL[world]) * world
+        r = lambda h: (torch.randn(1, m, h, D, generator=g) * 1.5).to(dtype)  # noqa: E731
+        drop = None if docs else (0.2, *(int(x) for x in torch.randint(0, 2**62, (2,), generator=g)))
+        cases.append(dict(name=name, kind="ring", layout=layout, causal=causal, window=window, softcap=0.0,
+                          q=r(hq), k=r(hkv), v=r(hkv), dout=r(hq), dropout=drop,
+                          cu_seqlens=_doc_bounds(m) if docs else None))
     return cases
+
+
+# Dropout and document masks through ring_attention on the process group (issue 19):
+# (name, layout, causal, window, Hq, Hkv, dtype, n_local (None: N_LOCAL), documents (else dropout 0.2))
+GLOO_EXTRAS = [
+    ("mp_drop_causal_zigzag", "zigzag", True, (-1, -1), 2, 1, torch.bfloat16, 64, False),
+    ("mp_drop_full_contiguous", "contiguous", False, (-1, -1), 2, 2, torch.float32, 32, False),
+    ("mp_docs_causal_zigzag", "zigzag", True, (-1, -1), 4, 2, torch.bfloat16, None, True),
+    ("mp_docs_window_contiguous", "contiguous", False, (3, 5), 2, 1, torch.float32, None, True),
+]
 
 
 _RUNS = {}
@@ -125,6 +142,36 @@ def test_matches_single_device(world, case, backend, run_seed):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("world", [2, 4, 8])
+@pytest.mark.parametrize("case", [c[0] for c in GLOO_EXTRAS])
+def test_dropout_and_documents_match_single_device(world, case, backend, run_seed):
+    """ring_attention with dropout equals single-device flatattn with the same (seed, offset) (both judged against
+    the oracle with the whole sequence's mask); with cu_seqlens, single-device varlen attention over the documents."""
+    if backend == "gloo" and world == 8:
+        pytest.skip("gloo runs world sizes 2 and 4 (the 2-core CI machine); 8 is the NCCL run's")
+    cases, results = _run(world, run_seed, backend)
+    c = next(x for x in cases if x["name"] == case)
+    if case not in results[0]:
+        pytest.skip("float32 case: the CUDA kernels take 16-bit inputs")
+    got = [cp.unshard([r[case][key] for r in results], c["layout"]) for key in ("out", "dq", "dk", "dv")]
+    q, k, v, dout = c["q"], c["k"], c["v"], c["dout"]
+    if c["dropout"]:
+        p, seed, offset = c["dropout"]
+        refs = _drop_refs(q, k, v, dout, c["causal"], c["window"], p, seed, offset)
+        _judge_all(f"{case} W={world} {backend}", got, refs, q.dtype, run_seed)
+        single = _single_device_dropout(q, k, v, dout, c["causal"], c["window"], p, seed, offset)
+        _judge_all(f"{case} single-device", single, refs, q.dtype, run_seed)
+        return
+    cu = torch.tensor(c["cu_seqlens"], dtype=torch.int32)
+    kw = dict(causal=c["causal"], window=c["window"], cu_seqlens_q=cu, cu_seqlens_k=cu)
+    ref, _ = attention_ref(q[0], k[0], v[0], **kw)
+    naive, _ = attention_ref(q[0], k[0], v[0], dtype=q.dtype, **kw)
+    refs = ((ref, naive), (grads_ref(q[0], k[0], v[0], dout[0], **kw),
+                           grads_ref(q[0], k[0], v[0], dout[0], dtype=q.dtype, **kw)))
+    _judge_all(f"{case} W={world} {backend}", [t[0] for t in got], refs, q.dtype, run_seed)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("world", [2, 4])
 def test_bad_input_raises_on_every_rank(world, backend, run_seed):
     _, results = _run(world, run_seed, backend)
@@ -145,6 +192,13 @@ def test_bad_input_raises_on_every_rank(world, backend, run_seed):
         assert arg("shard_uneven", rank) == "x.shape[dim]"
         if rank:
             assert arg("not_member", rank) == "group"
+        assert arg("dropout_docs", rank) == "dropout_p"
+        assert arg("dropout_unaligned", rank) == "q.shape[1]"
+        assert arg("dropout_bad_p", rank) == "dropout_p"
+        assert arg("docs_bad", rank) == "cu_seqlens"
+        assert arg("docs_differ", rank) == "cu_seqlens (values)"
+        assert arg("rng_differ", rank) == "rng_state offset (low 32 bits)"
+        assert errs[rank]["drawn_rng_equal"], "rng_state=None: the ranks did not use group rank 0's draw"
     assert errs[0]["solo_err"] <= (0.0 if backend == "gloo" else 1e-2)
 
 
@@ -223,7 +277,7 @@ class _Peer:
         return [Req()]
 
 
-def _threaded_ring(world, q, k, v, dout, layout, causal, window, softcap):
+def _threaded_ring(world, q, k, v, dout, layout, causal, window, softcap, dropout=(0.0, 0, 0), docs=None):
     import math
     import queue
     import threading
@@ -238,7 +292,7 @@ def _threaded_ring(world, q, k, v, dout, layout, causal, window, softcap):
     def body(r):
         try:
             cfg = ring._Cfg(_Peer(r, world, queues), r, world, layout, causal, tuple(window), float(softcap),
-                            1.0 / math.sqrt(q.shape[-1]), False)
+                            1.0 / math.sqrt(q.shape[-1]), False, *dropout, None if docs is None else tuple(docs))
             qs, ks, vs, ds = (cp.shard(t, r, world, layout) for t in (q, k, v, dout))
             out, lse = ring._forward(qs, ks, vs, cfg)
             results[r] = (out, *ring._backward(ds, qs, ks, vs, out, lse, cfg))
@@ -273,3 +327,179 @@ def test_ring_math_in_one_process(case, world, device, run_seed):
     gnaive = grads_ref(q, k, v, dout, dtype=q.dtype, **kw)
     for i, key in enumerate(("dq", "dk", "dv")):
         _judged(f"{case} W={world} {device} {key}", got[i + 1], gref[i], gnaive[i], dtype, run_seed)
+
+
+# ---- dropout (each rank's mask = the single-device mask) and document masks (cu_seqlens), issue 19 -------------
+
+# (name, layout, causal, window, Hq, Hkv, dtype, n_local per world size); dropout needs every block on the 32-key
+# grid: zigzag chunks and contiguous shards of multiples of 32 tokens, a window left side of a multiple of 32
+DROP_CASES = [
+    ("drop_causal_zigzag", "zigzag", True, (-1, -1), 2, 1, torch.bfloat16, 64),
+    ("drop_full_contiguous", "contiguous", False, (-1, -1), 2, 2, torch.float32, 32),
+    ("drop_window_contiguous", "contiguous", True, (32, 0), 2, 2, torch.float32, 32),
+]
+# (name, layout, causal, window, dtype); n_local = N_LOCAL[world]
+DOC_CASES = [
+    ("docs_causal_zigzag", "zigzag", True, (-1, -1), torch.bfloat16),
+    ("docs_window_contiguous", "contiguous", False, (3, 5), torch.float32),
+    ("docs_full_zigzag", "zigzag", False, (-1, -1), torch.float32),
+]
+
+
+def _doc_bounds(n):
+    """Document boundaries of a packed sequence of n tokens: documents shorter than a chunk (1 token), an empty one,
+    documents crossing shard and chunk boundaries."""
+    return sorted([0, 2, 3, 3, n // 3 + 1, n // 2 + 3, n - 5, n])
+
+
+def _drop_refs(q, k, v, dout, causal, window, p, seed, offset):
+    """(out, grads) of the fp64 oracle and of the input-precision naive computation with the single-device mask
+    of the whole sequence (flatattn.dropout_mask), as attention_ref applies it."""
+    keep = torch.from_numpy(flatattn.dropout_mask(q.shape[0], q.shape[2], q.shape[1], k.shape[1], dropout_p=p,
+                                                  dropout_seed=seed, dropout_offset=offset))
+    kw = dict(causal=causal, window=window, dropout=(keep, p))
+    ref, _ = attention_ref(q, k, v, **kw)
+    naive, _ = attention_ref(q, k, v, dtype=q.dtype, **kw)
+    return (ref, naive), (grads_ref(q, k, v, dout, **kw), grads_ref(q, k, v, dout, dtype=q.dtype, **kw))
+
+
+def _judge_all(what, got, refs, dtype, seed):
+    (ref, naive), (gref, gnaive) = refs
+    _judged(f"{what} out", got[0], ref, naive, dtype, seed)
+    for i, key in enumerate(("dq", "dk", "dv")):
+        _judged(f"{what} {key}", got[i + 1], gref[i], gnaive[i], dtype, seed)
+
+
+def _single_device_dropout(q, k, v, dout, causal, window, p, seed, offset):
+    """Single-device flatattn on the whole sequence with the same (p, seed, offset): out, dq, dk, dv."""
+    kw = dict(causal=causal, window=window, dropout_p=p, dropout_seed=seed, dropout_offset=offset)
+    out, lse = flatattn.forward(q, k, v, **kw)
+    return (out, *flatattn.backward(dout, q, k, v, out, lse, **kw))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("case", [c[0] for c in DROP_CASES])
+def test_ring_dropout_in_one_process(case, world, device, run_seed):
+    """The ring's out and gradients with dropout equal single-device flatattn with the same (seed, offset): both
+    meet the rule against the oracle with the whole sequence's mask, and the ring's mask is that mask (a wrong
+    mask fails the rule by far: a dropped entry is a whole P_ij / (1 - p) term)."""
+    name, layout, causal, window, hq, hkv, dtype, n_local = next(c for c in DROP_CASES if c[0] == case)
+    if device == "cuda" and dtype == torch.float32:
+        dtype = torch.bfloat16
+    g = torch.Generator().manual_seed((run_seed ^ zlib.crc32(f"{case}-{world}".encode())) & 0x7FFFFFFF)
+    n = n_local * world
+    q, k, v, dout = ((torch.randn(1, n, h, D, generator=g) * 1.5).to(dtype) for h in (hq, hkv, hkv, hq))
+    p = 0.3
+    seed, offset = (int(x) for x in torch.randint(0, 2**62, (2,), generator=g))
+    got = _threaded_ring(world, *(t.to(device) for t in (q, k, v, dout)), layout, causal, window, 0.0,
+                         dropout=(p, seed, offset))
+    got = [t.cpu() for t in got]
+    refs = _drop_refs(q, k, v, dout, causal, window, p, seed, offset)
+    _judge_all(f"{case} W={world} {device}", got, refs, dtype, run_seed)
+    single = _single_device_dropout(*(t.to(device) for t in (q, k, v, dout)), causal, window, p, seed, offset)
+    _judge_all(f"{case} single-device {device}", [t.cpu() for t in single], refs, dtype, run_seed)
+    plain = _threaded_ring(world, q, k, v, dout, layout, causal, window, 0.0)
+    assert not torch.equal(plain[0], got[0].to(plain[0].dtype)), "dropout changed nothing"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("case", [c[0] for c in DOC_CASES])
+def test_ring_documents_in_one_process(case, world, device, run_seed):
+    """Document masks: the ring equals single-device varlen attention over the documents (the oracle's varlen
+    path, and flatattn's varlen op under the same rule)."""
+    name, layout, causal, window, dtype = next(c for c in DOC_CASES if c[0] == case)
+    if device == "cuda" and dtype == torch.float32:
+        dtype = torch.bfloat16
+    g = torch.Generator().manual_seed((run_seed ^ zlib.crc32(f"{case}-{world}".encode())) & 0x7FFFFFFF)
+    n = N_LOCAL[world] * world
+    q, k, v, dout = ((torch.randn(1, n, h, D, generator=g) * 1.5).to(dtype) for h in (4, 2, 2, 4))
+    bounds = _doc_bounds(n)
+    got = _threaded_ring(world, *(t.to(device) for t in (q, k, v, dout)), layout, causal, window, 0.0, docs=bounds)
+    got = [t.cpu()[0] for t in got]
+    cu = torch.tensor(bounds, dtype=torch.int32)
+    kw = dict(causal=causal, window=window, cu_seqlens_q=cu, cu_seqlens_k=cu)
+    ref, _ = attention_ref(q[0], k[0], v[0], **kw)
+    naive, _ = attention_ref(q[0], k[0], v[0], dtype=dtype, **kw)
+    refs = ((ref, naive), (grads_ref(q[0], k[0], v[0], dout[0], **kw),
+                           grads_ref(q[0], k[0], v[0], dout[0], dtype=dtype, **kw)))
+    _judge_all(f"{case} W={world} {device}", got, refs, dtype, run_seed)
+    mx = max(b - a for a, b in zip(bounds, bounds[1:]))
+    dv_ = device
+    single, _ = torch_ops.attention(q[0].to(dv_), k[0].to(dv_), v[0].to(dv_), causal=causal, window_left=window[0],
+                                    window_right=window[1], cu_seqlens_q=cu.to(dv_), cu_seqlens_k=cu.to(dv_),
+                                    max_seqlen_q=mx, max_seqlen_k=mx)
+    _judged(f"{case} single-device varlen out", single.cpu(), ref, naive, dtype, run_seed)
+    whole = attention_ref(q, k, v, causal=causal, window=window)[0][0]
+    assert not torch.allclose(whole, ref), "the documents must change the result (else the test proves nothing)"
+
+
+def test_plan_hop_docs_matches_mask():
+    """Every (rank, source) hop's per-document blocks cover exactly the visible pairs of the same document, each
+    once, and carry their global positions (dropout's row0/col0)."""
+    from flatattn.distributed import _blocks, layout
+    from torch_ref import visible
+
+    for world, n in ((2, 6), (3, 4), (4, 8)):
+        total = world * n
+        bounds = _doc_bounds(total)
+        doc = torch.zeros(total, dtype=torch.long)
+        for d, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            doc[a:b] = d
+        for lay in ("zigzag", "contiguous"):
+            for causal, window in ((True, (-1, -1)), (False, (-1, -1)), (True, (3, 0)), (False, (2, 5))):
+                big = visible(total, total, causal, False, window) & (doc[:, None] == doc[None, :])
+                pos = [[g + i for g, _, m in layout.segments(lay, r, world, n) for i in range(m)]
+                       for r in range(world)]
+                for r in range(world):
+                    for s in range(world):
+                        want = big[pos[r]][:, pos[s]]
+                        got = torch.zeros(n, n, dtype=torch.int32)
+                        for b in _blocks.plan_hop_docs(layout.segments(lay, r, world, n),
+                                                       layout.segments(lay, s, world, n), causal, window, bounds):
+                            m = visible(b.q1 - b.q0, b.k1 - b.k0, b.causal, True, (b.window_left, b.window_right))
+                            got[b.q0:b.q1, b.k0:b.k1] += m.int()
+                            assert pos[r][b.q0] == b.row0 and pos[s][b.k0] == b.col0
+                        assert torch.equal(got, want.int()), (world, n, lay, causal, window, r, s)
+
+
+def test_unfused_plan_carries_global_positions():
+    """fuse=False (dropout): every block's row0/col0 is the global position of its first row and key, and the
+    blocks cover the mask exactly as the fused plan does."""
+    from flatattn.distributed import _blocks, layout
+
+    for world, n in ((2, 6), (4, 8)):
+        for lay in ("zigzag", "contiguous"):
+            for causal, window in ((True, (-1, -1)), (False, (-1, -1)), (True, (3, 0))):
+                pos = [[g + i for g, _, m in layout.segments(lay, r, world, n) for i in range(m)]
+                       for r in range(world)]
+                for r in range(world):
+                    for s in range(world):
+                        qs, ks = layout.segments(lay, r, world, n), layout.segments(lay, s, world, n)
+                        cover = [torch.zeros(n, n, dtype=torch.int32) for _ in range(2)]
+                        for i, fuse in enumerate((True, False)):
+                            for b in _blocks.plan_hop(qs, ks, causal, window, fuse):
+                                cover[i][b.q0:b.q1, b.k0:b.k1] += 1
+                                if not fuse:
+                                    assert b.row0 == pos[r][b.q0] and b.col0 == pos[s][b.k0]
+                                    # a call's rows and keys are each one run of consecutive global positions
+                                    assert pos[r][b.q1 - 1] - b.row0 == b.q1 - 1 - b.q0
+                                    assert pos[s][b.k1 - 1] - b.col0 == b.k1 - 1 - b.k0
+                        assert cover[1].max() <= 1
+
+
+def test_dropout_refusals_in_one_process():
+    """The plan checks of ring_attention with dropout: blocks off the 32-key grid are refused by name."""
+    from flatattn.distributed import ring
+
+    def check(layout, world, n, causal, window):
+        cfg = ring._Cfg(None, 0, world, layout, causal, window, 0.0, 1.0, False, 0.1, 1, 2)
+        e = ring._check_plan(cfg, n)
+        return None if e is None else e.argument
+
+    assert check("zigzag", 2, 64, True, (-1, -1)) is None
+    assert check("zigzag", 2, 32, True, (-1, -1)) == "q.shape[1]"  # chunks of 16
+    assert check("contiguous", 4, 48, False, (-1, -1)) == "q.shape[1]"
+    assert check("contiguous", 4, 32, True, (32, 0)) is None
+    assert check("contiguous", 4, 32, True, (5, 0)) == "window"  # the window cuts keys at 32 r - 5

@@ -62,3 +62,50 @@ def test_dropout_mask_refuses_bad_p():
             flatattn.dropout_mask(1, 1, 2, 3, dropout_p=bad, dropout_seed=1, dropout_offset=2, out=m)
         assert e.value.argument == "dropout_p"
         assert np.all(m == 7), "nothing may be written"
+
+
+def test_sub_block_at_a_position_carries_the_whole_sequence_mask(rng):
+    """dropout_row0/col0 (context parallelism): a call on a block of a longer sequence applies that sequence's mask
+    at the block's position: dropout_mask, the forward's output (probe: q = k = 0, v = identity) and the backward's
+    dV; forward and backward agree with the oracle given the same position."""
+    p, n, big_q, big_k, r0, c0 = 0.3, 48, 130, 200, 37, 96
+    seed, offset = int(rng.integers(0, 2**63)), int(rng.integers(0, 2**63))
+    drop = dict(dropout_p=p, dropout_seed=seed, dropout_offset=offset)
+    whole = flatattn.dropout_mask(2, 3, big_q, big_k, **drop)
+    sub = flatattn.dropout_mask(2, 3, 50, 70, dropout_row0=r0, dropout_col0=c0, **drop)
+    assert np.array_equal(sub, whole[:, :, r0:r0 + 50, c0:c0 + 70])
+    at = dict(drop, dropout_row0=r0, dropout_col0=c0)
+    q = np.zeros((2, n, 3, n), np.float32)
+    v = np.broadcast_to(np.eye(n, dtype=np.float32)[None, :, None, :], (2, n, 3, n)).copy()
+    out, lse = flatattn.forward(q, q, v, **at)
+    want = whole[:, :, r0:r0 + n, c0:c0 + n] / ((1 - p) * n)
+    np.testing.assert_allclose(out.transpose(0, 2, 1, 3), want, rtol=1e-6, atol=0)
+    _, _, dv = flatattn.backward(v, q, q, v, out, lse, **at)  # dout = identity: dV[b, j, h, i] = Z_ij / ((1 - p) n)
+    np.testing.assert_allclose(dv.transpose(0, 2, 3, 1), want, rtol=1e-6, atol=0)
+    case = CASES[0]
+    t = make(case, rng, backward=True)
+    opts = case.options()
+    o, l = flatattn.forward(t["q"], t["k"], t["v"], **opts, **at)
+    ref, _ = flatattn.reference.forward(t["q"], t["k"], t["v"], **opts, **at)
+    naive, _ = flatattn.reference.forward(t["q"], t["k"], t["v"], precision="input", **opts, **at)
+    assert judge(o, ref, naive, case.dtype).passed
+    o0, _ = flatattn.forward(t["q"], t["k"], t["v"], **opts, **drop)
+    assert not np.array_equal(o, o0), "the position must change the mask"
+    g = flatattn.backward(t["dout"], t["q"], t["k"], t["v"], o, l, **opts, **at)
+    rg = flatattn.reference.backward(t["dout"], t["q"], t["k"], t["v"], **opts, **at)
+    ng = flatattn.reference.backward(t["dout"], t["q"], t["k"], t["v"], precision="input", **opts, **at)
+    for name, got, r, nv in zip(("dq", "dk", "dv"), g, rg, ng):
+        assert judge(got, r, nv, case.dtype).passed, name
+
+
+def test_position_off_the_32_key_grid_is_refused():
+    q = np.zeros((1, 8, 1, 8), np.float32)
+    for kw, arg in ((dict(dropout_col0=16), "dropout_col0"), (dict(dropout_col0=-32), "dropout_col0"),
+                    (dict(dropout_row0=-1), "dropout_row0")):
+        with pytest.raises(flatattn.FlatattnError) as e:
+            flatattn.forward(q, q, q, dropout_p=0.1, **kw)
+        assert e.value.argument == arg
+        m = np.full((1, 1, 2, 3), 7, np.uint8)
+        with pytest.raises(flatattn.FlatattnError) as e:
+            flatattn.dropout_mask(1, 1, 2, 3, dropout_p=0.1, dropout_seed=1, dropout_offset=2, out=m, **kw)
+        assert e.value.argument == arg and np.all(m == 7)

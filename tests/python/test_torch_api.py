@@ -342,3 +342,23 @@ def test_dropout_p_out_of_range_is_named():
             with pytest.raises(flatattn.FlatattnError) as e:
                 call()
             assert e.value.argument == "dropout_p", str(e.value)
+
+
+def test_dropout_position_through_the_variant_ops():
+    """flatattn.forward/backward on torch tensors with dropout_row0/col0 (the flatattn::variant_fwd/bwd ops, autograd
+    included) give bit for bit what the array path gives, and the position changes the result."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v, dout = (torch.randn(2, 40, 2, 32, generator=g) for _ in range(4))
+    at = dict(causal=True, dropout_p=0.3, dropout_seed=11, dropout_offset=7, dropout_row0=1000, dropout_col0=64)
+    qr, kr, vr = (t.clone().requires_grad_() for t in (q, k, v))
+    out, lse = flatattn.forward(qr, kr, vr, **at)
+    out.backward(dout)
+    o_np, l_np = flatattn.forward(q.numpy(), k.numpy(), v.numpy(), **at)
+    assert np.array_equal(out.detach().numpy(), o_np)
+    g_np = flatattn.backward(dout.numpy(), q.numpy(), k.numpy(), v.numpy(), o_np, l_np, **at)
+    for got, want in zip((qr.grad, kr.grad, vr.grad), g_np):
+        assert np.array_equal(got.numpy(), want)
+    plain, _ = flatattn.forward(q, k, v, **dict(at, dropout_row0=0, dropout_col0=0))
+    assert not torch.equal(plain, out.detach())

@@ -65,6 +65,27 @@ def agree(group, world, device, local_error, fields):
                         "on every rank")
 
 
+def checksum(values):
+    """A float64-exact checksum of a sequence of ints (FNV-1a over their 64-bit values, folded to 48 bits), so
+    ranks with different document boundaries disagree in agree(); -1 for None."""
+    if values is None:
+        return -1
+    h = 0xCBF29CE484222325
+    for x in values:
+        h = ((h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return (h ^ (h >> 48)) & 0xFFFFFFFFFFFF
+
+
+def from_first_rank(group, device, ints):
+    """The group rank 0's tuple of ints in [0, 2^63) on every rank (one small broadcast)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(x) for x in ints], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=global_rank(group, 0), group=group)
+    return tuple(int(x) for x in t.cpu().tolist())
+
+
 def _fmt(x):
     return str(int(x)) if x == int(x) else repr(x)
 

@@ -34,6 +34,10 @@ class _Cfg:
     softcap: float
     scale: float
     deterministic: bool
+    dropout_p: float = 0.0  # dropout (Options'): every block call carries its global position (Block.row0, col0)
+    dropout_seed: int = 0
+    dropout_offset: int = 0
+    cu_seqlens: tuple | None = None  # document boundaries of the global sequence (ints), None: one document
 
 
 def _check_local(q, k, v, causal, window, softcap, layout):
@@ -80,6 +84,43 @@ def _check_local(q, k, v, causal, window, softcap, layout):
     return None
 
 
+def _check_extras(q, dropout_p, cu_seqlens, world):
+    """The first problem with dropout_p or cu_seqlens as a FlatattnError (not raised), or None; and the document
+    boundaries as a tuple of ints (None when absent or refused)."""
+    import math
+
+    import torch
+
+    p = float(dropout_p)
+    if not (math.isfinite(p) and 0.0 <= p < 1.0):
+        return error("dropout_p", repr(dropout_p), "must be in [0, 1) (0 disables dropout)",
+                     "pass a probability such as 0.1, or 0"), None
+    if cu_seqlens is None:
+        return None, None
+    if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1:
+        what = f"{cu_seqlens.dtype} rank {cu_seqlens.dim()}" if isinstance(cu_seqlens, torch.Tensor) else \
+            type(cu_seqlens).__name__
+        return error("cu_seqlens", what, "must be an int32 1-D tensor (S + 1) of the packed global sequence's "
+                     "document boundaries", "pass torch.tensor([0, ..., N], dtype=torch.int32), the same on every "
+                     "rank"), None
+    b = tuple(int(x) for x in cu_seqlens.cpu().tolist())
+    total = world * q.shape[1]
+    if len(b) < 2 or b[0] != 0 or b[-1] != total or any(y < x for x, y in zip(b, b[1:])):
+        return error("cu_seqlens", str(list(b)[:8]) + ("..." if len(b) > 8 else ""), f"must run from 0 to the "
+                     f"global length N = world x n_local = {total}, non-decreasing (S + 1 >= 2 values)",
+                     "pass the boundaries of the documents packed into the whole sequence (global positions, "
+                     "whatever the layout)"), None
+    if q.shape[0] != 1:
+        return error("q.shape[0]", str(q.shape[0]), "must be 1 with cu_seqlens (the documents are packed into one "
+                     "sequence)", "pack the batch's sequences into one and pass their boundaries"), None
+    if p > 0.0:
+        return error("dropout_p", repr(dropout_p), "dropout with document masks (cu_seqlens) is not supported in the "
+                     "ring: single-device varlen numbers the dropout stream per document (sequence b), which a "
+                     "ring block call cannot reproduce", "train without attention dropout, or without cu_seqlens",
+                     unsupported=True), None
+    return None, b
+
+
 def _exchange(send, recv, cfg, tag, to=1, frm=-1):
     """Posts send → rank+to and recv ← rank+frm (async, ranks mod W); returns the requests (objects with wait()).
     A group with its own ``exchange(send, recv, to, frm, tag)`` is used as it is: the tests' in-process ring of
@@ -100,20 +141,30 @@ def _wait(reqs):
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(layout, world, n, causal, window):
+def _plan(layout, world, n, causal, window, fuse=True, cu_seqlens=None):
     """Every rank's Blocks per ring step (at step t rank r holds the K/V shard of rank (r − t) mod W), cut after
     the last step at which any rank has work: under a sliding window on contiguous shards the far shards are
-    never needed, so neither their transfers nor their steps happen."""
+    never needed, so neither their transfers nor their steps happen. fuse=False: one call per pair of runs, each
+    with its global position (dropout); cu_seqlens: the document mask's boundaries (per-document calls)."""
     segs = [_layout.segments(layout, r, world, n) for r in range(world)]
-    steps = [[_blocks.plan_hop(segs[r], segs[(r - t) % world], causal, window) for t in range(world)]
-             for r in range(world)]
+
+    def hop(r, s):
+        if cu_seqlens is not None:
+            return _blocks.plan_hop_docs(segs[r], segs[s], causal, window, cu_seqlens)
+        return _blocks.plan_hop(segs[r], segs[s], causal, window, fuse)
+
+    steps = [[hop(r, (r - t) % world) for t in range(world)] for r in range(world)]
     last = max((t for r in range(world) for t in range(world) if steps[r][t]), default=0)
     return tuple(tuple(row[:last + 1]) for row in steps)
 
 
+def _full_plan(cfg, n):
+    return _plan(cfg.layout, cfg.world, n, cfg.causal, cfg.window, cfg.dropout_p == 0.0, cfg.cu_seqlens)
+
+
 def _hops(cfg, n):
     """This rank's Blocks per ring step (the step count is the same on every rank)."""
-    return _plan(cfg.layout, cfg.world, n, cfg.causal, cfg.window)[cfg.rank]
+    return _full_plan(cfg, n)[cfg.rank]
 
 
 def _kw(cfg, blk):
@@ -121,9 +172,56 @@ def _kw(cfg, blk):
                 window_right=blk.window_right, softcap=cfg.softcap, deterministic=cfg.deterministic)
 
 
+def _opts(cfg, blk):
+    """The variant ops' options (torch_ops._OPTS order) of a block call with dropout."""
+    return (cfg.scale, blk.causal, True, blk.window_left, blk.window_right, cfg.softcap, cfg.deterministic,
+            cfg.dropout_p, cfg.dropout_seed, cfg.dropout_offset)
+
+
+def _block_forward(q, k, v, cfg, blk):
+    from .. import torch_ops
+
+    if cfg.dropout_p == 0.0:
+        return torch_ops.attention(q, k, v, **_kw(cfg, blk))
+    return torch_ops.variant_forward(q, k, v, _opts(cfg, blk) + ("auto", 0), dropout_row0=blk.row0,
+                                     dropout_col0=blk.col0)
+
+
+def _block_backward(dout, q, k, v, out, lse, cfg, blk):
+    from .. import torch_ops
+
+    if cfg.dropout_p == 0.0:
+        return torch_ops.attention_backward(dout, q, k, v, out, lse, **_kw(cfg, blk))
+    return torch_ops.variant_backward(dout, q, k, v, out, lse, _opts(cfg, blk) + (0,), dropout_row0=blk.row0,
+                                      dropout_col0=blk.col0)[:3]
+
+
+def _check_plan(cfg, n):
+    """With dropout, the first problem with the plan's key positions as a FlatattnError, or None (the plan is the
+    same on every rank, so every rank finds the same problem). A block call's mask is the whole sequence's at
+    (row0, col0) only for col0 a multiple of 32 (the stream draws 32 keys per Philox call, src/core/philox.h)."""
+    if cfg.dropout_p == 0.0:
+        return None
+    c = n // 2 if cfg.layout == "zigzag" else n
+    if c % 32:
+        what = "each zigzag chunk (n_local / 2)" if cfg.layout == "zigzag" else "each shard"
+        per = 64 if cfg.layout == "zigzag" else 32
+        return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of 32 of the global "
+                     f"sequence: n_local must be a multiple of {per} (the dropout stream draws 32 keys per Philox "
+                     "call)", f"pad the sequence to a multiple of {per} x world tokens, or train without dropout here")
+    for row in _full_plan(cfg, n):
+        for blocks in row:
+            for blk in blocks:
+                if blk.col0 < 0 or blk.col0 % 32:
+                    return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
+                                 f"a key block at global column {blk.col0}, not a multiple of 32 (the dropout stream "
+                                 "draws 32 keys per Philox call)", "use a left window side that is a multiple of 32, "
+                                 "or train without dropout here")
+    return None
+
+
 def _forward(q, k, v, cfg):
     import torch
-    from .. import torch_ops
 
     b, n, hq, d = q.shape
     acc_out = torch.zeros(b, n, hq, d, dtype=torch.float32, device=q.device)
@@ -136,8 +234,7 @@ def _forward(q, k, v, cfg):
             spare = torch.empty_like(kv) if spare is None else spare
             reqs = _exchange(kv, spare, cfg, _TAG_KV)
         for blk in blocks:
-            o, lse = torch_ops.attention(q[:, blk.q0:blk.q1], kv[0, :, blk.k0:blk.k1], kv[1, :, blk.k0:blk.k1],
-                                         **_kw(cfg, blk))
+            o, lse = _block_forward(q[:, blk.q0:blk.q1], kv[0, :, blk.k0:blk.k1], kv[1, :, blk.k0:blk.k1], cfg, blk)
             _blocks.merge_(acc_out[:, blk.q0:blk.q1], acc_lse[:, :, blk.q0:blk.q1], o, lse)
         _wait(reqs)
         if reqs:
@@ -147,7 +244,6 @@ def _forward(q, k, v, cfg):
 
 def _backward(dout, q, k, v, out, lse, cfg):
     import torch
-    from .. import torch_ops
 
     n = q.shape[1]
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
@@ -164,8 +260,8 @@ def _backward(dout, q, k, v, out, lse, cfg):
         for blk in blocks:
             rows = slice(blk.q0, blk.q1)
             keys = slice(blk.k0, blk.k1)
-            g = torch_ops.attention_backward(dout[:, rows], q[:, rows], kv[0, :, keys], kv[1, :, keys], out[:, rows],
-                                             lse[:, :, rows].contiguous(), **_kw(cfg, blk))
+            g = _block_backward(dout[:, rows], q[:, rows], kv[0, :, keys], kv[1, :, keys], out[:, rows],
+                                lse[:, :, rows].contiguous(), cfg, blk)
             dq[:, rows] += g[0]
             dkv[0, :, keys] += g[1]
             dkv[1, :, keys] += g[2]
@@ -210,7 +306,8 @@ _FN = None
 
 
 def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0,
-                   layout=None, deterministic=False, return_lse=False):
+                   layout=None, deterministic=False, return_lse=False, dropout_p=0.0, rng_state=None,
+                   cu_seqlens=None):
     """Exact attention of this rank's query shard over the whole sequence, sharded across `group`.
 
     Args:
@@ -224,6 +321,25 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         layout: which positions each rank holds: 'zigzag' (default when causal: balanced causal work) or
             'contiguous' (default otherwise); see flatattn.distributed.layout.
         deterministic: passed to flatattn's backward. return_lse: also return the LSE (B, Hq, n) fp32.
+        dropout_p: attention dropout in [0, 1) with each rank's mask equal to the single-device mask of the whole
+            sequence (flatattn.forward's Philox stream, docs/variants.md "Dropout"): every block call passes the
+            global position of its first row and key (Options::dropout_row0/col0) and the backward regenerates the
+            same masks. The stream draws 32 keys per Philox call, so every block must start at a global key column
+            that is a multiple of 32: n_local a multiple of 64 (zigzag) or 32 (contiguous), and a window whose left
+            side cuts a block elsewhere is refused (checked up front, the same error on every rank). Blocks are not
+            fused with dropout (a zigzag shard's two chunks are not adjacent globally): up to 3 calls per hop.
+        rng_state: (seed, offset) of the dropout stream, ints in [0, 2^63), the same on every rank (checked);
+            None: drawn from torch's default generator of q's device as flatattn.flash_attn_func does, on every rank
+            (each generator advances as in a single-device call), group rank 0's pair used by all. The single-device
+            equivalent is flatattn.forward(..., dropout_p, dropout_seed=seed, dropout_offset=offset) on the whole
+            sequence.
+        cu_seqlens: document mask: int32 1-D tensor (S + 1) of the boundaries of S documents packed into the global
+            sequence of N = W n tokens (0 = cu_seqlens[0] <= ... <= cu_seqlens[S] = N, global positions whatever the
+            layout, the same on every rank; B must be 1), as the C++ ring's RingForwardArgs::cu_seqlens. A query
+            sees only keys of its own document (causal and window within it): the single-device equivalent is
+            varlen flatattn with cu_seqlens_q = cu_seqlens_k = cu_seqlens. Each hop makes one call per (run,
+            document piece) pair (more, smaller calls). Not with dropout (refused: varlen numbers the dropout stream
+            per document).
 
     Returns:
         out (B, n, Hq, D) in q's dtype (merged in fp32, rounded once), and lse when return_lse. Differentiable in
@@ -232,7 +348,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
     Errors (FlatattnError on every rank of the group; nothing is communicated besides one small all_gather when
     input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
     devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
-    n under 'zigzag'. Not supported: varlen / document masks, dropout, ALiBi, sinks (use flatattn's
+    n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with cu_seqlens or with
+    blocks off the 32-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
     single-device APIs).
     """
     import math
@@ -245,6 +362,19 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         layout = "zigzag" if causal else "contiguous"
     window = tuple(int(w) for w in window)
     err = _check_local(q, k, v, bool(causal), window, float(softcap), layout)
+    docs = None
+    if err is None:
+        err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
+    p = float(dropout_p) if err is None else 0.0
+    seed, offset = 0, 0
+    if err is None and p > 0.0 and rng_state is not None:
+        try:
+            seed, offset = (int(x) for x in rng_state)
+            if not (0 <= seed < 2**63 and 0 <= offset < 2**63):
+                raise ValueError
+        except (TypeError, ValueError):
+            err = error("rng_state", repr(rng_state), "must be a pair (seed, offset) of ints in [0, 2^63)",
+                        "pass the pair of an earlier call, or None to draw one")
     scale = float(softmax_scale) if softmax_scale is not None else (
         1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
     shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
@@ -252,10 +382,23 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
               ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
               ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),
               ("window.left", window[0]), ("window.right", window[1]), ("softcap", float(softcap)),
-              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1)]
+              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1),
+              ("dropout_p", p), ("rng_state seed (high 32 bits)", seed >> 32), ("rng_state seed (low 32 bits)",
+                                                                               seed & 0xFFFFFFFF),
+              ("rng_state offset (high 32 bits)", offset >> 32), ("rng_state offset (low 32 bits)", offset & 0xFFFFFFFF),
+              ("cu_seqlens (documents)", -1 if docs is None else len(docs) - 1),
+              ("cu_seqlens (values)", _group.checksum(docs))]
     dev = q.device if isinstance(q, torch.Tensor) else torch.device("cpu")
     _group.agree(group, world, dev, err, fields)
-    cfg = _Cfg(group, rank, world, layout, bool(causal), window, float(softcap), scale, bool(deterministic))
+    if p > 0.0 and rng_state is None:  # every rank draws (its generator advances as one call's), rank 0's pair wins
+        from ..flash_attn_interface import draw_rng_state
+
+        seed, offset = _group.from_first_rank(group, dev, draw_rng_state(q.device))
+    cfg = _Cfg(group, rank, world, layout, bool(causal), window, float(softcap), scale, bool(deterministic), p,
+               seed, offset, docs)
+    err = _check_plan(cfg, q.shape[1])
+    if err is not None:
+        raise err
     if _FN is None:
         _FN = _autograd_function()
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):

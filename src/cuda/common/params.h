@@ -39,7 +39,8 @@ struct FwdParams {
   int left = -1, right = -1;
   // Last, so the fields above keep their offsets whatever the variant data holds (ALiBi's slopes pointer
   // made it 8-byte aligned; dropout's stream added 24 bytes: 224 -> 288 bytes with the sinks pointer and the
-  // varlen metadata fields; the additive bias's pointer, strides and extents: 288 -> 336).
+  // varlen metadata fields; the additive bias's pointer, strides and extents: 288 -> 336; dropout's position offsets
+  // (context parallelism): 336 -> 344).
   VariantData var{};  ///< the variant hooks' per-call data
   /// Attention sinks (Hq) fp32, natural-log units, applied in the forward's finalization (add_sinks,
   /// common/softmax.cuh); null: off. Not a variant: every instance serves it at one branch per CTA.
