@@ -64,6 +64,13 @@ class ForcedAmxNeedsAmx : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ForcedAmxNeedsAmx);
 
+/// The path forward_matmul picks for a call of dtype dt (the default Options: fp32_matmul exact).
+cpu::MatmulPath path_of(DType dt) {
+  Problem p;
+  p.dtype = dt;
+  return cpu::forward_matmul(p);
+}
+
 std::vector<const char*> paths() {
   std::vector<const char*> v = {"fp32"};
   if (cpu::amx_available()) v.push_back("amx");
@@ -273,23 +280,23 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
 
 TEST(CpuMatmul, OnlyBf16TakesAmx) {
   ScopedMatmul m("auto");
-  EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
-  EXPECT_EQ(cpu::forward_matmul(DType::f16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);
   const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
-  EXPECT_EQ(cpu::forward_matmul(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
+  EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
   ScopedMatmul f("fp32");
-  EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::fp32);
   if (cpu::avx512bf16_available()) {
     ScopedMatmul a("avx512bf16");
-    EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::avx512bf16);
-    EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
+    EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::avx512bf16);
+    EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
   }
 }
 
 TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
   ScopedMatmul m("tiles");
   try {
-    (void)cpu::forward_matmul(DType::bf16);
+    (void)path_of(DType::bf16);
     FAIL() << "no Error for FLATATTN_CPU_MATMUL=tiles";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("FLATATTN_CPU_MATMUL"), std::string::npos) << e.what();
@@ -297,11 +304,11 @@ TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
   }
   if (!cpu::amx_available()) {  // forcing AMX where it cannot run is refused, never a silent fallback
     ScopedMatmul a("amx");
-    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+    EXPECT_THROW((void)path_of(DType::bf16), Error);
   }
   if (!cpu::avx512bf16_available()) {  // likewise AVX512-BF16 (absent, or not built)
     ScopedMatmul a("avx512bf16");
-    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+    EXPECT_THROW((void)path_of(DType::bf16), Error);
   }
 }
 
