@@ -100,7 +100,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     relative on out instead of ~1e-5); the Report's kernel name ends in '_amx' or '_avx512bf16'. Raises
     :class:`FlatattnError` naming ``fp32_matmul`` for float16 inputs, CUDA tensors, or a CPU with neither unit.
     bfloat16 inputs are unaffected. torch tensors with 'bf16' take the arrays path (as with ``out=``): no autograd
-    through this call, call :func:`backward` yourself with the same ``fp32_matmul``.
+    through this call (q, k or v requiring grad, with grad enabled, raise :class:`FlatattnError`); call
+    :func:`backward` yourself with the same ``fp32_matmul``.
 
     Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
     ``return_report=True``. Raises :class:`FlatattnError` naming the argument before writing anything.
@@ -114,6 +115,14 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
     ops = not _check_fp32_matmul(fp32_matmul)  # the registered torch ops carry no fp32_matmul
+    if not ops and lib == "torch" and any(getattr(x, "requires_grad", False) for x in (q, k, v)):
+        import torch
+
+        if torch.is_grad_enabled():  # the arrays path has no autograd: refuse rather than drop the gradients
+            raise error("fp32_matmul", "'bf16' with q, k or v requiring grad",
+                        "the opt-in does not go through autograd (the registered ops carry no fp32_matmul)",
+                        "pass detached tensors and call flatattn.backward(..., fp32_matmul='bf16') yourself, "
+                        "or leave fp32_matmul='exact'")
     if ops and lib == "torch" and out is None and lse is None and not return_report and (
             block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None):
         from . import torch_ops

@@ -146,5 +146,14 @@ void pack_k_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, st
 /// All keys 0 .. count of one head as V pairs (layout above), keys count .. count_pad zero.
 void pack_v_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
                  std::uint16_t* dst);
+// The three above run on AVX-512 (src/cpu/amx/pack_avx512.cc: K panels as 16 x 16 word transposes, V pairs by
+// widening and merging, f32 rounded in integer lanes); the scalar versions below (src/cpu/amx/pack.cc) are
+// their reference, bit for bit (tests/cpu/test_amx.cc), and any x86-64 can run them.
+void pack_q_bf16_ref(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+                     std::int64_t kd, std::uint16_t* dst);
+void pack_k_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
+                     std::uint16_t* dst);
+void pack_v_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+                     std::uint16_t* dst);
 
 }  // namespace flatattn::cpu

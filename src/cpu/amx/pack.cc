@@ -1,6 +1,7 @@
-// Packers of the user's rows into the AMX layouts of amx.h. bf16 inputs are moved, never converted; f32 inputs
-// (Options::fp32_matmul = bf16, the opt-in) are rounded to bf16 to nearest even (float_to_bf16, src/core/half.h)
-// as they are packed -- the only place the opt-in changes a value.
+// The scalar packers of the user's rows into the AMX layouts of amx.h (the *_ref functions: the reference the
+// AVX-512 packers of pack_avx512.cc are tested against, bit for bit, and the Q copy of bf16 rows). bf16 inputs
+// are moved, never converted; f32 inputs (Options::fp32_matmul = bf16, the opt-in) are rounded to bf16 to nearest
+// even (float_to_bf16, src/core/half.h) as they are packed -- the only place the opt-in changes a value.
 #include <cstring>
 
 #include "src/core/half.h"
@@ -103,17 +104,17 @@ void typed(const Rows& src, F&& f) {
 
 }  // namespace
 
-void pack_q_bf16(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+void pack_q_bf16_ref(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
                  std::int64_t kd, std::uint16_t* dst) {
   typed(src, [&](const auto& s) { q_rows(s, n0, count, rows_pad, d, kd, dst); });
 }
 
-void pack_k_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
+void pack_k_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
                  std::uint16_t* dst) {
   typed(src, [&](const auto& s) { k_panels(s, count, count_pad, d, kd, dst); });
 }
 
-void pack_v_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+void pack_v_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
                  std::uint16_t* dst) {
   typed(src, [&](const auto& s) { v_pairs(s, count, count_pad, d, dp, dst); });
 }
