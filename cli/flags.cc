@@ -80,6 +80,7 @@ std::string usage_line(const Error& e) {
   else if (a == "num_threads") flag = "--threads";
   else if (a == "q.device" || a == "device") flag = "--device";
   else if (a == "dataflow") flag = "--dataflow";
+  else if (a == "fp32_matmul") flag = "--fp32-matmul";
   if (flag.empty()) {
     std::string m = e.what();
     const std::string prefix = "flatattn: ";

@@ -35,6 +35,7 @@ Options Workload::options() const {
   o.dropout_seed = seed;
   o.dataflow = dataflow;
   o.num_threads = threads;
+  o.fp32_matmul = fp32_matmul;
   return o;
 }
 
@@ -71,6 +72,7 @@ std::string Workload::features_str() const {
   if (dropout > 0) s += fmt::format(" dropout={}", dropout);
   if (!bias.empty()) s += fmt::format(" bias={}", bias);
   if (scale) s += fmt::format(" scale={}", *scale);
+  if (fp32_matmul != Fp32Matmul::exact) s += fmt::format(" fp32-matmul={}", flatattn::name(fp32_matmul));
   return s;
 }
 
@@ -95,6 +97,7 @@ nlohmann::json Workload::to_json() const {
                       {"device", flatattn::name(device)},
                       {"seed", seed}};
   if (scale) j["scale"] = *scale;
+  if (fp32_matmul != Fp32Matmul::exact) j["fp32_matmul"] = flatattn::name(fp32_matmul);
   return j;
 }
 
@@ -142,6 +145,11 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
         ->check(one_of({"auto", "flash", "flat"}))
         ->capture_default_str();
   app.add_option("-t,--threads", f.threads, "CPU threads; 0 = all cores")->check(int_in(0, 4096))->capture_default_str();
+  app.add_option("--fp32-matmul", f.fp32_matmul,
+                 "f32 inputs: exact (fp32 products) or bf16 (rounded to bf16 on the CPU's AMX / AVX512-BF16 units, "
+                 "fp32 accumulation; precision of a bf16 call: Options::fp32_matmul)")
+      ->check(one_of({"exact", "bf16"}))
+      ->capture_default_str();
   app.add_option("--device", f.device, "auto = cuda when this build has CUDA and a GPU is present, else cpu")
       ->check(one_of({"auto", "cpu", "cuda"}))
       ->capture_default_str();
@@ -224,6 +232,7 @@ Workload resolve(const WorkloadFlags& f) {
   if (f.scale > 0) w.scale = f.scale;
   w.dataflow = parse_dataflow(f.dataflow);
   w.threads = f.threads;
+  w.fp32_matmul = f.fp32_matmul == "bf16" ? Fp32Matmul::bf16 : Fp32Matmul::exact;
   w.device = resolve_device(f.device);
   if (f.dtype == "auto") {
     w.dtype = w.device == DeviceKind::cuda ? DType::bf16 : DType::f32;
@@ -232,6 +241,10 @@ Workload resolve(const WorkloadFlags& f) {
     if (w.dtype == DType::f32 && w.device == DeviceKind::cuda)
       throw UsageError("--dtype", "f32 with --device cuda", "f16, bf16 on cuda (f32 runs on the cpu)");
   }
+  if (w.fp32_matmul != Fp32Matmul::exact && (w.device == DeviceKind::cuda || w.dtype != DType::f32))
+    throw UsageError("--fp32-matmul", fmt::format("bf16 with --dtype {} on {}", flatattn::name(w.dtype),
+                                                  flatattn::name(w.device)),
+                     "--fp32-matmul bf16 is for f32 inputs on the cpu (--dtype f32 --device cpu)");
   w.seed = f.seed;
   if (w.seed == 0)
     w.seed = (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^

@@ -41,6 +41,7 @@ struct Workload {
   std::optional<float> scale;
   Dataflow dataflow = Dataflow::automatic;
   int threads = 0;           ///< CPU threads, 0 = all
+  Fp32Matmul fp32_matmul = Fp32Matmul::exact;  ///< Options::fp32_matmul (--fp32-matmul)
   DeviceKind device = DeviceKind::cpu;
   std::uint64_t seed = 0;    ///< of the random inputs
 
@@ -71,12 +72,14 @@ struct WorkloadFlags {
   float scale = 0.f;  ///< 0: 1/sqrt(D)
   std::string dataflow = "auto";
   int threads = 0;
+  std::string fp32_matmul = "exact";
   std::string device = "auto";
   std::uint64_t seed = 0;  ///< 0: fresh
 };
 
 /// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
-/// --window, --softcap, --alibi, --sinks, --dropout, --scale, --dataflow, --threads, --device, --seed to `app`.
+/// --window, --softcap, --alibi, --sinks, --dropout, --scale, --dataflow, --threads, --fp32-matmul, --device,
+/// --seed to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).
 void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true, bool with_dataflow = true);
 

@@ -15,7 +15,8 @@
 # tolerance (bf16 3e-2, fp32 1e-3); both kernels are checked against the fp64 oracle elsewhere.
 #
 # Environment: SHAPES (comma list of names below, default gpt2,gpt2_causal,llama4k), THREADS, DTYPES,
-# MODES (fwd,fwdbwd), REPS (3), WARMUP (1), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn).
+# MODES (fwd,fwdbwd), REPS (3), WARMUP (1), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn); DTYPES may
+# also name fp32_bf16: fp32 tensors with flatattn's fp32_matmul="bf16" (the opt-in) against torch's fp32 SDPA.
 # FLOPs as `flatattn run` counts them: fwd 4 B Hq Nq Nk D (causal: half), fwd+bwd 3.5x that.
 # Run: LD_LIBRARY_PATH=/tmp/kvstubs /tmp/cpuvenv/bin/python bench/cpu/peers_torch_cpu.py
 # Table: python bench/cpu/peers_torch_cpu.py --md peers_torch_cpu.json
@@ -32,8 +33,11 @@ SHAPES = {  # name: (B, N, Hq, Hkv, D, causal) -- issue 21's shapes
     "n16k": (1, 16384, 8, 8, 64, True),
     "n16k_full": (1, 16384, 8, 8, 64, False),
 }
-DT = {"bf16": torch.bfloat16, "fp32": torch.float32}
-TOL = {"bf16": 3e-2, "fp32": 1e-3}
+# fp32_bf16: fp32 tensors, flatattn with fp32_matmul="bf16" (the opt-in: bf16 products on the matrix units),
+# torch's SDPA in fp32 as it runs by default; judged against torch with the bf16 tolerance.
+DT = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp32_bf16": torch.float32}
+TOL = {"bf16": 3e-2, "fp32": 1e-3, "fp32_bf16": 3e-2}
+KW = {"fp32_bf16": {"fp32_matmul": "bf16"}}  # flatattn keywords per DTYPES entry
 
 
 def env_list(name, default):
@@ -95,6 +99,7 @@ def cell(shape, dt, threads, modes):
     v = torch.randn(B, Hkv, N, D, generator=g).to(DT[dt])
     do = torch.randn(B, Hq, N, D, generator=g).to(DT[dt])
     gqa = Hq != Hkv
+    kw = KW.get(dt, {})
     fl = 4 * B * Hq * N * N * D / (2 if causal else 1)
     fq, fk, fv, fdo = (x.transpose(1, 2) for x in (q, k, v, do))  # (B, N, H, D) views
     row = {"shape": shape, "B": B, "N": N, "Hq": Hq, "Hkv": Hkv, "D": D, "causal": causal, "dtype": dt,
@@ -105,12 +110,12 @@ def cell(shape, dt, threads, modes):
             return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
 
     def fla_fwd():
-        return flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads)
+        return flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads, **kw)
 
     if "fwd" in modes:
         (t_ms, t_all), (f_ms, f_all) = median_pair_ms(torch_fwd, fla_fwd)
         o_t = torch_fwd()
-        o_f, lse, rep = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads, return_report=True)
+        o_f, lse, rep = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads, return_report=True, **kw)
         row.update(fwd_torch_ms=round(t_ms, 2), fwd_flatattn_ms=round(f_ms, 2), fwd_torch_all=t_all,
                    fwd_flatattn_all=f_all, fwd_speedup=round(t_ms / f_ms, 3),
                    fwd_torch_gflops=round(fl / t_ms / 1e6, 1), fwd_flatattn_gflops=round(fl / f_ms / 1e6, 1),
@@ -127,8 +132,9 @@ def cell(shape, dt, threads, modes):
             o.backward(do)
 
         def fla_step():
-            o, lse = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads)
-            return flatattn.backward(fdo, fq, fk, fv, o, lse, causal=causal, num_threads=threads, return_report=True)
+            o, lse = flatattn.forward(fq, fk, fv, causal=causal, num_threads=threads, **kw)
+            return flatattn.backward(fdo, fq, fk, fv, o, lse, causal=causal, num_threads=threads, return_report=True,
+                                     **kw)
 
         (t_ms, t_all), (f_ms, f_all) = median_pair_ms(torch_step, fla_step)
         dq, dk, dv, rep = fla_step()

@@ -38,6 +38,13 @@ struct Window {
   std::int64_t right = -1;
 };
 
+/// The products of f32 inputs (Options::fp32_matmul), after torch.set_float32_matmul_precision:
+/// exact: fp32 products, fp32 accumulation ("highest"); the default.
+/// bf16:  the CPU engine may multiply f32 inputs as bf16 on the matrix units ("medium"): see Options::fp32_matmul.
+enum class Fp32Matmul : std::uint8_t { exact, bf16 };
+
+constexpr std::string_view name(Fp32Matmul m) { return m == Fp32Matmul::bf16 ? "bf16" : "exact"; }
+
 /// Options of forward() and backward(). Defaults reproduce FlashAttention 2.
 struct Options {
   /// Multiplies QK^T before the softmax. Default 1/sqrt(D).
@@ -84,6 +91,20 @@ struct Options {
   /// whose bound or terms are not finite (NaN/Inf inputs, an LSE that does not belong to Q and K) comes
   /// out NaN, as in the default mode.
   bool deterministic = false;
+  /// Opt-in to bf16 products for f32 inputs (CPU engine only; PyTorch's set_float32_matmul_precision("medium")).
+  /// exact (default): f32 inputs are multiplied in fp32. bf16: forward() and backward() round the f32 Q, K, V
+  /// (and dO) to bf16 (nearest even) as they pack them for the AMX tiles (or AVX512-BF16 where AMX is absent),
+  /// accumulate every product in fp32 and keep the softmax, the LSE and the outputs (O, dQ, dK, dV) in fp32;
+  /// P and dS are rounded to bf16 as product operands, as for bf16 inputs. Precision: that of a bf16 call on
+  /// the rounded inputs (each input within 2^-8 relative, bf16's unit roundoff; about 1e-3 relative on O), not fp32's
+  /// ~1e-5; tests judge it by the correctness rule for bf16 inputs against the fp64 attention of the rounded
+  /// inputs (docs/design.md, tests/cpu/test_fp32_matmul.cc). The Report's kernel name ends in "_amx" or
+  /// "_avx512bf16" when it was served. bf16 inputs are unaffected (their products are bf16 already).
+  /// Errors (flatattn::Error naming fp32_matmul): f16 inputs (no bf16 rounding of f16 is offered); a CPU
+  /// with neither AMX-BF16 nor AVX512-BF16 usable (no silent fp32 fallback); CUDA tensors (the option is not
+  /// served there yet); forward_kvcache(). FLATATTN_CPU_MATMUL (src/cpu/amx/amx.h) still overrides the path:
+  /// "fp32" runs the exact fp32 products even when bf16 is asked (a debugging override; the kernel name says so).
+  Fp32Matmul fp32_matmul = Fp32Matmul::exact;
 };
 
 }  // namespace flatattn

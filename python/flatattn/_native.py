@@ -32,11 +32,18 @@ def _mask_args(causal_align, window):
     return _ALIGN[causal_align], left, right
 
 
+def _check_fp32_matmul(fp32_matmul):
+    if fp32_matmul not in ("exact", "bf16"):
+        raise error("fp32_matmul", repr(fp32_matmul), "must be 'exact' or 'bf16'",
+                    "pass 'exact' (fp32 products) or 'bf16' (float32 inputs multiplied as bf16 on the CPU)")
+    return fp32_matmul != "exact"
+
+
 def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_right", window=(-1, -1),
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
             return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0,
-            bias=None, block_sparse=None, dropout_row0=0, dropout_col0=0):
+            bias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact"):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -89,6 +96,16 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
 
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
+    ``fp32_matmul`` (after ``torch.set_float32_matmul_precision``): 'exact' (default) multiplies float32 inputs in
+    fp32; 'bf16' lets the CPU engine round float32 q, k, v (and dout in :func:`backward`) to bfloat16 (nearest
+    even) and multiply them on the AMX tiles (AVX512-BF16 where AMX is absent), accumulating in fp32; out, lse and
+    the gradients stay float32. The precision is that of a bfloat16 call on the rounded inputs (about 1e-3
+    relative on out instead of ~1e-5); the Report's kernel name ends in '_amx' or '_avx512bf16'. Raises
+    :class:`FlatattnError` naming ``fp32_matmul`` for float16 inputs, CUDA tensors, or a CPU with neither unit.
+    bfloat16 inputs are unaffected. torch tensors with 'bf16' take the arrays path (as with ``out=``): no autograd
+    through this call (q, k or v requiring grad, with grad enabled, raise :class:`FlatattnError`); call
+    :func:`backward` yourself with the same ``fp32_matmul``.
+
     Returns ``(out, lse)`` (``lse`` None when ``return_lse=False``), plus the :class:`Report` when
     ``return_report=True``. Raises :class:`FlatattnError` naming the argument before writing anything.
 
@@ -100,7 +117,16 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     varlen = cu_seqlens_q is not None or cu_seqlens_k is not None
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
-    if lib == "torch" and out is None and lse is None and not return_report and (
+    ops = not _check_fp32_matmul(fp32_matmul)  # the registered torch ops carry no fp32_matmul
+    if not ops and lib == "torch" and any(getattr(x, "requires_grad", False) for x in (q, k, v)):
+        import torch
+
+        if torch.is_grad_enabled():  # the arrays path has no autograd: refuse rather than drop the gradients
+            raise error("fp32_matmul", "'bf16' with q, k or v requiring grad",
+                        "the opt-in does not go through autograd (the registered ops carry no fp32_matmul)",
+                        "pass detached tensors and call flatattn.backward(..., fp32_matmul='bf16') yourself, "
+                        "or leave fp32_matmul='exact'")
+    if ops and lib == "torch" and out is None and lse is None and not return_report and (
             block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None or
             dropout_row0 or dropout_col0):
         from . import torch_ops
@@ -120,7 +146,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                                              max_seqlen_k=max_seqlen_k, dropout_row0=dropout_row0,
                                              dropout_col0=dropout_col0)
         return o, (l if return_lse else None)
-    if lib == "torch" and out is None and lse is None and not return_report:
+    if ops and lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
 
         with torch_ops.stream_scope(q, stream):  # `stream` honoured on the op path too
@@ -145,7 +171,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
                         seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s),
                         block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
-                        dropout_col0=int(dropout_col0))
+                        dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul)
     return (out, lse, report) if return_report else (out, lse)
 
 
@@ -153,7 +179,7 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
              alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None,
-             dbias=None, block_sparse=None, dropout_row0=0, dropout_col0=0):
+             dbias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact"):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
@@ -176,12 +202,15 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
 
     Returns ``(dq, dk, dv)``, ``(dq, dk, dv, dsinks)`` with sinks, and ``dbias`` after those with a bias (plus the
     :class:`Report` when ``return_report=True``).
+
+    ``fp32_matmul``: as in :func:`forward` (float32 q, k, v and dout rounded to bfloat16 for the five products).
     """
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     if block_sparse is not None:
         _check_block_sparse(block_sparse)
-    if lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
+    ops = not _check_fp32_matmul(fp32_matmul)  # the registered torch ops carry no fp32_matmul
+    if ops and lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
             not return_report and (block_sparse is not None or bias is not None or alibi_slopes is not None or
                                    sinks is not None or dropout_row0 or dropout_col0):
         from . import torch_ops
@@ -196,7 +225,7 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                                            max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
                                            dropout_row0=dropout_row0, dropout_col0=dropout_col0)
         return (*g[:3], *((g[3],) if sinks is not None else ()), *((g[4],) if bias is not None else ()))
-    if lib == "torch" and dq is None and dk is None and dv is None and not return_report:
+    if ops and lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
 
         with torch_ops.stream_scope(q, stream):
@@ -224,7 +253,7 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
                          bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s),
                          block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
-                         dropout_col0=int(dropout_col0))
+                         dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul)
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     if bias is not None:
         grads = (*grads, dbias)

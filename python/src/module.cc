@@ -69,6 +69,14 @@ Options make_options(std::optional<float> softmax_scale, bool causal, bool top_l
   return o;
 }
 
+/// Options::fp32_matmul from its Python name ("exact" or "bf16").
+Fp32Matmul parse_fp32_matmul(std::string_view s) {
+  if (s == "exact") return Fp32Matmul::exact;
+  if (s == "bf16") return Fp32Matmul::bf16;
+  throw Error(Error::Kind::invalid_argument, "fp32_matmul", std::string(s), "must be 'exact' or 'bf16'",
+              "pass 'exact' (fp32 products) or 'bf16' (f32 inputs multiplied as bf16 on the CPU's matrix units)");
+}
+
 /// Dropout's options (Options::dropout_p, dropout_seed, dropout_offset, dropout_row0/col0; validated by the library).
 void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t offset, std::int64_t row0 = 0,
                  std::int64_t col0 = 0) {
@@ -162,10 +170,11 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
                    std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse, std::int64_t row0,
-                   std::int64_t col0) {
+                   std::int64_t col0, std::string_view fp32_matmul) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
   c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
+  c.options.fp32_matmul = parse_fp32_matmul(fp32_matmul);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
   c.args.bias = view_of(bias, "bias");
@@ -217,7 +226,7 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
                 const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
                 const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse,
-                std::int64_t row0, std::int64_t col0) {
+                std::int64_t row0, std::int64_t col0, std::string_view fp32_matmul) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -228,6 +237,7 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
   a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   set_dropout(o, dropout_p, seed, offset, row0, col0);
+  o.fp32_matmul = parse_fp32_matmul(fp32_matmul);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -393,14 +403,15 @@ NB_MODULE(_C, m) {
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0,
-        "dropout_col0"_a = 0, "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
+        "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
+        "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
         "softmax_scale"_a.none(), "causal"_a, "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a,
         "deterministic"_a, "num_threads"_a, "stream"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
-        "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,

@@ -9,15 +9,30 @@
 
 namespace flatattn {
 
+namespace {
+
+/// Options::fp32_matmul = bf16 is served by the CPU engine only (src/cpu/amx/detect.cc): the CUDA kernels take
+/// f16/bf16 inputs, so there is no f32 product to relax; refused rather than ignored.
+void check_fp32_matmul_cuda(const Problem& p) {
+  if (p.fp32_matmul == Fp32Matmul::exact) return;
+  throw Error(Error::Kind::unsupported, "fp32_matmul", std::string(name(p.fp32_matmul)) + " on a CUDA device",
+              "a CPU engine option (the CUDA kernels have no f32 inputs to multiply in bf16)",
+              "leave Options::fp32_matmul at exact for CUDA tensors (pass bf16 or f16 tensors instead)");
+}
+
+}  // namespace
+
 Report forward(const ForwardArgs& args, const Options& options, Stream stream) {
   const ValidatedForward v = validate_forward(args, options);
   if (v.problem.device.kind == DeviceKind::cpu) return cpu::forward(v.problem, v.tensors);
+  check_fp32_matmul_cuda(v.problem);
   return cuda::forward(v.problem, v.tensors, stream);
 }
 
 Report backward(const BackwardArgs& args, const Options& options, Stream stream) {
   const ValidatedBackward v = validate_backward(args, options);
   if (v.problem.device.kind == DeviceKind::cpu) return cpu::backward(v.problem, v.tensors);
+  check_fp32_matmul_cuda(v.problem);
   return cuda::backward(v.problem, v.tensors, stream);
 }
 

@@ -38,6 +38,7 @@ struct Problem {
   [[nodiscard]] std::int64_t group() const { return hq / hkv; }  ///< query heads per kv head
   SparseSpec sparse{};  ///< block-sparse lists and element rule (src/core/sparse.h); off: dense
   std::shared_ptr<const void> sparse_storage;  ///< host lists the library derived (keeps sparse's pointers alive)
+  Fp32Matmul fp32_matmul = Fp32Matmul::exact;   ///< Options::fp32_matmul (the CPU engine's f32 products)
 };
 
 /// Tensors of a forward call. lse (fp32) may be null. LSE strides: (b, h, n); varlen: (h, n) with b = 0.

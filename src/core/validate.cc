@@ -251,6 +251,7 @@ void check_options(const Options& o, Problem& p) {
   p.variant.dropout_offset = o.dropout_offset;
   p.variant.dropout_hq = p.hq;
   check_dropout_position(o, p);
+  p.fp32_matmul = o.fp32_matmul;  // served (or refused) by the backend: src/cpu/amx/detect.cc, dispatch.cc
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
   FLATATTN_REQUIRE(o.window.right >= -1, "window.right", std::to_string(o.window.right), "must be >= -1 (-1: unbounded)",

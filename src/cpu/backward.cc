@@ -295,8 +295,11 @@ void check_plan(const BackwardPlan& plan) {
 }
 
 /// Pass 0: D_i = sum_d dO[i, d] * O[i, d] in fp32, for every row of every head.
-void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
+void compute_di(const Problem& p, const BwdTensors& t, float* dvec, MatmulPath path) {
   const std::int64_t items = p.batch * p.hq, dp = padded_d(p.d);
+  // f32 inputs on a bf16 path (Options::fp32_matmul = bf16): dP = dO V^T multiplies dO rounded to bf16, so D_i
+  // takes the same rounded dO -- else dP_ij - D_i of a one-hot row would be the rounding of dO, not 0.
+  const bool round_do = p.dtype == DType::f32 && path != MatmulPath::fp32;
   const int threads = resolve_threads(p, static_cast<std::size_t>(items));
 #pragma omp parallel num_threads(threads)
   {
@@ -308,6 +311,8 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec) {
       const Rows dout = rows_of(p, t.dout, t.sdo, b, sp.q0, h), out = rows_of(p, t.o, t.so, b, sp.q0, h);
       for (std::int64_t i = 0; i < sp.nq; ++i) {
         load_row(dout, i, p.d, dp, 1.f, a.data());
+        if (round_do)
+          for (std::int64_t d = 0; d < p.d; ++d) a[d] = bf16_to_float(float_to_bf16(a[d]));
         load_row(out, i, p.d, dp, 1.f, o.data());
         // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
         // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
@@ -502,7 +507,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
 
 std::size_t backward_workspace_bytes(const Problem& p) {
   const BackwardPlan plan = plan_backward(p);
-  const MatmulPath path = forward_matmul(p.dtype);
+  const MatmulPath path = forward_matmul(p);
   std::size_t blocks = 0, qtiles = 0;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -515,11 +520,11 @@ std::size_t backward_workspace_bytes(const Problem& p) {
 
 Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
   check_plan(plan);
-  const MatmulPath path = forward_matmul(p.dtype);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
+  const MatmulPath path = forward_matmul(p);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
   const Bf16Products bf16{path == MatmulPath::amx};
   const Bf16Products* mm = path != MatmulPath::fp32 ? &bf16 : nullptr;
   std::vector<float> dvec(di_floats(p));
-  compute_di(p, t, dvec.data());
+  compute_di(p, t, dvec.data(), path);
   if (t.dsinks != nullptr) sinks_gradient(p, t, dvec.data());
 
   // Work items of both passes, with costs (visible rows x keys) for the static split.

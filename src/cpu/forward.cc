@@ -106,7 +106,7 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
   scratch.reserve(threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(sizer.floats());
   const std::int64_t dp = padded_d(p.d);
-  const MatmulPath path = forward_matmul(p.dtype);  // carve_forward decides the same
+  const MatmulPath path = forward_matmul(p);  // carve_forward decides the same
   const bool amx = path != MatmulPath::fp32;          // bf16 operand layouts (AMX or AVX512-BF16)
 
 #pragma omp parallel num_threads(threads)

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include "src/cpu/amx/amx.h"
+#include "src/cpu/forward_tile.h"
 #include "src/cpu/gemm.h"
 
 namespace flatattn::cpu {
@@ -72,6 +74,11 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
     const std::size_t l2 = l2_cache_bytes();
     const double tile = 4.0 * kRowAlign * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
     d = (p.nk <= row.flat_max_nk && tile <= kFlatL2Share * static_cast<double>(l2)) ? Dataflow::flat : Dataflow::flash;
+    // The bf16 slabs (kBf16SlabL2Share): Flash once a 32-row slab's logits outgrow their share of L2.
+    const double slab = 4.0 * kAmxSlab * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
+    if (d == Dataflow::flat && slab > kBf16SlabL2Share * static_cast<double>(l2) &&
+        forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p))
+      d = Dataflow::flash;
   }
   if (d == Dataflow::flat) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
   const int bm = static_cast<int>(std::min<std::int64_t>(row.flash_block_m, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));

@@ -45,6 +45,12 @@ inline constexpr ForwardPolicy kForwardPolicy[] = {
 /// FLAT's logit tile (R x Nk fp32) plus its Q and O tiles may take this share of the core's L2; the rest
 /// holds the K/V panels streaming through (FLAT paper Table 1, R-granularity: 4Rd + 4Nd + RN).
 inline constexpr double kFlatL2Share = 0.5;
+/// The bf16 paths (AMX, AVX512-BF16; src/cpu/forward_bf16.cc) run FLAT in row slabs of kAmxSlab = 32 rows, each
+/// holding its 32 x Nk fp32 logits (and bf16 P) through the fused softmax: automatic picks FLAT there only while
+/// that slab takes at most this share of L2, else Flash (its 32 x block_n slab stays in L1). Measured on the 2 MB
+/// L2 development VM, 1 thread: Nk = 1k FLAT and Flash tie (69 vs 71-72 ms), Nk = 4k Flash 96 x 256 is 10-12 %
+/// faster than FLAT (248-265 vs 278-292 ms, Llama GQA 32/8, D = 128, causal).
+inline constexpr double kBf16SlabL2Share = 0.125;
 /// L2 bytes assumed when the OS does not report the size (sysconf and /sys both fail).
 inline constexpr std::size_t kDefaultL2Bytes = std::size_t{1} << 20;
 

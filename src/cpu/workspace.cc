@@ -14,7 +14,7 @@ ForwardScratch carve_forward(Carver& c, const Problem& p, const ForwardPlan& pla
   const std::size_t bm = static_cast<std::size_t>(plan.block_m);
   const std::size_t cols = plan.dataflow == Dataflow::flat ? nk : static_cast<std::size_t>(plan.block_n);
   ForwardScratch w{};
-  const MatmulPath path = forward_matmul(p.dtype);
+  const MatmulPath path = forward_matmul(p);
   if (path != MatmulPath::fp32) {  // bf16 operands (AMX or AVX512-BF16): two per float of the carver
     const std::size_t kd = static_cast<std::size_t>(amx_kd(p.d));
     const std::size_t rows = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));

@@ -154,6 +154,30 @@ TEST(Cli, RunJsonHasTheMeasurements) {
   for (const char* k : {"cpu", "commit", "date", "logical_cpus"}) EXPECT_TRUE(j["machine"].contains(k)) << k;
 }
 
+// --fp32-matmul bf16 (Options::fp32_matmul): the kernel name shows the matrix path, and the sampled-row check
+// judges it as a bf16 call on the rounded inputs (cli/sample_check.cc) and passes, forward and fwd+bwd; the flag
+// is refused for other dtypes. A CPU without AMX-BF16 / AVX512-BF16 answers with the library's Error instead.
+TEST(Cli, RunFp32MatmulBf16) {
+  for (const char* mode : {"fwd", "fwdbwd"}) {
+    const Result r = run(std::string("run -b 2 -n 96 --hq 4 --hkv 2 -d 64 --reps 1 --device cpu --dtype f32 "
+                                     "--fp32-matmul bf16 --json --mode ") + mode);
+    if (r.code != 0 && r.err.find("fp32_matmul") != std::string::npos &&
+        r.err.find("AVX512-BF16") != std::string::npos)
+      GTEST_SKIP() << "no AMX-BF16 / AVX512-BF16 here: " << r.err;
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["workload"]["fp32_matmul"], "bf16");
+    const auto& fused = j["results"][0];
+    const std::string kernel = fused["report"]["kernel"].get<std::string>();
+    EXPECT_TRUE(kernel.find("_amx") != std::string::npos || kernel.find("_avx512bf16") != std::string::npos) << kernel;
+    EXPECT_TRUE(fused["check"]["pass"].get<bool>()) << fused.dump();
+    EXPECT_GT(fused["check"]["compared"].get<int>(), 0);
+  }
+  const Result bad = run("run -n 16 --hq 1 -d 8 -b 1 --device cpu --dtype bf16 --fp32-matmul bf16");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--fp32-matmul"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, RunDecodePrintsTimeAndBandwidthAndPasses) {
   const Result r = run("run --decode -b 3 -n 300 --hq 8 --hkv 2 -d 64 --page-size 16 --nq 2 --reps 2 --device cpu");
   ASSERT_EQ(r.code, 0) << r.out << r.err;

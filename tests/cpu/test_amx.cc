@@ -5,8 +5,11 @@
 // cpu_forward_matmul_*, cpu_backward_matmul_*).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <random>
 #include <string>
@@ -14,7 +17,9 @@
 
 #include "flatattn/error.h"
 #include "src/check/features.h"
+#include "src/core/half.h"
 #include "src/cpu/amx/amx.h"
+#include "src/cpu/gemm.h"
 #include "tests/cpu/cpu_check.h"
 
 using namespace flatattn;
@@ -63,6 +68,13 @@ class ForcedAmxNeedsAmx : public ::testing::Environment {
   }
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ForcedAmxNeedsAmx);
+
+/// The path forward_matmul picks for a call of dtype dt (the default Options: fp32_matmul exact).
+cpu::MatmulPath path_of(DType dt) {
+  Problem p;
+  p.dtype = dt;
+  return cpu::forward_matmul(p);
+}
 
 std::vector<const char*> paths() {
   std::vector<const char*> v = {"fp32"};
@@ -273,23 +285,23 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
 
 TEST(CpuMatmul, OnlyBf16TakesAmx) {
   ScopedMatmul m("auto");
-  EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
-  EXPECT_EQ(cpu::forward_matmul(DType::f16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);
   const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
-  EXPECT_EQ(cpu::forward_matmul(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
+  EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
   ScopedMatmul f("fp32");
-  EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::fp32);
   if (cpu::avx512bf16_available()) {
     ScopedMatmul a("avx512bf16");
-    EXPECT_EQ(cpu::forward_matmul(DType::bf16), cpu::MatmulPath::avx512bf16);
-    EXPECT_EQ(cpu::forward_matmul(DType::f32), cpu::MatmulPath::fp32);
+    EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::avx512bf16);
+    EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
   }
 }
 
 TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
   ScopedMatmul m("tiles");
   try {
-    (void)cpu::forward_matmul(DType::bf16);
+    (void)path_of(DType::bf16);
     FAIL() << "no Error for FLATATTN_CPU_MATMUL=tiles";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("FLATATTN_CPU_MATMUL"), std::string::npos) << e.what();
@@ -297,11 +309,63 @@ TEST(CpuMatmul, BadValueIsAnErrorNamingTheVariable) {
   }
   if (!cpu::amx_available()) {  // forcing AMX where it cannot run is refused, never a silent fallback
     ScopedMatmul a("amx");
-    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+    EXPECT_THROW((void)path_of(DType::bf16), Error);
   }
   if (!cpu::avx512bf16_available()) {  // likewise AVX512-BF16 (absent, or not built)
     ScopedMatmul a("avx512bf16");
-    EXPECT_THROW((void)cpu::forward_matmul(DType::bf16), Error);
+    EXPECT_THROW((void)path_of(DType::bf16), Error);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The AVX-512 packers (src/cpu/amx/pack_avx512.cc) against the scalar reference packers, bit for bit: bf16 and
+// f32 rows (f32 rounded to nearest even: ties, NaN, infinities, denormals, signed zeros among the values), head
+// dims that are not multiples of 32 (or odd), key counts that are not multiples of 16, strided rows.
+TEST(CpuMatmul, VectorPackersMatchTheScalarOnes) {
+  if (!cpu::amx_available() && !cpu::avx512bf16_available()) GTEST_SKIP() << "no bf16 path (AVX-512) here";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  std::uniform_real_distribution<float> u(-3.f, 3.f);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::infinity(), 1e-40f, -1e-40f, 0.f, -0.f,
+                            1.00390625f /* 1 + 2^-8: a tie */, 1.01171875f /* 1 + 3 * 2^-8: a tie, odd */,
+                            3.4e38f /* rounds to inf */};
+  for (const std::int64_t d : {1, 7, 16, 31, 32, 59, 64, 80, 128, 130, 256}) {
+    for (const std::int64_t count : {1, 15, 16, 17, 33, 100}) {
+      for (const DType dt : {DType::bf16, DType::f32}) {
+        SCOPED_TRACE("d=" + std::to_string(d) + " count=" + std::to_string(count) + " " + std::string(name(dt)));
+        const std::int64_t stride = d + 5, count_pad = (count + 31) / 32 * 32, rows = count + 3;
+        std::vector<float> f(static_cast<std::size_t>(rows * stride));
+        for (std::size_t i = 0; i < f.size(); ++i)
+          f[i] = s.rng() % 7 == 0 ? specials[s.rng() % std::size(specials)] : u(s.rng);
+        std::vector<std::uint16_t> h(f.size());
+        for (std::size_t i = 0; i < f.size(); ++i) h[i] = s.rng() % 2 ? float_to_bf16(f[i]) : static_cast<std::uint16_t>(s.rng());
+        const cpu::Rows src{dt == DType::f32 ? static_cast<const void*>(f.data()) : h.data(), dt, 2 * stride, stride};
+        const std::int64_t kd = cpu::amx_kd(d), dp = cpu::padded_d(d);
+        const auto compare = [&](auto&& vec, auto&& ref, std::size_t n, const char* what) {
+          std::vector<std::uint16_t> a(n, 0xdead), b(n, 0xbeef);
+          vec(a.data());
+          ref(b.data());
+          std::size_t bad = 0;
+          for (std::size_t i = 0; i < n; ++i) bad += a[i] != b[i];
+          EXPECT_EQ(bad, 0u) << what;
+        };
+        const std::int64_t kcount = std::min<std::int64_t>(count, rows - 2);  // keys from row 2 (base offset)
+        compare([&](std::uint16_t* o) { cpu::pack_k_vnni(src, kcount, count_pad, d, kd, o); },
+                [&](std::uint16_t* o) { cpu::pack_k_vnni_ref(src, kcount, count_pad, d, kd, o); },
+                static_cast<std::size_t>(count_pad * kd), "K panels");
+        compare([&](std::uint16_t* o) { cpu::pack_v_vnni(src, kcount, count_pad, d, dp, o); },
+                [&](std::uint16_t* o) { cpu::pack_v_vnni_ref(src, kcount, count_pad, d, dp, o); },
+                static_cast<std::size_t>(count_pad * dp), "V pairs");
+        const std::int64_t n0 = 1, qcount = std::min<std::int64_t>(count, rows - 3), rows_pad = (qcount + 15) / 16 * 16;
+        compare([&](std::uint16_t* o) { cpu::pack_q_bf16(src, n0, qcount, rows_pad, d, kd, o); },
+                [&](std::uint16_t* o) { cpu::pack_q_bf16_ref(src, n0, qcount, rows_pad, d, kd, o); },
+                static_cast<std::size_t>(rows_pad * kd), "Q tile");
+      }
+    }
   }
 }
 

@@ -267,3 +267,25 @@ INSTANTIATE_TEST_SUITE_P(Cuda, BadInputs, ::testing::ValuesIn(bad_inputs().begin
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
+
+// Options::fp32_matmul = bf16 is a CPU engine option: refused on CUDA (unsupported, naming it), forward and
+// backward, with the outputs untouched (the CUDA kernels have no f32 inputs to relax; bf16/f16 calls refuse it
+// too rather than ignore it). run_backward_on_gpu brings dq back even when the call throws.
+TEST(CudaErrors, Fp32MatmulIsRefused) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  for (const DType dt : {DType::bf16, DType::f16}) {
+    Case c = small(64);
+    c.dtype = dt;
+    c.options.fp32_matmul = Fp32Matmul::bf16;
+    CaseTensors t = make_case(c, rng, /*with_backward=*/true);
+    expect_error(t, Error::Kind::unsupported, "fp32_matmul");
+    try {
+      run_backward_on_gpu(t);
+      ADD_FAILURE() << "no error for the backward";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "fp32_matmul") << e.what();
+    }
+    EXPECT_EQ(t.dq.count_nonfinite(), t.dq.numel()) << "dq was written before the Error";
+  }
+}

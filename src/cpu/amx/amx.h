@@ -12,19 +12,24 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
+// f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
+// then they take the bf16 paths as bf16 inputs do, rounded to bf16 (nearest even) by the packers below, with
+// "auto" picking amx > avx512bf16 > an Error naming fp32_matmul (no silent exact fallback); the forced values
+// above apply unchanged ("fp32" runs exact products: a debugging override). f16 inputs with the opt-in: Error.
 // The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
 // S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
 // as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
-// f32 and f16 inputs always take the fp32 path. The forward and backward Reports' kernel names end in
-// "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
+// f16 inputs always take the fp32 path, f32 inputs unless opted in (above). The forward and backward
+// Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
-// Precision of the AMX path: Q, K and V are bf16 as given (exact); S is accumulated in fp32 and scaled
+// Precision of the AMX path: Q, K and V are bf16 as given (exact; f32 opted in: rounded to bf16 once, the
+// only change of precision the opt-in makes); S is accumulated in fp32 and scaled
 // in fp32 (plain logits: inside the exponent, e^(scale s - m) = 2^(s (scale log2 e) - m log2 e) by one FMA,
 // bf16_softmax_step); the softmax, masks, score/probability hooks, sinks and dropout run in fp32 as on the
 // fp32 path; P is rounded to bf16 (nearest even) before O += P V, accumulated in fp32 -- the precision every
 // GPU kernel of flatattn has (P is a bf16 MMA operand there too).
-// The backward likewise: dO is bf16 as given, S and dP are accumulated in fp32, P and dS are formed in fp32
-// and rounded to bf16 (nearest even) only as operands of dV, dK and dQ, which accumulate in fp32 (the
+// The backward likewise: dO is bf16 as given (f32 opted in: rounded like Q), S and dP are accumulated in
+// fp32, P and dS are formed in fp32 and rounded to bf16 (nearest even) only as operands of dV, dK and dQ, which accumulate in fp32 (the
 // scale is applied to dK and dQ in fp32 when they are stored).
 //
 // Layouts (bf16 stored as uint16):
@@ -36,6 +41,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "src/core/problem.h"
 #include "src/cpu/pack.h"
@@ -63,9 +69,16 @@ bool avx512bf16_available();
 /// True when this build has the AVX512-BF16 kernels (FLATATTN_HAVE_AVX512BF16).
 bool avx512bf16_built();
 
-/// The path a forward or backward of dtype dt takes (reads FLATATTN_CPU_MATMUL each call; see above).
-/// Throws Error for an unknown value, or for "amx" where amx_available() is false.
-MatmulPath forward_matmul(DType dt);
+/// The path a forward or backward of p takes (p.dtype, p.fp32_matmul; reads FLATATTN_CPU_MATMUL each call; see
+/// above). Throws Error for an unknown value, for "amx" where amx_available() is false, and for the f32 opt-in
+/// where it cannot be served (choose_matmul).
+MatmulPath forward_matmul(const Problem& p);
+
+/// forward_matmul's rule with the environment and the machine given (so the tests can drive every branch,
+/// including a CPU without either unit): env is FLATATTN_CPU_MATMUL's value, have_amx / have_dpbf16 what
+/// amx_available() / avx512bf16_available() would say, dpbf16_built avx512bf16_built().
+MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, bool have_amx, bool have_dpbf16,
+                         bool dpbf16_built);
 
 /// Head dim padded for the AMX Q/K tiles (a multiple of kAmxK).
 constexpr std::int64_t amx_kd(std::int64_t d) { return (d + kAmxK - 1) / kAmxK * kAmxK; }
@@ -122,7 +135,7 @@ void dpbf16_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::
 void dpbf16_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols,
                const std::uint16_t* vb, std::int64_t dp, float* o, std::int64_t ldo);
 
-// --- packers from bf16 inputs (src/cpu/amx/pack.cc) ---
+// --- packers from bf16 inputs, or f32 inputs rounded to bf16 nearest even (the opt-in) (src/cpu/amx/pack.cc) ---
 
 /// Q tile rows n0 .. n0+count, row-major [rows_pad][kd], zero padding.
 void pack_q_bf16(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
@@ -133,5 +146,14 @@ void pack_k_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, st
 /// All keys 0 .. count of one head as V pairs (layout above), keys count .. count_pad zero.
 void pack_v_vnni(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
                  std::uint16_t* dst);
+// The three above run on AVX-512 (src/cpu/amx/pack_avx512.cc: K panels as 16 x 16 word transposes, V pairs by
+// widening and merging, f32 rounded in integer lanes); the scalar versions below (src/cpu/amx/pack.cc) are
+// their reference, bit for bit (tests/cpu/test_amx.cc), and any x86-64 can run them.
+void pack_q_bf16_ref(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+                     std::int64_t kd, std::uint16_t* dst);
+void pack_k_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
+                     std::uint16_t* dst);
+void pack_v_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+                     std::uint16_t* dst);
 
 }  // namespace flatattn::cpu

@@ -6,7 +6,9 @@
 
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
+#include "flatattn/error.h"
 #include "src/core/validate.h"
 #include "src/cpu/amx/amx.h"
 
@@ -85,29 +87,52 @@ const char* matmul_suffix(MatmulPath path) {
   return "";
 }
 
-MatmulPath forward_matmul(DType dt) {
-  const char* env = std::getenv("FLATATTN_CPU_MATMUL");
-  const std::string v = env ? env : "";
+MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, bool have_amx, bool have_dpbf16,
+                         bool dpbf16_built) {
+  const std::string v(env);
   require(v.empty() || v == "auto" || v == "amx" || v == "avx512bf16" || v == "fp32", "FLATATTN_CPU_MATMUL", v,
           "one of auto, amx, avx512bf16, fp32", "unset it or set auto, amx, avx512bf16 or fp32");
-  if (dt != DType::bf16 || v == "fp32") return MatmulPath::fp32;
+  if (fp32_matmul == Fp32Matmul::bf16 && dt == DType::f16) {
+    throw Error(Error::Kind::unsupported, "fp32_matmul", "bf16 with f16 inputs",
+                "applies to f32 inputs (bf16 inputs already run bf16 products; f16 inputs have no bf16 path)",
+                "leave fp32_matmul at exact for f16 inputs, or convert them to bf16 or f32");
+  }
+  const bool opt_in = fp32_matmul == Fp32Matmul::bf16 && dt == DType::f32;  // bf16 inputs: the rule unchanged
+  const bool bf16_operands = dt == DType::bf16 || opt_in;
+  if (!bf16_operands || v == "fp32") return MatmulPath::fp32;
   if (v == "amx") {
-    require(amx_available(), "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
+    require(have_amx, "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
             "unset it or set fp32 (this CPU or OS has no AMX-BF16, or the tile permission was refused)");
     return MatmulPath::amx;
   }
   if (v == "avx512bf16") {
-    require(avx512bf16_built(), "FLATATTN_CPU_MATMUL", v, "a build with the AVX512-BF16 kernels",
+    require(dpbf16_built, "FLATATTN_CPU_MATMUL", v, "a build with the AVX512-BF16 kernels",
             "unset it or set fp32 (the compiler of this build refused -mavx512bf16; rebuild with GCC >= 10 or "
             "Clang >= 9)");
-    require(avx512bf16_available(), "FLATATTN_CPU_MATMUL", v, "AVX512F, AVX512BW and AVX512-BF16 usable",
+    require(have_dpbf16, "FLATATTN_CPU_MATMUL", v, "AVX512F, AVX512BW and AVX512-BF16 usable",
             "unset it or set fp32 (this CPU or OS has no AVX512-BF16)");
     return MatmulPath::avx512bf16;
   }
-  // auto: AMX where usable, else fp32. The AVX512-BF16 path is only taken when forced: on the one CPU it was
-  // measured on it ran at 0.62x (D = 64) and 0.92x (D = 128) the fp32 path (bench/results/
+  if (have_amx) return MatmulPath::amx;
+  // auto without AMX. bf16 inputs: fp32. The AVX512-BF16 path is only taken for them when forced: on the one CPU
+  // it was measured on it ran at 0.62x (D = 64) and 0.92x (D = 128) the fp32 path (bench/results/
   // cpu-vs-torch-2026-12-06.md), and picking a slower path by default would be a silent loss.
-  return amx_available() ? MatmulPath::amx : MatmulPath::fp32;
+  if (!opt_in) return MatmulPath::fp32;
+  // f32 inputs with the opt-in: the user asked for bf16 products; AVX512-BF16 serves them, and a CPU with
+  // neither unit is an Error (never a silent exact fallback that the caller did not ask for).
+  if (have_dpbf16) return MatmulPath::avx512bf16;
+  throw Error(Error::Kind::unsupported, "fp32_matmul", "bf16",
+              "needs AMX-BF16 or AVX512-BF16 usable in this process (this CPU, OS or build has neither)",
+              "leave fp32_matmul at exact on this machine (the fp32 products are what it can run)");
+}
+
+MatmulPath forward_matmul(const Problem& p) {
+  const char* env = std::getenv("FLATATTN_CPU_MATMUL");
+  const std::string_view v = env ? env : "";
+  // Detection is asked only where it can matter (the AMX permission request is a syscall, once per process).
+  const bool bf16_operands = p.dtype == DType::bf16 || (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
+  if (!bf16_operands) return choose_matmul(p.dtype, p.fp32_matmul, v, false, false, avx512bf16_built());
+  return choose_matmul(p.dtype, p.fp32_matmul, v, amx_available(), avx512bf16_available(), avx512bf16_built());
 }
 
 }  // namespace flatattn::cpu
