@@ -163,8 +163,11 @@ void check_backward(CaseTensors& t, const std::string& path) {
   }
   CaseTensors judged = bf16_twin(t);
   const BackwardOracle ref = oracle_backward(judged);
+  // The yardstick's dsinks term is the FA2 formulation on the backward's own inputs (src/check/yardstick.cc,
+  // dsinks_from_stored): the O and LSE this backward read, i.e. the f32 forward's, not the twin's poisoned ones.
+  judged.out = t.out, judged.lse = t.lse;
   const BackwardYardstick naive = naive_backward(judged, ref);
-  judged.out = t.out, judged.lse = t.lse;  // the f32 results, judged under the twin's (bf16) rule
+  // The f32 gradients, judged under the twin's (bf16) rule.
   judged.dq = t.dq, judged.dk = t.dk, judged.dv = t.dv, judged.dsinks = t.dsinks, judged.dbias = t.dbias;
   expect_backward_ok(judged, ref, naive, what);
 }
