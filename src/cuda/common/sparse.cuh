@@ -120,16 +120,16 @@ FLATATTN_DEVICE void apply_sparse_rule(float (&s)[kMT][kNT][4], const SparseSpec
   }
 }
 
-/// apply_sparse_rule's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible), so a
-/// kernel evaluates the rule before its score fragments are live (the rule's loads and searches next to the live
-/// S tile spill) and masks them with apply_visible afterwards.
-template <int kMT, int kNT, Layout L = Layout::query_major>
-FLATATTN_DEVICE std::uint64_t sparse_rule_bits(const SparseSpec& sp, const FwdParams& p, const SparseStep& st, int b,
-                                               int h, int r, int nq, int nk, int row0, int col0) {
+/// The verdict of `rule` (a callable that sets hidden elements of a fragment block to -inf) as bits, element
+/// (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible): the rule runs on a zero block, so a kernel evaluates
+/// it before its score fragments are live (the rule's loads and searches next to the live S tile spill) and masks
+/// them with apply_visible afterwards.
+template <int kMT, int kNT, class Rule>
+FLATATTN_DEVICE std::uint64_t rule_visible_bits(int row0, int col0, Rule&& rule) {
   static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
   float x[kMT][kNT][4];
   for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
-  apply_sparse_rule<L>(x, sp, p, st, b, h, r, nq, nk, row0, col0);
+  rule(x);
   std::uint64_t bits = 0;
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
@@ -139,6 +139,15 @@ FLATATTN_DEVICE std::uint64_t sparse_rule_bits(const SparseSpec& sp, const FwdPa
       for (int e = 0; e < 4; ++e)
         if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
   return bits;
+}
+
+/// apply_sparse_rule's verdict as bits (rule_visible_bits).
+template <int kMT, int kNT, Layout L = Layout::query_major>
+FLATATTN_DEVICE std::uint64_t sparse_rule_bits(const SparseSpec& sp, const FwdParams& p, const SparseStep& st, int b,
+                                               int h, int r, int nq, int nk, int row0, int col0) {
+  return rule_visible_bits<kMT, kNT>(row0, col0, [&](float (&x)[kMT][kNT][4]) {
+    apply_sparse_rule<L>(x, sp, p, st, b, h, r, nq, nk, row0, col0);
+  });
 }
 
 /// -inf where sparse_rule_bits' (or sparse_rule_visible's) bit is clear.

@@ -121,25 +121,14 @@ FLATATTN_DEVICE void apply_sparse_rule_bwd(float (&sc)[kMT][kNT][4], const Spars
   apply_sparse_rule<L>(sc, sp, p, st, b, h, r, nq, nk, row0, col0);
 }
 
-/// apply_sparse_rule_bwd's verdict as bits, element (mt, nt, e) at bit (mt * kNT + nt) * 4 + e (set: visible),
-/// so the kernel evaluates the rule before the score fragments are live (the rule's search and loads next to
-/// the live S tile spilled; sm80/bwd_kernel.cuh) and masks them with apply_visible afterwards.
+/// apply_sparse_rule_bwd's verdict as bits (common/sparse.cuh rule_visible_bits; the search and loads next to
+/// the live S tile spilled, sm80/bwd_kernel.cuh), applied with apply_visible.
 template <int kMT, int kNT, Layout L = Layout::query_major>
 FLATATTN_DEVICE std::uint64_t sparse_rule_visible(const SparseSpec& sp, const FwdParams& p, int c, int b, int h, int r,
                                                   int nq, int nk, int row0, int col0) {
-  static_assert(kMT * kNT * 4 <= 64, "one bit per fragment element of a thread");
-  float x[kMT][kNT][4];
-  for_each_element(x, row0, col0, [](float& v, int, int) { v = 0.f; });
-  apply_sparse_rule_bwd<L>(x, sp, p, c, b, h, r, nq, nk, row0, col0);
-  std::uint64_t bits = 0;
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (x[mt][nt][e] == 0.f) bits |= std::uint64_t{1} << ((mt * kNT + nt) * 4 + e);
-  return bits;
+  return rule_visible_bits<kMT, kNT>(row0, col0, [&](float (&x)[kMT][kNT][4]) {
+    apply_sparse_rule_bwd<L>(x, sp, p, c, b, h, r, nq, nk, row0, col0);
+  });
 }
 
 }  // namespace flatattn::cuda
