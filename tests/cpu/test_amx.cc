@@ -21,6 +21,7 @@
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/gemm.h"
 #include "tests/cpu/cpu_check.h"
+#include "tests/cpu/matmul_env.h"
 
 using namespace flatattn;
 using namespace flatattn::check;
@@ -28,29 +29,6 @@ using namespace flatattn::testing;
 
 namespace {
 
-/// Sets FLATATTN_CPU_MATMUL for the scope, restores the previous value after.
-class ScopedMatmul {
- public:
-  explicit ScopedMatmul(const char* value) {
-    if (const char* old = std::getenv(kVar)) old_ = old;
-    setenv(kVar, value, 1);
-  }
-  ~ScopedMatmul() {
-    if (old_) {
-      setenv(kVar, old_->c_str(), 1);
-    } else {
-      unsetenv(kVar);
-    }
-  }
-
- private:
-  static constexpr const char* kVar = "FLATATTN_CPU_MATMUL";
-  std::optional<std::string> old_;
-};
-
-bool ends_with(const std::string& k, const std::string& suffix) {
-  return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 bool ends_with_amx(const std::string& k) { return ends_with(k, "_amx"); }
 
 /// The Report suffix a forced path must produce ("" for fp32).

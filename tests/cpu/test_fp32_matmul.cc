@@ -29,6 +29,7 @@
 #include "src/core/half.h"
 #include "src/cpu/amx/amx.h"
 #include "tests/cpu/cpu_check.h"
+#include "tests/cpu/matmul_env.h"
 
 using namespace flatattn;
 using namespace flatattn::check;
@@ -36,33 +37,6 @@ using namespace flatattn::testing;
 
 namespace {
 
-/// Sets FLATATTN_CPU_MATMUL for the scope (nullptr: unset), restores the previous value after.
-class ScopedEnv {
- public:
-  explicit ScopedEnv(const char* value) {
-    if (const char* old = std::getenv(kVar)) old_ = old;
-    if (value != nullptr) {
-      setenv(kVar, value, 1);
-    } else {
-      unsetenv(kVar);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      setenv(kVar, old_->c_str(), 1);
-    } else {
-      unsetenv(kVar);
-    }
-  }
-
- private:
-  static constexpr const char* kVar = "FLATATTN_CPU_MATMUL";
-  std::optional<std::string> old_;
-};
-
-bool ends_with(const std::string& k, const std::string& suffix) {
-  return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 /// The paths to run the opt-in on: the forced one when FLATATTN_CPU_MATMUL names one, else every matrix path
 /// here (AMX, AVX512-BF16); empty when this machine has neither (the refusal test covers that machine).
@@ -111,7 +85,7 @@ Options opted_in(Options o, Dataflow df = Dataflow::automatic) {
 /// The f32 forward with the opt-in on `path` against the twin's oracle under the bf16 rule, and bitwise against
 /// the twin's own bf16 run (forced "fp32": the exact products under the f32 rule instead).
 void check_forward(CaseTensors& t, const std::string& path) {
-  ScopedEnv env(path.c_str());
+  ScopedMatmul env(path.c_str());
   const bool exact = path == "fp32";
   CaseTensors twin = bf16_twin(t);
   const ForwardOracle o = forward_yardstick(exact ? t : twin);
@@ -147,7 +121,7 @@ void check_forward(CaseTensors& t, const std::string& path) {
 /// Forward and backward of the f32 case with the opt-in on `path`; the gradients against the twin's oracle and
 /// bf16 yardstick (forced "fp32": the f32 rule).
 void check_backward(CaseTensors& t, const std::string& path) {
-  ScopedEnv env(path.c_str());
+  ScopedMatmul env(path.c_str());
   const bool exact = path == "fp32";
   const Options opt = opted_in(t.c.options);
   (void)run_forward(t, opt);
@@ -297,7 +271,7 @@ TEST(CpuFp32Matmul, RefusedWhereItCannotBeServed) {
   c.dtype = DType::f32;
   CaseTensors t = make_case(c, s.rng, true);
   {
-    ScopedEnv env(nullptr);  // auto
+    ScopedMatmul env(nullptr);  // auto
     if (!cpu::amx_available() && !cpu::avx512bf16_available()) {
       expect_refused(t, opted_in(c.options), "fp32_matmul");
     } else {
@@ -306,11 +280,11 @@ TEST(CpuFp32Matmul, RefusedWhereItCannotBeServed) {
     }
   }
   if (!cpu::amx_available()) {
-    ScopedEnv env("amx");
+    ScopedMatmul env("amx");
     expect_refused(t, opted_in(c.options), "FLATATTN_CPU_MATMUL");
   }
   if (!cpu::avx512bf16_available()) {
-    ScopedEnv env("avx512bf16");
+    ScopedMatmul env("avx512bf16");
     expect_refused(t, opted_in(c.options), "FLATATTN_CPU_MATMUL");
   }
   // The backward refuses f16 the same way, before writing a gradient.
@@ -326,7 +300,7 @@ TEST(CpuFp32Matmul, RefusedWhereItCannotBeServed) {
 
 // The default leaves f32 exact: no matrix path, the f32 rule with rel_err <= 1e-5 (expect_forward_ok).
 TEST(CpuFp32Matmul, DefaultStaysExact) {
-  ScopedEnv env(nullptr);
+  ScopedMatmul env(nullptr);
   Seeded s;
   SCOPED_TRACE(s.trace());
   Case c;
