@@ -221,9 +221,29 @@ def test_layout_round_trip():
     assert z[0] == [0, 1, 2, 3, 20, 21, 22, 23] and z[2] == [8, 9, 10, 11, 12, 13, 14, 15]
 
 
+def _assert_plans_cover(big, lay, world, n, plan, what, positions=False):
+    """Every (rank r, source s) hop's blocks from plan(q segments, k segments) cover exactly big's visible pairs
+    between the two shards' global positions, each once; with positions, each block also carries its global
+    row0/col0 (dropout's position)."""
+    from flatattn.distributed import layout
+    from torch_ref import visible
+
+    pos = [[g + i for g, _, m in layout.segments(lay, r, world, n) for i in range(m)] for r in range(world)]
+    for r in range(world):
+        for s in range(world):
+            want = big[pos[r]][:, pos[s]]
+            got = torch.zeros(n, n, dtype=torch.int32)
+            for b in plan(layout.segments(lay, r, world, n), layout.segments(lay, s, world, n)):
+                m = visible(b.q1 - b.q0, b.k1 - b.k0, b.causal, True, (b.window_left, b.window_right))
+                got[b.q0:b.q1, b.k0:b.k1] += m.int()
+                if positions:
+                    assert pos[r][b.q0] == b.row0 and pos[s][b.k0] == b.col0
+            assert torch.equal(got, want.int()), (world, n, lay, *what, r, s)
+
+
 def test_plan_hop_matches_mask():
     """Every (rank, source) hop's blocks cover exactly the globally visible pairs, each once."""
-    from flatattn.distributed import _blocks, layout
+    from flatattn.distributed import _blocks
     from torch_ref import visible
 
     for world, n in ((2, 6), (3, 4), (4, 8)):
@@ -231,17 +251,8 @@ def test_plan_hop_matches_mask():
             for causal, window in ((True, (-1, -1)), (False, (-1, -1)), (True, (3, 0)), (False, (2, 5)),
                                    (False, (0, 0)), (True, (9, -1))):
                 big = visible(world * n, world * n, causal, False, window)
-                pos = [[g + i for g, _, m in layout.segments(lay, r, world, n) for i in range(m)]
-                       for r in range(world)]
-                for r in range(world):
-                    for s in range(world):
-                        want = big[pos[r]][:, pos[s]]
-                        got = torch.zeros(n, n, dtype=torch.int32)
-                        for b in _blocks.plan_hop(layout.segments(lay, r, world, n),
-                                                  layout.segments(lay, s, world, n), causal, window):
-                            m = visible(b.q1 - b.q0, b.k1 - b.k0, b.causal, True, (b.window_left, b.window_right))
-                            got[b.q0:b.q1, b.k0:b.k1] += m.int()
-                        assert torch.equal(got, want.int()), (world, n, lay, causal, window, r, s)
+                _assert_plans_cover(big, lay, world, n, lambda qs, ks: _blocks.plan_hop(qs, ks, causal, window),
+                                    (causal, window))
 
 
 def test_window_cuts_the_ring():
@@ -438,7 +449,7 @@ def test_ring_documents_in_one_process(case, world, device, run_seed):
 def test_plan_hop_docs_matches_mask():
     """Every (rank, source) hop's per-document blocks cover exactly the visible pairs of the same document, each
     once, and carry their global positions (dropout's row0/col0)."""
-    from flatattn.distributed import _blocks, layout
+    from flatattn.distributed import _blocks
     from torch_ref import visible
 
     for world, n in ((2, 6), (3, 4), (4, 8)):
@@ -450,18 +461,9 @@ def test_plan_hop_docs_matches_mask():
         for lay in ("zigzag", "contiguous"):
             for causal, window in ((True, (-1, -1)), (False, (-1, -1)), (True, (3, 0)), (False, (2, 5))):
                 big = visible(total, total, causal, False, window) & (doc[:, None] == doc[None, :])
-                pos = [[g + i for g, _, m in layout.segments(lay, r, world, n) for i in range(m)]
-                       for r in range(world)]
-                for r in range(world):
-                    for s in range(world):
-                        want = big[pos[r]][:, pos[s]]
-                        got = torch.zeros(n, n, dtype=torch.int32)
-                        for b in _blocks.plan_hop_docs(layout.segments(lay, r, world, n),
-                                                       layout.segments(lay, s, world, n), causal, window, bounds):
-                            m = visible(b.q1 - b.q0, b.k1 - b.k0, b.causal, True, (b.window_left, b.window_right))
-                            got[b.q0:b.q1, b.k0:b.k1] += m.int()
-                            assert pos[r][b.q0] == b.row0 and pos[s][b.k0] == b.col0
-                        assert torch.equal(got, want.int()), (world, n, lay, causal, window, r, s)
+                _assert_plans_cover(big, lay, world, n,
+                                    lambda qs, ks: _blocks.plan_hop_docs(qs, ks, causal, window, bounds),
+                                    (causal, window), positions=True)
 
 
 def test_unfused_plan_carries_global_positions():
