@@ -10,6 +10,7 @@
 
 #include "src/core/rotary.h"
 #include "src/cuda/common/dtype.cuh"
+#include "src/cuda/common/pdl.cuh"
 #include "src/cuda/decode/kv_meta.cuh"
 
 namespace flatattn::cuda {
@@ -60,6 +61,8 @@ __global__ void __launch_bounds__(128) kv_append_kernel(const AppendParams a) {
   __shared__ unsigned word;
   const DecodeParams& p = a.kv;
   const int hk = blockIdx.x, b = blockIdx.y;
+  pdl_wait();  // launched with PDL (common/pdl.cuh): nothing global before the previous kernel has completed
+  pdl_launch_dependents();
   const KvSeq s = check_seq(p, b, 0, 1, &word);
   if (s.bad != 0) return;
   if (a.k_new != nullptr) {

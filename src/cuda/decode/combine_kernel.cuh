@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "src/cuda/common/dtype.cuh"
+#include "src/cuda/common/pdl.cuh"
 #include "src/cuda/common/seq_rows.h"
 #include "src/cuda/decode/decode_params.h"
 #include "src/cuda/decode/row_finish.cuh"
@@ -32,6 +33,7 @@ __global__ void __launch_bounds__(kCombineThreads) decode_combine_kernel(const D
   __shared__ float s_acc[kWarps - 1][D];
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
   const std::int64_t row = blockIdx.x;
+  pdl_wait();  // launched with PDL (common/pdl.cuh): the decode kernel's partials are complete after this
   if (row >= rows_total) return;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   // Rows are (b * Nq + i) * Hq + h (varlen: Nq is the bound, sequence b's rows i < Nq_b).

@@ -22,6 +22,7 @@
 #include "src/cuda/common/dtype.cuh"
 #include "src/cuda/common/ldmatrix.cuh"
 #include "src/cuda/common/mma.cuh"
+#include "src/cuda/common/pdl.cuh"
 #include "src/cuda/common/smem_tile.cuh"
 #include "src/cuda/common/softmax.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
@@ -114,6 +115,10 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const int r_base = rb * C::kRows;
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
 
+  // Launched with PDL after the append kernel (common/pdl.cuh): wait for it (it writes the cache rows and the
+  // rotated queries read below), then let the combine begin launching.
+  pdl_wait();
+  pdl_launch_dependents();
   const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
   // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
   // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.

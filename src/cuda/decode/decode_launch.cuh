@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "src/cuda/common/pdl.cuh"
 #include "src/cuda/decode/append_kernel.cuh"
 #include "src/cuda/decode/combine_kernel.cuh"
 #include "src/cuda/decode/decode_kernel.cuh"
@@ -28,12 +29,13 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.num_splits),
                   static_cast<unsigned>(p.batch * p.hkv));
-  kernel<<<grid, C::kThreads, C::kSmem, s>>>(p);
-  check(cudaGetLastError(), "decode kernel launch");
+  // Each launch overlaps the tail of the kernel before it on the stream (programmatic dependent launch,
+  // common/pdl.cuh; sm_90): at B = 1 the step is three short kernels and the gaps between them count.
+  check(launch_pdl(kernel, grid, dim3(C::kThreads), C::kSmem, s, device, p), "decode kernel launch");
   if (p.num_splits > 1) {
     const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
-    decode_combine_kernel<E, D><<<static_cast<unsigned>(rows), kCombineThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "decode combine kernel launch");
+    check(launch_pdl(decode_combine_kernel<E, D>, dim3(static_cast<unsigned>(rows)), dim3(kCombineThreads), 0, s, device, p),
+          "decode combine kernel launch");
   }
 }
 
@@ -61,11 +63,11 @@ void launch_decode_cluster(const DecodeParams& p, int device, void* stream) {
 }
 
 template <DType Dt>
-void launch_kv_append(const AppendParams& a, void* stream) {
+void launch_kv_append(const AppendParams& a, int device, void* stream) {
   using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
   const dim3 grid(static_cast<unsigned>(a.kv.hkv), static_cast<unsigned>(a.kv.batch));
-  kv_append_kernel<E><<<grid, 128, 0, static_cast<cudaStream_t>(stream)>>>(a);
-  check(cudaGetLastError(), "kv append kernel launch");
+  check(launch_pdl(kv_append_kernel<E>, grid, dim3(128), 0, static_cast<cudaStream_t>(stream), device, a),
+        "kv append kernel launch");
 }
 
 }  // namespace flatattn::cuda

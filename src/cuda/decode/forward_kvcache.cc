@@ -28,7 +28,7 @@ namespace flatattn::cuda {
 namespace {
 
 using DecodeFn = void (*)(const DecodeParams&, int, void*);
-using AppendFn = void (*)(const AppendParams&, void*);
+using AppendFn = void (*)(const AppendParams&, int, void*);
 
 struct DecodeEntry {
   DType dtype;
@@ -311,7 +311,7 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
       throw Error(Error::Kind::unsupported, "k_new", std::string(name(p.dtype)), "the append kernel of this dtype is not built",
                   "build with FLATATTN_DTYPES including it");
     }
-    fn(a, stream.handle);
+    fn(a, p.device.index, stream.handle);
   }
   if (cluster_launch != nullptr) {
     cluster_launch(d, p.device.index, stream.handle);

@@ -1,0 +1,56 @@
+// Programmatic dependent launch (PDL, sm_90; CUDA Programming Guide, "Programmatic Dependent Launch and
+// Synchronization"; PTX ISA, griddepcontrol): a kernel launched with the programmatic stream serialization
+// attribute may start while the kernel before it on the stream is still running, so its launch and the set-up
+// of its CTAs overlap that kernel's tail. Correctness rests on one rule: a dependent kernel calls pdl_wait()
+// before it reads or writes any global memory that earlier work on the stream may touch; the wait returns when
+// the preceding grid has completed and its writes are visible. pdl_launch_dependents() lets the next kernel
+// start launching before this one ends (without it, that happens at the end).
+// Used by the decode step (append -> decode -> split-KV combine: three short kernels at B = 1, where the gaps
+// between launches are a visible part of the step). Below sm_90 both calls are no-ops and launch_pdl launches
+// normally.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "src/cuda/runtime.h"
+
+namespace flatattn::cuda {
+
+/// Waits until the grids this one depends on (the previous kernel on the stream) have completed and their
+/// memory is visible. Call before the first global access; a no-op without PDL or below sm_90.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/// Allows the next kernel on the stream (launched with PDL) to begin launching now.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/// Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization on devices of
+/// compute capability 9.0 and newer (the kernel must call pdl_wait() first), a plain launch elsewhere.
+template <class... Params, class... Args>
+cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, int smem, cudaStream_t stream, int device,
+                       Args&&... args) {
+  if (device_info(device).cc < 90) {
+    kernel<<<grid, block, smem, stream>>>(static_cast<Args&&>(args)...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args&&>(args)...);
+}
+
+}  // namespace flatattn::cuda
