@@ -104,6 +104,35 @@ Report run_cuda(KvCaseTensors& t) {
   return r;
 }
 
+/// The same call captured into a CUDA graph on a fresh stream, then replayed once: the append, decode and combine
+/// launches (programmatic dependent launches on sm_90, src/cuda/common/pdl.cuh) must record and replay as one step.
+Report run_cuda_graph(KvCaseTensors& t) {
+  KvDevice dev(t);
+  cudaStream_t s = nullptr;
+  ok(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t ge = nullptr;
+  ok(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  Report r;
+  try {
+    r = forward_kvcache(dev.args(), t.c.options, Stream{s});
+  } catch (...) {
+    cudaStreamEndCapture(s, &g);
+    if (g != nullptr) cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    throw;
+  }
+  ok(cudaStreamEndCapture(s, &g), "cudaStreamEndCapture");
+  ok(cudaGraphInstantiate(&ge, g, 0), "cudaGraphInstantiate");
+  ok(cudaGraphLaunch(ge, s), "cudaGraphLaunch");
+  ok(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+  dev.to_host(t);
+  return r;
+}
+
 struct Seeded {
   std::uint64_t seed = fresh_seed();
   std::mt19937_64 rng{seed};
@@ -226,6 +255,27 @@ TEST(KvCacheCuda, SplitCounts) {
     c.nnew = 4;
     c.sinks = true;
     expect_pass(c, s.rng);
+  }
+}
+
+// A decode step captured into a CUDA graph (what serving engines do) and replayed: append with rotary, split-KV
+// with the combine, and without splits; judged like an eager call.
+TEST(KvCacheCuda, CapturedInAGraph) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (int splits : {0, 1, 8}) {
+    KvCase c = base();
+    c.num_splits = splits;
+    c.seqlens = {2500, 0, 700};
+    c.page_size = 16;
+    c.rotary_dim = 128;
+    c.nq = 1;
+    c.nnew = 1;
+    c.options.causal = true;
+    const KvVerdict v = check_kvcache(c, s.rng, run_cuda_graph, /*cuda=*/true);
+    EXPECT_TRUE(v.pass()) << c.name() << " (captured, splits " << splits << "): " << v.detail();
+    EXPECT_NE(v.kernel.find("decode_"), std::string::npos) << v.kernel;
   }
 }
 
