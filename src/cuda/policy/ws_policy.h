@@ -26,7 +26,7 @@ struct WsPlannerRow {
 };
 
 inline constexpr WsPlannerRow kWsPlanner[] = {
-    {.d = 64, .schedule = 2},
+    {.d = 64, .schedule = 1},  // three consumer warpgroups: no ping-pong (ws_tile.h)
     {.d = 128, .schedule = 2},
     {.d = 256, .schedule = 2},
 };
@@ -38,11 +38,9 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
   return nullptr;
 }
 
-/// The kernel's warps and the registers its CTA holds, for the cost model (sm90::WsShape holds the same numbers:
-/// a static_assert in launch_ws.cuh checks they agree): 8 consumer warps compute; 4 producer warps only load;
-/// 24 x 128 + 240 x 256 registers at launch, which setmaxnreg only moves between warpgroups (one CTA per SM).
-inline constexpr int kWsConsumerWarps = 8;
+/// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
+/// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the
+/// same row (a static_assert in launch_ws.cuh checks they agree).
 inline constexpr int kWsProducerWarps = 4;
-inline constexpr int kWsCtaRegs = 24 * 128 + 240 * 256;
 
 }  // namespace flatattn::cuda
