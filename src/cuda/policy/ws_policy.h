@@ -7,7 +7,7 @@
 // bench/results/sm90-ws-default-h100-f2e2b19.json + sm90-ws2-h100-f2e2b19.json): median error 2 %, the faster
 // kernel picked for 31 of 32 shapes (the miss within 5 %); fitted on half the N values it picks 16/16 of the
 // other half; on a second lease (ecd78b0) 23/24 (docs/sm90_ws.md). With the D = 256 pairs: 37 of 38.
-// A head dim is a candidate only with a row in kWsPlanner. At D = 256 (64-key blocks) there is no older sm90 kernel:
+// A head dim is a candidate only with a row in kWsPlanner. At D = 256 there is no older sm90 kernel:
 // the alternative is the sm80 family's. The calibration, unchanged, predicts the 6 measured D = 256 shapes within
 // 0.3-5 % (the sm80 kernel within 8-15 %) and picks 6/6 (the kernel is 2.3-2.4x the sm80 one there, 1.01-1.11x
 // cuDNN: bench/results/sm90-ws-d256-h100-a19cd47.md).
