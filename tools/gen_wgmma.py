@@ -12,7 +12,8 @@ Forms (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate", wgmma
       memory MN-major (trans-b 1, 16-bit types only): O += P V.
   ss_mn: A and B from shared memory, both MN-major (trans-a 1, trans-b 1, 16-bit types only): the
       backward's dQ = dS K with dS stored as dS^T [key][query] and K as [key][D].
-N = 32 serves the backward's dQ at D = 64 (each warpgroup owns half of the head dim).
+N = 32 serves the backward's dQ at D = 64 (each warpgroup owns half of the head dim); N = 80 the forward's
+80-key blocks at D = 256 (policy/ws_tile.h).
 scale_d == 0: D = A B, else D += A B (a predicate, set from a register).
 """
 import argparse
@@ -21,7 +22,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "cuda" / "sm90" / "wgmma_ops.cuh"
-N_SIZES = (32, 64, 128, 256)
+N_SIZES = (32, 64, 80, 128, 256)
 DTYPES = (("F16", "f16"), ("BF16", "bf16"))
 
 

@@ -62,13 +62,16 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
               "report it with the shape; unset FLATATTN_CUDA_SM90_WS");
 }
 
-/// kSched: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh).
-template <class E, int D, class V, int kSched>
+/// kAsked: FLATATTN_CUDA_SM90_WS's value (1, 2, 3), the consumers' schedule (ws_fwd_mainloop.cuh). Ping-pong (2)
+/// pairs two consumer warpgroups; a tile with three (D = 64, policy/ws_tile.h) runs the overlap alone (1) for it,
+/// and the Report's kernel name says so ("_ws1").
+template <class E, int D, class V, int kAsked>
 LaunchInfo launch_ws(const LaunchArgs& a) {
   using S = sm90::WsShape<D>;
-  static_assert(kWsConsumerWarps * 32 == S::kConsumerThreads && kWsProducerWarps * 32 == S::kThreads - S::kConsumerThreads &&
-                    kWsCtaRegs == S::kProducerRegs * (S::kThreads - S::kConsumerThreads) + S::kConsumerRegs * S::kConsumerThreads,
-                "policy/ws_policy.h describes this kernel's warps and registers to the cost model: they must match");
+  constexpr int kSched = kAsked == 2 && S::kConsumerWGs != 2 ? 1 : kAsked;
+  static_assert(kWsProducerWarps * 32 == S::kThreads - S::kConsumerThreads &&
+                    ws_cta_regs(ws_tile(D)) == S::kProducerRegs * (S::kThreads - S::kConsumerThreads) + S::kConsumerRegs * S::kConsumerThreads,
+                "policy/ws_policy.h and ws_tile.h describe this kernel's warps and registers to the cost model: they must match");
   static std::atomic<std::uint64_t> attr_done{0}, attr_done_varlen{0};  // one per kernel
   const Problem& pr = *a.problem;
   const FwdTensors& t = *a.tensors;

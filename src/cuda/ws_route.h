@@ -49,7 +49,7 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
   };
   const int block_n = ws_tile(d).block_n;
   const std::int64_t q_rows = pr.varlen ? pr.total_q : pr.nq, k_rows = pr.varlen ? pr.total_k : pr.nk;
-  const TileMapShape q = shape(t.q, q_rows, pr.hq, t.sq, "q", kWsBlockM);
+  const TileMapShape q = shape(t.q, q_rows, pr.hq, t.sq, "q", ws_tile(d).block_m);
   if (pr.nk == 0 || k_rows == 0) return {q, q, q};
   return {q, shape(t.k, k_rows, pr.hkv, t.sk, "k", block_n), shape(t.v, k_rows, pr.hkv, t.sv, "v", block_n)};
 }

@@ -153,11 +153,11 @@ bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w) {
     model::KernelVariant b;
     b.name = "sm90_ws";
     b.dataflow = Dataflow::flash;
-    b.block_m = kWsBlockM;
+    b.block_m = ws.block_m;
     b.block_n = ws.block_n;
-    b.warps = kWsConsumerWarps;
+    b.warps = 4 * ws.consumers;
     b.producer_warps = kWsProducerWarps;
-    b.cta_regs = kWsCtaRegs;
+    b.cta_regs = ws_cta_regs(ws);
     b.stages = ws.stages;
     b.path = "sm90_ws";
     b.head_dim = w.d;

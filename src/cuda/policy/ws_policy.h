@@ -7,7 +7,7 @@
 // bench/results/sm90-ws-default-h100-f2e2b19.json + sm90-ws2-h100-f2e2b19.json): median error 2 %, the faster
 // kernel picked for 31 of 32 shapes (the miss within 5 %); fitted on half the N values it picks 16/16 of the
 // other half; on a second lease (ecd78b0) 23/24 (docs/sm90_ws.md). With the D = 256 pairs: 37 of 38.
-// A head dim is a candidate only with a row in kWsPlanner. At D = 256 (64-key blocks) there is no older sm90 kernel:
+// A head dim is a candidate only with a row in kWsPlanner. At D = 256 there is no older sm90 kernel:
 // the alternative is the sm80 family's. The calibration, unchanged, predicts the 6 measured D = 256 shapes within
 // 0.3-5 % (the sm80 kernel within 8-15 %) and picks 6/6 (the kernel is 2.3-2.4x the sm80 one there, 1.01-1.11x
 // cuDNN: bench/results/sm90-ws-d256-h100-a19cd47.md).
@@ -26,7 +26,7 @@ struct WsPlannerRow {
 };
 
 inline constexpr WsPlannerRow kWsPlanner[] = {
-    {.d = 64, .schedule = 2},
+    {.d = 64, .schedule = 1},  // three consumer warpgroups: no ping-pong (ws_tile.h)
     {.d = 128, .schedule = 2},
     {.d = 256, .schedule = 2},
 };
@@ -38,11 +38,9 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
   return nullptr;
 }
 
-/// The kernel's warps and the registers its CTA holds, for the cost model (sm90::WsShape holds the same numbers:
-/// a static_assert in launch_ws.cuh checks they agree): 8 consumer warps compute; 4 producer warps only load;
-/// 24 x 128 + 240 x 256 registers at launch, which setmaxnreg only moves between warpgroups (one CTA per SM).
-inline constexpr int kWsConsumerWarps = 8;
+/// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
+/// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the
+/// same row (a static_assert in launch_ws.cuh checks they agree).
 inline constexpr int kWsProducerWarps = 4;
-inline constexpr int kWsCtaRegs = 24 * 128 + 240 * 256;
 
 }  // namespace flatattn::cuda

@@ -1,31 +1,43 @@
 // The tiles of the warp-specialized sm90 forward (src/cuda/sm90/ws_fwd_kernel.cuh), one row per head dim it is
-// built for: 128 query rows per CTA (two consumer warpgroups of 64), the key block and the depth of the K/V ring.
+// built for: the query rows per CTA (one consumer warpgroup per 64 rows), the key block and the depth of the K/V ring.
 // Host-visible (the launcher sizes its tensor maps' boxes from it, dispatch asks which D have the kernel); the
 // kernel's WsShape<D> reads its row. A head dim without a row has no warp-specialized kernel.
-//   D = 64:  128-key blocks, 3 slots: Q 16 KB + 3 x (K + V) 2 x 16 KB = 112 KB.
+//   D = 64:  192 query rows (three consumer warpgroups, as FlashAttention-3's hopper/tile_size.h runs D <= 64),
+//            128-key blocks, 3 slots: Q 24 KB + 3 x (K + V) 2 x 16 KB = 120 KB. Three consumers get 160 registers
+//            each (24 x 128 + 160 x 384 = 64512): O (32), S (64) and P (32) fit; the ping-pong schedule takes
+//            two consumers only, so the planner runs schedule 1 here.
 //   D = 128: 128-key blocks, 2 slots: Q 32 KB + 2 x 2 x 32 KB = 160 KB.
-//   D = 256: 64-key blocks, 2 slots: Q 64 KB + 2 x 2 x 32 KB = 192 KB (of 227). A consumer thread holds O (64 rows
-//            x 256 fp32 per warpgroup = 128 registers), S (32) and P (16); 128-key blocks would make that 224 of the
-//            240 of setmaxnreg before addresses and row statistics. FlashAttention-3 (Shah et al. 2024;
-//            hopper/tile_size.h) runs 128 x 80 at D = 256 (128 x 64 with a sliding window); 80 needs the
-//            m64n80k16 wgmma, which wgmma_ops.cuh does not generate yet (tools/gen_wgmma.py): 64 until measured.
+//   D = 256: 80-key blocks, 2 slots: Q 64 KB + 2 x 2 x 40 KB = 224 KB (of 227), FlashAttention-3's 128 x 80 (Shah et al.
+//            2024; hopper/tile_size.h). A consumer thread holds O (64 rows x 256 fp32 per warpgroup = 128 registers),
+//            S (40) and P (20) of the 240 of setmaxnreg; 128-key blocks would make that 224 before addresses and
+//            row statistics. The m64n80k16 wgmma comes from tools/gen_wgmma.py. (64-key blocks until stop 28.)
 #pragma once
 
 namespace flatattn::cuda {
 
 struct WsTile {
-  int d = 0;        ///< kernel head dim
-  int block_n = 0;  ///< keys per block (0: no warp-specialized kernel at this D)
-  int stages = 0;   ///< K/V ring slots
+  int d = 0;          ///< kernel head dim
+  int block_m = 0;    ///< query rows per CTA: 64 per consumer warpgroup
+  int block_n = 0;    ///< keys per block (0: no warp-specialized kernel at this D)
+  int stages = 0;     ///< K/V ring slots
+  int consumers = 0;  ///< consumer warpgroups (block_m / 64)
+  int consumer_regs = 0;  ///< setmaxnreg of a consumer thread (the producer warpgroup keeps kWsProducerRegs)
 };
 
-inline constexpr int kWsBlockM = 128;  ///< query rows per CTA (two consumer warpgroups)
+inline constexpr int kWsProducerRegs = 24;  ///< setmaxnreg of the producer warpgroup (it only issues TMA)
 
 inline constexpr WsTile kWsTiles[] = {
-    {.d = 64, .block_n = 128, .stages = 3},
-    {.d = 128, .block_n = 128, .stages = 2},
-    {.d = 256, .block_n = 64, .stages = 2},
+    {.d = 64, .block_m = 192, .block_n = 128, .stages = 3, .consumers = 3, .consumer_regs = 160},
+    {.d = 128, .block_m = 128, .block_n = 128, .stages = 2, .consumers = 2, .consumer_regs = 240},
+    {.d = 256, .block_m = 128, .block_n = 80, .stages = 2, .consumers = 2, .consumer_regs = 240},
 };
+
+/// The CTA's threads and the registers it holds at launch, which setmaxnreg only moves between warpgroups
+/// (one CTA per SM): (1 + consumers) warpgroups of 128 threads.
+constexpr int ws_cta_regs(const WsTile& t) { return kWsProducerRegs * 128 + t.consumer_regs * 128 * t.consumers; }
+
+static_assert(ws_cta_regs(kWsTiles[0]) <= 65536 && ws_cta_regs(kWsTiles[1]) <= 65536 && ws_cta_regs(kWsTiles[2]) <= 65536,
+              "a CTA's registers exceed the SM's 64K");
 
 /// The row of head dim d; block_n == 0 when the warp-specialized forward is not built for d.
 constexpr WsTile ws_tile(int d) {

@@ -1,9 +1,9 @@
 // Warp-specialized Flash forward on Hopper (sm_90a; FlashAttention-3, Shah et al. 2024, Sec. 3.1): one CTA per
-// (128 query rows, query head, sequence) with three warpgroups:
+// (128 or 192 query rows, query head, sequence) with three or four warpgroups:
 //   warpgroup 0, producer: gives its registers away (setmaxnreg.dec to kProducerRegs); one thread loads the
 //     CTA's Q tile once and then K(j), V(j) of every key block into the K/V ring (pipeline.cuh) with the
 //     bulk tensor copy engine (tma.cuh), waiting for each slot to be released first;
-//   warpgroups 1 and 2, consumers (setmaxnreg.inc to kConsumerRegs): 64 query rows each, S = Q K^T and
+//   warpgroups 1.., consumers (setmaxnreg.inc to kConsumerRegs): 64 query rows each, S = Q K^T and
 //     O += P V with wgmma and the online softmax in registers (ws_fwd_mainloop.cuh), then the epilogue
 //     (ws_fwd_epilogue.cuh).
 // The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
@@ -35,21 +35,23 @@
 
 namespace flatattn::cuda::sm90 {
 
-/// Compile-time shape of the warp-specialized forward at head dim D: 128 query rows (two consumer warpgroups),
-/// the key block and the ring depth of D's row in policy/ws_tile.h (D = 64: 128 keys, 3 slots; D = 128: 128 keys,
-/// 2 slots; D = 256: 64 keys, 2 slots).
+/// Compile-time shape of the warp-specialized forward at head dim D, from D's row in policy/ws_tile.h: 64 query rows
+/// per consumer warpgroup (D = 64: 192 rows, three consumers; D = 128, 256: 128 rows, two), the key block and the
+/// ring depth (D = 64: 128 keys, 3 slots; D = 128: 128 keys, 2 slots; D = 256: 80 keys, 2 slots).
 template <int D>
 struct WsShape {
   static constexpr WsTile kTile = ws_tile(D);
   static_assert(kTile.block_n > 0, "no warp-specialized forward at this head dim (policy/ws_tile.h)");
-  static constexpr int kD = D, kBlockM = kWsBlockM, kBlockN = kTile.block_n;
+  static_assert(kTile.block_m == 64 * kTile.consumers, "one consumer warpgroup per 64 query rows");
+  static constexpr int kD = D, kBlockM = kTile.block_m, kBlockN = kTile.block_n;
   static constexpr int kStages = kTile.stages;
   static constexpr bool kLazyRescale = true;
-  static constexpr int kConsumerWGs = 2;
+  static constexpr int kConsumerWGs = kTile.consumers;
   static constexpr int kThreads = 128 * (1 + kConsumerWGs);
   static constexpr int kConsumerThreads = 128 * kConsumerWGs;
-  // 24 x 128 + 240 x 256 = 64512 <= 65536 registers (FlashAttention-3's split for two consumer warpgroups).
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  // Two consumers: 24 x 128 + 240 x 256 = 64512 <= 65536 registers (FlashAttention-3's split); three:
+  // 24 x 128 + 160 x 384 = 64512.
+  static constexpr int kProducerRegs = kWsProducerRegs, kConsumerRegs = kTile.consumer_regs;
   static constexpr int kNT = kBlockN / 8, kDT = D / 8;
   using TQ = SmemTile<kBlockM, D>;
   using TKV = SmemTile<kBlockN, D>;
