@@ -94,6 +94,29 @@ class ScopedSm90 {
   bool had_ = false;
 };
 
+/// Sets FLATATTN_CUDA_SM90_WS for one scope (nullptr unsets it; restoring the old value), with
+/// sm90_override_changed() so that the next call reads it, and FLATATTN_SM90_WS_CHECK=1: a watchdog timeout of the
+/// warp-specialized forward throws, naming its barrier (launch_ws.cuh).
+class ScopedWs {
+ public:
+  explicit ScopedWs(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90_WS")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90_WS", value, 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    setenv("FLATATTN_SM90_WS_CHECK", "1", 1);  // a watchdog timeout throws, naming its barrier (launch_ws.cuh)
+    cuda::sm90_override_changed();
+  }
+  ~ScopedWs() {
+    had_ ? setenv("FLATATTN_CUDA_SM90_WS", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    cuda::sm90_override_changed();
+  }
+  ScopedWs(const ScopedWs&) = delete;
+  ScopedWs& operator=(const ScopedWs&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
 /// Whether device 0 runs `dtype` (false for bf16 when only the compute_75 PTX family loads).
 bool dtype_runs(DType dtype);
 
