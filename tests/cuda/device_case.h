@@ -55,6 +55,12 @@ Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 /// verdict's detail (for progress logs).
 std::string judge_forward(const CaseTensors& t, const Report& r, std::uint64_t seed, const char* what = "");
 
+/// check_case and judge_forward with the oracle `o` computed once (oracle_forward) for several runs of the same
+/// inputs (copies of one CaseTensors run with different kernels): the host's fp64 oracle is the slow part.
+Report check_case(CaseTensors& t, const ForwardOracle& o, std::uint64_t seed, const char* what = "");
+std::string judge_forward(const CaseTensors& t, const ForwardOracle& o, const Report& r, std::uint64_t seed,
+                          const char* what = "");
+
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
 /// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole
 /// storage included, so padding the kernels must not touch comes back too. `edit` may change the

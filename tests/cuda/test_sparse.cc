@@ -72,12 +72,13 @@ TEST_P(CudaSparse, ForwardAgainstOracle) {
       c.d = d;
       CaseTensors t = make_case(c, rng);
       CaseTensors u = t;  // the same inputs, outputs still poisoned
-      check_case(t, seed, c.name().c_str());
+      const ForwardOracle o = oracle_forward(t);
+      check_case(t, o, seed, c.name().c_str());
       // On Hopper the warp-specialized kernel's sparse walk too (forced: the planner may keep this short shape on
       // the older sm90 kernel; test_sparse_ws.cc has the rest).
       if (sm90_runs() && sm90_built(dt, d)) {
         const ScopedWs ws("2");
-        const Report r = check_case(u, seed, (c.name() + " ws2").c_str());
+        const Report r = check_case(u, o, seed, (c.name() + " ws2").c_str());
         EXPECT_NE(r.kernel.find("_ws2_sparse"), std::string::npos) << c.name() << ": ran " << r.kernel;
       }
     }
@@ -286,11 +287,12 @@ TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
           CaseTensors t = make_case(c, rng, /*with_backward=*/true);
           CaseTensors w = t;  // the same inputs, outputs still poisoned
           const std::string what = c.name() + " " + rule_name(rule);
-          const Report r = check_case(t, seed, what.c_str());
+          const ForwardOracle fo = oracle_forward(t);
+          const Report r = check_case(t, fo, seed, what.c_str());
           EXPECT_NE(r.kernel.find("sm90"), std::string::npos) << what << ": forward kernel " << r.kernel;
           {  // the warp-specialized kernel's sparse walk (forced), then the older sm90 kernel (=0)
             const ScopedWs ws("2");
-            const Report rw = check_case(w, seed, (what + " ws2").c_str());
+            const Report rw = check_case(w, fo, seed, (what + " ws2").c_str());
             EXPECT_NE(rw.kernel.find("_ws2_sparse"), std::string::npos) << what << ": forward kernel " << rw.kernel;
           }
           {
@@ -298,7 +300,7 @@ TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
             CaseTensors o = w;
             o.out.poison();
             o.lse.poison();
-            const Report ro = check_case(o, seed, (what + " ws0").c_str());
+            const Report ro = check_case(o, fo, seed, (what + " ws0").c_str());
             EXPECT_NE(ro.kernel.find("sm90"), std::string::npos) << what << ": forward kernel " << ro.kernel;
             EXPECT_EQ(ro.kernel.find("_ws"), std::string::npos) << what << ": forward kernel " << ro.kernel;
           }

@@ -6,9 +6,9 @@
 // (LSE = -inf and O = 0 in both). The cases: each rule (band with causal, random bits, local + global with a window),
 // densities 50 / 10 / 0 % (query tiles with no listed block: O = 0, LSE = -inf, no deadlock of the producer and the
 // consumers' turns), full-only, partial-only and broadcast lists, GQA and MQA, D = 64, 128 and 256 (64-key kernel
-// blocks: a listed block is 2 or 4 of them), Nq not a multiple of 128 (1, 300, 520) and a ragged Nk, block sizes
-// 256 x 256, softcap and ALiBi, varlen (forced only: the planner keeps varlen on the other kernel), all three
-// schedules. Then: the planner sends a sparse call to the warp-specialized kernel exactly when it sends the plain
+// blocks: a listed block is 2 or 4 of them; bf16, f16 at D = 128), Nq not a multiple of 128 (1, 200, 300, 520, 700)
+// and a ragged Nk, block sizes 256 x 256, softcap and ALiBi, varlen (forced only: the planner keeps varlen on the
+// other kernel), all three schedules (1 and 3 at D = 128 and 256). One host oracle judges both runs of a case. Then: the planner sends a sparse call to the warp-specialized kernel exactly when it sends the plain
 // call of that shape there; lists the kernel's tile does not divide stay on the older kernel (auto) or are refused
 // naming block_sparse.block_kv when the switch forces the kernel, nothing written. A watchdog timeout (a broken
 // pipeline) throws (ScopedWs sets FLATATTN_SM90_WS_CHECK=1). Skipped where no sm_90 GPU runs the sm90 family.
@@ -80,7 +80,7 @@ std::vector<Case> ws_sparse_cases(DType dt, std::int64_t d) {
   using R = SparseCase::Rule;
   std::vector<Case> v;
   for (R rule : {R::band, R::bits, R::local_global})
-    for (double density : {0.5, 0.1, 0.0}) v.push_back(sparse_base(dt, d, 520, density, rule));
+    for (double density : {0.5, 0.1, 0.0}) v.push_back(sparse_base(dt, d, 300, density, rule));
   {  // causal composed with random bits (the rule, not the band, decides inside partial blocks; full blocks unmasked)
     Case c = sparse_base(dt, d, 300, 0.5, R::bits);
     c.options.causal = true;
@@ -125,11 +125,12 @@ std::vector<Case> ws_sparse_cases(DType dt, std::int64_t d) {
 /// that both left the same rows empty.
 void check_ws_and_older(CaseTensors& t, std::uint64_t seed, const char* sched, const std::string& what) {
   CaseTensors u = t;  // the same inputs, the outputs still poisoned
+  const ForwardOracle o = oracle_forward(t);  // one oracle for both runs (the host's fp64 oracle is the slow part)
   const unsigned long long before = cuda::sm90_ws_launches();
   Report r;
   {
     const ScopedWs ws(sched);
-    r = check_case(t, seed, (what + " ws" + sched).c_str());
+    r = check_case(t, o, seed, (what + " ws" + sched).c_str());
   }
   const std::string want = std::string("_ws") + sched + "_sparse";
   EXPECT_NE(r.kernel.find(want), std::string::npos) << what << ": ran " << r.kernel << ", expected " << want;
@@ -138,7 +139,7 @@ void check_ws_and_older(CaseTensors& t, std::uint64_t seed, const char* sched, c
   Report r0;
   {
     const ScopedWs ws("0");
-    r0 = check_case(u, seed, (what + " ws0").c_str());
+    r0 = check_case(u, o, seed, (what + " ws0").c_str());
   }
   EXPECT_NE(r0.kernel.find("sm90"), std::string::npos) << what << ": FLATATTN_CUDA_SM90_WS=0 ran " << r0.kernel;
   EXPECT_EQ(r0.kernel.find("_ws"), std::string::npos) << what << ": FLATATTN_CUDA_SM90_WS=0 ran " << r0.kernel;
@@ -160,6 +161,7 @@ TEST(CudaSparseWs, AgainstOracleAndTheOlderKernel) {
   int runs = 0;
   for (DType dt : {DType::bf16, DType::f16}) {
     for (std::int64_t d : {128, 64, 256}) {
+      if (dt == DType::f16 && d != 128) continue;  // f16 once (the host oracle's time: the GPU stage is time-boxed)
       for (const Case& c : ws_sparse_cases(dt, d)) {
         if (!sm90_built(c)) continue;
         CaseTensors t = make_case(c, rng);
@@ -173,7 +175,7 @@ TEST(CudaSparseWs, AgainstOracleAndTheOlderKernel) {
 }
 
 // Schedules 1 (overlap) and 3 (none) on the cases that stress the walk: empty tiles, a long wrapping walk, 256-key
-// list blocks, bits and local + global.
+// list blocks, bits and local + global; D = 128 and 256 (64-key blocks).
 TEST(CudaSparseWs, AllSchedules) {
   REQUIRE_SM90();
   const std::uint64_t seed = seed_for("CudaSparseWs.AllSchedules");
@@ -181,7 +183,7 @@ TEST(CudaSparseWs, AllSchedules) {
   using R = SparseCase::Rule;
   int runs = 0;
   for (const char* sched : {"1", "3"}) {
-    for (std::int64_t d : {128, 64, 256}) {
+    for (std::int64_t d : {128, 256}) {
       std::vector<Case> cases;
       cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
       cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
