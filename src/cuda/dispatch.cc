@@ -76,12 +76,13 @@ const FwdInstance* forward_instance(const Problem& p, const FwdTensors& t) {
     const FwdInstance* h = find_fwd(Family::sm90, Dataflow::flash, flash->dtype, flash->variant, flash->d);
     const FlashTileSize t90 = flash_tile(Family::sm90, static_cast<int>(flash->d));
     const bool sm90_flash = t90.block_m > 0;
-    // Block-sparse (issue 16): the sm90 wgmma Flash kernel when the lists' blocks are whole tiles of it
-    // (check_sparse_tile), else the sm80-style kernel (which may take smaller blocks, or refuses them).
+    // Block-sparse (issue 16): the warp-specialized kernel where ws_schedule_for picks it (lists of whole tiles of
+    // it), else the sm90 wgmma Flash kernel when the lists' blocks are whole tiles of it (check_sparse_tile), else
+    // the sm80-style kernel (which may take smaller blocks, or refuses them).
     const bool sparse_fits =
         sm90_flash && p.sparse.block_q % t90.block_m == 0 && p.sparse.block_kv % t90.block_n == 0;
     if (h != nullptr && h->d == flash->d &&
-        (p.sparse.on ? sparse_fits
+        (p.sparse.on ? ws_schedule_for(static_cast<int>(h->d), p, t, variant) != 0 || sparse_fits
                      : sm90_flash || ws_schedule_for(static_cast<int>(h->d), p, t, variant) != 0))
       inst = h;
   }

@@ -53,18 +53,18 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
   using E = std::conditional_t<DT == DType::bf16, BF16, F16>;
   using V = VariantOf<Var>;
   static std::atomic<std::uint64_t> attr_done{0};
-  // Block-sparse (issue 16): the Flash kernels with block lists (sm80 family; sm90 where it has the wgmma
-  // Flash kernel at this head dim; dispatch picks them), never FLAT or the warp-specialized kernel.
-  if (a.problem->sparse.on && (DF != Dataflow::flash || (F == Family::sm90 && flash_tile(Family::sm90, D).block_m == 0)))
+  // Block-sparse (issue 16): the Flash kernels with block lists (sm80 family; sm90: the warp-specialized kernel where
+  // ws_route.h picks it, else the wgmma Flash kernel at D = 64 and 128; dispatch picks them), never FLAT.
+  if (a.problem->sparse.on && DF != Dataflow::flash)
     throw Error(Error::Kind::unsupported, "block_sparse", std::string("with the ") + name(F) + " " + std::string(name(DF)) + " forward",
-                "block-sparse attention runs on the Flash forward kernels only (sm80 family; sm90 at D = 64 and 128; issue 16)",
+                "block-sparse attention runs on the Flash forward kernels only (sm80 family; sm90; issue 16)",
                 "use Dataflow::flash or automatic (dispatch picks them)");
   if constexpr (F == Family::sm90) {
     static_assert(DF == Dataflow::flash, "the sm90 family has the Flash forward only");
     if constexpr (ws_tile(D).block_n > 0) {
       // The warp-specialized TMA forward where the cost model (ws_route.h, policy/heuristics.h) or FLATATTN_CUDA_SM90_WS picks it
       // (ws_route.h: the same decision dispatch made).
-      if (const int ws = a.problem->sparse.on ? 0 : ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
+      if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
         if constexpr (ws_serves_variant(Var)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)

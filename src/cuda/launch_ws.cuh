@@ -19,6 +19,7 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
+#include "src/cuda/sparse_host.h"
 #include "src/cuda/tma_map.h"
 #include "src/cuda/ws_route.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
@@ -29,7 +30,7 @@ namespace flatattn::cuda {
 /// without query rows).
 inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
-              "the warp-specialized sm90 forward serves the plain, softcap and alibi variants, batched and varlen, at D = 64, 128, 256 so far",
+              "the warp-specialized sm90 forward serves the plain, softcap and alibi variants, batched and varlen, dense and block-sparse, at D = 64, 128, 256 so far",
               fix + ", or unset FLATATTN_CUDA_SM90_WS (the planner then picks a kernel that serves it)");
 }
 
@@ -79,6 +80,9 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   // its cu_seqlens would go unflagged, so it is refused rather than skipped).
   if (pr.varlen && pr.total_q == 0 && pr.nq > 0 && pr.batch > 0)
     ws_refuse("a varlen call with no query rows (total_q = 0)", "call the other kernel for it");
+  // Block-sparse (issue 16): a CTA's 128 rows in one query block of the lists, each listed key block whole kernel
+  // key blocks (dispatch routes only such calls here unless FLATATTN_CUDA_SM90_WS forces this kernel).
+  if (pr.sparse.on) check_sparse_tile(pr.sparse, S::kBlockM, S::kBlockN);
   const std::int64_t n_m = (pr.nq + S::kBlockM - 1) / S::kBlockM;
   const std::int64_t ctas = n_m * pr.hq * pr.batch;
   if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
@@ -92,16 +96,27 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   wp.tk = make_tile_map(shapes[1], kBf16);
   wp.tv = make_tile_map(shapes[2], kBf16);
 
-  auto kernel = pr.varlen ? sm90::ws_fwd_kernel<E, S, V, kSched, true> : sm90::ws_fwd_kernel<E, S, V, kSched, false>;
-  prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? attr_done_varlen : attr_done);
-  kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
-      wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
+  if (pr.sparse.on) {
+    static std::atomic<std::uint64_t> sparse_attr_done{0}, sparse_attr_done_varlen{0};
+    auto kernel = pr.varlen ? sm90::ws_fwd_sparse_kernel<E, S, V, kSched, true> : sm90::ws_fwd_sparse_kernel<E, S, V, kSched, false>;
+    prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? sparse_attr_done_varlen : sparse_attr_done);
+    kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
+        wp, pr.sparse, static_cast<int>(n_m), static_cast<int>(pr.hq));
+  } else {
+    auto kernel = pr.varlen ? sm90::ws_fwd_kernel<E, S, V, kSched, true> : sm90::ws_fwd_kernel<E, S, V, kSched, false>;
+    prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? attr_done_varlen : attr_done);
+    kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
+        wp, static_cast<int>(n_m), static_cast<int>(pr.hq));
+  }
   check(cudaGetLastError(), "kernel launch (sm90 warp-specialized forward)");
   sm90_ws_count_launch();
   if (ws_check_requested()) ws_check_watchdog(static_cast<cudaStream_t>(a.stream), D, kSched);
-  // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1".
+  // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1" ("..._ws2_sparse" for
+  // block lists).
   static const std::string name = std::string("flash_sm90_") + std::string(kBf16 ? "bf16" : "f16") + "_d" +
                                   std::to_string(D) + "_ws" + std::to_string(kSched);
+  static const std::string sparse_name = name + "_sparse";
+  if (pr.sparse.on) return {S::kBlockM, S::kBlockN, sparse_name.c_str()};
   return {S::kBlockM, S::kBlockN, name.c_str()};
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "src/core/problem.h"
+#include "src/core/sparse.h"
 #include "src/core/variant.h"
 #include "src/cuda/family.h"
 #include "src/cuda/policy/heuristics.h"
@@ -54,18 +55,29 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
   return {q, shape(t.k, k_rows, pr.hkv, t.sk, "k", block_n), shape(t.v, k_rows, pr.hkv, t.sv, "v", block_n)};
 }
 
+/// Whether the warp-specialized forward at head dim d takes the block lists of s (issue 16): a CTA's 128 query rows
+/// lie in one query block and each listed key block is whole kernel key blocks (launch_ws checks the same).
+constexpr bool ws_sparse_fits(int d, const SparseSpec& s) {
+  const int bn = ws_tile(d).block_n;
+  return bn > 0 && s.block_q % kWsBlockM == 0 && s.block_kv % bn == 0;
+}
+
 /// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none
 /// where d has no warp-specialized kernel (policy/ws_tile.h); the forced one (FLATATTN_CUDA_SM90_WS=1|2|3;
-/// launch_ws refuses what it cannot serve), none (=0), or, for a call it serves (ws_serves_variant, batched, not
-/// block-sparse, operands the copy engine maps) at a head dim the planner knows (policy/ws_policy.h), the cost
-/// model's pick for the plain call of that shape (policy/heuristics.h choose_sm90_ws) with the row's schedule.
-/// Varlen calls are not routed there by the planner (not measured yet).
+/// launch_ws refuses what it cannot serve), none (=0), or, for a call it serves (ws_serves_variant, batched,
+/// block lists it takes (ws_sparse_fits), operands the copy engine maps) at a head dim the planner knows
+/// (policy/ws_policy.h), the cost model's pick for the plain call of that shape (policy/heuristics.h
+/// choose_sm90_ws) with the row's schedule. Varlen calls are not routed there by the planner (not measured yet).
+/// Block-sparse calls follow the plain call of their shape: both kernels walk the same list with the same 128-row
+/// grid at D = 128 (the older kernel: 128 x 64 tiles), and per visited block the warp-specialized one is the faster
+/// (H100, D = 128, N = 16k: 717 against 419 TFLOP/s, bench/results/sparse-sm90-h100-c8a28ac.md).
 inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, VariantId variant) {
   if (ws_tile(d).block_n == 0) return 0;
   const int mode = sm90_ws_requested();
   if (mode != kWsModeAuto) return mode;
   const WsPlannerRow* row = ws_planner_row(d);
-  if (row == nullptr || !ws_serves_variant(variant) || pr.varlen || pr.sparse.on) return 0;
+  if (row == nullptr || !ws_serves_variant(variant) || pr.varlen) return 0;
+  if (pr.sparse.on && !ws_sparse_fits(d, pr.sparse)) return 0;
   const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
   if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
   for (const TileMapShape& s : ws_map_shapes(d, pr, t))

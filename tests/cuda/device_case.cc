@@ -210,8 +210,18 @@ Report check_case(CaseTensors& t, std::uint64_t seed, const char* what) {
   return r;
 }
 
+Report check_case(CaseTensors& t, const ForwardOracle& o, std::uint64_t seed, const char* what) {
+  const Report r = run_on_gpu(t);
+  judge_forward(t, o, r, seed, what);
+  return r;
+}
+
 std::string judge_forward(const CaseTensors& t, const Report& r, std::uint64_t seed, const char* what) {
-  const ForwardOracle o = oracle_forward(t);
+  return judge_forward(t, oracle_forward(t), r, seed, what);
+}
+
+std::string judge_forward(const CaseTensors& t, const ForwardOracle& o, const Report& r, std::uint64_t seed,
+                          const char* what) {
   const Verdict v = judge_forward(t.out, o, t.c.dtype);
   const std::string ctx = std::string(what) + " [" + t.c.name() + "] kernel " + r.kernel + " (seed " +
                           std::to_string(seed) + ", replay with FLATATTN_SEED)";

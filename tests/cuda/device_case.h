@@ -55,6 +55,12 @@ Report check_case(CaseTensors& t, std::uint64_t seed, const char* what = "");
 /// verdict's detail (for progress logs).
 std::string judge_forward(const CaseTensors& t, const Report& r, std::uint64_t seed, const char* what = "");
 
+/// check_case and judge_forward with the oracle `o` computed once (oracle_forward) for several runs of the same
+/// inputs (copies of one CaseTensors run with different kernels): the host's fp64 oracle is the slow part.
+Report check_case(CaseTensors& t, const ForwardOracle& o, std::uint64_t seed, const char* what = "");
+std::string judge_forward(const CaseTensors& t, const ForwardOracle& o, const Report& r, std::uint64_t seed,
+                          const char* what = "");
+
 /// backward() of the case on device 0 with t.out and t.lse as the forward's results (run the forward
 /// first); dq, dk, dv of `t` (poisoned by make_case) are overwritten with the device results, whole
 /// storage included, so padding the kernels must not touch comes back too. `edit` may change the
@@ -88,6 +94,29 @@ class ScopedSm90 {
   }
   ScopedSm90(const ScopedSm90&) = delete;
   ScopedSm90& operator=(const ScopedSm90&) = delete;
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
+/// Sets FLATATTN_CUDA_SM90_WS for one scope (nullptr unsets it; restoring the old value), with
+/// sm90_override_changed() so that the next call reads it, and FLATATTN_SM90_WS_CHECK=1: a watchdog timeout of the
+/// warp-specialized forward throws, naming its barrier (launch_ws.cuh).
+class ScopedWs {
+ public:
+  explicit ScopedWs(const char* value) {
+    if (const char* old = std::getenv("FLATATTN_CUDA_SM90_WS")) old_ = old, had_ = true;
+    value ? setenv("FLATATTN_CUDA_SM90_WS", value, 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    setenv("FLATATTN_SM90_WS_CHECK", "1", 1);  // a watchdog timeout throws, naming its barrier (launch_ws.cuh)
+    cuda::sm90_override_changed();
+  }
+  ~ScopedWs() {
+    had_ ? setenv("FLATATTN_CUDA_SM90_WS", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
+    cuda::sm90_override_changed();
+  }
+  ScopedWs(const ScopedWs&) = delete;
+  ScopedWs& operator=(const ScopedWs&) = delete;
 
  private:
   std::string old_;

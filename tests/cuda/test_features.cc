@@ -14,6 +14,7 @@
 
 #include "src/check/features.h"
 #include "src/cuda/dispatch.h"
+#include "src/cuda/registry.h"
 #include "tests/cuda/device_case.h"
 
 namespace flatattn::check {
@@ -78,6 +79,18 @@ TEST_P(CudaFeature, ForwardAgainstOracle) {
       if (df == Dataflow::flat && t.c.nk > 128) continue;
       t.c.options.dataflow = df;
       check_case(t, seed, what((std::string(", ") + std::string(name(df))).c_str()).c_str());
+    }
+    // Block-sparse rows on Hopper: the warp-specialized kernel's sparse walk too (forced: the planner may keep
+    // these short shapes on the older sm90 kernel), for the variants it serves (issue 16, test_sparse_ws.cc).
+    const Case c = feature_case(f, dt);
+    const VariantId v = c.options.softcap > 0.f ? VariantId::softcap : c.alibi != 0 ? VariantId::alibi : VariantId::plain;
+    const cuda::FwdInstance* ws_inst = cuda::find_fwd(cuda::Family::sm90, Dataflow::flash, dt, v, c.d);
+    if (std::get<1>(GetParam()) == Family::sm90 && sparse_ && c.options.dropout_p == 0.f && !c.has_bias() &&
+        ws_inst != nullptr && ws_inst->d == c.d) {
+      const ScopedWs ws("2");
+      CaseTensors t = make_case(c, rng);
+      const Report r = check_case(t, seed, what(", sm90 warp-specialized").c_str());
+      EXPECT_NE(r.kernel.find("_ws2_sparse"), std::string::npos) << what() << ": ran " << r.kernel;
     }
   });
 }

@@ -138,28 +138,6 @@ bool timed_run(CaseTensors& t, Report& r, const std::string& what, double limit_
   return true;
 }
 
-/// Sets FLATATTN_CUDA_SM90_WS for one scope (restoring the old value), with sm90_override_changed() so that
-/// the next call reads it.
-class ScopedWs {
- public:
-  explicit ScopedWs(const char* value) {
-    if (const char* old = std::getenv("FLATATTN_CUDA_SM90_WS")) old_ = old, had_ = true;
-    value ? setenv("FLATATTN_CUDA_SM90_WS", value, 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
-    setenv("FLATATTN_SM90_WS_CHECK", "1", 1);  // a watchdog timeout throws, naming its barrier (launch_ws.cuh)
-    cuda::sm90_override_changed();
-  }
-  ~ScopedWs() {
-    had_ ? setenv("FLATATTN_CUDA_SM90_WS", old_.c_str(), 1) : unsetenv("FLATATTN_CUDA_SM90_WS");
-    cuda::sm90_override_changed();
-  }
-  ScopedWs(const ScopedWs&) = delete;
-  ScopedWs& operator=(const ScopedWs&) = delete;
-
- private:
-  std::string old_;
-  bool had_ = false;
-};
-
 Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
   Case c = small_case(dt, nq, nk, d);  // B = 2, Hq = 2, Hkv = 1 (GQA), LSE
   c.options.dataflow = Dataflow::flash;
@@ -179,8 +157,8 @@ std::string read_schedule() {
 const std::string g_schedule = read_schedule();
 const char* schedule() { return g_schedule.c_str(); }
 
-/// Whether the warp-specialized kernel serves the case (else it must refuse it): not dropout, the additive bias
-/// or block-sparse lists; a varlen case with at least one query row.
+/// Whether the warp-specialized kernel serves the case (else it must refuse it): not dropout or the additive bias;
+/// a varlen case with at least one query row. Block-sparse cases are left to tests/cuda/test_sparse_ws.cc.
 bool ws_serves(const Case& c) {
   if (c.options.dropout_p != 0.f || c.has_bias() || c.sparse.on()) return false;
   if (c.varlen) {

@@ -6,7 +6,9 @@
 // deterministic mode bitwise repeatable. Block sizes that are not multiples of the kernel tile and a CUDA
 // backward without the transposed q lists give an Error naming the argument with nothing written. On Hopper
 // the default policy runs sparse calls whose blocks are whole sm90 tiles (128 x 64 forward, 64 x 128 backward,
-// D = 64 and 128) on the sm90 wgmma kernels, the rest on the sm80-style ones (CudaSparseSm90 checks which ran);
+// D = 64 and 128) on the sm90 wgmma kernels -- the forward on the warp-specialized one where ws_route.h picks it --
+// the rest on the sm80-style ones (CudaSparseSm90 checks which ran; the Density suite and CudaSparseSm90 also run
+// each forward with the warp-specialized kernel forced, test_sparse_ws.cc has its own suite);
 // a bias gradient with sparse lists (CudaSparseBwdCases.BiasGradient) on either family.
 #include <gtest/gtest.h>
 
@@ -45,6 +47,15 @@ const char* rule_name(SparseCase::Rule r) {
   return "?";
 }
 
+bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_flash; }
+
+/// Whether this build holds the sm90 forward and backward of (dt, D), plain (the CI subset: bf16 D = 128 only).
+bool sm90_built(DType dt, std::int64_t d) {
+  const cuda::FwdInstance* f = cuda::find_fwd(cuda::Family::sm90, Dataflow::flash, dt, VariantId::plain, d);
+  const cuda::BwdInstance* b = cuda::find_bwd(cuda::Family::sm90, dt, VariantId::plain, d);
+  return f != nullptr && b != nullptr && f->d == d && b->d == d;
+}
+
 class CudaSparse : public ::testing::TestWithParam<std::tuple<double, SparseCase::Rule>> {
  protected:
   void SetUp() override { REQUIRE_GPU(); }
@@ -60,7 +71,16 @@ TEST_P(CudaSparse, ForwardAgainstOracle) {
       Case c = sparse_case(dt, 520, density, rule);
       c.d = d;
       CaseTensors t = make_case(c, rng);
-      check_case(t, seed, c.name().c_str());
+      CaseTensors u = t;  // the same inputs, outputs still poisoned
+      const ForwardOracle o = oracle_forward(t);
+      check_case(t, o, seed, c.name().c_str());
+      // On Hopper the warp-specialized kernel's sparse walk too (forced: the planner may keep this short shape on
+      // the older sm90 kernel; test_sparse_ws.cc has the rest).
+      if (sm90_runs() && sm90_built(dt, d)) {
+        const ScopedWs ws("2");
+        const Report r = check_case(u, o, seed, (c.name() + " ws2").c_str());
+        EXPECT_NE(r.kernel.find("_ws2_sparse"), std::string::npos) << c.name() << ": ran " << r.kernel;
+      }
     }
   }
 }
@@ -247,17 +267,10 @@ TEST(CudaSparseBwdCases, BiasGradient) {
 // The sm90 family (issue 16; sm90/flash_kernel.cuh, sm90/bwd_kernel.cuh kSparse) on Hopper: 128 x 128 lists at D = 64
 // and 128 run the wgmma forward and backward (the Report names sm90), judged against the oracle with each rule at
 // 50 % and bits at 10 % too, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
-// (no atomics there) and names sm90 too. FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists the
+// (no atomics there) and names sm90 too. The forward runs three times: the default policy, FLATATTN_CUDA_SM90_WS=2
+// (the warp-specialized kernel's sparse walk, "..._ws2_sparse") and =0 (the older sm90 kernel, no "_ws"), each judged.
+// FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists the
 // sm90 tile does not divide (block_kv = 64 for the backward's 128 keys) stay there. Skipped elsewhere.
-bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_flash; }
-
-/// Whether this build holds the sm90 forward and backward of (dt, D), plain (the CI subset: bf16 D = 128 only).
-bool sm90_built(DType dt, std::int64_t d) {
-  const cuda::FwdInstance* f = cuda::find_fwd(cuda::Family::sm90, Dataflow::flash, dt, VariantId::plain, d);
-  const cuda::BwdInstance* b = cuda::find_bwd(cuda::Family::sm90, dt, VariantId::plain, d);
-  return f != nullptr && b != nullptr && f->d == d && b->d == d;
-}
-
 TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0";
   const std::uint64_t seed = seed_for("CudaSparseSm90.ForwardAndBackwardRunTheWgmmaKernels");
@@ -272,9 +285,25 @@ TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
           Case c = sparse_case(dt, 520, density, rule);
           c.d = d, c.sparse.give_q = true;
           CaseTensors t = make_case(c, rng, /*with_backward=*/true);
+          CaseTensors w = t;  // the same inputs, outputs still poisoned
           const std::string what = c.name() + " " + rule_name(rule);
-          const Report r = check_case(t, seed, what.c_str());
+          const ForwardOracle fo = oracle_forward(t);
+          const Report r = check_case(t, fo, seed, what.c_str());
           EXPECT_NE(r.kernel.find("sm90"), std::string::npos) << what << ": forward kernel " << r.kernel;
+          {  // the warp-specialized kernel's sparse walk (forced), then the older sm90 kernel (=0)
+            const ScopedWs ws("2");
+            const Report rw = check_case(w, fo, seed, (what + " ws2").c_str());
+            EXPECT_NE(rw.kernel.find("_ws2_sparse"), std::string::npos) << what << ": forward kernel " << rw.kernel;
+          }
+          {
+            const ScopedWs ws("0");
+            CaseTensors o = w;
+            o.out.poison();
+            o.lse.poison();
+            const Report ro = check_case(o, fo, seed, (what + " ws0").c_str());
+            EXPECT_NE(ro.kernel.find("sm90"), std::string::npos) << what << ": forward kernel " << ro.kernel;
+            EXPECT_EQ(ro.kernel.find("_ws"), std::string::npos) << what << ": forward kernel " << ro.kernel;
+          }
           check_backward(t, seed, what.c_str());
           CaseTensors u = t;
           u.dq.poison();

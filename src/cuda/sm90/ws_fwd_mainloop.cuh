@@ -16,6 +16,14 @@
 // Ping-pong bookkeeping: turns of a warpgroup = its issue points (blocks + the final P V); consumer 1 hands
 // consumer 0 one turn before its loop (consumer 0 starts) and consumer 0 takes one more after its loop, so
 // each barrier sees as many arrivals as waits.
+// Block-sparse (kSparse, issue 16, docs/sparse.md): the blocks are the CTA's block lists (common/sparse.cuh
+// SparseKeyBlocks::take: the full blocks, then the partial ones, in the order the producer loads them) instead of
+// the band's range; `it` counts the visited blocks (the ring's slot and phase). Both warpgroups walk the same list
+// (one query block of the lists per CTA), so their turns match; with no block they take none in the loop and the
+// hand-overs around it still pair up. The next list entry is read while this iteration's products run. Full
+// blocks are masked only at the keys' ragged end; partial ones by their rule: the band through the score hook's
+// mask, bits or local + global as a verdict computed before S is live (sparse_rule_bits), applied after the score
+// hook -- as in sm90/flash_kernel.cuh's sparse walk.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +32,7 @@
 #include "src/cuda/common/params.h"
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/softmax.cuh"
+#include "src/cuda/common/sparse.cuh"
 #include "src/cuda/common/warp_gemm.cuh"
 #include "src/cuda/sm90/warp_roles.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
@@ -38,13 +47,23 @@ struct WsAcc {
   float l[1][2] = {{0.f, 0.f}};
 };
 
-/// Runs the key blocks [range.begin, range.end) for the warpgroup whose Q rows start at shared address sq_wg.
-/// row: this thread's first query row (sequence coordinates), col: its first column within a key block.
-/// c: the consumer's index (0, 1), for the ping-pong turns.
-template <class E, class S, class V, class Ring, int kSched>
+/// Where a sparse CTA's blocks come from (kSparse): its lists, the sequence's list blocks (SparseKeyBlocks::take's
+/// seq_blocks), and the spec, sequence, query head and list row the partial blocks' rule reads.
+template <int BlockN>
+struct WsSparseWalk {
+  SparseKeyBlocks<BlockN> list;
+  int seq_blocks;
+  int b, h, r, nq;
+};
+
+/// Runs the key blocks [range.begin, range.end) (kSparse: the blocks of walk's lists) for the warpgroup whose Q rows
+/// start at shared address sq_wg. row: this thread's first query row (sequence coordinates), col: its first column
+/// within a key block. c: the consumer's index (0, 1), for the ping-pong turns.
+template <class E, class S, class V, class Ring, int kSched, bool kSparse = false>
 FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
                                           const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
-                                          ScoreAtOf<typename V::Score> at, int c) {
+                                          ScoreAtOf<typename V::Score> at, int c,
+                                          const WsSparseWalk<S::kBlockN>* walk = nullptr) {
   static_assert(kSched >= 1 && kSched <= 3, "schedules 1 (overlap), 2 (overlap + ping-pong), 3 (none)");
   constexpr bool kOverlap = kSched != 3, kPingPong = kSched == 2;
   static_assert(!kPingPong || S::kConsumerWGs == 2, "ping-pong takes two consumer warpgroups");
@@ -68,8 +87,11 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
   float s[1][kNT][4];
   std::uint32_t pa[1][kNT / 2][4];  // P of the block whose P V is next
 
-  for (int nb = range.begin; nb < range.end; ++nb) {
-    const int it = nb - range.begin;
+  // Iteration `it` of the walk on kernel key block nb: the score hook's band mask mk where needs_mask() (asked
+  // where the mask is applied: the dense schedules' code stays that of before the sparse walk), the rule's verdict
+  // `visible` where rule (kSparse), in_flight() while the products run.
+  auto block = [&](int it, int nb, auto&& needs_mask, const BandMask& mk, bool rule, std::uint64_t visible,
+                   auto&& in_flight) {
     ring.wait_k(it);
     if constexpr (kOverlap) {
       if (it > 0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
@@ -80,19 +102,25 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
       if (it > 0) {
         gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(it - 1)));
         pass_turn();
+        in_flight();
         wgmma_wait<1>();  // S(nb) is done; P V(nb - 1) may still run
       } else {
         pass_turn();
+        in_flight();
         wgmma_wait<0>();
       }
     } else {
       wgmma_fence();
       gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, ring.k(Ring::slot(it)));
+      in_flight();
       wgmma_wait<0>();
     }
     fence_regs(s[0]);
     ring.release_k(it);  // this thread's S(nb) has retired: K(nb) is no longer read
-    apply_score<V, Layout::query_major>(s, p, range.needs_mask(nb), bm, row, nb * kBN + col, at);
+    apply_score<V, Layout::query_major>(s, p, needs_mask(), mk, row, nb * kBN + col, at);
+    if constexpr (kSparse) {
+      if (rule) apply_visible(s, visible);
+    }
     float alpha[1][2];
     const bool moved = online_softmax_rows<S::kLazyRescale>(s, acc.m, acc.l, alpha, p.mul);
     fence_regs(s[0]);
@@ -126,21 +154,52 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
       fence_regs(pa[0]);
       ring.release_v(it);
     }
-  }
-  if constexpr (kOverlap) {
-    if (range.begin < range.end) {
-      const int last = range.end - 1 - range.begin;
-      ring.wait_v(last);
-      take_turn();
-      fence_regs(acc.o[0]);
-      fence_regs(pa[0]);
-      wgmma_fence();
-      gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(last)));
-      pass_turn();
-      wgmma_wait<0>();
-      fence_regs(acc.o[0]);
-      fence_regs(pa[0]);
-      ring.release_v(last);
+  };
+  // The last block's P V (the overlapped schedules issue it one iteration late).
+  auto last_pv = [&](int last) {
+    ring.wait_v(last);
+    take_turn();
+    fence_regs(acc.o[0]);
+    fence_regs(pa[0]);
+    wgmma_fence();
+    gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(last)));
+    pass_turn();
+    wgmma_wait<0>();
+    fence_regs(acc.o[0]);
+    fence_regs(pa[0]);
+    ring.release_v(last);
+  };
+  if constexpr (kSparse) {
+    const SparseSpec& sp = *walk->list.s;
+    typename SparseKeyBlocks<kBN>::Cursor w;
+    SparseStep cur = walk->list.take(w, walk->seq_blocks);
+    int it = 0;
+    for (; cur.nb >= 0; ++it) {
+      // The rule's verdict first, while S is not live (sm90/flash_kernel.cuh: next to the live S tile the rule's
+      // loads and searches spill).
+      const bool rule = cur.partial && sp.rule != SparseRule::band;
+      std::uint64_t visible = ~std::uint64_t{0};
+      if (rule)
+        visible = sparse_rule_bits<1, kNT>(sp, p, cur, walk->b, walk->h, walk->r, walk->nq, bm.nk, row, cur.nb * kBN + col);
+      // Full blocks (and partial ones of another rule) see every key inside the sequence: only the ragged end is
+      // masked, by a band-free mask; partial blocks of the band rule by the call's band.
+      const bool band = cur.partial && sp.rule == SparseRule::band;
+      const bool ragged = (cur.nb + 1) * kBN > bm.nk;
+      BandMask mk = bm;
+      if (!band) mk.left = -1, mk.right = -1;
+      SparseStep next;
+      block(it, cur.nb, [&] { return ragged || band; }, mk, rule, visible,
+            [&] { next = walk->list.take(w, walk->seq_blocks); });
+      cur = next;
+    }
+    if constexpr (kOverlap) {
+      if (it > 0) last_pv(it - 1);
+    }
+  } else {
+    for (int nb = range.begin; nb < range.end; ++nb)
+      block(nb - range.begin, nb, [&] { return range.needs_mask(nb); }, bm, false, 0, [] {});
+    if constexpr (kOverlap) {
+      if (range.begin < range.end) last_pv(range.end - 1 - range.begin);
     }
   }
   if constexpr (kPingPong) {
