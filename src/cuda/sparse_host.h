@@ -17,11 +17,13 @@ inline void check_sparse_tile(const SparseSpec& s, int block_m, int block_n) {
   if (s.block_q % block_m != 0)
     throw Error(Error::Kind::unsupported, "block_sparse.block_q", std::to_string(s.block_q),
                 "must be a multiple of the kernel tile's " + std::to_string(block_m) + " query rows (tile " + tile + ")",
-                "use block sizes that are multiples of 128 (every CUDA tile divides 128 x 128)");
+                "use block sizes that are multiples of the tile; without FLATATTN_CUDA_SM90_WS forcing a kernel, any "
+                "multiple of 128 x 128 runs (the planner picks a kernel whose tile divides it)");
   if (s.block_kv % block_n != 0)
     throw Error(Error::Kind::unsupported, "block_sparse.block_kv", std::to_string(s.block_kv),
                 "must be a multiple of the kernel tile's " + std::to_string(block_n) + " keys (tile " + tile + ")",
-                "use block sizes that are multiples of 128 (every CUDA tile divides 128 x 128)");
+                "use block sizes that are multiples of the tile; without FLATATTN_CUDA_SM90_WS forcing a kernel, any "
+                "multiple of 128 x 128 runs (the planner picks a kernel whose tile divides it)");
 }
 
 }  // namespace flatattn::cuda

@@ -55,11 +55,13 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
   return {q, shape(t.k, k_rows, pr.hkv, t.sk, "k", block_n), shape(t.v, k_rows, pr.hkv, t.sv, "v", block_n)};
 }
 
-/// Whether the warp-specialized forward at head dim d takes the block lists of s (issue 16): a CTA's 128 query rows
-/// lie in one query block and each listed key block is whole kernel key blocks (launch_ws checks the same).
+/// Whether the warp-specialized forward at head dim d takes the block lists of s (issue 16): a CTA's query rows
+/// (policy/ws_tile.h: 128, 192 at D = 64) lie in one query block and each listed key block is whole kernel key
+/// blocks (launch_ws checks the same). So D = 64 needs query blocks of a multiple of 192 and D = 256 (80-key
+/// blocks) key blocks of a multiple of 80: FlexAttention's 128 x 128 default fits D = 128 only.
 constexpr bool ws_sparse_fits(int d, const SparseSpec& s) {
-  const int bn = ws_tile(d).block_n;
-  return bn > 0 && s.block_q % kWsBlockM == 0 && s.block_kv % bn == 0;
+  const WsTile t = ws_tile(d);
+  return t.block_n > 0 && s.block_q % t.block_m == 0 && s.block_kv % t.block_n == 0;
 }
 
 /// The schedule of the warp-specialized forward for this call at kernel head dim d, 0 for another kernel: none

@@ -15,6 +15,7 @@
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
 #include "src/cuda/dispatch.h"
+#include "src/cuda/policy/ws_tile.h"
 
 namespace flatattn::testing {
 
@@ -122,6 +123,21 @@ class ScopedWs {
   std::string old_;
   bool had_ = false;
 };
+
+/// Whether the warp-specialized forward takes the block lists of case c: its tile at c.d (policy/ws_tile.h; D = 64:
+/// 192 rows, D = 256: 80-key blocks) divides block_q and block_kv (src/cuda/ws_route.h ws_sparse_fits). Forced onto
+/// it, other lists are refused.
+inline bool ws_takes_sparse(const Case& c) {
+  const cuda::WsTile t = cuda::ws_tile(static_cast<int>(c.d));
+  return t.block_n > 0 && c.sparse.block_q % t.block_m == 0 && c.sparse.block_kv % t.block_n == 0;
+}
+
+/// The Report's suffix of a sparse call forced with FLATATTN_CUDA_SM90_WS=sched at head dim d: "_ws2_sparse", or
+/// "_ws1_sparse" for "2" where the tile has three consumer warpgroups (D = 64: ping-pong pairs two).
+inline std::string ws_sparse_suffix(std::int64_t d, const std::string& sched) {
+  const bool pairs = cuda::ws_tile(static_cast<int>(d)).consumers == 2;
+  return "_ws" + (sched == "2" && !pairs ? std::string("1") : sched) + "_sparse";
+}
 
 /// Whether device 0 runs `dtype` (false for bf16 when only the compute_75 PTX family loads).
 bool dtype_runs(DType dtype);

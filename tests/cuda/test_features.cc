@@ -86,11 +86,11 @@ TEST_P(CudaFeature, ForwardAgainstOracle) {
     const VariantId v = c.options.softcap > 0.f ? VariantId::softcap : c.alibi != 0 ? VariantId::alibi : VariantId::plain;
     const cuda::FwdInstance* ws_inst = cuda::find_fwd(cuda::Family::sm90, Dataflow::flash, dt, v, c.d);
     if (std::get<1>(GetParam()) == Family::sm90 && sparse_ && c.options.dropout_p == 0.f && !c.has_bias() &&
-        ws_inst != nullptr && ws_inst->d == c.d) {
+        ws_inst != nullptr && ws_inst->d == c.d && ws_takes_sparse(c)) {
       const ScopedWs ws("2");
       CaseTensors t = make_case(c, rng);
       const Report r = check_case(t, seed, what(", sm90 warp-specialized").c_str());
-      EXPECT_NE(r.kernel.find("_ws2_sparse"), std::string::npos) << what() << ": ran " << r.kernel;
+      EXPECT_NE(r.kernel.find(ws_sparse_suffix(c.d, "2")), std::string::npos) << what() << ": ran " << r.kernel;
     }
   });
 }

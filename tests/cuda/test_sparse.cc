@@ -76,10 +76,10 @@ TEST_P(CudaSparse, ForwardAgainstOracle) {
       check_case(t, o, seed, c.name().c_str());
       // On Hopper the warp-specialized kernel's sparse walk too (forced: the planner may keep this short shape on
       // the older sm90 kernel; test_sparse_ws.cc has the rest).
-      if (sm90_runs() && sm90_built(dt, d)) {
+      if (sm90_runs() && sm90_built(dt, d) && ws_takes_sparse(c)) {
         const ScopedWs ws("2");
         const Report r = check_case(u, o, seed, (c.name() + " ws2").c_str());
-        EXPECT_NE(r.kernel.find("_ws2_sparse"), std::string::npos) << c.name() << ": ran " << r.kernel;
+        EXPECT_NE(r.kernel.find(ws_sparse_suffix(d, "2")), std::string::npos) << c.name() << ": ran " << r.kernel;
       }
     }
   }
@@ -268,7 +268,8 @@ TEST(CudaSparseBwdCases, BiasGradient) {
 // and 128 run the wgmma forward and backward (the Report names sm90), judged against the oracle with each rule at
 // 50 % and bits at 10 % too, GQA, the keys' ragged end (Nk = Nq + 70); a second backward gives bitwise equal dK and dV
 // (no atomics there) and names sm90 too. The forward runs three times: the default policy, FLATATTN_CUDA_SM90_WS=2
-// (the warp-specialized kernel's sparse walk, "..._ws2_sparse") and =0 (the older sm90 kernel, no "_ws"), each judged.
+// (the warp-specialized kernel's sparse walk, "..._ws2_sparse"; where its tile divides the lists: D = 128) and =0
+// (the older sm90 kernel, no "_ws"), each judged.
 // FLATATTN_CUDA_SM90=0 moves the same calls to the sm80 family, and lists the
 // sm90 tile does not divide (block_kv = 64 for the backward's 128 keys) stay there. Skipped elsewhere.
 TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
@@ -290,10 +291,10 @@ TEST(CudaSparseSm90, ForwardAndBackwardRunTheWgmmaKernels) {
           const ForwardOracle fo = oracle_forward(t);
           const Report r = check_case(t, fo, seed, what.c_str());
           EXPECT_NE(r.kernel.find("sm90"), std::string::npos) << what << ": forward kernel " << r.kernel;
-          {  // the warp-specialized kernel's sparse walk (forced), then the older sm90 kernel (=0)
+          if (ws_takes_sparse(c)) {  // the warp-specialized kernel's sparse walk (forced), then the older sm90 kernel (=0)
             const ScopedWs ws("2");
             const Report rw = check_case(w, fo, seed, (what + " ws2").c_str());
-            EXPECT_NE(rw.kernel.find("_ws2_sparse"), std::string::npos) << what << ": forward kernel " << rw.kernel;
+            EXPECT_NE(rw.kernel.find(ws_sparse_suffix(d, "2")), std::string::npos) << what << ": forward kernel " << rw.kernel;
           }
           {
             const ScopedWs ws("0");

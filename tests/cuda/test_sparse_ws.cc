@@ -1,16 +1,19 @@
 // The block-sparse walk of the warp-specialized sm90 forward (issue 16; sm90/ws_fwd_kernel.cuh ws_fwd_sparse_kernel,
 // ws_fwd_mainloop.cuh kSparse) on Hopper. Every case runs twice on the same inputs: with FLATATTN_CUDA_SM90_WS forced
 // to a schedule (the Report must name "..._ws<schedule>_sparse", the launch counter must move) and with
-// FLATATTN_CUDA_SM90_WS=0 (the older sparse sm90 kernel, sm90/flash_kernel.cuh: a name with "sm90" and no "_ws"),
-// both judged against the fp64 oracle with the docs/design.md rule, and the two must agree on which rows are empty
-// (LSE = -inf and O = 0 in both). The cases: each rule (band with causal, random bits, local + global with a window),
-// densities 50 / 10 / 0 % (query tiles with no listed block: O = 0, LSE = -inf, no deadlock of the producer and the
-// consumers' turns), full-only, partial-only and broadcast lists, GQA and MQA, D = 64, 128 and 256 (64-key kernel
-// blocks: a listed block is 2 or 4 of them; bf16, f16 at D = 128), Nq not a multiple of 128 (1, 200, 300, 520, 700)
-// and a ragged Nk, block sizes 256 x 256, softcap and ALiBi, varlen (forced only: the planner keeps varlen on the
-// other kernel), all three schedules (1 and 3 at D = 128 and 256). One host oracle judges both runs of a case. Then: the planner sends a sparse call to the warp-specialized kernel exactly when it sends the plain
-// call of that shape there; lists the kernel's tile does not divide stay on the older kernel (auto) or are refused
-// naming block_sparse.block_kv when the switch forces the kernel, nothing written. A watchdog timeout (a broken
+// FLATATTN_CUDA_SM90_WS=0 (the older sparse sm90 kernel, sm90/flash_kernel.cuh: a name with "sm90" and no "_ws")
+// where that kernel's 128 x 64 tile divides the lists, both judged against the fp64 oracle with the docs/design.md
+// rule, and the two must agree on which rows are empty (LSE = -inf and O = 0 in both). The lists are whole tiles of
+// the warp-specialized kernel at each head dim (ws_blocks: 128 x 128 at D = 128, 192 x 128 at D = 64, 128 x 160 at
+// D = 256, whose 80-key blocks make a listed block two of them). The cases: each rule (band with causal, random bits,
+// local + global with a window), densities 50 / 10 / 0 % (query tiles with no listed block: O = 0, LSE = -inf, no
+// deadlock of the producer and the consumers' turns), full-only, partial-only and broadcast lists, GQA and MQA,
+// D = 64, 128 and 256 (bf16, f16 at D = 128), Nq not a multiple of the tile (1, 200, 300, 520, 700) and a ragged Nk,
+// list blocks of two tiles each way, softcap and ALiBi, varlen (forced only: the planner keeps varlen on the other
+// kernel), all three schedules (1 and 3 at D = 64, 128 and 256; 2 runs 1 at D = 64). One host oracle judges both runs
+// of a case. Then: the planner sends a sparse call to the warp-specialized kernel exactly when it sends the plain call
+// of that shape there; lists the kernel's tile does not divide stay on the older kernel (auto) or are refused naming
+// block_sparse.block_q / block_kv when the switch forces the kernel, nothing written. A watchdog timeout (a broken
 // pipeline) throws (ScopedWs sets FLATATTN_SM90_WS_CHECK=1). Skipped where no sm_90 GPU runs the sm90 family.
 #include <gtest/gtest.h>
 
@@ -52,7 +55,17 @@ bool sm90_built(const Case& c) {
 }
 
 /// The older sparse sm90 kernel serves the case too (D = 64 and 128, lists of whole 128 x 64 tiles).
-bool older_serves(const Case& c) { return c.d == 64 || c.d == 128; }
+bool older_serves(const Case& c) {
+  return (c.d == 64 || c.d == 128) && c.sparse.block_q % 128 == 0 && c.sparse.block_kv % 64 == 0;
+}
+
+/// List blocks of whole warp-specialized tiles at head dim d (policy/ws_tile.h): one row tile (192 rows at D = 64,
+/// 128 elsewhere) by 128 keys (D = 256: 160, two 80-key kernel blocks); `scale` multiplies both.
+void ws_blocks(Case& c, std::int64_t scale = 1) {
+  const cuda::WsTile t = cuda::ws_tile(static_cast<int>(c.d));
+  c.sparse.block_q = scale * t.block_m;
+  c.sparse.block_kv = scale * (t.block_n == 80 ? 160 : 128);
+}
 
 Case sparse_base(DType dt, std::int64_t d, std::int64_t nq, double density, SparseCase::Rule rule) {
   Case c;
@@ -60,7 +73,7 @@ Case sparse_base(DType dt, std::int64_t d, std::int64_t nq, double density, Spar
   c.options.return_lse = true;
   c.options.dataflow = Dataflow::flash;
   c.options.causal = rule == SparseCase::Rule::band;
-  c.sparse.block_q = 128, c.sparse.block_kv = 128;
+  ws_blocks(c);
   c.sparse.density = density, c.sparse.rule = rule;
   if (rule == SparseCase::Rule::local_global) c.options.window = {40, 40}, c.sparse.globals = {0, 130, 300};
   return c;
@@ -99,9 +112,9 @@ std::vector<Case> ws_sparse_cases(DType dt, std::int64_t d) {
     c.hq = 4, c.hkv = 1, c.nk = 90;
     v.push_back(c);
   }
-  {  // 256 x 256 list blocks: two 128-row tiles per query block, 2 (D = 256: 4) kernel key blocks per listed block
+  {  // list blocks of two tiles each way: two row tiles per query block, 2 (D = 256: 4) kernel key blocks per listed block
     Case c = sparse_base(dt, d, 700, 0.5, R::bits);
-    c.sparse.block_q = 256, c.sparse.block_kv = 256;
+    ws_blocks(c, 2);
     v.push_back(c);
   }
   {  // a long walk that wraps the K/V ring many times, a single head
@@ -132,7 +145,7 @@ void check_ws_and_older(CaseTensors& t, std::uint64_t seed, const char* sched, c
     const ScopedWs ws(sched);
     r = check_case(t, o, seed, (what + " ws" + sched).c_str());
   }
-  const std::string want = std::string("_ws") + sched + "_sparse";
+  const std::string want = ws_sparse_suffix(t.c.d, sched);
   EXPECT_NE(r.kernel.find(want), std::string::npos) << what << ": ran " << r.kernel << ", expected " << want;
   EXPECT_EQ(cuda::sm90_ws_launches(), before + 1) << what << ": the warp-specialized kernel did not launch";
   if (!older_serves(t.c)) return;
@@ -174,8 +187,8 @@ TEST(CudaSparseWs, AgainstOracleAndTheOlderKernel) {
   if (runs == 0) GTEST_SKIP() << "no sm90 forward instance of D = 64, 128 or 256 in this build";
 }
 
-// Schedules 1 (overlap) and 3 (none) on the cases that stress the walk: empty tiles, a long wrapping walk, 256-key
-// list blocks, bits and local + global; D = 128 and 256 (64-key blocks).
+// Schedules 1 (overlap) and 3 (none) on the cases that stress the walk: empty tiles, a long wrapping walk, list
+// blocks of two tiles, bits and local + global; D = 128, 256 (80-key blocks) and 64 (three consumers).
 TEST(CudaSparseWs, AllSchedules) {
   REQUIRE_SM90();
   const std::uint64_t seed = seed_for("CudaSparseWs.AllSchedules");
@@ -183,7 +196,7 @@ TEST(CudaSparseWs, AllSchedules) {
   using R = SparseCase::Rule;
   int runs = 0;
   for (const char* sched : {"1", "3"}) {
-    for (std::int64_t d : {128, 256}) {
+    for (std::int64_t d : {128, 256, 64}) {
       std::vector<Case> cases;
       cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
       cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
@@ -192,7 +205,7 @@ TEST(CudaSparseWs, AllSchedules) {
       w.options.causal = false, w.nk = 2100;
       cases.push_back(w);
       Case big = sparse_base(DType::bf16, d, 700, 0.5, R::bits);
-      big.sparse.block_q = 256, big.sparse.block_kv = 256;
+      ws_blocks(big, 2);
       cases.push_back(big);
       for (const Case& c : cases) {
         if (!sm90_built(c)) continue;
@@ -272,15 +285,21 @@ TEST(CudaSparseWs, PlannerFollowsThePlainCall) {
   std::printf("[sparse ws] %d of %d shapes: the planner picked the warp-specialized kernel\n", ws_runs, runs);
 }
 
-// Forced onto the warp-specialized kernel, lists it cannot take (block_kv = 64 at D = 128: half a 128-key block;
-// block_q = 64: half a 128-row tile) are refused naming the argument, and nothing is written.
+// Forced onto the warp-specialized kernel, lists it cannot take are refused naming the argument, and nothing is
+// written: block_kv = 64 at D = 128 (half a 128-key block), block_q = 64 (half a 128-row tile), FlexAttention's
+// 128 x 128 at D = 64 (block_q: the tile has 192 rows) and at D = 256 (block_kv: 80-key blocks).
 TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
   REQUIRE_SM90();
   const ScopedWs ws("2");
   int runs = 0;
-  for (auto [bq, bkv] : {std::pair{128, 64}, {64, 128}}) {
-    Case c = sparse_base(DType::bf16, 128, 300, 0.5, SparseCase::Rule::bits);
-    c.sparse.block_q = bq, c.sparse.block_kv = bkv;
+  struct Row {
+    std::int64_t d, bq, bkv;
+    const char* names;
+  };
+  for (const Row& row : {Row{128, 128, 64, "block_sparse.block_kv"}, Row{128, 64, 128, "block_sparse.block_q"},
+                         Row{64, 128, 128, "block_sparse.block_q"}, Row{256, 128, 128, "block_sparse.block_kv"}}) {
+    Case c = sparse_base(DType::bf16, row.d, 300, 0.5, SparseCase::Rule::bits);
+    c.sparse.block_q = row.bq, c.sparse.block_kv = row.bkv;
     if (!sm90_built(c)) continue;
     CaseTensors t = make_case(c, 21);
     const unsigned long long before = cuda::sm90_ws_launches();
@@ -290,13 +309,13 @@ TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
     } catch (const Error& e) {
       const std::string w = e.what();
       EXPECT_EQ(e.kind(), Error::Kind::unsupported) << w;
-      EXPECT_NE(w.find(bq == 64 ? "block_sparse.block_q" : "block_sparse.block_kv"), std::string::npos) << w;
+      EXPECT_NE(w.find(row.names), std::string::npos) << w;
     }
     EXPECT_EQ(cuda::sm90_ws_launches(), before) << c.name();
     EXPECT_EQ(t.out.count_nonfinite(), t.out.numel()) << c.name() << ": out was written";
     ++runs;
   }
-  if (runs == 0) GTEST_SKIP() << "no sm90 bf16 D = 128 forward instance in this build";
+  if (runs == 0) GTEST_SKIP() << "no sm90 bf16 forward instance of D = 64, 128 or 256 in this build";
 }
 
 }  // namespace
