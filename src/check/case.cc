@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "src/check/sparse_case.h"
+#include "src/core/philox.h"
 
 namespace flatattn::check {
 
