@@ -123,7 +123,7 @@ struct RingBackwardArgs {
 /// so a bad argument on one rank raises an Error on every rank rather than a hang.
 /// Errors (flatattn::Error, nothing written): shapes/dtypes/devices as forward() (q and k/v shards must hold
 /// the same n positions); cu_seqlens not int32 rank 1 on the host, not from 0 to W n, decreasing, or different
-/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), with cu_seqlens, or off the 32-key grid
+/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), with cu_seqlens, or off the 64-key grid
 /// (above); dropout_row0/col0 not 0; shapes or options
 /// that differ between ranks (uneven shards), naming the field and both ranks; transport rank/world out of
 /// range. The call is synchronous for the host (it waits for its exchanges) and asynchronous on `stream` for CUDA.

@@ -355,7 +355,7 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
     input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
     devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
     n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with cu_seqlens or with
-    blocks off the 32-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
+    blocks off the 64-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
     single-device APIs).
     """
     import math
