@@ -151,7 +151,7 @@ Report backward(const BackwardArgs& args, const Options& options = {}, Stream st
 /// The dropout keep mask of a call with `options` (dropout_p, dropout_seed, dropout_offset) over B sequences of
 /// Hq query heads: mask[((b * Hq + h) * Nq + i) * Nk + j] = 1 where P_ij of sequence b, query head h is kept,
 /// 0 where it is dropped, i and j counted within the sequence (with Options::dropout_row0/col0: the sequence's
-/// rows i + row0, columns j + col0; a dropout_col0 that is not a multiple of 32 is refused) (varlen: Nq, Nk the longest lengths; Hq must be
+/// rows i + row0, columns j + col0; a dropout_col0 that is not a multiple of 64 is refused) (varlen: Nq, Nk the longest lengths; Hq must be
 /// the call's). Bitwise the mask forward() and backward() apply on every backend (Philox-4x32-10, src/core/
 /// philox.h; dropout_p = 0 gives all ones). `mask`: B * Hq * Nq * Nk contiguous bytes on `device`. Throws
 /// Error naming the argument for a dropout_p outside [0, 1), negative sizes or a null mask, writing nothing.

@@ -113,8 +113,9 @@ struct RingBackwardArgs {
 /// softcap, return_lse, dataflow, num_threads, deterministic as forward(); causal_align is irrelevant (square).
 /// dropout_p, dropout_seed, dropout_offset as forward() on the whole sequence: each rank's mask is the
 /// single-device mask (every block call passes its global position, Options::dropout_row0/col0, which the caller
-/// leaves 0; ring_backward regenerates the same masks). The stream draws 32 keys per Philox call, so every block
-/// must start at a global key that is a multiple of 32: n_local a multiple of 64 (zigzag) or 32 (contiguous), and
+/// leaves 0; ring_backward regenerates the same masks). A Philox call of the stream serves 16 keys of a 64-key group,
+/// so every block must start at a global key that is a multiple of 64 (kDropoutColAlign): n_local a multiple of 128
+/// (zigzag) or 64 (contiguous), and
 /// a window whose left side cuts a key block elsewhere is refused. Blocks are not fused with dropout (a zigzag
 /// shard's two chunks are not adjacent globally). Not with cu_seqlens (refused: varlen numbers the stream per
 /// document).
@@ -122,7 +123,7 @@ struct RingBackwardArgs {
 /// so a bad argument on one rank raises an Error on every rank rather than a hang.
 /// Errors (flatattn::Error, nothing written): shapes/dtypes/devices as forward() (q and k/v shards must hold
 /// the same n positions); cu_seqlens not int32 rank 1 on the host, not from 0 to W n, decreasing, or different
-/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), with cu_seqlens, or off the 32-key grid
+/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), with cu_seqlens, or off the 64-key grid
 /// (above); dropout_row0/col0 not 0; shapes or options
 /// that differ between ranks (uneven shards), naming the field and both ranks; transport rank/world out of
 /// range. The call is synchronous for the host (it waits for its exchanges) and asynchronous on `stream` for CUDA.

@@ -60,7 +60,8 @@ struct Options {
   /// set to 0, before P V; the LSE is that of the undropped P. In [0, 1) (else Error naming dropout_p); 0 disables.
   /// The keep decision is a pure function of (dropout_seed, dropout_offset, sequence b, query head h, row i, key
   /// column j within the sequence), Philox-4x32-10 (src/core/philox.h), bitwise the same on the CPU and every CUDA
-  /// kernel; dropout_p is quantized to 1/65536 for the decision. backward() must get the forward's three values:
+  /// kernel; dropout_p is quantized to 1/256 for the decision (an 8-bit threshold, as FlashAttention-2: kept
+  /// with probability 1 - round(256 p) / 256; the kept entries are scaled by 1 / (1 - dropout_p) unquantized). backward() must get the forward's three values:
   /// it regenerates the same mask. dropout_mask() materializes it. There is no hidden generator state: the caller
   /// chooses (seed, offset) (the Python API draws them from torch's generator, as FlashAttention-2 does).
   float dropout_p = 0.0f;
@@ -69,7 +70,8 @@ struct Options {
   /// For context parallelism: the mask of a sub-block equals the mask of the whole sequence at those positions.
   /// The keep decision of the call's row i, key column j is that of row i + dropout_row0, column j + dropout_col0
   /// (of every sequence of the batch; varlen: within each sequence). Both in [0, 2^31) with row0 + Nq and
-  /// col0 + Nk <= 2^31; dropout_col0 a multiple of 32 (the stream draws 32 keys per Philox call, philox.h).
+  /// col0 + Nk <= 2^31; dropout_col0 a multiple of 64 (kDropoutColAlign: a Philox call serves 16 keys of a 64-key
+  /// group, philox.h).
   /// Else Error naming the field. Default 0: the call's own sequence. backward() must get the forward's values.
   std::int64_t dropout_row0 = 0;
   std::int64_t dropout_col0 = 0;

@@ -83,7 +83,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     the same bits on the CPU and every GPU kernel (:func:`dropout_mask` materializes it; docs/variants.md,
     "Dropout"). Pass the same three values to :func:`backward`. Seeds and offsets are ints in [0, 2^64)
     ([0, 2^63) through torch's ops). For context parallelism, ``dropout_row0`` and ``dropout_col0`` (ints >= 0,
-    col0 a multiple of 32, else FlatattnError naming it) place the call at that row and key column of a longer
+    col0 a multiple of 64, else FlatattnError naming it) place the call at that row and key column of a longer
     sequence: the mask of the call is the whole sequence's mask at those positions (pass them to backward too).
 
     Block-sparse attention (docs/sparse.md; FlexAttention's BlockMask layout): ``block_sparse`` a
@@ -267,7 +267,7 @@ def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, 
     kept, 0 where it is dropped; bitwise what :func:`forward` and :func:`backward` apply on every backend.
 
     ``dropout_row0``, ``dropout_col0``: the mask of a block at that row and key column of a longer sequence
-    (col0 a multiple of 32), as :func:`forward` takes them.
+    (col0 a multiple of 64), as :func:`forward` takes them.
 
     ``out``: a contiguous uint8 array of that shape to write (numpy, torch or CuPy; CPU or CUDA, asynchronous on
     ``stream`` there); None: a new numpy array. Returns it. Raises :class:`FlatattnError` naming ``dropout_p``

@@ -525,7 +525,7 @@ def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, 
     """(out, lse) through variant_fwd; opts as forward_opts's (the _NOPTS options, dataflow, num_threads);
     block_sparse a flatattn.BlockSparse of int32 tensors on q's device, or None. Autograd reaches q, k, v, the
     sinks and the bias. dropout_row0/col0: Options' (the dropout mask of the whole sequence at that position;
-    col0 a multiple of 32)."""
+    col0 a multiple of 64)."""
     bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
                                                                block_sparse.tensors())
     pos = (int(dropout_row0), int(dropout_col0)) if dropout_row0 or dropout_col0 else ()

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "src/check/sparse_case.h"
+#include "src/core/philox.h"
 
 namespace flatattn::check {
 
@@ -294,7 +295,7 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
   // Dropout at a position in a longer sequence (a context-parallel block; drawn last: a seed's earlier draws stay).
   if (c.options.dropout_p > 0.f && uni(0, 2) == 0) {
     c.options.dropout_row0 = uni(0, 1 << 20);
-    c.options.dropout_col0 = std::int64_t{32} * uni(0, 1 << 15);
+    c.options.dropout_col0 = std::int64_t{kDropoutColAlign} * uni(0, 1 << 14);
   }
   return c;
 }

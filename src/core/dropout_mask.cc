@@ -28,9 +28,10 @@ void dropout_mask(std::uint8_t* mask, Device device, std::int64_t batch, std::in
   require(options.dropout_col0 >= 0 && options.dropout_col0 <= kMax - nk, "dropout_col0",
           std::to_string(options.dropout_col0), "must be in [0, 2^31 - nk] (nk = " + std::to_string(nk) + ")",
           "pass the global column of the first key (0 for a whole sequence)");
-  require(options.dropout_col0 % 32 == 0, "dropout_col0", std::to_string(options.dropout_col0),
-          "must be a multiple of 32 (the dropout stream draws 32 keys per Philox call, src/core/philox.h)",
-          "start the key block at a multiple of 32 of the whole sequence");
+  require(options.dropout_col0 % kDropoutColAlign == 0, "dropout_col0", std::to_string(options.dropout_col0),
+          "must be a multiple of " + std::to_string(kDropoutColAlign) +
+              " (the dropout stream's Philox calls serve 64-key groups, src/core/philox.h)",
+          "start the key block at a multiple of " + std::to_string(kDropoutColAlign) + " of the whole sequence");
   const std::int64_t n = batch * hq * nq * nk;
   require(mask != nullptr || n == 0, "mask", "null", "must point to B * Hq * Nq * Nk bytes", "pass the buffer");
   if (n == 0) return;

@@ -10,16 +10,21 @@
 // The dropout stream (docs/variants.md, "Dropout"): for sequence b, QUERY head h of Hq, row i and key column
 // j within the sequence (varlen: within the sequence), seed and offset (uint64, given by the caller),
 //   key     = (seed_lo32, seed_hi32 ^ offset_hi32)
-//   counter = ((j >> 5) * 4 + ((j >> 1) & 3), i, b * Hq + h, offset_lo32)
-// The 128 output bits are 8 16-bit words, word w = (out[w >> 1] >> (16 (w & 1))) & 0xffff; element (i, j)
-// reads word w = ((j >> 3) & 3) * 2 + (j & 1), and is kept iff word >= t, t = p * 65536 rounded to nearest (ties
-// to even).
-// Why this mapping: in the m16n8 accumulator layout of the CUDA kernels a thread holds, for one row, the
-// columns 8 nt + 2 (lane & 3) + {0, 1}; four consecutive n-tiles (32 keys) then read all 8 words of one
-// Philox call, so a query-major kernel needs one call per 8 elements and nothing is computed twice.
-// Keep probability 1 - t / 65536: p is quantized to 1/65536 (|error| <= 2^-17); the kept entries are still
-// scaled by 1 / (1 - p) with the caller's p. This is not FlashAttention-2's stream (FA2 uses 8-bit
-// thresholds and its own counter layout): a mask cannot be carried between the two libraries.
+//   counter = ((j >> 6) * 4 + ((j >> 1) & 3), i, b * Hq + h, offset_lo32)
+// The 128 output bits are 16 bytes, byte k = (out[k >> 2] >> (8 (k & 3))) & 0xff; element (i, j) reads byte
+// k = ((j >> 3) & 7) * 2 + (j & 1), and is kept iff byte >= t, t = p * 256 rounded to nearest (ties to even).
+// So one call serves the 16 keys (j & ~63) + 2 ((j >> 1) & 3) + 8 w + e (w < 8, e < 2) of one query row.
+// Why this mapping: in the m16n8 accumulator layout of the CUDA kernels (and wgmma's m64nN, the same per
+// warp) a thread holds, for one row, the columns 8 nt + 2 (lane & 3) + {0, 1}; eight consecutive n-tiles (64
+// keys) then read all 16 bytes of one Philox call, so a query-major kernel needs one call per 16 elements and
+// nothing is computed twice (FlashAttention-2's count). The key-major sm90 backward computes its block's calls
+// cooperatively in this grouping and passes the keep bits through shared memory (sm90/bwd_kernel.cuh).
+// Keep probability 1 - t / 256: p is quantized to 1/256 (|error| <= 2^-9), as FlashAttention-2 quantizes it
+// (an 8-bit threshold); the kept entries are still scaled by 1 / (1 - p) with the caller's p, so the
+// expectation of a kept-and-scaled entry is P (1 - t / 256) / (1 - p), within 2^-9 / (1 - p) of P. This is not
+// FlashAttention-2's stream (its counter layout differs): a mask cannot be carried between the two libraries.
+// Until issue 15's second round the stream drew 8 elements per call with 16-bit thresholds (32-key groups):
+// masks of that version differ from this one's.
 #pragma once
 
 #include <cmath>
@@ -53,16 +58,24 @@ FLATATTN_HD Philox4 philox4x32(Philox4 ctr, std::uint32_t k0, std::uint32_t k1) 
   return ctr;
 }
 
-/// The threshold t = round(p * 65536) of keep probability 1 - t / 65536, for p in [0, 1).
+/// Keys per Philox group of a row: one call serves 16 of the 64 keys (j & ~63) .. (j | 63), those of one
+/// (j >> 1) & 3. A call's sub-block that starts at a key column col0 of the whole sequence (Options::dropout_col0,
+/// context parallelism) must have col0 % kDropoutColAlign == 0, so that each element reads the same byte of the
+/// same call as in the whole sequence (validated; src/cp and python/flatattn/distributed cut key blocks there).
+inline constexpr int kDropoutColAlign = 64;
+
+/// The threshold t = round(p * 256) of keep probability 1 - t / 256, for p in [0, 1) (t in [0, 256]; 256: all
+/// dropped, for p >= 255.5 / 256).
 inline std::uint32_t dropout_threshold(double p) {
-  const double t = std::nearbyint(p * 65536.0);
-  return t <= 0 ? 0u : t >= 65536.0 ? 65536u : static_cast<std::uint32_t>(t);
+  const double t = std::nearbyint(p * 256.0);
+  return t <= 0 ? 0u : t >= 256.0 ? 256u : static_cast<std::uint32_t>(t);
 }
 
 /// The stream's per-call constants: Philox key, the counter's last word, the threshold and Hq; row0, col0: the
 /// position of the call's first query row and key column in the sequence whose mask it reproduces (context
 /// parallelism, Options::dropout_row0/col0; 0 otherwise): element (i, j) of the call is element (i + row0, j + col0)
-/// of the stream. col0 % 32 == 0 (validated), so the word an element reads, (j >> 3) & 3 and j & 1, is unchanged.
+/// of the stream. col0 % kDropoutColAlign == 0 (validated), so the byte an element reads, ((j >> 3) & 7) * 2 +
+/// (j & 1), and its call's (j >> 1) & 3 are unchanged.
 struct DropoutStream {
   std::uint32_t k0 = 0, k1 = 0, c3 = 0, threshold = 0;
   std::int32_t hq = 1;
@@ -76,26 +89,50 @@ inline DropoutStream dropout_stream(std::uint64_t seed, std::uint64_t offset, do
           static_cast<std::int32_t>(row0), static_cast<std::int32_t>(col0)};
 }
 
-/// The Philox output that serves element (i, j) of (b, h), and the 7 other elements of its group
-/// (keys (j & ~31) + ((j >> 1) & 3) * 2 + 8 q + e, q < 4, e < 2).
+/// The Philox output that serves element (i, j) of (b, h), and the 15 other elements of its group
+/// (keys (j & ~63) + ((j >> 1) & 3) * 2 + 8 w + e, w < 8, e < 2).
 FLATATTN_HD Philox4 dropout_block(std::uint32_t k0, std::uint32_t k1, std::uint32_t c3, std::int32_t hq, int b, int h,
                                   int i, int j) {
-  const Philox4 ctr{{static_cast<std::uint32_t>(j >> 5) * 4u + ((static_cast<std::uint32_t>(j) >> 1) & 3u),
+  const Philox4 ctr{{static_cast<std::uint32_t>(j >> 6) * 4u + ((static_cast<std::uint32_t>(j) >> 1) & 3u),
                      static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(b * hq + h), c3}};
   return philox4x32<10>(ctr, k0, k1);
 }
 
-/// Element j's 16-bit word of its group's Philox output. The 32-bit word is selected, not indexed: a
-/// runtime index into o would put it in local memory on the GPU.
-FLATATTN_HD std::uint32_t dropout_word(const Philox4& o, int j) {
-  const int k = (j >> 3) & 3;
-  const std::uint32_t w = (k & 2) ? ((k & 1) ? o.x[3] : o.x[2]) : ((k & 1) ? o.x[1] : o.x[0]);
-  return (j & 1) ? (w >> 16) : (w & 0xffffu);
+/// Byte k (0..15) of a call's output. The 32-bit word is selected, not indexed: a runtime index into o would put
+/// it in local memory on the GPU (a compile-time k folds to one word and one shift).
+FLATATTN_HD std::uint32_t dropout_byte_at(const Philox4& o, int k) {
+  const int q = (k >> 2) & 3;
+  const std::uint32_t w = (q & 2) ? ((q & 1) ? o.x[3] : o.x[2]) : ((q & 1) ? o.x[1] : o.x[0]);
+  return (w >> (8 * (k & 3))) & 0xffu;
+}
+
+/// The byte of its group's call that element j reads: k = ((j >> 3) & 7) * 2 + (j & 1).
+FLATATTN_HD std::uint32_t dropout_byte(const Philox4& o, int j) {
+  return dropout_byte_at(o, ((j >> 3) & 7) * 2 + (j & 1));
+}
+
+/// The keep bits of a whole call: bit k is (byte k >= threshold), threshold in [0, 256]. SWAR, host and device
+/// alike: the even and the odd bytes of a word sit in 16-bit lanes as 0x100 | byte, and the lane minus the
+/// threshold keeps its bit 8 iff byte >= threshold (no borrow crosses a lane: 0x100 | byte >= threshold).
+FLATATTN_HD std::uint32_t dropout_keep_bits(const Philox4& o, std::uint32_t threshold) {
+  const std::uint32_t tt = threshold | (threshold << 16);
+  std::uint32_t bits = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int m = 0; m < 4; ++m) {
+    const std::uint32_t x = o.x[m];
+    const std::uint32_t ev = (((x & 0x00ff00ffu) | 0x01000100u) - tt) & 0x01000100u;         // bytes 0, 2 at 8, 24
+    const std::uint32_t od = ((((x >> 8) & 0x00ff00ffu) | 0x01000100u) - tt) & 0x01000100u;  // bytes 1, 3 at 8, 24
+    const std::uint32_t v = ev | (od << 1);                                                  // bits 8, 9, 24, 25
+    bits |= (((v >> 8) | (v >> 22)) & 0xfu) << (4 * m);
+  }
+  return bits;
 }
 
 /// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0).
 FLATATTN_HD bool dropout_keep(const DropoutStream& s, int b, int h, int i, int j) {
-  return dropout_word(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j + s.col0), j) >= s.threshold;
+  return dropout_byte(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j + s.col0), j) >= s.threshold;
 }
 
 }  // namespace flatattn

@@ -217,7 +217,8 @@ Shapes check_inputs(const TensorView& q, const TensorView& k, const TensorView& 
   return s;
 }
 
-/// Options::dropout_row0/col0 into p.variant: in [0, 2^31) with row0 + Nq, col0 + Nk <= 2^31; col0 % 32 == 0.
+/// Options::dropout_row0/col0 into p.variant: in [0, 2^31) with row0 + Nq, col0 + Nk <= 2^31;
+/// col0 % kDropoutColAlign == 0.
 void check_dropout_position(const Options& o, Problem& p) {
   constexpr std::int64_t kMax = std::int64_t{1} << 31;
   FLATATTN_REQUIRE(o.dropout_row0 >= 0 && o.dropout_row0 <= kMax - p.nq, "dropout_row0", std::to_string(o.dropout_row0),
@@ -226,9 +227,11 @@ void check_dropout_position(const Options& o, Problem& p) {
   FLATATTN_REQUIRE(o.dropout_col0 >= 0 && o.dropout_col0 <= kMax - p.nk, "dropout_col0", std::to_string(o.dropout_col0),
           "must be in [0, 2^31 - Nk] (Nk = " + std::to_string(p.nk) + "): the global column of the call's first key",
           "pass the position of the first key column in the whole sequence (0 for a whole-sequence call)");
-  FLATATTN_REQUIRE(o.dropout_col0 % 32 == 0, "dropout_col0", std::to_string(o.dropout_col0),
-          "must be a multiple of 32 (the dropout stream draws 32 keys per Philox call, src/core/philox.h)",
-          "start the call's key block at a multiple of 32 of the whole sequence (shard keys in multiples of 32)");
+  const std::string align = std::to_string(kDropoutColAlign);
+  FLATATTN_REQUIRE(o.dropout_col0 % kDropoutColAlign == 0, "dropout_col0", std::to_string(o.dropout_col0),
+          "must be a multiple of " + align + " (the dropout stream's Philox calls serve 64-key groups, src/core/philox.h)",
+          "start the call's key block at a multiple of " + align + " of the whole sequence (shard keys in multiples of " +
+              align + ")");
   p.variant.dropout_row0 = o.dropout_row0;
   p.variant.dropout_col0 = o.dropout_col0;
 }

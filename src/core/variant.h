@@ -63,7 +63,7 @@ struct VariantArgs {
   float dropout_p = 0.f;  ///< dropout probability on P, in [0, 1); 0: off (src/core/philox.h: the keep rule)
   std::uint64_t dropout_seed = 0, dropout_offset = 0;  ///< the Philox key and counter offset of the call
   std::int64_t dropout_hq = 1;  ///< Hq of the call: the dropout counter's third word is b * Hq + h
-  std::int64_t dropout_row0 = 0, dropout_col0 = 0;  ///< Options::dropout_row0/col0 (validated: col0 % 32 == 0)
+  std::int64_t dropout_row0 = 0, dropout_col0 = 0;  ///< Options::dropout_row0/col0 (validated: col0 % kDropoutColAlign == 0)
   /// Additive bias (f32/f16/bf16, bias_dtype) on the call's device: the logit of (sequence b, query head h,
   /// row i, key j) gains bias[b * bias_sb + h * bias_sh + i * bias_si + j] (stride 0: a broadcast dim); null: off.
   /// bias_nq, bias_nk: the extents the kernels clamp i and j to (padded tile rows and keys read in bounds).
@@ -452,8 +452,9 @@ struct NoProb {
 /// a pure function of (seed, offset, b, h, i, j). The row sum l and the LSE are those of the undropped P.
 /// The backward (FlashAttention Alg. 4) regenerates Z: dV = Pd^T dO with Pd = P Z / (1 - p), dP = (dO V^T) Z / (1 - p),
 /// D_i = rowsum(dO o O) = sum_j P_ij dP_ij, dS = P (dP - D_i) (times the score's derivative).
-/// factor(): the element's multiplier, 0 (dropped) or 1 / (1 - p). The CUDA kernels call block() once per 8
-/// elements of a row (src/cuda/common/score.cuh); prob<M> is the per-element form of the seam.
+/// factor(): the element's multiplier, 0 (dropped) or 1 / (1 - p). The CUDA kernels call block() once per 16
+/// elements of a row (src/cuda/common/score.cuh; the key-major sm90 backward through shared memory) and read
+/// byte k of it with keep_byte (k compile-time there); prob<M> is the per-element form of the seam.
 struct DropoutProb {
   static constexpr bool kActive = true;
   static constexpr bool kDropout = true;
@@ -461,7 +462,15 @@ struct DropoutProb {
     return dropout_block(v.drop_k0, v.drop_k1, v.drop_c3, v.drop_hq, b, h, i + v.drop_row0, j + v.drop_col0);
   }
   FLATATTN_HD static bool keep(const Philox4& o, int j, const VariantData& v) {
-    return dropout_word(o, j) >= v.drop_threshold;
+    return dropout_byte(o, j) >= v.drop_threshold;
+  }
+  /// Whether the element that reads byte k (0..15) of call o is kept.
+  FLATATTN_HD static bool keep_byte(const Philox4& o, int k, const VariantData& v) {
+    return dropout_byte_at(o, k) >= v.drop_threshold;
+  }
+  /// The keep decisions of the 16 elements of call o: bit k for the element that reads byte k.
+  FLATATTN_HD static std::uint32_t keep_bits(const Philox4& o, const VariantData& v) {
+    return dropout_keep_bits(o, v.drop_threshold);
   }
   FLATATTN_HD static float factor(const VariantData& v, int b, int h, int i, int j) {
     return keep(block(v, b, h, i, j), j, v) ? v.drop_scale : 0.f;

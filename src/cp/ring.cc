@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "flatattn/context_parallel.h"
+#include "src/core/philox.h"
 #include "src/cp/ring_check.h"
 #include "src/cp/ring_ops.h"
 #include "src/cp/ring_plan.h"
@@ -43,25 +44,26 @@ Options block_options(const Options& o, const Block& blk, bool lse) {
   return b;
 }
 
-// Dropout: every block call's first key must sit on the stream's 32-key grid (src/core/philox.h), so that its
+// Dropout: every block call's first key must sit on the stream's kDropoutColAlign-key grid (src/core/philox.h), so that its
 // mask is the whole sequence's (Options::dropout_col0). The plan is every rank's, so every rank throws alike.
 void check_dropout_plan(const cp::RingPlan& plan, SeqLayout layout, std::int64_t n, const Options& o) {
   if (o.dropout_p <= 0.f) return;
   const std::int64_t chunk = layout == SeqLayout::zigzag ? n / 2 : n;
-  if (chunk % 32)
+  const std::string align = std::to_string(kDropoutColAlign), align2 = std::to_string(2 * kDropoutColAlign);
+  if (chunk % kDropoutColAlign)
     throw Error(Error::Kind::invalid_argument, "q", "n_local = " + std::to_string(n),
                 std::string("with dropout_p > 0 every ") + (layout == SeqLayout::zigzag ? "zigzag chunk (n_local / 2)" :
-                "shard") + " must start at a multiple of 32 of the whole sequence (the dropout stream draws 32 keys "
-                "per Philox call): n_local a multiple of " + (layout == SeqLayout::zigzag ? "64" : "32"),
+                "shard") + " must start at a multiple of " + align + " of the whole sequence (the dropout stream's "
+                "Philox calls serve 64-key groups): n_local a multiple of " + (layout == SeqLayout::zigzag ? align2 : align),
                 "pad the sequence to that multiple of world tokens, or train without dropout here");
   for (const auto& row : plan)
     for (const auto& hop : row)
       for (const Block& b : hop)
-        if (b.col0 < 0 || b.col0 % 32)
+        if (b.col0 < 0 || b.col0 % kDropoutColAlign)
           throw Error(Error::Kind::invalid_argument, "window.left", std::to_string(o.window.left),
                       "with dropout_p > 0 the window cuts a key block at global column " + std::to_string(b.col0) +
-                          ", not a multiple of 32 (the dropout stream draws 32 keys per Philox call)",
-                      "use a left window side that is a multiple of 32, or train without dropout here");
+                          ", not a multiple of " + align + " (the dropout stream's Philox calls serve 64-key groups)",
+                      "use a left window side that is a multiple of " + align + ", or train without dropout here");
 }
 
 // Validates, agrees across ranks, and returns this rank's plan.

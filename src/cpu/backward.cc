@@ -255,14 +255,16 @@ void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::i
       continue;
     }
     const vf lse = simd::splat(w.lse[i]), di = simd::splat(w.di[i]);
+    [[maybe_unused]] alignas(64) float f[kDropoutChunk];  // dropout: the factors of keys j - j % 64 ..
     for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
       const vf pr = simd::exp(simd::load(s + j) - lse);
       vf dp = simd::load(ds + j);
       vf pv = pr;  // the P of dV += P^T dO
       if constexpr (V::Prob::kDropout) {  // FlashAttention Alg. 4: dV from P Z / (1 - p), dP = (dO V^T) Z / (1 - p)
-        alignas(64) float f[simd::kWidth];
-        dropout_factors<V>(vd, {at.b, at.h, at.hk, static_cast<int>(i0 + i), static_cast<int>(k0 + j)}, simd::kWidth, f);
-        const vf z = simd::load(f);
+        if (j % kDropoutChunk == 0)  // one chunk of 64 keys at a time: one Philox call per 16 elements
+          dropout_factors<V>(vd, {at.b, at.h, at.hk, static_cast<int>(i0 + i), static_cast<int>(k0 + j)},
+                             static_cast<int>(std::min<std::int64_t>(kDropoutChunk, ncols - j)), f);
+        const vf z = simd::load(f + j % kDropoutChunk);
         dp = dp * z;
         pv = pr * z;
       } else {

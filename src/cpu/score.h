@@ -3,6 +3,7 @@
 // dataflow (Flash, FLAT) and both backward passes call these: a new score type needs no change here.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "src/core/problem.h"
@@ -82,8 +83,11 @@ void apply_score(const VariantData& vd, ScoreAt at, float* s, std::int64_t rows,
   }
 }
 
-/// Dropout's factors (0 or 1 / (1 - p)) of row at.i, keys at.j .. at.j + n - 1, into f. Each Philox group
-/// (keys sharing (k >> 5, (k >> 1) & 3)) is evaluated once per call.
+/// Dropout's factors (0 or 1 / (1 - p)) of row at.i, keys at.j .. at.j + n - 1 (n <= kDropoutChunk), into f.
+/// Each Philox group (keys sharing (k >> 6, (k >> 1) & 3): 16 keys) is evaluated once per call, so a chunk of 64
+/// keys that starts at a multiple of 64 costs 4 calls (one per 16 elements). n <= 64 keys touch at most two
+/// 64-key groups: the 8 slots ((k >> 6) & 1, (k >> 1) & 3) are distinct for them.
+inline constexpr int kDropoutChunk = kDropoutColAlign;
 template <class V>
 void dropout_factors(const VariantData& vd, const ScoreAt& at, int n, float* f) {
   Philox4 blk[8];
@@ -91,8 +95,8 @@ void dropout_factors(const VariantData& vd, const ScoreAt& at, int n, float* f) 
   for (int& g : have) g = -1;
   for (int l = 0; l < n; ++l) {
     const int k = at.j + l;
-    const int slot = ((k >> 5) & 1) * 4 + ((k >> 1) & 3);  // distinct for the groups of any 32 consecutive keys
-    if (have[slot] != (k >> 5)) blk[slot] = V::Prob::block(vd, at.b, at.h, at.i, k), have[slot] = k >> 5;
+    const int slot = ((k >> 6) & 1) * 4 + ((k >> 1) & 3);
+    if (have[slot] != (k >> 6)) blk[slot] = V::Prob::block(vd, at.b, at.h, at.i, k), have[slot] = k >> 6;
     f[l] = V::Prob::keep(blk[slot], k, vd) ? vd.drop_scale : 0.f;
   }
 }
@@ -102,12 +106,14 @@ void dropout_factors(const VariantData& vd, const ScoreAt& at, int n, float* f) 
 template <class V>
 void apply_prob(const VariantData& vd, ScoreAt at, float* p, std::int64_t rows, std::int64_t ncols, std::int64_t ld) {
   if constexpr (V::Prob::kDropout) {
-    alignas(64) float f[simd::kWidth];
+    static_assert(kDropoutChunk % simd::kWidth == 0, "whole vectors per chunk");
+    alignas(64) float f[kDropoutChunk];
     for (std::int64_t i = 0; i < rows; ++i)
-      for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-        dropout_factors<V>(vd, {at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j)},
-                           simd::kWidth, f);
-        simd::store(p + i * ld + j, simd::load(p + i * ld + j) * simd::load(f));
+      for (std::int64_t j0 = 0; j0 < ncols; j0 += kDropoutChunk) {
+        const int n = static_cast<int>(std::min<std::int64_t>(kDropoutChunk, ncols - j0));  // a multiple of kWidth
+        dropout_factors<V>(vd, {at.b, at.h, at.hk, at.i + static_cast<int>(i), at.j + static_cast<int>(j0)}, n, f);
+        for (int j = 0; j < n; j += simd::kWidth)
+          simd::store(p + i * ld + j0 + j, simd::load(p + i * ld + j0 + j) * simd::load(f + j));
       }
   } else if constexpr (V::Prob::kActive) {
     for (std::int64_t i = 0; i < rows; ++i)

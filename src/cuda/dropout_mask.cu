@@ -1,4 +1,4 @@
-// flatattn::dropout_mask on CUDA: one thread per Philox call (8 elements of a row: keys 32 a + 2 q + 8 w + e,
+// flatattn::dropout_mask on CUDA: one thread per Philox call (16 elements of a row: keys 64 a + 2 q + 8 w + e,
 // src/core/philox.h), so the device evaluates the same function as the kernels and the CPU. Compiled once per
 // family like probe.cu (FLATATTN_PROBE_FAMILY names the entry dropout_mask_<family>).
 #include <cuda_runtime.h>
@@ -13,7 +13,7 @@ namespace flatattn::cuda {
 
 namespace {
 
-/// Thread t: row r = t / (4 groups32) of the (B, Hq, Nq) rows, key group (a, q) = ((t % n) / 4, t % 4).
+/// Thread t: row r = t / calls_per_row of the (B, Hq, Nq) rows, key group (a, q) = ((t % n) / 4, t % 4).
 __global__ void FLATATTN_MASK_CAT(FLATATTN_MASK_CAT(dropout_mask_, FLATATTN_PROBE_FAMILY), _kernel)(
     std::uint8_t* mask, std::int64_t calls, std::int64_t calls_per_row, int hq, int nq, int nk, DropoutStream s) {
   for (std::int64_t t = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; t < calls;
@@ -22,15 +22,16 @@ __global__ void FLATATTN_MASK_CAT(FLATATTN_MASK_CAT(dropout_mask_, FLATATTN_PROB
     const int c = static_cast<int>(t % calls_per_row);
     const int i = static_cast<int>(r % nq), bh = static_cast<int>(r / nq);
     const int b = bh / hq, h = bh % hq;
-    const int j0 = (c >> 2) * 32 + (c & 3) * 2;  // the group's first key
-    const Philox4 o = dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j0 + s.col0);  // col0 % 32 == 0
+    const int j0 = (c >> 2) * kDropoutColAlign + (c & 3) * 2;  // the group's first key
+    // col0 % kDropoutColAlign == 0: key j reads byte 2 w + e of the call at the shifted position too
+    const Philox4 o = dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j0 + s.col0);
     std::uint8_t* out = mask + r * nk;
 #pragma unroll
-    for (int w = 0; w < 4; ++w)
+    for (int w = 0; w < 8; ++w)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int j = j0 + 8 * w + e;
-        if (j < nk) out[j] = dropout_word(o, j) >= s.threshold ? 1 : 0;
+        if (j < nk) out[j] = dropout_byte_at(o, 2 * w + e) >= s.threshold ? 1 : 0;
       }
   }
 }
@@ -40,7 +41,7 @@ __global__ void FLATATTN_MASK_CAT(FLATATTN_MASK_CAT(dropout_mask_, FLATATTN_PROB
 int FLATATTN_MASK_CAT(dropout_mask_, FLATATTN_PROBE_FAMILY)(std::uint8_t* mask, std::int64_t batch, std::int64_t hq,
                                                             std::int64_t nq, std::int64_t nk, const DropoutStream& s,
                                                             void* stream) {
-  const std::int64_t calls_per_row = (nk + 31) / 32 * 4;
+  const std::int64_t calls_per_row = (nk + kDropoutColAlign - 1) / kDropoutColAlign * 4;
   const std::int64_t calls = batch * hq * nq * calls_per_row;
   const int threads = 256;
   const std::int64_t blocks = std::min<std::int64_t>((calls + threads - 1) / threads, 65535);

@@ -34,9 +34,9 @@ bool sm90_enabled(const DeviceInfo& dev);
 /// FLATATTN_CUDA_SM90_WS: which of the sm90 family's Flash forwards runs at D = 64 and 128, and whether D = 256
 /// runs the warp-specialized kernel (its only sm90 forward) or the sm80 family (src/cuda/ws_route.h). Unset (or "auto"):
 /// the cost model (policy/heuristics.h choose_sm90_ws, policy/ws_policy.h) picks the warp-specialized TMA kernel
-/// (src/cuda/sm90/ws_fwd_kernel.cuh) where it predicts it faster, for the calls it serves (the plain, softcap and ALiBi variants on batched problems: causal, windows,
+/// (src/cuda/sm90/ws_fwd_kernel.cuh) where it predicts it faster, for the calls it serves (the plain, softcap, ALiBi and dropout variants on batched problems: causal, windows,
 /// GQA, LSE, sinks, any Nq/Nk, block-sparse lists of whole tiles of it, with operands the copy engine can map), and sm90/flash_kernel.cuh otherwise.
-/// "1", "2" or "3": the warp-specialized kernel for every call at those head dims (the plain, softcap and alibi
+/// "1", "2" or "3": the warp-specialized kernel for every call at those head dims (the plain, softcap, alibi and dropout
 /// variants, batched or varlen), with the consumer schedule
 /// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups (at D = 64, whose tile
 /// has three consumers, 2 runs 1: the Report's kernel name ends in "_ws1"), 3: no overlap (every

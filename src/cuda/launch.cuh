@@ -70,7 +70,7 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)
                            : launch_ws<E, D, V, 3>(a);
         } else {
-          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use the plain, softcap or alibi variant");
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use another variant than bias");
         }
       }
     }

@@ -67,6 +67,17 @@ struct BwdBiasOf<Family::sm90, S, V> {
   using type = typename S::template Bias<V>;
 };
 
+/// Shared memory a shape S adds for variant V beyond kSmemBytes and the bias slots: the sm90 kernel's dropout keep
+/// bits (sm90/bwd_kernel.cuh BwdShape::kDropBytes); 0 for the sm80 family and every other variant.
+template <Family F, class S, class V>
+constexpr int bwd_extra_smem() {
+  if constexpr (F == Family::sm90) {
+    return S::template kDropBytes<V>;
+  } else {
+    return 0;
+  }
+}
+
 /// The backward main kernel of family F (kSparse: the block lists' one, issue 16).
 template <Family F, class E, class S, class V, bool kSparse>
 constexpr auto bwd_kernel_of() {
@@ -120,12 +131,13 @@ LaunchInfo launch_bwd_shape(const BwdLaunchArgs& a) {
   }
   if (ctas > 0) {
     const auto kernel = bwd_kernel_of<F, E, S, V, false>();
-    static_assert(S::kSmemBytes <= smem_optin_bytes(F), "bwd_tile entry over its family's shared memory");
+    static_assert(S::kSmemBytes + bwd_extra_smem<F, S, V>() <= smem_optin_bytes(F),
+                  "bwd_tile entry over its family's shared memory");
     // A staged bias (common/bias_tile.cuh): its slots after the rows, sized for the call's bias dtype; the
     // kernel's attribute is raised once for the largest (f32).
     using B = typename BwdBiasOf<F, S, V>::type;
     if constexpr (B::kMaxBytes > 0) prepare_smem(kernel, S::kSmemBytes + B::kMaxBytes, a.device, attr_done);
-    const int smem = S::kSmemBytes + B::smem_bytes(pr.variant.bias_dtype);
+    const int smem = S::kSmemBytes + bwd_extra_smem<F, S, V>() + B::smem_bytes(pr.variant.bias_dtype);
     if (pr.sparse.on) {
       static std::atomic<std::uint64_t> sparse_attr_done{0};
       const auto sparse_kernel = bwd_kernel_of<F, E, S, V, true>();  // a separate function: the dense one is unchanged

@@ -26,11 +26,11 @@
 
 namespace flatattn::cuda {
 
-/// Refuses what the warp-specialized forward does not serve yet (dropout and the additive bias; a varlen call
-/// without query rows).
+/// Refuses what the warp-specialized forward does not serve yet (the additive bias; a varlen call without query
+/// rows).
 inline void ws_refuse(const std::string& value, const std::string& fix) {
   throw Error(Error::Kind::unsupported, "FLATATTN_CUDA_SM90_WS", value,
-              "the warp-specialized sm90 forward serves the plain, softcap and alibi variants, batched and varlen, dense and block-sparse, at D = 64, 128, 256 so far",
+              "the warp-specialized sm90 forward serves the plain, softcap, alibi, dropout and dropout_softcap variants, batched and varlen, dense and block-sparse, at D = 64, 128, 256 so far",
               fix + ", or unset FLATATTN_CUDA_SM90_WS (the planner then picks a kernel that serves it)");
 }
 

@@ -19,15 +19,17 @@
 
 namespace flatattn::cuda {
 
-/// The variants the warp-specialized forward serves: those whose hooks are only the score transform of the
-/// variant seam (common/score.cuh: softcap, ALiBi). Dropout (the probability hook with its RNG stream) and the
-/// additive bias tensor (a staged tile) are not wired into its pipeline: refused when forced. The planner asks
-/// the plain call's question for all three: the hooks add about the same per-element work to both sm90 kernels,
-/// and on the H100 the warp-specialized kernel was as fast or faster with ALiBi and softcap wherever it is for
-/// the plain call (bench/results/ws-features-h100-067de8d.md: up to 2x at D = 256, where the other kernel is
-/// the sm80 family's).
+/// The variants the warp-specialized forward serves: those whose hooks are the score transform of the variant
+/// seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh, on
+/// the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
+/// softcap. The additive bias tensor (a staged tile) is not wired into its pipeline: refused when forced. The
+/// planner asks the plain call's question for all of them: the hooks add about the same per-element work to both
+/// sm90 kernels, and on the H100 the warp-specialized kernel was as fast or faster with ALiBi and softcap wherever
+/// it is for the plain call (bench/results/ws-features-h100-067de8d.md: up to 2x at D = 256, where the other kernel
+/// is the sm80 family's); dropout there is not measured yet (issue 15).
 constexpr bool ws_serves_variant(VariantId v) {
-  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi;
+  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi || v == VariantId::dropout ||
+         v == VariantId::dropout_softcap;
 }
 
 /// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when

@@ -4,6 +4,7 @@
 // the stream, and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -51,12 +52,75 @@ TEST(Philox, Random123KnownAnswers) {
 bool keep_by_definition(std::uint64_t seed, std::uint64_t offset, double p, int hq, int b, int h, int i, int j) {
   const auto k0 = static_cast<std::uint32_t>(seed & 0xffffffffu);
   const auto k1 = static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(offset >> 32);
-  const Philox4 ctr{{static_cast<std::uint32_t>((j / 32) * 4 + (j / 2) % 4), static_cast<std::uint32_t>(i),
+  const Philox4 ctr{{static_cast<std::uint32_t>((j / 64) * 4 + (j / 2) % 4), static_cast<std::uint32_t>(i),
                      static_cast<std::uint32_t>(b * hq + h), static_cast<std::uint32_t>(offset & 0xffffffffu)}};
   const Philox4 out = philox4x32<10>(ctr, k0, k1);
-  const int w = ((j / 8) % 4) * 2 + j % 2;
-  const std::uint32_t word = (out.x[w / 2] >> (16 * (w % 2))) & 0xffffu;
-  return word >= static_cast<std::uint32_t>(std::nearbyint(p * 65536.0));  // round to nearest, ties to even
+  const int k = ((j / 8) % 8) * 2 + j % 2;  // the byte of the 128 output bits, little-endian words
+  const std::uint32_t byte = (out.x[k / 4] >> (8 * (k % 4))) & 0xffu;
+  return byte >= static_cast<std::uint32_t>(std::nearbyint(p * 256.0));  // round to nearest, ties to even
+}
+
+// One call serves 16 elements of a row: keys (j & ~63) + 2 ((j >> 1) & 3) + 8 w + e read bytes 2 w + e of one
+// Philox output, and the 4 calls of a 64-key group (and the next group) are distinct counters.
+TEST(Dropout, OneCallServesSixteenKeysOfARow) {
+  std::mt19937_64 rng(check::fresh_seed());
+  const std::uint64_t seed = rng(), offset = rng();
+  const DropoutStream s = dropout_stream(seed, offset, 0.3, 4);
+  for (int rep = 0; rep < 20; ++rep) {
+    const int i = static_cast<int>(rng() % 100000), a = static_cast<int>(rng() % 1000), q = static_cast<int>(rng() % 4);
+    const int j0 = 64 * a + 2 * q;
+    const Philox4 o = dropout_block(s.k0, s.k1, s.c3, s.hq, 1, 2, i, j0);
+    const std::uint32_t bits = dropout_keep_bits(o, s.threshold);
+    for (int w = 0; w < 8; ++w)
+      for (int e = 0; e < 2; ++e) {
+        const int j = j0 + 8 * w + e;
+        const Philox4 oj = dropout_block(s.k0, s.k1, s.c3, s.hq, 1, 2, i, j);
+        for (int x = 0; x < 4; ++x) ASSERT_EQ(oj.x[x], o.x[x]) << "key " << j << " draws another call than key " << j0;
+        ASSERT_EQ(dropout_byte(o, j), dropout_byte_at(o, 2 * w + e)) << "key " << j;
+        ASSERT_EQ(((bits >> (2 * w + e)) & 1u) != 0, dropout_keep(s, 1, 2, i, j)) << "keep bit of key " << j;
+      }
+    // the other three calls of the group and the next group's differ from this one
+    for (int j : {64 * a + 2 * ((q + 1) % 4), 64 * a + 2 * ((q + 2) % 4), 64 * a + 2 * ((q + 3) % 4), 64 * (a + 1) + 2 * q}) {
+      const Philox4 oj = dropout_block(s.k0, s.k1, s.c3, s.hq, 1, 2, i, j);
+      EXPECT_FALSE(oj.x[0] == o.x[0] && oj.x[1] == o.x[1] && oj.x[2] == o.x[2] && oj.x[3] == o.x[3]) << "key " << j;
+    }
+  }
+}
+
+// dropout_keep_bits (SWAR, what the sm90 backward packs into shared memory) against the byte-by-byte rule, at every
+// threshold including the ends 0 (all kept) and 256 (all dropped), on random words and on bytes at the threshold.
+TEST(Dropout, KeepBitsEqualTheByteRuleAtEveryThreshold) {
+  std::mt19937_64 rng(check::fresh_seed());
+  for (std::uint32_t t = 0; t <= 256; ++t)
+    for (int rep = 0; rep < 40; ++rep) {
+      Philox4 o;
+      for (std::uint32_t& x : o.x) {
+        x = static_cast<std::uint32_t>(rng());
+        if (rep % 4 == 0) {  // bytes at t - 1, t, t + 1 (clamped)
+          x = 0;
+          for (int b = 0; b < 4; ++b) {
+            const std::int64_t v = std::clamp<std::int64_t>(static_cast<std::int64_t>(t) + static_cast<std::int64_t>(rng() % 3) - 1, 0, 255);
+            x |= static_cast<std::uint32_t>(v) << (8 * b);
+          }
+        }
+      }
+      std::uint32_t want = 0;
+      for (int k = 0; k < 16; ++k) want |= (((o.x[k / 4] >> (8 * (k % 4))) & 0xffu) >= t ? 1u : 0u) << k;
+      ASSERT_EQ(dropout_keep_bits(o, t), want) << "threshold " << t << std::hex << " words " << o.x[0] << " " << o.x[1]
+                                               << " " << o.x[2] << " " << o.x[3];
+    }
+}
+
+// p is quantized to 1/256 (FlashAttention-2's 8-bit threshold), rounded to nearest with ties to even.
+TEST(Dropout, ThresholdIsPRoundedTo256ths) {
+  EXPECT_EQ(dropout_threshold(0.0), 0u);
+  EXPECT_EQ(dropout_threshold(0.1), 26u);   // 25.6
+  EXPECT_EQ(dropout_threshold(0.17), 44u);  // 43.52
+  EXPECT_EQ(dropout_threshold(0.5), 128u);
+  EXPECT_EQ(dropout_threshold(0.9), 230u);  // 230.4
+  EXPECT_EQ(dropout_threshold(2.5 / 256), 2u);  // a tie: to even
+  EXPECT_EQ(dropout_threshold(3.5 / 256), 4u);
+  EXPECT_EQ(dropout_threshold(0.999), 256u);  // 255.74: everything dropped
 }
 
 std::vector<std::uint8_t> mask_of(std::int64_t b, std::int64_t hq, std::int64_t nq, std::int64_t nk, const Options& o) {
@@ -99,8 +163,8 @@ TEST(Dropout, KeptFractionWithinBinomialBounds) {
     const std::int64_t B = 2, H = 3, NQ = 200, NK = 301;
     const std::vector<std::uint8_t> m = mask_of(B, H, NQ, NK, drop(p, seed, offset));
     const double n = static_cast<double>(m.size());
-    const double q = 1.0 - std::nearbyint(p * 65536.0) / 65536.0;  // the quantized keep probability
-    EXPECT_NEAR(q, 1.0 - p, 1.0 / 131072.0);
+    const double q = 1.0 - std::nearbyint(p * 256.0) / 256.0;  // the quantized keep probability
+    EXPECT_NEAR(q, 1.0 - p, 1.0 / 512.0);
     double kept = 0, pairs = 0, npairs = 0;
     for (std::int64_t r = 0; r < B * H * NQ; ++r)
       for (std::int64_t j = 0; j < NK; ++j) {
@@ -158,8 +222,8 @@ TEST(Dropout, SubBlockMaskIsTheSliceOfTheWholeSequenceMask) {
     const float p = std::uniform_real_distribution<float>(0.05f, 0.9f)(rng);
     const Options whole = drop(p, rng(), rng());
     const std::vector<std::uint8_t> all = mask_of(B, H, NQ, NK, whole);
-    for (auto [r0, c0, nq, nk] : {std::tuple{0, 0, 10, 20}, std::tuple{37, 64, 50, 101}, std::tuple{149, 224, 1, 6},
-                                  std::tuple{1, 32, 149, 198}, std::tuple{100, 0, 50, 230}}) {
+    for (auto [r0, c0, nq, nk] : {std::tuple{0, 0, 10, 20}, std::tuple{37, 64, 50, 101}, std::tuple{149, 192, 1, 38},
+                                  std::tuple{1, 64, 149, 166}, std::tuple{100, 0, 50, 230}, std::tuple{3, 128, 20, 102}}) {
       Options o = whole;
       o.dropout_row0 = r0, o.dropout_col0 = c0;
       const std::vector<std::uint8_t> sub = mask_of(B, H, nq, nk, o);
@@ -172,13 +236,13 @@ TEST(Dropout, SubBlockMaskIsTheSliceOfTheWholeSequenceMask) {
     }
     // Recomputed from the documented mapping at the shifted position, far out in the sequence too.
     Options o = whole;
-    o.dropout_row0 = 1000003, o.dropout_col0 = 32 * 40001;
+    o.dropout_row0 = 1000003, o.dropout_col0 = kDropoutColAlign * 40001;
     const std::vector<std::uint8_t> far = mask_of(1, 2, 7, 70, o);
     for (int h = 0; h < 2; ++h)
       for (int i = 0; i < 7; ++i)
         for (int j = 0; j < 70; ++j)
           ASSERT_EQ(far[(h * 7 + i) * 70 + j], keep_by_definition(whole.dropout_seed, whole.dropout_offset, p, 2, 0, h,
-                                                                  1000003 + i, 32 * 40001 + j) ? 1 : 0)
+                                                                  1000003 + i, kDropoutColAlign * 40001 + j) ? 1 : 0)
               << "(h, i, j) = (" << h << ", " << i << ", " << j << ")";
   }
 }
@@ -186,6 +250,8 @@ TEST(Dropout, SubBlockMaskIsTheSliceOfTheWholeSequenceMask) {
 TEST(Dropout, BadPositionIsRefusedAndNothingWritten) {
   for (auto [r0, c0, field] : {std::tuple{std::int64_t{0}, std::int64_t{16}, "dropout_col0"},
                                std::tuple{std::int64_t{0}, std::int64_t{33}, "dropout_col0"},
+                               std::tuple{std::int64_t{0}, std::int64_t{32}, "dropout_col0"},  // the old 32-key grid
+                               std::tuple{std::int64_t{0}, std::int64_t{96}, "dropout_col0"},
                                std::tuple{std::int64_t{0}, std::int64_t{-32}, "dropout_col0"},
                                std::tuple{std::int64_t{-1}, std::int64_t{0}, "dropout_row0"},
                                std::tuple{(std::int64_t{1} << 31) - 2, std::int64_t{0}, "dropout_row0"},

@@ -359,14 +359,15 @@ TEST(CpErrors, OddZigzagShard) {
 TEST(CpErrors, DropoutOffTheKeyGridOrWithDocumentsIsRefused) {
   Options o;
   o.dropout_p = 0.1f;
-  // n_local = 8: shards start at global keys 8 r, off the stream's 32-key grid.
-  auto errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 8, o);
+  // n_local = 32: shards start at global keys 32 r, off the stream's 64-key grid (kDropoutColAlign; the 32-key grid
+  // of the stream's first version is not enough any more).
+  auto errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 32, o);
   EXPECT_EQ(errors[0], "q");
   EXPECT_EQ(errors[1], "q");
-  // On the grid (n_local = 32), but a causal window (5, 0) cuts key blocks at 32 r - 5.
+  // On the grid (n_local = 64), but a causal window (5, 0) cuts key blocks at 64 r - 5.
   o.causal = true;
   o.window = {5, 0};
-  errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 32, o);
+  errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 64, o);
   EXPECT_EQ(errors[0], "window.left");
   EXPECT_EQ(errors[1], "window.left");
   // With documents: refused (varlen numbers the stream per document).
@@ -424,13 +425,13 @@ TEST_P(CpRingDropout, ForwardAndBackwardMatchTheOracle) {
   };
   const D ds[] = {{"causal_zigzag", SeqLayout::zigzag, true, -1, DType::f32, 0.2f},
                   {"noncausal_contiguous_bf16", SeqLayout::contiguous, false, -1, DType::bf16, 0.5f},
-                  {"causal_window32_contiguous", SeqLayout::contiguous, true, 32, DType::f32, 0.1f}};
+                  {"causal_window64_contiguous", SeqLayout::contiguous, true, 64, DType::f32, 0.1f}};
   const D& d = ds[which];
   Seeded s;
   SCOPED_TRACE(s.trace());
   Case c;
   c.batch = 2;
-  c.nq = c.nk = 256;  // zigzag chunks of 64 (W = 2) and 32 (W = 4); contiguous shards of 128 and 64
+  c.nq = c.nk = 512;  // zigzag chunks of 128 (W = 2) and 64 (W = 4); contiguous shards of 256 and 128
   c.hq = 4;
   c.hkv = 2;
   c.d = 32;

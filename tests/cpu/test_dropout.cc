@@ -80,8 +80,8 @@ std::vector<std::uint8_t> slice(const std::vector<std::uint8_t>& all, std::int64
 TEST(CpuDropout, SubBlockCallsApplyTheWholeSequenceMask) {
   Seeded s;
   SCOPED_TRACE(s.trace());
-  for (auto [r0, c0] : {std::pair{std::int64_t{13}, std::int64_t{32}}, std::pair{std::int64_t{96}, std::int64_t{0}},
-                        std::pair{std::int64_t{1001}, std::int64_t{32 * 41}}}) {
+  for (auto [r0, c0] : {std::pair{std::int64_t{13}, std::int64_t{64}}, std::pair{std::int64_t{96}, std::int64_t{0}},
+                        std::pair{std::int64_t{1001}, std::int64_t{64 * 41}}}) {
     const Options o = [&] { Options x = dropout_options(s, 0.3f); x.dropout_row0 = r0, x.dropout_col0 = c0; return x; }();
     Options whole = o;
     whole.dropout_row0 = whole.dropout_col0 = 0;
@@ -112,6 +112,7 @@ TEST(CpuDropout, PositionNotOnA32KeyGroupIsRefusedAndNothingWritten) {
   c.dtype = DType::f32, c.nq = 20, c.nk = 20, c.hq = 2, c.hkv = 2, c.d = 32;
   CaseTensors t = make_case(c, s.rng, true);
   for (auto [r0, c0, field] : {std::tuple{std::int64_t{0}, std::int64_t{48}, "dropout_col0"},
+                               std::tuple{std::int64_t{0}, std::int64_t{32}, "dropout_col0"},
                                std::tuple{std::int64_t{5}, std::int64_t{-32}, "dropout_col0"},
                                std::tuple{std::int64_t{-3}, std::int64_t{0}, "dropout_row0"}}) {
     Options o;

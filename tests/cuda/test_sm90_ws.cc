@@ -6,8 +6,9 @@
 // ring many times, Nq != Nk in both causal alignments, windows and fully masked rows, GQA/MQA on strided views,
 // padded head dims, a negative scale, large logits, sinks, LSE, softcap and ALiBi, varlen (empty and 1-row
 // sequences, Nq != Nk per sequence, causal both ways) -- checking on every case that the warp-specialized kernel
-// is the one that ran (its launch counter moved). Then what it refuses: dropout and the additive bias, each with
-// an Error naming FLATATTN_CUDA_SM90_WS. Skipped where no sm_90 GPU runs the sm90 family.
+// is the one that ran (its launch counter moved). Dropout (issue 15): against the oracle on batched and varlen
+// cases, and bitwise the mask of dropout_mask() through a probe case at D = 64, 128, 256. Then what it refuses: the
+// additive bias, with an Error naming FLATATTN_CUDA_SM90_WS. Skipped where no sm_90 GPU runs the sm90 family.
 //
 // A pipeline bug hangs rather than fails: each barrier wait of the kernel gives up after
 // FLATATTN_SM90_WS_WATCHDOG_NS (4 s; src/cuda/sm90/tma.cuh), and the suite sets FLATATTN_SM90_WS_CHECK=1 so that
@@ -36,6 +37,7 @@
 
 #include "flatattn/error.h"
 #include "src/check/case.h"
+#include "src/check/dropout_probe.h"
 #include "src/check/features.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
@@ -157,10 +159,10 @@ std::string read_schedule() {
 const std::string g_schedule = read_schedule();
 const char* schedule() { return g_schedule.c_str(); }
 
-/// Whether the warp-specialized kernel serves the case (else it must refuse it): not dropout or the additive bias;
-/// a varlen case with at least one query row. Block-sparse cases are left to tests/cuda/test_sparse_ws.cc.
+/// Whether the warp-specialized kernel serves the case (else it must refuse it): not the additive bias; a varlen
+/// case with at least one query row. Block-sparse cases are left to tests/cuda/test_sparse_ws.cc.
 bool ws_serves(const Case& c) {
-  if (c.options.dropout_p != 0.f || c.has_bias() || c.sparse.on()) return false;
+  if (c.has_bias() || c.sparse.on()) return false;
   if (c.varlen) {
     std::int64_t rows = 0;
     for (std::int32_t n : c.seqlens_q) rows += n;
@@ -173,7 +175,11 @@ bool ws_serves(const Case& c) {
 /// (FLATATTN_VARIANTS / FLATATTN_HDIMS narrow the build; scripts/ws_probe.sh builds the plain variant only):
 /// the cases of a variant or head dim that is not built are skipped, not failed.
 bool built_for(const Case& c) {
-  const VariantId v = c.options.softcap > 0.f ? VariantId::softcap : c.alibi != 0 ? VariantId::alibi : VariantId::plain;
+  const bool soft = c.options.softcap > 0.f;
+  const VariantId v = c.options.dropout_p > 0.f ? (soft ? VariantId::dropout_softcap : VariantId::dropout)
+                      : soft                    ? VariantId::softcap
+                      : c.alibi != 0            ? VariantId::alibi
+                                                : VariantId::plain;
   for (const cuda::FwdInstance& in : cuda::fwd_instances())
     if (in.dataflow == Dataflow::flash && in.dtype == c.dtype && in.variant == v && in.d >= c.d) return true;
   return false;
@@ -261,6 +267,45 @@ std::vector<Case> ws_variant_cases(DType dt, std::int64_t d) {
   return v;
 }
 
+/// Dropout (the probability hook on the sequence's b, h, row and column) at head dim d: batched with causal (both
+/// alignments), a window, GQA, sinks, softcap, Nq != Nk, a position in a longer sequence (dropout_row0/col0); varlen
+/// with empty and 1-row sequences (the counter's b is the sequence).
+std::vector<Case> ws_dropout_cases(DType dt, std::int64_t d) {
+  std::vector<Case> v;
+  std::uint64_t k = 0x5eed0000u + static_cast<std::uint64_t>(d);
+  auto drop = [&](Case c, float p) {
+    c.options.dropout_p = p;
+    c.options.dropout_seed = k * 0x9E3779B97F4A7C15ull;
+    c.options.dropout_offset = ++k;
+    return c;
+  };
+  v.push_back(drop(base(dt, 200, 330, d), 0.1f));
+  for (CausalAlign align : {CausalAlign::bottom_right, CausalAlign::top_left}) {
+    Case c = drop(base(dt, 300, 129, d), 0.17f);
+    c.options.causal = true;
+    c.options.causal_align = align;
+    v.push_back(c);
+  }
+  {
+    Case w = drop(base(dt, 257, 1025, d), 0.5f);  // wraps the ring
+    w.options.window.left = 64;
+    w.options.window.right = 3;
+    v.push_back(w);
+    Case g = drop(base(dt, 130, 260, d), 0.1f);  // GQA 4:1, sinks, softcap (the dropout_softcap variant)
+    g.hq = 4, g.hkv = 1;
+    g.sinks = true;
+    g.options.softcap = 30.f;
+    v.push_back(g);
+    Case at = drop(base(dt, 150, 200, d), 0.3f);
+    at.options.dropout_row0 = 1037, at.options.dropout_col0 = 4096 + 64;
+    at.options.causal = true;
+    v.push_back(at);
+  }
+  for (const Case& c : ws_varlen_cases(dt, d))
+    if (c.alibi == 0) v.push_back(drop(c, 0.2f));  // ALiBi comes without dropout (validation)
+  return v;
+}
+
 std::vector<Case> ws_cases(DType dt) {
   std::vector<Case> v;
   for (std::int64_t d : {64, 128, 256}) {
@@ -299,6 +344,7 @@ std::vector<Case> ws_cases(DType dt) {
     }
     for (const Case& c : ws_variant_cases(dt, d)) v.push_back(c);
     for (const Case& c : ws_varlen_cases(dt, d)) v.push_back(c);
+    for (const Case& c : ws_dropout_cases(dt, d)) v.push_back(c);
   }
   // zero-padded head dims (the tensor map's column bound fills the rest with zeros; 200 and 248 run D = 256)
   for (std::int64_t d : {40, 56, 104, 120, 200, 248}) v.push_back(base(dt, 150, 170, d));
@@ -605,8 +651,8 @@ TEST(CudaSm90Ws, NoKeys) {
 }
 
 // "0": the other sm90 kernel always. Unset: the cost model's pick (policy/heuristics.h choose_sm90_ws) for the
-// plain call's shape, for the plain, softcap and ALiBi variants at a head dim policy/ws_policy.h lists; never for
-// a variant it does not serve (dropout, the additive bias: no Error either).
+// plain call's shape, for the plain, softcap, ALiBi and dropout variants at a head dim policy/ws_policy.h lists;
+// never for a variant it does not serve (the additive bias: no Error either).
 // The model's picks at the ends of the measured range are the measured ones (docs/sm90_ws.md). At D = 256 the
 // alternative is the sm80 family's kernel; forced, the warp-specialized kernel always runs.
 TEST(CudaSm90Ws, PlannerPicksByTheModel) {
@@ -628,12 +674,15 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
     std::int64_t nk, d;
     bool softcap;
     int alibi = 0;     ///< Case::alibi: 0 off, 1 slopes (Hq), 2 slopes (B, Hq)
-    bool dropout = false;  ///< a variant it does not serve: never the warp-specialized kernel unless forced
+    bool dropout = false;  ///< dropout p = 0.1: the plain call's pick, as the other variants (issue 15)
   };
   for (const Row& r : {Row{"0", 300, 128, false}, Row{"0", 4096, 128, false}, Row{nullptr, 300, 128, false},
                        Row{nullptr, 4096, 128, false}, Row{nullptr, 4096, 128, true}, Row{nullptr, 256, 64, false},
                        Row{nullptr, 256, 64, true}, Row{nullptr, 4096, 128, false, 1}, Row{nullptr, 256, 64, false, 2},
-                       Row{nullptr, 4096, 128, false, 0, true}, Row{nullptr, 8192, 64, false},
+                       Row{nullptr, 4096, 128, false, 0, true}, Row{nullptr, 300, 128, false, 0, true},
+                       Row{nullptr, 8192, 64, false, 0, true}, Row{nullptr, 2048, 256, false, 0, true},
+                       Row{schedule(), 300, 64, false, 0, true}, Row{"0", 4096, 128, false, 0, true},
+                       Row{nullptr, 8192, 64, false},
                        Row{nullptr, 2048, 256, false}, Row{nullptr, 2048, 256, true}, Row{nullptr, 2048, 256, false, 1},
                        Row{"0", 2048, 256, false}, Row{schedule(), 300, 256, false}, Row{schedule(), 300, 256, true}}) {
     const ScopedWs ws(r.value);
@@ -645,7 +694,7 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
     CaseTensors t = make_case(c, rng);
     const cuda::Workload w{c.batch, c.hq, c.hkv, 200, r.nk, static_cast<int>(r.d), DType::bf16, MaskSpec{}};
     const bool forced = r.value != nullptr && std::string(r.value) != "0";
-    const bool ws_expected = forced || (r.value == nullptr && !r.dropout && cuda::ws_planner_row(static_cast<int>(r.d)) &&
+    const bool ws_expected = forced || (r.value == nullptr && cuda::ws_planner_row(static_cast<int>(r.d)) &&
                                         cuda::choose_sm90_ws(dev, w));
     const unsigned long long before = cuda::sm90_ws_launches();
     const Report rep = check_case(t, seed, "ws planner");
@@ -658,8 +707,46 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
   }
 }
 
-// What it does not serve yet (dropout, the additive bias) is refused with an Error naming the switch, and
-// nothing runs (where an sm90 instance would have served it).
+// Dropout (issue 15): the forward applies exactly dropout_mask()'s bits (a probe case, src/check/dropout_probe.h:
+// O shows the mask), at D = 64, 128, 256, bf16 and f16, at the sequence's start and at a position in a longer
+// sequence (dropout_row0/col0), on the forced schedule; the launch counter shows the kernel ran.
+TEST(CudaSm90Ws, DropoutAppliesTheMaskOfDropoutMask) {
+  REQUIRE_SM90_WS();
+  const ScopedWs ws(schedule());
+  const std::uint64_t seed = seed_for("Sm90WsDropoutMask");
+  std::mt19937_64 rng(seed);
+  constexpr std::int64_t kB = 2, kH = 2;
+  int ran = 0;
+  for (DType dt : {DType::bf16, DType::f16})
+    for (std::int64_t n : {64, 128, 256})
+      for (auto [p, r0, c0] : {std::tuple{0.17f, 0, 0}, std::tuple{0.5f, 0, 0}, std::tuple{0.3f, 777, 4096 + 64}}) {
+        Options o;
+        o.dropout_p = p;
+        o.dropout_seed = rng();
+        o.dropout_offset = rng();
+        o.dropout_row0 = r0, o.dropout_col0 = c0;
+        o.return_lse = true;
+        o.dataflow = Dataflow::flash;
+        CaseTensors t = dropout_probe_case(dt, kB, kH, n, o);
+        if (!built_for(t.c)) continue;
+        std::vector<std::uint8_t> want(kB * kH * n * n);
+        dropout_mask(want.data(), Device::cpu(), kB, kH, n, n, o);
+        const unsigned long long before = cuda::sm90_ws_launches();
+        Report r;
+        const std::string what = "ws dropout mask p=" + std::to_string(p) + " at (" + std::to_string(r0) + ", " +
+                                 std::to_string(c0) + ")";
+        if (!timed_run(t, r, what, 2.0)) return;
+        if (r.kernel.find("sm90") == std::string::npos) continue;  // no sm90 instance of this D / dtype
+        ++ran;
+        EXPECT_EQ(cuda::sm90_ws_launches(), before + 1) << what << " [" << t.c.name() << "] kernel " << r.kernel;
+        EXPECT_EQ(read_dropout_mask(t.out, kB, kH, n, p, false, 0.02), want)
+            << what << " [" << t.c.name() << "] kernel " << r.kernel << " (seed " << seed << ")";
+      }
+  EXPECT_GT(ran, 0) << "no probe reached the warp-specialized kernel";
+}
+
+// What it does not serve yet (the additive bias) is refused with an Error naming the switch, and nothing runs
+// (where an sm90 instance would have served it).
 TEST(CudaSm90Ws, Refusals) {
   REQUIRE_SM90_WS();
   const ScopedWs ws("1");
@@ -667,9 +754,6 @@ TEST(CudaSm90Ws, Refusals) {
   std::mt19937_64 rng(seed);
   std::vector<Case> refused;
   for (std::int64_t d : {128, 64}) {
-    Case c = base(DType::bf16, 100, 120, d);
-    c.options.dropout_p = 0.1f;
-    refused.push_back(c);
     Case b = base(DType::bf16, 100, 120, d);
     b.bias_dims = "bhq";
     refused.push_back(b);

@@ -62,18 +62,18 @@ def bad_input(rank, world, device):
     res["docs_bad"] = _error(lambda: cp.ring_attention(q, q, q, cu_seqlens=torch.tensor([0, 5], dtype=torch.int32)))
     differ = torch.tensor([0, 3 if rank == 1 else 4, 8 * world], dtype=torch.int32)
     res["docs_differ"] = _error(lambda: cp.ring_attention(q, q, q, cu_seqlens=differ))
-    q32 = t(32)
-    res["rng_differ"] = _error(lambda: cp.ring_attention(q32, q32, q32, dropout_p=0.1, rng_state=(1, rank)))
+    q64 = t(64)  # n_local on the dropout stream's 64-key grid (kDropoutColAlign)
+    res["rng_differ"] = _error(lambda: cp.ring_attention(q64, q64, q64, dropout_p=0.1, rng_state=(1, rank)))
     # rng_state=None: every rank draws from its own generator (seeded differently here), rank 0's pair is used
     from flatattn.flash_attn_interface import draw_rng_state
 
     torch.manual_seed(100 + rank)
     state = torch.get_rng_state()
-    pair = torch.tensor(draw_rng_state(q32.device), dtype=torch.int64)
+    pair = torch.tensor(draw_rng_state(q64.device), dtype=torch.int64)
     torch.set_rng_state(state)
     dist.broadcast(pair, src=0)
-    drawn = cp.ring_attention(q32, q32, q32, dropout_p=0.3)
-    given = cp.ring_attention(q32, q32, q32, dropout_p=0.3, rng_state=tuple(int(x) for x in pair))
+    drawn = cp.ring_attention(q64, q64, q64, dropout_p=0.3)
+    given = cp.ring_attention(q64, q64, q64, dropout_p=0.3, rng_state=tuple(int(x) for x in pair))
     res["drawn_rng_equal"] = bool(torch.equal(drawn, given))
     return res
 

@@ -342,12 +342,13 @@ def test_ring_math_in_one_process(case, world, device, run_seed):
 
 # ---- dropout (each rank's mask = the single-device mask) and document masks (cu_seqlens), issue 19 -------------
 
-# (name, layout, causal, window, Hq, Hkv, dtype, n_local per world size); dropout needs every block on the 32-key
-# grid: zigzag chunks and contiguous shards of multiples of 32 tokens, a window left side of a multiple of 32
+# (name, layout, causal, window, Hq, Hkv, dtype, n_local per world size); dropout needs every block on the 64-key
+# grid (kDropoutColAlign): zigzag chunks and contiguous shards of multiples of 64 tokens, a window left side of a
+# multiple of 64
 DROP_CASES = [
-    ("drop_causal_zigzag", "zigzag", True, (-1, -1), 2, 1, torch.bfloat16, 64),
-    ("drop_full_contiguous", "contiguous", False, (-1, -1), 2, 2, torch.float32, 32),
-    ("drop_window_contiguous", "contiguous", True, (32, 0), 2, 2, torch.float32, 32),
+    ("drop_causal_zigzag", "zigzag", True, (-1, -1), 2, 1, torch.bfloat16, 128),
+    ("drop_full_contiguous", "contiguous", False, (-1, -1), 2, 2, torch.float32, 64),
+    ("drop_window_contiguous", "contiguous", True, (64, 0), 2, 2, torch.float32, 64),
 ]
 # (name, layout, causal, window, dtype); n_local = N_LOCAL[world]
 DOC_CASES = [

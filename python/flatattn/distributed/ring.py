@@ -196,27 +196,33 @@ def _block_backward(dout, q, k, v, out, lse, cfg, blk):
                                       dropout_col0=blk.col0)[:3]
 
 
+# The dropout stream's key grid (kDropoutColAlign of src/core/philox.h): a Philox call serves 16 keys of a 64-key
+# group, so a block call's mask is the whole sequence's at (row0, col0) only for col0 a multiple of it.
+DROPOUT_COL_ALIGN = 64
+
+
 def _check_plan(cfg, n):
     """With dropout, the first problem with the plan's key positions as a FlatattnError, or None (the plan is the
     same on every rank, so every rank finds the same problem). A block call's mask is the whole sequence's at
-    (row0, col0) only for col0 a multiple of 32 (the stream draws 32 keys per Philox call, src/core/philox.h)."""
+    (row0, col0) only for col0 a multiple of DROPOUT_COL_ALIGN (src/core/philox.h)."""
     if cfg.dropout_p == 0.0:
         return None
+    a = DROPOUT_COL_ALIGN
     c = n // 2 if cfg.layout == "zigzag" else n
-    if c % 32:
+    if c % a:
         what = "each zigzag chunk (n_local / 2)" if cfg.layout == "zigzag" else "each shard"
-        per = 64 if cfg.layout == "zigzag" else 32
-        return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of 32 of the global "
-                     f"sequence: n_local must be a multiple of {per} (the dropout stream draws 32 keys per Philox "
-                     "call)", f"pad the sequence to a multiple of {per} x world tokens, or train without dropout here")
+        per = 2 * a if cfg.layout == "zigzag" else a
+        return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of {a} of the global "
+                     f"sequence: n_local must be a multiple of {per} (the dropout stream's Philox calls serve {a}-key "
+                     "groups)", f"pad the sequence to a multiple of {per} x world tokens, or train without dropout here")
     for row in _full_plan(cfg, n):
         for blocks in row:
             for blk in blocks:
-                if blk.col0 < 0 or blk.col0 % 32:
+                if blk.col0 < 0 or blk.col0 % a:
                     return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
-                                 f"a key block at global column {blk.col0}, not a multiple of 32 (the dropout stream "
-                                 "draws 32 keys per Philox call)", "use a left window side that is a multiple of 32, "
-                                 "or train without dropout here")
+                                 f"a key block at global column {blk.col0}, not a multiple of {a} (the dropout "
+                                 f"stream's Philox calls serve {a}-key groups)", f"use a left window side that is a "
+                                 f"multiple of {a}, or train without dropout here")
     return None
 
 
@@ -324,8 +330,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         dropout_p: attention dropout in [0, 1) with each rank's mask equal to the single-device mask of the whole
             sequence (flatattn.forward's Philox stream, docs/variants.md "Dropout"): every block call passes the
             global position of its first row and key (Options::dropout_row0/col0) and the backward regenerates the
-            same masks. The stream draws 32 keys per Philox call, so every block must start at a global key column
-            that is a multiple of 32: n_local a multiple of 64 (zigzag) or 32 (contiguous), and a window whose left
+            same masks. A Philox call of the stream serves 16 keys of a 64-key group, so every block must start at a
+            global key column that is a multiple of 64: n_local a multiple of 128 (zigzag) or 64 (contiguous), and a window whose left
             side cuts a block elsewhere is refused (checked up front, the same error on every rank). Blocks are not
             fused with dropout (a zigzag shard's two chunks are not adjacent globally): up to 3 calls per hop.
         rng_state: (seed, offset) of the dropout stream, ints in [0, 2^63), the same on every rank (checked);
@@ -349,7 +355,7 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
     input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
     devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
     n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with cu_seqlens or with
-    blocks off the 32-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
+    blocks off the 64-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
     single-device APIs).
     """
     import math

@@ -111,25 +111,35 @@ FLATATTN_DEVICE void apply_score(float (&s)[kMT][kNT][4], const FwdParams& p, bo
 
 /// Dropout on one row of a query-major fragment block: f(nt, e, keep) for this thread's elements (n-tile nt,
 /// element e of the row half) of row r, whose columns are col0 + 8 nt + e (col0 = block column + 2 (lane & 3)).
-/// One Philox call per four n-tiles (src/core/philox.h: the 8 words of a call are the columns
-/// 32 a + 2 (lane & 3) + 8 q + e). Precondition: n-tile 0 starts a 32-key group or lies inside one with the
-/// other n-tiles, i.e. the n-tiles 4 g .. 4 g + 3 share (column >> 5): every kernel's key blocks and warp
-/// column offsets are multiples of 32, or of 8 kNT when kNT < 4.
+/// One Philox call per eight n-tiles (src/core/philox.h: the 16 bytes of a call are the columns
+/// 64 a + 2 (lane & 3) + 8 w + e, byte 2 w + e). Precondition: the n-tiles 8 g .. 8 g + 7 share (column >> 6),
+/// i.e. col0 - col0 % 8 is a multiple of 64 when kNT >= 8 (then n-tile nt reads the compile-time byte
+/// 2 (nt % 8) + e), or of 8 kNT when kNT < 8 (one call, the byte from the column): every kernel's key blocks
+/// and warp column offsets are multiples of 8 kNT, and kBlockN a multiple of 64 where kNT >= 8.
 template <class V, int kNT, class F>
 FLATATTN_DEVICE void for_each_keep(const VariantData& v, int b, int h, int r, int col0, F&& f) {
-  static_assert(kNT % 4 == 0 || 4 % kNT == 0, "n-tiles must split evenly into 32-key Philox groups");
-  Philox4 blk{};
+  static_assert(kNT % 8 == 0 || 8 % kNT == 0, "n-tiles must split evenly into 64-key Philox groups");
+  if constexpr (kNT >= 8) {
+    // Per element one byte compare against the call's words (the call's 16 keep bits packed first, SWAR, left
+    // 56 bytes of spills in the sm80 family's D = 128 forward built for sm_90 against 8 this way).
+    Philox4 blk{};
 #pragma unroll
-  for (int nt = 0; nt < kNT; ++nt) {
-    const int c = col0 + nt * 8;
-    if (nt % 4 == 0) blk = V::Prob::block(v, b, h, r, c);
+    for (int nt = 0; nt < kNT; ++nt) {
+      if (nt % 8 == 0) blk = V::Prob::block(v, b, h, r, col0 + nt * 8);
 #pragma unroll
-    for (int e = 0; e < 2; ++e) f(nt, e, V::Prob::keep(blk, c + e, v));
+      for (int e = 0; e < 2; ++e) f(nt, e, V::Prob::keep_byte(blk, 2 * (nt % 8) + e, v));
+    }
+  } else {
+    const Philox4 blk = V::Prob::block(v, b, h, r, col0);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) f(nt, e, V::Prob::keep(blk, col0 + nt * 8 + e, v));
   }
 }
 
 /// The probability hook on a query-major block of probabilities (after the softmax, before P V), in the
-/// layout of apply_score. Nothing for a variant without one. Dropout: one Philox call per 8 elements.
+/// layout of apply_score. Nothing for a variant without one. Dropout: one Philox call per 16 elements (kNT >= 8).
 template <class V, int kMT, int kNT>
 FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int row0, int col0, ScoreAt at) {
   if constexpr (V::Prob::kDropout) {

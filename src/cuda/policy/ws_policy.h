@@ -11,7 +11,7 @@
 // the alternative is the sm80 family's. The calibration, unchanged, predicts the 6 measured D = 256 shapes within
 // 0.3-5 % (the sm80 kernel within 8-15 %) and picks 6/6 (the kernel is 2.3-2.4x the sm80 one there, 1.01-1.11x
 // cuDNN: bench/results/sm90-ws-d256-h100-a19cd47.md).
-// The planner runs it for the plain, softcap and ALiBi variants on batched problems, by the plain call's pick
+// The planner runs it for the plain, softcap, ALiBi and dropout variants on batched problems, by the plain call's pick
 // (src/cuda/ws_route.h says why); varlen runs it when forced.
 // FLATATTN_CUDA_SM90_WS (src/cuda/family.h) overrides the choice: 0 never, 1-3 always with that schedule.
 #pragma once

@@ -43,6 +43,16 @@
 // fragments). dQ is added as in the dense kernel (the deterministic sums are order-independent). A full dbias's
 // zeros are written before the walk (every row of the key block), the visited blocks' values after them.
 //
+// Dropout (FlashAttention Alg. 4; the stream of src/core/philox.h: a Philox call serves 16 keys of one query row,
+// keys 64 a + 2 q + 8 w + e): the key-major accumulator spreads a call's keys over the 4 warps of a warpgroup
+// (thread (wl, g) holds keys 16 wl + g and + 8: q = g >> 1, w = 2 wl (+ 1)), so a thread computing its own keep
+// decisions would use 4 of a call's 16 bytes (8 calls per thread per step). Instead the warpgroup computes its
+// block's 64 queries x 4 calls in the query-major grouping right after issuing S^T and dP^T (2 calls per thread,
+// in the products' shadow), writes the keep bits to shared memory (per query 64 bits, bit 16 q + 2 w + e: the
+// call's byte order; 512 bytes per warpgroup), waits on a named barrier of its 128 threads (1 + wg), and each
+// thread reads its 32 bits with 8 8-byte loads (query pairs: the two queries' words of one q half adjacent).
+// The previous step's reads are done before the step's first __syncthreads, so one buffer serves every step.
+//
 // Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
 // consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
 // shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
@@ -70,6 +80,7 @@
 #include "src/cuda/common/tile_io.cuh"
 #include "src/cuda/policy/tile_size.h"
 #include "src/cuda/sm90/wgmma.cuh"
+#include "src/cuda/sm90/warp_roles.cuh"
 
 namespace flatattn::cuda::sm90 {
 
@@ -98,6 +109,10 @@ struct BwdShape {
   /// Q(s); off (the global reads of bias_at) when its f32 worst case does not fit.
   template <class V>
   using Bias = BiasTileFor<V, Family::sm90, kBlockM, kBlockN, kThreads, kStages, kSmemBytes>;
+  /// Dropout's keep bits of one step, after the rows (where a staged bias would go: the variants exclude each
+  /// other): per warpgroup 64 queries x 64 keys, one bit each (the kernel's "Dropout" comment); 0 otherwise.
+  template <class V>
+  static constexpr int kDropBytes = V::Prob::kDropout ? kWGs * kBlockM * 64 / 8 : 0;
 };
 
 /// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the
@@ -148,6 +163,12 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   auto sdo = [&](int st) { return base + (2 + st) * TQ::kBytes; };
   const std::uint32_t sk = base + 4 * TQ::kBytes, sv = sk + TKV::kBytes, sds = sv + TKV::kBytes;
   const std::uint32_t srows = sds + TDS::kBytes;
+  // dropout's keep bits: uint32 word (r >> 1) * 4 + qh * 2 + (r & 1) of warpgroup w's 256 holds keys
+  // 64 w + 2 q + 8 w' + e, q in {2 qh, 2 qh + 1}, of query r at bit 16 (q & 1) + 2 w' + e (see above)
+  [[maybe_unused]] const auto drop_bits = [&](int w) {
+    return reinterpret_cast<std::uint32_t*>(smem + (srows - base) + 2 * S::kRowBytes) + w * (kBM * 64 / 32);
+  };
+  static_assert(!V::Prob::kDropout || S::template Bias<V>::kMaxBytes == 0, "dropout's bits sit where a bias would");
   auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] of stage st
     return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
   };
@@ -238,6 +259,21 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     wgmma_fence();
     gemm_qk_issue<E, TKV, TQ, kBM, kD>(sc[0], sk_wg, sq(st));   // S^T = K_w Q^T
     gemm_qk_issue<E, TKV, TQ, kBM, kD>(dp[0], sv_wg, sdo(st));  // dP^T = V_w dO^T
+    if constexpr (V::Prob::kDropout) {
+      // The warpgroup's keep bits of the step, in the products' shadow: thread t of the warpgroup evaluates query
+      // m0 + (t >> 1), keys 64 w + 2 q + 8 w' + e for q = 2 (t & 1), 2 (t & 1) + 1 (two calls, 32 bits, one
+      // conflict-free store), then the warpgroup's barrier.
+      const int t = tid & 127, r = t >> 1, qh = t & 1;
+      const int j = n0 + wg * 64 + 4 * qh;  // 64-aligned group + 2 q
+      const std::uint32_t lo = V::Prob::keep_bits(V::Prob::block(p.f.var, at.b, at.h, m0 + r, j), p.f.var);
+      const std::uint32_t hi = V::Prob::keep_bits(V::Prob::block(p.f.var, at.b, at.h, m0 + r, j + 2), p.f.var);
+      drop_bits(wg)[(r >> 1) * 4 + qh * 2 + (r & 1)] = lo | (hi << 16);
+      if (wg == 0) {  // the warpgroup's barrier (immediate ids: wg is uniform per warpgroup)
+        named_sync<1>(128);
+      } else {
+        named_sync<2>(128);
+      }
+    }
     wgmma_wait<1>();
     fence_regs(sc[0]);
 
@@ -264,29 +300,18 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       const float2 l = *reinterpret_cast<const float2*>(rows + c);
       const float lse2[2] = {m0 + c >= nq_rows || l.x == -INFINITY ? INFINITY : l.x * kLog2e,
                              m0 + c + 1 >= nq_rows || l.y == -INFINITY ? INFINITY : l.y * kLog2e};
-      // Dropout (FlashAttention Alg. 4) on the key-major tile: element (key j = n0 + key_r0 + 8 h, query
-      // m0 + c + e). One Philox call (query, 32-key group, (j >> 1) & 3) holds the words of this thread's two
-      // keys (words 2 a + par, 2 a + 2 + par: a = (j >> 3) & 3 in {0, 2}, par = j & 1 = g & 1) and of lane ^ 4's
-      // two keys (same query, other parity). So the lane pair (g even, g odd) splits the two queries: lane
-      // parity par evaluates query c + par, keeps its parity's words and passes the other parity's to its
-      // partner (one shuffle). One call per 4 elements, twice the query-major kernels' count.
+      // Dropout (FlashAttention Alg. 4) on the key-major tile: element (key n0 + key_r0 + 8 h, query m0 + c + e)
+      // is bit 16 (q & 1) + 2 w' + (g & 1) of its query's word of q half g >> 2, with q = g >> 1 and w' = 2 wl + h
+      // (the warpgroup's bits, written above).
       bool keep[2][2];
       if constexpr (V::Prob::kDropout) {
-        const int par = g & 1;
-        const Philox4 blk = V::Prob::block(p.f.var, at.b, at.h, m0 + c + par, n0 + key_r0);
-        // a = ((n0 + key_r0) >> 3) & 3 is 0 or 2 (key_r0 % 16 < 8): keys j and j + 8 read x[a], x[a + 1]
-        // (selected, not indexed: a runtime index would put blk in local memory)
-        const bool a2 = ((n0 + key_r0) >> 3) & 2;
-        const std::uint32_t xa = a2 ? blk.x[2] : blk.x[0], xb = a2 ? blk.x[3] : blk.x[1];
-        const std::uint32_t lo = (xa & 0xffffu) | (xb << 16);          // even keys' words
-        const std::uint32_t hi = (xa >> 16) | (xb & 0xffff0000u);      // odd keys' words
-        const std::uint32_t mine = par ? hi : lo;
-        const std::uint32_t other = __shfl_xor_sync(0xffffffffu, par ? lo : hi, 4);  // partner's call, my parity
-        const std::uint32_t w[2] = {par ? other : mine, par ? mine : other};  // query c + 0, c + 1
+        const uint2 w = *reinterpret_cast<const uint2*>(drop_bits(wg) + (c >> 1) * 4 + (g >> 2) * 2);  // c even
+        const int sh = ((g >> 1) & 1) * 16 + 4 * wl + (g & 1);
+        const std::uint32_t we[2] = {w.x >> sh, w.y >> sh};  // query c + 0, c + 1
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) keep[h][e] = ((w[e] >> (16 * h)) & 0xffffu) >= p.f.var.drop_threshold;
+          for (int e = 0; e < 2; ++e) keep[h][e] = (we[e] >> (2 * h)) & 1u;
       }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {

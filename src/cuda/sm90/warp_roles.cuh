@@ -24,6 +24,14 @@ FLATATTN_DEVICE void named_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+/// Barrier kId (1..15) over `threads` threads, the id an immediate: ptxas then counts only the barriers used (a
+/// register id reserves all 16).
+template <int kId>
+FLATATTN_DEVICE void named_sync(int threads) {
+  static_assert(kId >= 1 && kId <= 15, "named barriers 1..15");
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "r"(threads) : "memory");
+}
+
 /// Arrives at barrier `id` without waiting (the other side calls named_sync).
 FLATATTN_DEVICE void named_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
