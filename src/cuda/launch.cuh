@@ -65,12 +65,13 @@ LaunchInfo launch_fwd(const LaunchArgs& a) {
       // The warp-specialized TMA forward where the cost model (ws_route.h, policy/heuristics.h) or FLATATTN_CUDA_SM90_WS picks it
       // (ws_route.h: the same decision dispatch made).
       if (const int ws = ws_schedule_for(D, *a.problem, *a.tensors, Var)) {
-        if constexpr (ws_serves_variant(Var)) {
+        if constexpr (ws_serves_variant(Var, D)) {
           return ws == 1   ? launch_ws<E, D, V, 1>(a)
                  : ws == 2 ? launch_ws<E, D, V, 2>(a)
                            : launch_ws<E, D, V, 3>(a);
         } else {
-          ws_refuse(std::string("the ") + variant_name(Var) + " variant", "use another variant than bias");
+          ws_refuse(std::string("the ") + variant_name(Var) + " variant at D = " + std::to_string(D),
+                    "use another variant (the bias is not served; dropout needs 64-key blocks, not D = 256's 80)");
         }
       }
     }

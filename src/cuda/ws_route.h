@@ -19,17 +19,19 @@
 
 namespace flatattn::cuda {
 
-/// The variants the warp-specialized forward serves: those whose hooks are the score transform of the variant
-/// seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh, on
-/// the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
-/// softcap. The additive bias tensor (a staged tile) is not wired into its pipeline: refused when forced. The
-/// planner asks the plain call's question for all of them: the hooks add about the same per-element work to both
-/// sm90 kernels, and on the H100 the warp-specialized kernel was as fast or faster with ALiBi and softcap wherever
-/// it is for the plain call (bench/results/ws-features-h100-067de8d.md: up to 2x at D = 256, where the other kernel
-/// is the sm80 family's); dropout there is not measured yet (issue 15).
-constexpr bool ws_serves_variant(VariantId v) {
-  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi || v == VariantId::dropout ||
-         v == VariantId::dropout_softcap;
+/// The variants the warp-specialized forward serves at head dim d: those whose hooks are the score transform of the
+/// variant seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh,
+/// on the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
+/// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep), so
+/// not at D = 256's 80-key blocks (policy/ws_tile.h), where it stays on the sm80 family. The additive bias tensor (a
+/// staged tile) is not wired into its pipeline: refused when forced. The planner asks the plain call's question for
+/// all of them: the hooks add about the same per-element work to both sm90 kernels, and on the H100 the
+/// warp-specialized kernel was as fast or faster with ALiBi and softcap wherever it is for the plain call
+/// (bench/results/ws-features-h100-067de8d.md: up to 2x at D = 256, where the other kernel is the sm80 family's).
+constexpr bool ws_serves_variant(VariantId v, int d) {
+  const bool dropout = v == VariantId::dropout || v == VariantId::dropout_softcap;
+  return v == VariantId::plain || v == VariantId::softcap || v == VariantId::alibi ||
+         (dropout && ws_tile(d).block_n % 64 == 0);
 }
 
 /// The operands of problem pr at kernel head dim d as the copy engine maps them: q, then k and v (absent when
@@ -80,7 +82,7 @@ inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, Varian
   const int mode = sm90_ws_requested();
   if (mode != kWsModeAuto) return mode;
   const WsPlannerRow* row = ws_planner_row(d);
-  if (row == nullptr || !ws_serves_variant(variant) || pr.varlen) return 0;
+  if (row == nullptr || !ws_serves_variant(variant, d) || pr.varlen) return 0;
   if (pr.sparse.on && !ws_sparse_fits(d, pr.sparse)) return 0;
   const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
   if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
