@@ -251,6 +251,9 @@ void check_options(const Options& o, Problem& p) {
   p.variant.dropout_offset = o.dropout_offset;
   p.variant.dropout_hq = p.hq;
   check_dropout_position(o, p);
+  const DropoutSlot slot = check_dropout_slot(o, p.batch, p.hq);
+  p.variant.dropout_hq = slot.heads;
+  p.variant.dropout_bh0 = slot.bh0;
   p.fp32_matmul = o.fp32_matmul;  // served (or refused) by the backend: src/cpu/amx/detect.cc, dispatch.cc
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
@@ -408,6 +411,25 @@ RowStrides lse_strides(const TensorView& lse, bool varlen) {
 }
 
 }  // namespace
+
+DropoutSlot check_dropout_slot(const Options& o, std::int64_t batch, std::int64_t hq) {
+  constexpr std::int64_t kMax = std::int64_t{1} << 31;
+  const std::int64_t heads = o.dropout_heads == 0 ? hq : o.dropout_heads;
+  FLATATTN_REQUIRE(o.dropout_batch0 >= 0 && o.dropout_batch0 < kMax, "dropout_batch0", std::to_string(o.dropout_batch0),
+          "must be in [0, 2^31): the stream's index of the call's first sequence",
+          "pass the sequence's (varlen: document's) index in the whole batch, or 0");
+  FLATATTN_REQUIRE(o.dropout_heads >= 0 && o.dropout_heads < kMax, "dropout_heads", std::to_string(o.dropout_heads),
+          "must be in [0, 2^31) (0: the call's Hq)", "pass the query head count of the whole problem, or 0");
+  FLATATTN_REQUIRE(o.dropout_head0 >= 0 && o.dropout_head0 <= heads - hq, "dropout_head0", std::to_string(o.dropout_head0),
+          "must be in [0, dropout_heads - Hq] (dropout_heads " + std::to_string(heads) + ", Hq " + std::to_string(hq) +
+              "): the call's heads are heads head0 .. head0 + Hq - 1 of the stream",
+          "pass the stream's index of the call's first query head and dropout_heads = the full Hq");
+  FLATATTN_REQUIRE((o.dropout_batch0 + batch) * heads <= kMax, "dropout_batch0", std::to_string(o.dropout_batch0),
+          "(dropout_batch0 + B) * dropout_heads must be <= 2^31 (B " + std::to_string(batch) + ", heads " +
+              std::to_string(heads) + "; the counter's third word)",
+          "split the batch or number the sequences from 0");
+  return {heads, o.dropout_batch0 * heads + o.dropout_head0};
+}
 
 ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consumer c) {
   ValidatedForward r;

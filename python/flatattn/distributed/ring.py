@@ -22,6 +22,10 @@ __all__ = ["ring_attention"]
 
 _TAG_KV, _TAG_DKV = 11, 12
 
+# A dropout block call's first key must sit at a multiple of this many columns of its sequence (the stream draws
+# 32 keys per Philox call, src/core/philox.h; Options::dropout_col0's rule in src/core/validate.cc).
+DROPOUT_COL_ALIGN = 32
+
 
 @dataclasses.dataclass(frozen=True)
 class _Cfg:
@@ -113,12 +117,21 @@ def _check_extras(q, dropout_p, cu_seqlens, world):
     if q.shape[0] != 1:
         return error("q.shape[0]", str(q.shape[0]), "must be 1 with cu_seqlens (the documents are packed into one "
                      "sequence)", "pack the batch's sequences into one and pass their boundaries"), None
-    if p > 0.0:
-        return error("dropout_p", repr(dropout_p), "dropout with document masks (cu_seqlens) is not supported in the "
-                     "ring: single-device varlen numbers the dropout stream per document (sequence b), which a "
-                     "ring block call cannot reproduce", "train without attention dropout, or without cu_seqlens",
-                     unsupported=True), None
     return None, b
+
+
+def _check_rng(rng_state):
+    """(error or None, seed, offset) of a caller's rng_state (None: (None, 0, 0), drawn later)."""
+    if rng_state is None:
+        return None, 0, 0
+    try:
+        seed, offset = (int(x) for x in rng_state)
+        if not (0 <= seed < 2**63 and 0 <= offset < 2**63):
+            raise ValueError
+    except (TypeError, ValueError):
+        return error("rng_state", repr(rng_state), "must be a pair (seed, offset) of ints in [0, 2^63)",
+                     "pass the pair of an earlier call, or None to draw one"), 0, 0
+    return None, seed, offset
 
 
 def _exchange(send, recv, cfg, tag, to=1, frm=-1):
@@ -172,6 +185,16 @@ def _kw(cfg, blk):
                 window_right=blk.window_right, softcap=cfg.softcap, deterministic=cfg.deterministic)
 
 
+def _dropout_pos(cfg, blk):
+    """The dropout stream position of a block call: (row0, col0, (batch0, head0, heads)). Without documents the
+    whole sequence's (global row and key of the call's first element); under a document mask the document's, as
+    single-device varlen numbers it: sequence b = the document's index, rows and keys counted from its start."""
+    if blk.doc < 0:
+        return blk.row0, blk.col0, (0, 0, 0)
+    start = cfg.cu_seqlens[blk.doc]
+    return blk.row0 - start, blk.col0 - start, (blk.doc, 0, 0)
+
+
 def _opts(cfg, blk):
     """The variant ops' options (torch_ops._OPTS order) of a block call with dropout."""
     return (cfg.scale, blk.causal, True, blk.window_left, blk.window_right, cfg.softcap, cfg.deterministic,
@@ -183,8 +206,9 @@ def _block_forward(q, k, v, cfg, blk):
 
     if cfg.dropout_p == 0.0:
         return torch_ops.attention(q, k, v, **_kw(cfg, blk))
-    return torch_ops.variant_forward(q, k, v, _opts(cfg, blk) + ("auto", 0), dropout_row0=blk.row0,
-                                     dropout_col0=blk.col0)
+    row0, col0, slot = _dropout_pos(cfg, blk)
+    return torch_ops.variant_forward(q, k, v, _opts(cfg, blk) + ("auto", 0), dropout_row0=row0, dropout_col0=col0,
+                                     dropout_slot=slot)
 
 
 def _block_backward(dout, q, k, v, out, lse, cfg, blk):
@@ -192,32 +216,53 @@ def _block_backward(dout, q, k, v, out, lse, cfg, blk):
 
     if cfg.dropout_p == 0.0:
         return torch_ops.attention_backward(dout, q, k, v, out, lse, **_kw(cfg, blk))
-    return torch_ops.variant_backward(dout, q, k, v, out, lse, _opts(cfg, blk) + (0,), dropout_row0=blk.row0,
-                                      dropout_col0=blk.col0)[:3]
+    row0, col0, slot = _dropout_pos(cfg, blk)
+    return torch_ops.variant_backward(dout, q, k, v, out, lse, _opts(cfg, blk) + (0,), dropout_row0=row0,
+                                      dropout_col0=col0, dropout_slot=slot)[:3]
 
 
 def _check_plan(cfg, n):
     """With dropout, the first problem with the plan's key positions as a FlatattnError, or None (the plan is the
-    same on every rank, so every rank finds the same problem). A block call's mask is the whole sequence's at
-    (row0, col0) only for col0 a multiple of 32 (the stream draws 32 keys per Philox call, src/core/philox.h)."""
+    same on every rank, so every rank finds the same problem). A block call's mask is its sequence's at
+    (row0, col0) only for col0 a multiple of DROPOUT_COL_ALIGN (the stream draws 32 keys per Philox call,
+    src/core/philox.h); under a document mask col0 counts from the document's start (_dropout_pos)."""
     if cfg.dropout_p == 0.0:
         return None
+    a = DROPOUT_COL_ALIGN
     c = n // 2 if cfg.layout == "zigzag" else n
-    if c % 32:
+    if c % a and cfg.cu_seqlens is None:
         what = "each zigzag chunk (n_local / 2)" if cfg.layout == "zigzag" else "each shard"
-        per = 64 if cfg.layout == "zigzag" else 32
-        return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of 32 of the global "
-                     f"sequence: n_local must be a multiple of {per} (the dropout stream draws 32 keys per Philox "
+        per = 2 * a if cfg.layout == "zigzag" else a
+        return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of {a} of the global "
+                     f"sequence: n_local must be a multiple of {per} (the dropout stream draws {a} keys per Philox "
                      "call)", f"pad the sequence to a multiple of {per} x world tokens, or train without dropout here")
     for row in _full_plan(cfg, n):
         for blocks in row:
             for blk in blocks:
-                if blk.col0 < 0 or blk.col0 % 32:
-                    return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
-                                 f"a key block at global column {blk.col0}, not a multiple of 32 (the dropout stream "
-                                 "draws 32 keys per Philox call)", "use a left window side that is a multiple of 32, "
-                                 "or train without dropout here")
+                _, col0, _ = _dropout_pos(cfg, blk)
+                if col0 >= 0 and col0 % a == 0:
+                    continue
+                if blk.doc >= 0 and _is_chunk_start(cfg, n, blk.col0):
+                    start = cfg.cu_seqlens[blk.doc]
+                    return error("cu_seqlens", f"document {blk.doc} = [{start}, {cfg.cu_seqlens[blk.doc + 1]})",
+                                 f"with dropout_p > 0 a document that spans shards must meet each shard boundary "
+                                 f"inside it at a multiple of {a} of the document: the boundary at global position "
+                                 f"{blk.col0} is its column {col0} (shard chunks of {c} tokens, the dropout stream "
+                                 f"draws {a} keys per Philox call, varlen numbers it per document)",
+                                 f"start documents that cross shards at multiples of {a} (pad documents to multiples "
+                                 f"of {a} tokens, chunks of n_local{' / 2' if cfg.layout == 'zigzag' else ''} a "
+                                 f"multiple of {a}), or train without dropout here")
+                return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
+                             f"a key block at column {col0} of its {'document' if blk.doc >= 0 else 'sequence'}, not "
+                             f"a multiple of {a} (the dropout stream draws {a} keys per Philox call)",
+                             f"use a left window side that is a multiple of {a}, or train without dropout here")
     return None
+
+
+def _is_chunk_start(cfg, n, g):
+    """Whether global position g starts a shard chunk (where a key run begins)."""
+    c = n // 2 if cfg.layout == "zigzag" else n
+    return g % c == 0
 
 
 def _forward(q, k, v, cfg):
@@ -367,14 +412,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
     p = float(dropout_p) if err is None else 0.0
     seed, offset = 0, 0
-    if err is None and p > 0.0 and rng_state is not None:
-        try:
-            seed, offset = (int(x) for x in rng_state)
-            if not (0 <= seed < 2**63 and 0 <= offset < 2**63):
-                raise ValueError
-        except (TypeError, ValueError):
-            err = error("rng_state", repr(rng_state), "must be a pair (seed, offset) of ints in [0, 2^63)",
-                        "pass the pair of an earlier call, or None to draw one")
+    if err is None and p > 0.0:
+        err, seed, offset = _check_rng(rng_state)
     scale = float(softmax_scale) if softmax_scale is not None else (
         1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
     shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
@@ -382,12 +421,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
               ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
               ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),
               ("window.left", window[0]), ("window.right", window[1]), ("softcap", float(softcap)),
-              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1),
-              ("dropout_p", p), ("rng_state seed (high 32 bits)", seed >> 32), ("rng_state seed (low 32 bits)",
-                                                                               seed & 0xFFFFFFFF),
-              ("rng_state offset (high 32 bits)", offset >> 32), ("rng_state offset (low 32 bits)", offset & 0xFFFFFFFF),
-              ("cu_seqlens (documents)", -1 if docs is None else len(docs) - 1),
-              ("cu_seqlens (values)", _group.checksum(docs))]
+              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1)
+              ] + _group.extras_fields(p, seed, offset, docs)
     dev = q.device if isinstance(q, torch.Tensor) else torch.device("cpu")
     _group.agree(group, world, dev, err, fields)
     if p > 0.0 and rng_state is None:  # every rank draws (its generator advances as one call's), rank 0's pair wins
