@@ -534,6 +534,20 @@ def _pos_args(row0, col0, slot):
     return vals if any(vals) else ()
 
 
+def backward_into(dout, q, k, v, out, lse, dq, dk, dv, opts, *, dropout_row0=0, dropout_col0=0,
+                  dropout_slot=(0, 0, 0)):
+    """flatattn::backward writing into the given dq, dk, dv (no autograd, no custom op; batched q, k, v). opts: the
+    variant bwd schema's (_NOPTS options, num_threads). With 16-bit inputs on the CPU, dq, dk, dv may be float32:
+    the engine then stores its fp32 accumulators unrounded (ring attention sums them over the hops and rounds once;
+    the CUDA kernels write the input dtype only, a float32 dq there is refused naming dq)."""
+    scale, causal, top_left, wl, wr, softcap, deterministic, p, seed, offset, num_threads = opts
+    kw = _variant_kw(None, None, None, 0, 0, [], p, seed, offset, dropout_row0, dropout_col0, dropout_slot)
+    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), None, None, 0, 0, scale, causal, top_left, wl, wr,
+          softcap, deterministic, **kw)
+    return dq, dk, dv
+
+
 def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, block_sparse=None, cu_seqlens_q=None,
                     cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dropout_row0=0, dropout_col0=0,
                     dropout_slot=(0, 0, 0)):

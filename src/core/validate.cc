@@ -283,6 +283,22 @@ void check_like(const TensorView& t, const char* name, const TensorView& like, c
           std::string("allocate it like ") + like_name);
 }
 
+/// dq, dk, dv like q, k, v; or, with 16-bit inputs, all three float32 on the CPU engine (their sum over several
+/// calls is then rounded once by the caller: ring attention's per-hop gradients). Returns their dtype.
+DType check_grads(const BackwardArgs& a, const Shapes& s, Consumer c, const char* ql, const char* kl) {
+  Shapes g = s;
+  if (c == Consumer::kernel && s.dtype != DType::f32 && a.dq.present() && a.dq.dtype == DType::f32) {
+    FLATATTN_REQUIRE(s.device.kind == DeviceKind::cpu, "dq", "float32 with " + std::string(name(s.dtype)) + " inputs on " +
+            dev_str(s.device), "float32 gradients of 16-bit inputs are written by the CPU engine only (the CUDA "
+            "backward kernels store dq, dk, dv in the input dtype)", "allocate dq, dk, dv like q, k, v on CUDA");
+    g.dtype = DType::f32;
+  }
+  check_like(a.dq, "dq", a.q, "q", g, c, ql);
+  check_like(a.dk, "dk", a.k, "k", g, c, kl);
+  check_like(a.dv, "dv", a.v, "v", g, c, kl);
+  return g.dtype;
+}
+
 void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consumer c) {
   const char* layout = s.varlen ? "(Hq, total_q) f32" : "(B, Hq, Nq) f32";
   FLATATTN_REQUIRE(lse.rank != -1, name, "a strided view whose stride list length differs from its shape",
@@ -474,9 +490,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   const char* kl = s.varlen ? "(total_k, Hkv, D)" : "(B, Nk, Hkv, D)";
   check_like(a.out, "out", a.q, "q", s, c, ql);
   check_like(a.dout, "dout", a.q, "q", s, c, ql);
-  check_like(a.dq, "dq", a.q, "q", s, c, ql);
-  check_like(a.dk, "dk", a.k, "k", s, c, kl);
-  check_like(a.dv, "dv", a.v, "v", s, c, kl);
+  const DType grad_dtype = check_grads(a, s, c, ql, kl);
   check_lse(a.lse, s, "lse", c);
   check_alibi(a.alibi_slopes, s, c, p);
   if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
@@ -525,6 +539,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   t.sdq = rs(a.dq);
   t.sdk = rs(a.dk);
   t.sdv = rs(a.dv);
+  t.grad_dtype = grad_dtype;
   return r;
 }
 

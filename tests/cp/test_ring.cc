@@ -356,7 +356,7 @@ TEST(CpErrors, OddZigzagShard) {
   EXPECT_EQ(errors[1], "q");
 }
 
-TEST(CpErrors, DropoutOffTheKeyGridOrWithDocumentsIsRefused) {
+TEST(CpErrors, DropoutOffTheKeyGridIsRefused) {
   Options o;
   o.dropout_p = 0.1f;
   // n_local = 8: shards start at global keys 8 r, off the stream's 32-key grid.
@@ -369,14 +369,21 @@ TEST(CpErrors, DropoutOffTheKeyGridOrWithDocumentsIsRefused) {
   errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 32, o);
   EXPECT_EQ(errors[0], "window.left");
   EXPECT_EQ(errors[1], "window.left");
-  // With documents: refused (varlen numbers the stream per document).
+  // With documents: a document crossing the shard boundary at 32 must meet it at a multiple of 32 of the document
+  // (varlen numbers the stream per document): [20, 64) meets it at its column 12.
   o.window = {-1, -1};
-  std::vector<std::int32_t> cu = {0, 40, 64};
+  std::vector<std::int32_t> cu = {0, 20, 64};
   errors = run_bad(2, SeqLayout::contiguous, [&](int, RingForwardArgs& a) {
     a.cu_seqlens = TensorView::contiguous(cu.data(), DType::i32, {3});
   }, 32, o);
-  EXPECT_EQ(errors[0], "dropout_p");
-  EXPECT_EQ(errors[1], "dropout_p");
+  EXPECT_EQ(errors[0], "cu_seqlens");
+  EXPECT_EQ(errors[1], "cu_seqlens");
+  // The stream's numbering is the ring's to set.
+  Options ob = o;
+  ob.dropout_batch0 = 1;
+  errors = run_bad(2, SeqLayout::contiguous, [](int, RingForwardArgs&) {}, 32, ob);
+  EXPECT_EQ(errors[0], "dropout_batch0");
+  EXPECT_EQ(errors[1], "dropout_batch0");
   // A seed that differs between ranks: named by the agreement.
   o.causal = false;
   std::vector<std::string> seen(2);
@@ -453,6 +460,59 @@ TEST_P(CpRingDropout, ForwardAndBackwardMatchTheOracle) {
 }
 
 INSTANTIATE_TEST_SUITE_P(World, CpRingDropout, ::testing::Combine(::testing::Values(2, 4), ::testing::Range(0, 3)));
+
+// Dropout with document masks: each (hop, document) piece is a call at its document's position (sequence = the
+// document's index, Options::dropout_batch0; rows and keys from the document's start), so the ranks' masks are
+// single-device varlen dropout's; judged against the fp64 oracle's varlen dropout with the same (p, seed, offset).
+// Documents that cross a shard chunk do so at a multiple of 32 of the document; the others start anywhere.
+class CpRingDocumentsDropout : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(CpRingDocumentsDropout, ForwardAndBackwardMatchTheOracle) {
+  const auto [world, which] = GetParam();
+  struct D {
+    const char* name;
+    SeqLayout layout;
+    bool causal;
+    std::int64_t wl;
+    DType dtype;
+    float p;
+  };
+  const D ds[] = {{"causal_zigzag", SeqLayout::zigzag, true, -1, DType::f32, 0.2f},
+                  {"noncausal_contiguous_bf16", SeqLayout::contiguous, false, -1, DType::bf16, 0.5f},
+                  {"causal_window32_contiguous", SeqLayout::contiguous, true, 32, DType::f32, 0.1f}};
+  const D& d = ds[which];
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  Case c;
+  c.varlen = true;
+  // 256 tokens, starts 0 5 17 32 32 96 101 128 250: [32, 96) and [128, 250) cross chunks (32 or 64 tokens) at
+  // columns 32, 64, 96 of the document; the others lie inside one chunk; one is empty.
+  c.seqlens_q = {5, 12, 15, 0, 64, 5, 27, 122, 6};
+  c.seqlens_k = c.seqlens_q;
+  c.hq = 4;
+  c.hkv = 2;
+  c.d = 32;
+  c.dtype = d.dtype;
+  c.options.causal = d.causal;
+  c.options.window = {d.wl, d.causal && d.wl >= 0 ? 0 : -1};
+  c.options.return_lse = true;
+  c.options.dropout_p = d.p;
+  c.options.dropout_seed = s.rng();
+  c.options.dropout_offset = s.rng();
+  CaseTensors t = make_case(c, s.rng, true);
+  Options o = c.options;
+  o.num_threads = 1;
+  const RingRun run = run_ring(t, world, d.layout, o, true, cpu_memory);
+  for (int r = 0; r < world; ++r) ASSERT_EQ(run.errors[r], "") << "rank " << r;
+  const std::string what =
+      std::string("documents dropout ") + d.name + " W=" + std::to_string(world) + " " + t.c.name();
+  expect_forward_ok(t, forward_yardstick(t), what);
+  const BackwardOracle ref = oracle_backward(t);
+  expect_backward_ok(t, ref, naive_backward(t, ref), what);
+}
+
+INSTANTIATE_TEST_SUITE_P(World, CpRingDocumentsDropout,
+                         ::testing::Combine(::testing::Values(2, 4), ::testing::Range(0, 3)));
 
 TEST(CpPlan, UnfusedBlocksCarryTheirGlobalPositions) {
   for (int world : {2, 4}) {
