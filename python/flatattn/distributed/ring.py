@@ -392,19 +392,25 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
             layout, the same on every rank; B must be 1), as the C++ ring's RingForwardArgs::cu_seqlens. A query
             sees only keys of its own document (causal and window within it): the single-device equivalent is
             varlen flatattn with cu_seqlens_q = cu_seqlens_k = cu_seqlens. Each hop makes one call per (run,
-            document piece) pair (more, smaller calls). Not with dropout (refused: varlen numbers the dropout stream
-            per document).
+            document piece) pair (more, smaller calls). With dropout each such call draws its document's stream
+            as single-device varlen numbers it (sequence = the document's index, Options::dropout_batch0; rows and
+            keys from the document's start), so the masks are varlen dropout's; the 32-key grid then applies
+            within the document: a document that crosses a shard chunk boundary must meet it at a multiple of 32
+            of the document (documents inside one chunk may start anywhere), else refused naming cu_seqlens.
 
     Returns:
         out (B, n, Hq, D) in q's dtype (merged in fp32, rounded once), and lse when return_lse. Differentiable in
         q, k, v (torch.autograd); the backward runs the ring again (dQ local fp32, dK/dV fp32 around the ring).
+        Each block's gradients come back in fp32 on the CPU (the engine writes fp32 dq/dk/dv of 16-bit inputs), so
+        the gradients are rounded once; on CUDA the kernels return them in the input dtype (each hop's
+        contribution rounded once; docs/context_parallel.md, "Precision").
 
     Errors (FlatattnError on every rank of the group; nothing is communicated besides one small all_gather when
     input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
     devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
-    n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with cu_seqlens or with
-    blocks off the 32-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
-    single-device APIs).
+    n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with blocks off the
+    32-key grid (see dropout_p; with cu_seqlens, of the document: see cu_seqlens). Not supported: ALiBi, sinks,
+    an additive bias (use flatattn's single-device APIs).
     """
     import math
 
