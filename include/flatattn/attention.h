@@ -99,7 +99,10 @@ struct ForwardArgs {
 };
 
 /// Inputs and outputs of backward(). lse is the forward's (required). dq, dk, dv are written
-/// (overwritten, not accumulated); dk/dv have the k/v shapes (summed over the query heads of a group).
+/// (overwritten, not accumulated); dk/dv have the k/v shapes (summed over the query heads of a group). Their dtype
+/// is the inputs'; on the CPU, with f16/bf16 inputs, dq, dk, dv may instead all be f32: the engine's fp32
+/// accumulators unrounded (for callers that sum gradients over calls, as ring attention; CUDA refuses it, Error
+/// naming dq).
 struct BackwardArgs {
   TensorView dout, q, k, v, out, lse;
   TensorView dq, dk, dv;

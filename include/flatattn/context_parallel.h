@@ -117,21 +117,25 @@ struct RingBackwardArgs {
 /// so every block must start at a global key that is a multiple of 64 (kDropoutColAlign): n_local a multiple of 128
 /// (zigzag) or 64 (contiguous), and
 /// a window whose left side cuts a key block elsewhere is refused. Blocks are not fused with dropout (a zigzag
-/// shard's two chunks are not adjacent globally). Not with cu_seqlens (refused: varlen numbers the stream per
-/// document).
+/// shard's two chunks are not adjacent globally). With cu_seqlens each (hop, document) call draws its document's
+/// stream as varlen forward() numbers it (Options::dropout_batch0 = the document's index, row0/col0 from the
+/// document's start), so the masks are varlen dropout's; a document crossing a shard chunk boundary must meet it
+/// at a multiple of 32 of the document (else refused, naming cu_seqlens).
 /// The shapes and options of every rank are compared first (W - 1 hops of a small descriptor around the ring),
 /// so a bad argument on one rank raises an Error on every rank rather than a hang.
 /// Errors (flatattn::Error, nothing written): shapes/dtypes/devices as forward() (q and k/v shards must hold
 /// the same n positions); cu_seqlens not int32 rank 1 on the host, not from 0 to W n, decreasing, or different
-/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), with cu_seqlens, or off the 64-key grid
-/// (above); dropout_row0/col0 not 0; shapes or options
+/// between ranks; an odd n under zigzag; n = 0; dropout_p outside [0, 1), or off the 64-key grid (above; with
+/// cu_seqlens: of the document); dropout_row0/col0 or dropout_batch0/head0/heads not 0; shapes or options
 /// that differ between ranks (uneven shards), naming the field and both ranks; transport rank/world out of
 /// range. The call is synchronous for the host (it waits for its exchanges) and asynchronous on `stream` for CUDA.
 Report ring_forward(const RingForwardArgs& args, RingTransport& transport, SeqLayout layout,
                     const Options& options = {}, Stream stream = {});
 
 /// Ring attention backward: dq, dk, dv of this rank's shards (the dK/dV of a shard is summed over every rank's
-/// queries in fp32 and returned to its owner; dQ is summed in fp32). Same rules and errors as ring_forward.
+/// queries in fp32 and returned to its owner; dQ is summed in fp32). On the CPU the block calls write fp32
+/// gradients (16-bit inputs too), so the sums are rounded once; on CUDA the kernels write them in the input dtype
+/// (each hop's contribution rounded once). Same rules and errors as ring_forward.
 Report ring_backward(const RingBackwardArgs& args, RingTransport& transport, SeqLayout layout,
                      const Options& options = {}, Stream stream = {});
 

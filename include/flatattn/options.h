@@ -75,6 +75,16 @@ struct Options {
   /// Else Error naming the field. Default 0: the call's own sequence. backward() must get the forward's values.
   std::int64_t dropout_row0 = 0;
   std::int64_t dropout_col0 = 0;
+  /// For context parallelism across documents and heads: the call's sequence b and query head h draw the mask of
+  /// sequence b + dropout_batch0 and query head h + dropout_head0 of a stream of dropout_heads query heads (0: the
+  /// call's Hq), i.e. the counter's third word is (b + batch0) * heads + h + head0 (src/core/philox.h). Ring
+  /// attention over packed documents passes the document's index (varlen numbers the stream per document);
+  /// Ulysses passes its first head and the full Hq. All >= 0, head0 + Hq <= heads (heads given), (batch0 + B) *
+  /// heads <= 2^31; else Error naming the field. Default 0: the call's own numbering. backward() must get the
+  /// forward's values.
+  std::int64_t dropout_batch0 = 0;
+  std::int64_t dropout_head0 = 0;
+  std::int64_t dropout_heads = 0;
   /// forward(): write the log-sum-exp of each logit row (natural log, fp32) into ForwardArgs::lse.
   /// When true the lse view is required; when false it must be absent.
   bool return_lse = false;

@@ -261,13 +261,15 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
 
 
 def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, out=None, stream=None, dropout_row0=0,
-                 dropout_col0=0):
+                 dropout_col0=0, dropout_slot=(0, 0, 0)):
     """The dropout keep mask of a call with these options: uint8 (B, Hq, Nq, Nk), 1 where the probability of
     sequence b, query head h, row i, key column j (within the sequence; varlen: Nq, Nk the longest lengths) is
     kept, 0 where it is dropped; bitwise what :func:`forward` and :func:`backward` apply on every backend.
 
     ``dropout_row0``, ``dropout_col0``: the mask of a block at that row and key column of a longer sequence
-    (col0 a multiple of 64), as :func:`forward` takes them.
+    (col0 a multiple of 64), as :func:`forward` takes them. ``dropout_slot``: (dropout_batch0, dropout_head0,
+    dropout_heads), Options' numbering of the stream's sequences and heads: the mask of sequences batch0 .. and
+    query heads head0 .. of a stream of dropout_heads query heads (0: hq) (ring attention over documents, Ulysses).
 
     ``out``: a contiguous uint8 array of that shape to write (numpy, torch or CuPy; CPU or CUDA, asynchronous on
     ``stream`` there); None: a new numpy array. Returns it. Raises :class:`FlatattnError` naming ``dropout_p``
@@ -283,5 +285,6 @@ def dropout_mask(batch, hq, nq, nk, *, dropout_p, dropout_seed, dropout_offset, 
     lib = A.library(out)
     s = A.current_stream(out, lib, stream)
     _C.dropout_mask(A.dlpack(out, s), float(dropout_p), int(dropout_seed), int(dropout_offset), s,
-                    dropout_row0=int(dropout_row0), dropout_col0=int(dropout_col0))
+                    dropout_row0=int(dropout_row0), dropout_col0=int(dropout_col0),
+                    dropout_slot=[int(x) for x in dropout_slot] if any(dropout_slot) else [])
     return out

@@ -344,7 +344,10 @@ def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=Fa
 _VAR_ARGS = "Tensor? alibi_slopes, Tensor? sinks, Tensor? bias, int block_q, int block_kv, Tensor?[] block_sparse"
 # Options::dropout_row0/col0 (context parallelism: the call's mask is the whole sequence's at that position); last,
 # with defaults, so the calls without them are unchanged.
-_POS = "int dropout_row0=0, int dropout_col0=0"
+# Then Options::dropout_batch0/head0/heads (the stream's sequence and head numbering: ring attention over packed
+# documents, Ulysses' head shards).
+_POS = ("int dropout_row0=0, int dropout_col0=0, int dropout_batch0=0, int dropout_head0=0, "
+        "int dropout_heads=0")
 _VAR_SCHEMAS = {
     "variant_fwd": ("variant_fwd(Tensor q, Tensor k, Tensor v, Tensor? cu_seqlens_q, Tensor? cu_seqlens_k, "
                     f"SymInt max_seqlen_q, SymInt max_seqlen_k, {_VAR_ARGS}, {_OPTS}, str dataflow, int num_threads, "
@@ -359,11 +362,13 @@ for _schema in _VAR_SCHEMAS.values():
 
 
 def _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed, dropout_offset,
-                row0=0, col0=0):
+                row0=0, col0=0, slot=(0, 0, 0)):
     """The extension's keyword arguments for the features that are present."""
     kw = dict(dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset))
     if row0 or col0:
         kw.update(dropout_row0=int(row0), dropout_col0=int(col0))
+    if any(slot):
+        kw["dropout_slot"] = [int(x) for x in slot]
     if alibi_slopes is not None:
         kw["alibi_slopes"] = _capsule(alibi_slopes)
     if sinks is not None:
@@ -389,26 +394,27 @@ def _dbias_like(q, bias, want):
 def _variant_fwd_kernel(q, k, v, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q, block_kv,
                         block_sparse, softmax_scale, causal, top_left, window_left, window_right, softcap,
                         deterministic, dropout_p, dropout_seed, dropout_offset, dataflow, num_threads, dropout_row0=0,
-                        dropout_col0=0):
+                        dropout_col0=0, dropout_batch0=0, dropout_head0=0, dropout_heads=0):
     out = torch.empty_like(q)
     lse = q.new_empty(lse_shape(q, cu_q is not None), dtype=torch.float32)
     _call(_C.forward, q, num_threads, _capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse),
           _cap(cu_q), _cap(cu_k), max_q, max_k, softmax_scale, causal, top_left, window_left, window_right, softcap,
           dataflow, **_variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed,
-                                  dropout_offset, dropout_row0, dropout_col0))
+                                  dropout_offset, dropout_row0, dropout_col0,
+                                  (dropout_batch0, dropout_head0, dropout_heads)))
     return out, lse
 
 
 def _variant_bwd_kernel(dout, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks, bias, block_q,
                         block_kv, block_sparse, want_dbias, softmax_scale, causal, top_left, window_left, window_right,
                         softcap, deterministic, dropout_p, dropout_seed, dropout_offset, num_threads, dropout_row0=0,
-                        dropout_col0=0):
+                        dropout_col0=0, dropout_batch0=0, dropout_head0=0, dropout_heads=0):
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dsinks = _dsinks_like(q, sinks)
     want_dbias = bool(want_dbias) and bias is not None
     dbias = _dbias_like(q, bias, want_dbias)
     kw = _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, dropout_p, dropout_seed,
-                     dropout_offset, dropout_row0, dropout_col0)
+                     dropout_offset, dropout_row0, dropout_col0, (dropout_batch0, dropout_head0, dropout_heads))
     if sinks is not None:
         kw["dsinks"] = _capsule(dsinks)
     if want_dbias:
@@ -520,29 +526,52 @@ def _opts_fwd(softmax_scale, causal, top_left, window_left, window_right, softca
             int(dropout_offset), dataflow, int(num_threads))
 
 
+def _pos_args(row0, col0, slot):
+    """The schema's trailing dropout position arguments (none when all are 0, so plain calls stay unchanged)."""
+    vals = (int(row0), int(col0), *(int(x) for x in slot))
+    if not any(vals[2:]):
+        vals = vals[:2]
+    return vals if any(vals) else ()
+
+
+def backward_into(dout, q, k, v, out, lse, dq, dk, dv, opts, *, dropout_row0=0, dropout_col0=0,
+                  dropout_slot=(0, 0, 0)):
+    """flatattn::backward writing into the given dq, dk, dv (no autograd, no custom op; batched q, k, v). opts: the
+    variant bwd schema's (_NOPTS options, num_threads). With 16-bit inputs on the CPU, dq, dk, dv may be float32:
+    the engine then stores its fp32 accumulators unrounded (ring attention sums them over the hops and rounds once;
+    the CUDA kernels write the input dtype only, a float32 dq there is refused naming dq)."""
+    scale, causal, top_left, wl, wr, softcap, deterministic, p, seed, offset, num_threads = opts
+    kw = _variant_kw(None, None, None, 0, 0, [], p, seed, offset, dropout_row0, dropout_col0, dropout_slot)
+    _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),
+          _capsule(lse), _capsule(dq), _capsule(dk), _capsule(dv), None, None, 0, 0, scale, causal, top_left, wl, wr,
+          softcap, deterministic, **kw)
+    return dq, dk, dv
+
+
 def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, block_sparse=None, cu_seqlens_q=None,
-                    cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dropout_row0=0, dropout_col0=0):
+                    cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dropout_row0=0, dropout_col0=0,
+                    dropout_slot=(0, 0, 0)):
     """(out, lse) through variant_fwd; opts as forward_opts's (the _NOPTS options, dataflow, num_threads);
     block_sparse a flatattn.BlockSparse of int32 tensors on q's device, or None. Autograd reaches q, k, v, the
     sinks and the bias. dropout_row0/col0: Options' (the dropout mask of the whole sequence at that position;
-    col0 a multiple of 64)."""
+    col0 a multiple of 64). dropout_slot: Options' (dropout_batch0, dropout_head0, dropout_heads)."""
     bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
                                                                block_sparse.tensors())
-    pos = (int(dropout_row0), int(dropout_col0)) if dropout_row0 or dropout_col0 else ()
+    pos = _pos_args(dropout_row0, dropout_col0, dropout_slot)
     return _variant_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, _f32(alibi_slopes),
                            _f32(sinks), bias, bq, bkv, lists, *opts, *pos)
 
 
 def variant_backward(dout, q, k, v, out, lse, opts, *, alibi_slopes=None, sinks=None, bias=None, want_dbias=False,
                      block_sparse=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
-                     dropout_row0=0, dropout_col0=0):
+                     dropout_row0=0, dropout_col0=0, dropout_slot=(0, 0, 0)):
     """(dq, dk, dv, dsinks, dbias) through variant_bwd (dsinks and dbias empty when absent or not wanted); opts as
-    the bwd schema's (_NOPTS options, num_threads); dropout_row0/col0 as variant_forward's."""
+    the bwd schema's (_NOPTS options, num_threads); dropout_row0/col0 and dropout_slot as variant_forward's."""
     bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
                                                                block_sparse.tensors())
     return _variant_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                            _f32(alibi_slopes), _f32(sinks), bias, bq, bkv, lists, bool(want_dbias), *opts,
-                           *((int(dropout_row0), int(dropout_col0)) if dropout_row0 or dropout_col0 else ()))
+                           *_pos_args(dropout_row0, dropout_col0, dropout_slot))
 
 
 def attention_ext(q, k, v, *, alibi_slopes=None, sinks=None, softmax_scale=None, causal=False, top_left=False,

@@ -87,6 +87,15 @@ void set_dropout(Options& o, float dropout_p, std::uint64_t seed, std::uint64_t 
   o.dropout_col0 = col0;
 }
 
+/// Options::dropout_batch0, dropout_head0, dropout_heads from the Python layer's list (empty: all 0).
+void set_dropout_slot(Options& o, const std::vector<std::int64_t>& slot) {
+  if (slot.empty()) return;
+  if (slot.size() != 3)
+    throw Error(Error::Kind::invalid_argument, "dropout_slot", std::to_string(slot.size()) + " values",
+                "must be (dropout_batch0, dropout_head0, dropout_heads)", "pass three ints, or nothing");
+  o.dropout_batch0 = slot[0], o.dropout_head0 = slot[1], o.dropout_heads = slot[2];
+}
+
 std::optional<Varlen> make_varlen(const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q,
                                   std::int64_t max_k) {
   if (!cu_q && !cu_k) return std::nullopt;
@@ -170,10 +179,11 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
                    std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse, std::int64_t row0,
-                   std::int64_t col0, std::string_view fp32_matmul) {
+                   std::int64_t col0, std::string_view fp32_matmul, const std::vector<std::int64_t>& slot) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
   c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
+  set_dropout_slot(c.options, slot);
   c.options.fp32_matmul = parse_fp32_matmul(fp32_matmul);
   c.args.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   c.args.sinks = view_of(sinks, "sinks");
@@ -226,7 +236,8 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 std::uintptr_t stream, const OptIn& alibi_slopes, const OptIn& sinks,
                 const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
                 const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse,
-                std::int64_t row0, std::int64_t col0, std::string_view fp32_matmul) {
+                std::int64_t row0, std::int64_t col0, std::string_view fp32_matmul,
+                const std::vector<std::int64_t>& slot) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -237,6 +248,7 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
   a.block_sparse = block_sparse_of(block_sparse, keep);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   set_dropout(o, dropout_p, seed, offset, row0, col0);
+  set_dropout_slot(o, slot);
   o.fp32_matmul = parse_fp32_matmul(fp32_matmul);
   nb::gil_scoped_release release;
   return flatattn::backward(a, o, Stream{reinterpret_cast<void*>(stream)});
@@ -356,12 +368,14 @@ void reference_forward_kvcache(const In& q, const Out& k_cache, const Out& v_cac
 
 /// flatattn::dropout_mask into a contiguous uint8 array of shape (B, Hq, Nq, Nk) on the CPU or a CUDA device.
 void run_dropout_mask(nb::ndarray<std::uint8_t, nb::c_contig> mask, float dropout_p, std::uint64_t seed,
-                      std::uint64_t offset, std::uintptr_t stream, std::int64_t row0, std::int64_t col0) {
+                      std::uint64_t offset, std::uintptr_t stream, std::int64_t row0, std::int64_t col0,
+                      const std::vector<std::int64_t>& slot) {
   if (mask.ndim() != 4)
     throw Error(Error::Kind::invalid_argument, "mask", "rank " + std::to_string(mask.ndim()),
                 "must be a contiguous uint8 array (B, Hq, Nq, Nk)", "allocate it with that shape");
   Options o;
   set_dropout(o, dropout_p, seed, offset, row0, col0);
+  set_dropout_slot(o, slot);
   const Device d = device_of(mask.device_type(), mask.device_id(), "mask");
   const auto n = [&](int i) { return static_cast<std::int64_t>(mask.shape(i)); };
   nb::gil_scoped_release release;
@@ -403,7 +417,7 @@ NB_MODULE(_C, m) {
         "top_left"_a, "window_left"_a, "window_right"_a, "softcap"_a, "dataflow"_a, "num_threads"_a, "stream"_a,
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0,
-        "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
+        "dropout_col0"_a = 0, "fp32_matmul"_a = "exact", "dropout_slot"_a = std::vector<std::int64_t>{},
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
@@ -412,6 +426,7 @@ NB_MODULE(_C, m) {
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
         "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
+        "dropout_slot"_a = std::vector<std::int64_t>{},
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
@@ -438,7 +453,7 @@ NB_MODULE(_C, m) {
       "batch"_a, "nq"_a, "nk"_a, "hq"_a, "d"_a, "causal"_a = false, "top_left"_a = false, "window_left"_a = -1,
       "window_right"_a = -1, "FLOPs of a forward pass: 4 * visible (query, key) pairs * D * Hq (FlashAttention papers).");
   m.def("dropout_mask", &run_dropout_mask, "mask"_a, "dropout_p"_a, "seed"_a, "offset"_a, "stream"_a,
-        "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "dropout_row0"_a = 0, "dropout_col0"_a = 0, "dropout_slot"_a = std::vector<std::int64_t>{},
         "flatattn::dropout_mask: the keep mask (1 kept, 0 dropped) into a contiguous uint8 (B, Hq, Nq, Nk) array.");
   m.def("forward_kvcache", &run_forward_kvcache, "q"_a, "k_cache"_a, "v_cache"_a, "out"_a, "lse"_a.none(),
         "cache_seqlens"_a, "block_table"_a.none(), "cache_batch_idx"_a.none(), "cache_leftpad"_a.none(), "k"_a.none(),

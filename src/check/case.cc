@@ -26,6 +26,10 @@ std::string Case::name() const {
     s << " dropout" << options.dropout_p << "(seed " << options.dropout_seed << ", offset " << options.dropout_offset
       << (options.dropout_row0 || options.dropout_col0
               ? ", at row " + std::to_string(options.dropout_row0) + " col " + std::to_string(options.dropout_col0)
+              : std::string())
+      << (options.dropout_batch0 || options.dropout_head0 || options.dropout_heads
+              ? ", slot b+" + std::to_string(options.dropout_batch0) + " h+" + std::to_string(options.dropout_head0) +
+                    " of " + std::to_string(options.dropout_heads)
               : std::string()) << ")";
   if (varlen) {
     s << " varlen[";
@@ -296,6 +300,12 @@ Case fuzz_case(std::mt19937_64& rng, DType dtype, std::int64_t max_n) {
   if (c.options.dropout_p > 0.f && uni(0, 2) == 0) {
     c.options.dropout_row0 = uni(0, 1 << 20);
     c.options.dropout_col0 = std::int64_t{kDropoutColAlign} * uni(0, 1 << 14);
+  }
+  // ... and as a later sequence or head slice of the stream (ring documents, Ulysses; drawn after the position).
+  if (c.options.dropout_p > 0.f && uni(0, 2) == 0) {
+    c.options.dropout_batch0 = uni(0, 1000);
+    c.options.dropout_head0 = uni(0, 3);
+    c.options.dropout_heads = c.hq + c.options.dropout_head0 + uni(0, 3);
   }
   return c;
 }

@@ -8,6 +8,7 @@
 #include "src/core/mask.h"
 #include "src/check/sparse_case.h"
 #include "src/core/philox.h"
+#include "src/core/validate.h"
 #include "src/reference/parallel.h"
 
 namespace flatattn::check {
@@ -64,8 +65,9 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   }
   // Dropout: Z / (1 - p) per element (src/core/philox.h defines Z), applied to dP and to the P of dV.
   const bool drop = o.dropout_p > 0.f;
-  const DropoutStream stream =
-      dropout_stream(o.dropout_seed, o.dropout_offset, o.dropout_p, c.hq, o.dropout_row0, o.dropout_col0);
+  const DropoutSlot slot = check_dropout_slot(o, c.batch, c.hq);
+  const DropoutStream stream = dropout_stream(o.dropout_seed, o.dropout_offset, o.dropout_p, slot.heads, o.dropout_row0,
+                                              o.dropout_col0, slot.bh0);
   const float drop_scale = drop ? static_cast<float>(1.0 / (1.0 - double(o.dropout_p))) : 1.f;
   std::int64_t q0 = 0, k0 = 0;
   for (std::int64_t b = 0; b < c.batch; ++b) {

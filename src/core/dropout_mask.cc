@@ -35,8 +35,9 @@ void dropout_mask(std::uint8_t* mask, Device device, std::int64_t batch, std::in
   const std::int64_t n = batch * hq * nq * nk;
   require(mask != nullptr || n == 0, "mask", "null", "must point to B * Hq * Nq * Nk bytes", "pass the buffer");
   if (n == 0) return;
-  const DropoutStream s =
-      dropout_stream(options.dropout_seed, options.dropout_offset, p, hq, options.dropout_row0, options.dropout_col0);
+  const DropoutSlot slot = check_dropout_slot(options, batch, hq);
+  const DropoutStream s = dropout_stream(options.dropout_seed, options.dropout_offset, p, slot.heads,
+                                         options.dropout_row0, options.dropout_col0, slot.bh0);
   if (device.kind == DeviceKind::cuda) {
     cuda::dropout_mask(mask, device.index, batch, hq, nq, nk, s, stream);
     return;

@@ -80,13 +80,16 @@ struct DropoutStream {
   std::uint32_t k0 = 0, k1 = 0, c3 = 0, threshold = 0;
   std::int32_t hq = 1;
   std::int32_t row0 = 0, col0 = 0;
+  /// Options::dropout_batch0/head0 folded into the third counter word: the call's (b, h) draws the stream's slot
+  /// b * hq + h + bh0 = (b + batch0) * heads + h + head0, where hq is the stream's head count (dropout_heads).
+  std::int32_t bh0 = 0;
 };
 
 inline DropoutStream dropout_stream(std::uint64_t seed, std::uint64_t offset, double p, std::int64_t hq,
-                                    std::int64_t row0 = 0, std::int64_t col0 = 0) {
+                                    std::int64_t row0 = 0, std::int64_t col0 = 0, std::int64_t bh0 = 0) {
   return {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(offset >> 32),
           static_cast<std::uint32_t>(offset), dropout_threshold(p), static_cast<std::int32_t>(hq),
-          static_cast<std::int32_t>(row0), static_cast<std::int32_t>(col0)};
+          static_cast<std::int32_t>(row0), static_cast<std::int32_t>(col0), static_cast<std::int32_t>(bh0)};
 }
 
 /// The Philox output that serves element (i, j) of (b, h), and the 15 other elements of its group
@@ -130,9 +133,10 @@ FLATATTN_HD std::uint32_t dropout_keep_bits(const Philox4& o, std::uint32_t thre
   return bits;
 }
 
-/// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0).
+/// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0,
+/// sequence-head slot b * hq + h + bh0).
 FLATATTN_HD bool dropout_keep(const DropoutStream& s, int b, int h, int i, int j) {
-  return dropout_byte(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j + s.col0), j) >= s.threshold;
+  return dropout_byte(dropout_block(s.k0, s.k1, s.c3, s.hq, b, h + s.bh0, i + s.row0, j + s.col0), j) >= s.threshold;
 }
 
 }  // namespace flatattn

@@ -254,6 +254,9 @@ void check_options(const Options& o, Problem& p) {
   p.variant.dropout_offset = o.dropout_offset;
   p.variant.dropout_hq = p.hq;
   check_dropout_position(o, p);
+  const DropoutSlot slot = check_dropout_slot(o, p.batch, p.hq);
+  p.variant.dropout_hq = slot.heads;
+  p.variant.dropout_bh0 = slot.bh0;
   p.fp32_matmul = o.fp32_matmul;  // served (or refused) by the backend: src/cpu/amx/detect.cc, dispatch.cc
   FLATATTN_REQUIRE(o.window.left >= -1, "window.left", std::to_string(o.window.left), "must be >= -1 (-1: unbounded)",
           "pass -1 or a non-negative size");
@@ -281,6 +284,22 @@ void check_like(const TensorView& t, const char* name, const TensorView& like, c
   for (int i = 0; i < like.rank; ++i) ok = ok && t.shape[i] == like.shape[i];
   FLATATTN_REQUIRE(ok, name, "shape " + shape_str(t), std::string("must equal ") + like_name + "'s shape " + shape_str(like),
           std::string("allocate it like ") + like_name);
+}
+
+/// dq, dk, dv like q, k, v; or, with 16-bit inputs, all three float32 on the CPU engine (their sum over several
+/// calls is then rounded once by the caller: ring attention's per-hop gradients). Returns their dtype.
+DType check_grads(const BackwardArgs& a, const Shapes& s, Consumer c, const char* ql, const char* kl) {
+  Shapes g = s;
+  if (c == Consumer::kernel && s.dtype != DType::f32 && a.dq.present() && a.dq.dtype == DType::f32) {
+    FLATATTN_REQUIRE(s.device.kind == DeviceKind::cpu, "dq", "float32 with " + std::string(name(s.dtype)) + " inputs on " +
+            dev_str(s.device), "float32 gradients of 16-bit inputs are written by the CPU engine only (the CUDA "
+            "backward kernels store dq, dk, dv in the input dtype)", "allocate dq, dk, dv like q, k, v on CUDA");
+    g.dtype = DType::f32;
+  }
+  check_like(a.dq, "dq", a.q, "q", g, c, ql);
+  check_like(a.dk, "dk", a.k, "k", g, c, kl);
+  check_like(a.dv, "dv", a.v, "v", g, c, kl);
+  return g.dtype;
 }
 
 void check_lse(const TensorView& lse, const Shapes& s, const char* name, Consumer c) {
@@ -412,6 +431,25 @@ RowStrides lse_strides(const TensorView& lse, bool varlen) {
 
 }  // namespace
 
+DropoutSlot check_dropout_slot(const Options& o, std::int64_t batch, std::int64_t hq) {
+  constexpr std::int64_t kMax = std::int64_t{1} << 31;
+  const std::int64_t heads = o.dropout_heads == 0 ? hq : o.dropout_heads;
+  FLATATTN_REQUIRE(o.dropout_batch0 >= 0 && o.dropout_batch0 < kMax, "dropout_batch0", std::to_string(o.dropout_batch0),
+          "must be in [0, 2^31): the stream's index of the call's first sequence",
+          "pass the sequence's (varlen: document's) index in the whole batch, or 0");
+  FLATATTN_REQUIRE(o.dropout_heads >= 0 && o.dropout_heads < kMax, "dropout_heads", std::to_string(o.dropout_heads),
+          "must be in [0, 2^31) (0: the call's Hq)", "pass the query head count of the whole problem, or 0");
+  FLATATTN_REQUIRE(o.dropout_head0 >= 0 && o.dropout_head0 <= heads - hq, "dropout_head0", std::to_string(o.dropout_head0),
+          "must be in [0, dropout_heads - Hq] (dropout_heads " + std::to_string(heads) + ", Hq " + std::to_string(hq) +
+              "): the call's heads are heads head0 .. head0 + Hq - 1 of the stream",
+          "pass the stream's index of the call's first query head and dropout_heads = the full Hq");
+  FLATATTN_REQUIRE((o.dropout_batch0 + batch) * heads <= kMax, "dropout_batch0", std::to_string(o.dropout_batch0),
+          "(dropout_batch0 + B) * dropout_heads must be <= 2^31 (B " + std::to_string(batch) + ", heads " +
+              std::to_string(heads) + "; the counter's third word)",
+          "split the batch or number the sequences from 0");
+  return {heads, o.dropout_batch0 * heads + o.dropout_head0};
+}
+
 ValidatedForward validate_forward(const ForwardArgs& a, const Options& o, Consumer c) {
   ValidatedForward r;
   Problem& p = r.problem;
@@ -455,9 +493,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   const char* kl = s.varlen ? "(total_k, Hkv, D)" : "(B, Nk, Hkv, D)";
   check_like(a.out, "out", a.q, "q", s, c, ql);
   check_like(a.dout, "dout", a.q, "q", s, c, ql);
-  check_like(a.dq, "dq", a.q, "q", s, c, ql);
-  check_like(a.dk, "dk", a.k, "k", s, c, kl);
-  check_like(a.dv, "dv", a.v, "v", s, c, kl);
+  const DType grad_dtype = check_grads(a, s, c, ql, kl);
   check_lse(a.lse, s, "lse", c);
   check_alibi(a.alibi_slopes, s, c, p);
   if (a.sinks.present() || a.sinks.rank == -1) check_sinks(a.sinks, "sinks", s, c);
@@ -506,6 +542,7 @@ ValidatedBackward validate_backward(const BackwardArgs& a, const Options& o, Con
   t.sdq = rs(a.dq);
   t.sdk = rs(a.dk);
   t.sdv = rs(a.dv);
+  t.grad_dtype = grad_dtype;
   return r;
 }
 

@@ -33,6 +33,14 @@ ValidatedBackward validate_backward(const BackwardArgs& args, const Options& opt
 void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<LocalGlobal>& lg, const Options& o,
                   bool backward, Problem& p);
 
+/// The dropout stream's numbering of a call of `batch` sequences of `hq` query heads (Options::dropout_batch0,
+/// dropout_head0, dropout_heads), validated: heads is the stream's Hq (the counter's multiplier) and bh0 =
+/// batch0 * heads + head0 is added to the call's slot b * heads + h (src/core/philox.h).
+struct DropoutSlot {
+  std::int64_t heads = 1, bh0 = 0;
+};
+DropoutSlot check_dropout_slot(const Options& o, std::int64_t batch, std::int64_t hq);
+
 /// Throws Error(invalid_argument, argument, value, limit, fix) unless cond.
 void require(bool cond, const std::string& argument, const std::string& value, const std::string& limit,
              const std::string& fix);

@@ -64,6 +64,8 @@ struct VariantArgs {
   std::uint64_t dropout_seed = 0, dropout_offset = 0;  ///< the Philox key and counter offset of the call
   std::int64_t dropout_hq = 1;  ///< Hq of the call: the dropout counter's third word is b * Hq + h
   std::int64_t dropout_row0 = 0, dropout_col0 = 0;  ///< Options::dropout_row0/col0 (validated: col0 % kDropoutColAlign == 0)
+  /// Options::dropout_batch0 * dropout_heads + dropout_head0 (dropout_hq is then the stream's dropout_heads).
+  std::int64_t dropout_bh0 = 0;
   /// Additive bias (f32/f16/bf16, bias_dtype) on the call's device: the logit of (sequence b, query head h,
   /// row i, key j) gains bias[b * bias_sb + h * bias_sh + i * bias_si + j] (stride 0: a broadcast dim); null: off.
   /// bias_nq, bias_nk: the extents the kernels clamp i and j to (padded tile rows and keys read in bounds).
@@ -100,6 +102,7 @@ struct VariantData {
   int bias_dtype = 0;            ///< DType as an int: 0 f32, 1 f16, 2 bf16
   // Dropout's position offsets (Options::dropout_row0/col0; last, so the fields above keep their offsets).
   std::int32_t drop_row0 = 0, drop_col0 = 0;
+  std::int32_t drop_bh0 = 0;  ///< VariantArgs::dropout_bh0: the counter's third word is b * drop_hq + h + drop_bh0
 };
 
 /// The data for a backend whose raw logit is s = raw_scale * q.k (CUDA: raw_scale = 1 and the softmax
@@ -133,6 +136,7 @@ inline VariantData make_variant_data(const VariantArgs& a, float scale, float un
     v.drop_k0 = ds.k0, v.drop_k1 = ds.k1, v.drop_c3 = ds.c3, v.drop_threshold = ds.threshold, v.drop_hq = ds.hq;
     v.drop_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(a.dropout_p)));
     v.drop_row0 = static_cast<std::int32_t>(a.dropout_row0), v.drop_col0 = static_cast<std::int32_t>(a.dropout_col0);
+    v.drop_bh0 = static_cast<std::int32_t>(a.dropout_bh0);
   }
   return v;
 }
@@ -459,7 +463,7 @@ struct DropoutProb {
   static constexpr bool kActive = true;
   static constexpr bool kDropout = true;
   FLATATTN_HD static Philox4 block(const VariantData& v, int b, int h, int i, int j) {
-    return dropout_block(v.drop_k0, v.drop_k1, v.drop_c3, v.drop_hq, b, h, i + v.drop_row0, j + v.drop_col0);
+    return dropout_block(v.drop_k0, v.drop_k1, v.drop_c3, v.drop_hq, b, h + v.drop_bh0, i + v.drop_row0, j + v.drop_col0);
   }
   FLATATTN_HD static bool keep(const Philox4& o, int j, const VariantData& v) {
     return dropout_byte(o, j) >= v.drop_threshold;

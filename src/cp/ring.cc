@@ -33,37 +33,78 @@ TensorView view(void* data, DType dtype, Device device, std::int64_t a, std::int
                : TensorView::contiguous(data, dtype, {a, b, c, d}, device);
 }
 
+// A dropout block call's first key must sit at a multiple of kDropoutColAlign columns of its sequence
+// (src/core/philox.h: the stream's Philox calls serve 64-key groups; Options::dropout_col0's rule in
+// src/core/validate.cc).
+
+// The dropout position of a block call: (row0, col0) in the stream and the stream's sequence. Without documents
+// the whole sequence's (global row and key of its first element); under a document mask the document's, as
+// single-device varlen numbers it: sequence = the document's index, rows and keys counted from its start.
+struct DropoutPos {
+  std::int64_t row0 = 0, col0 = 0, batch0 = 0;
+};
+DropoutPos dropout_pos(const Block& blk, const std::vector<std::int64_t>& cu_seqlens) {
+  if (cu_seqlens.size() < 2) return {blk.row0, blk.col0, 0};
+  const std::int64_t start = cu_seqlens[static_cast<std::size_t>(blk.doc)];
+  return {blk.row0 - start, blk.col0 - start, blk.doc};
+}
+
 // The options of one block's call: the user's scale, softcap, dataflow, threads; the block's mask, top-left.
-Options block_options(const Options& o, const Block& blk, bool lse) {
+Options block_options(const Options& o, const Block& blk, bool lse, const std::vector<std::int64_t>& cu_seqlens) {
   Options b = o;
   b.causal = blk.causal;
   b.causal_align = CausalAlign::top_left;
   b.window = Window{blk.window_left, blk.window_right};
   b.return_lse = lse;
-  if (o.dropout_p > 0.f) b.dropout_row0 = blk.row0, b.dropout_col0 = blk.col0;  // the whole sequence's mask there
+  if (o.dropout_p > 0.f) {  // the whole sequence's (the document's) mask there
+    const DropoutPos p = dropout_pos(blk, cu_seqlens);
+    b.dropout_row0 = p.row0, b.dropout_col0 = p.col0, b.dropout_batch0 = p.batch0;
+  }
   return b;
 }
 
-// Dropout: every block call's first key must sit on the stream's kDropoutColAlign-key grid (src/core/philox.h), so that its
-// mask is the whole sequence's (Options::dropout_col0). The plan is every rank's, so every rank throws alike.
-void check_dropout_plan(const cp::RingPlan& plan, SeqLayout layout, std::int64_t n, const Options& o) {
+// Dropout: every block call's first key must sit on the stream's kDropoutColAlign-key grid (src/core/philox.h) of its sequence
+// (under documents: of its document), so that its mask is the single-device one (Options::dropout_col0). The plan
+// is every rank's, so every rank throws alike.
+void check_dropout_plan(const cp::RingPlan& plan, SeqLayout layout, std::int64_t n, const Options& o,
+                        const std::vector<std::int64_t>& cu_seqlens) {
   if (o.dropout_p <= 0.f) return;
   const std::int64_t chunk = layout == SeqLayout::zigzag ? n / 2 : n;
-  const std::string align = std::to_string(kDropoutColAlign), align2 = std::to_string(2 * kDropoutColAlign);
-  if (chunk % kDropoutColAlign)
+  const bool docs = cu_seqlens.size() >= 2;
+  for (const auto& row : plan)
+    for (const auto& hop : row)
+      for (const Block& b : hop) {
+        const DropoutPos p = dropout_pos(b, cu_seqlens);
+        if (!docs || p.col0 % kDropoutColAlign == 0 || b.col0 % chunk) continue;
+        const auto d = static_cast<std::size_t>(b.doc);
+        throw Error(Error::Kind::invalid_argument, "cu_seqlens",
+                    "document " + std::to_string(b.doc) + " = [" + std::to_string(cu_seqlens[d]) + ", " +
+                        std::to_string(cu_seqlens[d + 1]) + ")",
+                    "with dropout_p > 0 a document that spans shards must meet each shard boundary inside it at a "
+                    "multiple of " + std::to_string(kDropoutColAlign) + " of the document (varlen numbers the dropout "
+                    "stream per document, and its Philox calls serve 64-key groups): the boundary at global position " +
+                        std::to_string(b.col0) + " is its column " + std::to_string(p.col0) + " (shard chunks of " +
+                        std::to_string(chunk) + " tokens)",
+                    "start documents that cross shards at multiples of " + std::to_string(kDropoutColAlign) +
+                        " (pad documents to multiples of " + std::to_string(kDropoutColAlign) +
+                        " tokens, chunks a multiple of it), or train without dropout here");
+      }
+  if (chunk % kDropoutColAlign && !docs)
     throw Error(Error::Kind::invalid_argument, "q", "n_local = " + std::to_string(n),
                 std::string("with dropout_p > 0 every ") + (layout == SeqLayout::zigzag ? "zigzag chunk (n_local / 2)" :
-                "shard") + " must start at a multiple of " + align + " of the whole sequence (the dropout stream's "
-                "Philox calls serve 64-key groups): n_local a multiple of " + (layout == SeqLayout::zigzag ? align2 : align),
+                "shard") + " must start at a multiple of " + std::to_string(kDropoutColAlign) + " of the whole sequence (the "
+                "dropout stream's Philox calls serve 64-key groups): n_local a multiple of " +
+                std::to_string(layout == SeqLayout::zigzag ? 2 * kDropoutColAlign : kDropoutColAlign),
                 "pad the sequence to that multiple of world tokens, or train without dropout here");
   for (const auto& row : plan)
     for (const auto& hop : row)
       for (const Block& b : hop)
-        if (b.col0 < 0 || b.col0 % kDropoutColAlign)
+        if (const DropoutPos p = dropout_pos(b, cu_seqlens); p.col0 < 0 || p.col0 % kDropoutColAlign)
           throw Error(Error::Kind::invalid_argument, "window.left", std::to_string(o.window.left),
-                      "with dropout_p > 0 the window cuts a key block at global column " + std::to_string(b.col0) +
-                          ", not a multiple of " + align + " (the dropout stream's Philox calls serve 64-key groups)",
-                      "use a left window side that is a multiple of " + align + ", or train without dropout here");
+                      "with dropout_p > 0 the window cuts a key block at column " + std::to_string(p.col0) + " of its " +
+                          (docs ? "document" : "sequence") + ", not a multiple of " +
+                          std::to_string(kDropoutColAlign) + " (the dropout stream's Philox calls serve 64-key groups)",
+                      "use a left window side that is a multiple of " + std::to_string(kDropoutColAlign) + ", or train without dropout here");
 }
 
 // Validates, agrees across ranks, and returns this rank's plan.
@@ -75,7 +116,7 @@ std::vector<std::vector<Block>> prepare(const RingBackwardArgs& a, bool backward
   cp::agree(tr, layout, o, s, backward, local, stream);
   const bool fuse = o.dropout_p <= 0.f;  // dropout: one call per pair of runs, each at its global position
   const cp::RingPlan plan = cp::plan_ring(layout, w, s.n, o.causal, o.window.left, o.window.right, s.cu_seqlens, fuse);
-  check_dropout_plan(plan, layout, s.n, o);
+  check_dropout_plan(plan, layout, s.n, o, s.cu_seqlens);
   return plan[r];
 }
 
@@ -129,7 +170,7 @@ Report ring_forward(const RingForwardArgs& args, RingTransport& tr, SeqLayout la
       f.v = slice(cur.v, 1, blk.k0, blk.k1);
       f.out = slice(part, 1, blk.q0, blk.q1);
       f.lse = slice(part_lse, 2, blk.q0, blk.q1);
-      inner = forward(f, block_options(o, blk, true), stream);
+      inner = forward(f, block_options(o, blk, true, s.cu_seqlens), stream);
       cp::merge(slice(acc_out, 1, blk.q0, blk.q1), slice(acc_lse, 2, blk.q0, blk.q1), f.out, f.lse, stream);
     }
     if (ticket >= 0) {
@@ -148,14 +189,17 @@ Report ring_backward(const RingBackwardArgs& a, RingTransport& tr, SeqLayout lay
   RingShape s;
   const auto hops = prepare(a, true, tr, layout, o, stream, s);
   const Device dev = s.device;
-  const std::size_t esz = element_size(s.dtype);
+  // Each block's gradients: fp32 on the CPU engine (which writes them for 16-bit inputs too), so the hops' sum is
+  // rounded once at the end; the CUDA kernels store them in the input dtype (each hop's contribution rounded once).
+  const DType gdt = dev.kind == DeviceKind::cpu ? DType::f32 : s.dtype;
+  const std::size_t esz = element_size(gdt);
   const std::int64_t nq = s.batch * s.n * s.hq * s.d, nk = s.batch * s.n * s.hkv * s.d;
   Buffer dq_buf(dev, nq * 4), gq_buf(dev, nq * esz), gkv_buf(dev, 2 * nk * esz);
   Buffer dkv_buf[2] = {Buffer(dev, 2 * nk * 4), Buffer(dev, 2 * nk * 4)}, incoming_buf(dev, 2 * nk * 4);
   const TensorView dq_acc = view(dq_buf.data(), DType::f32, dev, s.batch, s.n, s.hq, s.d);
-  const TensorView gq = view(gq_buf.data(), s.dtype, dev, s.batch, s.n, s.hq, s.d);
-  const TensorView gk = view(gkv_buf.data(), s.dtype, dev, s.batch, s.n, s.hkv, s.d);
-  const TensorView gv = view(static_cast<unsigned char*>(gkv_buf.data()) + nk * esz, s.dtype, dev, s.batch, s.n,
+  const TensorView gq = view(gq_buf.data(), gdt, dev, s.batch, s.n, s.hq, s.d);
+  const TensorView gk = view(gkv_buf.data(), gdt, dev, s.batch, s.n, s.hkv, s.d);
+  const TensorView gv = view(static_cast<unsigned char*>(gkv_buf.data()) + nk * esz, gdt, dev, s.batch, s.n,
                              s.hkv, s.d);
   // (2, B, n, Hkv, D) fp32 as a (2 B, n, Hkv, D) view; halves: dK, dV.
   auto kv32 = [&](void* p) { return view(p, DType::f32, dev, 2 * s.batch, s.n, s.hkv, s.d); };
@@ -186,7 +230,7 @@ Report ring_backward(const RingBackwardArgs& a, RingTransport& tr, SeqLayout lay
       b.dq = slice(gq, 1, blk.q0, blk.q1);
       b.dk = slice(gk, 1, blk.k0, blk.k1);
       b.dv = slice(gv, 1, blk.k0, blk.k1);
-      inner = backward(b, block_options(o, blk, false), stream);
+      inner = backward(b, block_options(o, blk, false, s.cu_seqlens), stream);
       cp::add(slice(dq_acc, 1, blk.q0, blk.q1), b.dq, stream);
       cp::add(slice(half(dkv, 0), 1, blk.k0, blk.k1), b.dk, stream);
       cp::add(slice(half(dkv, 1), 1, blk.k0, blk.k1), b.dv, stream);

@@ -112,15 +112,16 @@ std::optional<Error> check_local(const RingBackwardArgs& a, bool backward, const
   if (!(o.dropout_p >= 0.0f && o.dropout_p < 1.0f))
     return bad("dropout_p", std::to_string(o.dropout_p), "must be in [0, 1) (0 disables dropout)",
                "pass a probability such as 0.1, or 0");
-  if (o.dropout_p > 0.0f && a.cu_seqlens.present())
-    return Error(Error::Kind::unsupported, "dropout_p", std::to_string(o.dropout_p),
-                 "dropout with document masks (cu_seqlens) is not supported by ring attention: varlen numbers the "
-                 "dropout stream per document, which a ring block call cannot reproduce",
-                 "train without attention dropout, or without cu_seqlens");
   if (o.dropout_row0 != 0 || o.dropout_col0 != 0)
     return bad(o.dropout_row0 != 0 ? "dropout_row0" : "dropout_col0",
                std::to_string(o.dropout_row0 != 0 ? o.dropout_row0 : o.dropout_col0),
                "must be 0: the ring places each block call itself", "leave dropout_row0/col0 at 0");
+  if (o.dropout_batch0 != 0 || o.dropout_head0 != 0 || o.dropout_heads != 0)
+    return bad(o.dropout_batch0 != 0 ? "dropout_batch0" : o.dropout_head0 != 0 ? "dropout_head0" : "dropout_heads",
+               std::to_string(o.dropout_batch0 != 0 ? o.dropout_batch0
+                              : o.dropout_head0 != 0 ? o.dropout_head0 : o.dropout_heads),
+               "must be 0: the ring numbers each block call's documents itself",
+               "leave dropout_batch0/head0/heads at 0");
   if (o.softcap < 0 || !(o.softcap == o.softcap))
     return bad("softcap", std::to_string(o.softcap), "must be >= 0 (0: off)", "pass a positive cap or 0");
   if (o.window.left < -1 || o.window.right < -1)

@@ -22,7 +22,7 @@ std::optional<Block> pair_block(const Segment& q, const Segment& k, std::int64_t
   if (hi < -(n - 1) || lo > m - 1) return std::nullopt;
   if (lo <= -(n - 1) && hi >= m - 1) {
     Block b{q.local, q.local + n, k.local, k.local + m};
-    b.row0 = q.global, b.col0 = k.global;
+    b.row0 = q.global, b.col0 = k.global, b.doc = q.doc;
     return b;
   }
   const std::int64_t t = std::max<std::int64_t>(0, -hi);  // leading query rows with no visible key
@@ -31,7 +31,7 @@ std::optional<Block> pair_block(const Segment& q, const Segment& k, std::int64_t
   if (unbounded(wl)) wl = -1;
   if (unbounded(wr)) wr = -1;
   Block b{q.local + t, q.local + n, k.local + s, k.local + m};
-  b.row0 = q.global + t, b.col0 = k.global + s;
+  b.row0 = q.global + t, b.col0 = k.global + s, b.doc = q.doc;
   if (wl == -1 && wr == 0 && n - t == m - s) {
     b.causal = true;
   } else {

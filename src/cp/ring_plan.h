@@ -35,6 +35,9 @@ struct Block {
   /// Global positions of rows q0 and keys k0 (dropout: Options::dropout_row0/col0); -1 for a fused call over runs
   /// that are not adjacent in the global sequence (plan_hop with fuse = false never makes one).
   std::int64_t row0 = -1, col0 = -1;
+  /// The document both runs lie in (Segment::doc; 0 without documents): dropout under a document mask numbers the
+  /// stream per document (Options::dropout_batch0) from the document's start (ring.cc, block_options).
+  std::int64_t doc = 0;
   bool operator==(const Block&) const = default;
 };
 

@@ -409,9 +409,9 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       }
     }
   }
-  store_rows(t.dk, p.dtype, row_offset(p, t.sdk, blk.b, blk.sp.k0, 0, blk.hk), t.sdk.n, blk.k0, blk.nkeys, w.dk,
+  store_rows(t.dk, t.grad_dtype, row_offset(p, t.sdk, blk.b, blk.sp.k0, 0, blk.hk), t.sdk.n, blk.k0, blk.nkeys, w.dk,
              dp, p.d, mm != nullptr ? p.scale : 1.f);
-  store_rows(t.dv, p.dtype, row_offset(p, t.sdv, blk.b, blk.sp.k0, 0, blk.hk), t.sdv.n, blk.k0, blk.nkeys, w.dv,
+  store_rows(t.dv, t.grad_dtype, row_offset(p, t.sdv, blk.b, blk.sp.k0, 0, blk.hk), t.sdv.n, blk.k0, blk.nkeys, w.dv,
              dp, p.d, 1.f);
 }
 
@@ -501,7 +501,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
     const Range keys = tile_keys(p.mask, tile.sp, tile.i0, tile.rows);
     if (!keys.empty()) visit_keys(keys);
   }
-  store_rows(t.dq, p.dtype, row_offset(p, t.sdq, tile.b, tile.sp.q0, 0, tile.h), t.sdq.n, tile.i0, tile.rows, w.dq,
+  store_rows(t.dq, t.grad_dtype, row_offset(p, t.sdq, tile.b, tile.sp.q0, 0, tile.h), t.sdq.n, tile.i0, tile.rows, w.dq,
              dp, p.d, p.scale);
 }
 

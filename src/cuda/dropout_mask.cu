@@ -24,7 +24,7 @@ __global__ void FLATATTN_MASK_CAT(FLATATTN_MASK_CAT(dropout_mask_, FLATATTN_PROB
     const int b = bh / hq, h = bh % hq;
     const int j0 = (c >> 2) * kDropoutColAlign + (c & 3) * 2;  // the group's first key
     // col0 % kDropoutColAlign == 0: key j reads byte 2 w + e of the call at the shifted position too
-    const Philox4 o = dropout_block(s.k0, s.k1, s.c3, s.hq, b, h, i + s.row0, j0 + s.col0);
+    const Philox4 o = dropout_block(s.k0, s.k1, s.c3, s.hq, b, h + s.bh0, i + s.row0, j0 + s.col0);
     std::uint8_t* out = mask + r * nk;
 #pragma unroll
     for (int w = 0; w < 8; ++w)

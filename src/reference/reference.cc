@@ -188,8 +188,8 @@ struct DropoutRule {
   explicit DropoutRule(const Problem& p) : on(p.variant.dropout_p > 0.f) {
     if (!on) return;
     scale = 1.0 / (1.0 - static_cast<double>(p.variant.dropout_p));
-    stream = dropout_stream(p.variant.dropout_seed, p.variant.dropout_offset, p.variant.dropout_p, p.hq,
-                            p.variant.dropout_row0, p.variant.dropout_col0);
+    stream = dropout_stream(p.variant.dropout_seed, p.variant.dropout_offset, p.variant.dropout_p,
+                            p.variant.dropout_hq, p.variant.dropout_row0, p.variant.dropout_col0, p.variant.dropout_bh0);
   }
   [[nodiscard]] double factor(std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) const {
     if (!on) return 1.0;

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "src/core/half.h"
 #include "tests/cpu/cpu_check.h"
 #include "src/check/features.h"
 
@@ -175,3 +176,48 @@ TEST(CpuBackward, BadPlanIsAnErrorNamingThePlan) {
 }
 
 }  // namespace
+
+// float32 dq/dk/dv of 16-bit inputs (ring attention's per-hop gradients, summed over hops and rounded once): the
+// engine stores its fp32 accumulators unrounded, so each rounds to exactly the 16-bit call's gradient; a mix of
+// dtypes among dq, dk, dv is refused naming the odd one, nothing written.
+TEST(CpuBackward, Fp32GradientsOf16BitInputsAreTheUnroundedAccumulators) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (DType dt : {DType::bf16, DType::f16}) {
+    Case c;
+    c.batch = 2, c.nq = 90, c.nk = 130, c.hq = 4, c.hkv = 2, c.d = 64, c.dtype = dt;
+    c.options.causal = true;
+    c.options.dropout_p = 0.2f, c.options.dropout_seed = s.rng(), c.options.dropout_offset = s.rng();
+    c.options.return_lse = true;
+    CaseTensors t = make_case(c, s.rng, true);
+    run_forward(t, c.options);
+    run_backward(t, c.options);
+    BackwardArgs a = t.backward_args();
+    HostTensor g[3] = {HostTensor::poisoned_like(t.dq, DType::f32), HostTensor::poisoned_like(t.dk, DType::f32),
+                       HostTensor::poisoned_like(t.dv, DType::f32)};
+    a.dq = g[0].view(), a.dk = g[1].view(), a.dv = g[2].view();
+    flatattn::backward(a, c.options);
+    const HostTensor* want[3] = {&t.dq, &t.dk, &t.dv};
+    std::int64_t inexact = 0;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(g[i].count_nonfinite(), 0) << i;
+      for (std::int64_t e = 0; e < g[i].numel(); ++e) {
+        const auto f = static_cast<float>(g[i].at(e));
+        const float r = dt == DType::bf16 ? bf16_to_float(float_to_bf16(f)) : f16_to_float(float_to_f16(f));
+        ASSERT_EQ(r, static_cast<float>(want[i]->at(e))) << "gradient " << i << " element " << e;
+        inexact += r != f;
+      }
+    }
+    EXPECT_GT(inexact, 0) << "the fp32 gradients were already rounded to " << name(dt);
+    HostTensor mixed = HostTensor::poisoned_like(t.dv, dt);
+    a.dv = mixed.view();
+    g[0].poison();
+    try {
+      flatattn::backward(a, c.options);
+      ADD_FAILURE() << "dq/dk float32 with dv " << name(dt) << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "dv") << e.what();
+    }
+    EXPECT_EQ(g[0].count_nonfinite(), g[0].numel()) << "a refused call wrote dq";
+  }
+}

@@ -99,7 +99,21 @@ TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
   drop.options.dropout_p = 0.2f, drop.options.dropout_seed = rng(), drop.options.dropout_offset = rng();
   Case drop_full = ring_case(DType::f16, false, {}, 0.0f);
   drop_full.options.dropout_p = 0.5f, drop_full.options.dropout_seed = rng(), drop_full.options.dropout_offset = rng();
+  // dropout with document masks: each (hop, document) call at its document's position (dropout_batch0 = the
+  // document); documents crossing chunks meet them at multiples of 64 of the document (kDropoutColAlign). 512
+  // tokens: zigzag chunks of 64 at W = 4; the documents [64, 192) and [256, 500) cross chunk boundaries at their
+  // columns 64, 128, 192; the others lie inside one chunk and start anywhere.
+  Case docs_drop = ring_case(DType::bf16, true, {}, 0.0f);
+  docs_drop.varlen = true;
+  docs_drop.nq = docs_drop.nk = 512;
+  docs_drop.seqlens_q = docs_drop.seqlens_k = {5, 12, 15, 0, 32, 128, 5, 59, 244, 12};
+  docs_drop.options.dropout_p = 0.2f, docs_drop.options.dropout_seed = rng(), docs_drop.options.dropout_offset = rng();
+  Case docs_drop_full = docs_drop;
+  docs_drop_full.dtype = DType::f16, docs_drop_full.options.causal = false, docs_drop_full.options.dropout_p = 0.5f;
   const R runs[] = {
+      {"dropout 0.2 documents causal zigzag bf16 W=4", docs_drop, SeqLayout::zigzag, 4},
+      {"dropout 0.2 documents causal zigzag bf16 W=2", docs_drop, SeqLayout::zigzag, 2},
+      {"dropout 0.5 documents non-causal contiguous f16 W=4", docs_drop_full, SeqLayout::contiguous, 4},
       {"dropout 0.2 causal zigzag bf16 W=2", drop, SeqLayout::zigzag, 2},  // 256 tokens: zigzag chunks of 64
       {"dropout 0.5 non-causal contiguous f16", drop_full, SeqLayout::contiguous, 2},
       {"causal zigzag bf16", ring_case(DType::bf16, true, {}, 0.0f), SeqLayout::zigzag, 2},
@@ -114,6 +128,37 @@ TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
     for (int k = 0; k < r.world; ++k) ASSERT_EQ(run.errors[k], "") << r.name << " rank " << k;
     judge_ring(t, std::string(r.name) + " [" + r.c.name() + "] " + run.report.kernel + " seed " + std::to_string(seed));
   }
+}
+
+// float32 dq/dk/dv of 16-bit inputs are the CPU engine's (the ring's per-hop gradients there); the CUDA backward
+// kernels store the input dtype, so such a call is refused naming dq, with nothing written.
+TEST(CudaRing, Fp32GradientsOf16BitInputsAreRefused) {
+  REQUIRE_GPU();
+  const std::int64_t b = 1, n = 64, h = 2, d = 64, e = b * n * h * d;
+  void *in = nullptr, *g32 = nullptr, *lse = nullptr;
+  ASSERT_EQ(cudaMalloc(&in, e * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&g32, 3 * e * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&lse, b * h * n * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(g32, 0x7f, 3 * e * 4), cudaSuccess);  // a pattern that a write would change
+  const Device dev = Device::cuda(0);
+  const TensorView x = TensorView::contiguous(in, DType::bf16, {b, n, h, d}, dev);
+  auto g = [&](int i) {
+    return TensorView::contiguous(static_cast<float*>(g32) + i * e, DType::f32, {b, n, h, d}, dev);
+  };
+  BackwardArgs a;
+  a.dout = a.q = a.k = a.v = a.out = x;
+  a.lse = TensorView::contiguous(lse, DType::f32, {b, h, n}, dev);
+  a.dq = g(0), a.dk = g(1), a.dv = g(2);
+  try {
+    backward(a, Options{});
+    ADD_FAILURE() << "float32 gradients of bf16 inputs on CUDA were not refused";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.argument(), "dq") << err.what();
+  }
+  std::vector<std::uint32_t> back(static_cast<std::size_t>(3 * e));
+  ASSERT_EQ(cudaMemcpy(back.data(), g32, 3 * e * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (std::uint32_t w : back) ASSERT_EQ(w, 0x7f7f7f7fu) << "a refused call wrote a gradient";
+  cudaFree(in), cudaFree(g32), cudaFree(lse);
 }
 
 #ifdef FLATATTN_HAVE_NCCL

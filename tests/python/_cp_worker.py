@@ -56,7 +56,11 @@ def bad_input(rank, world, device):
     # dropout and document masks (issue 19)
     q = t(8)
     whole = torch.tensor([0, 8 * world], dtype=torch.int32)
-    res["dropout_docs"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=0.1, cu_seqlens=whole))
+    # one document over every shard: with dropout it meets the shard boundaries at columns 8 r, off the 64-key grid
+    res["dropout_docs_unaligned"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=0.1, cu_seqlens=whole))
+    qu = t(8, h=world)
+    res["ulysses_bad_docs"] = _error(lambda: cp.ulysses_attention(qu, qu, qu, cu_seqlens=torch.tensor(
+        [0, 9, 5, 8 * world], dtype=torch.int32)))
     res["dropout_unaligned"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=0.1, rng_state=(1, 2)))
     res["dropout_bad_p"] = _error(lambda: cp.ring_attention(q, q, q, dropout_p=1.0))
     res["docs_bad"] = _error(lambda: cp.ring_attention(q, q, q, cu_seqlens=torch.tensor([0, 5], dtype=torch.int32)))

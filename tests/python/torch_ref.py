@@ -49,7 +49,8 @@ def _batched(q, k, v, scale, softcap, mask, dtype, dropout=None):
 def attention_ref(q, k, v, *, softmax_scale=None, causal=False, top_left=False, window=(-1, -1), softcap=0.0,
                   cu_seqlens_q=None, cu_seqlens_k=None, dtype=torch.float64, dropout=None):
     """(out (like q, in `dtype`), lse (B, Hq, Nq) or (Hq, total_q) float64). q (B, Nq, Hq, D) or varlen.
-    dropout: None or (keep mask (B, Hq, Nq, Nk) of flatattn.dropout_mask, p), batched only."""
+    dropout: None or (keep mask (B, Hq, Nq, Nk) of flatattn.dropout_mask, p); varlen: (S, Hq, max Nq, max Nk),
+    sequence b's mask the top-left corner of keep[b] (varlen numbers the stream per sequence)."""
     scale = softmax_scale if softmax_scale is not None else q.shape[-1] ** -0.5
     if cu_seqlens_q is None:
         mask = visible(q.shape[1], k.shape[1], causal, top_left, window, q.device)
@@ -59,7 +60,8 @@ def attention_ref(q, k, v, *, softmax_scale=None, causal=False, top_left=False, 
     for b in range(len(cq) - 1):
         qs, ks, vs = q[cq[b]:cq[b + 1]], k[ck[b]:ck[b + 1]], v[ck[b]:ck[b + 1]]
         mask = visible(qs.shape[0], ks.shape[0], causal, top_left, window, q.device)
-        o, l = _batched(qs[None], ks[None], vs[None], scale, softcap, mask, dtype)
+        drop = None if dropout is None else (dropout[0][b:b + 1, :, :qs.shape[0], :ks.shape[0]], dropout[1])
+        o, l = _batched(qs[None], ks[None], vs[None], scale, softcap, mask, dtype, drop)
         outs.append(o[0])
         lses.append(l[0])
     return torch.cat(outs, 0), torch.cat(lses, 1)

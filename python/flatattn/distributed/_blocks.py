@@ -14,7 +14,10 @@ keys of its own document, so each run is cut at the document boundaries and only
 each piece pair is one call with the mask above (a document's causal/window band is the global one restricted to it).
 Dropout: every call carries the global position of its first query row and key (Block.row0, col0), so its mask is
 the whole sequence's there (Options::dropout_row0/col0); fused calls spanning runs that are not adjacent in the
-global sequence have no such position, so plan_hop(fuse=False) keeps one call per pair.
+global sequence have no such position, so plan_hop(fuse=False) keeps one call per pair. Under a document mask a
+call also carries its document (Block.doc): single-device varlen numbers the dropout stream per document (sequence
+b = the document's index, rows and keys counted from the document's start), so the ring's call passes
+dropout_batch0 = doc and the piece's offsets inside the document (ring.py, _dropout_pos).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Block:
     window_right: int = -1
     row0: int = -1  # global positions of rows q0 and keys k0 (-1: a fused call over runs not adjacent globally)
     col0: int = -1
+    doc: int = -1  # the document (index into cu_seqlens) both runs lie in, under a document mask; -1 without
 
 
 def _pair(qseg, kseg, left, right):
@@ -89,7 +93,7 @@ def plan_hop_docs(q_segs, k_segs, causal, window, bounds):
             for d in sorted(qp.keys() & kp.keys()):
                 blk = _pair(qp[d], kp[d], left, right)
                 if blk is not None:
-                    blocks.append(blk)
+                    blocks.append(dataclasses.replace(blk, doc=d))
     return blocks
 
 

@@ -65,6 +65,14 @@ def agree(group, world, device, local_error, fields):
                         "on every rank")
 
 
+def extras_fields(p, seed, offset, docs):
+    """agree()'s fields of dropout (p, rng_state) and document masks (cu_seqlens), shared by ring and Ulysses."""
+    return [("dropout_p", p), ("rng_state seed (high 32 bits)", seed >> 32),
+            ("rng_state seed (low 32 bits)", seed & 0xFFFFFFFF), ("rng_state offset (high 32 bits)", offset >> 32),
+            ("rng_state offset (low 32 bits)", offset & 0xFFFFFFFF),
+            ("cu_seqlens (documents)", -1 if docs is None else len(docs) - 1), ("cu_seqlens (values)", checksum(docs))]
+
+
 def checksum(values):
     """A float64-exact checksum of a sequence of ints (FNV-1a over their 64-bit values, folded to 48 bits), so
     ranks with different document boundaries disagree in agree(); -1 for None."""

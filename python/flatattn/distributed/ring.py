@@ -113,12 +113,21 @@ def _check_extras(q, dropout_p, cu_seqlens, world):
     if q.shape[0] != 1:
         return error("q.shape[0]", str(q.shape[0]), "must be 1 with cu_seqlens (the documents are packed into one "
                      "sequence)", "pack the batch's sequences into one and pass their boundaries"), None
-    if p > 0.0:
-        return error("dropout_p", repr(dropout_p), "dropout with document masks (cu_seqlens) is not supported in the "
-                     "ring: single-device varlen numbers the dropout stream per document (sequence b), which a "
-                     "ring block call cannot reproduce", "train without attention dropout, or without cu_seqlens",
-                     unsupported=True), None
     return None, b
+
+
+def _check_rng(rng_state):
+    """(error or None, seed, offset) of a caller's rng_state (None: (None, 0, 0), drawn later)."""
+    if rng_state is None:
+        return None, 0, 0
+    try:
+        seed, offset = (int(x) for x in rng_state)
+        if not (0 <= seed < 2**63 and 0 <= offset < 2**63):
+            raise ValueError
+    except (TypeError, ValueError):
+        return error("rng_state", repr(rng_state), "must be a pair (seed, offset) of ints in [0, 2^63)",
+                     "pass the pair of an earlier call, or None to draw one"), 0, 0
+    return None, seed, offset
 
 
 def _exchange(send, recv, cfg, tag, to=1, frm=-1):
@@ -172,6 +181,16 @@ def _kw(cfg, blk):
                 window_right=blk.window_right, softcap=cfg.softcap, deterministic=cfg.deterministic)
 
 
+def _dropout_pos(cfg, blk):
+    """The dropout stream position of a block call: (row0, col0, (batch0, head0, heads)). Without documents the
+    whole sequence's (global row and key of the call's first element); under a document mask the document's, as
+    single-device varlen numbers it: sequence b = the document's index, rows and keys counted from its start."""
+    if blk.doc < 0:
+        return blk.row0, blk.col0, (0, 0, 0)
+    start = cfg.cu_seqlens[blk.doc]
+    return blk.row0 - start, blk.col0 - start, (blk.doc, 0, 0)
+
+
 def _opts(cfg, blk):
     """The variant ops' options (torch_ops._OPTS order) of a block call with dropout."""
     return (cfg.scale, blk.causal, True, blk.window_left, blk.window_right, cfg.softcap, cfg.deterministic,
@@ -183,33 +202,46 @@ def _block_forward(q, k, v, cfg, blk):
 
     if cfg.dropout_p == 0.0:
         return torch_ops.attention(q, k, v, **_kw(cfg, blk))
-    return torch_ops.variant_forward(q, k, v, _opts(cfg, blk) + ("auto", 0), dropout_row0=blk.row0,
-                                     dropout_col0=blk.col0)
+    row0, col0, slot = _dropout_pos(cfg, blk)
+    return torch_ops.variant_forward(q, k, v, _opts(cfg, blk) + ("auto", 0), dropout_row0=row0, dropout_col0=col0,
+                                     dropout_slot=slot)
 
 
 def _block_backward(dout, q, k, v, out, lse, cfg, blk):
+    """One block's (dq, dk, dv): float32 where the backend writes them so (the CPU engine, 16-bit inputs), so that
+    the sums over the hops are rounded once; else in the input dtype (CUDA: each hop's contribution rounded once)."""
+    import torch
+
     from .. import torch_ops
 
+    if q.device.type == "cpu" and q.dtype != torch.float32:
+        grads = [torch.empty(t.shape, dtype=torch.float32) for t in (q, k, v)]
+        row0, col0, slot = _dropout_pos(cfg, blk) if cfg.dropout_p > 0.0 else (0, 0, (0, 0, 0))
+        return torch_ops.backward_into(dout, q, k, v, out, lse, *grads, _opts(cfg, blk) + (0,), dropout_row0=row0,
+                                       dropout_col0=col0, dropout_slot=slot)
     if cfg.dropout_p == 0.0:
         return torch_ops.attention_backward(dout, q, k, v, out, lse, **_kw(cfg, blk))
-    return torch_ops.variant_backward(dout, q, k, v, out, lse, _opts(cfg, blk) + (0,), dropout_row0=blk.row0,
-                                      dropout_col0=blk.col0)[:3]
+    row0, col0, slot = _dropout_pos(cfg, blk)
+    return torch_ops.variant_backward(dout, q, k, v, out, lse, _opts(cfg, blk) + (0,), dropout_row0=row0,
+                                      dropout_col0=col0, dropout_slot=slot)[:3]
 
 
 # The dropout stream's key grid (kDropoutColAlign of src/core/philox.h): a Philox call serves 16 keys of a 64-key
-# group, so a block call's mask is the whole sequence's at (row0, col0) only for col0 a multiple of it.
+# group, so a block call's mask is its sequence's at (row0, col0) only for col0 a multiple of it
+# (Options::dropout_col0's rule in src/core/validate.cc).
 DROPOUT_COL_ALIGN = 64
 
 
 def _check_plan(cfg, n):
     """With dropout, the first problem with the plan's key positions as a FlatattnError, or None (the plan is the
-    same on every rank, so every rank finds the same problem). A block call's mask is the whole sequence's at
-    (row0, col0) only for col0 a multiple of DROPOUT_COL_ALIGN (src/core/philox.h)."""
+    same on every rank, so every rank finds the same problem). A block call's mask is its sequence's at
+    (row0, col0) only for col0 a multiple of DROPOUT_COL_ALIGN (the stream's Philox calls serve 64-key groups,
+    src/core/philox.h); under a document mask col0 counts from the document's start (_dropout_pos)."""
     if cfg.dropout_p == 0.0:
         return None
     a = DROPOUT_COL_ALIGN
     c = n // 2 if cfg.layout == "zigzag" else n
-    if c % a:
+    if c % a and cfg.cu_seqlens is None:
         what = "each zigzag chunk (n_local / 2)" if cfg.layout == "zigzag" else "each shard"
         per = 2 * a if cfg.layout == "zigzag" else a
         return error("q.shape[1]", str(n), f"with dropout_p > 0 {what} must start at a multiple of {a} of the global "
@@ -218,12 +250,30 @@ def _check_plan(cfg, n):
     for row in _full_plan(cfg, n):
         for blocks in row:
             for blk in blocks:
-                if blk.col0 < 0 or blk.col0 % a:
-                    return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
-                                 f"a key block at global column {blk.col0}, not a multiple of {a} (the dropout "
-                                 f"stream's Philox calls serve {a}-key groups)", f"use a left window side that is a "
-                                 f"multiple of {a}, or train without dropout here")
+                _, col0, _ = _dropout_pos(cfg, blk)
+                if col0 >= 0 and col0 % a == 0:
+                    continue
+                if blk.doc >= 0 and _is_chunk_start(cfg, n, blk.col0):
+                    start = cfg.cu_seqlens[blk.doc]
+                    return error("cu_seqlens", f"document {blk.doc} = [{start}, {cfg.cu_seqlens[blk.doc + 1]})",
+                                 f"with dropout_p > 0 a document that spans shards must meet each shard boundary "
+                                 f"inside it at a multiple of {a} of the document: the boundary at global position "
+                                 f"{blk.col0} is its column {col0} (shard chunks of {c} tokens, the dropout stream "
+                                 f"draws {a} keys per Philox call, varlen numbers it per document)",
+                                 f"start documents that cross shards at multiples of {a} (pad documents to multiples "
+                                 f"of {a} tokens, chunks of n_local{' / 2' if cfg.layout == 'zigzag' else ''} a "
+                                 f"multiple of {a}), or train without dropout here")
+                return error("window", str(tuple(cfg.window)), f"with dropout_p > 0 the window's left side cuts "
+                             f"a key block at column {col0} of its {'document' if blk.doc >= 0 else 'sequence'}, not "
+                             f"a multiple of {a} (the dropout stream draws {a} keys per Philox call)",
+                             f"use a left window side that is a multiple of {a}, or train without dropout here")
     return None
+
+
+def _is_chunk_start(cfg, n, g):
+    """Whether global position g starts a shard chunk (where a key run begins)."""
+    c = n // 2 if cfg.layout == "zigzag" else n
+    return g % c == 0
 
 
 def _forward(q, k, v, cfg):
@@ -344,19 +394,25 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
             layout, the same on every rank; B must be 1), as the C++ ring's RingForwardArgs::cu_seqlens. A query
             sees only keys of its own document (causal and window within it): the single-device equivalent is
             varlen flatattn with cu_seqlens_q = cu_seqlens_k = cu_seqlens. Each hop makes one call per (run,
-            document piece) pair (more, smaller calls). Not with dropout (refused: varlen numbers the dropout stream
-            per document).
+            document piece) pair (more, smaller calls). With dropout each such call draws its document's stream
+            as single-device varlen numbers it (sequence = the document's index, Options::dropout_batch0; rows and
+            keys from the document's start), so the masks are varlen dropout's; the 32-key grid then applies
+            within the document: a document that crosses a shard chunk boundary must meet it at a multiple of 32
+            of the document (documents inside one chunk may start anywhere), else refused naming cu_seqlens.
 
     Returns:
         out (B, n, Hq, D) in q's dtype (merged in fp32, rounded once), and lse when return_lse. Differentiable in
         q, k, v (torch.autograd); the backward runs the ring again (dQ local fp32, dK/dV fp32 around the ring).
+        Each block's gradients come back in fp32 on the CPU (the engine writes fp32 dq/dk/dv of 16-bit inputs), so
+        the gradients are rounded once; on CUDA the kernels return them in the input dtype (each hop's
+        contribution rounded once; docs/context_parallel.md, "Precision").
 
     Errors (FlatattnError on every rank of the group; nothing is communicated besides one small all_gather when
     input is refused): torch.distributed not initialized, this process not in `group`; bad shapes, dtypes,
     devices, window or layout on any rank; shapes or options that differ between ranks (uneven shards); an odd
-    n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with cu_seqlens or with
-    blocks off the 64-key grid (see dropout_p). Not supported: ALiBi, sinks, an additive bias (use flatattn's
-    single-device APIs).
+    n under 'zigzag'; dropout_p outside [0, 1), a bad rng_state; bad cu_seqlens; dropout with blocks off the
+    64-key grid (see dropout_p; with cu_seqlens, of the document: see cu_seqlens). Not supported: ALiBi, sinks,
+    an additive bias (use flatattn's single-device APIs).
     """
     import math
 
@@ -373,14 +429,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
     p = float(dropout_p) if err is None else 0.0
     seed, offset = 0, 0
-    if err is None and p > 0.0 and rng_state is not None:
-        try:
-            seed, offset = (int(x) for x in rng_state)
-            if not (0 <= seed < 2**63 and 0 <= offset < 2**63):
-                raise ValueError
-        except (TypeError, ValueError):
-            err = error("rng_state", repr(rng_state), "must be a pair (seed, offset) of ints in [0, 2^63)",
-                        "pass the pair of an earlier call, or None to draw one")
+    if err is None and p > 0.0:
+        err, seed, offset = _check_rng(rng_state)
     scale = float(softmax_scale) if softmax_scale is not None else (
         1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
     shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
@@ -388,12 +438,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
               ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
               ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),
               ("window.left", window[0]), ("window.right", window[1]), ("softcap", float(softcap)),
-              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1),
-              ("dropout_p", p), ("rng_state seed (high 32 bits)", seed >> 32), ("rng_state seed (low 32 bits)",
-                                                                               seed & 0xFFFFFFFF),
-              ("rng_state offset (high 32 bits)", offset >> 32), ("rng_state offset (low 32 bits)", offset & 0xFFFFFFFF),
-              ("cu_seqlens (documents)", -1 if docs is None else len(docs) - 1),
-              ("cu_seqlens (values)", _group.checksum(docs))]
+              ("softmax_scale", scale), ("layout", _layout.LAYOUTS.index(layout) if layout in _layout.LAYOUTS else -1)
+              ] + _group.extras_fields(p, seed, offset, docs)
     dev = q.device if isinstance(q, torch.Tensor) else torch.device("cpu")
     _group.agree(group, world, dev, err, fields)
     if p > 0.0 and rng_state is None:  # every rank draws (its generator advances as one call's), rank 0's pair wins
