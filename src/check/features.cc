@@ -156,11 +156,11 @@ constexpr Feature kFeatures[] = {
                  c.options.dropout_row0 = 1037, c.options.dropout_col0 = 4096; }, true},
   // Ulysses' head shard (query heads 3, 4 of 8) of sequences 5, 6 of the stream at a ring position: the mask of
   // (b + dropout_batch0, h + dropout_head0) of a stream of dropout_heads query heads.
-  {"dropout_slot",     "dropout 0.3 as sequences 5.. and heads 3.. of 8 (dropout_batch0/head0/heads), at row 64 col 96, GQA 2:1",
+  {"dropout_slot",     "dropout 0.3 as sequences 5.. and heads 3.. of 8 (dropout_batch0/head0/heads), at row 64 col 128, GQA 2:1",
                                                                   2,  70,  80, 2, 1, 64,
    [](Case& c) { c.hq = 2, c.hkv = 1, dropout(c, 0.3f);
                  c.options.dropout_batch0 = 5, c.options.dropout_head0 = 3, c.options.dropout_heads = 8;
-                 c.options.dropout_row0 = 64, c.options.dropout_col0 = 96; }, true},
+                 c.options.dropout_row0 = 64, c.options.dropout_col0 = 128; }, true},
   // A document piece of the ring over packed documents: varlen, each sequence numbered from sequence 3 on.
   {"dropout_slot_varlen", "dropout 0.2, varlen, sequences numbered from dropout_batch0 = 3, causal top-left", 0, 0, 0, 4, 2, 64,
    [](Case& c) {
