@@ -23,7 +23,8 @@ SM90_HEAD_DIMS = (64, 128)  # the wgmma Flash forward and backward (Hopper); oth
 # Head dims whose sm90 forward instance holds only the warp-specialized TMA kernel (src/cuda/policy/ws_tile.h),
 # for the variants it serves; dispatch sends a call there only when that kernel runs it (src/cuda/ws_route.h),
 # the rest (and the backward) stays on the sm80 family.
-# Dropout is not among D = 256's: its 80-key blocks are not whole 64-key Philox groups (ws_route.h ws_serves_variant).
+# Dropout is not among D = 256's: the warp-specialized kernel with dropout has not run on a GPU at D = 256 (and an
+# 80-key tile there would not be whole 64-key Philox groups: ws_route.h ws_serves_variant); the sm80 family runs it.
 SM90_WS_HEAD_DIMS = {256: ("plain", "softcap", "alibi")}
 DATAFLOWS = ("flash", "flat")
 # The curated variants (src/core/variant.h, VariantId): each entry names the workload that needs it. An

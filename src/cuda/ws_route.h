@@ -22,8 +22,9 @@ namespace flatattn::cuda {
 /// The variants the warp-specialized forward serves at head dim d: those whose hooks are the score transform of the
 /// variant seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh,
 /// on the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
-/// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep), so
-/// not at D = 256's 80-key blocks (policy/ws_tile.h), where it stays on the sm80 family. The additive bias tensor (a
+/// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep; an
+/// 80-key block at D = 256 would not be). At D = 256 no dropout instance of this kernel is generated
+/// (tools/gen_instances.py), so dropout there runs the sm80 family. The additive bias tensor (a
 /// staged tile) is not wired into its pipeline: refused when forced. The planner asks the plain call's question for
 /// all of them: the hooks add about the same per-element work to both sm90 kernels, and on the H100 the
 /// warp-specialized kernel was as fast or faster with ALiBi and softcap wherever it is for the plain call
@@ -61,8 +62,8 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
 
 /// Whether the warp-specialized forward at head dim d takes the block lists of s (issue 16): a CTA's query rows
 /// (policy/ws_tile.h: 128, 192 at D = 64) lie in one query block and each listed key block is whole kernel key
-/// blocks (launch_ws checks the same). So D = 64 needs query blocks of a multiple of 192 and D = 256 (80-key
-/// blocks) key blocks of a multiple of 80: FlexAttention's 128 x 128 default fits D = 128 only.
+/// blocks (launch_ws checks the same). So D = 64 needs query blocks of a multiple of 192; FlexAttention's 128 x 128
+/// default fits D = 128 and 256.
 constexpr bool ws_sparse_fits(int d, const SparseSpec& s) {
   const WsTile t = ws_tile(d);
   return t.block_n > 0 && s.block_q % t.block_m == 0 && s.block_kv % t.block_n == 0;

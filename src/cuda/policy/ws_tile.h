@@ -7,10 +7,12 @@
 //            each (24 x 128 + 160 x 384 = 64512): O (32), S (64) and P (32) fit; the ping-pong schedule takes
 //            two consumers only, so the planner runs schedule 1 here.
 //   D = 128: 128-key blocks, 2 slots: Q 32 KB + 2 x 2 x 32 KB = 160 KB.
-//   D = 256: 80-key blocks, 2 slots: Q 64 KB + 2 x 2 x 40 KB = 224 KB (of 227), FlashAttention-3's 128 x 80 (Shah et al.
-//            2024; hopper/tile_size.h). A consumer thread holds O (64 rows x 256 fp32 per warpgroup = 128 registers),
-//            S (40) and P (20) of the 240 of setmaxnreg; 128-key blocks would make that 224 before addresses and
-//            row statistics. The m64n80k16 wgmma comes from tools/gen_wgmma.py. (64-key blocks until stop 28.)
+//   D = 256: 64-key blocks, 2 slots: Q 64 KB + 2 x 2 x 32 KB = 192 KB (of 227). A consumer thread holds O (64 rows
+//            x 256 fp32 per warpgroup = 128 registers), S (32) and P (16) of the 240 of setmaxnreg; 128-key blocks would
+//            make that 224 before addresses and row statistics. FlashAttention-3 (Shah et al. 2024; hopper/tile_size.h)
+//            runs 128 x 80 here: block_n = 80 compiles (the m64n80k16 wgmma of tools/gen_wgmma.py; 224 KB, 168
+//            registers, no spills) but has never run on a GPU, so the row stays at 64 until its tests and a
+//            measurement against this one have (stop 28). With 80, dropout leaves the kernel (ws_route.h).
 #pragma once
 
 namespace flatattn::cuda {
@@ -29,7 +31,7 @@ inline constexpr int kWsProducerRegs = 24;  ///< setmaxnreg of the producer warp
 inline constexpr WsTile kWsTiles[] = {
     {.d = 64, .block_m = 192, .block_n = 128, .stages = 3, .consumers = 3, .consumer_regs = 160},
     {.d = 128, .block_m = 128, .block_n = 128, .stages = 2, .consumers = 2, .consumer_regs = 240},
-    {.d = 256, .block_m = 128, .block_n = 80, .stages = 2, .consumers = 2, .consumer_regs = 240},
+    {.d = 256, .block_m = 128, .block_n = 64, .stages = 2, .consumers = 2, .consumer_regs = 240},
 };
 
 /// The CTA's threads and the registers it holds at launch, which setmaxnreg only moves between warpgroups
