@@ -38,8 +38,8 @@ bool sm90_enabled(const DeviceInfo& dev);
 /// GQA, LSE, sinks, any Nq/Nk, block-sparse lists of whole tiles of it, with operands the copy engine can map), and sm90/flash_kernel.cuh otherwise.
 /// "1", "2" or "3": the warp-specialized kernel for every call at those head dims (the plain, softcap, alibi and dropout
 /// variants, batched or varlen), with the consumer schedule
-/// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups (at D = 64, whose tile
-/// has three consumers, 2 runs 1: the Report's kernel name ends in "_ws1"), 3: no overlap (every
+/// 1: intra-warpgroup overlap, 2: that and ping-pong between the two consumer warpgroups (a tile row with three
+/// consumers, policy/ws_tile.h, runs 1 for 2: the Report's kernel name then ends in "_ws1"), 3: no overlap (every
 /// product waited at once; the debugging fallback); a call it does not serve is refused with an Error. Any
 /// other value ("0"): never. Returns the schedule, kWsModeAuto or 0. Read at the first call and cached like
 /// FLATATTN_CUDA_SM90 (sm90_override_changed() makes the next call read it again).

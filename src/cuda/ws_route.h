@@ -61,9 +61,8 @@ inline std::array<TileMapShape, 3> ws_map_shapes(int d, const Problem& pr, const
 }
 
 /// Whether the warp-specialized forward at head dim d takes the block lists of s (issue 16): a CTA's query rows
-/// (policy/ws_tile.h: 128, 192 at D = 64) lie in one query block and each listed key block is whole kernel key
-/// blocks (launch_ws checks the same). So D = 64 needs query blocks of a multiple of 192; FlexAttention's 128 x 128
-/// default fits D = 128 and 256.
+/// (policy/ws_tile.h: 128; a 192-row tile would need query blocks of a multiple of 192) lie in one query block and
+/// each listed key block is whole kernel key blocks (launch_ws checks the same).
 constexpr bool ws_sparse_fits(int d, const SparseSpec& s) {
   const WsTile t = ws_tile(d);
   return t.block_n > 0 && s.block_q % t.block_m == 0 && s.block_kv % t.block_n == 0;

@@ -4,8 +4,8 @@
 // FLATATTN_CUDA_SM90_WS=0 (the older sparse sm90 kernel, sm90/flash_kernel.cuh: a name with "sm90" and no "_ws")
 // where that kernel's 128 x 64 tile divides the lists, both judged against the fp64 oracle with the docs/design.md
 // rule, and the two must agree on which rows are empty (LSE = -inf and O = 0 in both). The lists are whole tiles of
-// the warp-specialized kernel at each head dim (ws_blocks: 128 x 128 at D = 128 and 256, where a listed block is two
-// 64-key kernel blocks, 192 x 128 at D = 64). The cases: each rule (band with causal, random bits,
+// the warp-specialized kernel at each head dim (ws_blocks from policy/ws_tile.h: 128 x 128, at D = 256 two 64-key
+// kernel blocks per listed block; a 192-row tile row at D = 64 would make it 192 x 128). The cases: each rule (band with causal, random bits,
 // local + global with a window), densities 50 / 10 / 0 % (query tiles with no listed block: O = 0, LSE = -inf, no
 // deadlock of the producer and the consumers' turns), full-only, partial-only and broadcast lists, GQA and MQA,
 // D = 64, 128 and 256 (bf16, f16 at D = 128), Nq not a multiple of the tile (1, 200, 300, 520, 700) and a ragged Nk,
@@ -287,8 +287,8 @@ TEST(CudaSparseWs, PlannerFollowsThePlainCall) {
 }
 
 // Forced onto the warp-specialized kernel, lists it cannot take are refused naming the argument, and nothing is
-// written: block_kv = 64 at D = 128 (half a 128-key block), block_q = 64 (half a 128-row tile), FlexAttention's
-// 128 x 128 at D = 64 (block_q: the tile has 192 rows) and block_kv = 96 at D = 256 (64-key blocks).
+// written: block_kv = 64 at D = 128 and 64 (half a 128-key block), block_q = 64 (half a 128-row tile) and
+// block_kv = 96 at D = 256 (64-key blocks).
 TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
   REQUIRE_SM90();
   const ScopedWs ws("2");
@@ -298,7 +298,7 @@ TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
     const char* names;
   };
   for (const Row& row : {Row{128, 128, 64, "block_sparse.block_kv"}, Row{128, 64, 128, "block_sparse.block_q"},
-                         Row{64, 128, 128, "block_sparse.block_q"}, Row{256, 128, 96, "block_sparse.block_kv"}}) {
+                         Row{64, 128, 64, "block_sparse.block_kv"}, Row{256, 128, 96, "block_sparse.block_kv"}}) {
     Case c = sparse_base(DType::bf16, row.d, 300, 0.5, SparseCase::Rule::bits);
     c.sparse.block_q = row.bq, c.sparse.block_kv = row.bkv;
     if (!sm90_built(c)) continue;

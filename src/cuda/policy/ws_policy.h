@@ -26,7 +26,7 @@ struct WsPlannerRow {
 };
 
 inline constexpr WsPlannerRow kWsPlanner[] = {
-    {.d = 64, .schedule = 1},  // three consumer warpgroups: no ping-pong (ws_tile.h)
+    {.d = 64, .schedule = 2},  // schedule 1 with the 192-row tile (three consumers: no ping-pong, ws_tile.h)
     {.d = 128, .schedule = 2},
     {.d = 256, .schedule = 2},
 };

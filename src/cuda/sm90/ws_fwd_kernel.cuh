@@ -41,7 +41,7 @@
 namespace flatattn::cuda::sm90 {
 
 /// Compile-time shape of the warp-specialized forward at head dim D, from D's row in policy/ws_tile.h: 64 query rows
-/// per consumer warpgroup (D = 64: 192 rows, three consumers; D = 128, 256: 128 rows, two), the key block and the
+/// per consumer warpgroup (128 rows, two consumers; the row may ask for 192 and three), the key block and the
 /// ring depth (D = 64: 128 keys, 3 slots; D = 128: 128 keys, 2 slots; D = 256: 64 keys, 2 slots).
 template <int D>
 struct WsShape {
