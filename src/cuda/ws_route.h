@@ -83,7 +83,7 @@ inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, Varian
   if (mode != kWsModeAuto) return mode;
   const WsPlannerRow* row = ws_planner_row(d);
   if (row == nullptr || !ws_serves_variant(variant, d) || pr.varlen) return 0;
-  if (pr.sparse.on && !ws_sparse_fits(d, pr.sparse)) return 0;
+  if (pr.sparse.on && (!kWsSparseByDefault || !ws_sparse_fits(d, pr.sparse))) return 0;
   const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
   if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
   for (const TileMapShape& s : ws_map_shapes(d, pr, t))

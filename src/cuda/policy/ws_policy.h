@@ -38,6 +38,12 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
   return nullptr;
 }
 
+/// Whether the planner sends block-sparse calls (lists of whole tiles of it) to the warp-specialized forward's sparse
+/// walk when it sends the plain call of their shape there (src/cuda/ws_route.h). Off until that walk's suites
+/// (CudaSparseWs.*, the sparse rows forced onto it) have passed on a GPU: it was written and compiled in stop 28
+/// but could not run. FLATATTN_CUDA_SM90_WS=1|2|3 runs it regardless; off, sparse calls keep the older sm90 kernel.
+inline constexpr bool kWsSparseByDefault = false;
+
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
 /// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the
 /// same row (a static_assert in launch_ws.cuh checks they agree).
