@@ -139,6 +139,16 @@ inline std::string ws_sparse_suffix(std::int64_t d, const std::string& sched) {
   return "_ws" + (sched == "2" && !pairs ? std::string("1") : sched) + "_sparse";
 }
 
+/// A sparse rule's name for test messages.
+inline const char* rule_name(SparseCase::Rule r) {
+  switch (r) {
+    case SparseCase::Rule::band: return "band";
+    case SparseCase::Rule::bits: return "bits";
+    case SparseCase::Rule::local_global: return "local_global";
+  }
+  return "?";
+}
+
 /// Whether device 0 runs `dtype` (false for bf16 when only the compute_75 PTX family loads).
 bool dtype_runs(DType dtype);
 

@@ -38,15 +38,6 @@ Case sparse_case(DType dt, std::int64_t n, double density, SparseCase::Rule rule
   return c;
 }
 
-const char* rule_name(SparseCase::Rule r) {
-  switch (r) {
-    case SparseCase::Rule::band: return "band";
-    case SparseCase::Rule::bits: return "bits";
-    case SparseCase::Rule::local_global: return "local_global";
-  }
-  return "?";
-}
-
 bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_flash; }
 
 /// Whether this build holds the sm90 forward and backward of (dt, D), plain (the CI subset: bf16 D = 128 only).

@@ -81,15 +81,6 @@ Case sparse_base(DType dt, std::int64_t d, std::int64_t nq, double density, Spar
   return c;
 }
 
-const char* rule_name(SparseCase::Rule r) {
-  switch (r) {
-    case SparseCase::Rule::band: return "band";
-    case SparseCase::Rule::bits: return "bits";
-    case SparseCase::Rule::local_global: return "local_global";
-  }
-  return "?";
-}
-
 /// The cases of the suite at head dim d.
 std::vector<Case> ws_sparse_cases(DType dt, std::int64_t d) {
   using R = SparseCase::Rule;

@@ -116,6 +116,25 @@ def _check_extras(q, dropout_p, cu_seqlens, world):
     return None, b
 
 
+def _check_call(q, k, err, dropout_p, cu_seqlens, rng_state, softmax_scale, world):
+    """After the local checks (err: their first problem or None), the call's extras and the values every rank agrees
+    on: (err, docs, dropout p, seed, offset, softmax scale, shape (B, n_local, Hq, D, Hkv)); zeros where err is set,
+    so that a rank with bad input still takes part in the agreement. Shared by ring_attention and ulysses_attention."""
+    import math
+
+    docs = None
+    if err is None:
+        err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
+    p = float(dropout_p) if err is None else 0.0
+    seed, offset = 0, 0
+    if err is None and p > 0.0:
+        err, seed, offset = _check_rng(rng_state)
+    scale = float(softmax_scale) if softmax_scale is not None else (
+        1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
+    shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
+    return err, docs, p, seed, offset, scale, shape
+
+
 def _check_rng(rng_state):
     """(error or None, seed, offset) of a caller's rng_state (None: (None, 0, 0), drawn later)."""
     if rng_state is None:
@@ -414,8 +433,6 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
     64-key grid (see dropout_p; with cu_seqlens, of the document: see cu_seqlens). Not supported: ALiBi, sinks,
     an additive bias (use flatattn's single-device APIs).
     """
-    import math
-
     import torch
 
     global _FN
@@ -424,16 +441,8 @@ def ring_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, win
         layout = "zigzag" if causal else "contiguous"
     window = tuple(int(w) for w in window)
     err = _check_local(q, k, v, bool(causal), window, float(softcap), layout)
-    docs = None
-    if err is None:
-        err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
-    p = float(dropout_p) if err is None else 0.0
-    seed, offset = 0, 0
-    if err is None and p > 0.0:
-        err, seed, offset = _check_rng(rng_state)
-    scale = float(softmax_scale) if softmax_scale is not None else (
-        1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
-    shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
+    err, docs, p, seed, offset, scale, shape = _check_call(q, k, err, dropout_p, cu_seqlens, rng_state,
+                                                           softmax_scale, world)
     fields = [("q.shape[0] (B)", shape[0]), ("q.shape[1] (n_local)", shape[1]), ("q.shape[2] (Hq)", shape[2]),
               ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
               ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),

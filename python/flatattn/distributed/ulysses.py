@@ -78,11 +78,9 @@ def ulysses_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, 
     divides the heads); shapes or options that differ between ranks (dropout and rng_state, cu_seqlens included);
     the checks of ring_attention (bad dropout_p, rng_state, cu_seqlens).
     """
-    import math
-
     import torch
     from .. import torch_ops
-    from .ring import _check_extras, _check_local, _check_rng
+    from .ring import _check_call, _check_local
 
     global _FN
     group, rank, world = _group.resolve(group)
@@ -94,16 +92,8 @@ def ulysses_attention(q, k, v, group=None, *, causal=False, softmax_scale=None, 
                 err = error(name, str(h), f"Ulysses splits heads over the ranks: must be divisible by the world size "
                             f"{world}", "use ring_attention, or a group whose size divides the head count")
                 break
-    docs = None
-    if err is None:
-        err, docs = _check_extras(q, dropout_p, cu_seqlens, world)
-    p = float(dropout_p) if err is None else 0.0
-    seed, offset = 0, 0
-    if err is None and p > 0.0:
-        err, seed, offset = _check_rng(rng_state)
-    scale = float(softmax_scale) if softmax_scale is not None else (
-        1.0 / math.sqrt(q.shape[-1]) if err is None else 0.0)
-    shape = tuple(q.shape) + (k.shape[2],) if err is None else (0,) * 5
+    err, docs, p, seed, offset, scale, shape = _check_call(q, k, err, dropout_p, cu_seqlens, rng_state,
+                                                           softmax_scale, world)
     fields = [("q.shape[0] (B)", shape[0]), ("q.shape[1] (n_local)", shape[1]), ("q.shape[2] (Hq)", shape[2]),
               ("q.shape[3] (D)", shape[3]), ("k.shape[2] (Hkv)", shape[4]),
               ("q.dtype", _group.dtype_code(q) if err is None else -1), ("causal", bool(causal)),
