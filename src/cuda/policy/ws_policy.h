@@ -26,7 +26,7 @@ struct WsPlannerRow {
 };
 
 inline constexpr WsPlannerRow kWsPlanner[] = {
-    {.d = 64, .schedule = 2},  // schedule 1 with the 192-row tile (three consumers: no ping-pong, ws_tile.h)
+    {.d = 64, .schedule = 1},  // the 192-row tile's three consumers: no ping-pong (ws_tile.h)
     {.d = 128, .schedule = 2},
     {.d = 256, .schedule = 2},
 };
@@ -39,10 +39,11 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
 }
 
 /// Whether the planner sends block-sparse calls (lists of whole tiles of it) to the warp-specialized forward's sparse
-/// walk when it sends the plain call of their shape there (src/cuda/ws_route.h). Off until that walk's suites
-/// (CudaSparseWs.*, the sparse rows forced onto it) have passed on a GPU: it was written and compiled in stop 28
-/// but could not run. FLATATTN_CUDA_SM90_WS=1|2|3 runs it regardless; off, sparse calls keep the older sm90 kernel.
-inline constexpr bool kWsSparseByDefault = false;
+/// walk when it sends the plain call of their shape there, or when only its tile divides the lists (src/cuda/ws_route.h).
+/// On since stop 29: its suites (CudaSparseWs.AllSchedules, .Varlen) passed on an H100 and it ran 1.44-1.58x the older
+/// sparse kernel at D = 128, N = 16k, density 10-100 % (bench/results/ws-defaults-h100-stop29.md). Off, sparse calls
+/// keep the older sm90 kernel; FLATATTN_CUDA_SM90_WS=0 does the same per process.
+inline constexpr bool kWsSparseByDefault = true;
 
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
 /// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the
