@@ -12,6 +12,7 @@
 #include "src/core/variant.h"
 #include "src/cuda/family.h"
 #include "src/cuda/policy/heuristics.h"
+#include "src/cuda/policy/tile_size.h"
 #include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/runtime.h"
@@ -22,8 +23,8 @@ namespace flatattn::cuda {
 /// The variants the warp-specialized forward serves at head dim d: those whose hooks are the score transform of the
 /// variant seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh,
 /// on the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
-/// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep; an
-/// 80-key block at D = 256 would not be). At D = 256 no dropout instance of this kernel is generated
+/// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep; the
+/// 80-key block at D = 256 is not). At D = 256 no dropout instance of this kernel is generated
 /// (tools/gen_instances.py), so dropout there runs the sm80 family. The additive bias tensor (a
 /// staged tile) is not wired into its pipeline: refused when forced. The planner asks the plain call's question for
 /// all of them: the hooks add about the same per-element work to both sm90 kernels, and on the H100 the
@@ -74,7 +75,7 @@ constexpr bool ws_sparse_fits(int d, const SparseSpec& s) {
 /// block lists it takes (ws_sparse_fits), operands the copy engine maps) at a head dim the planner knows
 /// (policy/ws_policy.h), the cost model's pick for the plain call of that shape (policy/heuristics.h
 /// choose_sm90_ws) with the row's schedule. Varlen calls are not routed there by the planner (not measured yet).
-/// Block-sparse calls follow the plain call of their shape: both kernels walk the same list with the same 128-row
+/// Block-sparse calls follow the plain call of their shape, unless only this kernel's tile divides their blocks: both kernels walk the same list with the same 128-row
 /// grid at D = 128 (the older kernel: 128 x 64 tiles), and per visited block the warp-specialized one is the faster
 /// (H100, D = 128, N = 16k: 717 against 419 TFLOP/s, bench/results/sparse-sm90-h100-c8a28ac.md).
 inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, VariantId variant) {
@@ -84,10 +85,16 @@ inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, Varian
   const WsPlannerRow* row = ws_planner_row(d);
   if (row == nullptr || !ws_serves_variant(variant, d) || pr.varlen) return 0;
   if (pr.sparse.on && (!kWsSparseByDefault || !ws_sparse_fits(d, pr.sparse))) return 0;
-  const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
-  if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
   for (const TileMapShape& s : ws_map_shapes(d, pr, t))
     if (tile_map_issue(s)) return 0;
+  // Lists the older sm90 kernel cannot take (e.g. 192-row blocks at D = 64, whole tiles of this kernel only): this
+  // is the one sm90 kernel that serves them, whatever the cost model says of the plain call.
+  const FlashTileSize older = flash_tile(Family::sm90, d);
+  if (pr.sparse.on && (older.block_m == 0 || pr.sparse.block_q % older.block_m != 0 ||
+                       pr.sparse.block_kv % older.block_n != 0))
+    return row->schedule;
+  const Workload w{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, d, pr.dtype, pr.mask};
+  if (!choose_sm90_ws(device_info(pr.device.index), w)) return 0;
   return row->schedule;
 }
 

@@ -257,8 +257,9 @@ TEST(CudaSparseWs, PlannerFollowsThePlainCall) {
       // The long shape only runs (its oracle would take minutes on the host); the short one is judged too.
       const Report r = n > 1000 ? run_on_gpu(t) : check_case(t, seed, c.name().c_str());
       EXPECT_EQ(t.out.count_nonfinite(), 0) << c.name() << ": ran " << r.kernel;
-      // The planner follows the plain call only where policy/ws_policy.h lets it (kWsSparseByDefault).
-      const bool plain_ws = rp.kernel.find("_ws") != std::string::npos && cuda::kWsSparseByDefault;
+      // The planner follows the plain call only where policy/ws_policy.h lets it (kWsSparseByDefault); lists the
+      // older kernel cannot take (192-row blocks at D = 64) run the warp-specialized kernel whatever the plain call ran.
+      const bool plain_ws = cuda::kWsSparseByDefault && (rp.kernel.find("_ws") != std::string::npos || !older_serves(c));
       EXPECT_EQ(r.kernel.find("_sparse") != std::string::npos && r.kernel.find("_ws") != std::string::npos, plain_ws)
           << c.name() << ": plain call ran " << rp.kernel << ", sparse call ran " << r.kernel;
       EXPECT_NE(r.kernel.find("sm90"), std::string::npos) << c.name() << ": ran " << r.kernel;
@@ -281,7 +282,7 @@ TEST(CudaSparseWs, PlannerFollowsThePlainCall) {
 
 // Forced onto the warp-specialized kernel, lists it cannot take are refused naming the argument, and nothing is
 // written: block_kv = 64 at D = 128 and 64 (half a 128-key block), block_q = 64 (half a 128-row tile) and
-// block_kv = 96 at D = 256 (64-key blocks).
+// block_kv = 96 at D = 256 (not whole key blocks of the D = 256 row).
 TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
   REQUIRE_SM90();
   const ScopedWs ws("2");
@@ -290,10 +291,12 @@ TEST(CudaSparseWs, ForcedRefusesOtherTiles) {
     std::int64_t d, bq, bkv;
     const char* names;
   };
-  for (const Row& row : {Row{128, 128, 64, "block_sparse.block_kv"}, Row{128, 64, 128, "block_sparse.block_q"},
-                         Row{64, 128, 64, "block_sparse.block_kv"}, Row{256, 128, 96, "block_sparse.block_kv"}}) {
+  // bq = 0: the tile's own query rows (policy/ws_tile.h), so that block_kv is the one refused.
+  for (const Row& row : {Row{128, 0, 64, "block_sparse.block_kv"}, Row{128, 64, 128, "block_sparse.block_q"},
+                         Row{64, 0, 64, "block_sparse.block_kv"}, Row{256, 0, 96, "block_sparse.block_kv"}}) {
     Case c = sparse_base(DType::bf16, row.d, 300, 0.5, SparseCase::Rule::bits);
-    c.sparse.block_q = row.bq, c.sparse.block_kv = row.bkv;
+    c.sparse.block_q = row.bq > 0 ? row.bq : cuda::ws_tile(static_cast<int>(row.d)).block_m;
+    c.sparse.block_kv = row.bkv;
     if (!sm90_built(c)) continue;
     CaseTensors t = make_case(c, 21);
     const unsigned long long before = cuda::sm90_ws_launches();
