@@ -29,7 +29,9 @@
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
-# TEST_FILTER (gtest filter of the test stage), TEST_LIMIT (its seconds, default 300).
+# TEST_FILTER (gtest filter of the test stage), TEST_LIMIT (its seconds, default 300), TEST_SHARDS (default 1: that
+# many gtest shards in parallel, each with nproc / TEST_SHARDS OpenMP threads for the host's fp64 oracle, which is
+# the slow part: the whole suite is about 1,500 s as one process; shards sharing all cores oversubscribe and crawl).
 # The `python` stage needs .xfer/minilm-fp16 carried (examples/prepare_minilm_carry.py) and its own call:
 # it builds the wheel separately.
 set -uo pipefail
@@ -92,7 +94,15 @@ GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | 
 EXPECT=sm80
 [[ $GPU_CC == 9.0 && ";$ARCHS;" == *";90;"* ]] && EXPECT=sm90
 if has test; then
-  stage test ${TEST_LIMIT:-300} env FLATATTN_EXPECT_PATH=$EXPECT stdbuf -oL $T --gtest_brief=1 ${TEST_FILTER:+--gtest_filter=$TEST_FILTER}
+  SH=${TEST_SHARDS:-1}
+  stage test ${TEST_LIMIT:-300} bash -c '
+    for i in $(seq 0 $(( $1 - 1 ))); do
+      GTEST_TOTAL_SHARDS=$1 GTEST_SHARD_INDEX=$i OMP_NUM_THREADS=$(( $(nproc) / $1 > 0 ? $(nproc) / $1 : 1 )) \
+        OMP_WAIT_POLICY=passive FLATATTN_EXPECT_PATH=$2 stdbuf -oL $3 --gtest_brief=1 ${4:+--gtest_filter=$4} \
+        > "$5/test_shard$i.log" 2>&1 &
+    done
+    rc=0; for j in $(jobs -p); do wait $j || rc=1; done
+    cat "$5"/test_shard*.log; exit $rc' _ "$SH" "$EXPECT" "$T" "${TEST_FILTER:-}" "$LOG"
   grep -E "^\[seed\]|FAILED|Failure|PASSED|SKIPPED" "$LOG/test.log" | head -20 >> "$SUMMARY"
 fi
 if has test80 && [[ $EXPECT == sm90 ]]; then
