@@ -11,7 +11,9 @@ Masks (element predicates; FlexAttention evaluates them as mask_mod, SDPA gets t
   random50/25/10  a random 128 x 128 block pattern at that density (all elements of a listed block visible)
 
 TFLOP/s are counted on the visible elements (exact count of the mask): fwd 4 * visible * D * B * H, fwd+bwd
-3.5x that (the FlashAttention papers' 2.5x for the backward). When the flatattn package offers
+3.5x that (the FlashAttention papers' 2.5x for the backward). Each timing also records the peak memory one call
+allocates beyond the live tensors (`*_peak_mib`): issue 16 asks that Longformer's (window 512 + 16 global, D = 64:
+FLEX_D=64 FLEX_MASKS=longformer) grow linearly in N. When the flatattn package offers
 flatattn.flex_attention (issue 16, step 5) it is measured on the same BlockMask too.
 
 Environment: FLEX_N (comma list, default 4096,8192,16384,32768), FLEX_D (default 128), FLEX_H (default 16),
@@ -57,6 +59,21 @@ def make_mask_mod(name, n, device):
         blocks = (torch.rand(nb, nb, generator=g) < density).to(device)
         return lambda b, h, q, kv: blocks[q // BLOCK, kv // BLOCK]
     raise ValueError(f"unknown mask {name}")
+
+
+def peak_mib(fn, no_grad):
+    """Peak memory one call allocates beyond what is live before it (MiB): the step's working set, so that the
+    issue's "Longformer memory linear in N" reads off the rows of one mask over N."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    if no_grad:
+        with torch.no_grad():
+            fn()
+    else:
+        fn()
+    torch.cuda.synchronize()
+    return round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
 
 
 def visible_count(mask_mod, n, device):
@@ -122,6 +139,7 @@ def main():
                             ms = bench(step)
                             row[key] = round(3.5 * fl / ms / 1e9, 1)
                         row[key + "_ms"] = round(ms, 4)
+                        row[key + "_peak_mib"] = peak_mib(fn if mode == "fwd" else step, mode == "fwd")
                     except Exception as e:  # an unsupported combination is recorded, not fatal
                         row[key] = None
                         row[key + "_error"] = f"{type(e).__name__}: {str(e)[:200]}"
