@@ -4,10 +4,7 @@
 // three times). Compiled, like kernels.cc, with -mavx512f -mavx512bw -mavx512dq -mavx512bf16; both bf16
 // paths (AMX, AVX512-BF16) call it, only after forward_matmul() chose one of them.
 //
-// e^x = 2^t with t = x log2(e), split as t = n + f (n = round(t), |f| <= 1/2): 2^f by a degree-5
-// polynomial in f (least-squares fit of the relative error on [-1/2, 1/2], ours: max relative error 1.6e-7
-// with the fp32 coefficients, about 1.3 ulp), 2^n applied by VSCALEFPS (exact, and 0 for t clamped at
-// -200, so masked logits (-inf) give exactly 0). 11 vector operations per 16 logits, the exp, sum and
+// e^x = 2^(x log2 e) by exp2_ps (src/cpu/amx/exp2.h). 10 vector operations per 16 logits, the exp, sum and
 // bf16 conversion included.
 #include <immintrin.h>
 
@@ -15,24 +12,9 @@
 #include <cstdint>
 #include <limits>
 
+#include "src/cpu/amx/exp2.h"
+
 namespace flatattn::cpu {
-
-namespace {
-
-inline __m512 exp2_ps(__m512 t) {  // t <= ~0 here (logits minus their row max)
-  t = _mm512_max_ps(t, _mm512_set1_ps(-200.f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.3276466634e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755418926e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507134646e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120237e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694405e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192f));
-  return _mm512_scalef_ps(p, n);
-}
-
-}  // namespace
 
 void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
                        float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp) {
