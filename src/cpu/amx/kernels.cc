@@ -5,7 +5,8 @@
 //
 // All 8 tiles are configured as 16 rows x 64 bytes (16 fp32 or 32 bf16 per row). amx_qk computes
 // 32 x 32 logit blocks (4 accumulators, 2 Q tiles, 2 K tiles) where 32 rows remain, else 16 x 32;
-// amx_pv keeps 16 x 64 of O in 4 accumulators and streams P (A) and V (B) tiles over the keys.
+// amx_pv keeps 32 x 32 of O in 4 accumulators (two P tiles, two V tiles per 32-key step) and streams P (A)
+// and V (B) tiles over the keys; 16-row remainders keep 16 x 64 of O and stream one P tile and four V tiles.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -60,6 +61,34 @@ void pv_block(const std::uint16_t* p, std::int64_t ldp, std::int64_t ncols, cons
   if constexpr (NC > 1) _tile_stored(1, o + 16, so);
   if constexpr (NC > 2) _tile_stored(2, o + 32, so);
   if constexpr (NC > 3) _tile_stored(3, o + 48, so);
+}
+
+// O[0..32)[0..32) += P V for two 16-row P tiles and two 16-column V tiles (accumulators 0 .. 3, P in 4, 5,
+// V in 6, 7): each loaded tile feeds two products and no tile is reloaded while a product of the same step
+// still reads it (pv_block<4> reloads tile 5 within a step: 5 loads per 4 products against 4 here).
+void pv_block_2x2(const std::uint16_t* p, std::int64_t ldp, std::int64_t ncols, const std::uint16_t* vb,
+                  std::int64_t dp, float* o, std::int64_t ldo) {
+  const std::int64_t so = ldo * 4, sv = dp * 4, sp = ldp * 2;
+  float* o1 = o + 16 * ldo;
+  _tile_loadd(0, o, so);
+  _tile_loadd(1, o + 16, so);
+  _tile_loadd(2, o1, so);
+  _tile_loadd(3, o1 + 16, so);
+  for (std::int64_t k0 = 0; k0 < ncols; k0 += 32) {
+    const std::uint16_t* v = vb + k0 * dp;  // pair row k0 / 2
+    _tile_loadd(4, p + k0, sp);
+    _tile_loadd(5, p + 16 * ldp + k0, sp);
+    _tile_loadd(6, v, sv);
+    _tile_loadd(7, v + 32, sv);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, o, so);
+  _tile_stored(1, o + 16, so);
+  _tile_stored(2, o1, so);
+  _tile_stored(3, o1 + 16, so);
 }
 
 // r[c] = column c of the 16 x 16 block whose row r was r[r] (in place). Unpack pairs of rows, shuffle
@@ -186,7 +215,14 @@ void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::
 
 void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::int64_t ncols, const std::uint16_t* vb,
             std::int64_t dp, float* o, std::int64_t ldo) {
-  for (std::int64_t i0 = 0; i0 < rows; i0 += 16) {
+  std::int64_t r = 0;
+  for (; r + 32 <= rows; r += 32) {  // 32 x 32 blocks of O, then the rest of dp by the 16-row blocks below
+      std::int64_t n0 = 0;
+      for (; n0 + 32 <= dp; n0 += 32) pv_block_2x2(p + r * ldp, ldp, ncols, vb + n0 * 2, dp, o + r * ldo + n0, ldo);
+      for (std::int64_t i0 = r; i0 < r + 32; i0 += 16)
+        for (std::int64_t n = n0; n < dp; n += 16) pv_block<1>(p + i0 * ldp, ldp, ncols, vb + n * 2, dp, o + i0 * ldo + n, ldo);
+    }
+  for (std::int64_t i0 = r; i0 < rows; i0 += 16) {
     const std::uint16_t* pi = p + i0 * ldp;
     float* oi = o + i0 * ldo;
     std::int64_t n0 = 0;
