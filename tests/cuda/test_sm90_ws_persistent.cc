@@ -11,6 +11,7 @@
 //     tile's empty barrier, ping-pong's turns across tiles).
 //   PersistentMatchesOneTile: larger causal and non-causal shapes, bitwise the outputs and LSE of the one-tile kernel
 //     (the same per-tile arithmetic in the same order).
+//   PersistentWalkCoversEveryTile (no GPU): the scheduler's walk takes every tile once, pairs balanced.
 //   PersistentSwitch: "0" runs the one-tile kernel, a value other than 0/1/auto and a bad grid cap are refused with an
 //     Error naming the variable, block-sparse calls keep the one-tile kernel.
 // Skipped where no sm_90 GPU runs the sm90 family.
@@ -32,6 +33,7 @@
 #include "src/cuda/family.h"
 #include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/registry.h"
+#include "src/cuda/sm90/ws_tile_scheduler.cuh"
 #include "src/cuda/ws_route.h"
 #include "tests/cuda/device_case.h"
 
@@ -302,4 +304,42 @@ TEST(CudaSm90Ws, PersistentSwitch) {
       EXPECT_FALSE(ends_with(r.kernel, "_p")) << r.kernel;
     }
   }
+}
+
+// The persistent kernel's walk (no GPU needed): every tile exactly once over the CTAs for single tiles and causal
+// pairs, odd and even query blocks per head, grids smaller and larger than the units; a pair's two query blocks
+// (common/tile_coord.cuh's order: block n_m - 1 - t % n_m) sum to n_m - 1 (the same key blocks under causal).
+TEST(CudaSm90Ws, PersistentWalkCoversEveryTile) {
+  for (int n_m = 1; n_m <= 12; ++n_m)
+    for (int hb : {1, 2, 3, 7, 50})
+      for (int sms : {1, 2, 5, 132})
+        for (bool grows : {false, true}) {
+          const int tiles = n_m * hb;
+          const cuda::sm90::WsTileScheduler sch = cuda::sm90::WsTileScheduler::make(n_m, tiles, grows, sms);
+          const int grid = sch.grid(sms);
+          ASSERT_GE(grid, 1);
+          ASSERT_LE(grid, sms);
+          EXPECT_EQ(sch.pairs > 0, grows && n_m >= 2 && tiles >= 2 * sms);
+          std::vector<int> seen(static_cast<std::size_t>(tiles), 0);
+          for (int bx = 0; bx < grid; ++bx) {
+            auto cur = sch.start(static_cast<unsigned>(bx));
+            int prev = -1;
+            for (int t; sch.next(cur, t, static_cast<unsigned>(grid));) {
+              ASSERT_GE(t, 0);
+              ASSERT_LT(t, tiles) << "n_m " << n_m << " hb " << hb << " sms " << sms;
+              ++seen[static_cast<std::size_t>(t)];
+              if (cur.part == 1) {
+                prev = t;  // the first tile of a pair; the next one completes it
+              } else if (prev >= 0) {
+                EXPECT_EQ(prev / n_m, t / n_m) << "a pair spans two heads";
+                EXPECT_EQ((n_m - 1 - prev % n_m) + (n_m - 1 - t % n_m), n_m - 1) << "n_m " << n_m;
+                EXPECT_GT(n_m - 1 - prev % n_m, n_m - 1 - t % n_m) << "the heavier query block first";
+                prev = -1;
+              }
+            }
+          }
+          for (int t = 0; t < tiles; ++t)
+            ASSERT_EQ(seen[static_cast<std::size_t>(t)], 1)
+                << "tile " << t << ", n_m " << n_m << " hb " << hb << " sms " << sms << " grows " << grows;
+        }
 }

@@ -70,8 +70,8 @@ FLATATTN_DEVICE void ws_persistent_producer(const WsParams& wp, const typename S
   tma_prefetch(&wp.tk);
   tma_prefetch(&wp.tv);
   int it = 0, n = 0;  // ring iterations, Q loads
-  WsTileScheduler::Cursor cur = sch.start();
-  for (int t; sch.next(cur, t);) {
+  WsTileScheduler::Cursor cur = sch.start(blockIdx.x);
+  for (int t; sch.next(cur, t, gridDim.x);) {
     const WsPersistentTile<S> tile(wp.p, t, sch.n_m, hq);
     if (tile.empty()) continue;
     const BandMask bm(wp.p, tile.bi.nq, tile.bi.nk);
@@ -115,8 +115,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     regs_inc<S::kConsumerRegs>();
     const int c = wg - 1, warp_row0 = c * 64 + (warp & 3) * 16;
     int it = 0, n = 0;  // as the producer's
-    WsTileScheduler::Cursor cur = sch.start();
-    for (int t; sch.next(cur, t);) {
+    WsTileScheduler::Cursor cur = sch.start(blockIdx.x);
+    for (int t; sch.next(cur, t, gridDim.x);) {
       const WsPersistentTile<S> tile(p, t, sch.n_m, hq);
       if (tile.empty()) continue;
       const BandMask bm(p, tile.bi.nq, tile.bi.nk);

@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "src/cuda/common/arch.cuh"
+#include "src/core/mask.h"  // FLATATTN_HD: the walk is plain C++ too (the tests check it covers every tile once)
 
 namespace flatattn::cuda::sm90 {
 
@@ -49,10 +49,12 @@ struct WsTileScheduler {
     unsigned u;
     int part;
   };
-  FLATATTN_DEVICE Cursor start() const { return {blockIdx.x, 0}; }
+  /// CTA bx's first place (the kernel: blockIdx.x).
+  FLATATTN_HD Cursor start(unsigned bx) const { return {bx, 0}; }
 
-  /// The CTA's next tile (linear index in TileCoord's order) into t; false when its walk is over.
-  FLATATTN_DEVICE bool next(Cursor& c, int& t) const {
+  /// The CTA's next tile (linear index in TileCoord's order) into t, grid: G (the kernel: gridDim.x); false when its
+  /// walk is over.
+  FLATATTN_HD bool next(Cursor& c, int& t, unsigned grid) const {
     if (c.u >= static_cast<unsigned>(units)) return false;
     const int u = static_cast<int>(c.u);
     if (u < pair_units) {
@@ -68,7 +70,7 @@ struct WsTileScheduler {
       t = pairs == 0 ? u : (u - pair_units) * n_m + pairs;
     }
     c.part = 0;
-    c.u += gridDim.x;
+    c.u += grid;
     return true;
   }
 };
