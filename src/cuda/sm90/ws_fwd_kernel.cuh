@@ -13,6 +13,8 @@
 // (common/sparse.cuh SparseKeyBlocks::take, the same order in both) instead of the band's range; unlisted blocks
 // cost no copy and no product; the ring counts visited blocks. A tile with no listed block loads Q only and stores
 // O = 0, LSE = -inf (the consumers' turns still pair up: ws_fwd_mainloop.cuh).
+// The persistent variant (one CTA per SM walking its tiles, issue 17) is ws_fwd_persistent.cuh; it shares the
+// producer's loads (ws_load_q, ws_load_kv), the mainloop and the epilogue.
 // Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws; src/cuda/policy/ws_policy.h) where it
 // predicts it faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).

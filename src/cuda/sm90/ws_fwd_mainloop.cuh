@@ -15,7 +15,8 @@
 // (the simplest order: the fallback when the others are suspect).
 // Ping-pong bookkeeping: turns of a warpgroup = its issue points (blocks + the final P V); consumer 1 hands
 // consumer 0 one turn before its loop (consumer 0 starts) and consumer 0 takes one more after its loop, so
-// each barrier sees as many arrivals as waits.
+// each barrier sees as many arrivals as waits. The persistent kernel (ws_fwd_persistent.cuh) runs this per tile:
+// the bookkeeping closes within each tile, and the next tile's first hand-over comes after its Q barrier.
 // Block-sparse (kSparse, issue 16, docs/sparse.md): the blocks are the CTA's block lists (common/sparse.cuh
 // SparseKeyBlocks::take: the full blocks, then the partial ones, in the order the producer loads them) instead of
 // the band's range; `it` counts the visited blocks (the ring's slot and phase). Both warpgroups walk the same list
