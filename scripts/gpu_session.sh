@@ -142,7 +142,7 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
 fi
 if has testws && [[ $EXPECT == sm90 ]]; then  # the warp-specialized forward: a hang is cut by the stage's timeout
   for s in ${WS_SCHEDULES:-1 3 2}; do  # ping-pong (2) last: a named-barrier hang there is cut only by the stage timeout
-    stage testws$s 150 env FLATATTN_TEST_WS_SCHEDULE=$s stdbuf -oL $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
+    stage testws$s 200 env FLATATTN_TEST_WS_SCHEDULE=$s stdbuf -oL $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
     grep -E "FAILED|Failure|PASSED|SKIPPED|ran the warp|\[ws\] (HUNG|SLOW|FAIL|BAD)" "$LOG/testws$s.log" | head -8 >> "$SUMMARY"
   done
 fi
