@@ -26,6 +26,9 @@
 # (docs/sm90_ws.md): its suite under each schedule (FLATATTN_TEST_WS_SCHEDULE 1, 2, 3) and bench_fwd under
 # FLATATTN_CUDA_SM90_WS=1 and 2 (ours_ws1.json, ours_ws2.json; run `bench` in the same session for the baseline);
 # WS_SCHEDULES (default "1 3 2") and WS_BENCH (default "1 2"; 0 = the other sm90 kernel) choose the schedules.
+# `testwsp` and `benchwsp` (Hopper): its persistent kernel (issue 17): the suite with FLATATTN_CUDA_SM90_WS_PERSISTENT=1
+# under each of WS_SCHEDULES, and an A/B of bench_fwd (schedule WSP_SCHED, default 2) with it 0 and 1, alternating, two
+# rounds (ours_wsp<0|1>_r<round>.json; BENCH_D default 64,128, BENCH_N default 512,...,8192).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
@@ -149,7 +152,7 @@ if has bench80 && [[ $EXPECT == sm90 ]]; then  # the sm80 family on the same GPU
 fi
 if has testws && [[ $EXPECT == sm90 ]]; then  # the warp-specialized forward: a hang is cut by the stage's timeout
   for s in ${WS_SCHEDULES:-1 3 2}; do  # ping-pong (2) last: a named-barrier hang there is cut only by the stage timeout
-    stage testws$s 150 env FLATATTN_TEST_WS_SCHEDULE=$s stdbuf -oL $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
+    stage testws$s 200 env FLATATTN_TEST_WS_SCHEDULE=$s stdbuf -oL $T --gtest_brief=1 --gtest_filter='CudaSm90Ws.*'
     grep -E "FAILED|Failure|PASSED|SKIPPED|ran the warp|\[ws\] (HUNG|SLOW|FAIL|BAD)" "$LOG/testws$s.log" | head -8 >> "$SUMMARY"
   done
 fi
@@ -158,6 +161,23 @@ if has benchws && [[ $EXPECT == sm90 ]]; then
     stage benchws$s 180 env FLATATTN_CUDA_SM90_WS=$s $B/bench/gpu/bench_fwd --out "$OUT/ours_ws$s.json" --commit "$COMMIT" \
       --d ${BENCH_D:-64,128} ${BENCH_N:+--n $BENCH_N}
     cp "$LOG/benchws$s.log" "$OUT/ours_ws${s}_table.txt" 2>/dev/null
+  done
+fi
+if has testwsp && [[ $EXPECT == sm90 ]]; then  # the persistent warp-specialized forward, every suite case on it
+  for s in ${WS_SCHEDULES:-1 3 2}; do
+    stage testwsp$s 200 env FLATATTN_TEST_WS_SCHEDULE=$s FLATATTN_CUDA_SM90_WS_PERSISTENT=1 stdbuf -oL $T --gtest_brief=1 \
+      --gtest_filter='CudaSm90Ws.*'
+    grep -E "FAILED|Failure|PASSED|SKIPPED|ran the warp|\[ws\] (HUNG|SLOW|FAIL|BAD)" "$LOG/testwsp$s.log" | head -8 >> "$SUMMARY"
+  done
+fi
+if has benchwsp && [[ $EXPECT == sm90 ]]; then  # A/B on one lease: one CTA per tile (0) vs persistent (1), alternating
+  for r in 1 2; do
+    for p in 0 1; do
+      stage benchwsp${p}_$r 150 env FLATATTN_CUDA_SM90_WS=${WSP_SCHED:-2} FLATATTN_CUDA_SM90_WS_PERSISTENT=$p \
+        $B/bench/gpu/bench_fwd --out "$OUT/ours_wsp${p}_r$r.json" --commit "$COMMIT" --d ${BENCH_D:-64,128} \
+        --n ${BENCH_N:-512,1024,2048,4096,8192}
+      cp "$LOG/benchwsp${p}_$r.log" "$OUT/ours_wsp${p}_r${r}_table.txt" 2>/dev/null
+    done
   done
 fi
 if has fuzz && [[ -x $B/cli/flatattn ]]; then  # the differential fuzz on the GPU: >= 10,000 cases when time allows

@@ -16,6 +16,7 @@
 #include "flatattn/error.h"
 #include "src/cuda/dispatch.h"
 #include "src/cuda/launch_api.h"
+#include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
 
@@ -118,6 +119,27 @@ int sm90_ws_requested() {
   }
   cached.store(gen << 3 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
   return mode;
+}
+
+bool sm90_ws_persistent() {
+  // generation << 1 | on; 0 before the first reading
+  static std::atomic<std::uint64_t> cached{0};
+  const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
+  const std::uint64_t known = cached.load(std::memory_order_acquire);
+  if (known >> 1 == gen) return (known & 1) != 0;
+  const char* env = std::getenv("FLATATTN_CUDA_SM90_WS_PERSISTENT");
+  bool on = kWsPersistent;
+  if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
+    on = kWsPersistent;
+  } else if (std::string_view(env) == "1" || std::string_view(env) == "0") {
+    on = env[0] == '1';
+  } else {
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, auto or unset",
+                "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile) or unset it (the policy's "
+                "default, src/cuda/policy/ws_policy.h kWsPersistent)");
+  }
+  cached.store(gen << 1 | static_cast<std::uint64_t>(on), std::memory_order_release);
+  return on;
 }
 
 namespace {

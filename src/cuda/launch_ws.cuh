@@ -19,10 +19,12 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
+#include "src/cuda/runtime.h"
 #include "src/cuda/sparse_host.h"
 #include "src/cuda/tma_map.h"
 #include "src/cuda/ws_route.h"
 #include "src/cuda/sm90/ws_fwd_kernel.cuh"
+#include "src/cuda/sm90/ws_fwd_persistent.cuh"
 
 namespace flatattn::cuda {
 
@@ -41,6 +43,20 @@ inline bool ws_check_requested() {
   return env != nullptr && env[0] == '1' && env[1] == '\0';
 }
 
+/// FLATATTN_SM90_WS_PERSISTENT_GRID=N (tests, sanitizer runs; read at every launch): the persistent kernel's grid
+/// holds at most N CTAs instead of one per SM, so that small problems make each CTA walk many tiles. Unset or empty:
+/// no cap (0); anything but a positive integer throws an Error naming the variable.
+inline int ws_persistent_grid_cap() {
+  const char* env = std::getenv("FLATATTN_SM90_WS_PERSISTENT_GRID");
+  if (env == nullptr || env[0] == '\0') return 0;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  if (*end != '\0' || v < 1 || v > (1L << 30))
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_SM90_WS_PERSISTENT_GRID", env, "a positive integer (CTAs)",
+                "set it to the number of CTAs the persistent warp-specialized forward may use, or unset it (one per SM)");
+  return static_cast<int>(v);
+}
+
 /// Waits for the launch on `stream`, then throws when one of its barrier waits timed out (clearing the record,
 /// so the next launch runs a working pipeline again): the call's outputs are wrong, and the message names the
 /// barrier, parity, block and thread of the first timeout. Debugging aid, not a silent fallback: it only
@@ -52,11 +68,12 @@ static inline void ws_check_watchdog(cudaStream_t stream, int d, int sched) {
   if (w.fired == 0) return;
   const sm90::WsTimeout zero{};
   check(cudaMemcpyToSymbol(sm90::g_ws_timeout, &zero, sizeof(zero)), "clear the watchdog record (FLATATTN_SM90_WS_CHECK)");
-  const unsigned slot = w.tag == 999 ? 0 : w.tag / 100, which = w.tag == 999 ? 4 : w.tag % 100;
-  static const char* const kNames[] = {"full_k", "full_v", "empty_k", "empty_v", "q"};
+  const bool q = w.tag == 999 || w.tag == 998;  // the Q barrier, the persistent kernel's q_empty
+  const unsigned slot = q ? 0 : w.tag / 100, which = q ? 4 + (999 - w.tag) : w.tag % 100;
+  static const char* const kNames[] = {"full_k", "full_v", "empty_k", "empty_v", "q", "q_empty"};
   throw Error(Error::Kind::runtime, "FLATATTN_CUDA_SM90_WS",
               "schedule " + std::to_string(sched) + " D " + std::to_string(d) + ": a barrier wait timed out (" +
-                  (which <= 4 ? kNames[which] : "?") + " slot " + std::to_string(slot) + " tag " + std::to_string(w.tag) +
+                  (which <= 5 ? kNames[which] : "?") + " slot " + std::to_string(slot) + " tag " + std::to_string(w.tag) +
                   " parity " + std::to_string(w.parity) + ", block " + std::to_string(w.block) + " thread " +
                   std::to_string(w.thread) + ")",
               "every barrier wait completes within FLATATTN_SM90_WS_WATCHDOG_NS (the pipeline is broken: the outputs are wrong)",
@@ -88,6 +105,9 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   if (ctas == 0) return {S::kBlockM, S::kBlockN, nullptr};
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
+  // Before any work: both may throw (a bad value of their variables).
+  const bool persistent = !pr.sparse.on && sm90_ws_persistent();
+  const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
@@ -102,6 +122,20 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? sparse_attr_done_varlen : sparse_attr_done);
     kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
         wp, pr.sparse, static_cast<int>(n_m), static_cast<int>(pr.hq));
+  } else if (persistent) {
+    // The persistent kernel (sm90/ws_fwd_persistent.cuh): at most one CTA per SM walking the tiles; pairs of query
+    // blocks under causal-like masks (a tile's key range grows with its rows: no left window bound).
+    using SP = sm90::WsPersistentShape<D>;
+    static std::atomic<std::uint64_t> p_attr_done{0}, p_attr_done_varlen{0};
+    const int sm_count = device_info(a.device).sm_count;
+    const int sms = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
+    const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;
+    const sm90::WsTileScheduler sch = sm90::WsTileScheduler::make(static_cast<int>(n_m), ctas, grows, sms);
+    auto kernel = pr.varlen ? sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, true>
+                            : sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, false>;
+    prepare_smem(kernel, SP::kSmemBytes, a.device, pr.varlen ? p_attr_done_varlen : p_attr_done);
+    kernel<<<static_cast<unsigned>(sch.grid(sms)), SP::kThreads, SP::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
+        wp, sch, static_cast<int>(pr.hq));
   } else {
     auto kernel = pr.varlen ? sm90::ws_fwd_kernel<E, S, V, kSched, true> : sm90::ws_fwd_kernel<E, S, V, kSched, false>;
     prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? attr_done_varlen : attr_done);
@@ -112,11 +146,13 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   sm90_ws_count_launch();
   if (ws_check_requested()) ws_check_watchdog(static_cast<cudaStream_t>(a.stream), D, kSched);
   // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1" ("..._ws2_sparse" for
-  // block lists).
+  // block lists, "..._ws2_p" for the persistent kernel).
   static const std::string name = std::string("flash_sm90_") + std::string(kBf16 ? "bf16" : "f16") + "_d" +
                                   std::to_string(D) + "_ws" + std::to_string(kSched);
   static const std::string sparse_name = name + "_sparse";
+  static const std::string persistent_name = name + "_p";
   if (pr.sparse.on) return {S::kBlockM, S::kBlockN, sparse_name.c_str()};
+  if (persistent) return {S::kBlockM, S::kBlockN, persistent_name.c_str()};
   return {S::kBlockM, S::kBlockN, name.c_str()};
 }
 

@@ -371,6 +371,11 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
       std::to_string(seconds_since(t0)) + " s)");
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
+  // FLATATTN_CUDA_SM90_WS_PERSISTENT=1 (the process's): the persistent kernel ran it ("_p", launch_ws.cuh).
+  if (sm90) {
+    const bool p = r.kernel.size() > 2 && r.kernel.compare(r.kernel.size() - 2, 2, "_p") == 0;
+    EXPECT_EQ(p, cuda::sm90_ws_persistent()) << what << " [" << t.c.name() << "] kernel " << r.kernel;
+  }
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))
       << what << " [" << t.c.name() << "] kernel " << r.kernel << ": the warp-specialized kernel did not run (seed "
       << seed << ")";

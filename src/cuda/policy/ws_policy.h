@@ -45,6 +45,15 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
 /// keep the older sm90 kernel; FLATATTN_CUDA_SM90_WS=0 does the same per process.
 inline constexpr bool kWsSparseByDefault = true;
 
+/// Whether the warp-specialized forward's dense calls (batched and varlen) run its persistent kernel
+/// (src/cuda/sm90/ws_fwd_persistent.cuh: grid = min(SMs, work units), each CTA walking its tiles with the static
+/// stride of sm90/ws_tile_scheduler.cuh, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17).
+/// Off until its suites (CudaSm90Ws.* with FLATATTN_CUDA_SM90_WS_PERSISTENT=1, CudaSm90Ws.Persistent) have passed on
+/// a GPU and an A/B (bench_fwd, FLATATTN_CUDA_SM90_WS_PERSISTENT=0 vs 1) shows where it pays. The cost model
+/// (policy/heuristics.cc) does not describe it yet: it predicts the one-tile kernel either way.
+/// FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1 (src/cuda/family.h) overrides it.
+inline constexpr bool kWsPersistent = false;
+
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
 /// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the
 /// same row (a static_assert in launch_ws.cuh checks they agree).

@@ -13,6 +13,8 @@
 // (common/sparse.cuh SparseKeyBlocks::take, the same order in both) instead of the band's range; unlisted blocks
 // cost no copy and no product; the ring counts visited blocks. A tile with no listed block loads Q only and stores
 // O = 0, LSE = -inf (the consumers' turns still pair up: ws_fwd_mainloop.cuh).
+// The persistent variant (one CTA per SM walking its tiles, issue 17) is ws_fwd_persistent.cuh; it shares the
+// producer's loads (ws_load_q, ws_load_kv), the mainloop and the epilogue.
 // Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws; src/cuda/policy/ws_policy.h) where it
 // predicts it faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).
@@ -73,6 +75,33 @@ struct WsParams {
   CUtensorMap tq, tk, tv;
 };
 
+/// The producer's Q load: the tile's Q (q_row: its first row in the map's rows) on the ring's Q barrier.
+template <class S, class Ring>
+FLATATTN_DEVICE void ws_load_q(const WsParams& wp, const Ring& ring, std::uint32_t sq, int q_row, int h, int b) {
+  using TQ = typename S::TQ;
+  constexpr int kPanels = S::kD / 64;
+  mbar_arrive_expect_tx(ring.q_bar(), TQ::kBytes);
+#pragma unroll
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, q_row, h, b);
+}
+
+/// The producer's load of K(nb), V(nb) into the slot of ring iteration it, each once the consumers have released it
+/// (k_row0: the sequence's first k/v row in the map's rows, hk: the kv head).
+template <class S, class Ring>
+FLATATTN_DEVICE void ws_load_kv(const WsParams& wp, const Ring& ring, int it, int nb, int k_row0, int hk, int b) {
+  using TKV = typename S::TKV;
+  constexpr int kPanels = S::kD / 64;
+  const int s = Ring::slot(it), n0 = k_row0 + nb * S::kBlockN;
+  ring.acquire_k(it);
+  mbar_arrive_expect_tx(ring.bar(s, 0), TKV::kBytes);
+#pragma unroll
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.k(s) + c * TKV::kBlockBytes, &wp.tk, ring.bar(s, 0), 64 * c, n0, hk, b);
+  ring.acquire_v(it);
+  mbar_arrive_expect_tx(ring.bar(s, 1), TKV::kBytes);
+#pragma unroll
+  for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.v(s) + c * TKV::kBlockBytes, &wp.tv, ring.bar(s, 1), 64 * c, n0, hk, b);
+}
+
 /// q_row: the tile's first q row in the map's rows (batched: m0; varlen: the sequence's first packed row + m0),
 /// k_row0: the sequence's first k/v row (batched 0), b: the map's batch index (varlen 0: one packed batch).
 /// kSparse: the blocks of walk's lists (in the consumers' order) instead of [range.begin, range.end).
@@ -80,28 +109,13 @@ template <class E, class S, bool kSparse = false>
 FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& ring, std::uint32_t sq,
                                  const BlockRange<S::kBlockN>& range, int q_row, int k_row0, int h, int b,
                                  const WsSparseWalk<S::kBlockN>* walk = nullptr) {
-  using TQ = typename S::TQ;
-  using TKV = typename S::TKV;
-  constexpr int kPanels = S::kD / 64;
   const int hk = h / wp.p.group;
   tma_prefetch(&wp.tq);
   tma_prefetch(&wp.tk);
   tma_prefetch(&wp.tv);
-  mbar_arrive_expect_tx(ring.q_bar(), TQ::kBytes);
-#pragma unroll
-  for (int c = 0; c < kPanels; ++c) tma_load_4d(sq + c * TQ::kBlockBytes, &wp.tq, ring.q_bar(), 64 * c, q_row, h, b);
+  ws_load_q<S>(wp, ring, sq, q_row, h, b);
   // K(nb), V(nb) into the slot of iteration it.
-  auto load = [&](int it, int nb) {
-    const int s = S::Ring::slot(it), n0 = k_row0 + nb * S::kBlockN;
-    ring.acquire_k(it);
-    mbar_arrive_expect_tx(ring.bar(s, 0), TKV::kBytes);
-#pragma unroll
-    for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.k(s) + c * TKV::kBlockBytes, &wp.tk, ring.bar(s, 0), 64 * c, n0, hk, b);
-    ring.acquire_v(it);
-    mbar_arrive_expect_tx(ring.bar(s, 1), TKV::kBytes);
-#pragma unroll
-    for (int c = 0; c < kPanels; ++c) tma_load_4d(ring.v(s) + c * TKV::kBlockBytes, &wp.tv, ring.bar(s, 1), 64 * c, n0, hk, b);
-  };
+  auto load = [&](int it, int nb) { ws_load_kv<S>(wp, ring, it, nb, k_row0, hk, b); };
   if constexpr (kSparse) {
     typename SparseKeyBlocks<S::kBlockN>::Cursor w;
     for (int it = 0;; ++it) {

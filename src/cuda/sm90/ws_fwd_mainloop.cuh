@@ -15,7 +15,8 @@
 // (the simplest order: the fallback when the others are suspect).
 // Ping-pong bookkeeping: turns of a warpgroup = its issue points (blocks + the final P V); consumer 1 hands
 // consumer 0 one turn before its loop (consumer 0 starts) and consumer 0 takes one more after its loop, so
-// each barrier sees as many arrivals as waits.
+// each barrier sees as many arrivals as waits. The persistent kernel (ws_fwd_persistent.cuh) runs this per tile:
+// the bookkeeping closes within each tile, and the next tile's first hand-over comes after its Q barrier.
 // Block-sparse (kSparse, issue 16, docs/sparse.md): the blocks are the CTA's block lists (common/sparse.cuh
 // SparseKeyBlocks::take: the full blocks, then the partial ones, in the order the producer loads them) instead of
 // the band's range; `it` counts the visited blocks (the ring's slot and phase). Both warpgroups walk the same list
@@ -58,12 +59,13 @@ struct WsSparseWalk {
 
 /// Runs the key blocks [range.begin, range.end) (kSparse: the blocks of walk's lists) for the warpgroup whose Q rows
 /// start at shared address sq_wg. row: this thread's first query row (sequence coordinates), col: its first column
-/// within a key block. c: the consumer's index (0, 1), for the ping-pong turns.
+/// within a key block. c: the consumer's index (0, 1), for the ping-pong turns. it0: the ring iteration of the walk's
+/// first block (the persistent kernel, ws_fwd_persistent.cuh, continues the ring's count across its tiles; else 0).
 template <class E, class S, class V, class Ring, int kSched, bool kSparse = false>
 FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
                                           const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
                                           ScoreAtOf<typename V::Score> at, int c,
-                                          const WsSparseWalk<S::kBlockN>* walk = nullptr) {
+                                          const WsSparseWalk<S::kBlockN>* walk = nullptr, int it0 = 0) {
   static_assert(kSched >= 1 && kSched <= 3, "schedules 1 (overlap), 2 (overlap + ping-pong), 3 (none)");
   constexpr bool kOverlap = kSched != 3, kPingPong = kSched == 2;
   static_assert(!kPingPong || S::kConsumerWGs == 2, "ping-pong takes two consumer warpgroups");
@@ -94,12 +96,12 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
                    auto&& in_flight) {
     ring.wait_k(it);
     if constexpr (kOverlap) {
-      if (it > 0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
+      if (it > it0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
       take_turn();
       fence_regs(acc.o[0]);
       wgmma_fence();
       gemm_qk_issue<E, TQ, TKV, kBN, kD>(s[0], sq_wg, ring.k(Ring::slot(it)));
-      if (it > 0) {
+      if (it > it0) {
         gemm_pv_issue<E, TKV, kBN, kD>(acc.o[0], pa[0], ring.v(Ring::slot(it - 1)));
         pass_turn();
         in_flight();
@@ -137,7 +139,7 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
         fence_regs(acc.o[0]);
       }
       fence_regs(pa[0]);  // pa stays live until its P V has retired
-      if (it > 0) ring.release_v(it - 1);
+      if (it > it0) ring.release_v(it - 1);
     } else {
       rescale_o<S::kLazyRescale>(acc.o, alpha, moved);
     }
@@ -173,7 +175,7 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
     const SparseSpec& sp = *walk->list.s;
     typename SparseKeyBlocks<kBN>::Cursor w;
     SparseStep cur = walk->list.take(w, walk->seq_blocks);
-    int it = 0;
+    int it = it0;
     for (; cur.nb >= 0; ++it) {
       // The rule's verdict first, while S is not live (sm90/flash_kernel.cuh: next to the live S tile the rule's
       // loads and searches spill).
@@ -193,13 +195,13 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
       cur = next;
     }
     if constexpr (kOverlap) {
-      if (it > 0) last_pv(it - 1);
+      if (it > it0) last_pv(it - 1);
     }
   } else {
     for (int nb = range.begin; nb < range.end; ++nb)
-      block(nb - range.begin, nb, [&] { return range.needs_mask(nb); }, bm, false, 0, [] {});
+      block(it0 + nb - range.begin, nb, [&] { return range.needs_mask(nb); }, bm, false, 0, [] {});
     if constexpr (kOverlap) {
-      if (range.begin < range.end) last_pv(range.end - 1 - range.begin);
+      if (range.begin < range.end) last_pv(it0 + range.end - 1 - range.begin);
     }
   }
   if constexpr (kPingPong) {
