@@ -1,5 +1,6 @@
 #include "src/check/oracle.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "src/check/sparse_case.h"
@@ -46,6 +47,22 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
   a.out = o.pv_abs.view();
   ref::forward(a, opt, ref::Precision::f64);
   return o;
+}
+
+double lse_logit_rounding(const CaseTensors& t) {
+  if (!(t.c.options.softcap > 0.f)) return 0.0;
+  auto max_row_norm = [](const HostTensor& x, std::int64_t d) {
+    double best = 0.0;
+    for (std::int64_t r = 0; r < x.numel() / d; ++r) {
+      double s = 0.0;
+      for (std::int64_t e = 0; e < d; ++e) s += x.at(r * d + e) * x.at(r * d + e);
+      best = std::max(best, s);
+    }
+    return std::sqrt(best);
+  };
+  const std::int64_t d = t.c.d;
+  const double scale = t.c.options.softmax_scale ? std::abs(*t.c.options.softmax_scale) : 1.0 / std::sqrt(double(d));
+  return 16.0 * 0x1p-24 * scale * max_row_norm(t.q, d) * max_row_norm(t.k, d);
 }
 
 namespace {

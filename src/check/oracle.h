@@ -18,6 +18,12 @@ struct ForwardOracle {
 };
 ForwardOracle oracle_forward(const CaseTensors& t);
 
+/// The absolute error that the fp32 rounding of a softcapped case's pre-cap logits can put in its LSE, for
+/// lse_tolerance (rule.h): 16 * 2^-24 * |scale| * max_i |q_i| * max_j |k_j| (Cauchy-Schwarz bounds
+/// sum_d |q_id k_jd|, the scale of a dot product's rounding error; the cap's derivative is <= 1). 0 without
+/// softcap: the LSE then grows with the logits, and lse_tolerance's max|ref| scaling covers them.
+double lse_logit_rounding(const CaseTensors& t);
+
 /// Gradients of a backward: dq, dk, dv shaped like the case's.
 struct BackwardOracle {
   HostTensor dq, dk, dv;

@@ -106,7 +106,7 @@ Verdict judge_lse(const HostTensor& lse, const HostTensor& ref, double tol) {
   return v;
 }
 
-double lse_tolerance(double input_sd, const HostTensor& ref, bool cuda) {
+double lse_tolerance(double input_sd, const HostTensor& ref, bool cuda, double logit_rounding) {
   double tol = cuda ? 2e-4 : 1e-5;
   if (input_sd > 4.0) {
     double mx = 1.0;
@@ -114,7 +114,7 @@ double lse_tolerance(double input_sd, const HostTensor& ref, bool cuda) {
       if (std::isfinite(ref.at(i))) mx = std::max(mx, std::abs(ref.at(i)));
     tol *= mx;
   }
-  return tol;
+  return std::max(tol, logit_rounding);
 }
 
 void keep_worse_yardstick(HostTensor& yard, HostTensor&& other, const HostTensor& ref) {

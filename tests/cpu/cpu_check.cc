@@ -8,6 +8,7 @@
 
 #include "flatattn/kvcache.h"
 #include "src/check/kv_check.h"
+#include "src/check/oracle.h"
 #include "src/core/validate.h"
 
 namespace flatattn::testing {
@@ -52,7 +53,7 @@ void expect_forward_ok(const CaseTensors& t, const ForwardOracle& o, const std::
   EXPECT_TRUE(v.pass) << what << " out: " << v.detail();
   if (strict_fp32(t.c)) EXPECT_LE(v.rel_err, 1e-5) << what << " out: " << v.detail();
   if (t.c.options.return_lse) {
-    const Verdict l = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, false));
+    const Verdict l = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, false, lse_logit_rounding(t)));
     EXPECT_TRUE(l.pass) << what << " lse: " << l.detail();
   }
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/check/features.h"
+#include "src/check/oracle.h"
 #include "src/check/sparse_case.h"
 #include "src/cuda/dispatch.h"
 #include "src/check/yardstick.h"
@@ -228,7 +229,7 @@ std::string judge_forward(const CaseTensors& t, const ForwardOracle& o, const Re
   EXPECT_TRUE(std::isfinite(v.bound)) << ctx << ": the yardstick is not finite, the check could not fail";
   EXPECT_TRUE(v.pass) << ctx << ": out " << v.detail();
   if (t.c.options.return_lse) {
-    const Verdict lv = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, true));
+    const Verdict lv = judge_lse(t.lse, o.lse, lse_tolerance(t.c.input_sd, o.lse, true, lse_logit_rounding(t)));
     EXPECT_TRUE(lv.pass) << ctx << ": lse " << lv.detail();
   }
   return v.detail();
