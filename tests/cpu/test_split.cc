@@ -13,6 +13,7 @@
 #include "src/check/features.h"
 #include "src/core/half.h"
 #include "src/cpu/amx/amx.h"
+#include "src/cpu/amx/split_row.h"
 #include "src/cpu/gemm.h"
 #include "tests/cpu/cpu_check.h"
 #include "tests/cpu/matmul_env.h"
@@ -63,8 +64,33 @@ TEST(CpuSplit, ProductListsAreThePolicys) {
   for (int t = 1; t < 6; ++t) EXPECT_GE(a[t - 1] + b[t - 1], a[t] + b[t]);
 }
 
+// The AVX-512 row splitter the packers use is the rule of bf16_piece bit for bit (f16 and normal f32 values,
+// ties of the nearest-even rounding, infinities, row tails).
+TEST(CpuSplit, RowSplitterIsTheRule) {
+  if (split_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd(0.f, 30.f);
+  for (DType dt : {DType::f16, DType::f32}) {
+    const std::int64_t n = 203;
+    std::vector<float> x(n);
+    for (auto& e : x) e = nd(rng);
+    x[0] = 1.f + 1.f / 256, x[1] = 1.f + 3.f / 256, x[2] = INFINITY, x[3] = -INFINITY, x[4] = 0.f, x[5] = -0.f;
+    std::vector<std::uint16_t> h(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (dt == DType::f16) h[i] = float_to_f16(x[i]), x[i] = f16_to_float(h[i]);
+    }
+    const void* base = dt == DType::f16 ? static_cast<const void*>(h.data()) : static_cast<const void*>(x.data());
+    std::vector<std::uint16_t> out(3 * n, 0xffff);
+    cpu::split_row_avx512(base, dt, 0, n, 3, n, out.data());
+    for (int p = 0; p < 3; ++p)
+      for (std::int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(out[p * n + i], cpu::bf16_piece(x[i], p)) << name(dt) << " piece " << p << " of " << x[i];
+  }
+}
+
 // One piece of bf16 rows: the split packers are bit for bit the bf16 packers (the layouts are shared).
 TEST(CpuSplit, OnePieceIsTheBf16Layout) {
+  if (split_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
   std::mt19937_64 rng(7);
   const std::int64_t n = 45, d = 59, kd = cpu::amx_kd(d), dp = cpu::padded_d(d), n_pad = 64;
   std::vector<std::uint16_t> src(static_cast<std::size_t>(n * 70));
@@ -165,6 +191,83 @@ TEST(CpuSplit, F16FeatureTableOnBf16Paths) {
       const Report r = run_forward(t, c.options);
       EXPECT_TRUE(ends_with(r.kernel, "_" + path + "_split2")) << r.kernel;
       expect_forward_ok(t, o, r.kernel);
+    }
+  }
+}
+
+/// Sets FLATATTN_CPU_F32_SPLIT for the scope, unset after.
+struct ScopedF32Split {
+  explicit ScopedF32Split(const char* v) { setenv("FLATATTN_CPU_F32_SPLIT", v, 1); }
+  ~ScopedF32Split() { unsetenv("FLATATTN_CPU_F32_SPLIT"); }
+};
+
+// fp32 inputs as 3 bf16 pieces (experimental, FLATATTN_CPU_F32_SPLIT = 9 or 6): the rule including the fp32
+// kernels' 1e-5 relative bound (expect_forward_ok, strict fp32 cases), and both paths' max errors printed.
+TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
+  const std::vector<std::string> paths = split_paths();
+  if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  struct Shape {
+    std::int64_t b, nq, nk, hq, hkv, d;
+    bool causal;
+  };
+  const std::vector<Shape> shapes = {{2, 37, 53, 4, 2, 59, true},   {1, 130, 300, 2, 1, 128, true},
+                                     {2, 200, 200, 3, 3, 64, false}, {1, 64, 33, 2, 2, 256, false},
+                                     {1, 300, 1100, 2, 1, 64, false}};
+  for (const Shape& sh : shapes) {
+    Case c;
+    c.dtype = DType::f32;
+    c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
+    c.options.causal = sh.causal;
+    c.options.return_lse = true;
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng);
+    const ForwardOracle o = forward_yardstick(t);
+    for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+      Options opt = c.options;
+      opt.dataflow = df;
+      double fp32_err = 0;
+      {
+        ScopedMatmul m("fp32");
+        const Report r = run_forward(t, opt);
+        expect_forward_ok(t, o, r.kernel);
+        fp32_err = judge_forward(t.out, o, c.dtype).rel_err;
+      }
+      for (const char* n : {"9", "6"}) {
+        ScopedF32Split split(n);
+        for (const std::string& path : paths) {
+          ScopedMatmul m(path.c_str());
+          const Report r = run_forward(t, opt);
+          EXPECT_TRUE(ends_with(r.kernel, "_" + path + "_split3x" + n)) << r.kernel;
+          expect_forward_ok(t, o, r.kernel);
+          std::printf("[split-f32] %s %s: rel_err fp32 path %.3e, %s x%s %.3e\n", c.name().c_str(), name(df).data(),
+                      fp32_err, path.c_str(), n, judge_forward(t.out, o, c.dtype).rel_err);
+        }
+      }
+    }
+  }
+}
+
+// Every feature row of the table in f32 with 9 and with 6 piece products on each bf16 path.
+TEST(CpuSplit, F32FeatureTableOnBf16Paths) {
+  const std::vector<std::string> paths = split_paths();
+  if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const char* n : {"9", "6"}) {
+    ScopedF32Split split(n);
+    for (const std::string& path : paths) {
+      ScopedMatmul m(path.c_str());
+      for (const Feature& f : features()) {
+        const Case c = feature_case(f, DType::f32);
+        SCOPED_TRACE(c.name() + " x" + n + " " + path);
+        CaseTensors t = make_case(c, s.rng);
+        const ForwardOracle o = forward_yardstick(t);
+        const Report r = run_forward(t, c.options);
+        EXPECT_TRUE(ends_with(r.kernel, "_split3x" + std::string(n))) << r.kernel;
+        expect_forward_ok(t, o, r.kernel);
+      }
     }
   }
 }

@@ -130,6 +130,9 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 MatmulPath forward_matmul(const Problem& p) {
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   const std::string_view v = env ? env : "";
+  // f32 exact under FLATATTN_CPU_F32_SPLIT: 3 bf16 pieces, chosen by f16's rule (split_policy).
+  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0)
+    return choose_matmul(DType::f16, Fp32Matmul::exact, v, amx_available(), avx512bf16_available(), avx512bf16_built());
   // Detection is asked only where it can matter (the AMX permission request is a syscall, once per process).
   const bool bf16_operands = p.dtype == DType::bf16 || p.dtype == DType::f16 ||
                              (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
@@ -138,6 +141,7 @@ MatmulPath forward_matmul(const Problem& p) {
 }
 
 MatmulPath backward_matmul(const Problem& p) {
+  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0) return MatmulPath::fp32;
   if (p.dtype != DType::f16) return forward_matmul(p);
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   // The same checks of the value and the options as the forward's; the f16 backward runs the fp32 products.
