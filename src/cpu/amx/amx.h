@@ -12,6 +12,8 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
+// f16 inputs (forward) take the same rule as bf16 inputs, on exact bf16 pieces (SplitPolicy below: no precision
+// change, so no opt-in): "auto" picks amx > fp32, the forced values apply; their Report kernels end in "_split2".
 // f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
 // then they take the bf16 paths as bf16 inputs do, rounded to bf16 (nearest even) by the packers below, with
 // "auto" picking amx > avx512bf16 > an Error naming fp32_matmul (no silent exact fallback); the forced values
@@ -19,7 +21,7 @@
 // The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
 // S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
 // as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
-// f16 inputs always take the fp32 path, f32 inputs unless opted in (above). The forward and backward
+// The f16 backward always takes the fp32 path (backward_matmul: no split backward yet), f32 inputs unless opted in. The forward and backward
 // Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact; f32 opted in: rounded to bf16 once, the
