@@ -509,7 +509,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
 
 std::size_t backward_workspace_bytes(const Problem& p) {
   const BackwardPlan plan = plan_backward(p);
-  const MatmulPath path = forward_matmul(p);
+  const MatmulPath path = backward_matmul(p);
   std::size_t blocks = 0, qtiles = 0;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -522,7 +522,7 @@ std::size_t backward_workspace_bytes(const Problem& p) {
 
 Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
   check_plan(plan);
-  const MatmulPath path = forward_matmul(p);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
+  const MatmulPath path = backward_matmul(p);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
   const Bf16Products bf16{path == MatmulPath::amx};
   const Bf16Products* mm = path != MatmulPath::fp32 ? &bf16 : nullptr;
   std::vector<float> dvec(di_floats(p));

@@ -73,6 +73,7 @@ std::string kernel_name(const Problem& p, const ForwardPlan& plan, MatmulPath pa
                   std::to_string(p.d) + "_m" + std::to_string(plan.block_m);
   s += plan.dataflow == Dataflow::flat ? "_nall" : "_n" + std::to_string(plan.block_n);
   s += matmul_suffix(path);  // the products ran on AMX tiles or AVX512-BF16 (src/cpu/amx/amx.h)
+  if (path != MatmulPath::fp32) s += split_policy(p).suffix;  // operands split into bf16 pieces (f16)
   return s;
 }
 
@@ -122,7 +123,10 @@ Report run_forward(const Problem& p, const FwdTensors& t, const ForwardPlan& pla
       if (tile.b != packed_b || hk != packed_hk) {  // K^T panels and V rows of this (b, kv head), fp32
         const Rows k = rows_of(p, t.k, t.sk, tile.b, tile.sp.k0, hk);
         const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
-        if (amx) {
+        if (amx && w.split.pieces > 1) {  // f16: bf16 pieces (SplitPolicy, amx.h)
+          pack_k_split(k, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, amx_kd(p.d), w.split, w.kb);
+          pack_v_split(v, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.split, w.vb, w.vb_plane);
+        } else if (amx) {
           pack_k_vnni(k, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, amx_kd(p.d), w.kb);
           pack_v_vnni(v, tile.sp.nk, round_up(tile.sp.nk, kPanel), p.d, dp, w.vb);
         } else {

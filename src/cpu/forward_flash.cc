@@ -25,7 +25,7 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
   const std::int64_t bn = plan.block_n;
   const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
   if constexpr (kAmx) {
-    pack_q_bf16(q, tile.i0, tile.rows, rows_pad, p.d, amx_kd(p.d), w.qb);  // S = scale (Q K^T)
+    bf16_pack_q(p, q, tile, rows_pad, w);  // S = scale (Q K^T)
   } else {
     pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // S = (scale Q) K^T
   }
@@ -49,11 +49,7 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
       }
     }
     if constexpr (kAmx) {
-      if (w.dpbf16) {
-        dpbf16_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
-      } else {
-        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, bn);
-      }
+      bf16_qk(w, 0, rows_pad, k0, ncols, p.scale, w.s, bn);
     } else {
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, bn);
     }
@@ -75,13 +71,14 @@ void flash_rows(const Problem& p, const FwdTensors& t, const ForwardPlan& plan, 
     // The probability hook (dropout) after the sum: l and the LSE are those of the undropped P.
     if (probs) apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, bn);
     if constexpr (kAmx) {
-      if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
+      if (w.split.pieces > 1) {  // f16: P in bf16 pieces (SplitPolicy, amx.h)
+        split_to_bf16(w.s, rows_pad, ncols, bn, w.split, w.pb, w.pb_plane);
+      } else if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
         dpbf16_to_bf16(w.s, rows_pad, ncols, bn, w.pb);
-        dpbf16_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
       } else {
         amx_to_bf16(w.s, rows_pad, ncols, bn, w.pb);
-        amx_pv(w.pb, bn, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
       }
+      bf16_pv(w, w.pb, bn, rows_pad, k0, ncols, dp, w.o, dp);
     } else {
       gemm_acc(w.s, bn, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }

@@ -22,7 +22,7 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
   const std::int64_t rows_pad = round_up(tile.rows, kAmx ? kAmxRows : kRowAlign);
   const Rows q = rows_of(p, t.q, t.sq, tile.b, tile.sp.q0, tile.h);
   if constexpr (kAmx) {
-    pack_q_bf16(q, tile.i0, tile.rows, rows_pad, p.d, amx_kd(p.d), w.qb);  // L = scale (Q K^T)
+    bf16_pack_q(p, q, tile, rows_pad, w);  // L = scale (Q K^T)
   } else {
     pack_rows_interleaved(q, tile.i0, tile.rows, rows_pad, p.d, dp, p.scale, w.q);  // L = (scale Q) K^T
   }
@@ -47,11 +47,7 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
     if constexpr (kAmx) {
-      if (w.dpbf16) {
-        dpbf16_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
-      } else {
-        amx_qk(w.qb, rows_pad, amx_kd(p.d), w.kb + k0 * amx_kd(p.d), ncols, p.scale, w.s, ncols);
-      }
+      bf16_qk(w, 0, rows_pad, k0, ncols, p.scale, w.s, ncols);
     } else {
       gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
     }
@@ -73,13 +69,14 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, ncols);
     // Attend: O = P V, output stationary (the O tile is written once).
     if constexpr (kAmx) {
-      if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
+      if (w.split.pieces > 1) {  // f16: P in bf16 pieces (SplitPolicy, amx.h)
+        split_to_bf16(w.s, rows_pad, ncols, ncols, w.split, w.pb, w.pb_plane);
+      } else if (w.dpbf16) {  // P in bf16, as the GPU kernels' MMA operand
         dpbf16_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);
-        dpbf16_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
       } else {
         amx_to_bf16(w.s, rows_pad, ncols, ncols, w.pb);
-        amx_pv(w.pb, ncols, rows_pad, ncols, w.vb + k0 * dp, dp, w.o, dp);
       }
+      bf16_pv(w, w.pb, ncols, rows_pad, k0, ncols, dp, w.o, dp);
     } else {
       gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
     }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "src/core/problem.h"
+#include "src/cpu/pack.h"
 #include "src/cpu/policy.h"
 #include "src/cpu/tile.h"
 #include "src/cpu/workspace.h"
@@ -39,6 +40,15 @@ bool bf16_slabs(const Problem& p);
 /// slab's visible keys (m = -inf, l = 0 before), Flash once per slab and key block.
 void bf16_slab(const Problem& p, const RowTile& tile, const ForwardScratch& w, std::int64_t r0, std::int64_t rs,
                std::int64_t k0, std::int64_t ncols);
+
+/// The bf16 paths' products with w's operands (AMX or AVX512-BF16; SplitPolicy pieces, amx.h): S = scale Q K^T for
+/// rows of qb (from its row r0) against the keys from k0; O += P V (P planes w.pb_plane apart) against the keys
+/// from k0, one product per piece pair; and the Q tile rows packed (with their pieces) into w.qb.
+void bf16_qk(const ForwardScratch& w, std::int64_t r0, std::int64_t rows, std::int64_t k0, std::int64_t ncols,
+             float scale, float* s, std::int64_t lds);
+void bf16_pv(const ForwardScratch& w, const std::uint16_t* pb, std::int64_t ldp, std::int64_t rows, std::int64_t k0,
+             std::int64_t ncols, std::int64_t dp, float* o, std::int64_t ldo);
+void bf16_pack_q(const Problem& p, const Rows& q, const RowTile& tile, std::int64_t rows_pad, const ForwardScratch& w);
 
 /// The keys of [k0, k1) that the real rows among [r0, r0 + rs) of the tile see, widened to panel bounds
 /// (kPanel); empty when they see none there (the slab is skipped: its P would be all 0).

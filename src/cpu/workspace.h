@@ -11,6 +11,7 @@
 
 #include "flatattn/options.h"
 #include "src/core/problem.h"
+#include "src/cpu/amx/amx.h"
 #include "src/cpu/policy.h"
 #include "src/cpu/tile.h"
 
@@ -34,6 +35,12 @@ struct ForwardScratch {
   std::uint16_t* vb = nullptr;  ///< V key pairs (VNNI) of one (b, kv head): [Nk][Dp]
   std::uint16_t* qb = nullptr;  ///< Q tile: [rows][Kd]
   std::uint16_t* pb = nullptr;  ///< P tile in bf16, same shape and leading dim as s
+  // Operands split into bf16 pieces (SplitPolicy, amx.h; f16 inputs): qb and kb hold the products' pieces side
+  // by side along the inner dim kq, vb and pb one plane per piece.
+  SplitPolicy split = kSplitBf16;
+  std::int64_t kq = 0;        ///< inner dim of qb and kb: products * Kd (Kd with one piece)
+  std::int64_t vb_plane = 0;  ///< elements from one piece of V to the next
+  std::int64_t pb_plane = 0;  ///< elements from one piece of P to the next
 };
 
 /// Carves one thread's forward scratch for plan (with a counting Carver, only sizes it).

@@ -261,17 +261,24 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
   }
 }
 
-TEST(CpuMatmul, OnlyBf16TakesAmx) {
+TEST(CpuMatmul, Bf16AndF16TakeAmx) {
   ScopedMatmul m("auto");
   EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
-  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);
   const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
   EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
+  EXPECT_EQ(path_of(DType::f16), best);   // f16 split into exact bf16 pieces (SplitPolicy), same rule
+  {
+    Problem p;
+    p.dtype = DType::f16;
+    EXPECT_EQ(cpu::backward_matmul(p), cpu::MatmulPath::fp32);  // no split backward yet
+  }
   ScopedMatmul f("fp32");
   EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::fp32);
+  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);
   if (cpu::avx512bf16_available()) {
     ScopedMatmul a("avx512bf16");
     EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::avx512bf16);
+    EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::avx512bf16);
     EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
   }
 }

@@ -30,7 +30,10 @@ def test_dropout_matches_oracle(case, p, rng, seed):
     assert v.passed, f"{case} p={p} seed={seed}: out {v}"
     assert judge_lse(lse, ref_lse, LSE_TOL[case.dtype]).passed
     plain, plain_lse = flatattn.forward(t["q"], t["k"], t["v"], **opts, **vl)
-    assert np.array_equal(lse, plain_lse), "the lse is that of the undropped softmax"
+    # The lse is that of the undropped softmax. Bitwise on the fp32 path; on the CPU's bf16 matrix paths (f16 since
+    # the split path, src/cpu/amx/amx.h) the plain call runs the fused slab softmax (exp2 polynomial) and the dropout
+    # call the unfused one, so the two agree to fp32 rounding (a few ulp), not bit for bit.
+    np.testing.assert_allclose(lse, plain_lse, rtol=1e-6, atol=0, err_msg="the lse is that of the undropped softmax")
     assert not np.array_equal(out, plain)
     dq, dk, dv = flatattn.backward(t["dout"], t["q"], t["k"], t["v"], out, lse, **opts, **vl, **drop)
     rg = flatattn.reference.backward(t["dout"], t["q"], t["k"], t["v"], **opts, **vl, **drop)

@@ -12,6 +12,8 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
+// f16 inputs (forward) take the same rule as bf16 inputs, on exact bf16 pieces (SplitPolicy below: no precision
+// change, so no opt-in): "auto" picks amx > fp32, the forced values apply; their Report kernels end in "_split2".
 // f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
 // then they take the bf16 paths as bf16 inputs do, rounded to bf16 (nearest even) by the packers below, with
 // "auto" picking amx > avx512bf16 > an Error naming fp32_matmul (no silent exact fallback); the forced values
@@ -19,7 +21,7 @@
 // The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
 // S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
 // as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
-// f16 inputs always take the fp32 path, f32 inputs unless opted in (above). The forward and backward
+// The f16 backward always takes the fp32 path (backward_matmul: no split backward yet), f32 inputs unless opted in. The forward and backward
 // Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact; f32 opted in: rounded to bf16 once, the
@@ -80,6 +82,50 @@ MatmulPath forward_matmul(const Problem& p);
 MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, bool have_amx, bool have_dpbf16,
                          bool dpbf16_built);
 
+/// How the bf16 products see their operands (issue 21: fp16 on AMX-BF16). Each operand x (Q, K, V and the
+/// softmax's P) is packed as the sum of `pieces` bf16 pieces, x_1 = bf16(x), x_k = bf16(x - x_1 - ... - x_{k-1})
+/// (nearest even; later pieces 0 where x_1 is not finite), and S = Q K^T and O += P V sum the piece products
+/// x_a y_b (pieces counted from 0) with a + b <= max_order, each exact in fp32 (8 x 8 significand bits),
+/// accumulated in fp32 on the same tile kernels. S: the products are laid side by side along the inner (head)
+/// dim, so amx_qk runs unchanged on an inner dim of products * Kd (the smallest products first). O += P V: one
+/// amx_pv per product, on piece planes of P and V. The technique is the "BF16x9" FP32 emulation on bf16 matrix
+/// units (NVIDIA, cuBLAS 12.9 notes): 3 pieces, 9 products.
+///   bf16 inputs (and f32 opted in, rounded once): 1 piece, 1 product -- the bf16 path unchanged.
+///   f16 inputs: 2 pieces, all 4 products. An fp16 value (11-bit significand, exponent inside bf16's range) is
+///     exactly hi + lo, so Q K^T sums exactly the fp32 path's products (another order). P (fp32) is carried to
+///     16 bits (relative error <= 2^-17, against the f16 output's 2^-11 rounding); V is exact.
+///   f32 inputs (experimental, FLATATTN_CPU_F32_SPLIT=9 or 6; unset: the exact fp32 path): 3 pieces carry the
+///     24-bit significand; 9 products (max_order 4, "BF16x9") or the 6 largest (max_order 2). Forward only.
+struct SplitPolicy {
+  int pieces;          ///< bf16 pieces per operand, 1 .. kMaxPieces
+  int max_order;       ///< piece product (a, b) is summed when a + b <= max_order
+  const char* suffix;  ///< added to the path's Report suffix ("" for one piece)
+};
+inline constexpr int kMaxPieces = 3;
+inline constexpr SplitPolicy kSplitBf16{1, 0, ""};
+inline constexpr SplitPolicy kSplitF16{2, 2, "_split2"};
+
+inline constexpr SplitPolicy kSplitF32x9{3, 4, "_split3x9"};
+inline constexpr SplitPolicy kSplitF32x6{3, 2, "_split3x6"};
+
+/// FLATATTN_CPU_F32_SPLIT: 9 or 6 (f32 inputs with fp32_matmul exact take the split forward with that many
+/// products), 0 when unset or empty; an Error naming it for any other value.
+int f32_split_products();
+
+/// The split of p's operands on a bf16 path: kSplitF16 for f16 inputs, kSplitF32x9 / x6 for f32 inputs (exact)
+/// under FLATATTN_CPU_F32_SPLIT, kSplitBf16 otherwise.
+SplitPolicy split_policy(const Problem& p);
+
+/// Piece k (from 0) of x by the rule above.
+std::uint16_t bf16_piece(float x, int k);
+
+/// The piece products of s, smallest first (a + b descending): a[t], b[t] for t < the count returned (<= 9).
+int split_pairs(const SplitPolicy& s, int a[9], int b[9]);
+
+/// The path of a backward of p: forward_matmul's, except where the forward splits (f16; f32 under
+/// FLATATTN_CPU_F32_SPLIT), whose backward has no split path yet: fp32.
+MatmulPath backward_matmul(const Problem& p);
+
 /// Head dim padded for the AMX Q/K tiles (a multiple of kAmxK).
 constexpr std::int64_t amx_kd(std::int64_t d) { return (d + kAmxK - 1) / kAmxK * kAmxK; }
 
@@ -118,8 +164,10 @@ void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::
 /// m_new) (the fp32 values, before rounding), and the O row o[i * ldo + 0 .. dp) times e^(m[i] - m_new)
 /// unless the max held or l[i] was 0 (O still 0); m[i] = m_new. Start a row with m = -inf, l = 0 (FLAT: one
 /// call per row over all its keys). Masked logits (-inf) give p = 0; a row all -inf so far keeps m = -inf.
+/// pieces > 1 (SplitPolicy): P is written as that many bf16 pieces, piece k at p + k * plane.
 void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
-                       float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp);
+                       float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp,
+                       int pieces = 1, std::int64_t plane = 0);
 
 /// dst[i] = bf16(src[i] * mul) for i < d, rounded as float_to_bf16 (src/core/half.h: nearest even, NaN kept
 /// quiet), bit for bit (src/cpu/amx/softmax.cc; AVX-512 only: both bf16 paths' epilogue).
@@ -155,5 +203,22 @@ void pack_k_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad
                      std::uint16_t* dst);
 void pack_v_vnni_ref(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
                      std::uint16_t* dst);
+
+// --- split packers (src/cpu/amx/split.cc; scalar, any x86-64): the layouts above with the pieces of SplitPolicy ---
+
+/// Q tile as pack_q_bf16 with inner dim kq = products * kd: segment t (t < products, split_pairs order) holds
+/// piece a[t] of each row.
+void pack_q_split(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+                  std::int64_t kd, const SplitPolicy& s, std::uint16_t* dst);
+/// K panels as pack_k_vnni with inner dim kq = products * kd: segment t holds piece b[t] of each key.
+void pack_k_split(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t kd,
+                  const SplitPolicy& s, std::uint16_t* dst);
+/// V as pack_v_vnni, one plane per piece (piece k at dst + k * plane, plane >= count_pad * dp).
+void pack_v_split(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+                  const SplitPolicy& s, std::uint16_t* dst, std::int64_t plane);
+/// The P operand of fp32 probabilities s (rows x ncols, leading dim ld) as s.pieces planes: piece k of
+/// s[i * ld + j] at pb[k * plane + i * ld + j].
+void split_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, const SplitPolicy& sp,
+                   std::uint16_t* pb, std::int64_t plane);
 
 }  // namespace flatattn::cpu

@@ -98,7 +98,8 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
                 "leave fp32_matmul at exact for f16 inputs, or convert them to bf16 or f32");
   }
   const bool opt_in = fp32_matmul == Fp32Matmul::bf16 && dt == DType::f32;  // bf16 inputs: the rule unchanged
-  const bool bf16_operands = dt == DType::bf16 || opt_in;
+  const bool split = dt == DType::f16;  // f16: exact bf16 pieces (SplitPolicy, amx.h): no opt-in needed
+  const bool bf16_operands = dt == DType::bf16 || opt_in || split;
   if (!bf16_operands || v == "fp32") return MatmulPath::fp32;
   if (v == "amx") {
     require(have_amx, "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
@@ -129,10 +130,23 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 MatmulPath forward_matmul(const Problem& p) {
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   const std::string_view v = env ? env : "";
+  // f32 exact under FLATATTN_CPU_F32_SPLIT: 3 bf16 pieces, chosen by f16's rule (split_policy).
+  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0)
+    return choose_matmul(DType::f16, Fp32Matmul::exact, v, amx_available(), avx512bf16_available(), avx512bf16_built());
   // Detection is asked only where it can matter (the AMX permission request is a syscall, once per process).
-  const bool bf16_operands = p.dtype == DType::bf16 || (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
+  const bool bf16_operands = p.dtype == DType::bf16 || p.dtype == DType::f16 ||
+                             (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
   if (!bf16_operands) return choose_matmul(p.dtype, p.fp32_matmul, v, false, false, avx512bf16_built());
   return choose_matmul(p.dtype, p.fp32_matmul, v, amx_available(), avx512bf16_available(), avx512bf16_built());
+}
+
+MatmulPath backward_matmul(const Problem& p) {
+  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0) return MatmulPath::fp32;
+  if (p.dtype != DType::f16) return forward_matmul(p);
+  const char* env = std::getenv("FLATATTN_CPU_MATMUL");
+  // The same checks of the value and the options as the forward's; the f16 backward runs the fp32 products.
+  (void)choose_matmul(p.dtype, p.fp32_matmul, env ? env : "", true, true, true);
+  return MatmulPath::fp32;
 }
 
 }  // namespace flatattn::cpu

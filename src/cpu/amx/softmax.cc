@@ -37,13 +37,19 @@ inline __m512 reduce16(const __m512 v[16], Op op) {
   return _mm512_permutexvar_ps(idx, f);
 }
 
-}  // namespace
+// bf16(x) (nearest even, as _mm512_cvtne2ps_pbh) widened back to fp32.
+inline __m512 bf16_round(__m512 x) {
+  const __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
 
 // Rows in groups of 16: the max sweeps of the group, one reduction tree for their 16 maxima, the exp sweeps,
 // one tree for the 16 sums, and m and l updated as vectors; only a row whose O needs the rescale takes a
-// scalar branch.
-void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
-                       float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp) {
+// scalar branch. kPieces > 1: P as that many bf16 pieces (SplitPolicy, amx.h), piece k at p + k * plane.
+template <int kPieces>
+void softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
+                  float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp,
+                  std::int64_t plane) {
   constexpr float kLog2e = 1.4426950408889634f;
   const float ninf = -std::numeric_limits<float>::infinity();
   const __m512 c = _mm512_set1_ps(scale * kLog2e);
@@ -81,6 +87,14 @@ void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, st
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(pr + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));  // nearest even, as amx_to_bf16
+        if constexpr (kPieces > 1) {  // e - bf16(e) is exact in fp32; its own bf16 is the next piece
+          __m512 r0 = e0, r1 = e1;
+          for (int k = 1; k < kPieces; ++k) {
+            r0 = _mm512_sub_ps(r0, bf16_round(r0));
+            r1 = _mm512_sub_ps(r1, bf16_round(r1));
+            _mm512_storeu_si512(pr + k * plane + j, (__m512i)_mm512_cvtne2ps_pbh(r1, r0));
+          }
+        }
       }
       acc[r] = _mm512_add_ps(sum0, sum1);
     }
@@ -108,6 +122,16 @@ void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, st
     _mm512_mask_storeu_ps(l + i0, live, _mm512_fmadd_ps(l_old, _mm512_load_ps(alpha), add));
     _mm512_mask_storeu_ps(m + i0, live, m_new);
   }
+}
+
+}  // namespace
+
+void bf16_softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, float scale, float* m,
+                       float* l, float* o, std::int64_t ldo, std::int64_t dp, std::uint16_t* p, std::int64_t ldp,
+                       int pieces, std::int64_t plane) {
+  if (pieces == 3) return softmax_step<3>(s, rows, ncols, lds, scale, m, l, o, ldo, dp, p, ldp, plane);
+  if (pieces == 2) return softmax_step<2>(s, rows, ncols, lds, scale, m, l, o, ldo, dp, p, ldp, plane);
+  softmax_step<1>(s, rows, ncols, lds, scale, m, l, o, ldo, dp, p, ldp, plane);
 }
 
 }  // namespace flatattn::cpu
