@@ -21,8 +21,8 @@
 // The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
 // S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
 // as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
-// The f16 backward always takes the fp32 path (backward_matmul: no split backward yet), f32 inputs unless opted in. The forward and backward
-// Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
+// The f16 backward always takes the fp32 path (backward_matmul: no split backward yet), f32 inputs unless opted
+// in. The forward and backward Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact; f32 opted in: rounded to bf16 once, the
 // only change of precision the opt-in makes); S is accumulated in fp32 and scaled
