@@ -201,7 +201,7 @@ struct ScopedF32Split {
   ~ScopedF32Split() { unsetenv("FLATATTN_CPU_F32_SPLIT"); }
 };
 
-// fp32 inputs as 3 bf16 pieces (experimental, FLATATTN_CPU_F32_SPLIT = 9 or 6): the rule including the fp32
+// fp32 inputs as 3 bf16 pieces (experimental, FLATATTN_CPU_F32_SPLIT = 9): the rule including the fp32
 // kernels' 1e-5 relative bound (expect_forward_ok, strict fp32 cases), and both paths' max errors printed.
 TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
   const std::vector<std::string> paths = split_paths();
@@ -234,7 +234,7 @@ TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
         expect_forward_ok(t, o, r.kernel);
         fp32_err = judge_forward(t.out, o, c.dtype).rel_err;
       }
-      for (const char* n : {"9", "6"}) {
+      for (const char* n : {"9"}) {
         ScopedF32Split split(n);
         for (const std::string& path : paths) {
           ScopedMatmul m(path.c_str());
@@ -249,13 +249,18 @@ TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
   }
 }
 
-// Every feature row of the table in f32 with 9 and with 6 piece products on each bf16 path.
+// Every feature row of the table in f32 with the 9 piece products on each bf16 path (the 6 largest missed the rule
+// with large logits: sd 100 on AVX512-BF16, 6.4e-4 against 7.7e-5; that variant is gone), and 6 is refused.
 TEST(CpuSplit, F32FeatureTableOnBf16Paths) {
   const std::vector<std::string> paths = split_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  for (const char* n : {"9", "6"}) {
+  {
+    const ScopedF32Split six("6");
+    EXPECT_THROW((void)cpu::f32_split_products(), Error);
+  }
+  for (const char* n : {"9"}) {
     ScopedF32Split split(n);
     for (const std::string& path : paths) {
       ScopedMatmul m(path.c_str());

@@ -94,8 +94,9 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 ///   f16 inputs: 2 pieces, all 4 products. An fp16 value (11-bit significand, exponent inside bf16's range) is
 ///     exactly hi + lo, so Q K^T sums exactly the fp32 path's products (another order). P (fp32) is carried to
 ///     16 bits (relative error <= 2^-17, against the f16 output's 2^-11 rounding); V is exact.
-///   f32 inputs (experimental, FLATATTN_CPU_F32_SPLIT=9 or 6; unset: the exact fp32 path): 3 pieces carry the
-///     24-bit significand; 9 products (max_order 4, "BF16x9") or the 6 largest (max_order 2). Forward only.
+///   f32 inputs (experimental, FLATATTN_CPU_F32_SPLIT=9; unset: the exact fp32 path): 3 pieces carry the
+///     24-bit significand; all 9 products (max_order 4, "BF16x9"). Forward only. The 6 largest (max_order 2)
+///     missed the rule with large logits and are not offered.
 struct SplitPolicy {
   int pieces;          ///< bf16 pieces per operand, 1 .. kMaxPieces
   int max_order;       ///< piece product (a, b) is summed when a + b <= max_order
@@ -106,13 +107,12 @@ inline constexpr SplitPolicy kSplitBf16{1, 0, ""};
 inline constexpr SplitPolicy kSplitF16{2, 2, "_split2"};
 
 inline constexpr SplitPolicy kSplitF32x9{3, 4, "_split3x9"};
-inline constexpr SplitPolicy kSplitF32x6{3, 2, "_split3x6"};
 
-/// FLATATTN_CPU_F32_SPLIT: 9 or 6 (f32 inputs with fp32_matmul exact take the split forward with that many
+/// FLATATTN_CPU_F32_SPLIT: 9 (f32 inputs with fp32_matmul exact take the split forward with that many
 /// products), 0 when unset or empty; an Error naming it for any other value.
 int f32_split_products();
 
-/// The split of p's operands on a bf16 path: kSplitF16 for f16 inputs, kSplitF32x9 / x6 for f32 inputs (exact)
+/// The split of p's operands on a bf16 path: kSplitF16 for f16 inputs, kSplitF32x9 for f32 inputs (exact)
 /// under FLATATTN_CPU_F32_SPLIT, kSplitBf16 otherwise.
 SplitPolicy split_policy(const Problem& p);
 
