@@ -261,12 +261,12 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
   }
 }
 
-TEST(CpuMatmul, Bf16AndF16TakeAmx) {
+TEST(CpuMatmul, Bf16TakesAmxAndF16WhenForced) {
   ScopedMatmul m("auto");
   EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
   const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
   EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
-  EXPECT_EQ(path_of(DType::f16), best);   // f16 split into exact bf16 pieces (SplitPolicy), same rule
+  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);  // the split path only when forced (detect.cc)
   {
     Problem p;
     p.dtype = DType::f16;

@@ -12,8 +12,8 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
-// f16 inputs (forward) take the same rule as bf16 inputs, on exact bf16 pieces (SplitPolicy below: no precision
-// change, so no opt-in): "auto" picks amx > fp32, the forced values apply; their Report kernels end in "_split2".
+// f16 inputs (forward) take the bf16 paths on exact bf16 pieces (SplitPolicy below) when one is forced ("amx",
+// "avx512bf16"; Report kernels end in "_split2"); "auto" keeps them on the fp32 path (detect.cc says why).
 // f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
 // then they take the bf16 paths as bf16 inputs do, rounded to bf16 (nearest even) by the packers below, with
 // "auto" picking amx > avx512bf16 > an Error naming fp32_matmul (no silent exact fallback); the forced values
