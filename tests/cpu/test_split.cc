@@ -121,6 +121,22 @@ double ulps_apart(const HostTensor& a, const HostTensor& b) {
   return worst;
 }
 
+/// A forward shape of the split tests: B, Nq, Nk, Hq, Hkv, D and causal.
+struct Shape {
+  std::int64_t b, nq, nk, hq, hkv, d;
+  bool causal;
+};
+
+/// The case of shape sh in dtype dt, with its LSE.
+Case shape_case(DType dt, const Shape& sh) {
+  Case c;
+  c.dtype = dt;
+  c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
+  c.options.causal = sh.causal;
+  c.options.return_lse = true;
+  return c;
+}
+
 // Shapes that pad (D = 16, 59, 128, 256), odd lengths, GQA, causal and not: the split forward on each bf16 path
 // meets the rule and stays within one f16 ulp (of the largest output) of the fp32 path (the same products, summed in another order, P
 // carried to 16 bits); both paths' max errors against the oracle are printed.
@@ -129,20 +145,12 @@ TEST(CpuSplit, F16ForwardMatchesTheFp32Path) {
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  struct Shape {
-    std::int64_t b, nq, nk, hq, hkv, d;
-    bool causal;
-  };
   const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 16, false},     {2, 37, 53, 4, 2, 59, true},
                                      {1, 130, 300, 2, 1, 128, true}, {2, 200, 200, 3, 3, 64, false},
                                      {1, 17, 250, 2, 2, 48, true},   {1, 64, 33, 2, 2, 256, false},
                                      {1, 300, 700, 2, 1, 64, true}};
   for (const Shape& sh : shapes) {
-    Case c;
-    c.dtype = DType::f16;
-    c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
-    c.options.causal = sh.causal;
-    c.options.return_lse = true;
+    const Case c = shape_case(DType::f16, sh);
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng);
     const ForwardOracle o = forward_yardstick(t);
@@ -208,19 +216,11 @@ TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  struct Shape {
-    std::int64_t b, nq, nk, hq, hkv, d;
-    bool causal;
-  };
   const std::vector<Shape> shapes = {{2, 37, 53, 4, 2, 59, true},   {1, 130, 300, 2, 1, 128, true},
                                      {2, 200, 200, 3, 3, 64, false}, {1, 64, 33, 2, 2, 256, false},
                                      {1, 300, 1100, 2, 1, 64, false}};
   for (const Shape& sh : shapes) {
-    Case c;
-    c.dtype = DType::f32;
-    c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
-    c.options.causal = sh.causal;
-    c.options.return_lse = true;
+    const Case c = shape_case(DType::f32, sh);
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng);
     const ForwardOracle o = forward_yardstick(t);
