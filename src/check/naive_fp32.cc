@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "src/core/half.h"
 #include "src/core/mask.h"
 #include "src/check/sparse_case.h"
 #include "src/core/philox.h"
@@ -69,6 +70,10 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   const DropoutStream stream = dropout_stream(o.dropout_seed, o.dropout_offset, o.dropout_p, slot.heads, o.dropout_row0,
                                               o.dropout_col0, slot.bh0);
   const float drop_scale = drop ? static_cast<float>(1.0 / (1.0 - double(o.dropout_p))) : 1.f;
+  // lse_storage: P (after dropout) and dS in the storage dtype before the products that take them.
+  const bool fa2 = method == NaiveMethod::lse_storage;
+  const auto storage = [&](float x) { return fa2 ? static_cast<float>(round_to(c.dtype, x)) : x; };
+  if (fa2) method = NaiveMethod::lse;
   std::int64_t q0 = 0, k0 = 0;
   for (std::int64_t b = 0; b < c.batch; ++b) {
     const std::int64_t nq = c.varlen ? c.seqlens_q[b] : c.nq, nk = c.varlen ? c.seqlens_k[b] : c.nk;
@@ -147,7 +152,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
           for (std::int64_t j = 0; j < nk; ++j) {
             float ds = pr[j] * (dP[j] - Di);
             if (o.softcap > 0) ds *= Dcap[j];
-            dS[i * nk + j] = ds;
+            dS[i * nk + j] = storage(ds);
             double abs_dp = 0;  // sum_d |dO_id V_jd|: the scale of dP_ij's rounding
             for (std::int64_t k = 0; k < d; ++k) abs_dp += std::abs(go[k] * Vh[j * d + k]);
             double noise = kEps32 * pr[j] * (abs_dp * Z[j] + abs_di);
@@ -156,6 +161,8 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
           }
           if (drop)  // P holds the P of dV += P^T dO from here on: P Z / (1 - p)
             for (std::int64_t j = 0; j < nk; ++j) pr[j] *= Z[j];
+          if (fa2)
+            for (std::int64_t j = 0; j < nk; ++j) pr[j] = storage(pr[j]);
         }
         if (bias)  // after the parallel rows: one order (b, h, i, j) whatever the thread count
           for (std::int64_t i = 0; i < nq; ++i)

@@ -15,7 +15,12 @@ namespace flatattn::check {
 ///           rounding those inputs carry is not the backward's doing: with |S| ~ 1e4 the fp32 LSE alone is
 ///           off by up to half an ulp (~5e-4), which scales a whole row of P by up to 1 +- 5e-4. This is
 ///           the yardstick for what tiling and fusion add.
-enum class NaiveMethod { autograd, lse };
+/// lse_storage: lse, with P and dS rounded to the storage dtype before the products that take them (P V^T's
+///           transpose for dV, dS K for dQ, dS^T Q for dK), as FlashAttention-2's kernels feed their fp16/bf16
+///           tensor cores (Dao 2023, Algorithm 2, lines 13-16). For f16/bf16 the same unfused formulation in the
+///           input precision; its dS rounding (u |dS_ij|) is a draw that the fp32 `lse` yardstick lacks and that
+///           dominates dQ and dK at small D (one product per key). For f32 it is `lse`.
+enum class NaiveMethod { autograd, lse, lse_storage };
 
 /// Gradients plus, per gradient, the largest first-order rounding noise that forming dS = P o (dP - D_i)
 /// in fp32 passes on: noise(dS_ij) = u P_ij (sum_d |dO_id V_jd| + sum_d |dO_id O_id|) (u = 2^-24; the

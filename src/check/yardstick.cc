@@ -70,11 +70,12 @@ BackwardYardstick naive_backward(const CaseTensors& t, const BackwardOracle& r) 
   // Per gradient, the worst of the input-precision yardstick and the unfused FA2 formulation on the
   // backward's own inputs (D_i from the stored O: in fp16/bf16 O's rounding moves D_i by up to
   // u * sum_d |dO_id O_id|, which no implementation of backward(dO, Q, K, V, O, LSE) can undo and which
-  // the softmax-form yardstick does not see; naive_fp32.h says more). fp32 also takes naive fp32 autograd
-  // and the dS rounding noise.
+  // the softmax-form yardstick does not see; naive_fp32.h says more). fp32 also takes naive fp32 autograd,
+  // f16/bf16 the same formulation with P and dS in the storage dtype (FA2's kernels); every dtype the dS
+  // rounding noise.
   const bool fp32 = t.c.dtype == DType::f32;
-  for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse}) {
-    if (!fp32 && m != NaiveMethod::lse) continue;
+  for (NaiveMethod m : {NaiveMethod::autograd, NaiveMethod::lse, NaiveMethod::lse_storage}) {
+    if (m == (fp32 ? NaiveMethod::lse_storage : NaiveMethod::autograd)) continue;
     NaiveFp32Grads f = naive_fp32_backward(t, m);
     // Every dtype: a kernel forms dS in fp32 whatever the storage, and where rows are one-hot (large logits)
     // or hold one key, dq, dk and dbias are that noise alone.
