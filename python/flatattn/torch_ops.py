@@ -537,9 +537,10 @@ def _pos_args(row0, col0, slot):
 def backward_into(dout, q, k, v, out, lse, dq, dk, dv, opts, *, dropout_row0=0, dropout_col0=0,
                   dropout_slot=(0, 0, 0)):
     """flatattn::backward writing into the given dq, dk, dv (no autograd, no custom op; batched q, k, v). opts: the
-    variant bwd schema's (_NOPTS options, num_threads). With 16-bit inputs on the CPU, dq, dk, dv may be float32:
-    the engine then stores its fp32 accumulators unrounded (ring attention sums them over the hops and rounds once;
-    the CUDA kernels write the input dtype only, a float32 dq there is refused naming dq)."""
+    variant bwd schema's (_NOPTS options, num_threads). With 16-bit inputs, dq, dk, dv may be float32 (all three):
+    the CPU engine and the CUDA kernels then store the fp32 values they would round (ring attention sums them over
+    the hops and rounds once). On CUDA that needs D a multiple of 8 and 16-byte aligned rows; else flatattn.Error
+    names dq."""
     scale, causal, top_left, wl, wr, softcap, deterministic, p, seed, offset, num_threads = opts
     kw = _variant_kw(None, None, None, 0, 0, [], p, seed, offset, dropout_row0, dropout_col0, dropout_slot)
     _call(_C.backward, q, num_threads, _capsule(dout), _capsule(q), _capsule(k), _capsule(v), _capsule(out),

@@ -83,8 +83,8 @@ struct BwdTensors {
   const float* sinks = nullptr;  ///< attention sinks (Hq) fp32, contiguous; null: off
   float* dsinks = nullptr;       ///< their gradient (Hq) fp32, written when non-null (needs sinks)
   BiasGrad dbias{};              ///< the bias's gradient, written when dbias.data is non-null (needs a bias)
-  /// dq, dk, dv's dtype: the inputs' (Problem::dtype), or f32 with 16-bit inputs on the CPU engine (a caller that
-  /// sums gradients over several calls, as ring attention's hops, then rounds once; validate.cc check_grads).
+  /// dq, dk, dv's dtype: the inputs' (Problem::dtype), or f32 with 16-bit inputs (a caller that sums gradients over
+  /// several calls, as ring attention's hops, then rounds once; validate.cc check_grads).
   DType grad_dtype = DType::f32;
 };
 

@@ -189,9 +189,10 @@ Report ring_backward(const RingBackwardArgs& a, RingTransport& tr, SeqLayout lay
   RingShape s;
   const auto hops = prepare(a, true, tr, layout, o, stream, s);
   const Device dev = s.device;
-  // Each block's gradients: fp32 on the CPU engine (which writes them for 16-bit inputs too), so the hops' sum is
-  // rounded once at the end; the CUDA kernels store them in the input dtype (each hop's contribution rounded once).
-  const DType gdt = dev.kind == DeviceKind::cpu ? DType::f32 : s.dtype;
+  // Each block's gradients in fp32 (both engines write them for 16-bit inputs), so the hops' sum is rounded once at
+  // the end. On CUDA only with D a multiple of 8 (fp32 gradients are never staged: src/cuda/check_args.cc); with
+  // other D each hop's contribution there is rounded to the input dtype once (docs/context_parallel.md).
+  const DType gdt = dev.kind == DeviceKind::cpu || s.d % 8 == 0 ? DType::f32 : s.dtype;
   const std::size_t esz = element_size(gdt);
   const std::int64_t nq = s.batch * s.n * s.hq * s.d, nk = s.batch * s.n * s.hkv * s.d;
   Buffer dq_buf(dev, nq * 4), gq_buf(dev, nq * esz), gkv_buf(dev, 2 * nk * esz);

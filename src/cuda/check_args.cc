@@ -65,6 +65,15 @@ bool check_cuda_args(const Problem& p, const FwdTensors& t) {
 bool check_cuda_args(const Problem& p, const BwdTensors& t) {
   check_bias_slice(p, p.variant.bias_si, "bias");
   if (t.dbias.data != nullptr) check_bias_slice(p, t.dbias.si, "dbias");
+  if (p.dtype != DType::f32 && t.grad_dtype == DType::f32)  // fp32 gradients: stored by the kernels, never staged
+    for (const View& g : {View{"dq", t.dq, t.sdq, p.nq, p.hq}, View{"dk", t.dk, t.sdk, p.nk, p.hkv},
+                          View{"dv", t.dv, t.sdv, p.nk, p.hkv}})
+      FLATATTN_REQUIRE(kernel_addressable(p, g.data, g.s, g.rows, g.heads), g.name,
+                       "float32 with D = " + std::to_string(p.d) + ", row stride " + std::to_string(g.s.n) +
+                           ", head stride " + std::to_string(g.s.h) + " (elements)",
+                       "float32 gradients of 16-bit inputs on CUDA need D a multiple of 8, 16-byte aligned data and "
+                       "row/head/batch strides that are multiples of 8 elements (the padding copies are 16-bit only)",
+                       "pass contiguous float32 dq, dk, dv with D a multiple of 8, or 16-bit gradients like q, k, v");
   return check_views(p, {{"dout", t.dout, t.sdo, p.nq, p.hq}, {"q", t.q, t.sq, p.nq, p.hq},
                          {"k", t.k, t.sk, p.nk, p.hkv}, {"v", t.v, t.sv, p.nk, p.hkv},
                          {"out", t.o, t.so, p.nq, p.hq}, {"dq", t.dq, t.sdq, p.nq, p.hq},

@@ -98,6 +98,7 @@ inline BwdParams make_bwd_params(const Problem& pr, const BwdTensors& t, const B
   p.dbias_b = t.dbias.sb, p.dbias_h = t.dbias.sh, p.dbias_i = t.dbias.si;
   p.dbias_dtype = static_cast<int>(t.dbias.dtype);
   p.dbias_atomic = t.dbias.accumulate ? 1 : 0;
+  p.grad_f32 = pr.dtype != DType::f32 && t.grad_dtype == DType::f32 ? 1 : 0;
   p.dbias_zero_rest = t.dbias.kernel_zeros ? 1 : 0;
   return p;
 }

@@ -12,10 +12,12 @@
 
 #include <map>
 #include <mutex>
+#include <random>
 #include <vector>
 
 #include "src/check/oracle.h"
 #include "src/check/yardstick.h"
+#include "src/core/half.h"
 #include "tests/cp/ring_driver.h"
 #include "tests/cuda/device_case.h"
 
@@ -131,35 +133,98 @@ TEST(CudaRing, LocalRingRanksOnOneGpuMatchTheOracle) {
   }
 }
 
-// float32 dq/dk/dv of 16-bit inputs are the CPU engine's (the ring's per-hop gradients there); the CUDA backward
-// kernels store the input dtype, so such a call is refused naming dq, with nothing written.
-TEST(CudaRing, Fp32GradientsOf16BitInputsAreRefused) {
+// float32 dq/dk/dv of 16-bit inputs (ring attention's per-hop gradients, summed over the hops and rounded once): the
+// kernels store the fp32 values that their 16-bit stores round, so each element rounds to exactly the 16-bit call's
+// gradient (deterministic mode: dQ's sums are the same bits in both calls); and some are not already 16-bit values.
+// Cases: GQA causal, dropout, varlen with an empty sequence, D = 128 and 256, both causal alignments; on Hopper the
+// sm90 family, elsewhere the sm80 one. D not a multiple of 8 (the padding copies are 16-bit) is refused naming dq,
+// and a dtype mix naming dv, with nothing written.
+TEST(CudaRing, Fp32GradientsOf16BitInputsAreTheUnroundedValues) {
   REQUIRE_GPU();
-  const std::int64_t b = 1, n = 64, h = 2, d = 64, e = b * n * h * d;
-  void *in = nullptr, *g32 = nullptr, *lse = nullptr;
-  ASSERT_EQ(cudaMalloc(&in, e * 2), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&g32, 3 * e * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&lse, b * h * n * 4), cudaSuccess);
-  ASSERT_EQ(cudaMemset(g32, 0x7f, 3 * e * 4), cudaSuccess);  // a pattern that a write would change
-  const Device dev = Device::cuda(0);
-  const TensorView x = TensorView::contiguous(in, DType::bf16, {b, n, h, d}, dev);
-  auto g = [&](int i) {
-    return TensorView::contiguous(static_cast<float*>(g32) + i * e, DType::f32, {b, n, h, d}, dev);
+  const std::uint64_t seed = seed_for("CudaRing.Fp32GradientsOf16BitInputsAreTheUnroundedValues");
+  std::mt19937_64 rng(seed);
+  struct Device32 {  // a poisoned fp32 copy of a gradient's layout on the device, and back
+    HostTensor h;
+    void* p = nullptr;
+    explicit Device32(const HostTensor& like) : h(HostTensor::poisoned_like(like, DType::f32)) {
+      EXPECT_EQ(cudaMalloc(&p, h.bytes()), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(p, h.data(), h.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    ~Device32() { cudaFree(p); }
+    TensorView view() const {
+      TensorView v = h.view(Device::cuda(0));
+      v.data = p;
+      return v;
+    }
+    void fetch() { EXPECT_EQ(cudaMemcpy(h.data(), p, h.bytes(), cudaMemcpyDeviceToHost), cudaSuccess); }
   };
-  BackwardArgs a;
-  a.dout = a.q = a.k = a.v = a.out = x;
-  a.lse = TensorView::contiguous(lse, DType::f32, {b, h, n}, dev);
-  a.dq = g(0), a.dk = g(1), a.dv = g(2);
-  try {
-    backward(a, Options{});
-    ADD_FAILURE() << "float32 gradients of bf16 inputs on CUDA were not refused";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.argument(), "dq") << err.what();
+  std::vector<Case> cases;
+  {
+    Case c = small_case(DType::bf16, 90, 130, 64);
+    c.options.causal = true;
+    cases.push_back(c);
+    c = small_case(DType::f16, 77, 140, 128);
+    c.options.dropout_p = 0.2f, c.options.dropout_seed = rng(), c.options.dropout_offset = rng();
+    cases.push_back(c);
+    c = small_case(DType::bf16, 33, 39, 128);  // varlen: nq, nk = the longest sequences
+    c.varlen = true;
+    c.seqlens_q = {33, 0, 31}, c.seqlens_k = {20, 5, 39};
+    c.batch = 3;
+    c.options.causal = true, c.options.causal_align = CausalAlign::bottom_right;
+    cases.push_back(c);
+    c = small_case(DType::bf16, 70, 50, 256);
+    c.options.window = {17, 3};
+    cases.push_back(c);
   }
-  std::vector<std::uint32_t> back(static_cast<std::size_t>(3 * e));
-  ASSERT_EQ(cudaMemcpy(back.data(), g32, 3 * e * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-  for (std::uint32_t w : back) ASSERT_EQ(w, 0x7f7f7f7fu) << "a refused call wrote a gradient";
-  cudaFree(in), cudaFree(g32), cudaFree(lse);
+  for (Case& c : cases) {
+    c.options.deterministic = true;
+    c.options.return_lse = true;
+    SCOPED_TRACE(c.name() + " seed " + std::to_string(seed));
+    CaseTensors t = make_case(c, rng, true);
+    run_on_gpu(t);
+    CaseTensors t32 = t;
+    const Report r16 = run_backward_on_gpu(t);
+    Device32 g[3] = {Device32(t.dq), Device32(t.dk), Device32(t.dv)};
+    const Report r32 = run_backward_on_gpu(t32, false, [&](BackwardArgs& a) {
+      a.dq = g[0].view(), a.dk = g[1].view(), a.dv = g[2].view();
+    });
+    EXPECT_EQ(r32.kernel, r16.kernel);
+    const HostTensor* want[3] = {&t.dq, &t.dk, &t.dv};
+    std::int64_t inexact = 0;
+    for (int i = 0; i < 3; ++i) {
+      g[i].fetch();
+      ASSERT_EQ(g[i].h.count_nonfinite(), 0) << "gradient " << i << " " << r32.kernel;
+      for (std::int64_t e = 0; e < g[i].h.numel(); ++e) {
+        const auto f = static_cast<float>(g[i].h.at(e));
+        const float rounded = static_cast<float>(round_to(c.dtype, f));
+        ASSERT_EQ(rounded, static_cast<float>(want[i]->at(e))) << "gradient " << i << " element " << e << " " << r32.kernel;
+        inexact += rounded != f;
+      }
+    }
+    EXPECT_GT(inexact, 0) << "the fp32 gradients were already rounded to " << name(c.dtype);
+  }
+  // Refused, nothing written: D = 59 (staged rows are 16-bit), and dv 16-bit next to float32 dq, dk.
+  for (int which = 0; which < 2; ++which) {
+    Case c = small_case(DType::bf16, 40, 40, which == 0 ? 59 : 64);
+    c.options.return_lse = true;
+    CaseTensors t = make_case(c, rng, true);
+    run_on_gpu(t);
+    Device32 g[3] = {Device32(t.dq), Device32(t.dk), Device32(t.dv)};
+    try {
+      run_backward_on_gpu(t, false, [&](BackwardArgs& a) {
+        a.dq = g[0].view(), a.dk = g[1].view();
+        if (which == 0) a.dv = g[2].view();
+      });
+      ADD_FAILURE() << (which == 0 ? "D = 59 with float32 gradients" : "float32 dq, dk with bf16 dv") << " was accepted";
+    } catch (const Error& err) {
+      EXPECT_EQ(err.argument(), which == 0 ? "dq" : "dv") << err.what();
+    }
+    for (int i = 0; i < 3; ++i) {
+      g[i].fetch();
+      EXPECT_EQ(g[i].h.count_nonfinite(), g[i].h.numel()) << "a refused call wrote gradient " << i;
+    }
+    EXPECT_EQ(t.dv.count_nonfinite(), t.dv.numel()) << "a refused call wrote dv";
+  }
 }
 
 #ifdef FLATATTN_HAVE_NCCL

@@ -227,14 +227,15 @@ def _block_forward(q, k, v, cfg, blk):
 
 
 def _block_backward(dout, q, k, v, out, lse, cfg, blk):
-    """One block's (dq, dk, dv): float32 where the backend writes them so (the CPU engine, 16-bit inputs), so that
-    the sums over the hops are rounded once; else in the input dtype (CUDA: each hop's contribution rounded once)."""
+    """One block's (dq, dk, dv): float32 for 16-bit inputs (the CPU engine; CUDA with D a multiple of 8, where fp32
+    gradients need no 16-bit padding copy), so that the sums over the hops are rounded once; else in the input dtype
+    (CUDA with other D: each hop's contribution rounded once)."""
     import torch
 
     from .. import torch_ops
 
-    if q.device.type == "cpu" and q.dtype != torch.float32:
-        grads = [torch.empty(t.shape, dtype=torch.float32) for t in (q, k, v)]
+    if q.dtype != torch.float32 and (q.device.type == "cpu" or q.shape[-1] % 8 == 0):
+        grads = [torch.empty(t.shape, dtype=torch.float32, device=t.device) for t in (q, k, v)]
         row0, col0, slot = _dropout_pos(cfg, blk) if cfg.dropout_p > 0.0 else (0, 0, (0, 0, 0))
         return torch_ops.backward_into(dout, q, k, v, out, lse, *grads, _opts(cfg, blk) + (0,), dropout_row0=row0,
                                        dropout_col0=col0, dropout_slot=slot)

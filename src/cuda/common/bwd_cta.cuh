@@ -9,6 +9,7 @@
 #include "src/cuda/common/bwd_params.h"
 #include "src/cuda/common/bwd_rows.cuh"
 #include "src/cuda/common/copy.cuh"
+#include "src/cuda/common/frag_store.cuh"
 #include "src/cuda/common/tile_io.cuh"
 
 namespace flatattn::cuda {
@@ -66,21 +67,41 @@ struct BwdHeadBases {
   }
 };
 
+/// Element offsets of the CTA's first key row (key n0 of its sequence, kv head tile.hk) in dK and dV.
+struct DkDvRows {
+  std::int64_t dk, dv;
+  FLATATTN_DEVICE DkDvRows(const BwdParams& p, const BwdTile& tile, int n0) {
+    std::int64_t k0 = 0;
+    int b = tile.b;
+    if (p.f.cu_k != nullptr) {  // bounded as BlockInfo's (a bad sequence has nk = 0 and never stores)
+      k0 = seq_rows(p.f.cu_k, b, p.f.total_k, p.f.nk, kMetaCuK, kMetaMaxK).start;
+      b = 0;
+    }
+    dk = b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
+    dv = b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
+  }
+};
+
 /// The CTA's dK and dV, staged in the K and V tiles of shared memory (sk, sv), -> the global rows of
 /// its key block (keys n0 .. nk - 1 of the sequence, kv head tile.hk).
 template <class TKV, int D, int Threads>
 FLATATTN_DEVICE void store_dk_dv(const BwdParams& p, const BwdTile& tile, int n0, int nk, const unsigned char* sk,
                                  const unsigned char* sv, int tid) {
-  std::int64_t k0 = 0;
-  int b = tile.b;
-  if (p.f.cu_k != nullptr) {  // bounded as BlockInfo's (a bad sequence has nk = 0 and never stores)
-    k0 = seq_rows(p.f.cu_k, b, p.f.total_k, p.f.nk, kMetaCuK, kMetaMaxK).start;
-    b = 0;
-  }
-  auto* gdk = static_cast<std::uint16_t*>(p.dk) + b * p.dk_b + (k0 + n0) * p.dk_n + tile.hk * p.dk_h;
-  auto* gdv = static_cast<std::uint16_t*>(p.dv) + b * p.dv_b + (k0 + n0) * p.dv_n + tile.hk * p.dv_h;
-  store_tile<TKV, D, Threads>(sk, gdk, p.dk_n, nk - n0, p.f.d, tid);
-  store_tile<TKV, D, Threads>(sv, gdv, p.dv_n, nk - n0, p.f.d, tid);
+  const DkDvRows at(p, tile, n0);
+  store_tile<TKV, D, Threads>(sk, static_cast<std::uint16_t*>(p.dk) + at.dk, p.dk_n, nk - n0, p.f.d, tid);
+  store_tile<TKV, D, Threads>(sv, static_cast<std::uint16_t*>(p.dv) + at.dv, p.dv_n, nk - n0, p.f.d, tid);
+}
+
+/// p.grad_f32: a warp's dK (times the scale) and dV fragments straight to the fp32 global rows of the key block,
+/// unrounded (rows row0.., columns col0.. of the block as in FragStore); the 16-bit path's store_dk_dv would round
+/// exactly these values.
+template <int kMT, int kNT>
+FLATATTN_DEVICE void store_dk_dv_f32(const BwdParams& p, const BwdTile& tile, int n0, int nk,
+                                     const float (&dk)[kMT][kNT][4], const float (&dv)[kMT][kNT][4], int row0,
+                                     int col0, int lane) {
+  const DkDvRows at(p, tile, n0);
+  store_frags_f32(dk, p.ds_scale, static_cast<float*>(p.dk) + at.dk, p.dk_n, row0, col0, nk - n0, p.f.d, lane);
+  store_frags_f32(dv, 1.f, static_cast<float*>(p.dv) + at.dv, p.dv_n, row0, col0, nk - n0, p.f.d, lane);
 }
 
 }  // namespace flatattn::cuda

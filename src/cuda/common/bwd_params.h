@@ -50,6 +50,9 @@ struct BwdParams {
   void* dbias = nullptr;
   std::int64_t dbias_b = 0, dbias_h = 0, dbias_i = 0;
   int dbias_dtype = 0, dbias_atomic = 0;
+  /// 1: dq, dk, dv are fp32 (16-bit inputs; the caller sums several calls' gradients and rounds once, as ring
+  /// attention's hops): the dQ conversion and the dK/dV epilogue store the fp32 values they would round.
+  int grad_f32 = 0;
 
   /// Workspace row of (query head h, sequence b, row 0).
   [[nodiscard]] FLATATTN_HD std::int64_t ws_row(int h, int b) const {

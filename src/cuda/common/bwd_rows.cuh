@@ -205,6 +205,7 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
   const int nq = min(bi.nq, p.f.nq);
   const int lane_in_row = threadIdx.x % S::kLanes;
   auto* gdq = static_cast<std::uint16_t*>(p.dq) + ri.dq;
+  float* const gdq32 = static_cast<float*>(p.dq) + ri.dq;  // p.grad_f32
   const std::int64_t ws = p.ws_row(rc.h, rc.b);
 #pragma unroll 1
   for (int pass = 0; pass < S::kRows / S::kRowsPerPass; ++pass) {
@@ -228,6 +229,12 @@ __global__ void __launch_bounds__(RowPassShape<D>::kThreads)
         const float4 u = a[0], v = a[1];
         x[0] = u.x * s, x[1] = u.y * s, x[2] = u.z * s, x[3] = u.w * s;
         x[4] = v.x * s, x[5] = v.y * s, x[6] = v.z * s, x[7] = v.w * s;
+      }
+      if (p.grad_f32) {  // the fp32 values the 16-bit store would round (rows 16-byte aligned: check_args.cc)
+        float4* o = reinterpret_cast<float4*>(gdq32 + i * p.dq_n + c);
+        o[0] = make_float4(x[0], x[1], x[2], x[3]);
+        o[1] = make_float4(x[4], x[5], x[6], x[7]);
+        continue;
       }
       uint4 out;
       out.x = E::pack(x[0], x[1]);

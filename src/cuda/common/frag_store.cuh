@@ -42,4 +42,26 @@ FLATATTN_DEVICE void store_frags(const float (&x)[kMT][kNT][4], float mul, unsig
             E::pack(x[mt][nt][2 * h] * mul, x[mt][nt][2 * h + 1] * mul);
 }
 
+/// x * mul -> fp32 pairs of a row-major global matrix g (row stride ld elements), at FragStore's positions: rows
+/// row0 + 16 mt + lane / 4 (+ 8), columns col0 + 8 nt + 2 (lane % 4). Rows >= nrows and columns >= ncols are not
+/// written. Scalar stores: any row stride (the fp32 gradients of a ring's hops; not a hot path).
+template <int kMT, int kNT>
+FLATATTN_DEVICE void store_frags_f32(const float (&x)[kMT][kNT][4], float mul, float* g, std::int64_t ld, int row0,
+                                     int col0, int nrows, int ncols, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row0 + 16 * mt + (lane >> 2) + 8 * h;
+      if (r >= nrows) continue;
+      float* row = g + r * ld;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+        const int c = col0 + 8 * nt + 2 * (lane & 3);
+        if (c < ncols) row[c] = x[mt][nt][2 * h] * mul;
+        if (c + 1 < ncols) row[c + 1] = x[mt][nt][2 * h + 1] * mul;
+      }
+    }
+}
+
 }  // namespace flatattn::cuda

@@ -375,6 +375,10 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
   copy_wait<0>();
+  if (p.grad_f32) {  // fp32 gradients: from the registers, no staging
+    if (warp < Shape::kKWarps) store_dk_dv_f32(p, tile, n0, nk, dk, dv, k_row0, k_col0, lane);
+    return;
+  }
   __syncthreads();  // every warp is done with K and V (and the loads have landed when steps == 0)
   if (warp < Shape::kKWarps) {
     const FragStore<TKV> st_kv(k_row0, k_col0, lane);

@@ -430,6 +430,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 
   // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
   copy_wait<0>();
+  if (p.grad_f32) {  // fp32 gradients: from the registers, no staging
+    store_dk_dv_f32(p, tile, n0, nk, dk, dv, wg * 64 + wl * 16, 0, lane);
+    return;
+  }
   __syncthreads();  // every warpgroup is done with K and V (and the loads have landed when steps == 0)
   {
     const FragStore<TKV> st_kv(wg * 64 + wl * 16, 0, lane);
