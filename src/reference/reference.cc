@@ -257,13 +257,16 @@ void forward_rows(const ForwardCall& c, std::int64_t b, std::int64_t h, std::int
         Si[j] = Round ? round_to(a.q.dtype, x) : x;
       }
   }
-  // O = P V: each row's sum over ascending j (zeros of P skipped), one value row for every row of the block.
+  // O = P V: each row's sum over ascending j (zeros of P skipped); keys in chunks, each chunk's value rows
+  // used by every row of the block while they are in cache.
   std::vector<double> acc((i1 - i0) * d, 0.0);
   const double* V = c.values[kv].data();
-  for (std::int64_t j = 0; j < nk; ++j)
+  Terms terms;
+  for (std::int64_t j0 = 0; j0 < nk; j0 += kTerms)
     for (std::int64_t i = i0; i < i1; ++i) {
-      const double pij = S[(i - i0) * nk + j];
-      if (pij != 0) add_scaled<Round>(acc.data() + (i - i0) * d, pij, V + j * d, d);
+      const double* Si = S.data() + (i - i0) * nk;
+      for (std::int64_t j = j0; j < std::min(nk, j0 + kTerms); ++j) terms.add(Si[j], V + j * d);
+      terms.flush<Round>(acc.data() + (i - i0) * d, d);
     }
   for (std::int64_t i = i0; i < i1; ++i) {
     const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
@@ -422,12 +425,13 @@ void backward_run(const BackwardArgs& a, const Problem& p) {
               dPi[j] = r(r(ds) * p.scale);
             }
           }
-          // dQ = dS K: each row's sum over ascending j (zeros of dS skipped), one key row for every row.
+          // dQ = dS K: each row's sum over ascending j (zeros of dS skipped), keys in chunks as in the forward.
           std::vector<double> acc((i1 - i0) * d, 0.0);
-          for (std::int64_t j = 0; j < nk; ++j)
+          Terms terms;
+          for (std::int64_t j0 = 0; j0 < nk; j0 += kTerms)
             for (std::int64_t i = i0; i < i1; ++i) {
-              const double ds = dP[i * nk + j];
-              if (ds != 0) add_scaled<Round>(acc.data() + (i - i0) * d, ds, kr.data() + j * d, d);
+              for (std::int64_t j = j0; j < std::min(nk, j0 + kTerms); ++j) terms.add(dP[i * nk + j], kr.data() + j * d);
+              terms.flush<Round>(acc.data() + (i - i0) * d, d);
             }
           for (std::int64_t i = i0; i < i1; ++i) {
             const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
@@ -442,15 +446,18 @@ void backward_run(const BackwardArgs& a, const Problem& p) {
             for (std::int64_t j = 0; j < nk; ++j) dbias[dbias_index(b, h, i, j)] += DB[i * nk + j];
         }
         parallel_tasks((nk + keys_per - 1) / keys_per, [&](std::int64_t t) {  // 3.
+          // Rows in chunks, each chunk's q and dO rows used by every key of the task while they are in cache.
           const std::int64_t j0 = t * keys_per, j1 = std::min(nk, (t + 1) * keys_per);
-          for (std::int64_t i = 0; i < nq; ++i)
+          Terms tv, tk;
+          for (std::int64_t c0 = 0; c0 < nq; c0 += kTerms)
             for (std::int64_t j = j0; j < j1; ++j) {
-              const double pij = P[i * nk + j], ds = dP[i * nk + j];
-              if (pij != 0) {
-                const double pd = drop.on ? r(pij * Z[i * nk + j]) : pij;
-                add_scaled<Round>(gv.data() + j * d, pd, dor.data() + i * d, d);
+              for (std::int64_t i = c0; i < std::min(nq, c0 + kTerms); ++i) {
+                const double pij = P[i * nk + j];
+                if (pij != 0) tv.push(drop.on ? r(pij * Z[i * nk + j]) : pij, dor.data() + i * d);  // a dropped 0 too
+                tk.add(dP[i * nk + j], qr.data() + i * d);
               }
-              if (ds != 0) add_scaled<Round>(gk.data() + j * d, ds, qr.data() + i * d, d);
+              tv.flush<Round>(gv.data() + j * d, d);
+              tk.flush<Round>(gk.data() + j * d, d);
             }
         });
       }
