@@ -9,6 +9,7 @@
 #include "src/core/philox.h"
 #include "src/core/validate.h"
 #include "src/reference/parallel.h"
+#include "src/reference/rows.h"
 
 namespace flatattn::ref {
 
@@ -68,13 +69,6 @@ std::vector<char> sparse_element_mask(const Problem& p, std::int64_t b, std::int
 
 namespace {
 
-struct View {  // a CPU tensor read/written in double
-  void* data;
-  DType dtype;
-  RowStrides s;
-};
-
-double rd(const View& t, std::int64_t off) { return load_double(t.data, t.dtype, off); }
 void wr(const View& t, std::int64_t off, double v) { store_double(t.data, t.dtype, off, v); }
 
 RowStrides strides_of(const TensorView& t, bool varlen) {
@@ -82,12 +76,6 @@ RowStrides strides_of(const TensorView& t, bool varlen) {
 }
 
 View view(const TensorView& t, bool varlen) { return {t.data, t.dtype, strides_of(t, varlen)}; }
-
-/// acc + x, in double for the oracle, or rounded to float after each add for Precision::input: a
-/// framework's naive attention accumulates its matrix products in fp32 whatever the storage dtype.
-double accum(double acc, double x, bool fp32) {
-  return fp32 ? static_cast<double>(static_cast<float>(acc + x)) : acc + x;
-}
 
 void require_cpu(const TensorView& t, const char* name) {
   require(t.device.kind == DeviceKind::cpu, name, "device cuda", "the reference runs on CPU tensors",
@@ -119,40 +107,49 @@ struct Extras {
 /// mask's alignment); masked entries are -inf. Also returns the softcap's derivative through `dcap_out` for the
 /// backward: d(cap tanh(x / cap))/dx = sech^2(x / cap) = 1 / cosh^2(x / cap) from the pre-cap value, exact in
 /// fp64 for every x (1 - tanh^2 cancels where |x| >> cap: issue 20, item 6); 1 where there is no cap. Each row
-/// is a function of its own index alone: any cut of the rows gives the same values.
-void logits(const Problem& p, const Extras& ex, const View& q, const View& k, std::int64_t b, const SeqSpan& sp,
-            std::int64_t h, std::int64_t i0, std::int64_t i1, DType round_dtype, bool round, std::vector<double>& S,
+/// is a function of its own index alone: any cut of the rows gives the same values. `qr`: the rows' queries
+/// ((i1 - i0) x D doubles, rows.h); `kp`: the keys of (b, h's kv head), pack_panels. Round: Precision::input
+/// (products accumulated in fp32, each step rounded to round_dtype).
+template <bool Round>
+void logits(const Problem& p, const Extras& ex, const double* qr, const double* kp, std::int64_t b, const SeqSpan& sp,
+            std::int64_t h, std::int64_t i0, std::int64_t i1, DType round_dtype, std::vector<double>& S,
             std::vector<double>* dcap_out) {
   const double slope = ex.slope(b, h);
-  const std::int64_t hk = h / p.group();
-  S.assign((i1 - i0) * sp.nk, -std::numeric_limits<double>::infinity());
-  if (dcap_out) dcap_out->assign((i1 - i0) * sp.nk, 1.0);
-  const std::vector<char> sparse = p.sparse.on ? sparse_mask_rows(p, b, h, sp, i0, i1) : std::vector<char>{};
-  for (std::int64_t i = i0; i < i1; ++i) {
-    const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
-    const std::int64_t row = (i - i0) * sp.nk;
-    for (std::int64_t j = 0; j < sp.nk; ++j) {
-      if (p.sparse.on ? !sparse[row + j] : !p.mask.visible(i, j, sp.nq, sp.nk)) continue;
-      const std::int64_t ko = row_offset(p, k.s, b, sp.k0, j, hk);
-      double acc = 0;
-      for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(q, qo + d) * rd(k, ko + d), round);
-      double x = p.scale * acc;
-      if (round) x = round_to(round_dtype, x);
-      if (p.variant.softcap > 0) {
-        const double u = x / p.variant.softcap, cu = std::cosh(u);
-        if (dcap_out) (*dcap_out)[row + j] = 1.0 / (cu * cu);
-        x = p.variant.softcap * std::tanh(u);
-        if (round) x = round_to(round_dtype, x);
+  const std::int64_t nk = sp.nk;
+  S.assign((i1 - i0) * nk, -std::numeric_limits<double>::infinity());
+  if (dcap_out) dcap_out->assign((i1 - i0) * nk, 1.0);
+  std::vector<char> vis = p.sparse.on ? sparse_mask_rows(p, b, h, sp, i0, i1) : std::vector<char>((i1 - i0) * nk);
+  if (!p.sparse.on)
+    for (std::int64_t i = i0; i < i1; ++i)
+      for (std::int64_t j = 0; j < nk; ++j) vis[(i - i0) * nk + j] = p.mask.visible(i, j, sp.nq, sp.nk) ? 1 : 0;
+  double dots[kPanel];
+  for (std::int64_t j0 = 0; j0 < nk; j0 += kPanel) {  // one panel of keys for every row: it stays in cache
+    const std::int64_t j1 = std::min(nk, j0 + kPanel);
+    const double* panel = kp + (j0 / kPanel) * p.d * kPanel;
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const std::int64_t row = (i - i0) * nk;
+      if (std::none_of(vis.begin() + row + j0, vis.begin() + row + j1, [](char x) { return x != 0; })) continue;
+      dot_panel<Round>(qr + (i - i0) * p.d, panel, p.d, dots);
+      for (std::int64_t j = j0; j < j1; ++j) {
+        if (!vis[row + j]) continue;
+        double x = p.scale * dots[j - j0];
+        if (Round) x = round_to(round_dtype, x);
+        if (p.variant.softcap > 0) {
+          const double u = x / p.variant.softcap, cu = std::cosh(u);
+          if (dcap_out) (*dcap_out)[row + j] = 1.0 / (cu * cu);
+          x = p.variant.softcap * std::tanh(u);
+          if (Round) x = round_to(round_dtype, x);
+        }
+        if (slope != 0) {
+          x -= slope * static_cast<double>(std::abs(i + sp.nk - sp.nq - j));
+          if (Round) x = round_to(round_dtype, x);
+        }
+        if (ex.bias.present()) {  // S = scale QK^T + bias, before the mask (as SDPA's float attn_mask)
+          x += ex.bias_at(b, h, i, j);
+          if (Round) x = round_to(round_dtype, x);
+        }
+        S[row + j] = x;
       }
-      if (slope != 0) {
-        x -= slope * static_cast<double>(std::abs(i + sp.nk - sp.nq - j));
-        if (round) x = round_to(round_dtype, x);
-      }
-      if (ex.bias.present()) {  // S = scale QK^T + bias, before the mask (as SDPA's float attn_mask)
-        x += ex.bias_at(b, h, i, j);
-        if (round) x = round_to(round_dtype, x);
-      }
-      S[row + j] = x;
     }
   }
 }
@@ -203,13 +200,15 @@ struct DropoutRule {
 
 namespace {
 
-/// One validated forward call with its views: the loop over all calls' (b, h) pairs reads them.
+/// One validated forward call with its views and, per (b, kv head) at index b * Hkv + hk, its keys packed in
+/// panels and its values as contiguous rows (rows.h), converted once for every query head and row block.
 struct ForwardCall {
   const ForwardArgs* a;
   ValidatedForward vf;
   View q, k, v, out;
   Extras ex;
   DropoutRule drop;
+  std::vector<std::vector<double>> keys, values;
   ForwardCall(const ForwardArgs& args, const Options& o)
       : a(&args), vf(validate_forward(args, o, Consumer::oracle)), q(view(args.q, vf.problem.varlen)),
         k(view(args.k, vf.problem.varlen)), v(view(args.v, vf.problem.varlen)), out(view(args.out, vf.problem.varlen)),
@@ -218,37 +217,62 @@ struct ForwardCall {
       require_cpu(*t, n);
     for (auto [t, n] : {std::pair{&args.alibi_slopes, "alibi_slopes"}, std::pair{&args.sinks, "sinks"}, std::pair{&args.bias, "bias"}})
       if (t->present()) require_cpu(*t, n);
+    keys.resize(static_cast<std::size_t>(vf.problem.batch * vf.problem.hkv));
+    values.resize(keys.size());
+  }
+  /// Fills keys and values of (b, hk).
+  void load_kv(std::int64_t b, std::int64_t hk) {
+    const Problem& p = vf.problem;
+    const SeqSpan sp = seq_span(p, b);
+    const auto at = static_cast<std::size_t>(b * p.hkv + hk);
+    keys[at] = pack_panels(rows_of(p, k, b, sp.k0, 0, sp.nk, hk).data(), sp.nk, p.d);
+    values[at] = rows_of(p, v, b, sp.k0, 0, sp.nk, hk);
   }
 };
 
-/// out and lse of rows [i0, i1) of sequence b, query head h of call c: touches only those rows.
-void forward_rows(const ForwardCall& c, std::int64_t b, std::int64_t h, std::int64_t i0, std::int64_t i1, bool round) {
+/// out and lse of rows [i0, i1) of sequence b, query head h of call c: touches only those rows. Round:
+/// Precision::input.
+template <bool Round>
+void forward_rows(const ForwardCall& c, std::int64_t b, std::int64_t h, std::int64_t i0, std::int64_t i1) {
   const ForwardArgs& a = *c.a;
   const Problem& p = c.vf.problem;
-  const View &q = c.q, &k = c.k, &v = c.v, &out = c.out;
+  const View& out = c.out;
   const Extras& ex = c.ex;
   const DropoutRule& drop = c.drop;
   const SeqSpan sp = seq_span(p, b);
-  const std::int64_t hk = h / p.group();
+  const std::int64_t hk = h / p.group(), nk = sp.nk, d = p.d;
+  const auto kv = static_cast<std::size_t>(b * p.hkv + hk);
   std::vector<double> S;
-  logits(p, ex, q, k, b, sp, h, i0, i1, a.q.dtype, round, S, nullptr);
+  logits<Round>(p, ex, rows_of(p, c.q, b, sp.q0, i0, i1, h).data(), c.keys[kv].data(), b, sp, h, i0, i1, a.q.dtype, S,
+                nullptr);
   const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
-  const std::vector<double> lse = softmax_rows(S, i1 - i0, sp.nk, ex.has_sink() ? &sink : nullptr);
+  const std::vector<double> lse = softmax_rows(S, i1 - i0, nk, ex.has_sink() ? &sink : nullptr);
   for (std::int64_t i = i0; i < i1; ++i) {
-    double* Si = S.data() + (i - i0) * sp.nk;
-    if (round)
-      for (std::int64_t j = 0; j < sp.nk; ++j) Si[j] = round_to(a.q.dtype, Si[j]);
+    double* Si = S.data() + (i - i0) * nk;
+    if (Round)
+      for (std::int64_t j = 0; j < nk; ++j) Si[j] = round_to(a.q.dtype, Si[j]);
     if (drop.on)  // P Z / (1 - p) after the softmax: the LSE stays that of the undropped P
-      for (std::int64_t j = 0; j < sp.nk; ++j) {
+      for (std::int64_t j = 0; j < nk; ++j) {
         const double x = Si[j] * drop.factor(b, h, i, j);
-        Si[j] = round ? round_to(a.q.dtype, x) : x;
+        Si[j] = Round ? round_to(a.q.dtype, x) : x;
       }
+  }
+  // O = P V: each row's sum over ascending j (zeros of P skipped); keys in chunks, each chunk's value rows
+  // used by every row of the block while they are in cache.
+  std::vector<double> acc((i1 - i0) * d, 0.0);
+  const double* V = c.values[kv].data();
+  Terms terms;
+  for (std::int64_t j0 = 0; j0 < nk; j0 += kTerms)
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const double* Si = S.data() + (i - i0) * nk;
+      for (std::int64_t j = j0; j < std::min(nk, j0 + kTerms); ++j) terms.add(Si[j], V + j * d);
+      terms.flush<Round>(acc.data() + (i - i0) * d, d);
+    }
+  for (std::int64_t i = i0; i < i1; ++i) {
     const std::int64_t oo = row_offset(p, out.s, b, sp.q0, i, h);
-    for (std::int64_t d = 0; d < p.d; ++d) {
-      double acc = 0;
-      for (std::int64_t j = 0; j < sp.nk; ++j)
-        if (Si[j] != 0) acc = accum(acc, Si[j] * rd(v, row_offset(p, v.s, b, sp.k0, j, hk) + d), round);
-      wr(out, oo + d, round ? round_to(a.q.dtype, acc) : acc);
+    for (std::int64_t e = 0; e < d; ++e) {
+      const double x = acc[(i - i0) * d + e];
+      wr(out, oo + e, Round ? round_to(a.q.dtype, x) : x);
     }
     if (a.lse.present()) {
       const std::int64_t lo = p.varlen ? h * a.lse.stride[0] + (sp.q0 + i) * a.lse.stride[1]
@@ -271,6 +295,19 @@ void forward_each(std::span<const ForwardArgs> calls, const Options& o, Precisio
     const Problem& p = c.back().vf.problem;
     for (std::int64_t b = 0; b < p.batch; ++b) rows += seq_span(p, b).nq * p.hq;
   }
+  // Keys and values converted once per (call, b, kv head), in parallel (each task fills its own).
+  struct Kv {
+    std::size_t call;
+    std::int64_t b, hk;
+  };
+  std::vector<Kv> kvs;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    for (std::int64_t b = 0; b < c[i].vf.problem.batch; ++b)
+      for (std::int64_t hk = 0; hk < c[i].vf.problem.hkv; ++hk) kvs.push_back({i, b, hk});
+  parallel_tasks(static_cast<std::int64_t>(kvs.size()), [&](std::int64_t t) {
+    const Kv& x = kvs[static_cast<std::size_t>(t)];
+    c[x.call].load_kv(x.b, x.hk);
+  });
   // Tasks: blocks of rows of one (call, b, h); rows are independent, so the cut changes no value.
   struct Task {
     std::size_t call;
@@ -287,26 +324,25 @@ void forward_each(std::span<const ForwardArgs> calls, const Options& o, Precisio
   const bool round = precision == Precision::input;
   parallel_tasks(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t t) {
     const Task& k = tasks[static_cast<std::size_t>(t)];
-    forward_rows(c[k.call], k.b, k.h, k.i0, k.i1, round);
+    if (round) {
+      forward_rows<true>(c[k.call], k.b, k.h, k.i0, k.i1);
+    } else {
+      forward_rows<false>(c[k.call], k.b, k.h, k.i0, k.i1);
+    }
   });
 }
 
-void backward(const BackwardArgs& a, const Options& o, Precision precision) {
-  const ValidatedBackward vb = validate_backward(a, o, Consumer::oracle);
-  const Problem& p = vb.problem;
-  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.dout, "dout"},
-                      std::pair{&a.dq, "dq"}, std::pair{&a.dk, "dk"}, std::pair{&a.dv, "dv"}})
-    require_cpu(*t, n);
+namespace {
+
+/// ref::backward after validation; Round: Precision::input.
+template <bool Round>
+void backward_run(const BackwardArgs& a, const Problem& p) {
   const bool vl = p.varlen;
   const View q = view(a.q, vl), k = view(a.k, vl), v = view(a.v, vl), dout = view(a.dout, vl);
   const View dq = view(a.dq, vl), dk = view(a.dk, vl), dv = view(a.dv, vl);
-  const bool round = precision == Precision::input;
   const DType dt = a.q.dtype;
-  auto r = [&](double x) { return round ? round_to(dt, x) : x; };
+  auto r = [&](double x) { return Round ? round_to(dt, x) : x; };
   const Extras ex{a.alibi_slopes, a.sinks, a.bias};
-  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"},
-                      std::pair{&a.dsinks, "dsinks"}, std::pair{&a.bias, "bias"}, std::pair{&a.dbias, "dbias"}})
-    if (t->present()) require_cpu(*t, n);
   // The bias's gradient dS (before the scale), summed over the bias's broadcast dims; elements no visible
   // (i, j) reaches stay 0. Indexed like the bias (Bb, Hb, Mq, Nk), contiguous, in double.
   std::vector<double> dbias;
@@ -318,12 +354,13 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
   // Attention sinks' gradient: dsink_h = -sum_{b,i} e^(sink_h - LSE_i) D_i (the sink's probability times D_i).
   std::vector<double> dsinks(p.hq, 0.0);
   const DropoutRule drop(p);
-  const std::int64_t group = p.group();
+  const std::int64_t group = p.group(), d = p.d;
   // Per sequence, kv head and query head of its group, in this order (that of the single-threaded loop):
   //   1. rows in parallel: P, dP, D_i and dS of row i and its dq row (a row's values depend on that row alone);
   //   2. on this thread, in (i, j) order: the row terms of dsinks and dbias (sums across rows, heads, sequences);
   //   3. keys in parallel: dK_j, dV_j += the rows' terms in ascending i (each key's sums in the loop's order).
-  // Every value is thus bitwise the single-threaded loop's, whatever the thread count.
+  // Every value is thus bitwise the single-threaded loop's, whatever the thread count. q, k, v and dO are read
+  // once per (sequence, head) into contiguous rows (rows.h); every sum keeps the order of the element-wise loop.
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
     const std::int64_t nq = sp.nq, nk = sp.nk;
@@ -333,49 +370,72 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
     const std::int64_t rows_per = block_rows(nq), keys_per = block_rows(nk);
     for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
       // dK, dV accumulate over the query heads of a group: one double buffer per kv head.
-      std::vector<double> gk(nk * p.d, 0.0), gv(nk * p.d, 0.0);
+      std::vector<double> gk(nk * d, 0.0), gv(nk * d, 0.0);
+      const std::vector<double> kr = rows_of(p, k, b, sp.k0, 0, nk, hk);  // dS K
+      const std::vector<double> kp = pack_panels(kr.data(), nk, d);      // S = Q K^T
+      const std::vector<double> vp = pack_panels(rows_of(p, v, b, sp.k0, 0, nk, hk).data(), nk, d);  // dO V^T
       for (std::int64_t h = hk * group; h < (hk + 1) * group; ++h) {
         const double sink = ex.has_sink() ? ex.sink(h) : 0.0;
+        const std::vector<double> qr = rows_of(p, q, b, sp.q0, 0, nq, h), dor = rows_of(p, dout, b, sp.q0, 0, nq, h);
         parallel_tasks((nq + rows_per - 1) / rows_per, [&](std::int64_t t) {  // 1.
           const std::int64_t i0 = t * rows_per, i1 = std::min(nq, i0 + rows_per);
           std::vector<double> S, Dcap;
-          logits(p, ex, q, k, b, sp, h, i0, i1, dt, round, S, &Dcap);
+          logits<Round>(p, ex, qr.data() + i0 * d, kp.data(), b, sp, h, i0, i1, dt, S, &Dcap);
           const std::vector<double> l = softmax_rows(S, i1 - i0, nk, ex.has_sink() ? &sink : nullptr);
           for (std::int64_t i = i0; i < i1; ++i) {
             double* Pi = P.data() + i * nk;
             double* dPi = dP.data() + i * nk;
             for (std::int64_t j = 0; j < nk; ++j) Pi[j] = r(S[(i - i0) * nk + j]), dPi[j] = 0.0;
             lse[i] = l[i - i0];
-            const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
-            double Di = 0;
-            for (std::int64_t j = 0; j < nk; ++j) {
-              const double pij = Pi[j];
-              if (pij == 0) continue;
-              const std::int64_t vo = row_offset(p, v.s, b, sp.k0, j, hk);
-              double acc = 0;
-              for (std::int64_t d = 0; d < p.d; ++d) acc = accum(acc, rd(dout, doo + d) * rd(v, vo + d), round);
-              // Dropout (FlashAttention Alg. 4): dP = (dO V^T) Z / (1 - p), dV from P Z / (1 - p); D_i = sum_j P_ij dP_ij.
-              const double z = drop.factor(b, h, i, j);
-              if (drop.on) Z[i * nk + j] = z;
-              const double dpij = drop.on ? r(r(acc) * z) : r(acc);
-              dPi[j] = dpij;
-              Di += pij * dpij;
+            D[i] = 0;
+          }
+          // dP_ij = dO_i . V_j where P_ij != 0, and D_i = sum_j P_ij dP_ij in ascending j (panels in order).
+          double dots[kPanel];
+          for (std::int64_t j0 = 0; j0 < nk; j0 += kPanel) {
+            const std::int64_t j1 = std::min(nk, j0 + kPanel);
+            const double* panel = vp.data() + (j0 / kPanel) * d * kPanel;
+            for (std::int64_t i = i0; i < i1; ++i) {
+              const double* Pi = P.data() + i * nk;
+              if (std::all_of(Pi + j0, Pi + j1, [](double x) { return x == 0; })) continue;
+              dot_panel<Round>(dor.data() + i * d, panel, d, dots);
+              double Di = D[i];
+              for (std::int64_t j = j0; j < j1; ++j) {
+                const double pij = Pi[j];
+                if (pij == 0) continue;
+                const double acc = dots[j - j0];
+                // Dropout (FlashAttention Alg. 4): dP = (dO V^T) Z / (1 - p), dV from P Z / (1 - p); D_i = sum_j P_ij dP_ij.
+                const double z = drop.factor(b, h, i, j);
+                if (drop.on) Z[i * nk + j] = z;
+                const double dpij = drop.on ? r(r(acc) * z) : r(acc);
+                dP[i * nk + j] = dpij;
+                Di += pij * dpij;
+              }
+              D[i] = Di;
             }
-            D[i] = Di;
+          }
+          for (std::int64_t i = i0; i < i1; ++i) {
             // dS = P * (dP - D_i), then through the softcap: d(c tanh(x/c))/dx = sech^2(x/c); then the scale.
+            const double* Pi = P.data() + i * nk;
+            double* dPi = dP.data() + i * nk;
+            const double Di = D[i];
             for (std::int64_t j = 0; j < nk; ++j) {
               double ds = Pi[j] * (dPi[j] - Di);
               if (p.variant.softcap > 0) ds *= Dcap[(i - i0) * nk + j];
               if (!dbias.empty()) DB[i * nk + j] = r(ds);  // dL/dbias = dL/dS
               dPi[j] = r(r(ds) * p.scale);
             }
-            const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
-            for (std::int64_t d = 0; d < p.d; ++d) {
-              double acc = 0;
-              for (std::int64_t j = 0; j < nk; ++j)
-                if (dPi[j] != 0) acc = accum(acc, dPi[j] * rd(k, row_offset(p, k.s, b, sp.k0, j, hk) + d), round);
-              wr(dq, dqo + d, r(acc));
+          }
+          // dQ = dS K: each row's sum over ascending j (zeros of dS skipped), keys in chunks as in the forward.
+          std::vector<double> acc((i1 - i0) * d, 0.0);
+          Terms terms;
+          for (std::int64_t j0 = 0; j0 < nk; j0 += kTerms)
+            for (std::int64_t i = i0; i < i1; ++i) {
+              for (std::int64_t j = j0; j < std::min(nk, j0 + kTerms); ++j) terms.add(dP[i * nk + j], kr.data() + j * d);
+              terms.flush<Round>(acc.data() + (i - i0) * d, d);
             }
+          for (std::int64_t i = i0; i < i1; ++i) {
+            const std::int64_t dqo = row_offset(p, dq.s, b, sp.q0, i, h);
+            for (std::int64_t e = 0; e < d; ++e) wr(dq, dqo + e, r(acc[(i - i0) * d + e]));
           }
         });
         for (std::int64_t i = 0; i < nq; ++i) {  // 2.
@@ -386,18 +446,18 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
             for (std::int64_t j = 0; j < nk; ++j) dbias[dbias_index(b, h, i, j)] += DB[i * nk + j];
         }
         parallel_tasks((nk + keys_per - 1) / keys_per, [&](std::int64_t t) {  // 3.
-          for (std::int64_t j = t * keys_per; j < std::min(nk, (t + 1) * keys_per); ++j)
-            for (std::int64_t i = 0; i < nq; ++i) {
-              const double pij = P[i * nk + j], ds = dP[i * nk + j];
-              if (pij != 0) {
-                const double pd = drop.on ? r(pij * Z[i * nk + j]) : pij;
-                const std::int64_t doo = row_offset(p, dout.s, b, sp.q0, i, h);
-                for (std::int64_t d = 0; d < p.d; ++d) gv[j * p.d + d] = accum(gv[j * p.d + d], pd * rd(dout, doo + d), round);
+          // Rows in chunks, each chunk's q and dO rows used by every key of the task while they are in cache.
+          const std::int64_t j0 = t * keys_per, j1 = std::min(nk, (t + 1) * keys_per);
+          Terms tv, tk;
+          for (std::int64_t c0 = 0; c0 < nq; c0 += kTerms)
+            for (std::int64_t j = j0; j < j1; ++j) {
+              for (std::int64_t i = c0; i < std::min(nq, c0 + kTerms); ++i) {
+                const double pij = P[i * nk + j];
+                if (pij != 0) tv.push(drop.on ? r(pij * Z[i * nk + j]) : pij, dor.data() + i * d);  // a dropped 0 too
+                tk.add(dP[i * nk + j], qr.data() + i * d);
               }
-              if (ds != 0) {
-                const std::int64_t qo = row_offset(p, q.s, b, sp.q0, i, h);
-                for (std::int64_t d = 0; d < p.d; ++d) gk[j * p.d + d] = accum(gk[j * p.d + d], ds * rd(q, qo + d), round);
-              }
+              tv.flush<Round>(gv.data() + j * d, d);
+              tk.flush<Round>(gk.data() + j * d, d);
             }
         });
       }
@@ -405,9 +465,9 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
         for (std::int64_t j = j0; j < j1; ++j) {
           const std::int64_t dko = row_offset(p, dk.s, b, sp.k0, j, hk);
           const std::int64_t dvo = row_offset(p, dv.s, b, sp.k0, j, hk);
-          for (std::int64_t d = 0; d < p.d; ++d) {
-            wr(dk, dko + d, r(gk[j * p.d + d]));
-            wr(dv, dvo + d, r(gv[j * p.d + d]));
+          for (std::int64_t e = 0; e < d; ++e) {
+            wr(dk, dko + e, r(gk[j * d + e]));
+            wr(dv, dvo + e, r(gv[j * d + e]));
           }
         }
       });
@@ -425,6 +485,23 @@ void backward(const BackwardArgs& a, const Options& o, Precision precision) {
                                      (sh[2] == 1 ? 0 : i * a.dbias.stride[2]) + j * a.dbias.stride[3];
             store_double(a.dbias.data, a.dbias.dtype, off, r(dbias[((b * sh[1] + h) * sh[2] + i) * sh[3] + j]));
           }
+  }
+}
+
+}  // namespace
+
+void backward(const BackwardArgs& a, const Options& o, Precision precision) {
+  const ValidatedBackward vb = validate_backward(a, o, Consumer::oracle);
+  for (auto [t, n] : {std::pair{&a.q, "q"}, std::pair{&a.k, "k"}, std::pair{&a.v, "v"}, std::pair{&a.dout, "dout"},
+                      std::pair{&a.dq, "dq"}, std::pair{&a.dk, "dk"}, std::pair{&a.dv, "dv"}})
+    require_cpu(*t, n);
+  for (auto [t, n] : {std::pair{&a.alibi_slopes, "alibi_slopes"}, std::pair{&a.sinks, "sinks"},
+                      std::pair{&a.dsinks, "dsinks"}, std::pair{&a.bias, "bias"}, std::pair{&a.dbias, "dbias"}})
+    if (t->present()) require_cpu(*t, n);
+  if (precision == Precision::input) {
+    backward_run<true>(a, vb.problem);
+  } else {
+    backward_run<false>(a, vb.problem);
   }
 }
 

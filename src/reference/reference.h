@@ -25,7 +25,7 @@ void forward(const ForwardArgs& args, const Options& options = {}, Precision pre
 
 /// forward(calls[c], options, precision) for every c, all validated before any output is written, then run as
 /// one parallel loop over every call's (b, h) (the KV-cache oracle's per-sequence calls). The calls' outputs
-/// must not overlap.
+/// must not overlap. Memory: k and v of every call are held in double while it runs (8 bytes per element).
 void forward_each(std::span<const ForwardArgs> calls, const Options& options = {}, Precision precision = Precision::f64);
 
 /// Exact gradients in fp64 (S and P recomputed from q, k, v; args.out and args.lse are validated but
