@@ -121,25 +121,25 @@ int sm90_ws_requested() {
   return mode;
 }
 
-bool sm90_ws_persistent() {
-  // generation << 1 | on; 0 before the first reading
+int sm90_ws_persistent() {
+  // generation << 2 | (mode + 1); 0 before the first reading
   static std::atomic<std::uint64_t> cached{0};
   const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
   const std::uint64_t known = cached.load(std::memory_order_acquire);
-  if (known >> 1 == gen) return (known & 1) != 0;
+  if (known >> 2 == gen) return static_cast<int>(known & 3) - 1;
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS_PERSISTENT");
-  bool on = kWsPersistent;
+  int mode = kWsModeAuto;
   if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
-    on = kWsPersistent;
+    mode = kWsModeAuto;
   } else if (std::string_view(env) == "1" || std::string_view(env) == "0") {
-    on = env[0] == '1';
+    mode = env[0] - '0';
   } else {
     throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, auto or unset",
                 "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile) or unset it (the policy's "
-                "default, src/cuda/policy/ws_policy.h kWsPersistent)");
+                "rule per call, src/cuda/policy/ws_policy.h kWsPersistentRule)");
   }
-  cached.store(gen << 1 | static_cast<std::uint64_t>(on), std::memory_order_release);
-  return on;
+  cached.store(gen << 2 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
+  return mode;
 }
 
 namespace {

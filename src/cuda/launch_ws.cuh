@@ -19,6 +19,7 @@
 #include "src/cuda/launch_api.h"
 #include "src/cuda/launch_common.cuh"
 #include "src/cuda/params_host.h"
+#include "src/cuda/policy/ws_policy.h"
 #include "src/cuda/runtime.h"
 #include "src/cuda/sparse_host.h"
 #include "src/cuda/tma_map.h"
@@ -106,7 +107,10 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
   // Before any work: both may throw (a bad value of their variables).
-  const bool persistent = !pr.sparse.on && sm90_ws_persistent();
+  const int persistent_mode = sm90_ws_persistent();  // -1: the policy's rule for this call
+  const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;  // causal-like: a tile's key range grows with its rows
+  const bool persistent = !pr.sparse.on && (persistent_mode == kWsModeAuto ? ws_persistent_by_rule(D, pr.nk, grows)
+                                                                            : persistent_mode == 1);
   const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
@@ -129,7 +133,6 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     static std::atomic<std::uint64_t> p_attr_done{0}, p_attr_done_varlen{0};
     const int sm_count = device_info(a.device).sm_count;
     const int sms = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
-    const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;
     const sm90::WsTileScheduler sch = sm90::WsTileScheduler::make(static_cast<int>(n_m), ctas, grows, sms);
     auto kernel = pr.varlen ? sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, true>
                             : sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, false>;

@@ -371,10 +371,20 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
       std::to_string(seconds_since(t0)) + " s)");
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
-  // FLATATTN_CUDA_SM90_WS_PERSISTENT=1 (the process's): the persistent kernel ran it ("_p", launch_ws.cuh).
-  if (sm90) {
-    const bool p = r.kernel.size() > 2 && r.kernel.compare(r.kernel.size() - 2, 2, "_p") == 0;
-    EXPECT_EQ(p, cuda::sm90_ws_persistent()) << what << " [" << t.c.name() << "] kernel " << r.kernel;
+  // The persistent kernel ("_p", launch_ws.cuh) ran it iff FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or, unset, iff the
+  // policy's rule takes the call (kernel head dim from the name's "_d<D>_", Nk, causal-like mask).
+  auto tail_is = [&](const std::string& tail) {
+    return r.kernel.size() >= tail.size() && r.kernel.compare(r.kernel.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (sm90 && !tail_is("_sparse")) {
+    const bool p = tail_is("_p");
+    const int mode = cuda::sm90_ws_persistent();
+    const std::size_t at = r.kernel.find("_d");
+    const int kd = at == std::string::npos ? 0 : std::atoi(r.kernel.c_str() + at + 2);
+    const Window& w = t.c.options.window;
+    const bool grows = (t.c.options.causal || w.right >= 0) && w.left < 0;
+    const bool want = mode == cuda::kWsModeAuto ? cuda::ws_persistent_by_rule(kd, t.c.nk, grows) : mode == 1;
+    EXPECT_EQ(p, want) << what << " [" << t.c.name() << "] kernel " << r.kernel << " (persistent mode " << mode << ")";
   }
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))
       << what << " [" << t.c.name() << "] kernel " << r.kernel << ": the warp-specialized kernel did not run (seed "

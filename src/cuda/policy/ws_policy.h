@@ -45,14 +45,29 @@ constexpr const WsPlannerRow* ws_planner_row(int d) {
 /// keep the older sm90 kernel; FLATATTN_CUDA_SM90_WS=0 does the same per process.
 inline constexpr bool kWsSparseByDefault = true;
 
-/// Whether the warp-specialized forward's dense calls (batched and varlen) run its persistent kernel
+/// Which of the warp-specialized forward's dense calls (batched and varlen) run its persistent kernel
 /// (src/cuda/sm90/ws_fwd_persistent.cuh: grid = min(SMs, work units), each CTA walking its tiles with the static
 /// stride of sm90/ws_tile_scheduler.cuh, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17).
-/// Off until its suites (CudaSm90Ws.* with FLATATTN_CUDA_SM90_WS_PERSISTENT=1, CudaSm90Ws.Persistent) have passed on
-/// a GPU and an A/B (bench_fwd, FLATATTN_CUDA_SM90_WS_PERSISTENT=0 vs 1) shows where it pays. The cost model
-/// (policy/heuristics.cc) does not describe it yet: it predicts the one-tile kernel either way.
-/// FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1 (src/cuda/family.h) overrides it.
-inline constexpr bool kWsPersistent = false;
+/// The calls whose tiles are short: few key blocks per tile (Nk small), or causal-like masks, where half the
+/// tiles are short. Measured on an H100 (stop 30, bench/results/h100-stop30-3b4ea35.md, persistent over one CTA per
+/// tile, alternating runs): D = 64 and 128 at Nk <= 1024, +4 to +12 %; causal at Nk 2k-4k, +2 to +4 %; non-causal
+/// Nk >= 2k, -1 to -2.5 % at 8k-16k; D = 256 mixed (-5 to +15 %), so it stays on one CTA per tile. The cost model
+/// (policy/heuristics.cc) does not describe it: it predicts the one-tile kernel either way.
+/// FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1 (src/cuda/family.h) overrides the rule for every call.
+struct WsPersistentRule {
+  bool on;                     ///< false: the rule sends no call to the persistent kernel
+  int max_d;                   ///< head dims (the kernel's) above this keep one CTA per tile
+  std::int64_t max_nk;         ///< any mask: persistent when Nk (varlen: max_seqlen_k) <= this
+  std::int64_t max_nk_causal;  ///< causal-like masks (right bound, no left bound): persistent when Nk <= this
+};
+inline constexpr WsPersistentRule kWsPersistentRule{true, 128, 1024, 4096};
+
+/// Whether the rule sends a dense call of kernel head dim d, Nk = nk (varlen: max_seqlen_k), causal-like or not, to
+/// the persistent kernel.
+[[nodiscard]] constexpr bool ws_persistent_by_rule(int d, std::int64_t nk, bool causal_like,
+                                                   const WsPersistentRule& r = kWsPersistentRule) {
+  return r.on && d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
+}
 
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
 /// warps per consumer warpgroup compute, the 4 producer warps only load, ws_cta_regs); sm90::WsShape reads the

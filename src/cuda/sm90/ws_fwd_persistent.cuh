@@ -2,7 +2,8 @@
 // Sec. 3): at most one CTA per SM, each walking its tiles (ws_tile_scheduler.cuh) with the same roles, loops and
 // epilogue as the one-tile kernel, so that a CTA's pipeline fill and epilogue overlap its neighbouring tiles' work
 // instead of a new CTA's launch. Dense batched and varlen problems; the block-sparse kernel stays one tile per CTA.
-// Switched by policy/ws_policy.h kWsPersistent or FLATATTN_CUDA_SM90_WS_PERSISTENT (src/cuda/family.h).
+// Chosen per call by policy/ws_policy.h kWsPersistentRule, or for every call by FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1
+// (src/cuda/family.h).
 //
 // Across tiles (both roles skip the same tiles -- rows past the sequence's Nq -- and count the same key blocks):
 //   the K/V ring's iteration count continues: tile i's blocks are iterations it0(i) .. it0(i) + blocks(i) - 1,
