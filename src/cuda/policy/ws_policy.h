@@ -60,7 +60,11 @@ struct WsPersistentRule {
   std::int64_t max_nk;         ///< any mask: persistent when Nk (varlen: max_seqlen_k) <= this
   std::int64_t max_nk_causal;  ///< causal-like masks (right bound, no left bound): persistent when Nk <= this
 };
-inline constexpr WsPersistentRule kWsPersistentRule{true, 128, 1024, 4096};
+/// Held off (on = false): the kernel's own suites passed on the H100 with FLATATTN_CUDA_SM90_WS_PERSISTENT=1
+/// (CudaSm90Ws.Persistent*, .AllSchedules, .Tiny, .NoKeys, .BenchShape under schedules 1 and 2), but the feature
+/// suites (CudaSm90Ws.*, Table/CudaFeature.* with softcap, ALiBi, sinks, dropout, bias, windows) have not run with
+/// the rule on. Turn it on after they pass (scripts/gpu_session.sh stage testwsp, and the suite with it unset).
+inline constexpr WsPersistentRule kWsPersistentRule{false, 128, 1024, 4096};
 
 /// Whether the rule sends a dense call of kernel head dim d, Nk = nk (varlen: max_seqlen_k), causal-like or not, to
 /// the persistent kernel.
