@@ -25,6 +25,7 @@ import os
 import sys
 
 import torch
+import torch._dynamo
 import triton
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -102,6 +103,11 @@ def main():
     dev = torch.cuda.get_device_properties(0)
     res = {"device": dev.name, "torch": torch.__version__, "D": D, "H": H, "block": BLOCK, "rows": []}
     print({k: v for k, v in res.items() if k != "rows"}, flush=True)
+    # Every (mask, N) is a new BlockMask with its own mask_mod: a recompile each. Past dynamo's default cache size
+    # limit (8) the calls fall back to eager FlexAttention silently, at a few TFLOP/s (stop 30's first run).
+    torch._dynamo.config.cache_size_limit = 1024
+    if hasattr(torch._dynamo.config, "accumulated_cache_size_limit"):
+        torch._dynamo.config.accumulated_cache_size_limit = 1 << 16
     compiled = torch.compile(flex_attention, dynamic=False)
     try:
         import flatattn  # noqa: F401
