@@ -121,7 +121,7 @@ struct Bf16Products {
   }
   /// Rows 0 .. count of src as K panels [count_pad][kq] (the B operand of qk).
   void pack_kpanels(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d,
-                   std::uint16_t* dst) const {
+                    std::uint16_t* dst) const {
     if (split.pieces > 1) {
       pack_k_split(src, count, count_pad, d, amx_kd(d), split, dst);
     } else {
@@ -171,11 +171,11 @@ struct StepTiles {
 };
 
 StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool keep_scores, bool bf16,
-                     std::size_t kd) {
+                     std::size_t kq) {
   StepTiles t{};
   if (bf16) {
-    t.qb = take_bf16(c, bm * kd);
-    t.dob = take_bf16(c, bm * kd);
+    t.qb = take_bf16(c, bm * kq);
+    t.dob = take_bf16(c, bm * kq);
   } else {
     t.q_il = c.take(bm * dp);
     t.do_il = c.take(bm * dp);
@@ -203,7 +203,7 @@ struct KvBlockScratch {
 
 KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
                            const SplitPolicy& split) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(split_kq(split, p.d));
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
   const std::size_t pieces = static_cast<std::size_t>(split.pieces);
   const std::size_t bk = static_cast<std::size_t>(plan.block_n_dkdv), bm = static_cast<std::size_t>(plan.block_m);
   KvBlockScratch w{};
@@ -211,22 +211,22 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
   w.dv = c.take(bk * dp);
   if (path != MatmulPath::fp32) {
     const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kBf16RowsDkdv));
-    w.kb = take_bf16(c, bk * kd);
-    w.vb = take_bf16(c, bk * kd);
+    w.kb = take_bf16(c, bk * kq);
+    w.vb = take_bf16(c, bk * kq);
     w.pair_plane = static_cast<std::int64_t>(bm2 * dp);
     w.t_plane = static_cast<std::int64_t>(bk * bm2);
     w.qp = take_bf16(c, pieces * bm2 * dp);
     w.dop = take_bf16(c, pieces * bm2 * dp);
     w.pt = take_bf16(c, pieces * bk * bm2);
     w.dst = take_bf16(c, pieces * bk * bm2);
-    w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kd);
+    w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kq);
     return w;
   }
   w.kt = c.take(bk * dp);
   w.vt = c.take(bk * dp);
   w.q = c.take(bm * dp);
   w.dout = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kd);
+  w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kq);
   return w;
 }
 
@@ -245,28 +245,28 @@ struct QTileScratch {
 
 QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
                          const SplitPolicy& split) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(split_kq(split, p.d));
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
   const std::size_t pieces = static_cast<std::size_t>(split.pieces);
   const std::size_t nk = static_cast<std::size_t>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
   const std::size_t bm = static_cast<std::size_t>(plan.block_m), ld = static_cast<std::size_t>(plan.block_n);
   QTileScratch w{};
   if (path != MatmulPath::fp32) {
     const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));
-    w.kb = take_bf16(c, nk * kd);
-    w.vb = take_bf16(c, nk * kd);
+    w.kb = take_bf16(c, nk * kq);
+    w.vb = take_bf16(c, nk * kq);
     w.kp_plane = static_cast<std::int64_t>(nk * dp);
     w.ds_plane = static_cast<std::int64_t>(bm2 * ld);
     w.kp = take_bf16(c, pieces * nk * dp);
     w.dsb = take_bf16(c, pieces * bm2 * ld);
     w.dq = c.take(bm2 * dp);
-    w.step = carve_step(c, bm2, dp, ld, transforms_scores(p), true, kd);
+    w.step = carve_step(c, bm2, dp, ld, transforms_scores(p), true, kq);
     return w;
   }
   w.kt = c.take(nk * dp);
   w.vt = c.take(nk * dp);
   w.k = c.take(nk * dp);
   w.dq = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, ld, transforms_scores(p), false, kd);
+  w.step = carve_step(c, bm, dp, ld, transforms_scores(p), false, kq);
   return w;
 }
 
