@@ -125,7 +125,7 @@ void run(const RunFlags& f) {
                       ? (" (backward); " + fused["forward_report"]["kernel"].get<std::string>() + " (forward)").c_str()
                       : "");
     if (w.device == DeviceKind::cpu)  // which bf16 product paths this binary and machine offer (src/cpu/amx/amx.h)
-      std::printf("cpu bf16 products (bf16 forward and backward; f16 forward as 2 bf16 pieces, kernel suffix _split2): amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
+      std::printf("cpu bf16 products (bf16 forward and backward; f16 forward and backward as 2 bf16 pieces, kernel suffix _split2): amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
                   cpu::amx_available() ? "available" : "unavailable",
                   !cpu::avx512bf16_built()      ? "not built (the compiler refused -mavx512bf16)"
                   : cpu::avx512bf16_available() ? "available"

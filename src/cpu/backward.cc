@@ -22,7 +22,11 @@
 // dK += dS^T Q with P^T / dS^T (transposed from the fp32 tiles, rounded to bf16) and dO / Q key pairs,
 // dQ += dS K with dS in bf16 and K pairs -- and accumulates in fp32; P and dS are rounded to bf16 only as
 // operands, as on the GPU. Their query tiles are padded to 32 rows in pass 1 (the inner dim of dV and dK)
-// and to 16 in pass 2. The fp32 path (f32, f16, or forced) widens everything to the fp32 tiles of gemm.h.
+// and to 16 in pass 2. f16 inputs take the same paths on the forward's exact bf16 pieces (SplitPolicy
+// kSplitF16, amx.h): Q, K, V, dO are exactly hi + lo, so S and dP sum exactly the fp32 path's products, S in
+// the very order the split forward summed them for its LSE; P and dS are carried as 2 pieces (relative error
+// <= 2^-17); each product is 4 piece products. The fp32 path (f32, or forced) widens everything to the fp32
+// tiles of gemm.h.
 #include <omp.h>
 
 #include <algorithm>
@@ -56,10 +60,25 @@ using simd::vf;
 /// dK += dS^T Q (a multiple of kAmxK, and of bf16_transpose's 32-row blocks).
 constexpr std::int64_t kBf16RowsDkdv = 32;
 
+/// Piece products of s (1 for one piece).
+int products_of(const SplitPolicy& s) {
+  int a[9], b[9];
+  return s.pieces == 1 ? 1 : split_pairs(s, a, b);
+}
+
+/// Inner dim of the qk operands (Q / dO tiles, K / V panels) for head dim d: kd per piece product.
+std::int64_t split_kq(const SplitPolicy& s, std::int64_t d) { return products_of(s) * amx_kd(d); }
+
 /// The bf16 products of a backward (src/cpu/amx/amx.h): AMX tiles or AVX512-BF16, the same layouts and
-/// contracts (the forward's kernels).
+/// contracts (the forward's kernels), on operands cut into bf16 pieces by `split` (SplitPolicy: 1 piece for
+/// bf16 and the f32 opt-in, 2 for f16, as the forward's). The qk operands carry the piece products side by
+/// side along the inner dim (kq = products * kd, pack_q_split / pack_k_split); the pv operands are piece
+/// planes, one pv call per piece product (pv_split).
 struct Bf16Products {
   bool tiles = true;  ///< AMX (else AVX512-BF16)
+  SplitPolicy split = kSplitBf16;
+  /// Inner dim of the qk operands for head dim d (kd times the piece products).
+  [[nodiscard]] std::int64_t kq(std::int64_t d) const { return split_kq(split, d); }
   void qk(const std::uint16_t* a, std::int64_t rows, std::int64_t kd, const std::uint16_t* panels, std::int64_t ncols,
           float scale, float* c, std::int64_t ldc) const {
     if (tiles) {
@@ -83,6 +102,50 @@ struct Bf16Products {
       dpbf16_pv(a, lda, rows, kdim, pairs, dp, c, ldc);
     }
   }
+  /// c += A B over the piece products of `split` (smallest first, as the forward's O += P V): piece x of A at
+  /// a + x * a_plane, piece y of B's key pairs at pairs + y * b_plane.
+  void pv_split(const std::uint16_t* a, std::int64_t a_plane, std::int64_t lda, std::int64_t rows, std::int64_t kdim,
+                const std::uint16_t* pairs, std::int64_t b_plane, std::int64_t dp, float* c, std::int64_t ldc) const {
+    int x[9] = {0}, y[9] = {0};
+    const int n = split.pieces == 1 ? 1 : split_pairs(split, x, y);
+    for (int t = 0; t < n; ++t) pv(a + x[t] * a_plane, lda, rows, kdim, pairs + y[t] * b_plane, dp, c, ldc);
+  }
+  /// The rows of src from row n0 on as a Q tile [rows_pad][kq] (the A operand of qk).
+  void pack_tile(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
+                 std::uint16_t* dst) const {
+    if (split.pieces > 1) {
+      pack_q_split(src, n0, count, rows_pad, d, amx_kd(d), split, dst);
+    } else {
+      pack_q_bf16(src, n0, count, rows_pad, d, amx_kd(d), dst);
+    }
+  }
+  /// Rows 0 .. count of src as K panels [count_pad][kq] (the B operand of qk).
+  void pack_kpanels(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d,
+                    std::uint16_t* dst) const {
+    if (split.pieces > 1) {
+      pack_k_split(src, count, count_pad, d, amx_kd(d), split, dst);
+    } else {
+      pack_k_vnni(src, count, count_pad, d, amx_kd(d), dst);
+    }
+  }
+  /// Rows 0 .. count of src as key pairs [count_pad][dp], one plane per piece (the B operand of pv_split).
+  void pack_pairs(const Rows& src, std::int64_t count, std::int64_t count_pad, std::int64_t d, std::int64_t dp,
+                  std::uint16_t* dst, std::int64_t plane) const {
+    if (split.pieces > 1) {
+      pack_v_split(src, count, count_pad, d, dp, split, dst, plane);
+    } else {
+      pack_v_vnni(src, count, count_pad, d, dp, dst);
+    }
+  }
+  /// fp32 s (rows x ncols, leading dim ld) as the A operand of pv_split: pieces at b + k * plane, leading dim ld.
+  void to_pieces(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t ld, std::uint16_t* b,
+                 std::int64_t plane) const {
+    if (split.pieces > 1) {
+      split_to_bf16(s, rows, ncols, ld, split, b, plane);
+    } else {
+      to_bf16(s, rows, ncols, ld, b);
+    }
+  }
 };
 
 /// bf16 scratch out of a float Carver (two per float).
@@ -103,16 +166,16 @@ struct StepTiles {
   float* x;      ///< score(S) before the mask [bm][ld] (variants with a score transform only)
   float* lse;    ///< [bm]
   float* di;     ///< [bm]
-  std::uint16_t* qb = nullptr;   ///< Q, bf16 row-major [bm][kd] (bf16 paths: unscaled)
-  std::uint16_t* dob = nullptr;  ///< dO, bf16 row-major [bm][kd] (bf16 paths)
+  std::uint16_t* qb = nullptr;   ///< Q, bf16 row-major [bm][kq] (bf16 paths: unscaled; kq = split_kq)
+  std::uint16_t* dob = nullptr;  ///< dO, bf16 row-major [bm][kq] (bf16 paths)
 };
 
 StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, bool keep_scores, bool bf16,
-                     std::size_t kd) {
+                     std::size_t kq) {
   StepTiles t{};
   if (bf16) {
-    t.qb = take_bf16(c, bm * kd);
-    t.dob = take_bf16(c, bm * kd);
+    t.qb = take_bf16(c, bm * kq);
+    t.dob = take_bf16(c, bm * kq);
   } else {
     t.q_il = c.take(bm * dp);
     t.do_il = c.take(bm * dp);
@@ -131,34 +194,39 @@ struct KvBlockScratch {
   float *dk, *dv;  ///< accumulators [bk][dp]
   float *q, *dout; ///< scale * Q and dO, row-major [bm][dp] (B operands of dK, dV; fp32 path)
   StepTiles step;
-  // bf16 paths (bm padded to kBf16RowsDkdv):
-  std::uint16_t *kb = nullptr, *vb = nullptr;    ///< K and V of the block as K panels [bk][kd]
-  std::uint16_t *qp = nullptr, *dop = nullptr;   ///< Q and dO of the tile as key pairs [bm][dp]
-  std::uint16_t *pt = nullptr, *dst = nullptr;   ///< P^T and dS^T in bf16 [bk][bm]
+  // bf16 paths (bm padded to kBf16RowsDkdv; SplitPolicy pieces as planes, piece k at k * plane):
+  std::uint16_t *kb = nullptr, *vb = nullptr;    ///< K and V of the block as K panels [bk][kq]
+  std::uint16_t *qp = nullptr, *dop = nullptr;   ///< Q and dO of the tile as key pairs [pieces][bm][dp]
+  std::uint16_t *pt = nullptr, *dst = nullptr;   ///< P^T and dS^T in bf16 [pieces][bk][bm]
+  std::int64_t pair_plane = 0, t_plane = 0;      ///< plane sizes of qp / dop and of pt / dst
 };
 
-KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(amx_kd(p.d));
+KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
+                           const SplitPolicy& split) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
+  const std::size_t pieces = static_cast<std::size_t>(split.pieces);
   const std::size_t bk = static_cast<std::size_t>(plan.block_n_dkdv), bm = static_cast<std::size_t>(plan.block_m);
   KvBlockScratch w{};
   w.dk = c.take(bk * dp);
   w.dv = c.take(bk * dp);
   if (path != MatmulPath::fp32) {
     const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kBf16RowsDkdv));
-    w.kb = take_bf16(c, bk * kd);
-    w.vb = take_bf16(c, bk * kd);
-    w.qp = take_bf16(c, bm2 * dp);
-    w.dop = take_bf16(c, bm2 * dp);
-    w.pt = take_bf16(c, bk * bm2);
-    w.dst = take_bf16(c, bk * bm2);
-    w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kd);
+    w.kb = take_bf16(c, bk * kq);
+    w.vb = take_bf16(c, bk * kq);
+    w.pair_plane = static_cast<std::int64_t>(bm2 * dp);
+    w.t_plane = static_cast<std::int64_t>(bk * bm2);
+    w.qp = take_bf16(c, pieces * bm2 * dp);
+    w.dop = take_bf16(c, pieces * bm2 * dp);
+    w.pt = take_bf16(c, pieces * bk * bm2);
+    w.dst = take_bf16(c, pieces * bk * bm2);
+    w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kq);
     return w;
   }
   w.kt = c.take(bk * dp);
   w.vt = c.take(bk * dp);
   w.q = c.take(bm * dp);
   w.dout = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kd);
+  w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kq);
   return w;
 }
 
@@ -168,39 +236,44 @@ struct QTileScratch {
   float* k;        ///< K rows [nk][dp] (B operand of dQ; fp32 path)
   float* dq;       ///< accumulator [bm][dp]
   StepTiles step;
-  // bf16 paths (bm padded to kAmxRows):
-  std::uint16_t *kb = nullptr, *vb = nullptr;  ///< K and V of the sequence as K panels [nk][kd]
-  std::uint16_t* kp = nullptr;                 ///< K as key pairs [nk][dp] (B operand of dQ)
-  std::uint16_t* dsb = nullptr;                ///< dS in bf16 [bm][ld]
+  // bf16 paths (bm padded to kAmxRows; SplitPolicy pieces as planes, piece k at k * plane):
+  std::uint16_t *kb = nullptr, *vb = nullptr;  ///< K and V of the sequence as K panels [nk][kq]
+  std::uint16_t* kp = nullptr;                 ///< K as key pairs [pieces][nk][dp] (B operand of dQ)
+  std::uint16_t* dsb = nullptr;                ///< dS in bf16 [pieces][bm][ld]
+  std::int64_t kp_plane = 0, ds_plane = 0;     ///< plane sizes of kp and dsb
 };
 
-QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path) {
-  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kd = static_cast<std::size_t>(amx_kd(p.d));
+QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
+                         const SplitPolicy& split) {
+  const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
+  const std::size_t pieces = static_cast<std::size_t>(split.pieces);
   const std::size_t nk = static_cast<std::size_t>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
   const std::size_t bm = static_cast<std::size_t>(plan.block_m), ld = static_cast<std::size_t>(plan.block_n);
   QTileScratch w{};
   if (path != MatmulPath::fp32) {
     const std::size_t bm2 = static_cast<std::size_t>(round_up(plan.block_m, kAmxRows));
-    w.kb = take_bf16(c, nk * kd);
-    w.vb = take_bf16(c, nk * kd);
-    w.kp = take_bf16(c, nk * dp);
-    w.dsb = take_bf16(c, bm2 * ld);
+    w.kb = take_bf16(c, nk * kq);
+    w.vb = take_bf16(c, nk * kq);
+    w.kp_plane = static_cast<std::int64_t>(nk * dp);
+    w.ds_plane = static_cast<std::int64_t>(bm2 * ld);
+    w.kp = take_bf16(c, pieces * nk * dp);
+    w.dsb = take_bf16(c, pieces * bm2 * ld);
     w.dq = c.take(bm2 * dp);
-    w.step = carve_step(c, bm2, dp, ld, transforms_scores(p), true, kd);
+    w.step = carve_step(c, bm2, dp, ld, transforms_scores(p), true, kq);
     return w;
   }
   w.kt = c.take(nk * dp);
   w.vt = c.take(nk * dp);
   w.k = c.take(nk * dp);
   w.dq = c.take(bm * dp);
-  w.step = carve_step(c, bm, dp, ld, transforms_scores(p), false, kd);
+  w.step = carve_step(c, bm, dp, ld, transforms_scores(p), false, kq);
   return w;
 }
 
-std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path) {
+std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path, const SplitPolicy& split) {
   Carver a, b;
-  carve_pass1(a, p, plan, path);
-  carve_pass2(b, p, plan, path);
+  carve_pass1(a, p, plan, path, split);
+  carve_pass2(b, p, plan, path, split);
   return std::max(a.floats(), b.floats());
 }
 
@@ -216,11 +289,12 @@ std::size_t di_floats(const Problem& p) {
 /// Loads the per-row inputs of a query tile: scale*Q and dO (interleaved; on the bf16 paths Q and dO as
 /// bf16 row-major tiles), LSE and D_i; padded rows get LSE = -inf (so their P and dS rows are zero).
 void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, std::int64_t b, const SeqSpan& sp,
-                    std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w) {
+                    std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w,
+                    const Bf16Products* mm) {
   const std::int64_t dp = padded_d(p.d);
-  if (w.qb != nullptr) {
-    pack_q_bf16(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, amx_kd(p.d), w.qb);
-    pack_q_bf16(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, amx_kd(p.d), w.dob);
+  if (mm != nullptr) {
+    mm->pack_tile(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, w.qb);
+    mm->pack_tile(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, w.dob);
   } else {
     pack_rows_interleaved(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q_il);
     pack_rows_interleaved(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.do_il);
@@ -360,12 +434,12 @@ struct KvBlock {
 /// Pass 1: dK and dV of one key block; mm: the bf16 products (null: the fp32 path).
 void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec,
                 const KvBlock& blk, const KvBlockScratch& w, const Bf16Products* mm) {
-  const std::int64_t dp = padded_d(p.d), ld = plan.block_n_dkdv, kd = amx_kd(p.d);
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n_dkdv, kq = mm != nullptr ? mm->kq(p.d) : 0;
   const std::int64_t ncols = round_up(blk.nkeys, kKeyAlignBwd);
   const Rows k = rows_of(p, t.k, t.sk, blk.b, blk.sp.k0, blk.hk), v = rows_of(p, t.v, t.sv, blk.b, blk.sp.k0, blk.hk);
   if (mm != nullptr) {
-    pack_k_vnni(from_row(k, blk.k0), blk.nkeys, ncols, p.d, kd, w.kb);
-    pack_k_vnni(from_row(v, blk.k0), blk.nkeys, ncols, p.d, kd, w.vb);
+    mm->pack_kpanels(from_row(k, blk.k0), blk.nkeys, ncols, p.d, w.kb);
+    mm->pack_kpanels(from_row(v, blk.k0), blk.nkeys, ncols, p.d, w.vb);
   } else {
     pack_panels(k, blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
     pack_panels(v, blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
@@ -383,13 +457,13 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       const std::int64_t rows_pad = round_up(rows, mm != nullptr ? kBf16RowsDkdv : kRowAlign);
       const std::optional<SparseRows> sparse =
           p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
-      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step);
+      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step, mm);
       const Rows q = rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), dout = rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h);
       if (mm != nullptr) {
-        pack_v_vnni(from_row(q, i0), rows, rows_pad, p.d, dp, w.qp);
-        pack_v_vnni(from_row(dout, i0), rows, rows_pad, p.d, dp, w.dop);
-        mm->qk(w.step.qb, rows_pad, kd, w.kb, ncols, p.scale, w.step.s, ld);  // S = scale (Q K^T)
-        mm->qk(w.step.dob, rows_pad, kd, w.vb, ncols, 1.f, w.step.ds, ld);    // dP = dO V^T
+        mm->pack_pairs(from_row(q, i0), rows, rows_pad, p.d, dp, w.qp, w.pair_plane);
+        mm->pack_pairs(from_row(dout, i0), rows, rows_pad, p.d, dp, w.dop, w.pair_plane);
+        mm->qk(w.step.qb, rows_pad, kq, w.kb, ncols, p.scale, w.step.s, ld);  // S = scale (Q K^T)
+        mm->qk(w.step.dob, rows_pad, kq, w.vb, ncols, 1.f, w.step.ds, ld);    // dP = dO V^T
       } else {
         pack_rows(q, i0, rows, rows_pad, p.d, dp, p.scale, w.q);
         pack_rows(dout, i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
@@ -398,11 +472,12 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       }
       probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
                         w.step, sparse ? &*sparse : nullptr, keys);
-      if (mm != nullptr) {  // P^T and dS^T in bf16 (keys x rows), the A operands
-        bf16_transpose(w.step.s, rows_pad, ncols, ld, w.pt, rows_pad);
-        bf16_transpose(w.step.ds, rows_pad, ncols, ld, w.dst, rows_pad);
-        mm->pv(w.pt, rows_pad, ncols, rows_pad, w.dop, dp, w.dv, dp);   // dV += P^T dO
-        mm->pv(w.dst, rows_pad, ncols, rows_pad, w.qp, dp, w.dk, dp);   // dK += dS^T Q (scale at the store)
+      if (mm != nullptr) {  // P^T and dS^T in bf16 pieces (keys x rows), the A operands
+        const int pieces = mm->split.pieces;
+        bf16_transpose(w.step.s, rows_pad, ncols, ld, w.pt, rows_pad, pieces, w.t_plane);
+        bf16_transpose(w.step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
+        mm->pv_split(w.pt, w.t_plane, rows_pad, ncols, rows_pad, w.dop, w.pair_plane, dp, w.dv, dp);  // dV += P^T dO
+        mm->pv_split(w.dst, w.t_plane, rows_pad, ncols, rows_pad, w.qp, w.pair_plane, dp, w.dk, dp);  // dK += dS^T Q
       } else {
         gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
         gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
@@ -456,9 +531,9 @@ void reduce_dbias(const Problem& p, const BiasGrad& g, const DsBuffer& ds) {
 /// with ds.data, its dS into the buffer; mm: the bf16 products (null: the fp32 path).
 void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, const float* dvec, const QTile& tile,
              const QTileScratch& w, const DsBuffer& dsb, const Bf16Products* mm) {
-  const std::int64_t dp = padded_d(p.d), ld = plan.block_n, kd = amx_kd(p.d);
+  const std::int64_t dp = padded_d(p.d), ld = plan.block_n, kq = mm != nullptr ? mm->kq(p.d) : 0;
   const std::int64_t rows_pad = round_up(tile.rows, mm != nullptr ? kAmxRows : kRowAlign);
-  load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step);
+  load_step_rows(p, t, dvec, tile.b, tile.sp, tile.h, tile.i0, tile.rows, rows_pad, w.step, mm);
   std::memset(w.dq, 0, sizeof(float) * rows_pad * dp);
   // Block-sparse (src/cpu/sparse_tile.h): the listed key blocks' intervals only, masked element-wise.
   const std::optional<SparseRows> sparse =
@@ -468,8 +543,8 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
     for (std::int64_t k0 = keys.lo / kPanel * kPanel; k0 < k_end; k0 += ld) {
       const std::int64_t ncols = std::min(ld, k_end - k0);
       if (mm != nullptr) {
-        mm->qk(w.step.qb, rows_pad, kd, w.kb + k0 * kd, ncols, p.scale, w.step.s, ld);
-        mm->qk(w.step.dob, rows_pad, kd, w.vb + k0 * kd, ncols, 1.f, w.step.ds, ld);
+        mm->qk(w.step.qb, rows_pad, kq, w.kb + k0 * kq, ncols, p.scale, w.step.s, ld);
+        mm->qk(w.step.dob, rows_pad, kq, w.vb + k0 * kq, ncols, 1.f, w.step.ds, ld);
       } else {
         gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
         gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
@@ -487,9 +562,9 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
           for (std::int64_t j = 0; j < n; ++j) store_double(g.data, g.dtype, row + j, w.step.ds[i * ld + j]);
         }
       }
-      if (mm != nullptr) {  // dQ += dS K, dS in bf16
-        mm->to_bf16(w.step.ds, rows_pad, ncols, ld, w.dsb);
-        mm->pv(w.dsb, ld, rows_pad, ncols, w.kp + k0 * dp, dp, w.dq, dp);
+      if (mm != nullptr) {  // dQ += dS K, dS in bf16 pieces
+        mm->to_pieces(w.step.ds, rows_pad, ncols, ld, w.dsb, w.ds_plane);
+        mm->pv_split(w.dsb, w.ds_plane, ld, rows_pad, ncols, w.kp + k0 * dp, w.kp_plane, dp, w.dq, dp);
       } else {
         gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.k + k0 * dp, dp, dp, w.dq, dp);  // dQ += dS K
       }
@@ -510,6 +585,7 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
 std::size_t backward_workspace_bytes(const Problem& p) {
   const BackwardPlan plan = plan_backward(p);
   const MatmulPath path = backward_matmul(p);
+  const SplitPolicy split = path != MatmulPath::fp32 ? split_policy(p) : kSplitBf16;
   std::size_t blocks = 0, qtiles = 0;
   for (std::int64_t b = 0; b < p.batch; ++b) {
     const SeqSpan sp = seq_span(p, b);
@@ -517,13 +593,16 @@ std::size_t backward_workspace_bytes(const Problem& p) {
     qtiles += static_cast<std::size_t>((sp.nq + plan.block_m - 1) / plan.block_m * p.hq);
   }
   const auto threads = static_cast<std::size_t>(resolve_threads(p, std::max(blocks, qtiles)));
-  return (thread_floats(p, plan, path) * threads + di_floats(p)) * sizeof(float);
+  return (thread_floats(p, plan, path, split) * threads + di_floats(p)) * sizeof(float);
 }
 
 Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
   check_plan(plan);
-  const MatmulPath path = backward_matmul(p);  // bf16: AMX, AVX512-BF16 or fp32 products (amx.h)
-  const Bf16Products bf16{path == MatmulPath::amx};
+  const MatmulPath path = backward_matmul(p);  // bf16, f16: AMX, AVX512-BF16 or fp32 products (amx.h)
+  // f16: the forward's exact bf16 pieces (SplitPolicy), so S is recomputed from the same products, summed in the
+  // same order, as the forward's LSE.
+  const SplitPolicy split = path != MatmulPath::fp32 ? split_policy(p) : kSplitBf16;
+  const Bf16Products bf16{path == MatmulPath::amx, split};
   const Bf16Products* mm = path != MatmulPath::fp32 ? &bf16 : nullptr;
   std::vector<float> dvec(di_floats(p));
   compute_di(p, t, dvec.data(), path);
@@ -562,7 +641,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   const int threads = resolve_threads(p, std::max(blocks.size(), qtiles.size()));
   std::vector<Scratch> scratch;
   scratch.reserve(threads);
-  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path));
+  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path, split));
   const std::int64_t dp = padded_d(p.d);
   // dbias (DsBuffer): straight into a full dbias, else dS in fp32 (4 B Hq Nq Nk bytes) and a fixed-order reduction.
   std::vector<float> ds_store;
@@ -587,13 +666,13 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
     if (path == MatmulPath::amx) amx_begin();  // this thread's tile configuration
     {
       Carver c(scratch[tid].data());
-      const KvBlockScratch w = carve_pass1(c, p, plan, path);
+      const KvBlockScratch w = carve_pass1(c, p, plan, path, split);
       const ItemRange mine = thread_items(block_prefix, tid, nt);
       for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
     }
     {
       Carver c(scratch[tid].data());
-      const QTileScratch w = carve_pass2(c, p, plan, path);
+      const QTileScratch w = carve_pass2(c, p, plan, path, split);
       const ItemRange mine = thread_items(qtile_prefix, tid, nt);
       std::int64_t packed_b = -1, packed_hk = -1;
       for (std::size_t i = mine.begin; i < mine.end; ++i) {
@@ -604,9 +683,9 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
           const Rows v = rows_of(p, t.v, t.sv, tile.b, tile.sp.k0, hk);
           const std::int64_t nk_pad = round_up(tile.sp.nk, kPanel);
           if (mm != nullptr) {
-            pack_k_vnni(k, tile.sp.nk, nk_pad, p.d, amx_kd(p.d), w.kb);
-            pack_k_vnni(v, tile.sp.nk, nk_pad, p.d, amx_kd(p.d), w.vb);
-            pack_v_vnni(k, tile.sp.nk, nk_pad, p.d, dp, w.kp);
+            mm->pack_kpanels(k, tile.sp.nk, nk_pad, p.d, w.kb);
+            mm->pack_kpanels(v, tile.sp.nk, nk_pad, p.d, w.vb);
+            mm->pack_pairs(k, tile.sp.nk, nk_pad, p.d, dp, w.kp, w.kp_plane);
           } else {
             pack_panels(k, 0, tile.sp.nk, nk_pad, p.d, dp, w.kt);
             pack_panels(v, 0, tile.sp.nk, nk_pad, p.d, dp, w.vt);
@@ -630,7 +709,8 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   r.block_n = plan.block_n;
   r.kernel = "cpu_flash_bwd_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d) + "_m" +
              std::to_string(plan.block_m) + "_n" + std::to_string(plan.block_n) + "_kv" +
-             std::to_string(plan.block_n_dkdv) + matmul_suffix(path);  // the products' path (src/cpu/amx/amx.h)
+             std::to_string(plan.block_n_dkdv) + matmul_suffix(path) +  // the products' path (src/cpu/amx/amx.h)
+             split.suffix;                                                // f16: "_split2"
   return r;
 }
 

@@ -184,7 +184,8 @@ void check_backward_on_path(CaseTensors& t, const std::string& want) {
 }
 
 // The backward's five products on every path the machine has: head dims that pad (D = 16, 59, 80, 200), odd
-// lengths, GQA, causal and not, Nq != Nk. f16 stays on the fp32 path under every setting.
+// lengths, GQA, causal and not, Nq != Nk. f16 takes the same paths on bf16 pieces ("_split2"; more in
+// tests/cpu/test_split_backward.cc).
 TEST(CpuMatmul, BackwardOnEveryPathMatchesTheOracle) {
   Seeded s;
   SCOPED_TRACE(s.trace());
@@ -206,7 +207,8 @@ TEST(CpuMatmul, BackwardOnEveryPathMatchesTheOracle) {
       for (const char* path : paths()) {
         SCOPED_TRACE(path);
         ScopedMatmul m(path);
-        check_backward_on_path(t, dt == DType::bf16 ? suffix_of(path) : "");
+        const bool split = dt == DType::f16 && std::string(path) != "fp32";
+        check_backward_on_path(t, suffix_of(path) + (split ? "_split2" : ""));
       }
     }
 }
@@ -261,17 +263,23 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
   }
 }
 
-TEST(CpuMatmul, Bf16TakesAmxAndF16WhenForced) {
+// auto: bf16 and f16 (as bf16 pieces) take AMX where it exists, forward and backward alike; f32 the fp32 path.
+TEST(CpuMatmul, Bf16AndF16TakeAmxByDefault) {
   ScopedMatmul m("auto");
   EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
   const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
   EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
-  EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);  // the split path only when forced (detect.cc)
-  {
+  EXPECT_EQ(path_of(DType::f16), best);   // the split path (detect.cc)
+  for (DType dt : {DType::bf16, DType::f16}) {
     Problem p;
-    p.dtype = DType::f16;
-    EXPECT_EQ(cpu::backward_matmul(p), cpu::MatmulPath::fp32);  // no split backward yet
+    p.dtype = dt;
+    EXPECT_EQ(cpu::backward_matmul(p), best) << name(dt);  // the backward takes the forward's path
   }
+  // The rule itself on a machine with and without AMX (any CPU can run choose_matmul).
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "", true, true, true), cpu::MatmulPath::amx);
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "auto", false, true, true), cpu::MatmulPath::fp32);
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "avx512bf16", false, true, true),
+            cpu::MatmulPath::avx512bf16);
   ScopedMatmul f("fp32");
   EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::fp32);
   EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);

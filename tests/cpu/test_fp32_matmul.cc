@@ -227,11 +227,11 @@ TEST(CpuFp32Matmul, ChooseMatmulRule) {
   EXPECT_EQ(choose(DType::bf16, exact, "", true, false), MatmulPath::amx);
   EXPECT_EQ(choose(DType::f32, bf16, "fp32", true, true), MatmulPath::fp32);    // the override still applies
   EXPECT_EQ(choose(DType::f32, bf16, "avx512bf16", true, true), MatmulPath::avx512bf16);
-  // f16: exact bf16 pieces (SplitPolicy, amx.h) on a forced bf16 path; auto keeps the fp32 path (detect.cc).
+  // f16: exact bf16 pieces (SplitPolicy, amx.h) by bf16's rule: auto takes AMX where usable (detect.cc).
   EXPECT_EQ(choose(DType::f16, exact, "amx", true, true), MatmulPath::amx);
-  EXPECT_EQ(choose(DType::f16, exact, "", true, true), MatmulPath::fp32);
-  EXPECT_EQ(choose(DType::f16, exact, "auto", true, true), MatmulPath::fp32);
-  EXPECT_EQ(choose(DType::f16, exact, "", false, true), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::f16, exact, "", true, true), MatmulPath::amx);
+  EXPECT_EQ(choose(DType::f16, exact, "auto", true, true), MatmulPath::amx);
+  EXPECT_EQ(choose(DType::f16, exact, "", false, true), MatmulPath::fp32);  // avx512bf16 only when forced
   EXPECT_EQ(choose(DType::f16, exact, "fp32", true, true), MatmulPath::fp32);
   EXPECT_EQ(choose(DType::f16, exact, "avx512bf16", true, true), MatmulPath::avx512bf16);
   const auto error_names = [](auto&& f, const std::string& argument) {

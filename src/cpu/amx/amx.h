@@ -12,8 +12,8 @@
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
 // "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
-// f16 inputs (forward) take the bf16 paths on exact bf16 pieces (SplitPolicy below) when one is forced ("amx",
-// "avx512bf16"; Report kernels end in "_split2"); "auto" keeps them on the fp32 path (detect.cc says why).
+// f16 inputs take the bf16 paths on exact bf16 pieces (SplitPolicy below) by bf16's rule: "auto" picks amx > fp32,
+// forward and backward alike; Report kernels end in "_amx_split2" / "_avx512bf16_split2".
 // f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
 // then they take the bf16 paths as bf16 inputs do, rounded to bf16 (nearest even) by the packers below, with
 // "auto" picking amx > avx512bf16 > an Error naming fp32_matmul (no silent exact fallback); the forced values
@@ -21,8 +21,8 @@
 // The backward (src/cpu/backward.cc) takes the same path by the same rule: its five products
 // S = Q K^T, dP = dO V^T, dV += P^T dO, dK += dS^T Q and dQ += dS K on the bf16 layouts below (dO and V
 // as the Q and K operands of S, P^T, dS^T and dS as the P operand of O += P V, dO, Q and K as its V).
-// The f16 backward always takes the fp32 path (backward_matmul: no split backward yet), f32 inputs unless opted
-// in. The forward and backward Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
+// The f16 backward splits its operands as the forward does (SplitPolicy: all five products on pieces, P and dS
+// as 2 pieces too); f32 inputs take the fp32 path unless opted in. The forward and backward Reports' kernel names end in "_amx" when the AMX path ran, "_avx512bf16" when the AVX512-BF16 path ran.
 //
 // Precision of the AMX path: Q, K and V are bf16 as given (exact; f32 opted in: rounded to bf16 once, the
 // only change of precision the opt-in makes); S is accumulated in fp32 and scaled
@@ -93,9 +93,13 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 ///   bf16 inputs (and f32 opted in, rounded once): 1 piece, 1 product -- the bf16 path unchanged.
 ///   f16 inputs: 2 pieces, all 4 products. An fp16 value (11-bit significand, exponent inside bf16's range) is
 ///     exactly hi + lo, so Q K^T sums exactly the fp32 path's products (another order). P (fp32) is carried to
-///     16 bits (relative error <= 2^-17, against the f16 output's 2^-11 rounding); V is exact.
+///     16 bits (relative error <= 2^-17, against the f16 output's 2^-11 rounding); V is exact. The backward
+///     (src/cpu/backward.cc) uses the same pieces: S and dP = dO V^T on the Q / K layouts (S in the forward's
+///     order, so it matches the forward's LSE), dV += P^T dO, dK += dS^T Q and dQ += dS K as piece-plane pv
+///     products, P^T, dS^T and dS as 2 pieces (bf16_transpose, split_to_bf16).
 ///   f32 inputs (experimental, FLATATTN_CPU_F32_SPLIT=9; unset: the exact fp32 path): 3 pieces carry the
-///     24-bit significand; all 9 products (max_order 4, "BF16x9"). Forward only. The 6 largest (max_order 2)
+///     24-bit significand; all 9 products (max_order 4, "BF16x9"). Forward only, and only on a forced bf16
+///     path (auto: exact fp32). The 6 largest (max_order 2)
 ///     missed the rule with large logits and are not offered.
 struct SplitPolicy {
   int pieces;          ///< bf16 pieces per operand, 1 .. kMaxPieces
@@ -122,8 +126,8 @@ std::uint16_t bf16_piece(float x, int k);
 /// The piece products of s, smallest first (a + b descending): a[t], b[t] for t < the count returned (<= 9).
 int split_pairs(const SplitPolicy& s, int a[9], int b[9]);
 
-/// The path of a backward of p: forward_matmul's, except where the forward splits (f16; f32 under
-/// FLATATTN_CPU_F32_SPLIT), whose backward has no split path yet: fp32.
+/// The path of a backward of p: forward_matmul's (f16: on the forward's pieces, kSplitF16), except f32 under
+/// FLATATTN_CPU_F32_SPLIT, whose backward has no split path: fp32.
 MatmulPath backward_matmul(const Problem& p);
 
 /// Head dim padded for the AMX Q/K tiles (a multiple of kAmxK).
@@ -153,9 +157,10 @@ void amx_pv(const std::uint16_t* p, std::int64_t ldp, std::int64_t rows, std::in
 
 /// t[j * ldt + i] = bf16(s[i * lds + j]) for i < rows, j < ncols (rows a multiple of 32, ncols of 16): the
 /// transposed bf16 operand (P^T, dS^T) of the backward's dV and dK products. AVX-512 and AVX512-BF16
-/// only (no tile state): both bf16 paths call it.
+/// only (no tile state): both bf16 paths call it. pieces > 1 (SplitPolicy): t holds piece 0 of each element,
+/// piece k at t + k * plane (the rule of bf16_piece, bit for bit).
 void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, std::uint16_t* t,
-                    std::int64_t ldt);
+                    std::int64_t ldt, int pieces = 1, std::int64_t plane = 0);
 
 /// The bf16 forward's online-softmax step (src/cpu/amx/softmax.cc; AVX-512 and AVX512-BF16, no tile state:
 /// both bf16 paths call it) on the logit rows i < rows of s (ncols a multiple of 32), in the natural-log

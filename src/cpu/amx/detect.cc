@@ -101,11 +101,10 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
   const bool split = dt == DType::f16;  // f16: exact bf16 pieces (SplitPolicy, amx.h): no opt-in needed
   const bool bf16_operands = dt == DType::bf16 || opt_in || split;
   if (!bf16_operands || v == "fp32") return MatmulPath::fp32;
-  // f16 takes the split path only when a bf16 path is forced: its forward's LSE comes from products summed in
-  // another order than the fp32 backward's recomputed S, and with large softcapped logits (sd 100) that
-  // inconsistency put dQ over the rule in CI's fuzz (stop 29). Auto keeps f16 on the fp32 path until the split
-  // backward exists.
-  if (split && (v.empty() || v == "auto")) return MatmulPath::fp32;
+  // f16 takes the split path (exact bf16 pieces) by the bf16 rule, forward and backward alike (backward_matmul):
+  // the backward recomputes S from the forward's piece products in the forward's order, so the LSE and S agree.
+  // (Before the split backward existed, auto kept f16 on the fp32 path: the split forward's LSE against the
+  // fp32 backward's S put dQ over the rule with large softcapped logits in CI's fuzz, stop 29.)
   if (v == "amx") {
     require(have_amx, "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
             "unset it or set fp32 (this CPU or OS has no AMX-BF16, or the tile permission was refused)");
@@ -135,9 +134,12 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 MatmulPath forward_matmul(const Problem& p) {
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   const std::string_view v = env ? env : "";
-  // f32 exact under FLATATTN_CPU_F32_SPLIT: 3 bf16 pieces, chosen by f16's rule (split_policy).
-  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0)
+  // f32 exact under FLATATTN_CPU_F32_SPLIT: 3 bf16 pieces (split_policy) on a forced bf16 path only; auto keeps
+  // the exact fp32 path (that split has no backward: its forward's LSE would not match the fp32 backward's S).
+  if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0) {
+    if (v.empty() || v == "auto") return choose_matmul(DType::f32, Fp32Matmul::exact, v, false, false, avx512bf16_built());
     return choose_matmul(DType::f16, Fp32Matmul::exact, v, amx_available(), avx512bf16_available(), avx512bf16_built());
+  }
   // Detection is asked only where it can matter (the AMX permission request is a syscall, once per process).
   const bool bf16_operands = p.dtype == DType::bf16 || p.dtype == DType::f16 ||
                              (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
@@ -146,12 +148,9 @@ MatmulPath forward_matmul(const Problem& p) {
 }
 
 MatmulPath backward_matmul(const Problem& p) {
+  // f32 as 3 pieces is forward only: its backward runs the exact fp32 products.
   if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0) return MatmulPath::fp32;
-  if (p.dtype != DType::f16) return forward_matmul(p);
-  const char* env = std::getenv("FLATATTN_CPU_MATMUL");
-  // The same checks of the value and the options as the forward's; the f16 backward runs the fp32 products.
-  (void)choose_matmul(p.dtype, p.fp32_matmul, env ? env : "", true, true, true);
-  return MatmulPath::fp32;
+  return forward_matmul(p);  // f16: the forward's split (kSplitF16) on the same path
 }
 
 }  // namespace flatattn::cpu

@@ -197,8 +197,15 @@ void amx_to_bf16(const float* s, std::int64_t rows, std::int64_t ncols, std::int
     }
 }
 
+/// x minus its bf16 rounding h (exact), 0 where h is not finite: the rest that the next piece rounds (amx.h).
+inline __m512 piece_rest(__m512 x, __m256i h) {
+  const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_sub_ps(hf, hf), _mm512_setzero_ps(), _CMP_EQ_OQ);
+  return _mm512_maskz_sub_ps(finite, x, hf);
+}
+
 void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::int64_t lds, std::uint16_t* t,
-                    std::int64_t ldt) {
+                    std::int64_t ldt, int pieces, std::int64_t plane) {
   for (std::int64_t i0 = 0; i0 < rows; i0 += 32)
     for (std::int64_t j0 = 0; j0 < ncols; j0 += 16) {
       __m512 a[16], b[16];  // rows i0 .. i0+15 and i0+16 .. i0+31, keys j0 .. j0+15
@@ -208,8 +215,16 @@ void bf16_transpose(const float* s, std::int64_t rows, std::int64_t ncols, std::
       }
       transpose16(a);
       transpose16(b);
-      for (int c = 0; c < 16; ++c)
-        _mm512_storeu_si512(t + (j0 + c) * ldt + i0, (__m512i)_mm512_cvtne2ps_pbh(b[c], a[c]));
+      for (int c = 0; c < 16; ++c) {
+        __m512 x = a[c], y = b[c];
+        for (int k = 0; k < pieces; ++k) {
+          const __m512i h = (__m512i)_mm512_cvtne2ps_pbh(y, x);  // x in the low 16 words, y in the high
+          _mm512_storeu_si512(t + k * plane + (j0 + c) * ldt + i0, h);
+          if (k + 1 == pieces) break;
+          x = piece_rest(x, _mm512_castsi512_si256(h));
+          y = piece_rest(y, _mm512_extracti64x4_epi64(h, 1));
+        }
+      }
     }
 }
 
