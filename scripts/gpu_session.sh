@@ -11,7 +11,9 @@
 # (ANYD_D, default 59,64,111,112,128,199,200; ANYD_N, default 1024,4096) for the cost of staging; `features`:
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
 # lists); `decode`: forward_kvcache's decode bandwidth (bench/gpu/bench_decode, against the copy bandwidth of
-# the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py).
+# the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py);
+# `decodepdl`: bench_decode with FLATATTN_CUDA_PDL=0 and 1 (programmatic dependent launch off / on), alternating, two
+# rounds (decode_pdl<0|1>_r<round>.json).
 # lists); `biasbench`: bench/gpu/bench_bias (the additive bias, dense and broadcast with dbias, against none and
 # the copy-bandwidth budget, one run; BIAS_D, BIAS_N lists) and peers_sdpa_bias.py (SDPA efficient / cuDNN with the
 # same float mask).
@@ -86,7 +88,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $(has decode && echo bench_decode) $(has biasbench && echo bench_bias) $(has sparse && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $( (has decode || has decodepdl) && echo bench_decode) $(has biasbench && echo bench_bias) $(has sparse && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -195,6 +197,15 @@ if has decode; then  # issue 18: decode bandwidth vs copy bandwidth, then SDPA's
   stage decode 300 $B/bench/gpu/bench_decode --out "$OUT/decode_$GPU.json" --commit "$COMMIT" ${DECODE_ARGS:-}
   cp "$LOG/decode.log" "$OUT/decode_${GPU}_table.txt" 2>/dev/null
   stage decode_peers 240 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_decode.py
+fi
+if has decodepdl; then  # issue 18: the decode step with PDL off (0) and on (1), alternating, two rounds
+  for r in 1 2; do
+    for pdl in 0 1; do
+      stage decodepdl${pdl}_$r 150 env FLATATTN_CUDA_PDL=$pdl $B/bench/gpu/bench_decode \
+        --out "$OUT/decode_pdl${pdl}_r$r.json" --commit "$COMMIT" ${DECODE_ARGS:-}
+      cp "$LOG/decodepdl${pdl}_$r.log" "$OUT/decode_pdl${pdl}_r${r}_table.txt" 2>/dev/null
+    done
+  done
 fi
 if has peers; then
   stage peers 240 env PYTHONUNBUFFERED=1 PEERS_MATH=0 PEERS_N=${PEERS_N:-128,256,512,1024,2048,4096,8192,16384} \

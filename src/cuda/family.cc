@@ -133,10 +133,13 @@ int sm90_ws_persistent() {
     mode = kWsModeAuto;
   } else if (std::string_view(env) == "1" || std::string_view(env) == "0") {
     mode = env[0] - '0';
+  } else if (std::string_view(env) == "rule") {
+    mode = kWsPersistentByRule;
   } else {
-    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, auto or unset",
-                "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile) or unset it (the policy's "
-                "rule per call, src/cuda/policy/ws_policy.h kWsPersistentRule)");
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, rule, auto or unset",
+                "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile), rule (the policy's rule "
+                "per call even while it is held off) or unset it (the policy's rule per call when it is on, "
+                "src/cuda/policy/ws_policy.h kWsPersistentRule)");
   }
   cached.store(gen << 2 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
   return mode;

@@ -109,8 +109,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   // Before any work: both may throw (a bad value of their variables).
   const int persistent_mode = sm90_ws_persistent();  // -1: the policy's rule for this call
   const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;  // causal-like: a tile's key range grows with its rows
-  const bool persistent = !pr.sparse.on && (persistent_mode == kWsModeAuto ? ws_persistent_by_rule(D, pr.nk, grows)
-                                                                            : persistent_mode == 1);
+  const bool persistent = !pr.sparse.on && ws_persistent_for(persistent_mode, D, pr.nk, grows);
   const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);

@@ -371,8 +371,8 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
       std::to_string(seconds_since(t0)) + " s)");
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
-  // The persistent kernel ("_p", launch_ws.cuh) ran it iff FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or, unset, iff the
-  // policy's rule takes the call (kernel head dim from the name's "_d<D>_", Nk, causal-like mask).
+  // The persistent kernel ("_p", launch_ws.cuh) ran it iff FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or, unset or "rule",
+  // iff the policy's rule takes the call (kernel head dim from the name's "_d<D>_", Nk, causal-like mask).
   auto tail_is = [&](const std::string& tail) {
     return r.kernel.size() >= tail.size() && r.kernel.compare(r.kernel.size() - tail.size(), tail.size(), tail) == 0;
   };
@@ -383,7 +383,7 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
     const int kd = at == std::string::npos ? 0 : std::atoi(r.kernel.c_str() + at + 2);
     const Window& w = t.c.options.window;
     const bool grows = (t.c.options.causal || w.right >= 0) && w.left < 0;
-    const bool want = mode == cuda::kWsModeAuto ? cuda::ws_persistent_by_rule(kd, t.c.nk, grows) : mode == 1;
+    const bool want = cuda::ws_persistent_for(mode, kd, t.c.nk, grows);
     EXPECT_EQ(p, want) << what << " [" << t.c.name() << "] kernel " << r.kernel << " (persistent mode " << mode << ")";
   }
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))

@@ -13,7 +13,8 @@
 //   PersistentMatchesOneTile: larger causal and non-causal shapes, bitwise the outputs and LSE of the one-tile kernel
 //     (the same per-tile arithmetic in the same order).
 //   PersistentWalkCoversEveryTile (no GPU): the scheduler's walk takes every tile once, pairs balanced.
-//   PersistentSwitch: "0" runs the one-tile kernel, a value other than 0/1/auto and a bad grid cap are refused with an
+//   PersistentSwitch: "0" runs the one-tile kernel, "rule" the policy's thresholds (persistent here), a value other than
+//     0/1/rule/auto and a bad grid cap are refused with an
 //     Error naming the variable, block-sparse calls keep the one-tile kernel.
 // Skipped where no sm_90 GPU runs the sm90 family.
 #include <gtest/gtest.h>
@@ -282,6 +283,11 @@ TEST(CudaSm90Ws, PersistentSwitch) {
     const ScopedEnv off("FLATATTN_CUDA_SM90_WS_PERSISTENT", "0");
     const Report r = check_case(t, seed, "ws persistent off");
     EXPECT_FALSE(ends_with(r.kernel, "_p")) << r.kernel;
+  }
+  {  // "rule": the policy's thresholds while the rule is held off; D = 128, Nk = 300 is within them
+    const ScopedEnv rule("FLATATTN_CUDA_SM90_WS_PERSISTENT", "rule");
+    const Report r = check_case(t, seed, "ws persistent rule");
+    EXPECT_TRUE(ends_with(r.kernel, "_p")) << r.kernel;
   }
   for (auto [var, value] : {std::pair{"FLATATTN_CUDA_SM90_WS_PERSISTENT", "yes"}, {"FLATATTN_CUDA_SM90_WS_PERSISTENT", "2"},
                             {"FLATATTN_SM90_WS_PERSISTENT_GRID", "0"}, {"FLATATTN_SM90_WS_PERSISTENT_GRID", "4x"}}) {

@@ -12,6 +12,10 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string_view>
+
+#include "flatattn/error.h"
 #include "src/cuda/runtime.h"
 
 namespace flatattn::cuda {
@@ -31,12 +35,27 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+/// FLATATTN_CUDA_PDL (read once per process): unset, empty or "1": launch_pdl uses PDL where the device has it; "0":
+/// plain launches (pdl_wait() then returns at once), for A/B timings of what PDL buys; any other value throws an
+/// Error naming the variable.
+inline bool pdl_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("FLATATTN_CUDA_PDL");
+    if (env == nullptr || env[0] == '\0' || std::string_view(env) == "1") return true;
+    if (std::string_view(env) == "0") return false;
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_PDL", env, "0, 1 or unset",
+                "set it to 0 (plain launches), 1 or unset it (programmatic dependent launch on sm_90 and newer)");
+  }();
+  return on;
+}
+
 /// Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization on devices of
-/// compute capability 9.0 and newer (the kernel must call pdl_wait() first), a plain launch elsewhere.
+/// compute capability 9.0 and newer (the kernel must call pdl_wait() first), a plain launch elsewhere and under
+/// FLATATTN_CUDA_PDL=0.
 template <class... Params, class... Args>
 cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, int smem, cudaStream_t stream, int device,
                        Args&&... args) {
-  if (device_info(device).cc < 90) {
+  if (device_info(device).cc < 90 || !pdl_enabled()) {
     kernel<<<grid, block, smem, stream>>>(static_cast<Args&&>(args)...);
     return cudaGetLastError();
   }

@@ -63,7 +63,8 @@ struct WsPersistentRule {
 /// Held off (on = false): the kernel's own suites passed on the H100 with FLATATTN_CUDA_SM90_WS_PERSISTENT=1
 /// (CudaSm90Ws.Persistent*, .AllSchedules, .Tiny, .NoKeys, .BenchShape under schedules 1 and 2), but the feature
 /// suites (CudaSm90Ws.*, Table/CudaFeature.* with softcap, ALiBi, sinks, dropout, bias, windows) have not run with
-/// the rule on. Turn it on after they pass (scripts/gpu_session.sh stage testwsp, and the suite with it unset).
+/// the rule on. Turn it on after they pass: FLATATTN_CUDA_SM90_WS_PERSISTENT=rule applies it while it is held off
+/// (e.g. around scripts/gpu_session.sh's test stage).
 inline constexpr WsPersistentRule kWsPersistentRule{false, 128, 1024, 4096};
 
 /// Whether the rule sends a dense call of kernel head dim d, Nk = nk (varlen: max_seqlen_k), causal-like or not, to
@@ -71,6 +72,16 @@ inline constexpr WsPersistentRule kWsPersistentRule{false, 128, 1024, 4096};
 [[nodiscard]] constexpr bool ws_persistent_by_rule(int d, std::int64_t nk, bool causal_like,
                                                    const WsPersistentRule& r = kWsPersistentRule) {
   return r.on && d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
+}
+
+/// The persistent kernel for a call, given FLATATTN_CUDA_SM90_WS_PERSISTENT's mode (src/cuda/family.h
+/// sm90_ws_persistent: -1 auto = the rule as it stands, 0 never, 1 always, 2 = the rule's thresholds even while
+/// it is held off).
+[[nodiscard]] constexpr bool ws_persistent_for(int mode, int d, std::int64_t nk, bool causal_like) {
+  if (mode == 0 || mode == 1) return mode == 1;
+  WsPersistentRule r = kWsPersistentRule;
+  if (mode == 2) r.on = true;
+  return ws_persistent_by_rule(d, nk, causal_like, r);
 }
 
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer
