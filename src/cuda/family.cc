@@ -128,11 +128,11 @@ int sm90_ws_persistent() {
   const std::uint64_t known = cached.load(std::memory_order_acquire);
   if (known >> 2 == gen) return static_cast<int>(known & 3) - 1;
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS_PERSISTENT");
-  int mode = kWsModeAuto;
+  int mode = kWsPersistentAuto;
   if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
-    mode = kWsModeAuto;
+    mode = kWsPersistentAuto;
   } else if (std::string_view(env) == "1" || std::string_view(env) == "0") {
-    mode = env[0] - '0';
+    mode = env[0] == '1' ? kWsPersistentOn : kWsPersistentOff;
   } else if (std::string_view(env) == "rule") {
     mode = kWsPersistentByRule;
   } else {

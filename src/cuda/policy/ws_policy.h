@@ -74,13 +74,15 @@ inline constexpr WsPersistentRule kWsPersistentRule{false, 128, 1024, 4096};
   return r.on && d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
 }
 
-/// The persistent kernel for a call, given FLATATTN_CUDA_SM90_WS_PERSISTENT's mode (src/cuda/family.h
-/// sm90_ws_persistent: -1 auto = the rule as it stands, 0 never, 1 always, 2 = the rule's thresholds even while
-/// it is held off).
+/// FLATATTN_CUDA_SM90_WS_PERSISTENT's modes (src/cuda/family.h sm90_ws_persistent): the rule as it stands, never,
+/// every dense call, the rule's thresholds even while it is held off.
+inline constexpr int kWsPersistentAuto = -1, kWsPersistentOff = 0, kWsPersistentOn = 1, kWsPersistentByRule = 2;
+
+/// The persistent kernel for a call under FLATATTN_CUDA_SM90_WS_PERSISTENT's mode.
 [[nodiscard]] constexpr bool ws_persistent_for(int mode, int d, std::int64_t nk, bool causal_like) {
-  if (mode == 0 || mode == 1) return mode == 1;
+  if (mode == kWsPersistentOff || mode == kWsPersistentOn) return mode == kWsPersistentOn;
   WsPersistentRule r = kWsPersistentRule;
-  if (mode == 2) r.on = true;
+  if (mode == kWsPersistentByRule) r.on = true;
   return ws_persistent_by_rule(d, nk, causal_like, r);
 }
 
