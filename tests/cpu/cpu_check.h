@@ -31,6 +31,22 @@ struct Seeded {
   [[nodiscard]] std::string trace() const { return "FLATATTN_SEED=" + std::to_string(seed); }
 };
 
+/// A shape of the path sweeps (test_split, test_split_backward): B, Nq, Nk, Hq, Hkv, D and causal.
+struct CaseShape {
+  std::int64_t b, nq, nk, hq, hkv, d;
+  bool causal;
+};
+
+/// The case of shape sh in dtype dt, with its LSE.
+inline Case shape_case(DType dt, const CaseShape& sh) {
+  Case c;
+  c.dtype = dt;
+  c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
+  c.options.causal = sh.causal;
+  c.options.return_lse = true;
+  return c;
+}
+
 /// Forward of case t into t.out (and t.lse when return_lse), poisoning them first. With a plan, runs
 /// cpu::run_forward with it (after validation); otherwise the public flatattn::forward.
 Report run_forward(CaseTensors& t, const Options& o, const std::optional<cpu::ForwardPlan>& plan = std::nullopt);

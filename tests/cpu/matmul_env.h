@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "src/cpu/amx/amx.h"
 
 namespace flatattn::testing {
 
@@ -33,6 +36,14 @@ class ScopedMatmul {
   static constexpr const char* kVar = "FLATATTN_CPU_MATMUL";
   std::optional<std::string> old_;
 };
+
+/// The bf16 product paths this machine has, by their FLATATTN_CPU_MATMUL names ("amx", "avx512bf16").
+inline std::vector<std::string> bf16_paths() {
+  std::vector<std::string> v;
+  if (cpu::amx_available()) v.push_back("amx");
+  if (cpu::avx512bf16_available()) v.push_back("avx512bf16");
+  return v;
+}
 
 inline bool ends_with(const std::string& k, const std::string& suffix) {
   return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;

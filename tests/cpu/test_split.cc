@@ -24,14 +24,6 @@ using namespace flatattn::testing;
 
 namespace {
 
-/// The bf16 paths this machine has ("amx", "avx512bf16"), or only the forced one when FLATATTN_CPU_MATMUL names one.
-std::vector<std::string> split_paths() {
-  std::vector<std::string> v;
-  if (cpu::amx_available()) v.push_back("amx");
-  if (cpu::avx512bf16_available()) v.push_back("avx512bf16");
-  return v;
-}
-
 TEST(CpuSplit, TwoPiecesOfEveryF16AreExact) {
   int checked = 0;
   for (std::uint32_t bits = 0; bits < 65536; ++bits) {
@@ -67,7 +59,7 @@ TEST(CpuSplit, ProductListsAreThePolicys) {
 // The AVX-512 row splitter the packers use is the rule of bf16_piece bit for bit (f16 and normal f32 values,
 // ties of the nearest-even rounding, infinities, row tails).
 TEST(CpuSplit, RowSplitterIsTheRule) {
-  if (split_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  if (bf16_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
   std::mt19937_64 rng(11);
   std::normal_distribution<float> nd(0.f, 30.f);
   for (DType dt : {DType::f16, DType::f32}) {
@@ -90,7 +82,7 @@ TEST(CpuSplit, RowSplitterIsTheRule) {
 
 // One piece of bf16 rows: the split packers are bit for bit the bf16 packers (the layouts are shared).
 TEST(CpuSplit, OnePieceIsTheBf16Layout) {
-  if (split_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  if (bf16_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
   std::mt19937_64 rng(7);
   const std::int64_t n = 45, d = 59, kd = cpu::amx_kd(d), dp = cpu::padded_d(d), n_pad = 64;
   std::vector<std::uint16_t> src(static_cast<std::size_t>(n * 70));
@@ -121,35 +113,19 @@ double ulps_apart(const HostTensor& a, const HostTensor& b) {
   return worst;
 }
 
-/// A forward shape of the split tests: B, Nq, Nk, Hq, Hkv, D and causal.
-struct Shape {
-  std::int64_t b, nq, nk, hq, hkv, d;
-  bool causal;
-};
-
-/// The case of shape sh in dtype dt, with its LSE.
-Case shape_case(DType dt, const Shape& sh) {
-  Case c;
-  c.dtype = dt;
-  c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
-  c.options.causal = sh.causal;
-  c.options.return_lse = true;
-  return c;
-}
-
 // Shapes that pad (D = 16, 59, 128, 256), odd lengths, GQA, causal and not: the split forward on each bf16 path
 // meets the rule and stays within one f16 ulp (of the largest output) of the fp32 path (the same products, summed in another order, P
 // carried to 16 bits); both paths' max errors against the oracle are printed.
 TEST(CpuSplit, F16ForwardMatchesTheFp32Path) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 16, false},     {2, 37, 53, 4, 2, 59, true},
+  const std::vector<CaseShape> shapes = {{1, 1, 1, 1, 1, 16, false},     {2, 37, 53, 4, 2, 59, true},
                                      {1, 130, 300, 2, 1, 128, true}, {2, 200, 200, 3, 3, 64, false},
                                      {1, 17, 250, 2, 2, 48, true},   {1, 64, 33, 2, 2, 256, false},
                                      {1, 300, 700, 2, 1, 64, true}};
-  for (const Shape& sh : shapes) {
+  for (const CaseShape& sh : shapes) {
     const Case c = shape_case(DType::f16, sh);
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng);
@@ -185,7 +161,7 @@ TEST(CpuSplit, F16ForwardMatchesTheFp32Path) {
 // Every feature row of the table in f16 on each bf16 path (the forced ctest entries run the whole forward suites
 // as well: cpu_forward_matmul_amx, cpu_forward_matmul_avx512bf16).
 TEST(CpuSplit, F16FeatureTableOnBf16Paths) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
@@ -212,14 +188,14 @@ struct ScopedF32Split {
 // fp32 inputs as 3 bf16 pieces (experimental, FLATATTN_CPU_F32_SPLIT = 9): the rule including the fp32
 // kernels' 1e-5 relative bound (expect_forward_ok, strict fp32 cases), and both paths' max errors printed.
 TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  const std::vector<Shape> shapes = {{2, 37, 53, 4, 2, 59, true},   {1, 130, 300, 2, 1, 128, true},
+  const std::vector<CaseShape> shapes = {{2, 37, 53, 4, 2, 59, true},   {1, 130, 300, 2, 1, 128, true},
                                      {2, 200, 200, 3, 3, 64, false}, {1, 64, 33, 2, 2, 256, false},
                                      {1, 300, 1100, 2, 1, 64, false}};
-  for (const Shape& sh : shapes) {
+  for (const CaseShape& sh : shapes) {
     const Case c = shape_case(DType::f32, sh);
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng);
@@ -252,7 +228,7 @@ TEST(CpuSplit, F32ThreePiecesMeetTheFp32Rule) {
 // Every feature row of the table in f32 with the 9 piece products on each bf16 path (the 6 largest missed the rule
 // with large logits: sd 100 on AVX512-BF16, 6.4e-4 against 7.7e-5; that variant is gone), and 6 is refused.
 TEST(CpuSplit, F32FeatureTableOnBf16Paths) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());

@@ -24,14 +24,6 @@ using namespace flatattn::testing;
 
 namespace {
 
-/// The bf16 paths this machine has ("amx", "avx512bf16").
-std::vector<std::string> split_paths() {
-  std::vector<std::string> v;
-  if (cpu::amx_available()) v.push_back("amx");
-  if (cpu::avx512bf16_available()) v.push_back("avx512bf16");
-  return v;
-}
-
 /// The largest max_err / bound over dq, dk, dv of t (after a backward): 1 is the rule's limit.
 double worst_ratio(const CaseTensors& t, const BackwardOracle& ref, const BackwardYardstick& y) {
   double worst = 0;
@@ -72,7 +64,7 @@ void check_split_backward(CaseTensors& t, const std::vector<std::string>& paths)
 // P^T and dS^T as 2 bf16 pieces: every element lands transposed, piece k the rule of bf16_piece (ties to even,
 // residues of the first piece), the second plane where asked.
 TEST(CpuSplitBackward, TwoPieceTransposeIsTheRule) {
-  if (split_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
+  if (bf16_paths().empty()) GTEST_SKIP() << "no bf16 matrix path here";
   std::mt19937_64 rng(5);
   std::normal_distribution<float> nd(0.f, 3.f);
   const std::int64_t rows = 64, ncols = 48, lds = 50, ldt = 70, plane = ncols * ldt + 7;
@@ -95,23 +87,16 @@ TEST(CpuSplitBackward, TwoPieceTransposeIsTheRule) {
 // Shapes that pad (D = 1, 3, 16, 59, 128, 200), odd lengths, GQA, causal and not, Nq != Nk; both the fp32 path and
 // each split path meet the rule (their max_err / bound printed side by side).
 TEST(CpuSplitBackward, F16OnEveryPathMatchesTheOracle) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
-  struct Shape {
-    std::int64_t b, nq, nk, hq, hkv, d;
-    bool causal;
-  };
-  const std::vector<Shape> shapes = {{1, 1, 1, 1, 1, 16, false},     {2, 37, 53, 4, 2, 59, true},
+  const std::vector<CaseShape> shapes = {{1, 1, 1, 1, 1, 16, false},     {2, 37, 53, 4, 2, 59, true},
                                      {1, 130, 300, 2, 1, 128, true}, {2, 200, 200, 3, 3, 64, false},
                                      {1, 17, 250, 2, 2, 3, true},    {1, 70, 33, 2, 1, 200, false},
                                      {2, 40, 90, 2, 1, 1, false}};
-  for (const Shape& sh : shapes) {
-    Case c;
-    c.dtype = DType::f16;
-    c.batch = sh.b, c.nq = sh.nq, c.nk = sh.nk, c.hq = sh.hq, c.hkv = sh.hkv, c.d = sh.d;
-    c.options.causal = sh.causal;
+  for (const CaseShape& sh : shapes) {
+    const Case c = shape_case(DType::f16, sh);
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng, /*with_backward=*/true);
     check_split_backward(t, paths);
@@ -122,7 +107,7 @@ TEST(CpuSplitBackward, F16OnEveryPathMatchesTheOracle) {
 // D = 3), and neighbours: large logits (|S| ~ 1e4) make exp(S - LSE) sensitive to any difference between the
 // forward's and the backward's S; the split backward recomputes S from the same products in the same order.
 TEST(CpuSplitBackward, F16LargeSoftcappedLogits) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
@@ -145,7 +130,7 @@ TEST(CpuSplitBackward, F16LargeSoftcappedLogits) {
 // block-sparse, GQA, odd D, large logits) in f16 through the split backward on each path (dsinks and dbias are
 // judged by expect_backward_ok where the case has them).
 TEST(CpuSplitBackward, F16FeatureTableOnBf16Paths) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
@@ -170,7 +155,7 @@ TEST(CpuSplitBackward, F16FeatureTableOnBf16Paths) {
 
 // dQ, dK, dV bitwise identical across runs and for 1, 2 and 3 threads on each split path, deterministic or not.
 TEST(CpuSplitBackward, F16BitwiseReproducible) {
-  const std::vector<std::string> paths = split_paths();
+  const std::vector<std::string> paths = bf16_paths();
   if (paths.empty()) GTEST_SKIP() << "no bf16 matrix path here";
   Seeded s;
   SCOPED_TRACE(s.trace());
