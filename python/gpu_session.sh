@@ -7,7 +7,10 @@
 #   STAGES="install test minilm llama overhead" OUT=/tmp/out bash python/gpu_session.sh
 # Environment: STAGES (default all), ARCHS (FLATATTN_CUDA_ARCHS for the build, default 90 = H100/H200 only; no
 # compute_75 PTX: the wheel serves this GPU),
-# JOBS (default nproc), MODEL_DIR (default .xfer/minilm-fp16), DEADLINE (seconds, default 540).
+# JOBS (default nproc), MODEL_DIR (default .xfer/minilm-fp16), DEADLINE (seconds, default 540), PY_CMAKE_EXTRA (more
+# CMake options for the install, e.g. "-DFLATATTN_HDIMS=64;128" for a faster build of the head dims a stage needs).
+# Optional stage `flex` (issue 16): bench/gpu/peers_flex.py with the installed package, so flatattn.flex_attention
+# runs on the same BlockMasks as torch.compile(flex_attention) and SDPA's boolean mask (FLEX_* as that script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/py-gpu-out}
@@ -38,7 +41,7 @@ note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 
 if has install; then
   # --no-build-isolation: use the machine's nanobind / scikit-build-core; --no-deps: nothing to fetch.
-  stage install 420 env FLATATTN_CUDA=ON CMAKE_ARGS="-DFLATATTN_CUDA_ARCHS=$ARCHS -DFLATATTN_CUDA_PTX75=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS \
+  stage install 420 env FLATATTN_CUDA=ON CMAKE_ARGS="-DFLATATTN_CUDA_ARCHS=$ARCHS -DFLATATTN_CUDA_PTX75=OFF ${PY_CMAKE_EXTRA:-}" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS \
     python3 -m pip install . --no-build-isolation --no-deps -v
   stage import 30 python3 -c "import flatattn; assert flatattn.cuda_built(), 'built without CUDA'; print('flatattn', flatattn.__version__, 'cuda_built', flatattn.cuda_built())"
 fi
@@ -58,6 +61,10 @@ if has overhead; then
   stage ovh_cuda 120 python3 bench/python_overhead.py --device cuda --out "$OUT/python_overhead_cuda.json"
   stage ovh_cpu 120 python3 bench/python_overhead.py --device cpu --out "$OUT/python_overhead_cpu.json"
   grep -E "added overhead" "$LOG"/ovh_*.log >> "$SUMMARY"
+fi
+if has flex; then
+  stage flex ${FLEX_LIMIT:-420} env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_flex.py
+  grep -c "'mask'" "$LOG/flex.log" | sed 's/^/flex rows: /' >> "$SUMMARY"
 fi
 tar -C "$OUT" -czf "$OUT/py-logs.tar.gz" logs && rm -rf "$LOG"
 echo "================ summary ================"

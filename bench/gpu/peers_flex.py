@@ -37,6 +37,12 @@ def bench(fn):
     return triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")  # ms
 
 
+def dump(res):
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "peers_flex.json"), "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def make_mask_mod(name, n, device):
     """The mask's element predicate (b, h, q_idx, kv_idx) -> bool, vectorized over tensors."""
     if name == "causal":
@@ -152,13 +158,12 @@ def main():
                     q.grad = k.grad = v.grad = None
             res["rows"].append(row)
             print(row, flush=True)
+            dump(res)  # after every row: a stage cut by its timeout keeps what it measured
             runs.clear()
             torch.cuda.empty_cache()
         del q, k, v, do
         torch.cuda.empty_cache()
-    if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "peers_flex.json"), "w") as f:
-            json.dump(res, f, indent=1)
+    dump(res)
     return 0
 
 
