@@ -49,6 +49,7 @@
 #include "src/cuda/registry.h"
 #include "src/cuda/ws_route.h"
 #include "tests/cuda/device_case.h"
+#include "tests/cuda/sm90_ws_cases.h"
 #ifdef FLATATTN_TEST_SM90
 #include "tests/cuda/tma_checks.h"
 #endif
@@ -141,12 +142,6 @@ bool timed_run(CaseTensors& t, Report& r, const std::string& what, double limit_
   return true;
 }
 
-Case base(DType dt, std::int64_t nq, std::int64_t nk, std::int64_t d) {
-  Case c = small_case(dt, nq, nk, d);  // B = 2, Hq = 2, Hkv = 1 (GQA), LSE
-  c.options.dataflow = Dataflow::flash;
-  return c;
-}
-
 /// The schedule the suites run (FLATATTN_CUDA_SM90_WS's value): FLATATTN_TEST_WS_SCHEDULE (1, 2 or 3), else
 /// FLATATTN_CUDA_SM90_WS as the process started with it (`FLATATTN_CUDA_SM90_WS=2 test_cuda
 /// --gtest_filter='CudaSm90Ws.*'`), default 1. Read once before main: the tests' ScopedWs changes the variable.
@@ -160,18 +155,6 @@ std::string read_schedule() {
 const std::string g_schedule = read_schedule();
 const char* schedule() { return g_schedule.c_str(); }
 
-/// Whether the warp-specialized kernel serves the case (else it must refuse it): not the additive bias; a varlen
-/// case with at least one query row. Block-sparse cases are left to tests/cuda/test_sparse_ws.cc.
-bool ws_serves(const Case& c) {
-  if (c.has_bias() || c.sparse.on()) return false;
-  if (c.varlen) {
-    std::int64_t rows = 0;
-    for (std::int32_t n : c.seqlens_q) rows += n;
-    return rows > 0;
-  }
-  return c.nq > 0 && c.batch > 0;
-}
-
 /// Whether this build has a Flash forward instance that serves the case's variant, dtype and head dim
 /// (FLATATTN_VARIANTS / FLATATTN_HDIMS narrow the build; scripts/ws_probe.sh builds the plain variant only):
 /// the cases of a variant or head dim that is not built are skipped, not failed.
@@ -184,174 +167,6 @@ bool built_for(const Case& c) {
   for (const cuda::FwdInstance& in : cuda::fwd_instances())
     if (in.dataflow == Dataflow::flash && in.dtype == c.dtype && in.variant == v && in.d >= c.d) return true;
   return false;
-}
-
-/// Varlen cases at head dim d: empty and 1-row sequences, Nq != Nk per sequence (both ways), tiles that cross
-/// into the next sequence's rows, key ranges that wrap the ring, causal in both alignments, a window, softcap,
-/// ALiBi (its distances are per sequence) and sinks; GQA (base: Hq 2, Hkv 1).
-std::vector<Case> ws_varlen_cases(DType dt, std::int64_t d) {
-  auto varlen = [&](std::vector<std::int32_t> q, std::vector<std::int32_t> k) {
-    Case c = base(dt, 0, 0, d);
-    c.varlen = true;
-    c.batch = static_cast<std::int64_t>(q.size());
-    c.seqlens_q = std::move(q);
-    c.seqlens_k = std::move(k);
-    return c;
-  };
-  std::vector<Case> v;
-  v.push_back(varlen({5, 130, 64, 0, 1, 200}, {7, 130, 200, 3, 1, 0}));  // empty q, empty k, 1 row
-  v.push_back(varlen({1, 1, 1}, {1, 300, 0}));
-  v.push_back(varlen({129, 300}, {1100, 65}));  // wraps the ring; the second sequence shorter in keys
-  for (CausalAlign align : {CausalAlign::bottom_right, CausalAlign::top_left}) {
-    Case c = varlen({37, 0, 260, 128, 1}, {100, 50, 129, 300, 64});
-    c.options.causal = true;
-    c.options.causal_align = align;
-    v.push_back(c);
-    Case r = varlen({300, 64}, {70, 200});  // Nq > Nk: fully masked rows (bottom-right)
-    r.options.causal = true;
-    r.options.causal_align = align;
-    v.push_back(r);
-  }
-  {
-    Case c = varlen({150, 3, 270}, {170, 90, 270});
-    c.options.window.left = 40;
-    c.options.window.right = 7;
-    v.push_back(c);
-  }
-  {
-    Case c = varlen({90, 257}, {300, 129});
-    c.options.softcap = 30.f;
-    c.options.causal = true;
-    v.push_back(c);
-  }
-  {
-    Case c = varlen({90, 0, 257}, {300, 5, 129});
-    c.alibi = 2;
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal = false;
-    c.alibi = 1;
-    c.sinks = true;
-    v.push_back(c);
-  }
-  return v;
-}
-
-/// Softcap and ALiBi (the variants whose hooks are the seam's score transform) on batched cases at head dim d:
-/// with and without causal (both alignments), a window, sinks, Nq != Nk.
-std::vector<Case> ws_variant_cases(DType dt, std::int64_t d) {
-  std::vector<Case> v;
-  for (int variant : {0, 1}) {
-    auto with = [&](Case c) {
-      if (variant == 0) {
-        c.options.softcap = 20.f;
-      } else {
-        c.alibi = 2;
-      }
-      return c;
-    };
-    v.push_back(with(base(dt, 200, 330, d)));
-    Case c = with(base(dt, 300, 129, d));
-    c.options.causal = true;
-    v.push_back(c);
-    c.options.causal_align = CausalAlign::top_left;
-    v.push_back(c);
-    Case w = with(base(dt, 257, 257, d));
-    w.options.window.left = 64;
-    w.options.window.right = 0;
-    v.push_back(w);
-    Case k = with(base(dt, 130, 1025, d));  // wraps the ring
-    k.sinks = true;
-    v.push_back(k);
-  }
-  v[0].input_sd = 4.0;  // large logits through the soft cap
-  return v;
-}
-
-/// Dropout (the probability hook on the sequence's b, h, row and column) at head dim d: batched with causal (both
-/// alignments), a window, GQA, sinks, softcap, Nq != Nk, a position in a longer sequence (dropout_row0/col0); varlen
-/// with empty and 1-row sequences (the counter's b is the sequence).
-std::vector<Case> ws_dropout_cases(DType dt, std::int64_t d) {
-  std::vector<Case> v;
-  std::uint64_t k = 0x5eed0000u + static_cast<std::uint64_t>(d);
-  auto drop = [&](Case c, float p) {
-    c.options.dropout_p = p;
-    c.options.dropout_seed = k * 0x9E3779B97F4A7C15ull;
-    c.options.dropout_offset = ++k;
-    return c;
-  };
-  v.push_back(drop(base(dt, 200, 330, d), 0.1f));
-  for (CausalAlign align : {CausalAlign::bottom_right, CausalAlign::top_left}) {
-    Case c = drop(base(dt, 300, 129, d), 0.17f);
-    c.options.causal = true;
-    c.options.causal_align = align;
-    v.push_back(c);
-  }
-  {
-    Case w = drop(base(dt, 257, 1025, d), 0.5f);  // wraps the ring
-    w.options.window.left = 64;
-    w.options.window.right = 3;
-    v.push_back(w);
-    Case g = drop(base(dt, 130, 260, d), 0.1f);  // GQA 4:1, sinks, softcap (the dropout_softcap variant)
-    g.hq = 4, g.hkv = 1;
-    g.sinks = true;
-    g.options.softcap = 30.f;
-    v.push_back(g);
-    Case at = drop(base(dt, 150, 200, d), 0.3f);
-    at.options.dropout_row0 = 1037, at.options.dropout_col0 = 4096 + 64;
-    at.options.causal = true;
-    v.push_back(at);
-  }
-  for (const Case& c : ws_varlen_cases(dt, d))
-    if (c.alibi == 0) v.push_back(drop(c, 0.2f));  // ALiBi comes without dropout (validation)
-  return v;
-}
-
-std::vector<Case> ws_cases(DType dt) {
-  std::vector<Case> v;
-  for (std::int64_t d : {64, 128, 256}) {
-    // around the 128- (D = 64: 192-) row tile and the 128- (D = 256: 80-) key block; 1025 and 2100 keys wrap the ring
-    for (std::int64_t n : {1, 17, 64, 80, 81, 127, 128, 129, 160, 191, 192, 193, 255, 256, 257, 1025}) v.push_back(base(dt, n, n, d));
-    for (auto [nq, nk] : {std::pair{300, 2100}, {2100, 300}}) v.push_back(base(dt, nq, nk, d));
-    for (bool causal : {false, true}) {
-      for (auto [nq, nk] : {std::pair{100, 37}, {37, 300}, {200, 20}, {513, 700}, {700, 513}, {129, 1100}}) {
-        Case c = base(dt, nq, nk, d);
-        c.options.causal = causal;
-        v.push_back(c);
-        if (causal) {
-          c.options.causal_align = CausalAlign::top_left;
-          v.push_back(c);
-        }
-      }
-    }
-    for (Case c : feature_mix(dt, d, 400, 350)) {  // windows, large logits, negative scale, GQA/MQA strided
-      if (!ws_serves(c)) continue;
-      c.options.dataflow = Dataflow::flash;
-      v.push_back(c);
-    }
-    {  // sinks, one of them far above the logits
-      Case c = base(dt, 150, 333, d);
-      c.sinks = true;
-      c.sink_mean = 4.0;
-      v.push_back(c);
-      c.options.causal = true;
-      v.push_back(c);
-    }
-    {  // no LSE requested, one sequence, many heads
-      Case c = base(dt, 260, 260, d);
-      c.options.return_lse = false;
-      c.batch = 1, c.hq = 8, c.hkv = 8;
-      v.push_back(c);
-    }
-    for (const Case& c : ws_variant_cases(dt, d)) v.push_back(c);
-    for (const Case& c : ws_varlen_cases(dt, d)) v.push_back(c);
-    for (const Case& c : ws_dropout_cases(dt, d)) v.push_back(c);
-  }
-  // zero-padded head dims (the tensor map's column bound fills the rest with zeros; 200 and 248 run D = 256)
-  for (std::int64_t d : {40, 56, 104, 120, 200, 248}) v.push_back(base(dt, 150, 170, d));
-  for (const Case& c : edge_cases(dt))
-    if (ws_serves(c)) v.push_back(c);
-  return v;
 }
 
 /// check_case, and that the warp-specialized kernel ran it whenever the sm90 family did (a build without the
@@ -511,7 +326,7 @@ TEST(CudaSm90Ws, Tiny) {
   const std::uint64_t seed = seed_for("Sm90WsTiny");
   std::mt19937_64 rng(seed);
   for (std::int64_t d : {128, 64, 256}) {
-    Case c = base(DType::bf16, 128, 128, d);
+    Case c = ws_base_case(DType::bf16, 128, 128, d);
     c.batch = 1, c.hq = 1, c.hkv = 1;
     CaseTensors t = make_case(c, rng);
     check_ws(t, seed, "ws tiny");
@@ -588,9 +403,9 @@ TEST(CudaSm90Ws, AllSchedules) {
     if (std::string(sched) == "2" && std::string(schedule()) != "2") continue;
     const ScopedWs ws(sched);
     for (std::int64_t d : {64, 128, 256}) {
-      std::vector<Case> cases = {base(DType::bf16, 1, 1, d), base(DType::bf16, 129, 1300, d), base(DType::f16, 700, 513, d)};
+      std::vector<Case> cases = {ws_base_case(DType::bf16, 1, 1, d), ws_base_case(DType::bf16, 129, 1300, d), ws_base_case(DType::f16, 700, 513, d)};
       cases[2].options.causal = true;
-      Case tl = base(DType::bf16, 300, 900, d);
+      Case tl = ws_base_case(DType::bf16, 300, 900, d);
       tl.options.causal = true;
       tl.options.causal_align = CausalAlign::top_left;
       cases.push_back(tl);
@@ -615,17 +430,17 @@ TEST(CudaSm90Ws, SanitizerSet) {
   const ScopedWs ws(schedule());
   const std::uint64_t seed = seed_for("Sm90WsSanitizerSet");
   std::mt19937_64 rng(seed);
-  std::vector<Case> cases = {base(DType::bf16, 130, 600, 128), base(DType::bf16, 140, 300, 256)};
+  std::vector<Case> cases = {ws_base_case(DType::bf16, 130, 600, 128), ws_base_case(DType::bf16, 140, 300, 256)};
   cases[1].options.causal = true;
   for (std::int64_t d : {64, 256}) {
-    Case c = base(DType::bf16, 0, 0, d);
+    Case c = ws_base_case(DType::bf16, 0, 0, d);
     c.varlen = true;
     c.batch = 4;
     c.seqlens_q = {0, 1, 70, 129};
     c.seqlens_k = {3, 1, 0, 200};
     cases.push_back(c);
   }
-  Case sc = base(DType::f16, 90, 150, 64);
+  Case sc = ws_base_case(DType::f16, 90, 150, 64);
   sc.options.softcap = 30.f;
   cases.push_back(sc);
   for (const Case& c : cases) {
@@ -646,7 +461,7 @@ TEST(CudaSm90Ws, NoKeys) {
   const std::uint64_t seed = seed_for("Sm90WsNoKeys");
   std::mt19937_64 rng(seed);
   for (auto [d, varlen] : {std::pair{64, false}, {128, false}, {256, false}, {64, true}, {256, true}}) {
-    Case c = base(DType::bf16, 50, 0, d);
+    Case c = ws_base_case(DType::bf16, 50, 0, d);
     if (varlen) {
       c.varlen = true;
       c.batch = 3;
@@ -702,7 +517,7 @@ TEST(CudaSm90Ws, PlannerPicksByTheModel) {
                        Row{nullptr, 2048, 256, false}, Row{nullptr, 2048, 256, true}, Row{nullptr, 2048, 256, false, 1},
                        Row{"0", 2048, 256, false}, Row{schedule(), 300, 256, false}, Row{schedule(), 300, 256, true}}) {
     const ScopedWs ws(r.value);
-    Case c = base(DType::bf16, 200, r.nk, r.d);
+    Case c = ws_base_case(DType::bf16, 200, r.nk, r.d);
     if (r.softcap) c.options.softcap = 30.f;
     c.alibi = r.alibi;
     if (r.dropout) c.options.dropout_p = 0.1f;
@@ -776,7 +591,7 @@ TEST(CudaSm90Ws, Refusals) {
   std::mt19937_64 rng(seed);
   std::vector<Case> refused;
   for (std::int64_t d : {128, 64}) {
-    Case b = base(DType::bf16, 100, 120, d);
+    Case b = ws_base_case(DType::bf16, 100, 120, d);
     b.bias_dims = "bhq";
     refused.push_back(b);
   }
