@@ -129,22 +129,24 @@ SparseSpec derive_lists(const Problem& p, void* ws, void* stream) {
   auto* base = static_cast<std::int32_t*>(ws);
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (s.derive_kv) {
-    if (c.kv_rows > 0)
+    if (c.kv_rows > 0) {
       local_global_kernel<<<grid_for(c.kv_rows), kWarps * 32, 0, st>>>(
           s, p.mask, p.varlen ? p.cu_seqlens_q : nullptr, p.varlen ? p.cu_seqlens_k : nullptr,
           static_cast<int>(p.total_q), static_cast<int>(p.total_k), p.nq, p.nk, p.batch, base + c.kv_num,
           base + c.kv_idx, base + c.kv_fnum, base + c.kv_fidx);
-    check_launch("local_global (device lists)");
+      check_launch("local_global (device lists)");
+    }
     s.kv = contiguous_lists(base + c.kv_num, base + c.kv_idx, base + c.kv_fnum, base + c.kv_fidx, p.batch, 1, s.nqb,
                             s.nkb);
     s.list_b = p.batch, s.list_h = 1;
   }
   if (s.derive_q) {
-    if (c.q_rows > 0)
+    if (c.q_rows > 0) {
       transpose_kernel<<<grid_for(c.q_rows), kWarps * 32, 0, st>>>(
           s.kv, s.list_b, s.list_h, s.nqb, s.nkb, base + c.q_num, base + c.q_idx,
           c.q_full ? base + c.q_fnum : nullptr, c.q_full ? base + c.q_fidx : nullptr);
-    check_launch("block_sparse.q_num_blocks (device transpose)");
+      check_launch("block_sparse.q_num_blocks (device transpose)");
+    }
     s.q = contiguous_lists(base + c.q_num, base + c.q_idx, c.q_full ? base + c.q_fnum : nullptr,
                            c.q_full ? base + c.q_fidx : nullptr, s.list_b, s.list_h, s.nkb, s.nqb);
   }
