@@ -27,17 +27,23 @@ HostLists transpose_lists(const BlockLists& lists, std::int64_t nb, std::int64_t
   HostLists t;
   t.nb = nb, t.nh = nh, t.rows = cols, t.width = rows;
   resize(t);
-  // Per column c, the rows that list it, ascending (transposed_block, as the CUDA kernel does per warp).
+  // A scatter, O(listed blocks): rows ascending, so each column's list comes out sorted. The CUDA derivation
+  // gathers each column instead (transposed_block, sparse_rows.h: O(rows log W) per column, one warp each);
+  // for valid lists both give these lists (SparseRows.TransposeIsTheScatterOfTheKvLists, CudaSparseDerive).
   for (std::int64_t b = 0; b < nb; ++b)
-    for (std::int64_t h = 0; h < nh; ++h)
-      for (std::int64_t c = 0; c < cols; ++c) {
-        const std::int64_t row = (b * nh + h) * cols + c;
-        for (std::int64_t r = 0; r < rows; ++r) {
-          const unsigned in = transposed_block(lists, b, h, r, c);
-          if (in & 1u) t.idx[row * t.width + t.num[row]++] = static_cast<std::int32_t>(r);
-          if (in & 2u) t.full_idx[row * t.width + t.full_num[row]++] = static_cast<std::int32_t>(r);
+    for (std::int64_t h = 0; h < nh; ++h) {
+      const std::int64_t base = (b * nh + h) * cols;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        for (int s = 0; s < lists.partial_count(b, h, r); ++s) {
+          const std::int64_t c = lists.idx.at(b, h, r, s);
+          t.idx[(base + c) * t.width + t.num[base + c]++] = static_cast<std::int32_t>(r);
+        }
+        for (int s = 0; s < lists.full_count(b, h, r); ++s) {
+          const std::int64_t c = lists.full_idx.at(b, h, r, s);
+          t.full_idx[(base + c) * t.width + t.full_num[base + c]++] = static_cast<std::int32_t>(r);
         }
       }
+    }
   return t;
 }
 

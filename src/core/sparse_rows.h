@@ -1,8 +1,11 @@
 // The block lists the library derives, one block at a time, host and device (issue 16): which key blocks
 // local + global attention lists for a query block, and which query blocks list a key block (the
-// transposed lists of the backward). The host builders (src/core/sparse_lists.cc) loop over rows with
-// these functions; the CUDA kernels (src/cuda/sparse_derive.cu) run one warp per row with the same
-// functions, so both backends build the same lists, in the same order, with the same full / partial split.
+// transposed lists of the backward). The host's local_global_lists (src/core/sparse_lists.cc) loops over
+// rows with these functions and the CUDA kernels (src/cuda/sparse_derive.cu) run one warp per row with the
+// same functions, so both backends build the same lists, in the same order, with the same full / partial
+// split. The transpose: the device gathers each column with transposed_block (quadratic in blocks, fine one
+// warp per column), the host keeps its linear scatter (transpose_lists); tests/cpu/test_sparse_rows.cc checks
+// the two agree.
 //
 // Device memory is never trusted: counts are clamped to their row's width and global counts to G before
 // anything is read, so whatever a list or a position holds, nothing is read outside its tensor. For valid

@@ -1,8 +1,9 @@
 // The per-block rules the library derives sparse lists with (src/core/sparse_rows.h), shared by the host
 // builders (src/core/sparse_lists.cc) and the CUDA derivation (src/cuda/sparse_derive.cu): band_touches
 // against the loop over rows it replaces, the local + global lists against a block-by-block reference built
-// from the element rule (and every visible element inside a listed block), the transpose against a scatter of
-// the kv lists, and the clamps that keep device reads inside their tensors.
+// from the element rule (and every visible element inside a listed block), the per-column gather the device
+// transposes with (transposed_block) against the host's transpose_lists and a scatter written here, and the
+// clamps that keep device reads inside their tensors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -181,6 +182,16 @@ TEST(SparseRows, TransposeIsTheScatterOfTheKvLists) {
                                            with_full ? fidx.data() : nullptr, nb, nh, rows, width);
     const HostLists q = transpose_lists(kv, nb, nh, rows, cols);
     const BlockLists qv = q.view();
+    // The device's gather: per column, the rows that list it (transposed_block), ascending.
+    std::vector<std::vector<std::int32_t>> gp(nb * nh * cols), gf(nb * nh * cols);
+    for (std::int64_t b = 0; b < nb; ++b)
+      for (std::int64_t h = 0; h < nh; ++h)
+        for (std::int64_t c = 0; c < cols; ++c)
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const unsigned in = transposed_block(kv, b, h, r, c);
+            if (in & 1u) gp[(b * nh + h) * cols + c].push_back(static_cast<std::int32_t>(r));
+            if (in & 2u) gf[(b * nh + h) * cols + c].push_back(static_cast<std::int32_t>(r));
+          }
     // The scatter: rows ascending, each listed block appends its row to its column.
     std::vector<std::vector<std::int32_t>> wp(nb * nh * cols), wf(nb * nh * cols);
     for (std::int64_t b = 0; b < nb; ++b)
@@ -198,6 +209,8 @@ TEST(SparseRows, TransposeIsTheScatterOfTheKvLists) {
           const auto& f = wf[(b * nh + h) * cols + c];
           const std::string at = "case " + std::to_string(t) + " (" + std::to_string(b) + ", " + std::to_string(h) +
                                  ", " + std::to_string(c) + ")";
+          ASSERT_EQ(gp[(b * nh + h) * cols + c], p) << at << ": gather (device) vs scatter, partial";
+          ASSERT_EQ(gf[(b * nh + h) * cols + c], f) << at << ": gather (device) vs scatter, full";
           ASSERT_EQ(qv.partial_count(b, h, c), static_cast<int>(p.size())) << at;
           ASSERT_EQ(qv.full_count(b, h, c), static_cast<int>(f.size())) << at;
           for (std::size_t x = 0; x < p.size(); ++x) ASSERT_EQ(qv.idx.at(b, h, c, x), p[x]) << at;
