@@ -64,7 +64,8 @@ struct Row {
 /// rule (src/check, as the tests do). Returns its rows and the Report of the (last) kernel call.
 std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t seed, Report& rep) {
   check::Case c0 = cc.c;
-  // The CUDA sparse backward walks the caller's transposed q lists (issue 16): pass them (no random draws).
+  // The CUDA sparse backward walks transposed q lists (issue 16): pass the caller's (no random draws), so the
+  // given-lists path stays checked here; the device transpose of absent ones is CudaSparseDerive's (test_cuda).
   if (where == DeviceKind::cuda && cc.backward && c0.sparse.on() && !c0.sparse.derive) c0.sparse.give_q = true;
   check::CaseTensors t = check::make_case(c0, seed, cc.backward);
   const check::Case& c = t.c;

@@ -13,10 +13,11 @@
 // Element (i, j) of sequence b, query head h is visible iff j < Nk and i < Nq of the sequence, the block
 // (i / block_q, j / block_kv) is listed for (b, h), and either it is listed as full or the rule holds.
 // A row with no visible key gives O = 0 and LSE = -inf (zero gradients), as every masked row.
-// Backends: CPU forward and backward, every rule. CUDA: the forward and the backward with the caller's lists
-// (sm80-family Flash kernels, also on Hopper; the backward needs the q lists too); lists the library derives
-// (local + global without BlockSparse) are refused with Error(unsupported) so far. CUDA list contents are not
-// checked on the device.
+// Backends: CPU forward and backward, every rule. CUDA: the forward and the backward (Flash kernels of the sm80
+// and sm90 families), with the caller's lists or with lists the library derives (local + global without
+// BlockSparse; the backward's q lists when absent), which CUDA builds on the device on the call's stream (no
+// host synchronization: CUDA-graph capturable) from the same per-block rule as the CPU, so both backends list
+// the same blocks. CUDA list and position contents are not checked on the device.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +43,9 @@ namespace flatattn {
 ///   full_kv_indices    (B', H', NQB, W')    optional: their indices (disjoint from the partial ones)
 ///   q_num_blocks, q_indices, full_q_num_blocks, full_q_indices: the transposed lists (per key block c,
 ///     the query blocks that list c), (B', H', NKB) and (B', H', NKB, W''), for the backward. Optional:
-///     the CPU derives them from the kv lists; required for a CUDA backward (Error naming q_num_blocks when
-///     absent); given, they must be their exact transpose (checked on CPU).
+///     absent, the library derives them from the kv lists (CUDA: on the device, into a stream-ordered
+///     workspace of up to 8 B' H' NKB (NQB + 1) bytes for the call); given, they must be their exact
+///     transpose (checked on CPU).
 ///   mask_bits          (P, block_q, ceil(block_kv / 32)) optional: the element rule of partial blocks as
 ///                      bits: word w of row t of bit-block p holds keys 32 w .. 32 w + 31 of the block, bit
 ///                      (key % 32) set = visible. The partial block in slot s of row (b, h, r) of kv_indices
@@ -71,7 +73,12 @@ struct BlockSparse {
 ///   global_counts    (B')    int32, optional: how many of the row are used (absent: G).
 /// With BlockSparse: the element rule of its partial blocks (BigBird: random blocks + window + global).
 /// Without: the library derives the block lists itself (the blocks the window touches, plus the global
-/// rows and columns) with block_q = block_kv = 128.
+/// rows and columns) with block_q = block_kv = 128 (CUDA: on the device, 8 B NQB (NKB + 1) bytes of
+/// stream-ordered workspace for the call, plus the q lists' for a backward). On CUDA the positions and
+/// counts are read on the device unchecked: the derivation clamps counts to [0, G] and reads nothing outside
+/// the tensors whatever they hold, but unsorted, repeated or out-of-range positions give unspecified lists and
+/// results, and the kernels' element rule reads global_counts as given (keep them in [0, G], as the CPU
+/// requires).
 struct LocalGlobal {
   TensorView global_positions;
   TensorView global_counts;

@@ -198,7 +198,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     ``dbias`` when given) is returned last.
 
     With ``block_sparse`` (the forward's :class:`flatattn.BlockSparse`) only the listed blocks are revisited;
-    on CUDA the q lists (the transpose: q_num_blocks, q_indices, full_q_*) are required.
+    the q lists (the transpose: q_num_blocks, q_indices, full_q_*) are optional (absent: the library derives them,
+    on CUDA on the device).
 
     Returns ``(dq, dk, dv)``, ``(dq, dk, dv, dsinks)`` with sinks, and ``dbias`` after those with a bias (plus the
     :class:`Report` when ``return_report=True``).

@@ -58,6 +58,11 @@ struct SparseSpec {
   // local_global: sorted positions of sequence b: globals(b, 0, 0, g) for g < count(b).
   IntView globals, global_counts;
   bool causal = false;  ///< Options::causal: global rows and keys stay left of the diagonal
+  // Lists left for the CUDA backend to derive on the device (src/cuda/sparse_derive.h) before its kernels run;
+  // always false on the CPU, which derives them during validation. The kernels never read these.
+  bool derive_kv = false;  ///< local + global alone: kv lists (B, 1, nqb, nkb) from the band and the globals
+  bool derive_q = false;   ///< the backward's q lists: the transpose of kv over its (list_b, list_h) grid
+  std::int64_t list_b = 1, list_h = 1;  ///< the kv lists' grid B' x H' (derive_q)
 
   /// Whether bit (t, c) (row t, key c within the block) of bit-block p is set.
   [[nodiscard]] FLATATTN_HD bool bit(std::int64_t p, int t, int c) const {

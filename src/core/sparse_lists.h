@@ -1,6 +1,9 @@
 // Block lists the library builds on the host: the transpose of a call's kv lists (the backward's
 // per-key-block query lists) and the lists of local + global attention derived from the window and the
-// global positions. Owned int32 arrays in the layout of src/core/sparse.h's IntView.
+// global positions. Owned int32 arrays in the layout of src/core/sparse.h's IntView. The local + global
+// verdict of each block comes from src/core/sparse_rows.h, which the CUDA derivation (src/cuda/sparse_derive.h)
+// shares; the transpose is a scatter here and a per-column gather there (same lists, tested): both backends
+// build the same lists.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +24,8 @@ struct HostLists {
 };
 
 /// For each (b, h) of an nb x nh grid and each column block c < cols, the row blocks r < rows whose list in
-/// `lists` holds c (partial and full kept apart), ascending.
+/// `lists` holds c (partial and full kept apart), ascending. A scatter of valid lists (indices in [0, cols),
+/// as validation requires), O(listed blocks); the same lists as sparse_rows.h's transposed_block per column.
 HostLists transpose_lists(const BlockLists& lists, std::int64_t nb, std::int64_t nh, std::int64_t rows,
                           std::int64_t cols);
 

@@ -151,7 +151,7 @@ void check_transpose(const BlockLists& kv, const BlockLists& q, std::int64_t nb,
                            "the query blocks of key block " + index_str({b, h, c}),
                            "must be the exact transpose of the kv lists (" +
                                std::string(which ? "full_kv_indices" : "kv_indices") + ")",
-                           "derive the q lists from the kv lists, or leave them absent on the CPU");
+                           "derive the q lists from the kv lists, or leave them absent (the library derives them)");
         }
 }
 
@@ -167,14 +167,11 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
   if (!bs && !lg) return;
   SparseSpec& s = p.sparse;
   const bool host = p.device.kind == DeviceKind::cpu;
-  // CUDA (issue 16): the forward and the backward on the sm80-style Flash kernels with the user's lists (the
-  // backward walks the transposed q lists, which the caller passes: FlexAttention's BlockMask carries them);
-  // the library derives lists (local + global alone, the q lists) on the host only. The lists' contents live
-  // on the device and are not checked there (docs/sparse.md).
-  if (!host && !bs)
-    throw Error(Error::Kind::unsupported, "local_global", "without block_sparse for CUDA tensors",
-                "the library derives local + global block lists on the host only so far",
-                "pass block_sparse lists (on the device) with the local + global rule, or run on the CPU");
+  // CUDA (issue 16): the forward and the backward take the caller's lists; the lists the library derives
+  // (local + global alone; the backward's q lists when absent) are built on the device before the kernels run
+  // (SparseSpec::derive_kv / derive_q, src/cuda/sparse_derive.h), from the same per-block rule as the host's
+  // (src/core/sparse_rows.h). The lists' and positions' contents live on the device and are not checked there
+  // (docs/sparse.md).
   s.on = true;
   s.causal = o.causal;
   const std::int64_t bq = bs ? bs->block_q : 128, bkv = bs ? bs->block_kv : 128;
@@ -245,12 +242,8 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
     } else if (host) {
       storage->q = transpose_lists(s.kv, nb, nh, s.nqb, s.nkb);
     } else if (backward) {
-      // unsupported, not invalid: the lists are valid (the CPU derives the transpose), CUDA cannot do it yet.
-      throw Error(Error::Kind::unsupported, "block_sparse.q_num_blocks", "absent for a CUDA backward",
-                  "the CUDA backward walks, per key block, the query blocks that list it: required on the device "
-                  "(the library transposes the kv lists on the host only)",
-                  "pass q_num_blocks and q_indices (and full_q_num_blocks / full_q_indices with the full kv lists): "
-                  "FlexAttention's BlockMask carries them; flatattn.block_sparse_from_mask builds them");
+      // CUDA: the transpose is derived on the device (src/cuda/sparse_derive.h), full lists iff full_kv ones.
+      s.derive_q = true, s.list_b = nb, s.list_h = nh;
     }
     if (bs->mask_bits.present() || bs->mask_block_offsets.present()) {
       const TensorView& mb = bs->mask_bits;
@@ -279,7 +272,13 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
             }
     }
   } else {
-    // Local + global alone: the lists come from the window and the positions (host).
+    // Local + global alone: the lists come from the window and the positions (CUDA: on the device, the
+    // backward's q lists too).
+    if (!host) {
+      s.derive_kv = true, s.derive_q = backward, s.list_b = p.batch, s.list_h = 1;
+      p.sparse_storage = storage;
+      return;
+    }
     std::vector<SeqLengths> lengths(static_cast<std::size_t>(p.batch));
     for (std::int64_t b = 0; b < p.batch; ++b) {
       const SeqSpan sp = seq_span(p, b);

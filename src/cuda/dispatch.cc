@@ -23,6 +23,7 @@
 #include "src/cuda/policy/heuristics.h"
 #include "src/cuda/registry.h"
 #include "src/cuda/runtime.h"
+#include "src/cuda/sparse_derive.h"
 #include "src/cuda/sparse_host.h"
 #include "src/cuda/staging.h"
 #include "src/cuda/ws_route.h"
@@ -213,14 +214,20 @@ Report backward_direct(const Problem& p, const BwdTensors& t, Stream stream, std
 }
 
 // Both entry points: a violation an earlier varlen call left pending is raised first (MetaCheck's
-// constructor); this call's varlen metadata is checked by its kernels and reported by meta.finish(),
+// constructor); lists the library derives are built on the device next (DerivedLists, stream-ordered);
+// this call's varlen metadata is checked by its kernels and reported by meta.finish(),
 // after the staged outputs were copied back (meta_check.h). `direct` runs the kernels on (problem,
 // tensors); views the kernels cannot address go through a Staging copy first (staging.h).
 template <class Tensors, class Direct>
-Report serve(const Problem& p, const Tensors& t, Stream stream, Direct direct) {
-  const bool addressable = check_cuda_args(p, t);
-  DeviceGuard guard(p.device.index);
-  MetaCheck meta(p, static_cast<cudaStream_t>(stream.handle));
+Report serve(const Problem& p0, const Tensors& t, Stream stream, Direct direct) {
+  const bool addressable = check_cuda_args(p0, t);
+  DeviceGuard guard(p0.device.index);
+  MetaCheck meta(p0, static_cast<cudaStream_t>(stream.handle));
+  // Block-sparse lists the library derives (local + global alone; the backward's q lists when absent): built on
+  // the device on the call's stream before the kernels run, in a buffer that lives for the call (sparse_derive.h).
+  std::optional<DerivedLists> derived;
+  if (p0.sparse.derive_kv || p0.sparse.derive_q) derived.emplace(p0, static_cast<cudaStream_t>(stream.handle));
+  const Problem& p = derived ? derived->problem() : p0;
   if (addressable) {
     Report r = direct(p, t, stream, p.d, meta.word());
     meta.finish();

@@ -125,11 +125,12 @@ class ScopedWs {
 };
 
 /// Whether the warp-specialized forward takes the block lists of case c: its tile at c.d (policy/ws_tile.h; D = 64:
-/// 192 rows, D = 256: 80-key blocks) divides block_q and block_kv (src/cuda/ws_route.h ws_sparse_fits). Forced onto
-/// it, other lists are refused.
+/// 192 rows, D = 256: 80-key blocks) divides block_q and block_kv (src/cuda/ws_route.h ws_sparse_fits; lists the
+/// library derives are 128 x 128). Forced onto it, other lists are refused.
 inline bool ws_takes_sparse(const Case& c) {
   const cuda::WsTile t = cuda::ws_tile(static_cast<int>(c.d));
-  return t.block_n > 0 && c.sparse.block_q % t.block_m == 0 && c.sparse.block_kv % t.block_n == 0;
+  const int bq = c.sparse.derive ? 128 : c.sparse.block_q, bkv = c.sparse.derive ? 128 : c.sparse.block_kv;
+  return t.block_n > 0 && bq % t.block_m == 0 && bkv % t.block_n == 0;
 }
 
 /// The Report's suffix of a sparse call forced with FLATATTN_CUDA_SM90_WS=sched at head dim d: "_ws2_sparse", or

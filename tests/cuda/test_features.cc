@@ -47,15 +47,14 @@ class CudaFeature : public ::testing::TestWithParam<std::tuple<Feature, Family>>
  protected:
   void SetUp() override {
     REQUIRE_GPU();
-    // Issue 16 (block-sparse): the CUDA forward and backward take user lists (the backward the transposed q
-    // lists too); derived local + global lists are CPU-only so far.
+    // Issue 16 (block-sparse): the CUDA forward and backward take user lists, and derive on the device the lists
+    // of local + global rows without them (sc.derive) and the q lists the backward passes no copy of.
     const SparseCase sc = feature_case(std::get<0>(GetParam()), DType::f16).sparse;
-    if (sc.derive) GTEST_SKIP() << "local + global with derived lists runs on the CPU engine only so far";
     sparse_ = sc.on();
     if (std::get<1>(GetParam()) == Family::sm90 && !sm90_loads())
       GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or its sm_90a code does not load";
   }
-  bool sparse_ = false;  ///< the feature has block-sparse lists (issue 16): the backward passes the q lists
+  bool sparse_ = false;  ///< the feature has block-sparse lists (issue 16), given or derived
   [[nodiscard]] std::string what(const char* more = "") const {
     const auto& [f, family] = GetParam();
     return std::string(f.name) + " on " + family_name(family) + more;
@@ -98,7 +97,8 @@ TEST_P(CudaFeature, ForwardAgainstOracle) {
 TEST_P(CudaFeature, BackwardAgainstOracle) {
   for_each_dtype([&](const Feature& f, DType dt, std::mt19937_64& rng, std::uint64_t seed) {
     Case c = feature_case(f, dt);
-    if (sparse_) c.sparse.give_q = true;  // the CUDA sparse backward walks the caller's transposed lists (issue 16)
+    // Given lists: the caller's transposed q lists too (the device transpose is CudaSparseDerive's).
+    if (sparse_ && !c.sparse.derive) c.sparse.give_q = true;
     CaseTensors t = make_case(c, rng, /*with_backward=*/true);
     check_backward(t, seed, what().c_str());
   });

@@ -3,8 +3,9 @@
 // against the fp64 oracle (Table/CudaFeature runs the feature table's sparse rows too). The backward
 // (CudaSparseBwd): poisoned dQ/dK/dV judged against the oracle's gradients at densities 100/50/10/0 %,
 // partial + full, full-only and partial-only lists, causal, GQA, varlen, empty rows of blocks, and the
-// deterministic mode bitwise repeatable. Block sizes that are not multiples of the kernel tile and a CUDA
-// backward without the transposed q lists give an Error naming the argument with nothing written. On Hopper
+// deterministic mode bitwise repeatable. Block sizes that are not multiples of the kernel tile give an Error
+// naming the argument with nothing written (a backward without the q lists derives them on the device:
+// test_sparse_derive.cc). On Hopper
 // the default policy runs sparse calls whose blocks are whole sm90 tiles (128 x 64 forward, 64 x 128 backward,
 // D = 64 and 128) on the sm90 wgmma kernels -- the forward on the warp-specialized one where ws_route.h picks it --
 // the rest on the sm80-style ones (CudaSparseSm90 checks which ran; the Density suite and CudaSparseSm90 also run
@@ -100,25 +101,6 @@ TEST(CudaSparseErrors, BlockSizeNotAMultipleOfTheTile) {
         << w;
   }
   EXPECT_EQ(t.out.count_nonfinite(), t.out.numel()) << "out was written";
-}
-
-// The CUDA backward walks the transposed q lists; without them (the library transposes on the host only) it
-// refuses with an Error naming block_sparse.q_num_blocks, and dq, dk, dv keep their poison.
-TEST(CudaSparseErrors, BackwardWithoutQLists) {
-  REQUIRE_GPU();
-  Case c = sparse_case(DType::f16, 256, 0.5, SparseCase::Rule::band);
-  c.sparse.give_q = false;
-  CaseTensors t = make_case(c, 12, /*with_backward=*/true);
-  run_on_gpu(t);
-  try {
-    run_backward_on_gpu(t);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    const std::string w = e.what();
-    EXPECT_EQ(e.kind(), Error::Kind::unsupported) << w;  // valid lists (the CPU derives the transpose)
-    EXPECT_NE(w.find("block_sparse.q_num_blocks"), std::string::npos) << w;
-  }
-  for (const HostTensor* g : {&t.dq, &t.dk, &t.dv}) EXPECT_EQ(g->count_nonfinite(), g->numel()) << "a gradient was written";
 }
 
 // Lists whose key blocks are whole forward tiles but not whole backward tiles (sm80 family, D = 128: forward
