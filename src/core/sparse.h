@@ -69,9 +69,13 @@ struct SparseSpec {
     const std::int32_t w = bits[(p * block_q + t) * words + (c >> 5)];
     return (static_cast<std::uint32_t>(w) >> (c & 31)) & 1u;
   }
-  /// Number of global positions of sequence b.
+  /// Number of global positions of sequence b, clamped to [0, G]: a device count outside it (not checked on the
+  /// GPU) then cannot make the kernels read past global_positions' row; the host refuses such counts.
   [[nodiscard]] FLATATTN_HD int global_count(std::int64_t b) const {
-    return global_counts.present() ? global_counts.at(b, 0, 0) : static_cast<int>(globals.width);
+    const int g = static_cast<int>(globals.width);
+    if (!global_counts.present()) return g;
+    const int c = global_counts.at(b, 0, 0);
+    return c < 0 ? 0 : (c > g ? g : c);
   }
   /// Whether position x is global in sequence b (binary search of the sorted list).
   [[nodiscard]] FLATATTN_HD bool is_global(std::int64_t b, std::int64_t x) const {

@@ -29,9 +29,7 @@ FLATATTN_HD std::int64_t clamp_count(std::int64_t x, std::int64_t hi) { return x
 
 /// The number of global positions of sequence b read from s, clamped to [0, G].
 FLATATTN_HD std::int64_t safe_global_count(const SparseSpec& s, std::int64_t b) {
-  if (!s.globals.present()) return 0;
-  const std::int64_t c = s.global_counts.present() ? s.global_counts.at(b, 0, 0) : s.globals.width;
-  return clamp_count(c, s.globals.width);
+  return s.globals.present() ? s.global_count(b) : 0;
 }
 
 /// Whether one of the first `count` global positions of sequence b (sorted) lies in [a, e): the first

@@ -198,7 +198,9 @@ void check_sparse(const std::optional<BlockSparse>& bs, const std::optional<Loca
     if (host) {
       const std::int64_t nb = gp.shape[0];
       for (std::int64_t b = 0; b < nb; ++b) {
-        const std::int32_t c = s.global_count(b);
+        // The raw count (SparseSpec::global_count clamps it to [0, G] for the kernels).
+        const std::int32_t c = s.global_counts.present() ? s.global_counts.at(b, 0, 0)
+                                                         : static_cast<std::int32_t>(gp.shape[1]);
         FLATATTN_REQUIRE(c >= 0 && c <= gp.shape[1], "local_global.global_counts", index_str({b}) + " = " + str(c),
                          "must be in [0, G = " + str(gp.shape[1]) + "]", "count the positions of each sequence");
         std::int32_t prev = -1;
