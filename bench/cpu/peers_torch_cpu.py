@@ -7,7 +7,7 @@
 # Each cell: median of REPS timed calls after WARMUP untimed ones, torch's and flatattn's calls alternating
 # (interleaved in the same process, so both see the same load), flatattn and torch on the same tensors
 # ((B, H, N, D) contiguous; flatattn reads them as strided (B, N, H, D) views, no copy), 1 and 2 threads
-# by default (THREADS=1,2: torch.set_num_threads and flatattn's num_threads), bf16 and fp32 (DTYPES),
+# by default (THREADS=1,2: torch.set_num_threads and flatattn's num_threads), bf16 and fp32 (DTYPES; f16 too),
 # forward and fwd+bwd. fwd+bwd is torch autograd (sdpa, out.backward(dout)) against flatattn.forward then
 # flatattn.backward (the native calls; autograd would add only Python overhead). The os load average is
 # recorded with each cell: on a shared machine the numbers are noisy.
@@ -35,8 +35,8 @@ SHAPES = {  # name: (B, N, Hq, Hkv, D, causal) -- issue 21's shapes
 }
 # fp32_bf16: fp32 tensors, flatattn with fp32_matmul="bf16" (the opt-in: bf16 products on the matrix units),
 # torch's SDPA in fp32 as it runs by default; judged against torch with the bf16 tolerance.
-DT = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp32_bf16": torch.float32}
-TOL = {"bf16": 3e-2, "fp32": 1e-3, "fp32_bf16": 3e-2}
+DT = {"bf16": torch.bfloat16, "f16": torch.float16, "fp32": torch.float32, "fp32_bf16": torch.float32}
+TOL = {"bf16": 3e-2, "f16": 1e-2, "fp32": 1e-3, "fp32_bf16": 3e-2}
 KW = {"fp32_bf16": {"fp32_matmul": "bf16"}}  # flatattn keywords per DTYPES entry
 
 
@@ -82,7 +82,7 @@ def gemm_rates(threads):
     torch.set_num_threads(threads)
     out = {}
     n = 2048
-    for dt in ("bf16", "fp32"):
+    for dt in ("bf16", "f16", "fp32"):
         a = torch.randn(n, n, dtype=DT[dt])
         b = torch.randn(n, n, dtype=DT[dt])
         ms, _ = median_ms(lambda: torch.matmul(a, b))
