@@ -35,16 +35,17 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-/// FLATATTN_CUDA_PDL (read once per process): unset, empty or "1": launch_pdl uses PDL where the device has it; "0":
-/// plain launches (pdl_wait() then returns at once), for A/B timings of what PDL buys; any other value throws an
-/// Error naming the variable.
+/// FLATATTN_CUDA_PDL (read once per process): "1": launch_pdl uses PDL where the device has it; unset, empty or "0":
+/// plain launches (pdl_wait() then returns at once); any other value throws an Error naming the variable. Off by
+/// default since the H100 A/B of 2026-12-07 (bench/results/decode-pdl-h100-5df6c54.md): PDL bought nothing on any
+/// decode shape and cost 2-7 % on B = 1 GQA split-KV steps (split kernel + combine).
 inline bool pdl_enabled() {
   static const bool on = [] {
     const char* env = std::getenv("FLATATTN_CUDA_PDL");
-    if (env == nullptr || env[0] == '\0' || std::string_view(env) == "1") return true;
-    if (std::string_view(env) == "0") return false;
+    if (env == nullptr || env[0] == '\0' || std::string_view(env) == "0") return false;
+    if (std::string_view(env) == "1") return true;
     throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_PDL", env, "0, 1 or unset",
-                "set it to 0 (plain launches), 1 or unset it (programmatic dependent launch on sm_90 and newer)");
+                "set it to 1 (programmatic dependent launch on sm_90 and newer), 0 or unset it (plain launches)");
   }();
   return on;
 }
