@@ -339,8 +339,9 @@ def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=Fa
 # full_q_indices, mask_bits, mask_block_offsets; None where absent; an empty list: not block-sparse), all on q's
 # device. The list may carry two more tensors after the ten (None where absent): local + global attention's
 # global_positions and global_counts (flatattn::LocalGlobal; the ten are then all None without block lists).
-# variant_bwd also returns dsinks and dbias (empty when absent or not wanted); the autograd Function hands them to the sinks and the bias (autograd reduces dbias to the caller's broadcast shape). No gradient for the
-# slopes or the block lists.
+# variant_bwd also returns dsinks and dbias (empty when absent or not wanted); the autograd Function hands them to
+# the sinks and the bias (autograd reduces dbias to the caller's broadcast shape). No gradient for the slopes, the
+# block lists or the global positions.
 
 _VAR_ARGS = "Tensor? alibi_slopes, Tensor? sinks, Tensor? bias, int block_q, int block_kv, Tensor?[] block_sparse"
 # Options::dropout_row0/col0 (context parallelism: the call's mask is the whole sequence's at that position); last,

@@ -451,7 +451,8 @@ NB_MODULE(_C, m) {
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
         "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
-        "dropout_slot"_a = std::vector<std::int64_t>{}, "global_positions"_a.none() = nb::none(), "global_counts"_a.none() = nb::none(),
+        "dropout_slot"_a = std::vector<std::int64_t>{}, "global_positions"_a.none() = nb::none(),
+        "global_counts"_a.none() = nb::none(),
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
