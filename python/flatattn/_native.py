@@ -43,7 +43,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
             softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, return_lse=True,
             dataflow="auto", num_threads=0, deterministic=False, out=None, lse=None, stream=None,
             return_report=False, alibi_slopes=None, sinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0,
-            bias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact"):
+            bias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact", global_positions=None,
+            global_counts=None):
     """Exact attention forward: ``out = softmax(mask(scale * q k^T)) v`` and its log-sum-exp.
 
     Shapes (FlashAttention layout, any strides with the last dim contiguous, so (B, H, N, D) tensors are
@@ -94,6 +95,21 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
     the tile, e.g. 128). torch tensors go through the ``flatattn::variant_fwd`` op (autograd reaches q, k, v), as do
     ALiBi, sinks and a bias.
 
+    Local + global attention (Longformer, Beltagy et al. 2020, Sec. 3.1; BigBird's window + global part):
+    ``global_positions`` int32 (B', G) (B' in {1, B}: per sequence, or one row for all; varlen: positions within
+    each sequence), each row strictly increasing, in [0, max(Nq, Nk)), on q's device (numpy, torch or CuPy), with
+    ``window=(left, right)`` as the local band: query i sees key j when j is in the band, or i is a global
+    position (a global row sees every key), or j is a global position (every query sees a global key); with
+    ``causal`` only keys left of (or on) the diagonal, global or not. ``global_counts`` int32 (B'), optional:
+    how many of each row of ``global_positions`` are used (in [0, G]; absent: all G; G = 0 or a count of 0: the
+    band alone). With ``block_sparse``: its element rule for the partial blocks (no ``mask_bits`` then); without:
+    the library derives the block lists itself (128 x 128 blocks). CPU and CUDA, forward and backward (pass the
+    same arrays to :func:`backward`). Errors (:class:`FlatattnError` naming ``local_global.global_positions`` or
+    ``local_global.global_counts``, nothing written): wrong dtype, rank, shape or device, unsorted, repeated or
+    out-of-range positions, a count outside [0, G] (contents checked for CPU arrays; on CUDA they are read
+    unchecked: keep them valid), ``global_counts`` without ``global_positions``. torch tensors go through the
+    ``flatattn::variant_fwd`` op (autograd reaches q, k, v; the positions get no gradient).
+
     CUDA: asynchronous on ``stream`` (default: torch's or CuPy's current stream).
 
     ``fp32_matmul`` (after ``torch.set_float32_matmul_precision``): 'exact' (default) multiplies float32 inputs in
@@ -128,7 +144,7 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         "or leave fp32_matmul='exact'")
     if ops and lib == "torch" and out is None and lse is None and not return_report and (
             block_sparse is not None or bias is not None or alibi_slopes is not None or sinks is not None or
-            dropout_row0 or dropout_col0):
+            dropout_row0 or dropout_col0 or global_positions is not None):
         from . import torch_ops
 
         if bias is not None:
@@ -144,7 +160,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                                              block_sparse=block_sparse, cu_seqlens_q=cu_seqlens_q,
                                              cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
                                              max_seqlen_k=max_seqlen_k, dropout_row0=dropout_row0,
-                                             dropout_col0=dropout_col0)
+                                             dropout_col0=dropout_col0, global_positions=global_positions,
+                                             global_counts=global_counts)
         return o, (l if return_lse else None)
     if ops and lib == "torch" and out is None and lse is None and not return_report:
         from . import torch_ops
@@ -171,7 +188,8 @@ def forward(q, k, v, *, softmax_scale=None, causal=False, causal_align="bottom_r
                         alibi_slopes=A.dlpack(alibi_slopes, s), sinks=A.dlpack(sinks, s), dropout_p=float(dropout_p),
                         seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, s),
                         block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
-                        dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul)
+                        dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul,
+                        global_positions=A.dlpack(global_positions, s), global_counts=A.dlpack(global_counts, s))
     return (out, lse, report) if return_report else (out, lse)
 
 
@@ -179,7 +197,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
              deterministic=False, num_threads=0, dq=None, dk=None, dv=None, stream=None, return_report=False,
              alibi_slopes=None, sinks=None, dsinks=None, dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None,
-             dbias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact"):
+             dbias=None, block_sparse=None, dropout_row0=0, dropout_col0=0, fp32_matmul="exact", global_positions=None,
+             global_counts=None):
     """Exact attention backward: ``(dq, dk, dv)`` from ``dout``, the inputs, and the forward's ``out`` and ``lse``.
 
     Same shapes, dtypes and options as :func:`forward` (pass the forward's options). dout, dq are like q;
@@ -199,7 +218,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
 
     With ``block_sparse`` (the forward's :class:`flatattn.BlockSparse`) only the listed blocks are revisited;
     the q lists (the transpose: q_num_blocks, q_indices, full_q_*) are optional (absent: the library derives them,
-    on CUDA on the device).
+    on CUDA on the device). With ``global_positions`` / ``global_counts`` (the forward's): local + global attention,
+    as in :func:`forward`.
 
     Returns ``(dq, dk, dv)``, ``(dq, dk, dv, dsinks)`` with sinks, and ``dbias`` after those with a bias (plus the
     :class:`Report` when ``return_report=True``).
@@ -213,7 +233,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
     ops = not _check_fp32_matmul(fp32_matmul)  # the registered torch ops carry no fp32_matmul
     if ops and lib == "torch" and dq is None and dk is None and dv is None and dsinks is None and dbias is None and \
             not return_report and (block_sparse is not None or bias is not None or alibi_slopes is not None or
-                                   sinks is not None or dropout_row0 or dropout_col0):
+                                   sinks is not None or dropout_row0 or dropout_col0 or
+                                   global_positions is not None):
         from . import torch_ops
 
         opts = (None if softmax_scale is None else float(softmax_scale), bool(causal), top_left, wl, wr,
@@ -224,7 +245,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                                            bias=bias, want_dbias=bias is not None, block_sparse=block_sparse,
                                            cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
                                            max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
-                                           dropout_row0=dropout_row0, dropout_col0=dropout_col0)
+                                           dropout_row0=dropout_row0, dropout_col0=dropout_col0,
+                                           global_positions=global_positions, global_counts=global_counts)
         return (*g[:3], *((g[3],) if sinks is not None else ()), *((g[4],) if bias is not None else ()))
     if ops and lib == "torch" and dq is None and dk is None and dv is None and not return_report:
         from . import torch_ops
@@ -254,7 +276,8 @@ def backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=False, causa
                          dropout_p=float(dropout_p), seed=int(dropout_seed), offset=int(dropout_offset),
                          bias=A.dlpack(bias, s), dbias=A.dlpack(dbias, s),
                          block_sparse=_sparse_native(block_sparse, s), dropout_row0=int(dropout_row0),
-                         dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul)
+                         dropout_col0=int(dropout_col0), fp32_matmul=fp32_matmul,
+                         global_positions=A.dlpack(global_positions, s), global_counts=A.dlpack(global_counts, s))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     if bias is not None:
         grads = (*grads, dbias)

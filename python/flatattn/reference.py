@@ -20,12 +20,14 @@ def _out_dtype(precision):
 def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
             window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
             dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None, block_sparse=None, dropout_row0=0,
-            dropout_col0=0):
+            dropout_col0=0, global_positions=None, global_counts=None):
     """Returns ``(out, lse)``: out float64 (precision 'f64') or q's dtype ('input'); lse float64. ``alibi_slopes``
     (Hq) or (B, Hq) and ``sinks`` (Hq), float32 or float64, as :func:`flatattn.forward`. Dropout as in
     :func:`flatattn.forward` (the oracle evaluates the keep function itself). ``bias`` (Bb, Hb, Mq, Nk), any float
     dtype, as :func:`flatattn.forward`. ``block_sparse`` a :class:`flatattn.BlockSparse` of CPU arrays (the
-    oracle applies its element rule element by element)."""
+    oracle applies its element rule element by element). ``global_positions`` (B', G) / ``global_counts`` (B')
+    int32 CPU arrays: local + global attention as :func:`flatattn.forward` (the oracle applies the rule element by
+    element)."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -37,17 +39,18 @@ def forward(q, k, v, *, precision="f64", softmax_scale=None, causal=False, causa
                          sinks=A.dlpack(sinks, 0), dropout_p=float(dropout_p), seed=int(dropout_seed),
                          offset=int(dropout_offset), bias=A.dlpack(bias, 0),
                          block_sparse=_sparse_native(block_sparse, 0), dropout_row0=int(dropout_row0),
-                         dropout_col0=int(dropout_col0))
+                         dropout_col0=int(dropout_col0), global_positions=A.dlpack(global_positions, 0),
+                         global_counts=A.dlpack(global_counts, 0))
     return out, lse
 
 
 def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False, causal_align="bottom_right",
              window=(-1, -1), softcap=0.0, cu_seqlens_q=None, cu_seqlens_k=None, alibi_slopes=None, sinks=None,
              dropout_p=0.0, dropout_seed=0, dropout_offset=0, bias=None, block_sparse=None, dropout_row0=0,
-             dropout_col0=0):
+             dropout_col0=0, global_positions=None, global_counts=None):
     """Returns exact ``(dq, dk, dv)`` (float64 for 'f64'; rounded per step to q's dtype for 'input'), and with
     ``sinks`` also ``dsinks`` (Hq) float64, and with ``bias`` last ``dbias`` (the bias's shape; float64 for 'f64',
-    else q's dtype). Dropout as in :func:`flatattn.backward`."""
+    else q's dtype). Dropout and ``global_positions`` / ``global_counts`` as in :func:`flatattn.backward`."""
     top_left, wl, wr = _mask_args(causal_align, window)
     lib = A.library(q)
     varlen = cu_seqlens_q is not None
@@ -67,7 +70,8 @@ def backward(dout, q, k, v, *, precision="f64", softmax_scale=None, causal=False
                           sinks=A.dlpack(sinks, 0), dsinks=A.dlpack(dsinks, 0), dropout_p=float(dropout_p),
                           seed=int(dropout_seed), offset=int(dropout_offset), bias=A.dlpack(bias, 0),
                           dbias=A.dlpack(dbias, 0), block_sparse=_sparse_native(block_sparse, 0),
-                          dropout_row0=int(dropout_row0), dropout_col0=int(dropout_col0))
+                          dropout_row0=int(dropout_row0), dropout_col0=int(dropout_col0),
+                          global_positions=A.dlpack(global_positions, 0), global_counts=A.dlpack(global_counts, 0))
     grads = (dq, dk, dv) if sinks is None else (dq, dk, dv, dsinks)
     return grads if bias is None else (*grads, dbias)
 

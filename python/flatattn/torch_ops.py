@@ -337,9 +337,11 @@ def attention_backward(dout, q, k, v, out, lse, *, softmax_scale=None, causal=Fa
 # (B, Hq, Nq, Nk), as_bias's form), and the block sizes with flatattn::BlockSparse's ten int32 tensors as one list
 # (kv_num_blocks, kv_indices, full_kv_num_blocks, full_kv_indices, q_num_blocks, q_indices, full_q_num_blocks,
 # full_q_indices, mask_bits, mask_block_offsets; None where absent; an empty list: not block-sparse), all on q's
-# device. variant_bwd also returns dsinks and dbias (empty when absent or not wanted); the autograd Function hands
-# them to the sinks and the bias (autograd reduces dbias to the caller's broadcast shape). No gradient for the
-# slopes or the block lists.
+# device. The list may carry two more tensors after the ten (None where absent): local + global attention's
+# global_positions and global_counts (flatattn::LocalGlobal; the ten are then all None without block lists).
+# variant_bwd also returns dsinks and dbias (empty when absent or not wanted); the autograd Function hands them to
+# the sinks and the bias (autograd reduces dbias to the caller's broadcast shape). No gradient for the slopes, the
+# block lists or the global positions.
 
 _VAR_ARGS = "Tensor? alibi_slopes, Tensor? sinks, Tensor? bias, int block_q, int block_kv, Tensor?[] block_sparse"
 # Options::dropout_row0/col0 (context parallelism: the call's mask is the whole sequence's at that position); last,
@@ -375,8 +377,12 @@ def _variant_kw(alibi_slopes, sinks, bias, block_q, block_kv, block_sparse, drop
         kw["sinks"] = _capsule(sinks)
     if bias is not None:
         kw["bias"] = _capsule(bias)
-    if len(block_sparse):
-        kw["block_sparse"] = (int(block_q), int(block_kv), *(_cap(t) for t in block_sparse))
+    lists, lg = list(block_sparse[:10]), list(block_sparse[10:])
+    if any(t is not None for t in lists):
+        kw["block_sparse"] = (int(block_q), int(block_kv), *(_cap(t) for t in lists))
+    if lg and lg[0] is not None:  # local + global: (global_positions, global_counts) after the ten lists
+        kw["global_positions"] = _cap(lg[0])
+        kw["global_counts"] = _cap(lg[1]) if len(lg) > 1 else None
     return kw
 
 
@@ -549,15 +555,25 @@ def backward_into(dout, q, k, v, out, lse, dq, dk, dv, opts, *, dropout_row0=0, 
     return dq, dk, dv
 
 
+def _lists(block_sparse, global_positions=None, global_counts=None):
+    """(block_q, block_kv, the op's Tensor?[]): the ten BlockSparse tensors, then global_positions and
+    global_counts when local + global is asked for."""
+    bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
+                                                               block_sparse.tensors())
+    if global_positions is not None:
+        lists = (lists or [None] * 10) + [global_positions, global_counts]
+    return bq, bkv, lists
+
+
 def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, block_sparse=None, cu_seqlens_q=None,
                     cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0, dropout_row0=0, dropout_col0=0,
-                    dropout_slot=(0, 0, 0)):
+                    dropout_slot=(0, 0, 0), global_positions=None, global_counts=None):
     """(out, lse) through variant_fwd; opts as forward_opts's (the _NOPTS options, dataflow, num_threads);
     block_sparse a flatattn.BlockSparse of int32 tensors on q's device, or None. Autograd reaches q, k, v, the
     sinks and the bias. dropout_row0/col0: Options' (the dropout mask of the whole sequence at that position;
-    col0 a multiple of 64). dropout_slot: Options' (dropout_batch0, dropout_head0, dropout_heads)."""
-    bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
-                                                               block_sparse.tensors())
+    col0 a multiple of 64). dropout_slot: Options' (dropout_batch0, dropout_head0, dropout_heads).
+    global_positions (B', G) / global_counts (B') int32 on q's device: local + global attention (no gradient)."""
+    bq, bkv, lists = _lists(block_sparse, global_positions, global_counts)
     pos = _pos_args(dropout_row0, dropout_col0, dropout_slot)
     return _variant_fwd_op(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, _f32(alibi_slopes),
                            _f32(sinks), bias, bq, bkv, lists, *opts, *pos)
@@ -565,11 +581,11 @@ def variant_forward(q, k, v, opts, *, alibi_slopes=None, sinks=None, bias=None, 
 
 def variant_backward(dout, q, k, v, out, lse, opts, *, alibi_slopes=None, sinks=None, bias=None, want_dbias=False,
                      block_sparse=None, cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=0, max_seqlen_k=0,
-                     dropout_row0=0, dropout_col0=0, dropout_slot=(0, 0, 0)):
+                     dropout_row0=0, dropout_col0=0, dropout_slot=(0, 0, 0), global_positions=None,
+                     global_counts=None):
     """(dq, dk, dv, dsinks, dbias) through variant_bwd (dsinks and dbias empty when absent or not wanted); opts as
     the bwd schema's (_NOPTS options, num_threads); dropout_row0/col0 and dropout_slot as variant_forward's."""
-    bq, bkv, lists = (0, 0, []) if block_sparse is None else (int(block_sparse.block_q), int(block_sparse.block_kv),
-                                                               block_sparse.tensors())
+    bq, bkv, lists = _lists(block_sparse, global_positions, global_counts)
     return _variant_bwd_op(dout, q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                            _f32(alibi_slopes), _f32(sinks), bias, bq, bkv, lists, bool(want_dbias), *opts,
                            *_pos_args(dropout_row0, dropout_col0, dropout_slot))

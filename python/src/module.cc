@@ -173,13 +173,31 @@ std::optional<BlockSparse> block_sparse_of(const nb::object& t, std::vector<In>&
   return bs;
 }
 
+/// Local + global attention (include/flatattn/sparse.h, LocalGlobal) from the Python layer's optional arrays:
+/// global_positions (B', G) int32 and global_counts (B') int32; none when global_positions is None (a lone
+/// global_counts is refused naming it).
+std::optional<LocalGlobal> local_global_of(const OptIn& positions, const OptIn& counts) {
+  if (!positions) {
+    if (counts)
+      throw Error(Error::Kind::invalid_argument, "local_global.global_counts", "given without global_positions",
+                  "global_counts says how many of each row of global_positions are used",
+                  "pass global_positions too, or drop global_counts");
+    return std::nullopt;
+  }
+  LocalGlobal lg;
+  lg.global_positions = view_of(*positions, "local_global.global_positions");
+  lg.global_counts = view_of(counts, "local_global.global_counts");
+  return lg;
+}
+
 Report run_forward(const In& q, const In& k, const In& v, const Out& out, const std::optional<Out>& lse,
                    const std::optional<In>& cu_q, const std::optional<In>& cu_k, std::int64_t max_q, std::int64_t max_k,
                    std::optional<float> scale, bool causal, bool top_left, std::int64_t wl, std::int64_t wr,
                    float softcap, std::string_view dataflow, int num_threads, std::uintptr_t stream,
                    const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p, std::uint64_t seed,
                    std::uint64_t offset, const OptIn& bias, const nb::object& block_sparse, std::int64_t row0,
-                   std::int64_t col0, std::string_view fp32_matmul, const std::vector<std::int64_t>& slot) {
+                   std::int64_t col0, std::string_view fp32_matmul, const std::vector<std::int64_t>& slot,
+                   const OptIn& global_positions, const OptIn& global_counts) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, max_q, max_k, scale, causal, top_left, wl, wr, softcap,
                                dataflow, num_threads, dropout_p, seed, offset);
   c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
@@ -190,6 +208,7 @@ Report run_forward(const In& q, const In& k, const In& v, const Out& out, const 
   c.args.bias = view_of(bias, "bias");
   std::vector<In> keep;
   c.args.block_sparse = block_sparse_of(block_sparse, keep);
+  c.args.local_global = local_global_of(global_positions, global_counts);
   nb::gil_scoped_release release;
   return flatattn::forward(c.args, c.options, Stream{reinterpret_cast<void*>(stream)});
 }
@@ -237,7 +256,8 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
                 const std::optional<Out>& dsinks, float dropout_p, std::uint64_t seed, std::uint64_t offset,
                 const OptIn& bias, const std::optional<Out>& dbias, const nb::object& block_sparse,
                 std::int64_t row0, std::int64_t col0, std::string_view fp32_matmul,
-                const std::vector<std::int64_t>& slot) {
+                const std::vector<std::int64_t>& slot, const OptIn& global_positions,
+                const OptIn& global_counts) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, max_q, max_k);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -246,6 +266,7 @@ Report run_backward(const In& dout, const In& q, const In& k, const In& v, const
   a.dbias = view_of(dbias, "dbias");
   std::vector<In> keep;
   a.block_sparse = block_sparse_of(block_sparse, keep);
+  a.local_global = local_global_of(global_positions, global_counts);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", num_threads, deterministic);
   set_dropout(o, dropout_p, seed, offset, row0, col0);
   set_dropout_slot(o, slot);
@@ -259,7 +280,8 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
                        bool causal, bool top_left, std::int64_t wl, std::int64_t wr, float softcap,
                        std::string_view precision, const OptIn& alibi_slopes, const OptIn& sinks, float dropout_p,
                        std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
-                       const nb::object& block_sparse, std::int64_t row0, std::int64_t col0) {
+                       const nb::object& block_sparse, std::int64_t row0, std::int64_t col0,
+                       const OptIn& global_positions, const OptIn& global_counts) {
   ForwardCall c = forward_call(q, k, v, out, lse, cu_q, cu_k, 0, 0, scale, causal, top_left, wl, wr, softcap, "auto",
                                0, dropout_p, seed, offset);
   c.options.dropout_row0 = row0, c.options.dropout_col0 = col0;
@@ -268,6 +290,7 @@ void reference_forward(const In& q, const In& k, const In& v, const Out& out, co
   c.args.bias = view_of(bias, "bias");
   std::vector<In> keep;
   c.args.block_sparse = block_sparse_of(block_sparse, keep);
+  c.args.local_global = local_global_of(global_positions, global_counts);
   const ref::Precision p = parse_precision(precision);
   nb::gil_scoped_release release;
   ref::forward(c.args, c.options, p);
@@ -280,7 +303,7 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
                         const OptIn& alibi_slopes, const OptIn& sinks, const std::optional<Out>& dsinks,
                         float dropout_p, std::uint64_t seed, std::uint64_t offset, const OptIn& bias,
                         const std::optional<Out>& dbias, const nb::object& block_sparse, std::int64_t row0,
-                        std::int64_t col0) {
+                        std::int64_t col0, const OptIn& global_positions, const OptIn& global_counts) {
   BackwardArgs a = backward_args(dout, q, k, v, out, lse, dq, dk, dv, cu_q, cu_k, 0, 0);
   a.alibi_slopes = view_of(alibi_slopes, "alibi_slopes");
   a.sinks = view_of(sinks, "sinks");
@@ -289,6 +312,7 @@ void reference_backward(const In& dout, const In& q, const In& k, const In& v, c
   a.dbias = view_of(dbias, "dbias");
   std::vector<In> keep;
   a.block_sparse = block_sparse_of(block_sparse, keep);
+  a.local_global = local_global_of(global_positions, global_counts);
   Options o = make_options(scale, causal, top_left, wl, wr, softcap, "auto", 0, false);
   set_dropout(o, dropout_p, seed, offset, row0, col0);
   const ref::Precision p = parse_precision(precision);
@@ -418,6 +442,7 @@ NB_MODULE(_C, m) {
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0,
         "dropout_col0"_a = 0, "fp32_matmul"_a = "exact", "dropout_slot"_a = std::vector<std::int64_t>{},
+        "global_positions"_a.none() = nb::none(), "global_counts"_a.none() = nb::none(),
         "flatattn::forward on DLPack arrays; writes out (and lse when given). Returns the Report.");
   m.def("backward", &run_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a, "dk"_a, "dv"_a,
         "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "max_seqlen_q"_a, "max_seqlen_k"_a,
@@ -426,7 +451,8 @@ NB_MODULE(_C, m) {
         "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0,
         "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
         "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0, "fp32_matmul"_a = "exact",
-        "dropout_slot"_a = std::vector<std::int64_t>{},
+        "dropout_slot"_a = std::vector<std::int64_t>{}, "global_positions"_a.none() = nb::none(),
+        "global_counts"_a.none() = nb::none(),
         "flatattn::backward on DLPack arrays; writes dq, dk, dv (and dsinks, dbias when given). Returns the Report.");
   m.def("_time_forward", &time_forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "softmax_scale"_a.none(),
         "causal"_a, "dataflow"_a, "num_threads"_a, "stream"_a, "repeats"_a,
@@ -436,6 +462,7 @@ NB_MODULE(_C, m) {
         "window_left"_a, "window_right"_a, "softcap"_a, "precision"_a, "alibi_slopes"_a.none() = nb::none(),
         "sinks"_a.none() = nb::none(), "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(),
         "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "global_positions"_a.none() = nb::none(), "global_counts"_a.none() = nb::none(),
         "The fp64 oracle (src/reference) on CPU arrays; outputs may be float64.");
   m.def("reference_backward", &reference_backward, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dq"_a,
         "dk"_a, "dv"_a, "cu_seqlens_q"_a.none(), "cu_seqlens_k"_a.none(), "softmax_scale"_a.none(), "causal"_a,
@@ -443,6 +470,7 @@ NB_MODULE(_C, m) {
         "alibi_slopes"_a.none() = nb::none(), "sinks"_a.none() = nb::none(), "dsinks"_a.none() = nb::none(),
         "dropout_p"_a = 0.f, "seed"_a = 0, "offset"_a = 0, "bias"_a.none() = nb::none(), "dbias"_a.none() = nb::none(),
         "block_sparse"_a.none() = nb::none(), "dropout_row0"_a = 0, "dropout_col0"_a = 0,
+        "global_positions"_a.none() = nb::none(), "global_counts"_a.none() = nb::none(),
         "Exact gradients of the oracle on CPU arrays; outputs may be float64.");
   m.def(
       "forward_flops",
