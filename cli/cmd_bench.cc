@@ -275,7 +275,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--warmup", f->warmup, "untimed runs per point (the first is checked)")
       ->check(int_in(1, 1000))
       ->capture_default_str();
-  sub->add_option("--check-rows", f->check_rows, "sampled output rows checked against the oracle (0: none)")
+  sub->add_option("--check-rows", f->check_rows, "sampled output rows checked against the oracle (0: none; --density/--global: > 0 checks whole leading sequences)")
       ->check(int_in(0, 1000000))
       ->capture_default_str();
   sub->add_option("--sgemm-n", f->sgemm_n, "size of the SGEMM that measures the ceiling")

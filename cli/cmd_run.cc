@@ -170,7 +170,7 @@ void register_run(CLI::App& app) {
   sub->add_option("--warmup", f->warmup, "untimed runs before timing (the first is checked)")
       ->check(int_in(1, 1000))
       ->capture_default_str();
-  sub->add_option("--check-rows", f->check_rows, "output rows checked against the fp64 oracle (0: no check)")
+  sub->add_option("--check-rows", f->check_rows, "output rows checked against the fp64 oracle (0: no check; --density/--global: > 0 checks whole leading sequences, as flatattn check does)")
       ->check(int_in(0, 1000000))
       ->capture_default_str();
   sub->add_flag("--no-naive", f->no_naive, "skip naive attention");

@@ -141,12 +141,17 @@ BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
   return a;
 }
 
-/// Sequences of a sparse workload the whole-problem check judges: as many as fit a budget of oracle work
-/// (the fp64 oracle and the naive low-precision yardstick each do ~4 D flops per visible pair), at least one.
+/// Oracle work of one sequence of a sparse workload: the fp64 oracle and the naive low-precision yardstick
+/// build the whole Nq x Nk element mask and score every pair (flops, counted 4 D per pair and head).
+double oracle_flops_per_sequence(const Workload& w) {
+  return 4.0 * static_cast<double>(w.hq * w.d) * static_cast<double>(w.nq) * static_cast<double>(w.nk);
+}
+constexpr double kOracleBudget = 4e9;   // the leading sequences checked: a few seconds on 2 cores
+constexpr double kOracleLimit = 2e10;   // one sequence above this is not checked (minutes of host fp64 work)
+
+/// Sequences of a sparse workload the whole-problem check judges: as many as fit kOracleBudget, at least one.
 std::int64_t checked_sequences(const Workload& w) {
-  constexpr double kBudget = 2e9;  // flops of the oracle's pass: a few seconds on one core
-  const double per_seq = 4.0 * static_cast<double>(w.hq * w.d) * std::max(1.0, sparse_stats(w).visible_pairs);
-  return std::clamp<std::int64_t>(static_cast<std::int64_t>(kBudget / per_seq), 1, w.batch);
+  return std::clamp<std::int64_t>(static_cast<std::int64_t>(kOracleBudget / oracle_flops_per_sequence(w)), 1, w.batch);
 }
 
 /// Copies the first dst.bytes() of src (the leading sequences of a (B, ...) tensor) into dst.
@@ -274,6 +279,11 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
   } else if (m.check_rows > 0 && w.dropout > 0.f) {
     check = {{"not_checked", "a sampled row cannot regenerate its dropout mask (`flatattn check` judges dropout on "
                              "whole problems against the oracle)"}};
+  } else if (m.check_rows > 0 && w.sparse() && oracle_flops_per_sequence(w) > kOracleLimit) {
+    check = {{"not_checked", fmt::format("a sparse run is checked on whole sequences (the sampled-row checker needs "
+                                         "contiguous key ranges), and one sequence is {:.3g} GFLOP of fp64 oracle work "
+                                         "(limit {:.3g}): check a smaller --n or --hq with the same mask flags",
+                                         oracle_flops_per_sequence(w) / 1e9, kOracleLimit / 1e9)}};
   } else if (m.check_rows > 0 && w.sparse()) {
     check = check_sparse_whole(w, t, m.mode);
   } else if (m.check_rows > 0) {
