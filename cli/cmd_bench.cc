@@ -217,8 +217,9 @@ void bench(const BenchFlags& f) {
       std::printf("N = %lld %s: %s\n", static_cast<long long>(r["N"].get<std::int64_t>()),
                   r["label"].get<std::string>().c_str(), check_line(r).c_str());
   std::printf("time: median of %d runs after %d warm-up; peak mem: measured peak resident memory above inputs and "
-              "outputs; checks: %d sampled rows vs the fp64 oracle\n",
-              f.reps, f.warmup, f.check_rows);
+              "outputs; checks: %s vs the fp64 oracle\n",
+              f.reps, f.warmup,
+              proto.sparse() ? "whole leading sequences (sparse mask)" : fmt::format("{} sampled rows", f.check_rows).c_str());
 
   json doc = {{"command", "bench"},   {"machine", m.to_json()},
               {"workload", proto.to_json()}, {"mode", name(mode)},

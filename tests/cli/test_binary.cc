@@ -337,5 +337,15 @@ TEST(CliSparse, BenchReportsTheVisitedFractionPerN) {
   std::remove(js.c_str());
 }
 
+// A sequence too large for the whole-problem oracle (4 Hq D Nq Nk = 2.6e10 flops > 2e10) is reported as not
+// checked, with the fix, and the run still succeeds (1 % of 512 x 512 blocks keeps the kernel cheap).
+TEST(CliSparse, TooLargeForTheOracleIsNotCheckedButRuns) {
+  const auto j = run_json("-b 1 -n 20000 --hq 1 -d 16 --no-causal --density 0.01 --block 512,512 --seed 10");
+  ASSERT_TRUE(j.contains("results")) << j.dump();
+  const auto& check = j["results"][0]["check"];
+  ASSERT_TRUE(check.contains("not_checked")) << check.dump();
+  EXPECT_NE(check["not_checked"].get<std::string>().find("smaller --n"), std::string::npos) << check.dump();
+}
+
 }  // namespace
 
