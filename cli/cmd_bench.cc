@@ -16,6 +16,7 @@
 #include "cli/machine.h"
 #include "cli/measure.h"
 #include "cli/report.h"
+#include "cli/sparse_workload.h"
 #include "cli/table.h"
 
 namespace flatattn::cli {
@@ -99,6 +100,7 @@ void bench(const BenchFlags& f) {
     Workload w = proto;
     w.nq = w.nk = n;
     w.batch = nf.batch;
+    check_sparse(w);  // --global against this N
     MeasureOptions mo;
     mo.mode = mode;
     mo.reps = f.reps;
@@ -129,6 +131,7 @@ void bench(const BenchFlags& f) {
       r["N"] = n;
       r["B"] = w.batch;
       r["flops"] = w.flops(mode);
+      if (w.sparse()) r["sparse"] = sparse_json(w, sparse_stats(w));
       progress.step(fmt::format("N={} B={} {}: {}", n, w.batch, method,
                                 r.contains("median_ms") ? fmt_ms(r["median_ms"].get<double>()) + " ms"
                                                         : (r.contains("skipped") ? "skipped" : "error")));
@@ -191,6 +194,20 @@ void bench(const BenchFlags& f) {
     ok = ok && result_ok(r);
   }
   std::printf("%s\n", t.str().c_str());
+  if (proto.sparse()) {  // the mask, then its visited blocks at each N (their pairs are the FLOPs counted)
+    std::int64_t last_n = 0;
+    for (const json& r : results) {
+      if (!r.contains("sparse") || r["N"].get<std::int64_t>() == last_n) continue;
+      const json& sp = r["sparse"];
+      if (last_n == 0)
+        std::printf("sparse mask: %s, from seed %llu; %s\n", sp["mask"].get<std::string>().c_str(),
+                    static_cast<unsigned long long>(proto.seed), sp["flops_counted"].get<std::string>().c_str());
+      last_n = r["N"].get<std::int64_t>();
+      std::printf("N = %-6lld visited blocks %lld of %lld (visited fraction %.4f)\n", static_cast<long long>(last_n),
+                  static_cast<long long>(sp["blocks_visited"].get<std::int64_t>()),
+                  static_cast<long long>(sp["blocks_total"].get<std::int64_t>()), sp["visited_fraction"].get<double>());
+    }
+  }
   for (const json& s : summary)
     if (s.contains("winner"))
       std::printf("N = %-6lld %s wins (FLAT time / Flash time = %.2f)\n", static_cast<long long>(s["N"].get<std::int64_t>()),
@@ -200,8 +217,9 @@ void bench(const BenchFlags& f) {
       std::printf("N = %lld %s: %s\n", static_cast<long long>(r["N"].get<std::int64_t>()),
                   r["label"].get<std::string>().c_str(), check_line(r).c_str());
   std::printf("time: median of %d runs after %d warm-up; peak mem: measured peak resident memory above inputs and "
-              "outputs; checks: %d sampled rows vs the fp64 oracle\n",
-              f.reps, f.warmup, f.check_rows);
+              "outputs; checks: %s vs the fp64 oracle\n",
+              f.reps, f.warmup,
+              proto.sparse() ? "whole leading sequences (sparse mask)" : fmt::format("{} sampled rows", f.check_rows).c_str());
 
   json doc = {{"command", "bench"},   {"machine", m.to_json()},
               {"workload", proto.to_json()}, {"mode", name(mode)},
@@ -258,7 +276,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--warmup", f->warmup, "untimed runs per point (the first is checked)")
       ->check(int_in(1, 1000))
       ->capture_default_str();
-  sub->add_option("--check-rows", f->check_rows, "sampled output rows checked against the oracle (0: none)")
+  sub->add_option("--check-rows", f->check_rows, "sampled output rows checked against the oracle (0: none; --density/--global: > 0 checks whole leading sequences)")
       ->check(int_in(0, 1000000))
       ->capture_default_str();
   sub->add_option("--sgemm-n", f->sgemm_n, "size of the SGEMM that measures the ceiling")

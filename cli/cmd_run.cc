@@ -15,6 +15,7 @@
 #include "cli/measure.h"
 #include "cli/report.h"
 #include "cli/run_decode.h"
+#include "cli/sparse_workload.h"
 #include "cli/table.h"
 #include "src/cpu/amx/amx.h"
 
@@ -63,6 +64,9 @@ void run_decode_cmd(const RunFlags& f, const CLI::App& sub) {
   if (!given("--hkv")) wf.hkv = given("--hq") ? 0 : kDecodeHkv;
   if (!given("--d")) wf.d = kDecodeD;
   Workload w = resolve(wf);
+  if (w.sparse())
+    throw UsageError(w.density > 0 ? "--density" : "--global", "with --decode",
+                     "no sparse mask in the decode step (forward_kvcache): drop --decode or the sparse flags");
   w.nk = wf.nk > 0 ? wf.nk : wf.n;  // the context
   DecodeFlags d = f.dec;
   d.reps = f.reps;
@@ -88,8 +92,10 @@ void run(const RunFlags& f) {
     std::printf("flatattn run: %s, %s (%.3g GFLOP per pass)\n", w.str().c_str(), std::string(name(mode)).c_str(),
                 flops / 1e9);
     std::printf("machine: %s\n", m.str().c_str());
-    std::printf("inputs: N(0,1) from seed %llu (replay with --seed %llu)\n\n", static_cast<unsigned long long>(w.seed),
+    std::printf("inputs: N(0,1) from seed %llu (replay with --seed %llu)\n", static_cast<unsigned long long>(w.seed),
                 static_cast<unsigned long long>(w.seed));
+    if (w.sparse()) std::printf("%s", sparse_report(w, sparse_stats(w)).c_str());
+    std::printf("\n");
     std::fflush(stdout);
   }
   MeasureOptions mo;
@@ -113,6 +119,7 @@ void run(const RunFlags& f) {
   if (f.json) {
     json out = {{"command", "run"}, {"workload", w.to_json()}, {"mode", name(mode)},     {"flops", flops},
                 {"machine", m.to_json()}, {"results", {fused, naive}}, {"rule", kRuleLine}};
+    if (w.sparse()) out["sparse"] = sparse_json(w, sparse_stats(w));
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     Table t(result_header(false), {false, false, false, false, true, true, true, true, false});
@@ -163,7 +170,7 @@ void register_run(CLI::App& app) {
   sub->add_option("--warmup", f->warmup, "untimed runs before timing (the first is checked)")
       ->check(int_in(1, 1000))
       ->capture_default_str();
-  sub->add_option("--check-rows", f->check_rows, "output rows checked against the fp64 oracle (0: no check)")
+  sub->add_option("--check-rows", f->check_rows, "output rows checked against the fp64 oracle (0: no check; --density/--global: > 0 checks whole leading sequences, as flatattn check does)")
       ->check(int_in(0, 1000000))
       ->capture_default_str();
   sub->add_flag("--no-naive", f->no_naive, "skip naive attention");

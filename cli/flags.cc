@@ -81,6 +81,8 @@ std::string usage_line(const Error& e) {
   else if (a == "q.device" || a == "device") flag = "--device";
   else if (a == "dataflow") flag = "--dataflow";
   else if (a == "fp32_matmul") flag = "--fp32-matmul";
+  else if (a == "block_sparse.block_q" || a == "block_sparse.block_kv") flag = "--block";  // e.g. not a CUDA tile multiple
+  else if (a.rfind("local_global.", 0) == 0) flag = "--global";
   if (flag.empty()) {
     std::string m = e.what();
     const std::string prefix = "flatattn: ";

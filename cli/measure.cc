@@ -8,6 +8,8 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -17,7 +19,10 @@
 #include "cli/engine.h"
 #include "cli/flags.h"
 #include "cli/sample_check.h"
+#include "cli/sparse_workload.h"
 #include "cli/table.h"
+#include "src/check/sparse_case.h"
+#include "src/check/yardstick.h"
 
 namespace flatattn::cli {
 
@@ -30,6 +35,10 @@ struct Tensors {
   Tensor q, k, v, out, lse, dout, dq, dk, dv;
   Tensor alibi, sinks, dsinks;  ///< fp32 (Hq) each, when the workload has them
   Tensor bias, dbias;           ///< the additive bias and its gradient (--bias), in the workload's dtype
+  /// Sparse workloads: the block lists and globals (cli/sparse_workload.h; stable addresses for `mirrors`),
+  /// and their device copies (--device cuda).
+  std::unique_ptr<check::CaseTensors> mask;
+  std::map<const check::HostTensor*, DeviceMirror> mirrors;
 };
 
 Tensors make_tensors(const Workload& w, Mode mode) {
@@ -64,6 +73,7 @@ Tensors make_tensors(const Workload& w, Mode mode) {
       t.dbias.poison();
     }
   }
+  if (w.sparse()) t.mask = std::make_unique<check::CaseTensors>(sparse_lists(w));
   if (mode != Mode::fwd) {
     t.lse = Tensor::make(DType::f32, {w.batch, w.hq, w.nq});
     t.dout = Tensor::make(w.dtype, {w.batch, w.nq, w.hq, w.d});
@@ -87,6 +97,16 @@ std::vector<Tensor*> all(Tensors& t, Mode mode) {
   return v;
 }
 
+/// The sparse arguments of t (none for dense workloads) on `where`.
+void add_sparse(const Tensors& t, DeviceKind where, std::optional<BlockSparse>& bs, std::optional<LocalGlobal>& lg) {
+  if (!t.mask) return;
+  const check::ViewOf view = [&t, where](const check::HostTensor& h) {
+    return where == DeviceKind::cuda ? t.mirrors.at(&h).view(h) : h.view(Device::cpu());
+  };
+  bs = check::sparse_args(*t.mask, view);
+  lg = check::local_global_args(*t.mask, view);
+}
+
 ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
   ForwardArgs a;
   a.q = t.q.view(where);
@@ -97,6 +117,7 @@ ForwardArgs fwd_args(const Tensors& t, DeviceKind where, bool with_lse) {
   if (t.alibi.numel() > 0) a.alibi_slopes = t.alibi.view(where);
   if (t.sinks.numel() > 0) a.sinks = t.sinks.view(where);
   if (t.bias.numel() > 0) a.bias = t.bias.view(where);
+  add_sparse(t, where, a.block_sparse, a.local_global);
   return a;
 }
 
@@ -116,7 +137,67 @@ BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
   if (t.dsinks.numel() > 0) a.dsinks = t.dsinks.view(where);
   if (t.bias.numel() > 0) a.bias = t.bias.view(where);
   if (t.dbias.numel() > 0) a.dbias = t.dbias.view(where);
+  add_sparse(t, where, a.block_sparse, a.local_global);
   return a;
+}
+
+/// Oracle work of one sequence of a sparse workload: the fp64 oracle and the naive low-precision yardstick
+/// build the whole Nq x Nk element mask and score every pair (flops, counted 4 D per pair and head).
+double oracle_flops_per_sequence(const Workload& w) {
+  return 4.0 * static_cast<double>(w.hq * w.d) * static_cast<double>(w.nq) * static_cast<double>(w.nk);
+}
+constexpr double kOracleBudget = 4e9;   // the leading sequences checked: a few seconds on 2 cores
+constexpr double kOracleLimit = 2e10;   // one sequence above this is not checked (minutes of host fp64 work)
+
+/// Sequences of a sparse workload the whole-problem check judges: as many as fit kOracleBudget, at least one.
+std::int64_t checked_sequences(const Workload& w) {
+  return std::clamp<std::int64_t>(static_cast<std::int64_t>(kOracleBudget / oracle_flops_per_sequence(w)), 1, w.batch);
+}
+
+/// Copies the first dst.bytes() of src (the leading sequences of a (B, ...) tensor) into dst.
+void copy_prefix(check::HostTensor& dst, const check::HostTensor& src) {
+  std::copy_n(src.storage.begin(), std::min(dst.storage.size(), src.storage.size()), dst.storage.begin());
+}
+
+/// The sparse workload's check: its first sequences (checked_sequences) judged whole against the fp64 oracle
+/// with `flatattn check`'s yardsticks and rule (src/check/yardstick.h), on the host copies of t. The sampled-row
+/// checker cannot: a row's keys under a block mask are not one contiguous range.
+json check_sparse_whole(const Workload& w, const Tensors& t, Mode mode) {
+  const std::int64_t nb = checked_sequences(w);
+  const bool bwd = mode != Mode::fwd;
+  check::CaseTensors c = check::make_case(sparse_case(w, nb), w.seed, bwd);
+  const check::CaseTensors lists = sparse_lists(w);  // replaces make_case's (BigBird adds blocks to them)
+  for (auto [dst, src] : {std::pair{&c.kv_num, &lists.kv_num}, {&c.kv_idx, &lists.kv_idx}, {&c.fkv_num, &lists.fkv_num},
+                          {&c.fkv_idx, &lists.fkv_idx}, {&c.globals, &lists.globals}})
+    *dst = *src;
+  for (auto [dst, src] : {std::pair{&c.q, &t.q}, {&c.k, &t.k}, {&c.v, &t.v}, {&c.out, &t.out}})
+    copy_prefix(*dst, *src);
+  if (w.sinks) copy_prefix(c.sinks, t.sinks);
+  Verdict v;
+  std::string what;
+  if (!bwd) {
+    v = check::judge_forward(c.out, check::forward_yardstick(c), w.dtype);
+    v.unwritten = c.out.count_nonfinite();
+    what = "out";
+  } else {
+    for (auto [dst, src] : {std::pair{&c.lse, &t.lse}, {&c.dout, &t.dout}, {&c.dq, &t.dq}, {&c.dk, &t.dk}, {&c.dv, &t.dv}})
+      copy_prefix(*dst, *src);
+    const check::BackwardOracle ref = check::oracle_backward(c);
+    const check::BackwardYardstick y = check::naive_backward(c, ref);
+    bool pass = true;
+    for (const auto& g : check::judge_backward(c, ref, y)) {  // dq reported; dk, dv must pass too
+      if (std::string(g.name) == "dq") v = g.v;
+      pass = pass && g.v.pass;
+    }
+    v.pass = v.pass && pass;
+    v.unwritten = c.dq.count_nonfinite() + c.dk.count_nonfinite() + c.dv.count_nonfinite();
+    what = "dq (dk, dv: judged)";
+  }
+  v.pass = v.pass && v.unwritten == 0;
+  json j = to_json(v);
+  j["what"] = fmt::format("{}, whole sequences 0..{} of {} vs the fp64 oracle (flatattn check's judge)", what, nb - 1,
+                          w.batch);
+  return j;
 }
 
 json report_json(const Report& r) {
@@ -153,8 +234,11 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
     throw Error(Error::Kind::unsupported, "method", "naive on cuda", "naive attention runs on the CPU",
                 "use --device cpu to compare with naive");
   Tensors t = make_tensors(w, m.mode);
-  if (dev == DeviceKind::cuda)
+  if (dev == DeviceKind::cuda) {
     for (Tensor* x : all(t, m.mode)) x->upload();
+    if (t.mask)
+      for (check::HostTensor* x : check::sparse_tensors(*t.mask)) t.mirrors[x].upload(*x);
+  }
   const Options base = w.options();
   Report rep;
   rep.backend = "cpu";
@@ -195,6 +279,13 @@ json measure_in_child(const Workload& w, const std::string& method, const Measur
   } else if (m.check_rows > 0 && w.dropout > 0.f) {
     check = {{"not_checked", "a sampled row cannot regenerate its dropout mask (`flatattn check` judges dropout on "
                              "whole problems against the oracle)"}};
+  } else if (m.check_rows > 0 && w.sparse() && oracle_flops_per_sequence(w) > kOracleLimit) {
+    check = {{"not_checked", fmt::format("a sparse run is checked on whole sequences (the sampled-row checker needs "
+                                         "contiguous key ranges), and one sequence is {:.3g} GFLOP of fp64 oracle work "
+                                         "(limit {:.3g}): check a smaller --n or --hq with the same mask flags",
+                                         oracle_flops_per_sequence(w) / 1e9, kOracleLimit / 1e9)}};
+  } else if (m.check_rows > 0 && w.sparse()) {
+    check = check_sparse_whole(w, t, m.mode);
   } else if (m.check_rows > 0) {
     const std::vector<RowId> rows = sample_rows(fwd_args(t, DeviceKind::cpu, false), base, m.check_rows, w.seed ^ 0x5a);
     Verdict v;
@@ -264,6 +355,7 @@ void add_peak(json& r, double baseline, DeviceKind device) {
 std::string naive_skip_reason(const Workload& w, Mode mode) {
   if (mode != Mode::fwd) return "naive attention is measured for --mode fwd only";
   if (w.device != DeviceKind::cpu) return "naive attention runs on the CPU (--device cpu)";
+  if (w.sparse()) return "naive attention is dense (no block lists or global positions)";
   if (!engine::has_naive()) return "this build's CPU engine has no naive attention";
   const int threads = w.threads > 0 ? w.threads : static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
   const double need = naive_slice_bytes(w) * threads + w.tensor_bytes(mode);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@
 #include "cli/child.h"
 #include "cli/device.h"
 #include "cli/flags.h"
+#include "cli/sparse_workload.h"
 #include "flatattn/version.h"
 
 namespace flatattn::cli {
@@ -40,7 +42,8 @@ Options Workload::options() const {
 }
 
 double Workload::flops(Mode mode) const {
-  const double f = forward_flops(batch, nq, nk, hq, d, options());
+  const double f = sparse() ? 4.0 * static_cast<double>(batch * hq * d) * sparse_stats(*this).visible_pairs
+                            : forward_flops(batch, nq, nk, hq, d, options());
   switch (mode) {
     case Mode::fwd: return f;
     case Mode::bwd: return 2.5 * f;
@@ -73,7 +76,7 @@ std::string Workload::features_str() const {
   if (!bias.empty()) s += fmt::format(" bias={}", bias);
   if (scale) s += fmt::format(" scale={}", *scale);
   if (fp32_matmul != Fp32Matmul::exact) s += fmt::format(" fp32-matmul={}", flatattn::name(fp32_matmul));
-  return s;
+  return s + sparse_str(*this);
 }
 
 nlohmann::json Workload::to_json() const {
@@ -98,6 +101,8 @@ nlohmann::json Workload::to_json() const {
                       {"seed", seed}};
   if (scale) j["scale"] = *scale;
   if (fp32_matmul != Fp32Matmul::exact) j["fp32_matmul"] = flatattn::name(fp32_matmul);
+  if (density > 0) j["sparse"] = {{"density", density}, {"block", {block_q, block_kv}}};
+  if (globals > 0) j["global"] = globals;
   return j;
 }
 
@@ -154,6 +159,28 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
       ->check(one_of({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the random inputs; 0 = fresh each run (printed, to replay)");
+  app.add_option("--density", f.density,
+                 "block-sparse attention: each --block Q,KV block of the scores listed at random with probability P "
+                 "in (0, 1] (lists from --seed; the --causal/--window band still applies inside a block); FLOPs and "
+                 "GFLOP/s count only the visible pairs of the visited blocks; with --global: BigBird (random blocks "
+                 "full, --no-causal)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            char* end = nullptr;
+            const double x = std::strtod(v.c_str(), &end);
+            return !v.empty() && end == v.c_str() + v.size() && x > 0 && x <= 1
+                       ? std::string()
+                       : fmt::format("'{}' is not allowed; allowed: a share P with 0 < P <= 1 (e.g. 0.25)", v);
+          },
+          "P in (0,1]"));
+  app.add_option("--block", f.block, "--density: rows, keys per block Q[,KV] [default: 128,128; CUDA: multiples of the kernel tile]")
+      ->delimiter(',')
+      ->expected(1, 2)
+      ->check(int_in(1, 1 << 20));
+  app.add_option("--global", f.global,
+                 "local + global attention (Longformer): G global positions spread evenly over each sequence "
+                 "(floor(g N / G)), the --window L,R band as the local attention; the library derives the block lists")
+      ->check(int_in(1, 1 << 30));
 }
 
 DType parse_dtype(const std::string& s) {
@@ -249,6 +276,16 @@ Workload resolve(const WorkloadFlags& f) {
   if (w.seed == 0)
     w.seed = (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
               std::random_device{}()) | 1;
+  w.density = f.density;
+  if (!f.block.empty()) {
+    if (f.density <= 0)
+      throw UsageError("--block", fmt::format("{} without --density", fmt::join(f.block, ",")),
+                       "--block with --density P (the block size of the random lists)");
+    w.block_q = f.block[0];
+    w.block_kv = f.block.size() > 1 ? f.block[1] : f.block[0];
+  }
+  w.globals = f.global;
+  check_sparse(w);
   return w;
 }
 

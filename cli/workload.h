@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -43,10 +44,19 @@ struct Workload {
   int threads = 0;           ///< CPU threads, 0 = all
   Fp32Matmul fp32_matmul = Fp32Matmul::exact;  ///< Options::fp32_matmul (--fp32-matmul)
   DeviceKind device = DeviceKind::cpu;
-  std::uint64_t seed = 0;    ///< of the random inputs
+  std::uint64_t seed = 0;    ///< of the random inputs (and of the block lists, cli/sparse_workload.h)
+  /// Block-sparse attention (--density, cli/sparse_workload.h): share P in (0, 1] of the block_q x block_kv
+  /// blocks listed at random; 0 = off.
+  double density = 0.0;
+  std::int64_t block_q = 128, block_kv = 128;  ///< --block Q,KV (rows, keys per block)
+  /// Local + global attention (--global): G global positions spread over each sequence; 0 = off.
+  std::int64_t globals = 0;
 
+  [[nodiscard]] bool sparse() const { return density > 0 || globals > 0; }
   [[nodiscard]] Options options() const;
   /// FLOPs of one pass in `mode` (forward_flops; backward counted as 2.5x the forward, docs/design.md, "FLOPs").
+  /// Sparse workloads: 4 D per visible (row, key) pair of the visited blocks only (sparse_stats), so that the
+  /// GFLOP/s of a sparse run count only the work its mask leaves.
   [[nodiscard]] double flops(Mode mode) const;
   /// Bytes of q, k, v and out (plus dout, dq, dk, dv for backward modes) in the dtype.
   [[nodiscard]] double tensor_bytes(Mode mode) const;
@@ -75,11 +85,14 @@ struct WorkloadFlags {
   std::string fp32_matmul = "exact";
   std::string device = "auto";
   std::uint64_t seed = 0;  ///< 0: fresh
+  double density = 0;      ///< --density P: 0 off
+  std::vector<std::int64_t> block;  ///< --block Q[,KV]
+  std::int64_t global = 0;  ///< --global G: 0 off
 };
 
 /// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
 /// --window, --softcap, --alibi, --sinks, --dropout, --scale, --dataflow, --threads, --fp32-matmul, --device,
-/// --seed to `app`.
+/// --seed, --density, --block, --global to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).
 void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true, bool with_dataflow = true);
 

@@ -93,7 +93,20 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"bench --n 512,0", "--n", "integers >= 1"},
                       BadInput{"bench --methods flash,nope", "--methods", "flash, flat, naive"},
                       BadInput{"bench --hq 8 --hkv 3", "--hkv", "1, 2, 4, 8"},
-                      BadInput{"bench --tokens -1", "--tokens", "integers >= 1"}));
+                      BadInput{"bench --tokens -1", "--tokens", "integers >= 1"},
+                      // sparse attention (issue 16): --density, --block, --global
+                      BadInput{"run --density 0", "--density", "0 < P <= 1"},
+                      BadInput{"run --density 1.5", "--density", "0 < P <= 1"},
+                      BadInput{"run --density x", "--density", "0 < P <= 1"},
+                      BadInput{"run --block 64", "--block", "with --density"},
+                      BadInput{"run --density 0.5 --block 0", "--block", "integers 1 .."},
+                      BadInput{"run --global 0", "--global", "integers 1 .."},
+                      BadInput{"run -n 64 --global 65", "--global", "min(Nq, Nk) = 64"},
+                      BadInput{"run --global 2 --density 0.5", "--density", "--no-causal"},
+                      BadInput{"run --decode --global 2", "--global", "drop --decode"},
+                      BadInput{"bench -q --n 64,32 --hq 1 -d 16 --tokens 64 --reps 1 --sgemm-n 64 --methods flash "
+                               "--global 40",
+                               "--global", "min(Nq, Nk) = 32"}));
 
 TEST(Cli, DeviceCudaWithoutCudaNamesTheFlag) {
   const Result r = run("run --device cuda --n 16 --hq 1 --d 8 -b 1");
@@ -121,7 +134,7 @@ TEST(Cli, EachSubcommandHasHelp) {
   for (const char* sub : {"run", "check", "bench"}) EXPECT_NE(top.out.find(sub), std::string::npos);
   const Result run_help = run("run --help");
   for (const char* flag : {"--batch", "--n", "--hq", "--hkv", "--d", "--dtype", "--causal", "--window", "--dataflow",
-                           "--threads", "--json", "--mode"})
+                           "--threads", "--json", "--mode", "--density", "--block", "--global"})
     EXPECT_NE(run_help.out.find(flag), std::string::npos) << "run --help lacks " << flag;
 }
 
@@ -224,4 +237,115 @@ TEST(Cli, BenchWritesCsvAndJson) {
   std::remove(csv.c_str());
 }
 
+// ---- sparse attention flags (issue 16): the visited fraction and FLOPs of the report, and the whole-sequence
+// check against the fp64 oracle with `flatattn check`'s judge.
+
+nlohmann::json run_json(const std::string& args) {
+  const Result r = run("run --reps 1 --json " + args);
+  EXPECT_EQ(r.code, 0) << args << "\n" << r.out << r.err;
+  return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+}
+
+void expect_whole_check_passes(const nlohmann::json& j) {
+  ASSERT_TRUE(j.contains("results")) << j.dump();
+  const auto& fused = j["results"][0];
+  EXPECT_TRUE(fused["check"]["pass"].get<bool>()) << fused.dump();
+  EXPECT_EQ(fused["check"]["unwritten"], 0);
+  EXPECT_NE(fused["check"]["what"].get<std::string>().find("whole sequences"), std::string::npos) << fused.dump();
+  EXPECT_TRUE(j["results"][1].contains("skipped")) << "naive attention is dense: " << j["results"][1].dump();
+}
+
+// Density 0.25 over 32 x 32 blocks of a 1024 x 1024 score matrix (1024 blocks): the visited fraction is the
+// listed blocks' share, near 0.25 (a binomial draw, sd 0.014), and without a band every pair of a visited block
+// is visible, so the FLOPs are 4 B Hq D x 32 x 32 per visited block.
+TEST(CliSparse, DensityQuarterCountsVisitedBlocks) {
+  const auto j = run_json("-b 2 -n 1024 --hq 2 -d 32 --no-causal --density 0.25 --block 32,32 --seed 3");
+  ASSERT_TRUE(j.contains("sparse")) << j.dump();
+  const auto& sp = j["sparse"];
+  EXPECT_EQ(sp["blocks_total"], 1024);
+  const double visited = sp["blocks_visited"].get<double>();
+  EXPECT_DOUBLE_EQ(sp["visited_fraction"].get<double>(), visited / 1024);
+  EXPECT_NEAR(visited / 1024, 0.25, 0.07);
+  EXPECT_DOUBLE_EQ(j["flops"].get<double>(), 4.0 * 2 * 2 * 32 * visited * 32 * 32);
+  expect_whole_check_passes(j);
+}
+
+// Density 1 lists every block and keeps the band inside them: the FLOPs equal the dense causal run's
+// (forward_flops), and fwd+bwd passes the whole check (dq, dk, dv).
+TEST(CliSparse, DensityOneMatchesTheDenseCount) {
+  const auto dense = run_json("-b 1 -n 300 --hq 2 -d 32 --seed 4 --no-naive");
+  const auto sparse = run_json("-b 1 -n 300 --hq 2 -d 32 --seed 4 --density 1 --block 64,32 --mode fwdbwd");
+  ASSERT_TRUE(sparse.contains("sparse"));
+  EXPECT_EQ(sparse["sparse"]["visited_fraction"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(sparse["flops"].get<double>(), 3.5 * dense["flops"].get<double>());
+  expect_whole_check_passes(sparse);
+}
+
+// Longformer with window (0, 0) and G = 2 globals at 0 and 512 of N = 1024, non-causal: visible pairs
+// |diag U rows U cols| = N + 2 G N - 2 G - G^2 + G = 1024 + 4096 - 2 - 4 = 5114 per (sequence, head); of the
+// 8 x 8 blocks of 128 the diagonal (8), block rows 0 and 4 (16) and block columns 0 and 4 (16) are visited:
+// 8 + 16 + 16 - 2 - 2 - 4 + 2 = 34.
+TEST(CliSparse, LocalGlobalVisitsTheBandAndTheGlobalBlocks) {
+  const auto j = run_json("-b 2 -n 1024 --hq 2 -d 32 --no-causal --window 0,0 --global 2 --seed 5");
+  ASSERT_TRUE(j.contains("sparse")) << j.dump();
+  EXPECT_EQ(j["sparse"]["blocks_visited"], 34);
+  EXPECT_EQ(j["sparse"]["blocks_total"], 64);
+  EXPECT_DOUBLE_EQ(j["sparse"]["visited_fraction"].get<double>(), 34.0 / 64);
+  EXPECT_DOUBLE_EQ(j["sparse"]["visible_pairs"].get<double>(), 5114);
+  EXPECT_DOUBLE_EQ(j["flops"].get<double>(), 4.0 * 2 * 2 * 32 * 5114);
+  expect_whole_check_passes(j);
+}
+
+// Causal local + global (fwd+bwd) and BigBird (random full blocks + window + globals, non-causal) pass.
+TEST(CliSparse, CausalLocalGlobalAndBigBirdPass) {
+  const auto lg = run_json("-b 2 -n 700 --hq 2 --hkv 1 -d 32 --window 64 --global 3 --mode fwdbwd --seed 6");
+  expect_whole_check_passes(lg);
+  EXPECT_LT(lg["sparse"]["visited_fraction"].get<double>(), 1.0);
+  const auto bb = run_json("-b 2 -n 1024 --hq 2 -d 32 --no-causal --window 64,64 --global 4 --density 0.2 --seed 7");
+  expect_whole_check_passes(bb);
+  EXPECT_GT(bb["sparse"]["visible_pairs"].get<double>(), 0);
+}
+
+TEST(CliSparse, TextReportSaysHowFlopsAreCounted) {
+  const Result r = run("run -b 1 -n 512 --hq 1 -d 32 --density 0.25 --seed 8 --reps 1");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"visited fraction", "visited blocks", "FLOPs and GFLOP/s count only", "from seed 8", "PASS"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
+  EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+}
+
+TEST(CliSparse, BenchReportsTheVisitedFractionPerN) {
+  const std::string js = temp_path("sparse_bench.json");
+  const Result r = run("bench -q --n 256,512 --hq 2 -d 16 --tokens 512 --reps 1 --sgemm-n 64 --methods flash,naive "
+                       "--density 0.5 --block 64,64 --seed 9 --json " + js);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("visited fraction"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(slurp(js));
+  for (const auto& res : j["results"]) {
+    ASSERT_TRUE(res.contains("sparse")) << res.dump();
+    const auto& sp = res["sparse"];
+    const std::int64_t nb = res["N"].get<std::int64_t>() / 64;
+    EXPECT_EQ(sp["blocks_total"].get<std::int64_t>(), nb * nb);
+    if (res["label"] == "naive") {
+      EXPECT_TRUE(res.contains("skipped")) << res.dump();
+      continue;
+    }
+    EXPECT_TRUE(res["check"]["pass"].get<bool>()) << res.dump();
+    EXPECT_DOUBLE_EQ(res["flops"].get<double>(),
+                     4.0 * res["B"].get<double>() * 2 * 16 * sp["visible_pairs"].get<double>());
+  }
+  std::remove(js.c_str());
+}
+
+// A sequence too large for the whole-problem oracle (4 Hq D Nq Nk = 2.6e10 flops > 2e10) is reported as not
+// checked, with the fix, and the run still succeeds (1 % of 512 x 512 blocks keeps the kernel cheap).
+TEST(CliSparse, TooLargeForTheOracleIsNotCheckedButRuns) {
+  const auto j = run_json("-b 1 -n 20000 --hq 1 -d 16 --no-causal --density 0.01 --block 512,512 --seed 10");
+  ASSERT_TRUE(j.contains("results")) << j.dump();
+  const auto& check = j["results"][0]["check"];
+  ASSERT_TRUE(check.contains("not_checked")) << check.dump();
+  EXPECT_NE(check["not_checked"].get<std::string>().find("smaller --n"), std::string::npos) << check.dump();
+}
+
 }  // namespace
+
