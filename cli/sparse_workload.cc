@@ -18,14 +18,8 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; 
 const std::int32_t* i32(const check::HostTensor& t) { return reinterpret_cast<const std::int32_t*>(t.storage.data()); }
 std::int32_t* i32(check::HostTensor& t) { return reinterpret_cast<std::int32_t*>(t.storage.data()); }
 
-/// The call's band as the kernels read it (forward_flops' rule: causal makes the right edge the diagonal).
-MaskSpec mask_of(const Workload& w) {
-  MaskSpec m;
-  m.bottom_right = w.align == CausalAlign::bottom_right;
-  m.left = w.window.left;
-  m.right = w.causal ? 0 : w.window.right;
-  return m;
-}
+/// The call's band as the kernels read it.
+MaskSpec mask_of(const Workload& w) { return mask_spec(w.options()); }
 
 /// The SparseSpec of w's element rule over `globals` (which must outlive it), lists not filled.
 SparseSpec spec_of(const Workload& w, const std::vector<std::int32_t>& globals) {

@@ -33,10 +33,7 @@ NaiveFp32Grads naive_fp32_backward(const CaseTensors& t, NaiveMethod method) {
   const Case& c = t.c;
   const Options& o = c.options;
   const float scale = o.softmax_scale ? *o.softmax_scale : static_cast<float>(1.0 / std::sqrt(double(c.d)));
-  MaskSpec mask;
-  mask.bottom_right = o.causal_align == CausalAlign::bottom_right;
-  mask.left = o.window.left;
-  mask.right = o.causal ? 0 : o.window.right;
+  const MaskSpec mask = mask_spec(o);
   const std::vector<std::vector<char>> sparse = sparse_element_masks(t);  // block-sparse: the oracle's mask
   NaiveFp32Grads g;
   g.dq = HostTensor::make(DType::f32, t.dq.shape);

@@ -45,10 +45,7 @@ void check_errors(Device device, Stream stream) {
 
 double forward_flops(std::int64_t batch, std::int64_t nq, std::int64_t nk, std::int64_t hq, std::int64_t d,
                      const Options& options) {
-  MaskSpec m;
-  m.bottom_right = options.causal_align == CausalAlign::bottom_right;
-  m.left = options.window.left;
-  m.right = options.causal ? 0 : options.window.right;
+  const MaskSpec m = mask_spec(options);
   double visible = 0;
   if (!m.masked()) {
     visible = static_cast<double>(nq) * static_cast<double>(nk);

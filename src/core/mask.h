@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "flatattn/options.h"
+
 #if defined(__CUDACC__)
 #define FLATATTN_HD __host__ __device__ __forceinline__
 #else
@@ -40,5 +42,15 @@ struct MaskSpec {
     return j >= lo(i, nq, nk) && j <= hi(i, nq, nk);
   }
 };
+
+/// The mask of a call's Options (causal_align, window; causal makes the right edge the diagonal): what
+/// validation stores in Problem::mask, and what tools that judge or count a call's pairs rebuild. Host only.
+inline MaskSpec mask_spec(const Options& o) {
+  MaskSpec m;
+  m.bottom_right = o.causal_align == CausalAlign::bottom_right;
+  m.left = o.window.left;
+  m.right = o.causal ? 0 : o.window.right;
+  return m;
+}
 
 }  // namespace flatattn

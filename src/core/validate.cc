@@ -267,9 +267,7 @@ void check_options(const Options& o, Problem& p) {
           "drop causal, or set window.right to -1 or 0");
   FLATATTN_REQUIRE(o.num_threads >= 0, "num_threads", std::to_string(o.num_threads), "must be >= 0 (0: all cores)",
           "pass 0 or a positive count");
-  p.mask.bottom_right = o.causal_align == CausalAlign::bottom_right;
-  p.mask.left = o.window.left;
-  p.mask.right = o.causal ? 0 : o.window.right;
+  p.mask = mask_spec(o);
   p.dataflow = o.dataflow;
   p.num_threads = o.num_threads;
   p.deterministic = o.deterministic;
