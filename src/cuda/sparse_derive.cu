@@ -109,8 +109,7 @@ Carve carve(const Problem& p) {
     c.kv_idx = take(c.kv_rows * s.nkb), c.kv_fidx = take(c.kv_rows * s.nkb);
   }
   if (s.derive_q) {
-    const std::int64_t nb = s.derive_kv ? p.batch : s.list_b, nh = s.derive_kv ? 1 : s.list_h;
-    c.q_rows = nb * nh * s.nkb, c.q_width = s.nqb;
+    c.q_rows = s.list_b * s.list_h * s.nkb, c.q_width = s.nqb;  // derive_kv: B x 1 (validation sets it)
     c.q_full = s.derive_kv || s.kv.full_num.present();
     c.q_num = take(c.q_rows), c.q_idx = take(c.q_rows * c.q_width);
     if (c.q_full) c.q_fnum = take(c.q_rows), c.q_fidx = take(c.q_rows * c.q_width);
@@ -138,7 +137,6 @@ SparseSpec derive_lists(const Problem& p, void* ws, void* stream) {
     }
     s.kv = contiguous_lists(base + c.kv_num, base + c.kv_idx, base + c.kv_fnum, base + c.kv_fidx, p.batch, 1, s.nqb,
                             s.nkb);
-    s.list_b = p.batch, s.list_h = 1;
   }
   if (s.derive_q) {
     if (c.q_rows > 0) {
