@@ -11,11 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/cpu/cpu_shapes.h"
 #include "flatattn/attention.h"
+#include "src/core/half.h"
 #include "src/core/validate.h"
 #include "src/cpu/engine.h"
 #include "src/cpu/policy.h"
@@ -23,32 +24,6 @@
 using namespace flatattn;
 
 namespace {
-
-struct Shape {
-  const char* name;
-  std::int64_t b, n, hq, hkv, d;
-  bool causal;
-};
-
-constexpr Shape kShapes[] = {
-    {"gpt2", 8, 1024, 12, 12, 64, false},   {"gpt2_causal", 8, 1024, 12, 12, 64, true},
-    {"llama4k", 1, 4096, 32, 8, 128, true}, {"llama4k_full", 1, 4096, 32, 8, 128, false},
-    {"n16k", 1, 16384, 8, 8, 64, true},     {"n16k_full", 1, 16384, 8, 8, 64, false},
-};
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
-  return out;
-}
-
-std::uint16_t to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<std::uint16_t>(u >> 16);
-}
 
 double cpu_seconds() {  // this process's CPU time: on a shared machine, unlike wall time, it leaves out the
   timespec ts;          // time other processes held our cores (with --cpu-time)
@@ -85,10 +60,10 @@ int main(int argc, char** argv) {
   bool backward = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--shapes" && i + 1 < argc) shapes = split(argv[++i]);
+    if (a == "--shapes" && i + 1 < argc) shapes = bench::split_list(argv[++i]);
     else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
-    else if (a == "--plans" && i + 1 < argc) plans = split(argv[++i]);
+    else if (a == "--plans" && i + 1 < argc) plans = bench::split_list(argv[++i]);
     else if (a == "--backward") backward = true;
     else if (a == "--cpu-time") g_cpu_time = true;  // process CPU time instead of wall time (for --threads 1)
     else {
@@ -99,9 +74,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (const std::string& sname : shapes) {
-    const Shape* sh = nullptr;
-    for (const Shape& s : kShapes)
-      if (sname == s.name) sh = &s;
+    const bench::CpuShape* sh = bench::find_cpu_shape(sname);
     if (!sh) {
       std::fprintf(stderr, "unknown shape %s\n", sname.c_str());
       return 2;
@@ -109,7 +82,7 @@ int main(int argc, char** argv) {
     const std::size_t nq = sh->b * sh->n * sh->hq * sh->d, nkv = sh->b * sh->n * sh->hkv * sh->d;
     std::vector<std::uint16_t> q(nq), k(nkv), v(nkv), o(nq), dout(nq), dq(nq), dk(nkv), dv(nkv);
     for (auto* x : {&q, &k, &v, &dout})
-      for (auto& e : *x) e = to_bf16(nd(rng));
+      for (auto& e : *x) e = float_to_bf16(nd(rng));
     std::vector<float> lse(sh->b * sh->hq * sh->n);
     ForwardArgs fa;
     fa.q = TensorView::contiguous(q.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});

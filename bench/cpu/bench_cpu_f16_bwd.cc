@@ -12,33 +12,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "bench/cpu/cpu_shapes.h"
 #include "flatattn/attention.h"
 #include "src/core/half.h"
 
 using namespace flatattn;
 
 namespace {
-
-struct Shape {
-  const char* name;
-  std::int64_t b, n, hq, hkv, d;
-  bool causal;
-};
-
-constexpr Shape kShapes[] = {{"gpt2", 8, 1024, 12, 12, 64, false},
-                             {"gpt2_causal", 8, 1024, 12, 12, 64, true},
-                             {"llama4k", 1, 4096, 32, 8, 128, true}};
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
-  return out;
-}
 
 double ms_of(const auto& f) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -69,8 +52,8 @@ int main(int argc, char** argv) {
   std::string split_env;  // "" = auto
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--shapes" && i + 1 < argc) shapes = split_list(argv[++i]);
-    else if (a == "--threads" && i + 1 < argc) threads = split_list(argv[++i]);
+    if (a == "--shapes" && i + 1 < argc) shapes = bench::split_list(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc) threads = bench::split_list(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--split" && i + 1 < argc) split_env = argv[++i];
     else {
@@ -80,9 +63,7 @@ int main(int argc, char** argv) {
   }
   std::printf("shape thr | split fwd bwd total ms | fp32 fwd bwd total ms | total x | dq dk dv ulps apart | kernels\n");
   for (const std::string& sname : shapes) {
-    const Shape* sh = nullptr;
-    for (const Shape& s : kShapes)
-      if (sname == s.name) sh = &s;
+    const bench::CpuShape* sh = bench::find_cpu_shape(sname);
     if (!sh) {
       std::fprintf(stderr, "unknown shape %s\n", sname.c_str());
       return 2;
