@@ -9,6 +9,7 @@
 # compute_75 PTX: the wheel serves this GPU),
 # JOBS (default nproc), MODEL_DIR (default .xfer/minilm-fp16), DEADLINE (seconds, default 540), PY_CMAKE_EXTRA (more
 # CMake options for the install, e.g. "-DFLATATTN_HDIMS=64;128" for a faster build of the head dims a stage needs).
+# Optional stage `longformer` (issue 16): examples/longformer_attention.py on CPU and CUDA.
 # Optional stage `flex` (issue 16): bench/gpu/peers_flex.py with the installed package, so flatattn.flex_attention
 # runs on the same BlockMasks as torch.compile(flex_attention) and SDPA's boolean mask (FLEX_* as that script).
 set -uo pipefail
@@ -61,6 +62,10 @@ if has overhead; then
   stage ovh_cuda 120 python3 bench/python_overhead.py --device cuda --out "$OUT/python_overhead_cuda.json"
   stage ovh_cpu 120 python3 bench/python_overhead.py --device cpu --out "$OUT/python_overhead_cpu.json"
   grep -E "added overhead" "$LOG"/ovh_*.log >> "$SUMMARY"
+fi
+if has longformer; then  # issue 16: Hugging Face LongformerSelfAttention reproduced by two flatattn calls, CPU and CUDA
+  stage longformer 120 python3 examples/longformer_attention.py --device all
+  tail -n 4 "$LOG/longformer.log" >> "$SUMMARY"
 fi
 if has flex; then
   stage flex ${FLEX_LIMIT:-420} env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_flex.py
