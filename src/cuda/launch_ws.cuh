@@ -109,7 +109,8 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   // Before any work: both may throw (a bad value of their variables).
   const int persistent_mode = sm90_ws_persistent();  // -1: the policy's rule for this call
   const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;  // causal-like: a tile's key range grows with its rows
-  const bool persistent = !pr.sparse.on && ws_persistent_for(persistent_mode, D, pr.nk, grows);
+  const bool persistent = pr.sparse.on ? ws_persistent_sparse_for(persistent_mode)
+                                       : ws_persistent_for(persistent_mode, D, pr.nk, grows);
   const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
@@ -120,11 +121,20 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   wp.tv = make_tile_map(shapes[2], kBf16);
 
   if (pr.sparse.on) {
-    static std::atomic<std::uint64_t> sparse_attr_done{0}, sparse_attr_done_varlen{0};
-    auto kernel = pr.varlen ? sm90::ws_fwd_sparse_kernel<E, S, V, kSched, true> : sm90::ws_fwd_sparse_kernel<E, S, V, kSched, false>;
-    prepare_smem(kernel, S::kSmemBytes, a.device, pr.varlen ? sparse_attr_done_varlen : sparse_attr_done);
-    kernel<<<static_cast<unsigned>(ctas), S::kThreads, S::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
-        wp, pr.sparse, static_cast<int>(n_m), static_cast<int>(pr.hq));
+    // The block-sparse kernel (sm90/ws_fwd_persistent.cuh ws_fwd_sparse_kernel): one CTA per tile, or persistent (at
+    // most one per SM, the static stride without pairs: a tile's work is its lists', not the mask's).
+    using SP = sm90::WsPersistentShape<D>;
+    static std::atomic<std::uint64_t> s_attr_done{0}, s_attr_done_varlen{0};
+    int ctas_cap = static_cast<int>(ctas);
+    if (persistent) {
+      const int sm_count = device_info(a.device).sm_count;
+      ctas_cap = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
+    }
+    const sm90::WsTileScheduler sch = sm90::WsTileScheduler::make(static_cast<int>(n_m), ctas, false, ctas_cap);
+    auto kernel = pr.varlen ? sm90::ws_fwd_sparse_kernel<E, SP, V, kSched, true> : sm90::ws_fwd_sparse_kernel<E, SP, V, kSched, false>;
+    prepare_smem(kernel, SP::kSmemBytes, a.device, pr.varlen ? s_attr_done_varlen : s_attr_done);
+    kernel<<<static_cast<unsigned>(sch.grid(ctas_cap)), SP::kThreads, SP::kSmemBytes, static_cast<cudaStream_t>(a.stream)>>>(
+        wp, sch, static_cast<int>(pr.hq), pr.sparse);
   } else if (persistent) {
     // The persistent kernel (sm90/ws_fwd_persistent.cuh): at most one CTA per SM walking the tiles; pairs of query
     // blocks under causal-like masks (a tile's key range grows with its rows: no left window bound).
@@ -148,12 +158,13 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   sm90_ws_count_launch();
   if (ws_check_requested()) ws_check_watchdog(static_cast<cudaStream_t>(a.stream), D, kSched);
   // The Report's kernel: the instance's name with the schedule, "flash_sm90_bf16_d128_ws1" ("..._ws2_sparse" for
-  // block lists, "..._ws2_p" for the persistent kernel).
+  // block lists, "..._ws2_p" for the persistent kernel, "..._ws2_sparse_p" for both).
   static const std::string name = std::string("flash_sm90_") + std::string(kBf16 ? "bf16" : "f16") + "_d" +
                                   std::to_string(D) + "_ws" + std::to_string(kSched);
   static const std::string sparse_name = name + "_sparse";
   static const std::string persistent_name = name + "_p";
-  if (pr.sparse.on) return {S::kBlockM, S::kBlockN, sparse_name.c_str()};
+  static const std::string sparse_persistent_name = name + "_sparse_p";
+  if (pr.sparse.on) return {S::kBlockM, S::kBlockN, (persistent ? sparse_persistent_name : sparse_name).c_str()};
   if (persistent) return {S::kBlockM, S::kBlockN, persistent_name.c_str()};
   return {S::kBlockM, S::kBlockN, name.c_str()};
 }

@@ -101,6 +101,32 @@ class ScopedSm90 {
   bool had_ = false;
 };
 
+/// Whether s ends with tail (a Report's kernel name and its suffix: "_p", "_sparse", "_sparse_p").
+inline bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+/// Sets an environment variable for one scope (nullptr unsets it), restoring the old value; the cached switches
+/// (family.h) read it again at the next call.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    value ? setenv(name, value, 1) : unsetenv(name);
+    cuda::sm90_override_changed();
+  }
+  ~ScopedEnv() {
+    had_ ? setenv(name_.c_str(), old_.c_str(), 1) : unsetenv(name_.c_str());
+    cuda::sm90_override_changed();
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
 /// Sets FLATATTN_CUDA_SM90_WS for one scope (nullptr unsets it; restoring the old value), with
 /// sm90_override_changed() so that the next call reads it, and FLATATTN_SM90_WS_CHECK=1: a watchdog timeout of the
 /// warp-specialized forward throws, naming its barrier (launch_ws.cuh).

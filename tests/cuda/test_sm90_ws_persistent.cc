@@ -50,27 +50,6 @@ bool sm90_runs() { return gpu_present() && cuda::path_info(0, DType::bf16).sm90_
 #define REQUIRE_SM90_WS_P() \
   if (!sm90_runs()) GTEST_SKIP() << "no sm_90 GPU, the sm90 family is not built, or FLATATTN_CUDA_SM90=0"
 
-/// Sets an environment variable for one scope (nullptr unsets it), restoring the old value; the cached switches
-/// (family.h) read it again at the next call.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    value ? setenv(name, value, 1) : unsetenv(name);
-    cuda::sm90_override_changed();
-  }
-  ~ScopedEnv() {
-    had_ ? setenv(name_.c_str(), old_.c_str(), 1) : unsetenv(name_.c_str());
-    cuda::sm90_override_changed();
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
-
 /// The suite's schedule (test_sm90_ws.cc read_schedule): ping-pong (2) only when the run asks for it.
 const char* schedule() {
   static const std::string s = [] {
@@ -84,10 +63,6 @@ const char* schedule() {
 }
 
 void say(const std::string& line) { std::cout << "[ws-p] " << line << std::endl; }
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
 
 /// Whether this build has the case's Flash forward instance (test_sm90_ws.cc built_for).
 bool built_for(const Case& c) {

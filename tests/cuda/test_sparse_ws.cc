@@ -1,4 +1,4 @@
-// The block-sparse walk of the warp-specialized sm90 forward (issue 16; sm90/ws_fwd_kernel.cuh ws_fwd_sparse_kernel,
+// The block-sparse walk of the warp-specialized sm90 forward (issue 16; sm90/ws_fwd_persistent.cuh ws_fwd_sparse_kernel,
 // ws_fwd_mainloop.cuh kSparse) on Hopper. Every case runs twice on the same inputs: with FLATATTN_CUDA_SM90_WS forced
 // to a schedule (the Report must name "..._ws<schedule>_sparse", the launch counter must move) and with
 // FLATATTN_CUDA_SM90_WS=0 (the older sparse sm90 kernel, sm90/flash_kernel.cuh: a name with "sm90" and no "_ws")
@@ -233,6 +233,63 @@ TEST(CudaSparseWs, Varlen) {
     }
   }
   if (runs == 0) GTEST_SKIP() << "no sm90 f16 forward instance in this build";
+}
+
+// The persistent grid of the sparse kernel (FLATATTN_CUDA_SM90_WS_PERSISTENT=1; the same kernel as one CTA per tile,
+// sm90/ws_fwd_persistent.cuh ws_fwd_sparse_kernel): with 3 CTAs each walks many tiles of unequal lists (empty ones,
+// long ones that wrap the K/V ring, two tiles per list block), so the ring's count and the Q barrier carry across
+// tiles of every length. Judged against the oracle, named "..._sparse_p", and bitwise equal to the one-tile grid's
+// output and LSE (a tile's arithmetic does not depend on the grid). Schedules 2 and 1 (ping-pong's turns across
+// tiles), D = 128, 64 and 256, batched and varlen.
+TEST(CudaSparseWs, PersistentGridMatchesOneTile) {
+  REQUIRE_SM90();
+  const std::uint64_t seed = seed_for("CudaSparseWs.PersistentGridMatchesOneTile");
+  std::mt19937_64 rng(seed);
+  using R = SparseCase::Rule;
+  const ScopedEnv grid("FLATATTN_SM90_WS_PERSISTENT_GRID", "3");
+  int runs = 0;
+  for (const char* sched : {"2", "1"}) {
+    for (std::int64_t d : {128, 64, 256}) {
+      std::vector<Case> cases;
+      cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
+      cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
+      cases.push_back(sparse_base(DType::bf16, d, 300, 0.5, R::local_global));
+      Case w = sparse_base(DType::bf16, d, 400, 0.6, R::band);
+      w.options.causal = false, w.nk = 2100;
+      cases.push_back(w);
+      Case big = sparse_base(DType::bf16, d, 700, 0.5, R::bits);
+      ws_blocks(big, 2);
+      cases.push_back(big);
+      Case v = sparse_base(DType::f16, d, 300, 0.5, R::bits);
+      v.hq = 4, v.hkv = 1, v.nk = 300, v.varlen = true, v.batch = 4;
+      v.seqlens_q = {300, 0, 170, 5}, v.seqlens_k = {300, 9, 230, 140};
+      cases.push_back(v);
+      for (const Case& c : cases) {
+        if (!sm90_built(c)) continue;
+        const std::string what = c.name() + " " + rule_name(c.sparse.rule) + " ws" + sched;
+        CaseTensors t = make_case(c, rng);
+        CaseTensors u = t;  // the same inputs, outputs still poisoned
+        const ForwardOracle o = oracle_forward(t);
+        const ScopedWs ws(sched);
+        Report r0, r1;
+        {
+          const ScopedEnv p("FLATATTN_CUDA_SM90_WS_PERSISTENT", "0");
+          r0 = check_case(t, o, seed, (what + " one-tile").c_str());
+        }
+        {
+          const ScopedEnv p("FLATATTN_CUDA_SM90_WS_PERSISTENT", "1");
+          r1 = check_case(u, o, seed, (what + " persistent").c_str());
+        }
+        EXPECT_TRUE(ends_with(r0.kernel, "_sparse")) << what << ": one-tile grid ran " << r0.kernel;
+        EXPECT_TRUE(ends_with(r1.kernel, "_sparse_p")) << what << ": persistent grid ran " << r1.kernel;
+        EXPECT_TRUE(t.out.storage == u.out.storage) << what << ": out differs between the grids (seed " << seed << ")";
+        EXPECT_TRUE(t.lse.storage == u.lse.storage) << what << ": lse differs between the grids (seed " << seed << ")";
+        if (::testing::Test::HasFailure()) return;
+        ++runs;
+      }
+    }
+  }
+  if (runs == 0) GTEST_SKIP() << "no sm90 forward instance of D = 64, 128 or 256 in this build";
 }
 
 // The planner (FLATATTN_CUDA_SM90_WS unset): a sparse call whose lists are whole tiles of the warp-specialized kernel

@@ -78,6 +78,18 @@ inline constexpr WsPersistentRule kWsPersistentRule{true, 128, 1024, 4096};
 /// every dense call, the rule's thresholds even while it is held off.
 inline constexpr int kWsPersistentAuto = -1, kWsPersistentOff = 0, kWsPersistentOn = 1, kWsPersistentByRule = 2;
 
+/// Whether block-sparse calls run the sparse kernel persistent (at most one CTA per SM walking the tiles, each tile's
+/// key blocks its lists') instead of one CTA per tile (both are sm90/ws_fwd_persistent.cuh ws_fwd_sparse_kernel, on
+/// different grids). Off until measured on an H100 (issue 16: a 10 % density tile has ~13 key blocks, so its Q load
+/// and epilogue are a larger share than in a dense tile; but the static stride cannot balance tiles of unequal lists
+/// as the hardware's block scheduler does). FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1 overrides it as for dense calls.
+inline constexpr bool kWsPersistentSparse = false;
+
+/// The persistent kernel for a block-sparse call under FLATATTN_CUDA_SM90_WS_PERSISTENT's mode.
+[[nodiscard]] constexpr bool ws_persistent_sparse_for(int mode) {
+  return mode == kWsPersistentOn || (mode != kWsPersistentOff && kWsPersistentSparse);
+}
+
 /// The persistent kernel for a call under FLATATTN_CUDA_SM90_WS_PERSISTENT's mode.
 [[nodiscard]] constexpr bool ws_persistent_for(int mode, int d, std::int64_t nk, bool causal_like) {
   if (mode == kWsPersistentOff || mode == kWsPersistentOn) return mode == kWsPersistentOn;

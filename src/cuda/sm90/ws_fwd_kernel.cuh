@@ -9,12 +9,12 @@
 // The hooks and the mask are the variant seam's (common/score.cuh), the visited key blocks the band's
 // (common/mask.cuh BlockRange), the grid order common/tile_coord.cuh's (heaviest query blocks first).
 // Batched problems (tensor maps (D, N, H, B)) and varlen ones (kVarlen: maps over the packed rows, (D, total, H, 1)).
-// Block-sparse (ws_fwd_sparse_kernel, issue 16, docs/sparse.md): producer and consumers walk the CTA's block lists
+// The persistent variant (one CTA per SM walking its tiles, issue 17) is ws_fwd_persistent.cuh; it shares the
+// producer's loads (ws_load_q, ws_load_kv), the mainloop and the epilogue. Block-sparse calls (issue 16,
+// docs/sparse.md) run its body too (ws_fwd_sparse_kernel there): producer and consumers walk the tile's block lists
 // (common/sparse.cuh SparseKeyBlocks::take, the same order in both) instead of the band's range; unlisted blocks
 // cost no copy and no product; the ring counts visited blocks. A tile with no listed block loads Q only and stores
 // O = 0, LSE = -inf (the consumers' turns still pair up: ws_fwd_mainloop.cuh).
-// The persistent variant (one CTA per SM walking its tiles, issue 17) is ws_fwd_persistent.cuh; it shares the
-// producer's loads (ws_load_q, ws_load_kv), the mainloop and the epilogue.
 // Picked by the cost model (src/cuda/policy/heuristics.h choose_sm90_ws; src/cuda/policy/ws_policy.h) where it
 // predicts it faster than sm90/flash_kernel.cuh, or
 // forced by FLATATTN_CUDA_SM90_WS=1|2|3 (src/cuda/family.h).
@@ -31,7 +31,6 @@
 #include "src/cuda/common/params.h"
 #include "src/cuda/common/score.cuh"
 #include "src/cuda/common/smem_tile.cuh"
-#include "src/cuda/common/sparse.cuh"
 #include "src/cuda/common/tile_coord.cuh"
 #include "src/cuda/policy/ws_tile.h"
 #include "src/cuda/sm90/pipeline.cuh"
@@ -104,35 +103,22 @@ FLATATTN_DEVICE void ws_load_kv(const WsParams& wp, const Ring& ring, int it, in
 
 /// q_row: the tile's first q row in the map's rows (batched: m0; varlen: the sequence's first packed row + m0),
 /// k_row0: the sequence's first k/v row (batched 0), b: the map's batch index (varlen 0: one packed batch).
-/// kSparse: the blocks of walk's lists (in the consumers' order) instead of [range.begin, range.end).
-template <class E, class S, bool kSparse = false>
+template <class E, class S>
 FLATATTN_DEVICE void ws_producer(const WsParams& wp, const typename S::Ring& ring, std::uint32_t sq,
-                                 const BlockRange<S::kBlockN>& range, int q_row, int k_row0, int h, int b,
-                                 const WsSparseWalk<S::kBlockN>* walk = nullptr) {
+                                 const BlockRange<S::kBlockN>& range, int q_row, int k_row0, int h, int b) {
   const int hk = h / wp.p.group;
   tma_prefetch(&wp.tq);
   tma_prefetch(&wp.tk);
   tma_prefetch(&wp.tv);
   ws_load_q<S>(wp, ring, sq, q_row, h, b);
-  // K(nb), V(nb) into the slot of iteration it.
-  auto load = [&](int it, int nb) { ws_load_kv<S>(wp, ring, it, nb, k_row0, hk, b); };
-  if constexpr (kSparse) {
-    typename SparseKeyBlocks<S::kBlockN>::Cursor w;
-    for (int it = 0;; ++it) {
-      const SparseStep st = walk->list.take(w, walk->seq_blocks);
-      if (st.nb < 0) break;
-      load(it, st.nb);
-    }
-  } else {
-    for (int nb = range.begin; nb < range.end; ++nb) load(nb - range.begin, nb);
-  }
+  for (int nb = range.begin; nb < range.end; ++nb) ws_load_kv<S>(wp, ring, nb - range.begin, nb, k_row0, hk, b);
 }
 
 /// The kernel's body. kVarlen: the maps are (D, total rows, H, 1) over the packed rows (cu_seqlens); a tile's rows
 /// start at its sequence's first row, rows of the next sequence in its boxes are loaded but masked (keys: BandMask's
-/// Nk) or never stored (queries: the epilogue's bound). kSparse: the key blocks are the CTA's block lists in *sp.
-template <class E, class S, class V, int kSched, bool kVarlen, bool kSparse>
-FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, const SparseSpec* sp, int n_m_blocks, int hq) {
+/// Nk) or never stored (queries: the epilogue's bound).
+template <class E, class S, class V, int kSched, bool kVarlen>
+FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, int n_m_blocks, int hq) {
   using TQ = typename S::TQ;
   using Ring = typename S::Ring;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -144,10 +130,6 @@ FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, const SparseSpec* sp, int n
   if (m0 >= bi.nq) return;  // uniform over the CTA, before any barrier
   const BandMask bm(p, bi.nq, bi.nk);
   const BlockRange<S::kBlockN> range(bm, m0, min(m0 + S::kBlockM, bi.nq) - 1);
-  // kSparse: the CTA's rows lie in one query block of the lists (block_q is a multiple of 128, checked at launch).
-  const WsSparseWalk<S::kBlockN> walk{
-      SparseKeyBlocks<S::kBlockN>(sp, tc.b, tc.h, kSparse ? m0 / sp->block_q : 0, bi.nk),
-      kSparse ? (bi.nk + sp->block_kv - 1) / sp->block_kv : 0, tc.b, tc.h, kSparse ? m0 / sp->block_q : 0, bi.nq};
 
   const std::uint32_t raw = smem_u32(smem_raw);
   const std::uint32_t sq = (raw + 1023u) & ~1023u;  // swizzle atoms start 1024-byte aligned
@@ -166,9 +148,9 @@ FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, const SparseSpec* sp, int n
     regs_dec<S::kProducerRegs>();
     if (tid == 0) {
       if constexpr (kVarlen) {
-        ws_producer<E, S, kSparse>(wp, ring, sq, range, bi.q_row0 + m0, bi.k_row0, tc.h, 0, &walk);
+        ws_producer<E, S>(wp, ring, sq, range, bi.q_row0 + m0, bi.k_row0, tc.h, 0);
       } else {
-        ws_producer<E, S, kSparse>(wp, ring, sq, range, m0, 0, tc.h, tc.b, &walk);
+        ws_producer<E, S>(wp, ring, sq, range, m0, 0, tc.h, tc.b);
       }
     }
   } else {
@@ -178,8 +160,7 @@ FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, const SparseSpec* sp, int n
     const auto at = with_lengths<typename V::Score>(ScoreAt{tc.b, tc.h, tc.h / p.group, 0, 0}, bi.nq, bi.nk, p.var);
     mbar_wait(ring.q_bar(), 0, 999);
     WsAcc<S::kDT> acc;
-    ws_consumer_mainloop<E, S, V, Ring, kSched, kSparse>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col,
-                                                          at, c, &walk);
+    ws_consumer_mainloop<E, S, V, Ring, kSched>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col, at, c);
     ws_consumer_epilogue<E, S>(acc, p, bi, tc.h, smem, m0, warp_row0, row, lane);
   }
 }
@@ -188,16 +169,7 @@ FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, const SparseSpec* sp, int n
 template <class E, class S, class V, int kSched, bool kVarlen>
 __global__ void __launch_bounds__(S::kThreads, 1)
     ws_fwd_kernel(const __grid_constant__ WsParams wp, int n_m_blocks, int hq) {
-  ws_fwd_body<E, S, V, kSched, kVarlen, false>(wp, nullptr, n_m_blocks, hq);
-}
-
-/// The block-sparse kernel (issue 16): the same body over the CTA's block lists (a separate function, so the dense
-/// kernel keeps its parameters and its code).
-template <class E, class S, class V, int kSched, bool kVarlen>
-__global__ void __launch_bounds__(S::kThreads, 1)
-    ws_fwd_sparse_kernel(const __grid_constant__ WsParams wp, const __grid_constant__ SparseSpec sp, int n_m_blocks,
-                         int hq) {
-  ws_fwd_body<E, S, V, kSched, kVarlen, true>(wp, &sp, n_m_blocks, hq);
+  ws_fwd_body<E, S, V, kSched, kVarlen>(wp, n_m_blocks, hq);
 }
 
 }  // namespace flatattn::cuda::sm90

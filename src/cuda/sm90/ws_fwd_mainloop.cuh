@@ -61,8 +61,9 @@ struct WsSparseWalk {
 /// start at shared address sq_wg. row: this thread's first query row (sequence coordinates), col: its first column
 /// within a key block. c: the consumer's index (0, 1), for the ping-pong turns. it0: the ring iteration of the walk's
 /// first block (the persistent kernel, ws_fwd_persistent.cuh, continues the ring's count across its tiles; else 0).
+/// Returns the ring iterations the walk took (its key blocks).
 template <class E, class S, class V, class Ring, int kSched, bool kSparse = false>
-FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
+FLATATTN_DEVICE int ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p, const Ring& ring, std::uint32_t sq_wg,
                                           const BandMask& bm, const BlockRange<S::kBlockN>& range, int row, int col,
                                           ScoreAtOf<typename V::Score> at, int c,
                                           const WsSparseWalk<S::kBlockN>* walk = nullptr, int it0 = 0) {
@@ -171,6 +172,7 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
     fence_regs(pa[0]);
     ring.release_v(last);
   };
+  int taken = 0;
   if constexpr (kSparse) {
     const SparseSpec& sp = *walk->list.s;
     typename SparseKeyBlocks<kBN>::Cursor w;
@@ -197,16 +199,19 @@ FLATATTN_DEVICE void ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p
     if constexpr (kOverlap) {
       if (it > it0) last_pv(it - 1);
     }
+    taken = it - it0;
   } else {
     for (int nb = range.begin; nb < range.end; ++nb)
       block(it0 + nb - range.begin, nb, [&] { return range.needs_mask(nb); }, bm, false, 0, [] {});
     if constexpr (kOverlap) {
       if (range.begin < range.end) last_pv(it0 + range.end - 1 - range.begin);
     }
+    taken = range.end - range.begin;
   }
   if constexpr (kPingPong) {
     if (c == 0) named_sync(1, kTurnThreads);  // consumer 1's last hand-over
   }
+  return taken;
 }
 
 }  // namespace flatattn::cuda::sm90
