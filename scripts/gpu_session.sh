@@ -18,7 +18,9 @@
 # the copy-bandwidth budget, one run; BIAS_D, BIAS_N lists) and peers_sdpa_bias.py (SDPA efficient / cuDNN with the
 # same float mask).
 # lists); `sparse`: bench/gpu/bench_sparse (our block-sparse forward vs our dense) and bench/gpu/peers_flex.py
-# (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list).
+# (FlexAttention and SDPA on block-sparse masks, issue 16; FLEX_N list); `sparsewsp`: bench_sparse with the sparse kernel
+# on one CTA per tile and persistent (FLATATTN_CUDA_SM90_WS_PERSISTENT=0 / 1), alternating, two rounds (SPARSE_D,
+# SPARSE_N, SPARSE_DENSITY, SPARSE_BWD); `clisparse`: `flatattn run/bench` with --density / --global on the GPU.
 # Optional stages on Hopper with the sm90
 # family built: test80 (the forward and backward tests with
 # FLATATTN_CUDA_SM90=0, i.e. on the sm80 family), bench80 (bench_fwd likewise, for the sm90 vs sm80 comparison) and tune90 (the sm90
@@ -88,7 +90,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $( (has decode || has decodepdl) && echo bench_decode) $(has biasbench && echo bench_bias) $(has sparse && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $( (has decode || has decodepdl) && echo bench_decode) $(has biasbench && echo bench_bias) $( (has sparse || has sparsewsp) && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -223,6 +225,24 @@ if has sparse; then  # issue 16: FlexAttention (torch.compile) and SDPA with the
   # and our block-sparse forward against our dense one (bench_sparse; the CUDA sparse backward is not written yet)
   stage sparse_ours 120 $B/bench/gpu/bench_sparse --out "$OUT/sparse.json" --commit "$COMMIT"
   stage sparse 300 env PYTHONUNBUFFERED=1 OUT="$OUT" FLEX_N=${FLEX_N:-4096,8192,16384,32768} python3 bench/gpu/peers_flex.py
+fi
+if has sparsewsp; then  # issue 16: the sparse kernel on one CTA per tile (0) vs persistent (1), alternating, two rounds
+  for r in 1 2; do
+    for p in 0 1; do
+      stage sparsewsp${p}_$r 120 env FLATATTN_CUDA_SM90_WS_PERSISTENT=$p $B/bench/gpu/bench_sparse \
+        --out "$OUT/sparse_wsp${p}_r$r.json" --commit "$COMMIT" --d ${SPARSE_D:-128,64} --n ${SPARSE_N:-16384} \
+        --density ${SPARSE_DENSITY:-100,50,25,10} --bwd ${SPARSE_BWD:-1}
+      cp "$LOG/sparsewsp${p}_$r.log" "$OUT/sparse_wsp${p}_r${r}_table.txt" 2>/dev/null
+    done
+  done
+fi
+if has clisparse && [[ -x $B/cli/flatattn ]]; then  # issue 16: `flatattn run` with block lists and local + global on the GPU
+  stage clisparse_density 120 $B/cli/flatattn run --device cuda --dtype bf16 --n 4096 --d 128 --no-causal --density 0.1
+  stage clisparse_global 120 $B/cli/flatattn run --device cuda --dtype bf16 --n 4096 --d 64 --no-causal --window 256,256 --global 16
+  stage clisparse_bigbird 120 $B/cli/flatattn run --device cuda --dtype bf16 --n 4096 --d 64 --no-causal --window 256,256 --global 16 --density 0.1
+  stage clisparse_bench 120 $B/cli/flatattn bench --device cuda --dtype bf16 --n 4096,16384 --d 128 --no-causal --density 0.25 \
+    --json "$OUT/cli_bench_sparse_cuda.json"
+  grep -hE "visited|PASS|FAIL|check" "$LOG"/clisparse_*.log | head -12 >> "$SUMMARY"
 fi
 if has features; then
   stage features 240 $B/bench/gpu/bench_features --out "$OUT/features.json" --commit "$COMMIT" \

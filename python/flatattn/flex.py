@@ -5,6 +5,12 @@ directly and runs it on flatattn's block-sparse path (include/flatattn/sparse.h)
 BlockMask's own fields, and the element mask of its partial blocks is its ``mask_mod`` evaluated with torch on
 those blocks only (vectorized over each block's (q, kv) grid, on the tensors' device) and bit-packed.
 Memory O(partial blocks); full blocks and skipped blocks cost no mask evaluation.
+
+The conversion is done once per BlockMask and kept on it (``_cached_block_sparse``): a model calls attention with
+the same BlockMask in every layer and step, and torch's own flex_attention does its block-mask work once too, in
+create_block_mask. The cache is keyed on the call's (Nq, Nk, device), the identity and in-place version counter of
+every list tensor of the BlockMask, its mask_mod, and the tensors the mask_mod's closure holds: an in-place change
+to any of them converts again.
 """
 
 from __future__ import annotations
@@ -69,6 +75,53 @@ def block_sparse_from_block_mask(block_mask, nq, nk, device=None):
     return BlockSparse(bq, bkv, kv_num, kv_idx, fkv_num, fkv_idx, q_num, q_idx, fq_num, fq_idx, bits, offsets)
 
 
+_CACHE_ATTR = "_flatattn_block_sparse"
+_LIST_FIELDS = ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices", "q_num_blocks", "q_indices",
+                "full_q_num_blocks", "full_q_indices")
+
+
+def _tensor_key(t):
+    """(identity, in-place version) of a tensor; None for None."""
+    if t is None:
+        return None
+    try:
+        return (id(t), t._version)
+    except (AttributeError, RuntimeError):  # inference tensors have no version counter: identity only
+        return (id(t), None)
+
+
+def _closure_tensors(fn, depth=0):
+    """The torch tensors a mask_mod's closure (and its nested closures, 2 levels) holds."""
+    out = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            x = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(x, torch.Tensor):
+            out.append(x)
+        elif callable(x) and depth < 2:
+            out.extend(_closure_tensors(x, depth + 1))
+    return out
+
+
+def _cached_block_sparse(block_mask, nq, nk, device):
+    """block_sparse_from_block_mask(block_mask, nq, nk, device), converted once per BlockMask and kept on it."""
+    # The entry holds the keyed objects themselves, so that none of their ids can be reused while it is cached.
+    refs = (block_mask.mask_mod, *(getattr(block_mask, f, None) for f in _LIST_FIELDS),
+            *_closure_tensors(block_mask.mask_mod))
+    key = (int(nq), int(nk), str(device), id(refs[0]), tuple(_tensor_key(t) for t in refs[1:]))
+    hit = getattr(block_mask, _CACHE_ATTR, None)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    bs = block_sparse_from_block_mask(block_mask, nq, nk, device=device)
+    try:
+        setattr(block_mask, _CACHE_ATTR, (key, bs, refs))
+    except AttributeError:  # a BlockMask that takes no attributes: converted on every call
+        pass
+    return bs
+
+
 @functools.partial(drop_in, compiling=torch.compiler.is_compiling)
 def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None, enable_gqa=False,
                    return_lse=False, kernel_options=None):
@@ -108,7 +161,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     if block_mask is None:
         out, lse = torch_ops.forward_opts(q, k, v, opts)
     else:
-        bs = block_sparse_from_block_mask(block_mask, nq, nk, device=query.device)
+        bs = _cached_block_sparse(block_mask, nq, nk, query.device)
         out, lse = torch_ops.variant_forward(q, k, v, opts, block_sparse=bs)
     out = out.transpose(1, 2)
     return (out, lse) if return_lse else out

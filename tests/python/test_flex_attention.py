@@ -388,3 +388,43 @@ def test_flex_cuda_forward(seed, name):
     for gn, g_, r, nv in zip(("dq", "dk", "dv"), got, ref_g, naive_g):
         verdict = judge(g_.float().cpu().numpy(), r.numpy(), nv.float().numpy(), "bfloat16")
         assert verdict.passed, f"seed={seed}: {name} {gn} {verdict}"
+
+
+# ---- the BlockMask conversion is cached on the BlockMask ----------------------------------------------------
+
+def test_flex_conversion_cached_until_an_input_changes_in_place(seed, monkeypatch):
+    """Repeated calls with one BlockMask convert it once; an in-place change to a tensor its mask_mod reads (here
+    inside a partial block, where torch's flex_attention evaluates mask_mod on every call too) converts again, and
+    the output then equals that of a freshly built BlockMask."""
+    import flatattn.flex as fx
+
+    calls = []
+    real = fx.block_sparse_from_block_mask
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fx, "block_sparse_from_block_mask", counting)
+    n, blk = 48, 16
+    q, k, v, _ = _qkv(seed, 1, 2, 2, n, n, 16, grad=False)
+    banned = torch.zeros(n, n, dtype=torch.bool)
+
+    def mask_mod(b, h, q_, k_):
+        return (q_ >= k_) & ~banned[q_, k_]
+
+    bm = fa.create_block_mask(mask_mod, None, None, n, n, device="cpu", BLOCK_SIZE=blk)
+    first = flatattn.flex_attention(q, k, v, block_mask=bm)
+    again = flatattn.flex_attention(q, k, v, block_mask=bm)
+    assert len(calls) == 1, "the second call with the same BlockMask converted it again"
+    assert torch.equal(first, again)
+    banned[5, 3] = True  # block (0, 0) is on the diagonal: partial, its bits come from mask_mod
+    changed = flatattn.flex_attention(q, k, v, block_mask=bm)
+    assert len(calls) == 2, "an in-place change of the mask_mod's tensor did not convert again"
+    assert not torch.equal(changed[:, :, 5], first[:, :, 5]), "the banned element made no difference"
+    fresh = flatattn.flex_attention(q, k, v, block_mask=fa.create_block_mask(mask_mod, None, None, n, n, device="cpu",
+                                                                             BLOCK_SIZE=blk))
+    assert torch.equal(changed, fresh)
+    bm.kv_indices.add_(0)  # an in-place op on a list tensor bumps its version: converted again
+    flatattn.flex_attention(q, k, v, block_mask=bm)
+    assert len(calls) == 4
