@@ -20,6 +20,8 @@ Check (docs/design.md's rule, exit status 1 when it fails): the oracle is the sa
 (flatattn.reference, on the float32 projections); flatattn must be within 2 * max|yardstick - oracle| + floor +
 1e-5 * max|oracle| of the oracle, with HF's own float32 output as the yardstick (and, separately, naive float32
 attention). Printed: max|flatattn - HF| and the bound it implies (the rule's bound plus HF's own error).
+On CUDA (f16 / bf16 kernels only) flatattn takes the projections rounded to bfloat16: the oracle is fp64 on the
+rounded projections, the yardstick naive bfloat16 attention (see compare()).
 Padding tokens (attention_mask 0) are not exercised here.
 """
 
@@ -116,22 +118,36 @@ def _oracle(precision):
     return forward
 
 
-def compare(device, seed=0, batch=2, seq_len=256, hidden=64, heads=4, window=32, globals_=GLOBALS):
-    """Runs HF and flatattn on `device`; returns a dict of the verdicts and errors (see the module docstring)."""
+def compare(device, seed=0, batch=2, seq_len=256, hidden=64, heads=4, window=32, globals_=GLOBALS, dtype=None):
+    """Runs HF and flatattn on `device`; returns a dict of the verdicts and errors (see the module docstring).
+
+    dtype: flatattn's input dtype (default float32 on the CPU, bfloat16 on CUDA, whose kernels take f16 / bf16 only).
+    Below float32 the projections are rounded to it first; the oracle is fp64 on the rounded projections and the
+    yardstick naive attention in that dtype (HF's float32 output saw unrounded projections, so it is no yardstick
+    there); flatattn must then also be within that bound plus naive's own distance from HF, of HF."""
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
+    low = dtype != torch.float32
     layer = make_layer(device, seed, hidden, heads, window)
     gen = torch.Generator().manual_seed(seed + 1)
     hidden_states = torch.randn(batch, seq_len, hidden, generator=gen).to(device)
     out_hf = hf_attention(layer, hidden_states, globals_)
     proj, gp, gc = projections(layer, hidden_states, globals_)
+    proj = {name: x.to(dtype) for name, x in proj.items()}
     out_fa = two_calls(flatattn.forward, proj, gp, gc, window, globals_)
     cpu_proj = {name: x.cpu() for name, x in proj.items()}
     ref = two_calls(_oracle("f64"), cpu_proj, gp.cpu(), gc.cpu(), window, globals_)
     naive = two_calls(_oracle("input"), cpu_proj, gp.cpu(), gc.cpu(), window, globals_)
-    v_hf = judge(out_fa, ref, out_hf, "float32")  # HF's float32 output as the yardstick
-    v_naive = judge(out_fa, ref, naive, "float32")  # naive float32 attention as the yardstick
+    rule_dtype = str(dtype).replace("torch.", "")
+    v_naive = judge(out_fa, ref, naive, rule_dtype)  # naive attention in the input dtype as the yardstick
     diff = float((out_fa.cpu().double() - out_hf.cpu().double()).abs().max())
+    if low:
+        naive_hf = float((naive.double() - out_hf.cpu().double()).abs().max())
+        bound = v_naive.bound + v_naive.naive_err + naive_hf
+        return dict(device=device, dtype=rule_dtype, diff=diff, bound=bound, hf=None, naive=v_naive,
+                    passed=v_naive.passed and diff <= bound)
+    v_hf = judge(out_fa, ref, out_hf, "float32")  # HF's float32 output as the yardstick
     hf_err = v_hf.naive_err
-    return dict(device=device, diff=diff, bound=v_hf.bound + hf_err, hf=v_hf, naive=v_naive,
+    return dict(device=device, dtype=rule_dtype, diff=diff, bound=v_hf.bound + hf_err, hf=v_hf, naive=v_naive,
                 passed=v_hf.passed and v_naive.passed and diff <= v_hf.bound + hf_err)
 
 
@@ -150,8 +166,8 @@ def main(argv=None):
             print("cuda: skipped (no GPU or flatattn built without CUDA)")
             continue
         r = compare(dev, seed=args.seed)
-        print(f"{dev}: max|flatattn - HF| = {r['diff']:.3g} <= bound {r['bound']:.3g} "
-              f"(rule vs the fp64 oracle, HF as yardstick: {r['hf']}; naive fp32 as yardstick: {r['naive']}) "
+        print(f"{dev} ({r['dtype']}): max|flatattn - HF| = {r['diff']:.3g} <= bound {r['bound']:.3g} "
+              f"(rule vs the fp64 oracle, HF as yardstick: {r['hf']}; naive {r['dtype']} as yardstick: {r['naive']}) "
               f"{'PASS' if r['passed'] else 'FAIL'}")
         ok &= r["passed"]
     return 0 if ok else 1
