@@ -15,7 +15,7 @@
 //   PersistentWalkCoversEveryTile (no GPU): the scheduler's walk takes every tile once, pairs balanced.
 //   PersistentSwitch: "0" runs the one-tile kernel, "rule" the policy's thresholds (persistent here), a value other than
 //     0/1/rule/auto and a bad grid cap are refused with an
-//     Error naming the variable, block-sparse calls keep the one-tile kernel.
+//     Error naming the variable, block-sparse calls run the sparse kernel's persistent grid (..._sparse_p).
 // Skipped where no sm_90 GPU runs the sm90 family.
 #include <gtest/gtest.h>
 
@@ -278,7 +278,7 @@ TEST(CudaSm90Ws, PersistentSwitch) {
     }
     EXPECT_EQ(cuda::sm90_ws_launches(), before) << var << "=" << value << ": a kernel ran";
   }
-  {  // block-sparse calls keep the one-tile kernel's sparse walk
+  {  // =1 sends block-sparse calls to the sparse kernel's persistent grid too (the same kernel: "..._sparse_p")
     const ScopedEnv on("FLATATTN_CUDA_SM90_WS_PERSISTENT", "1");
     Case s = small_case(DType::bf16, 512, 512, 128);
     s.options.dataflow = Dataflow::flash;
@@ -288,7 +288,7 @@ TEST(CudaSm90Ws, PersistentSwitch) {
     CaseTensors ts = make_case(s, rng);
     const Report r = check_case(ts, seed, "ws persistent sparse");
     if (r.kernel.find("sm90") != std::string::npos) {
-      EXPECT_FALSE(ends_with(r.kernel, "_p")) << r.kernel;
+      EXPECT_TRUE(ends_with(r.kernel, "_sparse_p")) << r.kernel;
     }
   }
 }
