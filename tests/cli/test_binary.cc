@@ -118,7 +118,13 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"check --global 2 --density 0.5", "--density", "--no-causal"},
                       BadInput{"check --hq 4 --hkv 3 --density 0.5", "--hkv", "1, 2, 4"},
                       BadInput{"check --fuzz 3 --density 0.5", "--fuzz", "not both"},
-                      BadInput{"check -n 100000 --density 0.1", "--n", "a smaller --n"}));
+                      BadInput{"check -n 100000 --density 0.1", "--n", "a smaller --n"},
+                      // the planner's sparse flags
+                      BadInput{"model plan --density 0", "--density", "0 < P <= 1"},
+                      BadInput{"model plan --density 2", "--density", "0 < P <= 1"},
+                      BadInput{"model plan --global 0", "--global", "integers 1 .."},
+                      BadInput{"model plan -N 64 --global 65", "--global", "min(Nq, Nk) = 64"},
+                      BadInput{"model plan --density 0.5 --global 4", "--density", "not BigBird"}));
 
 TEST(Cli, DeviceCudaWithoutCudaNamesTheFlag) {
   const Result r = run("run --device cuda --n 16 --hq 1 --d 8 -b 1");
@@ -426,6 +432,42 @@ TEST(CliCheckSparse, TextReportAndTheSweepUnchanged) {
   const Result help = run("check --help");
   for (const char* flag : {"--density", "--block", "--global", "--n", "--window", "--no-causal"})
     EXPECT_NE(help.out.find(flag), std::string::npos) << "check --help lacks " << flag;
+}
+
+// ---- `flatattn model plan --density / --global`: the predicted time and FLOPs count only visited blocks.
+
+/// The chosen variant's predicted time in seconds from a plan's text ("chosen: ..., predicted 1.23 ms").
+double predicted_s(const std::string& out) {
+  const std::size_t at = out.find("predicted ");
+  if (at == std::string::npos) return -1;
+  std::istringstream in(out.substr(at + 10));
+  double v = 0;
+  std::string unit;
+  in >> v >> unit;
+  return v * (unit == "s" ? 1.0 : unit == "ms" ? 1e-3 : 1e-6);
+}
+
+TEST(CliModelPlan, DensityTenthIsWellBelowDense) {
+  const Result dense = run("model plan -N 16384 --hq 16 -D 128");
+  const Result sparse = run("model plan -N 16384 --hq 16 -D 128 --density 0.1");
+  ASSERT_EQ(dense.code, 0) << dense.err;
+  ASSERT_EQ(sparse.code, 0) << sparse.err;
+  for (const char* field : {"density=0.1", "visited fraction", "FLOPs:", "visited blocks only", "sparse calls"})
+    EXPECT_NE(sparse.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << sparse.out;
+  EXPECT_GT(predicted_s(dense.out), 0) << dense.out;
+  EXPECT_LT(predicted_s(sparse.out), 0.25 * predicted_s(dense.out)) << sparse.out << dense.out;
+  // 4 B Hq D N^2 / 10 = 4 x 16 x 128 x 16384^2 / 10 = 219.9 GFLOP, against the dense 2199 GFLOP.
+  EXPECT_NE(sparse.out.find("FLOPs: 219.9 GFLOP"), std::string::npos) << sparse.out;
+  EXPECT_NE(sparse.out.find("without its sparse mask: 2199 GFLOP"), std::string::npos) << sparse.out;
+}
+
+// Longformer window (0, 0) with globals 0 and 512 of N = 1024: 5114 visible pairs, 4 x 2 x 64 x 5114 FLOPs.
+TEST(CliModelPlan, GlobalCountsTheLocalGlobalPairs) {
+  const Result r = run("model plan -N 1024 --hq 2 -D 64 --window-left 0 --window-right 0 --global 2");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"global=2", "local + global, window (0,0), 2 global positions", "visited fraction",
+                            "FLOPs: 0.002618 GFLOP"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
 }
 
 }  // namespace
