@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/sparse_workload.h"
 #include "src/check/features.h"
 
 namespace flatattn::cli {
@@ -42,7 +43,7 @@ constexpr Extra kExtras[] = {
 void push_forward(std::vector<CheckCase>& out, const std::string& label, check::Case c) {
   for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
     c.options.dataflow = df;
-    out.push_back({label, c, false});
+    out.push_back({label, c, false, nullptr});
   }
 }
 
@@ -67,7 +68,26 @@ std::vector<CheckCase> check_sweep(const std::vector<DType>& dtypes, bool quick)
   // backward: dq, dk, dv against the oracle's exact gradients
   for (const check::Feature& f : check::features()) {
     if (quick && !f.quick) continue;
-    for (DType dt : dtypes) out.push_back({f.label, check::feature_case(f, dt), true});
+    for (DType dt : dtypes) out.push_back({f.label, check::feature_case(f, dt), true, nullptr});
+  }
+  return out;
+}
+
+std::vector<CheckCase> workload_cases(const Workload& w, const std::vector<DType>& dtypes) {
+  const std::string label = "workload" + sparse_str(w);
+  const std::shared_ptr<const check::CaseTensors> mask =
+      w.sparse() ? std::make_shared<const check::CaseTensors>(sparse_lists(w)) : nullptr;
+  std::vector<CheckCase> out;
+  for (DType dt : dtypes) {
+    Workload wd = w;
+    wd.dtype = dt;
+    check::Case c = sparse_case(wd);
+    for (Dataflow df : {Dataflow::flash, Dataflow::flat}) {
+      c.options.dataflow = df;
+      out.push_back({label, c, false, mask});
+    }
+    c.options.dataflow = Dataflow::automatic;
+    out.push_back({label, c, true, mask});
   }
   return out;
 }

@@ -4,6 +4,10 @@
 // forward with a forced or automatic dataflow, or forward + backward), each a function of (seed, index) alone
 // so that one failing case replays by itself, optionally time-boxed (--seconds); only non-passing rows are
 // listed.
+// With the workload flags (the shape and band of `run`, and --density, --block, --global: cli/sparse_workload.h):
+// one workload of the user's own instead of the sweep -- its forward with each dataflow and its backward per
+// dtype, whole tensors against the oracle, with the mask `flatattn run` of the same flags and --seed uses. The
+// sweep's rows and verdicts are unchanged; the flags only pick what is swept, as --quick and --dtype do.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,6 +32,7 @@
 #include "cli/machine.h"
 #include "cli/report.h"
 #include "cli/sample_check.h"
+#include "cli/sparse_workload.h"
 #include "cli/table.h"
 #include "cli/workload.h"
 #include "src/check/case.h"
@@ -51,7 +56,14 @@ struct CheckFlags {
   std::int64_t fuzz_first = 1;  ///< index of the first fuzz case (replay one case: --fuzz 1 --fuzz-first I)
   double seconds = 0;           ///< > 0: stop drawing fuzz cases after this long
   int jobs = 1;                 ///< host threads running cases at once (the oracle is the host's work)
+  /// A workload of the user's own (shape, band, sparse flags); used when `own` (any of them given).
+  WorkloadFlags w;
+  bool own = false;
 };
+
+/// Defaults of the workload flags for `check`: small enough that the fp64 oracle judges every case of it in
+/// about a second on 2 cores (4 x 2 sequences x Hq 4 x 256^2 pairs x D 64 = 1.3e8 flops per pass).
+constexpr std::int64_t kCheckN = 256, kCheckHq = 4, kCheckBatch = 2;
 
 struct Row {
   std::string what;  // "out", "dq", ...
@@ -61,13 +73,25 @@ struct Row {
 };
 
 /// Runs one case on `where` and judges every output against the oracle with the checks' yardsticks and
-/// rule (src/check, as the tests do). Returns its rows and the Report of the (last) kernel call.
-std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t seed, Report& rep) {
+/// rule (src/check, as the tests do). Returns its rows and the Report of the (last) kernel call; `listed` gets
+/// the blocks in the kv lists the call was given (partial + full, summed over the lists' rows; -1: none given).
+std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t seed, Report& rep, std::int64_t& listed) {
   check::Case c0 = cc.c;
   // The CUDA sparse backward walks transposed q lists (issue 16): pass the caller's (no random draws), so the
   // given-lists path stays checked here; the device transpose of absent ones is CudaSparseDerive's (test_cuda).
-  if (where == DeviceKind::cuda && cc.backward && c0.sparse.on() && !c0.sparse.derive) c0.sparse.give_q = true;
+  // A user's workload brings its own lists (cc.mask, replacing make_case's): the library transposes them.
+  if (where == DeviceKind::cuda && cc.backward && c0.sparse.on() && !c0.sparse.derive && !cc.mask)
+    c0.sparse.give_q = true;
   check::CaseTensors t = check::make_case(c0, seed, cc.backward);
+  if (cc.mask) use_mask(t, *cc.mask);
+  listed = -1;
+  if (t.c.sparse.on() && !t.c.sparse.derive) {
+    listed = 0;
+    for (const check::HostTensor* n : {&t.kv_num, &t.fkv_num}) {
+      const auto* p = reinterpret_cast<const std::int32_t*>(n->storage.data());
+      for (std::size_t x = 0; x < n->storage.size() / sizeof(std::int32_t); ++x) listed += p[x];
+    }
+  }
   const check::Case& c = t.c;
   std::vector<check::HostTensor*> tensors = {&t.q, &t.k, &t.v, &t.out, &t.lse};
   if (cc.backward) tensors.insert(tensors.end(), {&t.dout, &t.dq, &t.dk, &t.dv});
@@ -130,18 +154,25 @@ std::vector<Row> run_case(const CheckCase& cc, DeviceKind where, std::uint64_t s
 /// One case's result: its rows, or the Error that stopped it (skip: unsupported by this build or shape).
 struct Outcome {
   Report rep;
+  std::int64_t listed = -1;  ///< blocks of the kv lists given to the call (run_case)
   std::vector<Row> rows;
   std::string error;
   bool skip = false;
+  /// The error is about the sparse arguments the flags made (e.g. --block not a multiple of the CUDA tile):
+  /// its CLI line (usage_line), for a user's workload to refuse as bad input.
+  std::string sparse_usage;
 };
 
 Outcome run_outcome(const CheckCase& cc, DeviceKind where, std::uint64_t seed) {
   Outcome o;
   try {
-    o.rows = run_case(cc, where, seed, o.rep);
+    o.rows = run_case(cc, where, seed, o.rep, o.listed);
   } catch (const Error& e) {
     o.skip = e.kind() == Error::Kind::unsupported;
     o.error = e.what();
+    const std::string& a = e.argument();
+    if (e.kind() != Error::Kind::runtime && (a.rfind("block_sparse.", 0) == 0 || a.rfind("local_global.", 0) == 0))
+      o.sparse_usage = usage_line(e);
   }
   return o;
 }
@@ -189,13 +220,36 @@ void check(const CheckFlags& f) {
   if (seed == 0)
     seed = (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^ std::random_device{}()) | 1;
   const bool fuzz = f.fuzz > 0;
-  const std::vector<CheckCase> cases = fuzz ? std::vector<CheckCase>{} : check_sweep(dtypes, f.quick);
+  std::vector<CheckCase> cases;
+  Workload w;  // the user's workload (f.own)
+  if (f.own) {
+    if (fuzz)
+      throw UsageError("--fuzz", fmt::format("{} with the workload flags (--n, --density, --global, ...)", f.fuzz),
+                       "either --fuzz (random cases) or one workload of your own (its flags), not both");
+    resolve_shape(f.w, w);
+    w.device = dev;
+    w.dtype = dtypes.front();  // shown by w.str(); each case takes its own
+    w.seed = seed;  // the lists: those of `flatattn run --seed` with the same flags
+    resolve_sparse(f.w, w);
+    const double oracle = static_cast<double>(w.batch) * oracle_flops_per_sequence(w);
+    if (oracle > kOracleLimit)
+      throw UsageError("--n", fmt::format("{}: the fp64 oracle would score {:.3g} GFLOP", w.str(), oracle / 1e9),
+                       fmt::format("up to {:.3g} GFLOP (4 B Hq D Nq Nk; minutes of host fp64 work beyond): a smaller "
+                                   "--n, --batch, --hq or --d", kOracleLimit / 1e9));
+    cases = workload_cases(w, dtypes);
+  } else if (!fuzz) {
+    cases = check_sweep(dtypes, f.quick);
+  }
   const std::int64_t total = fuzz ? f.fuzz : static_cast<std::int64_t>(cases.size());
   const Machine m = this_machine();
-  if (!f.json && !fuzz)
-    std::printf("flatattn check: %zu cases on %s, seed %llu (replay with --seed %llu)\n%s\n\n", cases.size(),
+  const auto print_header = [&] {
+    std::printf("flatattn check: %zu cases on %s, seed %llu (replay with --seed %llu)\n", cases.size(),
                 std::string(name(dev)).c_str(), static_cast<unsigned long long>(seed),
-                static_cast<unsigned long long>(seed), kRuleLine);
+                static_cast<unsigned long long>(seed));
+    if (f.own) std::printf("workload: %s\n%s", w.str().c_str(), w.sparse() ? sparse_report(w, sparse_stats(w), false).c_str() : "");
+    std::printf("%s\n\n", kRuleLine);
+  };
+  if (!f.json && !fuzz && !f.own) print_header();  // a user's workload: after its cases, which may refuse it
   if (!f.json && fuzz)
     std::printf("flatattn check --fuzz: cases %lld..%lld%s on %s, seed %llu (replay case I with --seed %llu --fuzz 1 "
                 "--fuzz-first I)\n%s\n\n",
@@ -243,6 +297,12 @@ void check(const CheckFlags& f) {
     });
     for (std::thread& t : pool) t.join();
   }
+  if (f.own) {
+    // Bad sparse flags the library found (the CUDA tile): bad input, exit 2, before any output.
+    for (const auto& [i, out] : done)
+      if (!out.sparse_usage.empty()) throw UsageError(out.sparse_usage);
+    if (!f.json) print_header();
+  }
   for (const auto& [i, out] : done) {
     const CheckCase cc = case_at(i);
     const check::Case& c = cc.c;
@@ -280,16 +340,22 @@ void check(const CheckFlags& f) {
                  ok ? "PASS" : (r.v.nonfinite || r.lse.nonfinite ? "FAIL (non-finite)" : "FAIL")});
       json jr = {{"case", label}, {"shape", shape_str(c)}, {"dtype", name(c.dtype)}, {"options", options_str(c.options)},
                  {"ran", ran}, {"output", r.what}, {"check", to_json(r.v)}, {"result", ok ? "PASS" : "FAIL"}};
+      if (out.listed >= 0) jr["listed_blocks"] = out.listed;
       if (r.has_lse) jr["lse"] = to_json(r.lse);
       jrows.push_back(jr);
     }
   }
   if (f.json) {
-    std::printf("%s\n", json{{"command", "check"}, {"device", name(dev)}, {"seed", seed}, {"machine", m.to_json()},
-                             {"rule", kRuleLine}, {"rows", jrows}, {"passed", passed}, {"failed", failed},
-                             {"skipped", skipped}}
-                            .dump(2)
-                            .c_str());
+    json out = {{"command", "check"}, {"device", name(dev)}, {"seed", seed},     {"machine", m.to_json()},
+                {"rule", kRuleLine},  {"rows", jrows},       {"passed", passed}, {"failed", failed},
+                {"skipped", skipped}};
+    if (f.own) {
+      out["workload"] = w.to_json();
+      out["workload"]["dtype"] = json::array();  // the rows' dtypes
+      for (DType d : dtypes) out["workload"]["dtype"].push_back(name(d));
+      if (w.sparse()) out["sparse"] = sparse_json(w, sparse_stats(w));
+    }
+    std::printf("%s\n", out.dump(2).c_str());
   } else {
     if (fuzz)
       std::printf("%s\nfuzz: %lld of %lld cases in %.0f s\n", failed > 0 ? table.str().c_str() : "",
@@ -306,11 +372,18 @@ void check(const CheckFlags& f) {
 
 void register_check(CLI::App& app) {
   auto f = std::make_shared<CheckFlags>();
+  f->w.n = kCheckN;
+  f->w.hq = kCheckHq;
+  f->w.batch = kCheckBatch;
   CLI::App* sub = app.add_subcommand(
       "check", "Sweep of shapes, dtypes and features (GQA, windows, softcap, Nq != Nk, odd N, varlen, strides, "
                "backward) against the fp64 oracle; one row per case; exit 1 on any failure.");
   sub->footer(std::string("Each row compares whole outputs (and LSE: |lse - ref| <= tol max(1, |ref|), tol = 1e-5 on cpu, 2e-4 on "
-                          "cuda, normwise for large logits) with the oracle.\n") +
+                          "cuda, normwise for large logits) with the oracle.\n"
+                          "With any workload flag (--n, --nk, --batch, --hq, --hkv, --d, --causal, --window, --density, "
+                          "--block, --global): that one workload instead of the sweep (defaults B = 2, N = 256, Hq = 4, "
+                          "D = 64, causal), forward (flash, flat) and backward per dtype, with the sparse mask `flatattn "
+                          "run` builds from the same flags and --seed.\n") +
               kRuleLine);
   sub->add_option("--device", f->device, "auto = cuda when this build has CUDA and a GPU is present, else cpu")
       ->check(one_of({"auto", "cpu", "cuda"}))
@@ -333,7 +406,15 @@ void register_check(CLI::App& app) {
                                      "work; the rows do not depend on it)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  sub->callback([f] { check(*f); });
+  add_shape_flags(*sub, f->w);
+  add_sparse_flags(*sub, f->w);
+  sub->callback([f, sub] {
+    f->own = false;  // a workload of one's own when any of its flags is given
+    for (const char* flag : {"--batch", "--n", "--nk", "--hq", "--hkv", "--d", "--causal", "--causal-align", "--window",
+                             "--density", "--block", "--global"})
+      f->own = f->own || sub->get_option(flag)->count() > 0;
+    check(*f);
+  });
 }
 
 }  // namespace flatattn::cli

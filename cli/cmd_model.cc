@@ -3,6 +3,8 @@
 //   flatattn model --hw edge --workload xlm --n 4096 --buffer 200KB --csv out.csv --png out.png
 //   flatattn model paper                the paper's geomean FLAT/FLEX speedups (edge, cloud)
 //   flatattn model plan --hw h100 -B 4 -N 4096 --hq 32 --hkv 8 -D 128 --causal
+//   flatattn model plan -N 16384 --density 0.1          block-sparse: only the visited key blocks are counted
+//   flatattn model plan -N 16384 --window-left 256 --window-right 256 --global 16   Longformer local + global
 //   flatattn model measured times.json --hw h100 [--fit calibrated.json] [--check]
 //   flatattn model list                 presets (hardware, workloads, kernel lists) and the data root
 //   flatattn model cp                   ring attention's efficiency on several GPUs (cli/cmd_model_cp.cc)
@@ -19,11 +21,14 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/flags.h"
+#include "cli/sparse_workload.h"
 #include "flatattn/error.h"
 #include "src/model/compare.h"
 #include "src/model/data_dir.h"
 #include "src/model/export.h"
 #include "src/model/planner.h"
+#include "src/model/sparse_blocks.h"
 #include "src/model/sweep.h"
 
 namespace flatattn::cli {
@@ -151,7 +156,7 @@ void write_png(const SweepResult& r, const std::string& csv_path, const std::str
 void run_sweep(const SweepArgs& a) {
   SweepOptions opt;
   opt.ns = parse_ns(a.n);
-  for (const std::string& d : a.dataflows) opt.dataflows.push_back(parse_dataflow(d));
+  for (const std::string& d : a.dataflows) opt.dataflows.push_back(model::parse_dataflow(d));
   if (!a.buffer.empty()) opt.buffer_bytes = parse_size(a.buffer);
   if (a.batch > 0) opt.batch = a.batch;
   opt.space = parse_mapspace(a.mapspace);
@@ -192,7 +197,30 @@ struct PlanArgs {
   std::string hw = "h100", kernels = "default", dtype = "bf16", dataflow = "auto";
   std::int64_t batch = 1, nq = 4096, nk = 0, hq = 32, hkv = 0, d = 128, wl = -1, wr = -1;
   bool causal = false;
+  double density = 0;      ///< --density P: block-sparse, share of the key blocks visited; 0 = off
+  std::int64_t global = 0;  ///< --global G: Longformer globals (floor(g N / G), as `flatattn run`); 0 = off
 };
+
+/// The sparse lines of a plan: the chosen variant's visited key blocks out of all NQB x NKB, and the FLOPs
+/// counted (the visible pairs of the visited blocks) next to the dense call's.
+void print_sparse_plan(const AttnShape& s, const KernelPrediction& k) {
+  AttnShape dense = s;
+  dense.density = 0;
+  dense.globals.clear();
+  const std::int64_t bm = k.variant.block_m, bn = k.variant.block_n;
+  const std::int64_t nqb = (s.nq + bm - 1) / bm, nkb = (s.nk + bn - 1) / bn;
+  double visited = 0;
+  for (std::int64_t mb = 0; mb < nqb; ++mb) visited += key_blocks(s, mb * bm, std::min(s.nq, (mb + 1) * bm) - 1, bn).visited;
+  const double total = double(nqb) * double(nkb);
+  std::string mask = s.density > 0 ? fmt::format("block-sparse, density {} of the band's key blocks", s.density)
+                                   : fmt::format("local + global, window ({},{}), {} global positions", s.window_left,
+                                                 s.causal ? 0 : s.window_right, s.globals.size());
+  fmt::print("sparse mask: {} (src/model/sparse_blocks.h)\n", mask);
+  fmt::print("visited key blocks of {}: {:.6g} of {} x {} = {:.0f} (visited fraction {:.4f}) per (sequence, head)\n",
+             k.variant.name, visited, nqb, nkb, total, visited / total);
+  fmt::print("FLOPs: {:.4g} GFLOP, the visible pairs of the visited blocks only (the call without its sparse mask: {:.4g} GFLOP)\n",
+             k.flops / 1e9, dense.flops() / 1e9);
+}
 
 void run_plan(const PlanArgs& a) {
   const Hardware hw = load_hardware(a.hw);
@@ -208,6 +236,14 @@ void run_plan(const PlanArgs& a) {
   s.causal = a.causal;
   s.window_left = a.wl;
   s.window_right = a.wr;
+  if (a.density > 0 && a.global > 0)
+    throw UsageError("--density", fmt::format("{} with --global {}", a.density, a.global),
+                     "one of them: the planner models block-sparse or local + global, not BigBird (both)");
+  s.density = a.density;
+  if (a.global > 0) {
+    check_global_count(a.global, s.nq, s.nk);
+    s.globals = global_positions(a.global, std::min(s.nq, s.nk));
+  }
   if (a.dtype == "bf16") s.dtype = DType::bf16;
   else if (a.dtype == "f16") s.dtype = DType::f16;
   else throw Error(Error::Kind::invalid_argument, "--dtype", a.dtype, "unknown dtype", "use bf16 or f16");
@@ -217,8 +253,11 @@ void run_plan(const PlanArgs& a) {
   else if (a.dataflow != "auto") throw Error(Error::Kind::invalid_argument, "--dataflow", a.dataflow, "unknown", "use auto, flash or flat");
   const std::vector<KernelVariant> variants = load_kernel_variants(a.kernels);
   const Plan p = plan(hw.gpu, s, variants, only);
-  fmt::print("{} ({}): B={} Nq={} Nk={} Hq={} Hkv={} D={} {}{}\n", hw.name, hw.description, s.batch, s.nq, s.nk, s.hq, s.hkv,
-             s.d, a.dtype, s.causal ? " causal" : "");
+  fmt::print("{} ({}): B={} Nq={} Nk={} Hq={} Hkv={} D={} {}{}{}{}\n", hw.name, hw.description, s.batch, s.nq, s.nk, s.hq,
+             s.hkv, s.d, a.dtype, s.causal ? " causal" : "",
+             s.window_left >= 0 || s.window_right >= 0 ? fmt::format(" window=({},{})", s.window_left, s.window_right) : "",
+             s.density > 0 ? fmt::format(" density={}", s.density)
+                           : (a.global > 0 ? fmt::format(" global={}", a.global) : ""));
   fmt::print("\n{:<26} {:<6} {:>9} {:>9} {:>7} {:>7} {:>6} {:>8} {:>6}  {}\n", "variant", "flow", "time", "TFLOP/s", "CTAs",
              "waves", "CTA/SM", "smem", "regs", "bound / reason");
   for (const KernelPrediction& k : p.candidates) {
@@ -235,6 +274,7 @@ void run_plan(const PlanArgs& a) {
   }
   fmt::print("\nchosen: {} ({}), predicted {}\n", p.chosen.variant.name, std::string(name(p.chosen.variant.dataflow)),
              human_time(p.chosen.time_s));
+  if (s.sparse()) print_sparse_plan(s, p.chosen);
 }
 
 struct MeasuredArgs {
@@ -326,6 +366,14 @@ void register_model(CLI::App& app) {
   plan_cmd->add_option("--window-right", pa->wr, "sliding window, keys right of the diagonal (-1 unbounded)");
   plan_cmd->add_option("--dtype", pa->dtype, "bf16 or f16")->capture_default_str();
   plan_cmd->add_option("--dataflow", pa->dataflow, "auto, flash or flat")->capture_default_str();
+  plan_cmd->add_option("--density", pa->density,
+                       "block-sparse: share P in (0, 1] of the band's key blocks each query block visits (FlexAttention-"
+                       "style lists); time and FLOPs count only the visited blocks (Flash kernels only)")
+      ->check(density_validator());
+  plan_cmd->add_option("--global", pa->global,
+                       "local + global (Longformer): G global positions spread evenly (floor(g N / G)) with the "
+                       "--window-left/--window-right band; time and FLOPs count only the visited blocks")
+      ->check(int_in(1, 1 << 30));
 
   auto ma = std::make_shared<MeasuredArgs>();
   CLI::App* meas = cmd->add_subcommand(

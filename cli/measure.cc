@@ -141,13 +141,7 @@ BackwardArgs bwd_args(const Tensors& t, DeviceKind where) {
   return a;
 }
 
-/// Oracle work of one sequence of a sparse workload: the fp64 oracle and the naive low-precision yardstick
-/// build the whole Nq x Nk element mask and score every pair (flops, counted 4 D per pair and head).
-double oracle_flops_per_sequence(const Workload& w) {
-  return 4.0 * static_cast<double>(w.hq * w.d) * static_cast<double>(w.nq) * static_cast<double>(w.nk);
-}
 constexpr double kOracleBudget = 4e9;   // the leading sequences checked: a few seconds on 2 cores
-constexpr double kOracleLimit = 2e10;   // one sequence above this is not checked (minutes of host fp64 work)
 
 /// Sequences of a sparse workload the whole-problem check judges: as many as fit kOracleBudget, at least one.
 std::int64_t checked_sequences(const Workload& w) {
@@ -166,10 +160,7 @@ json check_sparse_whole(const Workload& w, const Tensors& t, Mode mode) {
   const std::int64_t nb = checked_sequences(w);
   const bool bwd = mode != Mode::fwd;
   check::CaseTensors c = check::make_case(sparse_case(w, nb), w.seed, bwd);
-  const check::CaseTensors lists = sparse_lists(w);  // replaces make_case's (BigBird adds blocks to them)
-  for (auto [dst, src] : {std::pair{&c.kv_num, &lists.kv_num}, {&c.kv_idx, &lists.kv_idx}, {&c.fkv_num, &lists.fkv_num},
-                          {&c.fkv_idx, &lists.fkv_idx}, {&c.globals, &lists.globals}})
-    *dst = *src;
+  use_mask(c, sparse_lists(w));  // replaces make_case's lists (BigBird adds blocks to them)
   for (auto [dst, src] : {std::pair{&c.q, &t.q}, {&c.k, &t.k}, {&c.v, &t.v}, {&c.out, &t.out}})
     copy_prefix(*dst, *src);
   if (w.sinks) copy_prefix(c.sinks, t.sinks);

@@ -1,7 +1,9 @@
 #include "cli/sparse_workload.h"
 
 #include <algorithm>
+#include <cstdlib>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli/flags.h"
@@ -76,6 +78,64 @@ void add_local_global_blocks(const Workload& w, check::CaseTensors& t) {
 }
 
 }  // namespace
+
+void add_sparse_flags(CLI::App& app, WorkloadFlags& f) {
+  app.add_option("--density", f.density,
+                 "block-sparse attention: each --block Q,KV block of the scores listed at random with probability P "
+                 "in (0, 1] (lists from --seed; the --causal/--window band still applies inside a block); FLOPs and "
+                 "GFLOP/s count only the visible pairs of the visited blocks; with --global: BigBird (random blocks "
+                 "full, --no-causal)")
+      ->check(density_validator());
+  app.add_option("--block", f.block, "--density: rows, keys per block Q[,KV] [default: 128,128; CUDA: multiples of the kernel tile]")
+      ->delimiter(',')
+      ->expected(1, 2)
+      ->check(int_in(1, 1 << 20));
+  app.add_option("--global", f.global,
+                 "local + global attention (Longformer): G global positions spread evenly over each sequence "
+                 "(floor(g N / G)), the --window L,R band as the local attention; the library derives the block lists")
+      ->check(int_in(1, 1 << 30));
+}
+
+CLI::Validator density_validator() {
+  return CLI::Validator(
+      [](std::string& v) {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        return !v.empty() && end == v.c_str() + v.size() && x > 0 && x <= 1
+                   ? std::string()
+                   : fmt::format("'{}' is not allowed; allowed: a share P with 0 < P <= 1 (e.g. 0.25)", v);
+      },
+      "P in (0,1]");
+}
+
+void resolve_sparse(const WorkloadFlags& f, Workload& w) {
+  w.density = f.density;
+  if (!f.block.empty()) {
+    if (f.density <= 0)
+      throw UsageError("--block", fmt::format("{} without --density", fmt::join(f.block, ",")),
+                       "--block with --density P (the block size of the random lists)");
+    w.block_q = f.block[0];
+    w.block_kv = f.block.size() > 1 ? f.block[1] : f.block[0];
+  }
+  w.globals = f.global;
+  check_sparse(w);
+}
+
+void check_global_count(std::int64_t g, std::int64_t nq, std::int64_t nk) {
+  if (g > 0 && g > std::min(nq, nk))
+    throw UsageError("--global", fmt::format("{} positions in a sequence of Nq = {}, Nk = {}", g, nq, nk),
+                     fmt::format("1 .. min(Nq, Nk) = {} (positions are distinct)", std::min(nq, nk)));
+}
+
+double oracle_flops_per_sequence(const Workload& w) {
+  return 4.0 * static_cast<double>(w.hq * w.d) * static_cast<double>(w.nq) * static_cast<double>(w.nk);
+}
+
+void use_mask(check::CaseTensors& c, const check::CaseTensors& mask) {
+  for (auto [dst, src] : {std::pair{&c.kv_num, &mask.kv_num}, {&c.kv_idx, &mask.kv_idx}, {&c.fkv_num, &mask.fkv_num},
+                          {&c.fkv_idx, &mask.fkv_idx}, {&c.globals, &mask.globals}})
+    *dst = *src;
+}
 
 std::vector<std::int32_t> global_positions(std::int64_t g, std::int64_t n) {
   std::vector<std::int32_t> p(static_cast<std::size_t>(std::max<std::int64_t>(g, 0)));
@@ -166,9 +226,7 @@ void check_sparse(const Workload& w) {
     throw UsageError("--density", fmt::format("{} with --global {} and --causal", w.density, w.globals),
                      "BigBird (--density with --global) lists its random blocks as full, visible beyond the "
                      "diagonal: add --no-causal, or drop --density (Longformer) or --global");
-  if (w.globals > 0 && w.globals > std::min(w.nq, w.nk))
-    throw UsageError("--global", fmt::format("{} positions in a sequence of Nq = {}, Nk = {}", w.globals, w.nq, w.nk),
-                     fmt::format("1 .. min(Nq, Nk) = {} (positions are distinct)", std::min(w.nq, w.nk)));
+  check_global_count(w.globals, w.nq, w.nk);
 }
 
 std::string sparse_str(const Workload& w) {
@@ -203,13 +261,13 @@ std::string mask_str(const Workload& w) {
 
 }  // namespace
 
-std::string sparse_report(const Workload& w, const SparseStats& st) {
+std::string sparse_report(const Workload& w, const SparseStats& st, bool with_flops) {
   return fmt::format(
       "sparse mask: {}, from seed {}, the same for every sequence and head\n"
       "visited blocks: {} of {} (visited fraction {:.4f}); visible pairs {:.6g} of {:.6g} in the visited blocks, "
-      "per sequence and head\n{}\n",
+      "per sequence and head\n{}",
       mask_str(w), w.seed, st.blocks_visited, st.blocks_total, st.visited_fraction(), st.visible_pairs, st.block_pairs,
-      kFlopsCounted);
+      with_flops ? fmt::format("{}\n", kFlopsCounted) : std::string());
 }
 
 nlohmann::json sparse_json(const Workload& w, const SparseStats& st) {

@@ -23,7 +23,27 @@
 #include "cli/workload.h"
 #include "src/check/case.h"
 
+namespace CLI {
+class App;
+class Validator;
+}  // namespace CLI
+
 namespace flatattn::cli {
+
+/// Adds --density P, --block Q[,KV] and --global G to `app` (run, bench and check share them; the values are
+/// checked as typed, the combinations by resolve_sparse).
+void add_sparse_flags(CLI::App& app, WorkloadFlags& f);
+
+/// The --density validator: a share P with 0 < P <= 1 (also `flatattn model plan --density`).
+CLI::Validator density_validator();
+
+/// Sets w.density, w.block_q/block_kv and w.globals from the flags and checks them against the resolved
+/// shape (check_sparse). Throws UsageError: --block without --density, and check_sparse's cases.
+void resolve_sparse(const WorkloadFlags& f, Workload& w);
+
+/// Throws UsageError naming --global unless 1 <= g <= min(nq, nk) (the positions are distinct positions of
+/// the sequence). g = 0 (off) passes.
+void check_global_count(std::int64_t g, std::int64_t nq, std::int64_t nk);
 
 /// G global positions spread evenly over a sequence of n positions: floor(g n / G) for g < G (needs
 /// 1 <= G <= n; strictly increasing).
@@ -48,6 +68,18 @@ struct SparseStats {
   }
 };
 
+/// Oracle work of one sequence of w for a whole-problem check: the fp64 oracle and the naive low-precision
+/// yardstick build the whole Nq x Nk element mask and score every pair (flops, counted 4 D per pair and head).
+double oracle_flops_per_sequence(const Workload& w);
+/// Above this many oracle flops (minutes of host fp64 work) a sequence is not checked whole: `run` reports it
+/// as not checked, `check` refuses the workload.
+inline constexpr double kOracleLimit = 2e10;
+
+/// Replaces the mask tensors of c (a make_case of sparse_case(w, ...)) by those of `mask` (sparse_lists(w)):
+/// the lists and globals the run of w uses, BigBird's added local + global blocks included. c's q lists (if
+/// any) are left alone: callers that replace the kv lists let the library derive the transpose.
+void use_mask(check::CaseTensors& c, const check::CaseTensors& mask);
+
 /// Counts the visited blocks and visible pairs of w's mask (the element rule evaluated on the listed blocks
 /// only). Cost O(pairs of the partial blocks); dense workloads: every block visited, forward_flops' pairs.
 SparseStats sparse_stats(const Workload& w);
@@ -60,8 +92,8 @@ void check_sparse(const Workload& w);
 std::string sparse_str(const Workload& w);
 
 /// The report lines of a sparse workload (run/bench text output): the mask, its seed, the visited blocks
-/// and their fraction, and how FLOPs are counted.
-std::string sparse_report(const Workload& w, const SparseStats& st);
+/// and their fraction, and (with_flops: run, bench) how FLOPs are counted.
+std::string sparse_report(const Workload& w, const SparseStats& st, bool with_flops = true);
 
 /// The same as JSON: {"mask", "seed", "blocks_total", "blocks_visited", "visited_fraction", "visible_pairs",
 /// "block_pairs", "flops_counted"} (per sequence and head).

@@ -106,7 +106,7 @@ nlohmann::json Workload::to_json() const {
   return j;
 }
 
-void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_dataflow) {
+void add_shape_flags(CLI::App& app, WorkloadFlags& f, bool with_n) {
   app.add_option("-b,--batch", f.batch, "B: sequences in the batch")->check(int_at_least(1));
   if (with_n) {
     app.add_option("-n,--n", f.n, "N: sequence length (Nq, and Nk unless --nk)")->check(int_at_least(1))->capture_default_str();
@@ -117,9 +117,6 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
   app.add_option("--hkv", f.hkv, "Hkv: key/value heads, a divisor of Hq (GQA; 1 = MQA) [default: Hq]")
       ->check(int_at_least(1));
   app.add_option("-d,--d", f.d, "D: head dim")->check(int_at_least(1))->capture_default_str();
-  app.add_option("--dtype", f.dtype, "element type: f32 (CPU only), f16, bf16; auto = f32 on cpu, bf16 on cuda")
-      ->check(one_of({"auto", "f32", "f16", "bf16"}))
-      ->capture_default_str();
   app.add_flag("--causal,!--no-causal", f.causal, "causal mask (default on); --no-causal for full attention");
   app.add_option("--causal-align", f.align, "corner the diagonal is aligned to when Nq != Nk")
       ->check(one_of({"bottom-right", "top-left"}))
@@ -129,6 +126,13 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
       ->delimiter(',')
       ->expected(1, 2)
       ->check(int_at_least(-1));
+}
+
+void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_dataflow) {
+  add_shape_flags(app, f, with_n);
+  app.add_option("--dtype", f.dtype, "element type: f32 (CPU only), f16, bf16; auto = f32 on cpu, bf16 on cuda")
+      ->check(one_of({"auto", "f32", "f16", "bf16"}))
+      ->capture_default_str();
   app.add_option("--softcap", f.softcap, "logit soft-cap c: s = c*tanh(s/c) (Gemma 2); 0 = off")->check(float_at_least(0));
   app.add_flag("--alibi", f.alibi,
                "ALiBi (Press et al. 2022) with BLOOM's slopes 2^(-8(h+1)/Hq), bias -slope*|i + Nk - Nq - j|; "
@@ -159,28 +163,7 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool with_n, bool with_
       ->check(one_of({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the random inputs; 0 = fresh each run (printed, to replay)");
-  app.add_option("--density", f.density,
-                 "block-sparse attention: each --block Q,KV block of the scores listed at random with probability P "
-                 "in (0, 1] (lists from --seed; the --causal/--window band still applies inside a block); FLOPs and "
-                 "GFLOP/s count only the visible pairs of the visited blocks; with --global: BigBird (random blocks "
-                 "full, --no-causal)")
-      ->check(CLI::Validator(
-          [](std::string& v) {
-            char* end = nullptr;
-            const double x = std::strtod(v.c_str(), &end);
-            return !v.empty() && end == v.c_str() + v.size() && x > 0 && x <= 1
-                       ? std::string()
-                       : fmt::format("'{}' is not allowed; allowed: a share P with 0 < P <= 1 (e.g. 0.25)", v);
-          },
-          "P in (0,1]"));
-  app.add_option("--block", f.block, "--density: rows, keys per block Q[,KV] [default: 128,128; CUDA: multiples of the kernel tile]")
-      ->delimiter(',')
-      ->expected(1, 2)
-      ->check(int_in(1, 1 << 20));
-  app.add_option("--global", f.global,
-                 "local + global attention (Longformer): G global positions spread evenly over each sequence "
-                 "(floor(g N / G)), the --window L,R band as the local attention; the library derives the block lists")
-      ->check(int_in(1, 1 << 30));
+  add_sparse_flags(app, f);
 }
 
 DType parse_dtype(const std::string& s) {
@@ -221,8 +204,7 @@ DeviceKind resolve_device(const std::string& v) {
   return DeviceKind::cpu;
 }
 
-Workload resolve(const WorkloadFlags& f) {
-  Workload w;
+void resolve_shape(const WorkloadFlags& f, Workload& w) {
   w.batch = f.batch > 0 ? f.batch : 1;
   w.nq = f.n;
   w.nk = f.nk > 0 ? f.nk : f.n;
@@ -245,6 +227,11 @@ Workload resolve(const WorkloadFlags& f) {
   if (w.causal && w.window.right > 0)
     throw UsageError("--window", fmt::format("RIGHT = {} with --causal", w.window.right),
                      "RIGHT -1 or 0 with --causal (or pass --no-causal)");
+}
+
+Workload resolve(const WorkloadFlags& f) {
+  Workload w;
+  resolve_shape(f, w);
   w.softcap = f.softcap;
   w.alibi = f.alibi;
   w.sinks = f.sinks;
@@ -276,16 +263,7 @@ Workload resolve(const WorkloadFlags& f) {
   if (w.seed == 0)
     w.seed = (static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
               std::random_device{}()) | 1;
-  w.density = f.density;
-  if (!f.block.empty()) {
-    if (f.density <= 0)
-      throw UsageError("--block", fmt::format("{} without --density", fmt::join(f.block, ",")),
-                       "--block with --density P (the block size of the random lists)");
-    w.block_q = f.block[0];
-    w.block_kv = f.block.size() > 1 ? f.block[1] : f.block[0];
-  }
-  w.globals = f.global;
-  check_sparse(w);
+  resolve_sparse(f, w);
   return w;
 }
 

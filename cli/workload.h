@@ -90,7 +90,16 @@ struct WorkloadFlags {
   std::int64_t global = 0;  ///< --global G: 0 off
 };
 
-/// Adds --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
+/// Adds the shape and band flags: --batch/-b, --n (with_n), --nk, --hq, --hkv, --d, --causal/--no-causal,
+/// --causal-align, --window (`flatattn check` takes these with the sparse flags for a workload of one's own).
+void add_shape_flags(CLI::App& app, WorkloadFlags& f, bool with_n = true);
+
+/// Resolves the flags of add_shape_flags into w (B, Nq, Nk, Hq, Hkv, D, causal, alignment, window): throws
+/// UsageError for --hkv not dividing --hq and for a RIGHT window side > 0 with --causal.
+void resolve_shape(const WorkloadFlags& f, Workload& w);
+
+/// Adds add_shape_flags', and --dtype, --softcap, ... (below) and add_sparse_flags' (cli/sparse_workload.h):
+/// --batch/-b, --n, --nk, --hq, --hkv, --d, --dtype, --causal/--no-causal, --causal-align,
 /// --window, --softcap, --alibi, --sinks, --dropout, --scale, --dataflow, --threads, --fp32-matmul, --device,
 /// --seed, --density, --block, --global to `app`.
 /// with_n: false when the subcommand takes its own --n (bench's list).

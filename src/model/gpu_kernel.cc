@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "flatattn/error.h"
+#include "src/model/sparse_blocks.h"
 
 namespace flatattn::model {
 
@@ -55,18 +56,21 @@ void AttnShape::validate() const {
   if (hq % hkv != 0)
     throw Error(Error::Kind::invalid_argument, "hkv", std::to_string(hkv),
                 "must divide hq = " + std::to_string(hq) + " (GQA)", "use a divisor of the query heads");
+  if (density != 0 && !(density > 0 && density <= 1))
+    throw Error(Error::Kind::invalid_argument, "density", std::to_string(density),
+                "must be a share of key blocks in (0, 1] (0: not block-sparse)", "give the visited share P");
+  if (density > 0 && !globals.empty())
+    throw Error(Error::Kind::unsupported, "density", std::to_string(density),
+                "with global positions (BigBird) is not modeled", "model block-sparse or local + global, not both");
+  for (std::size_t x = 0; x < globals.size(); ++x)
+    if (globals[x] < 0 || globals[x] >= std::min(nq, nk) || (x > 0 && globals[x] <= globals[x - 1]))
+      throw Error(Error::Kind::invalid_argument, "globals", std::to_string(globals[x]),
+                  "global positions must be sorted, distinct and in [0, min(nq, nk) = " +
+                      std::to_string(std::min(nq, nk)) + ")",
+                  "give G <= min(nq, nk) positions in increasing order");
 }
 
-double AttnShape::flops() const {
-  const MaskSpec m = mask();
-  double visible = 0;
-  if (!m.masked()) {
-    visible = double(nq) * double(nk);
-  } else {
-    for (std::int64_t i = 0; i < nq; ++i) visible += double(std::max<std::int64_t>(0, m.hi(i, nq, nk) - m.lo(i, nq, nk) + 1));
-  }
-  return 4.0 * visible * double(d) * double(hq) * double(batch);
-}
+double AttnShape::flops() const { return 4.0 * visible_pairs(*this) * double(d) * double(hq) * double(batch); }
 
 KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant& v) {
   s.validate();
@@ -83,6 +87,7 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     return infeasible(p, "block_m, block_n, stages must be >= 1, warps + producer_warps in [1, 32], cta_regs >= 0");
   if (v.head_dim != 0 && v.head_dim != s.d)
     return infeasible(p, "built for D = " + std::to_string(v.head_dim) + " only");
+  if (flat && s.sparse()) return infeasible(p, "sparse calls (block lists, local + global) run on the Flash kernels only");
 
   const MaskSpec mask = s.mask();
   const std::int64_t bm = v.block_m, bn = v.block_n;
@@ -137,19 +142,10 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
   std::vector<BlockWork> work(static_cast<std::size_t>(n_mblocks));
   for (std::int64_t mb = 0; mb < n_mblocks; ++mb) {
     const std::int64_t r0 = mb * bm, r1 = std::min(s.nq, r0 + bm) - 1;
-    const std::int64_t lo = mask.lo(r0, s.nq, s.nk), hi = mask.hi(r1, s.nq, s.nk);
     BlockWork& w = work[std::size_t(mb)];
-    double blocks = 0, partial = 0;
-    if (hi >= lo) {
-      const std::int64_t kb0 = lo / bn, kb1 = hi / bn;
-      blocks = double(kb1 - kb0 + 1);
-      // A block is full when every row of the query block sees every key of it and it is bn wide:
-      // kb * bn >= lo(last row), (kb + 1) * bn - 1 <= hi(first row), (kb + 1) * bn <= nk.
-      const std::int64_t full_lo = mask.lo(r1, s.nq, s.nk), full_hi = mask.hi(r0, s.nq, s.nk);
-      const std::int64_t first_full = std::max(kb0, (full_lo + bn - 1) / bn);
-      const std::int64_t last_full = std::min({kb1, (full_hi + 1) / bn - 1, s.nk / bn - 1});
-      partial = blocks - double(std::max<std::int64_t>(0, last_full - first_full + 1));
-    }
+    // The key blocks the kernel visits (the band's, or a sparse call's lists: sparse_blocks.h).
+    const KeyBlocks kb = key_blocks(s, r0, r1, bn);
+    const double blocks = kb.visited, partial = kb.partial;
     const double scores = double(bm) * double(bn) * blocks, masked = double(bm) * double(bn) * partial;
     const double mma = 4.0 * scores * d;
     double exps = scores, alu = scores * cal.alu_ops_per_score + masked * cal.mask_ops_per_score + double(bm) * d;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "flatattn/dtype.h"
 #include "flatattn/options.h"
@@ -35,11 +36,22 @@ struct AttnShape {
   bool bottom_right = true;          ///< causal/window alignment when nq != nk
   std::int64_t window_left = -1;     ///< -1: unbounded
   std::int64_t window_right = -1;    ///< -1: unbounded (0 when causal)
+  /// Sparse attention (docs/sparse.md), counted in src/model/sparse_blocks.h. Block-sparse: the share of the
+  /// band's key blocks each query block visits, in (0, 1]; 0 = not block-sparse.
+  double density = 0;
+  /// Local + global (Longformer): the global positions (sorted, distinct, < min(Nq, Nk)), the band being the
+  /// window; empty = off. Not with density (BigBird is not modeled).
+  std::vector<std::int32_t> globals;
 
   [[nodiscard]] MaskSpec mask() const;
-  /// Forward FLOPs as the FlashAttention papers count them: 4 x visible (query, key) pairs x D x Hq x B.
+  /// Block-sparse or local + global: served by the Flash kernels only (the CUDA dispatch never sends a sparse
+  /// call to FLAT), every key block from its list.
+  [[nodiscard]] bool sparse() const { return density > 0 || !globals.empty(); }
+  /// Forward FLOPs as the FlashAttention papers count them: 4 x visible (query, key) pairs x D x Hq x B, the
+  /// pairs of the visited blocks only for a sparse shape (visible_pairs, sparse_blocks.h).
   [[nodiscard]] double flops() const;
-  /// Throws Error naming the field when a size is < 1 or Hq is not a multiple of Hkv.
+  /// Throws Error naming the field when a size is < 1, Hq is not a multiple of Hkv, density is outside
+  /// (0, 1] (when set), the globals are not sorted distinct positions < min(Nq, Nk), or both are set.
   void validate() const;
 };
 

@@ -106,7 +106,25 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"run --decode --global 2", "--global", "drop --decode"},
                       BadInput{"bench -q --n 64,32 --hq 1 -d 16 --tokens 64 --reps 1 --sgemm-n 64 --methods flash "
                                "--global 40",
-                               "--global", "min(Nq, Nk) = 32"}));
+                               "--global", "min(Nq, Nk) = 32"},
+                      // check's workload of one's own (the same flags and messages as run's)
+                      BadInput{"check --density 0", "--density", "0 < P <= 1"},
+                      BadInput{"check --density 1.5", "--density", "0 < P <= 1"},
+                      BadInput{"check --block 64", "--block", "with --density"},
+                      BadInput{"check --density 0.5 --block 0", "--block", "integers 1 .."},
+                      BadInput{"check --global 0", "--global", "integers 1 .."},
+                      BadInput{"check --global=-3", "--global", "integers 1 .."},
+                      BadInput{"check -n 64 --global 65", "--global", "min(Nq, Nk) = 64"},
+                      BadInput{"check --global 2 --density 0.5", "--density", "--no-causal"},
+                      BadInput{"check --hq 4 --hkv 3 --density 0.5", "--hkv", "1, 2, 4"},
+                      BadInput{"check --fuzz 3 --density 0.5", "--fuzz", "not both"},
+                      BadInput{"check -n 100000 --density 0.1", "--n", "a smaller --n"},
+                      // the planner's sparse flags
+                      BadInput{"model plan --density 0", "--density", "0 < P <= 1"},
+                      BadInput{"model plan --density 2", "--density", "0 < P <= 1"},
+                      BadInput{"model plan --global 0", "--global", "integers 1 .."},
+                      BadInput{"model plan -N 64 --global 65", "--global", "min(Nq, Nk) = 64"},
+                      BadInput{"model plan --density 0.5 --global 4", "--density", "not BigBird"}));
 
 TEST(Cli, DeviceCudaWithoutCudaNamesTheFlag) {
   const Result r = run("run --device cuda --n 16 --hq 1 --d 8 -b 1");
@@ -345,6 +363,111 @@ TEST(CliSparse, TooLargeForTheOracleIsNotCheckedButRuns) {
   const auto& check = j["results"][0]["check"];
   ASSERT_TRUE(check.contains("not_checked")) << check.dump();
   EXPECT_NE(check["not_checked"].get<std::string>().find("smaller --n"), std::string::npos) << check.dump();
+}
+
+// ---- `flatattn check` on a sparse workload of one's own: forward (flash, flat) and backward per dtype, whole
+// tensors against the oracle, with the mask `flatattn run` builds from the same flags and --seed.
+
+nlohmann::json check_json(const std::string& args) {
+  const Result r = run("check --json " + args);
+  EXPECT_EQ(r.code, 0) << args << "\n" << r.out << r.err;
+  return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+}
+
+/// Every row passes, and there are `dtypes` x (out flash, out flat, dq, dk, dv) of them, all the workload's.
+void expect_workload_rows_pass(const nlohmann::json& j, int dtypes, const std::string& label) {
+  ASSERT_TRUE(j.contains("rows")) << j.dump();
+  EXPECT_EQ(j["rows"].size(), 5u * dtypes) << j.dump();
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["skipped"], 0);
+  for (const auto& row : j["rows"]) {
+    EXPECT_EQ(row["result"], "PASS") << row.dump();
+    EXPECT_NE(row["case"].get<std::string>().find(label), std::string::npos) << row.dump();
+  }
+}
+
+// Block-sparse at density 0.25 over 32 x 64 blocks, causal (the band inside the blocks), f32 and bf16.
+TEST(CliCheckSparse, DensityWorkloadPassesForwardAndBackward) {
+  const auto j = check_json("-n 200 --hq 2 -d 32 --density 0.25 --block 32,64 --dtype f32,bf16 --seed 11");
+  expect_workload_rows_pass(j, 2, "workload density=0.25 block=32x64");
+  EXPECT_EQ(j["workload"]["Nq"], 200);
+  EXPECT_EQ(j["workload"]["sparse"]["block"], nlohmann::json({32, 64}));
+  EXPECT_EQ(j["sparse"]["blocks_total"], 7 * 4);
+  EXPECT_LT(j["sparse"]["visited_fraction"].get<double>(), 1.0);
+}
+
+// Causal local + global with GQA, and BigBird (random full blocks + window + globals, non-causal).
+TEST(CliCheckSparse, LocalGlobalAndBigBirdPass) {
+  expect_workload_rows_pass(check_json("-n 300 --hq 2 --hkv 1 -d 32 --window 40 --global 3 --dtype f32 --seed 12"), 1,
+                            "workload global=3");
+  expect_workload_rows_pass(check_json("-n 256 --hq 2 -d 32 --no-causal --window 16,16 --global 2 --density 0.2 "
+                                       "--block 64 --dtype bf16 --seed 13"),
+                            1, "workload density=0.2 block=64x64 global=2");
+}
+
+// The check judges the mask `flatattn run` uses for the same flags and seed: its report shows the same visited
+// blocks and visible pairs, and every case was given lists of exactly those blocks (BigBird's added local +
+// global blocks included; make_case's own random lists would have other blocks).
+TEST(CliCheckSparse, ChecksTheMaskRunUses) {
+  const std::string flags = "-b 1 -n 512 --hq 1 -d 16 --no-causal --window 8,8 --global 3 --density 0.3 --block 32 --seed 14";
+  const auto c = check_json(flags + " --dtype f32");
+  const auto r = run_json(flags + " --no-naive");
+  ASSERT_TRUE(c.contains("sparse") && r.contains("sparse")) << c.dump() << r.dump();
+  EXPECT_EQ(c["sparse"]["blocks_visited"], r["sparse"]["blocks_visited"]);
+  EXPECT_EQ(c["sparse"]["visible_pairs"], r["sparse"]["visible_pairs"]);
+  EXPECT_EQ(c["sparse"]["mask"], r["sparse"]["mask"]);
+  ASSERT_EQ(c["rows"].size(), 5u);
+  for (const auto& row : c["rows"]) {
+    ASSERT_TRUE(row.contains("listed_blocks")) << row.dump();
+    EXPECT_EQ(row["listed_blocks"], r["sparse"]["blocks_visited"]) << row.dump();
+  }
+}
+
+// The text report names the workload and its visited blocks; without workload flags the sweep runs as before.
+TEST(CliCheckSparse, TextReportAndTheSweepUnchanged) {
+  const Result r = run("check -n 128 --hq 1 -d 16 --density 0.5 --block 16 --dtype f32 --seed 15");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"workload: B=2 Nq=Nk=128 Hq=1", "visited blocks", "from seed 15", "5 passed, 0 failed"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
+  const Result help = run("check --help");
+  for (const char* flag : {"--density", "--block", "--global", "--n", "--window", "--no-causal"})
+    EXPECT_NE(help.out.find(flag), std::string::npos) << "check --help lacks " << flag;
+}
+
+// ---- `flatattn model plan --density / --global`: the predicted time and FLOPs count only visited blocks.
+
+/// The chosen variant's predicted time in seconds from a plan's text ("chosen: ..., predicted 1.23 ms").
+double predicted_s(const std::string& out) {
+  const std::size_t at = out.find("predicted ");
+  if (at == std::string::npos) return -1;
+  std::istringstream in(out.substr(at + 10));
+  double v = 0;
+  std::string unit;
+  in >> v >> unit;
+  return v * (unit == "s" ? 1.0 : unit == "ms" ? 1e-3 : 1e-6);
+}
+
+TEST(CliModelPlan, DensityTenthIsWellBelowDense) {
+  const Result dense = run("model plan -N 16384 --hq 16 -D 128");
+  const Result sparse = run("model plan -N 16384 --hq 16 -D 128 --density 0.1");
+  ASSERT_EQ(dense.code, 0) << dense.err;
+  ASSERT_EQ(sparse.code, 0) << sparse.err;
+  for (const char* field : {"density=0.1", "visited fraction", "FLOPs:", "visited blocks only", "sparse calls"})
+    EXPECT_NE(sparse.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << sparse.out;
+  EXPECT_GT(predicted_s(dense.out), 0) << dense.out;
+  EXPECT_LT(predicted_s(sparse.out), 0.25 * predicted_s(dense.out)) << sparse.out << dense.out;
+  // 4 B Hq D N^2 / 10 = 4 x 16 x 128 x 16384^2 / 10 = 219.9 GFLOP, against the dense 2199 GFLOP.
+  EXPECT_NE(sparse.out.find("FLOPs: 219.9 GFLOP"), std::string::npos) << sparse.out;
+  EXPECT_NE(sparse.out.find("without its sparse mask: 2199 GFLOP"), std::string::npos) << sparse.out;
+}
+
+// Longformer window (0, 0) with globals 0 and 512 of N = 1024: 5114 visible pairs, 4 x 2 x 64 x 5114 FLOPs.
+TEST(CliModelPlan, GlobalCountsTheLocalGlobalPairs) {
+  const Result r = run("model plan -N 1024 --hq 2 -D 64 --window-left 0 --window-right 0 --global 2");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"global=2", "local + global, window (0,0), 2 global positions", "visited fraction",
+                            "FLOPs: 0.002618 GFLOP"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
 }
 
 }  // namespace
