@@ -43,6 +43,19 @@ enum class SparseRule : std::uint8_t {
 
 /// The sparse part of a validated call. Off (on = false) for dense calls: every backend then runs its
 /// contiguous band iteration unchanged.
+struct SparseSpec;
+
+/// The sorted global positions of one sequence that lie in a range [a, e): list indices [lo, hi) of
+/// SparseSpec::globals (SparseSpec::global_span). contains(x) equals SparseSpec::is_global(b, x) for every x in
+/// [a, e): no search when the range holds no global position, one comparison when it holds one (a local +
+/// global partial block usually holds none or one), else a binary search over those only.
+struct GlobalSpan {
+  int lo = 0, hi = 0;
+  std::int32_t first = 0;  ///< position lo, when lo < hi
+  [[nodiscard]] FLATATTN_HD bool empty() const { return lo >= hi; }
+  [[nodiscard]] FLATATTN_HD bool contains(const SparseSpec& s, std::int64_t b, std::int64_t x) const;
+};
+
 struct SparseSpec {
   bool on = false;
   int block_q = 128, block_kv = 128;
@@ -77,6 +90,9 @@ struct SparseSpec {
     const int c = global_counts.at(b, 0, 0);
     return c < 0 ? 0 : (c > g ? g : c);
   }
+  /// The global positions of sequence b inside [a, e) (GlobalSpan): two binary searches, so that a kernel asks
+  /// is_global of a fragment's rows or keys against the few positions in its range, or not at all.
+  [[nodiscard]] FLATATTN_HD GlobalSpan global_span(std::int64_t b, std::int64_t a, std::int64_t e) const;
   /// Whether position x is global in sequence b (binary search of the sorted list).
   [[nodiscard]] FLATATTN_HD bool is_global(std::int64_t b, std::int64_t x) const {
     int lo = 0, hi = global_count(b);
@@ -89,6 +105,35 @@ struct SparseSpec {
     return false;
   }
 };
+
+FLATATTN_HD GlobalSpan SparseSpec::global_span(std::int64_t b, std::int64_t a, std::int64_t e) const {
+  auto lower = [&](std::int64_t x) {  // the first list index whose position is >= x
+    int lo = 0, hi = global_count(b);
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (globals.at(b, 0, 0, mid) < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  };
+  GlobalSpan g;
+  g.lo = lower(a);
+  g.hi = e > a ? lower(e) : g.lo;
+  if (g.lo < g.hi) g.first = globals.at(b, 0, 0, g.lo);
+  return g;
+}
+
+FLATATTN_HD bool GlobalSpan::contains(const SparseSpec& s, std::int64_t b, std::int64_t x) const {
+  if (lo >= hi) return false;
+  if (hi - lo == 1) return first == x;
+  int l = lo, h = hi;
+  while (l < h) {
+    const int mid = (l + h) / 2;
+    const std::int32_t g = s.globals.at(b, 0, 0, mid);
+    if (g == x) return true;
+    if (g < x) l = mid + 1; else h = mid;
+  }
+  return false;
+}
 
 /// The local + global rule of element (i, j) of sequence b with lengths (nq, nk): the band, or a global
 /// row or key (with causal, only j <= diag(i)). Host and device.

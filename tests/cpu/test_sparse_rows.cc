@@ -243,3 +243,55 @@ TEST(SparseRows, ClampsKeepReadsInsideTheTensors) {
 }
 
 }  // namespace
+
+// GlobalSpan (src/core/sparse.h), which the CUDA kernels' local + global rule asks instead of is_global over all
+// positions (common/sparse.cuh apply_sparse_rule): over random sorted positions (0-40 per sequence, with and without
+// counts, garbage past a count) and random ranges [a, e) (empty, reversed, past either end), contains(x) equals
+// is_global(b, x) for every x in the range, [lo, hi) are exactly the positions inside it, and first is position lo.
+TEST(SparseRows, GlobalSpanIsIsGlobalInsideItsRange) {
+  std::mt19937_64 rng(20261207);
+  std::int64_t spans = 0, multi = 0, single = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const std::int64_t nb = (trial & 1) ? 3 : 1, limit = std::uniform_int_distribution<std::int64_t>(1, 300)(rng);
+    const std::int64_t g = std::min<std::int64_t>(limit, std::uniform_int_distribution<std::int64_t>(0, 40)(rng));
+    const bool with_counts = rng() & 1;
+    Globals gl;
+    gl.nb = nb, gl.g = g;
+    gl.pos.assign(static_cast<std::size_t>(nb * g), -7);
+    for (std::int64_t b = 0; b < nb; ++b) {
+      std::vector<std::int32_t> all(static_cast<std::size_t>(limit));
+      for (std::int64_t x = 0; x < limit; ++x) all[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(x);
+      std::shuffle(all.begin(), all.end(), rng);
+      const std::int64_t k = with_counts ? std::uniform_int_distribution<std::int64_t>(0, g)(rng) : g;
+      std::sort(all.begin(), all.begin() + k);
+      for (std::int64_t x = 0; x < k; ++x) gl.pos[static_cast<std::size_t>(b * g + x)] = all[static_cast<std::size_t>(x)];
+      if (with_counts) gl.counts.push_back(static_cast<std::int32_t>(k));
+    }
+    SparseSpec s;
+    s.rule = SparseRule::local_global;
+    gl.attach(s);
+    std::uniform_int_distribution<std::int64_t> at(-20, limit + 20), len(-3, 40);
+    for (int q = 0; q < 30; ++q) {
+      const std::int64_t b = std::uniform_int_distribution<std::int64_t>(0, nb - 1)(rng);
+      const std::int64_t a = at(rng), e = a + len(rng);
+      const GlobalSpan span = s.global_span(b, a, e);
+      std::int64_t inside = 0;
+      for (std::int64_t x = a; x < e; ++x) {
+        ASSERT_EQ(span.contains(s, b, x), s.is_global(b, x)) << "trial " << trial << " b " << b << " x " << x
+                                                             << " in [" << a << ", " << e << ")";
+        inside += s.is_global(b, x);
+      }
+      ASSERT_EQ(span.hi - span.lo, inside) << "trial " << trial << " [" << a << ", " << e << ")";
+      ASSERT_EQ(span.empty(), inside == 0);
+      if (!span.empty()) {
+        ASSERT_EQ(span.first, s.globals.at(b, 0, 0, span.lo));
+        ASSERT_GE(span.first, a);
+        ASSERT_LT(span.first, e);
+      }
+      ++spans, multi += inside > 1, single += inside == 1;
+    }
+  }
+  EXPECT_GT(multi, 500);  // the binary search inside the span, the single comparison, and empty spans all ran
+  EXPECT_GT(single, 500);
+  EXPECT_GT(spans - multi - single, 500);
+}

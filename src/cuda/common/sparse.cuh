@@ -112,10 +112,23 @@ FLATATTN_DEVICE void apply_sparse_rule(float (&s)[kMT][kNT][4], const SparseSpec
       if (i < nq && j < nk && (!inside || !sp.bit(blk, i - i0, j - j0))) x = -INFINITY;
     });
   } else if (sp.rule == SparseRule::local_global) {
+    // local_global_visible per element, with is_global asked only against the global positions inside this
+    // thread's rows (columns) of the block: usually none or one (GlobalSpan), where two binary searches over all
+    // positions per element made a partial block ~20x its products (H100, bench/results/h100-stop32-9467cde.md).
     MaskSpec m;
     m.bottom_right = p.bottom_right != 0, m.left = p.left, m.right = p.right;
+    // for_each_element's rows row0 .. row0 + 16 (kMT - 1) + 8, columns col0 .. col0 + 8 (kNT - 1) + 1
+    const GlobalSpan rows = sp.global_span(b, row0, row0 + 16 * (kMT - 1) + 9);
+    const GlobalSpan cols = sp.global_span(b, col0, col0 + 8 * (kNT - 1) + 2);
+    const GlobalSpan& gq = kQ ? rows : cols;
+    const GlobalSpan& gk = kQ ? cols : rows;
+    const bool any = !gq.empty() || !gk.empty();
     for_each_element(s, row0, col0, [&](float& x, int u, int v) {
-      if (!local_global_visible(sp, m, b, kQ ? u : v, kQ ? v : u, nq, nk)) x = -INFINITY;
+      const int i = kQ ? u : v, j = kQ ? v : u;
+      bool vis = m.visible(i, j, nq, nk);
+      if (!vis && any && i < nq && j < nk && !(sp.causal && j > m.diag(i, nq, nk)))
+        vis = gq.contains(sp, b, i) || gk.contains(sp, b, j);
+      if (!vis) x = -INFINITY;
     });
   }
 }
