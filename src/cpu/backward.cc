@@ -107,7 +107,7 @@ struct Bf16Products {
   void pv_split(const std::uint16_t* a, std::int64_t a_plane, std::int64_t lda, std::int64_t rows, std::int64_t kdim,
                 const std::uint16_t* pairs, std::int64_t b_plane, std::int64_t dp, float* c, std::int64_t ldc) const {
     int x[9] = {0}, y[9] = {0};
-    const int n = split.pieces == 1 ? 1 : split_pairs(split, x, y);
+    const int n = split.pieces == 1 ? 1 : split_pairs_pv(split, x, y);
     for (int t = 0; t < n; ++t) pv(a + x[t] * a_plane, lda, rows, kdim, pairs + y[t] * b_plane, dp, c, ldc);
   }
   /// The rows of src from row n0 on as a Q tile [rows_pad][kq] (the A operand of qk).

@@ -103,14 +103,18 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 ///     missed the rule with large logits and are not offered.
 struct SplitPolicy {
   int pieces;          ///< bf16 pieces per operand, 1 .. kMaxPieces
-  int max_order;       ///< piece product (a, b) is summed when a + b <= max_order
+  int max_order;       ///< piece product (a, b) is summed when a + b <= max_order (S = Q K^T, dP = dO V^T)
+  int pv_max_order;    ///< likewise for the products whose left operand is P or dS (O += P V, dV, dK, dQ)
   const char* suffix;  ///< added to the path's Report suffix ("" for one piece)
 };
 inline constexpr int kMaxPieces = 3;
-inline constexpr SplitPolicy kSplitBf16{1, 0, ""};
-inline constexpr SplitPolicy kSplitF16{2, 2, "_split2"};
+inline constexpr SplitPolicy kSplitBf16{1, 0, 0, ""};
+/// f16: S and dP keep all 4 products (their errors scale with |q||k| and meet the fp32 yardstick's S); the P / dS
+/// products drop lo x lo (relative 2^-18 per term, under P's own 2-piece residual 2^-17 and 128x under the f16
+/// rounding of the yardstick's P and dS).
+inline constexpr SplitPolicy kSplitF16{2, 2, 1, "_split2"};
 
-inline constexpr SplitPolicy kSplitF32x9{3, 4, "_split3x9"};
+inline constexpr SplitPolicy kSplitF32x9{3, 4, 4, "_split3x9"};
 
 /// FLATATTN_CPU_F32_SPLIT: 9 (f32 inputs with fp32_matmul exact take the split forward with that many
 /// products), 0 when unset or empty; an Error naming it for any other value.
@@ -125,6 +129,8 @@ std::uint16_t bf16_piece(float x, int k);
 
 /// The piece products of s, smallest first (a + b descending): a[t], b[t] for t < the count returned (<= 9).
 int split_pairs(const SplitPolicy& s, int a[9], int b[9]);
+/// The same for the P / dS products (pv_max_order).
+int split_pairs_pv(const SplitPolicy& s, int a[9], int b[9]);
 
 /// The path of a backward of p: forward_matmul's (f16: on the forward's pieces, kSplitF16), except f32 under
 /// FLATATTN_CPU_F32_SPLIT, whose backward has no split path: fp32.
