@@ -6,7 +6,7 @@
 //     that keeps fewer (one piece of V or of P) is over that bound, and the test checks that it is.
 //   - An f16 case whose logits cancel in their high pieces (hi x hi sums to 0 key pair by key pair, lo x lo does
 //     not) leaves S's lo x lo at ~2^-9 of S. The LSE is judged at 1e-5 (judge_lse), so S without lo x lo fails.
-// Large logits (sd 100, near one-hot rows) through the split forward and backward are tests/cpu/test_split_backward.cc's
+// Large logits (sd 100, near one-hot rows) through the split forward and backward are test_split_backward.cc's
 // F16LargeSoftcappedLogits; it fails too when S loses lo x lo or P V keeps only hi x hi, but by less (1.1-12x).
 #include <gtest/gtest.h>
 
@@ -160,7 +160,10 @@ TEST(CpuSplitOrders, F16CancellingLogitsNeedLoTimesLo) {
     SCOPED_TRACE(c.name());
     CaseTensors t = make_case(c, s.rng, /*with_backward=*/true);
     std::uniform_real_distribution<double> mag(1.0, 2.0);
-    const auto draw = [&] { return f16_to_float(float_to_f16(static_cast<float>(s.rng() % 2 ? mag(s.rng) : -mag(s.rng)))); };
+    const auto draw = [&] {
+      const double x = s.rng() % 2 ? mag(s.rng) : -mag(s.rng);
+      return static_cast<double>(f16_to_float(float_to_f16(static_cast<float>(x))));
+    };
     for (std::int64_t e = 0; e < t.q.numel(); e += 2) {
       const double x = draw();
       t.q.set(e, x), t.q.set(e + 1, x);
