@@ -24,8 +24,9 @@
 // operands, as on the GPU. Their query tiles are padded to 32 rows in pass 1 (the inner dim of dV and dK)
 // and to 16 in pass 2. f16 inputs take the same paths on the forward's exact bf16 pieces (SplitPolicy
 // kSplitF16, amx.h): Q, K, V, dO are exactly hi + lo, so S and dP sum exactly the fp32 path's products, S in
-// the very order the split forward summed them for its LSE; P and dS are carried as 2 pieces (relative error
-// <= 2^-17); each product is 4 piece products. The fp32 path (f32, or forced) widens everything to the fp32
+// the very order the split forward summed them for its LSE (4 piece products each); P and dS are carried as 2
+// pieces (relative error <= 2^-17) and dV, dK, dQ take 3 piece products, lo x lo dropped (kSplitF16 in amx.h has
+// the error argument). The fp32 path (f32, or forced) widens everything to the fp32
 // tiles of gemm.h.
 #include <omp.h>
 
@@ -102,12 +103,12 @@ struct Bf16Products {
       dpbf16_pv(a, lda, rows, kdim, pairs, dp, c, ldc);
     }
   }
-  /// c += A B over the piece products of `split` (smallest first, as the forward's O += P V): piece x of A at
-  /// a + x * a_plane, piece y of B's key pairs at pairs + y * b_plane.
+  /// c += A B over the P / dS piece products of `split` (split_pairs_pv, smallest first, as the forward's O += P V):
+  /// piece x of A at a + x * a_plane, piece y of B's key pairs at pairs + y * b_plane.
   void pv_split(const std::uint16_t* a, std::int64_t a_plane, std::int64_t lda, std::int64_t rows, std::int64_t kdim,
                 const std::uint16_t* pairs, std::int64_t b_plane, std::int64_t dp, float* c, std::int64_t ldc) const {
     int x[9] = {0}, y[9] = {0};
-    const int n = split.pieces == 1 ? 1 : split_pairs(split, x, y);
+    const int n = split.pieces == 1 ? 1 : split_pairs_pv(split, x, y);
     for (int t = 0; t < n; ++t) pv(a + x[t] * a_plane, lda, rows, kdim, pairs + y[t] * b_plane, dp, c, ldc);
   }
   /// The rows of src from row n0 on as a Q tile [rows_pad][kq] (the A operand of qk).

@@ -28,7 +28,7 @@ void bf16_qk(const ForwardScratch& w, std::int64_t r0, std::int64_t rows, std::i
 void bf16_pv(const ForwardScratch& w, const std::uint16_t* pb, std::int64_t ldp, std::int64_t rows, std::int64_t k0,
              std::int64_t ncols, std::int64_t dp, float* o, std::int64_t ldo) {
   int a[9], b[9];
-  const int n = w.split.pieces == 1 ? 1 : split_pairs(w.split, a, b);
+  const int n = w.split.pieces == 1 ? 1 : split_pairs_pv(w.split, a, b);
   if (n == 1) a[0] = b[0] = 0;
   for (int t = 0; t < n; ++t) {  // smallest products first
     const std::uint16_t* pt = pb + a[t] * w.pb_plane;

@@ -43,7 +43,8 @@ void bf16_slab(const Problem& p, const RowTile& tile, const ForwardScratch& w, s
 
 /// The bf16 paths' products with w's operands (AMX or AVX512-BF16; SplitPolicy pieces, amx.h): S = scale Q K^T for
 /// rows of qb (from its row r0) against the keys from k0; O += P V (P planes w.pb_plane apart) against the keys
-/// from k0, one product per piece pair; and the Q tile rows packed (with their pieces) into w.qb.
+/// from k0, one product per piece pair of split_pairs_pv (f16: 3, lo x lo dropped; S takes all 4 of split_pairs);
+/// and the Q tile rows packed (with their pieces) into w.qb.
 void bf16_qk(const ForwardScratch& w, std::int64_t r0, std::int64_t rows, std::int64_t k0, std::int64_t ncols,
              float scale, float* s, std::int64_t lds);
 void bf16_pv(const ForwardScratch& w, const std::uint16_t* pb, std::int64_t ldp, std::int64_t rows, std::int64_t k0,

@@ -51,8 +51,11 @@ TEST(CpuSplit, ProductListsAreThePolicys) {
   ASSERT_EQ(cpu::split_pairs(cpu::kSplitF16, a, b), 4);
   EXPECT_EQ(a[0] + b[0], 2);  // lo x lo first (smallest), hi x hi last
   EXPECT_EQ(a[3] + b[3], 0);
-  EXPECT_EQ(cpu::split_pairs(cpu::SplitPolicy{3, 4, ""}, a, b), 9);  // BF16x9
-  EXPECT_EQ(cpu::split_pairs(cpu::SplitPolicy{3, 2, ""}, a, b), 6);  // the 6 largest
+  ASSERT_EQ(cpu::split_pairs_pv(cpu::kSplitF16, a, b), 3);  // the P / dS products: lo x lo dropped
+  EXPECT_EQ(a[0] + b[0], 1);
+  EXPECT_EQ(a[2] + b[2], 0);
+  EXPECT_EQ(cpu::split_pairs(cpu::SplitPolicy{3, 4, 4, ""}, a, b), 9);  // BF16x9
+  EXPECT_EQ(cpu::split_pairs(cpu::SplitPolicy{3, 2, 2, ""}, a, b), 6);  // the 6 largest
   for (int t = 1; t < 6; ++t) EXPECT_GE(a[t - 1] + b[t - 1], a[t] + b[t]);
 }
 

@@ -85,32 +85,47 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 /// How the bf16 products see their operands (issue 21: fp16 on AMX-BF16). Each operand x (Q, K, V and the
 /// softmax's P) is packed as the sum of `pieces` bf16 pieces, x_1 = bf16(x), x_k = bf16(x - x_1 - ... - x_{k-1})
 /// (nearest even; later pieces 0 where x_1 is not finite), and S = Q K^T and O += P V sum the piece products
-/// x_a y_b (pieces counted from 0) with a + b <= max_order, each exact in fp32 (8 x 8 significand bits),
-/// accumulated in fp32 on the same tile kernels. S: the products are laid side by side along the inner (head)
-/// dim, so amx_qk runs unchanged on an inner dim of products * Kd (the smallest products first). O += P V: one
-/// amx_pv per product, on piece planes of P and V. The technique is the "BF16x9" FP32 emulation on bf16 matrix
-/// units (NVIDIA, cuBLAS 12.9 notes): 3 pieces, 9 products.
+/// x_a y_b (pieces counted from 0) with a + b <= max_order (S, dP) or <= pv_max_order (P V and the gradients),
+/// each exact in fp32 (8 x 8 significand bits), accumulated in fp32 on the same tile kernels. S: the products are
+/// laid side by side along the inner (head) dim, so amx_qk runs unchanged on an inner dim of products * Kd (the
+/// smallest products first). O += P V: one amx_pv per product, on piece planes of P and V. The technique is the
+/// "BF16x9" FP32 emulation on bf16 matrix units (NVIDIA, cuBLAS 12.9 notes): 3 pieces, 9 products.
 ///   bf16 inputs (and f32 opted in, rounded once): 1 piece, 1 product -- the bf16 path unchanged.
-///   f16 inputs: 2 pieces, all 4 products. An fp16 value (11-bit significand, exponent inside bf16's range) is
-///     exactly hi + lo, so Q K^T sums exactly the fp32 path's products (another order). P (fp32) is carried to
-///     16 bits (relative error <= 2^-17, against the f16 output's 2^-11 rounding); V is exact. The backward
-///     (src/cpu/backward.cc) uses the same pieces: S and dP = dO V^T on the Q / K layouts (S in the forward's
-///     order, so it matches the forward's LSE), dV += P^T dO, dK += dS^T Q and dQ += dS K as piece-plane pv
-///     products, P^T, dS^T and dS as 2 pieces (bf16_transpose, split_to_bf16).
+///   f16 inputs: 2 pieces (hi, lo). An fp16 value (11-bit significand, exponent inside bf16's range) is exactly
+///     hi + lo, |lo| <= 2^-8 |x|. S = Q K^T and dP = dO V^T take all 4 products, so they sum exactly the fp32
+///     path's products (another order). P (fp32) is carried to 16 bits (residual <= 2^-17 P); V is exact. The
+///     products whose left operand is P or dS (O += P V, dV += P^T dO, dK += dS^T Q, dQ += dS K) take 3: lo x lo
+///     is dropped (kSplitF16 below says why that is safe there and not in S). The backward (src/cpu/backward.cc)
+///     uses the same pieces: S and dP on the Q / K layouts (S in the forward's order, so it matches the forward's
+///     LSE), the gradients as piece-plane pv products, P^T, dS^T and dS as 2 pieces (bf16_transpose,
+///     split_to_bf16).
 ///   f32 inputs (experimental, FLATATTN_CPU_F32_SPLIT=9; unset: the exact fp32 path): 3 pieces carry the
 ///     24-bit significand; all 9 products (max_order 4, "BF16x9"). Forward only, and only on a forced bf16
 ///     path (auto: exact fp32). The 6 largest (max_order 2)
 ///     missed the rule with large logits and are not offered.
 struct SplitPolicy {
   int pieces;          ///< bf16 pieces per operand, 1 .. kMaxPieces
-  int max_order;       ///< piece product (a, b) is summed when a + b <= max_order
+  int max_order;       ///< piece product (a, b) is summed when a + b <= max_order (S = Q K^T, dP = dO V^T)
+  int pv_max_order;    ///< likewise for the products whose left operand is P or dS (O += P V, dV, dK, dQ)
   const char* suffix;  ///< added to the path's Report suffix ("" for one piece)
 };
 inline constexpr int kMaxPieces = 3;
-inline constexpr SplitPolicy kSplitBf16{1, 0, ""};
-inline constexpr SplitPolicy kSplitF16{2, 2, "_split2"};
+inline constexpr SplitPolicy kSplitBf16{1, 0, 0, ""};
+/// f16: 4 products in S and dP, 3 (lo x lo dropped) in the P / dS products. The error argument:
+///   P / dS side. |P_lo| <= 2^-8 P and |V_lo| <= 2^-8 |V| (likewise dS against dO, Q, K), so a dropped term is at
+///   most 2^-16 P_ij |V_jd| (2^-18 is its typical size, not its bound). With P's own 2-piece residual (2^-17 P) the
+///   P V product is off by <= 3 * 2^-17 sum_j P_ij |V_jd| (plus fp32 accumulation), against 2^-17 with all 4.
+///   That is 1/21 of one f16 rounding (2^-11) of P or dS, which the rule's f16 yardstick makes before these
+///   products (docs/design.md, "The rule": naive_lowp, and the backward's lse_storage formulation), and 1/43 of the
+///   2u sum_j P_ij |V_jd| floor of a forward output (u = 2^-11). Measured on the tile kernels: 2^-16.2 of
+///   sum_j P |V| at worst, against 2^-17.7 with 4 products (tests/cpu/test_split_orders.cc).
+///   S / dP side. Their error is relative to sum_d |q_d k_d|, not to |S|: a dropped lo x lo is up to 2^-16 of
+///   that sum, and where q . k cancels it is ~2^-9 of S itself. The LSE is judged at the fp32 tolerance (1e-5 per
+///   row, judge_lse) and the backward recomputes P = exp(S - LSE) from its own S, so S and dP keep every product
+///   (exact) and differ from the fp32 path's only by the order of the fp32 sum.
+inline constexpr SplitPolicy kSplitF16{2, 2, 1, "_split2"};
 
-inline constexpr SplitPolicy kSplitF32x9{3, 4, "_split3x9"};
+inline constexpr SplitPolicy kSplitF32x9{3, 4, 4, "_split3x9"};
 
 /// FLATATTN_CPU_F32_SPLIT: 9 (f32 inputs with fp32_matmul exact take the split forward with that many
 /// products), 0 when unset or empty; an Error naming it for any other value.
@@ -123,8 +138,11 @@ SplitPolicy split_policy(const Problem& p);
 /// Piece k (from 0) of x by the rule above.
 std::uint16_t bf16_piece(float x, int k);
 
-/// The piece products of s, smallest first (a + b descending): a[t], b[t] for t < the count returned (<= 9).
+/// The piece products of s for S = Q K^T and dP = dO V^T (max_order), smallest first (a + b descending): a[t], b[t]
+/// for t < the count returned (<= 9). Also the count of segments of the split Q / K layouts (pack_q_split).
 int split_pairs(const SplitPolicy& s, int a[9], int b[9]);
+/// The same for the products whose left operand is P or dS, a[t] its piece (pv_max_order): O += P V, dV, dK, dQ.
+int split_pairs_pv(const SplitPolicy& s, int a[9], int b[9]);
 
 /// The path of a backward of p: forward_matmul's (f16: on the forward's pieces, kSplitF16), except f32 under
 /// FLATATTN_CPU_F32_SPLIT, whose backward has no split path: fp32.

@@ -54,9 +54,11 @@ SplitPolicy split_policy(const Problem& p) {
   return kSplitBf16;
 }
 
-int split_pairs(const SplitPolicy& s, int a[9], int b[9]) {
+namespace {
+
+int pairs_upto(const SplitPolicy& s, int max_order, int a[9], int b[9]) {
   int n = 0;
-  for (int order = s.max_order; order >= 0; --order)
+  for (int order = max_order; order >= 0; --order)
     for (int x = 0; x < s.pieces; ++x) {
       const int y = order - x;
       if (y < 0 || y >= s.pieces) continue;
@@ -64,6 +66,11 @@ int split_pairs(const SplitPolicy& s, int a[9], int b[9]) {
     }
   return n;
 }
+
+}  // namespace
+
+int split_pairs(const SplitPolicy& s, int a[9], int b[9]) { return pairs_upto(s, s.max_order, a, b); }
+int split_pairs_pv(const SplitPolicy& s, int a[9], int b[9]) { return pairs_upto(s, s.pv_max_order, a, b); }
 
 void pack_q_split(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
                   std::int64_t kd, const SplitPolicy& s, std::uint16_t* dst) {
