@@ -226,14 +226,15 @@ PersistentCheck check_persistent(const Gpu& gpu, const std::vector<Measured>& me
     const std::string& name = p.variant.name;
     if (!p.variant.persistent || name.size() < 2 || name.compare(name.size() - 2, 2, "_p") != 0) continue;
     for (const Measured& o : measured)
-      if (!o.variant.persistent && o.variant.name == name.substr(0, name.size() - 2) && key_of(o.shape) == key_of(p.shape)) {
+      if (!o.variant.persistent && o.variant.name == name.substr(0, name.size() - 2) &&
+          key_of(o.shape) == key_of(p.shape)) {
         PersistentRow r;
         r.one_tile = o;
         r.persistent = p;
         const KernelPrediction a = predict(gpu, o.shape, o.variant), b = predict(gpu, p.shape, p.variant);
         if (!a.feasible || !b.feasible)
-          throw Error(Error::Kind::invalid_argument, "measured record", o.variant.name, "the model calls it infeasible: " + a.reason + b.reason,
-                      "measure kernels the model describes");
+          throw Error(Error::Kind::invalid_argument, "measured record", o.variant.name,
+                      "the model calls it infeasible: " + a.reason + b.reason, "measure kernels the model describes");
         r.pred_one_tile_ms = a.time_s * 1e3;
         r.pred_persistent_ms = b.time_s * 1e3;
         c.rows.push_back(r);

@@ -177,7 +177,9 @@ bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w) {
 bool choose_sm90_ws_persistent(const DeviceInfo& dev, const Workload& w) {
   const WsTile ws = ws_tile(w.d);
   if (ws.block_n == 0 || w.batch == 0 || w.nq == 0 || w.nk == 0) return false;
-  auto candidates = [&] { return std::vector<model::KernelVariant>{ws_variant(ws, w.d, false), ws_variant(ws, w.d, true)}; };
+  auto candidates = [&] {
+    return std::vector<model::KernelVariant>{ws_variant(ws, w.d, false), ws_variant(ws, w.d, true)};
+  };
   return planned(dev, Family::sm90, w, Question::sm90_ws_persistent, candidates) == 1;
 }
 
