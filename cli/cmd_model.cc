@@ -279,8 +279,27 @@ void run_plan(const PlanArgs& a) {
 
 struct MeasuredArgs {
   std::string file, hw = "h100", fit;
-  bool check = false, verbose = false;
+  bool check = false, verbose = false, persistent = false, fit_persistent = false;
 };
+
+/// The one-tile / persistent pairs of a measured file (src/model/compare.h check_persistent): per shape both kernels'
+/// measured and predicted times, the speedups and the model's pick.
+void print_persistent(const Gpu& gpu, const std::vector<Measured>& m) {
+  const PersistentCheck c = check_persistent(gpu, m);
+  fmt::print("{:<26} {:>3} {:>6} {:>3} {:>4} {:>2} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>5} {:>6}\n", "kernel", "B", "N",
+             "Hq", "D", "c", "one ms", "pers ms", "pred one", "pred p", "meas x", "pred x", "pick", "loss");
+  for (const PersistentRow& r : c.rows) {
+    const bool pick = r.model_picks_persistent();
+    fmt::print("{:<26} {:>3} {:>6} {:>3} {:>4} {:>2} {:>9.4f} {:>9.4f} {:>9.4f} {:>9.4f} {:>7.3f} {:>7.3f} {:>5} {:>5.1f}%\n",
+               r.one_tile.variant.name, r.one_tile.shape.batch, r.one_tile.shape.nq, r.one_tile.shape.hq,
+               r.one_tile.shape.d, r.one_tile.shape.causal ? "y" : "n", r.one_tile.ms, r.persistent.ms, r.pred_one_tile_ms,
+               r.pred_persistent_ms, r.measured_speedup(), r.predicted_speedup(), pick ? "p" : "1",
+               100 * PersistentRow::loss(pick, r.one_tile.ms, r.persistent.ms));
+  }
+  const int n = int(c.rows.size());
+  fmt::print("\npersistent vs one-tile on {} shapes: the model picks the faster kernel on {}/{}, a pick losing > 2 % on {}; "
+             "median speedup error {:.1f}%\n\n", n, c.picks_faster, n, c.picks_losing, 100 * c.median_speedup_error);
+}
 
 void run_measured(const MeasuredArgs& a) {
   const Hardware hw = load_hardware(a.hw);
@@ -294,6 +313,13 @@ void run_measured(const MeasuredArgs& a) {
     write_text_file(a.fit, report);
     fmt::print("wrote {} (calibrated constants; use it as --hw {})\n\n", a.fit, a.fit);
   }
+  if (a.fit_persistent) {
+    const std::string path = "sm90_ws";
+    gpu = fit_persistent(gpu, m, path);
+    fmt::print("fitted {}.persistent_tile_cycles = {:.0f} (cta_overhead_cycles {:.0f})\n\n", path,
+               gpu.paths.at(path).persistent_tile_cycles, gpu.paths.at(path).cta_overhead_cycles);
+  }
+  if (a.persistent || a.fit_persistent) print_persistent(gpu, m);
   const Comparison c = compare(gpu, m);
   if (a.verbose) {
     fmt::print("{:<24} {:>4} {:>6} {:>4} {:>4} {:>2} {:>10} {:>10} {:>7}\n", "kernel", "B", "N", "Hq", "D", "c", "measured",
@@ -384,6 +410,10 @@ void register_model(CLI::App& app) {
   meas->add_option("--fit", ma->fit, "refit the calibration constants and write them as a hardware file");
   meas->add_flag("--check", ma->check, "exit non-zero when a target is missed");
   meas->add_flag("--verbose,-v", ma->verbose, "print every record");
+  meas->add_flag("--persistent", ma->persistent,
+                 "print the one-tile / persistent pairs (kernel names differing by \"_p\"): speedups and the model's picks");
+  meas->add_flag("--fit-persistent", ma->fit_persistent,
+                 "fit sm90_ws.persistent_tile_cycles to the file's one-tile / persistent pairs first, and print it");
 
   register_model_cp(*cmd);
 

@@ -137,9 +137,9 @@ int sm90_ws_persistent() {
     mode = kWsPersistentByRule;
   } else {
     throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, rule, auto or unset",
-                "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile), rule (the policy's rule "
-                "per call even while it is held off) or unset it (the policy's rule per call when it is on, "
-                "src/cuda/policy/ws_policy.h kWsPersistentRule)");
+                "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile), rule (the hand rule's "
+                "thresholds per call, src/cuda/policy/ws_policy.h kWsPersistentRule) or unset it (the cost model's "
+                "choice per call)");
   }
   cached.store(gen << 2 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
   return mode;

@@ -48,10 +48,10 @@ int sm90_ws_requested();
 
 /// FLATATTN_CUDA_SM90_WS_PERSISTENT: whether the warp-specialized forward's dense calls run its persistent kernel
 /// (src/cuda/sm90/ws_fwd_persistent.cuh: one CTA per SM walking the tiles; the Report's kernel name ends in "_p").
-/// Returns policy/ws_policy.h's kWsPersistentAuto when unset, empty or "auto" (kWsPersistentRule decides per call),
-/// kWsPersistentOn for "1" (every dense call), kWsPersistentOff for "0" (none), kWsPersistentByRule for "rule" (the
-/// rule's thresholds even while the rule is held off: for testing it); any other value throws an Error naming the
-/// variable. Read and
+/// Returns policy/ws_policy.h's kWsPersistentAuto when unset, empty or "auto" (the cost model decides per call:
+/// policy/heuristics.h choose_sm90_ws_persistent), kWsPersistentOn for "1" (every dense call), kWsPersistentOff for
+/// "0" (none), kWsPersistentByRule for "rule" (the hand rule's thresholds, kWsPersistentRule); any other value throws an
+/// Error naming the variable (src/cuda/ws_route.h ws_persistent_dense applies the mode). Read and
 /// cached like FLATATTN_CUDA_SM90_WS (sm90_override_changed() makes the next call read it again). Block-sparse calls
 /// keep the one-tile kernel either way.
 int sm90_ws_persistent();

@@ -107,10 +107,12 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
   // Before any work: both may throw (a bad value of their variables).
-  const int persistent_mode = sm90_ws_persistent();  // -1: the policy's rule for this call
+  const int persistent_mode = sm90_ws_persistent();  // -1: the cost model's choice for this call
   const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;  // causal-like: a tile's key range grows with its rows
-  const bool persistent = pr.sparse.on ? ws_persistent_sparse_for(persistent_mode)
-                                       : ws_persistent_for(persistent_mode, D, pr.nk, grows);
+  const bool persistent =
+      pr.sparse.on ? ws_persistent_sparse_for(persistent_mode)
+                   : ws_persistent_dense(persistent_mode, device_info(a.device),
+                                         Workload{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, D, pr.dtype, pr.mask});
   const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);

@@ -81,7 +81,7 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     key.append(std::to_string(i)).push_back(']');
     if (!e.is_object()) detail::bad_value(f, key, e.dump().substr(0, 40), "an object");
     const detail::Reader r(e, f, key);
-    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "cap_n", "producer_warps", "cta_regs", "B", "N", "Nk", "Hq", "Hkv",
+    r.only({"kernel", "dataflow", "block_m", "block_n", "warps", "stages", "path", "cap_n", "producer_warps", "cta_regs", "persistent", "B", "N", "Nk", "Hq", "Hkv",
             "D", "causal", "dtype", "ms"});
     Measured m;
     m.variant.name = r.string("kernel");
@@ -97,6 +97,7 @@ std::vector<Measured> load_measured(const std::filesystem::path& file) {
     m.variant.cap_n = int(r.integer("cap_n", 0, 1 << 20, false, 0));
     m.variant.producer_warps = int(r.integer("producer_warps", 0, 31, false, 0));
     m.variant.cta_regs = int(r.integer("cta_regs", 0, 1 << 20, false, 0));
+    m.variant.persistent = r.boolean("persistent", false, false);
     m.shape.batch = r.integer("B", 1, 1 << 24);
     m.shape.nq = r.integer("N", 1, 1 << 26);
     m.shape.nk = r.integer("Nk", 1, 1 << 26, false, m.shape.nq);
@@ -216,6 +217,60 @@ Gpu calibrate(const Gpu& gpu_in, const std::vector<Measured>& measured, const st
                      {"flat_overlap", cal.flat_overlap}, {"cta_overhead_cycles", cal.cta_overhead_cycles}};
   }
   report = j.dump(2) + "\n";
+  return g;
+}
+
+PersistentCheck check_persistent(const Gpu& gpu, const std::vector<Measured>& measured, double tolerance) {
+  PersistentCheck c;
+  for (const Measured& p : measured) {
+    const std::string& name = p.variant.name;
+    if (!p.variant.persistent || name.size() < 2 || name.compare(name.size() - 2, 2, "_p") != 0) continue;
+    for (const Measured& o : measured)
+      if (!o.variant.persistent && o.variant.name == name.substr(0, name.size() - 2) &&
+          key_of(o.shape) == key_of(p.shape)) {
+        PersistentRow r;
+        r.one_tile = o;
+        r.persistent = p;
+        const KernelPrediction a = predict(gpu, o.shape, o.variant), b = predict(gpu, p.shape, p.variant);
+        if (!a.feasible || !b.feasible)
+          throw Error(Error::Kind::invalid_argument, "measured record", o.variant.name,
+                      "the model calls it infeasible: " + a.reason + b.reason, "measure kernels the model describes");
+        r.pred_one_tile_ms = a.time_s * 1e3;
+        r.pred_persistent_ms = b.time_s * 1e3;
+        c.rows.push_back(r);
+        break;
+      }
+  }
+  if (c.rows.empty())
+    throw Error(Error::Kind::invalid_argument, "measured records", std::to_string(measured.size()),
+                "hold no one-tile / persistent pair (same shape, names differing by \"_p\")", "give both kernels' times");
+  std::vector<double> err;
+  for (const PersistentRow& r : c.rows) {
+    const bool pick = r.model_picks_persistent();
+    if (pick == (r.persistent.ms < r.one_tile.ms)) ++c.picks_faster;
+    if (PersistentRow::loss(pick, r.one_tile.ms, r.persistent.ms) > tolerance) ++c.picks_losing;
+    err.push_back(std::abs(std::log(r.predicted_speedup() / r.measured_speedup())));
+  }
+  c.median_speedup_error = median(err);
+  return c;
+}
+
+Gpu fit_persistent(const Gpu& gpu_in, const std::vector<Measured>& measured, const std::string& path) {
+  Gpu g = gpu_in;
+  GpuPath& cal = g.paths.at(path);
+  double best = INFINITY, best_sum = INFINITY, best_x = cal.cta_overhead_cycles;
+  for (int i = 0; i <= 100; ++i) {
+    cal.persistent_tile_cycles = cal.cta_overhead_cycles * i / 100.0;
+    const PersistentCheck c = check_persistent(g, measured);
+    double sum = 0;
+    for (const PersistentRow& r : c.rows) sum += std::abs(std::log(r.predicted_speedup() / r.measured_speedup()));
+    if (c.median_speedup_error < best - 1e-12 || (c.median_speedup_error <= best + 1e-12 && sum < best_sum)) {
+      best = c.median_speedup_error;
+      best_sum = sum;
+      best_x = cal.persistent_tile_cycles;
+    }
+  }
+  cal.persistent_tile_cycles = best_x;
   return g;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "flatattn/error.h"
+#include "src/core/tile_walk.h"
 #include "src/model/sparse_blocks.h"
 
 namespace flatattn::model {
@@ -30,6 +31,46 @@ struct BlockWork {
   double tensor = 0, softmax = 0, smem = 0;
   double l2_bytes = 0;
 };
+
+/// Tiles a persistent variant's walk is simulated for (the walk is O(tiles)); beyond, the closed form below.
+constexpr std::int64_t kWalkTileLimit = std::int64_t(1) << 20;
+
+/// The schedule of a persistent variant (KernelVariant::persistent): min(SMs, units) CTAs (one per SM, as the kernel
+/// launches them), each walking its tiles by
+/// src/core/tile_walk.h (the kernel's own walk: static stride, causal pairs), tile t of TileCoord's order being query
+/// block n_m - 1 - t % n_m of its head. A CTA costs its tiles' cycles, cta_overhead_cycles once (the first tile's fill,
+/// the last one's epilogue) and persistent_tile_cycles for every further tile; the call lasts as long as its longest CTA.
+double persistent_schedule_s(const Gpu& gpu, const GpuPath& cal, const KernelVariant& v, const AttnShape& s,
+                             const std::vector<BlockWork>& work, std::int64_t bh) {
+  const int n_m = int(work.size());
+  const std::int64_t tiles = std::int64_t(n_m) * bh;
+  const double per_tile = cal.persistent_tile_cycles >= 0 ? cal.persistent_tile_cycles : cal.cta_overhead_cycles;
+  const double occ = std::min(1.0, double(v.warps) / cal.warps_to_saturate);  // one CTA per SM (a persistent grid)
+  const bool grows = s.mask().right >= 0 && s.mask().left < 0;  // causal-like, as launch_ws.cuh asks
+  const int cap = gpu.sms;  // the kernel's grid cap (launch_ws.cuh: the SM count)
+  double longest = 0;
+  if (tiles <= kWalkTileLimit) {
+    const TileWalk walk = TileWalk::make(n_m, tiles, grows, cap);
+    const int grid = walk.grid(cap);
+    for (int bx = 0; bx < grid; ++bx) {
+      TileWalk::Cursor c = walk.start(unsigned(bx));
+      double cycles = 0;
+      std::int64_t count = 0;
+      for (int t; walk.next(c, t, unsigned(grid)); ++count) cycles += work[std::size_t(n_m - 1 - t % n_m)].cycles;
+      longest = std::max(longest, cycles / occ + cal.cta_overhead_cycles + double(count - 1) * per_tile);
+    }
+  } else {
+    // Closed form: the mean work per CTA plus one unit's worth (the stride's last round), ceil(tiles / grid) tiles.
+    double total = 0, heaviest = 0;
+    for (const BlockWork& w : work) {
+      total += w.cycles * double(bh);
+      heaviest = std::max(heaviest, w.cycles);
+    }
+    const double count = std::ceil(double(tiles) / cap);
+    longest = (total / cap + (grows ? 2 : 1) * heaviest) / occ + cal.cta_overhead_cycles + (count - 1) * per_tile;
+  }
+  return longest / gpu.clock_hz;
+}
 
 }  // namespace
 
@@ -194,15 +235,19 @@ KernelPrediction predict(const Gpu& gpu, const AttnShape& s, const KernelVariant
     p.smem_s += w.smem * double(bh);
     p.l2_bytes += w.l2_bytes * double(bh);
   }
-  if (p.ctas <= std::min<std::int64_t>(kSimulateCtaLimit, std::int64_t(8) * gpu.sms * p.ctas_per_sm)) {
-    // CTAs in launch order (m-block fastest) go to the least-loaded SM; then each SM's time.
+  if (v.persistent) {
+    p.schedule_s = persistent_schedule_s(gpu, cal, v, s, work, bh);
+  } else if (p.ctas <= kSimulateCtaLimit) {
+    // CTAs in launch order (src/cuda/common/tile_coord.cuh: m-block fastest, the heaviest -- last -- query block
+    // first) go to the least-loaded SM; then each SM's time.
     using Slot = std::pair<double, int>;  // (load in cycles, SM)
     std::priority_queue<Slot, std::vector<Slot>, std::greater<>> heap;
     std::vector<double> load(std::size_t(gpu.sms), 0.0);
     std::vector<std::int64_t> count(std::size_t(gpu.sms), 0);
     for (int i = 0; i < gpu.sms; ++i) heap.push({0.0, i});
     for (std::int64_t h = 0; h < bh; ++h)
-      for (const BlockWork& w : work) {
+      for (auto it = work.rbegin(); it != work.rend(); ++it) {
+        const BlockWork& w = *it;
         const auto [l, sm] = heap.top();
         heap.pop();
         load[std::size_t(sm)] = l + w.cycles + cal.cta_overhead_cycles;

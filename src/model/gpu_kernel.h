@@ -10,6 +10,9 @@
 //   CTA time = max(smem, tensor + softmax - overlap x min(tensor, softmax)) + overhead / co-resident CTAs
 // CTAs are list-scheduled over the SMs in launch order (m-block fastest), the SM rate scaled by
 // occupancy (resident warps / warps_to_saturate): this gives wave quantization and causal imbalance.
+// A persistent variant instead walks the tiles as the kernel does (src/core/tile_walk.h, min(SMs, units) CTAs,
+// a static stride, causal pairs): CTA time = sum of its tiles' cycles + cta_overhead (first fill, last epilogue)
+// + (its tiles - 1) x persistent_tile_cycles; the call's schedule is its longest CTA.
 // Memory: DRAM bytes (Q, K, V once per KV head thanks to L2, O, LSE) / HBM bandwidth and L2 -> SM
 // bytes (K/V re-read per query block) / L2 bandwidth. time = max(schedule, memory) + launch.
 // A flat variant is infeasible when its R x Nk logit block does not fit on chip: the per-CTA shared
@@ -75,6 +78,10 @@ struct KernelVariant {
   /// Registers the CTA holds (its launch allocation: threads x launch-bound registers, which setmaxnreg only
   /// redistributes); 0: the estimate (fragments + the path's overhead) x threads.
   int cta_regs = 0;
+  /// A persistent kernel: grid = min(SMs, work units), each CTA walking its tiles with the static stride of
+  /// src/core/tile_walk.h (causal-like masks: pairs of query blocks), a tile's fill and epilogue overlapped with its
+  /// neighbours' work (GpuPath::persistent_tile_cycles), instead of one CTA per tile in the hardware's dynamic order.
+  bool persistent = false;
 };
 
 /// Predicted time of one variant on one shape, with the terms that produced it.

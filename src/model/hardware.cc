@@ -49,7 +49,8 @@ Accelerator read_accelerator(const Reader& r) {
 
 GpuPath read_path(const Reader& r) {
   r.only({"mma_efficiency", "overlap", "flat_overlap", "alu_ops_per_score", "mask_ops_per_score", "rescale_ops_per_row",
-          "warps_to_saturate", "cta_overhead_cycles", "max_regs_per_thread", "reg_overhead", "smem_reader_warps"});
+          "warps_to_saturate", "cta_overhead_cycles", "persistent_tile_cycles", "max_regs_per_thread", "reg_overhead",
+          "smem_reader_warps"});
   GpuPath p;
   p.mma_efficiency = r.number("mma_efficiency", 1e-3, 1);
   p.overlap = r.number("overlap", 0, 1);
@@ -59,6 +60,7 @@ GpuPath read_path(const Reader& r) {
   p.rescale_ops_per_row = r.number("rescale_ops_per_row", 0, 1e3, false, p.rescale_ops_per_row);
   p.warps_to_saturate = r.number("warps_to_saturate", 1, 1024);
   p.cta_overhead_cycles = r.number("cta_overhead_cycles", 0, 1e9, false, p.cta_overhead_cycles);
+  p.persistent_tile_cycles = r.number("persistent_tile_cycles", 0, 1e9, false, p.persistent_tile_cycles);
   p.max_regs_per_thread = int(r.integer("max_regs_per_thread", 16, 1024, false, p.max_regs_per_thread));
   p.reg_overhead = int(r.integer("reg_overhead", 0, 1024, false, p.reg_overhead));
   p.smem_reader_warps = int(r.integer("smem_reader_warps", 1, 32, false, p.smem_reader_warps));

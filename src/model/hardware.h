@@ -50,6 +50,11 @@ struct GpuPath {
   double rescale_ops_per_row = 2;   ///< flash: extra fp32 ops per row per key block (m, l update)
   double warps_to_saturate = 8;     ///< resident warps per SM needed to reach the full rate
   double cta_overhead_cycles = 2000;  ///< per-CTA prologue/epilogue latency (Q load, O store)
+  /// A persistent kernel (KernelVariant::persistent): the cycles one tile after a CTA's first still costs beyond its
+  /// main loop, the part of its Q load, pipeline fill and epilogue that its neighbour tiles' work does not hide (the
+  /// first tile's fill and the last one's epilogue cost cta_overhead_cycles, as a one-tile CTA's). < 0: the same as
+  /// cta_overhead_cycles (nothing hidden; the path has no persistent kernel measured).
+  double persistent_tile_cycles = -1;
   int max_regs_per_thread = 255;    ///< register budget of one thread
   int reg_overhead = 40;            ///< registers a thread needs beyond fragments and accumulators
   int smem_reader_warps = 1;        ///< warps sharing one shared-memory read of an operand (mma.sync: 1,

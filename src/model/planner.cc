@@ -51,7 +51,7 @@ std::vector<KernelVariant> load_kernel_variants(std::string_view name_or_path) {
     const std::string key = "variants[" + std::to_string(i) + "]";
     if (!e.is_object()) detail::bad_value(file, key, e.dump().substr(0, 40), "an object");
     const detail::Reader v(e, file, key);
-    v.only({"name", "dataflow", "block_m", "block_n", "warps", "stages", "path", "head_dims", "cap_n", "producer_warps", "cta_regs"});
+    v.only({"name", "dataflow", "block_m", "block_n", "warps", "stages", "path", "head_dims", "cap_n", "producer_warps", "cta_regs", "persistent"});
     KernelVariant k;
     k.name = v.string("name");
     const std::string df = v.string("dataflow");
@@ -66,6 +66,7 @@ std::vector<KernelVariant> load_kernel_variants(std::string_view name_or_path) {
     k.cap_n = int(v.integer("cap_n", 0, 1 << 20, false, 0));
     k.producer_warps = int(v.integer("producer_warps", 0, 31, false, 0));
     k.cta_regs = int(v.integer("cta_regs", 0, 1 << 20, false, 0));
+    k.persistent = v.boolean("persistent", false, false);
     if (k.cap_n > 0 && k.dataflow != Dataflow::flat)
       detail::bad_value(file, v.key("cap_n"), std::to_string(k.cap_n), "0 for a flash variant (cap_n is FLAT's row capacity)");
     if (v.has("head_dims")) {

@@ -41,6 +41,7 @@
 #include "src/check/features.h"
 #include "src/check/oracle.h"
 #include "src/check/rule.h"
+#include "src/core/mask.h"
 #include "src/cuda/dispatch.h"
 #include "src/cuda/family.h"
 #include "src/cuda/policy/heuristics.h"
@@ -186,8 +187,9 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
       std::to_string(seconds_since(t0)) + " s)");
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
-  // The persistent kernel ("_p", launch_ws.cuh) ran it iff FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or, unset or "rule",
-  // iff the policy's rule takes the call (kernel head dim from the name's "_d<D>_", Nk, causal-like mask).
+  // The persistent kernel ("_p", launch_ws.cuh) ran it iff ws_persistent_dense says so, the launcher's own decision:
+  // FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or "rule" and the hand rule takes the call, or unset and the cost model picks it
+  // (kernel head dim from the name's "_d<D>_", the case's shape and mask).
   // The name without Report's note after it (e.g. " (D=40 zero-padded)": a padded head dim runs the D = 64 kernel).
   const std::string name = r.kernel.substr(0, r.kernel.find(' '));
   auto tail_is = [&](const std::string& tail) {
@@ -201,9 +203,8 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
     const int mode = cuda::sm90_ws_persistent();
     const std::size_t at = r.kernel.find("_d");
     const int kd = at == std::string::npos ? 0 : std::atoi(r.kernel.c_str() + at + 2);
-    const Window& w = t.c.options.window;
-    const bool grows = (t.c.options.causal || w.right >= 0) && w.left < 0;
-    const bool want = cuda::ws_persistent_for(mode, kd, t.c.nk, grows);
+    const cuda::Workload w{t.c.batch, t.c.hq, t.c.hkv, t.c.nq, t.c.nk, kd, t.c.dtype, mask_spec(t.c.options)};
+    const bool want = cuda::ws_persistent_dense(mode, cuda::device_info(0), w);
     EXPECT_EQ(p, want) << what << " [" << t.c.name() << "] kernel " << r.kernel << " (persistent mode " << mode << ")";
   }
   EXPECT_EQ(cuda::sm90_ws_launches(), before + (sm90 ? 1 : 0))

@@ -12,8 +12,9 @@
 //     tile's empty barrier, ping-pong's turns across tiles).
 //   PersistentMatchesOneTile: larger causal and non-causal shapes, bitwise the outputs and LSE of the one-tile kernel
 //     (the same per-tile arithmetic in the same order).
-//   PersistentWalkCoversEveryTile (no GPU): the scheduler's walk takes every tile once, pairs balanced.
-//   PersistentSwitch: "0" runs the one-tile kernel, "rule" the policy's thresholds (persistent here), a value other than
+//   PersistentWalkCoversEveryTile (no GPU): the scheduler's walk takes every tile once, pairs balanced (the walk is
+//     src/core/tile_walk.h, which the cost model walks too; tests/model/test_persistent.cc checks it without CUDA).
+//   PersistentSwitch: "0" runs the one-tile kernel, "rule" the hand rule's thresholds (persistent here), a value other than
 //     0/1/rule/auto and a bad grid cap are refused with an
 //     Error naming the variable, block-sparse calls run the sparse kernel's persistent grid (..._sparse_p).
 // Skipped where no sm_90 GPU runs the sm90 family.
@@ -259,7 +260,7 @@ TEST(CudaSm90Ws, PersistentSwitch) {
     const Report r = check_case(t, seed, "ws persistent off");
     EXPECT_FALSE(ends_with(r.kernel, "_p")) << r.kernel;
   }
-  {  // "rule": the policy's thresholds while the rule is held off; D = 128, Nk = 300 is within them
+  {  // "rule": the hand rule's thresholds (policy/ws_policy.h kWsPersistentRule); D = 128, Nk = 300 is within them
     const ScopedEnv rule("FLATATTN_CUDA_SM90_WS_PERSISTENT", "rule");
     const Report r = check_case(t, seed, "ws persistent rule");
     EXPECT_TRUE(ends_with(r.kernel, "_p")) << r.kernel;

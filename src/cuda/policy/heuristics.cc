@@ -54,8 +54,27 @@ std::vector<model::KernelVariant> variants(Family f, int d) {
   return v;
 }
 
-/// The question asked of the planner: flash vs FLAT, or the two sm90 Flash forwards.
-enum class Question : int { dataflow = 0, sm90_ws = 1 };
+/// The warp-specialized forward of tile row ws (policy/ws_tile.h) as the planner's data: one CTA per tile, or the
+/// persistent kernel (the same tile, pipeline and registers).
+model::KernelVariant ws_variant(const WsTile& ws, int d, bool persistent) {
+  model::KernelVariant b;
+  b.name = persistent ? "sm90_ws_p" : "sm90_ws";
+  b.dataflow = Dataflow::flash;
+  b.block_m = ws.block_m;
+  b.block_n = ws.block_n;
+  b.warps = 4 * ws.consumers;
+  b.producer_warps = kWsProducerWarps;
+  b.cta_regs = ws_cta_regs(ws);
+  b.stages = ws.stages;
+  b.path = "sm90_ws";
+  b.head_dim = d;
+  b.persistent = persistent;
+  return b;
+}
+
+/// The question asked of the planner: flash vs FLAT, the two sm90 Flash forwards, or the warp-specialized one's
+/// persistent vs one-tile grid.
+enum class Question : int { dataflow = 0, sm90_ws = 1, sm90_ws_persistent = 2 };
 
 using Key = std::tuple<int, int, int, int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int,
                        bool, std::int64_t, std::int64_t>;
@@ -150,20 +169,18 @@ bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w) {
     a.stages = old.stages;
     a.path = has_old ? "sm90" : "sm80";
     a.head_dim = w.d;
-    model::KernelVariant b;
-    b.name = "sm90_ws";
-    b.dataflow = Dataflow::flash;
-    b.block_m = ws.block_m;
-    b.block_n = ws.block_n;
-    b.warps = 4 * ws.consumers;
-    b.producer_warps = kWsProducerWarps;
-    b.cta_regs = ws_cta_regs(ws);
-    b.stages = ws.stages;
-    b.path = "sm90_ws";
-    b.head_dim = w.d;
-    return std::vector<model::KernelVariant>{a, b};
+    return std::vector<model::KernelVariant>{a, ws_variant(ws, w.d, false)};
   };
   return planned(dev, Family::sm90, w, Question::sm90_ws, candidates) == 1;
+}
+
+bool choose_sm90_ws_persistent(const DeviceInfo& dev, const Workload& w) {
+  const WsTile ws = ws_tile(w.d);
+  if (ws.block_n == 0 || w.batch == 0 || w.nq == 0 || w.nk == 0) return false;
+  auto candidates = [&] {
+    return std::vector<model::KernelVariant>{ws_variant(ws, w.d, false), ws_variant(ws, w.d, true)};
+  };
+  return planned(dev, Family::sm90, w, Question::sm90_ws_persistent, candidates) == 1;
 }
 
 }  // namespace flatattn::cuda

@@ -40,4 +40,11 @@ Dataflow choose_dataflow(const DeviceInfo& dev, Family f, const Workload& w);
 /// warp-specialized kernel or the shape is empty. Cached like choose_dataflow.
 bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w);
 
+/// Whether the warp-specialized sm90 forward's persistent kernel (sm90/ws_fwd_persistent.cuh: min(SMs, work units)
+/// CTAs walking the tiles, src/core/tile_walk.h) is predicted faster than its one CTA per tile for w on dev: the same
+/// tile (policy/ws_tile.h) described to the model twice, once with KernelVariant::persistent (path "sm90_ws", its
+/// persistent_tile_cycles fitted to the stop-30 A/B). False when w.d has no warp-specialized kernel or the shape is
+/// empty. Cached like choose_dataflow.
+bool choose_sm90_ws_persistent(const DeviceInfo& dev, const Workload& w);
+
 }  // namespace flatattn::cuda

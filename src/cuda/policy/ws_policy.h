@@ -16,6 +16,8 @@
 // FLATATTN_CUDA_SM90_WS (src/cuda/family.h) overrides the choice: 0 never, 1-3 always with that schedule.
 #pragma once
 
+#include <cstdint>
+
 namespace flatattn::cuda {
 
 /// A head dim the planner may run the warp-specialized forward at, and the consumers' schedule it then runs
@@ -47,35 +49,33 @@ inline constexpr bool kWsSparseByDefault = true;
 
 /// Which of the warp-specialized forward's dense calls (batched and varlen) run its persistent kernel
 /// (src/cuda/sm90/ws_fwd_persistent.cuh: grid = min(SMs, work units), each CTA walking its tiles with the static
-/// stride of sm90/ws_tile_scheduler.cuh, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17).
-/// The calls whose tiles are short: few key blocks per tile (Nk small), or causal-like masks, where half the
-/// tiles are short. Measured on an H100 (stop 30, bench/results/h100-stop30-3b4ea35.md, persistent over one CTA per
-/// tile, alternating runs): D = 64 and 128 at Nk <= 1024, +4 to +12 %; causal at Nk 2k-4k, +2 to +4 %; non-causal
-/// Nk >= 2k, -1 to -2.5 % at 8k-16k; D = 256 mixed (-5 to +15 %), so it stays on one CTA per tile. The cost model
-/// (policy/heuristics.cc) does not describe it: it predicts the one-tile kernel either way.
-/// FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1 (src/cuda/family.h) overrides the rule for every call.
+/// stride of src/core/tile_walk.h, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17) is the cost
+/// model's choice (policy/heuristics.h choose_sm90_ws_persistent; src/cuda/ws_route.h ws_persistent_dense is the one
+/// decision the launcher and the tests share). On the stop-30 H100 A/B (46 shapes, bench/results/h100-stop30-3b4ea35.md)
+/// the model picks the faster kernel on 35 and loses > 2 % on 5, where the hand rule below picked 29 and lost > 2 % on 11
+/// (bench/results/model-persistent-h100-2026-12-07.md).
+/// The hand rule it replaced, kept for FLATATTN_CUDA_SM90_WS_PERSISTENT=rule (src/cuda/family.h): the calls whose
+/// tiles are short, few key blocks per tile (Nk small) or causal-like masks, where half the tiles are short. Its
+/// measurements (stop 30, persistent over one CTA per tile, alternating runs): D = 64 and 128 at Nk <= 1024, +4 to
+/// +12 %; causal at Nk 2k-4k, +2 to +4 %; non-causal Nk >= 2k, -1 to -2.5 % at 8k-16k; D = 256 mixed (-5 to +15 %).
+/// It was the default from 2026-12-07 (stop 31: the whole test_cuda passed on an H100 with it applied, tree 5df6c54,
+/// bench/results/gpu-tests-h100-2026-12-07-stop31.md) until the model described the persistent kernel.
 struct WsPersistentRule {
-  bool on;                     ///< false: the rule sends no call to the persistent kernel
   int max_d;                   ///< head dims (the kernel's) above this keep one CTA per tile
   std::int64_t max_nk;         ///< any mask: persistent when Nk (varlen: max_seqlen_k) <= this
   std::int64_t max_nk_causal;  ///< causal-like masks (right bound, no left bound): persistent when Nk <= this
 };
-/// On since this stop (2026-12-07, after stop 30): the whole test_cuda ran on an H100 with the rule applied
-/// (FLATATTN_CUDA_SM90_WS_PERSISTENT=rule, tree 5df6c54, bench/results/gpu-tests-h100-2026-12-07-stop31.md): 467
-/// passed; the 2 failures were the suite's kernel-name check on zero-padded head dims (the name carried Report's
-/// " (D=40 zero-padded)" note), whose outputs passed the oracle; the check was mended after. The kernel's own suites
-/// had passed forced on at stop 30. FLATATTN_CUDA_SM90_WS_PERSISTENT=0 keeps one CTA per tile.
-inline constexpr WsPersistentRule kWsPersistentRule{true, 128, 1024, 4096};
+inline constexpr WsPersistentRule kWsPersistentRule{128, 1024, 4096};
 
 /// Whether the rule sends a dense call of kernel head dim d, Nk = nk (varlen: max_seqlen_k), causal-like or not, to
 /// the persistent kernel.
 [[nodiscard]] constexpr bool ws_persistent_by_rule(int d, std::int64_t nk, bool causal_like,
                                                    const WsPersistentRule& r = kWsPersistentRule) {
-  return r.on && d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
+  return d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
 }
 
-/// FLATATTN_CUDA_SM90_WS_PERSISTENT's modes (src/cuda/family.h sm90_ws_persistent): the rule as it stands, never,
-/// every dense call, the rule's thresholds even while it is held off.
+/// FLATATTN_CUDA_SM90_WS_PERSISTENT's modes (src/cuda/family.h sm90_ws_persistent): the cost model's choice, never,
+/// every dense call, the hand rule's thresholds.
 inline constexpr int kWsPersistentAuto = -1, kWsPersistentOff = 0, kWsPersistentOn = 1, kWsPersistentByRule = 2;
 
 /// Whether block-sparse calls run the sparse kernel persistent (at most one CTA per SM walking the tiles, each tile's
@@ -88,14 +88,6 @@ inline constexpr bool kWsPersistentSparse = false;
 /// The persistent kernel for a block-sparse call under FLATATTN_CUDA_SM90_WS_PERSISTENT's mode.
 [[nodiscard]] constexpr bool ws_persistent_sparse_for(int mode) {
   return mode == kWsPersistentOn || (mode != kWsPersistentOff && kWsPersistentSparse);
-}
-
-/// The persistent kernel for a call under FLATATTN_CUDA_SM90_WS_PERSISTENT's mode.
-[[nodiscard]] constexpr bool ws_persistent_for(int mode, int d, std::int64_t nk, bool causal_like) {
-  if (mode == kWsPersistentOff || mode == kWsPersistentOn) return mode == kWsPersistentOn;
-  WsPersistentRule r = kWsPersistentRule;
-  if (mode == kWsPersistentByRule) r.on = true;
-  return ws_persistent_by_rule(d, nk, causal_like, r);
 }
 
 /// The kernel's warps and registers for the cost model come from its tile row (policy/ws_tile.h: 4 consumer

@@ -1,8 +1,8 @@
 // The persistent variant of the warp-specialized forward (ws_fwd_kernel.cuh; FlashAttention-3, Shah et al. 2024,
 // Sec. 3): at most one CTA per SM, each walking its tiles (ws_tile_scheduler.cuh) with the same roles, loops and
 // epilogue as the one-tile kernel, so that a CTA's pipeline fill and epilogue overlap its neighbouring tiles' work
-// instead of a new CTA's launch. Dense batched and varlen problems (chosen per call by policy/ws_policy.h
-// kWsPersistentRule, or for every call by FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1, src/cuda/family.h), and the block-sparse
+// instead of a new CTA's launch. Dense batched and varlen problems (chosen per call by the cost model, src/cuda/ws_route.h
+// ws_persistent_dense, or by FLATATTN_CUDA_SM90_WS_PERSISTENT=0|1|rule, src/cuda/family.h), and the block-sparse
 // kernel (issue 16): a tile's key blocks are its block lists (common/sparse.cuh SparseKeyBlocks::take, the same walk for
 // producer and consumers, who count the same ring iterations); launched with one CTA per tile it is the one-tile
 // sparse kernel, with at most one per SM the persistent one (policy/ws_policy.h kWsPersistentSparse).
