@@ -122,11 +122,11 @@ int sm90_ws_requested() {
 }
 
 int sm90_ws_persistent() {
-  // generation << 2 | (mode + 1); 0 before the first reading
+  // generation << 3 | (mode + 1); 0 before the first reading
   static std::atomic<std::uint64_t> cached{0};
   const std::uint64_t gen = g_sm90_generation.load(std::memory_order_acquire);
   const std::uint64_t known = cached.load(std::memory_order_acquire);
-  if (known >> 2 == gen) return static_cast<int>(known & 3) - 1;
+  if (known >> 3 == gen) return static_cast<int>(known & 7) - 1;
   const char* env = std::getenv("FLATATTN_CUDA_SM90_WS_PERSISTENT");
   int mode = kWsPersistentAuto;
   if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") {
@@ -135,13 +135,15 @@ int sm90_ws_persistent() {
     mode = env[0] == '1' ? kWsPersistentOn : kWsPersistentOff;
   } else if (std::string_view(env) == "rule") {
     mode = kWsPersistentByRule;
+  } else if (std::string_view(env) == "model") {
+    mode = kWsPersistentByModel;
   } else {
-    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, rule, auto or unset",
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_SM90_WS_PERSISTENT", env, "0, 1, rule, model, auto or unset",
                 "set it to 1 (the persistent warp-specialized forward), 0 (one CTA per tile), rule (the hand rule's "
-                "thresholds per call, src/cuda/policy/ws_policy.h kWsPersistentRule) or unset it (the cost model's "
-                "choice per call)");
+                "thresholds per call, src/cuda/policy/ws_policy.h kWsPersistentRule), model (the cost model's choice "
+                "per call) or unset it (the default chooser, kWsPersistentDefault: the hand rule)");
   }
-  cached.store(gen << 2 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
+  cached.store(gen << 3 | static_cast<std::uint64_t>(mode + 1), std::memory_order_release);
   return mode;
 }
 

@@ -48,12 +48,13 @@ int sm90_ws_requested();
 
 /// FLATATTN_CUDA_SM90_WS_PERSISTENT: whether the warp-specialized forward's dense calls run its persistent kernel
 /// (src/cuda/sm90/ws_fwd_persistent.cuh: one CTA per SM walking the tiles; the Report's kernel name ends in "_p").
-/// Returns policy/ws_policy.h's kWsPersistentAuto when unset, empty or "auto" (the cost model decides per call:
-/// policy/heuristics.h choose_sm90_ws_persistent), kWsPersistentOn for "1" (every dense call), kWsPersistentOff for
-/// "0" (none), kWsPersistentByRule for "rule" (the hand rule's thresholds, kWsPersistentRule); any other value throws an
-/// Error naming the variable (src/cuda/ws_route.h ws_persistent_dense applies the mode). Read and
-/// cached like FLATATTN_CUDA_SM90_WS (sm90_override_changed() makes the next call read it again). Block-sparse calls
-/// keep the one-tile kernel either way.
+/// Returns policy/ws_policy.h's kWsPersistentAuto when unset, empty or "auto" (kWsPersistentDefault's chooser: the hand
+/// rule), kWsPersistentOn for "1" (every dense call), kWsPersistentOff for "0" (none), kWsPersistentByRule for "rule"
+/// (the hand rule's thresholds, kWsPersistentRule), kWsPersistentByModel for "model" (the cost model per call:
+/// policy/heuristics.h choose_sm90_ws_persistent); any other value throws an Error naming the variable
+/// (src/cuda/ws_route.h ws_persistent_dense applies the mode). Read and cached like FLATATTN_CUDA_SM90_WS
+/// (sm90_override_changed() makes the next call read it again). Block-sparse calls follow "1" and "0" (the sparse
+/// kernel's persistent grid, policy/ws_policy.h ws_persistent_sparse_for) and otherwise kWsPersistentSparse.
 int sm90_ws_persistent();
 
 /// How many forward launches went to the warp-specialized kernel in this process (for the tests).

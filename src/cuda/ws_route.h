@@ -99,10 +99,12 @@ inline int ws_schedule_for(int d, const Problem& pr, const FwdTensors& t, Varian
 }
 
 /// Whether a dense call of the warp-specialized forward runs its persistent kernel, under FLATATTN_CUDA_SM90_WS_PERSISTENT's
-/// mode (src/cuda/family.h sm90_ws_persistent): 1 always, 0 never, "rule" by policy/ws_policy.h's hand rule, unset or
-/// "auto" by the cost model (policy/heuristics.h choose_sm90_ws_persistent) for w (w.d: the kernel's head dim; varlen:
-/// the longest lengths) on device dev. The one decision: launch_ws.cuh launches by it and the tests expect by it.
+/// mode (src/cuda/family.h sm90_ws_persistent): 1 always, 0 never, "rule" by policy/ws_policy.h's hand rule, "model" by
+/// the cost model (policy/heuristics.h choose_sm90_ws_persistent) for w (w.d: the kernel's head dim; varlen: the longest
+/// lengths) on device dev, unset or "auto" by kWsPersistentDefault's chooser. The one decision: launch_ws.cuh launches
+/// by it and the tests expect by it.
 inline bool ws_persistent_dense(int mode, const DeviceInfo& dev, const Workload& w) {
+  if (mode == kWsPersistentAuto) mode = kWsPersistentDefault;
   if (mode == kWsPersistentOff || mode == kWsPersistentOn) return mode == kWsPersistentOn;
   if (mode == kWsPersistentByRule) return ws_persistent_by_rule(w.d, w.nk, w.mask.right >= 0 && w.mask.left < 0);
   return choose_sm90_ws_persistent(dev, w);

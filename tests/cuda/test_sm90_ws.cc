@@ -188,7 +188,8 @@ bool check_ws(CaseTensors& t, std::uint64_t seed, const char* what, double limit
   const bool sm90 = r.kernel.find("sm90") != std::string::npos;
   EXPECT_EQ(sm90, r.kernel.find("_ws") != std::string::npos) << what << " [" << t.c.name() << "] kernel " << r.kernel;
   // The persistent kernel ("_p", launch_ws.cuh) ran it iff ws_persistent_dense says so, the launcher's own decision:
-  // FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or "rule" and the hand rule takes the call, or unset and the cost model picks it
+  // FLATATTN_CUDA_SM90_WS_PERSISTENT=1, or "rule" (and unset: the default chooser) and the hand rule takes the call, or
+  // "model" and the cost model picks it
   // (kernel head dim from the name's "_d<D>_", the case's shape and mask).
   // The name without Report's note after it (e.g. " (D=40 zero-padded)": a padded head dim runs the D = 64 kernel).
   const std::string name = r.kernel.substr(0, r.kernel.find(' '));

@@ -49,17 +49,21 @@ inline constexpr bool kWsSparseByDefault = true;
 
 /// Which of the warp-specialized forward's dense calls (batched and varlen) run its persistent kernel
 /// (src/cuda/sm90/ws_fwd_persistent.cuh: grid = min(SMs, work units), each CTA walking its tiles with the static
-/// stride of src/core/tile_walk.h, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17) is the cost
-/// model's choice (policy/heuristics.h choose_sm90_ws_persistent; src/cuda/ws_route.h ws_persistent_dense is the one
-/// decision the launcher and the tests share). On the stop-30 H100 A/B (46 shapes, bench/results/h100-stop30-3b4ea35.md)
-/// the model picks the faster kernel on 35 and loses > 2 % on 5, where the hand rule below picked 29 and lost > 2 % on 11
-/// (bench/results/model-persistent-h100-2026-12-07.md).
-/// The hand rule it replaced, kept for FLATATTN_CUDA_SM90_WS_PERSISTENT=rule (src/cuda/family.h): the calls whose
+/// stride of src/core/tile_walk.h, a tile's Q/K/V loads overlapping the previous tile's epilogue; issue 17): by
+/// default the hand rule below; under FLATATTN_CUDA_SM90_WS_PERSISTENT=model the cost model's choice
+/// (policy/heuristics.h choose_sm90_ws_persistent; src/cuda/ws_route.h ws_persistent_dense is the one decision the
+/// launcher and the tests share). On the stop-30 H100 A/B (46 shapes, bench/results/h100-stop30-3b4ea35.md) the model
+/// picks the faster kernel on 35 and loses > 2 % on 5, where the hand rule picked 29 and lost > 2 % on 11
+/// (bench/results/model-persistent-h100-2026-12-07.md). It is not the default yet (kWsPersistentDefault) because its
+/// picks differ from the rule where nothing was measured: D = 256 under schedule 2 (the planner's, never timed
+/// persistent; the feature suites never ran there) and long non-causal rows at D = 64 / 128.
+/// The hand rule (FLATATTN_CUDA_SM90_WS_PERSISTENT=rule, and the default, src/cuda/family.h): the calls whose
 /// tiles are short, few key blocks per tile (Nk small) or causal-like masks, where half the tiles are short. Its
 /// measurements (stop 30, persistent over one CTA per tile, alternating runs): D = 64 and 128 at Nk <= 1024, +4 to
 /// +12 %; causal at Nk 2k-4k, +2 to +4 %; non-causal Nk >= 2k, -1 to -2.5 % at 8k-16k; D = 256 mixed (-5 to +15 %).
-/// It was the default from 2026-12-07 (stop 31: the whole test_cuda passed on an H100 with it applied, tree 5df6c54,
-/// bench/results/gpu-tests-h100-2026-12-07-stop31.md) until the model described the persistent kernel.
+/// The default since 2026-12-07 (stop 31: the whole test_cuda passed on an H100 with it applied, tree 5df6c54,
+/// bench/results/gpu-tests-h100-2026-12-07-stop31.md; stop 32: the forward against cuDNN with it on,
+/// bench/results/h100-stop32-9467cde.md).
 struct WsPersistentRule {
   int max_d;                   ///< head dims (the kernel's) above this keep one CTA per tile
   std::int64_t max_nk;         ///< any mask: persistent when Nk (varlen: max_seqlen_k) <= this
@@ -74,9 +78,13 @@ inline constexpr WsPersistentRule kWsPersistentRule{128, 1024, 4096};
   return d <= r.max_d && (nk <= r.max_nk || (causal_like && nk <= r.max_nk_causal));
 }
 
-/// FLATATTN_CUDA_SM90_WS_PERSISTENT's modes (src/cuda/family.h sm90_ws_persistent): the cost model's choice, never,
-/// every dense call, the hand rule's thresholds.
-inline constexpr int kWsPersistentAuto = -1, kWsPersistentOff = 0, kWsPersistentOn = 1, kWsPersistentByRule = 2;
+/// FLATATTN_CUDA_SM90_WS_PERSISTENT's modes (src/cuda/family.h sm90_ws_persistent): the default chooser, never, every
+/// dense call, the hand rule's thresholds, the cost model's choice.
+inline constexpr int kWsPersistentAuto = -1, kWsPersistentOff = 0, kWsPersistentOn = 1, kWsPersistentByRule = 2,
+                     kWsPersistentByModel = 3;
+/// The chooser of `auto` (and unset): the hand rule, until the model's picks have run on an H100 (the whole test_cuda
+/// under FLATATTN_CUDA_SM90_WS_PERSISTENT=model, and an A/B of model against rule on the shapes where they differ).
+inline constexpr int kWsPersistentDefault = kWsPersistentByRule;
 
 /// Whether block-sparse calls run the sparse kernel persistent (at most one CTA per SM walking the tiles, each tile's
 /// key blocks its lists') instead of one CTA per tile (both are sm90/ws_fwd_persistent.cuh ws_fwd_sparse_kernel, on
