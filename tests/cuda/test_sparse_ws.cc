@@ -126,6 +126,32 @@ std::vector<Case> ws_sparse_cases(DType dt, std::int64_t d) {
   return v;
 }
 
+/// The cases that stress the walk at head dim d (bf16): empty tiles (10 % bits, 0 % band), local + global, a long
+/// non-causal walk of wrap_nq rows over 2100 keys that wraps the K/V ring, list blocks of two tiles each way.
+std::vector<Case> walk_stress_cases(std::int64_t d, std::int64_t wrap_nq) {
+  using R = SparseCase::Rule;
+  std::vector<Case> cases;
+  cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
+  cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
+  cases.push_back(sparse_base(DType::bf16, d, 300, 0.5, R::local_global));
+  Case w = sparse_base(DType::bf16, d, wrap_nq, 0.6, R::band);
+  w.options.causal = false, w.nk = 2100;
+  cases.push_back(w);
+  Case big = sparse_base(DType::bf16, d, 700, 0.5, R::bits);
+  ws_blocks(big, 2);
+  cases.push_back(big);
+  return cases;
+}
+
+/// Varlen (f16, MQA): an empty query sequence, a short one, Nq != Nk per sequence, per-sequence lists.
+Case varlen_case(std::int64_t d, SparseCase::Rule rule) {
+  Case c = sparse_base(DType::f16, d, 300, 0.5, rule);
+  c.hq = 4, c.hkv = 1, c.nk = 300, c.varlen = true;
+  c.seqlens_q = {300, 0, 170, 5}, c.seqlens_k = {300, 9, 230, 140};
+  c.batch = 4;
+  return c;
+}
+
 /// Runs t under FLATATTN_CUDA_SM90_WS=`sched` (the warp-specialized sparse kernel) and a copy under =0 (the older
 /// sparse sm90 kernel, where it serves the case), each judged against the oracle; checks the kernels that ran and
 /// that both left the same rows empty.
@@ -186,21 +212,10 @@ TEST(CudaSparseWs, AllSchedules) {
   REQUIRE_SM90();
   const std::uint64_t seed = seed_for("CudaSparseWs.AllSchedules");
   std::mt19937_64 rng(seed);
-  using R = SparseCase::Rule;
   int runs = 0;
   for (const char* sched : {"1", "3"}) {
     for (std::int64_t d : {128, 256, 64}) {
-      std::vector<Case> cases;
-      cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
-      cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
-      cases.push_back(sparse_base(DType::bf16, d, 300, 0.5, R::local_global));
-      Case w = sparse_base(DType::bf16, d, 200, 0.6, R::band);
-      w.options.causal = false, w.nk = 2100;
-      cases.push_back(w);
-      Case big = sparse_base(DType::bf16, d, 700, 0.5, R::bits);
-      ws_blocks(big, 2);
-      cases.push_back(big);
-      for (const Case& c : cases) {
+      for (const Case& c : walk_stress_cases(d, 200)) {
         if (!sm90_built(c)) continue;
         CaseTensors t = make_case(c, rng);
         check_ws_and_older(t, seed, sched, c.name() + " " + rule_name(c.sparse.rule));
@@ -221,10 +236,7 @@ TEST(CudaSparseWs, Varlen) {
   int runs = 0;
   for (std::int64_t d : {128, 64, 256}) {
     for (SparseCase::Rule rule : {SparseCase::Rule::bits, SparseCase::Rule::band}) {
-      Case c = sparse_base(DType::f16, d, 300, 0.5, rule);
-      c.hq = 4, c.hkv = 1, c.nk = 300, c.varlen = true;
-      c.seqlens_q = {300, 0, 170, 5}, c.seqlens_k = {300, 9, 230, 140};
-      c.batch = 4;
+      const Case c = varlen_case(d, rule);
       if (!sm90_built(c)) continue;
       CaseTensors t = make_case(c, rng);
       check_ws_and_older(t, seed, "2", c.name() + " " + rule_name(rule));
@@ -245,25 +257,12 @@ TEST(CudaSparseWs, PersistentGridMatchesOneTile) {
   REQUIRE_SM90();
   const std::uint64_t seed = seed_for("CudaSparseWs.PersistentGridMatchesOneTile");
   std::mt19937_64 rng(seed);
-  using R = SparseCase::Rule;
   const ScopedEnv grid("FLATATTN_SM90_WS_PERSISTENT_GRID", "3");
   int runs = 0;
   for (const char* sched : {"2", "1"}) {
     for (std::int64_t d : {128, 64, 256}) {
-      std::vector<Case> cases;
-      cases.push_back(sparse_base(DType::bf16, d, 520, 0.1, R::bits));
-      cases.push_back(sparse_base(DType::bf16, d, 520, 0.0, R::band));
-      cases.push_back(sparse_base(DType::bf16, d, 300, 0.5, R::local_global));
-      Case w = sparse_base(DType::bf16, d, 400, 0.6, R::band);
-      w.options.causal = false, w.nk = 2100;
-      cases.push_back(w);
-      Case big = sparse_base(DType::bf16, d, 700, 0.5, R::bits);
-      ws_blocks(big, 2);
-      cases.push_back(big);
-      Case v = sparse_base(DType::f16, d, 300, 0.5, R::bits);
-      v.hq = 4, v.hkv = 1, v.nk = 300, v.varlen = true, v.batch = 4;
-      v.seqlens_q = {300, 0, 170, 5}, v.seqlens_k = {300, 9, 230, 140};
-      cases.push_back(v);
+      std::vector<Case> cases = walk_stress_cases(d, 400);
+      cases.push_back(varlen_case(d, SparseCase::Rule::bits));
       for (const Case& c : cases) {
         if (!sm90_built(c)) continue;
         const std::string what = c.name() + " " + rule_name(c.sparse.rule) + " ws" + sched;
