@@ -93,6 +93,16 @@ struct SparseSpec {
   /// The global positions of sequence b inside [a, e) (GlobalSpan): two binary searches, so that a kernel asks
   /// is_global of a fragment's rows or keys against the few positions in its range, or not at all.
   [[nodiscard]] FLATATTN_HD GlobalSpan global_span(std::int64_t b, std::int64_t a, std::int64_t e) const;
+  /// The first of the first `count` global positions of sequence b (sorted) that is >= x, as a list index (count:
+  /// none). Unsorted positions (invalid) give some index inside the count.
+  [[nodiscard]] FLATATTN_HD std::int64_t global_lower_bound(std::int64_t b, std::int64_t count, std::int64_t x) const {
+    std::int64_t lo = 0, hi = count;
+    while (lo < hi) {
+      const std::int64_t mid = (lo + hi) / 2;
+      if (globals.at(b, 0, 0, mid) < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
   /// Whether position x is global in sequence b (binary search of the sorted list).
   [[nodiscard]] FLATATTN_HD bool is_global(std::int64_t b, std::int64_t x) const {
     int lo = 0, hi = global_count(b);
@@ -107,14 +117,8 @@ struct SparseSpec {
 };
 
 FLATATTN_HD GlobalSpan SparseSpec::global_span(std::int64_t b, std::int64_t a, std::int64_t e) const {
-  auto lower = [&](std::int64_t x) {  // the first list index whose position is >= x
-    int lo = 0, hi = global_count(b);
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (globals.at(b, 0, 0, mid) < x) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-  };
+  const int count = global_count(b);
+  auto lower = [&](std::int64_t x) { return static_cast<int>(global_lower_bound(b, count, x)); };
   GlobalSpan g;
   g.lo = lower(a);
   g.hi = e > a ? lower(e) : g.lo;

@@ -33,15 +33,11 @@ FLATATTN_HD std::int64_t safe_global_count(const SparseSpec& s, std::int64_t b) 
 }
 
 /// Whether one of the first `count` global positions of sequence b (sorted) lies in [a, e): the first
-/// position >= a by binary search, then that one is compared with e. Unsorted positions (invalid) give
-/// some answer, read inside the count.
+/// position >= a (SparseSpec::global_lower_bound), then that one is compared with e. Unsorted positions
+/// (invalid) give some answer, read inside the count.
 FLATATTN_HD bool any_global_in(const SparseSpec& s, std::int64_t b, std::int64_t count, std::int64_t a,
                                std::int64_t e) {
-  std::int64_t lo = 0, hi = count;
-  while (lo < hi) {
-    const std::int64_t mid = (lo + hi) / 2;
-    if (s.globals.at(b, 0, 0, mid) < a) lo = mid + 1; else hi = mid;
-  }
+  const std::int64_t lo = s.global_lower_bound(b, count, a);
   return lo < count && s.globals.at(b, 0, 0, lo) < e;
 }
 
