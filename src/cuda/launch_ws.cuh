@@ -107,13 +107,18 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
   check_grid(ctas, "ceil(Nq / " + std::to_string(S::kBlockM) + ") * Hq * B");
 
   // Before any work: both may throw (a bad value of their variables).
-  const int persistent_mode = sm90_ws_persistent();  // -1: the cost model's choice for this call
+  const int persistent_mode = sm90_ws_persistent();  // -1: kWsPersistentDefault's chooser for this call
   const bool grows = pr.mask.right >= 0 && pr.mask.left < 0;  // causal-like: a tile's key range grows with its rows
   const bool persistent =
       pr.sparse.on ? ws_persistent_sparse_for(persistent_mode)
                    : ws_persistent_dense(persistent_mode, device_info(a.device),
                                          Workload{pr.batch, pr.hq, pr.hkv, pr.nq, pr.nk, D, pr.dtype, pr.mask});
-  const int grid_cap = persistent ? ws_persistent_grid_cap() : 0;
+  // The persistent grid's CTAs at most: one per SM, or FLATATTN_SM90_WS_PERSISTENT_GRID's cap when smaller.
+  int sms = 0;
+  if (persistent) {
+    const int grid_cap = ws_persistent_grid_cap(), sm_count = device_info(a.device).sm_count;
+    sms = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
+  }
   sm90::WsParams wp;
   wp.p = make_params(pr, t, a.meta_err);
   constexpr bool kBf16 = std::is_same_v<E, BF16>;
@@ -127,11 +132,7 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     // most one per SM, the static stride without pairs: a tile's work is its lists', not the mask's).
     using SP = sm90::WsPersistentShape<D>;
     static std::atomic<std::uint64_t> s_attr_done{0}, s_attr_done_varlen{0};
-    int ctas_cap = static_cast<int>(ctas);
-    if (persistent) {
-      const int sm_count = device_info(a.device).sm_count;
-      ctas_cap = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
-    }
+    const int ctas_cap = persistent ? sms : static_cast<int>(ctas);
     const sm90::WsTileScheduler sch = sm90::WsTileScheduler::make(static_cast<int>(n_m), ctas, false, ctas_cap);
     auto kernel = pr.varlen ? sm90::ws_fwd_sparse_kernel<E, SP, V, kSched, true> : sm90::ws_fwd_sparse_kernel<E, SP, V, kSched, false>;
     prepare_smem(kernel, SP::kSmemBytes, a.device, pr.varlen ? s_attr_done_varlen : s_attr_done);
@@ -142,8 +143,6 @@ LaunchInfo launch_ws(const LaunchArgs& a) {
     // blocks under causal-like masks (a tile's key range grows with its rows: no left window bound).
     using SP = sm90::WsPersistentShape<D>;
     static std::atomic<std::uint64_t> p_attr_done{0}, p_attr_done_varlen{0};
-    const int sm_count = device_info(a.device).sm_count;
-    const int sms = grid_cap > 0 && grid_cap < sm_count ? grid_cap : sm_count;
     const sm90::WsTileScheduler sch = sm90::WsTileScheduler::make(static_cast<int>(n_m), ctas, grows, sms);
     auto kernel = pr.varlen ? sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, true>
                             : sm90::ws_fwd_persistent_kernel<E, SP, V, kSched, false>;
