@@ -12,6 +12,7 @@
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
 # lists); `decode`: forward_kvcache's decode bandwidth (bench/gpu/bench_decode, against the copy bandwidth of
 # the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py);
+# `decodeprof`: bench_decode at B = 1 with forced split counts, then under ncu (kernel durations, DRAM bytes; decode_ncu.csv);
 # `decodepdl`: bench_decode with FLATATTN_CUDA_PDL=0 and 1 (programmatic dependent launch off / on), alternating, two
 # rounds (decode_pdl<0|1>_r<round>.json).
 # lists); `biasbench`: bench/gpu/bench_bias (the additive bias, dense and broadcast with dbias, against none and
@@ -32,7 +33,7 @@
 # WS_SCHEDULES (default "1 3 2") and WS_BENCH (default "1 2"; 0 = the other sm90 kernel) choose the schedules.
 # `testwsp` and `benchwsp` (Hopper): its persistent kernel (issue 17): the suite with FLATATTN_CUDA_SM90_WS_PERSISTENT=1
 # under each of WS_SCHEDULES, and an A/B of bench_fwd (schedule WSP_SCHED, default 2) with it 0 and 1, alternating, two
-# rounds (ours_wsp<0|1>_r<round>.json; BENCH_D default 64,128, BENCH_N default 512,...,8192).
+# rounds (ours_wsp<mode>_r<round>.json; WSP_MODES, default "0 1", e.g. "rule model"; BENCH_D default 64,128, BENCH_N default 512,...,8192).
 # Environment: STAGES (default: build test jit san cli bench peers bwdbench bwdpeers), ARCHS
 # (FLATATTN_CUDA_ARCHS, default 80;86;89;90: the full build, timed), JOBS (default nproc), BENCH_N
 # (bench_fwd --n list), BENCH_D (bench_fwd --d list), FLATATTN_COMMIT (recorded with results), DEADLINE (seconds, default 540),
@@ -176,9 +177,9 @@ if has testwsp && [[ $EXPECT == sm90 ]]; then  # the persistent warp-specialized
 fi
 if has benchwsp && [[ $EXPECT == sm90 ]]; then  # A/B on one lease: one CTA per tile (0) vs persistent (1), alternating
   for r in 1 2; do
-    for p in 0 1; do
+    for p in ${WSP_MODES:-0 1}; do
       stage benchwsp${p}_$r 150 env FLATATTN_CUDA_SM90_WS=${WSP_SCHED:-2} FLATATTN_CUDA_SM90_WS_PERSISTENT=$p \
-        $B/bench/gpu/bench_fwd --out "$OUT/ours_wsp${p}_r$r.json" --commit "$COMMIT" --d ${BENCH_D:-64,128} \
+        $B/bench/gpu/bench_fwd --out "$OUT/ours_wsp${p}_r$r.json" --commit "$COMMIT" --d ${WSP_D:-${BENCH_D:-64,128}} \
         --n ${BENCH_N:-512,1024,2048,4096,8192}
       cp "$LOG/benchwsp${p}_$r.log" "$OUT/ours_wsp${p}_r${r}_table.txt" 2>/dev/null
     done
@@ -199,6 +200,16 @@ if has decode; then  # issue 18: decode bandwidth vs copy bandwidth, then SDPA's
   stage decode 300 $B/bench/gpu/bench_decode --out "$OUT/decode_$GPU.json" --commit "$COMMIT" ${DECODE_ARGS:-}
   cp "$LOG/decode.log" "$OUT/decode_${GPU}_table.txt" 2>/dev/null
   stage decode_peers 240 env PYTHONUNBUFFERED=1 OUT="$OUT" python3 bench/gpu/peers_decode.py
+fi
+if has decodeprof; then  # issue 18, B = 1: forced split counts (event timing), then ncu's kernel durations and DRAM bytes
+  stage decodesplits 150 $B/bench/gpu/bench_decode --out "$OUT/decode_splits_$GPU.json" --commit "$COMMIT" --batch 1 \
+    --ctx 8192,32768,131072 --heads 32/8,32/32 --qlen 1 --page 16,256 --force 8,16,32,64,128 --no-cluster 1 --long 0
+  cp "$LOG/decodesplits.log" "$OUT/decode_splits_${GPU}_table.txt" 2>/dev/null
+  stage decodencu 200 ncu --clock-control none -k 'regex:decode' --csv --metrics \
+    gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__cycles_active.avg,launch__grid_size,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,launch__registers_per_thread \
+    $B/bench/gpu/bench_decode --out "$OUT/decode_ncu_run.json" --batch 1 --ctx 8192,32768 --heads 32/8,32/32 --qlen 1 \
+    --page 16 --force 1 --no-cluster 1 --long 0 --reps 3
+  cp "$LOG/decodencu.log" "$OUT/decode_ncu.csv" 2>/dev/null
 fi
 if has decodepdl; then  # issue 18: the decode step with PDL off (0) and on (1), alternating, two rounds
   for r in 1 2; do
