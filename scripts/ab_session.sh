@@ -5,6 +5,10 @@
 # the card shows up as the spread of each side. Everything lands under $OUT; a summary prints last.
 #
 #   BASE=.xfer/base OUT=/tmp/out ROUNDS=2 bash scripts/ab_session.sh
+# BENCHES may also name `decode`: bench_decode (DECODE_ARGS), and with DECODE_ENV set (e.g. FLATATTN_CUDA_PDL=0)
+# the new tree once more under that environment ("new_env"). AB_TESTS (a gtest filter): the new tree is configured
+# with the tests, and test_cuda runs that filter after the rounds. AB_DTYPES (default bf16), AB_CMAKE_EXTRA (more
+# cmake options for both trees, e.g. -DFLATATTN_CUDA_SUBSET=ci).
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
 # DEADLINE (seconds, default 540; rounds stop before it), JOBS, BENCHES (default "fwd bwd host": which benches
@@ -50,18 +54,21 @@ endif()
 CMAKE
 fi
 note "cupti: ${CUPTI:-none}"
-build() {  # build SRC DIR LOG
+TARGETS=""
+for bch in fwd bwd decode; do [[ " $BENCHES " == *" $bch "* ]] && TARGETS="$TARGETS bench_$bch"; done
+[[ " $BENCHES " == *" host "* ]] && TARGETS="$TARGETS host_overhead"
+build() {  # build SRC DIR LOG [TESTS]
   local t0=$(date +%s)
   cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS" \
-    -DFLATATTN_HDIMS="$HDIMS" -DFLATATTN_DTYPES=bf16 -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=OFF \
-    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CUPTI:+-DFLATATTN_BENCH_CUPTI_ROOT=$CUPTI} > "$3" 2>&1 &&
-    ninja -C "$2" -j "$JOBS" bench_fwd bench_bwd host_overhead >> "$3" 2>&1
+    -DFLATATTN_HDIMS="$HDIMS" -DFLATATTN_DTYPES=${AB_DTYPES:-bf16} -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=${4:-OFF} \
+    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CUPTI:+-DFLATATTN_BENCH_CUPTI_ROOT=$CUPTI} ${AB_CMAKE_EXTRA:-} > "$3" 2>&1 &&
+    ninja -C "$2" -j "$JOBS" $TARGETS $([[ ${4:-OFF} == ON ]] && echo test_cuda) >> "$3" 2>&1
   local rc=$?
   note "build $1: rc=$rc $(( $(date +%s) - t0 )) s"
   return $rc
 }
 build "$BASE" build-ab-base "$OUT/build_base.log" & pb=$!
-build . build-ab-new "$OUT/build_new.log"; rn=$?
+build . build-ab-new "$OUT/build_new.log" $([[ -n ${AB_TESTS:-} ]] && echo ON); rn=$?
 wait $pb; rb=$?
 (( rn == 0 && rb == 0 )) || { note "build failed"; tail -30 "$OUT/build_new.log" "$OUT/build_base.log"; exit 1; }
 
@@ -75,6 +82,12 @@ run() {  # run SIDE ROUND: one pass of the three benches
       > "$OUT/bwd_${side}_$r.txt" 2>&1
   [[ " $BENCHES " == *" host "* ]] &&
     timeout 90 $b/bench/gpu/host_overhead --out "$OUT/host_${side}_$r.json" > "$OUT/host_${side}_$r.txt" 2>&1
+  if [[ " $BENCHES " == *" decode "* ]]; then
+    timeout 120 $b/bench/gpu/bench_decode --out "$OUT/decode_${side}_$r.json" ${DECODE_ARGS:-} > "$OUT/decode_${side}_$r.txt" 2>&1
+    [[ $side == new && -n ${DECODE_ENV:-} ]] &&
+      timeout 120 env $DECODE_ENV $b/bench/gpu/bench_decode --out "$OUT/decode_new_env_$r.json" ${DECODE_ARGS:-} \
+        > "$OUT/decode_new_env_$r.txt" 2>&1
+  fi
   note "round $r $side done ($(left) s left)"
 }
 for ((r = 1; r <= ROUNDS; ++r)); do
@@ -83,7 +96,12 @@ for ((r = 1; r <= ROUNDS; ++r)); do
     run $side $r
   done
 done
-python3 bench/gpu/ab_compare.py "$OUT" | tee -a "$SUMMARY"
+[[ " $BENCHES " == *" fwd "* || " $BENCHES " == *" bwd "* ]] && python3 bench/gpu/ab_compare.py "$OUT" | tee -a "$SUMMARY"
+if [[ -n ${AB_TESTS:-} ]]; then
+  timeout $(( $(left) > 30 ? $(left) - 20 : 10 )) build-ab-new/tests/cuda/test_cuda --gtest_brief=1 --gtest_filter="$AB_TESTS" \
+    > "$OUT/tests_new.txt" 2>&1
+  note "tests ($AB_TESTS): rc=$? $(grep -E 'PASSED|FAILED' "$OUT/tests_new.txt" | head -5 | tr '\n' ' ')"
+fi
 # The results come back as one archive plus the summary (the device returns at most 8 files).
 tar -C "$OUT" -czf /tmp/ab.tgz --exclude=ab_summary.txt . && mv /tmp/ab.tgz "$OUT/ab.tgz" &&
   find "$OUT" -mindepth 1 ! -name ab.tgz ! -name ab_summary.txt -delete
