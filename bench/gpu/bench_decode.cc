@@ -1,7 +1,8 @@
 // Decode bandwidth of forward_kvcache on CUDA (issue 18's "Done when"): for each shape, the KV bytes the
 // call must read (2 * B * context * Hkv * D * 2) over the kernel time, against the device-to-device copy
 // bandwidth of the same bytes measured in the same run ((read + written) / time of cudaMemcpyAsync; capped
-// at 4 GiB per copy). Paged bf16 caches (a shuffled page table), cache_seqlens = context, q_len new queries
+// at 4 GiB per copy). Paged bf16 caches (a shuffled page table; page 0: a contiguous cache, SDPA's layout),
+// cache_seqlens = context, q_len new queries
 // (no append), the planner's split count and forced ones; plus, for q_len 1 at page 16, the cost of the
 // append with RoPE (one new token rotated and written, the same total context) next to the plain step. On
 // sm_90 also cluster-FLAT decoding with clusters of 2, 4 and 8 CTAs (FLATATTN_DECODE_CLUSTER; --no-cluster 1
@@ -10,7 +11,7 @@
 // Timing: bench/gpu/timing.h (L2 flushed before every call, median of --reps).
 //
 //   bench_decode [--out decode.json] [--commit abc] [--batch 1,8,32,64] [--ctx 8192,16384,32768]
-//                [--heads 32/32,32/8,64/8] [--qlen 1,4] [--page 16,256] [--force 1] [--long 1] [--reps 10]
+//                [--heads 32/32,32/8,64/8] [--qlen 1,4] [--page 0,16,256] [--force 1] [--long 1] [--reps 10]
 //                [--max-gib 12] [--no-cluster 0]
 #include <cuda_runtime.h>
 
@@ -54,7 +55,7 @@ int splits_of(const std::string& kernel) {
 
 int main(int argc, char** argv) {
   std::string out = "decode.json", commit = "unknown";
-  std::vector<long> batches{1, 8, 32, 64}, ctxs{8192, 16384, 32768}, qlens{1, 4}, pages{16, 256}, force{1};
+  std::vector<long> batches{1, 8, 32, 64}, ctxs{8192, 16384, 32768}, qlens{1, 4}, pages{0, 16, 256}, force{1};
   std::vector<std::pair<long, long>> heads{{32, 32}, {32, 8}, {64, 8}};
   long reps = 10, want_long = 1, max_gib = 12, no_cluster = 0;
   const long d = 128;
@@ -113,9 +114,12 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     const std::size_t kv_bytes = 2ull * s.batch * s.ctx * s.hkv * d * 2;
     if (kv_bytes > (std::size_t(max_gib) << 30)) continue;
-    // Paged cache: B * ceil(ctx / page) pages in a shuffled order, one spare slot per sequence.
-    const long per_seq = (s.ctx + s.page - 1) / s.page, max_pages = per_seq + 1, num_pages = s.batch * per_seq;
-    const std::size_t page_bytes = std::size_t(s.page) * s.hkv * d * 2;
+    // Paged cache: B * ceil(ctx / page) pages in a shuffled order, one spare slot per sequence. Page 0: a contiguous
+    // cache (B, ctx, Hkv, D) without a block table, the layout SDPA's backends read (peers_decode.py).
+    const bool contiguous = s.page == 0;
+    const long rows_per_page = contiguous ? s.ctx : s.page;
+    const long per_seq = (s.ctx + rows_per_page - 1) / rows_per_page, max_pages = per_seq + 1, num_pages = s.batch * per_seq;
+    const std::size_t page_bytes = std::size_t(rows_per_page) * s.hkv * d * 2;
     Dev kc(num_pages * page_bytes), vc(num_pages * page_bytes);
     ok(cudaMemset(kc.p, 0x3c, num_pages * page_bytes), "memset");
     ok(cudaMemset(vc.p, 0x3c, num_pages * page_bytes), "memset");
@@ -136,9 +140,9 @@ int main(int argc, char** argv) {
     KvCacheArgs a;
     a.q = TensorView::contiguous(q.p, DType::bf16, {s.batch, s.qlen, s.hq, d}, Device::cuda(0));
     a.out = TensorView::contiguous(o.p, DType::bf16, {s.batch, s.qlen, s.hq, d}, Device::cuda(0));
-    a.cache.k_cache = TensorView::contiguous(kc.p, DType::bf16, {num_pages, s.page, s.hkv, d}, Device::cuda(0));
-    a.cache.v_cache = TensorView::contiguous(vc.p, DType::bf16, {num_pages, s.page, s.hkv, d}, Device::cuda(0));
-    a.cache.block_table = TensorView::contiguous(btd.p, DType::i32, {s.batch, max_pages}, Device::cuda(0));
+    a.cache.k_cache = TensorView::contiguous(kc.p, DType::bf16, {num_pages, rows_per_page, s.hkv, d}, Device::cuda(0));
+    a.cache.v_cache = TensorView::contiguous(vc.p, DType::bf16, {num_pages, rows_per_page, s.hkv, d}, Device::cuda(0));
+    if (!contiguous) a.cache.block_table = TensorView::contiguous(btd.p, DType::i32, {s.batch, max_pages}, Device::cuda(0));
     a.cache.cache_seqlens = TensorView::contiguous(lensd.p, DType::i32, {s.batch}, Device::cuda(0));
     Options opt;
     opt.causal = true;
