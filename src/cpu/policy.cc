@@ -95,7 +95,8 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
     // The bf16 slabs: Flash once a 32-row slab's logits outgrow their share of L2 (kBf16SlabL2Share), and
     // always without a mask (kBf16FlashUnmasked).
     const double slab = 4.0 * kAmxSlab * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
-    if (d == Dataflow::flat && (slab > kBf16SlabL2Share * static_cast<double>(l2) || !p.mask.masked()) &&
+    const bool slab_big = slab > kBf16SlabL2Share * static_cast<double>(l2);
+    if (d == Dataflow::flat && (slab_big || (kBf16FlashUnmasked && !p.mask.masked())) &&
         forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p))
       d = Dataflow::flash;
   }
