@@ -1,5 +1,6 @@
 #include "src/cpu/policy.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,23 @@ std::size_t read_l2_bytes() {
     }
   }
   return kDefaultL2Bytes;
+}
+
+/// The bf16 slabs' Flash rows per tile (kBf16StreamRows): row.flash_block_m, grown to kBf16StreamRows when one kv
+/// head's packed bf16 K and V outgrow kBf16KvL2Share of L2 (each tile then streams them from L3, so the rows per
+/// tile are the reuse of every K/V byte), as long as every thread keeps kMinTilesPerThread tiles.
+std::int64_t bf16_flash_rows(const Problem& p, const ForwardPolicy& row, std::size_t l2_bytes) {
+  const std::int64_t base = row.flash_block_m;
+  const double kv = 2.0 * 2.0 * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel)) *
+                    static_cast<double>(padded_d(p.d));
+  if (kv <= kBf16KvL2Share * static_cast<double>(l2_bytes)) return base;
+  const std::int64_t threads = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+  std::int64_t bm = std::max<std::int64_t>(base, kBf16StreamRows / base * base);
+  for (; bm > base; bm -= base) {
+    const std::int64_t tiles = p.batch * p.hq * ((p.nq + bm - 1) / bm);
+    if (tiles >= kMinTilesPerThread * threads) break;
+  }
+  return bm;
 }
 
 }  // namespace
@@ -74,14 +92,19 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
     const std::size_t l2 = l2_cache_bytes();
     const double tile = 4.0 * kRowAlign * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
     d = (p.nk <= row.flat_max_nk && tile <= kFlatL2Share * static_cast<double>(l2)) ? Dataflow::flat : Dataflow::flash;
-    // The bf16 slabs (kBf16SlabL2Share): Flash once a 32-row slab's logits outgrow their share of L2.
+    // The bf16 slabs: Flash once a 32-row slab's logits outgrow their share of L2 (kBf16SlabL2Share), and
+    // always without a mask (kBf16FlashUnmasked).
     const double slab = 4.0 * kAmxSlab * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
-    if (d == Dataflow::flat && slab > kBf16SlabL2Share * static_cast<double>(l2) &&
+    const bool slab_big = slab > kBf16SlabL2Share * static_cast<double>(l2);
+    if (d == Dataflow::flat && (slab_big || (kBf16FlashUnmasked && !p.mask.masked())) &&
         forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p))
       d = Dataflow::flash;
   }
   if (d == Dataflow::flat) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
-  const int bm = static_cast<int>(std::min<std::int64_t>(row.flash_block_m, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));
+  const std::int64_t rows = forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p)
+                                ? bf16_flash_rows(p, row, l2_cache_bytes())
+                                : row.flash_block_m;
+  const int bm = static_cast<int>(std::min<std::int64_t>(rows, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));
   return {Dataflow::flash, bm, row.flash_block_n};
 }
 

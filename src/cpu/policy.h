@@ -51,6 +51,22 @@ inline constexpr double kFlatL2Share = 0.5;
 /// L2 development VM, 1 thread: Nk = 1k FLAT and Flash tie (69 vs 71-72 ms), Nk = 4k Flash 96 x 256 is 10-12 %
 /// faster than FLAT (248-265 vs 278-292 ms, Llama GQA 32/8, D = 128, causal).
 inline constexpr double kBf16SlabL2Share = 0.125;
+/// True: without a mask (no causal edge, no window) automatic gives the bf16 slabs Flash at any Nk; with one, FLAT
+/// (each slab over its own visible keys, one softmax step) while the slab fits kBf16SlabL2Share. Measured on the
+/// 2 MB L2 development VM, bf16, 1 thread, CPU time, 2 rounds, FLAT R 96 -> Flash 96 x 256 (ms): unmasked
+/// B 16 N 512 H 12 D 64 26.8 / 26.1 -> 25.2 / 25.1, GPT-2 (B 8 N 1k) 48.3 / 47.4 -> 45.0 / 45.6, B 2 N 2k H 12
+/// 46.4 / 42.3 -> 43.7 / 40.8, B 4 N 1k H 16 D 128 45.5 / 45.0 -> 43.9 / 44.2; causal the other way (FLAT
+/// 1-5 % ahead: GPT-2 causal 26.2 / 26.9 against 27.1 / 27.3).
+inline constexpr bool kBf16FlashUnmasked = true;
+/// The bf16 slabs' Flash tiles (src/cpu/forward_flash.cc): once one kv head's packed bf16 K and V (4 Nk dp bytes)
+/// exceed this share of L2, every tile streams them from L3, and a tile of kBf16StreamRows rows instead of
+/// flash_block_m reads each K/V byte once per that many rows (while each thread keeps kMinTilesPerThread tiles
+/// for the cost split). Measured on the 2 MB L2 development VM, bf16, 1 thread, CPU time: N = 16k, H 8, D 64
+/// (K/V 4 MB): 96 x 256 883 ms, 192 x 256 825, 384 x 256 790, 768 x 256 783 (causal 444 / 415 / 407 / 399);
+/// Llama GQA 4k (K/V 2 MB, at the threshold, kept at 96): 96 .. 768 rows within noise (153-162 ms).
+inline constexpr double kBf16KvL2Share = 1.0;
+inline constexpr std::int64_t kBf16StreamRows = 384;
+inline constexpr std::int64_t kMinTilesPerThread = 8;
 /// L2 bytes assumed when the OS does not report the size (sysconf and /sys both fail).
 inline constexpr std::size_t kDefaultL2Bytes = std::size_t{1} << 20;
 
