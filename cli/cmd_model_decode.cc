@@ -154,7 +154,7 @@ void run_measured(const DecodeArgs& a) {
     fmt::print("\n");
   }
   fmt::print("{} split-KV rows of {} on {}: median |error| {:.1f} %, max {:.1f} %, Spearman {:.3f}\n", c.rows.size(),
-             a.measured, a.hw, 100 * c.median_rel_error, 100 * c.max_rel_error, c.spearman);
+             a.measured, a.fit.empty() ? a.hw : a.fit + " (just fitted)", 100 * c.median_rel_error, 100 * c.max_rel_error, c.spearman);
   if (c.picks.empty()) return;
   fmt::print("\npicks on the {} shapes measured at >= 2 split counts (ms at the pick / the fastest measured):\n",
              c.picks.size());
