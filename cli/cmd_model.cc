@@ -8,6 +8,7 @@
 //   flatattn model measured times.json --hw h100 [--fit calibrated.json] [--check]
 //   flatattn model list                 presets (hardware, workloads, kernel lists) and the data root
 //   flatattn model cp                   ring attention's efficiency on several GPUs (cli/cmd_model_cp.cc)
+//   flatattn model decode --ctx 8192 --heads 32/8   the decode step per split count (cli/cmd_model_decode.cc)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -416,6 +417,7 @@ void register_model(CLI::App& app) {
                  "fit sm90_ws.persistent_tile_cycles to the file's one-tile / persistent pairs first, and print it");
 
   register_model_cp(*cmd);
+  register_model_decode(*cmd);
 
   paper->callback([] { run_paper(); });
   list->callback([] { run_list(); });

@@ -13,5 +13,6 @@ void register_check(CLI::App& app);  // cli/cmd_check.cc: sweep against the orac
 void register_bench(CLI::App& app);  // cli/cmd_bench.cc: Flash vs FLAT vs naive over N
 void register_model(CLI::App& app);  // cli/cmd_model.cc: the FLAT dataflow cost model (src/model)
 void register_model_cp(CLI::App& model);  // cli/cmd_model_cp.cc: `model cp`, context parallelism
+void register_model_decode(CLI::App& model);  // cli/cmd_model_decode.cc: `model decode`, the decode step
 
 }  // namespace flatattn::cli

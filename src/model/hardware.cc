@@ -67,11 +67,25 @@ GpuPath read_path(const Reader& r) {
   return p;
 }
 
+DecodeCalib read_decode(const Reader& r) {
+  r.only({"start_us", "wave_us", "tile_us_row_pages", "tile_us_tile_pages", "stream_gbps", "combine_us",
+          "combine_split_us"});
+  DecodeCalib c;
+  c.start_us = r.number("start_us", 0, 1e6);
+  c.wave_us = r.number("wave_us", 0, 1e6);
+  c.tile_us_row_pages = r.number("tile_us_row_pages", 1e-6, 1e6);
+  c.tile_us_tile_pages = r.number("tile_us_tile_pages", 1e-6, 1e6);
+  c.stream_gbps = r.number("stream_gbps", 1e-3, kBig);
+  c.combine_us = r.number("combine_us", 0, 1e6);
+  c.combine_split_us = r.number("combine_split_us", 0, 1e6);
+  return c;
+}
+
 Gpu read_gpu(const Reader& r) {
   r.only({"name", "kind", "description", "source", "sms", "clock_mhz", "tensor_tflops", "hbm_gbps",
           "l2_bytes", "l2_gbps", "smem_per_sm", "smem_per_cta", "regs_per_sm", "max_warps_per_sm",
           "max_ctas_per_sm", "mufu_per_clk_per_sm", "fp32_per_clk_per_sm", "smem_bytes_per_clk_per_sm",
-          "launch_us", "gemm_efficiency", "stream_efficiency", "paths", "default_path"});
+          "launch_us", "gemm_efficiency", "stream_efficiency", "paths", "default_path", "decode"});
   Gpu g;
   g.sms = int(r.integer("sms", 1, 100000));
   g.clock_hz = r.number("clock_mhz", 1, 1e5) * 1e6;
@@ -103,6 +117,10 @@ Gpu read_gpu(const Reader& r) {
   g.default_path = r.string("default_path", false, g.paths.begin()->first);
   if (!g.paths.count(g.default_path))
     detail::bad_value(r.file(), r.key("default_path"), g.default_path, "a key of \"paths\"");
+  if (r.has("decode")) {
+    g.has_decode = true;
+    g.decode = read_decode(r.object("decode"));
+  }
   return g;
 }
 

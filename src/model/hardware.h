@@ -61,6 +61,20 @@ struct GpuPath {
                                     ///< wgmma: 4, a warpgroup reads its B operand once)
 };
 
+/// Calibration of our CUDA decode step (src/cuda/decode, docs/decode.md) on one GPU: the constants of
+/// src/model/decode.h's step-time model, fitted to bench_decode times ("decode" in the hardware file; the file's
+/// notes name the data). Times in microseconds, the rate in GB/s (10^9 B/s). Fitted at D = 128 (a tile of 64 keys =
+/// 32 KiB of K and V); decode.h scales the tile times by D / 128.
+struct DecodeCalib {
+  double start_us = 0;         ///< once per step: the decode kernel's launch and the tail of its last CTAs
+  double wave_us = 0;          ///< per wave of resident CTAs: a CTA's dependent start reads (scalars, table, Q)
+  double tile_us_row_pages = 0;   ///< one CTA's time per 64-key tile when every row looks up its page (page % 64 != 0)
+  double tile_us_tile_pages = 0;  ///< ... with one page lookup per tile (page % 64 == 0, or a contiguous cache)
+  double stream_gbps = 0;      ///< KV read rate of the whole GPU when enough CTAs are in flight
+  double combine_us = 0;       ///< the split-KV combine kernel's fixed time (launch, one pass)
+  double combine_split_us = 0; ///< the combine's time per split (each of its rows reads every split's partial)
+};
+
 /// An NVIDIA GPU from published (or measured) rates.
 struct Gpu {
   int sms = 0;
@@ -82,6 +96,8 @@ struct Gpu {
   double stream_efficiency = 0.9;         ///< unfused dataflows: elementwise kernels' fraction of hbm_bw
   std::map<std::string, GpuPath> paths;   ///< calibration per kernel family ("sm80", "sm90")
   std::string default_path = "sm80";      ///< the family a variant without a path uses
+  bool has_decode = false;                ///< the file has a "decode" calibration
+  DecodeCalib decode{};                   ///< the decode step's constants (src/model/decode.h); has_decode
 
   /// Tensor FLOP/s for dtype; throws Error when this GPU has no tensor rate for it.
   [[nodiscard]] double tensor_rate(DType dtype) const;

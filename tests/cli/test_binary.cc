@@ -124,7 +124,16 @@ INSTANTIATE_TEST_SUITE_P(
                       BadInput{"model plan --density 2", "--density", "0 < P <= 1"},
                       BadInput{"model plan --global 0", "--global", "integers 1 .."},
                       BadInput{"model plan -N 64 --global 65", "--global", "min(Nq, Nk) = 64"},
-                      BadInput{"model plan --density 0.5 --global 4", "--density", "not BigBird"}));
+                      BadInput{"model plan --density 0.5 --global 4", "--density", "not BigBird"},
+                      // the decode model's shape flags
+                      BadInput{"model decode --heads 32/5", "--heads", "Hkv dividing Hq"},
+                      BadInput{"model decode --heads x", "--heads", "Hq/Hkv"},
+                      BadInput{"model decode --batch 0", "--batch", "integers >= 1"},
+                      BadInput{"model decode --ctx -4", "--ctx", "integers >= 1"},
+                      BadInput{"model decode --page -1", "--page", "integers >= 0"},
+                      BadInput{"model decode --d 96", "--d", "64, 128, 256"},
+                      BadInput{"model decode --splits 0", "--splits", "integers 1 .. 128"},
+                      BadInput{"model decode --fit out.json", "--fit", "--measured FILE"}));
 
 TEST(Cli, DeviceCudaWithoutCudaNamesTheFlag) {
   const Result r = run("run --device cuda --n 16 --hq 1 --d 8 -b 1");
@@ -472,3 +481,23 @@ TEST(CliModelPlan, GlobalCountsTheLocalGlobalPairs) {
 
 }  // namespace
 
+// ---- `flatattn model decode`: per split count, the model's pick next to the rule's; against a bench_decode file.
+TEST(CliModelDecode, PrintsBothPicks) {
+  const Result r = run("model decode --batch 1 --ctx 8192 --heads 32/8 --page 16");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"step us", "GB/s", "model's pick:", "rule's pick:", "  model", "rule"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
+}
+
+TEST(CliModelDecode, MeasuredFilePrintsErrorsAndPicks) {
+  const Result r = run(std::string("model decode --measured '") + FLATATTN_SOURCE_DIR +
+                       "/bench/results/stop33-decode-splits-h100-a74672a.json'");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  for (const char* field : {"median |error|", "picks on the", "within 2 % of the fastest: model"})
+    EXPECT_NE(r.out.find(field), std::string::npos) << "missing '" << field << "' in\n" << r.out;
+  // A file that is not a bench_decode JSON is bad input (exit 2, one line).
+  const Result bad = run(std::string("model decode --measured '") + FLATATTN_SOURCE_DIR + "/data/model/hardware/h100.json'");
+  EXPECT_EQ(bad.code, 2) << bad.out << bad.err;
+  EXPECT_EQ(lines(bad.err), 1) << bad.err;
+  EXPECT_NE(bad.err.find("rows"), std::string::npos) << bad.err;
+}
