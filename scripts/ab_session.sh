@@ -8,7 +8,8 @@
 # BENCHES may also name `decode`: bench_decode (DECODE_ARGS), and with DECODE_ENV set (e.g. FLATATTN_CUDA_PDL=0)
 # the new tree once more under that environment ("new_env"). AB_TESTS (a gtest filter): the new tree is configured
 # with the tests, and test_cuda runs that filter after the rounds. AB_DTYPES (default bf16), AB_CMAKE_EXTRA (more
-# cmake options for both trees, e.g. -DFLATATTN_CUDA_SUBSET=ci).
+# cmake options for both trees, e.g. -DFLATATTN_CUDA_SUBSET=ci), ROUND_S (default 150: no round starts with less
+# time left).
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
 # DEADLINE (seconds, default 540; rounds stop before it), JOBS, BENCHES (default "fwd bwd host": which benches
@@ -92,7 +93,7 @@ run() {  # run SIDE ROUND: one pass of the three benches
 }
 for ((r = 1; r <= ROUNDS; ++r)); do
   for side in base new; do
-    (( $(left) < 150 )) && { note "stopping: $(left) s left"; break 2; }
+    (( $(left) < ${ROUND_S:-150} )) && { note "stopping: $(left) s left"; break 2; }
     run $side $r
   done
 done
