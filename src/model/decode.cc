@@ -32,8 +32,8 @@ void DecodeShape::validate() const {
 
 int decode_smem_bytes(std::int64_t d) {
   const std::int64_t stages = d <= 64 ? 4 : (d <= 128 ? 3 : 2);
-  const std::int64_t pipe = stages * 2 * 64 * d * 2 + 16 * d * 2;  // K and V tiles of every stage, then Q
-  const std::int64_t merge = 4 * 16 * d * 4 + 2 * 16 * 4;          // the four warps' fp32 O, (max, sum)
+  const std::int64_t pipe = stages * 2 * 64 * d * 2;  // K and V tiles of every stage (Q is staged in them)
+  const std::int64_t merge = 4 * 16 * d * 4;          // the four warps' fp32 O at the merge
   return int(std::max(pipe, merge));
 }
 

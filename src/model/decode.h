@@ -75,7 +75,7 @@ struct DecodePrediction {
 };
 
 /// Resident decode CTAs per SM: the opt-in shared memory per CTA over the kernel's (kStages stages of a 64-key K and
-/// V tile, and the 16-row Q tile; src/cuda/decode/decode_tile.h), clamped to 1..3 (registers) as the runtime does.
+/// V tile, which also stage Q; src/cuda/decode/decode_tile.h), clamped to 1..3 (registers) as the runtime does.
 int decode_resident_ctas_per_sm(std::int64_t d, const Gpu& gpu);
 
 /// The decode kernel's shared memory per CTA in bytes at head dim d (the formula of decode_tile.h).

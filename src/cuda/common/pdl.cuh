@@ -4,10 +4,7 @@
 // of its CTAs overlap that kernel's tail. Correctness rests on one rule: a dependent kernel calls pdl_wait()
 // before it reads or writes any global memory that earlier work on the stream may touch; the wait returns when
 // the preceding grid has completed and its writes are visible. pdl_launch_dependents() lets the next kernel
-// start launching before this one ends (without it, that happens at the end). One exception, by construction:
-// when the preceding kernel called pdl_wait() itself before pdl_launch_dependents() (so everything before it on
-// the stream is complete), the dependent may read, before its own pdl_wait(), memory that the preceding kernel
-// does not write (the decode kernel after the append kernel: the cache rows below cache_seqlens and the metadata).
+// start launching before this one ends (without it, that happens at the end).
 // Used by the decode step (append -> decode -> split-KV combine: three short kernels at B = 1, where the gaps
 // between launches are a visible part of the step). Below sm_90 both calls are no-ops and launch_pdl launches
 // normally.
@@ -38,38 +35,28 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-/// When launch_pdl uses PDL: only on the edges marked `by_default` (kEdge), or on every edge, or never.
-enum class PdlMode { edges, all, off };
-
-/// FLATATTN_CUDA_PDL (read once per process): unset or empty: PDL on the edges whose launch asks for it by default
-/// (the decode kernel right after the append kernel of the same call, which does its first cache reads before
-/// pdl_wait: decode_kernel.cuh); "1": on every launch_pdl edge; "0": plain launches everywhere (pdl_wait() then
-/// returns at once); any other value throws an Error naming the variable. Every edge was plain by default after the
-/// H100 A/B of 2026-12-07 (bench/results/decode-pdl-h100-5df6c54.md): PDL alone bought nothing on any decode shape and
-/// cost 2-7 % on B = 1 GQA split-KV steps (split kernel + combine), whose combine edge stays plain.
-inline PdlMode pdl_mode() {
-  static const PdlMode mode = [] {
+/// FLATATTN_CUDA_PDL (read once per process): "1": launch_pdl uses PDL where the device has it; unset, empty or "0":
+/// plain launches (pdl_wait() then returns at once); any other value throws an Error naming the variable. Off by
+/// default since the H100 A/B of 2026-12-07 (bench/results/decode-pdl-h100-5df6c54.md): PDL bought nothing on any
+/// decode shape and cost 2-7 % on B = 1 GQA split-KV steps (split kernel + combine).
+inline bool pdl_enabled() {
+  static const bool on = [] {
     const char* env = std::getenv("FLATATTN_CUDA_PDL");
-    if (env == nullptr || env[0] == '\0') return PdlMode::edges;
-    if (std::string_view(env) == "0") return PdlMode::off;
-    if (std::string_view(env) == "1") return PdlMode::all;
+    if (env == nullptr || env[0] == '\0' || std::string_view(env) == "0") return false;
+    if (std::string_view(env) == "1") return true;
     throw Error(Error::Kind::invalid_argument, "FLATATTN_CUDA_PDL", env, "0, 1 or unset",
-                "set it to 1 (programmatic dependent launch on every decode edge, sm_90 and newer), 0 (plain "
-                "launches) or unset it (PDL only where it measured faster)");
+                "set it to 1 (programmatic dependent launch on sm_90 and newer), 0 or unset it (plain launches)");
   }();
-  return mode;
+  return on;
 }
 
 /// Launches kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization on devices of
-/// compute capability 9.0 and newer when pdl_mode() allows it for this edge (`by_default`: used when
-/// FLATATTN_CUDA_PDL is unset), a plain launch otherwise. The kernel must call pdl_wait() before it touches memory
-/// that the previous kernel may write.
+/// compute capability 9.0 and newer (the kernel must call pdl_wait() first), a plain launch elsewhere and under
+/// FLATATTN_CUDA_PDL=0.
 template <class... Params, class... Args>
 cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, int smem, cudaStream_t stream, int device,
-                       bool by_default, Args&&... args) {
-  const PdlMode mode = pdl_mode();
-  const bool on = mode == PdlMode::all || (mode == PdlMode::edges && by_default);
-  if (device_info(device).cc < 90 || !on) {
+                       Args&&... args) {
+  if (device_info(device).cc < 90 || !pdl_enabled()) {
     kernel<<<grid, block, smem, stream>>>(static_cast<Args&&>(args)...);
     return cudaGetLastError();
   }

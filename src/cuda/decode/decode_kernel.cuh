@@ -10,10 +10,8 @@
 // through the page table with cp.async (per-row page lookup; one lookup per tile when the page size is a
 // multiple of 64 or the cache is contiguous) in a kStages-deep pipeline.
 //
-// Metadata (kv_meta.cuh): the CTA checks its sequence's scalars, issues its first K/V tiles (rows of in-range
-// pages only), loads Q and checks its part of the block table while they are in flight; a refused sequence
-// writes nothing (with splits: a marker LSE that makes the combine skip the rows). After this call's append
-// kernel, that start overlaps the append (DecodeParams::prior_append, common/pdl.cuh).
+// Metadata (kv_meta.cuh): the CTA checks its sequence before it reads any cache row or writes anything; a
+// refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows).
 #pragma once
 
 #include <cmath>
@@ -117,19 +115,27 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const int r_base = rb * C::kRows;
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
 
-  // Programmatic dependent launch (common/pdl.cuh): normally wait for the previous kernel before any global
-  // access. Right after this call's append kernel (p.prior_append), which waited for everything before it, the
-  // metadata and the cache rows below cache_seqlens[b] are final already: the check and the first tiles of old
-  // rows go before the wait, overlapping the append; the new rows and the rotated queries come after it.
-  bool waited = p.prior_append == 0;
-  if (waited) pdl_wait();
+  // Launched with PDL after the append kernel (common/pdl.cuh): wait for it (it writes the cache rows and the
+  // rotated queries read below), then let the combine begin launching.
+  pdl_wait();
   pdl_launch_dependents();
-  KvSeq s = kv_seq(p, b);
+  const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
+  // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
+  // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
+  if (!kCluster && s.bad != 0) {
+    if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
+      int i, h;
+      row_coords(p, hk, r_base + tid, i, h);
+      p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
+          __uint_as_float(kSkippedLseBits);
+    }
+    return;
+  }
   // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
   // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
   // the row block and the sequence, and s.nq does not depend on the split's block-table part).
   const int rows = p.group * s.nq;
-  const bool active = r_base < rows;
+  if (r_base >= rows) return;
 
   // This thread's two rows (g and g + 8 of the m-tile): their visible keys.
   int lo_r[2], hi_r[2], i_r[2], h_r[2];
@@ -144,9 +150,8 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
   }
   // The CTA's key range: the union of its rows' bands (lo and hi grow with i), split into 64-key tiles.
-  int k_lo = 0, k_hi = 0, t_begin = 0, t_end = 0;
-  if (active) {
-    int unused_i, unused_h;
+  int k_lo, k_hi, unused_i, unused_h;
+  {
     const int r_last = min(r_base + C::kRows, rows) - 1;
     int lo_a, hi_a, lo_b, hi_b;
     row_coords(p, hk, r_base, unused_i, unused_h);
@@ -156,34 +161,17 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     k_lo = lo_a;
     k_hi = hi_b + 1;
   }
+  int t_begin = 0, t_end = 0;
   if (k_hi > k_lo) {
     const int first = k_lo / C::kBN, n_tiles = (k_hi - 1) / C::kBN - first + 1;
     const int per = (n_tiles + p.num_splits - 1) / p.num_splits;
     t_begin = first + split * per;
     t_end = min(first + (split + 1) * per, first + n_tiles);
   }
+
+  // Q: the block's rows into shared memory (zeros past the rows), then into registers for the whole loop.
   const std::uint32_t s_base = smem_u32(smem);
-  auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
-  // Tile t before the wait only when all its keys are old rows (below cache_seqlens[b]).
-  auto issue = [&](int t) {
-    if (!waited && min(k_hi, (t + 1) * C::kBN) > s.seqlen) {
-      pdl_wait();
-      waited = true;
-    }
-    const int st = (t - t_begin) % C::kStages;
-    load_kv_tile<D>(p, s, b, hk, t, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
-  };
-  // The first tiles are in flight before Q is read and the block table checked: a step at B = 1 is a few tiles
-  // per CTA, and its first DRAM round trips are a visible part of it. (load_kv_tile reads only rows of pages that
-  // page_of() finds in range; a sequence refused below waits for them and writes nothing.)
-#pragma unroll
-  for (int st = 0; st < C::kStages - 1; ++st) {
-    if (s.bad == 0 && t_begin + st < t_end) issue(t_begin + st);
-    copy_commit();
-  }
-  // Q: the block's rows into shared memory (zeros past the rows), then into registers for the whole loop. The
-  // rotated copy is the append kernel's output: after the wait.
-  auto stage_q = [&]() {
+  {
     const T* q = static_cast<const T*>(p.q);
     for (int idx = tid; idx < C::kRows * kDT; idx += C::kThreads) {
       const int r = idx / kDT, c = (idx - r * kDT) * 8;
@@ -193,41 +181,17 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
         row_coords(p, hk, r_base + r, i, h);
         v = *reinterpret_cast<const uint4*>(q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h + c);
       }
-      *reinterpret_cast<uint4*>(smem + C::kQOffset + TQ::offset(r, c)) = v;
+      *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
     }
-  };
-  if (waited && active && s.bad == 0) stage_q();
-  s = check_table(p, b, split, p.num_splits, s, &word);
-  if (s.bad != 0) {
-    copy_wait<0>();  // the tiles issued above land before the CTA leaves or the cluster merges
-    if (!waited) pdl_wait();
-    waited = true;
-    // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
-    // empty key range), where the bits in `word` make the cluster skip the rows.
-    if constexpr (!kCluster) {
-      if (p.num_splits > 1 && active && tid < C::kRows && r_base + tid < rows) {
-        int i, h;
-        row_coords(p, hk, r_base + tid, i, h);
-        p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
-            __uint_as_float(kSkippedLseBits);
-      }
-      return;
-    }
-    t_end = t_begin;
-  }
-  if (!active) return;
-  if (!waited) {
-    pdl_wait();
-    waited = true;
-    stage_q();
   }
   __syncthreads();
   std::uint32_t qf[D / 16][4];
   {
     const std::uint32_t aq = TQ::offset(a_row(lane), a_col(lane));
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], TQ::frag_at(s_base + C::kQOffset, aq, 0, kk * 16));
+    for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], TQ::frag_at(s_base, aq, 0, kk * 16));
   }
+  __syncthreads();  // the pipeline reuses the Q tile's memory
 
   float o[1][kDT][4];
 #pragma unroll
@@ -236,6 +200,13 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
   float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.f, 0.f}};
 
+  auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
+#pragma unroll
+  for (int st = 0; st < C::kStages - 1; ++st) {
+    if (t_begin + st < t_end)
+      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+    copy_commit();
+  }
   const std::uint32_t bk = TK::offset(b_row(lane), b_col(lane)) + warp * 16 * TK::kRowBytes;
   const std::uint32_t av = TK::offset(a_row(lane), a_col(lane)) + warp * 16 * TK::kRowBytes;
   ScoreAt at{};
@@ -246,8 +217,11 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   for (int t = t_begin; t < t_end; ++t) {
     copy_wait<C::kStages - 2>();
     __syncthreads();
-    if (t + C::kStages - 1 < t_end) issue(t + C::kStages - 1);  // after the wait (above): any tile
-    copy_commit();
+    {
+      const int tn = t + C::kStages - 1, st = (tn - t_begin) % C::kStages;
+      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      copy_commit();
+    }
     const int st = (t - t_begin) % C::kStages;
     const std::uint32_t sk = stage_k(st), sv = sk + C::kTileBytes;
     float sc[1][2][4];

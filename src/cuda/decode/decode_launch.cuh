@@ -29,13 +29,12 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.num_splits),
                   static_cast<unsigned>(p.batch * p.hkv));
-  // Programmatic dependent launch (common/pdl.cuh; sm_90): by default only right after this call's append kernel,
-  // where the decode kernel's metadata check and first cache reads overlap the append (p.prior_append).
-  check(launch_pdl(kernel, grid, dim3(C::kThreads), C::kSmem, s, device, p.prior_append != 0, p), "decode kernel launch");
+  // Each launch overlaps the tail of the kernel before it on the stream (programmatic dependent launch,
+  // common/pdl.cuh; sm_90): at B = 1 the step is three short kernels and the gaps between them count.
+  check(launch_pdl(kernel, grid, dim3(C::kThreads), C::kSmem, s, device, p), "decode kernel launch");
   if (p.num_splits > 1) {
     const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
-    check(launch_pdl(decode_combine_kernel<E, D>, dim3(static_cast<unsigned>(rows)), dim3(kCombineThreads), 0, s, device,
-                     false, p),
+    check(launch_pdl(decode_combine_kernel<E, D>, dim3(static_cast<unsigned>(rows)), dim3(kCombineThreads), 0, s, device, p),
           "decode combine kernel launch");
   }
 }
@@ -67,7 +66,7 @@ template <DType Dt>
 void launch_kv_append(const AppendParams& a, int device, void* stream) {
   using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
   const dim3 grid(static_cast<unsigned>(a.kv.hkv), static_cast<unsigned>(a.kv.batch));
-  check(launch_pdl(kv_append_kernel<E>, grid, dim3(128), 0, static_cast<cudaStream_t>(stream), device, false, a),
+  check(launch_pdl(kv_append_kernel<E>, grid, dim3(128), 0, static_cast<cudaStream_t>(stream), device, a),
         "kv append kernel launch");
 }
 

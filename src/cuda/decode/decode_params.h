@@ -59,11 +59,6 @@ struct DecodeParams {
   float* o_part = nullptr;
   float* lse_part = nullptr;
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
-  /// 1: this call's append kernel (append_kernel.cuh) is the kernel right before the decode kernel on the stream.
-  /// It waited for everything before it, so the decode kernel checks the metadata and reads the cache rows below
-  /// cache_seqlens[b] (which the append does not write) before its pdl_wait, overlapping the append; the new rows
-  /// and the rotated queries only after it.
-  int prior_append = 0;
 };
 
 /// The append step's parameters (append_kernel.cuh).

@@ -13,10 +13,8 @@ struct DecodeTile {
   static constexpr int kTileBytes = kBN * D * 2;        ///< one K (or V) tile
   static constexpr int kStageBytes = 2 * kTileBytes;    ///< K and V
   static constexpr int kRedBytes = kWarps * kRows * D * 4;  ///< the warps' fp32 outputs at the merge
-  /// The Q tile after the stages (not in them: the first K/V tiles are in flight while Q is loaded).
-  static constexpr int kQOffset = kStages * kStageBytes;
-  static constexpr int kPipeBytes = kQOffset + kRows * D * 2;
-  static constexpr int kSmem = kPipeBytes > kRedBytes + 2 * kRows * 4 ? kPipeBytes : kRedBytes + 2 * kRows * 4;
+  static constexpr int kSmem = kStages * kStageBytes > kRedBytes ? kStages * kStageBytes : kRedBytes;
+  static_assert(kRows * D * 2 <= kSmem, "the Q tile is staged in the pipeline's memory");
 };
 
 }  // namespace flatattn::cuda

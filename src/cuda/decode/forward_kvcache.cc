@@ -313,8 +313,6 @@ Report forward_kvcache(const KvProblem& p, const KvTensors& t, Stream stream) {
     }
     fn(a, p.device.index, stream.handle);
   }
-  // The append kernel, when launched, is the kernel right before the decode kernel (decode_params.h prior_append).
-  d.prior_append = append || rotary ? 1 : 0;
   if (cluster_launch != nullptr) {
     cluster_launch(d, p.device.index, stream.handle);
   } else {

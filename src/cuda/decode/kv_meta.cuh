@@ -1,10 +1,9 @@
 // The device side of the KV-cache metadata contract (include/flatattn/kvcache.h, issue 20): block_table,
 // cache_seqlens, cache_batch_idx and cache_leftpad live on the GPU and are never trusted. Before a kernel
-// writes anything for sequence b it checks the sequence: the scalars (0 <= cache_seqlens[b], cache_seqlens[b]
-// + Nnew <= capacity, the rotary table long enough for the positions, 0 <= leftpad <= cache_seqlens[b],
-// 0 <= cache_batch_idx[b] < B_cache) and every block_table entry of the key range [leftpad, n_k) in
-// [0, num_pages). The decode kernel starts its first cache reads between the two (its scalars passed), but
-// reads only rows of pages that page_of() finds in range. A refused sequence is skipped whole (append and attention alike: both
+// reads or writes any cache row of sequence b it checks the sequence: the scalars (0 <= cache_seqlens[b],
+// cache_seqlens[b] + Nnew <= capacity, the rotary table long enough for the positions, 0 <= leftpad <=
+// cache_seqlens[b], 0 <= cache_batch_idx[b] < B_cache) and every block_table entry of the key range
+// [leftpad, n_k) in [0, num_pages). A refused sequence is skipped whole (append and attention alike: both
 // kernels check the same range) and flagged in the call's error word (common/seq_rows.h MetaError bits).
 #pragma once
 
@@ -79,11 +78,12 @@ FLATATTN_DEVICE int page_of(const DecodeParams& p, const KvSeq& s, int b, int sl
   return pg >= 0 && pg < p.num_pages ? pg : -1;
 }
 
-/// The rest of the CTA-wide check of sequence b after kv_seq (s): part `part` of `parts` of the block-table slots
-/// of the key range [lp, n_k) (the parts of one sequence together cover every slot once). Returns s with the
-/// bits (every thread the same; one __syncthreads pair) and flags them in p.meta_err (thread 0); a refused
-/// sequence comes back with n_k = lp = 0. `word`: a __shared__ scratch word.
-FLATATTN_DEVICE KvSeq check_table(const DecodeParams& p, int b, int part, int parts, KvSeq s, unsigned* word) {
+/// The CTA-wide check of sequence b: the scalars, then part `part` of `parts` of the block-table slots of
+/// the key range [lp, n_k) (the parts of one sequence together cover every slot once). Returns the bits
+/// (every thread the same; one __syncthreads pair) and flags them in p.meta_err (thread 0). `word`: a
+/// __shared__ scratch word.
+FLATATTN_DEVICE KvSeq check_seq(const DecodeParams& p, int b, int part, int parts, unsigned* word) {
+  KvSeq s = kv_seq(p, b);
   if (threadIdx.x == 0) *word = s.bad;
   __syncthreads();
   if (s.bad == 0 && p.block_table != nullptr && s.n_k > s.lp) {
@@ -108,11 +108,6 @@ FLATATTN_DEVICE KvSeq check_table(const DecodeParams& p, int b, int part, int pa
     if (threadIdx.x == 0 && p.meta_err != nullptr) atomicOr(p.meta_err, s.bad);
   }
   return s;
-}
-
-/// The CTA-wide check of sequence b: the scalars (kv_seq), then its part of the block table (check_table).
-FLATATTN_DEVICE KvSeq check_seq(const DecodeParams& p, int b, int part, int parts, unsigned* word) {
-  return check_table(p, b, part, parts, kv_seq(p, b), word);
 }
 
 }  // namespace flatattn::cuda
