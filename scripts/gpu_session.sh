@@ -12,7 +12,8 @@
 # bench/gpu/bench_features (ALiBi and sinks against the same calls without them, one run; FEATURES_D, FEATURES_N
 # lists); `decode`: forward_kvcache's decode bandwidth (bench/gpu/bench_decode, against the copy bandwidth of
 # the same run; DECODE_ARGS adds options) and SDPA's backends on the same shapes (bench/gpu/peers_decode.py);
-# `decodeprof`: bench_decode at B = 1 with forced split counts, then under ncu (kernel durations, DRAM bytes; decode_ncu.csv);
+# `decodemodel`: bench_decode with FLATATTN_DECODE_SPLITS=rule and =model alternating, two rounds (the split planner's
+# A/B); `decodeprof`: bench_decode at B = 1 with forced split counts, then under ncu (kernel durations, DRAM bytes; decode_ncu.csv);
 # `decodepdl`: bench_decode with FLATATTN_CUDA_PDL=0 and 1 (programmatic dependent launch off / on), alternating, two
 # rounds (decode_pdl<0|1>_r<round>.json).
 # lists); `biasbench`: bench/gpu/bench_bias (the additive bias, dense and broadcast with dbias, against none and
@@ -91,7 +92,7 @@ if has build; then
   # The library with every instance first (the timed "full GPU build"), then the test and bench binaries.
   stage build_lib 420 bash -c "time ninja -C $B -j $JOBS flatattn_core"
   note "full build ($(grep -c 'Compiling entry' "$LOG/build_lib.log") kernels, ARCHS=$ARCHS + compute_75 PTX, $JOBS jobs): $(grep real "$LOG/build_lib.log" | tail -1)"
-  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $( (has decode || has decodepdl) && echo bench_decode) $(has biasbench && echo bench_bias) $( (has sparse || has sparsewsp) && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
+  stage build_bins 300 ninja -C $B -j $JOBS test_cuda bench_fwd bench_bwd host_overhead host_threads $(has features && echo bench_features) $( (has decode || has decodepdl || has decodeprof || has decodemodel) && echo bench_decode) $(has biasbench && echo bench_bias) $( (has sparse || has sparsewsp) && echo bench_sparse) $(has tune && echo tune_fwd tune_bwd) $(has tunebwd && echo tune_bwd) \
     $(has tune90 && echo tune_fwd) \
     $(grep -q 'build cli/flatattn' $B/build.ninja 2>/dev/null && echo flatattn_cli)
 fi
@@ -210,6 +211,15 @@ if has decodeprof; then  # issue 18, B = 1: forced split counts (event timing), 
     $B/bench/gpu/bench_decode --out "$OUT/decode_ncu_run.json" --batch 1 --ctx 8192,32768 --heads 32/8,32/32 --qlen 1 \
     --page 16 --force 1 --no-cluster 1 --long 0 --reps 3
   cp "$LOG/decodencu.log" "$OUT/decode_ncu.csv" 2>/dev/null
+fi
+if has decodemodel; then  # issue 18: the decode planner's rule vs the decode cost model's split count, alternating, two rounds
+  for r in 1 2; do
+    for m in rule model; do
+      stage decodemodel_${m}_$r 150 env FLATATTN_DECODE_SPLITS=$m $B/bench/gpu/bench_decode \
+        --out "$OUT/decode_splits_${m}_r$r.json" --commit "$COMMIT" ${DECODE_ARGS:-}
+      cp "$LOG/decodemodel_${m}_$r.log" "$OUT/decode_splits_${m}_r${r}_table.txt" 2>/dev/null
+    done
+  done
 fi
 if has decodepdl; then  # issue 18: the decode step with PDL off (0) and on (1), alternating, two rounds
   for r in 1 2; do

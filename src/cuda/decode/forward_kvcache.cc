@@ -21,6 +21,7 @@
 #include "src/cuda/decode/decode_tile.h"
 #include "src/cuda/meta_check.h"
 #include "src/cuda/policy/decode_plan.h"
+#include "src/cuda/policy/heuristics.h"
 #include "src/cuda/runtime.h"
 
 namespace flatattn::cuda {
@@ -198,10 +199,38 @@ DecodeFn cluster_for(const KvProblem& p, int& size) {
               "cluster-FLAT instances exist for the plain variant at the built head dims", "unset it for split-KV");
 }
 
-/// The split count: num_splits when forced, else the planner's (policy/decode_plan.h).
+/// FLATATTN_DECODE_SPLITS (read once per process): unset, empty or "rule": the planner's rule (policy/decode_plan.h,
+/// the default); "model": the decode cost model's pick (policy/heuristics.h choose_decode_splits, src/model/decode.h),
+/// for an A/B of the two on a GPU before either becomes the default; anything else throws an Error naming it.
+bool decode_splits_by_model() {
+  static const bool model = [] {
+    const char* env = std::getenv("FLATATTN_DECODE_SPLITS");
+    if (env == nullptr || env[0] == '\0' || std::string(env) == "rule") return false;
+    if (std::string(env) == "model") return true;
+    throw Error(Error::Kind::invalid_argument, "FLATATTN_DECODE_SPLITS", env, "rule, model or unset",
+                "unset it (the planner's rule) or set it to model (the decode cost model's split count)");
+  }();
+  return model;
+}
+
+/// The split count: num_splits when forced, else the planner's (policy/decode_plan.h) or, under
+/// FLATATTN_DECODE_SPLITS=model, the decode cost model's.
 int decode_splits(const KvProblem& p) {
   if (p.num_splits > 0) return p.num_splits;
   const DeviceInfo& dev = device_info(p.device.index);
+  if (decode_splits_by_model()) {
+    model::DecodeShape s;
+    s.batch = p.batch;
+    s.hq = p.hq;
+    s.hkv = p.hkv;
+    s.q_len = p.nq;
+    s.context = p.capacity();
+    if (p.mask.left >= 0) s.context = std::min<std::int64_t>(s.context, p.mask.left + p.nq + 1);
+    s.page = p.paged ? p.page_size : 0;
+    s.d = p.d;
+    s.dtype = p.dtype;
+    return choose_decode_splits(dev, s);
+  }
   DecodeWork w;
   w.batch = p.batch;
   w.hkv = p.hkv;

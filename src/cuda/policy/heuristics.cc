@@ -115,6 +115,17 @@ model::AttnShape shape_of(const Workload& w) {
   return s;
 }
 
+/// dev's hardware description (data/model/hardware, with its SM count and shared memory), loaded once per device.
+const model::Hardware& hardware_of(const DeviceInfo& dev) {
+  Cache& c = cache();
+  std::unique_lock<std::shared_mutex> write(c.mu);
+  auto& slot = c.hardware[dev.index];
+  if (!slot)
+    slot = std::make_unique<model::Hardware>(
+        model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
+  return *slot;  // never replaced or freed: readable without the lock
+}
+
 /// The index in `candidates` of the planner's pick for (dev, f, w, q), from the cache or planned now.
 template <class Candidates>
 int planned(const DeviceInfo& dev, Family f, const Workload& w, Question q, Candidates&& candidates) {
@@ -125,15 +136,7 @@ int planned(const DeviceInfo& dev, Family f, const Workload& w, Question q, Cand
     std::shared_lock<std::shared_mutex> read(c.mu);
     if (auto it = c.choice.find(key); it != c.choice.end()) return it->second;
   }
-  const model::Hardware* hw = nullptr;
-  {
-    std::unique_lock<std::shared_mutex> write(c.mu);
-    auto& slot = c.hardware[dev.index];
-    if (!slot)
-      slot = std::make_unique<model::Hardware>(
-          model::gpu_preset_for(dev.cc / 10, dev.cc % 10, dev.name, dev.sm_count, dev.smem_optin));
-    hw = slot.get();  // never replaced or freed: readable without the lock
-  }
+  const model::Hardware* hw = &hardware_of(dev);
   const std::vector<model::KernelVariant> v = candidates();
   const model::Plan plan = model::plan(hw->gpu, shape_of(w), v);
   int pick = 0;
@@ -181,6 +184,10 @@ bool choose_sm90_ws_persistent(const DeviceInfo& dev, const Workload& w) {
     return std::vector<model::KernelVariant>{ws_variant(ws, w.d, false), ws_variant(ws, w.d, true)};
   };
   return planned(dev, Family::sm90, w, Question::sm90_ws_persistent, candidates) == 1;
+}
+
+int choose_decode_splits(const DeviceInfo& dev, const model::DecodeShape& s) {
+  return model::model_decode_splits(s, hardware_of(dev).gpu);
 }
 
 }  // namespace flatattn::cuda

@@ -10,6 +10,7 @@
 #include "flatattn/options.h"
 #include "src/core/mask.h"
 #include "src/cuda/policy/tile_size.h"
+#include "src/model/decode.h"
 
 namespace flatattn::cuda {
 
@@ -46,5 +47,12 @@ bool choose_sm90_ws(const DeviceInfo& dev, const Workload& w);
 /// persistent_tile_cycles fitted to the stop-30 A/B). False when w.d has no warp-specialized kernel or the shape is
 /// empty. Cached like choose_dataflow.
 bool choose_sm90_ws_persistent(const DeviceInfo& dev, const Workload& w);
+
+/// The decode cost model's split count for a forward_kvcache step of shape s on dev (src/model/decode.h
+/// model_decode_splits: the argmin of the predicted step time over 1..128 splits, with dev's SM count and shared
+/// memory and its GPU file's fitted "decode" constants). Used under FLATATTN_DECODE_SPLITS=model
+/// (src/cuda/decode/forward_kvcache.cc); the default is the rule of policy/decode_plan.h. Throws Error when s is
+/// invalid or dev's GPU file has no decode constants (fitted for the H100 only).
+int choose_decode_splits(const DeviceInfo& dev, const model::DecodeShape& s);
 
 }  // namespace flatattn::cuda
