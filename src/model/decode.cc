@@ -4,6 +4,7 @@
 #include <string>
 
 #include "flatattn/error.h"
+#include "src/cuda/decode/decode_tile.h"  // plain C++: the kernel's shared memory and resident CTAs
 
 namespace flatattn::model {
 
@@ -30,16 +31,9 @@ void DecodeShape::validate() const {
                 "use bf16 or f16");
 }
 
-int decode_smem_bytes(std::int64_t d) {
-  const std::int64_t stages = d <= 64 ? 4 : (d <= 128 ? 3 : 2);
-  const std::int64_t pipe = stages * 2 * 64 * d * 2;  // K and V tiles of every stage (Q is staged in them)
-  const std::int64_t merge = 4 * 16 * d * 4;          // the four warps' fp32 O at the merge
-  return int(std::max(pipe, merge));
-}
+int decode_smem_bytes(std::int64_t d) { return cuda::decode_smem_bytes(int(d)); }
 
-int decode_resident_ctas_per_sm(std::int64_t d, const Gpu& gpu) {
-  return std::clamp(gpu.smem_per_cta / std::max(1, decode_smem_bytes(d)), 1, 3);
-}
+int decode_resident_ctas_per_sm(std::int64_t d, const Gpu& gpu) { return cuda::decode_ctas_per_sm(int(d), gpu.smem_per_cta); }
 
 DecodePrediction predict_decode(const DecodeShape& s, int splits, const Gpu& gpu) {
   s.validate();

@@ -74,11 +74,11 @@ struct DecodePrediction {
   [[nodiscard]] double gbps() const { return kv_bytes / (step_us * 1e3); }
 };
 
-/// Resident decode CTAs per SM: the opt-in shared memory per CTA over the kernel's (kStages stages of a 64-key K and
-/// V tile, which also stage Q; src/cuda/decode/decode_tile.h), clamped to 1..3 (registers) as the runtime does.
+/// Resident decode CTAs per SM on gpu: src/cuda/decode/decode_tile.h decode_ctas_per_sm with the GPU's opt-in shared
+/// memory per CTA, the runtime planner's own count.
 int decode_resident_ctas_per_sm(std::int64_t d, const Gpu& gpu);
 
-/// The decode kernel's shared memory per CTA in bytes at head dim d (the formula of decode_tile.h).
+/// The decode kernel's shared memory per CTA in bytes at head dim d (src/cuda/decode/decode_tile.h).
 int decode_smem_bytes(std::int64_t d);
 
 /// The step time of `shape` with `splits` (>= 1) split-KV CTAs per (row block, sequence, kv head) on `gpu`.

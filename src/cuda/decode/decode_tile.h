@@ -2,6 +2,8 @@
 // (forward_kvcache.cc, the planner) reads the same numbers.
 #pragma once
 
+#include <algorithm>
+
 namespace flatattn::cuda {
 
 /// Tile sizes and shared memory of the decode kernel for head dim D (also read by the host launcher).
@@ -16,5 +18,15 @@ struct DecodeTile {
   static constexpr int kSmem = kStages * kStageBytes > kRedBytes ? kStages * kStageBytes : kRedBytes;
   static_assert(kRows * D * 2 <= kSmem, "the Q tile is staged in the pipeline's memory");
 };
+
+/// The decode kernel's shared memory per CTA at a built head dim d (64, 128; anything else: 256's).
+constexpr int decode_smem_bytes(int d) {
+  return d == 64 ? DecodeTile<64>::kSmem : d == 128 ? DecodeTile<128>::kSmem : DecodeTile<256>::kSmem;
+}
+
+/// Resident decode CTAs per SM at head dim d with smem_optin bytes of opt-in shared memory per CTA (within 1 KB of
+/// the SM's): shared memory, clamped to 1..3 by registers (<= 168 x 128 threads: 3 per SM). The planner's input
+/// (forward_kvcache.cc) and the decode cost model's (src/model/decode.h).
+constexpr int decode_ctas_per_sm(int d, int smem_optin) { return std::clamp(smem_optin / decode_smem_bytes(d), 1, 3); }
 
 }  // namespace flatattn::cuda

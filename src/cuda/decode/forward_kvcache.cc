@@ -156,14 +156,6 @@ DecodeParams make_decode_params(const KvProblem& p, const KvTensors& t) {
   return d;
 }
 
-int smem_of(int d) {
-  switch (d) {
-    case 64: return DecodeTile<64>::kSmem;
-    case 128: return DecodeTile<128>::kSmem;
-    default: return DecodeTile<256>::kSmem;
-  }
-}
-
 /// The Report's kernel name: decode_<dtype>_d<D>[_<variant>][_varlen]_splits<N> (the planner's or the forced count).
 std::string kernel_name(const KvProblem& p, int splits) {
   std::string n = "decode_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d);
@@ -218,14 +210,15 @@ bool decode_splits_by_model() {
 int decode_splits(const KvProblem& p) {
   if (p.num_splits > 0) return p.num_splits;
   const DeviceInfo& dev = device_info(p.device.index);
+  // The keys one row block reads, as far as the host knows: the cache capacity, narrowed by a left window.
+  const std::int64_t keys = p.mask.left >= 0 ? std::min<std::int64_t>(p.capacity(), p.mask.left + p.nq + 1) : p.capacity();
   if (decode_splits_by_model()) {
     model::DecodeShape s;
     s.batch = p.batch;
     s.hq = p.hq;
     s.hkv = p.hkv;
     s.q_len = p.nq;
-    s.context = p.capacity();
-    if (p.mask.left >= 0) s.context = std::min<std::int64_t>(s.context, p.mask.left + p.nq + 1);
+    s.context = keys;
     s.page = p.paged ? p.page_size : 0;
     s.d = p.d;
     s.dtype = p.dtype;
@@ -235,12 +228,9 @@ int decode_splits(const KvProblem& p) {
   w.batch = p.batch;
   w.hkv = p.hkv;
   w.row_blocks = (p.group() * p.nq + DecodeTile<64>::kRows - 1) / DecodeTile<64>::kRows;
-  w.keys = p.capacity();
-  if (p.mask.left >= 0) w.keys = std::min<std::int64_t>(w.keys, p.mask.left + p.nq + 1);
+  w.keys = keys;
   w.sm_count = dev.sm_count;
-  // Resident CTAs per SM: shared memory (the opt-in limit is within 1 KB of the SM's) and registers (<= 168
-  // x 128 threads: 3 per SM).
-  w.ctas_per_sm = std::clamp(dev.smem_optin / std::max(1, smem_of(static_cast<int>(p.d))), 1, 3);
+  w.ctas_per_sm = decode_ctas_per_sm(static_cast<int>(p.d), dev.smem_optin);
   return plan_decode_splits(w);
 }
 
