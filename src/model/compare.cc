@@ -15,14 +15,14 @@
 
 namespace flatattn::model {
 
-namespace {
-
 double median(std::vector<double> v) {
   if (v.empty()) return NAN;
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+namespace {
 
 std::vector<double> ranks(const std::vector<double>& x) {
   std::vector<std::size_t> idx(x.size());

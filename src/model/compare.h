@@ -48,6 +48,9 @@ struct Comparison {
 /// Predicts every record on `gpu` and computes the statistics.
 Comparison compare(const Gpu& gpu, const std::vector<Measured>& measured);
 
+/// The median of v (the mean of the middle two for an even count); NaN when v is empty.
+double median(std::vector<double> v);
+
 /// Spearman rank correlation (average ranks for ties). Throws Error when sizes differ or < 2.
 double spearman(const std::vector<double>& a, const std::vector<double>& b);
 

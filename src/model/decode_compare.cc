@@ -8,18 +8,12 @@
 #include <tuple>
 
 #include "flatattn/error.h"
-#include "src/model/compare.h"  // spearman
+#include "src/model/compare.h"  // median, spearman
 #include "src/model/json_reader.h"
 
 namespace flatattn::model {
 
 namespace {
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? NAN : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
 
 using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                        std::int64_t, int>;
@@ -107,7 +101,7 @@ DecodeComparison compare_decode(const Gpu& gpu, const std::vector<DecodeMeasured
     by_shape[key_of(m.shape)][m.splits].push_back(m.ms);
     first.emplace(key_of(m.shape), &m);
   }
-  c.median_rel_error = median_of(errs);
+  c.median_rel_error = median(errs);
   c.max_rel_error = errs.empty() ? NAN : *std::max_element(errs.begin(), errs.end());
   c.spearman = rows.size() >= 2 ? spearman(pred, meas) : NAN;
   for (const auto& [key, counts] : by_shape) {
@@ -118,7 +112,7 @@ DecodeComparison compare_decode(const Gpu& gpu, const std::vector<DecodeMeasured
     p.rule = m.rule_splits;
     double best_ms = INFINITY, model_us = INFINITY;
     for (const auto& [k, times] : counts) {
-      const double ms = median_of(times);
+      const double ms = median(times);
       p.splits.push_back(k);
       p.ms.push_back(ms);
       if (ms < best_ms) best_ms = ms, p.best = k;
