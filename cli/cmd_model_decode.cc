@@ -132,8 +132,7 @@ void run_measured(const DecodeArgs& a) {
   const std::vector<DecodeMeasured> rows = load_decode_measured(a.measured);
   if (!a.fit.empty()) {
     gpu.decode = fit_decode(gpu, rows);
-    gpu.has_decode = true;
-    const DecodeCalib& c = gpu.decode;
+    const DecodeCalib& c = *gpu.decode;
     nlohmann::ordered_json j;
     j["base"] = a.hw;
     j["name"] = std::filesystem::path(a.fit).stem().string();

@@ -33,7 +33,6 @@ DecodeCalib from_params(const Params& p) {
 
 double mean_log_error(const Gpu& base, const Params& p, const std::vector<DecodeMeasured>& rows) {
   Gpu g = base;
-  g.has_decode = true;
   g.decode = from_params(p);
   double sum = 0;
   for (const DecodeMeasured& m : rows) sum += std::abs(std::log(predict_decode(m.shape, m.splits, g).step_us * 1e-3 / m.ms));
@@ -140,7 +139,7 @@ DecodeCalib fit_decode(const Gpu& gpu, const std::vector<DecodeMeasured>& rows) 
   if (rows.empty())
     throw Error(Error::Kind::invalid_argument, "measured rows", "0", "the fit needs at least one row", "give a file with rows");
   // Start: the file's constants, or a guess from the hardware (a tile of 32 KiB at ~16 GB/s per CTA, HBM at 90 %).
-  Params x0 = gpu.has_decode ? to_params(gpu.decode)
+  Params x0 = gpu.decode ? to_params(*gpu.decode)
                              : Params{8, 3, 2, 1.3, gpu.hbm_bw * 0.9e-9, 4, 0.1};
   for (double& v : x0) v = std::log(std::max(v, 1e-3));
   auto f = [&](const Params& lx) {

@@ -117,10 +117,7 @@ Gpu read_gpu(const Reader& r) {
   g.default_path = r.string("default_path", false, g.paths.begin()->first);
   if (!g.paths.count(g.default_path))
     detail::bad_value(r.file(), r.key("default_path"), g.default_path, "a key of \"paths\"");
-  if (r.has("decode")) {
-    g.has_decode = true;
-    g.decode = read_decode(r.object("decode"));
-  }
+  if (r.has("decode")) g.decode = read_decode(r.object("decode"));
   return g;
 }
 

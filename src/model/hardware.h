@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,8 +97,7 @@ struct Gpu {
   double stream_efficiency = 0.9;         ///< unfused dataflows: elementwise kernels' fraction of hbm_bw
   std::map<std::string, GpuPath> paths;   ///< calibration per kernel family ("sm80", "sm90")
   std::string default_path = "sm80";      ///< the family a variant without a path uses
-  bool has_decode = false;                ///< the file has a "decode" calibration
-  DecodeCalib decode{};                   ///< the decode step's constants (src/model/decode.h); has_decode
+  std::optional<DecodeCalib> decode;      ///< the decode step's constants (src/model/decode.h), when the file has them
 
   /// Tensor FLOP/s for dtype; throws Error when this GPU has no tensor rate for it.
   [[nodiscard]] double tensor_rate(DType dtype) const;

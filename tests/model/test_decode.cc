@@ -118,7 +118,7 @@ TEST(DecodeModel, RefusesBadInput) {
   s.dtype = DType::f32;
   EXPECT_THROW(predict_decode(s, 1, g), Error);
   Gpu none = g;
-  none.has_decode = false;
+  none.decode.reset();
   try {
     predict_decode(shape(1, 8192, 32, 8, 16), 1, none);
     FAIL() << "no throw without a decode calibration";
@@ -187,7 +187,7 @@ TEST(DecodeModel, FitReproducesTheShippedConstants) {
   EXPECT_LE(shipped, mean_log(fitted) + 0.01);
   // From the physical guess (no decode constants) the fit gets there too.
   Gpu bare = g;
-  bare.has_decode = false;
+  bare.decode.reset();
   Gpu from_guess = g;
   from_guess.decode = fit_decode(bare, rows);
   EXPECT_LE(mean_log(from_guess), shipped + 0.01);
