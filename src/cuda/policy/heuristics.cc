@@ -118,6 +118,10 @@ model::AttnShape shape_of(const Workload& w) {
 /// dev's hardware description (data/model/hardware, with its SM count and shared memory), loaded once per device.
 const model::Hardware& hardware_of(const DeviceInfo& dev) {
   Cache& c = cache();
+  {
+    std::shared_lock<std::shared_mutex> read(c.mu);  // the common case: loaded, no writer lock per decode step
+    if (auto it = c.hardware.find(dev.index); it != c.hardware.end() && it->second) return *it->second;
+  }
   std::unique_lock<std::shared_mutex> write(c.mu);
   auto& slot = c.hardware[dev.index];
   if (!slot)
