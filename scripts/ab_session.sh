@@ -12,6 +12,7 @@
 # time left).
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
+# BWD_ARGS (more bench_bwd options, e.g. --dropout 0.1),
 # DEADLINE (seconds, default 540; rounds stop before it), JOBS, BENCHES (default "fwd bwd host": which benches
 # each round runs), CUPTI (a CUPTI with include/ and lib/ for host_overhead's split; default: the toolkit's
 # extras/CUPTI, else .xfer/cupti when carried).
@@ -79,7 +80,7 @@ run() {  # run SIDE ROUND: one pass of the three benches
     timeout 200 $b/bench/gpu/bench_fwd --out "$OUT/fwd_${side}_$r.json" ${BENCH_D:+--d $BENCH_D} ${BENCH_N:+--n $BENCH_N} \
       > "$OUT/fwd_${side}_$r.txt" 2>&1
   [[ " $BENCHES " == *" bwd "* ]] &&
-    timeout 200 $b/bench/gpu/bench_bwd --out "$OUT/bwd_${side}_$r.json" ${BWD_D:+--d $BWD_D} ${BWD_N:+--n $BWD_N} \
+    timeout 200 $b/bench/gpu/bench_bwd --out "$OUT/bwd_${side}_$r.json" ${BWD_D:+--d $BWD_D} ${BWD_N:+--n $BWD_N} ${BWD_ARGS:-} \
       > "$OUT/bwd_${side}_$r.txt" 2>&1
   [[ " $BENCHES " == *" host "* ]] &&
     timeout 90 $b/bench/gpu/host_overhead --out "$OUT/host_${side}_$r.json" > "$OUT/host_${side}_$r.txt" 2>&1

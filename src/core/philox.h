@@ -133,6 +133,29 @@ FLATATTN_HD std::uint32_t dropout_keep_bits(const Philox4& o, std::uint32_t thre
   return bits;
 }
 
+/// The per-call constants of dropout_keep_msb for threshold t in [0, 256]: with k = 255 - t, keep (byte >= t) is the
+/// carry out of byte + k + 1. `low` holds (k & 0x7f) + 1 in every byte, `msb` holds k & 0x80 in every byte; t = 256
+/// (all dropped) takes low = msb = 0, whose carry is never set.
+struct DropoutSwar {
+  std::uint32_t low = 0, msb = 0;
+};
+
+FLATATTN_HD DropoutSwar dropout_swar(std::uint32_t threshold) {
+  if (threshold >= 256u) return {0u, 0u};
+  const std::uint32_t k = 255u - threshold;
+  return {((k & 0x7fu) + 1u) * 0x01010101u, (k & 0x80u) * 0x01010101u};
+}
+
+/// The keep decisions of the 4 bytes of one Philox word as the top bit of each byte (the other bits are garbage):
+/// bit 8 m + 7 is set iff byte m >= threshold. Per byte, (x & 0x7f) + (k & 0x7f) + 1 <= 255 stays inside its byte
+/// and its bit 7 is the carry into bit 7 of byte + k + 1; the carry out is the majority of that carry and the two top
+/// bits. Three integer operations per 4 elements (the CUDA forward spreads each top bit over a 16-bit lane with one
+/// byte permute and masks packed P with it, src/cuda/common/score.cuh).
+FLATATTN_HD std::uint32_t dropout_keep_msb(std::uint32_t x, DropoutSwar s) {
+  const std::uint32_t low = (x & 0x7f7f7f7fu) + s.low;
+  return (x & s.msb) | (x & low) | (s.msb & low);
+}
+
 /// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0,
 /// sequence-head slot b * hq + h + bh0).
 FLATATTN_HD bool dropout_keep(const DropoutStream& s, int b, int h, int i, int j) {

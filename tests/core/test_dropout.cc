@@ -111,6 +111,25 @@ TEST(Dropout, KeepBitsEqualTheByteRuleAtEveryThreshold) {
     }
 }
 
+// dropout_keep_msb (the CUDA forward's per-word form) against the byte rule: every threshold 0..256 and every byte
+// value in every byte position, with random neighbours (the SWAR sum must not leak between bytes).
+TEST(Dropout, KeepMsbEqualsTheByteRuleForEveryByteAndThreshold) {
+  std::mt19937_64 rng(check::fresh_seed());
+  for (std::uint32_t t = 0; t <= 256; ++t) {
+    const DropoutSwar s = dropout_swar(t);
+    for (std::uint32_t v = 0; v < 256; ++v)
+      for (int pos = 0; pos < 4; ++pos) {
+        const std::uint32_t x = (static_cast<std::uint32_t>(rng()) & ~(0xffu << (8 * pos))) | (v << (8 * pos));
+        const std::uint32_t m = dropout_keep_msb(x, s);
+        for (int b = 0; b < 4; ++b) {
+          const bool want = ((x >> (8 * b)) & 0xffu) >= t;
+          ASSERT_EQ(((m >> (8 * b + 7)) & 1u) != 0, want)
+              << "threshold " << t << " byte " << b << std::hex << " word " << x << " result " << m;
+        }
+      }
+  }
+}
+
 // p is quantized to 1/256 (FlashAttention-2's 8-bit threshold), rounded to nearest with ties to even.
 TEST(Dropout, ThresholdIsPRoundedTo256ths) {
   EXPECT_EQ(dropout_threshold(0.0), 0u);

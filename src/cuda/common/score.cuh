@@ -10,6 +10,7 @@
 #include "src/cuda/common/arch.cuh"
 #include "src/cuda/common/mask.cuh"
 #include "src/cuda/common/params.h"
+#include "src/cuda/common/warp_gemm.cuh"  // pack_p
 
 namespace flatattn::cuda {
 
@@ -138,8 +139,46 @@ FLATATTN_DEVICE void for_each_keep(const VariantData& v, int b, int h, int r, in
   }
 }
 
+/// The 16-bit lanes of one packed pair from the keep bits of dropout_keep_msb: lane e is 0xffff iff byte
+/// 2 kHalf + e of the word is kept (prmt's sign-replicate mode, PTX ISA "prmt": a selector nibble with its top bit
+/// set copies the top bit of the selected byte over the whole output byte).
+template <int kHalf>
+FLATATTN_DEVICE std::uint32_t keep_lanes(std::uint32_t msb) {
+  constexpr std::uint32_t kSel = kHalf == 0 ? 0x9988u : 0xbbaau;
+  std::uint32_t r;
+  asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(msb), "n"(kSel));
+  return r;
+}
+
+/// Dropout on packed P (after pack_p; kNT % 8 == 0): each 16-bit element that its Philox byte drops becomes +0. One
+/// call per row and 64 keys (eight n-tiles, for_each_keep's grouping): its word w serves n-tiles 2 w (bytes 0, 1,
+/// the packed pair's lanes) and 2 w + 1 (bytes 2, 3). Per 4 elements 3 operations for the keep bits, 2 permutes,
+/// 2 ANDs; the 1 / (1 - p) scale is not applied here but on the output (scale_output_for_dropout).
+template <class V, int kMT, int kNT>
+FLATATTN_DEVICE void drop_packed(std::uint32_t (&pa)[kMT][kNT / 2][4], const VariantData& v, int b, int h, int row0,
+                                 int col0) {
+  static_assert(kNT % 8 == 0, "a Philox call covers eight n-tiles");
+  const DropoutSwar sw = dropout_swar(v.drop_threshold);
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr)
+#pragma unroll
+      for (int g = 0; g < kNT / 8; ++g) {
+        const Philox4 o = V::Prob::block(v, b, h, row0 + mt * 16 + 8 * hr, col0 + g * 64);
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const std::uint32_t m = dropout_keep_msb(o.x[w], sw);
+          pa[mt][4 * g + w][hr] &= keep_lanes<0>(m);      // n-tile 8 g + 2 w, this row half
+          pa[mt][4 * g + w][2 + hr] &= keep_lanes<1>(m);  // n-tile 8 g + 2 w + 1
+        }
+      }
+}
+
 /// The probability hook on a query-major block of probabilities (after the softmax, before P V), in the
-/// layout of apply_score. Nothing for a variant without one. Dropout: one Philox call per 16 elements (kNT >= 8).
+/// layout of apply_score. Nothing for a variant without one. Dropout (kNT < 8 only; pack_probs masks packed P
+/// otherwise): one Philox call per row; dropped entries become 0, kept ones stay unscaled (the output carries
+/// 1 / (1 - p), scale_output_for_dropout).
 template <class V, int kMT, int kNT>
 FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int row0, int col0, ScoreAt at) {
   if constexpr (V::Prob::kDropout) {
@@ -149,7 +188,7 @@ FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int
       for (int hr = 0; hr < 2; ++hr)
         for_each_keep<V, kNT>(p.var, at.b, at.h, row0 + mt * 16 + 8 * hr, col0, [&](int nt, int e, bool keep) {
           float& x = s[mt][nt][2 * hr + e];
-          x = keep ? x * p.var.drop_scale : 0.f;
+          x = keep ? x : 0.f;
         });
   } else if constexpr (V::Prob::kActive) {
     for_each_element(s, row0, col0, [&](float& x, int r, int c) {
@@ -157,6 +196,32 @@ FLATATTN_DEVICE void apply_prob(float (&s)[kMT][kNT][4], const FwdParams& p, int
       at.j = c;
       x = V::Prob::template prob<FloatMath>(x, p.var, at);
     });
+  }
+}
+
+/// Every forward kernel's step from probabilities to the A fragments of P V: the probability hook, then packing
+/// (pack_p). Dropout on whole Philox groups (kNT % 8 == 0) masks the packed pairs instead (drop_packed): 1.75
+/// integer operations per element besides the generator, where the fp32 form took a byte extract, a compare, a
+/// multiply and a select per element.
+template <class E, class V, int kMT, int kNT>
+FLATATTN_DEVICE void pack_probs(float (&s)[kMT][kNT][4], std::uint32_t (&pa)[kMT][kNT / 2][4], const FwdParams& p,
+                                int row0, int col0, ScoreAt at) {
+  if constexpr (V::Prob::kDropout && kNT % 8 == 0) {
+    pack_p<E>(s, pa);
+    drop_packed<V, kMT, kNT>(pa, p.var, at.b, at.h, row0, col0);
+  } else {
+    apply_prob<V>(s, p, row0, col0, at);
+    pack_p<E>(s, pa);
+  }
+}
+
+/// Dropout's 1 / (1 - p) on the output: every forward kernel keeps the dropped-and-unscaled P V and multiplies the
+/// output factor (finalize_rows' 1 / l) once per row instead. Nothing without dropout.
+template <class V, int kMT>
+FLATATTN_DEVICE void scale_output_for_dropout(float (&inv)[kMT][2], const FwdParams& p) {
+  if constexpr (V::Prob::kDropout) {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) inv[mt][0] *= p.var.drop_scale, inv[mt][1] *= p.var.drop_scale;
   }
 }
 

@@ -144,8 +144,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
       }
       copy_commit();
       std::uint32_t pa[kMT][kNT / 2][4];
-      apply_prob<V>(s[i], p, row, (range.begin + i) * kBN + col, at);
-      pack_p<E>(s[i], pa);
+      pack_probs<E, V>(s[i], pa, p, row, (range.begin + i) * kBN + col, at);
       gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, buffer(n_blocks + i), av);
     }
   }
@@ -156,6 +155,7 @@ __global__ void __launch_bounds__(Shape::kThreads, Shape::kMinBlocks)
   float inv[kMT][2], lse[kMT][2];
   finalize_rows(m, l, inv, lse, p.mul);
   add_sinks(inv, lse, p.sinks, tc.h);
+  scale_output_for_dropout<V>(inv, p);
   if (n_blocks > kCap) {  // max_seqlen_k understated a varlen length: poison rather than truncate
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) inv[mt][0] = inv[mt][1] = lse[mt][0] = lse[mt][1] = NAN;

@@ -171,9 +171,8 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       }
 
       online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
-      apply_prob<V>(s, p, row, nb * kBN + col, at);
       std::uint32_t pa[kMT][kNT / 2][4];
-      pack_p<E>(s, pa);
+      pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
       gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
       it = nxt;
     }
@@ -204,9 +203,8 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
     }
 
     online_softmax<Shape::kLazyRescale>(s, o, m, l, p.mul);
-    apply_prob<V>(s, p, row, nb * kBN + col, at);
     std::uint32_t pa[kMT][kNT / 2][4];
-    pack_p<E>(s, pa);
+    pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
     gemm_pv<E, TKV, kMT, kNT, kDT>(o, pa, kbuf(nb) + TKV::kBytes, av);
   }
   }  // kSparse
@@ -217,6 +215,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
   float inv[kMT][2], lse[kMT][2];
   finalize_rows(m, l, inv, lse, p.mul);
   add_sinks(inv, lse, p.sinks, tc.h);
+  scale_output_for_dropout<V>(inv, p);
   store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, kMT, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);

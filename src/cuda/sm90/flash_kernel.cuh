@@ -218,8 +218,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
         fence_regs(o[0]);
       }
       fence_regs(pa[0]);
-      apply_prob<V>(s, p, row, nb * kBN + col, at);
-      pack_p<E>(s, pa);
+      pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
 #pragma unroll
       for (int k = 0; k < kAhead; ++k) ahead_nb[k] = ahead_nb[k + 1], ahead_slot[k] = ahead_slot[k + 1];
       if constexpr (kEarlyTake) {
@@ -273,8 +272,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
       fence_regs(o[0]);
     }
     fence_regs(pa[0]);  // pa stays live until here: its registers are not reused while the wgmma reads them
-    apply_prob<V>(s, p, row, nb * kBN + col, at);
-    pack_p<E>(s, pa);
+    pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
   }
   if (range.begin < range.end) {
     fence_regs(o[0]);
@@ -291,6 +289,7 @@ FLATATTN_DEVICE void flash_fwd_body(const FwdParams& p, const SparseSpec* sp, in
   float inv[1][2], lse[1][2];
   finalize_rows(m, l, inv, lse, p.mul);
   add_sinks(inv, lse, p.sinks, tc.h);
+  scale_output_for_dropout<V>(inv, p);
   store_lse(lse, p, bi, row, lane);
   auto* go = static_cast<std::uint16_t*>(p.o) + bi.o + m0 * p.o_n;
   store_out<E, TQ, 1, kDT>(o, inv, smem, warp_row0, lane, go, p.o_n, bi.nq - m0, p.d);

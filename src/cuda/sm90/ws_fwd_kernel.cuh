@@ -161,7 +161,7 @@ FLATATTN_DEVICE void ws_fwd_body(const WsParams& wp, int n_m_blocks, int hq) {
     mbar_wait(ring.q_bar(), 0, 999);
     WsAcc<S::kDT> acc;
     ws_consumer_mainloop<E, S, V, Ring, kSched>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row, col, at, c);
-    ws_consumer_epilogue<E, S>(acc, p, bi, tc.h, smem, m0, warp_row0, row, lane);
+    ws_consumer_epilogue<E, S, V>(acc, p, bi, tc.h, smem, m0, warp_row0, row, lane);
   }
 }
 

@@ -144,8 +144,7 @@ FLATATTN_DEVICE int ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p,
     } else {
       rescale_o<S::kLazyRescale>(acc.o, alpha, moved);
     }
-    apply_prob<V>(s, p, row, nb * kBN + col, at);
-    pack_p<E>(s, pa);
+    pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
     if constexpr (!kOverlap) {
       ring.wait_v(it);
       fence_regs(acc.o[0]);

@@ -159,7 +159,7 @@ FLATATTN_DEVICE void ws_persistent_body(const WsParams& wp, const WsTileSchedule
         it += ws_consumer_mainloop<E, S, V, Ring, kSched, false>(acc, p, ring, sq + c * 64 * TQ::kRowBytes, bm, range, row,
                                                                  col, at, c, nullptr, it);
       }
-      ws_consumer_epilogue<E, S>(acc, p, tile.bi, h, smem, tile.m0, warp_row0, row, lane);
+      ws_consumer_epilogue<E, S, V>(acc, p, tile.bi, h, smem, tile.m0, warp_row0, row, lane);
       ring.release_q();
       ++n;
     }
