@@ -114,25 +114,6 @@ FLATATTN_HD std::uint32_t dropout_byte(const Philox4& o, int j) {
   return dropout_byte_at(o, ((j >> 3) & 7) * 2 + (j & 1));
 }
 
-/// The keep bits of a whole call: bit k is (byte k >= threshold), threshold in [0, 256]. SWAR, host and device
-/// alike: the even and the odd bytes of a word sit in 16-bit lanes as 0x100 | byte, and the lane minus the
-/// threshold keeps its bit 8 iff byte >= threshold (no borrow crosses a lane: 0x100 | byte >= threshold).
-FLATATTN_HD std::uint32_t dropout_keep_bits(const Philox4& o, std::uint32_t threshold) {
-  const std::uint32_t tt = threshold | (threshold << 16);
-  std::uint32_t bits = 0;
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-  for (int m = 0; m < 4; ++m) {
-    const std::uint32_t x = o.x[m];
-    const std::uint32_t ev = (((x & 0x00ff00ffu) | 0x01000100u) - tt) & 0x01000100u;         // bytes 0, 2 at 8, 24
-    const std::uint32_t od = ((((x >> 8) & 0x00ff00ffu) | 0x01000100u) - tt) & 0x01000100u;  // bytes 1, 3 at 8, 24
-    const std::uint32_t v = ev | (od << 1);                                                  // bits 8, 9, 24, 25
-    bits |= (((v >> 8) | (v >> 22)) & 0xfu) << (4 * m);
-  }
-  return bits;
-}
-
 /// The per-call constants of dropout_keep_msb for threshold t in [0, 256]: with k = 255 - t, keep (byte >= t) is the
 /// carry out of byte + k + 1. `low` holds (k & 0x7f) + 1 in every byte, `msb` holds k & 0x80 in every byte; t = 256
 /// (all dropped) takes low = msb = 0, whose carry is never set.
@@ -154,6 +135,23 @@ FLATATTN_HD DropoutSwar dropout_swar(std::uint32_t threshold) {
 FLATATTN_HD std::uint32_t dropout_keep_msb(std::uint32_t x, DropoutSwar s) {
   const std::uint32_t low = (x & 0x7f7f7f7fu) + s.low;
   return (x & s.msb) | (x & low) | (s.msb & low);
+}
+
+/// The keep bits of a whole call: bit k is (byte k >= threshold), threshold in [0, 256]. SWAR, host and device
+/// alike: dropout_keep_msb puts word m's four decisions in bits 7, 15, 23 and 31; one multiply by
+/// 2^21 + 2^14 + 2^7 + 1 gathers them into bits 28..31 (the partial products of the four bits land on distinct
+/// positions, so nothing carries into 28..31), which move to bits 4 m .. 4 m + 3.
+FLATATTN_HD std::uint32_t dropout_keep_bits(const Philox4& o, std::uint32_t threshold) {
+  const DropoutSwar sw = dropout_swar(threshold);
+  std::uint32_t bits = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int m = 0; m < 4; ++m) {
+    const std::uint32_t top = (dropout_keep_msb(o.x[m], sw) & 0x80808080u) * 0x00204081u;  // nibble at 28..31
+    bits |= (top >> (28 - 4 * m)) & (0xfu << (4 * m));
+  }
+  return bits;
 }
 
 /// THE definition: whether element (b, h, i, j) of stream s is kept (at the stream's position i + row0, j + col0,

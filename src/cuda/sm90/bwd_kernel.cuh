@@ -120,6 +120,14 @@ struct BwdShape {
 /// chunk i.
 FLATATTN_DEVICE int frag_word(int i, int h) { return (i % 2) * 2 + h; }
 
+/// Dropout's keep bits of one fragment column of the key-major tile: w[e], the word of query e of the column
+/// pair; bit[h], this lane's bit of row half h in such a word (a per-thread constant: a test is one LOP3).
+struct KeepPair {
+  std::uint32_t w[2];
+  std::uint32_t bit[2];
+  FLATATTN_DEVICE bool keep(int h, int e) const { return (w[e] & bit[h]) != 0u; }
+};
+
 /// kSparse (issue 16): the steps are the listed query blocks of the CTA's key block (the transposed lists of
 /// `sparse_arg`, a SparseSpec) instead of the band's range; false compiles to the dense kernel (an empty
 /// argument, NoSparseArg, and every sparse branch `if constexpr` or a constant condition).
@@ -294,25 +302,29 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
                                                       at, st, m0, n0);
     }
     std::uint32_t pa[4][4], da[4][4];
+    // Dropout's keep bits of fragment column i (queries m0 + 8 i + 2 t4 + e, keys n0 + key_r0 + 8 h): element
+    // (key, query c + e) is bit 16 (q & 1) + 2 w' + (g & 1) of its query's word of q half g >> 2, with q = g >> 1
+    // and w' = 2 wl + h (the warpgroup's bits, written above).
+    const float drop_scale = V::Prob::kDropout ? p.f.var.drop_scale : 1.f;
+    const int drop_sh = ((g >> 1) & 1) * 16 + 4 * wl + (g & 1);
+    auto keep_pair = [&](int i) {
+      KeepPair kp{};
+      if constexpr (V::Prob::kDropout) {
+        const int c = 8 * i + 2 * t4;  // even
+        const uint2 w = *reinterpret_cast<const uint2*>(drop_bits(wg) + (c >> 1) * 4 + (g >> 2) * 2);
+        kp.w[0] = w.x, kp.w[1] = w.y;
+        kp.bit[0] = 1u << drop_sh, kp.bit[1] = 1u << (drop_sh + 2);
+      }
+      return kp;
+    };
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int c = 8 * i + 2 * t4;
       const float2 l = *reinterpret_cast<const float2*>(rows + c);
       const float lse2[2] = {m0 + c >= nq_rows || l.x == -INFINITY ? INFINITY : l.x * kLog2e,
                              m0 + c + 1 >= nq_rows || l.y == -INFINITY ? INFINITY : l.y * kLog2e};
-      // Dropout (FlashAttention Alg. 4) on the key-major tile: element (key n0 + key_r0 + 8 h, query m0 + c + e)
-      // is bit 16 (q & 1) + 2 w' + (g & 1) of its query's word of q half g >> 2, with q = g >> 1 and w' = 2 wl + h
-      // (the warpgroup's bits, written above).
-      bool keep[2][2];
-      if constexpr (V::Prob::kDropout) {
-        const uint2 w = *reinterpret_cast<const uint2*>(drop_bits(wg) + (c >> 1) * 4 + (g >> 2) * 2);  // c even
-        const int sh = ((g >> 1) & 1) * 16 + 4 * wl + (g & 1);
-        const std::uint32_t we[2] = {w.x >> sh, w.y >> sh};  // query c + 0, c + 1
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) keep[h][e] = (we[e] >> (2 * h)) & 1u;
-      }
+      // Dropout (FlashAttention Alg. 4): P^T Z for dV (its 1 / (1 - p) joins dV once, at the end).
+      const KeepPair kp = keep_pair(i);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float pr[2];
@@ -321,10 +333,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
           const float c = sc[0][i][2 * h + e];  // the kept value: x, or the score's carry
           pr[e] = ex2(fmaf(score_of_kept<V>(c, p.f), p.f.mul, -lse2[e]));
           sc[0][i][2 * h + e] = ds_factor<V>(pr[e], c, p.f);
-          if constexpr (V::Prob::kDropout) {  // P^T Z / (1 - p) for dV; the sign bit of sc marks a dropped one
-            pr[e] = keep[h][e] ? pr[e] * p.f.var.drop_scale : 0.f;
-            if (!keep[h][e]) sc[0][i][2 * h + e] = -sc[0][i][2 * h + e];
-          }
+          if constexpr (V::Prob::kDropout) pr[e] = kp.keep(h, e) ? pr[e] : 0.f;
         }
         pa[i / 2][frag_word(i, h)] = E::pack(pr[0], pr[1]);
       }
@@ -338,17 +347,18 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     for (int i = 0; i < 8; ++i) {
       const float2 ds = *reinterpret_cast<const float2*>(rows + kBM + 8 * i + 2 * t4);  // 0 past Nq
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if constexpr (V::Prob::kDropout) {  // dP^T = (V dO^T) Z / (1 - p): sc's sign bit marks a dropped element
+      const KeepPair kp = keep_pair(i);  // reloaded: keeping the bits live across the products costs registers
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float f = sc[0][i][2 * h + e];
-            dp[0][i][2 * h + e] = signbit(f) ? 0.f : dp[0][i][2 * h + e] * p.f.var.drop_scale;
-            sc[0][i][2 * h + e] = fabsf(f);
-          }
+      for (int h = 0; h < 2; ++h) {
+        float d0, d1;
+        if constexpr (V::Prob::kDropout) {  // dP^T = (V dO^T) Z / (1 - p): a dropped element's dS is P (0 - D_i)
+          const float t0 = fmaf(dp[0][i][2 * h], drop_scale, -ds.x), t1 = fmaf(dp[0][i][2 * h + 1], drop_scale, -ds.y);
+          d0 = sc[0][i][2 * h] * (kp.keep(h, 0) ? t0 : -ds.x);
+          d1 = sc[0][i][2 * h + 1] * (kp.keep(h, 1) ? t1 : -ds.y);
+        } else {
+          d0 = sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x);
+          d1 = sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y);
         }
-        const float d0 = sc[0][i][2 * h] * (dp[0][i][2 * h] - ds.x);
-        const float d1 = sc[0][i][2 * h + 1] * (dp[0][i][2 * h + 1] - ds.y);
         const std::uint32_t w = E::pack(d0, d1);
         da[i / 2][frag_word(i, h)] = w;
         *reinterpret_cast<std::uint32_t*>(ds_tile + st_ds.at(0, h, i)) = w;
@@ -428,7 +438,14 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
                                                tid);
   }
 
-  // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head.
+  // dK (times the scale) and dV -> the K and V tiles -> global rows of the kv head. Dropout: P^T Z dO times
+  // 1 / (1 - p), once here instead of on every element.
+  if constexpr (V::Prob::kDropout) {
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dv[0][dt][e] *= p.f.var.drop_scale;
+  }
   copy_wait<0>();
   if (p.grad_f32) {  // fp32 gradients: from the registers, no staging
     store_dk_dv_f32(p, tile, n0, nk, dk, dv, wg * 64 + wl * 16, 0, lane);
