@@ -3,7 +3,8 @@
 # and 128), times bench_bwd --dropout 0.1 (B * N = 16k, H = 16), then takes Nsight Compute profiles of the forward
 # and the backward main kernel with and without dropout (same shape, N = 4096, non-causal): issue-slot use, stall
 # reasons, the instruction mix per pipe, and the SASS hot spots of the dropout kernels. Reports land in $OUT.
-#   OUT=/tmp/out [D_LIST="64 128"] [N=4096] bash bench/gpu/profile_dropout.sh
+#   OUT=/tmp/out [D_LIST="64 128"] [N=4096] [BUILD=dir: reuse a build that has bench_bwd] [TIMING=0] [TIMING_N=list]
+#   [PEERS=0] bash bench/gpu/profile_dropout.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT}
@@ -13,15 +14,24 @@ BUILD=${BUILD:-/tmp/pd-build}
 mkdir -p "$OUT"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 t0=$(date +%s)
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS=90 \
+[[ -x $BUILD/bench/gpu/bench_bwd ]] || cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS=90 \
   -DFLATATTN_HDIMS="64;128" -DFLATATTN_DTYPES=bf16 -DFLATATTN_VARIANTS="plain;dropout" -DFLATATTN_CUDA_PTX75=OFF \
   -DFLATATTN_BUILD_TESTS=OFF -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON > "$OUT/build.log" 2>&1 &&
-  ninja -C "$BUILD" bench_bwd bench_fwd >> "$OUT/build.log" 2>&1
+  ninja -C "$BUILD" bench_bwd >> "$OUT/build.log" 2>&1
 echo "build rc=$? $(( $(date +%s) - t0 )) s"
 grep -E "registers|spill" "$OUT/build.log" | grep -iE "dropout|ws_fwd|bwd" | sort | uniq | head -40 > "$OUT/ptxas.txt"
 # Timing first (no profiler): fwd, bwd, fwd+bwd with and without dropout, same run.
-"$BUILD/bench/gpu/bench_bwd" --d 64,128 --n 1024,4096 --dropout 0.1 --out "$OUT/timing.json" > "$OUT/timing.txt" 2>&1
-cat "$OUT/timing.txt"
+if [[ ${TIMING:-1} == 1 ]]; then
+  "$BUILD/bench/gpu/bench_bwd" --d 64,128 --n ${TIMING_N:-1024,2048,4096,8192} --dropout 0.1 --out "$OUT/timing.json" \
+    > "$OUT/timing.txt" 2>&1
+  cat "$OUT/timing.txt"
+fi
+# SDPA's FlashAttention-2 and cuDNN backends with the same dropout, same grid, same run (PEERS=0: skip).
+if [[ ${PEERS:-1} == 1 ]]; then
+  PEERS_DROPOUT=0.1 PEERS_N=${TIMING_N:-1024,2048,4096,8192} OUT=$OUT timeout 240 python3 bench/gpu/peers_sdpa_bwd.py \
+    > "$OUT/peers.txt" 2>&1
+  tail -3 "$OUT/peers.txt"
+fi
 SEC=(--section SpeedOfLight --section WarpStateStats --section InstructionStats --section SchedulerStats
      --section ComputeWorkloadAnalysis --section LaunchStats --section Occupancy)
 # prof NAME MANGLED_REGEX SKIP SRC(0|1) CMD...: one launch of the kernel whose mangled name matches.

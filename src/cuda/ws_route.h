@@ -21,7 +21,7 @@
 namespace flatattn::cuda {
 
 /// The variants the warp-specialized forward serves at head dim d: those whose hooks are the score transform of the
-/// variant seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (apply_prob in ws_fwd_mainloop.cuh,
+/// variant seam (common/score.cuh: softcap, ALiBi) and dropout's probability hook (pack_probs in ws_fwd_mainloop.cuh,
 /// on the sequence's (b, h, row, column) as the other sm90 kernel: one Philox call per 16 elements), with or without
 /// softcap -- dropout only where the key block is whole 64-key Philox groups (common/score.cuh for_each_keep; the
 /// 80-key block at D = 256 is not). At D = 256 no dropout instance of this kernel is generated
