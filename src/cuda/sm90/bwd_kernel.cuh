@@ -346,7 +346,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const float2 ds = *reinterpret_cast<const float2*>(rows + kBM + 8 * i + 2 * t4);  // 0 past Nq
-#pragma unroll
       const KeepPair kp = keep_pair(i);  // reloaded: keeping the bits live across the products costs registers
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
