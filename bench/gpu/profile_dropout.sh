@@ -4,7 +4,7 @@
 # and the backward main kernel with and without dropout (same shape, N = 4096, non-causal): issue-slot use, stall
 # reasons, the instruction mix per pipe, and the SASS hot spots of the dropout kernels. Reports land in $OUT.
 #   OUT=/tmp/out [D_LIST="64 128"] [N=4096] [BUILD=dir: reuse a build that has bench_bwd] [TIMING=0] [TIMING_N=list]
-#   [PEERS=0] bash bench/gpu/profile_dropout.sh
+#   [PEERS=0] [PROF="fwd bwd": which kernels ncu profiles] bash bench/gpu/profile_dropout.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT}
@@ -51,10 +51,14 @@ prof() {
 }
 for d in $D_LIST; do
   run=("$BUILD/bench/gpu/bench_bwd" --d "$d" --n "$N" --reps 1 --dropout 0.1 --out /tmp/pd_$d.json)
-  prof fwd_plain_d$d 'ws_fwd.*6NoProb' 2 0 "${run[@]}"
-  prof fwd_drop_d$d 'ws_fwd.*11DropoutProb' 2 1 "${run[@]}"
-  prof bwd_plain_d$d 'flash_bwd_kernel.*6NoProb' 2 0 "${run[@]}"
-  prof bwd_drop_d$d 'flash_bwd_kernel.*11DropoutProb' 2 1 "${run[@]}"
+  if [[ " ${PROF:-fwd bwd} " == *" fwd "* ]]; then
+    prof fwd_plain_d$d 'ws_fwd.*6NoProb' 2 0 "${run[@]}"
+    prof fwd_drop_d$d 'ws_fwd.*11DropoutProb' 2 1 "${run[@]}"
+  fi
+  if [[ " ${PROF:-fwd bwd} " == *" bwd "* ]]; then
+    prof bwd_plain_d$d 'flash_bwd_kernel.*6NoProb' 2 0 "${run[@]}"
+    prof bwd_drop_d$d 'flash_bwd_kernel.*11DropoutProb' 2 1 "${run[@]}"
+  fi
 done
 # The pipes and stall reasons side by side (raw metric names, plain vs dropout).
 python3 - "$OUT" $D_LIST <<'PY'
