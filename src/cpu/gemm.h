@@ -37,6 +37,11 @@ constexpr std::int64_t padded_d(std::int64_t d) { return round_up(d, kDimAlign);
 void gemm_panels(const float* a, std::int64_t rows, std::int64_t k, const float* panels, std::int64_t npanels,
                  float* c, std::int64_t ldc);
 
+/// gemm_panels with A row-major (element (i, d) at a[i * lda + d]): the same products in the same order, so
+/// the same C bit for bit, without the interleaved copy of A.
+void gemm_panels_rows(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t k, const float* panels,
+                      std::int64_t npanels, float* c, std::int64_t ldc);
+
 /// C[rows x n] += A[rows x kdim] * B[kdim x n].
 ///   a: A(i, j) at a[i * lda + j], or at a[j * lda + i] when trans_a (A is the transpose of a row-major tile)
 ///   b: row-major, leading dim ldb;  c: row-major, leading dim ldc
