@@ -353,7 +353,7 @@ void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::i
     const vf lse = simd::splat(w.lse[i]), di = simd::splat(w.di[i]);
     [[maybe_unused]] alignas(64) float f[kDropoutChunk];  // dropout: the factors of keys j - j % 64 ..
     for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-      const vf pr = simd::exp(simd::load(s + j) - lse);
+      const vf pr = simd::exp_nonpos(simd::load(s + j) - lse);
       vf dp = simd::load(ds + j);
       vf pv = pr;  // the P of dV += P^T dO
       if constexpr (V::Prob::kDropout) {  // FlashAttention Alg. 4: dV from P Z / (1 - p), dP = (dO V^T) Z / (1 - p)
