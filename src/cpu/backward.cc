@@ -199,6 +199,8 @@ struct KvBlockScratch {
   // Fused dQ (fp32 path, fuses_dq): dQ += dS K here instead of in pass 2.
   float* kr = nullptr;         ///< K rows of the block [bk][dp] (B operand of dQ += dS K)
   float* dq = nullptr;         ///< dQ of the item's query heads [group][dq_rows][dp]
+  float* qall = nullptr;       ///< scale * Q of the item's heads, row-major [group][dq_rows][dp], packed once
+  float* dout_all = nullptr;   ///< dO of the item's heads, likewise (zero rows past each sequence in both)
   std::int64_t dq_rows = 0;    ///< rows per head in dq: the longest sequence plus one tile's padding
   // bf16 paths (bm padded to kBf16RowsDkdv; SplitPolicy pieces as planes, piece k at k * plane):
   std::uint16_t *kb = nullptr, *vb = nullptr;    ///< K and V of the block as K panels [bk][kq]
@@ -235,6 +237,8 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
     w.dq_rows = p.nq + kRowAlign;  // varlen: p.nq is the longest sequence
     w.kr = c.take(bk * dp);
     w.dq = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+    w.qall = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+    w.dout_all = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
   }
   return w;
 }
@@ -312,9 +316,10 @@ std::size_t di_floats(const Problem& p) {
 /// bf16 row-major tiles), LSE and D_i; padded rows get LSE = -inf (so their P and dS rows are zero).
 void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, std::int64_t b, const SeqSpan& sp,
                     std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w,
-                    const Bf16Products* mm) {
+                    const Bf16Products* mm, bool pack = true) {
   const std::int64_t dp = padded_d(p.d);
-  if (mm != nullptr) {
+  if (!pack) {  // the tiles point into rows packed already (the fused dQ's item)
+  } else if (mm != nullptr) {
     mm->pack_tile(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, w.qb);
     mm->pack_tile(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, w.dob);
   } else {
@@ -480,30 +485,37 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       const std::int64_t rows_pad = round_up(rows, mm != nullptr ? kBf16RowsDkdv : kRowAlign);
       const std::optional<SparseRows> sparse =
           p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
-      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step, mm);
+      StepTiles step = w.step;
+      if (w.qall != nullptr) {  // fused dQ: this tile's rows of the item's packed Q and dO (real rows past `rows`
+        // get P = dS = 0 below, as zero rows would)
+        const std::int64_t off = ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp;
+        step.q = w.qall + off;
+        step.dout = w.dout_all + off;
+      }
+      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, step, mm, w.qall == nullptr);
       const Rows q = rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), dout = rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h);
       if (mm != nullptr) {
         mm->pack_pairs(from_row(q, i0), rows, rows_pad, p.d, dp, w.qp, w.pair_plane);
         mm->pack_pairs(from_row(dout, i0), rows, rows_pad, p.d, dp, w.dop, w.pair_plane);
-        mm->qk(w.step.qb, rows_pad, kq, w.kb, ncols, p.scale, w.step.s, ld);  // S = scale (Q K^T)
-        mm->qk(w.step.dob, rows_pad, kq, w.vb, ncols, 1.f, w.step.ds, ld);    // dP = dO V^T
+        mm->qk(step.qb, rows_pad, kq, w.kb, ncols, p.scale, step.s, ld);  // S = scale (Q K^T)
+        mm->qk(step.dob, rows_pad, kq, w.vb, ncols, 1.f, step.ds, ld);    // dP = dO V^T
       } else {
-        gemm_panels_rows(w.step.q, dp, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
-        gemm_panels_rows(w.step.dout, dp, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
+        gemm_panels_rows(step.q, dp, rows_pad, dp, w.kt, ncols / kPanel, step.s, ld);    // S = (scale Q) K^T
+        gemm_panels_rows(step.dout, dp, rows_pad, dp, w.vt, ncols / kPanel, step.ds, ld);  // dP = dO V^T
       }
       probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
-                        w.step, sparse ? &*sparse : nullptr, keys);
+                        step, sparse ? &*sparse : nullptr, keys);
       if (mm != nullptr) {  // P^T and dS^T in bf16 pieces (keys x rows), the A operands
         const int pieces = mm->split.pieces;
-        bf16_transpose(w.step.s, rows_pad, ncols, ld, w.pt, rows_pad, pieces, w.t_plane);
-        bf16_transpose(w.step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
+        bf16_transpose(step.s, rows_pad, ncols, ld, w.pt, rows_pad, pieces, w.t_plane);
+        bf16_transpose(step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
         mm->pv_split(w.pt, w.t_plane, rows_pad, ncols, rows_pad, w.dop, w.pair_plane, dp, w.dv, dp);  // dV += P^T dO
         mm->pv_split(w.dst, w.t_plane, rows_pad, ncols, rows_pad, w.qp, w.pair_plane, dp, w.dk, dp);  // dK += dS^T Q
       } else {
-        gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.step.dout, dp, dp, w.dv, dp);   // dV += P^T dO
-        gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.step.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+        gemm_acc(step.s, ld, true, ncols, rows_pad, step.dout, dp, dp, w.dv, dp);   // dV += P^T dO
+        gemm_acc(step.ds, ld, true, ncols, rows_pad, step.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
         if (w.dq != nullptr)  // dQ += dS K (fuses_dq)
-          gemm_acc(w.step.ds, ld, false, rows_pad, ncols, w.kr, dp, dp,
+          gemm_acc(step.ds, ld, false, rows_pad, ncols, w.kr, dp, dp,
                    w.dq + ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp, dp);
       }
     }
@@ -716,6 +728,13 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
           const KvItem& item = items[it];
           const std::size_t end = it + 1 < items.size() ? items[it + 1].first : blocks.size();
           std::memset(w.dq, 0, sizeof(float) * static_cast<std::size_t>(p.group() * w.dq_rows * dp));
+          for (std::int64_t g = 0; g < p.group(); ++g) {  // Q and dO of the item's heads, once
+            const std::int64_t h = item.hk * p.group() + g;
+            pack_rows(rows_of(p, t.q, t.sq, item.b, item.sp.q0, h), 0, item.sp.nq, w.dq_rows, p.d, dp, p.scale,
+                      w.qall + g * w.dq_rows * dp);
+            pack_rows(rows_of(p, t.dout, t.sdo, item.b, item.sp.q0, h), 0, item.sp.nq, w.dq_rows, p.d, dp, 1.f,
+                      w.dout_all + g * w.dq_rows * dp);
+          }
           for (std::size_t i = item.first; i < end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
           for (std::int64_t g = 0; g < p.group(); ++g) {
             const std::int64_t h = item.hk * p.group() + g;
