@@ -131,6 +131,30 @@ void gemm_panels_rows(const float* a, std::int64_t lda, std::int64_t rows, std::
   }
 }
 
+void gemm_panels_upto(const float* a, std::int64_t rows, std::int64_t k, const float* panels, std::int64_t npanels,
+                      float* c, std::int64_t ldc, const std::int64_t* group_cols) {
+  for (std::int64_t p = 0; p < npanels; ++p) {
+    const float* bp = panels + p * k * kPanel;
+    for (std::int64_t i0 = 0; i0 < rows; i0 += kMrA)
+      if (p * kPanel < group_cols[i0 / kMrA]) kernel_a(a + i0 * k, bp, k, c + i0 * ldc + p * kPanel, ldc);
+  }
+}
+
+void gemm_acc_upto(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t kdim, const float* b,
+                   std::int64_t ldb, std::int64_t n, float* c, std::int64_t ldc, const std::int64_t* group_cols) {
+  for (std::int64_t k0 = 0; k0 < kdim; k0 += kKc) {
+    const std::int64_t kc = std::min(kKc, kdim - k0);
+    for (std::int64_t n0 = 0; n0 < n; n0 += 4 * simd::kWidth) {
+      const int nv = static_cast<int>(std::min<std::int64_t>(4, (n - n0) / simd::kWidth));
+      const KernelB kern = kKernelsB[0][nv - 1];
+      for (std::int64_t i0 = 0; i0 < rows; i0 += kMrB) {
+        const std::int64_t kg = std::min(kc, group_cols[i0 / kMrA] - k0);  // this row group's inner dim here
+        if (kg > 0) kern(a + i0 * lda + k0, lda, b + k0 * ldb + n0, ldb, kg, c + i0 * ldc + n0, ldc);
+      }
+    }
+  }
+}
+
 void gemm_acc(const float* a, std::int64_t lda, bool trans_a, std::int64_t rows, std::int64_t kdim, const float* b,
               std::int64_t ldb, std::int64_t n, float* c, std::int64_t ldc) {
   for (std::int64_t k0 = 0; k0 < kdim; k0 += kKc) {
