@@ -288,10 +288,13 @@ QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, 
 /// items of the fused pass (one per batch and kv head: it walks all its key blocks in order, so the dQ rows of
 /// its heads are summed by one thread) are at least two per thread. Each dQ element is then the same chain of
 /// FMAs over the keys in ascending order as pass 2's (rows that do not see a key add exact zeros there), so
-/// both choices give the same bits, and the choice may follow the thread count.
+/// both choices give the same bits, and the choice may follow the thread count. Its per-thread scratch (dQ, Q and
+/// dO rows of a kv head's query heads: 3 group Nq D floats) must stay within kFusedDqMaxBytes.
+constexpr double kFusedDqMaxBytes = 64.0 * (1 << 20);
 bool fuses_dq(const Problem& p, MatmulPath path, int threads) {
+  const double bytes = 3.0 * 4.0 * static_cast<double>(p.group() * (p.nq + kRowAlign) * padded_d(p.d));
   return path == MatmulPath::fp32 && !p.sparse.on && p.variant.bias == nullptr &&
-         p.batch * p.hkv >= 2 * static_cast<std::int64_t>(threads);
+         p.batch * p.hkv >= 2 * static_cast<std::int64_t>(threads) && bytes <= kFusedDqMaxBytes;
 }
 
 std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path, const SplitPolicy& split,
