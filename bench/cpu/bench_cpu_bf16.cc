@@ -1,9 +1,10 @@
-// Micro-bench of the bf16 CPU forward (issue 21) at the issue's shapes: median ms and GFLOP/s per shape,
-// the automatic plan and, with --plans, alternative Flash / FLAT tiles. The product path is the one
-// FLATATTN_CPU_MATMUL selects (auto: AMX). Not a test; torch comparisons: bench/cpu/peers_torch_cpu.py.
+// Micro-bench of the bf16 (or, with --dtype f32, fp32) CPU forward (issue 21) at the issue's shapes: median ms
+// and GFLOP/s per shape, the automatic plan and, with --plans, alternative Flash / FLAT tiles. The product path
+// is the one FLATATTN_CPU_MATMUL selects (auto: AMX for bf16; fp32 inputs take the exact fp32 path). Not a test;
+// torch comparisons: bench/cpu/peers_torch_cpu.py.
 //
 //   bench_cpu_bf16 [--shapes gpt2,gpt2_causal,llama4k,n16k,n16k_full] [--threads 1] [--reps 5]
-//                  [--plans flash:96x256,flat:64,...] [--backward]
+//                  [--plans flash:96x256,flat:64,...] [--backward] [--cpu-time] [--dtype bf16|f32]
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> shapes = {"gpt2", "gpt2_causal", "llama4k", "n16k"}, plans;
   int threads = 1, reps = 5;
   bool backward = false;
+  DType dtype = DType::bf16;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--shapes" && i + 1 < argc) shapes = bench::split_list(argv[++i]);
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
     else if (a == "--plans" && i + 1 < argc) plans = bench::split_list(argv[++i]);
     else if (a == "--backward") backward = true;
     else if (a == "--cpu-time") g_cpu_time = true;  // process CPU time instead of wall time (for --threads 1)
+    else if (a == "--dtype" && i + 1 < argc) dtype = std::string(argv[++i]) == "f32" ? DType::f32 : DType::bf16;
     else {
       std::fprintf(stderr, "usage: %s [--shapes a,b] [--threads 1] [--reps 5] [--plans flash:96x256,flat:64] [--backward]\n", argv[0]);
       return 2;
@@ -80,15 +83,24 @@ int main(int argc, char** argv) {
       return 2;
     }
     const std::size_t nq = sh->b * sh->n * sh->hq * sh->d, nkv = sh->b * sh->n * sh->hkv * sh->d;
-    std::vector<std::uint16_t> q(nq), k(nkv), v(nkv), o(nq), dout(nq), dq(nq), dk(nkv), dv(nkv);
-    for (auto* x : {&q, &k, &v, &dout})
-      for (auto& e : *x) e = float_to_bf16(nd(rng));
+    // Element storage: bf16 (2 bytes) or f32 (4 bytes) in float-aligned buffers.
+    const bool f32 = dtype == DType::f32;
+    auto buf = [&](std::size_t n) { return std::vector<float>(f32 ? n : (n + 1) / 2); };
+    std::vector<float> q = buf(nq), k = buf(nkv), v = buf(nkv), o = buf(nq), dout = buf(nq), dq = buf(nq),
+                       dk = buf(nkv), dv = buf(nkv);
+    for (auto* x : {&q, &k, &v, &dout}) {
+      const std::size_t n = x == &q || x == &dout ? nq : nkv;
+      for (std::size_t e = 0; e < n; ++e) {
+        if (f32) (*x)[e] = nd(rng);
+        else reinterpret_cast<std::uint16_t*>(x->data())[e] = float_to_bf16(nd(rng));
+      }
+    }
     std::vector<float> lse(sh->b * sh->hq * sh->n);
     ForwardArgs fa;
-    fa.q = TensorView::contiguous(q.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
-    fa.k = TensorView::contiguous(k.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
-    fa.v = TensorView::contiguous(v.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
-    fa.out = TensorView::contiguous(o.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+    fa.q = TensorView::contiguous(q.data(), dtype, {sh->b, sh->n, sh->hq, sh->d});
+    fa.k = TensorView::contiguous(k.data(), dtype, {sh->b, sh->n, sh->hkv, sh->d});
+    fa.v = TensorView::contiguous(v.data(), dtype, {sh->b, sh->n, sh->hkv, sh->d});
+    fa.out = TensorView::contiguous(o.data(), dtype, {sh->b, sh->n, sh->hq, sh->d});
     fa.lse = TensorView::contiguous(lse.data(), DType::f32, {sh->b, sh->hq, sh->n});
     Options opt;
     opt.causal = sh->causal;
@@ -120,11 +132,11 @@ int main(int argc, char** argv) {
     }
     if (backward) {
       BackwardArgs ba;
-      ba.dout = TensorView::contiguous(dout.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
+      ba.dout = TensorView::contiguous(dout.data(), dtype, {sh->b, sh->n, sh->hq, sh->d});
       ba.q = fa.q, ba.k = fa.k, ba.v = fa.v, ba.out = fa.out, ba.lse = fa.lse;
-      ba.dq = TensorView::contiguous(dq.data(), DType::bf16, {sh->b, sh->n, sh->hq, sh->d});
-      ba.dk = TensorView::contiguous(dk.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
-      ba.dv = TensorView::contiguous(dv.data(), DType::bf16, {sh->b, sh->n, sh->hkv, sh->d});
+      ba.dq = TensorView::contiguous(dq.data(), dtype, {sh->b, sh->n, sh->hq, sh->d});
+      ba.dk = TensorView::contiguous(dk.data(), dtype, {sh->b, sh->n, sh->hkv, sh->d});
+      ba.dv = TensorView::contiguous(dv.data(), dtype, {sh->b, sh->n, sh->hkv, sh->d});
       forward(fa, opt);
       const double tb = median_s(reps, [&] { r = flatattn::backward(ba, opt); });
       std::printf("%-12s t%d %-40s %9.2f ms %7.1f GFLOP/s (2.5x)\n", "  bwd", threads, r.kernel.c_str(), tb * 1e3,

@@ -15,7 +15,7 @@
 # tolerance (bf16 3e-2, fp32 1e-3); both kernels are checked against the fp64 oracle elsewhere.
 #
 # Environment: SHAPES (comma list of names below, default gpt2,gpt2_causal,llama4k), THREADS, DTYPES,
-# MODES (fwd,fwdbwd), REPS (3), WARMUP (1), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn); DTYPES may
+# MODES (fwd,fwdbwd), REPS (3), WARMUP (1), CLOCK (wall | cpu: process CPU time), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn); DTYPES may
 # also name fp32_bf16: fp32 tensors with flatattn's fp32_matmul="bf16" (the opt-in) against torch's fp32 SDPA.
 # FLOPs as `flatattn run` counts them: fwd 4 B Hq Nq Nk D (causal: half), fwd+bwd 3.5x that.
 # Run: LD_LIBRARY_PATH=/tmp/kvstubs /tmp/cpuvenv/bin/python bench/cpu/peers_torch_cpu.py
@@ -45,6 +45,9 @@ def env_list(name, default):
 
 
 REPS, WARMUP = int(os.environ.get("REPS", "3")), int(os.environ.get("WARMUP", "1"))
+# CLOCK=cpu times each call in process CPU time (time.process_time: on a shared machine it leaves out the time
+# other processes held our core; meaningful for THREADS=1, where it is the call's own time), else wall time.
+CLOCK = time.process_time if os.environ.get("CLOCK", "wall") == "cpu" else time.perf_counter
 
 
 def median_ms(fn):
@@ -52,9 +55,9 @@ def median_ms(fn):
         fn()
     ts = []
     for _ in range(REPS):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
+        ts.append((CLOCK() - t0) * 1e3)
     return statistics.median(ts), ts
 
 
@@ -67,9 +70,9 @@ def median_pair_ms(fa, fb):
     ta, tb = [], []
     for _ in range(REPS):
         for fn, ts in ((fa, ta), (fb, tb)):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
+            ts.append((CLOCK() - t0) * 1e3)
     return (statistics.median(ta), ta), (statistics.median(tb), tb)
 
 
@@ -158,6 +161,7 @@ def main():
            "nproc": os.cpu_count(), "torch": torch.__version__, "torch_cpu_capability":
            torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
            "FLATATTN_CPU_MATMUL": os.environ.get("FLATATTN_CPU_MATMUL", ""), "reps": REPS, "warmup": WARMUP,
+           "clock": os.environ.get("CLOCK", "wall"),
            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "flatattn_file": flatattn.__file__,
            "commit": subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "HEAD"],
                                     capture_output=True, text=True).stdout.strip(), "gemm": {}, "rows": []}

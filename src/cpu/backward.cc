@@ -14,7 +14,9 @@
 // Every output element is accumulated by one thread in an order fixed by the plan, so dQ, dK and dV are
 // bitwise identical for any thread count and across runs; Options::deterministic is honoured by
 // construction (no atomics, no per-thread partial sums). The price is recomputing S and dP in pass 2:
-// 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead).
+// 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead). The fp32 path avoids it
+// where it can (fuses_dq): one pass-1 item then walks all key blocks of one (batch, kv head) in order and
+// also accumulates dQ += dS K for its heads' rows, 5 products and no pass 2, with the same bits as pass 2.
 //
 // Products: bf16 inputs take the forward's path (forward_matmul, src/cpu/amx/amx.h: AMX tiles, AVX512-BF16
 // or fp32, FLATATTN_CPU_MATMUL). On the two bf16 paths every product reads bf16 operands in the AMX
@@ -160,8 +162,8 @@ Rows from_row(Rows r, std::int64_t n0) {
 
 /// Tiles of one (query tile, key block) step, shared by passes 1 and 2.
 struct StepTiles {
-  float* q_il;   ///< scale * Q, interleaved [bm][dp] (fp32 path)
-  float* do_il;  ///< dO, interleaved [bm][dp] (fp32 path)
+  float* q;      ///< scale * Q, row-major [bm][dp] (fp32 path: A of S, B of dK += dS^T Q)
+  float* dout;   ///< dO, row-major [bm][dp] (fp32 path: A of dP, B of dV += P^T dO)
   float* s;      ///< S, then P  [bm][ld]
   float* ds;     ///< dP, then dS [bm][ld]
   float* x;      ///< score(S) before the mask [bm][ld] (variants with a score transform only)
@@ -178,8 +180,8 @@ StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, 
     t.qb = take_bf16(c, bm * kq);
     t.dob = take_bf16(c, bm * kq);
   } else {
-    t.q_il = c.take(bm * dp);
-    t.do_il = c.take(bm * dp);
+    t.q = c.take(bm * dp);
+    t.dout = c.take(bm * dp);
   }
   t.s = c.take(bm * ld);
   t.ds = c.take(bm * ld);
@@ -193,8 +195,13 @@ StepTiles carve_step(Carver& c, std::size_t bm, std::size_t dp, std::size_t ld, 
 struct KvBlockScratch {
   float *kt, *vt;  ///< K^T, V^T panels of the block [bk/kPanel][dp][kPanel] (fp32 path)
   float *dk, *dv;  ///< accumulators [bk][dp]
-  float *q, *dout; ///< scale * Q and dO, row-major [bm][dp] (B operands of dK, dV; fp32 path)
   StepTiles step;
+  // Fused dQ (fp32 path, fuses_dq): dQ += dS K here instead of in pass 2.
+  float* kr = nullptr;         ///< K rows of the block [bk][dp] (B operand of dQ += dS K)
+  float* dq = nullptr;         ///< dQ of the item's query heads [group][dq_rows][dp]
+  float* qall = nullptr;       ///< scale * Q of the item's heads, row-major [group][dq_rows][dp], packed once
+  float* dout_all = nullptr;   ///< dO of the item's heads, likewise (zero rows past each sequence in both)
+  std::int64_t dq_rows = 0;    ///< rows per head in dq: the longest sequence plus one tile's padding
   // bf16 paths (bm padded to kBf16RowsDkdv; SplitPolicy pieces as planes, piece k at k * plane):
   std::uint16_t *kb = nullptr, *vb = nullptr;    ///< K and V of the block as K panels [bk][kq]
   std::uint16_t *qp = nullptr, *dop = nullptr;   ///< Q and dO of the tile as key pairs [pieces][bm][dp]
@@ -203,7 +210,7 @@ struct KvBlockScratch {
 };
 
 KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
-                           const SplitPolicy& split) {
+                           const SplitPolicy& split, bool fused) {
   const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
   const std::size_t pieces = static_cast<std::size_t>(split.pieces);
   const std::size_t bk = static_cast<std::size_t>(plan.block_n_dkdv), bm = static_cast<std::size_t>(plan.block_m);
@@ -225,9 +232,14 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
   }
   w.kt = c.take(bk * dp);
   w.vt = c.take(bk * dp);
-  w.q = c.take(bm * dp);
-  w.dout = c.take(bm * dp);
   w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kq);
+  if (fused) {
+    w.dq_rows = p.nq + kRowAlign;  // varlen: p.nq is the longest sequence
+    w.kr = c.take(bk * dp);
+    w.dq = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+    w.qall = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+    w.dout_all = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+  }
   return w;
 }
 
@@ -271,9 +283,25 @@ QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, 
   return w;
 }
 
-std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path, const SplitPolicy& split) {
+/// Whether pass 1 also accumulates dQ (dQ += dS K on the dS it has: 5 tile products, not 7) and pass 2 is
+/// skipped: on the fp32 path without block sparsity or a bias gradient (those keep their pass 2), when the
+/// items of the fused pass (one per batch and kv head: it walks all its key blocks in order, so the dQ rows of
+/// its heads are summed by one thread) are at least two per thread. Each dQ element is then the same chain of
+/// FMAs over the keys in ascending order as pass 2's (rows that do not see a key add exact zeros there), so
+/// both choices give the same bits, and the choice may follow the thread count. Its per-thread scratch (dQ, Q and
+/// dO rows of a kv head's query heads: 3 group Nq D floats) must stay within kFusedDqMaxBytes.
+constexpr double kFusedDqMaxBytes = 64.0 * (1 << 20);
+bool fuses_dq(const Problem& p, MatmulPath path, int threads) {
+  const double bytes = 3.0 * 4.0 * static_cast<double>(p.group() * (p.nq + kRowAlign) * padded_d(p.d));
+  return path == MatmulPath::fp32 && !p.sparse.on && p.variant.bias == nullptr &&
+         p.batch * p.hkv >= 2 * static_cast<std::int64_t>(threads) && bytes <= kFusedDqMaxBytes;
+}
+
+std::size_t thread_floats(const Problem& p, const BackwardPlan& plan, MatmulPath path, const SplitPolicy& split,
+                          bool fused) {
   Carver a, b;
-  carve_pass1(a, p, plan, path, split);
+  carve_pass1(a, p, plan, path, split, fused);
+  if (fused) return a.floats();
   carve_pass2(b, p, plan, path, split);
   return std::max(a.floats(), b.floats());
 }
@@ -291,14 +319,15 @@ std::size_t di_floats(const Problem& p) {
 /// bf16 row-major tiles), LSE and D_i; padded rows get LSE = -inf (so their P and dS rows are zero).
 void load_step_rows(const Problem& p, const BwdTensors& t, const float* dvec, std::int64_t b, const SeqSpan& sp,
                     std::int64_t h, std::int64_t i0, std::int64_t rows, std::int64_t rows_pad, const StepTiles& w,
-                    const Bf16Products* mm) {
+                    const Bf16Products* mm, bool pack = true) {
   const std::int64_t dp = padded_d(p.d);
-  if (mm != nullptr) {
+  if (!pack) {  // the tiles point into rows packed already (the fused dQ's item)
+  } else if (mm != nullptr) {
     mm->pack_tile(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, w.qb);
     mm->pack_tile(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, w.dob);
   } else {
-    pack_rows_interleaved(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q_il);
-    pack_rows_interleaved(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.do_il);
+    pack_rows(rows_of(p, t.q, t.sq, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, p.scale, w.q);
+    pack_rows(rows_of(p, t.dout, t.sdo, b, sp.q0, h), i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
   }
   for (std::int64_t i = 0; i < rows_pad; ++i) {
     w.lse[i] = i < rows ? t.lse[row_offset(p, t.slse, b, sp.q0, i0 + i, h)] : kNegInf;
@@ -332,7 +361,7 @@ void probs_and_dscores_v(const Problem& p, const SeqSpan& sp, ScoreAt at, std::i
     const vf lse = simd::splat(w.lse[i]), di = simd::splat(w.di[i]);
     [[maybe_unused]] alignas(64) float f[kDropoutChunk];  // dropout: the factors of keys j - j % 64 ..
     for (std::int64_t j = 0; j < ncols; j += simd::kWidth) {
-      const vf pr = simd::exp(simd::load(s + j) - lse);
+      const vf pr = simd::exp_nonpos(simd::load(s + j) - lse);
       vf dp = simd::load(ds + j);
       vf pv = pr;  // the P of dV += P^T dO
       if constexpr (V::Prob::kDropout) {  // FlashAttention Alg. 4: dV from P Z / (1 - p), dP = (dO V^T) Z / (1 - p)
@@ -444,6 +473,7 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
   } else {
     pack_panels(k, blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
     pack_panels(v, blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
+    if (w.dq != nullptr) pack_rows(k, blk.k0, blk.nkeys, ncols, p.d, dp, 1.f, w.kr);
   }
   std::memset(w.dk, 0, sizeof(float) * ncols * dp);
   std::memset(w.dv, 0, sizeof(float) * ncols * dp);
@@ -458,30 +488,38 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       const std::int64_t rows_pad = round_up(rows, mm != nullptr ? kBf16RowsDkdv : kRowAlign);
       const std::optional<SparseRows> sparse =
           p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
-      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, w.step, mm);
+      StepTiles step = w.step;
+      if (w.qall != nullptr) {  // fused dQ: this tile's rows of the item's packed Q and dO (real rows past `rows`
+        // get P = dS = 0 below, as zero rows would)
+        const std::int64_t off = ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp;
+        step.q = w.qall + off;
+        step.dout = w.dout_all + off;
+      }
+      load_step_rows(p, t, dvec, blk.b, blk.sp, h, i0, rows, rows_pad, step, mm, w.qall == nullptr);
       const Rows q = rows_of(p, t.q, t.sq, blk.b, blk.sp.q0, h), dout = rows_of(p, t.dout, t.sdo, blk.b, blk.sp.q0, h);
       if (mm != nullptr) {
         mm->pack_pairs(from_row(q, i0), rows, rows_pad, p.d, dp, w.qp, w.pair_plane);
         mm->pack_pairs(from_row(dout, i0), rows, rows_pad, p.d, dp, w.dop, w.pair_plane);
-        mm->qk(w.step.qb, rows_pad, kq, w.kb, ncols, p.scale, w.step.s, ld);  // S = scale (Q K^T)
-        mm->qk(w.step.dob, rows_pad, kq, w.vb, ncols, 1.f, w.step.ds, ld);    // dP = dO V^T
+        mm->qk(step.qb, rows_pad, kq, w.kb, ncols, p.scale, step.s, ld);  // S = scale (Q K^T)
+        mm->qk(step.dob, rows_pad, kq, w.vb, ncols, 1.f, step.ds, ld);    // dP = dO V^T
       } else {
-        pack_rows(q, i0, rows, rows_pad, p.d, dp, p.scale, w.q);
-        pack_rows(dout, i0, rows, rows_pad, p.d, dp, 1.f, w.dout);
-        gemm_panels(w.step.q_il, rows_pad, dp, w.kt, ncols / kPanel, w.step.s, ld);    // S = (scale Q) K^T
-        gemm_panels(w.step.do_il, rows_pad, dp, w.vt, ncols / kPanel, w.step.ds, ld);  // dP = dO V^T
+        gemm_panels_rows(step.q, dp, rows_pad, dp, w.kt, ncols / kPanel, step.s, ld);    // S = (scale Q) K^T
+        gemm_panels_rows(step.dout, dp, rows_pad, dp, w.vt, ncols / kPanel, step.ds, ld);  // dP = dO V^T
       }
       probs_and_dscores(p, blk.sp, score_at(blk.b, h, blk.hk, i0, blk.k0, blk.sp), rows, rows_pad, ncols, ld,
-                        w.step, sparse ? &*sparse : nullptr, keys);
+                        step, sparse ? &*sparse : nullptr, keys);
       if (mm != nullptr) {  // P^T and dS^T in bf16 pieces (keys x rows), the A operands
         const int pieces = mm->split.pieces;
-        bf16_transpose(w.step.s, rows_pad, ncols, ld, w.pt, rows_pad, pieces, w.t_plane);
-        bf16_transpose(w.step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
+        bf16_transpose(step.s, rows_pad, ncols, ld, w.pt, rows_pad, pieces, w.t_plane);
+        bf16_transpose(step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
         mm->pv_split(w.pt, w.t_plane, rows_pad, ncols, rows_pad, w.dop, w.pair_plane, dp, w.dv, dp);  // dV += P^T dO
         mm->pv_split(w.dst, w.t_plane, rows_pad, ncols, rows_pad, w.qp, w.pair_plane, dp, w.dk, dp);  // dK += dS^T Q
       } else {
-        gemm_acc(w.step.s, ld, true, ncols, rows_pad, w.dout, dp, dp, w.dv, dp);   // dV += P^T dO
-        gemm_acc(w.step.ds, ld, true, ncols, rows_pad, w.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+        gemm_acc(step.s, ld, true, ncols, rows_pad, step.dout, dp, dp, w.dv, dp);   // dV += P^T dO
+        gemm_acc(step.ds, ld, true, ncols, rows_pad, step.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
+        if (w.dq != nullptr)  // dQ += dS K (fuses_dq)
+          gemm_acc(step.ds, ld, false, rows_pad, ncols, w.kr, dp, dp,
+                   w.dq + ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp, dp);
       }
     }
   }
@@ -547,8 +585,8 @@ void dq_tile(const Problem& p, const BwdTensors& t, const BackwardPlan& plan, co
         mm->qk(w.step.qb, rows_pad, kq, w.kb + k0 * kq, ncols, p.scale, w.step.s, ld);
         mm->qk(w.step.dob, rows_pad, kq, w.vb + k0 * kq, ncols, 1.f, w.step.ds, ld);
       } else {
-        gemm_panels(w.step.q_il, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
-        gemm_panels(w.step.do_il, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
+        gemm_panels_rows(w.step.q, dp, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.step.s, ld);
+        gemm_panels_rows(w.step.dout, dp, rows_pad, dp, w.vt + k0 * dp, ncols / kPanel, w.step.ds, ld);
       }
       probs_and_dscores(p, tile.sp, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), tile.rows,
                         rows_pad, ncols, ld, w.step, sparse ? &*sparse : nullptr, keys);
@@ -593,8 +631,9 @@ std::size_t backward_workspace_bytes(const Problem& p) {
     blocks += static_cast<std::size_t>((sp.nk + plan.block_n_dkdv - 1) / plan.block_n_dkdv * p.hkv);
     qtiles += static_cast<std::size_t>((sp.nq + plan.block_m - 1) / plan.block_m * p.hq);
   }
-  const auto threads = static_cast<std::size_t>(resolve_threads(p, std::max(blocks, qtiles)));
-  return (thread_floats(p, plan, path, split) * threads + di_floats(p)) * sizeof(float);
+  const int threads = resolve_threads(p, std::max(blocks, qtiles));
+  return (thread_floats(p, plan, path, split, fuses_dq(p, path, threads)) * static_cast<std::size_t>(threads) +
+          di_floats(p)) * sizeof(float);
 }
 
 Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& plan) {
@@ -612,6 +651,12 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   // Work items of both passes, with costs (visible rows x keys) for the static split.
   std::vector<KvBlock> blocks;
   std::vector<double> block_cost;
+  struct KvItem {
+    std::int64_t b, hk;
+    std::size_t first;  ///< its first block in `blocks` (the next item's first ends it)
+    SeqSpan sp;
+  };
+  std::vector<KvItem> items;
   std::vector<QTile> qtiles;
   std::vector<double> qtile_cost;
   for (std::int64_t b = 0; b < p.batch; ++b) {
@@ -619,7 +664,8 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
     // Block-sparse: chunks never straddle a key block (each item walks one block's query lists).
     const std::int64_t kseg = p.sparse.on ? p.sparse.block_kv : std::max<std::int64_t>(sp.nk, 1);
     const std::int64_t qseg = p.sparse.on ? p.sparse.block_q : std::max<std::int64_t>(sp.nq, 1);
-    for (std::int64_t hk = 0; hk < p.hkv; ++hk)
+    for (std::int64_t hk = 0; hk < p.hkv; ++hk) {
+      items.push_back({b, hk, blocks.size(), sp});  // the fused dQ's items, one per (b, kv head)
       for (std::int64_t s0 = 0; s0 < sp.nk; s0 += kseg)
       for (std::int64_t k0 = s0; k0 < std::min(sp.nk, s0 + kseg); k0 += plan.block_n_dkdv) {
         const std::int64_t nkeys = std::min<std::int64_t>(plan.block_n_dkdv, std::min(sp.nk, s0 + kseg) - k0);
@@ -628,6 +674,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
         block_cost.push_back(static_cast<double>(p.group()) * static_cast<double>(round_up(nkeys, kKeyAlignBwd)) *
                              static_cast<double>((rows.empty() ? 0 : rows.hi - rows.lo + 1) + plan.block_m));
       }
+    }
     for (std::int64_t h = 0; h < p.hq; ++h)
       for (std::int64_t s0 = 0; s0 < sp.nq; s0 += qseg)
       for (std::int64_t i0 = s0; i0 < std::min(sp.nq, s0 + qseg); i0 += plan.block_m) {
@@ -642,7 +689,17 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   const int threads = resolve_threads(p, std::max(blocks.size(), qtiles.size()));
   std::vector<Scratch> scratch;
   scratch.reserve(threads);
-  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path, split));
+  const bool fused = fuses_dq(p, path, threads);
+  for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path, split, fused));
+  // Fused dQ: one item per (batch, kv head), its key blocks (consecutive in `blocks`, none for Nk = 0) in order;
+  // every item stores its heads' dQ rows (zeros where no key is seen).
+  std::vector<double> item_cost(items.size(), 0.0);
+  for (std::size_t it = 0; it < items.size(); ++it) {
+    const std::size_t end = it + 1 < items.size() ? items[it + 1].first : blocks.size();
+    item_cost[it] = static_cast<double>(p.group() * items[it].sp.nq);  // the dQ store
+    for (std::size_t i = items[it].first; i < end; ++i) item_cost[it] += block_cost[i];
+  }
+  const std::vector<double> item_prefix = prefix_sums(item_cost);
   const std::int64_t dp = padded_d(p.d);
   // dbias (DsBuffer): straight into a full dbias, else dS in fp32 (4 B Hq Nq Nk bytes) and a fixed-order reduction.
   std::vector<float> ds_store;
@@ -667,11 +724,33 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
     if (path == MatmulPath::amx) amx_begin();  // this thread's tile configuration
     {
       Carver c(scratch[tid].data());
-      const KvBlockScratch w = carve_pass1(c, p, plan, path, split);
-      const ItemRange mine = thread_items(block_prefix, tid, nt);
-      for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
+      const KvBlockScratch w = carve_pass1(c, p, plan, path, split, fused);
+      if (fused) {
+        const ItemRange mine = thread_items(item_prefix, tid, nt);
+        for (std::size_t it = mine.begin; it < mine.end; ++it) {
+          const KvItem& item = items[it];
+          const std::size_t end = it + 1 < items.size() ? items[it + 1].first : blocks.size();
+          std::memset(w.dq, 0, sizeof(float) * static_cast<std::size_t>(p.group() * w.dq_rows * dp));
+          for (std::int64_t g = 0; g < p.group(); ++g) {  // Q and dO of the item's heads, once
+            const std::int64_t h = item.hk * p.group() + g;
+            pack_rows(rows_of(p, t.q, t.sq, item.b, item.sp.q0, h), 0, item.sp.nq, w.dq_rows, p.d, dp, p.scale,
+                      w.qall + g * w.dq_rows * dp);
+            pack_rows(rows_of(p, t.dout, t.sdo, item.b, item.sp.q0, h), 0, item.sp.nq, w.dq_rows, p.d, dp, 1.f,
+                      w.dout_all + g * w.dq_rows * dp);
+          }
+          for (std::size_t i = item.first; i < end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
+          for (std::int64_t g = 0; g < p.group(); ++g) {
+            const std::int64_t h = item.hk * p.group() + g;
+            store_rows(t.dq, t.grad_dtype, row_offset(p, t.sdq, item.b, item.sp.q0, 0, h), t.sdq.n, 0, item.sp.nq,
+                       w.dq + g * w.dq_rows * dp, dp, p.d, p.scale);
+          }
+        }
+      } else {
+        const ItemRange mine = thread_items(block_prefix, tid, nt);
+        for (std::size_t i = mine.begin; i < mine.end; ++i) dkdv_block(p, t, plan, dvec.data(), blocks[i], w, mm);
+      }
     }
-    {
+    if (!fused) {
       Carver c(scratch[tid].data());
       const QTileScratch w = carve_pass2(c, p, plan, path, split);
       const ItemRange mine = thread_items(qtile_prefix, tid, nt);
@@ -711,7 +790,8 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   r.kernel = "cpu_flash_bwd_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d) + "_m" +
              std::to_string(plan.block_m) + "_n" + std::to_string(plan.block_n) + "_kv" +
              std::to_string(plan.block_n_dkdv) + matmul_suffix(path) +  // the products' path (src/cpu/amx/amx.h)
-             split.suffix;                                                // f16: "_split2"
+             split.suffix +                                               // f16: "_split2"
+             (fused ? "_fdq" : "");                                       // dQ in pass 1 (fuses_dq)
   return r;
 }
 

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/forward_tile.h"
@@ -46,10 +47,28 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     // The whole visible logit block, R x ncols, at once (only the key panels some row of the tile sees).
     const std::int64_t k0 = keys.lo / kPanel * kPanel;
     const std::int64_t ncols = round_up(keys.hi + 1, kPanel) - k0;
+    // fp32: the columns each row group of kMrA rows needs (up to the last key its rows see, in panels; all of them
+    // when block-sparse): QK^T, the softmax and P V stop there (the causal triangle past the diagonal).
+    std::int64_t cols_buf[16];
+    std::vector<std::int64_t> cols_vec;
+    std::int64_t* gcols = cols_buf;
+    if constexpr (!kAmx) {
+      const std::int64_t groups = rows_pad / kMrA;
+      if (groups > 16) cols_vec.resize(groups), gcols = cols_vec.data();
+      for (std::int64_t g = 0; g < groups; ++g) {
+        std::int64_t last = sparse ? k0 + ncols - 1 : -1;
+        for (std::int64_t i = g * kMrA; !sparse && i < std::min<std::int64_t>(tile.rows, (g + 1) * kMrA); ++i) {
+          const std::int64_t lo = p.mask.lo(tile.i0 + i, tile.sp.nq, tile.sp.nk);
+          const std::int64_t hi = std::min(p.mask.hi(tile.i0 + i, tile.sp.nq, tile.sp.nk), tile.sp.nk - 1);
+          if (hi >= lo) last = std::max(last, hi);
+        }
+        gcols[g] = std::clamp<std::int64_t>(round_up(last + 1 - k0, kPanel), 0, ncols);
+      }
+    }
     if constexpr (kAmx) {
       bf16_qk(w, 0, rows_pad, k0, ncols, p.scale, w.s, ncols);
     } else {
-      gemm_panels(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols);
+      gemm_panels_upto(w.q, rows_pad, dp, w.kt + k0 * dp, ncols / kPanel, w.s, ncols, gcols);
     }
     apply_score(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, rows_pad, ncols, ncols, nullptr);
     if (sparse) {
@@ -61,9 +80,10 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
     // the R x D output in finish_tile (same result as dividing P, Nk/D times fewer divisions).
     for (std::int64_t i = 0; i < rows_pad; ++i) {
       float* row = w.s + i * ncols;
-      const float m = simd::row_max(row, ncols);
+      const std::int64_t n = kAmx ? ncols : gcols[i / kMrA];  // fp32: past it the row is masked, P = 0
+      const float m = simd::row_max(row, n);
       w.m[i] = m;
-      w.l[i] = simd::exp_shift_sum(row, ncols, m == kNegInf ? 0.f : m);
+      w.l[i] = simd::exp_shift_sum(row, n, m == kNegInf ? 0.f : m);
     }
     // The probability hook (dropout) after the sums: l and the LSE are those of the undropped P.
     apply_prob(p, score_at(tile.b, tile.h, tile.h / p.group(), tile.i0, k0, tile.sp), w.s, tile.rows, ncols, ncols);
@@ -78,7 +98,7 @@ void flat_rows(const Problem& p, const FwdTensors& t, const RowTile& tile, const
       }
       bf16_pv(w, w.pb, ncols, rows_pad, k0, ncols, dp, w.o, dp);
     } else {
-      gemm_acc(w.s, ncols, false, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp);
+      gemm_acc_upto(w.s, ncols, rows_pad, ncols, w.v + k0 * dp, dp, dp, w.o, dp, gcols);
     }
   }
   finish_tile(p, t, tile, w);

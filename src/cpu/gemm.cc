@@ -43,6 +43,28 @@ FLATATTN_INLINE void kernel_a(const float* a, const float* bp, std::int64_t k, f
   }
 }
 
+/// Kernel A on a row-major A (row i at a + i * lda): the same products in the same order as kernel_a.
+FLATATTN_INLINE void kernel_a_rows(const float* a, std::int64_t lda, const float* bp, std::int64_t k, float* c,
+                                   std::int64_t ldc) {
+  vf c0[kMrA], c1[kMrA];
+#pragma GCC unroll 12
+  for (int i = 0; i < kMrA; ++i) c0[i] = c1[i] = vf{};
+  for (std::int64_t d = 0; d < k; ++d) {
+    const vf b0 = load(bp + d * kPanel), b1 = load(bp + d * kPanel + simd::kWidth);
+#pragma GCC unroll 12
+    for (int i = 0; i < kMrA; ++i) {
+      const float ai = a[i * lda + d];
+      c0[i] += ai * b0;
+      c1[i] += ai * b1;
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < kMrA; ++i) {
+    store(c + i * ldc, c0[i]);
+    store(c + i * ldc + simd::kWidth, c1[i]);
+  }
+}
+
 template <int NV, bool kTransA>
 void kernel_b(const float* a, std::int64_t lda, const float* b, std::int64_t ldb, std::int64_t kc, float* c,
               std::int64_t ldc) {
@@ -97,6 +119,39 @@ void gemm_panels(const float* a, std::int64_t rows, std::int64_t k, const float*
     const float* bp = panels + p * k * kPanel;
     for (std::int64_t i0 = 0; i0 < rows; i0 += kMrA)
       kernel_a(a + i0 * k, bp, k, c + i0 * ldc + p * kPanel, ldc);
+  }
+}
+
+void gemm_panels_rows(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t k, const float* panels,
+                      std::int64_t npanels, float* c, std::int64_t ldc) {
+  for (std::int64_t p = 0; p < npanels; ++p) {
+    const float* bp = panels + p * k * kPanel;
+    for (std::int64_t i0 = 0; i0 < rows; i0 += kMrA)
+      kernel_a_rows(a + i0 * lda, lda, bp, k, c + i0 * ldc + p * kPanel, ldc);
+  }
+}
+
+void gemm_panels_upto(const float* a, std::int64_t rows, std::int64_t k, const float* panels, std::int64_t npanels,
+                      float* c, std::int64_t ldc, const std::int64_t* group_cols) {
+  for (std::int64_t p = 0; p < npanels; ++p) {
+    const float* bp = panels + p * k * kPanel;
+    for (std::int64_t i0 = 0; i0 < rows; i0 += kMrA)
+      if (p * kPanel < group_cols[i0 / kMrA]) kernel_a(a + i0 * k, bp, k, c + i0 * ldc + p * kPanel, ldc);
+  }
+}
+
+void gemm_acc_upto(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t kdim, const float* b,
+                   std::int64_t ldb, std::int64_t n, float* c, std::int64_t ldc, const std::int64_t* group_cols) {
+  for (std::int64_t k0 = 0; k0 < kdim; k0 += kKc) {
+    const std::int64_t kc = std::min(kKc, kdim - k0);
+    for (std::int64_t n0 = 0; n0 < n; n0 += 4 * simd::kWidth) {
+      const int nv = static_cast<int>(std::min<std::int64_t>(4, (n - n0) / simd::kWidth));
+      const KernelB kern = kKernelsB[0][nv - 1];
+      for (std::int64_t i0 = 0; i0 < rows; i0 += kMrB) {
+        const std::int64_t kg = std::min(kc, group_cols[i0 / kMrA] - k0);  // this row group's inner dim here
+        if (kg > 0) kern(a + i0 * lda + k0, lda, b + k0 * ldb + n0, ldb, kg, c + i0 * ldc + n0, ldc);
+      }
+    }
   }
 }
 

@@ -37,6 +37,23 @@ constexpr std::int64_t padded_d(std::int64_t d) { return round_up(d, kDimAlign);
 void gemm_panels(const float* a, std::int64_t rows, std::int64_t k, const float* panels, std::int64_t npanels,
                  float* c, std::int64_t ldc);
 
+/// gemm_panels with A row-major (element (i, d) at a[i * lda + d]): the same products in the same order, so
+/// the same C bit for bit, without the interleaved copy of A.
+void gemm_panels_rows(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t k, const float* panels,
+                      std::int64_t npanels, float* c, std::int64_t ldc);
+
+/// gemm_panels where row group g (rows g kMrA .. g kMrA + kMrA - 1) needs only its first group_cols[g] columns
+/// (a multiple of kPanel; e.g. the keys up to the causal diagonal): panels past them are not computed and those
+/// entries of C are left as they were. Computed entries are gemm_panels' bits.
+void gemm_panels_upto(const float* a, std::int64_t rows, std::int64_t k, const float* panels, std::int64_t npanels,
+                      float* c, std::int64_t ldc, const std::int64_t* group_cols);
+
+/// gemm_acc (A not transposed) where the rows of row group g (kMrA rows, as gemm_panels_upto) read only the
+/// first group_cols[g] columns of A (and rows of B): the rest must be zeros there (P past the mask), whose
+/// products would add exact zeros, so C gets gemm_acc's bits.
+void gemm_acc_upto(const float* a, std::int64_t lda, std::int64_t rows, std::int64_t kdim, const float* b,
+                   std::int64_t ldb, std::int64_t n, float* c, std::int64_t ldc, const std::int64_t* group_cols);
+
 /// C[rows x n] += A[rows x kdim] * B[kdim x n].
 ///   a: A(i, j) at a[i * lda + j], or at a[j * lda + i] when trans_a (A is the transpose of a row-major tile)
 ///   b: row-major, leading dim ldb;  c: row-major, leading dim ldc

@@ -3,7 +3,9 @@
 // Nothing is N x N. Forward, per thread: the packed fp32 K^T and V of one (batch, kv head) (2 Nk D, the
 // FLAT paper's "4Nd" K/V term), the Q and O tiles (block_m x D each) and the logit tile: block_m x
 // block_n for Flash, R x Nk for FLAT. Backward adds D_i = rowsum(dO o O) for every query row and head
-// (one float each) and per-thread tiles of the same kinds. All grow linearly in N.
+// (one float each) and per-thread tiles of the same kinds; the fp32 backward's fused dQ (backward.cc fuses_dq)
+// instead holds dQ, scale Q and dO of one kv head's query heads per thread (3 group Nq D floats, at most 64 MiB,
+// else the dQ pass runs). All grow linearly in N.
 #pragma once
 
 #include <cstddef>
