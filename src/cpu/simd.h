@@ -67,21 +67,26 @@ FLATATTN_INLINE vf exp(vf x) {
 }
 
 /// e^x per lane for the softmax's exponents x <= 0 (logits minus their row max or LSE; -inf gives exactly 0).
-/// With AVX-512 as 2^t, t = x log2(e) (one rounding: relative 6e-8 of t, so e^x within |x| 4e-8 relative, tiny
-/// where |x| is large): t = f + floor(t), f in [0, 1) by VREDUCEPS, 2^f by a degree-5 polynomial (relative
-/// error 2.4e-7), VSCALEFPS by 2^floor(t); 9 operations per 16 lanes against exp()'s ~20 (its clamps and the
-/// two-constant ln 2 reduction). Without AVX-512 it is exp(). x > 0 stays correct (no clamp is needed there
-/// either: the softmax's x exceed 0 by a rounding at most).
+/// With AVX-512 as 2^t, t = x log2(e): t = f + floor(t), f in [0, 1) by VREDUCEPS, 2^f by a degree-6 polynomial with
+/// its constant term exactly 1, VSCALEFPS by 2^floor(t); 10 operations per 16 lanes against exp()'s ~20 (its clamps
+/// and the two-constant ln 2 reduction).
+/// - e^0 = 1 exactly: a row with one visible key gets P = 1, as the fp64 oracle does.
+/// - The polynomial (a relative-error fit of ours) is within 1.0 ulp on [0, 1) evaluated in fp32.
+/// - The rounding of t leaves e^x within about 1e-7 |x| relative: at most 1e-7 |x| e^x <= 3.7e-8 absolute,
+///   negligible next to a row's sum.
+/// Without AVX-512 it is exp(). x > 0 stays correct (no clamp is needed there either: the softmax's x exceed 0 by a
+/// rounding at most). Tested through cpu::exp_nonpos_into (softmax_exp.h), which is built with the engine's flags.
 FLATATTN_INLINE vf exp_nonpos(vf x) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
   const __m512 t = (__m512)(x * 1.44269504088896341f);
   const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 p = _mm512_set1_ps(1.8753778465e-3f);  // least-squares fit of 2^f on [0, 1) (as src/cpu/amx/exp2.h)
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.9872486828e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5835982329e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4014648505e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9315474023e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9999983413e-1f));
+  __m512 p = _mm512_set1_ps(2.1612791170e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2468012283e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6754170954e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5485308170e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022929370e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314706326e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return (vf)_mm512_maskz_scalef_ps(static_cast<__mmask16>(0xFFFF), p, t);  // maskz: no undefined source
 #else
   return exp(x);

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
+#include <random>
+#include <vector>
 
 #include "src/core/validate.h"
 #include "src/cpu/gemm.h"
@@ -11,6 +14,7 @@
 #include "src/cpu/naive.h"
 #include "src/cpu/policy.h"
 #include "src/cpu/score.h"
+#include "src/cpu/softmax_exp.h"
 #include "src/cpu/workspace.h"
 #include "tests/cpu/cpu_check.h"
 #include "src/check/features.h"
@@ -145,6 +149,39 @@ TEST(CpuScore, VecMathMatchesFloatMath) {
     EXPECT_NEAR(ds[l], SoftcapScore::dscore<FloatMath>(kf, v), 1e-6 * SoftcapScore::dscore<FloatMath>(kf, v))
         << "lane " << l;
   }
+}
+
+
+// The softmax's exponent as the engine compiles it (cpu::exp_nonpos_into: simd::exp_nonpos under the engine's
+// flags): e^0 is exactly 1 (a row with one visible key has P = 1, as the fp64 oracle has; a polynomial an ulp off
+// there failed the rule with the naive yardstick exact), -inf gives +0, and elsewhere on [-87, 0] the error stays
+// within the rounding of t = x log2(e) (about 1e-7 |x| relative) plus 2 ulp of e^x (against std::exp in fp64).
+TEST(CpuScore, ExpNonposIsExactAtZeroAndCloseElsewhere) {
+  const float ends[4] = {0.f, -0.f, -std::numeric_limits<float>::infinity(), -1e-30f};
+  float e0[4] = {-1.f, -1.f, -1.f, -1.f};
+  const bool avx512 = cpu::exp_nonpos_into(ends, e0, 4);
+  EXPECT_EQ(e0[0], 1.f) << "AVX-512 form: " << avx512;
+  EXPECT_EQ(e0[1], 1.f);
+  EXPECT_EQ(e0[2], 0.f);
+  EXPECT_FALSE(std::signbit(e0[2]));
+  EXPECT_EQ(e0[3], 1.f);
+  std::mt19937 rng(check::fresh_seed());
+  std::uniform_real_distribution<float> wide(-87.f, 0.f), near0(-2.f, 0.f);
+  const int n = 200000;
+  std::vector<float> x(n), e(n, -1.f);
+  for (int i = 0; i < n; ++i) x[i] = (i % 2 ? wide : near0)(rng);
+  cpu::exp_nonpos_into(x.data(), e.data(), n - 3);  // a tail of 13 lanes; the last 3 stay untouched
+  double worst = 0;
+  for (int i = 0; i < n - 3; ++i) {
+    const double want = std::exp(static_cast<double>(x[i]));
+    const double ulp = std::nextafter(static_cast<float>(want), 2.f) - static_cast<float>(want);
+    const double err = std::abs(e[i] - want), allowed = want * std::abs(x[i]) * 1e-7 + 2 * ulp;
+    worst = std::max(worst, err / allowed);
+    ASSERT_LE(err, allowed) << "x = " << x[i] << " got " << e[i] << " want " << want << " (AVX-512 form: " << avx512
+                            << ")";
+  }
+  for (int i = n - 3; i < n; ++i) EXPECT_EQ(e[i], -1.f) << "written past n";
+  EXPECT_GT(worst, 0.0) << "every value exact: the comparison would prove nothing";
 }
 
 }  // namespace
