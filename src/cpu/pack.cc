@@ -73,6 +73,23 @@ void load_row(const Rows& src, std::int64_t n, std::int64_t d, std::int64_t dp, 
   load_row_strided(src, n, d, dp, mul, dst, 1);
 }
 
+/// The f32 fast path of the interleaving packers: the whole groups of kG real rows n0 .. n0 + count - 1, each
+/// group's rows interleaved by interleave_group_f32 at dst + i * dp. Returns the rows done (0 for other dtypes);
+/// the caller packs the rest row by row.
+template <int kG>
+std::int64_t interleave_whole_groups_f32(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t d,
+                                         std::int64_t dp, float mul, float* dst) {
+  std::int64_t i0 = 0;
+  if (src.dtype != DType::f32) return 0;
+  const float* base = static_cast<const float*>(src.data);
+  for (; i0 + kG <= count; i0 += kG) {
+    const float* rows[kG];
+    for (int g = 0; g < kG; ++g) rows[g] = base + src.offset(n0 + i0 + g);
+    interleave_group_f32<kG>(rows, d, dp, mul, dst + i0 * dp);
+  }
+  return i0;
+}
+
 void pack_rows(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad, std::int64_t d,
                std::int64_t dp, float mul, float* dst) {
   for (std::int64_t i = 0; i < count; ++i) load_row(src, n0 + i, d, dp, mul, dst + i * dp);
@@ -81,15 +98,7 @@ void pack_rows(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_
 
 void pack_rows_interleaved(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t rows_pad,
                            std::int64_t d, std::int64_t dp, float mul, float* dst) {
-  std::int64_t i0 = 0;
-  if (src.dtype == DType::f32) {  // whole groups of real rows: the fast path
-    const float* base = static_cast<const float*>(src.data);
-    for (; i0 + kMrA <= count; i0 += kMrA) {
-      const float* rows[kMrA];
-      for (int g = 0; g < kMrA; ++g) rows[g] = base + src.offset(n0 + i0 + g);
-      interleave_group_f32<kMrA>(rows, d, dp, mul, dst + i0 * dp);
-    }
-  }
+  const std::int64_t i0 = interleave_whole_groups_f32<kMrA>(src, n0, count, d, dp, mul, dst);
   for (std::int64_t i = i0; i < rows_pad; ++i) {
     float* g = dst + (i / kMrA) * kMrA * dp + i % kMrA;
     if (i < count) {
@@ -102,15 +111,7 @@ void pack_rows_interleaved(const Rows& src, std::int64_t n0, std::int64_t count,
 
 void pack_panels(const Rows& src, std::int64_t n0, std::int64_t count, std::int64_t count_pad, std::int64_t d,
                  std::int64_t dp, float* dst) {
-  std::int64_t j0 = 0;
-  if (src.dtype == DType::f32) {  // whole panels of real keys: the fast path
-    const float* base = static_cast<const float*>(src.data);
-    for (; j0 + kPanel <= count; j0 += kPanel) {
-      const float* rows[kPanel];
-      for (int g = 0; g < kPanel; ++g) rows[g] = base + src.offset(n0 + j0 + g);
-      interleave_group_f32<kPanel>(rows, d, dp, 1.f, dst + j0 * dp);
-    }
-  }
+  const std::int64_t j0 = interleave_whole_groups_f32<kPanel>(src, n0, count, d, dp, 1.f, dst);
   for (std::int64_t j = j0; j < count_pad; ++j) {
     float* panel = dst + (j / kPanel) * dp * kPanel + j % kPanel;
     if (j < count) {
