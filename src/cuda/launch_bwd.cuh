@@ -68,11 +68,11 @@ struct BwdBiasOf<Family::sm90, S, V> {
 };
 
 /// Shared memory a shape S adds for variant V beyond kSmemBytes and the bias slots: the sm90 kernel's dropout keep
-/// bits and dQ staging (sm90/bwd_kernel.cuh BwdShape::kExtraBytes); 0 for the sm80 family.
+/// bits (sm90/bwd_kernel.cuh BwdShape::kDropBytes); 0 for the sm80 family and every other variant.
 template <Family F, class S, class V>
 constexpr int bwd_extra_smem() {
   if constexpr (F == Family::sm90) {
-    return S::template kExtraBytes<V>;
+    return S::template kDropBytes<V>;
   } else {
     return 0;
   }

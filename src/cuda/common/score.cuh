@@ -150,59 +150,10 @@ FLATATTN_DEVICE std::uint32_t keep_lanes(std::uint32_t msb) {
   return r;
 }
 
-/// Dropout's keep decisions of a query-major block, ahead of its probabilities, packed: two Philox calls (two
-/// 64-key groups g, eight n-tiles each, for_each_keep's grouping) per register of a row half hr and m-tile mt. Word
-/// w of call g has slot t = 4 (g % 2) + w; bit 8 m + t of register g / 2 is set iff byte m of the word is kept
-/// (dropout_keep_msb's top bits, shifted down by 7 - t). They depend on no score, so a kernel may compute them while
-/// the block's products run (ws_fwd_mainloop.cuh: in the shadow of S = Q K^T) and hold them in kNT / 16 registers
-/// per row half until drop_packed_words.
-template <int kMT, int kNT>
-using DropWords = std::uint32_t[kMT][2][(kNT / 8 + 1) / 2];
-
-template <class V, int kMT, int kNT>
-FLATATTN_DEVICE void dropout_words(DropWords<kMT, kNT>& kw, const VariantData& v, int b, int h, int row0, int col0) {
-  static_assert(kNT % 8 == 0, "a Philox call covers eight n-tiles");
-  const DropoutSwar sw = dropout_swar(v.drop_threshold);
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr)
-#pragma unroll
-      for (int g = 0; g < kNT / 8; ++g) {
-        const Philox4 o = V::Prob::block(v, b, h, row0 + mt * 16 + 8 * hr, col0 + g * 64);
-        std::uint32_t& r = kw[mt][hr][g / 2];
-        if (g % 2 == 0) r = 0u;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const int t = 4 * (g % 2) + w;
-          r |= (dropout_keep_msb(o.x[w], sw) >> (7 - t)) & (0x01010101u << t);
-        }
-      }
-}
-
-/// Dropout on packed P (after pack_p) from dropout_words' registers: each 16-bit element that its Philox byte
-/// drops becomes +0. Word w of call g (slot t) back in the top bits (one shift) serves n-tiles 8 g + 2 w (bytes
-/// 0, 1: the packed pair's lanes) and 8 g + 2 w + 1 (bytes 2, 3); per 4 elements a shift, 2 permutes and 2 ANDs.
-/// The 1 / (1 - p) scale is not applied here but on the output (scale_output_for_dropout).
-template <int kMT, int kNT>
-FLATATTN_DEVICE void drop_packed_words(std::uint32_t (&pa)[kMT][kNT / 2][4], const DropWords<kMT, kNT>& kw) {
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr)
-#pragma unroll
-      for (int g = 0; g < kNT / 8; ++g)
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const std::uint32_t m = kw[mt][hr][g / 2] << (7 - (4 * (g % 2) + w));
-          pa[mt][4 * g + w][hr] &= keep_lanes<0>(m);      // n-tile 8 g + 2 w, this row half
-          pa[mt][4 * g + w][2 + hr] &= keep_lanes<1>(m);  // n-tile 8 g + 2 w + 1
-        }
-}
-
-/// Dropout on packed P (after pack_p; kNT % 8 == 0), the keep words computed right here and applied at once (no
-/// packing: per 4 elements 3 operations for the keep bits besides the generator, 2 permutes, 2 ANDs). The kernels
-/// that compute them ahead use dropout_words and drop_packed_words instead.
+/// Dropout on packed P (after pack_p; kNT % 8 == 0): each 16-bit element that its Philox byte drops becomes +0. One
+/// call per row and 64 keys (eight n-tiles, for_each_keep's grouping): its word w serves n-tiles 2 w (bytes 0, 1,
+/// the packed pair's lanes) and 2 w + 1 (bytes 2, 3). Per 4 elements 3 operations for the keep bits, 2 permutes,
+/// 2 ANDs; the 1 / (1 - p) scale is not applied here but on the output (scale_output_for_dropout).
 template <class V, int kMT, int kNT>
 FLATATTN_DEVICE void drop_packed(std::uint32_t (&pa)[kMT][kNT / 2][4], const VariantData& v, int b, int h, int row0,
                                  int col0) {

@@ -20,13 +20,8 @@
 //                            DqWGs = 2: warpgroup w computes the columns [w D/2, (w + 1) D/2); DqWGs = 1:
 //                            both compute all D columns and warpgroup 0 adds them (a policy choice;
 //                            the table takes 2 at D = 64 and 128). Then the
-//                            fp32 additions to the accumulator: on whole 64-row blocks of whole D, the
-//                            warpgroup stages its dQ block in shared memory and 64 of its threads add a
-//                            row each with a bulk reduction (cp.reduce.async.bulk .add.f32,
-//                            sm90/bulk_reduce.cuh; the next step's barrier waits for the reads); else
-//                            (ragged blocks, padded D, a staged bias's variants) red.global.add.v2 per
-//                            column pair from registers; deterministic: int32 fixed point, a column pair
-//                            per red.global.add.u64.
+//                            fp32 additions to the accumulator (red.global.add.v2; deterministic:
+//                            int32 fixed point, a column pair per red.global.add.u64).
 // dK is scaled by the softmax scale once at the end (dQ in the conversion pass).
 //
 // Pipeline per step (Q, dO, LSE, D_i double-buffered with cp.async from every thread):
@@ -59,8 +54,8 @@
 // The previous step's reads are done before the step's first __syncthreads, so one buffer serves every step.
 //
 // Not done yet (FA3 has them): a TMA producer warp with mbarriers instead of cp.async from the
-// consumers, setmaxnreg, two CTAs per SM at D = 64, a separate warp for the dQ reductions, overlapping
-// step s's softmax with step s - 1's dK/dQ products.
+// consumers, setmaxnreg, two CTAs per SM at D = 64, the dQ accumulation through TMA reduce-add from
+// shared memory, overlapping step s's softmax with step s - 1's dK/dQ products.
 #pragma once
 
 #include <climits>
@@ -84,7 +79,6 @@
 #include "src/cuda/common/frag_store.cuh"
 #include "src/cuda/common/tile_io.cuh"
 #include "src/cuda/policy/tile_size.h"
-#include "src/cuda/sm90/bulk_reduce.cuh"
 #include "src/cuda/sm90/wgmma.cuh"
 #include "src/cuda/sm90/warp_roles.cuh"
 
@@ -119,16 +113,6 @@ struct BwdShape {
   /// other): per warpgroup 64 queries x 64 keys, one bit each (the kernel's "Dropout" comment); 0 otherwise.
   template <class V>
   static constexpr int kDropBytes = V::Prob::kDropout ? kWGs * kBlockM * 64 / 8 : 0;
-  /// dQ's staging for the bulk reductions (the kernel's "dQ" comment), after the dropout bits: per dQ warpgroup 64
-  /// rows of kDQ fp32, each row padded by 8 floats (a warp's 64-bit stores of 8 rows then take 2 wavefronts, the
-  /// minimum). None for a variant that stages a bias (its slots take that space; it keeps the reductions from
-  /// registers).
-  static constexpr int kDqRowFloats = kDQ + 8;
-  template <class V>
-  static constexpr int kDqStageBytes = Bias<V>::kMaxBytes == 0 ? kDqWGs * kBlockM * kDqRowFloats * 4 : 0;
-  /// Shared memory beyond kSmemBytes and the bias slots (launch_bwd.cuh bwd_extra_smem).
-  template <class V>
-  static constexpr int kExtraBytes = kDropBytes<V> + kDqStageBytes<V>;
 };
 
 /// The 16-bit A fragments of a 64 x 64 accumulator tile (sm80 pack_p's layout: k-step kk holds the
@@ -193,9 +177,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     return reinterpret_cast<std::uint32_t*>(smem + (srows - base) + 2 * S::kRowBytes) + w * (kBM * 64 / 32);
   };
   static_assert(!V::Prob::kDropout || S::template Bias<V>::kMaxBytes == 0, "dropout's bits sit where a bias would");
-  // dQ's staging for the bulk reductions (kDqBulk), after the dropout bits
-  constexpr bool kDqBulk = S::template kDqStageBytes<V> > 0;
-  const std::uint32_t sdq = srows + 2 * S::kRowBytes + S::template kDropBytes<V>;
   auto s_rows = [&](int st) {  // fp32 [LSE x BlockM | D_i x BlockM | u_i x BlockM] of stage st
     return reinterpret_cast<const float*>(smem + (srows - base) + st * S::kRowBytes);
   };
@@ -238,9 +219,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
   // dQ reductions: this lane's element (row 16 wl + g, column c0 + 2 t4) of the first head's row 0.
   const int acc_lane = (wl * 16 + g) * kD + c0 + 2 * t4;
   const bool full_d = p.f.d == kD;
-  // kDqBulk: this warpgroup's dQ rows in shared memory, and whether this thread issues a row's bulk reduction
-  const std::uint32_t sdq_wg = sdq + (dq_wg ? wg : 0) * kBM * S::kDqRowFloats * 4;
-  const bool dq_issuer = kDqBulk && dq_wg && (tid & 127) < kBM;
 
   float dk[1][kDT][4], dv[1][kDT][4];
 #pragma unroll
@@ -391,7 +369,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
     fence_regs(pa);
     wgmma_fence();
     gemm_pv_issue<E, TQ, kBM, kD>(dv[0], pa, sdo(st));  // dV += P^T dO
-    if (dq_issuer) bulk_wait_read<0>();  // the previous step's dQ rows are read: the stage may be written after the barrier
     __syncthreads();  // dS^T of both warpgroups is in shared memory
 
     float dq[kDQ / 8][4];
@@ -436,35 +413,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
         }
       }
     };
-    if (kDqBulk && !p.deterministic && full_d && m0 + kBM <= nq_rows) {
-      // Whole rows: the warpgroup stages its 64 x kDQ block (64-bit stores), and 64 of its threads add one row each
-      // with a bulk reduction (sm90/bulk_reduce.cuh); the registers are free right after the stores.
-      if (dq_wg) {
-        float* const stage = reinterpret_cast<float*>(smem + (sdq_wg - base));
-#pragma unroll
-        for (int hr = 0; hr < 2; ++hr)
-#pragma unroll
-          for (int dt = 0; dt < kDQ / 8; ++dt)
-            *reinterpret_cast<float2*>(stage + (wl * 16 + g + 8 * hr) * S::kDqRowFloats + dt * 8 + 2 * t4) =
-                make_float2(dq[dt][2 * hr], dq[dt][2 * hr + 1]);
-        fence_proxy_async();  // the stores, for the copy engine's reads
-        if (wg == 0) {        // the warpgroup's barrier (immediate ids: wg is uniform per warpgroup)
-          named_sync<1>(128);
-        } else {
-          named_sync<2>(128);
-        }
-        if (dq_issuer) {
-          const int r = tid & 127;
-          bulk_reduce_add_f32(p.dq_accum + (row0 + r) * kD + c0, sdq_wg + r * S::kDqRowFloats * 4, kDQ * 4);
-          bulk_commit();
-        }
-      }
-    } else {
-      // deterministic: the two rows' units, loaded with the step's LSE (0 past nq), and workspace rows
-      const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
-      add_dq_pairs<2>(
-          p, each_pair, [&](int hr) { return units[8 * hr]; }, [&](int hr) { return row0 + wl * 16 + g + 8 * hr; });
-    }
+    // deterministic: the two rows' units, loaded with the step's LSE (0 past nq), and workspace rows
+    const float* const units = s_rows(st) + 2 * kBM + wl * 16 + g;
+    add_dq_pairs<2>(
+        p, each_pair, [&](int hr) { return units[8 * hr]; }, [&](int hr) { return row0 + wl * 16 + g + 8 * hr; });
     wgmma_wait<0>();  // dK is done: da and the Q buffer are free
     fence_regs(dk[0]);
     fence_regs(dv[0]);
@@ -494,7 +446,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks)
       for (int e = 0; e < 4; ++e) dv[0][dt][e] *= p.f.var.drop_scale;
   }
   copy_wait<0>();
-  if (dq_issuer) bulk_wait<0>();  // this thread's dQ reductions are done before the CTA (and its shared memory) ends
   if (p.grad_f32) {  // fp32 gradients: from the registers, no staging
     store_dk_dv_f32(p, tile, n0, nk, dk, dv, wg * 64 + wl * 16, 0, lane);
     return;

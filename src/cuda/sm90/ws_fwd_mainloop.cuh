@@ -89,20 +89,12 @@ FLATATTN_DEVICE int ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p,
     for (int e = 0; e < 4; ++e) acc.o[0][dt][e] = 0.f;
   float s[1][kNT][4];
   std::uint32_t pa[1][kNT / 2][4];  // P of the block whose P V is next
-  // Dropout on whole Philox groups: the block's keep words are computed while its products run (in the shadow of
-  // S = Q K^T, where the warpgroup would otherwise wait), not between the softmax and the next issue.
-  constexpr bool kEarlyDrop = V::Prob::kDropout && kNT % 8 == 0;
-  DropWords<1, kEarlyDrop ? kNT : 8> kw;
 
   // Iteration `it` of the walk on kernel key block nb: the score hook's band mask mk where needs_mask() (asked
   // where the mask is applied: the dense schedules' code stays that of before the sparse walk), the rule's verdict
-  // `visible` where rule (kSparse), walk_in_flight() while the products run (with dropout's keep words).
+  // `visible` where rule (kSparse), in_flight() while the products run.
   auto block = [&](int it, int nb, auto&& needs_mask, const BandMask& mk, bool rule, std::uint64_t visible,
-                   auto&& walk_in_flight) {
-    auto in_flight = [&] {
-      if constexpr (kEarlyDrop) dropout_words<V, 1, kNT>(kw, p.var, at.b, at.h, row, nb * kBN + col);
-      walk_in_flight();
-    };
+                   auto&& in_flight) {
     ring.wait_k(it);
     if constexpr (kOverlap) {
       if (it > it0) ring.wait_v(it - 1);  // before the issues: no spin loop between two wgmma groups
@@ -152,12 +144,7 @@ FLATATTN_DEVICE int ws_consumer_mainloop(WsAcc<S::kDT>& acc, const FwdParams& p,
     } else {
       rescale_o<S::kLazyRescale>(acc.o, alpha, moved);
     }
-    if constexpr (kEarlyDrop) {
-      pack_p<E>(s, pa);
-      drop_packed_words<1, kNT>(pa, kw);
-    } else {
-      pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
-    }
+    pack_probs<E, V>(s, pa, p, row, nb * kBN + col, at);
     if constexpr (!kOverlap) {
       ring.wait_v(it);
       fence_regs(acc.o[0]);
