@@ -3,6 +3,7 @@
 # CPU-only (FLATATTN_CUDA=OFF) and runs bench/cpu/peers_torch_cpu.py against torch's CPU SDPA on all the host's
 # cores. Writes the CPU's identity and flags, the build log and the peer lines under $OUT.
 #   OUT=/tmp/out [THREADS=16] [SHAPES=...] [DTYPES=bf16,fp32] [BENCH_S=170] bash bench/cpu/host16.sh
+# Written in stop 35 and not yet run: no machine was lent for it (check pip.log first on its first run).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set OUT}
