@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-#include <immintrin.h>
+#include "src/cpu/exp2.h"  // exp2_poly_ps (with <immintrin.h>)
 #endif
 
 namespace flatattn::cpu::simd {
@@ -67,9 +67,9 @@ FLATATTN_INLINE vf exp(vf x) {
 }
 
 /// e^x per lane for the softmax's exponents x <= 0 (logits minus their row max or LSE; -inf gives exactly 0).
-/// With AVX-512 as 2^t, t = x log2(e): t = f + floor(t), f in [0, 1) by VREDUCEPS, 2^f by a degree-6 polynomial with
-/// its constant term exactly 1, VSCALEFPS by 2^floor(t); 10 operations per 16 lanes against exp()'s ~20 (its clamps
-/// and the two-constant ln 2 reduction).
+/// With AVX-512 as 2^t, t = x log2(e) (exp2_poly_ps of src/cpu/exp2.h): t = f + floor(t), f in [0, 1) by VREDUCEPS,
+/// 2^f by a degree-6 polynomial with its constant term exactly 1 (kExp2Deg6), VSCALEFPS by 2^floor(t); 10 operations
+/// per 16 lanes against exp()'s ~20 (its clamps and the two-constant ln 2 reduction).
 /// - e^0 = 1 exactly: a row with one visible key gets P = 1, as the fp64 oracle does.
 /// - The polynomial (a relative-error fit of ours) is within 1.0 ulp on [0, 1) evaluated in fp32.
 /// - The rounding of t leaves e^x within about 1e-7 |x| relative: at most 1e-7 |x| e^x <= 3.7e-8 absolute,
@@ -78,16 +78,7 @@ FLATATTN_INLINE vf exp(vf x) {
 /// rounding at most). Tested through cpu::exp_nonpos_into (softmax_exp.h), which is built with the engine's flags.
 FLATATTN_INLINE vf exp_nonpos(vf x) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-  const __m512 t = (__m512)(x * 1.44269504088896341f);
-  const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 p = _mm512_set1_ps(2.1612791170e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.2468012283e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6754170954e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5485308170e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022929370e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314706326e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return (vf)_mm512_maskz_scalef_ps(static_cast<__mmask16>(0xFFFF), p, t);  // maskz: no undefined source
+  return (vf)exp2_poly_ps((__m512)(x * 1.44269504088896341f), kExp2Deg6);  // src/cpu/exp2.h
 #else
   return exp(x);
 #endif

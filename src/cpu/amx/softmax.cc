@@ -4,7 +4,7 @@
 // three times). Compiled, like kernels.cc, with -mavx512f -mavx512bw -mavx512dq -mavx512bf16; both bf16
 // paths (AMX, AVX512-BF16) call it, only after forward_matmul() chose one of them.
 //
-// e^x = 2^(x log2 e) by exp2_ps (src/cpu/amx/exp2.h). 10 vector operations per 16 logits, the exp, sum and
+// e^x = 2^(x log2 e) by exp2_ps (src/cpu/exp2.h). 10 vector operations per 16 logits, the exp, sum and
 // bf16 conversion included; the per-row work (the two horizontal reductions, m and l) is done for 16 rows
 // at once (reduce16 below), which at block_n = 256 was about a fifth of the step.
 #include <immintrin.h>
@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "src/cpu/amx/exp2.h"
+#include "src/cpu/exp2.h"
 
 namespace flatattn::cpu {
 
