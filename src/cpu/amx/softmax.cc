@@ -4,9 +4,10 @@
 // three times). Compiled, like kernels.cc, with -mavx512f -mavx512bw -mavx512dq -mavx512bf16; both bf16
 // paths (AMX, AVX512-BF16) call it, only after forward_matmul() chose one of them.
 //
-// e^x = 2^(x log2 e) by exp2_ps (src/cpu/exp2.h). 10 vector operations per 16 logits, the exp, sum and
-// bf16 conversion included; the per-row work (the two horizontal reductions, m and l) is done for 16 rows
-// at once (reduce16 below), which at block_n = 256 was about a fifth of the step.
+// e^x = 2^(x log2 e) by exp2_ps (src/cpu/exp2.h; degree 4 when P is one bf16 piece, degree 5 for the split
+// pieces). 9 vector operations per 16 logits (10 with degree 5), the exp, sum and bf16 conversion included;
+// the per-row work (the two horizontal reductions, m and l) is done for 16 rows at once (reduce16 below),
+// which at block_n = 256 was about a fifth of the step.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -82,8 +83,8 @@ void softmax_step(const float* s, std::int64_t rows, std::int64_t ncols, std::in
       __m512 sum0 = _mm512_setzero_ps(), sum1 = sum0;
       std::uint16_t* pr = p + (i0 + r) * ldp;
       for (std::int64_t j = 0; j < ncols; j += 32) {
-        const __m512 e0 = exp2_ps(_mm512_fmadd_ps(_mm512_loadu_ps(row + j), c, b));
-        const __m512 e1 = exp2_ps(_mm512_fmadd_ps(_mm512_loadu_ps(row + j + 16), c, b));
+        const __m512 e0 = exp2_ps<kPieces == 1>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j), c, b));
+        const __m512 e1 = exp2_ps<kPieces == 1>(_mm512_fmadd_ps(_mm512_loadu_ps(row + j + 16), c, b));
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(pr + j, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));  // nearest even, as amx_to_bf16
