@@ -1,6 +1,7 @@
 // 2^t on 16 fp32 lanes for the CPU softmax's exponents: the fp32 engine's simd::exp_nonpos (src/cpu/simd.h) and the
-// bf16 forward's exp2_ps (src/cpu/amx/softmax.cc) share exp2_poly_ps and differ only in their polynomial. AVX-512F/DQ intrinsics: include only from code compiled with those flags (simd.h includes it
-// under its AVX-512 guard).
+// bf16 forward's exp2_ps (src/cpu/amx/softmax.cc) share exp2_poly_ps and differ only in their polynomial.
+// AVX-512F/DQ intrinsics: include only from code compiled with those flags (simd.h includes it under its AVX-512
+// guard).
 //
 // 2^t = 2^f 2^floor(t) with f = t - floor(t) in [0, 1): VREDUCEPS gives f in one instruction, a polynomial gives
 // 2^f, and VSCALEFPS multiplies by 2^floor(t) itself (it floors its second operand), exactly. t = -inf gives exactly
@@ -42,7 +43,7 @@ inline constexpr float kExp2Deg6[7] = {2.1612791170e-4f, 1.2468012283e-3f, 9.675
 
 /// The bf16 forward's 2^t (t <= ~0: logits minus their row max, in log2 units): 7 operations per 16 lanes, or 6 with
 /// kOnePiece (P rounded to one bf16 piece, whose rounding dwarfs degree 4's error; SplitPolicy pieces keep degree 5).
-template <bool kOnePiece = false>
+template <bool kOnePiece>
 inline __m512 exp2_ps(__m512 t) {
   if constexpr (kOnePiece) {
     return exp2_poly_ps(t, kExp2Deg4);
