@@ -26,7 +26,7 @@
 // D / 128 (a tile's bytes). The constants (hardware.h DecodeCalib) are fitted to bench_decode times
 // (decode_compare.h fit_decode); the fit's data and errors are in the hardware file's notes and in
 // bench/results/decode-model-h100-2026-12-07.md. The model ignores masks (windows, causal q_len > 1 bands), varlen,
-// the append + rotary kernel and cluster decoding: a step of those is predicted as the plain one over `context` keys.
+// the append + rotary of new rows and cluster decoding: a step of those is predicted as the plain one over `context` keys.
 #pragma once
 
 #include <cstdint>

@@ -240,6 +240,38 @@ TEST(KvCacheCuda, AppendWithRotary) {
         }
 }
 
+// The append and RoPE fused into the decode kernel (src/cuda/decode/new_rows.cuh): the new rows come from k_new into
+// the tile that reaches them, so place them across a 64-key tile boundary (62 + 5), fill whole tiles with them (0 +
+// 70), put them behind long caches cut by splits, and give the (sequence, kv head) two row blocks (Hq/Hkv = 8,
+// Nq = 4: 32 rows), so the CTAs that rotate q are not the writer; per-row page lookup (page 1) and per-tile (64).
+TEST(KvCacheCuda, AppendAcrossTilesSplitsAndRowBlocks) {
+  REQUIRE_GPU();
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (std::int64_t ps : {1, 16, 64})
+    for (int splits : {1, 2, 5})
+      for (bool interleaved : {false, true}) {
+        KvCase c = base();
+        c.batch = 4;
+        c.hq = 16;
+        c.hkv = 2;
+        c.nq = 4;
+        c.nnew = 5;
+        c.seqlens = {62, 0, 700, 123};
+        c.page_size = ps;
+        c.num_splits = splits;
+        c.rotary_dim = interleaved ? 64 : 128;
+        c.rotary_interleaved = interleaved;
+        c.options.causal = splits != 2;
+        expect_pass(c, s.rng);
+        c.nnew = 70;
+        c.nq = 3;
+        c.seqlens = {0, 60, 190, 5};
+        c.rotary_dim = interleaved ? 0 : 96;
+        expect_pass(c, s.rng);
+      }
+}
+
 TEST(KvCacheCuda, SplitCounts) {
   REQUIRE_GPU();
   Seeded s;

@@ -5,8 +5,8 @@
 // before it reads or writes any global memory that earlier work on the stream may touch; the wait returns when
 // the preceding grid has completed and its writes are visible. pdl_launch_dependents() lets the next kernel
 // start launching before this one ends (without it, that happens at the end).
-// Used by the decode step (append -> decode -> split-KV combine: three short kernels at B = 1, where the gaps
-// between launches are a visible part of the step). Below sm_90 both calls are no-ops and launch_pdl launches
+// Used by the decode step (decode -> split-KV combine: two short kernels at B = 1, where the gap between
+// launches is a visible part of the step). Below sm_90 both calls are no-ops and launch_pdl launches
 // normally.
 #pragma once
 

@@ -10,6 +10,9 @@
 // through the page table with cp.async (per-row page lookup; one lookup per tile when the page size is a
 // multiple of 64 or the cache is contiguous) in a kStages-deep pipeline.
 //
+// New rows (new_rows.cuh): the call's new keys/values are appended and q and the new keys rotated (RoPE) inside
+// this kernel, not by a kernel before it; a tile that reaches the new positions takes them from k_new/v_new.
+//
 // Metadata (kv_meta.cuh): the CTA checks its sequence before it reads any cache row or writes anything; a
 // refused sequence writes nothing (with splits: a marker LSE that makes the combine skip the rows).
 #pragma once
@@ -29,6 +32,7 @@
 #include "src/cuda/decode/cluster_merge.cuh"
 #include "src/cuda/decode/decode_tile.h"
 #include "src/cuda/decode/kv_meta.cuh"
+#include "src/cuda/decode/new_rows.cuh"
 #include "src/cuda/decode/row_finish.cuh"
 
 namespace flatattn::cuda {
@@ -52,7 +56,8 @@ FLATATTN_DEVICE void visible_keys(const DecodeParams& p, int i, int nq, int n_k,
 }
 
 /// Issues the cp.async copies of key tile `tile` (positions 64 tile ..) of the CTA's (sequence, kv head) into
-/// shared K/V tiles sk/sv; rows outside [k_lo, k_hi) are zero-filled and not read.
+/// shared K/V tiles sk/sv; rows outside [k_lo, k_hi) are zero-filled and not read (the caller passes k_hi <=
+/// cache_seqlens[b] when the new rows come from k_new: fill_new_rows writes those after the copies land).
 template <int D>
 FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, int hk, int tile, int k_lo,
                                   int k_hi, std::uint32_t sk, std::uint32_t sv, int tid) {
@@ -115,11 +120,14 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   const int r_base = rb * C::kRows;
   const std::int64_t rows_total = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
 
-  // Launched with PDL after the append kernel (common/pdl.cuh): wait for it (it writes the cache rows and the
-  // rotated queries read below), then let the combine begin launching.
+  // Launched with PDL (common/pdl.cuh): wait for the kernel before it on the stream, then let the combine
+  // begin launching.
   pdl_wait();
   pdl_launch_dependents();
-  const KvSeq s = check_seq(p, b, split, p.num_splits, &word);
+  // The writer of the new rows checks the sequence's whole block table (the other CTAs their split's part), so
+  // no other CTA can refuse the sequence after the writer has stored into the cache.
+  const bool writer = p.k_new != nullptr && rb == 0 && split == 0;
+  const KvSeq s = check_seq(p, b, writer ? 0 : split, writer ? 1 : p.num_splits, &word);
   // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
   // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
   if (!kCluster && s.bad != 0) {
@@ -131,6 +139,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
     return;
   }
+  if (writer && s.bad == 0) write_new_rows<E>(p, s, b, hk);
   // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
   // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
   // the row block and the sequence, and s.nq does not depend on the split's block-table part).
@@ -185,6 +194,14 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
   }
   __syncthreads();
+  if (p.rotary_cos != nullptr) {
+    rope_q_rows<E, TQ>(p, s, smem, min(C::kRows, rows - r_base), [&](int r) {
+      int i, h;
+      row_coords(p, hk, r_base + r, i, h);
+      return i;
+    });
+    __syncthreads();
+  }
   std::uint32_t qf[D / 16][4];
   {
     const std::uint32_t aq = TQ::offset(a_row(lane), a_col(lane));
@@ -201,10 +218,12 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.f, 0.f}};
 
   auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
+  // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new (fill_new_rows).
+  const int c_hi = p.k_new != nullptr ? min(k_hi, s.seqlen) : k_hi;
 #pragma unroll
   for (int st = 0; st < C::kStages - 1; ++st) {
     if (t_begin + st < t_end)
-      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
     copy_commit();
   }
   const std::uint32_t bk = TK::offset(b_row(lane), b_col(lane)) + warp * 16 * TK::kRowBytes;
@@ -219,11 +238,17 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     __syncthreads();
     {
       const int tn = t + C::kStages - 1, st = (tn - t_begin) % C::kStages;
-      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
       copy_commit();
     }
     const int st = (t - t_begin) % C::kStages;
     const std::uint32_t sk = stage_k(st), sv = sk + C::kTileBytes;
+    if (c_hi < k_hi && (t + 1) * C::kBN > c_hi) {  // the tile reaches the new rows (uniform over the CTA)
+      const int t0 = t * C::kBN, from = max(max(t0, k_lo), c_hi), to = min(t0 + C::kBN, k_hi);
+      unsigned char* tile = smem + st * C::kStageBytes;
+      fill_new_rows<E, TK>(p, s, b, hk, t0, from - s.seqlen, to - s.seqlen, tile, tile + C::kTileBytes);
+      __syncthreads();
+    }
     float sc[1][2][4];
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)

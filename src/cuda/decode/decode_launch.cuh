@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "src/cuda/common/pdl.cuh"
-#include "src/cuda/decode/append_kernel.cuh"
 #include "src/cuda/decode/combine_kernel.cuh"
 #include "src/cuda/decode/decode_kernel.cuh"
 #include "src/cuda/decode/decode_launch.h"
@@ -30,7 +29,7 @@ void launch_decode(const DecodeParams& p, int device, void* stream) {
   const dim3 grid(static_cast<unsigned>(p.row_blocks), static_cast<unsigned>(p.num_splits),
                   static_cast<unsigned>(p.batch * p.hkv));
   // Each launch overlaps the tail of the kernel before it on the stream (programmatic dependent launch,
-  // common/pdl.cuh; sm_90): at B = 1 the step is three short kernels and the gaps between them count.
+  // common/pdl.cuh; sm_90): at B = 1 the step is two short kernels and the gap between them counts.
   check(launch_pdl(kernel, grid, dim3(C::kThreads), C::kSmem, s, device, p), "decode kernel launch");
   if (p.num_splits > 1) {
     const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.nq * p.hq;
@@ -60,14 +59,6 @@ void launch_decode_cluster(const DecodeParams& p, int device, void* stream) {
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   check(cudaLaunchKernelEx(&cfg, kernel, p), "decode cluster kernel launch");
-}
-
-template <DType Dt>
-void launch_kv_append(const AppendParams& a, int device, void* stream) {
-  using E = std::conditional_t<Dt == DType::bf16, BF16, F16>;
-  const dim3 grid(static_cast<unsigned>(a.kv.hkv), static_cast<unsigned>(a.kv.batch));
-  check(launch_pdl(kv_append_kernel<E>, grid, dim3(128), 0, static_cast<cudaStream_t>(stream), device, a),
-        "kv append kernel launch");
 }
 
 }  // namespace flatattn::cuda

@@ -19,8 +19,4 @@ void launch_decode(const DecodeParams& p, int device, void* stream);
 template <DType Dt, int D>
 void launch_decode_cluster(const DecodeParams& p, int device, void* stream);
 
-/// The append (+ rotary) kernel over grid (Hkv, B) on device `device`.
-template <DType Dt>
-void launch_kv_append(const AppendParams& a, int device, void* stream);
-
 }  // namespace flatattn::cuda

@@ -14,7 +14,7 @@ namespace flatattn::cuda {
 
 struct DecodeParams {
   // Queries and outputs (B, Nq, Hq, D): element strides batch, row, head.
-  const void* q = nullptr;  ///< the caller's q, or the rotated copy in the workspace (contiguous)
+  const void* q = nullptr;  ///< the caller's q (rotated in the kernel when rotary_cos is set)
   std::int64_t q_b = 0, q_n = 0, q_h = 0;
   void* o = nullptr;
   std::int64_t o_b = 0, o_n = 0, o_h = 0;
@@ -44,7 +44,18 @@ struct DecodeParams {
   int rows = 0;        ///< group * nq: the rows of one (sequence, kv head), packed as r = i * group + g
                        ///< (varlen: the bound; sequence b has group * Nq_b of them, kv_meta.cuh KvSeq::nq)
   int row_blocks = 0;  ///< ceil(rows / 16)
-  // Rotary (checked here only for the table's bounds; the append kernel applies it).
+  // The call's new tokens (kvcache.h semantics 1 and 3), fused into the decode kernel (new_rows.cuh): k_new
+  // and v_new (B, Nnew, Hkv, D), element strides batch, row, head; null (and nnew = 0): no append.
+  const void* k_new = nullptr;
+  const void* v_new = nullptr;
+  std::int64_t kn_b = 0, kn_n = 0, kn_h = 0;
+  std::int64_t vn_b = 0, vn_n = 0, vn_h = 0;
+  // Rotary (RoPE, src/core/rotary.h) of q and the new keys: the tables (max_position, rotary_dim / 2), row
+  // stride rot_stride, in q's dtype; null: off (rotary_dim is then 0).
+  const void* rotary_cos = nullptr;
+  const void* rotary_sin = nullptr;
+  std::int64_t rot_stride = 0;
+  int interleaved = 0;
   int rotary_dim = 0, rotary_max_position = 0;
   int rotary_q_per_row = 0;  ///< 1: query i at cache_seqlens[b] + i (causal or window), 0: at cache_seqlens[b]
   // Logits in log2 units, as FwdParams: fold: x = s and p = exp2(x mul - m mul); else x = score(s), mul = 1.
@@ -59,20 +70,9 @@ struct DecodeParams {
   float* o_part = nullptr;
   float* lse_part = nullptr;
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
-};
 
-/// The append step's parameters (append_kernel.cuh).
-struct AppendParams {
-  DecodeParams kv;  ///< the cache, its metadata and the shapes (kv.q: the caller's q)
-  const void* k_new = nullptr;  ///< (B, Nnew, Hkv, D); null: no append
-  const void* v_new = nullptr;
-  std::int64_t kn_b = 0, kn_n = 0, kn_h = 0;
-  std::int64_t vn_b = 0, vn_n = 0, vn_h = 0;
-  const void* rotary_cos = nullptr;  ///< (max_position, rotary_dim / 2), row stride rot_stride; null: off
-  const void* rotary_sin = nullptr;
-  std::int64_t rot_stride = 0;
-  int interleaved = 0;
-  void* q_rot = nullptr;  ///< (B, Nq, Hq, D) contiguous; null: queries not rotated
+  /// Whether the call brings new rows: keys and values to append, or queries to rotate (new_rows.cuh).
+  [[nodiscard]] FLATATTN_HD bool fresh() const { return k_new != nullptr || rotary_cos != nullptr; }
 };
 
 /// The LSE a split writes for rows of a sequence its metadata check refused: the combine kernel skips
