@@ -9,7 +9,8 @@
 # the new tree once more under that environment ("new_env"). AB_TESTS (a gtest filter): the new tree is configured
 # with the tests, and test_cuda runs that filter after the rounds. AB_DTYPES (default bf16), AB_CMAKE_EXTRA (more
 # cmake options for both trees, e.g. -DFLATATTN_CUDA_SUBSET=ci), ROUND_S (default 150: no round starts with less
-# time left).
+# time left), BASE_CMAKE_EXTRA (cmake options for the baseline only, after AB_CMAKE_EXTRA: e.g. fewer head dims,
+# dtypes or variants when it only runs a bench that needs one of them).
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
 # BWD_ARGS (more bench_bwd options, e.g. --dropout 0.1),
@@ -59,17 +60,17 @@ note "cupti: ${CUPTI:-none}"
 TARGETS=""
 for bch in fwd bwd decode; do [[ " $BENCHES " == *" $bch "* ]] && TARGETS="$TARGETS bench_$bch"; done
 [[ " $BENCHES " == *" host "* ]] && TARGETS="$TARGETS host_overhead"
-build() {  # build SRC DIR LOG [TESTS]
+build() {  # build SRC DIR LOG [TESTS [EXTRA]]
   local t0=$(date +%s)
   cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLATATTN_CUDA=ON -DFLATATTN_CUDA_ARCHS="$ARCHS" \
     -DFLATATTN_HDIMS="$HDIMS" -DFLATATTN_DTYPES=${AB_DTYPES:-bf16} -DFLATATTN_CUDA_PTX75=OFF -DFLATATTN_BUILD_TESTS=${4:-OFF} \
-    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CUPTI:+-DFLATATTN_BENCH_CUPTI_ROOT=$CUPTI} ${AB_CMAKE_EXTRA:-} > "$3" 2>&1 &&
+    -DFLATATTN_BUILD_CLI=OFF -DFLATATTN_CUDA_PTXAS_VERBOSE=ON ${CUPTI:+-DFLATATTN_BENCH_CUPTI_ROOT=$CUPTI} ${AB_CMAKE_EXTRA:-} ${5:-} > "$3" 2>&1 &&
     ninja -C "$2" -j "$JOBS" $TARGETS $([[ ${4:-OFF} == ON ]] && echo test_cuda) >> "$3" 2>&1
   local rc=$?
   note "build $1: rc=$rc $(( $(date +%s) - t0 )) s"
   return $rc
 }
-build "$BASE" build-ab-base "$OUT/build_base.log" & pb=$!
+build "$BASE" build-ab-base "$OUT/build_base.log" OFF "${BASE_CMAKE_EXTRA:-}" & pb=$!
 build . build-ab-new "$OUT/build_new.log" $([[ -n ${AB_TESTS:-} ]] && echo ON); rn=$?
 wait $pb; rb=$?
 (( rn == 0 && rb == 0 )) || { note "build failed"; tail -30 "$OUT/build_new.log" "$OUT/build_base.log"; exit 1; }

@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
   }
   __syncthreads();
-  if (p.rotary_cos != nullptr) {
+  if (p.rotary_cos != nullptr && s.bad == 0) {  // (a refused sequence in a cluster: no trusted position)
     rope_q_rows<E, TQ>(p, s, smem, min(C::kRows, rows - r_base), [&](int r) {
       int i, h;
       row_coords(p, hk, r_base + r, i, h);
