@@ -17,6 +17,8 @@
 # Environment: SHAPES (comma list of names below, default gpt2,gpt2_causal,llama4k), THREADS, DTYPES,
 # MODES (fwd,fwdbwd), REPS (3), WARMUP (1), CLOCK (wall | cpu: process CPU time), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn); DTYPES may
 # also name fp32_bf16: fp32 tensors with flatattn's fp32_matmul="bf16" (the opt-in) against torch's fp32 SDPA.
+# DATAFLOW (auto | flash | flat: flatattn's dataflow, forced, for a planner check on another machine), GEMM_N
+# (the GEMM rate's square size, default 2048).
 # FLOPs as `flatattn run` counts them: fwd 4 B Hq Nq Nk D (causal: half), fwd+bwd 3.5x that.
 # Run: LD_LIBRARY_PATH=/tmp/kvstubs /tmp/cpuvenv/bin/python bench/cpu/peers_torch_cpu.py
 # Table: python bench/cpu/peers_torch_cpu.py --md peers_torch_cpu.json
@@ -45,6 +47,8 @@ def env_list(name, default):
 
 
 REPS, WARMUP = int(os.environ.get("REPS", "3")), int(os.environ.get("WARMUP", "1"))
+GEMM_N = int(os.environ.get("GEMM_N", "2048"))  # the GEMM rate's square size (16 threads want more than 2048)
+DATAFLOW = os.environ.get("DATAFLOW", "auto")  # flatattn's dataflow: auto (the planner), flash or flat
 # CLOCK=cpu times each call in process CPU time (time.process_time: on a shared machine it leaves out the time
 # other processes held our core; meaningful for THREADS=1, where it is the call's own time), else wall time.
 CLOCK = time.process_time if os.environ.get("CLOCK", "wall") == "cpu" else time.perf_counter
@@ -84,7 +88,7 @@ def rel_diff(a, b):
 def gemm_rates(threads):
     torch.set_num_threads(threads)
     out = {}
-    n = 2048
+    n = GEMM_N
     for dt in ("bf16", "f16", "fp32"):
         a = torch.randn(n, n, dtype=DT[dt])
         b = torch.randn(n, n, dtype=DT[dt])
@@ -102,7 +106,7 @@ def cell(shape, dt, threads, modes):
     v = torch.randn(B, Hkv, N, D, generator=g).to(DT[dt])
     do = torch.randn(B, Hq, N, D, generator=g).to(DT[dt])
     gqa = Hq != Hkv
-    kw = KW.get(dt, {})
+    kw = dict(KW.get(dt, {}), **({} if DATAFLOW == "auto" else {"dataflow": DATAFLOW}))
     fl = 4 * B * Hq * N * N * D / (2 if causal else 1)
     fq, fk, fv, fdo = (x.transpose(1, 2) for x in (q, k, v, do))  # (B, N, H, D) views
     row = {"shape": shape, "B": B, "N": N, "Hq": Hq, "Hkv": Hkv, "D": D, "causal": causal, "dtype": dt,
@@ -160,7 +164,7 @@ def main():
     res = {"cpu_model": model, "cpu_flags_matrix": sorted(f for f in flags if f.startswith(("amx", "avx512"))),
            "nproc": os.cpu_count(), "torch": torch.__version__, "torch_cpu_capability":
            torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
-           "FLATATTN_CPU_MATMUL": os.environ.get("FLATATTN_CPU_MATMUL", ""), "reps": REPS, "warmup": WARMUP,
+           "FLATATTN_CPU_MATMUL": os.environ.get("FLATATTN_CPU_MATMUL", ""), "dataflow": DATAFLOW, "gemm_n": GEMM_N, "reps": REPS, "warmup": WARMUP,
            "clock": os.environ.get("CLOCK", "wall"),
            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "flatattn_file": flatattn.__file__,
            "commit": subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "HEAD"],
