@@ -124,15 +124,27 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   // begin launching.
   pdl_wait();
   pdl_launch_dependents();
-  // The start overlaps its global round trips: the sequence's scalars first, then the first K/V tiles are issued
-  // and Q is staged while the block table is checked. The tiles' page lookups are bounded by num_pages whatever
-  // the table holds (kv_meta.cuh page_of), so these reads stay inside the cache; a refused sequence never uses them.
-  KvSeq s = kv_seq(p, b);
-  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched: p.rows). A
-  // row block past them has nothing to do; the test is uniform over a cluster (its CTAs share the row block and
-  // the sequence).
+  // The writer of the new rows checks the sequence's whole block table (the other CTAs their split's part), so
+  // no other CTA can refuse the sequence after the writer has stored into the cache.
+  const bool writer = p.k_new != nullptr && rb == 0 && split == 0;
+  const KvSeq s = check_seq(p, b, writer ? 0 : split, writer ? 1 : p.num_splits, &word);
+  // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
+  // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
+  if (!kCluster && s.bad != 0) {
+    if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
+      int i, h;
+      row_coords(p, hk, r_base + tid, i, h);
+      p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
+          __uint_as_float(kSkippedLseBits);
+    }
+    return;
+  }
+  if (writer && s.bad == 0) write_new_rows<E>(p, s, b, hk);
+  // This sequence's rows (varlen: group * Nq_b <= p.rows, none when its offsets were refused; batched:
+  // p.rows). A row block past them has nothing to do; the test is uniform over a cluster (its CTAs share
+  // the row block and the sequence, and s.nq does not depend on the split's block-table part).
   const int rows = p.group * s.nq;
-  const bool active = r_base < rows;
+  if (r_base >= rows) return;
 
   // This thread's two rows (g and g + 8 of the m-tile): their visible keys.
   int lo_r[2], hi_r[2], i_r[2], h_r[2];
@@ -147,8 +159,8 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     }
   }
   // The CTA's key range: the union of its rows' bands (lo and hi grow with i), split into 64-key tiles.
-  int k_lo = 0, k_hi = 0, unused_i, unused_h;
-  if (active) {
+  int k_lo, k_hi, unused_i, unused_h;
+  {
     const int r_last = min(r_base + C::kRows, rows) - 1;
     int lo_a, hi_a, lo_b, hi_b;
     row_coords(p, hk, r_base, unused_i, unused_h);
@@ -166,21 +178,9 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     t_end = min(first + (split + 1) * per, first + n_tiles);
   }
 
+  // Q: the block's rows into shared memory (zeros past the rows), then into registers for the whole loop.
   const std::uint32_t s_base = smem_u32(smem);
-  auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
-  // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new (fill_new_rows).
-  const int c_hi = p.k_new != nullptr ? min(k_hi, s.seqlen) : k_hi;
-#pragma unroll
-  for (int st = 0; st < C::kStages - 1; ++st) {
-    if (t_begin + st < t_end)
-      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
-    copy_commit();
-  }
-
-  // Q: the block's rows into shared memory (zeros past the rows) at kQOffset, the last stage, which the loop
-  // first fills after Q is in registers; then into registers for the whole loop.
-  unsigned char* q_tile = smem + C::kQOffset;
-  if (active) {
+  {
     const T* q = static_cast<const T*>(p.q);
     for (int idx = tid; idx < C::kRows * kDT; idx += C::kThreads) {
       const int r = idx / kDT, c = (idx - r * kDT) * 8;
@@ -190,33 +190,12 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
         row_coords(p, hk, r_base + r, i, h);
         v = *reinterpret_cast<const uint4*>(q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h + c);
       }
-      *reinterpret_cast<uint4*>(q_tile + TQ::offset(r, c)) = v;
+      *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
     }
   }
-  // The writer of the new rows checks the sequence's whole block table (the other CTAs their split's part), so
-  // no other CTA can refuse the sequence after the writer has stored into the cache.
-  const bool writer = p.k_new != nullptr && rb == 0 && split == 0;
-  s = check_table(p, s, b, writer ? 0 : split, writer ? 1 : p.num_splits, &word);
-  // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
-  // empty key range), where the bits in `word` make the cluster skip the rows.
-  if (!kCluster && s.bad != 0) {
-    copy_wait<0>();
-    if (p.num_splits > 1 && tid < C::kRows && r_base + tid < p.rows) {
-      int i, h;
-      row_coords(p, hk, r_base + tid, i, h);
-      p.lse_part[split * rows_total + (static_cast<std::int64_t>(b) * p.nq + i) * p.hq + h] =
-          __uint_as_float(kSkippedLseBits);
-    }
-    return;
-  }
-  if (writer && s.bad == 0) write_new_rows<E>(p, s, b, hk);
-  if (!active) {
-    copy_wait<0>();
-    return;
-  }
-  if (s.bad != 0) t_end = t_begin;  // (cluster) the tiles in flight are waited for after the loop
-  if (p.rotary_cos != nullptr && s.bad == 0) {
-    rope_q_rows<E, TQ>(p, s, q_tile, min(C::kRows, rows - r_base), [&](int r) {
+  __syncthreads();
+  if (p.rotary_cos != nullptr && s.bad == 0) {  // (a refused sequence in a cluster: no trusted position)
+    rope_q_rows<E, TQ>(p, s, smem, min(C::kRows, rows - r_base), [&](int r) {
       int i, h;
       row_coords(p, hk, r_base + r, i, h);
       return i;
@@ -227,8 +206,9 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   {
     const std::uint32_t aq = TQ::offset(a_row(lane), a_col(lane));
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], TQ::frag_at(s_base + C::kQOffset, aq, 0, kk * 16));
+    for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], TQ::frag_at(s_base, aq, 0, kk * 16));
   }
+  __syncthreads();  // the pipeline reuses the Q tile's memory
 
   float o[1][kDT][4];
 #pragma unroll
@@ -237,6 +217,15 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
   float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.f, 0.f}};
 
+  auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
+  // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new (fill_new_rows).
+  const int c_hi = p.k_new != nullptr ? min(k_hi, s.seqlen) : k_hi;
+#pragma unroll
+  for (int st = 0; st < C::kStages - 1; ++st) {
+    if (t_begin + st < t_end)
+      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+    copy_commit();
+  }
   const std::uint32_t bk = TK::offset(b_row(lane), b_col(lane)) + warp * 16 * TK::kRowBytes;
   const std::uint32_t av = TK::offset(a_row(lane), a_col(lane)) + warp * 16 * TK::kRowBytes;
   ScoreAt at{};

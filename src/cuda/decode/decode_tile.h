@@ -16,9 +16,7 @@ struct DecodeTile {
   static constexpr int kStageBytes = 2 * kTileBytes;    ///< K and V
   static constexpr int kRedBytes = kWarps * kRows * D * 4;  ///< the warps' fp32 outputs at the merge
   static constexpr int kSmem = kStages * kStageBytes > kRedBytes ? kStages * kStageBytes : kRedBytes;
-  /// The Q tile is staged in the last stage, which the prologue's copies leave free (decode_kernel.cuh).
-  static constexpr int kQOffset = (kStages - 1) * kStageBytes;
-  static_assert(kQOffset + kRows * D * 2 <= kSmem, "the Q tile fits in the last stage");
+  static_assert(kRows * D * 2 <= kSmem, "the Q tile is staged in the pipeline's memory");
 };
 
 /// The decode kernel's shared memory per CTA at a built head dim d (64, 128; anything else: 256's).

@@ -78,12 +78,12 @@ FLATATTN_DEVICE int page_of(const DecodeParams& p, const KvSeq& s, int b, int sl
   return pg >= 0 && pg < p.num_pages ? pg : -1;
 }
 
-/// The CTA-wide check of sequence b after its scalars (s = kv_seq(p, b)): part `part` of `parts` of the
-/// block-table slots of the key range [lp, n_k) (the parts of one sequence together cover every slot once).
-/// Returns s with every bit found (every thread the same; one __syncthreads pair, which also publishes the
-/// CTA's earlier shared-memory stores) and flags them in p.meta_err (thread 0); a refused sequence gets n_k =
-/// lp = 0. `word`: a __shared__ scratch word.
-FLATATTN_DEVICE KvSeq check_table(const DecodeParams& p, KvSeq s, int b, int part, int parts, unsigned* word) {
+/// The CTA-wide check of sequence b: the scalars, then part `part` of `parts` of the block-table slots of
+/// the key range [lp, n_k) (the parts of one sequence together cover every slot once). Returns the bits
+/// (every thread the same; one __syncthreads pair) and flags them in p.meta_err (thread 0). `word`: a
+/// __shared__ scratch word.
+FLATATTN_DEVICE KvSeq check_seq(const DecodeParams& p, int b, int part, int parts, unsigned* word) {
+  KvSeq s = kv_seq(p, b);
   if (threadIdx.x == 0) *word = s.bad;
   __syncthreads();
   if (s.bad == 0 && p.block_table != nullptr && s.n_k > s.lp) {
