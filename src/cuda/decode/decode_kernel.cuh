@@ -56,11 +56,11 @@ FLATATTN_DEVICE void visible_keys(const DecodeParams& p, int i, int nq, int n_k,
 }
 
 /// Issues the cp.async copies of key tile `tile` (positions 64 tile ..) of the CTA's (sequence, kv head) into
-/// shared K/V tiles sk/sv: rows in [k_lo, k_hi) from the cache, rows in [k_hi, n_hi) not at all (the call's new
-/// rows, which fill_new_rows stores), every other row zero-filled and not read.
+/// shared K/V tiles sk/sv; rows outside [k_lo, k_hi) are zero-filled and not read (the caller passes k_hi <=
+/// cache_seqlens[b] when the new rows come from k_new: fill_new_rows writes those after the copies land).
 template <int D>
 FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, int hk, int tile, int k_lo,
-                                  int k_hi, int n_hi, std::uint32_t sk, std::uint32_t sv, int tid) {
+                                  int k_hi, std::uint32_t sk, std::uint32_t sv, int tid) {
   using C = DecodeTile<D>;
   using Tile = SmemTile<C::kBN, D>;
   constexpr int kChunks = D / 8, kRowStep = C::kThreads / kChunks, kIters = C::kBN / kRowStep;
@@ -96,7 +96,6 @@ FLATATTN_DEVICE void load_kv_tile(const DecodeParams& p, const KvSeq& s, int b, 
       ko = pg * p.kc_page + static_cast<std::int64_t>(row) * p.kc_row;
       vo = pg * p.vc_page + static_cast<std::int64_t>(row) * p.vc_row;
     }
-    if (pos >= k_hi && pos < n_hi) continue;  // a new row
     const std::uint32_t so = Tile::offset(r, c);
     copy_16(sk + so, pred ? static_cast<const void*>(kc + ko) : p.k_cache, pred);
     copy_16(sv + so, pred ? static_cast<const void*>(vc + vo) : p.v_cache, pred);
@@ -219,20 +218,12 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   float m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.f, 0.f}};
 
   auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
-  // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new instead, stored
-  // into the stage by fill_new_rows when the tile is issued (so their loads overlap the copies in flight; the
-  // loop's __syncthreads before the tile's use publishes them).
+  // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new (fill_new_rows).
   const int c_hi = p.k_new != nullptr ? min(k_hi, s.seqlen) : k_hi;
-  auto issue = [&](int tile, int st) {
-    load_kv_tile<D>(p, s, b, hk, tile, k_lo, c_hi, k_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
-    if (c_hi < k_hi && (tile + 1) * C::kBN > c_hi) {  // the tile reaches the new rows (uniform over the CTA)
-      const int t0 = tile * C::kBN, from = max(max(t0, k_lo), c_hi), to = min(t0 + C::kBN, k_hi);
-      unsigned char* base = smem + st * C::kStageBytes;
-      fill_new_rows<E, TK>(p, s, b, hk, t0, from - s.seqlen, to - s.seqlen, base, base + C::kTileBytes);
-    }
-  };
+#pragma unroll
   for (int st = 0; st < C::kStages - 1; ++st) {
-    if (t_begin + st < t_end) issue(t_begin + st, st);
+    if (t_begin + st < t_end)
+      load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
     copy_commit();
   }
   const std::uint32_t bk = TK::offset(b_row(lane), b_col(lane)) + warp * 16 * TK::kRowBytes;
@@ -247,11 +238,17 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     __syncthreads();
     {
       const int tn = t + C::kStages - 1, st = (tn - t_begin) % C::kStages;
-      if (tn < t_end) issue(tn, st);
+      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
       copy_commit();
     }
     const int st = (t - t_begin) % C::kStages;
     const std::uint32_t sk = stage_k(st), sv = sk + C::kTileBytes;
+    if (c_hi < k_hi && (t + 1) * C::kBN > c_hi) {  // the tile reaches the new rows (uniform over the CTA)
+      const int t0 = t * C::kBN, from = max(max(t0, k_lo), c_hi), to = min(t0 + C::kBN, k_hi);
+      unsigned char* tile = smem + st * C::kStageBytes;
+      fill_new_rows<E, TK>(p, s, b, hk, t0, from - s.seqlen, to - s.seqlen, tile, tile + C::kTileBytes);
+      __syncthreads();
+    }
     float sc[1][2][4];
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)

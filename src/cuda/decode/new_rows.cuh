@@ -4,8 +4,7 @@
 // are rotated at their positions. No separate append kernel and no rotated copy of q in memory:
 // - every CTA rotates its own Q rows while they sit in shared memory (rope_q_rows);
 // - a CTA whose key tile reaches the new positions builds those rows in shared memory from k_new/v_new
-//   (fill_new_rows, when it issues the tile's copies) instead of reading them from the cache: the cache rows
-//   may not be written yet;
+//   (fill_new_rows) instead of reading them from the cache: the cache rows may not be written yet;
 // - one CTA per (sequence, kv head), the writer (row block 0, split 0), stores the rows into the cache
 //   (write_new_rows) after checking the sequence's whole block table, so a refused sequence writes nothing.
 // The rotation is the one definition of rotary.h in fp32 with one rounding to the storage dtype, so the rows
@@ -88,8 +87,8 @@ FLATATTN_DEVICE void rope_q_rows(const DecodeParams& p, const KvSeq& s, unsigned
 }
 
 /// Writes the new key (rotated) and value rows of new tokens t in [t_lo, t_hi) of sequence b, kv head hk, into
-/// shared tiles sk/sv (Tile layout) at rows pos - t0 (pos = cache_seqlens[b] + t), rows the tile's cp.async
-/// copies leave alone; a __syncthreads must follow before the rows are read.
+/// shared tiles sk/sv (Tile layout) at rows pos - t0 (pos = cache_seqlens[b] + t). The cp.async copies of the
+/// tile must have landed (they zero-filled these rows); a __syncthreads must follow before the rows are read.
 template <class E, class Tile>
 FLATATTN_DEVICE void fill_new_rows(const DecodeParams& p, const KvSeq& s, int b, int hk, int t0, int t_lo, int t_hi,
                                    unsigned char* sk, unsigned char* sv) {
