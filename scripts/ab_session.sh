@@ -8,7 +8,8 @@
 # BENCHES may also name `decode`: bench_decode (DECODE_ARGS), and with DECODE_ENV set (e.g. FLATATTN_CUDA_PDL=0)
 # the new tree once more under that environment ("new_env"). AB_TESTS (a gtest filter): the new tree is configured
 # with the tests, and test_cuda runs that filter after the rounds. AB_DTYPES (default bf16), AB_CMAKE_EXTRA (more
-# cmake options for both trees, e.g. -DFLATATTN_CUDA_SUBSET=ci), ROUND_S (default 150: no round starts with less
+# cmake options for both trees, e.g. "-DFLATATTN_VARIANTS=plain;softcap;alibi"; not -DFLATATTN_CUDA_SUBSET=ci, which
+# builds sm_80/sm_86 SASS only, so nothing runs on an H100), ROUND_S (default 150: no round starts with less
 # time left), BASE_CMAKE_EXTRA (cmake options for the baseline only, after AB_CMAKE_EXTRA: e.g. fewer head dims,
 # dtypes or variants when it only runs a bench that needs one of them).
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
