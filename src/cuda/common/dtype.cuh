@@ -1,4 +1,5 @@
-// Element types of the kernels and the conversions they need (fp32 <-> packed pairs of 16-bit values).
+// Element types of the kernels and the conversions they need (fp32 <-> packed pairs of 16-bit values, and single
+// values).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -19,6 +20,8 @@ struct F16 {
     __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<std::uint32_t*>(&h);
   }
+  FLATATTN_DEVICE static float to_float(T x) { return __half2float(x); }
+  FLATATTN_DEVICE static T from_float(float x) { return __float2half_rn(x); }  ///< round to nearest even
 };
 
 /// bf16 storage, fp32 accumulation. SASS families only (Turing tensor cores have no bf16).
@@ -30,6 +33,8 @@ struct BF16 {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<std::uint32_t*>(&h);
   }
+  FLATATTN_DEVICE static float to_float(T x) { return __bfloat162float(x); }
+  FLATATTN_DEVICE static T from_float(float x) { return __float2bfloat16_rn(x); }  ///< round to nearest even
 };
 
 }  // namespace flatattn::cuda

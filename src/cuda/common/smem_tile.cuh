@@ -28,6 +28,11 @@ struct SmemTile {
     return static_cast<std::uint32_t>((c / kW) * kBlockBytes) + (lin ^ (((lin >> 7) & 7u) << 4));
   }
 
+  /// Byte offset of element (r, e), any e: the swizzle moves whole chunks, so e's place inside its chunk stays.
+  __host__ __device__ __forceinline__ static constexpr std::uint32_t elem_offset(int r, int e) {
+    return offset(r, e & ~7) + static_cast<std::uint32_t>(e & 7) * 2;
+  }
+
   /// Fragment addressing: a lane's base is offset(r_lane, c_lane) with r_lane < 16 and c_lane in
   /// {0, 8} (relative to the tile, whose own address need not be aligned); the offset of
   /// (r_lane + dr, c_lane + dc) for dr, dc multiples of 16 is the base with its chunk bits XORed by a

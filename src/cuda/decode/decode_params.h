@@ -70,9 +70,6 @@ struct DecodeParams {
   float* o_part = nullptr;
   float* lse_part = nullptr;
   unsigned* meta_err = nullptr;  ///< the metadata error word (src/cuda/meta_check.h); null: not flagged
-
-  /// Whether the call brings new rows: keys and values to append, or queries to rotate (new_rows.cuh).
-  [[nodiscard]] FLATATTN_HD bool fresh() const { return k_new != nullptr || rotary_cos != nullptr; }
 };
 
 /// The LSE a split writes for rows of a sequence its metadata check refused: the combine kernel skips

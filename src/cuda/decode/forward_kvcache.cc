@@ -2,8 +2,9 @@
 // Orchestration only: the CUDA-specific argument checks (dtype, head dim, 16-byte rows), the metadata error
 // word (meta_check.h), the planner's split count (policy/decode_plan.h), one stream-ordered workspace (the
 // split partials), then up to two launches on the caller's stream: decode (with the append and rotary fused
-// in, decode/new_rows.cuh), combine. No host synchronization and no cudaMalloc (cudaMallocAsync is stream-ordered): capturable
-// in a CUDA graph, except in checking mode (FLATATTN_CHECK_METADATA=1, which synchronizes by definition).
+// in, decode/new_rows.cuh), combine. No host synchronization and no cudaMalloc (cudaMallocAsync is
+// stream-ordered): capturable in a CUDA graph, except in checking mode (FLATATTN_CHECK_METADATA=1, which
+// synchronizes by definition).
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -3,8 +3,8 @@
 // reads or writes any cache row of sequence b it checks the sequence: the scalars (0 <= cache_seqlens[b],
 // cache_seqlens[b] + Nnew <= capacity, the rotary table long enough for the positions, 0 <= leftpad <=
 // cache_seqlens[b], 0 <= cache_batch_idx[b] < B_cache) and every block_table entry of the key range
-// [leftpad, n_k) in [0, num_pages). A refused sequence is skipped whole (append and attention alike: both
-// kernels check the same range) and flagged in the call's error word (common/seq_rows.h MetaError bits).
+// [leftpad, n_k) in [0, num_pages). A refused sequence is skipped whole (append and attention alike: the
+// decode kernel's writer of new rows checks the whole range first) and flagged in the call's error word (common/seq_rows.h MetaError bits).
 #pragma once
 
 #include <cstdint>
@@ -38,7 +38,7 @@ FLATATTN_DEVICE KvSeq kv_seq(const DecodeParams& p, int b) {
   const long long len = s.seqlen;
   if (len < 0 || len + p.nnew > p.capacity) s.bad |= kMetaCacheSeqlens;
   if (p.rotary_dim > 0) {
-    // The rotary table must hold every position this call rotates (append.cuh).
+    // The rotary table must hold every position this call rotates (new_rows.cuh).
     const int span = p.nnew > (p.rotary_q_per_row ? p.nq : 1) ? p.nnew : (p.rotary_q_per_row ? p.nq : 1);
     if (len < 0 || len + span > p.rotary_max_position) s.bad |= kMetaCacheSeqlens;
   }

@@ -21,24 +21,6 @@
 
 namespace flatattn::cuda {
 
-template <class E>
-FLATATTN_DEVICE float to_float(typename E::T x) {
-  if constexpr (E::kIsBf16) {
-    return __bfloat162float(x);
-  } else {
-    return __half2float(x);
-  }
-}
-
-template <class E>
-FLATATTN_DEVICE typename E::T from_float(float x) {
-  if constexpr (E::kIsBf16) {
-    return __float2bfloat16_rn(x);
-  } else {
-    return __float2half_rn(x);
-  }
-}
-
 /// The items of one row: the rotary pairs, then (with `rest`) the channels past rotary_dim, copied.
 FLATATTN_DEVICE int rope_items(const DecodeParams& p, bool rest) {
   const int rd = p.rotary_cos != nullptr ? p.rotary_dim : 0;
@@ -55,33 +37,27 @@ FLATATTN_DEVICE void rope_item(const DecodeParams& p, std::int64_t pos, int item
     const RotaryPair pr = rotary_pair(item, rd, p.interleaved != 0);
     const T c = static_cast<const T*>(p.rotary_cos)[pos * p.rot_stride + item];
     const T s = static_cast<const T*>(p.rotary_sin)[pos * p.rot_stride + item];
-    const Rotated<float> r = rotate_pair<float>(to_float<E>(get(static_cast<int>(pr.a))), to_float<E>(get(static_cast<int>(pr.b))),
-                                                to_float<E>(c), to_float<E>(s));
-    put(static_cast<int>(pr.a), from_float<E>(r.a));
-    put(static_cast<int>(pr.b), from_float<E>(r.b));
+    const float xa = E::to_float(get(static_cast<int>(pr.a))), xb = E::to_float(get(static_cast<int>(pr.b)));
+    const Rotated<float> r = rotate_pair<float>(xa, xb, E::to_float(c), E::to_float(s));
+    put(static_cast<int>(pr.a), E::from_float(r.a));
+    put(static_cast<int>(pr.b), E::from_float(r.b));
   } else {
     const int e = rd + (item - half);
     put(e, get(e));
   }
 }
 
-/// Byte offset of element (r, e) in a swizzled shared tile (common/smem_tile.cuh keeps the 8 elements of a chunk
-/// together).
-template <class Tile>
-FLATATTN_DEVICE std::uint32_t elem_offset(int r, int e) {
-  return Tile::offset(r, e & ~7) + static_cast<std::uint32_t>(e & 7) * 2;
-}
-
 /// Rotates in place the CTA's Q rows [0, n) staged in shared tile q_tile (TQ layout); row r is query i(r) of
 /// sequence s. Call between the staging's __syncthreads and the fragment loads (with a __syncthreads after).
 template <class E, class TQ, class RowQuery>
-FLATATTN_DEVICE void rope_q_rows(const DecodeParams& p, const KvSeq& s, unsigned char* q_tile, int n, RowQuery&& query_of) {
+FLATATTN_DEVICE void rope_q_rows(const DecodeParams& p, const KvSeq& s, unsigned char* q_tile, int n,
+                                 RowQuery&& query_of) {
   using T = typename E::T;
   const int per = rope_items(p, false);
   for (int idx = threadIdx.x; idx < n * per; idx += blockDim.x) {
     const int r = idx / per;
     const std::int64_t pos = rotary_query_position(s.seqlen, query_of(r), p.rotary_q_per_row != 0);
-    auto at = [&](int e) { return reinterpret_cast<T*>(q_tile + elem_offset<TQ>(r, e)); };
+    auto at = [&](int e) { return reinterpret_cast<T*>(q_tile + TQ::elem_offset(r, e)); };
     rope_item<E>(p, pos, idx - r * per, [&](int e) { return *at(e); }, [&](int e, T x) { *at(e) = x; });
   }
 }
@@ -99,10 +75,11 @@ FLATATTN_DEVICE void fill_new_rows(const DecodeParams& p, const KvSeq& s, int b,
     if (item < per_k) {
       const T* src = static_cast<const T*>(p.k_new) + b * p.kn_b + t * p.kn_n + hk * p.kn_h;
       rope_item<E>(p, rotary_key_position(s.seqlen, t), item, [&](int e) { return src[e]; },
-                   [&](int e, T x) { *reinterpret_cast<T*>(sk + elem_offset<Tile>(r, e)) = x; });
+                   [&](int e, T x) { *reinterpret_cast<T*>(sk + Tile::elem_offset(r, e)) = x; });
     } else {
       const int e = item - per_k;
-      *reinterpret_cast<T*>(sv + elem_offset<Tile>(r, e)) = static_cast<const T*>(p.v_new)[b * p.vn_b + t * p.vn_n + hk * p.vn_h + e];
+      *reinterpret_cast<T*>(sv + Tile::elem_offset(r, e)) =
+          static_cast<const T*>(p.v_new)[b * p.vn_b + t * p.vn_n + hk * p.vn_h + e];
     }
   }
 }
@@ -121,7 +98,8 @@ FLATATTN_DEVICE void write_new_rows(const DecodeParams& p, const KvSeq& s, int b
     if (item < per_k) {
       const T* src = static_cast<const T*>(p.k_new) + b * p.kn_b + t * p.kn_n + hk * p.kn_h;
       T* dst = static_cast<T*>(const_cast<void*>(p.k_cache)) + pg * p.kc_page + row * p.kc_row + hk * p.kc_h;
-      rope_item<E>(p, rotary_key_position(s.seqlen, t), item, [&](int e) { return src[e]; }, [&](int e, T x) { dst[e] = x; });
+      rope_item<E>(p, rotary_key_position(s.seqlen, t), item, [&](int e) { return src[e]; },
+                   [&](int e, T x) { dst[e] = x; });
     } else {
       const int e = item - per_k;
       T* dst = static_cast<T*>(const_cast<void*>(p.v_cache)) + pg * p.vc_page + row * p.vc_row + hk * p.vc_h;
