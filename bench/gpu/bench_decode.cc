@@ -3,8 +3,8 @@
 // bandwidth of the same bytes measured in the same run ((read + written) / time of cudaMemcpyAsync; capped
 // at 4 GiB per copy). Paged bf16 caches (a shuffled page table; page 0: a contiguous cache, SDPA's layout),
 // cache_seqlens = context, q_len new queries
-// (no append), the planner's split count and forced ones; plus, for q_len 1 at page 16, the cost of the
-// append with RoPE (one new token rotated and written, the same total context) next to the plain step. On
+// (no append), the planner's split count and forced ones; plus, for paged caches at context 8k, the cost of the
+// append with RoPE (q_len new tokens rotated and written, the same total context) next to the plain step. On
 // sm_90 also cluster-FLAT decoding with clusters of 2, 4 and 8 CTAs (FLATATTN_DECODE_CLUSTER; --no-cluster 1
 // skips), mode "cluster" in the JSON (mode "planner": the planner's split-KV, "forced": num_splits given,
 // "planner_last": the planner's call timed again after all the others).
@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     Dev btd(bt.size() * 4), lensd(lens.size() * 4), lens_app(lens.size() * 4);
     ok(cudaMemcpy(btd.p, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice), "H2D");
     ok(cudaMemcpy(lensd.p, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice), "H2D");
-    std::vector<std::int32_t> lens1(s.batch, static_cast<int>(s.ctx - 1));
+    std::vector<std::int32_t> lens1(s.batch, static_cast<int>(s.ctx - s.qlen));
     ok(cudaMemcpy(lens_app.p, lens1.data(), lens1.size() * 4, cudaMemcpyHostToDevice), "H2D");
     const std::size_t q_elems = std::size_t(s.batch) * s.qlen * s.hq * d;
     Dev q(q_elems * 2), o(q_elems * 2);
@@ -194,9 +194,9 @@ int main(int argc, char** argv) {
       first = false;
     }
     a.num_splits = 0;
-    // Append + RoPE (q_len 1, page 16, context 8k): one new token per sequence rotated into the cache.
-    if (s.qlen == 1 && s.page == 16 && s.ctx == 8192) {
-      const std::size_t new_elems = std::size_t(s.batch) * s.hkv * d;
+    // Append + RoPE (paged, context 8k): q_len new tokens per sequence rotated into the cache.
+    if (s.page != 0 && s.ctx == 8192) {
+      const std::size_t new_elems = std::size_t(s.batch) * s.qlen * s.hkv * d;
       Dev kn(new_elems * 2), vn(new_elems * 2), cs(std::size_t(s.ctx + 16) * d / 2 * 2), sn(std::size_t(s.ctx + 16) * d / 2 * 2);
       ok(cudaMemset(kn.p, 0x3c, new_elems * 2), "memset");
       ok(cudaMemset(vn.p, 0x3c, new_elems * 2), "memset");
@@ -205,16 +205,16 @@ int main(int argc, char** argv) {
       const double plain_ms = timer.median_ms([&] { forward_kvcache(a, opt); }, 3, static_cast<int>(reps));
       KvCacheArgs b = a;
       b.cache.cache_seqlens = TensorView::contiguous(lens_app.p, DType::i32, {s.batch}, Device::cuda(0));
-      b.k_new = TensorView::contiguous(kn.p, DType::bf16, {s.batch, 1, s.hkv, d}, Device::cuda(0));
-      b.v_new = TensorView::contiguous(vn.p, DType::bf16, {s.batch, 1, s.hkv, d}, Device::cuda(0));
+      b.k_new = TensorView::contiguous(kn.p, DType::bf16, {s.batch, s.qlen, s.hkv, d}, Device::cuda(0));
+      b.v_new = TensorView::contiguous(vn.p, DType::bf16, {s.batch, s.qlen, s.hkv, d}, Device::cuda(0));
       b.rotary_cos = TensorView::contiguous(cs.p, DType::bf16, {s.ctx + 16, d / 2}, Device::cuda(0));
       b.rotary_sin = TensorView::contiguous(sn.p, DType::bf16, {s.ctx + 16, d / 2}, Device::cuda(0));
       const double app_ms = timer.median_ms([&] { forward_kvcache(b, opt); }, 3, static_cast<int>(reps));
       std::printf("  append+rope: %.4f ms vs %.4f ms plain (+%.1f %%)\n", app_ms, plain_ms, 100.0 * (app_ms / plain_ms - 1));
       std::fprintf(js,
-                   ",\n  {\"batch\": %ld, \"ctx\": %ld, \"hq\": %ld, \"hkv\": %ld, \"qlen\": 1, \"page\": 16, "
+                   ",\n  {\"batch\": %ld, \"ctx\": %ld, \"hq\": %ld, \"hkv\": %ld, \"qlen\": %ld, \"page\": %ld, "
                    "\"append_rope_ms\": %.5f, \"plain_ms\": %.5f, \"append_overhead\": %.4f}",
-                   s.batch, s.ctx, s.hq, s.hkv, app_ms, plain_ms, app_ms / plain_ms - 1);
+                   s.batch, s.ctx, s.hq, s.hkv, s.qlen, s.page, app_ms, plain_ms, app_ms / plain_ms - 1);
     }
   }
   std::fprintf(js, "\n]}\n");
