@@ -11,7 +11,8 @@
 # cmake options for both trees, e.g. "-DFLATATTN_VARIANTS=plain;softcap;alibi"; not -DFLATATTN_CUDA_SUBSET=ci, which
 # builds sm_80/sm_86 SASS only, so nothing runs on an H100), ROUND_S (default 150: no round starts with less
 # time left), BASE_CMAKE_EXTRA (cmake options for the baseline only, after AB_CMAKE_EXTRA: e.g. fewer head dims,
-# dtypes or variants when it only runs a bench that needs one of them).
+# dtypes or variants when it only runs a bench that needs one of them). ALT: a third tree (e.g. the change's first
+# step alone), built like the baseline and run between it and the new tree in every round (side "alt").
 # Environment: BASE (required), ROUNDS (default 2), ARCHS (default 90: the sm80 family as sm_90 SASS plus
 # the sm90 family), HDIMS (default 64;128;256), BENCH_D / BENCH_N / BWD_D / BWD_N (the benches' lists),
 # BWD_ARGS (more bench_bwd options, e.g. --dropout 0.1),
@@ -71,10 +72,16 @@ build() {  # build SRC DIR LOG [TESTS [EXTRA]]
   note "build $1: rc=$rc $(( $(date +%s) - t0 )) s"
   return $rc
 }
+SIDES="base${ALT:+ alt} new"
+[[ -n ${ALT:-} ]] && cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu \
+  bench/gpu/bench_util.h "$ALT/bench/gpu/"
 build "$BASE" build-ab-base "$OUT/build_base.log" OFF "${BASE_CMAKE_EXTRA:-}" & pb=$!
+ra=0
+if [[ -n ${ALT:-} ]]; then build "$ALT" build-ab-alt "$OUT/build_alt.log" OFF "${BASE_CMAKE_EXTRA:-}" & pa=$!; fi
 build . build-ab-new "$OUT/build_new.log" $([[ -n ${AB_TESTS:-} ]] && echo ON); rn=$?
 wait $pb; rb=$?
-(( rn == 0 && rb == 0 )) || { note "build failed"; tail -30 "$OUT/build_new.log" "$OUT/build_base.log"; exit 1; }
+[[ -n ${ALT:-} ]] && { wait $pa; ra=$?; }
+(( rn == 0 && rb == 0 && ra == 0 )) || { note "build failed"; tail -30 "$OUT"/build_*.log; exit 1; }
 
 run() {  # run SIDE ROUND: one pass of the three benches
   local side=$1 r=$2 b=build-ab-$1
@@ -95,7 +102,7 @@ run() {  # run SIDE ROUND: one pass of the three benches
   note "round $r $side done ($(left) s left)"
 }
 for ((r = 1; r <= ROUNDS; ++r)); do
-  for side in base new; do
+  for side in $SIDES; do
     (( $(left) < ${ROUND_S:-150} )) && { note "stopping: $(left) s left"; break 2; }
     run $side $r
   done
