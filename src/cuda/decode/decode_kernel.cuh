@@ -233,11 +233,8 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   auto stage_k = [&](int st) { return s_base + st * C::kStageBytes; };
   // The cache rows the copies read: the new positions [seqlen, n_k) come from k_new/v_new (fill_new_rows).
   const int c_hi = p.k_new != nullptr ? min(k_hi, s.seqlen) : k_hi;
-  // Every stage filled before the first tile is read: kStages tiles in flight, the last issued when a tile's
-  // compute has freed its stage (the loop's end), not when the next tile lands; a CTA that walks only a few
-  // tiles (B = 1 with many splits) is latency-bound, and one more tile in flight is one round trip less.
 #pragma unroll
-  for (int st = 0; st < C::kStages; ++st) {
+  for (int st = 0; st < C::kStages - 1; ++st) {
     if (t_begin + st < t_end)
       load_kv_tile<D>(p, s, b, hk, t_begin + st, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
     copy_commit();
@@ -250,8 +247,13 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   at = with_lengths<typename V::Score>(at, s.nq, s.n_k);
 
   for (int t = t_begin; t < t_end; ++t) {
-    copy_wait<C::kStages - 1>();
+    copy_wait<C::kStages - 2>();
     __syncthreads();
+    {
+      const int tn = t + C::kStages - 1, st = (tn - t_begin) % C::kStages;
+      if (tn < t_end) load_kv_tile<D>(p, s, b, hk, tn, k_lo, c_hi, stage_k(st), stage_k(st) + C::kTileBytes, tid);
+      copy_commit();
+    }
     const int st = (t - t_begin) % C::kStages;
     const std::uint32_t sk = stage_k(st), sv = sk + C::kTileBytes;
     if (c_hi < k_hi && (t + 1) * C::kBN > c_hi) {  // the tile reaches the new rows (uniform over the CTA)
@@ -292,9 +294,6 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     std::uint32_t pf[1][1][4];
     pack_p<E>(sc, pf);
     gemm_pv<E, TK, 1, 2, kDT>(o, pf, sv, av);
-    __syncthreads();  // every warp is done with stage st: it takes tile t + kStages
-    if (t + C::kStages < t_end) load_kv_tile<D>(p, s, b, hk, t + C::kStages, k_lo, c_hi, sk, sv, tid);
-    copy_commit();
   }
   copy_wait<0>();
   __syncthreads();  // the stages' memory now holds the warps' outputs
