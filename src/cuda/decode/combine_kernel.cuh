@@ -2,10 +2,9 @@
 // log-sum-exp merge of Milakov & Gimelshein 2018, "Online normalizer calculation for softmax", as used by
 // Flash-Decoding): LSE = log sum_s e^{LSE_s}, O = sum_s e^{LSE_s - LSE} O_s; then the attention sink's
 // term, the output in the storage dtype and the LSE. One CTA of four warps per row (b, i, h): the split LSEs
-// are read by the CTA's threads in parallel and each warp merges every fourth split (all its loads of a pass in
-// flight together), then the warps' sums are added in warp order. (One warp walking all splits was a chain of
-// dependent loads: 26 us at B = 1, Hq = 32, 32 splits on the H100 under ncu, longer than the decode kernel;
-// bench/results/decode-combine-h100-*.md.)
+// are read by the CTA's threads in parallel and each warp merges every fourth split, then the warps' sums are
+// added in warp order. (One warp walking all splits was a chain of dependent loads: 26 us at B = 1, Hq = 32,
+// 32 splits on the H100 under ncu, longer than the decode kernel; bench/results/decode-combine-h100-*.md.)
 // A row with a split that refused its sequence (kSkippedLseBits) is not written.
 #pragma once
 
@@ -65,40 +64,25 @@ __global__ void __launch_bounds__(kCombineThreads) decode_combine_kernel(const D
   __syncthreads();
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_max[w]);
-  // Warp w merges splits w, w + 4, ..., kBatch of them per pass: a pass issues every load (the splits' LSEs and
-  // partial outputs; their addresses do not depend on the LSEs) before it uses any, so a pass is one round trip,
-  // not one per split. An empty split (LSE -inf, a zero partial) is read but not added.
-  constexpr int kBatch = 8;
+  // Warp w merges splits w, w + 4, ...: its loads are independent, four in flight per lane.
   const float m2 = mx * kLog2e;
   float acc[kPer];
 #pragma unroll
   for (int e = 0; e < kPer; ++e) acc[e] = 0.f;
   float sum = 0.f;
   if (mx != -INFINITY) {
-    for (int sp0 = warp; sp0 < p.num_splits; sp0 += kWarps * kBatch) {
-      float v[kBatch];
-      float2 x[kBatch][kPer / 2];
+#pragma unroll 4
+    for (int sp = warp; sp < p.num_splits; sp += kWarps) {
+      const float v = p.lse_part[sp * rows_total + row];
+      if (v == -INFINITY) continue;  // an empty split: its partial is not read
+      const float w = ex2(v * kLog2e - m2);
+      sum += w;
+      const float* src = p.o_part + (sp * rows_total + row) * D + lane * kPer;
 #pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int sp = sp0 + k * kWarps;
-        v[k] = -INFINITY;
-        if (sp < p.num_splits) {
-          v[k] = p.lse_part[sp * rows_total + row];
-          const float2* src = reinterpret_cast<const float2*>(p.o_part + (sp * rows_total + row) * D + lane * kPer);
-#pragma unroll
-          for (int e = 0; e < kPer / 2; ++e) x[k][e] = src[e];
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        if (v[k] == -INFINITY) continue;
-        const float w = ex2(v[k] * kLog2e - m2);
-        sum += w;
-#pragma unroll
-        for (int e = 0; e < kPer / 2; ++e) {
-          acc[2 * e] += w * x[k][e].x;
-          acc[2 * e + 1] += w * x[k][e].y;
-        }
+      for (int e = 0; e < kPer; e += 2) {
+        const float2 x = *reinterpret_cast<const float2*>(src + e);
+        acc[e] += w * x.x;
+        acc[e + 1] += w * x.y;
       }
     }
   }
