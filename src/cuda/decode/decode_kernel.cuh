@@ -127,26 +127,6 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
   // The writer of the new rows checks the sequence's whole block table (the other CTAs their split's part), so
   // no other CTA can refuse the sequence after the writer has stored into the cache.
   const bool writer = p.k_new != nullptr && rb == 0 && split == 0;
-  // The block's Q rows (zeros past the rows) into registers. Batched queries (no cu_seqlens_q) are loaded before
-  // the metadata checks, so that their round trip overlaps the checks' dependent reads; varlen rows start at the
-  // checked offsets, after them.
-  constexpr int kQLoads = (C::kRows * kDT + C::kThreads - 1) / C::kThreads;
-  uint4 qv[kQLoads];
-  auto load_q = [&](int q0, int rows) {
-    const T* q = static_cast<const T*>(p.q);
-#pragma unroll
-    for (int k = 0; k < kQLoads; ++k) {
-      const int idx = tid + k * C::kThreads, r = idx / kDT, c = (idx - r * kDT) * 8;
-      qv[k] = make_uint4(0, 0, 0, 0);
-      if (idx < C::kRows * kDT && r_base + r < rows) {
-        int i, h;
-        row_coords(p, hk, r_base + r, i, h);
-        qv[k] = *reinterpret_cast<const uint4*>(q + b * p.q_b + (q0 + i) * p.q_n + h * p.q_h + c);
-      }
-    }
-  };
-  const bool q_early = p.cu_seqlens_q == nullptr;
-  if (q_early) load_q(0, p.group * p.nq);
   const KvSeq s = check_seq(p, b, writer ? 0 : split, writer ? 1 : p.num_splits, &word);
   // A refused sequence: nothing written. In a cluster every CTA still reaches the merge's barriers (with an
   // empty key range: n_k = 0), where the bits in `word` make the cluster skip the rows.
@@ -198,13 +178,20 @@ __global__ void __launch_bounds__(DecodeTile<D>::kThreads) decode_kernel(const D
     t_end = min(first + (split + 1) * per, first + n_tiles);
   }
 
-  // Q: the block's rows into shared memory, then into fragments held for the whole loop.
+  // Q: the block's rows into shared memory (zeros past the rows), then into registers for the whole loop.
   const std::uint32_t s_base = smem_u32(smem);
-  if (!q_early) load_q(s.q0, rows);
-#pragma unroll
-  for (int k = 0; k < kQLoads; ++k) {
-    const int idx = tid + k * C::kThreads, r = idx / kDT, c = (idx - r * kDT) * 8;
-    if (idx < C::kRows * kDT) *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = qv[k];
+  {
+    const T* q = static_cast<const T*>(p.q);
+    for (int idx = tid; idx < C::kRows * kDT; idx += C::kThreads) {
+      const int r = idx / kDT, c = (idx - r * kDT) * 8;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (r_base + r < rows) {
+        int i, h;
+        row_coords(p, hk, r_base + r, i, h);
+        v = *reinterpret_cast<const uint4*>(q + b * p.q_b + (s.q0 + i) * p.q_n + h * p.q_h + c);
+      }
+      *reinterpret_cast<uint4*>(smem + TQ::offset(r, c)) = v;
+    }
   }
   __syncthreads();
   if (p.rotary_cos != nullptr && s.bad == 0) {  // (a refused sequence in a cluster: no trusted position)
