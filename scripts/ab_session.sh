@@ -40,11 +40,12 @@ if [[ -z ${CUPTI:-} ]]; then
   for c in /usr/local/cuda/extras/CUPTI "$PWD/.xfer/cupti"; do [[ -f $c/include/cupti.h ]] && { CUPTI=$c; break; }; done
 fi
 note "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)  $(date -u +%FT%TZ)"
-# host_overhead only uses the public API: the baseline builds the same source (this tree's, copied over).
-cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu bench/gpu/bench_util.h "$BASE/bench/gpu/"
-if ! grep -q cupti_probe "$BASE/bench/gpu/CMakeLists.txt"; then
-  sed -i '/host_overhead/d' "$BASE/bench/gpu/CMakeLists.txt"
-  cat >> "$BASE/bench/gpu/CMakeLists.txt" <<'CMAKE'
+# host_overhead only uses the public API: the reference trees (BASE, ALT) build the same source (this tree's, copied over).
+for tree in "$BASE" ${ALT:+"$ALT"}; do
+  cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu bench/gpu/bench_util.h "$tree/bench/gpu/"
+  if ! grep -q cupti_probe "$tree/bench/gpu/CMakeLists.txt"; then
+    sed -i '/host_overhead/d' "$tree/bench/gpu/CMakeLists.txt"
+    cat >> "$tree/bench/gpu/CMakeLists.txt" <<'CMAKE'
 
 add_executable(host_overhead host_overhead.cc cupti_probe.cc empty_launch.cu)
 set_target_properties(host_overhead PROPERTIES CUDA_ARCHITECTURES "75-virtual;90-real")
@@ -57,7 +58,8 @@ if(FLATATTN_BENCH_CUPTI_ROOT)
   target_compile_definitions(host_overhead PRIVATE FLATATTN_BENCH_CUPTI)
 endif()
 CMAKE
-fi
+  fi
+done
 note "cupti: ${CUPTI:-none}"
 TARGETS=""
 for bch in fwd bwd decode; do [[ " $BENCHES " == *" $bch "* ]] && TARGETS="$TARGETS bench_$bch"; done
@@ -73,8 +75,6 @@ build() {  # build SRC DIR LOG [TESTS [EXTRA]]
   return $rc
 }
 SIDES="base${ALT:+ alt} new"
-[[ -n ${ALT:-} ]] && cp bench/gpu/host_overhead.cc bench/gpu/cupti_probe.h bench/gpu/cupti_probe.cc bench/gpu/empty_launch.cu \
-  bench/gpu/bench_util.h "$ALT/bench/gpu/"
 build "$BASE" build-ab-base "$OUT/build_base.log" OFF "${BASE_CMAKE_EXTRA:-}" & pb=$!
 ra=0
 if [[ -n ${ALT:-} ]]; then build "$ALT" build-ab-alt "$OUT/build_alt.log" OFF "${BASE_CMAKE_EXTRA:-}" & pa=$!; fi
