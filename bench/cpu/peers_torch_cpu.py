@@ -18,7 +18,9 @@
 # MODES (fwd,fwdbwd), REPS (3), WARMUP (1), CLOCK (wall | cpu: process CPU time), FLATATTN_CPU_MATMUL (auto|amx|fp32, read by flatattn); DTYPES may
 # also name fp32_bf16: fp32 tensors with flatattn's fp32_matmul="bf16" (the opt-in) against torch's fp32 SDPA.
 # DATAFLOW (auto | flash | flat: flatattn's dataflow, forced, for a planner check on another machine), GEMM_N
-# (the GEMM rate's square size, default 2048).
+# (the GEMM rate's square size, default 2048), GEMM_DTYPES (the GEMM rates taken: default bf16 and fp32, plus f16
+# when DTYPES names it: on a CPU without AVX512-FP16 or AMX-FP16 torch's f16 matmul is a scalar loop that takes
+# minutes at 2048^3, seen on an AMD EPYC with AVX512-BF16 only).
 # FLOPs as `flatattn run` counts them: fwd 4 B Hq Nq Nk D (causal: half), fwd+bwd 3.5x that.
 # Run: LD_LIBRARY_PATH=/tmp/kvstubs /tmp/cpuvenv/bin/python bench/cpu/peers_torch_cpu.py
 # Table: python bench/cpu/peers_torch_cpu.py --md peers_torch_cpu.json
@@ -89,7 +91,8 @@ def gemm_rates(threads):
     torch.set_num_threads(threads)
     out = {}
     n = GEMM_N
-    for dt in ("bf16", "f16", "fp32"):
+    default = "bf16,f16,fp32" if "f16" in env_list("DTYPES", "bf16,fp32") else "bf16,fp32"
+    for dt in env_list("GEMM_DTYPES", default):
         a = torch.randn(n, n, dtype=DT[dt])
         b = torch.randn(n, n, dtype=DT[dt])
         ms, _ = median_ms(lambda: torch.matmul(a, b))
