@@ -14,9 +14,9 @@
 // Every output element is accumulated by one thread in an order fixed by the plan, so dQ, dK and dV are
 // bitwise identical for any thread count and across runs; Options::deterministic is honoured by
 // construction (no atomics, no per-thread partial sums). The price is recomputing S and dP in pass 2:
-// 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead). The fp32 path avoids it
-// where it can (fuses_dq): one pass-1 item then walks all key blocks of one (batch, kv head) in order and
-// also accumulates dQ += dS K for its heads' rows, 5 products and no pass 2, with the same bits as pass 2.
+// 7 tile products instead of FA2's 5 (FA2 accumulates dQ with atomics instead). The fp32 and AVX512-BF16 paths
+// avoid it where they can (fuses_dq): one pass-1 item then walks all key blocks of one (batch, kv head) in order
+// and also accumulates dQ += dS K for its heads' rows, 5 products and no pass 2, with the same bits as pass 2.
 //
 // Products: bf16 inputs take the forward's path (forward_matmul, src/cpu/amx/amx.h: AMX tiles, AVX512-BF16
 // or fp32, FLATATTN_CPU_MATMUL). On the two bf16 paths every product reads bf16 operands in the AMX
@@ -109,9 +109,9 @@ struct KvBlockScratch {
   float *kt, *vt;  ///< K^T, V^T panels of the block [bk/kPanel][dp][kPanel] (fp32 path)
   float *dk, *dv;  ///< accumulators [bk][dp]
   StepTiles step;
-  // Fused dQ (fp32 path, fuses_dq): dQ += dS K here instead of in pass 2.
-  float* kr = nullptr;         ///< K rows of the block [bk][dp] (B operand of dQ += dS K)
-  float* dq = nullptr;         ///< dQ of the item's query heads [group][dq_rows][dp]
+  // Fused dQ (fuses_dq): dQ += dS K here instead of in pass 2.
+  float* kr = nullptr;         ///< K rows of the block [bk][dp] (B operand of dQ += dS K; fp32 path)
+  float* dq = nullptr;         ///< dQ of the item's query heads [group][dq_rows][dp] (both paths)
   float* qall = nullptr;       ///< scale * Q of the item's heads, row-major [group][dq_rows][dp], packed once
   float* dout_all = nullptr;   ///< dO of the item's heads, likewise (zero rows past each sequence in both)
   std::int64_t dq_rows = 0;    ///< rows per head in dq: the longest sequence plus one tile's padding
@@ -120,6 +120,7 @@ struct KvBlockScratch {
   std::uint16_t *qp = nullptr, *dop = nullptr;   ///< Q and dO of the tile as key pairs [pieces][bm][dp]
   std::uint16_t *pt = nullptr, *dst = nullptr;   ///< P^T and dS^T in bf16 [pieces][bk][bm]
   std::int64_t pair_plane = 0, t_plane = 0;      ///< plane sizes of qp / dop and of pt / dst
+  std::uint16_t *kp = nullptr, *dsb = nullptr;   ///< fused dQ: K of the block as key pairs [bk][dp], dS [bm][bk]
 };
 
 KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
@@ -141,6 +142,12 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
     w.pt = take_bf16(c, pieces * bk * bm2);
     w.dst = take_bf16(c, pieces * bk * bm2);
     w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kq);
+    if (fused) {  // one piece (fuses_dq): no planes
+      w.dq_rows = p.nq + kBf16RowsDkdv;  // a tile's rows padded to 32 from any first row
+      w.dq = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
+      w.kp = take_bf16(c, bk * dp);
+      w.dsb = take_bf16(c, bm2 * bk);
+    }
     return w;
   }
   w.kt = c.take(bk * dp);
@@ -197,16 +204,26 @@ QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, 
 }
 
 /// Whether pass 1 also accumulates dQ (dQ += dS K on the dS it has: 5 tile products, not 7) and pass 2 is
-/// skipped: on the fp32 path without block sparsity or a bias gradient (those keep their pass 2), when the
-/// items of the fused pass (one per batch and kv head: it walks all its key blocks in order, so the dQ rows of
-/// its heads are summed by one thread) are at least two per thread. Each dQ element is then the same chain of
-/// FMAs over the keys in ascending order as pass 2's (rows that do not see a key add exact zeros there), so
-/// both choices give the same bits, and the choice may follow the thread count. Its per-thread scratch (dQ, Q and
-/// dO rows of a kv head's query heads: 3 group Nq D floats) must stay within kFusedDqMaxBytes.
+/// skipped: without block sparsity or a bias gradient (those keep their pass 2), when the items of the fused pass
+/// (one per batch and kv head: it walks all its key blocks in order, so the dQ rows of its heads are summed by one
+/// thread) are at least two per thread, on two paths:
+///   fp32: each dQ element is the same chain of FMAs over the keys in ascending order as pass 2's;
+///   AVX512-BF16 with one bf16 piece (bf16 inputs, f32 opted in): each dQ element is the same chain of VDPBF16PS
+///     over the key pairs (2j, 2j+1) in ascending order as pass 2's (dpbf16_pv reads and writes the fp32
+///     accumulator between blocks, and both passes' blocks start at even keys), on the same bf16 dS.
+/// Rows that do not see a key add exact zeros (dS = 0), which leave the sum as it is, so both choices give the same
+/// bits and the choice may follow the thread count (CpuBackward.FusedDqMatchesTheDqPassBitwise). Not fused: AMX (a
+/// tile product's internal order over its 32 keys is the hardware's, and the passes' blocks need not align to
+/// 32) and split pieces (f16: one product per piece pair per block, so the chain follows the block boundaries).
+/// Per-thread scratch (fp32: dQ, Q and dO rows of a kv head's query heads, 3 group Nq D floats; bf16: dQ alone)
+/// must stay within kFusedDqMaxBytes.
 constexpr double kFusedDqMaxBytes = 64.0 * (1 << 20);
-bool fuses_dq(const Problem& p, MatmulPath path, int threads) {
-  const double bytes = 3.0 * 4.0 * static_cast<double>(p.group() * (p.nq + kRowAlign) * padded_d(p.d));
-  return path == MatmulPath::fp32 && !p.sparse.on && p.variant.bias == nullptr &&
+bool fuses_dq(const Problem& p, MatmulPath path, const SplitPolicy& split, int threads) {
+  const bool fp32 = path == MatmulPath::fp32;
+  const bool path_ok = fp32 || (path == MatmulPath::avx512bf16 && split.pieces == 1);
+  const double bytes = (fp32 ? 3.0 : 1.0) * 4.0 *
+                       static_cast<double>(p.group() * (p.nq + (fp32 ? kRowAlign : kBf16RowsDkdv)) * padded_d(p.d));
+  return path_ok && !p.sparse.on && p.variant.bias == nullptr &&
          p.batch * p.hkv >= 2 * static_cast<std::int64_t>(threads) && bytes <= kFusedDqMaxBytes;
 }
 
@@ -383,6 +400,7 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
   if (mm != nullptr) {
     mm->pack_kpanels(from_row(k, blk.k0), blk.nkeys, ncols, p.d, w.kb);
     mm->pack_kpanels(from_row(v, blk.k0), blk.nkeys, ncols, p.d, w.vb);
+    if (w.dq != nullptr) mm->pack_pairs(from_row(k, blk.k0), blk.nkeys, ncols, p.d, dp, w.kp, 0);
   } else {
     pack_panels(k, blk.k0, blk.nkeys, ncols, p.d, dp, w.kt);
     pack_panels(v, blk.k0, blk.nkeys, ncols, p.d, dp, w.vt);
@@ -402,6 +420,7 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
       const std::optional<SparseRows> sparse =
           p.sparse.on ? std::optional<SparseRows>(std::in_place, p, blk.b, h, blk.sp, i0, rows) : std::nullopt;
       StepTiles step = w.step;
+      float* dq = w.dq != nullptr ? w.dq + ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp : nullptr;
       if (w.qall != nullptr) {  // fused dQ: this tile's rows of the item's packed Q and dO (real rows past `rows`
         // get P = dS = 0 below, as zero rows would)
         const std::int64_t off = ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp;
@@ -427,12 +446,14 @@ void dkdv_block(const Problem& p, const BwdTensors& t, const BackwardPlan& plan,
         bf16_transpose(step.ds, rows_pad, ncols, ld, w.dst, rows_pad, pieces, w.t_plane);
         mm->pv_split(w.pt, w.t_plane, rows_pad, ncols, rows_pad, w.dop, w.pair_plane, dp, w.dv, dp);  // dV += P^T dO
         mm->pv_split(w.dst, w.t_plane, rows_pad, ncols, rows_pad, w.qp, w.pair_plane, dp, w.dk, dp);  // dK += dS^T Q
+        if (dq != nullptr) {  // dQ += dS K (fuses_dq: one piece), dS in bf16 as pass 2 rounds it
+          mm->to_pieces(step.ds, rows_pad, ncols, ld, w.dsb, 0);
+          mm->pv_split(w.dsb, 0, ld, rows_pad, ncols, w.kp, 0, dp, dq, dp);
+        }
       } else {
         gemm_acc(step.s, ld, true, ncols, rows_pad, step.dout, dp, dp, w.dv, dp);   // dV += P^T dO
         gemm_acc(step.ds, ld, true, ncols, rows_pad, step.q, dp, dp, w.dk, dp);     // dK += dS^T (scale Q)
-        if (w.dq != nullptr)  // dQ += dS K (fuses_dq)
-          gemm_acc(step.ds, ld, false, rows_pad, ncols, w.kr, dp, dp,
-                   w.dq + ((h - blk.hk * p.group()) * w.dq_rows + i0) * dp, dp);
+        if (dq != nullptr) gemm_acc(step.ds, ld, false, rows_pad, ncols, w.kr, dp, dp, dq, dp);  // dQ += dS K
       }
     }
   }
@@ -545,7 +566,7 @@ std::size_t backward_workspace_bytes(const Problem& p) {
     qtiles += static_cast<std::size_t>((sp.nq + plan.block_m - 1) / plan.block_m * p.hq);
   }
   const int threads = resolve_threads(p, std::max(blocks, qtiles));
-  return (thread_floats(p, plan, path, split, fuses_dq(p, path, threads)) * static_cast<std::size_t>(threads) +
+  return (thread_floats(p, plan, path, split, fuses_dq(p, path, split, threads)) * static_cast<std::size_t>(threads) +
           di_floats(p)) * sizeof(float);
 }
 
@@ -602,7 +623,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   const int threads = resolve_threads(p, std::max(blocks.size(), qtiles.size()));
   std::vector<Scratch> scratch;
   scratch.reserve(threads);
-  const bool fused = fuses_dq(p, path, threads);
+  const bool fused = fuses_dq(p, path, split, threads);
   for (int i = 0; i < threads; ++i) scratch.emplace_back(thread_floats(p, plan, path, split, fused));
   // Fused dQ: one item per (batch, kv head), its key blocks (consecutive in `blocks`, none for Nk = 0) in order;
   // every item stores its heads' dQ rows (zeros where no key is seen).
@@ -644,7 +665,7 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
           const KvItem& item = items[it];
           const std::size_t end = it + 1 < items.size() ? items[it + 1].first : blocks.size();
           std::memset(w.dq, 0, sizeof(float) * static_cast<std::size_t>(p.group() * w.dq_rows * dp));
-          for (std::int64_t g = 0; g < p.group(); ++g) {  // Q and dO of the item's heads, once
+          for (std::int64_t g = 0; g < p.group() && w.qall != nullptr; ++g) {  // fp32: Q and dO of its heads, once
             const std::int64_t h = item.hk * p.group() + g;
             pack_rows(rows_of(p, t.q, t.sq, item.b, item.sp.q0, h), 0, item.sp.nq, w.dq_rows, p.d, dp, p.scale,
                       w.qall + g * w.dq_rows * dp);
@@ -702,9 +723,9 @@ Report run_backward(const Problem& p, const BwdTensors& t, const BackwardPlan& p
   r.block_n = plan.block_n;
   r.kernel = "cpu_flash_bwd_" + std::string(name(p.dtype)) + "_d" + std::to_string(p.d) + "_m" +
              std::to_string(plan.block_m) + "_n" + std::to_string(plan.block_n) + "_kv" +
-             std::to_string(plan.block_n_dkdv) + matmul_suffix(path) +  // the products' path (src/cpu/amx/amx.h)
-             split.suffix +                                               // f16: "_split2"
-             (fused ? "_fdq" : "");                                       // dQ in pass 1 (fuses_dq)
+             std::to_string(plan.block_n_dkdv) + (fused ? "_fdq" : "") +  // dQ in pass 1 (fuses_dq)
+             matmul_suffix(path) +  // the products' path, last (src/cpu/amx/amx.h: names end in it)
+             split.suffix;          // f16: "_split2"
   return r;
 }
 

@@ -9,6 +9,7 @@
 
 #include "src/core/half.h"
 #include "tests/cpu/cpu_check.h"
+#include "tests/cpu/matmul_env.h"
 #include "src/check/features.h"
 
 using namespace flatattn;
@@ -157,34 +158,52 @@ TEST(CpuBackward, BitwiseReproducibleAcrossThreads) {
   for (std::size_t i = 1; i < grads.size(); ++i) EXPECT_TRUE(grads[i] == grads[0]) << "run " << i;
 }
 
-// The fp32 path's fused dQ (pass 1 accumulates dQ += dS K; src/cpu/backward.cc fuses_dq) gives the same bits as
-// the separate dQ pass, on every feature's case: 1 thread fuses where the case has at least 2 (batch, kv head)
-// items, as many threads as items does not. Cases the fused pass leaves to pass 2 (block-sparse, bias) compare too.
+// The fused dQ (pass 1 accumulates dQ += dS K; src/cpu/backward.cc fuses_dq) gives the same bits as the separate dQ
+// pass, on every feature's case: 1 thread fuses where the case has at least 2 (batch, kv head) items, as many threads
+// as items does not. Cases the fused pass leaves to pass 2 (block-sparse, bias) compare too. Paths: fp32 (f32
+// inputs), and AVX512-BF16 for bf16 inputs where this machine has it; AMX and the f16 pieces never fuse.
 TEST(CpuBackward, FusedDqMatchesTheDqPassBitwise) {
   Seeded s;
   SCOPED_TRACE(s.trace());
-  int fused_runs = 0;
-  for (const Feature& f : features()) {
-    const Case c = feature_case(f, DType::f32);
-    SCOPED_TRACE(c.name());
-    CaseTensors t = make_case(c, s.rng, true);
-    run_forward(t, c.options);
-    const std::int64_t items = c.batch * c.hkv;
-    std::vector<std::vector<unsigned char>> grads;
-    for (std::int64_t threads : {std::int64_t{1}, items}) {
-      Options opt = c.options;
-      opt.num_threads = static_cast<int>(threads);
-      const Report r = run_backward(t, opt);
-      if (threads == 1 && r.kernel.find("_fdq") != std::string::npos) ++fused_runs;
-      if (threads == items) EXPECT_EQ(r.kernel.find("_fdq"), std::string::npos) << r.kernel;
-      std::vector<unsigned char> g(t.dq.storage.begin(), t.dq.storage.end());
-      g.insert(g.end(), t.dk.storage.begin(), t.dk.storage.end());
-      g.insert(g.end(), t.dv.storage.begin(), t.dv.storage.end());
-      grads.push_back(std::move(g));
+  struct Path {
+    DType dtype;
+    const char* matmul;  // FLATATTN_CPU_MATMUL
+    bool fuses;
+  };
+  std::vector<Path> paths = {{DType::f32, "fp32", true}};
+  if (cpu::avx512bf16_available())
+    paths.insert(paths.end(), {{DType::bf16, "avx512bf16", true}, {DType::f16, "avx512bf16", false}});
+  if (cpu::amx_available()) paths.insert(paths.end(), {{DType::bf16, "amx", false}, {DType::f16, "amx", false}});
+  for (const Path& path : paths) {
+    ScopedMatmul env(path.matmul);
+    SCOPED_TRACE(std::string(name(path.dtype)) + " on " + path.matmul);
+    int fused_runs = 0;
+    for (const Feature& f : features()) {
+      const Case c = feature_case(f, path.dtype);
+      SCOPED_TRACE(c.name());
+      CaseTensors t = make_case(c, s.rng, true);
+      run_forward(t, c.options);
+      const std::int64_t items = c.batch * c.hkv;
+      std::vector<std::vector<unsigned char>> grads;
+      for (std::int64_t threads : {std::int64_t{1}, items}) {
+        Options opt = c.options;
+        opt.num_threads = static_cast<int>(threads);
+        const Report r = run_backward(t, opt);
+        if (threads == 1 && r.kernel.find("_fdq") != std::string::npos) ++fused_runs;
+        if (threads == items) EXPECT_EQ(r.kernel.find("_fdq"), std::string::npos) << r.kernel;
+        std::vector<unsigned char> g(t.dq.storage.begin(), t.dq.storage.end());
+        g.insert(g.end(), t.dk.storage.begin(), t.dk.storage.end());
+        g.insert(g.end(), t.dv.storage.begin(), t.dv.storage.end());
+        grads.push_back(std::move(g));
+      }
+      EXPECT_TRUE(grads[0] == grads[1]) << "1 thread and " << items << " threads differ";
     }
-    EXPECT_TRUE(grads[0] == grads[1]) << "fused and separate dQ differ";
+    if (path.fuses) {
+      EXPECT_GT(fused_runs, 0) << "no case took the fused dQ: the comparison is vacuous";
+    } else {
+      EXPECT_EQ(fused_runs, 0) << "this path is not meant to fuse dQ (fuses_dq)";
+    }
   }
-  EXPECT_GT(fused_runs, 0) << "no case took the fused dQ: the comparison is vacuous";
 }
 
 TEST(CpuBackward, BadPlanIsAnErrorNamingThePlan) {
