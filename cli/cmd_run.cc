@@ -135,8 +135,9 @@ void run(const RunFlags& f) {
       std::printf("cpu bf16 products (bf16 forward and backward; f16 forward and backward as 2 bf16 pieces, kernel suffix _split2): amx %s, avx512bf16 %s (FLATATTN_CPU_MATMUL=auto|amx|avx512bf16|fp32)\n",
                   cpu::amx_available() ? "available" : "unavailable",
                   !cpu::avx512bf16_built()      ? "not built (the compiler refused -mavx512bf16)"
-                  : cpu::avx512bf16_available() ? "available"
-                                                : "unavailable on this CPU");
+                  : cpu::avx512bf16_outruns_fp32() ? "available (auto takes it for bf16 on this CPU)"
+                  : cpu::avx512bf16_available()    ? "available (forced only: not listed as faster than fp32 here)"
+                                                   : "unavailable on this CPU");
     std::printf("\ntime: median of %d runs after %d warm-up; peak mem: measured peak resident memory above the inputs "
                 "and outputs (ru_maxrss of the run's process minus a process that only allocates them)\n",
                 f.reps, f.warmup);

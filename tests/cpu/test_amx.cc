@@ -263,23 +263,30 @@ TEST(CpuMatmul, BackwardBitwiseReproducibleOnBf16Paths) {
   }
 }
 
-// auto: bf16 and f16 (as bf16 pieces) take AMX where it exists, forward and backward alike; f32 the fp32 path.
+// auto: bf16 and f16 (as bf16 pieces) take AMX where it exists, forward and backward alike; without AMX, bf16 takes
+// AVX512-BF16 on the CPUs listed as faster with it (kFastDpbf16, detect.cc) and f16 the fp32 path; f32 the fp32 path.
 TEST(CpuMatmul, Bf16AndF16TakeAmxByDefault) {
   ScopedMatmul m("auto");
   EXPECT_EQ(path_of(DType::f32), cpu::MatmulPath::fp32);
-  const cpu::MatmulPath best = cpu::amx_available() ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
-  EXPECT_EQ(path_of(DType::bf16), best);  // auto: amx > fp32 (avx512bf16 only when forced)
-  EXPECT_EQ(path_of(DType::f16), best);   // the split path (detect.cc)
+  const bool amx = cpu::amx_available();
+  const cpu::MatmulPath bf16 = amx                              ? cpu::MatmulPath::amx
+                               : cpu::avx512bf16_outruns_fp32() ? cpu::MatmulPath::avx512bf16
+                                                                : cpu::MatmulPath::fp32;
+  const cpu::MatmulPath f16 = amx ? cpu::MatmulPath::amx : cpu::MatmulPath::fp32;
+  EXPECT_EQ(path_of(DType::bf16), bf16);
+  EXPECT_EQ(path_of(DType::f16), f16);  // the split path (detect.cc)
   for (DType dt : {DType::bf16, DType::f16}) {
     Problem p;
     p.dtype = dt;
-    EXPECT_EQ(cpu::backward_matmul(p), best) << name(dt);  // the backward takes the forward's path
+    EXPECT_EQ(cpu::backward_matmul(p), dt == DType::bf16 ? bf16 : f16) << name(dt);  // the forward's path
   }
   // The rule itself on a machine with and without AMX (any CPU can run choose_matmul).
-  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "", true, true, true), cpu::MatmulPath::amx);
-  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "auto", false, true, true), cpu::MatmulPath::fp32);
-  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "avx512bf16", false, true, true),
-            cpu::MatmulPath::avx512bf16);
+  cpu::MatmulUnits u;
+  u.amx = u.dpbf16 = u.dpbf16_built = true;
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "", u), cpu::MatmulPath::amx);
+  u.amx = false;
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "auto", u), cpu::MatmulPath::fp32);
+  EXPECT_EQ(cpu::choose_matmul(DType::f16, Fp32Matmul::exact, "avx512bf16", u), cpu::MatmulPath::avx512bf16);
   ScopedMatmul f("fp32");
   EXPECT_EQ(path_of(DType::bf16), cpu::MatmulPath::fp32);
   EXPECT_EQ(path_of(DType::f16), cpu::MatmulPath::fp32);

@@ -216,8 +216,13 @@ TEST(CpuFp32Matmul, BackwardShapes) {
 // The rule of the choice (choose_matmul) on every machine kind, including those this one is not.
 TEST(CpuFp32Matmul, ChooseMatmulRule) {
   using cpu::MatmulPath;
-  const auto choose = [](DType dt, Fp32Matmul m, const char* env, bool amx, bool dp) {
-    return cpu::choose_matmul(dt, m, env, amx, dp, true);
+  const auto units = [](bool amx, bool dp, bool built = true, bool fast = false) {
+    cpu::MatmulUnits u;
+    u.amx = amx, u.dpbf16 = dp, u.dpbf16_built = built, u.dpbf16_outruns_fp32 = fast;
+    return u;
+  };
+  const auto choose = [&](DType dt, Fp32Matmul m, const char* env, bool amx, bool dp, bool fast = false) {
+    return cpu::choose_matmul(dt, m, env, units(amx, dp, true, fast));
   };
   const Fp32Matmul exact = Fp32Matmul::exact, bf16 = Fp32Matmul::bf16;
   EXPECT_EQ(choose(DType::f32, exact, "", true, true), MatmulPath::fp32);       // the default: exact
@@ -234,6 +239,18 @@ TEST(CpuFp32Matmul, ChooseMatmulRule) {
   EXPECT_EQ(choose(DType::f16, exact, "", false, true), MatmulPath::fp32);  // avx512bf16 only when forced
   EXPECT_EQ(choose(DType::f16, exact, "fp32", true, true), MatmulPath::fp32);
   EXPECT_EQ(choose(DType::f16, exact, "avx512bf16", true, true), MatmulPath::avx512bf16);
+  // A CPU listed in kFastDpbf16 (detect.cc: AVX512-BF16 measured faster than the fp32 path) without AMX: auto takes
+  // avx512bf16 for bf16 inputs; f16 (pieces) and f32 exact keep the fp32 path; AMX still comes first; the listing
+  // alone (no usable AVX512-BF16) changes nothing; and "fp32" still overrides.
+  EXPECT_EQ(choose(DType::bf16, exact, "", false, true, true), MatmulPath::avx512bf16);
+  EXPECT_EQ(choose(DType::bf16, exact, "auto", false, true, true), MatmulPath::avx512bf16);
+  EXPECT_EQ(choose(DType::bf16, exact, "", false, true, false), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::bf16, exact, "", true, true, true), MatmulPath::amx);
+  EXPECT_EQ(choose(DType::bf16, exact, "", false, false, true), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::bf16, exact, "fp32", false, true, true), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::f16, exact, "", false, true, true), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::f32, exact, "", false, true, true), MatmulPath::fp32);
+  EXPECT_EQ(choose(DType::f32, bf16, "", false, true, true), MatmulPath::avx512bf16);
   const auto error_names = [](auto&& f, const std::string& argument) {
     try {
       (void)f();
@@ -248,7 +265,7 @@ TEST(CpuFp32Matmul, ChooseMatmulRule) {
   error_names([&] { return choose(DType::f16, bf16, "", true, true); }, "fp32_matmul");
   error_names([&] { return choose(DType::f32, bf16, "amx", false, true); }, "FLATATTN_CPU_MATMUL");
   error_names([&] { return choose(DType::f32, bf16, "avx512bf16", true, false); }, "FLATATTN_CPU_MATMUL");
-  error_names([&] { return cpu::choose_matmul(DType::f32, bf16, "avx512bf16", true, true, false); },
+  error_names([&] { return cpu::choose_matmul(DType::f32, bf16, "avx512bf16", units(true, true, false)); },
               "FLATATTN_CPU_MATMUL");
   error_names([&] { return choose(DType::f32, bf16, "tiles", true, true); }, "FLATATTN_CPU_MATMUL");
 }

@@ -11,7 +11,9 @@
 //           Error if the CPU/OS cannot or this build lacks the kernels (FLATATTN_HAVE_AVX512BF16: the
 //           compiler refused -mavx512bf16);
 //   "fp32": the fp32 path (bf16 widened to fp32 tiles, src/cpu/gemm.h).
-// "auto" picks amx > fp32 (avx512bf16 only when forced: measured slower than fp32 so far).
+// "auto" picks amx > avx512bf16 where the CPU is listed in kFastDpbf16 (detect.cc: CPUs whose VDPBF16PS was
+// measured to outrun the fp32 path, AMD Zen 5 so far) > fp32 (elsewhere avx512bf16 only when forced: on the
+// Intel CPU it was measured on without AMX it ran at 0.62-0.92x the fp32 path).
 // f16 inputs take the bf16 paths on exact bf16 pieces (SplitPolicy below) by bf16's rule: "auto" picks amx > fp32,
 // forward and backward alike; Report kernels end in "_amx_split2" / "_avx512bf16_split2".
 // f32 inputs take the fp32 path unless Options::fp32_matmul = bf16 (the opt-in, include/flatattn/options.h):
@@ -76,11 +78,25 @@ bool avx512bf16_built();
 /// where it cannot be served (choose_matmul).
 MatmulPath forward_matmul(const Problem& p);
 
-/// forward_matmul's rule with the environment and the machine given (so the tests can drive every branch,
-/// including a CPU without either unit): env is FLATATTN_CPU_MATMUL's value, have_amx / have_dpbf16 what
-/// amx_available() / avx512bf16_available() would say, dpbf16_built avx512bf16_built().
-MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, bool have_amx, bool have_dpbf16,
-                         bool dpbf16_built);
+/// True when avx512bf16_available() and this CPU is one of kFastDpbf16's (detect.cc: vendor and family whose
+/// AVX512-BF16 products were measured faster than the fp32 path): "auto" then takes avx512bf16 where AMX is absent.
+bool avx512bf16_outruns_fp32();
+
+/// The product units a process can use, as forward_matmul's rule sees them (named so that a test can describe any
+/// machine, including one without either unit).
+struct MatmulUnits {
+  bool amx = false;                  ///< amx_available()
+  bool dpbf16 = false;               ///< avx512bf16_available()
+  bool dpbf16_built = false;         ///< avx512bf16_built()
+  bool dpbf16_outruns_fp32 = false;  ///< avx512bf16_outruns_fp32()
+};
+
+/// This process's units (detection runs once per process; the AMX permission request is a syscall).
+MatmulUnits matmul_units();
+
+/// forward_matmul's rule with the environment and the machine given (so the tests can drive every branch):
+/// env is FLATATTN_CPU_MATMUL's value, units what matmul_units() would say.
+MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, const MatmulUnits& units);
 
 /// How the bf16 products see their operands (issue 21: fp16 on AMX-BF16). Each operand x (Q, K, V and the
 /// softmax's P) is packed as the sum of `pieces` bf16 pieces, x_1 = bf16(x), x_k = bf16(x - x_1 - ... - x_{k-1})

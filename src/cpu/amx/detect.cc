@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,37 @@ bool cpu_and_os_have_avx512bf16() {
   return (lo & 0xE6u) == 0xE6u;  // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM state enabled by the OS
 }
 
+/// CPUs whose AVX512-BF16 products outrun the fp32 path, by vendor (CPUID leaf 0) and display family (leaf 1:
+/// base family + extended family): "auto" takes avx512bf16 on them where AMX is absent. Listed only where it was
+/// measured; elsewhere a user may force it (FLATATTN_CPU_MATMUL=avx512bf16) and measure.
+struct FastDpbf16 {
+  const char* vendor;    ///< CPUID leaf 0 vendor string
+  unsigned family;       ///< display family
+  const char* cores;     ///< the microarchitecture
+  const char* evidence;  ///< the measurement that put it here
+};
+constexpr FastDpbf16 kFastDpbf16[] = {
+    {"AuthenticAMD", 0x1A, "Zen 5",
+     "EPYC, 1 thread: bf16 forward 1.8-1.9x the fp32 path's speed (bench/results/cpu-zen5-avx512bf16-2026-12-08.md)"},
+};
+// Not listed: Intel CPUs (a Sapphire Rapids-class VM with AMX unused ran avx512bf16 at 0.62-0.92x the fp32 path,
+// bench/results/cpu-vs-torch-2026-12-06.md; AMX is taken first there anyway) and AMD Zen 4 (family 0x19: its
+// 512-bit VDPBF16PS is expected to gain as Zen 5's does, but it has not been measured).
+
+bool cpu_is_fast_dpbf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid(0, a, b, c, d);
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  __cpuid(1, a, b, c, d);
+  const unsigned base = (a >> 8) & 0xFu, family = base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
+  for (const FastDpbf16& f : kFastDpbf16)
+    if (std::string_view(vendor) == f.vendor && family == f.family) return true;
+  return false;
+}
+
 bool request_permission() {
 #if defined(__linux__)
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -75,6 +107,20 @@ bool avx512bf16_available() {
   return ok;
 }
 
+bool avx512bf16_outruns_fp32() {
+  static const bool ok = avx512bf16_available() && cpu_is_fast_dpbf16();
+  return ok;
+}
+
+MatmulUnits matmul_units() {
+  MatmulUnits u;
+  u.amx = amx_available();
+  u.dpbf16 = avx512bf16_available();
+  u.dpbf16_built = avx512bf16_built();
+  u.dpbf16_outruns_fp32 = avx512bf16_outruns_fp32();
+  return u;
+}
+
 const char* matmul_suffix(MatmulPath path) {
   switch (path) {
     case MatmulPath::amx:
@@ -87,8 +133,7 @@ const char* matmul_suffix(MatmulPath path) {
   return "";
 }
 
-MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, bool have_amx, bool have_dpbf16,
-                         bool dpbf16_built) {
+MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env, const MatmulUnits& units) {
   const std::string v(env);
   require(v.empty() || v == "auto" || v == "amx" || v == "avx512bf16" || v == "fp32", "FLATATTN_CPU_MATMUL", v,
           "one of auto, amx, avx512bf16, fp32", "unset it or set auto, amx, avx512bf16 or fp32");
@@ -106,26 +151,28 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
   // (Before the split backward existed, auto kept f16 on the fp32 path: the split forward's LSE against the
   // fp32 backward's S put dQ over the rule with large softcapped logits in CI's fuzz, stop 29.)
   if (v == "amx") {
-    require(have_amx, "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
+    require(units.amx, "FLATATTN_CPU_MATMUL", v, "AMX-TILE and AMX-BF16 usable in this process",
             "unset it or set fp32 (this CPU or OS has no AMX-BF16, or the tile permission was refused)");
     return MatmulPath::amx;
   }
   if (v == "avx512bf16") {
-    require(dpbf16_built, "FLATATTN_CPU_MATMUL", v, "a build with the AVX512-BF16 kernels",
+    require(units.dpbf16_built, "FLATATTN_CPU_MATMUL", v, "a build with the AVX512-BF16 kernels",
             "unset it or set fp32 (the compiler of this build refused -mavx512bf16; rebuild with GCC >= 10 or "
             "Clang >= 9)");
-    require(have_dpbf16, "FLATATTN_CPU_MATMUL", v, "AVX512F, AVX512BW and AVX512-BF16 usable",
+    require(units.dpbf16, "FLATATTN_CPU_MATMUL", v, "AVX512F, AVX512BW and AVX512-BF16 usable",
             "unset it or set fp32 (this CPU or OS has no AVX512-BF16)");
     return MatmulPath::avx512bf16;
   }
-  if (have_amx) return MatmulPath::amx;
-  // auto without AMX. bf16 inputs: fp32. The AVX512-BF16 path is only taken for them when forced: on the one CPU
-  // it was measured on it ran at 0.62x (D = 64) and 0.92x (D = 128) the fp32 path (bench/results/
-  // cpu-vs-torch-2026-12-06.md), and picking a slower path by default would be a silent loss.
+  if (units.amx) return MatmulPath::amx;
+  // auto without AMX. bf16 inputs: AVX512-BF16 on the CPUs where it was measured to outrun the fp32 path
+  // (kFastDpbf16: AMD Zen 5, 1.8-1.9x); elsewhere the fp32 path: on an Intel CPU it ran at 0.62x (D = 64) and
+  // 0.92x (D = 128) the fp32 path (bench/results/cpu-vs-torch-2026-12-06.md), and picking a slower path by
+  // default would be a silent loss. f16 inputs (2 bf16 pieces, 3-4 products each) stay on fp32 without AMX.
+  if (dt == DType::bf16 && units.dpbf16 && units.dpbf16_outruns_fp32) return MatmulPath::avx512bf16;
   if (!opt_in) return MatmulPath::fp32;
   // f32 inputs with the opt-in: the user asked for bf16 products; AVX512-BF16 serves them, and a CPU with
   // neither unit is an Error (never a silent exact fallback that the caller did not ask for).
-  if (have_dpbf16) return MatmulPath::avx512bf16;
+  if (units.dpbf16) return MatmulPath::avx512bf16;
   throw Error(Error::Kind::unsupported, "fp32_matmul", "bf16",
               "needs AMX-BF16 or AVX512-BF16 usable in this process (this CPU, OS or build has neither)",
               "leave fp32_matmul at exact on this machine (the fp32 products are what it can run)");
@@ -134,17 +181,18 @@ MatmulPath choose_matmul(DType dt, Fp32Matmul fp32_matmul, std::string_view env,
 MatmulPath forward_matmul(const Problem& p) {
   const char* env = std::getenv("FLATATTN_CPU_MATMUL");
   const std::string_view v = env ? env : "";
+  MatmulUnits none;  // what a rule that cannot reach a bf16 path is told (no detection: it cannot matter)
+  none.dpbf16_built = avx512bf16_built();
   // f32 exact under FLATATTN_CPU_F32_SPLIT: 3 bf16 pieces (split_policy) on a forced bf16 path only; auto keeps
   // the exact fp32 path (that split has no backward: its forward's LSE would not match the fp32 backward's S).
   if (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::exact && f32_split_products() != 0) {
-    if (v.empty() || v == "auto") return choose_matmul(DType::f32, Fp32Matmul::exact, v, false, false, avx512bf16_built());
-    return choose_matmul(DType::f16, Fp32Matmul::exact, v, amx_available(), avx512bf16_available(), avx512bf16_built());
+    if (v.empty() || v == "auto") return choose_matmul(DType::f32, Fp32Matmul::exact, v, none);
+    return choose_matmul(DType::f16, Fp32Matmul::exact, v, matmul_units());
   }
   // Detection is asked only where it can matter (the AMX permission request is a syscall, once per process).
   const bool bf16_operands = p.dtype == DType::bf16 || p.dtype == DType::f16 ||
                              (p.dtype == DType::f32 && p.fp32_matmul == Fp32Matmul::bf16);
-  if (!bf16_operands) return choose_matmul(p.dtype, p.fp32_matmul, v, false, false, avx512bf16_built());
-  return choose_matmul(p.dtype, p.fp32_matmul, v, amx_available(), avx512bf16_available(), avx512bf16_built());
+  return choose_matmul(p.dtype, p.fp32_matmul, v, bf16_operands ? matmul_units() : none);
 }
 
 MatmulPath backward_matmul(const Problem& p) {
