@@ -55,13 +55,22 @@ class Progress {
   bool quiet_, tty_;
 };
 
-json sgemm_in_child(int n, int threads) {
+/// One GEMM ceiling measured in a child process (as the attention is): the SGEMM, or with bf16 the bf16 GEMM.
+json gemm_in_child(bool bf16, int n, int threads) {
   json r = run_in_child([&] {
-    const std::optional<double> g = engine::sgemm_gflops(n, threads);
+    const std::optional<double> g = bf16 ? engine::bf16_gemm_gflops(n, threads) : engine::sgemm_gflops(n, threads);
     return g ? json{{"gflops", *g}} : json{{"gflops", nullptr}};
   });
   rethrow_child_error(r);
   return r;
+}
+
+/// The higher of a ceiling's before and after rates (0 when neither was measured).
+double best_rate(const json& before, const json& after) {
+  double g = 0;
+  for (const json* s : {&before, &after})
+    if ((*s)["gflops"].is_number()) g = std::max(g, (*s)["gflops"].get<double>());
+  return g;
 }
 
 std::string csv_line(const json& r) {
@@ -69,10 +78,10 @@ std::string csv_line(const json& r) {
   const json& c = r.value("check", json::object());
   auto num = [&](const char* k) { return r.contains(k) && r[k].is_number() ? fmt::format("{}", r[k].get<double>()) : ""; };
   std::string status = r.contains("skipped") ? "skipped" : r.contains("error") ? "error" : (c.empty() || c.contains("not_checked")) ? "unchecked" : (c.value("pass", false) ? "PASS" : "FAIL");
-  return fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", r["N"].get<std::int64_t>(), r["B"].get<std::int64_t>(),
+  return fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", r["N"].get<std::int64_t>(), r["B"].get<std::int64_t>(),
                      r["label"].get<std::string>(), rep.value("backend", ""), rep.value("dataflow", ""),
                      rep.value("block_m", 0), rep.value("block_n", 0), num("median_ms"), num("min_ms"), num("gflops"),
-                     num("sgemm_ratio"), num("peak_bytes"), num("workspace_bytes"), status,
+                     num("sgemm_ratio"), num("bf16_gemm_ratio"), num("peak_bytes"), num("workspace_bytes"), status,
                      c.contains("max_err") ? fmt::format("{}", c["max_err"].get<double>()) : "",
                      c.contains("bound") ? fmt::format("{}", c["bound"].get<double>()) : "");
 }
@@ -87,7 +96,16 @@ void bench(const BenchFlags& f) {
   const bool cpu = proto.device == DeviceKind::cpu;
 
   if (!f.quiet) std::fprintf(stderr, "measuring the SGEMM ceiling (%dx%dx%d f32)...\n", f.sgemm_n, f.sgemm_n, f.sgemm_n);
-  json sgemm_before = cpu ? sgemm_in_child(f.sgemm_n, threads) : json{{"gflops", nullptr}};
+  json sgemm_before = cpu ? gemm_in_child(false, f.sgemm_n, threads) : json{{"gflops", nullptr}};
+  // bf16 products (bf16 inputs, or f32 opted in) are judged against a bf16 GEMM too (issue 21), where oneDNN loads.
+  const bool bf16_products = cpu && (proto.dtype == DType::bf16 ||
+                                     (proto.dtype == DType::f32 && proto.fp32_matmul == Fp32Matmul::bf16));
+  const std::string bf16_lib = bf16_products ? engine::bf16_gemm_library() : "";
+  const bool with_bf16 = !bf16_lib.empty();
+  if (with_bf16 && !f.quiet)
+    std::fprintf(stderr, "measuring the bf16 GEMM ceiling (%dx%dx%d bf16 -> f32, %s)...\n", f.sgemm_n, f.sgemm_n,
+                 f.sgemm_n, bf16_lib.c_str());
+  json bf16_before = with_bf16 ? gemm_in_child(true, f.sgemm_n, threads) : json{{"gflops", nullptr}};
 
   const int total = static_cast<int>(f.ns.size() * (f.methods.size() + (cpu ? 1 : 0)));
   Progress progress(total, f.quiet);
@@ -139,12 +157,16 @@ void bench(const BenchFlags& f) {
     }
   }
   progress.finish();
-  json sgemm_after = cpu ? sgemm_in_child(f.sgemm_n, threads) : json{{"gflops", nullptr}};
-  double sgemm = 0;
-  for (const json* s : {&sgemm_before, &sgemm_after})
-    if ((*s)["gflops"].is_number()) sgemm = std::max(sgemm, (*s)["gflops"].get<double>());
-  for (json& r : results)
+  json sgemm_after = cpu ? gemm_in_child(false, f.sgemm_n, threads) : json{{"gflops", nullptr}};
+  json bf16_after = with_bf16 ? gemm_in_child(true, f.sgemm_n, threads) : json{{"gflops", nullptr}};
+  const double sgemm = best_rate(sgemm_before, sgemm_after), bf16_gemm = best_rate(bf16_before, bf16_after);
+  for (json& r : results) {
     if (sgemm > 0 && r.contains("gflops")) r["sgemm_ratio"] = r["gflops"].get<double>() / sgemm;
+    if (bf16_gemm > 0 && r.contains("gflops")) r["bf16_gemm_ratio"] = r["gflops"].get<double>() / bf16_gemm;
+  }
+  std::vector<Ceiling> ceilings;
+  if (sgemm > 0) ceilings.push_back({"/SGEMM", sgemm});
+  if (bf16_gemm > 0) ceilings.push_back({"/BF16 GEMM", bf16_gemm});
 
   // Flash vs FLAT per N.
   json summary = json::array();
@@ -179,16 +201,22 @@ void bench(const BenchFlags& f) {
                 sgemm_before["gflops"].get<double>(), sgemm_after["gflops"].get<double>());
   else
     std::printf("SGEMM ceiling: not available in this build\n\n");
-  std::vector<std::string> h = result_header(sgemm > 0);
+  if (bf16_gemm > 0)
+    std::printf("bf16 GEMM ceiling (%s, bf16 in, f32 out, %d^3): %.1f GFLOP/s before, %.1f after; ratios use the "
+                "higher\n\n",
+                bf16_lib.c_str(), f.sgemm_n, bf16_before["gflops"].get<double>(), bf16_after["gflops"].get<double>());
+  else if (bf16_products)
+    std::printf("bf16 GEMM ceiling: not measured (no oneDNN loads: install libdnnl2 or set FLATATTN_ONEDNN_LIB)\n\n");
+  std::vector<std::string> h = result_header(ceilings);
   h.insert(h.begin(), {"N", "B"});
   std::vector<bool> right(h.size(), false);
   for (std::size_t i = 0; i < h.size(); ++i)
-    right[i] = h[i] == "N" || h[i] == "B" || h[i] == "time ms" || h[i] == "GFLOP/s" || h[i] == "/SGEMM" ||
+    right[i] = h[i] == "N" || h[i] == "B" || h[i] == "time ms" || h[i] == "GFLOP/s" || h[i].front() == '/' ||
                h[i] == "peak mem" || h[i] == "workspace";
   Table t(h, right);
   bool ok = true;
   for (const json& r : results) {
-    std::vector<std::string> row = result_row(r, sgemm);
+    std::vector<std::string> row = result_row(r, ceilings);
     row.insert(row.begin(), {std::to_string(r["N"].get<std::int64_t>()), std::to_string(r["B"].get<std::int64_t>())});
     t.add(row);
     ok = ok && result_ok(r);
@@ -227,6 +255,9 @@ void bench(const BenchFlags& f) {
               {"sgemm", {{"library", engine::sgemm_library()}, {"n", f.sgemm_n}, {"threads", threads},
                          {"gflops_before", sgemm_before["gflops"]}, {"gflops_after", sgemm_after["gflops"]},
                          {"gflops", sgemm > 0 ? json(sgemm) : json(nullptr)}}},
+              {"bf16_gemm", {{"library", bf16_lib}, {"n", f.sgemm_n}, {"threads", threads},
+                             {"gflops_before", bf16_before["gflops"]}, {"gflops_after", bf16_after["gflops"]},
+                             {"gflops", bf16_gemm > 0 ? json(bf16_gemm) : json(nullptr)}}},
               {"reps", f.reps},       {"warmup", f.warmup},
               {"check_rows", f.check_rows}, {"rule", kRuleLine},
               {"results", results},   {"summary", summary}};
@@ -239,7 +270,8 @@ void bench(const BenchFlags& f) {
   }
   if (!f.csv.empty()) {
     std::ofstream o(f.csv);
-    o << "N,B,method,backend,dataflow,block_m,block_n,median_ms,min_ms,gflops,sgemm_ratio,peak_bytes,workspace_bytes,"
+    o << "N,B,method,backend,dataflow,block_m,block_n,median_ms,min_ms,gflops,sgemm_ratio,bf16_gemm_ratio,peak_bytes,"
+         "workspace_bytes,"
          "check,max_err,bound\n";
     for (const json& r : results) o << csv_line(r);
     std::printf("wrote %s\n", f.csv.c_str());
@@ -252,8 +284,9 @@ void bench(const BenchFlags& f) {
 void register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* sub = app.add_subcommand(
-      "bench", "Flash vs FLAT vs naive attention over N: time, GFLOP/s, ratio to this machine's SGEMM rate (measured "
-               "in the same run), measured peak memory; table plus --csv/--json files.");
+      "bench", "Flash vs FLAT vs naive attention over N: time, GFLOP/s, ratio to this machine's SGEMM rate (and, for "
+               "bf16 products on the CPU, its bf16 GEMM rate by oneDNN where it loads; both measured in the same run), "
+               "measured peak memory; table plus --csv/--json files.");
   sub->footer("Each N runs B = tokens/N sequences (B * N = 16k tokens by default, as in the FlashAttention papers) "
               "unless --batch is given.\nEvery measurement runs in its own process; its outputs are checked on "
               "sampled rows against the fp64 oracle (exit 1 on a failure).");
@@ -279,7 +312,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--check-rows", f->check_rows, "sampled output rows checked against the oracle (0: none; --density/--global: > 0 checks whole leading sequences)")
       ->check(int_in(0, 1000000))
       ->capture_default_str();
-  sub->add_option("--sgemm-n", f->sgemm_n, "size of the SGEMM that measures the ceiling")
+  sub->add_option("--sgemm-n", f->sgemm_n, "size of the GEMMs (SGEMM, bf16 GEMM) that measure the ceilings")
       ->check(int_in(64, 16384))
       ->capture_default_str();
   sub->add_option("--csv", f->csv, "write the results as CSV to this file");

@@ -122,9 +122,9 @@ void run(const RunFlags& f) {
     if (w.sparse()) out["sparse"] = sparse_json(w, sparse_stats(w));
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    Table t(result_header(false), {false, false, false, false, true, true, true, true, false});
-    t.add(result_row(fused, 0));
-    t.add(result_row(naive, 0));
+    Table t(result_header({}), {false, false, false, false, true, true, true, true, false});
+    t.add(result_row(fused, {}));
+    t.add(result_row(naive, {}));
     std::printf("%s", t.str().c_str());
     if (fused.contains("report") && fused["report"].contains("kernel"))  // e.g. the CPU's _amx path
       std::printf("fused kernel: %s%s\n", fused["report"]["kernel"].get<std::string>().c_str(),

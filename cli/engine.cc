@@ -63,6 +63,24 @@ std::string sgemm_library() {
 #endif
 }
 
+std::optional<double> bf16_gemm_gflops(int n, int threads) {
+#ifdef FLATATTN_CLI_HAS_SGEMM
+  return cpu::bf16_gemm_gflops(n, threads);
+#else
+  (void)n;
+  (void)threads;
+  return std::nullopt;
+#endif
+}
+
+std::string bf16_gemm_library() {
+#ifdef FLATATTN_CLI_HAS_SGEMM
+  return cpu::bf16_gemm_library();
+#else
+  return "";
+#endif
+}
+
 std::optional<std::size_t> workspace_bytes(const ForwardArgs& args, const Options& options, Dataflow dataflow) {
 #ifdef FLATATTN_CLI_HAS_WORKSPACE
   const ValidatedForward v = validate_forward(args, options);

@@ -1,6 +1,6 @@
 // What the CLI uses from the CPU engine beyond the public API (src/cpu internals), in one place:
-// the naive materialized attention (the memory/time yardstick), the SGEMM rate of the machine (the
-// compute ceiling) and the engine's workspace size. Each reports whether this build provides it.
+// the naive materialized attention (the memory/time yardstick), the SGEMM and bf16 GEMM rates of the machine
+// (the compute ceilings) and the engine's workspace size. Each reports whether this build provides it.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +22,11 @@ void naive_forward(const ForwardArgs& args, const Options& options);
 std::optional<double> sgemm_gflops(int n, int threads);
 /// Which library measured the SGEMM rate ("OpenBLAS", "Eigen"), "" when unavailable.
 std::string sgemm_library();
+/// bf16 GEMM rate (bf16 in, fp32 out; GFLOP/s) of this machine by oneDNN, loaded at run time
+/// (src/cpu/gemm_rate.h); nullopt when this build has no CPU engine. Throws Error when no oneDNN loads.
+std::optional<double> bf16_gemm_gflops(int n, int threads);
+/// The oneDNN bf16_gemm_gflops() would use ("oneDNN 2.6.3 (libdnnl.so.2, OpenMP threads)"), "" when none loads.
+std::string bf16_gemm_library();
 
 /// Bytes of scratch the CPU engine allocates for one forward of `args` with `dataflow`;
 /// nullopt when this build does not provide it.

@@ -13,18 +13,18 @@ const char* const kRuleLine =
     "input dtype, floor = rounding of the output dtype (docs/design.md); f32 adds 1e-5*max|ref| (docs/design.md: fp32 kernels "
     "match the oracle to ~1e-5 relative)";
 
-std::vector<std::string> result_header(bool with_sgemm) {
+std::vector<std::string> result_header(const std::vector<Ceiling>& ceilings) {
   std::vector<std::string> h = {"method", "backend", "dataflow", "tiles", "time ms", "GFLOP/s"};
-  if (with_sgemm) h.push_back("/SGEMM");
+  for (const Ceiling& c : ceilings) h.push_back(c.column);
   h.insert(h.end(), {"peak mem", "workspace", "check"});
   return h;
 }
 
-std::vector<std::string> result_row(const json& r, double sgemm) {
+std::vector<std::string> result_row(const json& r, const std::vector<Ceiling>& ceilings) {
   const std::string method = r.value("label", r.value("method", "?"));
   if (r.contains("error") || r.contains("skipped")) {
     std::vector<std::string> row = {method, "-", "-", "-", "-", "-"};
-    if (sgemm > 0) row.push_back("-");
+    row.insert(row.end(), ceilings.size(), "-");
     const bool unsupported = r.contains("error") && r["error"].value("kind", "") == "unsupported";
     row.insert(row.end(), {"-", "-", r.contains("skipped") ? "skipped" : unsupported ? "unsupported" : "error"});
     return row;
@@ -37,7 +37,7 @@ std::vector<std::string> result_row(const json& r, double sgemm) {
                                   bm > 0 ? fmt::format("{}x{}", bm, bn) : "-",
                                   fmt_ms(r.value("median_ms", 0.0)),
                                   fmt::format("{:.1f}", r.value("gflops", 0.0))};
-  if (sgemm > 0) row.push_back(fmt::format("{:.3f}", r.value("gflops", 0.0) / sgemm));
+  for (const Ceiling& c : ceilings) row.push_back(fmt::format("{:.3f}", r.value("gflops", 0.0) / c.gflops));
   row.push_back(r["peak_bytes"].is_number() ? fmt_bytes(r["peak_bytes"].get<double>()) : "-");
   row.push_back(r["workspace_bytes"].is_number() ? fmt_bytes(r["workspace_bytes"].get<double>()) : "-");
   const json& c = r["check"];

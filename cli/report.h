@@ -12,9 +12,15 @@
 
 namespace flatattn::cli {
 
-/// Table header and row of one measurement result (cli/measure.h); sgemm_gflops > 0 adds "% SGEMM".
-std::vector<std::string> result_header(bool with_sgemm);
-std::vector<std::string> result_row(const nlohmann::json& r, double sgemm_gflops);
+/// A GEMM rate a result's GFLOP/s is divided by, as a table column: e.g. {"/SGEMM", 180.0}.
+struct Ceiling {
+  std::string column;
+  double gflops = 0;
+};
+
+/// Table header and row of one measurement result (cli/measure.h), with one column per ceiling.
+std::vector<std::string> result_header(const std::vector<Ceiling>& ceilings);
+std::vector<std::string> result_row(const nlohmann::json& r, const std::vector<Ceiling>& ceilings);
 
 /// "PASS max_err=... <= bound=... rel=... (64 sampled rows)" or "FAIL ..." or "skipped: why".
 std::string check_line(const nlohmann::json& r);

@@ -18,7 +18,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # ---- system packages (Debian/Ubuntu) ------------------------------------------------------------
 pkgs=(cmake ninja-build g++ libomp-dev libcli11-dev libfmt-dev nlohmann-json3-dev libeigen3-dev
-      libopenblas-dev libgtest-dev)
+      libopenblas-dev libgtest-dev libdnnl2)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

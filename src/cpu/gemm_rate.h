@@ -16,4 +16,18 @@ double sgemm_gflops(int n, int threads);
 /// "OpenBLAS" or "Eigen": which GEMM sgemm_gflops() times in this build.
 std::string sgemm_library();
 
+/// GFLOP/s (2 n^3 per call) of C = A B with A, B bf16 and C fp32 (n x n, row-major, random values), with
+/// `threads` threads (0 = all hardware threads), timed as sgemm_gflops: the ceiling of the bf16 paths (AMX,
+/// AVX512-BF16). The library is oneDNN's dnnl_gemm_bf16bf16f32 (its brgemm kernels on AVX512-BF16 and AMX),
+/// loaded at run time with dlopen, so the build does not depend on it: FLATATTN_ONEDNN_LIB names the file, else
+/// libdnnl.so.3, libdnnl.so.2 and libdnnl.so are tried (Debian: libdnnl2; PyPI: onednn). Threads are set through
+/// OpenMP (omp_set_num_threads), which a oneDNN built with another runtime ignores (bf16_gemm_library() says
+/// which runtime it has). Throws flatattn::Error (invalid_argument) when n < 1 or threads < 0, and
+/// (unsupported) when no oneDNN can be loaded or the call fails.
+double bf16_gemm_gflops(int n, int threads);
+
+/// "oneDNN <version> (<file>, <runtime> threads)" for the library bf16_gemm_gflops() would use, or "" when none
+/// loads.
+std::string bf16_gemm_library();
+
 }  // namespace flatattn::cpu

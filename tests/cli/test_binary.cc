@@ -264,6 +264,38 @@ TEST(Cli, BenchWritesCsvAndJson) {
   std::remove(csv.c_str());
 }
 
+// bf16 inputs on the CPU: the bench also measures the bf16 GEMM (oneDNN, loaded at run time; issue 21) and reports
+// each result against it; where no oneDNN loads it says so and the JSON's rate is null; f32 runs have no such ceiling.
+TEST(Cli, BenchBf16ReportsTheBf16GemmCeiling) {
+  const std::string js = temp_path("bench_bf16.json");
+  const std::string args = "bench --n 64 --hq 2 -d 32 --tokens 128 --reps 1 --sgemm-n 128 --methods flash --device cpu ";
+  const Result r = run(args + "--dtype bf16 --json " + js);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const auto j = nlohmann::json::parse(slurp(js));
+  ASSERT_TRUE(j.contains("bf16_gemm")) << j.dump();
+  const std::string lib = j["bf16_gemm"]["library"].get<std::string>();
+  if (!lib.empty()) {
+    ASSERT_TRUE(j["bf16_gemm"]["gflops"].is_number()) << j["bf16_gemm"].dump();
+    EXPECT_GT(j["bf16_gemm"]["gflops"].get<double>(), 0.0);
+    for (const auto& res : j["results"]) EXPECT_GT(res.value("bf16_gemm_ratio", 0.0), 0.0) << res.dump();
+    EXPECT_NE(r.out.find("/BF16 GEMM"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(lib), std::string::npos) << r.out;
+  } else {
+    EXPECT_TRUE(j["bf16_gemm"]["gflops"].is_null()) << j["bf16_gemm"].dump();
+    EXPECT_NE(r.out.find("bf16 GEMM ceiling: not measured"), std::string::npos) << r.out;
+  }
+  setenv("FLATATTN_ONEDNN_LIB", "/nonexistent/libdnnl.so", 1);  // a oneDNN that cannot load: said, not skipped
+  const Result m = run(args + "--dtype bf16");
+  unsetenv("FLATATTN_ONEDNN_LIB");
+  ASSERT_EQ(m.code, 0) << m.out << m.err;
+  EXPECT_NE(m.out.find("bf16 GEMM ceiling: not measured"), std::string::npos) << m.out;
+  EXPECT_EQ(m.out.find("/BF16 GEMM"), std::string::npos) << m.out;
+  const Result f = run(args + "--dtype f32");
+  ASSERT_EQ(f.code, 0) << f.out << f.err;
+  EXPECT_EQ(f.out.find("bf16 GEMM"), std::string::npos) << f.out;
+  std::remove(js.c_str());
+}
+
 // ---- sparse attention flags (issue 16): the visited fraction and FLOPs of the report, and the whole-sequence
 // check against the fp64 oracle with `flatattn check`'s judge.
 

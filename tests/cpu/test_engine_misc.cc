@@ -116,6 +116,28 @@ TEST(CpuGemmRate, MeasuresAPlausibleRate) {
   EXPECT_THROW(cpu::sgemm_gflops(64, -1), Error);
 }
 
+// The bf16 GEMM ceiling (oneDNN at run time): a plausible rate where a oneDNN loads, else an Error that names it;
+// bad sizes are refused either way.
+TEST(CpuGemmRate, Bf16GemmRateOrAClearError) {
+  EXPECT_THROW(cpu::bf16_gemm_gflops(0, 1), Error);
+  EXPECT_THROW(cpu::bf16_gemm_gflops(64, -1), Error);
+  if (cpu::bf16_gemm_library().empty()) {
+    try {
+      (void)cpu::bf16_gemm_gflops(64, 1);
+      ADD_FAILURE() << "no Error without a oneDNN";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), Error::Kind::unsupported);
+      EXPECT_NE(std::string(e.what()).find("oneDNN"), std::string::npos) << e.what();
+    }
+    GTEST_SKIP() << "no oneDNN loads here: the rate itself is not measured";
+  }
+  const double g = cpu::bf16_gemm_gflops(256, 1);
+  EXPECT_TRUE(std::isfinite(g));
+  EXPECT_GT(g, 0.5) << cpu::bf16_gemm_library();
+  EXPECT_LT(g, 1e6);
+  EXPECT_NE(cpu::bf16_gemm_library().find("oneDNN "), std::string::npos) << cpu::bf16_gemm_library();
+}
+
 // The CPU's vector math of the variant hooks: lane l of keys(j) is key j + l, and tanh/max agree with the
 // scalar math the GPU uses, lane by lane.
 TEST(CpuScore, VecMathMatchesFloatMath) {
