@@ -119,8 +119,8 @@ double bf16_gemm_gflops(int n, int threads) {
   if (l.gemm == nullptr)
     throw Error(Error::Kind::unsupported, "bf16 GEMM", "oneDNN",
                 "no oneDNN library loads (tried FLATATTN_ONEDNN_LIB, else libdnnl.so.3, libdnnl.so.2, libdnnl.so)",
-                "install oneDNN (Debian: apt-get install libdnnl2; PyPI: pip install onednn) or set FLATATTN_ONEDNN_LIB "
-                "to its libdnnl.so");
+                "install oneDNN (Debian: apt-get install libdnnl2), or set FLATATTN_ONEDNN_LIB to a libdnnl.so (e.g. "
+                "the one in PyPI's onednn-cpu-gomp wheel)");
   const int nt = threads > 0 ? threads : omp_get_num_procs();
   const std::size_t count = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
   std::vector<std::uint16_t> a(count), b(count);

@@ -20,10 +20,10 @@ std::string sgemm_library();
 /// `threads` threads (0 = all hardware threads), timed as sgemm_gflops: the ceiling of the bf16 paths (AMX,
 /// AVX512-BF16). The library is oneDNN's dnnl_gemm_bf16bf16f32 (its brgemm kernels on AVX512-BF16 and AMX),
 /// loaded at run time with dlopen, so the build does not depend on it: FLATATTN_ONEDNN_LIB names the file, else
-/// libdnnl.so.3, libdnnl.so.2 and libdnnl.so are tried (Debian: libdnnl2; PyPI: onednn). Threads are set through
-/// OpenMP (omp_set_num_threads), which a oneDNN built with another runtime ignores (bf16_gemm_library() says
-/// which runtime it has). Throws flatattn::Error (invalid_argument) when n < 1 or threads < 0, and
-/// (unsupported) when no oneDNN can be loaded or the call fails.
+/// libdnnl.so.3, libdnnl.so.2 and libdnnl.so are tried (Debian: libdnnl2; PyPI's onednn-cpu-gomp wheel through
+/// FLATATTN_ONEDNN_LIB). Threads are set through OpenMP (omp_set_num_threads), which a oneDNN built with another
+/// runtime ignores (bf16_gemm_library() names its runtime). Throws flatattn::Error: invalid_argument when n < 1
+/// or threads < 0, unsupported when no oneDNN loads, runtime when the call returns an error status.
 double bf16_gemm_gflops(int n, int threads);
 
 /// "oneDNN <version> (<file>, <runtime> threads)" for the library bf16_gemm_gflops() would use, or "" when none
