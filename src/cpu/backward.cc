@@ -350,17 +350,24 @@ void compute_di(const Problem& p, const BwdTensors& t, float* dvec, MatmulPath p
         if (round_do)
           for (std::int64_t d = 0; d < p.d; ++d) a[d] = bf16_to_float(float_to_bf16(a[d]));
         load_row(out, i, p.d, dp, 1.f, o.data());
-        // The same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so that
-        // dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
-        // The bf16 paths' dP sums pairs on the matrix units in their own order: there the residue is an
-        // fp32 rounding of dO V^T, far below the bf16 rounding of dS that follows.
+        // fp32 path: the same rounding as kernel A's dP = dO V^T (one fused multiply-add per d, in order), so
+        // that dP_ij - D_i is exactly 0 where O_i = V_j (a one-hot row of P) instead of a rounding residue.
+        // The bf16 paths' dP sums pairs on the matrix units in their own order: there the residue is an fp32
+        // rounding of dO V^T whatever order D_i takes, far below the bf16 rounding of dS that follows, so D_i
+        // is summed in 16 lanes (a fixed order: deterministic) instead of one serial chain of D dependent FMAs.
         float acc = 0.f;
-        for (std::int64_t d = 0; d < p.d; ++d) {
+        if (path != MatmulPath::fp32) {
+          vf lanes{};
+          for (std::int64_t d = 0; d < dp; d += simd::kWidth) lanes += simd::load(a.data() + d) * simd::load(o.data() + d);
+          acc = simd::hsum(lanes);
+        } else {
+          for (std::int64_t d = 0; d < p.d; ++d) {
 #ifdef __FMA__
-          acc = std::fma(a[d], o[d], acc);
+            acc = std::fma(a[d], o[d], acc);
 #else
-          acc += a[d] * o[d];
+            acc += a[d] * o[d];
 #endif
+          }
         }
         dvec[di_index(p, b, sp, h, i)] = acc;
       }

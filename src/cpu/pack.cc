@@ -27,11 +27,13 @@ void load_row_strided(const Rows& src, std::int64_t n, std::int64_t d, std::int6
       for (std::int64_t i = d; i < dp; ++i) dst[i * stride] = 0.f;
       break;
     }
-    case DType::bf16:
-      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride, bf16_to_float);
+    case DType::bf16:  // lambdas, not function pointers: each a type of its own, so the conversion inlines
+      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride,
+                  [](std::uint16_t h) { return bf16_to_float(h); });
       break;
     case DType::f16:
-      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride, f16_to_float);
+      convert_row(static_cast<const std::uint16_t*>(src.data) + off, d, dp, mul, dst, stride,
+                  [](std::uint16_t h) { return f16_to_float(h); });
       break;
     default:  // validation admits only f32/f16/bf16 for kernels
       for (std::int64_t i = 0; i < d; ++i) dst[i * stride] = load_float(src.data, src.dtype, off + i) * mul;
@@ -67,6 +69,17 @@ void load_row(const Rows& src, std::int64_t n, std::int64_t d, std::int64_t dp, 
   if (src.dtype == DType::f32) {  // contiguous: a vectorised copy
     const float* s = static_cast<const float*>(src.data) + src.offset(n);
     for (std::int64_t i = 0; i < d; ++i) dst[i] = s[i] * mul;
+    for (std::int64_t i = d; i < dp; ++i) dst[i] = 0.f;
+    return;
+  }
+  if (src.dtype == DType::bf16) {  // contiguous: widening is a shift, so this vectorises too (bf16_to_float's bits)
+    const std::uint16_t* s = static_cast<const std::uint16_t*>(src.data) + src.offset(n);
+    for (std::int64_t i = 0; i < d; ++i) {
+      const std::uint32_t u = static_cast<std::uint32_t>(s[i]) << 16;
+      float f;
+      std::memcpy(&f, &u, sizeof f);
+      dst[i] = f * mul;
+    }
     for (std::int64_t i = d; i < dp; ++i) dst[i] = 0.f;
     return;
   }
