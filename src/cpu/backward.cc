@@ -212,7 +212,9 @@ QTileScratch carve_pass2(Carver& c, const Problem& p, const BackwardPlan& plan, 
 ///     over the key pairs (2j, 2j+1) in ascending order as pass 2's (dpbf16_pv reads and writes the fp32
 ///     accumulator between blocks, and both passes' blocks start at even keys), on the same bf16 dS.
 /// Rows that do not see a key add exact zeros (dS = 0), which leave the sum as it is, so both choices give the same
-/// bits and the choice may follow the thread count (CpuBackward.FusedDqMatchesTheDqPassBitwise). Not fused: AMX (a
+/// bits and the choice may follow the thread count (CpuBackward.FusedDqMatchesTheDqPassBitwise). (One corner:
+/// VDPBF16PS flushes denormal results to zero, so a dQ element whose final sum flushed to -0 could read +0 after
+/// a trailing zero pair; that needs |dQ| below fp32's smallest normal.) Not fused: AMX (a
 /// tile product's internal order over its 32 keys is the hardware's, and the passes' blocks need not align to
 /// 32) and split pieces (f16: one product per piece pair per block, so the chain follows the block boundaries).
 /// Per-thread scratch (fp32: dQ, Q and dO rows of a kv head's query heads, 3 group Nq D floats; bf16: dQ alone)
