@@ -101,11 +101,11 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
       d = Dataflow::flash;
   }
   if (d == Dataflow::flat) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
-  const std::int64_t rows = forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p)
-                                ? bf16_flash_rows(p, row, l2_cache_bytes())
-                                : row.flash_block_m;
+  const MatmulPath path = forward_matmul(p);
+  const bool slabs = path != MatmulPath::fp32 && bf16_slabs(p);
+  const std::int64_t rows = slabs ? bf16_flash_rows(p, row, l2_cache_bytes()) : row.flash_block_m;
   const int bm = static_cast<int>(std::min<std::int64_t>(rows, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));
-  return {Dataflow::flash, bm, row.flash_block_n};
+  return {Dataflow::flash, bm, slabs && path == MatmulPath::avx512bf16 ? row.dpbf16_block_n : row.flash_block_n};
 }
 
 BackwardPlan plan_backward(const Problem& p) {

@@ -30,15 +30,20 @@ struct ForwardPolicy {
   int flash_block_n;          ///< Flash: keys per K/V block (multiple of kPanel)
   int flat_max_rows;          ///< FLAT: R is the most rows whose logit tile fits the L2 budget, capped here
   std::int64_t flat_max_nk;   ///< automatic: FLAT up to this many keys per row, Flash beyond
+  int dpbf16_block_n;         ///< Flash on the AVX512-BF16 path's bf16 slabs: keys per K/V block (multiple of kPanel)
 };
 
+// Bc on AVX512-BF16 (last column): measured on Zen 5 (bench/results/cpu-zen5-avx512bf16-2026-12-08.md), 1 and 2
+// threads, bf16: 1024 keys per block against 256 took 2.6-5.5 % off the forward (gpt2 69.5 -> 66.3 ms, llama4k
+// 318 -> 310, N = 16k 666 -> 639 on 1 thread); the slab's keys are trimmed to the visible ones, so causal loses
+// nothing. D > 128 keeps Bc (not measured). The AMX path keeps Bc: on the Intel VM 96 x 256 was measured best.
 // clang-format off
 inline constexpr ForwardPolicy kForwardPolicy[] = {
-  // max_d  Br   Bc   R cap  FLAT up to Nk
-  {     64, 96, 256,     96,          4096},  // GPT-2, BERT: the measured rows above
-  {    128, 96, 256,     96,          4096},  // Llama: measured at N = 2k (Flash and FLAT tie)
-  {    256, 48, 256,     48,          2048},  // Gemma: half the rows keep the 48 x 256 Q/O tiles in L1/L2
-  { 1 << 30, 24, 128,    24,          1024},  // larger head dims (rare, not measured): small tiles
+  // max_d  Br   Bc   R cap  FLAT up to Nk  Bc AVX512-BF16
+  {     64, 96, 256,     96,          4096,  1024},  // GPT-2, BERT: the measured rows above
+  {    128, 96, 256,     96,          4096,  1024},  // Llama: measured at N = 2k (Flash and FLAT tie)
+  {    256, 48, 256,     48,          2048,   256},  // Gemma: half the rows keep the 48 x 256 Q/O tiles in L1/L2
+  { 1 << 30, 24, 128,    24,          1024,   128},  // larger head dims (rare, not measured): small tiles
 };
 // clang-format on
 

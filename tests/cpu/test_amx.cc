@@ -20,6 +20,7 @@
 #include "src/core/half.h"
 #include "src/cpu/amx/amx.h"
 #include "src/cpu/gemm.h"
+#include "src/cpu/policy.h"
 #include "tests/cpu/cpu_check.h"
 #include "tests/cpu/matmul_env.h"
 
@@ -95,6 +96,33 @@ TEST(CpuMatmul, BothPathsMatchTheOracleOnBf16) {
         const Report r = run_forward(t, c.options, plan);
         expect_forward_ok(t, o, r.kernel);
       }
+    }
+  }
+}
+
+// Flash's key block follows the path (kForwardPolicy's last column, src/cpu/policy.h): AVX512-BF16 takes
+// dpbf16_block_n, AMX and fp32 flash_block_n; with more keys than one block (ragged last block), causal and not,
+// the result meets the rule on each.
+TEST(CpuMatmul, FlashKeyBlockFollowsThePath) {
+  Seeded s;
+  SCOPED_TRACE(s.trace());
+  for (const bool causal : {false, true}) {
+    Case c;
+    c.dtype = DType::bf16;
+    c.batch = 1, c.nq = 130, c.nk = 2500, c.hq = 2, c.hkv = 1, c.d = 64;
+    c.options.causal = causal;
+    c.options.return_lse = true;
+    c.options.dataflow = Dataflow::flash;
+    SCOPED_TRACE(c.name());
+    CaseTensors t = make_case(c, s.rng);
+    const ForwardOracle o = forward_yardstick(t);
+    for (const char* path : paths()) {
+      ScopedMatmul m(path);
+      const Report r = run_forward(t, c.options);
+      const cpu::ForwardPolicy& row = cpu::forward_policy(c.d);
+      EXPECT_EQ(r.block_n, std::string(path) == "avx512bf16" ? row.dpbf16_block_n : row.flash_block_n)
+          << r.kernel << " under " << path;
+      expect_forward_ok(t, o, r.kernel);
     }
   }
 }
