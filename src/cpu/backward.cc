@@ -123,6 +123,12 @@ struct KvBlockScratch {
   std::uint16_t *kp = nullptr, *dsb = nullptr;   ///< fused dQ: K of the block as key pairs [bk][dp], dS [bm][bk]
 };
 
+/// Rows per head of the fused dQ accumulator: the longest sequence (varlen: p.nq) plus one tile's padding from any
+/// first row (kRowAlign on the fp32 path, kBf16RowsDkdv on the bf16 paths).
+std::int64_t fused_dq_rows(const Problem& p, MatmulPath path) {
+  return p.nq + (path == MatmulPath::fp32 ? kRowAlign : kBf16RowsDkdv);
+}
+
 KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan, MatmulPath path,
                            const SplitPolicy& split, bool fused) {
   const std::size_t dp = static_cast<std::size_t>(padded_d(p.d)), kq = static_cast<std::size_t>(split_kq(split, p.d));
@@ -143,7 +149,7 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
     w.dst = take_bf16(c, pieces * bk * bm2);
     w.step = carve_step(c, bm2, dp, bk, transforms_scores(p), true, kq);
     if (fused) {  // one piece (fuses_dq): no planes
-      w.dq_rows = p.nq + kBf16RowsDkdv;  // a tile's rows padded to 32 from any first row
+      w.dq_rows = fused_dq_rows(p, path);
       w.dq = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
       w.kp = take_bf16(c, bk * dp);
       w.dsb = take_bf16(c, bm2 * bk);
@@ -154,7 +160,7 @@ KvBlockScratch carve_pass1(Carver& c, const Problem& p, const BackwardPlan& plan
   w.vt = c.take(bk * dp);
   w.step = carve_step(c, bm, dp, bk, transforms_scores(p), false, kq);
   if (fused) {
-    w.dq_rows = p.nq + kRowAlign;  // varlen: p.nq is the longest sequence
+    w.dq_rows = fused_dq_rows(p, path);
     w.kr = c.take(bk * dp);
     w.dq = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
     w.qall = c.take(static_cast<std::size_t>(p.group() * w.dq_rows) * dp);
@@ -223,8 +229,7 @@ constexpr double kFusedDqMaxBytes = 64.0 * (1 << 20);
 bool fuses_dq(const Problem& p, MatmulPath path, const SplitPolicy& split, int threads) {
   const bool fp32 = path == MatmulPath::fp32;
   const bool path_ok = fp32 || (path == MatmulPath::avx512bf16 && split.pieces == 1);
-  const double bytes = (fp32 ? 3.0 : 1.0) * 4.0 *
-                       static_cast<double>(p.group() * (p.nq + (fp32 ? kRowAlign : kBf16RowsDkdv)) * padded_d(p.d));
+  const double bytes = (fp32 ? 3.0 : 1.0) * 4.0 * static_cast<double>(p.group() * fused_dq_rows(p, path) * padded_d(p.d));
   return path_ok && !p.sparse.on && p.variant.bias == nullptr &&
          p.batch * p.hkv >= 2 * static_cast<std::int64_t>(threads) && bytes <= kFusedDqMaxBytes;
 }

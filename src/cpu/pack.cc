@@ -72,14 +72,9 @@ void load_row(const Rows& src, std::int64_t n, std::int64_t d, std::int64_t dp, 
     for (std::int64_t i = d; i < dp; ++i) dst[i] = 0.f;
     return;
   }
-  if (src.dtype == DType::bf16) {  // contiguous: widening is a shift, so this vectorises too (bf16_to_float's bits)
+  if (src.dtype == DType::bf16) {  // contiguous: widening is a shift (bf16_to_float), so this vectorises too
     const std::uint16_t* s = static_cast<const std::uint16_t*>(src.data) + src.offset(n);
-    for (std::int64_t i = 0; i < d; ++i) {
-      const std::uint32_t u = static_cast<std::uint32_t>(s[i]) << 16;
-      float f;
-      std::memcpy(&f, &u, sizeof f);
-      dst[i] = f * mul;
-    }
+    for (std::int64_t i = 0; i < d; ++i) dst[i] = bf16_to_float(s[i]) * mul;
     for (std::int64_t i = d; i < dp; ++i) dst[i] = 0.f;
     return;
   }

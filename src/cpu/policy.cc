@@ -80,6 +80,8 @@ int flat_rows(const Problem& p, std::size_t l2_bytes) {
 
 ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
   const ForwardPolicy& row = forward_policy(p.d);
+  const MatmulPath path = forward_matmul(p);
+  const bool slabs = path != MatmulPath::fp32 && bf16_slabs(p);  // the bf16 paths' row slabs (forward_bf16.cc)
   Dataflow d = requested;
   if (d == Dataflow::automatic && p.sparse.on) d = Dataflow::flash;  // Flash skips the unlisted blocks
   if (d == Dataflow::flat && p.sparse.on) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
@@ -96,13 +98,9 @@ ForwardPlan plan_forward(const Problem& p, Dataflow requested) {
     // always without a mask (kBf16FlashUnmasked).
     const double slab = 4.0 * kAmxSlab * static_cast<double>(round_up(std::max<std::int64_t>(p.nk, 1), kPanel));
     const bool slab_big = slab > kBf16SlabL2Share * static_cast<double>(l2);
-    if (d == Dataflow::flat && (slab_big || (kBf16FlashUnmasked && !p.mask.masked())) &&
-        forward_matmul(p) != MatmulPath::fp32 && bf16_slabs(p))
-      d = Dataflow::flash;
+    if (d == Dataflow::flat && (slab_big || (kBf16FlashUnmasked && !p.mask.masked())) && slabs) d = Dataflow::flash;
   }
   if (d == Dataflow::flat) return {Dataflow::flat, flat_rows(p, l2_cache_bytes()), 0};
-  const MatmulPath path = forward_matmul(p);
-  const bool slabs = path != MatmulPath::fp32 && bf16_slabs(p);
   const std::int64_t rows = slabs ? bf16_flash_rows(p, row, l2_cache_bytes()) : row.flash_block_m;
   const int bm = static_cast<int>(std::min<std::int64_t>(rows, round_up(std::max<std::int64_t>(p.nq, 1), kRowAlign)));
   return {Dataflow::flash, bm, slabs && path == MatmulPath::avx512bf16 ? row.dpbf16_block_n : row.flash_block_n};
