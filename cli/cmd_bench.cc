@@ -55,23 +55,35 @@ class Progress {
   bool quiet_, tty_;
 };
 
-/// One GEMM ceiling measured in a child process (as the attention is): the SGEMM, or with bf16 the bf16 GEMM.
-json gemm_in_child(bool bf16, int n, int threads) {
-  json r = run_in_child([&] {
-    const std::optional<double> g = bf16 ? engine::bf16_gemm_gflops(n, threads) : engine::sgemm_gflops(n, threads);
-    return g ? json{{"gflops", *g}} : json{{"gflops", nullptr}};
-  });
-  rethrow_child_error(r);
-  return r;
-}
+/// One GEMM ceiling of the run (engine::Gemm): measured before and after the attention, each in a child process as
+/// the attention is, when `on`; the ratios use the higher rate.
+struct GemmCeiling {
+  engine::Gemm gemm;
+  bool on = false;
+  std::string library;
+  json before = {{"gflops", nullptr}}, after = {{"gflops", nullptr}};
 
-/// The higher of a ceiling's before and after rates (0 when neither was measured).
-double best_rate(const json& before, const json& after) {
-  double g = 0;
-  for (const json* s : {&before, &after})
-    if ((*s)["gflops"].is_number()) g = std::max(g, (*s)["gflops"].get<double>());
-  return g;
-}
+  void measure(json& into, int n, int threads) const {
+    if (!on) return;
+    into = run_in_child([&] {
+      const std::optional<double> g = engine::gemm_gflops(gemm, n, threads);
+      return g ? json{{"gflops", *g}} : json{{"gflops", nullptr}};
+    });
+    rethrow_child_error(into);
+  }
+  /// The higher of the two rates (0 when neither was measured).
+  [[nodiscard]] double best() const {
+    double g = 0;
+    for (const json* s : {&before, &after})
+      if ((*s)["gflops"].is_number()) g = std::max(g, (*s)["gflops"].get<double>());
+    return g;
+  }
+  [[nodiscard]] json to_json(int n, int threads) const {
+    const double g = best();
+    return {{"library", library}, {"n", n}, {"threads", threads}, {"gflops_before", before["gflops"]},
+            {"gflops_after", after["gflops"]}, {"gflops", g > 0 ? json(g) : json(nullptr)}};
+  }
+};
 
 std::string csv_line(const json& r) {
   const json& rep = r.value("report", json::object());
@@ -96,16 +108,17 @@ void bench(const BenchFlags& f) {
   const bool cpu = proto.device == DeviceKind::cpu;
 
   if (!f.quiet) std::fprintf(stderr, "measuring the SGEMM ceiling (%dx%dx%d f32)...\n", f.sgemm_n, f.sgemm_n, f.sgemm_n);
-  json sgemm_before = cpu ? gemm_in_child(false, f.sgemm_n, threads) : json{{"gflops", nullptr}};
+  GemmCeiling sg{engine::Gemm::f32, cpu, engine::gemm_library(engine::Gemm::f32)};
+  sg.measure(sg.before, f.sgemm_n, threads);
   // bf16 products (bf16 inputs, or f32 opted in) are judged against a bf16 GEMM too (issue 21), where oneDNN loads.
   const bool bf16_products = cpu && (proto.dtype == DType::bf16 ||
                                      (proto.dtype == DType::f32 && proto.fp32_matmul == Fp32Matmul::bf16));
-  const std::string bf16_lib = bf16_products ? engine::bf16_gemm_library() : "";
-  const bool with_bf16 = !bf16_lib.empty();
-  if (with_bf16 && !f.quiet)
+  GemmCeiling bg{engine::Gemm::bf16, false, bf16_products ? engine::gemm_library(engine::Gemm::bf16) : ""};
+  bg.on = !bg.library.empty();
+  if (bg.on && !f.quiet)
     std::fprintf(stderr, "measuring the bf16 GEMM ceiling (%dx%dx%d bf16 -> f32, %s)...\n", f.sgemm_n, f.sgemm_n,
-                 f.sgemm_n, bf16_lib.c_str());
-  json bf16_before = with_bf16 ? gemm_in_child(true, f.sgemm_n, threads) : json{{"gflops", nullptr}};
+                 f.sgemm_n, bg.library.c_str());
+  bg.measure(bg.before, f.sgemm_n, threads);
 
   const int total = static_cast<int>(f.ns.size() * (f.methods.size() + (cpu ? 1 : 0)));
   Progress progress(total, f.quiet);
@@ -157,9 +170,9 @@ void bench(const BenchFlags& f) {
     }
   }
   progress.finish();
-  json sgemm_after = cpu ? gemm_in_child(false, f.sgemm_n, threads) : json{{"gflops", nullptr}};
-  json bf16_after = with_bf16 ? gemm_in_child(true, f.sgemm_n, threads) : json{{"gflops", nullptr}};
-  const double sgemm = best_rate(sgemm_before, sgemm_after), bf16_gemm = best_rate(bf16_before, bf16_after);
+  sg.measure(sg.after, f.sgemm_n, threads);
+  bg.measure(bg.after, f.sgemm_n, threads);
+  const double sgemm = sg.best(), bf16_gemm = bg.best();
   for (json& r : results) {
     if (sgemm > 0 && r.contains("gflops")) r["sgemm_ratio"] = r["gflops"].get<double>() / sgemm;
     if (bf16_gemm > 0 && r.contains("gflops")) r["bf16_gemm_ratio"] = r["gflops"].get<double>() / bf16_gemm;
@@ -197,14 +210,14 @@ void bench(const BenchFlags& f) {
   std::printf("machine: %s\n", m.str().c_str());
   if (sgemm > 0)
     std::printf("SGEMM ceiling (%s, %d^3, %s threads): %.1f GFLOP/s before, %.1f after; ratios use the higher\n\n",
-                engine::sgemm_library().c_str(), f.sgemm_n, threads > 0 ? std::to_string(threads).c_str() : "all",
-                sgemm_before["gflops"].get<double>(), sgemm_after["gflops"].get<double>());
+                sg.library.c_str(), f.sgemm_n, threads > 0 ? std::to_string(threads).c_str() : "all",
+                sg.before["gflops"].get<double>(), sg.after["gflops"].get<double>());
   else
     std::printf("SGEMM ceiling: not available in this build\n\n");
   if (bf16_gemm > 0)
     std::printf("bf16 GEMM ceiling (%s, bf16 in, f32 out, %d^3): %.1f GFLOP/s before, %.1f after; ratios use the "
                 "higher\n\n",
-                bf16_lib.c_str(), f.sgemm_n, bf16_before["gflops"].get<double>(), bf16_after["gflops"].get<double>());
+                bg.library.c_str(), f.sgemm_n, bg.before["gflops"].get<double>(), bg.after["gflops"].get<double>());
   else if (bf16_products)
     std::printf("bf16 GEMM ceiling: not measured (no oneDNN loads: install libdnnl2 or set FLATATTN_ONEDNN_LIB)\n\n");
   std::vector<std::string> h = result_header(ceilings);
@@ -252,12 +265,7 @@ void bench(const BenchFlags& f) {
   json doc = {{"command", "bench"},   {"machine", m.to_json()},
               {"workload", proto.to_json()}, {"mode", name(mode)},
               {"n", f.ns},            {"tokens", f.tokens},
-              {"sgemm", {{"library", engine::sgemm_library()}, {"n", f.sgemm_n}, {"threads", threads},
-                         {"gflops_before", sgemm_before["gflops"]}, {"gflops_after", sgemm_after["gflops"]},
-                         {"gflops", sgemm > 0 ? json(sgemm) : json(nullptr)}}},
-              {"bf16_gemm", {{"library", bf16_lib}, {"n", f.sgemm_n}, {"threads", threads},
-                             {"gflops_before", bf16_before["gflops"]}, {"gflops_after", bf16_after["gflops"]},
-                             {"gflops", bf16_gemm > 0 ? json(bf16_gemm) : json(nullptr)}}},
+              {"sgemm", sg.to_json(f.sgemm_n, threads)}, {"bf16_gemm", bg.to_json(f.sgemm_n, threads)},
               {"reps", f.reps},       {"warmup", f.warmup},
               {"check_rows", f.check_rows}, {"rule", kRuleLine},
               {"results", results},   {"summary", summary}};

@@ -45,38 +45,22 @@ void naive_forward(const ForwardArgs& args, const Options& options) {
 #endif
 }
 
-std::optional<double> sgemm_gflops(int n, int threads) {
+std::optional<double> gemm_gflops(Gemm gemm, int n, int threads) {
 #ifdef FLATATTN_CLI_HAS_SGEMM
-  return cpu::sgemm_gflops(n, threads);
+  return gemm == Gemm::bf16 ? cpu::bf16_gemm_gflops(n, threads) : cpu::sgemm_gflops(n, threads);
 #else
+  (void)gemm;
   (void)n;
   (void)threads;
   return std::nullopt;
 #endif
 }
 
-std::string sgemm_library() {
+std::string gemm_library(Gemm gemm) {
 #ifdef FLATATTN_CLI_HAS_SGEMM
-  return cpu::sgemm_library();
+  return gemm == Gemm::bf16 ? cpu::bf16_gemm_library() : cpu::sgemm_library();
 #else
-  return "";
-#endif
-}
-
-std::optional<double> bf16_gemm_gflops(int n, int threads) {
-#ifdef FLATATTN_CLI_HAS_SGEMM
-  return cpu::bf16_gemm_gflops(n, threads);
-#else
-  (void)n;
-  (void)threads;
-  return std::nullopt;
-#endif
-}
-
-std::string bf16_gemm_library() {
-#ifdef FLATATTN_CLI_HAS_SGEMM
-  return cpu::bf16_gemm_library();
-#else
+  (void)gemm;
   return "";
 #endif
 }

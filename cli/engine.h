@@ -17,16 +17,14 @@ bool has_naive();
 /// fp32 (N x N per head slice), then O = PV. CPU tensors; validates like forward().
 void naive_forward(const ForwardArgs& args, const Options& options);
 
-/// Single-precision GEMM rate (GFLOP/s) of this machine, n x n x n, measured now with `threads`
-/// threads (0 = all); nullopt when this build does not provide it.
-std::optional<double> sgemm_gflops(int n, int threads);
-/// Which library measured the SGEMM rate ("OpenBLAS", "Eigen"), "" when unavailable.
-std::string sgemm_library();
-/// bf16 GEMM rate (bf16 in, fp32 out; GFLOP/s) of this machine by oneDNN, loaded at run time
-/// (src/cpu/gemm_rate.h); nullopt when this build has no CPU engine. Throws Error when no oneDNN loads.
-std::optional<double> bf16_gemm_gflops(int n, int threads);
-/// The oneDNN bf16_gemm_gflops() would use ("oneDNN 2.6.3 (libdnnl.so.2, OpenMP threads)"), "" when none loads.
-std::string bf16_gemm_library();
+/// The GEMMs whose rates are the CPU's compute ceilings (src/cpu/gemm_rate.h): f32 (SGEMM by OpenBLAS or Eigen),
+/// and bf16 in, fp32 out (oneDNN, loaded at run time).
+enum class Gemm { f32, bf16 };
+/// That GEMM's rate (GFLOP/s) on this machine, n x n x n, measured now with `threads` threads (0 = all); nullopt
+/// when this build has no CPU engine. Gemm::bf16 throws Error when no oneDNN loads.
+std::optional<double> gemm_gflops(Gemm gemm, int n, int threads);
+/// Which library measures it ("OpenBLAS", "Eigen", "oneDNN 2.6.3 (libdnnl.so.2, OpenMP threads)"), "" when none.
+std::string gemm_library(Gemm gemm);
 
 /// Bytes of scratch the CPU engine allocates for one forward of `args` with `dataflow`;
 /// nullopt when this build does not provide it.
