@@ -43,6 +43,23 @@ double time_gemm(int n, Gemm gemm) {
   return 2.0 * nd * nd * nd / secs[secs.size() / 2] * 1e-9;
 }
 
+/// The inputs of one rate probe, after checking n and threads: A and B (n x n, N(0, 1) from a fixed seed, drawn in
+/// the same order for every GEMM) and the thread count to set (0: all hardware threads).
+struct Operands {
+  std::vector<float> a, b;
+  int threads;
+};
+Operands random_operands(int n, int threads) {
+  require(n >= 1, "n", std::to_string(n), "must be >= 1", "pass the matrix size, e.g. 2048");
+  require(threads >= 0, "threads", std::to_string(threads), "must be >= 0 (0: all)", "pass 0 or a count");
+  const std::size_t count = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  Operands o{std::vector<float>(count), std::vector<float>(count), threads > 0 ? threads : omp_get_num_procs()};
+  std::mt19937 rng(12345);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (std::size_t i = 0; i < count; ++i) o.a[i] = nd(rng), o.b[i] = nd(rng);
+  return o;
+}
+
 /// oneDNN's C entry points used here; their signatures are the same in oneDNN 2.x and 3.x (dnnl.h): dnnl_dim_t is
 /// int64_t, dnnl_status_t an int (0 = success), bf16 passed as uint16_t.
 struct OneDnn {
@@ -113,23 +130,19 @@ std::string bf16_gemm_library() {
 }
 
 double bf16_gemm_gflops(int n, int threads) {
-  require(n >= 1, "n", std::to_string(n), "must be >= 1", "pass the matrix size, e.g. 2048");
-  require(threads >= 0, "threads", std::to_string(threads), "must be >= 0 (0: all)", "pass 0 or a count");
+  const Operands in = random_operands(n, threads);
   const OneDnn& l = onednn();
   if (l.gemm == nullptr)
     throw Error(Error::Kind::unsupported, "bf16 GEMM", "oneDNN",
                 "no oneDNN library loads (tried FLATATTN_ONEDNN_LIB, else libdnnl.so.3, libdnnl.so.2, libdnnl.so)",
                 "install oneDNN (Debian: apt-get install libdnnl2), or set FLATATTN_ONEDNN_LIB to a libdnnl.so (e.g. "
                 "the one in PyPI's onednn-cpu-gomp wheel)");
-  const int nt = threads > 0 ? threads : omp_get_num_procs();
-  const std::size_t count = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  const std::size_t count = in.a.size();
   std::vector<std::uint16_t> a(count), b(count);
   std::vector<float> c(count);
-  std::mt19937 rng(12345);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (std::size_t i = 0; i < count; ++i) a[i] = float_to_bf16(nd(rng)), b[i] = float_to_bf16(nd(rng));
+  for (std::size_t i = 0; i < count; ++i) a[i] = float_to_bf16(in.a[i]), b[i] = float_to_bf16(in.b[i]);
   const int before = omp_get_max_threads();
-  omp_set_num_threads(nt);
+  omp_set_num_threads(in.threads);
   int status = 0;
   const double rate = time_gemm(n, [&] {
     status |= l.gemm('N', 'N', n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
@@ -151,14 +164,11 @@ std::string sgemm_library() {
 }
 
 double sgemm_gflops(int n, int threads) {
-  require(n >= 1, "n", std::to_string(n), "must be >= 1", "pass the matrix size, e.g. 2048");
-  require(threads >= 0, "threads", std::to_string(threads), "must be >= 0 (0: all)", "pass 0 or a count");
-  const int nt = threads > 0 ? threads : omp_get_num_procs();
-  const std::size_t count = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
-  std::vector<float> a(count), b(count), c(count);
-  std::mt19937 rng(12345);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (std::size_t i = 0; i < count; ++i) a[i] = nd(rng), b[i] = nd(rng);
+  Operands in = random_operands(n, threads);
+  std::vector<float>& a = in.a;
+  std::vector<float>& b = in.b;
+  std::vector<float> c(a.size());
+  const int nt = in.threads;
 #if FLATATTN_HAVE_OPENBLAS
   const int before = openblas_get_num_threads();
   openblas_set_num_threads(nt);
