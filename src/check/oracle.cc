@@ -50,7 +50,6 @@ ForwardOracle oracle_forward(const CaseTensors& t) {
 }
 
 double lse_logit_rounding(const CaseTensors& t) {
-  if (!(t.c.options.softcap > 0.f)) return 0.0;
   auto max_row_norm = [](const HostTensor& x, std::int64_t d) {
     double best = 0.0;
     for (std::int64_t r = 0; r < x.numel() / d; ++r) {

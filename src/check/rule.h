@@ -71,9 +71,10 @@ Verdict judge_lse(const HostTensor& lse, const HostTensor& ref, double tol = 1e-
 /// The LSE tolerance of judge_lse for a case, one rule for every check: 1e-5 on the CPU, 2e-4 on CUDA (its
 /// exp2/log2 are the hardware approximations), per row relative to max(1, |ref|). With large logits (q, k with
 /// input_sd > 4) the fp32 rounding of S itself (about eps D max|S|, absolute) dominates the rows whose LSE
-/// happens to be small, so the bound becomes normwise there: times max(1, max|ref|) over the finite rows. With
-/// softcap the LSE stays small while the pre-cap logits do not: logit_rounding (oracle.h lse_logit_rounding, an
-/// absolute bound of that rounding) is then a floor of the tolerance.
+/// happens to be small, so the bound becomes normwise there: times max(1, max|ref|) over the finite rows. Below that
+/// threshold (and with softcap, whose LSE stays small while the pre-cap logits do not) a row can still carry the
+/// logits' rounding in full: logit_rounding (oracle.h lse_logit_rounding, an absolute bound of that rounding) is a
+/// floor of the tolerance.
 double lse_tolerance(double input_sd, const HostTensor& ref, bool cuda, double logit_rounding = 0.0);
 
 /// Replaces the yardstick `yard` by `other` when other is further from `ref` (max |x - ref|): the worse of
